@@ -1,0 +1,201 @@
+# Baetyl-C — one entry point (DESIGN.md §2).
+#
+#   make                  release build of the SDK, every module and the examples, under build/
+#   make test             sanitizer build (ASan+UBSan) under build/san, unit tests, short fuzz
+#                         runs, then the integration tests (pytest) against those binaries
+#   make fuzz             every fuzz target for FUZZ_TIME seconds (default 60)
+#   make bench            benchmarks side by side with mosquitto
+#   make install PREFIX=/usr/local MODE=native|docker
+#   make uninstall PREFIX=…, make clean, make run
+#
+# Objects never land in the source tree. BUILD picks the output directory, SAN=1 adds the
+# sanitizers, so several builds can live side by side.
+
+BUILD   ?= build
+SAN     ?= 0
+CC      ?= gcc
+PREFIX  ?= /usr/local
+MODE    ?= native
+FUZZ_TIME ?= 60
+PYTHON  ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+VERSION  := $(shell git describe --tags --exact-match 2>/dev/null || echo git-$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
+PKGS := yaml-0.1 jansson libcurl openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+
+WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) \
+           -DBT_VERSION='"$(VERSION)"' -DBT_REVISION='"$(REVISION)"' -MMD -MP
+LDFLAGS ?=
+
+ifeq ($(SAN),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  CFLAGS   += $(SANFLAGS) -O1
+  LDFLAGS  += $(SANFLAGS)
+endif
+
+# ---- generated code (protobuf-c for proto/*.proto) ------------------------------------
+PROTOS   := $(wildcard proto/*.proto)
+GEN_SRCS := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+GEN_HDRS := $(GEN_SRCS:.c=.h)
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+# ---- the SDK -------------------------------------------------------------------------
+SDK_SRCS := $(wildcard sdk/src/*.c)
+SDK_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SDK_SRCS)) \
+            $(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(GEN_SRCS))
+SDK_LIB  := $(BUILD)/lib/libbaetyl-sdk.a
+
+$(SDK_LIB): $(SDK_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c | $(GEN_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
+
+# ---- modules: every top-level directory with a main.c is one executable ----------------
+# master/ builds `baetyl`; any other dir X builds `baetyl-X`.
+MODULE_DIRS := $(patsubst %/main.c,%,$(wildcard */main.c))
+bin_name     = $(if $(filter master,$(1)),baetyl,baetyl-$(1))
+MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
+
+define module_rule
+$(BUILD)/bin/$(call bin_name,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+endef
+$(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
+
+# ---- examples written with the SDK: example/<name>/main.c -> build/bin/example-<name> ----
+EXAMPLE_DIRS := $(patsubst %/main.c,%,$(wildcard example/*/main.c))
+EXAMPLE_BINS := $(foreach d,$(EXAMPLE_DIRS),$(BUILD)/bin/example-$(notdir $(d)))
+define example_rule
+$(BUILD)/bin/example-$(notdir $(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+endef
+$(foreach d,$(EXAMPLE_DIRS),$(eval $(call example_rule,$(d))))
+
+# ---- C unit tests (cmocka): test/unit/test_X.c -> build/…/test/test_X ----------------
+UNIT_SRCS := $(wildcard test/unit/test_*.c)
+UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
+$(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(SDK_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+# Test helpers written in C (peers, tools the integration tests drive): test/tools/X.c
+TOOL_SRCS := $(wildcard test/tools/*.c)
+TOOL_BINS := $(patsubst test/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
+$(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
+
+.PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
+        bench install uninstall clean run
+.DEFAULT_GOAL := all
+all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
+sdk: $(SDK_LIB)
+unit: $(UNIT_BINS)
+tools: $(TOOL_BINS)
+
+# ---- tests ----------------------------------------------------------------------------
+SAN_BUILD := build/san
+export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+test:
+	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) all unit tools
+	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) unit-test
+	$(MAKE) --no-print-directory fuzz-smoke
+	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) integration-test
+
+# Runs every unit test binary, then prints one closing line CI can read.
+unit-test: $(UNIT_BINS)
+	@pass=0; fail=0; for t in $(UNIT_BINS); do \
+	  echo "== $$t"; if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; echo "unit: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+integration-test:
+	BAETYL_BUILD=$(abspath $(BUILD)) BAETYL_SRC=$(CURDIR) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  test/integration $(PYTEST_ARGS)
+
+# ---- fuzzing (libFuzzer, clang) ---------------------------------------------------------
+FUZZ_SRCS := $(wildcard test/fuzz/fuzz_*.c)
+FUZZ_BUILD := build/fuzz
+FUZZ_BINS := $(patsubst test/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+
+fuzz-build:
+	$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD) \
+	  CFLAGS="-O1 -g $(FUZZ_FLAGS)" fuzz-bins
+fuzz-bins: $(FUZZ_BINS)
+$(FUZZ_BUILD)/fuzz/%: $(FUZZ_BUILD)/obj/test/fuzz/%.o $(SDK_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $< $(SDK_LIB) $(PKG_LIBS)
+
+# make fuzz: FUZZ_TIME seconds per target; corpora kept under build/fuzz/corpus.
+fuzz: fuzz-build
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  seeds=""; [ -d test/fuzz/corpus/$$n ] && seeds=test/fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_TIME)s)"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$n $$seeds || exit 1; \
+	done
+
+# Short bounded run for CI.
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(or $(FUZZ_SMOKE_TIME),10)
+
+# ---- benchmarks ---------------------------------------------------------------------
+bench: all tools
+	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/run.py
+
+# ---- install --------------------------------------------------------------------------
+# native: each module's package goes to PREFIX/var/db/baetyl/baetyl-<module>/ with bin/ and
+# package.yml — the layout the examples mount at lib/baetyl/<image>.
+install: all
+	install -d $(PREFIX)/bin
+	@if [ -f $(BUILD)/bin/baetyl ]; then install -m 0755 $(BUILD)/bin/baetyl $(PREFIX)/bin/baetyl; fi
+	@if [ -d example/$(MODE)/etc ]; then mkdir -p $(PREFIX)/etc && cp -R example/$(MODE)/etc/. $(PREFIX)/etc/; fi
+	@if [ -d example/$(MODE)/var ]; then mkdir -p $(PREFIX)/var && cp -R example/$(MODE)/var/. $(PREFIX)/var/; fi
+	@if [ "$(MODE)" = native ]; then \
+	  for b in $(filter-out $(BUILD)/bin/baetyl,$(MODULE_BINS)); do \
+	    m=$$(basename $$b); d=$$(echo $$m | sed 's/^baetyl-//'); \
+	    install -d $(PREFIX)/var/db/baetyl/$$m/bin; \
+	    install -m 0755 $$b $(PREFIX)/var/db/baetyl/$$m/bin/$$m; \
+	    if [ -f $$d/package.yml ]; then install -m 0644 $$d/package.yml $(PREFIX)/var/db/baetyl/$$m/package.yml; \
+	    else printf 'entry: bin/%s\n' $$m > $(PREFIX)/var/db/baetyl/$$m/package.yml; fi; \
+	  done; \
+	  if [ -x scripts/install-extra.sh ]; then scripts/install-extra.sh $(PREFIX) $(BUILD); fi; \
+	fi
+	@echo "installed into $(PREFIX) (mode $(MODE))"
+
+uninstall:
+	rm -f $(PREFIX)/bin/baetyl
+	@for d in $(MODULE_DIRS) function-python function-node; do \
+	  rm -rf $(PREFIX)/var/db/baetyl/baetyl-$$d; done
+	@echo "removed baetyl from $(PREFIX) (etc/ and application data are kept)"
+
+clean:
+	rm -rf build
+
+# ---- the main job: native mode, the seed's hub + function example -----------------------
+RUN_DIR ?= $(CURDIR)/build/run
+run: all
+	rm -rf $(RUN_DIR) && $(MAKE) --no-print-directory install PREFIX=$(RUN_DIR) MODE=native
+	@if [ -x scripts/run.sh ]; then exec scripts/run.sh $(RUN_DIR); \
+	 else echo "nothing to run yet: the master is not built"; fi
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

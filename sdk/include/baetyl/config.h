@@ -1,0 +1,116 @@
+/* Configuration: YAML (libyaml) into C structs through a declarative schema per struct.
+ *
+ * A module describes each struct once, next to it:
+ *
+ *   typedef struct { char *address; int64_t timeout; bt_cfg_list subs; } my_cfg;
+ *   static const bt_cfg_field my_fields[] = {
+ *       BT_FIELD(my_cfg, address, "address", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
+ *       BT_FIELD(my_cfg, timeout, "timeout", BT_CFG_DURATION, .def = "30s"),
+ *       BT_FIELD(my_cfg, subs, "subscriptions", BT_CFG_LIST, .sub = &sub_schema),
+ *       {0}};
+ *   static const bt_cfg_schema my_schema = {sizeof(my_cfg), my_fields, NULL};
+ *
+ * and loads it with bt_cfg_load_file(&my_schema, &cfg, path, err, sizeof err).
+ * Unknown keys are ignored. Every error names the YAML path and line:
+ * "hub.address: required (line 3)", "services[1].replica: not an integer (line 9)".
+ * Before parsing, "{{.ENV_NAME}}" is replaced by the environment variable ENV_NAME (an
+ * unset name leaves the text unchanged and logs a warning). */
+#ifndef BAETYL_CONFIG_H
+#define BAETYL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    BT_CFG_STRING = 1, /* char * (malloc'd, NULL when absent and no default) */
+    BT_CFG_BOOL,       /* bool */
+    BT_CFG_INT,        /* long */
+    BT_CFG_FLOAT,      /* double */
+    BT_CFG_DURATION,   /* int64_t milliseconds; "10s", "1m30s", "500ms", "48h"; a bare number = seconds */
+    BT_CFG_SIZE,       /* int64_t bytes; "32k", "4m", "1g" (binary units), a bare number = bytes */
+    BT_CFG_LIST,       /* bt_cfg_list of `elem` (or of structs when `sub` is set) */
+    BT_CFG_MAP,        /* bt_cfg_map: string keys to `elem` (or structs when `sub` is set) */
+    BT_CFG_STRUCT,     /* nested struct described by `sub`, stored in place */
+} bt_cfg_type;
+
+/* Field flags. */
+#define BT_CFG_REQUIRED 0x1u /* must be present (strings: and non-empty) */
+#define BT_CFG_RANGE    0x2u /* numeric value (int, float, duration, size) or list/map length within [min, max] */
+#define BT_CFG_INLINE   0x4u /* BT_CFG_STRUCT whose keys sit at this level (name ignored) */
+
+typedef struct bt_cfg_schema bt_cfg_schema;
+
+typedef struct {
+    const char *name;          /* YAML key; "a.b.c" walks nested mappings */
+    bt_cfg_type type;
+    size_t offset;             /* offsetof(struct, member) */
+    const char *def;           /* default, as YAML scalar text ("10s", "32k", "true"); NULL = zero/NULL */
+    unsigned flags;            /* BT_CFG_* */
+    const bt_cfg_schema *sub;  /* STRUCT; element schema of LIST/MAP of structs */
+    bt_cfg_type elem;          /* element type of LIST/MAP when sub is NULL (scalars only) */
+    double min, max;           /* with BT_CFG_RANGE */
+    const char *choices;       /* "a|b|c": the allowed values of a string */
+    const char *pattern;       /* POSIX extended regex a string must match, anchored by the caller */
+    /* Extra validation of the stored value; returns 0, or -1 and writes a reason (without
+     * the path: the loader adds "path: ... (line n)"). */
+    int (*check)(const void *value, char *err, size_t errlen);
+} bt_cfg_field;
+
+struct bt_cfg_schema {
+    size_t size;                 /* sizeof the struct (element size of lists/maps of it) */
+    const bt_cfg_field *fields;  /* ends with a zeroed entry */
+    /* Whole-struct validation after all fields are loaded (e.g. unique names); same
+     * contract as bt_cfg_field.check. May be NULL. */
+    int (*check)(void *obj, char *err, size_t errlen);
+};
+
+typedef struct {
+    size_t n;
+    void *items; /* array of n elements: char * for strings, long, bool, double, int64_t, or structs */
+} bt_cfg_list;
+
+typedef struct {
+    size_t n;
+    char **keys;  /* n keys, in file order */
+    void *values; /* array of n elements, typed like bt_cfg_list.items */
+} bt_cfg_map;
+
+#define BT_FIELD(st, member, key, typ, ...) \
+    { .name = (key), .type = (typ), .offset = offsetof(st, member), __VA_ARGS__ }
+
+/* Typed access to list/map elements. */
+#define BT_CFG_AT(list, type, i) (((type *)(list).items)[i])
+
+/* Loads a YAML file into obj (zeroed first, defaults applied, then validated). On error
+ * obj is freed and zeroed again and err holds "path: reason (line n)".
+ * Returns 0 or -1. A missing file is an error: "open <path>: No such file or directory". */
+int bt_cfg_load_file(const bt_cfg_schema *s, void *obj, const char *path, char *err, size_t errlen);
+/* The same from a text in memory (templating included). */
+int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len,
+                       char *err, size_t errlen);
+/* Fills obj with the defaults alone, as if loading an empty document (required fields are
+ * not checked). */
+int bt_cfg_defaults(const bt_cfg_schema *s, void *obj, char *err, size_t errlen);
+/* Frees everything the loader allocated in obj and zeroes it. */
+void bt_cfg_free(const bt_cfg_schema *s, void *obj);
+/* Deep equality of two loaded structs of the same schema. */
+bool bt_cfg_equal(const bt_cfg_schema *s, const void *a, const void *b);
+/* Deep copy (dst is overwritten; free it with bt_cfg_free). Returns 0 or -1 (no memory). */
+int bt_cfg_copy(const bt_cfg_schema *s, void *dst, const void *src);
+
+/* Replaces "{{.NAME}}" by getenv("NAME") (spaces inside the braces allowed); an unset
+ * name stays as written and is logged as a warning. Returns a malloc'd string. */
+char *bt_cfg_template(const char *text, size_t len, size_t *outlen);
+
+/* Parses "1h2m3.5s", "500ms", "10s", "48h", "100us"/"100ns" (rounded to ms), or a bare
+ * number of seconds. Returns 0 or -1. */
+int bt_parse_duration(const char *s, int64_t *ms);
+/* Parses "32k", "4m", "1g", "10kb", "512b" or a bare number of bytes (binary units). */
+int bt_parse_size(const char *s, int64_t *bytes);
+
+/* The `logger:` section (SPEC §18) as a schema, for embedding with BT_CFG_STRUCT:
+ *   BT_FIELD(my_cfg, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema) */
+extern const bt_cfg_schema bt_logger_schema;
+
+#endif
