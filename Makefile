@@ -28,8 +28,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -D_GNU_SOURCE $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) \
+OPT     ?= -O2 -g
+CFLAGS  := $(OPT) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) \
            -DBT_VERSION='"$(VERSION)"' -DBT_REVISION='"$(REVISION)"' -MMD -MP
 LDFLAGS ?=
 
@@ -96,6 +96,19 @@ $(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+# Unit tests of a module's internals: test/unit/<module>/test_X.c links that module's
+# objects except main.o.
+MOD_UNIT_SRCS := $(wildcard $(foreach d,$(MODULE_DIRS),test/unit/$(d)/test_*.c))
+MOD_UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(MOD_UNIT_SRCS))
+UNIT_BINS     += $(MOD_UNIT_BINS)
+mod_objs       = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+define mod_unit_rule
+$(BUILD)/test/$(1)/%: $(BUILD)/obj/test/unit/$(1)/%.o $(call mod_objs,$(1)) $(SDK_LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS) $$(shell pkg-config --libs cmocka)
+endef
+$(foreach d,$(MODULE_DIRS),$(eval $(call mod_unit_rule,$(d))))
+
 # Test helpers written in C (peers, tools the integration tests drive): test/tools/X.c
 TOOL_SRCS := $(wildcard test/tools/*.c)
 TOOL_BINS := $(patsubst test/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
@@ -140,7 +153,7 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 
 fuzz-build:
 	$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD) \
-	  CFLAGS="-O1 -g $(FUZZ_FLAGS)" fuzz-bins
+	  OPT="-O1 -g $(FUZZ_FLAGS)" fuzz-bins
 fuzz-bins: $(FUZZ_BINS)
 $(FUZZ_BUILD)/fuzz/%: $(FUZZ_BUILD)/obj/test/fuzz/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,103 @@
+/* Durable state of the hub in LMDB under storage.dir (SPEC §11 Durability, DESIGN §5):
+ * an append-only log of QoS 1 messages keyed by a global sequence number, the acknowledged
+ * offset of each persistent consumer (a session or a route), persistent sessions'
+ * subscriptions, retained messages and the wills of connected clients.
+ *
+ * Thread-safe: any thread may call any function; writes serialise on LMDB's writer lock.
+ * A batch appended with store_append() is committed (and synced, unless the store was
+ * opened with sync off) before the call returns: PUBACK only after it returns 0. */
+#ifndef HUB_STORE_H
+#define HUB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+/* One message as stored (views; the store copies what it keeps). In messages the store
+ * passes to callbacks, topic is also NUL-terminated. */
+typedef struct {
+    const char *topic;
+    size_t topic_len;
+    const void *payload;
+    size_t payload_len;
+    uint8_t qos;
+    uint8_t retain;
+    int64_t ts_ms; /* wall clock time of arrival, unix milliseconds (for retention) */
+} store_msg;
+
+/* One subscription of a persistent session. */
+typedef struct {
+    const char *filter;
+    uint8_t qos;
+} store_sub;
+
+typedef struct {
+    const char *dir;     /* created if missing */
+    int sync;            /* 1: fsync each commit (survives power loss); 0: survives process crash only */
+    size_t map_size;     /* LMDB map size in bytes; 0 = a default that fits small devices (e.g. 1 GiB) */
+    size_t map_max;      /* when the map fills, it grows (doubling) up to this; 0 = 2 × map_size.
+                          * Beyond it writes fail with "store full"; deletes may still grow it a
+                          * little so that a full store can always be cleaned up. */
+} store_options;
+
+/* Opens (creating) the store. Returns 0 or -1 with err. */
+int store_open(const store_options *o, store **out, char *err, size_t errlen);
+void store_close(store *s);
+
+/* Appends n messages in one transaction (group commit); seqs[i] receives each message's
+ * sequence number (strictly increasing, never reused, also across restarts). */
+int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen);
+/* The highest sequence number ever assigned (0 if none). */
+uint64_t store_last_seq(store *s);
+
+/* Calls cb for each stored message with seq >= from, in order, until cb returns non-zero or
+ * max messages were passed (0 = no limit). Views passed to cb are valid only during the call.
+ * Returns the number of messages passed, or -1. */
+typedef int (*store_scan_cb)(uint64_t seq, const store_msg *m, void *arg);
+long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen);
+
+/* Acknowledged offsets of persistent consumers ("s:<client id>", "r:<route>"): every message
+ * with seq <= offset is done for that consumer. set_offsets writes a batch in one txn. */
+typedef struct {
+    const char *consumer;
+    uint64_t offset;
+} store_offset;
+int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
+/* 0 and *offset = 0 when the consumer is unknown. */
+int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen);
+int store_del_offset(store *s, const char *consumer, char *err, size_t errlen);
+
+/* Persistent sessions: client id → subscriptions (replaces the previous set). */
+int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err, size_t errlen);
+int store_del_session(store *s, const char *client_id, char *err, size_t errlen);
+/* In the load functions below, a callback that returns non-zero stops the walk (the call
+ * still returns 0); records are validated and a corrupt one fails the call with err. */
+typedef int (*store_session_cb)(const char *client_id, const store_sub *subs, size_t n, void *arg);
+int store_load_sessions(store *s, store_session_cb cb, void *arg, char *err, size_t errlen);
+
+/* Retained messages: topic → message (an empty payload is never stored: use del). */
+int store_put_retained(store *s, const store_msg *m, char *err, size_t errlen);
+int store_del_retained(store *s, const char *topic, char *err, size_t errlen);
+typedef int (*store_msg_cb)(const store_msg *m, void *arg);
+int store_load_retained(store *s, store_msg_cb cb, void *arg, char *err, size_t errlen);
+
+/* Wills of connected clients: written at CONNECT, deleted at DISCONNECT or when the will was
+ * published. Wills still present at start-up belong to clients of a crashed hub: the hub
+ * publishes them then deletes them. */
+int store_put_will(store *s, const char *client_id, const store_msg *m, char *err, size_t errlen);
+int store_del_will(store *s, const char *client_id, char *err, size_t errlen);
+typedef int (*store_will_cb)(const char *client_id, const store_msg *m, void *arg);
+int store_load_wills(store *s, store_will_cb cb, void *arg, char *err, size_t errlen);
+
+/* Deletes log messages older than now_ms - retention_ms; returns how many, or -1. */
+long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen);
+
+/* Counters for reports: number of messages in the log, bytes used by the map. */
+typedef struct {
+    uint64_t messages, first_seq, last_seq, map_used;
+    uint64_t map_size; /* current map size (map_used / map_size is how full the store is) */
+} store_stats;
+int store_get_stats(store *s, store_stats *st);
+
+#endif

@@ -1,0 +1,67 @@
+/* Client of the master API (SPEC §7) on libcurl: HTTP/1.1 over a unix socket or tcp, every
+ * request signed with `x-openedge-username: <service>` and `x-openedge-password: <token>`.
+ *
+ * A client holds only immutable settings; each call uses its own curl handle, so one client
+ * may be shared by any number of threads. Every call returns 0 (or a port) on success, or -1
+ * with err holding either "<status>: <body text>" for a non-2xx answer (e.g.
+ * "401: account unauthorized") or curl's message for a transport error. */
+#ifndef BAETYL_API_H
+#define BAETYL_API_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#define BT_API_DEFAULT_TIMEOUT_MS 30000L
+
+typedef struct bt_api_client bt_api_client;
+
+typedef struct {
+    /* "unix:///abs/path.sock", "unix://relative/path.sock" (relative to the cwd at
+     * creation) or "tcp://host:port" ("tcp://[::1]:port" for IPv6). */
+    const char *address;
+    const char *username;  /* service name; NULL = "" */
+    const char *password;  /* service token; NULL = "" */
+    long timeout_ms;       /* whole request, connect included; <= 0 = 30 s */
+} bt_api_options;
+
+/* Creates a client from explicit settings; NULL with err on a bad address. */
+bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen);
+/* Creates a client from BAETYL_MASTER_API_ADDRESS, BAETYL_SERVICE_NAME and
+ * BAETYL_SERVICE_TOKEN (each falling back to its OPENEDGE_* twin); timeout_ms <= 0 = 30 s.
+ * The address is required; name and token may be absent (sent empty). */
+bt_api_client *bt_api_new_from_env(long timeout_ms, char *err, size_t errlen);
+/* Frees a client (NULL is fine). */
+void bt_api_free(bt_api_client *c);
+
+/* GET /v1/system/inspect. *json (if json is not NULL) gets the parsed object and *raw (if
+ * raw is not NULL) the body text; the caller frees them (json_decref, free). */
+int bt_api_inspect(bt_api_client *c, json_t **json, char **raw, char *err, size_t errlen);
+/* PUT /v1/system/update {"type","path","trace"}; type NULL = "APP", trace NULL = omitted. */
+int bt_api_update_system(bt_api_client *c, const char *type, const char *path,
+                         const char *trace, char *err, size_t errlen);
+/* GET /v1/ports/available; returns the port (1..65535) or -1. */
+int bt_api_get_available_port(bt_api_client *c, char *err, size_t errlen);
+/* PUT /v1/services/{service}/instances/{instance}/start with env, a JSON object of string
+ * values (NULL = {}): extra environment of that instance. */
+int bt_api_start_instance(bt_api_client *c, const char *service, const char *instance,
+                          const json_t *env, char *err, size_t errlen);
+/* PUT /v1/services/{service}/instances/{instance}/stop. */
+int bt_api_stop_instance(bt_api_client *c, const char *service, const char *instance,
+                         char *err, size_t errlen);
+/* PUT /v1/services/{service}/instances/{instance}/report with stats, a JSON object. */
+int bt_api_report_instance(bt_api_client *c, const char *service, const char *instance,
+                           const json_t *stats, char *err, size_t errlen);
+
+/* Any request: method "GET"/"PUT"/..., path starting with '/' (already encoded), body of
+ * body_len bytes sent as application/json (NULL = no body). On 2xx returns 0 and, when
+ * resp is not NULL, *resp = the body (NUL-terminated, free() it; *resp_len its length
+ * when resp_len is not NULL). Replies larger than 64 MiB are refused. */
+int bt_api_request(bt_api_client *c, const char *method, const char *path, const char *body,
+                   size_t body_len, char **resp, size_t *resp_len, char *err, size_t errlen);
+
+/* Percent-encodes s for one URL path segment (everything but A-Z a-z 0-9 - . _ ~).
+ * Returns a malloc'd string, or NULL when out of memory. */
+char *bt_api_escape(const char *s);
+
+#endif
