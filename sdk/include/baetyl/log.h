@@ -50,4 +50,34 @@ void bt_logf(bt_log_level l, const char *fmt, ...) __attribute__((format(printf,
 /* Flushes and closes the log file (back to stderr). */
 void bt_log_close(void);
 
+/* ---- Added with the implementation (log.c, log_rotate.c) ---------------------------- */
+
+/* A message, a key or a value longer than this is cut (on a UTF-8 boundary) and ends with
+ * "...(truncated)", so that no input can make a line unbounded. */
+#define BT_LOG_MAX_TEXT 65536
+
+/* Text lines follow logrus's TextFormatter: time, level, msg (left out when empty), then
+ * the fields sorted by key; a value is written bare when it is empty or made only of
+ * [A-Za-z0-9-._/@^+], otherwise quoted like Go's %q. Keys are quoted by the same rule.
+ * Levels print as debug, info, warning, error (logrus names). Fields named time, level or
+ * msg are renamed fields.time, fields.level, fields.msg (logrus). A trailing newline of a
+ * message is dropped. JSON lines hold level, msg, time and the fields, keys sorted;
+ * invalid UTF-8 becomes U+FFFD there.
+ *
+ * File output: when the file would grow past size.max, it is renamed <path>.1 (the older
+ * <path>.1 becomes <path>.2, and so on); at most backup.max backups are kept (0 = no
+ * limit), and backups whose mtime is older than age.max days are deleted (0 = no limit),
+ * at bt_log_init and at each rotation. size.max 0 = no rotation. */
+
+/* Overrides size.max with a limit in bytes (e.g. 300 for tests) for the current and later
+ * loggers; 0 goes back to the config. The environment variable BAETYL_LOG_SIZE_MAX_BYTES
+ * does the same, read at each bt_log_init, when this function was not used. */
+void bt_log_set_size_max_bytes(long long bytes);
+
+/* 1 when lines currently go to a file, 0 when they go to stderr. */
+int bt_log_is_file(void);
+
+/* bt_logf with a va_list, for wrappers. */
+void bt_vlogf(bt_log_level l, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 #endif
