@@ -43,6 +43,7 @@ typedef struct {
 
 /* Opens (creating) the store. Returns 0 or -1 with err. */
 int store_open(const store_options *o, store **out, char *err, size_t errlen);
+/* Flushes (when opened with sync off) and closes the store; NULL is a no-op. */
 void store_close(store *s);
 
 /* Appends n messages in one transaction (group commit); seqs[i] receives each message's
@@ -54,6 +55,8 @@ uint64_t store_last_seq(store *s);
 /* Calls cb for each stored message with seq >= from, in order, until cb returns non-zero or
  * max messages were passed (0 = no limit). Views passed to cb are valid only during the call.
  * Returns the number of messages passed, or -1. */
+/* (cb runs with no store lock or txn held and may call any store function. On a corrupt record
+ * the scan returns -1 after passing the messages before it; err names its seq.) */
 typedef int (*store_scan_cb)(uint64_t seq, const store_msg *m, void *arg);
 long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen);
 
@@ -66,13 +69,16 @@ typedef struct {
 int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
 /* 0 and *offset = 0 when the consumer is unknown. */
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen);
+/* Deleting (offset, session, retained, will) a key that is not there is not an error. */
 int store_del_offset(store *s, const char *consumer, char *err, size_t errlen);
 
 /* Persistent sessions: client id → subscriptions (replaces the previous set). */
 int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err, size_t errlen);
 int store_del_session(store *s, const char *client_id, char *err, size_t errlen);
-/* In the load functions below, a callback that returns non-zero stops the walk (the call
- * still returns 0); records are validated and a corrupt one fails the call with err. */
+/* In the load functions below, a callback that returns > 0 stops the walk (the call still
+ * returns 0) and one that returns < 0 fails the call (-1, err names the record). Records are
+ * validated: a corrupt one fails the call with err. Callbacks run with no store lock or txn
+ * held, so they may call any store function (e.g. delete the will they were given). */
 typedef int (*store_session_cb)(const char *client_id, const store_sub *subs, size_t n, void *arg);
 int store_load_sessions(store *s, store_session_cb cb, void *arg, char *err, size_t errlen);
 

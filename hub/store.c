@@ -1,0 +1,523 @@
+/* The store's LMDB environment: opening, write txns with map growth, chunked walks,
+ * statistics. The log is in store_log.c, the keyed tables in store_kv.c.
+ *
+ * Durability choice: sync=1 keeps LMDB's default flags, so a commit returns after both the
+ * data pages and the meta page are fsynced. MDB_NOMETASYNC would save one fsync per commit
+ * but a power loss could then roll back the last commits, i.e. lose messages that were
+ * already PUBACKed, which is what sync=1 promises not to do. sync=0 uses MDB_NOSYNC:
+ * committed pages are in the OS page cache, which survives a crash of the process (the
+ * hub's kill -9 case) but not of the machine; the store is synced once at close. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+#define STORE_VERSION 1
+#define DEFAULT_MAP_SIZE ((size_t)1 << 30)
+#define MIN_MAP_SIZE ((size_t)64 << 10)
+#define MAX_RETRIES 8
+#define WALK_CHUNK_RECS 256
+#define WALK_CHUNK_BYTES ((size_t)1 << 20)
+
+void store_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen)
+{
+    if (!k || !len) {
+        store_err(err, errlen, "store: empty %s", what);
+        return -1;
+    }
+    size_t max = (size_t)mdb_env_get_maxkeysize(s->env);
+    if (len > max) {
+        store_err(err, errlen, "store: %s of %zu bytes is too long (max %zu)", what, len, max);
+        return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p */
+static int make_dir(const char *dir, char *err, size_t errlen)
+{
+    char *p = strdup(dir);
+    if (!p) {
+        store_err(err, errlen, "store: out of memory");
+        return -1;
+    }
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c)
+            continue;
+        char saved = *c;
+        *c = 0;
+        if (mkdir(p, 0755) && errno != EEXIST) {
+            store_err(err, errlen, "store: cannot create %s: %s", p, strerror(errno));
+            free(p);
+            return -1;
+        }
+        *c = saved;
+        if (!saved)
+            break;
+    }
+    free(p);
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+        store_err(err, errlen, "store: %s is not a directory", dir);
+        return -1;
+    }
+    return 0;
+}
+
+static size_t map_size_now(store *s)
+{
+    MDB_envinfo info;
+    mdb_env_info(s->env, &info);
+    return info.me_mapsize;
+}
+
+static const char *size_str(char *buf, size_t len, size_t bytes)
+{
+    if (bytes >= ((size_t)1 << 20))
+        snprintf(buf, len, "%zu MiB", bytes >> 20);
+    else
+        snprintf(buf, len, "%zu KiB", bytes >> 10);
+    return buf;
+}
+
+static size_t page_size(store *s)
+{
+    MDB_stat st;
+    mdb_env_stat(s->env, &st);
+    return st.ms_psize;
+}
+
+/* Another process grew the map (MDB_MAP_RESIZED): adopt its size. */
+static int adopt_map_size(store *s)
+{
+    pthread_rwlock_wrlock(&s->resize);
+    int rc = mdb_env_set_mapsize(s->env, 0);
+    pthread_rwlock_unlock(&s->resize);
+    return rc;
+}
+
+/* Grows the map after MDB_MAP_FULL; -1 when the limit for this kind of txn is reached. */
+static int grow_map(store *s, enum store_txn_kind kind, int *frees_grown)
+{
+    int rc = -1;
+    pthread_rwlock_wrlock(&s->resize);
+    size_t cur = map_size_now(s), want = 0;
+    if (kind == STORE_TXN_GROWS) {
+        if (cur < s->map_max)
+            want = cur > s->map_max / 2 ? s->map_max : cur * 2;
+    } else if (*frees_grown < 2) {
+        /* Deleting rewrites a few pages; 1/16 more room is plenty and stays sparse on disk. */
+        size_t step = cur / 16 > ((size_t)1 << 20) ? cur / 16 : ((size_t)1 << 20);
+        want = cur + step;
+        (*frees_grown)++;
+    }
+    if (want) {
+        size_t ps = page_size(s);
+        want = (want + ps - 1) / ps * ps;
+        if (mdb_env_set_mapsize(s->env, want) == 0)
+            rc = 0;
+    }
+    pthread_rwlock_unlock(&s->resize);
+    return rc;
+}
+
+int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
+                char *err, size_t errlen)
+{
+    int frees_grown = 0;
+    for (int attempt = 0;; attempt++) {
+        MDB_txn *t;
+        pthread_rwlock_rdlock(&s->resize);
+        int rc = mdb_txn_begin(s->env, NULL, 0, &t);
+        if (rc == 0) {
+            rc = fn(s, t, arg, err, errlen);
+            if (rc == 0)
+                rc = mdb_txn_commit(t);
+            else
+                mdb_txn_abort(t);
+        }
+        pthread_rwlock_unlock(&s->resize);
+        if (rc == 0)
+            return 0;
+        if (rc == STORE_EFN)
+            return -1;
+        if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
+            continue;
+        if (rc == MDB_MAP_FULL) {
+            if (attempt < MAX_RETRIES && grow_map(s, kind, &frees_grown) == 0)
+                continue;
+            char cur[32], max[32];
+            store_err(err, errlen, "store full: %s needs more than the %s map (limit %s)", what,
+                      size_str(cur, sizeof(cur), map_size_now(s)), size_str(max, sizeof(max), s->map_max));
+            return -1;
+        }
+        store_err(err, errlen, "store: %s: %s", what, mdb_strerror(rc));
+        return -1;
+    }
+}
+
+int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen)
+{
+    for (int attempt = 0;; attempt++) {
+        pthread_rwlock_rdlock(&s->resize);
+        int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, t);
+        if (rc == 0)
+            return 0;
+        pthread_rwlock_unlock(&s->resize);
+        if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
+            continue;
+        store_err(err, errlen, "store: read: %s", mdb_strerror(rc));
+        return -1;
+    }
+}
+
+void store_read_end(store *s, MDB_txn *t)
+{
+    mdb_txn_abort(t);
+    pthread_rwlock_unlock(&s->resize);
+}
+
+/* A chunk of copied records: [size_t klen][size_t vlen][key][0][value][0] ... */
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+} chunk;
+
+static int chunk_add(chunk *c, const MDB_val *k, const MDB_val *v)
+{
+    size_t need = 2 * sizeof(size_t) + k->mv_size + v->mv_size + 2;
+    if (need > c->cap - c->len) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap - c->len < need)
+            cap *= 2;
+        uint8_t *b = realloc(c->buf, cap);
+        if (!b)
+            return -1;
+        c->buf = b;
+        c->cap = cap;
+    }
+    uint8_t *p = c->buf + c->len;
+    memcpy(p, &k->mv_size, sizeof(size_t));
+    memcpy(p + sizeof(size_t), &v->mv_size, sizeof(size_t));
+    p += 2 * sizeof(size_t);
+    memcpy(p, k->mv_data, k->mv_size);
+    p[k->mv_size] = 0;
+    p += k->mv_size + 1;
+    memcpy(p, v->mv_data, v->mv_size);
+    p[v->mv_size] = 0;
+    c->len += need;
+    return 0;
+}
+
+/* Copies up to a chunk of records starting at *resume (skipping it when skip is set). */
+static int walk_fill(store *s, MDB_dbi dbi, const chunk *resume, int skip, size_t limit, chunk *c,
+                     size_t *nrec, int *more, char *err, size_t errlen)
+{
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if (store_read_begin(s, &t, err, errlen))
+        return -1;
+    int rc = mdb_cursor_open(t, dbi, &cur);
+    if (rc) {
+        store_read_end(s, t);
+        store_err(err, errlen, "store: cursor: %s", mdb_strerror(rc));
+        return -1;
+    }
+    if (resume->len) {
+        k.mv_data = resume->buf;
+        k.mv_size = resume->len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && skip && k.mv_size == resume->len && !memcmp(k.mv_data, resume->buf, k.mv_size))
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    c->len = 0;
+    *nrec = 0;
+    while (rc == 0 && *nrec < WALK_CHUNK_RECS && c->len < WALK_CHUNK_BYTES && (!limit || *nrec < limit)) {
+        if (chunk_add(c, &k, &v)) {
+            rc = ENOMEM;
+            break;
+        }
+        (*nrec)++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    store_read_end(s, t);
+    if (rc && rc != MDB_NOTFOUND) {
+        store_err(err, errlen, "store: read: %s", mdb_strerror(rc));
+        return -1;
+    }
+    *more = rc == 0;
+    return 0;
+}
+
+long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max, store_walk_fn fn,
+                void *arg, char *err, size_t errlen)
+{
+    chunk c = {0}, resume = {0};
+    long passed = -1, n = 0;
+    int skip = 0;
+    /* resume holds the raw bytes of the key to continue from */
+    if (start && startlen) {
+        if (!(resume.buf = malloc(startlen)))
+            goto oom;
+        memcpy(resume.buf, start, startlen);
+        resume.len = resume.cap = startlen;
+    }
+    for (;;) {
+        size_t nrec;
+        int more;
+        if (walk_fill(s, dbi, &resume, skip, max ? max - (size_t)n : 0, &c, &nrec, &more, err, errlen))
+            goto out;
+        const uint8_t *p = c.buf, *lastk = NULL;
+        size_t lastklen = 0;
+        for (size_t i = 0; i < nrec; i++) {
+            size_t klen, vlen;
+            memcpy(&klen, p, sizeof(size_t));
+            memcpy(&vlen, p + sizeof(size_t), sizeof(size_t));
+            const uint8_t *k = p + 2 * sizeof(size_t), *v = k + klen + 1;
+            p = v + vlen + 1;
+            int r = fn(k, klen, v, vlen, arg, err, errlen);
+            if (r < 0)
+                goto out;
+            n++;
+            if (r > 0 || (max && (size_t)n >= max)) {
+                passed = n;
+                goto out;
+            }
+            lastk = k;
+            lastklen = klen;
+        }
+        if (!more || !nrec) {
+            passed = n;
+            goto out;
+        }
+        if (lastklen > resume.cap) {
+            uint8_t *b = realloc(resume.buf, lastklen);
+            if (!b)
+                goto oom;
+            resume.buf = b;
+            resume.cap = lastklen;
+        }
+        memcpy(resume.buf, lastk, lastklen);
+        resume.len = lastklen;
+        skip = 1;
+    }
+oom:
+    store_err(err, errlen, "store: out of memory");
+out:
+    free(c.buf);
+    free(resume.buf);
+    return passed;
+}
+
+/* Reads an 8-byte meta value; 0 with *found = 0 when missing. */
+static int meta_get_u64(store *s, MDB_txn *t, const char *key, uint64_t *out, int *found, char *err,
+                        size_t errlen)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc = mdb_get(t, s->meta, &k, &v);
+    *found = 0;
+    *out = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8) {
+        store_err(err, errlen, "store: corrupt meta %s (%zu bytes)", key, v.mv_size);
+        return STORE_EFN;
+    }
+    *out = store_be64_get(v.mv_data);
+    *found = 1;
+    return 0;
+}
+
+int store_meta_last_seq(store *s, MDB_txn *t, uint64_t *last, char *err, size_t errlen)
+{
+    int found;
+    return meta_get_u64(s, t, "last_seq", last, &found, err, errlen);
+}
+
+int store_meta_put_last_seq(store *s, MDB_txn *t, uint64_t last)
+{
+    uint8_t b[8];
+    store_be64_put(b, last);
+    MDB_val k = {8, "last_seq"}, v = {8, b};
+    return mdb_put(t, s->meta, &k, &v, 0);
+}
+
+/* Opens the DBs, checks the format version and sets the seq high-water mark so that the
+ * next seq is above both the log's last key and any seq ever handed out. */
+static int init_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    static const char *names[] = {"log", "offsets", "sessions", "retained", "wills", "meta"};
+    MDB_dbi *dbis[] = {&s->log, &s->offsets, &s->sessions, &s->retained, &s->wills, &s->meta};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int rc = mdb_dbi_open(t, names[i], MDB_CREATE, dbis[i]);
+        if (rc)
+            return rc;
+    }
+    uint64_t version, hwm;
+    int found, rc = meta_get_u64(s, t, "version", &version, &found, err, errlen);
+    if (rc)
+        return rc;
+    if (found && version != STORE_VERSION) {
+        store_err(err, errlen, "store: format version %llu is not supported (this build reads %d)",
+                  (unsigned long long)version, STORE_VERSION);
+        return STORE_EFN;
+    }
+    if (!found) {
+        uint8_t b[8];
+        store_be64_put(b, STORE_VERSION);
+        MDB_val k = {7, "version"}, v = {8, b};
+        if ((rc = mdb_put(t, s->meta, &k, &v, 0)))
+            return rc;
+    }
+    if ((rc = meta_get_u64(s, t, "last_seq", &hwm, &found, err, errlen)))
+        return rc;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_open(t, s->log, &cur)))
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    if (rc == 0) {
+        if (k.mv_size != 8) {
+            store_err(err, errlen, "store: corrupt log key of %zu bytes", k.mv_size);
+            return STORE_EFN;
+        }
+        uint64_t last = store_be64_get(k.mv_data);
+        if (last > hwm)
+            hwm = last;
+    }
+    s->last_seq = hwm;
+    return store_meta_put_last_seq(s, t, hwm);
+}
+
+int store_open(const store_options *o, store **out, char *err, size_t errlen)
+{
+    if (!out) {
+        store_err(err, errlen, "store: no output pointer");
+        return -1;
+    }
+    *out = NULL;
+    if (!o || !o->dir || !o->dir[0]) {
+        store_err(err, errlen, "store: no directory given");
+        return -1;
+    }
+    if (make_dir(o->dir, err, errlen))
+        return -1;
+    store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        store_err(err, errlen, "store: out of memory");
+        return -1;
+    }
+    /* Writer preference: a map resize must not starve behind a stream of readers. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->resize, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    s->sync = o->sync ? 1 : 0;
+
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    size_t map = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
+    if (map < MIN_MAP_SIZE)
+        map = MIN_MAP_SIZE;
+    map = (map + ps - 1) / ps * ps;
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(s->env, 8);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(s->env, map);
+    /* NOTLS: read txns are not bound to threads (the hub's threads share the env). */
+    if (rc == 0)
+        rc = mdb_env_open(s->env, o->dir, MDB_NOTLS | (s->sync ? 0 : MDB_NOSYNC), 0600);
+    if (rc) {
+        store_err(err, errlen, "store: cannot open %s: %s", o->dir, mdb_strerror(rc));
+        goto fail;
+    }
+    /* Reader slots left by a crashed process would pin old pages forever. */
+    int dead;
+    mdb_reader_check(s->env, &dead);
+    /* LMDB keeps a larger size recorded in the file; the grow limit is relative to that. */
+    size_t cur = map_size_now(s);
+    s->map_max = o->map_max ? o->map_max : 2 * map;
+    if (s->map_max < cur)
+        s->map_max = cur;
+    if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen))
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    if (s->env)
+        mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->resize);
+    free(s);
+    return -1;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    if (!s->sync)
+        mdb_env_sync(s->env, 1);
+    mdb_env_close(s->env);
+    pthread_rwlock_destroy(&s->resize);
+    free(s);
+}
+
+uint64_t store_last_seq(store *s)
+{
+    return s ? __atomic_load_n(&s->last_seq, __ATOMIC_ACQUIRE) : 0;
+}
+
+int store_get_stats(store *s, store_stats *st)
+{
+    if (!s || !st)
+        return -1;
+    memset(st, 0, sizeof(*st));
+    MDB_txn *t;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    MDB_stat ms;
+    MDB_envinfo info;
+    if (store_read_begin(s, &t, NULL, 0))
+        return -1;
+    int rc = mdb_stat(t, s->log, &ms);
+    if (rc == 0)
+        rc = mdb_cursor_open(t, s->log, &cur);
+    if (rc == 0) {
+        st->messages = ms.ms_entries;
+        if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && k.mv_size == 8)
+            st->first_seq = store_be64_get(k.mv_data);
+        if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
+            st->last_seq = store_be64_get(k.mv_data);
+        mdb_cursor_close(cur);
+        mdb_env_info(s->env, &info);
+        st->map_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+        st->map_size = info.me_mapsize;
+    }
+    store_read_end(s, t);
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,93 @@
+/* Private to hub/store*.c: the store's state, transaction helpers and record codecs.
+ * The hub core uses store.h only. */
+#ifndef HUB_STORE_INTERNAL_H
+#define HUB_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct store {
+    MDB_env *env;
+    MDB_dbi log, offsets, sessions, retained, wills, meta;
+    /* Every txn holds it shared; growing the map holds it exclusive, because
+     * mdb_env_set_mapsize() requires that no txn of this process is active. */
+    pthread_rwlock_t resize;
+    uint64_t last_seq; /* highest committed seq; read and raised with __atomic builtins */
+    size_t map_max;    /* growth limit for writes that add data */
+    int sync;
+};
+
+/* Message record header: ts_ms i64, qos u8, retain u8, topic_len u16 (big-endian). */
+#define STORE_MSG_HDR 12
+/* Log messages deleted per cleanup txn: bounds how long cleanup holds the writer lock. */
+#define STORE_CLEANUP_BATCH 10000
+
+/* Kinds of write txn, for what to do on MDB_MAP_FULL. */
+enum store_txn_kind {
+    STORE_TXN_GROWS, /* adds data: may grow the map up to map_max, then "store full" */
+    STORE_TXN_FREES, /* deletes data: may grow past map_max a little, so a full store can
+                      * always be cleaned (deleting needs a few fresh pages in LMDB) */
+};
+
+/* A write txn body: returns 0, an LMDB/errno code, or STORE_EFN after filling err. It may
+ * run more than once (retried after the map grew), so it must not keep effects outside. */
+#define STORE_EFN (-1)
+typedef int (*store_txn_fn)(store *s, MDB_txn *t, void *arg, char *err, size_t errlen);
+
+/* Runs fn in a write txn and commits it; `what` names the operation in errors. */
+int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
+                char *err, size_t errlen);
+/* Begins a read-only txn (holding the resize lock shared); end it with store_read_end(). */
+int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen);
+/* Aborts the read txn and releases the resize lock. */
+void store_read_end(store *s, MDB_txn *t);
+
+/* Called by store_walk() with copies of one record, outside any txn: key and value are
+ * followed by a NUL byte. Returns 0 to go on, 1 to stop after this record, STORE_EFN to fail. */
+typedef int (*store_walk_fn)(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg,
+                             char *err, size_t errlen);
+/* Walks dbi in key order from start (NULL: the first key), at most max records (0: all).
+ * Records are copied in bounded chunks and fn runs with no txn open, so fn may call any
+ * store function and no read txn stays open for long. Returns records passed, or -1. */
+long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max, store_walk_fn fn,
+                void *arg, char *err, size_t errlen);
+
+/* Reads the seq high-water mark ("last_seq" in meta) inside t. */
+int store_meta_last_seq(store *s, MDB_txn *t, uint64_t *last, char *err, size_t errlen);
+/* Writes the seq high-water mark inside t; returns an LMDB code. */
+int store_meta_put_last_seq(store *s, MDB_txn *t, uint64_t last);
+
+/* snprintf into err when err is given. */
+void store_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Checks a key for an LMDB DB: 1..maxkeysize bytes; what names it in the error. */
+int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen);
+
+/* Big-endian integers. */
+void store_be64_put(uint8_t *p, uint64_t v);
+uint64_t store_be64_get(const uint8_t *p);
+
+/* Message records (log values, retained and will values). */
+/* Checks a message given by the API; need_payload rejects an empty payload. */
+int store_msg_check(const store_msg *m, int need_payload, char *err, size_t errlen);
+/* Bytes store_msg_encode() writes for m. */
+size_t store_msg_size(const store_msg *m);
+/* Writes m's record into out (store_msg_size(m) bytes). */
+void store_msg_encode(const store_msg *m, uint8_t *out);
+/* Parses a record (views into v); validates every length and flag. */
+int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, size_t errlen);
+/* Points m->topic at a NUL-terminated copy in *buf (grown as needed; the caller frees it). */
+int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_t errlen);
+
+/* Sessions' subscriptions: u32 count, then per filter qos u8, len u16, bytes. */
+/* Checks subs and returns the encoded size, or 0 with err. */
+size_t store_subs_size(const store_sub *subs, size_t n, char *err, size_t errlen);
+/* Writes the record into out (store_subs_size() bytes). */
+void store_subs_encode(const store_sub *subs, size_t n, uint8_t *out);
+/* Parses a record into a malloc'ed array whose filters are NUL-terminated copies inside the
+ * same block (free(*subs) frees all); *subs is NULL when n is 0. */
+int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,175 @@
+/* The QoS 1 message log: key = 8-byte big-endian seq (so LMDB's byte order is seq order),
+ * value = message record. Seqs come from the "last_seq" high-water mark in meta, read and
+ * raised inside the append txn: it survives restarts and a cleanup that empties the log. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+typedef struct {
+    const store_msg *msgs;
+    size_t n;
+    uint64_t *seqs;
+    uint64_t last;
+} append_ctx;
+
+static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    append_ctx *c = arg;
+    uint64_t last;
+    int rc = store_meta_last_seq(s, t, &last, err, errlen);
+    if (rc)
+        return rc;
+    if (last > UINT64_MAX - c->n) {
+        store_err(err, errlen, "store: sequence numbers exhausted");
+        return STORE_EFN;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        uint8_t kb[8];
+        store_be64_put(kb, last + 1 + i);
+        MDB_val k = {8, kb}, v = {store_msg_size(&c->msgs[i]), NULL};
+        /* APPEND: seqs only grow, so LMDB skips the search; RESERVE: encode in place. */
+        if ((rc = mdb_put(t, s->log, &k, &v, MDB_APPEND | MDB_RESERVE)))
+            return rc;
+        store_msg_encode(&c->msgs[i], v.mv_data);
+    }
+    c->last = last + c->n;
+    return store_meta_put_last_seq(s, t, c->last);
+}
+
+int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen)
+{
+    if (!s || (n && !msgs)) {
+        store_err(err, errlen, "store: invalid arguments to append");
+        return -1;
+    }
+    if (!n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (store_msg_check(&msgs[i], 0, err, errlen))
+            return -1;
+    append_ctx c = {msgs, n, seqs, 0};
+    if (store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen))
+        return -1;
+    if (seqs)
+        for (size_t i = 0; i < n; i++)
+            seqs[i] = c.last - n + 1 + i;
+    /* Raise, never lower: two writers may finish their commits in either order. */
+    uint64_t cur = __atomic_load_n(&s->last_seq, __ATOMIC_ACQUIRE);
+    while (cur < c.last &&
+           !__atomic_compare_exchange_n(&s->last_seq, &cur, c.last, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+        ;
+    return 0;
+}
+
+typedef struct {
+    store_scan_cb cb;
+    void *arg;
+    char *topic; /* NUL-terminated copy of the current topic */
+    size_t topic_cap;
+} scan_ctx;
+
+static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg, char *err,
+                    size_t errlen)
+{
+    scan_ctx *c = arg;
+    if (klen != 8) {
+        store_err(err, errlen, "store: corrupt log key of %zu bytes", klen);
+        return STORE_EFN;
+    }
+    uint64_t seq = store_be64_get(k);
+    store_msg m;
+    char why[160];
+    if (store_msg_decode(v, vlen, &m, why, sizeof(why))) {
+        store_err(err, errlen, "store: corrupt log record at seq %llu: %s", (unsigned long long)seq, why);
+        return STORE_EFN;
+    }
+    if (store_msg_topic_cstr(&m, &c->topic, &c->topic_cap, err, errlen))
+        return STORE_EFN;
+    return c->cb(seq, &m, c->arg) ? 1 : 0;
+}
+
+long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen)
+{
+    if (!s || !cb) {
+        store_err(err, errlen, "store: invalid arguments to scan");
+        return -1;
+    }
+    uint8_t kb[8];
+    store_be64_put(kb, from);
+    scan_ctx c = {cb, arg, NULL, 0};
+    long n = store_walk(s, s->log, kb, 8, max, scan_one, &c, err, errlen);
+    free(c.topic);
+    return n;
+}
+
+typedef struct {
+    int64_t cutoff;
+    long deleted; /* in this txn */
+    int done;
+} cleanup_ctx;
+
+/* Deletes up to one batch of expired messages from the head of the log. The log is in
+ * arrival order, so it stops at the first message that is still within retention. An
+ * unreadable record at the head is deleted too: it can never be delivered and would
+ * otherwise stop retention for good. */
+static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    cleanup_ctx *c = arg;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    c->deleted = 0;
+    c->done = 0;
+    int rc = mdb_cursor_open(t, s->log, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH) {
+        store_msg m;
+        if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 && m.ts_ms >= c->cutoff)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+        c->deleted++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND || rc == 0) {
+        c->done = c->deleted < STORE_CLEANUP_BATCH;
+        return 0;
+    }
+    return rc;
+}
+
+/* Records when cleanup last ran (meta "cleanup_ms"). */
+static int mark_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    int64_t now_ms = *(const int64_t *)arg;
+    uint8_t b[8];
+    store_be64_put(b, (uint64_t)now_ms);
+    MDB_val k = {10, "cleanup_ms"}, v = {8, b};
+    return mdb_put(t, s->meta, &k, &v, 0);
+}
+
+long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen)
+{
+    if (!s || retention_ms < 0) {
+        store_err(err, errlen, "store: invalid arguments to cleanup");
+        return -1;
+    }
+    cleanup_ctx c = {0};
+    if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
+        c.cutoff = INT64_MIN;
+    long total = 0;
+    /* One bounded txn per batch: appends get the writer lock between batches. */
+    do {
+        if (store_write(s, STORE_TXN_FREES, "cleanup", cleanup_txn, &c, err, errlen))
+            return -1;
+        total += c.deleted;
+    } while (!c.done);
+    /* LMDB reuses pages freed by a txn only once a later txn has committed: without this
+     * small write, the append that follows a cleanup of a full store would still be full. */
+    if (total && store_write(s, STORE_TXN_FREES, "cleanup", mark_txn, &now_ms, err, errlen))
+        return -1;
+    return total;
+}

@@ -1,0 +1,248 @@
+/* Byte layouts of the store's values. Everything read back from disk is validated: a
+ * corrupt length or flag is an error, never an out-of-bounds read. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+void store_be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t store_be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void be16_put(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static uint16_t be16_get(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int store_msg_check(const store_msg *m, int need_payload, char *err, size_t errlen)
+{
+    if (!m) {
+        store_err(err, errlen, "store: no message");
+        return -1;
+    }
+    if (m->topic_len > UINT16_MAX) {
+        store_err(err, errlen, "store: topic of %zu bytes is too long (max %u)", m->topic_len, UINT16_MAX);
+        return -1;
+    }
+    if (!m->topic && m->topic_len) {
+        store_err(err, errlen, "store: topic is NULL");
+        return -1;
+    }
+    if (!m->payload && m->payload_len) {
+        store_err(err, errlen, "store: payload is NULL");
+        return -1;
+    }
+    if (need_payload && !m->payload_len) {
+        store_err(err, errlen, "store: empty payload");
+        return -1;
+    }
+    if (m->payload_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX) {
+        store_err(err, errlen, "store: payload too large");
+        return -1;
+    }
+    if (m->qos > 2) {
+        store_err(err, errlen, "store: invalid qos %u", m->qos);
+        return -1;
+    }
+    return 0;
+}
+
+size_t store_msg_size(const store_msg *m)
+{
+    return STORE_MSG_HDR + m->topic_len + m->payload_len;
+}
+
+void store_msg_encode(const store_msg *m, uint8_t *out)
+{
+    store_be64_put(out, (uint64_t)m->ts_ms);
+    out[8] = m->qos;
+    out[9] = m->retain ? 1 : 0;
+    be16_put(out + 10, (uint16_t)m->topic_len);
+    if (m->topic_len)
+        memcpy(out + STORE_MSG_HDR, m->topic, m->topic_len);
+    if (m->payload_len)
+        memcpy(out + STORE_MSG_HDR + m->topic_len, m->payload, m->payload_len);
+}
+
+int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, size_t errlen)
+{
+    if (vlen < STORE_MSG_HDR) {
+        store_err(err, errlen, "record of %zu bytes is shorter than its header", vlen);
+        return -1;
+    }
+    size_t tlen = be16_get(v + 10);
+    if (tlen > vlen - STORE_MSG_HDR) {
+        store_err(err, errlen, "topic length %zu exceeds the record (%zu bytes)", tlen, vlen);
+        return -1;
+    }
+    if (v[8] > 2 || v[9] > 1) {
+        store_err(err, errlen, "invalid qos %u or retain %u", v[8], v[9]);
+        return -1;
+    }
+    m->ts_ms = (int64_t)store_be64_get(v);
+    m->qos = v[8];
+    m->retain = v[9];
+    m->topic = (const char *)v + STORE_MSG_HDR;
+    m->topic_len = tlen;
+    m->payload = v + STORE_MSG_HDR + tlen;
+    m->payload_len = vlen - STORE_MSG_HDR - tlen;
+    return 0;
+}
+
+int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_t errlen)
+{
+    if (m->topic_len + 1 > *cap) {
+        size_t ncap = m->topic_len + 1 < 256 ? 256 : m->topic_len + 1;
+        char *b = realloc(*buf, ncap);
+        if (!b) {
+            store_err(err, errlen, "store: out of memory");
+            return -1;
+        }
+        *buf = b;
+        *cap = ncap;
+    }
+    memcpy(*buf, m->topic, m->topic_len);
+    (*buf)[m->topic_len] = 0;
+    m->topic = *buf;
+    return 0;
+}
+
+size_t store_subs_size(const store_sub *subs, size_t n, char *err, size_t errlen)
+{
+    if (n > UINT32_MAX || (n && !subs)) {
+        store_err(err, errlen, "store: invalid subscription list");
+        return 0;
+    }
+    size_t size = 4;
+    for (size_t i = 0; i < n; i++) {
+        if (!subs[i].filter || !subs[i].filter[0]) {
+            store_err(err, errlen, "store: subscription %zu has no filter", i);
+            return 0;
+        }
+        size_t len = strlen(subs[i].filter);
+        if (len > UINT16_MAX) {
+            store_err(err, errlen, "store: filter of %zu bytes is too long", len);
+            return 0;
+        }
+        if (subs[i].qos > 2) {
+            store_err(err, errlen, "store: invalid qos %u for filter %s", subs[i].qos, subs[i].filter);
+            return 0;
+        }
+        size += 3 + len;
+    }
+    return size;
+}
+
+void store_subs_encode(const store_sub *subs, size_t n, uint8_t *out)
+{
+    be32_put(out, (uint32_t)n);
+    out += 4;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(subs[i].filter);
+        out[0] = subs[i].qos;
+        be16_put(out + 1, (uint16_t)len);
+        memcpy(out + 3, subs[i].filter, len);
+        out += 3 + len;
+    }
+}
+
+int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n, char *err, size_t errlen)
+{
+    *subs = NULL;
+    *n = 0;
+    if (vlen < 4) {
+        store_err(err, errlen, "subscription record of %zu bytes is too short", vlen);
+        return -1;
+    }
+    uint32_t count = be32_get(v);
+    /* Each entry takes at least 4 bytes: refuse a count the record cannot hold before
+     * allocating for it. */
+    if (count > (vlen - 4) / 4) {
+        store_err(err, errlen, "subscription count %u exceeds the record (%zu bytes)", count, vlen);
+        return -1;
+    }
+    if (!count) {
+        if (vlen != 4) {
+            store_err(err, errlen, "%zu trailing bytes after 0 subscriptions", vlen - 4);
+            return -1;
+        }
+        return 0;
+    }
+    /* One block: the array, then the filters with their NULs (they fit in vlen bytes). */
+    size_t arr = count * sizeof(store_sub);
+    store_sub *out = malloc(arr + vlen);
+    if (!out) {
+        store_err(err, errlen, "out of memory");
+        return -1;
+    }
+    char *str = (char *)out + arr;
+    size_t pos = 4;
+    for (uint32_t i = 0; i < count; i++) {
+        if (vlen - pos < 3) {
+            store_err(err, errlen, "subscription %u is cut short", i);
+            goto bad;
+        }
+        uint8_t qos = v[pos];
+        size_t len = be16_get(v + pos + 1);
+        pos += 3;
+        if (qos > 2) {
+            store_err(err, errlen, "subscription %u has invalid qos %u", i, qos);
+            goto bad;
+        }
+        if (!len || len > vlen - pos) {
+            store_err(err, errlen, "subscription %u has invalid length %zu", i, len);
+            goto bad;
+        }
+        if (memchr(v + pos, 0, len)) {
+            store_err(err, errlen, "subscription %u contains a NUL byte", i);
+            goto bad;
+        }
+        memcpy(str, v + pos, len);
+        str[len] = 0;
+        out[i].filter = str;
+        out[i].qos = qos;
+        str += len + 1;
+        pos += len;
+    }
+    if (pos != vlen) {
+        store_err(err, errlen, "%zu trailing bytes after %u subscriptions", vlen - pos, count);
+        goto bad;
+    }
+    *subs = out;
+    *n = count;
+    return 0;
+bad:
+    free(out);
+    return -1;
+}
