@@ -12,6 +12,8 @@
 # sanitizers, so several builds can live side by side.
 
 BUILD   ?= build
+V       ?= 0
+Q        = $(if $(filter 1,$(V)),,@)
 SAN     ?= 0
 CC      ?= gcc
 PREFIX  ?= /usr/local
@@ -56,15 +58,18 @@ SDK_LIB  := $(BUILD)/lib/libbaetyl-sdk.a
 
 $(SDK_LIB): $(SDK_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@echo '  AR    $@'
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo '  CC    $<'
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-unused-parameter -c -o $@ $<
+	@echo '  CC    $<'
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # ---- modules: every top-level directory with a main.c is one executable ----------------
 # master/ builds `baetyl`; any other dir X builds `baetyl-X`.
@@ -75,7 +80,8 @@ MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 define module_rule
 $(BUILD)/bin/$(call bin_name,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+	@echo '  LD    $$@'
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
 
@@ -85,7 +91,8 @@ EXAMPLE_BINS := $(foreach d,$(EXAMPLE_DIRS),$(BUILD)/bin/example-$(notdir $(d)))
 define example_rule
 $(BUILD)/bin/example-$(notdir $(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+	@echo '  LD    $$@'
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
 endef
 $(foreach d,$(EXAMPLE_DIRS),$(eval $(call example_rule,$(d))))
 
@@ -94,7 +101,8 @@ UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
 $(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+	@echo '  LD    $@'
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
 # Unit tests of a module's internals: test/unit/<module>/test_X.c links that module's
 # objects except main.o.
@@ -105,7 +113,8 @@ mod_objs       = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c,$(wild
 define mod_unit_rule
 $(BUILD)/test/$(1)/%: $(BUILD)/obj/test/unit/$(1)/%.o $(call mod_objs,$(1)) $(SDK_LIB)
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS) $$(shell pkg-config --libs cmocka)
+	@echo '  LD    $$@'
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS) $$(shell pkg-config --libs cmocka)
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call mod_unit_rule,$(d))))
 
@@ -114,7 +123,8 @@ TOOL_SRCS := $(wildcard test/tools/*.c)
 TOOL_BINS := $(patsubst test/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
+	@echo '  LD    $@'
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
 .PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
         bench install uninstall clean run
@@ -157,7 +167,8 @@ fuzz-build:
 fuzz-bins: $(FUZZ_BINS)
 $(FUZZ_BUILD)/fuzz/%: $(FUZZ_BUILD)/obj/test/fuzz/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -fsanitize=fuzzer,address,undefined -o $@ $< $(SDK_LIB) $(PKG_LIBS)
+	@echo '  LD    $@'
+	$(Q)$(CC) -fsanitize=fuzzer,address,undefined -o $@ $< $(SDK_LIB) $(PKG_LIBS)
 
 # make fuzz: FUZZ_TIME seconds per target; corpora kept under build/fuzz/corpus.
 fuzz: fuzz-build
@@ -210,5 +221,8 @@ run: all
 	rm -rf $(RUN_DIR) && $(MAKE) --no-print-directory install PREFIX=$(RUN_DIR) MODE=native
 	@if [ -x scripts/run.sh ]; then exec scripts/run.sh $(RUN_DIR); \
 	 else echo "nothing to run yet: the master is not built"; fi
+
+# Keep objects of test binaries (make would delete them as intermediates).
+.SECONDARY:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
