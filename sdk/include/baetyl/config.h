@@ -113,4 +113,24 @@ int bt_parse_size(const char *s, int64_t *bytes);
  *   BT_FIELD(my_cfg, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema) */
 extern const bt_cfg_schema bt_logger_schema;
 
+/* ---- Added with the implementation (config*.c): the rules in detail ------------------
+ *
+ * - A null value ("key:", "~", "null") counts as absent: the default applies. A quoted ''
+ *   is a value (and fails BT_CFG_REQUIRED on a string). A default satisfies REQUIRED.
+ * - LIST/MAP defaults are YAML flow text: .def = "['tcp://0.0.0.0:1883']", "{k: v}".
+ * - BT_CFG_RANGE compares durations in milliseconds and sizes in bytes; on a LIST/MAP it
+ *   bounds the number of entries. choices and pattern apply to each string of a LIST/MAP
+ *   of strings.
+ * - RANGE and check() run on the stored value whether it came from the file, from the
+ *   default or is the zero value of an absent field; only an absent string (NULL) skips
+ *   them. A struct's check() runs after its fields, also for an absent struct.
+ * - A missing key is reported at the line of the mapping that lacks it; at the top level
+ *   there is no line: "address: required".
+ * - Merge keys ("<<: *anchor") work. A key written twice is an error in a MAP, and the
+ *   last one wins in a struct. Null list elements are "" in a list of strings and all
+ *   defaults in a list of structs.
+ * - Only the first YAML document is read. Limits against hostile input: 256 nested
+ *   collections in the text, 64 nested structs, 1e6 values loaded (aliases counted each
+ *   time they are used), 1e7 key lookups, 64 MB per file. */
+
 #endif
