@@ -164,6 +164,17 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 fuzz-build:
 	$(MAKE) --no-print-directory CC=clang BUILD=$(FUZZ_BUILD) \
 	  OPT="-O1 -g $(FUZZ_FLAGS)" fuzz-bins
+# Fuzz targets of a module's internals: test/fuzz/<module>/fuzz_X.c links that module's
+# objects except main.o (built with the fuzz flags).
+FUZZ_MOD_SRCS := $(wildcard $(foreach d,$(MODULE_DIRS),test/fuzz/$(d)/fuzz_*.c))
+FUZZ_BINS     += $(patsubst test/fuzz/%.c,$(FUZZ_BUILD)/fuzz/%,$(FUZZ_MOD_SRCS))
+define mod_fuzz_rule
+$(FUZZ_BUILD)/fuzz/$(1)/%: $(FUZZ_BUILD)/obj/test/fuzz/$(1)/%.o $(call mod_objs,$(1)) $(SDK_LIB)
+	@mkdir -p $$(dir $$@)
+	@echo '  LD    $$@'
+	$$(Q)$$(CC) -fsanitize=fuzzer,address,undefined -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+endef
+$(foreach d,$(MODULE_DIRS),$(eval $(call mod_fuzz_rule,$(d))))
 fuzz-bins: $(FUZZ_BINS)
 $(FUZZ_BUILD)/fuzz/%: $(FUZZ_BUILD)/obj/test/fuzz/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)

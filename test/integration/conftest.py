@@ -92,3 +92,228 @@ def procs():
     ps = Procs()
     yield ps
     ps.cleanup()
+
+
+# ---- the hub (baetyl-hub) run standalone -------------------------------------------------
+
+HUB_PRINCIPALS = """
+principals:
+  - username: test
+    password: hahaha
+    permissions:
+      - {action: pub, permit: ['#']}
+      - {action: sub, permit: ['#']}
+  - username: limited
+    password: secret
+    permissions:
+      - {action: pub, permit: ['a/#', 'will/ok']}
+      - {action: sub, permit: ['a/#', 'test/#']}
+"""
+
+
+class Hub:
+    """One baetyl-hub process on a free port in its own directory (config conf.yml,
+    storage under data/, log in hub.log)."""
+
+    def __init__(self, procs, workdir, extra="", principals=HUB_PRINCIPALS):
+        self.procs = procs
+        self.dir = str(workdir)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "conf.yml")
+        self.log = os.path.join(self.dir, "hub.log")
+        with open(self.conf, "w") as f:
+            f.write(f"listen: ['tcp://127.0.0.1:{self.port}']\nstorage: {{dir: data}}\n")
+            f.write(principals)
+            f.write(extra)
+        self.proc = None
+
+    def start(self, wait=True):
+        self.logf = open(self.log, "ab")
+        self.proc = self.procs.start([binary("baetyl-hub"), "-c", self.conf], cwd=self.dir,
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        if wait:
+            wait_port(self.port)
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        rc = self.procs.stop(self.proc, sig)
+        self.logf.close()
+        return rc
+
+    def read_log(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture
+def hub_factory(procs, tmp_path):
+    """make(extra_yaml="", principals=HUB_PRINCIPALS, start=True) -> a running Hub."""
+    n = [0]
+
+    hubs = []
+
+    def make(extra="", principals=HUB_PRINCIPALS, start=True):
+        n[0] += 1
+        d = tmp_path / f"hub{n[0]}"
+        d.mkdir()
+        h = Hub(procs, d, extra, principals)
+        hubs.append(h)
+        return h.start() if start else h
+    yield make
+    # A clean stop: exit code 0 and no sanitizer report (leaks, UB) in the log.
+    for h in hubs:
+        if h.proc is not None and h.proc.poll() is None:
+            rc = h.stop()
+            log = h.read_log()
+            assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+            assert rc == 0, f"hub exited with {rc}: {log[-2000:]}"
+
+
+@pytest.fixture
+def hub(hub_factory):
+    """A hub with the default principals and no routes."""
+    return hub_factory()
+
+
+# ---- raw MQTT 3.1.1 over a socket: malformed packets, exact flags, no automatic acks ------
+
+import struct  # noqa: E402
+
+
+def mqtt_len(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def mqtt_str(s):
+    b = s if isinstance(s, bytes) else s.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+def mqtt_packet(first, body):
+    return bytes([first]) + mqtt_len(len(body)) + body
+
+
+def mqtt_connect(client_id="", username=None, password=None, clean=True, keepalive=60,
+                 will=None, level=4):
+    """will = (topic, payload, qos, retain)."""
+    flags = 0x02 if clean else 0
+    payload = mqtt_str(client_id)
+    if will:
+        flags |= 0x04 | (will[2] << 3) | (0x20 if will[3] else 0)
+        payload += mqtt_str(will[0]) + mqtt_str(will[1])
+    if username is not None:
+        flags |= 0x80
+        payload += mqtt_str(username)
+    if password is not None:
+        flags |= 0x40
+        payload += mqtt_str(password)
+    name = b"MQTT" if level == 4 else b"MQIsdp"
+    body = mqtt_str(name) + bytes([level, flags]) + struct.pack(">H", keepalive) + payload
+    return mqtt_packet(0x10, body)
+
+
+def mqtt_publish(topic, payload=b"", qos=0, retain=False, pid=1, dup=False):
+    first = 0x30 | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
+    body = mqtt_str(topic) + (struct.pack(">H", pid) if qos else b"") + payload
+    return mqtt_packet(first, body)
+
+
+def mqtt_subscribe(pid, filters):
+    body = struct.pack(">H", pid) + b"".join(mqtt_str(t) + bytes([q]) for t, q in filters)
+    return mqtt_packet(0x82, body)
+
+
+def mqtt_puback(pid):
+    return mqtt_packet(0x40, struct.pack(">H", pid))
+
+
+class RawClient:
+    """A socket speaking raw MQTT: recv() returns (type, flags, body) or None on close."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            d = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except OSError:
+            d = b""
+        if not d:
+            raise EOFError
+        self.buf += d
+        return True
+
+    def recv(self, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if len(self.buf) >= 2:
+                    n, mul, i = 0, 1, 1
+                    while i < len(self.buf):
+                        b = self.buf[i]
+                        n += (b & 0x7F) * mul
+                        mul *= 128
+                        i += 1
+                        if not b & 0x80:
+                            break
+                    else:
+                        i = None
+                    if i is not None and len(self.buf) >= i + n:
+                        first = self.buf[0]
+                        body = self.buf[i:i + n]
+                        self.buf = self.buf[i + n:]
+                        return (first >> 4, first & 0x0F, body)
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no packet in time")
+                self._fill(deadline)
+        except EOFError:
+            return None
+
+    def connect(self, **kw):
+        """Sends CONNECT, returns the CONNACK return code (or None when closed)."""
+        self.send(mqtt_connect(**kw))
+        p = self.recv()
+        if p is None:
+            return None
+        assert p[0] == 2, p
+        return p[2][1]
+
+    def closed(self, timeout=5.0):
+        """True when the hub closes the connection within timeout (other packets skipped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.recv(max(0.01, deadline - time.monotonic())) is None:
+                    return True
+            except TimeoutError:
+                return False
+        return False
+
+    def close(self):
+        self.sock.close()
+
+
+def parse_publish(flags, body):
+    """(topic, payload, qos, retain, dup, pid) of a received PUBLISH."""
+    tl = struct.unpack(">H", body[:2])[0]
+    topic = body[2:2 + tl].decode()
+    qos = (flags >> 1) & 3
+    pos = 2 + tl
+    pid = 0
+    if qos:
+        pid = struct.unpack(">H", body[pos:pos + 2])[0]
+        pos += 2
+    return topic, body[pos:], qos, bool(flags & 1), bool(flags & 8), pid

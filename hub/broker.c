@@ -1,0 +1,343 @@
+/* The broker: publishing (retain, routes, QoS 0 dispatch, QoS 1 group commit then
+ * dispatch then PUBACK), the end-of-turn work and the periodic work. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "baetyl/log.h"
+#include "baetyl/topic.h"
+#include "hub.h"
+#include "route.h"
+
+/* Routed copies per message at most (routes form no cycle, but may branch). */
+#define ROUTE_COPIES_MAX 256
+
+int64_t hub_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t hub_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void match_cb(void *owner, uint8_t qos, void *arg)
+{
+    hub *h = arg;
+    conn *c = owner;
+    if (c->mark == h->dispatch_mark) {
+        if (qos > c->mark_qos)
+            c->mark_qos = qos;
+        return;
+    }
+    if (h->nmatch == h->capmatch) {
+        size_t cap = h->capmatch ? h->capmatch * 2 : 64;
+        void *p = realloc(h->match, cap * sizeof *h->match);
+        if (!p)
+            return;
+        h->match = p;
+        h->capmatch = cap;
+    }
+    c->mark = h->dispatch_mark;
+    c->mark_qos = qos;
+    h->match[h->nmatch].c = c;
+    h->nmatch++;
+}
+
+void hub_dispatch(hub *h, msg *m)
+{
+    h->dispatch_mark++;
+    h->nmatch = 0;
+    trie_match(&h->subs, m->topic, match_cb, h);
+    for (size_t i = 0; i < h->nmatch; i++) {
+        conn *c = h->match[i].c;
+        uint8_t q = c->mark_qos < m->qos ? c->mark_qos : m->qos;
+        session_deliver(c, m, q, false);
+    }
+}
+
+/* Routed copies of m: QoS 1 copies go to *log (to be committed), QoS 0 copies to *zero;
+ * then their own copies, depth first. */
+typedef struct {
+    msg **v;
+    size_t n, cap;
+} msg_vec;
+
+static int vec_push(msg_vec *v, msg *m)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        msg **p = realloc(v->v, cap * sizeof *p);
+        if (!p)
+            return -1;
+        v->v = p;
+        v->cap = cap;
+    }
+    v->v[v->n++] = m;
+    return 0;
+}
+
+static void route_copies(hub *h, msg *m, msg_vec *log, msg_vec *zero, size_t *budget)
+{
+    const bt_cfg_list *routes = &h->cfg->subscriptions;
+    for (size_t i = 0; i < routes->n; i++) {
+        const hub_route_cfg *r = &BT_CFG_AT(*routes, hub_route_cfg, i);
+        if (!bt_topic_match(r->source.topic, m->topic))
+            continue;
+        if (*budget == 0) {
+            bt_logkv(BT_LOG_WARN, "too many routed copies, dropping the rest", "topic", m->topic, NULL);
+            return;
+        }
+        (*budget)--;
+        uint8_t q = hub_route_qos(r, m->qos);
+        msg *cp = msg_new(r->target.topic, strlen(r->target.topic), m->payload, m->payload_len, q, 0);
+        if (!cp)
+            return;
+        cp->ts_ms = m->ts_ms;
+        if (vec_push(q ? log : zero, cp) < 0) {
+            msg_unref(cp);
+            return;
+        }
+        route_copies(h, cp, log, zero, budget);
+    }
+}
+
+int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
+{
+    h->ctr.msgs_in++;
+    if (m->retain)
+        retain_set(h, m);
+    if (m->qos == 0) {
+        hub_dispatch(h, m);
+        if (h->cfg->subscriptions.n) {
+            msg_vec log = {0}, zero = {0};
+            size_t budget = ROUTE_COPIES_MAX;
+            route_copies(h, m, &log, &zero, &budget);
+            for (size_t i = 0; i < zero.n; i++) {
+                hub_dispatch(h, zero.v[i]);
+                msg_unref(zero.v[i]);
+            }
+            for (size_t i = 0; i < log.n; i++)
+                msg_unref(log.v[i]); /* cannot happen: a QoS 0 message routes at QoS 0 */
+            free(zero.v);
+            free(log.v);
+        }
+        return 0;
+    }
+    h->ctr.qos1_in++;
+    if (h->npend == h->cappend) {
+        size_t cap = h->cappend ? h->cappend * 2 : 64;
+        pending_pub *p = realloc(h->pend, cap * sizeof *p);
+        if (!p) {
+            if (pub_conn)
+                hub_conn_close(pub_conn, "out of memory");
+            return -1;
+        }
+        h->pend = p;
+        h->cappend = cap;
+    }
+    h->pend[h->npend++] = (pending_pub){pub_conn, pid, msg_ref(m)};
+    if (h->npend >= (size_t)h->cfg->in_qos1_batch)
+        hub_commit(h);
+    return 0;
+}
+
+void hub_commit(hub *h)
+{
+    if (!h->npend)
+        return;
+    size_t npend = h->npend;
+    pending_pub *pend = h->pend;
+    /* Take the batch: publishing below (wills of failed connections) may add new ones. */
+    h->pend = NULL;
+    h->npend = h->cappend = 0;
+
+    msg_vec log = {0}, zero = {0};
+    bool oom = false;
+    for (size_t i = 0; i < npend && !oom; i++) {
+        if (vec_push(&log, msg_ref(pend[i].m)) < 0) {
+            msg_unref(pend[i].m);
+            oom = true;
+            break;
+        }
+        if (h->cfg->subscriptions.n) {
+            size_t budget = ROUTE_COPIES_MAX;
+            route_copies(h, pend[i].m, &log, &zero, &budget);
+        }
+    }
+    int rc = oom ? -1 : 0;
+    char err[200] = "out of memory";
+    uint64_t *seqs = log.n ? calloc(log.n, sizeof *seqs) : NULL;
+    if (rc == 0 && !seqs)
+        rc = -1;
+    if (rc == 0 && h->st) {
+        store_msg *sm = calloc(log.n, sizeof *sm);
+        if (!sm) {
+            rc = -1;
+        } else {
+            for (size_t i = 0; i < log.n; i++) {
+                msg *m = log.v[i];
+                sm[i] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
+            }
+            rc = store_append(h->st, sm, log.n, seqs, err, sizeof err);
+            free(sm);
+        }
+    } else if (rc == 0) {
+        for (size_t i = 0; i < log.n; i++)
+            seqs[i] = h->last_seq + 1 + i;
+    }
+    if (rc < 0) {
+        bt_logkv(BT_LOG_ERROR, "committing QoS 1 messages failed", "error", err, NULL);
+        /* No PUBACK: the publishers resend after reconnecting. */
+        for (size_t i = 0; i < npend; i++)
+            if (pend[i].c)
+                hub_conn_close(pend[i].c, "message store failed");
+    } else {
+        h->ctr.committed += log.n;
+        for (size_t i = 0; i < log.n; i++)
+            log.v[i]->seq = seqs[i];
+        for (size_t i = 0; i < log.n; i++)
+            hub_dispatch(h, log.v[i]);
+        if (log.n && seqs[log.n - 1] > h->last_seq)
+            h->last_seq = seqs[log.n - 1];
+        for (size_t i = 0; i < zero.n; i++)
+            hub_dispatch(h, zero.v[i]);
+        for (size_t i = 0; i < npend; i++) {
+            conn *c = pend[i].c;
+            if (c && c->state == CONN_ACTIVE) {
+                uint8_t b[4];
+                bt_mqtt_encode_puback(b, sizeof b, pend[i].pid);
+                hub_conn_send(c, b, 4);
+            }
+        }
+    }
+    for (size_t i = 0; i < log.n; i++)
+        msg_unref(log.v[i]);
+    for (size_t i = 0; i < zero.n; i++)
+        msg_unref(zero.v[i]);
+    for (size_t i = 0; i < npend; i++)
+        msg_unref(pend[i].m);
+    free(seqs);
+    free(log.v);
+    free(zero.v);
+    free(pend);
+}
+
+void hub_turn_end(hub *h)
+{
+    will_publish_queued(h);
+    hub_commit(h);
+    while (h->pump) {
+        conn *c = h->pump;
+        h->pump = c->pump_next;
+        c->in_pump = false;
+        c->pump_next = NULL;
+        session_pump(c);
+    }
+    while (h->dirty) {
+        conn *c = h->dirty;
+        h->dirty = c->dirty_next;
+        c->in_dirty = false;
+        c->dirty_next = NULL;
+        if (c->state != CONN_CLOSED)
+            hub_conn_flush(c);
+    }
+    while (h->closed) {
+        conn *c = h->closed;
+        h->closed = c->next;
+        hub_conn_free(c);
+    }
+}
+
+void hub_tick(hub *h)
+{
+    int64_t now = h->now_ms;
+    int64_t ka_deadline_connect = 30000; /* decided here: CONNECT must come within 30 s */
+    for (conn *c = h->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_NEW && now - c->created_ms > ka_deadline_connect) {
+            hub_conn_close(c, "no CONNECT in time");
+            continue;
+        }
+        if (c->state == CONN_ACTIVE && c->keepalive && now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
+            hub_conn_close(c, "keepalive timeout");
+            continue;
+        }
+        if (c->qlen)
+            session_retry(c);
+    }
+    if (now >= h->next_offsets_ms) {
+        persist_flush_offsets(h);
+        h->next_offsets_ms = now + 200;
+    }
+    if (h->st && now >= h->next_cleanup_ms) {
+        char err[160];
+        long n = store_cleanup(h->st, hub_wall_ms(), h->cfg->retention_ms, err, sizeof err);
+        if (n < 0)
+            bt_logkv(BT_LOG_ERROR, "cleaning up old messages failed", "error", err, NULL);
+        else if (n > 0)
+            bt_logf(BT_LOG_DEBUG, "deleted %ld messages older than the retention", n);
+        h->next_cleanup_ms = now + h->cfg->cleanup_interval_ms;
+    }
+}
+
+int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
+{
+    memset(h, 0, sizeof *h);
+    h->cfg = cfg;
+    h->st = st;
+    h->epfd = -1;
+    h->now_ms = hub_clock_ms();
+    h->next_offsets_ms = h->now_ms + 200;
+    h->next_cleanup_ms = h->now_ms; /* clean once at start */
+    h->random_ids = (uint64_t)hub_wall_ms() ^ ((uint64_t)getpid() << 32);
+    h->rbuf_cap = 64 * 1024;
+    h->rbuf = malloc(h->rbuf_cap);
+    if (!h->rbuf) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (st)
+        h->last_seq = store_last_seq(st);
+    if (retain_load(h, err, errlen) < 0 || persist_load(h, err, errlen) < 0 || will_recover(h, err, errlen) < 0) {
+        hub_shutdown(h);
+        return -1;
+    }
+    return 0;
+}
+
+static void unref_each(const char *key, void *value, void *arg)
+{
+    msg_unref(value);
+}
+
+void hub_shutdown(hub *h)
+{
+    h->stopping = true;
+    /* Wills fire at shutdown too (SPEC §11). */
+    while (h->conns)
+        hub_conn_close(h->conns, "hub shutting down");
+    will_publish_queued(h);
+    hub_commit(h);
+    persist_flush_offsets(h);
+    hub_turn_end(h);
+    map_each(&h->retained, unref_each, NULL);
+    map_free(&h->retained);
+    map_free(&h->clients);
+    persist_free_all(h);
+    trie_free(&h->subs);
+    free(h->pend);
+    free(h->wills);
+    free(h->match);
+    free(h->rbuf);
+    h->pend = NULL;
+    h->match = NULL;
+    h->rbuf = NULL;
+}

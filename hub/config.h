@@ -1,0 +1,60 @@
+/* The hub's configuration (SPEC §11), declared with the SDK schema loader. */
+#ifndef HUB_CONFIG_H
+#define HUB_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "baetyl/config.h"
+#include "baetyl/log.h"
+
+typedef struct {
+    char *action;      /* pub | sub */
+    bt_cfg_list permit; /* of char *: filters */
+} hub_permission_cfg;
+
+typedef struct {
+    char *username;
+    char *password;          /* NULL: certificate-only principal */
+    bt_cfg_list permissions; /* of hub_permission_cfg */
+} hub_principal_cfg;
+
+typedef struct {
+    char *topic;
+    long qos;
+} hub_topic_qos_cfg;
+
+typedef struct {
+    hub_topic_qos_cfg source, target;
+} hub_route_cfg;
+
+typedef struct {
+    bt_cfg_list listen;        /* of char * */
+    char *ca, *cert, *key;     /* certificate.{ca,cert,key} */
+    bt_cfg_list principals;    /* of hub_principal_cfg */
+    bt_cfg_list subscriptions; /* of hub_route_cfg */
+    int64_t length_max;
+    long in_qos0_size, in_qos1_size, in_qos1_batch;
+    int64_t retention_ms, cleanup_interval_ms;
+    long out_qos0_size, out_qos1_size, out_qos1_batch;
+    int64_t retry_interval_ms;
+    long offset_size, offset_batch;
+    char *storage_dir;
+    bool storage_sync; /* decided here: fsync each commit (power-loss safety); default off */
+    int64_t shutdown_timeout_ms;
+    bool status_logging;
+    int64_t status_interval_ms;
+    int64_t report_interval_ms; /* decided here: how often counters go to the master (1m) */
+    bt_logger_config logger;
+} hub_config;
+
+extern const bt_cfg_schema hub_config_schema;
+
+/* Loads and validates the hub config file (routes, principals, listeners). 0 or -1 + err. */
+int hub_config_load(hub_config *c, const char *path, char *err, size_t errlen);
+/* The same from memory (for tests). */
+int hub_config_load_string(hub_config *c, const char *yaml, char *err, size_t errlen);
+/* Frees what the loader allocated. */
+void hub_config_free(hub_config *c);
+
+#endif

@@ -1,0 +1,301 @@
+/* Connections: reading and parsing (incrementally, straight from the shared read buffer
+ * when no partial packet is left over), buffered output flushed once per loop turn, and
+ * closing (will, session leave, deferred free). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "baetyl/log.h"
+#include "hub.h"
+#include "loop.h"
+
+/* Bytes read per connection per turn before others get their turn. */
+#define READ_BUDGET (256u << 10)
+
+conn *hub_conn_new(hub *h, transport *tr)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->kind = LOOP_CONN;
+    c->h = h;
+    c->tr = tr;
+    c->id = ++h->next_conn_id;
+    c->state = CONN_NEW;
+    c->created_ms = c->last_rx_ms = h->now_ms;
+    c->next_pid = 1;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    h->ctr.conns_total++;
+    return c;
+}
+
+static void mark_dirty(conn *c)
+{
+    if (!c->in_dirty) {
+        c->in_dirty = true;
+        c->dirty_next = c->h->dirty;
+        c->h->dirty = c;
+    }
+}
+
+int hub_conn_send(conn *c, const void *d, size_t n)
+{
+    if (c->state == CONN_CLOSED)
+        return -1;
+    if (buf_append(&c->out, d, n) < 0) {
+        hub_conn_close(c, "out of memory");
+        return -1;
+    }
+    mark_dirty(c);
+    return 0;
+}
+
+/* Handles one decoded packet according to the session state. */
+static int on_packet(conn *c, const bt_mqtt_packet *p)
+{
+    if (c->state == CONN_NEW) {
+        if (p->type != BT_MQTT_CONNECT) {
+            hub_conn_close(c, "first packet is not CONNECT");
+            return -1;
+        }
+        return handle_connect(c, p);
+    }
+    switch (p->type) {
+    case BT_MQTT_PUBLISH:
+        return handle_publish(c, p);
+    case BT_MQTT_PUBACK:
+        return handle_puback(c, p->ack.packet_id);
+    case BT_MQTT_SUBSCRIBE:
+        return handle_subscribe(c, p);
+    case BT_MQTT_UNSUBSCRIBE:
+        return handle_unsubscribe(c, p);
+    case BT_MQTT_PINGREQ: {
+        uint8_t b[2];
+        bt_mqtt_encode_empty(b, sizeof b, BT_MQTT_PINGRESP);
+        return hub_conn_send(c, b, 2);
+    }
+    case BT_MQTT_DISCONNECT:
+        c->graceful = true;
+        will_discard(c);
+        hub_conn_close(c, "client disconnected");
+        return -1;
+    case BT_MQTT_CONNECT:
+        hub_conn_close(c, "second CONNECT on a connection");
+        return -1;
+    case BT_MQTT_PUBREC:
+    case BT_MQTT_PUBREL:
+    case BT_MQTT_PUBCOMP:
+        hub_conn_close(c, "QoS 2 is not supported");
+        return -1;
+    default: {
+        char why[64];
+        snprintf(why, sizeof why, "unexpected %s from a client", bt_mqtt_type_name(p->type));
+        hub_conn_close(c, why);
+        return -1;
+    }
+    }
+}
+
+/* Parses whole packets from d[0..n); returns the bytes consumed or -1 (closed). */
+static ssize_t parse(conn *c, const uint8_t *d, size_t n)
+{
+    size_t pos = 0;
+    size_t max = (size_t)c->h->cfg->length_max + BT_MQTT_MAX_HEADER;
+    while (pos < n && c->state != CONN_CLOSED) {
+        bt_mqtt_packet p;
+        size_t used = 0;
+        char err[160];
+        int r = bt_mqtt_decode(d + pos, n - pos, max, &p, &used, err, sizeof err);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            c->h->ctr.bad_packets++;
+            if (c->state == CONN_NEW && p.type == BT_MQTT_CONNECT && p.connect.protocol_level) {
+                uint8_t b[4];
+                bt_mqtt_encode_connack(b, sizeof b, false, BT_MQTT_CONNACK_BAD_PROTOCOL);
+                hub_conn_send(c, b, 4);
+            }
+            char why[220];
+            snprintf(why, sizeof why, "malformed packet: %s", err);
+            hub_conn_close(c, why);
+            return -1;
+        }
+        pos += used;
+        c->last_rx_ms = c->h->now_ms;
+        if (on_packet(c, &p) < 0 || c->state == CONN_CLOSED)
+            return -1;
+    }
+    return (ssize_t)pos;
+}
+
+int hub_conn_feed(conn *c, const uint8_t *d, size_t n)
+{
+    if (c->state == CONN_CLOSED)
+        return -1;
+    c->h->ctr.bytes_in += n;
+    if (buf_size(&c->in)) {
+        /* A partial packet is waiting: append and parse from the connection's buffer. */
+        if (buf_append(&c->in, d, n) < 0) {
+            hub_conn_close(c, "out of memory");
+            return -1;
+        }
+        ssize_t used = parse(c, c->in.p + c->in.off, buf_size(&c->in));
+        if (used < 0)
+            return -1;
+        buf_consume(&c->in, (size_t)used);
+        return 0;
+    }
+    ssize_t used = parse(c, d, n);
+    if (used < 0)
+        return -1;
+    if ((size_t)used < n && buf_append(&c->in, d + used, n - (size_t)used) < 0) {
+        hub_conn_close(c, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void hub_conn_on_readable(conn *c)
+{
+    hub *h = c->h;
+    size_t total = 0;
+    while (c->state != CONN_CLOSED && total < READ_BUDGET) {
+        ssize_t r = c->tr->ops->read(c->tr, h->rbuf, h->rbuf_cap);
+        if (r > 0) {
+            total += (size_t)r;
+            if (hub_conn_feed(c, h->rbuf, (size_t)r) < 0)
+                return;
+            if ((size_t)r < h->rbuf_cap)
+                return; /* drained: the socket had less than a full buffer */
+            continue;
+        }
+        if (r == 0) {
+            hub_conn_close(c, "connection closed by peer");
+            return;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        char why[128];
+        snprintf(why, sizeof why, "read failed: %s", strerror(errno));
+        hub_conn_close(c, why);
+        return;
+    }
+}
+
+static void set_want_write(conn *c, bool on)
+{
+    if (c->want_write == on || c->tr->fd < 0 || c->h->epfd < 0)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0u), .data.ptr = c};
+    epoll_ctl(c->h->epfd, EPOLL_CTL_MOD, c->tr->fd, &ev);
+    c->want_write = on;
+}
+
+static void conn_write(conn *c, bool may_close)
+{
+    while (buf_size(&c->out)) {
+        struct iovec iov = {c->out.p + c->out.off, buf_size(&c->out)};
+        ssize_t w = c->tr->ops->writev(c->tr, &iov, 1);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (c->state != CONN_CLOSED)
+                    set_want_write(c, true);
+                return;
+            }
+            if (!may_close)
+                return;
+            buf_free(&c->out);
+            if (c->state != CONN_CLOSED) {
+                char why[128];
+                snprintf(why, sizeof why, "write failed: %s", strerror(errno));
+                hub_conn_close(c, why);
+            }
+            return;
+        }
+        c->h->ctr.bytes_out += (uint64_t)w;
+        buf_consume(&c->out, (size_t)w);
+    }
+    c->out_qos0 = 0;
+    if (c->state != CONN_CLOSED)
+        set_want_write(c, false);
+}
+
+void hub_conn_flush(conn *c)
+{
+    conn_write(c, true);
+}
+
+void hub_conn_flush_soft(conn *c)
+{
+    conn_write(c, false);
+}
+
+void hub_conn_close(conn *c, const char *reason)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    hub *h = c->h;
+    bool was_active = c->state == CONN_ACTIVE;
+    bt_logkv(was_active ? BT_LOG_INFO : BT_LOG_WARN, "connection closed", "client", c->client_id ? c->client_id : "",
+             "reason", reason, NULL);
+    c->state = CONN_CLOSED;
+    if (c->tr->fd >= 0 && h->epfd >= 0)
+        epoll_ctl(h->epfd, EPOLL_CTL_DEL, c->tr->fd, NULL);
+    if (c->client_id && map_get(&h->clients, c->client_id) == c)
+        map_del(&h->clients, c->client_id);
+    /* PUBACKs still waiting for the commit have nobody to go to. */
+    for (size_t i = 0; i < h->npend; i++)
+        if (h->pend[i].c == c)
+            h->pend[i].c = NULL;
+    if (!c->clean && c->client_id) {
+        psess *ps = persist_get(h, c->client_id, false);
+        if (ps && ps->online == c) {
+            uint64_t off = was_active ? session_offset(c) : ps->offset;
+            if (off != ps->offset) {
+                ps->offset = off;
+                ps->offset_dirty = true;
+            }
+            ps->online = NULL;
+        }
+    }
+    session_clear_subs(c);
+    if (!c->graceful)
+        will_fire(c);
+    else
+        will_discard(c);
+    /* Move to the closed list; freed at the end of the turn, after a last flush. */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    h->nconns--;
+    c->prev = NULL;
+    c->next = h->closed;
+    h->closed = c;
+}
+
+void hub_conn_free(conn *c)
+{
+    if (buf_size(&c->out))
+        hub_conn_flush(c); /* best effort: a CONNACK with an error code, a last PUBACK */
+    for (size_t i = 0; i < c->qlen; i++)
+        msg_unref(c->q[(c->qhead + i) % c->qcap].m);
+    free(c->q);
+    for (size_t i = 0; i < c->nsubs; i++)
+        free(c->subs[i].filter);
+    free(c->subs);
+    msg_unref(c->will);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->client_id);
+    c->tr->ops->close(c->tr);
+    free(c);
+}

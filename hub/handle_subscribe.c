@@ -1,0 +1,93 @@
+/* SUBSCRIBE and UNSUBSCRIBE (SPEC §11): per-filter return codes (0x80 for an invalid,
+ * forbidden or QoS 2 filter), the session's subscription list, and retained messages sent
+ * after the SUBACK. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "baetyl/topic.h"
+#include "hub.h"
+
+int handle_subscribe(conn *c, const bt_mqtt_packet *p)
+{
+    const bt_mqtt_sub_list *sl = &p->subscribe;
+    size_t n = sl->count;
+    uint8_t *codes = malloc(n ? n : 1);
+    char **filters = calloc(n ? n : 1, sizeof *filters);
+    if (!codes || !filters) {
+        free(codes);
+        free(filters);
+        hub_conn_close(c, "out of memory");
+        return -1;
+    }
+    memset(codes, BT_MQTT_SUBACK_FAILURE, n ? n : 1);
+    bt_mqtt_sub_iter it;
+    bt_mqtt_sub_iter_init(&it, p);
+    bt_mqtt_str t;
+    uint8_t q;
+    size_t i = 0;
+    bool changed = false;
+    while (i < n && bt_mqtt_sub_next(&it, &t, &q)) {
+        codes[i] = BT_MQTT_SUBACK_FAILURE;
+        if (q <= 1 && bt_topic_valid_filter(t.ptr, t.len)) {
+            char *f = malloc(t.len + 1);
+            if (f) {
+                memcpy(f, t.ptr, t.len);
+                f[t.len] = 0;
+                if (hub_auth_can_sub(c->principal, f) && session_subscribe(c, f, q) == 0) {
+                    codes[i] = q;
+                    filters[i] = f;
+                    changed = true;
+                } else {
+                    free(f);
+                }
+            }
+        }
+        i++;
+    }
+    int rc = 0;
+    size_t cap = 5 + 2 + n;
+    uint8_t *b = malloc(cap);
+    ssize_t len = b ? bt_mqtt_encode_suback(b, cap, sl->packet_id, codes, n) : -1;
+    if (len < 0 || (size_t)len > cap) {
+        hub_conn_close(c, "cannot encode SUBACK");
+        rc = -1;
+    } else {
+        rc = hub_conn_send(c, b, (size_t)len);
+    }
+    free(b);
+    if (rc == 0 && changed)
+        session_persist_subs(c);
+    for (size_t k = 0; k < n; k++) {
+        if (rc == 0 && filters[k] && c->state == CONN_ACTIVE)
+            retain_deliver(c->h, c, filters[k], codes[k]);
+        free(filters[k]);
+    }
+    free(filters);
+    free(codes);
+    return rc;
+}
+
+int handle_unsubscribe(conn *c, const bt_mqtt_packet *p)
+{
+    bt_mqtt_sub_iter it;
+    bt_mqtt_sub_iter_init(&it, p);
+    bt_mqtt_str t;
+    bool changed = false;
+    while (bt_mqtt_sub_next(&it, &t, NULL)) {
+        char f[BT_TOPIC_MAX_LEN + 1];
+        if (t.len > BT_TOPIC_MAX_LEN)
+            continue;
+        memcpy(f, t.ptr, t.len);
+        f[t.len] = 0;
+        if (session_unsubscribe(c, f))
+            changed = true;
+    }
+    uint8_t b[4];
+    bt_mqtt_encode_ack(b, sizeof b, BT_MQTT_UNSUBACK, p->unsubscribe.packet_id);
+    if (hub_conn_send(c, b, 4) < 0)
+        return -1;
+    if (changed)
+        session_persist_subs(c);
+    return 0;
+}

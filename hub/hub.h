@@ -1,0 +1,287 @@
+/* The hub's core types: the broker state (struct hub), connections with their MQTT session
+ * state, shared message buffers and the transport layer under the codec. One I/O thread
+ * owns all of it; nothing here is locked.
+ *
+ * A session can be driven without sockets: hub_conn_new() with a memory transport and
+ * hub_conn_feed() with bytes (the fuzz target and unit tests do this). */
+#ifndef HUB_HUB_H
+#define HUB_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "baetyl/mqtt_codec.h"
+#include "config.h"
+#include "map.h"
+#include "store.h"
+#include "trie.h"
+
+typedef struct hub hub;
+typedef struct conn conn;
+
+/* ---- messages: one allocation, shared by every subscriber (reference counted) -------- */
+typedef struct msg {
+    uint32_t refs;
+    uint8_t qos, retain;
+    uint16_t topic_len;
+    uint32_t payload_len;
+    uint64_t seq; /* log sequence number (QoS 1 once committed), 0 otherwise */
+    int64_t ts_ms;
+    uint8_t *payload;
+    char topic[]; /* NUL-terminated, payload follows */
+} msg;
+
+/* A new message with refs = 1; NULL when out of memory. */
+msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos, uint8_t retain);
+/* Takes one more reference. */
+static inline msg *msg_ref(msg *m) { m->refs++; return m; }
+/* Drops one reference (frees at zero; NULL is fine). */
+void msg_unref(msg *m);
+
+/* ---- byte buffers --------------------------------------------------------------------- */
+typedef struct {
+    uint8_t *p;
+    size_t off, len, cap; /* data is p[off..len) */
+} buf;
+
+/* Makes room for n more bytes at the end; returns the write position or NULL. */
+uint8_t *buf_reserve(buf *b, size_t n);
+/* Appends n bytes. 0 or -1 (no memory). */
+int buf_append(buf *b, const void *d, size_t n);
+/* Drops n bytes from the front (frees the memory when empty). */
+void buf_consume(buf *b, size_t n);
+/* Frees the memory. */
+void buf_free(buf *b);
+static inline size_t buf_size(const buf *b) { return b->len - b->off; }
+
+/* ---- transports: tcp now; tls and ws slot in under the same ops ----------------------- */
+typedef struct transport transport;
+typedef struct {
+    /* >0 bytes, 0 = peer closed, -1 with errno (EAGAIN = nothing now). */
+    ssize_t (*read)(transport *t, void *b, size_t n);
+    /* bytes written, -1 with errno. */
+    ssize_t (*writev)(transport *t, const struct iovec *iov, int n);
+    /* Closes and frees the transport. */
+    void (*close)(transport *t);
+} transport_ops;
+
+struct transport {
+    const transport_ops *ops;
+    int fd;             /* -1 for memory transports */
+    bool cert_verified; /* TLS with a verified client certificate */
+};
+
+/* A transport on a connected non-blocking tcp socket (takes the fd). NULL when no memory. */
+transport *transport_tcp_new(int fd);
+/* A transport that reads nothing and swallows writes (sessions driven from memory). */
+transport *transport_mem_new(void);
+
+/* ---- connections and their session ---------------------------------------------------- */
+typedef struct {
+    msg *m;
+    uint64_t seq;   /* log seq when it came from the log (for offsets), else 0 */
+    int64_t sent_ms;
+    uint16_t pid;
+    bool acked;
+} outq_entry;
+
+typedef struct {
+    char *filter;
+    uint8_t qos;
+} conn_sub;
+
+enum { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSED };
+
+struct conn {
+    int kind; /* first field: epoll tag (LOOP_CONN) */
+    hub *h;
+    transport *tr;
+    uint64_t id;
+    int state;
+    bool want_write;   /* EPOLLOUT armed */
+    bool in_dirty;     /* on the hub's dirty list (output to flush) */
+    bool in_pump;      /* on the hub's pump list (catch-up from the log) */
+    bool graceful;     /* DISCONNECT received: no will */
+    bool clean;
+    bool catchup;      /* QoS 1 comes from the log from next_seq, not live */
+    uint8_t level;
+    uint16_t keepalive;
+    uint16_t next_pid;
+    int64_t last_rx_ms, created_ms;
+    char *client_id;
+    const hub_principal_cfg *principal;
+    msg *will;
+    buf in, out;
+    size_t out_qos0;   /* QoS 0 messages queued since the output buffer was last empty */
+    conn_sub *subs;
+    size_t nsubs, capsubs;
+    outq_entry *q;     /* QoS 1 in flight, a ring */
+    size_t qhead, qlen, qcap, qlog; /* qlog: entries with a log seq (the window) */
+    uint64_t next_seq; /* catch-up position */
+    uint64_t mark;     /* dispatch de-duplication stamp */
+    uint8_t mark_qos;
+    conn *next, *prev;      /* all connections */
+    conn *dirty_next;       /* dirty list */
+    conn *pump_next;        /* pump list */
+};
+
+/* A QoS 1 publish waiting for the group commit. */
+typedef struct {
+    conn *c;      /* NULL when the publisher is gone (or a will) */
+    uint16_t pid;
+    msg *m;
+} pending_pub;
+
+/* A persistent session while its client is away (or present). */
+typedef struct {
+    conn_sub *subs;
+    size_t nsubs;
+    uint64_t offset;
+    bool offset_dirty;
+    conn *online;
+} psess;
+
+typedef struct {
+    uint64_t conns_total, conns_refused;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+    uint64_t qos1_in, qos0_dropped, committed, bad_packets, retried;
+} hub_counters;
+
+struct hub {
+    hub_config *cfg;
+    store *st;            /* NULL: no durability (tests) */
+    int epfd;
+    int64_t now_ms;
+    uint64_t last_seq;    /* highest committed and dispatched seq */
+    uint64_t next_conn_id;
+    uint64_t dispatch_mark;
+    conn *conns;
+    size_t nconns;
+    conn *dirty, *pump;
+    conn *closed;         /* closed during this turn, freed at its end */
+    map clients;          /* client id -> conn */
+    map psessions;        /* client id -> psess */
+    map retained;         /* topic -> msg */
+    trie subs;
+    pending_pub *pend;
+    size_t npend, cappend;
+    msg **wills;          /* wills to publish at the end of the turn */
+    size_t nwills, capwills;
+    uint8_t *rbuf;        /* shared read buffer */
+    size_t rbuf_cap;
+    struct { conn *c; uint8_t qos; } *match;
+    size_t nmatch, capmatch;
+    int64_t next_offsets_ms, next_cleanup_ms, next_tick_ms;
+    hub_counters ctr;
+    bool stopping;
+    uint64_t random_ids;
+};
+
+/* ---- hub (broker.c) ------------------------------------------------------------------- */
+/* Initialises a hub on a loaded config and an open store (NULL = memory only). Loads
+ * retained messages, persistent sessions and publishes wills left by a crash. */
+int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen);
+/* Publishes the wills of connected clients, commits and flushes what is pending, frees all. */
+void hub_shutdown(hub *h);
+/* Work at the end of each loop turn: group commit, catch-up, flush output, free closed. */
+void hub_turn_end(hub *h);
+/* Periodic work (keep-alive, retries, offsets, cleanup); call often (every ~100 ms). */
+void hub_tick(hub *h);
+/* Current monotonic time in ms (cached per turn in h->now_ms). */
+int64_t hub_clock_ms(void);
+/* Wall clock, unix ms. */
+int64_t hub_wall_ms(void);
+
+/* Publishes a message from a client or a will (routes, retain, QoS 1 commit). pub_conn and
+ * pid identify the PUBACK to send after commit (NULL/0: none). Takes a reference. */
+int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid);
+/* Commits pending QoS 1 messages now (one store_append), dispatches them, sends PUBACKs. */
+void hub_commit(hub *h);
+/* Sends m to every matching subscriber. */
+void hub_dispatch(hub *h, msg *m);
+
+/* ---- connections (conn.c) --------------------------------------------------------------- */
+/* A new connection on a transport; registers nothing with epoll (the listener does). */
+conn *hub_conn_new(hub *h, transport *tr);
+/* Feeds received bytes to the session: parses and handles every whole packet. Returns 0,
+ * or -1 when the connection was closed (malformed input, protocol violation). */
+int hub_conn_feed(conn *c, const uint8_t *d, size_t n);
+/* Reads everything available from the transport and feeds it. */
+void hub_conn_on_readable(conn *c);
+/* Writes what is buffered; arms EPOLLOUT when the socket is full. */
+void hub_conn_flush(conn *c);
+/* Writes what the socket takes now without closing on error (safe in the middle of a
+ * dispatch: the end-of-turn flush reports the error). */
+void hub_conn_flush_soft(conn *c);
+/* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later. */
+void hub_conn_close(conn *c, const char *reason);
+/* Appends bytes to the output and queues a flush. 0 or -1 (no memory: connection closed). */
+int hub_conn_send(conn *c, const void *d, size_t n);
+/* Frees a closed connection (end of turn). */
+void hub_conn_free(conn *c);
+
+/* ---- protocol handlers ---------------------------------------------------------------- */
+/* Each returns 0, or -1 after closing the connection. */
+int handle_connect(conn *c, const bt_mqtt_packet *p);
+int handle_publish(conn *c, const bt_mqtt_packet *p);
+int handle_puback(conn *c, uint16_t pid);
+int handle_subscribe(conn *c, const bt_mqtt_packet *p);
+int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
+
+/* ---- session delivery (session.c) ------------------------------------------------------- */
+/* Delivers m to c at QoS q (already min'd with the subscription); retain is the RETAIN
+ * bit to send. Honours the QoS 1 window and the QoS 0 buffer. */
+void session_deliver(conn *c, msg *m, uint8_t q, bool retain);
+/* Pulls QoS 1 messages from the log while the window has room (catch-up mode). */
+void session_pump(conn *c);
+/* Resends unacknowledged QoS 1 messages older than the retry interval, with DUP. */
+void session_retry(conn *c);
+/* The acknowledged log offset of a session: every seq <= it is done. */
+uint64_t session_offset(const conn *c);
+/* Adds (or replaces) a subscription in the session and the trie. */
+int session_subscribe(conn *c, const char *filter, uint8_t qos);
+/* Removes a subscription; returns 1 when it existed. */
+int session_unsubscribe(conn *c, const char *filter);
+/* Drops every subscription of c from the trie and frees the list. */
+void session_clear_subs(conn *c);
+/* Writes the persistent session's subscriptions to the store. */
+void session_persist_subs(conn *c);
+
+/* ---- retained messages (retain.c) ------------------------------------------------------- */
+/* Stores (payload) or clears (empty payload) the retained message of m's topic. */
+void retain_set(hub *h, msg *m);
+/* Sends the retained messages that match filter to c with RETAIN=1 at most QoS q. */
+void retain_deliver(hub *h, conn *c, const char *filter, uint8_t q);
+/* Loads the retained messages from the store. */
+int retain_load(hub *h, char *err, size_t errlen);
+
+/* ---- wills (will.c) ------------------------------------------------------------------- */
+/* Queues c's will (if any) for publication at the end of the turn and forgets it. */
+void will_fire(conn *c);
+/* Forgets c's will without publishing it (DISCONNECT). */
+void will_discard(conn *c);
+/* Publishes the queued wills. */
+void will_publish_queued(hub *h);
+/* Publishes wills left in the store by a crashed hub, then deletes them. */
+int will_recover(hub *h, char *err, size_t errlen);
+
+/* ---- persistent sessions (persist.c) --------------------------------------------------- */
+/* Loads persistent sessions and their offsets from the store. */
+int persist_load(hub *h, char *err, size_t errlen);
+/* Writes changed offsets of persistent sessions in batches. */
+void persist_flush_offsets(hub *h);
+/* The psess of a client id, created when create is set (offset = last seq). */
+psess *persist_get(hub *h, const char *client_id, bool create);
+/* Drops a persistent session (clean session connect). */
+void persist_drop(hub *h, const char *client_id);
+/* Frees every psess. */
+void persist_free_all(hub *h);
+
+/* ---- counters (stats.c) --------------------------------------------------------------- */
+/* Logs the counters as one line (status.logging). */
+void stats_log(hub *h);
+
+#endif

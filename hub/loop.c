@@ -1,0 +1,111 @@
+/* epoll event loop (level-triggered). Reads are drained per ready connection, output is
+ * written once per turn for every connection that got some (hub_turn_end). */
+#include "loop.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "baetyl/log.h"
+#include "hub.h"
+#include "listener.h"
+
+#define TICK_MS 100
+#define MAX_EVENTS 256
+
+static void accept_all(hub *h, listener *l)
+{
+    for (int i = 0; i < 256; i++) {
+        int fd = listener_accept(l);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                bt_logf(BT_LOG_WARN, "accept on %s failed: %s", l->address, strerror(errno));
+            return;
+        }
+        transport *t = transport_tcp_new(fd);
+        conn *c = t ? hub_conn_new(h, t) : NULL;
+        if (!c) {
+            if (t)
+                t->ops->close(t);
+            else
+                close(fd);
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+        if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            hub_conn_close(c, "epoll registration failed");
+    }
+}
+
+int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_tick, void *arg, char *err,
+                 size_t errlen)
+{
+    listener *ls = listeners;
+    h->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (h->epfd < 0) {
+        snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ls[i]};
+        if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, ls[i].fd, &ev) < 0) {
+            snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+            return -1;
+        }
+    }
+    static int sig_tag = LOOP_SIGNAL;
+    if (sigfd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sig_tag};
+        epoll_ctl(h->epfd, EPOLL_CTL_ADD, sigfd, &ev);
+    }
+    int64_t next_tick = hub_clock_ms() + TICK_MS;
+    int64_t next_status = hub_clock_ms() + h->cfg->status_interval_ms;
+    struct epoll_event evs[MAX_EVENTS];
+    bool stop = false;
+    while (!stop) {
+        int64_t now = hub_clock_ms();
+        int timeout = next_tick > now ? (int)(next_tick - now) : 0;
+        int n = epoll_wait(h->epfd, evs, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR) {
+            snprintf(err, errlen, "epoll_wait: %s", strerror(errno));
+            return -1;
+        }
+        h->now_ms = hub_clock_ms();
+        for (int i = 0; i < n; i++) {
+            int kind = *(int *)evs[i].data.ptr;
+            if (kind == LOOP_CONN) {
+                conn *c = evs[i].data.ptr;
+                if (c->state == CONN_CLOSED)
+                    continue;
+                if (evs[i].events & EPOLLOUT)
+                    hub_conn_flush(c);
+                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                    hub_conn_on_readable(c);
+            } else if (kind == LOOP_LISTENER) {
+                accept_all(h, evs[i].data.ptr);
+            } else if (kind == LOOP_SIGNAL) {
+                struct signalfd_siginfo si;
+                if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+                    bt_logf(BT_LOG_INFO, "signal %u received, stopping", si.ssi_signo);
+                stop = true;
+            }
+        }
+        if (h->now_ms >= next_tick) {
+            hub_tick(h);
+            if (on_tick)
+                on_tick(h, arg);
+            next_tick = h->now_ms + TICK_MS;
+            if (h->cfg->status_logging && h->now_ms >= next_status) {
+                stats_log(h);
+                next_status = h->now_ms + h->cfg->status_interval_ms;
+            }
+        }
+        hub_turn_end(h);
+    }
+    for (size_t i = 0; i < nl; i++)
+        epoll_ctl(h->epfd, EPOLL_CTL_DEL, ls[i].fd, NULL);
+    return 0;
+}

@@ -1,0 +1,34 @@
+/* Message buffers: topic and payload in one allocation, shared by reference count so a
+ * fan-out to many subscribers copies nothing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+
+msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos, uint8_t retain)
+{
+    if (tlen > UINT16_MAX || plen > UINT32_MAX)
+        return NULL;
+    msg *m = malloc(sizeof *m + tlen + 1 + plen);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->qos = qos;
+    m->retain = retain;
+    m->topic_len = (uint16_t)tlen;
+    m->payload_len = (uint32_t)plen;
+    m->seq = 0;
+    m->ts_ms = 0;
+    memcpy(m->topic, topic, tlen);
+    m->topic[tlen] = 0;
+    m->payload = (uint8_t *)m->topic + tlen + 1;
+    if (plen)
+        memcpy(m->payload, payload, plen);
+    return m;
+}
+
+void msg_unref(msg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}

@@ -1,0 +1,186 @@
+/* Persistent sessions (clean session 0): subscriptions and the acknowledged log offset of
+ * each, kept in memory and in the store. Offsets are written in batches: a crash replays
+ * at most what was acknowledged since the last batch (duplicates, never losses). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "baetyl/log.h"
+#include "hub.h"
+
+static void psess_free(psess *ps)
+{
+    for (size_t i = 0; i < ps->nsubs; i++)
+        free(ps->subs[i].filter);
+    free(ps->subs);
+    free(ps);
+}
+
+psess *persist_get(hub *h, const char *client_id, bool create)
+{
+    psess *ps = map_get(&h->psessions, client_id);
+    if (ps || !create)
+        return ps;
+    ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return NULL;
+    /* A new session starts at the end of the log: older messages were not for it. */
+    ps->offset = h->last_seq;
+    ps->offset_dirty = true;
+    if (map_put(&h->psessions, client_id, ps, NULL) < 0) {
+        free(ps);
+        return NULL;
+    }
+    return ps;
+}
+
+void persist_drop(hub *h, const char *client_id)
+{
+    psess *ps = map_del(&h->psessions, client_id);
+    if (!ps)
+        return;
+    psess_free(ps);
+    char err[160];
+    if (h->st) {
+        char consumer[160];
+        snprintf(consumer, sizeof consumer, "s:%s", client_id);
+        if (store_del_session(h->st, client_id, err, sizeof err) < 0 ||
+            store_del_offset(h->st, consumer, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_ERROR, "deleting session failed", "client", client_id, "error", err, NULL);
+    }
+}
+
+typedef struct {
+    hub *h;
+    int rc;
+} load_ctx;
+
+static int persist_load_cb(const char *client_id, const store_sub *subs, size_t n, void *arg)
+{
+    load_ctx *x = arg;
+    psess *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return -1;
+    ps->subs = n ? calloc(n, sizeof *ps->subs) : NULL;
+    if (n && !ps->subs) {
+        free(ps);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ps->subs[i].filter = strdup(subs[i].filter);
+        ps->subs[i].qos = subs[i].qos > 1 ? 1 : subs[i].qos;
+        if (!ps->subs[i].filter) {
+            ps->nsubs = i;
+            psess_free(ps);
+            return -1;
+        }
+    }
+    ps->nsubs = n;
+    if (map_put(&x->h->psessions, client_id, ps, NULL) < 0) {
+        psess_free(ps);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    hub *h;
+    int rc;
+    char *err;
+    size_t errlen;
+} off_ctx;
+
+static void load_offset(const char *key, void *value, void *arg)
+{
+    off_ctx *x = arg;
+    psess *ps = value;
+    char consumer[160];
+    snprintf(consumer, sizeof consumer, "s:%s", key);
+    if (x->rc == 0 && store_get_offset(x->h->st, consumer, &ps->offset, x->err, x->errlen) < 0)
+        x->rc = -1;
+}
+
+int persist_load(hub *h, char *err, size_t errlen)
+{
+    if (!h->st)
+        return 0;
+    load_ctx lx = {h, 0};
+    if (store_load_sessions(h->st, persist_load_cb, &lx, err, errlen) < 0)
+        return -1;
+    off_ctx ox = {h, 0, err, errlen};
+    map_each(&h->psessions, load_offset, &ox);
+    return ox.rc;
+}
+
+typedef struct {
+    hub *h;
+    store_offset *offs;
+    char **names;
+    size_t n, cap;
+} flush_ctx;
+
+static void collect_offset(const char *key, void *value, void *arg)
+{
+    flush_ctx *x = arg;
+    psess *ps = value;
+    if (ps->online) {
+        uint64_t off = session_offset(ps->online);
+        if (off != ps->offset) {
+            ps->offset = off;
+            ps->offset_dirty = true;
+        }
+    }
+    if (!ps->offset_dirty || x->n == x->cap)
+        return;
+    size_t kl = strlen(key);
+    char *name = malloc(kl + 3);
+    if (!name)
+        return;
+    memcpy(name, "s:", 2);
+    memcpy(name + 2, key, kl + 1);
+    x->names[x->n] = name;
+    x->offs[x->n].consumer = name;
+    x->offs[x->n].offset = ps->offset;
+    x->n++;
+    ps->offset_dirty = false;
+}
+
+void persist_flush_offsets(hub *h)
+{
+    if (!h->st || !h->psessions.n)
+        return;
+    flush_ctx x = {h, NULL, NULL, 0, h->psessions.n};
+    x.offs = calloc(x.cap, sizeof *x.offs);
+    x.names = calloc(x.cap, sizeof *x.names);
+    if (x.offs && x.names) {
+        map_each(&h->psessions, collect_offset, &x);
+        size_t batch = (size_t)h->cfg->offset_batch;
+        for (size_t i = 0; i < x.n; i += batch) {
+            size_t k = x.n - i < batch ? x.n - i : batch;
+            char err[160];
+            if (store_set_offsets(h->st, x.offs + i, k, err, sizeof err) < 0) {
+                bt_logkv(BT_LOG_ERROR, "writing offsets failed", "error", err, NULL);
+                for (size_t j = i; j < i + k; j++) {
+                    psess *ps = map_get(&h->psessions, x.offs[j].consumer + 2);
+                    if (ps)
+                        ps->offset_dirty = true; /* retried at the next flush */
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < x.n; i++)
+        free(x.names[i]);
+    free(x.names);
+    free(x.offs);
+}
+
+static void free_each(const char *key, void *value, void *arg)
+{
+    psess_free(value);
+}
+
+void persist_free_all(hub *h)
+{
+    map_each(&h->psessions, free_each, NULL);
+    map_free(&h->psessions);
+}

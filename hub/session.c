@@ -1,0 +1,354 @@
+/* Session delivery: QoS 0 straight into the output buffer (dropped when the egress buffer
+ * is full), QoS 1 through a window of `egress.qos1.buffer.size` unacknowledged messages.
+ * When the window is full the session switches to catch-up: it stops taking live QoS 1
+ * messages and later pulls them from the durable log from its position, so a slow or
+ * returning subscriber loses nothing and memory stays bounded. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "baetyl/log.h"
+#include "baetyl/topic.h"
+#include "hub.h"
+
+/* Output bytes beyond which QoS 0 messages are dropped for a slow reader. */
+#define OUT_QOS0_BYTES_MAX (8u << 20)
+/* Log messages examined per catch-up pass, so one session cannot stall the loop. */
+#define PUMP_SCAN_MAX 2000
+/* Output bytes that trigger a write in the middle of a turn. */
+#define EARLY_FLUSH_BYTES (64u << 10)
+
+static int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t q,
+                        bool retain, bool dup, uint16_t pid)
+{
+    size_t need = 5 + 2 + tlen + 2 + plen;
+    uint8_t *w = buf_reserve(&c->out, need);
+    if (!w) {
+        hub_conn_close(c, "out of memory");
+        return -1;
+    }
+    ssize_t n = bt_mqtt_encode_publish(w, need, topic, tlen, payload, plen, q, retain, dup, pid);
+    if (n < 0 || (size_t)n > need)
+        return -1;
+    c->out.len += (size_t)n;
+    /* A large backlog goes out now rather than at the end of the turn, so a fan-in does
+     * not pile up more than the socket could have taken. */
+    if (buf_size(&c->out) >= EARLY_FLUSH_BYTES && !c->want_write)
+        hub_conn_flush_soft(c);
+    if (!c->in_dirty) {
+        c->in_dirty = true;
+        c->dirty_next = c->h->dirty;
+        c->h->dirty = c;
+    }
+    c->h->ctr.msgs_out++;
+    return 0;
+}
+
+static uint16_t next_pid(conn *c)
+{
+    for (;;) {
+        uint16_t p = c->next_pid++;
+        if (c->next_pid == 0)
+            c->next_pid = 1;
+        if (p == 0)
+            continue;
+        bool used = false;
+        for (size_t i = 0; i < c->qlen && !used; i++) {
+            outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+            used = !e->acked && e->pid == p;
+        }
+        if (!used)
+            return p;
+    }
+}
+
+static outq_entry *q_push(conn *c)
+{
+    if (c->qlen == c->qcap) {
+        size_t cap = c->qcap ? c->qcap * 2 : 8;
+        outq_entry *q = malloc(cap * sizeof *q);
+        if (!q)
+            return NULL;
+        for (size_t i = 0; i < c->qlen; i++)
+            q[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = q;
+        c->qcap = cap;
+        c->qhead = 0;
+    }
+    outq_entry *e = &c->q[(c->qhead + c->qlen) % c->qcap];
+    c->qlen++;
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+static void pump_later(conn *c)
+{
+    if (!c->in_pump) {
+        c->in_pump = true;
+        c->pump_next = c->h->pump;
+        c->h->pump = c;
+    }
+}
+
+static void deliver_qos1(conn *c, msg *m, bool retain)
+{
+    outq_entry *e = q_push(c);
+    if (!e) {
+        hub_conn_close(c, "out of memory");
+        return;
+    }
+    e->m = msg_ref(m);
+    e->seq = m->seq;
+    e->pid = next_pid(c);
+    e->sent_ms = c->h->now_ms;
+    if (m->seq)
+        c->qlog++;
+    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 1, retain, false, e->pid);
+}
+
+void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
+{
+    if (c->state != CONN_ACTIVE)
+        return;
+    if (q == 0) {
+        /* Dropped only for a reader whose socket is full (EPOLLOUT armed). */
+        if (c->want_write &&
+            (c->out_qos0 >= (size_t)c->h->cfg->out_qos0_size || buf_size(&c->out) > OUT_QOS0_BYTES_MAX)) {
+            c->h->ctr.qos0_dropped++;
+            return;
+        }
+        c->out_qos0++;
+        send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 0, retain, false, 0);
+        return;
+    }
+    if (m->seq) {
+        if (c->catchup)
+            return; /* the log pump brings it */
+        if (c->qlog >= (size_t)c->h->cfg->out_qos1_size) {
+            c->catchup = true;
+            c->next_seq = m->seq;
+            return;
+        }
+    }
+    deliver_qos1(c, m, retain);
+}
+
+/* Highest QoS among c's subscriptions matching topic, or -1. */
+static int sub_qos(const conn *c, const char *topic)
+{
+    int best = -1;
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i].qos > best && bt_topic_match(c->subs[i].filter, topic))
+            best = c->subs[i].qos;
+    return best;
+}
+
+typedef struct {
+    conn *c;
+    bool stopped;
+} pump_ctx;
+
+static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
+{
+    pump_ctx *px = arg;
+    conn *c = px->c;
+    if (c->qlog >= (size_t)c->h->cfg->out_qos1_size || c->state != CONN_ACTIVE) {
+        px->stopped = true;
+        return 1;
+    }
+    c->next_seq = seq + 1;
+    if (sm->topic_len > BT_TOPIC_MAX_LEN)
+        return 0;
+    char topic[BT_TOPIC_MAX_LEN + 1];
+    memcpy(topic, sm->topic, sm->topic_len);
+    topic[sm->topic_len] = 0;
+    int sq = sub_qos(c, topic);
+    if (sq < 0)
+        return 0;
+    uint8_t q = sm->qos < sq ? sm->qos : (uint8_t)sq;
+    if (q == 0) {
+        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0);
+        return 0;
+    }
+    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, 1, 0);
+    if (!m) {
+        px->stopped = true;
+        return 1;
+    }
+    m->seq = seq;
+    m->ts_ms = sm->ts_ms;
+    deliver_qos1(c, m, false);
+    msg_unref(m);
+    return 0;
+}
+
+void session_pump(conn *c)
+{
+    hub *h = c->h;
+    if (!c->catchup || c->state != CONN_ACTIVE)
+        return;
+    if (!h->st || c->next_seq > h->last_seq) {
+        c->catchup = false;
+        return;
+    }
+    if (c->qlog >= (size_t)h->cfg->out_qos1_size)
+        return; /* PUBACKs will call us again */
+    pump_ctx px = {c, false};
+    char err[160];
+    long n = store_scan(h->st, c->next_seq, PUMP_SCAN_MAX, pump_cb, &px, err, sizeof err);
+    if (n < 0) {
+        bt_logkv(BT_LOG_ERROR, "log scan failed", "client", c->client_id, "error", err, NULL);
+        return;
+    }
+    if (c->state != CONN_ACTIVE)
+        return;
+    if (px.stopped)
+        return;
+    if (n < PUMP_SCAN_MAX) {
+        /* Read to the end of the log: back to live delivery. */
+        c->next_seq = h->last_seq + 1;
+        c->catchup = false;
+        return;
+    }
+    pump_later(c); /* more to read: continue next turn */
+}
+
+int handle_puback(conn *c, uint16_t pid)
+{
+    for (size_t i = 0; i < c->qlen; i++) {
+        outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (e->acked || e->pid != pid)
+            continue;
+        e->acked = true;
+        msg_unref(e->m);
+        e->m = NULL;
+        if (e->seq)
+            c->qlog--;
+        while (c->qlen && c->q[c->qhead].acked) {
+            c->qhead = (c->qhead + 1) % c->qcap;
+            c->qlen--;
+        }
+        if (c->catchup)
+            pump_later(c);
+        return 0;
+    }
+    return 0; /* an unknown packet id is ignored (MQTT 3.1.1 4.3.2) */
+}
+
+void session_retry(conn *c)
+{
+    if (c->state != CONN_ACTIVE)
+        return;
+    int64_t ri = c->h->cfg->retry_interval_ms;
+    for (size_t i = 0; i < c->qlen; i++) {
+        outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (e->acked || c->h->now_ms - e->sent_ms < ri)
+            continue;
+        e->sent_ms = c->h->now_ms;
+        c->h->ctr.retried++;
+        if (send_publish(c, e->m->topic, e->m->topic_len, e->m->payload, e->m->payload_len, 1, false, true, e->pid) < 0)
+            return;
+    }
+}
+
+uint64_t session_offset(const conn *c)
+{
+    uint64_t lo = c->catchup ? c->next_seq - 1 : c->h->last_seq;
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->seq && e->seq - 1 < lo)
+            lo = e->seq - 1;
+    }
+    return lo;
+}
+
+int session_subscribe(conn *c, const char *filter, uint8_t qos)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (!strcmp(c->subs[i].filter, filter)) {
+            c->subs[i].qos = qos;
+            return trie_add(&c->h->subs, filter, c, qos);
+        }
+    if (c->nsubs == c->capsubs) {
+        size_t cap = c->capsubs ? c->capsubs * 2 : 2;
+        conn_sub *s = realloc(c->subs, cap * sizeof *s);
+        if (!s)
+            return -1;
+        c->subs = s;
+        c->capsubs = cap;
+    }
+    char *f = strdup(filter);
+    if (!f)
+        return -1;
+    if (trie_add(&c->h->subs, filter, c, qos) < 0) {
+        free(f);
+        return -1;
+    }
+    c->subs[c->nsubs++] = (conn_sub){f, qos};
+    return 0;
+}
+
+int session_unsubscribe(conn *c, const char *filter)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (!strcmp(c->subs[i].filter, filter)) {
+            trie_remove(&c->h->subs, filter, c);
+            free(c->subs[i].filter);
+            c->subs[i] = c->subs[--c->nsubs];
+            return 1;
+        }
+    return 0;
+}
+
+void session_clear_subs(conn *c)
+{
+    for (size_t i = 0; i < c->nsubs; i++) {
+        trie_remove(&c->h->subs, c->subs[i].filter, c);
+        free(c->subs[i].filter);
+    }
+    free(c->subs);
+    c->subs = NULL;
+    c->nsubs = c->capsubs = 0;
+}
+
+void session_persist_subs(conn *c)
+{
+    hub *h = c->h;
+    if (c->clean || !c->client_id)
+        return;
+    psess *ps = persist_get(h, c->client_id, true);
+    if (!ps)
+        return;
+    conn_sub *copy = c->nsubs ? calloc(c->nsubs, sizeof *copy) : NULL;
+    store_sub *ss = c->nsubs ? calloc(c->nsubs, sizeof *ss) : NULL;
+    if (c->nsubs && (!copy || !ss)) {
+        free(copy);
+        free(ss);
+        return;
+    }
+    for (size_t i = 0; i < c->nsubs; i++) {
+        copy[i].filter = strdup(c->subs[i].filter);
+        copy[i].qos = c->subs[i].qos;
+        ss[i].filter = c->subs[i].filter;
+        ss[i].qos = c->subs[i].qos;
+        if (!copy[i].filter) {
+            for (size_t k = 0; k < i; k++)
+                free(copy[k].filter);
+            free(copy);
+            free(ss);
+            return;
+        }
+    }
+    for (size_t i = 0; i < ps->nsubs; i++)
+        free(ps->subs[i].filter);
+    free(ps->subs);
+    ps->subs = copy;
+    ps->nsubs = c->nsubs;
+    if (h->st) {
+        char err[160];
+        if (store_put_session(h->st, c->client_id, ss, c->nsubs, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_ERROR, "storing session failed", "client", c->client_id, "error", err, NULL);
+    }
+    free(ss);
+}

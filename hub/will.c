@@ -1,0 +1,122 @@
+/* Wills (SPEC §11): published when a connection ends without DISCONNECT (abnormal close,
+ * takeover, keep-alive timeout, hub shutdown); kept in the store while the client is
+ * connected so a crashed hub publishes them at its next start. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "baetyl/log.h"
+#include "hub.h"
+
+void will_discard(conn *c)
+{
+    if (!c->will)
+        return;
+    msg_unref(c->will);
+    c->will = NULL;
+    char err[160];
+    if (c->h->st && c->client_id && store_del_will(c->h->st, c->client_id, err, sizeof err) < 0)
+        bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", c->client_id, "error", err, NULL);
+}
+
+void will_fire(conn *c)
+{
+    msg *m = c->will;
+    if (!m)
+        return;
+    c->will = NULL;
+    hub *h = c->h;
+    bt_logkv(BT_LOG_DEBUG, "publishing will", "client", c->client_id, "topic", m->topic, NULL);
+    m->ts_ms = hub_wall_ms();
+    /* Deferred: a close can happen in the middle of a dispatch. */
+    if (h->nwills == h->capwills) {
+        size_t cap = h->capwills ? h->capwills * 2 : 8;
+        msg **w = realloc(h->wills, cap * sizeof *w);
+        if (!w) {
+            msg_unref(m);
+            return;
+        }
+        h->wills = w;
+        h->capwills = cap;
+    }
+    h->wills[h->nwills++] = m;
+    char err[160];
+    if (h->st && c->client_id && store_del_will(h->st, c->client_id, err, sizeof err) < 0)
+        bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", c->client_id, "error", err, NULL);
+}
+
+void will_publish_queued(hub *h)
+{
+    while (h->nwills) {
+        msg **w = h->wills;
+        size_t n = h->nwills;
+        h->wills = NULL;
+        h->nwills = h->capwills = 0;
+        for (size_t i = 0; i < n; i++) {
+            hub_publish(h, w[i], NULL, 0);
+            msg_unref(w[i]);
+        }
+        free(w);
+    }
+}
+
+typedef struct {
+    char **ids;
+    msg **msgs;
+    size_t n, cap;
+} will_list;
+
+static int collect(const char *client_id, const store_msg *sm, void *arg)
+{
+    will_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char **ids = realloc(l->ids, cap * sizeof *ids);
+        if (!ids)
+            return -1;
+        l->ids = ids;
+        msg **ms = realloc(l->msgs, cap * sizeof *ms);
+        if (!ms)
+            return -1;
+        l->msgs = ms;
+        l->cap = cap;
+    }
+    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos > 1 ? 1 : sm->qos, sm->retain);
+    char *id = strdup(client_id);
+    if (!m || !id) {
+        msg_unref(m);
+        free(id);
+        return -1;
+    }
+    l->ids[l->n] = id;
+    l->msgs[l->n++] = m;
+    return 0;
+}
+
+int will_recover(hub *h, char *err, size_t errlen)
+{
+    if (!h->st)
+        return 0;
+    will_list l = {0};
+    /* Collect first: the store's read transaction must end before we write. */
+    int rc = store_load_wills(h->st, collect, &l, err, errlen);
+    for (size_t i = 0; i < l.n; i++) {
+        if (rc == 0) {
+            bt_logkv(BT_LOG_INFO, "publishing will left by a previous run", "client", l.ids[i], "topic",
+                     l.msgs[i]->topic, NULL);
+            l.msgs[i]->ts_ms = hub_wall_ms();
+            hub_publish(h, l.msgs[i], NULL, 0);
+        }
+        msg_unref(l.msgs[i]);
+    }
+    if (rc == 0)
+        hub_commit(h);
+    for (size_t i = 0; i < l.n; i++) {
+        char e2[160];
+        if (rc == 0 && store_del_will(h->st, l.ids[i], e2, sizeof e2) < 0)
+            bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", l.ids[i], "error", e2, NULL);
+        free(l.ids[i]);
+    }
+    free(l.ids);
+    free(l.msgs);
+    return rc;
+}

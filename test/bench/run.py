@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""make bench: baetyl-hub side by side with Debian's mosquitto, same machine, same C load
+generator (test/tools/hub_bench.c), printed as ratios hub/mosquitto.
+
+Scenarios: (a) QoS 0 throughput 1 -> 1, 100-byte payloads; (b) QoS 1 1 -> 1 (hub durable
+vs mosquitto in memory and with persistence); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
+(e) latency p50/p99 at a fixed moderate rate; (f) RSS per idle connection (1000 of them).
+Every scenario also checks that no message was lost."""
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("BAETYL_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
+HUB = os.path.join(BUILD, "bin", "baetyl-hub")
+GEN = os.path.join(BUILD, "tools", "hub_bench")
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 8192) if hard != resource.RLIM_INFINITY else 8192
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+class Broker:
+    def __init__(self, kind, persistence=False):
+        self.kind = kind
+        self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+        self.port = free_port()
+        if kind == "hub":
+            conf = os.path.join(self.dir, "conf.yml")
+            with open(conf, "w") as f:
+                f.write(f"listen: ['tcp://127.0.0.1:{self.port}']\nstorage: {{dir: data}}\n"
+                        "principals:\n  - username: test\n    password: hahaha\n    permissions:\n"
+                        "      - {action: pub, permit: ['#']}\n      - {action: sub, permit: ['#']}\n"
+                        "logger: {level: warn}\n")
+            args = [HUB, "-c", conf]
+        else:
+            conf = os.path.join(self.dir, "mosquitto.conf")
+            with open(conf, "w") as f:
+                f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "max_inflight_messages 100\nmax_queued_messages 0\nlog_type none\n")
+                if persistence:
+                    f.write(f"persistence true\npersistence_location {self.dir}/\nautosave_interval 1\n")
+            args = ["mosquitto", "-c", conf]
+        self.proc = subprocess.Popen(args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=raise_nofile)
+        wait_port(self.port)
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def gen(*args, timeout=300):
+    out = subprocess.run([GEN, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                         preexec_fn=raise_nofile)
+    if out.returncode != 0:
+        raise RuntimeError(f"hub_bench {args}: {out.stderr}")
+    return dict((k, float(v)) for k, v in re.findall(r"(\w+)=([-\d.]+)", out.stdout))
+
+
+def tput(kind, pubs, subs, qos, count, persistence=False, runs=3):
+    best = None
+    for _ in range(runs):
+        b = Broker(kind, persistence)
+        try:
+            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100)
+        finally:
+            b.stop()
+        lost = r["expected"] - r["received"]
+        if best is None or r["rate"] > best[0]:
+            best = (r["rate"], lost)
+    return best
+
+
+def latency(kind, rate=5000, secs=3):
+    b = Broker(kind)
+    try:
+        gen("lat", b.port, rate, 1, 100)  # warm-up
+        r = gen("lat", b.port, rate, secs, 100)
+    finally:
+        b.stop()
+    return r["p50_us"], r["p99_us"], r["sent"] - r["received"]
+
+
+def idle_rss(kind, n=1000):
+    b = Broker(kind)
+    try:
+        time.sleep(0.3)
+        before = b.rss_kb()
+        p = subprocess.Popen([GEN, "idle", str(b.port), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, preexec_fn=raise_nofile)
+        line = p.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError("idle connections failed")
+        time.sleep(1.0)
+        after = b.rss_kb()
+        p.stdin.close()
+        p.wait(30)
+    finally:
+        b.stop()
+    return (after - before) * 1024 / n
+
+
+def main():
+    for path in (HUB, GEN):
+        if not os.path.exists(path):
+            sys.exit(f"{path} not built (make all tools)")
+    if not shutil.which("mosquitto"):
+        sys.exit("mosquitto not installed (scripts/deps.sh)")
+    rows = []
+    lost_any = False
+
+    def row(name, hub_v, mos_v, unit, higher_better=True, hub_lost=0, mos_lost=0):
+        nonlocal lost_any
+        ratio = hub_v / mos_v if mos_v else float("inf")
+        lost_any = lost_any or hub_lost > 0
+        rows.append((name, hub_v, mos_v, unit, ratio, hub_lost, mos_lost))
+
+    h = tput("hub", 1, 1, 0, 500000)
+    m = tput("mosquitto", 1, 1, 0, 500000)
+    row("(a) QoS 0 1->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    h = tput("hub", 1, 1, 1, 100000)
+    m = tput("mosquitto", 1, 1, 1, 100000)
+    mp = tput("mosquitto", 1, 1, 1, 100000, persistence=True)
+    row("(b) QoS 1 1->1 msg/s (mosquitto in memory)", h[0], m[0], "msg/s", True, h[1], m[1])
+    row("(b) QoS 1 1->1 msg/s (mosquitto persistence)", h[0], mp[0], "msg/s", True, h[1], mp[1])
+    h = tput("hub", 1, 50, 0, 20000)
+    m = tput("mosquitto", 1, 50, 0, 20000)
+    row("(c) fan-out 1->50 deliveries/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    h = tput("hub", 50, 1, 0, 10000)
+    m = tput("mosquitto", 50, 1, 0, 10000)
+    row("(d) fan-in 50->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    hl = latency("hub")
+    ml = latency("mosquitto")
+    row("(e) latency p50 at 5000 msg/s (us)", hl[0], ml[0], "us", False, hl[2], ml[2])
+    row("(e) latency p99 at 5000 msg/s (us)", hl[1], ml[1], "us", False)
+    hr = idle_rss("hub")
+    mr = idle_rss("mosquitto")
+    row("(f) RSS per idle connection (bytes)", hr, mr, "B", False)
+
+    print(f"{'scenario':48} {'hub':>12} {'mosquitto':>12} {'hub/mosq':>9} {'lost hub/mosq':>14}")
+    for name, hv, mv, unit, ratio, hlost, mlost in rows:
+        print(f"{name:48} {hv:12.0f} {mv:12.0f} {ratio:9.2f} {int(hlost):>7}/{int(mlost)}")
+    if lost_any:
+        print("FAIL: the hub lost messages")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""baetyl-hub operations: the chapter 8 example config, status logging, counters reported to
+the master API, retention cleanup, graceful stop."""
+import http.server
+import json
+import os
+import signal
+import threading
+import time
+
+from conftest import (SRC, RawClient, binary, free_port, mqtt_publish, mqtt_puback, mqtt_subscribe,
+                      parse_publish, wait_for, wait_port)
+
+
+def test_example_native_chapter8(procs, tmp_path):
+    """The example's hub config (user test, route t -> t/topic), on a free port."""
+    src = os.path.join(SRC, "example", "native", "var", "db", "baetyl", "localhub-conf", "service.yml")
+    text = open(src).read()
+    assert "tcp://0.0.0.0:1883" in text
+    port = free_port()
+    (tmp_path / "etc" / "baetyl").mkdir(parents=True)
+    (tmp_path / "etc" / "baetyl" / "service.yml").write_text(text.replace("0.0.0.0:1883", f"127.0.0.1:{port}"))
+    pkg = open(os.path.join(SRC, "hub", "package.yml")).read()
+    assert "entry: bin/baetyl-hub" in pkg
+    p = procs.start([binary("baetyl-hub")], cwd=tmp_path)  # default config path etc/baetyl/service.yml
+    wait_port(port)
+    c = RawClient(port)
+    assert c.connect(client_id="mqttbox", username="test", password="hahaha") == 0
+    c.send(mqtt_subscribe(1, [("t", 0), ("t/topic", 0)]))
+    assert c.recv()[0] == 9
+    c.send(mqtt_publish("t", b"This is a new message."))
+    got = sorted(parse_publish(*c.recv()[1:])[:2] for _ in range(2))
+    assert got == [("t", b"This is a new message."), ("t/topic", b"This is a new message.")]
+    assert procs.stop(p) == 0
+    log = (tmp_path / "var" / "log" / "baetyl" / "service.log").read_text()
+    assert "client connected" in log  # level debug, file from the config
+    assert (tmp_path / "var" / "db" / "baetyl" / "data").is_dir()  # default storage.dir
+
+
+def test_status_logging(hub_factory):
+    hub = hub_factory("status: {logging: {enable: true, interval: 1s}}\n")
+    c = RawClient(hub.port)
+    assert c.connect(client_id="s", username="test", password="hahaha") == 0
+    wait_for(lambda: "hub status" in hub.read_log(), timeout=5, what="status line")
+    assert "connections=1" in hub.read_log()
+
+
+class Master(http.server.BaseHTTPRequestHandler):
+    reports = []
+
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Master.reports.append((self.path, self.headers.get("x-openedge-username"), json.loads(body or b"{}")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_counters_reported_to_master(hub_factory):
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Master)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        hub = hub_factory("status: {report: {interval: 1s}}\n", start=False)
+        os.environ.update(BAETYL_MASTER_API_ADDRESS=f"tcp://127.0.0.1:{srv.server_port}",
+                          BAETYL_SERVICE_NAME="localhub", BAETYL_SERVICE_INSTANCE_NAME="localhub",
+                          BAETYL_SERVICE_TOKEN="tok")
+        try:
+            hub.start()
+        finally:
+            for k in ("BAETYL_MASTER_API_ADDRESS", "BAETYL_SERVICE_NAME", "BAETYL_SERVICE_INSTANCE_NAME",
+                      "BAETYL_SERVICE_TOKEN"):
+                os.environ.pop(k, None)
+        c = RawClient(hub.port)
+        assert c.connect(client_id="r", username="test", password="hahaha") == 0
+        c.send(mqtt_publish("x", b"1"))
+        wait_for(lambda: any(r[2].get("hub", {}).get("messages_in", 0) >= 1 for r in Master.reports), timeout=8,
+                 what="a report")
+        path, user, body = Master.reports[-1]
+        assert path == "/v1/services/localhub/instances/localhub/report"
+        assert user == "localhub"
+        assert body["hub"]["connections"] >= 1
+    finally:
+        srv.shutdown()
+
+
+def test_retention_cleanup(hub_factory):
+    hub = hub_factory("message: {ingress: {qos1: {cleanup: {retention: 1s, interval: 1s}}}}\n")
+    s = RawClient(hub.port)
+    assert s.connect(client_id="away", username="test", password="hahaha", clean=False) == 0
+    s.send(mqtt_subscribe(1, [("old/#", 1)]))
+    s.recv()
+    s.close()
+    p = RawClient(hub.port)
+    assert p.connect(client_id="p", username="test", password="hahaha") == 0
+    p.send(mqtt_publish("old/x", b"expired", qos=1, pid=1))
+    assert p.recv()[0] == 4
+    time.sleep(3)
+    s = RawClient(hub.port)
+    assert s.connect(client_id="away", username="test", password="hahaha", clean=False) == 0
+    try:
+        got = s.recv(timeout=1.5)
+    except TimeoutError:
+        got = None
+    assert got is None or got[0] != 3, "a message older than the retention was delivered"
+
+
+def test_graceful_stop_fires_wills_and_exits_0(hub_factory):
+    hub = hub_factory()
+    w = RawClient(hub.port)
+    assert w.connect(client_id="w", username="test", password="hahaha", clean=False) == 0
+    w.send(mqtt_subscribe(1, [("bye/#", 1)]))
+    w.recv()
+    w.close()
+    a = RawClient(hub.port)
+    assert a.connect(client_id="a", username="test", password="hahaha", will=("bye/a", b"hub stopped", 1, False)) == 0
+    assert hub.stop(signal.SIGTERM) == 0
+    log = hub.read_log()
+    assert "Sanitizer" not in log
+    hub.start()
+    w = RawClient(hub.port)
+    assert w.connect(client_id="w", username="test", password="hahaha", clean=False) == 0
+    m = w.recv()
+    assert parse_publish(m[1], m[2])[:2] == ("bye/a", b"hub stopped")
+    w.send(mqtt_puback(parse_publish(m[1], m[2])[5]))
