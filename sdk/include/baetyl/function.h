@@ -1,0 +1,157 @@
+/* The function call of SPEC §12: `rpc Call(FunctionMessage) returns (FunctionMessage)` at
+ * `/baetyl.Function/Call` (proto/function.proto), client and server on the gRPC C core with
+ * protobuf-c messages. Completion queues stay inside; callers see two plain calls.
+ *
+ * Errors: every call that can fail returns 0 on success or a negative BT_FN_E* code and
+ * fills err. A failed RPC reads like Go grpc's error text, e.g.
+ * "rpc error: code = Unknown desc = [UserCodeInvoke] boom", so the function-manager can put
+ * it in its error JSON as is. BT_FN_EUNAVAILABLE (deadline exceeded or peer unavailable)
+ * tells a caller that the instance behind the address should be replaced.
+ *
+ * Process-wide effects of the first client or server: gRPC's own log lines go to the SDK
+ * log (errors as warnings, with source=grpc), and GRPC_DNS_RESOLVER defaults to "native"
+ * (getaddrinfo) unless already set. Each client/server holds a grpc_init reference; the
+ * last one freed shuts gRPC down, so nothing is left for LeakSanitizer. */
+#ifndef BAETYL_FUNCTION_H
+#define BAETYL_FUNCTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_FN_METHOD "/baetyl.Function/Call"
+#define BT_FN_DEFAULT_MAX_MSG_SIZE ((size_t)4 << 20) /* 4 MiB, both ways (SPEC §12) */
+#define BT_FN_DEFAULT_TIMEOUT_MS 30000L
+#define BT_FN_DEFAULT_WORKERS 8
+#define BT_FN_DEFAULT_GRACE_MS 5000L
+
+/* Return codes. */
+#define BT_FN_OK 0
+#define BT_FN_EFAIL (-1)        /* the call failed: bad input, handler error, size limit… */
+#define BT_FN_EUNAVAILABLE (-2) /* deadline exceeded or peer unavailable: replace it */
+
+/* gRPC status codes that callers test (the numbers are gRPC's, stable on the wire). */
+#define BT_FN_CODE_OK 0
+#define BT_FN_CODE_CANCELLED 1
+#define BT_FN_CODE_UNKNOWN 2
+#define BT_FN_CODE_INVALID_ARGUMENT 3
+#define BT_FN_CODE_DEADLINE_EXCEEDED 4
+#define BT_FN_CODE_RESOURCE_EXHAUSTED 8
+#define BT_FN_CODE_UNIMPLEMENTED 12
+#define BT_FN_CODE_INTERNAL 13
+#define BT_FN_CODE_UNAVAILABLE 14
+
+/* One FunctionMessage. A message filled by this library (a call's reply, a decoded
+ * message, the handler's `in`) owns every pointer (malloc'd); release it with
+ * bt_fn_msg_clear. A message the caller builds for input may point anywhere: it is only
+ * read. NULL strings are sent as "", a NULL payload as empty. */
+typedef struct {
+    uint64_t id;               /* ID: the MQTT packet id */
+    uint32_t qos;              /* QOS */
+    char *topic;               /* Topic */
+    uint8_t *payload;          /* Payload (payload_len bytes, may hold NULs) */
+    size_t payload_len;
+    int64_t timestamp;         /* Timestamp (unix seconds) */
+    char *function_name;       /* FunctionName */
+    char *function_invoke_id;  /* FunctionInvokeID */
+} bt_fn_msg;
+
+/* Frees the owned fields of m and zeroes it (NULL is fine). */
+void bt_fn_msg_clear(bt_fn_msg *m);
+/* Deep copy of src into dst (dst's old contents are not freed). 0, or -1 out of memory
+ * (dst left zeroed). */
+int bt_fn_msg_copy(bt_fn_msg *dst, const bt_fn_msg *src);
+/* Replaces m's payload by a copy of p[0..n) (freeing the old one). 0, or -1 out of memory. */
+int bt_fn_msg_set_payload(bt_fn_msg *m, const void *p, size_t n);
+/* Replaces *field (one of m's strings) by a copy of s (NULL = NULL). 0, or -1 out of memory. */
+int bt_fn_msg_set_str(char **field, const char *s);
+/* Protobuf encoding of m into a malloc'd *buf of *len bytes. 0, or -1 out of memory. */
+int bt_fn_msg_encode(const bt_fn_msg *m, uint8_t **buf, size_t *len);
+/* Decodes protobuf bytes into out (owned fields; out's old contents are not freed): its
+ * strings are never NULL and its payload is followed by a NUL byte (not counted). 0, or -1
+ * with err ("invalid FunctionMessage…") on malformed input or a string that is not UTF-8. */
+int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, size_t errlen);
+
+/* Go grpc's name of a status code ("Unknown", "DeadlineExceeded", …; "Code(n)" otherwise). */
+const char *bt_fn_code_name(int code);
+
+/* ---- client ------------------------------------------------------------------------------ */
+
+typedef struct bt_fn_client bt_fn_client;
+
+typedef struct {
+    long timeout_ms;         /* deadline of each call; <= 0 = 30 s */
+    size_t max_msg_size;     /* largest message sent or received; 0 = 4 MiB */
+    /* TLS: set ca and/or cert+key (PEM file paths) to dial with TLS. ca verifies the server
+     * (NULL = gRPC's default roots); cert+key is the client certificate. */
+    const char *ca;
+    const char *cert;
+    const char *key;
+    const char *server_name; /* TLS: name the server certificate must carry (default: host) */
+    /* true: a call waits (within its deadline) for the connection to come up instead of
+     * failing at once with Unavailable when the peer does not answer. */
+    bool wait_for_ready;
+} bt_fn_client_options;
+
+/* Creates a client of the server at address ("host:port", "[::1]:port", "unix:/path"); o
+ * may be NULL (defaults). Connects lazily. One channel shared by every call: bt_fn_call may
+ * run from many threads at once. NULL with err on bad options or unreadable PEM files. */
+bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o,
+                               char *err, size_t errlen);
+/* Waits until the channel is connected, at most timeout_ms (<= 0 = the client's timeout).
+ * 0, or BT_FN_EUNAVAILABLE with err ("connect to … timed out"). */
+int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen);
+/* Calls the function with the client's timeout. On 0, out holds the reply (owned fields;
+ * out's old contents are not freed). On failure out is zeroed and err is set; returns
+ * BT_FN_EUNAVAILABLE for DeadlineExceeded/Unavailable, BT_FN_EFAIL otherwise. */
+int bt_fn_call(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen);
+/* bt_fn_call with its own timeout (<= 0 = the client's) that also stores the gRPC status
+ * code in *code when code is not NULL (0 on success, 2 = Unknown for a local failure). */
+int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
+                  int *code, char *err, size_t errlen);
+/* Frees a client (NULL is fine). No call may be running on it. */
+void bt_fn_client_free(bt_fn_client *c);
+
+/* One call on a fresh insecure connection that waits for the server up to timeout_ms
+ * (<= 0 = 30 s): `call(address, msg, timeout)`. Returns like bt_fn_call. */
+int bt_fn_call_once(const char *address, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
+                    char *err, size_t errlen);
+
+/* ---- server ------------------------------------------------------------------------------ */
+
+typedef struct bt_fn_server bt_fn_server;
+
+/* Handles one call. in is valid during the call only. out starts as a copy of in with an
+ * empty payload (like the Python runtime, which returns the request with a new Payload);
+ * the handler sets out's payload (bt_fn_msg_set_payload) and may change other fields, all
+ * malloc'd: the server frees them. Returns 0, or -1 with err: the client then gets status
+ * Unknown with err as message. Runs on a worker thread, up to `workers` at once. */
+typedef int (*bt_fn_handler)(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen,
+                             void *arg);
+
+typedef struct {
+    size_t max_msg_size;  /* largest message received or sent; 0 = 4 MiB. Larger requests
+                           * are refused by gRPC with ResourceExhausted. */
+    int workers;          /* calls handled at once (one thread each); <= 0 = 8 */
+    int concurrent;       /* streams a client connection may open at once; <= 0 = gRPC's */
+    /* TLS: cert+key (PEM file paths) serve TLS; ca additionally requires and verifies
+     * client certificates. */
+    const char *cert;
+    const char *key;
+    const char *ca;
+    long grace_ms;        /* bt_fn_server_stop: time left to running calls; <= 0 = 5 s */
+} bt_fn_server_options;
+
+/* Listens on address ("127.0.0.1:50051", "0.0.0.0:0" for a free port, "unix:/path") and
+ * serves handler(…, arg) on `workers` threads; o may be NULL (defaults). Calls to other
+ * methods get Unimplemented, undecodable requests Internal. NULL with err when the address
+ * cannot be bound (a port in use is refused) or the options are wrong. */
+bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options *o,
+                                 bt_fn_handler handler, void *arg, char *err, size_t errlen);
+/* The port bound (useful with port 0); 0 for a unix socket. */
+int bt_fn_server_port(const bt_fn_server *s);
+/* Stops: no new calls; running calls get grace_ms to finish, then are cancelled; returns
+ * once every handler has returned and everything is freed (NULL is fine). */
+void bt_fn_server_stop(bt_fn_server *s);
+
+#endif

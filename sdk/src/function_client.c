@@ -1,0 +1,292 @@
+/* The function client: one gRPC channel per client, and per call a call object with its
+ * own completion queue, so any number of threads may call at once without a poller thread
+ * (the calling thread drives its own call). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+
+#include "function_internal.h"
+
+struct bt_fn_client {
+    grpc_channel *ch;
+    long timeout_ms;
+    bool wait_for_ready;
+    char *address;
+};
+
+/* Reconnect quickly: peers are runtime instances on this host or this docker network,
+ * which come up within a fraction of a second (gRPC's default starts at 1 s). */
+#define RECONNECT_INITIAL_MS 100
+#define RECONNECT_MAX_MS 2000
+
+static grpc_arg int_arg(const char *key, int v)
+{
+    grpc_arg a;
+    a.type = GRPC_ARG_INTEGER;
+    a.key = (char *)key;
+    a.value.integer = v;
+    return a;
+}
+
+static grpc_arg str_arg(const char *key, const char *v)
+{
+    grpc_arg a;
+    a.type = GRPC_ARG_STRING;
+    a.key = (char *)key;
+    a.value.string = (char *)v;
+    return a;
+}
+
+static grpc_channel_credentials *client_creds(const bt_fn_client_options *o, char *err,
+                                              size_t errlen)
+{
+    bool has_cert = o->cert && *o->cert, has_key = o->key && *o->key;
+    bool has_ca = o->ca && *o->ca;
+    if (has_cert != has_key) {
+        snprintf(err, errlen, "tls: cert and key must be given together");
+        return NULL;
+    }
+    if (!has_ca && !has_cert)
+        return grpc_insecure_credentials_create();
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    grpc_channel_credentials *cr = NULL;
+    if ((has_ca && !(ca = bt_fn_read_pem("ca", o->ca, err, errlen))) ||
+        (has_cert && !(cert = bt_fn_read_pem("cert", o->cert, err, errlen))) ||
+        (has_key && !(key = bt_fn_read_pem("key", o->key, err, errlen))))
+        goto out;
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    cr = grpc_ssl_credentials_create(ca, has_cert ? &pair : NULL, NULL, NULL);
+    if (!cr)
+        snprintf(err, errlen, "tls: cannot create client credentials");
+out:
+    free(ca);
+    free(cert);
+    free(key);
+    return cr;
+}
+
+bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o,
+                               char *err, size_t errlen)
+{
+    bt_fn_client_options def = {0};
+    if (!o)
+        o = &def;
+    if (!address || !*address) {
+        snprintf(err, errlen, "function client: address required");
+        return NULL;
+    }
+    size_t max = o->max_msg_size ? o->max_msg_size : BT_FN_DEFAULT_MAX_MSG_SIZE;
+    if (max > INT_MAX) {
+        snprintf(err, errlen, "function client: max message size %zu too large", max);
+        return NULL;
+    }
+    bt_fn_client *c = calloc(1, sizeof *c);
+    if (!c || !(c->address = strdup(address))) {
+        free(c);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : BT_FN_DEFAULT_TIMEOUT_MS;
+    c->wait_for_ready = o->wait_for_ready;
+
+    bt_fn_grpc_init();
+    grpc_channel_credentials *creds = client_creds(o, err, errlen);
+    if (!creds) {
+        grpc_shutdown();
+        free(c->address);
+        free(c);
+        return NULL;
+    }
+    grpc_arg args[8];
+    size_t n = 0;
+    args[n++] = int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)max);
+    args[n++] = int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)max);
+    /* Runtimes are local: an http_proxy in the environment must not capture the calls. */
+    args[n++] = int_arg(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+    /* Our own connection: a replaced instance at the same address starts afresh instead
+     * of inheriting another client's backoff state from the global subchannel pool. */
+    args[n++] = int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args[n++] = int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, RECONNECT_INITIAL_MS);
+    args[n++] = int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, RECONNECT_MAX_MS);
+    if (o->server_name && *o->server_name)
+        args[n++] = str_arg(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->server_name);
+    grpc_channel_args cargs = {n, args};
+    c->ch = grpc_channel_create(address, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    if (!c->ch) {
+        snprintf(err, errlen, "function client: cannot create a channel to %s", address);
+        bt_fn_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void bt_fn_client_free(bt_fn_client *c)
+{
+    if (!c)
+        return;
+    if (c->ch)
+        grpc_channel_destroy(c->ch);
+    free(c->address);
+    free(c);
+    grpc_shutdown();
+}
+
+static gpr_timespec deadline_in(long ms)
+{
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* Shuts a completion queue down, drains it and destroys it. */
+static void cq_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+}
+
+int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen)
+{
+    long ms = timeout_ms > 0 ? timeout_ms : c->timeout_ms;
+    gpr_timespec deadline = deadline_in(ms);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    int rc = BT_FN_EUNAVAILABLE;
+    for (;;) {
+        grpc_connectivity_state st = grpc_channel_check_connectivity_state(c->ch, 1);
+        if (st == GRPC_CHANNEL_READY) {
+            rc = BT_FN_OK;
+            break;
+        }
+        if (st == GRPC_CHANNEL_SHUTDOWN)
+            break;
+        grpc_channel_watch_connectivity_state(c->ch, st, deadline, cq, c);
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE || !ev.success)
+            break; /* the deadline passed without a change */
+    }
+    cq_destroy(cq);
+    if (rc != BT_FN_OK)
+        snprintf(err, errlen, "connect to %s timed out after %ld ms", c->address, ms);
+    return rc;
+}
+
+/* Go grpc's text of a failed RPC. */
+static int rpc_error(int status, const char *desc, int *code, char *err, size_t errlen)
+{
+    if (code)
+        *code = status;
+    snprintf(err, errlen, "rpc error: code = %s desc = %s", bt_fn_code_name(status), desc);
+    return status == GRPC_STATUS_DEADLINE_EXCEEDED || status == GRPC_STATUS_UNAVAILABLE
+               ? BT_FN_EUNAVAILABLE
+               : BT_FN_EFAIL;
+}
+
+int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
+                  int *code, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (code)
+        *code = GRPC_STATUS_UNKNOWN;
+    size_t size;
+    grpc_byte_buffer *send_bb = bt_fn_msg_to_bb(in, &size);
+    if (!send_bb) {
+        snprintf(err, errlen, "out of memory encoding FunctionMessage");
+        return BT_FN_EFAIL;
+    }
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_slice method = grpc_slice_from_static_string(BT_FN_METHOD);
+    grpc_call *call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
+                                               NULL,
+                                               deadline_in(timeout_ms > 0 ? timeout_ms
+                                                                          : c->timeout_ms),
+                                               NULL);
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_metadata_array_init(&initial_md);
+    grpc_metadata_array_init(&trailing_md);
+    grpc_byte_buffer *recv_bb = NULL;
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+
+    int rc;
+    grpc_call_error ce = call ? grpc_call_start_batch(call, ops, 6, call, NULL)
+                              : GRPC_CALL_ERROR;
+    if (ce != GRPC_CALL_OK) {
+        snprintf(err, errlen, "cannot start the call to %s: %s", c->address,
+                 grpc_call_error_to_string(ce));
+        rc = BT_FN_EFAIL;
+    } else {
+        /* The call's deadline bounds this wait: RECV_STATUS always completes. */
+        grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (status != GRPC_STATUS_OK) {
+            char *d = bt_fn_slice_str(details);
+            rc = rpc_error(status, d ? d : "", code, err, errlen);
+            free(d);
+        } else if (!recv_bb) {
+            rc = rpc_error(GRPC_STATUS_INTERNAL, "server sent no reply", code, err, errlen);
+        } else {
+            char derr[128];
+            if (bt_fn_msg_from_bb(recv_bb, out, derr, sizeof derr) < 0) {
+                char desc[192];
+                snprintf(desc, sizeof desc, "failed to unmarshal the reply: %s", derr);
+                rc = rpc_error(GRPC_STATUS_INTERNAL, desc, code, err, errlen);
+            } else {
+                rc = BT_FN_OK;
+                if (code)
+                    *code = GRPC_STATUS_OK;
+            }
+        }
+    }
+    if (call)
+        grpc_call_unref(call);
+    cq_destroy(cq);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&initial_md);
+    grpc_metadata_array_destroy(&trailing_md);
+    if (recv_bb)
+        grpc_byte_buffer_destroy(recv_bb);
+    grpc_byte_buffer_destroy(send_bb);
+    return rc;
+}
+
+int bt_fn_call(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)
+{
+    return bt_fn_call_ex(c, in, out, 0, NULL, err, errlen);
+}
+
+int bt_fn_call_once(const char *address, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
+                    char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    bt_fn_client_options o = {.timeout_ms = timeout_ms, .wait_for_ready = true};
+    bt_fn_client *c = bt_fn_client_new(address, &o, err, errlen);
+    if (!c)
+        return BT_FN_EFAIL;
+    int rc = bt_fn_call(c, in, out, err, errlen);
+    bt_fn_client_free(c);
+    return rc;
+}
