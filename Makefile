@@ -136,7 +136,7 @@ tools: $(TOOL_BINS)
 
 # ---- tests ----------------------------------------------------------------------------
 SAN_BUILD := build/san
-export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=0:strict_string_checks=1
+export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
 test:
@@ -186,7 +186,8 @@ fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  seeds=""; [ -d test/fuzz/corpus/$$n ] && seeds=test/fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_TIME)s)"; \
-	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$n $$seeds || exit 1; \
+	  mkdir -p $(FUZZ_BUILD)/artifacts; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus/$$n $$seeds || exit 1; \
 	done
 
 # Short bounded run for CI.
