@@ -1,0 +1,512 @@
+/* The master API (SPEC §7) on libmicrohttpd. Route, then account, then body: an unknown
+ * route is 404, a bad account 401, a body over API_MAX_BODY 413, a handler error 400 with
+ * its text. The listening socket is made here and handed to MHD. */
+#include "api_server.h"
+#include "inspect.h"
+#include "util.h"
+
+#include <baetyl/log.h>
+
+#include <errno.h>
+#include <libgen.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define HDR_USER "x-openedge-username"
+#define HDR_PASS "x-openedge-password"
+#define MAX_REPORT_DEPTH 32
+
+struct api_server {
+    master *m;
+    ota *o;
+    struct MHD_Daemon *d;
+    char *sock_path; /* unix socket to remove at stop */
+};
+
+typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT } route_t;
+
+typedef struct {
+    route_t rt;
+    char *svc, *inst; /* path parameters */
+    unsigned refused; /* 404 or 401, decided from the headers: the body is not kept */
+    char *buf;
+    size_t len, cap;
+    size_t seen;      /* bytes received, kept or not */
+    bool too_big;
+} req_t;
+
+/* ---- responses --------------------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                             const char *type)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    if (type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* Errors are plain text ending with a newline, like Go's http.Error. */
+static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+    char *b = str_printf("%s\n", text);
+    if (!b)
+        return MHD_NO;
+    return reply(c, status, b, strlen(b), "text/plain; charset=utf-8");
+}
+
+static enum MHD_Result reply_json(struct MHD_Connection *c, json_t *j)
+{
+    char *b = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!b)
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return reply(c, MHD_HTTP_OK, b, strlen(b), "application/json");
+}
+
+static enum MHD_Result reply_ok(struct MHD_Connection *c)
+{
+    return reply(c, MHD_HTTP_OK, NULL, 0, NULL);
+}
+
+/* ---- routing ----------------------------------------------------------------------------- */
+
+/* Splits "/v1/services/{s}/instances/{i}/{verb}"; the segments must be non-empty. */
+static route_t route(const char *method, const char *url, char **svc, char **inst)
+{
+    bool get = strcmp(method, "GET") == 0, put = strcmp(method, "PUT") == 0;
+    if (!strcmp(url, "/v1/system/inspect"))
+        return get ? R_INSPECT : R_NONE;
+    if (!strcmp(url, "/v1/system/update"))
+        return put ? R_UPDATE : R_NONE;
+    if (!strcmp(url, "/v1/ports/available"))
+        return get ? R_PORTS : R_NONE;
+    const char *pre = "/v1/services/";
+    if (!put || strncmp(url, pre, strlen(pre)) != 0)
+        return R_NONE;
+    const char *s = url + strlen(pre);
+    const char *e1 = strchr(s, '/');
+    if (!e1 || e1 == s || strncmp(e1, "/instances/", 11) != 0)
+        return R_NONE;
+    const char *i = e1 + 11;
+    const char *e2 = strchr(i, '/');
+    if (!e2 || e2 == i)
+        return R_NONE;
+    const char *verb = e2 + 1;
+    route_t r = !strcmp(verb, "start") ? R_START : !strcmp(verb, "stop") ? R_STOP
+              : !strcmp(verb, "report") ? R_REPORT : R_NONE;
+    if (r == R_NONE)
+        return R_NONE;
+    *svc = strndup(s, (size_t)(e1 - s));
+    *inst = strndup(i, (size_t)(e2 - i));
+    if (!*svc || !*inst) {
+        free(*svc);
+        free(*inst);
+        *svc = *inst = NULL;
+        return R_NONE;
+    }
+    return r;
+}
+
+/* ---- handlers ---------------------------------------------------------------------------- */
+
+/* Parses the body as a JSON object; an empty body is NULL with no error when allow_empty. */
+static int parse_object(const req_t *r, bool allow_empty, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (r->len == 0) {
+        if (allow_empty)
+            return 0;
+        return errf(err, errlen, "request body invalid: empty");
+    }
+    json_error_t je;
+    json_t *j = json_loadb(r->buf, r->len, JSON_DECODE_ANY, &je);
+    if (!j)
+        return errf(err, errlen, "request body invalid: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return errf(err, errlen, "request body invalid: a JSON object is expected");
+    }
+    *out = j;
+    return 0;
+}
+
+static int depth_of(const json_t *j, int limit)
+{
+    if (limit < 0)
+        return 1;
+    int d = 0;
+    if (json_is_object(j)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)j, k, v) {
+            int x = depth_of(v, limit - 1);
+            if (x > d)
+                d = x;
+        }
+        return d + 1;
+    }
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) {
+            int x = depth_of(v, limit - 1);
+            if (x > d)
+                d = x;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
+static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
+{
+    json_t *j;
+    if (parse_object(r, false, &j, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    json_t *jt = json_object_get(j, "type"), *jp = json_object_get(j, "path"), *jr = json_object_get(j, "trace");
+    if (!jp)
+        jp = json_object_get(j, "file"); /* agents before 0.1.4 */
+    const char *type = json_is_string(jt) ? json_string_value(jt) : "APP";
+    if (jt && !json_is_string(jt))
+        rc = errf(err, errlen, "type: must be a string");
+    else if (!strcmp(type, "MST"))
+        rc = errf(err, errlen, "master OTA (type MST) is not supported");
+    else if (strcmp(type, "APP") != 0)
+        rc = errf(err, errlen, "type (%.64s) not supported: want APP", type);
+    else if (!json_is_string(jp) || json_string_length(jp) == 0 ||
+             strlen(json_string_value(jp)) != json_string_length(jp))
+        rc = errf(err, errlen, "path: required (a directory holding application.yml, or the file)");
+    else if (jr && (!json_is_string(jr) || strlen(json_string_value(jr)) != json_string_length(jr)))
+        rc = errf(err, errlen, "trace: must be a string");
+    else
+        rc = ota_queue(s->o, json_string_value(jp), jr ? json_string_value(jr) : NULL, err, errlen);
+    json_decref(j);
+    return rc;
+}
+
+static int do_start(api_server *s, const char *svc, const char *inst, const req_t *r, char *err,
+                    size_t errlen)
+{
+    if (!valid_instance_name(inst))
+        return errf(err, errlen, "instance name (%.128s) invalid: want 1-128 of [A-Za-z0-9._-]", inst);
+    json_t *env;
+    if (parse_object(r, true, &env, err, errlen) != 0)
+        return -1;
+    const char *k;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(env, k, v) {
+        if (!json_is_string(v)) {
+            rc = errf(err, errlen, "env (%.64s): value must be a string", k);
+            break;
+        }
+        if (!*k || strchr(k, '=') || strlen(json_string_value(v)) != json_string_length(v)) {
+            rc = errf(err, errlen, "env (%.64s): invalid name or value", k);
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = master_instance_start(s->m, svc, inst, env, err, errlen);
+    json_decref(env);
+    return rc;
+}
+
+static int do_report(api_server *s, const char *svc, const char *inst, const req_t *r, char *err,
+                     size_t errlen)
+{
+    json_t *j;
+    if (parse_object(r, false, &j, err, errlen) != 0)
+        return -1;
+    int rc;
+    if (depth_of(j, MAX_REPORT_DEPTH) > MAX_REPORT_DEPTH)
+        rc = errf(err, errlen, "report too deeply nested (max %d levels)", MAX_REPORT_DEPTH);
+    else
+        rc = master_instance_report(s->m, svc, inst, j, err, errlen);
+    json_decref(j);
+    return rc;
+}
+
+static json_t *free_port(char *err, size_t errlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        errf(err, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+        errf(err, errlen, "bind: %s", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    close(fd);
+    char port[16];
+    snprintf(port, sizeof port, "%u", (unsigned)ntohs(a.sin_port));
+    return json_pack("{s:s}", "port", port);
+}
+
+/* Keeps a body chunk of an accepted request, up to API_MAX_BODY. */
+static int keep_body(req_t *r, const char *data, size_t n)
+{
+    r->seen += n;
+    if (r->refused || r->too_big)
+        return 0;
+    if (r->len + n > API_MAX_BODY) {
+        r->too_big = true;
+        free(r->buf);
+        r->buf = NULL;
+        r->len = r->cap = 0;
+        return 0;
+    }
+    if (r->len + n > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n)
+            cap *= 2;
+        char *nb = realloc(r->buf, cap);
+        if (!nb)
+            return -1;
+        r->buf = nb;
+        r->cap = cap;
+    }
+    memcpy(r->buf + r->len, data, n);
+    r->len += n;
+    return 0;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload_data, size_t *upload_data_size,
+                               void **con_cls)
+{
+    api_server *s = cls;
+    req_t *r = *con_cls;
+    if (!r) {
+        /* Headers only: route and account are known now, so a refused request's body is
+         * read and dropped, never kept. */
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        r->rt = route(method, url, &r->svc, &r->inst);
+        if (r->rt == R_NONE)
+            r->refused = MHD_HTTP_NOT_FOUND;
+        else if (!master_auth(s->m, MHD_lookup_connection_value(c, MHD_HEADER_KIND, HDR_USER),
+                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, HDR_PASS)))
+            r->refused = MHD_HTTP_UNAUTHORIZED;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (keep_body(r, upload_data, *upload_data_size) != 0)
+            return MHD_NO;
+        *upload_data_size = 0;
+        /* Read (and drop) an unwanted body so the client gets the answer, but not forever. */
+        if ((r->too_big || r->refused) && r->seen > 4 * (size_t)API_MAX_BODY)
+            return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+        return MHD_YES;
+    }
+
+    char err[1024];
+    if (r->refused == MHD_HTTP_NOT_FOUND)
+        return reply_text(c, MHD_HTTP_NOT_FOUND, "404 page not found");
+    if (r->refused)
+        return reply_text(c, MHD_HTTP_UNAUTHORIZED, "account unauthorized");
+    if (r->too_big) {
+        snprintf(err, sizeof err, "request body too large (max %u bytes)", API_MAX_BODY);
+        return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, err);
+    }
+    int hr = 0;
+    json_t *out = NULL;
+    switch (r->rt) {
+    case R_INSPECT:
+        out = inspect_build(s->m);
+        if (!out)
+            hr = errf(err, sizeof err, "out of memory");
+        break;
+    case R_PORTS:
+        out = free_port(err, sizeof err);
+        if (!out)
+            hr = -1;
+        break;
+    case R_UPDATE:
+        hr = do_update(s, r, err, sizeof err);
+        break;
+    case R_START:
+        hr = do_start(s, r->svc, r->inst, r, err, sizeof err);
+        break;
+    case R_STOP:
+        hr = master_instance_stop(s->m, r->svc, r->inst, err, sizeof err);
+        break;
+    case R_REPORT:
+        hr = do_report(s, r->svc, r->inst, r, err, sizeof err);
+        break;
+    default:
+        break;
+    }
+    if (hr != 0) {
+        json_decref(out);
+        bt_logkv(BT_LOG_DEBUG, "api request failed", "method", method, "url", url, "error", err, NULL);
+        return reply_text(c, MHD_HTTP_BAD_REQUEST, err);
+    }
+    if (out)
+        return reply_json(c, out);
+    return reply_ok(c);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    req_t *r = *con_cls;
+    if (r) {
+        free(r->buf);
+        free(r->svc);
+        free(r->inst);
+        free(r);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    str_trim(buf);
+    bt_logkv(BT_LOG_DEBUG, buf, "api", "server", NULL);
+}
+
+/* ---- listening ---------------------------------------------------------------------------- */
+
+static int listen_unix(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof a.sun_path)
+        return errf(err, errlen, "unix socket path (%s) too long", path);
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return errf(err, errlen, "listen %s: the path exists and is not a socket", path);
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof a) == 0) {
+            close(probe);
+            return errf(err, errlen, "listen %s: address in use (is another master running?)", path);
+        }
+        if (probe >= 0)
+            close(probe);
+        unlink(path); /* left by a master that was killed */
+    }
+    char *dir = strdup(path);
+    if (!dir)
+        return errf(err, errlen, "out of memory");
+    int r = mkdir_p(dirname(dir), 0755, err, errlen);
+    free(dir);
+    if (r != 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errf(err, errlen, "socket: %s", strerror(errno));
+    /* 0660 (decided here): the umask narrows the socket from its creation on. */
+    mode_t old = umask(0117);
+    r = bind(fd, (struct sockaddr *)&a, sizeof a);
+    int e = errno;
+    umask(old);
+    if (r != 0 || chmod(path, 0660) != 0 || listen(fd, 128) != 0) {
+        e = r != 0 ? e : errno;
+        close(fd);
+        return errf(err, errlen, "listen %s: %s", path, strerror(e));
+    }
+    return fd;
+}
+
+static int listen_tcp(const char *host, const char *port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    int gr = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+    if (gr != 0)
+        return errf(err, errlen, "listen tcp://%s:%s: %s", host, port, gai_strerror(gr));
+    int fd = -1, e = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0)
+            break;
+        e = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return errf(err, errlen, "listen tcp://%s:%s: %s", host, port, strerror(e));
+    return fd;
+}
+
+int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errlen)
+{
+    api_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return errf(err, errlen, "out of memory");
+    s->m = m;
+    s->o = o;
+    int fd = m->api.is_unix ? listen_unix(m->api.path, err, errlen)
+                            : listen_tcp(m->api.host, m->api.port, err, errlen);
+    if (fd < 0) {
+        free(s);
+        return -1;
+    }
+    if (m->api.is_unix && !(s->sock_path = strdup(m->api.path))) {
+        close(fd);
+        free(s);
+        return errf(err, errlen, "out of memory");
+    }
+    int64_t to = m->conf.server.timeout / 1000;
+    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, handler, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_LISTEN_SOCKET, fd,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(to > 0 ? to : 1),
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        close(fd);
+        if (s->sock_path)
+            unlink(s->sock_path);
+        free(s->sock_path);
+        free(s);
+        return errf(err, errlen, "failed to start the API server");
+    }
+    *out = s;
+    return 0;
+}
+
+void api_server_stop(api_server *s)
+{
+    if (!s)
+        return;
+    MHD_stop_daemon(s->d); /* closes the listening socket too */
+    if (s->sock_path) {
+        unlink(s->sock_path);
+        free(s->sock_path);
+    }
+    free(s);
+}

@@ -1,0 +1,52 @@
+/* The master config etc/baetyl/conf.yml (SPEC §2), loaded through the SDK schema. */
+#ifndef BAETYL_MASTER_CONF_H
+#define BAETYL_MASTER_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <baetyl/config.h>
+#include <baetyl/log.h>
+
+#define MASTER_DEFAULT_CONF "etc/baetyl/conf.yml"
+#define MASTER_DEFAULT_LOG "var/log/baetyl/baetyl.log"
+#define MASTER_DEFAULT_ADDRESS "unix:///var/run/baetyl.sock"
+
+typedef struct {
+    char *mode;            /* docker|native */
+    int64_t grace;         /* ms */
+    struct {
+        char *address;     /* unix:///path or tcp://host:port */
+        int64_t timeout;   /* ms */
+    } server;
+    char *snfile;
+    struct {
+        char *api_version;
+    } docker;
+    bt_logger_config logger;
+    char *logger_path;     /* logger.path with the master's own default */
+    struct {
+        char *path;
+    } otalog;
+} master_conf;
+
+/* The API address, parsed. */
+typedef struct {
+    bool is_unix;
+    char *path;  /* unix: absolute socket path (relative ones are taken from the work dir) */
+    char *host;  /* tcp */
+    char *port;  /* tcp */
+} api_addr;
+
+/* Loads conf.yml; a missing file gives the defaults and sets *missing. Relative paths stay
+ * relative to the work dir (the master runs in it). Returns 0 or -1 with err naming the field. */
+int conf_load(const char *path, master_conf *c, bool *missing, char *err, size_t errlen);
+/* Frees a loaded config. */
+void conf_free(master_conf *c);
+/* Parses server.address; a relative unix path is joined to pwd. Returns 0 or -1 with err. */
+int api_addr_parse(const char *address, const char *pwd, api_addr *a, char *err, size_t errlen);
+/* Frees a parsed address. */
+void api_addr_free(api_addr *a);
+
+#endif

@@ -1,0 +1,21 @@
+/* Picks the engine named by conf.yml `mode`. */
+#include "engine.h"
+#include "util.h"
+
+#include <string.h>
+
+int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (strcmp(mode, "native") == 0)
+        return engine_native_new(opts, out, err, errlen);
+    if (strcmp(mode, "docker") == 0)
+        return errf(err, errlen, "docker engine not available yet: set mode: native in conf.yml");
+    return errf(err, errlen, "mode (%s) not supported", mode);
+}
+
+void engine_free(bt_engine *e)
+{
+    if (e)
+        e->ops->destroy(e);
+}

@@ -1,0 +1,90 @@
+/* The engine interface: how services and their instances run (SPEC §4 native, §5 docker).
+ *
+ * The supervisor, the API and OTA only see this struct of function pointers, so a new
+ * engine is one new file and one line in engine_new(). Threading contract: prepare,
+ * start_service, stop_service and recover are called with the master's ops lock held (one
+ * at a time); the *_instance calls of one instance come from one thread at a time (its
+ * supervisor, or the starter before the supervisor exists); instance_stats may run on any
+ * thread while the instance is alive. */
+#ifndef BAETYL_MASTER_ENGINE_H
+#define BAETYL_MASTER_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "app.h"
+#include "conf.h"
+
+typedef struct bt_engine bt_engine;
+
+typedef struct {
+    const char *pwd;          /* absolute work dir */
+    int64_t grace_ms;         /* stop timeout before a kill */
+    const api_addr *api;      /* the master API address */
+    const char *api_version;  /* docker.api_version */
+} engine_opts;
+
+/* One running instance as an engine sees it. */
+typedef struct {
+    pid_t pid;      /* native: process id, also its process group; 0 once reaped */
+    int wait_fd;    /* native: pidfd, -1 when none */
+    char id[80];    /* container id (docker) or the pid as text (native) */
+    char name[80];  /* process name (native: /proc comm) or container name */
+    /* Previous CPU sample, for a CPU % over the time between two stats calls. */
+    uint64_t cpu_ticks;
+    int64_t cpu_at_ms;
+} eng_instance;
+
+typedef struct {
+    const char *name; /* "native", "docker": BAETYL_SERVICE_MODE */
+    /* Before services start: e.g. pull missing images. Returns 0 or -1 with err. */
+    int (*prepare)(bt_engine *e, const app_config *app, char *err, size_t errlen);
+    /* Prepares one service (work dir, mounts, package) into *state. Returns 0 or -1 with err. */
+    int (*start_service)(bt_engine *e, const app_config *app, const app_service *svc, void **state,
+                         char *err, size_t errlen);
+    /* Undoes start_service once all its instances are gone. */
+    void (*stop_service)(bt_engine *e, void *state);
+    /* Starts one instance named `instance` with that full environment. Returns 0 or -1. */
+    int (*start_instance)(bt_engine *e, void *state, const char *instance, char *const env[],
+                          eng_instance *out, char *err, size_t errlen);
+    /* Waits up to timeout_ms (-1 = forever) for the instance to end, returning early when
+     * wake_fd (if >= 0) is readable. Returns 1 when it ended (*exit_code set: the exit
+     * status, or 128+signal; everything it held is released), 0 on timeout or wake, -1 on
+     * error. */
+    int (*wait_instance)(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd,
+                         int *exit_code);
+    /* Asks the instance to stop (SIGTERM / docker stop), or kills it when force. */
+    int (*signal_instance)(bt_engine *e, eng_instance *inst, bool force);
+    /* Adds the instance's stats to obj: "process" or "container", "cpu_stats", "mem_stats". */
+    void (*instance_stats)(bt_engine *e, eng_instance *inst, json_t *obj);
+    /* Cleans what a killed master left: stats is application.stats as JSON
+     * (service -> instance -> stats), or NULL. */
+    void (*recover)(bt_engine *e, json_t *stats);
+    /* Frees the engine. */
+    void (*destroy)(bt_engine *e);
+} engine_ops;
+
+struct bt_engine {
+    const engine_ops *ops;
+    engine_opts opts;
+    char *api_env;   /* BAETYL_MASTER_API_ADDRESS as instances of this engine see it */
+    void *priv;
+};
+
+/* Creates the engine for conf.mode ("native"; "docker" is refused for now with a clear
+ * error). Returns 0 or -1 with err. */
+int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+/* Frees an engine (NULL is fine). */
+void engine_free(bt_engine *e);
+
+/* The native engine (engine_native.c). */
+int engine_native_new(const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+/* For `baetyl check` in native mode: every service's package.yml is reachable through its
+ * mounts. Returns 0 or -1 with err naming the service and the missing path. */
+int native_check_packages(const char *pwd, const app_config *app, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,268 @@
+/* Supervision of one instance (SPEC §6): a thread per instance waits for its process, and
+ * applies the restart policy with backoff min·factor^n capped at max (reset after a run
+ * of at least max), up to retry.max restarts. A stop request (eventfd) turns into
+ * SIGTERM, `grace`, then SIGKILL. Only this thread waits for, signals and reaps its
+ * process, so a pid is never signalled after it was reaped. */
+#include "master.h"
+#include "util.h"
+
+#include <baetyl/log.h>
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+static void log_inst(bt_log_level l, const char *msg, const m_instance *in, const char *k,
+                     const char *v)
+{
+    bt_logkv(l, msg, "service", in->svc->name, "instance", in->name, k, v, NULL);
+}
+
+/* Publishes a started process to inspect. */
+static void mark_running(m_instance *in)
+{
+    master *m = in->m;
+    pthread_mutex_lock(&m->mu);
+    in->view = in->run;
+    in->view.wait_fd = -1;
+    in->alive = true;
+    in->status = INST_RUNNING;
+    clock_gettime(CLOCK_REALTIME, &in->start_time);
+    pthread_mutex_unlock(&m->mu);
+    char pid[24];
+    snprintf(pid, sizeof pid, "%d", (int)in->run.pid);
+    log_inst(BT_LOG_INFO, "instance started", in, "pid", pid);
+}
+
+static void mark_gone(m_instance *in, inst_status st, bool finished)
+{
+    master *m = in->m;
+    pthread_mutex_lock(&m->mu);
+    in->alive = false;
+    in->view.pid = 0;
+    in->status = st;
+    if (finished)
+        in->finished = true;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static bool stop_requested(m_instance *in)
+{
+    return atomic_load(&in->stop_req);
+}
+
+/* Sleeps ms, or less when a stop is requested; true when it is. */
+static bool sleep_or_stop(m_instance *in, int64_t ms)
+{
+    int64_t deadline = mono_ms() + ms;
+    for (;;) {
+        if (stop_requested(in))
+            return true;
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = in->wake_fd, .events = POLLIN};
+        int r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (r > 0)
+            return true; /* the eventfd is only ever written by a stop request */
+    }
+}
+
+/* SIGTERM, wait `grace`, SIGKILL. */
+static void stop_process(m_instance *in)
+{
+    master *m = in->m;
+    bt_engine *e = m->engine;
+    int code = 0;
+    e->ops->signal_instance(e, &in->run, false);
+    int64_t grace = m->conf.grace;
+    int r = e->ops->wait_instance(e, &in->run, grace > INT32_MAX ? INT32_MAX : (int)grace, -1, &code);
+    if (r != 1) {
+        char g[32];
+        fmt_duration(grace, g, sizeof g);
+        log_inst(BT_LOG_WARN, "instance did not stop within grace, killing it", in, "grace", g);
+        e->ops->signal_instance(e, &in->run, true);
+        while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
+            ;
+    }
+    mark_gone(in, INST_EXITED, false);
+    log_inst(BT_LOG_INFO, "instance stopped", in, NULL, NULL);
+}
+
+static bool should_restart(const app_restart *rp, int code)
+{
+    if (strcmp(rp->policy, "no") == 0)
+        return false;
+    if (strcmp(rp->policy, "on-failure") == 0)
+        return code != 0;
+    return true;
+}
+
+static int64_t backoff_ms(const app_restart *rp, int n)
+{
+    double d = (double)rp->backoff_min * pow(rp->backoff_factor, n);
+    if (!(d <= (double)rp->backoff_max))
+        d = (double)rp->backoff_max;
+    return (int64_t)d;
+}
+
+static void *supervise(void *arg)
+{
+    m_instance *in = arg;
+    master *m = in->m;
+    bt_engine *e = m->engine;
+    const app_restart *rp = &in->svc->cfg.restart;
+    long retries = 0;
+    int n = 0;
+    int64_t started = mono_ms();
+    char msg[512], errbuf[512];
+
+    for (;;) {
+        int code = 0;
+        int r = e->ops->wait_instance(e, &in->run, -1, in->wake_fd, &code);
+        if (r != 1) {
+            if (stop_requested(in)) {
+                stop_process(in);
+                break;
+            }
+            if (r < 0) {
+                log_inst(BT_LOG_ERROR, "failed to wait for instance", in, "error", strerror(errno));
+                sleep_or_stop(in, 1000);
+            }
+            continue;
+        }
+        int64_t ran = mono_ms() - started;
+        if (stop_requested(in)) {
+            mark_gone(in, INST_EXITED, false);
+            break;
+        }
+        if (!should_restart(rp, code)) {
+            mark_gone(in, INST_EXITED, false);
+            snprintf(msg, sizeof msg, "instance (%s) exited (code %d)", in->name, code);
+            bt_logkv(code ? BT_LOG_WARN : BT_LOG_INFO, msg, "service", in->svc->name, "instance",
+                     in->name, NULL);
+            break;
+        }
+        /* Decided here (SPEC §6): a run of at least backoff.max starts the backoff over. */
+        if (ran >= rp->backoff_max)
+            n = 0;
+        bool started_again = false;
+        while (!started_again) {
+            if (rp->retry_max > 0 && retries >= rp->retry_max) {
+                mark_gone(in, INST_EXITED, false);
+                snprintf(msg, sizeof msg, "instance (%s) exited (code %d), retried too many times (%ld)",
+                         in->name, code, rp->retry_max);
+                bt_logkv(BT_LOG_ERROR, msg, "service", in->svc->name, "instance", in->name, NULL);
+                goto done;
+            }
+            int64_t delay = backoff_ms(rp, n);
+            if (n < 64)
+                n++;
+            retries++;
+            mark_gone(in, INST_RESTARTING, false);
+            master_save_stats(m);
+            char d[32];
+            fmt_duration(delay, d, sizeof d);
+            snprintf(msg, sizeof msg, "instance (%s) exited (code %d), restarting in %s", in->name, code, d);
+            bt_logkv(BT_LOG_WARN, msg, "service", in->svc->name, "instance", in->name, NULL);
+            if (sleep_or_stop(in, delay))
+                goto done;
+            if (e->ops->start_instance(e, in->svc->eng_state, in->name, in->env, &in->run, errbuf,
+                                       sizeof errbuf) == 0) {
+                started_again = true;
+            } else {
+                log_inst(BT_LOG_ERROR, "failed to restart instance", in, "error", errbuf);
+                code = -1;
+            }
+        }
+        started = mono_ms();
+        mark_running(in);
+        master_save_stats(m);
+    }
+done:
+    mark_gone(in, INST_EXITED, true);
+    master_save_stats(m);
+    return NULL;
+}
+
+static void unlink_instance(master *m, m_instance *in)
+{
+    pthread_mutex_lock(&m->mu);
+    for (m_instance **pp = &in->svc->instances; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    in->next = NULL;
+    pthread_mutex_unlock(&m->mu);
+}
+
+int sup_launch(master *m, m_instance *in, char *err, size_t errlen)
+{
+    bt_engine *e = m->engine;
+    in->m = m;
+    atomic_store(&in->stop_req, false);
+    in->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (in->wake_fd < 0)
+        return errf(err, errlen, "eventfd: %s", strerror(errno));
+    if (e->ops->start_instance(e, in->svc->eng_state, in->name, in->env, &in->run, err, errlen) != 0) {
+        close(in->wake_fd);
+        in->wake_fd = -1;
+        return -1;
+    }
+    pthread_mutex_lock(&m->mu);
+    in->next = NULL;
+    m_instance **tail = &in->svc->instances;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = in;
+    pthread_mutex_unlock(&m->mu);
+    mark_running(in);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int rc = pthread_create(&in->thread, &attr, supervise, in);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        /* No supervisor: stop the process here; the caller frees the record. */
+        int code;
+        e->ops->signal_instance(e, &in->run, true);
+        while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
+            ;
+        unlink_instance(m, in);
+        close(in->wake_fd);
+        in->wake_fd = -1;
+        return errf(err, errlen, "failed to start supervisor of instance (%s): %s", in->name, strerror(rc));
+    }
+    in->thread_started = true;
+    master_save_stats(m);
+    return 0;
+}
+
+void sup_request_stop(m_instance *in)
+{
+    atomic_store(&in->stop_req, true);
+    if (in->wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(in->wake_fd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+void sup_join(m_instance *in)
+{
+    if (in->thread_started) {
+        pthread_join(in->thread, NULL);
+        in->thread_started = false;
+    }
+    if (in->wake_fd >= 0) {
+        close(in->wake_fd);
+        in->wake_fd = -1;
+    }
+}

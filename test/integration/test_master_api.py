@@ -1,0 +1,237 @@
+"""The master API (SPEC §7, §8): every route and its errors, tokens, dynamic instances
+(which get no token), report merging, free ports, tcp and unix listeners."""
+import json
+import os
+import socket
+
+import pytest
+
+from conftest import wait_for
+from test_master_util import PY_API, SLEEPER, app_yaml, marked_pids, master, proc_alive, svc, vols  # noqa: F401
+
+# Calls the API from inside an instance with the account its environment gives it, and
+# writes what happened to data/api-<instance>.json.
+API_CALLER = PY_API + """
+out = {"inspect": call("GET", "/v1/system/inspect")[0],
+       "report": call("PUT", "/v1/services/%s/instances/%s/report" % (svc, inst), {"hello": inst})[0],
+       "env": {k: v for k, v in env.items() if k.startswith(("BAETYL_", "OPENEDGE_")) or k == "EXTRA"}}
+save("api-%s.json" % inst, out)
+while True:
+    time.sleep(0.2)
+"""
+
+
+def api_result(m, inst):
+    text = m.read(f"var/db/data/api-{inst}.json")
+    return json.loads(text) if text else None
+
+
+@pytest.fixture
+def running(master):
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.package("caller", API_CALLER)
+    m.app(app_yaml([svc("a", "pkg"), svc("api", "caller"), svc("rt", "caller", replica=0)],
+                   vols("pkg", "caller")))
+    m.start()
+    m.wait_running("a")
+    return m
+
+
+def test_unknown_routes_are_404(running):
+    m = running
+    for method, path in [("GET", "/v1/nothing"), ("GET", "/"), ("PUT", "/v1/system/inspect"),
+                         ("GET", "/v1/system/update"), ("PUT", "/v1/services/a/instances/a/restart"),
+                         ("PUT", "/v1/services//instances/a/start"), ("PUT", "/v1/services/a/instances//stop"),
+                         ("DELETE", "/v1/services/a/instances/a/stop"), ("GET", "/v1/system/inspect/x")]:
+        st, body = m.request(method, path)
+        assert st == 404, (method, path, st, body)
+
+
+def test_bad_accounts_are_401(running):
+    m = running
+    for user, password in [(False, None), ("a", "wrong"), ("nosuch", "x"), ("baetyl.cli", "x"), ("", "")]:
+        st, body = m.request("GET", "/v1/system/inspect", user=user, password=password)
+        assert (st, body) == (401, "account unauthorized\n"), (user, st, body)
+    wait_for(lambda: api_result(m, "api"), what="api caller")
+    token = api_result(m, "api")["env"]["BAETYL_SERVICE_TOKEN"]
+    assert m.request("GET", "/v1/system/inspect", user="api", password=token)[0] == 200
+    # a token belongs to its service only
+    assert m.request("GET", "/v1/system/inspect", user="a", password=token)[0] == 401
+    # a refused request's body is read and dropped, whatever its size
+    st, body = m.request("PUT", "/v1/services/a/instances/a/report", "x" * (10 << 20), user="a", password="no")
+    assert st == 401
+
+
+def test_bad_bodies_are_400_or_413_and_harmless(running):
+    m = running
+    pid = m.running_pid("a")
+    cases = [
+        ("PUT", "/v1/system/update", "{not json", "request body invalid"),
+        ("PUT", "/v1/system/update", "[1,2]", "a JSON object is expected"),
+        ("PUT", "/v1/system/update", "", "request body invalid"),
+        ("PUT", "/v1/system/update", '{"type":"APP"}', "path: required"),
+        ("PUT", "/v1/system/update", '{"type":"MST","path":"x"}', "type MST"),
+        ("PUT", "/v1/system/update", '{"type":"XYZ","path":"x"}', "type (XYZ) not supported"),
+        ("PUT", "/v1/services/a/instances/a.x/start", '{"K": 1}', "value must be a string"),
+        ("PUT", "/v1/services/a/instances/a.x/start", '{"A=B": "1"}', "invalid name"),
+        ("PUT", "/v1/services/a/instances/a.x/start", "nope", "request body invalid"),
+        ("PUT", "/v1/services/a/instances/..x/start", "{}", "instance name (..x) invalid"),
+        ("PUT", "/v1/services/a/instances/a/report", "{", "request body invalid"),
+        ("PUT", "/v1/services/a/instances/a/report", '"text"', "a JSON object is expected"),
+        ("PUT", "/v1/services/a/instances/a/report", "[" * 40 + "]" * 40, "request body invalid"),
+        ("PUT", "/v1/services/a/instances/a/report", '{"k":' + "[" * 40 + "]" * 40 + "}", "too deeply nested"),
+        ("PUT", "/v1/services/a/instances/zz/report", "{}", "instance (zz) of service (a) not found"),
+        ("PUT", "/v1/services/ghost/instances/g/start", "{}", "service (ghost) not found"),
+        ("PUT", "/v1/services/ghost/instances/g/stop", None, "service (ghost) not found"),
+        ("PUT", "/v1/services/ghost/instances/g/report", "{}", "service (ghost) not found"),
+    ]
+    for method, path, body, want in cases:
+        st, text = m.request(method, path, body)
+        assert st == 400 and want in text, (path, body, st, text)
+    big = '{"k":"' + "x" * (10 << 20) + '"}'
+    st, text = m.request("PUT", "/v1/services/a/instances/a/report", big)
+    assert st == 413 and "too large" in text
+    st, text = m.request("PUT", "/v1/system/update", big)
+    assert st == 413
+    # the running app is unharmed and the server still answers
+    assert m.running_pid("a") == pid
+    assert m.inspect()["error"] == ""
+
+
+def test_ports_available_gives_a_bindable_port(running):
+    st, body = running.request("GET", "/v1/ports/available")
+    assert st == 200
+    port = json.loads(body)["port"]
+    assert isinstance(port, str) and 0 < int(port) < 65536
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", int(port)))
+
+
+def test_service_token_and_dynamic_instance_without_token(running):
+    m = running
+    r = wait_for(lambda: api_result(m, "api"), what="the api service's instance")
+    assert r["inspect"] == 200 and r["report"] == 200, "an application instance may use the API"
+    assert m.instance("api", "api")["hello"] == "api"
+
+    body = {"BAETYL_SERVICE_INSTANCE_ADDRESS": "127.0.0.1:5555", "EXTRA": "yes",
+            "BAETYL_SERVICE_TOKEN": "forged", "BAETYL_SERVICE_NAME": "forged"}
+    st, text = m.request("PUT", "/v1/services/rt/instances/rt.f.1/start", body)
+    assert st == 200, text
+    r = wait_for(lambda: api_result(m, "rt.f.1"), what="the dynamic instance")
+    env = r["env"]
+    assert "BAETYL_SERVICE_TOKEN" not in env and "OPENEDGE_SERVICE_TOKEN" not in env
+    assert env["BAETYL_SERVICE_NAME"] == "rt" and env["BAETYL_SERVICE_INSTANCE_NAME"] == "rt.f.1"
+    assert env["BAETYL_SERVICE_INSTANCE_ADDRESS"] == "127.0.0.1:5555"
+    assert env["OPENEDGE_SERVICE_INSTANCE_ADDRESS"] == "127.0.0.1:5555"
+    assert env["EXTRA"] == "yes"
+    assert r["inspect"] == 401 and r["report"] == 401, "a dynamic instance cannot call the API"
+    pid1 = m.wait_running("rt", "rt.f.1")
+
+    # the same name again: the old one is stopped first
+    os.unlink(m.path("var/db/data/api-rt.f.1.json"))
+    assert m.request("PUT", "/v1/services/rt/instances/rt.f.1/start", {})[0] == 200
+    wait_for(lambda: api_result(m, "rt.f.1"), what="restarted dynamic instance")
+    pid2 = m.wait_running("rt", "rt.f.1")
+    assert pid2 != pid1 and not proc_alive(pid1)
+    assert "EXTRA" not in api_result(m, "rt.f.1")["env"]
+
+    # an empty body is allowed; a replica instance can be replaced by a dynamic one too
+    assert m.request("PUT", "/v1/services/rt/instances/rt.f.2/start")[0] == 200
+    m.wait_running("rt", "rt.f.2")
+    names = [i["name"] for i in m.service("rt")["instances"]]
+    assert sorted(names) == ["rt.f.1", "rt.f.2"]
+
+    assert m.request("PUT", "/v1/services/rt/instances/rt.f.1/stop")[0] == 200
+    assert not proc_alive(pid2)
+    assert [i["name"] for i in m.service("rt")["instances"]] == ["rt.f.2"]
+    assert m.request("PUT", "/v1/services/rt/instances/rt.f.1/stop")[0] == 200, "stopping twice is fine"
+    assert m.request("PUT", "/v1/services/rt/instances/never/stop")[0] == 200
+
+
+def test_report_merges_top_level_keys(running):
+    m = running
+    path = "/v1/services/a/instances/a/report"
+    assert m.request("PUT", path, {"info": {"company": "baidu", "scope": "ai"},
+                                   "stats": {"msg_count": 124, "infer_count": 120}})[0] == 200
+    assert m.request("PUT", path, {"stats": {"msg_count": 344, "infer_count": 320},
+                                   "status": "hacked", "process": "hacked"})[0] == 200
+    i = m.instance("a", "a")
+    assert i["info"] == {"company": "baidu", "scope": "ai"}
+    assert i["stats"] == {"msg_count": 344, "infer_count": 320}
+    assert i["status"] == "running" and isinstance(i["process"], dict), "the master's own keys win"
+
+
+def test_inspect_document(running):
+    j = running.inspect()
+    assert j["error"] == "" and j["time"].endswith("Z")
+    sw = j["software"]
+    assert sw["os"] == "linux" and sw["mode"] == "native" and sw["pwd"] == running.dir
+    assert sw["conf_version"] == "v1" and sw["bin_version"] and sw["git_revision"]
+    hw = j["hardware"]
+    assert hw["host_stats"]["hostname"] and hw["host_stats"]["kernel_version"]
+    assert hw["mem_stats"]["total"] > 0 and 0 <= hw["mem_stats"]["used_percent"] <= 100
+    assert hw["cpu_stats"]["cores"] >= 1 and 0 <= hw["cpu_stats"]["used_percent"] <= 100
+    assert hw["disk_stats"]["total"] > 0 and hw["disk_stats"]["path"] == running.dir
+    names = [i["name"] for i in hw["net_stats"]["interfaces"]]
+    assert "lo" in names
+    lo = [i for i in hw["net_stats"]["interfaces"] if i["name"] == "lo"][0]
+    assert any(a["address"].startswith("127.0.0.1/") for a in lo["addrs"])
+    assert [s["name"] for s in j["services"]] == ["a", "api", "rt"]
+    assert {"name": "pkg", "path": "var/db/baetyl/pkg"} in j["volumes"]
+
+
+def test_tcp_listener(master):
+    m = master(api="tcp")
+    m.package("caller", API_CALLER)
+    m.app(app_yaml([svc("api", "caller")], vols("caller")))
+    m.start()
+    r = wait_for(lambda: api_result(m, "api"), what="caller over tcp")
+    assert r["inspect"] == 200
+    assert r["env"]["BAETYL_MASTER_API_ADDRESS"] == f"tcp://127.0.0.1:{m.port}"
+    assert "BAETYL_MASTER_API_SOCKET" not in r["env"]
+    assert not os.path.exists(m.path("var/run/baetyl/services/api/var/run/baetyl.sock"))
+    assert m.stop() == 0
+
+
+def test_concurrent_instance_calls_during_updates(master):
+    """Starts, stops, reports and inspects from several threads while updates replace a
+    service: every answer is 200 or a clear 400, and nothing is left behind."""
+    import threading
+    import time
+    m = master(grace="1s")
+    m.package("pkg", SLEEPER)
+    apps = [app_yaml([svc("rt", "pkg", replica=0), svc("flip", "pkg", env={"V": str(v)})], vols("pkg"),
+                     version=f"v{v}") for v in range(3)]
+    for v, text in enumerate(apps):
+        m.app(text, rel=f"var/db/baetyl/ota/{v}/application.yml")
+    m.app(apps[0])
+    m.start()
+    bad = []
+    stop = time.monotonic() + 3
+
+    def worker(k):
+        n = 0
+        while time.monotonic() < stop:
+            name = f"rt.w{k}.{n % 3}"
+            for method, path, body in [("PUT", f"/v1/services/rt/instances/{name}/start", {"N": str(n)}),
+                                       ("PUT", f"/v1/services/rt/instances/{name}/report", {"n": n}),
+                                       ("GET", "/v1/system/inspect", None),
+                                       ("PUT", f"/v1/services/rt/instances/{name}/stop", None)]:
+                st, text = m.request(method, path, body)
+                if st != 200 and not (st == 400 and "not found" in text):
+                    bad.append((method, path, st, text))
+            n += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for v in (1, 2):
+        m.update(m.path(f"var/db/baetyl/ota/{v}"), trace=f"tr-{v}")
+        m.wait_ota_step(f"tr-{v}", ["UPDATED", "ROLLEDBACK", "FAILURE"])
+    for t in threads:
+        t.join()
+    assert not bad, bad[:5]
+    assert m.inspect()["software"]["conf_version"] == "v2"
+    assert m.stop() == 0
+    assert marked_pids(m.marker) == []
