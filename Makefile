@@ -131,6 +131,8 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
 sdk: $(SDK_LIB)
+modules: $(MODULE_BINS)
+examples: $(EXAMPLE_BINS)
 unit: $(UNIT_BINS)
 tools: $(TOOL_BINS)
 

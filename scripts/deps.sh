@@ -11,7 +11,7 @@ PKGS=(
   libmicrohttpd-dev libarchive-dev libcmocka-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   # tests, peers and runtimes
-  python3 python3-pytest python3-paho-mqtt python3-grpcio python3-protobuf
+  python3 python3-pytest python3-paho-mqtt python3-grpcio python3-protobuf python3-yaml
   mosquitto mosquitto-clients libpaho-mqtt-dev openssl procps psmisc curl
   nodejs npm
 )
@@ -47,3 +47,19 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   $SUDO systemctl stop mosquitto || true
 fi
+
+# npm packages, from the committed lock files: the Node runtime's node_modules
+# (@grpc/grpc-js, @grpc/proto-loader, js-yaml) and lodash for the chapter-15 test function.
+# Skipped when node_modules is already newer than the lock file. Install scripts are not
+# run: none of these packages needs one (no native code).
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+for d in function-node test/integration/functions/node-lodash; do
+  lock=$ROOT/$d/package-lock.json
+  [ -f "$lock" ] || continue
+  if [ -f "$ROOT/$d/node_modules/.package-lock.json" ] && [ "$ROOT/$d/node_modules/.package-lock.json" -nt "$lock" ]; then
+    echo "deps: $d/node_modules up to date"
+  else
+    echo "deps: npm ci in $d"
+    (cd "$ROOT/$d" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
+  fi
+done

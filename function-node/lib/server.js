@@ -1,0 +1,217 @@
+'use strict';
+// The runtime process: command line, config, the gRPC server of baetyl.Function/Call, and a
+// graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16).
+const fs = require('fs');
+const path = require('path');
+const util = require('util');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const cfg = require('./config');
+const functions = require('./functions');
+const { log, fatal } = require('./logger');
+
+const PROGRAM = 'baetyl-function-node';
+const STOP_GRACE_MS = 5000; // running calls get this long to finish after SIGTERM
+
+/** function.proto inside the package (installed) or in the source tree. */
+function findProto(root) {
+  for (const p of [path.join(root, 'proto', 'function.proto'),
+    path.join(root, '..', 'proto', 'function.proto')]) {
+    if (fs.existsSync(p)) return path.normalize(p);
+  }
+  return null;
+}
+
+/** BAETYL_SERVICE_INSTANCE_ADDRESS (a dynamic instance) wins over server.address. */
+function listenAddress(sc) {
+  for (const v of ['BAETYL_SERVICE_INSTANCE_ADDRESS', 'OPENEDGE_SERVICE_INSTANCE_ADDRESS']) {
+    if (process.env[v]) return process.env[v];
+  }
+  return sc.address;
+}
+
+function readFile(p, what) {
+  try {
+    return fs.readFileSync(p);
+  } catch (e) {
+    throw new cfg.ConfigError(`server.${what}: cannot read ${p}: ${e.code || e.message}`);
+  }
+}
+
+function credentials(sc) {
+  if (!sc.cert) return grpc.ServerCredentials.createInsecure();
+  const pair = { private_key: readFile(sc.key, 'key'), cert_chain: readFile(sc.cert, 'cert') };
+  const ca = sc.ca ? readFile(sc.ca, 'ca') : null;
+  return grpc.ServerCredentials.createSsl(ca, [pair], ca !== null);
+}
+
+function usage(out) {
+  out.write(`Usage: ${PROGRAM} [-c FILE]\n` +
+    'Baetyl Node.js function runtime: serves baetyl.Function/Call with the handlers of its config.\n' +
+    `  -c, --config FILE   config file (default ${cfg.DEFAULT_PATH})\n` +
+    '  -h, --help          this help\n');
+}
+
+/** Returns {config} or {exit}. */
+function parseArgs(argv) {
+  let config = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '-h' || a === '--help') {
+      usage(process.stdout);
+      return { exit: 0 };
+    } else if (a === '-c' || a === '--config') {
+      if (i + 1 >= argv.length) {
+        process.stderr.write(`${PROGRAM}: option ${a} needs a file name\n`);
+        return { exit: 2 };
+      }
+      config = argv[++i];
+    } else if (a.startsWith('--config=')) {
+      config = a.slice('--config='.length);
+    } else {
+      process.stderr.write(`${PROGRAM}: unknown argument ${a}\n`);
+      usage(process.stderr);
+      return { exit: 2 };
+    }
+  }
+  return { config };
+}
+
+function setLogFields() {
+  const env = process.env;
+  const name = env.BAETYL_SERVICE_NAME || env.OPENEDGE_SERVICE_NAME;
+  if (name) {
+    log.setField('service', name);
+    const inst = env.BAETYL_SERVICE_INSTANCE_NAME || env.OPENEDGE_SERVICE_INSTANCE_NAME;
+    if (inst) log.setField('instance', inst);
+  }
+}
+
+/** The Call handler: one user function call per request, at most sc.concurrent at once. */
+function makeCall(fns, sc) {
+  let inflight = 0;
+  return (call, callback) => {
+    const req = call.request;
+    const fn = fns.get(req.FunctionName);
+    if (fn === undefined) {
+      log.warn('function not found', { function: req.FunctionName });
+      callback({ code: grpc.status.NOT_FOUND, details: `function not found: (${req.FunctionName})` });
+      return;
+    }
+    if (sc.concurrent > 0 && inflight >= sc.concurrent) {
+      callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many concurrent calls' });
+      return;
+    }
+    inflight++;
+    const start = process.hrtime.bigint();
+    functions.invoke(fn, req, (err, payload) => {
+      inflight--;
+      if (err) {
+        log.error('function failed', { function: req.FunctionName, invokeid: req.FunctionInvokeID, error: err.message });
+        callback({ code: grpc.status.UNKNOWN, details: err.message });
+        return;
+      }
+      if (log.enabled('debug')) {
+        const ms = Number(process.hrtime.bigint() - start) / 1e6;
+        log.debug('function called', {
+          function: req.FunctionName, invokeid: req.FunctionInvokeID,
+          bytes_in: req.Payload.length, bytes_out: payload.length, ms: ms.toFixed(3),
+        });
+      }
+      // The reply echoes the request (ID, QOS, Topic… as Baetyl 1.0) with the result.
+      callback(null, { ...req, Payload: payload });
+    });
+  };
+}
+
+/** Runs the runtime until SIGTERM/SIGINT. */
+function main(root, argv) {
+  const args = parseArgs(argv);
+  if (args.exit !== undefined) return process.exit(args.exit);
+  setLogFields();
+
+  let loaded;
+  try {
+    loaded = cfg.load(args.config, (v) => log.warn(`config: environment variable ${v} is not set`));
+    log.configure(loaded.config.logger);
+  } catch (e) {
+    if (e instanceof cfg.ConfigError) fatal('failed to load config', { error: e.message });
+    else fatal('failed to open log file', { error: e.message });
+    return process.exit(1);
+  }
+  const conf = loaded.config;
+  log.info('service starting', { program: PROGRAM, config: loaded.path || cfg.DEFAULT_PATH });
+  if (loaded.path === null) log.info('no config file, using defaults', { file: args.config || cfg.DEFAULT_PATH });
+
+  // User code runs in this process: an exception it throws outside a call (a timer, an
+  // event) is logged, not fatal to the calls of other messages.
+  process.on('uncaughtException', (e) => log.error('uncaught exception in user code', { error: util.inspect(e) }));
+  process.on('unhandledRejection', (e) => log.error('unhandled promise rejection in user code', { error: util.inspect(e) }));
+
+  const protoPath = findProto(root);
+  if (!protoPath) {
+    fatal('function.proto not found', { package: root });
+    return process.exit(1);
+  }
+  let service;
+  try {
+    const def = protoLoader.loadSync(protoPath, { keepCase: true, longs: String, defaults: true });
+    service = def['baetyl.Function'];
+    if (!service || !service.Call) throw new Error('no service baetyl.Function with rpc Call');
+  } catch (e) {
+    fatal('cannot read function.proto', { file: protoPath, error: e.message });
+    return process.exit(1);
+  }
+
+  const fns = new Map();
+  let address;
+  let creds;
+  try {
+    for (const fc of conf.functions) {
+      fns.set(fc.name, functions.load(fc));
+      log.info('function loaded', { function: fc.name, handler: fc.handler, codedir: fc.codedir });
+    }
+    address = listenAddress(conf.server);
+    if (!address) throw new cfg.ConfigError('server.address: required (or set BAETYL_SERVICE_INSTANCE_ADDRESS)');
+    if (address.startsWith('tcp://')) address = address.slice('tcp://'.length);
+    creds = credentials(conf.server);
+  } catch (e) {
+    if (!(e instanceof functions.LoadError) && !(e instanceof cfg.ConfigError)) throw e;
+    fatal(e.message);
+    return process.exit(1);
+  }
+  if (fns.size === 0) log.warn('no functions configured');
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': conf.server.messageMax,
+    'grpc.max_send_message_length': conf.server.messageMax,
+  });
+  server.addService(service, { Call: makeCall(fns, conf.server) });
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    const done = () => {
+      log.info('service closed');
+      process.exit(0);
+    };
+    const force = setTimeout(() => { server.forceShutdown(); done(); }, STOP_GRACE_MS);
+    server.tryShutdown(() => { clearTimeout(force); done(); });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
+  server.bindAsync(address, creds, (err) => {
+    if (err) {
+      fatal(`cannot listen on ${address}: ${err.message}`);
+      process.exit(1);
+      return;
+    }
+    log.info('server started', { address, functions: fns.size, message_max: conf.server.messageMax });
+  });
+  return undefined;
+}
+
+module.exports = { main, findProto, listenAddress };

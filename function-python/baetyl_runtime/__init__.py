@@ -1,0 +1,1 @@
+"""The Baetyl Python 3 function runtime (bin/baetyl-function-python)."""

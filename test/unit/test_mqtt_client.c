@@ -1,0 +1,371 @@
+/* Unit tests of the SDK MQTT client without a broker: the settings schema (SPEC §17),
+ * address parsing, topic rules, argument checks, the bounded queue, packet ids and the
+ * encoded PUBLISH, cancellation at destroy, and a client that cannot connect. The network
+ * behaviour is tested against mosquitto in test/integration/test_mqtt_client.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../sdk/src/mqtt_client_internal.h"
+#include "baetyl/config.h"
+#include "baetyl/log.h"
+#include "baetyl/mqtt_client.h"
+
+static char err[512];
+
+/* A module config embedding the hub settings, as every module does. */
+typedef struct {
+    bt_mqtt_client_config hub;
+    long other;
+} module_cfg;
+
+static const bt_cfg_field module_fields[] = {
+    BT_FIELD(module_cfg, hub, "hub", BT_CFG_STRUCT, .sub = &bt_mqtt_client_schema),
+    BT_FIELD(module_cfg, other, "other", BT_CFG_INT, .def = "7"),
+    {0}};
+static const bt_cfg_schema module_schema = {sizeof(module_cfg), module_fields, NULL};
+
+static int load(module_cfg *m, const char *yaml)
+{
+    err[0] = '\0';
+    return bt_cfg_load_string(&module_schema, m, yaml, strlen(yaml), err, sizeof err);
+}
+
+static void test_schema_defaults(void **state)
+{
+    module_cfg m;
+    assert_int_equal(load(&m, "hub:\n  address: tcp://localhub:1883\n  clientid: timer1\n"), 0);
+    assert_string_equal(m.hub.address, "tcp://localhub:1883");
+    assert_string_equal(m.hub.clientid, "timer1");
+    assert_int_equal(m.hub.timeout, 30000);
+    assert_int_equal(m.hub.interval, 60000);
+    assert_int_equal(m.hub.keepalive, 600000);
+    assert_int_equal(m.hub.buffersize, 10);
+    assert_false(m.hub.cleansession);
+    assert_false(m.hub.validatesubs);
+    assert_false(m.hub.insecure);
+    assert_null(m.hub.username);
+    assert_int_equal(m.hub.subscriptions.n, 0);
+    assert_int_equal(m.other, 7);
+    bt_cfg_free(&module_schema, &m);
+}
+
+static void test_schema_full(void **state)
+{
+    module_cfg m;
+    assert_int_equal(load(&m, "hub:\n"
+                              "  address: ssl://hub:8883\n"
+                              "  username: test\n  password: hahaha\n"
+                              "  ca: ca.pem\n  cert: c.pem\n  key: k.pem\n  insecure: true\n"
+                              "  cleansession: true\n  timeout: 5s\n  interval: 2m\n"
+                              "  keepalive: 30s\n  buffersize: 100\n  validatesubs: true\n"
+                              "  subscriptions:\n    - topic: a/+/c\n      qos: 1\n"
+                              "    - topic: '#'\n"),
+                     0);
+    assert_true(m.hub.insecure && m.hub.cleansession && m.hub.validatesubs);
+    assert_int_equal(m.hub.timeout, 5000);
+    assert_int_equal(m.hub.interval, 120000);
+    assert_int_equal(m.hub.keepalive, 30000);
+    assert_int_equal(m.hub.buffersize, 100);
+    assert_int_equal(m.hub.subscriptions.n, 2);
+    bt_mqtt_topic_info *t = m.hub.subscriptions.items;
+    assert_string_equal(t[0].topic, "a/+/c");
+    assert_int_equal(t[0].qos, 1);
+    assert_string_equal(t[1].topic, "#");
+    assert_int_equal(t[1].qos, 0);
+    bt_cfg_free(&module_schema, &m);
+}
+
+static void expect_error(const char *yaml, const char *text)
+{
+    module_cfg m;
+    assert_int_equal(load(&m, yaml), -1);
+    if (!strstr(err, text))
+        fail_msg("error \"%s\" does not contain \"%s\"", err, text);
+}
+
+static void test_schema_errors(void **state)
+{
+    expect_error("other: 1\n", "hub.address: required");
+    expect_error("hub:\n  address: http://x:1\n", "unsupported scheme");
+    expect_error("hub:\n  address: tcp://:1883\n", "has no host");
+    expect_error("hub:\n  address: tcp://h:70000\n", "port out of range");
+    expect_error("hub:\n  address: tcp://h:1883/path\n", "only ws:// and wss://");
+    expect_error("hub:\n  address: tcp://h\n  buffersize: 0\n", "hub.buffersize");
+    expect_error("hub:\n  address: tcp://h\n  keepalive: 20h\n", "hub.keepalive");
+    expect_error("hub:\n  address: tcp://h\n  cert: c.pem\n", "cert and key");
+    expect_error("hub:\n  address: tcp://h\n  subscriptions:\n    - topic: a\n      qos: 2\n",
+                 "hub.subscriptions[0].qos");
+    expect_error("hub:\n  address: tcp://h\n  subscriptions:\n    - topic: a/#/b\n",
+                 "invalid topic filter");
+    expect_error("hub:\n  address: tcp://h\n  subscriptions:\n    - qos: 1\n",
+                 "hub.subscriptions[0].topic: required");
+}
+
+static void test_address(void **state)
+{
+    mc_addr a;
+    assert_int_equal(mc_parse_address("tcp://127.0.0.1:1883", &a, err, sizeof err), 0);
+    assert_false(a.tls || a.ws);
+    assert_string_equal(a.host, "127.0.0.1");
+    assert_string_equal(a.port, "1883");
+    assert_int_equal(mc_parse_address("SSL://hub", &a, err, sizeof err), 0);
+    assert_true(a.tls && !a.ws);
+    assert_string_equal(a.port, "8883");
+    assert_int_equal(mc_parse_address("ws://hub:8080", &a, err, sizeof err), 0);
+    assert_true(a.ws && !a.tls);
+    assert_string_equal(a.path, "/mqtt");
+    assert_string_equal(a.hostport, "hub:8080");
+    assert_int_equal(mc_parse_address("wss://[::1]:8884/custom/path", &a, err, sizeof err), 0);
+    assert_true(a.ws && a.tls);
+    assert_string_equal(a.host, "::1");
+    assert_string_equal(a.hostport, "[::1]:8884");
+    assert_string_equal(a.path, "/custom/path");
+    assert_int_equal(mc_parse_address("wss://h", &a, err, sizeof err), 0);
+    assert_string_equal(a.port, "443");
+    const char *bad[] = {"", "h:1883", "://h", "mqtt://h", "tcp://[::1", "tcp://h:", "tcp://h:x",
+                         "tcp://h:0", "tcp://h:1883x", "ws://h/a b", "tcp://user@h", NULL};
+    for (int i = 0; bad[i]; i++)
+        if (mc_parse_address(bad[i], &a, err, sizeof err) != -1)
+            fail_msg("accepted %s", bad[i]);
+}
+
+static void test_topics(void **state)
+{
+    assert_true(bt_mqtt_client_valid_name("a/b"));
+    assert_true(bt_mqtt_client_valid_name("$baidu/iot/edge/x")); /* remote brokers use these */
+    assert_true(bt_mqtt_client_valid_name("/"));
+    assert_false(bt_mqtt_client_valid_name(""));
+    assert_false(bt_mqtt_client_valid_name(NULL));
+    assert_false(bt_mqtt_client_valid_name("a/+"));
+    assert_false(bt_mqtt_client_valid_name("a/#"));
+    assert_false(bt_mqtt_client_valid_name("bad\xff"));
+    assert_true(bt_mqtt_client_valid_filter("#"));
+    assert_true(bt_mqtt_client_valid_filter("+/+/#"));
+    assert_true(bt_mqtt_client_valid_filter("a//+"));
+    assert_false(bt_mqtt_client_valid_filter("a/#/b"));
+    assert_false(bt_mqtt_client_valid_filter("a+"));
+    assert_false(bt_mqtt_client_valid_filter("a/b#"));
+    char *long_topic = malloc(70000);
+    memset(long_topic, 'a', 69999);
+    long_topic[69999] = '\0';
+    assert_false(bt_mqtt_client_valid_name(long_topic));
+    free(long_topic);
+}
+
+/* A settings struct filled in code, as remote-mqtt does. */
+static void base_cfg(bt_mqtt_client_config *c, const char *address, long buffersize)
+{
+    assert_int_equal(bt_cfg_defaults(&bt_mqtt_client_schema, c, err, sizeof err), 0);
+    c->address = strdup(address);
+    c->clientid = strdup("unit");
+    c->buffersize = buffersize;
+}
+
+static void test_create_errors(void **state)
+{
+    bt_mqtt_client_config c;
+    base_cfg(&c, "tcp://127.0.0.1:1", 10);
+    free(c.clientid);
+    c.clientid = NULL;
+    assert_null(bt_mqtt_client_create(&c, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "clientid: required when cleansession is false"));
+    c.cleansession = true; /* an empty id is fine with a clean session */
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+    assert_non_null(cl);
+    bt_mqtt_client_destroy(cl);
+
+    bt_mqtt_client_options o = {.will_topic = "w/+", .will_payload = "x", .will_len = 1};
+    assert_null(bt_mqtt_client_create(&c, &o, err, sizeof err));
+    assert_non_null(strstr(err, "will topic"));
+    o.will_topic = "w";
+    o.will_qos = 2;
+    assert_null(bt_mqtt_client_create(&c, &o, err, sizeof err));
+    assert_non_null(strstr(err, "will qos"));
+    bt_mqtt_client_options p = {.protocol_level = 5};
+    assert_null(bt_mqtt_client_create(&c, &p, err, sizeof err));
+    assert_non_null(strstr(err, "protocol level"));
+
+    free(c.address);
+    c.address = strdup("ssl://127.0.0.1:1");
+    c.ca = strdup("/nonexistent/ca.pem");
+    assert_null(bt_mqtt_client_create(&c, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "ca: cannot load /nonexistent/ca.pem"));
+    free(c.address);
+    c.address = strdup("gopher://x");
+    assert_null(bt_mqtt_client_create(&c, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "unsupported scheme"));
+    assert_null(bt_mqtt_client_create(NULL, NULL, err, sizeof err));
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+}
+
+typedef struct {
+    int ok, cancelled;
+    long tags;
+} counts;
+
+static void on_complete(bt_mqtt_client *c, void *tag, int status, void *ud)
+{
+    counts *n = ud;
+    if (status == BT_MQTT_OK)
+        n->ok++;
+    else if (status == BT_MQTT_ECANCELLED)
+        n->cancelled++;
+    n->tags += (long)(intptr_t)tag;
+}
+
+/* Not started: everything stays queued, so the bounds are exact. */
+static void test_queue_bounds_and_cancel(void **state)
+{
+    bt_mqtt_client_config c;
+    base_cfg(&c, "tcp://127.0.0.1:1", 3);
+    counts n = {0};
+    bt_mqtt_client_options o = {.on_publish_complete = on_complete, .userdata = &n};
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, &o, err, sizeof err);
+    assert_non_null(cl);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+
+    assert_int_equal(bt_mqtt_client_publish(cl, "a/+", "x", 1, 0, false, NULL, err, sizeof err),
+                     BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_publish(cl, "a", "x", 1, 2, false, NULL, err, sizeof err),
+                     BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_publish(cl, "a", NULL, 1, 0, false, NULL, err, sizeof err),
+                     BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_publish(cl, "a", NULL, 0, 0, false, (void *)1, err, sizeof err),
+                     BT_MQTT_OK); /* empty payload is fine */
+    assert_int_equal(bt_mqtt_client_publish(cl, "t/1", "hello", 5, 1, true, (void *)10, err,
+                                            sizeof err),
+                     BT_MQTT_OK);
+    assert_int_equal(bt_mqtt_client_publish(cl, "t/2", "bye", 3, 1, false, (void *)100, err,
+                                            sizeof err),
+                     BT_MQTT_OK);
+    assert_int_equal(bt_mqtt_client_pending(cl), 3);
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", "x", 1, 0, false, NULL, err, sizeof err),
+                     BT_MQTT_EFULL);
+    assert_non_null(strstr(err, "queue full"));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(bt_mqtt_client_publish_wait(cl, "t", "x", 1, 0, false, NULL, 200, err,
+                                                 sizeof err),
+                     BT_MQTT_EFULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 190);
+
+    /* the queued PUBLISHes are encoded with their window ids 1 and 2 */
+    uint8_t want[64];
+    mc_msg *m = cl->queue.head->next;
+    ssize_t w = bt_mqtt_encode_publish(want, sizeof want, "t/1", 3, "hello", 5, 1, true, false, 1);
+    assert_int_equal(m->len, (size_t)w);
+    assert_memory_equal(m->data, want, (size_t)w);
+    m = m->next;
+    w = bt_mqtt_encode_publish(want, sizeof want, "t/2", 3, "bye", 3, 1, false, false, 2);
+    assert_memory_equal(m->data, want, (size_t)w);
+
+    /* nothing inbound waits: acks are refused */
+    assert_int_equal(bt_mqtt_client_ack(cl, 1), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_ack(cl, 0), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_wait_connected(cl, 50), -1);
+    assert_false(bt_mqtt_client_connected(cl));
+
+    bt_mqtt_client_destroy(cl); /* never sent: all three cancelled */
+    assert_int_equal(n.cancelled, 3);
+    assert_int_equal(n.ok, 0);
+    assert_int_equal(n.tags, 111);
+}
+
+static void test_subscriptions_bookkeeping(void **state)
+{
+    bt_mqtt_client_config c;
+    base_cfg(&c, "tcp://127.0.0.1:1", 10);
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#/b", 0, err, sizeof err), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 2, err, sizeof err), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 0, err, sizeof err), 0);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 1, err, sizeof err), 0); /* qos change */
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "b", 0, err, sizeof err), 0);
+    assert_int_equal(cl->nsubs, 2);
+    assert_int_equal(cl->subs[0].qos, 1);
+    assert_int_equal(bt_mqtt_client_unsubscribe(cl, "zzz", err, sizeof err), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_unsubscribe(cl, "a/#", err, sizeof err), 0);
+    assert_int_equal(cl->nsubs, 1);
+    assert_null(cl->ctl_head); /* not connected: nothing to send now */
+    bt_mqtt_client_stop(cl);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "c", 0, err, sizeof err), BT_MQTT_ESTOPPED);
+    assert_int_equal(bt_mqtt_client_publish(cl, "c", "x", 1, 0, false, NULL, err, sizeof err),
+                     BT_MQTT_ESTOPPED);
+    assert_int_equal(bt_mqtt_client_start(cl, err, sizeof err), -1);
+    bt_mqtt_client_destroy(cl);
+}
+
+/* Started against a port nobody listens on: it retries in the background and still stops
+ * promptly, cancelling what it held. */
+static void test_unreachable_stops_promptly(void **state)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &al), 0);
+    close(s); /* the port is free now: connect is refused */
+    char addr[64];
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    bt_mqtt_client_config c;
+    base_cfg(&c, addr, 5);
+    c.interval = 200;
+    counts n = {0};
+    bt_mqtt_client_options o = {.on_publish_complete = on_complete, .userdata = &n};
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, &o, err, sizeof err);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_start(cl, err, sizeof err), 0);
+    assert_int_equal(bt_mqtt_client_start(cl, err, sizeof err), -1);
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", "x", 1, 1, false, NULL, err, sizeof err), 0);
+    usleep(700 * 1000); /* a few attempts: 0, 200 ms, 400 ms... */
+    assert_false(bt_mqtt_client_connected(cl));
+    assert_int_equal(bt_mqtt_client_pending(cl), 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bt_mqtt_client_destroy(cl);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms < 500);
+    assert_int_equal(n.cancelled, 1);
+}
+
+static void test_strerror(void **state)
+{
+    assert_string_equal(bt_mqtt_strerror(BT_MQTT_EFULL), "queue full");
+    assert_string_equal(bt_mqtt_strerror(BT_MQTT_ESTOPPED), "client stopped");
+    assert_string_equal(bt_mqtt_strerror(42), "unknown error");
+}
+
+int main(void)
+{
+    bt_log_set_level(BT_LOG_ERROR); /* connect failures are expected here */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_schema_defaults),
+        cmocka_unit_test(test_schema_full),
+        cmocka_unit_test(test_schema_errors),
+        cmocka_unit_test(test_address),
+        cmocka_unit_test(test_topics),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_queue_bounds_and_cancel),
+        cmocka_unit_test(test_subscriptions_bookkeeping),
+        cmocka_unit_test(test_unreachable_stops_promptly),
+        cmocka_unit_test(test_strerror),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
