@@ -4,7 +4,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import time
 from concurrent import futures
 
@@ -121,9 +120,11 @@ def _args(argv):
 def main(root, argv=None):
     """Runs the runtime until SIGTERM/SIGINT; returns the exit code."""
     args = _args(sys.argv[1:] if argv is None else argv)
-    stop = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *_: stop.set())
+    # SIGTERM/SIGINT are blocked before gRPC starts its threads (they inherit the mask) and
+    # taken with sigwait below: a Python handler only runs when the main thread wakes up,
+    # and a signal delivered to a gRPC thread would not wake it.
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     name = os.environ.get("BAETYL_SERVICE_NAME") or os.environ.get("OPENEDGE_SERVICE_NAME")
     if name:
         log.set_field("service", name)
@@ -172,8 +173,7 @@ def main(root, argv=None):
     log.info("server started", address=rt.address, functions=len(fns),
              message_max=conf["server"]["message_max"])
 
-    while not stop.wait(3600):
-        pass
+    signal.sigwait(stop_signals)
     rt.stop()
     log.info("service closed")
     return 0
