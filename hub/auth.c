@@ -48,6 +48,10 @@ const hub_principal_cfg *hub_auth_login(const bt_cfg_list *principals, const cha
 {
     if (!username)
         return NULL;
+    /* Decided here, like Baetyl 1.0: an empty password is no password (MQTT.fx and other
+     * clients send one with certificate logins), so it never matches on its own. */
+    if (has_password && password_len == 0)
+        has_password = false;
     for (size_t i = 0; i < principals->n; i++) {
         const hub_principal_cfg *p = &BT_CFG_AT(*principals, hub_principal_cfg, i);
         if (strcmp(p->username, username) != 0)

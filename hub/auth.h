@@ -11,8 +11,8 @@
 int hub_auth_validate(const bt_cfg_list *principals, char *err, size_t errlen);
 
 /* Finds the principal a CONNECT authenticates as: with a password, the principal with that
- * username and password; without one, only when cert_verified, a principal with that
- * username and no password. NULL when refused. */
+ * username and password; without one (an empty password counts as none), only when
+ * cert_verified, a principal with that username and no password. NULL when refused. */
 const hub_principal_cfg *hub_auth_login(const bt_cfg_list *principals, const char *username,
                                         const char *password, size_t password_len, bool has_password,
                                         bool cert_verified);

@@ -262,6 +262,10 @@ void hub_tick(hub *h)
     int64_t ka_deadline_connect = 30000; /* decided here: CONNECT must come within 30 s */
     for (conn *c = h->conns, *next; c; c = next) {
         next = c->next;
+        if (c->state == CONN_NEW && c->tr->handshaking && now - c->created_ms > h->cfg->handshake_timeout_ms) {
+            hub_conn_close(c, "handshake timeout");
+            continue;
+        }
         if (c->state == CONN_NEW && now - c->created_ms > ka_deadline_connect) {
             hub_conn_close(c, "no CONNECT in time");
             continue;

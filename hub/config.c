@@ -59,6 +59,22 @@ static int check_config(void *obj, char *err, size_t errlen)
         return -1;
     if (hub_routes_validate(&c->subscriptions, err, errlen) < 0)
         return -1;
+    /* TLS listeners need a server certificate; ca is optional (without it no client
+     * certificate is requested, so only password logins work there). */
+    for (size_t i = 0; i < c->listen.n; i++) {
+        const char *a = BT_CFG_AT(c->listen, char *, i);
+        if (strncmp(a, "ssl://", 6) && strncmp(a, "wss://", 6))
+            continue;
+        const char *missing = NULL;
+        if (!c->cert || !c->cert[0])
+            missing = "certificate.cert";
+        else if (!c->key || !c->key[0])
+            missing = "certificate.key";
+        if (missing) {
+            snprintf(err, errlen, "%s: required by the listener %s", missing, a);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -95,6 +111,8 @@ static const bt_cfg_field hub_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
     BT_FIELD(hub_config, storage_dir, "storage.dir", BT_CFG_STRING, .def = "var/db/baetyl/data"),
     BT_FIELD(hub_config, storage_sync, "storage.sync", BT_CFG_BOOL, .def = "false"),
+    BT_FIELD(hub_config, handshake_timeout_ms, "handshake.timeout", BT_CFG_DURATION, .def = "10s",
+             .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, shutdown_timeout_ms, "shutdown.timeout", BT_CFG_DURATION, .def = "10m"),
     BT_FIELD(hub_config, status_logging, "status.logging.enable", BT_CFG_BOOL, .def = "false"),
     BT_FIELD(hub_config, status_interval_ms, "status.logging.interval", BT_CFG_DURATION, .def = "1m",

@@ -106,7 +106,11 @@ static int on_packet(conn *c, const bt_mqtt_packet *p)
 static ssize_t parse(conn *c, const uint8_t *d, size_t n)
 {
     size_t pos = 0;
-    size_t max = (size_t)c->h->cfg->length_max + BT_MQTT_MAX_HEADER;
+    /* message.length.max bounds the remaining length: the codec bounds whole packets, so
+     * add the fixed header of a packet that long (a longer one has at least as long a
+     * header, so it is refused). */
+    size_t lmax = (size_t)c->h->cfg->length_max;
+    size_t max = lmax + 2 + (lmax >= 128) + (lmax >= 16384) + (lmax >= 2097152);
     while (pos < n && c->state != CONN_CLOSED) {
         bt_mqtt_packet p;
         size_t used = 0;
@@ -164,15 +168,16 @@ int hub_conn_feed(conn *c, const uint8_t *d, size_t n)
 void hub_conn_on_readable(conn *c)
 {
     hub *h = c->h;
+    transport *t = c->tr;
     size_t total = 0;
     while (c->state != CONN_CLOSED && total < READ_BUDGET) {
-        ssize_t r = c->tr->ops->read(c->tr, h->rbuf, h->rbuf_cap);
+        ssize_t r = t->ops->read(t, h->rbuf, h->rbuf_cap);
         if (r > 0) {
             total += (size_t)r;
             if (hub_conn_feed(c, h->rbuf, (size_t)r) < 0)
                 return;
-            if ((size_t)r < h->rbuf_cap)
-                return; /* drained: the socket had less than a full buffer */
+            if (t->drained)
+                break; /* the socket had no more */
             continue;
         }
         if (r == 0) {
@@ -180,12 +185,17 @@ void hub_conn_on_readable(conn *c)
             return;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
-        char why[128];
-        snprintf(why, sizeof why, "read failed: %s", strerror(errno));
+            break;
+        char why[256];
+        snprintf(why, sizeof why, "read failed: %s", t->err ? t->err : strerror(errno));
         hub_conn_close(c, why);
         return;
     }
+    /* The transport has bytes of its own (handshake answer, pong), waits for writability,
+     * or a write waited for this read: the end-of-turn flush sees to it. */
+    if (c->state != CONN_CLOSED &&
+        (t->out_pending || t->read_wants_write || (t->write_wants_read && buf_size(&c->out))))
+        mark_dirty(c);
 }
 
 static void set_want_write(conn *c, bool on)
@@ -199,31 +209,43 @@ static void set_want_write(conn *c, bool on)
 
 static void conn_write(conn *c, bool may_close)
 {
-    while (buf_size(&c->out)) {
-        struct iovec iov = {c->out.p + c->out.off, buf_size(&c->out)};
-        ssize_t w = c->tr->ops->writev(c->tr, &iov, 1);
+    transport *t = c->tr;
+    for (;;) {
+        ssize_t w;
+        bool own = t->out_pending && t->ops->flush;
+        if (own) {
+            w = t->ops->flush(t);
+        } else if (buf_size(&c->out)) {
+            struct iovec iov = {c->out.p + c->out.off, buf_size(&c->out)};
+            w = t->ops->writev(t, &iov, 1);
+        } else {
+            break;
+        }
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                /* A TLS write waiting for input is retried after the next read. */
                 if (c->state != CONN_CLOSED)
-                    set_want_write(c, true);
+                    set_want_write(c, !t->write_wants_read || t->read_wants_write);
                 return;
             }
             if (!may_close)
                 return;
             buf_free(&c->out);
             if (c->state != CONN_CLOSED) {
-                char why[128];
-                snprintf(why, sizeof why, "write failed: %s", strerror(errno));
+                char why[256];
+                snprintf(why, sizeof why, "write failed: %s", t->err ? t->err : strerror(errno));
                 hub_conn_close(c, why);
             }
             return;
         }
-        c->h->ctr.bytes_out += (uint64_t)w;
-        buf_consume(&c->out, (size_t)w);
+        if (!own) {
+            c->h->ctr.bytes_out += (uint64_t)w;
+            buf_consume(&c->out, (size_t)w);
+        }
     }
     c->out_qos0 = 0;
     if (c->state != CONN_CLOSED)
-        set_want_write(c, false);
+        set_want_write(c, t->read_wants_write);
 }
 
 void hub_conn_flush(conn *c)

@@ -57,27 +57,61 @@ void buf_consume(buf *b, size_t n);
 void buf_free(buf *b);
 static inline size_t buf_size(const buf *b) { return b->len - b->off; }
 
-/* ---- transports: tcp now; tls and ws slot in under the same ops ----------------------- */
+/* ---- transports: the byte stream under the codec (tcp, tls, ws over either) ------------ */
+/* A transport turns socket readiness into MQTT bytes both ways. TLS and WebSocket have
+ * handshakes and bytes of their own to send (handshake answers, pongs, close frames), so
+ * besides read and writev a transport reports what it waits for through the flags below;
+ * the connection turns them into epoll interest (conn.c). */
 typedef struct transport transport;
 typedef struct {
-    /* >0 bytes, 0 = peer closed, -1 with errno (EAGAIN = nothing now). */
+    /* >0 MQTT bytes, 0 = peer closed, -1 with errno (EAGAIN = nothing now; otherwise t->err
+     * may say why). */
     ssize_t (*read)(transport *t, void *b, size_t n);
-    /* bytes written, -1 with errno. */
+    /* MQTT bytes taken (all of them or a prefix), -1 with errno (EAGAIN = none now). */
     ssize_t (*writev)(transport *t, const struct iovec *iov, int n);
-    /* Closes and frees the transport. */
+    /* Writes the bytes the transport holds itself (out_pending): 0 when none is left, -1
+     * with errno (EAGAIN = later). NULL when it never holds any. */
+    int (*flush)(transport *t);
+    /* Closes and frees the transport (best effort goodbye: TLS close_notify, WebSocket close). */
     void (*close)(transport *t);
 } transport_ops;
 
 struct transport {
     const transport_ops *ops;
-    int fd;             /* -1 for memory transports */
-    bool cert_verified; /* TLS with a verified client certificate */
+    int fd;                /* -1 for memory transports */
+    bool cert_verified;    /* TLS with a verified client certificate */
+    bool gather;           /* writev with several iovecs costs no more than with one */
+    bool drained;          /* the last read took everything there was: stop reading */
+    bool handshaking;      /* TLS or WebSocket handshake not finished (handshake.timeout) */
+    bool read_wants_write; /* the last read waits for the socket to be writable (TLS) */
+    bool write_wants_read; /* the last write waits for the socket to be readable (TLS) */
+    bool out_pending;      /* flush() has bytes to write */
+    const char *err;       /* why the last read or write failed, when known, else NULL */
 };
 
 /* A transport on a connected non-blocking tcp socket (takes the fd). NULL when no memory. */
 transport *transport_tcp_new(int fd);
 /* A transport that reads nothing and swallows writes (sessions driven from memory). */
 transport *transport_mem_new(void);
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+/* The TLS server context of certificate {ca, cert, key}: cert and key are required; with
+ * ca a client certificate is requested and, when presented, must verify against it.
+ * NULL with err naming the field and file. */
+struct ssl_ctx_st *tls_server_ctx_new(const hub_config *cfg, char *err, size_t errlen);
+/* Drops the caller's reference (connections hold their own); NULL is fine. */
+void tls_server_ctx_free(struct ssl_ctx_st *ctx);
+/* A TLS server transport on an accepted non-blocking socket (takes the fd); the handshake
+ * runs inside read(), never blocking. NULL when no memory (the fd is closed). */
+transport *transport_tls_new(int fd, struct ssl_ctx_st *ctx);
+/* A WebSocket server transport (RFC 6455, MQTT subprotocol) over inner, which it owns:
+ * ws = over tcp, wss = over tls. max_message bounds one WebSocket message. NULL when no
+ * memory (inner is closed). */
+transport *transport_ws_new(transport *inner, uint64_t max_message);
+/* A memory transport that reads the given bytes in chunks of at most chunk (the fuzz
+ * target and unit tests put TLS-free stacks such as ws over it); it reports EOF after
+ * them. The bytes must outlive it. Writes are swallowed. */
+transport *transport_mem_reader_new(const uint8_t *d, size_t n, size_t chunk);
 
 /* ---- connections and their session ---------------------------------------------------- */
 typedef struct {

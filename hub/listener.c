@@ -1,5 +1,5 @@
-/* tcp listeners. TLS and WebSocket listeners (issue 6) wrap the accepted fd in their own
- * transport; sessions are unchanged. */
+/* Listeners: one listening socket per `listen` address. ssl, ws and wss differ from tcp
+ * only in the transport stack an accepted fd gets; sessions are the same. */
 #include "listener.h"
 
 #include <errno.h>
@@ -12,18 +12,51 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hub.h"
 #include "loop.h"
 
-int listener_open(listener *l, const char *address, char *err, size_t errlen)
+static const struct {
+    const char *prefix;
+    int scheme;
+} SCHEMES[] = {{"tcp://", LISTEN_TCP}, {"ssl://", LISTEN_SSL}, {"ws://", LISTEN_WS}, {"wss://", LISTEN_WSS}};
+
+bool listener_is_tls(const char *address)
+{
+    return strncmp(address, "ssl://", 6) == 0 || strncmp(address, "wss://", 6) == 0;
+}
+
+int listener_open(listener *l, const char *address, struct ssl_ctx_st *tls, uint64_t ws_max, char *err,
+                  size_t errlen)
 {
     memset(l, 0, sizeof *l);
     l->kind = LOOP_LISTENER;
     l->fd = -1;
-    if (strncmp(address, "tcp://", 6) != 0) {
-        snprintf(err, errlen, "listen (%s): only tcp:// listeners are supported in this version", address);
+    const char *hp = NULL;
+    for (size_t i = 0; i < sizeof SCHEMES / sizeof SCHEMES[0]; i++)
+        if (strncmp(address, SCHEMES[i].prefix, strlen(SCHEMES[i].prefix)) == 0) {
+            hp = address + strlen(SCHEMES[i].prefix);
+            l->scheme = SCHEMES[i].scheme;
+        }
+    if (!hp) {
+        snprintf(err, errlen, "listen (%s): unsupported scheme (tcp, ssl, ws or wss)", address);
         return -1;
     }
-    const char *hp = address + 6;
+    if ((l->scheme == LISTEN_SSL || l->scheme == LISTEN_WSS) && !tls) {
+        snprintf(err, errlen, "listen (%s): no certificate for TLS", address);
+        return -1;
+    }
+    l->tls = tls;
+    l->ws_max = ws_max;
+    /* host:port ends at the path (ws://:8080/mqtt) */
+    char hostport[300];
+    size_t hpl = strcspn(hp, "/");
+    if (hpl >= sizeof hostport) {
+        snprintf(err, errlen, "listen (%s): host too long", address);
+        return -1;
+    }
+    memcpy(hostport, hp, hpl);
+    hostport[hpl] = 0;
+    hp = hostport;
     const char *colon = strrchr(hp, ':');
     if (!colon || !colon[1]) {
         snprintf(err, errlen, "listen (%s): port missing", address);
@@ -87,4 +120,26 @@ int listener_accept(listener *l)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
+}
+
+struct transport *listener_transport(listener *l, int fd)
+{
+    switch (l->scheme) {
+    case LISTEN_SSL:
+        return transport_tls_new(fd, l->tls);
+    case LISTEN_WS: {
+        transport *t = transport_tcp_new(fd);
+        if (!t)
+            close(fd);
+        return transport_ws_new(t, l->ws_max);
+    }
+    case LISTEN_WSS:
+        return transport_ws_new(transport_tls_new(fd, l->tls), l->ws_max);
+    default: {
+        transport *t = transport_tcp_new(fd);
+        if (!t)
+            close(fd);
+        return t;
+    }
+    }
 }

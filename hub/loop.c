@@ -25,13 +25,11 @@ static void accept_all(hub *h, listener *l)
                 bt_logf(BT_LOG_WARN, "accept on %s failed: %s", l->address, strerror(errno));
             return;
         }
-        transport *t = transport_tcp_new(fd);
+        transport *t = listener_transport(l, fd); /* closes fd when it fails */
         conn *c = t ? hub_conn_new(h, t) : NULL;
         if (!c) {
             if (t)
                 t->ops->close(t);
-            else
-                close(fd);
             continue;
         }
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
@@ -80,10 +78,13 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
                 conn *c = evs[i].data.ptr;
                 if (c->state == CONN_CLOSED)
                     continue;
-                if (evs[i].events & EPOLLOUT)
-                    hub_conn_flush(c);
-                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                /* A TLS handshake step may wait for writability: retry it first, so the
+                 * flush below sees what the socket waits for now. */
+                if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+                    ((evs[i].events & EPOLLOUT) && c->tr->read_wants_write))
                     hub_conn_on_readable(c);
+                if ((evs[i].events & EPOLLOUT) && c->state != CONN_CLOSED)
+                    hub_conn_flush(c);
             } else if (kind == LOOP_LISTENER) {
                 accept_all(h, evs[i].data.ptr);
             } else if (kind == LOOP_SIGNAL) {

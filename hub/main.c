@@ -89,7 +89,7 @@ static void *report_main(void *arg)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: baetyl-hub [-c etc/baetyl/service.yml]\n"
-               "MQTT 3.1/3.1.1 broker of Baetyl: tcp listeners, durable QoS 1, routes.\n");
+               "MQTT 3.1/3.1.1 broker of Baetyl: tcp, ssl, ws and wss listeners, durable QoS 1, routes.\n");
 }
 
 int main(int argc, char **argv)
@@ -135,6 +135,7 @@ int main(int argc, char **argv)
     pthread_t rep_thread;
     bool rep_started = false;
     int sigfd = -1;
+    struct ssl_ctx_st *tls = NULL;
 
     store_options so = {.dir = cfg.storage_dir, .sync = cfg.storage_sync, .map_size = 0};
     if (!ls) {
@@ -143,8 +144,14 @@ int main(int argc, char **argv)
     }
     if (store_open(&so, &st, err, sizeof err) < 0)
         goto out;
+    for (size_t i = 0; i < cfg.listen.n && !tls; i++)
+        if (listener_is_tls(BT_CFG_AT(cfg.listen, char *, i)) && !(tls = tls_server_ctx_new(&cfg, err, sizeof err)))
+            goto out;
+    /* A WebSocket message may carry several packets; the codec bounds each one, and frames
+     * are decoded as a stream, so this bound only refuses absurd frame lengths. */
+    uint64_t ws_max = (uint64_t)cfg.length_max + BT_MQTT_MAX_HEADER + 64 * 1024;
     for (; nls < cfg.listen.n; nls++)
-        if (listener_open(&ls[nls], BT_CFG_AT(cfg.listen, char *, nls), err, sizeof err) < 0)
+        if (listener_open(&ls[nls], BT_CFG_AT(cfg.listen, char *, nls), tls, ws_max, err, sizeof err) < 0)
             goto out;
     if (hub_init(&h, &cfg, st, err, sizeof err) < 0)
         goto out;
@@ -193,6 +200,7 @@ out:
     for (size_t i = 0; i < nls; i++)
         listener_close(&ls[i]);
     free(ls);
+    tls_server_ctx_free(tls);
     if (sigfd >= 0)
         close(sigfd);
     if (st)

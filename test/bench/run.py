@@ -4,8 +4,11 @@ generator (test/tools/hub_bench.c), printed as ratios hub/mosquitto.
 
 Scenarios: (a) QoS 0 throughput 1 -> 1, 100-byte payloads; (b) QoS 1 1 -> 1 (hub durable
 vs mosquitto in memory and with persistence); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
-(e) latency p50/p99 at a fixed moderate rate; (f) RSS per idle connection (1000 of them).
-Every scenario also checks that no message was lost."""
+(e) latency p50/p99 at a fixed moderate rate; (f) RSS per idle connection (1000 of them);
+(g) (h) (i) QoS 0 throughput 1 -> 1 over ssl, ws and wss listeners (both brokers with the
+same certificates from scripts/gen-certs.sh; the generator speaks TLS and WebSocket itself).
+Every scenario also checks that no message was lost. BENCH_ONLY=a,g runs only the scenarios
+named; BENCH_SCALE scales the message counts."""
 import os
 import re
 import resource
@@ -20,6 +23,8 @@ import time
 BUILD = os.environ.get("BAETYL_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
 HUB = os.path.join(BUILD, "bin", "baetyl-hub")
 GEN = os.path.join(BUILD, "tools", "hub_bench")
+GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "gen-certs.sh")
+CERTS = None  # directory of ca.pem, server.pem, server.key (made in main)
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 
 
@@ -48,28 +53,46 @@ def wait_port(port, timeout=10):
 
 
 class Broker:
-    def __init__(self, kind, persistence=False):
+    """kind hub or mosquitto, with a tcp listener and, for link ssl/ws/wss, one more: .port
+    is the one the load generator uses."""
+
+    def __init__(self, kind, persistence=False, link="tcp"):
         self.kind = kind
         self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-        self.port = free_port()
+        self.tcp_port = free_port()
+        self.port = self.tcp_port if link == "tcp" else free_port()
         if kind == "hub":
             conf = os.path.join(self.dir, "conf.yml")
+            listen = [f"tcp://127.0.0.1:{self.tcp_port}"]
+            if link != "tcp":
+                listen.append(f"{link}://127.0.0.1:{self.port}" + ("/mqtt" if link.startswith("ws") else ""))
             with open(conf, "w") as f:
-                f.write(f"listen: ['tcp://127.0.0.1:{self.port}']\nstorage: {{dir: data}}\n"
+                f.write(f"listen: {listen!r}\nstorage: {{dir: data}}\n"
                         "principals:\n  - username: test\n    password: hahaha\n    permissions:\n"
                         "      - {action: pub, permit: ['#']}\n      - {action: sub, permit: ['#']}\n"
                         "logger: {level: warn}\n")
+                if link in ("ssl", "wss"):
+                    f.write(f"certificate: {{ca: {CERTS}/ca.pem, cert: {CERTS}/server.pem, "
+                            f"key: {CERTS}/server.key}}\n")
             args = [HUB, "-c", conf]
         else:
             conf = os.path.join(self.dir, "mosquitto.conf")
             with open(conf, "w") as f:
-                f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                f.write(f"listener {self.tcp_port} 127.0.0.1\nallow_anonymous true\n"
                         "max_inflight_messages 100\nmax_queued_messages 0\nlog_type none\n")
                 if persistence:
                     f.write(f"persistence true\npersistence_location {self.dir}/\nautosave_interval 1\n")
+                if link != "tcp":
+                    # mosquitto binds a websockets listener to an interface name
+                    f.write(f"listener {self.port} {'lo' if link.startswith('ws') else '127.0.0.1'}\n")
+                    if link.startswith("ws"):
+                        f.write("protocol websockets\n")
+                    if link in ("ssl", "wss"):
+                        f.write(f"cafile {CERTS}/ca.pem\ncertfile {CERTS}/server.pem\nkeyfile {CERTS}/server.key\n")
             args = ["mosquitto", "-c", conf]
         self.proc = subprocess.Popen(args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=raise_nofile)
+        wait_port(self.tcp_port)
         wait_port(self.port)
 
     def rss_kb(self):
@@ -97,12 +120,13 @@ def gen(*args, timeout=300):
     return dict((k, float(v)) for k, v in re.findall(r"(\w+)=([-\d.]+)", out.stdout))
 
 
-def tput(kind, pubs, subs, qos, count, persistence=False, runs=3):
+def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp"):
     best = None
+    extra = [] if link == "tcp" else [link, os.path.join(CERTS, "ca.pem")]
     for _ in range(runs):
-        b = Broker(kind, persistence)
+        b = Broker(kind, persistence, link)
         try:
-            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100)
+            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100, *extra)
         finally:
             b.stop()
         lost = r["expected"] - r["received"]
@@ -146,6 +170,20 @@ def main():
             sys.exit(f"{path} not built (make all tools)")
     if not shutil.which("mosquitto"):
         sys.exit("mosquitto not installed (scripts/deps.sh)")
+    # One set of certificates for both brokers; readable by mosquitto's unprivileged user.
+    global CERTS
+    CERTS = tempfile.mkdtemp(prefix="bench-certs-")
+    subprocess.run([GEN_CERTS, "--force", CERTS], check=True, capture_output=True)
+    os.chmod(CERTS, 0o755)
+    for name in os.listdir(CERTS):
+        os.chmod(os.path.join(CERTS, name), 0o644)
+    try:
+        run_all()
+    finally:
+        shutil.rmtree(CERTS, ignore_errors=True)
+
+
+def run_all():
     rows = []
     lost_any = False
 
@@ -155,27 +193,44 @@ def main():
         lost_any = lost_any or hub_lost > 0
         rows.append((name, hub_v, mos_v, unit, ratio, hub_lost, mos_lost))
 
-    h = tput("hub", 1, 1, 0, 500000)
-    m = tput("mosquitto", 1, 1, 0, 500000)
-    row("(a) QoS 0 1->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
-    h = tput("hub", 1, 1, 1, 100000)
-    m = tput("mosquitto", 1, 1, 1, 100000)
-    mp = tput("mosquitto", 1, 1, 1, 100000, persistence=True)
-    row("(b) QoS 1 1->1 msg/s (mosquitto in memory)", h[0], m[0], "msg/s", True, h[1], m[1])
-    row("(b) QoS 1 1->1 msg/s (mosquitto persistence)", h[0], mp[0], "msg/s", True, h[1], mp[1])
-    h = tput("hub", 1, 50, 0, 20000)
-    m = tput("mosquitto", 1, 50, 0, 20000)
-    row("(c) fan-out 1->50 deliveries/s", h[0], m[0], "msg/s", True, h[1], m[1])
-    h = tput("hub", 50, 1, 0, 10000)
-    m = tput("mosquitto", 50, 1, 0, 10000)
-    row("(d) fan-in 50->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
-    hl = latency("hub")
-    ml = latency("mosquitto")
-    row("(e) latency p50 at 5000 msg/s (us)", hl[0], ml[0], "us", False, hl[2], ml[2])
-    row("(e) latency p99 at 5000 msg/s (us)", hl[1], ml[1], "us", False)
-    hr = idle_rss("hub")
-    mr = idle_rss("mosquitto")
-    row("(f) RSS per idle connection (bytes)", hr, mr, "B", False)
+    # BENCH_ONLY=g,h,i runs only those scenarios (all by default).
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").replace(" ", "").split(",")))
+
+    def want(letter):
+        return not only or letter in only
+
+    if want("a"):
+        h = tput("hub", 1, 1, 0, 500000)
+        m = tput("mosquitto", 1, 1, 0, 500000)
+        row("(a) QoS 0 1->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    if want("b"):
+        h = tput("hub", 1, 1, 1, 100000)
+        m = tput("mosquitto", 1, 1, 1, 100000)
+        mp = tput("mosquitto", 1, 1, 1, 100000, persistence=True)
+        row("(b) QoS 1 1->1 msg/s (mosquitto in memory)", h[0], m[0], "msg/s", True, h[1], m[1])
+        row("(b) QoS 1 1->1 msg/s (mosquitto persistence)", h[0], mp[0], "msg/s", True, h[1], mp[1])
+    if want("c"):
+        h = tput("hub", 1, 50, 0, 20000)
+        m = tput("mosquitto", 1, 50, 0, 20000)
+        row("(c) fan-out 1->50 deliveries/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    if want("d"):
+        h = tput("hub", 50, 1, 0, 10000)
+        m = tput("mosquitto", 50, 1, 0, 10000)
+        row("(d) fan-in 50->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    if want("e"):
+        hl = latency("hub")
+        ml = latency("mosquitto")
+        row("(e) latency p50 at 5000 msg/s (us)", hl[0], ml[0], "us", False, hl[2], ml[2])
+        row("(e) latency p99 at 5000 msg/s (us)", hl[1], ml[1], "us", False)
+    if want("f"):
+        hr = idle_rss("hub")
+        mr = idle_rss("mosquitto")
+        row("(f) RSS per idle connection (bytes)", hr, mr, "B", False)
+    for letter, link in (("g", "ssl"), ("h", "ws"), ("i", "wss")):
+        if want(letter):
+            h = tput("hub", 1, 1, 0, 500000, link=link)
+            m = tput("mosquitto", 1, 1, 0, 500000, link=link)
+            row(f"({letter}) QoS 0 1->1 over {link} msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
 
     print(f"{'scenario':48} {'hub':>12} {'mosquitto':>12} {'hub/mosq':>9} {'lost hub/mosq':>14}")
     for name, hv, mv, unit, ratio, hlost, mlost in rows:

@@ -1,10 +1,13 @@
 /* Load generator for MQTT brokers (make bench): raw sockets and the SDK codec, one thread
  * per client, output batched so the generator is not the bottleneck.
  *
- *   hub_bench tput  PORT PUBS SUBS QOS COUNT SIZE   -> "rate=<msg/s> sent=<n> received=<n> expected=<n>"
+ *   hub_bench tput  PORT PUBS SUBS QOS COUNT SIZE [LINK [CAFILE]]
+ *                                                   -> "rate=<msg/s> sent=<n> received=<n> expected=<n>"
  *   hub_bench lat   PORT RATE SECONDS SIZE          -> "p50_us=<n> p99_us=<n> received=<n> sent=<n>"
  *   hub_bench idle  PORT N                          -> opens N connections, prints "ready", waits for stdin EOF
- * Every publisher sends COUNT messages; each subscriber expects PUBS*COUNT. */
+ * Every publisher sends COUNT messages; each subscriber expects PUBS*COUNT. LINK is tcp
+ * (default), ssl, ws or wss: TLS (OpenSSL, server checked against CAFILE) and WebSocket
+ * (the SDK's bt_ws client, path /mqtt, one masked binary frame per batch) under MQTT. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,7 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "baetyl/mqtt_codec.h"
+#include "baetyl/ws.h"
 
 static int port;
 
@@ -29,12 +36,44 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int write_all(int fd, const uint8_t *b, size_t n)
+/* ---- links: the byte stream under MQTT (tcp, ssl, ws, wss) ----------------------------- */
+enum { LINK_TCP, LINK_SSL, LINK_WS, LINK_WSS };
+static int link_kind = LINK_TCP;
+static SSL_CTX *tls_ctx;
+
+typedef struct {
+    int fd;
+    SSL *ssl;
+    bt_ws *ws;
+    uint8_t *frame; /* client frames are masked: a copy per write */
+    size_t frame_cap;
+} link_t;
+
+static ssize_t raw_read(link_t *l, void *b, size_t n)
+{
+    if (l->ssl) {
+        int r = SSL_read(l->ssl, b, n > INT32_MAX ? INT32_MAX : (int)n);
+        return r > 0 ? r : -1;
+    }
+    ssize_t r;
+    do
+        r = read(l->fd, b, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+static int raw_write_all(link_t *l, const uint8_t *b, size_t n)
 {
     while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR)
-            continue;
+        ssize_t w;
+        if (l->ssl) {
+            int r = SSL_write(l->ssl, b, n > INT32_MAX ? INT32_MAX : (int)n);
+            w = r > 0 ? r : -1;
+        } else {
+            w = write(l->fd, b, n);
+            if (w < 0 && errno == EINTR)
+                continue;
+        }
         if (w <= 0)
             return -1;
         b += w;
@@ -43,9 +82,75 @@ static int write_all(int fd, const uint8_t *b, size_t n)
     return 0;
 }
 
-/* Reads one whole packet into buf (cap bytes); returns its length or -1. */
+/* Sends what the WebSocket layer queued (pongs, close). */
+static int ws_answer(link_t *l)
+{
+    size_t n;
+    const uint8_t *o = bt_ws_output(l->ws, &n);
+    if (n && raw_write_all(l, o, n) < 0)
+        return -1;
+    bt_ws_output_consume(l->ws, n);
+    return 0;
+}
+
+/* MQTT bytes: >0, or -1 at the end or on error. */
+static ssize_t link_read(link_t *l, uint8_t *b, size_t n)
+{
+    for (;;) {
+        ssize_t r = raw_read(l, b, n);
+        if (r <= 0 || !l->ws)
+            return r;
+        size_t out;
+        char err[160];
+        int rc = bt_ws_recv(l->ws, b, (size_t)r, b, &out, err, sizeof err);
+        if (ws_answer(l) < 0)
+            return -1;
+        if (rc < 0) {
+            fprintf(stderr, "%s\n", err);
+            return -1;
+        }
+        if (out)
+            return (ssize_t)out;
+        if (rc == 1)
+            return -1;
+    }
+}
+
+static int write_all(link_t *l, const uint8_t *b, size_t n)
+{
+    if (!l->ws)
+        return raw_write_all(l, b, n);
+    if (l->frame_cap < n + BT_WS_HEADER_MAX) {
+        free(l->frame);
+        l->frame_cap = n + BT_WS_HEADER_MAX;
+        l->frame = malloc(l->frame_cap);
+        if (!l->frame)
+            return -1;
+    }
+    char err[120];
+    ssize_t f = bt_ws_wrap_copy(l->ws, b, n, l->frame, l->frame_cap, err, sizeof err);
+    if (f < 0)
+        return -1;
+    return raw_write_all(l, l->frame, (size_t)f);
+}
+
+static void link_close(link_t *l)
+{
+    if (l->ssl) {
+        SSL_shutdown(l->ssl);
+        SSL_free(l->ssl);
+    }
+    free(l->ws);
+    free(l->frame);
+    close(l->fd);
+    l->ssl = NULL;
+    l->ws = NULL;
+    l->frame = NULL;
+}
+
+/* Reads whole packets from a link. */
 typedef struct {
-    int fd;
+    link_t l;
     uint8_t buf[1 << 16];
     size_t off, len;
 } reader;
@@ -69,24 +174,70 @@ static int next_packet(reader *r, bt_mqtt_packet *p)
             r->len -= r->off;
             r->off = 0;
         }
-        ssize_t n = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+        ssize_t n = link_read(&r->l, r->buf + r->len, sizeof r->buf - r->len);
         if (n <= 0)
             return -1;
         r->len += (size_t)n;
     }
 }
 
-static int dial(const char *cid)
+static void die(const char *what)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    fprintf(stderr, "%s\n", what);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+/* Connects the link (TLS, WebSocket upgrade) and sends CONNECT; r->buf receives anything
+ * that came after the upgrade answer. */
+static void dial_link(reader *r)
+{
+    link_t *l = &r->l;
+    l->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    if (connect(l->fd, (struct sockaddr *)&a, sizeof a) < 0) {
         perror("connect");
         exit(1);
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (link_kind == LINK_SSL || link_kind == LINK_WSS) {
+        l->ssl = SSL_new(tls_ctx);
+        if (!l->ssl || SSL_set_fd(l->ssl, l->fd) != 1 || SSL_set1_host(l->ssl, "127.0.0.1") != 1 ||
+            SSL_connect(l->ssl) != 1)
+            die("tls handshake failed");
+    }
+    if (link_kind == LINK_WS || link_kind == LINK_WSS) {
+        char err[160], host[32];
+        l->ws = calloc(1, sizeof *l->ws);
+        snprintf(host, sizeof host, "127.0.0.1:%d", port);
+        bt_ws_init(l->ws, BT_WS_CLIENT, 0);
+        if (bt_ws_client_start(l->ws, host, "/mqtt", err, sizeof err) < 0 || ws_answer(l) < 0)
+            die(err);
+        for (;;) {
+            ssize_t n = raw_read(l, r->buf, sizeof r->buf);
+            if (n <= 0)
+                die("websocket upgrade: connection closed");
+            size_t used;
+            int rc = bt_ws_handshake(l->ws, r->buf, (size_t)n, &used, err, sizeof err);
+            if (rc < 0)
+                die(err);
+            if (rc == 0)
+                continue;
+            size_t out;
+            if (bt_ws_recv(l->ws, r->buf + used, (size_t)n - used, r->buf, &out, err, sizeof err) < 0)
+                die(err);
+            r->len = out;
+            break;
+        }
+    }
+}
+
+static reader *dial(const char *cid)
+{
+    reader *r = calloc(1, sizeof *r);
+    dial_link(r);
     bt_mqtt_packet p = {.type = BT_MQTT_CONNECT};
     p.connect.protocol_level = 4;
     p.connect.clean_session = true;
@@ -98,24 +249,30 @@ static int dial(const char *cid)
     p.connect.password = (bt_mqtt_bin){(const uint8_t *)"hahaha", 6};
     uint8_t b[256];
     ssize_t n = bt_mqtt_encode(&p, b, sizeof b);
-    if (n < 0 || write_all(fd, b, (size_t)n) < 0)
+    if (n < 0 || write_all(&r->l, b, (size_t)n) < 0)
         exit(1);
-    uint8_t ack[4];
-    if (read(fd, ack, 4) != 4 || ack[0] != 0x20 || ack[3] != 0) {
+    bt_mqtt_packet ack;
+    if (next_packet(r, &ack) < 0 || ack.type != BT_MQTT_CONNACK || ack.connack.return_code != 0) {
         fprintf(stderr, "connect refused\n");
         exit(1);
     }
-    return fd;
+    return r;
 }
 
-static void subscribe(int fd, const char *topic, int qos)
+static void reader_free(reader *r)
+{
+    link_close(&r->l);
+    free(r);
+}
+
+static void subscribe(reader *r, const char *topic, int qos)
 {
     bt_mqtt_sub_entry e = {{topic, strlen(topic)}, (uint8_t)qos};
     uint8_t b[256];
     ssize_t n = bt_mqtt_encode_subscribe(b, sizeof b, BT_MQTT_SUBSCRIBE, 1, &e, 1);
-    write_all(fd, b, (size_t)n);
-    uint8_t ack[5];
-    if (read(fd, ack, 5) != 5) {
+    write_all(&r->l, b, (size_t)n);
+    bt_mqtt_packet p;
+    if (next_packet(r, &p) < 0 || p.type != BT_MQTT_SUBACK) {
         fprintf(stderr, "no suback\n");
         exit(1);
     }
@@ -138,20 +295,19 @@ static void *sub_main(void *a)
     sub_arg *s = a;
     char cid[32];
     snprintf(cid, sizeof cid, "bsub%d", s->id);
-    reader *r = calloc(1, sizeof *r);
-    r->fd = dial(cid);
-    subscribe(r->fd, "bench/t", qos);
+    reader *r = dial(cid);
+    subscribe(r, "bench/t", qos);
     atomic_fetch_add(&subs_ready, 1);
     long expect = count * pubs;
     uint8_t acks[4096];
     size_t na = 0;
     struct timeval tv = {10, 0};
-    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(r->l.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     while (s->got < expect) {
         bt_mqtt_packet p;
         /* flush acks before a read may block */
         if (na && r->off == r->len) {
-            write_all(r->fd, acks, na);
+            write_all(&r->l, acks, na);
             na = 0;
         }
         if (next_packet(r, &p) < 0)
@@ -163,17 +319,16 @@ static void *sub_main(void *a)
             bt_mqtt_encode_puback(acks + na, 4, p.publish.packet_id);
             na += 4;
             if (na == sizeof acks) {
-                write_all(r->fd, acks, na);
+                write_all(&r->l, acks, na);
                 na = 0;
             }
         }
     }
     if (na)
-        write_all(r->fd, acks, na);
+        write_all(&r->l, acks, na);
     s->last_us = now_us();
     atomic_fetch_add(&received_total, s->got);
-    close(r->fd);
-    free(r);
+    reader_free(r);
     return NULL;
 }
 
@@ -182,8 +337,7 @@ static void *pub_main(void *a)
     int id = (int)(intptr_t)a;
     char cid[32];
     snprintf(cid, sizeof cid, "bpub%d", id);
-    reader *r = calloc(1, sizeof *r);
-    r->fd = dial(cid);
+    reader *r = dial(cid);
     uint8_t *payload = calloc(1, (size_t)size);
     uint8_t out[1 << 16];
     size_t no = 0;
@@ -193,7 +347,7 @@ static void *pub_main(void *a)
         if (qos) {
             while (inflight >= window) {
                 if (no) {
-                    write_all(r->fd, out, no);
+                    write_all(&r->l, out, no);
                     no = 0;
                 }
                 bt_mqtt_packet p;
@@ -209,7 +363,7 @@ static void *pub_main(void *a)
             inflight++;
         }
         if (no + (size_t)size + 64 > sizeof out) {
-            write_all(r->fd, out, no);
+            write_all(&r->l, out, no);
             no = 0;
         }
         ssize_t n = bt_mqtt_encode_publish(out + no, sizeof out - no, "bench/t", 7, payload, (size_t)size, qos,
@@ -218,7 +372,7 @@ static void *pub_main(void *a)
         atomic_fetch_add(&sent_total, 1);
     }
     if (no)
-        write_all(r->fd, out, no);
+        write_all(&r->l, out, no);
     while (qos && inflight > 0) {
         bt_mqtt_packet p;
         if (next_packet(r, &p) < 0)
@@ -230,9 +384,8 @@ static void *pub_main(void *a)
     }
 done:
     sleep(qos ? 0 : 0);
-    close(r->fd);
     free(payload);
-    free(r);
+    reader_free(r);
     return NULL;
 }
 
@@ -269,17 +422,16 @@ static int tput(void)
 /* ---- latency ---------------------------------------------------------------------------- */
 static int lat(int rate, int seconds)
 {
-    reader *r = calloc(1, sizeof *r);
-    r->fd = dial("blat-sub");
-    subscribe(r->fd, "bench/lat", 0);
-    int pfd = dial("blat-pub");
+    reader *r = dial("blat-sub");
+    subscribe(r, "bench/lat", 0);
+    reader *pub = dial("blat-pub");
     long total = (long)rate * seconds;
     int64_t *lat_us = calloc((size_t)total, sizeof *lat_us);
     long got = 0;
     uint8_t *payload = calloc(1, (size_t)size < 8 ? 8 : (size_t)size);
     int64_t start = now_us();
     struct timeval tv = {0, 1000};
-    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(r->l.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     long sent = 0;
     while (got < total) {
         int64_t t = now_us();
@@ -288,7 +440,7 @@ static int lat(int rate, int seconds)
             uint8_t out[1024 + 64];
             ssize_t n = bt_mqtt_encode_publish(out, sizeof out, "bench/lat", 9, payload, (size_t)size, 0, false,
                                                false, 0);
-            write_all(pfd, out, (size_t)n);
+            write_all(&pub->l, out, (size_t)n);
             sent++;
             continue;
         }
@@ -309,7 +461,7 @@ static int lat(int rate, int seconds)
                 r->len -= r->off;
                 r->off = 0;
             }
-            ssize_t k = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+            ssize_t k = link_read(&r->l, r->buf + r->len, sizeof r->buf - r->len);
             if (k > 0)
                 r->len += (size_t)k;
             else if (sent >= total && now_us() - t > 0 && now_us() > start + (int64_t)(seconds + 5) * 1000000)
@@ -333,11 +485,11 @@ static int lat(int rate, int seconds)
 
 static int idle(int n)
 {
-    int *fds = calloc((size_t)n, sizeof *fds);
+    reader **rs = calloc((size_t)n, sizeof *rs);
     for (int i = 0; i < n; i++) {
         char cid[32];
         snprintf(cid, sizeof cid, "idle%d", i);
-        fds[i] = dial(cid);
+        rs[i] = dial(cid);
     }
     printf("ready\n");
     fflush(stdout);
@@ -345,8 +497,31 @@ static int idle(int n)
     while (read(0, b, sizeof b) > 0) {
     }
     for (int i = 0; i < n; i++)
-        close(fds[i]);
-    free(fds);
+        reader_free(rs[i]);
+    free(rs);
+    return 0;
+}
+
+/* Chooses the link of every connection; TLS checks the server against cafile. */
+static int setup_link(const char *kind, const char *cafile)
+{
+    static const char *names[] = {"tcp", "ssl", "ws", "wss"};
+    link_kind = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(kind, names[i]))
+            link_kind = i;
+    if (link_kind < 0) {
+        fprintf(stderr, "unknown link %s (tcp, ssl, ws or wss)\n", kind);
+        return -1;
+    }
+    if (link_kind == LINK_SSL || link_kind == LINK_WSS) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!tls_ctx || !cafile || SSL_CTX_load_verify_locations(tls_ctx, cafile, NULL) != 1) {
+            fprintf(stderr, "tls: a readable CAFILE is needed\n");
+            return -1;
+        }
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    }
     return 0;
 }
 
@@ -361,6 +536,8 @@ int main(int argc, char **argv)
         size = atoi(argv[7]);
         if (pubs < 1 || pubs > 1024 || subs < 1 || subs > 1024 || size < 0 || size > 1024)
             return 2;
+        if (argc >= 9 && setup_link(argv[8], argc >= 10 ? argv[9] : NULL) < 0)
+            return 2;
         return tput();
     }
     if (argc >= 6 && !strcmp(argv[1], "lat")) {
@@ -374,6 +551,7 @@ int main(int argc, char **argv)
         port = atoi(argv[2]);
         return idle(atoi(argv[3]));
     }
-    fprintf(stderr, "usage: hub_bench tput PORT PUBS SUBS QOS COUNT SIZE | lat PORT RATE SECONDS SIZE | idle PORT N\n");
+    fprintf(stderr, "usage: hub_bench tput PORT PUBS SUBS QOS COUNT SIZE [tcp|ssl|ws|wss [CAFILE]] | "
+                    "lat PORT RATE SECONDS SIZE | idle PORT N\n");
     return 2;
 }
