@@ -5,7 +5,7 @@
 #                         runs, then the integration tests (pytest) against those binaries
 #   make fuzz             every fuzz target for FUZZ_TIME seconds (default 60)
 #   make bench            benchmarks side by side with mosquitto
-#   make install PREFIX=/usr/local MODE=native|docker
+#   make install PREFIX=/usr/local MODE=native|docker [EXAMPLE=native-tls|…]
 #   make uninstall PREFIX=…, make clean, make run
 #
 # Objects never land in the source tree. BUILD picks the output directory, SAN=1 adds the
@@ -18,6 +18,7 @@ SAN     ?= 0
 CC      ?= gcc
 PREFIX  ?= /usr/local
 MODE    ?= native
+EXAMPLE ?= $(MODE)
 FUZZ_TIME ?= 60
 PYTHON  ?= /usr/bin/python3
 PYTEST_ARGS ?=
@@ -197,8 +198,11 @@ fuzz-smoke:
 	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(or $(FUZZ_SMOKE_TIME),10)
 
 # ---- benchmarks ---------------------------------------------------------------------
+# Each suite prints its own table; all use the release build.
 bench: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/run.py
+	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/client_bench.py
+	$(PYTHON) test/bench/master_bench.py $(BUILD)/bin/baetyl 10
 
 # ---- install --------------------------------------------------------------------------
 # native: each module's package goes to PREFIX/var/db/baetyl/baetyl-<module>/ with bin/ and
@@ -206,8 +210,11 @@ bench: all tools
 install: all
 	install -d $(PREFIX)/bin
 	@if [ -f $(BUILD)/bin/baetyl ]; then install -m 0755 $(BUILD)/bin/baetyl $(PREFIX)/bin/baetyl; fi
-	@if [ -d example/$(MODE)/etc ]; then mkdir -p $(PREFIX)/etc && cp -R example/$(MODE)/etc/. $(PREFIX)/etc/; fi
-	@if [ -d example/$(MODE)/var ]; then mkdir -p $(PREFIX)/var && cp -R example/$(MODE)/var/. $(PREFIX)/var/; fi
+	@if [ -d example/$(EXAMPLE)/etc ]; then mkdir -p $(PREFIX)/etc && cp -R example/$(EXAMPLE)/etc/. $(PREFIX)/etc/; fi
+	@if [ -d example/$(EXAMPLE)/var ]; then mkdir -p $(PREFIX)/var && cp -R example/$(EXAMPLE)/var/. $(PREFIX)/var/; fi
+	@# Examples with TLS get fresh certificates at install time (no private key in git).
+	@if grep -qs localhub-cert-only-for-test example/$(EXAMPLE)/var/db/baetyl/application.yml; then \
+	  scripts/gen-certs.sh $(PREFIX)/var/db/baetyl/localhub-cert-only-for-test; fi
 	@if [ "$(MODE)" = native ]; then \
 	  for b in $(filter-out $(BUILD)/bin/baetyl,$(MODULE_BINS)); do \
 	    m=$$(basename $$b); d=$$(echo $$m | sed 's/^baetyl-//'); \

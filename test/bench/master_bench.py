@@ -2,7 +2,7 @@
 """Measures the master (not a test): RSS with N native services running, the time from
 `baetyl start` until all N report running, and inspect requests per second.
 
-    /usr/bin/python3 master/measure.py build/h-master-rel/bin/baetyl [N] [seconds]
+    /usr/bin/python3 test/bench/master_bench.py build/bin/baetyl [N] [seconds]
 """
 import http.client
 import json
