@@ -283,6 +283,8 @@ void hub_conn_close(conn *c, const char *reason)
                 ps->offset = off;
                 ps->offset_dirty = true;
             }
+            if (was_active)
+                persist_hold_unacked(ps, c);
             ps->online = NULL;
         }
     }

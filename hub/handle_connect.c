@@ -147,6 +147,15 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     if (hub_conn_send(c, b, 4) < 0)
         return -1;
     bt_logkv(BT_LOG_DEBUG, "client connected", "client", c->client_id, "username", pr->username, NULL);
+    if (!c->clean) {
+        /* Unacknowledged deliveries that are not in the log go out again first, as resends. */
+        psess *ps = persist_get(h, c->client_id, false);
+        if (ps) {
+            for (size_t i = 0; i < ps->nheld; i++)
+                session_resend(c, ps->held[i]);
+            persist_release_held(ps);
+        }
+    }
     if (c->catchup)
         session_pump(c);
     return 0;

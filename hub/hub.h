@@ -176,6 +176,10 @@ typedef struct {
     uint64_t offset;
     bool offset_dirty;
     conn *online;
+    /* Unacknowledged QoS 1 deliveries that are not in the log (retained copies), kept while
+     * the client is away and resent when it returns; the log covers all the others. */
+    msg **held;
+    size_t nheld;
 } psess;
 
 typedef struct {
@@ -273,6 +277,8 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain);
 void session_pump(conn *c);
 /* Resends unacknowledged QoS 1 messages older than the retry interval, with DUP. */
 void session_retry(conn *c);
+/* Sends m again at QoS 1 with DUP=1 (an unacknowledged delivery of an earlier connection). */
+void session_resend(conn *c, msg *m);
 /* The acknowledged log offset of a session: every seq <= it is done. */
 uint64_t session_offset(const conn *c);
 /* Adds (or replaces) a subscription in the session and the trie. */
@@ -309,6 +315,10 @@ int persist_load(hub *h, char *err, size_t errlen);
 void persist_flush_offsets(hub *h);
 /* The psess of a client id, created when create is set (offset = last seq). */
 psess *persist_get(hub *h, const char *client_id, bool create);
+/* Keeps c's unacknowledged deliveries that are not in the log, for its next connection. */
+void persist_hold_unacked(psess *ps, const conn *c);
+/* Drops what persist_hold_unacked kept. */
+void persist_release_held(psess *ps);
 /* Drops a persistent session (clean session connect). */
 void persist_drop(hub *h, const char *client_id);
 /* Frees every psess. */

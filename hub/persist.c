@@ -13,7 +13,37 @@ static void psess_free(psess *ps)
     for (size_t i = 0; i < ps->nsubs; i++)
         free(ps->subs[i].filter);
     free(ps->subs);
+    persist_release_held(ps);
     free(ps);
+}
+
+void persist_release_held(psess *ps)
+{
+    for (size_t i = 0; i < ps->nheld; i++)
+        msg_unref(ps->held[i]);
+    free(ps->held);
+    ps->held = NULL;
+    ps->nheld = 0;
+}
+
+void persist_hold_unacked(psess *ps, const conn *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        n += !e->acked && !e->seq && e->m;
+    }
+    if (!n)
+        return;
+    msg **held = realloc(ps->held, (ps->nheld + n) * sizeof *held);
+    if (!held)
+        return; /* out of memory: the copies are lost, the retained messages are not */
+    ps->held = held;
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && !e->seq && e->m)
+            ps->held[ps->nheld++] = msg_ref(e->m);
+    }
 }
 
 psess *persist_get(hub *h, const char *client_id, bool create)

@@ -91,7 +91,20 @@ static void pump_later(conn *c)
     }
 }
 
+static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup);
+
 static void deliver_qos1(conn *c, msg *m, bool retain)
+{
+    deliver_qos1_flags(c, m, retain, false);
+}
+
+void session_resend(conn *c, msg *m)
+{
+    if (c->state == CONN_ACTIVE)
+        deliver_qos1_flags(c, m, false, true);
+}
+
+static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup)
 {
     outq_entry *e = q_push(c);
     if (!e) {
@@ -104,7 +117,7 @@ static void deliver_qos1(conn *c, msg *m, bool retain)
     e->sent_ms = c->h->now_ms;
     if (m->seq)
         c->qlog++;
-    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 1, retain, false, e->pid);
+    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 1, retain, dup, e->pid);
 }
 
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
