@@ -86,6 +86,23 @@ $(BUILD)/bin/$(call bin_name,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
 
+# ---- C++ parts of modules: video-infer/cv.cpp on OpenCV 4 (no C API for videoio/dnn) -----
+# Debian's split OpenCV packages ship no opencv4.pc, hence the fixed paths.
+OPENCV_CFLAGS := -isystem /usr/include/opencv4
+OPENCV_LIBS   := -lopencv_dnn -lopencv_videoio -lopencv_imgcodecs -lopencv_imgproc -lopencv_core
+CXXFLAGS := $(OPT) -std=gnu++17 -D_GNU_SOURCE $(WARN) -Isdk/include $(OPENCV_CFLAGS) -MMD -MP
+ifeq ($(SAN),1)
+  CXXFLAGS += $(SANFLAGS) -O1
+endif
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	@echo '  CXX   $<'
+	$(Q)$(CXX) $(CXXFLAGS) -c -o $@ $<
+
+VI_CXX_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard video-infer/*.cpp))
+$(BUILD)/bin/baetyl-video-infer: $(VI_CXX_OBJS)
+$(BUILD)/bin/baetyl-video-infer: PKG_LIBS += $(OPENCV_LIBS) -lstdc++
+
 # ---- examples written with the SDK: example/<name>/main.c -> build/bin/example-<name> ----
 EXAMPLE_DIRS := $(patsubst %/main.c,%,$(wildcard example/*/main.c))
 EXAMPLE_BINS := $(foreach d,$(EXAMPLE_DIRS),$(BUILD)/bin/example-$(notdir $(d)))

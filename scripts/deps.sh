@@ -10,10 +10,16 @@ PKGS=(
   libyaml-dev libjansson-dev libcurl4-openssl-dev libssl-dev liblmdb-dev
   libmicrohttpd-dev libarchive-dev libcmocka-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+  # video-infer: OpenCV 4 (C++ API) for capture, JPEG and DNN
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
+  libopencv-dnn-dev
   # tests, peers and runtimes
   python3 python3-pytest python3-paho-mqtt python3-grpcio python3-protobuf python3-yaml
   mosquitto mosquitto-clients libpaho-mqtt-dev openssl procps psmisc curl
+  python3-opencv
   nodejs npm
+  # docker mode: the engine the tests start, and a static busybox for their test image
+  docker.io busybox-static
 )
 
 SUDO=""

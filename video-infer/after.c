@@ -1,0 +1,227 @@
+/* The function's reply (after.h): parsed as hostile input, since a user's function
+ * writes it; and the files and messages that come out of it. */
+#include "after.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "baetyl/json.h"
+#include "baetyl/mqtt_client.h"
+
+void vi_result_free(vi_result *r)
+{
+    free(r->location);
+    free(r->topic);
+    json_decref(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static bool is_discard(const json_t *v)
+{
+    if (json_is_true(v))
+        return true;
+    return json_is_string(v) && strcasecmp(json_string_value(v), "true") == 0;
+}
+
+/* publishQOS as a JSON number 0 or 1 (1.0 counts: JSON has one number type). */
+static int parse_qos(const json_t *v, int *qos, char *err, size_t errlen)
+{
+    double d;
+    if (!v || json_is_null(v)) {
+        *qos = 0;
+        return 0;
+    }
+    if (json_is_integer(v))
+        d = (double)json_integer_value(v);
+    else if (json_is_real(v))
+        d = json_real_value(v);
+    else
+        d = -1;
+    if (d != 0 && d != 1) {
+        snprintf(err, errlen, "publishQOS must be 0 or 1");
+        return -1;
+    }
+    *qos = (int)d;
+    return 0;
+}
+
+int vi_result_parse(const uint8_t *payload, size_t len, vi_result *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    if (len == 0)
+        return 0;
+    char why[200];
+    json_t *o = bt_json_parse_object((const char *)payload, len, why, sizeof why);
+    if (!o) {
+        snprintf(err, errlen, "the function's result is not a JSON object: %s", why);
+        return -1;
+    }
+    r->body = o;
+    r->discard = is_discard(json_object_get(o, "imageDiscard"));
+    const char *loc = bt_json_get_str(o, "imageLocation");
+    const json_t *t = json_object_get(o, "publishTopic");
+    const char *topic = json_is_string(t) ? json_string_value(t) : NULL;
+    if (t && !json_is_null(t) && !topic) {
+        snprintf(err, errlen, "publishTopic must be a string");
+        goto fail;
+    }
+    if (topic && *topic) {
+        /* strlen stops at an embedded NUL that jansson allows inside strings. */
+        if (strlen(topic) != json_string_length(t) || !bt_mqtt_client_valid_name(topic)) {
+            snprintf(err, errlen, "publishTopic is not a valid topic name");
+            goto fail;
+        }
+    }
+    if (parse_qos(json_object_get(o, "publishQOS"), &r->qos, err, errlen) < 0)
+        goto fail;
+    if (loc && *loc) {
+        if (strlen(loc) != json_string_length(json_object_get(o, "imageLocation"))) {
+            snprintf(err, errlen, "imageLocation holds a NUL character");
+            goto fail;
+        }
+        if (!(r->location = strdup(loc)))
+            goto oom;
+    }
+    if (topic && *topic && !(r->topic = strdup(topic)))
+        goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    vi_result_free(r);
+    return -1;
+}
+
+int vi_format_time(int64_t unix_ns, char *buf, size_t len)
+{
+    time_t sec = (time_t)(unix_ns / 1000000000);
+    long ns = (long)(unix_ns % 1000000000);
+    if (ns < 0) {
+        ns += 1000000000;
+        sec--;
+    }
+    struct tm tm;
+    if (!localtime_r(&sec, &tm))
+        return -1;
+    char date[40], frac[16] = "", zone[16];
+    if (strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return -1;
+    if (ns) {
+        snprintf(frac, sizeof frac, ".%09ld", ns);
+        size_t n = strlen(frac);
+        while (frac[n - 1] == '0')
+            frac[--n] = '\0';
+    }
+    int off = (int)(tm.tm_gmtoff % 86400); /* real zones lie within ±14 h */
+    if (off == 0)
+        snprintf(zone, sizeof zone, "Z");
+    else
+        snprintf(zone, sizeof zone, "%c%02d:%02d", off < 0 ? '-' : '+', abs(off) / 3600,
+                 abs(off) % 3600 / 60);
+    int n = snprintf(buf, len, "%s%s%s", date, frac, zone);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err,
+                        size_t errlen)
+{
+    char when[64];
+    if (vi_format_time(info->capture_ns, when, sizeof when) < 0) {
+        snprintf(err, errlen, "cannot format the capture time");
+        return NULL;
+    }
+    json_t *o = r->body ? json_deep_copy(r->body) : json_object();
+    if (!o ||
+        json_object_set_new(o, "imageWidth", json_integer(info->width)) < 0 ||
+        json_object_set_new(o, "imageHight", json_integer(info->height)) < 0 ||
+        json_object_set_new(o, "imageCaptureTime", json_string(when)) < 0 ||
+        json_object_set_new(o, "imageInferenceTime", json_real(info->infer_s)) < 0 ||
+        json_object_set_new(o, "imageProcessTime", json_real(info->process_s)) < 0) {
+        json_decref(o);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    char *s = bt_json_dump(o);
+    json_decref(o);
+    if (!s)
+        snprintf(err, errlen, "out of memory");
+    return s;
+}
+
+/* mkdir -p of the directory part of path; err says which directory failed. */
+static int make_parents(const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= sizeof dir) {
+        snprintf(err, errlen, "save: path too long");
+        return -1;
+    }
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "save %s: mkdir %s: %s", path, dir, strerror(errno));
+            return -1;
+        }
+        if (c == '\0')
+            return 0;
+        *p = c;
+    }
+}
+
+int vi_save_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
+{
+    char tmp[PATH_MAX];
+    if (!path || !*path || path[strlen(path) - 1] == '/') {
+        snprintf(err, errlen, "save %s: not a file path", path ? path : "");
+        return -1;
+    }
+    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "save %s: path too long", path);
+        return -1;
+    }
+    if (make_parents(path, err, errlen) < 0)
+        return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "save %s: %s", path, strerror(errno));
+        return -1;
+    }
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "save %s: %s", path, w < 0 ? strerror(errno) : "short write");
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (close(fd) < 0 || rename(tmp, path) < 0) {
+        snprintf(err, errlen, "save %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
