@@ -145,7 +145,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
 .PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
-        bench install uninstall clean run
+        bench image install uninstall clean run
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
 sdk: $(SDK_LIB)
@@ -220,6 +220,11 @@ bench: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/run.py
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/client_bench.py
 	$(PYTHON) test/bench/master_bench.py $(BUILD)/bin/baetyl 10
+
+# ---- docker images (docker mode): one per module, FROM scratch, built on the local engine --
+IMAGE_TAG ?= latest
+image: all
+	docker/build-images.sh -b $(BUILD) -t $(IMAGE_TAG)
 
 # ---- install --------------------------------------------------------------------------
 # native: each module's package goes to PREFIX/var/db/baetyl/baetyl-<module>/ with bin/ and

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "app.h"
 #include "conf.h"
+#include "docker_config.h"
 #include "engine.h"
 #include "inspect.h"
 #include "host_stats.h"
@@ -190,6 +191,8 @@ static int cmd_check(const char *workdir, const char *conf_path)
         int r = app_check_mounts(&app, err, sizeof err);
         if (r == 0 && native)
             r = native_check_packages(workdir, &app, err, sizeof err);
+        else if (r == 0)
+            r = docker_check_app(&app, err, sizeof err);
         app_free(&app);
         if (r != 0) {
             fprintf(stderr, "%s: %s\n", APP_FILE, err);

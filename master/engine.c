@@ -10,7 +10,7 @@ int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char 
     if (strcmp(mode, "native") == 0)
         return engine_native_new(opts, out, err, errlen);
     if (strcmp(mode, "docker") == 0)
-        return errf(err, errlen, "docker engine not available yet: set mode: native in conf.yml");
+        return engine_docker_new(opts, out, err, errlen);
     return errf(err, errlen, "mode (%s) not supported", mode);
 }
 

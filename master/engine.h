@@ -72,17 +72,23 @@ struct bt_engine {
     const engine_ops *ops;
     engine_opts opts;
     char *api_env;   /* BAETYL_MASTER_API_ADDRESS as instances of this engine see it */
+    /* BAETYL_MASTER_API_SOCKET as instances see it (unix API only); NULL: the master's path. */
+    const char *api_socket_env;
+    /* Instances do not inherit the master's environment (containers have their own). */
+    bool isolated_env;
     void *priv;
 };
 
-/* Creates the engine for conf.mode ("native"; "docker" is refused for now with a clear
- * error). Returns 0 or -1 with err. */
+/* Creates the engine for conf.mode ("native" or "docker"). Returns 0 or -1 with err. */
 int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
 /* Frees an engine (NULL is fine). */
 void engine_free(bt_engine *e);
 
 /* The native engine (engine_native.c). */
 int engine_native_new(const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+/* The docker engine (engine_docker.c): fails with a clear error when the Docker engine
+ * is not reachable or does not speak opts->api_version. */
+int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
 /* For `baetyl check` in native mode: every service's package.yml is reachable through its
  * mounts. Returns 0 or -1 with err naming the service and the missing path. */
 int native_check_packages(const char *pwd, const app_config *app, char *err, size_t errlen);

@@ -93,7 +93,8 @@ char **env_build(master *m, const m_service *s, const char *instance, bool dynam
 {
     envv e = {0};
     int bad = 0;
-    for (char **p = environ; p && *p; p++) {
+    /* A container gets only what is meant for it, not the host's PATH, HOME, LD_*… */
+    for (char **p = m->engine->isolated_env ? NULL : environ; p && *p; p++) {
         const char *eq = strchr(*p, '=');
         if (!eq || is_reserved(*p, (size_t)(eq - *p)))
             continue;
@@ -128,7 +129,8 @@ char **env_build(master *m, const m_service *s, const char *instance, bool dynam
     bad |= set_twin(&e, "MASTER_API_ADDRESS", m->engine->api_env);
     bad |= envv_set(&e, "OPENEDGE_MASTER_API", 19, m->engine->api_env);
     if (m->api.is_unix)
-        bad |= set_twin(&e, "MASTER_API_SOCKET", m->api.path);
+        bad |= set_twin(&e, "MASTER_API_SOCKET",
+                        m->engine->api_socket_env ? m->engine->api_socket_env : m->api.path);
     bad |= set_twin(&e, "MASTER_API_VERSION", "v1");
     bad |= set_twin(&e, "SERVICE_MODE", m->engine->ops->name);
     bad |= set_twin(&e, "SERVICE_NAME", s->name);

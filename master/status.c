@@ -64,12 +64,15 @@ static void print_readable(json_t *j, pid_t pid)
         json_array_foreach(insts, k, in) {
             json_t *proc = json_object_get(in, "process");
             char pids[16] = "-", cpus[16] = "-", mems[16] = "-";
+            json_t *ctr = json_object_get(in, "container"), *ms = json_object_get(in, "mem_stats");
             if (json_is_integer(json_object_get(proc, "id")))
                 snprintf(pids, sizeof pids, "%lld", (long long)json_integer_value(json_object_get(proc, "id")));
+            else if (json_is_string(json_object_get(ctr, "id"))) /* docker: the short container id */
+                snprintf(pids, sizeof pids, "%.12s", json_string_value(json_object_get(ctr, "id")));
             if (json_object_get(in, "cpu_stats"))
                 snprintf(cpus, sizeof cpus, "%.1f", num_at(json_object_get(in, "cpu_stats"), "used_percent"));
-            if (json_object_get(in, "mem_stats"))
-                human(num_at(json_object_get(in, "mem_stats"), "rss"), mems, sizeof mems);
+            if (ms) /* native: rss; docker: the container's usage */
+                human(num_at(ms, json_object_get(ms, "rss") ? "rss" : "usage"), mems, sizeof mems);
             printf("%-20s %-28s %-11s %-8s %6s %9s  %s\n", str_at(s, "name"), str_at(in, "name"),
                    str_at(in, "status"), pids, cpus, mems, str_at(in, "start_time"));
         }

@@ -36,8 +36,13 @@ static void mark_running(m_instance *in)
     clock_gettime(CLOCK_REALTIME, &in->start_time);
     pthread_mutex_unlock(&m->mu);
     char pid[24];
-    snprintf(pid, sizeof pid, "%d", (int)in->run.pid);
-    log_inst(BT_LOG_INFO, "instance started", in, "pid", pid);
+    if (in->run.pid > 0) {
+        snprintf(pid, sizeof pid, "%d", (int)in->run.pid);
+        log_inst(BT_LOG_INFO, "instance started", in, "pid", pid);
+    } else { /* a container */
+        snprintf(pid, sizeof pid, "%.12s", in->run.id);
+        log_inst(BT_LOG_INFO, "instance started", in, "cid", pid);
+    }
 }
 
 static void mark_gone(m_instance *in, inst_status st, bool finished)

@@ -214,14 +214,6 @@ def test_second_start_refused_and_status(master):
     assert r.returncode == 0 and "not running" in r.stdout
 
 
-def test_docker_mode_start_refused(master):
-    m = master()
-    m.write("etc/baetyl/conf.yml", m.read("etc/baetyl/conf.yml").replace("mode: native", "mode: docker"))
-    rc = m.start(expect_fail=True)
-    assert rc == 1
-    assert "docker engine not available yet" in m.read("master.out")
-
-
 def test_boot_failure_is_clear(master):
     m = master()
     os.makedirs(m.path("var/db/baetyl/nopkg"))  # a package dir without package.yml

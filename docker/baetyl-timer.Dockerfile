@@ -1,0 +1,7 @@
+# baetyl-timer: the timer (SPEC §14).
+# Built by docker/build-images.sh, which puts in rootfs/ the program (/bin/baetyl-timer),
+# the shared libraries ldd lists for it, the loader and its cache. No base image: nothing
+# runs in the container but the module. Its work dir is / (etc/baetyl/service.yml there).
+FROM scratch
+COPY rootfs/ /
+ENTRYPOINT ["/bin/baetyl-timer"]

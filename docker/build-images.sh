@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Builds the Docker images of the modules on the local Docker engine (no registry needed):
+# each image is FROM scratch with the module's program, the shared libraries `ldd` lists
+# for it (and the dynamic loader), an ld.so.cache for them, CA certificates and /tmp.
+#
+#   docker/build-images.sh [-b BUILD_DIR] [-t TAG] [IMAGE...]
+#
+# BUILD_DIR (default build) holds the binaries (BUILD_DIR/bin/baetyl-*); TAG defaults to
+# latest. IMAGE names: baetyl-hub, baetyl-function-sql, … (every docker/<IMAGE>.Dockerfile),
+# default all; a C module whose binary is not built is skipped with a note. The Python and
+# Node runtimes copy the host's /usr/bin/python3 (with its standard library and the Debian
+# packages the runtime imports) or node (with the runtime's node_modules).
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=$SRC/build
+TAG=latest
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "b:t:h" o; do
+  case $o in
+    b) BUILD=$(cd "$OPTARG" && pwd) ;;
+    t) TAG=$OPTARG ;;
+    h) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+
+command -v docker >/dev/null || { echo "$0: the docker client is not installed (apt-get install docker.io)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || { echo "$0: no Docker engine answers (start dockerd)" >&2; exit 1; }
+
+if [ $# -eq 0 ]; then
+  for df in "$SRC"/docker/*.Dockerfile; do
+    n=${df##*/}
+    set -- "$@" "${n%.Dockerfile}"
+  done
+fi
+
+CTX=""
+cleanup() { [ -n "$CTX" ] && rm -rf "$CTX"; CTX=""; }
+trap cleanup EXIT
+
+# add_file SRC [DEST]: SRC (symlinks followed) into the image at DEST (default: the same path).
+add_file() {
+  local src=$1 dst=${2:-$1}
+  mkdir -p "$CTX/rootfs$(dirname "$dst")"
+  cp -L "$src" "$CTX/rootfs$dst"
+}
+
+# add_libs FILE...: the shared libraries these ELF files load, and the loader, at the paths
+# ldd found them.
+add_libs() {
+  local f out line p
+  for f in "$@"; do
+    out=$(ldd "$f" 2>/dev/null) || continue # not dynamic
+    while IFS= read -r line; do
+      case $line in
+        *"not found"*) echo "$0: $f: ${line# }" >&2; return 1 ;;
+        *"=> /"*) p=${line#*=> }; p=${p%% (*} ;;
+        *[[:space:]]/*|/*) p=${line#"${line%%/*}"}; p=${p%% (*} ;;
+        *) continue ;;
+      esac
+      [ -e "$CTX/rootfs$p" ] || add_file "$p"
+    done <<<"$out"
+  done
+}
+
+# finish_rootfs: the loader cache of every copied library dir, CA certificates, /tmp, a
+# passwd for root.
+finish_rootfs() {
+  local r=$CTX/rootfs
+  mkdir -p "$r/etc" "$r/tmp" "$r/var/db/baetyl" "$r/var/log/baetyl" "$r/var/run"
+  chmod 1777 "$r/tmp"
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    add_file /etc/ssl/certs/ca-certificates.crt
+  fi
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
+  printf 'root:x:0:\n' >"$r/etc/group"
+  (cd "$r" && find . -name '*.so*' -type f -printf '/%h\n' | sed 's|^/\./|/|' | sort -u) >"$r/etc/ld.so.conf"
+  ldconfig -r "$r" 2>/dev/null || /sbin/ldconfig -r "$r"
+}
+
+# c_module IMAGE: the C program BUILD/bin/IMAGE at /bin/IMAGE.
+c_module() {
+  local img=$1 bin=$BUILD/bin/$1
+  if [ ! -x "$bin" ]; then
+    echo "skip $img: $bin is not built"
+    return 2
+  fi
+  add_file "$bin" "/bin/$img"
+  add_libs "$bin"
+}
+
+# python_runtime: /usr/bin/python3, its standard library (tests, IDLE and Tk left out), the
+# Debian packages the runtime imports (grpc, protobuf, yaml) and the runtime.
+python_runtime() {
+  local py; py=$(readlink -f /usr/bin/python3)
+  local ver; ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  local r=$CTX/rootfs dp=/usr/lib/python3/dist-packages
+  add_file "$py" /usr/bin/python3
+  add_libs "$py"
+  mkdir -p "$r/usr/lib" "$r$dp"
+  (cd /usr/lib && tar -cf - --exclude=__pycache__ --exclude="python$ver/test" --exclude="python$ver/idlelib" \
+     --exclude="python$ver/tkinter" --exclude="python$ver/ensurepip" --exclude="python$ver/lib2to3" \
+     --exclude="python$ver/turtledemo" "python$ver") | tar -xf - -C "$r/usr/lib"
+  local pkgs=(grpc google yaml _yaml)
+  for p in "${pkgs[@]}"; do
+    [ -e "$dp/$p" ] || { echo "$0: $dp/$p is missing (apt-get install python3-grpcio python3-protobuf python3-yaml)" >&2; return 1; }
+    (cd "$dp" && tar -cf - --exclude=__pycache__ "$p") | tar -xf - -C "$r$dp"
+  done
+  # the distribution metadata (importlib.metadata and pkg_resources read it)
+  (cd "$dp" && tar -cf - grpcio-*info protobuf-*info PyYAML-*info 2>/dev/null) | tar -xf - -C "$r$dp" || true
+  local so=()
+  while IFS= read -r -d '' f; do so+=("$f"); done < <(find "/usr/lib/python$ver/lib-dynload" -name '*.so' -print0;
+    for p in "${pkgs[@]}"; do find "$dp/$p" -name '*.so' -print0; done)
+  add_libs "${so[@]}"
+  local dst=$r/usr/local/lib/baetyl/baetyl-function-python
+  mkdir -p "$dst/proto"
+  cp -R "$SRC/function-python/bin" "$SRC/function-python/baetyl_runtime" "$SRC/function-python/package.yml" "$dst/"
+  cp "$SRC/proto/function.proto" "$dst/proto/"
+  find "$dst" -name __pycache__ -type d -prune -exec rm -rf {} +
+}
+
+# node_runtime: the host's node and the runtime with its node_modules.
+node_runtime() {
+  local node; node=$(command -v node || true)
+  [ -n "$node" ] || { echo "$0: node is not installed" >&2; return 1; }
+  [ -d "$SRC/function-node/node_modules/@grpc/grpc-js" ] ||
+    { echo "$0: function-node/node_modules is missing: run scripts/deps.sh" >&2; return 1; }
+  add_file "$(readlink -f "$node")" /usr/bin/node
+  add_libs "$(readlink -f "$node")"
+  local dst=$CTX/rootfs/usr/local/lib/baetyl/baetyl-function-node
+  mkdir -p "$dst/proto"
+  local f
+  for f in bin lib package.json node_modules package.yml; do
+    cp -R "$SRC/function-node/$f" "$dst/"
+  done
+  cp "$SRC/proto/function.proto" "$dst/proto/"
+}
+
+built=() skipped=()
+for img in "$@"; do
+  df=$SRC/docker/$img.Dockerfile
+  [ -f "$df" ] || { echo "$0: no $df" >&2; exit 1; }
+  cleanup
+  CTX=$(mktemp -d /tmp/baetyl-image.XXXXXX)
+  mkdir -p "$CTX/rootfs"
+  rc=0
+  case $img in
+    baetyl-function-python) python_runtime || rc=$? ;;
+    baetyl-function-node) node_runtime || rc=$? ;;
+    *) c_module "$img" || rc=$? ;;
+  esac
+  if [ $rc -eq 2 ]; then skipped+=("$img"); continue; fi
+  [ $rc -eq 0 ] || exit 1
+  finish_rootfs
+  cp "$df" "$CTX/Dockerfile"
+  echo "== $img:$TAG ($(du -sh "$CTX/rootfs" | cut -f1))"
+  docker build -q -t "$img:$TAG" "$CTX" >/dev/null 2>"$CTX/build.err" || { cat "$CTX/build.err" >&2; exit 1; }
+  built+=("$img:$TAG")
+done
+cleanup
+echo "built: ${built[*]:-none}"
+[ ${#skipped[@]} -eq 0 ] || echo "skipped (not built): ${skipped[*]}"
