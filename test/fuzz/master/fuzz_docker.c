@@ -10,10 +10,11 @@
 
 #include <baetyl/json.h>
 
-#include "../../master/util.c"
-#include "../../master/app.c"
-#include "../../master/docker_api.c"
-#include "../../master/docker_config.c"
+#include "../../../master/app.h"
+#include "../../../master/docker_api.h"
+#include "../../../master/docker_config.h"
+#include "../../../master/util.h"
+
 
 static void count_line(int stream, const char *text, size_t len, void *arg)
 {

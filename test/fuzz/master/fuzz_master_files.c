@@ -8,12 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../master/util.c"
-#include "../../master/app.c"
-#include "../../master/conf.c"
-#include "../../master/stats_file.c"
 
 #include <baetyl/log.h>
+
+#include "../../../master/app.h"
+#include "../../../master/conf.h"
+#include "../../../master/stats_file.h"
+#include "../../../master/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
