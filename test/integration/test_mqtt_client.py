@@ -735,7 +735,7 @@ def test_refused_connack_and_garbage_before_connack(driver):
         fb.close()
 
 
-# ---- example/sdk-timer --------------------------------------------------------------
+# ---- the timer module (timer/main.c), the SDK example --------------------------------------------------------------
 
 def test_sdk_timer_example(broker, driver, procs, tmp_path):
     from conftest import binary
@@ -756,7 +756,7 @@ publish:
     name: edge
 """)
     err = open(tmp_path / "timer.err", "w")
-    p = procs.start([binary("example-sdk-timer"), "-c", str(conf)], cwd=str(tmp_path),
+    p = procs.start([binary("baetyl-timer"), "-c", str(conf)], cwd=str(tmp_path),
                     stderr=err, stdout=err)
     t0 = time.time()
     got = d.wait(lambda e: e["event"] == "message" and e["qos"] == 1, count=3, timeout=15)
@@ -769,7 +769,7 @@ publish:
 
     # a bad config is refused with the field named
     conf.write_text("hub:\n  clientid: x\n")
-    p = procs.start([binary("example-sdk-timer"), "-c", str(conf)], cwd=str(tmp_path),
+    p = procs.start([binary("baetyl-timer"), "-c", str(conf)], cwd=str(tmp_path),
                     stderr=subprocess.PIPE, text=True)
     assert p.wait(10) == 1
     assert "hub.address: required" in p.stderr.read()
