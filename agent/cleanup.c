@@ -1,0 +1,141 @@
+/* Cleanup after an update (SPEC §15, seed 2.4.1): volume directories of the host's
+ * var/db/baetyl that no volume of the running app uses are removed. Only real directories
+ * go: files (application.yml, ota.log, ...) and symbolic links stay, and nothing is
+ * followed out of the tree while removing. */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+typedef struct {
+    char **v; /* volume paths relative to prefix, clean ("a/b") */
+    size_t n;
+} keep_list;
+
+/* The clean relative form of p ("./a//b/" -> "a/b"); NULL when absolute or holding "..". */
+static char *clean(const char *p)
+{
+    if (!p || p[0] == '/')
+        return NULL;
+    char *out = malloc(strlen(p) + 1), *o = out;
+    if (!out)
+        return NULL;
+    while (*p) {
+        size_t l = strcspn(p, "/");
+        if (l == 2 && p[0] == '.' && p[1] == '.') {
+            free(out);
+            return NULL;
+        }
+        if (l > 0 && !(l == 1 && p[0] == '.')) {
+            if (o != out)
+                *o++ = '/';
+            memcpy(o, p, l);
+            o += l;
+        }
+        p += l;
+        while (*p == '/')
+            p++;
+    }
+    *o = '\0';
+    return out;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
+    if (r != 0 && errno != ENOENT)
+        bt_logkv(BT_LOG_WARN, "failed to remove", "path", path, "error", strerror(errno), NULL);
+    return 0; /* go on with the rest */
+}
+
+/* One level: rel is the path of dir relative to the prefix ("" at the top). */
+static int walk(const char *dir, const char *rel, const keep_list *k, int *removed, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "open %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char *path = NULL, *q = NULL;
+        if (asprintf(&path, "%s/%s", dir, de->d_name) < 0 ||
+            asprintf(&q, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0) {
+            free(path);
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+            bool used = false, below = false;
+            size_t ql = strlen(q);
+            for (size_t i = 0; i < k->n && !used; i++) {
+                if (!strcmp(k->v[i], q))
+                    used = true;
+                else if (!strncmp(k->v[i], q, ql) && k->v[i][ql] == '/')
+                    below = true;
+            }
+            if (!used && below) {
+                if (walk(path, q, k, removed, err, errlen) < 0)
+                    rc = -1;
+            } else if (!used) {
+                nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+                bt_logkv(BT_LOG_INFO, "old volume is removed", "path", path, NULL);
+                (*removed)++;
+            }
+        }
+        free(path);
+        free(q);
+        if (rc < 0)
+            break;
+    }
+    closedir(d);
+    return rc;
+}
+
+int agent_cleanup(const char *prefix, const char *target, const json_t *volumes, char *err, size_t errlen)
+{
+    if (!json_is_array(volumes)) {
+        snprintf(err, errlen, "no volume list");
+        return -1;
+    }
+    char *pre = clean(prefix);
+    size_t pl = pre ? strlen(pre) : 0;
+    keep_list k = {calloc(json_array_size(volumes) + 1, sizeof(char *)), 0};
+    int rc = -1, removed = 0;
+    if (!pre || !k.v) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(volumes, i, v) {
+        char *p = clean(json_string_value(json_object_get(v, "path")));
+        /* only paths strictly under the prefix; the prefix itself is the agent's own mount */
+        if (p && !strncmp(p, pre, pl) && p[pl] == '/' && p[pl + 1]) {
+            memmove(p, p + pl + 1, strlen(p + pl + 1) + 1);
+            k.v[k.n++] = p;
+        } else {
+            free(p);
+        }
+    }
+    if (walk(target, "", &k, &removed, err, errlen) == 0)
+        rc = removed;
+out:
+    for (size_t j = 0; j < k.n; j++)
+        free(k.v[j]);
+    free(k.v);
+    free(pre);
+    return rc;
+}

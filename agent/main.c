@@ -1,0 +1,152 @@
+/* baetyl-agent: the cloud link (SPEC §15, seed 2.4.1). Three jobs: report the master's
+ * state to the cloud every interval, take OTA events from the cloud's MQTT broker and apply
+ * them through the master, and clean volume directories after an update.
+ *
+ * Threads: the MQTT client's (events in), the reporter (a report every interval), the
+ * worker (one OTA at a time), and main waiting for SIGTERM. */
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "baetyl/context.h"
+
+static void on_event(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata)
+{
+    (void)c;
+    agent *a = userdata;
+    char err[512];
+    agent_ota_event *ev = calloc(1, sizeof *ev);
+    if (!ev) {
+        bt_logkv(BT_LOG_ERROR, "failed to process event", "error", "out of memory", NULL);
+        return;
+    }
+    if (agent_event_parse(m->payload, m->payload_len, ev, err, sizeof err) < 0) {
+        bt_logkv(BT_LOG_ERROR, "failed to process event", "topic", m->topic, "error", err, NULL);
+        free(ev);
+        return;
+    }
+    bt_logkv(BT_LOG_INFO, "event received", "event", "OTA", "trace", ev->trace, NULL);
+    agent_queue_event(a, ev);
+}
+
+static void on_connected(bt_mqtt_client *c, bool session_present, void *userdata)
+{
+    (void)c, (void)session_present, (void)userdata;
+    bt_logkv(BT_LOG_INFO, "connected to the cloud", NULL);
+}
+
+static void on_lost(bt_mqtt_client *c, const char *reason, void *userdata)
+{
+    (void)c, (void)userdata;
+    bt_logkv(BT_LOG_WARN, "cloud connection lost", "error", reason, NULL);
+}
+
+/* Everything that can fail before the threads start. */
+static int setup(bt_ctx *ctx, agent *a, char *err, size_t errlen)
+{
+    char why[512];
+    if (bt_ctx_load_config(ctx, &agent_config_schema, &a->cfg, err, errlen) < 0)
+        return -2; /* logged already */
+    if (agent_config_finish(&a->cfg, err, errlen) < 0)
+        return -1;
+    if (!(a->key = agent_load_rsa_key(a->cfg.mqtt.key, why, sizeof why))) {
+        snprintf(err, errlen, "remote.mqtt.key: %s", why);
+        return -1;
+    }
+    if (!(a->cert_sn = agent_cert_serial(a->cfg.mqtt.cert, why, sizeof why))) {
+        snprintf(err, errlen, "remote.mqtt.cert: %s", why);
+        return -1;
+    }
+    if (!(a->api = bt_api_new_from_env((long)a->cfg.http.timeout, why, sizeof why))) {
+        snprintf(err, errlen, "master api: %s", why);
+        return -1;
+    }
+    bt_mqtt_client_options o = {.on_message = on_event,
+                                .on_connected = on_connected,
+                                .on_connection_lost = on_lost,
+                                .userdata = a,
+                                .auto_ack = true};
+    if (!(a->mqtt = bt_mqtt_client_create(&a->cfg.mqtt, &o, why, sizeof why)) ||
+        bt_mqtt_client_subscribe(a->mqtt, a->cfg.desire_topic, 1, why, sizeof why) < 0) {
+        snprintf(err, errlen, "remote.mqtt: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static void teardown(agent *a)
+{
+    bt_mqtt_client_destroy(a->mqtt);
+    if (a->pending) {
+        agent_event_free(a->pending);
+        free(a->pending);
+    }
+    free(a->ota_trace);
+    json_decref(a->ota_records);
+    EVP_PKEY_free(a->key);
+    free(a->cert_sn);
+    bt_api_free(a->api);
+    bt_cfg_free(&agent_config_schema, &a->cfg);
+}
+
+static int run(bt_ctx *ctx)
+{
+    agent a;
+    memset(&a, 0, sizeof a);
+    char err[1024];
+    /* before any thread: curl's global state */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_mutex_init(&a.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a.cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    int rc = setup(ctx, &a, err, sizeof err);
+    bool reporter = false, worker = false;
+    if (rc == -1) {
+        bt_logkv(BT_LOG_ERROR, "failed to start agent", "error", err, NULL);
+        if (bt_log_is_file())
+            fprintf(stderr, "%s: %s\n", ctx->program, err);
+    }
+    if (rc == 0 && bt_mqtt_client_start(a.mqtt, err, sizeof err) < 0) {
+        bt_logkv(BT_LOG_ERROR, "failed to start the cloud link", "error", err, NULL);
+        rc = -1;
+    }
+    if (rc == 0 && !(reporter = pthread_create(&a.reporter, NULL, agent_reporter_main, &a) == 0))
+        rc = -1;
+    if (rc == 0 && !(worker = pthread_create(&a.worker, NULL, agent_worker_main, &a) == 0))
+        rc = -1;
+    if (rc == 0) {
+        bt_logkv(BT_LOG_INFO, "agent started", "desire", a.cfg.desire_topic, "report",
+                 a.cfg.http.address, NULL);
+        bt_ctx_wait(ctx);
+    }
+
+    pthread_mutex_lock(&a.mu);
+    a.stop = true;
+    pthread_cond_broadcast(&a.cv);
+    pthread_mutex_unlock(&a.mu);
+    agent_cancel_transfers();
+    bt_mqtt_client_destroy(a.mqtt); /* no event after this */
+    a.mqtt = NULL;
+    if (reporter)
+        pthread_join(a.reporter, NULL);
+    if (worker)
+        pthread_join(a.worker, NULL);
+    teardown(&a);
+    pthread_cond_destroy(&a.cv);
+    pthread_mutex_destroy(&a.mu);
+    curl_global_cleanup();
+    return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    static const bt_module_info info = {
+        "the cloud link: reports the master's state over HTTPS and applies OTA events from MQTT", NULL};
+    return bt_run_module(&info, argc, argv, run);
+}

@@ -1,0 +1,186 @@
+/* The report to the cloud (SPEC §15): the master's inspect (+ "ota" while an OTA runs),
+ * encrypted with a fresh AES key that travels RSA-encrypted with the client's key, POSTed
+ * over HTTPS. */
+#include <curl/curl.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "baetyl/json.h"
+
+#define ANSWER_MAX 4096 /* of the cloud's answer, kept for error messages */
+
+int agent_report_encrypt(EVP_PKEY *key, const char *json, size_t len, char **body, char **key64,
+                         char *err, size_t errlen)
+{
+    unsigned char aes[32], *enc = NULL, *rsa = NULL;
+    size_t enclen = 0, rsalen = 0;
+    int rc = -1;
+    *body = *key64 = NULL;
+    if (RAND_bytes(aes, sizeof aes) != 1) {
+        snprintf(err, errlen, "no random key");
+        return -1;
+    }
+    if (agent_aes_encrypt(aes, (const unsigned char *)json, len, &enc, &enclen, err, errlen) < 0 ||
+        agent_rsa_private_encrypt(key, aes, sizeof aes, &rsa, &rsalen, err, errlen) < 0)
+        goto out;
+    *body = agent_base64(enc, enclen);
+    *key64 = agent_base64(rsa, rsalen);
+    if (!*body || !*key64) {
+        free(*body);
+        free(*key64);
+        *body = *key64 = NULL;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(aes, sizeof aes);
+    free(enc);
+    free(rsa);
+    return rc;
+}
+
+typedef struct {
+    char buf[ANSWER_MAX];
+    size_t len;
+} answer;
+
+static size_t on_answer(char *p, size_t size, size_t n, void *arg)
+{
+    answer *a = arg;
+    size_t len = size * n, room = sizeof a->buf - 1 - a->len;
+    size_t k = len < room ? len : room;
+    memcpy(a->buf + a->len, p, k);
+    a->len += k;
+    a->buf[a->len] = '\0';
+    return len;
+}
+
+/* POST body to <address><report.url> with the agent's headers. */
+static int post(agent *a, const char *body, const char *key64, char *err, size_t errlen)
+{
+    const agent_config *c = &a->cfg;
+    char *url = NULL, *h_sn = NULL, *h_key = NULL, *h_id = NULL;
+    struct curl_slist *hdr = NULL, *t;
+    CURL *h = curl_easy_init();
+    int rc = -1;
+    if (!h || asprintf(&url, "%s%s", c->http.address, c->report_url) < 0 ||
+        asprintf(&h_sn, "x-iot-edge-sn: %s", a->cert_sn) < 0 || asprintf(&h_key, "x-iot-edge-key: %s", key64) < 0 ||
+        asprintf(&h_id, "x-iot-edge-clientid: %s", c->mqtt.clientid) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    const char *lines[] = {h_sn, h_key, h_id, "Content-Type: application/x-www-form-urlencoded", "Expect:"};
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        if (!(t = curl_slist_append(hdr, lines[i]))) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        hdr = t;
+    }
+    answer ans = {.len = 0};
+    char cerr[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    agent_curl_setup(h, &c->http);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->http.timeout);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &ans);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+    CURLcode r = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (r != CURLE_OK) {
+        snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(r));
+    } else if (status < 200 || status > 299) {
+        for (char *p = ans.buf; *p; p++)
+            if ((unsigned char)*p < 0x20)
+                *p = ' ';
+        snprintf(err, errlen, "status %ld: %.200s", status, ans.buf);
+    } else {
+        rc = 0;
+    }
+out:
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(h);
+    free(url);
+    free(h_sn);
+    free(h_key);
+    free(h_id);
+    return rc;
+}
+
+static void now_utc(char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%09ldZ", base, ts.tv_nsec);
+}
+
+int agent_report(agent *a, const json_t *ota, char *err, size_t errlen)
+{
+    char why[512];
+    json_t *doc = NULL;
+    if (bt_api_inspect(a->api, &doc, NULL, why, sizeof why) < 0 || !json_is_object(doc)) {
+        /* The cloud still hears from us, with the reason. */
+        bt_logkv(BT_LOG_WARN, "failed to inspect stats", "error", why, NULL);
+        json_decref(doc);
+        char ts[64];
+        now_utc(ts, sizeof ts);
+        doc = json_pack("{s:s,s:s}", "error", why, "time", ts);
+    }
+    if (doc && ota && json_object_size(ota) > 0)
+        json_object_set_new(doc, "ota", json_deep_copy(ota));
+    char *text = bt_json_dump(doc);
+    json_decref(doc);
+    char *body = NULL, *key64 = NULL;
+    int rc = -1;
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+    } else if (agent_report_encrypt(a->key, text, strlen(text), &body, &key64, err, errlen) == 0) {
+        rc = post(a, body, key64, err, errlen);
+        if (rc == 0)
+            bt_logkv(BT_LOG_DEBUG, "stats reported", NULL);
+    }
+    free(text);
+    free(body);
+    free(key64);
+    return rc;
+}
+
+/* {"<trace>": [records]} of the OTA being followed, or NULL. */
+static json_t *ota_snapshot(agent *a)
+{
+    json_t *o = NULL;
+    pthread_mutex_lock(&a->mu);
+    if (a->ota_trace && a->ota_records) {
+        o = json_object();
+        if (o)
+            json_object_set_new(o, a->ota_trace, json_deep_copy(a->ota_records));
+    }
+    pthread_mutex_unlock(&a->mu);
+    return o;
+}
+
+void *agent_reporter_main(void *arg)
+{
+    agent *a = arg;
+    do {
+        char err[512];
+        json_t *ota = ota_snapshot(a);
+        if (agent_report(a, ota, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_WARN, "failed to report stats by https", "error", err, NULL);
+        json_decref(ota);
+    } while (!agent_sleep(a, a->cfg.report_interval));
+    return NULL;
+}
