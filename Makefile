@@ -206,8 +206,11 @@ fuzz: fuzz-build
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  seeds=""; [ -d test/fuzz/corpus/$$n ] && seeds=test/fuzz/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_TIME)s)"; \
-	  mkdir -p $(FUZZ_BUILD)/artifacts; \
-	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus/$$n $$seeds || exit 1; \
+	  mkdir -p $(FUZZ_BUILD)/artifacts $(FUZZ_BUILD)/logs; log=$(FUZZ_BUILD)/logs/$$n.log; \
+	  if ! $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ \
+	       $(FUZZ_BUILD)/corpus/$$n $$seeds > $$log 2>&1; then \
+	    tail -n 80 $$log; echo "FAILED: $$n (full log: $$log)"; exit 1; fi; \
+	  grep -E '^stat::(number_of_executed_units|new_units_added)' $$log | tr '\n' ' '; echo; \
 	done
 
 # Short bounded run for CI.
