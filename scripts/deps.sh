@@ -17,7 +17,7 @@ PKGS=(
   python3 python3-pytest python3-paho-mqtt python3-grpcio python3-protobuf python3-yaml
   python3-cryptography python3-more-itertools
   mosquitto mosquitto-clients libpaho-mqtt-dev openssl procps psmisc curl
-  python3-opencv
+  python3-opencv python3-numpy
   nodejs npm
   # docker mode: the engine the tests start, and a static busybox for their test image
   docker.io busybox-static
