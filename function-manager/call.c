@@ -1,0 +1,165 @@
+/* One invocation of a function for a message (SPEC §12): the attempts (retry.max in all), the
+ * size limit checked before any instance is involved, and the error JSON that replaces the
+ * result after the last failure. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "baetyl/json.h"
+#include "fm.h"
+
+void fm_uuid4(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) {
+        /* RAND_bytes only fails without entropy; an id need not be secret, only unique. */
+        static unsigned long long n;
+        unsigned long long t = (unsigned long long)fm_now_ms() ^ (++n << 40);
+        for (size_t i = 0; i < sizeof b; i++)
+            b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)(i * 37);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* variant 10 */
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+}
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* A length-delimited field (1-byte tag): nothing when empty, as proto3 encodes it. */
+static size_t bytes_field(size_t len)
+{
+    return len ? 1 + varint_len(len) + len : 0;
+}
+
+size_t fm_encoded_size(const bt_fn_msg *m)
+{
+    size_t n = 0;
+    if (m->id)
+        n += 1 + varint_len(m->id);
+    if (m->qos)
+        n += 1 + varint_len(m->qos);
+    n += bytes_field(m->topic ? strlen(m->topic) : 0);
+    n += bytes_field(m->payload_len);
+    if (m->timestamp) { /* sint64: zigzag */
+        uint64_t z = ((uint64_t)m->timestamp << 1) ^ (uint64_t)(m->timestamp >> 63);
+        n += 1 + varint_len(z);
+    }
+    n += bytes_field(m->function_name ? strlen(m->function_name) : 0);
+    n += bytes_field(m->function_invoke_id ? strlen(m->function_invoke_id) : 0);
+    return n;
+}
+
+int fm_invoke(fm_pool *p, const bt_fn_msg *in, long attempts, bt_fn_msg *out, char *err,
+              size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    const fm_function_cfg *f = fm_pool_function(p);
+    size_t size = fm_encoded_size(in);
+    if (size > (size_t)f->message_max) {
+        /* Every attempt would fail the same way: fail once, without touching instances. */
+        snprintf(err, errlen,
+                 "message too large: %zu bytes (payload %zu), function (%s) accepts at most %lld "
+                 "(message.length.max)",
+                 size, in->payload_len, f->name, (long long)f->message_max);
+        return -1;
+    }
+    if (attempts < 1)
+        attempts = 1;
+    for (long i = 0; i < attempts; i++) {
+        int rc = fm_pool_call(p, in, out, err, errlen);
+        if (rc == BT_FN_OK)
+            return 0;
+        if (fm_pool_closed(p))
+            return -2;
+    }
+    return -1;
+}
+
+/* A JSON string of s; bytes of s that are not valid UTF-8 become '?' (json_string refuses
+ * them, and a runtime's error text may quote anything). */
+static json_t *text(const char *s)
+{
+    json_t *j = json_string(s ? s : "");
+    if (j)
+        return j;
+    size_t n = strlen(s);
+    char *c = malloc(n + 1);
+    if (!c)
+        return NULL;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char b = (unsigned char)s[i];
+        size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3
+                                   : (b & 0xF8) == 0xF0 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++)
+            ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
+        if (ok && len > 1) {
+            char tmp[5] = {0};
+            memcpy(tmp, s + i, len);
+            json_t *probe = json_string(tmp); /* overlongs, surrogates, > U+10FFFF */
+            ok = probe != NULL;
+            json_decref(probe);
+        }
+        if (ok) {
+            memcpy(c + i, s + i, len);
+            i += len;
+        } else {
+            c[i++] = '?';
+        }
+    }
+    c[n] = '\0';
+    j = json_string(c);
+    free(c);
+    return j;
+}
+
+char *fm_error_json(const bt_fn_msg *in, const char *err, size_t *len)
+{
+    size_t n = in->payload_len;
+    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    if (!b64)
+        return NULL;
+    b64[0] = '\0';
+    if (n)
+        EVP_EncodeBlock((unsigned char *)b64, in->payload, (int)n);
+    json_t *fm = json_object();
+    json_object_set_new(fm, "ID", json_integer((json_int_t)in->id));
+    json_object_set_new(fm, "QOS", json_integer((json_int_t)in->qos));
+    json_object_set_new(fm, "Topic", text(in->topic));
+    json_object_set_new(fm, "Payload", json_string(b64));
+    json_object_set_new(fm, "Timestamp", json_integer((json_int_t)in->timestamp));
+    json_object_set_new(fm, "FunctionName", text(in->function_name));
+    json_object_set_new(fm, "FunctionInvokeID", text(in->function_invoke_id));
+    free(b64);
+    json_t *o = json_object();
+    json_object_set_new(o, "errorMessage", text(err));
+    /* Baetyl 1.0 traced every error through its errors package: keep the type users match. */
+    json_object_set_new(o, "errorType", json_string("*errors.Err"));
+    json_object_set_new(o, "functionMessage", fm);
+    char *s = bt_json_dump(o);
+    json_decref(o);
+    if (s && len)
+        *len = strlen(s);
+    return s;
+}

@@ -1,0 +1,172 @@
+/* baetyl-function-manager internals (SPEC §12): the config (config.c), instances started
+ * through the master (instance.c), a pool of instances per function (pool.c), one call with
+ * its retries and the error JSON (call.c), one MQTT rule (rule.c) and the optional gRPC
+ * server (server.c). main.c wires them together. */
+#ifndef FM_H
+#define FM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baetyl/api.h"
+#include "baetyl/config.h"
+#include "baetyl/function.h"
+#include "baetyl/log.h"
+#include "baetyl/mqtt_client.h"
+
+/* ---- config (config.c) ------------------------------------------------------------------ */
+
+typedef struct {
+    char *clientid;              /* "" or absent: <function>-rule<i> (decided here) */
+    bt_mqtt_topic_info subscribe;
+    char *function;              /* function.name */
+    bt_mqtt_topic_info publish;  /* a topic name: no wildcards */
+    long retry_max;              /* attempts in all (0 counts as 1) */
+} fm_rule_cfg;
+
+typedef struct {
+    char *name;
+    char *service;
+    long min, max;               /* instance.min 0..100, instance.max 1..100 */
+    int64_t idletime;            /* ms */
+    int64_t evicttime;           /* ms */
+    int64_t message_max;         /* bytes, both ways */
+    int64_t backoff_max;         /* ms: longest wait between failed instance starts */
+    int64_t timeout;             /* ms: dial and call deadline */
+} fm_function_cfg;
+
+typedef struct {
+    char *address;               /* NULL: no gRPC server */
+    int64_t message_max;
+    long workers;
+    char *ca, *cert, *key;
+} fm_server_cfg;
+
+typedef struct {
+    bt_mqtt_client_config hub;
+    fm_server_cfg server;
+    bt_cfg_list rules;           /* of fm_rule_cfg */
+    bt_cfg_list functions;       /* of fm_function_cfg */
+    bt_logger_config logger;
+} fm_config;
+
+extern const bt_cfg_schema fm_config_schema;
+
+/* The client id of rule number i: its clientid, or "<function>-rule<i>" when empty. */
+void fm_rule_clientid(const fm_rule_cfg *r, size_t i, char *out, size_t len);
+/* The function named name in c, or NULL. */
+const fm_function_cfg *fm_config_function(const fm_config *c, const char *name);
+
+/* ---- instances (instance.c) ------------------------------------------------------------- */
+
+/* How instances come and go; the real one asks the master, tests may plug their own. */
+typedef struct {
+    /* Starts instance `name` of `service`; writes the address to dial into dial.
+     * 0, or -1 with err. */
+    int (*start)(void *arg, const char *service, const char *name, char *dial, size_t dial_len,
+                 char *err, size_t errlen);
+    /* Stops it. 0, or -1 with err (the caller logs it). */
+    int (*stop)(void *arg, const char *service, const char *name, char *err, size_t errlen);
+    void *arg;
+} fm_backend;
+
+/* The master backend: native → a free port from the master, listen and dial
+ * 127.0.0.1:<port>; docker → listen 0.0.0.0:50051, dial <instance>:50051. api is borrowed.
+ * NULL when out of memory. */
+fm_backend *fm_master_backend_new(bt_api_client *api, bool native);
+/* Frees a backend of fm_master_backend_new (NULL is fine). */
+void fm_master_backend_free(fm_backend *b);
+
+/* Stops the instances of (service, function) a previous run left behind: those the master
+ * lists as `<service>.<function>.<n>`. Returns how many were stopped, or -1 with err. */
+int fm_stop_leftovers(bt_api_client *api, const char *service, const char *function, char *err,
+                      size_t errlen);
+
+/* ---- pool (pool.c) ---------------------------------------------------------------------- */
+
+typedef struct fm_pool fm_pool;
+typedef struct fm_instance fm_instance;
+
+/* A pool of at most cfg->max instances of one function (cfg is borrowed and must outlive
+ * the pool). NULL with err when out of memory. */
+fm_pool *fm_pool_new(const fm_function_cfg *cfg, const fm_backend *b, char *err, size_t errlen);
+/* Starts the thread that destroys idle instances every evicttime and keeps min alive. */
+int fm_pool_start(fm_pool *p, char *err, size_t errlen);
+/* Borrows an instance: an idle one, else a new one while fewer than max exist, else waits
+ * for one to come back. Starting one waits out the backoff left by a failed start first.
+ * NULL with err when starting failed or the pool is closed. */
+fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen);
+/* Gives an instance back: healthy → idle; otherwise it is destroyed. */
+void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy);
+/* One attempt: borrow, call (deadline: timeout), give back (destroyed when the call failed).
+ * 0 with out filled, or a BT_FN_E* code with err. */
+int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen);
+/* Wakes every waiter with an error and stops the evictor; calls in progress finish. */
+void fm_pool_close(fm_pool *p);
+/* True once fm_pool_close was called. */
+bool fm_pool_closed(fm_pool *p);
+/* Closes, then destroys every instance (none may be borrowed) and frees the pool. */
+void fm_pool_free(fm_pool *p);
+/* Instances alive (idle + busy + starting), and the most ever alive at once. */
+size_t fm_pool_size(fm_pool *p);
+size_t fm_pool_peak(fm_pool *p);
+/* The function this pool serves. */
+const fm_function_cfg *fm_pool_function(const fm_pool *p);
+/* Name of a borrowed instance (for logs and tests). */
+const char *fm_instance_name(const fm_instance *in);
+
+/* ---- one invocation (call.c) ------------------------------------------------------------ */
+
+/* Writes a random UUID version 4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx") into out[37]. */
+void fm_uuid4(char out[37]);
+/* The exact protobuf size of m as a FunctionMessage (what gRPC's size limits count). */
+size_t fm_encoded_size(const bt_fn_msg *m);
+/* Calls in's function up to `attempts` times (at least once) until one succeeds. A message
+ * too large for the function fails at once, without an instance. 0 with out filled; -1 with
+ * err (the last failure's text); -2 when the pool closed meanwhile (nothing to publish). */
+int fm_invoke(fm_pool *p, const bt_fn_msg *in, long attempts, bt_fn_msg *out, char *err,
+              size_t errlen);
+/* The error JSON published after the last failure:
+ * {"errorMessage":err,"errorType":"*errors.Err","functionMessage":{ID,QOS,Topic,
+ * Payload (base64),Timestamp,FunctionName,FunctionInvokeID}}. malloc'd text, NULL when out
+ * of memory; *len gets its length. */
+char *fm_error_json(const bt_fn_msg *in, const char *err, size_t *len);
+
+/* ---- rules (rule.c) --------------------------------------------------------------------- */
+
+typedef struct fm_rule fm_rule;
+
+/* Called when a rule's client stops for good (validatesubs and a refused subscription). */
+typedef void (*fm_fatal_fn)(void *arg, const char *why);
+
+/* Builds rule number index (its MQTT client: hub settings with the rule's clientid and
+ * subscription) over pool; fatal(arg, why) is told if its client stops for good. Borrows
+ * hub, rc and pool. NULL with err on a bad setting. */
+fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, size_t index,
+                     fm_pool *pool, fm_fatal_fn fatal, void *arg, char *err, size_t errlen);
+/* Starts its workers and its MQTT client (which connects in the background). */
+int fm_rule_start(fm_rule *r, char *err, size_t errlen);
+/* Stops taking messages and disconnects; workers finish the call in progress. Queued
+ * messages are dropped (a QoS 1 one is not acknowledged, so the hub sends it again). */
+void fm_rule_stop(fm_rule *r);
+/* Stops (if needed), joins the workers and frees the rule. NULL is fine. */
+void fm_rule_free(fm_rule *r);
+
+/* ---- gRPC server (server.c) ------------------------------------------------------------- */
+
+typedef struct fm_server fm_server;
+
+/* Serves baetyl.Function/Call on cfg->address, routing each call by FunctionName to one of
+ * the n pools; an unknown name fails with "function (x) not found". NULL with err. */
+fm_server *fm_server_start(const fm_server_cfg *cfg, fm_pool **pools, size_t n, char *err,
+                           size_t errlen);
+/* Stops the server (running calls get a grace period). NULL is fine. */
+void fm_server_stop(fm_server *s);
+
+/* ---- time ------------------------------------------------------------------------------- */
+
+/* Monotonic milliseconds. */
+int64_t fm_now_ms(void);
+
+#endif

@@ -1,0 +1,400 @@
+/* A pool of runtime instances for one function (SPEC §12): instances are named
+ * <service>.<function>.<n> (n from 1..max, reused), created on demand up to max, kept at least
+ * min, destroyed after idletime idle (checked every evicttime) or after a failed call. One
+ * instance serves one call at a time. A failed start makes the next one wait (500 ms,
+ * doubling up to backoff.max) so a runtime that cannot start is not restarted in a loop. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fm.h"
+
+#define BACKOFF_FIRST_MS 500
+
+struct fm_instance {
+    char name[192];
+    char dial[256];
+    int id;
+    bt_fn_client *client;
+    int64_t idle_since;
+    fm_instance *next;
+};
+
+struct fm_pool {
+    const fm_function_cfg *cfg;
+    fm_backend be;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;       /* an instance came back, a slot was freed, or closed */
+    pthread_cond_t evict_cv; /* wakes the evictor at close */
+    fm_instance *idle;       /* most recently used first */
+    size_t alive, peak;
+    bool *ids;               /* ids[n]: n in use (1..max) */
+    int64_t backoff;         /* ms of the last wait; 0 after a good start */
+    int64_t backoff_until;
+    bool closed, evicting;
+    pthread_t evictor;
+};
+
+int64_t fm_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_ts(struct timespec *ts, int64_t at_ms)
+{
+    ts->tv_sec = at_ms / 1000;
+    ts->tv_nsec = (long)(at_ms % 1000) * 1000000L;
+}
+
+const char *fm_instance_name(const fm_instance *in)
+{
+    return in->name;
+}
+
+const fm_function_cfg *fm_pool_function(const fm_pool *p)
+{
+    return p->cfg;
+}
+
+fm_pool *fm_pool_new(const fm_function_cfg *cfg, const fm_backend *b, char *err, size_t errlen)
+{
+    fm_pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->ids = calloc((size_t)cfg->max + 1, sizeof *p->ids))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->cfg = cfg;
+    p->be = *b;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_cond_init(&p->evict_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return p;
+}
+
+/* Asks the backend to stop instance `name`. At shutdown the master may already be gone
+ * (it stops every instance itself then): not worth a warning. */
+static void backend_stop(fm_pool *p, const char *name, bool shutdown)
+{
+    char err[256];
+    if (p->be.stop(p->be.arg, p->cfg->service, name, err, sizeof err) < 0)
+        bt_logkv(shutdown ? BT_LOG_DEBUG : BT_LOG_WARN, "failed to stop instance", "function",
+                 p->cfg->name, "instance", name, "error", err, NULL);
+}
+
+/* Starts instance number id and dials it; NULL with err (the instance is stopped again). */
+static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen)
+{
+    const fm_function_cfg *f = p->cfg;
+    fm_instance *in = calloc(1, sizeof *in);
+    if (!in) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    in->id = id;
+    snprintf(in->name, sizeof in->name, "%s.%s.%d", f->service, f->name, id);
+    int64_t t0 = fm_now_ms();
+    char why[512];
+    if (p->be.start(p->be.arg, f->service, in->name, in->dial, sizeof in->dial, why,
+                    sizeof why) < 0) {
+        snprintf(err, errlen, "failed to start instance (%s): %s", in->name, why);
+        /* the master may have started it before failing to answer: make sure it is gone */
+        backend_stop(p, in->name, false);
+        free(in);
+        return NULL;
+    }
+    bt_fn_client_options o = {.timeout_ms = (long)f->timeout, .max_msg_size = (size_t)f->message_max};
+    in->client = bt_fn_client_new(in->dial, &o, why, sizeof why);
+    if (!in->client || bt_fn_client_connect(in->client, (long)f->timeout, why, sizeof why) < 0) {
+        snprintf(err, errlen, "failed to connect to instance (%s): %s", in->name, why);
+        bt_fn_client_free(in->client);
+        backend_stop(p, in->name, false);
+        free(in);
+        return NULL;
+    }
+    char ms[32];
+    snprintf(ms, sizeof ms, "%lld", (long long)(fm_now_ms() - t0));
+    bt_logkv(BT_LOG_INFO, "instance started", "function", f->name, "instance", in->name,
+             "address", in->dial, "ms", ms, NULL);
+    return in;
+}
+
+static void instance_destroy(fm_pool *p, fm_instance *in, const char *why)
+{
+    bt_fn_client_free(in->client);
+    backend_stop(p, in->name, strcmp(why, "shutdown") == 0);
+    bt_logkv(BT_LOG_INFO, "instance stopped", "function", p->cfg->name, "instance", in->name,
+             "reason", why, NULL);
+    free(in);
+}
+
+/* Takes a free id and a slot (mu held). */
+static int reserve(fm_pool *p)
+{
+    int id = 1;
+    while (id <= p->cfg->max && p->ids[id])
+        id++;
+    p->ids[id] = true; /* alive < max guarantees one */
+    if (++p->alive > p->peak)
+        p->peak = p->alive;
+    return id;
+}
+
+/* Gives a slot back (mu held). */
+static void release(fm_pool *p, int id)
+{
+    p->ids[id] = false;
+    p->alive--;
+    pthread_cond_broadcast(&p->cv);
+}
+
+/* Creates one instance into a reserved slot, with mu released during the work. Returns it,
+ * or NULL with err after arming the backoff (mu held on entry and on return). */
+static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
+{
+    int id = reserve(p);
+    pthread_mutex_unlock(&p->mu);
+    fm_instance *in = instance_create(p, id, err, errlen);
+    pthread_mutex_lock(&p->mu);
+    if (in) {
+        p->backoff = 0;
+        p->backoff_until = 0;
+        return in;
+    }
+    release(p, id);
+    int64_t max = p->cfg->backoff_max;
+    p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_FIRST_MS;
+    if (p->backoff > max)
+        p->backoff = max;
+    p->backoff_until = fm_now_ms() + p->backoff;
+    char ms[32];
+    snprintf(ms, sizeof ms, "%lld", (long long)p->backoff);
+    bt_logkv(BT_LOG_ERROR, "instance failed to start", "function", p->cfg->name, "error", err,
+             "backoff_ms", ms, NULL);
+    return NULL;
+}
+
+fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&p->mu);
+    fm_instance *in = NULL;
+    for (;;) {
+        if (p->closed) {
+            snprintf(err, errlen, "function (%s) is stopping", p->cfg->name);
+            break;
+        }
+        if (p->idle) {
+            in = p->idle;
+            p->idle = in->next;
+            in->next = NULL;
+            break;
+        }
+        if (p->alive < (size_t)p->cfg->max) {
+            int64_t now = fm_now_ms();
+            if (now < p->backoff_until) {
+                struct timespec ts;
+                deadline_ts(&ts, p->backoff_until);
+                pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+                continue;
+            }
+            in = create_locked(p, err, errlen);
+            break;
+        }
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return in;
+}
+
+void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy)
+{
+    pthread_mutex_lock(&p->mu);
+    if (healthy) {
+        in->idle_since = fm_now_ms();
+        in->next = p->idle;
+        p->idle = in;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    /* The id stays taken until the instance is gone: a new instance of the same name must
+     * not be started before this one's stop. */
+    int id = in->id;
+    instance_destroy(p, in, "call failed");
+    pthread_mutex_lock(&p->mu);
+    release(p, id);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    fm_instance *inst = fm_pool_get(p, err, errlen);
+    if (!inst)
+        return BT_FN_EUNAVAILABLE;
+    int rc = bt_fn_call_ex(inst->client, in, out, (long)p->cfg->timeout, NULL, err, errlen);
+    if (rc != BT_FN_OK)
+        bt_logkv(BT_LOG_WARN, "call failed", "function", p->cfg->name, "instance", inst->name,
+                 "invokeid", in->function_invoke_id ? in->function_invoke_id : "", "error", err,
+                 NULL);
+    fm_pool_put(p, inst, rc == BT_FN_OK);
+    return rc;
+}
+
+/* Every evicttime: destroy instances idle for idletime (keeping min), then start instances
+ * up to min (unless a failed start's backoff runs). */
+static void *evictor_main(void *arg)
+{
+    fm_pool *p = arg;
+    const fm_function_cfg *f = p->cfg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->closed) {
+        /* keep min alive */
+        while (!p->closed && p->alive < (size_t)f->min && fm_now_ms() >= p->backoff_until) {
+            char err[512];
+            fm_instance *in = create_locked(p, err, sizeof err);
+            if (!in)
+                break;
+            in->idle_since = fm_now_ms();
+            in->next = p->idle;
+            p->idle = in;
+            pthread_cond_signal(&p->cv);
+        }
+        struct timespec ts;
+        deadline_ts(&ts, fm_now_ms() + f->evicttime);
+        while (!p->closed && pthread_cond_timedwait(&p->evict_cv, &p->mu, &ts) != ETIMEDOUT)
+            ;
+        if (p->closed)
+            break;
+        int64_t now = fm_now_ms();
+        fm_instance *victims = NULL, **pp = &p->idle;
+        size_t nvictims = 0;
+        while (*pp) {
+            fm_instance *in = *pp;
+            if (p->alive - nvictims > (size_t)f->min && now - in->idle_since >= f->idletime) {
+                *pp = in->next;
+                in->next = victims;
+                victims = in;
+                nvictims++;
+            } else {
+                pp = &in->next;
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+        while (victims) {
+            fm_instance *in = victims;
+            victims = in->next;
+            int id = in->id;
+            instance_destroy(p, in, "idle");
+            pthread_mutex_lock(&p->mu);
+            release(p, id);
+            pthread_mutex_unlock(&p->mu);
+        }
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int fm_pool_start(fm_pool *p, char *err, size_t errlen)
+{
+    int rc = pthread_create(&p->evictor, NULL, evictor_main, p);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(rc));
+        return -1;
+    }
+    p->evicting = true;
+    return 0;
+}
+
+void fm_pool_close(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->closed = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->evict_cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+struct stop_job {
+    fm_pool *p;
+    fm_instance *in;
+};
+
+static void *stop_main(void *arg)
+{
+    struct stop_job *j = arg;
+    instance_destroy(j->p, j->in, "shutdown");
+    return NULL;
+}
+
+bool fm_pool_closed(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    bool c = p->closed;
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+void fm_pool_free(fm_pool *p)
+{
+    if (!p)
+        return;
+    fm_pool_close(p);
+    if (p->evicting)
+        pthread_join(p->evictor, NULL);
+    /* Stopped side by side: each stop waits for its process to exit. */
+    size_t n = 0;
+    for (fm_instance *in = p->idle; in; in = in->next)
+        n++;
+    pthread_t *ts = calloc(n ? n : 1, sizeof *ts);
+    struct stop_job *jobs = calloc(n ? n : 1, sizeof *jobs);
+    size_t started = 0;
+    while (p->idle) {
+        fm_instance *in = p->idle;
+        p->idle = in->next;
+        if (ts && jobs) {
+            jobs[started] = (struct stop_job){p, in};
+            if (pthread_create(&ts[started], NULL, stop_main, &jobs[started]) == 0) {
+                started++;
+                continue;
+            }
+        }
+        instance_destroy(p, in, "shutdown");
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(ts[i], NULL);
+    free(ts);
+    free(jobs);
+    pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->evict_cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->ids);
+    free(p);
+}
+
+size_t fm_pool_size(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->alive;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+size_t fm_pool_peak(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->peak;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}

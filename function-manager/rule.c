@@ -1,0 +1,356 @@
+/* One rule (SPEC §12): its own MQTT connection (the hub settings with the rule's client id
+ * and subscription; a persistent session by default), a queue, and `instance.max` workers
+ * that call the function, publish the result and only then acknowledge a QoS 1 input.
+ *
+ * The client's callbacks run on its network thread and must not block, so messages are
+ * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
+ * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), and
+ * only on the connection it came in on: after a reconnect the hub sends it again and that
+ * copy is the one acknowledged. QoS 0 input waits in a bounded queue (the hub does not
+ * bound what it sends at QoS 0); when that is full new QoS 0 messages are dropped, logged. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fm.h"
+
+#define QOS0_QUEUE_MAX 10000
+#define QOS0_QUEUE_BYTES ((size_t)64 << 20)
+#define DROP_LOG_EVERY_MS 10000
+
+typedef struct fm_item {
+    struct fm_item *next;
+    bt_fn_msg msg;      /* points into this allocation, and at the rule's function name */
+    uint16_t pid;       /* QoS 1: the packet id to acknowledge */
+    uint64_t gen;       /* connection it came on */
+    size_t size;
+    char invoke_id[37];
+} fm_item;
+
+struct fm_rule {
+    const fm_rule_cfg *cfg;
+    fm_pool *pool;
+    char clientid[256];
+    bt_mqtt_client *cli;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    fm_item *head, *tail;
+    size_t q0len, q0bytes; /* QoS 0 items queued */
+    bool stopping;
+    pthread_t *workers;
+    size_t nworkers;
+    atomic_uint_fast64_t gen;
+    fm_fatal_fn fatal;
+    void *fatal_arg;
+    unsigned long long dropped;
+    int64_t drop_logged;
+};
+
+/* What a QoS 1 output must acknowledge once the hub has PUBACKed it (the publish's tag). */
+typedef struct {
+    uint64_t gen;
+    uint16_t pid;
+} fm_ack;
+
+static void ack(fm_rule *r, uint64_t gen, uint16_t pid)
+{
+    if (!pid)
+        return;
+    if (atomic_load(&r->gen) != gen)
+        return; /* an older connection's id: the hub sent the message again since */
+    bt_mqtt_client_ack(r->cli, pid);
+}
+
+/* Called once for every publish accepted with a tag: PUBACKed, or cancelled at stop. */
+static void on_publish_complete(bt_mqtt_client *c, void *tag, int status, void *userdata)
+{
+    fm_rule *r = userdata;
+    fm_ack *a = tag;
+    if (!a)
+        return;
+    if (status == BT_MQTT_OK)
+        ack(r, a->gen, a->pid);
+    free(a);
+}
+
+static void on_connected(bt_mqtt_client *c, bool session_present, void *userdata)
+{
+    fm_rule *r = userdata;
+    atomic_fetch_add(&r->gen, 1);
+    bt_logkv(BT_LOG_INFO, "rule connected to the hub", "rule", r->clientid, "topic",
+             r->cfg->subscribe.topic, NULL);
+}
+
+static void on_connection_lost(bt_mqtt_client *c, const char *reason, void *userdata)
+{
+    fm_rule *r = userdata;
+    bt_logkv(BT_LOG_WARN, "rule lost its hub connection", "rule", r->clientid, "reason", reason,
+             NULL);
+}
+
+static void on_error(bt_mqtt_client *c, const char *reason, void *userdata)
+{
+    fm_rule *r = userdata;
+    bt_logkv(BT_LOG_ERROR, "rule stopped", "rule", r->clientid, "reason", reason, NULL);
+    if (r->fatal)
+        r->fatal(r->fatal_arg, reason);
+}
+
+static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata)
+{
+    fm_rule *r = userdata;
+    size_t tlen = strlen(m->topic);
+    size_t size = sizeof(fm_item) + tlen + 1 + m->payload_len + 1;
+    pthread_mutex_lock(&r->mu);
+    if (r->stopping) {
+        pthread_mutex_unlock(&r->mu);
+        return; /* not acknowledged: sent again after the restart */
+    }
+    if (m->qos == 0 && (r->q0len >= QOS0_QUEUE_MAX || r->q0bytes + size > QOS0_QUEUE_BYTES)) {
+        r->dropped++;
+        int64_t now = fm_now_ms();
+        if (now - r->drop_logged >= DROP_LOG_EVERY_MS) {
+            r->drop_logged = now;
+            char n[32];
+            snprintf(n, sizeof n, "%llu", r->dropped);
+            bt_logkv(BT_LOG_WARN, "rule queue full: QoS 0 messages dropped", "rule",
+                     r->clientid, "dropped", n, NULL);
+        }
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    pthread_mutex_unlock(&r->mu);
+
+    fm_item *it = malloc(size);
+    if (!it) {
+        bt_logkv(BT_LOG_ERROR, "out of memory: message dropped", "rule", r->clientid, NULL);
+        return;
+    }
+    memset(it, 0, sizeof *it);
+    char *topic = (char *)(it + 1);
+    uint8_t *payload = (uint8_t *)topic + tlen + 1;
+    memcpy(topic, m->topic, tlen + 1);
+    if (m->payload_len)
+        memcpy(payload, m->payload, m->payload_len);
+    payload[m->payload_len] = 0;
+    fm_uuid4(it->invoke_id);
+    it->size = size;
+    it->pid = m->qos ? m->packet_id : 0;
+    it->gen = atomic_load(&r->gen);
+    it->msg = (bt_fn_msg){
+        .id = m->packet_id,
+        .qos = m->qos,
+        .topic = topic,
+        .payload = payload,
+        .payload_len = m->payload_len,
+        .timestamp = (int64_t)time(NULL),
+        .function_name = r->cfg->function,
+        .function_invoke_id = it->invoke_id,
+    };
+
+    pthread_mutex_lock(&r->mu);
+    if (m->qos == 0) {
+        r->q0len++;
+        r->q0bytes += size;
+    }
+    if (r->tail)
+        r->tail->next = it;
+    else
+        r->head = it;
+    r->tail = it;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Calls, publishes the result (or the error JSON), acknowledges. */
+static void process(fm_rule *r, fm_item *it)
+{
+    const fm_rule_cfg *rc = r->cfg;
+    bt_fn_msg out;
+    char err[2048];
+    int rv = fm_invoke(r->pool, &it->msg, rc->retry_max, &out, err, sizeof err);
+    if (rv == -2)
+        return; /* stopping: a QoS 1 input stays unacknowledged */
+    const void *payload = NULL;
+    size_t len = 0;
+    char *ej = NULL;
+    if (rv == 0) {
+        payload = out.payload;
+        len = out.payload_len;
+        if (bt_log_enabled(BT_LOG_DEBUG)) {
+            char n[32];
+            snprintf(n, sizeof n, "%zu", len);
+            bt_logkv(BT_LOG_DEBUG, "function called", "rule", r->clientid, "invokeid",
+                     it->invoke_id, "result_bytes", n, NULL);
+        }
+    } else {
+        bt_logkv(BT_LOG_ERROR, "function failed", "rule", r->clientid, "function", rc->function,
+                 "invokeid", it->invoke_id, "error", err, NULL);
+        ej = fm_error_json(&it->msg, err, &len);
+        if (!ej) {
+            bt_logkv(BT_LOG_ERROR, "out of memory: error message not published", "rule",
+                     r->clientid, NULL);
+            return;
+        }
+        payload = ej;
+    }
+    if (len == 0) {
+        ack(r, it->gen, it->pid); /* an empty result publishes nothing */
+    } else {
+        int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
+        fm_ack *tag = NULL;
+        if (qos == 1 && it->pid) {
+            tag = malloc(sizeof *tag);
+            if (!tag) {
+                bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
+                         r->clientid, NULL);
+                free(ej);
+                bt_fn_msg_clear(&out);
+                return;
+            }
+            *tag = (fm_ack){.gen = it->gen, .pid = it->pid};
+        }
+        char perr[256];
+        int prc = bt_mqtt_client_publish_wait(r->cli, rc->publish.topic, payload, len, qos,
+                                              false, tag, -1, perr, sizeof perr);
+        if (prc != BT_MQTT_OK) {
+            free(tag); /* refused: no completion will come */
+            if (prc != BT_MQTT_ESTOPPED) {
+                /* A result that can never be published (too large for MQTT…): acknowledged,
+                 * so that the input does not come back forever. */
+                bt_logkv(BT_LOG_ERROR, "failed to publish a result", "rule", r->clientid,
+                         "topic", rc->publish.topic, "error", perr, NULL);
+                ack(r, it->gen, it->pid);
+            }
+        } else if (qos == 0) {
+            ack(r, it->gen, it->pid);
+        }
+    }
+    free(ej);
+    bt_fn_msg_clear(&out);
+}
+
+static void *worker_main(void *arg)
+{
+    fm_rule *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (!r->head && !r->stopping)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->stopping) {
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        fm_item *it = r->head;
+        r->head = it->next;
+        if (!r->head)
+            r->tail = NULL;
+        if (it->msg.qos == 0) {
+            r->q0len--;
+            r->q0bytes -= it->size;
+        }
+        pthread_mutex_unlock(&r->mu);
+        process(r, it);
+        free(it);
+    }
+    return NULL;
+}
+
+fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, size_t index,
+                     fm_pool *pool, fm_fatal_fn fatal, void *arg, char *err, size_t errlen)
+{
+    fm_rule *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->cfg = rc;
+    r->pool = pool;
+    r->fatal = fatal;
+    r->fatal_arg = arg;
+    fm_rule_clientid(rc, index, r->clientid, sizeof r->clientid);
+    atomic_init(&r->gen, 0);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+
+    bt_mqtt_client_config cc = *hub; /* shallow: the client copies what it keeps */
+    bt_mqtt_topic_info sub = rc->subscribe;
+    cc.clientid = r->clientid;
+    cc.subscriptions.n = 1;
+    cc.subscriptions.items = &sub;
+    bt_mqtt_client_options o = {
+        .on_message = on_message,
+        .on_publish_complete = on_publish_complete,
+        .on_connected = on_connected,
+        .on_connection_lost = on_connection_lost,
+        .on_error = on_error,
+        .userdata = r,
+    };
+    char why[512];
+    r->cli = bt_mqtt_client_create(&cc, &o, why, sizeof why);
+    if (!r->cli) {
+        snprintf(err, errlen, "rule (%s): %s", r->clientid, why);
+        fm_rule_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+int fm_rule_start(fm_rule *r, char *err, size_t errlen)
+{
+    size_t n = (size_t)fm_pool_function(r->pool)->max;
+    r->workers = calloc(n, sizeof *r->workers);
+    if (!r->workers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (; r->nworkers < n; r->nworkers++) {
+        int rc = pthread_create(&r->workers[r->nworkers], NULL, worker_main, r);
+        if (rc != 0) {
+            snprintf(err, errlen, "rule (%s): cannot start a thread: %s", r->clientid,
+                     strerror(rc));
+            return -1;
+        }
+    }
+    char why[512];
+    if (bt_mqtt_client_start(r->cli, why, sizeof why) < 0) {
+        snprintf(err, errlen, "rule (%s): %s", r->clientid, why);
+        return -1;
+    }
+    bt_logkv(BT_LOG_INFO, "rule started", "rule", r->clientid, "subscribe",
+             r->cfg->subscribe.topic, "function", r->cfg->function, "publish",
+             r->cfg->publish.topic, NULL);
+    return 0;
+}
+
+void fm_rule_stop(fm_rule *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->cli)
+        bt_mqtt_client_stop(r->cli);
+}
+
+void fm_rule_free(fm_rule *r)
+{
+    if (!r)
+        return;
+    fm_rule_stop(r);
+    for (size_t i = 0; i < r->nworkers; i++)
+        pthread_join(r->workers[i], NULL);
+    free(r->workers);
+    bt_mqtt_client_destroy(r->cli); /* no callback runs after this */
+    while (r->head) {
+        fm_item *it = r->head;
+        r->head = it->next;
+        free(it);
+    }
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
