@@ -362,6 +362,10 @@ int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char
         if (lc && bt_log_init(lc, err, errlen) < 0) {
             bt_cfg_free(schema, obj);
             rc = -1;
+        } else if (lc && bt_log_is_file()) {
+            /* The first line went to stderr before the config named the log file: the file
+             * gets its own, so it holds the service's whole life. */
+            bt_logkv(BT_LOG_INFO, "service starting", "program", ctx->program, "config", path, NULL);
         }
     }
     if (rc < 0) {
