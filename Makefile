@@ -145,7 +145,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
 .PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
-        bench image install uninstall clean run
+        bench image install uninstall clean rebuild run
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
 sdk: $(SDK_LIB)
@@ -228,8 +228,9 @@ bench: all tools
 
 # ---- docker images (docker mode): one per module, FROM scratch, built on the local engine --
 IMAGE_TAG ?= latest
+# MODULES="hub agent" builds only those images.
 image: all
-	docker/build-images.sh -b $(BUILD) -t $(IMAGE_TAG)
+	docker/build-images.sh -b $(BUILD) -t $(IMAGE_TAG) $(MODULES:%=baetyl-%)
 
 # ---- install --------------------------------------------------------------------------
 # native: each module's package goes to PREFIX/var/db/baetyl/baetyl-<module>/ with bin/ and
@@ -252,16 +253,29 @@ install: all
 	  done; \
 	  if [ -x scripts/install-extra.sh ]; then scripts/install-extra.sh $(PREFIX) $(BUILD); fi; \
 	fi
+	@# The SDK, for custom modules built outside the tree: pkg-config --cflags --libs baetyl-sdk
+	install -d $(PREFIX)/include/baetyl $(PREFIX)/lib/pkgconfig
+	install -m 0644 sdk/include/baetyl/*.h $(PREFIX)/include/baetyl/
+	install -m 0644 $(SDK_LIB) $(PREFIX)/lib/libbaetyl-sdk.a
+	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(PKGS)|g' \
+	  scripts/baetyl-sdk.pc.in > $(PREFIX)/lib/pkgconfig/baetyl-sdk.pc
+	@# A systemd unit (the seed's `systemctl start baetyl`); enable it with systemctl link/enable.
+	install -d $(PREFIX)/lib/systemd/system
+	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' scripts/baetyl.service.in > $(PREFIX)/lib/systemd/system/baetyl.service
 	@echo "installed into $(PREFIX) (mode $(MODE))"
 
 uninstall:
-	rm -f $(PREFIX)/bin/baetyl
+	rm -f $(PREFIX)/bin/baetyl $(PREFIX)/lib/systemd/system/baetyl.service
+	rm -rf $(PREFIX)/include/baetyl $(PREFIX)/lib/libbaetyl-sdk.a $(PREFIX)/lib/pkgconfig/baetyl-sdk.pc
 	@for d in $(MODULE_DIRS) function-python function-node; do \
 	  rm -rf $(PREFIX)/var/db/baetyl/baetyl-$$d; done
 	@echo "removed baetyl from $(PREFIX) (etc/ and application data are kept)"
 
 clean:
 	rm -rf build
+
+rebuild: clean
+	$(MAKE) --no-print-directory all
 
 # ---- the main job: native mode, the seed's hub + function example -----------------------
 RUN_DIR ?= $(CURDIR)/build/run
