@@ -5,6 +5,7 @@
 #                         runs, then the integration tests (pytest) against those binaries
 #   make fuzz             every fuzz target for FUZZ_TIME seconds (default 60)
 #   make bench            benchmarks side by side with mosquitto
+#   make soak [SOAK_TIME=600]   the whole system under load and chaos (release build)
 #   make install PREFIX=/usr/local MODE=native|docker [EXAMPLE=native-tls|…]
 #   make uninstall PREFIX=…, make clean, make run
 #
@@ -145,7 +146,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
 .PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
-        bench image install uninstall clean rebuild run
+        bench soak image install uninstall clean rebuild run
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
 sdk: $(SDK_LIB)
@@ -164,6 +165,7 @@ test:
 	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) unit-test
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) integration-test
+	BAETYL_BUILD=$(abspath $(SAN_BUILD)) BAETYL_SRC=$(CURDIR) SOAK_TIME=20 $(PYTHON) test/soak/soak.py
 
 # Runs every unit test binary, then prints one closing line CI can read.
 unit-test: $(UNIT_BINS)
@@ -216,6 +218,11 @@ fuzz: fuzz-build
 # Short bounded run for CI.
 fuzz-smoke:
 	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(or $(FUZZ_SMOKE_TIME),10)
+
+# ---- soak: load + chaos (kill -9 of the hub and of runtimes, SIGSTOP) for SOAK_TIME s ----
+SOAK_TIME ?= 600
+soak: all
+	BAETYL_BUILD=$(abspath $(BUILD)) BAETYL_SRC=$(CURDIR) SOAK_TIME=$(SOAK_TIME) $(PYTHON) test/soak/soak.py
 
 # ---- benchmarks ---------------------------------------------------------------------
 # Each suite prints its own table; all use the release build.
