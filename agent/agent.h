@@ -17,6 +17,7 @@
 #include "baetyl/config.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
+#include "baetyl/otalog.h"
 
 /* Where the host's var/db/baetyl is mounted in the agent's service dir, and the host path
  * itself (relative to the master's work dir, which is the master's cwd). */
@@ -109,15 +110,22 @@ void agent_volume_free(agent_volume *v);
 #define OTA_TIMEOUT "TIMEOUT"
 
 /* Appends one JSON line {"level","msg","step","time","trace","type"[,"error"]} (keys sorted,
- * like the master's) to path, creating its directory. Returns 0 or -1 with err. */
-int otalog_write(const char *path, const char *trace, const char *type, const char *step,
-                 const char *msg, const char *error, char *err, size_t errlen);
+ * like the master's: the SDK's writer) to path, creating its directory. 0 or -1 with err. */
+static inline int otalog_write(const char *path, const char *trace, const char *type,
+                               const char *step, const char *msg, const char *error, char *err,
+                               size_t errlen)
+{
+    return bt_otalog_write(path, trace, type, step, msg, error, err, errlen);
+}
 /* The records of trace in the ota.log at path, as a JSON array of {"time","step","trace"
  * [,"error"]}, from its latest RECEIVED on (a trace sent again starts over); a missing file
  * is an empty array. Unparsable lines are skipped. NULL when out of memory. */
 json_t *otalog_records(const char *path, const char *trace);
 /* The trace of the last line of the ota.log at path (malloc'd), or NULL. */
-char *otalog_last_trace(const char *path);
+static inline char *otalog_last_trace(const char *path)
+{
+    return bt_otalog_last_trace(path);
+}
 /* True when the last record of an array from otalog_records ends an OTA (UPDATED,
  * ROLLEDBACK, FAILURE or TIMEOUT); *step (if not NULL) = that step (borrowed). */
 bool otalog_finished(const json_t *records, const char **step);

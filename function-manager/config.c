@@ -72,32 +72,6 @@ static const bt_cfg_field function_fields[] = {
 static const bt_cfg_schema function_schema = {sizeof(fm_function_cfg), function_fields,
                                               function_check};
 
-static int server_check(void *obj, char *err, size_t errlen)
-{
-    const fm_server_cfg *s = obj;
-    if (!s->cert != !s->key) {
-        snprintf(err, errlen, "cert and key must be given together");
-        return -1;
-    }
-    if (s->ca && !s->cert) {
-        snprintf(err, errlen, "ca needs cert and key");
-        return -1;
-    }
-    return 0;
-}
-
-static const bt_cfg_field server_fields[] = {
-    BT_FIELD(fm_server_cfg, address, "address", BT_CFG_STRING),
-    BT_FIELD(fm_server_cfg, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
-             .flags = BT_CFG_RANGE, .min = 64, .max = 2147483647),
-    BT_FIELD(fm_server_cfg, workers, "workers.max", BT_CFG_INT, .def = "8",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 1024),
-    BT_FIELD(fm_server_cfg, ca, "ca", BT_CFG_STRING),
-    BT_FIELD(fm_server_cfg, cert, "cert", BT_CFG_STRING),
-    BT_FIELD(fm_server_cfg, key, "key", BT_CFG_STRING),
-    {0}};
-static const bt_cfg_schema server_schema = {sizeof(fm_server_cfg), server_fields, server_check};
-
 const fm_function_cfg *fm_config_function(const fm_config *c, const char *name)
 {
     for (size_t i = 0; name && i < c->functions.n; i++) {
@@ -151,7 +125,7 @@ static int config_check(void *obj, char *err, size_t errlen)
 
 static const bt_cfg_field config_fields[] = {
     BT_FIELD(fm_config, hub, "hub", BT_CFG_STRUCT, .sub = &bt_mqtt_client_schema),
-    BT_FIELD(fm_config, server, "server", BT_CFG_STRUCT, .sub = &server_schema),
+    BT_FIELD(fm_config, server, "server", BT_CFG_STRUCT, .sub = &bt_fn_server_schema),
     BT_FIELD(fm_config, rules, "rules", BT_CFG_LIST, .sub = &rule_schema),
     BT_FIELD(fm_config, functions, "functions", BT_CFG_LIST, .sub = &function_schema),
     BT_FIELD(fm_config, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),

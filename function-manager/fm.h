@@ -12,6 +12,7 @@
 #include "baetyl/api.h"
 #include "baetyl/config.h"
 #include "baetyl/function.h"
+#include "baetyl/function_config.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
 
@@ -37,15 +38,8 @@ typedef struct {
 } fm_function_cfg;
 
 typedef struct {
-    char *address;               /* NULL: no gRPC server */
-    int64_t message_max;
-    long workers;
-    char *ca, *cert, *key;
-} fm_server_cfg;
-
-typedef struct {
     bt_mqtt_client_config hub;
-    fm_server_cfg server;
+    bt_fn_server_config server;  /* address NULL: no gRPC server */
     bt_cfg_list rules;           /* of fm_rule_cfg */
     bt_cfg_list functions;       /* of fm_function_cfg */
     bt_logger_config logger;
@@ -159,8 +153,8 @@ typedef struct fm_server fm_server;
 
 /* Serves baetyl.Function/Call on cfg->address, routing each call by FunctionName to one of
  * the n pools; an unknown name fails with "function (x) not found". NULL with err. */
-fm_server *fm_server_start(const fm_server_cfg *cfg, fm_pool **pools, size_t n, char *err,
-                           size_t errlen);
+fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size_t n,
+                           char *err, size_t errlen);
 /* Stops the server (running calls get a grace period). NULL is fine. */
 void fm_server_stop(fm_server *s);
 

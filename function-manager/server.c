@@ -47,8 +47,8 @@ static int handle(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen,
     return 0;
 }
 
-fm_server *fm_server_start(const fm_server_cfg *cfg, fm_pool **pools, size_t n, char *err,
-                           size_t errlen)
+fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size_t n,
+                           char *err, size_t errlen)
 {
     fm_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -57,16 +57,8 @@ fm_server *fm_server_start(const fm_server_cfg *cfg, fm_pool **pools, size_t n, 
     }
     s->pools = pools;
     s->n = n;
-    bt_fn_server_options o = {
-        .max_msg_size = (size_t)cfg->message_max,
-        .workers = (int)cfg->workers,
-        .cert = cfg->cert,
-        .key = cfg->key,
-        .ca = cfg->ca,
-    };
-    const char *addr = cfg->address;
-    if (strncmp(addr, "tcp://", 6) == 0)
-        addr += 6;
+    bt_fn_server_options o = bt_fn_server_config_options(cfg);
+    const char *addr = bt_fn_listen_address(cfg->address);
     char why[512];
     s->srv = bt_fn_server_start(addr, &o, handle, s, why, sizeof why);
     if (!s->srv) {

@@ -9,6 +9,7 @@
 #include "baetyl/config.h"
 #include "baetyl/context.h"
 #include "baetyl/function.h"
+#include "baetyl/function_config.h"
 #include "baetyl/log.h"
 #include "sql.h"
 
@@ -19,17 +20,7 @@ typedef struct {
 } fn_config;
 
 typedef struct {
-    char *address;
-    long workers;
-    long concurrent;
-    int64_t message_max;
-    char *ca;
-    char *cert;
-    char *key;
-} server_config;
-
-typedef struct {
-    server_config server;
+    bt_fn_server_config server;
     bt_cfg_list functions; /* of fn_config */
     bt_logger_config logger;
 } sql_config;
@@ -40,35 +31,6 @@ static const bt_cfg_field fn_fields[] = {
     BT_FIELD(fn_config, codedir, "codedir", BT_CFG_STRING),
     {0}};
 static const bt_cfg_schema fn_schema = {sizeof(fn_config), fn_fields, NULL};
-
-static int server_check(void *obj, char *err, size_t errlen)
-{
-    const server_config *s = obj;
-    if (!s->cert != !s->key) {
-        snprintf(err, errlen, "cert and key must be given together");
-        return -1;
-    }
-    if (s->ca && !s->cert) {
-        snprintf(err, errlen, "ca needs cert and key");
-        return -1;
-    }
-    return 0;
-}
-
-static const bt_cfg_field server_fields[] = {
-    BT_FIELD(server_config, address, "address", BT_CFG_STRING),
-    BT_FIELD(server_config, workers, "workers.max", BT_CFG_INT, .def = "8",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 1024),
-    /* 0: gRPC's own limit of streams per connection */
-    BT_FIELD(server_config, concurrent, "concurrent.max", BT_CFG_INT, .def = "0",
-             .flags = BT_CFG_RANGE, .min = 0, .max = 1000000),
-    BT_FIELD(server_config, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 2147483647),
-    BT_FIELD(server_config, ca, "ca", BT_CFG_STRING),
-    BT_FIELD(server_config, cert, "cert", BT_CFG_STRING),
-    BT_FIELD(server_config, key, "key", BT_CFG_STRING),
-    {0}};
-static const bt_cfg_schema server_schema = {sizeof(server_config), server_fields, server_check};
 
 static int config_check(void *obj, char *err, size_t errlen)
 {
@@ -86,7 +48,7 @@ static int config_check(void *obj, char *err, size_t errlen)
 }
 
 static const bt_cfg_field config_fields[] = {
-    BT_FIELD(sql_config, server, "server", BT_CFG_STRUCT, .sub = &server_schema),
+    BT_FIELD(sql_config, server, "server", BT_CFG_STRUCT, .sub = &bt_fn_server_schema),
     BT_FIELD(sql_config, functions, "functions", BT_CFG_LIST, .sub = &fn_schema),
     BT_FIELD(sql_config, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),
     {0}};
@@ -214,16 +176,8 @@ static int run(bt_ctx *ctx)
         rc = fail(ctx, "server.address: required (or set BAETYL_SERVICE_INSTANCE_ADDRESS)");
         goto out;
     }
-    if (strncmp(address, "tcp://", 6) == 0)
-        address += 6;
-    bt_fn_server_options o = {
-        .max_msg_size = (size_t)cfg.server.message_max,
-        .workers = (int)cfg.server.workers,
-        .concurrent = (int)cfg.server.concurrent,
-        .cert = cfg.server.cert,
-        .key = cfg.server.key,
-        .ca = cfg.server.ca,
-    };
+    address = bt_fn_listen_address(address);
+    bt_fn_server_options o = bt_fn_server_config_options(&cfg.server);
     srv = bt_fn_server_start(address, &o, handle, &rt, err, sizeof err);
     if (!srv) {
         rc = fail(ctx, err);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/buf.h"
 #include "sql_ast.h"
 
 /* A string result longer than this is an error, not an allocation: concat can repeat a
@@ -260,31 +261,21 @@ static int ev_like(const char *s, size_t sl, const char *p, size_t pl, bool has_
 
 /* A growing text buffer of at most max bytes. */
 typedef struct {
-    char *buf;
-    size_t len, cap, max;
+    bt_buf text; /* NUL-terminated */
+    size_t max;
 } ev_buf;
 
 /* Appends s[0..n) to b; false with an error when too long or out of memory. */
 static bool ev_append(ev_ctx *c, ev_buf *b, const char *s, size_t n)
 {
-    if (b->len > b->max || n > b->max - b->len) {
+    if (b->text.len > b->max || n > b->max - b->text.len) {
         ev_fail(c, "string result too long");
         return false;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *nb = realloc(b->buf, cap);
-        if (!nb) {
-            ev_fail(c, "out of memory");
-            return false;
-        }
-        b->buf = nb, b->cap = cap;
+    if (bt_buf_append_nul(&b->text, s, n) < 0) {
+        ev_fail(c, "out of memory");
+        return false;
     }
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
     return true;
 }
 
@@ -317,9 +308,9 @@ static json_t *ev_concat(ev_ctx *c, const sql_node *n)
         if (!ok)
             goto out;
     }
-    res = ev_chk(c, json_stringn_nocheck(b.buf ? b.buf : "", b.len));
+    res = ev_chk(c, json_stringn_nocheck(b.text.p ? (char *)b.text.p : "", b.text.len));
 out:
-    free(b.buf);
+    bt_buf_free(&b.text);
     return res;
 }
 
@@ -739,7 +730,7 @@ char *sql_dump(const json_t *v)
         json_t *k = json_stringn_nocheck(key, klen);
         char *ks = k ? dump_value(k) : NULL, *vs = ks ? dump_value(x) : NULL;
         json_decref(k);
-        ok = ok && vs && (b.len == 1 || ev_append(&c, &b, ",", 1)) &&
+        ok = ok && vs && (b.text.len == 1 || ev_append(&c, &b, ",", 1)) &&
              ev_append(&c, &b, ks, strlen(ks)) && ev_append(&c, &b, ":", 1) &&
              ev_append(&c, &b, vs, strlen(vs));
         free(ks);
@@ -748,10 +739,10 @@ char *sql_dump(const json_t *v)
             break;
     }
     if (!ok || !ev_append(&c, &b, "}", 1)) {
-        free(b.buf);
+        bt_buf_free(&b.text);
         return NULL;
     }
-    return b.buf;
+    return (char *)b.text.p;
 }
 
 int sql_run(const sql_stmt *st, const void *payload, size_t len, const sql_msg *msg, char **out,

@@ -48,7 +48,7 @@ int hub_conn_send(conn *c, const void *d, size_t n)
 {
     if (c->state == CONN_CLOSED)
         return -1;
-    if (buf_append(&c->out, d, n) < 0) {
+    if (bt_buf_append(&c->out, d, n) < 0) {
         hub_conn_close(c, "out of memory");
         return -1;
     }
@@ -143,22 +143,23 @@ int hub_conn_feed(conn *c, const uint8_t *d, size_t n)
     if (c->state == CONN_CLOSED)
         return -1;
     c->h->ctr.bytes_in += n;
-    if (buf_size(&c->in)) {
+    if (bt_buf_size(&c->in)) {
         /* A partial packet is waiting: append and parse from the connection's buffer. */
-        if (buf_append(&c->in, d, n) < 0) {
+        if (bt_buf_append(&c->in, d, n) < 0) {
             hub_conn_close(c, "out of memory");
             return -1;
         }
-        ssize_t used = parse(c, c->in.p + c->in.off, buf_size(&c->in));
+        ssize_t used = parse(c, c->in.p + c->in.off, bt_buf_size(&c->in));
         if (used < 0)
             return -1;
-        buf_consume(&c->in, (size_t)used);
+        bt_buf_consume(&c->in, (size_t)used);
+        bt_buf_trim(&c->in, 0);
         return 0;
     }
     ssize_t used = parse(c, d, n);
     if (used < 0)
         return -1;
-    if ((size_t)used < n && buf_append(&c->in, d + used, n - (size_t)used) < 0) {
+    if ((size_t)used < n && bt_buf_append(&c->in, d + used, n - (size_t)used) < 0) {
         hub_conn_close(c, "out of memory");
         return -1;
     }
@@ -194,7 +195,7 @@ void hub_conn_on_readable(conn *c)
     /* The transport has bytes of its own (handshake answer, pong), waits for writability,
      * or a write waited for this read: the end-of-turn flush sees to it. */
     if (c->state != CONN_CLOSED &&
-        (t->out_pending || t->read_wants_write || (t->write_wants_read && buf_size(&c->out))))
+        (t->out_pending || t->read_wants_write || (t->write_wants_read && bt_buf_size(&c->out))))
         mark_dirty(c);
 }
 
@@ -215,8 +216,8 @@ static void conn_write(conn *c, bool may_close)
         bool own = t->out_pending && t->ops->flush;
         if (own) {
             w = t->ops->flush(t);
-        } else if (buf_size(&c->out)) {
-            struct iovec iov = {c->out.p + c->out.off, buf_size(&c->out)};
+        } else if (bt_buf_size(&c->out)) {
+            struct iovec iov = {c->out.p + c->out.off, bt_buf_size(&c->out)};
             w = t->ops->writev(t, &iov, 1);
         } else {
             break;
@@ -230,7 +231,7 @@ static void conn_write(conn *c, bool may_close)
             }
             if (!may_close)
                 return;
-            buf_free(&c->out);
+            bt_buf_free(&c->out);
             if (c->state != CONN_CLOSED) {
                 char why[256];
                 snprintf(why, sizeof why, "write failed: %s", t->err ? t->err : strerror(errno));
@@ -240,7 +241,8 @@ static void conn_write(conn *c, bool may_close)
         }
         if (!own) {
             c->h->ctr.bytes_out += (uint64_t)w;
-            buf_consume(&c->out, (size_t)w);
+            bt_buf_consume(&c->out, (size_t)w);
+            bt_buf_trim(&c->out, 0);
         }
     }
     c->out_qos0 = 0;
@@ -308,7 +310,7 @@ void hub_conn_close(conn *c, const char *reason)
 
 void hub_conn_free(conn *c)
 {
-    if (buf_size(&c->out))
+    if (bt_buf_size(&c->out))
         hub_conn_flush(c); /* best effort: a CONNACK with an error code, a last PUBACK */
     for (size_t i = 0; i < c->qlen; i++)
         msg_unref(c->q[(c->qhead + i) % c->qcap].m);
@@ -317,8 +319,8 @@ void hub_conn_free(conn *c)
         free(c->subs[i].filter);
     free(c->subs);
     msg_unref(c->will);
-    buf_free(&c->in);
-    buf_free(&c->out);
+    bt_buf_free(&c->in);
+    bt_buf_free(&c->out);
     free(c->client_id);
     c->tr->ops->close(c->tr);
     free(c);

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "baetyl/buf.h"
 #include "baetyl/mqtt_codec.h"
 #include "config.h"
 #include "map.h"
@@ -40,22 +41,6 @@ msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, u
 static inline msg *msg_ref(msg *m) { m->refs++; return m; }
 /* Drops one reference (frees at zero; NULL is fine). */
 void msg_unref(msg *m);
-
-/* ---- byte buffers --------------------------------------------------------------------- */
-typedef struct {
-    uint8_t *p;
-    size_t off, len, cap; /* data is p[off..len) */
-} buf;
-
-/* Makes room for n more bytes at the end; returns the write position or NULL. */
-uint8_t *buf_reserve(buf *b, size_t n);
-/* Appends n bytes. 0 or -1 (no memory). */
-int buf_append(buf *b, const void *d, size_t n);
-/* Drops n bytes from the front (frees the memory when empty). */
-void buf_consume(buf *b, size_t n);
-/* Frees the memory. */
-void buf_free(buf *b);
-static inline size_t buf_size(const buf *b) { return b->len - b->off; }
 
 /* ---- transports: the byte stream under the codec (tcp, tls, ws over either) ------------ */
 /* A transport turns socket readiness into MQTT bytes both ways. TLS and WebSocket have
@@ -148,7 +133,7 @@ struct conn {
     char *client_id;
     const hub_principal_cfg *principal;
     msg *will;
-    buf in, out;
+    bt_buf in, out;    /* emptied buffers are freed: idle connections hold no memory */
     size_t out_qos0;   /* QoS 0 messages queued since the output buffer was last empty */
     conn_sub *subs;
     size_t nsubs, capsubs;

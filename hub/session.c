@@ -22,7 +22,7 @@ static int send_publish(conn *c, const char *topic, size_t tlen, const void *pay
                         bool retain, bool dup, uint16_t pid)
 {
     size_t need = 5 + 2 + tlen + 2 + plen;
-    uint8_t *w = buf_reserve(&c->out, need);
+    uint8_t *w = bt_buf_reserve(&c->out, need);
     if (!w) {
         hub_conn_close(c, "out of memory");
         return -1;
@@ -33,7 +33,7 @@ static int send_publish(conn *c, const char *topic, size_t tlen, const void *pay
     c->out.len += (size_t)n;
     /* A large backlog goes out now rather than at the end of the turn, so a fan-in does
      * not pile up more than the socket could have taken. */
-    if (buf_size(&c->out) >= EARLY_FLUSH_BYTES && !c->want_write)
+    if (bt_buf_size(&c->out) >= EARLY_FLUSH_BYTES && !c->want_write)
         hub_conn_flush_soft(c);
     if (!c->in_dirty) {
         c->in_dirty = true;
@@ -127,7 +127,8 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
     if (q == 0) {
         /* Dropped only for a reader whose socket is full (EPOLLOUT armed). */
         if (c->want_write &&
-            (c->out_qos0 >= (size_t)c->h->cfg->out_qos0_size || buf_size(&c->out) > OUT_QOS0_BYTES_MAX)) {
+            (c->out_qos0 >= (size_t)c->h->cfg->out_qos0_size ||
+             bt_buf_size(&c->out) > OUT_QOS0_BYTES_MAX)) {
             c->h->ctr.qos0_dropped++;
             return;
         }

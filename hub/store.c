@@ -8,13 +8,13 @@
  * committed pages are in the OS page cache, which survives a crash of the process (the
  * hub's kill -9 case) but not of the machine; the store is synced once at close. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "baetyl/error.h"
 #include "store_internal.h"
 
 #define STORE_VERSION 1
@@ -24,27 +24,13 @@
 #define WALK_CHUNK_RECS 256
 #define WALK_CHUNK_BYTES ((size_t)1 << 20)
 
-void store_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen)
 {
-    if (!k || !len) {
-        store_err(err, errlen, "store: empty %s", what);
-        return -1;
-    }
+    if (!k || !len)
+        return bt_errf(err, errlen, "store: empty %s", what);
     size_t max = (size_t)mdb_env_get_maxkeysize(s->env);
-    if (len > max) {
-        store_err(err, errlen, "store: %s of %zu bytes is too long (max %zu)", what, len, max);
-        return -1;
-    }
+    if (len > max)
+        return bt_errf(err, errlen, "store: %s of %zu bytes is too long (max %zu)", what, len, max);
     return 0;
 }
 
@@ -52,17 +38,15 @@ int store_check_key(store *s, const char *what, const void *k, size_t len, char 
 static int make_dir(const char *dir, char *err, size_t errlen)
 {
     char *p = strdup(dir);
-    if (!p) {
-        store_err(err, errlen, "store: out of memory");
-        return -1;
-    }
+    if (!p)
+        return bt_errf(err, errlen, "store: out of memory");
     for (char *c = p + 1;; c++) {
         if (*c != '/' && *c)
             continue;
         char saved = *c;
         *c = 0;
         if (mkdir(p, 0755) && errno != EEXIST) {
-            store_err(err, errlen, "store: cannot create %s: %s", p, strerror(errno));
+            bt_errf(err, errlen, "store: cannot create %s: %s", p, strerror(errno));
             free(p);
             return -1;
         }
@@ -72,10 +56,8 @@ static int make_dir(const char *dir, char *err, size_t errlen)
     }
     free(p);
     struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-        store_err(err, errlen, "store: %s is not a directory", dir);
-        return -1;
-    }
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+        return bt_errf(err, errlen, "store: %s is not a directory", dir);
     return 0;
 }
 
@@ -162,12 +144,11 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
             if (attempt < MAX_RETRIES && grow_map(s, kind, &frees_grown) == 0)
                 continue;
             char cur[32], max[32];
-            store_err(err, errlen, "store full: %s needs more than the %s map (limit %s)", what,
-                      size_str(cur, sizeof(cur), map_size_now(s)), size_str(max, sizeof(max), s->map_max));
+            bt_errf(err, errlen, "store full: %s needs more than the %s map (limit %s)", what,
+                    size_str(cur, sizeof(cur), map_size_now(s)), size_str(max, sizeof(max), s->map_max));
             return -1;
         }
-        store_err(err, errlen, "store: %s: %s", what, mdb_strerror(rc));
-        return -1;
+        return bt_errf(err, errlen, "store: %s: %s", what, mdb_strerror(rc));
     }
 }
 
@@ -181,8 +162,7 @@ int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen)
         pthread_rwlock_unlock(&s->resize);
         if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
             continue;
-        store_err(err, errlen, "store: read: %s", mdb_strerror(rc));
-        return -1;
+        return bt_errf(err, errlen, "store: read: %s", mdb_strerror(rc));
     }
 }
 
@@ -236,8 +216,7 @@ static int walk_fill(store *s, MDB_dbi dbi, const chunk *resume, int skip, size_
     int rc = mdb_cursor_open(t, dbi, &cur);
     if (rc) {
         store_read_end(s, t);
-        store_err(err, errlen, "store: cursor: %s", mdb_strerror(rc));
-        return -1;
+        return bt_errf(err, errlen, "store: cursor: %s", mdb_strerror(rc));
     }
     if (resume->len) {
         k.mv_data = resume->buf;
@@ -260,10 +239,8 @@ static int walk_fill(store *s, MDB_dbi dbi, const chunk *resume, int skip, size_
     }
     mdb_cursor_close(cur);
     store_read_end(s, t);
-    if (rc && rc != MDB_NOTFOUND) {
-        store_err(err, errlen, "store: read: %s", mdb_strerror(rc));
-        return -1;
-    }
+    if (rc && rc != MDB_NOTFOUND)
+        return bt_errf(err, errlen, "store: read: %s", mdb_strerror(rc));
     *more = rc == 0;
     return 0;
 }
@@ -282,8 +259,8 @@ long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_
         resume.len = resume.cap = startlen;
     }
     for (;;) {
-        size_t nrec;
-        int more;
+        size_t nrec = 0;
+        int more = 0;
         if (walk_fill(s, dbi, &resume, skip, max ? max - (size_t)n : 0, &c, &nrec, &more, err, errlen))
             goto out;
         const uint8_t *p = c.buf, *lastk = NULL;
@@ -321,7 +298,7 @@ long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_
         skip = 1;
     }
 oom:
-    store_err(err, errlen, "store: out of memory");
+    bt_errf(err, errlen, "store: out of memory");
 out:
     free(c.buf);
     free(resume.buf);
@@ -341,7 +318,7 @@ static int meta_get_u64(store *s, MDB_txn *t, const char *key, uint64_t *out, in
     if (rc)
         return rc;
     if (v.mv_size != 8) {
-        store_err(err, errlen, "store: corrupt meta %s (%zu bytes)", key, v.mv_size);
+        bt_errf(err, errlen, "store: corrupt meta %s (%zu bytes)", key, v.mv_size);
         return STORE_EFN;
     }
     *out = store_be64_get(v.mv_data);
@@ -379,8 +356,8 @@ static int init_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     if (rc)
         return rc;
     if (found && version != STORE_VERSION) {
-        store_err(err, errlen, "store: format version %llu is not supported (this build reads %d)",
-                  (unsigned long long)version, STORE_VERSION);
+        bt_errf(err, errlen, "store: format version %llu is not supported (this build reads %d)",
+                (unsigned long long)version, STORE_VERSION);
         return STORE_EFN;
     }
     if (!found) {
@@ -402,7 +379,7 @@ static int init_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
         return rc;
     if (rc == 0) {
         if (k.mv_size != 8) {
-            store_err(err, errlen, "store: corrupt log key of %zu bytes", k.mv_size);
+            bt_errf(err, errlen, "store: corrupt log key of %zu bytes", k.mv_size);
             return STORE_EFN;
         }
         uint64_t last = store_be64_get(k.mv_data);
@@ -415,22 +392,16 @@ static int init_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 
 int store_open(const store_options *o, store **out, char *err, size_t errlen)
 {
-    if (!out) {
-        store_err(err, errlen, "store: no output pointer");
-        return -1;
-    }
+    if (!out)
+        return bt_errf(err, errlen, "store: no output pointer");
     *out = NULL;
-    if (!o || !o->dir || !o->dir[0]) {
-        store_err(err, errlen, "store: no directory given");
-        return -1;
-    }
+    if (!o || !o->dir || !o->dir[0])
+        return bt_errf(err, errlen, "store: no directory given");
     if (make_dir(o->dir, err, errlen))
         return -1;
     store *s = calloc(1, sizeof(*s));
-    if (!s) {
-        store_err(err, errlen, "store: out of memory");
-        return -1;
-    }
+    if (!s)
+        return bt_errf(err, errlen, "store: out of memory");
     /* Writer preference: a map resize must not starve behind a stream of readers. */
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
@@ -453,7 +424,7 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     if (rc == 0)
         rc = mdb_env_open(s->env, o->dir, MDB_NOTLS | (s->sync ? 0 : MDB_NOSYNC), 0600);
     if (rc) {
-        store_err(err, errlen, "store: cannot open %s: %s", o->dir, mdb_strerror(rc));
+        bt_errf(err, errlen, "store: cannot open %s: %s", o->dir, mdb_strerror(rc));
         goto fail;
     }
     /* Reader slots left by a crashed process would pin old pages forever. */

@@ -60,8 +60,6 @@ int store_meta_last_seq(store *s, MDB_txn *t, uint64_t *last, char *err, size_t 
 /* Writes the seq high-water mark inside t; returns an LMDB code. */
 int store_meta_put_last_seq(store *s, MDB_txn *t, uint64_t last);
 
-/* snprintf into err when err is given. */
-void store_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Checks a key for an LMDB DB: 1..maxkeysize bytes; what names it in the error. */
 int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen);
 

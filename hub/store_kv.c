@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/error.h"
 #include "store_internal.h"
 
 /* ---- generic put / delete ------------------------------------------------------------ */
@@ -37,10 +38,8 @@ static int del_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 /* Deleting a missing key is not an error. */
 static int del_key(store *s, MDB_dbi dbi, const char *what, const char *key, char *err, size_t errlen)
 {
-    if (!s) {
-        store_err(err, errlen, "store: no store");
-        return -1;
-    }
+    if (!s)
+        return bt_errf(err, errlen, "store: no store");
     size_t klen = key ? strlen(key) : 0;
     if (store_check_key(s, what, key, klen, err, errlen))
         return -1;
@@ -56,10 +55,8 @@ static void encode_msg(const void *src, uint8_t *out)
 /* Keys are handed to callbacks as C strings: one with a NUL inside is corrupt. */
 static int key_string(const uint8_t *k, size_t klen, const char *what, char *err, size_t errlen)
 {
-    if (!klen || memchr(k, 0, klen)) {
-        store_err(err, errlen, "store: corrupt %s key", what);
-        return -1;
-    }
+    if (!klen || memchr(k, 0, klen))
+        return bt_errf(err, errlen, "store: corrupt %s key", what);
     return 0;
 }
 
@@ -86,10 +83,8 @@ static int offsets_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
 
 int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen)
 {
-    if (!s || (n && !offs)) {
-        store_err(err, errlen, "store: invalid arguments to set_offsets");
-        return -1;
-    }
+    if (!s || (n && !offs))
+        return bt_errf(err, errlen, "store: invalid arguments to set_offsets");
     for (size_t i = 0; i < n; i++) {
         const char *c = offs[i].consumer;
         if (store_check_key(s, "consumer", c, c ? strlen(c) : 0, err, errlen))
@@ -103,10 +98,8 @@ int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, s
 
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen)
 {
-    if (!s || !offset) {
-        store_err(err, errlen, "store: invalid arguments to get_offset");
-        return -1;
-    }
+    if (!s || !offset)
+        return bt_errf(err, errlen, "store: invalid arguments to get_offset");
     *offset = 0;
     size_t klen = consumer ? strlen(consumer) : 0;
     if (store_check_key(s, "consumer", consumer, klen, err, errlen))
@@ -119,10 +112,10 @@ int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err
     if (rc == 0 && v.mv_size == 8) {
         *offset = store_be64_get(v.mv_data);
     } else if (rc == 0) {
-        store_err(err, errlen, "store: corrupt offset of %s (%zu bytes)", consumer, v.mv_size);
+        bt_errf(err, errlen, "store: corrupt offset of %s (%zu bytes)", consumer, v.mv_size);
         ret = -1;
     } else if (rc != MDB_NOTFOUND) {
-        store_err(err, errlen, "store: get offset: %s", mdb_strerror(rc));
+        bt_errf(err, errlen, "store: get offset: %s", mdb_strerror(rc));
         ret = -1;
     }
     store_read_end(s, t);
@@ -150,10 +143,8 @@ static void encode_subs(const void *src, uint8_t *out)
 int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err,
                       size_t errlen)
 {
-    if (!s) {
-        store_err(err, errlen, "store: no store");
-        return -1;
-    }
+    if (!s)
+        return bt_errf(err, errlen, "store: no store");
     size_t klen = client_id ? strlen(client_id) : 0;
     if (store_check_key(s, "client id", client_id, klen, err, errlen))
         return -1;
@@ -185,13 +176,13 @@ static int session_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t v
     size_t n;
     char why[160];
     if (store_subs_decode(v, vlen, &subs, &n, why, sizeof(why))) {
-        store_err(err, errlen, "store: corrupt session %s: %s", (const char *)k, why);
+        bt_errf(err, errlen, "store: corrupt session %s: %s", (const char *)k, why);
         return STORE_EFN;
     }
     int r = w->cb((const char *)k, subs, n, w->arg);
     free(subs);
     if (r < 0) {
-        store_err(err, errlen, "store: loading session %s failed in the callback", (const char *)k);
+        bt_errf(err, errlen, "store: loading session %s failed in the callback", (const char *)k);
         return STORE_EFN;
     }
     return r ? 1 : 0;
@@ -199,10 +190,8 @@ static int session_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t v
 
 int store_load_sessions(store *s, store_session_cb cb, void *arg, char *err, size_t errlen)
 {
-    if (!s || !cb) {
-        store_err(err, errlen, "store: invalid arguments to load_sessions");
-        return -1;
-    }
+    if (!s || !cb)
+        return bt_errf(err, errlen, "store: invalid arguments to load_sessions");
     session_walk w = {cb, arg};
     return store_walk(s, s->sessions, NULL, 0, 0, session_one, &w, err, errlen) < 0 ? -1 : 0;
 }
@@ -211,17 +200,13 @@ int store_load_sessions(store *s, store_session_cb cb, void *arg, char *err, siz
 
 int store_put_retained(store *s, const store_msg *m, char *err, size_t errlen)
 {
-    if (!s) {
-        store_err(err, errlen, "store: no store");
-        return -1;
-    }
+    if (!s)
+        return bt_errf(err, errlen, "store: no store");
     if (store_msg_check(m, 1, err, errlen) ||
         store_check_key(s, "retained topic", m->topic, m->topic_len, err, errlen))
         return -1;
-    if (memchr(m->topic, 0, m->topic_len)) {
-        store_err(err, errlen, "store: retained topic contains a NUL byte");
-        return -1;
-    }
+    if (memchr(m->topic, 0, m->topic_len))
+        return bt_errf(err, errlen, "store: retained topic contains a NUL byte");
     put_ctx c = {s->retained, m->topic, m->topic_len, store_msg_size(m), encode_msg, m};
     return store_write(s, STORE_TXN_GROWS, "put retained", put_txn, &c, err, errlen);
 }
@@ -233,10 +218,8 @@ int store_del_retained(store *s, const char *topic, char *err, size_t errlen)
 
 int store_put_will(store *s, const char *client_id, const store_msg *m, char *err, size_t errlen)
 {
-    if (!s) {
-        store_err(err, errlen, "store: no store");
-        return -1;
-    }
+    if (!s)
+        return bt_errf(err, errlen, "store: no store");
     size_t klen = client_id ? strlen(client_id) : 0;
     if (store_check_key(s, "client id", client_id, klen, err, errlen) || store_msg_check(m, 0, err, errlen))
         return -1;
@@ -267,20 +250,20 @@ static int msg_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
     store_msg m;
     char why[160];
     if (store_msg_decode(v, vlen, &m, why, sizeof(why))) {
-        store_err(err, errlen, "store: corrupt %s %s: %s", what, (const char *)k, why);
+        bt_errf(err, errlen, "store: corrupt %s %s: %s", what, (const char *)k, why);
         return STORE_EFN;
     }
     /* A retained message is stored under its own topic. */
     if (w->retained_cb && (m.topic_len != klen || memcmp(m.topic, k, klen))) {
-        store_err(err, errlen, "store: corrupt retained message %s: its record names another topic",
-                  (const char *)k);
+        bt_errf(err, errlen, "store: corrupt retained message %s: its record names another topic",
+                (const char *)k);
         return STORE_EFN;
     }
     if (store_msg_topic_cstr(&m, &w->topic, &w->topic_cap, err, errlen))
         return STORE_EFN;
     int r = w->will_cb ? w->will_cb((const char *)k, &m, w->arg) : w->retained_cb(&m, w->arg);
     if (r < 0) {
-        store_err(err, errlen, "store: loading %s %s failed in the callback", what, (const char *)k);
+        bt_errf(err, errlen, "store: loading %s %s failed in the callback", what, (const char *)k);
         return STORE_EFN;
     }
     return r ? 1 : 0;
@@ -288,10 +271,8 @@ static int msg_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
 
 int store_load_retained(store *s, store_msg_cb cb, void *arg, char *err, size_t errlen)
 {
-    if (!s || !cb) {
-        store_err(err, errlen, "store: invalid arguments to load_retained");
-        return -1;
-    }
+    if (!s || !cb)
+        return bt_errf(err, errlen, "store: invalid arguments to load_retained");
     msg_walk w = {cb, NULL, arg, NULL, 0};
     long n = store_walk(s, s->retained, NULL, 0, 0, msg_one, &w, err, errlen);
     free(w.topic);
@@ -300,10 +281,8 @@ int store_load_retained(store *s, store_msg_cb cb, void *arg, char *err, size_t 
 
 int store_load_wills(store *s, store_will_cb cb, void *arg, char *err, size_t errlen)
 {
-    if (!s || !cb) {
-        store_err(err, errlen, "store: invalid arguments to load_wills");
-        return -1;
-    }
+    if (!s || !cb)
+        return bt_errf(err, errlen, "store: invalid arguments to load_wills");
     msg_walk w = {NULL, cb, arg, NULL, 0};
     long n = store_walk(s, s->wills, NULL, 0, 0, msg_one, &w, err, errlen);
     free(w.topic);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/error.h"
 #include "store_internal.h"
 
 typedef struct {
@@ -21,7 +22,7 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     if (rc)
         return rc;
     if (last > UINT64_MAX - c->n) {
-        store_err(err, errlen, "store: sequence numbers exhausted");
+        bt_errf(err, errlen, "store: sequence numbers exhausted");
         return STORE_EFN;
     }
     for (size_t i = 0; i < c->n; i++) {
@@ -39,10 +40,8 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 
 int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen)
 {
-    if (!s || (n && !msgs)) {
-        store_err(err, errlen, "store: invalid arguments to append");
-        return -1;
-    }
+    if (!s || (n && !msgs))
+        return bt_errf(err, errlen, "store: invalid arguments to append");
     if (!n)
         return 0;
     for (size_t i = 0; i < n; i++)
@@ -74,14 +73,14 @@ static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen
 {
     scan_ctx *c = arg;
     if (klen != 8) {
-        store_err(err, errlen, "store: corrupt log key of %zu bytes", klen);
+        bt_errf(err, errlen, "store: corrupt log key of %zu bytes", klen);
         return STORE_EFN;
     }
     uint64_t seq = store_be64_get(k);
     store_msg m;
     char why[160];
     if (store_msg_decode(v, vlen, &m, why, sizeof(why))) {
-        store_err(err, errlen, "store: corrupt log record at seq %llu: %s", (unsigned long long)seq, why);
+        bt_errf(err, errlen, "store: corrupt log record at seq %llu: %s", (unsigned long long)seq, why);
         return STORE_EFN;
     }
     if (store_msg_topic_cstr(&m, &c->topic, &c->topic_cap, err, errlen))
@@ -91,10 +90,8 @@ static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen
 
 long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen)
 {
-    if (!s || !cb) {
-        store_err(err, errlen, "store: invalid arguments to scan");
-        return -1;
-    }
+    if (!s || !cb)
+        return bt_errf(err, errlen, "store: invalid arguments to scan");
     uint8_t kb[8];
     store_be64_put(kb, from);
     scan_ctx c = {cb, arg, NULL, 0};
@@ -153,10 +150,8 @@ static int mark_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 
 long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen)
 {
-    if (!s || retention_ms < 0) {
-        store_err(err, errlen, "store: invalid arguments to cleanup");
-        return -1;
-    }
+    if (!s || retention_ms < 0)
+        return bt_errf(err, errlen, "store: invalid arguments to cleanup");
     cleanup_ctx c = {0};
     if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
         c.cutoff = INT64_MIN;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/error.h"
 #include "store_internal.h"
 
 void store_be64_put(uint8_t *p, uint64_t v)
@@ -47,34 +48,21 @@ static uint32_t be32_get(const uint8_t *p)
 
 int store_msg_check(const store_msg *m, int need_payload, char *err, size_t errlen)
 {
-    if (!m) {
-        store_err(err, errlen, "store: no message");
-        return -1;
-    }
-    if (m->topic_len > UINT16_MAX) {
-        store_err(err, errlen, "store: topic of %zu bytes is too long (max %u)", m->topic_len, UINT16_MAX);
-        return -1;
-    }
-    if (!m->topic && m->topic_len) {
-        store_err(err, errlen, "store: topic is NULL");
-        return -1;
-    }
-    if (!m->payload && m->payload_len) {
-        store_err(err, errlen, "store: payload is NULL");
-        return -1;
-    }
-    if (need_payload && !m->payload_len) {
-        store_err(err, errlen, "store: empty payload");
-        return -1;
-    }
-    if (m->payload_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX) {
-        store_err(err, errlen, "store: payload too large");
-        return -1;
-    }
-    if (m->qos > 2) {
-        store_err(err, errlen, "store: invalid qos %u", m->qos);
-        return -1;
-    }
+    if (!m)
+        return bt_errf(err, errlen, "store: no message");
+    if (m->topic_len > UINT16_MAX)
+        return bt_errf(err, errlen, "store: topic of %zu bytes is too long (max %u)", m->topic_len,
+                       UINT16_MAX);
+    if (!m->topic && m->topic_len)
+        return bt_errf(err, errlen, "store: topic is NULL");
+    if (!m->payload && m->payload_len)
+        return bt_errf(err, errlen, "store: payload is NULL");
+    if (need_payload && !m->payload_len)
+        return bt_errf(err, errlen, "store: empty payload");
+    if (m->payload_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX)
+        return bt_errf(err, errlen, "store: payload too large");
+    if (m->qos > 2)
+        return bt_errf(err, errlen, "store: invalid qos %u", m->qos);
     return 0;
 }
 
@@ -97,19 +85,13 @@ void store_msg_encode(const store_msg *m, uint8_t *out)
 
 int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, size_t errlen)
 {
-    if (vlen < STORE_MSG_HDR) {
-        store_err(err, errlen, "record of %zu bytes is shorter than its header", vlen);
-        return -1;
-    }
+    if (vlen < STORE_MSG_HDR)
+        return bt_errf(err, errlen, "record of %zu bytes is shorter than its header", vlen);
     size_t tlen = be16_get(v + 10);
-    if (tlen > vlen - STORE_MSG_HDR) {
-        store_err(err, errlen, "topic length %zu exceeds the record (%zu bytes)", tlen, vlen);
-        return -1;
-    }
-    if (v[8] > 2 || v[9] > 1) {
-        store_err(err, errlen, "invalid qos %u or retain %u", v[8], v[9]);
-        return -1;
-    }
+    if (tlen > vlen - STORE_MSG_HDR)
+        return bt_errf(err, errlen, "topic length %zu exceeds the record (%zu bytes)", tlen, vlen);
+    if (v[8] > 2 || v[9] > 1)
+        return bt_errf(err, errlen, "invalid qos %u or retain %u", v[8], v[9]);
     m->ts_ms = (int64_t)store_be64_get(v);
     m->qos = v[8];
     m->retain = v[9];
@@ -125,10 +107,8 @@ int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_
     if (m->topic_len + 1 > *cap) {
         size_t ncap = m->topic_len + 1 < 256 ? 256 : m->topic_len + 1;
         char *b = realloc(*buf, ncap);
-        if (!b) {
-            store_err(err, errlen, "store: out of memory");
-            return -1;
-        }
+        if (!b)
+            return bt_errf(err, errlen, "store: out of memory");
         *buf = b;
         *cap = ncap;
     }
@@ -141,22 +121,22 @@ int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_
 size_t store_subs_size(const store_sub *subs, size_t n, char *err, size_t errlen)
 {
     if (n > UINT32_MAX || (n && !subs)) {
-        store_err(err, errlen, "store: invalid subscription list");
+        bt_errf(err, errlen, "store: invalid subscription list");
         return 0;
     }
     size_t size = 4;
     for (size_t i = 0; i < n; i++) {
         if (!subs[i].filter || !subs[i].filter[0]) {
-            store_err(err, errlen, "store: subscription %zu has no filter", i);
+            bt_errf(err, errlen, "store: subscription %zu has no filter", i);
             return 0;
         }
         size_t len = strlen(subs[i].filter);
         if (len > UINT16_MAX) {
-            store_err(err, errlen, "store: filter of %zu bytes is too long", len);
+            bt_errf(err, errlen, "store: filter of %zu bytes is too long", len);
             return 0;
         }
         if (subs[i].qos > 2) {
-            store_err(err, errlen, "store: invalid qos %u for filter %s", subs[i].qos, subs[i].filter);
+            bt_errf(err, errlen, "store: invalid qos %u for filter %s", subs[i].qos, subs[i].filter);
             return 0;
         }
         size += 3 + len;
@@ -181,51 +161,43 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
 {
     *subs = NULL;
     *n = 0;
-    if (vlen < 4) {
-        store_err(err, errlen, "subscription record of %zu bytes is too short", vlen);
-        return -1;
-    }
+    if (vlen < 4)
+        return bt_errf(err, errlen, "subscription record of %zu bytes is too short", vlen);
     uint32_t count = be32_get(v);
     /* Each entry takes at least 4 bytes: refuse a count the record cannot hold before
      * allocating for it. */
-    if (count > (vlen - 4) / 4) {
-        store_err(err, errlen, "subscription count %u exceeds the record (%zu bytes)", count, vlen);
-        return -1;
-    }
+    if (count > (vlen - 4) / 4)
+        return bt_errf(err, errlen, "subscription count %u exceeds the record (%zu bytes)", count, vlen);
     if (!count) {
-        if (vlen != 4) {
-            store_err(err, errlen, "%zu trailing bytes after 0 subscriptions", vlen - 4);
-            return -1;
-        }
+        if (vlen != 4)
+            return bt_errf(err, errlen, "%zu trailing bytes after 0 subscriptions", vlen - 4);
         return 0;
     }
     /* One block: the array, then the filters with their NULs (they fit in vlen bytes). */
     size_t arr = count * sizeof(store_sub);
     store_sub *out = malloc(arr + vlen);
-    if (!out) {
-        store_err(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!out)
+        return bt_errf(err, errlen, "out of memory");
     char *str = (char *)out + arr;
     size_t pos = 4;
     for (uint32_t i = 0; i < count; i++) {
         if (vlen - pos < 3) {
-            store_err(err, errlen, "subscription %u is cut short", i);
+            bt_errf(err, errlen, "subscription %u is cut short", i);
             goto bad;
         }
         uint8_t qos = v[pos];
         size_t len = be16_get(v + pos + 1);
         pos += 3;
         if (qos > 2) {
-            store_err(err, errlen, "subscription %u has invalid qos %u", i, qos);
+            bt_errf(err, errlen, "subscription %u has invalid qos %u", i, qos);
             goto bad;
         }
         if (!len || len > vlen - pos) {
-            store_err(err, errlen, "subscription %u has invalid length %zu", i, len);
+            bt_errf(err, errlen, "subscription %u has invalid length %zu", i, len);
             goto bad;
         }
         if (memchr(v + pos, 0, len)) {
-            store_err(err, errlen, "subscription %u contains a NUL byte", i);
+            bt_errf(err, errlen, "subscription %u contains a NUL byte", i);
             goto bad;
         }
         memcpy(str, v + pos, len);
@@ -236,7 +208,7 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
         pos += len;
     }
     if (pos != vlen) {
-        store_err(err, errlen, "%zu trailing bytes after %u subscriptions", vlen - pos, count);
+        bt_errf(err, errlen, "%zu trailing bytes after %u subscriptions", vlen - pos, count);
         goto bad;
     }
     *subs = out;

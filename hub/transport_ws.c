@@ -19,7 +19,7 @@ typedef struct {
     transport t;
     transport *in;
     bt_ws ws;
-    buf out;     /* our bytes not yet taken by the inner transport */
+    bt_buf out;  /* our bytes not yet taken by the inner transport */
     int8_t end;  /* 0 open, 1 the peer closed, -1 failed: what read() reports from now on */
     char why[200];
 } ws_transport;
@@ -41,7 +41,7 @@ static int take_output(ws_transport *w)
     const uint8_t *o = bt_ws_output(&w->ws, &n);
     if (!n)
         return 0;
-    if (buf_append(&w->out, o, n) < 0)
+    if (bt_buf_append(&w->out, o, n) < 0)
         return -1;
     bt_ws_output_consume(&w->ws, n);
     w->t.out_pending = true;
@@ -60,15 +60,16 @@ static ssize_t fail(ws_transport *w, const char *why)
 static int ws_flush(transport *t)
 {
     ws_transport *w = (ws_transport *)t;
-    while (buf_size(&w->out)) {
-        struct iovec v = {w->out.p + w->out.off, buf_size(&w->out)};
+    while (bt_buf_size(&w->out)) {
+        struct iovec v = {w->out.p + w->out.off, bt_buf_size(&w->out)};
         ssize_t r = w->in->ops->writev(w->in, &v, 1);
         t->write_wants_read = w->in->write_wants_read;
         if (r < 0) {
             t->err = w->in->err;
             return -1;
         }
-        buf_consume(&w->out, (size_t)r);
+        bt_buf_consume(&w->out, (size_t)r);
+        bt_buf_trim(&w->out, 0);
     }
     t->out_pending = false;
     return 0;
@@ -151,7 +152,7 @@ static ssize_t ws_writev(transport *t, const struct iovec *iov, int n)
     if (total == 0 || w->end > 0)
         return (ssize_t)total;
     /* Our own bytes first: a new frame may only start after the last one ended. */
-    if (buf_size(&w->out) && ws_flush(t) < 0)
+    if (bt_buf_size(&w->out) && ws_flush(t) < 0)
         return -1;
     uint8_t hdr[BT_WS_HEADER_MAX];
     char err[120];
@@ -179,7 +180,7 @@ static ssize_t ws_writev(transport *t, const struct iovec *iov, int n)
                 skip -= v[i].iov_len;
                 continue;
             }
-            if (buf_append(&w->out, (uint8_t *)v[i].iov_base + skip, v[i].iov_len - skip) < 0) {
+            if (bt_buf_append(&w->out, (uint8_t *)v[i].iov_base + skip, v[i].iov_len - skip) < 0) {
                 fail(w, "out of memory");
                 errno = ENOMEM;
                 return -1;
@@ -191,13 +192,13 @@ static ssize_t ws_writev(transport *t, const struct iovec *iov, int n)
     }
     /* TLS below: one contiguous buffer makes full records (and is what OpenSSL copies
      * from anyway). */
-    if (buf_append(&w->out, hdr, (size_t)hl) < 0) {
+    if (bt_buf_append(&w->out, hdr, (size_t)hl) < 0) {
         fail(w, "out of memory");
         errno = ENOMEM;
         return -1;
     }
     for (int i = 0; i < n; i++)
-        if (buf_append(&w->out, iov[i].iov_base, iov[i].iov_len) < 0) {
+        if (bt_buf_append(&w->out, iov[i].iov_base, iov[i].iov_len) < 0) {
             fail(w, "out of memory");
             errno = ENOMEM;
             return -1;
@@ -217,7 +218,7 @@ static void ws_close(transport *t)
     }
     ws_flush(t); /* best effort: the 400 answer, our close frame */
     w->in->ops->close(w->in);
-    buf_free(&w->out);
+    bt_buf_free(&w->out);
     free(w);
 }
 

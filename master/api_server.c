@@ -5,6 +5,7 @@
 #include "inspect.h"
 #include "util.h"
 
+#include <baetyl/buf.h>
 #include <baetyl/log.h>
 
 #include <errno.h>
@@ -37,8 +38,7 @@ typedef struct {
     route_t rt;
     char *svc, *inst; /* path parameters */
     unsigned refused; /* 404 or 401, decided from the headers: the body is not kept */
-    char *buf;
-    size_t len, cap;
+    bt_buf body;      /* the kept body */
     size_t seen;      /* bytes received, kept or not */
     bool too_big;
 } req_t;
@@ -128,18 +128,18 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
 static int parse_object(const req_t *r, bool allow_empty, json_t **out, char *err, size_t errlen)
 {
     *out = NULL;
-    if (r->len == 0) {
+    if (r->body.len == 0) {
         if (allow_empty)
             return 0;
-        return errf(err, errlen, "request body invalid: empty");
+        return bt_errf(err, errlen, "request body invalid: empty");
     }
     json_error_t je;
-    json_t *j = json_loadb(r->buf, r->len, JSON_DECODE_ANY, &je);
+    json_t *j = json_loadb((const char *)r->body.p, r->body.len, JSON_DECODE_ANY, &je);
     if (!j)
-        return errf(err, errlen, "request body invalid: %s (line %d, column %d)", je.text, je.line, je.column);
+        return bt_errf(err, errlen, "request body invalid: %s (line %d, column %d)", je.text, je.line, je.column);
     if (!json_is_object(j)) {
         json_decref(j);
-        return errf(err, errlen, "request body invalid: a JSON object is expected");
+        return bt_errf(err, errlen, "request body invalid: a JSON object is expected");
     }
     *out = j;
     return 0;
@@ -184,16 +184,16 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
         jp = json_object_get(j, "file"); /* agents before 0.1.4 */
     const char *type = json_is_string(jt) ? json_string_value(jt) : "APP";
     if (jt && !json_is_string(jt))
-        rc = errf(err, errlen, "type: must be a string");
+        rc = bt_errf(err, errlen, "type: must be a string");
     else if (!strcmp(type, "MST"))
-        rc = errf(err, errlen, "master OTA (type MST) is not supported");
+        rc = bt_errf(err, errlen, "master OTA (type MST) is not supported");
     else if (strcmp(type, "APP") != 0)
-        rc = errf(err, errlen, "type (%.64s) not supported: want APP", type);
+        rc = bt_errf(err, errlen, "type (%.64s) not supported: want APP", type);
     else if (!json_is_string(jp) || json_string_length(jp) == 0 ||
              strlen(json_string_value(jp)) != json_string_length(jp))
-        rc = errf(err, errlen, "path: required (a directory holding application.yml, or the file)");
+        rc = bt_errf(err, errlen, "path: required (a directory holding application.yml, or the file)");
     else if (jr && (!json_is_string(jr) || strlen(json_string_value(jr)) != json_string_length(jr)))
-        rc = errf(err, errlen, "trace: must be a string");
+        rc = bt_errf(err, errlen, "trace: must be a string");
     else
         rc = ota_queue(s->o, json_string_value(jp), jr ? json_string_value(jr) : NULL, err, errlen);
     json_decref(j);
@@ -204,7 +204,7 @@ static int do_start(api_server *s, const char *svc, const char *inst, const req_
                     size_t errlen)
 {
     if (!valid_instance_name(inst))
-        return errf(err, errlen, "instance name (%.128s) invalid: want 1-128 of [A-Za-z0-9._-]", inst);
+        return bt_errf(err, errlen, "instance name (%.128s) invalid: want 1-128 of [A-Za-z0-9._-]", inst);
     json_t *env;
     if (parse_object(r, true, &env, err, errlen) != 0)
         return -1;
@@ -213,11 +213,11 @@ static int do_start(api_server *s, const char *svc, const char *inst, const req_
     int rc = 0;
     json_object_foreach(env, k, v) {
         if (!json_is_string(v)) {
-            rc = errf(err, errlen, "env (%.64s): value must be a string", k);
+            rc = bt_errf(err, errlen, "env (%.64s): value must be a string", k);
             break;
         }
         if (!*k || strchr(k, '=') || strlen(json_string_value(v)) != json_string_length(v)) {
-            rc = errf(err, errlen, "env (%.64s): invalid name or value", k);
+            rc = bt_errf(err, errlen, "env (%.64s): invalid name or value", k);
             break;
         }
     }
@@ -235,7 +235,7 @@ static int do_report(api_server *s, const char *svc, const char *inst, const req
         return -1;
     int rc;
     if (depth_of(j, MAX_REPORT_DEPTH) > MAX_REPORT_DEPTH)
-        rc = errf(err, errlen, "report too deeply nested (max %d levels)", MAX_REPORT_DEPTH);
+        rc = bt_errf(err, errlen, "report too deeply nested (max %d levels)", MAX_REPORT_DEPTH);
     else
         rc = master_instance_report(s->m, svc, inst, j, err, errlen);
     json_decref(j);
@@ -246,13 +246,13 @@ static json_t *free_port(char *err, size_t errlen)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        errf(err, errlen, "socket: %s", strerror(errno));
+        bt_errf(err, errlen, "socket: %s", strerror(errno));
         return NULL;
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
     if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
-        errf(err, errlen, "bind: %s", strerror(errno));
+        bt_errf(err, errlen, "bind: %s", strerror(errno));
         close(fd);
         return NULL;
     }
@@ -268,26 +268,12 @@ static int keep_body(req_t *r, const char *data, size_t n)
     r->seen += n;
     if (r->refused || r->too_big)
         return 0;
-    if (r->len + n > API_MAX_BODY) {
+    if (r->body.len + n > API_MAX_BODY) {
         r->too_big = true;
-        free(r->buf);
-        r->buf = NULL;
-        r->len = r->cap = 0;
+        bt_buf_free(&r->body);
         return 0;
     }
-    if (r->len + n > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + n)
-            cap *= 2;
-        char *nb = realloc(r->buf, cap);
-        if (!nb)
-            return -1;
-        r->buf = nb;
-        r->cap = cap;
-    }
-    memcpy(r->buf + r->len, data, n);
-    r->len += n;
-    return 0;
+    return bt_buf_append(&r->body, data, n);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -336,7 +322,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case R_INSPECT:
         out = inspect_build(s->m);
         if (!out)
-            hr = errf(err, sizeof err, "out of memory");
+            hr = bt_errf(err, sizeof err, "out of memory");
         break;
     case R_PORTS:
         out = free_port(err, sizeof err);
@@ -372,7 +358,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 {
     req_t *r = *con_cls;
     if (r) {
-        free(r->buf);
+        bt_buf_free(&r->body);
         free(r->svc);
         free(r->inst);
         free(r);
@@ -395,16 +381,16 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof a.sun_path)
-        return errf(err, errlen, "unix socket path (%s) too long", path);
+        return bt_errf(err, errlen, "unix socket path (%s) too long", path);
     snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
-            return errf(err, errlen, "listen %s: the path exists and is not a socket", path);
+            return bt_errf(err, errlen, "listen %s: the path exists and is not a socket", path);
         int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof a) == 0) {
             close(probe);
-            return errf(err, errlen, "listen %s: address in use (is another master running?)", path);
+            return bt_errf(err, errlen, "listen %s: address in use (is another master running?)", path);
         }
         if (probe >= 0)
             close(probe);
@@ -412,14 +398,14 @@ static int listen_unix(const char *path, char *err, size_t errlen)
     }
     char *dir = strdup(path);
     if (!dir)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int r = mkdir_p(dirname(dir), 0755, err, errlen);
     free(dir);
     if (r != 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return errf(err, errlen, "socket: %s", strerror(errno));
+        return bt_errf(err, errlen, "socket: %s", strerror(errno));
     /* 0660 (decided here): the umask narrows the socket from its creation on. */
     mode_t old = umask(0117);
     r = bind(fd, (struct sockaddr *)&a, sizeof a);
@@ -428,7 +414,7 @@ static int listen_unix(const char *path, char *err, size_t errlen)
     if (r != 0 || chmod(path, 0660) != 0 || listen(fd, 128) != 0) {
         e = r != 0 ? e : errno;
         close(fd);
-        return errf(err, errlen, "listen %s: %s", path, strerror(e));
+        return bt_errf(err, errlen, "listen %s: %s", path, strerror(e));
     }
     return fd;
 }
@@ -438,7 +424,7 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
     int gr = getaddrinfo(*host ? host : NULL, port, &hints, &res);
     if (gr != 0)
-        return errf(err, errlen, "listen tcp://%s:%s: %s", host, port, gai_strerror(gr));
+        return bt_errf(err, errlen, "listen tcp://%s:%s: %s", host, port, gai_strerror(gr));
     int fd = -1, e = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
@@ -456,7 +442,7 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
     }
     freeaddrinfo(res);
     if (fd < 0)
-        return errf(err, errlen, "listen tcp://%s:%s: %s", host, port, strerror(e));
+        return bt_errf(err, errlen, "listen tcp://%s:%s: %s", host, port, strerror(e));
     return fd;
 }
 
@@ -464,7 +450,7 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
 {
     api_server *s = calloc(1, sizeof *s);
     if (!s)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     s->m = m;
     s->o = o;
     int fd = m->api.is_unix ? listen_unix(m->api.path, err, errlen)
@@ -476,7 +462,7 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
     if (m->api.is_unix && !(s->sock_path = strdup(m->api.path))) {
         close(fd);
         free(s);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     int64_t to = m->conf.server.timeout / 1000;
     s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
@@ -494,7 +480,7 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
             unlink(s->sock_path);
         free(s->sock_path);
         free(s);
-        return errf(err, errlen, "failed to start the API server");
+        return bt_errf(err, errlen, "failed to start the API server");
     }
     *out = s;
     return 0;

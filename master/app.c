@@ -15,11 +15,11 @@ static int check_volume_path(const void *v, char *err, size_t errlen)
     size_t n = strlen(s);
     char *buf = malloc(n + 1);
     if (!buf)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int r = clean_rel_path(s, buf, n + 1);
     free(buf);
     if (r != 0)
-        return errf(err, errlen, "path (%s) escapes the work dir", s);
+        return bt_errf(err, errlen, "path (%s) escapes the work dir", s);
     return 0;
 }
 
@@ -30,11 +30,11 @@ static int check_mount_path(const void *v, char *err, size_t errlen)
     size_t n = strlen(s);
     char *buf = malloc(n + 1);
     if (!buf)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int r = clean_rel_path(s, buf, n + 1);
     free(buf);
     if (r != 0)
-        return errf(err, errlen, "path (%s) escapes the service dir", s);
+        return bt_errf(err, errlen, "path (%s) escapes the service dir", s);
     return 0;
 }
 
@@ -44,13 +44,13 @@ static int check_image(const void *v, char *err, size_t errlen)
     const char *s = *(char *const *)v;
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20)
-            return errf(err, errlen, "image (%s) contains a control character", s);
+            return bt_errf(err, errlen, "image (%s) contains a control character", s);
     size_t n = strlen(s);
     char *buf = malloc(n + 1), *tmp = strdup(s);
     if (!buf || !tmp) {
         free(buf);
         free(tmp);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     for (char *p = tmp; *p; p++)
         if (*p == ':')
@@ -60,7 +60,7 @@ static int check_image(const void *v, char *err, size_t errlen)
     free(buf);
     free(tmp);
     if (r != 0 || dotdot)
-        return errf(err, errlen, "image (%s) is not a valid package name", s);
+        return bt_errf(err, errlen, "image (%s) is not a valid package name", s);
     return 0;
 }
 
@@ -68,7 +68,7 @@ static int check_restart(void *obj, char *err, size_t errlen)
 {
     const app_restart *r = obj;
     if (r->backoff_min > r->backoff_max)
-        return errf(err, errlen, "backoff.min must not exceed backoff.max");
+        return bt_errf(err, errlen, "backoff.min must not exceed backoff.max");
     return 0;
 }
 
@@ -78,13 +78,13 @@ static int check_service(void *obj, char *err, size_t errlen)
     for (size_t i = 0; i < s->env.n; i++) {
         const char *k = s->env.keys[i];
         if (!*k || strchr(k, '='))
-            return errf(err, errlen, "env: invalid variable name (%s)", k);
+            return bt_errf(err, errlen, "env: invalid variable name (%s)", k);
     }
     for (size_t i = 0; i < s->mounts.n; i++)
         for (size_t j = 0; j < i; j++) {
             const app_mount *a = APP_MOUNT(s, i), *b = APP_MOUNT(s, j);
             if (strcmp(a->path, b->path) == 0)
-                return errf(err, errlen, "mounts[%zu].path: path (%s) is mounted twice", i, a->path);
+                return bt_errf(err, errlen, "mounts[%zu].path: path (%s) is mounted twice", i, a->path);
         }
     return 0;
 }
@@ -95,13 +95,13 @@ static int check_app(void *obj, char *err, size_t errlen)
     for (size_t i = 0; i < a->services.n; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(APP_SERVICE(a, i)->name, APP_SERVICE(a, j)->name) == 0)
-                return errf(err, errlen, "services[%zu].name: service name (%s) is duplicated", i,
-                            APP_SERVICE(a, i)->name);
+                return bt_errf(err, errlen, "services[%zu].name: service name (%s) is duplicated", i,
+                               APP_SERVICE(a, i)->name);
     for (size_t i = 0; i < a->volumes.n; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(APP_VOLUME(a, i)->name, APP_VOLUME(a, j)->name) == 0)
-                return errf(err, errlen, "volumes[%zu].name: volume name (%s) is duplicated", i,
-                            APP_VOLUME(a, i)->name);
+                return bt_errf(err, errlen, "volumes[%zu].name: volume name (%s) is duplicated", i,
+                               APP_VOLUME(a, i)->name);
     return 0;
 }
 
@@ -218,8 +218,8 @@ int app_check_mounts(const app_config *app, char *err, size_t errlen)
         const app_service *s = APP_SERVICE(app, i);
         for (size_t j = 0; j < s->mounts.n; j++)
             if (!app_find_volume(app, APP_MOUNT(s, j)->name))
-                return errf(err, errlen, "services[%zu].mounts[%zu].name: volume (%s) not found", i,
-                            j, APP_MOUNT(s, j)->name);
+                return bt_errf(err, errlen, "services[%zu].mounts[%zu].name: volume (%s) not found", i,
+                               j, APP_MOUNT(s, j)->name);
     }
     return 0;
 }

@@ -60,14 +60,14 @@ int api_addr_parse(const char *address, const char *pwd, api_addr *a, char *err,
     if (strncmp(address, "unix://", 7) == 0) {
         const char *p = address + 7;
         if (!*p)
-            return errf(err, errlen, "unix socket path is empty");
+            return bt_errf(err, errlen, "unix socket path is empty");
         a->is_unix = true;
         a->path = p[0] == '/' ? strdup(p) : path_join(pwd, p);
         if (!a->path)
-            return errf(err, errlen, "out of memory");
+            return bt_errf(err, errlen, "out of memory");
         if (strlen(a->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            errf(err, errlen, "unix socket path (%s) too long (max %zu bytes)", a->path,
-                 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            bt_errf(err, errlen, "unix socket path (%s) too long (max %zu bytes)", a->path,
+                    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             api_addr_free(a);
             return -1;
         }
@@ -79,13 +79,15 @@ int api_addr_parse(const char *address, const char *pwd, api_addr *a, char *err,
         if (hp[0] == '[') {
             const char *rb = strchr(hp, ']');
             if (!rb || rb[1] != ':')
-                return errf(err, errlen, "invalid tcp address (%s): want tcp://host:port", address);
+                return bt_errf(err, errlen, "invalid tcp address (%s): want tcp://host:port",
+                               address);
             a->host = strndup(hp + 1, (size_t)(rb - hp - 1));
             colon = rb + 1;
         } else {
             colon = strrchr(hp, ':');
             if (!colon)
-                return errf(err, errlen, "invalid tcp address (%s): want tcp://host:port", address);
+                return bt_errf(err, errlen, "invalid tcp address (%s): want tcp://host:port",
+                               address);
             a->host = strndup(hp, (size_t)(colon - hp));
         }
         const char *port = colon + 1;
@@ -94,20 +96,21 @@ int api_addr_parse(const char *address, const char *pwd, api_addr *a, char *err,
         long pn = strtol(port, &end, 10);
         if (!a->host || !*port || *end || errno || pn < 0 || pn > 65535 || strchr(port, '/')) {
             api_addr_free(a);
-            return errf(err, errlen, "invalid tcp address (%s): bad port", address);
+            return bt_errf(err, errlen, "invalid tcp address (%s): bad port", address);
         }
         a->port = strdup(port);
         if (!a->port) {
             api_addr_free(a);
-            return errf(err, errlen, "out of memory");
+            return bt_errf(err, errlen, "out of memory");
         }
         return 0;
     }
     const char *sep = strstr(address, "://");
     if (sep)
-        return errf(err, errlen, "scheme (%.*s) not supported: want unix:// or tcp://",
-                    (int)(sep - address > 32 ? 32 : sep - address), address);
-    return errf(err, errlen, "invalid address (%s): want unix:///path or tcp://host:port", address);
+        return bt_errf(err, errlen, "scheme (%.*s) not supported: want unix:// or tcp://",
+                       (int)(sep - address > 32 ? 32 : sep - address), address);
+    return bt_errf(err, errlen, "invalid address (%s): want unix:///path or tcp://host:port",
+                   address);
 }
 
 void api_addr_free(api_addr *a)

@@ -4,6 +4,7 @@
 #include "docker_api.h"
 #include "util.h"
 
+#include <baetyl/buf.h>
 #include <baetyl/json.h>
 
 #include <curl/curl.h>
@@ -33,13 +34,13 @@ int docker_client_new(const char *socket, const char *version, docker_client **o
     *out = NULL;
     unsigned ma, mi;
     if (parse_version(version, &ma, &mi) != 0)
-        return errf(err, errlen, "docker.api_version (%s) is not a version like 1.38", version ? version : "");
+        return bt_errf(err, errlen, "docker.api_version (%s) is not a version like 1.38", version ? version : "");
     if (!socket) {
         const char *h = getenv("DOCKER_HOST");
         socket = h && strncmp(h, "unix://", 7) == 0 && h[7] ? h + 7 : DOCKER_DEFAULT_SOCKET;
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return errf(err, errlen, "curl_global_init failed");
+        return bt_errf(err, errlen, "curl_global_init failed");
     docker_client *c = calloc(1, sizeof *c);
     if (c) {
         c->socket = strdup(socket);
@@ -47,7 +48,7 @@ int docker_client_new(const char *socket, const char *version, docker_client **o
     }
     if (!c || !c->socket || !c->version) {
         docker_client_free(c);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     c->major = ma;
     c->minor = mi;
@@ -99,8 +100,8 @@ static char *url_escape(const char *s, bool in_path)
 typedef struct {
     const docker_req *r;
     CURL *h;
-    char *buf;
-    size_t len, cap, max;
+    bt_buf buf; /* NUL-terminated */
+    size_t max;
     bool too_big, stopped;
     int mode; /* 0 undecided, 1 to on_data, 2 kept (an error answer of a streaming call) */
 } sink;
@@ -121,25 +122,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
         }
         return len;
     }
-    if (len > s->max - s->len) {
+    if (len > s->max - s->buf.len || bt_buf_append_nul(&s->buf, p, len) < 0) {
         s->too_big = true;
         return 0;
     }
-    if (s->len + len + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + len + 1)
-            cap *= 2;
-        char *nb = realloc(s->buf, cap);
-        if (!nb) {
-            s->too_big = true;
-            return 0;
-        }
-        s->buf = nb;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, p, len);
-    s->len += len;
-    s->buf[s->len] = '\0';
     return len;
 }
 
@@ -213,7 +199,7 @@ int docker_call(docker_client *c, const docker_req *r, char **body, size_t *len,
         curl_slist_free_all(hdrs);
         if (h)
             curl_easy_cleanup(h);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     sink s = {.r = r, .h = h, .max = r->max_body ? r->max_body : DEFAULT_MAX_BODY};
     char cerr[CURL_ERROR_SIZE] = "";
@@ -242,30 +228,29 @@ int docker_call(docker_client *c, const docker_req *r, char **body, size_t *len,
     int rc;
     if (cancelled) {
         rc = DOCKER_CANCELLED;
-        errf(err, errlen, "cancelled");
+        bt_errf(err, errlen, "cancelled");
     } else if (res == CURLE_OK || (res == CURLE_WRITE_ERROR && s.stopped)) {
         rc = (int)status;
     } else if (res == CURLE_WRITE_ERROR && s.too_big) {
-        rc = errf(err, errlen, "%s %s: the engine's answer is larger than %zu bytes", r->method, r->path, s.max);
+        rc = bt_errf(err, errlen, "%s %s: the engine's answer is larger than %zu bytes", r->method, r->path, s.max);
     } else if (res == CURLE_OPERATION_TIMEDOUT) {
         rc = DOCKER_TIMEOUT;
-        errf(err, errlen, "%s %s: timed out after %ld ms", r->method, r->path, r->timeout_ms);
+        bt_errf(err, errlen, "%s %s: timed out after %ld ms", r->method, r->path, r->timeout_ms);
     } else {
-        rc = errf(err, errlen, "docker engine (%s): %s", c->socket, cerr[0] ? cerr : curl_easy_strerror(res));
+        rc = bt_errf(err, errlen, "docker engine (%s): %s", c->socket, cerr[0] ? cerr : curl_easy_strerror(res));
     }
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);
     free(url);
     free(payload);
     if (rc >= 0 && body) {
-        if (!s.buf)
-            s.buf = strdup("");
-        *body = s.buf;
+        /* the answer's memory goes to the caller */
+        *body = s.buf.p ? (char *)s.buf.p : strdup("");
         if (len)
-            *len = s.len;
-        s.buf = NULL;
+            *len = s.buf.len;
+        s.buf.p = NULL;
     }
-    free(s.buf);
+    bt_buf_free(&s.buf);
     return rc;
 }
 
@@ -276,11 +261,11 @@ int docker_answer_error(int status, const char *body, const char *what, char *er
     if (json_is_object(j))
         msg = bt_json_get_str(j, "message");
     if (msg && *msg)
-        errf(err, errlen, "%s: %s", what, msg);
+        bt_errf(err, errlen, "%s: %s", what, msg);
     else if (body && *body)
-        errf(err, errlen, "%s: HTTP %d: %.300s", what, status, body);
+        bt_errf(err, errlen, "%s: HTTP %d: %.300s", what, status, body);
     else
-        errf(err, errlen, "%s: HTTP %d", what, status);
+        bt_errf(err, errlen, "%s: HTTP %d", what, status);
     json_decref(j);
     return -1;
 }
@@ -301,10 +286,10 @@ static int parse_answer(const char *body, int want_type, json_t **out, const cha
     char why[256];
     json_t *j = bt_json_parse(body, strlen(body), why, sizeof why);
     if (!j)
-        return errf(err, errlen, "%s: the engine's answer is not JSON: %s", what, why);
+        return bt_errf(err, errlen, "%s: the engine's answer is not JSON: %s", what, why);
     if ((int)json_typeof(j) != want_type) {
         json_decref(j);
-        return errf(err, errlen, "%s: unexpected answer from the engine", what);
+        return bt_errf(err, errlen, "%s: unexpected answer from the engine", what);
     }
     *out = j;
     return 0;
@@ -318,7 +303,7 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     docker_req r = {.method = "GET", .path = "/version", .unversioned = true, .timeout_ms = 15000, .cancel_fd = -1};
     int st = docker_call(c, &r, &body, NULL, why, sizeof why);
     if (st < 0)
-        return errf(err, errlen, "docker engine not reachable: %s", why);
+        return bt_errf(err, errlen, "docker engine not reachable: %s", why);
     json_t *j = NULL;
     int rc = 0;
     if (st != 200)
@@ -332,17 +317,17 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     unsigned amax, imax, amin = 0, imin = 0;
     if (parse_version(maxv, &amax, &imax) != 0) {
         json_decref(j);
-        return errf(err, errlen, "docker engine version: no ApiVersion in the engine's answer");
+        return bt_errf(err, errlen, "docker engine version: no ApiVersion in the engine's answer");
     }
     if (minv && parse_version(minv, &amin, &imin) != 0)
         amin = imin = 0;
     unsigned want = c->major * 1000 + c->minor;
     if (want > amax * 1000 + imax)
-        rc = errf(err, errlen, "docker.api_version (%s) is newer than the engine supports (%s): set docker.api_version in conf.yml",
-                  c->version, maxv);
+        rc = bt_errf(err, errlen, "docker.api_version (%s) is newer than the engine supports (%s): set docker.api_version in conf.yml",
+                     c->version, maxv);
     else if (minv && want < amin * 1000 + imin)
-        rc = errf(err, errlen, "docker.api_version (%s) is older than the engine supports (%s to %s): set docker.api_version in conf.yml",
-                  c->version, minv, maxv);
+        rc = bt_errf(err, errlen, "docker.api_version (%s) is older than the engine supports (%s to %s): set docker.api_version in conf.yml",
+                     c->version, minv, maxv);
     json_decref(j);
     return rc;
 }
@@ -352,7 +337,7 @@ int docker_image_present(docker_client *c, const char *image, char *err, size_t 
     char *e = url_escape(image, true), *path = e ? str_printf("/images/%s/json", e) : NULL, *body = NULL;
     free(e);
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int st = simple(c, "GET", path, NULL, CALL_TIMEOUT_MS, &body, err, errlen);
     free(path);
     int rc = st == 200 ? 1 : st == 404 ? 0 : -1;
@@ -427,7 +412,7 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
 {
     char repo[1024], tag[256];
     if (docker_image_split(image, repo, sizeof repo, tag, sizeof tag) != 0)
-        return errf(err, errlen, "image (%s) is not a valid reference", image);
+        return bt_errf(err, errlen, "image (%s) is not a valid reference", image);
     char *er = url_escape(repo, false), *et = url_escape(tag, false);
     char *path = er && et ? (tag[0] ? str_printf("/images/create?fromImage=%s&tag=%s", er, et)
                                     : str_printf("/images/create?fromImage=%s", er))
@@ -435,11 +420,11 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
     free(er);
     free(et);
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     pull_state *p = calloc(1, sizeof *p);
     if (!p) {
         free(path);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     char *body = NULL;
     docker_req r = {.method = "POST", .path = path, .timeout_ms = 3600 * 1000L, .cancel_fd = -1,
@@ -455,7 +440,7 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
         if (p->n && !p->skipping)
             pull_line(p);
         if (p->error[0])
-            rc = errf(err, errlen, "pull: %s", p->error);
+            rc = bt_errf(err, errlen, "pull: %s", p->error);
     }
     free(body);
     free(p);
@@ -467,7 +452,7 @@ int docker_network_ensure(docker_client *c, const char *name, char *err, size_t 
     char *e = url_escape(name, false), *path = e ? str_printf("/networks/%s", e) : NULL, *body = NULL;
     free(e);
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int st = simple(c, "GET", path, NULL, CALL_TIMEOUT_MS, &body, err, errlen);
     free(path);
     if (st == 200) {
@@ -485,7 +470,7 @@ int docker_network_ensure(docker_client *c, const char *name, char *err, size_t 
     json_t *req = json_pack("{s:s,s:s,s:b,s:{s:s}}", "Name", name, "Driver", "bridge", "CheckDuplicate", 1,
                             "Labels", "baetyl", "baetyl");
     if (!req)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     st = simple(c, "POST", "/networks/create", req, CALL_TIMEOUT_MS, &body, err, errlen);
     json_decref(req);
     int rc = st == 201 ? 1 : st == 409 ? 0 : -1; /* 409: made meanwhile by someone else */
@@ -524,7 +509,7 @@ int docker_container_create(docker_client *c, const char *name, const json_t *co
     char *body = NULL;
     free(e);
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int st = simple(c, "POST", path, config, CALL_TIMEOUT_MS, &body, err, errlen);
     free(path);
     int rc = -1;
@@ -533,7 +518,7 @@ int docker_container_create(docker_client *c, const char *name, const json_t *co
         if (parse_answer(body, JSON_OBJECT, &j, "create container", err, errlen) == 0) {
             const char *cid = bt_json_get_str(j, "Id");
             if (!cid || !valid_id(cid) || strlen(cid) >= idlen)
-                errf(err, errlen, "create container: the engine gave no valid container id");
+                bt_errf(err, errlen, "create container: the engine gave no valid container id");
             else {
                 snprintf(id, idlen, "%s", cid);
                 rc = 0;
@@ -556,7 +541,7 @@ static int container_op(docker_client *c, const char *method, const char *id, co
 {
     char *path = container_path(id, suffix), *body = NULL;
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int st = simple(c, method, path, NULL, timeout_ms, &body, err, errlen);
     free(path);
     int rc = -1;
@@ -606,7 +591,7 @@ int docker_container_wait(docker_client *c, const char *id, int timeout_ms, int 
     *code = -1;
     char *path = container_path(id, "/wait?condition=not-running"), *body = NULL;
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     docker_req r = {.method = "POST", .path = path, .cancel_fd = cancel_fd,
                     .timeout_ms = timeout_ms < 0 ? 0 : timeout_ms == 0 ? 1 : timeout_ms};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
@@ -639,7 +624,7 @@ int docker_container_inspect(docker_client *c, const char *id, json_t **out, cha
     *out = NULL;
     char *path = container_path(id, "/json"), *body = NULL;
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int st = simple(c, "GET", path, NULL, CALL_TIMEOUT_MS, &body, err, errlen);
     free(path);
     int rc = -1;
@@ -663,7 +648,7 @@ int docker_container_list(docker_client *c, const char *label, json_t **out, cha
     free(fs);
     free(e);
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     docker_req r = {.method = "GET", .path = path, .timeout_ms = CALL_TIMEOUT_MS, .cancel_fd = -1,
                     .max_body = 16u << 20};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
@@ -683,7 +668,7 @@ int docker_container_stats(docker_client *c, const char *id, int cancel_fd, json
     *out = NULL;
     char *path = container_path(id, "/stats?stream=false"), *body = NULL;
     if (!path)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     docker_req r = {.method = "GET", .path = path, .timeout_ms = 20000, .cancel_fd = cancel_fd};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
     free(path);
@@ -799,7 +784,7 @@ int docker_container_logs(docker_client *c, const char *id, int tail, size_t max
     if (!path || !s) {
         free(path);
         free(s);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     docker_demux_init(&s->d, line, arg);
     s->budget = max_bytes ? max_bytes : 1;

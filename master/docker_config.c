@@ -40,7 +40,7 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
 {
     size_t n = strlen(spec);
     if (n == 0 || n > 128)
-        return errf(err, errlen, "port (%s) is empty or too long", spec);
+        return bt_errf(err, errlen, "port (%s) is empty or too long", spec);
     char buf[130];
     memcpy(buf, spec, n + 1);
     const char *proto = "tcp";
@@ -49,7 +49,7 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
         *slash = '\0';
         proto = slash + 1;
         if (strcmp(proto, "tcp") != 0 && strcmp(proto, "udp") != 0 && strcmp(proto, "sctp") != 0)
-            return errf(err, errlen, "port (%s): protocol must be tcp, udp or sctp", spec);
+            return bt_errf(err, errlen, "port (%s): protocol must be tcp, udp or sctp", spec);
     }
     /* Split into ip, host and container parts; an IPv6 address comes in brackets. */
     char ip[64] = "";
@@ -57,12 +57,12 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
         if (!close || close[1] != ':' || (size_t)(close - buf - 1) >= sizeof ip)
-            return errf(err, errlen, "port (%s): bad IPv6 address (use [addr]:host:container)", spec);
+            return bt_errf(err, errlen, "port (%s): bad IPv6 address (use [addr]:host:container)", spec);
         memcpy(ip, buf + 1, (size_t)(close - buf - 1));
         ip[close - buf - 1] = '\0';
         rest = close + 2;
         if (!strchr(rest, ':'))
-            return errf(err, errlen, "port (%s): an address needs host:container after it", spec);
+            return bt_errf(err, errlen, "port (%s): an address needs host:container after it", spec);
     }
     char *parts[3];
     int np = 0;
@@ -70,20 +70,20 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
     for (char *p = rest; *p; p++)
         if (*p == ':') {
             if (np == 3)
-                return errf(err, errlen, "port (%s): too many ':' (write an IPv6 address in brackets)", spec);
+                return bt_errf(err, errlen, "port (%s): too many ':' (write an IPv6 address in brackets)", spec);
             *p = '\0';
             parts[np++] = p + 1;
         }
     const char *host = "", *ctr;
     if (ip[0]) {
         if (np != 2)
-            return errf(err, errlen, "port (%s): expected [addr]:host:container", spec);
+            return bt_errf(err, errlen, "port (%s): expected [addr]:host:container", spec);
         host = parts[0];
         ctr = parts[1];
     } else if (np == 3) {
         snprintf(ip, sizeof ip, "%s", parts[0]);
         if (strlen(parts[0]) >= sizeof ip)
-            return errf(err, errlen, "port (%s): address too long", spec);
+            return bt_errf(err, errlen, "port (%s): address too long", spec);
         host = parts[1];
         ctr = parts[2];
     } else if (np == 2) {
@@ -95,16 +95,16 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
     if (ip[0]) {
         unsigned char a[16];
         if (inet_pton(AF_INET, ip, a) != 1 && inet_pton(AF_INET6, ip, a) != 1)
-            return errf(err, errlen, "port (%s): (%s) is not an IP address", spec, ip);
+            return bt_errf(err, errlen, "port (%s): (%s) is not an IP address", spec, ip);
     }
     unsigned clo, chi, hlo = 0, hhi = 0;
     if (parse_range(ctr, strlen(ctr), &clo, &chi) != 0)
-        return errf(err, errlen, "port (%s): container port (%s) is not a port or range in 1-65535", spec, ctr);
+        return bt_errf(err, errlen, "port (%s): container port (%s) is not a port or range in 1-65535", spec, ctr);
     if (*host && parse_range(host, strlen(host), &hlo, &hhi) != 0)
-        return errf(err, errlen, "port (%s): host port (%s) is not a port or range in 1-65535", spec, host);
+        return bt_errf(err, errlen, "port (%s): host port (%s) is not a port or range in 1-65535", spec, host);
     bool host_range = *host && hhi != hlo;
     if (chi != clo && *host && (!host_range || hhi - hlo != chi - clo))
-        return errf(err, errlen, "port (%s): host and container ranges differ in size", spec);
+        return bt_errf(err, errlen, "port (%s): host and container ranges differ in size", spec);
     for (unsigned p = clo; p <= chi; p++) {
         char key[24], hp[16];
         snprintf(key, sizeof key, "%u/%s", p, proto);
@@ -120,11 +120,11 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
         if (!list) {
             list = json_array();
             if (!list || json_object_set_new(bindings, key, list) != 0)
-                return errf(err, errlen, "out of memory");
+                return bt_errf(err, errlen, "out of memory");
         }
         if (json_object_set_new(exposed, key, json_object()) != 0 ||
             json_array_append_new(list, json_pack("{s:s,s:s}", "HostIp", ip, "HostPort", hp)) != 0)
-            return errf(err, errlen, "out of memory");
+            return bt_errf(err, errlen, "out of memory");
     }
     return 0;
 }
@@ -143,12 +143,12 @@ json_t *docker_device(const char *spec, char *err, size_t errlen)
 {
     size_t n = strlen(spec);
     if (n == 0 || n > 4096) {
-        errf(err, errlen, "device (%s) is empty or too long", spec);
+        bt_errf(err, errlen, "device (%s) is empty or too long", spec);
         return NULL;
     }
     char *buf = strdup(spec);
     if (!buf) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         return NULL;
     }
     char *parts[3];
@@ -158,7 +158,7 @@ json_t *docker_device(const char *spec, char *err, size_t errlen)
         if (*p == ':') {
             if (np == 3) {
                 free(buf);
-                errf(err, errlen, "device (%s): expected host[:container][:perms]", spec);
+                bt_errf(err, errlen, "device (%s): expected host[:container][:perms]", spec);
                 return NULL;
             }
             *p = '\0';
@@ -169,7 +169,7 @@ json_t *docker_device(const char *spec, char *err, size_t errlen)
         ctr = parts[1];
         perms = parts[2];
         if (!valid_perms(perms)) {
-            errf(err, errlen, "device (%s): permissions (%s) must be made of r, w and m", spec, perms);
+            bt_errf(err, errlen, "device (%s): permissions (%s) must be made of r, w and m", spec, perms);
             free(buf);
             return NULL;
         }
@@ -181,10 +181,10 @@ json_t *docker_device(const char *spec, char *err, size_t errlen)
     }
     json_t *d = NULL;
     if (host[0] != '/' || ctr[0] != '/')
-        errf(err, errlen, "device (%s): device paths must be absolute", spec);
+        bt_errf(err, errlen, "device (%s): device paths must be absolute", spec);
     else if (!(d = json_pack("{s:s,s:s,s:s}", "PathOnHost", host, "PathInContainer", ctr, "CgroupPermissions",
                              perms)))
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
     free(buf);
     return d;
 }
@@ -194,19 +194,19 @@ char *docker_mount_source(const char *pwd, const app_config *app, const app_moun
 {
     const app_volume *v = app_find_volume(app, m->name);
     if (!v) {
-        errf(err, errlen, "volume (%s) not found", m->name);
+        bt_errf(err, errlen, "volume (%s) not found", m->name);
         return NULL;
     }
     size_t lv = strlen(v->path) + 1;
     char *rel = malloc(lv), *src = NULL;
     if (!rel)
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
     else if (clean_rel_path(v->path, rel, lv) != 0)
-        errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
+        bt_errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
     else if (!(src = path_join(pwd, rel)))
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
     else if (strchr(src, ':')) {
-        errf(err, errlen, "volume (%s): a bind source cannot contain ':' (%s)", v->name, src);
+        bt_errf(err, errlen, "volume (%s): a bind source cannot contain ':' (%s)", v->name, src);
         free(src);
         src = NULL;
     }
@@ -223,13 +223,13 @@ static char *bind_of(const docker_ctx *ctx, const app_config *app, const app_mou
     size_t lm = strlen(m->path) + 1;
     char *dst = malloc(lm), *b = NULL;
     if (!dst)
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
     else if (clean_rel_path(m->path, dst, lm) != 0)
-        errf(err, errlen, "mount (%s): path (%s) escapes the container's root", m->name, m->path);
+        bt_errf(err, errlen, "mount (%s): path (%s) escapes the container's root", m->name, m->path);
     else if (strchr(dst, ':'))
-        errf(err, errlen, "mount (%s): a bind target cannot contain ':' (%s)", m->name, m->path);
+        bt_errf(err, errlen, "mount (%s): a bind target cannot contain ':' (%s)", m->name, m->path);
     else if (!(b = str_printf("%s:/%s%s", src, dst, m->readonly ? ":ro" : "")))
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
     free(src);
     free(dst);
     return b;
@@ -241,7 +241,7 @@ static int add_resources(const app_resources *r, json_t *hc, char *err, size_t e
     if (r->cpus > 0) {
         double nano = r->cpus * 1e9;
         if (!(nano < 9e18))
-            return errf(err, errlen, "resources.cpu.cpus (%g) is too large", r->cpus);
+            return bt_errf(err, errlen, "resources.cpu.cpus (%g) is too large", r->cpus);
         bad |= json_object_set_new(hc, "NanoCpus", json_integer((json_int_t)llround(nano)));
     }
     if (r->setcpus && *r->setcpus)
@@ -252,7 +252,7 @@ static int add_resources(const app_resources *r, json_t *hc, char *err, size_t e
         bad |= json_object_set_new(hc, "MemorySwap", json_integer(r->memory_swap));
     if (r->pids_limit != 0)
         bad |= json_object_set_new(hc, "PidsLimit", json_integer(r->pids_limit));
-    return bad ? errf(err, errlen, "out of memory") : 0;
+    return bad ? bt_errf(err, errlen, "out of memory") : 0;
 }
 
 json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, const app_service *svc,
@@ -263,30 +263,30 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
     char why[512];
     int rc = 0;
     if (!cfg || !hc || !binds || !exposed || !pb || !devs)
-        rc = errf(err, errlen, "out of memory");
+        rc = bt_errf(err, errlen, "out of memory");
     for (size_t i = 0; rc == 0 && i < svc->mounts.n; i++) {
         char *b = bind_of(ctx, app, APP_MOUNT(svc, i), err, errlen);
         if (!b || json_array_append_new(binds, json_string(b)) != 0)
-            rc = b ? errf(err, errlen, "out of memory") : -1;
+            rc = b ? bt_errf(err, errlen, "out of memory") : -1;
         free(b);
     }
     if (rc == 0 && ctx->api_socket) {
         char *b = str_printf("%s:%s:ro", ctx->api_socket, DOCKER_API_SOCKET);
         if (!b)
-            rc = errf(err, errlen, "out of memory");
+            rc = bt_errf(err, errlen, "out of memory");
         else if (strchr(ctx->api_socket, ':'))
-            rc = errf(err, errlen, "the API socket path (%s) cannot contain ':' in a bind", ctx->api_socket);
+            rc = bt_errf(err, errlen, "the API socket path (%s) cannot contain ':' in a bind", ctx->api_socket);
         else if (json_array_append_new(binds, json_string(b)) != 0)
-            rc = errf(err, errlen, "out of memory");
+            rc = bt_errf(err, errlen, "out of memory");
         free(b);
     }
     for (size_t i = 0; rc == 0 && i < svc->ports.n; i++)
         if (docker_add_port(BT_CFG_AT(svc->ports, char *, i), exposed, pb, why, sizeof why) != 0)
-            rc = errf(err, errlen, "ports[%zu]: %s", i, why);
+            rc = bt_errf(err, errlen, "ports[%zu]: %s", i, why);
     for (size_t i = 0; rc == 0 && i < svc->devices.n; i++) {
         json_t *d = docker_device(BT_CFG_AT(svc->devices, char *, i), why, sizeof why);
         if (!d)
-            rc = errf(err, errlen, "devices[%zu]: %s", i, why);
+            rc = bt_errf(err, errlen, "devices[%zu]: %s", i, why);
         else
             json_array_append_new(devs, d);
     }
@@ -314,7 +314,7 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         bad |= json_object_set_new(cfg, "NetworkingConfig",
                                    json_pack("{s:{s:{s:[s]}}}", "EndpointsConfig", ctx->network, "Aliases", svc->name));
         if (bad)
-            rc = errf(err, errlen, "out of memory");
+            rc = bt_errf(err, errlen, "out of memory");
     }
     json_decref(hc);
     json_decref(binds);
@@ -332,16 +332,16 @@ int docker_check_app(const app_config *app, char *err, size_t errlen)
 {
     char why[512];
     json_t *exposed = json_object(), *pb = json_object();
-    int rc = exposed && pb ? 0 : errf(err, errlen, "out of memory");
+    int rc = exposed && pb ? 0 : bt_errf(err, errlen, "out of memory");
     for (size_t i = 0; rc == 0 && i < app->services.n; i++) {
         const app_service *s = APP_SERVICE(app, i);
         for (size_t j = 0; rc == 0 && j < s->ports.n; j++)
             if (docker_add_port(BT_CFG_AT(s->ports, char *, j), exposed, pb, why, sizeof why) != 0)
-                rc = errf(err, errlen, "services[%zu].ports[%zu]: %s", i, j, why);
+                rc = bt_errf(err, errlen, "services[%zu].ports[%zu]: %s", i, j, why);
         for (size_t j = 0; rc == 0 && j < s->devices.n; j++) {
             json_t *d = docker_device(BT_CFG_AT(s->devices, char *, j), why, sizeof why);
             if (!d)
-                rc = errf(err, errlen, "services[%zu].devices[%zu]: %s", i, j, why);
+                rc = bt_errf(err, errlen, "services[%zu].devices[%zu]: %s", i, j, why);
             json_decref(d);
         }
         json_object_clear(exposed);

@@ -11,7 +11,7 @@ int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char 
         return engine_native_new(opts, out, err, errlen);
     if (strcmp(mode, "docker") == 0)
         return engine_docker_new(opts, out, err, errlen);
-    return errf(err, errlen, "mode (%s) not supported", mode);
+    return bt_errf(err, errlen, "mode (%s) not supported", mode);
 }
 
 void engine_free(bt_engine *e)

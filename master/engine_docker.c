@@ -66,7 +66,7 @@ static int docker_prepare(bt_engine *e, const app_config *app, char *err, size_t
     char why[1024];
     int r = docker_network_ensure(p->c, DOCKER_NETWORK, why, sizeof why);
     if (r < 0)
-        return errf(err, errlen, "failed to create network (%s): %s", DOCKER_NETWORK, why);
+        return bt_errf(err, errlen, "failed to create network (%s): %s", DOCKER_NETWORK, why);
     bt_logkv(r == 1 ? BT_LOG_INFO : BT_LOG_DEBUG, r == 1 ? "network (" DOCKER_NETWORK ") created"
                                                          : "network (" DOCKER_NETWORK ") exists",
              "engine", "docker", NULL);
@@ -116,12 +116,12 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     char why[1024];
     int present = docker_image_present(p->c, svc->image, why, sizeof why);
     if (present < 0)
-        return errf(err, errlen, "image (%s): %s", svc->image, why);
+        return bt_errf(err, errlen, "image (%s): %s", svc->image, why);
     if (present == 0) {
         const char *pe = json_string_value(json_object_get(p->pull_errors, svc->image));
         if (pe)
-            return errf(err, errlen, "image (%s) not found: %s", svc->image, pe);
-        return errf(err, errlen, "image (%s) not found", svc->image);
+            return bt_errf(err, errlen, "image (%s) not found: %s", svc->image, pe);
+        return bt_errf(err, errlen, "image (%s) not found", svc->image);
     }
     docker_ctx ctx = {.pwd = e->opts.pwd, .api_socket = e->opts.api->is_unix ? e->opts.api->path : NULL,
                       .network = DOCKER_NETWORK};
@@ -145,7 +145,7 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     if (!s || !(s->name = strdup(svc->name))) {
         free(s);
         json_decref(tmpl);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     s->tmpl = tmpl;
     *state = s;
@@ -172,7 +172,7 @@ static int clear_name(docker_priv *p, const char *name, char *err, size_t errlen
     snprintf(id, sizeof id, "%s", bt_json_get_str(j, "Id") ? bt_json_get_str(j, "Id") : name);
     json_decref(j);
     if (!label || strcmp(label, "baetyl") != 0)
-        return errf(err, errlen, "container name (%s) is taken by a container not managed by baetyl", name);
+        return bt_errf(err, errlen, "container name (%s) is taken by a container not managed by baetyl", name);
     bt_logkv(BT_LOG_WARN, "removing an old container of the same name", "engine", "docker", "container", name, NULL);
     return docker_container_remove(p->c, id, true, err, errlen);
 }
@@ -191,7 +191,7 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     if (bad || json_object_set(body, "Env", jenv) != 0) {
         json_decref(body);
         json_decref(jenv);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     json_decref(jenv);
     char id[80], why[1024];
@@ -200,11 +200,11 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
         r = docker_container_create(p->c, instance, body, id, sizeof id, why, sizeof why);
     json_decref(body);
     if (r != 0)
-        return errf(err, errlen, "failed to start instance (%s): %s", instance, why);
+        return bt_errf(err, errlen, "failed to start instance (%s): %s", instance, why);
     if (docker_container_start(p->c, id, why, sizeof why) != 0) {
         char ignored[256];
         docker_container_remove(p->c, id, true, ignored, sizeof ignored);
-        return errf(err, errlen, "failed to start instance (%s): %s", instance, why);
+        return bt_errf(err, errlen, "failed to start instance (%s): %s", instance, why);
     }
     snprintf(out->id, sizeof out->id, "%s", id);
     snprintf(out->name, sizeof out->name, "%s", instance);
@@ -492,7 +492,7 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
     if (!e || !p) {
         free(e);
         free(p);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     e->ops = &docker_ops;
     e->opts = *opts;
@@ -509,7 +509,7 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
     }
     char why[1024];
     if (docker_check_version(p->c, why, sizeof why) != 0) {
-        errf(err, errlen, "docker engine (%s): %s", docker_client_socket(p->c), why);
+        bt_errf(err, errlen, "docker engine (%s): %s", docker_client_socket(p->c), why);
         docker_destroy(e);
         return -1;
     }
@@ -521,12 +521,12 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
     p->quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!e->api_env || !p->pull_errors || p->quit_fd < 0) {
         docker_destroy(e);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     int rc = pthread_create(&p->thread, NULL, stats_main, p);
     if (rc != 0) {
         docker_destroy(e);
-        return errf(err, errlen, "failed to start the stats thread: %s", strerror(rc));
+        return bt_errf(err, errlen, "failed to start the stats thread: %s", strerror(rc));
     }
     p->thread_started = true;
     bt_logkv(BT_LOG_INFO, "docker engine ready", "engine", "docker", "socket", docker_client_socket(p->c),

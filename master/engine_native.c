@@ -63,13 +63,13 @@ static int link_mount(const char *src, const char *dst, char *err, size_t errlen
         return -1;
     char *parent = strdup(dst);
     if (!parent)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int r = mkdir_p(dirname(parent), 0755, err, errlen);
     free(parent);
     if (r != 0)
         return -1;
     if (symlink(src, dst) != 0)
-        return errf(err, errlen, "link %s -> %s: %s", dst, src, strerror(errno));
+        return bt_errf(err, errlen, "link %s -> %s: %s", dst, src, strerror(errno));
     return 0;
 }
 
@@ -80,18 +80,18 @@ static int mount_all(bt_engine *e, const app_config *app, const app_service *svc
         const app_mount *m = APP_MOUNT(svc, i);
         const app_volume *v = app_find_volume(app, m->name);
         if (!v)
-            return errf(err, errlen, "volume (%s) not found", m->name);
+            return bt_errf(err, errlen, "volume (%s) not found", m->name);
         size_t lv = strlen(v->path) + 1, lm = strlen(m->path) + 1;
         char *vrel = malloc(lv), *mrel = malloc(lm), *src = NULL, *dst = NULL;
         int r;
         if (!vrel || !mrel)
-            r = errf(err, errlen, "out of memory");
+            r = bt_errf(err, errlen, "out of memory");
         else if (clean_rel_path(v->path, vrel, lv) != 0)
-            r = errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
+            r = bt_errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
         else if (clean_rel_path(m->path, mrel, lm) != 0)
-            r = errf(err, errlen, "mount (%s): path (%s) escapes the service dir", m->name, m->path);
+            r = bt_errf(err, errlen, "mount (%s): path (%s) escapes the service dir", m->name, m->path);
         else if (!(src = path_join(e->opts.pwd, vrel)) || !(dst = path_join(dir, mrel)))
-            r = errf(err, errlen, "out of memory");
+            r = bt_errf(err, errlen, "out of memory");
         else
             r = link_mount(src, dst, err, errlen);
         free(vrel);
@@ -104,12 +104,12 @@ static int mount_all(bt_engine *e, const app_config *app, const app_service *svc
     if (e->opts.api->is_unix) {
         char *dst = path_join(dir, SOCK_LINK);
         if (!dst)
-            return errf(err, errlen, "out of memory");
+            return bt_errf(err, errlen, "out of memory");
         char *parent = strdup(dst);
-        int r = parent ? mkdir_p(dirname(parent), 0755, err, errlen) : errf(err, errlen, "out of memory");
+        int r = parent ? mkdir_p(dirname(parent), 0755, err, errlen) : bt_errf(err, errlen, "out of memory");
         free(parent);
         if (r == 0 && symlink(e->opts.api->path, dst) != 0)
-            r = errf(err, errlen, "link %s -> %s: %s", dst, e->opts.api->path, strerror(errno));
+            r = bt_errf(err, errlen, "link %s -> %s: %s", dst, e->opts.api->path, strerror(errno));
         free(dst);
         if (r != 0)
             return -1;
@@ -129,56 +129,56 @@ static int find_program(const app_service *svc, const char *dir, char **exec, ch
     char why[512];
     int rc = -1;
     if (!image || !clean) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         goto out;
     }
     for (char *p = image; *p; p++)
         if (*p == ':')
             *p = '/';
     if (clean_rel_path(image, clean, n) != 0) {
-        errf(err, errlen, "image (%s) is not a valid package name", svc->image);
+        bt_errf(err, errlen, "image (%s) is not a valid package name", svc->image);
         goto out;
     }
     pkgdir = str_printf("%s/lib/baetyl/%s", dir, clean);
     pkgfile = pkgdir ? str_printf("%s/package.yml", pkgdir) : NULL;
     if (!pkgfile) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         goto out;
     }
     if (bt_cfg_load_file(&package_schema, &pkg, pkgfile, why, sizeof why) != 0) {
-        errf(err, errlen, "package (%s) not usable: %s", svc->image, why);
+        bt_errf(err, errlen, "package (%s) not usable: %s", svc->image, why);
         goto out;
     }
     loaded = true;
     size_t le = strlen(pkg.entry) + 1;
     entry = malloc(le);
     if (!entry) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         goto out;
     }
     if (pkg.entry[0] == '/' || clean_rel_path(pkg.entry, entry, le) != 0) {
-        errf(err, errlen, "package (%s): entry (%s) must be a path inside the package (%s)",
-             svc->image, pkg.entry, pkgfile);
+        bt_errf(err, errlen, "package (%s): entry (%s) must be a path inside the package (%s)",
+                svc->image, pkg.entry, pkgfile);
         goto out;
     }
     prog = path_join(pkgdir, entry);
     if (!prog) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         goto out;
     }
     struct stat st;
     if (stat(prog, &st) != 0) {
-        errf(err, errlen, "package (%s): entry program %s: %s", svc->image, prog, strerror(errno));
+        bt_errf(err, errlen, "package (%s): entry program %s: %s", svc->image, prog, strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        errf(err, errlen, "package (%s): entry program %s is not a regular file", svc->image, prog);
+        bt_errf(err, errlen, "package (%s): entry program %s is not a regular file", svc->image, prog);
         goto out;
     }
     /* Packages unpacked from zip volumes lose their mode bits: add x like Baetyl 1.0 did. */
     if (access(prog, X_OK) != 0 && chmod(prog, st.st_mode | 0111) != 0) {
-        errf(err, errlen, "package (%s): entry program %s is not executable: %s", svc->image, prog,
-             strerror(errno));
+        bt_errf(err, errlen, "package (%s): entry program %s is not executable: %s", svc->image, prog,
+                strerror(errno));
         goto out;
     }
     *exec = prog;
@@ -248,12 +248,12 @@ int native_check_packages(const char *pwd, const app_config *app, char *err, siz
         const app_service *svc = APP_SERVICE(app, i);
         char *p = package_host_path(pwd, app, svc);
         if (!p)
-            return errf(err, errlen, "services[%zu]: no mount provides the package (lib/baetyl/%s)", i,
-                        svc->image);
+            return bt_errf(err, errlen, "services[%zu]: no mount provides the package (lib/baetyl/%s)", i,
+                           svc->image);
         int ok = is_regular_file(p);
         if (!ok)
-            errf(err, errlen, "services[%zu]: package (%s) not found: %s: %s", i, svc->image, p,
-                 strerror(ENOENT));
+            bt_errf(err, errlen, "services[%zu]: package (%s) not found: %s: %s", i, svc->image, p,
+                    strerror(ENOENT));
         free(p);
         if (!ok)
             return -1;
@@ -272,19 +272,19 @@ static int native_start_service(bt_engine *e, const app_config *app, const app_s
     *state = NULL;
     native_svc *s = calloc(1, sizeof *s);
     if (!s)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     s->name = strdup(svc->name);
     s->dir = str_printf("%s/%s/%s", e->opts.pwd, SERVICES_DIR, svc->name);
     s->args = calloc(svc->args.n + 1, sizeof(char *));
     if (!s->name || !s->dir || !s->args) {
         native_svc_free(s);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     for (size_t i = 0; i < svc->args.n; i++) {
         s->args[i] = strdup(BT_CFG_AT(svc->args, char *, i));
         if (!s->args[i]) {
             native_svc_free(s);
-            return errf(err, errlen, "out of memory");
+            return bt_errf(err, errlen, "out of memory");
         }
         s->nargs++;
     }
@@ -318,7 +318,7 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     out->wait_fd = -1;
     char **argv = calloc(s->nargs + 2, sizeof(char *));
     if (!argv)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     argv[0] = (char *)instance;
     for (size_t i = 0; i < s->nargs; i++)
         argv[i + 1] = s->args[i];
@@ -343,8 +343,8 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     posix_spawnattr_destroy(&attr);
     free(argv);
     if (rc != 0)
-        return errf(err, errlen, "failed to start instance (%s): exec %s: %s", instance, s->exec,
-                    strerror(rc));
+        return bt_errf(err, errlen, "failed to start instance (%s): exec %s: %s", instance, s->exec,
+                       strerror(rc));
     out->pid = pid;
     out->wait_fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (out->wait_fd >= 0)
@@ -534,7 +534,7 @@ int engine_native_new(const engine_opts *opts, bt_engine **out, char *err, size_
 {
     bt_engine *e = calloc(1, sizeof *e);
     if (!e)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     e->ops = &native_ops;
     e->opts = *opts;
     if (opts->api->is_unix)
@@ -545,7 +545,7 @@ int engine_native_new(const engine_opts *opts, bt_engine **out, char *err, size_
         e->api_env = str_printf("tcp://%s:%s", opts->api->host, opts->api->port);
     if (!e->api_env) {
         free(e);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     *out = e;
     return 0;

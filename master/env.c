@@ -139,7 +139,7 @@ char **env_build(master *m, const m_service *s, const char *instance, bool dynam
     bad |= set_twin(&e, "SERVICE_INSTANCE_NAME", instance);
     if (bad || !e.v) {
         env_free(e.v);
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         return NULL;
     }
     return e.v;

@@ -30,11 +30,11 @@ int master_init(master *m, const char *pwd, master_conf *conf, api_addr *api, bt
     m->sampler = host_sampler_new();
     if (!m->pwd || !m->conf_version || !m->error || !m->sampler) {
         master_destroy(m);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     if (random_hex(m->cli_token, 32) != 0) {
         master_destroy(m);
-        return errf(err, errlen, "no random source: %s", strerror(errno));
+        return bt_errf(err, errlen, "no random source: %s", strerror(errno));
     }
     host_id(m->host_id, sizeof m->host_id);
     if (m->conf.snfile && *m->conf.snfile) {
@@ -114,7 +114,7 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
 {
     m_instance *in = calloc(1, sizeof *in);
     if (!in) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         return NULL;
     }
     in->m = m;
@@ -129,7 +129,7 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
         return NULL;
     }
     if (!in->name || !in->reported) {
-        errf(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         instance_free(in);
         return NULL;
     }
@@ -265,21 +265,21 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     char tok[65];
     if (!s || random_hex(tok, 32) != 0) {
         free(s);
-        return errf(err, errlen, "failed to start service (%s): no memory or random source", cfg->name);
+        return bt_errf(err, errlen, "failed to start service (%s): no memory or random source", cfg->name);
     }
     pthread_mutex_init(&s->inst_mu, NULL);
     s->name = strdup(cfg->name);
     s->token = strdup(tok);
     if (!s->name || !s->token || app_service_copy(&s->cfg, cfg) != 0) {
         service_free(s);
-        return errf(err, errlen, "failed to start service (%s): out of memory", cfg->name);
+        return bt_errf(err, errlen, "failed to start service (%s): out of memory", cfg->name);
     }
     if (e->ops->start_service(e, app, cfg, &s->eng_state, why, sizeof why) != 0) {
         service_free(s);
         char msg[160];
         snprintf(msg, sizeof msg, "failed to start service (%s)", cfg->name);
         bt_logkv(BT_LOG_ERROR, msg, "error", why, NULL);
-        return errf(err, errlen, "failed to start service (%s): %s", cfg->name, why);
+        return bt_errf(err, errlen, "failed to start service (%s): %s", cfg->name, why);
     }
     /* Listed (and its token valid) before its instances start, so they can call the API. */
     pthread_mutex_lock(&m->mu);
@@ -300,7 +300,7 @@ static int start_service(master *m, const app_config *app, const app_service *cf
             char msg[160];
             snprintf(msg, sizeof msg, "failed to start service (%s)", cfg->name);
             bt_logkv(BT_LOG_ERROR, msg, "error", why, NULL);
-            return errf(err, errlen, "failed to start service (%s): %s", cfg->name, why);
+            return bt_errf(err, errlen, "failed to start service (%s): %s", cfg->name, why);
         }
     }
     char msg[160];
@@ -362,7 +362,7 @@ int master_instance_start(master *m, const char *svc, const char *inst, json_t *
 {
     m_service *s = service_ref(m, svc);
     if (!s)
-        return errf(err, errlen, "service (%s) not found", svc);
+        return bt_errf(err, errlen, "service (%s) not found", svc);
     pthread_mutex_lock(&s->inst_mu);
     /* The instance of that name (replaced) and any whose supervision ended (freed). */
     m_instance *old[64];
@@ -384,7 +384,7 @@ int master_instance_start(master *m, const char *svc, const char *inst, json_t *
     int rc = 0;
     if (!in || sup_launch(m, in, why, sizeof why) != 0) {
         instance_free(in);
-        rc = errf(err, errlen, "%s", why);
+        rc = bt_errf(err, errlen, "%s", why);
     }
     pthread_mutex_unlock(&s->inst_mu);
     service_unref(m, s);
@@ -398,7 +398,7 @@ int master_instance_stop(master *m, const char *svc, const char *inst, char *err
         pthread_mutex_lock(&m->mu);
         bool stopping = find_service(m, svc) != NULL; /* listed, so stopping: done soon */
         pthread_mutex_unlock(&m->mu);
-        return stopping ? 0 : errf(err, errlen, "service (%s) not found", svc);
+        return stopping ? 0 : bt_errf(err, errlen, "service (%s) not found", svc);
     }
     pthread_mutex_lock(&s->inst_mu);
     pthread_mutex_lock(&m->mu);
@@ -423,13 +423,13 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
     m_service *s = find_service(m, svc);
     m_instance *in = s ? find_instance(s, inst) : NULL;
     if (!s || s->stopping)
-        rc = errf(err, errlen, "service (%s) not found", svc);
+        rc = bt_errf(err, errlen, "service (%s) not found", svc);
     else if (!in || in->finished)
-        rc = errf(err, errlen, "instance (%s) of service (%s) not found", inst, svc);
+        rc = bt_errf(err, errlen, "instance (%s) of service (%s) not found", inst, svc);
     else if (json_object_size(in->reported) + json_object_size(obj) > 4096)
-        rc = errf(err, errlen, "too many reported keys (max 4096)");
+        rc = bt_errf(err, errlen, "too many reported keys (max 4096)");
     else if (json_object_update(in->reported, obj) != 0)
-        rc = errf(err, errlen, "out of memory");
+        rc = bt_errf(err, errlen, "out of memory");
     pthread_mutex_unlock(&m->mu);
     return rc;
 }

@@ -4,10 +4,9 @@
 #include "util.h"
 
 #include <baetyl/log.h>
+#include <baetyl/otalog.h>
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,62 +33,14 @@ struct ota {
 
 /* ---- ota.log ------------------------------------------------------------------------- */
 
-/* One JSON line, keys sorted like logrus's JSON formatter. */
-static void ota_log(master *m, const char *trace, const char *step, const char *level,
-                    const char *msg, const char *error)
+/* One line of ota.log; a failure to write it is logged, the update goes on. */
+static void ota_log(master *m, const char *trace, const char *step, const char *msg,
+                    const char *error)
 {
-    char ts[64];
-    fmt_time_local(time(NULL), ts, sizeof ts);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "level", level, "msg", msg, "step", step, "time", ts,
-                          "trace", trace ? trace : "", "type", "APP");
-    if (o && error)
-        json_object_set_new(o, "error", json_string(error));
-    char *line = o ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!line)
-        return;
-    const char *path = m->conf.otalog.path;
-    char *dir = strdup(path);
-    if (dir) {
-        mkdir_p(dirname(dir), 0755, NULL, 0);
-        free(dir);
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        bt_logkv(BT_LOG_WARN, "failed to write ota log", "path", path, "error", strerror(errno), NULL);
-    } else {
-        size_t n = strlen(line);
-        line[n] = '\n'; /* replaces the NUL: one write() per line */
-        ssize_t w = write(fd, line, n + 1);
-        (void)w;
-        close(fd);
-    }
-    free(line);
-}
-
-/* The trace of an interrupted update: the last line of ota.log, if it is ours. */
-static char *last_trace(master *m)
-{
-    int fd = open(m->conf.otalog.path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    char buf[4096];
-    off_t end = lseek(fd, 0, SEEK_END);
-    off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
-    ssize_t n = pread(fd, buf, sizeof buf - 1, start);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    char *line = strrchr(buf, '\n');
-    line = line ? line + 1 : buf;
-    json_t *o = json_loads(line, 0, NULL);
-    const char *t = json_string_value(json_object_get(o, "trace"));
-    char *r = t && *t ? strdup(t) : NULL;
-    json_decref(o);
-    return r;
+    char why[512];
+    if (bt_otalog_write(m->conf.otalog.path, trace, "APP", step, msg, error, why, sizeof why) < 0)
+        bt_logkv(BT_LOG_WARN, "failed to write ota log", "path", m->conf.otalog.path, "error", why,
+                 NULL);
 }
 
 /* ---- the update ------------------------------------------------------------------------ */
@@ -100,7 +51,7 @@ static int restore_backup(char *err, size_t errlen)
     if (!path_exists(APP_BACKUP_FILE))
         return 0;
     if (rename(APP_BACKUP_FILE, APP_FILE) != 0)
-        return errf(err, errlen, "rename %s: %s", APP_BACKUP_FILE, strerror(errno));
+        return bt_errf(err, errlen, "rename %s: %s", APP_BACKUP_FILE, strerror(errno));
     return 0;
 }
 
@@ -110,7 +61,7 @@ static int install_target(const char *target, char *err, size_t errlen)
     mkdir_p("var/db/baetyl", 0755, NULL, 0);
     if (path_exists(APP_FILE)) {
         if (rename(APP_FILE, APP_BACKUP_FILE) != 0)
-            return errf(err, errlen, "rename %s: %s", APP_FILE, strerror(errno));
+            return bt_errf(err, errlen, "rename %s: %s", APP_FILE, strerror(errno));
     } else if (write_file_atomic(APP_BACKUP_FILE, "", 0, 0644, err, errlen) != 0) {
         return -1;
     }
@@ -118,7 +69,7 @@ static int install_target(const char *target, char *err, size_t errlen)
     char *src = (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) ? path_join(target, "application.yml")
                                                                   : strdup(target);
     if (!src)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int r = copy_file(src, APP_FILE, APP_MAX_FILE, err, errlen);
     free(src);
     return r;
@@ -170,8 +121,8 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
         if (have_cur)
             app_free(&cur);
         if (!is_ota)
-            return errf(err, errlen, "failed to reload config: %s", why);
-        ota_log(m, trace, "ROLLINGBACK", "error", "failed to reload config", why);
+            return bt_errf(err, errlen, "failed to reload config: %s", why);
+        ota_log(m, trace, "ROLLINGBACK", "failed to reload config", why);
         /* The old app still runs after a failed load, except at boot: start what is not
          * running (nothing, during an update). */
         app_config back = {0};
@@ -179,14 +130,14 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
         if (restore_backup(rb, sizeof rb) != 0 ||
             !(loaded = load_or_empty(APP_FILE, &back, rb, sizeof rb) == 0) ||
             master_start_app(m, &back, rb, sizeof rb) != 0) {
-            ota_log(m, trace, "FAILURE", "error", "failed to roll back", rb);
+            ota_log(m, trace, "FAILURE", "failed to roll back", rb);
             if (loaded)
                 commit(m, &back);
-            return errf(err, errlen, "failed to reload config: %s; failed to roll back: %s", why, rb);
+            return bt_errf(err, errlen, "failed to reload config: %s; failed to roll back: %s", why, rb);
         }
         commit(m, &back);
-        ota_log(m, trace, "ROLLEDBACK", "info", "app is rolled back", NULL);
-        return errf(err, errlen, "failed to reload config: %s", why);
+        ota_log(m, trace, "ROLLEDBACK", "app is rolled back", NULL);
+        return bt_errf(err, errlen, "failed to reload config: %s", why);
     }
 
     /* (3) what differs from the running app stops; the new app starts in order; identical
@@ -201,34 +152,34 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
         commit(m, &cur);
         app_free(&old);
         if (is_ota)
-            ota_log(m, trace, "UPDATED", "info", "app is updated", NULL);
+            ota_log(m, trace, "UPDATED", "app is updated", NULL);
         return 0;
     }
     if (!is_ota) {
         master_stop_changed(m, NULL, NULL);
         app_free(&cur);
         app_free(&old);
-        return errf(err, errlen, "failed to start app: %s", why);
+        return bt_errf(err, errlen, "failed to start app: %s", why);
     }
 
     /* (4) roll back: stop what the new app started, start the old one again. */
-    ota_log(m, trace, "ROLLINGBACK", "error", "failed to start app", why);
+    ota_log(m, trace, "ROLLINGBACK", "failed to start app", why);
     if (restore_backup(rb, sizeof rb) != 0) {
-        ota_log(m, trace, "FAILURE", "error", "failed to roll back", rb);
+        ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         app_free(&cur);
         app_free(&old);
-        return errf(err, errlen, "failed to start app: %s; failed to roll back: %s", why, rb);
+        return bt_errf(err, errlen, "failed to start app: %s; failed to roll back: %s", why, rb);
     }
     master_stop_changed(m, &cur, &m->app);
     app_free(&cur);
     if (master_start_app(m, &old, rb, sizeof rb) != 0) {
-        ota_log(m, trace, "FAILURE", "error", "failed to roll back", rb);
+        ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         commit(m, &old);
-        return errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why, rb);
+        return bt_errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why, rb);
     }
     commit(m, &old);
-    ota_log(m, trace, "ROLLEDBACK", "info", "app is rolled back", NULL);
-    return errf(err, errlen, "failed to start app: %s", why);
+    ota_log(m, trace, "ROLLEDBACK", "app is rolled back", NULL);
+    return bt_errf(err, errlen, "failed to start app: %s", why);
 }
 
 /* An update from the API: install the target, apply, record the error for inspect. */
@@ -237,7 +188,7 @@ static void update_from(master *m, const char *path, const char *trace)
     char why[1024], err[2048];
     pthread_mutex_lock(&m->ops);
     bt_logkv(BT_LOG_INFO, "system is updating", "path", path, "trace", trace ? trace : "", NULL);
-    ota_log(m, trace, "UPDATING", "info", "app is updating", NULL);
+    ota_log(m, trace, "UPDATING", "app is updating", NULL);
     int ir = install_target(path, why, sizeof why);
     int rc = apply(m, trace, true, ir == 0 ? NULL : why, err, sizeof err);
     if (rc != 0) {
@@ -264,9 +215,9 @@ int ota_boot(master *m, char *err, size_t errlen)
     bool interrupted = path_exists(APP_BACKUP_FILE);
     char *trace = NULL;
     if (interrupted) {
-        trace = last_trace(m);
+        trace = bt_otalog_last_trace(m->conf.otalog.path);
         bt_logkv(BT_LOG_WARN, "an interrupted update was found, finishing it", NULL);
-        ota_log(m, trace, "UPDATING", "info", "app is updating", NULL);
+        ota_log(m, trace, "UPDATING", "app is updating", NULL);
     } else if (!path_exists(APP_FILE)) {
         bt_logkv(BT_LOG_INFO, "no application (" APP_FILE " not found): no service to start", NULL);
     }
@@ -281,7 +232,7 @@ int ota_boot(master *m, char *err, size_t errlen)
         if (!interrupted) {
             /* Nothing to go back to (Baetyl 1.0: a start failure stops the master). */
             pthread_mutex_unlock(&m->ops);
-            return errf(err, errlen, "%s", e2);
+            return bt_errf(err, errlen, "%s", e2);
         }
     }
     pthread_mutex_unlock(&m->ops);
@@ -319,7 +270,7 @@ int ota_start(master *m, ota **out, char *err, size_t errlen)
 {
     ota *o = calloc(1, sizeof *o);
     if (!o)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     o->m = m;
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cond, NULL);
@@ -328,7 +279,7 @@ int ota_start(master *m, ota **out, char *err, size_t errlen)
         pthread_cond_destroy(&o->cond);
         pthread_mutex_destroy(&o->mu);
         free(o);
-        return errf(err, errlen, "failed to start the update worker: %s", strerror(rc));
+        return bt_errf(err, errlen, "failed to start the update worker: %s", strerror(rc));
     }
     *out = o;
     return 0;
@@ -338,21 +289,21 @@ int ota_queue(ota *o, const char *path, const char *trace, char *err, size_t err
 {
     job *j = calloc(1, sizeof *j);
     if (!j)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     j->path = strdup(path);
     j->trace = trace ? strdup(trace) : NULL;
     if (!j->path || (trace && !j->trace)) {
         free(j->path);
         free(j->trace);
         free(j);
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     }
     pthread_mutex_lock(&o->mu);
     int rc = 0;
     if (o->quit)
-        rc = errf(err, errlen, "master is stopping");
+        rc = bt_errf(err, errlen, "master is stopping");
     else if (o->pending >= MAX_PENDING)
-        rc = errf(err, errlen, "too many pending updates (max %d)", MAX_PENDING);
+        rc = bt_errf(err, errlen, "too many pending updates (max %d)", MAX_PENDING);
     if (rc == 0) {
         if (o->tail)
             o->tail->next = j;

@@ -26,28 +26,28 @@ int pidfile_acquire(const char *path, char *err, size_t errlen)
 {
     char *dir = strdup(path);
     if (!dir)
-        return errf(err, errlen, "out of memory");
+        return bt_errf(err, errlen, "out of memory");
     int r = mkdir_p(dirname(dir), 0755, err, errlen);
     free(dir);
     if (r != 0)
         return -1;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
-        return errf(err, errlen, "open %s: %s", path, strerror(errno));
+        return bt_errf(err, errlen, "open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         pid_t other = read_pid(fd);
         close(fd);
         if (e == EWOULDBLOCK)
-            return errf(err, errlen, "baetyl is already running (pid %d) in this work dir", (int)other);
-        return errf(err, errlen, "lock %s: %s", path, strerror(e));
+            return bt_errf(err, errlen, "baetyl is already running (pid %d) in this work dir", (int)other);
+        return bt_errf(err, errlen, "lock %s: %s", path, strerror(e));
     }
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
         int e = errno;
         close(fd);
-        return errf(err, errlen, "write %s: %s", path, strerror(e));
+        return bt_errf(err, errlen, "write %s: %s", path, strerror(e));
     }
     return fd;
 }
@@ -66,14 +66,14 @@ pid_t pidfile_running(const char *path, char *err, size_t errlen)
     if (fd < 0) {
         if (errno == ENOENT)
             return 0;
-        return errf(err, errlen, "open %s: %s", path, strerror(errno));
+        return bt_errf(err, errlen, "open %s: %s", path, strerror(errno));
     }
     pid_t pid = 0;
     if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK)
             pid = read_pid(fd); /* locked: that master is alive */
         else
-            pid = errf(err, errlen, "lock %s: %s", path, strerror(errno));
+            pid = bt_errf(err, errlen, "lock %s: %s", path, strerror(errno));
     }
     close(fd);
     return pid;

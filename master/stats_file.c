@@ -2,6 +2,8 @@
 #include "stats_file.h"
 #include "util.h"
 
+#include <baetyl/buf.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -95,13 +97,13 @@ json_t *yaml_text_to_json(const char *text, size_t len, char *err, size_t errlen
     yaml_parser_t p;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&p)) {
-        errf(err, errlen, "yaml: out of memory");
+        bt_errf(err, errlen, "yaml: out of memory");
         return NULL;
     }
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
     if (!yaml_parser_load(&p, &doc)) {
-        errf(err, errlen, "yaml: %s (line %zu)", p.problem ? p.problem : "invalid document",
-             p.problem_mark.line + 1);
+        bt_errf(err, errlen, "yaml: %s (line %zu)", p.problem ? p.problem : "invalid document",
+                p.problem_mark.line + 1);
         yaml_parser_delete(&p);
         return NULL;
     }
@@ -111,7 +113,7 @@ json_t *yaml_text_to_json(const char *text, size_t len, char *err, size_t errlen
     json_t *j = root ? node_to_json(&c, root, 0) : json_object();
     yaml_document_delete(&doc);
     if (!j)
-        errf(err, errlen, "yaml: document too large or too deep");
+        bt_errf(err, errlen, "yaml: document too large or too deep");
     return j;
 }
 
@@ -126,27 +128,10 @@ json_t *yaml_file_to_json(const char *path, char *err, size_t errlen)
     return j;
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} out_buf;
-
+/* libyaml's output handler: 1 = written, 0 = failed. */
 static int write_cb(void *data, unsigned char *buffer, size_t size)
 {
-    out_buf *o = data;
-    if (o->len + size > o->cap) {
-        size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + size)
-            cap *= 2;
-        char *nb = realloc(o->buf, cap);
-        if (!nb)
-            return 0;
-        o->buf = nb;
-        o->cap = cap;
-    }
-    memcpy(o->buf + o->len, buffer, size);
-    o->len += size;
-    return 1;
+    return bt_buf_append(data, buffer, size) == 0;
 }
 
 static int emit_scalar(yaml_emitter_t *em, const char *s, size_t len, yaml_scalar_style_t style)
@@ -212,9 +197,9 @@ static int emit_json(yaml_emitter_t *em, const json_t *j, int depth)
 int json_to_yaml_file(const json_t *j, const char *path, char *err, size_t errlen)
 {
     yaml_emitter_t em;
-    out_buf o = {0};
+    bt_buf o = {0};
     if (!yaml_emitter_initialize(&em))
-        return errf(err, errlen, "yaml: out of memory");
+        return bt_errf(err, errlen, "yaml: out of memory");
     yaml_emitter_set_output(&em, write_cb, &o);
     yaml_emitter_set_unicode(&em, 1);
     yaml_emitter_set_width(&em, -1);
@@ -230,8 +215,8 @@ int json_to_yaml_file(const json_t *j, const char *path, char *err, size_t errle
     yaml_stream_end_event_initialize(&ev);
     ok = ok && yaml_emitter_emit(&em, &ev);
     yaml_emitter_delete(&em);
-    int rc = ok ? write_file_atomic(path, o.buf, o.len, 0644, err, errlen)
-                : errf(err, errlen, "yaml: cannot write %s", path);
-    free(o.buf);
+    int rc = ok ? write_file_atomic(path, o.p, o.len, 0644, err, errlen)
+                : bt_errf(err, errlen, "yaml: cannot write %s", path);
+    bt_buf_free(&o);
     return rc;
 }

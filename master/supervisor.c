@@ -215,7 +215,7 @@ int sup_launch(master *m, m_instance *in, char *err, size_t errlen)
     atomic_store(&in->stop_req, false);
     in->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (in->wake_fd < 0)
-        return errf(err, errlen, "eventfd: %s", strerror(errno));
+        return bt_errf(err, errlen, "eventfd: %s", strerror(errno));
     if (e->ops->start_instance(e, in->svc->eng_state, in->name, in->env, &in->run, err, errlen) != 0) {
         close(in->wake_fd);
         in->wake_fd = -1;
@@ -243,7 +243,7 @@ int sup_launch(master *m, m_instance *in, char *err, size_t errlen)
         unlink_instance(m, in);
         close(in->wake_fd);
         in->wake_fd = -1;
-        return errf(err, errlen, "failed to start supervisor of instance (%s): %s", in->name, strerror(rc));
+        return bt_errf(err, errlen, "failed to start supervisor of instance (%s): %s", in->name, strerror(rc));
     }
     in->thread_started = true;
     master_save_stats(m);

@@ -12,25 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
 {
     size_t n = strlen(path);
     if (n == 0)
-        return errf(err, errlen, "mkdir: empty path");
+        return bt_errf(err, errlen, "mkdir: empty path");
     char *p = strdup(path);
     if (!p)
-        return errf(err, errlen, "mkdir %s: out of memory", path);
+        return bt_errf(err, errlen, "mkdir %s: out of memory", path);
     for (char *s = p + 1; ; s++) {
         if (*s == '/' || *s == '\0') {
             char c = *s;
@@ -38,7 +27,7 @@ int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
             if (mkdir(p, mode) != 0 && errno != EEXIST) {
                 int e = errno;
                 free(p);
-                return errf(err, errlen, "mkdir %s: %s", path, strerror(e));
+                return bt_errf(err, errlen, "mkdir %s: %s", path, strerror(e));
             }
             *s = c;
             if (c == '\0')
@@ -48,7 +37,7 @@ int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
     free(p);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return errf(err, errlen, "mkdir %s: not a directory", path);
+        return bt_errf(err, errlen, "mkdir %s: not a directory", path);
     return 0;
 }
 
@@ -66,16 +55,16 @@ int rm_rf(const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (lstat(path, &st) != 0)
-        return errno == ENOENT ? 0 : errf(err, errlen, "remove %s: %s", path, strerror(errno));
+        return errno == ENOENT ? 0 : bt_errf(err, errlen, "remove %s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) {
         if (unlink(path) != 0 && errno != ENOENT)
-            return errf(err, errlen, "remove %s: %s", path, strerror(errno));
+            return bt_errf(err, errlen, "remove %s: %s", path, strerror(errno));
         return 0;
     }
     /* FTW_PHYS: a symlink (a mounted volume) is removed itself, its target is untouched. */
     int r = nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
     if (r != 0)
-        return errf(err, errlen, "remove %s: %s", path, strerror(r > 0 ? r : errno));
+        return bt_errf(err, errlen, "remove %s: %s", path, strerror(r > 0 ? r : errno));
     return 0;
 }
 
@@ -84,35 +73,35 @@ int read_file(const char *path, size_t max, char **out, size_t *len, char *err, 
     /* O_NONBLOCK: opening a FIFO must not hang; regular files ignore it. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return errf(err, errlen, "open %s: %s", path, strerror(errno));
+        return bt_errf(err, errlen, "open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return errf(err, errlen, "open %s: not a regular file", path);
+        return bt_errf(err, errlen, "open %s: not a regular file", path);
     }
     if ((size_t)st.st_size > max) {
         close(fd);
-        return errf(err, errlen, "read %s: file too large (%lld bytes, max %zu)", path,
-                    (long long)st.st_size, max);
+        return bt_errf(err, errlen, "read %s: file too large (%lld bytes, max %zu)", path,
+                       (long long)st.st_size, max);
     }
     size_t cap = (size_t)st.st_size + 1, n = 0;
     char *buf = malloc(cap);
     if (!buf) {
         close(fd);
-        return errf(err, errlen, "read %s: out of memory", path);
+        return bt_errf(err, errlen, "read %s: out of memory", path);
     }
     for (;;) {
         if (n + 1 >= cap) {
             if (cap > max + 1) {
                 free(buf);
                 close(fd);
-                return errf(err, errlen, "read %s: file too large (max %zu)", path, max);
+                return bt_errf(err, errlen, "read %s: file too large (max %zu)", path, max);
             }
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
                 free(buf);
                 close(fd);
-                return errf(err, errlen, "read %s: out of memory", path);
+                return bt_errf(err, errlen, "read %s: out of memory", path);
             }
             buf = nb;
             cap *= 2;
@@ -124,7 +113,7 @@ int read_file(const char *path, size_t max, char **out, size_t *len, char *err, 
             int e = errno;
             free(buf);
             close(fd);
-            return errf(err, errlen, "read %s: %s", path, strerror(e));
+            return bt_errf(err, errlen, "read %s: %s", path, strerror(e));
         }
         if (r == 0)
             break;
@@ -133,7 +122,7 @@ int read_file(const char *path, size_t max, char **out, size_t *len, char *err, 
     close(fd);
     if (n > max) {
         free(buf);
-        return errf(err, errlen, "read %s: file too large (max %zu)", path, max);
+        return bt_errf(err, errlen, "read %s: file too large (max %zu)", path, max);
     }
     buf[n] = '\0';
     *out = buf;
@@ -163,15 +152,15 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 {
     char *tmp = str_printf("%s.tmp", path);
     if (!tmp)
-        return errf(err, errlen, "write %s: out of memory", path);
+        return bt_errf(err, errlen, "write %s: out of memory", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
-        errf(err, errlen, "open %s: %s", tmp, strerror(errno));
+        bt_errf(err, errlen, "open %s: %s", tmp, strerror(errno));
         free(tmp);
         return -1;
     }
     if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-        errf(err, errlen, "write %s: %s", tmp, strerror(errno));
+        bt_errf(err, errlen, "write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         free(tmp);
@@ -179,7 +168,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
     }
     close(fd);
     if (rename(tmp, path) != 0) {
-        errf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+        bt_errf(err, errlen, "rename %s: %s", tmp, strerror(errno));
         unlink(tmp);
         free(tmp);
         return -1;
@@ -325,23 +314,6 @@ void fmt_time_utc(const struct timespec *ts, char *buf, size_t len)
     for (int i = 8; i > 0 && frac[i] == '0'; i--)
         frac[i] = '\0';
     snprintf(buf, len, "%s.%sZ", base, frac);
-}
-
-void fmt_time_local(time_t t, char *buf, size_t len)
-{
-    struct tm tm;
-    localtime_r(&t, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    long off = tm.tm_gmtoff;
-    if (off == 0) {
-        snprintf(buf, len, "%sZ", base);
-        return;
-    }
-    char sign = off < 0 ? '-' : '+';
-    if (off < 0)
-        off = -off;
-    snprintf(buf, len, "%s%c%02ld:%02ld", base, sign, off / 3600, (off / 60) % 60);
 }
 
 int64_t mono_ms(void)

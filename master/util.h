@@ -8,8 +8,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-/* Writes "fmt..." into err (if err and errlen) and returns -1, for one-line error paths. */
-int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#include "baetyl/error.h" /* bt_errf: the one-line error paths of every master file */
 
 /* Creates a directory and its parents (like mkdir -p). Returns 0 or -1 with err. */
 int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen);
@@ -45,8 +44,6 @@ void fmt_duration(int64_t ms, char *buf, size_t len);
 /* RFC 3339 with nanoseconds in UTC, trailing zeros of the fraction dropped (Go's
  * time.RFC3339Nano): "2019-04-18T16:04:45.920152Z". */
 void fmt_time_utc(const struct timespec *ts, char *buf, size_t len);
-/* RFC 3339 in local time with the offset, second precision: "2019-09-23T17:55:42+08:00". */
-void fmt_time_local(time_t t, char *buf, size_t len);
 /* Monotonic clock in milliseconds. */
 int64_t mono_ms(void);
 

@@ -2,12 +2,13 @@
  * every request gets its own easy handle, which is what makes sharing it across threads
  * safe without a lock. */
 #include "baetyl/api.h"
+#include "baetyl/buf.h"
+#include "baetyl/error.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,17 +29,6 @@ struct bt_api_client {
     long timeout_ms;
 };
 
-__attribute__((format(printf, 3, 4)))
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- curl global state: initialised once per process ------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -52,10 +42,8 @@ static void curl_init(void)
 static int ensure_curl(char *err, size_t errlen)
 {
     pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) {
-        seterr(err, errlen, "curl_global_init: %s", curl_easy_strerror(curl_init_rc));
-        return -1;
-    }
+    if (curl_init_rc != CURLE_OK)
+        return bt_errf(err, errlen, "curl_global_init: %s", curl_easy_strerror(curl_init_rc));
     return 0;
 }
 
@@ -92,14 +80,14 @@ static char *make_header(const char *name, const char *value, char *err, size_t 
         value = "";
     for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
         if (*p < 0x20 || *p == 0x7f) {
-            seterr(err, errlen, "%s contains a control character", name);
+            bt_errf(err, errlen, "%s contains a control character", name);
             return NULL;
         }
     }
     char *h = NULL;
     int rc = *value ? asprintf(&h, "%s: %s", name, value) : asprintf(&h, "%s;", name);
     if (rc < 0) {
-        seterr(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         return NULL;
     }
     return h;
@@ -109,19 +97,15 @@ static int parse_unix(bt_api_client *c, const char *addr, const char *path, char
                       size_t errlen)
 {
     const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
-    if (!*path) {
-        seterr(err, errlen, "invalid master API address (%s): empty socket path", addr);
-        return -1;
-    }
+    if (!*path)
+        return bt_errf(err, errlen, "invalid master API address (%s): empty socket path", addr);
     if (path[0] == '/') {
         c->sock = strdup(path);
     } else {
         /* Relative to the cwd of now, so that a later chdir does not move the socket. */
         char *cwd = getcwd(NULL, 0);
-        if (!cwd) {
-            seterr(err, errlen, "getcwd: %s", strerror(errno));
-            return -1;
-        }
+        if (!cwd)
+            return bt_errf(err, errlen, "getcwd: %s", strerror(errno));
         if (asprintf(&c->sock, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path) < 0)
             c->sock = NULL;
         free(cwd);
@@ -131,20 +115,16 @@ static int parse_unix(bt_api_client *c, const char *addr, const char *path, char
             c->sock = strdup(path);
         }
     }
-    if (!c->sock) {
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!c->sock)
+        return bt_errf(err, errlen, "out of memory");
     if (strlen(c->sock) > max) {
-        seterr(err, errlen, "invalid master API address (%s): socket path longer than %zu bytes",
-               addr, max);
+        bt_errf(err, errlen, "invalid master API address (%s): socket path longer than %zu bytes",
+                addr, max);
         return -1;
     }
     c->base = strdup("http://localhost");
-    if (!c->base) {
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!c->base)
+        return bt_errf(err, errlen, "out of memory");
     return 0;
 }
 
@@ -159,42 +139,33 @@ static int parse_tcp(bt_api_client *c, const char *addr, const char *hp, char *e
     const char *colon;
     if (hp[0] == '[') { /* IPv6 literal */
         const char *close = strchr(hp, ']');
-        if (!close || close == hp + 1) {
-            seterr(err, errlen, "invalid master API address (%s): bad IPv6 host", addr);
-            return -1;
-        }
+        if (!close || close == hp + 1)
+            return bt_errf(err, errlen, "invalid master API address (%s): bad IPv6 host", addr);
         for (const char *p = hp + 1; p < close; p++) {
-            if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.') {
-                seterr(err, errlen, "invalid master API address (%s): bad IPv6 host", addr);
-                return -1;
-            }
+            if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+                return bt_errf(err, errlen, "invalid master API address (%s): bad IPv6 host", addr);
         }
         colon = close[1] == ':' ? close + 1 : NULL;
     } else {
         colon = strchr(hp, ':');
         for (const char *p = hp; p < (colon ? colon : hp + strlen(hp)); p++) {
             if (!host_char(*p)) {
-                seterr(err, errlen, "invalid master API address (%s): bad character in host",
-                       addr);
+                bt_errf(err, errlen, "invalid master API address (%s): bad character in host",
+                        addr);
                 return -1;
             }
         }
     }
-    if (!colon || colon == hp) {
-        seterr(err, errlen, "invalid master API address (%s): want tcp://host:port", addr);
-        return -1;
-    }
+    if (!colon || colon == hp)
+        return bt_errf(err, errlen, "invalid master API address (%s): want tcp://host:port", addr);
     const char *port = colon + 1;
     size_t np = strspn(port, "0123456789");
     long pn = np > 0 && np <= 5 ? strtol(port, NULL, 10) : 0;
-    if (np == 0 || port[np] != '\0' || pn < 1 || pn > 65535) {
-        seterr(err, errlen, "invalid master API address (%s): bad port", addr);
-        return -1;
-    }
+    if (np == 0 || port[np] != '\0' || pn < 1 || pn > 65535)
+        return bt_errf(err, errlen, "invalid master API address (%s): bad port", addr);
     if (asprintf(&c->base, "http://%s", hp) < 0) {
         c->base = NULL;
-        seterr(err, errlen, "out of memory");
-        return -1;
+        return bt_errf(err, errlen, "out of memory");
     }
     return 0;
 }
@@ -202,14 +173,14 @@ static int parse_tcp(bt_api_client *c, const char *addr, const char *hp, char *e
 bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
 {
     if (!o || !o->address || !*o->address) {
-        seterr(err, errlen, "master API address required");
+        bt_errf(err, errlen, "master API address required");
         return NULL;
     }
     if (ensure_curl(err, errlen) < 0)
         return NULL;
     bt_api_client *c = calloc(1, sizeof *c);
     if (!c) {
-        seterr(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
         return NULL;
     }
     c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : BT_API_DEFAULT_TIMEOUT_MS;
@@ -218,16 +189,17 @@ bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
     const char *sep = strstr(addr, "://");
     int rc;
     if (!sep) {
-        seterr(err, errlen, "invalid master API address (%s): no scheme, want unix:// or tcp://",
-               addr);
+        bt_errf(err, errlen, "invalid master API address (%s): no scheme, want unix:// or tcp://",
+                addr);
         rc = -1;
     } else if (sep - addr == 4 && strncmp(addr, "unix", 4) == 0) {
         rc = parse_unix(c, addr, sep + 3, err, errlen);
     } else if (sep - addr == 3 && strncmp(addr, "tcp", 3) == 0) {
         rc = parse_tcp(c, addr, sep + 3, err, errlen);
     } else {
-        seterr(err, errlen, "unsupported scheme (%.*s) in master API address, want unix:// or tcp://",
-               (int)(sep - addr > 32 ? 32 : sep - addr), addr);
+        bt_errf(err, errlen,
+                "unsupported scheme (%.*s) in master API address, want unix:// or tcp://",
+                (int)(sep - addr > 32 ? 32 : sep - addr), addr);
         rc = -1;
     }
     if (rc == 0) {
@@ -263,7 +235,7 @@ bt_api_client *bt_api_new_from_env(long timeout_ms, char *err, size_t errlen)
         .timeout_ms = timeout_ms,
     };
     if (!o.address) {
-        seterr(err, errlen, "BAETYL_MASTER_API_ADDRESS (or OPENEDGE_MASTER_API_ADDRESS) not set");
+        bt_errf(err, errlen, "BAETYL_MASTER_API_ADDRESS (or OPENEDGE_MASTER_API_ADDRESS) not set");
         return NULL;
     }
     return bt_api_new(&o, err, errlen);
@@ -283,8 +255,7 @@ void bt_api_free(bt_api_client *c)
 /* ---- one request --------------------------------------------------------------------- */
 
 typedef struct {
-    char *data;
-    size_t len, cap;
+    bt_buf body; /* NUL-terminated */
     bool too_big;
 } reply_buf;
 
@@ -292,24 +263,11 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
     reply_buf *b = ud;
     size_t add = size * n;
-    if (add > API_MAX_REPLY - b->len) {
+    if (add > API_MAX_REPLY - b->body.len) {
         b->too_big = true;
         return 0; /* makes curl fail with CURLE_WRITE_ERROR */
     }
-    if (b->len + add + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + add + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return 0;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, add);
-    b->len += add;
-    b->data[b->len] = '\0';
-    return add;
+    return bt_buf_append_nul(&b->body, p, add) == 0 ? add : 0;
 }
 
 /* "<status>: <body>" with the body trimmed and its control characters blanked, so a
@@ -352,35 +310,29 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
         *resp = NULL;
     if (resp_len)
         *resp_len = 0;
-    if (!c || !method_ok(method) || !path || path[0] != '/') {
-        seterr(err, errlen, "invalid request");
-        return -1;
-    }
+    if (!c || !method_ok(method) || !path || path[0] != '/')
+        return bt_errf(err, errlen, "invalid request");
     for (const char *p = path; *p; p++) {
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
-            seterr(err, errlen, "invalid request path (unencoded character)");
-            return -1;
-        }
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return bt_errf(err, errlen, "invalid request path (unencoded character)");
     }
     char *url = NULL;
-    if (asprintf(&url, "%s%s", c->base, path) < 0) {
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
+    if (asprintf(&url, "%s%s", c->base, path) < 0)
+        return bt_errf(err, errlen, "out of memory");
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL, *tmp;
     const char *lines[] = {c->hdr_user, c->hdr_pass, "Expect:",
                            body ? "Content-Type: application/json" : NULL};
     int rc = -1;
     if (!h) {
-        seterr(err, errlen, "curl_easy_init failed");
+        bt_errf(err, errlen, "curl_easy_init failed");
         goto out;
     }
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
         if (!lines[i])
             continue;
         if (!(tmp = curl_slist_append(hdrs, lines[i]))) {
-            seterr(err, errlen, "out of memory");
+            bt_errf(err, errlen, "out of memory");
             goto out;
         }
         hdrs = tmp;
@@ -411,31 +363,33 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
         if (reply.too_big)
-            seterr(err, errlen, "%s %s: reply larger than %u bytes", method, path, API_MAX_REPLY);
+            bt_errf(err, errlen, "%s %s: reply larger than %u bytes", method, path, API_MAX_REPLY);
         else if (c->sock && cc == CURLE_COULDNT_CONNECT) /* curl would say "localhost port 80" */
-            seterr(err, errlen, "%s (unix socket %s)", curl_easy_strerror(cc), c->sock);
+            bt_errf(err, errlen, "%s (unix socket %s)", curl_easy_strerror(cc), c->sock);
         else
-            seterr(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(cc));
-        free(reply.data);
+            bt_errf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(cc));
+        bt_buf_free(&reply.body);
         goto out;
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status > 299) {
-        status_error(status, reply.data ? reply.data : "", reply.len, err, errlen);
-        free(reply.data);
+        status_error(status, reply.body.p ? (char *)reply.body.p : "", reply.body.len, err,
+                     errlen);
+        bt_buf_free(&reply.body);
         goto out;
     }
     if (resp) {
-        *resp = reply.data ? reply.data : strdup("");
+        /* the reply's memory goes to the caller */
+        *resp = reply.body.p ? (char *)reply.body.p : strdup("");
         if (!*resp) {
-            seterr(err, errlen, "out of memory");
+            bt_errf(err, errlen, "out of memory");
             goto out;
         }
         if (resp_len)
-            *resp_len = reply.len;
+            *resp_len = reply.body.len;
     } else {
-        free(reply.data);
+        bt_buf_free(&reply.body);
     }
     rc = 0;
 out:
@@ -454,10 +408,8 @@ static int request_json(bt_api_client *c, const char *method, const char *path,
                         size_t errlen)
 {
     char *body = json_dumps(obj, JSON_COMPACT);
-    if (!body) {
-        seterr(err, errlen, "cannot encode request body");
-        return -1;
-    }
+    if (!body)
+        return bt_errf(err, errlen, "cannot encode request body");
     int rc = bt_api_request(c, method, path, body, strlen(body), resp, resp_len, err, errlen);
     free(body);
     return rc;
@@ -470,11 +422,11 @@ static json_t *parse_object(const char *what, const char *text, size_t len, char
     json_error_t je;
     json_t *j = json_loadb(text, len, 0, &je);
     if (!j) {
-        seterr(err, errlen, "invalid %s reply: %s (line %d)", what, je.text, je.line);
+        bt_errf(err, errlen, "invalid %s reply: %s (line %d)", what, je.text, je.line);
         return NULL;
     }
     if (!json_is_object(j)) {
-        seterr(err, errlen, "invalid %s reply: not a JSON object", what);
+        bt_errf(err, errlen, "invalid %s reply: not a JSON object", what);
         json_decref(j);
         return NULL;
     }
@@ -505,19 +457,15 @@ int bt_api_inspect(bt_api_client *c, json_t **json, char **raw, char *err, size_
 int bt_api_update_system(bt_api_client *c, const char *type, const char *path,
                          const char *trace, char *err, size_t errlen)
 {
-    if (!path || !*path) {
-        seterr(err, errlen, "update: path required");
-        return -1;
-    }
+    if (!path || !*path)
+        return bt_errf(err, errlen, "update: path required");
     json_t *o = json_pack("{s:s, s:s}", "type", type && *type ? type : "APP", "path", path);
     if (o && trace && json_object_set_new(o, "trace", json_string(trace)) < 0) {
         json_decref(o);
         o = NULL;
     }
-    if (!o) {
-        seterr(err, errlen, "update: cannot encode request (strings must be UTF-8)");
-        return -1;
-    }
+    if (!o)
+        return bt_errf(err, errlen, "update: cannot encode request (strings must be UTF-8)");
     int rc = request_json(c, "PUT", "/v1/system/update", o, NULL, NULL, err, errlen);
     json_decref(o);
     return rc;
@@ -546,10 +494,8 @@ int bt_api_get_available_port(bt_api_client *c, char *err, size_t errlen)
         port = v >= 0 && v <= 65535 ? (long)v : -1;
     }
     json_decref(j);
-    if (port < 1 || port > 65535) {
-        seterr(err, errlen, "invalid port reply: want {\"port\":\"<1..65535>\"}");
-        return -1;
-    }
+    if (port < 1 || port > 65535)
+        return bt_errf(err, errlen, "invalid port reply: want {\"port\":\"<1..65535>\"}");
     return (int)port;
 }
 
@@ -558,13 +504,13 @@ static char *instance_path(const char *service, const char *instance, const char
                            char *err, size_t errlen)
 {
     if (!service || !*service || !instance || !*instance) {
-        seterr(err, errlen, "%s: service and instance names required", action);
+        bt_errf(err, errlen, "%s: service and instance names required", action);
         return NULL;
     }
     char *s = bt_api_escape(service), *i = bt_api_escape(instance), *path = NULL;
     if (!s || !i || asprintf(&path, "/v1/services/%s/instances/%s/%s", s, i, action) < 0) {
         path = NULL;
-        seterr(err, errlen, "out of memory");
+        bt_errf(err, errlen, "out of memory");
     }
     free(s);
     free(i);
@@ -574,18 +520,14 @@ static char *instance_path(const char *service, const char *instance, const char
 int bt_api_start_instance(bt_api_client *c, const char *service, const char *instance,
                           const json_t *env, char *err, size_t errlen)
 {
-    if (env && !json_is_object(env)) {
-        seterr(err, errlen, "start: env must be a JSON object");
-        return -1;
-    }
+    if (env && !json_is_object(env))
+        return bt_errf(err, errlen, "start: env must be a JSON object");
     if (env) {
         const char *k;
         json_t *v;
         json_object_foreach((json_t *)env, k, v) {
-            if (!json_is_string(v)) {
-                seterr(err, errlen, "start: env %s is not a string", k);
-                return -1;
-            }
+            if (!json_is_string(v))
+                return bt_errf(err, errlen, "start: env %s is not a string", k);
         }
     }
     char *path = instance_path(service, instance, "start", err, errlen);
@@ -612,10 +554,8 @@ int bt_api_stop_instance(bt_api_client *c, const char *service, const char *inst
 int bt_api_report_instance(bt_api_client *c, const char *service, const char *instance,
                            const json_t *stats, char *err, size_t errlen)
 {
-    if (!json_is_object(stats)) {
-        seterr(err, errlen, "report: stats must be a JSON object");
-        return -1;
-    }
+    if (!json_is_object(stats))
+        return bt_errf(err, errlen, "report: stats must be a JSON object");
     char *path = instance_path(service, instance, "report", err, errlen);
     if (!path)
         return -1;

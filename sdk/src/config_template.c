@@ -1,6 +1,7 @@
 /* "{{.ENV_NAME}}" substitution in config texts, the subset of Go's text/template that
  * Baetyl 1.0 configs use. Works on raw bytes (the text may hold NULs: the YAML parser
  * rejects those later with a position). */
+#include "baetyl/buf.h"
 #include "baetyl/config.h"
 #include "baetyl/log.h"
 
@@ -8,34 +9,14 @@
 #include <string.h>
 
 typedef struct {
-    char *buf;
-    size_t len, cap;
+    bt_buf text; /* NUL-terminated */
     int oom;
 } strbuf;
 
 static void sb_add(strbuf *b, const char *p, size_t n)
 {
-    if (b->oom || n == 0)
-        return;
-    if (n > SIZE_MAX - b->len - 1) {
+    if (!b->oom && n && bt_buf_append_nul(&b->text, p, n) < 0)
         b->oom = 1;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap = cap > SIZE_MAX / 2 ? b->len + n + 1 : cap * 2;
-        char *nb = realloc(b->buf, cap);
-        if (!nb) {
-            b->oom = 1;
-            return;
-        }
-        b->buf = nb;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, p, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
 }
 
 static int is_name_start(char c)
@@ -109,17 +90,14 @@ char *bt_cfg_template(const char *text, size_t len, size_t *outlen)
         free(key);
         i += n;
     }
-    if (!b.buf && !b.oom) {
-        /* An empty input still yields a valid empty string. */
-        b.buf = calloc(1, 1);
-        if (!b.buf)
-            b.oom = 1;
-    }
+    /* An empty input still yields a valid empty string. */
+    if (!b.text.p && !b.oom && bt_buf_append_nul(&b.text, "", 0) < 0)
+        b.oom = 1;
     if (b.oom) {
-        free(b.buf);
+        bt_buf_free(&b.text);
         return NULL;
     }
     if (outlen)
-        *outlen = b.len;
-    return b.buf;
+        *outlen = b.text.len;
+    return (char *)b.text.p;
 }

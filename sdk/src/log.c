@@ -3,6 +3,7 @@
  * described in log.h. One lock serialises formatting and writing, so each line reaches the
  * output whole, with one write(). */
 #include "baetyl/log.h"
+#include "baetyl/buf.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -59,30 +60,14 @@ static void unlock(void) { pthread_mutex_unlock(&g_mu); }
 /* ---- a growable buffer; on allocation failure it only records the failure ------------ */
 
 typedef struct {
-    char *p;
-    size_t len, cap;
+    bt_buf text; /* NUL-terminated */
     int oom;
 } sbuf;
 
 static void sb_put(sbuf *b, const void *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *p = realloc(b->p, nc);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (!b->oom && bt_buf_append_nul(&b->text, s, n) < 0)
+        b->oom = 1;
 }
 static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 static void sb_putc(sbuf *b, char c) { sb_put(b, &c, 1); }
@@ -245,7 +230,7 @@ static void put_text(sbuf *b, const char *s, size_t n)
 
 static void text_pair(sbuf *b, const char *k, size_t kl, const char *v, size_t vl)
 {
-    if (b->len > 0)
+    if (b->text.len > 0)
         sb_putc(b, ' ');
     put_text(b, k, kl);
     sb_putc(b, '=');
@@ -272,7 +257,7 @@ static void utf8_clean(sbuf *b, const char *s, size_t n)
     }
     if (keep != n)
         sb_puts(b, TRUNC_MARK);
-    sb_put(b, "", 0); /* makes b->p non-NULL and terminated even when empty */
+    sb_put(b, "", 0); /* makes the text non-NULL and terminated even when empty */
 }
 
 static int json_set(json_t *o, const char *k, size_t kl, const char *v, size_t vl)
@@ -282,30 +267,30 @@ static int json_set(json_t *o, const char *k, size_t kl, const char *v, size_t v
     utf8_clean(&vb, v, vl);
     int rc = -1;
     if (!kb.oom && !vb.oom)
-        rc = json_object_set_new(o, kb.p, json_stringn(vb.p, vb.len));
-    free(kb.p);
-    free(vb.p);
+        rc = json_object_set_new(o, (char *)kb.text.p,
+                                 json_stringn((char *)vb.text.p, vb.text.len));
+    bt_buf_free(&kb.text);
+    bt_buf_free(&vb.text);
     return rc;
 }
 
 /* ---- one entry ------------------------------------------------------------------------ */
 
-static void format_time(char *out, size_t outlen)
+void bt_log_time(time_t t, char *buf, size_t len)
 {
-    struct timespec ts;
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    localtime_r(&t, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
     long off = tm.tm_gmtoff;
     if (off == 0) {
-        snprintf(out + n, outlen - n, "Z");
-    } else {
-        char sign = off < 0 ? '-' : '+';
-        if (off < 0)
-            off = -off;
-        snprintf(out + n, outlen - n, "%c%02ld:%02ld", sign, off / 3600, (off / 60) % 60);
+        snprintf(buf, len, "%sZ", base);
+        return;
     }
+    char sign = off < 0 ? '-' : '+';
+    if (off < 0)
+        off = -off;
+    snprintf(buf, len, "%s%c%02ld:%02ld", base, sign, off / 3600, (off / 60) % 60);
 }
 
 static int kv_cmp(const void *a, const void *b)
@@ -379,7 +364,7 @@ static void format_entry(sbuf *b, bt_log_level l, const char *msg, size_t msglen
     while (msglen > 0 && msg[msglen - 1] == '\n')
         msglen--;
     char ts[64];
-    format_time(ts, sizeof ts);
+    bt_log_time(time(NULL), ts, sizeof ts);
     const char *lv = level_names[l];
 
     if (!g_json) {
@@ -436,12 +421,12 @@ static void log_entry(bt_log_level l, const char *msg, size_t msglen, const char
     sbuf b = {0};
     lock();
     format_entry(&b, l, msg, msglen, pairs, npairs);
-    if (!b.oom && b.len > 0)
-        emit(b.p, b.len);
+    if (!b.oom && b.text.len > 0)
+        emit((char *)b.text.p, b.text.len);
     else
         emit(OOM_LINE, sizeof OOM_LINE - 1);
     unlock();
-    free(b.p);
+    bt_buf_free(&b.text);
 }
 
 static bt_log_level clamp_level(bt_log_level l)

@@ -29,8 +29,7 @@ int bt_log_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-/* mkdir -p of the directory part of path (path itself is the file). */
-static int mkdir_parents(const char *path, char *err, size_t errlen)
+int bt_mkdir_parents(const char *path, char *err, size_t errlen)
 {
     char *dir = strdup(path);
     if (!dir) {
@@ -254,7 +253,7 @@ int bt_logfile_open(bt_logfile *f, const char *path, long long max_bytes, long b
     f->max_bytes = max_bytes;
     f->backups = backups;
     f->age_days = age_days;
-    if (mkdir_parents(f->path, err, errlen) < 0 || open_file(f, err, errlen) < 0) {
+    if (bt_mkdir_parents(f->path, err, errlen) < 0 || open_file(f, err, errlen) < 0) {
         free(f->path);
         f->path = NULL;
         return -1;

@@ -10,17 +10,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "baetyl/error.h"
 #include "mqtt_client_internal.h"
 
 __attribute__((format(printf, 4, 5)))
 static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    bt_verrf(err, errlen, fmt, ap);
+    va_end(ap);
     return code;
 }
 
@@ -55,9 +54,9 @@ void mc_free_client(bt_mqtt_client *c)
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i].topic);
     free(c->subs);
-    mc_buf_free(&c->in);
-    mc_buf_free(&c->out);
-    mc_buf_free(&c->wsout);
+    bt_buf_free(&c->in);
+    bt_buf_free(&c->out);
+    bt_buf_free(&c->wsout);
     free(c->topic_buf);
     free(c->slots);
     free(c->free_pids);

@@ -18,6 +18,7 @@
 
 #include <openssl/ssl.h>
 
+#include "baetyl/buf.h"
 #include "baetyl/mqtt_client.h"
 #include "baetyl/mqtt_codec.h"
 #include "baetyl/ws.h"
@@ -43,21 +44,6 @@ typedef struct {
 
 /* Parses scheme://host[:port][/path] (IPv6 as [::1]); 0 or -1 with err. */
 int mc_parse_address(const char *url, mc_addr *a, char *err, size_t errlen);
-
-/* ---- byte buffer ------------------------------------------------------------------- */
-
-typedef struct {
-    uint8_t *p;
-    size_t off, len, cap; /* live bytes are p[off..len) */
-} mc_buf;
-
-/* Room for n more bytes at p + len; NULL when out of memory. */
-uint8_t *mc_buf_reserve(mc_buf *b, size_t n);
-/* Appends n bytes; 0 or -1. */
-int mc_buf_append(mc_buf *b, const void *d, size_t n);
-/* Drops n bytes from the front. */
-void mc_buf_consume(mc_buf *b, size_t n);
-void mc_buf_free(mc_buf *b);
 
 /* ---- outgoing publishes ------------------------------------------------------------ */
 
@@ -155,9 +141,9 @@ struct bt_mqtt_client {
     int64_t next_attempt;
     int64_t backoff_ms;
     int64_t last_send, last_recv, ping_sent;
-    mc_buf in;            /* MQTT bytes received */
-    mc_buf out;           /* bytes for the socket (or TLS) */
-    mc_buf wsout;         /* ws: MQTT bytes waiting to be framed into out */
+    bt_buf in;            /* MQTT bytes received */
+    bt_buf out;           /* bytes for the socket (or TLS) */
+    bt_buf wsout;         /* ws: MQTT bytes waiting to be framed into out */
     mc_subwait *subwait;
     uint16_t next_ctl_pid;
     char *topic_buf;      /* NUL-terminated topic for on_message */
@@ -192,7 +178,7 @@ int mc_tr_flush(bt_mqtt_client *c);
 /* True when bytes wait in out (or wsout). */
 bool mc_tr_has_output(const bt_mqtt_client *c);
 /* Buffer MQTT packets go to: wsout for ws, else out. */
-mc_buf *mc_tr_mqtt_out(bt_mqtt_client *c);
+bt_buf *mc_tr_mqtt_out(bt_mqtt_client *c);
 /* True when TLS holds decrypted bytes not read yet. */
 bool mc_tr_pending(const bt_mqtt_client *c);
 /* Closes the socket and TLS; buffers are emptied. */

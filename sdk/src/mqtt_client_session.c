@@ -71,8 +71,8 @@ static int out_oom(bt_mqtt_client *c)
 
 int mc_send_empty(bt_mqtt_client *c, bt_mqtt_type t)
 {
-    mc_buf *o = mc_tr_mqtt_out(c);
-    uint8_t *dst = mc_buf_reserve(o, 2);
+    bt_buf *o = mc_tr_mqtt_out(c);
+    uint8_t *dst = bt_buf_reserve(o, 2);
     if (!dst)
         return out_oom(c);
     o->len += (size_t)bt_mqtt_encode_empty(dst, 2, t);
@@ -81,8 +81,8 @@ int mc_send_empty(bt_mqtt_client *c, bt_mqtt_type t)
 
 static int send_puback(bt_mqtt_client *c, uint16_t pid)
 {
-    mc_buf *o = mc_tr_mqtt_out(c);
-    uint8_t *dst = mc_buf_reserve(o, 4);
+    bt_buf *o = mc_tr_mqtt_out(c);
+    uint8_t *dst = bt_buf_reserve(o, 4);
     if (!dst)
         return out_oom(c);
     o->len += (size_t)bt_mqtt_encode_puback(dst, 4, pid);
@@ -97,8 +97,8 @@ static int send_packet(bt_mqtt_client *c, const bt_mqtt_packet *p)
         return -1;
     }
     ssize_t n = bt_mqtt_encoded_len(p);
-    mc_buf *o = mc_tr_mqtt_out(c);
-    uint8_t *dst = n > 0 ? mc_buf_reserve(o, (size_t)n) : NULL;
+    bt_buf *o = mc_tr_mqtt_out(c);
+    uint8_t *dst = n > 0 ? bt_buf_reserve(o, (size_t)n) : NULL;
     if (!dst)
         return out_oom(c);
     o->len += (size_t)bt_mqtt_encode(p, dst, (size_t)n);
@@ -214,7 +214,7 @@ static int send_unsubscribe(bt_mqtt_client *c, const char *topic)
 
 bool mc_collect(bt_mqtt_client *c, mc_list *done)
 {
-    mc_buf *o = mc_tr_mqtt_out(c);
+    bt_buf *o = mc_tr_mqtt_out(c);
     pthread_mutex_lock(&c->mu);
     c->wake_pending = false;
     if (c->state != MC_UP) {
@@ -242,7 +242,7 @@ bool mc_collect(bt_mqtt_client *c, mc_list *done)
         mc_msg *m = c->queue.head;
         if (m->sent && m->qos)
             m->data[0] |= 0x08; /* DUP: the broker may have it already */
-        if (mc_buf_append(o, m->data, m->len) < 0)
+        if (bt_buf_append(o, m->data, m->len) < 0)
             break;
         mc_list_unlink(&c->queue, m);
         m->sent = true;
@@ -456,7 +456,7 @@ int mc_handle_input(bt_mqtt_client *c)
         c->last_recv = mc_now_ms();
         c->ping_sent = 0; /* the broker is alive */
         rc = handle(c, &p);
-        mc_buf_consume(&c->in, used);
+        bt_buf_consume(&c->in, used);
         /* stop() from a callback: leave the rest for nobody */
         pthread_mutex_lock(&c->mu);
         bool stop = c->stop_req;

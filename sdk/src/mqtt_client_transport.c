@@ -25,64 +25,9 @@ void mc_reason(bt_mqtt_client *c, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- buffers ---------------------------------------------------------------------- */
-
-uint8_t *mc_buf_reserve(mc_buf *b, size_t n)
-{
-    if (b->off && b->off == b->len)
-        b->off = b->len = 0;
-    if (b->cap - b->len >= n)
-        return b->p + b->len;
-    if (b->off) { /* reuse the consumed front before growing */
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-        if (b->cap - b->len >= n)
-            return b->p + b->len;
-    }
-    if (n > SIZE_MAX / 2 - b->len)
-        return NULL;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < n)
-        cap *= 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p)
-        return NULL;
-    b->p = p;
-    b->cap = cap;
-    return b->p + b->len;
-}
-
-int mc_buf_append(mc_buf *b, const void *d, size_t n)
-{
-    uint8_t *dst = mc_buf_reserve(b, n);
-    if (!dst)
-        return -1;
-    if (n)
-        memcpy(dst, d, n);
-    b->len += n;
-    return 0;
-}
-
-void mc_buf_consume(mc_buf *b, size_t n)
-{
-    b->off += n;
-    if (b->off >= b->len)
-        b->off = b->len = 0;
-}
-
-void mc_buf_free(mc_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-/* Drops a big idle buffer so one large message does not pin memory for the client's life. */
-static void buf_trim(mc_buf *b)
-{
-    if (b->len == b->off && b->cap > (1u << 20))
-        mc_buf_free(b);
-}
+/* A bigger idle buffer is dropped, so one large message does not pin memory for the
+ * client's life. */
+#define BUF_KEEP_MAX (1u << 20)
 
 /* ---- TLS -------------------------------------------------------------------------- */
 
@@ -317,7 +262,7 @@ int mc_tr_ws_start(bt_mqtt_client *c)
     }
     size_t n;
     const uint8_t *o = bt_ws_output(&c->ws, &n);
-    if (o && mc_buf_append(&c->out, o, n) < 0) {
+    if (o && bt_buf_append(&c->out, o, n) < 0) {
         mc_reason(c, "out of memory");
         return -1;
     }
@@ -404,7 +349,7 @@ static int ws_output(bt_mqtt_client *c)
     size_t n;
     const uint8_t *o = bt_ws_output(&c->ws, &n);
     if (o && n) {
-        if (mc_buf_append(&c->out, o, n) < 0) {
+        if (bt_buf_append(&c->out, o, n) < 0) {
             mc_reason(c, "out of memory");
             return -1;
         }
@@ -456,7 +401,7 @@ int mc_tr_read(bt_mqtt_client *c)
 {
     size_t total = 0;
     while (total < MC_READ_TURN) {
-        uint8_t *dst = mc_buf_reserve(&c->in, MC_READ_CHUNK);
+        uint8_t *dst = bt_buf_reserve(&c->in, MC_READ_CHUNK);
         if (!dst) {
             mc_reason(c, "out of memory");
             return -1;
@@ -484,7 +429,7 @@ bool mc_tr_has_output(const bt_mqtt_client *c)
     return c->out.len > c->out.off || c->wsout.len > c->wsout.off;
 }
 
-mc_buf *mc_tr_mqtt_out(bt_mqtt_client *c)
+bt_buf *mc_tr_mqtt_out(bt_mqtt_client *c)
 {
     return c->addr.ws ? &c->wsout : &c->out;
 }
@@ -500,7 +445,7 @@ int mc_tr_flush(bt_mqtt_client *c)
         bt_ws_get_state(&c->ws) == BT_WS_OPEN) {
         /* all MQTT bytes of this turn in one binary frame */
         size_t n = c->wsout.len - c->wsout.off;
-        uint8_t *dst = mc_buf_reserve(&c->out, n + BT_WS_HEADER_MAX);
+        uint8_t *dst = bt_buf_reserve(&c->out, n + BT_WS_HEADER_MAX);
         char why[200];
         if (!dst) {
             mc_reason(c, "out of memory");
@@ -514,7 +459,7 @@ int mc_tr_flush(bt_mqtt_client *c)
         }
         c->out.len += (size_t)w;
         c->wsout.off = c->wsout.len = 0;
-        buf_trim(&c->wsout);
+        bt_buf_trim(&c->wsout, BUF_KEEP_MAX);
     }
     while (c->out.len > c->out.off) {
         ssize_t w = raw_write(c, c->out.p + c->out.off, c->out.len - c->out.off);
@@ -522,10 +467,10 @@ int mc_tr_flush(bt_mqtt_client *c)
             return -1;
         if (w == 0)
             break;
-        mc_buf_consume(&c->out, (size_t)w);
+        bt_buf_consume(&c->out, (size_t)w);
         c->last_send = mc_now_ms();
     }
-    buf_trim(&c->out);
+    bt_buf_trim(&c->out, BUF_KEEP_MAX);
     return 0;
 }
 
@@ -547,8 +492,8 @@ void mc_tr_close(bt_mqtt_client *c)
     c->in.off = c->in.len = 0;
     c->out.off = c->out.len = 0;
     c->wsout.off = c->wsout.len = 0;
-    buf_trim(&c->in);
-    buf_trim(&c->out);
-    buf_trim(&c->wsout);
+    bt_buf_trim(&c->in, BUF_KEEP_MAX);
+    bt_buf_trim(&c->out, BUF_KEEP_MAX);
+    bt_buf_trim(&c->wsout, BUF_KEEP_MAX);
     c->state = MC_IDLE;
 }

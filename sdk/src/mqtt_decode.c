@@ -2,22 +2,10 @@
  * comes from the network: every length is checked against what is really there, and every
  * rule of the wire format that a packet can break is reported with a reason. */
 #include "baetyl/mqtt_codec.h"
+#include "baetyl/error.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* ---- fixed header -------------------------------------------------------------------- */
 
@@ -28,24 +16,24 @@ static int check_first_byte(uint8_t b, char *err, size_t errlen)
     switch (type) {
     case 0:
     case 15:
-        return fail(err, errlen, "reserved packet type %d", type);
+        return bt_errf(err, errlen, "reserved packet type %d", type);
     case BT_MQTT_PUBLISH: {
         int qos = (flags >> 1) & 3;
         if (qos == 3)
-            return fail(err, errlen, "PUBLISH qos 3");
+            return bt_errf(err, errlen, "PUBLISH qos 3");
         if (qos == 0 && (flags & 0x08))
-            return fail(err, errlen, "PUBLISH dup with qos 0");
+            return bt_errf(err, errlen, "PUBLISH dup with qos 0");
         return 0;
     }
     case BT_MQTT_PUBREL:
     case BT_MQTT_SUBSCRIBE:
     case BT_MQTT_UNSUBSCRIBE:
         if (flags != 0x2)
-            return fail(err, errlen, "%s flags must be 0x2", bt_mqtt_type_name(type));
+            return bt_errf(err, errlen, "%s flags must be 0x2", bt_mqtt_type_name(type));
         return 0;
     default:
         if (flags != 0)
-            return fail(err, errlen, "%s flags must be 0x0", bt_mqtt_type_name(type));
+            return bt_errf(err, errlen, "%s flags must be 0x0", bt_mqtt_type_name(type));
         return 0;
     }
 }
@@ -72,8 +60,8 @@ static int check_fixed_length(int type, size_t rl, char *err, size_t errlen)
         return 0;
     }
     if (rl != want)
-        return fail(err, errlen, "%s remaining length %zu (must be %zu)",
-                    bt_mqtt_type_name(type), rl, want);
+        return bt_errf(err, errlen, "%s remaining length %zu (must be %zu)",
+                       bt_mqtt_type_name(type), rl, want);
     return 0;
 }
 
@@ -95,10 +83,10 @@ int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t 
         }
     }
     if (hdr == 0)
-        return fail(err, errlen, "remaining length exceeds 4 bytes");
+        return bt_errf(err, errlen, "remaining length exceeds 4 bytes");
     size_t whole = hdr + rl;
     if (max_packet && whole > max_packet)
-        return fail(err, errlen, "packet too large (%zu > %zu)", whole, max_packet);
+        return bt_errf(err, errlen, "packet too large (%zu > %zu)", whole, max_packet);
     if (check_fixed_length(buf[0] >> 4, rl, err, errlen) < 0)
         return -1;
     *total = whole;
@@ -124,10 +112,10 @@ static size_t left(const reader *r)
 static int rd_bin(reader *r, bt_mqtt_bin *v, const char *what)
 {
     if (left(r) < 2)
-        return fail(r->err, r->errlen, "truncated string (%s)", what);
+        return bt_errf(r->err, r->errlen, "truncated string (%s)", what);
     size_t n = (size_t)r->p[0] << 8 | r->p[1];
     if (left(r) - 2 < n)
-        return fail(r->err, r->errlen, "truncated string (%s)", what);
+        return bt_errf(r->err, r->errlen, "truncated string (%s)", what);
     v->ptr = r->p + 2;
     v->len = n;
     r->p += 2 + n;
@@ -142,9 +130,9 @@ static int rd_str(reader *r, bt_mqtt_str *v, const char *what)
         return -1;
     int rc = bt_mqtt_utf8_check((const char *)b.ptr, b.len);
     if (rc == -1)
-        return fail(r->err, r->errlen, "invalid UTF-8 in %s", what);
+        return bt_errf(r->err, r->errlen, "invalid UTF-8 in %s", what);
     if (rc == -2)
-        return fail(r->err, r->errlen, "%s contains U+0000", what);
+        return bt_errf(r->err, r->errlen, "%s contains U+0000", what);
     v->ptr = (const char *)b.ptr;
     v->len = b.len;
     return 0;
@@ -153,11 +141,11 @@ static int rd_str(reader *r, bt_mqtt_str *v, const char *what)
 static int rd_packet_id(reader *r, uint16_t *id, int type)
 {
     if (left(r) < 2)
-        return fail(r->err, r->errlen, "truncated packet id in %s", bt_mqtt_type_name(type));
+        return bt_errf(r->err, r->errlen, "truncated packet id in %s", bt_mqtt_type_name(type));
     *id = (uint16_t)(r->p[0] << 8 | r->p[1]);
     r->p += 2;
     if (*id == 0)
-        return fail(r->err, r->errlen, "packet id 0 in %s", bt_mqtt_type_name(type));
+        return bt_errf(r->err, r->errlen, "packet id 0 in %s", bt_mqtt_type_name(type));
     return 0;
 }
 
@@ -190,24 +178,24 @@ static int decode_connect(reader *r, bt_mqtt_connect *c)
     if (!mqtt && !mqisdp) {
         char q[80];
         quote_name(name.ptr, name.len, q, sizeof(q));
-        return fail(r->err, r->errlen, "CONNECT unknown protocol name \"%s\"", q);
+        return bt_errf(r->err, r->errlen, "CONNECT unknown protocol name \"%s\"", q);
     }
     if (left(r) < 4)
-        return fail(r->err, r->errlen, "truncated CONNECT variable header");
+        return bt_errf(r->err, r->errlen, "truncated CONNECT variable header");
     uint8_t level = r->p[0], flags = r->p[1];
     c->keepalive = (uint16_t)(r->p[2] << 8 | r->p[3]);
     r->p += 4;
     if ((mqtt && level == 3) || (mqisdp && level == 4))
-        return fail(r->err, r->errlen, "CONNECT protocol name %s with level %u",
-                    mqtt ? "MQTT" : "MQIsdp", level);
+        return bt_errf(r->err, r->errlen, "CONNECT protocol name %s with level %u",
+                       mqtt ? "MQTT" : "MQIsdp", level);
     if (level != 3 && level != 4) {
         c->protocol_level = level;
-        fail(r->err, r->errlen, "unsupported protocol level %u", level);
+        bt_errf(r->err, r->errlen, "unsupported protocol level %u", level);
         return -2;
     }
     c->protocol_level = level;
     if (flags & 0x01)
-        return fail(r->err, r->errlen, "reserved flag set in CONNECT");
+        return bt_errf(r->err, r->errlen, "reserved flag set in CONNECT");
     c->clean_session = flags & 0x02;
     c->will_flag = flags & 0x04;
     c->will_qos = (flags >> 3) & 3;
@@ -215,14 +203,14 @@ static int decode_connect(reader *r, bt_mqtt_connect *c)
     c->has_password = flags & 0x40;
     c->has_username = flags & 0x80;
     if (c->will_qos == 3)
-        return fail(r->err, r->errlen, "will qos 3");
+        return bt_errf(r->err, r->errlen, "will qos 3");
     if (!c->will_flag && c->will_qos)
-        return fail(r->err, r->errlen, "will flag clear but will qos set");
+        return bt_errf(r->err, r->errlen, "will flag clear but will qos set");
     if (!c->will_flag && c->will_retain)
-        return fail(r->err, r->errlen, "will flag clear but will retain set");
+        return bt_errf(r->err, r->errlen, "will flag clear but will retain set");
     /* MQTT 3.1 did not forbid it; 3.1.1 §3.1.2.9 does. */
     if (level == 4 && c->has_password && !c->has_username)
-        return fail(r->err, r->errlen, "password without username");
+        return bt_errf(r->err, r->errlen, "password without username");
 
     if (rd_str(r, &c->client_id, "client id") < 0)
         return -1;
@@ -234,7 +222,7 @@ static int decode_connect(reader *r, bt_mqtt_connect *c)
     if (c->has_password && rd_bin(r, &c->password, "password") < 0)
         return -1;
     if (left(r))
-        return fail(r->err, r->errlen, "%zu trailing bytes in CONNECT", left(r));
+        return bt_errf(r->err, r->errlen, "%zu trailing bytes in CONNECT", left(r));
     return 0;
 }
 
@@ -242,11 +230,11 @@ static int decode_connack(reader *r, bt_mqtt_connack *c)
 {
     uint8_t flags = r->p[0], rc = r->p[1];   /* length 2 checked with the header */
     if (flags & 0xFE)
-        return fail(r->err, r->errlen, "reserved bits set in CONNACK flags");
+        return bt_errf(r->err, r->errlen, "reserved bits set in CONNACK flags");
     if (rc > BT_MQTT_CONNACK_NOT_AUTHORIZED)
-        return fail(r->err, r->errlen, "CONNACK return code %u unknown", rc);
+        return bt_errf(r->err, r->errlen, "CONNACK return code %u unknown", rc);
     if ((flags & 1) && rc != 0)
-        return fail(r->err, r->errlen, "CONNACK session present with return code %u", rc);
+        return bt_errf(r->err, r->errlen, "CONNACK session present with return code %u", rc);
     c->session_present = flags & 1;
     c->return_code = rc;
     return 0;
@@ -281,17 +269,17 @@ static int decode_sub_list(reader *r, int type, bt_mqtt_sub_list *l)
             return -1;
         if (type == BT_MQTT_SUBSCRIBE) {
             if (left(r) < 1)
-                return fail(r->err, r->errlen, "truncated SUBSCRIBE: no requested qos");
+                return bt_errf(r->err, r->errlen, "truncated SUBSCRIBE: no requested qos");
             uint8_t q = *r->p++;
             if (q & 0xFC)
-                return fail(r->err, r->errlen, "SUBSCRIBE reserved bits set in requested qos");
+                return bt_errf(r->err, r->errlen, "SUBSCRIBE reserved bits set in requested qos");
             if (q == 3)
-                return fail(r->err, r->errlen, "SUBSCRIBE qos 3");
+                return bt_errf(r->err, r->errlen, "SUBSCRIBE qos 3");
         }
         l->count++;
     }
     if (l->count == 0)
-        return fail(r->err, r->errlen, "%s with no topic filter", name);
+        return bt_errf(r->err, r->errlen, "%s with no topic filter", name);
     return 0;
 }
 
@@ -300,10 +288,10 @@ static int decode_suback(reader *r, bt_mqtt_suback *s)
     if (rd_packet_id(r, &s->packet_id, BT_MQTT_SUBACK) < 0)
         return -1;
     if (left(r) == 0)
-        return fail(r->err, r->errlen, "SUBACK with no return codes");
+        return bt_errf(r->err, r->errlen, "SUBACK with no return codes");
     for (const uint8_t *c = r->p; c < r->end; c++)
         if (*c > 2 && *c != BT_MQTT_SUBACK_FAILURE)
-            return fail(r->err, r->errlen, "SUBACK return code 0x%02x invalid", *c);
+            return bt_errf(r->err, r->errlen, "SUBACK return code 0x%02x invalid", *c);
     s->codes = r->p;
     s->count = left(r);
     r->p = r->end;

@@ -2,22 +2,10 @@
  * buffer that is too small is reported with the size it needs and left untouched; a packet
  * the decoder would reject is never written. */
 #include "baetyl/mqtt_codec.h"
+#include "baetyl/error.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* Bytes of the variable length encoding of rl (rl <= BT_MQTT_MAX_REMAINING). */
 static size_t vlen(size_t rl)
@@ -56,9 +44,9 @@ static uint8_t *put_bytes(uint8_t *b, const void *p, size_t n)
 static int check_bin(const void *p, size_t n, const char *what, char *err, size_t errlen)
 {
     if (n > 0xFFFF)
-        return fail(err, errlen, "%s longer than 65535 bytes", what);
+        return bt_errf(err, errlen, "%s longer than 65535 bytes", what);
     if (n && !p)
-        return fail(err, errlen, "%s is NULL", what);
+        return bt_errf(err, errlen, "%s is NULL", what);
     return 0;
 }
 
@@ -68,9 +56,9 @@ static int check_str(bt_mqtt_str s, const char *what, char *err, size_t errlen)
         return -1;
     int rc = bt_mqtt_utf8_check(s.ptr, s.len);
     if (rc == -1)
-        return fail(err, errlen, "invalid UTF-8 in %s", what);
+        return bt_errf(err, errlen, "invalid UTF-8 in %s", what);
     if (rc == -2)
-        return fail(err, errlen, "%s contains U+0000", what);
+        return bt_errf(err, errlen, "%s contains U+0000", what);
     return 0;
 }
 
@@ -79,15 +67,15 @@ static int check_str(bt_mqtt_str s, const char *what, char *err, size_t errlen)
 static ssize_t connect_rl(const bt_mqtt_connect *c, char *err, size_t errlen)
 {
     if (c->protocol_level != 3 && c->protocol_level != 4)
-        return fail(err, errlen, "unsupported protocol level %u", c->protocol_level);
+        return bt_errf(err, errlen, "unsupported protocol level %u", c->protocol_level);
     if (c->will_qos > 2)
-        return fail(err, errlen, "will qos %u", c->will_qos);
+        return bt_errf(err, errlen, "will qos %u", c->will_qos);
     if (!c->will_flag && c->will_qos)
-        return fail(err, errlen, "will flag clear but will qos set");
+        return bt_errf(err, errlen, "will flag clear but will qos set");
     if (!c->will_flag && c->will_retain)
-        return fail(err, errlen, "will flag clear but will retain set");
+        return bt_errf(err, errlen, "will flag clear but will retain set");
     if (c->protocol_level == 4 && c->has_password && !c->has_username)
-        return fail(err, errlen, "password without username");
+        return bt_errf(err, errlen, "password without username");
     size_t rl = (c->protocol_level == 4 ? 6 : 8) + 4;   /* name, level, flags, keepalive */
     if (check_str(c->client_id, "client id", err, errlen) < 0)
         return -1;
@@ -116,16 +104,16 @@ static ssize_t publish_rl(size_t topic_len, const void *topic, size_t payload_le
                           bool dup, uint16_t packet_id, char *err, size_t errlen)
 {
     if (qos < 0 || qos > 2)
-        return fail(err, errlen, "PUBLISH qos %d", qos);
+        return bt_errf(err, errlen, "PUBLISH qos %d", qos);
     if (qos == 0 && dup)
-        return fail(err, errlen, "PUBLISH dup with qos 0");
+        return bt_errf(err, errlen, "PUBLISH dup with qos 0");
     if (qos > 0 && packet_id == 0)
-        return fail(err, errlen, "packet id 0 in PUBLISH");
+        return bt_errf(err, errlen, "packet id 0 in PUBLISH");
     if (check_bin(topic, topic_len, "topic", err, errlen) < 0)
         return -1;
     size_t fixed = 2 + topic_len + (qos ? 2 : 0);
     if (payload_len > BT_MQTT_MAX_REMAINING - fixed)
-        return fail(err, errlen, "PUBLISH payload too large (%zu bytes)", payload_len);
+        return bt_errf(err, errlen, "PUBLISH payload too large (%zu bytes)", payload_len);
     return (ssize_t)(fixed + payload_len);
 }
 
@@ -136,9 +124,9 @@ static ssize_t sub_list_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
     const char *name = bt_mqtt_type_name(p->type);
     bool sub = p->type == BT_MQTT_SUBSCRIBE;
     if (l->packet_id == 0)
-        return fail(err, errlen, "packet id 0 in %s", name);
+        return bt_errf(err, errlen, "packet id 0 in %s", name);
     if (!l->entries && l->raw.len && !l->raw.ptr)
-        return fail(err, errlen, "%s list is NULL", name);
+        return bt_errf(err, errlen, "%s list is NULL", name);
     bt_mqtt_sub_iter it;
     bt_mqtt_sub_iter_init(&it, p);
     bt_mqtt_str t = {NULL, 0};
@@ -148,18 +136,18 @@ static ssize_t sub_list_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
         if (check_str(t, "topic filter", err, errlen) < 0)
             return -1;
         if (q > 2)
-            return fail(err, errlen, "SUBSCRIBE qos %u", q);
+            return bt_errf(err, errlen, "SUBSCRIBE qos %u", q);
         rl += 2 + t.len + (sub ? 1 : 0);
         if (rl > BT_MQTT_MAX_REMAINING)
-            return fail(err, errlen, "%s too large", name);
+            return bt_errf(err, errlen, "%s too large", name);
         n++;
     }
     if (!l->entries && it.pos != it.end)
-        return fail(err, errlen, "%s list is malformed", name);
+        return bt_errf(err, errlen, "%s list is malformed", name);
     if (n == 0)
-        return fail(err, errlen, "%s with no topic filter", name);
+        return bt_errf(err, errlen, "%s with no topic filter", name);
     if (n != l->count)
-        return fail(err, errlen, "%s count %zu but its list has %zu", name, l->count, n);
+        return bt_errf(err, errlen, "%s count %zu but its list has %zu", name, l->count, n);
     return (ssize_t)rl;
 }
 
@@ -167,14 +155,14 @@ static ssize_t suback_rl(uint16_t packet_id, const uint8_t *codes, size_t n, cha
                          size_t errlen)
 {
     if (packet_id == 0)
-        return fail(err, errlen, "packet id 0 in SUBACK");
+        return bt_errf(err, errlen, "packet id 0 in SUBACK");
     if (n == 0 || !codes)
-        return fail(err, errlen, "SUBACK with no return codes");
+        return bt_errf(err, errlen, "SUBACK with no return codes");
     if (n > BT_MQTT_MAX_REMAINING - 2)
-        return fail(err, errlen, "SUBACK too large");
+        return bt_errf(err, errlen, "SUBACK too large");
     for (size_t i = 0; i < n; i++)
         if (codes[i] > 2 && codes[i] != BT_MQTT_SUBACK_FAILURE)
-            return fail(err, errlen, "SUBACK return code 0x%02x invalid", codes[i]);
+            return bt_errf(err, errlen, "SUBACK return code 0x%02x invalid", codes[i]);
     return (ssize_t)(2 + n);
 }
 
@@ -192,17 +180,17 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
         return connect_rl(&p->connect, err, errlen);
     case BT_MQTT_CONNACK:
         if (p->connack.return_code > BT_MQTT_CONNACK_NOT_AUTHORIZED)
-            return fail(err, errlen, "CONNACK return code %u unknown", p->connack.return_code);
+            return bt_errf(err, errlen, "CONNACK return code %u unknown", p->connack.return_code);
         if (p->connack.session_present && p->connack.return_code)
-            return fail(err, errlen, "CONNACK session present with return code %u",
-                        p->connack.return_code);
+            return bt_errf(err, errlen, "CONNACK session present with return code %u",
+                           p->connack.return_code);
         return 2;
     case BT_MQTT_PUBLISH: {
         const bt_mqtt_publish *x = &p->publish;
         if (check_str(x->topic, "topic", err, errlen) < 0)
             return -1;
         if (x->payload.len && !x->payload.ptr)
-            return fail(err, errlen, "payload is NULL");
+            return bt_errf(err, errlen, "payload is NULL");
         return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup,
                           x->packet_id, err, errlen);
     }
@@ -212,7 +200,7 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
     case BT_MQTT_PUBCOMP:
     case BT_MQTT_UNSUBACK:
         if (p->ack.packet_id == 0)
-            return fail(err, errlen, "packet id 0 in %s", bt_mqtt_type_name(p->type));
+            return bt_errf(err, errlen, "packet id 0 in %s", bt_mqtt_type_name(p->type));
         return 2;
     case BT_MQTT_SUBSCRIBE:
     case BT_MQTT_UNSUBSCRIBE:
@@ -224,7 +212,7 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
     case BT_MQTT_DISCONNECT:
         return 0;
     default:
-        return fail(err, errlen, "unknown packet type %d", (int)p->type);
+        return bt_errf(err, errlen, "unknown packet type %d", (int)p->type);
     }
 }
 

@@ -2,6 +2,7 @@
  * if the caller wants), control frames are answered through the small output buffer of
  * bt_ws, and outgoing binary frames get their header here. Nothing is allocated. */
 #include "baetyl/ws.h"
+#include "baetyl/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,18 +17,6 @@ enum {
     OP_PING = 0x9,
     OP_PONG = 0xA
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void bt_ws_mask(const uint8_t key[4], uint64_t off, const uint8_t *src, uint8_t *dst, size_t n)
 {
@@ -149,8 +138,7 @@ static int fail(bt_ws *ws, uint16_t code, char *err, size_t errlen, const char *
     queue_close(ws, code, reason);
     ws->close_code = code;
     ws->state = BT_WS_FAILED;
-    set_err(err, errlen, "websocket: %s (close %u)", reason, code);
-    return -1;
+    return bt_errf(err, errlen, "websocket: %s (close %u)", reason, code);
 }
 
 /* Codes a peer may put in a close frame (RFC 6455 §7.4, IANA registry). */
@@ -307,11 +295,9 @@ int bt_ws_recv(bt_ws *ws, const uint8_t *in, size_t len, uint8_t *out, size_t *o
     *outlen = 0;
     switch (ws->state) {
     case BT_WS_HANDSHAKE:
-        set_err(err, errlen, "websocket: handshake not finished");
-        return -1;
+        return bt_errf(err, errlen, "websocket: handshake not finished");
     case BT_WS_FAILED:
-        set_err(err, errlen, "websocket: connection failed (close %u)", ws->close_code);
-        return -1;
+        return bt_errf(err, errlen, "websocket: connection failed (close %u)", ws->close_code);
     case BT_WS_CLOSED:
         return 1; /* nothing may follow a close frame */
     default:
@@ -374,14 +360,10 @@ failed:
 
 int bt_ws_wrap(bt_ws *ws, uint64_t len, uint8_t hdr[BT_WS_HEADER_MAX], char *err, size_t errlen)
 {
-    if (ws->state != BT_WS_OPEN || ws->close_sent) {
-        set_err(err, errlen, "websocket: connection not open");
-        return -1;
-    }
-    if (len >> 63) {
-        set_err(err, errlen, "websocket: frame too long");
-        return -1;
-    }
+    if (ws->state != BT_WS_OPEN || ws->close_sent)
+        return bt_errf(err, errlen, "websocket: connection not open");
+    if (len >> 63)
+        return bt_errf(err, errlen, "websocket: frame too long");
     return put_header(ws, OP_BINARY, len, hdr);
 }
 
@@ -392,10 +374,8 @@ ssize_t bt_ws_wrap_copy(bt_ws *ws, const void *data, size_t len, uint8_t *out, s
     int hl = bt_ws_wrap(ws, len, h, err, errlen);
     if (hl < 0)
         return -1;
-    if (cap < (size_t)hl || cap - (size_t)hl < len) {
-        set_err(err, errlen, "websocket: output buffer too small for a %zu-byte frame", len);
-        return -1;
-    }
+    if (cap < (size_t)hl || cap - (size_t)hl < len)
+        return bt_errf(err, errlen, "websocket: output buffer too small for a %zu-byte frame", len);
     memcpy(out, h, (size_t)hl);
     if (ws->role == BT_WS_CLIENT)
         bt_ws_mask(h + hl - 4, 0, data, out + hl, len);
@@ -406,18 +386,12 @@ ssize_t bt_ws_wrap_copy(bt_ws *ws, const void *data, size_t len, uint8_t *out, s
 
 int bt_ws_close(bt_ws *ws, uint16_t code, const char *reason, char *err, size_t errlen)
 {
-    if (ws->state == BT_WS_HANDSHAKE) {
-        set_err(err, errlen, "websocket: handshake not finished");
-        return -1;
-    }
-    if (!close_code_valid(code)) {
-        set_err(err, errlen, "websocket: close code %u may not be sent", code);
-        return -1;
-    }
-    if (reason && !utf8_valid((const uint8_t *)reason, strlen(reason))) {
-        set_err(err, errlen, "websocket: close reason is not UTF-8");
-        return -1;
-    }
+    if (ws->state == BT_WS_HANDSHAKE)
+        return bt_errf(err, errlen, "websocket: handshake not finished");
+    if (!close_code_valid(code))
+        return bt_errf(err, errlen, "websocket: close code %u may not be sent", code);
+    if (reason && !utf8_valid((const uint8_t *)reason, strlen(reason)))
+        return bt_errf(err, errlen, "websocket: close reason is not UTF-8");
     if (ws->close_sent || ws->state == BT_WS_FAILED || ws->state == BT_WS_CLOSED)
         return 0; /* already said, or the link is going down without a close frame */
     /* Cut a long reason on a character boundary. */

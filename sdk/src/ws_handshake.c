@@ -3,8 +3,8 @@
  * are read one line at a time into a small buffer so a connection costs no allocation; the
  * whole header is bounded by BT_WS_HANDSHAKE_MAX. */
 #include "baetyl/ws.h"
+#include "baetyl/error.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -23,18 +23,6 @@ enum {
     HS_KEY = 1 << 3,
     HS_ACCEPT = 1 << 4,
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void bt_ws_init(bt_ws *ws, bt_ws_role role, uint64_t max_message)
 {
@@ -89,26 +77,20 @@ static int visible_ascii(const char *s)
 
 int bt_ws_client_start(bt_ws *ws, const char *host, const char *path, char *err, size_t errlen)
 {
-    if (ws->role != BT_WS_CLIENT || ws->state != BT_WS_HANDSHAKE || ws->hs_total || ws->out_len) {
-        set_err(err, errlen, "websocket: client handshake already started or wrong role");
-        return -1;
-    }
+    if (ws->role != BT_WS_CLIENT || ws->state != BT_WS_HANDSHAKE || ws->hs_total || ws->out_len)
+        return bt_errf(err, errlen, "websocket: client handshake already started or wrong role");
     if (!path || !*path)
         path = "/";
-    if (!host || !*host || strlen(host) >= BT_WS_HOST_MAX || !visible_ascii(host)) {
-        set_err(err, errlen, "websocket: invalid host");
-        return -1;
-    }
+    if (!host || !*host || strlen(host) >= BT_WS_HOST_MAX || !visible_ascii(host))
+        return bt_errf(err, errlen, "websocket: invalid host");
     if (path[0] != '/' || strlen(path) >= BT_WS_PATH_MAX || !visible_ascii(path)) {
-        set_err(err, errlen, "websocket: invalid path (must start with '/', at most %d bytes)",
+        bt_errf(err, errlen, "websocket: invalid path (must start with '/', at most %d bytes)",
                 BT_WS_PATH_MAX - 1);
         return -1;
     }
     unsigned char nonce[16];
-    if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
-        set_err(err, errlen, "websocket: no randomness for the handshake key");
-        return -1;
-    }
+    if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+        return bt_errf(err, errlen, "websocket: no randomness for the handshake key");
     EVP_EncodeBlock((unsigned char *)ws->key, nonce, sizeof(nonce));
     bt_ws_accept_key(ws->key, ws->accept);
     snprintf(ws->path, sizeof(ws->path), "%s", path);
@@ -123,8 +105,7 @@ int bt_ws_client_start(bt_ws *ws, const char *host, const char *path, char *err,
                      "\r\n",
                      path, host, ws->key);
     if (n < 0 || (size_t)n >= sizeof(ws->out)) { /* cannot happen with the bounds above */
-        set_err(err, errlen, "websocket: request too long");
-        return -1;
+        return bt_errf(err, errlen, "websocket: request too long");
     }
     ws->out_len = (uint16_t)n;
     ws->out_sent = 0;
@@ -392,11 +373,11 @@ static int fail(bt_ws *ws, const char *reason, const char *line, size_t ln, char
 {
     if (ws->role == BT_WS_SERVER) {
         answer_400(ws, reason);
-        set_err(err, errlen, "websocket handshake: %s", reason);
+        bt_errf(err, errlen, "websocket handshake: %s", reason);
     } else {
         /* Show the server's status line: it tells the user what went wrong (404, 401…). */
         int show = reason == REFUSED && line;
-        set_err(err, errlen, "websocket handshake: %s%s%.*s%s", reason, show ? " (" : "",
+        bt_errf(err, errlen, "websocket handshake: %s%s%.*s%s", reason, show ? " (" : "",
                 show ? (int)(ln > 80 ? 80 : ln) : 0, show ? line : "", show ? ")" : "");
     }
     ws->state = BT_WS_FAILED;
@@ -408,14 +389,12 @@ int bt_ws_handshake(bt_ws *ws, const uint8_t *in, size_t len, size_t *used, char
 {
     *used = 0;
     if (ws->state != BT_WS_HANDSHAKE) {
-        set_err(err, errlen, "websocket handshake: already %s",
+        bt_errf(err, errlen, "websocket handshake: already %s",
                 ws->state == BT_WS_FAILED ? "failed" : "done");
         return ws->state == BT_WS_FAILED ? -1 : 1;
     }
-    if (ws->role == BT_WS_CLIENT && !ws->key[0]) {
-        set_err(err, errlen, "websocket handshake: bt_ws_client_start not called");
-        return -1;
-    }
+    if (ws->role == BT_WS_CLIENT && !ws->key[0])
+        return bt_errf(err, errlen, "websocket handshake: bt_ws_client_start not called");
     for (size_t i = 0; i < len; i++) {
         char c = (char)in[i];
         if (++ws->hs_total > BT_WS_HANDSHAKE_MAX) {

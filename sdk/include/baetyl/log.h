@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
 
 typedef enum { BT_LOG_DEBUG = 0, BT_LOG_INFO, BT_LOG_WARN, BT_LOG_ERROR } bt_log_level;
 
@@ -79,5 +80,9 @@ int bt_log_is_file(void);
 
 /* bt_logf with a va_list, for wrappers. */
 void bt_vlogf(bt_log_level l, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* The time of log lines (and of ota.log): RFC 3339 local time with its offset, second
+ * precision: "2019-09-23T17:55:42+08:00", "…Z" in UTC. */
+void bt_log_time(time_t t, char *buf, size_t len);
 
 #endif

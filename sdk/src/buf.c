@@ -1,12 +1,13 @@
-/* Growable byte buffers for connection input and output. */
+/* The slow paths of the byte buffer (baetyl/buf.h). */
+#include "baetyl/buf.h"
+
 #include <stdlib.h>
-#include <string.h>
 
-#include "hub.h"
-
-uint8_t *buf_reserve(buf *b, size_t n)
+uint8_t *bt_buf_grow(bt_buf *b, size_t n)
 {
-    if (b->cap - b->len >= n)
+    if (b->off == b->len)
+        b->off = b->len = 0;
+    if (b->cap - b->len >= n && b->p)
         return b->p + b->len;
     /* Reclaim consumed space first; grow only when still short. */
     if (b->off) {
@@ -16,12 +17,11 @@ uint8_t *buf_reserve(buf *b, size_t n)
         if (b->cap - b->len >= n)
             return b->p + b->len;
     }
+    if (n > SIZE_MAX / 2 - b->len)
+        return NULL;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n) {
-        if (cap > SIZE_MAX / 2)
-            return NULL;
+    while (cap - b->len < n)
         cap *= 2;
-    }
     uint8_t *p = realloc(b->p, cap);
     if (!p)
         return NULL;
@@ -30,26 +30,21 @@ uint8_t *buf_reserve(buf *b, size_t n)
     return b->p + b->len;
 }
 
-int buf_append(buf *b, const void *d, size_t n)
+int bt_buf_append_nul(bt_buf *b, const void *d, size_t n)
 {
-    uint8_t *w = buf_reserve(b, n);
+    if (n == SIZE_MAX)
+        return -1;
+    uint8_t *w = bt_buf_reserve(b, n + 1);
     if (!w)
         return -1;
-    memcpy(w, d, n);
+    if (n)
+        memcpy(w, d, n);
+    w[n] = '\0';
     b->len += n;
     return 0;
 }
 
-void buf_consume(buf *b, size_t n)
-{
-    b->off += n;
-    if (b->off >= b->len) {
-        /* Idle connections keep no buffer memory. */
-        buf_free(b);
-    }
-}
-
-void buf_free(buf *b)
+void bt_buf_free(bt_buf *b)
 {
     free(b->p);
     b->p = NULL;
