@@ -24,7 +24,7 @@ typedef struct {
     int64_t interval;
     char *topic;
     long qos;
-    bt_cfg_map payload; /* scalar fields added to every message */
+    json_t *payload;    /* the fields of every message, YAML types kept (a mapping) */
     bt_logger_config logger;
 } timer_cfg;
 
@@ -38,6 +38,16 @@ static int check_topic(const void *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_payload(const void *v, char *err, size_t errlen)
+{
+    const json_t *p = *(json_t *const *)v;
+    if (p && !json_is_object(p) && !json_is_null(p)) {
+        snprintf(err, errlen, "not a mapping");
+        return -1;
+    }
+    return 0;
+}
+
 static const bt_cfg_field timer_fields[] = {
     BT_FIELD(timer_cfg, hub, "hub", BT_CFG_STRUCT, .sub = &bt_mqtt_client_schema),
     BT_FIELD(timer_cfg, interval, "timer.interval", BT_CFG_DURATION, .def = "1m",
@@ -46,26 +56,15 @@ static const bt_cfg_field timer_fields[] = {
              .flags = BT_CFG_REQUIRED, .check = check_topic),
     BT_FIELD(timer_cfg, qos, "publish.qos", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE,
              .min = 0, .max = 1),
-    BT_FIELD(timer_cfg, payload, "publish.payload", BT_CFG_MAP, .elem = BT_CFG_STRING),
+    BT_FIELD(timer_cfg, payload, "publish.payload", BT_CFG_JSON, .check = check_payload),
     BT_FIELD(timer_cfg, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),
     {0}};
 static const bt_cfg_schema timer_schema = {sizeof(timer_cfg), timer_fields, NULL};
 
-/* The payload map as JSON, built once; YAML scalars that read as JSON (1, 2.5, true, null)
- * keep their type, anything else is a string. */
+/* The payload map as JSON, built once (nested maps and lists as written). */
 static json_t *base_message(const timer_cfg *cfg)
 {
-    json_t *o = json_object();
-    for (size_t i = 0; o && i < cfg->payload.n; i++) {
-        const char *v = ((char **)cfg->payload.values)[i];
-        json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
-        if (!j || json_is_object(j) || json_is_array(j)) {
-            json_decref(j);
-            j = json_string(v);
-        }
-        json_object_set_new(o, cfg->payload.keys[i], j);
-    }
-    return o;
+    return json_is_object(cfg->payload) ? json_deep_copy(cfg->payload) : json_object();
 }
 
 static int64_t now_ms(void)

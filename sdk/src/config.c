@@ -5,7 +5,9 @@
  * for a huge tree ("billion laughs"): every value loaded is counted. */
 #include "config_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ static const char *type_name(bt_cfg_type t)
     case BT_CFG_LIST: return "a list";
     case BT_CFG_MAP:
     case BT_CFG_STRUCT: return "a mapping";
+    case BT_CFG_JSON: return "a value";
     }
     return "a value";
 }
@@ -246,6 +249,107 @@ out:
     return rc;
 }
 
+/* A plain (unquoted) scalar as YAML 1.1's core schema reads it; quoted ones stay strings. */
+static json_t *plain_scalar_json(const char *s, size_t len)
+{
+    static const char *const nulls[] = {"~", "null", "Null", "NULL", ""};
+    static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *const falses[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
+        if (strlen(nulls[i]) == len && !memcmp(s, nulls[i], len))
+            return json_null();
+    for (size_t i = 0; i < sizeof trues / sizeof *trues; i++)
+        if (strlen(trues[i]) == len && !memcmp(s, trues[i], len))
+            return json_true();
+    for (size_t i = 0; i < sizeof falses / sizeof *falses; i++)
+        if (strlen(falses[i]) == len && !memcmp(s, falses[i], len))
+            return json_false();
+    char buf[64];
+    if (len > 0 && len < sizeof buf) {
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        char *end;
+        errno = 0;
+        long long ll = strtoll(buf, &end, 10);
+        if (*end == 0 && errno == 0 && (isdigit((unsigned char)buf[0]) || buf[0] == '-' || buf[0] == '+'))
+            return json_integer(ll);
+        errno = 0;
+        double d = strtod(buf, &end);
+        if (*end == 0 && errno == 0 && strspn(buf, "+-0123456789.eE") == len && strpbrk(buf, "0123456789"))
+            return json_real(d);
+    }
+    return json_stringn(s, len);
+}
+
+/* Converts node n into a JSON value (free-form data). */
+static int node_json(bt_cfg_ctx *c, yaml_node_t *n, json_t **out, const char *path, int depth)
+{
+    int line = bt_cfg_line(c, n);
+    if (++c->nodes > MAX_NODES)
+        return bt_cfg_too_large(c);
+    if (depth > MAX_DEPTH)
+        return bt_cfg_fail(c, path, line, "too deeply nested");
+    json_t *v = NULL;
+    switch (n->type) {
+    case YAML_SCALAR_NODE: {
+        const char *s = (const char *)n->data.scalar.value;
+        size_t len = n->data.scalar.length;
+        v = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? plain_scalar_json(s, len) : json_stringn(s, len);
+        if (!v)
+            return bt_cfg_fail(c, path, line, "not valid UTF-8 text");
+        break;
+    }
+    case YAML_SEQUENCE_NODE: {
+        v = json_array();
+        for (yaml_node_item_t *it = n->data.sequence.items.start; v && it < n->data.sequence.items.top; it++) {
+            yaml_node_t *e = yaml_document_get_node(c->doc, *it);
+            json_t *ev;
+            char epath[PATH_LEN];
+            snprintf(epath, sizeof epath, "%s[%zu]", path, (size_t)(it - n->data.sequence.items.start));
+            if (!e || node_json(c, e, &ev, epath, depth + 1) < 0) {
+                json_decref(v);
+                return -1;
+            }
+            json_array_append_new(v, ev);
+        }
+        break;
+    }
+    case YAML_MAPPING_NODE: {
+        v = json_object();
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; v && p < n->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+            yaml_node_t *e = yaml_document_get_node(c->doc, p->value);
+            if (!k || !e || k->type != YAML_SCALAR_NODE) {
+                json_decref(v);
+                return bt_cfg_fail(c, path, line, "mapping keys must be text");
+            }
+            char kbuf[256];
+            size_t klen = k->data.scalar.length < sizeof kbuf - 1 ? k->data.scalar.length : sizeof kbuf - 1;
+            memcpy(kbuf, k->data.scalar.value, klen);
+            kbuf[klen] = 0;
+            char epath[PATH_LEN];
+            bt_cfg_path_join(epath, path, kbuf, klen);
+            json_t *ev;
+            if (node_json(c, e, &ev, epath, depth + 1) < 0) {
+                json_decref(v);
+                return -1;
+            }
+            if (json_object_setn_new_nocheck(v, (const char *)k->data.scalar.value, k->data.scalar.length, ev) < 0) {
+                json_decref(v);
+                return bt_cfg_fail(c, epath, line, "invalid key");
+            }
+        }
+        break;
+    }
+    default:
+        return bt_cfg_fail(c, path, line, "unsupported YAML node");
+    }
+    if (!v)
+        return bt_cfg_fail(c, path, line, "out of memory");
+    *out = v;
+    return 0;
+}
+
 /* Loads node n (not null for fields; maybe null for list elements) as type t. */
 static int load_node(bt_cfg_ctx *c, const bt_cfg_field *f, bt_cfg_type t, void *dst, yaml_node_t *n,
                      const char *path, bool elem)
@@ -279,6 +383,11 @@ static int load_node(bt_cfg_ctx *c, const bt_cfg_field *f, bt_cfg_type t, void *
         if (n->type != YAML_MAPPING_NODE)
             return bt_cfg_fail(c, path, line, "not a mapping");
         return load_struct(c, f->sub, dst, n, path, line);
+    }
+    if (t == BT_CFG_JSON && !elem) {
+        json_decref(*(json_t **)dst);
+        *(json_t **)dst = NULL;
+        return node_json(c, n, (json_t **)dst, path, 0);
     }
     return bt_cfg_fail(c, path, line, "schema: unsupported type %d", (int)t);
 }
@@ -391,7 +500,7 @@ static int load_field(bt_cfg_ctx *c, const bt_cfg_field *f, char *dst, yaml_node
             return bt_cfg_fail(c, path, line, "required");
     } else if (f->def && f->type != BT_CFG_STRUCT) {
         line = encl;
-        int rc = (f->type == BT_CFG_LIST || f->type == BT_CFG_MAP)
+        int rc = (f->type == BT_CFG_LIST || f->type == BT_CFG_MAP || f->type == BT_CFG_JSON)
                      ? load_default_tree(c, f, dst, path, line)
                      : load_scalar(c, f, f->type, dst, f->def, strlen(f->def), path, line);
         if (rc < 0)

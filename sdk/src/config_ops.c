@@ -4,6 +4,7 @@
 #include "baetyl/config.h"
 #include "config_internal.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,10 @@ static void free_value(const bt_cfg_field *f, void *p)
     case BT_CFG_STRUCT:
         if (f->sub)
             free_struct(f->sub, p);
+        break;
+    case BT_CFG_JSON:
+        json_decref(*(json_t **)p);
+        *(json_t **)p = NULL;
         break;
     default: break;
     }
@@ -125,6 +130,10 @@ static bool equal_value(const bt_cfg_field *f, const void *a, const void *b)
         return true;
     }
     case BT_CFG_STRUCT: return !f->sub || equal_struct(f->sub, a, b);
+    case BT_CFG_JSON: {
+        const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+        return x == y || (x && y && json_equal(x, y));
+    }
     default: return equal_scalar(f->type, a, b);
     }
 }
@@ -155,6 +164,7 @@ static void detach_struct(const bt_cfg_schema *s, char *obj)
         case BT_CFG_STRING: *(char **)p = NULL; break;
         case BT_CFG_LIST: memset(p, 0, sizeof(bt_cfg_list)); break;
         case BT_CFG_MAP: memset(p, 0, sizeof(bt_cfg_map)); break;
+        case BT_CFG_JSON: *(json_t **)p = NULL; break;
         case BT_CFG_STRUCT:
             if (f->sub)
                 detach_struct(f->sub, p);
@@ -225,6 +235,12 @@ static int copy_value(const bt_cfg_field *f, void *dst, const void *src)
         return 0;
     }
     case BT_CFG_STRUCT: return f->sub ? copy_struct(f->sub, dst, src) : 0;
+    case BT_CFG_JSON: {
+        const json_t *s = *(json_t *const *)src;
+        if (s && !(*(json_t **)dst = json_deep_copy(s)))
+            return -1;
+        return 0;
+    }
     default: return 0; /* scalars came with the bytewise copy */
     }
 }

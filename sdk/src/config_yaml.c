@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_MERGE_DEPTH 16  /* "<<" merges inside merges */
 #define MAX_YAML_DEPTH  256 /* nested collections in the text */
@@ -133,7 +134,9 @@ int bt_cfg_too_large(bt_cfg_ctx *c)
         c, NULL, 0, "yaml: document too large (more than %d values, aliases included)", MAX_NODES);
 }
 
-/* Own keys first (the last one wins, as in Go's yaml), then merged mappings in order. */
+/* Own keys first (the last one wins, as in Go's yaml), then merged mappings in order. A key
+ * written in another case ("clientId" for "clientid", as the seed's docs spell some) is
+ * taken when no exact one is there, as Go's case-insensitive field matching did. */
 int bt_cfg_map_get(bt_cfg_ctx *c, yaml_node_t *map, const char *key, size_t klen, int depth,
                    yaml_node_t **out)
 {
@@ -141,6 +144,7 @@ int bt_cfg_map_get(bt_cfg_ctx *c, yaml_node_t *map, const char *key, size_t klen
     if (depth > MAX_MERGE_DEPTH)
         return 0;
     yaml_node_pair_t *p;
+    yaml_node_t *folded = NULL;
     bool merges = false;
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         if (++c->scans > MAX_SCANS)
@@ -150,9 +154,13 @@ int bt_cfg_map_get(bt_cfg_ctx *c, yaml_node_t *map, const char *key, size_t klen
             continue;
         if (k->data.scalar.length == klen && memcmp(k->data.scalar.value, key, klen) == 0)
             *out = yaml_document_get_node(c->doc, p->value);
+        else if (k->data.scalar.length == klen && strncasecmp((const char *)k->data.scalar.value, key, klen) == 0)
+            folded = yaml_document_get_node(c->doc, p->value);
         else if (is_merge_key(k))
             merges = true;
     }
+    if (!*out)
+        *out = folded;
     if (*out || !merges)
         return 0;
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {

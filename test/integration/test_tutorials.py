@@ -3,8 +3,7 @@ describe behaviour). Each test installs an example the way `make install MODE=na
 EXAMPLE=<name>` does (its etc/ and var/ copied, each module's package under
 var/db/baetyl/<image> linked to the built binaries and to the runtimes' source trees), moves
 the ports to free ones, starts the real master and plays the seed's MQTTBox / MQTT.fx part
-with mosquitto_pub/sub, paho and grpcio. A test marked xfail(strict) is a step that fails
-today; the reason names the cause."""
+with mosquitto_pub/sub, paho and grpcio."""
 import getpass
 import os
 import queue
@@ -933,9 +932,6 @@ def test_ch6_hub_listen_forms_of_the_reference(procs, tmp_path):
     box.close()
 
 
-@pytest.mark.xfail(strict=True, reason="timer/main.c reads publish.payload as a map of strings "
-                   "(BT_CFG_MAP of BT_CFG_STRING): nested maps and lists are refused, and quoted "
-                   "scalars that look like JSON lose their type")
 def test_ch6_timer_payload_is_any_map(procs, tmp_path):
     """6.4.4: `payload` is a map (Go: map[string]interface{}): any YAML value goes to JSON
     as written."""

@@ -32,6 +32,10 @@ typedef enum {
     BT_CFG_LIST,       /* bt_cfg_list of `elem` (or of structs when `sub` is set) */
     BT_CFG_MAP,        /* bt_cfg_map: string keys to `elem` (or structs when `sub` is set) */
     BT_CFG_STRUCT,     /* nested struct described by `sub`, stored in place */
+    BT_CFG_JSON,       /* json_t * (jansson): any YAML value with its types kept — quoted
+                        * scalars are strings, plain ones null/bool/int/float when they read
+                        * so, sequences arrays, mappings objects (keys as text); NULL when
+                        * absent. For free-form data such as the timer's payload. */
 } bt_cfg_type;
 
 /* Field flags. */
