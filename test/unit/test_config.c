@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "baetyl/config.h"
 #include "baetyl/log.h"
 
@@ -984,6 +986,50 @@ static void test_hostile_documents(void **state)
                  "env.a?: key contains a NUL byte (line 2)");
 }
 
+/* BT_CFG_JSON keeps YAML types (quoted = string), nesting, defaults, equal/copy/free. */
+typedef struct {
+    json_t *data;
+    json_t *dflt;
+    char *clientid;
+} json_cfg;
+static const bt_cfg_field json_fields[] = {
+    BT_FIELD(json_cfg, data, "data", BT_CFG_JSON),
+    BT_FIELD(json_cfg, dflt, "dflt", BT_CFG_JSON, .def = "{a: [1, x]}"),
+    BT_FIELD(json_cfg, clientid, "clientid", BT_CFG_STRING),
+    {0}};
+static const bt_cfg_schema json_schema = {sizeof(json_cfg), json_fields, NULL};
+
+static void test_json_values_and_folded_keys(void **state)
+{
+    (void)state;
+    json_cfg c, d;
+    char why[256];
+    const char *y = "data:\n  n: 42\n  q: \"42\"\n  f: 2.5\n  b: true\n  s: 'false'\n  z: ~\n"
+                    "  nest: {id: 7, tags: [a, 1]}\nclientId: camel\n";
+    assert_int_equal(bt_cfg_load_string(&json_schema, &c, y, strlen(y), why, sizeof why), 0);
+    char *txt = json_dumps(c.data, JSON_SORT_KEYS | JSON_COMPACT);
+    assert_string_equal(txt, "{\"b\":true,\"f\":2.5,\"n\":42,\"nest\":{\"id\":7,\"tags\":[\"a\",1]},"
+                             "\"q\":\"42\",\"s\":\"false\",\"z\":null}");
+    free(txt);
+    txt = json_dumps(c.dflt, JSON_COMPACT);
+    assert_string_equal(txt, "{\"a\":[1,\"x\"]}");
+    free(txt);
+    /* a key in another case is taken when the exact one is absent */
+    assert_string_equal(c.clientid, "camel");
+    assert_int_equal(bt_cfg_copy(&json_schema, &d, &c), 0);
+    assert_true(bt_cfg_equal(&json_schema, &c, &d));
+    json_object_set_new(d.data, "extra", json_integer(1));
+    assert_false(bt_cfg_equal(&json_schema, &c, &d));
+    bt_cfg_free(&json_schema, &d);
+    bt_cfg_free(&json_schema, &c);
+    assert_null(c.data);
+    /* the exact key wins over a folded one */
+    y = "clientId: camel\nclientid: exact\n";
+    assert_int_equal(bt_cfg_load_string(&json_schema, &c, y, strlen(y), why, sizeof why), 0);
+    assert_string_equal(c.clientid, "exact");
+    bt_cfg_free(&json_schema, &c);
+}
+
 static void test_schema_mistakes(void **state)
 {
     typedef struct {
@@ -1029,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_hostile_documents),
         cmocka_unit_test(test_schema_mistakes),
+        cmocka_unit_test(test_json_values_and_folded_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
