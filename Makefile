@@ -33,8 +33,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
 OPT     ?= -O2 -g
-CFLAGS  := $(OPT) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) \
-           -DBT_VERSION='"$(VERSION)"' -DBT_REVISION='"$(REVISION)"' -MMD -MP
+CFLAGS  := $(OPT) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP
 LDFLAGS ?=
 
 ifeq ($(SAN),1)
@@ -51,6 +50,13 @@ GEN_HDRS := $(GEN_SRCS:.c=.h)
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+# ---- the version: only sdk/src/version.c sees it; the stamp changes when the version does --
+VERSION_STAMP := $(BUILD)/gen/version.stamp
+$(shell mkdir -p $(BUILD)/gen; echo '$(VERSION) $(REVISION)' | cmp -s - $(VERSION_STAMP) || \
+        echo '$(VERSION) $(REVISION)' > $(VERSION_STAMP))
+$(BUILD)/obj/sdk/src/version.o: $(VERSION_STAMP)
+$(BUILD)/obj/sdk/src/version.o: CFLAGS += -DBT_VERSION='"$(VERSION)"' -DBT_REVISION='"$(REVISION)"'
 
 # ---- the SDK -------------------------------------------------------------------------
 SDK_SRCS := $(wildcard sdk/src/*.c)

@@ -1,6 +1,7 @@
 /* The `baetyl` command line (SPEC §1): argument parsing, the work dir, and the small
  * commands (check, version, stop); start and status have their own files. */
 #include "cli.h"
+#include "baetyl/version.h"
 #include "app.h"
 #include "conf.h"
 #include "docker_config.h"
@@ -205,8 +206,8 @@ static int cmd_check(const char *workdir, const char *conf_path)
 
 static int cmd_version(void)
 {
-    printf("Version:      %s\n", BT_VERSION);
-    printf("Git revision: %s\n", BT_REVISION);
+    printf("Version:      %s\n", bt_version);
+    printf("Git revision: %s\n", bt_revision);
     printf("Compiler:     %s\n", inspect_compiler());
     printf("Platform:     linux/%s\n", host_arch());
     return 0;

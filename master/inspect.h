@@ -6,12 +6,6 @@
 
 #include "master.h"
 
-#ifndef BT_VERSION
-#define BT_VERSION "unknown"
-#endif
-#ifndef BT_REVISION
-#define BT_REVISION "unknown"
-#endif
 
 /* Builds the whole inspect object (new reference, NULL when out of memory). */
 json_t *inspect_build(master *m);

@@ -3,6 +3,7 @@
  * thread takes them from a signalfd, then makes an eventfd readable for good, so any
  * number of event loops (and bt_ctx_wait) can watch the same stop without racing to read
  * a signal. */
+#include "baetyl/version.h"
 #include "baetyl/context.h"
 
 #include <errno.h>
@@ -21,12 +22,6 @@
 
 #include "baetyl/log.h"
 
-#ifndef BT_VERSION
-#define BT_VERSION "unknown"
-#endif
-#ifndef BT_REVISION
-#define BT_REVISION "unknown"
-#endif
 
 struct bt_ctx_state {
     int sigfd;  /* signalfd of SIGTERM + SIGINT */
@@ -293,7 +288,7 @@ int bt_run_module(const bt_module_info *info, int argc, char **argv, int (*main_
         usage(stdout, ctx.program, info);
         return 0;
     case ARGS_VERSION:
-        printf("%s version %s\nrevision: %s\n", ctx.program, BT_VERSION, BT_REVISION);
+        printf("%s version %s\nrevision: %s\n", ctx.program, bt_version, bt_revision);
         return 0;
     case ARGS_BAD:
         usage(stderr, ctx.program, info);
