@@ -289,6 +289,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!r)
             return MHD_NO;
         *con_cls = r;
+        /* Every call, as Baetyl 1.0 logs it; debug, since the hub's and agent's periodic
+         * reports would flood info. */
+        bt_logf(BT_LOG_DEBUG, "[%s] %s", method, url);
         r->rt = route(method, url, &r->svc, &r->inst);
         if (r->rt == R_NONE)
             r->refused = MHD_HTTP_NOT_FOUND;

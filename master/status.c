@@ -34,6 +34,99 @@ static double num_at(json_t *o, const char *k)
     return json_number_value(json_object_get(o, k));
 }
 
+/* The cells of one row of the services table; an instance-less service has "-" cells. */
+typedef struct {
+    const char *svc, *inst, *status, *started;
+    char pid[16], cpu[16], mem[16];
+} row_t;
+
+static void row_of(json_t *s, json_t *in, row_t *r)
+{
+    *r = (row_t){.svc = str_at(s, "name"), .inst = "-", .status = "-", .started = "",
+                 .pid = "-", .cpu = "-", .mem = "-"};
+    if (!in)
+        return;
+    r->inst = str_at(in, "name");
+    r->status = str_at(in, "status");
+    r->started = str_at(in, "start_time");
+    json_t *proc = json_object_get(in, "process");
+    json_t *ctr = json_object_get(in, "container"), *ms = json_object_get(in, "mem_stats");
+    if (json_is_integer(json_object_get(proc, "id")))
+        snprintf(r->pid, sizeof r->pid, "%lld", (long long)json_integer_value(json_object_get(proc, "id")));
+    else if (json_is_string(json_object_get(ctr, "id"))) /* docker: the short container id */
+        snprintf(r->pid, sizeof r->pid, "%.12s", json_string_value(json_object_get(ctr, "id")));
+    if (json_object_get(in, "cpu_stats"))
+        snprintf(r->cpu, sizeof r->cpu, "%.1f", num_at(json_object_get(in, "cpu_stats"), "used_percent"));
+    if (ms) /* native: rss; docker: the container's usage */
+        human(num_at(ms, json_object_get(ms, "rss") ? "rss" : "usage"), r->mem, sizeof r->mem);
+}
+
+/* Column widths: the widest of the header and the cells, so long names keep the table
+ * aligned. */
+typedef struct {
+    int svc, inst, status, pid, cpu, mem;
+} widths_t;
+
+static int widest(int w, const char *s)
+{
+    size_t n = strlen(s);
+    return n > (size_t)w ? (n > 1024 ? 1024 : (int)n) : w;
+}
+
+static void widen(widths_t *w, const row_t *r)
+{
+    w->svc = widest(w->svc, r->svc);
+    w->inst = widest(w->inst, r->inst);
+    w->status = widest(w->status, r->status);
+    w->pid = widest(w->pid, r->pid);
+    w->cpu = widest(w->cpu, r->cpu);
+    w->mem = widest(w->mem, r->mem);
+}
+
+static void print_row(const widths_t *w, const row_t *r)
+{
+    printf("%-*s %-*s %-*s %-*s %*s %*s  %s\n", w->svc, r->svc, w->inst, r->inst, w->status, r->status,
+           w->pid, r->pid, w->cpu, r->cpu, w->mem, r->mem, r->started);
+}
+
+/* Pass 0 measures a row, pass 1 prints it. */
+static void emit(widths_t *w, const row_t *r, int pass)
+{
+    if (pass == 0)
+        widen(w, r);
+    else
+        print_row(w, r);
+}
+
+/* Two passes over the services: the widths first, then the rows. */
+static void print_table(json_t *services)
+{
+    const row_t head = {.svc = "SERVICE", .inst = "INSTANCE", .status = "STATUS", .started = "STARTED",
+                        .pid = "PID", .cpu = "CPU%", .mem = "MEMORY"};
+    widths_t w = {0};
+    row_t r;
+    widen(&w, &head);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            printf("\n");
+            print_row(&w, &head);
+        }
+        size_t i, k;
+        json_t *s, *in;
+        json_array_foreach(services, i, s) {
+            json_t *insts = json_object_get(s, "instances");
+            if (json_array_size(insts) == 0) {
+                row_of(s, NULL, &r);
+                emit(&w, &r, pass);
+            }
+            json_array_foreach(insts, k, in) {
+                row_of(s, in, &r);
+                emit(&w, &r, pass);
+            }
+        }
+    }
+}
+
 static void print_readable(json_t *j, pid_t pid)
 {
     json_t *sw = json_object_get(j, "software"), *hw = json_object_get(j, "hardware");
@@ -53,30 +146,7 @@ static void print_readable(json_t *j, pid_t pid)
            str_at(host, "hostname"), str_at(host, "kernel_version"), str_at(sw, "arch"),
            (int)json_integer_value(json_object_get(cpu, "cores")), num_at(cpu, "used_percent"), a, b,
            num_at(mem, "used_percent"), c, d, num_at(disk, "used_percent"));
-    printf("\n%-20s %-28s %-11s %-8s %6s %9s  %s\n", "SERVICE", "INSTANCE", "STATUS", "PID", "CPU%", "MEMORY",
-           "STARTED");
-    size_t i, k;
-    json_t *s, *in;
-    json_array_foreach(json_object_get(j, "services"), i, s) {
-        json_t *insts = json_object_get(s, "instances");
-        if (json_array_size(insts) == 0)
-            printf("%-20s %-28s %-11s\n", str_at(s, "name"), "-", "-");
-        json_array_foreach(insts, k, in) {
-            json_t *proc = json_object_get(in, "process");
-            char pids[16] = "-", cpus[16] = "-", mems[16] = "-";
-            json_t *ctr = json_object_get(in, "container"), *ms = json_object_get(in, "mem_stats");
-            if (json_is_integer(json_object_get(proc, "id")))
-                snprintf(pids, sizeof pids, "%lld", (long long)json_integer_value(json_object_get(proc, "id")));
-            else if (json_is_string(json_object_get(ctr, "id"))) /* docker: the short container id */
-                snprintf(pids, sizeof pids, "%.12s", json_string_value(json_object_get(ctr, "id")));
-            if (json_object_get(in, "cpu_stats"))
-                snprintf(cpus, sizeof cpus, "%.1f", num_at(json_object_get(in, "cpu_stats"), "used_percent"));
-            if (ms) /* native: rss; docker: the container's usage */
-                human(num_at(ms, json_object_get(ms, "rss") ? "rss" : "usage"), mems, sizeof mems);
-            printf("%-20s %-28s %-11s %-8s %6s %9s  %s\n", str_at(s, "name"), str_at(in, "name"),
-                   str_at(in, "status"), pids, cpus, mems, str_at(in, "start_time"));
-        }
-    }
+    print_table(json_object_get(j, "services"));
 }
 
 int cmd_status(const char *conf_path, bool as_json)

@@ -2,7 +2,8 @@
 published port, container name/labels/network/binds/env, stop removes containers, the
 master's restart policy when a container is killed, stale containers removed at start,
 ports/devices/resources in HostConfig, dynamic instances through the API, the tcp API
-address, and the errors of a missing image or an unsupported API version.
+address, the docker example (hub and Python/Node/SQL functions), and the errors of a
+missing image or an unsupported API version.
 
 The engine is the running one, or a dockerd this module starts (data under
 /var/lib/docker) and stops at the end. Images are built here, FROM scratch: the hub by
@@ -431,6 +432,106 @@ def test_function_runtime_image(dmaster, runtime_images, kind):
         client.close()
     assert m.stop() == 0
     assert dinspect(svc) is None
+
+
+# ---- the docker example: hub and functions ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def example_images(runtime_images):
+    """The function-manager and SQL runtime images (the runtimes' come from runtime_images)."""
+    names = ["baetyl-function-manager", "baetyl-function-sql"]
+    r = subprocess.run([os.path.join(SRC, "docker", "build-images.sh"), "-b", BUILD, "-t", TAG, *names],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and all(f"{n}:{TAG}" in r.stdout for n in names), r.stdout + r.stderr
+    yield
+    docker("rmi", "-f", *[f"{n}:{TAG}" for n in names])
+
+
+def install_example(m, name, port):
+    """example/<name> into m's work dir as `make install` copies it, with the master's API
+    address and a debug log, the hub's port published on 127.0.0.1:port and the test's
+    image tag."""
+    shutil.copytree(os.path.join(SRC, "example", name, "var"), m.path("var"), dirs_exist_ok=True)
+    conf = open(os.path.join(SRC, "example", name, "etc", "baetyl", "conf.yml")).read()
+    assert "address: unix:///var/run/baetyl.sock" in conf and "level: info" in conf
+    m.write("etc/baetyl/conf.yml", conf.replace("unix:///var/run/baetyl.sock", m.address)
+            .replace("level: info", "level: debug").replace("grace: 30s", "grace: 5s"))
+    app = m.read("var/db/baetyl/application.yml")
+    assert "- 1883:1883" in app
+    app = app.replace("- 1883:1883", f"- 127.0.0.1:{port}:1883")
+    for img in ("baetyl-hub", "baetyl-function-manager", "baetyl-function-python", "baetyl-function-node",
+                "baetyl-function-sql"):
+        assert f"image: {img}\n" in app, img
+        app = app.replace(f"image: {img}\n", f"image: {img}:{TAG}\n")
+    m.app(app)
+
+
+def test_docker_example_hub_and_functions(dmaster, example_images):
+    """example/docker (seed chapters 4, 8 and 9 in docker mode): {"id":1} on t comes back on
+    t/topic (the hub's route) and from the Python, Node and SQL functions, whose instances
+    the function-manager starts as containers on the baetyl network; the master logs each
+    API call at debug; `baetyl status` keeps its columns aligned with the long instance
+    names."""
+    import paho.mqtt.client as mqtt
+    m = dmaster()
+    port = free_port()
+    install_example(m, "docker", port)
+    m.start()
+    fm_log = "var/db/baetyl/function-manager-log/service.log"
+    wait_for(lambda: m.read(fm_log, "").count("rule connected to the hub") == 3, 30,
+             what="the function-manager's three rules connected to localhub")
+
+    got = {}
+    c = mqtt.Client(client_id=f"t-{uuid.uuid4().hex[:8]}")
+    c.username_pw_set("test", "hahaha")
+    c.on_message = lambda _c, _u, msg: got.setdefault(msg.topic, []).append(msg.payload)
+    c.connect("127.0.0.1", port, keepalive=10)
+    c.loop_start()
+    try:
+        wait_for(lambda: c.is_connected(), 10, what="MQTT connected")
+        c.subscribe("t/#", qos=1)
+        time.sleep(0.5)
+        c.publish("t", b'{"id":1}', qos=0)
+        want = {"t/topic", "t/py3hi", "t/node8hi", "t/sqlfilter"}
+        wait_for(lambda: want <= set(got), 45, 0.2, what=f"answers on {sorted(want)}")
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    assert got["t/topic"][0] == b'{"id":1}', got
+    assert json.loads(got["t/sqlfilter"][0]) == {"qos": 0, "topic": "t", "id": 1}, got
+    for topic, name in (("t/py3hi", "python36-sayhi"), ("t/node8hi", "node85-sayhi")):
+        out = json.loads(got[topic][0])
+        assert out["id"] == 1 and out["Say"] == "Hello Baetyl" and out["functionName"] == name, out
+        assert out["messageTopic"] == "t" and out["messageQOS"] == 0, out
+
+    # The runtimes' instances: containers named <service>.<function>.<n>, started through the API.
+    insts = {}
+    for svc in ("function-python36-sayhi", "function-node85-sayhi", "function-sql-filter"):
+        names = labelled(f"service={svc}")
+        assert len(names) == 1 and names[0].startswith(svc + "."), (svc, names)
+        insts[svc] = names[0]
+        assert dinspect(names[0])["HostConfig"]["NetworkMode"] == "baetyl"
+        assert f'msg="[PUT] /v1/services/{svc}/instances/{names[0]}/start"' in m.log()
+    assert dinspect("function-manager")["State"]["Running"]
+
+    # status: every row's cells start where their header does, long names included.
+    r = m.cmd("status")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("SERVICE "))
+    cols = [lines[head].index(h) for h in ("INSTANCE", "STATUS", "PID")]
+    rows = [ln for ln in lines[head + 1:] if ln.strip()]
+    assert len(rows) == 5, r.stdout
+    for svc, inst in [("localhub", "localhub"), ("function-manager", "function-manager"), *insts.items()]:
+        row = next(ln for ln in rows if ln.startswith(svc + " "))
+        assert row[cols[0]:].startswith(inst + " "), r.stdout
+        assert row[cols[1]:].startswith("running "), r.stdout
+        assert row[cols[2] - 1] == " " and row[cols[2]] != " ", r.stdout
+
+    assert m.stop() == 0
+    assert labelled() == []
+    log = m.log()
+    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
 
 
 # ---- errors ---------------------------------------------------------------------------------
