@@ -284,6 +284,10 @@ def test_ch5_ch9_install_check_start_functions_stop(install):
     st = i.baetyl("status")
     assert "localhub" in st.stdout and "function-manager" in st.stdout, st.stdout + st.stderr
     box = Box(port, subs=["#"])
+    # the three rules subscribe to t on their own connections (QoS 0 input: not kept)
+    wait_for(lambda: i.read("var/db/baetyl/function-manager-log/service.log").count("rule connected to the hub") >= 3,
+             15, what="function-manager rules connected")
+    time.sleep(1)
     box.publish("t", b'{"id":1}')
     got = box.take(5)
     assert got["t"] == [b'{"id":1}'] and got["t/topic"] == [b'{"id":1}'], got
@@ -900,6 +904,11 @@ def test_ch18_masking_over_tls_to_the_cloud(install, procs):
     box = Box(tcp, subs=["data/filter"])
     wait_for(lambda: i.read(f"{db}/baetyl-log/remote-service.log").count("mqtt client connected") >= 2, 15,
              what="remote-mqtt connected")
+    # The rule's subscription must be in place before "data" is published (QoS 1 is kept
+    # only for subscribers): its connection is logged, its SUBSCRIBE follows at once.
+    wait_for(lambda: "rule connected to the hub" in i.read(f"{db}/baetyl-log/func-service.log"), 15,
+             what="function-manager rule connected")
+    time.sleep(1)
     hot = '{"temperature": 67.5, "ts": 1568817178, "deviceid": "dev001", "factory": "shanghai", ' \
           '"type": "temperature tensor", "unit": "\u2103"}'
     cold = hot.replace("67.5", "35.6").replace("1568817178", "1568817182")
