@@ -12,39 +12,12 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "baetyl/util.h"
 
 typedef struct {
     char **v; /* volume paths relative to prefix, clean ("a/b") */
     size_t n;
 } keep_list;
-
-/* The clean relative form of p ("./a//b/" -> "a/b"); NULL when absolute or holding "..". */
-static char *clean(const char *p)
-{
-    if (!p || p[0] == '/')
-        return NULL;
-    char *out = malloc(strlen(p) + 1), *o = out;
-    if (!out)
-        return NULL;
-    while (*p) {
-        size_t l = strcspn(p, "/");
-        if (l == 2 && p[0] == '.' && p[1] == '.') {
-            free(out);
-            return NULL;
-        }
-        if (l > 0 && !(l == 1 && p[0] == '.')) {
-            if (o != out)
-                *o++ = '/';
-            memcpy(o, p, l);
-            o += l;
-        }
-        p += l;
-        while (*p == '/')
-            p++;
-    }
-    *o = '\0';
-    return out;
-}
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -110,7 +83,7 @@ int agent_cleanup(const char *prefix, const char *target, const json_t *volumes,
         snprintf(err, errlen, "no volume list");
         return -1;
     }
-    char *pre = clean(prefix);
+    char *pre = bt_path_clean_inside(prefix);
     size_t pl = pre ? strlen(pre) : 0;
     keep_list k = {calloc(json_array_size(volumes) + 1, sizeof(char *)), 0};
     int rc = -1, removed = 0;
@@ -121,7 +94,7 @@ int agent_cleanup(const char *prefix, const char *target, const json_t *volumes,
     size_t i;
     json_t *v;
     json_array_foreach(volumes, i, v) {
-        char *p = clean(json_string_value(json_object_get(v, "path")));
+        char *p = bt_path_clean_inside(json_string_value(json_object_get(v, "path")));
         /* only paths strictly under the prefix; the prefix itself is the agent's own mount */
         if (p && !strncmp(p, pre, pl) && p[pl] == '/' && p[pl + 1]) {
             memmove(p, p + pl + 1, strlen(p + pl + 1) + 1);

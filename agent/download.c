@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "baetyl/util.h"
 
 /* ---- paths ----------------------------------------------------------------------------- */
 
@@ -23,31 +24,9 @@ static char *clean_rel(const char *p, char *err, size_t errlen, const char *what
         snprintf(err, errlen, "%s (%.200s) must be a relative path", what, p ? p : "");
         return NULL;
     }
-    size_t n = strlen(p);
-    char *out = malloc(n + 1), *o = out;
-    if (!out) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    const char *s = p;
-    while (*s) {
-        size_t l = strcspn(s, "/");
-        if (l == 2 && !strncmp(s, "..", 2)) {
-            snprintf(err, errlen, "%s (%.200s) must not hold '..'", what, p);
-            free(out);
-            return NULL;
-        }
-        if (l > 0 && !(l == 1 && s[0] == '.')) {
-            if (o != out)
-                *o++ = '/';
-            memcpy(o, s, l);
-            o += l;
-        }
-        s += l;
-        while (*s == '/')
-            s++;
-    }
-    *o = '\0';
+    char *out = bt_path_clean_inside(p);
+    if (!out)
+        snprintf(err, errlen, "%s (%.200s) must not hold '..'", what, p);
     return out;
 }
 
@@ -93,33 +72,6 @@ int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_d
     if (host_dir)
         *host_dir = h;
     return 0;
-}
-
-/* mkdir -p */
-static int mkdirs(const char *dir, char *err, size_t errlen)
-{
-    char *p = strdup(dir);
-    if (!p) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || !*s) {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "mkdir %s: %s", p, strerror(errno));
-                rc = -1;
-                break;
-            }
-            if (!c)
-                break;
-            *s = c;
-        }
-    }
-    free(p);
-    return rc;
 }
 
 /* ---- HTTPS GET ------------------------------------------------------------------------- */
@@ -274,7 +226,7 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
         rc = 0;
         goto out;
     }
-    if (mkdirs(dir, why, sizeof why) < 0) {
+    if (bt_mkdir_p(dir, 0755, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to prepare volume (%s): %s", v->name, why);
         goto out;
     }

@@ -11,6 +11,7 @@
 
 #include "agent.h"
 #include "baetyl/context.h"
+#include "baetyl/util.h"
 
 static void on_event(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata)
 {
@@ -99,11 +100,7 @@ static int run(bt_ctx *ctx)
     /* before any thread: curl's global state */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_mutex_init(&a.mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a.cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bt_cond_init_monotonic(&a.cv);
 
     int rc = setup(ctx, &a, err, sizeof err);
     bool reporter = false, worker = false;

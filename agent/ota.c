@@ -10,19 +10,13 @@
 
 #include "agent.h"
 #include "baetyl/json.h"
+#include "baetyl/util.h"
 
 #define FOLLOW_POLL_MS 300
 
 bool agent_sleep(agent *a, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = bt_deadline_in(ms);
     pthread_mutex_lock(&a->mu);
     while (!a->stop && pthread_cond_timedwait(&a->cv, &a->mu, &ts) != ETIMEDOUT) {
     }
@@ -42,13 +36,6 @@ void agent_queue_event(agent *a, agent_ota_event *ev)
     a->pending = ev;
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* The OTA being followed, seen by the reporter. records is taken. */
@@ -122,7 +109,7 @@ static void cleanup(agent *a, const char *version)
 static void follow(agent *a, const char *trace, const char *type, const char *version)
 {
     bt_logkv(BT_LOG_INFO, "waiting ota to finish", "trace", trace, NULL);
-    int64_t deadline = now_ms() + a->cfg.ota_timeout;
+    int64_t deadline = bt_now_ms() + a->cfg.ota_timeout;
     size_t seen = (size_t)-1;
     for (;;) {
         json_t *rec = otalog_records(a->cfg.ota_log_path, trace);
@@ -146,7 +133,7 @@ static void follow(agent *a, const char *trace, const char *type, const char *ve
             break;
         }
         json_decref(rec);
-        if (now_ms() >= deadline) {
+        if (bt_now_ms() >= deadline) {
             bt_logkv(BT_LOG_WARN, "ota is timed out", "trace", trace, NULL);
             write_step(a, trace, type, OTA_TIMEOUT, "ota is timed out", NULL);
             rec = otalog_records(a->cfg.ota_log_path, trace);

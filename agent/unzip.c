@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "baetyl/util.h"
 
 typedef struct {
     char *name;   /* cleaned relative path */
@@ -61,30 +62,8 @@ static void shown(char *out, size_t n, const char *s)
  * holds "..", or is empty. */
 static char *clean_name(const char *s)
 {
-    if (!s || s[0] == '/')
-        return NULL;
-    size_t n = strlen(s);
-    char *out = malloc(n + 1), *o = out;
-    if (!out)
-        return NULL;
-    while (*s) {
-        size_t l = strcspn(s, "/");
-        if (l == 2 && s[0] == '.' && s[1] == '.') {
-            free(out);
-            return NULL;
-        }
-        if (l > 0 && !(l == 1 && s[0] == '.')) {
-            if (o != out)
-                *o++ = '/';
-            memcpy(o, s, l);
-            o += l;
-        }
-        s += l;
-        while (*s == '/')
-            s++;
-    }
-    *o = '\0';
-    if (o == out) {
+    char *out = bt_path_clean_inside(s);
+    if (out && !*out) {
         free(out);
         return NULL;
     }

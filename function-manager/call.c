@@ -10,30 +10,8 @@
 #include <openssl/rand.h>
 
 #include "baetyl/json.h"
+#include "baetyl/util.h"
 #include "fm.h"
-
-void fm_uuid4(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof b) != 1) {
-        /* RAND_bytes only fails without entropy; an id need not be secret, only unique. */
-        static unsigned long long n;
-        unsigned long long t = (unsigned long long)fm_now_ms() ^ (++n << 40);
-        for (size_t i = 0; i < sizeof b; i++)
-            b[i] = (unsigned char)(t >> ((i % 8) * 8)) ^ (unsigned char)(i * 37);
-    }
-    b[6] = (unsigned char)((b[6] & 0x0F) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3F) | 0x80); /* variant 10 */
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
-    *o = '\0';
-}
 
 static size_t varint_len(uint64_t v)
 {
@@ -108,20 +86,9 @@ static json_t *text(const char *s)
         return NULL;
     size_t i = 0;
     while (i < n) {
-        unsigned char b = (unsigned char)s[i];
-        size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3
-                                   : (b & 0xF8) == 0xF0 ? 4 : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = ((unsigned char)s[i + k] & 0xC0) == 0x80;
-        if (ok && len > 1) {
-            char tmp[5] = {0};
-            memcpy(tmp, s + i, len);
-            json_t *probe = json_string(tmp); /* overlongs, surrogates, > U+10FFFF */
-            ok = probe != NULL;
-            json_decref(probe);
-        }
-        if (ok) {
+        uint32_t cp;
+        size_t len = bt_utf8_decode((const uint8_t *)s + i, n - i, &cp);
+        if (len) {
             memcpy(c + i, s + i, len);
             i += len;
         } else {

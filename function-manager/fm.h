@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "baetyl/api.h"
+#include "baetyl/util.h"
 #include "baetyl/config.h"
 #include "baetyl/function.h"
 #include "baetyl/function_config.h"
@@ -112,8 +113,6 @@ const char *fm_instance_name(const fm_instance *in);
 
 /* ---- one invocation (call.c) ------------------------------------------------------------ */
 
-/* Writes a random UUID version 4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx") into out[37]. */
-void fm_uuid4(char out[37]);
 /* The exact protobuf size of m as a FunctionMessage (what gRPC's size limits count). */
 size_t fm_encoded_size(const bt_fn_msg *m);
 /* Calls in's function up to `attempts` times (at least once) until one succeeds. A message
@@ -157,10 +156,5 @@ fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size
                            char *err, size_t errlen);
 /* Stops the server (running calls get a grace period). NULL is fine. */
 void fm_server_stop(fm_server *s);
-
-/* ---- time ------------------------------------------------------------------------------- */
-
-/* Monotonic milliseconds. */
-int64_t fm_now_ms(void);
 
 #endif

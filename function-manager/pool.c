@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "fm.h"
+#include "baetyl/util.h"
 
 #define BACKOFF_FIRST_MS 500
 
@@ -38,19 +39,6 @@ struct fm_pool {
     pthread_t evictor;
 };
 
-int64_t fm_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void deadline_ts(struct timespec *ts, int64_t at_ms)
-{
-    ts->tv_sec = at_ms / 1000;
-    ts->tv_nsec = (long)(at_ms % 1000) * 1000000L;
-}
-
 const char *fm_instance_name(const fm_instance *in)
 {
     return in->name;
@@ -71,13 +59,9 @@ fm_pool *fm_pool_new(const fm_function_cfg *cfg, const fm_backend *b, char *err,
     }
     p->cfg = cfg;
     p->be = *b;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_cond_init(&p->evict_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    bt_cond_init_monotonic(&p->cv);
+    bt_cond_init_monotonic(&p->evict_cv);
     return p;
 }
 
@@ -102,7 +86,7 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
     }
     in->id = id;
     snprintf(in->name, sizeof in->name, "%s.%s.%d", f->service, f->name, id);
-    int64_t t0 = fm_now_ms();
+    int64_t t0 = bt_now_ms();
     char why[512];
     if (p->be.start(p->be.arg, f->service, in->name, in->dial, sizeof in->dial, why,
                     sizeof why) < 0) {
@@ -122,7 +106,7 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
         return NULL;
     }
     char ms[32];
-    snprintf(ms, sizeof ms, "%lld", (long long)(fm_now_ms() - t0));
+    snprintf(ms, sizeof ms, "%lld", (long long)(bt_now_ms() - t0));
     bt_logkv(BT_LOG_INFO, "instance started", "function", f->name, "instance", in->name,
              "address", in->dial, "ms", ms, NULL);
     return in;
@@ -175,7 +159,7 @@ static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
     p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_FIRST_MS;
     if (p->backoff > max)
         p->backoff = max;
-    p->backoff_until = fm_now_ms() + p->backoff;
+    p->backoff_until = bt_now_ms() + p->backoff;
     char ms[32];
     snprintf(ms, sizeof ms, "%lld", (long long)p->backoff);
     bt_logkv(BT_LOG_ERROR, "instance failed to start", "function", p->cfg->name, "error", err,
@@ -199,10 +183,10 @@ fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
             break;
         }
         if (p->alive < (size_t)p->cfg->max) {
-            int64_t now = fm_now_ms();
+            int64_t now = bt_now_ms();
             if (now < p->backoff_until) {
                 struct timespec ts;
-                deadline_ts(&ts, p->backoff_until);
+                ts = bt_deadline_in(p->backoff_until - bt_now_ms());
                 pthread_cond_timedwait(&p->cv, &p->mu, &ts);
                 continue;
             }
@@ -219,7 +203,7 @@ void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy)
 {
     pthread_mutex_lock(&p->mu);
     if (healthy) {
-        in->idle_since = fm_now_ms();
+        in->idle_since = bt_now_ms();
         in->next = p->idle;
         p->idle = in;
         pthread_cond_signal(&p->cv);
@@ -260,23 +244,23 @@ static void *evictor_main(void *arg)
     pthread_mutex_lock(&p->mu);
     while (!p->closed) {
         /* keep min alive */
-        while (!p->closed && p->alive < (size_t)f->min && fm_now_ms() >= p->backoff_until) {
+        while (!p->closed && p->alive < (size_t)f->min && bt_now_ms() >= p->backoff_until) {
             char err[512];
             fm_instance *in = create_locked(p, err, sizeof err);
             if (!in)
                 break;
-            in->idle_since = fm_now_ms();
+            in->idle_since = bt_now_ms();
             in->next = p->idle;
             p->idle = in;
             pthread_cond_signal(&p->cv);
         }
         struct timespec ts;
-        deadline_ts(&ts, fm_now_ms() + f->evicttime);
+        ts = bt_deadline_in(f->evicttime);
         while (!p->closed && pthread_cond_timedwait(&p->evict_cv, &p->mu, &ts) != ETIMEDOUT)
             ;
         if (p->closed)
             break;
-        int64_t now = fm_now_ms();
+        int64_t now = bt_now_ms();
         fm_instance *victims = NULL, **pp = &p->idle;
         size_t nvictims = 0;
         while (*pp) {

@@ -111,7 +111,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     }
     if (m->qos == 0 && (r->q0len >= QOS0_QUEUE_MAX || r->q0bytes + size > QOS0_QUEUE_BYTES)) {
         r->dropped++;
-        int64_t now = fm_now_ms();
+        int64_t now = bt_now_ms();
         if (now - r->drop_logged >= DROP_LOG_EVERY_MS) {
             r->drop_logged = now;
             char n[32];
@@ -136,7 +136,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     if (m->payload_len)
         memcpy(payload, m->payload, m->payload_len);
     payload[m->payload_len] = 0;
-    fm_uuid4(it->invoke_id);
+    bt_uuid4(it->invoke_id);
     it->size = size;
     it->pid = m->qos ? m->packet_id : 0;
     it->gen = atomic_load(&r->gen);

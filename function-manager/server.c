@@ -27,7 +27,7 @@ static int handle(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen,
     bt_fn_msg req = *in; /* borrowed fields; only read */
     char id[37];
     if (!req.function_invoke_id || !*req.function_invoke_id) {
-        fm_uuid4(id);
+        bt_uuid4(id);
         req.function_invoke_id = id;
     }
     bt_fn_msg res;

@@ -8,52 +8,22 @@
 #include <string.h>
 
 #include "sql_ast.h"
+#include "baetyl/util.h"
 
 size_t sql_utf8_valid_prefix(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = p[i];
-        size_t n;
-        uint32_t cp, min;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return i;
-        }
-        if (len - i < n)
-            return i;
-        for (size_t k = 1; k < n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return i;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        /* Overlong forms, UTF-16 surrogates and values past U+10FFFF are not UTF-8. */
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return i;
-        i += n;
-    }
-    return i;
+    return bt_utf8_valid_prefix(s, len);
 }
 
 uint32_t sql_utf8_next(const char *s, size_t len, size_t *i)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    unsigned c = p[*i];
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
-    uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-    size_t k = 1;
-    for (; k < n && *i + k < len; k++)
-        cp = (cp << 6) | (p[*i + k] & 0x3F);
-    *i += k;
+    uint32_t cp;
+    size_t n = bt_utf8_decode((const uint8_t *)s + *i, len - *i, &cp);
+    if (n == 0) { /* text is validated before it gets here; a stray byte is one character */
+        cp = (unsigned char)s[*i];
+        n = 1;
+    }
+    *i += n;
     return cp;
 }
 

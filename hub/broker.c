@@ -14,13 +14,6 @@
 /* Routed copies per message at most (routes form no cycle, but may branch). */
 #define ROUTE_COPIES_MAX 256
 
-int64_t hub_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int64_t hub_wall_ms(void)
 {
     struct timespec ts;
@@ -298,7 +291,7 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     h->cfg = cfg;
     h->st = st;
     h->epfd = -1;
-    h->now_ms = hub_clock_ms();
+    h->now_ms = bt_now_ms();
     h->next_offsets_ms = h->now_ms + 200;
     h->next_cleanup_ms = h->now_ms; /* clean once at start */
     h->random_ids = (uint64_t)hub_wall_ms() ^ ((uint64_t)getpid() << 32);

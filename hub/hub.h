@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include "baetyl/buf.h"
+#include "baetyl/util.h" /* bt_now_ms: the clock cached per turn in h->now_ms */
 #include "baetyl/mqtt_codec.h"
 #include "config.h"
 #include "map.h"
@@ -213,8 +214,6 @@ void hub_shutdown(hub *h);
 void hub_turn_end(hub *h);
 /* Periodic work (keep-alive, retries, offsets, cleanup); call often (every ~100 ms). */
 void hub_tick(hub *h);
-/* Current monotonic time in ms (cached per turn in h->now_ms). */
-int64_t hub_clock_ms(void);
 /* Wall clock, unix ms. */
 int64_t hub_wall_ms(void);
 

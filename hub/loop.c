@@ -59,19 +59,19 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sig_tag};
         epoll_ctl(h->epfd, EPOLL_CTL_ADD, sigfd, &ev);
     }
-    int64_t next_tick = hub_clock_ms() + TICK_MS;
-    int64_t next_status = hub_clock_ms() + h->cfg->status_interval_ms;
+    int64_t next_tick = bt_now_ms() + TICK_MS;
+    int64_t next_status = bt_now_ms() + h->cfg->status_interval_ms;
     struct epoll_event evs[MAX_EVENTS];
     bool stop = false;
     while (!stop) {
-        int64_t now = hub_clock_ms();
+        int64_t now = bt_now_ms();
         int timeout = next_tick > now ? (int)(next_tick - now) : 0;
         int n = epoll_wait(h->epfd, evs, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR) {
             snprintf(err, errlen, "epoll_wait: %s", strerror(errno));
             return -1;
         }
-        h->now_ms = hub_clock_ms();
+        h->now_ms = bt_now_ms();
         for (int i = 0; i < n; i++) {
             int kind = *(int *)evs[i].data.ptr;
             if (kind == LOOP_CONN) {

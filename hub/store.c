@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "baetyl/error.h"
+#include "baetyl/util.h"
 #include "store_internal.h"
 
 #define STORE_VERSION 1
@@ -34,30 +35,11 @@ int store_check_key(store *s, const char *what, const void *k, size_t len, char 
     return 0;
 }
 
-/* mkdir -p */
 static int make_dir(const char *dir, char *err, size_t errlen)
 {
-    char *p = strdup(dir);
-    if (!p)
-        return bt_errf(err, errlen, "store: out of memory");
-    for (char *c = p + 1;; c++) {
-        if (*c != '/' && *c)
-            continue;
-        char saved = *c;
-        *c = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) {
-            bt_errf(err, errlen, "store: cannot create %s: %s", p, strerror(errno));
-            free(p);
-            return -1;
-        }
-        *c = saved;
-        if (!saved)
-            break;
-    }
-    free(p);
-    struct stat st;
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode))
-        return bt_errf(err, errlen, "store: %s is not a directory", dir);
+    char why[512];
+    if (bt_mkdir_p(dir, 0755, why, sizeof why) < 0)
+        return bt_errf(err, errlen, "store: %s", why);
     return 0;
 }
 

@@ -63,7 +63,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
 /* Errors are plain text ending with a newline, like Go's http.Error. */
 static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
 {
-    char *b = str_printf("%s\n", text);
+    char *b = bt_strdup_printf("%s\n", text);
     if (!b)
         return MHD_NO;
     return reply(c, status, b, strlen(b), "text/plain; charset=utf-8");
@@ -374,7 +374,7 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 {
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
-    str_trim(buf);
+    bt_str_trim(buf);
     bt_logkv(BT_LOG_DEBUG, buf, "api", "server", NULL);
 }
 
@@ -402,7 +402,7 @@ static int listen_unix(const char *path, char *err, size_t errlen)
     char *dir = strdup(path);
     if (!dir)
         return bt_errf(err, errlen, "out of memory");
-    int r = mkdir_p(dirname(dir), 0755, err, errlen);
+    int r = bt_mkdir_p(dirname(dir), 0755, err, errlen);
     free(dir);
     if (r != 0)
         return -1;

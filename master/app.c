@@ -16,7 +16,7 @@ static int check_volume_path(const void *v, char *err, size_t errlen)
     char *buf = malloc(n + 1);
     if (!buf)
         return bt_errf(err, errlen, "out of memory");
-    int r = clean_rel_path(s, buf, n + 1);
+    int r = bt_path_clean_rel(s, buf, n + 1);
     free(buf);
     if (r != 0)
         return bt_errf(err, errlen, "path (%s) escapes the work dir", s);
@@ -31,7 +31,7 @@ static int check_mount_path(const void *v, char *err, size_t errlen)
     char *buf = malloc(n + 1);
     if (!buf)
         return bt_errf(err, errlen, "out of memory");
-    int r = clean_rel_path(s, buf, n + 1);
+    int r = bt_path_clean_rel(s, buf, n + 1);
     free(buf);
     if (r != 0)
         return bt_errf(err, errlen, "path (%s) escapes the service dir", s);
@@ -55,7 +55,7 @@ static int check_image(const void *v, char *err, size_t errlen)
     for (char *p = tmp; *p; p++)
         if (*p == ':')
             *p = '/';
-    int r = clean_rel_path(tmp, buf, n + 1);
+    int r = bt_path_clean_rel(tmp, buf, n + 1);
     bool dotdot = strstr(tmp, "..") != NULL;
     free(buf);
     free(tmp);
@@ -230,7 +230,7 @@ static bool same_volume_path(const app_volume *a, const app_volume *b)
     size_t la = strlen(a->path) + 1, lb = strlen(b->path) + 1;
     char *ca = malloc(la), *cb = malloc(lb);
     bool eq = false;
-    if (ca && cb && clean_rel_path(a->path, ca, la) == 0 && clean_rel_path(b->path, cb, lb) == 0)
+    if (ca && cb && bt_path_clean_rel(a->path, ca, la) == 0 && bt_path_clean_rel(b->path, cb, lb) == 0)
         eq = strcmp(ca, cb) == 0;
     free(ca);
     free(cb);

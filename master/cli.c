@@ -183,7 +183,7 @@ static int cmd_check(const char *workdir, const char *conf_path)
     }
     bool native = strcmp(conf.mode, "native") == 0;
     conf_free(&conf);
-    if (path_exists(APP_FILE)) {
+    if (bt_path_exists(APP_FILE)) {
         app_config app;
         if (app_load(APP_FILE, &app, err, sizeof err) != 0) {
             fprintf(stderr, "%s: %s\n", APP_FILE, err);
@@ -216,12 +216,12 @@ static int cmd_version(void)
 /* Waits until pid has exited, up to timeout_ms. */
 static bool wait_gone(pid_t pid, int64_t timeout_ms)
 {
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = bt_now_ms() + timeout_ms;
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    while (mono_ms() < deadline) {
+    while (bt_now_ms() < deadline) {
         if (pfd >= 0) {
             struct pollfd p = {.fd = pfd, .events = POLLIN};
-            int64_t left = deadline - mono_ms();
+            int64_t left = deadline - bt_now_ms();
             if (poll(&p, 1, left > 1000 ? 1000 : (int)(left > 0 ? left : 0)) > 0) {
                 close(pfd);
                 return true;

@@ -42,7 +42,7 @@ static const bt_cfg_schema conf_schema = {sizeof(master_conf), conf_fields, NULL
 int conf_load(const char *path, master_conf *c, bool *missing, char *err, size_t errlen)
 {
     *missing = false;
-    if (!path_exists(path)) {
+    if (!bt_path_exists(path)) {
         *missing = true;
         return bt_cfg_load_string(&conf_schema, c, "", 0, err, errlen);
     }
@@ -62,7 +62,7 @@ int api_addr_parse(const char *address, const char *pwd, api_addr *a, char *err,
         if (!*p)
             return bt_errf(err, errlen, "unix socket path is empty");
         a->is_unix = true;
-        a->path = p[0] == '/' ? strdup(p) : path_join(pwd, p);
+        a->path = p[0] == '/' ? strdup(p) : bt_path_join(pwd, p);
         if (!a->path)
             return bt_errf(err, errlen, "out of memory");
         if (strlen(a->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {

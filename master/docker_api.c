@@ -182,8 +182,8 @@ int docker_call(docker_client *c, const docker_req *r, char **body, size_t *len,
         *body = NULL;
     if (len)
         *len = 0;
-    char *url = r->unversioned ? str_printf("http://docker%s", r->path)
-                               : str_printf("http://docker/v%s%s", c->version, r->path);
+    char *url = r->unversioned ? bt_strdup_printf("http://docker%s", r->path)
+                               : bt_strdup_printf("http://docker/v%s%s", c->version, r->path);
     char *payload = r->body ? bt_json_dump(r->body) : NULL;
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL, *h1 = curl_slist_append(NULL, "Content-Type: application/json");
@@ -334,7 +334,7 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
 
 int docker_image_present(docker_client *c, const char *image, char *err, size_t errlen)
 {
-    char *e = url_escape(image, true), *path = e ? str_printf("/images/%s/json", e) : NULL, *body = NULL;
+    char *e = url_escape(image, true), *path = e ? bt_strdup_printf("/images/%s/json", e) : NULL, *body = NULL;
     free(e);
     if (!path)
         return bt_errf(err, errlen, "out of memory");
@@ -414,8 +414,8 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
     if (docker_image_split(image, repo, sizeof repo, tag, sizeof tag) != 0)
         return bt_errf(err, errlen, "image (%s) is not a valid reference", image);
     char *er = url_escape(repo, false), *et = url_escape(tag, false);
-    char *path = er && et ? (tag[0] ? str_printf("/images/create?fromImage=%s&tag=%s", er, et)
-                                    : str_printf("/images/create?fromImage=%s", er))
+    char *path = er && et ? (tag[0] ? bt_strdup_printf("/images/create?fromImage=%s&tag=%s", er, et)
+                                    : bt_strdup_printf("/images/create?fromImage=%s", er))
                           : NULL;
     free(er);
     free(et);
@@ -449,7 +449,7 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
 
 int docker_network_ensure(docker_client *c, const char *name, char *err, size_t errlen)
 {
-    char *e = url_escape(name, false), *path = e ? str_printf("/networks/%s", e) : NULL, *body = NULL;
+    char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/networks/%s", e) : NULL, *body = NULL;
     free(e);
     if (!path)
         return bt_errf(err, errlen, "out of memory");
@@ -497,7 +497,7 @@ static bool valid_id(const char *s)
 static char *container_path(const char *id, const char *suffix)
 {
     char *e = url_escape(id, false);
-    char *p = e ? str_printf("/containers/%s%s", e, suffix) : NULL;
+    char *p = e ? bt_strdup_printf("/containers/%s%s", e, suffix) : NULL;
     free(e);
     return p;
 }
@@ -505,7 +505,7 @@ static char *container_path(const char *id, const char *suffix)
 int docker_container_create(docker_client *c, const char *name, const json_t *config, char *id,
                             size_t idlen, char *err, size_t errlen)
 {
-    char *e = url_escape(name, false), *path = e ? str_printf("/containers/create?name=%s", e) : NULL;
+    char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/containers/create?name=%s", e) : NULL;
     char *body = NULL;
     free(e);
     if (!path)
@@ -643,7 +643,7 @@ int docker_container_list(docker_client *c, const char *label, json_t **out, cha
     *out = NULL;
     json_t *f = json_pack("{s:[s]}", "label", label);
     char *fs = f ? bt_json_dump(f) : NULL, *e = fs ? url_escape(fs, false) : NULL;
-    char *path = e ? str_printf("/containers/json?all=1&filters=%s", e) : NULL, *body = NULL;
+    char *path = e ? bt_strdup_printf("/containers/json?all=1&filters=%s", e) : NULL, *body = NULL;
     json_decref(f);
     free(fs);
     free(e);

@@ -201,9 +201,9 @@ char *docker_mount_source(const char *pwd, const app_config *app, const app_moun
     char *rel = malloc(lv), *src = NULL;
     if (!rel)
         bt_errf(err, errlen, "out of memory");
-    else if (clean_rel_path(v->path, rel, lv) != 0)
+    else if (bt_path_clean_rel(v->path, rel, lv) != 0)
         bt_errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
-    else if (!(src = path_join(pwd, rel)))
+    else if (!(src = bt_path_join(pwd, rel)))
         bt_errf(err, errlen, "out of memory");
     else if (strchr(src, ':')) {
         bt_errf(err, errlen, "volume (%s): a bind source cannot contain ':' (%s)", v->name, src);
@@ -224,11 +224,11 @@ static char *bind_of(const docker_ctx *ctx, const app_config *app, const app_mou
     char *dst = malloc(lm), *b = NULL;
     if (!dst)
         bt_errf(err, errlen, "out of memory");
-    else if (clean_rel_path(m->path, dst, lm) != 0)
+    else if (bt_path_clean_rel(m->path, dst, lm) != 0)
         bt_errf(err, errlen, "mount (%s): path (%s) escapes the container's root", m->name, m->path);
     else if (strchr(dst, ':'))
         bt_errf(err, errlen, "mount (%s): a bind target cannot contain ':' (%s)", m->name, m->path);
-    else if (!(b = str_printf("%s:/%s%s", src, dst, m->readonly ? ":ro" : "")))
+    else if (!(b = bt_strdup_printf("%s:/%s%s", src, dst, m->readonly ? ":ro" : "")))
         bt_errf(err, errlen, "out of memory");
     free(src);
     free(dst);
@@ -271,7 +271,7 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         free(b);
     }
     if (rc == 0 && ctx->api_socket) {
-        char *b = str_printf("%s:%s:ro", ctx->api_socket, DOCKER_API_SOCKET);
+        char *b = bt_strdup_printf("%s:%s:ro", ctx->api_socket, DOCKER_API_SOCKET);
         if (!b)
             rc = bt_errf(err, errlen, "out of memory");
         else if (strchr(ctx->api_socket, ':'))

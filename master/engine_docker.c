@@ -133,8 +133,8 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     for (size_t i = 0; i < svc->mounts.n; i++) {
         char *src = docker_mount_source(e->opts.pwd, app, APP_MOUNT(svc, i), err, errlen);
         int r = src ? 0 : -1;
-        if (src && !path_exists(src))
-            r = mkdir_p(src, 0755, err, errlen);
+        if (src && !bt_path_exists(src))
+            r = bt_mkdir_p(src, 0755, err, errlen);
         free(src);
         if (r != 0) {
             json_decref(tmpl);
@@ -333,7 +333,7 @@ static void docker_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
         p->nstats++;
     }
     if (s) {
-        s->wanted_at = mono_ms();
+        s->wanted_at = bt_now_ms();
         if (s->cpu)
             json_object_set_new(obj, "cpu_stats", json_deep_copy(s->cpu));
         if (s->mem)
@@ -369,7 +369,7 @@ static void *stats_main(void *arg)
     docker_priv *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->quit) {
-        stat_entry *s = stats_due(p, mono_ms());
+        stat_entry *s = stats_due(p, bt_now_ms());
         if (!s) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -379,7 +379,7 @@ static void *stats_main(void *arg)
         }
         char id[80], why[512];
         snprintf(id, sizeof id, "%s", s->id);
-        s->fetched_at = mono_ms(); /* also when it fails: no busy retries */
+        s->fetched_at = bt_now_ms(); /* also when it fails: no busy retries */
         pthread_mutex_unlock(&p->mu);
 
         json_t *j = NULL, *cpu = NULL, *mem = NULL;
@@ -516,7 +516,7 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
     if (opts->api->is_unix)
         e->api_env = strdup("unix://" DOCKER_API_SOCKET);
     else
-        e->api_env = str_printf("tcp://" DOCKER_HOST_GATEWAY ":%s", opts->api->port);
+        e->api_env = bt_strdup_printf("tcp://" DOCKER_HOST_GATEWAY ":%s", opts->api->port);
     p->pull_errors = json_object();
     p->quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!e->api_env || !p->pull_errors || p->quit_fd < 0) {

@@ -59,12 +59,12 @@ static void native_svc_free(native_svc *s)
 /* Links dst -> src, creating src (a directory) and dst's parent when missing. */
 static int link_mount(const char *src, const char *dst, char *err, size_t errlen)
 {
-    if (!path_exists(src) && mkdir_p(src, 0755, err, errlen) != 0)
+    if (!bt_path_exists(src) && bt_mkdir_p(src, 0755, err, errlen) != 0)
         return -1;
     char *parent = strdup(dst);
     if (!parent)
         return bt_errf(err, errlen, "out of memory");
-    int r = mkdir_p(dirname(parent), 0755, err, errlen);
+    int r = bt_mkdir_p(dirname(parent), 0755, err, errlen);
     free(parent);
     if (r != 0)
         return -1;
@@ -86,11 +86,11 @@ static int mount_all(bt_engine *e, const app_config *app, const app_service *svc
         int r;
         if (!vrel || !mrel)
             r = bt_errf(err, errlen, "out of memory");
-        else if (clean_rel_path(v->path, vrel, lv) != 0)
+        else if (bt_path_clean_rel(v->path, vrel, lv) != 0)
             r = bt_errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
-        else if (clean_rel_path(m->path, mrel, lm) != 0)
+        else if (bt_path_clean_rel(m->path, mrel, lm) != 0)
             r = bt_errf(err, errlen, "mount (%s): path (%s) escapes the service dir", m->name, m->path);
-        else if (!(src = path_join(e->opts.pwd, vrel)) || !(dst = path_join(dir, mrel)))
+        else if (!(src = bt_path_join(e->opts.pwd, vrel)) || !(dst = bt_path_join(dir, mrel)))
             r = bt_errf(err, errlen, "out of memory");
         else
             r = link_mount(src, dst, err, errlen);
@@ -102,11 +102,11 @@ static int mount_all(bt_engine *e, const app_config *app, const app_service *svc
             return -1;
     }
     if (e->opts.api->is_unix) {
-        char *dst = path_join(dir, SOCK_LINK);
+        char *dst = bt_path_join(dir, SOCK_LINK);
         if (!dst)
             return bt_errf(err, errlen, "out of memory");
         char *parent = strdup(dst);
-        int r = parent ? mkdir_p(dirname(parent), 0755, err, errlen) : bt_errf(err, errlen, "out of memory");
+        int r = parent ? bt_mkdir_p(dirname(parent), 0755, err, errlen) : bt_errf(err, errlen, "out of memory");
         free(parent);
         if (r == 0 && symlink(e->opts.api->path, dst) != 0)
             r = bt_errf(err, errlen, "link %s -> %s: %s", dst, e->opts.api->path, strerror(errno));
@@ -135,12 +135,12 @@ static int find_program(const app_service *svc, const char *dir, char **exec, ch
     for (char *p = image; *p; p++)
         if (*p == ':')
             *p = '/';
-    if (clean_rel_path(image, clean, n) != 0) {
+    if (bt_path_clean_rel(image, clean, n) != 0) {
         bt_errf(err, errlen, "image (%s) is not a valid package name", svc->image);
         goto out;
     }
-    pkgdir = str_printf("%s/lib/baetyl/%s", dir, clean);
-    pkgfile = pkgdir ? str_printf("%s/package.yml", pkgdir) : NULL;
+    pkgdir = bt_strdup_printf("%s/lib/baetyl/%s", dir, clean);
+    pkgfile = pkgdir ? bt_strdup_printf("%s/package.yml", pkgdir) : NULL;
     if (!pkgfile) {
         bt_errf(err, errlen, "out of memory");
         goto out;
@@ -156,12 +156,12 @@ static int find_program(const app_service *svc, const char *dir, char **exec, ch
         bt_errf(err, errlen, "out of memory");
         goto out;
     }
-    if (pkg.entry[0] == '/' || clean_rel_path(pkg.entry, entry, le) != 0) {
+    if (pkg.entry[0] == '/' || bt_path_clean_rel(pkg.entry, entry, le) != 0) {
         bt_errf(err, errlen, "package (%s): entry (%s) must be a path inside the package (%s)",
                 svc->image, pkg.entry, pkgfile);
         goto out;
     }
-    prog = path_join(pkgdir, entry);
+    prog = bt_path_join(pkgdir, entry);
     if (!prog) {
         bt_errf(err, errlen, "out of memory");
         goto out;
@@ -206,7 +206,7 @@ static char *package_host_path(const char *pwd, const app_config *app, const app
     for (char *p = image; *p; p++)
         if (*p == ':')
             *p = '/';
-    char *want = str_printf("lib/baetyl/%s/package.yml", image);
+    char *want = bt_strdup_printf("lib/baetyl/%s/package.yml", image);
     free(image);
     if (!want)
         return NULL;
@@ -214,12 +214,12 @@ static char *package_host_path(const char *pwd, const app_config *app, const app
     char *clean = malloc(wl + 1), *best = NULL;
     size_t best_len = 0;
     const app_mount *bm = NULL;
-    if (clean && clean_rel_path(want, clean, wl + 1) == 0) {
+    if (clean && bt_path_clean_rel(want, clean, wl + 1) == 0) {
         for (size_t i = 0; i < svc->mounts.n; i++) {
             const app_mount *m = APP_MOUNT(svc, i);
             size_t ml = strlen(m->path) + 1;
             char *mp = malloc(ml);
-            if (mp && clean_rel_path(m->path, mp, ml) == 0) {
+            if (mp && bt_path_clean_rel(m->path, mp, ml) == 0) {
                 size_t n = strlen(mp);
                 if (strncmp(clean, mp, n) == 0 && clean[n] == '/' && n > best_len) {
                     best_len = n;
@@ -232,8 +232,8 @@ static char *package_host_path(const char *pwd, const app_config *app, const app
         if (v) {
             size_t vl = strlen(v->path) + 1;
             char *vp = malloc(vl);
-            if (vp && clean_rel_path(v->path, vp, vl) == 0)
-                best = str_printf("%s/%s%s", pwd, vp, clean + best_len);
+            if (vp && bt_path_clean_rel(v->path, vp, vl) == 0)
+                best = bt_strdup_printf("%s/%s%s", pwd, vp, clean + best_len);
             free(vp);
         }
     }
@@ -250,7 +250,7 @@ int native_check_packages(const char *pwd, const app_config *app, char *err, siz
         if (!p)
             return bt_errf(err, errlen, "services[%zu]: no mount provides the package (lib/baetyl/%s)", i,
                            svc->image);
-        int ok = is_regular_file(p);
+        int ok = bt_is_regular_file(p);
         if (!ok)
             bt_errf(err, errlen, "services[%zu]: package (%s) not found: %s: %s", i, svc->image, p,
                     strerror(ENOENT));
@@ -274,7 +274,7 @@ static int native_start_service(bt_engine *e, const app_config *app, const app_s
     if (!s)
         return bt_errf(err, errlen, "out of memory");
     s->name = strdup(svc->name);
-    s->dir = str_printf("%s/%s/%s", e->opts.pwd, SERVICES_DIR, svc->name);
+    s->dir = bt_strdup_printf("%s/%s/%s", e->opts.pwd, SERVICES_DIR, svc->name);
     s->args = calloc(svc->args.n + 1, sizeof(char *));
     if (!s->name || !s->dir || !s->args) {
         native_svc_free(s);
@@ -288,10 +288,10 @@ static int native_start_service(bt_engine *e, const app_config *app, const app_s
         }
         s->nargs++;
     }
-    if (rm_rf(s->dir, err, errlen) != 0 || mkdir_p(s->dir, 0755, err, errlen) != 0 ||
+    if (bt_rm_rf(s->dir, err, errlen) != 0 || bt_mkdir_p(s->dir, 0755, err, errlen) != 0 ||
         mount_all(e, app, svc, s->dir, err, errlen) != 0 ||
         find_program(svc, s->dir, &s->exec, err, errlen) != 0) {
-        rm_rf(s->dir, NULL, 0);
+        bt_rm_rf(s->dir, NULL, 0);
         native_svc_free(s);
         return -1;
     }
@@ -305,7 +305,7 @@ static void native_stop_service(bt_engine *e, void *state)
     if (!s)
         return;
     char why[256];
-    if (rm_rf(s->dir, why, sizeof why) != 0)
+    if (bt_rm_rf(s->dir, why, sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to remove service dir", "service", s->name, "error", why, NULL);
     native_svc_free(s);
 }
@@ -390,11 +390,11 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
         *exit_code = -1;
         return 1;
     }
-    int64_t deadline = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? -1 : bt_now_ms() + timeout_ms;
     for (;;) {
         int left = -1;
         if (deadline >= 0) {
-            int64_t l = deadline - mono_ms();
+            int64_t l = deadline - bt_now_ms();
             left = l < 0 ? 0 : (int)l;
         }
         if (inst->wait_fd >= 0) {
@@ -447,7 +447,7 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0)
         hz = 100;
-    int64_t now = mono_ms();
+    int64_t now = bt_now_ms();
     double pct = 0;
     if (inst->cpu_at_ms > 0 && now > inst->cpu_at_ms && ticks >= inst->cpu_ticks) {
         pct = (double)(ticks - inst->cpu_ticks) / (double)hz * 1000.0 / (double)(now - inst->cpu_at_ms) * 100.0;
@@ -504,9 +504,9 @@ static void native_recover(bt_engine *e, json_t *stats)
         }
     }
     /* Service dirs only hold links; whatever a killed master left is stale. */
-    char *dir = path_join(e->opts.pwd, SERVICES_DIR);
+    char *dir = bt_path_join(e->opts.pwd, SERVICES_DIR);
     if (dir) {
-        rm_rf(dir, NULL, 0);
+        bt_rm_rf(dir, NULL, 0);
         free(dir);
     }
 }
@@ -540,9 +540,9 @@ int engine_native_new(const engine_opts *opts, bt_engine **out, char *err, size_
     if (opts->api->is_unix)
         e->api_env = strdup("unix://" SOCK_LINK);
     else if (strchr(opts->api->host, ':'))
-        e->api_env = str_printf("tcp://[%s]:%s", opts->api->host, opts->api->port);
+        e->api_env = bt_strdup_printf("tcp://[%s]:%s", opts->api->host, opts->api->port);
     else
-        e->api_env = str_printf("tcp://%s:%s", opts->api->host, opts->api->port);
+        e->api_env = bt_strdup_printf("tcp://%s:%s", opts->api->host, opts->api->port);
     if (!e->api_env) {
         free(e);
         return bt_errf(err, errlen, "out of memory");

@@ -41,7 +41,7 @@ static bool is_reserved(const char *kv, size_t keylen)
 /* Sets key=value, replacing an earlier value of the same key. */
 static int envv_set(envv *e, const char *key, size_t keylen, const char *value)
 {
-    char *kv = str_printf("%.*s=%s", (int)keylen, key, value);
+    char *kv = bt_strdup_printf("%.*s=%s", (int)keylen, key, value);
     if (!kv)
         return -1;
     for (size_t i = 0; i < e->n; i++)

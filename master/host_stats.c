@@ -127,7 +127,7 @@ static void read_static(host_sampler *s)
             size_t n = (size_t)(e - c - 1);
             char v[256];
             snprintf(v, sizeof v, "%.*s", (int)(n < sizeof v ? n : sizeof v - 1), c + 1);
-            snprintf(s->model, sizeof s->model, "%s", str_trim(v));
+            snprintf(s->model, sizeof s->model, "%s", bt_str_trim(v));
         }
         char *mhz = strstr(buf, "cpu MHz");
         if (mhz && (mhz = strchr(mhz, ':')))
@@ -143,7 +143,7 @@ host_sampler *host_sampler_new(void)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->gpu_mu, NULL);
     if (cpu_times(&s->busy, &s->total) == 0)
-        s->at_ms = mono_ms();
+        s->at_ms = bt_now_ms();
     read_static(s);
     return s;
 }
@@ -162,7 +162,7 @@ void host_sampler_free(host_sampler *s)
 static double cpu_used_percent(host_sampler *s)
 {
     pthread_mutex_lock(&s->mu);
-    int64_t now = mono_ms();
+    int64_t now = bt_now_ms();
     if (s->at_ms == 0 || now - s->at_ms >= CPU_MIN_INTERVAL_MS) {
         uint64_t busy, total;
         if (cpu_times(&busy, &total) == 0) {
@@ -258,7 +258,7 @@ void host_id(char *buf, size_t len)
     char tmp[256];
     const char *files[] = {"/etc/machine-id", "/var/lib/dbus/machine-id", "/sys/class/dmi/id/product_uuid"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        if (slurp(files[i], tmp, sizeof tmp) > 0 && *str_trim(tmp)) {
+        if (slurp(files[i], tmp, sizeof tmp) > 0 && *bt_str_trim(tmp)) {
             snprintf(buf, len, "%s", tmp);
             return;
         }
@@ -466,7 +466,7 @@ static char *which(const char *prog)
     if (!dup)
         return NULL;
     for (char *d = strtok_r(dup, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        char *full = str_printf("%s/%s", *d ? d : ".", prog);
+        char *full = bt_strdup_printf("%s/%s", *d ? d : ".", prog);
         if (full && access(full, X_OK) == 0) {
             free(dup);
             return full;
@@ -510,10 +510,10 @@ static json_t *gpu_query(const char *bin)
     }
     char out[16384];
     size_t n = 0;
-    int64_t deadline = mono_ms() + NVSMI_TIMEOUT_MS;
+    int64_t deadline = bt_now_ms() + NVSMI_TIMEOUT_MS;
     bool timed_out = false;
     for (;;) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - bt_now_ms();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -548,7 +548,7 @@ static json_t *gpu_query(const char *bin)
         char *f[6], *s2 = NULL;
         int k = 0;
         for (char *t = strtok_r(line, ",", &s2); t && k < 6; t = strtok_r(NULL, ",", &s2))
-            f[k++] = str_trim(t);
+            f[k++] = bt_str_trim(t);
         unsigned long long mt, mf;
         double mu, gu;
         if (k != 6 || sscanf(f[2], "%llu", &mt) != 1 || sscanf(f[3], "%llu", &mf) != 1 ||
@@ -564,7 +564,7 @@ static json_t *gpu_query(const char *bin)
 static json_t *gpu_part(host_sampler *s)
 {
     pthread_mutex_lock(&s->gpu_mu);
-    int64_t now = mono_ms();
+    int64_t now = bt_now_ms();
     if (s->gpu_at_ms == 0 || now - s->gpu_at_ms >= GPU_CACHE_MS) {
         json_decref(s->gpu);
         s->gpu = NULL;

@@ -22,7 +22,7 @@ json_t *inspect_build(master *m)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     char ts[64];
-    fmt_time_utc(&now, ts, sizeof ts);
+    bt_fmt_time_utc(&now, ts, sizeof ts);
     char *err = master_get_error(m), *ver = master_get_version(m);
     json_t *software = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "os", "linux", "arch", host_arch(),
                                  "pwd", m->pwd, "mode", m->engine->ops->name, "bin_version", bt_version,

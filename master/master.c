@@ -32,15 +32,15 @@ int master_init(master *m, const char *pwd, master_conf *conf, api_addr *api, bt
         master_destroy(m);
         return bt_errf(err, errlen, "out of memory");
     }
-    if (random_hex(m->cli_token, 32) != 0) {
+    if (bt_random_hex(m->cli_token, 32) != 0) {
         master_destroy(m);
         return bt_errf(err, errlen, "no random source: %s", strerror(errno));
     }
     host_id(m->host_id, sizeof m->host_id);
     if (m->conf.snfile && *m->conf.snfile) {
         char *sn = NULL, why[256];
-        if (read_file(m->conf.snfile, 4096, &sn, NULL, why, sizeof why) == 0) {
-            m->host_sn = strdup(str_trim(sn));
+        if (bt_read_file(m->conf.snfile, 4096, &sn, NULL, why, sizeof why) == 0) {
+            m->host_sn = strdup(bt_str_trim(sn));
             free(sn);
         } else {
             bt_logkv(BT_LOG_WARN, "failed to read snfile", "error", why, NULL);
@@ -253,7 +253,7 @@ static bool keep_other(const m_service *s, const void *arg)
 
 static char *instance_name(const char *svc, long i)
 {
-    return i == 0 ? strdup(svc) : str_printf("%s.i%ld", svc, i);
+    return i == 0 ? strdup(svc) : bt_strdup_printf("%s.i%ld", svc, i);
 }
 
 static int start_service(master *m, const app_config *app, const app_service *cfg, char *err,
@@ -263,7 +263,7 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     char why[1024];
     m_service *s = calloc(1, sizeof *s);
     char tok[65];
-    if (!s || random_hex(tok, 32) != 0) {
+    if (!s || bt_random_hex(tok, 32) != 0) {
         free(s);
         return bt_errf(err, errlen, "failed to start service (%s): no memory or random source", cfg->name);
     }
@@ -439,12 +439,12 @@ bool master_auth(master *m, const char *user, const char *password)
     if (!user || !password)
         return false;
     if (strcmp(user, CLI_USER) == 0)
-        return secure_streq(password, m->cli_token);
+        return bt_secure_streq(password, m->cli_token);
     bool ok = false;
     pthread_mutex_lock(&m->mu);
     m_service *s = find_service(m, user);
     if (s)
-        ok = secure_streq(password, s->token);
+        ok = bt_secure_streq(password, s->token);
     pthread_mutex_unlock(&m->mu);
     return ok;
 }
@@ -474,7 +474,7 @@ json_t *master_services_json(master *m)
             if (!o)
                 o = json_object();
             char ts[64];
-            fmt_time_utc(&i->start_time, ts, sizeof ts);
+            bt_fmt_time_utc(&i->start_time, ts, sizeof ts);
             json_object_set_new(o, "name", json_string(i->name));
             json_object_set_new(o, "status", json_string(status_name(i->status)));
             json_object_set_new(o, "start_time", json_string(ts));
@@ -564,7 +564,7 @@ void master_save_stats(master *m)
             if (i->finished)
                 continue;
             char ts[64];
-            fmt_time_utc(&i->start_time, ts, sizeof ts);
+            bt_fmt_time_utc(&i->start_time, ts, sizeof ts);
             json_t *o = json_pack("{s:s,s:s,s:s}", "name", i->name, "status", status_name(i->status),
                                   "start_time", ts);
             /* What a later master needs to find what this one leaves behind. */

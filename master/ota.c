@@ -48,7 +48,7 @@ static void ota_log(master *m, const char *trace, const char *step, const char *
 /* application.yml.old back to application.yml. */
 static int restore_backup(char *err, size_t errlen)
 {
-    if (!path_exists(APP_BACKUP_FILE))
+    if (!bt_path_exists(APP_BACKUP_FILE))
         return 0;
     if (rename(APP_BACKUP_FILE, APP_FILE) != 0)
         return bt_errf(err, errlen, "rename %s: %s", APP_BACKUP_FILE, strerror(errno));
@@ -58,26 +58,26 @@ static int restore_backup(char *err, size_t errlen)
 /* Step (1): application.yml -> .old (an empty .old when there was none), target in. */
 static int install_target(const char *target, char *err, size_t errlen)
 {
-    mkdir_p("var/db/baetyl", 0755, NULL, 0);
-    if (path_exists(APP_FILE)) {
+    bt_mkdir_p("var/db/baetyl", 0755, NULL, 0);
+    if (bt_path_exists(APP_FILE)) {
         if (rename(APP_FILE, APP_BACKUP_FILE) != 0)
             return bt_errf(err, errlen, "rename %s: %s", APP_FILE, strerror(errno));
-    } else if (write_file_atomic(APP_BACKUP_FILE, "", 0, 0644, err, errlen) != 0) {
+    } else if (bt_write_file_atomic(APP_BACKUP_FILE, "", 0, 0644, err, errlen) != 0) {
         return -1;
     }
     struct stat st;
-    char *src = (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) ? path_join(target, "application.yml")
+    char *src = (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) ? bt_path_join(target, "application.yml")
                                                                   : strdup(target);
     if (!src)
         return bt_errf(err, errlen, "out of memory");
-    int r = copy_file(src, APP_FILE, APP_MAX_FILE, err, errlen);
+    int r = bt_copy_file(src, APP_FILE, APP_MAX_FILE, err, errlen);
     free(src);
     return r;
 }
 
 static int load_or_empty(const char *path, app_config *app, char *err, size_t errlen)
 {
-    if (!path_exists(path))
+    if (!bt_path_exists(path))
         return app_load_string("", 0, app, err, errlen);
     return app_load(path, app, err, errlen);
 }
@@ -110,7 +110,7 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
 
     if (install_err) {
         snprintf(why, sizeof why, "%s", install_err);
-    } else if (!path_exists(APP_FILE) && path_exists(APP_BACKUP_FILE)) {
+    } else if (!bt_path_exists(APP_FILE) && bt_path_exists(APP_BACKUP_FILE)) {
         snprintf(why, sizeof why, "open %s: %s", APP_FILE, strerror(ENOENT));
     } else if (load_or_empty(APP_FILE, &cur, why, sizeof why) == 0) {
         have_cur = true;
@@ -192,7 +192,7 @@ static void update_from(master *m, const char *path, const char *trace)
     int ir = install_target(path, why, sizeof why);
     int rc = apply(m, trace, true, ir == 0 ? NULL : why, err, sizeof err);
     if (rc != 0) {
-        char *full = str_printf("failed to update system: %s", err);
+        char *full = bt_strdup_printf("failed to update system: %s", err);
         bt_logkv(BT_LOG_ERROR, full ? full : err, NULL);
         master_set_error(m, full ? full : err);
         free(full);
@@ -206,26 +206,26 @@ int ota_boot(master *m, char *err, size_t errlen)
 {
     pthread_mutex_lock(&m->ops);
     char why[512];
-    json_t *stats = path_exists(APP_STATS_FILE) ? yaml_file_to_json(APP_STATS_FILE, why, sizeof why) : NULL;
-    if (!stats && path_exists(APP_STATS_FILE))
+    json_t *stats = bt_path_exists(APP_STATS_FILE) ? yaml_file_to_json(APP_STATS_FILE, why, sizeof why) : NULL;
+    if (!stats && bt_path_exists(APP_STATS_FILE))
         bt_logkv(BT_LOG_WARN, "failed to read application stats", "error", why, NULL);
     m->engine->ops->recover(m->engine, stats);
     json_decref(stats);
 
-    bool interrupted = path_exists(APP_BACKUP_FILE);
+    bool interrupted = bt_path_exists(APP_BACKUP_FILE);
     char *trace = NULL;
     if (interrupted) {
         trace = bt_otalog_last_trace(m->conf.otalog.path);
         bt_logkv(BT_LOG_WARN, "an interrupted update was found, finishing it", NULL);
         ota_log(m, trace, "UPDATING", "app is updating", NULL);
-    } else if (!path_exists(APP_FILE)) {
+    } else if (!bt_path_exists(APP_FILE)) {
         bt_logkv(BT_LOG_INFO, "no application (" APP_FILE " not found): no service to start", NULL);
     }
     char e2[2048];
     int rc = apply(m, trace, interrupted, NULL, e2, sizeof e2);
     free(trace);
     if (rc != 0) {
-        char *full = str_printf("failed to update system: %s", e2);
+        char *full = bt_strdup_printf("failed to update system: %s", e2);
         master_set_error(m, full ? full : e2);
         bt_logkv(BT_LOG_ERROR, full ? full : e2, NULL);
         free(full);

@@ -27,7 +27,7 @@ int pidfile_acquire(const char *path, char *err, size_t errlen)
     char *dir = strdup(path);
     if (!dir)
         return bt_errf(err, errlen, "out of memory");
-    int r = mkdir_p(dirname(dir), 0755, err, errlen);
+    int r = bt_mkdir_p(dirname(dir), 0755, err, errlen);
     free(dir);
     if (r != 0)
         return -1;

@@ -31,8 +31,8 @@ static int init_logger(const master_conf *c, char *err, size_t errlen)
 static void write_cli_token(const master *m)
 {
     char why[256];
-    if (mkdir_p("var/run/baetyl", 0755, why, sizeof why) != 0 ||
-        write_file_atomic(CLI_TOKEN_FILE, m->cli_token, strlen(m->cli_token), 0600, why, sizeof why) != 0)
+    if (bt_mkdir_p("var/run/baetyl", 0755, why, sizeof why) != 0 ||
+        bt_write_file_atomic(CLI_TOKEN_FILE, m->cli_token, strlen(m->cli_token), 0600, why, sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to write the CLI token: `baetyl status` will not work", "error", why, NULL);
 }
 
@@ -54,7 +54,7 @@ int cmd_start(const char *workdir, const char *conf_path)
         bt_logkv(BT_LOG_INFO, "config file not found: using defaults", "path", conf_path, NULL);
 
     /* application.stats and ota.log live there even before any application arrives. */
-    if (mkdir_p("var/db/baetyl", 0755, err, sizeof err) != 0)
+    if (bt_mkdir_p("var/db/baetyl", 0755, err, sizeof err) != 0)
         bt_logkv(BT_LOG_WARN, "cannot create var/db/baetyl", "error", err, NULL);
     int pidfd = pidfile_acquire(PID_FILE, err, sizeof err);
     if (pidfd < 0) {
@@ -92,7 +92,7 @@ int cmd_start(const char *workdir, const char *conf_path)
         goto out;
     }
     char grace[32];
-    fmt_duration(conf.grace, grace, sizeof grace);
+    bt_fmt_duration(conf.grace, grace, sizeof grace);
     char line[1024];
     snprintf(line, sizeof line, "mode: %s; grace: %s; pwd: %s; api: %s", conf.mode, grace, workdir,
              conf.server.address);

@@ -121,7 +121,7 @@ json_t *yaml_file_to_json(const char *path, char *err, size_t errlen)
 {
     char *buf;
     size_t n;
-    if (read_file(path, MAX_FILE, &buf, &n, err, errlen) != 0)
+    if (bt_read_file(path, MAX_FILE, &buf, &n, err, errlen) != 0)
         return NULL;
     json_t *j = yaml_text_to_json(buf, n, err, errlen);
     free(buf);
@@ -215,7 +215,7 @@ int json_to_yaml_file(const json_t *j, const char *path, char *err, size_t errle
     yaml_stream_end_event_initialize(&ev);
     ok = ok && yaml_emitter_emit(&em, &ev);
     yaml_emitter_delete(&em);
-    int rc = ok ? write_file_atomic(path, o.p, o.len, 0644, err, errlen)
+    int rc = ok ? bt_write_file_atomic(path, o.p, o.len, 0644, err, errlen)
                 : bt_errf(err, errlen, "yaml: cannot write %s", path);
     bt_buf_free(&o);
     return rc;

@@ -168,12 +168,12 @@ int cmd_status(const char *conf_path, bool as_json)
         return 1;
     }
     char *token = NULL;
-    if (read_file(CLI_TOKEN_FILE, 256, &token, NULL, err, sizeof err) != 0) {
+    if (bt_read_file(CLI_TOKEN_FILE, 256, &token, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "baetyl: cannot read the CLI token (run as the master's user): %s\n", err);
         conf_free(&conf);
         return 1;
     }
-    str_trim(token);
+    bt_str_trim(token);
     bt_api_options ao = {.address = conf.server.address, .username = CLI_USER, .password = token,
                          .timeout_ms = 30000};
     bt_api_client *cl = bt_api_new(&ao, err, sizeof err);

@@ -65,11 +65,11 @@ static bool stop_requested(m_instance *in)
 /* Sleeps ms, or less when a stop is requested; true when it is. */
 static bool sleep_or_stop(m_instance *in, int64_t ms)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = bt_now_ms() + ms;
     for (;;) {
         if (stop_requested(in))
             return true;
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - bt_now_ms();
         if (left <= 0)
             return false;
         struct pollfd p = {.fd = in->wake_fd, .events = POLLIN};
@@ -90,7 +90,7 @@ static void stop_process(m_instance *in)
     int r = e->ops->wait_instance(e, &in->run, grace > INT32_MAX ? INT32_MAX : (int)grace, -1, &code);
     if (r != 1) {
         char g[32];
-        fmt_duration(grace, g, sizeof g);
+        bt_fmt_duration(grace, g, sizeof g);
         log_inst(BT_LOG_WARN, "instance did not stop within grace, killing it", in, "grace", g);
         e->ops->signal_instance(e, &in->run, true);
         while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
@@ -125,7 +125,7 @@ static void *supervise(void *arg)
     const app_restart *rp = &in->svc->cfg.restart;
     long retries = 0;
     int n = 0;
-    int64_t started = mono_ms();
+    int64_t started = bt_now_ms();
     char msg[512], errbuf[512];
 
     for (;;) {
@@ -142,7 +142,7 @@ static void *supervise(void *arg)
             }
             continue;
         }
-        int64_t ran = mono_ms() - started;
+        int64_t ran = bt_now_ms() - started;
         if (stop_requested(in)) {
             mark_gone(in, INST_EXITED, false);
             break;
@@ -173,7 +173,7 @@ static void *supervise(void *arg)
             mark_gone(in, INST_RESTARTING, false);
             master_save_stats(m);
             char d[32];
-            fmt_duration(delay, d, sizeof d);
+            bt_fmt_duration(delay, d, sizeof d);
             snprintf(msg, sizeof msg, "instance (%s) exited (code %d), restarting in %s", in->name, code, d);
             bt_logkv(BT_LOG_WARN, msg, "service", in->svc->name, "instance", in->name, NULL);
             if (sleep_or_stop(in, delay))
@@ -186,7 +186,7 @@ static void *supervise(void *arg)
                 code = -1;
             }
         }
-        started = mono_ms();
+        started = bt_now_ms();
         mark_running(in);
         master_save_stats(m);
     }

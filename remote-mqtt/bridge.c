@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "baetyl/log.h"
+#include "baetyl/util.h"
 #include "bridge.h"
 
 /* A message waiting for room in the destination client. */
@@ -98,13 +99,6 @@ static void bit_set(uint8_t *bm, uint16_t i, bool on)
         bm[i >> 3] &= (uint8_t)~(1u << (i & 7));
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The source's copy of a QoS 1 message is done with: acknowledge it when asked and when it
  * still belongs to the source's current connection ([mu] held). */
 static void release(rm_dir *d, void *tag, bool ack)
@@ -128,7 +122,7 @@ static void not_forwarded(rm_dir *d, const char *topic, void *tag, int rc, const
     }
     d->st.dropped++;
     release(d, tag, rc == BT_MQTT_EINVAL);
-    int64_t now = now_ms();
+    int64_t now = bt_now_ms();
     if (rc == BT_MQTT_EINVAL || d->last_drop_log == 0 || now - d->last_drop_log >= 10000) {
         d->last_drop_log = now;
         char n[32];
@@ -232,7 +226,7 @@ static bool wait_for_room(rm_dir *d)
     pthread_mutex_unlock(&b->wait_mu);
     if (!may)
         return false;
-    int64_t now = now_ms();
+    int64_t now = bt_now_ms();
     if (d->last_wait_log == 0 || now - d->last_wait_log >= 10000) {
         d->last_wait_log = now;
         bt_logkv(BT_LOG_INFO, "queue full: the source waits for the destination", "rule",

@@ -9,13 +9,13 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "baetyl/context.h"
+#include "baetyl/util.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
 
@@ -67,13 +67,6 @@ static json_t *base_message(const timer_cfg *cfg)
     return json_is_object(cfg->payload) ? json_deep_copy(cfg->payload) : json_object();
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Publishes one tick. A full queue (the hub has been unreachable for `buffersize` ticks)
  * drops the tick: a late time is worth less than the next one. */
 static void tick(bt_mqtt_client *hub, const timer_cfg *cfg, json_t *msg)
@@ -114,25 +107,13 @@ static int run(bt_ctx *ctx)
         return 1;
     }
     /* ticks at start + k * interval: no drift; ticks missed while blocked are skipped */
-    int64_t next = now_ms() + cfg.interval;
-    struct pollfd stop = {.fd = bt_ctx_stop_fd(ctx), .events = POLLIN};
+    int64_t next = bt_now_ms() + cfg.interval;
     for (;;) {
-        int64_t wait = next - now_ms();
-        if (wait > 0) {
-            int r = poll(&stop, 1, wait > 2147483647 ? 2147483647 : (int)wait);
-            if (r > 0)
-                break; /* asked to stop */
-            if (r < 0 && errno != EINTR) {
-                bt_logkv(BT_LOG_ERROR, "poll failed", "error", strerror(errno), NULL);
-                break;
-            }
-            continue; /* woken early or on time: check the clock again */
-        }
-        if (bt_ctx_stopped(ctx))
-            break;
+        if (bt_ctx_sleep(ctx, next - bt_now_ms()))
+            break; /* asked to stop */
         tick(hub, &cfg, msg);
         next += cfg.interval;
-        int64_t now = now_ms();
+        int64_t now = bt_now_ms();
         if (next <= now)
             next += ((now - next) / cfg.interval + 1) * cfg.interval;
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "baetyl/json.h"
+#include "baetyl/util.h"
 #include "baetyl/mqtt_client.h"
 
 void vi_result_free(vi_result *r)
@@ -159,30 +160,12 @@ char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err
 /* mkdir -p of the directory part of path; err says which directory failed. */
 static int make_parents(const char *path, char *err, size_t errlen)
 {
-    char dir[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof dir) {
-        snprintf(err, errlen, "save: path too long");
+    char why[512];
+    if (bt_mkdir_parents(path, why, sizeof why) < 0) {
+        snprintf(err, errlen, "save %s: %s", path, why);
         return -1;
     }
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; ; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-            snprintf(err, errlen, "save %s: mkdir %s: %s", path, dir, strerror(errno));
-            return -1;
-        }
-        if (c == '\0')
-            return 0;
-        *p = c;
-    }
+    return 0;
 }
 
 int vi_save_file(const char *path, const void *data, size_t len, char *err, size_t errlen)

@@ -19,6 +19,7 @@
 
 #include "after.h"
 #include "baetyl/context.h"
+#include "baetyl/util.h"
 #include "baetyl/function.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
@@ -38,52 +39,6 @@ typedef struct {
     bt_fn_client *fn;
     bt_mqtt_client *hub;
 } vi_app;
-
-static int64_t now_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Sleeps up to ms, or less when a stop is asked; true when it was. */
-static bool sleep_or_stop(vi_app *a, int64_t ms)
-{
-    struct pollfd p = {.fd = bt_ctx_stop_fd(a->ctx), .events = POLLIN};
-    int64_t end = now_ns(CLOCK_MONOTONIC) + ms * 1000000;
-    for (;;) {
-        int64_t left = (end - now_ns(CLOCK_MONOTONIC) + 999999) / 1000000;
-        if (left <= 0)
-            return bt_ctx_stopped(a->ctx);
-        int rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-        if (rc > 0 || bt_ctx_stopped(a->ctx))
-            return true;
-        if (rc < 0 && errno != EINTR)
-            return bt_ctx_stopped(a->ctx);
-    }
-}
-
-/* A random (version 4) UUID: FunctionInvokeID of each call, as the function-manager sets. */
-static void uuid4(char out[37])
-{
-    unsigned char b[16];
-    size_t got = 0;
-    while (got < sizeof b) {
-        ssize_t n = getrandom(b + got, sizeof b - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-        else if (errno != EINTR)
-            break;
-    }
-    for (; got < sizeof b; got++) /* no entropy source: unique enough for a log id */
-        b[got] = (unsigned char)(rand() & 0xff);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
 
 /* Saves the frame as JPEG at location. */
 static void save_frame(const vi_frame *frame, const char *location)
@@ -118,7 +73,7 @@ static void after(vi_app *a, const vi_frame *frame, const bt_fn_msg *reply, int6
             .height = vi_frame_height(frame),
             .capture_ns = capture_ns,
             .infer_s = infer_s,
-            .process_s = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e9,
+            .process_s = (double)(bt_now_ns() - t0) / 1e9,
         };
         char *msg = vi_result_message(&r, &info, err, sizeof err);
         if (!msg || bt_mqtt_client_publish(a->hub, r.topic, msg, strlen(msg), r.qos, false, NULL,
@@ -136,15 +91,15 @@ static void process_frame(vi_app *a, const vi_frame *frame, int64_t capture_ns, 
     char err[512];
     const float *out;
     size_t count;
-    int64_t t = now_ns(CLOCK_MONOTONIC);
+    int64_t t = bt_now_ns();
     if (vi_net_forward(a->net, frame, &a->blob, &out, &count, err, sizeof err) < 0) {
         bt_logkv(BT_LOG_ERROR, "failed to run inference", "error", err, NULL);
         return;
     }
-    double infer_s = (double)(now_ns(CLOCK_MONOTONIC) - t) / 1e9;
+    double infer_s = (double)(bt_now_ns() - t) / 1e9;
 
     char invoke_id[37];
-    uuid4(invoke_id);
+    bt_uuid4(invoke_id);
     bt_fn_msg in = {
         .payload = (uint8_t *)out,
         .payload_len = count * sizeof(float),
@@ -153,7 +108,7 @@ static void process_frame(vi_app *a, const vi_frame *frame, int64_t capture_ns, 
         .function_invoke_id = invoke_id,
     };
     bt_fn_msg reply = {0};
-    t = now_ns(CLOCK_MONOTONIC);
+    t = bt_now_ns();
     int rc = bt_fn_call(a->fn, &in, &reply, err, sizeof err);
     if (rc < 0) {
         bt_logkv(BT_LOG_ERROR, "failed to call function", "function", a->cfg->function_name,
@@ -168,7 +123,7 @@ static void process_frame(vi_app *a, const vi_frame *frame, int64_t capture_ns, 
     if (bt_log_enabled(BT_LOG_DEBUG))
         bt_debug("frame %dx%d: inference %.3fs (%zu floats), function %.3fs (%zu bytes)",
                  vi_frame_width(frame), vi_frame_height(frame), infer_s, count,
-                 (double)(now_ns(CLOCK_MONOTONIC) - t) / 1e9, reply.payload_len);
+                 (double)(bt_now_ns() - t) / 1e9, reply.payload_len);
     after(a, frame, &reply, capture_ns, t0, infer_s);
     bt_fn_msg_clear(&reply);
 }
@@ -186,7 +141,7 @@ static vi_capture *open_source(vi_app *a, vi_pace *pace)
     }
     double fps = vi_capture_fps(cap);
     vi_pace_init(pace, vi_source_kind_of(uri), fps, a->cfg->limit_fps,
-                 now_ns(CLOCK_MONOTONIC));
+                 bt_now_ns());
     int w, h;
     vi_capture_size(cap, &w, &h);
     bt_info("video opened: uri=%s fps=%g width=%d height=%d skip=%ld", uri,
@@ -207,11 +162,11 @@ static int loop(vi_app *a)
     char err[512];
     while (!bt_ctx_stopped(a->ctx)) {
         if (!cap && !(cap = open_source(a, &pace))) {
-            sleep_or_stop(a, RETRY_MS);
+            bt_ctx_sleep(a->ctx, RETRY_MS);
             continue;
         }
-        int64_t wait = vi_pace_wait(&pace, now_ns(CLOCK_MONOTONIC));
-        if (wait > 0 && sleep_or_stop(a, (wait + 999999) / 1000000))
+        int64_t wait = vi_pace_wait(&pace, bt_now_ns());
+        if (wait > 0 && bt_ctx_sleep(a->ctx, (wait + 999999) / 1000000))
             break;
         if (vi_capture_grab(cap) < 0) {
             /* A file's end reads the same: it plays again from the start. */
@@ -219,11 +174,13 @@ static int loop(vi_app *a)
                      a->cfg->video_uri, NULL);
             vi_capture_close(cap);
             cap = NULL;
-            sleep_or_stop(a, RETRY_MS);
+            bt_ctx_sleep(a->ctx, RETRY_MS);
             continue;
         }
-        int64_t capture_ns = now_ns(CLOCK_REALTIME);
-        int64_t t0 = now_ns(CLOCK_MONOTONIC);
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t capture_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec;
+        int64_t t0 = bt_now_ns();
         if (!vi_pace_take(&pace, t0))
             continue;
         if (vi_capture_retrieve(cap, frame, err, sizeof err) < 0) {

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "baetyl/log.h"
+#include "baetyl/util.h"
 
 
 struct bt_ctx_state {
@@ -113,6 +114,22 @@ int bt_ctx_wait(bt_ctx *ctx)
             break;
     }
     return atomic_load(&ctx->st->signo); /* stored before the eventfd was written */
+}
+
+bool bt_ctx_sleep(bt_ctx *ctx, int64_t ms)
+{
+    struct pollfd p = {.fd = ctx->st->stopfd, .events = POLLIN};
+    int64_t end = bt_now_ms() + (ms > 0 ? ms : 0);
+    for (;;) {
+        int64_t now = bt_now_ms();
+        if (now >= end)
+            return bt_ctx_stopped(ctx);
+        int r = poll(&p, 1, bt_poll_timeout(end, now, 60000));
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return bt_ctx_stopped(ctx);
+    }
 }
 
 static void *watch_signals(void *arg)

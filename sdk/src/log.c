@@ -3,6 +3,7 @@
  * described in log.h. One lock serialises formatting and writing, so each line reaches the
  * output whole, with one write(). */
 #include "baetyl/log.h"
+#include "baetyl/util.h"
 #include "baetyl/buf.h"
 
 #include <errno.h>
@@ -88,46 +89,9 @@ static void sb_hex(sbuf *b, const char *prefix, uint32_t v, int digits)
  * surrogate, > U+10FFFF, truncated): Go treats it as one byte of RuneError. */
 static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp, int *ok)
 {
-    unsigned c = s[0];
-    *ok = 1;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-        *cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        *cp = c & 0x0F;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        *cp = c & 0x07;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        goto bad;
-    }
-    if (n < need + 1 || s[1] < lo || s[1] > hi)
-        goto bad;
-    for (size_t i = 1; i <= need; i++) {
-        if (i > 1 && (s[i] & 0xC0) != 0x80)
-            goto bad;
-        *cp = (*cp << 6) | (s[i] & 0x3F);
-    }
-    return need + 1;
-bad:
-    *ok = 0;
-    *cp = 0xFFFD;
-    return 1;
+    size_t w = bt_utf8_decode(s, n, cp);
+    *ok = w != 0;
+    return w ? w : 1;
 }
 
 /* Go's strconv.IsPrint, approximated: everything but controls, format characters,

@@ -29,42 +29,6 @@ int bt_log_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-int bt_mkdir_parents(const char *path, char *err, size_t errlen)
-{
-    char *dir = strdup(path);
-    if (!dir) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) {
-        free(dir);
-        return 0;
-    }
-    *slash = '\0';
-    for (char *p = dir + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
-                free(dir);
-                return -1;
-            }
-            *p = c;
-            if (c == '\0')
-                break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "mkdir %s: not a directory", dir);
-        free(dir);
-        return -1;
-    }
-    free(dir);
-    return 0;
-}
 
 static int open_file(bt_logfile *f, char *err, size_t errlen)
 {

@@ -30,6 +30,6 @@ void bt_logfile_cleanup(const bt_logfile *f);
 int bt_log_write_all(int fd, const char *buf, size_t len);
 /* mkdir -p (0755) of the directory part of path (path itself is the file); also for
  * ota.log (otalog.c). Returns 0, or -1 with err ("mkdir <dir>: <reason>"). */
-int bt_mkdir_parents(const char *path, char *err, size_t errlen);
+#include "baetyl/util.h" /* bt_mkdir_parents */
 
 #endif

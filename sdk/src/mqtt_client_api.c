@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "baetyl/error.h"
+#include "baetyl/util.h"
 #include "mqtt_client_internal.h"
 
 __attribute__((format(printf, 4, 5)))
@@ -109,11 +110,7 @@ bt_mqtt_client *bt_mqtt_client_create(const bt_mqtt_client_config *cfg,
     }
     c->fd = c->wake_fd = -1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    bt_cond_init_monotonic(&c->cond);
     c->opt = *opt;
     if (!c->opt.protocol_level)
         c->opt.protocol_level = 4;
@@ -244,20 +241,6 @@ static bool on_own_thread(bt_mqtt_client *c)
     return mc_current == c;
 }
 
-/* Absolute CLOCK_MONOTONIC time timeout_ms from now. */
-static struct timespec deadline_in(int64_t timeout_ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    return ts;
-}
-
 static size_t vlen(size_t rl)
 {
     return rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4;
@@ -296,7 +279,7 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
         return fail(BT_MQTT_EINVAL, err, errlen, "cannot encode PUBLISH");
     }
     bool wait = timeout_ms != 0 && !on_own_thread(c);
-    struct timespec until = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec until = bt_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&c->mu);
     while (!c->stopped && (c->pending >= (size_t)c->cfg.buffersize || (qos && c->nfree == 0))) {
         int rc = 0;
@@ -478,7 +461,7 @@ int bt_mqtt_client_wait_connected(bt_mqtt_client *c, int64_t timeout_ms)
 {
     if (!c)
         return -1;
-    struct timespec until = deadline_in(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec until = bt_deadline_in(timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&c->mu);
     int rc = 0;
     while (!c->connected && !c->stopped && rc == 0) {

@@ -20,6 +20,7 @@
 
 #include "baetyl/buf.h"
 #include "baetyl/mqtt_client.h"
+#include "baetyl/util.h"
 #include "baetyl/mqtt_codec.h"
 #include "baetyl/ws.h"
 
@@ -217,7 +218,5 @@ extern __thread bt_mqtt_client *mc_current;
 void mc_wake_locked(bt_mqtt_client *c);
 /* Frees everything (the thread has ended or never ran); held publishes are cancelled. */
 void mc_free_client(bt_mqtt_client *c);
-/* Monotonic clock in ms. */
-int64_t mc_now_ms(void);
 
 #endif

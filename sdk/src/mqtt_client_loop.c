@@ -9,16 +9,10 @@
 #include <unistd.h>
 
 #include "baetyl/log.h"
+#include "baetyl/util.h"
 #include "mqtt_client_internal.h"
 
 __thread bt_mqtt_client *mc_current;
-
-int64_t mc_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void mc_wake_locked(bt_mqtt_client *c)
 {
@@ -57,7 +51,7 @@ static void link_down(bt_mqtt_client *c)
     mc_tr_close(c);
     mc_session_reset(c);
     c->ping_sent = 0;
-    int64_t now = mc_now_ms();
+    int64_t now = bt_now_ms();
     if (was_up) {
         bt_logkv(BT_LOG_WARN, "mqtt client connection lost", "address", c->cfg.address,
                  "reason", c->reason, NULL);
@@ -171,7 +165,7 @@ static bool flush_until(bt_mqtt_client *c, int64_t end)
     while (mc_tr_has_output(c)) {
         if (mc_tr_flush(c) < 0)
             return false;
-        int64_t left = end - mc_now_ms();
+        int64_t left = end - bt_now_ms();
         if (!mc_tr_has_output(c))
             break;
         if (left <= 0)
@@ -188,7 +182,7 @@ static void graceful_close(bt_mqtt_client *c)
 {
     if (c->state == MC_UP) {
         int64_t limit = c->cfg.timeout < MC_STOP_FLUSH_MS ? c->cfg.timeout : MC_STOP_FLUSH_MS;
-        int64_t end = mc_now_ms() + limit;
+        int64_t end = bt_now_ms() + limit;
         bool more, ok;
         do {
             mc_list done = {0};
@@ -209,9 +203,9 @@ void *mc_thread(void *arg)
     bool fatal = false;
     mc_current = c;
     c->backoff_ms = MC_BACKOFF_MIN_MS;
-    c->next_attempt = mc_now_ms();
+    c->next_attempt = bt_now_ms();
     while (!stop_requested(c)) {
-        int64_t now = mc_now_ms();
+        int64_t now = bt_now_ms();
         if (!timers(c, now)) {
             link_down(c);
             continue;

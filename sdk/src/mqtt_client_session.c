@@ -453,7 +453,7 @@ int mc_handle_input(bt_mqtt_client *c)
             mc_reason(c, "bad packet from broker: %s", why);
             return -1;
         }
-        c->last_recv = mc_now_ms();
+        c->last_recv = bt_now_ms();
         c->ping_sent = 0; /* the broker is alive */
         rc = handle(c, &p);
         bt_buf_consume(&c->in, used);

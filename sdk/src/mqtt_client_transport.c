@@ -468,7 +468,7 @@ int mc_tr_flush(bt_mqtt_client *c)
         if (w == 0)
             break;
         bt_buf_consume(&c->out, (size_t)w);
-        c->last_send = mc_now_ms();
+        c->last_send = bt_now_ms();
     }
     bt_buf_trim(&c->out, BUF_KEEP_MAX);
     return 0;

@@ -1,6 +1,7 @@
 /* MQTT codec helpers shared by the decoder and the encoder: type names, the UTF-8 rule of
  * MQTT strings, the subscription list iterator and packet comparison. */
 #include "baetyl/mqtt_codec.h"
+#include "baetyl/util.h"
 
 #include <string.h>
 
@@ -16,49 +17,14 @@ const char *bt_mqtt_type_name(int type)
     return names[type];
 }
 
-/* Well-formed UTF-8 per RFC 3629 §4 (which is what MQTT 3.1.1 §1.5.3 requires): no overlong
- * forms, no surrogates, nothing above U+10FFFF; MQTT adds: no U+0000. */
+/* Well-formed UTF-8 per RFC 3629 §4 (which is what MQTT 3.1.1 §1.5.3 requires); MQTT adds:
+ * no U+0000. */
 int bt_mqtt_utf8_check(const char *str, size_t len)
 {
-    const uint8_t *s = (const uint8_t *)str;
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            if (c == 0)
-                return -2;
-            i++;
-            continue;
-        }
-        size_t n;           /* continuation bytes */
-        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the first continuation byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0;  /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F;  /* surrogates U+D800..U+DFFF */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90;  /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F;  /* above U+10FFFF */
-        } else {
-            return -1;      /* continuation byte first, C0/C1 overlong, F5..FF */
-        }
-        if (len - i <= n)
-            return -1;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return -1;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return -1;
-        i += n + 1;
-    }
-    return 0;
+    size_t ok = bt_utf8_valid_prefix(str, len);
+    if (memchr(str, 0, ok)) /* the first fault decides, as the reader meets it */
+        return -2;
+    return ok == len ? 0 : -1;
 }
 
 void bt_mqtt_sub_iter_init(bt_mqtt_sub_iter *it, const bt_mqtt_packet *p)

@@ -3,6 +3,7 @@
  * bt_ws, and outgoing binary frames get their header here. Nothing is allocated. */
 #include "baetyl/ws.h"
 #include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -147,44 +148,6 @@ static int close_code_valid(unsigned c)
     return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
-/* Strict UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i < len)
-            return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* First two header bytes: everything that can be refused before the length is known. */
 static int check_start(bt_ws *ws, char *err, size_t errlen)
 {
@@ -280,7 +243,7 @@ static int control_done(bt_ws *ws, char *err, size_t errlen)
         code = (uint16_t)((ws->ctl[0] << 8) | ws->ctl[1]);
         if (!close_code_valid(code))
             return fail(ws, BT_WS_CLOSE_PROTOCOL, err, errlen, "invalid close code %u", code);
-        if (!utf8_valid(ws->ctl + 2, ws->ctl_len - 2u))
+        if (!bt_utf8_valid(ws->ctl + 2, ws->ctl_len - 2u))
             return fail(ws, BT_WS_CLOSE_BAD_DATA, err, errlen, "close reason is not UTF-8");
     }
     ws->close_code = code;
@@ -390,7 +353,7 @@ int bt_ws_close(bt_ws *ws, uint16_t code, const char *reason, char *err, size_t 
         return bt_errf(err, errlen, "websocket: handshake not finished");
     if (!close_code_valid(code))
         return bt_errf(err, errlen, "websocket: close code %u may not be sent", code);
-    if (reason && !utf8_valid((const uint8_t *)reason, strlen(reason)))
+    if (reason && !bt_utf8_valid((const uint8_t *)reason, strlen(reason)))
         return bt_errf(err, errlen, "websocket: close reason is not UTF-8");
     if (ws->close_sent || ws->state == BT_WS_FAILED || ws->state == BT_WS_CLOSED)
         return 0; /* already said, or the link is going down without a close frame */

@@ -22,6 +22,7 @@
 
 #include "baetyl/config.h"
 #include "baetyl/context.h"
+#include "baetyl/util.h"
 #include "baetyl/log.h"
 
 static const char *const all_vars[] = {
@@ -354,6 +355,42 @@ static void test_stop_by_call(void **state)
     assert_int_equal(bt_run(1, a, stop_by_call), 0);
 }
 
+/* bt_ctx_sleep: the whole time when nobody asks, at once when a stop comes. */
+static void *stop_later(void *arg)
+{
+    usleep(50000);
+    bt_ctx_stop(arg);
+    return NULL;
+}
+
+static int sleep_then_stop(bt_ctx *ctx)
+{
+    int64_t t0 = bt_now_ms();
+    if (bt_ctx_sleep(ctx, 60))
+        return 30; /* nobody asked */
+    if (bt_now_ms() - t0 < 59)
+        return 31;
+    if (bt_ctx_sleep(ctx, 0) || bt_ctx_sleep(ctx, -5))
+        return 32;
+    pthread_t th;
+    pthread_create(&th, NULL, stop_later, ctx);
+    t0 = bt_now_ms();
+    bool stopped = bt_ctx_sleep(ctx, 30000);
+    pthread_join(th, NULL);
+    if (!stopped || bt_now_ms() - t0 > 5000)
+        return 33;
+    if (!bt_ctx_sleep(ctx, 30000)) /* already stopped: at once */
+        return 34;
+    return 0;
+}
+
+static void test_sleep_until_stop(void **state)
+{
+    (void)state;
+    char *a[] = {"prog", NULL};
+    assert_int_equal(bt_run(1, a, sleep_then_stop), 0);
+}
+
 /* ---- config --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -509,6 +546,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_run_under_master_sets_log_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_fd_fires_on_sigterm_and_sigint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_by_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sleep_until_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_config_inits_logger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_config_error_names_field, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_config_default_path_missing, setup, teardown),

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "baetyl/config.h"
 
@@ -102,6 +103,9 @@ int bt_ctx_stop_fd(const bt_ctx *ctx);
 void bt_ctx_stop(bt_ctx *ctx);
 /* True once a stop was asked. */
 bool bt_ctx_stopped(const bt_ctx *ctx);
+/* Sleeps ms milliseconds or until the module is asked to stop, whichever comes first.
+ * Returns true when a stop was asked (the caller should wind down). */
+bool bt_ctx_sleep(bt_ctx *ctx, int64_t ms);
 
 /* bt_run leaves SIGTERM and SIGINT blocked, and a blocked mask survives fork() and exec():
  * a module that starts programs calls this in the child before exec (async-signal-safe). */

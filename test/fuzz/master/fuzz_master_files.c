@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             api_addr_free(&a);
         char *out = malloc(size + 1);
         if (out) {
-            clean_rel_path(s, out, size + 1);
+            bt_path_clean_rel(s, out, size + 1);
             free(out);
         }
         free(s);

@@ -152,8 +152,8 @@ static void test_config_errors(void **state)
 static void test_uuid4(void **state)
 {
     char a[37], b[37];
-    fm_uuid4(a);
-    fm_uuid4(b);
+    bt_uuid4(a);
+    bt_uuid4(b);
     assert_int_equal(strlen(a), 36);
     assert_string_not_equal(a, b);
     for (int i = 0; i < 36; i++) {
@@ -531,25 +531,25 @@ static void test_failed_start_backs_off(void **state)
     pool_open(x);
     x->fk.fail_starts = 3;
     char err[512];
-    int64_t t0 = fm_now_ms();
+    int64_t t0 = bt_now_ms();
     assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err), 0);
     assert_non_null(strstr(err, "failed to start instance (rt.sayhi.1): 400: refused"));
     assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err), 0); /* waits 500 ms */
     assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err), 0); /* waits 800 ms (capped) */
-    int64_t t1 = fm_now_ms();
+    int64_t t1 = bt_now_ms();
     assert_true(t1 - t0 >= 1300);
     assert_true(t1 - t0 < 3000);
     assert_int_equal(x->fk.starts, 3);
     assert_int_equal(x->fk.stops, 3); /* a failed start is cleaned up */
     char res[16];
     assert_int_equal(call_text(x->pool, "ok", res, sizeof res, err, sizeof err), 0); /* after 800 ms */
-    assert_true(fm_now_ms() - t1 >= 700);
+    assert_true(bt_now_ms() - t1 >= 700);
     assert_string_equal(res, "ok");
     /* a good start resets the backoff */
     assert_int_not_equal(call_text(x->pool, "fail", res, sizeof res, err, sizeof err), 0);
-    t1 = fm_now_ms();
+    t1 = bt_now_ms();
     assert_int_equal(call_text(x->pool, "ok", res, sizeof res, err, sizeof err), 0);
-    assert_true(fm_now_ms() - t1 < 400);
+    assert_true(bt_now_ms() - t1 < 400);
 }
 
 static void test_dial_timeout_fails_the_attempt(void **state)
@@ -559,10 +559,10 @@ static void test_dial_timeout_fails_the_attempt(void **state)
     pool_open(x);
     x->fk.dead_dial = 1;
     char err[512], res[16];
-    int64_t t0 = fm_now_ms();
+    int64_t t0 = bt_now_ms();
     assert_int_not_equal(call_text(x->pool, "a", res, sizeof res, err, sizeof err), 0);
     assert_non_null(strstr(err, "failed to connect to instance (rt.sayhi.1)"));
-    assert_true(fm_now_ms() - t0 >= 250);
+    assert_true(bt_now_ms() - t0 >= 250);
     assert_int_equal(x->fk.stops, 1);
     assert_int_equal(call_text(x->pool, "a", res, sizeof res, err, sizeof err), 0);
 }
