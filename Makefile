@@ -8,6 +8,7 @@
 #   make soak [SOAK_TIME=600]   the whole system under load and chaos (release build)
 #   make install PREFIX=/usr/local MODE=native|docker [EXAMPLE=native-tls|…]
 #   make uninstall PREFIX=…, make clean, make run
+#   make format / make format-check   clang-format (.clang-format) applied / verified
 #
 # Objects never land in the source tree. BUILD picks the output directory, SAN=1 adds the
 # sanitizers, so several builds can live side by side.
@@ -152,7 +153,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
 .PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
-        bench soak image install uninstall clean rebuild run
+        bench soak image install uninstall clean rebuild run format format-check
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
 sdk: $(SDK_LIB)
@@ -224,6 +225,17 @@ fuzz: fuzz-build
 # Short bounded run for CI.
 fuzz-smoke:
 	$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(or $(FUZZ_SMOKE_TIME),10)
+
+# ---- style: .clang-format over every C/C++ file git tracks ------------------------------
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cpp' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+# Lists the files that differ from the style and fails when there is one.
+format-check:
+	@bad=0; for f in $(FORMAT_FILES); do \
+	  if ! clang-format --dry-run -Werror $$f >/dev/null 2>&1; then echo "format: $$f"; bad=1; fi; \
+	done; if [ $$bad -ne 0 ]; then echo "format-check: run 'make format'"; exit 1; fi; \
+	echo "format-check: $(words $(FORMAT_FILES)) files OK"
 
 # ---- soak: load + chaos (kill -9 of the hub and of runtimes, SIGSTOP) for SOAK_TIME s ----
 SOAK_TIME ?= 600

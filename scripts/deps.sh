@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   # build
-  build-essential pkg-config clang libclang-rt-14-dev git ca-certificates
+  build-essential pkg-config clang clang-format libclang-rt-14-dev git ca-certificates
   # libraries (DESIGN.md §4)
   libyaml-dev libjansson-dev libcurl4-openssl-dev libssl-dev liblmdb-dev
   libmicrohttpd-dev libarchive-dev libcmocka-dev
