@@ -13,6 +13,54 @@
 # Objects never land in the source tree. BUILD picks the output directory, SAN=1 adds the
 # sanitizers, so several builds can live side by side.
 
+# ---- platforms: PLATFORM=linux/arm64 builds with Debian's cross toolchain and multiarch
+# libraries into build/linux-arm64 (scripts/deps.sh --platforms all installs them); the
+# native build stays in build/. PLATFORMS=all (or a comma list) builds each in turn.
+ALL_PLATFORMS := linux/amd64 linux/arm64 linux/arm/v7
+PLATFORM  ?=
+PLATFORMS ?=
+triplet_linux/amd64  := x86_64-linux-gnu
+triplet_linux/arm64  := aarch64-linux-gnu
+triplet_linux/arm/v7 := arm-linux-gnueabihf
+debarch_linux/amd64  := amd64
+debarch_linux/arm64  := arm64
+debarch_linux/arm/v7 := armhf
+UNAME_M := $(shell uname -m)
+NATIVE_PLATFORM := $(if $(filter x86_64,$(UNAME_M)),linux/amd64,$(if $(filter aarch64,$(UNAME_M)),\
+                     linux/arm64,$(if $(filter armv7% armv8l,$(UNAME_M)),linux/arm/v7,linux/$(UNAME_M))))
+ifneq ($(PLATFORM),)
+  TRIPLET := $(triplet_$(PLATFORM))
+  ifeq ($(TRIPLET),)
+    $(error PLATFORM=$(PLATFORM) is not one of: $(ALL_PLATFORMS))
+  endif
+  BUILD ?= build/$(subst /,-,$(subst arm/v7,armv7,$(PLATFORM)))
+  CC    := $(TRIPLET)-gcc
+  CXX   := $(TRIPLET)-g++
+  # pkg-config answers for the target's libraries, not the build machine's ($(shell) of
+  # make 4.3 does not see exported variables, hence the prefix).
+  PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(TRIPLET)/pkgconfig:/usr/share/pkgconfig pkg-config
+  ifeq ($(shell command -v $(CC) 2>/dev/null),)
+    $(error $(CC) not found: run scripts/deps.sh --platforms all)
+  endif
+endif
+PKG_CONFIG ?= pkg-config
+BT_PLATFORM := $(or $(PLATFORM),$(NATIVE_PLATFORM))
+
+# PLATFORMS: run the goals once per platform (each a make of its own), nothing else here.
+ifneq ($(PLATFORMS),)
+ifeq ($(PLATFORM),)
+comma := ,
+PLAT_LIST := $(if $(filter all,$(PLATFORMS)),$(ALL_PLATFORMS),$(subst $(comma), ,$(PLATFORMS)))
+PLAT_GOALS := $(or $(MAKECMDGOALS),all)
+.PHONY: $(PLAT_GOALS)
+$(PLAT_GOALS):
+	@for p in $(PLAT_LIST); do echo "== make $@ PLATFORM=$$p"; \
+	  $(MAKE) --no-print-directory PLATFORMS= PLATFORM=$$p $@ || exit 1; done
+PLATFORM_DISPATCH := 1
+endif
+endif
+ifndef PLATFORM_DISPATCH
+
 BUILD   ?= build
 V       ?= 0
 Q        = $(if $(filter 1,$(V)),,@)
@@ -29,12 +77,13 @@ VERSION  := $(shell git describe --tags --exact-match 2>/dev/null || echo git-$$
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 PKGS := yaml-0.1 jansson libcurl openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread -lm
 
 WARN    := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2
 OPT     ?= -O2 -g
-CFLAGS  := $(OPT) -std=gnu11 -D_GNU_SOURCE $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP
+# _FILE_OFFSET_BITS=64: large files (the hub's store) and readdir on 32-bit ARM as on 64-bit.
+CFLAGS  := $(OPT) -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) -Isdk/include -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP
 LDFLAGS ?=
 
 ifeq ($(SAN),1)
@@ -57,7 +106,8 @@ VERSION_STAMP := $(BUILD)/gen/version.stamp
 $(shell mkdir -p $(BUILD)/gen; echo '$(VERSION) $(REVISION)' | cmp -s - $(VERSION_STAMP) || \
         echo '$(VERSION) $(REVISION)' > $(VERSION_STAMP))
 $(BUILD)/obj/sdk/src/version.o: $(VERSION_STAMP)
-$(BUILD)/obj/sdk/src/version.o: CFLAGS += -DBT_VERSION='"$(VERSION)"' -DBT_REVISION='"$(REVISION)"'
+$(BUILD)/obj/sdk/src/version.o: CFLAGS += -DBT_VERSION='"$(VERSION)"' -DBT_REVISION='"$(REVISION)"' \
+                                          -DBT_PLATFORM='"$(BT_PLATFORM)"'
 
 # ---- the SDK -------------------------------------------------------------------------
 SDK_SRCS := $(wildcard sdk/src/*.c)
@@ -70,12 +120,16 @@ $(SDK_LIB): $(SDK_OBJS)
 	@echo '  AR    $@'
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/obj/%.o: %.c | $(GEN_HDRS)
+# Objects are rebuilt when the compiler or its flags change (another OPT, SAN, PLATFORM…).
+FLAGS_STAMP := $(BUILD)/gen/flags.stamp
+$(shell echo '$(CC) $(CFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS)' > $(FLAGS_STAMP))
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) | $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	@echo '  CC    $<'
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo '  CC    $<'
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
@@ -83,6 +137,13 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 # ---- modules: every top-level directory with a main.c is one executable ----------------
 # master/ builds `baetyl`; any other dir X builds `baetyl-X`.
 MODULE_DIRS := $(patsubst %/main.c,%,$(wildcard */main.c))
+# video-infer needs OpenCV for the target: Debian 12's OpenCV packages of another
+# architecture cannot be installed beside the native ones (gdal conflicts), so a cross build
+# without them leaves video-infer out (README "Platforms").
+OPENCV_LIBDIR := $(if $(TRIPLET),/usr/lib/$(TRIPLET),$(dir $(firstword $(wildcard /usr/lib/*/libopencv_dnn.so))))
+ifeq ($(wildcard $(OPENCV_LIBDIR)/libopencv_dnn.so),)
+  MODULE_DIRS := $(filter-out video-infer,$(MODULE_DIRS))
+endif
 bin_name     = $(if $(filter master,$(1)),baetyl,baetyl-$(1))
 MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 
@@ -98,11 +159,11 @@ $(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
 # Debian's split OpenCV packages ship no opencv4.pc, hence the fixed paths.
 OPENCV_CFLAGS := -isystem /usr/include/opencv4
 OPENCV_LIBS   := -lopencv_dnn -lopencv_videoio -lopencv_imgcodecs -lopencv_imgproc -lopencv_core
-CXXFLAGS := $(OPT) -std=gnu++17 -D_GNU_SOURCE $(WARN) -Isdk/include $(OPENCV_CFLAGS) -MMD -MP
+CXXFLAGS := $(OPT) -std=gnu++17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(WARN) -Isdk/include $(OPENCV_CFLAGS) -MMD -MP
 ifeq ($(SAN),1)
   CXXFLAGS += $(SANFLAGS) -O1
 endif
-$(BUILD)/obj/%.o: %.cpp
+$(BUILD)/obj/%.o: %.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo '  CXX   $<'
 	$(Q)$(CXX) $(CXXFLAGS) -c -o $@ $<
@@ -128,7 +189,7 @@ UNIT_BINS := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRCS))
 $(BUILD)/test/%: $(BUILD)/obj/test/unit/%.o $(SDK_LIB)
 	@mkdir -p $(dir $@)
 	@echo '  LD    $@'
-	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
 # Unit tests of a module's internals: test/unit/<module>/test_X.c links that module's
 # objects except main.o.
@@ -140,7 +201,7 @@ define mod_unit_rule
 $(BUILD)/test/$(1)/%: $(BUILD)/obj/test/unit/$(1)/%.o $(call mod_objs,$(1)) $(SDK_LIB)
 	@mkdir -p $$(dir $$@)
 	@echo '  LD    $$@'
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS) $$(shell pkg-config --libs cmocka)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS) $$(shell $(PKG_CONFIG) --libs cmocka)
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call mod_unit_rule,$(d))))
 
@@ -313,3 +374,5 @@ run: all
 .SECONDARY:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+endif # PLATFORM_DISPATCH

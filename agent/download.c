@@ -66,7 +66,10 @@ int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_d
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    snprintf(c, cl, "%s/%s", AGENT_VOLUMES_DIR, sub);
+    size_t vl = strlen(AGENT_VOLUMES_DIR);
+    memcpy(c, AGENT_VOLUMES_DIR, vl); /* cl was sized for exactly this */
+    c[vl] = '/';
+    memcpy(c + vl + 1, sub, strlen(sub) + 1);
     free(rel);
     *container_dir = c;
     if (host_dir)

@@ -159,6 +159,22 @@ static json_t *ev_arith(ev_ctx *c, int op, const json_t *a, const json_t *b)
     return ev_chk(c, json_real(r));
 }
 
+/* Exact order of an integer and a real on every platform (long double is only double on ARM,
+ * and a double cannot hold every 64-bit integer): compare integer parts, then the fraction.
+ * NaN cannot occur (JSON has none). */
+static int order_int_real(json_int_t i, double d)
+{
+    if (d < -9223372036854775808.0)
+        return 1;
+    if (d >= 9223372036854775808.0)
+        return -1;
+    double t = trunc(d);
+    json_int_t ti = (json_int_t)t;
+    if (i != ti)
+        return i < ti ? -1 : 1;
+    return d > t ? -1 : d < t ? 1 : 0;
+}
+
 /* -1, 0, 1 for two numbers or two strings; -2 when they cannot be ordered. */
 static int ev_order(const json_t *a, const json_t *b)
 {
@@ -167,11 +183,11 @@ static int ev_order(const json_t *a, const json_t *b)
             json_int_t x = json_integer_value(a), y = json_integer_value(b);
             return x < y ? -1 : x > y;
         }
-        /* long double holds every 64-bit integer exactly (x86-64); NaN cannot occur. */
-        long double x = json_is_integer(a) ? (long double)json_integer_value(a)
-                                           : (long double)json_real_value(a);
-        long double y = json_is_integer(b) ? (long double)json_integer_value(b)
-                                           : (long double)json_real_value(b);
+        if (json_is_integer(a))
+            return order_int_real(json_integer_value(a), json_real_value(b));
+        if (json_is_integer(b))
+            return -order_int_real(json_integer_value(b), json_real_value(a));
+        double x = json_real_value(a), y = json_real_value(b);
         return x < y ? -1 : x > y;
     }
     if (json_is_string(a) && json_is_string(b)) {

@@ -1,17 +1,18 @@
 /* String-keyed hash map: FNV-1a, chaining, doubles at load factor 1. */
 #include "map.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 static size_t map_hash(const char *s)
 {
-    size_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull; /* 64-bit FNV-1a on every platform, folded on 32-bit */
     for (; *s; s++) {
         h ^= (unsigned char)*s;
         h *= 1099511628211ull;
     }
-    return h;
+    return (size_t)(h ^ (h >> 32));
 }
 
 void *map_get(const map *m, const char *key)

@@ -209,7 +209,7 @@ static int cmd_version(void)
     printf("Version:      %s\n", bt_version);
     printf("Git revision: %s\n", bt_revision);
     printf("Compiler:     %s\n", inspect_compiler());
-    printf("Platform:     linux/%s\n", host_arch());
+    printf("Platform:     %s\n", bt_platform); /* built for; inspect shows the host */
     return 0;
 }
 

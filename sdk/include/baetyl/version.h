@@ -7,5 +7,8 @@
 extern const char bt_version[];
 /* The full git revision, or "unknown" outside a git checkout. */
 extern const char bt_revision[];
+/* The platform the binary was built for, as docker names it: "linux/amd64", "linux/arm64",
+ * "linux/arm/v7". */
+extern const char bt_platform[];
 
 #endif
