@@ -213,7 +213,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	@echo '  LD    $@'
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
-.PHONY: all sdk modules examples unit tools test unit-test integration-test fuzz fuzz-smoke \
+.PHONY: all sdk modules examples unit tools test test-platforms unit-test integration-test fuzz fuzz-smoke \
         bench soak image install uninstall clean rebuild run format format-check
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
@@ -234,6 +234,24 @@ test:
 	$(MAKE) --no-print-directory fuzz-smoke
 	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) integration-test
 	BAETYL_BUILD=$(abspath $(SAN_BUILD)) BAETYL_SRC=$(CURDIR) SOAK_TIME=20 $(PYTHON) test/soak/soak.py
+	$(MAKE) --no-print-directory test-platforms
+
+# The other platforms under emulation (qemu-user through binfmt_misc): each one's cross build,
+# its C unit tests, and the main example end to end (test/platform/). EMULATED picks them.
+EMULATED ?= linux/arm64 linux/arm/v7
+test-platforms:
+	@for p in $(EMULATED); do \
+	  d=build/$$(echo $$p | sed 's|arm/v7|armv7|; s|/|-|'); \
+	  echo "== $$p: cross build ($$d)"; \
+	  $(MAKE) --no-print-directory PLATFORM=$$p all unit >/dev/null || exit 1; \
+	  echo "== $$p: unit tests under emulation"; \
+	  $(MAKE) --no-print-directory PLATFORM=$$p unit-test > $$d/unit-test.log 2>&1; rc=$$?; \
+	  grep -E '^(unit:|FAILED)' $$d/unit-test.log; \
+	  [ $$rc -eq 0 ] || { tail -n 60 $$d/unit-test.log; exit 1; }; \
+	  echo "== $$p: main example end to end"; \
+	  BAETYL_PLATFORM=$$p BAETYL_BUILD=$(CURDIR)/$$d BAETYL_SRC=$(CURDIR) $(PYTHON) -m pytest -q \
+	    -p no:cacheprovider test/platform || exit 1; \
+	done
 
 # Runs every unit test binary, then prints one closing line CI can read.
 unit-test: $(UNIT_BINS)

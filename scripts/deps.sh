@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
 # Installs every Debian and npm package that the build, the examples and the tests need.
 # Idempotent: packages already present are not fetched again. Needs root (or sudo).
+#
+#   scripts/deps.sh                         the native build, the examples, the tests
+#   scripts/deps.sh --platforms all         also cross builds and emulated tests for
+#   scripts/deps.sh --platforms linux/arm64,linux/arm/v7   (the listed) other platforms:
+#       Debian's cross toolchains, the target's libraries (multiarch), qemu-user-static
+#       registered with binfmt_misc so the target's binaries run here.
 set -euo pipefail
+
+PLATFORMS=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --platforms) PLATFORMS="${2:?--platforms needs a list (all, or linux/arm64,linux/arm/v7)}"; shift 2 ;;
+    --platforms=*) PLATFORMS="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "deps: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$PLATFORMS" = all ] && PLATFORMS="linux/arm64,linux/arm/v7"
 
 PKGS=(
   # build
@@ -70,3 +87,51 @@ for d in function-node test/integration/functions/node-lodash; do
     (cd "$ROOT/$d" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
   fi
 done
+
+# ---- other platforms (--platforms): cross toolchains, the target's libraries, emulation ----
+# The libraries of DESIGN.md §4 are Multi-Arch: same in Debian 12, so the target's -dev
+# packages install beside the native ones (OpenCV's do not: video-infer stays native).
+CROSS_LIBS=(libyaml-dev libjansson-dev libcurl4-openssl-dev libssl-dev liblmdb-dev
+            libmicrohttpd-dev libarchive-dev libcmocka-dev libgrpc-dev libprotobuf-c-dev)
+cross=()
+for p in ${PLATFORMS//,/ }; do
+  case "$p" in
+    linux/amd64) arch=amd64 ;;
+    linux/arm64) arch=arm64 ;;
+    linux/arm/v7) arch=armhf ;;
+    *) echo "deps: unknown platform $p (linux/amd64, linux/arm64, linux/arm/v7)" >&2; exit 2 ;;
+  esac
+  [ "$arch" = "$(dpkg --print-architecture)" ] && continue
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    echo "deps: adding architecture $arch"
+    $SUDO dpkg --add-architecture "$arch"
+  fi
+  cross+=("crossbuild-essential-$arch")
+  for l in "${CROSS_LIBS[@]}"; do cross+=("$l:$arch"); done
+done
+if [ "${#cross[@]}" -gt 0 ]; then
+  cross+=(qemu-user-static binfmt-support)
+  todo=()
+  for p in "${cross[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || todo+=("$p")
+  done
+  if [ "${#todo[@]}" -gt 0 ]; then
+    echo "deps: installing ${todo[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${todo[@]}"
+  else
+    echo "deps: cross toolchains and target libraries present"
+  fi
+  # binfmt_misc lets the kernel run the target's binaries through qemu (the master starts
+  # its services with exec, so an explicit qemu wrapper would not reach them).
+  if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  for q in qemu-aarch64 qemu-arm; do
+    if [ ! -e /proc/sys/fs/binfmt_misc/$q ]; then
+      $SUDO update-binfmts --enable "$q" || $SUDO update-binfmts --import "$q"
+    fi
+  done
+  echo "deps: emulation registered: $(cd /proc/sys/fs/binfmt_misc && ls -d qemu-aarch64 qemu-arm 2>/dev/null | tr '\n' ' ')"
+fi
