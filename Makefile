@@ -213,8 +213,8 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 	@echo '  LD    $@'
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(SDK_LIB) $(PKG_LIBS) $(if $(wildcard /usr/include/MQTTAsync.h),-lpaho-mqtt3as)
 
-.PHONY: all sdk modules examples unit tools test test-platforms unit-test integration-test fuzz fuzz-smoke \
-        bench soak image install uninstall clean rebuild run format format-check
+.PHONY: all sdk modules examples unit tools test test-platforms test-packages unit-test integration-test fuzz fuzz-smoke \
+        bench soak image install uninstall clean rebuild run format format-check deb dist
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
 sdk: $(SDK_LIB)
@@ -235,6 +235,12 @@ test:
 	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) integration-test
 	BAETYL_BUILD=$(abspath $(SAN_BUILD)) BAETYL_SRC=$(CURDIR) SOAK_TIME=20 $(PYTHON) test/soak/soak.py
 	$(MAKE) --no-print-directory test-platforms
+	$(MAKE) --no-print-directory test-packages
+
+# The Debian packages of this machine's platform: lintian, then installed into a fresh
+# debootstrap'ed Debian 12 (cached under build/debootstrap), run, removed, purged.
+test-packages: deb
+	BAETYL_SRC=$(CURDIR) BAETYL_DIST=$(abspath $(DIST_DIR)) $(PYTHON) -m pytest -q -p no:cacheprovider test/packages
 
 # The other platforms under emulation (qemu-user through binfmt_misc): each one's cross build,
 # its C unit tests, and the main example end to end (test/platform/). EMULATED picks them.
@@ -335,6 +341,11 @@ IMAGE_TAG ?= latest
 # MODULES="hub agent" builds only those images.
 image: all
 	docker/build-images.sh -b $(BUILD) -t $(IMAGE_TAG) $(MODULES:%=baetyl-%)
+
+# ---- Debian packages and release archives of the build's platform (PLATFORMS=… for several) --
+DIST_DIR ?= build/dist
+deb: all
+	scripts/mkdeb.sh -p $(BT_PLATFORM) -b $(BUILD) -o $(DIST_DIR) -v $(VERSION)
 
 # ---- install --------------------------------------------------------------------------
 # native: each module's package goes to PREFIX/var/db/baetyl/baetyl-<module>/ with bin/ and

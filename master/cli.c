@@ -45,7 +45,7 @@ static const char usage_start[] =
     "service (SIGTERM, then SIGKILL after `grace`) and the master.\n"
     "\n"
     "Options:\n"
-    "  -w, --workdir DIR   work dir (default: the parent of the directory of the binary)\n"
+    "  -w, --workdir DIR   work dir (default: the parent of the binary's directory; / for /usr)\n"
     "  -c, --config FILE   master config, relative to the work dir (default etc/baetyl/conf.yml)\n"
     "  -h, --help          this help\n";
 
@@ -56,7 +56,7 @@ static const char usage_check[] =
     "the error (naming the field) and exits 1.\n"
     "\n"
     "Options:\n"
-    "  -w, --workdir DIR   work dir (default: the parent of the directory of the binary)\n"
+    "  -w, --workdir DIR   work dir (default: the parent of the binary's directory; / for /usr)\n"
     "  -c, --config FILE   master config, relative to the work dir (default etc/baetyl/conf.yml)\n"
     "  -h, --help          this help\n";
 
@@ -67,7 +67,7 @@ static const char usage_stop[] =
     "and waits until it has stopped its services and exited.\n"
     "\n"
     "Options:\n"
-    "  -w, --workdir DIR   work dir (default: the parent of the directory of the binary)\n"
+    "  -w, --workdir DIR   work dir (default: the parent of the binary's directory; / for /usr)\n"
     "  -c, --config FILE   master config, for `grace` (default etc/baetyl/conf.yml)\n"
     "  -h, --help          this help\n";
 
@@ -77,7 +77,7 @@ static const char usage_status[] =
     "Asks the running master for its inspect: services, instances, host.\n"
     "\n"
     "Options:\n"
-    "  -w, --workdir DIR   work dir (default: the parent of the directory of the binary)\n"
+    "  -w, --workdir DIR   work dir (default: the parent of the binary's directory; / for /usr)\n"
     "  -c, --config FILE   master config, for the API address (default etc/baetyl/conf.yml)\n"
     "      --json          print the raw inspect JSON\n"
     "  -h, --help          this help\n";
@@ -87,7 +87,9 @@ static const char usage_version[] =
     "\n"
     "Prints the version, the git revision, the compiler and the platform.\n";
 
-/* The parent of the directory holding the binary, e.g. /usr/local for /usr/local/bin/baetyl. */
+/* The parent of the directory holding the binary, e.g. /usr/local for /usr/local/bin/baetyl;
+ * / for /usr/bin/baetyl (the Debian package): /usr is read-only by convention, so a
+ * distribution's master keeps etc/ and var/ at the root (/etc/baetyl, /var/db/baetyl). */
 static char *default_workdir(void)
 {
     char exe[PATH_MAX];
@@ -97,7 +99,7 @@ static char *default_workdir(void)
     exe[n] = '\0';
     char *d = dirname(exe);
     d = dirname(d);
-    return strdup(d);
+    return strdup(strcmp(d, "/usr") == 0 ? "/" : d);
 }
 
 typedef struct {
