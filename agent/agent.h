@@ -15,6 +15,7 @@
 
 #include "baetyl/api.h"
 #include "baetyl/config.h"
+#include "baetyl/context.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
 #include "baetyl/otalog.h"
@@ -55,8 +56,6 @@ int agent_config_finish(agent_config *c, char *err, size_t errlen);
 
 /* Base64 (standard alphabet, padded, no newlines) of buf; malloc'd, NULL when out of memory. */
 char *agent_base64(const unsigned char *buf, size_t len);
-/* Decodes standard base64 (no newlines); *out malloc'd. Returns 0 or -1 (invalid). */
-int agent_unbase64(const char *s, unsigned char **out, size_t *outlen);
 /* AES-256-CBC with a zero IV and PKCS#7 padding; *out malloc'd. Returns 0 or -1 with err. */
 int agent_aes_encrypt(const unsigned char key[32], const unsigned char *in, size_t inlen,
                       unsigned char **out, size_t *outlen, char *err, size_t errlen);
@@ -109,23 +108,12 @@ void agent_volume_free(agent_volume *v);
 #define OTA_FAILURE "FAILURE"
 #define OTA_TIMEOUT "TIMEOUT"
 
-/* Appends one JSON line {"level","msg","step","time","trace","type"[,"error"]} (keys sorted,
- * like the master's: the SDK's writer) to path, creating its directory. 0 or -1 with err. */
-static inline int otalog_write(const char *path, const char *trace, const char *type,
-                               const char *step, const char *msg, const char *error, char *err,
-                               size_t errlen)
-{
-    return bt_otalog_write(path, trace, type, step, msg, error, err, errlen);
-}
+/* Lines are written and the last trace read by the SDK (bt_otalog_write,
+ * bt_otalog_last_trace), like the master's. */
 /* The records of trace in the ota.log at path, as a JSON array of {"time","step","trace"
  * [,"error"]}, from its latest RECEIVED on (a trace sent again starts over); a missing file
  * is an empty array. Unparsable lines are skipped. NULL when out of memory. */
 json_t *otalog_records(const char *path, const char *trace);
-/* The trace of the last line of the ota.log at path (malloc'd), or NULL. */
-static inline char *otalog_last_trace(const char *path)
-{
-    return bt_otalog_last_trace(path);
-}
 /* True when the last record of an array from otalog_records ends an OTA (UPDATED,
  * ROLLEDBACK, FAILURE or TIMEOUT); *step (if not NULL) = that step (borrowed). */
 bool otalog_finished(const json_t *records, const char **step);
@@ -193,6 +181,7 @@ int agent_cleanup(const char *prefix, const char *target, const json_t *volumes,
 typedef struct agent agent;
 
 struct agent {
+    bt_ctx *ctx;       /* its stop ends every wait of the reporter and the worker */
     agent_config cfg;
     bt_api_client *api;
     EVP_PKEY *key;     /* remote.mqtt.key */
@@ -205,8 +194,6 @@ struct agent {
     agent_ota_event *pending; /* the next OTA event (one slot: a newer one replaces it) */
     char *ota_trace;          /* the OTA being followed, NULL when none */
     json_t *ota_records;      /* its records */
-
-    int stopfd;               /* readable once the agent stops */
     pthread_t reporter, worker;
 };
 
@@ -222,7 +209,5 @@ void *agent_reporter_main(void *arg);
 void *agent_worker_main(void *arg);
 /* Hands an event to the worker (replacing one still waiting, which is logged). Takes ev. */
 void agent_queue_event(agent *a, agent_ota_event *ev);
-/* Waits up to ms for a stop; true when stopping. */
-bool agent_sleep(agent *a, int64_t ms);
 
 #endif

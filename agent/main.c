@@ -96,6 +96,7 @@ static int run(bt_ctx *ctx)
 {
     agent a;
     memset(&a, 0, sizeof a);
+    a.ctx = ctx;
     char err[1024];
     /* before any thread: curl's global state */
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -123,6 +124,7 @@ static int run(bt_ctx *ctx)
         bt_ctx_wait(ctx);
     }
 
+    bt_ctx_stop(ctx); /* ends the threads' waits, also when the start failed halfway */
     pthread_mutex_lock(&a.mu);
     a.stop = true;
     pthread_cond_broadcast(&a.cv);

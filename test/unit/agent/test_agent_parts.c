@@ -13,7 +13,6 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <stdio.h>
@@ -23,16 +22,38 @@
 #include <unistd.h>
 
 #include "../../../agent/agent.h"
+#include "baetyl/util.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-static char tmpdir[64];
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+/* Standard base64 back to bytes, as the cloud decodes the report; *out malloc'd. */
+static int unbase64(const char *s, unsigned char **out, size_t *outlen)
 {
-    (void)st, (void)f;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
+    size_t n = strlen(s);
+    *out = NULL;
+    if (n % 4 != 0 || n > (size_t)1 << 30)
+        return -1;
+    unsigned char *buf = malloc(n / 4 * 3 + 1);
+    if (!buf)
+        return -1;
+    int r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
+    if (r < 0) {
+        free(buf);
+        return -1;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    size_t len = (size_t)r;
+    if (n >= 1 && s[n - 1] == '=')
+        len--;
+    if (n >= 2 && s[n - 2] == '=')
+        len--;
+    *out = buf;
+    *outlen = len;
+    return 0;
 }
+
+
+static char tmpdir[64];
 
 static int setup_dir(void **state)
 {
@@ -45,7 +66,8 @@ static int setup_dir(void **state)
 static int teardown_dir(void **state)
 {
     (void)state;
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    char err[256];
+    bt_rm_rf(tmpdir, err, sizeof err);
     return 0;
 }
 
@@ -81,13 +103,13 @@ static void test_base64_and_md5(void **state)
     assert_string_equal(b, "aGVsbG8=");
     unsigned char *out;
     size_t n;
-    assert_int_equal(agent_unbase64(b, &out, &n), 0);
+    assert_int_equal(unbase64(b, &out, &n), 0);
     assert_int_equal(n, 5);
     assert_memory_equal(out, "hello", 5);
     free(out);
     free(b);
-    assert_int_equal(agent_unbase64("abc", &out, &n), -1);
-    assert_int_equal(agent_unbase64("a!c=", &out, &n), -1);
+    assert_int_equal(unbase64("abc", &out, &n), -1);
+    assert_int_equal(unbase64("a!c=", &out, &n), -1);
 
     char md5[32], err[256];
     write_text(at("empty"), "");
@@ -117,7 +139,7 @@ static void test_report_encryption_decrypts_with_the_public_key(void **state)
     /* the cloud: RSA public "decrypt" (verify-recover, PKCS#1 v1.5) gives the AES key */
     unsigned char *ek, *eb;
     size_t ekl, ebl;
-    assert_int_equal(agent_unbase64(key64, &ek, &ekl), 0);
+    assert_int_equal(unbase64(key64, &ek, &ekl), 0);
     assert_int_equal(ekl, 256);
     EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
     unsigned char aes[256];
@@ -129,7 +151,7 @@ static void test_report_encryption_decrypts_with_the_public_key(void **state)
     EVP_PKEY_CTX_free(c);
 
     /* then AES-256-CBC, zero IV, PKCS#7 */
-    assert_int_equal(agent_unbase64(body, &eb, &ebl), 0);
+    assert_int_equal(unbase64(body, &eb, &ebl), 0);
     assert_int_equal(ebl % 16, 0);
     static const unsigned char iv[16];
     EVP_CIPHER_CTX *d = EVP_CIPHER_CTX_new();
@@ -356,7 +378,7 @@ static char *read_text(const char *path)
 static void unzip_bad(const zentry *e, size_t n, const char *want)
 {
     char err[512] = "";
-    nftw(at("out"), rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    bt_rm_rf(at("out"), err, sizeof err);
     mkdir(at("out"), 0755);
     make_zip(at("bad.zip"), e, n);
     if (agent_unzip(at("bad.zip"), at("out"), err, sizeof err) == 0)
@@ -465,13 +487,13 @@ static void test_otalog_lines_and_records(void **state)
     (void)state;
     char err[256];
     const char *p = at("sub/ota.log"); /* its directory is created */
-    assert_int_equal(otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
     FILE *f = fopen(p, "a");
     fputs("{\"level\":\"info\",\"msg\":\"app is updating\",\"step\":\"UPDATING\",\"time\":\"T\",\"trace\":\"t1\","
           "\"type\":\"APP\"}\nnot json\n{\"step\":\"UPDATING\",\"trace\":\"other\"}\n",
           f);
     fclose(f);
-    assert_int_equal(otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke", err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke", err, sizeof err), 0);
 
     json_t *r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 3);
@@ -493,20 +515,20 @@ static void test_otalog_lines_and_records(void **state)
     assert_non_null(strstr(line, "\"trace\":\"t1\",\"type\":\"APP\"}\n"));
 
     /* the same trace again starts over at its latest RECEIVED */
-    assert_int_equal(otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
     r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 1);
     assert_false(otalog_finished(r, NULL));
     json_decref(r);
 
-    char *t = otalog_last_trace(p);
+    char *t = bt_otalog_last_trace(p);
     assert_string_equal(t, "t1");
     free(t);
     r = otalog_records(at("none.log"), "t1");
     assert_int_equal(json_array_size(r), 0);
     assert_false(otalog_finished(r, NULL));
     json_decref(r);
-    assert_null(otalog_last_trace(at("none.log")));
+    assert_null(bt_otalog_last_trace(at("none.log")));
 }
 
 int main(void)
