@@ -88,16 +88,9 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (s->got + (int64_t)len > s->max)
         return 0; /* too large: curl stops with a write error */
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(s->fd, p + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            s->werrno = w < 0 ? errno : EIO;
-            return 0;
-        }
-        off += (size_t)w;
+    if (bt_write_all(s->fd, p, len) != 0) {
+        s->werrno = errno ? errno : EIO;
+        return 0;
     }
     s->got += (int64_t)len;
     return len;
