@@ -147,12 +147,21 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v,
 #define AGENT_ZIP_MAX ((int64_t)1 << 30)
 #define AGENT_UNZIP_MAX ((int64_t)4 << 30)
 #define AGENT_UNZIP_ENTRIES_MAX 100000
+/* Unpacking keeps this much of the disk free, and looks again every AGENT_DISK_CHECK bytes. */
+#define AGENT_DISK_RESERVE ((int64_t)64 << 20)
+#define AGENT_DISK_CHECK ((int64_t)16 << 20)
 
 /* Unzips zip into dir (which exists). Every entry is checked first, and none is written when
  * one would land outside dir: absolute names, ".." segments, symbolic links whose target
- * leaves dir, hard links and special files are refused. Returns 0 or -1 with err naming
- * the entry. */
+ * leaves dir, hard links and special files are refused, and so is an archive whose entries
+ * declare more than AGENT_UNZIP_MAX bytes or more than the disk has free. While writing, an
+ * entry larger than it declares, a bad CRC, the cap or a disk running full stop it; what was
+ * written then stays (agent_volume_prepare unzips into a directory it removes on failure).
+ * Returns 0 or -1 with err naming the entry. */
 int agent_unzip(const char *zip, const char *dir, char *err, size_t errlen);
+/* 0 when the filesystem of path has need bytes free on top of AGENT_DISK_RESERVE; -1 with
+ * err saying how much is free otherwise. */
+int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen);
 
 /* What the agent reads of an application.yml: its version, its services (only counted)
  * and its volumes (agent_volume elements; those with a meta.url are downloaded). */

@@ -191,10 +191,68 @@ static void sleep_ms(long ms)
     }
 }
 
+/* Puts the staged directory tmp in dir's place: swapped atomically when the filesystem can
+ * (the old content lands in tmp), else dir is moved aside first. The old content is then
+ * removed. 0 or -1 with err (dir is as before then). */
+static int replace_dir(char *tmp, const char *dir, char *err, size_t errlen)
+{
+    char why[512];
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        if (bt_rm_rf(tmp, why, sizeof why) < 0)
+            bt_logkv(BT_LOG_WARN, "failed to remove the old volume", "error", why, NULL);
+        return 0;
+    }
+    if (errno == ENOENT && rename(tmp, dir) == 0)
+        return 0;
+    /* no RENAME_EXCHANGE here: dir goes aside under tmp's name with a suffix */
+    char *old = bt_strdup_printf("%s.old", tmp);
+    int rc = -1;
+    if (!old) {
+        snprintf(err, errlen, "out of memory");
+    } else if (rename(dir, old) != 0) {
+        snprintf(err, errlen, "rename %s: %s", dir, strerror(errno));
+    } else if (rename(tmp, dir) != 0) {
+        snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+        rename(old, dir);
+    } else {
+        if (bt_rm_rf(old, why, sizeof why) < 0)
+            bt_logkv(BT_LOG_WARN, "failed to remove the old volume", "error", why, NULL);
+        rc = 0;
+    }
+    free(old);
+    return rc;
+}
+
+/* A fresh directory next to dir ("<parent>/.<base>.ota-XXXXXX"), malloc'd; the parent is
+ * created when missing. NULL with err. */
+static char *stage_dir(const char *dir, char *err, size_t errlen)
+{
+    char why[512];
+    const char *slash = strrchr(dir, '/');
+    char *parent = slash ? strndup(dir, (size_t)(slash - dir)) : strdup(".");
+    char *tmp = parent ? bt_strdup_printf("%s/.%s.ota-XXXXXX", parent, slash ? slash + 1 : dir)
+                       : NULL;
+    if (!tmp) {
+        snprintf(err, errlen, "out of memory");
+    } else if (bt_mkdir_p(parent, 0755, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        free(tmp);
+        tmp = NULL;
+    } else if (!mkdtemp(tmp)) {
+        snprintf(err, errlen, "mkdtemp %s: %s", tmp, strerror(errno));
+        free(tmp);
+        tmp = NULL;
+    } else {
+        chmod(tmp, 0755); /* mkdtemp makes it 0700; services read volumes */
+    }
+    free(parent);
+    return tmp;
+}
+
 int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, char **container_dir,
                          char **host_dir, char *err, size_t errlen)
 {
-    char *dir = NULL, *host = NULL, *zip = NULL, *part = NULL;
+    char *dir = NULL, *host = NULL, *zip = NULL, *stage = NULL, *szip = NULL, *part = NULL;
     char why[512], md5[32];
     int rc = -1;
     if (container_dir)
@@ -207,8 +265,8 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
         snprintf(err, errlen, "volume (%s) has no meta.url and meta.md5", v->name);
         goto out;
     }
-    if (asprintf(&zip, "%s/%s.zip", dir, v->name) < 0 || asprintf(&part, "%s.part", zip) < 0) {
-        zip = part = NULL;
+    if (asprintf(&zip, "%s/%s.zip", dir, v->name) < 0) {
+        zip = NULL;
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -219,8 +277,16 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
         rc = 0;
         goto out;
     }
-    if (bt_mkdir_p(dir, 0755, why, sizeof why) < 0) {
+    /* Everything goes into a directory next to dir that takes its place only once the volume
+     * is whole: a failed download, a bad MD5 or a refused archive (a zip bomb half unpacked)
+     * leave nothing behind. */
+    if (!(stage = stage_dir(dir, why, sizeof why))) {
         snprintf(err, errlen, "failed to prepare volume (%s): %s", v->name, why);
+        goto out;
+    }
+    if (asprintf(&szip, "%s/%s.zip", stage, v->name) < 0 || asprintf(&part, "%s.part", szip) < 0) {
+        szip = part = NULL;
+        snprintf(err, errlen, "out of memory");
         goto out;
     }
     bt_logkv(BT_LOG_INFO, "downloading volume", "volume", v->name, "url", v->url, NULL);
@@ -232,29 +298,33 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
             goto out;
         }
     }
-    if (rename(part, zip) != 0) {
+    if (rename(part, szip) != 0) {
         snprintf(err, errlen, "failed to prepare volume (%s): rename %s: %s", v->name, part, strerror(errno));
-        unlink(part);
         goto out;
     }
-    if (agent_file_md5(zip, md5, why, sizeof why) < 0) {
+    if (agent_file_md5(szip, md5, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to calculate MD5 of volume (%s): %s", v->name, why);
-        unlink(zip);
         goto out;
     }
     if (strcmp(md5, v->md5) != 0) {
         snprintf(err, errlen, "MD5 of volume (%s) invalid: got %s, want %.64s", v->name, md5, v->md5);
-        unlink(zip);
         goto out;
     }
-    if (agent_unzip(zip, dir, why, sizeof why) < 0) {
+    if (agent_unzip(szip, stage, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to unzip volume (%s): %s", v->name, why);
-        unlink(zip); /* so that the next OTA fetches it again instead of trusting it */
         goto out;
     }
+    if (replace_dir(stage, dir, why, sizeof why) < 0) {
+        snprintf(err, errlen, "failed to prepare volume (%s): %s", v->name, why);
+        goto out;
+    }
+    free(stage);
+    stage = NULL;
     bt_logkv(BT_LOG_INFO, "volume is ready", "volume", v->name, "path", dir, NULL);
     rc = 0;
 out:
+    if (stage && bt_rm_rf(stage, why, sizeof why) < 0)
+        bt_logkv(BT_LOG_WARN, "failed to remove a partial volume", "error", why, NULL);
     if (rc == 0 && container_dir) {
         *container_dir = dir;
         dir = NULL;
@@ -266,6 +336,8 @@ out:
     free(dir);
     free(host);
     free(zip);
+    free(stage);
+    free(szip);
     free(part);
     return rc;
 }

@@ -11,10 +11,12 @@ import io
 import json
 import os
 import ssl
+import struct
 import subprocess
 import threading
 import time
 import zipfile
+import zlib
 
 import pytest
 from cryptography import x509
@@ -208,6 +210,41 @@ def make_zip(entries):
             zi.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(zi, data)
     return buf.getvalue()
+
+
+def zip_bomb(entries, size):
+    """An honest zip bomb: entries files of size zero bytes each, every one declaring its true
+    size; the deflate stream is made once and shared, so a few MB stand for GiBs."""
+    comp, crc, chunk = zlib.compressobj(9, zlib.DEFLATED, -15), 0, b"\0" * (1 << 20)
+    parts = []
+    for _ in range(size // len(chunk)):
+        parts.append(comp.compress(chunk))
+        crc = zlib.crc32(chunk, crc)
+    data = b"".join(parts) + comp.flush()
+    out, central = io.BytesIO(), io.BytesIO()
+    for i in range(entries):
+        name = f"zeros{i}".encode()
+        off = out.tell()
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size,
+                              len(name), 0) + name + data)
+        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 20, 0, 8, 0, 0x21, crc,
+                                  len(data), size, len(name), 0, 0, 0, 0, 0o100644 << 16, off) + name)
+    cd, start = central.getvalue(), out.tell()
+    out.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, entries, entries, len(cd), start, 0))
+    return out.getvalue()
+
+
+def lying_zip(entries, liar, real, declared):
+    """make_zip(entries) plus the file liar of real zero bytes whose headers declare only
+    declared bytes (libarchive itself only warns once it has unpacked all of it)."""
+    data = bytearray(make_zip(entries + [(liar, b"\0" * real, 0o644)]))
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.find(sig)
+        while i >= 0:
+            if struct.unpack_from("<I", data, i + off)[0] == real:
+                struct.pack_into("<I", data, i + off, declared)
+            i = data.find(sig, i + 4)
+    return bytes(data)
 
 
 def md5_b64(data):
@@ -450,6 +487,49 @@ def test_zip_slip_is_refused(env):
     line = m.wait_ota_step("tr-link", ["FAILURE", "UPDATED"], timeout=60)
     assert "entry (out) links outside the volume directory" in line["error"], line
     assert not os.path.lexists(m.path("var/db/baetyl/app-v3/out"))
+
+
+def test_zip_bomb_leaves_nothing_on_disk(env):
+    """#12.9: archives that unpack to too much fail the OTA, and nothing of them stays: the
+    volume is unpacked next to its place and only moved there once it is whole."""
+    e = env().start()
+    m = e.m
+    e.broker.wait_subscribed()
+    top = m.path("var/db/baetyl")
+    before = set(os.listdir(top))
+    bomb = zip_bomb(5, 1 << 30)  # 5 GiB of zeros in about 5 MB: over the 4 GiB cap
+    e.cloud.files = {"bomb.zip": bomb}
+    e.ota_event("tr-bomb", "bomb", "var/db/baetyl/bomb", bomb)
+    line = m.wait_ota_step("tr-bomb", ["FAILURE", "UPDATED"], timeout=60)
+    assert e.steps("tr-bomb") == ["RECEIVED", "FAILURE"]
+    assert "failed to unzip volume (bomb): entries declare more than 4294967296 bytes" in line["error"], line
+    assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the bomb is left"
+
+    # A bomb lying about its size is stopped once an entry passes what it declares; what it
+    # wrote until then goes, and the directory it aimed at (a volume of the running app)
+    # stays as it was.
+    old = m.path("var/db/baetyl/old-stuff")
+    old_files = sorted(os.listdir(old))
+    liar = lying_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)],
+                     "big", 64 << 20, 1 << 20)
+    e.cloud.files = {"old-stuff.zip": liar}
+    e.ota_event("tr-liar", "old-stuff", "var/db/baetyl/old-stuff", liar)
+    line = m.wait_ota_step("tr-liar", ["FAILURE", "UPDATED"], timeout=60)
+    assert e.steps("tr-liar") == ["RECEIVED", "FAILURE"]
+    assert "entry (big) holds more than the 1048576 bytes it declares" in line["error"], line
+    assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the unpacked part is left"
+    assert sorted(os.listdir(old)) == old_files and os.listdir(os.path.join(old, "nested")) == ["file"]
+    assert m.inspect()["software"]["conf_version"] == "v1"
+
+    # a good volume at the same path replaces the directory whole
+    v2 = make_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)])
+    e.cloud.files = {"old-stuff.zip": v2}
+    e.ota_event("tr-good", "old-stuff", "var/db/baetyl/old-stuff", v2)
+    m.wait_ota_step("tr-good", ["FAILURE", "UPDATED", "ROLLEDBACK"], timeout=60)
+    assert e.steps("tr-good") == ["RECEIVED", "UPDATING", "UPDATED"], m.ota_log()
+    now = set(os.listdir(old))  # + term-old, which the old service writes when it stops
+    assert {"application.yml", "old-stuff.zip"} <= now and "nested" not in now, now
+    assert m.running_pid("agent") == e.agent_pid
 
 
 def test_unknown_and_malformed_events_are_logged(env):

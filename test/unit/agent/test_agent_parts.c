@@ -416,6 +416,18 @@ static void test_unzip_extracts_files_dirs_and_inner_links(void **state)
     assert_int_equal(agent_unzip(at("notzip.zip"), at("out"), err, sizeof err), -1);
 }
 
+static void test_disk_room(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    if (agent_disk_room(tmpdir, 0, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(agent_disk_room(tmpdir, INT64_MAX / 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not enough disk space"));
+    assert_int_equal(agent_disk_room(at("missing"), 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "statvfs"));
+}
+
 static void test_unzip_refuses_zip_slip(void **state)
 {
     (void)state;
@@ -545,6 +557,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unzip_refuses_zip_slip, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cleanup_removes_unused_directories_only, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_otalog_lines_and_records, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_disk_room, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
