@@ -87,10 +87,13 @@ typedef struct {
     char *trace;
     char *version;
     agent_volume volume;
+    char *error; /* set (by the caller) for an event that names its OTA but cannot be used */
 } agent_ota_event;
 
 /* Parses a message of the desire topic. OTA (or the old UPDATE form) fills ev (free it with
- * agent_event_free) and returns 0; anything else returns -1 with err ("event type (X)
+ * agent_event_free) and returns 0. An OTA event with a valid trace but content that cannot
+ * be used (e.g. no meta.md5) returns -2 with err, and ev holds its trace and type (free it):
+ * its failure goes to ota.log. Anything else returns -1 with err ("event type (X)
  * unexpected", "event invalid: ...", "event content invalid: ..."). */
 int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char *err,
                       size_t errlen);

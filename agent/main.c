@@ -23,12 +23,24 @@ static void on_event(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata
         bt_logkv(BT_LOG_ERROR, "failed to process event", "error", "out of memory", NULL);
         return;
     }
-    if (agent_event_parse(m->payload, m->payload_len, ev, err, sizeof err) < 0) {
+    int r = agent_event_parse(m->payload, m->payload_len, ev, err, sizeof err);
+    if (r == -1) {
         bt_logkv(BT_LOG_ERROR, "failed to process event", "topic", m->topic, "error", err, NULL);
         free(ev);
         return;
     }
-    bt_logkv(BT_LOG_INFO, "event received", "event", "OTA", "trace", ev->trace, NULL);
+    if (r == -2) {
+        /* It names an OTA: the worker records the failure in ota.log, the cloud sees it. */
+        bt_logkv(BT_LOG_ERROR, "failed to process event", "topic", m->topic, "trace", ev->trace,
+                 "error", err, NULL);
+        if (!(ev->error = strdup(err))) {
+            agent_event_free(ev);
+            free(ev);
+            return;
+        }
+    } else {
+        bt_logkv(BT_LOG_INFO, "event received", "event", "OTA", "trace", ev->trace, NULL);
+    }
     agent_queue_event(a, ev);
 }
 

@@ -209,7 +209,9 @@ static void process(agent *a, const agent_ota_event *ev)
         json_decref(rec);
     }
     char err[2048], *version = NULL;
-    if (apply(a, ev, &version, err, sizeof err) < 0) {
+    if (ev->error) {
+        write_step(a, ev->trace, ev->type, OTA_FAILURE, "failed to process ota event", ev->error);
+    } else if (apply(a, ev, &version, err, sizeof err) < 0) {
         bt_logkv(BT_LOG_WARN, "failed to process ota event", "trace", ev->trace, "error", err, NULL);
         write_step(a, ev->trace, ev->type, OTA_FAILURE, "failed to process ota event", err);
     }

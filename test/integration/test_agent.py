@@ -543,8 +543,39 @@ def test_unknown_and_malformed_events_are_logged(env):
     wait_for(lambda: "volume is not an object" in e.agent_log(), 20, what="bad content logged")
     log = [line for line in e.agent_log().splitlines() if "REBOOT" in line]
     assert "level=error" in log[0]
-    assert e.m.ota_log() == [], "no OTA started"
+    # only the OTA event that names its trace ("t") goes to ota.log (#12.13): as a FAILURE
+    line = e.m.wait_ota_step("t", ["FAILURE"], timeout=20)
+    assert "event content invalid: volume is not an object" in line["error"], line
+    assert [x["trace"] for x in e.m.ota_log()] == ["t", "t"], "nothing for the other events"
     assert e.m.running_pid("agent") == e.agent_pid
+
+
+def test_ota_event_without_md5_is_a_failure_the_cloud_sees(env):
+    """#12.13: an OTA event without meta.md5 is not applied; ota.log says FAILURE with the
+    reason, and the report carries it at once."""
+    e = env().start()
+    m = e.m
+    e.broker.wait_subscribed()
+    appzip = make_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)])
+    e.cloud.files = {"app-v2.zip": appzip}
+    vol = {"name": "app-v2", "path": "var/db/baetyl/app-v2", "meta": {"url": e.cloud.url("app-v2.zip")}}
+    e.broker.publish(json.dumps({"event": "OTA", "content": {"type": "APP", "trace": "tr-nomd5",
+                                                             "version": "v2", "volume": vol}}))
+    line = m.wait_ota_step("tr-nomd5", ["FAILURE", "UPDATED"], timeout=30)
+    assert e.steps("tr-nomd5") == ["RECEIVED", "FAILURE"]
+    assert line["error"] == "event content invalid: volume.meta needs a url and an md5", line
+    assert line["level"] == "error" and line["type"] == "APP"
+    wait_for(lambda: e.cloud.ota_steps("tr-nomd5") == ["RECEIVED", "FAILURE"], 20, what="failure reported")
+    rec = [r for r in e.cloud.reports if "tr-nomd5" in (r["json"].get("ota") or {})][-1]
+    assert rec["json"]["ota"]["tr-nomd5"][-1]["error"] == line["error"]
+    assert e.cloud.gets == [], "nothing is downloaded"
+    assert m.inspect()["software"]["conf_version"] == "v1"
+    # the old form without md5 fails the same way, its version standing for the trace
+    old = {"name": "cfg", "path": "var/db/baetyl/cfg", "meta": {"url": e.cloud.url("cfg.zip")}}
+    e.broker.publish(json.dumps({"event": "UPDATE", "content": {"version": "v9", "config": old}}))
+    line = m.wait_ota_step("v9", ["FAILURE", "UPDATED"], timeout=30)
+    assert "config.meta needs a url and an md5" in line["error"], line
+    assert m.running_pid("agent") == e.agent_pid
 
 
 def test_agent_keeps_running_while_the_cloud_is_down(env):
