@@ -335,6 +335,15 @@ class Env:
     def steps(self, trace):
         return [line["step"] for line in self.m.ota_log() if line.get("trace") == trace]
 
+    def failed_ota(self, trace, name, path, data):
+        """Serves data as <name>.zip, sends its OTA and returns the FAILURE line of ota.log,
+        checking that nothing came between RECEIVED and FAILURE."""
+        self.cloud.files = {f"{name}.zip": data}
+        self.ota_event(trace, name, path, data)
+        line = self.m.wait_ota_step(trace, ["FAILURE", "UPDATED"], timeout=60)
+        assert self.steps(trace) == ["RECEIVED", "FAILURE"], self.m.ota_log()
+        return line
+
     def ota_event(self, trace, name, path, data_or_md5, version="v2", old_form=False):
         md5 = data_or_md5 if isinstance(data_or_md5, str) else md5_b64(data_or_md5)
         vol = {"name": name, "path": path, "meta": {"url": self.cloud.url(f"{name}.zip"), "md5": md5,
@@ -498,10 +507,7 @@ def test_zip_bomb_leaves_nothing_on_disk(env):
     top = m.path("var/db/baetyl")
     before = set(os.listdir(top))
     bomb = zip_bomb(5, 1 << 30)  # 5 GiB of zeros in about 5 MB: over the 4 GiB cap
-    e.cloud.files = {"bomb.zip": bomb}
-    e.ota_event("tr-bomb", "bomb", "var/db/baetyl/bomb", bomb)
-    line = m.wait_ota_step("tr-bomb", ["FAILURE", "UPDATED"], timeout=60)
-    assert e.steps("tr-bomb") == ["RECEIVED", "FAILURE"]
+    line = e.failed_ota("tr-bomb", "bomb", "var/db/baetyl/bomb", bomb)
     assert "failed to unzip volume (bomb): entries declare more than 4294967296 bytes" in line["error"], line
     assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the bomb is left"
 
@@ -512,10 +518,7 @@ def test_zip_bomb_leaves_nothing_on_disk(env):
     old_files = sorted(os.listdir(old))
     liar = lying_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)],
                      "big", 64 << 20, 1 << 20)
-    e.cloud.files = {"old-stuff.zip": liar}
-    e.ota_event("tr-liar", "old-stuff", "var/db/baetyl/old-stuff", liar)
-    line = m.wait_ota_step("tr-liar", ["FAILURE", "UPDATED"], timeout=60)
-    assert e.steps("tr-liar") == ["RECEIVED", "FAILURE"]
+    line = e.failed_ota("tr-liar", "old-stuff", "var/db/baetyl/old-stuff", liar)
     assert "entry (big) holds more than the 1048576 bytes it declares" in line["error"], line
     assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the unpacked part is left"
     assert sorted(os.listdir(old)) == old_files and os.listdir(os.path.join(old, "nested")) == ["file"]
