@@ -72,6 +72,11 @@ char *agent_cert_serial(const char *path, char *err, size_t errlen);
  * holds 24 characters + NUL) or -1 with err. */
 int agent_file_md5(const char *path, char out[32], char *err, size_t errlen);
 
+/* ---- hostile text in errors (shown.c) ------------------------------------------------ */
+
+/* Copies s (NULL = "") into out, cut to n-1 bytes, control characters as '?'. */
+void agent_shown(char *out, size_t n, const char *s);
+
 /* ---- events from the cloud (event.c) ------------------------------------------------- */
 
 typedef struct {
@@ -139,11 +144,12 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
  * clean relative path strictly under var/db/baetyl. Both malloc'd; 0 or -1 with err. */
 int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_dir, char *err,
                       size_t errlen);
-/* Makes a volume ready: downloads <container dir>/<name>.zip from meta.url (one retry)
- * unless a file with meta.md5 is there, checks the MD5 (a mismatch removes the download),
- * unzips it into the container dir. Returns 0 or -1 with err. host_dir (if not NULL) gets
- * the host dir (malloc'd). */
-int agent_volume_prepare(const agent_http_config *http, const agent_volume *v,
+/* Makes a volume ready unless a file with meta.md5 is already in its container dir: downloads
+ * <name>.zip from meta.url (one retry, 1s later unless ctx stops), checks the MD5 and unzips
+ * it, all in a directory next to the container dir that replaces it only when the volume is
+ * whole and is removed on any failure. Returns 0 or -1 with err. container_dir and host_dir
+ * (if not NULL) get the dirs (malloc'd). */
+int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent_volume *v,
                          char **container_dir, char **host_dir, char *err, size_t errlen);
 
 /* Largest volume archive downloaded, and largest total unpacked (decided here). */

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -41,10 +40,9 @@ int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_d
     for (const char *p = name; ok && *p; p++)
         ok = (unsigned char)*p >= 0x20 && *p != 0x7F;
     if (!ok) {
-        snprintf(err, errlen, "name of volume (%.200s) invalid", name);
-        for (char *p = err; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7F)
-                *p = '?';
+        char q[201];
+        agent_shown(q, sizeof q, name);
+        snprintf(err, errlen, "name of volume (%s) invalid", q);
         return -1;
     }
     char *rel = clean_rel(v->path, err, errlen, "path of volume");
@@ -184,13 +182,6 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
 
 /* ---- a volume ------------------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Puts the staged directory tmp in dir's place: swapped atomically when the filesystem can
  * (the old content lands in tmp), else dir is moved aside first. The old content is then
  * removed. 0 or -1 with err (dir is as before then). */
@@ -249,8 +240,8 @@ static char *stage_dir(const char *dir, char *err, size_t errlen)
     return tmp;
 }
 
-int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, char **container_dir,
-                         char **host_dir, char *err, size_t errlen)
+int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent_volume *v,
+                         char **container_dir, char **host_dir, char *err, size_t errlen)
 {
     char *dir = NULL, *host = NULL, *zip = NULL, *stage = NULL, *szip = NULL, *part = NULL;
     char why[512], md5[32];
@@ -292,7 +283,10 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
     bt_logkv(BT_LOG_INFO, "downloading volume", "volume", v->name, "url", v->url, NULL);
     if (agent_download(http, v->url, part, AGENT_ZIP_MAX, why, sizeof why) < 0) {
         bt_logkv(BT_LOG_WARN, "download failed, retrying", "volume", v->name, "error", why, NULL);
-        sleep_ms(1000);
+        if (bt_ctx_sleep(ctx, 1000)) {
+            snprintf(err, errlen, "failed to download volume (%s): agent stopped", v->name);
+            goto out;
+        }
         if (agent_download(http, v->url, part, AGENT_ZIP_MAX, why, sizeof why) < 0) {
             snprintf(err, errlen, "failed to download volume (%s): %s", v->name, why);
             goto out;

@@ -115,11 +115,8 @@ int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char
     const char *t = json_is_string(type) ? json_string_value(type) : NULL;
     bool ota = t && !strcmp(t, "OTA"), update = t && !strcmp(t, "UPDATE");
     if (!ota && !update) {
-        char q[80];
-        snprintf(q, sizeof q, "%.64s", t ? t : (type ? "not a string" : ""));
-        for (char *p = q; *p; p++)
-            if ((unsigned char)*p < 0x20)
-                *p = '?';
+        char q[65];
+        agent_shown(q, sizeof q, t ? t : (type ? "not a string" : ""));
         snprintf(err, errlen, "event type (%s) unexpected", q);
         goto out;
     }

@@ -100,10 +100,9 @@ static int post(agent *a, const char *body, const char *key64, char *err, size_t
     if (r != CURLE_OK) {
         snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(r));
     } else if (status < 200 || status > 299) {
-        for (char *p = ans.buf; *p; p++)
-            if ((unsigned char)*p < 0x20)
-                *p = ' ';
-        snprintf(err, errlen, "status %ld: %.200s", status, ans.buf);
+        char q[201];
+        agent_shown(q, sizeof q, ans.buf);
+        snprintf(err, errlen, "status %ld: %s", status, q);
     } else {
         rc = 0;
     }

@@ -50,15 +50,6 @@ static bool is_link(const links *l, const char *name)
     return l->n && bsearch(&key, l->v, l->n, sizeof *l->v, by_name) != NULL;
 }
 
-/* Shown in errors: at most 200 bytes, control characters as '?'. */
-static void shown(char *out, size_t n, const char *s)
-{
-    snprintf(out, n, "%.200s", s ? s : "");
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7F)
-            *p = '?';
-}
-
 /* The clean form of an entry name ("a//b/./c/" -> "a/b/c"), or NULL when it is absolute,
  * holds "..", or is empty. */
 static char *clean_name(const char *s)
@@ -186,7 +177,7 @@ static int check_all(const char *zip, int64_t *declared, char *err, size_t errle
             goto out;
         }
         const char *raw = archive_entry_pathname(e);
-        shown(q, sizeof q, raw);
+        agent_shown(q, 201, raw);
         char *name = clean_name(raw);
         if (!name) {
             snprintf(err, errlen, "entry (%s) escapes the volume directory", q);
@@ -244,14 +235,14 @@ static int check_all(const char *zip, int64_t *declared, char *err, size_t errle
         qsort(l.v, l.n, sizeof *l.v, by_name);
     for (size_t i = 0; i < nn; i++) {
         if (below_link(&l, names[i])) {
-            shown(q, sizeof q, names[i]);
+            agent_shown(q, 201, names[i]);
             snprintf(err, errlen, "entry (%s) lies below a link of the archive", q);
             goto out;
         }
     }
     for (size_t i = 0; i < l.n; i++) {
         if (check_link(&l, &l.v[i], why, sizeof why) < 0) {
-            shown(q, sizeof q, l.v[i].name);
+            agent_shown(q, 201, l.v[i].name);
             snprintf(err, errlen, "entry (%s) %s", q, why);
             goto out;
         }
@@ -294,7 +285,7 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
             snprintf(err, errlen, "%s", archive_error_string(a) ? archive_error_string(a) : "read error");
             goto out;
         }
-        shown(q, sizeof q, archive_entry_pathname(e));
+        agent_shown(q, 201, archive_entry_pathname(e));
         char *name = clean_name(archive_entry_pathname(e)), *full = NULL;
         if (!name || asprintf(&full, "%s/%s", base, name) < 0) {
             free(name);
