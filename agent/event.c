@@ -149,7 +149,8 @@ int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char
         if (get_str(content, "type", &ev->type, "", err, errlen) < 0 ||
             parse_volume(json_object_get(content, "volume"), &ev->volume, "volume", err, errlen) < 0)
             goto out;
-    } else if (parse_volume(json_object_get(content, "config"), &ev->volume, "config", err, errlen) < 0) {
+    } else if (parse_volume(json_object_get(content, "config"), &ev->volume, "config", err,
+                            errlen) < 0) {
         goto out;
     }
     rc = 0;

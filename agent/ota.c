@@ -151,7 +151,8 @@ static int apply(agent *a, const agent_ota_event *ev, char **version, char *err,
         snprintf(err, errlen, "ota type (%.64s) not supported", ev->type);
         return -1;
     }
-    if (agent_volume_prepare(a->ctx, &a->cfg.http, &ev->volume, &cdir, &hdir, why, sizeof why) < 0) {
+    if (agent_volume_prepare(a->ctx, &a->cfg.http, &ev->volume, &cdir, &hdir, why,
+                             sizeof why) < 0) {
         snprintf(err, errlen, "failed to download volume: %s", why);
         goto out;
     }

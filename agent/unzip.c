@@ -325,8 +325,8 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
                     goto out;
                 }
                 if (declared >= 0 && got > declared) {
-                    snprintf(err, errlen, "entry (%s) holds more than the %lld bytes it declares", q,
-                             (long long)declared);
+                    snprintf(err, errlen, "entry (%s) holds more than the %lld bytes it declares",
+                             q, (long long)declared);
                     goto out;
                 }
                 if (total >= next_check) {
@@ -363,7 +363,8 @@ int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen)
     }
     int64_t avail = (int64_t)s.f_bavail * (int64_t)s.f_frsize;
     if (need > INT64_MAX - AGENT_DISK_RESERVE || avail < need + AGENT_DISK_RESERVE) {
-        snprintf(err, errlen, "not enough disk space: %lld bytes free, %lld needed and %lld kept free",
+        snprintf(err, errlen,
+                 "not enough disk space: %lld bytes free, %lld needed and %lld kept free",
                  (long long)avail, (long long)need, (long long)AGENT_DISK_RESERVE);
         return -1;
     }
@@ -373,7 +374,8 @@ int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen)
 int agent_unzip(const char *zip, const char *dir, char *err, size_t errlen)
 {
     int64_t declared = 0;
-    if (check_all(zip, &declared, err, errlen) < 0 || agent_disk_room(dir, declared, err, errlen) < 0)
+    if (check_all(zip, &declared, err, errlen) < 0 ||
+        agent_disk_room(dir, declared, err, errlen) < 0)
         return -1;
     /* The volumes dir is itself a link (the agent's mount): extract under its real path, so
      * that libarchive's link guard only sees links the archive makes. */

@@ -227,8 +227,9 @@ def zip_bomb(entries, size):
         off = out.tell()
         out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size,
                               len(name), 0) + name + data)
-        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 20, 0, 8, 0, 0x21, crc,
-                                  len(data), size, len(name), 0, 0, 0, 0, 0o100644 << 16, off) + name)
+        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 20, 0, 8, 0, 0x21,
+                                  crc, len(data), size, len(name), 0, 0, 0, 0, 0o100644 << 16,
+                                  off) + name)
     cd, start = central.getvalue(), out.tell()
     out.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, entries, entries, len(cd), start, 0))
     return out.getvalue()
@@ -508,7 +509,8 @@ def test_zip_bomb_leaves_nothing_on_disk(env):
     before = set(os.listdir(top))
     bomb = zip_bomb(5, 1 << 30)  # 5 GiB of zeros in about 5 MB: over the 4 GiB cap
     line = e.failed_ota("tr-bomb", "bomb", "var/db/baetyl/bomb", bomb)
-    assert "failed to unzip volume (bomb): entries declare more than 4294967296 bytes" in line["error"], line
+    want = "failed to unzip volume (bomb): entries declare more than 4294967296 bytes"
+    assert want in line["error"], line
     assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the bomb is left"
 
     # A bomb lying about its size is stopped once an entry passes what it declares; what it
@@ -521,7 +523,8 @@ def test_zip_bomb_leaves_nothing_on_disk(env):
     line = e.failed_ota("tr-liar", "old-stuff", "var/db/baetyl/old-stuff", liar)
     assert "entry (big) holds more than the 1048576 bytes it declares" in line["error"], line
     assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the unpacked part is left"
-    assert sorted(os.listdir(old)) == old_files and os.listdir(os.path.join(old, "nested")) == ["file"]
+    assert sorted(os.listdir(old)) == old_files
+    assert os.listdir(os.path.join(old, "nested")) == ["file"]
     assert m.inspect()["software"]["conf_version"] == "v1"
 
     # a good volume at the same path replaces the directory whole
@@ -561,14 +564,16 @@ def test_ota_event_without_md5_is_a_failure_the_cloud_sees(env):
     e.broker.wait_subscribed()
     appzip = make_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)])
     e.cloud.files = {"app-v2.zip": appzip}
-    vol = {"name": "app-v2", "path": "var/db/baetyl/app-v2", "meta": {"url": e.cloud.url("app-v2.zip")}}
+    vol = {"name": "app-v2", "path": "var/db/baetyl/app-v2",
+           "meta": {"url": e.cloud.url("app-v2.zip")}}
     e.broker.publish(json.dumps({"event": "OTA", "content": {"type": "APP", "trace": "tr-nomd5",
                                                              "version": "v2", "volume": vol}}))
     line = m.wait_ota_step("tr-nomd5", ["FAILURE", "UPDATED"], timeout=30)
     assert e.steps("tr-nomd5") == ["RECEIVED", "FAILURE"]
     assert line["error"] == "event content invalid: volume.meta needs a url and an md5", line
     assert line["level"] == "error" and line["type"] == "APP"
-    wait_for(lambda: e.cloud.ota_steps("tr-nomd5") == ["RECEIVED", "FAILURE"], 20, what="failure reported")
+    wait_for(lambda: e.cloud.ota_steps("tr-nomd5") == ["RECEIVED", "FAILURE"], 20,
+             what="failure reported")
     rec = [r for r in e.cloud.reports if "tr-nomd5" in (r["json"].get("ota") or {})][-1]
     assert rec["json"]["ota"]["tr-nomd5"][-1]["error"] == line["error"]
     assert e.cloud.gets == [], "nothing is downloaded"

@@ -271,24 +271,30 @@ static void test_event_errors(void **state)
     bad_event("not json", "event invalid");
     bad_event("[1]", "event invalid");
     bad_event("{\"event\":\"OTA\"}", "content is not an object");
-    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":7}}", "volume is not an object");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":7}}", "volume is not an object");
     bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":1}}", "trace is not a string");
-    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":{\"name\":\"a\",\"path\":\"p\"}}}",
-              "volume.meta needs a url and an md5");
-    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":{\"name\":\"a\",\"path\":\"p\","
-              "\"meta\":{\"url\":[],\"md5\":\"m\"}}}}",
-              "volume.meta.url is not a string");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":{\"name\":\"a\",\"path\":\"p\"}}}",
+               "volume.meta needs a url and an md5");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":{\"name\":\"a\",\"path\":\"p\","
+               "\"meta\":{\"url\":[],\"md5\":\"m\"}}}}",
+               "volume.meta.url is not a string");
     bad_event("{\"event\":\"OTA\",\"content\":{\"volume\":{\"name\":\"a\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "trace must have");
     bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"a\\nb\",\"volume\":{\"name\":\"a\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "control character");
-    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":{\"name\":\"a\\u0000b\",\"path\":\"p\","
-              "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
-              "NUL byte");
-    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"version\":1}}", "version is not a string");
-    failed_ota("{\"event\":\"UPDATE\",\"content\":{\"version\":\"t\",\"config\":{}}}", "needs a name");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":{\"name\":\"a\\u0000b\",\"path\":\"p\","
+               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
+               "NUL byte");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"version\":1}}", "version is not a string");
+    failed_ota("{\"event\":\"UPDATE\",\"content\":{\"version\":\"t\",\"config\":{}}}",
+               "needs a name");
     bad_event("{\"event\":\"UPDATE\",\"content\":{\"config\":{\"name\":\"c\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "trace must have");
@@ -515,13 +521,15 @@ static void test_otalog_lines_and_records(void **state)
     (void)state;
     char err[256];
     const char *p = at("sub/ota.log"); /* its directory is created */
-    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL,
+                                     err, sizeof err), 0);
     FILE *f = fopen(p, "a");
     fputs("{\"level\":\"info\",\"msg\":\"app is updating\",\"step\":\"UPDATING\",\"time\":\"T\",\"trace\":\"t1\","
           "\"type\":\"APP\"}\nnot json\n{\"step\":\"UPDATING\",\"trace\":\"other\"}\n",
           f);
     fclose(f);
-    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke", err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke",
+                                     err, sizeof err), 0);
 
     json_t *r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 3);
@@ -543,7 +551,8 @@ static void test_otalog_lines_and_records(void **state)
     assert_non_null(strstr(line, "\"trace\":\"t1\",\"type\":\"APP\"}\n"));
 
     /* the same trace again starts over at its latest RECEIVED */
-    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL,
+                                     err, sizeof err), 0);
     r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 1);
     assert_false(otalog_finished(r, NULL));
