@@ -15,6 +15,7 @@
 
 #include "baetyl/api.h"
 #include "baetyl/config.h"
+#include "baetyl/context.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
 #include "baetyl/otalog.h"
@@ -55,8 +56,6 @@ int agent_config_finish(agent_config *c, char *err, size_t errlen);
 
 /* Base64 (standard alphabet, padded, no newlines) of buf; malloc'd, NULL when out of memory. */
 char *agent_base64(const unsigned char *buf, size_t len);
-/* Decodes standard base64 (no newlines); *out malloc'd. Returns 0 or -1 (invalid). */
-int agent_unbase64(const char *s, unsigned char **out, size_t *outlen);
 /* AES-256-CBC with a zero IV and PKCS#7 padding; *out malloc'd. Returns 0 or -1 with err. */
 int agent_aes_encrypt(const unsigned char key[32], const unsigned char *in, size_t inlen,
                       unsigned char **out, size_t *outlen, char *err, size_t errlen);
@@ -73,6 +72,11 @@ char *agent_cert_serial(const char *path, char *err, size_t errlen);
  * holds 24 characters + NUL) or -1 with err. */
 int agent_file_md5(const char *path, char out[32], char *err, size_t errlen);
 
+/* ---- hostile text in errors (shown.c) ------------------------------------------------ */
+
+/* Copies s (NULL = "") into out, cut to n-1 bytes, control characters as '?'. */
+void agent_shown(char *out, size_t n, const char *s);
+
 /* ---- events from the cloud (event.c) ------------------------------------------------- */
 
 typedef struct {
@@ -88,10 +92,13 @@ typedef struct {
     char *trace;
     char *version;
     agent_volume volume;
+    char *error; /* set (by the caller) for an event that names its OTA but cannot be used */
 } agent_ota_event;
 
 /* Parses a message of the desire topic. OTA (or the old UPDATE form) fills ev (free it with
- * agent_event_free) and returns 0; anything else returns -1 with err ("event type (X)
+ * agent_event_free) and returns 0. An OTA event with a valid trace but content that cannot
+ * be used (e.g. no meta.md5) returns -2 with err, and ev holds its trace and type (free it):
+ * its failure goes to ota.log. Anything else returns -1 with err ("event type (X)
  * unexpected", "event invalid: ...", "event content invalid: ..."). */
 int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char *err,
                       size_t errlen);
@@ -109,23 +116,12 @@ void agent_volume_free(agent_volume *v);
 #define OTA_FAILURE "FAILURE"
 #define OTA_TIMEOUT "TIMEOUT"
 
-/* Appends one JSON line {"level","msg","step","time","trace","type"[,"error"]} (keys sorted,
- * like the master's: the SDK's writer) to path, creating its directory. 0 or -1 with err. */
-static inline int otalog_write(const char *path, const char *trace, const char *type,
-                               const char *step, const char *msg, const char *error, char *err,
-                               size_t errlen)
-{
-    return bt_otalog_write(path, trace, type, step, msg, error, err, errlen);
-}
+/* Lines are written and the last trace read by the SDK (bt_otalog_write,
+ * bt_otalog_last_trace), like the master's. */
 /* The records of trace in the ota.log at path, as a JSON array of {"time","step","trace"
  * [,"error"]}, from its latest RECEIVED on (a trace sent again starts over); a missing file
  * is an empty array. Unparsable lines are skipped. NULL when out of memory. */
 json_t *otalog_records(const char *path, const char *trace);
-/* The trace of the last line of the ota.log at path (malloc'd), or NULL. */
-static inline char *otalog_last_trace(const char *path)
-{
-    return bt_otalog_last_trace(path);
-}
 /* True when the last record of an array from otalog_records ends an OTA (UPDATED,
  * ROLLEDBACK, FAILURE or TIMEOUT); *step (if not NULL) = that step (borrowed). */
 bool otalog_finished(const json_t *records, const char **step);
@@ -148,23 +144,33 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
  * clean relative path strictly under var/db/baetyl. Both malloc'd; 0 or -1 with err. */
 int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_dir, char *err,
                       size_t errlen);
-/* Makes a volume ready: downloads <container dir>/<name>.zip from meta.url (one retry)
- * unless a file with meta.md5 is there, checks the MD5 (a mismatch removes the download),
- * unzips it into the container dir. Returns 0 or -1 with err. host_dir (if not NULL) gets
- * the host dir (malloc'd). */
-int agent_volume_prepare(const agent_http_config *http, const agent_volume *v,
+/* Makes a volume ready unless a file with meta.md5 is already in its container dir: downloads
+ * <name>.zip from meta.url (one retry, 1s later unless ctx stops), checks the MD5 and unzips
+ * it, all in a directory next to the container dir that replaces it only when the volume is
+ * whole and is removed on any failure. Returns 0 or -1 with err. container_dir and host_dir
+ * (if not NULL) get the dirs (malloc'd). */
+int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent_volume *v,
                          char **container_dir, char **host_dir, char *err, size_t errlen);
 
 /* Largest volume archive downloaded, and largest total unpacked (decided here). */
 #define AGENT_ZIP_MAX ((int64_t)1 << 30)
 #define AGENT_UNZIP_MAX ((int64_t)4 << 30)
 #define AGENT_UNZIP_ENTRIES_MAX 100000
+/* Unpacking keeps this much of the disk free, and looks again every AGENT_DISK_CHECK bytes. */
+#define AGENT_DISK_RESERVE ((int64_t)64 << 20)
+#define AGENT_DISK_CHECK ((int64_t)16 << 20)
 
 /* Unzips zip into dir (which exists). Every entry is checked first, and none is written when
  * one would land outside dir: absolute names, ".." segments, symbolic links whose target
- * leaves dir, hard links and special files are refused. Returns 0 or -1 with err naming
- * the entry. */
+ * leaves dir, hard links and special files are refused, and so is an archive whose entries
+ * declare more than AGENT_UNZIP_MAX bytes or more than the disk has free. While writing, an
+ * entry larger than it declares, a bad CRC, the cap or a disk running full stop it; what was
+ * written then stays (agent_volume_prepare unzips into a directory it removes on failure).
+ * Returns 0 or -1 with err naming the entry. */
 int agent_unzip(const char *zip, const char *dir, char *err, size_t errlen);
+/* 0 when the filesystem of path has need bytes free on top of AGENT_DISK_RESERVE; -1 with
+ * err saying how much is free otherwise. */
+int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen);
 
 /* What the agent reads of an application.yml: its version, its services (only counted)
  * and its volumes (agent_volume elements; those with a meta.url are downloaded). */
@@ -193,6 +199,7 @@ int agent_cleanup(const char *prefix, const char *target, const json_t *volumes,
 typedef struct agent agent;
 
 struct agent {
+    bt_ctx *ctx;       /* its stop ends every wait of the reporter and the worker */
     agent_config cfg;
     bt_api_client *api;
     EVP_PKEY *key;     /* remote.mqtt.key */
@@ -205,8 +212,6 @@ struct agent {
     agent_ota_event *pending; /* the next OTA event (one slot: a newer one replaces it) */
     char *ota_trace;          /* the OTA being followed, NULL when none */
     json_t *ota_records;      /* its records */
-
-    int stopfd;               /* readable once the agent stops */
     pthread_t reporter, worker;
 };
 
@@ -222,7 +227,5 @@ void *agent_reporter_main(void *arg);
 void *agent_worker_main(void *arg);
 /* Hands an event to the worker (replacing one still waiting, which is logged). Takes ev. */
 void agent_queue_event(agent *a, agent_ota_event *ev);
-/* Waits up to ms for a stop; true when stopping. */
-bool agent_sleep(agent *a, int64_t ms);
 
 #endif

@@ -4,7 +4,6 @@
  * followed out of the tree while removing. */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +17,6 @@ typedef struct {
     char **v; /* volume paths relative to prefix, clean ("a/b") */
     size_t n;
 } keep_list;
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)ftw;
-    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
-    if (r != 0 && errno != ENOENT)
-        bt_logkv(BT_LOG_WARN, "failed to remove", "path", path, "error", strerror(errno), NULL);
-    return 0; /* go on with the rest */
-}
 
 /* One level: rel is the path of dir relative to the prefix ("" at the top). */
 static int walk(const char *dir, const char *rel, const keep_list *k, int *removed, char *err, size_t errlen)
@@ -63,8 +53,11 @@ static int walk(const char *dir, const char *rel, const keep_list *k, int *remov
                 if (walk(path, q, k, removed, err, errlen) < 0)
                     rc = -1;
             } else if (!used) {
-                nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-                bt_logkv(BT_LOG_INFO, "old volume is removed", "path", path, NULL);
+                char why[512];
+                if (bt_rm_rf(path, why, sizeof why) < 0)
+                    bt_logkv(BT_LOG_WARN, "failed to remove", "path", path, "error", why, NULL);
+                else
+                    bt_logkv(BT_LOG_INFO, "old volume is removed", "path", path, NULL);
                 (*removed)++;
             }
         }

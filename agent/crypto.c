@@ -36,31 +36,6 @@ char *agent_base64(const unsigned char *buf, size_t len)
     return out;
 }
 
-int agent_unbase64(const char *s, unsigned char **out, size_t *outlen)
-{
-    size_t n = strlen(s);
-    *out = NULL;
-    if (n % 4 != 0 || n > (size_t)1 << 30)
-        return -1;
-    unsigned char *buf = malloc(n / 4 * 3 + 1);
-    if (!buf)
-        return -1;
-    int r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
-    if (r < 0) {
-        free(buf);
-        return -1;
-    }
-    /* EVP_DecodeBlock counts the padding as zero bytes. */
-    size_t len = (size_t)r;
-    if (n >= 1 && s[n - 1] == '=')
-        len--;
-    if (n >= 2 && s[n - 2] == '=')
-        len--;
-    *out = buf;
-    *outlen = len;
-    return 0;
-}
-
 int agent_aes_encrypt(const unsigned char key[32], const unsigned char *in, size_t inlen,
                       unsigned char **out, size_t *outlen, char *err, size_t errlen)
 {

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -41,10 +40,9 @@ int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_d
     for (const char *p = name; ok && *p; p++)
         ok = (unsigned char)*p >= 0x20 && *p != 0x7F;
     if (!ok) {
-        snprintf(err, errlen, "name of volume (%.200s) invalid", name);
-        for (char *p = err; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7F)
-                *p = '?';
+        char q[201];
+        agent_shown(q, sizeof q, name);
+        snprintf(err, errlen, "name of volume (%s) invalid", q);
         return -1;
     }
     char *rel = clean_rel(v->path, err, errlen, "path of volume");
@@ -91,16 +89,9 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (s->got + (int64_t)len > s->max)
         return 0; /* too large: curl stops with a write error */
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(s->fd, p + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            s->werrno = w < 0 ? errno : EIO;
-            return 0;
-        }
-        off += (size_t)w;
+    if (bt_write_all(s->fd, p, len) != 0) {
+        s->werrno = errno ? errno : EIO;
+        return 0;
     }
     s->got += (int64_t)len;
     return len;
@@ -194,17 +185,68 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
 
 /* ---- a volume ------------------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
+/* Puts the staged directory tmp in dir's place: swapped atomically when the filesystem can
+ * (the old content lands in tmp), else dir is moved aside first. The old content is then
+ * removed. 0 or -1 with err (dir is as before then). */
+static int replace_dir(char *tmp, const char *dir, char *err, size_t errlen)
 {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    char why[512];
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        if (bt_rm_rf(tmp, why, sizeof why) < 0)
+            bt_logkv(BT_LOG_WARN, "failed to remove the old volume", "error", why, NULL);
+        return 0;
     }
+    if (errno == ENOENT && rename(tmp, dir) == 0)
+        return 0;
+    /* no RENAME_EXCHANGE here: dir goes aside under tmp's name with a suffix */
+    char *old = bt_strdup_printf("%s.old", tmp);
+    int rc = -1;
+    if (!old) {
+        snprintf(err, errlen, "out of memory");
+    } else if (rename(dir, old) != 0) {
+        snprintf(err, errlen, "rename %s: %s", dir, strerror(errno));
+    } else if (rename(tmp, dir) != 0) {
+        snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+        rename(old, dir);
+    } else {
+        if (bt_rm_rf(old, why, sizeof why) < 0)
+            bt_logkv(BT_LOG_WARN, "failed to remove the old volume", "error", why, NULL);
+        rc = 0;
+    }
+    free(old);
+    return rc;
 }
 
-int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, char **container_dir,
-                         char **host_dir, char *err, size_t errlen)
+/* A fresh directory next to dir ("<parent>/.<base>.ota-XXXXXX"), malloc'd; the parent is
+ * created when missing. NULL with err. */
+static char *stage_dir(const char *dir, char *err, size_t errlen)
 {
-    char *dir = NULL, *host = NULL, *zip = NULL, *part = NULL;
+    char why[512];
+    const char *slash = strrchr(dir, '/');
+    char *parent = slash ? strndup(dir, (size_t)(slash - dir)) : strdup(".");
+    char *tmp = parent ? bt_strdup_printf("%s/.%s.ota-XXXXXX", parent, slash ? slash + 1 : dir)
+                       : NULL;
+    if (!tmp) {
+        snprintf(err, errlen, "out of memory");
+    } else if (bt_mkdir_p(parent, 0755, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        free(tmp);
+        tmp = NULL;
+    } else if (!mkdtemp(tmp)) {
+        snprintf(err, errlen, "mkdtemp %s: %s", tmp, strerror(errno));
+        free(tmp);
+        tmp = NULL;
+    } else {
+        chmod(tmp, 0755); /* mkdtemp makes it 0700; services read volumes */
+    }
+    free(parent);
+    return tmp;
+}
+
+int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent_volume *v,
+                         char **container_dir, char **host_dir, char *err, size_t errlen)
+{
+    char *dir = NULL, *host = NULL, *zip = NULL, *stage = NULL, *szip = NULL, *part = NULL;
     char why[512], md5[32];
     int rc = -1;
     if (container_dir)
@@ -217,8 +259,8 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
         snprintf(err, errlen, "volume (%s) has no meta.url and meta.md5", v->name);
         goto out;
     }
-    if (asprintf(&zip, "%s/%s.zip", dir, v->name) < 0 || asprintf(&part, "%s.part", zip) < 0) {
-        zip = part = NULL;
+    if (asprintf(&zip, "%s/%s.zip", dir, v->name) < 0) {
+        zip = NULL;
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -229,42 +271,57 @@ int agent_volume_prepare(const agent_http_config *http, const agent_volume *v, c
         rc = 0;
         goto out;
     }
-    if (bt_mkdir_p(dir, 0755, why, sizeof why) < 0) {
+    /* Everything goes into a directory next to dir that takes its place only once the volume
+     * is whole: a failed download, a bad MD5 or a refused archive (a zip bomb half unpacked)
+     * leave nothing behind. */
+    if (!(stage = stage_dir(dir, why, sizeof why))) {
         snprintf(err, errlen, "failed to prepare volume (%s): %s", v->name, why);
+        goto out;
+    }
+    if (asprintf(&szip, "%s/%s.zip", stage, v->name) < 0 || asprintf(&part, "%s.part", szip) < 0) {
+        szip = part = NULL;
+        snprintf(err, errlen, "out of memory");
         goto out;
     }
     bt_logkv(BT_LOG_INFO, "downloading volume", "volume", v->name, "url", v->url, NULL);
     if (agent_download(http, v->url, part, AGENT_ZIP_MAX, why, sizeof why) < 0) {
         bt_logkv(BT_LOG_WARN, "download failed, retrying", "volume", v->name, "error", why, NULL);
-        sleep_ms(1000);
+        if (bt_ctx_sleep(ctx, 1000)) {
+            snprintf(err, errlen, "failed to download volume (%s): agent stopped", v->name);
+            goto out;
+        }
         if (agent_download(http, v->url, part, AGENT_ZIP_MAX, why, sizeof why) < 0) {
             snprintf(err, errlen, "failed to download volume (%s): %s", v->name, why);
             goto out;
         }
     }
-    if (rename(part, zip) != 0) {
+    if (rename(part, szip) != 0) {
         snprintf(err, errlen, "failed to prepare volume (%s): rename %s: %s", v->name, part, strerror(errno));
-        unlink(part);
         goto out;
     }
-    if (agent_file_md5(zip, md5, why, sizeof why) < 0) {
+    if (agent_file_md5(szip, md5, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to calculate MD5 of volume (%s): %s", v->name, why);
-        unlink(zip);
         goto out;
     }
     if (strcmp(md5, v->md5) != 0) {
         snprintf(err, errlen, "MD5 of volume (%s) invalid: got %s, want %.64s", v->name, md5, v->md5);
-        unlink(zip);
         goto out;
     }
-    if (agent_unzip(zip, dir, why, sizeof why) < 0) {
+    if (agent_unzip(szip, stage, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to unzip volume (%s): %s", v->name, why);
-        unlink(zip); /* so that the next OTA fetches it again instead of trusting it */
         goto out;
     }
+    if (replace_dir(stage, dir, why, sizeof why) < 0) {
+        snprintf(err, errlen, "failed to prepare volume (%s): %s", v->name, why);
+        goto out;
+    }
+    free(stage);
+    stage = NULL;
     bt_logkv(BT_LOG_INFO, "volume is ready", "volume", v->name, "path", dir, NULL);
     rc = 0;
 out:
+    if (stage && bt_rm_rf(stage, why, sizeof why) < 0)
+        bt_logkv(BT_LOG_WARN, "failed to remove a partial volume", "error", why, NULL);
     if (rc == 0 && container_dir) {
         *container_dir = dir;
         dir = NULL;
@@ -276,6 +333,8 @@ out:
     free(dir);
     free(host);
     free(zip);
+    free(stage);
+    free(szip);
     free(part);
     return rc;
 }

@@ -24,6 +24,7 @@ void agent_event_free(agent_ota_event *ev)
     free(ev->type);
     free(ev->trace);
     free(ev->version);
+    free(ev->error);
     agent_volume_free(&ev->volume);
     memset(ev, 0, sizeof *ev);
 }
@@ -108,17 +109,14 @@ int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char
         snprintf(err, errlen, "event invalid: %s", why);
         return -1;
     }
-    int rc = -1;
+    int rc = -1, fail = -1;
     json_t *type = json_object_get(root, "event");
     json_t *content = json_object_get(root, "content");
     const char *t = json_is_string(type) ? json_string_value(type) : NULL;
     bool ota = t && !strcmp(t, "OTA"), update = t && !strcmp(t, "UPDATE");
     if (!ota && !update) {
-        char q[80];
-        snprintf(q, sizeof q, "%.64s", t ? t : (type ? "not a string" : ""));
-        for (char *p = q; *p; p++)
-            if ((unsigned char)*p < 0x20)
-                *p = '?';
+        char q[65];
+        agent_shown(q, sizeof q, t ? t : (type ? "not a string" : ""));
         snprintf(err, errlen, "event type (%s) unexpected", q);
         goto out;
     }
@@ -126,39 +124,54 @@ int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char
         snprintf(err, errlen, "event content invalid: content is not an object");
         goto out;
     }
-    if (get_str(content, "trace", &ev->trace, "", err, errlen) < 0 ||
-        get_str(content, "version", &ev->version, "", err, errlen) < 0)
+    char verr[256] = "";
+    if (get_str(content, "trace", &ev->trace, "", err, errlen) < 0)
         goto out;
-    if (ota) {
-        if (get_str(content, "type", &ev->type, "", err, errlen) < 0 ||
-            parse_volume(json_object_get(content, "volume"), &ev->volume, "volume", err, errlen) < 0)
-            goto out;
-    } else {
-        /* The old form carries no type (always an application) and may carry no trace:
-         * decided here, its version stands for the trace then. */
-        if (parse_volume(json_object_get(content, "config"), &ev->volume, "config", err, errlen) < 0)
-            goto out;
-        if ((!ev->trace || !*ev->trace) && ev->version) {
-            free(ev->trace);
-            if (!(ev->trace = strdup(ev->version))) {
-                snprintf(err, errlen, "out of memory");
-                goto out;
-            }
-        }
-    }
-    if (!ev->type || !*ev->type) {
-        free(ev->type);
-        if (!(ev->type = strdup("APP"))) {
+    bool bad_version = get_str(content, "version", &ev->version, "", verr, sizeof verr) < 0;
+    /* The old form carries no type (always an application) and may carry no trace:
+     * decided here, its version stands for the trace then. */
+    if (update && (!ev->trace || !*ev->trace) && ev->version) {
+        free(ev->trace);
+        if (!(ev->trace = strdup(ev->version))) {
             snprintf(err, errlen, "out of memory");
             goto out;
         }
     }
     if (check_trace(ev->trace, err, errlen) < 0)
         goto out;
+    /* From here on the event names its OTA: a failure is the cloud's to see (ota.log). */
+    fail = -2;
+    if (bad_version) {
+        snprintf(err, errlen, "%s", verr);
+        goto out;
+    }
+    if (ota) {
+        if (get_str(content, "type", &ev->type, "", err, errlen) < 0 ||
+            parse_volume(json_object_get(content, "volume"), &ev->volume, "volume", err, errlen) < 0)
+            goto out;
+    } else if (parse_volume(json_object_get(content, "config"), &ev->volume, "config", err,
+                            errlen) < 0) {
+        goto out;
+    }
     rc = 0;
 out:
     json_decref(root);
-    if (rc < 0)
-        agent_event_free(ev);
-    return rc;
+    if ((rc == 0 || fail == -2) && (!ev->type || !*ev->type)) {
+        free(ev->type);
+        if (!(ev->type = strdup("APP"))) {
+            snprintf(err, errlen, "out of memory");
+            rc = fail = -1;
+        }
+    }
+    if (rc == 0)
+        return 0;
+    if (fail == -2) {
+        /* only what the failure line needs is kept */
+        free(ev->version);
+        ev->version = NULL;
+        agent_volume_free(&ev->volume);
+        return -2;
+    }
+    agent_event_free(ev);
+    return -1;
 }

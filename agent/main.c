@@ -23,12 +23,24 @@ static void on_event(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata
         bt_logkv(BT_LOG_ERROR, "failed to process event", "error", "out of memory", NULL);
         return;
     }
-    if (agent_event_parse(m->payload, m->payload_len, ev, err, sizeof err) < 0) {
+    int r = agent_event_parse(m->payload, m->payload_len, ev, err, sizeof err);
+    if (r == -1) {
         bt_logkv(BT_LOG_ERROR, "failed to process event", "topic", m->topic, "error", err, NULL);
         free(ev);
         return;
     }
-    bt_logkv(BT_LOG_INFO, "event received", "event", "OTA", "trace", ev->trace, NULL);
+    if (r == -2) {
+        /* It names an OTA: the worker records the failure in ota.log, the cloud sees it. */
+        bt_logkv(BT_LOG_ERROR, "failed to process event", "topic", m->topic, "trace", ev->trace,
+                 "error", err, NULL);
+        if (!(ev->error = strdup(err))) {
+            agent_event_free(ev);
+            free(ev);
+            return;
+        }
+    } else {
+        bt_logkv(BT_LOG_INFO, "event received", "event", "OTA", "trace", ev->trace, NULL);
+    }
     agent_queue_event(a, ev);
 }
 
@@ -96,6 +108,7 @@ static int run(bt_ctx *ctx)
 {
     agent a;
     memset(&a, 0, sizeof a);
+    a.ctx = ctx;
     char err[1024];
     /* before any thread: curl's global state */
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -123,6 +136,7 @@ static int run(bt_ctx *ctx)
         bt_ctx_wait(ctx);
     }
 
+    bt_ctx_stop(ctx); /* ends the threads' waits, also when the start failed halfway */
     pthread_mutex_lock(&a.mu);
     a.stop = true;
     pthread_cond_broadcast(&a.cv);

@@ -2,28 +2,15 @@
  * downloaded and unzipped, the master asked to update, then ota.log followed (a report at
  * each change) until the master ends the OTA or ota.timeout passes; after UPDATED, unused
  * volume directories are removed. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "agent.h"
 #include "baetyl/json.h"
 #include "baetyl/util.h"
 
 #define FOLLOW_POLL_MS 300
-
-bool agent_sleep(agent *a, int64_t ms)
-{
-    struct timespec ts = bt_deadline_in(ms);
-    pthread_mutex_lock(&a->mu);
-    while (!a->stop && pthread_cond_timedwait(&a->cv, &a->mu, &ts) != ETIMEDOUT) {
-    }
-    bool stop = a->stop;
-    pthread_mutex_unlock(&a->mu);
-    return stop;
-}
 
 void agent_queue_event(agent *a, agent_ota_event *ev)
 {
@@ -69,7 +56,7 @@ static void write_step(agent *a, const char *trace, const char *type, const char
                        const char *error)
 {
     char err[512];
-    if (otalog_write(a->cfg.ota_log_path, trace, type, step, msg, error, err, sizeof err) < 0)
+    if (bt_otalog_write(a->cfg.ota_log_path, trace, type, step, msg, error, err, sizeof err) < 0)
         bt_logkv(BT_LOG_ERROR, "failed to write ota log", "error", err, NULL);
 }
 
@@ -114,7 +101,7 @@ static void follow(agent *a, const char *trace, const char *type, const char *ve
     for (;;) {
         json_t *rec = otalog_records(a->cfg.ota_log_path, trace);
         if (!rec) {
-            if (agent_sleep(a, FOLLOW_POLL_MS))
+            if (bt_ctx_sleep(a->ctx, FOLLOW_POLL_MS))
                 break;
             continue;
         }
@@ -144,18 +131,10 @@ static void follow(agent *a, const char *trace, const char *type, const char *ve
             }
             break;
         }
-        if (agent_sleep(a, FOLLOW_POLL_MS))
+        if (bt_ctx_sleep(a->ctx, FOLLOW_POLL_MS))
             break;
     }
     set_progress(a, NULL, NULL);
-}
-
-static bool stopping(agent *a)
-{
-    pthread_mutex_lock(&a->mu);
-    bool s = a->stop;
-    pthread_mutex_unlock(&a->mu);
-    return s;
 }
 
 /* Downloads what the OTA needs and asks the master to update. *version = the new app's
@@ -172,7 +151,8 @@ static int apply(agent *a, const agent_ota_event *ev, char **version, char *err,
         snprintf(err, errlen, "ota type (%.64s) not supported", ev->type);
         return -1;
     }
-    if (agent_volume_prepare(&a->cfg.http, &ev->volume, &cdir, &hdir, why, sizeof why) < 0) {
+    if (agent_volume_prepare(a->ctx, &a->cfg.http, &ev->volume, &cdir, &hdir, why,
+                             sizeof why) < 0) {
         snprintf(err, errlen, "failed to download volume: %s", why);
         goto out;
     }
@@ -188,11 +168,11 @@ static int apply(agent *a, const agent_ota_event *ev, char **version, char *err,
         const agent_volume *v = &BT_CFG_AT(app.volumes, agent_volume, i);
         if (!v->url || !*v->url)
             continue;
-        if (stopping(a)) {
+        if (bt_ctx_stopped(a->ctx)) {
             snprintf(err, errlen, "agent stopped");
             goto out;
         }
-        if (agent_volume_prepare(&a->cfg.http, v, NULL, NULL, why, sizeof why) < 0) {
+        if (agent_volume_prepare(a->ctx, &a->cfg.http, v, NULL, NULL, why, sizeof why) < 0) {
             snprintf(err, errlen, "failed to download app volumes: %s", why);
             goto out;
         }
@@ -230,7 +210,9 @@ static void process(agent *a, const agent_ota_event *ev)
         json_decref(rec);
     }
     char err[2048], *version = NULL;
-    if (apply(a, ev, &version, err, sizeof err) < 0) {
+    if (ev->error) {
+        write_step(a, ev->trace, ev->type, OTA_FAILURE, "failed to process ota event", ev->error);
+    } else if (apply(a, ev, &version, err, sizeof err) < 0) {
         bt_logkv(BT_LOG_WARN, "failed to process ota event", "trace", ev->trace, "error", err, NULL);
         write_step(a, ev->trace, ev->type, OTA_FAILURE, "failed to process ota event", err);
     }
@@ -242,7 +224,7 @@ void *agent_worker_main(void *arg)
 {
     agent *a = arg;
     /* An OTA left unfinished (the agent itself may have been restarted by it): follow it. */
-    char *trace = otalog_last_trace(a->cfg.ota_log_path);
+    char *trace = bt_otalog_last_trace(a->cfg.ota_log_path);
     if (trace) {
         json_t *rec = otalog_records(a->cfg.ota_log_path, trace);
         if (rec && json_array_size(rec) > 0 && !otalog_finished(rec, NULL))

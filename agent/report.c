@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "baetyl/json.h"
+#include "baetyl/util.h"
 
 #define ANSWER_MAX 4096 /* of the cloud's answer, kept for error messages */
 
@@ -99,10 +100,9 @@ static int post(agent *a, const char *body, const char *key64, char *err, size_t
     if (r != CURLE_OK) {
         snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(r));
     } else if (status < 200 || status > 299) {
-        for (char *p = ans.buf; *p; p++)
-            if ((unsigned char)*p < 0x20)
-                *p = ' ';
-        snprintf(err, errlen, "status %ld: %.200s", status, ans.buf);
+        char q[201];
+        agent_shown(q, sizeof q, ans.buf);
+        snprintf(err, errlen, "status %ld: %s", status, q);
     } else {
         rc = 0;
     }
@@ -116,17 +116,6 @@ out:
     return rc;
 }
 
-static void now_utc(char *buf, size_t len)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%09ldZ", base, ts.tv_nsec);
-}
-
 int agent_report(agent *a, const json_t *ota, char *err, size_t errlen)
 {
     char why[512];
@@ -136,7 +125,9 @@ int agent_report(agent *a, const json_t *ota, char *err, size_t errlen)
         bt_logkv(BT_LOG_WARN, "failed to inspect stats", "error", why, NULL);
         json_decref(doc);
         char ts[64];
-        now_utc(ts, sizeof ts);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        bt_fmt_time_utc(&now, ts, sizeof ts);
         doc = json_pack("{s:s,s:s}", "error", why, "time", ts);
     }
     if (doc && ota && json_object_size(ota) > 0)
@@ -181,6 +172,6 @@ void *agent_reporter_main(void *arg)
         if (agent_report(a, ota, err, sizeof err) < 0)
             bt_logkv(BT_LOG_WARN, "failed to report stats by https", "error", err, NULL);
         json_decref(ota);
-    } while (!agent_sleep(a, a->cfg.report_interval));
+    } while (!bt_ctx_sleep(a->ctx, a->cfg.report_interval));
     return NULL;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "agent.h"
 #include "baetyl/util.h"
@@ -47,15 +48,6 @@ static bool is_link(const links *l, const char *name)
 {
     link_entry key = {.name = (char *)name};
     return l->n && bsearch(&key, l->v, l->n, sizeof *l->v, by_name) != NULL;
-}
-
-/* Shown in errors: at most 200 bytes, control characters as '?'. */
-static void shown(char *out, size_t n, const char *s)
-{
-    snprintf(out, n, "%.200s", s ? s : "");
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7F)
-            *p = '?';
 }
 
 /* The clean form of an entry name ("a//b/./c/" -> "a/b/c"), or NULL when it is absolute,
@@ -160,8 +152,8 @@ static struct archive *open_zip(const char *zip, char *err, size_t errlen)
     return a;
 }
 
-/* Pass 1: every entry checked; nothing written. */
-static int check_all(const char *zip, char *err, size_t errlen)
+/* Pass 1: every entry checked; nothing written. *declared = the sizes the entries declare. */
+static int check_all(const char *zip, int64_t *declared, char *err, size_t errlen)
 {
     struct archive *a = open_zip(zip, err, errlen);
     if (!a)
@@ -185,7 +177,7 @@ static int check_all(const char *zip, char *err, size_t errlen)
             goto out;
         }
         const char *raw = archive_entry_pathname(e);
-        shown(q, sizeof q, raw);
+        agent_shown(q, 201, raw);
         char *name = clean_name(raw);
         if (!name) {
             snprintf(err, errlen, "entry (%s) escapes the volume directory", q);
@@ -203,6 +195,14 @@ static int check_all(const char *zip, char *err, size_t errlen)
         }
         names[nn++] = name;
         mode_t type = archive_entry_filetype(e);
+        if (type == AE_IFREG && archive_entry_size_is_set(e) && archive_entry_size(e) > 0) {
+            *declared += archive_entry_size(e);
+            if (*declared > AGENT_UNZIP_MAX) {
+                snprintf(err, errlen, "entries declare more than %lld bytes",
+                         (long long)AGENT_UNZIP_MAX);
+                goto out;
+            }
+        }
         if (archive_entry_hardlink(e)) {
             snprintf(err, errlen, "entry (%s) is a hard link, which volumes may not hold", q);
             goto out;
@@ -235,14 +235,14 @@ static int check_all(const char *zip, char *err, size_t errlen)
         qsort(l.v, l.n, sizeof *l.v, by_name);
     for (size_t i = 0; i < nn; i++) {
         if (below_link(&l, names[i])) {
-            shown(q, sizeof q, names[i]);
+            agent_shown(q, 201, names[i]);
             snprintf(err, errlen, "entry (%s) lies below a link of the archive", q);
             goto out;
         }
     }
     for (size_t i = 0; i < l.n; i++) {
         if (check_link(&l, &l.v[i], why, sizeof why) < 0) {
-            shown(q, sizeof q, l.v[i].name);
+            agent_shown(q, 201, l.v[i].name);
             snprintf(err, errlen, "entry (%s) %s", q, why);
             goto out;
         }
@@ -273,7 +273,7 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
      * no set-id bits: files get the archive's mode under the umask. */
     archive_write_disk_set_options(w, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                           ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-    int64_t total = 0;
+    int64_t total = 0, next_check = AGENT_DISK_CHECK;
     int rc = -1;
     char q[256];
     struct archive_entry *e;
@@ -285,7 +285,7 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
             snprintf(err, errlen, "%s", archive_error_string(a) ? archive_error_string(a) : "read error");
             goto out;
         }
-        shown(q, sizeof q, archive_entry_pathname(e));
+        agent_shown(q, 201, archive_entry_pathname(e));
         char *name = clean_name(archive_entry_pathname(e)), *full = NULL;
         if (!name || asprintf(&full, "%s/%s", base, name) < 0) {
             free(name);
@@ -301,6 +301,9 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
             goto out;
         }
         if (archive_entry_filetype(e) == AE_IFREG) {
+            /* A zip may lie about sizes (libarchive only warns at the end): the declared
+             * size is a bound, so a bomb stops after that much, not after the cap. */
+            int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1, got = 0;
             const void *buf;
             size_t size;
             la_int64_t off;
@@ -308,15 +311,28 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
                 r = archive_read_data_block(a, &buf, &size, &off);
                 if (r == ARCHIVE_EOF)
                     break;
-                if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+                /* a warning here is a bad CRC or a wrong size: the data is not what was
+                 * packed */
+                if (r != ARCHIVE_OK) {
                     snprintf(err, errlen, "entry (%s): %s", q,
                              archive_error_string(a) ? archive_error_string(a) : "read error");
                     goto out;
                 }
                 total += (int64_t)size;
+                got += (int64_t)size;
                 if (total > AGENT_UNZIP_MAX) {
                     snprintf(err, errlen, "more than %lld bytes unpacked", (long long)AGENT_UNZIP_MAX);
                     goto out;
+                }
+                if (declared >= 0 && got > declared) {
+                    snprintf(err, errlen, "entry (%s) holds more than the %lld bytes it declares",
+                             q, (long long)declared);
+                    goto out;
+                }
+                if (total >= next_check) {
+                    next_check = total + AGENT_DISK_CHECK;
+                    if (agent_disk_room(base, 0, err, errlen) < 0)
+                        goto out;
                 }
                 if (archive_write_data_block(w, buf, size, off) != ARCHIVE_OK) {
                     snprintf(err, errlen, "entry (%s): %s", q,
@@ -338,9 +354,28 @@ out:
     return rc;
 }
 
+int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen)
+{
+    struct statvfs s;
+    if (statvfs(path, &s) != 0) {
+        snprintf(err, errlen, "statvfs %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int64_t avail = (int64_t)s.f_bavail * (int64_t)s.f_frsize;
+    if (need > INT64_MAX - AGENT_DISK_RESERVE || avail < need + AGENT_DISK_RESERVE) {
+        snprintf(err, errlen,
+                 "not enough disk space: %lld bytes free, %lld needed and %lld kept free",
+                 (long long)avail, (long long)need, (long long)AGENT_DISK_RESERVE);
+        return -1;
+    }
+    return 0;
+}
+
 int agent_unzip(const char *zip, const char *dir, char *err, size_t errlen)
 {
-    if (check_all(zip, err, errlen) < 0)
+    int64_t declared = 0;
+    if (check_all(zip, &declared, err, errlen) < 0 ||
+        agent_disk_room(dir, declared, err, errlen) < 0)
         return -1;
     /* The volumes dir is itself a link (the agent's mount): extract under its real path, so
      * that libarchive's link guard only sees links the archive makes. */

@@ -3,15 +3,11 @@
 #include "after.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "baetyl/json.h"
 #include "baetyl/util.h"
@@ -157,53 +153,16 @@ char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err
     return s;
 }
 
-/* mkdir -p of the directory part of path; err says which directory failed. */
-static int make_parents(const char *path, char *err, size_t errlen)
-{
-    char why[512];
-    if (bt_mkdir_parents(path, why, sizeof why) < 0) {
-        snprintf(err, errlen, "save %s: %s", path, why);
-        return -1;
-    }
-    return 0;
-}
-
 int vi_save_file(const char *path, const void *data, size_t len, char *err, size_t errlen)
 {
-    char tmp[PATH_MAX];
+    char why[512];
     if (!path || !*path || path[strlen(path) - 1] == '/') {
         snprintf(err, errlen, "save %s: not a file path", path ? path : "");
         return -1;
     }
-    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "save %s: path too long", path);
-        return -1;
-    }
-    if (make_parents(path, err, errlen) < 0)
-        return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "save %s: %s", path, strerror(errno));
-        return -1;
-    }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            snprintf(err, errlen, "save %s: %s", path, w < 0 ? strerror(errno) : "short write");
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (close(fd) < 0 || rename(tmp, path) < 0) {
-        snprintf(err, errlen, "save %s: %s", path, strerror(errno));
-        unlink(tmp);
+    if (bt_mkdir_parents(path, why, sizeof why) < 0 ||
+        bt_write_file_atomic(path, data, len, 0644, why, sizeof why) < 0) {
+        snprintf(err, errlen, "save %s: %s", path, why);
         return -1;
     }
     return 0;

@@ -8,12 +8,9 @@
  * (SIGTERM) is noticed between frames and during every wait; a function call in progress
  * ends first (within functions[].timeout). */
 #include <errno.h>
-#include <math.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 

@@ -11,10 +11,12 @@ import io
 import json
 import os
 import ssl
+import struct
 import subprocess
 import threading
 import time
 import zipfile
+import zlib
 
 import pytest
 from cryptography import x509
@@ -210,6 +212,42 @@ def make_zip(entries):
     return buf.getvalue()
 
 
+def zip_bomb(entries, size):
+    """An honest zip bomb: entries files of size zero bytes each, every one declaring its true
+    size; the deflate stream is made once and shared, so a few MB stand for GiBs."""
+    comp, crc, chunk = zlib.compressobj(9, zlib.DEFLATED, -15), 0, b"\0" * (1 << 20)
+    parts = []
+    for _ in range(size // len(chunk)):
+        parts.append(comp.compress(chunk))
+        crc = zlib.crc32(chunk, crc)
+    data = b"".join(parts) + comp.flush()
+    out, central = io.BytesIO(), io.BytesIO()
+    for i in range(entries):
+        name = f"zeros{i}".encode()
+        off = out.tell()
+        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size,
+                              len(name), 0) + name + data)
+        central.write(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 0x031E, 20, 0, 8, 0, 0x21,
+                                  crc, len(data), size, len(name), 0, 0, 0, 0, 0o100644 << 16,
+                                  off) + name)
+    cd, start = central.getvalue(), out.tell()
+    out.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, entries, entries, len(cd), start, 0))
+    return out.getvalue()
+
+
+def lying_zip(entries, liar, real, declared):
+    """make_zip(entries) plus the file liar of real zero bytes whose headers declare only
+    declared bytes (libarchive itself only warns once it has unpacked all of it)."""
+    data = bytearray(make_zip(entries + [(liar, b"\0" * real, 0o644)]))
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.find(sig)
+        while i >= 0:
+            if struct.unpack_from("<I", data, i + off)[0] == real:
+                struct.pack_into("<I", data, i + off, declared)
+            i = data.find(sig, i + 4)
+    return bytes(data)
+
+
 def md5_b64(data):
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
@@ -297,6 +335,15 @@ class Env:
 
     def steps(self, trace):
         return [line["step"] for line in self.m.ota_log() if line.get("trace") == trace]
+
+    def failed_ota(self, trace, name, path, data):
+        """Serves data as <name>.zip, sends its OTA and returns the FAILURE line of ota.log,
+        checking that nothing came between RECEIVED and FAILURE."""
+        self.cloud.files = {f"{name}.zip": data}
+        self.ota_event(trace, name, path, data)
+        line = self.m.wait_ota_step(trace, ["FAILURE", "UPDATED"], timeout=60)
+        assert self.steps(trace) == ["RECEIVED", "FAILURE"], self.m.ota_log()
+        return line
 
     def ota_event(self, trace, name, path, data_or_md5, version="v2", old_form=False):
         md5 = data_or_md5 if isinstance(data_or_md5, str) else md5_b64(data_or_md5)
@@ -452,6 +499,45 @@ def test_zip_slip_is_refused(env):
     assert not os.path.lexists(m.path("var/db/baetyl/app-v3/out"))
 
 
+def test_zip_bomb_leaves_nothing_on_disk(env):
+    """#12.9: archives that unpack to too much fail the OTA, and nothing of them stays: the
+    volume is unpacked next to its place and only moved there once it is whole."""
+    e = env().start()
+    m = e.m
+    e.broker.wait_subscribed()
+    top = m.path("var/db/baetyl")
+    before = set(os.listdir(top))
+    bomb = zip_bomb(5, 1 << 30)  # 5 GiB of zeros in about 5 MB: over the 4 GiB cap
+    line = e.failed_ota("tr-bomb", "bomb", "var/db/baetyl/bomb", bomb)
+    want = "failed to unzip volume (bomb): entries declare more than 4294967296 bytes"
+    assert want in line["error"], line
+    assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the bomb is left"
+
+    # A bomb lying about its size is stopped once an entry passes what it declares; what it
+    # wrote until then goes, and the directory it aimed at (a volume of the running app)
+    # stays as it was.
+    old = m.path("var/db/baetyl/old-stuff")
+    old_files = sorted(os.listdir(old))
+    liar = lying_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)],
+                     "big", 64 << 20, 1 << 20)
+    line = e.failed_ota("tr-liar", "old-stuff", "var/db/baetyl/old-stuff", liar)
+    assert "entry (big) holds more than the 1048576 bytes it declares" in line["error"], line
+    assert set(os.listdir(top)) - {"ota.log"} == before, "nothing of the unpacked part is left"
+    assert sorted(os.listdir(old)) == old_files
+    assert os.listdir(os.path.join(old, "nested")) == ["file"]
+    assert m.inspect()["software"]["conf_version"] == "v1"
+
+    # a good volume at the same path replaces the directory whole
+    v2 = make_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)])
+    e.cloud.files = {"old-stuff.zip": v2}
+    e.ota_event("tr-good", "old-stuff", "var/db/baetyl/old-stuff", v2)
+    m.wait_ota_step("tr-good", ["FAILURE", "UPDATED", "ROLLEDBACK"], timeout=60)
+    assert e.steps("tr-good") == ["RECEIVED", "UPDATING", "UPDATED"], m.ota_log()
+    now = set(os.listdir(old))  # + term-old, which the old service writes when it stops
+    assert {"application.yml", "old-stuff.zip"} <= now and "nested" not in now, now
+    assert m.running_pid("agent") == e.agent_pid
+
+
 def test_unknown_and_malformed_events_are_logged(env):
     e = env().start()
     e.broker.wait_subscribed()
@@ -463,8 +549,41 @@ def test_unknown_and_malformed_events_are_logged(env):
     wait_for(lambda: "volume is not an object" in e.agent_log(), 20, what="bad content logged")
     log = [line for line in e.agent_log().splitlines() if "REBOOT" in line]
     assert "level=error" in log[0]
-    assert e.m.ota_log() == [], "no OTA started"
+    # only the OTA event that names its trace ("t") goes to ota.log (#12.13): as a FAILURE
+    line = e.m.wait_ota_step("t", ["FAILURE"], timeout=20)
+    assert "event content invalid: volume is not an object" in line["error"], line
+    assert [x["trace"] for x in e.m.ota_log()] == ["t", "t"], "nothing for the other events"
     assert e.m.running_pid("agent") == e.agent_pid
+
+
+def test_ota_event_without_md5_is_a_failure_the_cloud_sees(env):
+    """#12.13: an OTA event without meta.md5 is not applied; ota.log says FAILURE with the
+    reason, and the report carries it at once."""
+    e = env().start()
+    m = e.m
+    e.broker.wait_subscribed()
+    appzip = make_zip([("application.yml", app([AGENT_SVC], AGENT_VOLS, "v2").encode(), 0o644)])
+    e.cloud.files = {"app-v2.zip": appzip}
+    vol = {"name": "app-v2", "path": "var/db/baetyl/app-v2",
+           "meta": {"url": e.cloud.url("app-v2.zip")}}
+    e.broker.publish(json.dumps({"event": "OTA", "content": {"type": "APP", "trace": "tr-nomd5",
+                                                             "version": "v2", "volume": vol}}))
+    line = m.wait_ota_step("tr-nomd5", ["FAILURE", "UPDATED"], timeout=30)
+    assert e.steps("tr-nomd5") == ["RECEIVED", "FAILURE"]
+    assert line["error"] == "event content invalid: volume.meta needs a url and an md5", line
+    assert line["level"] == "error" and line["type"] == "APP"
+    wait_for(lambda: e.cloud.ota_steps("tr-nomd5") == ["RECEIVED", "FAILURE"], 20,
+             what="failure reported")
+    rec = [r for r in e.cloud.reports if "tr-nomd5" in (r["json"].get("ota") or {})][-1]
+    assert rec["json"]["ota"]["tr-nomd5"][-1]["error"] == line["error"]
+    assert e.cloud.gets == [], "nothing is downloaded"
+    assert m.inspect()["software"]["conf_version"] == "v1"
+    # the old form without md5 fails the same way, its version standing for the trace
+    old = {"name": "cfg", "path": "var/db/baetyl/cfg", "meta": {"url": e.cloud.url("cfg.zip")}}
+    e.broker.publish(json.dumps({"event": "UPDATE", "content": {"version": "v9", "config": old}}))
+    line = m.wait_ota_step("v9", ["FAILURE", "UPDATED"], timeout=30)
+    assert "config.meta needs a url and an md5" in line["error"], line
+    assert m.running_pid("agent") == e.agent_pid
 
 
 def test_agent_keeps_running_while_the_cloud_is_down(env):

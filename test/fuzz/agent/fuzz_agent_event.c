@@ -1,6 +1,7 @@
 /* libFuzzer target: a message of the desire topic (network input) through the agent's event
- * parser, then the volume it names through the path checks. Nothing may crash or leak, and
- * an accepted event always has a trace, a type and a volume with name, path, url and md5. */
+ * parser, then the volume it names through the path checks. Nothing may crash or leak, an
+ * accepted event always has a trace, a type and a volume with name, path, url and md5, and
+ * an event refused as a failed OTA (-2, written to ota.log) holds a trace and a type only. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     agent_ota_event ev;
     char err[512];
-    if (agent_event_parse(data, size, &ev, err, sizeof err) < 0)
+    int r = agent_event_parse(data, size, &ev, err, sizeof err);
+    if (r == -2) {
+        if (!ev.trace || !*ev.trace || !ev.type || !*ev.type || ev.version || ev.volume.name ||
+            ev.volume.url || !err[0])
+            abort();
+        agent_event_free(&ev);
+        return 0;
+    }
+    if (r < 0)
         return 0;
     if (!ev.trace || !*ev.trace || !ev.type || !ev.volume.name || !ev.volume.path || !ev.volume.url ||
         !ev.volume.md5)

@@ -2,7 +2,6 @@
  * Nothing may crash or leak, and nothing may appear outside that directory: its parent is
  * checked to hold only it after every input. */
 #include <dirent.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +10,15 @@
 #include <unistd.h>
 
 #include "../../../agent/agent.h"
+#include "baetyl/util.h"
 
 static char root[64], zip[128], out[128];
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st, (void)f;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
-}
-
 static void cleanup(void)
 {
+    char err[256];
     if (root[0])
-        nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+        bt_rm_rf(root, err, sizeof err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -58,6 +53,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "out"))
             abort();
     closedir(d);
-    nftw(out, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    bt_rm_rf(out, err, sizeof err);
     return 0;
 }

@@ -13,7 +13,6 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <stdio.h>
@@ -23,16 +22,38 @@
 #include <unistd.h>
 
 #include "../../../agent/agent.h"
+#include "baetyl/util.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-static char tmpdir[64];
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
+/* Standard base64 back to bytes, as the cloud decodes the report; *out malloc'd. */
+static int unbase64(const char *s, unsigned char **out, size_t *outlen)
 {
-    (void)st, (void)f;
-    return flag == FTW_DP ? rmdir(p) : unlink(p);
+    size_t n = strlen(s);
+    *out = NULL;
+    if (n % 4 != 0 || n > (size_t)1 << 30)
+        return -1;
+    unsigned char *buf = malloc(n / 4 * 3 + 1);
+    if (!buf)
+        return -1;
+    int r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
+    if (r < 0) {
+        free(buf);
+        return -1;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    size_t len = (size_t)r;
+    if (n >= 1 && s[n - 1] == '=')
+        len--;
+    if (n >= 2 && s[n - 2] == '=')
+        len--;
+    *out = buf;
+    *outlen = len;
+    return 0;
 }
+
+
+static char tmpdir[64];
 
 static int setup_dir(void **state)
 {
@@ -45,7 +66,8 @@ static int setup_dir(void **state)
 static int teardown_dir(void **state)
 {
     (void)state;
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    char err[256];
+    bt_rm_rf(tmpdir, err, sizeof err);
     return 0;
 }
 
@@ -81,13 +103,13 @@ static void test_base64_and_md5(void **state)
     assert_string_equal(b, "aGVsbG8=");
     unsigned char *out;
     size_t n;
-    assert_int_equal(agent_unbase64(b, &out, &n), 0);
+    assert_int_equal(unbase64(b, &out, &n), 0);
     assert_int_equal(n, 5);
     assert_memory_equal(out, "hello", 5);
     free(out);
     free(b);
-    assert_int_equal(agent_unbase64("abc", &out, &n), -1);
-    assert_int_equal(agent_unbase64("a!c=", &out, &n), -1);
+    assert_int_equal(unbase64("abc", &out, &n), -1);
+    assert_int_equal(unbase64("a!c=", &out, &n), -1);
 
     char md5[32], err[256];
     write_text(at("empty"), "");
@@ -117,7 +139,7 @@ static void test_report_encryption_decrypts_with_the_public_key(void **state)
     /* the cloud: RSA public "decrypt" (verify-recover, PKCS#1 v1.5) gives the AES key */
     unsigned char *ek, *eb;
     size_t ekl, ebl;
-    assert_int_equal(agent_unbase64(key64, &ek, &ekl), 0);
+    assert_int_equal(unbase64(key64, &ek, &ekl), 0);
     assert_int_equal(ekl, 256);
     EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(k, NULL);
     unsigned char aes[256];
@@ -129,7 +151,7 @@ static void test_report_encryption_decrypts_with_the_public_key(void **state)
     EVP_PKEY_CTX_free(c);
 
     /* then AES-256-CBC, zero IV, PKCS#7 */
-    assert_int_equal(agent_unbase64(body, &eb, &ebl), 0);
+    assert_int_equal(unbase64(body, &eb, &ebl), 0);
     assert_int_equal(ebl % 16, 0);
     static const unsigned char iv[16];
     EVP_CIPHER_CTX *d = EVP_CIPHER_CTX_new();
@@ -215,16 +237,30 @@ static void test_event_ota_and_old_update(void **state)
     agent_event_free(&ev);
 }
 
-static void bad_event(const char *s, const char *want)
+/* A refused event: -1 leaves ev empty; -2 (an OTA that names its trace but cannot be used)
+ * keeps the trace and type for the FAILURE line of ota.log, nothing else. */
+static void refused(const char *s, int want_rc, const char *want)
 {
     agent_ota_event ev;
     char err[256] = "";
-    if (parse(s, &ev, err) == 0)
-        fail_msg("accepted: %s", s);
+    int r = parse(s, &ev, err);
+    if (r != want_rc)
+        fail_msg("%s: returned %d, want %d", s, r, want_rc);
     if (!strstr(err, want))
         fail_msg("%s: got '%s', want '%s'", s, err, want);
-    assert_null(ev.trace);
+    if (want_rc == -1) {
+        assert_null(ev.trace);
+        return;
+    }
+    assert_string_equal(ev.trace, "t");
+    assert_string_equal(ev.type, "APP");
+    assert_null(ev.version);
+    assert_null(ev.volume.name);
+    assert_null(ev.volume.md5);
+    agent_event_free(&ev);
 }
+#define bad_event(s, want) refused(s, -1, want)
+#define failed_ota(s, want) refused(s, -2, want)
 
 static void test_event_errors(void **state)
 {
@@ -235,22 +271,30 @@ static void test_event_errors(void **state)
     bad_event("not json", "event invalid");
     bad_event("[1]", "event invalid");
     bad_event("{\"event\":\"OTA\"}", "content is not an object");
-    bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":7}}", "volume is not an object");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":7}}", "volume is not an object");
     bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":1}}", "trace is not a string");
-    bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":{\"name\":\"a\",\"path\":\"p\"}}}",
-              "volume.meta needs a url and an md5");
-    bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":{\"name\":\"a\",\"path\":\"p\","
-              "\"meta\":{\"url\":[],\"md5\":\"m\"}}}}",
-              "volume.meta.url is not a string");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":{\"name\":\"a\",\"path\":\"p\"}}}",
+               "volume.meta needs a url and an md5");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":{\"name\":\"a\",\"path\":\"p\","
+               "\"meta\":{\"url\":[],\"md5\":\"m\"}}}}",
+               "volume.meta.url is not a string");
     bad_event("{\"event\":\"OTA\",\"content\":{\"volume\":{\"name\":\"a\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "trace must have");
     bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"a\\nb\",\"volume\":{\"name\":\"a\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "control character");
-    bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\",\"volume\":{\"name\":\"a\\u0000b\",\"path\":\"p\","
-              "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
-              "NUL byte");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"volume\":{\"name\":\"a\\u0000b\",\"path\":\"p\","
+               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
+               "NUL byte");
+    failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
+               "\"version\":1}}", "version is not a string");
+    failed_ota("{\"event\":\"UPDATE\",\"content\":{\"version\":\"t\",\"config\":{}}}",
+               "needs a name");
     bad_event("{\"event\":\"UPDATE\",\"content\":{\"config\":{\"name\":\"c\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "trace must have");
@@ -356,7 +400,7 @@ static char *read_text(const char *path)
 static void unzip_bad(const zentry *e, size_t n, const char *want)
 {
     char err[512] = "";
-    nftw(at("out"), rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    bt_rm_rf(at("out"), err, sizeof err);
     mkdir(at("out"), 0755);
     make_zip(at("bad.zip"), e, n);
     if (agent_unzip(at("bad.zip"), at("out"), err, sizeof err) == 0)
@@ -392,6 +436,18 @@ static void test_unzip_extracts_files_dirs_and_inner_links(void **state)
     assert_int_equal(agent_unzip(at("missing.zip"), at("out"), err, sizeof err), -1);
     write_text(at("notzip.zip"), "plain text, not a zip");
     assert_int_equal(agent_unzip(at("notzip.zip"), at("out"), err, sizeof err), -1);
+}
+
+static void test_disk_room(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    if (agent_disk_room(tmpdir, 0, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(agent_disk_room(tmpdir, INT64_MAX / 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not enough disk space"));
+    assert_int_equal(agent_disk_room(at("missing"), 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "statvfs"));
 }
 
 static void test_unzip_refuses_zip_slip(void **state)
@@ -465,13 +521,15 @@ static void test_otalog_lines_and_records(void **state)
     (void)state;
     char err[256];
     const char *p = at("sub/ota.log"); /* its directory is created */
-    assert_int_equal(otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL,
+                                     err, sizeof err), 0);
     FILE *f = fopen(p, "a");
     fputs("{\"level\":\"info\",\"msg\":\"app is updating\",\"step\":\"UPDATING\",\"time\":\"T\",\"trace\":\"t1\","
           "\"type\":\"APP\"}\nnot json\n{\"step\":\"UPDATING\",\"trace\":\"other\"}\n",
           f);
     fclose(f);
-    assert_int_equal(otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke", err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke",
+                                     err, sizeof err), 0);
 
     json_t *r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 3);
@@ -493,20 +551,21 @@ static void test_otalog_lines_and_records(void **state)
     assert_non_null(strstr(line, "\"trace\":\"t1\",\"type\":\"APP\"}\n"));
 
     /* the same trace again starts over at its latest RECEIVED */
-    assert_int_equal(otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
+    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL,
+                                     err, sizeof err), 0);
     r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 1);
     assert_false(otalog_finished(r, NULL));
     json_decref(r);
 
-    char *t = otalog_last_trace(p);
+    char *t = bt_otalog_last_trace(p);
     assert_string_equal(t, "t1");
     free(t);
     r = otalog_records(at("none.log"), "t1");
     assert_int_equal(json_array_size(r), 0);
     assert_false(otalog_finished(r, NULL));
     json_decref(r);
-    assert_null(otalog_last_trace(at("none.log")));
+    assert_null(bt_otalog_last_trace(at("none.log")));
 }
 
 int main(void)
@@ -523,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unzip_refuses_zip_slip, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_cleanup_removes_unused_directories_only, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_otalog_lines_and_records, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_disk_room, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
