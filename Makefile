@@ -239,7 +239,7 @@ test:
 
 # The Debian packages of this machine's platform: lintian, then installed into a fresh
 # debootstrap'ed Debian 12 (cached under build/debootstrap), run, removed, purged.
-test-packages: deb
+test-packages: deb dist
 	BAETYL_SRC=$(CURDIR) BAETYL_DIST=$(abspath $(DIST_DIR)) $(PYTHON) -m pytest -q -p no:cacheprovider test/packages
 
 # The other platforms under emulation (qemu-user through binfmt_misc): each one's cross build,
@@ -346,6 +346,27 @@ image: all
 DIST_DIR ?= build/dist
 deb: all
 	scripts/mkdeb.sh -p $(BT_PLATFORM) -b $(BUILD) -o $(DIST_DIR) -v $(VERSION)
+
+# baetyl-<version>-linux-<arch>.tar.gz: what `make install MODE=native` puts in a prefix
+# (bin/baetyl, etc/, var/db/baetyl/<packages>, the SDK, the systemd unit), to unpack into
+# /usr/local like Baetyl 1.0's release archives; every example under share/baetyl/example.
+DIST_NAME = baetyl-$(VERSION)-$(subst /,-,$(subst arm/v7,armv7,$(BT_PLATFORM)))
+dist: all
+	@rm -rf $(BUILD)/dist-stage && mkdir -p $(BUILD)/dist-stage/$(DIST_NAME) $(DIST_DIR)
+	@$(MAKE) --no-print-directory install PREFIX=$(abspath $(BUILD)/dist-stage/$(DIST_NAME)) \
+	  MODE=native >/dev/null
+	@mkdir -p $(BUILD)/dist-stage/$(DIST_NAME)/share/baetyl/example
+	@cp -R example/. $(BUILD)/dist-stage/$(DIST_NAME)/share/baetyl/example/
+	@cp README.md $(BUILD)/dist-stage/$(DIST_NAME)/share/baetyl/
+	@sed -i 's|^ExecStart=.*|ExecStart=/usr/local/bin/baetyl start -w /usr/local|; s|^ExecStop=.*|ExecStop=/usr/local/bin/baetyl stop -w /usr/local|' \
+	  $(BUILD)/dist-stage/$(DIST_NAME)/lib/systemd/system/baetyl.service
+	@sed -i 's|^prefix=.*|prefix=/usr/local|' $(BUILD)/dist-stage/$(DIST_NAME)/lib/pkgconfig/baetyl-sdk.pc
+	@find $(BUILD)/dist-stage -type f -perm -u+x -exec sh -c 'head -c4 "$$1" | grep -q ELF' _ {} \; \
+	  -exec $(if $(TRIPLET),$(TRIPLET)-,)strip --strip-unneeded {} \;
+	@tar -C $(BUILD)/dist-stage/$(DIST_NAME) --owner=0 --group=0 --sort=name -czf \
+	  $(DIST_DIR)/$(DIST_NAME).tar.gz .
+	@rm -rf $(BUILD)/dist-stage
+	@echo "  TAR   $(DIST_DIR)/$(DIST_NAME).tar.gz ($$(du -k $(DIST_DIR)/$(DIST_NAME).tar.gz | cut -f1) KiB)"
 
 # ---- install --------------------------------------------------------------------------
 # native: each module's package goes to PREFIX/var/db/baetyl/baetyl-<module>/ with bin/ and
