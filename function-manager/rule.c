@@ -4,12 +4,11 @@
  *
  * The client's callbacks run on its network thread and must not block, so messages are
  * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
- * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), and
- * only on the connection it came in on: after a reconnect the hub sends it again and that
- * copy is the one acknowledged. QoS 0 input waits in a bounded queue (the hub does not
+ * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), with
+ * the SDK's ack token, which acknowledges nothing once its connection ended: the hub then
+ * sends the message again and that copy is the one acknowledged. QoS 0 input waits in a bounded queue (the hub does not
  * bound what it sends at QoS 0); when that is full new QoS 0 messages are dropped, logged. */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +23,7 @@
 typedef struct fm_item {
     struct fm_item *next;
     bt_fn_msg msg;      /* points into this allocation, and at the rule's function name */
-    uint16_t pid;       /* QoS 1: the packet id to acknowledge */
-    uint64_t gen;       /* connection it came on */
+    bt_mqtt_ack_token ack; /* QoS 1: what acknowledges it */
     size_t size;
     char invoke_id[37];
 } fm_item;
@@ -42,44 +40,33 @@ struct fm_rule {
     bool stopping;
     pthread_t *workers;
     size_t nworkers;
-    atomic_uint_fast64_t gen;
     fm_fatal_fn fatal;
     void *fatal_arg;
     unsigned long long dropped;
     int64_t drop_logged;
 };
 
-/* What a QoS 1 output must acknowledge once the hub has PUBACKed it (the publish's tag). */
-typedef struct {
-    uint64_t gen;
-    uint16_t pid;
-} fm_ack;
-
-static void ack(fm_rule *r, uint64_t gen, uint16_t pid)
+static void ack(fm_rule *r, bt_mqtt_ack_token token)
 {
-    if (!pid)
-        return;
-    if (atomic_load(&r->gen) != gen)
-        return; /* an older connection's id: the hub sent the message again since */
-    bt_mqtt_client_ack(r->cli, pid);
+    if (token.v)
+        bt_mqtt_client_ack(r->cli, token);
 }
 
 /* Called once for every publish accepted with a tag: PUBACKed, or cancelled at stop. */
 static void on_publish_complete(bt_mqtt_client *c, void *tag, int status, void *userdata)
 {
     fm_rule *r = userdata;
-    fm_ack *a = tag;
+    bt_mqtt_ack_token *a = tag;
     if (!a)
         return;
     if (status == BT_MQTT_OK)
-        ack(r, a->gen, a->pid);
+        ack(r, *a);
     free(a);
 }
 
 static void on_connected(bt_mqtt_client *c, bool session_present, void *userdata)
 {
     fm_rule *r = userdata;
-    atomic_fetch_add(&r->gen, 1);
     bt_logkv(BT_LOG_INFO, "rule connected to the hub", "rule", r->clientid, "topic",
              r->cfg->subscribe.topic, NULL);
 }
@@ -138,8 +125,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     payload[m->payload_len] = 0;
     bt_uuid4(it->invoke_id);
     it->size = size;
-    it->pid = m->qos ? m->packet_id : 0;
-    it->gen = atomic_load(&r->gen);
+    it->ack = m->ack;
     it->msg = (bt_fn_msg){
         .id = m->packet_id,
         .qos = m->qos,
@@ -198,11 +184,11 @@ static void process(fm_rule *r, fm_item *it)
         payload = ej;
     }
     if (len == 0) {
-        ack(r, it->gen, it->pid); /* an empty result publishes nothing */
+        ack(r, it->ack); /* an empty result publishes nothing */
     } else {
         int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
-        fm_ack *tag = NULL;
-        if (qos == 1 && it->pid) {
+        bt_mqtt_ack_token *tag = NULL;
+        if (qos == 1 && it->ack.v) {
             tag = malloc(sizeof *tag);
             if (!tag) {
                 bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
@@ -211,7 +197,7 @@ static void process(fm_rule *r, fm_item *it)
                 bt_fn_msg_clear(&out);
                 return;
             }
-            *tag = (fm_ack){.gen = it->gen, .pid = it->pid};
+            *tag = it->ack;
         }
         char perr[256];
         int prc = bt_mqtt_client_publish_wait(r->cli, rc->publish.topic, payload, len, qos,
@@ -223,10 +209,10 @@ static void process(fm_rule *r, fm_item *it)
                  * so that the input does not come back forever. */
                 bt_logkv(BT_LOG_ERROR, "failed to publish a result", "rule", r->clientid,
                          "topic", rc->publish.topic, "error", perr, NULL);
-                ack(r, it->gen, it->pid);
+                ack(r, it->ack);
             }
         } else if (qos == 0) {
-            ack(r, it->gen, it->pid);
+            ack(r, it->ack);
         }
     }
     free(ej);
@@ -272,7 +258,6 @@ fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, si
     r->fatal = fatal;
     r->fatal_arg = arg;
     fm_rule_clientid(rc, index, r->clientid, sizeof r->clientid);
-    atomic_init(&r->gen, 0);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
 

@@ -332,8 +332,9 @@ int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void
                    err, errlen);
 }
 
-int bt_mqtt_client_ack(bt_mqtt_client *c, uint16_t packet_id)
+int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token)
 {
+    uint16_t packet_id = (uint16_t)(token.v & 0xFFFF);
     if (!c || packet_id == 0)
         return BT_MQTT_EINVAL;
     int rc = BT_MQTT_OK;
@@ -341,7 +342,8 @@ int bt_mqtt_client_ack(bt_mqtt_client *c, uint16_t packet_id)
     uint8_t bit = (uint8_t)(1u << (packet_id & 7));
     if (c->stopped) {
         rc = BT_MQTT_ESTOPPED;
-    } else if (!(c->unacked[packet_id >> 3] & bit)) {
+    } else if (token.v != mc_token(c->conn_gen, packet_id).v || !c->connected ||
+               !(c->unacked[packet_id >> 3] & bit)) {
         rc = BT_MQTT_EINVAL;
     } else {
         if (c->nacks == c->acks_cap) {
@@ -473,6 +475,16 @@ int bt_mqtt_client_wait_connected(bt_mqtt_client *c, int64_t timeout_ms)
     bool up = c->connected && !c->stopped;
     pthread_mutex_unlock(&c->mu);
     return up ? 0 : -1;
+}
+
+uint64_t bt_mqtt_client_resends_held(bt_mqtt_client *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->resends_held;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 size_t bt_mqtt_client_pending(bt_mqtt_client *c)
