@@ -13,52 +13,18 @@
 #include "baetyl/util.h"
 #include "fm.h"
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-/* A length-delimited field (1-byte tag): nothing when empty, as proto3 encodes it. */
-static size_t bytes_field(size_t len)
-{
-    return len ? 1 + varint_len(len) + len : 0;
-}
-
-size_t fm_encoded_size(const bt_fn_msg *m)
-{
-    size_t n = 0;
-    if (m->id)
-        n += 1 + varint_len(m->id);
-    if (m->qos)
-        n += 1 + varint_len(m->qos);
-    n += bytes_field(m->topic ? strlen(m->topic) : 0);
-    n += bytes_field(m->payload_len);
-    if (m->timestamp) { /* sint64: zigzag */
-        uint64_t z = ((uint64_t)m->timestamp << 1) ^ (uint64_t)(m->timestamp >> 63);
-        n += 1 + varint_len(z);
-    }
-    n += bytes_field(m->function_name ? strlen(m->function_name) : 0);
-    n += bytes_field(m->function_invoke_id ? strlen(m->function_invoke_id) : 0);
-    return n;
-}
-
 int fm_invoke(fm_pool *p, const bt_fn_msg *in, long attempts, bt_fn_msg *out, char *err,
               size_t errlen)
 {
     memset(out, 0, sizeof *out);
     const fm_function_cfg *f = fm_pool_function(p);
-    size_t size = fm_encoded_size(in);
-    if (size > (size_t)f->message_max) {
+    size_t size = bt_fn_msg_encoded_size(in);
+    if (size > (size_t)f->call.message_max) {
         /* Every attempt would fail the same way: fail once, without touching instances. */
         snprintf(err, errlen,
                  "message too large: %zu bytes (payload %zu), function (%s) accepts at most %lld "
                  "(message.length.max)",
-                 size, in->payload_len, f->name, (long long)f->message_max);
+                 size, in->payload_len, f->name, (long long)f->call.message_max);
         return -1;
     }
     if (attempts < 1)

@@ -33,9 +33,7 @@ typedef struct {
     long min, max;               /* instance.min 0..100, instance.max 1..100 */
     int64_t idletime;            /* ms */
     int64_t evicttime;           /* ms */
-    int64_t message_max;         /* bytes, both ways */
-    int64_t backoff_max;         /* ms: longest wait between failed instance starts */
-    int64_t timeout;             /* ms: dial and call deadline */
+    bt_fn_client_config call;    /* message.length.max, backoff.max, timeout */
 } fm_function_cfg;
 
 typedef struct {
@@ -113,8 +111,6 @@ const char *fm_instance_name(const fm_instance *in);
 
 /* ---- one invocation (call.c) ------------------------------------------------------------ */
 
-/* The exact protobuf size of m as a FunctionMessage (what gRPC's size limits count). */
-size_t fm_encoded_size(const bt_fn_msg *m);
 /* Calls in's function up to `attempts` times (at least once) until one succeeds. A message
  * too large for the function fails at once, without an instance. 0 with out filled; -1 with
  * err (the last failure's text); -2 when the pool closed meanwhile (nothing to publish). */
