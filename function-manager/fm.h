@@ -1,7 +1,7 @@
 /* baetyl-function-manager internals (SPEC §12): the config (config.c), instances started
  * through the master (instance.c), a pool of instances per function (pool.c), one call with
- * its retries and the error JSON (call.c), one MQTT rule (rule.c) and the optional gRPC
- * server (server.c). main.c wires them together. */
+ * its retries (invoke.c), the error JSON (error_json.c), one MQTT rule (rule.c) and the
+ * optional gRPC server (server.c). main.c wires them together. */
 #ifndef FM_H
 #define FM_H
 
@@ -106,10 +106,8 @@ size_t fm_pool_size(fm_pool *p);
 size_t fm_pool_peak(fm_pool *p);
 /* The function this pool serves. */
 const fm_function_cfg *fm_pool_function(const fm_pool *p);
-/* Name of a borrowed instance (for logs and tests). */
-const char *fm_instance_name(const fm_instance *in);
 
-/* ---- one invocation (call.c) ------------------------------------------------------------ */
+/* ---- one invocation (invoke.c, error_json.c) ---------------------------------------------- */
 
 /* Calls in's function up to `attempts` times (at least once) until one succeeds. A message
  * too large for the function fails at once, without an instance. 0 with out filled; -1 with

@@ -39,11 +39,6 @@ struct fm_pool {
     pthread_t evictor;
 };
 
-const char *fm_instance_name(const fm_instance *in)
-{
-    return in->name;
-}
-
 const fm_function_cfg *fm_pool_function(const fm_pool *p)
 {
     return p->cfg;

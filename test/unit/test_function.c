@@ -390,9 +390,11 @@ static void test_unavailable(void **state)
     assert_true(now_ms() - t0 >= 290);
     bt_fn_client_free(c);
 
-    /* call_once waits for the server until its timeout, then reports it unavailable. */
-    assert_int_equal(bt_fn_call_once(addr, &in, &out, 300, err, sizeof err),
-                     BT_FN_EUNAVAILABLE);
+    /* wait_for_ready waits for the server until the timeout, then reports it unavailable. */
+    bt_fn_client_options wait = {.timeout_ms = 300, .wait_for_ready = true};
+    c = client(addr, &wait);
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_EUNAVAILABLE);
+    bt_fn_client_free(c);
 }
 
 /* Starts a server on a given port after a delay. */
@@ -427,7 +429,10 @@ static void test_wait_for_server(void **state)
     assert_same(&in, &out);
     bt_fn_msg_clear(&out);
     bt_fn_client_free(c);
-    assert_int_equal(bt_fn_call_once(l.addr, &in, &out, 3000, err, sizeof err), BT_FN_OK);
+    bt_fn_client_options wait = {.timeout_ms = 3000, .wait_for_ready = true};
+    c = client(l.addr, &wait);
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_OK);
+    bt_fn_client_free(c);
     assert_same(&in, &out);
     bt_fn_msg_clear(&out);
     bt_fn_server_stop(l.srv);

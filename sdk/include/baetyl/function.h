@@ -114,11 +114,6 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
 /* Frees a client (NULL is fine). No call may be running on it. */
 void bt_fn_client_free(bt_fn_client *c);
 
-/* One call on a fresh insecure connection that waits for the server up to timeout_ms
- * (<= 0 = 30 s): `call(address, msg, timeout)`. Returns like bt_fn_call. */
-int bt_fn_call_once(const char *address, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
-                    char *err, size_t errlen);
-
 /* ---- server ------------------------------------------------------------------------------ */
 
 typedef struct bt_fn_server bt_fn_server;

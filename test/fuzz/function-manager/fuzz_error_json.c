@@ -1,4 +1,4 @@
-/* libFuzzer target for the function-manager's error JSON (function-manager/call.c): the
+/* libFuzzer target for the function-manager's error JSON (function-manager/error_json.c): the
  * input is split at its first two '\n' into a topic, an error text (both may hold any bytes,
  * invalid UTF-8 included: a runtime's error text is not ours) and a payload. The result must
  * always be a JSON object whose Payload decodes back to the payload bytes and whose other
