@@ -34,6 +34,7 @@ static const bt_cfg_field rule_fields[] = {
     BT_FIELD(fm_rule_cfg, publish, "publish", BT_CFG_STRUCT, .sub = &publish_schema),
     BT_FIELD(fm_rule_cfg, retry_max, "retry.max", BT_CFG_INT, .def = "3",
              .flags = BT_CFG_RANGE, .min = 0, .max = 100),
+    BT_FIELD(fm_rule_cfg, deadletter, "deadletter", BT_CFG_STRING, .check = check_topic_name),
     {0}};
 static const bt_cfg_schema rule_schema = {sizeof(fm_rule_cfg), rule_fields, NULL};
 

@@ -6,8 +6,14 @@
  * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
  * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), with
  * the SDK's ack token, which acknowledges nothing once its connection ended: the hub then
- * sends the message again and that copy is the one acknowledged. QoS 0 input waits in a bounded queue (the hub does not
- * bound what it sends at QoS 0); when that is full new QoS 0 messages are dropped, logged. */
+ * sends the message again and that copy is the one acknowledged. QoS 0 input waits in a
+ * bounded queue (the hub does not bound what it sends at QoS 0); when that is full new QoS 0
+ * messages are dropped, logged.
+ *
+ * No input may block the rule: a result over the hub's message.length.max (which would make
+ * the hub close the connection, and a QoS 1 input come back forever) and the error JSON of a
+ * failed call are replaced or cut to fit; the input is then acknowledged, counted and, when
+ * the rule has a `deadletter` topic, parked there as it came. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +25,8 @@
 #define QOS0_QUEUE_MAX 10000
 #define QOS0_QUEUE_BYTES ((size_t)64 << 20)
 #define DROP_LOG_EVERY_MS 10000
+/* An error that replaces an oversized result stays short: the input is cut to fit. */
+#define SHORT_ERROR_MAX 1024
 
 typedef struct fm_item {
     struct fm_item *next;
@@ -42,8 +50,8 @@ struct fm_rule {
     size_t nworkers;
     fm_fatal_fn fatal;
     void *fatal_arg;
-    unsigned long long dropped;
     int64_t drop_logged;
+    fm_rule_stats st; /* [mu] */
 };
 
 static void ack(fm_rule *r, bt_mqtt_ack_token token)
@@ -97,12 +105,12 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
         return; /* not acknowledged: sent again after the restart */
     }
     if (m->qos == 0 && (r->q0len >= QOS0_QUEUE_MAX || r->q0bytes + size > QOS0_QUEUE_BYTES)) {
-        r->dropped++;
+        r->st.dropped++;
         int64_t now = bt_now_ms();
         if (now - r->drop_logged >= DROP_LOG_EVERY_MS) {
             r->drop_logged = now;
             char n[32];
-            snprintf(n, sizeof n, "%llu", r->dropped);
+            snprintf(n, sizeof n, "%llu", r->st.dropped);
             bt_logkv(BT_LOG_WARN, "rule queue full: QoS 0 messages dropped", "rule",
                      r->clientid, "dropped", n, NULL);
         }
@@ -138,6 +146,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     };
 
     pthread_mutex_lock(&r->mu);
+    r->st.received++;
     if (m->qos == 0) {
         r->q0len++;
         r->q0bytes += size;
@@ -151,7 +160,56 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Calls, publishes the result (or the error JSON), acknowledges. */
+/* Adds one to the counter at *n and logs what happened with the new total ([mu] taken). */
+static void count(fm_rule *r, unsigned long long *n, bt_log_level lvl, const char *what,
+                  const fm_item *it, const char *why)
+{
+    pthread_mutex_lock(&r->mu);
+    unsigned long long total = ++*n;
+    pthread_mutex_unlock(&r->mu);
+    char t[32];
+    snprintf(t, sizeof t, "%llu", total);
+    bt_logkv(lvl, what, "rule", r->clientid, "function", r->cfg->function, "invokeid",
+             it->invoke_id, "error", why, "total", t, NULL);
+}
+
+/* Publishes one message for the input; `ack` (zero: none) acknowledges the input once the
+ * hub has it (PUBACK of a QoS 1 publish, at once for QoS 0). A message the client refuses
+ * (over the hub's limit…) is logged, counted and the input acknowledged all the same: it
+ * would be refused again on every redelivery. */
+static int send(fm_rule *r, const fm_item *it, const char *topic, const void *payload,
+                size_t len, int qos, bt_mqtt_ack_token token)
+{
+    bt_mqtt_ack_token *tag = NULL;
+    if (qos == 1 && token.v) {
+        if (!(tag = malloc(sizeof *tag))) {
+            /* unacknowledged: the hub sends the input again after a reconnect */
+            bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
+                     r->clientid, NULL);
+            return BT_MQTT_ENOMEM;
+        }
+        *tag = token;
+    }
+    char perr[256];
+    int prc = bt_mqtt_client_publish_wait(r->cli, topic, payload, len, qos, false, tag, -1,
+                                          perr, sizeof perr);
+    if (prc == BT_MQTT_OK) {
+        if (!tag)
+            ack(r, token);
+        return prc;
+    }
+    free(tag); /* refused: no completion will come */
+    if (prc == BT_MQTT_ESTOPPED)
+        return prc; /* stopping: a QoS 1 input stays unacknowledged */
+    char why[512];
+    snprintf(why, sizeof why, "topic (%s): %s", topic, perr);
+    count(r, &r->st.refused, BT_LOG_ERROR, "message not published", it, why);
+    ack(r, token);
+    return prc;
+}
+
+/* Calls, publishes the result (or a bounded error JSON, and parks the input on the dead-letter
+ * topic when the rule has one), acknowledges. */
 static void process(fm_rule *r, fm_item *it)
 {
     const fm_rule_cfg *rc = r->cfg;
@@ -160,10 +218,12 @@ static void process(fm_rule *r, fm_item *it)
     int rv = fm_invoke(r->pool, &it->msg, rc->retry_max, &out, err, sizeof err);
     if (rv == -2)
         return; /* stopping: a QoS 1 input stays unacknowledged */
+    int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
+    size_t room = bt_mqtt_client_payload_max(r->cli, rc->publish.topic, qos);
     const void *payload = NULL;
     size_t len = 0;
     char *ej = NULL;
-    if (rv == 0) {
+    if (rv == 0 && out.payload_len <= room) {
         payload = out.payload;
         len = out.payload_len;
         if (bt_log_enabled(BT_LOG_DEBUG)) {
@@ -173,47 +233,39 @@ static void process(fm_rule *r, fm_item *it)
                      it->invoke_id, "result_bytes", n, NULL);
         }
     } else {
-        bt_logkv(BT_LOG_ERROR, "function failed", "rule", r->clientid, "function", rc->function,
-                 "invokeid", it->invoke_id, "error", err, NULL);
-        ej = fm_error_json(&it->msg, err, &len);
+        if (rv == 0) {
+            /* The hub would close the connection for it, and a QoS 1 input would come back
+             * forever: a short error takes its place. */
+            snprintf(err, sizeof err,
+                     "result too large: %zu bytes, the hub takes at most %zu on topic (%s) "
+                     "(hub.message.length.max)",
+                     out.payload_len, room, rc->publish.topic);
+            count(r, &r->st.oversized, BT_LOG_ERROR, "function result too large", it, err);
+        } else {
+            count(r, &r->st.failed, BT_LOG_ERROR, "function failed", it, err);
+        }
+        ej = fm_error_json(&it->msg, err, rv == 0 && room > SHORT_ERROR_MAX ? SHORT_ERROR_MAX
+                                                                            : room, &len);
         if (!ej) {
             bt_logkv(BT_LOG_ERROR, "out of memory: error message not published", "rule",
                      r->clientid, NULL);
+            bt_fn_msg_clear(&out);
             return;
         }
         payload = ej;
     }
-    if (len == 0) {
-        ack(r, it->ack); /* an empty result publishes nothing */
-    } else {
-        int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
-        bt_mqtt_ack_token *tag = NULL;
-        if (qos == 1 && it->ack.v) {
-            tag = malloc(sizeof *tag);
-            if (!tag) {
-                bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
-                         r->clientid, NULL);
-                free(ej);
-                bt_fn_msg_clear(&out);
-                return;
-            }
-            *tag = it->ack;
-        }
-        char perr[256];
-        int prc = bt_mqtt_client_publish_wait(r->cli, rc->publish.topic, payload, len, qos,
-                                              false, tag, -1, perr, sizeof perr);
-        if (prc != BT_MQTT_OK) {
-            free(tag); /* refused: no completion will come */
-            if (prc != BT_MQTT_ESTOPPED) {
-                /* A result that can never be published (too large for MQTT…): acknowledged,
-                 * so that the input does not come back forever. */
-                bt_logkv(BT_LOG_ERROR, "failed to publish a result", "rule", r->clientid,
-                         "topic", rc->publish.topic, "error", perr, NULL);
-                ack(r, it->ack);
-            }
-        } else if (qos == 0) {
-            ack(r, it->ack);
-        }
+    bool park = ej && rc->deadletter && *rc->deadletter;
+    bt_mqtt_ack_token none = {0};
+    if (len > 0) /* an empty result publishes nothing */
+        send(r, it, rc->publish.topic, payload, len, qos, park ? none : it->ack);
+    if (park) {
+        /* the input as it came, for whoever investigates or replays it */
+        if (send(r, it, rc->deadletter, it->msg.payload, it->msg.payload_len,
+                 (int)it->msg.qos, it->ack) == BT_MQTT_OK)
+            count(r, &r->st.parked, BT_LOG_WARN, "input parked on the dead-letter topic", it,
+                  rc->deadletter);
+    } else if (len == 0) {
+        ack(r, it->ack);
     }
     free(ej);
     bt_fn_msg_clear(&out);
@@ -262,6 +314,8 @@ fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, si
     pthread_cond_init(&r->cv, NULL);
 
     bt_mqtt_client_config cc = *hub; /* shallow: the client copies what it keeps */
+    if (cc.message_max <= 0)
+        cc.message_max = FM_HUB_MESSAGE_MAX_DEFAULT;
     bt_mqtt_topic_info sub = rc->subscribe;
     cc.clientid = r->clientid;
     cc.subscriptions.n = 1;
@@ -321,6 +375,27 @@ void fm_rule_stop(fm_rule *r)
         bt_mqtt_client_stop(r->cli);
 }
 
+void fm_rule_get_stats(fm_rule *r, fm_rule_stats *out)
+{
+    pthread_mutex_lock(&r->mu);
+    *out = r->st;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* One line with what the rule did, for whoever reads the log after a stop. */
+static void log_totals(fm_rule *r)
+{
+    fm_rule_stats st;
+    fm_rule_get_stats(r, &st);
+    char v[6][24];
+    unsigned long long n[6] = {st.received, st.failed, st.oversized, st.parked, st.refused,
+                               st.dropped};
+    for (int i = 0; i < 6; i++)
+        snprintf(v[i], sizeof v[i], "%llu", n[i]);
+    bt_logkv(BT_LOG_INFO, "rule totals", "rule", r->clientid, "received", v[0], "failed", v[1],
+             "oversized", v[2], "parked", v[3], "refused", v[4], "dropped", v[5], NULL);
+}
+
 void fm_rule_free(fm_rule *r)
 {
     if (!r)
@@ -328,6 +403,8 @@ void fm_rule_free(fm_rule *r)
     fm_rule_stop(r);
     for (size_t i = 0; i < r->nworkers; i++)
         pthread_join(r->workers[i], NULL);
+    if (r->workers)
+        log_totals(r);
     free(r->workers);
     bt_mqtt_client_destroy(r->cli); /* no callback runs after this */
     while (r->head) {

@@ -286,6 +286,44 @@ static void test_queue_bounds_and_cancel(void **state)
     assert_int_equal(n.tags, 111);
 }
 
+/* message.length.max: publishes the broker would refuse (closing the connection) are
+ * refused here, with the limit named; the payload room follows from topic and QoS. */
+static void test_message_length_max(void **state)
+{
+    module_cfg m;
+    assert_int_equal(load(&m, "hub:\n  address: tcp://h\n"), 0);
+    assert_int_equal(m.hub.message_max, 0);
+    bt_cfg_free(&module_schema, &m);
+    assert_int_equal(load(&m, "hub:\n  address: tcp://h\n  message: {length: {max: 32k}}\n"), 0);
+    assert_int_equal(m.hub.message_max, 32768);
+    bt_cfg_free(&module_schema, &m);
+    expect_error("hub:\n  address: tcp://h\n  message: {length: {max: 300m}}\n",
+                 "hub.message.length.max");
+
+    bt_mqtt_client_config c;
+    base_cfg(&c, "tcp://127.0.0.1:1", 10);
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 1), SIZE_MAX);
+    bt_mqtt_client_destroy(cl);
+    c.message_max = 20;
+    cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 1), 15); /* 20 - 2 - 1 - 2 */
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 0), 17);
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "a/very/long/topic/name", 1), 0);
+    char payload[32] = {0};
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 15, 1, false, NULL, err,
+                                            sizeof err),
+                     BT_MQTT_OK);
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 16, 1, false, NULL, err,
+                                            sizeof err),
+                     BT_MQTT_EINVAL);
+    assert_non_null(strstr(err, "message too large: 21 bytes, the broker takes at most 20"));
+    assert_int_equal(bt_mqtt_client_pending(cl), 1);
+    bt_mqtt_client_destroy(cl);
+}
+
 static void test_subscriptions_bookkeeping(void **state)
 {
     bt_mqtt_client_config c;
@@ -529,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_topics),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_queue_bounds_and_cancel),
+        cmocka_unit_test(test_message_length_max),
         cmocka_unit_test(test_subscriptions_bookkeeping),
         cmocka_unit_test(test_unreachable_stops_promptly),
         cmocka_unit_test(test_ack_token_stale_after_reconnect),

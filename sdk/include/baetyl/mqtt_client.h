@@ -71,6 +71,8 @@ typedef struct {
     int64_t keepalive;      /* ms, 10m (0 = no keepalive) */
     long buffersize;        /* 10: outgoing publishes held at most */
     bool validatesubs;      /* false; true: a refused subscription stops the client */
+    int64_t message_max;    /* message.length.max: the broker's limit on a packet's remaining
+                             * length (the hub's own setting; 0 = unknown: not checked) */
     bt_cfg_list subscriptions; /* of bt_mqtt_topic_info, subscribed at every connect */
 } bt_mqtt_client_config;
 
@@ -143,7 +145,9 @@ void bt_mqtt_client_destroy(bt_mqtt_client *c);
 
 /* Queues a PUBLISH (qos 0 or 1) of payload[0..len) to topic (a name: no wildcards).
  * Returns BT_MQTT_OK, BT_MQTT_EFULL, BT_MQTT_ESTOPPED, BT_MQTT_EINVAL or BT_MQTT_ENOMEM,
- * with err for the errors. on_publish_complete gets tag once the call returned OK. */
+ * with err for the errors. on_publish_complete gets tag once the call returned OK. A
+ * message over message.length.max is refused (EINVAL): a broker would close the connection
+ * for it, and a QoS 1 one would be resent, and refused, after every reconnect. */
 int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload,
                            size_t len, int qos, bool retain, void *tag, char *err,
                            size_t errlen);
@@ -152,6 +156,9 @@ int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *pay
 int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void *payload,
                                 size_t len, int qos, bool retain, void *tag,
                                 int64_t timeout_ms, char *err, size_t errlen);
+/* The largest payload a PUBLISH to topic at qos may carry under message.length.max
+ * (SIZE_MAX when no limit is set; 0 when not even the topic fits). */
+size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos);
 /* Acknowledges the inbound QoS 1 delivery of token (the PUBACK goes out from the client's
  * thread). BT_MQTT_EINVAL, and nothing sent, when that delivery waits no more: acked
  * already, auto_ack, a zero token, or a connection that has since ended (the broker of a

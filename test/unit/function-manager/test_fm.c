@@ -174,7 +174,8 @@ static void test_error_json(void **state)
                    .payload_len = 8, .timestamp = 1569247749, .function_name = "sayhi",
                    .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"};
     size_t len = 0;
-    char *s = fm_error_json(&m, "rpc error: code = Unknown desc = [UserCodeInvoke] boom", &len);
+    char *s = fm_error_json(&m, "rpc error: code = Unknown desc = [UserCodeInvoke] boom",
+                            SIZE_MAX, &len);
     assert_non_null(s);
     assert_int_equal(len, strlen(s));
     assert_string_equal(
@@ -186,7 +187,7 @@ static void test_error_json(void **state)
 
     /* empty payload, binary payload, an error text that is not UTF-8 */
     m.payload_len = 0;
-    s = fm_error_json(&m, "bad \xff\xfe text \xe2\x82", &len);
+    s = fm_error_json(&m, "bad \xff\xfe text \xe2\x82", SIZE_MAX, &len);
     assert_non_null(s);
     json_error_t je;
     json_t *j = json_loads(s, 0, &je);
@@ -197,8 +198,42 @@ static void test_error_json(void **state)
     free(s);
     m.payload = (uint8_t *)"\x00\xff\x01";
     m.payload_len = 3;
-    s = fm_error_json(&m, "x", &len);
+    s = fm_error_json(&m, "x", SIZE_MAX, &len);
     assert_non_null(strstr(s, "\"Payload\":\"AP8B\""));
+    free(s);
+}
+
+/* Over the limit: the error text is cut and only the first bytes of the input that fit are
+ * embedded, flagged with the input's size; the invoke id still names the call. */
+static void test_error_json_bounded(void **state)
+{
+    static uint8_t big[40000];
+    memset(big, 'a', sizeof big);
+    static char longerr[3000];
+    memset(longerr, 'e', sizeof longerr - 1);
+    bt_fn_msg m = {.id = 7, .qos = 1, .topic = "t", .payload = big, .payload_len = sizeof big,
+                   .timestamp = 1, .function_name = "f", .function_invoke_id = "id-1"};
+    size_t len = 0;
+    char *s = fm_error_json(&m, longerr, 1024, &len);
+    assert_non_null(s);
+    assert_true(len <= 1024);
+    assert_true(len > 900); /* as much input as fits */
+    json_error_t je;
+    json_t *j = json_loads(s, 0, &je);
+    assert_non_null(j);
+    json_t *fm = json_object_get(j, "functionMessage");
+    assert_true(json_is_true(json_object_get(fm, "PayloadTruncated")));
+    assert_int_equal(json_integer_value(json_object_get(fm, "PayloadSize")), sizeof big);
+    assert_string_equal(json_string_value(json_object_get(fm, "FunctionInvokeID")), "id-1");
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "errorMessage"))),
+                     FM_ERROR_TEXT_MAX);
+    json_decref(j);
+    free(s);
+    /* under the limit: whole, as before */
+    m.payload_len = 10;
+    s = fm_error_json(&m, "x", 1024, &len);
+    assert_null(strstr(s, "PayloadTruncated"));
+    assert_non_null(strstr(s, "\"Payload\":\"YWFhYWFhYWFhYQ==\""));
     free(s);
 }
 
@@ -590,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_uuid4),
         cmocka_unit_test(test_error_json),
+        cmocka_unit_test(test_error_json_bounded),
         cmocka_unit_test_setup_teardown(test_pool_reuses_one_instance, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_failed_call_destroys_the_instance, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_invoke_retries_in_all, pool_setup, pool_teardown),
