@@ -359,6 +359,8 @@ def test_oversized_result_does_not_jam_the_rule(app):
     totals = [ln for ln in a.fm_log().splitlines() if 'msg="rule totals"' in ln]
     assert any("rule=r-big-in " in ln and "oversized=1 parked=1" in ln for ln in totals), totals
     assert any("rule=r-big-in0 " in ln and "oversized=1 parked=0" in ln for ln in totals), totals
+    fn_totals = [ln for ln in a.fm_log().splitlines() if 'msg="function totals"' in ln]
+    assert any("function=big " in ln and "peak=1" in ln for ln in fn_totals), fn_totals
 
 
 def test_oversized_result_with_the_hubs_default_limit(app):
