@@ -173,12 +173,12 @@ static void count(fm_rule *r, unsigned long long *n, bt_log_level lvl, const cha
              it->invoke_id, "error", why, "total", t, NULL);
 }
 
-/* Publishes one message for the input; `ack` (zero: none) acknowledges the input once the
+/* Publishes one message for the input; token (zero: none) acknowledges the input once the
  * hub has it (PUBACK of a QoS 1 publish, at once for QoS 0). A message the client refuses
  * (over the hub's limit…) is logged, counted and the input acknowledged all the same: it
  * would be refused again on every redelivery. */
-static int send(fm_rule *r, const fm_item *it, const char *topic, const void *payload,
-                size_t len, int qos, bt_mqtt_ack_token token)
+static int publish_for(fm_rule *r, const fm_item *it, const char *topic, const void *payload,
+                       size_t len, int qos, bt_mqtt_ack_token token)
 {
     bt_mqtt_ack_token *tag = NULL;
     if (qos == 1 && token.v) {
@@ -257,11 +257,11 @@ static void process(fm_rule *r, fm_item *it)
     bool park = ej && rc->deadletter && *rc->deadletter;
     bt_mqtt_ack_token none = {0};
     if (len > 0) /* an empty result publishes nothing */
-        send(r, it, rc->publish.topic, payload, len, qos, park ? none : it->ack);
+        publish_for(r, it, rc->publish.topic, payload, len, qos, park ? none : it->ack);
     if (park) {
         /* the input as it came, for whoever investigates or replays it */
-        if (send(r, it, rc->deadletter, it->msg.payload, it->msg.payload_len,
-                 (int)it->msg.qos, it->ack) == BT_MQTT_OK)
+        if (publish_for(r, it, rc->deadletter, it->msg.payload, it->msg.payload_len,
+                        (int)it->msg.qos, it->ack) == BT_MQTT_OK)
             count(r, &r->st.parked, BT_LOG_WARN, "input parked on the dead-letter topic", it,
                   rc->deadletter);
     } else if (len == 0) {
