@@ -205,17 +205,23 @@ class FakeBroker:
                     pass
 
 
-@pytest.fixture
-def fake():
+def closing(cls):
+    """The body of a factory fixture: yields make(*a, **kw) -> cls(*a, **kw); everything made
+    is closed at teardown."""
     made = []
 
     def make(*a, **kw):
-        b = FakeBroker(*a, **kw)
-        made.append(b)
-        return b
+        x = cls(*a, **kw)
+        made.append(x)
+        return x
     yield make
-    for b in made:
-        b.close()
+    for x in made:
+        x.close()
+
+
+@pytest.fixture
+def fake():
+    yield from closing(FakeBroker)
 
 
 # ---- real peers: mosquitto, paho clients, the modules --------------------------------------
@@ -338,15 +344,7 @@ class Paho:
 
 @pytest.fixture
 def paho():
-    made = []
-
-    def make(*a, **kw):
-        c = Paho(*a, **kw)
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.close()
+    yield from closing(Paho)
 
 
 def flowing(pub, sub, topic, timeout=20):

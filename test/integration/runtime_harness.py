@@ -132,7 +132,38 @@ def functions_yaml(functions):
     return "\n".join(out) + "\n"
 
 
-class Runtime:
+class _Process:
+    """What the runtime classes share: a process whose stdout+stderr go to self.out."""
+
+    def _launch(self, cmd, port=None, what="runtime did not listen"):
+        self.outf = open(self.out, "ab")
+        self.proc = self.procs.start(cmd, cwd=self.dir, env=self.env, stdout=self.outf,
+                                     stderr=subprocess.STDOUT)
+        if port is not None:
+            try:
+                wait_port(port, timeout=20)
+            except AssertionError:
+                raise AssertionError(f"{what}: {self.output()}") from None
+        return self
+
+    def wait_exit(self, timeout=20):
+        """Exit code of a runtime expected to stop by itself (e.g. a config error)."""
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.outf.close()
+
+    def _stop(self, sig):
+        rc = self.procs.stop(self.proc, sig)
+        self.outf.close()
+        return rc
+
+    def output(self):
+        with open(self.out, errors="replace") as f:
+            return f.read()
+
+
+class Runtime(_Process):
     """One runtime process (python|node) run from the source tree, with cwd = a work dir
     holding etc/baetyl/service.yml; its stdout+stderr go to output.log there."""
 
@@ -161,15 +192,7 @@ class Runtime:
         self.client = None
 
     def start(self, args=(), wait=True, port=None):
-        self.outf = open(self.out, "ab")
-        self.proc = self.procs.start([RUNTIMES[self.kind], *args], cwd=self.dir, env=self.env,
-                                     stdout=self.outf, stderr=subprocess.STDOUT)
-        if wait:
-            try:
-                wait_port(port or self.port, timeout=20)
-            except AssertionError:
-                raise AssertionError(f"runtime did not listen: {self.output()}") from None
-        return self
+        return self._launch([RUNTIMES[self.kind], *args], (port or self.port) if wait else None)
 
     def connect(self, address=None, **kw):
         self.client = Client(address or self.address, **kw)
@@ -180,23 +203,10 @@ class Runtime:
             self.connect()
         return self.client.call(function, payload, **kw)
 
-    def wait_exit(self, timeout=20):
-        """Exit code of a runtime expected to stop by itself (e.g. a config error)."""
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.outf.close()
-
     def stop(self, sig=signal.SIGTERM):
         if self.client:
             self.client.close()
-        rc = self.procs.stop(self.proc, sig)
-        self.outf.close()
-        return rc
-
-    def output(self):
-        with open(self.out, errors="replace") as f:
-            return f.read()
+        return self._stop(sig)
 
     def wait_output(self, text, timeout=10):
         return wait_for(lambda: text in self.output(), timeout, what=repr(text))
@@ -220,8 +230,9 @@ def yaml_of(conf):
     return json.dumps(conf, indent=1, ensure_ascii=False) + "\n"
 
 
-class Rt:
-    """One runtime process with cwd = its work dir; stdout+stderr in output.log there."""
+class Rt(_Process):
+    """One runtime process (python|node|sql) with cwd = its work dir; stdout+stderr in
+    output.log there."""
 
     def __init__(self, procs, kind, workdir, config_text, env=None,
                  conf_rel=os.path.join("etc", "baetyl", "service.yml")):
@@ -239,39 +250,19 @@ class Rt:
 
     def start(self, args=(), port=None):
         """Starts the process; with port, waits until it listens there."""
-        self.outf = open(self.out, "ab")
-        self.proc = self.procs.start(command(self.kind) + list(args), cwd=self.dir,
-                                     env=self.env, stdout=self.outf, stderr=subprocess.STDOUT)
-        if port is not None:
-            try:
-                wait_port(port, timeout=20)
-            except AssertionError:
-                raise AssertionError(f"{self.kind} did not listen on {port}: "
-                                     f"{self.output()}") from None
-        return self
+        return self._launch(command(self.kind) + list(args), port,
+                            f"{self.kind} did not listen on {port}")
 
     def client(self, port, **kw):
         c = Client(f"127.0.0.1:{port}", **kw)
         self.clients.append(c)
         return c
 
-    def wait_exit(self, timeout=20):
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.outf.close()
-
     def stop(self, sig=signal.SIGTERM):
         for c in self.clients:
             c.close()
         self.clients = []
-        rc = self.procs.stop(self.proc, sig)
-        self.outf.close()
-        return rc
-
-    def output(self):
-        with open(self.out, errors="replace") as f:
-            return f.read()
+        return self._stop(sig)
 
 
 def assert_clean_exit(r):
