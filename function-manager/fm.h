@@ -157,8 +157,6 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen);
 /* Stops taking messages and disconnects; workers finish the call in progress. Queued
  * messages are dropped (a QoS 1 one is not acknowledged, so the hub sends it again). */
 void fm_rule_stop(fm_rule *r);
-/* Copies the rule's counters. */
-void fm_rule_get_stats(fm_rule *r, fm_rule_stats *out);
 /* Stops (if needed), joins the workers, logs the rule's totals and frees it. NULL is fine. */
 void fm_rule_free(fm_rule *r);
 

@@ -375,18 +375,12 @@ void fm_rule_stop(fm_rule *r)
         bt_mqtt_client_stop(r->cli);
 }
 
-void fm_rule_get_stats(fm_rule *r, fm_rule_stats *out)
-{
-    pthread_mutex_lock(&r->mu);
-    *out = r->st;
-    pthread_mutex_unlock(&r->mu);
-}
-
 /* One line with what the rule did, for whoever reads the log after a stop. */
 static void log_totals(fm_rule *r)
 {
-    fm_rule_stats st;
-    fm_rule_get_stats(r, &st);
+    pthread_mutex_lock(&r->mu);
+    fm_rule_stats st = r->st;
+    pthread_mutex_unlock(&r->mu);
     char v[6][24];
     unsigned long long n[6] = {st.received, st.failed, st.oversized, st.parked, st.refused,
                                st.dropped};
