@@ -34,6 +34,7 @@ static const bt_cfg_field rule_fields[] = {
     BT_FIELD(fm_rule_cfg, publish, "publish", BT_CFG_STRUCT, .sub = &publish_schema),
     BT_FIELD(fm_rule_cfg, retry_max, "retry.max", BT_CFG_INT, .def = "3",
              .flags = BT_CFG_RANGE, .min = 0, .max = 100),
+    BT_FIELD(fm_rule_cfg, deadletter, "deadletter", BT_CFG_STRING, .check = check_topic_name),
     {0}};
 static const bt_cfg_schema rule_schema = {sizeof(fm_rule_cfg), rule_fields, NULL};
 
@@ -43,6 +44,10 @@ static int function_check(void *obj, char *err, size_t errlen)
     if (f->min > f->max) {
         snprintf(err, errlen, "instance.min (%ld) is greater than instance.max (%ld)", f->min,
                  f->max);
+        return -1;
+    }
+    if (f->call.backoff_max < 1) { /* 0 would restart a failing runtime in a tight loop */
+        snprintf(err, errlen, "backoff.max: at least 1ms is expected");
         return -1;
     }
     return 0;
@@ -62,12 +67,8 @@ static const bt_cfg_field function_fields[] = {
     /* a floor, so that a tiny value cannot turn the evictor into a busy loop */
     BT_FIELD(fm_function_cfg, evicttime, "instance.evicttime", BT_CFG_DURATION, .def = "1m",
              .flags = BT_CFG_RANGE, .min = 10, .max = 31536000000.0),
-    BT_FIELD(fm_function_cfg, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
-             .flags = BT_CFG_RANGE, .min = 64, .max = 2147483647),
-    BT_FIELD(fm_function_cfg, backoff_max, "backoff.max", BT_CFG_DURATION, .def = "1m",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 86400000),
-    BT_FIELD(fm_function_cfg, timeout, "timeout", BT_CFG_DURATION, .def = "30s",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 86400000),
+    BT_FIELD(fm_function_cfg, call, "", BT_CFG_STRUCT, .flags = BT_CFG_INLINE,
+             .sub = &bt_fn_client_schema),
     {0}};
 static const bt_cfg_schema function_schema = {sizeof(fm_function_cfg), function_fields,
                                               function_check};

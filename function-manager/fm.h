@@ -1,7 +1,7 @@
 /* baetyl-function-manager internals (SPEC §12): the config (config.c), instances started
  * through the master (instance.c), a pool of instances per function (pool.c), one call with
- * its retries and the error JSON (call.c), one MQTT rule (rule.c) and the optional gRPC
- * server (server.c). main.c wires them together. */
+ * its retries (invoke.c), the error JSON (error_json.c), one MQTT rule (rule.c) and the
+ * optional gRPC server (server.c). main.c wires them together. */
 #ifndef FM_H
 #define FM_H
 
@@ -25,6 +25,7 @@ typedef struct {
     char *function;              /* function.name */
     bt_mqtt_topic_info publish;  /* a topic name: no wildcards */
     long retry_max;              /* attempts in all (0 counts as 1) */
+    char *deadletter;            /* topic name: inputs that failed are parked there (NULL) */
 } fm_rule_cfg;
 
 typedef struct {
@@ -33,9 +34,7 @@ typedef struct {
     long min, max;               /* instance.min 0..100, instance.max 1..100 */
     int64_t idletime;            /* ms */
     int64_t evicttime;           /* ms */
-    int64_t message_max;         /* bytes, both ways */
-    int64_t backoff_max;         /* ms: longest wait between failed instance starts */
-    int64_t timeout;             /* ms: dial and call deadline */
+    bt_fn_client_config call;    /* message.length.max, backoff.max, timeout */
 } fm_function_cfg;
 
 typedef struct {
@@ -108,27 +107,42 @@ size_t fm_pool_size(fm_pool *p);
 size_t fm_pool_peak(fm_pool *p);
 /* The function this pool serves. */
 const fm_function_cfg *fm_pool_function(const fm_pool *p);
-/* Name of a borrowed instance (for logs and tests). */
-const char *fm_instance_name(const fm_instance *in);
 
-/* ---- one invocation (call.c) ------------------------------------------------------------ */
+/* ---- one invocation (invoke.c, error_json.c) ---------------------------------------------- */
 
-/* The exact protobuf size of m as a FunctionMessage (what gRPC's size limits count). */
-size_t fm_encoded_size(const bt_fn_msg *m);
 /* Calls in's function up to `attempts` times (at least once) until one succeeds. A message
  * too large for the function fails at once, without an instance. 0 with out filled; -1 with
  * err (the last failure's text); -2 when the pool closed meanwhile (nothing to publish). */
 int fm_invoke(fm_pool *p, const bt_fn_msg *in, long attempts, bt_fn_msg *out, char *err,
               size_t errlen);
+/* Error text kept in an error JSON that had to be shortened. */
+#define FM_ERROR_TEXT_MAX 512
 /* The error JSON published after the last failure:
  * {"errorMessage":err,"errorType":"*errors.Err","functionMessage":{ID,QOS,Topic,
- * Payload (base64),Timestamp,FunctionName,FunctionInvokeID}}. malloc'd text, NULL when out
- * of memory; *len gets its length. */
-char *fm_error_json(const bt_fn_msg *in, const char *err, size_t *len);
+ * Payload (base64),Timestamp,FunctionName,FunctionInvokeID}}. When that is longer than max
+ * bytes, err is cut to FM_ERROR_TEXT_MAX bytes and Payload holds only the first bytes of the
+ * input that fit, with "PayloadTruncated":true and "PayloadSize" (the input's size); it may
+ * still exceed a max too small for the other fields. malloc'd text, NULL when out of memory;
+ * *len gets its length. */
+char *fm_error_json(const bt_fn_msg *in, const char *err, size_t max, size_t *len);
 
 /* ---- rules (rule.c) --------------------------------------------------------------------- */
 
 typedef struct fm_rule fm_rule;
+
+/* The hub's own default message.length.max (SPEC §11): what a rule assumes the hub takes
+ * when hub.message.length.max is not set. */
+#define FM_HUB_MESSAGE_MAX_DEFAULT (32 * 1024)
+
+/* What a rule did since it started. */
+typedef struct {
+    unsigned long long received;  /* inputs taken from the hub */
+    unsigned long long failed;    /* calls that failed every attempt: error JSON instead */
+    unsigned long long oversized; /* results over the hub's limit: short error JSON instead */
+    unsigned long long parked;    /* inputs published on the dead-letter topic */
+    unsigned long long refused;   /* messages the client refused to publish (input acked) */
+    unsigned long long dropped;   /* QoS 0 inputs dropped on a full queue */
+} fm_rule_stats;
 
 /* Called when a rule's client stops for good (validatesubs and a refused subscription). */
 typedef void (*fm_fatal_fn)(void *arg, const char *why);
@@ -143,7 +157,7 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen);
 /* Stops taking messages and disconnects; workers finish the call in progress. Queued
  * messages are dropped (a QoS 1 one is not acknowledged, so the hub sends it again). */
 void fm_rule_stop(fm_rule *r);
-/* Stops (if needed), joins the workers and frees the rule. NULL is fine. */
+/* Stops (if needed), joins the workers, logs the rule's totals and frees it. NULL is fine. */
 void fm_rule_free(fm_rule *r);
 
 /* ---- gRPC server (server.c) ------------------------------------------------------------- */

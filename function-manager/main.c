@@ -35,8 +35,15 @@ static void manager_stop(manager *m)
     fm_server_stop(m->server);
     for (size_t i = 0; i < m->nrules; i++)
         fm_rule_free(m->rules[i]);
-    for (size_t i = 0; i < m->npools; i++)
+    for (size_t i = 0; i < m->npools; i++) {
+        /* the most instances ever busy or idle at once: what instance.max had to allow */
+        char n[24], peak[24];
+        snprintf(n, sizeof n, "%zu", fm_pool_size(m->pools[i]));
+        snprintf(peak, sizeof peak, "%zu", fm_pool_peak(m->pools[i]));
+        bt_logkv(BT_LOG_INFO, "function totals", "function",
+                 fm_pool_function(m->pools[i])->name, "instances", n, "peak", peak, NULL);
         fm_pool_free(m->pools[i]);
+    }
     free(m->rules);
     free(m->pools);
     fm_master_backend_free(m->backend);

@@ -39,11 +39,6 @@ struct fm_pool {
     pthread_t evictor;
 };
 
-const char *fm_instance_name(const fm_instance *in)
-{
-    return in->name;
-}
-
 const fm_function_cfg *fm_pool_function(const fm_pool *p)
 {
     return p->cfg;
@@ -96,9 +91,10 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
         free(in);
         return NULL;
     }
-    bt_fn_client_options o = {.timeout_ms = (long)f->timeout, .max_msg_size = (size_t)f->message_max};
+    bt_fn_client_options o = bt_fn_client_config_options(&f->call);
     in->client = bt_fn_client_new(in->dial, &o, why, sizeof why);
-    if (!in->client || bt_fn_client_connect(in->client, (long)f->timeout, why, sizeof why) < 0) {
+    if (!in->client ||
+        bt_fn_client_connect(in->client, (long)f->call.timeout, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to connect to instance (%s): %s", in->name, why);
         bt_fn_client_free(in->client);
         backend_stop(p, in->name, false);
@@ -155,7 +151,7 @@ static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
         return in;
     }
     release(p, id);
-    int64_t max = p->cfg->backoff_max;
+    int64_t max = p->cfg->call.backoff_max;
     p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_FIRST_MS;
     if (p->backoff > max)
         p->backoff = max;
@@ -226,7 +222,7 @@ int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, siz
     fm_instance *inst = fm_pool_get(p, err, errlen);
     if (!inst)
         return BT_FN_EUNAVAILABLE;
-    int rc = bt_fn_call_ex(inst->client, in, out, (long)p->cfg->timeout, NULL, err, errlen);
+    int rc = bt_fn_call_ex(inst->client, in, out, (long)p->cfg->call.timeout, NULL, err, errlen);
     if (rc != BT_FN_OK)
         bt_logkv(BT_LOG_WARN, "call failed", "function", p->cfg->name, "instance", inst->name,
                  "invokeid", in->function_invoke_id ? in->function_invoke_id : "", "error", err,

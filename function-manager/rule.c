@@ -4,12 +4,17 @@
  *
  * The client's callbacks run on its network thread and must not block, so messages are
  * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
- * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), and
- * only on the connection it came in on: after a reconnect the hub sends it again and that
- * copy is the one acknowledged. QoS 0 input waits in a bounded queue (the hub does not
- * bound what it sends at QoS 0); when that is full new QoS 0 messages are dropped, logged. */
+ * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), with
+ * the SDK's ack token, which acknowledges nothing once its connection ended: the hub then
+ * sends the message again and that copy is the one acknowledged. QoS 0 input waits in a
+ * bounded queue (the hub does not bound what it sends at QoS 0); when that is full new QoS 0
+ * messages are dropped, logged.
+ *
+ * No input may block the rule: a result over the hub's message.length.max (which would make
+ * the hub close the connection, and a QoS 1 input come back forever) and the error JSON of a
+ * failed call are replaced or cut to fit; the input is then acknowledged, counted and, when
+ * the rule has a `deadletter` topic, parked there as it came. */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +25,13 @@
 #define QOS0_QUEUE_MAX 10000
 #define QOS0_QUEUE_BYTES ((size_t)64 << 20)
 #define DROP_LOG_EVERY_MS 10000
+/* An error that replaces an oversized result stays short: the input is cut to fit. */
+#define SHORT_ERROR_MAX 1024
 
 typedef struct fm_item {
     struct fm_item *next;
     bt_fn_msg msg;      /* points into this allocation, and at the rule's function name */
-    uint16_t pid;       /* QoS 1: the packet id to acknowledge */
-    uint64_t gen;       /* connection it came on */
+    bt_mqtt_ack_token ack; /* QoS 1: what acknowledges it */
     size_t size;
     char invoke_id[37];
 } fm_item;
@@ -42,44 +48,33 @@ struct fm_rule {
     bool stopping;
     pthread_t *workers;
     size_t nworkers;
-    atomic_uint_fast64_t gen;
     fm_fatal_fn fatal;
     void *fatal_arg;
-    unsigned long long dropped;
     int64_t drop_logged;
+    fm_rule_stats st; /* [mu] */
 };
 
-/* What a QoS 1 output must acknowledge once the hub has PUBACKed it (the publish's tag). */
-typedef struct {
-    uint64_t gen;
-    uint16_t pid;
-} fm_ack;
-
-static void ack(fm_rule *r, uint64_t gen, uint16_t pid)
+static void ack(fm_rule *r, bt_mqtt_ack_token token)
 {
-    if (!pid)
-        return;
-    if (atomic_load(&r->gen) != gen)
-        return; /* an older connection's id: the hub sent the message again since */
-    bt_mqtt_client_ack(r->cli, pid);
+    if (token.v)
+        bt_mqtt_client_ack(r->cli, token);
 }
 
 /* Called once for every publish accepted with a tag: PUBACKed, or cancelled at stop. */
 static void on_publish_complete(bt_mqtt_client *c, void *tag, int status, void *userdata)
 {
     fm_rule *r = userdata;
-    fm_ack *a = tag;
+    bt_mqtt_ack_token *a = tag;
     if (!a)
         return;
     if (status == BT_MQTT_OK)
-        ack(r, a->gen, a->pid);
+        ack(r, *a);
     free(a);
 }
 
 static void on_connected(bt_mqtt_client *c, bool session_present, void *userdata)
 {
     fm_rule *r = userdata;
-    atomic_fetch_add(&r->gen, 1);
     bt_logkv(BT_LOG_INFO, "rule connected to the hub", "rule", r->clientid, "topic",
              r->cfg->subscribe.topic, NULL);
 }
@@ -110,12 +105,12 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
         return; /* not acknowledged: sent again after the restart */
     }
     if (m->qos == 0 && (r->q0len >= QOS0_QUEUE_MAX || r->q0bytes + size > QOS0_QUEUE_BYTES)) {
-        r->dropped++;
+        r->st.dropped++;
         int64_t now = bt_now_ms();
         if (now - r->drop_logged >= DROP_LOG_EVERY_MS) {
             r->drop_logged = now;
             char n[32];
-            snprintf(n, sizeof n, "%llu", r->dropped);
+            snprintf(n, sizeof n, "%llu", r->st.dropped);
             bt_logkv(BT_LOG_WARN, "rule queue full: QoS 0 messages dropped", "rule",
                      r->clientid, "dropped", n, NULL);
         }
@@ -138,8 +133,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     payload[m->payload_len] = 0;
     bt_uuid4(it->invoke_id);
     it->size = size;
-    it->pid = m->qos ? m->packet_id : 0;
-    it->gen = atomic_load(&r->gen);
+    it->ack = m->ack;
     it->msg = (bt_fn_msg){
         .id = m->packet_id,
         .qos = m->qos,
@@ -152,6 +146,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     };
 
     pthread_mutex_lock(&r->mu);
+    r->st.received++;
     if (m->qos == 0) {
         r->q0len++;
         r->q0bytes += size;
@@ -165,7 +160,56 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Calls, publishes the result (or the error JSON), acknowledges. */
+/* Adds one to the counter at *n and logs what happened with the new total ([mu] taken). */
+static void count(fm_rule *r, unsigned long long *n, bt_log_level lvl, const char *what,
+                  const fm_item *it, const char *why)
+{
+    pthread_mutex_lock(&r->mu);
+    unsigned long long total = ++*n;
+    pthread_mutex_unlock(&r->mu);
+    char t[32];
+    snprintf(t, sizeof t, "%llu", total);
+    bt_logkv(lvl, what, "rule", r->clientid, "function", r->cfg->function, "invokeid",
+             it->invoke_id, "error", why, "total", t, NULL);
+}
+
+/* Publishes one message for the input; token (zero: none) acknowledges the input once the
+ * hub has it (PUBACK of a QoS 1 publish, at once for QoS 0). A message the client refuses
+ * (over the hub's limit…) is logged, counted and the input acknowledged all the same: it
+ * would be refused again on every redelivery. */
+static int publish_for(fm_rule *r, const fm_item *it, const char *topic, const void *payload,
+                       size_t len, int qos, bt_mqtt_ack_token token)
+{
+    bt_mqtt_ack_token *tag = NULL;
+    if (qos == 1 && token.v) {
+        if (!(tag = malloc(sizeof *tag))) {
+            /* unacknowledged: the hub sends the input again after a reconnect */
+            bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
+                     r->clientid, NULL);
+            return BT_MQTT_ENOMEM;
+        }
+        *tag = token;
+    }
+    char perr[256];
+    int prc = bt_mqtt_client_publish_wait(r->cli, topic, payload, len, qos, false, tag, -1,
+                                          perr, sizeof perr);
+    if (prc == BT_MQTT_OK) {
+        if (!tag)
+            ack(r, token);
+        return prc;
+    }
+    free(tag); /* refused: no completion will come */
+    if (prc == BT_MQTT_ESTOPPED)
+        return prc; /* stopping: a QoS 1 input stays unacknowledged */
+    char why[512];
+    snprintf(why, sizeof why, "topic (%s): %s", topic, perr);
+    count(r, &r->st.refused, BT_LOG_ERROR, "message not published", it, why);
+    ack(r, token);
+    return prc;
+}
+
+/* Calls, publishes the result (or a bounded error JSON, and parks the input on the dead-letter
+ * topic when the rule has one), acknowledges. */
 static void process(fm_rule *r, fm_item *it)
 {
     const fm_rule_cfg *rc = r->cfg;
@@ -174,10 +218,12 @@ static void process(fm_rule *r, fm_item *it)
     int rv = fm_invoke(r->pool, &it->msg, rc->retry_max, &out, err, sizeof err);
     if (rv == -2)
         return; /* stopping: a QoS 1 input stays unacknowledged */
+    int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
+    size_t room = bt_mqtt_client_payload_max(r->cli, rc->publish.topic, qos);
     const void *payload = NULL;
     size_t len = 0;
     char *ej = NULL;
-    if (rv == 0) {
+    if (rv == 0 && out.payload_len <= room) {
         payload = out.payload;
         len = out.payload_len;
         if (bt_log_enabled(BT_LOG_DEBUG)) {
@@ -187,47 +233,39 @@ static void process(fm_rule *r, fm_item *it)
                      it->invoke_id, "result_bytes", n, NULL);
         }
     } else {
-        bt_logkv(BT_LOG_ERROR, "function failed", "rule", r->clientid, "function", rc->function,
-                 "invokeid", it->invoke_id, "error", err, NULL);
-        ej = fm_error_json(&it->msg, err, &len);
+        if (rv == 0) {
+            /* The hub would close the connection for it, and a QoS 1 input would come back
+             * forever: a short error takes its place. */
+            snprintf(err, sizeof err,
+                     "result too large: %zu bytes, the hub takes at most %zu on topic (%s) "
+                     "(hub.message.length.max)",
+                     out.payload_len, room, rc->publish.topic);
+            count(r, &r->st.oversized, BT_LOG_ERROR, "function result too large", it, err);
+        } else {
+            count(r, &r->st.failed, BT_LOG_ERROR, "function failed", it, err);
+        }
+        ej = fm_error_json(&it->msg, err, rv == 0 && room > SHORT_ERROR_MAX ? SHORT_ERROR_MAX
+                                                                            : room, &len);
         if (!ej) {
             bt_logkv(BT_LOG_ERROR, "out of memory: error message not published", "rule",
                      r->clientid, NULL);
+            bt_fn_msg_clear(&out);
             return;
         }
         payload = ej;
     }
-    if (len == 0) {
-        ack(r, it->gen, it->pid); /* an empty result publishes nothing */
-    } else {
-        int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
-        fm_ack *tag = NULL;
-        if (qos == 1 && it->pid) {
-            tag = malloc(sizeof *tag);
-            if (!tag) {
-                bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
-                         r->clientid, NULL);
-                free(ej);
-                bt_fn_msg_clear(&out);
-                return;
-            }
-            *tag = (fm_ack){.gen = it->gen, .pid = it->pid};
-        }
-        char perr[256];
-        int prc = bt_mqtt_client_publish_wait(r->cli, rc->publish.topic, payload, len, qos,
-                                              false, tag, -1, perr, sizeof perr);
-        if (prc != BT_MQTT_OK) {
-            free(tag); /* refused: no completion will come */
-            if (prc != BT_MQTT_ESTOPPED) {
-                /* A result that can never be published (too large for MQTT…): acknowledged,
-                 * so that the input does not come back forever. */
-                bt_logkv(BT_LOG_ERROR, "failed to publish a result", "rule", r->clientid,
-                         "topic", rc->publish.topic, "error", perr, NULL);
-                ack(r, it->gen, it->pid);
-            }
-        } else if (qos == 0) {
-            ack(r, it->gen, it->pid);
-        }
+    bool park = ej && rc->deadletter && *rc->deadletter;
+    bt_mqtt_ack_token none = {0};
+    if (len > 0) /* an empty result publishes nothing */
+        publish_for(r, it, rc->publish.topic, payload, len, qos, park ? none : it->ack);
+    if (park) {
+        /* the input as it came, for whoever investigates or replays it */
+        if (publish_for(r, it, rc->deadletter, it->msg.payload, it->msg.payload_len,
+                        (int)it->msg.qos, it->ack) == BT_MQTT_OK)
+            count(r, &r->st.parked, BT_LOG_WARN, "input parked on the dead-letter topic", it,
+                  rc->deadletter);
+    } else if (len == 0) {
+        ack(r, it->ack);
     }
     free(ej);
     bt_fn_msg_clear(&out);
@@ -272,11 +310,12 @@ fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, si
     r->fatal = fatal;
     r->fatal_arg = arg;
     fm_rule_clientid(rc, index, r->clientid, sizeof r->clientid);
-    atomic_init(&r->gen, 0);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
 
     bt_mqtt_client_config cc = *hub; /* shallow: the client copies what it keeps */
+    if (cc.message_max <= 0)
+        cc.message_max = FM_HUB_MESSAGE_MAX_DEFAULT;
     bt_mqtt_topic_info sub = rc->subscribe;
     cc.clientid = r->clientid;
     cc.subscriptions.n = 1;
@@ -336,6 +375,21 @@ void fm_rule_stop(fm_rule *r)
         bt_mqtt_client_stop(r->cli);
 }
 
+/* One line with what the rule did, for whoever reads the log after a stop. */
+static void log_totals(fm_rule *r)
+{
+    pthread_mutex_lock(&r->mu);
+    fm_rule_stats st = r->st;
+    pthread_mutex_unlock(&r->mu);
+    char v[6][24];
+    unsigned long long n[6] = {st.received, st.failed, st.oversized, st.parked, st.refused,
+                               st.dropped};
+    for (int i = 0; i < 6; i++)
+        snprintf(v[i], sizeof v[i], "%llu", n[i]);
+    bt_logkv(BT_LOG_INFO, "rule totals", "rule", r->clientid, "received", v[0], "failed", v[1],
+             "oversized", v[2], "parked", v[3], "refused", v[4], "dropped", v[5], NULL);
+}
+
 void fm_rule_free(fm_rule *r)
 {
     if (!r)
@@ -343,6 +397,8 @@ void fm_rule_free(fm_rule *r)
     fm_rule_stop(r);
     for (size_t i = 0; i < r->nworkers; i++)
         pthread_join(r->workers[i], NULL);
+    if (r->workers)
+        log_totals(r);
     free(r->workers);
     bt_mqtt_client_destroy(r->cli); /* no callback runs after this */
     while (r->head) {

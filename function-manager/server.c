@@ -18,10 +18,12 @@ static int handle(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen,
     const fm_server *s = arg;
     fm_pool *p = NULL;
     for (size_t i = 0; i < s->n && !p; i++)
-        if (in->function_name && strcmp(fm_pool_function(s->pools[i])->name, in->function_name) == 0)
+        if (in->function_name &&
+            strcmp(fm_pool_function(s->pools[i])->name, in->function_name) == 0)
             p = s->pools[i];
     if (!p) {
-        snprintf(err, errlen, "function (%s) not found", in->function_name ? in->function_name : "");
+        snprintf(err, errlen, "function (%s) not found",
+                 in->function_name ? in->function_name : "");
         return -1;
     }
     bt_fn_msg req = *in; /* borrowed fields; only read */

@@ -15,9 +15,8 @@
  * the destination down nothing waits: QoS 1 stays unacknowledged at its source, QoS 0
  * beyond the queue is dropped (at most once, as its sender asked).
  *
- * An acknowledgement carries the source connection it belongs to: packet ids are per
- * connection, and acking an id of an older connection could acknowledge a different, newer
- * message. Those acks are skipped instead; the source resends such a message and it is
+ * An acknowledgement is the SDK's ack token of the source delivery: one of a connection
+ * that has ended acknowledges nothing; the source resends such a message and it is
  * forwarded again (a duplicate, never a loss). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,7 +32,7 @@
 /* A message waiting for room in the destination client. */
 typedef struct rm_item {
     struct rm_item *next;
-    void *tag; /* ack tag (see make_tag), NULL for QoS 0 */
+    void *tag; /* QoS 1: the source's bt_mqtt_ack_token (malloc'd); NULL for QoS 0 */
     uint8_t qos;
     bool retain;
     size_t topic_len, len;
@@ -46,8 +45,6 @@ typedef struct {
     rm_bridge *b;
     bt_mqtt_client *src, *dst;
     pthread_mutex_t mu;
-    uintptr_t gen;              /* connections of src so far */
-    uint8_t forwarding[65536 / 8]; /* src packet ids of this connection not acked yet */
     rm_item *head, *tail;
     size_t bytes;
     rm_dir_stats st;
@@ -68,47 +65,15 @@ struct rm_bridge {
     pthread_mutex_t wait_mu; /* guards both dirs' `waiting`: at most one is set */
 };
 
-#define GEN_MASK (UINTPTR_MAX >> 16)
-
-/* The ack tag of a QoS 1 message: its source packet id and source connection. */
-static void *make_tag(uintptr_t gen, uint16_t pid)
-{
-    return (void *)(((gen & GEN_MASK) << 16) | pid);
-}
-
-static uint16_t tag_pid(void *tag)
-{
-    return (uint16_t)((uintptr_t)tag & 0xFFFF);
-}
-
-static bool tag_current(const rm_dir *d, void *tag)
-{
-    return ((uintptr_t)tag >> 16) == (d->gen & GEN_MASK);
-}
-
-static bool bit_get(const uint8_t *bm, uint16_t i)
-{
-    return bm[i >> 3] & (1u << (i & 7));
-}
-
-static void bit_set(uint8_t *bm, uint16_t i, bool on)
-{
-    if (on)
-        bm[i >> 3] |= (uint8_t)(1u << (i & 7));
-    else
-        bm[i >> 3] &= (uint8_t)~(1u << (i & 7));
-}
-
-/* The source's copy of a QoS 1 message is done with: acknowledge it when asked and when it
- * still belongs to the source's current connection ([mu] held). */
+/* The source's copy of a QoS 1 message is done with: acknowledge it when asked, and free
+ * its token. A token of a source connection that has ended acknowledges nothing. */
 static void release(rm_dir *d, void *tag, bool ack)
 {
-    if (!tag || !tag_current(d, tag))
+    if (!tag)
         return;
-    uint16_t pid = tag_pid(tag);
-    bit_set(d->forwarding, pid, false);
     if (ack)
-        bt_mqtt_client_ack(d->src, pid);
+        bt_mqtt_client_ack(d->src, *(bt_mqtt_ack_token *)tag);
+    free(tag);
 }
 
 /* A message was not forwarded ([mu] held). One the destination can never take (EINVAL) is
@@ -250,17 +215,16 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     }
     d->st.received++;
     void *tag = NULL;
-    if (m->qos == 1) {
-        if (m->dup && bit_get(d->forwarding, m->packet_id)) {
-            /* a resend of a message on its way: its ack comes when that copy is acked */
-            d->st.duplicates++;
-            pthread_mutex_unlock(&d->mu);
-            return;
-        }
-        bit_set(d->forwarding, m->packet_id, true);
-        tag = make_tag(d->gen, m->packet_id);
+    int rc = BT_MQTT_OK;
+    if (m->qos == 1 && !(tag = malloc(sizeof m->ack))) {
+        /* unacknowledged: the source sends it again after a reconnect */
+        snprintf(err, sizeof err, "out of memory");
+        not_forwarded(d, m->topic, NULL, BT_MQTT_ENOMEM, err);
+        pthread_mutex_unlock(&d->mu);
+        return;
     }
-    int rc;
+    if (tag)
+        memcpy(tag, &m->ack, sizeof m->ack);
     for (;;) { /* published, queued, or refused; waiting for room in between */
         if (!d->head) {
             rc = publish(d, m->topic, m->payload, m->payload_len, m->qos, m->retain, tag, err,
@@ -290,21 +254,16 @@ static void on_publish_complete(bt_mqtt_client *c, void *tag, int status, void *
 {
     rm_dir *d = dir_to(userdata, c);
     pthread_mutex_lock(&d->mu);
-    if (status == BT_MQTT_OK && !d->closing) {
-        release(d, tag, true);
+    bool ok = status == BT_MQTT_OK && !d->closing;
+    release(d, tag, ok);
+    if (ok)
         drain(d);
-    }
     pthread_mutex_unlock(&d->mu);
 }
 
 static void on_connected(bt_mqtt_client *c, bool session_present, void *userdata)
 {
-    rm_dir *d = dir_from(userdata, c);
-    pthread_mutex_lock(&d->mu);
-    d->gen++;
-    memset(d->forwarding, 0, sizeof d->forwarding);
-    pthread_mutex_unlock(&d->mu);
-    d = dir_to(userdata, c);
+    rm_dir *d = dir_to(userdata, c);
     pthread_mutex_lock(&d->mu);
     d->dst_up = true;
     pthread_mutex_unlock(&d->mu);
@@ -342,6 +301,7 @@ static void dir_free(rm_dir *d)
     while (d->head) {
         rm_item *it = d->head;
         d->head = it->next;
+        free(it->tag);
         free(it);
     }
     d->tail = NULL;
@@ -442,4 +402,5 @@ void rm_bridge_stats(rm_bridge *b, int dir, rm_dir_stats *out)
     pthread_mutex_lock(&d->mu);
     *out = d->st;
     pthread_mutex_unlock(&d->mu);
+    out->duplicates = bt_mqtt_client_resends_held(d->src);
 }

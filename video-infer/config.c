@@ -9,13 +9,8 @@
 static const bt_cfg_field function_fields[] = {
     BT_FIELD(vi_function_cfg, name, "name", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
     BT_FIELD(vi_function_cfg, address, "address", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
-    /* gRPC takes an int for its limits. */
-    BT_FIELD(vi_function_cfg, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 2147483647),
-    BT_FIELD(vi_function_cfg, backoff_max, "backoff.max", BT_CFG_DURATION, .def = "1m",
-             .flags = BT_CFG_RANGE, .min = 0, .max = 1e12),
-    BT_FIELD(vi_function_cfg, timeout, "timeout", BT_CFG_DURATION, .def = "30s",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 2147483647),
+    BT_FIELD(vi_function_cfg, call, "", BT_CFG_STRUCT, .flags = BT_CFG_INLINE,
+             .sub = &bt_fn_client_schema),
     BT_FIELD(vi_function_cfg, ca, "ca", BT_CFG_STRING),
     BT_FIELD(vi_function_cfg, cert, "cert", BT_CFG_STRING),
     BT_FIELD(vi_function_cfg, key, "key", BT_CFG_STRING),

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "baetyl/config.h"
+#include "baetyl/function_config.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
 
@@ -15,9 +16,8 @@
 typedef struct {
     char *name;
     char *address;        /* host:port */
-    int64_t message_max;  /* message.length.max: bytes, 4m */
-    int64_t backoff_max;  /* backoff.max: ms, 1m (accepted for 1.0 configs; see main.c) */
-    int64_t timeout;      /* ms, 30s: deadline of one call */
+    bt_fn_client_config call; /* message.length.max, backoff.max (accepted for 1.0
+                               * configs; see main.c), timeout: deadline of one call */
     char *ca, *cert, *key; /* optional TLS to the function server */
 } vi_function_cfg;
 

@@ -251,13 +251,10 @@ static int run(bt_ctx *ctx)
     /* backoff.max (Baetyl 1.0's gRPC reconnect backoff) is accepted but the SDK client
      * reconnects within 2 s, which suits a local function server better. */
     const vi_function_cfg *f = vi_config_function(&cfg, cfg.function_name);
-    bt_fn_client_options fo = {
-        .timeout_ms = (long)f->timeout,
-        .max_msg_size = (size_t)f->message_max,
-        .ca = f->ca,
-        .cert = f->cert,
-        .key = f->key,
-    };
+    bt_fn_client_options fo = bt_fn_client_config_options(&f->call);
+    fo.ca = f->ca;
+    fo.cert = f->cert;
+    fo.key = f->key;
     if (!(a.fn = bt_fn_client_new(f->address, &fo, err, sizeof err))) {
         bt_logkv(BT_LOG_ERROR, "failed to create the function client", "function", f->name,
                  "error", err, NULL);

@@ -277,16 +277,3 @@ int bt_fn_call(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, char *err, 
 {
     return bt_fn_call_ex(c, in, out, 0, NULL, err, errlen);
 }
-
-int bt_fn_call_once(const char *address, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
-                    char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    bt_fn_client_options o = {.timeout_ms = timeout_ms, .wait_for_ready = true};
-    bt_fn_client *c = bt_fn_client_new(address, &o, err, errlen);
-    if (!c)
-        return BT_FN_EFAIL;
-    int rc = bt_fn_call(c, in, out, err, errlen);
-    bt_fn_client_free(c);
-    return rc;
-}

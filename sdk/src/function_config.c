@@ -1,4 +1,5 @@
-/* The `server:` section of function servers (baetyl/function_config.h). */
+/* The `server:` section of function servers and the settings of function callers
+ * (baetyl/function_config.h). */
 #include "baetyl/function_config.h"
 
 #include <stddef.h>
@@ -48,4 +49,23 @@ bt_fn_server_options bt_fn_server_config_options(const bt_fn_server_config *c)
 const char *bt_fn_listen_address(const char *address)
 {
     return address && strncmp(address, "tcp://", 6) == 0 ? address + 6 : address;
+}
+
+/* gRPC takes an int for its limits; below 64 bytes not even the message's fields fit. */
+static const bt_cfg_field client_fields[] = {
+    BT_FIELD(bt_fn_client_config, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
+             .flags = BT_CFG_RANGE, .min = 64, .max = 2147483647),
+    BT_FIELD(bt_fn_client_config, backoff_max, "backoff.max", BT_CFG_DURATION, .def = "1m",
+             .flags = BT_CFG_RANGE, .min = 0, .max = 86400000),
+    BT_FIELD(bt_fn_client_config, timeout, "timeout", BT_CFG_DURATION, .def = "30s",
+             .flags = BT_CFG_RANGE, .min = 1, .max = 86400000),
+    {0}};
+const bt_cfg_schema bt_fn_client_schema = {sizeof(bt_fn_client_config), client_fields, NULL};
+
+bt_fn_client_options bt_fn_client_config_options(const bt_fn_client_config *c)
+{
+    return (bt_fn_client_options){
+        .timeout_ms = (long)c->timeout,
+        .max_msg_size = (size_t)c->message_max,
+    };
 }

@@ -83,6 +83,13 @@ static void to_pb(const bt_fn_msg *m, Baetyl__FunctionMessage *pb)
     pb->functioninvokeid = m->function_invoke_id ? m->function_invoke_id : (char *)"";
 }
 
+size_t bt_fn_msg_encoded_size(const bt_fn_msg *m)
+{
+    Baetyl__FunctionMessage pb;
+    to_pb(m, &pb);
+    return baetyl__function_message__get_packed_size(&pb);
+}
+
 int bt_fn_msg_encode(const bt_fn_msg *m, uint8_t **buf, size_t *len)
 {
     Baetyl__FunctionMessage pb;

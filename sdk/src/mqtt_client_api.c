@@ -131,10 +131,12 @@ bt_mqtt_client *bt_mqtt_client_create(const bt_mqtt_client_config *cfg,
     }
     c->keepalive_s = (uint16_t)((c->cfg.keepalive + 999) / 1000);
     c->keepalive_ms = (int64_t)c->keepalive_s * 1000;
-    c->ping_timeout_ms = c->keepalive_ms / 2 < c->cfg.timeout ? c->keepalive_ms / 2 : c->cfg.timeout;
+    c->ping_timeout_ms =
+        c->keepalive_ms / 2 < c->cfg.timeout ? c->keepalive_ms / 2 : c->cfg.timeout;
     if (c->ping_timeout_ms < 1)
         c->ping_timeout_ms = 1;
-    c->window = (size_t)c->cfg.buffersize < MC_MAX_WINDOW ? (size_t)c->cfg.buffersize : MC_MAX_WINDOW;
+    c->window =
+        (size_t)c->cfg.buffersize < MC_MAX_WINDOW ? (size_t)c->cfg.buffersize : MC_MAX_WINDOW;
     c->slots = calloc(c->window, sizeof *c->slots);
     c->free_pids = malloc(c->window * sizeof *c->free_pids);
     c->unacked = calloc(65536 / 8, 1);
@@ -263,6 +265,10 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
     size_t fixed = 2 + tl + (qos ? 2 : 0);
     if (len > BT_MQTT_MAX_REMAINING - fixed)
         return fail(BT_MQTT_EINVAL, err, errlen, "payload of %zu bytes is too large", len);
+    if (c->cfg.message_max > 0 && fixed + len > (size_t)c->cfg.message_max)
+        return fail(BT_MQTT_EINVAL, err, errlen,
+                    "message too large: %zu bytes, the broker takes at most %lld "
+                    "(message.length.max)", fixed + len, (long long)c->cfg.message_max);
     size_t rl = fixed + len, total = 1 + vlen(rl) + rl;
     mc_msg *m = malloc(sizeof *m + total);
     if (!m)
@@ -293,8 +299,9 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
             size_t held = c->pending;
             pthread_mutex_unlock(&c->mu);
             free(m);
-            return fail(BT_MQTT_EFULL, err, errlen, "queue full (%zu publishes held, buffersize %ld)",
-                        held, c->cfg.buffersize);
+            return fail(BT_MQTT_EFULL, err, errlen,
+                        "queue full (%zu publishes held, buffersize %ld)", held,
+                        c->cfg.buffersize);
         }
     }
     if (c->stopped) {
@@ -317,6 +324,15 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
     return BT_MQTT_OK;
 }
 
+size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos)
+{
+    if (!c || c->cfg.message_max <= 0)
+        return SIZE_MAX;
+    size_t fixed = 2 + (topic ? strlen(topic) : 0) + (qos ? 2 : 0);
+    size_t max = (size_t)c->cfg.message_max;
+    return fixed < max ? max - fixed : 0;
+}
+
 int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload,
                            size_t len, int qos, bool retain, void *tag, char *err,
                            size_t errlen)
@@ -332,8 +348,9 @@ int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void
                    err, errlen);
 }
 
-int bt_mqtt_client_ack(bt_mqtt_client *c, uint16_t packet_id)
+int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token)
 {
+    uint16_t packet_id = (uint16_t)(token.v & 0xFFFF);
     if (!c || packet_id == 0)
         return BT_MQTT_EINVAL;
     int rc = BT_MQTT_OK;
@@ -341,7 +358,8 @@ int bt_mqtt_client_ack(bt_mqtt_client *c, uint16_t packet_id)
     uint8_t bit = (uint8_t)(1u << (packet_id & 7));
     if (c->stopped) {
         rc = BT_MQTT_ESTOPPED;
-    } else if (!(c->unacked[packet_id >> 3] & bit)) {
+    } else if (token.v != mc_token(c->conn_gen, packet_id).v || !c->connected ||
+               !(c->unacked[packet_id >> 3] & bit)) {
         rc = BT_MQTT_EINVAL;
     } else {
         if (c->nacks == c->acks_cap) {
@@ -473,6 +491,16 @@ int bt_mqtt_client_wait_connected(bt_mqtt_client *c, int64_t timeout_ms)
     bool up = c->connected && !c->stopped;
     pthread_mutex_unlock(&c->mu);
     return up ? 0 : -1;
+}
+
+uint64_t bt_mqtt_client_resends_held(bt_mqtt_client *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    uint64_t n = c->resends_held;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 size_t bt_mqtt_client_pending(bt_mqtt_client *c)

@@ -198,6 +198,9 @@ static const bt_cfg_field client_fields[] = {
     BT_FIELD(bt_mqtt_client_config, buffersize, "buffersize", BT_CFG_INT, .def = "10",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1000000),
     BT_FIELD(bt_mqtt_client_config, validatesubs, "validatesubs", BT_CFG_BOOL, .def = "false"),
+    /* the broker's limit, when known: 0 = the client does not check, the broker decides */
+    BT_FIELD(bt_mqtt_client_config, message_max, "message.length.max", BT_CFG_SIZE, .def = "0",
+             .flags = BT_CFG_RANGE, .min = 0, .max = 268435455),
     BT_FIELD(bt_mqtt_client_config, subscriptions, "subscriptions", BT_CFG_LIST,
              .sub = &bt_mqtt_topic_schema),
     {0},

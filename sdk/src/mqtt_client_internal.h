@@ -127,6 +127,8 @@ struct bt_mqtt_client {
     uint16_t *acks;      /* PUBACKs to send */
     size_t nacks, acks_cap;
     uint8_t *unacked;    /* bitmap of inbound QoS 1 ids delivered and not acked */
+    uint64_t conn_gen;   /* connections accepted so far: the high bits of ack tokens */
+    uint64_t resends_held; /* DUP resends of unacked ids, not delivered again */
     mc_ctl *ctl_head, *ctl_tail;
     bt_mqtt_topic_info *subs; /* the wanted subscriptions */
     size_t nsubs;
@@ -207,6 +209,12 @@ void mc_complete(bt_mqtt_client *c, mc_list *l, int status);
 int mc_send_empty(bt_mqtt_client *c, bt_mqtt_type t);
 /* Frees the SUBACK waits. */
 void mc_subwait_clear(bt_mqtt_client *c);
+
+/* The ack token of inbound packet id pid on connection number gen. */
+static inline bt_mqtt_ack_token mc_token(uint64_t gen, uint16_t pid)
+{
+    return (bt_mqtt_ack_token){(gen << 16) | pid};
+}
 
 /* ---- loop (mqtt_client_loop.c) ----------------------------------------------------- */
 

@@ -308,6 +308,7 @@ static int on_connack(bt_mqtt_client *c, const bt_mqtt_connack *k)
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     c->connected = true;
+    c->conn_gen++; /* tokens of earlier connections acknowledge nothing now */
     while (c->ctl_head) { /* the whole set goes below */
         mc_ctl *r = c->ctl_head;
         c->ctl_head = r->next;
@@ -354,8 +355,17 @@ static int on_publish(bt_mqtt_client *c, const bt_mqtt_publish *p)
     };
     bool manual = p->qos == 1 && !c->opt.auto_ack && c->opt.on_message;
     if (manual) { /* before the callback, which may ack at once */
+        uint8_t bit = (uint8_t)(1u << (p->packet_id & 7));
         pthread_mutex_lock(&c->mu);
-        c->unacked[p->packet_id >> 3] |= (uint8_t)(1u << (p->packet_id & 7));
+        if (p->dup && (c->unacked[p->packet_id >> 3] & bit)) {
+            /* the broker's retry of a message the application still holds: its ack will
+             * acknowledge this copy too */
+            c->resends_held++;
+            pthread_mutex_unlock(&c->mu);
+            return 0;
+        }
+        c->unacked[p->packet_id >> 3] |= bit;
+        m.ack = mc_token(c->conn_gen, p->packet_id);
         pthread_mutex_unlock(&c->mu);
     }
     if (c->opt.on_message)

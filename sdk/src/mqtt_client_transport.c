@@ -136,7 +136,8 @@ static void tls_fail(bt_mqtt_client *c, int rc, const char *what)
     long v = SSL_get_verify_result(c->ssl);
     char why[200];
     if (v != X509_V_OK && c->state == MC_TLS) {
-        snprintf(why, sizeof why, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+        snprintf(why, sizeof why, "certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
         ERR_clear_error();
     } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "connection closed by broker");

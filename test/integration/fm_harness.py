@@ -54,9 +54,10 @@ class App:
     sql|script; python/node code comes from test/integration/functions/{python3,node8};
     script: extra["image"] names a package whose program is extra["script"].
     functions, rules: the function-manager's lists (dicts); fm_extra: more of its keys;
-    fm_service: more fields of its service."""
+    fm_hub: more keys of its `hub:`; fm_service: more fields of its service."""
 
-    def __init__(self, master, hub, runtimes, functions, rules, fm_extra=None, fm_service=None):
+    def __init__(self, master, hub, runtimes, functions, rules, fm_extra=None, fm_service=None,
+                 fm_hub=None):
         self.m = master()
         self.hub = hub
         self.services = []
@@ -68,6 +69,7 @@ class App:
         fm = {"hub": {"address": f"tcp://127.0.0.1:{hub.port}", "username": "test",
                       "password": "hahaha", "clientid": "fm"},
               "functions": functions, "rules": rules, "logger": {"level": "debug"}}
+        fm["hub"].update(fm_hub or {})
         fm.update(fm_extra or {})
         self.n_rules = len(rules)
         self.m.write("var/db/baetyl/fm-conf/service.yml", json.dumps(fm, indent=1))

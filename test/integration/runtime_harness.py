@@ -1,15 +1,19 @@
-"""Shared by the runtime tests (test_runtime_python.py, test_runtime_node.py): a gRPC client
-of baetyl.Function/Call built from proto/function.proto by protoc (not by the runtimes' own
-.proto reader, so the two check each other), and a runtime process in a temp work dir."""
+"""Shared by the runtime tests (test_runtime_*.py): a gRPC client of baetyl.Function/Call
+built from proto/function.proto by protoc (not by the runtimes' own .proto reader, so the two
+check each other), runtime processes in temp work dirs (`Runtime` for python/node, `Rt` and
+its fixture `rt` for any of the three), and JSON compared field by field, in order."""
+import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 
 import grpc
+import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from conftest import SRC, free_port, wait_for, wait_port
+from conftest import SRC, binary, free_port, wait_for, wait_port
 
 PROTO = os.path.join(SRC, "proto", "function.proto")
 FUNCTIONS = os.path.join(SRC, "test", "integration", "functions")
@@ -18,6 +22,7 @@ RUNTIMES = {
     "node": os.path.join(SRC, "function-node", "bin", "baetyl-function-node"),
 }
 CALL = "/baetyl.Function/Call"
+INVOKE_ID = "50f8f102-2b8c-4904-86df-0728811a5a4b"
 
 _message_class = None
 
@@ -127,7 +132,38 @@ def functions_yaml(functions):
     return "\n".join(out) + "\n"
 
 
-class Runtime:
+class _Process:
+    """What the runtime classes share: a process whose stdout+stderr go to self.out."""
+
+    def _launch(self, cmd, port=None, what="runtime did not listen"):
+        self.outf = open(self.out, "ab")
+        self.proc = self.procs.start(cmd, cwd=self.dir, env=self.env, stdout=self.outf,
+                                     stderr=subprocess.STDOUT)
+        if port is not None:
+            try:
+                wait_port(port, timeout=20)
+            except AssertionError:
+                raise AssertionError(f"{what}: {self.output()}") from None
+        return self
+
+    def wait_exit(self, timeout=20):
+        """Exit code of a runtime expected to stop by itself (e.g. a config error)."""
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.outf.close()
+
+    def _stop(self, sig):
+        rc = self.procs.stop(self.proc, sig)
+        self.outf.close()
+        return rc
+
+    def output(self):
+        with open(self.out, errors="replace") as f:
+            return f.read()
+
+
+class Runtime(_Process):
     """One runtime process (python|node) run from the source tree, with cwd = a work dir
     holding etc/baetyl/service.yml; its stdout+stderr go to output.log there."""
 
@@ -156,15 +192,7 @@ class Runtime:
         self.client = None
 
     def start(self, args=(), wait=True, port=None):
-        self.outf = open(self.out, "ab")
-        self.proc = self.procs.start([RUNTIMES[self.kind], *args], cwd=self.dir, env=self.env,
-                                     stdout=self.outf, stderr=subprocess.STDOUT)
-        if wait:
-            try:
-                wait_port(port or self.port, timeout=20)
-            except AssertionError:
-                raise AssertionError(f"runtime did not listen: {self.output()}") from None
-        return self
+        return self._launch([RUNTIMES[self.kind], *args], (port or self.port) if wait else None)
 
     def connect(self, address=None, **kw):
         self.client = Client(address or self.address, **kw)
@@ -175,23 +203,132 @@ class Runtime:
             self.connect()
         return self.client.call(function, payload, **kw)
 
-    def wait_exit(self, timeout=20):
-        """Exit code of a runtime expected to stop by itself (e.g. a config error)."""
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self.outf.close()
-
     def stop(self, sig=signal.SIGTERM):
         if self.client:
             self.client.close()
-        rc = self.procs.stop(self.proc, sig)
-        self.outf.close()
-        return rc
-
-    def output(self):
-        with open(self.out, errors="replace") as f:
-            return f.read()
+        return self._stop(sig)
 
     def wait_output(self, text, timeout=10):
         return wait_for(lambda: text in self.output(), timeout, what=repr(text))
+
+
+# ---- any runtime as a process: Rt and the rt fixture --------------------------------------
+
+def command(kind):
+    return [binary("baetyl-function-sql")] if kind == "sql" else [RUNTIMES[kind]]
+
+
+def clean_env(extra=None):
+    """The test's environment without the variables a master would give an instance."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BAETYL_", "OPENEDGE_"))}
+    env.update(extra or {})
+    return env
+
+
+def yaml_of(conf):
+    """A config dict as YAML text: JSON is YAML, and quotes in SQL need no care."""
+    return json.dumps(conf, indent=1, ensure_ascii=False) + "\n"
+
+
+class Rt(_Process):
+    """One runtime process (python|node|sql) with cwd = its work dir; stdout+stderr in
+    output.log there."""
+
+    def __init__(self, procs, kind, workdir, config_text, env=None,
+                 conf_rel=os.path.join("etc", "baetyl", "service.yml")):
+        self.procs, self.kind, self.dir = procs, kind, str(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        if config_text is not None:
+            path = os.path.join(self.dir, conf_rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(config_text)
+        self.env = clean_env(env)
+        self.out = os.path.join(self.dir, "output.log")
+        self.proc = None
+        self.clients = []
+
+    def start(self, args=(), port=None):
+        """Starts the process; with port, waits until it listens there."""
+        return self._launch(command(self.kind) + list(args), port,
+                            f"{self.kind} did not listen on {port}")
+
+    def client(self, port, **kw):
+        c = Client(f"127.0.0.1:{port}", **kw)
+        self.clients.append(c)
+        return c
+
+    def stop(self, sig=signal.SIGTERM):
+        for c in self.clients:
+            c.close()
+        self.clients = []
+        return self._stop(sig)
+
+
+def assert_clean_exit(r):
+    """SIGTERM: exit code 0, and no sanitizer report (the SQL runtime is built with SAN=1)."""
+    rc = r.stop()
+    out = r.output()
+    assert "Sanitizer" not in out and "runtime error:" not in out, out[-3000:]
+    assert rc == 0, f"{r.kind} exited with {rc}: {out[-2000:]}"
+    return out
+
+
+@pytest.fixture
+def rt(procs, tmp_path):
+    """make(kind, config_text, env=None, start=True, args=(), port=None, conf_rel=…) -> Rt.
+    Each runtime still running at the end must stop cleanly on SIGTERM."""
+    made = []
+
+    def make(kind, config_text, env=None, start=True, args=(), port=None, **kw):
+        r = Rt(procs, kind, tmp_path / f"{kind}{len(made)}", config_text, env, **kw)
+        made.append(r)
+        return r.start(args, port) if start else r
+    yield make
+    for r in made:
+        if r.proc is not None and r.proc.poll() is None:
+            assert_clean_exit(r)
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return True
+    return False
+
+
+# ---- JSON compared field by field, in order ------------------------------------------------
+
+class Obj(list):
+    """A JSON object as its (key, value) pairs in order."""
+
+
+def parse(text):
+    return json.loads(text, object_pairs_hook=Obj)
+
+
+def same(a, b):
+    """Equal as JSON with object keys in the same order; numbers compare by value (3 and
+    3.0 are the same number), but true is not 1 and null is not absent."""
+    if isinstance(a, Obj) or isinstance(b, Obj):
+        return (isinstance(a, Obj) and isinstance(b, Obj) and len(a) == len(b)
+                and all(ka == kb and same(va, vb) for (ka, va), (kb, vb) in zip(a, b)))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def assert_json(payload, expected):
+    """payload (bytes) is the JSON text expected (a str), fields in the same order."""
+    assert payload, f"empty payload, expected {expected}"
+    try:
+        got = parse(payload)
+    except ValueError:
+        raise AssertionError(f"not JSON: {payload[:200]!r}") from None
+    assert same(got, parse(expected)), \
+        f"got {payload.decode(errors='replace')}, expected {expected}"

@@ -42,12 +42,14 @@ def fn(name, service, **kw):
     return d
 
 
-def rule(sub, function, pub, qos_in=0, qos_out=0, retry=None, clientid=None):
+def rule(sub, function, pub, qos_in=0, qos_out=0, retry=None, clientid=None, deadletter=None):
     r = {"clientid": clientid or f"r-{function}-{sub.replace('/', '_')}",
          "subscribe": {"topic": sub, "qos": qos_in}, "function": {"name": function},
          "publish": {"topic": pub, "qos": qos_out}}
     if retry is not None:
         r["retry"] = {"max": retry}
+    if deadletter is not None:
+        r["deadletter"] = deadletter
     return r
 
 
@@ -300,6 +302,81 @@ def test_bad_payloads(app):
     assert w.wait_json("t/out", 4)[3]["id"] == 9
 
 
+# ---- results and errors over the hub's message.length.max -----------------------------------
+
+def test_oversized_result_does_not_jam_the_rule(app):
+    """A QoS 1 input whose result is larger than the hub takes (the hub would close the
+    connection, the input would come back forever): a short error takes the result's place,
+    the input is parked on the dead-letter topic and acknowledged, and the rule goes on. A
+    failed call's error JSON is cut to the limit too; a QoS 0 rule reports its oversized
+    result the same way."""
+    a = app({"rt": ("python", [("big", "probe.big"), ("sayhi", "index.handler")])},
+            [fn("big", "rt"), fn("sayhi", "rt")],
+            [rule("in", "big", "out", qos_in=1, qos_out=1, deadletter="dead"),
+             rule("in0", "big", "out0"),
+             rule("e", "sayhi", "e/out", qos_in=1, qos_out=1, retry=1)],
+            hub_extra="message: {length: {max: 4k}}\n",
+            fm_hub={"message": {"length": {"max": "4k"}}})
+    w = a.w
+    w.publish("in", json.dumps({"size": 10000, "n": -1}).encode(), qos=1)
+    e = error_of(w.wait("out")[0][1])
+    assert "result too large: 10000 bytes" in e["errorMessage"], e
+    assert "hub.message.length.max" in e["errorMessage"]
+    fm = e["functionMessage"]
+    assert fm["Payload"] == b'{"size": 10000, "n": -1}' and fm["Topic"] == "in"
+    assert is_uuid4(fm["FunctionInvokeID"])
+    parked = w.wait("dead")[0]
+    assert parked[1] == b'{"size": 10000, "n": -1}' and parked[2] == 1
+    for i in range(5):
+        w.publish("in", json.dumps({"size": 10, "n": i}).encode(), qos=1)
+    got = w.wait("out", 6)[1:]
+    assert [p for _, p, _ in got] == [b"x" * 10] * 5
+    # the input was acknowledged: nothing comes again
+    time.sleep(1)
+    assert len(w.on("out")) == 6 and len(w.on("dead")) == 1
+
+    # QoS 0: not lost silently either
+    w.publish("in0", json.dumps({"size": 5000}).encode())
+    e = error_of(w.wait("out0")[0][1])
+    assert "result too large: 5000 bytes" in e["errorMessage"]
+
+    # a failed call quoting a large input: its error JSON stays within the limit
+    w.publish("e", json.dumps({"err": "e" * 3500}).encode(), qos=1)
+    payload = w.wait("e/out")[0][1]
+    assert len(payload) <= 4096
+    e = error_of(payload)
+    assert "[UserCodeInvoke]" in e["errorMessage"]
+    assert e["functionMessage"]["PayloadTruncated"] is True
+    assert e["functionMessage"]["PayloadSize"] == len(json.dumps({"err": "e" * 3500}))
+    w.publish("e", b'{"id":3}', qos=1)
+    assert json.loads(w.wait("e/out", 2)[1][1])["id"] == 3
+
+    lines = a.fm_log().splitlines()
+    big = [ln for ln in lines if 'msg="function result too large"' in ln]
+    assert len(big) == 2 and all("total=1" in ln for ln in big), big
+    assert sum('msg="input parked on the dead-letter topic"' in ln for ln in lines) == 1
+    a.m.stop()
+    totals = [ln for ln in a.fm_log().splitlines() if 'msg="rule totals"' in ln]
+    assert any("rule=r-big-in " in ln and "oversized=1 parked=1" in ln for ln in totals), totals
+    assert any("rule=r-big-in0 " in ln and "oversized=1 parked=0" in ln for ln in totals), totals
+    fn_totals = [ln for ln in a.fm_log().splitlines() if 'msg="function totals"' in ln]
+    assert any("function=big " in ln and "peak=1" in ln for ln in fn_totals), fn_totals
+
+
+def test_oversized_result_with_the_hubs_default_limit(app):
+    """Nothing configured: the function-manager assumes the hub's default 32k."""
+    a = app({"rt": ("python", [("big", "probe.big")])}, [fn("big", "rt")],
+            [rule("in", "big", "out", qos_in=1, qos_out=1)])
+    w = a.w
+    w.publish("in", json.dumps({"size": 40000}).encode(), qos=1)
+    e = error_of(w.wait("out")[0][1])
+    assert "result too large: 40000 bytes, the hub takes at most 32761" in e["errorMessage"], e
+    for i in range(5):
+        w.publish("in", json.dumps({"size": 20000 + i}).encode(), qos=1)
+    got = w.wait("out", 6)[1:]
+    assert sorted(len(p) for _, p, _ in got) == [20000 + i for i in range(5)]
+
+
 # ---- the gRPC server ------------------------------------------------------------------------
 
 def test_grpc_server_routes_by_function_name(app):
@@ -341,6 +418,9 @@ def test_grpc_server_routes_by_function_name(app):
     ("hub: {address: 'tcp://127.0.0.1:1'}\nfunctions: [{name: f, service: s, instance: {max: 0}}]\n",
      "functions[0].instance.max"),
     ("functions: []\n", "hub.address: required"),
+    ("hub: {address: 'tcp://127.0.0.1:1'}\nfunctions: [{name: f, service: s}]\n"
+     "rules: [{subscribe: {topic: t}, function: {name: f}, publish: {topic: o}, deadletter: 'd/#'}]\n",
+     "rules[0].deadletter: topic (d/#) invalid"),
     ("hub: {address: 'tcp://127.0.0.1:1'}\nfunctions: [{name: f, service: s}]\n",
      "the master API is needed to start function instances"),
 ])

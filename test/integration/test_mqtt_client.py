@@ -438,10 +438,10 @@ def test_manual_ack_redelivery(broker, driver):
     assert all(m["qos"] == 1 and m["pid"] > 0 for m in msgs)
     # ack job0, job2, job4 from the main thread; job1, job3, job5 stay unacknowledged
     for m in msgs[0::2]:
-        d.cmd(f"ack {m['pid']}")
+        d.cmd(f"ack {m['token']}")
     acks = d.event("ack", count=3)
     assert all(a["rc"] == 0 for a in acks)
-    d.cmd(f"ack {msgs[0]['pid']}")  # twice: nothing is waiting any more
+    d.cmd(f"ack {msgs[0]['token']}")  # twice: nothing is waiting any more
     assert d.event("ack", count=4)[3]["rc"] == -1
     d.quit()
 
@@ -468,7 +468,7 @@ def test_auto_ack_and_ack_of_old_connection(broker, driver):
     subscribed(d, "auto/probe")
     mosquitto_pub(broker, "auto/j", "a1", "a2")
     msgs = d.wait(lambda e: e["event"] == "message" and e["topic"] == "auto/j", count=2)
-    d.cmd(f"ack {msgs[0]['pid']}")  # auto_ack: nothing waits for the application
+    d.cmd(f"ack {msgs[0]['token']}")  # auto_ack: nothing waits for the application
     assert d.event("ack")[0]["rc"] == -1
     d.quit()
     d = driver(*args, "--ack", "auto")

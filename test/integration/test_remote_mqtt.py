@@ -15,55 +15,11 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import SRC, binary, free_port, wait_for, wait_port
+from mqtt_peers import Mosquitto, closing, hub_yaml, make_certs
 from test_master_util import master  # noqa: F401 (fixture)
-
-GEN_CERTS = os.path.join(SRC, "scripts", "gen-certs.sh")
 
 
 # ---- peers -------------------------------------------------------------------------------
-
-class Mosquitto:
-    """A mosquitto on free ports of 127.0.0.1 with persistence in its own directory, so that a
-    restart keeps persistent sessions (stopped with SIGTERM, it saves them). With certs, an
-    ssl listener that requires a client certificate signed by certs['ca']."""
-
-    def __init__(self, procs, workdir, certs=None):
-        self.procs = procs
-        self.dir = str(workdir)
-        os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
-        self.ssl_port = free_port() if certs else None
-        self.conf = os.path.join(self.dir, "mosquitto.conf")
-        lines = ["per_listener_settings false", "allow_anonymous true",
-                 "persistence true", f"persistence_location {self.dir}/",
-                 "max_queued_messages 100000", f"log_dest file {self.dir}/mosquitto.log",
-                 "log_type all", f"listener {self.port} 127.0.0.1"]
-        if os.geteuid() == 0:
-            lines.insert(0, "user root")  # else it drops to `mosquitto`, who cannot write here
-        if certs:
-            lines += [f"listener {self.ssl_port} 127.0.0.1", f"cafile {certs['ca']}",
-                      f"certfile {certs['server']}", f"keyfile {certs['server_key']}",
-                      "require_certificate true"]
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        self.proc = None
-
-    def start(self):
-        self.proc = self.procs.start(["mosquitto", "-c", self.conf], cwd=self.dir,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        return self
-
-    def stop(self):
-        return self.procs.stop(self.proc)
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "mosquitto.log"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
 
 class Client:
     """A paho client (MQTT 3.1.1) that subscribes again at every (re)connect and collects
@@ -191,20 +147,7 @@ def bridge_factory(procs, tmp_path):
 
 @pytest.fixture
 def clients():
-    made = []
-
-    def make(*a, **kw):
-        c = Client(*a, **kw)
-        made.append(c)
-        return c
-    yield make
-    for c in made:
-        c.close()
-
-
-def hub_yaml(hub, extra=""):
-    return (f"hub:\n  address: tcp://127.0.0.1:{hub.port}\n  username: test\n  password: hahaha\n"
-            f"  interval: 1s\n{extra}")
+    yield from closing(Client)
 
 
 def chapter10_conf(hub, remote_address, remote_extra="", rule_qos=1):
@@ -249,13 +192,6 @@ def real(msgs, topic):
 
 def numbers(msgs, topic):
     return {int(m[1]) for m in real(msgs, topic)}
-
-
-def make_certs(dest):
-    subprocess.run([GEN_CERTS, "--force", str(dest)], check=True, capture_output=True)
-    d = str(dest)
-    return {"ca": f"{d}/ca.pem", "server": f"{d}/server.pem", "server_key": f"{d}/server.key",
-            "client": f"{d}/client.pem", "client_key": f"{d}/client.key"}
 
 
 # ---- chapter 10, both ways -------------------------------------------------------------

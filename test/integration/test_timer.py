@@ -1,8 +1,12 @@
 """baetyl-timer (SPEC §14) against the real hub: the interval, the payload plus the time,
-QoS 0 and 1, defaults, config errors, and the timer example run by the master."""
+QoS 0 and 1, defaults, config errors, and the timer example run by the master; then the
+acceptance pass written from SPEC and the seed (6.4.4, chapter 17) only: chapter 17's config
+as written, payload types and nested values, buffersize, ssl with a client certificate, and
+config errors naming the field."""
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import threading
@@ -12,6 +16,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import SRC, binary, free_port, wait_for, wait_port
+from mqtt_peers import gaps, hub_clients, hub_yaml, make_certs, run_once, tls_hub
+from mqtt_peers import module, paho  # noqa: F401  (fixtures)
 from test_master_util import master  # noqa: F401 (fixture)
 
 
@@ -186,3 +192,132 @@ def test_timer_example_under_master(master):
     assert m.stop() == 0
     log = m.read("var/db/baetyl/timer-log/service.log", "")
     assert 'msg="service stopped"' in log
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # paho's ssl.PROTOCOL_TLS
+def test_timer_to_hub_over_ssl_with_client_certificate(hub_factory, module, paho, tmp_path):
+    """§17 towards the hub: ssl address, ca/cert/key, a username and no password."""
+    certs = make_certs(tmp_path / "certs")
+    hub = tls_hub(hub_factory, certs)
+    w = paho(hub.port, [("tls/tick", 1)], user="test", password="hahaha")
+    module("baetyl-timer", f"""hub:
+  address: ssl://127.0.0.1:{hub.ssl_port}
+  username: two-way-tls
+  clientid: tls-timer
+  ca: {certs['ca']}
+  cert: {certs['client']}
+  key: {certs['client_key']}
+timer: {{interval: 200ms}}
+publish: {{topic: tls/tick, qos: 1}}
+""")
+    wait_for(lambda: len(w.got()) >= 2, 15, what="ticks over ssl")
+    assert all(m[0] == "tls/tick" and m[2] == 1 for m in w.got()), w.got()
+    assert "tls-timer" in hub_clients(hub)
+
+
+# ---- timer ------------------------------------------------------------------------------
+
+def test_timer_seed_chapter17_config(hub_factory, module, paho):
+    """Chapter 17's config exactly: clientid timer1, interval 1s, topic timer1 (qos and payload
+    unset): QoS 0 messages `{"time": <unix seconds>}` once a second."""
+    hub = hub_factory(extra="logger: {level: debug}\n")
+    w = paho(hub.port, [("#", 1)], user="test", password="hahaha")
+    module("baetyl-timer", f"""hub:
+  address: tcp://127.0.0.1:{hub.port}
+  username: test
+  password: hahaha
+  clientid: timer1
+timer:
+  interval: 1s
+publish:
+  topic: timer1
+""")
+    wait_for(lambda: len(w.got()) >= 3, 15, what="3 ticks")
+    with w.lock:
+        msgs = list(w.msgs[:3])
+    for topic, payload, qos, retain, _ in msgs:
+        assert (topic, qos, retain) == ("timer1", 0, False)
+        body = json.loads(payload)
+        assert list(body) == ["time"] and type(body["time"]) is int
+        assert abs(body["time"] - time.time()) <= 3
+    g = gaps([m[4] for m in msgs])
+    assert all(0.7 <= x <= 1.3 for x in g), g
+    assert "timer1" in hub_clients(hub)
+
+
+def test_timer_payload_scalars_keep_their_yaml_type(hub, module, paho):
+    """The payload map is published as JSON with YAML's types: quoted scalars are strings
+    (even when they look like numbers or booleans), strings are escaped properly."""
+    w = paho(hub.port, [("types", 1)], user="test", password="hahaha")
+    module("baetyl-timer", hub_yaml(hub, "  clientid: types-timer\n") + """timer: {interval: 200ms}
+publish:
+  topic: types
+  payload:
+    id: 1
+    ratio: 2.5
+    on: true
+    code: "42"
+    flag: 'false'
+    name: "007"
+    text: 'say "hi" \\ ünï'
+""")
+    wait_for(lambda: w.got(), 10, what="a tick")
+    body = json.loads(w.got()[0][1])
+    time_ = body.pop("time")
+    assert type(time_) is int
+    assert body == {"id": 1, "ratio": 2.5, "on": True, "code": "42", "flag": "false",
+                    "name": "007", "text": 'say "hi" \\ ünï'}, body
+
+
+def test_timer_payload_nested_values(hub, module, paho):
+    """`payload` is a map (6.4.4): nested maps and lists in it are published as JSON."""
+    w = paho(hub.port, [("nested", 1)], user="test", password="hahaha")
+    t = module("baetyl-timer", hub_yaml(hub, "  clientid: nested-timer\n") + """\
+timer: {interval: 200ms}
+publish:
+  topic: nested
+  payload:
+    device: {id: 7, tags: [a, b]}
+    list: [1, 2]
+""")
+    wait_for(lambda: w.got() or t.proc.poll() is not None, 10, what="a tick")
+    assert t.proc.poll() is None, t.log()[-1000:]
+    body = json.loads(w.got()[0][1])
+    body.pop("time")
+    assert body == {"device": {"id": 7, "tags": ["a", "b"]}, "list": [1, 2]}, body
+
+
+def test_timer_buffersize_default_bounds_what_is_held(hub, module, paho):
+    """§17 buffersize 10: while the hub does not acknowledge (frozen), the timer holds at most
+    10 QoS 1 ticks; the rest are dropped (logged), not piled up."""
+    w = paho(hub.port, [("buf", 1)], user="test", password="hahaha")
+    t = module("baetyl-timer", hub_yaml(hub, "  clientid: buf-timer\n") +
+               "timer: {interval: 100ms}\npublish: {topic: buf, qos: 1}\n")
+    wait_for(lambda: len(w.got()) >= 3, 10, what="ticks")
+    os.kill(hub.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.5)  # 25 ticks
+    finally:
+        os.kill(hub.proc.pid, signal.SIGCONT)
+    thaw = time.monotonic()
+    time.sleep(1.0)
+    with w.lock:
+        after = [m[4] for m in w.msgs if m[4] >= thaw]
+    assert after, "nothing after the thaw"
+    burst = [x for x in after if x - after[0] <= 0.08]
+    assert 9 <= len(burst) <= 11, (len(burst), len(after))
+    assert "tick not published" in t.log() or "queue full" in t.log(), t.log()[-2000:]
+
+
+# ---- config errors name the field ----------------------------------------------------------
+
+@pytest.mark.parametrize("conf,want", [
+    ("timer: {interval: 1s}\n", ["hub.address", "required"]),
+    ("hub: {address: 'tcp://127.0.0.1:1', buffersize: 0}\n", ["hub.buffersize"]),
+    ("hub: {address: 'http://127.0.0.1:1'}\n", ["hub.address"]),
+])
+def test_timer_config_errors_name_the_field(tmp_path, conf, want):
+    rc, out = run_once(tmp_path, "baetyl-timer", conf)
+    assert rc == 1, out
+    for w in want:
+        assert w in out, out

@@ -9,11 +9,11 @@
  *       [--will-topic T --will-payload P --will-qos Q --will-retain] [--protocol 3|4]
  *       [--keep-running]   (do not exit on the client's fatal error event)
  *
- * --ack: all = ack each QoS 1 message in on_message; none = only on `ack <pid>` commands
+ * --ack: all = ack each QoS 1 message in on_message; none = only on `ack <token>` commands
  * (from the main thread); auto = the client's auto_ack; first:N = ack the first N.
  *
  * Commands: pub <topic> <qos> <payload> | pubn <topic> <qos> <count> <prefix> |
- *           pubw <topic> <qos> <count> <prefix> <timeout_ms> | ack <pid> |
+ *           pubw <topic> <qos> <count> <prefix> <timeout_ms> | ack <token> |
  *           pubthreads <topic> <qos> <threads> <count per thread> |
  *           pubbig <topic> <qos> <count> <payload bytes> <timeout_ms> (pubw of big payloads) |
  *           sub <topic> <qos> | unsub <topic> | pending | start | quit
@@ -67,12 +67,12 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *ud)
     json_t *pl = json_stringn(m->payload ? (const char *)m->payload : "", m->payload_len);
     if (!pl)
         pl = json_sprintf("<binary %zu bytes>", m->payload_len);
-    emit("{s:s, s:s, s:o, s:i, s:b, s:b, s:i}", "event", "message", "topic", m->topic,
+    emit("{s:s, s:s, s:o, s:i, s:b, s:b, s:i, s:I}", "event", "message", "topic", m->topic,
          "payload", pl, "qos", m->qos, "dup", m->dup, "retain", m->retain, "pid",
-         m->packet_id);
+         m->packet_id, "token", (json_int_t)m->ack.v);
     long n = __atomic_add_fetch(&received, 1, __ATOMIC_SEQ_CST);
     if (m->qos == 1 && (ack_mode == ACK_ALL || (ack_mode == ACK_FIRST && n <= ack_first))) {
-        int rc = bt_mqtt_client_ack(c, m->packet_id);
+        int rc = bt_mqtt_client_ack(c, m->ack);
         emit("{s:s, s:i, s:i}", "event", "ack", "pid", m->packet_id, "rc", rc);
     }
     if (exit_after >= 0 && n >= exit_after) {
@@ -237,8 +237,9 @@ static int command(bt_mqtt_client *c, char *line)
         pub_threads(c, topic, atoi(q), atoi(n), atol(per));
     } else if (!strcmp(cmd, "ack")) {
         char *p = strtok_r(NULL, " \t", &save);
-        int rc = bt_mqtt_client_ack(c, (uint16_t)(p ? atoi(p) : 0));
-        emit("{s:s, s:i, s:i}", "event", "ack", "pid", p ? atoi(p) : 0, "rc", rc);
+        bt_mqtt_ack_token t = {p ? strtoull(p, NULL, 10) : 0};
+        int rc = bt_mqtt_client_ack(c, t);
+        emit("{s:s, s:i, s:i}", "event", "ack", "pid", (int)(t.v & 0xFFFF), "rc", rc);
     } else if (!strcmp(cmd, "sub")) {
         char *topic = strtok_r(NULL, " \t", &save), *q = strtok_r(NULL, " \t", &save);
         int rc = bt_mqtt_client_subscribe(c, topic, q ? atoi(q) : 0, err, sizeof err);

@@ -390,9 +390,11 @@ static void test_unavailable(void **state)
     assert_true(now_ms() - t0 >= 290);
     bt_fn_client_free(c);
 
-    /* call_once waits for the server until its timeout, then reports it unavailable. */
-    assert_int_equal(bt_fn_call_once(addr, &in, &out, 300, err, sizeof err),
-                     BT_FN_EUNAVAILABLE);
+    /* wait_for_ready waits for the server until the timeout, then reports it unavailable. */
+    bt_fn_client_options wait = {.timeout_ms = 300, .wait_for_ready = true};
+    c = client(addr, &wait);
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_EUNAVAILABLE);
+    bt_fn_client_free(c);
 }
 
 /* Starts a server on a given port after a delay. */
@@ -427,7 +429,10 @@ static void test_wait_for_server(void **state)
     assert_same(&in, &out);
     bt_fn_msg_clear(&out);
     bt_fn_client_free(c);
-    assert_int_equal(bt_fn_call_once(l.addr, &in, &out, 3000, err, sizeof err), BT_FN_OK);
+    bt_fn_client_options wait = {.timeout_ms = 3000, .wait_for_ready = true};
+    c = client(l.addr, &wait);
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_OK);
+    bt_fn_client_free(c);
     assert_same(&in, &out);
     bt_fn_msg_clear(&out);
     bt_fn_server_stop(l.srv);
@@ -596,9 +601,35 @@ static void test_bad_options(void **state)
     bt_fn_server_stop(NULL);
 }
 
+/* What gRPC's size limits count, as protobuf-c computes it. */
+static void test_encoded_size_is_exact(void **state)
+{
+    static uint8_t payload[300];
+    const bt_fn_msg cases[] = {
+        {0},
+        {.id = 1, .qos = 1, .topic = "t", .payload = payload, .payload_len = 1, .timestamp = 1,
+         .function_name = "f", .function_invoke_id = "i"},
+        {.id = 65535, .qos = 1, .topic = "a/b/c", .payload = payload, .payload_len = 300,
+         .timestamp = 1795596864, .function_name = "python36-sayhi",
+         .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"},
+        {.id = UINT64_MAX, .qos = UINT32_MAX, .payload = payload, .payload_len = 127,
+         .timestamp = -1},
+        {.timestamp = INT64_MIN, .payload = payload, .payload_len = 128},
+        {.timestamp = INT64_MAX, .topic = ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(bt_fn_msg_encode(&cases[i], &buf, &len), 0);
+        assert_int_equal(bt_fn_msg_encoded_size(&cases[i]), len);
+        free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_encoded_size_is_exact),
         cmocka_unit_test(test_msg_roundtrip),
         cmocka_unit_test(test_msg_decode_garbage),
         cmocka_unit_test(test_echo_every_field),

@@ -1,5 +1,6 @@
 /* The `server:` section of function servers (baetyl/function_config.h), shared by the SQL
- * runtime and the function-manager. */
+ * runtime and the function-manager, and the caller settings of a `functions:` entry, shared
+ * by the function-manager and video-infer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,11 +74,57 @@ static void test_refused(void **state)
     assert_non_null(strstr(err, "server.concurrent.max"));
 }
 
+/* A `functions:` entry as a module declares it: its own keys plus the caller settings. */
+typedef struct {
+    char *name;
+    bt_fn_client_config call;
+} fn_entry;
+
+static const bt_cfg_field fn_fields[] = {
+    BT_FIELD(fn_entry, name, "name", BT_CFG_STRING),
+    BT_FIELD(fn_entry, call, "", BT_CFG_STRUCT, .flags = BT_CFG_INLINE,
+             .sub = &bt_fn_client_schema),
+    {0}};
+static const bt_cfg_schema fn_schema = {sizeof(fn_entry), fn_fields, NULL};
+
+static int load_fn(const char *yaml, fn_entry *f, char *err, size_t errlen)
+{
+    return bt_cfg_load_string(&fn_schema, f, yaml, strlen(yaml), err, errlen);
+}
+
+static void test_client_settings(void **state)
+{
+    (void)state;
+    fn_entry f;
+    char err[256];
+    assert_int_equal(load_fn("name: f\n", &f, err, sizeof err), 0);
+    assert_int_equal(f.call.message_max, 4 << 20);
+    assert_int_equal(f.call.backoff_max, 60000);
+    assert_int_equal(f.call.timeout, 30000);
+    bt_cfg_free(&fn_schema, &f);
+    assert_int_equal(load_fn("name: f\nmessage: {length: {max: 1m}}\nbackoff: {max: 0s}\n"
+                             "timeout: 2s\n", &f, err, sizeof err),
+                     0);
+    bt_fn_client_options o = bt_fn_client_config_options(&f.call);
+    assert_int_equal(o.max_msg_size, 1 << 20);
+    assert_int_equal(o.timeout_ms, 2000);
+    assert_int_equal(f.call.backoff_max, 0);
+    assert_null(o.ca);
+    bt_cfg_free(&fn_schema, &f);
+    assert_int_equal(load_fn("timeout: 0s\n", &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "timeout"));
+    assert_int_equal(load_fn("message: {length: {max: 63}}\n", &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "message.length.max"));
+    assert_int_equal(load_fn("backoff: {max: 25h}\n", &f, err, sizeof err), -1);
+    assert_non_null(strstr(err, "backoff.max"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_options),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_client_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

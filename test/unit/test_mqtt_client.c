@@ -1,7 +1,9 @@
 /* Unit tests of the SDK MQTT client without a broker: the settings schema (SPEC §17),
  * address parsing, topic rules, argument checks, the bounded queue, packet ids and the
- * encoded PUBLISH, cancellation at destroy, and a client that cannot connect. The network
- * behaviour is tested against mosquitto in test/integration/test_mqtt_client.py. */
+ * encoded PUBLISH, cancellation at destroy, a client that cannot connect, and ack tokens
+ * against a scripted broker. The network behaviour is tested against mosquitto in
+ * test/integration/test_mqtt_client.py. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -273,8 +275,8 @@ static void test_queue_bounds_and_cancel(void **state)
     assert_memory_equal(m->data, want, (size_t)w);
 
     /* nothing inbound waits: acks are refused */
-    assert_int_equal(bt_mqtt_client_ack(cl, 1), BT_MQTT_EINVAL);
-    assert_int_equal(bt_mqtt_client_ack(cl, 0), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_ack(cl, mc_token(0, 1)), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_ack(cl, mc_token(0, 0)), BT_MQTT_EINVAL);
     assert_int_equal(bt_mqtt_client_wait_connected(cl, 50), -1);
     assert_false(bt_mqtt_client_connected(cl));
 
@@ -282,6 +284,44 @@ static void test_queue_bounds_and_cancel(void **state)
     assert_int_equal(n.cancelled, 3);
     assert_int_equal(n.ok, 0);
     assert_int_equal(n.tags, 111);
+}
+
+/* message.length.max: publishes the broker would refuse (closing the connection) are
+ * refused here, with the limit named; the payload room follows from topic and QoS. */
+static void test_message_length_max(void **state)
+{
+    module_cfg m;
+    assert_int_equal(load(&m, "hub:\n  address: tcp://h\n"), 0);
+    assert_int_equal(m.hub.message_max, 0);
+    bt_cfg_free(&module_schema, &m);
+    assert_int_equal(load(&m, "hub:\n  address: tcp://h\n  message: {length: {max: 32k}}\n"), 0);
+    assert_int_equal(m.hub.message_max, 32768);
+    bt_cfg_free(&module_schema, &m);
+    expect_error("hub:\n  address: tcp://h\n  message: {length: {max: 300m}}\n",
+                 "hub.message.length.max");
+
+    bt_mqtt_client_config c;
+    base_cfg(&c, "tcp://127.0.0.1:1", 10);
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 1), SIZE_MAX);
+    bt_mqtt_client_destroy(cl);
+    c.message_max = 20;
+    cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 1), 15); /* 20 - 2 - 1 - 2 */
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 0), 17);
+    assert_int_equal(bt_mqtt_client_payload_max(cl, "a/very/long/topic/name", 1), 0);
+    char payload[32] = {0};
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 15, 1, false, NULL, err,
+                                            sizeof err),
+                     BT_MQTT_OK);
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 16, 1, false, NULL, err,
+                                            sizeof err),
+                     BT_MQTT_EINVAL);
+    assert_non_null(strstr(err, "message too large: 21 bytes, the broker takes at most 20"));
+    assert_int_equal(bt_mqtt_client_pending(cl), 1);
+    bt_mqtt_client_destroy(cl);
 }
 
 static void test_subscriptions_bookkeeping(void **state)
@@ -345,6 +385,170 @@ static void test_unreachable_stops_promptly(void **state)
     assert_int_equal(n.cancelled, 1);
 }
 
+/* ---- a scripted broker on loopback, for the ack token ------------------------------- */
+
+typedef struct {
+    int lsn, fd;
+    uint8_t buf[4096];
+    size_t len;
+} fake_broker;
+
+static void fb_listen(fake_broker *b, char *addr, size_t addrlen)
+{
+    b->lsn = socket(AF_INET, SOCK_STREAM, 0);
+    b->fd = -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(b->lsn, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(b->lsn, 4), 0);
+    assert_int_equal(getsockname(b->lsn, (struct sockaddr *)&a, &al), 0);
+    snprintf(addr, addrlen, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+}
+
+/* The next packet from the client (5 s at most); its type. */
+static bt_mqtt_type fb_read(fake_broker *b, bt_mqtt_packet *p)
+{
+    for (;;) {
+        size_t used;
+        char why[128];
+        int d = bt_mqtt_decode(b->buf, b->len, 0, p, &used, why, sizeof why);
+        assert_true(d >= 0);
+        if (d == 1) {
+            bt_mqtt_type t = p->type;
+            uint16_t pid = t == BT_MQTT_PUBACK ? p->ack.packet_id
+                         : t == BT_MQTT_SUBSCRIBE ? p->subscribe.packet_id : 0;
+            memmove(b->buf, b->buf + used, b->len - used);
+            b->len -= used;
+            p->ack.packet_id = pid; /* the views into buf are gone: keep the id only */
+            return t;
+        }
+        ssize_t n = read(b->fd, b->buf + b->len, sizeof b->buf - b->len);
+        assert_true(n > 0);
+        b->len += (size_t)n;
+    }
+}
+
+static void fb_write(fake_broker *b, const uint8_t *data, ssize_t n)
+{
+    assert_true(n > 0);
+    assert_int_equal(write(b->fd, data, (size_t)n), n);
+}
+
+/* Accepts the client's connection: CONNECT → CONNACK, SUBSCRIBE → SUBACK. */
+static void fb_accept(fake_broker *b)
+{
+    b->fd = accept(b->lsn, NULL, NULL);
+    assert_true(b->fd >= 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(b->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    b->len = 0;
+    bt_mqtt_packet p;
+    uint8_t out[16];
+    assert_int_equal(fb_read(b, &p), BT_MQTT_CONNECT);
+    fb_write(b, out, bt_mqtt_encode_connack(out, sizeof out, false, 0));
+    assert_int_equal(fb_read(b, &p), BT_MQTT_SUBSCRIBE);
+    uint8_t code = 1;
+    fb_write(b, out, bt_mqtt_encode_suback(out, sizeof out, p.ack.packet_id, &code, 1));
+}
+
+static void fb_publish(fake_broker *b, const char *payload, bool dup, uint16_t pid)
+{
+    uint8_t out[128];
+    fb_write(b, out, bt_mqtt_encode_publish(out, sizeof out, "t", 1, payload, strlen(payload), 1,
+                                            false, dup, pid));
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    char payload[4][16];
+    bt_mqtt_ack_token token[4];
+} received;
+
+static void on_msg_keep(bt_mqtt_client *c, const bt_mqtt_message *m, void *ud)
+{
+    received *r = ud;
+    pthread_mutex_lock(&r->mu);
+    if (r->n < 4) {
+        snprintf(r->payload[r->n], sizeof r->payload[r->n], "%.*s", (int)m->payload_len,
+                 (const char *)m->payload);
+        r->token[r->n] = m->ack;
+    }
+    r->n++;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int received_n(received *r, int want)
+{
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&r->mu);
+        int n = r->n;
+        pthread_mutex_unlock(&r->mu);
+        if (n >= want)
+            return n;
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* A token kept across a reconnect acknowledges nothing, even though the new connection
+ * delivered another message with the same packet id; that message's own token acks it. A
+ * DUP resend of a message the application still holds is not delivered twice. */
+static void test_ack_token_stale_after_reconnect(void **state)
+{
+    fake_broker b;
+    char addr[64];
+    fb_listen(&b, addr, sizeof addr);
+    bt_mqtt_client_config c;
+    base_cfg(&c, addr, 10);
+    c.interval = 100;
+    bt_mqtt_topic_info sub = {.topic = "t", .qos = 1};
+    bt_mqtt_client_config cc = c;
+    cc.subscriptions.n = 1;
+    cc.subscriptions.items = &sub;
+    received r = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    bt_mqtt_client_options o = {.on_message = on_msg_keep, .userdata = &r};
+    bt_mqtt_client *cl = bt_mqtt_client_create(&cc, &o, err, sizeof err);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_start(cl, err, sizeof err), 0);
+
+    fb_accept(&b);
+    fb_publish(&b, "old", false, 7);
+    fb_publish(&b, "old", true, 7); /* the broker's retry while the application holds it */
+    assert_int_equal(received_n(&r, 1), 1);
+    assert_string_equal(r.payload[0], "old");
+    usleep(100000);
+    assert_int_equal(received_n(&r, 1), 1);
+    assert_int_equal(bt_mqtt_client_resends_held(cl), 1);
+    bt_mqtt_ack_token stale = r.token[0];
+    assert_true(stale.v != 0);
+
+    close(b.fd); /* the connection ends before the application acks */
+    fb_accept(&b);
+    fb_publish(&b, "new", false, 7); /* same packet id, another message */
+    assert_int_equal(received_n(&r, 2), 2);
+    assert_string_equal(r.payload[1], "new");
+    assert_int_equal(bt_mqtt_client_ack(cl, stale), BT_MQTT_EINVAL);
+    bt_mqtt_ack_token zero = {0};
+    assert_int_equal(bt_mqtt_client_ack(cl, zero), BT_MQTT_EINVAL);
+    /* no PUBACK went out for the stale token: the next packet is the one of the new token */
+    fb_publish(&b, "ping", false, 8);
+    assert_int_equal(received_n(&r, 3), 3);
+    assert_int_equal(bt_mqtt_client_ack(cl, r.token[2]), BT_MQTT_OK);
+    bt_mqtt_packet p;
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBACK);
+    assert_int_equal(p.ack.packet_id, 8);
+    assert_int_equal(bt_mqtt_client_ack(cl, r.token[1]), BT_MQTT_OK);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBACK);
+    assert_int_equal(p.ack.packet_id, 7);
+    assert_int_equal(bt_mqtt_client_ack(cl, r.token[1]), BT_MQTT_EINVAL); /* once only */
+
+    bt_mqtt_client_destroy(cl);
+    close(b.fd);
+    close(b.lsn);
+}
+
 static void test_strerror(void **state)
 {
     assert_string_equal(bt_mqtt_strerror(BT_MQTT_EFULL), "queue full");
@@ -363,8 +567,10 @@ int main(void)
         cmocka_unit_test(test_topics),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_queue_bounds_and_cancel),
+        cmocka_unit_test(test_message_length_max),
         cmocka_unit_test(test_subscriptions_bookkeeping),
         cmocka_unit_test(test_unreachable_stops_promptly),
+        cmocka_unit_test(test_ack_token_stale_after_reconnect),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,6 +65,8 @@ int bt_fn_msg_copy(bt_fn_msg *dst, const bt_fn_msg *src);
 int bt_fn_msg_set_payload(bt_fn_msg *m, const void *p, size_t n);
 /* Replaces *field (one of m's strings) by a copy of s (NULL = NULL). 0, or -1 out of memory. */
 int bt_fn_msg_set_str(char **field, const char *s);
+/* The exact protobuf size of m (what gRPC's size limits count). */
+size_t bt_fn_msg_encoded_size(const bt_fn_msg *m);
 /* Protobuf encoding of m into a malloc'd *buf of *len bytes. 0, or -1 out of memory. */
 int bt_fn_msg_encode(const bt_fn_msg *m, uint8_t **buf, size_t *len);
 /* Decodes protobuf bytes into out (owned fields; out's old contents are not freed): its
@@ -111,11 +113,6 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
                   int *code, char *err, size_t errlen);
 /* Frees a client (NULL is fine). No call may be running on it. */
 void bt_fn_client_free(bt_fn_client *c);
-
-/* One call on a fresh insecure connection that waits for the server up to timeout_ms
- * (<= 0 = 30 s): `call(address, msg, timeout)`. Returns like bt_fn_call. */
-int bt_fn_call_once(const char *address, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
-                    char *err, size_t errlen);
 
 /* ---- server ------------------------------------------------------------------------------ */
 

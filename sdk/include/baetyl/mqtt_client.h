@@ -2,7 +2,12 @@
  * remote brokers). Why our own: paho.mqtt.c and libmosquitto acknowledge an incoming QoS 1
  * message before the application sees it; Baetyl acknowledges only after the message was
  * passed on (SPEC §12-13). Here an inbound QoS 1 message is PUBACKed when the application
- * calls bt_mqtt_client_ack() (or at once after on_message with auto_ack).
+ * calls bt_mqtt_client_ack() with the message's token (or at once after on_message with
+ * auto_ack). A token names one delivery on one connection: after a reconnect the old token
+ * acknowledges nothing (the broker sends the message again, with a new token), so a late
+ * ack can never acknowledge a different message that reuses the packet id. While the
+ * application holds a message, a resend of it on the same connection (DUP, the broker's
+ * retry interval) is not delivered again: the pending ack covers both.
  *
  *   bt_mqtt_client_options o = {.on_message = on_msg, .userdata = me};
  *   bt_mqtt_client *c = bt_mqtt_client_create(&cfg.hub, &o, err, sizeof err);
@@ -66,6 +71,8 @@ typedef struct {
     int64_t keepalive;      /* ms, 10m (0 = no keepalive) */
     long buffersize;        /* 10: outgoing publishes held at most */
     bool validatesubs;      /* false; true: a refused subscription stops the client */
+    int64_t message_max;    /* message.length.max: the broker's limit on a packet's remaining
+                             * length (the hub's own setting; 0 = unknown: not checked) */
     bt_cfg_list subscriptions; /* of bt_mqtt_topic_info, subscribed at every connect */
 } bt_mqtt_client_config;
 
@@ -76,7 +83,13 @@ extern const bt_cfg_schema bt_mqtt_topic_schema;
 
 typedef struct bt_mqtt_client bt_mqtt_client;
 
-/* An inbound PUBLISH, valid during on_message only. */
+/* What acknowledges one inbound QoS 1 delivery: copy it, keep it as long as needed, pass it
+ * to bt_mqtt_client_ack(). Opaque; zero (`{0}`) acknowledges nothing. */
+typedef struct {
+    uint64_t v;
+} bt_mqtt_ack_token;
+
+/* An inbound PUBLISH, valid during on_message only (the token may be kept). */
 typedef struct {
     const char *topic;      /* NUL-terminated */
     const uint8_t *payload; /* payload_len bytes, not NUL-terminated */
@@ -84,13 +97,14 @@ typedef struct {
     uint8_t qos;
     bool retain;
     bool dup;
-    uint16_t packet_id;     /* QoS 1: pass it to bt_mqtt_client_ack(); 0 for QoS 0 */
+    uint16_t packet_id;     /* QoS 1: the broker's id (logs, FunctionMessage.ID); 0 for QoS 0 */
+    bt_mqtt_ack_token ack;  /* QoS 1 without auto_ack: for bt_mqtt_client_ack(); else {0} */
 } bt_mqtt_message;
 
 /* Callbacks (any may be NULL) and options that are not part of the YAML settings. */
 typedef struct {
     /* A message arrived. Without auto_ack a QoS 1 message stays unacknowledged until
-     * bt_mqtt_client_ack(packet_id) (from any thread, now or later). */
+     * bt_mqtt_client_ack(m->ack) (from any thread, now or later). */
     void (*on_message)(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata);
     /* A publish is done: QoS 1 PUBACKed, QoS 0 written to the connection's output (status
      * BT_MQTT_OK), or dropped at stop (BT_MQTT_ECANCELLED). tag is the caller's. */
@@ -131,7 +145,9 @@ void bt_mqtt_client_destroy(bt_mqtt_client *c);
 
 /* Queues a PUBLISH (qos 0 or 1) of payload[0..len) to topic (a name: no wildcards).
  * Returns BT_MQTT_OK, BT_MQTT_EFULL, BT_MQTT_ESTOPPED, BT_MQTT_EINVAL or BT_MQTT_ENOMEM,
- * with err for the errors. on_publish_complete gets tag once the call returned OK. */
+ * with err for the errors. on_publish_complete gets tag once the call returned OK. A
+ * message over message.length.max is refused (EINVAL): a broker would close the connection
+ * for it, and a QoS 1 one would be resent, and refused, after every reconnect. */
 int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload,
                            size_t len, int qos, bool retain, void *tag, char *err,
                            size_t errlen);
@@ -140,12 +156,14 @@ int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *pay
 int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void *payload,
                                 size_t len, int qos, bool retain, void *tag,
                                 int64_t timeout_ms, char *err, size_t errlen);
-/* Acknowledges the inbound QoS 1 message packet_id of the current connection (the PUBACK
- * goes out from the client's thread). BT_MQTT_EINVAL when no such message is waiting (acked
- * already, auto_ack, or it came on a connection that has since ended and nothing with that
- * id came since: a persistent session's broker resends it, with the same id, and an ack
- * then acknowledges that copy). */
-int bt_mqtt_client_ack(bt_mqtt_client *c, uint16_t packet_id);
+/* The largest payload a PUBLISH to topic at qos may carry under message.length.max
+ * (SIZE_MAX when no limit is set; 0 when not even the topic fits). */
+size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos);
+/* Acknowledges the inbound QoS 1 delivery of token (the PUBACK goes out from the client's
+ * thread). BT_MQTT_EINVAL, and nothing sent, when that delivery waits no more: acked
+ * already, auto_ack, a zero token, or a connection that has since ended (the broker of a
+ * persistent session sends the message again, and that copy's token acknowledges it). */
+int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token);
 /* Adds (or changes the qos of) a subscription, sent now when connected and at every
  * reconnect. Returns 0 or BT_MQTT_EINVAL/ESTOPPED/ENOMEM with err. */
 int bt_mqtt_client_subscribe(bt_mqtt_client *c, const char *topic, int qos, char *err,
@@ -160,6 +178,8 @@ bool bt_mqtt_client_connected(bt_mqtt_client *c);
 int bt_mqtt_client_wait_connected(bt_mqtt_client *c, int64_t timeout_ms);
 /* Outgoing publishes held now (queued or awaiting PUBACK). */
 size_t bt_mqtt_client_pending(bt_mqtt_client *c);
+/* Resends (DUP) of messages the application held unacknowledged, not delivered again. */
+uint64_t bt_mqtt_client_resends_held(bt_mqtt_client *c);
 /* Text of a BT_MQTT_* code ("queue full"). */
 const char *bt_mqtt_strerror(int code);
 

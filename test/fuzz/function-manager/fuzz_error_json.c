@@ -1,8 +1,9 @@
-/* libFuzzer target for the function-manager's error JSON (function-manager/call.c): the
+/* libFuzzer target for the function-manager's error JSON (function-manager/error_json.c): the
  * input is split at its first two '\n' into a topic, an error text (both may hold any bytes,
  * invalid UTF-8 included: a runtime's error text is not ours) and a payload. The result must
  * always be a JSON object whose Payload decodes back to the payload bytes and whose other
- * strings are the inputs when those were valid UTF-8.
+ * strings are the inputs when those were valid UTF-8; with a size limit, the JSON is within
+ * it or carries none of the input.
  *
  * The Makefile links the function-manager objects (all but main.o) into this target. */
 #include <stdint.h>
@@ -39,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    .payload_len = n, .timestamp = -1, .function_name = "f",
                    .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"};
     size_t len = 0;
-    char *s = fm_error_json(&m, err, &len);
+    char *s = fm_error_json(&m, err, SIZE_MAX, &len);
     if (!s || strlen(s) != len)
         abort();
     json_error_t je;
@@ -66,6 +67,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_integer_value(json_object_get(fm, "Timestamp")) != -1)
         abort();
     free(dec);
+    json_decref(o);
+    free(s);
+    /* bounded: within the limit, or (when the other fields alone are longer) without any
+     * of the input */
+    size_t max = 200 + (size % 1000);
+    s = fm_error_json(&m, err, max, &len);
+    if (!s || strlen(s) != len)
+        abort();
+    o = json_loadb(s, len, 0, &je);
+    if (!json_is_object(o))
+        abort();
+    b64 = json_string_value(json_object_get(json_object_get(o, "functionMessage"), "Payload"));
+    if (len > max && (!b64 || *b64))
+        abort();
     json_decref(o);
     free(s);
     free(topic);

@@ -81,17 +81,17 @@ static void test_config_seed_and_defaults(void **state)
     assert_int_equal(f->max, 1);
     assert_int_equal(f->idletime, 600000);
     assert_int_equal(f->evicttime, 60000);
-    assert_int_equal(f->message_max, 4 << 20);
-    assert_int_equal(f->backoff_max, 60000);
-    assert_int_equal(f->timeout, 30000);
+    assert_int_equal(f->call.message_max, 4 << 20);
+    assert_int_equal(f->call.backoff_max, 60000);
+    assert_int_equal(f->call.timeout, 30000);
     f = fm_config_function(&c, "python36-sayhi");
     assert_int_equal(f->min, 1);
     assert_int_equal(f->max, 10);
     assert_int_equal(f->idletime, 30000);
     assert_int_equal(f->evicttime, 5000);
-    assert_int_equal(f->message_max, 1 << 20);
-    assert_int_equal(f->backoff_max, 10000);
-    assert_int_equal(f->timeout, 2000);
+    assert_int_equal(f->call.message_max, 1 << 20);
+    assert_int_equal(f->call.backoff_max, 10000);
+    assert_int_equal(f->call.timeout, 2000);
     assert_null(fm_config_function(&c, "nope"));
     assert_false(c.hub.cleansession); /* persistent sessions by default */
     assert_null(c.server.address);
@@ -128,6 +128,8 @@ static void test_config_errors(void **state)
     expect_error(HUB "functions: [{name: f, service: s, instance: {max: 0}}]\n",
                  "functions[0].instance.max");
     expect_error(HUB "functions: [{name: 'a b', service: s}]\n", "functions[0].name");
+    expect_error(HUB "functions: [{name: f, service: s, backoff: {max: 0s}}]\n",
+                 "functions[0]: backoff.max: at least 1ms");
     expect_error(HUB "functions: [{name: f}]\n", "functions[0].service: required");
     expect_error(HUB FN "rules: [{subscribe: {topic: t}, function: {name: f}, publish: {topic: 'o/#'}}]\n",
                  "rules[0].publish.topic");
@@ -172,7 +174,8 @@ static void test_error_json(void **state)
                    .payload_len = 8, .timestamp = 1569247749, .function_name = "sayhi",
                    .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"};
     size_t len = 0;
-    char *s = fm_error_json(&m, "rpc error: code = Unknown desc = [UserCodeInvoke] boom", &len);
+    char *s = fm_error_json(&m, "rpc error: code = Unknown desc = [UserCodeInvoke] boom",
+                            SIZE_MAX, &len);
     assert_non_null(s);
     assert_int_equal(len, strlen(s));
     assert_string_equal(
@@ -184,7 +187,7 @@ static void test_error_json(void **state)
 
     /* empty payload, binary payload, an error text that is not UTF-8 */
     m.payload_len = 0;
-    s = fm_error_json(&m, "bad \xff\xfe text \xe2\x82", &len);
+    s = fm_error_json(&m, "bad \xff\xfe text \xe2\x82", SIZE_MAX, &len);
     assert_non_null(s);
     json_error_t je;
     json_t *j = json_loads(s, 0, &je);
@@ -195,8 +198,42 @@ static void test_error_json(void **state)
     free(s);
     m.payload = (uint8_t *)"\x00\xff\x01";
     m.payload_len = 3;
-    s = fm_error_json(&m, "x", &len);
+    s = fm_error_json(&m, "x", SIZE_MAX, &len);
     assert_non_null(strstr(s, "\"Payload\":\"AP8B\""));
+    free(s);
+}
+
+/* Over the limit: the error text is cut and only the first bytes of the input that fit are
+ * embedded, flagged with the input's size; the invoke id still names the call. */
+static void test_error_json_bounded(void **state)
+{
+    static uint8_t big[40000];
+    memset(big, 'a', sizeof big);
+    static char longerr[3000];
+    memset(longerr, 'e', sizeof longerr - 1);
+    bt_fn_msg m = {.id = 7, .qos = 1, .topic = "t", .payload = big, .payload_len = sizeof big,
+                   .timestamp = 1, .function_name = "f", .function_invoke_id = "id-1"};
+    size_t len = 0;
+    char *s = fm_error_json(&m, longerr, 1024, &len);
+    assert_non_null(s);
+    assert_true(len <= 1024);
+    assert_true(len > 900); /* as much input as fits */
+    json_error_t je;
+    json_t *j = json_loads(s, 0, &je);
+    assert_non_null(j);
+    json_t *fm = json_object_get(j, "functionMessage");
+    assert_true(json_is_true(json_object_get(fm, "PayloadTruncated")));
+    assert_int_equal(json_integer_value(json_object_get(fm, "PayloadSize")), sizeof big);
+    assert_string_equal(json_string_value(json_object_get(fm, "FunctionInvokeID")), "id-1");
+    assert_int_equal(strlen(json_string_value(json_object_get(j, "errorMessage"))),
+                     FM_ERROR_TEXT_MAX);
+    json_decref(j);
+    free(s);
+    /* under the limit: whole, as before */
+    m.payload_len = 10;
+    s = fm_error_json(&m, "x", 1024, &len);
+    assert_null(strstr(s, "PayloadTruncated"));
+    assert_non_null(strstr(s, "\"Payload\":\"YWFhYWFhYWFhYQ==\""));
     free(s);
 }
 
@@ -321,7 +358,8 @@ static int pool_setup(void **state)
     x->be = (fm_backend){.start = fake_start, .stop = fake_stop, .arg = &x->fk};
     x->cfg = (fm_function_cfg){.name = "sayhi", .service = "rt", .min = 0, .max = 1,
                                .idletime = 600000, .evicttime = 60000,
-                               .message_max = 4 << 20, .backoff_max = 60000, .timeout = 3000};
+                               .call = {.message_max = 4 << 20, .backoff_max = 60000,
+                                        .timeout = 3000}};
     *state = x;
     return 0;
 }
@@ -408,42 +446,18 @@ static void test_invoke_retries_in_all(void **state)
     assert_int_equal(x->fk.calls, 4); /* 0 still means one attempt */
 }
 
-static void test_encoded_size_is_exact(void **state)
-{
-    static uint8_t payload[300];
-    const bt_fn_msg cases[] = {
-        {0},
-        {.id = 1, .qos = 1, .topic = "t", .payload = payload, .payload_len = 1, .timestamp = 1,
-         .function_name = "f", .function_invoke_id = "i"},
-        {.id = 65535, .qos = 1, .topic = "a/b/c", .payload = payload, .payload_len = 300,
-         .timestamp = 1795596864, .function_name = "python36-sayhi",
-         .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"},
-        {.id = UINT64_MAX, .qos = UINT32_MAX, .payload = payload, .payload_len = 127,
-         .timestamp = -1},
-        {.timestamp = INT64_MIN, .payload = payload, .payload_len = 128},
-        {.timestamp = INT64_MAX, .topic = ""},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        assert_int_equal(bt_fn_msg_encode(&cases[i], &buf, &len), 0);
-        assert_int_equal(fm_encoded_size(&cases[i]), len);
-        free(buf);
-    }
-}
-
 static void test_message_too_large_fails_without_instance(void **state)
 {
     pool_fixture *x = *state;
-    x->cfg.message_max = 1024;
+    x->cfg.call.message_max = 1024;
     pool_open(x);
     char *big = calloc(1, 1100);
     memset(big, 'x', 1099);
     bt_fn_msg in = {.topic = "t", .payload = (uint8_t *)big, .payload_len = 1024,
                     .function_name = "sayhi", .function_invoke_id = "id"};
     /* exactly message.length.max + 1 bytes: refused before any instance */
-    in.payload_len = 1024 - (fm_encoded_size(&in) - 1024) + 1;
-    assert_int_equal(fm_encoded_size(&in), 1025);
+    in.payload_len = 1024 - (bt_fn_msg_encoded_size(&in) - 1024) + 1;
+    assert_int_equal(bt_fn_msg_encoded_size(&in), 1025);
     bt_fn_msg out;
     char err[512];
     assert_int_equal(fm_invoke(x->pool, &in, 3, &out, err, sizeof err), -1);
@@ -451,7 +465,7 @@ static void test_message_too_large_fails_without_instance(void **state)
     assert_int_equal(x->fk.starts, 0);
     /* exactly the limit: goes through (the reply has the same size) */
     in.payload_len--;
-    assert_int_equal(fm_encoded_size(&in), 1024);
+    assert_int_equal(bt_fn_msg_encoded_size(&in), 1024);
     assert_int_equal(fm_invoke(x->pool, &in, 3, &out, err, sizeof err), 0);
     assert_int_equal(out.payload_len, in.payload_len);
     bt_fn_msg_clear(&out);
@@ -527,7 +541,7 @@ static void test_idle_instances_evicted_down_to_min(void **state)
 static void test_failed_start_backs_off(void **state)
 {
     pool_fixture *x = *state;
-    x->cfg.backoff_max = 800;
+    x->cfg.call.backoff_max = 800;
     pool_open(x);
     x->fk.fail_starts = 3;
     char err[512];
@@ -555,7 +569,7 @@ static void test_failed_start_backs_off(void **state)
 static void test_dial_timeout_fails_the_attempt(void **state)
 {
     pool_fixture *x = *state;
-    x->cfg.timeout = 300;
+    x->cfg.call.timeout = 300;
     pool_open(x);
     x->fk.dead_dial = 1;
     char err[512], res[16];
@@ -570,7 +584,7 @@ static void test_dial_timeout_fails_the_attempt(void **state)
 static void test_hanging_call_times_out_and_replaces(void **state)
 {
     pool_fixture *x = *state;
-    x->cfg.timeout = 300;
+    x->cfg.call.timeout = 300;
     pool_open(x);
     char err[512], res[16];
     assert_int_not_equal(call_text(x->pool, "sleep:1500", res, sizeof res, err, sizeof err), 0);
@@ -611,7 +625,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_uuid4),
         cmocka_unit_test(test_error_json),
-        cmocka_unit_test(test_encoded_size_is_exact),
+        cmocka_unit_test(test_error_json_bounded),
         cmocka_unit_test_setup_teardown(test_pool_reuses_one_instance, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_failed_call_destroys_the_instance, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_invoke_retries_in_all, pool_setup, pool_teardown),

@@ -62,9 +62,9 @@ static void test_seed_config_and_defaults(void **state)
     const vi_function_cfg *f = vi_config_function(&c, "analyse");
     assert_non_null(f);
     assert_string_equal(f->address, "function-manager:50051");
-    assert_int_equal(f->message_max, 4 << 20);
-    assert_int_equal(f->backoff_max, 60000);
-    assert_int_equal(f->timeout, 30000);
+    assert_int_equal(f->call.message_max, 4 << 20);
+    assert_int_equal(f->call.backoff_max, 60000);
+    assert_int_equal(f->call.timeout, 30000);
     assert_null(vi_config_function(&c, "other"));
     assert_null(vi_config_function(&c, NULL));
     bt_cfg_free(&vi_config_schema, &c);
@@ -91,8 +91,8 @@ static void test_mean_and_crop(void **state)
     assert_string_equal(c.backend, "opencv");
     assert_string_equal(c.device, "fp16");
     const vi_function_cfg *f = vi_config_function(&c, "f");
-    assert_int_equal(f->timeout, 2000);
-    assert_int_equal(f->message_max, 1 << 20);
+    assert_int_equal(f->call.timeout, 2000);
+    assert_int_equal(f->call.message_max, 1 << 20);
     bt_cfg_free(&vi_config_schema, &c);
 }
 
