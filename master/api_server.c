@@ -5,6 +5,7 @@
 #include "inspect.h"
 #include "util.h"
 
+#include <baetyl/api.h>
 #include <baetyl/buf.h>
 #include <baetyl/log.h>
 
@@ -21,8 +22,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define HDR_USER "x-openedge-username"
-#define HDR_PASS "x-openedge-password"
 #define MAX_REPORT_DEPTH 32
 
 struct api_server {
@@ -276,6 +275,11 @@ static int keep_body(req_t *r, const char *data, size_t n)
     return bt_buf_append(&r->body, data, n);
 }
 
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size,
                                void **con_cls)
@@ -295,8 +299,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         r->rt = route(method, url, &r->svc, &r->inst);
         if (r->rt == R_NONE)
             r->refused = MHD_HTTP_NOT_FOUND;
-        else if (!master_auth(s->m, MHD_lookup_connection_value(c, MHD_HEADER_KIND, HDR_USER),
-                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, HDR_PASS)))
+        else if (!master_auth(s->m, header(c, BT_API_HEADER_USERNAME),
+                              header(c, BT_API_HEADER_PASSWORD)))
             r->refused = MHD_HTTP_UNAUTHORIZED;
         return MHD_YES;
     }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int master_init(master *m, const char *pwd, master_conf *conf, api_addr *api, bt_engine *engine,
+int master_init(master *m, const char *pwd, master_conf *conf, bt_api_addr *api, bt_engine *engine,
                 char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
@@ -55,7 +55,7 @@ void master_destroy(master *m)
     engine_free(m->engine);
     host_sampler_free(m->sampler);
     conf_free(&m->conf);
-    api_addr_free(&m->api);
+    bt_api_addr_free(&m->api);
     pthread_mutex_destroy(&m->ops);
     pthread_mutex_destroy(&m->stats_mu);
     pthread_mutex_destroy(&m->mu);

@@ -67,7 +67,7 @@ struct master {
     char *pwd;             /* absolute work dir (the master's cwd) */
     char *conf_path;
     master_conf conf;
-    api_addr api;
+    bt_api_addr api;
     bt_engine *engine;
     host_sampler *sampler;
     pthread_mutex_t ops;
@@ -88,7 +88,7 @@ struct master {
 #define CLI_TOKEN_FILE "var/run/baetyl/cli.token"
 
 /* Prepares the model (no service runs yet). conf and api are moved into m. */
-int master_init(master *m, const char *pwd, master_conf *conf, api_addr *api, bt_engine *engine,
+int master_init(master *m, const char *pwd, master_conf *conf, bt_api_addr *api, bt_engine *engine,
                 char *err, size_t errlen);
 /* Frees the model; every service must be stopped. */
 void master_destroy(master *m);
