@@ -76,8 +76,8 @@ static void instance_free(m_instance *in)
     free(in->name);
     env_free(in->env);
     json_decref(in->reported);
-    if (in->wake_fd >= 0)
-        close(in->wake_fd);
+    if (in->sup.wake_fd >= 0)
+        close(in->sup.wake_fd);
     free(in);
 }
 
@@ -109,6 +109,30 @@ static m_instance *find_instance(m_service *s, const char *name)
     return NULL;
 }
 
+/* The supervisor's state changes, published to inspect and application.stats. */
+static void instance_state(sup_proc *p, sup_state st)
+{
+    m_instance *in = p->owner;
+    master *m = in->m;
+    pthread_mutex_lock(&m->mu);
+    if (st == SUP_RUNNING) {
+        in->view = p->run;
+        in->view.wait_fd = -1;
+        in->alive = true;
+        in->status = INST_RUNNING;
+        clock_gettime(CLOCK_REALTIME, &in->start_time);
+    } else {
+        in->alive = false;
+        in->view.pid = 0;
+        in->status = st == SUP_RESTARTING ? INST_RESTARTING : INST_EXITED;
+        in->finished |= st == SUP_FINISHED;
+    }
+    pthread_mutex_unlock(&m->mu);
+    /* SUP_EXITED is always followed by SUP_FINISHED or a new start, saved then. */
+    if (st != SUP_EXITED)
+        master_save_stats(m);
+}
+
 static m_instance *instance_new(master *m, m_service *s, const char *name, bool dynamic, json_t *dyn,
                                 char *err, size_t errlen)
 {
@@ -119,7 +143,7 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
     }
     in->m = m;
     in->svc = s;
-    in->wake_fd = -1;
+    in->sup.wake_fd = -1;
     in->dynamic = dynamic;
     in->name = strdup(name);
     in->reported = json_object();
@@ -133,7 +157,26 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
         instance_free(in);
         return NULL;
     }
+    in->sup = (sup_proc){.engine = m->engine, .eng_state = s->eng_state, .service = s->name,
+                         .name = in->name, .env = in->env, .restart = &s->cfg.restart,
+                         .grace = m->conf.grace, .on_state = instance_state, .owner = in,
+                         .wake_fd = -1};
     return in;
+}
+
+/* Starts the instance's supervisor and lists the instance in its service. */
+static int instance_launch(master *m, m_instance *in, char *err, size_t errlen)
+{
+    if (sup_launch(&in->sup, err, errlen) != 0)
+        return -1;
+    pthread_mutex_lock(&m->mu);
+    m_instance **tail = &in->svc->instances;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = in;
+    pthread_mutex_unlock(&m->mu);
+    master_save_stats(m);
+    return 0;
 }
 
 /* Stops instances (all their supervisors get the request first, then are joined) and
@@ -141,9 +184,9 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
 static void stop_instances(m_instance **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        sup_request_stop(list[i]);
+        sup_request_stop(&list[i]->sup);
     for (size_t i = 0; i < n; i++) {
-        sup_join(list[i]);
+        sup_join(&list[i]->sup);
         instance_free(list[i]);
     }
 }
@@ -294,7 +337,7 @@ static int start_service(master *m, const app_config *app, const app_service *cf
         if (!name)
             snprintf(why, sizeof why, "out of memory");
         free(name);
-        if (!in || sup_launch(m, in, why, sizeof why) != 0) {
+        if (!in || instance_launch(m, in, why, sizeof why) != 0) {
             instance_free(in);
             stop_services_where(m, keep_other, s);
             char msg[160];
@@ -382,7 +425,7 @@ int master_instance_start(master *m, const char *svc, const char *inst, json_t *
     char why[1024];
     m_instance *in = instance_new(m, s, inst, true, env, why, sizeof why);
     int rc = 0;
-    if (!in || sup_launch(m, in, why, sizeof why) != 0) {
+    if (!in || instance_launch(m, in, why, sizeof why) != 0) {
         instance_free(in);
         rc = bt_errf(err, errlen, "%s", why);
     }

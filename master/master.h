@@ -12,7 +12,6 @@
 #define BAETYL_MASTER_MASTER_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -23,6 +22,7 @@
 #include "conf.h"
 #include "engine.h"
 #include "host_stats.h"
+#include "supervisor.h"
 
 typedef enum { INST_RUNNING = 0, INST_RESTARTING, INST_EXITED } inst_status;
 
@@ -36,11 +36,7 @@ struct m_instance {
     char *name;
     bool dynamic;        /* started through the API: no token */
     char **env;          /* full environment, NULL-terminated */
-    pthread_t thread;
-    bool thread_started;
-    int wake_fd;         /* eventfd, written once to ask for a stop */
-    atomic_bool stop_req;
-    eng_instance run;    /* owned by the supervisor thread */
+    sup_proc sup;        /* its supervisor (owner = this record) */
     /* guarded by master.mu */
     eng_instance view;   /* what stats read; view.pid is 0 while nothing runs */
     bool alive;
@@ -128,14 +124,6 @@ char *master_get_version(master *m);
 char *master_get_error(master *m);
 /* Writes application.stats from the current instances. */
 void master_save_stats(master *m);
-
-/* Supervisor (supervisor.c): starts inst's first process and its supervising thread.
- * inst is linked into its service on success. Returns 0 or -1 with err. */
-int sup_launch(master *m, m_instance *inst, char *err, size_t errlen);
-/* Asks the supervisor to stop its instance (SIGTERM, grace, SIGKILL); returns at once. */
-void sup_request_stop(m_instance *inst);
-/* Waits for the supervisor thread to end. */
-void sup_join(m_instance *inst);
 
 /* Environment (env.c): the full environment of one instance (SPEC §8). dyn is the extra
  * env of an API start (JSON object of strings) or NULL. Returns a NULL-terminated
