@@ -3,6 +3,7 @@ restarts, a bad app is rolled back while the old one keeps serving, ota.log reco
 step, and an update interrupted by a crash is finished at boot."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -217,3 +218,55 @@ def test_service_stopped_by_an_update_can_still_use_the_api(master):
     wait_for(lambda: m.read("var/db/data/mgr-start-2"), what="new manager")
     assert m.wait_running("rt", "rt.x") != first
     assert "did not stop within grace" not in m.log()
+
+
+# ---- where an update may come from (issue 12.4, SPEC §19) -----------------------------------
+
+@pytest.mark.parametrize("target,why", [
+    ("/etc/shadow", "resolves outside the work dir"),
+    ("/etc", "resolves outside the work dir"),
+    ("link-out", "resolves outside the work dir"),
+    ("var/db/baetyl/ota/linkdir", "resolves outside the work dir"),
+    ("/dev/null", "resolves outside the work dir"),
+    ("var/db/baetyl/ota/fifo", "want a regular file or a directory"),
+])
+def test_update_from_outside_the_work_dir_is_refused(v1, target, why):
+    m = v1
+    outside = m.dir + "-outside"
+    os.makedirs(outside, exist_ok=True)
+    try:
+        with open(os.path.join(outside, "application.yml"), "w") as f:
+            f.write("services: []\n")
+        os.symlink(os.path.join(outside, "application.yml"), m.path("link-out"))
+        os.makedirs(m.path("var/db/baetyl/ota/linkdir"))
+        os.symlink(os.path.join(outside, "application.yml"),
+                   m.path("var/db/baetyl/ota/linkdir/application.yml"))
+        os.mkfifo(m.path("var/db/baetyl/ota/fifo"))
+        st, body = m.update(target, trace="tr-evil")
+        assert st == 400 and why in body, (st, body)
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+    assert steps(m, "tr-evil") == []
+    assert m.read("var/db/baetyl/application.yml") == V1
+    assert all(m.running_pid(s) == p for s, p in m.pids.items()), "nothing was stopped"
+    assert "UPDATED" not in [line["step"] for line in m.ota_log()]
+
+
+def test_update_file_of_another_user_is_refused(v1):
+    m = v1
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file away")
+    p = m.app(V2, rel="var/db/baetyl/ota/other.yml")
+    os.chown(p, 65534, 65534)
+    st, body = m.update(p, trace="tr-other")
+    assert st == 400 and "not owned by the master's user" in body, (st, body)
+    assert m.read("var/db/baetyl/application.yml") == V1
+
+
+def test_updated_application_yml_is_private(v1):
+    m = v1
+    m.write("var/db/baetyl/ota/v2/application.yml", V2, mode=0o644)
+    assert m.update(m.path("var/db/baetyl/ota/v2"), trace="tr-mode")[0] == 200
+    m.wait_ota_step("tr-mode", ["UPDATED", "ROLLEDBACK", "FAILURE"])
+    assert steps(m, "tr-mode") == ["UPDATING", "UPDATED"]
+    assert os.stat(m.path("var/db/baetyl/application.yml")).st_mode & 0o777 == 0o600
