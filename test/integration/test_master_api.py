@@ -3,6 +3,8 @@
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -235,3 +237,71 @@ def test_concurrent_instance_calls_during_updates(master):
     assert m.inspect()["software"]["conf_version"] == "v2"
     assert m.stop() == 0
     assert marked_pids(m.marker) == []
+
+
+# ---- connection lockout (issue 12.7) ---------------------------------------------------------
+
+# Opens argv[2] connections to the unix socket argv[1] and sends nothing; prints how many the
+# master kept open a moment later, then how many it closed within 60 s, one line each.
+HOLDER = r"""
+import select, socket, sys, time
+socks = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    socks.append(s)
+def open_ones():
+    out = []
+    for s in socks:
+        if s.fileno() < 0:
+            continue
+        if select.select([s], [], [], 0)[0] and s.recv(1, socket.MSG_PEEK) == b"":
+            s.close()
+        else:
+            out.append(s)
+    return out
+time.sleep(1)
+print(len(open_ones()), flush=True)
+sys.stdin.readline()
+end = time.time() + 60
+while open_ones() and time.time() < end:
+    time.sleep(0.2)
+print(len(socks) - len(open_ones()), flush=True)
+"""
+
+
+def holders(procs, m, n, each):
+    ps = [procs.start([sys.executable, "-c", HOLDER, m.sock, str(each)], stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    return ps, [int(p.stdout.readline()) for p in ps]
+
+
+def test_idle_connections_do_not_lock_out_services(running, procs):
+    m = running
+    wait_for(lambda: api_result(m, "api"), what="api caller")
+    token = api_result(m, "api")["env"]["BAETYL_SERVICE_TOKEN"]
+    # 300 idle connections from ten processes: more than the old limit of 256
+    ps, kept = holders(procs, m, 10, 30)
+    assert sum(kept) == 300, kept
+    st, body = m.request("GET", "/v1/system/inspect", user="api", password=token)
+    assert st == 200, body
+    assert m.request("PUT", "/v1/services/api/instances/api/report", {"ok": 1}, user="api",
+                     password=token)[0] == 200
+    # idle connections that never sent a request are closed by the master
+    for p in ps:
+        p.stdin.write("\n")
+        p.stdin.flush()
+    closed = [int(p.stdout.readline()) for p in ps]
+    assert closed == [30] * 10, closed
+    assert "AddressSanitizer" not in m.read("master.out", "")
+
+
+def test_one_process_cannot_hold_many_connections(running, procs):
+    m = running
+    ps, kept = holders(procs, m, 1, 300)
+    assert 0 < kept[0] < 300, kept
+    assert m.request("GET", "/v1/system/inspect")[0] == 200
+    assert "too many from one process" in m.log()
+    ps[0].stdin.write("\n")
+    ps[0].stdin.flush()
+    assert int(ps[0].stdout.readline()) == 300
