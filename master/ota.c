@@ -1,5 +1,6 @@
 /* Application OTA (SPEC §9). */
 #include "ota.h"
+#include "path_beneath.h"
 #include "stats_file.h"
 #include "util.h"
 
@@ -53,15 +54,6 @@ static int restore_backup(char *err, size_t errlen)
     if (rename(APP_BACKUP_FILE, APP_FILE) != 0)
         return bt_errf(err, errlen, "rename %s: %s", APP_BACKUP_FILE, strerror(errno));
     return 0;
-}
-
-/* True when p is root or below it (both resolved). */
-static bool path_inside(const char *root, const char *p)
-{
-    size_t n = strlen(root);
-    if (n == 1 && root[0] == '/')
-        return true;
-    return strncmp(p, root, n) == 0 && (p[n] == '/' || p[n] == '\0');
 }
 
 /* Where an update may come from (SPEC §19): the path, symlinks followed, resolves inside

@@ -88,6 +88,9 @@ static void test_errors_name_the_field(void **state)
     expect_error("volumes:\n  - {name: v, path: a}\n  - {name: v, path: b}\n", "volume name (v) is duplicated");
     expect_error("volumes:\n  - {name: v, path: ../../etc}\n", "volumes[0].path: path (../../etc) escapes the work dir");
     expect_error("volumes:\n  - {name: v, path: a/../../b}\n", "escapes the work dir");
+    /* absolute paths are an error naming the field, no longer rewritten (issue 12.8) */
+    expect_error("volumes:\n  - {name: v, path: /etc}\n",
+                 "volumes[0].path: path (/etc) must be relative to the work dir");
     expect_error("services:\n  - {name: a, image: x, mounts: [{name: v, path: ../x}]}\n",
                  "services[0].mounts[0].path: path (../x) escapes the service dir");
     expect_error("services:\n  - {name: '-a', image: x}\n", "services[0].name");
