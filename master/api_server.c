@@ -319,11 +319,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
          * reports would flood info. */
         bt_logf(BT_LOG_DEBUG, "[%s] %s", method, url);
         r->rt = route(method, url, &r->svc, &r->inst);
+        const char *user = header(c, BT_API_HEADER_USERNAME);
         if (r->rt == R_NONE)
             r->refused = MHD_HTTP_NOT_FOUND;
-        else if (!master_auth(s->m, header(c, BT_API_HEADER_USERNAME),
-                              header(c, BT_API_HEADER_PASSWORD)))
+        else if (!master_auth(s->m, user, header(c, BT_API_HEADER_PASSWORD)))
             r->refused = MHD_HTTP_UNAUTHORIZED;
+        else if (r->svc && !master_may_act(s->m, user, r->svc))
+            r->refused = MHD_HTTP_FORBIDDEN;
         else
             MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, s->auth_timeout_s);
         return MHD_YES;
@@ -341,6 +343,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     char err[1024];
     if (r->refused == MHD_HTTP_NOT_FOUND)
         return reply_text(c, MHD_HTTP_NOT_FOUND, "404 page not found");
+    if (r->refused == MHD_HTTP_FORBIDDEN) {
+        snprintf(err, sizeof err, "account forbidden: service (%.128s) may not act on the "
+                 "instances of service (%.128s)", header(c, BT_API_HEADER_USERNAME), r->svc);
+        return reply_text(c, MHD_HTTP_FORBIDDEN, err);
+    }
     if (r->refused)
         return reply_text(c, MHD_HTTP_UNAUTHORIZED, "account unauthorized");
     if (r->too_big) {

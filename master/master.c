@@ -1,5 +1,6 @@
 /* The master's model: services, instances, tokens; the operations of boot, OTA and the API. */
 #include "master.h"
+#include "grants.h"
 #include "stats_file.h"
 #include "util.h"
 
@@ -88,6 +89,7 @@ static void service_free(m_service *s)
     pthread_mutex_destroy(&s->inst_mu);
     free(s->name);
     free(s->token);
+    grants_free(s->grants);
     app_service_free(&s->cfg);
     free(s);
 }
@@ -313,7 +315,8 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     pthread_mutex_init(&s->inst_mu, NULL);
     s->name = strdup(cfg->name);
     s->token = strdup(tok);
-    if (!s->name || !s->token || app_service_copy(&s->cfg, cfg) != 0) {
+    s->grants = grants_of(m->pwd, app, cfg);
+    if (!s->name || !s->token || !s->grants || app_service_copy(&s->cfg, cfg) != 0) {
         service_free(s);
         return bt_errf(err, errlen, "failed to start service (%s): out of memory", cfg->name);
     }
@@ -488,6 +491,17 @@ bool master_auth(master *m, const char *user, const char *password)
     m_service *s = find_service(m, user);
     if (s)
         ok = bt_secure_streq(password, s->token);
+    pthread_mutex_unlock(&m->mu);
+    return ok;
+}
+
+bool master_may_act(master *m, const char *user, const char *svc)
+{
+    if (!strcmp(user, CLI_USER) || !strcmp(user, svc))
+        return true;
+    pthread_mutex_lock(&m->mu);
+    m_service *s = find_service(m, user);
+    bool ok = s && grants_allow(s->grants, svc);
     pthread_mutex_unlock(&m->mu);
     return ok;
 }

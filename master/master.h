@@ -51,6 +51,7 @@ struct m_service {
     char *name;
     app_service cfg;     /* deep copy */
     char *token;
+    char **grants;       /* other services whose instances it may act on (grants.h) */
     void *eng_state;
     m_instance *instances;
     pthread_mutex_t inst_mu; /* serializes the API's instance start/stop in this service */
@@ -108,6 +109,9 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
                            size_t errlen);
 /* True when user/password is a service's account or the CLI's. */
 bool master_auth(master *m, const char *user, const char *password);
+/* True when account `user` (authenticated) may start, stop or report into the instances of
+ * service svc: the CLI, the service itself, or a service granted svc. */
+bool master_may_act(master *m, const char *user, const char *svc);
 
 /* The "services" array of inspect (new reference). */
 json_t *master_services_json(master *m);

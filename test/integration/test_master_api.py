@@ -305,3 +305,75 @@ def test_one_process_cannot_hold_many_connections(running, procs):
     ps[0].stdin.write("\n")
     ps[0].stdin.flush()
     assert int(ps[0].stdout.readline()) == 300
+
+
+# ---- what a service token may do (issue 12.12) ----------------------------------------------
+
+# Saves its whole environment, then calls nothing.
+ENV_DUMPER = PY_API + """
+save("env-%s.json" % inst, dict(env))
+while True:
+    time.sleep(0.2)
+"""
+
+
+@pytest.fixture
+def tokens(master):
+    """Services a (sleeper), api (caller), rt (replica 0) and fm, whose config names rt as a
+    function service the way the function-manager's does."""
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.package("caller", API_CALLER)
+    m.package("dumper", ENV_DUMPER)
+    m.write("var/db/baetyl/fm-conf/service.yml",
+            json.dumps({"functions": [{"name": "f", "service": "rt"}]}))
+    fm_mounts = [{"name": "caller", "path": "lib/baetyl/caller", "readonly": True},
+                 {"name": "fm-conf", "path": "etc/baetyl", "readonly": True},
+                 {"name": "data", "path": "data"}]
+    m.app(app_yaml([svc("a", "pkg"), svc("api", "caller"), svc("rt", "dumper", replica=0),
+                    svc("fm", "caller", mounts=fm_mounts)],
+                   vols("pkg", "caller", "dumper") + [{"name": "fm-conf", "path": "var/db/baetyl/fm-conf"}]))
+    m.start()
+    m.wait_running("a")
+    m.tok = {s: wait_for(lambda s=s: api_result(m, s), what=s)["env"]["BAETYL_SERVICE_TOKEN"]
+             for s in ("api", "fm")}
+    return m
+
+
+def test_service_token_acts_only_on_its_own_instances(tokens):
+    m = tokens
+    pid = m.running_pid("a")
+    as_api = {"user": "api", "password": m.tok["api"]}
+    for method, path, body in [("PUT", "/v1/services/a/instances/a/stop", None),
+                               ("PUT", "/v1/services/a/instances/a.x/start", {"K": "v"}),
+                               ("PUT", "/v1/services/a/instances/a/report", {"k": 1}),
+                               ("PUT", "/v1/services/rt/instances/rt.x/start", {})]:
+        st, text = m.request(method, path, body, **as_api)
+        assert st == 403 and "may not act on the instances of service" in text, (path, st, text)
+    assert m.running_pid("a") == pid, "another service's instance was not stopped"
+    assert m.instance("a", "a.x") is None and m.instance("rt", "rt.x") is None
+    assert "k" not in m.instance("a", "a")
+    # its own instances: allowed
+    assert m.request("PUT", "/v1/services/api/instances/api/report", {"mine": 1}, **as_api)[0] == 200
+    assert m.request("PUT", "/v1/services/api/instances/api.d/start", {}, **as_api)[0] == 200
+    m.wait_running("api", "api.d")
+    assert m.request("PUT", "/v1/services/api/instances/api.d/stop", None, **as_api)[0] == 200
+
+
+def test_function_manager_is_granted_the_services_its_config_names(tokens):
+    m = tokens
+    as_fm = {"user": "fm", "password": m.tok["fm"]}
+    env = {"EXTRA": "yes", "LD_PRELOAD": "/nonexistent/evil.so", "LD_LIBRARY_PATH": "/tmp",
+           "LD_AUDIT": "/tmp/a.so", "PYTHONPATH": "/tmp/evil", "NODE_OPTIONS": "--require=/tmp/e.js"}
+    st, text = m.request("PUT", "/v1/services/rt/instances/rt.f.1/start", env, **as_fm)
+    assert st == 200, text
+    got = wait_for(lambda: m.read("var/db/data/env-rt.f.1.json"), what="dynamic instance env")
+    got = json.loads(got)
+    assert got["EXTRA"] == "yes"
+    for k in ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "NODE_OPTIONS"):
+        assert got.get(k) != env[k], k
+    assert "dynamic env variable dropped" in m.log()
+    assert m.request("PUT", "/v1/services/rt/instances/rt.f.1/stop", None, **as_fm)[0] == 200
+    # the grant names rt only
+    st, text = m.request("PUT", "/v1/services/a/instances/a/stop", None, **as_fm)
+    assert st == 403, text

@@ -201,8 +201,13 @@ def test_service_stopped_by_an_update_can_still_use_the_api(master):
     m = master(grace="5s")
     m.package("pkg", SLEEPER)
     m.package("mgr", MANAGER)
-    apps = {v: app_yaml([svc("rt", "pkg", replica=0), svc("mgr", "mgr", env={"V": v})], vols("pkg", "mgr"),
-                        version=v) for v in ("1", "2")}
+    # mgr acts on rt's instances: its config names rt as a function service (issue 12.12)
+    m.write("var/db/baetyl/mgr-conf/service.yml", '{"functions": [{"name": "f", "service": "rt"}]}')
+    mounts = [{"name": "mgr", "path": "lib/baetyl/mgr", "readonly": True},
+              {"name": "data", "path": "data"}, {"name": "mgr-conf", "path": "etc/baetyl"}]
+    conf_vol = [{"name": "mgr-conf", "path": "var/db/baetyl/mgr-conf"}]
+    apps = {v: app_yaml([svc("rt", "pkg", replica=0), svc("mgr", "mgr", env={"V": v}, mounts=mounts)],
+                        vols("pkg", "mgr") + conf_vol, version=v) for v in ("1", "2")}
     m.app(apps["1"])
     m.start()
     wait_for(lambda: m.read("var/db/data/mgr-start-1"), what="manager started its instance")
