@@ -3,13 +3,16 @@
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 
 import pytest
 
 from conftest import wait_for
-from test_master_util import PY_API, SLEEPER, app_yaml, marked_pids, master, proc_alive, svc, vols  # noqa: F401
+from test_master_util import (app_yaml, env_file, marked_pids, master, pkg_svc,  # noqa: F401
+                              proc_alive, PY_API, SLEEPER, SORTED_ENV_DUMPER, svc,
+                              UnixHTTPConnection, vols)
 
 # Calls the API from inside an instance with the account its environment gives it, and
 # writes what happened to data/api-<instance>.json.
@@ -332,7 +335,8 @@ def tokens(master):
                  {"name": "data", "path": "data"}]
     m.app(app_yaml([svc("a", "pkg"), svc("api", "caller"), svc("rt", "dumper", replica=0),
                     svc("fm", "caller", mounts=fm_mounts)],
-                   vols("pkg", "caller", "dumper") + [{"name": "fm-conf", "path": "var/db/baetyl/fm-conf"}]))
+                   vols("pkg", "caller", "dumper") +
+                   [{"name": "fm-conf", "path": "var/db/baetyl/fm-conf"}]))
     m.start()
     m.wait_running("a")
     m.tok = {s: wait_for(lambda s=s: api_result(m, s), what=s)["env"]["BAETYL_SERVICE_TOKEN"]
@@ -354,7 +358,8 @@ def test_service_token_acts_only_on_its_own_instances(tokens):
     assert m.instance("a", "a.x") is None and m.instance("rt", "rt.x") is None
     assert "k" not in m.instance("a", "a")
     # its own instances: allowed
-    assert m.request("PUT", "/v1/services/api/instances/api/report", {"mine": 1}, **as_api)[0] == 200
+    st, _ = m.request("PUT", "/v1/services/api/instances/api/report", {"mine": 1}, **as_api)
+    assert st == 200
     assert m.request("PUT", "/v1/services/api/instances/api.d/start", {}, **as_api)[0] == 200
     m.wait_running("api", "api.d")
     assert m.request("PUT", "/v1/services/api/instances/api.d/stop", None, **as_api)[0] == 200
@@ -364,7 +369,8 @@ def test_function_manager_is_granted_the_services_its_config_names(tokens):
     m = tokens
     as_fm = {"user": "fm", "password": m.tok["fm"]}
     env = {"EXTRA": "yes", "LD_PRELOAD": "/nonexistent/evil.so", "LD_LIBRARY_PATH": "/tmp",
-           "LD_AUDIT": "/tmp/a.so", "PYTHONPATH": "/tmp/evil", "NODE_OPTIONS": "--require=/tmp/e.js"}
+           "LD_AUDIT": "/tmp/a.so", "PYTHONPATH": "/tmp/evil",
+           "NODE_OPTIONS": "--require=/tmp/e.js"}
     st, text = m.request("PUT", "/v1/services/rt/instances/rt.f.1/start", env, **as_fm)
     assert st == 200, text
     got = wait_for(lambda: m.read("var/db/data/env-rt.f.1.json"), what="dynamic instance env")
@@ -377,3 +383,83 @@ def test_function_manager_is_granted_the_services_its_config_names(tokens):
     # the grant names rt only
     st, text = m.request("PUT", "/v1/services/a/instances/a/stop", None, **as_fm)
     assert st == 403, text
+
+
+def test_api_answers_and_update_body_variants(master):
+    m = master()
+    m.package("dump", SORTED_ENV_DUMPER)
+    v = {n: app_yaml([svc("a", "dump", env={"V": n})], vols("dump"), version=n) for n in ("v1", "v2", "v3")}
+    m.app(v["v1"])
+    m.app(v["v2"], rel="var/db/baetyl/ota/v2/application.yml")
+    m.app(v["v3"], rel="var/db/baetyl/ota/v3/application.yml")
+    m.start()
+    token = wait_for(lambda: env_file(m, "a").get("BAETYL_SERVICE_TOKEN"), what="token")
+    # HTTP header names are case-insensitive: Go clients send X-Openedge-Username
+    canon = {"X-Openedge-Username": "a", "X-Openedge-Password": token}
+    st, body = m.request("GET", "/v1/ports/available", user=False, headers=canon)
+    assert st == 200, body
+    j = json.loads(body)
+    assert list(j) == ["port"] and isinstance(j["port"], str) and j["port"].isdigit(), body
+    # `file` is accepted for `path`, and a missing type means APP
+    st, body = m.request("PUT", "/v1/system/update", {"file": m.path("var/db/baetyl/ota/v2"), "trace": "tr-file"},
+                         user=False, headers=canon)
+    assert st == 200, body
+    line = m.wait_ota_step("tr-file", ["UPDATED", "ROLLEDBACK", "FAILURE"])
+    assert line["step"] == "UPDATED", m.ota_log()
+    assert line["type"] == "APP"
+    assert m.inspect()["software"]["conf_version"] == "v2"
+    # a directory path relative to the work dir (the token changed with the restarted service)
+    st, body = m.request("PUT", "/v1/system/update", {"type": "APP", "path": "var/db/baetyl/ota/v3",
+                                                      "trace": "tr-rel"})
+    assert st == 200, body
+    assert m.wait_ota_step("tr-rel", ["UPDATED", "ROLLEDBACK", "FAILURE"])["step"] == "UPDATED", m.ota_log()
+    assert m.inspect()["software"]["conf_version"] == "v3"
+    # the instance routes answer 200 (no JSON needed)
+    assert m.request("PUT", "/v1/services/a/instances/a/report", {"k": 1})[0] == 200
+    assert m.instance("a", "a")["k"] == 1
+    # 401 for a wrong password whatever the case of the header names
+    st, body = m.request("GET", "/v1/system/inspect", user=False,
+                         headers={"X-OPENEDGE-USERNAME": "a", "X-OPENEDGE-PASSWORD": "nope"})
+    assert (st, body.strip()) == (401, "account unauthorized")
+    st, _ = m.request("GET", "/v1/system/nothing")
+    assert st == 404
+
+
+def test_api_keep_alive_and_chunked_bodies(master):
+    """What Go's http client does: several requests on one connection, and bodies of
+    unknown length sent chunked."""
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.app(app_yaml([pkg_svc("a")], vols("pkg")))
+    m.start()
+    m.wait_running("a")
+    h = {"x-openedge-username": "baetyl.cli", "x-openedge-password": m.cli_token()}
+    c = UnixHTTPConnection(m.sock)
+    try:
+        for _ in range(3):
+            c.request("GET", "/v1/ports/available", headers=h)
+            r = c.getresponse()
+            assert r.status == 200 and "port" in json.loads(r.read())
+        c.request("PUT", "/v1/services/a/instances/a/report", body=iter([b'{"chunk', b'ed": {"n": ', b'7}}']),
+                  headers=h, encode_chunked=True)
+        r = c.getresponse()
+        assert r.status == 200, r.read()
+        r.read()
+        c.request("GET", "/v1/system/inspect", headers=h)
+        r = c.getresponse()
+        assert r.status == 200
+        j = json.loads(r.read())
+    finally:
+        c.close()
+    inst = [i for s in j["services"] for i in s["instances"] if i["name"] == "a"][0]
+    assert inst["chunked"] == {"n": 7}
+    assert m.stop() == 0
+
+
+def test_socket_mode_and_token_file_kept_private(master):
+    m = master()
+    m.start()
+    assert stat.S_ISSOCK(os.stat(m.sock).st_mode)
+    assert stat.S_IMODE(os.stat(m.sock).st_mode) == 0o660
+    assert m.stop() == 0
+    assert not os.path.exists(m.sock)
