@@ -78,12 +78,19 @@ def test_no_policy(master):
     m.stop()
 
 
-def test_retry_max(master):
+def crashing_with_retries(master, policy, retries):
+    """A started master whose service r crashes at once, with that policy and retry.max."""
     m = master()
     m.package("crash", CRASHER)
-    restart = {"policy": "always", "retry": {"max": 2}, "backoff": {"min": "100ms", "max": "100ms"}}
+    restart = {"policy": policy, "retry": {"max": retries},
+               "backoff": {"min": "100ms", "max": "100ms"}}
     m.app(app_yaml([svc("r", "crash", restart=restart)], vols("crash")))
     m.start()
+    return m
+
+
+def test_retry_max(master):
+    m = crashing_with_retries(master, "always", 2)
     wait_for(lambda: "retried too many times" in m.log(), 10, what="give up")
     time.sleep(0.5)
     assert len(starts(m, "r")) == 3, "the first run and 2 restarts"
@@ -120,11 +127,7 @@ def test_default_restart_is_always_with_1s_backoff_doubling(master):
 
 
 def test_retry_max_counts_restarts_with_on_failure(master):
-    m = master()
-    m.package("crash", CRASHER)
-    restart = {"policy": "on-failure", "retry": {"max": 1}, "backoff": {"min": "100ms", "max": "100ms"}}
-    m.app(app_yaml([svc("r", "crash", restart=restart)], vols("crash")))
-    m.start()
+    m = crashing_with_retries(master, "on-failure", 1)
     wait_for(lambda: len(starts(m, "r")) >= 2, 10, what="one restart")
     time.sleep(1.0)
     assert len(starts(m, "r")) == 2, "the first run and retry.max=1 restart"
