@@ -5,10 +5,13 @@
 #include "inspect.h"
 #include "util.h"
 
+#include <baetyl/api.h>
 #include <baetyl/buf.h>
 #include <baetyl/log.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <libgen.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -16,20 +19,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#define HDR_USER "x-openedge-username"
-#define HDR_PASS "x-openedge-password"
 #define MAX_REPORT_DEPTH 32
+
+/* Connection policy (issue 12.7): a connection that has not yet sent an authorised request
+ * is closed after API_IDLE_TIMEOUT_S of silence (server.timeout applies once it has); a
+ * local peer (SO_PEERCRED pid) holds at most API_PEER_CONNECTIONS; the total is far above
+ * what an application's services use, so idle connections cannot lock them out. */
+#define API_IDLE_TIMEOUT_S 5
+#define API_PEER_CONNECTIONS 32
+#define API_MAX_CONNECTIONS 1024
+
+typedef struct peer {
+    pid_t pid;
+    unsigned n;
+    struct peer *next;
+} peer;
 
 struct api_server {
     master *m;
     ota *o;
     struct MHD_Daemon *d;
     char *sock_path; /* unix socket to remove at stop */
+    unsigned auth_timeout_s; /* server.timeout, once a request was authorised */
+    pthread_mutex_t peers_mu;
+    peer *peers;       /* unix peers with open connections */
+    uint64_t refused;  /* connections refused over the per-peer limit */
+    int64_t refused_logged_ms;
 };
 
 typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT } route_t;
@@ -276,6 +297,11 @@ static int keep_body(req_t *r, const char *data, size_t n)
     return bt_buf_append(&r->body, data, n);
 }
 
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size,
                                void **con_cls)
@@ -293,11 +319,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
          * reports would flood info. */
         bt_logf(BT_LOG_DEBUG, "[%s] %s", method, url);
         r->rt = route(method, url, &r->svc, &r->inst);
+        const char *user = header(c, BT_API_HEADER_USERNAME);
         if (r->rt == R_NONE)
             r->refused = MHD_HTTP_NOT_FOUND;
-        else if (!master_auth(s->m, MHD_lookup_connection_value(c, MHD_HEADER_KIND, HDR_USER),
-                              MHD_lookup_connection_value(c, MHD_HEADER_KIND, HDR_PASS)))
+        else if (!master_auth(s->m, user, header(c, BT_API_HEADER_PASSWORD)))
             r->refused = MHD_HTTP_UNAUTHORIZED;
+        else if (r->svc && !master_may_act(s->m, user, r->svc))
+            r->refused = MHD_HTTP_FORBIDDEN;
+        else
+            MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, s->auth_timeout_s);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -313,6 +343,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     char err[1024];
     if (r->refused == MHD_HTTP_NOT_FOUND)
         return reply_text(c, MHD_HTTP_NOT_FOUND, "404 page not found");
+    if (r->refused == MHD_HTTP_FORBIDDEN) {
+        snprintf(err, sizeof err, "account forbidden: service (%.128s) may not act on the "
+                 "instances of service (%.128s)", header(c, BT_API_HEADER_USERNAME), r->svc);
+        return reply_text(c, MHD_HTTP_FORBIDDEN, err);
+    }
     if (r->refused)
         return reply_text(c, MHD_HTTP_UNAUTHORIZED, "account unauthorized");
     if (r->too_big) {
@@ -367,6 +402,82 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
         free(r);
         *con_cls = NULL;
     }
+}
+
+/* ---- connection policy ------------------------------------------------------------------ */
+
+/* Counts a connection of pid; false when pid is at its limit. */
+static bool peer_add(api_server *s, pid_t pid)
+{
+    pthread_mutex_lock(&s->peers_mu);
+    peer *p = s->peers;
+    while (p && p->pid != pid)
+        p = p->next;
+    bool ok = true;
+    if (!p && (p = calloc(1, sizeof *p)) != NULL) {
+        p->pid = pid;
+        p->next = s->peers;
+        s->peers = p;
+    }
+    if (!p || p->n >= API_PEER_CONNECTIONS) {
+        ok = false;
+        s->refused++;
+        int64_t now = bt_now_ms();
+        if (now - s->refused_logged_ms >= 10000) { /* once per 10 s, with the count */
+            s->refused_logged_ms = now;
+            char ps[24], n[24];
+            snprintf(ps, sizeof ps, "%d", (int)pid);
+            snprintf(n, sizeof n, "%llu", (unsigned long long)s->refused);
+            bt_logkv(BT_LOG_WARN, "api connection refused: too many from one process", "pid", ps,
+                     "refused", n, NULL);
+        }
+    } else {
+        p->n++;
+    }
+    pthread_mutex_unlock(&s->peers_mu);
+    return ok;
+}
+
+static void peer_del(api_server *s, pid_t pid)
+{
+    pthread_mutex_lock(&s->peers_mu);
+    for (peer **pp = &s->peers; *pp; pp = &(*pp)->next) {
+        peer *p = *pp;
+        if (p->pid == pid) {
+            if (--p->n == 0) {
+                *pp = p->next;
+                free(p);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->peers_mu);
+}
+
+/* libmicrohttpd's per-IP limit does nothing for unix sockets, so the peer is the process
+ * at the other end. A connection over the limit is shut down at once (MHD then closes it). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    api_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (*socket_context)
+            peer_del(s, (pid_t)(intptr_t)*socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    *socket_context = NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (!s->sock_path || !ci ||
+        getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 || uc.pid <= 0)
+        return;
+    if (peer_add(s, uc.pid))
+        *socket_context = (void *)(intptr_t)uc.pid;
+    else
+        shutdown(ci->connect_fd, SHUT_RDWR);
 }
 
 /* libmicrohttpd's own messages; its format strings are its own, not ours. */
@@ -449,6 +560,17 @@ static int listen_tcp(const char *host, const char *port, char *err, size_t errl
     return fd;
 }
 
+/* API_MAX_CONNECTIONS, or fewer when the descriptor limit is low: each connection is a
+ * descriptor, and the services' pipes and the log need some too. */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    unsigned n = API_MAX_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < n)
+        n = rl.rlim_cur / 2 > 64 ? (unsigned)(rl.rlim_cur / 2) : 64;
+    return n;
+}
+
 int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errlen)
 {
     api_server *s = calloc(1, sizeof *s);
@@ -468,16 +590,21 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
         return bt_errf(err, errlen, "out of memory");
     }
     int64_t to = m->conf.server.timeout / 1000;
+    s->auth_timeout_s = (unsigned)(to > 0 ? to : 1);
+    unsigned idle = s->auth_timeout_s < API_IDLE_TIMEOUT_S ? s->auth_timeout_s : API_IDLE_TIMEOUT_S;
+    pthread_mutex_init(&s->peers_mu, NULL);
     s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                 MHD_USE_ERROR_LOG,
                             0, NULL, NULL, handler, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_LISTEN_SOCKET, fd,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(to > 0 ? to : 1),
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+                            MHD_OPTION_CONNECTION_TIMEOUT, idle,
+                            MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                             MHD_OPTION_END);
     if (!s->d) {
+        pthread_mutex_destroy(&s->peers_mu);
         close(fd);
         if (s->sock_path)
             unlink(s->sock_path);
@@ -498,5 +625,10 @@ void api_server_stop(api_server *s)
         unlink(s->sock_path);
         free(s->sock_path);
     }
+    for (peer *p = s->peers, *nx; p; p = nx) {
+        nx = p->next;
+        free(p);
+    }
+    pthread_mutex_destroy(&s->peers_mu);
     free(s);
 }

@@ -12,6 +12,8 @@
 static int check_volume_path(const void *v, char *err, size_t errlen)
 {
     const char *s = *(char *const *)v;
+    if (s[0] == '/')
+        return bt_errf(err, errlen, "path (%s) must be relative to the work dir", s);
     size_t n = strlen(s);
     char *buf = malloc(n + 1);
     if (!buf)
@@ -27,6 +29,8 @@ static int check_volume_path(const void *v, char *err, size_t errlen)
 static int check_mount_path(const void *v, char *err, size_t errlen)
 {
     const char *s = *(char *const *)v;
+    if (s[0] == '/')
+        return bt_errf(err, errlen, "path (%s) must be relative to the service dir", s);
     size_t n = strlen(s);
     char *buf = malloc(n + 1);
     if (!buf)

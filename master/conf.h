@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <baetyl/api.h>
 #include <baetyl/config.h>
 #include <baetyl/log.h>
 
@@ -31,22 +32,10 @@ typedef struct {
     } otalog;
 } master_conf;
 
-/* The API address, parsed. */
-typedef struct {
-    bool is_unix;
-    char *path;  /* unix: absolute socket path (relative ones are taken from the work dir) */
-    char *host;  /* tcp */
-    char *port;  /* tcp */
-} api_addr;
-
 /* Loads conf.yml; a missing file gives the defaults and sets *missing. Relative paths stay
  * relative to the work dir (the master runs in it). Returns 0 or -1 with err naming the field. */
 int conf_load(const char *path, master_conf *c, bool *missing, char *err, size_t errlen);
 /* Frees a loaded config. */
 void conf_free(master_conf *c);
-/* Parses server.address; a relative unix path is joined to pwd. Returns 0 or -1 with err. */
-int api_addr_parse(const char *address, const char *pwd, api_addr *a, char *err, size_t errlen);
-/* Frees a parsed address. */
-void api_addr_free(api_addr *a);
 
 #endif

@@ -24,7 +24,7 @@ typedef struct bt_engine bt_engine;
 typedef struct {
     const char *pwd;          /* absolute work dir */
     int64_t grace_ms;         /* stop timeout before a kill */
-    const api_addr *api;      /* the master API address */
+    const bt_api_addr *api;      /* the master API address */
     const char *api_version;  /* docker.api_version */
 } engine_opts;
 

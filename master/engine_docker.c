@@ -8,6 +8,7 @@
 #include "docker_api.h"
 #include "docker_config.h"
 #include "engine.h"
+#include "path_beneath.h"
 #include "util.h"
 
 #include <baetyl/json.h>
@@ -129,18 +130,23 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     if (!tmpl)
         return -1;
     /* Like the native engine, a volume's directory is made when missing (the engine would
-     * make it too, owned by root, and only for binds). */
+     * make it too, owned by root, and only for binds); docker follows symlinks in a bind
+     * source, so none may lead out of the work dir. */
+    char **vroots = volume_roots(e->opts.pwd, app);
     for (size_t i = 0; i < svc->mounts.n; i++) {
         char *src = docker_mount_source(e->opts.pwd, app, APP_MOUNT(svc, i), err, errlen);
-        int r = src ? 0 : -1;
-        if (src && !bt_path_exists(src))
-            r = bt_mkdir_p(src, 0755, err, errlen);
+        char *real = src && vroots ? path_dir_beneath(e->opts.pwd, vroots, src, err, errlen)
+                                   : NULL;
+        int r = real ? 0 : vroots ? -1 : bt_errf(err, errlen, "out of memory");
+        free(real);
         free(src);
         if (r != 0) {
+            volume_roots_free(vroots);
             json_decref(tmpl);
             return -1;
         }
     }
+    volume_roots_free(vroots);
     docker_svc *s = calloc(1, sizeof *s);
     if (!s || !(s->name = strdup(svc->name))) {
         free(s);

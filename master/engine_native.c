@@ -3,6 +3,7 @@
  * watched through a pidfd (or by polling on kernels without pidfd). */
 #include "engine.h"
 #include "host_stats.h"
+#include "path_beneath.h"
 #include "util.h"
 
 #include <baetyl/config.h>
@@ -56,25 +57,45 @@ static void native_svc_free(native_svc *s)
     free(s);
 }
 
-/* Links dst -> src, creating src (a directory) and dst's parent when missing. */
-static int link_mount(const char *src, const char *dst, char *err, size_t errlen)
+/* Links dst -> target, creating dst's parent when missing; the parent may not be reached
+ * through a symlink that leaves the work dir. */
+static int make_link(const char *pwd, char *const *vroots, const char *target,
+                     const char *dst, char *err, size_t errlen)
 {
-    if (!bt_path_exists(src) && bt_mkdir_p(src, 0755, err, errlen) != 0)
-        return -1;
-    char *parent = strdup(dst);
-    if (!parent)
-        return bt_errf(err, errlen, "out of memory");
-    int r = bt_mkdir_p(dirname(parent), 0755, err, errlen);
+    char *parent = strdup(dst), *base = strdup(dst), *rroot = realpath(pwd, NULL);
+    char *rparent = parent && base ? path_dir_beneath(pwd, vroots, dirname(parent), err, errlen)
+                                   : NULL;
+    char *link = rparent ? bt_path_join(rparent, basename(base)) : NULL;
+    int r = 0;
+    if (!parent || !base || (rparent && !link))
+        r = bt_errf(err, errlen, "out of memory");
+    else if (!rparent)
+        r = -1;
+    else if (!rroot || !path_inside(rroot, rparent))
+        r = bt_errf(err, errlen, "link %s: its directory %s is outside the work dir", dst, rparent);
+    else if (symlink(target, link) != 0)
+        r = bt_errf(err, errlen, "link %s -> %s: %s", dst, target, strerror(errno));
     free(parent);
-    if (r != 0)
-        return -1;
-    if (symlink(src, dst) != 0)
-        return bt_errf(err, errlen, "link %s -> %s: %s", dst, src, strerror(errno));
-    return 0;
+    free(base);
+    free(rroot);
+    free(rparent);
+    free(link);
+    return r;
 }
 
-static int mount_all(bt_engine *e, const app_config *app, const app_service *svc, const char *dir,
-                     char *err, size_t errlen)
+/* Links dst -> src, creating src (a directory) when missing, below the work dir too. */
+static int link_mount(const char *pwd, char *const *vroots, const char *src, const char *dst,
+                      char *err, size_t errlen)
+{
+    char *rsrc = path_dir_beneath(pwd, vroots, src, err, errlen);
+    if (!rsrc)
+        return -1;
+    free(rsrc);
+    return make_link(pwd, vroots, src, dst, err, errlen);
+}
+
+static int mount_all_in(bt_engine *e, const app_config *app, const app_service *svc,
+                        const char *dir, char *const *vroots, char *err, size_t errlen)
 {
     for (size_t i = 0; i < svc->mounts.n; i++) {
         const app_mount *m = APP_MOUNT(svc, i);
@@ -93,7 +114,7 @@ static int mount_all(bt_engine *e, const app_config *app, const app_service *svc
         else if (!(src = bt_path_join(e->opts.pwd, vrel)) || !(dst = bt_path_join(dir, mrel)))
             r = bt_errf(err, errlen, "out of memory");
         else
-            r = link_mount(src, dst, err, errlen);
+            r = link_mount(e->opts.pwd, vroots, src, dst, err, errlen);
         free(vrel);
         free(mrel);
         free(src);
@@ -105,16 +126,23 @@ static int mount_all(bt_engine *e, const app_config *app, const app_service *svc
         char *dst = bt_path_join(dir, SOCK_LINK);
         if (!dst)
             return bt_errf(err, errlen, "out of memory");
-        char *parent = strdup(dst);
-        int r = parent ? bt_mkdir_p(dirname(parent), 0755, err, errlen) : bt_errf(err, errlen, "out of memory");
-        free(parent);
-        if (r == 0 && symlink(e->opts.api->path, dst) != 0)
-            r = bt_errf(err, errlen, "link %s -> %s: %s", dst, e->opts.api->path, strerror(errno));
+        int r = make_link(e->opts.pwd, vroots, e->opts.api->path, dst, err, errlen);
         free(dst);
         if (r != 0)
             return -1;
     }
     return 0;
+}
+
+static int mount_all(bt_engine *e, const app_config *app, const app_service *svc, const char *dir,
+                     char *err, size_t errlen)
+{
+    char **vroots = volume_roots(e->opts.pwd, app);
+    if (!vroots)
+        return bt_errf(err, errlen, "out of memory");
+    int r = mount_all_in(e, app, svc, dir, vroots, err, errlen);
+    volume_roots_free(vroots);
+    return r;
 }
 
 /* Finds lib/baetyl/<image>/package.yml through the mounts and resolves its entry. */

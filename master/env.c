@@ -4,6 +4,8 @@
 #include "master.h"
 #include "util.h"
 
+#include <baetyl/log.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +76,26 @@ static int set_twin(envv *e, const char *name, const char *value)
     return envv_set(e, k1, strlen(k1), value) | envv_set(e, k2, strlen(k2), value);
 }
 
+/* What an API start may not set (issue 12.12): variables that make the dynamic linker or an
+ * interpreter load code the caller chose. A service token holder could otherwise run its
+ * code inside another service's instance. */
+static const char *const loader_vars[] = {
+    "GCONV_PATH", "LOCPATH", "NLSPATH", "MALLOC_TRACE", "HOSTALIASES", "RESOLV_HOST_CONF",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "NODE_OPTIONS",
+    "NODE_PATH", "PERL5LIB", "PERL5OPT", "PERLLIB", "RUBYOPT", "RUBYLIB", "BASH_ENV", "ENV",
+    NULL,
+};
+
+static bool is_loader_var(const char *k)
+{
+    if (strncmp(k, "LD_", 3) == 0)
+        return true;
+    for (const char *const *v = loader_vars; *v; v++)
+        if (!strcmp(k, *v))
+            return true;
+    return false;
+}
+
 static bool valid_key(const char *k)
 {
     return *k && !strchr(k, '=');
@@ -112,6 +134,11 @@ char **env_build(master *m, const m_service *s, const char *instance, bool dynam
         json_object_foreach(dyn, k, v) {
             if (!valid_key(k) || is_reserved(k, strlen(k)) || !json_is_string(v))
                 continue;
+            if (is_loader_var(k)) {
+                bt_logkv(BT_LOG_WARN, "dynamic env variable dropped: it could load code",
+                         "service", s->name, "instance", instance, "variable", k, NULL);
+                continue;
+            }
             bad |= envv_set(&e, k, strlen(k), json_string_value(v));
             /* Old runtimes read OPENEDGE_SERVICE_INSTANCE_ADDRESS: twin what has a twin. */
             if (strncmp(k, "BAETYL_", 7) == 0) {

@@ -1,5 +1,6 @@
 /* The master's model: services, instances, tokens; the operations of boot, OTA and the API. */
 #include "master.h"
+#include "grants.h"
 #include "stats_file.h"
 #include "util.h"
 
@@ -11,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int master_init(master *m, const char *pwd, master_conf *conf, api_addr *api, bt_engine *engine,
+int master_init(master *m, const char *pwd, master_conf *conf, bt_api_addr *api, bt_engine *engine,
                 char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
@@ -55,7 +56,7 @@ void master_destroy(master *m)
     engine_free(m->engine);
     host_sampler_free(m->sampler);
     conf_free(&m->conf);
-    api_addr_free(&m->api);
+    bt_api_addr_free(&m->api);
     pthread_mutex_destroy(&m->ops);
     pthread_mutex_destroy(&m->stats_mu);
     pthread_mutex_destroy(&m->mu);
@@ -76,8 +77,8 @@ static void instance_free(m_instance *in)
     free(in->name);
     env_free(in->env);
     json_decref(in->reported);
-    if (in->wake_fd >= 0)
-        close(in->wake_fd);
+    if (in->sup.wake_fd >= 0)
+        close(in->sup.wake_fd);
     free(in);
 }
 
@@ -88,6 +89,7 @@ static void service_free(m_service *s)
     pthread_mutex_destroy(&s->inst_mu);
     free(s->name);
     free(s->token);
+    grants_free(s->grants);
     app_service_free(&s->cfg);
     free(s);
 }
@@ -109,6 +111,30 @@ static m_instance *find_instance(m_service *s, const char *name)
     return NULL;
 }
 
+/* The supervisor's state changes, published to inspect and application.stats. */
+static void instance_state(sup_proc *p, sup_state st)
+{
+    m_instance *in = p->owner;
+    master *m = in->m;
+    pthread_mutex_lock(&m->mu);
+    if (st == SUP_RUNNING) {
+        in->view = p->run;
+        in->view.wait_fd = -1;
+        in->alive = true;
+        in->status = INST_RUNNING;
+        clock_gettime(CLOCK_REALTIME, &in->start_time);
+    } else {
+        in->alive = false;
+        in->view.pid = 0;
+        in->status = st == SUP_RESTARTING ? INST_RESTARTING : INST_EXITED;
+        in->finished |= st == SUP_FINISHED;
+    }
+    pthread_mutex_unlock(&m->mu);
+    /* SUP_EXITED is always followed by SUP_FINISHED or a new start, saved then. */
+    if (st != SUP_EXITED)
+        master_save_stats(m);
+}
+
 static m_instance *instance_new(master *m, m_service *s, const char *name, bool dynamic, json_t *dyn,
                                 char *err, size_t errlen)
 {
@@ -119,7 +145,7 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
     }
     in->m = m;
     in->svc = s;
-    in->wake_fd = -1;
+    in->sup.wake_fd = -1;
     in->dynamic = dynamic;
     in->name = strdup(name);
     in->reported = json_object();
@@ -133,7 +159,26 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
         instance_free(in);
         return NULL;
     }
+    in->sup = (sup_proc){.engine = m->engine, .eng_state = s->eng_state, .service = s->name,
+                         .name = in->name, .env = in->env, .restart = &s->cfg.restart,
+                         .grace = m->conf.grace, .on_state = instance_state, .owner = in,
+                         .wake_fd = -1};
     return in;
+}
+
+/* Starts the instance's supervisor and lists the instance in its service. */
+static int instance_launch(master *m, m_instance *in, char *err, size_t errlen)
+{
+    if (sup_launch(&in->sup, err, errlen) != 0)
+        return -1;
+    pthread_mutex_lock(&m->mu);
+    m_instance **tail = &in->svc->instances;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = in;
+    pthread_mutex_unlock(&m->mu);
+    master_save_stats(m);
+    return 0;
 }
 
 /* Stops instances (all their supervisors get the request first, then are joined) and
@@ -141,9 +186,9 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
 static void stop_instances(m_instance **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        sup_request_stop(list[i]);
+        sup_request_stop(&list[i]->sup);
     for (size_t i = 0; i < n; i++) {
-        sup_join(list[i]);
+        sup_join(&list[i]->sup);
         instance_free(list[i]);
     }
 }
@@ -270,7 +315,8 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     pthread_mutex_init(&s->inst_mu, NULL);
     s->name = strdup(cfg->name);
     s->token = strdup(tok);
-    if (!s->name || !s->token || app_service_copy(&s->cfg, cfg) != 0) {
+    s->grants = grants_of(m->pwd, app, cfg);
+    if (!s->name || !s->token || !s->grants || app_service_copy(&s->cfg, cfg) != 0) {
         service_free(s);
         return bt_errf(err, errlen, "failed to start service (%s): out of memory", cfg->name);
     }
@@ -294,7 +340,7 @@ static int start_service(master *m, const app_config *app, const app_service *cf
         if (!name)
             snprintf(why, sizeof why, "out of memory");
         free(name);
-        if (!in || sup_launch(m, in, why, sizeof why) != 0) {
+        if (!in || instance_launch(m, in, why, sizeof why) != 0) {
             instance_free(in);
             stop_services_where(m, keep_other, s);
             char msg[160];
@@ -382,7 +428,7 @@ int master_instance_start(master *m, const char *svc, const char *inst, json_t *
     char why[1024];
     m_instance *in = instance_new(m, s, inst, true, env, why, sizeof why);
     int rc = 0;
-    if (!in || sup_launch(m, in, why, sizeof why) != 0) {
+    if (!in || instance_launch(m, in, why, sizeof why) != 0) {
         instance_free(in);
         rc = bt_errf(err, errlen, "%s", why);
     }
@@ -445,6 +491,17 @@ bool master_auth(master *m, const char *user, const char *password)
     m_service *s = find_service(m, user);
     if (s)
         ok = bt_secure_streq(password, s->token);
+    pthread_mutex_unlock(&m->mu);
+    return ok;
+}
+
+bool master_may_act(master *m, const char *user, const char *svc)
+{
+    if (!strcmp(user, CLI_USER) || !strcmp(user, svc))
+        return true;
+    pthread_mutex_lock(&m->mu);
+    m_service *s = find_service(m, user);
+    bool ok = s && grants_allow(s->grants, svc);
     pthread_mutex_unlock(&m->mu);
     return ok;
 }

@@ -12,7 +12,6 @@
 #define BAETYL_MASTER_MASTER_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -23,6 +22,7 @@
 #include "conf.h"
 #include "engine.h"
 #include "host_stats.h"
+#include "supervisor.h"
 
 typedef enum { INST_RUNNING = 0, INST_RESTARTING, INST_EXITED } inst_status;
 
@@ -36,11 +36,7 @@ struct m_instance {
     char *name;
     bool dynamic;        /* started through the API: no token */
     char **env;          /* full environment, NULL-terminated */
-    pthread_t thread;
-    bool thread_started;
-    int wake_fd;         /* eventfd, written once to ask for a stop */
-    atomic_bool stop_req;
-    eng_instance run;    /* owned by the supervisor thread */
+    sup_proc sup;        /* its supervisor (owner = this record) */
     /* guarded by master.mu */
     eng_instance view;   /* what stats read; view.pid is 0 while nothing runs */
     bool alive;
@@ -55,6 +51,7 @@ struct m_service {
     char *name;
     app_service cfg;     /* deep copy */
     char *token;
+    char **grants;       /* other services whose instances it may act on (grants.h) */
     void *eng_state;
     m_instance *instances;
     pthread_mutex_t inst_mu; /* serializes the API's instance start/stop in this service */
@@ -67,7 +64,7 @@ struct master {
     char *pwd;             /* absolute work dir (the master's cwd) */
     char *conf_path;
     master_conf conf;
-    api_addr api;
+    bt_api_addr api;
     bt_engine *engine;
     host_sampler *sampler;
     pthread_mutex_t ops;
@@ -88,7 +85,7 @@ struct master {
 #define CLI_TOKEN_FILE "var/run/baetyl/cli.token"
 
 /* Prepares the model (no service runs yet). conf and api are moved into m. */
-int master_init(master *m, const char *pwd, master_conf *conf, api_addr *api, bt_engine *engine,
+int master_init(master *m, const char *pwd, master_conf *conf, bt_api_addr *api, bt_engine *engine,
                 char *err, size_t errlen);
 /* Frees the model; every service must be stopped. */
 void master_destroy(master *m);
@@ -112,6 +109,9 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
                            size_t errlen);
 /* True when user/password is a service's account or the CLI's. */
 bool master_auth(master *m, const char *user, const char *password);
+/* True when account `user` (authenticated) may start, stop or report into the instances of
+ * service svc: the CLI, the service itself, or a service granted svc. */
+bool master_may_act(master *m, const char *user, const char *svc);
 
 /* The "services" array of inspect (new reference). */
 json_t *master_services_json(master *m);
@@ -128,14 +128,6 @@ char *master_get_version(master *m);
 char *master_get_error(master *m);
 /* Writes application.stats from the current instances. */
 void master_save_stats(master *m);
-
-/* Supervisor (supervisor.c): starts inst's first process and its supervising thread.
- * inst is linked into its service on success. Returns 0 or -1 with err. */
-int sup_launch(master *m, m_instance *inst, char *err, size_t errlen);
-/* Asks the supervisor to stop its instance (SIGTERM, grace, SIGKILL); returns at once. */
-void sup_request_stop(m_instance *inst);
-/* Waits for the supervisor thread to end. */
-void sup_join(m_instance *inst);
 
 /* Environment (env.c): the full environment of one instance (SPEC §8). dyn is the extra
  * env of an API start (JSON object of strings) or NULL. Returns a NULL-terminated

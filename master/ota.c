@@ -1,5 +1,6 @@
 /* Application OTA (SPEC §9). */
 #include "ota.h"
+#include "path_beneath.h"
 #include "stats_file.h"
 #include "util.h"
 
@@ -55,23 +56,83 @@ static int restore_backup(char *err, size_t errlen)
     return 0;
 }
 
-/* Step (1): application.yml -> .old (an empty .old when there was none), target in. */
-static int install_target(const char *target, char *err, size_t errlen)
+/* Where an update may come from (SPEC §19): the path, symlinks followed, resolves inside
+ * the work dir and is either a regular file the master's user owns or a directory holding
+ * application.yml (a regular file, inside too). Returns the resolved file (malloc'd), or
+ * NULL with err; *missing is set when the only fault is that it does not exist. */
+static char *target_resolve(master *m, const char *path, bool *missing, char *err,
+                            size_t errlen)
 {
+    *missing = false;
+    char *root = realpath(m->pwd, NULL), *real = NULL, *file = NULL, *out = NULL;
+    struct stat st;
+    if (!root) {
+        bt_errf(err, errlen, "work dir %s: %s", m->pwd, strerror(errno));
+        return NULL;
+    }
+    if (!(real = realpath(path, NULL))) {
+        *missing = errno == ENOENT;
+        bt_errf(err, errlen, "open %s: %s", path, strerror(errno));
+    } else if (!path_inside(root, real)) {
+        bt_errf(err, errlen, "path (%s) refused: it resolves outside the work dir", path);
+    } else if (stat(real, &st) != 0) {
+        bt_errf(err, errlen, "stat %s: %s", path, strerror(errno));
+    } else if (S_ISDIR(st.st_mode)) {
+        file = bt_path_join(path, "application.yml");
+        char *rf = file ? realpath(file, NULL) : NULL;
+        if (!file) {
+            bt_errf(err, errlen, "out of memory");
+        } else if (!rf) {
+            *missing = errno == ENOENT;
+            bt_errf(err, errlen, "open %s: %s", file, strerror(errno));
+        } else if (!path_inside(root, rf)) {
+            bt_errf(err, errlen, "path (%s) refused: it resolves outside the work dir", file);
+        } else if (stat(rf, &st) != 0 || !S_ISREG(st.st_mode)) {
+            bt_errf(err, errlen, "path (%s) refused: not a regular file", file);
+        } else {
+            out = rf;
+            rf = NULL;
+        }
+        free(rf);
+    } else if (!S_ISREG(st.st_mode)) {
+        bt_errf(err, errlen, "path (%s) refused: want a regular file or a directory", path);
+    } else if (st.st_uid != geteuid()) {
+        bt_errf(err, errlen, "path (%s) refused: the file is not owned by the master's user "
+                "(uid %u)", path, (unsigned)geteuid());
+    } else {
+        out = real;
+        real = NULL;
+    }
+    free(root);
+    free(real);
+    free(file);
+    return out;
+}
+
+/* Step (1): the target is checked and read, then application.yml -> .old (an empty .old
+ * when there was none) and the target in, 0600 and atomically (services may hold secrets).
+ * A refused target leaves application.yml as it was. */
+static int install_target(master *m, const char *target, char *err, size_t errlen)
+{
+    bool missing;
+    char *src = target_resolve(m, target, &missing, err, errlen), *data = NULL;
+    size_t len = 0;
+    if (!src)
+        return -1;
+    int r = bt_read_file(src, APP_MAX_FILE, &data, &len, err, errlen);
+    free(src);
+    if (r != 0)
+        return -1;
     bt_mkdir_p("var/db/baetyl", 0755, NULL, 0);
     if (bt_path_exists(APP_FILE)) {
         if (rename(APP_FILE, APP_BACKUP_FILE) != 0)
-            return bt_errf(err, errlen, "rename %s: %s", APP_FILE, strerror(errno));
-    } else if (bt_write_file_atomic(APP_BACKUP_FILE, "", 0, 0644, err, errlen) != 0) {
-        return -1;
+            r = bt_errf(err, errlen, "rename %s: %s", APP_FILE, strerror(errno));
+    } else {
+        r = bt_write_file_atomic(APP_BACKUP_FILE, "", 0, 0600, err, errlen);
     }
-    struct stat st;
-    char *src = (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) ? bt_path_join(target, "application.yml")
-                                                                  : strdup(target);
-    if (!src)
-        return bt_errf(err, errlen, "out of memory");
-    int r = bt_copy_file(src, APP_FILE, APP_MAX_FILE, err, errlen);
-    free(src);
+    if (r == 0)
+        r = bt_write_file_atomic(APP_FILE, data, len, 0600, err, errlen);
+    free(data);
     return r;
 }
 
@@ -189,7 +250,7 @@ static void update_from(master *m, const char *path, const char *trace)
     pthread_mutex_lock(&m->ops);
     bt_logkv(BT_LOG_INFO, "system is updating", "path", path, "trace", trace ? trace : "", NULL);
     ota_log(m, trace, "UPDATING", "app is updating", NULL);
-    int ir = install_target(path, why, sizeof why);
+    int ir = install_target(m, path, why, sizeof why);
     int rc = apply(m, trace, true, ir == 0 ? NULL : why, err, sizeof err);
     if (rc != 0) {
         char *full = bt_strdup_printf("failed to update system: %s", err);
@@ -287,6 +348,13 @@ int ota_start(master *m, ota **out, char *err, size_t errlen)
 
 int ota_queue(ota *o, const char *path, const char *trace, char *err, size_t errlen)
 {
+    /* A refused path fails the request; a missing one fails the update (ota.log), as a
+     * target may still be on its way. The worker checks again before it reads. */
+    bool missing;
+    char *ok = target_resolve(o->m, path, &missing, err, errlen);
+    free(ok);
+    if (!ok && !missing)
+        return -1;
     job *j = calloc(1, sizeof *j);
     if (!j)
         return bt_errf(err, errlen, "out of memory");

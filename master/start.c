@@ -79,13 +79,13 @@ int cmd_start(const char *workdir, const char *conf_path)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    api_addr api;
+    bt_api_addr api;
     bt_engine *engine = NULL;
     master m;
     bool m_ok = false;
     ota *o = NULL;
     api_server *srv = NULL;
-    if (api_addr_parse(conf.server.address, workdir, &api, err, sizeof err) != 0) {
+    if (bt_api_addr_parse(conf.server.address, workdir, &api, err, sizeof err) != 0) {
         bt_logkv(BT_LOG_ERROR, "server.address invalid", "error", err, NULL);
         fprintf(stderr, "baetyl: server.address: %s\n", err);
         conf_free(&conf);

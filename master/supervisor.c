@@ -3,7 +3,7 @@
  * of at least max), up to retry.max restarts. A stop request (eventfd) turns into
  * SIGTERM, `grace`, then SIGKILL. Only this thread waits for, signals and reaps its
  * process, so a pid is never signalled after it was reaped. */
-#include "master.h"
+#include "supervisor.h"
 #include "util.h"
 
 #include <baetyl/log.h>
@@ -18,23 +18,15 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static void log_inst(bt_log_level l, const char *msg, const m_instance *in, const char *k,
+static void log_inst(bt_log_level l, const char *msg, const sup_proc *in, const char *k,
                      const char *v)
 {
-    bt_logkv(l, msg, "service", in->svc->name, "instance", in->name, k, v, NULL);
+    bt_logkv(l, msg, "service", in->service, "instance", in->name, k, v, NULL);
 }
 
-/* Publishes a started process to inspect. */
-static void mark_running(m_instance *in)
+static void mark_running(sup_proc *in)
 {
-    master *m = in->m;
-    pthread_mutex_lock(&m->mu);
-    in->view = in->run;
-    in->view.wait_fd = -1;
-    in->alive = true;
-    in->status = INST_RUNNING;
-    clock_gettime(CLOCK_REALTIME, &in->start_time);
-    pthread_mutex_unlock(&m->mu);
+    in->on_state(in, SUP_RUNNING);
     char pid[24];
     if (in->run.pid > 0) {
         snprintf(pid, sizeof pid, "%d", (int)in->run.pid);
@@ -45,25 +37,13 @@ static void mark_running(m_instance *in)
     }
 }
 
-static void mark_gone(m_instance *in, inst_status st, bool finished)
-{
-    master *m = in->m;
-    pthread_mutex_lock(&m->mu);
-    in->alive = false;
-    in->view.pid = 0;
-    in->status = st;
-    if (finished)
-        in->finished = true;
-    pthread_mutex_unlock(&m->mu);
-}
-
-static bool stop_requested(m_instance *in)
+static bool stop_requested(sup_proc *in)
 {
     return atomic_load(&in->stop_req);
 }
 
 /* Sleeps ms, or less when a stop is requested; true when it is. */
-static bool sleep_or_stop(m_instance *in, int64_t ms)
+static bool sleep_or_stop(sup_proc *in, int64_t ms)
 {
     int64_t deadline = bt_now_ms() + ms;
     for (;;) {
@@ -80,13 +60,12 @@ static bool sleep_or_stop(m_instance *in, int64_t ms)
 }
 
 /* SIGTERM, wait `grace`, SIGKILL. */
-static void stop_process(m_instance *in)
+static void stop_process(sup_proc *in)
 {
-    master *m = in->m;
-    bt_engine *e = m->engine;
+    bt_engine *e = in->engine;
     int code = 0;
     e->ops->signal_instance(e, &in->run, false);
-    int64_t grace = m->conf.grace;
+    int64_t grace = in->grace;
     int r = e->ops->wait_instance(e, &in->run, grace > INT32_MAX ? INT32_MAX : (int)grace, -1, &code);
     if (r != 1) {
         char g[32];
@@ -96,7 +75,7 @@ static void stop_process(m_instance *in)
         while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
             ;
     }
-    mark_gone(in, INST_EXITED, false);
+    in->on_state(in, SUP_EXITED);
     log_inst(BT_LOG_INFO, "instance stopped", in, NULL, NULL);
 }
 
@@ -119,10 +98,9 @@ static int64_t backoff_ms(const app_restart *rp, int n)
 
 static void *supervise(void *arg)
 {
-    m_instance *in = arg;
-    master *m = in->m;
-    bt_engine *e = m->engine;
-    const app_restart *rp = &in->svc->cfg.restart;
+    sup_proc *in = arg;
+    bt_engine *e = in->engine;
+    const app_restart *rp = in->restart;
     long retries = 0;
     int n = 0;
     int64_t started = bt_now_ms();
@@ -144,13 +122,13 @@ static void *supervise(void *arg)
         }
         int64_t ran = bt_now_ms() - started;
         if (stop_requested(in)) {
-            mark_gone(in, INST_EXITED, false);
+            in->on_state(in, SUP_EXITED);
             break;
         }
         if (!should_restart(rp, code)) {
-            mark_gone(in, INST_EXITED, false);
+            in->on_state(in, SUP_EXITED);
             snprintf(msg, sizeof msg, "instance (%s) exited (code %d)", in->name, code);
-            bt_logkv(code ? BT_LOG_WARN : BT_LOG_INFO, msg, "service", in->svc->name, "instance",
+            bt_logkv(code ? BT_LOG_WARN : BT_LOG_INFO, msg, "service", in->service, "instance",
                      in->name, NULL);
             break;
         }
@@ -160,25 +138,24 @@ static void *supervise(void *arg)
         bool started_again = false;
         while (!started_again) {
             if (rp->retry_max > 0 && retries >= rp->retry_max) {
-                mark_gone(in, INST_EXITED, false);
+                in->on_state(in, SUP_EXITED);
                 snprintf(msg, sizeof msg, "instance (%s) exited (code %d), retried too many times (%ld)",
                          in->name, code, rp->retry_max);
-                bt_logkv(BT_LOG_ERROR, msg, "service", in->svc->name, "instance", in->name, NULL);
+                bt_logkv(BT_LOG_ERROR, msg, "service", in->service, "instance", in->name, NULL);
                 goto done;
             }
             int64_t delay = backoff_ms(rp, n);
             if (n < 64)
                 n++;
             retries++;
-            mark_gone(in, INST_RESTARTING, false);
-            master_save_stats(m);
+            in->on_state(in, SUP_RESTARTING);
             char d[32];
             bt_fmt_duration(delay, d, sizeof d);
             snprintf(msg, sizeof msg, "instance (%s) exited (code %d), restarting in %s", in->name, code, d);
-            bt_logkv(BT_LOG_WARN, msg, "service", in->svc->name, "instance", in->name, NULL);
+            bt_logkv(BT_LOG_WARN, msg, "service", in->service, "instance", in->name, NULL);
             if (sleep_or_stop(in, delay))
                 goto done;
-            if (e->ops->start_instance(e, in->svc->eng_state, in->name, in->env, &in->run, errbuf,
+            if (e->ops->start_instance(e, in->eng_state, in->name, in->env, &in->run, errbuf,
                                        sizeof errbuf) == 0) {
                 started_again = true;
             } else {
@@ -188,46 +165,24 @@ static void *supervise(void *arg)
         }
         started = bt_now_ms();
         mark_running(in);
-        master_save_stats(m);
     }
 done:
-    mark_gone(in, INST_EXITED, true);
-    master_save_stats(m);
+    in->on_state(in, SUP_FINISHED);
     return NULL;
 }
 
-static void unlink_instance(master *m, m_instance *in)
+int sup_launch(sup_proc *in, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&m->mu);
-    for (m_instance **pp = &in->svc->instances; *pp; pp = &(*pp)->next)
-        if (*pp == in) {
-            *pp = in->next;
-            break;
-        }
-    in->next = NULL;
-    pthread_mutex_unlock(&m->mu);
-}
-
-int sup_launch(master *m, m_instance *in, char *err, size_t errlen)
-{
-    bt_engine *e = m->engine;
-    in->m = m;
+    bt_engine *e = in->engine;
     atomic_store(&in->stop_req, false);
     in->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (in->wake_fd < 0)
         return bt_errf(err, errlen, "eventfd: %s", strerror(errno));
-    if (e->ops->start_instance(e, in->svc->eng_state, in->name, in->env, &in->run, err, errlen) != 0) {
+    if (e->ops->start_instance(e, in->eng_state, in->name, in->env, &in->run, err, errlen) != 0) {
         close(in->wake_fd);
         in->wake_fd = -1;
         return -1;
     }
-    pthread_mutex_lock(&m->mu);
-    in->next = NULL;
-    m_instance **tail = &in->svc->instances;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = in;
-    pthread_mutex_unlock(&m->mu);
     mark_running(in);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -240,17 +195,16 @@ int sup_launch(master *m, m_instance *in, char *err, size_t errlen)
         e->ops->signal_instance(e, &in->run, true);
         while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
             ;
-        unlink_instance(m, in);
+        in->on_state(in, SUP_EXITED);
         close(in->wake_fd);
         in->wake_fd = -1;
         return bt_errf(err, errlen, "failed to start supervisor of instance (%s): %s", in->name, strerror(rc));
     }
     in->thread_started = true;
-    master_save_stats(m);
     return 0;
 }
 
-void sup_request_stop(m_instance *in)
+void sup_request_stop(sup_proc *in)
 {
     atomic_store(&in->stop_req, true);
     if (in->wake_fd >= 0) {
@@ -260,7 +214,7 @@ void sup_request_stop(m_instance *in)
     }
 }
 
-void sup_join(m_instance *in)
+void sup_join(sup_proc *in)
 {
     if (in->thread_started) {
         pthread_join(in->thread, NULL);

@@ -4,6 +4,7 @@
 #include "baetyl/api.h"
 #include "baetyl/buf.h"
 #include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -93,118 +94,144 @@ static char *make_header(const char *name, const char *value, char *err, size_t 
     return h;
 }
 
-static int parse_unix(bt_api_client *c, const char *addr, const char *path, char *err,
-                      size_t errlen)
-{
-    const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
-    if (!*path)
-        return bt_errf(err, errlen, "invalid master API address (%s): empty socket path", addr);
-    if (path[0] == '/') {
-        c->sock = strdup(path);
-    } else {
-        /* Relative to the cwd of now, so that a later chdir does not move the socket. */
-        char *cwd = getcwd(NULL, 0);
-        if (!cwd)
-            return bt_errf(err, errlen, "getcwd: %s", strerror(errno));
-        if (asprintf(&c->sock, "%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path) < 0)
-            c->sock = NULL;
-        free(cwd);
-        /* An absolute path longer than sun_path can still be reached relatively. */
-        if (c->sock && strlen(c->sock) > max && strlen(path) <= max) {
-            free(c->sock);
-            c->sock = strdup(path);
-        }
-    }
-    if (!c->sock)
-        return bt_errf(err, errlen, "out of memory");
-    if (strlen(c->sock) > max) {
-        bt_errf(err, errlen, "invalid master API address (%s): socket path longer than %zu bytes",
-                addr, max);
-        return -1;
-    }
-    c->base = strdup("http://localhost");
-    if (!c->base)
-        return bt_errf(err, errlen, "out of memory");
-    return 0;
-}
+#define ADDR_ERR(...) (bt_errf(err, errlen, __VA_ARGS__), bt_api_addr_free(a), -1)
 
 static bool host_char(char ch)
 {
     return isalnum((unsigned char)ch) || ch == '.' || ch == '-' || ch == '_';
 }
 
-static int parse_tcp(bt_api_client *c, const char *addr, const char *hp, char *err,
-                     size_t errlen)
+static int addr_unix(const char *address, const char *p, const char *pwd, bt_api_addr *a,
+                     char *err, size_t errlen)
 {
-    const char *colon;
+    const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+    if (!*p)
+        return ADDR_ERR("invalid master API address (%s): empty socket path", address);
+    a->is_unix = true;
+    a->path = pwd ? bt_path_join(pwd, p) : strdup(p);
+    if (!a->path)
+        return ADDR_ERR("out of memory");
+    if (strlen(a->path) > max)
+        return ADDR_ERR("invalid master API address (%s): socket path too long (longer than "
+                        "%zu bytes)", address, max);
+    return 0;
+}
+
+static int addr_tcp(const char *address, const char *hp, bt_api_addr *a, char *err,
+                    size_t errlen)
+{
+    const char *colon, *h = hp, *he;
     if (hp[0] == '[') { /* IPv6 literal */
         const char *close = strchr(hp, ']');
         if (!close || close == hp + 1)
-            return bt_errf(err, errlen, "invalid master API address (%s): bad IPv6 host", addr);
-        for (const char *p = hp + 1; p < close; p++) {
+            return ADDR_ERR("invalid master API address (%s): bad IPv6 host", address);
+        for (const char *p = hp + 1; p < close; p++)
             if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
-                return bt_errf(err, errlen, "invalid master API address (%s): bad IPv6 host", addr);
-        }
+                return ADDR_ERR("invalid master API address (%s): bad IPv6 host", address);
         colon = close[1] == ':' ? close + 1 : NULL;
+        h = hp + 1;
+        he = close;
     } else {
         colon = strchr(hp, ':');
-        for (const char *p = hp; p < (colon ? colon : hp + strlen(hp)); p++) {
-            if (!host_char(*p)) {
-                bt_errf(err, errlen, "invalid master API address (%s): bad character in host",
-                        addr);
-                return -1;
-            }
-        }
+        he = colon ? colon : hp + strlen(hp);
+        for (const char *p = hp; p < he; p++)
+            if (!host_char(*p))
+                return ADDR_ERR("invalid master API address (%s): bad character in host",
+                                address);
     }
     if (!colon || colon == hp)
-        return bt_errf(err, errlen, "invalid master API address (%s): want tcp://host:port", addr);
+        return ADDR_ERR("invalid master API address (%s): want tcp://host:port", address);
     const char *port = colon + 1;
     size_t np = strspn(port, "0123456789");
     long pn = np > 0 && np <= 5 ? strtol(port, NULL, 10) : 0;
     if (np == 0 || port[np] != '\0' || pn < 1 || pn > 65535)
-        return bt_errf(err, errlen, "invalid master API address (%s): bad port", addr);
-    if (asprintf(&c->base, "http://%s", hp) < 0) {
-        c->base = NULL;
-        return bt_errf(err, errlen, "out of memory");
-    }
+        return ADDR_ERR("invalid master API address (%s): bad port (want 1-65535)", address);
+    a->host = strndup(h, (size_t)(he - h));
+    a->port = strdup(port);
+    if (!a->host || !a->port)
+        return ADDR_ERR("out of memory");
     return 0;
+}
+
+int bt_api_addr_parse(const char *address, const char *pwd, bt_api_addr *a, char *err,
+                      size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    const char *sep = address ? strstr(address, "://") : NULL;
+    if (!address || !*address)
+        return bt_errf(err, errlen, "master API address required");
+    if (!sep)
+        return bt_errf(err, errlen, "invalid master API address (%s): no scheme, want unix:// "
+                       "or tcp://", address);
+    if (sep - address == 4 && strncmp(address, "unix", 4) == 0)
+        return addr_unix(address, sep + 3, pwd, a, err, errlen);
+    if (sep - address == 3 && strncmp(address, "tcp", 3) == 0)
+        return addr_tcp(address, sep + 3, a, err, errlen);
+    return bt_errf(err, errlen, "unsupported scheme (%.*s) in master API address, want unix:// "
+                   "or tcp://", (int)(sep - address > 32 ? 32 : sep - address), address);
+}
+
+void bt_api_addr_free(bt_api_addr *a)
+{
+    free(a->path);
+    free(a->host);
+    free(a->port);
+    memset(a, 0, sizeof *a);
+}
+
+/* The socket path taken from the cwd of now, so that a later chdir does not move it. */
+static int client_socket(bt_api_client *c, const char *path, char *err, size_t errlen)
+{
+    const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+    if (path[0] == '/') {
+        c->sock = strdup(path);
+    } else {
+        char *cwd = getcwd(NULL, 0);
+        if (!cwd)
+            return bt_errf(err, errlen, "getcwd: %s", strerror(errno));
+        c->sock = bt_path_join(cwd, path);
+        free(cwd);
+        /* An absolute path longer than sun_path can still be reached relatively. */
+        if (c->sock && strlen(c->sock) > max) {
+            free(c->sock);
+            c->sock = strdup(path);
+        }
+    }
+    if (!c->sock)
+        return bt_errf(err, errlen, "out of memory");
+    c->base = strdup("http://localhost");
+    return c->base ? 0 : bt_errf(err, errlen, "out of memory");
 }
 
 bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
 {
-    if (!o || !o->address || !*o->address) {
-        bt_errf(err, errlen, "master API address required");
+    bt_api_addr a;
+    if (bt_api_addr_parse(o ? o->address : NULL, NULL, &a, err, errlen) != 0)
+        return NULL;
+    if (ensure_curl(err, errlen) < 0) {
+        bt_api_addr_free(&a);
         return NULL;
     }
-    if (ensure_curl(err, errlen) < 0)
-        return NULL;
     bt_api_client *c = calloc(1, sizeof *c);
     if (!c) {
+        bt_api_addr_free(&a);
         bt_errf(err, errlen, "out of memory");
         return NULL;
     }
     c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : BT_API_DEFAULT_TIMEOUT_MS;
-
-    const char *addr = o->address;
-    const char *sep = strstr(addr, "://");
     int rc;
-    if (!sep) {
-        bt_errf(err, errlen, "invalid master API address (%s): no scheme, want unix:// or tcp://",
-                addr);
-        rc = -1;
-    } else if (sep - addr == 4 && strncmp(addr, "unix", 4) == 0) {
-        rc = parse_unix(c, addr, sep + 3, err, errlen);
-    } else if (sep - addr == 3 && strncmp(addr, "tcp", 3) == 0) {
-        rc = parse_tcp(c, addr, sep + 3, err, errlen);
+    if (a.is_unix) {
+        rc = client_socket(c, a.path, err, errlen);
     } else {
-        bt_errf(err, errlen,
-                "unsupported scheme (%.*s) in master API address, want unix:// or tcp://",
-                (int)(sep - addr > 32 ? 32 : sep - addr), addr);
-        rc = -1;
+        bool v6 = strchr(a.host, ':') != NULL;
+        if (asprintf(&c->base, v6 ? "http://[%s]:%s" : "http://%s:%s", a.host, a.port) < 0)
+            c->base = NULL;
+        rc = c->base ? 0 : bt_errf(err, errlen, "out of memory");
     }
+    bt_api_addr_free(&a);
     if (rc == 0) {
-        c->hdr_user = make_header("x-openedge-username", o->username, err, errlen);
-        c->hdr_pass = c->hdr_user ? make_header("x-openedge-password", o->password, err, errlen)
+        c->hdr_user = make_header(BT_API_HEADER_USERNAME, o->username, err, errlen);
+        c->hdr_pass = c->hdr_user ? make_header(BT_API_HEADER_PASSWORD, o->password, err, errlen)
                                   : NULL;
         if (!c->hdr_pass)
             rc = -1;

@@ -154,15 +154,6 @@ static void *watch_signals(void *arg)
     return NULL;
 }
 
-void bt_ctx_child_sigreset(void)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGTERM);
-    sigaddset(&s, SIGINT);
-    sigprocmask(SIG_UNBLOCK, &s, NULL);
-}
-
 static void state_free(bt_ctx_state *st)
 {
     if (!st)

@@ -3,11 +3,16 @@
 import json
 import os
 import socket
+import stat
+import subprocess
+import sys
 
 import pytest
 
 from conftest import wait_for
-from test_master_util import PY_API, SLEEPER, app_yaml, marked_pids, master, proc_alive, svc, vols  # noqa: F401
+from test_master_util import (app_yaml, env_file, marked_pids, master, pkg_svc,  # noqa: F401
+                              proc_alive, PY_API, SLEEPER, SORTED_ENV_DUMPER, svc,
+                              UnixHTTPConnection, vols)
 
 # Calls the API from inside an instance with the account its environment gives it, and
 # writes what happened to data/api-<instance>.json.
@@ -235,3 +240,226 @@ def test_concurrent_instance_calls_during_updates(master):
     assert m.inspect()["software"]["conf_version"] == "v2"
     assert m.stop() == 0
     assert marked_pids(m.marker) == []
+
+
+# ---- connection lockout (issue 12.7) ---------------------------------------------------------
+
+# Opens argv[2] connections to the unix socket argv[1] and sends nothing; prints how many the
+# master kept open a moment later, then how many it closed within 60 s, one line each.
+HOLDER = r"""
+import select, socket, sys, time
+socks = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    socks.append(s)
+def open_ones():
+    out = []
+    for s in socks:
+        if s.fileno() < 0:
+            continue
+        if select.select([s], [], [], 0)[0] and s.recv(1, socket.MSG_PEEK) == b"":
+            s.close()
+        else:
+            out.append(s)
+    return out
+time.sleep(1)
+print(len(open_ones()), flush=True)
+sys.stdin.readline()
+end = time.time() + 60
+while open_ones() and time.time() < end:
+    time.sleep(0.2)
+print(len(socks) - len(open_ones()), flush=True)
+"""
+
+
+def holders(procs, m, n, each):
+    ps = [procs.start([sys.executable, "-c", HOLDER, m.sock, str(each)], stdin=subprocess.PIPE,
+                      stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    return ps, [int(p.stdout.readline()) for p in ps]
+
+
+def test_idle_connections_do_not_lock_out_services(running, procs):
+    m = running
+    wait_for(lambda: api_result(m, "api"), what="api caller")
+    token = api_result(m, "api")["env"]["BAETYL_SERVICE_TOKEN"]
+    # 300 idle connections from ten processes: more than the old limit of 256
+    ps, kept = holders(procs, m, 10, 30)
+    assert sum(kept) == 300, kept
+    st, body = m.request("GET", "/v1/system/inspect", user="api", password=token)
+    assert st == 200, body
+    assert m.request("PUT", "/v1/services/api/instances/api/report", {"ok": 1}, user="api",
+                     password=token)[0] == 200
+    # idle connections that never sent a request are closed by the master
+    for p in ps:
+        p.stdin.write("\n")
+        p.stdin.flush()
+    closed = [int(p.stdout.readline()) for p in ps]
+    assert closed == [30] * 10, closed
+    assert "AddressSanitizer" not in m.read("master.out", "")
+
+
+def test_one_process_cannot_hold_many_connections(running, procs):
+    m = running
+    ps, kept = holders(procs, m, 1, 300)
+    assert 0 < kept[0] < 300, kept
+    assert m.request("GET", "/v1/system/inspect")[0] == 200
+    assert "too many from one process" in m.log()
+    ps[0].stdin.write("\n")
+    ps[0].stdin.flush()
+    assert int(ps[0].stdout.readline()) == 300
+
+
+# ---- what a service token may do (issue 12.12) ----------------------------------------------
+
+# Saves its whole environment, then calls nothing.
+ENV_DUMPER = PY_API + """
+save("env-%s.json" % inst, dict(env))
+while True:
+    time.sleep(0.2)
+"""
+
+
+@pytest.fixture
+def tokens(master):
+    """Services a (sleeper), api (caller), rt (replica 0) and fm, whose config names rt as a
+    function service the way the function-manager's does."""
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.package("caller", API_CALLER)
+    m.package("dumper", ENV_DUMPER)
+    m.write("var/db/baetyl/fm-conf/service.yml",
+            json.dumps({"functions": [{"name": "f", "service": "rt"}]}))
+    fm_mounts = [{"name": "caller", "path": "lib/baetyl/caller", "readonly": True},
+                 {"name": "fm-conf", "path": "etc/baetyl", "readonly": True},
+                 {"name": "data", "path": "data"}]
+    m.app(app_yaml([svc("a", "pkg"), svc("api", "caller"), svc("rt", "dumper", replica=0),
+                    svc("fm", "caller", mounts=fm_mounts)],
+                   vols("pkg", "caller", "dumper") +
+                   [{"name": "fm-conf", "path": "var/db/baetyl/fm-conf"}]))
+    m.start()
+    m.wait_running("a")
+    m.tok = {s: wait_for(lambda s=s: api_result(m, s), what=s)["env"]["BAETYL_SERVICE_TOKEN"]
+             for s in ("api", "fm")}
+    return m
+
+
+def test_service_token_acts_only_on_its_own_instances(tokens):
+    m = tokens
+    pid = m.running_pid("a")
+    as_api = {"user": "api", "password": m.tok["api"]}
+    for method, path, body in [("PUT", "/v1/services/a/instances/a/stop", None),
+                               ("PUT", "/v1/services/a/instances/a.x/start", {"K": "v"}),
+                               ("PUT", "/v1/services/a/instances/a/report", {"k": 1}),
+                               ("PUT", "/v1/services/rt/instances/rt.x/start", {})]:
+        st, text = m.request(method, path, body, **as_api)
+        assert st == 403 and "may not act on the instances of service" in text, (path, st, text)
+    assert m.running_pid("a") == pid, "another service's instance was not stopped"
+    assert m.instance("a", "a.x") is None and m.instance("rt", "rt.x") is None
+    assert "k" not in m.instance("a", "a")
+    # its own instances: allowed
+    st, _ = m.request("PUT", "/v1/services/api/instances/api/report", {"mine": 1}, **as_api)
+    assert st == 200
+    assert m.request("PUT", "/v1/services/api/instances/api.d/start", {}, **as_api)[0] == 200
+    m.wait_running("api", "api.d")
+    assert m.request("PUT", "/v1/services/api/instances/api.d/stop", None, **as_api)[0] == 200
+
+
+def test_function_manager_is_granted_the_services_its_config_names(tokens):
+    m = tokens
+    as_fm = {"user": "fm", "password": m.tok["fm"]}
+    env = {"EXTRA": "yes", "LD_PRELOAD": "/nonexistent/evil.so", "LD_LIBRARY_PATH": "/tmp",
+           "LD_AUDIT": "/tmp/a.so", "PYTHONPATH": "/tmp/evil",
+           "NODE_OPTIONS": "--require=/tmp/e.js"}
+    st, text = m.request("PUT", "/v1/services/rt/instances/rt.f.1/start", env, **as_fm)
+    assert st == 200, text
+    got = wait_for(lambda: m.read("var/db/data/env-rt.f.1.json"), what="dynamic instance env")
+    got = json.loads(got)
+    assert got["EXTRA"] == "yes"
+    for k in ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "NODE_OPTIONS"):
+        assert got.get(k) != env[k], k
+    assert "dynamic env variable dropped" in m.log()
+    assert m.request("PUT", "/v1/services/rt/instances/rt.f.1/stop", None, **as_fm)[0] == 200
+    # the grant names rt only
+    st, text = m.request("PUT", "/v1/services/a/instances/a/stop", None, **as_fm)
+    assert st == 403, text
+
+
+def test_api_answers_and_update_body_variants(master):
+    m = master()
+    m.package("dump", SORTED_ENV_DUMPER)
+    v = {n: app_yaml([svc("a", "dump", env={"V": n})], vols("dump"), version=n) for n in ("v1", "v2", "v3")}
+    m.app(v["v1"])
+    m.app(v["v2"], rel="var/db/baetyl/ota/v2/application.yml")
+    m.app(v["v3"], rel="var/db/baetyl/ota/v3/application.yml")
+    m.start()
+    token = wait_for(lambda: env_file(m, "a").get("BAETYL_SERVICE_TOKEN"), what="token")
+    # HTTP header names are case-insensitive: Go clients send X-Openedge-Username
+    canon = {"X-Openedge-Username": "a", "X-Openedge-Password": token}
+    st, body = m.request("GET", "/v1/ports/available", user=False, headers=canon)
+    assert st == 200, body
+    j = json.loads(body)
+    assert list(j) == ["port"] and isinstance(j["port"], str) and j["port"].isdigit(), body
+    # `file` is accepted for `path`, and a missing type means APP
+    st, body = m.request("PUT", "/v1/system/update", {"file": m.path("var/db/baetyl/ota/v2"), "trace": "tr-file"},
+                         user=False, headers=canon)
+    assert st == 200, body
+    line = m.wait_ota_step("tr-file", ["UPDATED", "ROLLEDBACK", "FAILURE"])
+    assert line["step"] == "UPDATED", m.ota_log()
+    assert line["type"] == "APP"
+    assert m.inspect()["software"]["conf_version"] == "v2"
+    # a directory path relative to the work dir (the token changed with the restarted service)
+    st, body = m.request("PUT", "/v1/system/update", {"type": "APP", "path": "var/db/baetyl/ota/v3",
+                                                      "trace": "tr-rel"})
+    assert st == 200, body
+    assert m.wait_ota_step("tr-rel", ["UPDATED", "ROLLEDBACK", "FAILURE"])["step"] == "UPDATED", m.ota_log()
+    assert m.inspect()["software"]["conf_version"] == "v3"
+    # the instance routes answer 200 (no JSON needed)
+    assert m.request("PUT", "/v1/services/a/instances/a/report", {"k": 1})[0] == 200
+    assert m.instance("a", "a")["k"] == 1
+    # 401 for a wrong password whatever the case of the header names
+    st, body = m.request("GET", "/v1/system/inspect", user=False,
+                         headers={"X-OPENEDGE-USERNAME": "a", "X-OPENEDGE-PASSWORD": "nope"})
+    assert (st, body.strip()) == (401, "account unauthorized")
+    st, _ = m.request("GET", "/v1/system/nothing")
+    assert st == 404
+
+
+def test_api_keep_alive_and_chunked_bodies(master):
+    """What Go's http client does: several requests on one connection, and bodies of
+    unknown length sent chunked."""
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.app(app_yaml([pkg_svc("a")], vols("pkg")))
+    m.start()
+    m.wait_running("a")
+    h = {"x-openedge-username": "baetyl.cli", "x-openedge-password": m.cli_token()}
+    c = UnixHTTPConnection(m.sock)
+    try:
+        for _ in range(3):
+            c.request("GET", "/v1/ports/available", headers=h)
+            r = c.getresponse()
+            assert r.status == 200 and "port" in json.loads(r.read())
+        c.request("PUT", "/v1/services/a/instances/a/report", body=iter([b'{"chunk', b'ed": {"n": ', b'7}}']),
+                  headers=h, encode_chunked=True)
+        r = c.getresponse()
+        assert r.status == 200, r.read()
+        r.read()
+        c.request("GET", "/v1/system/inspect", headers=h)
+        r = c.getresponse()
+        assert r.status == 200
+        j = json.loads(r.read())
+    finally:
+        c.close()
+    inst = [i for s in j["services"] for i in s["instances"] if i["name"] == "a"][0]
+    assert inst["chunked"] == {"n": 7}
+    assert m.stop() == 0
+
+
+def test_socket_mode_and_token_file_kept_private(master):
+    m = master()
+    m.start()
+    assert stat.S_ISSOCK(os.stat(m.sock).st_mode)
+    assert stat.S_IMODE(os.stat(m.sock).st_mode) == 0o660
+    assert m.stop() == 0
+    assert not os.path.exists(m.sock)

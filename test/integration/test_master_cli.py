@@ -3,15 +3,20 @@ start and stop, what a program sees (env, args, mounts, cwd), grace then SIGKILL
 after kill -9, status."""
 import json
 import os
+import shutil
 import signal
 import stat
+import subprocess
+import tempfile
 import time
+import uuid
 
 import pytest
 
-from conftest import wait_for
-from test_master_util import (CRASHER, MARKER, SLEEPER, app_yaml, marked_pids, master,  # noqa: F401
-                              proc_alive, starts, svc, vols)
+from conftest import binary, wait_for
+from test_master_util import (app_yaml, combined, CRASHER, marked_pids, MARKER,  # noqa: F401
+                              master, pkg_svc, proc_alive, SLEEPER, starts, svc,
+                              vols)
 
 ENV_DUMPER = """#!/bin/sh
 mkdir -p data
@@ -242,3 +247,264 @@ def test_no_application_runs_nothing(master):
     assert j["services"] == [] and j["software"]["conf_version"] == "" and j["error"] == ""
     assert "no service to start" in m.log()
     assert m.stop() == 0
+
+
+def run(args, **kw):
+    return subprocess.run([binary("baetyl"), *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_help_on_every_command_and_no_command():
+    tmp = tempfile.mkdtemp(prefix="btacc")
+    try:
+        r = run(["--help"], cwd=tmp)
+        assert r.returncode == 0, r
+        for cmd in ("start", "check", "version", "stop", "status"):
+            assert cmd in r.stdout, f"--help lists {cmd}: {r.stdout}"
+        for cmd in ("start", "check", "stop", "status", "version"):
+            r = run([cmd, "--help"], cwd=tmp)
+            assert r.returncode == 0, (cmd, r)
+            assert f"baetyl {cmd}" in r.stdout, (cmd, r.stdout)
+            if cmd in ("start", "check"):
+                assert "-w" in r.stdout and "-c" in r.stdout, (cmd, r.stdout)
+        # `start --help` only prints: nothing is started, no file is made in the work dir
+        r = run(["start", "--help", "-w", tmp])
+        assert r.returncode == 0
+        assert os.listdir(tmp) == []
+        r = run([], cwd=tmp)
+        assert r.returncode != 0 and "start" in combined(r), r
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_version_prints_four_facts():
+    r = run(["version"])
+    assert r.returncode == 0, r
+    out = r.stdout
+    for key in ("ersion", "evision", "ompiler", "latform"):
+        assert key in out, out
+    assert "linux/" in out
+
+
+def test_check_with_missing_conf_uses_defaults(master):
+    m = master()
+    os.unlink(m.path("etc/baetyl/conf.yml"))
+    r = m.cmd("check")
+    assert r.returncode == 0 and r.stdout.strip() == "OK!", r
+
+
+def test_check_c_option_picks_another_conf(master):
+    m = master()
+    m.write("etc/baetyl/bad.yml", "mode: kubernetes\n")
+    m.write("etc/baetyl/good.yml", "mode: native\n")
+    r = m.cmd("check", "-c", "etc/baetyl/bad.yml")
+    assert r.returncode == 1 and "mode" in combined(r) and "OK!" not in r.stdout, r
+    r = m.cmd("check", "-c", m.path("etc/baetyl/bad.yml"))
+    assert r.returncode == 1, "an absolute -c path works too"
+    r = m.cmd("check", "-c", "etc/baetyl/good.yml")
+    assert r.returncode == 0 and r.stdout.strip() == "OK!", r
+    r = m.cmd("check")
+    assert r.returncode == 0, "the default conf.yml is still the one used without -c"
+
+
+def test_relative_w_option(master):
+    m = master()
+    m.write("etc/baetyl/conf.yml", "mode: kubernetes\n")
+    r = subprocess.run([binary("baetyl"), "check", "-w", "."], cwd=m.dir, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "mode" in combined(r), r
+
+
+# conf.yml texts that `check` must refuse, and a word of the field the error names.
+BAD_CONFS = {
+    "mode": ("mode: kubernetes\n", "mode"),
+    "scheme-http": ("mode: native\nserver:\n  address: http://127.0.0.1:50050\n", "server.address"),
+    "scheme-udp": ("mode: native\nserver:\n  address: udp://127.0.0.1:50050\n", "server.address"),
+    "no-scheme": ("mode: native\nserver:\n  address: 127.0.0.1:50050\n", "server.address"),
+    "grace": ("mode: native\ngrace: 5 parsecs\n", "grace"),
+    "server-timeout": ("mode: native\nserver:\n  timeout: forever\n", "server.timeout"),
+    "top-level-list": ("- mode\n- native\n", "conf.yml"),
+    "server-scalar": ("mode: native\nserver: 5\n", "server"),
+    "binary": ("\x00\x01\x02\xff", "conf.yml"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFS))
+def test_check_refuses_bad_conf(master, case):
+    text, field = BAD_CONFS[case]
+    m = master()
+    with open(m.path("etc/baetyl/conf.yml"), "w", encoding="latin-1") as f:
+        f.write(text)
+    r = m.cmd("check")
+    assert r.returncode == 1, r
+    assert "OK!" not in r.stdout
+    assert field in combined(r), r
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+
+
+# application.yml texts `check` must refuse (native mode, the package exists), and the text
+# the error must hold.
+BAD_APP_CASES = {
+    "name-underscore-first": (app_yaml([pkg_svc("_a")], vols("pkg")), "services[0].name"),
+    "name-dot": (app_yaml([pkg_svc("a.b")], vols("pkg")), "services[0].name"),
+    "name-65-chars": (app_yaml([pkg_svc("a" * 65)], vols("pkg")), "services[0].name"),
+    "name-missing": (app_yaml([{"image": "pkg", "replica": 1}], vols("pkg")), "services[0].name"),
+    "image-missing": (app_yaml([{"name": "a", "replica": 1}], vols("pkg")), "services[0].image"),
+    "duplicate-service": (app_yaml([pkg_svc("a"), pkg_svc("b"), pkg_svc("a")], vols("pkg")), "services[2].name"),
+    "duplicate-volume": (app_yaml([pkg_svc("a")], vols("pkg") + [{"name": "pkg", "path": "var/x"}]), "volumes[2].name"),
+    "volume-name-pattern": (app_yaml([pkg_svc("a")], vols("pkg") + [{"name": "bad name", "path": "x"}]),
+                            "volumes[2].name"),
+    "volume-path-missing": (app_yaml([pkg_svc("a")], vols("pkg") + [{"name": "v"}]), "volumes[2].path"),
+    "unknown-volume": (app_yaml([pkg_svc("a", mounts=[{"name": "pkg", "path": "lib/baetyl/pkg"},
+                                                   {"name": "ghost", "path": "x"}])], vols("pkg")),
+                       "volume (ghost) not found"),
+    "volume-escapes": (app_yaml([pkg_svc("a")], vols("pkg") + [{"name": "v", "path": "var/../../x"}]), "escapes"),
+    "volume-escapes-dotdot": (app_yaml([pkg_svc("a")], vols("pkg") + [{"name": "v", "path": ".."}]), "escapes"),
+    "backoff-min": (app_yaml([pkg_svc("a", restart={"backoff": {"min": "soon"}})], vols("pkg")), "backoff.min"),
+    "backoff-max": (app_yaml([pkg_svc("a", restart={"backoff": {"max": "5 minutes"}})], vols("pkg")), "backoff.max"),
+    "policy": (app_yaml([pkg_svc("a", restart={"policy": "sometimes"})], vols("pkg")), "policy"),
+    "replica-negative": (app_yaml([pkg_svc("a", replica=-1)], vols("pkg")), "services[0].replica"),
+    "replica-text": (app_yaml([pkg_svc("a", replica="many")], vols("pkg")), "services[0].replica"),
+    "retry-max-text": (app_yaml([pkg_svc("a", restart={"retry": {"max": "x"}})], vols("pkg")), "retry.max"),
+    "services-map": ("services: {a: 1}\n", "services"),
+    "env-list": (app_yaml([pkg_svc("a", env=["A=1"])], vols("pkg")), "services[0].env"),
+    "top-level-list": ("- a\n- b\n", "application.yml"),
+    "scalar": ("hello\n", "application.yml"),
+    "binary": ("\x00\xff\xfe garbage", "application.yml"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_APP_CASES))
+def test_check_refuses_bad_application(master, case):
+    text, want = BAD_APP_CASES[case]
+    m = master()
+    m.package("pkg", SLEEPER)
+    with open(m.path("var/db/baetyl/application.yml"), "w", encoding="latin-1") as f:
+        f.write(text)
+    r = m.cmd("check")
+    assert r.returncode == 1, r
+    assert "OK!" not in r.stdout
+    assert want in combined(r), r
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+
+
+def test_check_accepts_edge_names_and_durations(master):
+    m = master()
+    m.package("pkg", SLEEPER)
+    restart = {"policy": "on-failure", "retry": {"max": 3},
+               "backoff": {"min": "500ms", "max": "1m", "factor": 1.5}}
+    docker_only = {"ports": ["1883:1883", "0.0.0.0:8883:8883/tcp"], "devices": ["/dev/video0", "/dev/sda:/dev/xvdc:r"],
+                   "resources": {"cpu": {"cpus": 1.5, "setcpus": "0-2"}, "memory": {"limit": "500m", "swap": "1g"},
+                                 "pids": {"limit": 100}}}
+    # docker-only fields are accepted (and ignored) in native mode
+    m.app(app_yaml([pkg_svc("a" * 64), pkg_svc("0_x-Y", restart=restart), pkg_svc("rt", replica=0, **docker_only)],
+                   vols("pkg"), version="v7"))
+    r = m.cmd("check")
+    assert r.returncode == 0 and r.stdout.strip() == "OK!", r
+
+
+def test_default_work_dir_is_parent_of_binary_dir(procs):
+    """A copy of the binary in <tmp>/bin finds <tmp>/etc/baetyl/conf.yml and runs in <tmp>
+    without -w, whatever the current directory."""
+    root = tempfile.mkdtemp(prefix="btw", dir="/tmp")
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, **{MARKER: marker})
+    try:
+        os.makedirs(os.path.join(root, "bin"))
+        exe = os.path.join(root, "bin", "baetyl")
+        shutil.copy2(binary("baetyl"), exe)
+        os.makedirs(os.path.join(root, "etc/baetyl"))
+        conf = os.path.join(root, "etc/baetyl/conf.yml")
+        with open(conf, "w") as f:
+            f.write("mode: kubernetes\n")
+        r = subprocess.run([exe, "check"], cwd="/", capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 1 and "mode" in combined(r), f"the conf of <tmp> was read: {r}"
+        sock = os.path.join(root, "b.sock")
+        with open(conf, "w") as f:
+            f.write(f"mode: native\ngrace: 2s\nserver:\n  address: unix://{sock}\n")
+        pkg = os.path.join(root, "var/db/baetyl/pkg")
+        os.makedirs(os.path.join(pkg, "bin"))
+        with open(os.path.join(pkg, "package.yml"), "w") as f:
+            f.write("entry: bin/prog\n")
+        with open(os.path.join(pkg, "bin/prog"), "w") as f:
+            f.write(SLEEPER)
+        os.chmod(os.path.join(pkg, "bin/prog"), 0o755)
+        with open(os.path.join(root, "var/db/baetyl/application.yml"), "w") as f:
+            f.write(app_yaml([svc("a", "pkg")], vols("pkg"), version="vdef"))
+        r = subprocess.run([exe, "check"], cwd="/", capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0 and r.stdout.strip() == "OK!", r
+        out = open(os.path.join(root, "master.out"), "w")
+        p = procs.start([exe, "start"], cwd="/", env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(os.path.join(root, "var/db/data/starts-a")) or p.poll() is not None,
+                 30, what="the service of the default work dir")
+        assert p.poll() is None, open(os.path.join(root, "master.out")).read()
+        assert os.path.exists(os.path.join(root, "var/log/baetyl/baetyl.log")), "default log path"
+        r = subprocess.run([exe, "status", "--json"], cwd="/", capture_output=True, text=True, timeout=30,
+                           env=env)
+        assert r.returncode == 0, r
+        j = json.loads(r.stdout)
+        assert j["software"]["pwd"] == root
+        assert j["software"]["conf_version"] == "vdef"
+        r = subprocess.run([exe, "stop"], cwd="/", capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r
+        p.wait(10)
+        out.close()
+        assert p.returncode == 0
+        text = open(os.path.join(root, "master.out")).read()
+        assert "Sanitizer" not in text and "runtime error" not in text, text
+        assert not os.path.exists(sock)
+        assert marked_pids(marker) == []
+    finally:
+        for pid in marked_pids(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_boot_with_unknown_volume_fails_clearly(master):
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.app(app_yaml([pkg_svc("good"), pkg_svc("bad", mounts=[{"name": "pkg", "path": "lib/baetyl/pkg"},
+                                                      {"name": "nope", "path": "x"}])], vols("pkg")))
+    assert m.start(expect_fail=True) == 1
+    out = m.read("master.out") + m.log()
+    assert "volume (nope) not found" in out
+    assert marked_pids(m.marker) == [], "what started before the failure is stopped"
+    assert not os.path.exists(m.sock)
+
+
+def test_stale_pid_file_never_signals_a_stranger(master, procs):
+    m = master()
+    stranger = procs.start(["sleep", "300"])
+    m.write("var/run/baetyl.pid", f"{stranger.pid}\n")
+    r = m.cmd("stop")
+    assert r.returncode == 0 and "not running" in combined(r), r
+    r = m.cmd("status")
+    assert r.returncode != 0 and "not running" in combined(r), r
+    time.sleep(0.2)
+    assert stranger.poll() is None, "a pid from a stale pid file is not a master"
+    m.start()  # a stale pid file does not block a start either
+    assert m.stop() == 0
+    assert stranger.poll() is None
+
+
+BOOT_PACKAGES = {
+    "no-entry": ("name: pkg\n", "entry"),
+    "missing-program": ("entry: bin/nothere\n", "bin/nothere"),
+    "malformed": ("entry: [bin/prog\n", "yaml"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOOT_PACKAGES))
+def test_boot_with_a_bad_package_fails_clearly(master, case):
+    text, want = BOOT_PACKAGES[case]
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.package("bad", SLEEPER)
+    m.write("var/db/baetyl/bad/package.yml", text)
+    m.app(app_yaml([svc("good", "pkg"), svc("b", "bad")], vols("pkg", "bad")))
+    assert m.start(expect_fail=True) == 1
+    out = m.read("master.out") + m.log()
+    assert "failed to start service (b)" in out and want in out, out[-2000:]
+    assert marked_pids(m.marker) == []

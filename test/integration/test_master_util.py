@@ -351,3 +351,45 @@ def log_times(m, pattern):
             t = re.search(r'time="([^"]+)"', line).group(1)
             out.append(t)
     return out
+
+
+# ---- from the acceptance suite ----------------------------------------------------------
+
+RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+
+
+def rfc3339_ns(s):
+    """Nanoseconds since the epoch of an RFC 3339 time (fraction up to 9 digits)."""
+    import calendar
+    mt = RFC3339.match(s)
+    assert mt, f"not RFC 3339: {s!r}"
+    y, mo, d, h, mi, sec = (int(mt.group(i)) for i in range(1, 7))
+    frac = (mt.group(8) or "").ljust(9, "0")
+    t = calendar.timegm((y, mo, d, h, mi, sec, 0, 0, 0))
+    tz = mt.group(9)
+    if tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        t -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return t * 10**9 + int(frac)
+
+
+def env_file(m, inst):
+    text = m.read(f"var/db/data/env-{inst}", "")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def combined(r):
+    return r.stdout + r.stderr
+
+
+SORTED_ENV_DUMPER = """#!/bin/sh
+mkdir -p data
+env | sort > data/env-$BAETYL_SERVICE_INSTANCE_NAME.tmp
+mv data/env-$BAETYL_SERVICE_INSTANCE_NAME.tmp data/env-$BAETYL_SERVICE_INSTANCE_NAME
+trap 'exit 0' TERM
+while :; do sleep 0.2; done
+"""
+
+
+def pkg_svc(name="a", **kw):
+    return svc(name, "pkg", **kw)

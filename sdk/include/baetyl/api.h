@@ -8,11 +8,34 @@
 #ifndef BAETYL_API_H
 #define BAETYL_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
 
 #define BT_API_DEFAULT_TIMEOUT_MS 30000L
+
+/* The account of every request (SPEC §7), read by the master and sent by the client. */
+#define BT_API_HEADER_USERNAME "x-openedge-username"
+#define BT_API_HEADER_PASSWORD "x-openedge-password"
+
+/* A master API address, parsed by the one rule the master (server.address) and the client
+ * (BAETYL_MASTER_API_ADDRESS) share. */
+typedef struct {
+    bool is_unix;
+    char *path;  /* unix: the socket path (relative only when parsed with pwd NULL) */
+    char *host;  /* tcp: a name of [A-Za-z0-9._-] or an IPv6 literal without brackets */
+    char *port;  /* tcp: 1..65535 (0 is refused: a port picked at bind time could not be
+                  * given to the services) */
+} bt_api_addr;
+
+/* Parses "unix:///abs.sock", "unix://rel.sock" (joined to pwd unless pwd is NULL) or
+ * "tcp://host:port" / "tcp://[v6]:port". The path must fit sun_path. Returns 0, or -1 with
+ * err naming what is wrong ("bad port", "bad character in host", "too long", ...). */
+int bt_api_addr_parse(const char *address, const char *pwd, bt_api_addr *a, char *err,
+                      size_t errlen);
+/* Frees a parsed address (and zeroes it). */
+void bt_api_addr_free(bt_api_addr *a);
 
 typedef struct bt_api_client bt_api_client;
 

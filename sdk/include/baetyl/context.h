@@ -107,8 +107,4 @@ bool bt_ctx_stopped(const bt_ctx *ctx);
  * Returns true when a stop was asked (the caller should wind down). */
 bool bt_ctx_sleep(bt_ctx *ctx, int64_t ms);
 
-/* bt_run leaves SIGTERM and SIGINT blocked, and a blocked mask survives fork() and exec():
- * a module that starts programs calls this in the child before exec (async-signal-safe). */
-void bt_ctx_child_sigreset(void);
-
 #endif

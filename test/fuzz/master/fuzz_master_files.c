@@ -37,9 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (s) {
         memcpy(s, data, size);
         s[size] = '\0';
-        api_addr a;
-        if (api_addr_parse(s, "/w", &a, err, sizeof err) == 0)
-            api_addr_free(&a);
+        bt_api_addr a;
+        if (bt_api_addr_parse(s, "/w", &a, err, sizeof err) == 0)
+            bt_api_addr_free(&a);
         char *out = malloc(size + 1);
         if (out) {
             bt_path_clean_rel(s, out, size + 1);

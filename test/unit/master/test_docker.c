@@ -136,7 +136,7 @@ static const char APP[] =
     "    devices: ['/dev/video0']\n"
     "    mounts:\n"
     "      - {name: conf, path: etc/baetyl, readonly: true}\n"
-    "      - {name: data, path: /var/db//baetyl/data/}\n"
+    "      - {name: data, path: var/db//baetyl/data/}\n"
     "    resources: {cpu: {cpus: 1.5, setcpus: '0-1'}, memory: {limit: 500m, swap: 1g}, pids: {limit: 100}}\n"
     "  - name: plain\n"
     "    image: busybox\n"

@@ -88,6 +88,9 @@ static void test_errors_name_the_field(void **state)
     expect_error("volumes:\n  - {name: v, path: a}\n  - {name: v, path: b}\n", "volume name (v) is duplicated");
     expect_error("volumes:\n  - {name: v, path: ../../etc}\n", "volumes[0].path: path (../../etc) escapes the work dir");
     expect_error("volumes:\n  - {name: v, path: a/../../b}\n", "escapes the work dir");
+    /* absolute paths are an error naming the field, no longer rewritten (issue 12.8) */
+    expect_error("volumes:\n  - {name: v, path: /etc}\n",
+                 "volumes[0].path: path (/etc) must be relative to the work dir");
     expect_error("services:\n  - {name: a, image: x, mounts: [{name: v, path: ../x}]}\n",
                  "services[0].mounts[0].path: path (../x) escapes the service dir");
     expect_error("services:\n  - {name: '-a', image: x}\n", "services[0].name");
@@ -170,29 +173,31 @@ static void test_conf(void **state)
     assert_string_equal(c.otalog.path, "var/db/baetyl/ota.log");
     conf_free(&c);
 
-    api_addr a;
-    assert_int_equal(api_addr_parse("unix:///var/run/baetyl.sock", "/w", &a, err, sizeof err), 0);
+    bt_api_addr a;
+    assert_int_equal(bt_api_addr_parse("unix:///var/run/baetyl.sock", "/w", &a, err, sizeof err), 0);
     assert_true(a.is_unix);
     assert_string_equal(a.path, "/var/run/baetyl.sock");
-    api_addr_free(&a);
-    assert_int_equal(api_addr_parse("unix://var/run/x.sock", "/w", &a, err, sizeof err), 0);
+    bt_api_addr_free(&a);
+    assert_int_equal(bt_api_addr_parse("unix://var/run/x.sock", "/w", &a, err, sizeof err), 0);
     assert_string_equal(a.path, "/w/var/run/x.sock");
-    api_addr_free(&a);
-    assert_int_equal(api_addr_parse("tcp://127.0.0.1:50050", "/w", &a, err, sizeof err), 0);
+    bt_api_addr_free(&a);
+    assert_int_equal(bt_api_addr_parse("tcp://127.0.0.1:50050", "/w", &a, err, sizeof err), 0);
     assert_false(a.is_unix);
     assert_string_equal(a.host, "127.0.0.1");
     assert_string_equal(a.port, "50050");
-    api_addr_free(&a);
-    assert_int_equal(api_addr_parse("tcp://[::1]:80", "/w", &a, err, sizeof err), 0);
+    bt_api_addr_free(&a);
+    assert_int_equal(bt_api_addr_parse("tcp://[::1]:80", "/w", &a, err, sizeof err), 0);
     assert_string_equal(a.host, "::1");
-    api_addr_free(&a);
-    const char *bad[] = {"http://x:1", "tcp://x", "tcp://x:99999", "tcp://x:1/p", "unix://", "x", "tcp://[::1]80"};
+    bt_api_addr_free(&a);
+    const char *bad[] = {"http://x:1", "tcp://x", "tcp://x:99999", "tcp://x:1/p", "unix://", "x", "tcp://[::1]80",
+                         /* one rule with the client: port 0 and an empty host are refused */
+                         "tcp://x:0", "tcp://:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(api_addr_parse(bad[i], "/w", &a, err, sizeof err), -1);
+        assert_int_equal(bt_api_addr_parse(bad[i], "/w", &a, err, sizeof err), -1);
     char longp[200] = "unix:///";
     memset(longp + 8, 'x', 150);
     longp[158] = '\0';
-    assert_int_equal(api_addr_parse(longp, "/w", &a, err, sizeof err), -1);
+    assert_int_equal(bt_api_addr_parse(longp, "/w", &a, err, sizeof err), -1);
     assert_non_null(strstr(err, "too long"));
 }
 
