@@ -10,10 +10,9 @@
 
 #define NAME_PATTERN "^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$"
 
-/* A volume path is relative to the work dir and never leaves it. */
-static int check_volume_path(const void *v, char *err, size_t errlen)
+/* A relative path that stays inside its base ("the work dir", "the service dir"). */
+static int check_rel_path(const char *s, const char *base, char *err, size_t errlen)
 {
-    const char *s = *(char *const *)v;
     size_t n = strlen(s);
     char *buf = malloc(n + 1);
     if (!buf)
@@ -21,23 +20,18 @@ static int check_volume_path(const void *v, char *err, size_t errlen)
     int r = bt_path_clean_rel(s, buf, n + 1);
     free(buf);
     if (r != 0)
-        return bt_errf(err, errlen, "path (%s) escapes the work dir", s);
+        return bt_errf(err, errlen, "path (%s) escapes %s", s, base);
     return 0;
 }
 
-/* A mount path is relative to the service dir and never leaves it. */
+static int check_volume_path(const void *v, char *err, size_t errlen)
+{
+    return check_rel_path(*(char *const *)v, "the work dir", err, errlen);
+}
+
 static int check_mount_path(const void *v, char *err, size_t errlen)
 {
-    const char *s = *(char *const *)v;
-    size_t n = strlen(s);
-    char *buf = malloc(n + 1);
-    if (!buf)
-        return bt_errf(err, errlen, "out of memory");
-    int r = bt_path_clean_rel(s, buf, n + 1);
-    free(buf);
-    if (r != 0)
-        return bt_errf(err, errlen, "path (%s) escapes the service dir", s);
-    return 0;
+    return check_rel_path(*(char *const *)v, "the service dir", err, errlen);
 }
 
 /* An image names a package directory: no "..", no empty name. */
