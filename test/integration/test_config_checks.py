@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import SRC, binary, wait_for
+from test_agent import certs, env, make_zip  # noqa: F401 - certs and env are fixtures
 from test_master_util import SLEEPER, app_yaml, master, proc_alive, svc, vols  # noqa: F401
 
 NO_SERVICES = "application has no services (write services: [] to update to an empty application)"
@@ -153,8 +154,11 @@ def test_example_configs_load_without_warnings(rel, prog, tmp_path):
     assert len(unknown) == 1 and "unknown key zzmarker (line" in unknown[0], out
 
 
-@pytest.mark.parametrize("example", sorted(os.path.basename(os.path.dirname(os.path.dirname(p)))
-                                           for p in glob.glob(os.path.join(SRC, "example/*/etc/baetyl"))))
+EXAMPLES = sorted(os.path.basename(os.path.dirname(os.path.dirname(p)))
+                  for p in glob.glob(os.path.join(SRC, "example/*/etc/baetyl")))
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
 def test_example_apps_check_without_warnings(example):
     r = check(os.path.join(SRC, "example", example))
     assert "unknown key" not in r.stderr and "warning" not in r.stderr, r.stderr
@@ -282,3 +286,24 @@ def test_size_cap_is_configurable(wd, tmp_path):
                        timeout=60, cwd=str(tmp_path))
     assert p.returncode != 0
     assert f"{cfg}: file too large (5000028 bytes, limit 4194304" in p.stderr + p.stdout
+
+
+# ---- the agent: the same schema and the same rule before it asks the master ---------------
+
+@pytest.mark.parametrize("text,detail", [
+    ("version: v2\n", "app config invalid: " + NO_SERVICES),
+    ("version: v2\nservics: []\n",
+     "app config invalid: unknown key servics (did you mean services?) (line 2)"),
+])
+def test_agent_ota_refuses_app_without_services(env, text, detail):
+    e = env().start()
+    m = e.m
+    e.broker.wait_subscribed()
+    appzip = make_zip([("application.yml", text.encode(), 0o644)])
+    e.cloud.files = {"app-v2.zip": appzip}
+    e.ota_event("tr-none", "app-v2", "var/db/baetyl/app-v2", appzip)
+    line = m.wait_ota_step("tr-none", ["FAILURE", "UPDATED", "ROLLEDBACK"], timeout=60)
+    assert e.steps("tr-none") == ["RECEIVED", "FAILURE"], m.ota_log()
+    assert detail in line["error"], line
+    assert m.inspect()["software"]["conf_version"] == "v1"
+    assert m.running_pid("old") and m.running_pid("agent") == e.agent_pid

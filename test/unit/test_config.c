@@ -1197,7 +1197,8 @@ static void test_seen(void **state)
 {
     (void)state;
     static const bt_cfg_field fields[] = {
-        BT_FIELD(seen_cfg, l, "l", BT_CFG_LIST, .elem = BT_CFG_INT, .seen = BT_SEEN(seen_cfg, has_l)),
+        BT_FIELD(seen_cfg, l, "l", BT_CFG_LIST, .elem = BT_CFG_INT,
+                 .seen = BT_SEEN(seen_cfg, has_l)),
         {0}};
     static const bt_cfg_schema schema = {sizeof(seen_cfg), fields, NULL};
     static const struct {
