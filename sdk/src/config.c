@@ -1,7 +1,8 @@
-/* The config loader: YAML text -> libyaml node tree (config_yaml.c) -> a walk of the
- * schema that fills the caller's struct. The walk follows the schema, not the document,
- * so unknown keys cost nothing and the depth is bounded by the schema (or by MAX_DEPTH for
- * recursive schemas). Aliases are shared nodes in libyaml, so a small document can stand
+/* The config loader: YAML text (size-capped) -> libyaml node tree (config_yaml.c) -> a walk
+ * of the schema that fills the caller's struct. The walk follows the schema, not the
+ * document, so the depth is bounded by the schema (or by MAX_DEPTH for recursive schemas);
+ * the keys of each struct's mapping are then compared with its fields once (config_keys.c)
+ * to report unknown ones. Aliases are shared nodes in libyaml, so a small document can stand
  * for a huge tree ("billion laughs"): every value loaded is counted. */
 #include "config_internal.h"
 

@@ -89,14 +89,19 @@ typedef struct {
     size_t best_len, best_dist;
 } match_t;
 
-static void match_fields(const bt_cfg_schema *s, match_t *m, int depth)
+/* Compares m's key with every field name at m's prefix; each comparison counts against the
+ * document's lookup budget (aliases can make a small text check the same keys millions of
+ * times). Returns 0 or -1 (budget exhausted). */
+static int match_fields(bt_cfg_ctx *c, const bt_cfg_schema *s, match_t *m, int depth)
 {
     if (depth > 64)
-        return;
+        return 0;
     for (const bt_cfg_field *f = s->fields; f && f->type; f++) {
+        if (++c->scans > BT_CFG_MAX_SCANS)
+            return bt_cfg_too_large(c);
         if (f->flags & BT_CFG_INLINE) {
-            if (f->sub)
-                match_fields(f->sub, m, depth + 1);
+            if (f->sub && match_fields(c, f->sub, m, depth + 1) < 0)
+                return -1;
             continue;
         }
         size_t clen;
@@ -124,6 +129,7 @@ static void match_fields(const bt_cfg_schema *s, match_t *m, int depth)
             m->best_dist = d;
         }
     }
+    return 0;
 }
 
 /* The key as shown: control characters as '?', cut after KEY_SHOWN bytes. */
@@ -224,10 +230,12 @@ static int check_map(bt_cfg_ctx *c, const bt_cfg_schema *s, yaml_node_t *map, co
                      .prefix = prefix,
                      .plen = plen,
                      .best_dist = (size_t)-1};
-        match_fields(s, &m, 0);
+        if (match_fields(c, s, &m, 0) < 0)
+            return -1;
         if (!m.known && reported(c, plen == 0 && !*path)) {
             m.suggest = true;
-            match_fields(s, &m, 0);
+            if (match_fields(c, s, &m, 0) < 0)
+                return -1;
         }
         if (!m.known) {
             if (unknown(c, &m, path, bt_cfg_line(c, k), plen == 0 && !*path) < 0)
