@@ -176,13 +176,22 @@ def test_module_names_a_misspelled_key(tmp_path):
     assert "free" not in out.replace("zzmarker", "")
 
 
-def test_hub_warns_in_its_log_file(tmp_path):
-    # the warnings wait for the logger the config names, so they land in its file
-    out = run_module("baetyl-hub", "listen: [tcp://127.0.0.1:0]\nlogger:\n  path: var/log/h.log\n"
+def test_hub_names_a_misspelled_key(tmp_path):
+    out = run_module("baetyl-hub", "listen: [tcp://127.0.0.1:0]\n"
                      "principals:\n  - {username: u, password: p, permissions: "
                      "[{action: pub, permit: ['#']}], pasword: x}\nzzmarker: 1\n", "zzmarker",
                      str(tmp_path))
-    assert "principals[0]: unknown key pasword (did you mean password?) (line 5)" in out, out
+    assert "principals[0]: unknown key pasword (did you mean password?) (line 3)" in out, out
+
+
+def test_module_warns_in_its_log_file(tmp_path):
+    # the warnings wait for the logger the config names, so they land in its file
+    run_module("baetyl-timer", "hub: {address: 'tcp://127.0.0.1:1'}\ntimer: {intervall: 1s}\n"
+               "publish: {topic: t}\nlogger: {path: var/log/t.log}\nzzmarker: 1\n", "zzmarker",
+               str(tmp_path))
+    log = (tmp_path / "var/log/t.log").read_text()
+    assert "timer: unknown key intervall (did you mean interval?) (line 2)" in log, log
+    assert "unknown key zzmarker (line 5)" in log
 
 
 # ---- the master -----------------------------------------------------------------------------
