@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "baetyl/api.h"
+#include "baetyl/app_config.h"
 #include "baetyl/config.h"
 #include "baetyl/context.h"
 #include "baetyl/log.h"
@@ -79,13 +80,9 @@ void agent_shown(char *out, size_t n, const char *s);
 
 /* ---- events from the cloud (event.c) ------------------------------------------------- */
 
-typedef struct {
-    char *name;
-    char *path;    /* relative to the work dir, under var/db/baetyl */
-    char *url;     /* meta.url; NULL = nothing to download */
-    char *md5;     /* meta.md5 */
-    char *version; /* meta.version */
-} agent_volume;
+/* A volume (name, path under var/db/baetyl, meta url/md5/version): the SDK's type, so an
+ * event's volume and an application.yml's are the same thing. */
+typedef bt_app_volume agent_volume;
 
 typedef struct {
     char *type;    /* "APP" */
@@ -174,12 +171,10 @@ int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen);
 
 /* What the agent reads of an application.yml: its version, its services (only counted)
  * and its volumes (agent_volume elements; those with a meta.url are downloaded). */
-typedef struct {
-    char *version;
-    bt_cfg_list services;
-    bt_cfg_list volumes;
-} agent_app;
-/* Loads path (SPEC §3 layout; unknown keys ignored). Returns 0 or -1 with err. */
+typedef bt_app_config agent_app;
+/* Loads path with the SDK's application schema (unknown keys are warnings, an unknown
+ * top-level key an error); an app that does not write "services" is refused, as the master
+ * refuses it for an OTA. Returns 0 or -1 with err. */
 int agent_app_load(const char *path, agent_app *app, char *err, size_t errlen);
 /* Frees what agent_app_load allocated. */
 void agent_app_free(agent_app *app);

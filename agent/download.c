@@ -341,39 +341,15 @@ out:
 
 /* ---- application.yml ------------------------------------------------------------------ */
 
-static const bt_cfg_field volume_fields[] = {
-    BT_FIELD(agent_volume, name, "name", BT_CFG_STRING),
-    BT_FIELD(agent_volume, path, "path", BT_CFG_STRING),
-    BT_FIELD(agent_volume, url, "meta.url", BT_CFG_STRING),
-    BT_FIELD(agent_volume, md5, "meta.md5", BT_CFG_STRING),
-    BT_FIELD(agent_volume, version, "meta.version", BT_CFG_STRING),
-    {0}};
-static const bt_cfg_schema volume_schema = {sizeof(agent_volume), volume_fields, NULL};
-
-typedef struct {
-    char *name;
-} app_service;
-static const bt_cfg_field service_fields[] = {
-    BT_FIELD(app_service, name, "name", BT_CFG_STRING),
-    {0}};
-static const bt_cfg_schema service_schema = {sizeof(app_service), service_fields, NULL};
-
-static const bt_cfg_field app_fields[] = {
-    BT_FIELD(agent_app, version, "version", BT_CFG_STRING),
-    BT_FIELD(agent_app, services, "services", BT_CFG_LIST, .sub = &service_schema),
-    BT_FIELD(agent_app, volumes, "volumes", BT_CFG_LIST, .sub = &volume_schema),
-    {0}};
-static const bt_cfg_schema app_schema = {sizeof(agent_app), app_fields, NULL};
-
 int agent_app_load(const char *path, agent_app *app, char *err, size_t errlen)
 {
     char why[512];
-    if (bt_cfg_load_file(&app_schema, app, path, why, sizeof why) < 0) {
+    if (bt_app_load(path, app, NULL, NULL, why, sizeof why) < 0) {
         snprintf(err, errlen, "app config invalid: %s", why);
         return -1;
     }
-    if (app->services.n == 0) {
-        snprintf(err, errlen, "app config invalid: service list is empty");
+    if (!app->has_services) {
+        snprintf(err, errlen, "app config invalid: %s", BT_APP_NO_SERVICES);
         agent_app_free(app);
         return -1;
     }
@@ -382,5 +358,5 @@ int agent_app_load(const char *path, agent_app *app, char *err, size_t errlen)
 
 void agent_app_free(agent_app *app)
 {
-    bt_cfg_free(&app_schema, app);
+    bt_app_free(app);
 }

@@ -1,4 +1,5 @@
-/* The application var/db/baetyl/application.yml (SPEC §3). */
+/* The application var/db/baetyl/application.yml (SPEC §3): the SDK's schema, and what the
+ * master checks on top of it. */
 #include "app.h"
 #include "util.h"
 
@@ -6,198 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_PATTERN "^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$"
-
-/* A volume path is relative to the work dir and never leaves it. */
-static int check_volume_path(const void *v, char *err, size_t errlen)
-{
-    const char *s = *(char *const *)v;
-    if (s[0] == '/')
-        return bt_errf(err, errlen, "path (%s) must be relative to the work dir", s);
-    size_t n = strlen(s);
-    char *buf = malloc(n + 1);
-    if (!buf)
-        return bt_errf(err, errlen, "out of memory");
-    int r = bt_path_clean_rel(s, buf, n + 1);
-    free(buf);
-    if (r != 0)
-        return bt_errf(err, errlen, "path (%s) escapes the work dir", s);
-    return 0;
-}
-
-/* A mount path is relative to the service dir and never leaves it. */
-static int check_mount_path(const void *v, char *err, size_t errlen)
-{
-    const char *s = *(char *const *)v;
-    if (s[0] == '/')
-        return bt_errf(err, errlen, "path (%s) must be relative to the service dir", s);
-    size_t n = strlen(s);
-    char *buf = malloc(n + 1);
-    if (!buf)
-        return bt_errf(err, errlen, "out of memory");
-    int r = bt_path_clean_rel(s, buf, n + 1);
-    free(buf);
-    if (r != 0)
-        return bt_errf(err, errlen, "path (%s) escapes the service dir", s);
-    return 0;
-}
-
-/* An image names a package directory: no "..", no empty name. */
-static int check_image(const void *v, char *err, size_t errlen)
-{
-    const char *s = *(char *const *)v;
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p < 0x20)
-            return bt_errf(err, errlen, "image (%s) contains a control character", s);
-    size_t n = strlen(s);
-    char *buf = malloc(n + 1), *tmp = strdup(s);
-    if (!buf || !tmp) {
-        free(buf);
-        free(tmp);
-        return bt_errf(err, errlen, "out of memory");
-    }
-    for (char *p = tmp; *p; p++)
-        if (*p == ':')
-            *p = '/';
-    int r = bt_path_clean_rel(tmp, buf, n + 1);
-    bool dotdot = strstr(tmp, "..") != NULL;
-    free(buf);
-    free(tmp);
-    if (r != 0 || dotdot)
-        return bt_errf(err, errlen, "image (%s) is not a valid package name", s);
-    return 0;
-}
-
-static int check_restart(void *obj, char *err, size_t errlen)
-{
-    const app_restart *r = obj;
-    if (r->backoff_min > r->backoff_max)
-        return bt_errf(err, errlen, "backoff.min must not exceed backoff.max");
-    return 0;
-}
-
-static int check_service(void *obj, char *err, size_t errlen)
-{
-    const app_service *s = obj;
-    for (size_t i = 0; i < s->env.n; i++) {
-        const char *k = s->env.keys[i];
-        if (!*k || strchr(k, '='))
-            return bt_errf(err, errlen, "env: invalid variable name (%s)", k);
-    }
-    for (size_t i = 0; i < s->mounts.n; i++)
-        for (size_t j = 0; j < i; j++) {
-            const app_mount *a = APP_MOUNT(s, i), *b = APP_MOUNT(s, j);
-            if (strcmp(a->path, b->path) == 0)
-                return bt_errf(err, errlen, "mounts[%zu].path: path (%s) is mounted twice", i, a->path);
-        }
-    return 0;
-}
-
-static int check_app(void *obj, char *err, size_t errlen)
-{
-    const app_config *a = obj;
-    for (size_t i = 0; i < a->services.n; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(APP_SERVICE(a, i)->name, APP_SERVICE(a, j)->name) == 0)
-                return bt_errf(err, errlen, "services[%zu].name: service name (%s) is duplicated", i,
-                               APP_SERVICE(a, i)->name);
-    for (size_t i = 0; i < a->volumes.n; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(APP_VOLUME(a, i)->name, APP_VOLUME(a, j)->name) == 0)
-                return bt_errf(err, errlen, "volumes[%zu].name: volume name (%s) is duplicated", i,
-                               APP_VOLUME(a, i)->name);
-    return 0;
-}
-
-static const bt_cfg_field mount_fields[] = {
-    BT_FIELD(app_mount, name, "name", BT_CFG_STRING, .flags = BT_CFG_REQUIRED, .pattern = NAME_PATTERN),
-    BT_FIELD(app_mount, path, "path", BT_CFG_STRING, .flags = BT_CFG_REQUIRED, .check = check_mount_path),
-    BT_FIELD(app_mount, readonly, "readonly", BT_CFG_BOOL),
-    {0},
-};
-static const bt_cfg_schema mount_schema = {sizeof(app_mount), mount_fields, NULL};
-
-static const bt_cfg_field volume_fields[] = {
-    BT_FIELD(app_volume, name, "name", BT_CFG_STRING, .flags = BT_CFG_REQUIRED, .pattern = NAME_PATTERN),
-    BT_FIELD(app_volume, path, "path", BT_CFG_STRING, .flags = BT_CFG_REQUIRED, .check = check_volume_path),
-    {0},
-};
-static const bt_cfg_schema volume_schema = {sizeof(app_volume), volume_fields, NULL};
-
-static const bt_cfg_field restart_fields[] = {
-    BT_FIELD(app_restart, policy, "policy", BT_CFG_STRING, .def = "always",
-             .choices = "always|on-failure|no"),
-    BT_FIELD(app_restart, retry_max, "retry.max", BT_CFG_INT, .flags = BT_CFG_RANGE, .min = 0,
-             .max = 2147483647),
-    BT_FIELD(app_restart, backoff_min, "backoff.min", BT_CFG_DURATION, .def = "1s",
-             .flags = BT_CFG_RANGE, .min = 0, .max = 86400000.0 * 30),
-    BT_FIELD(app_restart, backoff_max, "backoff.max", BT_CFG_DURATION, .def = "5m",
-             .flags = BT_CFG_RANGE, .min = 0, .max = 86400000.0 * 30),
-    BT_FIELD(app_restart, backoff_factor, "backoff.factor", BT_CFG_FLOAT, .def = "2",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 1000),
-    {0},
-};
-static const bt_cfg_schema restart_schema = {sizeof(app_restart), restart_fields, check_restart};
-
-static const bt_cfg_field resources_fields[] = {
-    BT_FIELD(app_resources, cpus, "cpu.cpus", BT_CFG_FLOAT, .flags = BT_CFG_RANGE, .min = 0, .max = 4096),
-    BT_FIELD(app_resources, setcpus, "cpu.setcpus", BT_CFG_STRING, .pattern = "^[0-9,-]*$"),
-    BT_FIELD(app_resources, memory_limit, "memory.limit", BT_CFG_SIZE, .flags = BT_CFG_RANGE,
-             .min = 0, .max = 9.2e18),
-    BT_FIELD(app_resources, memory_swap, "memory.swap", BT_CFG_SIZE, .flags = BT_CFG_RANGE,
-             .min = -1, .max = 9.2e18),
-    BT_FIELD(app_resources, pids_limit, "pids.limit", BT_CFG_INT, .flags = BT_CFG_RANGE, .min = -1,
-             .max = 2147483647),
-    {0},
-};
-static const bt_cfg_schema resources_schema = {sizeof(app_resources), resources_fields, NULL};
-
-static const bt_cfg_field service_fields[] = {
-    BT_FIELD(app_service, name, "name", BT_CFG_STRING, .flags = BT_CFG_REQUIRED, .pattern = NAME_PATTERN),
-    BT_FIELD(app_service, image, "image", BT_CFG_STRING, .flags = BT_CFG_REQUIRED, .check = check_image),
-    BT_FIELD(app_service, replica, "replica", BT_CFG_INT, .flags = BT_CFG_RANGE, .min = 0, .max = 1000),
-    BT_FIELD(app_service, mounts, "mounts", BT_CFG_LIST, .sub = &mount_schema),
-    BT_FIELD(app_service, ports, "ports", BT_CFG_LIST, .elem = BT_CFG_STRING),
-    BT_FIELD(app_service, devices, "devices", BT_CFG_LIST, .elem = BT_CFG_STRING),
-    BT_FIELD(app_service, args, "args", BT_CFG_LIST, .elem = BT_CFG_STRING),
-    BT_FIELD(app_service, env, "env", BT_CFG_MAP, .elem = BT_CFG_STRING),
-    BT_FIELD(app_service, restart, "restart", BT_CFG_STRUCT, .sub = &restart_schema),
-    BT_FIELD(app_service, resources, "resources", BT_CFG_STRUCT, .sub = &resources_schema),
-    {0},
-};
-static const bt_cfg_schema service_schema = {sizeof(app_service), service_fields, check_service};
-
-static const bt_cfg_field app_fields[] = {
-    BT_FIELD(app_config, version, "version", BT_CFG_STRING),
-    BT_FIELD(app_config, services, "services", BT_CFG_LIST, .sub = &service_schema),
-    BT_FIELD(app_config, volumes, "volumes", BT_CFG_LIST, .sub = &volume_schema),
-    {0},
-};
-static const bt_cfg_schema app_schema = {sizeof(app_config), app_fields, check_app};
-
 int app_load(const char *path, app_config *app, char *err, size_t errlen)
 {
-    return bt_cfg_load_file(&app_schema, app, path, err, errlen);
+    return bt_app_load(path, app, NULL, NULL, err, errlen);
+}
+
+int app_load_warn(const char *path, app_config *app, void (*warn)(void *, const char *),
+                  void *arg, char *err, size_t errlen)
+{
+    return bt_app_load(path, app, warn, arg, err, errlen);
 }
 
 int app_load_string(const char *text, size_t len, app_config *app, char *err, size_t errlen)
 {
-    return bt_cfg_load_string(&app_schema, app, text, len, err, errlen);
+    return bt_app_load_string(text, len, app, err, errlen);
 }
 
 void app_free(app_config *app)
 {
-    bt_cfg_free(&app_schema, app);
+    bt_app_free(app);
 }
 
 int app_service_copy(app_service *dst, const app_service *src)
 {
-    return bt_cfg_copy(&service_schema, dst, src);
+    return bt_cfg_copy(&bt_app_service_schema, dst, src);
 }
 
 void app_service_free(app_service *s)
 {
-    bt_cfg_free(&service_schema, s);
+    bt_cfg_free(&bt_app_service_schema, s);
 }
 
 const app_volume *app_find_volume(const app_config *app, const char *name)
@@ -244,7 +82,7 @@ static bool same_volume_path(const app_volume *a, const app_volume *b)
 bool app_service_unchanged(const app_config *cur, const app_config *old, const char *name)
 {
     const app_service *c = app_find_service(cur, name), *o = app_find_service(old, name);
-    if (!c || !o || !bt_cfg_equal(&service_schema, c, o))
+    if (!c || !o || !bt_cfg_equal(&bt_app_service_schema, c, o))
         return false;
     for (size_t i = 0; i < c->mounts.n; i++) {
         const char *vn = APP_MOUNT(c, i)->name;

@@ -7,66 +7,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <baetyl/config.h>
+#include <baetyl/app_config.h>
 
 #define APP_FILE "var/db/baetyl/application.yml"
 #define APP_BACKUP_FILE "var/db/baetyl/application.yml.old"
 #define APP_STATS_FILE "var/db/baetyl/application.stats"
 #define APP_MAX_FILE (16u << 20)
 
-typedef struct {
-    char *name;
-    char *path;
-    bool readonly;
-} app_mount;
+/* The schema and its types live in the SDK (the agent reads the same file). */
+typedef bt_app_mount app_mount;
+typedef bt_app_volume app_volume;
+typedef bt_app_restart app_restart;
+typedef bt_app_resources app_resources;
+typedef bt_app_service app_service;
+typedef bt_app_config app_config;
 
-typedef struct {
-    char *name;
-    char *path;
-} app_volume;
+#define APP_SERVICE(app, i) BT_APP_SERVICE(app, i)
+#define APP_VOLUME(app, i)  BT_APP_VOLUME(app, i)
+#define APP_MOUNT(svc, i)   BT_APP_MOUNT(svc, i)
 
-typedef struct {
-    char *policy;        /* always|on-failure|no */
-    long retry_max;      /* 0 = unlimited */
-    int64_t backoff_min; /* ms */
-    int64_t backoff_max; /* ms */
-    double backoff_factor;
-} app_restart;
-
-typedef struct {
-    double cpus;
-    char *setcpus;
-    int64_t memory_limit;
-    int64_t memory_swap;
-    long pids_limit;
-} app_resources;
-
-typedef struct {
-    char *name;
-    char *image;
-    long replica;
-    bt_cfg_list mounts;  /* app_mount */
-    bt_cfg_list ports;   /* char * */
-    bt_cfg_list devices; /* char * */
-    bt_cfg_list args;    /* char * */
-    bt_cfg_map env;      /* char * values */
-    app_restart restart;
-    app_resources resources;
-} app_service;
-
-typedef struct {
-    char *version;
-    bt_cfg_list services; /* app_service */
-    bt_cfg_list volumes;  /* app_volume */
-} app_config;
-
-#define APP_SERVICE(app, i) (&BT_CFG_AT((app)->services, app_service, i))
-#define APP_VOLUME(app, i) (&BT_CFG_AT((app)->volumes, app_volume, i))
-#define APP_MOUNT(svc, i) (&BT_CFG_AT((svc)->mounts, app_mount, i))
-
-/* Loads an application file (an empty file is an empty app). Returns 0 or -1 with err
- * naming the field ("services[1].name: required (line 4)"). */
+/* Loads an application file (an empty file is an empty app; unknown keys are logged as
+ * warnings, an unknown top-level key is an error). Returns 0 or -1 with err naming the
+ * field ("services[1].name: required (line 4)"). */
 int app_load(const char *path, app_config *app, char *err, size_t errlen);
+/* The same, handing each unknown-key warning to warn (baetyl check prints them). */
+int app_load_warn(const char *path, app_config *app, void (*warn)(void *, const char *),
+                  void *arg, char *err, size_t errlen);
 /* Loads an application from text. */
 int app_load_string(const char *text, size_t len, app_config *app, char *err, size_t errlen);
 /* Frees a loaded application. */

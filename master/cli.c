@@ -174,6 +174,12 @@ static int parse_opts(int argc, char **argv, const char *usage, bool allow_json,
     return 0;
 }
 
+/* A config warning of baetyl check (an unknown key), one line on stderr. */
+static void print_warning(void *file, const char *msg)
+{
+    fprintf(stderr, "%s: warning: %s\n", (const char *)file, msg);
+}
+
 static int cmd_check(const char *workdir, const char *conf_path)
 {
     char err[2048];
@@ -187,7 +193,7 @@ static int cmd_check(const char *workdir, const char *conf_path)
     conf_free(&conf);
     if (bt_path_exists(APP_FILE)) {
         app_config app;
-        if (app_load(APP_FILE, &app, err, sizeof err) != 0) {
+        if (app_load_warn(APP_FILE, &app, print_warning, (void *)APP_FILE, err, sizeof err) != 0) {
             fprintf(stderr, "%s: %s\n", APP_FILE, err);
             return 1;
         }

@@ -175,8 +175,13 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
         snprintf(why, sizeof why, "open %s: %s", APP_FILE, strerror(ENOENT));
     } else if (load_or_empty(APP_FILE, &cur, why, sizeof why) == 0) {
         have_cur = true;
-        if (load_or_empty(APP_BACKUP_FILE, &old, why, sizeof why) == 0)
+        if (is_ota && !cur.has_services) { /* SPEC §19: an empty app only when it says so */
+            snprintf(why, sizeof why, "%s", BT_APP_NO_SERVICES);
+            app_free(&cur);
+            have_cur = false;
+        } else if (load_or_empty(APP_BACKUP_FILE, &old, why, sizeof why) == 0) {
             have_old = true;
+        }
     }
     if (!have_cur || !have_old) {
         if (have_cur)

@@ -1,7 +1,8 @@
-/* The config loader: YAML text -> libyaml node tree (config_yaml.c) -> a walk of the
- * schema that fills the caller's struct. The walk follows the schema, not the document,
- * so unknown keys cost nothing and the depth is bounded by the schema (or by MAX_DEPTH for
- * recursive schemas). Aliases are shared nodes in libyaml, so a small document can stand
+/* The config loader: YAML text (size-capped) -> libyaml node tree (config_yaml.c) -> a walk
+ * of the schema that fills the caller's struct. The walk follows the schema, not the
+ * document, so the depth is bounded by the schema (or by MAX_DEPTH for recursive schemas);
+ * the keys of each struct's mapping are then compared with its fields once (config_keys.c)
+ * to report unknown ones. Aliases are shared nodes in libyaml, so a small document can stand
  * for a huge tree ("billion laughs"): every value loaded is counted. */
 #include "config_internal.h"
 
@@ -12,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_DEPTH 64          /* nested structs (recursive schemas) */
-#define MAX_FILE  (64u << 20) /* a config file larger than this is refused */
 #define PATH_LEN  BT_CFG_PATH_LEN
 #define WHY_LEN   256
 #define MAX_NODES BT_CFG_MAX_NODES
@@ -57,6 +58,8 @@ size_t bt_cfg_elem_size(const bt_cfg_field *f)
 /* ---- loading ---------------------------------------------------------------------- */
 
 static int load_struct(bt_cfg_ctx *c, const bt_cfg_schema *s, char *obj, yaml_node_t *map,
+                       const char *path, int line);
+static int load_fields(bt_cfg_ctx *c, const bt_cfg_schema *s, char *obj, yaml_node_t *map,
                        const char *path, int line);
 static int load_node(bt_cfg_ctx *c, const bt_cfg_field *f, bt_cfg_type t, void *dst, yaml_node_t *n,
                      const char *path, bool elem);
@@ -494,6 +497,8 @@ static int load_field(bt_cfg_ctx *c, const bt_cfg_field *f, char *dst, yaml_node
     if (val) {
         if (load_node(c, f, f->type, dst, val, path, false) < 0)
             return -1;
+        if (f->seen)
+            *(bool *)(dst - f->offset + f->seen - 1) = true;
         line = bt_cfg_line(c, val);
         if (c->validate && f->type == BT_CFG_STRING && (f->flags & BT_CFG_REQUIRED) &&
             **(char **)dst == '\0')
@@ -520,7 +525,7 @@ static int load_field(bt_cfg_ctx *c, const bt_cfg_field *f, char *dst, yaml_node
     return c->validate ? check_field(c, f, dst, path, line) : 0;
 }
 
-static int load_struct(bt_cfg_ctx *c, const bt_cfg_schema *s, char *obj, yaml_node_t *map,
+static int load_fields(bt_cfg_ctx *c, const bt_cfg_schema *s, char *obj, yaml_node_t *map,
                        const char *path, int line)
 {
     int rc = -1;
@@ -534,7 +539,7 @@ static int load_struct(bt_cfg_ctx *c, const bt_cfg_schema *s, char *obj, yaml_no
                 bt_cfg_fail(c, path, line, "schema: inline field is not a struct");
                 goto out;
             }
-            if (load_struct(c, f->sub, obj + f->offset, map, path, line) < 0)
+            if (load_fields(c, f->sub, obj + f->offset, map, path, line) < 0)
                 goto out;
             continue;
         }
@@ -564,15 +569,47 @@ out:
     return rc;
 }
 
+/* A struct from its own mapping. Unknown keys are reported first: a misspelled key is
+ * often why a field then fails as required. */
+static int load_struct(bt_cfg_ctx *c, const bt_cfg_schema *s, char *obj, yaml_node_t *map,
+                       const char *path, int line)
+{
+    if (bt_cfg_check_keys(c, s, map, path) < 0)
+        return -1;
+    return load_fields(c, s, obj, map, path, line);
+}
+
 /* ---- entry points ----------------------------------------------------------------- */
 
-static int load_doc(const bt_cfg_schema *s, void *obj, const char *text, size_t len, char *err,
-                    size_t errlen)
+static const bt_cfg_opts no_opts;
+
+int64_t bt_cfg_max_size(const bt_cfg_opts *opts)
+{
+    if (opts && opts->max_size > 0)
+        return opts->max_size;
+    const char *env = getenv(BT_CFG_MAX_SIZE_ENV);
+    int64_t v;
+    if (env && *env && bt_parse_size(env, &v) == 0 && v > 0)
+        return v;
+    return BT_CFG_DEFAULT_MAX_SIZE;
+}
+
+static int too_big(const char *what, int64_t size, int64_t max, char *err, size_t errlen)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s: file too large (%lld bytes, limit %lld; see %s)", what,
+                 (long long)size, (long long)max, BT_CFG_MAX_SIZE_ENV);
+    return -1;
+}
+
+static int load_doc(const bt_cfg_schema *s, void *obj, const char *text, size_t len,
+                    const bt_cfg_opts *opts, const char *file, char *err, size_t errlen)
 {
     yaml_document_t doc;
     if (bt_cfg_parse(text, len, &doc, err, errlen) < 0)
         return -1;
-    bt_cfg_ctx c = {.doc = &doc, .err = err, .errlen = errlen, .validate = true};
+    bt_cfg_ctx c = {.doc = &doc, .err = err, .errlen = errlen, .validate = true,
+                    .opts = opts, .file = file};
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     int rc;
     if (bt_cfg_is_null(root))
@@ -585,8 +622,8 @@ static int load_doc(const bt_cfg_schema *s, void *obj, const char *text, size_t 
     return rc;
 }
 
-int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len, char *err,
-                       size_t errlen)
+static int load_text(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len,
+                     const bt_cfg_opts *opts, const char *file, char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -601,6 +638,11 @@ int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size
             snprintf(err, errlen, "invalid argument");
         return -1;
     }
+    if (!opts)
+        opts = &no_opts;
+    int64_t max = bt_cfg_max_size(opts);
+    if ((uint64_t)len > (uint64_t)max)
+        return too_big(file ? file : "config", (int64_t)len, max, err, errlen);
     size_t tlen = 0;
     char *text = bt_cfg_template(yaml, len, &tlen);
     if (!text) {
@@ -608,44 +650,55 @@ int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size
             snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc = load_doc(s, obj, text, tlen, err, errlen);
+    int rc = load_doc(s, obj, text, tlen, opts, file, err, errlen);
     free(text);
     if (rc < 0)
         bt_cfg_free(s, obj);
     return rc;
 }
 
-int bt_cfg_load_file(const bt_cfg_schema *s, void *obj, const char *path, char *err, size_t errlen)
+int bt_cfg_load_string_opts(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len,
+                            const bt_cfg_opts *opts, char *err, size_t errlen)
 {
-    if (s && obj)
-        memset(obj, 0, s->size);
-    if (!path) {
-        if (err && errlen)
-            snprintf(err, errlen, "invalid argument");
-        return -1;
-    }
+    return load_text(s, obj, yaml, len, opts, NULL, err, errlen);
+}
+
+int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len, char *err,
+                       size_t errlen)
+{
+    return load_text(s, obj, yaml, len, NULL, NULL, err, errlen);
+}
+
+/* Reads a whole file, refusing one over max before reading it (and while reading, for
+ * files whose size stat does not tell). */
+static char *read_capped(const char *path, int64_t max, size_t *outlen, char *err, size_t errlen)
+{
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         if (err && errlen)
             snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return -1;
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > max) {
+        too_big(path, (int64_t)st.st_size, max, err, errlen);
+        fclose(fp);
+        return NULL;
     }
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    int rc = -1;
     for (;;) {
         if (len == cap) {
-            if (cap >= MAX_FILE) {
-                if (err && errlen)
-                    snprintf(err, errlen, "read %s: file larger than %u bytes", path, MAX_FILE);
-                goto out;
+            if ((int64_t)cap > max) {
+                too_big(path, (int64_t)len, max, err, errlen);
+                goto fail;
             }
             cap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, cap);
+            char *nb = realloc(buf, cap + 1);
             if (!nb) {
                 if (err && errlen)
                     snprintf(err, errlen, "read %s: out of memory", path);
-                goto out;
+                goto fail;
             }
             buf = nb;
         }
@@ -655,16 +708,46 @@ int bt_cfg_load_file(const bt_cfg_schema *s, void *obj, const char *path, char *
             if (ferror(fp)) {
                 if (err && errlen)
                     snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-                goto out;
+                goto fail;
             }
             break;
         }
     }
-    rc = bt_cfg_load_string(s, obj, buf, len, err, errlen);
-out:
+    if ((int64_t)len > max) {
+        too_big(path, (int64_t)len, max, err, errlen);
+        goto fail;
+    }
+    fclose(fp);
+    *outlen = len;
+    return buf;
+fail:
     free(buf);
     fclose(fp);
+    return NULL;
+}
+
+int bt_cfg_load_file_opts(const bt_cfg_schema *s, void *obj, const char *path,
+                          const bt_cfg_opts *opts, char *err, size_t errlen)
+{
+    if (s && obj)
+        memset(obj, 0, s->size);
+    if (!path) {
+        if (err && errlen)
+            snprintf(err, errlen, "invalid argument");
+        return -1;
+    }
+    size_t len = 0;
+    char *buf = read_capped(path, bt_cfg_max_size(opts), &len, err, errlen);
+    if (!buf)
+        return -1;
+    int rc = load_text(s, obj, buf, len, opts, path, err, errlen);
+    free(buf);
     return rc;
+}
+
+int bt_cfg_load_file(const bt_cfg_schema *s, void *obj, const char *path, char *err, size_t errlen)
+{
+    return bt_cfg_load_file_opts(s, obj, path, NULL, err, errlen);
 }
 
 int bt_cfg_defaults(const bt_cfg_schema *s, void *obj, char *err, size_t errlen)

@@ -20,6 +20,9 @@ typedef struct {
     bool validate;   /* false for bt_cfg_defaults: no required/choices/range/check */
     bool in_default; /* loading a default's text: report default_line, not its own lines */
     int default_line;
+    const bt_cfg_opts *opts; /* never NULL while loading a document */
+    const char *file;        /* for warnings logged without a callback; may be NULL */
+    int warnings;
 } bt_cfg_ctx;
 
 /* One key of a MAP value, with the node of its value. */
@@ -64,6 +67,14 @@ int bt_cfg_parse(const char *text, size_t len, yaml_document_t *doc, char *err, 
 int bt_cfg_parse_bool(const char *s, bool *out);
 int bt_cfg_parse_long(const char *s, long *out);
 int bt_cfg_parse_double(const char *s, double *out);
+
+/* ---- config_keys.c ---- */
+
+/* Warns about (or, at the top level with strict_top, fails on) each key of map that no
+ * field of s names. path is the struct's YAML path. Returns 0 or -1. */
+int bt_cfg_check_keys(bt_cfg_ctx *c, const bt_cfg_schema *s, yaml_node_t *map, const char *path);
+/* Edit distance (adjacent swaps count one), case-insensitive; stops counting past limit. */
+size_t bt_cfg_distance(const char *a, size_t la, const char *b, size_t lb, size_t limit);
 
 /* ---- config.c ---- */
 

@@ -20,6 +20,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "baetyl/buf.h"
 #include "baetyl/log.h"
 #include "baetyl/util.h"
 
@@ -350,15 +351,31 @@ static bt_logger_config *find_logger(const bt_cfg_schema *s, void *obj)
     return NULL;
 }
 
+/* Config warnings wait for the logger the config names, so they land in its file. */
+static void hold_warning(void *arg, const char *msg)
+{
+    bt_buf_append_nul(arg, msg, strlen(msg) + 1); /* NUL-separated lines */
+}
+
+static void log_warnings(bt_buf *held, const char *path)
+{
+    const char *p = (const char *)held->p + held->off, *end = (const char *)held->p + held->len;
+    for (; held->p && p < end; p += strlen(p) + 1)
+        bt_logkv(BT_LOG_WARN, p, "file", path, NULL);
+    bt_buf_free(held);
+}
+
 int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char *err, size_t errlen)
 {
     const char *path = ctx->config_path;
+    bt_buf held = {0};
+    bt_cfg_opts opts = {.warn = hold_warning, .warn_arg = &held};
     int rc;
     if (!ctx->config_given && access(path, F_OK) != 0 && errno == ENOENT) {
         bt_logkv(BT_LOG_INFO, "no config file, using defaults", "file", path, NULL);
         rc = bt_cfg_load_string(schema, obj, "", 0, err, errlen);
     } else {
-        rc = bt_cfg_load_file(schema, obj, path, err, errlen);
+        rc = bt_cfg_load_file_opts(schema, obj, path, &opts, err, errlen);
     }
     if (rc == 0) {
         bt_logger_config *lc = find_logger(schema, obj);
@@ -371,6 +388,7 @@ int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char
             bt_logkv(BT_LOG_INFO, "service starting", "program", ctx->program, "config", path, NULL);
         }
     }
+    log_warnings(&held, path);
     if (rc < 0) {
         bt_logkv(BT_LOG_ERROR, "failed to load config", "file", path, "error", err, NULL);
         if (bt_log_is_file())

@@ -1,11 +1,14 @@
 /* libFuzzer target for the config loader: arbitrary bytes through templating, libyaml
  * and a schema that uses every type and flag. A load must either succeed, and then copy,
- * compare and free cleanly, or fail with a message and leave the struct zeroed. */
+ * compare and free cleanly, or fail with a message and leave the struct zeroed. Unknown-key
+ * warnings are one printable line each; a load without warnings also passes the strict
+ * top-level check; the application schema of the SDK gets the same bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/app_config.h"
 #include "baetyl/config.h"
 #include "baetyl/log.h"
 
@@ -55,6 +58,7 @@ typedef struct {
     bt_cfg_list listen;
     bt_cfg_list ports;
     bt_cfg_list subs;
+    bool has_subs;
     bt_cfg_map env;
     bt_cfg_map remotes;
     bt_cfg_list durations;
@@ -95,7 +99,8 @@ static const bt_cfg_field f_fields[] = {
              .def = "['tcp://0.0.0.0:1883']"),
     BT_FIELD(f_cfg, ports, "ports", BT_CFG_LIST, .elem = BT_CFG_INT, .flags = BT_CFG_RANGE,
              .min = 0, .max = 100),
-    BT_FIELD(f_cfg, subs, "subs", BT_CFG_LIST, .sub = &f_sub_schema),
+    BT_FIELD(f_cfg, subs, "subs", BT_CFG_LIST, .sub = &f_sub_schema,
+             .seen = BT_SEEN(f_cfg, has_subs)),
     BT_FIELD(f_cfg, env, "env", BT_CFG_MAP, .elem = BT_CFG_STRING),
     BT_FIELD(f_cfg, remotes, "remotes", BT_CFG_MAP, .sub = &f_sub_schema),
     BT_FIELD(f_cfg, durations, "durations", BT_CFG_LIST, .elem = BT_CFG_DURATION),
@@ -122,11 +127,27 @@ static int all_zero(const void *p, size_t n)
     return 1;
 }
 
+static int warnings;
+
+static void on_warning(void *arg, const char *msg)
+{
+    (void)arg;
+    if (!msg[0] || strlen(msg) > 2048)
+        abort();
+    for (const char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            abort();
+    warnings++;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256];
     f_cfg a, b, c;
-    if (bt_cfg_load_string(&f_schema, &a, (const char *)data, size, err, sizeof err) < 0) {
+    bt_cfg_opts lax = {.warn = on_warning}, strict = {.warn = on_warning, .strict_top = true};
+    warnings = 0;
+    if (bt_cfg_load_string_opts(&f_schema, &a, (const char *)data, size, &lax, err, sizeof err) <
+        0) {
         if (!err[0] || !all_zero(&a, sizeof a))
             abort();
     } else {
@@ -140,7 +161,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bt_cfg_free(&f_schema, &a);
         if (!all_zero(&a, sizeof a))
             abort();
+        int rc = bt_cfg_load_string_opts(&f_schema, &b, (const char *)data, size, &strict, err,
+                                         sizeof err);
+        /* strict only refuses what was a warning */
+        if (rc < 0 && (!err[0] || !all_zero(&b, sizeof b) || warnings == 0))
+            abort();
+        bt_cfg_free(&f_schema, &b);
     }
+    bt_cfg_opts tiny = {.max_size = 64, .warn = on_warning};
+    if (size > 64 &&
+        bt_cfg_load_string_opts(&f_schema, &a, (const char *)data, size, &tiny, err, sizeof err) == 0)
+        abort();
+
+    bt_app_config app;
+    if (bt_app_load_string((const char *)data, size, &app, err, sizeof err) == 0)
+        bt_app_free(&app);
+    else if (!err[0] || !all_zero(&app, sizeof app))
+        abort();
 
     /* The scalar readers on the raw text. */
     if (size < 256) {

@@ -15,6 +15,7 @@
 
 #include "baetyl/config.h"
 #include "baetyl/log.h"
+#include "../../sdk/src/config_internal.h" /* bt_cfg_distance */
 
 static char err[512];
 
@@ -1056,6 +1057,163 @@ static void test_schema_mistakes(void **state)
     assert_string_equal(err, "l[1]: not an integer");
 }
 
+/* ---- unknown keys, size cap, presence --------------------------------------------- */
+
+typedef struct {
+    char text[4096];
+    int n;
+} warnings_t;
+
+static void collect(void *arg, const char *msg)
+{
+    warnings_t *w = arg;
+    size_t o = strlen(w->text);
+    snprintf(w->text + o, sizeof w->text - o, "%s\n", msg);
+    w->n++;
+}
+
+static int load_warn(const bt_cfg_schema *s, void *obj, const char *yaml, warnings_t *w,
+                     bool strict)
+{
+    memset(w, 0, sizeof *w);
+    bt_cfg_opts o = {.strict_top = strict, .warn = collect, .warn_arg = w};
+    err[0] = '\0';
+    return bt_cfg_load_string_opts(s, obj, yaml, strlen(yaml), &o, err, sizeof err);
+}
+
+static void test_unknown_keys(void **state)
+{
+    (void)state;
+    warnings_t w;
+    module_cfg m;
+    /* the module document's only unknown key is its top-level "unknown" */
+    assert_int_equal(load_warn(&module_schema, &m, module_yaml, &w, false), 0);
+    assert_string_equal(w.text, "unknown key unknown (line 29)\n");
+    bt_cfg_free(&module_schema, &m);
+    /* nested, dotted, inline, folded, MAP and list element keys */
+    const char *y = "hub:\n  adress: tcp://h:1\n  address: tcp://h:1\n"
+                    "  subscriptions: [{topic: a, qso: 1}]\n"
+                    "message: {length: {mx: 3}, ingres: {}}\n"
+                    "insecur: true\nCA: x\nenv: {anything: 1}\n"
+                    "remotes: {r: {address: tcp://r:1, usernme: u}}\n"
+                    "logger: {levl: debug}\n";
+    assert_int_equal(load_warn(&module_schema, &m, y, &w, false), 0);
+    assert_string_equal(w.text,
+                        "message.length: unknown key mx (did you mean max?) (line 5)\n"
+                        "message: unknown key ingres (did you mean ingress?) (line 5)\n"
+                        "unknown key insecur (did you mean insecure?) (line 6)\n"
+                        "hub: unknown key adress (did you mean address?) (line 2)\n"
+                        "hub.subscriptions[0]: unknown key qso (did you mean qos?) (line 4)\n"
+                        "remotes.r: unknown key usernme (did you mean username?) (line 9)\n"
+                        "logger: unknown key levl (did you mean level?) (line 10)\n");
+    assert_string_equal(m.tls.ca, "x");
+    bt_cfg_free(&module_schema, &m);
+    /* keys brought in by a merge are checked; a far key gets no suggestion */
+    y = "base: &b {timeout: 1s, zzzzzz: 1}\nhub: {<<: *b, address: tcp://h:1}\n";
+    assert_int_equal(load_warn(&module_schema, &m, y, &w, false), 0);
+    assert_string_equal(w.text, "unknown key base (line 1)\n"
+                                "hub: unknown key zzzzzz (line 1)\n");
+    bt_cfg_free(&module_schema, &m);
+    /* an unknown top-level key is an error when asked; deeper ones stay warnings */
+    app_cfg a;
+    assert_int_equal(load_warn(&app_schema, &a, "servics: []\n", &w, true), -1);
+    assert_string_equal(err, "unknown key servics (did you mean services?) (line 1)");
+    assert_int_equal(w.n, 0);
+    assert_int_equal(load_warn(&app_schema, &a, "services: [{name: a, imgae: x, image: i}]\n", &w,
+                               true),
+                     0);
+    assert_string_equal(w.text, "services[0]: unknown key imgae (did you mean image?) (line 1)\n");
+    bt_cfg_free(&app_schema, &a);
+    /* the warning comes before the error it often explains */
+    assert_int_equal(load_warn(&module_schema, &m, "hub: {adress: x}\n", &w, false), -1);
+    assert_string_equal(w.text, "hub: unknown key adress (did you mean address?) (line 1)\n");
+    assert_string_equal(err, "hub.address: required (line 1)");
+    /* at most 20 warnings, then one saying more were left out; control characters shown */
+    char big[2048] = "";
+    for (int i = 0; i < 30; i++)
+        snprintf(big + strlen(big), sizeof big - strlen(big), "k%d: 1\n", i);
+    scalars_cfg sc;
+    assert_int_equal(load_warn(&scalars_schema, &sc, big, &w, false), 0);
+    assert_int_equal(w.n, 21);
+    assert_non_null(strstr(w.text, "unknown key k19 (line 20)\nmore unknown keys not shown\n"));
+    bt_cfg_free(&scalars_schema, &sc);
+    assert_int_equal(load_warn(&scalars_schema, &sc, "\"a\\tb\": 1\n", &w, false), 0);
+    assert_string_equal(w.text, "unknown key a?b (line 1)\n");
+    bt_cfg_free(&scalars_schema, &sc);
+}
+
+static void test_distance(void **state)
+{
+    (void)state;
+    assert_int_equal(bt_cfg_distance("servics", 7, "services", 8, 3), 1);
+    assert_int_equal(bt_cfg_distance("imgae", 5, "image", 5, 3), 1);
+    assert_int_equal(bt_cfg_distance("IMAGE", 5, "image", 5, 3), 0);
+    assert_int_equal(bt_cfg_distance("abc", 3, "xyz", 3, 1), 2); /* stops past the limit */
+    assert_int_equal(bt_cfg_distance("a", 1, "abcdef", 6, 2), 3);
+}
+
+static void test_size_cap(void **state)
+{
+    (void)state;
+    scalars_cfg c;
+    bt_cfg_opts o = {.max_size = 8};
+    assert_int_equal(bt_cfg_load_string_opts(&scalars_schema, &c, "s: 123456\n", 10, &o, err,
+                                             sizeof err),
+                     -1);
+    assert_string_equal(err, "config: file too large (10 bytes, limit 8; see "
+                             "BAETYL_CONFIG_MAX_SIZE)");
+    assert_int_equal(bt_cfg_max_size(NULL), BT_CFG_DEFAULT_MAX_SIZE);
+    setenv("BAETYL_CONFIG_MAX_SIZE", "1k", 1);
+    assert_int_equal(bt_cfg_max_size(NULL), 1024);
+    assert_int_equal(bt_cfg_max_size(&o), 8);
+    char path[] = "/tmp/bt-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 5000), 0); /* NUL bytes: refused before they are read */
+    close(fd);
+    assert_int_equal(bt_cfg_load_file(&scalars_schema, &c, path, err, sizeof err), -1);
+    char want[256];
+    snprintf(want, sizeof want,
+             "%s: file too large (5000 bytes, limit 1024; see BAETYL_CONFIG_MAX_SIZE)", path);
+    assert_string_equal(err, want);
+    setenv("BAETYL_CONFIG_MAX_SIZE", "nonsense", 1);
+    assert_int_equal(bt_cfg_max_size(NULL), BT_CFG_DEFAULT_MAX_SIZE);
+    unsetenv("BAETYL_CONFIG_MAX_SIZE");
+    /* a stream without a size (a pipe) is cut while it is read */
+    o.max_size = 4;
+    assert_int_equal(bt_cfg_load_file_opts(&scalars_schema, &c, "/dev/zero", &o, err, sizeof err),
+                     -1);
+    assert_string_equal(err, "/dev/zero: file too large (4096 bytes, limit 4; see "
+                             "BAETYL_CONFIG_MAX_SIZE)");
+    unlink(path);
+}
+
+typedef struct {
+    bt_cfg_list l;
+    bool has_l;
+} seen_cfg;
+
+static void test_seen(void **state)
+{
+    (void)state;
+    static const bt_cfg_field fields[] = {
+        BT_FIELD(seen_cfg, l, "l", BT_CFG_LIST, .elem = BT_CFG_INT,
+                 .seen = BT_SEEN(seen_cfg, has_l)),
+        {0}};
+    static const bt_cfg_schema schema = {sizeof(seen_cfg), fields, NULL};
+    static const struct {
+        const char *yaml;
+        bool seen;
+    } cases[] = {{"l: []\n", true}, {"l: [1]\n", true}, {"", false}, {"l:\n", false},
+                 {"x: 1\n", false}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        seen_cfg c;
+        assert_int_equal(load(&schema, &c, cases[i].yaml), 0);
+        assert_int_equal(c.has_l, cases[i].seen);
+        bt_cfg_free(&schema, &c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1076,6 +1234,10 @@ int main(void)
         cmocka_unit_test(test_hostile_documents),
         cmocka_unit_test(test_schema_mistakes),
         cmocka_unit_test(test_json_values_and_folded_keys),
+        cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_distance),
+        cmocka_unit_test(test_size_cap),
+        cmocka_unit_test(test_seen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,9 @@
  *   static const bt_cfg_schema my_schema = {sizeof(my_cfg), my_fields, NULL};
  *
  * and loads it with bt_cfg_load_file(&my_schema, &cfg, path, err, sizeof err).
- * Unknown keys are ignored. Every error names the YAML path and line:
+ * An unknown key is a warning naming its YAML path and the closest known key
+ * ("services[0]: unknown key imgae (did you mean image?) (line 4)"); keys of a MAP or of a
+ * JSON value are free. Every error names the YAML path and line:
  * "hub.address: required (line 3)", "services[1].replica: not an integer (line 9)".
  * Before parsing, "{{.ENV_NAME}}" is replaced by the environment variable ENV_NAME (an
  * unset name leaves the text unchanged and logs a warning). */
@@ -59,6 +61,9 @@ typedef struct {
     /* Extra validation of the stored value; returns 0, or -1 and writes a reason (without
      * the path: the loader adds "path: ... (line n)"). */
     int (*check)(const void *value, char *err, size_t errlen);
+    /* BT_SEEN(struct, bool member): that bool is set when the key is written with a
+     * non-null value (to tell "services: []" from no services at all). 0 = none. */
+    size_t seen;
 } bt_cfg_field;
 
 struct bt_cfg_schema {
@@ -83,8 +88,26 @@ typedef struct {
 #define BT_FIELD(st, member, key, typ, ...) \
     { .name = (key), .type = (typ), .offset = offsetof(st, member), __VA_ARGS__ }
 
+/* The .seen of a field: offset + 1 of a bool member (0 means none). */
+#define BT_SEEN(st, member) (offsetof(st, member) + 1)
+
 /* Typed access to list/map elements. */
 #define BT_CFG_AT(list, type, i) (((type *)(list).items)[i])
+
+/* Default size cap of a config, checked before parsing; the environment variable
+ * BAETYL_CONFIG_MAX_SIZE ("16m", "8388608") changes it for a process, bt_cfg_opts.max_size
+ * for one call. */
+#define BT_CFG_DEFAULT_MAX_SIZE ((int64_t)4 << 20)
+#define BT_CFG_MAX_SIZE_ENV     "BAETYL_CONFIG_MAX_SIZE"
+
+/* Options of one load; a NULL pointer means all defaults. */
+typedef struct {
+    int64_t max_size; /* bytes; 0 = BAETYL_CONFIG_MAX_SIZE, else BT_CFG_DEFAULT_MAX_SIZE */
+    bool strict_top;  /* an unknown top-level key is an error rather than a warning */
+    /* Receives each warning text; NULL = logged (level warn, with the file name). */
+    void (*warn)(void *arg, const char *msg);
+    void *warn_arg;
+} bt_cfg_opts;
 
 /* Loads a YAML file into obj (zeroed first, defaults applied, then validated). On error
  * obj is freed and zeroed again and err holds "path: reason (line n)".
@@ -93,6 +116,15 @@ int bt_cfg_load_file(const bt_cfg_schema *s, void *obj, const char *path, char *
 /* The same from a text in memory (templating included). */
 int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len,
                        char *err, size_t errlen);
+/* The same two with options (opts may be NULL). A file or text over the size cap is refused
+ * before it is parsed: "<path>: file too large (62914560 bytes, limit 4194304; see
+ * BAETYL_CONFIG_MAX_SIZE)". */
+int bt_cfg_load_file_opts(const bt_cfg_schema *s, void *obj, const char *path,
+                          const bt_cfg_opts *opts, char *err, size_t errlen);
+int bt_cfg_load_string_opts(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len,
+                            const bt_cfg_opts *opts, char *err, size_t errlen);
+/* The size cap a load with these options applies (see BT_CFG_DEFAULT_MAX_SIZE). */
+int64_t bt_cfg_max_size(const bt_cfg_opts *opts);
 /* Fills obj with the defaults alone, as if loading an empty document (required fields are
  * not checked). */
 int bt_cfg_defaults(const bt_cfg_schema *s, void *obj, char *err, size_t errlen);
@@ -135,6 +167,10 @@ extern const bt_cfg_schema bt_logger_schema;
  *   defaults in a list of structs.
  * - Only the first YAML document is read. Limits against hostile input: 256 nested
  *   collections in the text, 64 nested structs, 1e6 values loaded (aliases counted each
- *   time they are used), 1e7 key lookups, 64 MB per file. */
+ *   time they are used), 1e7 key lookups, the size cap above (4 MB by default).
+ * - Unknown keys: a key is known when a field names it, also in another case (a key
+ *   written "clientId" is taken for the field "clientid" when no exact one is there);
+ *   dotted names make their intermediate keys known; keys merged in with "<<" are checked
+ *   too. At most 20 warnings per load, then one that says so. */
 
 #endif

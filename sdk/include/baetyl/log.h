@@ -38,8 +38,9 @@ void bt_log_set_level(bt_log_level l);
 int bt_log_enabled(bt_log_level l);
 
 /* Writes one line: msg, then kv pairs given as alternating const char* key, const char*
- * value, ending with NULL. Thread-safe; each line is written whole with one write(). */
-void bt_logkv(bt_log_level l, const char *msg, ...);
+ * value, ending with NULL (the compiler checks that it is there). Thread-safe; each line is
+ * written whole with one write(). */
+void bt_logkv(bt_log_level l, const char *msg, ...) __attribute__((sentinel));
 /* printf-style message, no extra fields. */
 void bt_logf(bt_log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -67,7 +67,42 @@ static void test_defaults(void **state)
     /* an empty document is an empty app */
     assert_int_equal(app_load_string("", 0, &a, err, sizeof err), 0);
     assert_int_equal(a.services.n, 0);
+    assert_false(a.has_services);
     app_free(&a);
+}
+
+/* What the app model knows beyond the master's needs: whether "services" was written (an
+ * OTA refuses an app without it) and the volumes' meta (the agent downloads them). */
+static void test_presence_and_meta(void **state)
+{
+    app_config a;
+    load(&a, "services: []\nvolumes:\n  - name: v\n    path: var/db/baetyl/v\n"
+             "    meta: {url: 'https://x/v.zip', md5: abc, version: '3'}\n");
+    assert_true(a.has_services);
+    assert_int_equal(a.services.n, 0);
+    assert_string_equal(APP_VOLUME(&a, 0)->url, "https://x/v.zip");
+    assert_string_equal(APP_VOLUME(&a, 0)->md5, "abc");
+    assert_string_equal(APP_VOLUME(&a, 0)->version, "3");
+    app_free(&a);
+    load(&a, "version: v1\nservices:\n");
+    assert_false(a.has_services);
+    app_free(&a);
+    load(&a, APP);
+    assert_true(a.has_services);
+    app_free(&a);
+}
+
+/* A misspelled top-level key used to leave an empty app that stopped everything. */
+static void test_unknown_top_level_key(void **state)
+{
+    app_config a;
+    char err[512];
+    const char *t = "version: v2\nservics:\n  - {name: a, image: x}\n";
+    assert_int_equal(app_load_string(t, strlen(t), &a, err, sizeof err), -1);
+    assert_string_equal(err, "unknown key servics (did you mean services?) (line 2)");
+    t = "volume: []\n";
+    assert_int_equal(app_load_string(t, strlen(t), &a, err, sizeof err), -1);
+    assert_string_equal(err, "unknown key volume (did you mean volumes?) (line 1)");
 }
 
 static void expect_error(const char *text, const char *want)
@@ -244,6 +279,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors_name_the_field),
+        cmocka_unit_test(test_presence_and_meta),
+        cmocka_unit_test(test_unknown_top_level_key),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_conf),
         cmocka_unit_test(test_stats_yaml_roundtrip),
