@@ -22,7 +22,7 @@ const char *bt_mqtt_type_name(int type)
 int bt_mqtt_utf8_check(const char *str, size_t len)
 {
     size_t ok = bt_utf8_valid_prefix(str, len);
-    if (memchr(str, 0, ok)) /* the first fault decides, as the reader meets it */
+    if (ok && memchr(str, 0, ok)) /* the first fault decides, as the reader meets it */
         return -2;
     return ok == len ? 0 : -1;
 }
