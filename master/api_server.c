@@ -3,7 +3,9 @@
  * its text. The listening socket is made here and handed to MHD. */
 #include "api_server.h"
 #include "inspect.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
+#include "names.h"
 
 #include <baetyl/api.h>
 #include <baetyl/buf.h>

@@ -1,7 +1,8 @@
 /* The application var/db/baetyl/application.yml (SPEC §3): the SDK's schema, and what the
  * master checks on top of it. */
 #include "app.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,8 @@
 #include "inspect.h"
 #include "host_stats.h"
 #include "pidfile.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <errno.h>
 #include <getopt.h>

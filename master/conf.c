@@ -1,6 +1,7 @@
 /* The master config etc/baetyl/conf.yml (SPEC §2). */
 #include "conf.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/api.h>
 

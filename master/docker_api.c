@@ -2,7 +2,8 @@
  * handle so that a long call (a container's wait, a pull) can be given up as soon as a
  * file descriptor becomes readable. */
 #include "docker_api.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/buf.h>
 #include <baetyl/json.h>

@@ -1,7 +1,8 @@
 /* A service as a container create body (see docker_config.h). The syntax of `ports` and
  * `devices` is Docker's own (`docker run -p`, `--device`), so a user's compose habits work. */
 #include "docker_config.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <arpa/inet.h>
 #include <math.h>

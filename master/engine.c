@@ -1,6 +1,7 @@
 /* Picks the engine named by conf.yml `mode`. */
 #include "engine.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <string.h>
 

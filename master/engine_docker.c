@@ -9,7 +9,8 @@
 #include "docker_config.h"
 #include "engine.h"
 #include "path_beneath.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/json.h>
 #include <baetyl/log.h>

@@ -4,7 +4,8 @@
 #include "engine.h"
 #include "host_stats.h"
 #include "path_beneath.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/config.h>
 #include <baetyl/log.h>

@@ -2,7 +2,8 @@
  * service's `env`, then the dynamic env of an API start, then the BAETYL_* variables (and
  * their OPENEDGE_* twins), which nothing before them can override. */
 #include "master.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/log.h>
 

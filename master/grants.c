@@ -1,7 +1,8 @@
 /* A service's grants from its own config (grants.h). */
 #include "grants.h"
 #include "stats_file.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/context.h>
 #include <baetyl/log.h>

@@ -1,7 +1,8 @@
 /* Host and process statistics for inspect (SPEC §10). Everything comes from /proc, sysfs,
  * statvfs and getifaddrs; GPUs from nvidia-smi when it is installed. */
 #include "host_stats.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

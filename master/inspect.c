@@ -1,7 +1,8 @@
 /* The inspect document (SPEC §10). */
 #include "inspect.h"
 #include "baetyl/version.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <stdlib.h>
 #include <time.h>

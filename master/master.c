@@ -2,7 +2,8 @@
 #include "master.h"
 #include "grants.h"
 #include "stats_file.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/log.h>
 

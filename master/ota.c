@@ -2,7 +2,8 @@
 #include "ota.h"
 #include "path_beneath.h"
 #include "stats_file.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/log.h>
 #include <baetyl/otalog.h>

@@ -2,7 +2,8 @@
  * cannot express the rule: it refuses the absolute in-tree links of a native service dir and
  * every operator link, so the walk resolves each symlink itself. */
 #include "path_beneath.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <errno.h>
 #include <stdbool.h>

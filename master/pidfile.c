@@ -1,6 +1,7 @@
 /* The pid file, locked with flock for the master's whole life. */
 #include "pidfile.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <errno.h>
 #include <fcntl.h>

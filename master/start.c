@@ -7,7 +7,8 @@
 #include "master.h"
 #include "ota.h"
 #include "pidfile.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/log.h>
 

@@ -1,6 +1,7 @@
 /* YAML <-> JSON for application.stats, on libyaml. */
 #include "stats_file.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/buf.h>
 

@@ -4,7 +4,8 @@
 #include "conf.h"
 #include "master.h"
 #include "pidfile.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/api.h>
 

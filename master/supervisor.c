@@ -4,7 +4,8 @@
  * SIGTERM, `grace`, then SIGKILL. Only this thread waits for, signals and reaps its
  * process, so a pid is never signalled after it was reaped. */
 #include "supervisor.h"
-#include "util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #include <baetyl/log.h>
 

@@ -13,7 +13,8 @@
 #include "../../../master/app.h"
 #include "../../../master/docker_api.h"
 #include "../../../master/docker_config.h"
-#include "../../../master/util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 
 static void count_line(int stream, const char *text, size_t len, void *arg)

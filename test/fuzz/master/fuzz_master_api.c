@@ -28,7 +28,8 @@
 #include "../../../master/api_server.h"
 #include "../../../master/master.h"
 #include "../../../master/ota.h"
-#include "../../../master/util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 #define MAX_INPUT (256u << 10)
 

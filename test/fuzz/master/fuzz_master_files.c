@@ -14,7 +14,8 @@
 #include "../../../master/app.h"
 #include "../../../master/conf.h"
 #include "../../../master/stats_file.h"
-#include "../../../master/util.h"
+#include "baetyl/error.h"
+#include "baetyl/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

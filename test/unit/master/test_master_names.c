@@ -7,7 +7,8 @@
 
 #include <cmocka.h>
 
-#include "../../../master/util.h"
+#include "baetyl/util.h"
+#include "../../../master/names.h"
 
 static void test_names(void **state)
 {

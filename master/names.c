@@ -1,5 +1,5 @@
-/* The master's name rule (util.h). */
-#include "util.h"
+/* The master's name rule (names.h). */
+#include "names.h"
 
 #include <string.h>
 
