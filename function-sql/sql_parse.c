@@ -640,36 +640,32 @@ static sql_node *parse_not(parser *p)
     return n;
 }
 
-static sql_node *parse_and(parser *p)
+/* A left-associative chain of one keyword operator: operand (word operand)*. */
+static sql_node *parse_chain(parser *p, const char *word, sql_node_kind kind,
+                             sql_node *(*operand)(parser *))
 {
-    sql_node *l = parse_not(p);
-    while (l && kw(p, "and")) {
+    sql_node *l = operand(p);
+    while (l && kw(p, word)) {
         size_t off = cur(p)->start;
         advance(p);
-        sql_node *r = parse_not(p);
+        sql_node *r = operand(p);
         if (!r) {
             sql_node_free(l);
             return NULL;
         }
-        l = binary(p, NK_AND, 0, l, r, off);
+        l = binary(p, kind, 0, l, r, off);
     }
     return l;
 }
 
+static sql_node *parse_and(parser *p)
+{
+    return parse_chain(p, "and", NK_AND, parse_not);
+}
+
 static sql_node *parse_or(parser *p)
 {
-    sql_node *l = parse_and(p);
-    while (l && kw(p, "or")) {
-        size_t off = cur(p)->start;
-        advance(p);
-        sql_node *r = parse_and(p);
-        if (!r) {
-            sql_node_free(l);
-            return NULL;
-        }
-        l = binary(p, NK_OR, 0, l, r, off);
-    }
-    return l;
+    return parse_chain(p, "or", NK_OR, parse_and);
 }
 
 static sql_node *parse_expr(parser *p)
