@@ -192,6 +192,8 @@ static const bt_cfg_field client_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 86400000),
     BT_FIELD(bt_mqtt_client_config, interval, "interval", BT_CFG_DURATION, .def = "1m",
              .flags = BT_CFG_RANGE, .min = 1, .max = 86400000),
+    BT_FIELD(bt_mqtt_client_config, reconnectinterval, "reconnectinterval", BT_CFG_DURATION,
+             .def = "1s", .flags = BT_CFG_RANGE, .min = 1, .max = 86400000),
     /* MQTT carries keepalive as 16-bit seconds */
     BT_FIELD(bt_mqtt_client_config, keepalive, "keepalive", BT_CFG_DURATION, .def = "10m",
              .flags = BT_CFG_RANGE, .min = 0, .max = 65535000),

@@ -63,8 +63,14 @@ static void link_down(bt_mqtt_client *c)
                  "reason", c->reason, NULL);
     }
     int64_t wait = c->backoff_ms < c->cfg.interval ? c->backoff_ms : c->cfg.interval;
-    c->next_attempt = now + wait;
     c->backoff_ms = wait * 2 > c->cfg.interval ? c->cfg.interval : wait * 2;
+    /* Messages waiting for this link: try often, so they flow as soon as it is back. */
+    pthread_mutex_lock(&c->mu);
+    bool held = c->pending > 0;
+    pthread_mutex_unlock(&c->mu);
+    if (held && c->cfg.reconnectinterval > 0 && wait > c->cfg.reconnectinterval)
+        wait = c->cfg.reconnectinterval;
+    c->next_attempt = now + wait;
 }
 
 /* Connect deadline and keepalive; false when the link must go down. */

@@ -368,6 +368,33 @@ def test_qos1_remote_stopped_during_stream(hub, mosquitto_factory, bridge_factor
     assert int(tot.group(1)) == 0 and int(tot.group(2)) >= n and int(tot.group(3)) >= n
 
 
+def test_long_outage_drains_as_soon_as_the_remote_returns(hub, mosquitto_factory,
+                                                         bridge_factory, clients):
+    """Issue #16 (Azure IoT Edge took up to 53 s to drain after a 120 s outage): with the
+    default reconnect backoff (interval 1m), messages that waited through a 20 s outage flow
+    within about reconnectinterval (1s) of the remote's return; the backoff alone would try
+    at 15.5 s and next at 31.5 s, some 11 s after the return."""
+    cloud = mosquitto_factory()
+    conf = chapter10_conf(hub, f"tcp://127.0.0.1:{cloud.port}").replace("    interval: 1s\n", "")
+    r = bridge_factory(conf)
+    hub_c = clients(hub.port, [("t2", 1)], user="test", password="hahaha")
+    watcher = clients(cloud.port, [("t1", 1)], client_id="watcher", clean=False)
+    wait_flowing(hub_c, watcher, "t1")
+    cloud.stop()
+    stream(hub_c, "t1", 50)
+    time.sleep(20)
+    cloud.start()
+    back = time.monotonic()
+    watcher.wait(lambda ms: numbers(ms, "t1"), timeout=60, what="the first waiting message")
+    first = time.monotonic() - back
+    watcher.wait(lambda ms: numbers(ms, "t1") >= set(range(50)), timeout=60,
+                 what="all 50 messages at the remote")
+    print(f"drain started {first:.2f} s after the remote returned")
+    # attempts every second while messages wait (the backoff alone: 5 in 20 s)
+    assert first < 5, f"drain started {first:.1f} s after the remote returned"
+    assert r.log().count("mqtt client cannot connect") >= 12, r.log()[-2000:]
+
+
 def test_qos1_hub_stopped_during_stream(hub, mosquitto_factory, bridge_factory, clients):
     """remote -> hub while the hub is down: the remote keeps what remote-mqtt did not
     acknowledge; every message arrives at the hub once it is back (its session and the

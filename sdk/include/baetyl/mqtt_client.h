@@ -23,7 +23,8 @@
  * One thread per client owns the socket (poll + an eventfd to wake it); every callback runs
  * on that thread, one at a time. Every function may be called from any thread, callbacks
  * included. The client connects in the background and reconnects after any failure,
- * waiting 500 ms, then twice as long each time up to `interval`; after a reconnect it
+ * waiting 500 ms, then twice as long each time up to `interval` (up to `reconnectinterval`
+ * while it holds publishes to send); after a reconnect it
  * subscribes again to every subscription and resends unacknowledged QoS 1 publishes with
  * DUP set. Keepalive: a PINGREQ after `keepalive` without traffic either way; no answer
  * within min(keepalive/2, timeout) closes the link (and the client reconnects). Host names
@@ -68,6 +69,9 @@ typedef struct {
     bool cleansession;      /* false */
     int64_t timeout;        /* ms, 30s: connect + handshake + CONNACK; ping answer bound */
     int64_t interval;       /* ms, 1m: longest wait between reconnect attempts */
+    int64_t reconnectinterval; /* ms, 1s: longest wait while publishes are held (a link that
+                                * returns after a long outage drains at once, not after
+                                * `interval`); SPEC §19's interval.min */
     int64_t keepalive;      /* ms, 10m (0 = no keepalive) */
     long buffersize;        /* 10: outgoing publishes held at most */
     bool validatesubs;      /* false; true: a refused subscription stops the client */
