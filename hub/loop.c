@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "baetyl/log.h"
@@ -38,7 +37,7 @@ static void accept_all(hub *h, listener *l)
     }
 }
 
-int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_tick, void *arg, char *err,
+int hub_loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_tick, void *arg, char *err,
                  size_t errlen)
 {
     listener *ls = listeners;
@@ -54,10 +53,10 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
             return -1;
         }
     }
-    static int sig_tag = LOOP_SIGNAL;
-    if (sigfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sig_tag};
-        epoll_ctl(h->epfd, EPOLL_CTL_ADD, sigfd, &ev);
+    static int stop_tag = LOOP_STOP;
+    if (stop_fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &stop_tag};
+        epoll_ctl(h->epfd, EPOLL_CTL_ADD, stop_fd, &ev);
     }
     int64_t next_tick = bt_now_ms() + TICK_MS;
     int64_t next_status = bt_now_ms() + h->cfg->status_interval_ms;
@@ -87,11 +86,8 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
                     hub_conn_flush(c);
             } else if (kind == LOOP_LISTENER) {
                 accept_all(h, evs[i].data.ptr);
-            } else if (kind == LOOP_SIGNAL) {
-                struct signalfd_siginfo si;
-                if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si)
-                    bt_logf(BT_LOG_INFO, "signal %u received, stopping", si.ssi_signo);
-                stop = true;
+            } else if (kind == LOOP_STOP) {
+                stop = true; /* the stop fd stays readable: never read it */
             }
         }
         if (h->now_ms >= next_tick) {

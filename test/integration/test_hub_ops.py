@@ -125,3 +125,29 @@ def test_graceful_stop_fires_wills_and_exits_0(hub_factory):
     m = w.recv()
     assert parse_publish(m[1], m[2])[:2] == ("bye/a", b"hub stopped")
     w.send(mqtt_puback(parse_publish(m[1], m[2])[5]))
+
+
+def test_cli_version_help_and_bad_option(procs, tmp_path):
+    """The hub starts through the SDK's bt_run like every module (issue 11.2)."""
+    import subprocess
+    r = subprocess.run([binary("baetyl-hub"), "--version"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith("baetyl-hub version "), r.stdout + r.stderr
+    r = subprocess.run([binary("baetyl-hub"), "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "--config" in r.stdout and "MQTT" in r.stdout
+    r = subprocess.run([binary("baetyl-hub"), "--nope"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "Usage" in r.stderr
+
+
+def test_openedge_env_fallback_and_empty_values(hub_factory):
+    """An empty BAETYL_* variable falls back to its OPENEDGE_* twin (SDK rule)."""
+    hub = hub_factory(start=False)
+    env = dict(os.environ, BAETYL_SERVICE_NAME="", OPENEDGE_SERVICE_NAME="oldhub",
+               OPENEDGE_SERVICE_INSTANCE_NAME="oldhub-1")
+    import subprocess
+    hub.logf = open(hub.log, "ab")
+    hub.proc = hub.procs.start([binary("baetyl-hub"), "-c", hub.conf], cwd=hub.dir, env=env,
+                               stdout=hub.logf, stderr=subprocess.STDOUT)
+    wait_port(hub.port)
+    wait_for(lambda: "hub started" in hub.read_log(), timeout=5, what="start line")
+    log = hub.read_log()
+    assert "service=oldhub" in log and "instance=oldhub-1" in log, log
