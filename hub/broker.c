@@ -11,9 +11,6 @@
 #include "hub.h"
 #include "route.h"
 
-/* Routed copies per message at most (routes form no cycle, but may branch). */
-#define ROUTE_COPIES_MAX 256
-
 int64_t hub_wall_ms(void)
 {
     struct timespec ts;
@@ -56,52 +53,6 @@ void hub_dispatch(hub *h, msg *m)
     }
 }
 
-/* Routed copies of m: QoS 1 copies go to *log (to be committed), QoS 0 copies to *zero;
- * then their own copies, depth first. */
-typedef struct {
-    msg **v;
-    size_t n, cap;
-} msg_vec;
-
-static int vec_push(msg_vec *v, msg *m)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        msg **p = realloc(v->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        v->v = p;
-        v->cap = cap;
-    }
-    v->v[v->n++] = m;
-    return 0;
-}
-
-static void route_copies(hub *h, msg *m, msg_vec *log, msg_vec *zero, size_t *budget)
-{
-    const bt_cfg_list *routes = &h->cfg->subscriptions;
-    for (size_t i = 0; i < routes->n; i++) {
-        const hub_route_cfg *r = &BT_CFG_AT(*routes, hub_route_cfg, i);
-        if (!bt_topic_match(r->source.topic, m->topic))
-            continue;
-        if (*budget == 0) {
-            bt_logkv(BT_LOG_WARN, "too many routed copies, dropping the rest", "topic", m->topic, NULL);
-            return;
-        }
-        (*budget)--;
-        uint8_t q = hub_route_qos(r, m->qos);
-        msg *cp = msg_new(r->target.topic, strlen(r->target.topic), m->payload, m->payload_len, q, 0);
-        if (!cp)
-            return;
-        cp->ts_ms = m->ts_ms;
-        if (vec_push(q ? log : zero, cp) < 0) {
-            msg_unref(cp);
-            return;
-        }
-        route_copies(h, cp, log, zero, budget);
-    }
-}
-
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
 {
     h->ctr.msgs_in++;
@@ -112,7 +63,7 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
         if (h->cfg->subscriptions.n) {
             msg_vec log = {0}, zero = {0};
             size_t budget = ROUTE_COPIES_MAX;
-            route_copies(h, m, &log, &zero, &budget);
+            route_copies(h->cfg, m, &log, &zero, &budget);
             for (size_t i = 0; i < zero.n; i++) {
                 hub_dispatch(h, zero.v[i]);
                 msg_unref(zero.v[i]);
@@ -130,7 +81,7 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
         pending_pub *p = realloc(h->pend, cap * sizeof *p);
         if (!p) {
             if (pub_conn)
-                hub_conn_close(pub_conn, "out of memory");
+                conn_close(pub_conn, "out of memory");
             return -1;
         }
         h->pend = p;
@@ -155,14 +106,14 @@ void hub_commit(hub *h)
     msg_vec log = {0}, zero = {0};
     bool oom = false;
     for (size_t i = 0; i < npend && !oom; i++) {
-        if (vec_push(&log, msg_ref(pend[i].m)) < 0) {
+        if (msg_vec_push(&log, msg_ref(pend[i].m)) < 0) {
             msg_unref(pend[i].m);
             oom = true;
             break;
         }
         if (h->cfg->subscriptions.n) {
             size_t budget = ROUTE_COPIES_MAX;
-            route_copies(h, pend[i].m, &log, &zero, &budget);
+            route_copies(h->cfg, pend[i].m, &log, &zero, &budget);
         }
     }
     int rc = oom ? -1 : 0;
@@ -191,7 +142,7 @@ void hub_commit(hub *h)
         /* No PUBACK: the publishers resend after reconnecting. */
         for (size_t i = 0; i < npend; i++)
             if (pend[i].c)
-                hub_conn_close(pend[i].c, "message store failed");
+                conn_close(pend[i].c, "message store failed");
     } else {
         h->ctr.committed += log.n;
         for (size_t i = 0; i < log.n; i++)
@@ -204,11 +155,8 @@ void hub_commit(hub *h)
             hub_dispatch(h, zero.v[i]);
         for (size_t i = 0; i < npend; i++) {
             conn *c = pend[i].c;
-            if (c && c->state == CONN_ACTIVE) {
-                uint8_t b[4];
-                bt_mqtt_encode_puback(b, sizeof b, pend[i].pid);
-                hub_conn_send(c, b, 4);
-            }
+            if (c && c->state == CONN_ACTIVE)
+                send_puback(c, pend[i].pid);
         }
     }
     for (size_t i = 0; i < log.n; i++)
@@ -240,12 +188,12 @@ void hub_turn_end(hub *h)
         c->in_dirty = false;
         c->dirty_next = NULL;
         if (c->state != CONN_CLOSED)
-            hub_conn_flush(c);
+            conn_flush(c);
     }
     while (h->closed) {
         conn *c = h->closed;
         h->closed = c->next;
-        hub_conn_free(c);
+        conn_free(c);
     }
 }
 
@@ -256,22 +204,22 @@ void hub_tick(hub *h)
     for (conn *c = h->conns, *next; c; c = next) {
         next = c->next;
         if (c->state == CONN_NEW && c->tr->handshaking && now - c->created_ms > h->cfg->handshake_timeout_ms) {
-            hub_conn_close(c, "handshake timeout");
+            conn_close(c, "handshake timeout");
             continue;
         }
         if (c->state == CONN_NEW && now - c->created_ms > ka_deadline_connect) {
-            hub_conn_close(c, "no CONNECT in time");
+            conn_close(c, "no CONNECT in time");
             continue;
         }
         if (c->state == CONN_ACTIVE && c->keepalive && now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
-            hub_conn_close(c, "keepalive timeout");
+            conn_close(c, "keepalive timeout");
             continue;
         }
         if (c->qlen)
             session_retry(c);
     }
     if (now >= h->next_offsets_ms) {
-        persist_flush_offsets(h);
+        psession_flush_offsets(h);
         h->next_offsets_ms = now + 200;
     }
     if (h->st && now >= h->next_cleanup_ms) {
@@ -303,7 +251,7 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     }
     if (st)
         h->last_seq = store_last_seq(st);
-    if (retain_load(h, err, errlen) < 0 || persist_load(h, err, errlen) < 0 || will_recover(h, err, errlen) < 0) {
+    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0 || will_recover(h, err, errlen) < 0) {
         hub_shutdown(h);
         return -1;
     }
@@ -320,15 +268,15 @@ void hub_shutdown(hub *h)
     h->stopping = true;
     /* Wills fire at shutdown too (SPEC §11). */
     while (h->conns)
-        hub_conn_close(h->conns, "hub shutting down");
+        conn_close(h->conns, "hub shutting down");
     will_publish_queued(h);
     hub_commit(h);
-    persist_flush_offsets(h);
+    psession_flush_offsets(h);
     hub_turn_end(h);
     map_each(&h->retained, unref_each, NULL);
     map_free(&h->retained);
     map_free(&h->clients);
-    persist_free_all(h);
+    psession_free_all(h);
     trie_free(&h->subs);
     free(h->pend);
     free(h->wills);

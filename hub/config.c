@@ -55,9 +55,9 @@ static int check_listen(const void *v, char *err, size_t errlen)
 static int check_config(void *obj, char *err, size_t errlen)
 {
     hub_config *c = obj;
-    if (hub_auth_validate(&c->principals, err, errlen) < 0)
+    if (auth_validate(&c->principals, err, errlen) < 0)
         return -1;
-    if (hub_routes_validate(&c->subscriptions, err, errlen) < 0)
+    if (route_validate(&c->subscriptions, err, errlen) < 0)
         return -1;
     /* TLS listeners need a server certificate; ca is optional (without it no client
      * certificate is requested, so only password logins work there). */
@@ -123,18 +123,3 @@ static const bt_cfg_field hub_fields[] = {
     {0}};
 
 const bt_cfg_schema hub_config_schema = {sizeof(hub_config), hub_fields, check_config};
-
-int hub_config_load(hub_config *c, const char *path, char *err, size_t errlen)
-{
-    return bt_cfg_load_file(&hub_config_schema, c, path, err, errlen);
-}
-
-int hub_config_load_string(hub_config *c, const char *yaml, char *err, size_t errlen)
-{
-    return bt_cfg_load_string(&hub_config_schema, c, yaml, strlen(yaml), err, errlen);
-}
-
-void hub_config_free(hub_config *c)
-{
-    bt_cfg_free(&hub_config_schema, c);
-}

@@ -49,13 +49,8 @@ typedef struct {
     bt_logger_config logger;
 } hub_config;
 
+/* Loads and validates the whole hub config (listeners, principals, routes): use it with
+ * bt_ctx_load_config, bt_cfg_load_string and bt_cfg_free. */
 extern const bt_cfg_schema hub_config_schema;
-
-/* Loads and validates the hub config file (routes, principals, listeners). 0 or -1 + err. */
-int hub_config_load(hub_config *c, const char *path, char *err, size_t errlen);
-/* The same from memory (for tests). */
-int hub_config_load_string(hub_config *c, const char *yaml, char *err, size_t errlen);
-/* Frees what the loader allocated. */
-void hub_config_free(hub_config *c);
 
 #endif

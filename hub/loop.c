@@ -25,7 +25,7 @@ static void accept_all(hub *h, listener *l)
             return;
         }
         transport *t = listener_transport(l, fd); /* closes fd when it fails */
-        conn *c = t ? hub_conn_new(h, t) : NULL;
+        conn *c = t ? conn_new(h, t) : NULL;
         if (!c) {
             if (t)
                 t->ops->close(t);
@@ -33,11 +33,11 @@ static void accept_all(hub *h, listener *l)
         }
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-            hub_conn_close(c, "epoll registration failed");
+            conn_close(c, "epoll registration failed");
     }
 }
 
-int hub_loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_tick, void *arg, char *err,
+int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_tick, void *arg, char *err,
                  size_t errlen)
 {
     listener *ls = listeners;
@@ -81,9 +81,9 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn o
                  * flush below sees what the socket waits for now. */
                 if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
                     ((evs[i].events & EPOLLOUT) && c->tr->read_wants_write))
-                    hub_conn_on_readable(c);
+                    conn_on_readable(c);
                 if ((evs[i].events & EPOLLOUT) && c->state != CONN_CLOSED)
-                    hub_conn_flush(c);
+                    conn_flush(c);
             } else if (kind == LOOP_LISTENER) {
                 accept_all(h, evs[i].data.ptr);
             } else if (kind == LOOP_STOP) {

@@ -87,7 +87,7 @@ static int run(bt_ctx *ctx)
         bt_logkv(BT_LOG_ERROR, "failed to load config", "file", ctx->config_path, "error",
                  "listen: required", NULL);
         fprintf(stderr, "%s: config %s: listen: required\n", ctx->program, ctx->config_path);
-        hub_config_free(&cfg);
+        bt_cfg_free(&hub_config_schema, &cfg);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -112,7 +112,7 @@ static int run(bt_ctx *ctx)
         goto out;
     for (size_t i = 0; i < cfg.listen.n && !tls; i++)
         if (listener_is_tls(BT_CFG_AT(cfg.listen, char *, i)) &&
-            !(tls = tls_server_ctx_new(&cfg, err, sizeof err)))
+            !(tls = transport_tls_ctx_new(&cfg, err, sizeof err)))
             goto out;
     /* A WebSocket message may carry several packets; the codec bounds each one, and frames
      * are decoded as a stream, so this bound only refuses absurd frame lengths. */
@@ -138,7 +138,7 @@ static int run(bt_ctx *ctx)
     for (size_t i = 0; i < nls; i++)
         bt_logkv(BT_LOG_INFO, "listening", "address", ls[i].address, NULL);
     bt_logkv(BT_LOG_INFO, "hub started", "storage", cfg.storage_dir, NULL);
-    rc = hub_loop_run(&h, ls, nls, bt_ctx_stop_fd(ctx), rep.api ? snapshot : NULL, &rep, err,
+    rc = loop_run(&h, ls, nls, bt_ctx_stop_fd(ctx), rep.api ? snapshot : NULL, &rep, err,
                       sizeof err) < 0
              ? 1
              : 0;
@@ -161,11 +161,11 @@ out:
     for (size_t i = 0; i < nls; i++)
         listener_close(&ls[i]);
     free(ls);
-    tls_server_ctx_free(tls);
+    transport_tls_ctx_free(tls);
     if (st)
         store_close(st);
     bt_logkv(BT_LOG_INFO, "hub stopped", NULL);
-    hub_config_free(&cfg);
+    bt_cfg_free(&hub_config_schema, &cfg);
     return rc;
 }
 

@@ -3,7 +3,8 @@
  * offset of each persistent consumer (a session or a route), persistent sessions'
  * subscriptions, retained messages and the wills of connected clients.
  *
- * Thread-safe: any thread may call any function; writes serialise on LMDB's writer lock.
+ * One thread only (the hub's I/O thread): growing the map (mdb_env_set_mapsize) needs that
+ * no txn of this process is active, which one thread guarantees without a lock.
  * A batch appended with store_append() is committed (and synced, unless the store was
  * opened with sync off) before the call returns: PUBACK only after it returns 0. */
 #ifndef HUB_STORE_H
@@ -72,14 +73,17 @@ int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err
 /* Deleting (offset, session, retained, will) a key that is not there is not an error. */
 int store_del_offset(store *s, const char *consumer, char *err, size_t errlen);
 
-/* Persistent sessions: client id → subscriptions (replaces the previous set). */
-int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err, size_t errlen);
+/* Persistent sessions: client id → the username that owns it (NULL: none) and its
+ * subscriptions (replaces the previous record). */
+int store_put_session(store *s, const char *client_id, const char *owner, const store_sub *subs,
+                      size_t n, char *err, size_t errlen);
 int store_del_session(store *s, const char *client_id, char *err, size_t errlen);
 /* In the load functions below, a callback that returns > 0 stops the walk (the call still
  * returns 0) and one that returns < 0 fails the call (-1, err names the record). Records are
  * validated: a corrupt one fails the call with err. Callbacks run with no store lock or txn
  * held, so they may call any store function (e.g. delete the will they were given). */
-typedef int (*store_session_cb)(const char *client_id, const store_sub *subs, size_t n, void *arg);
+typedef int (*store_session_cb)(const char *client_id, const char *owner, const store_sub *subs,
+                                size_t n, void *arg);
 int store_load_sessions(store *s, store_session_cb cb, void *arg, char *err, size_t errlen);
 
 /* Retained messages: topic → message (an empty payload is never stored: use del). */
@@ -98,12 +102,5 @@ int store_load_wills(store *s, store_will_cb cb, void *arg, char *err, size_t er
 
 /* Deletes log messages older than now_ms - retention_ms; returns how many, or -1. */
 long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen);
-
-/* Counters for reports: number of messages in the log, bytes used by the map. */
-typedef struct {
-    uint64_t messages, first_seq, last_seq, map_used;
-    uint64_t map_size; /* current map size (map_used / map_size is how full the store is) */
-} store_stats;
-int store_get_stats(store *s, store_stats *st);
 
 #endif

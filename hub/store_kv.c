@@ -132,26 +132,27 @@ int store_del_offset(store *s, const char *consumer, char *err, size_t errlen)
 typedef struct {
     const store_sub *subs;
     size_t n;
+    const char *owner;
 } subs_src;
 
 static void encode_subs(const void *src, uint8_t *out)
 {
     const subs_src *ss = src;
-    store_subs_encode(ss->subs, ss->n, out);
+    store_subs_encode(ss->subs, ss->n, ss->owner, out);
 }
 
-int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err,
-                      size_t errlen)
+int store_put_session(store *s, const char *client_id, const char *owner, const store_sub *subs,
+                      size_t n, char *err, size_t errlen)
 {
     if (!s)
         return bt_errf(err, errlen, "store: no store");
     size_t klen = client_id ? strlen(client_id) : 0;
     if (store_check_key(s, "client id", client_id, klen, err, errlen))
         return -1;
-    size_t vlen = store_subs_size(subs, n, err, errlen);
+    size_t vlen = store_subs_size(subs, n, owner, err, errlen);
     if (!vlen)
         return -1;
-    subs_src ss = {subs, n};
+    subs_src ss = {subs, n, owner};
     put_ctx c = {s->sessions, client_id, klen, vlen, encode_subs, &ss};
     return store_write(s, STORE_TXN_GROWS, "put session", put_txn, &c, err, errlen);
 }
@@ -174,13 +175,15 @@ static int session_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t v
         return STORE_EFN;
     store_sub *subs;
     size_t n;
+    char *owner;
     char why[160];
-    if (store_subs_decode(v, vlen, &subs, &n, why, sizeof(why))) {
+    if (store_subs_decode(v, vlen, &subs, &n, &owner, why, sizeof(why))) {
         bt_errf(err, errlen, "store: corrupt session %s: %s", (const char *)k, why);
         return STORE_EFN;
     }
-    int r = w->cb((const char *)k, subs, n, w->arg);
+    int r = w->cb((const char *)k, owner, subs, n, w->arg);
     free(subs);
+    free(owner);
     if (r < 0) {
         bt_errf(err, errlen, "store: loading session %s failed in the callback", (const char *)k);
         return STORE_EFN;

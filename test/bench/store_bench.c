@@ -66,8 +66,6 @@ static int run(const char *base, int sync, size_t batch, double seconds, double 
         t = t2;
     }
     double el = t - start;
-    store_stats st;
-    store_get_stats(s, &st);
     store_close(s);
     qsort(lat, commits, sizeof(*lat), cmp_double);
     printf("%-5d %6zu %12.0f %10.0f %10.1f %10.1f %10.1f\n", sync, batch, commits * batch / el, commits / el,

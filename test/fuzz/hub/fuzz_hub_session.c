@@ -57,9 +57,9 @@ static conn *watcher(hub *h, bool persistent)
     memcpy(c, WATCH_CONNECT, sizeof c);
     if (persistent)
         c[9] = 0xC0;
-    conn *w = hub_conn_new(h, transport_mem_new());
-    hub_conn_feed(w, c, sizeof c);
-    hub_conn_feed(w, WATCH_SUB, sizeof WATCH_SUB);
+    conn *w = conn_new(h, transport_mem_new());
+    conn_feed(w, c, sizeof c);
+    conn_feed(w, WATCH_SUB, sizeof WATCH_SUB);
     return w->state == CONN_CLOSED ? NULL : w;
 }
 
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!loaded) {
         char err[256];
         bt_log_set_level(BT_LOG_ERROR); /* closing connections is the normal outcome */
-        if (hub_config_load_string(&cfg, CONF, err, sizeof err) < 0)
+        if (bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err) < 0)
             abort();
         loaded = 1;
     }
@@ -97,14 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     conn *w = watcher(&h, persistent);
-    conn *c = hub_conn_new(&h, transport_mem_new());
+    conn *c = conn_new(&h, transport_mem_new());
     if (mode & 1)
-        hub_conn_feed(c, CONNECT, sizeof CONNECT);
+        conn_feed(c, CONNECT, sizeof CONNECT);
     size_t chunk = (size_t)(mode >> 1) + 1;
     /* Closed connections are freed at the end of a turn: forget them before that. */
     for (size_t off = 0; off < size && c; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
-        hub_conn_feed(c, data + off, n);
+        conn_feed(c, data + off, n);
         if ((mode & 0x80) && w) {
             /* acknowledge what the watcher holds, run timers (retries, keep-alive) */
             for (uint16_t pid = 1; pid < 8 && w->state != CONN_CLOSED; pid++)

@@ -10,14 +10,15 @@
 
 static void psess_free(psess *ps)
 {
+    free(ps->owner);
     for (size_t i = 0; i < ps->nsubs; i++)
         free(ps->subs[i].filter);
     free(ps->subs);
-    persist_release_held(ps);
+    psession_release_held(ps);
     free(ps);
 }
 
-void persist_release_held(psess *ps)
+void psession_release_held(psess *ps)
 {
     for (size_t i = 0; i < ps->nheld; i++)
         msg_unref(ps->held[i]);
@@ -26,7 +27,7 @@ void persist_release_held(psess *ps)
     ps->nheld = 0;
 }
 
-void persist_hold_unacked(psess *ps, const conn *c)
+void psession_hold_unacked(psess *ps, const conn *c)
 {
     size_t n = 0;
     for (size_t i = 0; i < c->qlen; i++) {
@@ -46,25 +47,27 @@ void persist_hold_unacked(psess *ps, const conn *c)
     }
 }
 
-psess *persist_get(hub *h, const char *client_id, bool create)
+psess *psession_get(hub *h, const char *client_id, const char *owner)
 {
     psess *ps = map_get(&h->psessions, client_id);
-    if (ps || !create)
+    if (ps || !owner)
         return ps;
     ps = calloc(1, sizeof *ps);
-    if (!ps)
+    if (!ps || !(ps->owner = strdup(owner))) {
+        free(ps);
         return NULL;
+    }
     /* A new session starts at the end of the log: older messages were not for it. */
     ps->offset = h->last_seq;
     ps->offset_dirty = true;
     if (map_put(&h->psessions, client_id, ps, NULL) < 0) {
-        free(ps);
+        psess_free(ps);
         return NULL;
     }
     return ps;
 }
 
-void persist_drop(hub *h, const char *client_id)
+void psession_drop(hub *h, const char *client_id)
 {
     psess *ps = map_del(&h->psessions, client_id);
     if (!ps)
@@ -85,15 +88,20 @@ typedef struct {
     int rc;
 } load_ctx;
 
-static int persist_load_cb(const char *client_id, const store_sub *subs, size_t n, void *arg)
+static int load_session(const char *client_id, const char *owner, const store_sub *subs, size_t n,
+                        void *arg)
 {
     load_ctx *x = arg;
     psess *ps = calloc(1, sizeof *ps);
     if (!ps)
         return -1;
+    if (owner && !(ps->owner = strdup(owner))) {
+        free(ps);
+        return -1;
+    }
     ps->subs = n ? calloc(n, sizeof *ps->subs) : NULL;
     if (n && !ps->subs) {
-        free(ps);
+        psess_free(ps);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -130,12 +138,12 @@ static void load_offset(const char *key, void *value, void *arg)
         x->rc = -1;
 }
 
-int persist_load(hub *h, char *err, size_t errlen)
+int psession_load(hub *h, char *err, size_t errlen)
 {
     if (!h->st)
         return 0;
     load_ctx lx = {h, 0};
-    if (store_load_sessions(h->st, persist_load_cb, &lx, err, errlen) < 0)
+    if (store_load_sessions(h->st, load_session, &lx, err, errlen) < 0)
         return -1;
     off_ctx ox = {h, 0, err, errlen};
     map_each(&h->psessions, load_offset, &ox);
@@ -175,7 +183,7 @@ static void collect_offset(const char *key, void *value, void *arg)
     ps->offset_dirty = false;
 }
 
-void persist_flush_offsets(hub *h)
+void psession_flush_offsets(hub *h)
 {
     if (!h->st || !h->psessions.n)
         return;
@@ -204,12 +212,53 @@ void persist_flush_offsets(hub *h)
     free(x.offs);
 }
 
+void psession_save_subs(conn *c)
+{
+    hub *h = c->h;
+    if (c->clean || !c->client_id)
+        return;
+    psess *ps = psession_get(h, c->client_id, c->principal->username);
+    if (!ps)
+        return;
+    conn_sub *copy = c->nsubs ? calloc(c->nsubs, sizeof *copy) : NULL;
+    store_sub *ss = c->nsubs ? calloc(c->nsubs, sizeof *ss) : NULL;
+    if (c->nsubs && (!copy || !ss)) {
+        free(copy);
+        free(ss);
+        return;
+    }
+    for (size_t i = 0; i < c->nsubs; i++) {
+        copy[i].filter = strdup(c->subs[i].filter);
+        copy[i].qos = c->subs[i].qos;
+        ss[i].filter = c->subs[i].filter;
+        ss[i].qos = c->subs[i].qos;
+        if (!copy[i].filter) {
+            for (size_t k = 0; k < i; k++)
+                free(copy[k].filter);
+            free(copy);
+            free(ss);
+            return;
+        }
+    }
+    for (size_t i = 0; i < ps->nsubs; i++)
+        free(ps->subs[i].filter);
+    free(ps->subs);
+    ps->subs = copy;
+    ps->nsubs = c->nsubs;
+    if (h->st) {
+        char err[160];
+        if (store_put_session(h->st, c->client_id, ps->owner, ss, c->nsubs, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_ERROR, "storing session failed", "client", c->client_id, "error", err, NULL);
+    }
+    free(ss);
+}
+
 static void free_each(const char *key, void *value, void *arg)
 {
     psess_free(value);
 }
 
-void persist_free_all(hub *h)
+void psession_free_all(hub *h)
 {
     map_each(&h->psessions, free_each, NULL);
     map_free(&h->psessions);
