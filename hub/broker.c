@@ -243,6 +243,9 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     h->next_offsets_ms = h->now_ms + 200;
     h->next_cleanup_ms = h->now_ms; /* clean once at start */
     h->random_ids = (uint64_t)hub_wall_ms() ^ ((uint64_t)getpid() << 32);
+    /* Two messages of the largest size always fit: a reading client is never cut off. */
+    size_t two = 2 * ((size_t)cfg->length_max + BT_MQTT_MAX_HEADER);
+    h->out_max = (size_t)cfg->egress_max > two ? (size_t)cfg->egress_max : two;
     h->rbuf_cap = 64 * 1024;
     h->rbuf = malloc(h->rbuf_cap);
     if (!h->rbuf) {

@@ -103,6 +103,8 @@ static const bt_cfg_field hub_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 65535),
     BT_FIELD(hub_config, out_qos1_batch, "message.egress.qos1.batch.max", BT_CFG_INT, .def = "50",
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
+    BT_FIELD(hub_config, egress_max, "message.egress.buffer.max", BT_CFG_SIZE, .def = "16m",
+             .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, retry_interval_ms, "message.egress.qos1.retry.interval", BT_CFG_DURATION,
              .def = "20s", .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, offset_size, "message.offset.buffer.size", BT_CFG_INT, .def = "10000",

@@ -37,6 +37,7 @@ typedef struct {
     long in_qos0_size, in_qos1_size, in_qos1_batch;
     int64_t retention_ms, cleanup_interval_ms;
     long out_qos0_size, out_qos1_size, out_qos1_batch;
+    int64_t egress_max; /* decided here: bytes waiting to be sent per connection (16m) */
     int64_t retry_interval_ms;
     long offset_size, offset_batch;
     char *storage_dir;

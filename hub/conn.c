@@ -53,7 +53,22 @@ int conn_send(conn *c, const void *d, size_t n)
         return -1;
     }
     conn_mark_dirty(c);
-    return 0;
+    return conn_check_out(c);
+}
+
+int conn_check_out(conn *c)
+{
+    if (bt_buf_size(&c->out) <= c->h->out_max || c->state == CONN_CLOSED)
+        return 0;
+    /* The client does not read: drop what it has not taken (QoS 1 state stays with its
+     * session: unacknowledged log messages come again from its offset). */
+    c->h->ctr.slow_closed++;
+    bt_buf_free(&c->out);
+    char why[96];
+    snprintf(why, sizeof why, "output over message.egress.buffer.max (%zu bytes): client not reading",
+             c->h->out_max);
+    conn_close(c, why);
+    return -1;
 }
 
 /* Handles one decoded packet according to the session state. */

@@ -181,6 +181,8 @@ typedef struct {
     uint64_t conns_total, conns_refused;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
     uint64_t qos1_in, qos0_dropped, committed, bad_packets, retried;
+    uint64_t slow_closed; /* connections closed for output over message.egress.buffer.max */
+    uint64_t accept_failed; /* connections not accepted (descriptor limit) */
 } hub_counters;
 
 struct hub {
@@ -209,6 +211,7 @@ struct hub {
     size_t nmatch, capmatch;
     int64_t next_offsets_ms, next_cleanup_ms, next_tick_ms;
     hub_counters ctr;
+    size_t out_max;       /* message.egress.buffer.max, at least two messages of the max size */
     bool stopping;
     uint64_t random_ids;
 };
@@ -244,6 +247,9 @@ int conn_feed(conn *c, const uint8_t *d, size_t n);
 void conn_on_readable(conn *c);
 /* Queues c for the end-of-turn flush. */
 void conn_mark_dirty(conn *c);
+/* Closes c when its output is over message.egress.buffer.max (a client that does not read);
+ * returns -1 then, else 0. */
+int conn_check_out(conn *c);
 /* Writes what is buffered; arms EPOLLOUT when the socket is full. */
 void conn_flush(conn *c);
 /* Writes what the socket takes now without closing on error (safe in the middle of a
@@ -251,7 +257,8 @@ void conn_flush(conn *c);
 void conn_flush_soft(conn *c);
 /* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later. */
 void conn_close(conn *c, const char *reason);
-/* Appends bytes to the output and queues a flush. 0 or -1 (no memory: connection closed). */
+/* Appends bytes to the output and queues a flush. 0 or -1 (no memory, or the output went
+ * over message.egress.buffer.max: connection closed). */
 int conn_send(conn *c, const void *d, size_t n);
 /* Frees a closed connection (end of turn). */
 void conn_free(conn *c);

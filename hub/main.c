@@ -45,13 +45,15 @@ static void *report_main(void *arg)
     const char *inst = r->ctx->env.instance_name ? r->ctx->env.instance_name : svc;
     while (!bt_ctx_sleep(r->ctx, r->interval_ms)) {
         pthread_mutex_lock(&r->mu);
-        json_t *s = json_pack("{sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)r->conns,
+        json_t *s = json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)r->conns,
                               "connections_total", (json_int_t)r->ctr.conns_total, "messages_in",
                               (json_int_t)r->ctr.msgs_in, "messages_out", (json_int_t)r->ctr.msgs_out,
                               "bytes_in", (json_int_t)r->ctr.bytes_in, "bytes_out",
                               (json_int_t)r->ctr.bytes_out, "qos1_committed",
                               (json_int_t)r->ctr.committed, "qos0_dropped",
-                              (json_int_t)r->ctr.qos0_dropped, "subscriptions", (json_int_t)r->subs);
+                              (json_int_t)r->ctr.qos0_dropped, "subscriptions", (json_int_t)r->subs,
+                              "slow_closed", (json_int_t)r->ctr.slow_closed, "accept_failed",
+                              (json_int_t)r->ctr.accept_failed);
         pthread_mutex_unlock(&r->mu);
         json_t *stats = json_object();
         if (stats && s && json_object_set_new(stats, "hub", s) == 0) {

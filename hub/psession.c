@@ -27,13 +27,29 @@ void psession_release_held(psess *ps)
     ps->nheld = 0;
 }
 
+/* Whether e is held, within the bytes left of half the output bound: the resends must not
+ * push the next connection over message.egress.buffer.max. */
+static bool hold_fits(const outq_entry *e, size_t *budget)
+{
+    if (e->acked || e->seq || !e->m)
+        return false;
+    size_t sz = (size_t)e->m->topic_len + e->m->payload_len + BT_MQTT_MAX_HEADER;
+    if (sz > *budget)
+        return false;
+    *budget -= sz;
+    return true;
+}
+
 void psession_hold_unacked(psess *ps, const conn *c)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < c->qlen; i++) {
-        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
-        n += !e->acked && !e->seq && e->m;
+    size_t n = 0, budget = c->h->out_max / 2;
+    for (size_t i = 0; i < ps->nheld; i++) {
+        size_t sz = (size_t)ps->held[i]->topic_len + ps->held[i]->payload_len + BT_MQTT_MAX_HEADER;
+        budget = sz < budget ? budget - sz : 0;
     }
+    size_t b = budget;
+    for (size_t i = 0; i < c->qlen; i++)
+        n += hold_fits(&c->q[(c->qhead + i) % c->qcap], &b);
     if (!n)
         return;
     msg **held = realloc(ps->held, (ps->nheld + n) * sizeof *held);
@@ -42,7 +58,7 @@ void psession_hold_unacked(psess *ps, const conn *c)
     ps->held = held;
     for (size_t i = 0; i < c->qlen; i++) {
         const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
-        if (!e->acked && !e->seq && e->m)
+        if (hold_fits(e, &budget))
             ps->held[ps->nheld++] = msg_ref(e->m);
     }
 }

@@ -71,5 +71,5 @@ int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, s
         conn_flush_soft(c);
     conn_mark_dirty(c);
     c->h->ctr.msgs_out++;
-    return 0;
+    return conn_check_out(c);
 }

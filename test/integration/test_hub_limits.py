@@ -1,0 +1,103 @@
+"""baetyl-hub resource limits under attack (issue 12): pending output per connection
+(`message.egress.buffer.max`), the descriptor limit (EMFILE), a full message store."""
+import os
+import socket
+import time
+
+from conftest import RawClient, mqtt_publish, mqtt_puback, mqtt_subscribe, wait_for
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def non_reader(port, client_id, clean=True):
+    """A connected client whose socket takes as little as possible and is never read."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    c = RawClient.__new__(RawClient)
+    c.sock, c.buf = s, b""
+    s.settimeout(5)
+    assert c.connect(client_id=client_id, username="test", password="hahaha", clean=clean) == 0
+    return c
+
+
+def send_until_closed(c, packet, times):
+    """Sends packet up to times times; True when the hub closed the connection meanwhile."""
+    try:
+        for _ in range(times):
+            c.sock.sendall(packet)
+    except OSError:
+        return True
+    return False
+
+
+def assert_responsive(hub):
+    p = RawClient(hub.port)
+    assert p.connect(client_id="probe", username="test", password="hahaha") == 0
+    p.send(bytes([0xC0, 0]))
+    assert p.recv()[0] == 13
+    p.sock.close()
+
+
+def test_retained_qos1_to_a_client_that_never_reads(hub_factory):
+    """Each SUBSCRIBE queues every matching retained QoS 1 message: the hub closes the
+    client when its pending output passes the bound, counts it and stays responsive."""
+    hub = hub_factory("message: {egress: {buffer: {max: 1m}}}\n"
+                      "status: {logging: {enable: true, interval: 1s}}\n")
+    pub = RawClient(hub.port)
+    assert pub.connect(client_id="pub", username="test", password="hahaha") == 0
+    payload = b"r" * 30000
+    for i in range(200):
+        pub.send(mqtt_publish(f"ret/{i}", payload, qos=1, retain=True, pid=i + 1))
+        assert pub.recv()[0] == 4
+    before = rss_kb(hub.proc.pid)
+    c = non_reader(hub.port, "slow", clean=False)
+    send_until_closed(c, mqtt_subscribe(1, [("ret/#", 1)]), 60)
+    wait_for(lambda: "client not reading" in hub.read_log(), 10, what="the slow client closed")
+    after = rss_kb(hub.proc.pid)
+    print(f"\nhub RSS before {before} kB, after 60 SUBSCRIBEs of 200 x 30 KB retained: {after} kB")
+    assert c.closed(10)
+    assert_responsive(hub)
+    wait_for(lambda: "slow_closed=1" in hub.read_log(), 5, what="the counter in the status line")
+    # the persistent session is kept: its subscription still gets messages after a reconnect
+    s = RawClient(hub.port)
+    assert s.connect(client_id="slow", username="test", password="hahaha", clean=False) == 0
+    pub.send(mqtt_publish("ret/new", b"x", qos=1, pid=999))
+    got = None
+    for _ in range(400):
+        p = s.recv(timeout=10)
+        assert p is not None
+        if p[0] == 3:
+            t = p[2][2:2 + int.from_bytes(p[2][:2], "big")]
+            if p[1] & 2:
+                s.send(mqtt_puback(int.from_bytes(p[2][2 + len(t):4 + len(t)], "big")))
+            if t == b"ret/new":
+                got = t
+                break
+    assert got == b"ret/new"
+
+
+def test_pingreq_flood_without_reading(hub_factory):
+    """PINGREQs from a client that never reads grow its output 1:1 until the bound."""
+    hub = hub_factory("message: {egress: {buffer: {max: 1m}}}\n")
+    before = rss_kb(hub.proc.pid)
+    c = non_reader(hub.port, "pinger")
+    send_until_closed(c, bytes([0xC0, 0]) * 65536, 40)  # 40 x 64 Ki PINGREQs
+    wait_for(lambda: "client not reading" in hub.read_log(), 10, what="the pinger closed")
+    after = rss_kb(hub.proc.pid)
+    print(f"\nhub RSS before {before} kB, after the PINGREQ flood: {after} kB")
+    assert c.closed(10)
+    assert_responsive(hub)
+
