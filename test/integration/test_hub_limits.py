@@ -101,3 +101,46 @@ def test_pingreq_flood_without_reading(hub_factory):
     assert c.closed(10)
     assert_responsive(hub)
 
+
+def test_descriptor_limit_does_not_spin(procs, hub_factory):
+    """At the descriptor limit (EMFILE) the hub neither spins nor floods its log, and a
+    client connects again once others have gone."""
+    import resource
+    import subprocess
+    from conftest import binary, wait_port
+    hub = hub_factory(start=False)
+    limit = 64
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    hub.logf = open(hub.log, "ab")
+    hub.proc = procs.start([binary("baetyl-hub"), "-c", hub.conf], cwd=hub.dir, stdout=hub.logf,
+                           stderr=subprocess.STDOUT, preexec_fn=low_limit)
+    wait_port(hub.port)
+    socks = []
+    for _ in range(limit + 40):  # well past the limit: the last ones meet EMFILE
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", hub.port), timeout=2))
+        except OSError:
+            break
+    time.sleep(0.5)
+    t0 = cpu_s(hub.proc.pid)
+    for _ in range(10):  # keep knocking for a few seconds
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", hub.port), timeout=1))
+        except OSError:
+            pass
+        time.sleep(0.3)
+    used = cpu_s(hub.proc.pid) - t0
+    print(f"\nhub CPU time over ~3 s at the descriptor limit: {used:.2f} s")
+    assert used < 1.0, f"the hub used {used:.2f} s of CPU in ~3 s at EMFILE"
+    log = hub.read_log()
+    assert "connections refused" in log
+    assert log.count("connections refused") <= 5
+    for s in socks:
+        s.close()
+    time.sleep(0.5)
+    c = RawClient(hub.port)
+    assert c.connect(client_id="legit", username="test", password="hahaha") == 0
+    assert c.sock.getpeername()
+
