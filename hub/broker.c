@@ -53,6 +53,92 @@ void hub_dispatch(hub *h, msg *m)
     }
 }
 
+static void live_qos1_cb(void *owner, uint8_t qos, void *arg)
+{
+    (void)owner;
+    if (qos)
+        *(bool *)arg = true;
+}
+
+static void any_cb(void *owner, uint8_t qos, void *arg)
+{
+    (void)owner;
+    (void)qos;
+    *(bool *)arg = true;
+}
+
+/* Whether a consumer may read m from the log: a connected client's QoS 1 subscription (its
+ * window or catch-up reads the log) or any subscription of an away persistent session. */
+static bool log_needed(hub *h, const msg *m)
+{
+    bool need = false;
+    trie_match(&h->subs, m->topic, live_qos1_cb, &need);
+    if (!need)
+        trie_match(&h->offline, m->topic, any_cb, &need);
+    return need;
+}
+
+uint64_t hub_log_done(hub *h)
+{
+    uint64_t done = h->last_seq;
+    for (conn *c = h->conns; c; c = c->next)
+        if (c->state == CONN_ACTIVE) {
+            uint64_t off = session_offset(c);
+            done = off < done ? off : done;
+        }
+    psession_min_offset(h, &done);
+    return done;
+}
+
+/* Deletes the log every consumer is done with; how many, or -1. */
+static long trim_log(hub *h)
+{
+    char err[160];
+    long n = store_trim(h->st, hub_log_done(h), hub_wall_ms(), err, sizeof err);
+    if (n < 0)
+        bt_logkv(BT_LOG_ERROR, "trimming the message log failed", "error", err, NULL);
+    else if (n > 0)
+        bt_logf(BT_LOG_DEBUG, "deleted %ld messages every consumer had", n);
+    return n;
+}
+
+/* Appends the messages of log that a consumer needs in one commit; the others keep seq 0
+ * (delivered live only). A full store is trimmed of what every consumer has, then tried
+ * again once. */
+static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
+{
+    store_msg *sm = log->n ? calloc(log->n, sizeof *sm) : NULL;
+    msg **kept = log->n ? calloc(log->n, sizeof *kept) : NULL;
+    uint64_t *seqs = log->n ? calloc(log->n, sizeof *seqs) : NULL;
+    int rc = log->n && (!sm || !kept || !seqs) ? -1 : 0;
+    size_t n = 0;
+    for (size_t i = 0; rc == 0 && i < log->n; i++) {
+        msg *m = log->v[i];
+        if (!log_needed(h, m))
+            continue;
+        kept[n] = m;
+        sm[n++] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain,
+                              m->ts_ms};
+    }
+    if (rc == 0 && n) {
+        if (!h->st) {
+            for (size_t i = 0; i < n; i++)
+                seqs[i] = h->last_seq + 1 + i;
+        } else if ((rc = store_append(h->st, sm, n, seqs, err, errlen)) < 0 && trim_log(h) > 0) {
+            rc = store_append(h->st, sm, n, seqs, err, errlen);
+        }
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            kept[i]->seq = seqs[i];
+        h->ctr.committed += n;
+    }
+    free(sm);
+    free(kept);
+    free(seqs);
+    return rc;
+}
+
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
 {
     h->ctr.msgs_in++;
@@ -116,27 +202,8 @@ void hub_commit(hub *h)
             route_copies(h->cfg, pend[i].m, &log, &zero, &budget);
         }
     }
-    int rc = oom ? -1 : 0;
     char err[200] = "out of memory";
-    uint64_t *seqs = log.n ? calloc(log.n, sizeof *seqs) : NULL;
-    if (rc == 0 && !seqs)
-        rc = -1;
-    if (rc == 0 && h->st) {
-        store_msg *sm = calloc(log.n, sizeof *sm);
-        if (!sm) {
-            rc = -1;
-        } else {
-            for (size_t i = 0; i < log.n; i++) {
-                msg *m = log.v[i];
-                sm[i] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
-            }
-            rc = store_append(h->st, sm, log.n, seqs, err, sizeof err);
-            free(sm);
-        }
-    } else if (rc == 0) {
-        for (size_t i = 0; i < log.n; i++)
-            seqs[i] = h->last_seq + 1 + i;
-    }
+    int rc = oom ? -1 : log_append(h, &log, err, sizeof err);
     if (rc < 0) {
         bt_logkv(BT_LOG_ERROR, "committing QoS 1 messages failed", "error", err, NULL);
         /* No PUBACK: the publishers resend after reconnecting. */
@@ -144,13 +211,12 @@ void hub_commit(hub *h)
             if (pend[i].c)
                 conn_close(pend[i].c, "message store failed");
     } else {
-        h->ctr.committed += log.n;
-        for (size_t i = 0; i < log.n; i++)
-            log.v[i]->seq = seqs[i];
-        for (size_t i = 0; i < log.n; i++)
+        uint64_t last = h->last_seq;
+        for (size_t i = 0; i < log.n; i++) {
             hub_dispatch(h, log.v[i]);
-        if (log.n && seqs[log.n - 1] > h->last_seq)
-            h->last_seq = seqs[log.n - 1];
+            last = log.v[i]->seq > last ? log.v[i]->seq : last;
+        }
+        h->last_seq = last;
         for (size_t i = 0; i < zero.n; i++)
             hub_dispatch(h, zero.v[i]);
         for (size_t i = 0; i < npend; i++) {
@@ -165,7 +231,6 @@ void hub_commit(hub *h)
         msg_unref(zero.v[i]);
     for (size_t i = 0; i < npend; i++)
         msg_unref(pend[i].m);
-    free(seqs);
     free(log.v);
     free(zero.v);
     free(pend);
@@ -229,6 +294,7 @@ void hub_tick(hub *h)
             bt_logkv(BT_LOG_ERROR, "cleaning up old messages failed", "error", err, NULL);
         else if (n > 0)
             bt_logf(BT_LOG_DEBUG, "deleted %ld messages older than the retention", n);
+        trim_log(h);
         h->next_cleanup_ms = now + h->cfg->cleanup_interval_ms;
     }
 }
@@ -254,7 +320,15 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     }
     if (st)
         h->last_seq = store_last_seq(st);
-    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0 || will_recover(h, err, errlen) < 0) {
+    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0) {
+        hub_shutdown(h);
+        return -1;
+    }
+    /* What every persistent session has goes at once: a store left full by the last run
+     * takes new messages again. */
+    if (st)
+        trim_log(h);
+    if (will_recover(h, err, errlen) < 0) {
         hub_shutdown(h);
         return -1;
     }

@@ -113,6 +113,8 @@ static const bt_cfg_field hub_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
     BT_FIELD(hub_config, storage_dir, "storage.dir", BT_CFG_STRING, .def = "var/db/baetyl/data"),
     BT_FIELD(hub_config, storage_sync, "storage.sync", BT_CFG_BOOL, .def = "false"),
+    BT_FIELD(hub_config, storage_max, "storage.size.max", BT_CFG_SIZE, .def = "2g",
+             .flags = BT_CFG_RANGE, .min = 1 << 20, .max = 1e15),
     BT_FIELD(hub_config, handshake_timeout_ms, "handshake.timeout", BT_CFG_DURATION, .def = "10s",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, shutdown_timeout_ms, "shutdown.timeout", BT_CFG_DURATION, .def = "10m"),

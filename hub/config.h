@@ -42,6 +42,7 @@ typedef struct {
     long offset_size, offset_batch;
     char *storage_dir;
     bool storage_sync; /* decided here: fsync each commit (power-loss safety); default off */
+    int64_t storage_max; /* decided here: the store's size limit ("store full" beyond; 2g) */
     int64_t handshake_timeout_ms; /* decided here: TLS + WebSocket handshake deadline (10s) */
     int64_t shutdown_timeout_ms;
     bool status_logging;

@@ -296,7 +296,7 @@ void conn_close(conn *c, const char *reason)
             }
             if (was_active)
                 psession_hold_unacked(ps, c);
-            ps->online = NULL;
+            psession_set_online(h, ps, NULL);
         }
     }
     session_clear_subs(c);

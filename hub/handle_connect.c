@@ -163,7 +163,7 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
             msg_unref(will);
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
         }
-        ps->online = c;
+        psession_set_online(h, ps, c);
         int r = restore_subs(c, ps, pr);
         if (r < 0) {
             msg_unref(will);

@@ -201,6 +201,7 @@ struct hub {
     map psessions;        /* client id -> psess */
     map retained;         /* topic -> msg */
     trie subs;
+    trie offline;         /* subscriptions of persistent sessions whose client is away */
     pending_pub *pend;
     size_t npend, cappend;
     msg **wills;          /* wills to publish at the end of the turn */
@@ -232,8 +233,13 @@ int64_t hub_wall_ms(void);
 /* Publishes a message from a client or a will (routes, retain, QoS 1 commit). pub_conn and
  * pid identify the PUBACK to send after commit (NULL/0: none). Takes a reference. */
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid);
-/* Commits pending QoS 1 messages now (one store_append), dispatches them, sends PUBACKs. */
+/* Commits pending QoS 1 messages now (one store_append), dispatches them, sends PUBACKs.
+ * Only messages a consumer may read from the log are written: a matching QoS 1
+ * subscription of a connected client or any subscription of an away persistent session. */
 void hub_commit(hub *h);
+/* The highest seq every consumer (connected client, persistent session) is done with:
+ * the log below it may go. */
+uint64_t hub_log_done(hub *h);
 /* Sends m to every matching subscriber. */
 void hub_dispatch(hub *h, msg *m);
 
@@ -330,6 +336,11 @@ void psession_flush_offsets(hub *h);
 psess *psession_get(hub *h, const char *client_id, const char *owner);
 /* Keeps c's unacknowledged deliveries that are not in the log, for its next connection. */
 void psession_hold_unacked(psess *ps, const conn *c);
+/* Marks ps online on c, or offline when c is NULL (its subscriptions then count, in
+ * h->offline, for which QoS 1 messages the log must keep). */
+void psession_set_online(hub *h, psess *ps, conn *c);
+/* Lowers *min to the offset of every away persistent session below it. */
+void psession_min_offset(hub *h, uint64_t *min);
 /* Drops what psession_hold_unacked kept. */
 void psession_release_held(psess *ps);
 /* Writes c's subscriptions to its persistent session, in memory and in the store. */

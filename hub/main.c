@@ -105,7 +105,11 @@ static int run(bt_ctx *ctx)
     bool rep_started = false;
     struct ssl_ctx_st *tls = NULL;
 
-    store_options so = {.dir = cfg.storage_dir, .sync = cfg.storage_sync, .map_size = 0};
+    /* The map starts at 1 GiB at most and grows up to storage.size.max. */
+    size_t smax = (size_t)cfg.storage_max;
+    store_options so = {.dir = cfg.storage_dir, .sync = cfg.storage_sync,
+                        .map_size = smax < ((size_t)1 << 30) ? smax : ((size_t)1 << 30),
+                        .map_max = smax};
     if (!ls) {
         snprintf(err, sizeof err, "out of memory");
         goto out;

@@ -8,6 +8,25 @@
 #include "baetyl/log.h"
 #include "hub.h"
 
+static void offline_subs(hub *h, psess *ps, bool add)
+{
+    for (size_t i = 0; i < ps->nsubs; i++) {
+        if (add)
+            trie_add(&h->offline, ps->subs[i].filter, ps, ps->subs[i].qos);
+        else
+            trie_remove(&h->offline, ps->subs[i].filter, ps);
+    }
+}
+
+void psession_set_online(hub *h, psess *ps, conn *c)
+{
+    if (!ps->online && c)
+        offline_subs(h, ps, false);
+    else if (ps->online && !c)
+        offline_subs(h, ps, true);
+    ps->online = c;
+}
+
 static void psess_free(psess *ps)
 {
     free(ps->owner);
@@ -88,6 +107,8 @@ void psession_drop(hub *h, const char *client_id)
     psess *ps = map_del(&h->psessions, client_id);
     if (!ps)
         return;
+    if (!ps->online)
+        offline_subs(h, ps, false);
     psess_free(ps);
     char err[160];
     if (h->st) {
@@ -134,6 +155,7 @@ static int load_session(const char *client_id, const char *owner, const store_su
         psess_free(ps);
         return -1;
     }
+    offline_subs(x->h, ps, true);
     return 0;
 }
 
@@ -269,6 +291,20 @@ void psession_save_subs(conn *c)
     free(ss);
 }
 
+static void min_offset(const char *key, void *value, void *arg)
+{
+    (void)key;
+    const psess *ps = value;
+    uint64_t *min = arg;
+    if (!ps->online && ps->offset < *min)
+        *min = ps->offset;
+}
+
+void psession_min_offset(hub *h, uint64_t *min)
+{
+    map_each(&h->psessions, min_offset, min);
+}
+
 static void free_each(const char *key, void *value, void *arg)
 {
     psess_free(value);
@@ -278,4 +314,5 @@ void psession_free_all(hub *h)
 {
     map_each(&h->psessions, free_each, NULL);
     map_free(&h->psessions);
+    trie_free(&h->offline);
 }

@@ -102,5 +102,7 @@ int store_load_wills(store *s, store_will_cb cb, void *arg, char *err, size_t er
 
 /* Deletes log messages older than now_ms - retention_ms; returns how many, or -1. */
 long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen);
+/* Deletes log messages with seq <= upto (every consumer has them); how many, or -1. */
+long store_trim(store *s, uint64_t upto, int64_t now_ms, char *err, size_t errlen);
 
 #endif

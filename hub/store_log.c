@@ -99,14 +99,15 @@ long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg
 
 typedef struct {
     int64_t cutoff;
-    long deleted; /* in this txn */
+    uint64_t upto; /* messages with seq <= upto go whatever their age */
+    long deleted;  /* in this txn */
     int done;
 } cleanup_ctx;
 
-/* Deletes up to one batch of expired messages from the head of the log. The log is in
- * arrival order, so it stops at the first message that is still within retention. An
- * unreadable record at the head is deleted too: it can never be delivered and would
- * otherwise stop retention for good. */
+/* Deletes up to one batch of expired (or consumed) messages from the head of the log. The
+ * log is in arrival order, so it stops at the first message that is still within retention
+ * and after upto. An unreadable record at the head is deleted too: it can never be
+ * delivered and would otherwise stop retention for good. */
 static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 {
     cleanup_ctx *c = arg;
@@ -120,7 +121,8 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH) {
         store_msg m;
-        if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 && m.ts_ms >= c->cutoff)
+        if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 &&
+            m.ts_ms >= c->cutoff && store_be64_get(k.mv_data) > c->upto)
             break;
         if ((rc = mdb_cursor_del(cur, 0)))
             break;
@@ -145,13 +147,8 @@ static int mark_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     return mdb_put(t, s->meta, &k, &v, 0);
 }
 
-long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen)
+static long cleanup_run(store *s, cleanup_ctx c, int64_t now_ms, char *err, size_t errlen)
 {
-    if (!s || retention_ms < 0)
-        return bt_errf(err, errlen, "store: invalid arguments to cleanup");
-    cleanup_ctx c = {0};
-    if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
-        c.cutoff = INT64_MIN;
     long total = 0;
     /* One bounded txn per batch: a huge cleanup does not make one huge txn. */
     do {
@@ -164,4 +161,22 @@ long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, si
     if (total && store_write(s, STORE_TXN_FREES, "cleanup", mark_txn, &now_ms, err, errlen))
         return -1;
     return total;
+}
+
+long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen)
+{
+    if (!s || retention_ms < 0)
+        return bt_errf(err, errlen, "store: invalid arguments to cleanup");
+    cleanup_ctx c = {0};
+    if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
+        c.cutoff = INT64_MIN;
+    return cleanup_run(s, c, now_ms, err, errlen);
+}
+
+long store_trim(store *s, uint64_t upto, int64_t now_ms, char *err, size_t errlen)
+{
+    if (!s)
+        return bt_errf(err, errlen, "store: invalid arguments to trim");
+    cleanup_ctx c = {.cutoff = INT64_MIN, .upto = upto};
+    return cleanup_run(s, c, now_ms, err, errlen);
 }

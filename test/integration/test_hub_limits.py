@@ -144,3 +144,82 @@ def test_descriptor_limit_does_not_spin(procs, hub_factory):
     assert c.connect(client_id="legit", username="test", password="hahaha") == 0
     assert c.sock.getpeername()
 
+
+
+def small_store_hub(hub_factory):
+    hub = hub_factory(start=False)
+    with open(hub.conf) as f:
+        conf = f.read()
+    with open(hub.conf, "w") as f:
+        f.write(conf.replace("storage: {dir: data}", "storage: {dir: data, size: {max: 1m}}"))
+    return hub.start()
+
+
+def drain(c, idle=1.5):
+    """Reads and acknowledges publishes until none comes for idle seconds; their count."""
+    n = 0
+    while True:
+        try:
+            p = c.recv(timeout=idle)
+        except TimeoutError:
+            return n
+        assert p is not None
+        if p[0] == 3:
+            n += 1
+            if p[1] & 2:
+                tl = int.from_bytes(p[2][:2], "big")
+                c.send(mqtt_puback(int.from_bytes(p[2][2 + tl:4 + tl], "big")))
+
+
+def test_messages_nobody_needs_are_not_logged(hub_factory):
+    """QoS 1 publishes to a topic no session or route subscribes to fill nothing: all are
+    acknowledged and the store stays small."""
+    hub = small_store_hub(hub_factory)
+    p = RawClient(hub.port)
+    assert p.connect(client_id="junk", username="test", password="hahaha") == 0
+    for i in range(3000):  # 3 MB, three times the store
+        p.send(mqtt_publish("junk/x", b"j" * 1000, qos=1, pid=i % 65535 + 1))
+        assert p.recv()[0] == 4, f"publish {i} not acknowledged"
+    size = os.path.getsize(os.path.join(hub.dir, "data", "data.mdb"))
+    assert size < 1 << 20, f"the store grew to {size} bytes for messages nobody reads"
+
+
+def test_full_store_takes_messages_again_after_restart(hub_factory):
+    """A store filled for a persistent session that then read everything is trimmed at
+    start: QoS 1 publishing works again (it used to fail until the messages aged out)."""
+    hub = small_store_hub(hub_factory)
+    s = RawClient(hub.port)
+    assert s.connect(client_id="keep", username="test", password="hahaha", clean=False) == 0
+    s.send(mqtt_subscribe(1, [("data/#", 1)]))
+    assert s.recv()[0] == 9
+    s.sock.close()
+    p = RawClient(hub.port)
+    assert p.connect(client_id="pub", username="test", password="hahaha") == 0
+    sent = 0
+    try:
+        for i in range(3000):
+            p.send(mqtt_publish("data/x", b"d" * 1000, qos=1, pid=i % 65535 + 1))
+            r = p.recv()
+            if r is None:
+                break
+            sent += 1
+    except OSError:
+        pass
+    assert 0 < sent < 3000, "the store never filled"
+    assert "store full" in hub.read_log()
+    s = RawClient(hub.port)
+    assert s.connect(client_id="keep", username="test", password="hahaha", clean=False) == 0
+    assert drain(s) >= sent
+    s.sock.close()
+    time.sleep(0.5)
+    hub.stop()
+    hub.start()
+    p = RawClient(hub.port)
+    assert p.connect(client_id="pub", username="test", password="hahaha") == 0
+    for i in range(200):
+        p.send(mqtt_publish("data/x", b"again", qos=1, pid=i + 1))
+        r = p.recv()
+        assert r is not None and r[0] == 4, f"publish {i} after the restart refused"
+    s = RawClient(hub.port)
+    assert s.connect(client_id="keep", username="test", password="hahaha", clean=False) == 0
+    assert drain(s) == 200

@@ -327,6 +327,24 @@ static void test_cleanup_by_age(void **state)
     store_close(s);
 }
 
+static void test_trim_consumed(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    store *s = open_store(f->dir, 0, 0, 0);
+    append_n(s, 0, 10, 1000);
+    assert_int_equal(store_trim(s, 0, 2000, err, sizeof(err)), 0);
+    assert_int_equal(store_trim(s, 4, 2000, err, sizeof(err)), 4); /* whatever their age */
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
+    assert_int_equal(st.messages, 6);
+    assert_int_equal(st.first_seq, 5);
+    assert_int_equal(store_trim(s, 100, 2000, err, sizeof(err)), 6);
+    assert_int_equal(store_last_seq(s), 10); /* seqs are never reused */
+    assert_int_equal(store_trim(NULL, 1, 0, err, sizeof(err)), -1);
+    store_close(s);
+}
+
 /* ---- keyed tables ---------------------------------------------------------------------- */
 
 static void test_offsets(void **state)
@@ -951,6 +969,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_callback_reenters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seqs_survive_reopen_and_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cleanup_by_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_consumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained, setup, teardown),
