@@ -124,8 +124,15 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
         if (!h->st) {
             for (size_t i = 0; i < n; i++)
                 seqs[i] = h->last_seq + 1 + i;
-        } else if ((rc = store_append(h->st, sm, n, seqs, err, errlen)) < 0 && trim_log(h) > 0) {
-            rc = store_append(h->st, sm, n, seqs, err, errlen);
+        } else {
+            /* Acknowledgements of this turn ride along: fewer resends after a crash. */
+            psession_offsets o = {0};
+            if (h->offsets_acked)
+                psession_offsets_take(h, false, &o);
+            rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
+            if (rc < 0 && trim_log(h) > 0)
+                rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
+            psession_offsets_done(h, &o, rc == 0);
         }
     }
     if (rc == 0) {
@@ -240,6 +247,8 @@ void hub_turn_end(hub *h)
 {
     will_publish_queued(h);
     hub_commit(h);
+    if (h->offsets_acked)
+        psession_flush_offsets(h, false);
     while (h->pump) {
         conn *c = h->pump;
         h->pump = c->pump_next;
@@ -284,7 +293,7 @@ void hub_tick(hub *h)
             session_retry(c);
     }
     if (now >= h->next_offsets_ms) {
-        psession_flush_offsets(h);
+        psession_flush_offsets(h, true);
         h->next_offsets_ms = now + 200;
     }
     if (h->st && now >= h->next_cleanup_ms) {
@@ -348,7 +357,7 @@ void hub_shutdown(hub *h)
         conn_close(h->conns, "hub shutting down");
     will_publish_queued(h);
     hub_commit(h);
-    psession_flush_offsets(h);
+    psession_flush_offsets(h, true);
     hub_turn_end(h);
     map_each(&h->retained, unref_each, NULL);
     map_free(&h->retained);

@@ -46,6 +46,8 @@ int handle_puback(conn *c, uint16_t pid)
         if (e->acked || e->pid != pid)
             continue;
         e->acked = true;
+        if (!c->clean)
+            c->h->offsets_acked = true;
         msg_unref(e->m);
         e->m = NULL;
         if (e->seq)

@@ -211,6 +211,7 @@ struct hub {
     struct { conn *c; uint8_t qos; } *match;
     size_t nmatch, capmatch;
     int64_t next_offsets_ms, next_cleanup_ms, next_tick_ms;
+    bool offsets_acked;   /* a persistent session acknowledged a delivery in this turn */
     hub_counters ctr;
     size_t out_max;       /* message.egress.buffer.max, at least two messages of the max size */
     bool stopping;
@@ -330,8 +331,19 @@ int will_recover(hub *h, char *err, size_t errlen);
 /* ---- persistent sessions (psession.c) -------------------------------------------------- */
 /* Loads persistent sessions and their offsets from the store. */
 int psession_load(hub *h, char *err, size_t errlen);
-/* Writes changed offsets of persistent sessions in batches. */
-void psession_flush_offsets(hub *h);
+/* Changed offsets of persistent sessions, to write (consumer names are malloc'd). */
+typedef struct {
+    store_offset *v;
+    size_t n, cap;
+} psession_offsets;
+/* Takes the changed offsets of connected persistent sessions and, with away_too, of away
+ * ones; they count as written until psession_offsets_done. */
+void psession_offsets_take(hub *h, bool away_too, psession_offsets *o);
+/* Frees o; when it was not written, its sessions are written at the next flush. */
+void psession_offsets_done(hub *h, psession_offsets *o, bool written);
+/* Writes changed offsets of persistent sessions (connected ones; away ones too with
+ * away_too) in batches. */
+void psession_flush_offsets(hub *h, bool away_too);
 /* The psess of a client id, created for owner when owner is not NULL (offset = last seq). */
 psess *psession_get(hub *h, const char *client_id, const char *owner);
 /* Keeps c's unacknowledged deliveries that are not in the log, for its next connection. */

@@ -1,11 +1,14 @@
 /* Persistent sessions (clean session 0): subscriptions and the acknowledged log offset of
- * each, kept in memory and in the store. Offsets are written in batches: a crash replays
- * at most what was acknowledged since the last batch (duplicates, never losses). */
+ * each, kept in memory and in the store. The offsets of connected sessions are written
+ * with the group commit of the turn in which they were acknowledged (or on their own at the
+ * end of a turn without commit); a crash replays at most what was acknowledged in the
+ * last turn (duplicates, never losses). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "baetyl/log.h"
+#include "baetyl/util.h"
 #include "hub.h"
 
 static void offline_subs(hub *h, psess *ps, bool add)
@@ -188,66 +191,88 @@ int psession_load(hub *h, char *err, size_t errlen)
     return ox.rc;
 }
 
-typedef struct {
-    hub *h;
-    store_offset *offs;
-    char **names;
-    size_t n, cap;
-} flush_ctx;
-
-static void collect_offset(const char *key, void *value, void *arg)
+static void offsets_add(psession_offsets *o, const char *client_id, psess *ps)
 {
-    flush_ctx *x = arg;
-    psess *ps = value;
-    if (ps->online) {
-        uint64_t off = session_offset(ps->online);
-        if (off != ps->offset) {
-            ps->offset = off;
-            ps->offset_dirty = true;
-        }
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 16;
+        store_offset *v = realloc(o->v, cap * sizeof *v);
+        if (!v)
+            return; /* stays dirty: written at the next flush */
+        o->v = v;
+        o->cap = cap;
     }
-    if (!ps->offset_dirty || x->n == x->cap)
-        return;
-    size_t kl = strlen(key);
-    char *name = malloc(kl + 3);
+    char *name = bt_strdup_printf("s:%s", client_id);
     if (!name)
         return;
-    memcpy(name, "s:", 2);
-    memcpy(name + 2, key, kl + 1);
-    x->names[x->n] = name;
-    x->offs[x->n].consumer = name;
-    x->offs[x->n].offset = ps->offset;
-    x->n++;
+    o->v[o->n++] = (store_offset){name, ps->offset};
     ps->offset_dirty = false;
 }
 
-void psession_flush_offsets(hub *h)
+/* Brings the offset of c's persistent session up to date; the session when c has one. */
+static psess *online_offset(hub *h, conn *c)
+{
+    if (c->state != CONN_ACTIVE || c->clean || !c->client_id)
+        return NULL;
+    psess *ps = psession_get(h, c->client_id, NULL);
+    if (!ps || ps->online != c)
+        return NULL;
+    uint64_t off = session_offset(c);
+    if (off != ps->offset) {
+        ps->offset = off;
+        ps->offset_dirty = true;
+    }
+    return ps;
+}
+
+static void take_away(const char *key, void *value, void *arg)
+{
+    psess *ps = value;
+    if (!ps->online && ps->offset_dirty)
+        offsets_add(arg, key, ps);
+}
+
+void psession_offsets_take(hub *h, bool away_too, psession_offsets *o)
+{
+    memset(o, 0, sizeof *o);
+    for (conn *c = h->conns; c; c = c->next) {
+        psess *ps = online_offset(h, c);
+        if (ps && ps->offset_dirty)
+            offsets_add(o, c->client_id, ps);
+    }
+    if (away_too)
+        map_each(&h->psessions, take_away, o);
+    h->offsets_acked = false;
+}
+
+void psession_offsets_done(hub *h, psession_offsets *o, bool written)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        psess *ps = written ? NULL : psession_get(h, o->v[i].consumer + 2, NULL);
+        if (ps)
+            ps->offset_dirty = true; /* written at the next flush */
+        free((char *)o->v[i].consumer);
+    }
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+void psession_flush_offsets(hub *h, bool away_too)
 {
     if (!h->st || !h->psessions.n)
         return;
-    flush_ctx x = {h, NULL, NULL, 0, h->psessions.n};
-    x.offs = calloc(x.cap, sizeof *x.offs);
-    x.names = calloc(x.cap, sizeof *x.names);
-    if (x.offs && x.names) {
-        map_each(&h->psessions, collect_offset, &x);
-        size_t batch = (size_t)h->cfg->offset_batch;
-        for (size_t i = 0; i < x.n; i += batch) {
-            size_t k = x.n - i < batch ? x.n - i : batch;
-            char err[160];
-            if (store_set_offsets(h->st, x.offs + i, k, err, sizeof err) < 0) {
-                bt_logkv(BT_LOG_ERROR, "writing offsets failed", "error", err, NULL);
-                for (size_t j = i; j < i + k; j++) {
-                    psess *ps = map_get(&h->psessions, x.offs[j].consumer + 2);
-                    if (ps)
-                        ps->offset_dirty = true; /* retried at the next flush */
-                }
-            }
+    psession_offsets o;
+    psession_offsets_take(h, away_too, &o);
+    size_t batch = (size_t)h->cfg->offset_batch;
+    bool ok = true;
+    for (size_t i = 0; i < o.n && ok; i += batch) {
+        size_t k = o.n - i < batch ? o.n - i : batch;
+        char err[160];
+        if (store_set_offsets(h->st, o.v + i, k, err, sizeof err) < 0) {
+            bt_logkv(BT_LOG_ERROR, "writing offsets failed", "error", err, NULL);
+            ok = false;
         }
     }
-    for (size_t i = 0; i < x.n; i++)
-        free(x.names[i]);
-    free(x.names);
-    free(x.offs);
+    psession_offsets_done(h, &o, ok);
 }
 
 void psession_save_subs(conn *c)

@@ -47,9 +47,18 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen);
 /* Flushes (when opened with sync off) and closes the store; NULL is a no-op. */
 void store_close(store *s);
 
+/* Acknowledged offset of a persistent consumer ("s:<client id>"): every message with
+ * seq <= offset is done for that consumer. */
+typedef struct {
+    const char *consumer;
+    uint64_t offset;
+} store_offset;
+
 /* Appends n messages in one transaction (group commit); seqs[i] receives each message's
- * sequence number (strictly increasing, never reused, also across restarts). */
-int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen);
+ * sequence number (strictly increasing, never reused, also across restarts). The noffs
+ * offsets are written in the same transaction (consumers' acknowledgements ride along). */
+int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
+                 const store_offset *offs, size_t noffs, char *err, size_t errlen);
 /* The highest sequence number ever assigned (0 if none). */
 uint64_t store_last_seq(store *s);
 
@@ -61,12 +70,7 @@ uint64_t store_last_seq(store *s);
 typedef int (*store_scan_cb)(uint64_t seq, const store_msg *m, void *arg);
 long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen);
 
-/* Acknowledged offsets of persistent consumers ("s:<client id>", "r:<route>"): every message
- * with seq <= offset is done for that consumer. set_offsets writes a batch in one txn. */
-typedef struct {
-    const char *consumer;
-    uint64_t offset;
-} store_offset;
+/* set_offsets writes a batch of offsets in one txn. */
 int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
 /* 0 and *offset = 0 when the consumer is unknown. */
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen);

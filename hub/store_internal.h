@@ -58,6 +58,10 @@ int store_meta_put_last_seq(store *s, MDB_txn *t, uint64_t last);
 
 /* Checks a key for an LMDB DB: 1..maxkeysize bytes; what names it in the error. */
 int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen);
+/* Checks every consumer name of offs (store_check_key). */
+int store_check_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
+/* Writes offs in txn t; 0 or an LMDB code. */
+int store_put_offsets(store *s, MDB_txn *t, const store_offset *offs, size_t n);
 
 /* Big-endian integers. */
 void store_be64_put(uint8_t *p, uint64_t v);

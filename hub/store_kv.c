@@ -67,16 +67,31 @@ typedef struct {
     size_t n;
 } offsets_ctx;
 
-static int offsets_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+int store_put_offsets(store *s, MDB_txn *t, const store_offset *offs, size_t n)
 {
-    offsets_ctx *c = arg;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint8_t b[8];
-        store_be64_put(b, c->offs[i].offset);
-        MDB_val k = {strlen(c->offs[i].consumer), (void *)c->offs[i].consumer}, v = {8, b};
+        store_be64_put(b, offs[i].offset);
+        MDB_val k = {strlen(offs[i].consumer), (void *)offs[i].consumer}, v = {8, b};
         int rc = mdb_put(t, s->offsets, &k, &v, 0);
         if (rc)
             return rc;
+    }
+    return 0;
+}
+
+static int offsets_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    offsets_ctx *c = arg;
+    return store_put_offsets(s, t, c->offs, c->n);
+}
+
+int store_check_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *c = offs[i].consumer;
+        if (store_check_key(s, "consumer", c, c ? strlen(c) : 0, err, errlen))
+            return -1;
     }
     return 0;
 }
@@ -85,11 +100,8 @@ int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, s
 {
     if (!s || (n && !offs))
         return bt_errf(err, errlen, "store: invalid arguments to set_offsets");
-    for (size_t i = 0; i < n; i++) {
-        const char *c = offs[i].consumer;
-        if (store_check_key(s, "consumer", c, c ? strlen(c) : 0, err, errlen))
-            return -1;
-    }
+    if (store_check_offsets(s, offs, n, err, errlen))
+        return -1;
     if (!n)
         return 0;
     offsets_ctx c = {offs, n};

@@ -10,7 +10,8 @@
 typedef struct {
     const store_msg *msgs;
     size_t n;
-    uint64_t *seqs;
+    const store_offset *offs;
+    size_t noffs;
     uint64_t last;
 } append_ctx;
 
@@ -18,7 +19,9 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 {
     append_ctx *c = arg;
     uint64_t last;
-    int rc = store_meta_last_seq(s, t, &last, err, errlen);
+    int rc = store_put_offsets(s, t, c->offs, c->noffs);
+    if (rc == 0)
+        rc = store_meta_last_seq(s, t, &last, err, errlen);
     if (rc)
         return rc;
     if (last > UINT64_MAX - c->n) {
@@ -38,16 +41,19 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     return store_meta_put_last_seq(s, t, c->last);
 }
 
-int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen)
+int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
+                 const store_offset *offs, size_t noffs, char *err, size_t errlen)
 {
-    if (!s || (n && !msgs))
+    if (!s || (n && !msgs) || (noffs && !offs))
         return bt_errf(err, errlen, "store: invalid arguments to append");
     if (!n)
-        return 0;
+        return store_set_offsets(s, offs, noffs, err, errlen);
     for (size_t i = 0; i < n; i++)
         if (store_msg_check(&msgs[i], 0, err, errlen))
             return -1;
-    append_ctx c = {msgs, n, seqs, 0};
+    if (store_check_offsets(s, offs, noffs, err, errlen))
+        return -1;
+    append_ctx c = {msgs, n, offs, noffs, 0};
     if (store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen))
         return -1;
     if (seqs)

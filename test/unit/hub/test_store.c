@@ -80,7 +80,7 @@ static uint64_t append_n(store *s, int first, size_t n, int64_t ts)
         m[i] = msg(topics[i], payloads[i], 1, ts);
     }
     char err[256] = "";
-    if (store_append(s, m, n, seqs, err, sizeof(err)))
+    if (store_append(s, m, n, seqs, NULL, 0, err, sizeof(err)))
         fail_msg("store_append: %s", err);
     for (size_t i = 1; i < n; i++)
         assert_int_equal(seqs[i], seqs[i - 1] + 1);
@@ -161,7 +161,7 @@ static void test_append_scan_order(void **state)
 
     store_msg one = {"a/b", 3, "hello", 5, 1, 1, 1234567};
     uint64_t seq = 0;
-    assert_int_equal(store_append(s, &one, 1, &seq, err, sizeof(err)), 0);
+    assert_int_equal(store_append(s, &one, 1, &seq, NULL, 0, err, sizeof(err)), 0);
     assert_int_equal(seq, 1);
     assert_int_equal(append_n(s, 0, 5, 1000), 2);
     assert_int_equal(append_n(s, 5, 10, 1000), 7);
@@ -191,7 +191,7 @@ static void test_append_scan_order(void **state)
     assert_int_equal(st.last_seq, 16);
 
     /* empty batch: nothing assigned */
-    assert_int_equal(store_append(s, NULL, 0, NULL, err, sizeof(err)), 0);
+    assert_int_equal(store_append(s, NULL, 0, NULL, NULL, 0, err, sizeof(err)), 0);
     assert_int_equal(store_last_seq(s), 16);
     free(c);
     store_close(s);
@@ -248,7 +248,7 @@ static int reentrant_cb(uint64_t seq, const store_msg *m, void *arg)
     if (seq == 3) {
         store_msg x = {"x", 1, "y", 1, 1, 0, 5};
         uint64_t nseq;
-        assert_int_equal(store_append(s, &x, 1, &nseq, err, sizeof(err)), 0);
+        assert_int_equal(store_append(s, &x, 1, &nseq, NULL, 0, err, sizeof(err)), 0);
         assert_int_equal(nseq, 601);
     }
     return 0;
@@ -597,21 +597,21 @@ static void test_invalid_arguments(void **state)
     store_msg badqos = {"t", 1, "p", 1, 3, 0, 0}, nulltopic = {NULL, 4, "p", 1, 0, 0, 0};
     store_msg nullpayload = {"t", 1, NULL, 4, 0, 0, 0}, longtopic = {"t", 70000, "p", 1, 0, 0, 0};
     uint64_t seq;
-    assert_int_equal(store_append(s, &badqos, 1, &seq, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &badqos, 1, &seq, NULL, 0, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "qos"));
-    assert_int_equal(store_append(s, &nulltopic, 1, &seq, err, sizeof(err)), -1);
-    assert_int_equal(store_append(s, &nullpayload, 1, &seq, err, sizeof(err)), -1);
-    assert_int_equal(store_append(s, &longtopic, 1, &seq, err, sizeof(err)), -1);
-    assert_int_equal(store_append(s, NULL, 1, &seq, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &nulltopic, 1, &seq, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &nullpayload, 1, &seq, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &longtopic, 1, &seq, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, NULL, 1, &seq, NULL, 0, err, sizeof(err)), -1);
     assert_int_equal(store_last_seq(s), 0);
-    assert_int_equal(store_append(NULL, &badqos, 1, &seq, err, sizeof(err)), -1);
+    assert_int_equal(store_append(NULL, &badqos, 1, &seq, NULL, 0, err, sizeof(err)), -1);
     assert_int_equal(store_scan(s, 0, 0, NULL, NULL, err, sizeof(err)), -1);
     assert_int_equal(store_scan(NULL, 0, 0, collect_cb, NULL, err, sizeof(err)), -1);
     assert_int_equal(store_last_seq(NULL), 0);
     assert_int_equal(store_load_wills(s, NULL, NULL, err, sizeof(err)), -1);
     assert_int_equal(store_put_will(s, "c", NULL, err, sizeof(err)), -1);
     /* errors are optional */
-    assert_int_equal(store_append(s, &badqos, 1, &seq, NULL, 0), -1);
+    assert_int_equal(store_append(s, &badqos, 1, &seq, NULL, 0, NULL, 0), -1);
     store_close(s);
 }
 
@@ -802,7 +802,7 @@ static void test_map_full(void **state)
     uint64_t seqs[10];
     size_t ok = 0;
     int rc;
-    while ((rc = store_append(s, batch, 10, seqs, err, sizeof(err))) == 0) {
+    while ((rc = store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err))) == 0) {
         ok += 10;
         assert_true(ok < 10000);
     }
@@ -814,7 +814,7 @@ static void test_map_full(void **state)
     assert_int_equal(store_last_seq(s), ok);
     /* it stays full (nothing was half-written); reads still work */
     err[0] = 0;
-    assert_int_equal(store_append(s, batch, 10, seqs, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "store full"));
     assert_int_equal(store_last_seq(s), ok);
     collected *c = calloc(1, sizeof(*c));
@@ -830,7 +830,7 @@ static void test_map_full(void **state)
     if (removed < 0)
         fail_msg("cleanup: %s", err);
     assert_int_equal((uint64_t)removed, st.messages);
-    if (store_append(s, batch, 10, seqs, err, sizeof(err)))
+    if (store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)))
         fail_msg("append after cleanup: %s", err);
     assert_true(seqs[0] > ok);
     store_close(s);
@@ -860,7 +860,7 @@ static void child_appends(const char *dir, int sync, int fd)
             int len = snprintf(payloads[j], 16, "m%u", i + (uint32_t)j);
             m[j] = (store_msg){"crash/t", 7, payloads[j], (size_t)len, 1, 0, 1000};
         }
-        if (store_append(s, m, n, seqs, err, sizeof(err)))
+        if (store_append(s, m, n, seqs, NULL, 0, err, sizeof(err)))
             _exit(3);
         /* only now is the batch acknowledged: tell the parent */
         for (size_t j = 0; j < n; j++) {
