@@ -365,7 +365,7 @@ void hub_shutdown(hub *h)
     psession_free_all(h);
     trie_free(&h->subs);
     free(h->pend);
-    free(h->wills);
+    free(h->wills.v);
     free(h->match);
     free(h->rbuf);
     h->pend = NULL;

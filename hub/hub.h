@@ -204,8 +204,7 @@ struct hub {
     trie offline;         /* subscriptions of persistent sessions whose client is away */
     pending_pub *pend;
     size_t npend, cappend;
-    msg **wills;          /* wills to publish at the end of the turn */
-    size_t nwills, capwills;
+    msg_vec wills;        /* wills to publish at the end of the turn */
     uint8_t *rbuf;        /* shared read buffer */
     size_t rbuf_cap;
     struct { conn *c; uint8_t qos; } *match;

@@ -1,10 +1,73 @@
-"""baetyl-hub resource limits under attack (issue 12): pending output per connection
-(`message.egress.buffer.max`), the descriptor limit (EMFILE), a full message store."""
+"""Limits and resources under attack (SPEC §11, issue 12): message length, many connections,
+pending output per connection (`message.egress.buffer.max`), the descriptor limit (EMFILE),
+a full message store."""
+
 import os
+import resource
 import socket
+import subprocess
 import time
 
-from conftest import RawClient, mqtt_publish, mqtt_puback, mqtt_subscribe, wait_for
+from conftest import (RawClient, binary, mqtt_connect, mqtt_puback, mqtt_publish, mqtt_subscribe,
+                      wait_for, wait_port)
+from hub_util import conn, get, nothing, ping, subscribe
+from hub_util import shub  # noqa: F401 (the module's shared hub, a fixture)
+
+
+def test_message_length_max_boundary(hub_factory):
+    """message.length.max 1k: a 1024-byte packet passes; a packet whose remaining length
+    alone is 1025 bytes closes the connection. (SPEC: 'a packet longer than
+    message.length.max'; whether the fixed header counts is not said, so both ends are
+    chosen to hold under either reading.)"""
+    hub = hub_factory("message: {length: {max: 1k}}\n")
+    s = conn(hub, "s")
+    assert subscribe(s, [("L", 0)]) == [0]
+    p = conn(hub, "p")
+    ok = mqtt_publish("L", b"o" * 1018)            # 1 + 2 + (3 + 1018) = 1024 bytes
+    assert len(ok) == 1024
+    p.send(ok)
+    assert get(s)[:2] == ("L", b"o" * 1018)
+    big = mqtt_publish("L", b"b" * 1022)            # remaining length 1025
+    assert len(big) - 3 == 1025
+    p.send(big)
+    assert p.closed(), "a packet longer than message.length.max must close the connection"
+    nothing(s, 0.3)
+
+
+def test_message_length_default_32k(shub):
+    s = conn(shub, "len-s")
+    assert subscribe(s, [("len/x", 0)]) == [0]
+    p = conn(shub, "len-p")
+    payload = b"p" * (32 * 1024 - 20)
+    p.send(mqtt_publish("len/x", payload))
+    assert get(s)[1] == payload
+    p.send(mqtt_publish("len/x", b"p" * (32 * 1024 + 1)))
+    assert p.closed()
+
+
+def test_1000_connections_at_once(shub):
+    n = 1000
+    clients = []
+    try:
+        for i in range(n):
+            c = RawClient(shub.port, timeout=20)
+            c.send(mqtt_connect(client_id=f"k{i}", username="test", password="hahaha", keepalive=0)
+                   + mqtt_subscribe(1, [("k/all", 0)]))
+            clients.append(c)
+        for c in clients:
+            p = c.recv(timeout=20)
+            assert p is not None and p[0] == 2 and p[2][1] == 0
+            p = c.recv(timeout=20)
+            assert p is not None and p[0] == 9 and p[2][2] == 0
+        pub = conn(shub, "k-pub")
+        pub.send(mqtt_publish("k/all", b"to everyone"))
+        for c in clients:
+            m = get(c, timeout=20)
+            assert m[:2] == ("k/all", b"to everyone")
+    finally:
+        for c in clients:
+            c.close()
+    assert ping(conn(shub, "k-after"))
 
 
 def rss_kb(pid):
@@ -105,9 +168,6 @@ def test_pingreq_flood_without_reading(hub_factory):
 def test_descriptor_limit_does_not_spin(procs, hub_factory):
     """At the descriptor limit (EMFILE) the hub neither spins nor floods its log, and a
     client connects again once others have gone."""
-    import resource
-    import subprocess
-    from conftest import binary, wait_port
     hub = hub_factory(start=False)
     limit = 64
 
@@ -143,7 +203,6 @@ def test_descriptor_limit_does_not_spin(procs, hub_factory):
     c = RawClient(hub.port)
     assert c.connect(client_id="legit", username="test", password="hahaha") == 0
     assert c.sock.getpeername()
-
 
 
 def small_store_hub(hub_factory):
