@@ -64,9 +64,9 @@ int conn_check_out(conn *c)
      * session: unacknowledged log messages come again from its offset). */
     c->h->ctr.slow_closed++;
     bt_buf_free(&c->out);
-    char why[96];
-    snprintf(why, sizeof why, "output over message.egress.buffer.max (%zu bytes): client not reading",
-             c->h->out_max);
+    char why[120];
+    snprintf(why, sizeof why, "output over message.egress.buffer.max (%zu bytes): %s",
+             c->h->out_max, "client not reading");
     conn_close(c, why);
     return -1;
 }

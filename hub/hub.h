@@ -285,8 +285,8 @@ int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
 int send_unsuback(conn *c, uint16_t pid);
 int send_pingresp(conn *c);
 /* A PUBLISH; a large backlog is written at once rather than at the end of the turn. */
-int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t q,
-                 bool retain, bool dup, uint16_t pid);
+int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
+                 uint8_t q, bool retain, bool dup, uint16_t pid);
 
 /* ---- session delivery (session.c) ------------------------------------------------------- */
 /* Delivers m to c at QoS q (already min'd with the subscription); retain is the RETAIN

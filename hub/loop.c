@@ -100,8 +100,8 @@ static void accept_all(hub *h, listener *l, accept_guard *g, listener *ls, size_
     }
 }
 
-int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_tick, void *arg, char *err,
-                 size_t errlen)
+int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_tick, void *arg,
+             char *err, size_t errlen)
 {
     listener *ls = listeners;
     h->epfd = epoll_create1(EPOLL_CLOEXEC);

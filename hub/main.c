@@ -45,9 +45,11 @@ static void *report_main(void *arg)
     const char *inst = r->ctx->env.instance_name ? r->ctx->env.instance_name : svc;
     while (!bt_ctx_sleep(r->ctx, r->interval_ms)) {
         pthread_mutex_lock(&r->mu);
-        json_t *s = json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)r->conns,
-                              "connections_total", (json_int_t)r->ctr.conns_total, "messages_in",
-                              (json_int_t)r->ctr.msgs_in, "messages_out", (json_int_t)r->ctr.msgs_out,
+        json_t *s = json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "connections",
+                              (json_int_t)r->conns, "connections_total",
+                              (json_int_t)r->ctr.conns_total, "messages_in",
+                              (json_int_t)r->ctr.msgs_in, "messages_out",
+                              (json_int_t)r->ctr.msgs_out,
                               "bytes_in", (json_int_t)r->ctr.bytes_in, "bytes_out",
                               (json_int_t)r->ctr.bytes_out, "qos1_committed",
                               (json_int_t)r->ctr.committed, "qos0_dropped",
@@ -75,7 +77,8 @@ static void raise_nofile(void)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            bt_logkv(BT_LOG_WARN, "cannot raise the descriptor limit", "error", strerror(errno), NULL);
+            bt_logkv(BT_LOG_WARN, "cannot raise the descriptor limit", "error", strerror(errno),
+                     NULL);
     }
 }
 

@@ -119,7 +119,8 @@ void psession_drop(hub *h, const char *client_id)
         snprintf(consumer, sizeof consumer, "s:%s", client_id);
         if (store_del_session(h->st, client_id, err, sizeof err) < 0 ||
             store_del_offset(h->st, consumer, err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "deleting session failed", "client", client_id, "error", err, NULL);
+            bt_logkv(BT_LOG_ERROR, "deleting session failed", "client", client_id, "error", err,
+                     NULL);
     }
 }
 
@@ -311,7 +312,8 @@ void psession_save_subs(conn *c)
     if (h->st) {
         char err[160];
         if (store_put_session(h->st, c->client_id, ps->owner, ss, c->nsubs, err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "storing session failed", "client", c->client_id, "error", err, NULL);
+            bt_logkv(BT_LOG_ERROR, "storing session failed", "client", c->client_id, "error", err,
+                     NULL);
     }
     free(ss);
 }

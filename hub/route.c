@@ -90,7 +90,8 @@ void route_copies(const hub_config *cfg, msg *m, msg_vec *log, msg_vec *zero, si
         }
         (*budget)--;
         uint8_t q = route_qos(r, m->qos);
-        msg *cp = msg_new(r->target.topic, strlen(r->target.topic), m->payload, m->payload_len, q, 0);
+        msg *cp =
+            msg_new(r->target.topic, strlen(r->target.topic), m->payload, m->payload_len, q, 0);
         if (!cp)
             return;
         cp->ts_ms = m->ts_ms;

@@ -52,8 +52,8 @@ int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n)
     return rc;
 }
 
-int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t q,
-                        bool retain, bool dup, uint16_t pid)
+int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
+                 uint8_t q, bool retain, bool dup, uint16_t pid)
 {
     size_t need = 5 + 2 + tlen + 2 + plen;
     uint8_t *w = bt_buf_reserve(&c->out, need);
@@ -69,7 +69,8 @@ int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, s
      * not pile up more than the socket could have taken. */
     if (bt_buf_size(&c->out) >= EARLY_FLUSH_BYTES && !c->want_write)
         conn_flush_soft(c);
-    conn_mark_dirty(c);
+    if (!c->in_dirty)
+        conn_mark_dirty(c);
     c->h->ctr.msgs_out++;
-    return conn_check_out(c);
+    return bt_buf_size(&c->out) > c->h->out_max ? conn_check_out(c) : 0;
 }
