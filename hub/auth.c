@@ -6,7 +6,7 @@
 
 #include "baetyl/topic.h"
 
-int hub_auth_validate(const bt_cfg_list *principals, char *err, size_t errlen)
+int auth_validate(const bt_cfg_list *principals, char *err, size_t errlen)
 {
     for (size_t i = 0; i < principals->n; i++) {
         const hub_principal_cfg *p = &BT_CFG_AT(*principals, hub_principal_cfg, i);
@@ -42,7 +42,7 @@ static bool secret_equal(const char *want, const char *got, size_t got_len)
     return d == 0 && wl == got_len;
 }
 
-const hub_principal_cfg *hub_auth_login(const bt_cfg_list *principals, const char *username,
+const hub_principal_cfg *auth_login(const bt_cfg_list *principals, const char *username,
                                         const char *password, size_t password_len, bool has_password,
                                         bool cert_verified)
 {
@@ -83,12 +83,12 @@ static bool permitted(const hub_principal_cfg *p, const char *action, const char
     return false;
 }
 
-bool hub_auth_can_pub(const hub_principal_cfg *p, const char *t)
+bool auth_can_pub(const hub_principal_cfg *p, const char *t)
 {
     return permitted(p, "pub", t);
 }
 
-bool hub_auth_can_sub(const hub_principal_cfg *p, const char *f)
+bool auth_can_sub(const hub_principal_cfg *p, const char *f)
 {
     return permitted(p, "sub", f);
 }

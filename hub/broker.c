@@ -11,9 +11,6 @@
 #include "hub.h"
 #include "route.h"
 
-/* Routed copies per message at most (routes form no cycle, but may branch). */
-#define ROUTE_COPIES_MAX 256
-
 int64_t hub_wall_ms(void)
 {
     struct timespec ts;
@@ -56,50 +53,97 @@ void hub_dispatch(hub *h, msg *m)
     }
 }
 
-/* Routed copies of m: QoS 1 copies go to *log (to be committed), QoS 0 copies to *zero;
- * then their own copies, depth first. */
-typedef struct {
-    msg **v;
-    size_t n, cap;
-} msg_vec;
-
-static int vec_push(msg_vec *v, msg *m)
+static void live_qos1_cb(void *owner, uint8_t qos, void *arg)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        msg **p = realloc(v->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        v->v = p;
-        v->cap = cap;
-    }
-    v->v[v->n++] = m;
-    return 0;
+    (void)owner;
+    if (qos)
+        *(bool *)arg = true;
 }
 
-static void route_copies(hub *h, msg *m, msg_vec *log, msg_vec *zero, size_t *budget)
+static void any_cb(void *owner, uint8_t qos, void *arg)
 {
-    const bt_cfg_list *routes = &h->cfg->subscriptions;
-    for (size_t i = 0; i < routes->n; i++) {
-        const hub_route_cfg *r = &BT_CFG_AT(*routes, hub_route_cfg, i);
-        if (!bt_topic_match(r->source.topic, m->topic))
+    (void)owner;
+    (void)qos;
+    *(bool *)arg = true;
+}
+
+/* Whether a consumer may read m from the log: a connected client's QoS 1 subscription (its
+ * window or catch-up reads the log) or any subscription of an away persistent session. */
+static bool log_needed(hub *h, const msg *m)
+{
+    bool need = false;
+    trie_match(&h->subs, m->topic, live_qos1_cb, &need);
+    if (!need)
+        trie_match(&h->offline, m->topic, any_cb, &need);
+    return need;
+}
+
+uint64_t hub_log_done(hub *h)
+{
+    uint64_t done = h->last_seq;
+    for (conn *c = h->conns; c; c = c->next)
+        if (c->state == CONN_ACTIVE) {
+            uint64_t off = session_offset(c);
+            done = off < done ? off : done;
+        }
+    psession_min_offset(h, &done);
+    return done;
+}
+
+/* Deletes the log every consumer is done with; how many, or -1. */
+static long trim_log(hub *h)
+{
+    char err[160];
+    long n = store_trim(h->st, hub_log_done(h), hub_wall_ms(), err, sizeof err);
+    if (n < 0)
+        bt_logkv(BT_LOG_ERROR, "trimming the message log failed", "error", err, NULL);
+    else if (n > 0)
+        bt_logf(BT_LOG_DEBUG, "deleted %ld messages every consumer had", n);
+    return n;
+}
+
+/* Appends the messages of log that a consumer needs in one commit; the others keep seq 0
+ * (delivered live only). A full store is trimmed of what every consumer has, then tried
+ * again once. */
+static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
+{
+    store_msg *sm = log->n ? calloc(log->n, sizeof *sm) : NULL;
+    msg **kept = log->n ? calloc(log->n, sizeof *kept) : NULL;
+    uint64_t *seqs = log->n ? calloc(log->n, sizeof *seqs) : NULL;
+    int rc = log->n && (!sm || !kept || !seqs) ? -1 : 0;
+    size_t n = 0;
+    for (size_t i = 0; rc == 0 && i < log->n; i++) {
+        msg *m = log->v[i];
+        if (!log_needed(h, m))
             continue;
-        if (*budget == 0) {
-            bt_logkv(BT_LOG_WARN, "too many routed copies, dropping the rest", "topic", m->topic, NULL);
-            return;
-        }
-        (*budget)--;
-        uint8_t q = hub_route_qos(r, m->qos);
-        msg *cp = msg_new(r->target.topic, strlen(r->target.topic), m->payload, m->payload_len, q, 0);
-        if (!cp)
-            return;
-        cp->ts_ms = m->ts_ms;
-        if (vec_push(q ? log : zero, cp) < 0) {
-            msg_unref(cp);
-            return;
-        }
-        route_copies(h, cp, log, zero, budget);
+        kept[n] = m;
+        sm[n++] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain,
+                              m->ts_ms};
     }
+    if (rc == 0 && n) {
+        if (!h->st) {
+            for (size_t i = 0; i < n; i++)
+                seqs[i] = h->last_seq + 1 + i;
+        } else {
+            /* Acknowledgements of this turn ride along: fewer resends after a crash. */
+            psession_offsets o = {0};
+            if (h->offsets_acked)
+                psession_offsets_take(h, false, &o);
+            rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
+            if (rc < 0 && trim_log(h) > 0)
+                rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
+            psession_offsets_done(h, &o, rc == 0);
+        }
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            kept[i]->seq = seqs[i];
+        h->ctr.committed += n;
+    }
+    free(sm);
+    free(kept);
+    free(seqs);
+    return rc;
 }
 
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
@@ -112,7 +156,7 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
         if (h->cfg->subscriptions.n) {
             msg_vec log = {0}, zero = {0};
             size_t budget = ROUTE_COPIES_MAX;
-            route_copies(h, m, &log, &zero, &budget);
+            route_copies(h->cfg, m, &log, &zero, &budget);
             for (size_t i = 0; i < zero.n; i++) {
                 hub_dispatch(h, zero.v[i]);
                 msg_unref(zero.v[i]);
@@ -130,7 +174,7 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
         pending_pub *p = realloc(h->pend, cap * sizeof *p);
         if (!p) {
             if (pub_conn)
-                hub_conn_close(pub_conn, "out of memory");
+                conn_close(pub_conn, "out of memory");
             return -1;
         }
         h->pend = p;
@@ -155,60 +199,37 @@ void hub_commit(hub *h)
     msg_vec log = {0}, zero = {0};
     bool oom = false;
     for (size_t i = 0; i < npend && !oom; i++) {
-        if (vec_push(&log, msg_ref(pend[i].m)) < 0) {
+        if (msg_vec_push(&log, msg_ref(pend[i].m)) < 0) {
             msg_unref(pend[i].m);
             oom = true;
             break;
         }
         if (h->cfg->subscriptions.n) {
             size_t budget = ROUTE_COPIES_MAX;
-            route_copies(h, pend[i].m, &log, &zero, &budget);
+            route_copies(h->cfg, pend[i].m, &log, &zero, &budget);
         }
     }
-    int rc = oom ? -1 : 0;
     char err[200] = "out of memory";
-    uint64_t *seqs = log.n ? calloc(log.n, sizeof *seqs) : NULL;
-    if (rc == 0 && !seqs)
-        rc = -1;
-    if (rc == 0 && h->st) {
-        store_msg *sm = calloc(log.n, sizeof *sm);
-        if (!sm) {
-            rc = -1;
-        } else {
-            for (size_t i = 0; i < log.n; i++) {
-                msg *m = log.v[i];
-                sm[i] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
-            }
-            rc = store_append(h->st, sm, log.n, seqs, err, sizeof err);
-            free(sm);
-        }
-    } else if (rc == 0) {
-        for (size_t i = 0; i < log.n; i++)
-            seqs[i] = h->last_seq + 1 + i;
-    }
+    int rc = oom ? -1 : log_append(h, &log, err, sizeof err);
     if (rc < 0) {
         bt_logkv(BT_LOG_ERROR, "committing QoS 1 messages failed", "error", err, NULL);
         /* No PUBACK: the publishers resend after reconnecting. */
         for (size_t i = 0; i < npend; i++)
             if (pend[i].c)
-                hub_conn_close(pend[i].c, "message store failed");
+                conn_close(pend[i].c, "message store failed");
     } else {
-        h->ctr.committed += log.n;
-        for (size_t i = 0; i < log.n; i++)
-            log.v[i]->seq = seqs[i];
-        for (size_t i = 0; i < log.n; i++)
+        uint64_t last = h->last_seq;
+        for (size_t i = 0; i < log.n; i++) {
             hub_dispatch(h, log.v[i]);
-        if (log.n && seqs[log.n - 1] > h->last_seq)
-            h->last_seq = seqs[log.n - 1];
+            last = log.v[i]->seq > last ? log.v[i]->seq : last;
+        }
+        h->last_seq = last;
         for (size_t i = 0; i < zero.n; i++)
             hub_dispatch(h, zero.v[i]);
         for (size_t i = 0; i < npend; i++) {
             conn *c = pend[i].c;
-            if (c && c->state == CONN_ACTIVE) {
-                uint8_t b[4];
-                bt_mqtt_encode_puback(b, sizeof b, pend[i].pid);
-                hub_conn_send(c, b, 4);
-            }
+            if (c && c->state == CONN_ACTIVE)
+                send_puback(c, pend[i].pid);
         }
     }
     for (size_t i = 0; i < log.n; i++)
@@ -217,7 +238,6 @@ void hub_commit(hub *h)
         msg_unref(zero.v[i]);
     for (size_t i = 0; i < npend; i++)
         msg_unref(pend[i].m);
-    free(seqs);
     free(log.v);
     free(zero.v);
     free(pend);
@@ -227,6 +247,8 @@ void hub_turn_end(hub *h)
 {
     will_publish_queued(h);
     hub_commit(h);
+    if (h->offsets_acked)
+        psession_flush_offsets(h, false);
     while (h->pump) {
         conn *c = h->pump;
         h->pump = c->pump_next;
@@ -240,12 +262,12 @@ void hub_turn_end(hub *h)
         c->in_dirty = false;
         c->dirty_next = NULL;
         if (c->state != CONN_CLOSED)
-            hub_conn_flush(c);
+            conn_flush(c);
     }
     while (h->closed) {
         conn *c = h->closed;
         h->closed = c->next;
-        hub_conn_free(c);
+        conn_free(c);
     }
 }
 
@@ -256,22 +278,22 @@ void hub_tick(hub *h)
     for (conn *c = h->conns, *next; c; c = next) {
         next = c->next;
         if (c->state == CONN_NEW && c->tr->handshaking && now - c->created_ms > h->cfg->handshake_timeout_ms) {
-            hub_conn_close(c, "handshake timeout");
+            conn_close(c, "handshake timeout");
             continue;
         }
         if (c->state == CONN_NEW && now - c->created_ms > ka_deadline_connect) {
-            hub_conn_close(c, "no CONNECT in time");
+            conn_close(c, "no CONNECT in time");
             continue;
         }
         if (c->state == CONN_ACTIVE && c->keepalive && now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
-            hub_conn_close(c, "keepalive timeout");
+            conn_close(c, "keepalive timeout");
             continue;
         }
         if (c->qlen)
             session_retry(c);
     }
     if (now >= h->next_offsets_ms) {
-        persist_flush_offsets(h);
+        psession_flush_offsets(h, true);
         h->next_offsets_ms = now + 200;
     }
     if (h->st && now >= h->next_cleanup_ms) {
@@ -281,6 +303,7 @@ void hub_tick(hub *h)
             bt_logkv(BT_LOG_ERROR, "cleaning up old messages failed", "error", err, NULL);
         else if (n > 0)
             bt_logf(BT_LOG_DEBUG, "deleted %ld messages older than the retention", n);
+        trim_log(h);
         h->next_cleanup_ms = now + h->cfg->cleanup_interval_ms;
     }
 }
@@ -295,6 +318,9 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     h->next_offsets_ms = h->now_ms + 200;
     h->next_cleanup_ms = h->now_ms; /* clean once at start */
     h->random_ids = (uint64_t)hub_wall_ms() ^ ((uint64_t)getpid() << 32);
+    /* Two messages of the largest size always fit: a reading client is never cut off. */
+    size_t two = 2 * ((size_t)cfg->length_max + BT_MQTT_MAX_HEADER);
+    h->out_max = (size_t)cfg->egress_max > two ? (size_t)cfg->egress_max : two;
     h->rbuf_cap = 64 * 1024;
     h->rbuf = malloc(h->rbuf_cap);
     if (!h->rbuf) {
@@ -303,7 +329,15 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     }
     if (st)
         h->last_seq = store_last_seq(st);
-    if (retain_load(h, err, errlen) < 0 || persist_load(h, err, errlen) < 0 || will_recover(h, err, errlen) < 0) {
+    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0) {
+        hub_shutdown(h);
+        return -1;
+    }
+    /* What every persistent session has goes at once: a store left full by the last run
+     * takes new messages again. */
+    if (st)
+        trim_log(h);
+    if (will_recover(h, err, errlen) < 0) {
         hub_shutdown(h);
         return -1;
     }
@@ -320,18 +354,18 @@ void hub_shutdown(hub *h)
     h->stopping = true;
     /* Wills fire at shutdown too (SPEC §11). */
     while (h->conns)
-        hub_conn_close(h->conns, "hub shutting down");
+        conn_close(h->conns, "hub shutting down");
     will_publish_queued(h);
     hub_commit(h);
-    persist_flush_offsets(h);
+    psession_flush_offsets(h, true);
     hub_turn_end(h);
     map_each(&h->retained, unref_each, NULL);
     map_free(&h->retained);
     map_free(&h->clients);
-    persist_free_all(h);
+    psession_free_all(h);
     trie_free(&h->subs);
     free(h->pend);
-    free(h->wills);
+    free(h->wills.v);
     free(h->match);
     free(h->rbuf);
     h->pend = NULL;

@@ -55,9 +55,9 @@ static int check_listen(const void *v, char *err, size_t errlen)
 static int check_config(void *obj, char *err, size_t errlen)
 {
     hub_config *c = obj;
-    if (hub_auth_validate(&c->principals, err, errlen) < 0)
+    if (auth_validate(&c->principals, err, errlen) < 0)
         return -1;
-    if (hub_routes_validate(&c->subscriptions, err, errlen) < 0)
+    if (route_validate(&c->subscriptions, err, errlen) < 0)
         return -1;
     /* TLS listeners need a server certificate; ca is optional (without it no client
      * certificate is requested, so only password logins work there). */
@@ -103,6 +103,8 @@ static const bt_cfg_field hub_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 65535),
     BT_FIELD(hub_config, out_qos1_batch, "message.egress.qos1.batch.max", BT_CFG_INT, .def = "50",
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
+    BT_FIELD(hub_config, egress_max, "message.egress.buffer.max", BT_CFG_SIZE, .def = "16m",
+             .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, retry_interval_ms, "message.egress.qos1.retry.interval", BT_CFG_DURATION,
              .def = "20s", .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, offset_size, "message.offset.buffer.size", BT_CFG_INT, .def = "10000",
@@ -111,6 +113,8 @@ static const bt_cfg_field hub_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
     BT_FIELD(hub_config, storage_dir, "storage.dir", BT_CFG_STRING, .def = "var/db/baetyl/data"),
     BT_FIELD(hub_config, storage_sync, "storage.sync", BT_CFG_BOOL, .def = "false"),
+    BT_FIELD(hub_config, storage_max, "storage.size.max", BT_CFG_SIZE, .def = "2g",
+             .flags = BT_CFG_RANGE, .min = 1 << 20, .max = 1e15),
     BT_FIELD(hub_config, handshake_timeout_ms, "handshake.timeout", BT_CFG_DURATION, .def = "10s",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, shutdown_timeout_ms, "shutdown.timeout", BT_CFG_DURATION, .def = "10m"),
@@ -123,18 +127,3 @@ static const bt_cfg_field hub_fields[] = {
     {0}};
 
 const bt_cfg_schema hub_config_schema = {sizeof(hub_config), hub_fields, check_config};
-
-int hub_config_load(hub_config *c, const char *path, char *err, size_t errlen)
-{
-    return bt_cfg_load_file(&hub_config_schema, c, path, err, errlen);
-}
-
-int hub_config_load_string(hub_config *c, const char *yaml, char *err, size_t errlen)
-{
-    return bt_cfg_load_string(&hub_config_schema, c, yaml, strlen(yaml), err, errlen);
-}
-
-void hub_config_free(hub_config *c)
-{
-    bt_cfg_free(&hub_config_schema, c);
-}

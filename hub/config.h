@@ -37,10 +37,12 @@ typedef struct {
     long in_qos0_size, in_qos1_size, in_qos1_batch;
     int64_t retention_ms, cleanup_interval_ms;
     long out_qos0_size, out_qos1_size, out_qos1_batch;
+    int64_t egress_max; /* decided here: bytes waiting to be sent per connection (16m) */
     int64_t retry_interval_ms;
     long offset_size, offset_batch;
     char *storage_dir;
     bool storage_sync; /* decided here: fsync each commit (power-loss safety); default off */
+    int64_t storage_max; /* decided here: the store's size limit ("store full" beyond; 2g) */
     int64_t handshake_timeout_ms; /* decided here: TLS + WebSocket handshake deadline (10s) */
     int64_t shutdown_timeout_ms;
     bool status_logging;
@@ -49,13 +51,8 @@ typedef struct {
     bt_logger_config logger;
 } hub_config;
 
+/* Loads and validates the whole hub config (listeners, principals, routes): use it with
+ * bt_ctx_load_config, bt_cfg_load_string and bt_cfg_free. */
 extern const bt_cfg_schema hub_config_schema;
-
-/* Loads and validates the hub config file (routes, principals, listeners). 0 or -1 + err. */
-int hub_config_load(hub_config *c, const char *path, char *err, size_t errlen);
-/* The same from memory (for tests). */
-int hub_config_load_string(hub_config *c, const char *yaml, char *err, size_t errlen);
-/* Frees what the loader allocated. */
-void hub_config_free(hub_config *c);
 
 #endif

@@ -14,7 +14,7 @@
 /* Bytes read per connection per turn before others get their turn. */
 #define READ_BUDGET (256u << 10)
 
-conn *hub_conn_new(hub *h, transport *tr)
+conn *conn_new(hub *h, transport *tr)
 {
     conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -35,7 +35,7 @@ conn *hub_conn_new(hub *h, transport *tr)
     return c;
 }
 
-static void mark_dirty(conn *c)
+void conn_mark_dirty(conn *c)
 {
     if (!c->in_dirty) {
         c->in_dirty = true;
@@ -44,16 +44,31 @@ static void mark_dirty(conn *c)
     }
 }
 
-int hub_conn_send(conn *c, const void *d, size_t n)
+int conn_send(conn *c, const void *d, size_t n)
 {
     if (c->state == CONN_CLOSED)
         return -1;
     if (bt_buf_append(&c->out, d, n) < 0) {
-        hub_conn_close(c, "out of memory");
+        conn_close(c, "out of memory");
         return -1;
     }
-    mark_dirty(c);
-    return 0;
+    conn_mark_dirty(c);
+    return conn_check_out(c);
+}
+
+int conn_check_out(conn *c)
+{
+    if (bt_buf_size(&c->out) <= c->h->out_max || c->state == CONN_CLOSED)
+        return 0;
+    /* The client does not read: drop what it has not taken (QoS 1 state stays with its
+     * session: unacknowledged log messages come again from its offset). */
+    c->h->ctr.slow_closed++;
+    bt_buf_free(&c->out);
+    char why[120];
+    snprintf(why, sizeof why, "output over message.egress.buffer.max (%zu bytes): %s",
+             c->h->out_max, "client not reading");
+    conn_close(c, why);
+    return -1;
 }
 
 /* Handles one decoded packet according to the session state. */
@@ -61,7 +76,7 @@ static int on_packet(conn *c, const bt_mqtt_packet *p)
 {
     if (c->state == CONN_NEW) {
         if (p->type != BT_MQTT_CONNECT) {
-            hub_conn_close(c, "first packet is not CONNECT");
+            conn_close(c, "first packet is not CONNECT");
             return -1;
         }
         return handle_connect(c, p);
@@ -75,28 +90,25 @@ static int on_packet(conn *c, const bt_mqtt_packet *p)
         return handle_subscribe(c, p);
     case BT_MQTT_UNSUBSCRIBE:
         return handle_unsubscribe(c, p);
-    case BT_MQTT_PINGREQ: {
-        uint8_t b[2];
-        bt_mqtt_encode_empty(b, sizeof b, BT_MQTT_PINGRESP);
-        return hub_conn_send(c, b, 2);
-    }
+    case BT_MQTT_PINGREQ:
+        return send_pingresp(c);
     case BT_MQTT_DISCONNECT:
         c->graceful = true;
         will_discard(c);
-        hub_conn_close(c, "client disconnected");
+        conn_close(c, "client disconnected");
         return -1;
     case BT_MQTT_CONNECT:
-        hub_conn_close(c, "second CONNECT on a connection");
+        conn_close(c, "second CONNECT on a connection");
         return -1;
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
     case BT_MQTT_PUBCOMP:
-        hub_conn_close(c, "QoS 2 is not supported");
+        conn_close(c, "QoS 2 is not supported");
         return -1;
     default: {
         char why[64];
         snprintf(why, sizeof why, "unexpected %s from a client", bt_mqtt_type_name(p->type));
-        hub_conn_close(c, why);
+        conn_close(c, why);
         return -1;
     }
     }
@@ -120,14 +132,11 @@ static ssize_t parse(conn *c, const uint8_t *d, size_t n)
             break;
         if (r < 0) {
             c->h->ctr.bad_packets++;
-            if (c->state == CONN_NEW && p.type == BT_MQTT_CONNECT && p.connect.protocol_level) {
-                uint8_t b[4];
-                bt_mqtt_encode_connack(b, sizeof b, false, BT_MQTT_CONNACK_BAD_PROTOCOL);
-                hub_conn_send(c, b, 4);
-            }
+            if (c->state == CONN_NEW && p.type == BT_MQTT_CONNECT && p.connect.protocol_level)
+                send_connack(c, BT_MQTT_CONNACK_BAD_PROTOCOL);
             char why[220];
             snprintf(why, sizeof why, "malformed packet: %s", err);
-            hub_conn_close(c, why);
+            conn_close(c, why);
             return -1;
         }
         pos += used;
@@ -138,7 +147,7 @@ static ssize_t parse(conn *c, const uint8_t *d, size_t n)
     return (ssize_t)pos;
 }
 
-int hub_conn_feed(conn *c, const uint8_t *d, size_t n)
+int conn_feed(conn *c, const uint8_t *d, size_t n)
 {
     if (c->state == CONN_CLOSED)
         return -1;
@@ -146,7 +155,7 @@ int hub_conn_feed(conn *c, const uint8_t *d, size_t n)
     if (bt_buf_size(&c->in)) {
         /* A partial packet is waiting: append and parse from the connection's buffer. */
         if (bt_buf_append(&c->in, d, n) < 0) {
-            hub_conn_close(c, "out of memory");
+            conn_close(c, "out of memory");
             return -1;
         }
         ssize_t used = parse(c, c->in.p + c->in.off, bt_buf_size(&c->in));
@@ -160,13 +169,13 @@ int hub_conn_feed(conn *c, const uint8_t *d, size_t n)
     if (used < 0)
         return -1;
     if ((size_t)used < n && bt_buf_append(&c->in, d + used, n - (size_t)used) < 0) {
-        hub_conn_close(c, "out of memory");
+        conn_close(c, "out of memory");
         return -1;
     }
     return 0;
 }
 
-void hub_conn_on_readable(conn *c)
+void conn_on_readable(conn *c)
 {
     hub *h = c->h;
     transport *t = c->tr;
@@ -175,28 +184,28 @@ void hub_conn_on_readable(conn *c)
         ssize_t r = t->ops->read(t, h->rbuf, h->rbuf_cap);
         if (r > 0) {
             total += (size_t)r;
-            if (hub_conn_feed(c, h->rbuf, (size_t)r) < 0)
+            if (conn_feed(c, h->rbuf, (size_t)r) < 0)
                 return;
             if (t->drained)
                 break; /* the socket had no more */
             continue;
         }
         if (r == 0) {
-            hub_conn_close(c, "connection closed by peer");
+            conn_close(c, "connection closed by peer");
             return;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             break;
         char why[256];
         snprintf(why, sizeof why, "read failed: %s", t->err ? t->err : strerror(errno));
-        hub_conn_close(c, why);
+        conn_close(c, why);
         return;
     }
     /* The transport has bytes of its own (handshake answer, pong), waits for writability,
      * or a write waited for this read: the end-of-turn flush sees to it. */
     if (c->state != CONN_CLOSED &&
         (t->out_pending || t->read_wants_write || (t->write_wants_read && bt_buf_size(&c->out))))
-        mark_dirty(c);
+        conn_mark_dirty(c);
 }
 
 static void set_want_write(conn *c, bool on)
@@ -235,7 +244,7 @@ static void conn_write(conn *c, bool may_close)
             if (c->state != CONN_CLOSED) {
                 char why[256];
                 snprintf(why, sizeof why, "write failed: %s", t->err ? t->err : strerror(errno));
-                hub_conn_close(c, why);
+                conn_close(c, why);
             }
             return;
         }
@@ -250,17 +259,17 @@ static void conn_write(conn *c, bool may_close)
         set_want_write(c, t->read_wants_write);
 }
 
-void hub_conn_flush(conn *c)
+void conn_flush(conn *c)
 {
     conn_write(c, true);
 }
 
-void hub_conn_flush_soft(conn *c)
+void conn_flush_soft(conn *c)
 {
     conn_write(c, false);
 }
 
-void hub_conn_close(conn *c, const char *reason)
+void conn_close(conn *c, const char *reason)
 {
     if (c->state == CONN_CLOSED)
         return;
@@ -278,7 +287,7 @@ void hub_conn_close(conn *c, const char *reason)
         if (h->pend[i].c == c)
             h->pend[i].c = NULL;
     if (!c->clean && c->client_id) {
-        psess *ps = persist_get(h, c->client_id, false);
+        psess *ps = psession_get(h, c->client_id, NULL);
         if (ps && ps->online == c) {
             uint64_t off = was_active ? session_offset(c) : ps->offset;
             if (off != ps->offset) {
@@ -286,8 +295,8 @@ void hub_conn_close(conn *c, const char *reason)
                 ps->offset_dirty = true;
             }
             if (was_active)
-                persist_hold_unacked(ps, c);
-            ps->online = NULL;
+                psession_hold_unacked(ps, c);
+            psession_set_online(h, ps, NULL);
         }
     }
     session_clear_subs(c);
@@ -308,10 +317,10 @@ void hub_conn_close(conn *c, const char *reason)
     h->closed = c;
 }
 
-void hub_conn_free(conn *c)
+void conn_free(conn *c)
 {
     if (bt_buf_size(&c->out))
-        hub_conn_flush(c); /* best effort: a CONNACK with an error code, a last PUBACK */
+        conn_flush(c); /* best effort: a CONNACK with an error code, a last PUBACK */
     for (size_t i = 0; i < c->qlen; i++)
         msg_unref(c->q[(c->qhead + i) % c->qcap].m);
     free(c->q);

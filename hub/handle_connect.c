@@ -1,5 +1,10 @@
 /* CONNECT (SPEC §11 Connect): credentials, client id rules, will checks, session takeover,
- * clean and persistent sessions. */
+ * clean and persistent sessions.
+ *
+ * A client id belongs to a principal while it is in use: a persistent session to the
+ * username that created it, a connected client to its username. Another username asking
+ * for that id is refused (CONNACK 5), so it can neither read the session nor disconnect
+ * its client; the same username takes over as MQTT says. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +16,11 @@
 
 static int refuse(conn *c, uint8_t code, const char *why)
 {
-    uint8_t b[4];
-    bt_mqtt_encode_connack(b, sizeof b, false, code);
-    hub_conn_send(c, b, 4);
+    send_connack(c, code);
     c->h->ctr.conns_refused++;
     char reason[200];
     snprintf(reason, sizeof reason, "connect refused (code %u): %s", code, why);
-    hub_conn_close(c, reason);
+    conn_close(c, reason);
     return -1;
 }
 
@@ -44,6 +47,36 @@ static char *dupn(const char *s, size_t n)
     return d;
 }
 
+/* True when client_id is held by a username other than user: a persistent session it
+ * created, or a client connected under it. */
+static bool owned_by_other(hub *h, const char *client_id, const char *user)
+{
+    psess *ps = psession_get(h, client_id, NULL);
+    if (ps && ps->owner && strcmp(ps->owner, user) != 0)
+        return true;
+    conn *old = map_get(&h->clients, client_id);
+    return old && old->principal && strcmp(old->principal->username, user) != 0;
+}
+
+/* Subscribes c to its persistent session's filters that pr may still subscribe to (the
+ * permits may have changed since); the others are dropped and logged. Returns the number
+ * dropped, or -1 when out of memory. */
+static int restore_subs(conn *c, const psess *ps, const hub_principal_cfg *pr)
+{
+    int dropped = 0;
+    for (size_t i = 0; i < ps->nsubs; i++) {
+        if (!auth_can_sub(pr, ps->subs[i].filter)) {
+            bt_logkv(BT_LOG_WARN, "subscription no longer permitted, dropped", "client",
+                     c->client_id, "username", pr->username, "filter", ps->subs[i].filter, NULL);
+            dropped++;
+            continue;
+        }
+        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos) < 0)
+            return -1;
+    }
+    return dropped;
+}
+
 int handle_connect(conn *c, const bt_mqtt_packet *p)
 {
     hub *h = c->h;
@@ -60,7 +93,7 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     if (!user)
         return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
     const hub_principal_cfg *pr =
-        hub_auth_login(&h->cfg->principals, user, (const char *)k->password.ptr, k->password.len, k->has_password,
+        auth_login(&h->cfg->principals, user, (const char *)k->password.ptr, k->password.len, k->has_password,
                        c->tr->cert_verified);
     free(user);
     if (!pr)
@@ -77,7 +110,7 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
                        k->will_qos, k->will_retain);
         if (!will)
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
-        if (!hub_auth_can_pub(pr, will->topic)) {
+        if (!auth_can_pub(pr, will->topic)) {
             msg_unref(will);
             return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will topic not permitted");
         }
@@ -101,6 +134,10 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         msg_unref(will);
         return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
     }
+    if (owned_by_other(h, c->client_id, pr->username)) {
+        msg_unref(will);
+        return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "client id in use by another username");
+    }
     c->clean = k->clean_session;
     c->level = k->protocol_level;
     c->keepalive = k->keepalive;
@@ -108,26 +145,33 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     /* Takeover: the old connection ends (its will fires) and leaves its session state. */
     conn *old = map_get(&h->clients, c->client_id);
     if (old && old != c)
-        hub_conn_close(old, "session taken over by a new connection");
+        conn_close(old, "session taken over by a new connection");
     if (map_put(&h->clients, c->client_id, c, NULL) < 0) {
         msg_unref(will);
         return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
     }
 
     if (c->clean) {
-        persist_drop(h, c->client_id);
+        psession_drop(h, c->client_id);
     } else {
-        psess *ps = persist_get(h, c->client_id, true);
+        bool existed = psession_get(h, c->client_id, NULL) != NULL;
+        psess *ps = psession_get(h, c->client_id, pr->username);
+        bool claimed = ps && !ps->owner; /* a session stored before owners were kept */
+        if (claimed && !(ps->owner = strdup(pr->username)))
+            ps = NULL;
         if (!ps) {
             msg_unref(will);
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
         }
-        ps->online = c;
-        for (size_t i = 0; i < ps->nsubs; i++)
-            if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos) < 0) {
-                msg_unref(will);
-                return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
-            }
+        psession_set_online(h, ps, c);
+        int r = restore_subs(c, ps, pr);
+        if (r < 0) {
+            msg_unref(will);
+            return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
+        }
+        /* The owner is stored with the session from its start; dropped filters go too. */
+        if (!existed || claimed || r > 0)
+            psession_save_subs(c);
         /* Messages published while away come from the log. */
         c->catchup = true;
         c->next_seq = ps->offset + 1;
@@ -142,18 +186,16 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
             bt_logkv(BT_LOG_ERROR, "storing will failed", "client", c->client_id, "error", err, NULL);
     }
     c->state = CONN_ACTIVE;
-    uint8_t b[4];
-    bt_mqtt_encode_connack(b, sizeof b, false, BT_MQTT_CONNACK_ACCEPTED);
-    if (hub_conn_send(c, b, 4) < 0)
+    if (send_connack(c, BT_MQTT_CONNACK_ACCEPTED) < 0)
         return -1;
     bt_logkv(BT_LOG_DEBUG, "client connected", "client", c->client_id, "username", pr->username, NULL);
     if (!c->clean) {
         /* Unacknowledged deliveries that are not in the log go out again first, as resends. */
-        psess *ps = persist_get(h, c->client_id, false);
+        psess *ps = psession_get(h, c->client_id, NULL);
         if (ps) {
             for (size_t i = 0; i < ps->nheld; i++)
                 session_resend(c, ps->held[i]);
-            persist_release_held(ps);
+            psession_release_held(ps);
         }
     }
     if (c->catchup)

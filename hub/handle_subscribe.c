@@ -17,7 +17,7 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
     if (!codes || !filters) {
         free(codes);
         free(filters);
-        hub_conn_close(c, "out of memory");
+        conn_close(c, "out of memory");
         return -1;
     }
     memset(codes, BT_MQTT_SUBACK_FAILURE, n ? n : 1);
@@ -34,7 +34,7 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
             if (f) {
                 memcpy(f, t.ptr, t.len);
                 f[t.len] = 0;
-                if (hub_auth_can_sub(c->principal, f) && session_subscribe(c, f, q) == 0) {
+                if (auth_can_sub(c->principal, f) && session_subscribe(c, f, q) == 0) {
                     codes[i] = q;
                     filters[i] = f;
                     changed = true;
@@ -45,19 +45,9 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
         }
         i++;
     }
-    int rc = 0;
-    size_t cap = 5 + 2 + n;
-    uint8_t *b = malloc(cap);
-    ssize_t len = b ? bt_mqtt_encode_suback(b, cap, sl->packet_id, codes, n) : -1;
-    if (len < 0 || (size_t)len > cap) {
-        hub_conn_close(c, "cannot encode SUBACK");
-        rc = -1;
-    } else {
-        rc = hub_conn_send(c, b, (size_t)len);
-    }
-    free(b);
+    int rc = send_suback(c, sl->packet_id, codes, n);
     if (rc == 0 && changed)
-        session_persist_subs(c);
+        psession_save_subs(c);
     for (size_t k = 0; k < n; k++) {
         if (rc == 0 && filters[k] && c->state == CONN_ACTIVE)
             retain_deliver(c->h, c, filters[k], codes[k]);
@@ -83,11 +73,9 @@ int handle_unsubscribe(conn *c, const bt_mqtt_packet *p)
         if (session_unsubscribe(c, f))
             changed = true;
     }
-    uint8_t b[4];
-    bt_mqtt_encode_ack(b, sizeof b, BT_MQTT_UNSUBACK, p->unsubscribe.packet_id);
-    if (hub_conn_send(c, b, 4) < 0)
+    if (send_unsuback(c, p->unsubscribe.packet_id) < 0)
         return -1;
     if (changed)
-        session_persist_subs(c);
+        psession_save_subs(c);
     return 0;
 }

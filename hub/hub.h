@@ -2,8 +2,8 @@
  * state, shared message buffers and the transport layer under the codec. One I/O thread
  * owns all of it; nothing here is locked.
  *
- * A session can be driven without sockets: hub_conn_new() with a memory transport and
- * hub_conn_feed() with bytes (the fuzz target and unit tests do this). */
+ * A session can be driven without sockets: conn_new() with a memory transport and
+ * conn_feed() with bytes (the fuzz target and unit tests do this). */
 #ifndef HUB_HUB_H
 #define HUB_HUB_H
 
@@ -42,6 +42,14 @@ msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, u
 static inline msg *msg_ref(msg *m) { m->refs++; return m; }
 /* Drops one reference (frees at zero; NULL is fine). */
 void msg_unref(msg *m);
+
+/* A growable array of message references. */
+typedef struct {
+    msg **v;
+    size_t n, cap;
+} msg_vec;
+/* Appends m (the vector takes the caller's reference). 0, or -1 when out of memory. */
+int msg_vec_push(msg_vec *v, msg *m);
 
 /* ---- transports: the byte stream under the codec (tcp, tls, ws over either) ------------ */
 /* A transport turns socket readiness into MQTT bytes both ways. TLS and WebSocket have
@@ -84,9 +92,9 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 /* The TLS server context of certificate {ca, cert, key}: cert and key are required; with
  * ca a client certificate is requested and, when presented, must verify against it.
  * NULL with err naming the field and file. */
-struct ssl_ctx_st *tls_server_ctx_new(const hub_config *cfg, char *err, size_t errlen);
+struct ssl_ctx_st *transport_tls_ctx_new(const hub_config *cfg, char *err, size_t errlen);
 /* Drops the caller's reference (connections hold their own); NULL is fine. */
-void tls_server_ctx_free(struct ssl_ctx_st *ctx);
+void transport_tls_ctx_free(struct ssl_ctx_st *ctx);
 /* A TLS server transport on an accepted non-blocking socket (takes the fd); the handshake
  * runs inside read(), never blocking. NULL when no memory (the fd is closed). */
 transport *transport_tls_new(int fd, struct ssl_ctx_st *ctx);
@@ -157,6 +165,7 @@ typedef struct {
 
 /* A persistent session while its client is away (or present). */
 typedef struct {
+    char *owner; /* username that created it: only that principal may use the client id */
     conn_sub *subs;
     size_t nsubs;
     uint64_t offset;
@@ -172,6 +181,8 @@ typedef struct {
     uint64_t conns_total, conns_refused;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
     uint64_t qos1_in, qos0_dropped, committed, bad_packets, retried;
+    uint64_t slow_closed; /* connections closed for output over message.egress.buffer.max */
+    uint64_t accept_failed; /* connections not accepted (descriptor limit) */
 } hub_counters;
 
 struct hub {
@@ -190,16 +201,18 @@ struct hub {
     map psessions;        /* client id -> psess */
     map retained;         /* topic -> msg */
     trie subs;
+    trie offline;         /* subscriptions of persistent sessions whose client is away */
     pending_pub *pend;
     size_t npend, cappend;
-    msg **wills;          /* wills to publish at the end of the turn */
-    size_t nwills, capwills;
+    msg_vec wills;        /* wills to publish at the end of the turn */
     uint8_t *rbuf;        /* shared read buffer */
     size_t rbuf_cap;
     struct { conn *c; uint8_t qos; } *match;
     size_t nmatch, capmatch;
     int64_t next_offsets_ms, next_cleanup_ms, next_tick_ms;
+    bool offsets_acked;   /* a persistent session acknowledged a delivery in this turn */
     hub_counters ctr;
+    size_t out_max;       /* message.egress.buffer.max, at least two messages of the max size */
     bool stopping;
     uint64_t random_ids;
 };
@@ -220,38 +233,60 @@ int64_t hub_wall_ms(void);
 /* Publishes a message from a client or a will (routes, retain, QoS 1 commit). pub_conn and
  * pid identify the PUBACK to send after commit (NULL/0: none). Takes a reference. */
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid);
-/* Commits pending QoS 1 messages now (one store_append), dispatches them, sends PUBACKs. */
+/* Commits pending QoS 1 messages now (one store_append), dispatches them, sends PUBACKs.
+ * Only messages a consumer may read from the log are written: a matching QoS 1
+ * subscription of a connected client or any subscription of an away persistent session. */
 void hub_commit(hub *h);
+/* The highest seq every consumer (connected client, persistent session) is done with:
+ * the log below it may go. */
+uint64_t hub_log_done(hub *h);
 /* Sends m to every matching subscriber. */
 void hub_dispatch(hub *h, msg *m);
 
 /* ---- connections (conn.c) --------------------------------------------------------------- */
 /* A new connection on a transport; registers nothing with epoll (the listener does). */
-conn *hub_conn_new(hub *h, transport *tr);
+conn *conn_new(hub *h, transport *tr);
 /* Feeds received bytes to the session: parses and handles every whole packet. Returns 0,
  * or -1 when the connection was closed (malformed input, protocol violation). */
-int hub_conn_feed(conn *c, const uint8_t *d, size_t n);
+int conn_feed(conn *c, const uint8_t *d, size_t n);
 /* Reads everything available from the transport and feeds it. */
-void hub_conn_on_readable(conn *c);
+void conn_on_readable(conn *c);
+/* Queues c for the end-of-turn flush. */
+void conn_mark_dirty(conn *c);
+/* Closes c when its output is over message.egress.buffer.max (a client that does not read);
+ * returns -1 then, else 0. */
+int conn_check_out(conn *c);
 /* Writes what is buffered; arms EPOLLOUT when the socket is full. */
-void hub_conn_flush(conn *c);
+void conn_flush(conn *c);
 /* Writes what the socket takes now without closing on error (safe in the middle of a
  * dispatch: the end-of-turn flush reports the error). */
-void hub_conn_flush_soft(conn *c);
+void conn_flush_soft(conn *c);
 /* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later. */
-void hub_conn_close(conn *c, const char *reason);
-/* Appends bytes to the output and queues a flush. 0 or -1 (no memory: connection closed). */
-int hub_conn_send(conn *c, const void *d, size_t n);
+void conn_close(conn *c, const char *reason);
+/* Appends bytes to the output and queues a flush. 0 or -1 (no memory, or the output went
+ * over message.egress.buffer.max: connection closed). */
+int conn_send(conn *c, const void *d, size_t n);
 /* Frees a closed connection (end of turn). */
-void hub_conn_free(conn *c);
+void conn_free(conn *c);
 
 /* ---- protocol handlers ---------------------------------------------------------------- */
 /* Each returns 0, or -1 after closing the connection. */
 int handle_connect(conn *c, const bt_mqtt_packet *p);
 int handle_publish(conn *c, const bt_mqtt_packet *p);
-int handle_puback(conn *c, uint16_t pid);
+int handle_puback(conn *c, uint16_t pid); /* handle_publish.c */
 int handle_subscribe(conn *c, const bt_mqtt_packet *p);
 int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
+
+/* ---- packets the hub sends (send.c) ---------------------------------------------------- */
+/* Each encodes one packet into c's output; 0, or -1 when the connection is closed. */
+int send_connack(conn *c, uint8_t code);
+int send_puback(conn *c, uint16_t pid);
+int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
+int send_unsuback(conn *c, uint16_t pid);
+int send_pingresp(conn *c);
+/* A PUBLISH; a large backlog is written at once rather than at the end of the turn. */
+int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
+                 uint8_t q, bool retain, bool dup, uint16_t pid);
 
 /* ---- session delivery (session.c) ------------------------------------------------------- */
 /* Delivers m to c at QoS q (already min'd with the subscription); retain is the RETAIN
@@ -259,6 +294,8 @@ int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain);
 /* Pulls QoS 1 messages from the log while the window has room (catch-up mode). */
 void session_pump(conn *c);
+/* Queues c for session_pump at the end of the turn. */
+void session_pump_later(conn *c);
 /* Resends unacknowledged QoS 1 messages older than the retry interval, with DUP. */
 void session_retry(conn *c);
 /* Sends m again at QoS 1 with DUP=1 (an unacknowledged delivery of an earlier connection). */
@@ -271,8 +308,6 @@ int session_subscribe(conn *c, const char *filter, uint8_t qos);
 int session_unsubscribe(conn *c, const char *filter);
 /* Drops every subscription of c from the trie and frees the list. */
 void session_clear_subs(conn *c);
-/* Writes the persistent session's subscriptions to the store. */
-void session_persist_subs(conn *c);
 
 /* ---- retained messages (retain.c) ------------------------------------------------------- */
 /* Stores (payload) or clears (empty payload) the retained message of m's topic. */
@@ -292,21 +327,39 @@ void will_publish_queued(hub *h);
 /* Publishes wills left in the store by a crashed hub, then deletes them. */
 int will_recover(hub *h, char *err, size_t errlen);
 
-/* ---- persistent sessions (persist.c) --------------------------------------------------- */
+/* ---- persistent sessions (psession.c) -------------------------------------------------- */
 /* Loads persistent sessions and their offsets from the store. */
-int persist_load(hub *h, char *err, size_t errlen);
-/* Writes changed offsets of persistent sessions in batches. */
-void persist_flush_offsets(hub *h);
-/* The psess of a client id, created when create is set (offset = last seq). */
-psess *persist_get(hub *h, const char *client_id, bool create);
+int psession_load(hub *h, char *err, size_t errlen);
+/* Changed offsets of persistent sessions, to write (consumer names are malloc'd). */
+typedef struct {
+    store_offset *v;
+    size_t n, cap;
+} psession_offsets;
+/* Takes the changed offsets of connected persistent sessions and, with away_too, of away
+ * ones; they count as written until psession_offsets_done. */
+void psession_offsets_take(hub *h, bool away_too, psession_offsets *o);
+/* Frees o; when it was not written, its sessions are written at the next flush. */
+void psession_offsets_done(hub *h, psession_offsets *o, bool written);
+/* Writes changed offsets of persistent sessions (connected ones; away ones too with
+ * away_too) in batches. */
+void psession_flush_offsets(hub *h, bool away_too);
+/* The psess of a client id, created for owner when owner is not NULL (offset = last seq). */
+psess *psession_get(hub *h, const char *client_id, const char *owner);
 /* Keeps c's unacknowledged deliveries that are not in the log, for its next connection. */
-void persist_hold_unacked(psess *ps, const conn *c);
-/* Drops what persist_hold_unacked kept. */
-void persist_release_held(psess *ps);
+void psession_hold_unacked(psess *ps, const conn *c);
+/* Marks ps online on c, or offline when c is NULL (its subscriptions then count, in
+ * h->offline, for which QoS 1 messages the log must keep). */
+void psession_set_online(hub *h, psess *ps, conn *c);
+/* Lowers *min to the offset of every away persistent session below it. */
+void psession_min_offset(hub *h, uint64_t *min);
+/* Drops what psession_hold_unacked kept. */
+void psession_release_held(psess *ps);
+/* Writes c's subscriptions to its persistent session, in memory and in the store. */
+void psession_save_subs(conn *c);
 /* Drops a persistent session (clean session connect). */
-void persist_drop(hub *h, const char *client_id);
+void psession_drop(hub *h, const char *client_id);
 /* Frees every psess. */
-void persist_free_all(hub *h);
+void psession_free_all(hub *h);
 
 /* ---- counters (stats.c) --------------------------------------------------------------- */
 /* Logs the counters as one line (status.logging). */

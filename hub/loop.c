@@ -1,12 +1,19 @@
 /* epoll event loop (level-triggered). Reads are drained per ready connection, output is
- * written once per turn for every connection that got some (hub_turn_end). */
+ * written once per turn for every connection that got some (hub_turn_end).
+ *
+ * At the descriptor limit accept() fails with EMFILE and leaves the connection pending, so
+ * a level-triggered listener would wake the loop forever: a reserve descriptor is closed to
+ * accept and close each pending connection (the client sees its connection end), then
+ * taken again. When even that fails, the listeners pause until the next tick. Refusals are
+ * logged at most once per interval, with their count. */
 #include "loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "baetyl/log.h"
@@ -15,18 +22,73 @@
 
 #define TICK_MS 100
 #define MAX_EVENTS 256
+#define REFUSED_LOG_MS 10000
 
-static void accept_all(hub *h, listener *l)
+typedef struct {
+    int reserve;         /* a descriptor kept free for shedding at EMFILE */
+    uint64_t refused;    /* connections refused since the last log line */
+    int last_errno;
+    int64_t next_log_ms;
+    bool paused;         /* listeners out of epoll until the next tick */
+} accept_guard;
+
+static void refused_log(hub *h, accept_guard *g, bool force)
+{
+    if (!g->refused || (!force && h->now_ms < g->next_log_ms))
+        return;
+    char n[24];
+    snprintf(n, sizeof n, "%llu", (unsigned long long)g->refused);
+    bt_logkv(BT_LOG_WARN, "connections refused", "error", strerror(g->last_errno), "count", n,
+             NULL);
+    g->refused = 0;
+    g->next_log_ms = h->now_ms + REFUSED_LOG_MS;
+}
+
+static void listeners_set(hub *h, listener *ls, size_t nl, uint32_t events)
+{
+    for (size_t i = 0; i < nl; i++) {
+        struct epoll_event ev = {.events = events, .data.ptr = &ls[i]};
+        epoll_ctl(h->epfd, EPOLL_CTL_MOD, ls[i].fd, &ev);
+    }
+}
+
+/* Ends one pending connection of l through the reserve descriptor; false when the
+ * reserve is gone (the caller pauses the listeners) or nothing is pending. */
+static bool shed_one(listener *l, accept_guard *g)
+{
+    if (g->reserve < 0)
+        return false;
+    close(g->reserve);
+    int fd = accept(l->fd, NULL, NULL);
+    if (fd >= 0)
+        close(fd);
+    g->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
+static void accept_all(hub *h, listener *l, accept_guard *g, listener *ls, size_t nl)
 {
     for (int i = 0; i < 256; i++) {
         int fd = listener_accept(l);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                bt_logf(BT_LOG_WARN, "accept on %s failed: %s", l->address, strerror(errno));
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNABORTED)
+                return;
+            g->last_errno = errno;
+            g->refused++;
+            h->ctr.accept_failed++;
+            bool shed = (errno == EMFILE || errno == ENFILE) && shed_one(l, g);
+            refused_log(h, g, false);
+            if (shed)
+                continue;
+            if (!g->paused) {
+                listeners_set(h, ls, nl, 0);
+                g->paused = true;
+            }
             return;
         }
         transport *t = listener_transport(l, fd); /* closes fd when it fails */
-        conn *c = t ? hub_conn_new(h, t) : NULL;
+        conn *c = t ? conn_new(h, t) : NULL;
         if (!c) {
             if (t)
                 t->ops->close(t);
@@ -34,12 +96,12 @@ static void accept_all(hub *h, listener *l)
         }
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-            hub_conn_close(c, "epoll registration failed");
+            conn_close(c, "epoll registration failed");
     }
 }
 
-int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_tick, void *arg, char *err,
-                 size_t errlen)
+int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_tick, void *arg,
+             char *err, size_t errlen)
 {
     listener *ls = listeners;
     h->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -54,11 +116,12 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
             return -1;
         }
     }
-    static int sig_tag = LOOP_SIGNAL;
-    if (sigfd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &sig_tag};
-        epoll_ctl(h->epfd, EPOLL_CTL_ADD, sigfd, &ev);
+    static int stop_tag = LOOP_STOP;
+    if (stop_fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &stop_tag};
+        epoll_ctl(h->epfd, EPOLL_CTL_ADD, stop_fd, &ev);
     }
+    accept_guard g = {.reserve = open("/dev/null", O_RDONLY | O_CLOEXEC), .last_errno = 0};
     int64_t next_tick = bt_now_ms() + TICK_MS;
     int64_t next_status = bt_now_ms() + h->cfg->status_interval_ms;
     struct epoll_event evs[MAX_EVENTS];
@@ -82,19 +145,23 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
                  * flush below sees what the socket waits for now. */
                 if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
                     ((evs[i].events & EPOLLOUT) && c->tr->read_wants_write))
-                    hub_conn_on_readable(c);
+                    conn_on_readable(c);
                 if ((evs[i].events & EPOLLOUT) && c->state != CONN_CLOSED)
-                    hub_conn_flush(c);
+                    conn_flush(c);
             } else if (kind == LOOP_LISTENER) {
-                accept_all(h, evs[i].data.ptr);
-            } else if (kind == LOOP_SIGNAL) {
-                struct signalfd_siginfo si;
-                if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si)
-                    bt_logf(BT_LOG_INFO, "signal %u received, stopping", si.ssi_signo);
-                stop = true;
+                accept_all(h, evs[i].data.ptr, &g, ls, nl);
+            } else if (kind == LOOP_STOP) {
+                stop = true; /* the stop fd stays readable: never read it */
             }
         }
         if (h->now_ms >= next_tick) {
+            if (g.paused) {
+                listeners_set(h, ls, nl, EPOLLIN);
+                g.paused = false;
+            }
+            if (g.reserve < 0)
+                g.reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            refused_log(h, &g, false);
             hub_tick(h);
             if (on_tick)
                 on_tick(h, arg);
@@ -108,5 +175,8 @@ int hub_loop_run(hub *h, void *listeners, size_t nl, int sigfd, loop_tick_fn on_
     }
     for (size_t i = 0; i < nl; i++)
         epoll_ctl(h->epfd, EPOLL_CTL_DEL, ls[i].fd, NULL);
+    refused_log(h, &g, true);
+    if (g.reserve >= 0)
+        close(g.reserve);
     return 0;
 }

@@ -32,3 +32,17 @@ void msg_unref(msg *m)
     if (m && --m->refs == 0)
         free(m);
 }
+
+int msg_vec_push(msg_vec *v, msg *m)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        msg **p = realloc(v->v, cap * sizeof *p);
+        if (!p)
+            return -1;
+        v->v = p;
+        v->cap = cap;
+    }
+    v->v[v->n++] = m;
+    return 0;
+}

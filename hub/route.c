@@ -1,4 +1,6 @@
-/* Static routes: a message matching source.topic is published again to target.topic. */
+/* Static routes (`subscriptions`, SPEC §11 Routes): a message matching source.topic is
+ * published again to target.topic. Validated at start-up (no duplicate, no cycle), applied
+ * by the broker to every published message. */
 #include "route.h"
 
 #include <stdbool.h>
@@ -6,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/log.h"
 #include "baetyl/topic.h"
 
-uint8_t hub_route_qos(const hub_route_cfg *r, uint8_t q)
+uint8_t route_qos(const hub_route_cfg *r, uint8_t q)
 {
     uint8_t m = q < r->source.qos ? q : (uint8_t)r->source.qos;
     return m == 0 ? 0 : (uint8_t)r->target.qos;
@@ -34,7 +37,7 @@ static int find_cycle(const bt_cfg_list *routes, size_t i, unsigned char *state,
     return 0;
 }
 
-int hub_routes_validate(const bt_cfg_list *routes, char *err, size_t errlen)
+int route_validate(const bt_cfg_list *routes, char *err, size_t errlen)
 {
     for (size_t i = 0; i < routes->n; i++) {
         const hub_route_cfg *r = R(i);
@@ -71,4 +74,31 @@ int hub_routes_validate(const bt_cfg_list *routes, char *err, size_t errlen)
     }
     free(state);
     return rc;
+}
+
+void route_copies(const hub_config *cfg, msg *m, msg_vec *log, msg_vec *zero, size_t *budget)
+{
+    const bt_cfg_list *routes = &cfg->subscriptions;
+    for (size_t i = 0; i < routes->n; i++) {
+        const hub_route_cfg *r = &BT_CFG_AT(*routes, hub_route_cfg, i);
+        if (!bt_topic_match(r->source.topic, m->topic))
+            continue;
+        if (*budget == 0) {
+            bt_logkv(BT_LOG_WARN, "too many routed copies, dropping the rest", "topic", m->topic,
+                     NULL);
+            return;
+        }
+        (*budget)--;
+        uint8_t q = route_qos(r, m->qos);
+        msg *cp =
+            msg_new(r->target.topic, strlen(r->target.topic), m->payload, m->payload_len, q, 0);
+        if (!cp)
+            return;
+        cp->ts_ms = m->ts_ms;
+        if (msg_vec_push(q ? log : zero, cp) < 0) {
+            msg_unref(cp);
+            return;
+        }
+        route_copies(cfg, cp, log, zero, budget);
+    }
 }

@@ -15,34 +15,6 @@
 #define OUT_QOS0_BYTES_MAX (8u << 20)
 /* Log messages examined per catch-up pass, so one session cannot stall the loop. */
 #define PUMP_SCAN_MAX 2000
-/* Output bytes that trigger a write in the middle of a turn. */
-#define EARLY_FLUSH_BYTES (64u << 10)
-
-static int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t q,
-                        bool retain, bool dup, uint16_t pid)
-{
-    size_t need = 5 + 2 + tlen + 2 + plen;
-    uint8_t *w = bt_buf_reserve(&c->out, need);
-    if (!w) {
-        hub_conn_close(c, "out of memory");
-        return -1;
-    }
-    ssize_t n = bt_mqtt_encode_publish(w, need, topic, tlen, payload, plen, q, retain, dup, pid);
-    if (n < 0 || (size_t)n > need)
-        return -1;
-    c->out.len += (size_t)n;
-    /* A large backlog goes out now rather than at the end of the turn, so a fan-in does
-     * not pile up more than the socket could have taken. */
-    if (bt_buf_size(&c->out) >= EARLY_FLUSH_BYTES && !c->want_write)
-        hub_conn_flush_soft(c);
-    if (!c->in_dirty) {
-        c->in_dirty = true;
-        c->dirty_next = c->h->dirty;
-        c->h->dirty = c;
-    }
-    c->h->ctr.msgs_out++;
-    return 0;
-}
 
 static uint16_t next_pid(conn *c)
 {
@@ -82,7 +54,7 @@ static outq_entry *q_push(conn *c)
     return e;
 }
 
-static void pump_later(conn *c)
+void session_pump_later(conn *c)
 {
     if (!c->in_pump) {
         c->in_pump = true;
@@ -108,7 +80,7 @@ static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup)
 {
     outq_entry *e = q_push(c);
     if (!e) {
-        hub_conn_close(c, "out of memory");
+        conn_close(c, "out of memory");
         return;
     }
     e->m = msg_ref(m);
@@ -225,29 +197,7 @@ void session_pump(conn *c)
         c->catchup = false;
         return;
     }
-    pump_later(c); /* more to read: continue next turn */
-}
-
-int handle_puback(conn *c, uint16_t pid)
-{
-    for (size_t i = 0; i < c->qlen; i++) {
-        outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
-        if (e->acked || e->pid != pid)
-            continue;
-        e->acked = true;
-        msg_unref(e->m);
-        e->m = NULL;
-        if (e->seq)
-            c->qlog--;
-        while (c->qlen && c->q[c->qhead].acked) {
-            c->qhead = (c->qhead + 1) % c->qcap;
-            c->qlen--;
-        }
-        if (c->catchup)
-            pump_later(c);
-        return 0;
-    }
-    return 0; /* an unknown packet id is ignored (MQTT 3.1.1 4.3.2) */
+    session_pump_later(c); /* more to read: continue next turn */
 }
 
 void session_retry(conn *c)
@@ -326,43 +276,3 @@ void session_clear_subs(conn *c)
     c->nsubs = c->capsubs = 0;
 }
 
-void session_persist_subs(conn *c)
-{
-    hub *h = c->h;
-    if (c->clean || !c->client_id)
-        return;
-    psess *ps = persist_get(h, c->client_id, true);
-    if (!ps)
-        return;
-    conn_sub *copy = c->nsubs ? calloc(c->nsubs, sizeof *copy) : NULL;
-    store_sub *ss = c->nsubs ? calloc(c->nsubs, sizeof *ss) : NULL;
-    if (c->nsubs && (!copy || !ss)) {
-        free(copy);
-        free(ss);
-        return;
-    }
-    for (size_t i = 0; i < c->nsubs; i++) {
-        copy[i].filter = strdup(c->subs[i].filter);
-        copy[i].qos = c->subs[i].qos;
-        ss[i].filter = c->subs[i].filter;
-        ss[i].qos = c->subs[i].qos;
-        if (!copy[i].filter) {
-            for (size_t k = 0; k < i; k++)
-                free(copy[k].filter);
-            free(copy);
-            free(ss);
-            return;
-        }
-    }
-    for (size_t i = 0; i < ps->nsubs; i++)
-        free(ps->subs[i].filter);
-    free(ps->subs);
-    ps->subs = copy;
-    ps->nsubs = c->nsubs;
-    if (h->st) {
-        char err[160];
-        if (store_put_session(h->st, c->client_id, ss, c->nsubs, err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "storing session failed", "client", c->client_id, "error", err, NULL);
-    }
-    free(ss);
-}

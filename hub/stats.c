@@ -8,7 +8,7 @@
 void stats_log(hub *h)
 {
     const hub_counters *k = &h->ctr;
-    char v[12][32];
+    char v[14][32];
     snprintf(v[0], sizeof v[0], "%zu", h->nconns);
     snprintf(v[1], sizeof v[1], "%" PRIu64, k->conns_total);
     snprintf(v[2], sizeof v[2], "%" PRIu64, k->msgs_in);
@@ -21,7 +21,10 @@ void stats_log(hub *h)
     snprintf(v[9], sizeof v[9], "%zu", h->subs.count);
     snprintf(v[10], sizeof v[10], "%" PRIu64, h->last_seq);
     snprintf(v[11], sizeof v[11], "%" PRIu64, k->bad_packets);
+    snprintf(v[12], sizeof v[12], "%" PRIu64, k->slow_closed);
+    snprintf(v[13], sizeof v[13], "%" PRIu64, k->accept_failed);
     bt_logkv(BT_LOG_INFO, "hub status", "connections", v[0], "connections_total", v[1], "messages_in", v[2],
              "messages_out", v[3], "bytes_in", v[4], "bytes_out", v[5], "qos1_committed", v[6], "qos0_dropped",
-             v[7], "qos1_resent", v[8], "subscriptions", v[9], "last_seq", v[10], "bad_packets", v[11], NULL);
+             v[7], "qos1_resent", v[8], "subscriptions", v[9], "last_seq", v[10], "bad_packets", v[11],
+             "slow_closed", v[12], "accept_failed", v[13], NULL);
 }

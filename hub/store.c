@@ -1,5 +1,5 @@
-/* The store's LMDB environment: opening, write txns with map growth, chunked walks,
- * statistics. The log is in store_log.c, the keyed tables in store_kv.c.
+/* The store's LMDB environment: opening, write txns with map growth, chunked walks. The
+ * log is in store_log.c, the keyed tables in store_kv.c.
  *
  * Durability choice: sync=1 keeps LMDB's default flags, so a commit returns after both the
  * data pages and the meta page are fsynced. MDB_NOMETASYNC would save one fsync per commit
@@ -69,17 +69,13 @@ static size_t page_size(store *s)
 /* Another process grew the map (MDB_MAP_RESIZED): adopt its size. */
 static int adopt_map_size(store *s)
 {
-    pthread_rwlock_wrlock(&s->resize);
-    int rc = mdb_env_set_mapsize(s->env, 0);
-    pthread_rwlock_unlock(&s->resize);
-    return rc;
+    return mdb_env_set_mapsize(s->env, 0);
 }
 
 /* Grows the map after MDB_MAP_FULL; -1 when the limit for this kind of txn is reached. */
 static int grow_map(store *s, enum store_txn_kind kind, int *frees_grown)
 {
     int rc = -1;
-    pthread_rwlock_wrlock(&s->resize);
     size_t cur = map_size_now(s), want = 0;
     if (kind == STORE_TXN_GROWS) {
         if (cur < s->map_max)
@@ -96,7 +92,6 @@ static int grow_map(store *s, enum store_txn_kind kind, int *frees_grown)
         if (mdb_env_set_mapsize(s->env, want) == 0)
             rc = 0;
     }
-    pthread_rwlock_unlock(&s->resize);
     return rc;
 }
 
@@ -106,7 +101,6 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
     int frees_grown = 0;
     for (int attempt = 0;; attempt++) {
         MDB_txn *t;
-        pthread_rwlock_rdlock(&s->resize);
         int rc = mdb_txn_begin(s->env, NULL, 0, &t);
         if (rc == 0) {
             rc = fn(s, t, arg, err, errlen);
@@ -115,7 +109,6 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
             else
                 mdb_txn_abort(t);
         }
-        pthread_rwlock_unlock(&s->resize);
         if (rc == 0)
             return 0;
         if (rc == STORE_EFN)
@@ -137,11 +130,9 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
 int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen)
 {
     for (int attempt = 0;; attempt++) {
-        pthread_rwlock_rdlock(&s->resize);
         int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, t);
         if (rc == 0)
             return 0;
-        pthread_rwlock_unlock(&s->resize);
         if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
             continue;
         return bt_errf(err, errlen, "store: read: %s", mdb_strerror(rc));
@@ -151,7 +142,6 @@ int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen)
 void store_read_end(store *s, MDB_txn *t)
 {
     mdb_txn_abort(t);
-    pthread_rwlock_unlock(&s->resize);
 }
 
 /* A chunk of copied records: [size_t klen][size_t vlen][key][0][value][0] ... */
@@ -384,12 +374,6 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     store *s = calloc(1, sizeof(*s));
     if (!s)
         return bt_errf(err, errlen, "store: out of memory");
-    /* Writer preference: a map resize must not starve behind a stream of readers. */
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&s->resize, &attr);
-    pthread_rwlockattr_destroy(&attr);
     s->sync = o->sync ? 1 : 0;
 
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -402,7 +386,7 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
         rc = mdb_env_set_maxdbs(s->env, 8);
     if (rc == 0)
         rc = mdb_env_set_mapsize(s->env, map);
-    /* NOTLS: read txns are not bound to threads (the hub's threads share the env). */
+    /* NOTLS: a read txn is not tied to a thread-local reader slot. */
     if (rc == 0)
         rc = mdb_env_open(s->env, o->dir, MDB_NOTLS | (s->sync ? 0 : MDB_NOSYNC), 0600);
     if (rc) {
@@ -424,7 +408,6 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
 fail:
     if (s->env)
         mdb_env_close(s->env);
-    pthread_rwlock_destroy(&s->resize);
     free(s);
     return -1;
 }
@@ -436,41 +419,10 @@ void store_close(store *s)
     if (!s->sync)
         mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
-    pthread_rwlock_destroy(&s->resize);
     free(s);
 }
 
 uint64_t store_last_seq(store *s)
 {
-    return s ? __atomic_load_n(&s->last_seq, __ATOMIC_ACQUIRE) : 0;
-}
-
-int store_get_stats(store *s, store_stats *st)
-{
-    if (!s || !st)
-        return -1;
-    memset(st, 0, sizeof(*st));
-    MDB_txn *t;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    MDB_stat ms;
-    MDB_envinfo info;
-    if (store_read_begin(s, &t, NULL, 0))
-        return -1;
-    int rc = mdb_stat(t, s->log, &ms);
-    if (rc == 0)
-        rc = mdb_cursor_open(t, s->log, &cur);
-    if (rc == 0) {
-        st->messages = ms.ms_entries;
-        if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && k.mv_size == 8)
-            st->first_seq = store_be64_get(k.mv_data);
-        if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8)
-            st->last_seq = store_be64_get(k.mv_data);
-        mdb_cursor_close(cur);
-        mdb_env_info(s->env, &info);
-        st->map_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
-        st->map_size = info.me_mapsize;
-    }
-    store_read_end(s, t);
-    return rc ? -1 : 0;
+    return s ? s->last_seq : 0;
 }

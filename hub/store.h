@@ -3,7 +3,8 @@
  * offset of each persistent consumer (a session or a route), persistent sessions'
  * subscriptions, retained messages and the wills of connected clients.
  *
- * Thread-safe: any thread may call any function; writes serialise on LMDB's writer lock.
+ * One thread only (the hub's I/O thread): growing the map (mdb_env_set_mapsize) needs that
+ * no txn of this process is active, which one thread guarantees without a lock.
  * A batch appended with store_append() is committed (and synced, unless the store was
  * opened with sync off) before the call returns: PUBACK only after it returns 0. */
 #ifndef HUB_STORE_H
@@ -46,9 +47,18 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen);
 /* Flushes (when opened with sync off) and closes the store; NULL is a no-op. */
 void store_close(store *s);
 
+/* Acknowledged offset of a persistent consumer ("s:<client id>"): every message with
+ * seq <= offset is done for that consumer. */
+typedef struct {
+    const char *consumer;
+    uint64_t offset;
+} store_offset;
+
 /* Appends n messages in one transaction (group commit); seqs[i] receives each message's
- * sequence number (strictly increasing, never reused, also across restarts). */
-int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen);
+ * sequence number (strictly increasing, never reused, also across restarts). The noffs
+ * offsets are written in the same transaction (consumers' acknowledgements ride along). */
+int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
+                 const store_offset *offs, size_t noffs, char *err, size_t errlen);
 /* The highest sequence number ever assigned (0 if none). */
 uint64_t store_last_seq(store *s);
 
@@ -60,26 +70,24 @@ uint64_t store_last_seq(store *s);
 typedef int (*store_scan_cb)(uint64_t seq, const store_msg *m, void *arg);
 long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen);
 
-/* Acknowledged offsets of persistent consumers ("s:<client id>", "r:<route>"): every message
- * with seq <= offset is done for that consumer. set_offsets writes a batch in one txn. */
-typedef struct {
-    const char *consumer;
-    uint64_t offset;
-} store_offset;
+/* set_offsets writes a batch of offsets in one txn. */
 int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
 /* 0 and *offset = 0 when the consumer is unknown. */
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen);
 /* Deleting (offset, session, retained, will) a key that is not there is not an error. */
 int store_del_offset(store *s, const char *consumer, char *err, size_t errlen);
 
-/* Persistent sessions: client id → subscriptions (replaces the previous set). */
-int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err, size_t errlen);
+/* Persistent sessions: client id → the username that owns it (NULL: none) and its
+ * subscriptions (replaces the previous record). */
+int store_put_session(store *s, const char *client_id, const char *owner, const store_sub *subs,
+                      size_t n, char *err, size_t errlen);
 int store_del_session(store *s, const char *client_id, char *err, size_t errlen);
 /* In the load functions below, a callback that returns > 0 stops the walk (the call still
  * returns 0) and one that returns < 0 fails the call (-1, err names the record). Records are
  * validated: a corrupt one fails the call with err. Callbacks run with no store lock or txn
  * held, so they may call any store function (e.g. delete the will they were given). */
-typedef int (*store_session_cb)(const char *client_id, const store_sub *subs, size_t n, void *arg);
+typedef int (*store_session_cb)(const char *client_id, const char *owner, const store_sub *subs,
+                                size_t n, void *arg);
 int store_load_sessions(store *s, store_session_cb cb, void *arg, char *err, size_t errlen);
 
 /* Retained messages: topic → message (an empty payload is never stored: use del). */
@@ -98,12 +106,7 @@ int store_load_wills(store *s, store_will_cb cb, void *arg, char *err, size_t er
 
 /* Deletes log messages older than now_ms - retention_ms; returns how many, or -1. */
 long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen);
-
-/* Counters for reports: number of messages in the log, bytes used by the map. */
-typedef struct {
-    uint64_t messages, first_seq, last_seq, map_used;
-    uint64_t map_size; /* current map size (map_used / map_size is how full the store is) */
-} store_stats;
-int store_get_stats(store *s, store_stats *st);
+/* Deletes log messages with seq <= upto (every consumer has them); how many, or -1. */
+long store_trim(store *s, uint64_t upto, int64_t now_ms, char *err, size_t errlen);
 
 #endif

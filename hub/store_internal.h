@@ -4,7 +4,6 @@
 #define HUB_STORE_INTERNAL_H
 
 #include <lmdb.h>
-#include <pthread.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -12,17 +11,14 @@
 struct store {
     MDB_env *env;
     MDB_dbi log, offsets, sessions, retained, wills, meta;
-    /* Every txn holds it shared; growing the map holds it exclusive, because
-     * mdb_env_set_mapsize() requires that no txn of this process is active. */
-    pthread_rwlock_t resize;
-    uint64_t last_seq; /* highest committed seq; read and raised with __atomic builtins */
+    uint64_t last_seq; /* highest committed seq */
     size_t map_max;    /* growth limit for writes that add data */
     int sync;
 };
 
 /* Message record header: ts_ms i64, qos u8, retain u8, topic_len u16 (big-endian). */
 #define STORE_MSG_HDR 12
-/* Log messages deleted per cleanup txn: bounds how long cleanup holds the writer lock. */
+/* Log messages deleted per cleanup txn: bounds the size of one txn. */
 #define STORE_CLEANUP_BATCH 10000
 
 /* Kinds of write txn, for what to do on MDB_MAP_FULL. */
@@ -40,9 +36,9 @@ typedef int (*store_txn_fn)(store *s, MDB_txn *t, void *arg, char *err, size_t e
 /* Runs fn in a write txn and commits it; `what` names the operation in errors. */
 int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
                 char *err, size_t errlen);
-/* Begins a read-only txn (holding the resize lock shared); end it with store_read_end(). */
+/* Begins a read-only txn ; end it with store_read_end(). */
 int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen);
-/* Aborts the read txn and releases the resize lock. */
+/* Aborts the read txn. */
 void store_read_end(store *s, MDB_txn *t);
 
 /* Called by store_walk() with copies of one record, outside any txn: key and value are
@@ -62,6 +58,10 @@ int store_meta_put_last_seq(store *s, MDB_txn *t, uint64_t last);
 
 /* Checks a key for an LMDB DB: 1..maxkeysize bytes; what names it in the error. */
 int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen);
+/* Checks every consumer name of offs (store_check_key). */
+int store_check_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
+/* Writes offs in txn t; 0 or an LMDB code. */
+int store_put_offsets(store *s, MDB_txn *t, const store_offset *offs, size_t n);
 
 /* Big-endian integers. */
 void store_be64_put(uint8_t *p, uint64_t v);
@@ -79,13 +79,17 @@ int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, siz
 /* Points m->topic at a NUL-terminated copy in *buf (grown as needed; the caller frees it). */
 int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_t errlen);
 
-/* Sessions' subscriptions: u32 count, then per filter qos u8, len u16, bytes. */
-/* Checks subs and returns the encoded size, or 0 with err. */
-size_t store_subs_size(const store_sub *subs, size_t n, char *err, size_t errlen);
+/* Sessions: u32 count, then per filter qos u8, len u16, bytes; then, when the session has
+ * an owner, u16 len and the owner's username. */
+/* Checks subs and owner (NULL: none) and returns the encoded size, or 0 with err. */
+size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char *err,
+                       size_t errlen);
 /* Writes the record into out (store_subs_size() bytes). */
-void store_subs_encode(const store_sub *subs, size_t n, uint8_t *out);
+void store_subs_encode(const store_sub *subs, size_t n, const char *owner, uint8_t *out);
 /* Parses a record into a malloc'ed array whose filters are NUL-terminated copies inside the
- * same block (free(*subs) frees all); *subs is NULL when n is 0. */
-int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n, char *err, size_t errlen);
+ * same block (free(*subs) frees all); *subs is NULL when n is 0. *owner is a malloc'ed
+ * copy, or NULL when the record has none. */
+int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n, char **owner,
+                      char *err, size_t errlen);
 
 #endif

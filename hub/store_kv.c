@@ -67,16 +67,31 @@ typedef struct {
     size_t n;
 } offsets_ctx;
 
-static int offsets_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+int store_put_offsets(store *s, MDB_txn *t, const store_offset *offs, size_t n)
 {
-    offsets_ctx *c = arg;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         uint8_t b[8];
-        store_be64_put(b, c->offs[i].offset);
-        MDB_val k = {strlen(c->offs[i].consumer), (void *)c->offs[i].consumer}, v = {8, b};
+        store_be64_put(b, offs[i].offset);
+        MDB_val k = {strlen(offs[i].consumer), (void *)offs[i].consumer}, v = {8, b};
         int rc = mdb_put(t, s->offsets, &k, &v, 0);
         if (rc)
             return rc;
+    }
+    return 0;
+}
+
+static int offsets_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    offsets_ctx *c = arg;
+    return store_put_offsets(s, t, c->offs, c->n);
+}
+
+int store_check_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *c = offs[i].consumer;
+        if (store_check_key(s, "consumer", c, c ? strlen(c) : 0, err, errlen))
+            return -1;
     }
     return 0;
 }
@@ -85,11 +100,8 @@ int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, s
 {
     if (!s || (n && !offs))
         return bt_errf(err, errlen, "store: invalid arguments to set_offsets");
-    for (size_t i = 0; i < n; i++) {
-        const char *c = offs[i].consumer;
-        if (store_check_key(s, "consumer", c, c ? strlen(c) : 0, err, errlen))
-            return -1;
-    }
+    if (store_check_offsets(s, offs, n, err, errlen))
+        return -1;
     if (!n)
         return 0;
     offsets_ctx c = {offs, n};
@@ -132,26 +144,27 @@ int store_del_offset(store *s, const char *consumer, char *err, size_t errlen)
 typedef struct {
     const store_sub *subs;
     size_t n;
+    const char *owner;
 } subs_src;
 
 static void encode_subs(const void *src, uint8_t *out)
 {
     const subs_src *ss = src;
-    store_subs_encode(ss->subs, ss->n, out);
+    store_subs_encode(ss->subs, ss->n, ss->owner, out);
 }
 
-int store_put_session(store *s, const char *client_id, const store_sub *subs, size_t n, char *err,
-                      size_t errlen)
+int store_put_session(store *s, const char *client_id, const char *owner, const store_sub *subs,
+                      size_t n, char *err, size_t errlen)
 {
     if (!s)
         return bt_errf(err, errlen, "store: no store");
     size_t klen = client_id ? strlen(client_id) : 0;
     if (store_check_key(s, "client id", client_id, klen, err, errlen))
         return -1;
-    size_t vlen = store_subs_size(subs, n, err, errlen);
+    size_t vlen = store_subs_size(subs, n, owner, err, errlen);
     if (!vlen)
         return -1;
-    subs_src ss = {subs, n};
+    subs_src ss = {subs, n, owner};
     put_ctx c = {s->sessions, client_id, klen, vlen, encode_subs, &ss};
     return store_write(s, STORE_TXN_GROWS, "put session", put_txn, &c, err, errlen);
 }
@@ -174,13 +187,15 @@ static int session_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t v
         return STORE_EFN;
     store_sub *subs;
     size_t n;
+    char *owner;
     char why[160];
-    if (store_subs_decode(v, vlen, &subs, &n, why, sizeof(why))) {
+    if (store_subs_decode(v, vlen, &subs, &n, &owner, why, sizeof(why))) {
         bt_errf(err, errlen, "store: corrupt session %s: %s", (const char *)k, why);
         return STORE_EFN;
     }
-    int r = w->cb((const char *)k, subs, n, w->arg);
+    int r = w->cb((const char *)k, owner, subs, n, w->arg);
     free(subs);
+    free(owner);
     if (r < 0) {
         bt_errf(err, errlen, "store: loading session %s failed in the callback", (const char *)k);
         return STORE_EFN;

@@ -10,7 +10,8 @@
 typedef struct {
     const store_msg *msgs;
     size_t n;
-    uint64_t *seqs;
+    const store_offset *offs;
+    size_t noffs;
     uint64_t last;
 } append_ctx;
 
@@ -18,7 +19,9 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 {
     append_ctx *c = arg;
     uint64_t last;
-    int rc = store_meta_last_seq(s, t, &last, err, errlen);
+    int rc = store_put_offsets(s, t, c->offs, c->noffs);
+    if (rc == 0)
+        rc = store_meta_last_seq(s, t, &last, err, errlen);
     if (rc)
         return rc;
     if (last > UINT64_MAX - c->n) {
@@ -38,26 +41,26 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     return store_meta_put_last_seq(s, t, c->last);
 }
 
-int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs, char *err, size_t errlen)
+int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
+                 const store_offset *offs, size_t noffs, char *err, size_t errlen)
 {
-    if (!s || (n && !msgs))
+    if (!s || (n && !msgs) || (noffs && !offs))
         return bt_errf(err, errlen, "store: invalid arguments to append");
     if (!n)
-        return 0;
+        return store_set_offsets(s, offs, noffs, err, errlen);
     for (size_t i = 0; i < n; i++)
         if (store_msg_check(&msgs[i], 0, err, errlen))
             return -1;
-    append_ctx c = {msgs, n, seqs, 0};
+    if (store_check_offsets(s, offs, noffs, err, errlen))
+        return -1;
+    append_ctx c = {msgs, n, offs, noffs, 0};
     if (store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen))
         return -1;
     if (seqs)
         for (size_t i = 0; i < n; i++)
             seqs[i] = c.last - n + 1 + i;
-    /* Raise, never lower: two writers may finish their commits in either order. */
-    uint64_t cur = __atomic_load_n(&s->last_seq, __ATOMIC_ACQUIRE);
-    while (cur < c.last &&
-           !__atomic_compare_exchange_n(&s->last_seq, &cur, c.last, 0, __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
-        ;
+    if (c.last > s->last_seq)
+        s->last_seq = c.last;
     return 0;
 }
 
@@ -102,14 +105,15 @@ long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg
 
 typedef struct {
     int64_t cutoff;
-    long deleted; /* in this txn */
+    uint64_t upto; /* messages with seq <= upto go whatever their age */
+    long deleted;  /* in this txn */
     int done;
 } cleanup_ctx;
 
-/* Deletes up to one batch of expired messages from the head of the log. The log is in
- * arrival order, so it stops at the first message that is still within retention. An
- * unreadable record at the head is deleted too: it can never be delivered and would
- * otherwise stop retention for good. */
+/* Deletes up to one batch of expired (or consumed) messages from the head of the log. The
+ * log is in arrival order, so it stops at the first message that is still within retention
+ * and after upto. An unreadable record at the head is deleted too: it can never be
+ * delivered and would otherwise stop retention for good. */
 static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 {
     cleanup_ctx *c = arg;
@@ -123,7 +127,8 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH) {
         store_msg m;
-        if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 && m.ts_ms >= c->cutoff)
+        if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 &&
+            m.ts_ms >= c->cutoff && store_be64_get(k.mv_data) > c->upto)
             break;
         if ((rc = mdb_cursor_del(cur, 0)))
             break;
@@ -148,15 +153,10 @@ static int mark_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     return mdb_put(t, s->meta, &k, &v, 0);
 }
 
-long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen)
+static long cleanup_run(store *s, cleanup_ctx c, int64_t now_ms, char *err, size_t errlen)
 {
-    if (!s || retention_ms < 0)
-        return bt_errf(err, errlen, "store: invalid arguments to cleanup");
-    cleanup_ctx c = {0};
-    if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
-        c.cutoff = INT64_MIN;
     long total = 0;
-    /* One bounded txn per batch: appends get the writer lock between batches. */
+    /* One bounded txn per batch: a huge cleanup does not make one huge txn. */
     do {
         if (store_write(s, STORE_TXN_FREES, "cleanup", cleanup_txn, &c, err, errlen))
             return -1;
@@ -167,4 +167,22 @@ long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, si
     if (total && store_write(s, STORE_TXN_FREES, "cleanup", mark_txn, &now_ms, err, errlen))
         return -1;
     return total;
+}
+
+long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen)
+{
+    if (!s || retention_ms < 0)
+        return bt_errf(err, errlen, "store: invalid arguments to cleanup");
+    cleanup_ctx c = {0};
+    if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
+        c.cutoff = INT64_MIN;
+    return cleanup_run(s, c, now_ms, err, errlen);
+}
+
+long store_trim(store *s, uint64_t upto, int64_t now_ms, char *err, size_t errlen)
+{
+    if (!s)
+        return bt_errf(err, errlen, "store: invalid arguments to trim");
+    cleanup_ctx c = {.cutoff = INT64_MIN, .upto = upto};
+    return cleanup_run(s, c, now_ms, err, errlen);
 }

@@ -118,7 +118,8 @@ int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_
     return 0;
 }
 
-size_t store_subs_size(const store_sub *subs, size_t n, char *err, size_t errlen)
+size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char *err,
+                       size_t errlen)
 {
     if (n > UINT32_MAX || (n && !subs)) {
         bt_errf(err, errlen, "store: invalid subscription list");
@@ -141,10 +142,18 @@ size_t store_subs_size(const store_sub *subs, size_t n, char *err, size_t errlen
         }
         size += 3 + len;
     }
+    if (owner) {
+        size_t len = strlen(owner);
+        if (!len || len > UINT16_MAX) {
+            bt_errf(err, errlen, "store: owner of %zu bytes is invalid", len);
+            return 0;
+        }
+        size += 2 + len;
+    }
     return size;
 }
 
-void store_subs_encode(const store_sub *subs, size_t n, uint8_t *out)
+void store_subs_encode(const store_sub *subs, size_t n, const char *owner, uint8_t *out)
 {
     be32_put(out, (uint32_t)n);
     out += 4;
@@ -155,12 +164,41 @@ void store_subs_encode(const store_sub *subs, size_t n, uint8_t *out)
         memcpy(out + 3, subs[i].filter, len);
         out += 3 + len;
     }
+    if (owner) {
+        size_t len = strlen(owner);
+        be16_put(out, (uint16_t)len);
+        memcpy(out + 2, owner, len);
+    }
 }
 
-int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n, char *err, size_t errlen)
+/* The optional owner trailer after the subscriptions: u16 len, bytes (records written
+ * before owners were kept have none). */
+static int owner_decode(const uint8_t *v, size_t left, char **owner, char *err, size_t errlen)
+{
+    *owner = NULL;
+    if (!left)
+        return 0;
+    if (left < 2)
+        return bt_errf(err, errlen, "%zu trailing bytes after the subscriptions", left);
+    size_t len = be16_get(v);
+    if (!len || len != left - 2)
+        return bt_errf(err, errlen, "owner of invalid length %zu (%zu bytes left)", len, left - 2);
+    if (memchr(v + 2, 0, len))
+        return bt_errf(err, errlen, "owner contains a NUL byte");
+    *owner = malloc(len + 1);
+    if (!*owner)
+        return bt_errf(err, errlen, "out of memory");
+    memcpy(*owner, v + 2, len);
+    (*owner)[len] = 0;
+    return 0;
+}
+
+int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n, char **owner,
+                      char *err, size_t errlen)
 {
     *subs = NULL;
     *n = 0;
+    *owner = NULL;
     if (vlen < 4)
         return bt_errf(err, errlen, "subscription record of %zu bytes is too short", vlen);
     uint32_t count = be32_get(v);
@@ -168,11 +206,8 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
      * allocating for it. */
     if (count > (vlen - 4) / 4)
         return bt_errf(err, errlen, "subscription count %u exceeds the record (%zu bytes)", count, vlen);
-    if (!count) {
-        if (vlen != 4)
-            return bt_errf(err, errlen, "%zu trailing bytes after 0 subscriptions", vlen - 4);
-        return 0;
-    }
+    if (!count)
+        return owner_decode(v + 4, vlen - 4, owner, err, errlen);
     /* One block: the array, then the filters with their NULs (they fit in vlen bytes). */
     size_t arr = count * sizeof(store_sub);
     store_sub *out = malloc(arr + vlen);
@@ -207,10 +242,8 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
         str += len + 1;
         pos += len;
     }
-    if (pos != vlen) {
-        bt_errf(err, errlen, "%zu trailing bytes after %u subscriptions", vlen - pos, count);
+    if (owner_decode(v + pos, vlen - pos, owner, err, errlen) < 0)
         goto bad;
-    }
     *subs = out;
     *n = count;
     return 0;

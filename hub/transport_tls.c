@@ -247,7 +247,7 @@ static void file_error(char *err, size_t errlen, const char *field, const char *
     ERR_clear_error();
 }
 
-struct ssl_ctx_st *tls_server_ctx_new(const hub_config *cfg, char *err, size_t errlen)
+struct ssl_ctx_st *transport_tls_ctx_new(const hub_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->cert || !cfg->cert[0] || !cfg->key || !cfg->key[0]) {
         snprintf(err, errlen, "certificate.cert and certificate.key are required for TLS");
@@ -299,7 +299,7 @@ fail:
     return NULL;
 }
 
-void tls_server_ctx_free(struct ssl_ctx_st *ctx)
+void transport_tls_ctx_free(struct ssl_ctx_st *ctx)
 {
     SSL_CTX_free(ctx);
 }

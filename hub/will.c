@@ -28,17 +28,10 @@ void will_fire(conn *c)
     bt_logkv(BT_LOG_DEBUG, "publishing will", "client", c->client_id, "topic", m->topic, NULL);
     m->ts_ms = hub_wall_ms();
     /* Deferred: a close can happen in the middle of a dispatch. */
-    if (h->nwills == h->capwills) {
-        size_t cap = h->capwills ? h->capwills * 2 : 8;
-        msg **w = realloc(h->wills, cap * sizeof *w);
-        if (!w) {
-            msg_unref(m);
-            return;
-        }
-        h->wills = w;
-        h->capwills = cap;
+    if (msg_vec_push(&h->wills, m) < 0) {
+        msg_unref(m);
+        return;
     }
-    h->wills[h->nwills++] = m;
     char err[160];
     if (h->st && c->client_id && store_del_will(h->st, c->client_id, err, sizeof err) < 0)
         bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", c->client_id, "error", err, NULL);
@@ -46,16 +39,14 @@ void will_fire(conn *c)
 
 void will_publish_queued(hub *h)
 {
-    while (h->nwills) {
-        msg **w = h->wills;
-        size_t n = h->nwills;
-        h->wills = NULL;
-        h->nwills = h->capwills = 0;
-        for (size_t i = 0; i < n; i++) {
-            hub_publish(h, w[i], NULL, 0);
-            msg_unref(w[i]);
+    while (h->wills.n) {
+        msg_vec w = h->wills; /* publishing may queue more */
+        h->wills = (msg_vec){0};
+        for (size_t i = 0; i < w.n; i++) {
+            hub_publish(h, w.v[i], NULL, 0);
+            msg_unref(w.v[i]);
         }
-        free(w);
+        free(w.v);
     }
 }
 

@@ -56,7 +56,7 @@ static int run(const char *base, int sync, size_t batch, double seconds, double 
     while (t < end && commits < MAX_COMMITS) {
         for (size_t i = 0; i < batch; i++)
             msgs[i].ts_ms = (int64_t)(t * 1000);
-        if (store_append(s, msgs, batch, seqs, err, sizeof(err))) {
+        if (store_append(s, msgs, batch, seqs, NULL, 0, err, sizeof(err))) {
             fprintf(stderr, "store_append: %s\n", err);
             store_close(s);
             return -1;
@@ -66,8 +66,6 @@ static int run(const char *base, int sync, size_t batch, double seconds, double 
         t = t2;
     }
     double el = t - start;
-    store_stats st;
-    store_get_stats(s, &st);
     store_close(s);
     qsort(lat, commits, sizeof(*lat), cmp_double);
     printf("%-5d %6zu %12.0f %10.0f %10.1f %10.1f %10.1f\n", sync, batch, commits * batch / el, commits / el,

@@ -9,7 +9,6 @@ import subprocess
 import threading
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from conftest import BUILD, free_port, wait_for, wait_port
 

@@ -1,11 +1,14 @@
 /* libFuzzer target: arbitrary bytes fed to a hub session driven from memory (no sockets),
- * over a real LMDB store in a fresh temporary directory (sync off), so QoS 1 commits,
+ * over a real LMDB store in a temporary directory (sync off), so QoS 1 commits,
  * persistent sessions, catch-up from the log, retained messages and wills are fuzzed too.
  * The first byte picks whether a valid CONNECT comes first (to reach the packet handlers),
  * how the input is split into reads, whether the watcher (a second client subscribed to
  * a/# and +/b) keeps a persistent session, and whether it acknowledges and timers run. At
  * the end the watcher reconnects, taking its session over and catching up from the log.
- * Linked with the hub's objects (test/fuzz/hub/: everything in hub/ but main.c). */
+ * Linked with the hub's objects (test/fuzz/hub/: everything in hub/ but main.c).
+ *
+ * The store is opened once (opening and closing LMDB per input cost more than the session
+ * itself) and emptied after each input, so every input starts from an empty store. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +36,9 @@ static const uint8_t WATCH_CONNECT[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4,
                                         0, 1, 'w', 0, 1, 'u', 0, 1, 'p'};
 static const uint8_t WATCH_SUB[] = {0x82, 0x0E, 0, 1, 0, 3, 'a', '/', '#', 1, 0, 3, '+', '/', 'b', 0};
 
+static store *st;
+static char store_dir[] = "/tmp/fuzz-hub-XXXXXX";
+
 /* Removes the store's files and its directory (LMDB keeps two files, nothing deeper). */
 static void remove_dir(const char *dir)
 {
@@ -51,15 +57,54 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
+static int del_retained(const store_msg *m, void *arg)
+{
+    return store_del_retained(st, m->topic, NULL, 0) < 0 ? -1 : 0;
+}
+
+static int del_session(const char *client_id, const char *owner, const store_sub *subs, size_t n,
+                       void *arg)
+{
+    char consumer[160];
+    snprintf(consumer, sizeof consumer, "s:%s", client_id);
+    return store_del_session(st, client_id, NULL, 0) < 0 || store_del_offset(st, consumer, NULL, 0) < 0
+               ? -1
+               : 0;
+}
+
+static int del_will(const char *client_id, const store_msg *m, void *arg)
+{
+    return store_del_will(st, client_id, NULL, 0) < 0 ? -1 : 0;
+}
+
+/* Empties the store for the next input (sequence numbers only grow, as they must). */
+static void store_reset(void)
+{
+    char err[256];
+    if (store_load_retained(st, del_retained, NULL, err, sizeof err) < 0 ||
+        store_load_sessions(st, del_session, NULL, err, sizeof err) < 0 ||
+        store_load_wills(st, del_will, NULL, err, sizeof err) < 0 ||
+        store_trim(st, UINT64_MAX, 0, err, sizeof err) < 0) {
+        fprintf(stderr, "store reset: %s\n", err);
+        abort();
+    }
+}
+
+static void close_store(void)
+{
+    store_close(st);
+    remove_dir(store_dir);
+}
+
 static conn *watcher(hub *h, bool persistent)
 {
     uint8_t c[sizeof WATCH_CONNECT];
     memcpy(c, WATCH_CONNECT, sizeof c);
     if (persistent)
         c[9] = 0xC0;
-    conn *w = hub_conn_new(h, transport_mem_new());
-    hub_conn_feed(w, c, sizeof c);
-    hub_conn_feed(w, WATCH_SUB, sizeof WATCH_SUB);
+    conn *w = conn_new(h, transport_mem_new());
+    conn_feed(w, c, sizeof c);
+    conn_feed(w, WATCH_SUB, sizeof WATCH_SUB);
     return w->state == CONN_CLOSED ? NULL : w;
 }
 
@@ -70,8 +115,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!loaded) {
         char err[256];
         bt_log_set_level(BT_LOG_ERROR); /* closing connections is the normal outcome */
-        if (hub_config_load_string(&cfg, CONF, err, sizeof err) < 0)
+        if (bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err) < 0)
             abort();
+        store_options so = {.dir = store_dir, .sync = 0, .map_size = 1 << 20, .map_max = 8 << 20};
+        if (!mkdtemp(store_dir) || store_open(&so, &st, err, sizeof err) < 0) {
+            fprintf(stderr, "store_open: %s\n", err);
+            abort();
+        }
+        atexit(close_store);
         loaded = 1;
     }
     if (size < 1)
@@ -81,30 +132,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size--;
     bool persistent = mode & 0x40;
 
-    char dir[] = "/tmp/fuzz-hub-XXXXXX";
-    if (!mkdtemp(dir))
-        abort();
     char err[256];
-    store *st = NULL;
-    store_options so = {.dir = dir, .sync = 0, .map_size = 1 << 20, .map_max = 8 << 20};
-    if (store_open(&so, &st, err, sizeof err) < 0) {
-        fprintf(stderr, "store_open: %s\n", err);
-        abort();
-    }
     hub h;
     if (hub_init(&h, &cfg, st, err, sizeof err) < 0) {
         fprintf(stderr, "hub_init: %s\n", err);
         abort();
     }
     conn *w = watcher(&h, persistent);
-    conn *c = hub_conn_new(&h, transport_mem_new());
+    conn *c = conn_new(&h, transport_mem_new());
     if (mode & 1)
-        hub_conn_feed(c, CONNECT, sizeof CONNECT);
+        conn_feed(c, CONNECT, sizeof CONNECT);
     size_t chunk = (size_t)(mode >> 1) + 1;
     /* Closed connections are freed at the end of a turn: forget them before that. */
     for (size_t off = 0; off < size && c; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
-        hub_conn_feed(c, data + off, n);
+        conn_feed(c, data + off, n);
         if ((mode & 0x80) && w) {
             /* acknowledge what the watcher holds, run timers (retries, keep-alive) */
             for (uint16_t pid = 1; pid < 8 && w->state != CONN_CLOSED; pid++)
@@ -123,7 +165,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     watcher(&h, persistent);
     hub_turn_end(&h);
     hub_shutdown(&h);
-    store_close(st);
-    remove_dir(dir);
+    store_reset();
     return 0;
 }

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!loaded) {
         char err[256];
         bt_log_set_level(BT_LOG_ERROR);
-        if (hub_config_load_string(&cfg, CONF, err, sizeof err) < 0)
+        if (bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err) < 0)
             abort();
         loaded = 1;
     }
@@ -71,10 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     transport *t = transport_ws_new(transport_mem_reader_new(in, pre + size, chunk), ws_max);
     if (!t)
         abort();
-    conn *c = hub_conn_new(&h, t);
+    conn *c = conn_new(&h, t);
     /* Each call is one readiness event; the reader reports EOF after the input. */
     for (size_t turns = 0; turns <= pre + size + 1; turns++) {
-        hub_conn_on_readable(c);
+        conn_on_readable(c);
         hub_turn_end(&h); /* frees c once closed (also by a failed flush in there) */
         if (!h.conns)
             break;

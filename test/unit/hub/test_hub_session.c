@@ -29,19 +29,19 @@ static void test_deliver_and_window(void **state)
 {
     hub_config cfg;
     char err[256];
-    assert_int_equal(hub_config_load_string(&cfg, CONF, err, sizeof err), 0);
+    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
     hub h;
     assert_int_equal(hub_init(&h, &cfg, NULL, err, sizeof err), 0);
-    conn *a = hub_conn_new(&h, transport_mem_new());
-    conn *b = hub_conn_new(&h, transport_mem_new());
-    assert_int_equal(hub_conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
+    conn *a = conn_new(&h, transport_mem_new());
+    conn *b = conn_new(&h, transport_mem_new());
+    assert_int_equal(conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
     assert_int_equal(a->state, CONN_ACTIVE);
-    assert_int_equal(hub_conn_feed(a, SUB_T1, sizeof SUB_T1), 0);
+    assert_int_equal(conn_feed(a, SUB_T1, sizeof SUB_T1), 0);
     assert_int_equal(a->nsubs, 1);
-    assert_int_equal(hub_conn_feed(b, CONNECT_B, sizeof CONNECT_B), 0);
+    assert_int_equal(conn_feed(b, CONNECT_B, sizeof CONNECT_B), 0);
     /* three QoS 1 publishes: committed at the end of the turn */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(hub_conn_feed(b, PUB_T_Q1, sizeof PUB_T_Q1), 0);
+        assert_int_equal(conn_feed(b, PUB_T_Q1, sizeof PUB_T_Q1), 0);
     assert_int_equal(h.npend, 3);
     hub_commit(&h);
     assert_int_equal(h.last_seq, 3);
@@ -58,11 +58,11 @@ static void test_deliver_and_window(void **state)
 
     /* a publish to '$x' is invalid: the connection closes */
     static const uint8_t BAD[] = {0x30, 0x04, 0, 2, '$', 'x'};
-    assert_int_equal(hub_conn_feed(b, BAD, sizeof BAD), -1);
+    assert_int_equal(conn_feed(b, BAD, sizeof BAD), -1);
     assert_int_equal(b->state, CONN_CLOSED);
     hub_turn_end(&h);
     hub_shutdown(&h);
-    hub_config_free(&cfg);
+    bt_cfg_free(&hub_config_schema, &cfg);
 }
 
 static void test_config_errors(void **state)
@@ -72,18 +72,18 @@ static void test_config_errors(void **state)
     const char *cyc = "subscriptions:\n"
                       "  - {source: {topic: a}, target: {topic: b}}\n"
                       "  - {source: {topic: b}, target: {topic: a}}\n";
-    assert_int_equal(hub_config_load_string(&cfg, cyc, err, sizeof err), -1);
+    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, cyc, strlen(cyc), err, sizeof err), -1);
     assert_non_null(strstr(err, "cycle"));
     const char *dup = "principals:\n  - {username: x, password: y}\n  - {username: x, password: z}\n";
-    assert_int_equal(hub_config_load_string(&cfg, dup, err, sizeof err), -1);
+    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, dup, strlen(dup), err, sizeof err), -1);
     assert_non_null(strstr(err, "duplicate username"));
     const char *ok = "subscriptions:\n  - {source: {topic: 'a/#', qos: 1}, target: {topic: b/c, qos: 1}}\n";
-    assert_int_equal(hub_config_load_string(&cfg, ok, err, sizeof err), 0);
+    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, ok, strlen(ok), err, sizeof err), 0);
     assert_int_equal(cfg.length_max, 32 * 1024);
     assert_int_equal(cfg.retry_interval_ms, 20000);
     assert_int_equal(cfg.retention_ms, 48LL * 3600 * 1000);
     assert_string_equal(cfg.storage_dir, "var/db/baetyl/data");
-    hub_config_free(&cfg);
+    bt_cfg_free(&hub_config_schema, &cfg);
 }
 
 int main(void)

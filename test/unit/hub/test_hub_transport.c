@@ -26,6 +26,11 @@ typedef struct {
     int *closed;
 } rec_transport;
 
+
+static int load_conf(hub_config *c, const char *yaml, char *err, size_t errlen)
+{
+    return bt_cfg_load_string(&hub_config_schema, c, yaml, strlen(yaml), err, errlen);
+}
 static ssize_t rec_read(transport *t, void *b, size_t n)
 {
     rec_transport *r = (rec_transport *)t;
@@ -122,20 +127,20 @@ typedef struct {
 static void setup(fixture *f)
 {
     char err[256];
-    assert_int_equal(hub_config_load_string(&f->cfg, CONF, err, sizeof err), 0);
+    assert_int_equal(load_conf(&f->cfg, CONF, err, sizeof err), 0);
     assert_int_equal(hub_init(&f->h, &f->cfg, NULL, err, sizeof err), 0);
     f->closed = 0;
     rec_init(&f->rec, &f->closed);
     transport *t = transport_ws_new(&f->rec.t, 70000);
     assert_non_null(t);
     assert_true(t->handshaking);
-    f->c = hub_conn_new(&f->h, t);
+    f->c = conn_new(&f->h, t);
 }
 
 static void teardown(fixture *f)
 {
     hub_shutdown(&f->h);
-    hub_config_free(&f->cfg);
+    bt_cfg_free(&hub_config_schema, &f->cfg);
 }
 
 /* ---- tests -------------------------------------------------------------------------------- */
@@ -149,7 +154,7 @@ static void test_upgrade_connect_ping_close(void **state)
     memcpy(in, UPGRADE, n);
     frame(in, &n, 0x82, CONNECT, sizeof CONNECT);
     rec_feed(&f.rec, in, n);
-    hub_conn_on_readable(f.c);
+    conn_on_readable(f.c);
     assert_int_equal(f.c->state, CONN_ACTIVE);
     assert_false(f.c->tr->handshaking);
     hub_turn_end(&f.h);
@@ -173,7 +178,7 @@ static void test_upgrade_connect_ping_close(void **state)
     frame(in, &n, 0x89, (const uint8_t *)"hi", 2);
     frame(in, &n, 0x80, pingreq + 1, 1);
     rec_feed(&f.rec, in, n);
-    hub_conn_on_readable(f.c);
+    conn_on_readable(f.c);
     hub_turn_end(&f.h);
     static const uint8_t want[] = {0x8A, 2, 'h', 'i', 0x82, 2, 0xD0, 0};
     assert_int_equal(f.rec.out_len, sizeof want);
@@ -185,7 +190,7 @@ static void test_upgrade_connect_ping_close(void **state)
     n = 0;
     frame(in, &n, 0x88, bye, 2);
     rec_feed(&f.rec, in, n);
-    hub_conn_on_readable(f.c);
+    conn_on_readable(f.c);
     assert_int_equal(f.c->state, CONN_CLOSED);
     hub_turn_end(&f.h);
     static const uint8_t echo[] = {0x88, 2, 0x03, 0xE8};
@@ -204,17 +209,17 @@ static void test_partial_writes_keep_frames_whole(void **state)
     memcpy(in, UPGRADE, n);
     frame(in, &n, 0x82, CONNECT, sizeof CONNECT);
     rec_feed(&f.rec, in, n);
-    hub_conn_on_readable(f.c);
+    conn_on_readable(f.c);
     hub_turn_end(&f.h);
     size_t before = f.rec.out_len;
     /* a socket that takes 3 bytes per call: three sends, then the rest from our buffer */
     f.rec.write_room = 3;
     static const uint8_t a[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-    assert_int_equal(hub_conn_send(f.c, a, sizeof a), 0);
+    assert_int_equal(conn_send(f.c, a, sizeof a), 0);
     hub_turn_end(&f.h);
     assert_true(f.c->tr->out_pending || f.rec.out_len == before + 12);
     for (int i = 0; i < 10 && f.c->tr->out_pending; i++)
-        hub_conn_flush(f.c);
+        conn_flush(f.c);
     assert_false(f.c->tr->out_pending);
     static const uint8_t want[] = {0x82, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     assert_int_equal(f.rec.out_len - before, sizeof want);
@@ -235,7 +240,7 @@ static void test_bad_frame_closes_with_1002(void **state)
     in[n++] = 0xC0;
     in[n++] = 0;
     rec_feed(&f.rec, in, n);
-    hub_conn_on_readable(f.c);
+    conn_on_readable(f.c);
     assert_int_equal(f.c->state, CONN_CLOSED);
     hub_turn_end(&f.h);
     /* ... 101 answer, then the close frame with 1002 and its reason */
@@ -253,7 +258,7 @@ static void test_bad_upgrade_gets_400(void **state)
     setup(&f);
     static const char bad[] = "GET /mqtt HTTP/1.1\r\nHost: h\r\n\r\n";
     rec_feed(&f.rec, (const uint8_t *)bad, strlen(bad));
-    hub_conn_on_readable(f.c);
+    conn_on_readable(f.c);
     assert_int_equal(f.c->state, CONN_CLOSED);
     hub_turn_end(&f.h);
     assert_true(f.rec.out_len > 12);
@@ -265,30 +270,30 @@ static void test_tls_listener_config(void **state)
 {
     hub_config cfg;
     char err[256];
-    assert_int_equal(hub_config_load_string(&cfg, "listen: ['ssl://:8883']\n", err, sizeof err), -1);
+    assert_int_equal(load_conf(&cfg, "listen: ['ssl://:8883']\n", err, sizeof err), -1);
     assert_string_equal(err, "certificate.cert: required by the listener ssl://:8883");
-    assert_int_equal(hub_config_load_string(&cfg, "listen: ['wss://:1/m']\ncertificate: {cert: c}\n", err,
+    assert_int_equal(load_conf(&cfg, "listen: ['wss://:1/m']\ncertificate: {cert: c}\n", err,
                                             sizeof err),
                      -1);
     assert_string_equal(err, "certificate.key: required by the listener wss://:1/m");
-    assert_int_equal(hub_config_load_string(&cfg, "listen: ['ws://:1/m', 'tcp://:2']\n", err, sizeof err), 0);
+    assert_int_equal(load_conf(&cfg, "listen: ['ws://:1/m', 'tcp://:2']\n", err, sizeof err), 0);
     assert_int_equal(cfg.handshake_timeout_ms, 10000);
-    hub_config_free(&cfg);
-    assert_int_equal(hub_config_load_string(&cfg, "listen: ['quic://:1']\n", err, sizeof err), -1);
+    bt_cfg_free(&hub_config_schema, &cfg);
+    assert_int_equal(load_conf(&cfg, "listen: ['quic://:1']\n", err, sizeof err), -1);
     assert_non_null(strstr(err, "unsupported scheme"));
     /* the TLS context names the field of a missing file */
-    assert_int_equal(hub_config_load_string(&cfg, "certificate: {cert: /nonexistent.pem, key: k}\n", err, sizeof err),
+    assert_int_equal(load_conf(&cfg, "certificate: {cert: /nonexistent.pem, key: k}\n", err, sizeof err),
                      0);
-    assert_null(tls_server_ctx_new(&cfg, err, sizeof err));
+    assert_null(transport_tls_ctx_new(&cfg, err, sizeof err));
     assert_string_equal(err, "certificate.cert (/nonexistent.pem): No such file or directory");
-    hub_config_free(&cfg);
+    bt_cfg_free(&hub_config_schema, &cfg);
 }
 
 static void test_login_rules(void **state)
 {
     hub_config cfg;
     char err[256];
-    assert_int_equal(hub_config_load_string(&cfg,
+    assert_int_equal(load_conf(&cfg,
                                             "principals:\n"
                                             "  - {username: cert}\n"
                                             "  - {username: empty, password: ''}\n"
@@ -297,18 +302,18 @@ static void test_login_rules(void **state)
                      0);
     const bt_cfg_list *p = &cfg.principals;
     /* password-less principals: only with a verified certificate, no or an empty password */
-    assert_null(hub_auth_login(p, "cert", NULL, 0, false, false));
-    assert_non_null(hub_auth_login(p, "cert", NULL, 0, false, true));
-    assert_non_null(hub_auth_login(p, "cert", "", 0, true, true));
-    assert_null(hub_auth_login(p, "cert", "x", 1, true, true));
+    assert_null(auth_login(p, "cert", NULL, 0, false, false));
+    assert_non_null(auth_login(p, "cert", NULL, 0, false, true));
+    assert_non_null(auth_login(p, "cert", "", 0, true, true));
+    assert_null(auth_login(p, "cert", "x", 1, true, true));
     /* an empty configured password is no password: not a plain-tcp login */
-    assert_null(hub_auth_login(p, "empty", "", 0, true, false));
-    assert_non_null(hub_auth_login(p, "empty", "", 0, true, true));
+    assert_null(auth_login(p, "empty", "", 0, true, false));
+    assert_non_null(auth_login(p, "empty", "", 0, true, true));
     /* a certificate does not replace a password */
-    assert_null(hub_auth_login(p, "pw", NULL, 0, false, true));
-    assert_null(hub_auth_login(p, "pw", "", 0, true, true));
-    assert_non_null(hub_auth_login(p, "pw", "secret", 6, true, false));
-    hub_config_free(&cfg);
+    assert_null(auth_login(p, "pw", NULL, 0, false, true));
+    assert_null(auth_login(p, "pw", "", 0, true, true));
+    assert_non_null(auth_login(p, "pw", "secret", 6, true, false));
+    bt_cfg_free(&hub_config_schema, &cfg);
 }
 
 int main(void)

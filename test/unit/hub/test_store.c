@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -81,7 +80,7 @@ static uint64_t append_n(store *s, int first, size_t n, int64_t ts)
         m[i] = msg(topics[i], payloads[i], 1, ts);
     }
     char err[256] = "";
-    if (store_append(s, m, n, seqs, err, sizeof(err)))
+    if (store_append(s, m, n, seqs, NULL, 0, err, sizeof(err)))
         fail_msg("store_append: %s", err);
     for (size_t i = 1; i < n; i++)
         assert_int_equal(seqs[i], seqs[i - 1] + 1);
@@ -131,6 +130,28 @@ static int first_cb(uint64_t sq, const store_msg *m, void *arg)
     return 0;
 }
 
+/* What the log holds: count, first and last seq (0 when empty). */
+typedef struct {
+    uint64_t messages, first_seq, last_seq;
+} log_stats;
+
+static int stats_cb(uint64_t sq, const store_msg *m, void *arg)
+{
+    (void)m;
+    log_stats *ls = arg;
+    if (!ls->messages++)
+        ls->first_seq = sq;
+    ls->last_seq = sq;
+    return 0;
+}
+
+static int log_stats_get(store *s, log_stats *ls)
+{
+    char err[256];
+    memset(ls, 0, sizeof *ls);
+    return store_scan(s, 0, 0, stats_cb, ls, err, sizeof err) < 0 ? -1 : 0;
+}
+
 static void test_append_scan_order(void **state)
 {
     fixture *f = *state;
@@ -140,7 +161,7 @@ static void test_append_scan_order(void **state)
 
     store_msg one = {"a/b", 3, "hello", 5, 1, 1, 1234567};
     uint64_t seq = 0;
-    assert_int_equal(store_append(s, &one, 1, &seq, err, sizeof(err)), 0);
+    assert_int_equal(store_append(s, &one, 1, &seq, NULL, 0, err, sizeof(err)), 0);
     assert_int_equal(seq, 1);
     assert_int_equal(append_n(s, 0, 5, 1000), 2);
     assert_int_equal(append_n(s, 5, 10, 1000), 7);
@@ -163,16 +184,14 @@ static void test_append_scan_order(void **state)
     assert_int_equal(fm.m.retain, 1);
     assert_int_equal(fm.m.ts_ms, 1234567);
 
-    store_stats st;
-    assert_int_equal(store_get_stats(s, &st), 0);
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
     assert_int_equal(st.messages, 16);
     assert_int_equal(st.first_seq, 1);
     assert_int_equal(st.last_seq, 16);
-    assert_true(st.map_used > 0 && st.map_used <= st.map_size);
-    assert_int_equal(st.map_size, (uint64_t)1 << 30);
 
     /* empty batch: nothing assigned */
-    assert_int_equal(store_append(s, NULL, 0, NULL, err, sizeof(err)), 0);
+    assert_int_equal(store_append(s, NULL, 0, NULL, NULL, 0, err, sizeof(err)), 0);
     assert_int_equal(store_last_seq(s), 16);
     free(c);
     store_close(s);
@@ -229,7 +248,7 @@ static int reentrant_cb(uint64_t seq, const store_msg *m, void *arg)
     if (seq == 3) {
         store_msg x = {"x", 1, "y", 1, 1, 0, 5};
         uint64_t nseq;
-        assert_int_equal(store_append(s, &x, 1, &nseq, err, sizeof(err)), 0);
+        assert_int_equal(store_append(s, &x, 1, &nseq, NULL, 0, err, sizeof(err)), 0);
         assert_int_equal(nseq, 601);
     }
     return 0;
@@ -261,8 +280,8 @@ static void test_seqs_survive_reopen_and_cleanup(void **state)
     assert_int_equal(append_n(s, 5, 1, 1000), 6);
     /* everything expires: the log becomes empty */
     assert_int_equal(store_cleanup(s, 10000, 1000, err, sizeof(err)), 6);
-    store_stats st;
-    assert_int_equal(store_get_stats(s, &st), 0);
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
     assert_int_equal(st.messages, 0);
     assert_int_equal(st.last_seq, 0);
     assert_int_equal(store_last_seq(s), 6);
@@ -288,8 +307,8 @@ static void test_cleanup_by_age(void **state)
     append_n(s, 25000, 7, 50000);
     /* retention 10 s at now = 59.999 s: ts < 49.999 s goes */
     assert_int_equal(store_cleanup(s, 59999, 10000, err, sizeof(err)), 25000);
-    store_stats st;
-    assert_int_equal(store_get_stats(s, &st), 0);
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
     assert_int_equal(st.messages, 7);
     assert_int_equal(st.first_seq, 25001);
     collected *c = calloc(1, sizeof(*c));
@@ -305,6 +324,24 @@ static void test_cleanup_by_age(void **state)
     /* a huge retention does not overflow */
     append_n(s, 0, 1, INT64_MIN);
     assert_int_equal(store_cleanup(s, INT64_MIN + 5, INT64_MAX, err, sizeof(err)), 0);
+    store_close(s);
+}
+
+static void test_trim_consumed(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    store *s = open_store(f->dir, 0, 0, 0);
+    append_n(s, 0, 10, 1000);
+    assert_int_equal(store_trim(s, 0, 2000, err, sizeof(err)), 0);
+    assert_int_equal(store_trim(s, 4, 2000, err, sizeof(err)), 4); /* whatever their age */
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
+    assert_int_equal(st.messages, 6);
+    assert_int_equal(st.first_seq, 5);
+    assert_int_equal(store_trim(s, 100, 2000, err, sizeof(err)), 6);
+    assert_int_equal(store_last_seq(s), 10); /* seqs are never reused */
+    assert_int_equal(store_trim(NULL, 1, 0, err, sizeof(err)), -1);
     store_close(s);
 }
 
@@ -355,7 +392,7 @@ static void test_offsets(void **state)
 }
 
 typedef struct {
-    char ids[8][32];
+    char ids[8][32], owners[8][32];
     char filters[8][4][32];
     uint8_t qos[8][4];
     size_t nsubs[8];
@@ -363,18 +400,21 @@ typedef struct {
     int fail;
 } sessions_seen;
 
-static int session_stop_cb(const char *client_id, const store_sub *subs, size_t n, void *arg)
+static int session_stop_cb(const char *client_id, const char *owner, const store_sub *subs, size_t n,
+                           void *arg)
 {
     sessions_seen *w = arg;
     w->n++;
     return w->fail ? -1 : 1;
 }
 
-static int session_cb(const char *client_id, const store_sub *subs, size_t n, void *arg)
+static int session_cb(const char *client_id, const char *owner, const store_sub *subs, size_t n,
+                      void *arg)
 {
     sessions_seen *w = arg;
     assert_true(w->n < 8 && n <= 4);
     snprintf(w->ids[w->n], 32, "%s", client_id);
+    snprintf(w->owners[w->n], 32, "%s", owner ? owner : "");
     for (size_t i = 0; i < n; i++) {
         snprintf(w->filters[w->n][i], 32, "%s", subs[i].filter);
         w->qos[w->n][i] = subs[i].qos;
@@ -389,10 +429,10 @@ static void test_sessions(void **state)
     char err[256] = "";
     store *s = open_store(f->dir, 0, 0, 0);
     store_sub two[] = {{"a/+", 1}, {"b/#", 0}}, one[] = {{"c", 1}};
-    assert_int_equal(store_put_session(s, "c1", two, 2, err, sizeof(err)), 0);
-    assert_int_equal(store_put_session(s, "c2", NULL, 0, err, sizeof(err)), 0);
-    assert_int_equal(store_put_session(s, "c3", two, 2, err, sizeof(err)), 0);
-    assert_int_equal(store_put_session(s, "c1", one, 1, err, sizeof(err)), 0); /* replaces */
+    assert_int_equal(store_put_session(s, "c1", "alice", two, 2, err, sizeof(err)), 0);
+    assert_int_equal(store_put_session(s, "c2", NULL, NULL, 0, err, sizeof(err)), 0);
+    assert_int_equal(store_put_session(s, "c3", NULL, two, 2, err, sizeof(err)), 0);
+    assert_int_equal(store_put_session(s, "c1", "bob", one, 1, err, sizeof(err)), 0); /* replaces */
     assert_int_equal(store_del_session(s, "c3", err, sizeof(err)), 0);
     store_close(s);
 
@@ -401,6 +441,8 @@ static void test_sessions(void **state)
     assert_int_equal(store_load_sessions(s, session_cb, &w, err, sizeof(err)), 0);
     assert_int_equal(w.n, 2);
     assert_string_equal(w.ids[0], "c1");
+    assert_string_equal(w.owners[0], "bob");
+    assert_string_equal(w.owners[1], "");
     assert_int_equal(w.nsubs[0], 1);
     assert_string_equal(w.filters[0][0], "c");
     assert_int_equal(w.qos[0][0], 1);
@@ -419,12 +461,12 @@ static void test_sessions(void **state)
     assert_int_equal(w.n, 1);
 
     store_sub badqos[] = {{"x", 3}}, nofilter[] = {{NULL, 0}}, emptyf[] = {{"", 0}};
-    assert_int_equal(store_put_session(s, "c4", badqos, 1, err, sizeof(err)), -1);
+    assert_int_equal(store_put_session(s, "c4", NULL, badqos, 1, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "qos"));
-    assert_int_equal(store_put_session(s, "c4", nofilter, 1, err, sizeof(err)), -1);
-    assert_int_equal(store_put_session(s, "c4", emptyf, 1, err, sizeof(err)), -1);
-    assert_int_equal(store_put_session(s, "c4", NULL, 2, err, sizeof(err)), -1);
-    assert_int_equal(store_put_session(s, "", one, 1, err, sizeof(err)), -1);
+    assert_int_equal(store_put_session(s, "c4", NULL, nofilter, 1, err, sizeof(err)), -1);
+    assert_int_equal(store_put_session(s, "c4", NULL, emptyf, 1, err, sizeof(err)), -1);
+    assert_int_equal(store_put_session(s, "c4", NULL, NULL, 2, err, sizeof(err)), -1);
+    assert_int_equal(store_put_session(s, "", NULL, one, 1, err, sizeof(err)), -1);
     memset(&w, 0, sizeof(w));
     assert_int_equal(store_load_sessions(s, session_cb, &w, err, sizeof(err)), 0);
     assert_int_equal(w.n, 2);
@@ -555,22 +597,21 @@ static void test_invalid_arguments(void **state)
     store_msg badqos = {"t", 1, "p", 1, 3, 0, 0}, nulltopic = {NULL, 4, "p", 1, 0, 0, 0};
     store_msg nullpayload = {"t", 1, NULL, 4, 0, 0, 0}, longtopic = {"t", 70000, "p", 1, 0, 0, 0};
     uint64_t seq;
-    assert_int_equal(store_append(s, &badqos, 1, &seq, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &badqos, 1, &seq, NULL, 0, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "qos"));
-    assert_int_equal(store_append(s, &nulltopic, 1, &seq, err, sizeof(err)), -1);
-    assert_int_equal(store_append(s, &nullpayload, 1, &seq, err, sizeof(err)), -1);
-    assert_int_equal(store_append(s, &longtopic, 1, &seq, err, sizeof(err)), -1);
-    assert_int_equal(store_append(s, NULL, 1, &seq, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &nulltopic, 1, &seq, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &nullpayload, 1, &seq, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, &longtopic, 1, &seq, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, NULL, 1, &seq, NULL, 0, err, sizeof(err)), -1);
     assert_int_equal(store_last_seq(s), 0);
-    assert_int_equal(store_append(NULL, &badqos, 1, &seq, err, sizeof(err)), -1);
+    assert_int_equal(store_append(NULL, &badqos, 1, &seq, NULL, 0, err, sizeof(err)), -1);
     assert_int_equal(store_scan(s, 0, 0, NULL, NULL, err, sizeof(err)), -1);
     assert_int_equal(store_scan(NULL, 0, 0, collect_cb, NULL, err, sizeof(err)), -1);
-    assert_int_equal(store_get_stats(NULL, NULL), -1);
     assert_int_equal(store_last_seq(NULL), 0);
     assert_int_equal(store_load_wills(s, NULL, NULL, err, sizeof(err)), -1);
     assert_int_equal(store_put_will(s, "c", NULL, err, sizeof(err)), -1);
     /* errors are optional */
-    assert_int_equal(store_append(s, &badqos, 1, &seq, NULL, 0), -1);
+    assert_int_equal(store_append(s, &badqos, 1, &seq, NULL, 0, NULL, 0), -1);
     store_close(s);
 }
 
@@ -598,7 +639,7 @@ static void test_corrupt_records(void **state)
     store *s = open_store(f->dir, 0, 0, 0);
     append_n(s, 0, 4, 1000);
     store_sub sub = {"a", 1};
-    assert_int_equal(store_put_session(s, "c1", &sub, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_put_session(s, "c1", NULL, &sub, 1, err, sizeof(err)), 0);
     store_close(s);
 
     uint8_t k2[8], k3[8], k4[8];
@@ -708,10 +749,13 @@ static void test_decoders_on_garbage(void **state)
         }
         store_sub *subs;
         size_t n;
-        if (store_subs_decode(exact, len, &subs, &n, NULL, 0) == 0) {
+        char *owner;
+        if (store_subs_decode(exact, len, &subs, &n, &owner, NULL, 0) == 0) {
             for (size_t j = 0; j < n; j++)
                 assert_true(strlen(subs[j].filter) > 0);
+            assert_true(!owner || strlen(owner) > 0);
             free(subs);
+            free(owner);
         }
         free(exact);
     }
@@ -719,20 +763,26 @@ static void test_decoders_on_garbage(void **state)
     /* a valid encoding round-trips */
     store_sub subs[] = {{"a/+/c", 1}, {"#", 0}};
     char e[128];
-    size_t size = store_subs_size(subs, 2, e, sizeof(e));
-    assert_int_equal(size, 4 + 3 + 5 + 3 + 1);
+    size_t size = store_subs_size(subs, 2, "al", e, sizeof(e));
+    assert_int_equal(size, 4 + 3 + 5 + 3 + 1 + 2 + 2);
     uint8_t *enc = malloc(size);
-    store_subs_encode(subs, 2, enc);
+    store_subs_encode(subs, 2, "al", enc);
     store_sub *back;
     size_t n;
-    assert_int_equal(store_subs_decode(enc, size, &back, &n, e, sizeof(e)), 0);
+    char *owner;
+    assert_int_equal(store_subs_decode(enc, size, &back, &n, &owner, e, sizeof(e)), 0);
     assert_int_equal(n, 2);
+    assert_string_equal(owner, "al");
+    free(owner);
     assert_string_equal(back[0].filter, "a/+/c");
     assert_int_equal(back[0].qos, 1);
     assert_string_equal(back[1].filter, "#");
     free(back);
     /* one byte short, one byte long */
-    assert_int_equal(store_subs_decode(enc, size - 1, &back, &n, e, sizeof(e)), -1);
+    assert_int_equal(store_subs_decode(enc, size - 1, &back, &n, &owner, e, sizeof(e)), -1);
+    assert_int_equal(store_subs_decode(enc, size - 4, &back, &n, &owner, e, sizeof(e)), 0);
+    assert_null(owner); /* a record without an owner (written before owners were kept) */
+    free(back);
     free(enc);
 }
 
@@ -752,20 +802,19 @@ static void test_map_full(void **state)
     uint64_t seqs[10];
     size_t ok = 0;
     int rc;
-    while ((rc = store_append(s, batch, 10, seqs, err, sizeof(err))) == 0) {
+    while ((rc = store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err))) == 0) {
         ok += 10;
         assert_true(ok < 10000);
     }
     assert_non_null(strstr(err, "store full"));
-    store_stats st;
-    assert_int_equal(store_get_stats(s, &st), 0);
-    assert_int_equal(st.map_size, 2 * map); /* it grew once, to the limit */
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
     assert_int_equal(st.messages, ok);
     assert_true(ok > 250); /* the growth was used */
     assert_int_equal(store_last_seq(s), ok);
     /* it stays full (nothing was half-written); reads still work */
     err[0] = 0;
-    assert_int_equal(store_append(s, batch, 10, seqs, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "store full"));
     assert_int_equal(store_last_seq(s), ok);
     collected *c = calloc(1, sizeof(*c));
@@ -775,13 +824,13 @@ static void test_map_full(void **state)
 
     /* reopened, the data is intact; cleanup works on the full store and makes room */
     s = open_store(f->dir, 0, map, 2 * map);
-    assert_int_equal(store_get_stats(s, &st), 0);
+    assert_int_equal(log_stats_get(s, &st), 0);
     assert_true(st.messages >= ok);
     long removed = store_cleanup(s, 1000, 10, err, sizeof(err));
     if (removed < 0)
         fail_msg("cleanup: %s", err);
     assert_int_equal((uint64_t)removed, st.messages);
-    if (store_append(s, batch, 10, seqs, err, sizeof(err)))
+    if (store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)))
         fail_msg("append after cleanup: %s", err);
     assert_true(seqs[0] > ok);
     store_close(s);
@@ -811,7 +860,7 @@ static void child_appends(const char *dir, int sync, int fd)
             int len = snprintf(payloads[j], 16, "m%u", i + (uint32_t)j);
             m[j] = (store_msg){"crash/t", 7, payloads[j], (size_t)len, 1, 0, 1000};
         }
-        if (store_append(s, m, n, seqs, err, sizeof(err)))
+        if (store_append(s, m, n, seqs, NULL, 0, err, sizeof(err)))
             _exit(3);
         /* only now is the batch acknowledged: tell the parent */
         for (size_t j = 0; j < n; j++) {
@@ -912,91 +961,6 @@ static void test_kill9_sync(void **state)
     crash_run(f->dir, 1, 300);
 }
 
-/* ---- concurrent writers and readers -------------------------------------------------------- */
-
-#define THREADS 4
-#define PER_THREAD 150
-#define BATCH 5
-
-typedef struct {
-    store *s;
-    uint64_t seqs[PER_THREAD * BATCH];
-    int failed;
-} writer;
-
-static void *writer_main(void *arg)
-{
-    writer *w = arg;
-    char err[256];
-    for (int i = 0; i < PER_THREAD; i++) {
-        store_msg m[BATCH];
-        for (int j = 0; j < BATCH; j++)
-            m[j] = (store_msg){"th/t", 4, "pp", 2, 1, 0, 1000};
-        if (store_append(w->s, m, BATCH, &w->seqs[i * BATCH], err, sizeof(err)))
-            w->failed = 1;
-        store_offset o = {"s:thread", w->seqs[i * BATCH]};
-        if (store_set_offsets(w->s, &o, 1, err, sizeof(err)))
-            w->failed = 1;
-    }
-    return NULL;
-}
-
-static int count_cb(uint64_t seq, const store_msg *m, void *arg)
-{
-    uint64_t *last = arg;
-    assert_true(seq > *last);
-    *last = seq;
-    return 0;
-}
-
-static void *reader_main(void *arg)
-{
-    writer *w = arg;
-    char err[256];
-    for (int i = 0; i < 50; i++) {
-        uint64_t last = 0;
-        if (store_scan(w->s, 0, 0, count_cb, &last, err, sizeof(err)) < 0)
-            w->failed = 1;
-    }
-    return NULL;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void test_concurrent_writers(void **state)
-{
-    fixture *f = *state;
-    store *s = open_store(f->dir, 0, 0, 0);
-    writer *w = calloc(THREADS + 1, sizeof(*w));
-    pthread_t th[THREADS + 1];
-    for (int i = 0; i <= THREADS; i++) {
-        w[i].s = s;
-        assert_int_equal(pthread_create(&th[i], NULL, i < THREADS ? writer_main : reader_main, &w[i]), 0);
-    }
-    for (int i = 0; i <= THREADS; i++) {
-        pthread_join(th[i], NULL);
-        assert_false(w[i].failed);
-    }
-    size_t total = THREADS * PER_THREAD * BATCH;
-    uint64_t *all = malloc(total * sizeof(*all));
-    for (int i = 0; i < THREADS; i++) {
-        for (size_t j = 1; j < PER_THREAD * BATCH; j++)
-            assert_true(w[i].seqs[j] > w[i].seqs[j - 1]);
-        memcpy(all + (size_t)i * PER_THREAD * BATCH, w[i].seqs, sizeof(w[i].seqs));
-    }
-    qsort(all, total, sizeof(*all), cmp_u64);
-    for (size_t i = 0; i < total; i++)
-        assert_int_equal(all[i], i + 1); /* every seq once, none skipped */
-    assert_int_equal(store_last_seq(s), total);
-    free(all);
-    free(w);
-    store_close(s);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1005,6 +969,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scan_callback_reenters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seqs_survive_reopen_and_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cleanup_by_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_consumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retained, setup, teardown),
@@ -1015,7 +980,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_nosync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_sync, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
