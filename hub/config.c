@@ -112,7 +112,7 @@ static const bt_cfg_field hub_fields[] = {
     BT_FIELD(hub_config, offset_batch, "message.offset.batch.max", BT_CFG_INT, .def = "100",
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
     BT_FIELD(hub_config, storage_dir, "storage.dir", BT_CFG_STRING, .def = "var/db/baetyl/data"),
-    BT_FIELD(hub_config, storage_sync, "storage.sync", BT_CFG_BOOL, .def = "false"),
+    BT_FIELD(hub_config, storage_sync, "storage.sync", BT_CFG_BOOL, .def = "true"),
     BT_FIELD(hub_config, storage_max, "storage.size.max", BT_CFG_SIZE, .def = "2g",
              .flags = BT_CFG_RANGE, .min = 1 << 20, .max = 1e15),
     BT_FIELD(hub_config, handshake_timeout_ms, "handshake.timeout", BT_CFG_DURATION, .def = "10s",

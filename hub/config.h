@@ -41,7 +41,7 @@ typedef struct {
     int64_t retry_interval_ms;
     long offset_size, offset_batch;
     char *storage_dir;
-    bool storage_sync; /* decided here: fsync each commit (power-loss safety); default off */
+    bool storage_sync; /* fsync each commit (power-loss safety); default on (SPEC §19) */
     int64_t storage_max; /* decided here: the store's size limit ("store full" beyond; 2g) */
     int64_t handshake_timeout_ms; /* decided here: TLS + WebSocket handshake deadline (10s) */
     int64_t shutdown_timeout_ms;
