@@ -1,6 +1,7 @@
 /* The `baetyl` command line (SPEC §1): argument parsing, the work dir, and the small
  * commands (check, version, stop); start and status have their own files. */
 #include "cli.h"
+#include "cgroup.h"
 #include "baetyl/version.h"
 #include "app.h"
 #include "conf.h"
@@ -285,6 +286,8 @@ int cli_main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "__cgexec")) /* the native engine's way into a cgroup (cgroup.h) */
+        return cg_exec_main(argc, argv);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage_main, stdout);
         return 0;

@@ -34,6 +34,7 @@ typedef struct {
     int wait_fd;    /* native: pidfd, -1 when none */
     char id[80];    /* container id (docker) or the pid as text (native) */
     char name[80];  /* process name (native: /proc comm) or container name */
+    const void *svc; /* the engine's state of the instance's service */
     /* Previous CPU sample, for a CPU % over the time between two stats calls. */
     uint64_t cpu_ticks;
     int64_t cpu_at_ms;

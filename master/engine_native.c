@@ -1,6 +1,7 @@
 /* The native engine (SPEC §4): each instance is a process of a package found through the
  * service's mounts, in its own session and process group, started with posix_spawn and
  * watched through a pidfd (or by polling on kernels without pidfd). */
+#include "cgroup.h"
 #include "engine.h"
 #include "host_stats.h"
 #include "path_beneath.h"
@@ -43,6 +44,7 @@ typedef struct {
     char *exec;  /* absolute program path */
     char **args; /* argv[1..], NULL-terminated */
     size_t nargs;
+    cg_service *cg; /* its cgroup when `resources` asks for limits and cgroups work */
 } native_svc;
 
 static void native_svc_free(native_svc *s)
@@ -55,6 +57,7 @@ static void native_svc_free(native_svc *s)
     for (size_t i = 0; i < s->nargs; i++)
         free(s->args[i]);
     free(s->args);
+    cg_service_destroy(s->cg);
     free(s);
 }
 
@@ -324,6 +327,14 @@ static int native_start_service(bt_engine *e, const app_config *app, const app_s
         native_svc_free(s);
         return -1;
     }
+    if (cg_wanted(&svc->resources)) {
+        cg_system sys = {.root = "/sys/fs/cgroup"};
+        char why[512];
+        s->cg = cg_service_create(&sys, e->opts.pwd, svc->name, &svc->resources, why, sizeof why);
+        if (!s->cg)
+            bt_logkv(BT_LOG_WARN, "resources not applied: the service runs unlimited", "service",
+                     svc->name, "error", why, NULL);
+    }
     *state = s;
     return 0;
 }
@@ -345,12 +356,29 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     native_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
-    char **argv = calloc(s->nargs + 2, sizeof(char *));
+    /* With a cgroup the program is started through the master's own binary, which joins
+     * the cgroup and then execs it (cgroup.h): argv is __cgexec's, then the program's. */
+    char *const *cgf = s->cg ? cg_service_procs_files(s->cg) : NULL;
+    size_t ncg = 0;
+    while (cgf && cgf[ncg])
+        ncg++;
+    size_t pre = cgf ? 4 + ncg : 0;
+    char **argv = calloc(pre + s->nargs + 2, sizeof(char *));
     if (!argv)
         return bt_errf(err, errlen, "out of memory");
-    argv[0] = (char *)instance;
+    char nbuf[24];
+    snprintf(nbuf, sizeof nbuf, "%zu", ncg);
+    if (cgf) {
+        argv[0] = "baetyl";
+        argv[1] = "__cgexec";
+        argv[2] = s->exec;
+        argv[3] = nbuf;
+        for (size_t i = 0; i < ncg; i++)
+            argv[4 + i] = cgf[i];
+    }
+    argv[pre] = (char *)instance;
     for (size_t i = 0; i < s->nargs; i++)
-        argv[i + 1] = s->args[i];
+        argv[pre + i + 1] = s->args[i];
 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -367,7 +395,7 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, s->exec, &fa, &attr, argv, env);
+    int rc = posix_spawn(&pid, cgf ? "/proc/self/exe" : s->exec, &fa, &attr, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(argv);
@@ -379,8 +407,11 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     if (out->wait_fd >= 0)
         fcntl(out->wait_fd, F_SETFD, FD_CLOEXEC);
     snprintf(out->id, sizeof out->id, "%d", (int)pid);
+    out->svc = s;
     uint64_t ticks, rss, start;
-    if (proc_sample(pid, &ticks, &rss, &start, out->name, sizeof out->name) != 0)
+    if (cgf) /* still __cgexec for a moment: the name the program will have (TASK_COMM_LEN) */
+        snprintf(out->name, sizeof out->name, "%.15s", basename(s->exec));
+    else if (proc_sample(pid, &ticks, &rss, &start, out->name, sizeof out->name) != 0)
         snprintf(out->name, sizeof out->name, "%s", basename(s->exec));
     return 0;
 }
@@ -473,6 +504,9 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     if (proc_sample(inst->pid, &ticks, &rss, &start, comm, sizeof comm) != 0)
         return;
     json_object_set_new(obj, "process", json_pack("{s:i,s:s}", "id", (json_int_t)inst->pid, "name", comm));
+    const native_svc *s = inst->svc;
+    if (s && s->cg)
+        cg_service_stats(s->cg, obj);
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0)
         hz = 100;
