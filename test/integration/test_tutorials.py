@@ -650,8 +650,16 @@ def test_ch16_custom_runtime(install):
         """)
     i.start()
     box = Box(port, subs=["up/out"])
-    box.publish("up", b"hello custom runtime", 1)
-    assert box.take(1) == {"up/out": [b"HELLO CUSTOM RUNTIME by function-upper.upper.1"]}
+    # The rule's subscription must exist first (this function-manager logs to the master's
+    # output, so there is no log line to wait for): publish until the first answer comes.
+    got, deadline = None, time.monotonic() + 30
+    while got is None and time.monotonic() < deadline:
+        box.publish("up", b"hello custom runtime", 1)
+        try:
+            got = box.take(1, timeout=1)
+        except queue.Empty:
+            pass
+    assert got == {"up/out": [b"HELLO CUSTOM RUNTIME by function-upper.upper.1"]}, got
     box.close()
     i.stop()
 
