@@ -47,13 +47,16 @@ PKGS=(
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-missing=()
-for p in "${PKGS[@]}"; do
-  # dpkg-query says "install ok installed" only for a fully installed package.
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
+# not_installed PKG...: those of PKG not fully installed ("install ok installed" is the
+# only status dpkg-query gives a complete install), one per line.
+not_installed() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+mapfile -t missing < <(not_installed "${PKGS[@]}")
 # A machine may bring its own node/npm (not from Debian); keep it rather than fight it.
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   tmp=()
@@ -115,10 +118,7 @@ for p in ${PLATFORMS//,/ }; do
 done
 if [ "${#cross[@]}" -gt 0 ]; then
   cross+=(qemu-user-static binfmt-support)
-  todo=()
-  for p in "${cross[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || todo+=("$p")
-  done
+  mapfile -t todo < <(not_installed "${cross[@]}")
   if [ "${#todo[@]}" -gt 0 ]; then
     echo "deps: installing ${todo[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -365,7 +365,7 @@ static void format_entry(sbuf *b, bt_log_level l, const char *msg, size_t msglen
 static void emit(const char *line, size_t len)
 {
     if (g_file.fd < 0) {
-        (void)bt_log_write_all(STDERR_FILENO, line, len);
+        (void)bt_write_all(STDERR_FILENO, line, len);
         return;
     }
     char err[256];
@@ -374,8 +374,8 @@ static void emit(const char *line, size_t len)
         char note[320];
         int m = snprintf(note, sizeof note, "log: %s\n", err);
         if (m > 0)
-            (void)bt_log_write_all(STDERR_FILENO, note, (size_t)m < sizeof note ? (size_t)m : sizeof note - 1);
-        (void)bt_log_write_all(STDERR_FILENO, line, len);
+            (void)bt_write_all(STDERR_FILENO, note, (size_t)m < sizeof note ? (size_t)m : sizeof note - 1);
+        (void)bt_write_all(STDERR_FILENO, line, len);
     }
 }
 

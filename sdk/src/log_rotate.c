@@ -14,21 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int bt_log_write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 
 static int open_file(bt_logfile *f, char *err, size_t errlen)
 {
@@ -235,7 +220,7 @@ int bt_logfile_write(bt_logfile *f, const char *buf, size_t len, char *err, size
     if (f->regular && f->max_bytes > 0 && f->size > 0 && f->size + (long long)len > f->max_bytes &&
         rotate(f, err, errlen) < 0)
         return -1;
-    if (bt_log_write_all(f->fd, buf, len) < 0) {
+    if (bt_write_all(f->fd, buf, len) < 0) {
         snprintf(err, errlen, "write %s: %s", f->path, strerror(errno));
         return -1;
     }

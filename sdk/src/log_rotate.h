@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "baetyl/util.h" /* bt_mkdir_parents, bt_write_all */
+
 typedef struct {
     int fd;              /* -1 when closed */
     char *path;          /* absolute */
@@ -26,10 +28,5 @@ int bt_logfile_write(bt_logfile *f, const char *buf, size_t len, char *err, size
 void bt_logfile_close(bt_logfile *f);
 /* Deletes backups beyond the count limit and older than the age limit. */
 void bt_logfile_cleanup(const bt_logfile *f);
-/* Writes all of buf to fd, retrying on EINTR and short writes. Returns 0 or -1. */
-int bt_log_write_all(int fd, const char *buf, size_t len);
-/* mkdir -p (0755) of the directory part of path (path itself is the file); also for
- * ota.log (otalog.c). Returns 0, or -1 with err ("mkdir <dir>: <reason>"). */
-#include "baetyl/util.h" /* bt_mkdir_parents */
 
 #endif

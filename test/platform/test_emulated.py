@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from conftest import BIN, free_port, procs, wait_for  # noqa: E402,F401 (procs: a fixture)
-from test_tutorials import Install  # noqa: E402
+from conftest import BIN, free_port, procs, wait_for  # noqa: E402,F401 (fixtures)
+from test_tutorials import install  # noqa: E402,F401 (a fixture)
 
 PLATFORM = os.environ.get("BAETYL_PLATFORM", "")
 # ELF e_machine of each platform's binaries: proves the test runs what it claims to.
@@ -26,19 +26,6 @@ def elf_machine(path):
         head = f.read(20)
     assert head[:4] == b"\x7fELF", path
     return int.from_bytes(head[18:20], "little")
-
-
-@pytest.fixture
-def install(procs):
-    made = []
-
-    def make(example="native"):
-        i = Install(procs, example)
-        made.append(i)
-        return i
-    yield make
-    for i in made:
-        i.cleanup()
 
 
 def test_binaries_are_for_the_platform_and_emulation_is_registered():
