@@ -352,8 +352,14 @@ bench: all tools
 # ---- docker images (docker mode): one per module, FROM scratch, built on the local engine --
 IMAGE_TAG ?= latest
 # MODULES="hub agent" builds only those images.
+# Another PLATFORM's images (its C modules, tagged <image>:<IMAGE_TAG>-linux-<arch>) come from
+# its cross build: make image PLATFORMS=linux/amd64,linux/arm64,linux/arm/v7.
 image: all
+ifeq ($(BT_PLATFORM),$(NATIVE_PLATFORM))
 	docker/build-images.sh -b $(BUILD) -t $(IMAGE_TAG) $(MODULES:%=baetyl-%)
+else
+	docker/build-platform-images.sh -p $(BT_PLATFORM) -t $(IMAGE_TAG) $(MODULES:%=baetyl-%)
+endif
 
 # ---- Debian packages and release archives of the build's platform (PLATFORMS=… for several) --
 DIST_DIR ?= build/dist
