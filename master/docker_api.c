@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define CALL_TIMEOUT_MS 60000L
@@ -302,8 +303,20 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     char *body = NULL, why[512];
     docker_req r = {.method = "GET", .path = "/version", .unversioned = true, .timeout_ms = 15000, .cancel_fd = -1};
     int st = docker_call(c, &r, &body, NULL, why, sizeof why);
+    if (st == DOCKER_ERR) {
+        /* curl's own words here speak of "localhost port 80": say what the socket is. */
+        struct stat sb;
+        const char *cause = stat(c->socket, &sb) != 0 ? strerror(errno)
+                            : S_ISSOCK(sb.st_mode)     ? "nothing accepts on the socket"
+                                                       : "not a socket";
+        return bt_errf(err, errlen,
+                       "docker engine not reachable at unix://%s (%s): start it (`systemctl "
+                       "start docker`, or `dockerd -H unix://%s`), or set DOCKER_HOST=unix://<its "
+                       "socket>",
+                       c->socket, cause, c->socket);
+    }
     if (st < 0)
-        return bt_errf(err, errlen, "docker engine not reachable: %s", why);
+        return bt_errf(err, errlen, "docker engine (%s) not reachable: %s", c->socket, why);
     json_t *j = NULL;
     int rc = 0;
     if (st != 200)
@@ -447,7 +460,8 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
     return rc;
 }
 
-int docker_network_ensure(docker_client *c, const char *name, char *err, size_t errlen)
+int docker_network_ensure(docker_client *c, const char *name, const char *master_id, char *err,
+                          size_t errlen)
 {
     char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/networks/%s", e) : NULL, *body = NULL;
     free(e);
@@ -467,8 +481,9 @@ int docker_network_ensure(docker_client *c, const char *name, char *err, size_t 
     }
     free(body);
     body = NULL;
-    json_t *req = json_pack("{s:s,s:s,s:b,s:{s:s}}", "Name", name, "Driver", "bridge", "CheckDuplicate", 1,
-                            "Labels", "baetyl", "baetyl");
+    json_t *req = json_pack("{s:s,s:s,s:b,s:{s:s,s:s}}", "Name", name, "Driver", "bridge",
+                            "CheckDuplicate", 1, "Labels", "baetyl", "baetyl", "baetyl-master",
+                            master_id);
     if (!req)
         return bt_errf(err, errlen, "out of memory");
     st = simple(c, "POST", "/networks/create", req, CALL_TIMEOUT_MS, &body, err, errlen);

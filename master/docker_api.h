@@ -63,9 +63,11 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
  * reference, "latest" when none). Returns 0, or -1 when the reference is empty or too long. */
 int docker_image_split(const char *image, char *repo, size_t repolen, char *tag, size_t taglen);
 
-/* Makes sure a bridge network of that name exists, creating it with label baetyl=baetyl.
- * Returns 1 when created, 0 when it existed, -1 with err. */
-int docker_network_ensure(docker_client *c, const char *name, char *err, size_t errlen);
+/* Makes sure a bridge network of that name exists, creating it with labels baetyl=baetyl
+ * and baetyl-master=<master_id> (the master that made it; masters share it, none removes
+ * it). Returns 1 when created, 0 when it existed, -1 with err. */
+int docker_network_ensure(docker_client *c, const char *name, const char *master_id, char *err,
+                          size_t errlen);
 
 /* Creates a container of that name from a create body. Returns 0 with its id, 1 when the
  * name is taken (a conflict), -1 with err. */
