@@ -21,6 +21,7 @@ struct docker_client {
     char *socket;
     char *version;
     unsigned major, minor;
+    unsigned engine_api; /* the engine's newest API version, major * 1000 + minor (0: unknown) */
 };
 
 static int parse_version(const char *s, unsigned *major, unsigned *minor)
@@ -298,6 +299,11 @@ static int parse_answer(const char *body, int want_type, json_t **out, const cha
 
 /* ---- engine and images ------------------------------------------------------------------ */
 
+bool docker_engine_speaks(const docker_client *c, unsigned major, unsigned minor)
+{
+    return c->engine_api >= major * 1000 + minor;
+}
+
 int docker_check_version(docker_client *c, char *err, size_t errlen)
 {
     char *body = NULL, why[512];
@@ -335,6 +341,7 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     if (minv && parse_version(minv, &amin, &imin) != 0)
         amin = imin = 0;
     unsigned want = c->major * 1000 + c->minor;
+    c->engine_api = amax * 1000 + imax;
     if (want > amax * 1000 + imax)
         rc = bt_errf(err, errlen, "docker.api_version (%s) is newer than the engine supports (%s): set docker.api_version in conf.yml",
                      c->version, maxv);

@@ -42,6 +42,8 @@ int docker_client_new(const char *socket, const char *version, docker_client **o
 void docker_client_free(docker_client *c);
 /* The socket path the client talks to. */
 const char *docker_client_socket(const docker_client *c);
+/* Whether the engine (after docker_check_version) speaks API version major.minor. */
+bool docker_engine_speaks(const docker_client *c, unsigned major, unsigned minor);
 
 /* Performs one request. Returns the HTTP status (body in *body, NUL-terminated, malloc'd;
  * NULL with on_data), or DOCKER_ERR / DOCKER_TIMEOUT / DOCKER_CANCELLED with err. body and

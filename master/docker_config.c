@@ -302,8 +302,10 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         bad |= json_object_set(hc, "Devices", devs);
         bad |= json_object_set_new(hc, "RestartPolicy", json_pack("{s:s,s:i}", "Name", "no", "MaximumRetryCount", 0));
         bad |= json_object_set_new(hc, "NetworkMode", json_string(ctx->network));
-        if (!ctx->api_socket) /* a tcp API on the host: containers reach it by this name */
-            bad |= json_object_set_new(hc, "ExtraHosts", json_pack("[s]", DOCKER_HOST_GATEWAY ":host-gateway"));
+        /* The host by name: a tcp API there, or a broker on it (remote-mqtt, chapter 10). */
+        if (!ctx->api_socket || ctx->host_gateway)
+            bad |= json_object_set_new(hc, "ExtraHosts",
+                                       json_pack("[s]", DOCKER_HOST_GATEWAY ":host-gateway"));
         bad |= json_object_set_new(cfg, "Image", json_string(svc->image));
         if (svc->args.n) {
             json_t *cmd = json_array();

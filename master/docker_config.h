@@ -23,6 +23,7 @@ typedef struct {
     const char *api_socket; /* host path of the master's unix socket; NULL with a tcp API */
     const char *network;    /* the user-defined bridge network (DOCKER_NETWORK) */
     const char *master_id;  /* docker_master_id(): labels the containers of this master */
+    bool host_gateway;      /* the engine resolves host-gateway (API 1.41+, Docker 20.10+) */
 } docker_ctx;
 
 /* The stable id of a master on a shared engine: the first DOCKER_MASTER_ID_LEN hex digits
@@ -42,9 +43,9 @@ char *docker_mount_source(const char *pwd, const app_config *app, const app_moun
                           size_t errlen);
 /* The container create body of a service, everything but Env: Image, Cmd (args), labels
  * baetyl=baetyl, service=<name> and baetyl-master=<master_id>, ExposedPorts, HostConfig
- * (Binds, PortBindings, Devices,
- * NanoCpus, CpusetCpus, Memory, MemorySwap, PidsLimit, restart policy `no`, the network,
- * ExtraHosts for a tcp API) and the network alias <service>. New reference, or NULL with err. */
+ * (Binds, PortBindings, Devices, NanoCpus, CpusetCpus, Memory, MemorySwap, PidsLimit,
+ * restart policy `no`, the network, ExtraHosts host.docker.internal:host-gateway with a tcp
+ * API or host_gateway) and the network alias <service>. New reference, or NULL with err. */
 json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, const app_service *svc,
                               char *err, size_t errlen);
 /* Checks the ports and devices of every service (for `baetyl check` in docker mode).

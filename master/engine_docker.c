@@ -129,7 +129,8 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
                        svc->image, pe ? " (pull: " : "", pe ? pe : "", pe ? ")" : "");
     }
     docker_ctx ctx = {.pwd = e->opts.pwd, .api_socket = e->opts.api->is_unix ? e->opts.api->path : NULL,
-                      .network = DOCKER_NETWORK, .master_id = p->master_id};
+                      .network = DOCKER_NETWORK, .master_id = p->master_id,
+                      .host_gateway = docker_engine_speaks(p->c, 1, 41)};
     json_t *tmpl = docker_service_config(&ctx, app, svc, err, errlen);
     if (!tmpl)
         return -1;

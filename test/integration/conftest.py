@@ -371,6 +371,17 @@ def _start_docker_engine():
         return "docker cannot run here: dockerd is not installed (apt-get install docker.io)"
     if os.geteuid() != 0:
         return "docker cannot run here: dockerd needs root"
+    # Without a default bridge, host-gateway (host.docker.internal) needs an address of the
+    # host that containers reach: the one of the default route.
+    gw = []
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: only the route is looked up
+        gw = [f"--host-gateway-ip={probe.getsockname()[0]}"]
+    except OSError:
+        pass
+    finally:
+        probe.close()
     root = tempfile.mkdtemp(prefix="bt-dockerd-", dir="/tmp")  # short: socket paths
     e = DockerEngine(root)
     ns = os.path.basename(root)
@@ -378,7 +389,7 @@ def _start_docker_engine():
     e.proc = subprocess.Popen(
         [dockerd, "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", e.host,
          "--pidfile", f"{root}/dockerd.pid", "--bridge=none", "--iptables=false", "--ip-masq=false",
-         "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins"],
+         "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins", *gw],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     deadline = time.monotonic() + 60
@@ -399,6 +410,7 @@ def _stop_docker_engine(e):
             ids = e.docker("ps", "-aq").stdout.split()
             if ids:
                 e.docker("rm", "-f", *ids)
+            e.docker("network", "prune", "-f")  # else their bridges outlive the engine
         e.proc.terminate()
         try:
             e.proc.wait(60)

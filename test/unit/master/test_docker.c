@@ -152,7 +152,7 @@ static void test_service_config(void **state)
     if (app_load_string(APP, strlen(APP), &app, err, sizeof err) != 0)
         fail_msg("%s", err);
     docker_ctx ctx = {.pwd = "/usr/local", .api_socket = "/var/run/baetyl.sock",
-                      .network = DOCKER_NETWORK, .master_id = "0123456789ab"};
+                      .network = DOCKER_NETWORK, .master_id = "0123456789ab", .host_gateway = true};
     json_t *c = docker_service_config(&ctx, &app, APP_SERVICE(&app, 0), err, sizeof err);
     if (!c)
         fail_msg("%s", err);
@@ -180,10 +180,17 @@ static void test_service_config(void **state)
     assert_string_equal(bt_json_get_str(hc, "PortBindings.1883/tcp.0.HostPort"), "1883");
     assert_non_null(json_object_get(json_object_get(c, "ExposedPorts"), "1883/tcp"));
     assert_string_equal(bt_json_get_str(hc, "Devices.0.PathInContainer"), "/dev/video0");
-    assert_null(json_object_get(hc, "ExtraHosts")); /* unix API: nothing to resolve */
+    /* every container can reach the host by name (a broker there, seed chapter 10) */
+    assert_string_equal(bt_json_get_str(hc, "ExtraHosts.0"), "host.docker.internal:host-gateway");
     assert_string_equal(bt_json_get_str(c, "NetworkingConfig.EndpointsConfig.baetyl.Aliases.0"), "localhub");
     assert_null(json_object_get(c, "Env"));
     json_decref(c);
+
+    ctx.host_gateway = false; /* an engine older than 20.10 cannot resolve host-gateway */
+    json_t *old = docker_service_config(&ctx, &app, APP_SERVICE(&app, 0), err, sizeof err);
+    assert_non_null(old);
+    assert_null(json_object_get(json_object_get(old, "HostConfig"), "ExtraHosts"));
+    json_decref(old);
 
     /* No args, no resources: the image's CMD and the engine's defaults stay. A tcp API
      * is reached through host.docker.internal. */
