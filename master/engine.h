@@ -35,6 +35,8 @@ typedef struct {
     char id[80];    /* container id (docker) or the pid as text (native) */
     char name[80];  /* process name (native: /proc comm) or container name */
     bool stop_requested; /* signal_instance was called: an exit now is no failure (docker) */
+    void *owner;         /* the engine's state of the instance's service (docker) */
+    int64_t started_ms;  /* when start_instance started it (docker) */
     /* Previous CPU sample, for a CPU % over the time between two stats calls. */
     uint64_t cpu_ticks;
     int64_t cpu_at_ms;

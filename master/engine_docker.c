@@ -28,10 +28,19 @@
 #define LOG_TAIL 1000           /* lines of a container's output kept in the master log */
 #define LOG_MAX_BYTES (256u << 10)
 #define LOG_WARN_TAIL 20        /* of those, the last lines of a failed container, at warn */
+#define FAIL_FAST_MS 10000      /* a container failing sooner than this failed at its start */
+#define BACKOFF_FIRST_MS 1000   /* after two such failures in a row, starts wait this long, */
+#define BACKOFF_MAX_MS 60000    /* doubling up to this */
 
 typedef struct {
     char *name;
     json_t *tmpl; /* container create body, without Env */
+    /* Instances that fail at their start (an import error in a function, say) would make a
+     * container per message or per restart: after two in a row, starts are refused until
+     * retry_at, a delay that doubles with each failure. */
+    pthread_mutex_t mu;
+    int fails, last_code;
+    int64_t retry_at;
 } docker_svc;
 
 typedef struct stat_entry {
@@ -108,6 +117,7 @@ static void docker_svc_free(docker_svc *s)
         return;
     free(s->name);
     json_decref(s->tmpl);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -154,6 +164,7 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
         return bt_errf(err, errlen, "out of memory");
     }
     s->tmpl = tmpl;
+    pthread_mutex_init(&s->mu, NULL);
     *state = s;
     return 0;
 }
@@ -200,6 +211,15 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     docker_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
+    pthread_mutex_lock(&s->mu);
+    int fails = s->fails, code = s->last_code;
+    int64_t wait_ms = s->fails >= 2 ? s->retry_at - bt_now_ms() : 0;
+    pthread_mutex_unlock(&s->mu);
+    if (wait_ms > 0)
+        return bt_errf(err, errlen,
+                       "service (%s): its last %d instances failed at their start (last exit code "
+                       "%d, their output is in the master log): next start in %lld ms",
+                       s->name, fails, code, (long long)wait_ms);
     json_t *body = json_deep_copy(s->tmpl), *jenv = json_array();
     int bad = !body || !jenv;
     for (char *const *v = env; !bad && *v; v++)
@@ -224,6 +244,8 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     }
     snprintf(out->id, sizeof out->id, "%s", id);
     snprintf(out->name, sizeof out->name, "%s", instance);
+    out->owner = s;
+    out->started_ms = bt_now_ms();
     char msg[160];
     snprintf(msg, sizeof msg, "container (%.12s:%s) started", id, instance);
     bt_logkv(BT_LOG_DEBUG, msg, "engine", "docker", NULL);
@@ -274,6 +296,27 @@ static void log_flush(log_ctx *c, bt_log_level level)
     }
 }
 
+/* Counts a failure at start (or resets the count) for the start backoff of the service. */
+static void note_exit(eng_instance *inst, int code)
+{
+    docker_svc *s = inst->owner;
+    if (!s)
+        return;
+    int64_t now = bt_now_ms();
+    pthread_mutex_lock(&s->mu);
+    if (code != 0 && !inst->stop_requested && now - inst->started_ms < FAIL_FAST_MS) {
+        s->fails++;
+        s->last_code = code;
+        int64_t delay = BACKOFF_FIRST_MS;
+        for (int i = 2; i < s->fails && delay < BACKOFF_MAX_MS; i++)
+            delay *= 2;
+        s->retry_at = now + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
+    } else {
+        s->fails = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* The container has stopped: its output goes to the master log, then it is removed. An
  * exit the master did not ask for with a non-zero code is a failure the user must see (an
  * import error in a function, say): its code and last lines are logged at warn. */
@@ -290,6 +333,7 @@ static void finish_container(docker_priv *p, eng_instance *inst, int code)
         bt_logkv(BT_LOG_WARN, "failed to read the container's output", "container", inst->name,
                  "error", why, NULL);
     log_flush(&lc, level);
+    note_exit(inst, code);
     if (docker_container_remove(p->c, inst->id, true, why, sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to remove container", "container", inst->name, "error", why, NULL);
     stats_forget(p, inst->id);

@@ -111,7 +111,8 @@ def test_docker_tls_example(dmaster):
         plain.pub("t", b"over tcp")
         assert plain.wait("t/topic") == b"over tcp"  # the hub's route, as in the seed
 
-        files = {"ca": f"{certs}/ca.pem", "key": f"{certs}/client.key", "cert": f"{certs}/client.pem"}
+        files = {"ca": f"{certs}/ca.pem", "key": f"{certs}/client.key",
+                 "cert": f"{certs}/client.pem"}
         two_way = Client(tls, "two-way-tls", tls=files)
         clients.append(two_way)
         two_way.sub("tls/#")

@@ -215,7 +215,6 @@ def chapter9_images(images):  # noqa: F811
 def test_seed_chapter9_verbatim(dmaster, chapter9_images):
     m = dmaster()
     port = free_port()
-    m.write("etc/baetyl/conf.yml", m.read("etc/baetyl/conf.yml").replace("level: info", "level: debug"))
     db = "var/db/baetyl"
     m.app(textwrap.dedent(APPLICATION).replace("- 1883:1883", f"- 127.0.0.1:{port}:1883"))
     for rel, text in (("localhub-conf", LOCALHUB), ("function-manager-conf", FUNCTION_MANAGER),
