@@ -13,6 +13,7 @@ import pytest
 
 from conftest import SRC, free_port, wait_for
 from test_docker_examples import Client
+from test_hub_acceptance import SEED_CH8 as LOCALHUB  # chapter 9's hub config is chapter 8's
 from test_master_docker import (TAG, dinspect, dmaster, docker_engine, images,  # noqa: F401
                                 labelled, master_id, no_leftovers)
 from test_master_util import master  # noqa: F401
@@ -105,27 +106,6 @@ volumes:
     path: var/db/baetyl/function-sayjs-code
   - name: function-filter-conf
     path: var/db/baetyl/function-filter-conf
-"""
-
-LOCALHUB = """
-listen:
-  - tcp://0.0.0.0:1883
-principals:
-  - username: test
-    password: hahaha
-    permissions:
-      - action: 'pub'
-        permit: ['#']
-      - action: 'sub'
-        permit: ['#']
-subscriptions:
-  - source:
-      topic: 't'
-    target:
-      topic: 't/topic'
-logger:
-  path: var/log/baetyl/service.log
-  level: "debug"
 """
 
 FUNCTION_MANAGER = """
