@@ -13,15 +13,24 @@
 # Each image is also tagged with the names Baetyl 1.0's docs use (hub.baidubce.com/baetyl/
 # baetyl-hub:latest, :0.1.6, :1.0.0, baetyl-function-python27/-python36/-node85, …), so their
 # application.yml files run unchanged; -n leaves those names alone.
+#
+#   docker/build-images.sh -x PROGRAM [-f DOCKERFILE] NAME[:TAG]
+#
+# A module of your own (written with the SDK, built outside this tree) as image NAME: the
+# same FROM-scratch root with PROGRAM at /bin/<its file name>, and DOCKERFILE (default: FROM
+# scratch, COPY rootfs/ /, ENTRYPOINT the program) to add files or set its entrypoint.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$SRC/build
 TAG=latest
 SEED_NAMES=1
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
-while getopts "b:t:nh" o; do
+PROGRAM="" OWN_DOCKERFILE=""
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "b:t:nx:f:h" o; do
   case $o in
+    x) PROGRAM=$OPTARG ;;
+    f) OWN_DOCKERFILE=$OPTARG ;;
     b) BUILD=$(cd "$OPTARG" && pwd) ;;
     t) TAG=$OPTARG ;;
     n) SEED_NAMES=0 ;;
@@ -32,7 +41,11 @@ done
 shift $((OPTIND - 1))
 
 command -v docker >/dev/null || { echo "$0: the docker client is not installed (apt-get install docker.io)" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "$0: no Docker engine answers (start dockerd)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || {
+  echo "$0: no Docker engine answers at ${DOCKER_HOST:-unix:///var/run/docker.sock}" \
+    "(start it: systemctl start docker, or dockerd &)" >&2
+  exit 1
+}
 
 if [ $# -eq 0 ]; then
   for df in "$SRC"/docker/*.Dockerfile; do
@@ -164,6 +177,40 @@ seed_names() {
 }
 
 human() { numfmt --to=si --suffix=B --format=%.1f "$1" 2>/dev/null || echo "$1 bytes"; }
+
+# own_module NAME: PROGRAM as the image NAME (see -x above).
+own_module() {
+  local name=$1 bin; bin=$(basename "$PROGRAM")
+  [ -x "$PROGRAM" ] || { echo "$0: $PROGRAM is not an executable file" >&2; exit 1; }
+  if [ -n "$OWN_DOCKERFILE" ] && [ ! -f "$OWN_DOCKERFILE" ]; then
+    echo "$0: no $OWN_DOCKERFILE" >&2
+    exit 1
+  fi
+  CTX=$(mktemp -d /tmp/baetyl-image.XXXXXX)
+  mkdir -p "$CTX/rootfs"
+  add_file "$PROGRAM" "/bin/$bin"
+  add_libs "$PROGRAM"
+  finish_rootfs
+  if [ -n "$OWN_DOCKERFILE" ]; then
+    cp "$OWN_DOCKERFILE" "$CTX/Dockerfile"
+  else
+    printf 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/bin/%s"]\n' "$bin" >"$CTX/Dockerfile"
+  fi
+  local t0; t0=$(date +%s)
+  echo "[1/1] $name: building ($(du -sh "$CTX/rootfs" | cut -f1) of files)"
+  docker build -q -t "$name" "$CTX" >/dev/null 2>"$CTX/build.err" ||
+    { cat "$CTX/build.err" >&2; exit 1; }
+  local size; size=$(docker image inspect -f '{{.Size}}' "$name")
+  echo "[1/1] $name: $(human "$size") in $(($(date +%s) - t0))s"
+  cleanup
+  echo "built: $name"
+}
+
+if [ -n "$PROGRAM" ]; then
+  [ $# -eq 1 ] || { echo "$0: -x PROGRAM takes one image name" >&2; exit 2; }
+  own_module "$1"
+  exit 0
+fi
 
 built=() skipped=()
 n=0

@@ -17,7 +17,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import SRC, free_port, wait_for
+from conftest import BUILD, SRC, free_port, wait_for
 from test_master_docker import (TAG, dinspect, dmaster, docker_engine, images,  # noqa: F401
                                 labelled, master_id, no_leftovers)
 from test_master_util import master  # noqa: F401
@@ -189,9 +189,33 @@ def test_docker_remote_example(dmaster, example_images, host_broker):
 def test_docker_timer_example(dmaster, example_images):
     """The timer in docker mode: it reaches the hub by its service name and publishes
     {"id": 1, "time": …} to timer1 every second."""
+    run_timer_example(dmaster)
+
+
+def test_own_module_image(dmaster, example_images, tmp_path):
+    """A module of one's own (the SDK's timer example, built outside the image list) made an
+    image by `docker/build-images.sh -x PROGRAM -f DOCKERFILE NAME` and run in place of the
+    timer."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text('FROM scratch\nCOPY rootfs/ /\nLABEL made-by=me\n'
+                          'ENTRYPOINT ["/bin/baetyl-timer"]\n')
+    r = subprocess.run([os.path.join(SRC, "docker", "build-images.sh"), "-x",
+                        os.path.join(BUILD, "bin", "baetyl-timer"), "-f", str(dockerfile),
+                        "my-timer:1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "[1/1] my-timer:1: " in r.stdout, r.stdout + r.stderr
+    labels = json.loads(example_images.docker("image", "inspect", "-f", "{{json .Config.Labels}}",
+                                              "my-timer:1").stdout)
+    assert labels == {"made-by": "me"}
+    run_timer_example(dmaster, timer_image="my-timer:1")
+
+
+def run_timer_example(dmaster, timer_image=None):
     m = dmaster()
     hub = free_port()
     install(m, "docker-timer", {1883: hub})
+    if timer_image:
+        app = m.read("var/db/baetyl/application.yml")
+        m.app(app.replace("hub.baidubce.com/baetyl/baetyl-timer:latest", timer_image))
     m.start()
     c = Client(hub, "test", "hahaha")
     try:
@@ -201,6 +225,8 @@ def test_docker_timer_example(dmaster, example_images):
         wait_for(lambda: len(c.got["timer1"]) >= 2, 10, what="a second tick")
     finally:
         c.close()
+    if timer_image:
+        assert dinspect("timer")["Config"]["Image"] == timer_image
     assert m.stop() == 0
     log = m.log()
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
