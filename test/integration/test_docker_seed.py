@@ -13,7 +13,6 @@ import pytest
 
 from conftest import SRC, free_port, wait_for
 from test_docker_examples import Client
-from test_hub_acceptance import SEED_CH8 as LOCALHUB  # chapter 9's hub config is chapter 8's
 from test_master_docker import (TAG, dinspect, dmaster, docker_engine, images,  # noqa: F401
                                 labelled, master_id, no_leftovers)
 from test_master_util import master  # noqa: F401
@@ -197,13 +196,12 @@ def test_seed_chapter9_verbatim(dmaster, chapter9_images):
     port = free_port()
     db = "var/db/baetyl"
     m.app(textwrap.dedent(APPLICATION).replace("- 1883:1883", f"- 127.0.0.1:{port}:1883"))
-    for rel, text in (("localhub-conf", LOCALHUB), ("function-manager-conf", FUNCTION_MANAGER),
-                      ("function-filter-conf", FILTER), ("function-sayhi-conf", SAYHI),
-                      ("function-sayjs-conf", SAYJS)):
+    for rel, text in (("function-manager-conf", FUNCTION_MANAGER), ("function-filter-conf", FILTER),
+                      ("function-sayhi-conf", SAYHI), ("function-sayjs-conf", SAYJS)):
         m.write(f"{db}/{rel}/service.yml", text)
-    # The functions' code of the seed, which example/docker ships unchanged.
-    for code in ("function-sayhi-code", "function-sayjs-code"):
-        shutil.copytree(os.path.join(SRC, "example", "docker", db, code), m.path(f"{db}/{code}"))
+    # The hub config and the functions' code of the seed, which example/docker ships as they are.
+    for d in ("localhub-conf", "function-sayhi-code", "function-sayjs-code"):
+        shutil.copytree(os.path.join(SRC, "example", "docker", db, d), m.path(f"{db}/{d}"))
     r = m.cmd("check")
     assert r.returncode == 0 and "OK!" in r.stdout, r.stdout + r.stderr
     m.start()
