@@ -9,7 +9,8 @@ from test_master_docker import (DATA, SLEEPER, box, dinspect, dmaster, docker_en
                                 images, labelled, master_id, no_leftovers)
 from test_master_util import app_yaml, master  # noqa: F401
 
-BROKEN = ("i=0; while [ $i -lt 30 ]; do echo noise $i; i=$((i+1)); done; "
+# The engine orders stdout and stderr lines only by their time: the pause keeps the error last.
+BROKEN = ("i=0; while [ $i -lt 30 ]; do echo noise $i; i=$((i+1)); done; sleep 0.3; "
           "echo 'ImportError: No module named nothing' >&2; exit 3")
 
 
