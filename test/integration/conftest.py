@@ -405,18 +405,25 @@ def _start_docker_engine():
 
 def _stop_docker_engine(e):
     import shutil
+    bridges = []
     if e.proc and e.proc.poll() is None:
         if e.ok():
             ids = e.docker("ps", "-aq").stdout.split()
             if ids:
                 e.docker("rm", "-f", *ids)
-            e.docker("network", "prune", "-f")  # else their bridges outlive the engine
+            # A network's bridge can outlive the engine: pruned here, deleted below if not.
+            nets = e.docker("network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge")
+            bridges = [f"br-{n[:12]}" for n in nets.stdout.split()]
+            e.docker("network", "prune", "-f")
         e.proc.terminate()
         try:
             e.proc.wait(60)
         except subprocess.TimeoutExpired:
             e.proc.kill()
             e.proc.wait()
+    for br in bridges:
+        if os.path.exists(f"/sys/class/net/{br}"):
+            subprocess.run(["ip", "link", "del", br], capture_output=True)
     with open("/proc/self/mounts") as f:  # never delete through a mount left behind
         mounts = [ln.split()[1] for ln in f if ln.split()[1].startswith(e.root + "/")]
     for mnt in sorted(mounts, reverse=True):
