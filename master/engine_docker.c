@@ -593,9 +593,12 @@ int docker_check_images(const app_config *app, const char *api_version, char *er
         if (present < 0)
             rc = bt_errf(err, errlen, "services[%zu] (%s): image (%s): %s", i, svc->name,
                          svc->image, why);
-        else if (present == 0 && used < sizeof missing) /* a long list is cut, never overrun */
-            used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%s (service %s)",
-                                     n++ ? ", " : "", svc->image, svc->name);
+        else if (present == 0) {
+            n++;
+            if (used < sizeof missing) /* a long list is cut, never overrun */
+                used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%s (service %s)",
+                                         n > 1 ? ", " : "", svc->image, svc->name);
+        }
     }
     if (rc == 0 && n > 0)
         rc = bt_errf(err, errlen, "%s not found on the docker engine (unix://%s): %s; build them "
