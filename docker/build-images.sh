@@ -3,23 +3,37 @@
 # each image is FROM scratch with the module's program, the shared libraries `ldd` lists
 # for it (and the dynamic loader), an ld.so.cache for them, CA certificates and /tmp.
 #
-#   docker/build-images.sh [-b BUILD_DIR] [-t TAG] [IMAGE...]
+#   docker/build-images.sh [-b BUILD_DIR] [-t TAG] [-n] [IMAGE...]
 #
 # BUILD_DIR (default build) holds the binaries (BUILD_DIR/bin/baetyl-*); TAG defaults to
 # latest. IMAGE names: baetyl-hub, baetyl-function-sql, … (every docker/<IMAGE>.Dockerfile),
 # default all; a C module whose binary is not built is skipped with a note. The Python and
 # Node runtimes copy the host's /usr/bin/python3 (with its standard library and the Debian
 # packages the runtime imports) or node (with the runtime's node_modules).
+# Each image is also tagged with the names Baetyl 1.0's docs use (hub.baidubce.com/baetyl/
+# baetyl-hub:latest, :0.1.6, :1.0.0, baetyl-function-python27/-python36/-node85, …), so their
+# application.yml files run unchanged; -n leaves those names alone.
+#
+#   docker/build-images.sh -x PROGRAM [-f DOCKERFILE] NAME[:TAG]
+#
+# A module of your own (written with the SDK, built outside this tree) as image NAME: the
+# same FROM-scratch root with PROGRAM at /bin/<its file name>, and DOCKERFILE (default: FROM
+# scratch, COPY rootfs/ /, ENTRYPOINT the program) to add files or set its entrypoint.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$SRC/build
 TAG=latest
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
-while getopts "b:t:h" o; do
+SEED_NAMES=1
+PROGRAM="" OWN_DOCKERFILE=""
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "b:t:nx:f:h" o; do
   case $o in
+    x) PROGRAM=$OPTARG ;;
+    f) OWN_DOCKERFILE=$OPTARG ;;
     b) BUILD=$(cd "$OPTARG" && pwd) ;;
     t) TAG=$OPTARG ;;
+    n) SEED_NAMES=0 ;;
     h) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -27,7 +41,11 @@ done
 shift $((OPTIND - 1))
 
 command -v docker >/dev/null || { echo "$0: the docker client is not installed (apt-get install docker.io)" >&2; exit 1; }
-docker info >/dev/null 2>&1 || { echo "$0: no Docker engine answers (start dockerd)" >&2; exit 1; }
+docker info >/dev/null 2>&1 || {
+  echo "$0: no Docker engine answers at ${DOCKER_HOST:-unix:///var/run/docker.sock}" \
+    "(start it: systemctl start docker, or dockerd &)" >&2
+  exit 1
+}
 
 if [ $# -eq 0 ]; then
   for df in "$SRC"/docker/*.Dockerfile; do
@@ -138,8 +156,67 @@ node_runtime() {
   cp "$SRC/proto/function.proto" "$dst/proto/"
 }
 
+# seed_names IMAGE: the names Baetyl 1.0's docs give this image (the runtimes map onto the
+# project's Python 3 and Node runtimes; python36:0.1.6-opencv41 has no OpenCV).
+seed_names() {
+  local r=hub.baidubce.com/baetyl v t
+  local tags=(latest 0.1.6 1.0.0)
+  case $1 in
+    baetyl-function-python) v=(baetyl-function-python27 baetyl-function-python36) ;;
+    baetyl-function-node) v=(baetyl-function-node85) ;;
+    *) v=("$1") ;;
+  esac
+  for n in "${v[@]}"; do
+    for t in "${tags[@]}"; do echo "$r/$n:$t"; done
+  done
+  case $1 in
+    baetyl-hub) echo hub.baidubce.com/baetyl-hub:latest ;;
+    baetyl-function-python) echo "$r/baetyl-function-python36:0.1.6-opencv41" ;;
+    baetyl-video-infer) for t in latest 0.1.6; do echo "hub.baidubce.com/baetyl-beta/$1:$t"; done ;;
+  esac
+}
+
+human() { numfmt --to=si --suffix=B --format=%.1f "$1" 2>/dev/null || echo "$1 bytes"; }
+
+# own_module NAME: PROGRAM as the image NAME (see -x above).
+own_module() {
+  local name=$1 bin; bin=$(basename "$PROGRAM")
+  [ -x "$PROGRAM" ] || { echo "$0: $PROGRAM is not an executable file" >&2; exit 1; }
+  if [ -n "$OWN_DOCKERFILE" ] && [ ! -f "$OWN_DOCKERFILE" ]; then
+    echo "$0: no $OWN_DOCKERFILE" >&2
+    exit 1
+  fi
+  CTX=$(mktemp -d /tmp/baetyl-image.XXXXXX)
+  mkdir -p "$CTX/rootfs"
+  add_file "$PROGRAM" "/bin/$bin"
+  add_libs "$PROGRAM"
+  finish_rootfs
+  if [ -n "$OWN_DOCKERFILE" ]; then
+    cp "$OWN_DOCKERFILE" "$CTX/Dockerfile"
+  else
+    printf 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/bin/%s"]\n' "$bin" >"$CTX/Dockerfile"
+  fi
+  local t0; t0=$(date +%s)
+  echo "[1/1] $name: building ($(du -sh "$CTX/rootfs" | cut -f1) of files)"
+  docker build -q -t "$name" "$CTX" >/dev/null 2>"$CTX/build.err" ||
+    { cat "$CTX/build.err" >&2; exit 1; }
+  local size; size=$(docker image inspect -f '{{.Size}}' "$name")
+  echo "[1/1] $name: $(human "$size") in $(($(date +%s) - t0))s"
+  cleanup
+  echo "built: $name"
+}
+
+if [ -n "$PROGRAM" ]; then
+  [ $# -eq 1 ] || { echo "$0: -x PROGRAM takes one image name" >&2; exit 2; }
+  own_module "$1"
+  exit 0
+fi
+
 built=() skipped=()
+n=0
 for img in "$@"; do
+  n=$((n + 1))
+  t0=$(date +%s)
   df=$SRC/docker/$img.Dockerfile
   [ -f "$df" ] || { echo "$0: no $df" >&2; exit 1; }
   cleanup
@@ -155,8 +232,17 @@ for img in "$@"; do
   [ $rc -eq 0 ] || exit 1
   finish_rootfs
   cp "$df" "$CTX/Dockerfile"
-  echo "== $img:$TAG ($(du -sh "$CTX/rootfs" | cut -f1))"
+  echo "[$n/$#] $img:$TAG: building ($(du -sh "$CTX/rootfs" | cut -f1) of files)"
   docker build -q -t "$img:$TAG" "$CTX" >/dev/null 2>"$CTX/build.err" || { cat "$CTX/build.err" >&2; exit 1; }
+  also=""
+  if [ $SEED_NAMES -eq 1 ]; then
+    aliases=$(seed_names "$img")
+    for alias in $aliases; do docker tag "$img:$TAG" "$alias"; done
+    count=$(echo "$aliases" | wc -l)
+    also=", also $(echo "$aliases" | head -1) and $((count - 1)) more seed names"
+  fi
+  size=$(docker image inspect -f '{{.Size}}' "$img:$TAG")
+  echo "[$n/$#] $img:$TAG: $(human "$size") in $(($(date +%s) - t0))s$also"
   built+=("$img:$TAG")
 done
 cleanup

@@ -202,8 +202,8 @@ static int cmd_check(const char *workdir, const char *conf_path)
         int r = app_check_mounts(&app, err, sizeof err);
         if (r == 0 && native)
             r = native_check_packages(workdir, &app, err, sizeof err);
-        else if (r == 0)
-            r = docker_check_app(&app, err, sizeof err);
+        else if (r == 0 && (r = docker_check_app(&app, err, sizeof err)) == 0)
+            r = docker_check_images(&app, NULL, err, sizeof err);
         app_free(&app);
         if (r != 0) {
             fprintf(stderr, "%s: %s\n", APP_FILE, err);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define CALL_TIMEOUT_MS 60000L
@@ -21,6 +22,7 @@ struct docker_client {
     char *socket;
     char *version;
     unsigned major, minor;
+    unsigned engine_api; /* the engine's newest API version, major * 1000 + minor (0: unknown) */
 };
 
 static int parse_version(const char *s, unsigned *major, unsigned *minor)
@@ -298,13 +300,30 @@ static int parse_answer(const char *body, int want_type, json_t **out, const cha
 
 /* ---- engine and images ------------------------------------------------------------------ */
 
+bool docker_engine_speaks(const docker_client *c, unsigned major, unsigned minor)
+{
+    return c->engine_api >= major * 1000 + minor;
+}
+
 int docker_check_version(docker_client *c, char *err, size_t errlen)
 {
     char *body = NULL, why[512];
     docker_req r = {.method = "GET", .path = "/version", .unversioned = true, .timeout_ms = 15000, .cancel_fd = -1};
     int st = docker_call(c, &r, &body, NULL, why, sizeof why);
+    if (st == DOCKER_ERR) {
+        /* curl's own words here speak of "localhost port 80": say what the socket is. */
+        struct stat sb;
+        const char *cause = stat(c->socket, &sb) != 0 ? strerror(errno)
+                            : S_ISSOCK(sb.st_mode)     ? "nothing accepts on the socket"
+                                                       : "not a socket";
+        return bt_errf(err, errlen,
+                       "docker engine not reachable at unix://%s (%s): start it (`systemctl "
+                       "start docker`, or `dockerd -H unix://%s`), or set DOCKER_HOST=unix://<its "
+                       "socket>",
+                       c->socket, cause, c->socket);
+    }
     if (st < 0)
-        return bt_errf(err, errlen, "docker engine not reachable: %s", why);
+        return bt_errf(err, errlen, "docker engine (%s) not reachable: %s", c->socket, why);
     json_t *j = NULL;
     int rc = 0;
     if (st != 200)
@@ -323,6 +342,7 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     if (minv && parse_version(minv, &amin, &imin) != 0)
         amin = imin = 0;
     unsigned want = c->major * 1000 + c->minor;
+    c->engine_api = amax * 1000 + imax;
     if (want > amax * 1000 + imax)
         rc = bt_errf(err, errlen, "docker.api_version (%s) is newer than the engine supports (%s): set docker.api_version in conf.yml",
                      c->version, maxv);
@@ -448,7 +468,8 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
     return rc;
 }
 
-int docker_network_ensure(docker_client *c, const char *name, char *err, size_t errlen)
+int docker_network_ensure(docker_client *c, const char *name, const char *master_id, char *err,
+                          size_t errlen)
 {
     char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/networks/%s", e) : NULL, *body = NULL;
     free(e);
@@ -468,8 +489,9 @@ int docker_network_ensure(docker_client *c, const char *name, char *err, size_t 
     }
     free(body);
     body = NULL;
-    json_t *req = json_pack("{s:s,s:s,s:b,s:{s:s}}", "Name", name, "Driver", "bridge", "CheckDuplicate", 1,
-                            "Labels", "baetyl", "baetyl");
+    json_t *req = json_pack("{s:s,s:s,s:b,s:{s:s,s:s}}", "Name", name, "Driver", "bridge",
+                            "CheckDuplicate", 1, "Labels", "baetyl", "baetyl", "baetyl-master",
+                            master_id);
     if (!req)
         return bt_errf(err, errlen, "out of memory");
     st = simple(c, "POST", "/networks/create", req, CALL_TIMEOUT_MS, &body, err, errlen);

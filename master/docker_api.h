@@ -42,6 +42,8 @@ int docker_client_new(const char *socket, const char *version, docker_client **o
 void docker_client_free(docker_client *c);
 /* The socket path the client talks to. */
 const char *docker_client_socket(const docker_client *c);
+/* Whether the engine (after docker_check_version) speaks API version major.minor. */
+bool docker_engine_speaks(const docker_client *c, unsigned major, unsigned minor);
 
 /* Performs one request. Returns the HTTP status (body in *body, NUL-terminated, malloc'd;
  * NULL with on_data), or DOCKER_ERR / DOCKER_TIMEOUT / DOCKER_CANCELLED with err. body and
@@ -63,9 +65,11 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
  * reference, "latest" when none). Returns 0, or -1 when the reference is empty or too long. */
 int docker_image_split(const char *image, char *repo, size_t repolen, char *tag, size_t taglen);
 
-/* Makes sure a bridge network of that name exists, creating it with label baetyl=baetyl.
- * Returns 1 when created, 0 when it existed, -1 with err. */
-int docker_network_ensure(docker_client *c, const char *name, char *err, size_t errlen);
+/* Makes sure a bridge network of that name exists, creating it with labels baetyl=baetyl
+ * and baetyl-master=<master_id> (the master that made it; masters share it, none removes
+ * it). Returns 1 when created, 0 when it existed, -1 with err. */
+int docker_network_ensure(docker_client *c, const char *name, const char *master_id, char *err,
+                          size_t errlen);
 
 /* Creates a container of that name from a create body. Returns 0 with its id, 1 when the
  * name is taken (a conflict), -1 with err. */

@@ -5,7 +5,10 @@
 #include "baetyl/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,8 +303,10 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         bad |= json_object_set(hc, "Devices", devs);
         bad |= json_object_set_new(hc, "RestartPolicy", json_pack("{s:s,s:i}", "Name", "no", "MaximumRetryCount", 0));
         bad |= json_object_set_new(hc, "NetworkMode", json_string(ctx->network));
-        if (!ctx->api_socket) /* a tcp API on the host: containers reach it by this name */
-            bad |= json_object_set_new(hc, "ExtraHosts", json_pack("[s]", DOCKER_HOST_GATEWAY ":host-gateway"));
+        /* The host by name: a tcp API there, or a broker on it (remote-mqtt, chapter 10). */
+        if (!ctx->api_socket || ctx->host_gateway)
+            bad |= json_object_set_new(hc, "ExtraHosts",
+                                       json_pack("[s]", DOCKER_HOST_GATEWAY ":host-gateway"));
         bad |= json_object_set_new(cfg, "Image", json_string(svc->image));
         if (svc->args.n) {
             json_t *cmd = json_array();
@@ -309,7 +314,10 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
                 bad |= json_array_append_new(cmd, json_string(BT_CFG_AT(svc->args, char *, i)));
             bad |= json_object_set_new(cfg, "Cmd", cmd);
         }
-        bad |= json_object_set_new(cfg, "Labels", json_pack("{s:s,s:s}", "baetyl", "baetyl", "service", svc->name));
+        json_t *labels = json_pack("{s:s,s:s}", "baetyl", "baetyl", "service", svc->name);
+        if (labels && ctx->master_id)
+            bad |= json_object_set_new(labels, DOCKER_MASTER_LABEL, json_string(ctx->master_id));
+        bad |= json_object_set_new(cfg, "Labels", labels);
         bad |= json_object_set(cfg, "ExposedPorts", exposed);
         bad |= json_object_set(cfg, "HostConfig", hc);
         bad |= json_object_set_new(cfg, "NetworkingConfig",
@@ -351,4 +359,18 @@ int docker_check_app(const app_config *app, char *err, size_t errlen)
     json_decref(exposed);
     json_decref(pb);
     return rc;
+}
+
+int docker_master_id(const char *pwd, char *out, char *err, size_t errlen)
+{
+    char real[PATH_MAX];
+    if (!realpath(pwd, real))
+        return bt_errf(err, errlen, "work dir (%s): %s", pwd, strerror(errno));
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(real, strlen(real), md, &n, EVP_sha256(), NULL) || n * 2 < DOCKER_MASTER_ID_LEN)
+        return bt_errf(err, errlen, "sha256 of the work dir failed");
+    for (size_t i = 0; i < DOCKER_MASTER_ID_LEN / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }

@@ -34,7 +34,9 @@ typedef struct {
     int wait_fd;    /* native: pidfd, -1 when none */
     char id[80];    /* container id (docker) or the pid as text (native) */
     char name[80];  /* process name (native: /proc comm) or container name */
-    const void *svc; /* the engine's state of the instance's service */
+    bool stop_requested; /* signal_instance was called: an exit now is no failure (docker) */
+    void *owner;         /* the engine's state of the instance's service */
+    int64_t started_ms;  /* when start_instance started it (docker) */
     /* Previous CPU sample, for a CPU % over the time between two stats calls. */
     uint64_t cpu_ticks;
     int64_t cpu_at_ms;
@@ -93,5 +95,8 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
 /* For `baetyl check` in native mode: every service's package.yml is reachable through its
  * mounts. Returns 0 or -1 with err naming the service and the missing path. */
 int native_check_packages(const char *pwd, const app_config *app, char *err, size_t errlen);
+/* For `baetyl check` in docker mode: the engine answers and has every image the application
+ * names. Returns 0 or -1 with err naming the missing images (or the unreachable socket). */
+int docker_check_images(const app_config *app, const char *api_version, char *err, size_t errlen);
 
 #endif

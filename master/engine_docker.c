@@ -29,10 +29,20 @@
 #define STATS_MAX 4096
 #define LOG_TAIL 1000           /* lines of a container's output kept in the master log */
 #define LOG_MAX_BYTES (256u << 10)
+#define LOG_WARN_TAIL 20        /* of those, the last lines of a failed container, at warn */
+#define FAIL_FAST_MS 10000      /* a container failing sooner than this failed at its start */
+#define BACKOFF_FIRST_MS 1000   /* after two such failures in a row, starts wait this long, */
+#define BACKOFF_MAX_MS 60000    /* doubling up to this */
 
 typedef struct {
     char *name;
     json_t *tmpl; /* container create body, without Env */
+    /* Instances that fail at their start (an import error in a function, say) would make a
+     * container per message or per restart: after two in a row, starts are refused until
+     * retry_at, a delay that doubles with each failure. */
+    pthread_mutex_t mu;
+    int fails, last_code;
+    int64_t retry_at;
 } docker_svc;
 
 typedef struct stat_entry {
@@ -44,6 +54,8 @@ typedef struct stat_entry {
 
 typedef struct {
     docker_client *c;
+    char master_id[DOCKER_MASTER_ID_LEN + 1]; /* docker_master_id(): our containers' label */
+    char master_label[sizeof DOCKER_MASTER_LABEL + DOCKER_MASTER_ID_LEN + 1]; /* key=value */
     json_t *pull_errors; /* image -> why its last pull failed (prepare and start_service only) */
     pthread_mutex_t mu;  /* the stats cache */
     pthread_cond_t cv;
@@ -66,7 +78,7 @@ static int docker_prepare(bt_engine *e, const app_config *app, char *err, size_t
 {
     docker_priv *p = priv_of(e);
     char why[1024];
-    int r = docker_network_ensure(p->c, DOCKER_NETWORK, why, sizeof why);
+    int r = docker_network_ensure(p->c, DOCKER_NETWORK, p->master_id, why, sizeof why);
     if (r < 0)
         return bt_errf(err, errlen, "failed to create network (%s): %s", DOCKER_NETWORK, why);
     bt_logkv(r == 1 ? BT_LOG_INFO : BT_LOG_DEBUG, r == 1 ? "network (" DOCKER_NETWORK ") created"
@@ -107,6 +119,7 @@ static void docker_svc_free(docker_svc *s)
         return;
     free(s->name);
     json_decref(s->tmpl);
+    pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
@@ -120,13 +133,16 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     if (present < 0)
         return bt_errf(err, errlen, "image (%s): %s", svc->image, why);
     if (present == 0) {
+        /* No registry is needed for this project's images: say how to build them. */
         const char *pe = json_string_value(json_object_get(p->pull_errors, svc->image));
-        if (pe)
-            return bt_errf(err, errlen, "image (%s) not found: %s", svc->image, pe);
-        return bt_errf(err, errlen, "image (%s) not found", svc->image);
+        return bt_errf(err, errlen, "image (%s) not found%s%.300s%s; build the images with "
+                       "`make image` (it also tags them with the hub.baidubce.com/baetyl/... "
+                       "names of Baetyl 1.0)",
+                       svc->image, pe ? " (pull: " : "", pe ? pe : "", pe ? ")" : "");
     }
     docker_ctx ctx = {.pwd = e->opts.pwd, .api_socket = e->opts.api->is_unix ? e->opts.api->path : NULL,
-                      .network = DOCKER_NETWORK};
+                      .network = DOCKER_NETWORK, .master_id = p->master_id,
+                      .host_gateway = docker_engine_speaks(p->c, 1, 41)};
     json_t *tmpl = docker_service_config(&ctx, app, svc, err, errlen);
     if (!tmpl)
         return -1;
@@ -155,6 +171,7 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
         return bt_errf(err, errlen, "out of memory");
     }
     s->tmpl = tmpl;
+    pthread_mutex_init(&s->mu, NULL);
     *state = s;
     return 0;
 }
@@ -166,8 +183,9 @@ static void docker_stop_service(bt_engine *e, void *state)
 
 /* ---- instances --------------------------------------------------------------------------- */
 
-/* Makes room for a container name: a container of that name left over by baetyl (a crash
- * between create and remove) goes; anyone else's is not touched. */
+/* Makes room for a container name: a container of that name left over by this master (a
+ * crash between create and remove) goes; anyone else's, another master's included, is not
+ * touched. */
 static int clear_name(docker_priv *p, const char *name, char *err, size_t errlen)
 {
     json_t *j = NULL;
@@ -175,11 +193,20 @@ static int clear_name(docker_priv *p, const char *name, char *err, size_t errlen
     if (r != 0)
         return r < 0 ? -1 : 0; /* 1: gone meanwhile */
     const char *label = bt_json_get_str(j, "Config.Labels.baetyl");
-    char id[80];
+    const char *owner = bt_json_get_str(j, "Config.Labels." DOCKER_MASTER_LABEL);
+    char id[80], other[DOCKER_MASTER_ID_LEN + 1];
     snprintf(id, sizeof id, "%s", bt_json_get_str(j, "Id") ? bt_json_get_str(j, "Id") : name);
+    snprintf(other, sizeof other, "%s", owner ? owner : "");
+    bool baetyl = label && strcmp(label, "baetyl") == 0;
     json_decref(j);
-    if (!label || strcmp(label, "baetyl") != 0)
+    if (!baetyl)
         return bt_errf(err, errlen, "container name (%s) is taken by a container not managed by baetyl", name);
+    if (strcmp(other, p->master_id) != 0)
+        return bt_errf(err, errlen,
+                       "container name (%s) is taken by a container of another baetyl master "
+                       "(" DOCKER_MASTER_LABEL "=%s; this master is %s): service names must differ "
+                       "between masters sharing a Docker engine",
+                       name, other[0] ? other : "none", p->master_id);
     bt_logkv(BT_LOG_WARN, "removing an old container of the same name", "engine", "docker", "container", name, NULL);
     return docker_container_remove(p->c, id, true, err, errlen);
 }
@@ -191,6 +218,15 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     docker_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
+    pthread_mutex_lock(&s->mu);
+    int fails = s->fails, code = s->last_code;
+    int64_t wait_ms = s->fails >= 2 ? s->retry_at - bt_now_ms() : 0;
+    pthread_mutex_unlock(&s->mu);
+    if (wait_ms > 0)
+        return bt_errf(err, errlen,
+                       "service (%s): its last %d instances failed at their start (last exit code "
+                       "%d, their output is in the master log): next start in %lld ms",
+                       s->name, fails, code, (long long)wait_ms);
     json_t *body = json_deep_copy(s->tmpl), *jenv = json_array();
     int bad = !body || !jenv;
     for (char *const *v = env; !bad && *v; v++)
@@ -215,6 +251,8 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     }
     snprintf(out->id, sizeof out->id, "%s", id);
     snprintf(out->name, sizeof out->name, "%s", instance);
+    out->owner = s;
+    out->started_ms = bt_now_ms();
     char msg[160];
     snprintf(msg, sizeof msg, "container (%.12s:%s) started", id, instance);
     bt_logkv(BT_LOG_DEBUG, msg, "engine", "docker", NULL);
@@ -223,29 +261,86 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
 
 static void stats_forget(docker_priv *p, const char *id);
 
+/* The output lines of a stopped container: the last LOG_WARN_TAIL wait in a ring, so they
+ * can go out at the level of the exit (warn for a failure) and the rest at info. */
 typedef struct {
     const char *instance;
+    char *ring[LOG_WARN_TAIL];
+    int stream[LOG_WARN_TAIL];
+    size_t head, n;
 } log_ctx;
+
+static void log_line(bt_log_level level, const log_ctx *c, int stream, const char *line)
+{
+    bt_logkv(level, line, "instance", c->instance, "stream", stream == 2 ? "stderr" : "stdout",
+             NULL);
+}
 
 static void log_output_line(int stream, const char *text, size_t len, void *arg)
 {
     log_ctx *c = arg;
     char *line = strndup(text, len);
-    if (line)
-        bt_logkv(BT_LOG_INFO, line, "instance", c->instance, "stream", stream == 2 ? "stderr" : "stdout", NULL);
-    free(line);
+    if (!line)
+        return;
+    size_t slot = (c->head + c->n) % LOG_WARN_TAIL;
+    if (c->n == LOG_WARN_TAIL) { /* full: the oldest goes out at info */
+        log_line(BT_LOG_INFO, c, c->stream[c->head], c->ring[c->head]);
+        free(c->ring[c->head]);
+        slot = c->head;
+        c->head = (c->head + 1) % LOG_WARN_TAIL;
+        c->n--;
+    }
+    c->ring[slot] = line;
+    c->stream[slot] = stream;
+    c->n++;
 }
 
-/* The container has stopped: its output goes to the master log, then it is removed. */
+static void log_flush(log_ctx *c, bt_log_level level)
+{
+    for (; c->n; c->n--, c->head = (c->head + 1) % LOG_WARN_TAIL) {
+        log_line(level, c, c->stream[c->head], c->ring[c->head]);
+        free(c->ring[c->head]);
+    }
+}
+
+/* Counts a failure at start (or resets the count) for the start backoff of the service. */
+static void note_exit(eng_instance *inst, int code)
+{
+    docker_svc *s = inst->owner;
+    if (!s)
+        return;
+    int64_t now = bt_now_ms();
+    pthread_mutex_lock(&s->mu);
+    if (code != 0 && !inst->stop_requested && now - inst->started_ms < FAIL_FAST_MS) {
+        s->fails++;
+        s->last_code = code;
+        int64_t delay = BACKOFF_FIRST_MS;
+        for (int i = 2; i < s->fails && delay < BACKOFF_MAX_MS; i++)
+            delay *= 2;
+        s->retry_at = now + (delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS);
+    } else {
+        s->fails = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The container has stopped: its output goes to the master log, then it is removed. An
+ * exit the master did not ask for with a non-zero code is a failure the user must see (an
+ * import error in a function, say): its code and last lines are logged at warn. */
 static void finish_container(docker_priv *p, eng_instance *inst, int code)
 {
     char why[1024], msg[256];
-    snprintf(msg, sizeof msg, "container (%.12s:%s) exited (code %d), its output follows", inst->id, inst->name,
-             code);
-    bt_logkv(BT_LOG_INFO, msg, "engine", "docker", NULL);
-    log_ctx lc = {inst->name};
-    if (docker_container_logs(p->c, inst->id, LOG_TAIL, LOG_MAX_BYTES, log_output_line, &lc, why, sizeof why) != 0)
-        bt_logkv(BT_LOG_WARN, "failed to read the container's output", "container", inst->name, "error", why, NULL);
+    bt_log_level level = code != 0 && !inst->stop_requested ? BT_LOG_WARN : BT_LOG_INFO;
+    snprintf(msg, sizeof msg, "container (%.12s:%s) exited (code %d), its output follows", inst->id,
+             inst->name, code);
+    bt_logkv(level, msg, "engine", "docker", NULL);
+    log_ctx lc = {.instance = inst->name};
+    if (docker_container_logs(p->c, inst->id, LOG_TAIL, LOG_MAX_BYTES, log_output_line, &lc, why,
+                              sizeof why) != 0)
+        bt_logkv(BT_LOG_WARN, "failed to read the container's output", "container", inst->name,
+                 "error", why, NULL);
+    log_flush(&lc, level);
+    note_exit(inst, code);
     if (docker_container_remove(p->c, inst->id, true, why, sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to remove container", "container", inst->name, "error", why, NULL);
     stats_forget(p, inst->id);
@@ -279,6 +374,7 @@ static int docker_signal_instance(bt_engine *e, eng_instance *inst, bool force)
     docker_priv *p = priv_of(e);
     if (!inst->id[0])
         return 0;
+    inst->stop_requested = true;
     char why[1024];
     int r;
     if (force) {
@@ -424,8 +520,9 @@ static void docker_recover(bt_engine *e, json_t *stats)
     docker_priv *p = priv_of(e);
     char why[1024];
     json_t *list = NULL;
-    /* Whatever carries our label is stale now: a master that was killed left it. */
-    if (docker_container_list(p->c, DOCKER_LABEL, &list, why, sizeof why) != 0) {
+    /* Whatever carries this master's label is stale now: it was left when this master was
+     * killed. Other masters' containers (another work dir) are not looked at. */
+    if (docker_container_list(p->c, p->master_label, &list, why, sizeof why) != 0) {
         bt_logkv(BT_LOG_WARN, "failed to list old containers", "engine", "docker", "error", why, NULL);
         return;
     }
@@ -478,6 +575,46 @@ static void docker_destroy(bt_engine *e)
     free(e);
 }
 
+int docker_check_images(const app_config *app, const char *api_version, char *err, size_t errlen)
+{
+    docker_client *c = NULL;
+    char why[1024];
+    const char *version = api_version && *api_version ? api_version : "1.38";
+    if (docker_client_new(NULL, version, &c, err, errlen) != 0)
+        return -1;
+    if (docker_check_version(c, why, sizeof why) != 0) {
+        docker_client_free(c);
+        return bt_errf(err, errlen, "%s", why);
+    }
+    char missing[1024] = "";
+    size_t used = 0;
+    int rc = 0, n = 0;
+    for (size_t i = 0; rc == 0 && i < app->services.n; i++) {
+        const app_service *svc = APP_SERVICE(app, i);
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = strcmp(APP_SERVICE(app, k)->image, svc->image) == 0;
+        if (seen)
+            continue;
+        int present = docker_image_present(c, svc->image, why, sizeof why);
+        if (present < 0)
+            rc = bt_errf(err, errlen, "services[%zu] (%s): image (%s): %s", i, svc->name,
+                         svc->image, why);
+        else if (present == 0) {
+            n++;
+            if (used < sizeof missing) /* a long list is cut, never overrun */
+                used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%s (service %s)",
+                                         n > 1 ? ", " : "", svc->image, svc->name);
+        }
+    }
+    if (rc == 0 && n > 0)
+        rc = bt_errf(err, errlen, "%s not found on the docker engine (unix://%s): %s; build them "
+                     "with `make image`", n == 1 ? "image" : "images", docker_client_socket(c),
+                     missing);
+    docker_client_free(c);
+    return rc;
+}
+
 static const engine_ops docker_ops = {
     .name = "docker",
     .prepare = docker_prepare,
@@ -515,8 +652,17 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
         return -1;
     }
     char why[1024];
+    if (docker_master_id(opts->pwd, p->master_id, err, errlen) != 0) {
+        docker_destroy(e);
+        return -1;
+    }
+    snprintf(p->master_label, sizeof p->master_label, DOCKER_MASTER_LABEL "=%s", p->master_id);
     if (docker_check_version(p->c, why, sizeof why) != 0) {
-        bt_errf(err, errlen, "docker engine (%s): %s", docker_client_socket(p->c), why);
+        const char *sock = docker_client_socket(p->c);
+        if (strstr(why, sock)) /* said once: the unreachable error names it already */
+            bt_errf(err, errlen, "%s", why);
+        else
+            bt_errf(err, errlen, "docker engine (%s): %s", sock, why);
         docker_destroy(e);
         return -1;
     }
@@ -537,7 +683,7 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
     }
     p->thread_started = true;
     bt_logkv(BT_LOG_INFO, "docker engine ready", "engine", "docker", "socket", docker_client_socket(p->c),
-             "api_version", version, NULL);
+             "api_version", version, DOCKER_MASTER_LABEL, p->master_id, NULL);
     *out = e;
     return 0;
 }

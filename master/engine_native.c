@@ -407,7 +407,7 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     if (out->wait_fd >= 0)
         fcntl(out->wait_fd, F_SETFD, FD_CLOEXEC);
     snprintf(out->id, sizeof out->id, "%d", (int)pid);
-    out->svc = s;
+    out->owner = s;
     uint64_t ticks, rss, start;
     if (cgf) /* still __cgexec for a moment: the name the program will have (TASK_COMM_LEN) */
         snprintf(out->name, sizeof out->name, "%.15s", basename(s->exec));
@@ -504,7 +504,7 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     if (proc_sample(inst->pid, &ticks, &rss, &start, comm, sizeof comm) != 0)
         return;
     json_object_set_new(obj, "process", json_pack("{s:i,s:s}", "id", (json_int_t)inst->pid, "name", comm));
-    const native_svc *s = inst->svc;
+    const native_svc *s = inst->owner;
     if (s && s->cg)
         cg_service_stats(s->cg, obj);
     long hz = sysconf(_SC_CLK_TCK);

@@ -99,11 +99,27 @@ static void emit(widths_t *w, const row_t *r, int pass)
         print_row(w, r);
 }
 
+/* Whether an instance runs as a container: the id column then holds container ids. */
+static bool any_container(json_t *services)
+{
+    size_t i, k;
+    json_t *s, *in;
+    json_array_foreach(services, i, s) {
+        json_array_foreach(json_object_get(s, "instances"), k, in) {
+            if (json_object_get(in, "container"))
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Two passes over the services: the widths first, then the rows. */
 static void print_table(json_t *services)
 {
-    const row_t head = {.svc = "SERVICE", .inst = "INSTANCE", .status = "STATUS", .started = "STARTED",
-                        .pid = "PID", .cpu = "CPU%", .mem = "MEMORY"};
+    row_t head = {.svc = "SERVICE", .inst = "INSTANCE", .status = "STATUS", .started = "STARTED",
+                  .pid = "PID", .cpu = "CPU%", .mem = "MEMORY"};
+    if (any_container(services))
+        snprintf(head.pid, sizeof head.pid, "CONTAINER ID");
     widths_t w = {0};
     row_t r;
     widen(&w, &head);

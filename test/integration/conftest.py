@@ -317,3 +317,138 @@ def parse_publish(flags, body):
         pid = struct.unpack(">H", body[pos:pos + 2])[0]
         pos += 2
     return topic, body[pos:], qos, bool(flags & 1), bool(flags & 8), pid
+
+
+# ---- the tests' own Docker engine ---------------------------------------------------------
+# Docker tests never use the machine's engine: one dockerd per test run, with its data,
+# exec state, containerd and socket under a temp dir, no default bridge and no iptables
+# rules, so it coexists with any other engine. Images built for a test stay in its data root
+# for the other tests of the run; everything goes with the engine at the end of the run.
+
+class DockerEngine:
+    def __init__(self, root):
+        self.root = root
+        self.host = f"unix://{root}/docker.sock"
+        self.proc = None
+        self.built = set()  # (image, tag) built by build_images in this run
+
+    def docker(self, *args, timeout=120):
+        return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def ok(self):
+        try:
+            return self.docker("info", timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def build_images(self, *names, tag="test"):
+        """Builds the images of this build (docker/build-images.sh) that are not built yet in
+        this run; returns the seconds it took."""
+        want = [n for n in names if (n, tag) not in self.built]
+        if not want:
+            return 0.0
+        t0 = time.monotonic()
+        env = dict(os.environ, DOCKER_HOST=self.host)
+        script = os.path.join(SRC, "docker", "build-images.sh")
+        r = subprocess.run([script, "-b", BUILD, "-t", tag, *want], capture_output=True, text=True,
+                           timeout=900, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        self.built.update((n, tag) for n in want)
+        return time.monotonic() - t0
+
+
+_DOCKER = {}  # "engine": the run's DockerEngine, or "skip": why there is none
+
+
+def _start_docker_engine():
+    import shutil
+    import tempfile
+    if not shutil.which("docker"):
+        return "docker cannot run here: no docker client (apt-get install docker.io)"
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    if not os.path.exists(dockerd):
+        return "docker cannot run here: dockerd is not installed (apt-get install docker.io)"
+    if os.geteuid() != 0:
+        return "docker cannot run here: dockerd needs root"
+    # Without a default bridge, host-gateway (host.docker.internal) needs an address of the
+    # host that containers reach: the one of the default route.
+    gw = []
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: only the route is looked up
+        gw = [f"--host-gateway-ip={probe.getsockname()[0]}"]
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    root = tempfile.mkdtemp(prefix="bt-dockerd-", dir="/tmp")  # short: socket paths
+    e = DockerEngine(root)
+    ns = os.path.basename(root)
+    log = open(os.path.join(root, "dockerd.log"), "wb")
+    e.proc = subprocess.Popen(
+        [dockerd, "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", e.host,
+         "--pidfile", f"{root}/dockerd.pid", "--bridge=none", "--iptables=false", "--ip-masq=false",
+         "--containerd-namespace", ns, "--containerd-plugins-namespace", f"{ns}-plugins", *gw],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 60
+    while not e.ok():
+        if e.proc.poll() is not None or time.monotonic() > deadline:
+            _stop_docker_engine(e)
+            return "docker cannot run here: dockerd did not start"
+        time.sleep(0.5)
+    _DOCKER["old_host"] = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = e.host  # the masters and the docker client of the tests
+    return e
+
+
+def _stop_docker_engine(e):
+    import shutil
+    bridges = []
+    if e.proc and e.proc.poll() is None:
+        if e.ok():
+            ids = e.docker("ps", "-aq").stdout.split()
+            if ids:
+                e.docker("rm", "-f", *ids)
+            # A network's bridge can outlive the engine: pruned here, deleted below if not.
+            nets = e.docker("network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge")
+            bridges = [f"br-{n[:12]}" for n in nets.stdout.split()]
+            e.docker("network", "prune", "-f")
+        e.proc.terminate()
+        try:
+            e.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            e.proc.kill()
+            e.proc.wait()
+    for br in bridges:
+        if os.path.exists(f"/sys/class/net/{br}"):
+            subprocess.run(["ip", "link", "del", br], capture_output=True)
+    with open("/proc/self/mounts") as f:  # never delete through a mount left behind
+        mounts = [ln.split()[1] for ln in f if ln.split()[1].startswith(e.root + "/")]
+    for mnt in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+    shutil.rmtree(e.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The run's own Docker engine (see above), started at first use, stopped at the end of
+    the run; DOCKER_HOST points at it meanwhile."""
+    if "engine" not in _DOCKER and "skip" not in _DOCKER:
+        r = _start_docker_engine()
+        _DOCKER["skip" if isinstance(r, str) else "engine"] = r
+    if "skip" in _DOCKER:
+        pytest.skip(_DOCKER["skip"])
+    return _DOCKER["engine"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    e = _DOCKER.pop("engine", None)
+    if e:
+        _stop_docker_engine(e)
+        old = _DOCKER.pop("old_host", None)
+        if old is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = old

@@ -17,7 +17,7 @@ from conftest import wait_for
 from test_agent import (AGENT_SVC, AGENT_VOLS, CLIENT_ID, DESIRE, V1, agent_conf, app,  # noqa: F401
                         certs, env, make_zip, md5_b64)
 from test_master_docker import (DATA, box, dinspect, dmaster, docker, docker_engine,  # noqa: F401
-                                images, labelled, no_leftovers)
+                                images, labelled, master_id, no_leftovers)
 from test_master_util import SLEEPER, master  # noqa: F401
 from test_video_infer import (HEIGHT, WIDTH, Sub, VideoInfer, media, rfc3339_to_unix,  # noqa: F401
                               stack, vi_conf)
@@ -596,7 +596,8 @@ def test_docker_replicas_names_labels_network_binds(dmaster):
         assert not os.path.exists(m.path("var/db/baetyl/conf-ro/w"))
         c = dinspect(inst)
         assert c and c["Name"] == "/" + inst
-        assert c["Config"]["Labels"] == {"baetyl": "baetyl", "service": "drep"}
+        assert c["Config"]["Labels"] == {"baetyl": "baetyl", "service": "drep",
+                                         "baetyl-master": master_id(m.dir)}
         hc = c["HostConfig"]
         assert hc["RestartPolicy"]["Name"] == "no"
         assert hc["NetworkMode"] == "baetyl" and list(c["NetworkSettings"]["Networks"]) == ["baetyl"]
@@ -653,7 +654,8 @@ def test_docker_update_keeps_identical_containers(dmaster):
     assert c["Id"] != before["dchange"] and "V=2" in c["Config"]["Env"]
     assert dinspect("dgone") is None
     new = wait_for(lambda: dinspect("dnew"), 15, what="dnew")
-    assert new["Config"]["Labels"] == {"baetyl": "baetyl", "service": "dnew"}
+    assert new["Config"]["Labels"] == {"baetyl": "baetyl", "service": "dnew",
+                                       "baetyl-master": master_id(m.dir)}
     assert new["HostConfig"]["NetworkMode"] == "baetyl"
     assert sorted(labelled()) == ["dchange", "dkeep", "dnew"]
     assert m.stop() == 0

@@ -1,14 +1,16 @@
 """Docker mode (SPEC §5) against a real Docker engine: the hub image serving MQTT through a
 published port, container name/labels/network/binds/env, stop removes containers, the
-master's restart policy when a container is killed, stale containers removed at start,
-ports/devices/resources in HostConfig, dynamic instances through the API, the tcp API
-address, the docker example (hub and Python/Node/SQL functions), and the errors of a
-missing image or an unsupported API version.
+master's restart policy when a container is killed, stale containers of this master removed
+at start (another master's left alone), ports/devices/resources in HostConfig, dynamic
+instances through the API, the tcp API address, the docker example (hub and Python/Node/SQL
+functions), and the errors of a missing image, an unreachable engine or an unsupported API
+version.
 
-The engine is the running one, or a dockerd this module starts (data under
-/var/lib/docker) and stops at the end. Images are built here, FROM scratch: the hub by
-docker/build-images.sh from the binaries under test, and a test image holding a static
-busybox for small shell programs."""
+The engine is the run's own dockerd (conftest.docker_engine: its own data root and socket,
+DOCKER_HOST pointing at it); the machine's engine, if any, is never used. Images are built
+once per run, FROM scratch: the hub by docker/build-images.sh from the binaries under test,
+and a test image holding a static busybox for small shell programs."""
+import hashlib
 import json
 import os
 import shutil
@@ -19,7 +21,7 @@ import uuid
 
 import pytest
 
-from conftest import BUILD, SRC, free_port, wait_for
+from conftest import SRC, docker_engine, free_port, wait_for  # noqa: F401
 from test_master_util import app_yaml, master  # noqa: F401
 
 DOCKER = shutil.which("docker")
@@ -29,59 +31,19 @@ BOX_IMAGE = f"baetyl-test-busybox:{TAG}"
 
 
 def docker(*args, timeout=120):
+    """The docker client, talking to the run's engine (DOCKER_HOST, set by docker_engine)."""
     return subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def engine_ok():
-    try:
-        return docker("info", timeout=20).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
+def master_id(workdir):
+    """The master's label value: the first 12 hex digits of sha256(realpath(work dir))."""
+    return hashlib.sha256(os.path.realpath(workdir).encode()).hexdigest()[:12]
 
 
-@pytest.fixture(scope="session")
-def docker_engine():
-    """A Docker engine: the running one, or dockerd started here and stopped at the end."""
-    if not DOCKER:
-        pytest.skip("docker cannot run here: no docker client (apt-get install docker.io)")
-    if engine_ok():
-        yield
+def build_box(engine):
+    """The busybox test image (once per run)."""
+    if ("busybox", TAG) in engine.built:
         return
-    dockerd = shutil.which("dockerd") or ("/usr/sbin/dockerd" if os.path.exists("/usr/sbin/dockerd") else None)
-    if not dockerd:
-        pytest.skip("docker cannot run here: dockerd is not installed (apt-get install docker.io)")
-    if os.geteuid() != 0:
-        pytest.skip("docker cannot run here: dockerd needs root")
-    log = tempfile.NamedTemporaryFile(prefix="baetyl-dockerd-", suffix=".log", delete=False)
-    proc = subprocess.Popen([dockerd], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not engine_ok():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            with open(log.name, errors="replace") as f:
-                tail = f.read()[-1500:]
-            pytest.skip(f"docker cannot run here: dockerd did not start: {tail}")
-        time.sleep(0.5)
-    try:
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        os.unlink(log.name)
-
-
-@pytest.fixture(scope="session")
-def images(docker_engine):
-    """The hub image from the binaries under test and the busybox test image; removed at
-    the end."""
-    r = subprocess.run([os.path.join(SRC, "docker", "build-images.sh"), "-b", BUILD, "-t", TAG, "baetyl-hub"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and f"built: {HUB_IMAGE}" in r.stdout, r.stdout + r.stderr
     busybox = shutil.which("busybox") or "/bin/busybox"
     assert os.path.exists(busybox), "busybox is not installed (apt-get install busybox-static)"
     ctx = tempfile.mkdtemp(prefix="baetyl-box-")
@@ -93,8 +55,15 @@ def images(docker_engine):
         assert r.returncode == 0, r.stderr
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
-    yield
-    docker("rmi", "-f", HUB_IMAGE, BOX_IMAGE)
+    engine.built.add(("busybox", TAG))
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine):  # noqa: F811
+    """The hub image from the binaries under test and the busybox test image."""
+    docker_engine.build_images("baetyl-hub", tag=TAG)
+    build_box(docker_engine)
+    return docker_engine
 
 
 def labelled(label="baetyl=baetyl"):
@@ -111,12 +80,15 @@ def dinspect(name):
 
 
 @pytest.fixture
-def no_leftovers():
-    """Removes what a test left labelled baetyl=baetyl, after its masters have stopped."""
-    yield
-    left = labelled()
-    if left:
-        docker("rm", "-f", *left)
+def no_leftovers(docker_engine):  # noqa: F811
+    """The ids of the test's masters; what they left (after they stopped) is removed, and
+    only that."""
+    ids = []
+    yield ids
+    for i in ids:
+        left = labelled(f"baetyl-master={i}")
+        if left:
+            docker("rm", "-f", *left)
 
 
 @pytest.fixture
@@ -125,6 +97,7 @@ def dmaster(no_leftovers, master, images):  # noqa: F811
     def make(**kw):
         m = master(**kw)
         m.write("etc/baetyl/conf.yml", m.read("etc/baetyl/conf.yml").replace("mode: native", "mode: docker"))
+        no_leftovers.append(master_id(m.dir))
         return m
     return make
 
@@ -220,7 +193,8 @@ def test_hub_in_docker(dmaster):
     c = dinspect("dhub")
     assert c and c["State"]["Running"]
     assert c["Name"] == "/dhub"
-    assert c["Config"]["Labels"] == {"baetyl": "baetyl", "service": "dhub"}
+    assert c["Config"]["Labels"] == {"baetyl": "baetyl", "service": "dhub",
+                                     "baetyl-master": master_id(m.dir)}
     hc = c["HostConfig"]
     assert hc["NetworkMode"] == "baetyl"
     assert "dhub" in (c["NetworkSettings"]["Networks"]["baetyl"]["Aliases"] or [])
@@ -285,19 +259,26 @@ def test_killed_container_is_restarted_and_exit_output_kept(dmaster):
 
 
 def test_stale_containers_removed_at_start(dmaster):
+    """Recovery removes what this master left (its label), never another master's
+    containers nor anyone else's."""
     m = dmaster()
     tag = uuid.uuid4().hex[:8]
-    stale, other = f"bt-stale-{tag}", f"bt-other-{tag}"
+    stale, theirs, other = f"bt-stale-{tag}", f"bt-theirs-{tag}", f"bt-other-{tag}"
     try:
-        assert docker("run", "-d", "--name", stale, "--label", "baetyl=baetyl", BOX_IMAGE,
-                      "sleep", "600").returncode == 0
+        mine = f"baetyl-master={master_id(m.dir)}"
+        assert docker("run", "-d", "--name", stale, "--label", "baetyl=baetyl", "--label", mine,
+                      BOX_IMAGE, "sleep", "600").returncode == 0
+        assert docker("run", "-d", "--name", theirs, "--label", "baetyl=baetyl", "--label",
+                      "baetyl-master=0123456789ab", BOX_IMAGE, "sleep", "600").returncode == 0
         assert docker("create", "--name", other, BOX_IMAGE, "true").returncode == 0
         m.start()  # no application: only the recovery runs
         assert dinspect(stale) is None
-        assert dinspect(other) is not None  # not ours: left alone
+        assert dinspect(theirs)["State"]["Running"]  # another master's: left alone
+        assert dinspect(other) is not None  # not baetyl's: left alone
         assert f"container={stale}" in m.log() and "old container removed" in m.log()
+        assert theirs not in m.log()
     finally:
-        docker("rm", "-f", stale, other)
+        docker("rm", "-f", stale, theirs, other)
 
 
 def test_name_taken_by_a_foreign_container_fails_clearly(dmaster):
@@ -367,7 +348,8 @@ def test_env_args_and_dynamic_instances(dmaster):
     assert dyn["BAETYL_SERVICE_INSTANCE_ADDRESS"] == "denv-x:50051"
     assert "BAETYL_SERVICE_TOKEN" not in dyn
     c = dinspect("denv-x")
-    assert c["Config"]["Labels"] == {"baetyl": "baetyl", "service": "denv"}
+    assert c["Config"]["Labels"] == {"baetyl": "baetyl", "service": "denv",
+                                     "baetyl-master": master_id(m.dir)}
     st, body = m.request("PUT", "/v1/services/denv/instances/denv-x/stop")
     assert st == 200, body
     assert dinspect("denv-x") is None
@@ -394,12 +376,8 @@ def test_tcp_api_address(dmaster):
 @pytest.fixture(scope="session")
 def runtime_images(images):
     """The Python and Node runtime images (host interpreter + runtime, FROM scratch)."""
-    names = ["baetyl-function-python", "baetyl-function-node"]
-    r = subprocess.run([os.path.join(SRC, "docker", "build-images.sh"), "-b", BUILD, "-t", TAG, *names],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    yield
-    docker("rmi", "-f", *[f"{n}:{TAG}" for n in names])
+    images.build_images("baetyl-function-python", "baetyl-function-node", tag=TAG)
+    return images
 
 
 @pytest.mark.parametrize("kind", ["python", "node"])
@@ -439,12 +417,8 @@ def test_function_runtime_image(dmaster, runtime_images, kind):
 @pytest.fixture(scope="session")
 def example_images(runtime_images):
     """The function-manager and SQL runtime images (the runtimes' come from runtime_images)."""
-    names = ["baetyl-function-manager", "baetyl-function-sql"]
-    r = subprocess.run([os.path.join(SRC, "docker", "build-images.sh"), "-b", BUILD, "-t", TAG, *names],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and all(f"{n}:{TAG}" in r.stdout for n in names), r.stdout + r.stderr
-    yield
-    docker("rmi", "-f", *[f"{n}:{TAG}" for n in names])
+    runtime_images.build_images("baetyl-function-manager", "baetyl-function-sql", tag=TAG)
+    return runtime_images
 
 
 def install_example(m, name, port):
@@ -519,7 +493,8 @@ def test_docker_example_hub_and_functions(dmaster, example_images):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     head = next(i for i, ln in enumerate(lines) if ln.startswith("SERVICE "))
-    cols = [lines[head].index(h) for h in ("INSTANCE", "STATUS", "PID")]
+    assert " PID " not in lines[head], r.stdout  # docker: the id column holds container ids
+    cols = [lines[head].index(h) for h in ("INSTANCE", "STATUS", "CONTAINER ID")]
     rows = [ln for ln in lines[head + 1:] if ln.strip()]
     assert len(rows) == 5, r.stdout
     for svc, inst in [("localhub", "localhub"), ("function-manager", "function-manager"), *insts.items()]:
@@ -542,6 +517,7 @@ def test_missing_image_fails_the_start(dmaster):
     assert m.start(expect_fail=True) == 1
     out, log = m.read("master.out"), m.log()
     assert "failed to start service (dmiss): image (baetyl-test-missing:v0) not found" in out
+    assert "build the images with `make image`" in out
     assert "failed to pull image" in log and "baetyl-test-missing:v0" in log
     assert labelled() == []
 
@@ -553,23 +529,42 @@ def test_unsupported_api_version_fails_clearly(dmaster):
 
 
 def test_engine_unreachable_fails_clearly(master, monkeypatch):  # noqa: F811  (no engine needed)
+    """One line naming the socket and how to start the engine, at start and at check (was:
+    curl's words about "localhost port 80", said twice)."""
     m = master()
     m.write("etc/baetyl/conf.yml", m.read("etc/baetyl/conf.yml").replace("mode: native", "mode: docker"))
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{m.dir}/no-docker.sock")
+    m.app(app_yaml([{"name": "a", "image": "x"}], []))
+    sock = f"{m.dir}/no-docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
     assert m.start(expect_fail=True) == 1
     out = m.read("master.out")
-    assert "docker engine not reachable" in out and f"{m.dir}/no-docker.sock" in out, out
+    want = f"docker engine not reachable at unix://{sock} (No such file or directory): start it"
+    assert want in out and "`systemctl start docker`" in out, out
+    assert "port 80" not in out and out.count(sock) == 2, out  # in the message and the hint
+    r = m.cmd("check")
+    assert r.returncode == 1 and want in r.stderr and "port 80" not in r.stderr, r
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_check_docker_ports_and_devices(master):  # noqa: F811  (no engine needed)
-    m = master()
-    m.write("etc/baetyl/conf.yml", m.read("etc/baetyl/conf.yml").replace("mode: native", "mode: docker"))
-    m.app(app_yaml([{"name": "a", "image": "x", "ports": ["1883:1883", "1:2:3:4"]}], []))
+def test_check_docker_ports_devices_and_images(dmaster):
+    m = dmaster()
+    m.app(app_yaml([{"name": "a", "image": BOX_IMAGE, "ports": ["1883:1883", "1:2:3:4"]}], []))
     r = m.cmd("check")
     assert r.returncode == 1 and "services[0].ports[1]: port (1:2:3:4)" in r.stderr, r
-    m.app(app_yaml([{"name": "a", "image": "x", "devices": ["/dev/a:/dev/b:rx"]}], []))
+    m.app(app_yaml([{"name": "a", "image": BOX_IMAGE, "devices": ["/dev/a:/dev/b:rx"]}], []))
     r = m.cmd("check")
     assert r.returncode == 1 and "services[0].devices[0]" in r.stderr, r
-    m.app(app_yaml([{"name": "a", "image": "x", "ports": ["1883:1883"], "devices": ["/dev/video0"]}], []))
+    m.app(app_yaml([{"name": "a", "image": BOX_IMAGE, "ports": ["1883:1883"],
+                     "devices": ["/dev/video0"]}, {"name": "b", "image": HUB_IMAGE}], []))
     r = m.cmd("check")
     assert r.returncode == 0 and "OK!" in r.stdout, r
+    # every missing image is named, once, with its service and what builds it
+    m.app(app_yaml([{"name": "a", "image": BOX_IMAGE},
+                    {"name": "b", "image": "hub.baidubce.com/baetyl/baetyl-nothing:0.1.6"},
+                    {"name": "c", "image": "baetyl-test-missing:v1"},
+                    {"name": "d", "image": "baetyl-test-missing:v1"}], []))
+    r = m.cmd("check")
+    assert r.returncode == 1 and "OK!" not in r.stdout, r
+    assert ("images not found on the docker engine (" + os.environ["DOCKER_HOST"] + "): "
+            "hub.baidubce.com/baetyl/baetyl-nothing:0.1.6 (service b), "
+            "baetyl-test-missing:v1 (service c); build them with `make image`") in r.stderr, r

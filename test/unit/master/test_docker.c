@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -150,7 +151,8 @@ static void test_service_config(void **state)
     char err[512] = "";
     if (app_load_string(APP, strlen(APP), &app, err, sizeof err) != 0)
         fail_msg("%s", err);
-    docker_ctx ctx = {.pwd = "/usr/local", .api_socket = "/var/run/baetyl.sock", .network = DOCKER_NETWORK};
+    docker_ctx ctx = {.pwd = "/usr/local", .api_socket = "/var/run/baetyl.sock",
+                      .network = DOCKER_NETWORK, .master_id = "0123456789ab", .host_gateway = true};
     json_t *c = docker_service_config(&ctx, &app, APP_SERVICE(&app, 0), err, sizeof err);
     if (!c)
         fail_msg("%s", err);
@@ -159,7 +161,8 @@ static void test_service_config(void **state)
     assert_string_equal(s, "[\"-c\",\"etc/baetyl/service.yml\"]");
     free(s);
     s = dump(json_object_get(c, "Labels"));
-    assert_string_equal(s, "{\"baetyl\":\"baetyl\",\"service\":\"localhub\"}");
+    assert_string_equal(s, "{\"baetyl\":\"baetyl\",\"baetyl-master\":\"0123456789ab\","
+                           "\"service\":\"localhub\"}");
     free(s);
     json_t *hc = json_object_get(c, "HostConfig");
     s = dump(json_object_get(hc, "Binds"));
@@ -177,10 +180,17 @@ static void test_service_config(void **state)
     assert_string_equal(bt_json_get_str(hc, "PortBindings.1883/tcp.0.HostPort"), "1883");
     assert_non_null(json_object_get(json_object_get(c, "ExposedPorts"), "1883/tcp"));
     assert_string_equal(bt_json_get_str(hc, "Devices.0.PathInContainer"), "/dev/video0");
-    assert_null(json_object_get(hc, "ExtraHosts")); /* unix API: nothing to resolve */
+    /* every container can reach the host by name (a broker there, seed chapter 10) */
+    assert_string_equal(bt_json_get_str(hc, "ExtraHosts.0"), "host.docker.internal:host-gateway");
     assert_string_equal(bt_json_get_str(c, "NetworkingConfig.EndpointsConfig.baetyl.Aliases.0"), "localhub");
     assert_null(json_object_get(c, "Env"));
     json_decref(c);
+
+    ctx.host_gateway = false; /* an engine older than 20.10 cannot resolve host-gateway */
+    json_t *old = docker_service_config(&ctx, &app, APP_SERVICE(&app, 0), err, sizeof err);
+    assert_non_null(old);
+    assert_null(json_object_get(json_object_get(old, "HostConfig"), "ExtraHosts"));
+    json_decref(old);
 
     /* No args, no resources: the image's CMD and the engine's defaults stay. A tcp API
      * is reached through host.docker.internal. */
@@ -204,6 +214,29 @@ static void test_service_config(void **state)
     assert_null(c);
     assert_non_null(strstr(err, "cannot contain ':'"));
     app_free(&app);
+}
+
+/* One master per real work dir: two spellings of a dir are one id, two dirs two ids. */
+static void test_master_id(void **state)
+{
+    (void)state;
+    char tmpl[] = "/tmp/bt-master-id-XXXXXX", err[256] = "", a[16], b[16], c[16], link[64], dot[64];
+    assert_non_null(mkdtemp(tmpl));
+    snprintf(link, sizeof link, "%s-link", tmpl);
+    snprintf(dot, sizeof dot, "%s/./", tmpl);
+    assert_int_equal(symlink(tmpl, link), 0);
+    assert_int_equal(docker_master_id(tmpl, a, err, sizeof err), 0);
+    assert_int_equal(strlen(a), DOCKER_MASTER_ID_LEN);
+    assert_int_equal(docker_master_id(link, b, err, sizeof err), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(docker_master_id(dot, b, err, sizeof err), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(docker_master_id("/", c, err, sizeof err), 0);
+    assert_string_not_equal(a, c);
+    unlink(link);
+    rmdir(tmpl);
+    assert_int_equal(docker_master_id(tmpl, c, err, sizeof err), -1);
+    assert_non_null(strstr(err, tmpl));
 }
 
 static void test_service_config_errors(void **state)
@@ -394,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_two_ports_share_a_key),
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_service_config),
+        cmocka_unit_test(test_master_id),
         cmocka_unit_test(test_service_config_errors),
         cmocka_unit_test(test_check_app),
         cmocka_unit_test(test_image_split),

@@ -1,0 +1,229 @@
+"""The seed's chapter 9 (hub + function-manager + Python 2.7/3.6, Node 8.5 and SQL functions)
+in docker mode with its files copied verbatim: the application names the images
+hub.baidubce.com/baetyl/baetyl-hub, -function-manager, -function-python27, -python36,
+-node85 and -function-sql, which docker/build-images.sh gives the images it builds (the
+python27/python36 names on this project's Python 3 runtime, node85 on its Node runtime).
+Only the published port moves to a free one on 127.0.0.1; the run's own engine is used."""
+import json
+import os
+import shutil
+import textwrap
+
+import pytest
+
+from conftest import SRC, free_port, wait_for
+from test_docker_examples import Client
+from test_master_docker import (TAG, dinspect, dmaster, docker_engine, images,  # noqa: F401
+                                labelled, master_id, no_leftovers)
+from test_master_util import master  # noqa: F401
+
+# /usr/local/var/db/baetyl/application.yml of the seed's section 9.2
+APPLICATION = """
+version: v0
+services:
+  - name: localhub
+    image: hub.baidubce.com/baetyl/baetyl-hub
+    replica: 1
+    ports:
+      - 1883:1883
+    mounts:
+      - name: localhub-conf
+        path: etc/baetyl
+        readonly: true
+      - name: localhub-data
+        path: var/db/baetyl/data
+      - name: localhub-log
+        path: var/log/baetyl
+  - name: function-manager
+    image: hub.baidubce.com/baetyl/baetyl-function-manager
+    replica: 1
+    mounts:
+      - name: function-manager-conf
+        path: etc/baetyl
+        readonly: true
+      - name: function-manager-log
+        path: var/log/baetyl
+  - name: function-python27-sayhi
+    image: hub.baidubce.com/baetyl/baetyl-function-python27
+    replica: 0
+    mounts:
+      - name: function-sayhi-conf
+        path: etc/baetyl
+        readonly: true
+      - name: function-sayhi-code
+        path: var/db/baetyl/function-sayhi
+        readonly: true
+  - name: function-python36-sayhi
+    image: hub.baidubce.com/baetyl/baetyl-function-python36
+    replica: 0
+    mounts:
+      - name: function-sayhi-conf
+        path: etc/baetyl
+        readonly: true
+      - name: function-sayhi-code
+        path: var/db/baetyl/function-sayhi
+        readonly: true
+  - name: function-node85-sayhi
+    image: hub.baidubce.com/baetyl/baetyl-function-node85
+    replica: 0
+    mounts:
+      - name: function-sayjs-conf
+        path: etc/baetyl
+        readonly: true
+      - name: function-sayjs-code
+        path: var/db/baetyl/function-sayhi
+        readonly: true
+  - name: function-sql-filter
+    image: hub.baidubce.com/baetyl/baetyl-function-sql
+    replica: 0
+    mounts:
+      - name: function-filter-conf
+        path: etc/baetyl
+        readonly: true
+volumes:
+  # hub
+  - name: localhub-conf
+    path: var/db/baetyl/localhub-conf
+  - name: localhub-data
+    path: var/db/baetyl/localhub-data
+  - name: localhub-cert
+    path: var/db/baetyl/localhub-cert-only-for-test
+  - name: localhub-log
+    path: var/db/baetyl/localhub-log
+  # function
+  - name: function-manager-conf
+    path: var/db/baetyl/function-manager-conf
+  - name: function-manager-log
+    path: var/db/baetyl/function-manager-log
+  - name: function-sayhi-conf
+    path: var/db/baetyl/function-sayhi-conf
+  - name: function-sayhi-code
+    path: var/db/baetyl/function-sayhi-code
+  - name: function-sayjs-conf
+    path: var/db/baetyl/function-sayjs-conf
+  - name: function-sayjs-code
+    path: var/db/baetyl/function-sayjs-code
+  - name: function-filter-conf
+    path: var/db/baetyl/function-filter-conf
+"""
+
+FUNCTION_MANAGER = """
+hub:
+  address: tcp://localhub:1883
+  username: test
+  password: hahaha
+rules:
+  - clientid: func-python27-sayhi-1
+    subscribe:
+      topic: t
+    function:
+      name: python27-sayhi
+    publish:
+      topic: t/py2hi
+  - clientid: func-sql-filter-1
+    subscribe:
+      topic: t
+      qos: 1
+    function:
+      name: sql-filter
+    publish:
+      topic: t/sqlfilter
+      qos: 1
+  - clientid: func-python36-sayhi-1
+    subscribe:
+      topic: t
+    function:
+      name: python36-sayhi
+    publish:
+      topic: t/py3hi
+  - clientid: func-node85-sayhi-1
+    subscribe:
+      topic: t
+    function:
+      name: node85-sayhi
+    publish:
+      topic: t/node8hi
+functions:
+  - name: python27-sayhi
+    service: function-python27-sayhi
+    instance:
+      min: 0
+      max: 10
+  - name: sql-filter
+    service: function-sql-filter
+  - name: python36-sayhi
+    service: function-python36-sayhi
+  - name: node85-sayhi
+    service: function-node85-sayhi
+logger:
+  path: var/log/baetyl/service.log
+  level: "debug"
+"""
+
+FILTER = """
+functions:
+  - name: sql-filter
+    handler: 'select qos() as qos, topic() as topic, * where id < 10'
+"""
+
+SAYHI = """
+functions:
+  - name: 'python27-sayhi'
+    handler: 'index.handler'
+    codedir: 'var/db/baetyl/function-sayhi'
+  - name: 'python36-sayhi'
+    handler: 'index.handler'
+    codedir: 'var/db/baetyl/function-sayhi'
+"""
+
+SAYJS = """
+functions:
+  - name: 'node85-sayhi'
+    handler: 'index.handler'
+    codedir: 'var/db/baetyl/function-sayhi'
+"""
+
+
+@pytest.fixture(scope="session")
+def chapter9_images(images):  # noqa: F811
+    images.build_images("baetyl-function-manager", "baetyl-function-sql", "baetyl-function-python",
+                        "baetyl-function-node", tag=TAG)
+    return images
+
+
+def test_seed_chapter9_verbatim(dmaster, chapter9_images):
+    m = dmaster()
+    port = free_port()
+    db = "var/db/baetyl"
+    m.app(textwrap.dedent(APPLICATION).replace("- 1883:1883", f"- 127.0.0.1:{port}:1883"))
+    for rel, text in (("function-manager-conf", FUNCTION_MANAGER), ("function-filter-conf", FILTER),
+                      ("function-sayhi-conf", SAYHI), ("function-sayjs-conf", SAYJS)):
+        m.write(f"{db}/{rel}/service.yml", text)
+    # The hub config and the functions' code of the seed, which example/docker ships as they are.
+    for d in ("localhub-conf", "function-sayhi-code", "function-sayjs-code"):
+        shutil.copytree(os.path.join(SRC, "example", "docker", db, d), m.path(f"{db}/{d}"))
+    r = m.cmd("check")
+    assert r.returncode == 0 and "OK!" in r.stdout, r.stdout + r.stderr
+    m.start()
+    fm_log = f"{db}/function-manager-log/service.log"
+    wait_for(lambda: m.read(fm_log, "").count("rule connected to the hub") == 4, 60,
+             what="the function-manager's four rules connected to localhub")
+    c = Client(port, "test", "hahaha")
+    try:
+        c.sub("t/#")
+        c.pub("t", b'{"id":1}', qos=0)
+        want = {"t/topic", "t/py2hi", "t/py3hi", "t/node8hi", "t/sqlfilter"}
+        wait_for(lambda: want <= set(c.got), 60, 0.2, what=f"answers on {sorted(want)}")
+    finally:
+        c.close()
+    assert json.loads(c.got["t/sqlfilter"][0]) == {"qos": 0, "topic": "t", "id": 1}
+    for topic, name in (("t/py2hi", "python27-sayhi"), ("t/py3hi", "python36-sayhi"),
+                        ("t/node8hi", "node85-sayhi")):
+        out = json.loads(c.got[topic][0])
+        assert out["Say"] == "Hello Baetyl" and out["functionName"] == name, out
+    assert dinspect("localhub")["Config"]["Image"] == "hub.baidubce.com/baetyl/baetyl-hub"
+    py27 = labelled("service=function-python27-sayhi")
+    assert len(py27) == 1 and dinspect(py27[0])["Config"]["Image"] == \
+        "hub.baidubce.com/baetyl/baetyl-function-python27"
+    assert m.stop() == 0
+    assert labelled(f"baetyl-master={master_id(m.dir)}") == []
