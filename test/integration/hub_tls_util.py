@@ -21,7 +21,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from conftest import SRC, Procs, binary, free_port, wait_for, wait_port
-from test_master_util import Master
+from master_harness import Master
 
 GEN_CERTS = os.path.join(SRC, "scripts", "gen-certs.sh")
 EXAMPLE = os.path.join(SRC, "example", "native-tls")

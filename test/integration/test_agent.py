@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from conftest import binary, free_port, wait_for, wait_port
-from test_master_util import SLEEPER, marked_pids, master, proc_alive  # noqa: F401
+from master_harness import SLEEPER, marked_pids, master, proc_alive  # noqa: F401
 
 CLIENT_ID = "edge-node-7"
 DESIRE = f"$baidu/iot/edge/{CLIENT_ID}/core/backward"

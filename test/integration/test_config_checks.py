@@ -15,7 +15,7 @@ import pytest
 
 from conftest import SRC, binary, wait_for
 from test_agent import certs, env, make_zip  # noqa: F401 - certs and env are fixtures
-from test_master_util import SLEEPER, app_yaml, master, proc_alive, svc, vols  # noqa: F401
+from master_harness import SLEEPER, app_yaml, master, proc_alive, svc, vols  # noqa: F401
 
 NO_SERVICES = "application has no services (write services: [] to update to an empty application)"
 

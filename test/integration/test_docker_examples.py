@@ -20,7 +20,7 @@ import pytest
 from conftest import BUILD, SRC, free_port, wait_for
 from test_master_docker import (TAG, dinspect, dmaster, docker_engine, images,  # noqa: F401
                                 labelled, master_id, no_leftovers)
-from test_master_util import master  # noqa: F401
+from master_harness import master  # noqa: F401
 
 
 @pytest.fixture(scope="session")

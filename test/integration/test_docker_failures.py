@@ -7,7 +7,7 @@ container per request."""
 from conftest import wait_for
 from test_master_docker import (DATA, SLEEPER, box, dinspect, dmaster, docker_engine,  # noqa: F401
                                 images, labelled, master_id, no_leftovers)
-from test_master_util import app_yaml, master  # noqa: F401
+from master_harness import app_yaml, master  # noqa: F401
 
 # The engine orders stdout and stderr lines only by their time: the pause keeps the error last.
 BROKEN = ("i=0; while [ $i -lt 30 ]; do echo noise $i; i=$((i+1)); done; sleep 0.3; "

@@ -5,7 +5,7 @@ starts, stops, restarts and is killed."""
 from conftest import wait_for
 from test_master_docker import (DATA, SLEEPER, box, container_of, dinspect, dmaster,  # noqa: F401
                                 docker_engine, images, labelled, master_id, no_leftovers)
-from test_master_util import app_yaml, master  # noqa: F401
+from master_harness import app_yaml, master  # noqa: F401
 
 
 def ids(m, *svcs):

@@ -15,7 +15,7 @@ from conftest import SRC, free_port, wait_for
 from test_docker_examples import Client
 from test_master_docker import (TAG, dinspect, dmaster, docker_engine, images,  # noqa: F401
                                 labelled, master_id, no_leftovers)
-from test_master_util import master  # noqa: F401
+from master_harness import master  # noqa: F401
 
 # /usr/local/var/db/baetyl/application.yml of the seed's section 9.2
 APPLICATION = """

@@ -18,7 +18,7 @@ from test_agent import (AGENT_SVC, AGENT_VOLS, CLIENT_ID, DESIRE, V1, agent_conf
                         certs, env, make_zip, md5_b64)
 from test_master_docker import (DATA, box, dinspect, dmaster, docker, docker_engine,  # noqa: F401
                                 images, labelled, master_id, no_leftovers)
-from test_master_util import SLEEPER, master  # noqa: F401
+from master_harness import SLEEPER, master  # noqa: F401
 from test_video_infer import (HEIGHT, WIDTH, Sub, VideoInfer, media, rfc3339_to_unix,  # noqa: F401
                               stack, vi_conf)
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import SRC, binary, free_port, wait_for, wait_port
 from fm_harness import App, Watcher, error_of, install_package, is_uuid4
 from runtime_harness import Client
-from test_master_util import master  # noqa: F401  (fixture)
+from master_harness import master  # noqa: F401  (fixture)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from conftest import binary, wait_for
-from test_master_util import (app_yaml, combined, CRASHER, marked_pids, MARKER,  # noqa: F401
+from master_harness import (app_yaml, combined, CRASHER, marked_pids, MARKER,  # noqa: F401
                               master, pkg_svc, proc_alive, SLEEPER, starts, svc,
                               vols)
 

@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from conftest import SRC, docker_engine, free_port, wait_for  # noqa: F401
-from test_master_util import app_yaml, master  # noqa: F401
+from master_harness import app_yaml, master  # noqa: F401
 
 DOCKER = shutil.which("docker")
 TAG = "test"

@@ -4,7 +4,7 @@ import os
 
 
 from conftest import wait_for
-from test_master_util import (app_yaml, env_file, master, SORTED_ENV_DUMPER, svc,  # noqa: F401
+from master_harness import (app_yaml, env_file, master, SORTED_ENV_DUMPER, svc,  # noqa: F401
                               vols)
 
 

@@ -6,7 +6,7 @@ import shutil
 import time
 
 
-from test_master_util import (app_yaml, master, pkg_svc, RFC3339, rfc3339_ns,  # noqa: F401
+from master_harness import (app_yaml, master, pkg_svc, RFC3339, rfc3339_ns,  # noqa: F401
                               SLEEPER, vols)
 
 

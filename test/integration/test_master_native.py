@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import wait_for
-from test_master_util import (app_yaml, combined, marked_pids, master, pkg_svc,  # noqa: F401
+from master_harness import (app_yaml, combined, marked_pids, master, pkg_svc,  # noqa: F401
                               proc_alive, rfc3339_ns, SLEEPER, starts, svc, vols)
 
 

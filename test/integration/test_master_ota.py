@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from test_master_util import (app_yaml, env_file, marked_pids, master, pkg_svc,  # noqa: F401
+from master_harness import (app_yaml, env_file, marked_pids, master, pkg_svc,  # noqa: F401
                               proc_alive, PY_API, rfc3339_ns, SLEEPER,
                               SORTED_ENV_DUMPER, svc, vols)
 

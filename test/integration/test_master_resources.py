@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from test_master_util import app_yaml, master, svc, vols, SLEEPER  # noqa: F401
+from master_harness import app_yaml, master, svc, vols, SLEEPER  # noqa: F401
 
 CG = "/sys/fs/cgroup"
 pytestmark = pytest.mark.skipif(

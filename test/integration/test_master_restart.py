@@ -6,7 +6,7 @@ import time
 
 
 from conftest import wait_for
-from test_master_util import (app_yaml, CRASHER, master, SLEEPER, starts, svc, vols)  # noqa: F401
+from master_harness import (app_yaml, CRASHER, master, SLEEPER, starts, svc, vols)  # noqa: F401
 
 
 def start_times(m, inst):

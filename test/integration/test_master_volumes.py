@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from test_master_util import SLEEPER, app_yaml, master, svc, vols  # noqa: F401
+from master_harness import SLEEPER, app_yaml, master, svc, vols  # noqa: F401
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SRC, binary, free_port, wait_for, wait_port
 from mqtt_peers import Mosquitto, closing, hub_yaml, make_certs
-from test_master_util import master  # noqa: F401 (fixture)
+from master_harness import master  # noqa: F401 (fixture)
 
 
 # ---- peers -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from conftest import SRC, binary, free_port, wait_for, wait_port
 from mqtt_peers import gaps, hub_clients, hub_yaml, make_certs, run_once, tls_hub
 from mqtt_peers import module, paho  # noqa: F401  (fixtures)
-from test_master_util import master  # noqa: F401 (fixture)
+from master_harness import master  # noqa: F401 (fixture)
 
 
 class Watcher:

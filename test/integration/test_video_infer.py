@@ -19,7 +19,7 @@ import pytest
 
 from conftest import SRC, binary, free_port, wait_for, wait_port
 from runtime_harness import Runtime
-from test_master_util import master  # noqa: F401  (fixture)
+from master_harness import master  # noqa: F401  (fixture)
 
 PYTHON = "/usr/bin/python3"
 
