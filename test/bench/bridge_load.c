@@ -10,7 +10,8 @@
  * bench/load with QoS qos by one client (SDK client, buffersize 1000, blocking for room),
  * with at most `window` of them published and not yet received (end-to-end flow control:
  * what is measured is the rate the bridge sustains, not how much of an overload it drops;
- * a message that does not arrive within 1 s no longer holds the window). Time runs from the first publish to the last new message received; the run ends when all
+ * a message that does not arrive within 1 s no longer holds the window). Time runs from the
+ * first publish to the last new message received; the run ends when all
  * arrived or nothing new came for 5 s. Prints one JSON line:
  * {"qos","count","received","unique","lost","seconds","rate"} (rate = unique / seconds). */
 #include <inttypes.h>

@@ -2,9 +2,11 @@
  * per client, output batched so the generator is not the bottleneck.
  *
  *   hub_bench tput  PORT PUBS SUBS QOS COUNT SIZE [LINK [CAFILE]]
- *                                                   -> "rate=<msg/s> sent=<n> received=<n> expected=<n>"
- *   hub_bench lat   PORT RATE SECONDS SIZE          -> "p50_us=<n> p99_us=<n> received=<n> sent=<n>"
- *   hub_bench idle  PORT N                          -> opens N connections, prints "ready", waits for stdin EOF
+ *       -> "rate=<msg/s> sent=<n> received=<n> expected=<n>"
+ *   hub_bench lat   PORT RATE SECONDS SIZE
+ *       -> "p50_us=<n> p99_us=<n> received=<n> sent=<n>"
+ *   hub_bench idle  PORT N
+ *       -> opens N connections, prints "ready", waits for stdin EOF
  * Every publisher sends COUNT messages; each subscriber expects PUBS*COUNT. LINK is tcp
  * (default), ssl, ws or wss: TLS (OpenSSL, server checked against CAFILE) and WebSocket
  * (the SDK's bt_ws client, path /mqtt, one masked binary frame per batch) under MQTT. */

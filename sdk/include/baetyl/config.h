@@ -29,7 +29,7 @@ typedef enum {
     BT_CFG_BOOL,       /* bool */
     BT_CFG_INT,        /* long */
     BT_CFG_FLOAT,      /* double */
-    BT_CFG_DURATION,   /* int64_t milliseconds; "10s", "1m30s", "500ms", "48h"; a bare number = seconds */
+    BT_CFG_DURATION,   /* int64_t ms; "10s", "1m30s", "500ms", "48h"; a bare number = seconds */
     BT_CFG_SIZE,       /* int64_t bytes; "32k", "4m", "1g" (binary units), a bare number = bytes */
     BT_CFG_LIST,       /* bt_cfg_list of `elem` (or of structs when `sub` is set) */
     BT_CFG_MAP,        /* bt_cfg_map: string keys to `elem` (or structs when `sub` is set) */
@@ -76,7 +76,8 @@ struct bt_cfg_schema {
 
 typedef struct {
     size_t n;
-    void *items; /* array of n elements: char * for strings, long, bool, double, int64_t, or structs */
+    /* array of n elements: char * for strings, long, bool, double, int64_t, or structs */
+    void *items;
 } bt_cfg_list;
 
 typedef struct {

@@ -1,6 +1,7 @@
 /* ota.log (SPEC §9, §15): the master and the agent append JSON lines to one file (the
  * agent sees it through its volumes mount), e.g.
- *   {"level":"info","msg":"app is updating","step":"UPDATING","time":"…","trace":"…","type":"APP"}
+ *   {"level":"info","msg":"app is updating","step":"UPDATING","time":"…","trace":"…",
+ *    "type":"APP"}
  * keys sorted like logrus's JSON formatter, "error" added on failures. */
 #ifndef BAETYL_OTALOG_H
 #define BAETYL_OTALOG_H
