@@ -7,6 +7,8 @@ the backlog drains.
     BAETYL_BUILD=$PWD/build /usr/bin/python3 test/bench/outage_bench.py
     OUTAGES=0,15,60 ... (seconds; default 0,15,60,120,600)   RATE=500 (msg/s during outage)
     BUFFERSIZE=n (remote-mqtt's remote window; default: remote-mqtt's own default)
+    LATENCY_MS=n (0: remote-mqtt reaches the remote through a proxy that delays each
+    direction by n/2 ms, a WAN round trip of n ms, where the in-flight window bounds the rate)
 
 For each outage length, fresh processes: the hub (storage.sync default), a mosquitto as the
 remote (persistence on, so the counting subscriber's session survives its restart),
@@ -17,6 +19,7 @@ messages into the hub at RATE msg/s for the outage's length (each PUBACKed by th
 remote is started again on the same port. Measured from the moment its port accepts:
 `first` = until the first waiting message arrives at the remote, `drain` = until the last
 one arrives; `msg/s` = waiting messages / (drain - first); `lost` = numbers never seen."""
+import asyncio
 import os
 import shutil
 import signal
@@ -106,6 +109,51 @@ class Counter:
         self.t.join(10)
 
 
+def proxy(listen, target, one_way_ms):
+    """Forwards 127.0.0.1:listen to 127.0.0.1:target, delaying every chunk one_way_ms in each
+    direction (order kept); a connection the target refuses is closed at once."""
+    delay = one_way_ms / 1000
+
+    async def pipe(reader, writer):
+        q = asyncio.Queue()
+
+        async def send():
+            while True:
+                due, data = await q.get()
+                if data is None:
+                    break
+                await asyncio.sleep(max(0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+        task = asyncio.ensure_future(send())
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                q.put_nowait((loop.time() + delay, data))
+        except OSError:
+            pass
+        q.put_nowait((0, None))
+        try:
+            await task
+        except OSError:
+            pass
+
+    async def serve(cr, cw):
+        try:
+            tr, tw = await asyncio.open_connection("127.0.0.1", target)
+        except OSError:
+            cw.close()
+            return
+        await asyncio.gather(pipe(cr, tw), pipe(tr, cw))
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(asyncio.start_server(serve, "127.0.0.1", listen))
+    loop.run_forever()
+
+
 def bridge_conf(hub, remote, buffersize):
     extra = f"    buffersize: {buffersize}\n" if buffersize else ""
     return f"""hub:
@@ -133,7 +181,7 @@ def publisher(port):
     return c
 
 
-def measure(outage, rate, buffersize):
+def measure(outage, rate, buffersize, latency):
     r = Run()
     counter = None
     try:
@@ -142,7 +190,12 @@ def measure(outage, rate, buffersize):
         remote.start()
         counter = Counter(r, remote.port)
         counter.start()
-        conf = r.write("remote-mqtt.yml", bridge_conf(hub, remote.port, buffersize))
+        via = remote.port
+        if latency:
+            via = free_port()
+            r.start([sys.executable, os.path.abspath(__file__), "--proxy", str(via),
+                     str(remote.port), str(latency / 2)], "proxy", via)
+        conf = r.write("remote-mqtt.yml", bridge_conf(hub, via, buffersize))
         r.start([os.path.join(BUILD, "bin", "baetyl-remote-mqtt"), "-c", conf], "remote-mqtt")
         pub = publisher(hub)
         deadline = time.monotonic() + 30
@@ -192,6 +245,8 @@ def measure(outage, rate, buffersize):
 
 
 def main():
+    if sys.argv[1:2] == ["--proxy"]:
+        return proxy(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     for path in (os.path.join(BUILD, "bin", "baetyl-hub"),
                  os.path.join(BUILD, "bin", "baetyl-remote-mqtt")):
         if not os.path.exists(path):
@@ -201,14 +256,16 @@ def main():
     outages = [int(x) for x in os.environ.get("OUTAGES", "0,15,60,120,600").split(",") if x]
     rate = int(os.environ.get("RATE", "500"))
     buffersize = int(os.environ.get("BUFFERSIZE", "0"))
+    latency = float(os.environ.get("LATENCY_MS", "0"))
     window = buffersize or "default"
     print(f"remote outage, hub -> remote QoS 1 ({PAYLOAD}-byte messages, {rate} msg/s into the "
-          f"hub during the outage, remote-mqtt buffersize {window})")
+          f"hub during the outage, remote-mqtt buffersize {window}, "
+          f"round trip to the remote +{latency:g} ms)")
     print(f"{'outage s':>9}{'waiting':>9}{'first msg s':>13}{'drained s':>11}"
           f"{'drain msg/s':>13}{'lost':>6}{'dups':>6}")
     failed = False
     for outage in outages:
-        m = measure(outage, rate, buffersize)
+        m = measure(outage, rate, buffersize, latency)
 
         def f(v, fmt):
             return format(v, fmt) if v is not None else "-"
