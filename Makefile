@@ -346,6 +346,7 @@ bench: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/run.py
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/client_bench.py
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/bridge_bench.py
+	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/outage_bench.py
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/function_bench.py
 	$(PYTHON) test/bench/master_bench.py $(BUILD)/bin/baetyl 10
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/footprint.py 20

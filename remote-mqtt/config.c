@@ -1,14 +1,41 @@
 /* remote-mqtt's config schema and the rules the schema alone cannot say (SPEC §13). */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 
+/* A remote takes the SDK client's keys with one default changed: buffersize 100, not 10.
+ * remote-mqtt acknowledges a hub message only after the remote's PUBACK, so its window to
+ * the remote bounds the drain rate to buffersize / round trip: over a 20 ms round trip 10
+ * drains about 230 msg/s (slower than many sources), 100 about 3500 (test/bench/
+ * outage_bench.py, LATENCY_MS=20). More gains nothing while the hub lets a subscriber hold
+ * 100 unacknowledged messages (message.egress.qos1.buffer.size). */
+#define RM_REMOTE_BUFFERSIZE "100"
+enum { RM_CLIENT_FIELDS_MAX = 64 };
+static bt_cfg_field remote_client_fields[RM_CLIENT_FIELDS_MAX];
+static bt_cfg_schema remote_client_schema;
+
+__attribute__((constructor)) static void remote_client_schema_init(void)
+{
+    const bt_cfg_field *f = bt_mqtt_client_schema.fields;
+    size_t n = 0;
+    for (; f[n].name; n++) {
+        if (n + 1 >= RM_CLIENT_FIELDS_MAX)
+            abort(); /* the SDK schema outgrew the copy: raise RM_CLIENT_FIELDS_MAX */
+        remote_client_fields[n] = f[n];
+        if (strcmp(f[n].name, "buffersize") == 0)
+            remote_client_fields[n].def = RM_REMOTE_BUFFERSIZE;
+    }
+    remote_client_schema = bt_mqtt_client_schema;
+    remote_client_schema.fields = remote_client_fields;
+}
+
 static const bt_cfg_field remote_fields[] = {
     BT_FIELD(rm_remote, name, "name", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
     BT_FIELD(rm_remote, mqtt, "", BT_CFG_STRUCT, .flags = BT_CFG_INLINE,
-             .sub = &bt_mqtt_client_schema),
+             .sub = &remote_client_schema),
     {0}};
 static const bt_cfg_schema remote_schema = {sizeof(rm_remote), remote_fields, NULL};
 

@@ -77,13 +77,19 @@ static void test_defaults(void **state)
     assert_int_equal(a->mqtt.timeout, 30000);
     assert_int_equal(a->mqtt.interval, 60000);
     assert_int_equal(a->mqtt.keepalive, 600000);
-    assert_int_equal(a->mqtt.buffersize, 10);
+    assert_int_equal(a->mqtt.buffersize, 100); /* remote-mqtt's own default (config.c) */
+    assert_int_equal(cfg.hub.buffersize, 10);   /* the hub client keeps the SDK's */
     const rm_rule *r = &BT_CFG_AT(cfg.rules, rm_rule, 0);
     assert_int_equal(r->hub.subscriptions.n, 1);
     assert_int_equal(BT_CFG_AT(r->hub.subscriptions, bt_mqtt_topic_info, 0).qos, 0);
     assert_int_equal(r->remote.subscriptions.n, 2);
     assert_int_equal(BT_CFG_AT(r->remote.subscriptions, bt_mqtt_topic_info, 0).qos, 1);
     assert_string_equal(BT_CFG_AT(r->remote.subscriptions, bt_mqtt_topic_info, 1).topic, "x/#");
+    bt_cfg_free(&rm_config_schema, &cfg);
+
+    /* a buffersize given is kept */
+    loads(&cfg, HUB "remotes: [{name: a, address: 'tcp://h:1884', buffersize: 7}]\n");
+    assert_int_equal(rm_config_remote(&cfg, "a")->mqtt.buffersize, 7);
     bt_cfg_free(&rm_config_schema, &cfg);
 
     /* no remotes and no rules: valid (nothing to do) */
