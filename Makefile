@@ -339,6 +339,8 @@ SOAK_TIME ?= 600
 soak: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) BAETYL_SRC=$(CURDIR) SOAK_TIME=$(SOAK_TIME) $(PYTHON) test/soak/soak.py
 	$(MAKE) --no-print-directory test-durability CUTS=$(or $(SOAK_CUTS),500)
+	BAETYL_REMOTE_OUTAGE_S=600 BAETYL_BUILD=$(abspath $(BUILD)) BAETYL_SRC=$(CURDIR) $(PYTHON) -m pytest \
+	  -q -p no:cacheprovider test/integration/test_remote_mqtt_durability.py -k long_outage
 
 # ---- benchmarks ---------------------------------------------------------------------
 # Each suite prints its own table; all use the release build.
