@@ -269,8 +269,9 @@ static void conn_write(conn *c, bool may_close)
         }
     }
     c->out_qos0 = 0;
+    /* A paused connection's read waits for its resumption, not for writability. */
     if (c->state != CONN_CLOSED)
-        set_want_write(c, t->read_wants_write);
+        set_want_write(c, t->read_wants_write && !c->paused);
 }
 
 void conn_flush(conn *c)

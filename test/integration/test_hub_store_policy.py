@@ -13,9 +13,9 @@ from conftest import RawClient, mqtt_puback, mqtt_publish, mqtt_subscribe, parse
 from hub_util import conn, get, ping, subscribe
 
 
-def store_hub(hub_factory, storage):
+def store_hub(hub_factory, storage, extra=""):
     """A hub whose storage line is `storage: {dir: data, <storage>}`, status every second."""
-    hub = hub_factory("status: {logging: {enable: true, interval: 1s}}\n", start=False)
+    hub = hub_factory("status: {logging: {enable: true, interval: 1s}}\n" + extra, start=False)
     with open(hub.conf) as f:
         conf = f.read()
     with open(hub.conf, "w") as f:
@@ -169,7 +169,23 @@ def test_drop_oldest_drops_counts_and_logs(hub_factory):
     # every message that did not arrive was counted and logged as dropped (store full)
     assert dropped(log, "full") == got[0]
     assert dropped(log, "count") == 0 and dropped(log, "age") == 0
-    assert re.search(r"hub status.* dropped_full=%d" % got[0], log) or "hub status" in log
+    assert re.search(r"hub status.* dropped_full=[1-9]", log), "the status line counts them"
+
+
+def test_retention_drops_are_counted(hub_factory):
+    """Messages a session has not read that pass the retention go, counted and logged."""
+    hub = store_hub(hub_factory, "sync: false",
+                    "message: {ingress: {qos1: {cleanup: {retention: 1s, interval: 1s}}}}\n")
+    away_session(hub)
+    p = conn(hub, "pub")
+    acked, pending, _ = fill(p, "data/x", 10, 10, window=10)
+    assert len(acked) == 10 and not pending
+    from conftest import wait_for
+    wait_for(lambda: dropped(hub.read_log(), "age") == 10, timeout=10, what="age drops logged")
+    s = conn(hub, "keep", clean=False)
+    assert drain(s, idle=1.0) == []
+    wait_for(lambda: re.search(r"hub status.* dropped_age=10", hub.read_log()), timeout=5,
+             what="dropped_age in the status line")
 
 
 def test_count_bound_reject_new(hub_factory):
