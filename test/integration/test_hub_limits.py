@@ -12,6 +12,7 @@ from conftest import (RawClient, binary, mqtt_connect, mqtt_puback, mqtt_publish
                       wait_for, wait_port)
 from hub_util import conn, get, nothing, ping, subscribe
 from hub_util import shub  # noqa: F401 (the module's shared hub, a fixture)
+from test_hub_store_policy import drain_payloads, set_storage
 
 
 def test_message_length_max_boundary(hub_factory):
@@ -206,28 +207,12 @@ def test_descriptor_limit_does_not_spin(procs, hub_factory):
 
 
 def small_store_hub(hub_factory):
-    hub = hub_factory(start=False)
-    with open(hub.conf) as f:
-        conf = f.read()
-    with open(hub.conf, "w") as f:
-        f.write(conf.replace("storage: {dir: data}", "storage: {dir: data, size: {max: 1m}}"))
-    return hub.start()
+    return set_storage(hub_factory(start=False), "size: {max: 1m}").start()
 
 
 def drain(c, idle=1.5):
     """Reads and acknowledges publishes until none comes for idle seconds; their count."""
-    n = 0
-    while True:
-        try:
-            p = c.recv(timeout=idle)
-        except TimeoutError:
-            return n
-        assert p is not None
-        if p[0] == 3:
-            n += 1
-            if p[1] & 2:
-                tl = int.from_bytes(p[2][:2], "big")
-                c.send(mqtt_puback(int.from_bytes(p[2][2 + tl:4 + tl], "big")))
+    return len(drain_payloads(c, idle))
 
 
 def test_messages_nobody_needs_are_not_logged(hub_factory):

@@ -9,18 +9,23 @@ import time
 
 import pytest
 
-from conftest import RawClient, mqtt_puback, mqtt_publish, mqtt_subscribe, parse_publish
+from conftest import RawClient, binary, mqtt_puback, mqtt_publish, parse_publish, wait_for
 from hub_util import conn, get, ping, subscribe
 
 
-def store_hub(hub_factory, storage, extra=""):
-    """A hub whose storage line is `storage: {dir: data, <storage>}`, status every second."""
-    hub = hub_factory("status: {logging: {enable: true, interval: 1s}}\n" + extra, start=False)
+def set_storage(hub, storage):
+    """Makes the (not yet started) hub's storage line `storage: {dir: data, <storage>}`."""
     with open(hub.conf) as f:
         conf = f.read()
     with open(hub.conf, "w") as f:
         f.write(conf.replace("storage: {dir: data}", "storage: {dir: data, %s}" % storage))
-    return hub.start()
+    return hub
+
+
+def store_hub(hub_factory, storage, extra=""):
+    """A started hub with set_storage(storage) and a status line every second."""
+    hub = hub_factory("status: {logging: {enable: true, interval: 1s}}\n" + extra, start=False)
+    return set_storage(hub, storage).start()
 
 
 def away_session(hub, cid="keep", topic="data/#"):
@@ -69,8 +74,8 @@ def fill(p, topic, size, limit, window=20, timeout=2.0):
     return acked, pending, pids
 
 
-def drain(c, idle=2.0):
-    """Reads and acknowledges publishes until none comes for idle seconds; their numbers."""
+def drain_payloads(c, idle=2.0):
+    """Reads and acknowledges publishes until none comes for idle seconds; their payloads."""
     out = []
     while True:
         try:
@@ -80,9 +85,25 @@ def drain(c, idle=2.0):
         assert p is not None
         if p[0] == 3:
             topic, payload, qos, _, _, pid = parse_publish(p[1], p[2])
-            out.append(int(payload.rstrip(b".")))
+            out.append(payload)
             if qos:
                 c.send(mqtt_puback(pid))
+
+
+def drain(c, idle=2.0):
+    """drain_payloads, as the numbers fill() put in them."""
+    return [int(x.rstrip(b".")) for x in drain_payloads(c, idle)]
+
+
+def comes_back(hub, p, acked, pending, pids, cid="keep"):
+    """The away session comes back and reads: every acknowledged and every pending publish
+    arrives, and the pending ones are acknowledged to their publisher p."""
+    s = conn(hub, cid, clean=False)
+    got = drain(s)
+    assert set(got) >= set(acked), "an acknowledged message was lost"
+    assert set(got) >= set(pending), "a pending publish was lost"
+    assert sorted(set(got)) == list(range(len(acked) + len(pending)))
+    assert acks(p, [pids[i] for i in pending], 5) == {pids[i] for i in pending}
 
 
 def assert_responsive(hub, tag):
@@ -118,13 +139,7 @@ def reject_new_round(hub, tag):
     assert acks(p, [pids[i] for i in pending], 1.5) == set(), "a publish was acknowledged"
     assert "message store full" in hub.read_log()
     assert_responsive(hub, tag)
-    s = conn(hub, f"keep-{tag}", clean=False)
-    got = drain(s)
-    # Everything acknowledged, and everything pending, arrives once the session reads.
-    assert set(got) >= set(acked), "an acknowledged message was lost"
-    assert set(got) >= set(pending), "a pending publish was lost"
-    assert sorted(set(got)) == list(range(len(acked) + len(pending)))
-    assert acks(p, [pids[i] for i in pending], 5) == {pids[i] for i in pending}
+    comes_back(hub, p, acked, pending, pids, f"keep-{tag}")
     # and publishing goes on normally
     p.send(mqtt_publish(f"{tag}/x", b"after", qos=1, pid=60000))
     assert acks(p, [60000], 5) == {60000}
@@ -146,10 +161,7 @@ def test_reject_new_publisher_keepalive_is_not_its_fault(hub_factory):
     acked, pending, pids = fill(p, "data/x", 1000, 20000)
     assert pending
     time.sleep(2.5)  # beyond 1.5 × keepalive without a packet read from it
-    s = conn(hub, "keep", clean=False)
-    got = drain(s)
-    assert sorted(set(got)) == list(range(len(acked) + len(pending)))
-    assert acks(p, [pids[i] for i in pending], 5) == {pids[i] for i in pending}
+    comes_back(hub, p, acked, pending, pids)
 
 
 def test_drop_oldest_drops_counts_and_logs(hub_factory):
@@ -180,7 +192,6 @@ def test_retention_drops_are_counted(hub_factory):
     p = conn(hub, "pub")
     acked, pending, _ = fill(p, "data/x", 10, 10, window=10)
     assert len(acked) == 10 and not pending
-    from conftest import wait_for
     wait_for(lambda: dropped(hub.read_log(), "age") == 10, timeout=10, what="age drops logged")
     s = conn(hub, "keep", clean=False)
     assert drain(s, idle=1.0) == []
@@ -195,10 +206,7 @@ def test_count_bound_reject_new(hub_factory):
     acked, pending, pids = fill(p, "data/x", 10, 1000, window=10)
     assert pending and 0 < len(acked) <= 100
     assert "storage.count.max" in hub.read_log()
-    s = conn(hub, "keep", clean=False)
-    got = drain(s)
-    assert sorted(set(got)) == list(range(len(acked) + len(pending)))
-    assert acks(p, [pids[i] for i in pending], 5) == {pids[i] for i in pending}
+    comes_back(hub, p, acked, pending, pids)
 
 
 def test_count_bound_drop_oldest(hub_factory):
@@ -214,12 +222,7 @@ def test_count_bound_drop_oldest(hub_factory):
 
 
 def test_bad_policy_is_refused(hub_factory):
-    hub = hub_factory(start=False)
-    with open(hub.conf) as f:
-        conf = f.read()
-    with open(hub.conf, "w") as f:
-        f.write(conf.replace("storage: {dir: data}", "storage: {dir: data, policy: drop-all}"))
-    from conftest import binary
+    hub = set_storage(hub_factory(start=False), "policy: drop-all")
     r = subprocess.run([binary("baetyl-hub"), "-c", hub.conf], cwd=hub.dir, capture_output=True,
                        text=True, timeout=10)
     assert r.returncode != 0
