@@ -268,3 +268,33 @@ def test_full_store_takes_messages_again_after_restart(hub_factory):
     s = RawClient(hub.port)
     assert s.connect(client_id="keep", username="test", password="hahaha", clean=False) == 0
     assert drain(s) == 200
+
+
+def test_full_store_stops_reading_the_publisher(hub_factory):
+    """storage.policy reject-new: a publisher that keeps sending into a full store is no
+    longer read, so what it can send is bounded by the socket buffers (TCP pushes back), the
+    hub's memory and CPU stay flat, and other clients are served."""
+    from test_hub_store_policy import away_session, fill
+    hub = small_store_hub(hub_factory)
+    away_session(hub)
+    p = conn(hub, "blaster")
+    acked, pending, _ = fill(p, "data/x", 1000, 20000)
+    assert pending, "the store never filled"
+    rss0, cpu0 = rss_kb(hub.proc.pid), cpu_s(hub.proc.pid)
+    packet = mqtt_publish("data/x", b"b" * 1000, qos=1, pid=9)
+    p.sock.setblocking(False)
+    sent = 0
+    for _ in range(50000):  # 50 MB offered; the socket buffers take about 5
+        try:
+            sent += p.sock.send(packet)
+        except BlockingIOError:
+            time.sleep(0.05)
+            try:
+                sent += p.sock.send(packet)
+            except BlockingIOError:
+                break
+    assert sent < 16 << 20, f"the hub kept reading a paused publisher ({sent} bytes taken)"
+    time.sleep(1.0)
+    assert rss_kb(hub.proc.pid) - rss0 < 16 << 10, "the hub buffered what it did not commit"
+    assert cpu_s(hub.proc.pid) - cpu0 < 1.5, "the hub spins while the store is full"
+    assert_responsive(hub)
