@@ -11,8 +11,8 @@
 #include "hub.h"
 #include "route.h"
 
-#define FULL_RETRY_MS 10   /* a full store is retried at most this often after acks */
-#define DROP_LOG_MS 10000  /* dropped messages are logged at most this often */
+#define FULL_RETRY_MS 10  /* a full store is retried at most this often after acks */
+#define DROP_LOG_MS 10000 /* dropped messages are logged at most this often */
 
 int64_t hub_wall_ms(void)
 {
@@ -117,8 +117,8 @@ static int drop_for_room(hub *h, const store_msg *sm, size_t n, uint64_t *seqs,
         uint64_t excess = 0;
         int kind = store_full_kind(h->st, &excess);
         char derr[160];
-        long d = store_drop_oldest(h->st, kind == STORE_FULL_COUNT ? excess : step,
-                                   hub_wall_ms(), derr, sizeof derr);
+        uint64_t k = kind == STORE_FULL_COUNT ? excess : step;
+        long d = store_drop_oldest(h->st, k, hub_wall_ms(), derr, sizeof derr);
         if (d < 0)
             bt_logkv(BT_LOG_ERROR, "dropping old messages failed", "error", derr, NULL);
         if (d <= 0)
@@ -259,8 +259,9 @@ static void hold_batch(hub *h, pending_pub *pend, size_t npend, size_t cap, cons
     h->ctr.full_waits++;
     if (!h->full_logged) {
         h->full_logged = true;
-        bt_logkv(BT_LOG_WARN, "message store full: QoS 1 publishes wait, unacknowledged, "
-                 "and their publishers are not read until there is room",
+        bt_logkv(BT_LOG_WARN,
+                 "message store full: QoS 1 publishes wait, unacknowledged, and their "
+                 "publishers are not read until there is room",
                  "error", err, "policy", h->cfg->storage_policy, NULL);
     }
 }

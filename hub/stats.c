@@ -28,10 +28,10 @@ void stats_log(hub *h)
     snprintf(v[16], sizeof v[16], "%" PRIu64, k->dropped_age);
     snprintf(v[17], sizeof v[17], "%" PRIu64, k->full_waits);
     snprintf(v[18], sizeof v[18], "%zu", h->store_full ? h->npend : (size_t)0);
-    bt_logkv(BT_LOG_INFO, "hub status", "connections", v[0], "connections_total", v[1], "messages_in", v[2],
-             "messages_out", v[3], "bytes_in", v[4], "bytes_out", v[5], "qos1_committed", v[6], "qos0_dropped",
-             v[7], "qos1_resent", v[8], "subscriptions", v[9], "last_seq", v[10], "bad_packets", v[11],
-             "slow_closed", v[12], "accept_failed", v[13], "dropped_full", v[14],
-             "dropped_count", v[15], "dropped_age", v[16], "store_full_waits", v[17],
-             "qos1_waiting", v[18], NULL);
+    bt_logkv(BT_LOG_INFO, "hub status", "connections", v[0], "connections_total", v[1],
+             "messages_in", v[2], "messages_out", v[3], "bytes_in", v[4], "bytes_out", v[5],
+             "qos1_committed", v[6], "qos0_dropped", v[7], "qos1_resent", v[8], "subscriptions",
+             v[9], "last_seq", v[10], "bad_packets", v[11], "slow_closed", v[12], "accept_failed",
+             v[13], "dropped_full", v[14], "dropped_count", v[15], "dropped_age", v[16],
+             "store_full_waits", v[17], "qos1_waiting", v[18], NULL);
 }

@@ -133,8 +133,8 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
              * committed is touched, the store goes on once space is freed. A delete
              * gets the reserve back from the disk and goes again. */
             s->disk_full = 1;
-            if (kind == STORE_TXN_FREES && attempt < MAX_RETRIES &&
-                store_reserve_release(s) == 0)
+            int retry = kind == STORE_TXN_FREES && attempt < MAX_RETRIES;
+            if (retry && store_reserve_release(s) == 0)
                 continue;
             s->full_kind = STORE_FULL_DISK;
             bt_errf(err, errlen, "store full: %s: the disk is full (%s)", what, strerror(rc));

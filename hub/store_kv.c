@@ -105,8 +105,8 @@ int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, s
     if (!n)
         return 0;
     offsets_ctx c = {offs, n};
-    return store_write(s, STORE_TXN_GROWS,
-                       "set offsets", offsets_txn, &c, err, errlen) < 0 ? -1 : 0;
+    int rc = store_write(s, STORE_TXN_GROWS, "set offsets", offsets_txn, &c, err, errlen);
+    return rc < 0 ? -1 : 0;
 }
 
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen)

@@ -143,8 +143,7 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     if (rc)
         return rc;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH &&
-           (uint64_t)c->deleted < c->left) {
+    while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH && (uint64_t)c->deleted < c->left) {
         store_msg m;
         if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 &&
             m.ts_ms >= c->cutoff && store_be64_get(k.mv_data) > c->upto)
