@@ -252,9 +252,13 @@ static void hold_batch(hub *h, pending_pub *pend, size_t npend, size_t cap, cons
     h->pend = pend;
     h->npend = npend;
     h->cappend = cap;
-    for (size_t i = 0; i < npend; i++)
-        if (pend[i].c)
-            conn_pause(pend[i].c, true);
+    for (size_t i = 0; i < npend; i++) {
+        conn *c = pend[i].c;
+        if (c && c->state == CONN_CLOSED)
+            pend[i].c = NULL; /* closed while this commit dispatched: freed at turn end */
+        else if (c)
+            conn_pause(c, true);
+    }
     h->store_full = true;
     h->ctr.full_waits++;
     if (!h->full_logged) {
@@ -266,14 +270,10 @@ static void hold_batch(hub *h, pending_pub *pend, size_t npend, size_t cap, cons
     }
 }
 
-/* After a commit: the publishers of the batch are read again (at the end of the turn). */
-static void resume_batch(hub *h, const pending_pub *pend, size_t npend)
+/* After a commit: the publishers of the slice are read again (at the end of the turn). */
+static void resume_slice(hub *h, const pending_pub *pend, size_t n)
 {
-    if (h->full_logged) {
-        h->full_logged = false;
-        bt_logkv(BT_LOG_INFO, "message store takes messages again", NULL);
-    }
-    for (size_t i = 0; i < npend; i++) {
+    for (size_t i = 0; i < n; i++) {
         conn *c = pend[i].c;
         if (c && c->paused) {
             conn_pause(c, false);
@@ -283,19 +283,14 @@ static void resume_batch(hub *h, const pending_pub *pend, size_t npend)
     }
 }
 
-void hub_commit(hub *h)
+/* Commits one slice of the pending publishes (one store_append), dispatches it and sends
+ * its PUBACKs; STORE_FULL leaves the slice untouched for hold_batch. */
+static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, size_t nrest,
+                        char *err, size_t errlen)
 {
-    if (!h->npend || h->store_full)
-        return;
-    size_t npend = h->npend, cap = h->cappend;
-    pending_pub *pend = h->pend;
-    /* Take the batch: publishing below (wills of failed connections) may add new ones. */
-    h->pend = NULL;
-    h->npend = h->cappend = 0;
-
     msg_vec log = {0}, zero = {0};
     bool oom = false;
-    for (size_t i = 0; i < npend && !oom; i++) {
+    for (size_t i = 0; i < n && !oom; i++) {
         if (msg_vec_push(&log, msg_ref(pend[i].m)) < 0) {
             msg_unref(pend[i].m);
             oom = true;
@@ -306,25 +301,21 @@ void hub_commit(hub *h)
             route_copies(h->cfg, pend[i].m, &log, &zero, &budget);
         }
     }
-    char err[200] = "out of memory";
-    int rc = oom ? -1 : log_append(h, &log, err, sizeof err);
-    if (rc == STORE_FULL) {
-        for (size_t i = 0; i < log.n; i++)
-            msg_unref(log.v[i]);
-        for (size_t i = 0; i < zero.n; i++)
-            msg_unref(zero.v[i]);
-        free(log.v);
-        free(zero.v);
-        hold_batch(h, pend, npend, cap, err);
-        return;
-    }
-    if (rc < 0) {
+    snprintf(err, errlen, "out of memory");
+    int rc = oom ? -1 : log_append(h, &log, err, errlen);
+    if (rc < 0 && rc != STORE_FULL) {
         bt_logkv(BT_LOG_ERROR, "committing QoS 1 messages failed", "error", err, NULL);
         /* No PUBACK: the publishers resend after reconnecting. */
-        for (size_t i = 0; i < npend; i++)
-            if (pend[i].c)
-                conn_close(pend[i].c, "message store failed");
-    } else {
+        for (size_t i = 0; i < n; i++) {
+            conn *c = pend[i].c;
+            if (!c)
+                continue;
+            conn_close(c, "message store failed");
+            for (size_t j = 0; j < nrest; j++)
+                if (rest[j].c == c)
+                    rest[j].c = NULL;
+        }
+    } else if (rc == 0) {
         uint64_t last = h->last_seq;
         for (size_t i = 0; i < log.n; i++) {
             hub_dispatch(h, log.v[i]);
@@ -333,22 +324,59 @@ void hub_commit(hub *h)
         h->last_seq = last;
         for (size_t i = 0; i < zero.n; i++)
             hub_dispatch(h, zero.v[i]);
-        for (size_t i = 0; i < npend; i++) {
+        for (size_t i = 0; i < n; i++) {
             conn *c = pend[i].c;
             if (c && c->state == CONN_ACTIVE)
                 send_puback(c, pend[i].pid);
         }
         if (h->full_logged)
-            resume_batch(h, pend, npend);
+            resume_slice(h, pend, n);
     }
     for (size_t i = 0; i < log.n; i++)
         msg_unref(log.v[i]);
     for (size_t i = 0; i < zero.n; i++)
         msg_unref(zero.v[i]);
-    for (size_t i = 0; i < npend; i++)
-        msg_unref(pend[i].m);
+    if (rc != STORE_FULL)
+        for (size_t i = 0; i < n; i++)
+            msg_unref(pend[i].m);
     free(log.v);
     free(zero.v);
+    return rc;
+}
+
+/* Normally one slice: a commit is due at message.ingress.qos1.batch.max publishes. What
+ * piles up while the store is full goes in slices of that size (at most
+ * storage.count.max), so a pile larger than the store still drains slice by slice. */
+void hub_commit(hub *h)
+{
+    if (!h->npend || h->store_full)
+        return;
+    size_t npend = h->npend, cap = h->cappend;
+    pending_pub *pend = h->pend;
+    /* Take the batch: publishing below (wills of failed connections) may add new ones. */
+    h->pend = NULL;
+    h->npend = h->cappend = 0;
+    size_t slice = (size_t)h->cfg->in_qos1_batch;
+    if (h->cfg->storage_count_max > 0 && (uint64_t)h->cfg->storage_count_max < slice)
+        slice = (size_t)h->cfg->storage_count_max;
+    char err[200];
+    size_t done = 0;
+    while (done < npend) {
+        size_t n = npend - done < slice ? npend - done : slice;
+        pending_pub *rest = pend + done + n;
+        if (commit_slice(h, pend + done, n, rest, npend - done - n, err, sizeof err) == STORE_FULL)
+            break;
+        done += n;
+    }
+    if (done < npend) {
+        memmove(pend, pend + done, (npend - done) * sizeof *pend);
+        hold_batch(h, pend, npend - done, cap, err);
+        return;
+    }
+    if (h->full_logged) {
+        h->full_logged = false;
+        bt_logkv(BT_LOG_INFO, "message store takes messages again", NULL);
+    }
     free(pend);
 }
 

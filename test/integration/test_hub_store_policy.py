@@ -221,6 +221,24 @@ def test_count_bound_drop_oldest(hub_factory):
     assert dropped(hub.read_log(), "count") == 150
 
 
+def test_count_bound_smaller_than_what_piles_up(hub_factory):
+    """storage.count.max 5 under windows of 20: reject-new commits the pile in slices as the
+    session reads, losing nothing; drop-oldest keeps exactly the newest 5."""
+    hub = store_hub(hub_factory, "count: {max: 5}, sync: false")
+    away_session(hub)
+    p = conn(hub, "pub")
+    acked, pending, pids = fill(p, "data/x", 10, 1000, window=20)
+    assert pending and len(acked) <= 5
+    comes_back(hub, p, acked, pending, pids)
+    hub = store_hub(hub_factory, "count: {max: 5}, sync: false, policy: drop-oldest")
+    away_session(hub)
+    p = conn(hub, "pub")
+    acked, pending, _ = fill(p, "data/x", 10, 100, window=20)
+    assert not pending and len(acked) == 100
+    s = conn(hub, "keep", clean=False)
+    assert drain(s) == list(range(95, 100))
+
+
 def test_bad_policy_is_refused(hub_factory):
     hub = set_storage(hub_factory(start=False), "policy: drop-all")
     r = subprocess.run([binary("baetyl-hub"), "-c", hub.conf], cwd=hub.dir, capture_output=True,
