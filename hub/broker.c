@@ -13,6 +13,9 @@
 
 #define FULL_RETRY_MS 10  /* a full store is retried at most this often after acks */
 #define DROP_LOG_MS 10000 /* dropped messages are logged at most this often */
+/* While the store is full, a publisher that also holds unacknowledged log deliveries is
+ * still read until this many of its publishes wait: its PUBACKs may be what frees the log. */
+#define HELD_READ_MAX 100
 
 int64_t hub_wall_ms(void)
 {
@@ -179,6 +182,13 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
     return rc;
 }
 
+/* While the store is full: stops reading a publisher (its next publishes stay in the
+ * socket), unless it consumes from the log too and few of its publishes wait. */
+static void conn_hold(conn *c)
+{
+    conn_pause(c, !c->qlog || c->npend >= HELD_READ_MAX);
+}
+
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
 {
     h->ctr.msgs_in++;
@@ -214,9 +224,11 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
         h->cappend = cap;
     }
     h->pend[h->npend++] = (pending_pub){pub_conn, pid, msg_ref(m)};
+    if (pub_conn)
+        pub_conn->npend++;
     if (h->store_full) {
         if (pub_conn)
-            conn_pause(pub_conn, true); /* its next publishes stay in the socket */
+            conn_hold(pub_conn);
     } else if (h->npend >= (size_t)h->cfg->in_qos1_batch) {
         hub_commit(h);
     }
@@ -257,7 +269,7 @@ static void hold_batch(hub *h, pending_pub *pend, size_t npend, size_t cap, cons
         if (c && c->state == CONN_CLOSED)
             pend[i].c = NULL; /* closed while this commit dispatched: freed at turn end */
         else if (c)
-            conn_pause(c, true);
+            conn_hold(c);
     }
     h->store_full = true;
     h->ctr.full_waits++;
@@ -337,8 +349,11 @@ static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, 
     for (size_t i = 0; i < zero.n; i++)
         msg_unref(zero.v[i]);
     if (rc != STORE_FULL)
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            if (pend[i].c)
+                pend[i].c->npend--;
             msg_unref(pend[i].m);
+        }
     free(log.v);
     free(zero.v);
     return rc;
@@ -387,6 +402,15 @@ static void retry_full(hub *h)
     h->store_full = false;
     h->full_retry_ms = h->now_ms + FULL_RETRY_MS;
     hub_commit(h);
+    if (!h->store_full)
+        return;
+    /* A paused publisher that got log deliveries since: read its PUBACKs. */
+    for (conn *c = h->conns; c; c = c->next)
+        if (c->paused && c->qlog && c->npend < HELD_READ_MAX) {
+            conn_pause(c, false);
+            c->resume_read = true;
+            h->resume_any = true;
+        }
 }
 
 /* Publishers resumed by a commit read what waits in their sockets now, not at their next

@@ -137,6 +137,7 @@ struct conn {
     bool catchup;      /* QoS 1 comes from the log from next_seq, not live */
     bool paused;       /* not read: its QoS 1 publishes wait for room in a full store */
     bool resume_read;  /* reading resumed: read what is there at the end of the turn */
+    uint32_t npend;    /* its QoS 1 publishes waiting for the commit */
     uint8_t level;
     uint16_t keepalive;
     uint16_t next_pid;

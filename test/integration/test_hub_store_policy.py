@@ -164,6 +164,23 @@ def test_reject_new_publisher_keepalive_is_not_its_fault(hub_factory):
     comes_back(hub, p, acked, pending, pids)
 
 
+def test_reject_new_publisher_that_also_consumes(hub_factory):
+    """A publisher that holds the oldest unacknowledged log delivery is still read (up to
+    a bound) while its publishes wait: its PUBACK is what lets the log be trimmed."""
+    hub = store_hub(hub_factory, "size: {max: 1m}, sync: false")
+    away_session(hub)
+    d = conn(hub, "device")
+    assert subscribe(d, [("cmd/#", 1)]) == [1]
+    conn(hub, "commander").send(mqtt_publish("cmd/x", b"reboot", qos=1, pid=1))
+    topic, payload, qos, _, _, cmd_pid = parse_publish(*d.recv()[1:])
+    assert (topic, payload, qos) == ("cmd/x", b"reboot", 1)
+    # the command is not acknowledged yet: it holds the log's oldest message
+    acked, pending, pids = fill(d, "data/x", 1000, 20000)
+    assert pending, "the store never filled"
+    d.send(mqtt_puback(cmd_pid))
+    comes_back(hub, d, acked, pending, pids)
+
+
 def test_drop_oldest_drops_counts_and_logs(hub_factory):
     hub = store_hub(hub_factory, "size: {max: 1m}, sync: false, policy: drop-oldest")
     away_session(hub)
