@@ -226,14 +226,21 @@ def test_count_bound_reject_new(hub_factory):
     comes_back(hub, p, acked, pending, pids)
 
 
-def test_count_bound_drop_oldest(hub_factory):
-    hub = store_hub(hub_factory, "count: {max: 100}, sync: false, policy: drop-oldest")
+def count_drop_oldest(hub_factory, count, total, window):
+    """drop-oldest with storage.count.max count: total publishes in windows, all acknowledged;
+    the session that comes back gets exactly the newest count. Returns the hub."""
+    hub = store_hub(hub_factory, f"count: {{max: {count}}}, sync: false, policy: drop-oldest")
     away_session(hub)
     p = conn(hub, "pub")
-    acked, pending, _ = fill(p, "data/x", 10, 250, window=10)
-    assert not pending and len(acked) == 250
+    acked, pending, _ = fill(p, "data/x", 10, total, window=window)
+    assert not pending and len(acked) == total
     s = conn(hub, "keep", clean=False)
-    assert drain(s) == list(range(150, 250)), "exactly the newest storage.count.max remain"
+    assert drain(s) == list(range(total - count, total)), "exactly the newest count remain"
+    return hub
+
+
+def test_count_bound_drop_oldest(hub_factory):
+    hub = count_drop_oldest(hub_factory, 100, 250, 10)
     hub.stop()
     assert dropped(hub.read_log(), "count") == 150
 
@@ -247,13 +254,7 @@ def test_count_bound_smaller_than_what_piles_up(hub_factory):
     acked, pending, pids = fill(p, "data/x", 10, 1000, window=20)
     assert pending and len(acked) <= 5
     comes_back(hub, p, acked, pending, pids)
-    hub = store_hub(hub_factory, "count: {max: 5}, sync: false, policy: drop-oldest")
-    away_session(hub)
-    p = conn(hub, "pub")
-    acked, pending, _ = fill(p, "data/x", 10, 100, window=20)
-    assert not pending and len(acked) == 100
-    s = conn(hub, "keep", clean=False)
-    assert drain(s) == list(range(95, 100))
+    count_drop_oldest(hub_factory, 5, 100, 20)
 
 
 def test_bad_policy_is_refused(hub_factory):
