@@ -11,6 +11,12 @@
 #include "hub.h"
 #include "route.h"
 
+#define FULL_RETRY_MS 10  /* a full store is retried at most this often after acks */
+#define DROP_LOG_MS 10000 /* dropped messages are logged at most this often */
+/* While the store is full, a publisher that also holds unacknowledged log deliveries is
+ * still read until this many of its publishes wait: its PUBACKs may be what frees the log. */
+#define HELD_READ_MAX 100
+
 int64_t hub_wall_ms(void)
 {
     struct timespec ts;
@@ -102,9 +108,37 @@ static long trim_log(hub *h)
     return n;
 }
 
+/* storage.policy drop-oldest: deletes the oldest log messages, read by every consumer or
+ * not, until the batch fits; each one is counted under the bound that forced it. rc is the
+ * STORE_FULL of the first attempt; returns the last attempt's answer. */
+static int drop_for_room(hub *h, const store_msg *sm, size_t n, uint64_t *seqs,
+                         const psession_offsets *o, char *err, size_t errlen)
+{
+    int rc = STORE_FULL;
+    uint64_t step = n > 64 ? n : 64;
+    for (int round = 0; rc == STORE_FULL && round < 16; round++, step *= 2) {
+        uint64_t excess = 0;
+        int kind = store_full_kind(h->st, &excess);
+        char derr[160];
+        uint64_t k = kind == STORE_FULL_COUNT ? excess : step;
+        long d = store_drop_oldest(h->st, k, hub_wall_ms(), derr, sizeof derr);
+        if (d < 0)
+            bt_logkv(BT_LOG_ERROR, "dropping old messages failed", "error", derr, NULL);
+        if (d <= 0)
+            break; /* the log is empty: this batch alone does not fit */
+        if (kind == STORE_FULL_COUNT)
+            h->ctr.dropped_count += (uint64_t)d;
+        else
+            h->ctr.dropped_full += (uint64_t)d;
+        rc = store_append(h->st, sm, n, seqs, o->v, o->n, err, errlen);
+    }
+    return rc;
+}
+
 /* Appends the messages of log that a consumer needs in one commit; the others keep seq 0
- * (delivered live only). A full store is trimmed of what every consumer has, then tried
- * again once. */
+ * (delivered live only). A full store is trimmed of what every consumer has and tried
+ * again; then, with drop-oldest, the oldest messages make room. Returns 0, STORE_FULL
+ * (nothing written: the caller holds the batch) or -1. */
 static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
 {
     store_msg *sm = log->n ? calloc(log->n, sizeof *sm) : NULL;
@@ -130,8 +164,10 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
             if (h->offsets_acked)
                 psession_offsets_take(h, false, &o);
             rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
-            if (rc < 0 && trim_log(h) > 0)
+            if (rc == STORE_FULL && trim_log(h) > 0)
                 rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
+            if (rc == STORE_FULL && h->drop_oldest)
+                rc = drop_for_room(h, sm, n, seqs, &o, err, errlen);
             psession_offsets_done(h, &o, rc == 0);
         }
     }
@@ -144,6 +180,13 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
     free(kept);
     free(seqs);
     return rc;
+}
+
+/* While the store is full: stops reading a publisher (its next publishes stay in the
+ * socket), unless it consumes from the log too and few of its publishes wait. */
+static void conn_hold(conn *c)
+{
+    conn_pause(c, !c->qlog || c->npend >= HELD_READ_MAX);
 }
 
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
@@ -181,24 +224,85 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
         h->cappend = cap;
     }
     h->pend[h->npend++] = (pending_pub){pub_conn, pid, msg_ref(m)};
-    if (h->npend >= (size_t)h->cfg->in_qos1_batch)
+    if (pub_conn)
+        pub_conn->npend++;
+    if (h->store_full) {
+        if (pub_conn)
+            conn_hold(pub_conn);
+    } else if (h->npend >= (size_t)h->cfg->in_qos1_batch) {
         hub_commit(h);
+    }
     return 0;
 }
 
-void hub_commit(hub *h)
+/* reject-new (or nothing left to drop): the batch goes back, unacknowledged, before any
+ * publish that came meanwhile, and its publishers are no longer read; consumers still
+ * are, since their acknowledgements are what frees the log. */
+static void hold_batch(hub *h, pending_pub *pend, size_t npend, size_t cap, const char *err)
 {
-    if (!h->npend)
-        return;
-    size_t npend = h->npend;
-    pending_pub *pend = h->pend;
-    /* Take the batch: publishing below (wills of failed connections) may add new ones. */
-    h->pend = NULL;
-    h->npend = h->cappend = 0;
+    if (h->npend) {
+        size_t total = npend + h->npend;
+        if (total > cap) {
+            pending_pub *p = realloc(pend, total * sizeof *p);
+            if (!p) {
+                /* Cannot keep the batch: unacknowledged, the publishers resend later. */
+                for (size_t i = 0; i < npend; i++) {
+                    if (pend[i].c)
+                        conn_close(pend[i].c, "out of memory");
+                    msg_unref(pend[i].m);
+                }
+                free(pend);
+                return;
+            }
+            pend = p;
+            cap = total;
+        }
+        memcpy(pend + npend, h->pend, h->npend * sizeof *pend);
+        free(h->pend);
+        npend = total;
+    }
+    h->pend = pend;
+    h->npend = npend;
+    h->cappend = cap;
+    for (size_t i = 0; i < npend; i++) {
+        conn *c = pend[i].c;
+        if (c && c->state == CONN_CLOSED)
+            pend[i].c = NULL; /* closed while this commit dispatched: freed at turn end */
+        else if (c)
+            conn_hold(c);
+    }
+    h->store_full = true;
+    h->ctr.full_waits++;
+    if (!h->full_logged) {
+        h->full_logged = true;
+        bt_logkv(BT_LOG_WARN,
+                 "message store full: QoS 1 publishes wait, unacknowledged, and their "
+                 "publishers are not read until there is room",
+                 "error", err, "policy", h->cfg->storage_policy, NULL);
+    }
+}
 
+/* After a commit: the publishers of the slice are read again (at the end of the turn). */
+static void resume_slice(hub *h, const pending_pub *pend, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        conn *c = pend[i].c;
+        if (c && c->paused) {
+            conn_pause(c, false);
+            c->resume_read = true;
+            h->resume_any = true;
+        }
+    }
+}
+
+/* Commits one slice of the pending publishes (one store_append), dispatches it and sends
+ * its PUBACKs; STORE_FULL leaves the slice untouched for hold_batch. */
+static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, size_t nrest,
+                        char *err, size_t errlen)
+{
     msg_vec log = {0}, zero = {0};
     bool oom = false;
-    for (size_t i = 0; i < npend && !oom; i++) {
+    for (size_t i = 0; i < n && !oom; i++) {
         if (msg_vec_push(&log, msg_ref(pend[i].m)) < 0) {
             msg_unref(pend[i].m);
             oom = true;
@@ -209,15 +313,21 @@ void hub_commit(hub *h)
             route_copies(h->cfg, pend[i].m, &log, &zero, &budget);
         }
     }
-    char err[200] = "out of memory";
-    int rc = oom ? -1 : log_append(h, &log, err, sizeof err);
-    if (rc < 0) {
+    snprintf(err, errlen, "out of memory");
+    int rc = oom ? -1 : log_append(h, &log, err, errlen);
+    if (rc < 0 && rc != STORE_FULL) {
         bt_logkv(BT_LOG_ERROR, "committing QoS 1 messages failed", "error", err, NULL);
         /* No PUBACK: the publishers resend after reconnecting. */
-        for (size_t i = 0; i < npend; i++)
-            if (pend[i].c)
-                conn_close(pend[i].c, "message store failed");
-    } else {
+        for (size_t i = 0; i < n; i++) {
+            conn *c = pend[i].c;
+            if (!c)
+                continue;
+            conn_close(c, "message store failed");
+            for (size_t j = 0; j < nrest; j++)
+                if (rest[j].c == c)
+                    rest[j].c = NULL;
+        }
+    } else if (rc == 0) {
         uint64_t last = h->last_seq;
         for (size_t i = 0; i < log.n; i++) {
             hub_dispatch(h, log.v[i]);
@@ -226,27 +336,108 @@ void hub_commit(hub *h)
         h->last_seq = last;
         for (size_t i = 0; i < zero.n; i++)
             hub_dispatch(h, zero.v[i]);
-        for (size_t i = 0; i < npend; i++) {
+        for (size_t i = 0; i < n; i++) {
             conn *c = pend[i].c;
             if (c && c->state == CONN_ACTIVE)
                 send_puback(c, pend[i].pid);
         }
+        if (h->full_logged)
+            resume_slice(h, pend, n);
     }
     for (size_t i = 0; i < log.n; i++)
         msg_unref(log.v[i]);
     for (size_t i = 0; i < zero.n; i++)
         msg_unref(zero.v[i]);
-    for (size_t i = 0; i < npend; i++)
-        msg_unref(pend[i].m);
+    if (rc != STORE_FULL)
+        for (size_t i = 0; i < n; i++) {
+            if (pend[i].c)
+                pend[i].c->npend--;
+            msg_unref(pend[i].m);
+        }
     free(log.v);
     free(zero.v);
+    return rc;
+}
+
+/* Normally one slice: a commit is due at message.ingress.qos1.batch.max publishes. What
+ * piles up while the store is full goes in slices of that size (at most
+ * storage.count.max), so a pile larger than the store still drains slice by slice. */
+void hub_commit(hub *h)
+{
+    if (!h->npend || h->store_full)
+        return;
+    size_t npend = h->npend, cap = h->cappend;
+    pending_pub *pend = h->pend;
+    /* Take the batch: publishing below (wills of failed connections) may add new ones. */
+    h->pend = NULL;
+    h->npend = h->cappend = 0;
+    size_t slice = (size_t)h->cfg->in_qos1_batch;
+    if (h->cfg->storage_count_max > 0 && (uint64_t)h->cfg->storage_count_max < slice)
+        slice = (size_t)h->cfg->storage_count_max;
+    char err[200];
+    size_t done = 0;
+    while (done < npend) {
+        size_t n = npend - done < slice ? npend - done : slice;
+        pending_pub *rest = pend + done + n;
+        if (commit_slice(h, pend + done, n, rest, npend - done - n, err, sizeof err) == STORE_FULL)
+            break;
+        done += n;
+    }
+    if (done < npend) {
+        memmove(pend, pend + done, (npend - done) * sizeof *pend);
+        hold_batch(h, pend, npend - done, cap, err);
+        return;
+    }
+    if (h->full_logged) {
+        h->full_logged = false;
+        bt_logkv(BT_LOG_INFO, "message store takes messages again", NULL);
+    }
     free(pend);
+}
+
+/* Tries a held batch again (the end of a turn in which log messages were acknowledged,
+ * at most every FULL_RETRY_MS, and every tick): no busy loop while nothing changes. */
+static void retry_full(hub *h)
+{
+    h->store_full = false;
+    h->full_retry_ms = h->now_ms + FULL_RETRY_MS;
+    hub_commit(h);
+    if (!h->store_full)
+        return;
+    /* A paused publisher that got log deliveries since: read its PUBACKs. */
+    for (conn *c = h->conns; c; c = c->next)
+        if (c->paused && c->qlog && c->npend < HELD_READ_MAX) {
+            conn_pause(c, false);
+            c->resume_read = true;
+            h->resume_any = true;
+        }
+}
+
+/* Publishers resumed by a commit read what waits in their sockets now, not at their next
+ * epoll event (a TLS or WebSocket transport may hold bytes epoll does not see). */
+static void read_resumed(hub *h)
+{
+    h->resume_any = false;
+    for (conn *c = h->conns, *next; c; c = next) {
+        next = c->next; /* reading may close c */
+        if (c->resume_read) {
+            c->resume_read = false;
+            if (!c->paused)
+                conn_on_readable(c);
+        }
+    }
+    hub_commit(h);
 }
 
 void hub_turn_end(hub *h)
 {
     will_publish_queued(h);
+    if (h->store_full && h->log_acked && h->now_ms >= h->full_retry_ms)
+        retry_full(h);
+    h->log_acked = false;
     hub_commit(h);
+    if (h->resume_any)
+        read_resumed(h);
     if (h->offsets_acked)
         psession_flush_offsets(h, false);
     while (h->pump) {
@@ -271,6 +462,21 @@ void hub_turn_end(hub *h)
     }
 }
 
+/* Dropped messages are logged with their counts, at most once per DROP_LOG_MS. */
+static void drops_log(hub *h, bool force)
+{
+    uint64_t now[3] = {h->ctr.dropped_full, h->ctr.dropped_count, h->ctr.dropped_age};
+    if (!memcmp(now, h->drops_logged, sizeof now) || (!force && h->now_ms < h->next_drop_log_ms))
+        return;
+    char v[3][24];
+    for (int i = 0; i < 3; i++)
+        snprintf(v[i], sizeof v[i], "%llu", (unsigned long long)(now[i] - h->drops_logged[i]));
+    bt_logkv(BT_LOG_WARN, "QoS 1 messages dropped from the store before every consumer read them",
+             "full", v[0], "count", v[1], "age", v[2], "policy", h->cfg->storage_policy, NULL);
+    memcpy(h->drops_logged, now, sizeof now);
+    h->next_drop_log_ms = h->now_ms + DROP_LOG_MS;
+}
+
 void hub_tick(hub *h)
 {
     int64_t now = h->now_ms;
@@ -285,6 +491,9 @@ void hub_tick(hub *h)
             conn_close(c, "no CONNECT in time");
             continue;
         }
+        /* A paused publisher's PINGREQs wait in its socket: the pause is not its fault. */
+        if (c->paused)
+            c->last_rx_ms = now;
         if (c->state == CONN_ACTIVE && c->keepalive && now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
             conn_close(c, "keepalive timeout");
             continue;
@@ -298,14 +507,18 @@ void hub_tick(hub *h)
     }
     if (h->st && now >= h->next_cleanup_ms) {
         char err[160];
+        /* Trimmed first: what retention deletes after it, some consumer had not read. */
+        trim_log(h);
         long n = store_cleanup(h->st, hub_wall_ms(), h->cfg->retention_ms, err, sizeof err);
         if (n < 0)
             bt_logkv(BT_LOG_ERROR, "cleaning up old messages failed", "error", err, NULL);
-        else if (n > 0)
-            bt_logf(BT_LOG_DEBUG, "deleted %ld messages older than the retention", n);
-        trim_log(h);
+        else
+            h->ctr.dropped_age += (uint64_t)n;
         h->next_cleanup_ms = now + h->cfg->cleanup_interval_ms;
     }
+    if (h->store_full)
+        retry_full(h);
+    drops_log(h, false);
 }
 
 int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
@@ -314,6 +527,7 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     h->cfg = cfg;
     h->st = st;
     h->epfd = -1;
+    h->drop_oldest = cfg->storage_policy && !strcmp(cfg->storage_policy, "drop-oldest");
     h->now_ms = bt_now_ms();
     h->next_offsets_ms = h->now_ms + 200;
     h->next_cleanup_ms = h->now_ms; /* clean once at start */
@@ -356,9 +570,15 @@ void hub_shutdown(hub *h)
     while (h->conns)
         conn_close(h->conns, "hub shutting down");
     will_publish_queued(h);
+    h->store_full = false; /* one last try */
     hub_commit(h);
     psession_flush_offsets(h, true);
     hub_turn_end(h);
+    drops_log(h, true);
+    /* Still full: these were never acknowledged, their publishers send them again. */
+    for (size_t i = 0; i < h->npend; i++)
+        msg_unref(h->pend[i].m);
+    h->npend = 0;
     map_each(&h->retained, unref_each, NULL);
     map_free(&h->retained);
     map_free(&h->clients);

@@ -43,6 +43,8 @@ typedef struct {
     char *storage_dir;
     bool storage_sync; /* fsync each commit (power-loss safety); default on (SPEC §19) */
     int64_t storage_max; /* decided here: the store's size limit ("store full" beyond; 2g) */
+    long storage_count_max; /* at most this many QoS 1 messages in the log; 0 = no bound */
+    char *storage_policy;   /* when full: reject-new (hold PUBACKs) | drop-oldest */
     int64_t handshake_timeout_ms; /* decided here: TLS + WebSocket handshake deadline (10s) */
     int64_t shutdown_timeout_ms;
     bool status_logging;

@@ -180,7 +180,7 @@ void conn_on_readable(conn *c)
     hub *h = c->h;
     transport *t = c->tr;
     size_t total = 0;
-    while (c->state != CONN_CLOSED && total < READ_BUDGET) {
+    while (c->state != CONN_CLOSED && !c->paused && total < READ_BUDGET) {
         ssize_t r = t->ops->read(t, h->rbuf, h->rbuf_cap);
         if (r > 0) {
             total += (size_t)r;
@@ -212,9 +212,23 @@ static void set_want_write(conn *c, bool on)
 {
     if (c->want_write == on || c->tr->fd < 0 || c->h->epfd < 0)
         return;
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0u), .data.ptr = c};
+    struct epoll_event ev = {.events = (c->paused ? 0u : EPOLLIN) | (on ? EPOLLOUT : 0u),
+                             .data.ptr = c};
     epoll_ctl(c->h->epfd, EPOLL_CTL_MOD, c->tr->fd, &ev);
     c->want_write = on;
+}
+
+void conn_pause(conn *c, bool paused)
+{
+    if (c->paused == paused || c->state == CONN_CLOSED)
+        return;
+    c->paused = paused;
+    if (c->tr->fd < 0 || c->h->epfd < 0)
+        return;
+    /* Unread bytes stay in the socket: TCP flow control slows the publisher down. */
+    struct epoll_event ev = {.events = (paused ? 0u : EPOLLIN) | (c->want_write ? EPOLLOUT : 0u),
+                             .data.ptr = c};
+    epoll_ctl(c->h->epfd, EPOLL_CTL_MOD, c->tr->fd, &ev);
 }
 
 static void conn_write(conn *c, bool may_close)
@@ -255,8 +269,9 @@ static void conn_write(conn *c, bool may_close)
         }
     }
     c->out_qos0 = 0;
+    /* A paused connection's read waits for its resumption, not for writability. */
     if (c->state != CONN_CLOSED)
-        set_want_write(c, t->read_wants_write);
+        set_want_write(c, t->read_wants_write && !c->paused);
 }
 
 void conn_flush(conn *c)

@@ -50,8 +50,10 @@ int handle_puback(conn *c, uint16_t pid)
             c->h->offsets_acked = true;
         msg_unref(e->m);
         e->m = NULL;
-        if (e->seq)
+        if (e->seq) {
             c->qlog--;
+            c->h->log_acked = true;
+        }
         while (c->qlen && c->q[c->qhead].acked) {
             c->qhead = (c->qhead + 1) % c->qcap;
             c->qlen--;

@@ -135,6 +135,9 @@ struct conn {
     bool graceful;     /* DISCONNECT received: no will */
     bool clean;
     bool catchup;      /* QoS 1 comes from the log from next_seq, not live */
+    bool paused;       /* not read: its QoS 1 publishes wait for room in a full store */
+    bool resume_read;  /* reading resumed: read what is there at the end of the turn */
+    uint32_t npend;    /* its QoS 1 publishes waiting for the commit */
     uint8_t level;
     uint16_t keepalive;
     uint16_t next_pid;
@@ -183,6 +186,10 @@ typedef struct {
     uint64_t qos1_in, qos0_dropped, committed, bad_packets, retried;
     uint64_t slow_closed; /* connections closed for output over message.egress.buffer.max */
     uint64_t accept_failed; /* connections not accepted (descriptor limit) */
+    /* Log messages some consumer had not read, deleted because the store was full by size
+     * or disk (drop-oldest), full by storage.count.max (drop-oldest), or past retention. */
+    uint64_t dropped_full, dropped_count, dropped_age;
+    uint64_t full_waits; /* commits held because the store was full (reject-new) */
 } hub_counters;
 
 struct hub {
@@ -211,6 +218,14 @@ struct hub {
     size_t nmatch, capmatch;
     int64_t next_offsets_ms, next_cleanup_ms, next_tick_ms;
     bool offsets_acked;   /* a persistent session acknowledged a delivery in this turn */
+    bool log_acked;       /* a log message was acknowledged in this turn (may free room) */
+    bool store_full;      /* the pending batch waits for room; its publishers are paused */
+    bool full_logged;     /* "store full" was logged: log when it takes messages again */
+    bool resume_any;      /* some connection has resume_read set */
+    bool drop_oldest;     /* storage.policy drop-oldest */
+    int64_t full_retry_ms; /* earliest retry of a full store after acknowledgements */
+    int64_t next_drop_log_ms;
+    uint64_t drops_logged[3]; /* dropped_full, _count, _age when last logged */
     hub_counters ctr;
     size_t out_max;       /* message.egress.buffer.max, at least two messages of the max size */
     bool stopping;
@@ -268,6 +283,8 @@ void conn_close(conn *c, const char *reason);
 int conn_send(conn *c, const void *d, size_t n);
 /* Frees a closed connection (end of turn). */
 void conn_free(conn *c);
+/* Stops (or resumes) reading c: a publisher whose QoS 1 messages wait for a full store. */
+void conn_pause(conn *c, bool paused);
 
 /* ---- protocol handlers ---------------------------------------------------------------- */
 /* Each returns 0, or -1 after closing the connection. */

@@ -143,6 +143,11 @@ int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_ti
                     continue;
                 /* A TLS handshake step may wait for writability: retry it first, so the
                  * flush below sees what the socket waits for now. */
+                if (c->paused && (evs[i].events & (EPOLLHUP | EPOLLERR))) {
+                    /* Not read while its publishes wait: a reset would wake us forever. */
+                    conn_close(c, "connection closed by peer");
+                    continue;
+                }
                 if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
                     ((evs[i].events & EPOLLOUT) && c->tr->read_wants_write))
                     conn_on_readable(c);

@@ -22,6 +22,7 @@
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 #define MIN_MAP_SIZE ((size_t)64 << 10)
 #define MAX_RETRIES 8
+#define DISK_FULL_SLACK ((uint64_t)1 << 20)
 #define WALK_CHUNK_RECS 256
 #define WALK_CHUNK_BYTES ((size_t)1 << 20)
 
@@ -95,6 +96,13 @@ static int grow_map(store *s, enum store_txn_kind kind, int *frees_grown)
     return rc;
 }
 
+/* LMDB reports a short write as EIO: when the disk has (almost) no room left, that is a
+ * full disk, not a failing one. */
+static int disk_nearly_full(store *s)
+{
+    return store_disk_avail(s) < DISK_FULL_SLACK;
+}
+
 int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
                 char *err, size_t errlen)
 {
@@ -113,6 +121,25 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
             return 0;
         if (rc == STORE_EFN)
             return -1;
+        if (rc == STORE_ECOUNT) {
+            s->full_kind = STORE_FULL_COUNT;
+            bt_errf(err, errlen, "store full: %s would pass the %llu messages of storage.count.max",
+                    what, (unsigned long long)s->count_max);
+            return STORE_FULL;
+        }
+        if (rc == ENOSPC || rc == EDQUOT || rc == STORE_EDISK ||
+            (rc == EIO && disk_nearly_full(s))) {
+            /* LMDB wrote the txn's pages to free space only and aborted it: nothing
+             * committed is touched, the store goes on once space is freed. A delete
+             * gets the reserve back from the disk and goes again. */
+            s->disk_full = 1;
+            int retry = kind == STORE_TXN_FREES && attempt < MAX_RETRIES;
+            if (retry && store_reserve_release(s) == 0)
+                continue;
+            s->full_kind = STORE_FULL_DISK;
+            bt_errf(err, errlen, "store full: %s: the disk is full (%s)", what, strerror(rc));
+            return STORE_FULL;
+        }
         if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
             continue;
         if (rc == MDB_MAP_FULL) {
@@ -121,7 +148,8 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
             char cur[32], max[32];
             bt_errf(err, errlen, "store full: %s needs more than the %s map (limit %s)", what,
                     size_str(cur, sizeof(cur), map_size_now(s)), size_str(max, sizeof(max), s->map_max));
-            return -1;
+            s->full_kind = STORE_FULL_SIZE;
+            return STORE_FULL;
         }
         return bt_errf(err, errlen, "store: %s: %s", what, mdb_strerror(rc));
     }
@@ -375,6 +403,11 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     if (!s)
         return bt_errf(err, errlen, "store: out of memory");
     s->sync = o->sync ? 1 : 0;
+    s->count_max = o->count_max;
+    if (!(s->dir = strdup(o->dir))) {
+        free(s);
+        return bt_errf(err, errlen, "store: out of memory");
+    }
 
     size_t ps = (size_t)sysconf(_SC_PAGESIZE);
     size_t map = o->map_size ? o->map_size : DEFAULT_MAP_SIZE;
@@ -403,11 +436,13 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
         s->map_max = cur;
     if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen))
         goto fail;
+    store_reserve_make(s);
     *out = s;
     return 0;
 fail:
     if (s->env)
         mdb_env_close(s->env);
+    free(s->dir);
     free(s);
     return -1;
 }
@@ -419,7 +454,15 @@ void store_close(store *s)
     if (!s->sync)
         mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
+    free(s->dir);
     free(s);
+}
+
+int store_full_kind(const store *s, uint64_t *excess)
+{
+    if (excess)
+        *excess = s ? s->excess : 0;
+    return s ? s->full_kind : 0;
 }
 
 uint64_t store_last_seq(store *s)

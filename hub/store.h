@@ -40,6 +40,7 @@ typedef struct {
     size_t map_max;      /* when the map fills, it grows (doubling) up to this; 0 = 2 × map_size.
                           * Beyond it writes fail with "store full"; deletes may still grow it a
                           * little so that a full store can always be cleaned up. */
+    uint64_t count_max;  /* at most this many log messages; 0 = no count bound */
 } store_options;
 
 /* Opens (creating) the store. Returns 0 or -1 with err. */
@@ -54,11 +55,21 @@ typedef struct {
     uint64_t offset;
 } store_offset;
 
+/* store_append's answer when the batch does not fit: the map is at map_max, the log holds
+ * count_max messages, or the disk is full (ENOSPC, EDQUOT). Nothing of the batch was written
+ * and the store stays consistent; store_full_kind() says which bound was hit. */
+#define STORE_FULL (-2)
+enum store_full_kind { STORE_FULL_SIZE = 1, STORE_FULL_COUNT, STORE_FULL_DISK };
+
 /* Appends n messages in one transaction (group commit); seqs[i] receives each message's
  * sequence number (strictly increasing, never reused, also across restarts). The noffs
- * offsets are written in the same transaction (consumers' acknowledgements ride along). */
+ * offsets are written in the same transaction (consumers' acknowledgements ride along).
+ * 0, STORE_FULL, or -1 on any other error. */
 int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
                  const store_offset *offs, size_t noffs, char *err, size_t errlen);
+/* Why the last STORE_FULL happened (enum store_full_kind); for STORE_FULL_COUNT,
+ * *excess is how many messages over count_max the batch would have made. */
+int store_full_kind(const store *s, uint64_t *excess);
 /* The highest sequence number ever assigned (0 if none). */
 uint64_t store_last_seq(store *s);
 
@@ -108,5 +119,8 @@ int store_load_wills(store *s, store_will_cb cb, void *arg, char *err, size_t er
 long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, size_t errlen);
 /* Deletes log messages with seq <= upto (every consumer has them); how many, or -1. */
 long store_trim(store *s, uint64_t upto, int64_t now_ms, char *err, size_t errlen);
+/* Deletes the n oldest log messages whoever still needs them (storage.policy
+ * drop-oldest); how many, or -1. */
+long store_drop_oldest(store *s, uint64_t n, int64_t now_ms, char *err, size_t errlen);
 
 #endif

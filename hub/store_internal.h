@@ -14,6 +14,11 @@ struct store {
     uint64_t last_seq; /* highest committed seq */
     size_t map_max;    /* growth limit for writes that add data */
     int sync;
+    char *dir;          /* for the free space of its filesystem */
+    int disk_full;      /* the disk was full: appends keep room for deletes (store_disk.c) */
+    uint64_t count_max; /* log message bound, 0 = none */
+    int full_kind;      /* enum store_full_kind of the last STORE_FULL */
+    uint64_t excess;    /* for STORE_FULL_COUNT: messages over count_max */
 };
 
 /* Message record header: ts_ms i64, qos u8, retain u8, topic_len u16 (big-endian). */
@@ -31,9 +36,14 @@ enum store_txn_kind {
 /* A write txn body: returns 0, an LMDB/errno code, or STORE_EFN after filling err. It may
  * run more than once (retried after the map grew), so it must not keep effects outside. */
 #define STORE_EFN (-1)
+/* A txn body's answer when the log's count bound would be exceeded. */
+#define STORE_ECOUNT (-30000)
+/* ... or when the disk is too full to take it (store_disk_room). */
+#define STORE_EDISK (-30001)
 typedef int (*store_txn_fn)(store *s, MDB_txn *t, void *arg, char *err, size_t errlen);
 
-/* Runs fn in a write txn and commits it; `what` names the operation in errors. */
+/* Runs fn in a write txn and commits it; `what` names the operation in errors. Returns 0,
+ * STORE_FULL (map at its limit, count bound, disk full) or -1. */
 int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
                 char *err, size_t errlen);
 /* Begins a read-only txn ; end it with store_read_end(). */
@@ -50,6 +60,16 @@ typedef int (*store_walk_fn)(const uint8_t *k, size_t klen, const uint8_t *v, si
  * store function and no read txn stays open for long. Returns records passed, or -1. */
 long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max, store_walk_fn fn,
                 void *arg, char *err, size_t errlen);
+
+/* Full disks (store_disk.c): a reserve file in the store's directory, made at open and
+ * given back when a delete finds the disk full (0 when there was one to give). */
+void store_reserve_make(store *s);
+int store_reserve_release(store *s);
+/* Bytes available to the store's filesystem (UINT64_MAX when unknown). */
+uint64_t store_disk_avail(const store *s);
+/* Once the disk was full: whether an append of about bytes may run (0), leaving free
+ * pages for deletes, or STORE_EDISK; an LMDB code on error. */
+int store_disk_room(store *s, uint64_t bytes);
 
 /* Reads the seq high-water mark ("last_seq" in meta) inside t. */
 int store_meta_last_seq(store *s, MDB_txn *t, uint64_t *last, char *err, size_t errlen);

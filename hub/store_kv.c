@@ -44,7 +44,7 @@ static int del_key(store *s, MDB_dbi dbi, const char *what, const char *key, cha
     if (store_check_key(s, what, key, klen, err, errlen))
         return -1;
     put_ctx c = {dbi, key, klen, 0, NULL, NULL};
-    return store_write(s, STORE_TXN_FREES, what, del_txn, &c, err, errlen);
+    return store_write(s, STORE_TXN_FREES, what, del_txn, &c, err, errlen) < 0 ? -1 : 0;
 }
 
 static void encode_msg(const void *src, uint8_t *out)
@@ -105,7 +105,8 @@ int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, s
     if (!n)
         return 0;
     offsets_ctx c = {offs, n};
-    return store_write(s, STORE_TXN_GROWS, "set offsets", offsets_txn, &c, err, errlen);
+    int rc = store_write(s, STORE_TXN_GROWS, "set offsets", offsets_txn, &c, err, errlen);
+    return rc < 0 ? -1 : 0;
 }
 
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen)
@@ -166,7 +167,7 @@ int store_put_session(store *s, const char *client_id, const char *owner, const 
         return -1;
     subs_src ss = {subs, n, owner};
     put_ctx c = {s->sessions, client_id, klen, vlen, encode_subs, &ss};
-    return store_write(s, STORE_TXN_GROWS, "put session", put_txn, &c, err, errlen);
+    return store_write(s, STORE_TXN_GROWS, "put session", put_txn, &c, err, errlen) < 0 ? -1 : 0;
 }
 
 int store_del_session(store *s, const char *client_id, char *err, size_t errlen)
@@ -223,7 +224,7 @@ int store_put_retained(store *s, const store_msg *m, char *err, size_t errlen)
     if (memchr(m->topic, 0, m->topic_len))
         return bt_errf(err, errlen, "store: retained topic contains a NUL byte");
     put_ctx c = {s->retained, m->topic, m->topic_len, store_msg_size(m), encode_msg, m};
-    return store_write(s, STORE_TXN_GROWS, "put retained", put_txn, &c, err, errlen);
+    return store_write(s, STORE_TXN_GROWS, "put retained", put_txn, &c, err, errlen) < 0 ? -1 : 0;
 }
 
 int store_del_retained(store *s, const char *topic, char *err, size_t errlen)
@@ -239,7 +240,7 @@ int store_put_will(store *s, const char *client_id, const store_msg *m, char *er
     if (store_check_key(s, "client id", client_id, klen, err, errlen) || store_msg_check(m, 0, err, errlen))
         return -1;
     put_ctx c = {s->wills, client_id, klen, store_msg_size(m), encode_msg, m};
-    return store_write(s, STORE_TXN_GROWS, "put will", put_txn, &c, err, errlen);
+    return store_write(s, STORE_TXN_GROWS, "put will", put_txn, &c, err, errlen) < 0 ? -1 : 0;
 }
 
 int store_del_will(store *s, const char *client_id, char *err, size_t errlen)

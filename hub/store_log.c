@@ -28,6 +28,22 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
         bt_errf(err, errlen, "store: sequence numbers exhausted");
         return STORE_EFN;
     }
+    if (s->disk_full) {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < c->n; i++)
+            bytes += store_msg_size(&c->msgs[i]) + 16;
+        if ((rc = store_disk_room(s, bytes)))
+            return rc;
+    }
+    if (s->count_max) {
+        MDB_stat st;
+        if ((rc = mdb_stat(t, s->log, &st)))
+            return rc;
+        if (st.ms_entries + c->n > s->count_max) {
+            s->excess = st.ms_entries + c->n - s->count_max;
+            return STORE_ECOUNT;
+        }
+    }
     for (size_t i = 0; i < c->n; i++) {
         uint8_t kb[8];
         store_be64_put(kb, last + 1 + i);
@@ -54,8 +70,9 @@ int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
     if (store_check_offsets(s, offs, noffs, err, errlen))
         return -1;
     append_ctx c = {msgs, n, offs, noffs, 0};
-    if (store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen))
-        return -1;
+    int rc = store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen);
+    if (rc)
+        return rc;
     if (seqs)
         for (size_t i = 0; i < n; i++)
             seqs[i] = c.last - n + 1 + i;
@@ -106,6 +123,7 @@ long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg
 typedef struct {
     int64_t cutoff;
     uint64_t upto; /* messages with seq <= upto go whatever their age */
+    uint64_t left; /* how many more may go (the n oldest); UINT64_MAX = no bound */
     long deleted;  /* in this txn */
     int done;
 } cleanup_ctx;
@@ -125,7 +143,7 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     if (rc)
         return rc;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH) {
+    while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH && (uint64_t)c->deleted < c->left) {
         store_msg m;
         if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 &&
             m.ts_ms >= c->cutoff && store_be64_get(k.mv_data) > c->upto)
@@ -137,7 +155,7 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     }
     mdb_cursor_close(cur);
     if (rc == MDB_NOTFOUND || rc == 0) {
-        c->done = c->deleted < STORE_CLEANUP_BATCH;
+        c->done = c->deleted < STORE_CLEANUP_BATCH || (uint64_t)c->deleted == c->left;
         return 0;
     }
     return rc;
@@ -161,6 +179,7 @@ static long cleanup_run(store *s, cleanup_ctx c, int64_t now_ms, char *err, size
         if (store_write(s, STORE_TXN_FREES, "cleanup", cleanup_txn, &c, err, errlen))
             return -1;
         total += c.deleted;
+        c.left -= (uint64_t)c.deleted;
     } while (!c.done);
     /* LMDB reuses pages freed by a txn only once a later txn has committed: without this
      * small write, the append that follows a cleanup of a full store would still be full. */
@@ -173,7 +192,7 @@ long store_cleanup(store *s, int64_t now_ms, int64_t retention_ms, char *err, si
 {
     if (!s || retention_ms < 0)
         return bt_errf(err, errlen, "store: invalid arguments to cleanup");
-    cleanup_ctx c = {0};
+    cleanup_ctx c = {.left = UINT64_MAX};
     if (__builtin_sub_overflow(now_ms, retention_ms, &c.cutoff))
         c.cutoff = INT64_MIN;
     return cleanup_run(s, c, now_ms, err, errlen);
@@ -183,6 +202,16 @@ long store_trim(store *s, uint64_t upto, int64_t now_ms, char *err, size_t errle
 {
     if (!s)
         return bt_errf(err, errlen, "store: invalid arguments to trim");
-    cleanup_ctx c = {.cutoff = INT64_MIN, .upto = upto};
+    cleanup_ctx c = {.cutoff = INT64_MIN, .upto = upto, .left = UINT64_MAX};
+    return cleanup_run(s, c, now_ms, err, errlen);
+}
+
+long store_drop_oldest(store *s, uint64_t n, int64_t now_ms, char *err, size_t errlen)
+{
+    if (!s)
+        return bt_errf(err, errlen, "store: invalid arguments to drop");
+    if (!n)
+        return 0;
+    cleanup_ctx c = {.cutoff = INT64_MIN, .upto = UINT64_MAX, .left = n};
     return cleanup_run(s, c, now_ms, err, errlen);
 }

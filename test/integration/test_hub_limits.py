@@ -12,6 +12,7 @@ from conftest import (RawClient, binary, mqtt_connect, mqtt_puback, mqtt_publish
                       wait_for, wait_port)
 from hub_util import conn, get, nothing, ping, subscribe
 from hub_util import shub  # noqa: F401 (the module's shared hub, a fixture)
+from test_hub_store_policy import drain_payloads, set_storage
 
 
 def test_message_length_max_boundary(hub_factory):
@@ -206,28 +207,12 @@ def test_descriptor_limit_does_not_spin(procs, hub_factory):
 
 
 def small_store_hub(hub_factory):
-    hub = hub_factory(start=False)
-    with open(hub.conf) as f:
-        conf = f.read()
-    with open(hub.conf, "w") as f:
-        f.write(conf.replace("storage: {dir: data}", "storage: {dir: data, size: {max: 1m}}"))
-    return hub.start()
+    return set_storage(hub_factory(start=False), "size: {max: 1m}").start()
 
 
 def drain(c, idle=1.5):
     """Reads and acknowledges publishes until none comes for idle seconds; their count."""
-    n = 0
-    while True:
-        try:
-            p = c.recv(timeout=idle)
-        except TimeoutError:
-            return n
-        assert p is not None
-        if p[0] == 3:
-            n += 1
-            if p[1] & 2:
-                tl = int.from_bytes(p[2][:2], "big")
-                c.send(mqtt_puback(int.from_bytes(p[2][2 + tl:4 + tl], "big")))
+    return len(drain_payloads(c, idle))
 
 
 def test_messages_nobody_needs_are_not_logged(hub_factory):
@@ -245,7 +230,9 @@ def test_messages_nobody_needs_are_not_logged(hub_factory):
 
 def test_full_store_takes_messages_again_after_restart(hub_factory):
     """A store filled for a persistent session that then read everything is trimmed at
-    start: QoS 1 publishing works again (it used to fail until the messages aged out)."""
+    start: QoS 1 publishing works again (it used to fail until the messages aged out).
+    (storage.policy reject-new: the publish that found the store full is not acknowledged
+    and waits; it is committed once the session reads.)"""
     hub = small_store_hub(hub_factory)
     s = RawClient(hub.port)
     assert s.connect(client_id="keep", username="test", password="hahaha", clean=False) == 0
@@ -258,11 +245,10 @@ def test_full_store_takes_messages_again_after_restart(hub_factory):
     try:
         for i in range(3000):
             p.send(mqtt_publish("data/x", b"d" * 1000, qos=1, pid=i % 65535 + 1))
-            r = p.recv()
-            if r is None:
-                break
+            r = p.recv(timeout=2)
+            assert r is not None, "the publisher must not be disconnected"
             sent += 1
-    except OSError:
+    except TimeoutError:
         pass
     assert 0 < sent < 3000, "the store never filled"
     assert "store full" in hub.read_log()
@@ -282,3 +268,33 @@ def test_full_store_takes_messages_again_after_restart(hub_factory):
     s = RawClient(hub.port)
     assert s.connect(client_id="keep", username="test", password="hahaha", clean=False) == 0
     assert drain(s) == 200
+
+
+def test_full_store_stops_reading_the_publisher(hub_factory):
+    """storage.policy reject-new: a publisher that keeps sending into a full store is no
+    longer read, so what it can send is bounded by the socket buffers (TCP pushes back), the
+    hub's memory and CPU stay flat, and other clients are served."""
+    from test_hub_store_policy import away_session, fill
+    hub = small_store_hub(hub_factory)
+    away_session(hub)
+    p = conn(hub, "blaster")
+    acked, pending, _ = fill(p, "data/x", 1000, 20000)
+    assert pending, "the store never filled"
+    rss0, cpu0 = rss_kb(hub.proc.pid), cpu_s(hub.proc.pid)
+    packet = mqtt_publish("data/x", b"b" * 1000, qos=1, pid=9)
+    p.sock.setblocking(False)
+    sent = 0
+    for _ in range(50000):  # 50 MB offered; the socket buffers take about 5
+        try:
+            sent += p.sock.send(packet)
+        except BlockingIOError:
+            time.sleep(0.05)
+            try:
+                sent += p.sock.send(packet)
+            except BlockingIOError:
+                break
+    assert sent < 16 << 20, f"the hub kept reading a paused publisher ({sent} bytes taken)"
+    time.sleep(1.0)
+    assert rss_kb(hub.proc.pid) - rss0 < 16 << 10, "the hub buffered what it did not commit"
+    assert cpu_s(hub.proc.pid) - cpu0 < 1.5, "the hub spins while the store is full"
+    assert_responsive(hub)

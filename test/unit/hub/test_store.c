@@ -814,7 +814,8 @@ static void test_map_full(void **state)
     assert_int_equal(store_last_seq(s), ok);
     /* it stays full (nothing was half-written); reads still work */
     err[0] = 0;
-    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), -1);
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), STORE_FULL);
+    assert_int_equal(store_full_kind(s, NULL), STORE_FULL_SIZE);
     assert_non_null(strstr(err, "store full"));
     assert_int_equal(store_last_seq(s), ok);
     collected *c = calloc(1, sizeof(*c));
@@ -833,6 +834,50 @@ static void test_map_full(void **state)
     if (store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)))
         fail_msg("append after cleanup: %s", err);
     assert_true(seqs[0] > ok);
+    store_close(s);
+}
+
+/* ---- storage.count.max and drop-oldest -------------------------------------------------- */
+
+static void test_count_bound_and_drop_oldest(void **state)
+{
+    fixture *f = *state;
+    char err[256] = "";
+    store_options o = {.dir = f->dir, .count_max = 25};
+    store *s = NULL;
+    if (store_open(&o, &s, err, sizeof(err)))
+        fail_msg("store_open: %s", err);
+    store_msg batch[10];
+    for (int i = 0; i < 10; i++)
+        batch[i] = msg("c/t", "payload", 1, 100);
+    uint64_t seqs[10];
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), 0);
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), 0);
+    /* 20 + 10 > 25: nothing of the batch is written, and the excess is told */
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), STORE_FULL);
+    assert_non_null(strstr(err, "storage.count.max"));
+    uint64_t excess = 0;
+    assert_int_equal(store_full_kind(s, &excess), STORE_FULL_COUNT);
+    assert_int_equal(excess, 5);
+    log_stats st;
+    assert_int_equal(log_stats_get(s, &st), 0);
+    assert_int_equal(st.messages, 20);
+    /* the 5 oldest go; the batch then fits and the newest 25 remain, in order */
+    assert_int_equal(store_drop_oldest(s, excess, 0, err, sizeof(err)), 5);
+    assert_int_equal(store_append(s, batch, 10, seqs, NULL, 0, err, sizeof(err)), 0);
+    assert_int_equal(seqs[0], 21);
+    assert_int_equal(log_stats_get(s, &st), 0);
+    assert_int_equal(st.messages, 25);
+    collected *c = calloc(1, sizeof(*c));
+    assert_int_equal(store_scan(s, 0, 0, collect_cb, c, err, sizeof(err)), 25);
+    assert_int_equal(c->seqs[0], 6);
+    assert_int_equal(c->seqs[24], 30);
+    free(c);
+    /* dropping more than there is empties the log; 0 drops nothing */
+    assert_int_equal(store_drop_oldest(s, 0, 0, err, sizeof(err)), 0);
+    assert_int_equal(store_drop_oldest(s, 1000, 0, err, sizeof(err)), 25);
+    assert_int_equal(store_drop_oldest(s, 1, 0, err, sizeof(err)), 0);
+    assert_int_equal(store_drop_oldest(NULL, 1, 0, err, sizeof(err)), -1);
     store_close(s);
 }
 
@@ -978,6 +1023,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_records, setup, teardown),
         cmocka_unit_test(test_decoders_on_garbage),
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count_bound_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_nosync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_sync, setup, teardown),
     };
