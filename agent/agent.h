@@ -85,7 +85,7 @@ void agent_shown(char *out, size_t n, const char *s);
 typedef bt_app_volume agent_volume;
 
 typedef struct {
-    char *type;    /* "APP" */
+    char *type; /* "APP" */
     char *trace;
     char *version;
     agent_volume volume;
@@ -133,8 +133,8 @@ void agent_cancel_transfers(void);
 
 /* Downloads url (https only, redirects to https only) into path, at most max bytes.
  * Returns 0, or -1 with err (transport error, a status other than 200, too large). */
-int agent_download(const agent_http_config *http, const char *url, const char *path,
-                   int64_t max, char *err, size_t errlen);
+int agent_download(const agent_http_config *http, const char *url, const char *path, int64_t max,
+                   char *err, size_t errlen);
 
 /* Where a volume goes: the container dir (var/db/baetyl/volumes/<rel>) the agent writes
  * and the host dir (var/db/baetyl/<rel>) the master reads. Refuses a path that is not a
@@ -194,11 +194,11 @@ int agent_cleanup(const char *prefix, const char *target, const json_t *volumes,
 typedef struct agent agent;
 
 struct agent {
-    bt_ctx *ctx;       /* its stop ends every wait of the reporter and the worker */
+    bt_ctx *ctx; /* its stop ends every wait of the reporter and the worker */
     agent_config cfg;
     bt_api_client *api;
-    EVP_PKEY *key;     /* remote.mqtt.key */
-    char *cert_sn;     /* serial of remote.mqtt.cert, decimal */
+    EVP_PKEY *key; /* remote.mqtt.key */
+    char *cert_sn; /* serial of remote.mqtt.cert, decimal */
     bt_mqtt_client *mqtt;
 
     pthread_mutex_t mu;
@@ -214,8 +214,8 @@ struct agent {
  * answer, plus "ota" when ota is a non-empty object) and POSTs it. Returns 0 or -1 with err. */
 int agent_report(agent *a, const json_t *ota, char *err, size_t errlen);
 /* Encrypts a report body: *body = base64(AES(json)), *key64 = base64(RSA(aes key)). */
-int agent_report_encrypt(EVP_PKEY *key, const char *json, size_t len, char **body,
-                         char **key64, char *err, size_t errlen);
+int agent_report_encrypt(EVP_PKEY *key, const char *json, size_t len, char **body, char **key64,
+                         char *err, size_t errlen);
 /* The reporter thread: a report every interval, or at once when asked. */
 void *agent_reporter_main(void *arg);
 /* The OTA worker thread: resumes an unfinished OTA of ota.log, then processes events. */

@@ -19,7 +19,8 @@ typedef struct {
 } keep_list;
 
 /* One level: rel is the path of dir relative to the prefix ("" at the top). */
-static int walk(const char *dir, const char *rel, const keep_list *k, int *removed, char *err, size_t errlen)
+static int walk(const char *dir, const char *rel, const keep_list *k, int *removed, char *err,
+                size_t errlen)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -70,7 +71,8 @@ static int walk(const char *dir, const char *rel, const keep_list *k, int *remov
     return rc;
 }
 
-int agent_cleanup(const char *prefix, const char *target, const json_t *volumes, char *err, size_t errlen)
+int agent_cleanup(const char *prefix, const char *target, const json_t *volumes, char *err,
+                  size_t errlen)
 {
     if (!json_is_array(volumes)) {
         snprintf(err, errlen, "no volume list");
@@ -86,7 +88,8 @@ int agent_cleanup(const char *prefix, const char *target, const json_t *volumes,
     }
     size_t i;
     json_t *v;
-    json_array_foreach(volumes, i, v) {
+    json_array_foreach(volumes, i, v)
+    {
         char *p = bt_path_clean_inside(json_string_value(json_object_get(v, "path")));
         /* only paths strictly under the prefix; the prefix itself is the agent's own mount */
         if (p && !strncmp(p, pre, pl) && p[pl] == '/' && p[pl + 1]) {

@@ -37,11 +37,13 @@ static int check(void *obj, char *err, size_t errlen)
     agent_config *c = obj;
     const char *addr = c->mqtt.address ? c->mqtt.address : "";
     if (strncmp(addr, "ssl://", 6) != 0 && strncmp(addr, "wss://", 6) != 0) {
-        snprintf(err, errlen, "remote.mqtt.address: must be ssl:// or wss:// (the cloud link is TLS only)");
+        snprintf(err, errlen,
+                 "remote.mqtt.address: must be ssl:// or wss:// (the cloud link is TLS only)");
         return -1;
     }
     if (empty(c->mqtt.cert) || empty(c->mqtt.key)) {
-        snprintf(err, errlen, "remote.mqtt.cert and remote.mqtt.key: required (TLS client certificate)");
+        snprintf(err, errlen,
+                 "remote.mqtt.cert and remote.mqtt.key: required (TLS client certificate)");
         return -1;
     }
     if (empty(c->mqtt.clientid)) {

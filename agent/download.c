@@ -36,7 +36,8 @@ int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_d
     if (host_dir)
         *host_dir = NULL;
     const char *name = v->name ? v->name : "";
-    bool ok = *name && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..") && strlen(name) <= 200;
+    bool ok = *name && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, "..") &&
+              strlen(name) <= 200;
     for (const char *p = name; ok && *p; p++)
         ok = (unsigned char)*p >= 0x20 && *p != 0x7F;
     if (!ok) {
@@ -50,7 +51,8 @@ int agent_volume_dirs(const agent_volume *v, char **container_dir, char **host_d
         return -1;
     size_t pl = strlen(AGENT_HOST_DB);
     if (strncmp(rel, AGENT_HOST_DB, pl) != 0 || rel[pl] != '/' || !rel[pl + 1]) {
-        snprintf(err, errlen, "path of volume (%.200s) invalid: not under %s", v->path, AGENT_HOST_DB);
+        snprintf(err, errlen, "path of volume (%.200s) invalid: not under %s", v->path,
+                 AGENT_HOST_DB);
         free(rel);
         return -1;
     }
@@ -224,8 +226,8 @@ static char *stage_dir(const char *dir, char *err, size_t errlen)
     char why[512];
     const char *slash = strrchr(dir, '/');
     char *parent = slash ? strndup(dir, (size_t)(slash - dir)) : strdup(".");
-    char *tmp = parent ? bt_strdup_printf("%s/.%s.ota-XXXXXX", parent, slash ? slash + 1 : dir)
-                       : NULL;
+    char *tmp =
+        parent ? bt_strdup_printf("%s/.%s.ota-XXXXXX", parent, slash ? slash + 1 : dir) : NULL;
     if (!tmp) {
         snprintf(err, errlen, "out of memory");
     } else if (bt_mkdir_p(parent, 0755, why, sizeof why) < 0) {
@@ -265,8 +267,8 @@ int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent
         goto out;
     }
     struct stat st;
-    if (lstat(zip, &st) == 0 && S_ISREG(st.st_mode) && agent_file_md5(zip, md5, why, sizeof why) == 0 &&
-        !strcmp(md5, v->md5)) {
+    if (lstat(zip, &st) == 0 && S_ISREG(st.st_mode) &&
+        agent_file_md5(zip, md5, why, sizeof why) == 0 && !strcmp(md5, v->md5)) {
         bt_logkv(BT_LOG_DEBUG, "volume exists", "volume", v->name, "path", dir, NULL);
         rc = 0;
         goto out;
@@ -296,7 +298,8 @@ int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent
         }
     }
     if (rename(part, szip) != 0) {
-        snprintf(err, errlen, "failed to prepare volume (%s): rename %s: %s", v->name, part, strerror(errno));
+        snprintf(err, errlen, "failed to prepare volume (%s): rename %s: %s", v->name, part,
+                 strerror(errno));
         goto out;
     }
     if (agent_file_md5(szip, md5, why, sizeof why) < 0) {
@@ -304,7 +307,8 @@ int agent_volume_prepare(bt_ctx *ctx, const agent_http_config *http, const agent
         goto out;
     }
     if (strcmp(md5, v->md5) != 0) {
-        snprintf(err, errlen, "MD5 of volume (%s) invalid: got %s, want %.64s", v->name, md5, v->md5);
+        snprintf(err, errlen, "MD5 of volume (%s) invalid: got %s, want %.64s", v->name, md5,
+                 v->md5);
         goto out;
     }
     if (agent_unzip(szip, stage, why, sizeof why) < 0) {

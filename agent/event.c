@@ -52,7 +52,8 @@ static int get_str(const json_t *o, const char *key, char **out, const char *whe
     return 0;
 }
 
-static int parse_volume(const json_t *o, agent_volume *v, const char *where, char *err, size_t errlen)
+static int parse_volume(const json_t *o, agent_volume *v, const char *where, char *err,
+                        size_t errlen)
 {
     memset(v, 0, sizeof *v);
     if (!json_is_object(o)) {
@@ -61,7 +62,8 @@ static int parse_volume(const json_t *o, agent_volume *v, const char *where, cha
     }
     char w[64];
     snprintf(w, sizeof w, "%s.", where);
-    if (get_str(o, "name", &v->name, w, err, errlen) < 0 || get_str(o, "path", &v->path, w, err, errlen) < 0)
+    if (get_str(o, "name", &v->name, w, err, errlen) < 0 ||
+        get_str(o, "path", &v->path, w, err, errlen) < 0)
         return -1;
     json_t *meta = json_object_get(o, "meta");
     if (meta && !json_is_null(meta)) {
@@ -70,7 +72,8 @@ static int parse_volume(const json_t *o, agent_volume *v, const char *where, cha
             return -1;
         }
         snprintf(w, sizeof w, "%s.meta.", where);
-        if (get_str(meta, "url", &v->url, w, err, errlen) < 0 || get_str(meta, "md5", &v->md5, w, err, errlen) < 0 ||
+        if (get_str(meta, "url", &v->url, w, err, errlen) < 0 ||
+            get_str(meta, "md5", &v->md5, w, err, errlen) < 0 ||
             get_str(meta, "version", &v->version, w, err, errlen) < 0)
             return -1;
     }
@@ -100,7 +103,8 @@ static int check_trace(const char *t, char *err, size_t errlen)
     return 0;
 }
 
-int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char *err, size_t errlen)
+int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char *err,
+                      size_t errlen)
 {
     memset(ev, 0, sizeof *ev);
     char why[256];
@@ -147,7 +151,8 @@ int agent_event_parse(const void *payload, size_t len, agent_ota_event *ev, char
     }
     if (ota) {
         if (get_str(content, "type", &ev->type, "", err, errlen) < 0 ||
-            parse_volume(json_object_get(content, "volume"), &ev->volume, "volume", err, errlen) < 0)
+            parse_volume(json_object_get(content, "volume"), &ev->volume, "volume", err, errlen) <
+                0)
             goto out;
     } else if (parse_volume(json_object_get(content, "config"), &ev->volume, "config", err,
                             errlen) < 0) {

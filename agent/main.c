@@ -158,6 +158,7 @@ static int run(bt_ctx *ctx)
 int main(int argc, char **argv)
 {
     static const bt_module_info info = {
-        "the cloud link: reports the master's state over HTTPS and applies OTA events from MQTT", NULL};
+        "the cloud link: reports the master's state over HTTPS and applies OTA events from MQTT",
+        NULL};
     return bt_run_module(&info, argc, argv, run);
 }

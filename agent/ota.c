@@ -52,8 +52,8 @@ static void report_progress(agent *a, const char *trace, const json_t *records)
     json_decref(ota);
 }
 
-static void write_step(agent *a, const char *trace, const char *type, const char *step, const char *msg,
-                       const char *error)
+static void write_step(agent *a, const char *trace, const char *type, const char *step,
+                       const char *msg, const char *error)
 {
     char err[512];
     if (bt_otalog_write(a->cfg.ota_log_path, trace, type, step, msg, error, err, sizeof err) < 0)
@@ -74,8 +74,8 @@ static void cleanup(agent *a, const char *version)
     const char *running = bt_json_get_str(ins, "software.conf_version");
     json_t *vols = json_object_get(ins, "volumes");
     if (version && (!running || strcmp(running, version) != 0)) {
-        bt_logkv(BT_LOG_INFO, "cleanup skipped: another app version runs", "version", running ? running : "",
-                 NULL);
+        bt_logkv(BT_LOG_INFO, "cleanup skipped: another app version runs", "version",
+                 running ? running : "", NULL);
     } else if (!json_is_array(vols)) {
         bt_logkv(BT_LOG_WARN, "cleanup skipped: the master lists no volumes", NULL);
     } else {
@@ -151,12 +151,13 @@ static int apply(agent *a, const agent_ota_event *ev, char **version, char *err,
         snprintf(err, errlen, "ota type (%.64s) not supported", ev->type);
         return -1;
     }
-    if (agent_volume_prepare(a->ctx, &a->cfg.http, &ev->volume, &cdir, &hdir, why,
-                             sizeof why) < 0) {
+    if (agent_volume_prepare(a->ctx, &a->cfg.http, &ev->volume, &cdir, &hdir, why, sizeof why) <
+        0) {
         snprintf(err, errlen, "failed to download volume: %s", why);
         goto out;
     }
-    if (asprintf(&file, "%s/application.yml", cdir) < 0 || asprintf(&target, "%s/application.yml", hdir) < 0) {
+    if (asprintf(&file, "%s/application.yml", cdir) < 0 ||
+        asprintf(&target, "%s/application.yml", hdir) < 0) {
         file = target = NULL;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -213,7 +214,8 @@ static void process(agent *a, const agent_ota_event *ev)
     if (ev->error) {
         write_step(a, ev->trace, ev->type, OTA_FAILURE, "failed to process ota event", ev->error);
     } else if (apply(a, ev, &version, err, sizeof err) < 0) {
-        bt_logkv(BT_LOG_WARN, "failed to process ota event", "trace", ev->trace, "error", err, NULL);
+        bt_logkv(BT_LOG_WARN, "failed to process ota event", "trace", ev->trace, "error", err,
+                 NULL);
         write_step(a, ev->trace, ev->type, OTA_FAILURE, "failed to process ota event", err);
     }
     follow(a, ev->trace, ev->type, version);

@@ -21,8 +21,9 @@ json_t *otalog_records(const char *path, const char *trace)
             /* A trace sent again starts over at its latest RECEIVED. */
             if (!strcmp(step, OTA_RECEIVED))
                 json_array_clear(out);
-            json_t *r = json_pack("{s:s,s:s,s:s}", "time", json_string_value(json_object_get(o, "time")) ?: "",
-                                  "step", step, "trace", t);
+            json_t *r = json_pack("{s:s,s:s,s:s}", "time",
+                                  json_string_value(json_object_get(o, "time")) ?: "", "step", step,
+                                  "trace", t);
             const char *e = json_string_value(json_object_get(o, "error"));
             if (r && e && *e)
                 json_object_set_new(r, "error", json_string(e));
@@ -38,7 +39,8 @@ json_t *otalog_records(const char *path, const char *trace)
 bool otalog_finished(const json_t *records, const char **step)
 {
     size_t n = json_array_size(records);
-    const char *s = n ? json_string_value(json_object_get(json_array_get(records, n - 1), "step")) : NULL;
+    const char *s =
+        n ? json_string_value(json_object_get(json_array_get(records, n - 1), "step")) : NULL;
     if (step)
         *step = s;
     return s && (!strcmp(s, OTA_UPDATED) || !strcmp(s, OTA_ROLLEDBACK) || !strcmp(s, OTA_FAILURE) ||

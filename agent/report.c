@@ -70,12 +70,14 @@ static int post(agent *a, const char *body, const char *key64, char *err, size_t
     CURL *h = curl_easy_init();
     int rc = -1;
     if (!h || asprintf(&url, "%s%s", c->http.address, c->report_url) < 0 ||
-        asprintf(&h_sn, "x-iot-edge-sn: %s", a->cert_sn) < 0 || asprintf(&h_key, "x-iot-edge-key: %s", key64) < 0 ||
+        asprintf(&h_sn, "x-iot-edge-sn: %s", a->cert_sn) < 0 ||
+        asprintf(&h_key, "x-iot-edge-key: %s", key64) < 0 ||
         asprintf(&h_id, "x-iot-edge-clientid: %s", c->mqtt.clientid) < 0) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    const char *lines[] = {h_sn, h_key, h_id, "Content-Type: application/x-www-form-urlencoded", "Expect:"};
+    const char *lines[] = {h_sn, h_key, h_id, "Content-Type: application/x-www-form-urlencoded",
+                           "Expect:"};
     for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
         if (!(t = curl_slist_append(hdr, lines[i]))) {
             snprintf(err, errlen, "out of memory");

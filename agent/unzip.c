@@ -145,7 +145,8 @@ static struct archive *open_zip(const char *zip, char *err, size_t errlen)
     }
     archive_read_support_format_zip(a);
     if (archive_read_open_filename(a, zip, 65536) != ARCHIVE_OK) {
-        snprintf(err, errlen, "%s: %s", zip, archive_error_string(a) ? archive_error_string(a) : "cannot open");
+        snprintf(err, errlen, "%s: %s", zip,
+                 archive_error_string(a) ? archive_error_string(a) : "cannot open");
         archive_read_free(a);
         return NULL;
     }
@@ -169,7 +170,8 @@ static int check_all(const char *zip, int64_t *declared, char *err, size_t errle
         if (r == ARCHIVE_EOF)
             break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            snprintf(err, errlen, "%s", archive_error_string(a) ? archive_error_string(a) : "not a zip file");
+            snprintf(err, errlen, "%s",
+                     archive_error_string(a) ? archive_error_string(a) : "not a zip file");
             goto out;
         }
         if (nn >= AGENT_UNZIP_ENTRIES_MAX) {
@@ -282,7 +284,8 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
         if (r == ARCHIVE_EOF)
             break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            snprintf(err, errlen, "%s", archive_error_string(a) ? archive_error_string(a) : "read error");
+            snprintf(err, errlen, "%s",
+                     archive_error_string(a) ? archive_error_string(a) : "read error");
             goto out;
         }
         agent_shown(q, 201, archive_entry_pathname(e));
@@ -297,7 +300,8 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
         free(full);
         r = archive_write_header(w, e);
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            snprintf(err, errlen, "entry (%s): %s", q, archive_error_string(w) ? archive_error_string(w) : "write error");
+            snprintf(err, errlen, "entry (%s): %s", q,
+                     archive_error_string(w) ? archive_error_string(w) : "write error");
             goto out;
         }
         if (archive_entry_filetype(e) == AE_IFREG) {
@@ -321,7 +325,8 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
                 total += (int64_t)size;
                 got += (int64_t)size;
                 if (total > AGENT_UNZIP_MAX) {
-                    snprintf(err, errlen, "more than %lld bytes unpacked", (long long)AGENT_UNZIP_MAX);
+                    snprintf(err, errlen, "more than %lld bytes unpacked",
+                             (long long)AGENT_UNZIP_MAX);
                     goto out;
                 }
                 if (declared >= 0 && got > declared) {
@@ -343,7 +348,8 @@ static int extract_all(const char *zip, const char *base, char *err, size_t errl
         }
         r = archive_write_finish_entry(w);
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            snprintf(err, errlen, "entry (%s): %s", q, archive_error_string(w) ? archive_error_string(w) : "write error");
+            snprintf(err, errlen, "entry (%s): %s", q,
+                     archive_error_string(w) ? archive_error_string(w) : "write error");
             goto out;
         }
     }

@@ -12,8 +12,7 @@ static int check_topic_name(const void *v, char *err, size_t errlen)
 {
     const char *s = *(char *const *)v;
     if (s && !bt_mqtt_client_valid_name(s)) {
-        snprintf(err, errlen, "topic (%s) invalid: a topic name without wildcards is expected",
-                 s);
+        snprintf(err, errlen, "topic (%s) invalid: a topic name without wildcards is expected", s);
         return -1;
     }
     return 0;
@@ -32,8 +31,8 @@ static const bt_cfg_field rule_fields[] = {
     BT_FIELD(fm_rule_cfg, subscribe, "subscribe", BT_CFG_STRUCT, .sub = &bt_mqtt_topic_schema),
     BT_FIELD(fm_rule_cfg, function, "function.name", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
     BT_FIELD(fm_rule_cfg, publish, "publish", BT_CFG_STRUCT, .sub = &publish_schema),
-    BT_FIELD(fm_rule_cfg, retry_max, "retry.max", BT_CFG_INT, .def = "3",
-             .flags = BT_CFG_RANGE, .min = 0, .max = 100),
+    BT_FIELD(fm_rule_cfg, retry_max, "retry.max", BT_CFG_INT, .def = "3", .flags = BT_CFG_RANGE,
+             .min = 0, .max = 100),
     BT_FIELD(fm_rule_cfg, deadletter, "deadletter", BT_CFG_STRING, .check = check_topic_name),
     {0}};
 static const bt_cfg_schema rule_schema = {sizeof(fm_rule_cfg), rule_fields, NULL};
@@ -58,10 +57,10 @@ static const bt_cfg_field function_fields[] = {
              .pattern = NAME_PATTERN),
     BT_FIELD(fm_function_cfg, service, "service", BT_CFG_STRING, .flags = BT_CFG_REQUIRED,
              .pattern = NAME_PATTERN),
-    BT_FIELD(fm_function_cfg, min, "instance.min", BT_CFG_INT, .def = "0",
-             .flags = BT_CFG_RANGE, .min = 0, .max = 100),
-    BT_FIELD(fm_function_cfg, max, "instance.max", BT_CFG_INT, .def = "1",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 100),
+    BT_FIELD(fm_function_cfg, min, "instance.min", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE,
+             .min = 0, .max = 100),
+    BT_FIELD(fm_function_cfg, max, "instance.max", BT_CFG_INT, .def = "1", .flags = BT_CFG_RANGE,
+             .min = 1, .max = 100),
     BT_FIELD(fm_function_cfg, idletime, "instance.idletime", BT_CFG_DURATION, .def = "10m",
              .flags = BT_CFG_RANGE, .min = 1, .max = 31536000000.0),
     /* a floor, so that a tiny value cannot turn the evictor into a busy loop */

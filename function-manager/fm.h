@@ -20,28 +20,28 @@
 /* ---- config (config.c) ------------------------------------------------------------------ */
 
 typedef struct {
-    char *clientid;              /* "" or absent: <function>-rule<i> (decided here) */
+    char *clientid; /* "" or absent: <function>-rule<i> (decided here) */
     bt_mqtt_topic_info subscribe;
-    char *function;              /* function.name */
-    bt_mqtt_topic_info publish;  /* a topic name: no wildcards */
-    long retry_max;              /* attempts in all (0 counts as 1) */
-    char *deadletter;            /* topic name: inputs that failed are parked there (NULL) */
+    char *function;             /* function.name */
+    bt_mqtt_topic_info publish; /* a topic name: no wildcards */
+    long retry_max;             /* attempts in all (0 counts as 1) */
+    char *deadletter;           /* topic name: inputs that failed are parked there (NULL) */
 } fm_rule_cfg;
 
 typedef struct {
     char *name;
     char *service;
-    long min, max;               /* instance.min 0..100, instance.max 1..100 */
-    int64_t idletime;            /* ms */
-    int64_t evicttime;           /* ms */
-    bt_fn_client_config call;    /* message.length.max, backoff.max, timeout */
+    long min, max;            /* instance.min 0..100, instance.max 1..100 */
+    int64_t idletime;         /* ms */
+    int64_t evicttime;        /* ms */
+    bt_fn_client_config call; /* message.length.max, backoff.max, timeout */
 } fm_function_cfg;
 
 typedef struct {
     bt_mqtt_client_config hub;
-    bt_fn_server_config server;  /* address NULL: no gRPC server */
-    bt_cfg_list rules;           /* of fm_rule_cfg */
-    bt_cfg_list functions;       /* of fm_function_cfg */
+    bt_fn_server_config server; /* address NULL: no gRPC server */
+    bt_cfg_list rules;          /* of fm_rule_cfg */
+    bt_cfg_list functions;      /* of fm_function_cfg */
     bt_logger_config logger;
 } fm_config;
 
@@ -166,8 +166,8 @@ typedef struct fm_server fm_server;
 
 /* Serves baetyl.Function/Call on cfg->address, routing each call by FunctionName to one of
  * the n pools; an unknown name fails with "function (x) not found". NULL with err. */
-fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size_t n,
-                           char *err, size_t errlen);
+fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size_t n, char *err,
+                           size_t errlen);
 /* Stops the server (running calls get a grace period). NULL is fine. */
 void fm_server_stop(fm_server *s);
 

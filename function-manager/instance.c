@@ -41,8 +41,7 @@ static int master_start(void *arg, const char *service, const char *name, char *
     return rc;
 }
 
-static int master_stop(void *arg, const char *service, const char *name, char *err,
-                       size_t errlen)
+static int master_stop(void *arg, const char *service, const char *name, char *err, size_t errlen)
 {
     const master_backend *mb = arg;
     return bt_api_stop_instance(mb->api, service, name, err, errlen);
@@ -87,13 +86,15 @@ int fm_stop_leftovers(bt_api_client *api, const char *service, const char *funct
     int stopped = 0;
     json_t *services = json_object_get(doc, "services"), *s;
     size_t i;
-    json_array_foreach(services, i, s) {
+    json_array_foreach(services, i, s)
+    {
         const char *sname = bt_json_get_str(s, "name");
         if (!sname || strcmp(sname, service) != 0)
             continue;
         json_t *insts = json_object_get(s, "instances"), *in;
         size_t j;
-        json_array_foreach(insts, j, in) {
+        json_array_foreach(insts, j, in)
+        {
             const char *iname = bt_json_get_str(in, "name");
             if (!iname || !is_numbered(iname, prefix))
                 continue;

@@ -40,8 +40,8 @@ static void manager_stop(manager *m)
         char n[24], peak[24];
         snprintf(n, sizeof n, "%zu", fm_pool_size(m->pools[i]));
         snprintf(peak, sizeof peak, "%zu", fm_pool_peak(m->pools[i]));
-        bt_logkv(BT_LOG_INFO, "function totals", "function",
-                 fm_pool_function(m->pools[i])->name, "instances", n, "peak", peak, NULL);
+        bt_logkv(BT_LOG_INFO, "function totals", "function", fm_pool_function(m->pools[i])->name,
+                 "instances", n, "peak", peak, NULL);
         fm_pool_free(m->pools[i]);
     }
     free(m->rules);
@@ -98,8 +98,8 @@ static int manager_start(manager *m, bt_ctx *ctx, char *err, size_t errlen)
     }
     for (size_t i = 0; i < c->rules.n; i++) {
         const fm_rule_cfg *rc = &BT_CFG_AT(c->rules, fm_rule_cfg, i);
-        fm_rule *r = fm_rule_new(&c->hub, rc, i, pool_of(m, rc->function), on_fatal, m,
-                               err, errlen);
+        fm_rule *r =
+            fm_rule_new(&c->hub, rc, i, pool_of(m, rc->function), on_fatal, m, err, errlen);
         if (!r)
             return -1;
         m->rules[m->nrules++] = r;

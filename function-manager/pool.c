@@ -32,8 +32,8 @@ struct fm_pool {
     pthread_cond_t evict_cv; /* wakes the evictor at close */
     fm_instance *idle;       /* most recently used first */
     size_t alive, peak;
-    bool *ids;               /* ids[n]: n in use (1..max) */
-    int64_t backoff;         /* ms of the last wait; 0 after a good start */
+    bool *ids;       /* ids[n]: n in use (1..max) */
+    int64_t backoff; /* ms of the last wait; 0 after a good start */
     int64_t backoff_until;
     bool closed, evicting;
     pthread_t evictor;
@@ -83,8 +83,8 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
     snprintf(in->name, sizeof in->name, "%s.%s.%d", f->service, f->name, id);
     int64_t t0 = bt_now_ms();
     char why[512];
-    if (p->be.start(p->be.arg, f->service, in->name, in->dial, sizeof in->dial, why,
-                    sizeof why) < 0) {
+    if (p->be.start(p->be.arg, f->service, in->name, in->dial, sizeof in->dial, why, sizeof why) <
+        0) {
         snprintf(err, errlen, "failed to start instance (%s): %s", in->name, why);
         /* the master may have started it before failing to answer: make sure it is gone */
         backend_stop(p, in->name, false);
@@ -103,8 +103,8 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
     }
     char ms[32];
     snprintf(ms, sizeof ms, "%lld", (long long)(bt_now_ms() - t0));
-    bt_logkv(BT_LOG_INFO, "instance started", "function", f->name, "instance", in->name,
-             "address", in->dial, "ms", ms, NULL);
+    bt_logkv(BT_LOG_INFO, "instance started", "function", f->name, "instance", in->name, "address",
+             in->dial, "ms", ms, NULL);
     return in;
 }
 

@@ -30,7 +30,7 @@
 
 typedef struct fm_item {
     struct fm_item *next;
-    bt_fn_msg msg;      /* points into this allocation, and at the rule's function name */
+    bt_fn_msg msg;         /* points into this allocation, and at the rule's function name */
     bt_mqtt_ack_token ack; /* QoS 1: what acknowledges it */
     size_t size;
     char invoke_id[37];
@@ -111,8 +111,8 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
             r->drop_logged = now;
             char n[32];
             snprintf(n, sizeof n, "%llu", r->st.dropped);
-            bt_logkv(BT_LOG_WARN, "rule queue full: QoS 0 messages dropped", "rule",
-                     r->clientid, "dropped", n, NULL);
+            bt_logkv(BT_LOG_WARN, "rule queue full: QoS 0 messages dropped", "rule", r->clientid,
+                     "dropped", n, NULL);
         }
         pthread_mutex_unlock(&r->mu);
         return;
@@ -184,15 +184,15 @@ static int publish_for(fm_rule *r, const fm_item *it, const char *topic, const v
     if (qos == 1 && token.v) {
         if (!(tag = malloc(sizeof *tag))) {
             /* unacknowledged: the hub sends the input again after a reconnect */
-            bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule",
-                     r->clientid, NULL);
+            bt_logkv(BT_LOG_ERROR, "out of memory: result not published", "rule", r->clientid,
+                     NULL);
             return BT_MQTT_ENOMEM;
         }
         *tag = token;
     }
     char perr[256];
-    int prc = bt_mqtt_client_publish_wait(r->cli, topic, payload, len, qos, false, tag, -1,
-                                          perr, sizeof perr);
+    int prc = bt_mqtt_client_publish_wait(r->cli, topic, payload, len, qos, false, tag, -1, perr,
+                                          sizeof perr);
     if (prc == BT_MQTT_OK) {
         if (!tag)
             ack(r, token);
@@ -244,8 +244,8 @@ static void process(fm_rule *r, fm_item *it)
         } else {
             count(r, &r->st.failed, BT_LOG_ERROR, "function failed", it, err);
         }
-        ej = fm_error_json(&it->msg, err, rv == 0 && room > SHORT_ERROR_MAX ? SHORT_ERROR_MAX
-                                                                            : room, &len);
+        ej = fm_error_json(&it->msg, err,
+                           rv == 0 && room > SHORT_ERROR_MAX ? SHORT_ERROR_MAX : room, &len);
         if (!ej) {
             bt_logkv(BT_LOG_ERROR, "out of memory: error message not published", "rule",
                      r->clientid, NULL);
@@ -359,9 +359,8 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen)
         snprintf(err, errlen, "rule (%s): %s", r->clientid, why);
         return -1;
     }
-    bt_logkv(BT_LOG_INFO, "rule started", "rule", r->clientid, "subscribe",
-             r->cfg->subscribe.topic, "function", r->cfg->function, "publish",
-             r->cfg->publish.topic, NULL);
+    bt_logkv(BT_LOG_INFO, "rule started", "rule", r->clientid, "subscribe", r->cfg->subscribe.topic,
+             "function", r->cfg->function, "publish", r->cfg->publish.topic, NULL);
     return 0;
 }
 
@@ -382,8 +381,8 @@ static void log_totals(fm_rule *r)
     fm_rule_stats st = r->st;
     pthread_mutex_unlock(&r->mu);
     char v[6][24];
-    unsigned long long n[6] = {st.received, st.failed, st.oversized, st.parked, st.refused,
-                               st.dropped};
+    unsigned long long n[6] = {st.received, st.failed,  st.oversized,
+                               st.parked,   st.refused, st.dropped};
     for (int i = 0; i < 6; i++)
         snprintf(v[i], sizeof v[i], "%llu", n[i]);
     bt_logkv(BT_LOG_INFO, "rule totals", "rule", r->clientid, "received", v[0], "failed", v[1],

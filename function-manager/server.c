@@ -49,8 +49,8 @@ static int handle(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen,
     return 0;
 }
 
-fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size_t n,
-                           char *err, size_t errlen)
+fm_server *fm_server_start(const bt_fn_server_config *cfg, fm_pool **pools, size_t n, char *err,
+                           size_t errlen)
 {
     fm_server *s = calloc(1, sizeof *s);
     if (!s) {

@@ -39,8 +39,7 @@ static int config_check(void *obj, char *err, size_t errlen)
         for (size_t j = 0; j < i; j++) {
             const char *a = BT_CFG_AT(c->functions, fn_config, i).name;
             if (strcmp(a, BT_CFG_AT(c->functions, fn_config, j).name) == 0) {
-                snprintf(err, errlen, "functions[%zu].name: function (%s) is declared twice", i,
-                         a);
+                snprintf(err, errlen, "functions[%zu].name: function (%s) is declared twice", i, a);
                 return -1;
             }
         }
@@ -100,8 +99,7 @@ static int handle(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen,
     if (rc == 0) {
         if (bt_log_enabled(BT_LOG_DEBUG))
             bt_logkv(BT_LOG_DEBUG, "no result", "function", f->name, "invokeid",
-                     in->function_invoke_id, "reason", why[0] ? why : "WHERE is not true",
-                     NULL);
+                     in->function_invoke_id, "reason", why[0] ? why : "WHERE is not true", NULL);
         return 0;
     }
     rc = bt_fn_msg_set_payload(out, res, len);

@@ -94,13 +94,13 @@ const char *sql_text(const sql_stmt *st);
 
 /* Runs st on a parsed payload: 1 with *out a new object, 0 when there is no result (payload
  * not an object, WHERE not true), -1 with err (out of memory, a limit above). */
-int sql_eval(const sql_stmt *st, const json_t *payload, const sql_msg *msg, json_t **out,
-             char *err, size_t errlen);
+int sql_eval(const sql_stmt *st, const json_t *payload, const sql_msg *msg, json_t **out, char *err,
+             size_t errlen);
 /* Runs st on raw payload bytes: 1 with *out the malloc'd compact JSON text (NUL-terminated,
  * *outlen bytes), 0 when there is no result (*out NULL; err says why when the payload was
  * not a JSON object, else ""), -1 with err on failure. */
-int sql_run(const sql_stmt *st, const void *payload, size_t len, const sql_msg *msg,
-            char **out, size_t *outlen, char *err, size_t errlen);
+int sql_run(const sql_stmt *st, const void *payload, size_t len, const sql_msg *msg, char **out,
+            size_t *outlen, char *err, size_t errlen);
 /* The compact JSON text of v as sql_run writes it (object order kept, shortest exact
  * floats); malloc'd, NULL when out of memory. */
 char *sql_dump(const json_t *v);

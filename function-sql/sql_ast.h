@@ -50,8 +50,8 @@ int sql_lex(const char *text, sql_tok **toks, size_t *ntoks, char *err, size_t e
 /* Frees what sql_lex returned. */
 void sql_lex_free(sql_tok *toks, size_t ntoks);
 /* Writes "syntax error at position N: <msg>" for byte offset off of text. */
-void sql_syntax_error(char *err, size_t errlen, const char *text, size_t off, const char *fmt,
-                      ...) __attribute__((format(printf, 5, 6)));
+void sql_syntax_error(char *err, size_t errlen, const char *text, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Length of the valid UTF-8 prefix of s[0..len). */
 size_t sql_utf8_valid_prefix(const char *s, size_t len);
@@ -109,7 +109,7 @@ struct sql_node {
     sql_node **args;
     size_t nargs;
     bool has_escape;
-    uint32_t escape; /* LIKE … ESCAPE: the escape character */
+    uint32_t escape;   /* LIKE … ESCAPE: the escape character */
     size_t start, end; /* bytes of the statement text this expression spans */
     int height;        /* 1 for a leaf */
 };

@@ -230,8 +230,7 @@ static json_t *ev_cmp(int op, const json_t *a, const json_t *b)
  * character. Greedy with one backtrack point (the last %), so no recursion; but a value
  * and a pattern both long can cost length × length steps, hence a budget: 1 match, 0 no
  * match, -1 budget spent. */
-static int ev_like(const char *s, size_t sl, const char *p, size_t pl, bool has_esc,
-                   uint32_t esc)
+static int ev_like(const char *s, size_t sl, const char *p, size_t pl, bool has_esc, uint32_t esc)
 {
     size_t si = 0, pi = 0, star_p = SIZE_MAX, star_s = 0;
     unsigned long steps = 0;
@@ -341,8 +340,7 @@ static size_t ev_cp_offset(const char *s, size_t len, long long cp)
 
 static json_t *ev_substring(ev_ctx *c, json_t **a, size_t nargs)
 {
-    if (!json_is_string(a[0]) || !json_is_integer(a[1]) ||
-        (nargs == 3 && !json_is_integer(a[2])))
+    if (!json_is_string(a[0]) || !json_is_integer(a[1]) || (nargs == 3 && !json_is_integer(a[2])))
         return json_null();
     const char *s = json_string_value(a[0]);
     size_t sl = json_string_length(a[0]);
@@ -501,8 +499,8 @@ static json_t *ev_func(ev_ctx *c, const sql_node *n)
     case FN_UPPER: r = ev_case(c, x, true); break;
     case FN_LENGTH:
         if (json_is_string(x))
-            r = ev_chk(c, json_integer(
-                              (json_int_t)sql_utf8_count(json_string_value(x), json_string_length(x))));
+            r = ev_chk(c, json_integer((json_int_t)sql_utf8_count(json_string_value(x),
+                                                                  json_string_length(x))));
         else if (json_is_array(x))
             r = ev_chk(c, json_integer((json_int_t)json_array_size(x)));
         else if (json_is_object(x))
@@ -644,8 +642,8 @@ static bool named_explicitly(const sql_stmt *st, const char *key, size_t klen)
     return false;
 }
 
-int sql_eval(const sql_stmt *st, const json_t *payload, const sql_msg *msg, json_t **out,
-             char *err, size_t errlen)
+int sql_eval(const sql_stmt *st, const json_t *payload, const sql_msg *msg, json_t **out, char *err,
+             size_t errlen)
 {
     static const sql_msg none = {0};
     *out = NULL;

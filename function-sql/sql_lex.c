@@ -36,8 +36,7 @@ size_t sql_utf8_count(const char *s, size_t len)
     return n;
 }
 
-void sql_syntax_error(char *err, size_t errlen, const char *text, size_t off, const char *fmt,
-                      ...)
+void sql_syntax_error(char *err, size_t errlen, const char *text, size_t off, const char *fmt, ...)
 {
     if (!err || !errlen)
         return;

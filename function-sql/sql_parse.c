@@ -23,8 +23,8 @@ typedef struct {
 /* Words that cannot start a name or be an alias unquoted. FROM is reserved only to
  * explain that it is not supported. */
 static const char *const reserved[] = {
-    "select", "where", "as", "and", "or", "not", "like",
-    "escape", "in", "is", "null", "true", "false", "from",
+    "select", "where", "as", "and",  "or",   "not",   "like",
+    "escape", "in",    "is", "null", "true", "false", "from",
 };
 
 static const struct {
@@ -197,8 +197,7 @@ static bool seal(parser *p, sql_node *n, size_t off)
 }
 
 /* A node of kind over a and b (both taken, freed on failure); op at byte off. */
-static sql_node *binary(parser *p, sql_node_kind kind, int op, sql_node *a, sql_node *b,
-                        size_t off)
+static sql_node *binary(parser *p, sql_node_kind kind, int op, sql_node *a, sql_node *b, size_t off)
 {
     sql_node *n = new_node(p, kind, a->start, b->end);
     if (!n) {
@@ -379,14 +378,10 @@ static sql_node *parse_primary(parser *p)
 {
     const sql_tok *t = cur(p);
     switch (t->kind) {
-    case TK_INT:
-        return literal(p, json_integer(t->ival));
-    case TK_REAL:
-        return literal(p, json_real(t->rval));
-    case TK_STRING:
-        return literal(p, json_stringn(t->str, t->str_len));
-    case TK_QIDENT:
-        return parse_path(p);
+    case TK_INT: return literal(p, json_integer(t->ival));
+    case TK_REAL: return literal(p, json_real(t->rval));
+    case TK_STRING: return literal(p, json_stringn(t->str, t->str_len));
+    case TK_QIDENT: return parse_path(p);
     case TK_LPAREN: {
         size_t open = t->start;
         advance(p);
@@ -416,8 +411,7 @@ static sql_node *parse_primary(parser *p)
         if (peek(p, 1)->kind == TK_LPAREN)
             return parse_call(p);
         return parse_path(p);
-    default:
-        break;
+    default: break;
     }
     fail_expected(p, "an expression");
     return NULL;
@@ -453,8 +447,8 @@ static sql_node *parse_unary(parser *p)
 static sql_node *parse_mul(parser *p)
 {
     sql_node *l = parse_unary(p);
-    while (l && (cur(p)->kind == TK_STAR || cur(p)->kind == TK_SLASH ||
-                 cur(p)->kind == TK_PERCENT)) {
+    while (l &&
+           (cur(p)->kind == TK_STAR || cur(p)->kind == TK_SLASH || cur(p)->kind == TK_PERCENT)) {
         int op = cur(p)->kind;
         size_t off = cur(p)->start;
         advance(p);

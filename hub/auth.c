@@ -13,7 +13,8 @@ int auth_validate(const bt_cfg_list *principals, char *err, size_t errlen)
         for (size_t j = 0; j < i; j++) {
             const hub_principal_cfg *q = &BT_CFG_AT(*principals, hub_principal_cfg, j);
             if (strcmp(p->username, q->username) == 0) {
-                snprintf(err, errlen, "principals[%zu].username: duplicate username (%s)", i, p->username);
+                snprintf(err, errlen, "principals[%zu].username: duplicate username (%s)", i,
+                         p->username);
                 return -1;
             }
         }
@@ -22,8 +23,8 @@ int auth_validate(const bt_cfg_list *principals, char *err, size_t errlen)
             for (size_t m = 0; m < pm->permit.n; m++) {
                 const char *f = BT_CFG_AT(pm->permit, char *, m);
                 if (!f || !bt_topic_valid_filter(f, strlen(f))) {
-                    snprintf(err, errlen, "principals[%zu].permissions[%zu]: %s topic(%s) invalid", i, k,
-                             pm->action, f ? f : "");
+                    snprintf(err, errlen, "principals[%zu].permissions[%zu]: %s topic(%s) invalid",
+                             i, k, pm->action, f ? f : "");
                     return -1;
                 }
             }
@@ -43,8 +44,8 @@ static bool secret_equal(const char *want, const char *got, size_t got_len)
 }
 
 const hub_principal_cfg *auth_login(const bt_cfg_list *principals, const char *username,
-                                        const char *password, size_t password_len, bool has_password,
-                                        bool cert_verified)
+                                    const char *password, size_t password_len, bool has_password,
+                                    bool cert_verified)
 {
     if (!username)
         return NULL;

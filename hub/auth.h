@@ -14,8 +14,8 @@ int auth_validate(const bt_cfg_list *principals, char *err, size_t errlen);
  * username and password; without one (an empty password counts as none), only when
  * cert_verified, a principal with that username and no password. NULL when refused. */
 const hub_principal_cfg *auth_login(const bt_cfg_list *principals, const char *username,
-                                        const char *password, size_t password_len, bool has_password,
-                                        bool cert_verified);
+                                    const char *password, size_t password_len, bool has_password,
+                                    bool cert_verified);
 
 /* True when the principal may publish to topic name t. */
 bool auth_can_pub(const hub_principal_cfg *p, const char *t);

@@ -151,8 +151,8 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
         if (!log_needed(h, m))
             continue;
         kept[n] = m;
-        sm[n++] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain,
-                              m->ts_ms};
+        sm[n++] =
+            (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
     }
     if (rc == 0 && n) {
         if (!h->st) {
@@ -483,7 +483,8 @@ void hub_tick(hub *h)
     int64_t ka_deadline_connect = 30000; /* decided here: CONNECT must come within 30 s */
     for (conn *c = h->conns, *next; c; c = next) {
         next = c->next;
-        if (c->state == CONN_NEW && c->tr->handshaking && now - c->created_ms > h->cfg->handshake_timeout_ms) {
+        if (c->state == CONN_NEW && c->tr->handshaking &&
+            now - c->created_ms > h->cfg->handshake_timeout_ms) {
             conn_close(c, "handshake timeout");
             continue;
         }
@@ -494,7 +495,8 @@ void hub_tick(hub *h)
         /* A paused publisher's PINGREQs wait in its socket: the pause is not its fault. */
         if (c->paused)
             c->last_rx_ms = now;
-        if (c->state == CONN_ACTIVE && c->keepalive && now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
+        if (c->state == CONN_ACTIVE && c->keepalive &&
+            now - c->last_rx_ms > (int64_t)c->keepalive * 1500) {
             conn_close(c, "keepalive timeout");
             continue;
         }

@@ -25,15 +25,16 @@ static const bt_cfg_schema principal_schema = {sizeof(hub_principal_cfg), princi
 
 static const bt_cfg_field tq_fields[] = {
     BT_FIELD(hub_topic_qos_cfg, topic, "topic", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
-    BT_FIELD(hub_topic_qos_cfg, qos, "qos", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE,
-             .min = 0, .max = 1),
+    BT_FIELD(hub_topic_qos_cfg, qos, "qos", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE, .min = 0,
+             .max = 1),
     {0}};
 static const bt_cfg_schema tq_schema = {sizeof(hub_topic_qos_cfg), tq_fields, NULL};
 
-static const bt_cfg_field route_fields[] = {
-    BT_FIELD(hub_route_cfg, source, "source", BT_CFG_STRUCT, .sub = &tq_schema, .flags = BT_CFG_REQUIRED),
-    BT_FIELD(hub_route_cfg, target, "target", BT_CFG_STRUCT, .sub = &tq_schema, .flags = BT_CFG_REQUIRED),
-    {0}};
+static const bt_cfg_field route_fields[] = {BT_FIELD(hub_route_cfg, source, "source", BT_CFG_STRUCT,
+                                                     .sub = &tq_schema, .flags = BT_CFG_REQUIRED),
+                                            BT_FIELD(hub_route_cfg, target, "target", BT_CFG_STRUCT,
+                                                     .sub = &tq_schema, .flags = BT_CFG_REQUIRED),
+                                            {0}};
 static const bt_cfg_schema route_schema = {sizeof(hub_route_cfg), route_fields, NULL};
 
 static int check_listen(const void *v, char *err, size_t errlen)
@@ -79,7 +80,8 @@ static int check_config(void *obj, char *err, size_t errlen)
 }
 
 static const bt_cfg_field hub_fields[] = {
-    BT_FIELD(hub_config, listen, "listen", BT_CFG_LIST, .elem = BT_CFG_STRING, .check = check_listen),
+    BT_FIELD(hub_config, listen, "listen", BT_CFG_LIST, .elem = BT_CFG_STRING,
+             .check = check_listen),
     BT_FIELD(hub_config, ca, "certificate.ca", BT_CFG_STRING),
     BT_FIELD(hub_config, cert, "certificate.cert", BT_CFG_STRING),
     BT_FIELD(hub_config, key, "certificate.key", BT_CFG_STRING),
@@ -87,18 +89,18 @@ static const bt_cfg_field hub_fields[] = {
     BT_FIELD(hub_config, subscriptions, "subscriptions", BT_CFG_LIST, .sub = &route_schema),
     BT_FIELD(hub_config, length_max, "message.length.max", BT_CFG_SIZE, .def = "32k",
              .flags = BT_CFG_RANGE, .min = 1, .max = 268435455),
-    BT_FIELD(hub_config, in_qos0_size, "message.ingress.qos0.buffer.size", BT_CFG_INT, .def = "10000",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 100000000),
+    BT_FIELD(hub_config, in_qos0_size, "message.ingress.qos0.buffer.size", BT_CFG_INT,
+             .def = "10000", .flags = BT_CFG_RANGE, .min = 1, .max = 100000000),
     BT_FIELD(hub_config, in_qos1_size, "message.ingress.qos1.buffer.size", BT_CFG_INT, .def = "100",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1000000),
     BT_FIELD(hub_config, in_qos1_batch, "message.ingress.qos1.batch.max", BT_CFG_INT, .def = "50",
              .flags = BT_CFG_RANGE, .min = 1, .max = 100000),
     BT_FIELD(hub_config, retention_ms, "message.ingress.qos1.cleanup.retention", BT_CFG_DURATION,
              .def = "48h", .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
-    BT_FIELD(hub_config, cleanup_interval_ms, "message.ingress.qos1.cleanup.interval", BT_CFG_DURATION,
-             .def = "1m", .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
-    BT_FIELD(hub_config, out_qos0_size, "message.egress.qos0.buffer.size", BT_CFG_INT, .def = "10000",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 100000000),
+    BT_FIELD(hub_config, cleanup_interval_ms, "message.ingress.qos1.cleanup.interval",
+             BT_CFG_DURATION, .def = "1m", .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
+    BT_FIELD(hub_config, out_qos0_size, "message.egress.qos0.buffer.size", BT_CFG_INT,
+             .def = "10000", .flags = BT_CFG_RANGE, .min = 1, .max = 100000000),
     BT_FIELD(hub_config, out_qos1_size, "message.egress.qos1.buffer.size", BT_CFG_INT, .def = "100",
              .flags = BT_CFG_RANGE, .min = 1, .max = 65535),
     BT_FIELD(hub_config, out_qos1_batch, "message.egress.qos1.batch.max", BT_CFG_INT, .def = "50",
@@ -123,8 +125,8 @@ static const bt_cfg_field hub_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, shutdown_timeout_ms, "shutdown.timeout", BT_CFG_DURATION, .def = "10m"),
     BT_FIELD(hub_config, status_logging, "status.logging.enable", BT_CFG_BOOL, .def = "false"),
-    BT_FIELD(hub_config, status_interval_ms, "status.logging.interval", BT_CFG_DURATION, .def = "1m",
-             .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
+    BT_FIELD(hub_config, status_interval_ms, "status.logging.interval", BT_CFG_DURATION,
+             .def = "1m", .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, report_interval_ms, "status.report.interval", BT_CFG_DURATION, .def = "1m",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     BT_FIELD(hub_config, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),

@@ -9,7 +9,7 @@
 #include "baetyl/log.h"
 
 typedef struct {
-    char *action;      /* pub | sub */
+    char *action;       /* pub | sub */
     bt_cfg_list permit; /* of char *: filters */
 } hub_permission_cfg;
 
@@ -41,8 +41,8 @@ typedef struct {
     int64_t retry_interval_ms;
     long offset_size, offset_batch;
     char *storage_dir;
-    bool storage_sync; /* fsync each commit (power-loss safety); default on (SPEC §19) */
-    int64_t storage_max; /* decided here: the store's size limit ("store full" beyond; 2g) */
+    bool storage_sync;      /* fsync each commit (power-loss safety); default on (SPEC §19) */
+    int64_t storage_max;    /* decided here: the store's size limit ("store full" beyond; 2g) */
     long storage_count_max; /* at most this many QoS 1 messages in the log; 0 = no bound */
     char *storage_policy;   /* when full: reject-new (hold PUBACKs) | drop-oldest */
     int64_t handshake_timeout_ms; /* decided here: TLS + WebSocket handshake deadline (10s) */

@@ -82,29 +82,20 @@ static int on_packet(conn *c, const bt_mqtt_packet *p)
         return handle_connect(c, p);
     }
     switch (p->type) {
-    case BT_MQTT_PUBLISH:
-        return handle_publish(c, p);
-    case BT_MQTT_PUBACK:
-        return handle_puback(c, p->ack.packet_id);
-    case BT_MQTT_SUBSCRIBE:
-        return handle_subscribe(c, p);
-    case BT_MQTT_UNSUBSCRIBE:
-        return handle_unsubscribe(c, p);
-    case BT_MQTT_PINGREQ:
-        return send_pingresp(c);
+    case BT_MQTT_PUBLISH: return handle_publish(c, p);
+    case BT_MQTT_PUBACK: return handle_puback(c, p->ack.packet_id);
+    case BT_MQTT_SUBSCRIBE: return handle_subscribe(c, p);
+    case BT_MQTT_UNSUBSCRIBE: return handle_unsubscribe(c, p);
+    case BT_MQTT_PINGREQ: return send_pingresp(c);
     case BT_MQTT_DISCONNECT:
         c->graceful = true;
         will_discard(c);
         conn_close(c, "client disconnected");
         return -1;
-    case BT_MQTT_CONNECT:
-        conn_close(c, "second CONNECT on a connection");
-        return -1;
+    case BT_MQTT_CONNECT: conn_close(c, "second CONNECT on a connection"); return -1;
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
-    case BT_MQTT_PUBCOMP:
-        conn_close(c, "QoS 2 is not supported");
-        return -1;
+    case BT_MQTT_PUBCOMP: conn_close(c, "QoS 2 is not supported"); return -1;
     default: {
         char why[64];
         snprintf(why, sizeof why, "unexpected %s from a client", bt_mqtt_type_name(p->type));
@@ -290,8 +281,8 @@ void conn_close(conn *c, const char *reason)
         return;
     hub *h = c->h;
     bool was_active = c->state == CONN_ACTIVE;
-    bt_logkv(was_active ? BT_LOG_INFO : BT_LOG_WARN, "connection closed", "client", c->client_id ? c->client_id : "",
-             "reason", reason, NULL);
+    bt_logkv(was_active ? BT_LOG_INFO : BT_LOG_WARN, "connection closed", "client",
+             c->client_id ? c->client_id : "", "reason", reason, NULL);
     c->state = CONN_CLOSED;
     if (c->tr->fd >= 0 && h->epfd >= 0)
         epoll_ctl(h->epfd, EPOLL_CTL_DEL, c->tr->fd, NULL);

@@ -30,8 +30,8 @@ static bool valid_client_id(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-              ch == '-'))
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '_' || ch == '-'))
             return false;
     }
     return true;
@@ -93,8 +93,8 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     if (!user)
         return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
     const hub_principal_cfg *pr =
-        auth_login(&h->cfg->principals, user, (const char *)k->password.ptr, k->password.len, k->has_password,
-                       c->tr->cert_verified);
+        auth_login(&h->cfg->principals, user, (const char *)k->password.ptr, k->password.len,
+                   k->has_password, c->tr->cert_verified);
     free(user);
     if (!pr)
         return refuse(c, BT_MQTT_CONNACK_BAD_CREDENTIALS, "username or password not permitted");
@@ -106,8 +106,8 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
             return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will topic invalid");
         if (k->will_qos > 1)
             return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will QoS 2 is not supported");
-        will = msg_new(k->will_topic.ptr, k->will_topic.len, k->will_payload.ptr, k->will_payload.len,
-                       k->will_qos, k->will_retain);
+        will = msg_new(k->will_topic.ptr, k->will_topic.len, k->will_payload.ptr,
+                       k->will_payload.len, k->will_qos, k->will_retain);
         if (!will)
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
         if (!auth_can_pub(pr, will->topic)) {
@@ -180,15 +180,17 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     c->will = will;
     if (will && h->st) {
         char err[160];
-        store_msg sm = {will->topic, will->topic_len, will->payload, will->payload_len, will->qos, will->retain,
-                        hub_wall_ms()};
+        store_msg sm = {will->topic, will->topic_len, will->payload, will->payload_len,
+                        will->qos,   will->retain,    hub_wall_ms()};
         if (store_put_will(h->st, c->client_id, &sm, err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "storing will failed", "client", c->client_id, "error", err, NULL);
+            bt_logkv(BT_LOG_ERROR, "storing will failed", "client", c->client_id, "error", err,
+                     NULL);
     }
     c->state = CONN_ACTIVE;
     if (send_connack(c, BT_MQTT_CONNACK_ACCEPTED) < 0)
         return -1;
-    bt_logkv(BT_LOG_DEBUG, "client connected", "client", c->client_id, "username", pr->username, NULL);
+    bt_logkv(BT_LOG_DEBUG, "client connected", "client", c->client_id, "username", pr->username,
+             NULL);
     if (!c->clean) {
         /* Unacknowledged deliveries that are not in the log go out again first, as resends. */
         psess *ps = psession_get(h, c->client_id, NULL);

@@ -15,11 +15,13 @@ int handle_publish(conn *c, const bt_mqtt_packet *p)
     }
     if (!bt_topic_valid_name(pb->topic.ptr, pb->topic.len)) {
         char why[320];
-        snprintf(why, sizeof why, "publish topic (%.*s) invalid", (int)pb->topic.len, pb->topic.ptr);
+        snprintf(why, sizeof why, "publish topic (%.*s) invalid", (int)pb->topic.len,
+                 pb->topic.ptr);
         conn_close(c, why);
         return -1;
     }
-    msg *m = msg_new(pb->topic.ptr, pb->topic.len, pb->payload.ptr, pb->payload.len, pb->qos, pb->retain);
+    msg *m = msg_new(pb->topic.ptr, pb->topic.len, pb->payload.ptr, pb->payload.len, pb->qos,
+                     pb->retain);
     if (!m) {
         conn_close(c, "out of memory");
         return -1;

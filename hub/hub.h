@@ -37,9 +37,14 @@ typedef struct msg {
 } msg;
 
 /* A new message with refs = 1; NULL when out of memory. */
-msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos, uint8_t retain);
+msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos,
+             uint8_t retain);
 /* Takes one more reference. */
-static inline msg *msg_ref(msg *m) { m->refs++; return m; }
+static inline msg *msg_ref(msg *m)
+{
+    m->refs++;
+    return m;
+}
 /* Drops one reference (frees at zero; NULL is fine). */
 void msg_unref(msg *m);
 
@@ -110,7 +115,7 @@ transport *transport_mem_reader_new(const uint8_t *d, size_t n, size_t chunk);
 /* ---- connections and their session ---------------------------------------------------- */
 typedef struct {
     msg *m;
-    uint64_t seq;   /* log seq when it came from the log (for offsets), else 0 */
+    uint64_t seq; /* log seq when it came from the log (for offsets), else 0 */
     int64_t sent_ms;
     uint16_t pid;
     bool acked;
@@ -129,15 +134,15 @@ struct conn {
     transport *tr;
     uint64_t id;
     int state;
-    bool want_write;   /* EPOLLOUT armed */
-    bool in_dirty;     /* on the hub's dirty list (output to flush) */
-    bool in_pump;      /* on the hub's pump list (catch-up from the log) */
-    bool graceful;     /* DISCONNECT received: no will */
+    bool want_write; /* EPOLLOUT armed */
+    bool in_dirty;   /* on the hub's dirty list (output to flush) */
+    bool in_pump;    /* on the hub's pump list (catch-up from the log) */
+    bool graceful;   /* DISCONNECT received: no will */
     bool clean;
-    bool catchup;      /* QoS 1 comes from the log from next_seq, not live */
-    bool paused;       /* not read: its QoS 1 publishes wait for room in a full store */
-    bool resume_read;  /* reading resumed: read what is there at the end of the turn */
-    uint32_t npend;    /* its QoS 1 publishes waiting for the commit */
+    bool catchup;     /* QoS 1 comes from the log from next_seq, not live */
+    bool paused;      /* not read: its QoS 1 publishes wait for room in a full store */
+    bool resume_read; /* reading resumed: read what is there at the end of the turn */
+    uint32_t npend;   /* its QoS 1 publishes waiting for the commit */
     uint8_t level;
     uint16_t keepalive;
     uint16_t next_pid;
@@ -145,23 +150,23 @@ struct conn {
     char *client_id;
     const hub_principal_cfg *principal;
     msg *will;
-    bt_buf in, out;    /* emptied buffers are freed: idle connections hold no memory */
-    size_t out_qos0;   /* QoS 0 messages queued since the output buffer was last empty */
+    bt_buf in, out;  /* emptied buffers are freed: idle connections hold no memory */
+    size_t out_qos0; /* QoS 0 messages queued since the output buffer was last empty */
     conn_sub *subs;
     size_t nsubs, capsubs;
-    outq_entry *q;     /* QoS 1 in flight, a ring */
+    outq_entry *q;                  /* QoS 1 in flight, a ring */
     size_t qhead, qlen, qcap, qlog; /* qlog: entries with a log seq (the window) */
-    uint64_t next_seq; /* catch-up position */
-    uint64_t mark;     /* dispatch de-duplication stamp */
+    uint64_t next_seq;              /* catch-up position */
+    uint64_t mark;                  /* dispatch de-duplication stamp */
     uint8_t mark_qos;
-    conn *next, *prev;      /* all connections */
-    conn *dirty_next;       /* dirty list */
-    conn *pump_next;        /* pump list */
+    conn *next, *prev; /* all connections */
+    conn *dirty_next;  /* dirty list */
+    conn *pump_next;   /* pump list */
 };
 
 /* A QoS 1 publish waiting for the group commit. */
 typedef struct {
-    conn *c;      /* NULL when the publisher is gone (or a will) */
+    conn *c; /* NULL when the publisher is gone (or a will) */
     uint16_t pid;
     msg *m;
 } pending_pub;
@@ -184,7 +189,7 @@ typedef struct {
     uint64_t conns_total, conns_refused;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
     uint64_t qos1_in, qos0_dropped, committed, bad_packets, retried;
-    uint64_t slow_closed; /* connections closed for output over message.egress.buffer.max */
+    uint64_t slow_closed;   /* connections closed for output over message.egress.buffer.max */
     uint64_t accept_failed; /* connections not accepted (descriptor limit) */
     /* Log messages some consumer had not read, deleted because the store was full by size
      * or disk (drop-oldest), full by storage.count.max (drop-oldest), or past retention. */
@@ -194,40 +199,43 @@ typedef struct {
 
 struct hub {
     hub_config *cfg;
-    store *st;            /* NULL: no durability (tests) */
+    store *st; /* NULL: no durability (tests) */
     int epfd;
     int64_t now_ms;
-    uint64_t last_seq;    /* highest committed and dispatched seq */
+    uint64_t last_seq; /* highest committed and dispatched seq */
     uint64_t next_conn_id;
     uint64_t dispatch_mark;
     conn *conns;
     size_t nconns;
     conn *dirty, *pump;
-    conn *closed;         /* closed during this turn, freed at its end */
-    map clients;          /* client id -> conn */
-    map psessions;        /* client id -> psess */
-    map retained;         /* topic -> msg */
+    conn *closed;  /* closed during this turn, freed at its end */
+    map clients;   /* client id -> conn */
+    map psessions; /* client id -> psess */
+    map retained;  /* topic -> msg */
     trie subs;
-    trie offline;         /* subscriptions of persistent sessions whose client is away */
+    trie offline; /* subscriptions of persistent sessions whose client is away */
     pending_pub *pend;
     size_t npend, cappend;
-    msg_vec wills;        /* wills to publish at the end of the turn */
-    uint8_t *rbuf;        /* shared read buffer */
+    msg_vec wills; /* wills to publish at the end of the turn */
+    uint8_t *rbuf; /* shared read buffer */
     size_t rbuf_cap;
-    struct { conn *c; uint8_t qos; } *match;
+    struct {
+        conn *c;
+        uint8_t qos;
+    } * match;
     size_t nmatch, capmatch;
     int64_t next_offsets_ms, next_cleanup_ms, next_tick_ms;
-    bool offsets_acked;   /* a persistent session acknowledged a delivery in this turn */
-    bool log_acked;       /* a log message was acknowledged in this turn (may free room) */
-    bool store_full;      /* the pending batch waits for room; its publishers are paused */
-    bool full_logged;     /* "store full" was logged: log when it takes messages again */
-    bool resume_any;      /* some connection has resume_read set */
-    bool drop_oldest;     /* storage.policy drop-oldest */
+    bool offsets_acked;    /* a persistent session acknowledged a delivery in this turn */
+    bool log_acked;        /* a log message was acknowledged in this turn (may free room) */
+    bool store_full;       /* the pending batch waits for room; its publishers are paused */
+    bool full_logged;      /* "store full" was logged: log when it takes messages again */
+    bool resume_any;       /* some connection has resume_read set */
+    bool drop_oldest;      /* storage.policy drop-oldest */
     int64_t full_retry_ms; /* earliest retry of a full store after acknowledgements */
     int64_t next_drop_log_ms;
     uint64_t drops_logged[3]; /* dropped_full, _count, _age when last logged */
     hub_counters ctr;
-    size_t out_max;       /* message.egress.buffer.max, at least two messages of the max size */
+    size_t out_max; /* message.egress.buffer.max, at least two messages of the max size */
     bool stopping;
     uint64_t random_ids;
 };

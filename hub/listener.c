@@ -18,15 +18,16 @@
 static const struct {
     const char *prefix;
     int scheme;
-} SCHEMES[] = {{"tcp://", LISTEN_TCP}, {"ssl://", LISTEN_SSL}, {"ws://", LISTEN_WS}, {"wss://", LISTEN_WSS}};
+} SCHEMES[] = {
+    {"tcp://", LISTEN_TCP}, {"ssl://", LISTEN_SSL}, {"ws://", LISTEN_WS}, {"wss://", LISTEN_WSS}};
 
 bool listener_is_tls(const char *address)
 {
     return strncmp(address, "ssl://", 6) == 0 || strncmp(address, "wss://", 6) == 0;
 }
 
-int listener_open(listener *l, const char *address, struct ssl_ctx_st *tls, uint64_t ws_max, char *err,
-                  size_t errlen)
+int listener_open(listener *l, const char *address, struct ssl_ctx_st *tls, uint64_t ws_max,
+                  char *err, size_t errlen)
 {
     memset(l, 0, sizeof *l);
     l->kind = LOOP_LISTENER;
@@ -76,7 +77,8 @@ int listener_open(listener *l, const char *address, struct ssl_ctx_st *tls, uint
         h[hl - 1] = 0;
         h++;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *ai = NULL;
     int rc = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &ai);
     if (rc != 0) {
@@ -125,16 +127,14 @@ int listener_accept(listener *l)
 struct transport *listener_transport(listener *l, int fd)
 {
     switch (l->scheme) {
-    case LISTEN_SSL:
-        return transport_tls_new(fd, l->tls);
+    case LISTEN_SSL: return transport_tls_new(fd, l->tls);
     case LISTEN_WS: {
         transport *t = transport_tcp_new(fd);
         if (!t)
             close(fd);
         return transport_ws_new(t, l->ws_max);
     }
-    case LISTEN_WSS:
-        return transport_ws_new(transport_tls_new(fd, l->tls), l->ws_max);
+    case LISTEN_WSS: return transport_ws_new(transport_tls_new(fd, l->tls), l->ws_max);
     default: {
         transport *t = transport_tcp_new(fd);
         if (!t)

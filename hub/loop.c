@@ -25,11 +25,11 @@
 #define REFUSED_LOG_MS 10000
 
 typedef struct {
-    int reserve;         /* a descriptor kept free for shedding at EMFILE */
-    uint64_t refused;    /* connections refused since the last log line */
+    int reserve;      /* a descriptor kept free for shedding at EMFILE */
+    uint64_t refused; /* connections refused since the last log line */
     int last_errno;
     int64_t next_log_ms;
-    bool paused;         /* listeners out of epoll until the next tick */
+    bool paused; /* listeners out of epoll until the next tick */
 } accept_guard;
 
 static void refused_log(hub *h, accept_guard *g, bool force)
@@ -71,8 +71,7 @@ static void accept_all(hub *h, listener *l, accept_guard *g, listener *ls, size_
     for (int i = 0; i < 256; i++) {
         int fd = listener_accept(l);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-                errno == ECONNABORTED)
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
             g->last_errno = errno;
             g->refused++;

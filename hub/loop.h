@@ -16,6 +16,6 @@ typedef void (*loop_tick_fn)(struct hub *h, void *arg);
 /* Runs until stop_fd (bt_ctx_stop_fd, or -1 for none) becomes readable. Listeners are
  * registered by the loop. Returns 0, or -1 + err if epoll cannot be set up. */
 int loop_run(struct hub *h, void *listeners, size_t nlisteners, int stop_fd, loop_tick_fn on_tick,
-                 void *arg, char *err, size_t errlen);
+             void *arg, char *err, size_t errlen);
 
 #endif

@@ -45,20 +45,16 @@ static void *report_main(void *arg)
     const char *inst = r->ctx->env.instance_name ? r->ctx->env.instance_name : svc;
     while (!bt_ctx_sleep(r->ctx, r->interval_ms)) {
         pthread_mutex_lock(&r->mu);
-        json_t *s = json_pack("{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "connections",
-                              (json_int_t)r->conns, "connections_total",
-                              (json_int_t)r->ctr.conns_total, "messages_in",
-                              (json_int_t)r->ctr.msgs_in, "messages_out",
-                              (json_int_t)r->ctr.msgs_out,
-                              "bytes_in", (json_int_t)r->ctr.bytes_in, "bytes_out",
-                              (json_int_t)r->ctr.bytes_out, "qos1_committed",
-                              (json_int_t)r->ctr.committed, "qos0_dropped",
-                              (json_int_t)r->ctr.qos0_dropped, "subscriptions", (json_int_t)r->subs,
-                              "slow_closed", (json_int_t)r->ctr.slow_closed, "accept_failed",
-                              (json_int_t)r->ctr.accept_failed, "dropped_full",
-                              (json_int_t)r->ctr.dropped_full, "dropped_count",
-                              (json_int_t)r->ctr.dropped_count, "dropped_age",
-                              (json_int_t)r->ctr.dropped_age);
+        json_t *s = json_pack(
+            "{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)r->conns,
+            "connections_total", (json_int_t)r->ctr.conns_total, "messages_in",
+            (json_int_t)r->ctr.msgs_in, "messages_out", (json_int_t)r->ctr.msgs_out, "bytes_in",
+            (json_int_t)r->ctr.bytes_in, "bytes_out", (json_int_t)r->ctr.bytes_out,
+            "qos1_committed", (json_int_t)r->ctr.committed, "qos0_dropped",
+            (json_int_t)r->ctr.qos0_dropped, "subscriptions", (json_int_t)r->subs, "slow_closed",
+            (json_int_t)r->ctr.slow_closed, "accept_failed", (json_int_t)r->ctr.accept_failed,
+            "dropped_full", (json_int_t)r->ctr.dropped_full, "dropped_count",
+            (json_int_t)r->ctr.dropped_count, "dropped_age", (json_int_t)r->ctr.dropped_age);
         pthread_mutex_unlock(&r->mu);
         json_t *stats = json_object();
         if (stats && s && json_object_set_new(stats, "hub", s) == 0) {
@@ -113,9 +109,11 @@ static int run(bt_ctx *ctx)
 
     /* The map starts at 1 GiB at most and grows up to storage.size.max. */
     size_t smax = (size_t)cfg.storage_max;
-    store_options so = {.dir = cfg.storage_dir, .sync = cfg.storage_sync,
+    store_options so = {.dir = cfg.storage_dir,
+                        .sync = cfg.storage_sync,
                         .map_size = smax < ((size_t)1 << 30) ? smax : ((size_t)1 << 30),
-                        .map_max = smax, .count_max = (uint64_t)cfg.storage_count_max};
+                        .map_max = smax,
+                        .count_max = (uint64_t)cfg.storage_count_max};
     if (!ls) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
@@ -151,7 +149,7 @@ static int run(bt_ctx *ctx)
         bt_logkv(BT_LOG_INFO, "listening", "address", ls[i].address, NULL);
     bt_logkv(BT_LOG_INFO, "hub started", "storage", cfg.storage_dir, NULL);
     rc = loop_run(&h, ls, nls, bt_ctx_stop_fd(ctx), rep.api ? snapshot : NULL, &rep, err,
-                      sizeof err) < 0
+                  sizeof err) < 0
              ? 1
              : 0;
 

@@ -5,7 +5,8 @@
 
 #include "hub.h"
 
-msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos, uint8_t retain)
+msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos,
+             uint8_t retain)
 {
     if (tlen > UINT16_MAX || plen > UINT32_MAX)
         return NULL;

@@ -10,7 +10,8 @@ void retain_set(hub *h, msg *m)
     if (m->payload_len == 0) {
         msg_unref(map_del(&h->retained, m->topic));
         if (h->st && store_del_retained(h->st, m->topic, err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "deleting retained message failed", "topic", m->topic, "error", err, NULL);
+            bt_logkv(BT_LOG_ERROR, "deleting retained message failed", "topic", m->topic, "error",
+                     err, NULL);
         return;
     }
     /* A copy of its own: the published message gets a log seq, the retained one must not. */
@@ -27,7 +28,8 @@ void retain_set(hub *h, msg *m)
     if (h->st) {
         store_msg sm = {r->topic, r->topic_len, r->payload, r->payload_len, r->qos, 1, r->ts_ms};
         if (store_put_retained(h->st, &sm, err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "storing retained message failed", "topic", r->topic, "error", err, NULL);
+            bt_logkv(BT_LOG_ERROR, "storing retained message failed", "topic", r->topic, "error",
+                     err, NULL);
     }
 }
 
@@ -54,7 +56,8 @@ void retain_deliver(hub *h, conn *c, const char *filter, uint8_t q)
 static int retain_load_cb(const store_msg *sm, void *arg)
 {
     hub *h = arg;
-    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos > 1 ? 1 : sm->qos, 1);
+    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
+                     sm->qos > 1 ? 1 : sm->qos, 1);
     if (!m)
         return -1;
     m->ts_ms = sm->ts_ms;

@@ -42,17 +42,20 @@ int route_validate(const bt_cfg_list *routes, char *err, size_t errlen)
     for (size_t i = 0; i < routes->n; i++) {
         const hub_route_cfg *r = R(i);
         if (!bt_topic_valid_filter(r->source.topic, strlen(r->source.topic))) {
-            snprintf(err, errlen, "subscriptions[%zu].source.topic: topic (%s) invalid", i, r->source.topic);
+            snprintf(err, errlen, "subscriptions[%zu].source.topic: topic (%s) invalid", i,
+                     r->source.topic);
             return -1;
         }
         if (!bt_topic_valid_name(r->target.topic, strlen(r->target.topic))) {
-            snprintf(err, errlen, "subscriptions[%zu].target.topic: topic (%s) invalid", i, r->target.topic);
+            snprintf(err, errlen, "subscriptions[%zu].target.topic: topic (%s) invalid", i,
+                     r->target.topic);
             return -1;
         }
         for (size_t j = 0; j < i; j++)
-            if (!strcmp(R(j)->source.topic, r->source.topic) && !strcmp(R(j)->target.topic, r->target.topic)) {
-                snprintf(err, errlen, "subscriptions[%zu]: duplicate route (%s -> %s)", i, r->source.topic,
-                         r->target.topic);
+            if (!strcmp(R(j)->source.topic, r->source.topic) &&
+                !strcmp(R(j)->target.topic, r->target.topic)) {
+                snprintf(err, errlen, "subscriptions[%zu]: duplicate route (%s -> %s)", i,
+                         r->source.topic, r->target.topic);
                 return -1;
             }
     }
@@ -67,7 +70,8 @@ int route_validate(const bt_cfg_list *routes, char *err, size_t errlen)
     for (size_t i = 0; i < routes->n && !rc; i++) {
         size_t at = 0;
         if (state[i] == 0 && find_cycle(routes, i, state, &at)) {
-            snprintf(err, errlen, "subscriptions[%zu]: route cycle (%s -> %s is routed back to itself)", at,
+            snprintf(err, errlen,
+                     "subscriptions[%zu]: route cycle (%s -> %s is routed back to itself)", at,
                      R(at)->source.topic, R(at)->target.topic);
             rc = -1;
         }

@@ -98,9 +98,8 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
         return;
     if (q == 0) {
         /* Dropped only for a reader whose socket is full (EPOLLOUT armed). */
-        if (c->want_write &&
-            (c->out_qos0 >= (size_t)c->h->cfg->out_qos0_size ||
-             bt_buf_size(&c->out) > OUT_QOS0_BYTES_MAX)) {
+        if (c->want_write && (c->out_qos0 >= (size_t)c->h->cfg->out_qos0_size ||
+                              bt_buf_size(&c->out) > OUT_QOS0_BYTES_MAX)) {
             c->h->ctr.qos0_dropped++;
             return;
         }
@@ -211,7 +210,8 @@ void session_retry(conn *c)
             continue;
         e->sent_ms = c->h->now_ms;
         c->h->ctr.retried++;
-        if (send_publish(c, e->m->topic, e->m->topic_len, e->m->payload, e->m->payload_len, 1, false, true, e->pid) < 0)
+        if (send_publish(c, e->m->topic, e->m->topic_len, e->m->payload, e->m->payload_len, 1,
+                         false, true, e->pid) < 0)
             return;
     }
 }
@@ -275,4 +275,3 @@ void session_clear_subs(conn *c)
     c->subs = NULL;
     c->nsubs = c->capsubs = 0;
 }
-

@@ -147,7 +147,8 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
                 continue;
             char cur[32], max[32];
             bt_errf(err, errlen, "store full: %s needs more than the %s map (limit %s)", what,
-                    size_str(cur, sizeof(cur), map_size_now(s)), size_str(max, sizeof(max), s->map_max));
+                    size_str(cur, sizeof(cur), map_size_now(s)),
+                    size_str(max, sizeof(max), s->map_max));
             s->full_kind = STORE_FULL_SIZE;
             return STORE_FULL;
         }
@@ -222,14 +223,16 @@ static int walk_fill(store *s, MDB_dbi dbi, const chunk *resume, int skip, size_
         k.mv_data = resume->buf;
         k.mv_size = resume->len;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == 0 && skip && k.mv_size == resume->len && !memcmp(k.mv_data, resume->buf, k.mv_size))
+        if (rc == 0 && skip && k.mv_size == resume->len &&
+            !memcmp(k.mv_data, resume->buf, k.mv_size))
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     } else {
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     }
     c->len = 0;
     *nrec = 0;
-    while (rc == 0 && *nrec < WALK_CHUNK_RECS && c->len < WALK_CHUNK_BYTES && (!limit || *nrec < limit)) {
+    while (rc == 0 && *nrec < WALK_CHUNK_RECS && c->len < WALK_CHUNK_BYTES &&
+           (!limit || *nrec < limit)) {
         if (chunk_add(c, &k, &v)) {
             rc = ENOMEM;
             break;
@@ -245,8 +248,8 @@ static int walk_fill(store *s, MDB_dbi dbi, const chunk *resume, int skip, size_
     return 0;
 }
 
-long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max, store_walk_fn fn,
-                void *arg, char *err, size_t errlen)
+long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max,
+                store_walk_fn fn, void *arg, char *err, size_t errlen)
 {
     chunk c = {0}, resume = {0};
     long passed = -1, n = 0;
@@ -261,7 +264,8 @@ long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_
     for (;;) {
         size_t nrec = 0;
         int more = 0;
-        if (walk_fill(s, dbi, &resume, skip, max ? max - (size_t)n : 0, &c, &nrec, &more, err, errlen))
+        if (walk_fill(s, dbi, &resume, skip, max ? max - (size_t)n : 0, &c, &nrec, &more, err,
+                      errlen))
             goto out;
         const uint8_t *p = c.buf, *lastk = NULL;
         size_t lastklen = 0;

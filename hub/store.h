@@ -34,13 +34,14 @@ typedef struct {
 } store_sub;
 
 typedef struct {
-    const char *dir;     /* created if missing */
-    int sync;            /* 1: fsync each commit (survives power loss); 0: survives process crash only */
-    size_t map_size;     /* LMDB map size in bytes; 0 = a default that fits small devices (e.g. 1 GiB) */
-    size_t map_max;      /* when the map fills, it grows (doubling) up to this; 0 = 2 × map_size.
+    const char *dir; /* created if missing */
+    int sync; /* 1: fsync each commit (survives power loss); 0: survives process crash only */
+    size_t
+        map_size;   /* LMDB map size in bytes; 0 = a default that fits small devices (e.g. 1 GiB) */
+    size_t map_max; /* when the map fills, it grows (doubling) up to this; 0 = 2 × map_size.
                           * Beyond it writes fail with "store full"; deletes may still grow it a
                           * little so that a full store can always be cleaned up. */
-    uint64_t count_max;  /* at most this many log messages; 0 = no count bound */
+    uint64_t count_max; /* at most this many log messages; 0 = no count bound */
 } store_options;
 
 /* Opens (creating) the store. Returns 0 or -1 with err. */
@@ -79,7 +80,8 @@ uint64_t store_last_seq(store *s);
 /* (cb runs with no store lock or txn held and may call any store function. On a corrupt record
  * the scan returns -1 after passing the messages before it; err names its seq.) */
 typedef int (*store_scan_cb)(uint64_t seq, const store_msg *m, void *arg);
-long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen);
+long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err,
+                size_t errlen);
 
 /* set_offsets writes a batch of offsets in one txn. */
 int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);

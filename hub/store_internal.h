@@ -53,13 +53,13 @@ void store_read_end(store *s, MDB_txn *t);
 
 /* Called by store_walk() with copies of one record, outside any txn: key and value are
  * followed by a NUL byte. Returns 0 to go on, 1 to stop after this record, STORE_EFN to fail. */
-typedef int (*store_walk_fn)(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg,
-                             char *err, size_t errlen);
+typedef int (*store_walk_fn)(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
+                             void *arg, char *err, size_t errlen);
 /* Walks dbi in key order from start (NULL: the first key), at most max records (0: all).
  * Records are copied in bounded chunks and fn runs with no txn open, so fn may call any
  * store function and no read txn stays open for long. Returns records passed, or -1. */
-long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max, store_walk_fn fn,
-                void *arg, char *err, size_t errlen);
+long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_t max,
+                store_walk_fn fn, void *arg, char *err, size_t errlen);
 
 /* Full disks (store_disk.c): a reserve file in the store's directory, made at open and
  * given back when a delete finds the disk full (0 when there was one to give). */
@@ -77,7 +77,8 @@ int store_meta_last_seq(store *s, MDB_txn *t, uint64_t *last, char *err, size_t 
 int store_meta_put_last_seq(store *s, MDB_txn *t, uint64_t last);
 
 /* Checks a key for an LMDB DB: 1..maxkeysize bytes; what names it in the error. */
-int store_check_key(store *s, const char *what, const void *k, size_t len, char *err, size_t errlen);
+int store_check_key(store *s, const char *what, const void *k, size_t len, char *err,
+                    size_t errlen);
 /* Checks every consumer name of offs (store_check_key). */
 int store_check_offsets(store *s, const store_offset *offs, size_t n, char *err, size_t errlen);
 /* Writes offs in txn t; 0 or an LMDB code. */

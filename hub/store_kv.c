@@ -36,7 +36,8 @@ static int del_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 }
 
 /* Deleting a missing key is not an error. */
-static int del_key(store *s, MDB_dbi dbi, const char *what, const char *key, char *err, size_t errlen)
+static int del_key(store *s, MDB_dbi dbi, const char *what, const char *key, char *err,
+                   size_t errlen)
 {
     if (!s)
         return bt_errf(err, errlen, "store: no store");
@@ -180,8 +181,8 @@ typedef struct {
     void *arg;
 } session_walk;
 
-static int session_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg, char *err,
-                       size_t errlen)
+static int session_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg,
+                       char *err, size_t errlen)
 {
     session_walk *w = arg;
     if (key_string(k, klen, "session", err, errlen))
@@ -237,7 +238,8 @@ int store_put_will(store *s, const char *client_id, const store_msg *m, char *er
     if (!s)
         return bt_errf(err, errlen, "store: no store");
     size_t klen = client_id ? strlen(client_id) : 0;
-    if (store_check_key(s, "client id", client_id, klen, err, errlen) || store_msg_check(m, 0, err, errlen))
+    if (store_check_key(s, "client id", client_id, klen, err, errlen) ||
+        store_msg_check(m, 0, err, errlen))
         return -1;
     put_ctx c = {s->wills, client_id, klen, store_msg_size(m), encode_msg, m};
     return store_write(s, STORE_TXN_GROWS, "put will", put_txn, &c, err, errlen) < 0 ? -1 : 0;
@@ -256,8 +258,8 @@ typedef struct {
     size_t topic_cap;
 } msg_walk;
 
-static int msg_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg, char *err,
-                   size_t errlen)
+static int msg_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg,
+                   char *err, size_t errlen)
 {
     msg_walk *w = arg;
     const char *what = w->will_cb ? "will" : "retained message";

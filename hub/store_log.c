@@ -88,8 +88,8 @@ typedef struct {
     size_t topic_cap;
 } scan_ctx;
 
-static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg, char *err,
-                    size_t errlen)
+static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen, void *arg,
+                    char *err, size_t errlen)
 {
     scan_ctx *c = arg;
     if (klen != 8) {
@@ -100,7 +100,8 @@ static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen
     store_msg m;
     char why[160];
     if (store_msg_decode(v, vlen, &m, why, sizeof(why))) {
-        bt_errf(err, errlen, "store: corrupt log record at seq %llu: %s", (unsigned long long)seq, why);
+        bt_errf(err, errlen, "store: corrupt log record at seq %llu: %s", (unsigned long long)seq,
+                why);
         return STORE_EFN;
     }
     if (store_msg_topic_cstr(&m, &c->topic, &c->topic_cap, err, errlen))
@@ -108,7 +109,8 @@ static int scan_one(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen
     return c->cb(seq, &m, c->arg) ? 1 : 0;
 }
 
-long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err, size_t errlen)
+long store_scan(store *s, uint64_t from, size_t max, store_scan_cb cb, void *arg, char *err,
+                size_t errlen)
 {
     if (!s || !cb)
         return bt_errf(err, errlen, "store: invalid arguments to scan");

@@ -118,8 +118,7 @@ int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_
     return 0;
 }
 
-size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char *err,
-                       size_t errlen)
+size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char *err, size_t errlen)
 {
     if (n > UINT32_MAX || (n && !subs)) {
         bt_errf(err, errlen, "store: invalid subscription list");
@@ -137,7 +136,8 @@ size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char 
             return 0;
         }
         if (subs[i].qos > 2) {
-            bt_errf(err, errlen, "store: invalid qos %u for filter %s", subs[i].qos, subs[i].filter);
+            bt_errf(err, errlen, "store: invalid qos %u for filter %s", subs[i].qos,
+                    subs[i].filter);
             return 0;
         }
         size += 3 + len;
@@ -205,7 +205,8 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
     /* Each entry takes at least 4 bytes: refuse a count the record cannot hold before
      * allocating for it. */
     if (count > (vlen - 4) / 4)
-        return bt_errf(err, errlen, "subscription count %u exceeds the record (%zu bytes)", count, vlen);
+        return bt_errf(err, errlen, "subscription count %u exceeds the record (%zu bytes)", count,
+                       vlen);
     if (!count)
         return owner_decode(v + 4, vlen - 4, owner, err, errlen);
     /* One block: the array, then the filters with their NULs (they fit in vlen bytes). */

@@ -25,9 +25,9 @@
 typedef struct {
     transport t;
     SSL *ssl;
-    bool ready;  /* handshake done */
-    bool fatal;  /* OpenSSL failed: no close_notify, no more calls but SSL_free */
-    int8_t end;  /* 0 open, 1 the peer closed, -1 failed: what read() reports from now on */
+    bool ready; /* handshake done */
+    bool fatal; /* OpenSSL failed: no close_notify, no more calls but SSL_free */
+    int8_t end; /* 0 open, 1 the peer closed, -1 failed: what read() reports from now on */
     char why[200];
 } tls_transport;
 
@@ -38,7 +38,8 @@ static void describe(tls_transport *s, const char *what, int e, int sys_errno)
     const char *reason = code ? ERR_reason_error_string(code) : NULL;
     long vr = SSL_get_verify_result(s->ssl);
     if (vr != X509_V_OK) {
-        snprintf(s->why, sizeof s->why, "tls %s: client certificate: %s", what, X509_verify_cert_error_string(vr));
+        snprintf(s->why, sizeof s->why, "tls %s: client certificate: %s", what,
+                 X509_verify_cert_error_string(vr));
     } else if (reason) {
         snprintf(s->why, sizeof s->why, "tls %s: %s", what, reason);
     } else if (e == SSL_ERROR_SYSCALL && sys_errno) {
@@ -277,7 +278,8 @@ struct ssl_ctx_st *transport_tls_ctx_new(const hub_config *cfg, char *err, size_
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        snprintf(err, errlen, "certificate.key (%s) does not match certificate.cert (%s)", cfg->key, cfg->cert);
+        snprintf(err, errlen, "certificate.key (%s) does not match certificate.cert (%s)", cfg->key,
+                 cfg->cert);
         ERR_clear_error();
         goto fail;
     }

@@ -19,8 +19,8 @@ typedef struct {
     transport t;
     transport *in;
     bt_ws ws;
-    bt_buf out;  /* our bytes not yet taken by the inner transport */
-    int8_t end;  /* 0 open, 1 the peer closed, -1 failed: what read() reports from now on */
+    bt_buf out; /* our bytes not yet taken by the inner transport */
+    int8_t end; /* 0 open, 1 the peer closed, -1 failed: what read() reports from now on */
     char why[200];
 } ws_transport;
 

@@ -71,7 +71,8 @@ static int collect(const char *client_id, const store_msg *sm, void *arg)
         l->msgs = ms;
         l->cap = cap;
     }
-    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos > 1 ? 1 : sm->qos, sm->retain);
+    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
+                     sm->qos > 1 ? 1 : sm->qos, sm->retain);
     char *id = strdup(client_id);
     if (!m || !id) {
         msg_unref(m);
@@ -92,8 +93,8 @@ int will_recover(hub *h, char *err, size_t errlen)
     int rc = store_load_wills(h->st, collect, &l, err, errlen);
     for (size_t i = 0; i < l.n; i++) {
         if (rc == 0) {
-            bt_logkv(BT_LOG_INFO, "publishing will left by a previous run", "client", l.ids[i], "topic",
-                     l.msgs[i]->topic, NULL);
+            bt_logkv(BT_LOG_INFO, "publishing will left by a previous run", "client", l.ids[i],
+                     "topic", l.msgs[i]->topic, NULL);
             l.msgs[i]->ts_ms = hub_wall_ms();
             hub_publish(h, l.msgs[i], NULL, 0);
         }

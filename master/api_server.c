@@ -47,11 +47,11 @@ struct api_server {
     master *m;
     ota *o;
     struct MHD_Daemon *d;
-    char *sock_path; /* unix socket to remove at stop */
+    char *sock_path;         /* unix socket to remove at stop */
     unsigned auth_timeout_s; /* server.timeout, once a request was authorised */
     pthread_mutex_t peers_mu;
-    peer *peers;       /* unix peers with open connections */
-    uint64_t refused;  /* connections refused over the per-peer limit */
+    peer *peers;      /* unix peers with open connections */
+    uint64_t refused; /* connections refused over the per-peer limit */
     int64_t refused_logged_ms;
 };
 
@@ -130,8 +130,10 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
     if (!e2 || e2 == i)
         return R_NONE;
     const char *verb = e2 + 1;
-    route_t r = !strcmp(verb, "start") ? R_START : !strcmp(verb, "stop") ? R_STOP
-              : !strcmp(verb, "report") ? R_REPORT : R_NONE;
+    route_t r = !strcmp(verb, "start")    ? R_START
+                : !strcmp(verb, "stop")   ? R_STOP
+                : !strcmp(verb, "report") ? R_REPORT
+                                          : R_NONE;
     if (r == R_NONE)
         return R_NONE;
     *svc = strndup(s, (size_t)(e1 - s));
@@ -159,7 +161,8 @@ static int parse_object(const req_t *r, bool allow_empty, json_t **out, char *er
     json_error_t je;
     json_t *j = json_loadb((const char *)r->body.p, r->body.len, JSON_DECODE_ANY, &je);
     if (!j)
-        return bt_errf(err, errlen, "request body invalid: %s (line %d, column %d)", je.text, je.line, je.column);
+        return bt_errf(err, errlen, "request body invalid: %s (line %d, column %d)", je.text,
+                       je.line, je.column);
     if (!json_is_object(j)) {
         json_decref(j);
         return bt_errf(err, errlen, "request body invalid: a JSON object is expected");
@@ -176,7 +179,8 @@ static int depth_of(const json_t *j, int limit)
     if (json_is_object(j)) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) {
+        json_object_foreach((json_t *)j, k, v)
+        {
             int x = depth_of(v, limit - 1);
             if (x > d)
                 d = x;
@@ -186,7 +190,8 @@ static int depth_of(const json_t *j, int limit)
     if (json_is_array(j)) {
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) {
+        json_array_foreach(j, i, v)
+        {
             int x = depth_of(v, limit - 1);
             if (x > d)
                 d = x;
@@ -202,7 +207,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
     if (parse_object(r, false, &j, err, errlen) != 0)
         return -1;
     int rc = 0;
-    json_t *jt = json_object_get(j, "type"), *jp = json_object_get(j, "path"), *jr = json_object_get(j, "trace");
+    json_t *jt = json_object_get(j, "type"), *jp = json_object_get(j, "path"),
+           *jr = json_object_get(j, "trace");
     if (!jp)
         jp = json_object_get(j, "file"); /* agents before 0.1.4 */
     const char *type = json_is_string(jt) ? json_string_value(jt) : "APP";
@@ -214,7 +220,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
         rc = bt_errf(err, errlen, "type (%.64s) not supported: want APP", type);
     else if (!json_is_string(jp) || json_string_length(jp) == 0 ||
              strlen(json_string_value(jp)) != json_string_length(jp))
-        rc = bt_errf(err, errlen, "path: required (a directory holding application.yml, or the file)");
+        rc = bt_errf(err, errlen,
+                     "path: required (a directory holding application.yml, or the file)");
     else if (jr && (!json_is_string(jr) || strlen(json_string_value(jr)) != json_string_length(jr)))
         rc = bt_errf(err, errlen, "trace: must be a string");
     else
@@ -227,14 +234,16 @@ static int do_start(api_server *s, const char *svc, const char *inst, const req_
                     size_t errlen)
 {
     if (!valid_instance_name(inst))
-        return bt_errf(err, errlen, "instance name (%.128s) invalid: want 1-128 of [A-Za-z0-9._-]", inst);
+        return bt_errf(err, errlen, "instance name (%.128s) invalid: want 1-128 of [A-Za-z0-9._-]",
+                       inst);
     json_t *env;
     if (parse_object(r, true, &env, err, errlen) != 0)
         return -1;
     const char *k;
     json_t *v;
     int rc = 0;
-    json_object_foreach(env, k, v) {
+    json_object_foreach(env, k, v)
+    {
         if (!json_is_string(v)) {
             rc = bt_errf(err, errlen, "env (%.64s): value must be a string", k);
             break;
@@ -274,7 +283,8 @@ static json_t *free_port(char *err, size_t errlen)
     }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
         bt_errf(err, errlen, "bind: %s", strerror(errno));
         close(fd);
         return NULL;
@@ -304,9 +314,9 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                               const char *version, const char *upload_data, size_t *upload_data_size,
-                               void **con_cls)
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **con_cls)
 {
     api_server *s = cls;
     req_t *r = *con_cls;
@@ -346,8 +356,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (r->refused == MHD_HTTP_NOT_FOUND)
         return reply_text(c, MHD_HTTP_NOT_FOUND, "404 page not found");
     if (r->refused == MHD_HTTP_FORBIDDEN) {
-        snprintf(err, sizeof err, "account forbidden: service (%.128s) may not act on the "
-                 "instances of service (%.128s)", header(c, BT_API_HEADER_USERNAME), r->svc);
+        snprintf(err, sizeof err,
+                 "account forbidden: service (%.128s) may not act on the "
+                 "instances of service (%.128s)",
+                 header(c, BT_API_HEADER_USERNAME), r->svc);
         return reply_text(c, MHD_HTTP_FORBIDDEN, err);
     }
     if (r->refused)
@@ -369,24 +381,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!out)
             hr = -1;
         break;
-    case R_UPDATE:
-        hr = do_update(s, r, err, sizeof err);
-        break;
-    case R_START:
-        hr = do_start(s, r->svc, r->inst, r, err, sizeof err);
-        break;
-    case R_STOP:
-        hr = master_instance_stop(s->m, r->svc, r->inst, err, sizeof err);
-        break;
-    case R_REPORT:
-        hr = do_report(s, r->svc, r->inst, r, err, sizeof err);
-        break;
-    default:
-        break;
+    case R_UPDATE: hr = do_update(s, r, err, sizeof err); break;
+    case R_START: hr = do_start(s, r->svc, r->inst, r, err, sizeof err); break;
+    case R_STOP: hr = master_instance_stop(s->m, r->svc, r->inst, err, sizeof err); break;
+    case R_REPORT: hr = do_report(s, r->svc, r->inst, r, err, sizeof err); break;
+    default: break;
     }
     if (hr != 0) {
         json_decref(out);
-        bt_logkv(BT_LOG_DEBUG, "api request failed", "method", method, "url", url, "error", err, NULL);
+        bt_logkv(BT_LOG_DEBUG, "api request failed", "method", method, "url", url, "error", err,
+                 NULL);
         return reply_text(c, MHD_HTTP_BAD_REQUEST, err);
     }
     if (out)
@@ -394,7 +398,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return reply_ok(c);
 }
 
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
 {
     req_t *r = *con_cls;
     if (r) {
@@ -506,7 +511,8 @@ static int listen_unix(const char *path, char *err, size_t errlen)
         int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (probe >= 0 && connect(probe, (struct sockaddr *)&a, sizeof a) == 0) {
             close(probe);
-            return bt_errf(err, errlen, "listen %s: address in use (is another master running?)", path);
+            return bt_errf(err, errlen, "listen %s: address in use (is another master running?)",
+                           path);
         }
         if (probe >= 0)
             close(probe);
@@ -537,7 +543,10 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 
 static int listen_tcp(const char *host, const char *port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *res;
     int gr = getaddrinfo(*host ? host : NULL, port, &hints, &res);
     if (gr != 0)
         return bt_errf(err, errlen, "listen tcp://%s:%s: %s", host, port, gai_strerror(gr));
@@ -595,16 +604,13 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
     s->auth_timeout_s = (unsigned)(to > 0 ? to : 1);
     unsigned idle = s->auth_timeout_s < API_IDLE_TIMEOUT_S ? s->auth_timeout_s : API_IDLE_TIMEOUT_S;
     pthread_mutex_init(&s->peers_mu, NULL);
-    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                MHD_USE_ERROR_LOG,
-                            0, NULL, NULL, handler, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_LISTEN_SOCKET, fd,
-                            MHD_OPTION_CONNECTION_TIMEOUT, idle,
+    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
+                                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, idle,
                             MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                            MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->peers_mu);
         close(fd);

@@ -13,8 +13,8 @@ int app_load(const char *path, app_config *app, char *err, size_t errlen)
     return bt_app_load(path, app, NULL, NULL, err, errlen);
 }
 
-int app_load_warn(const char *path, app_config *app, void (*warn)(void *, const char *),
-                  void *arg, char *err, size_t errlen)
+int app_load_warn(const char *path, app_config *app, void (*warn)(void *, const char *), void *arg,
+                  char *err, size_t errlen)
 {
     return bt_app_load(path, app, warn, arg, err, errlen);
 }
@@ -61,8 +61,8 @@ int app_check_mounts(const app_config *app, char *err, size_t errlen)
         const app_service *s = APP_SERVICE(app, i);
         for (size_t j = 0; j < s->mounts.n; j++)
             if (!app_find_volume(app, APP_MOUNT(s, j)->name))
-                return bt_errf(err, errlen, "services[%zu].mounts[%zu].name: volume (%s) not found", i,
-                               j, APP_MOUNT(s, j)->name);
+                return bt_errf(err, errlen, "services[%zu].mounts[%zu].name: volume (%s) not found",
+                               i, j, APP_MOUNT(s, j)->name);
     }
     return 0;
 }
@@ -73,7 +73,8 @@ static bool same_volume_path(const app_volume *a, const app_volume *b)
     size_t la = strlen(a->path) + 1, lb = strlen(b->path) + 1;
     char *ca = malloc(la), *cb = malloc(lb);
     bool eq = false;
-    if (ca && cb && bt_path_clean_rel(a->path, ca, la) == 0 && bt_path_clean_rel(b->path, cb, lb) == 0)
+    if (ca && cb && bt_path_clean_rel(a->path, ca, la) == 0 &&
+        bt_path_clean_rel(b->path, cb, lb) == 0)
         eq = strcmp(ca, cb) == 0;
     free(ca);
     free(cb);

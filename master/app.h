@@ -23,16 +23,16 @@ typedef bt_app_service app_service;
 typedef bt_app_config app_config;
 
 #define APP_SERVICE(app, i) BT_APP_SERVICE(app, i)
-#define APP_VOLUME(app, i)  BT_APP_VOLUME(app, i)
-#define APP_MOUNT(svc, i)   BT_APP_MOUNT(svc, i)
+#define APP_VOLUME(app, i) BT_APP_VOLUME(app, i)
+#define APP_MOUNT(svc, i) BT_APP_MOUNT(svc, i)
 
 /* Loads an application file (an empty file is an empty app; unknown keys are logged as
  * warnings, an unknown top-level key is an error). Returns 0 or -1 with err naming the
  * field ("services[1].name: required (line 4)"). */
 int app_load(const char *path, app_config *app, char *err, size_t errlen);
 /* The same, handing each unknown-key warning to warn (baetyl check prints them). */
-int app_load_warn(const char *path, app_config *app, void (*warn)(void *, const char *),
-                  void *arg, char *err, size_t errlen);
+int app_load_warn(const char *path, app_config *app, void (*warn)(void *, const char *), void *arg,
+                  char *err, size_t errlen);
 /* Loads an application from text. */
 int app_load_string(const char *text, size_t len, app_config *app, char *err, size_t errlen);
 /* Frees a loaded application. */

@@ -33,8 +33,7 @@ bool cg_wanted(const bt_app_resources *r)
            r->memory_swap > 0 || r->pids_limit > 0;
 }
 
-static int write_text(const char *dir, const char *file, const char *text, char *err,
-                      size_t errlen)
+static int write_text(const char *dir, const char *file, const char *text, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -162,8 +161,8 @@ static int set_limits_v1(cg_service *c, char *err, size_t errlen)
         if (write_text(c->dirs[C_CPU], "cpu.cfs_quota_us", v, err, errlen) < 0)
             return -1;
     }
-    if (c->dirs[C_CPUSET] && write_text(c->dirs[C_CPUSET], "cpuset.cpus", r->setcpus, err,
-                                        errlen) < 0)
+    if (c->dirs[C_CPUSET] &&
+        write_text(c->dirs[C_CPUSET], "cpuset.cpus", r->setcpus, err, errlen) < 0)
         return -1;
     if (c->dirs[C_MEMORY]) {
         if (r->memory_limit > 0) {
@@ -269,8 +268,8 @@ cg_service *cg_service_create(const cg_system *sys, const char *workdir, const c
             char *base = bt_strdup_printf("%s/%s", sys->root, ctrl_name[k]);
             struct stat st;
             if (!base || stat(base, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                bt_errf(err, errlen, "cgroup v1 controller %s is not mounted at %s",
-                        ctrl_name[k], base ? base : sys->root);
+                bt_errf(err, errlen, "cgroup v1 controller %s is not mounted at %s", ctrl_name[k],
+                        base ? base : sys->root);
                 free(base);
                 goto fail;
             }

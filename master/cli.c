@@ -111,7 +111,8 @@ typedef struct {
 } opts_t;
 
 /* Parses the options of a command; returns -1 to exit with *code. */
-static int parse_opts(int argc, char **argv, const char *usage, bool allow_json, opts_t *o, int *code)
+static int parse_opts(int argc, char **argv, const char *usage, bool allow_json, opts_t *o,
+                      int *code)
 {
     static const struct option longs[] = {
         {"workdir", required_argument, NULL, 'w'},
@@ -141,7 +142,8 @@ static int parse_opts(int argc, char **argv, const char *usage, bool allow_json,
             }
             /* fall through */
         default:
-            fprintf(stderr, "baetyl: unknown or incomplete option '%s'\n\n%s", argv[optind - 1], usage);
+            fprintf(stderr, "baetyl: unknown or incomplete option '%s'\n\n%s", argv[optind - 1],
+                    usage);
             *code = 2;
             return -1;
         }
@@ -299,8 +301,11 @@ int cli_main(int argc, char **argv)
         }
         return cmd_version();
     }
-    const char *usage = !strcmp(cmd, "start") ? usage_start : !strcmp(cmd, "check") ? usage_check
-                      : !strcmp(cmd, "stop") ? usage_stop : !strcmp(cmd, "status") ? usage_status : NULL;
+    const char *usage = !strcmp(cmd, "start")    ? usage_start
+                        : !strcmp(cmd, "check")  ? usage_check
+                        : !strcmp(cmd, "stop")   ? usage_stop
+                        : !strcmp(cmd, "status") ? usage_status
+                                                 : NULL;
     if (!usage) {
         fprintf(stderr, "baetyl: unknown command '%s'\n\n%s", cmd, usage_main);
         return 2;

@@ -15,18 +15,18 @@
 #define MASTER_DEFAULT_ADDRESS "unix:///var/run/baetyl.sock"
 
 typedef struct {
-    char *mode;            /* docker|native */
-    int64_t grace;         /* ms */
+    char *mode;    /* docker|native */
+    int64_t grace; /* ms */
     struct {
-        char *address;     /* unix:///path or tcp://host:port */
-        int64_t timeout;   /* ms */
+        char *address;   /* unix:///path or tcp://host:port */
+        int64_t timeout; /* ms */
     } server;
     char *snfile;
     struct {
         char *api_version;
     } docker;
     bt_logger_config logger;
-    char *logger_path;     /* logger.path with the master's own default */
+    char *logger_path; /* logger.path with the master's own default */
     struct {
         char *path;
     } otalog;

@@ -37,7 +37,8 @@ int docker_client_new(const char *socket, const char *version, docker_client **o
     *out = NULL;
     unsigned ma, mi;
     if (parse_version(version, &ma, &mi) != 0)
-        return bt_errf(err, errlen, "docker.api_version (%s) is not a version like 1.38", version ? version : "");
+        return bt_errf(err, errlen, "docker.api_version (%s) is not a version like 1.38",
+                       version ? version : "");
     if (!socket) {
         const char *h = getenv("DOCKER_HOST");
         socket = h && strncmp(h, "unix://", 7) == 0 && h[7] ? h + 7 : DOCKER_DEFAULT_SOCKET;
@@ -164,7 +165,8 @@ static bool run_multi(CURL *h, int cancel_fd, CURLcode *res)
             break;
         struct curl_waitfd w = {.fd = cancel_fd, .events = CURL_WAIT_POLLIN, .revents = 0};
         /* curl shortens the wait to its own timers; the cancel fd ends it at once. */
-        if (curl_multi_wait(m, cancel_fd >= 0 ? &w : NULL, cancel_fd >= 0 ? 1 : 0, 30000, NULL) != CURLM_OK) {
+        if (curl_multi_wait(m, cancel_fd >= 0 ? &w : NULL, cancel_fd >= 0 ? 1 : 0, 30000, NULL) !=
+            CURLM_OK) {
             *res = CURLE_FAILED_INIT;
             break;
         }
@@ -235,12 +237,14 @@ int docker_call(docker_client *c, const docker_req *r, char **body, size_t *len,
     } else if (res == CURLE_OK || (res == CURLE_WRITE_ERROR && s.stopped)) {
         rc = (int)status;
     } else if (res == CURLE_WRITE_ERROR && s.too_big) {
-        rc = bt_errf(err, errlen, "%s %s: the engine's answer is larger than %zu bytes", r->method, r->path, s.max);
+        rc = bt_errf(err, errlen, "%s %s: the engine's answer is larger than %zu bytes", r->method,
+                     r->path, s.max);
     } else if (res == CURLE_OPERATION_TIMEDOUT) {
         rc = DOCKER_TIMEOUT;
         bt_errf(err, errlen, "%s %s: timed out after %ld ms", r->method, r->path, r->timeout_ms);
     } else {
-        rc = bt_errf(err, errlen, "docker engine (%s): %s", c->socket, cerr[0] ? cerr : curl_easy_strerror(res));
+        rc = bt_errf(err, errlen, "docker engine (%s): %s", c->socket,
+                     cerr[0] ? cerr : curl_easy_strerror(res));
     }
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);
@@ -274,10 +278,11 @@ int docker_answer_error(int status, const char *body, const char *what, char *er
 }
 
 /* A simple call: GET/POST/DELETE, answer kept. Returns the status or -1 with err. */
-static int simple(docker_client *c, const char *method, const char *path, const json_t *in, long timeout_ms,
-                  char **body, char *err, size_t errlen)
+static int simple(docker_client *c, const char *method, const char *path, const json_t *in,
+                  long timeout_ms, char **body, char *err, size_t errlen)
 {
-    docker_req r = {.method = method, .path = path, .body = in, .timeout_ms = timeout_ms, .cancel_fd = -1};
+    docker_req r = {
+        .method = method, .path = path, .body = in, .timeout_ms = timeout_ms, .cancel_fd = -1};
     int st = docker_call(c, &r, body, NULL, err, errlen);
     return st < 0 ? -1 : st;
 }
@@ -308,14 +313,18 @@ bool docker_engine_speaks(const docker_client *c, unsigned major, unsigned minor
 int docker_check_version(docker_client *c, char *err, size_t errlen)
 {
     char *body = NULL, why[512];
-    docker_req r = {.method = "GET", .path = "/version", .unversioned = true, .timeout_ms = 15000, .cancel_fd = -1};
+    docker_req r = {.method = "GET",
+                    .path = "/version",
+                    .unversioned = true,
+                    .timeout_ms = 15000,
+                    .cancel_fd = -1};
     int st = docker_call(c, &r, &body, NULL, why, sizeof why);
     if (st == DOCKER_ERR) {
         /* curl's own words here speak of "localhost port 80": say what the socket is. */
         struct stat sb;
         const char *cause = stat(c->socket, &sb) != 0 ? strerror(errno)
-                            : S_ISSOCK(sb.st_mode)     ? "nothing accepts on the socket"
-                                                       : "not a socket";
+                            : S_ISSOCK(sb.st_mode)    ? "nothing accepts on the socket"
+                                                      : "not a socket";
         return bt_errf(err, errlen,
                        "docker engine not reachable at unix://%s (%s): start it (`systemctl "
                        "start docker`, or `dockerd -H unix://%s`), or set DOCKER_HOST=unix://<its "
@@ -333,7 +342,8 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     free(body);
     if (rc != 0)
         return -1;
-    const char *maxv = bt_json_get_str(j, "ApiVersion"), *minv = bt_json_get_str(j, "MinAPIVersion");
+    const char *maxv = bt_json_get_str(j, "ApiVersion"),
+               *minv = bt_json_get_str(j, "MinAPIVersion");
     unsigned amax, imax, amin = 0, imin = 0;
     if (parse_version(maxv, &amax, &imax) != 0) {
         json_decref(j);
@@ -344,10 +354,14 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
     unsigned want = c->major * 1000 + c->minor;
     c->engine_api = amax * 1000 + imax;
     if (want > amax * 1000 + imax)
-        rc = bt_errf(err, errlen, "docker.api_version (%s) is newer than the engine supports (%s): set docker.api_version in conf.yml",
+        rc = bt_errf(err, errlen,
+                     "docker.api_version (%s) is newer than the engine supports (%s): set "
+                     "docker.api_version in conf.yml",
                      c->version, maxv);
     else if (minv && want < amin * 1000 + imin)
-        rc = bt_errf(err, errlen, "docker.api_version (%s) is older than the engine supports (%s to %s): set docker.api_version in conf.yml",
+        rc = bt_errf(err, errlen,
+                     "docker.api_version (%s) is older than the engine supports (%s to %s): set "
+                     "docker.api_version in conf.yml",
                      c->version, minv, maxv);
     json_decref(j);
     return rc;
@@ -355,7 +369,8 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
 
 int docker_image_present(docker_client *c, const char *image, char *err, size_t errlen)
 {
-    char *e = url_escape(image, true), *path = e ? bt_strdup_printf("/images/%s/json", e) : NULL, *body = NULL;
+    char *e = url_escape(image, true), *path = e ? bt_strdup_printf("/images/%s/json", e) : NULL,
+         *body = NULL;
     free(e);
     if (!path)
         return bt_errf(err, errlen, "out of memory");
@@ -448,8 +463,12 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
         return bt_errf(err, errlen, "out of memory");
     }
     char *body = NULL;
-    docker_req r = {.method = "POST", .path = path, .timeout_ms = 3600 * 1000L, .cancel_fd = -1,
-                    .on_data = pull_data, .arg = p};
+    docker_req r = {.method = "POST",
+                    .path = path,
+                    .timeout_ms = 3600 * 1000L,
+                    .cancel_fd = -1,
+                    .on_data = pull_data,
+                    .arg = p};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
     free(path);
     int rc = 0;
@@ -471,7 +490,8 @@ int docker_image_pull(docker_client *c, const char *image, char *err, size_t err
 int docker_network_ensure(docker_client *c, const char *name, const char *master_id, char *err,
                           size_t errlen)
 {
-    char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/networks/%s", e) : NULL, *body = NULL;
+    char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/networks/%s", e) : NULL,
+         *body = NULL;
     free(e);
     if (!path)
         return bt_errf(err, errlen, "out of memory");
@@ -489,9 +509,9 @@ int docker_network_ensure(docker_client *c, const char *name, const char *master
     }
     free(body);
     body = NULL;
-    json_t *req = json_pack("{s:s,s:s,s:b,s:{s:s,s:s}}", "Name", name, "Driver", "bridge",
-                            "CheckDuplicate", 1, "Labels", "baetyl", "baetyl", "baetyl-master",
-                            master_id);
+    json_t *req =
+        json_pack("{s:s,s:s,s:b,s:{s:s,s:s}}", "Name", name, "Driver", "bridge", "CheckDuplicate",
+                  1, "Labels", "baetyl", "baetyl", "baetyl-master", master_id);
     if (!req)
         return bt_errf(err, errlen, "out of memory");
     st = simple(c, "POST", "/networks/create", req, CALL_TIMEOUT_MS, &body, err, errlen);
@@ -528,7 +548,8 @@ static char *container_path(const char *id, const char *suffix)
 int docker_container_create(docker_client *c, const char *name, const json_t *config, char *id,
                             size_t idlen, char *err, size_t errlen)
 {
-    char *e = url_escape(name, false), *path = e ? bt_strdup_printf("/containers/create?name=%s", e) : NULL;
+    char *e = url_escape(name, false),
+         *path = e ? bt_strdup_printf("/containers/create?name=%s", e) : NULL;
     char *body = NULL;
     free(e);
     if (!path)
@@ -580,7 +601,8 @@ static int container_op(docker_client *c, const char *method, const char *id, co
 int docker_container_start(docker_client *c, const char *id, char *err, size_t errlen)
 {
     static const int ok[] = {204, 304, 0};
-    return container_op(c, "POST", id, "/start", CALL_TIMEOUT_MS, ok, "start container", err, errlen);
+    return container_op(c, "POST", id, "/start", CALL_TIMEOUT_MS, ok, "start container", err,
+                        errlen);
 }
 
 int docker_container_stop(docker_client *c, const char *id, int timeout_s, char *err, size_t errlen)
@@ -591,32 +613,37 @@ int docker_container_stop(docker_client *c, const char *id, int timeout_s, char 
         timeout_s = 0;
     snprintf(suffix, sizeof suffix, "/stop?t=%d", timeout_s);
     /* The engine answers once the container has stopped: up to t, then its SIGKILL. */
-    return container_op(c, "POST", id, suffix, (long)timeout_s * 1000 + CALL_TIMEOUT_MS, ok, "stop container",
-                        err, errlen);
+    return container_op(c, "POST", id, suffix, (long)timeout_s * 1000 + CALL_TIMEOUT_MS, ok,
+                        "stop container", err, errlen);
 }
 
 int docker_container_kill(docker_client *c, const char *id, char *err, size_t errlen)
 {
     static const int ok[] = {204, 404, 409, 0};
-    return container_op(c, "POST", id, "/kill?signal=SIGKILL", CALL_TIMEOUT_MS, ok, "kill container", err, errlen);
+    return container_op(c, "POST", id, "/kill?signal=SIGKILL", CALL_TIMEOUT_MS, ok,
+                        "kill container", err, errlen);
 }
 
 int docker_container_remove(docker_client *c, const char *id, bool force, char *err, size_t errlen)
 {
     static const int ok[] = {204, 404, 0};
-    return container_op(c, "DELETE", id, force ? "?force=1" : "", CALL_TIMEOUT_MS, ok, "remove container", err,
-                        errlen);
+    return container_op(c, "DELETE", id, force ? "?force=1" : "", CALL_TIMEOUT_MS, ok,
+                        "remove container", err, errlen);
 }
 
-int docker_container_wait(docker_client *c, const char *id, int timeout_ms, int cancel_fd, int *code,
-                          char *err, size_t errlen)
+int docker_container_wait(docker_client *c, const char *id, int timeout_ms, int cancel_fd,
+                          int *code, char *err, size_t errlen)
 {
     *code = -1;
     char *path = container_path(id, "/wait?condition=not-running"), *body = NULL;
     if (!path)
         return bt_errf(err, errlen, "out of memory");
-    docker_req r = {.method = "POST", .path = path, .cancel_fd = cancel_fd,
-                    .timeout_ms = timeout_ms < 0 ? 0 : timeout_ms == 0 ? 1 : timeout_ms};
+    docker_req r = {.method = "POST",
+                    .path = path,
+                    .cancel_fd = cancel_fd,
+                    .timeout_ms = timeout_ms < 0    ? 0
+                                  : timeout_ms == 0 ? 1
+                                                    : timeout_ms};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
     free(path);
     int rc;
@@ -642,7 +669,8 @@ int docker_container_wait(docker_client *c, const char *id, int timeout_ms, int 
     return rc;
 }
 
-int docker_container_inspect(docker_client *c, const char *id, json_t **out, char *err, size_t errlen)
+int docker_container_inspect(docker_client *c, const char *id, json_t **out, char *err,
+                             size_t errlen)
 {
     *out = NULL;
     char *path = container_path(id, "/json"), *body = NULL;
@@ -661,7 +689,8 @@ int docker_container_inspect(docker_client *c, const char *id, json_t **out, cha
     return rc;
 }
 
-int docker_container_list(docker_client *c, const char *label, json_t **out, char *err, size_t errlen)
+int docker_container_list(docker_client *c, const char *label, json_t **out, char *err,
+                          size_t errlen)
 {
     *out = NULL;
     json_t *f = json_pack("{s:[s]}", "label", label);
@@ -672,7 +701,10 @@ int docker_container_list(docker_client *c, const char *label, json_t **out, cha
     free(e);
     if (!path)
         return bt_errf(err, errlen, "out of memory");
-    docker_req r = {.method = "GET", .path = path, .timeout_ms = CALL_TIMEOUT_MS, .cancel_fd = -1,
+    docker_req r = {.method = "GET",
+                    .path = path,
+                    .timeout_ms = CALL_TIMEOUT_MS,
+                    .cancel_fd = -1,
                     .max_body = 16u << 20};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
     free(path);
@@ -762,8 +794,8 @@ void docker_demux_feed(docker_demux *d, const char *buf, size_t len)
             }
             d->started = true;
             d->stream = d->hdr[0] == 2 ? 2 : 1;
-            d->left = (uint32_t)d->hdr[4] << 24 | (uint32_t)d->hdr[5] << 16 | (uint32_t)d->hdr[6] << 8 |
-                      (uint32_t)d->hdr[7];
+            d->left = (uint32_t)d->hdr[4] << 24 | (uint32_t)d->hdr[5] << 16 |
+                      (uint32_t)d->hdr[6] << 8 | (uint32_t)d->hdr[7];
             continue;
         }
         size_t take = d->left < len ? d->left : len;
@@ -797,8 +829,8 @@ static int logs_data(const char *buf, size_t len, void *arg)
 }
 
 int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
-                          void (*line)(int stream, const char *text, size_t len, void *arg), void *arg,
-                          char *err, size_t errlen)
+                          void (*line)(int stream, const char *text, size_t len, void *arg),
+                          void *arg, char *err, size_t errlen)
 {
     char suffix[64];
     snprintf(suffix, sizeof suffix, "/logs?stdout=1&stderr=1&tail=%d", tail > 0 ? tail : 100);
@@ -811,8 +843,12 @@ int docker_container_logs(docker_client *c, const char *id, int tail, size_t max
     }
     docker_demux_init(&s->d, line, arg);
     s->budget = max_bytes ? max_bytes : 1;
-    docker_req r = {.method = "GET", .path = path, .timeout_ms = CALL_TIMEOUT_MS, .cancel_fd = -1,
-                    .on_data = logs_data, .arg = s};
+    docker_req r = {.method = "GET",
+                    .path = path,
+                    .timeout_ms = CALL_TIMEOUT_MS,
+                    .cancel_fd = -1,
+                    .on_data = logs_data,
+                    .arg = s};
     int st = docker_call(c, &r, &body, NULL, err, errlen);
     free(path);
     int rc = -1;
@@ -854,7 +890,8 @@ int docker_stats_compute(const json_t *s, double *cpu_pct, uint64_t *mem_usage, 
     if (cache > 0 && cache < usage)
         usage -= cache;
     double pre = num(s, "precpu_stats.cpu_usage.total_usage");
-    double sys = num(s, "cpu_stats.system_cpu_usage"), presys = num(s, "precpu_stats.system_cpu_usage");
+    double sys = num(s, "cpu_stats.system_cpu_usage"),
+           presys = num(s, "precpu_stats.system_cpu_usage");
     double online = num(s, "cpu_stats.online_cpus");
     if (online <= 0) {
         const json_t *per = bt_json_get((json_t *)s, "cpu_stats.cpu_usage.percpu_usage");

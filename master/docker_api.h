@@ -21,13 +21,13 @@
 typedef struct docker_client docker_client;
 
 typedef struct {
-    const char *method;   /* GET, POST, DELETE */
-    const char *path;     /* after the version prefix, query included: "/containers/json?all=1" */
-    bool unversioned;     /* no "/v<version>" prefix (for /version) */
-    const json_t *body;   /* sent as JSON, or NULL */
-    long timeout_ms;      /* whole request; 0 = none */
-    int cancel_fd;        /* readable = give up with DOCKER_CANCELLED; -1 = none */
-    size_t max_body;      /* answer bytes kept (default 1 MiB); more is an error */
+    const char *method; /* GET, POST, DELETE */
+    const char *path;   /* after the version prefix, query included: "/containers/json?all=1" */
+    bool unversioned;   /* no "/v<version>" prefix (for /version) */
+    const json_t *body; /* sent as JSON, or NULL */
+    long timeout_ms;    /* whole request; 0 = none */
+    int cancel_fd;      /* readable = give up with DOCKER_CANCELLED; -1 = none */
+    size_t max_body;    /* answer bytes kept (default 1 MiB); more is an error */
     /* When set, the answer goes here piece by piece instead of being kept; a non-zero
      * return stops the transfer (the call then returns the status it had). */
     int (*on_data)(const char *buf, size_t len, void *arg);
@@ -79,7 +79,8 @@ int docker_container_create(docker_client *c, const char *name, const json_t *co
 int docker_container_start(docker_client *c, const char *id, char *err, size_t errlen);
 /* Stops a container: SIGTERM (its stop signal), then SIGKILL after timeout_s. Blocks until it
  * has stopped. A container already stopped or gone is not an error. Returns 0 or -1. */
-int docker_container_stop(docker_client *c, const char *id, int timeout_s, char *err, size_t errlen);
+int docker_container_stop(docker_client *c, const char *id, int timeout_s, char *err,
+                          size_t errlen);
 /* Sends SIGKILL. A container not running or gone is not an error. Returns 0 or -1. */
 int docker_container_kill(docker_client *c, const char *id, char *err, size_t errlen);
 /* Removes a container (force: even a running one). A missing one is not an error. */
@@ -87,14 +88,16 @@ int docker_container_remove(docker_client *c, const char *id, bool force, char *
 /* Waits up to timeout_ms (-1 = forever) for the container to stop, returning early when
  * cancel_fd (>= 0) is readable. Returns 1 when it is not running (*code: its exit code, -1
  * when the container is gone), 0 on timeout or cancel, -1 with err. */
-int docker_container_wait(docker_client *c, const char *id, int timeout_ms, int cancel_fd, int *code,
-                          char *err, size_t errlen);
+int docker_container_wait(docker_client *c, const char *id, int timeout_ms, int cancel_fd,
+                          int *code, char *err, size_t errlen);
 /* The container's JSON (GET /containers/{id}/json) in *out. Returns 0, 1 when there is no
  * such container, -1 with err. */
-int docker_container_inspect(docker_client *c, const char *id, json_t **out, char *err, size_t errlen);
+int docker_container_inspect(docker_client *c, const char *id, json_t **out, char *err,
+                             size_t errlen);
 /* The containers (running or not) carrying label (`key=value`), a JSON array in *out.
  * Returns 0 or -1 with err. */
-int docker_container_list(docker_client *c, const char *label, json_t **out, char *err, size_t errlen);
+int docker_container_list(docker_client *c, const char *label, json_t **out, char *err,
+                          size_t errlen);
 /* One stats sample (GET /containers/{id}/stats?stream=false) in *out; given up when
  * cancel_fd (>= 0) is readable. Returns 0 or -1 with err. */
 int docker_container_stats(docker_client *c, const char *id, int cancel_fd, json_t **out, char *err,
@@ -102,22 +105,22 @@ int docker_container_stats(docker_client *c, const char *id, int cancel_fd, json
 /* Feeds the last `tail` lines of the container's stdout and stderr, one at a time, to
  * line(stream 1|2, text, len, arg), at most max_bytes in all. Returns 0 or -1 with err. */
 int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
-                          void (*line)(int stream, const char *text, size_t len, void *arg), void *arg,
-                          char *err, size_t errlen);
+                          void (*line)(int stream, const char *text, size_t len, void *arg),
+                          void *arg, char *err, size_t errlen);
 
 /* The demultiplexer of the engine's log stream (8-byte frame headers: stream, 0, 0, 0,
  * big-endian size) into lines; a line longer than DOCKER_LINE_MAX is cut there. */
 #define DOCKER_LINE_MAX 16384
 typedef struct {
     unsigned char hdr[8];
-    size_t hlen;      /* header bytes read of the current frame */
-    uint32_t left;    /* payload bytes left in the current frame */
-    int stream;       /* stream of the current frame */
-    bool raw;         /* the stream has no frames (a TTY container): lines only */
+    size_t hlen;   /* header bytes read of the current frame */
+    uint32_t left; /* payload bytes left in the current frame */
+    int stream;    /* stream of the current frame */
+    bool raw;      /* the stream has no frames (a TTY container): lines only */
     bool started;
     char line[DOCKER_LINE_MAX];
     size_t llen;
-    int lstream;      /* stream of the pending line */
+    int lstream; /* stream of the pending line */
     void (*emit)(int stream, const char *text, size_t len, void *arg);
     void *arg;
 } docker_demux;
@@ -132,6 +135,7 @@ void docker_demux_flush(docker_demux *d);
 /* CPU % and memory of one stats sample, like `docker stats`: *cpu_pct over the interval
  * between its two samples, *mem_usage (page cache excluded), *mem_limit. Returns 0, or -1
  * when the sample lacks the fields. */
-int docker_stats_compute(const json_t *s, double *cpu_pct, uint64_t *mem_usage, uint64_t *mem_limit);
+int docker_stats_compute(const json_t *s, double *cpu_pct, uint64_t *mem_usage,
+                         uint64_t *mem_limit);
 
 #endif

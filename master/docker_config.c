@@ -61,12 +61,14 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
         if (!close || close[1] != ':' || (size_t)(close - buf - 1) >= sizeof ip)
-            return bt_errf(err, errlen, "port (%s): bad IPv6 address (use [addr]:host:container)", spec);
+            return bt_errf(err, errlen, "port (%s): bad IPv6 address (use [addr]:host:container)",
+                           spec);
         memcpy(ip, buf + 1, (size_t)(close - buf - 1));
         ip[close - buf - 1] = '\0';
         rest = close + 2;
         if (!strchr(rest, ':'))
-            return bt_errf(err, errlen, "port (%s): an address needs host:container after it", spec);
+            return bt_errf(err, errlen, "port (%s): an address needs host:container after it",
+                           spec);
     }
     char *parts[3];
     int np = 0;
@@ -74,7 +76,8 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
     for (char *p = rest; *p; p++)
         if (*p == ':') {
             if (np == 3)
-                return bt_errf(err, errlen, "port (%s): too many ':' (write an IPv6 address in brackets)", spec);
+                return bt_errf(err, errlen,
+                               "port (%s): too many ':' (write an IPv6 address in brackets)", spec);
             *p = '\0';
             parts[np++] = p + 1;
         }
@@ -103,9 +106,12 @@ int docker_add_port(const char *spec, json_t *exposed, json_t *bindings, char *e
     }
     unsigned clo, chi, hlo = 0, hhi = 0;
     if (parse_range(ctr, strlen(ctr), &clo, &chi) != 0)
-        return bt_errf(err, errlen, "port (%s): container port (%s) is not a port or range in 1-65535", spec, ctr);
+        return bt_errf(err, errlen,
+                       "port (%s): container port (%s) is not a port or range in 1-65535", spec,
+                       ctr);
     if (*host && parse_range(host, strlen(host), &hlo, &hhi) != 0)
-        return bt_errf(err, errlen, "port (%s): host port (%s) is not a port or range in 1-65535", spec, host);
+        return bt_errf(err, errlen, "port (%s): host port (%s) is not a port or range in 1-65535",
+                       spec, host);
     bool host_range = *host && hhi != hlo;
     if (chi != clo && *host && (!host_range || hhi - hlo != chi - clo))
         return bt_errf(err, errlen, "port (%s): host and container ranges differ in size", spec);
@@ -173,7 +179,8 @@ json_t *docker_device(const char *spec, char *err, size_t errlen)
         ctr = parts[1];
         perms = parts[2];
         if (!valid_perms(perms)) {
-            bt_errf(err, errlen, "device (%s): permissions (%s) must be made of r, w and m", spec, perms);
+            bt_errf(err, errlen, "device (%s): permissions (%s) must be made of r, w and m", spec,
+                    perms);
             free(buf);
             return NULL;
         }
@@ -186,8 +193,8 @@ json_t *docker_device(const char *spec, char *err, size_t errlen)
     json_t *d = NULL;
     if (host[0] != '/' || ctr[0] != '/')
         bt_errf(err, errlen, "device (%s): device paths must be absolute", spec);
-    else if (!(d = json_pack("{s:s,s:s,s:s}", "PathOnHost", host, "PathInContainer", ctr, "CgroupPermissions",
-                             perms)))
+    else if (!(d = json_pack("{s:s,s:s,s:s}", "PathOnHost", host, "PathInContainer", ctr,
+                             "CgroupPermissions", perms)))
         bt_errf(err, errlen, "out of memory");
     free(buf);
     return d;
@@ -219,7 +226,8 @@ char *docker_mount_source(const char *pwd, const app_config *app, const app_moun
 }
 
 /* "<src>:/<mount.path>[:ro]" for one mount. */
-static char *bind_of(const docker_ctx *ctx, const app_config *app, const app_mount *m, char *err, size_t errlen)
+static char *bind_of(const docker_ctx *ctx, const app_config *app, const app_mount *m, char *err,
+                     size_t errlen)
 {
     char *src = docker_mount_source(ctx->pwd, app, m, err, errlen);
     if (!src)
@@ -229,7 +237,8 @@ static char *bind_of(const docker_ctx *ctx, const app_config *app, const app_mou
     if (!dst)
         bt_errf(err, errlen, "out of memory");
     else if (bt_path_clean_rel(m->path, dst, lm) != 0)
-        bt_errf(err, errlen, "mount (%s): path (%s) escapes the container's root", m->name, m->path);
+        bt_errf(err, errlen, "mount (%s): path (%s) escapes the container's root", m->name,
+                m->path);
     else if (strchr(dst, ':'))
         bt_errf(err, errlen, "mount (%s): a bind target cannot contain ':' (%s)", m->name, m->path);
     else if (!(b = bt_strdup_printf("%s:/%s%s", src, dst, m->readonly ? ":ro" : "")))
@@ -262,7 +271,8 @@ static int add_resources(const app_resources *r, json_t *hc, char *err, size_t e
 json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, const app_service *svc,
                               char *err, size_t errlen)
 {
-    json_t *cfg = json_object(), *hc = json_object(), *binds = json_array(), *exposed = json_object();
+    json_t *cfg = json_object(), *hc = json_object(), *binds = json_array(),
+           *exposed = json_object();
     json_t *pb = json_object(), *devs = json_array();
     char why[512];
     int rc = 0;
@@ -279,7 +289,8 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         if (!b)
             rc = bt_errf(err, errlen, "out of memory");
         else if (strchr(ctx->api_socket, ':'))
-            rc = bt_errf(err, errlen, "the API socket path (%s) cannot contain ':' in a bind", ctx->api_socket);
+            rc = bt_errf(err, errlen, "the API socket path (%s) cannot contain ':' in a bind",
+                         ctx->api_socket);
         else if (json_array_append_new(binds, json_string(b)) != 0)
             rc = bt_errf(err, errlen, "out of memory");
         free(b);
@@ -301,7 +312,8 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         bad |= json_object_set(hc, "Binds", binds);
         bad |= json_object_set(hc, "PortBindings", pb);
         bad |= json_object_set(hc, "Devices", devs);
-        bad |= json_object_set_new(hc, "RestartPolicy", json_pack("{s:s,s:i}", "Name", "no", "MaximumRetryCount", 0));
+        bad |= json_object_set_new(hc, "RestartPolicy",
+                                   json_pack("{s:s,s:i}", "Name", "no", "MaximumRetryCount", 0));
         bad |= json_object_set_new(hc, "NetworkMode", json_string(ctx->network));
         /* The host by name: a tcp API there, or a broker on it (remote-mqtt, chapter 10). */
         if (!ctx->api_socket || ctx->host_gateway)
@@ -320,8 +332,9 @@ json_t *docker_service_config(const docker_ctx *ctx, const app_config *app, cons
         bad |= json_object_set_new(cfg, "Labels", labels);
         bad |= json_object_set(cfg, "ExposedPorts", exposed);
         bad |= json_object_set(cfg, "HostConfig", hc);
-        bad |= json_object_set_new(cfg, "NetworkingConfig",
-                                   json_pack("{s:{s:{s:[s]}}}", "EndpointsConfig", ctx->network, "Aliases", svc->name));
+        bad |= json_object_set_new(
+            cfg, "NetworkingConfig",
+            json_pack("{s:{s:{s:[s]}}}", "EndpointsConfig", ctx->network, "Aliases", svc->name));
         if (bad)
             rc = bt_errf(err, errlen, "out of memory");
     }

@@ -22,18 +22,18 @@
 typedef struct bt_engine bt_engine;
 
 typedef struct {
-    const char *pwd;          /* absolute work dir */
-    int64_t grace_ms;         /* stop timeout before a kill */
-    const bt_api_addr *api;      /* the master API address */
-    const char *api_version;  /* docker.api_version */
+    const char *pwd;         /* absolute work dir */
+    int64_t grace_ms;        /* stop timeout before a kill */
+    const bt_api_addr *api;  /* the master API address */
+    const char *api_version; /* docker.api_version */
 } engine_opts;
 
 /* One running instance as an engine sees it. */
 typedef struct {
-    pid_t pid;      /* native: process id, also its process group; 0 once reaped */
-    int wait_fd;    /* native: pidfd, -1 when none */
-    char id[80];    /* container id (docker) or the pid as text (native) */
-    char name[80];  /* process name (native: /proc comm) or container name */
+    pid_t pid;           /* native: process id, also its process group; 0 once reaped */
+    int wait_fd;         /* native: pidfd, -1 when none */
+    char id[80];         /* container id (docker) or the pid as text (native) */
+    char name[80];       /* process name (native: /proc comm) or container name */
     bool stop_requested; /* signal_instance was called: an exit now is no failure (docker) */
     void *owner;         /* the engine's state of the instance's service */
     int64_t started_ms;  /* when start_instance started it (docker) */
@@ -74,7 +74,7 @@ typedef struct {
 struct bt_engine {
     const engine_ops *ops;
     engine_opts opts;
-    char *api_env;   /* BAETYL_MASTER_API_ADDRESS as instances of this engine see it */
+    char *api_env; /* BAETYL_MASTER_API_ADDRESS as instances of this engine see it */
     /* BAETYL_MASTER_API_SOCKET as instances see it (unix API only); NULL: the master's path. */
     const char *api_socket_env;
     /* Instances do not inherit the master's environment (containers have their own). */
@@ -83,7 +83,8 @@ struct bt_engine {
 };
 
 /* Creates the engine for conf.mode ("native" or "docker"). Returns 0 or -1 with err. */
-int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err,
+               size_t errlen);
 /* Frees an engine (NULL is fine). */
 void engine_free(bt_engine *e);
 

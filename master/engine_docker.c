@@ -24,15 +24,15 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define STATS_REFRESH_MS 5000  /* a cached sample is refreshed after this */
-#define STATS_FORGET_MS 60000  /* a container nobody asked about for this long leaves the cache */
+#define STATS_REFRESH_MS 5000 /* a cached sample is refreshed after this */
+#define STATS_FORGET_MS 60000 /* a container nobody asked about for this long leaves the cache */
 #define STATS_MAX 4096
-#define LOG_TAIL 1000           /* lines of a container's output kept in the master log */
+#define LOG_TAIL 1000 /* lines of a container's output kept in the master log */
 #define LOG_MAX_BYTES (256u << 10)
-#define LOG_WARN_TAIL 20        /* of those, the last lines of a failed container, at warn */
-#define FAIL_FAST_MS 10000      /* a container failing sooner than this failed at its start */
-#define BACKOFF_FIRST_MS 1000   /* after two such failures in a row, starts wait this long, */
-#define BACKOFF_MAX_MS 60000    /* doubling up to this */
+#define LOG_WARN_TAIL 20      /* of those, the last lines of a failed container, at warn */
+#define FAIL_FAST_MS 10000    /* a container failing sooner than this failed at its start */
+#define BACKOFF_FIRST_MS 1000 /* after two such failures in a row, starts wait this long, */
+#define BACKOFF_MAX_MS 60000  /* doubling up to this */
 
 typedef struct {
     char *name;
@@ -62,7 +62,7 @@ typedef struct {
     stat_entry *stats;
     size_t nstats;
     bool quit;
-    int quit_fd;         /* eventfd: cancels a stats call in flight at destroy */
+    int quit_fd; /* eventfd: cancels a stats call in flight at destroy */
     pthread_t thread;
     bool thread_started;
 } docker_priv;
@@ -81,8 +81,9 @@ static int docker_prepare(bt_engine *e, const app_config *app, char *err, size_t
     int r = docker_network_ensure(p->c, DOCKER_NETWORK, p->master_id, why, sizeof why);
     if (r < 0)
         return bt_errf(err, errlen, "failed to create network (%s): %s", DOCKER_NETWORK, why);
-    bt_logkv(r == 1 ? BT_LOG_INFO : BT_LOG_DEBUG, r == 1 ? "network (" DOCKER_NETWORK ") created"
-                                                         : "network (" DOCKER_NETWORK ") exists",
+    bt_logkv(r == 1 ? BT_LOG_INFO : BT_LOG_DEBUG,
+             r == 1 ? "network (" DOCKER_NETWORK ") created"
+                    : "network (" DOCKER_NETWORK ") exists",
              "engine", "docker", NULL);
     json_object_clear(p->pull_errors);
     json_t *seen = json_object();
@@ -104,7 +105,8 @@ static int docker_prepare(bt_engine *e, const app_config *app, char *err, size_t
             }
         }
         /* Logged only: the start of a service whose image is missing fails with this. */
-        bt_logkv(BT_LOG_WARN, "failed to pull image", "engine", "docker", "image", image, "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, "failed to pull image", "engine", "docker", "image", image, "error",
+                 why, NULL);
         json_object_set_new(p->pull_errors, image, json_string(why));
     }
     json_decref(seen);
@@ -123,8 +125,8 @@ static void docker_svc_free(docker_svc *s)
     free(s);
 }
 
-static int docker_start_service(bt_engine *e, const app_config *app, const app_service *svc, void **state,
-                                char *err, size_t errlen)
+static int docker_start_service(bt_engine *e, const app_config *app, const app_service *svc,
+                                void **state, char *err, size_t errlen)
 {
     docker_priv *p = priv_of(e);
     *state = NULL;
@@ -135,13 +137,16 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     if (present == 0) {
         /* No registry is needed for this project's images: say how to build them. */
         const char *pe = json_string_value(json_object_get(p->pull_errors, svc->image));
-        return bt_errf(err, errlen, "image (%s) not found%s%.300s%s; build the images with "
+        return bt_errf(err, errlen,
+                       "image (%s) not found%s%.300s%s; build the images with "
                        "`make image` (it also tags them with the hub.baidubce.com/baetyl/... "
                        "names of Baetyl 1.0)",
                        svc->image, pe ? " (pull: " : "", pe ? pe : "", pe ? ")" : "");
     }
-    docker_ctx ctx = {.pwd = e->opts.pwd, .api_socket = e->opts.api->is_unix ? e->opts.api->path : NULL,
-                      .network = DOCKER_NETWORK, .master_id = p->master_id,
+    docker_ctx ctx = {.pwd = e->opts.pwd,
+                      .api_socket = e->opts.api->is_unix ? e->opts.api->path : NULL,
+                      .network = DOCKER_NETWORK,
+                      .master_id = p->master_id,
                       .host_gateway = docker_engine_speaks(p->c, 1, 41)};
     json_t *tmpl = docker_service_config(&ctx, app, svc, err, errlen);
     if (!tmpl)
@@ -152,8 +157,7 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     char **vroots = volume_roots(e->opts.pwd, app);
     for (size_t i = 0; i < svc->mounts.n; i++) {
         char *src = docker_mount_source(e->opts.pwd, app, APP_MOUNT(svc, i), err, errlen);
-        char *real = src && vroots ? path_dir_beneath(e->opts.pwd, vroots, src, err, errlen)
-                                   : NULL;
+        char *real = src && vroots ? path_dir_beneath(e->opts.pwd, vroots, src, err, errlen) : NULL;
         int r = real ? 0 : vroots ? -1 : bt_errf(err, errlen, "out of memory");
         free(real);
         free(src);
@@ -200,14 +204,16 @@ static int clear_name(docker_priv *p, const char *name, char *err, size_t errlen
     bool baetyl = label && strcmp(label, "baetyl") == 0;
     json_decref(j);
     if (!baetyl)
-        return bt_errf(err, errlen, "container name (%s) is taken by a container not managed by baetyl", name);
+        return bt_errf(err, errlen,
+                       "container name (%s) is taken by a container not managed by baetyl", name);
     if (strcmp(other, p->master_id) != 0)
         return bt_errf(err, errlen,
                        "container name (%s) is taken by a container of another baetyl master "
                        "(" DOCKER_MASTER_LABEL "=%s; this master is %s): service names must differ "
                        "between masters sharing a Docker engine",
                        name, other[0] ? other : "none", p->master_id);
-    bt_logkv(BT_LOG_WARN, "removing an old container of the same name", "engine", "docker", "container", name, NULL);
+    bt_logkv(BT_LOG_WARN, "removing an old container of the same name", "engine", "docker",
+             "container", name, NULL);
     return docker_container_remove(p->c, id, true, err, errlen);
 }
 
@@ -342,12 +348,14 @@ static void finish_container(docker_priv *p, eng_instance *inst, int code)
     log_flush(&lc, level);
     note_exit(inst, code);
     if (docker_container_remove(p->c, inst->id, true, why, sizeof why) != 0)
-        bt_logkv(BT_LOG_WARN, "failed to remove container", "container", inst->name, "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, "failed to remove container", "container", inst->name, "error", why,
+                 NULL);
     stats_forget(p, inst->id);
     inst->id[0] = '\0';
 }
 
-static int docker_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd, int *exit_code)
+static int docker_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd,
+                                int *exit_code)
 {
     docker_priv *p = priv_of(e);
     if (!inst->id[0]) {
@@ -360,7 +368,8 @@ static int docker_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
     if (r == 0)
         return 0;
     if (r < 0) {
-        bt_logkv(BT_LOG_WARN, "failed to wait for container", "container", inst->name, "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, "failed to wait for container", "container", inst->name, "error", why,
+                 NULL);
         errno = EIO;
         return -1;
     }
@@ -385,8 +394,8 @@ static int docker_signal_instance(bt_engine *e, eng_instance *inst, bool force)
         r = docker_container_stop(p->c, inst->id, g > 86400 ? 86400 : (int)g, why, sizeof why);
     }
     if (r != 0)
-        bt_logkv(BT_LOG_WARN, force ? "failed to kill container" : "failed to stop container", "container",
-                 inst->name, "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, force ? "failed to kill container" : "failed to stop container",
+                 "container", inst->name, "error", why, NULL);
     return r;
 }
 
@@ -426,7 +435,8 @@ static void docker_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     docker_priv *p = priv_of(e);
     if (!inst->id[0])
         return;
-    json_object_set_new(obj, "container", json_pack("{s:s,s:s}", "id", inst->id, "name", inst->name));
+    json_object_set_new(obj, "container",
+                        json_pack("{s:s,s:s}", "id", inst->id, "name", inst->name));
     pthread_mutex_lock(&p->mu);
     stat_entry *s = stats_find(p, inst->id);
     if (!s && p->nstats < STATS_MAX && (s = calloc(1, sizeof *s))) {
@@ -491,7 +501,8 @@ static void *stats_main(void *arg)
         if (docker_container_stats(p->c, id, p->quit_fd, &j, why, sizeof why) == 0 &&
             docker_stats_compute(j, &pct, &usage, &limit) == 0) {
             cpu = json_pack("{s:f}", "used_percent", pct);
-            mem = json_pack("{s:I,s:I,s:f}", "usage", (json_int_t)(usage > INT64_MAX ? INT64_MAX : usage), "limit",
+            mem = json_pack("{s:I,s:I,s:f}", "usage",
+                            (json_int_t)(usage > INT64_MAX ? INT64_MAX : usage), "limit",
                             (json_int_t)(limit > INT64_MAX ? INT64_MAX : limit), "used_percent",
                             limit ? (double)usage * 100.0 / (double)limit : 0.0);
         }
@@ -523,12 +534,14 @@ static void docker_recover(bt_engine *e, json_t *stats)
     /* Whatever carries this master's label is stale now: it was left when this master was
      * killed. Other masters' containers (another work dir) are not looked at. */
     if (docker_container_list(p->c, p->master_label, &list, why, sizeof why) != 0) {
-        bt_logkv(BT_LOG_WARN, "failed to list old containers", "engine", "docker", "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, "failed to list old containers", "engine", "docker", "error", why,
+                 NULL);
         return;
     }
     size_t i;
     json_t *c;
-    json_array_foreach(list, i, c) {
+    json_array_foreach(list, i, c)
+    {
         const char *id = bt_json_get_str(c, "Id");
         const char *name = bt_json_get_str(c, "Names.0");
         if (!id)
@@ -536,7 +549,8 @@ static void docker_recover(bt_engine *e, json_t *stats)
         if (name && name[0] == '/')
             name++;
         if (docker_container_remove(p->c, id, true, why, sizeof why) == 0)
-            bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container", name ? name : id, NULL);
+            bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container",
+                     name ? name : id, NULL);
         else
             bt_logkv(BT_LOG_WARN, "failed to remove old container", "engine", "docker", "container",
                      name ? name : id, "error", why, NULL);
@@ -608,9 +622,10 @@ int docker_check_images(const app_config *app, const char *api_version, char *er
         }
     }
     if (rc == 0 && n > 0)
-        rc = bt_errf(err, errlen, "%s not found on the docker engine (unix://%s): %s; build them "
-                     "with `make image`", n == 1 ? "image" : "images", docker_client_socket(c),
-                     missing);
+        rc = bt_errf(err, errlen,
+                     "%s not found on the docker engine (unix://%s): %s; build them "
+                     "with `make image`",
+                     n == 1 ? "image" : "images", docker_client_socket(c), missing);
     docker_client_free(c);
     return rc;
 }
@@ -682,8 +697,9 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
         return bt_errf(err, errlen, "failed to start the stats thread: %s", strerror(rc));
     }
     p->thread_started = true;
-    bt_logkv(BT_LOG_INFO, "docker engine ready", "engine", "docker", "socket", docker_client_socket(p->c),
-             "api_version", version, DOCKER_MASTER_LABEL, p->master_id, NULL);
+    bt_logkv(BT_LOG_INFO, "docker engine ready", "engine", "docker", "socket",
+             docker_client_socket(p->c), "api_version", version, DOCKER_MASTER_LABEL, p->master_id,
+             NULL);
     *out = e;
     return 0;
 }

@@ -63,12 +63,12 @@ static void native_svc_free(native_svc *s)
 
 /* Links dst -> target, creating dst's parent when missing; the parent may not be reached
  * through a symlink that leaves the work dir. */
-static int make_link(const char *pwd, char *const *vroots, const char *target,
-                     const char *dst, char *err, size_t errlen)
+static int make_link(const char *pwd, char *const *vroots, const char *target, const char *dst,
+                     char *err, size_t errlen)
 {
     char *parent = strdup(dst), *base = strdup(dst), *rroot = realpath(pwd, NULL);
-    char *rparent = parent && base ? path_dir_beneath(pwd, vroots, dirname(parent), err, errlen)
-                                   : NULL;
+    char *rparent =
+        parent && base ? path_dir_beneath(pwd, vroots, dirname(parent), err, errlen) : NULL;
     char *link = rparent ? bt_path_join(rparent, basename(base)) : NULL;
     int r = 0;
     if (!parent || !base || (rparent && !link))
@@ -112,9 +112,11 @@ static int mount_all_in(bt_engine *e, const app_config *app, const app_service *
         if (!vrel || !mrel)
             r = bt_errf(err, errlen, "out of memory");
         else if (bt_path_clean_rel(v->path, vrel, lv) != 0)
-            r = bt_errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name, v->path);
+            r = bt_errf(err, errlen, "volume (%s): path (%s) escapes the work dir", v->name,
+                        v->path);
         else if (bt_path_clean_rel(m->path, mrel, lm) != 0)
-            r = bt_errf(err, errlen, "mount (%s): path (%s) escapes the service dir", m->name, m->path);
+            r = bt_errf(err, errlen, "mount (%s): path (%s) escapes the service dir", m->name,
+                        m->path);
         else if (!(src = bt_path_join(e->opts.pwd, vrel)) || !(dst = bt_path_join(dir, mrel)))
             r = bt_errf(err, errlen, "out of memory");
         else
@@ -200,17 +202,19 @@ static int find_program(const app_service *svc, const char *dir, char **exec, ch
     }
     struct stat st;
     if (stat(prog, &st) != 0) {
-        bt_errf(err, errlen, "package (%s): entry program %s: %s", svc->image, prog, strerror(errno));
+        bt_errf(err, errlen, "package (%s): entry program %s: %s", svc->image, prog,
+                strerror(errno));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        bt_errf(err, errlen, "package (%s): entry program %s is not a regular file", svc->image, prog);
+        bt_errf(err, errlen, "package (%s): entry program %s is not a regular file", svc->image,
+                prog);
         goto out;
     }
     /* Packages unpacked from zip volumes lose their mode bits: add x like Baetyl 1.0 did. */
     if (access(prog, X_OK) != 0 && chmod(prog, st.st_mode | 0111) != 0) {
-        bt_errf(err, errlen, "package (%s): entry program %s is not executable: %s", svc->image, prog,
-                strerror(errno));
+        bt_errf(err, errlen, "package (%s): entry program %s is not executable: %s", svc->image,
+                prog, strerror(errno));
         goto out;
     }
     *exec = prog;
@@ -280,7 +284,8 @@ int native_check_packages(const char *pwd, const app_config *app, char *err, siz
         const app_service *svc = APP_SERVICE(app, i);
         char *p = package_host_path(pwd, app, svc);
         if (!p)
-            return bt_errf(err, errlen, "services[%zu]: no mount provides the package (lib/baetyl/%s)", i,
+            return bt_errf(err, errlen,
+                           "services[%zu]: no mount provides the package (lib/baetyl/%s)", i,
                            svc->image);
         int ok = bt_is_regular_file(p);
         if (!ok)
@@ -346,12 +351,13 @@ static void native_stop_service(bt_engine *e, void *state)
         return;
     char why[256];
     if (bt_rm_rf(s->dir, why, sizeof why) != 0)
-        bt_logkv(BT_LOG_WARN, "failed to remove service dir", "service", s->name, "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, "failed to remove service dir", "service", s->name, "error", why,
+                 NULL);
     native_svc_free(s);
 }
 
-static int native_start_instance(bt_engine *e, void *state, const char *instance,
-                                 char *const env[], eng_instance *out, char *err, size_t errlen)
+static int native_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
+                                 eng_instance *out, char *err, size_t errlen)
 {
     native_svc *s = state;
     memset(out, 0, sizeof *out);
@@ -393,7 +399,8 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
     int rc = posix_spawn(&pid, cgf ? "/proc/self/exe" : s->exec, &fa, &attr, argv, env);
     posix_spawn_file_actions_destroy(&fa);
@@ -458,7 +465,8 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
             left = l < 0 ? 0 : (int)l;
         }
         if (inst->wait_fd >= 0) {
-            struct pollfd p[2] = {{.fd = inst->wait_fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+            struct pollfd p[2] = {{.fd = inst->wait_fd, .events = POLLIN},
+                                  {.fd = wake_fd, .events = POLLIN}};
             int r = poll(p, wake_fd >= 0 ? 2 : 1, left);
             if (r < 0) {
                 if (errno == EINTR)
@@ -474,7 +482,8 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
         /* No pidfd (kernel < 5.3): look without reaping, then sleep a little. */
         siginfo_t si;
         memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)inst->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == inst->pid)
+        if (waitid(P_PID, (id_t)inst->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid == inst->pid)
             return reap(inst, exit_code);
         int slice = left < 0 || left > 100 ? 100 : left;
         struct pollfd p = {.fd = wake_fd, .events = POLLIN};
@@ -503,7 +512,8 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     char comm[64] = "";
     if (proc_sample(inst->pid, &ticks, &rss, &start, comm, sizeof comm) != 0)
         return;
-    json_object_set_new(obj, "process", json_pack("{s:i,s:s}", "id", (json_int_t)inst->pid, "name", comm));
+    json_object_set_new(obj, "process",
+                        json_pack("{s:i,s:s}", "id", (json_int_t)inst->pid, "name", comm));
     const native_svc *s = inst->owner;
     if (s && s->cg)
         cg_service_stats(s->cg, obj);
@@ -513,7 +523,8 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     int64_t now = bt_now_ms();
     double pct = 0;
     if (inst->cpu_at_ms > 0 && now > inst->cpu_at_ms && ticks >= inst->cpu_ticks) {
-        pct = (double)(ticks - inst->cpu_ticks) / (double)hz * 1000.0 / (double)(now - inst->cpu_at_ms) * 100.0;
+        pct = (double)(ticks - inst->cpu_ticks) / (double)hz * 1000.0 /
+              (double)(now - inst->cpu_at_ms) * 100.0;
     } else {
         double age = host_uptime() - (double)start / (double)hz;
         if (age > 0.01)
@@ -533,10 +544,12 @@ static void native_recover(bt_engine *e, json_t *stats)
     const char *sname, *iname;
     json_t *svc, *inst;
     if (json_is_object(stats)) {
-        json_object_foreach(stats, sname, svc) {
+        json_object_foreach(stats, sname, svc)
+        {
             if (!json_is_object(svc))
                 continue;
-            json_object_foreach(svc, iname, inst) {
+            json_object_foreach(svc, iname, inst)
+            {
                 json_t *proc = json_object_get(inst, "process");
                 json_t *jid = json_object_get(proc, "id"), *jname = json_object_get(proc, "name");
                 if (!json_is_integer(jid) || !json_is_string(jname))
@@ -558,11 +571,11 @@ static void native_recover(bt_engine *e, json_t *stats)
                 char pids[24];
                 snprintf(pids, sizeof pids, "%d", (int)pid);
                 if (r2 == 0)
-                    bt_logkv(BT_LOG_INFO, "old instance stopped", "service", sname, "instance", iname,
-                             "pid", pids, NULL);
+                    bt_logkv(BT_LOG_INFO, "old instance stopped", "service", sname, "instance",
+                             iname, "pid", pids, NULL);
                 else
-                    bt_logkv(BT_LOG_WARN, "failed to stop old instance", "service", sname, "instance",
-                             iname, "pid", pids, "error", strerror(errno), NULL);
+                    bt_logkv(BT_LOG_WARN, "failed to stop old instance", "service", sname,
+                             "instance", iname, "pid", pids, "error", strerror(errno), NULL);
             }
         }
     }

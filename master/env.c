@@ -20,9 +20,18 @@ typedef struct {
 /* The §8 names without prefix; a variable of either prefix with one of these is the
  * master's to set, never inherited or given by a service. */
 static const char *const reserved[] = {
-    "HOST_OS", "HOST_ID", "HOST_SN", "MASTER_API", "MASTER_API_ADDRESS", "MASTER_API_SOCKET",
-    "MASTER_API_VERSION", "SERVICE_MODE", "SERVICE_NAME", "SERVICE_TOKEN",
-    "SERVICE_INSTANCE_NAME", NULL,
+    "HOST_OS",
+    "HOST_ID",
+    "HOST_SN",
+    "MASTER_API",
+    "MASTER_API_ADDRESS",
+    "MASTER_API_SOCKET",
+    "MASTER_API_VERSION",
+    "SERVICE_MODE",
+    "SERVICE_NAME",
+    "SERVICE_TOKEN",
+    "SERVICE_INSTANCE_NAME",
+    NULL,
 };
 
 static bool is_reserved(const char *kv, size_t keylen)
@@ -81,10 +90,10 @@ static int set_twin(envv *e, const char *name, const char *value)
  * interpreter load code the caller chose. A service token holder could otherwise run its
  * code inside another service's instance. */
 static const char *const loader_vars[] = {
-    "GCONV_PATH", "LOCPATH", "NLSPATH", "MALLOC_TRACE", "HOSTALIASES", "RESOLV_HOST_CONF",
-    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "NODE_OPTIONS",
-    "NODE_PATH", "PERL5LIB", "PERL5OPT", "PERLLIB", "RUBYOPT", "RUBYLIB", "BASH_ENV", "ENV",
-    NULL,
+    "GCONV_PATH",       "LOCPATH",    "NLSPATH",    "MALLOC_TRACE",  "HOSTALIASES",
+    "RESOLV_HOST_CONF", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE",
+    "NODE_OPTIONS",     "NODE_PATH",  "PERL5LIB",   "PERL5OPT",      "PERLLIB",
+    "RUBYOPT",          "RUBYLIB",    "BASH_ENV",   "ENV",           NULL,
 };
 
 static bool is_loader_var(const char *k)
@@ -132,12 +141,13 @@ char **env_build(master *m, const m_service *s, const char *instance, bool dynam
     if (dyn) {
         const char *k;
         json_t *v;
-        json_object_foreach(dyn, k, v) {
+        json_object_foreach(dyn, k, v)
+        {
             if (!valid_key(k) || is_reserved(k, strlen(k)) || !json_is_string(v))
                 continue;
             if (is_loader_var(k)) {
-                bt_logkv(BT_LOG_WARN, "dynamic env variable dropped: it could load code",
-                         "service", s->name, "instance", instance, "variable", k, NULL);
+                bt_logkv(BT_LOG_WARN, "dynamic env variable dropped: it could load code", "service",
+                         s->name, "instance", instance, "variable", k, NULL);
                 continue;
             }
             bad |= envv_set(&e, k, strlen(k), json_string_value(v));

@@ -71,7 +71,8 @@ char **grants_of(const char *pwd, const app_config *app, const app_service *svc)
     conf = yaml_text_to_json(text, len, why, sizeof why);
     json_t *fns = json_object_get(conf, "functions"), *f;
     size_t i;
-    json_array_foreach(fns, i, f) {
+    json_array_foreach(fns, i, f)
+    {
         const char *s = json_string_value(json_object_get(f, "service"));
         if (!s || !*s || grants_allow(list, s) || n >= GRANTS_MAX)
             continue;

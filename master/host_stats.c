@@ -37,11 +37,11 @@ struct host_sampler {
     int64_t at_ms;
     double used_percent;
     pthread_mutex_t gpu_mu; /* nvidia-smi may be slow: not under mu */
-    json_t *os_release;   /* platform fields of /etc/os-release, read once */
+    json_t *os_release;     /* platform fields of /etc/os-release, read once */
     char host_id[256];
-    char model[256];      /* CPU model, read once from /proc/cpuinfo */
+    char model[256]; /* CPU model, read once from /proc/cpuinfo */
     double mhz;
-    json_t *gpu;          /* last gpu_stats, or NULL */
+    json_t *gpu; /* last gpu_stats, or NULL */
     int64_t gpu_at_ms;
 };
 
@@ -75,8 +75,8 @@ static int cpu_times(uint64_t *busy, uint64_t *total)
     if (slurp("/proc/stat", buf, sizeof buf) <= 0)
         return -1;
     unsigned long long v[10] = {0};
-    int n = sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+    int n = sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
     if (n < 4)
         return -1;
     /* guest and guest_nice are already counted in user and nice */
@@ -202,7 +202,8 @@ int proc_sample(pid_t pid, uint64_t *ticks, uint64_t *rss, uint64_t *start_ticks
     long long rsspages;
     /* fields after comm: 3 state ... 14 utime 15 stime ... 22 starttime 23 vsize 24 rss */
     int n = sscanf(rp + 2,
-                   "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %*u %lld",
+                   "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d "
+                   "%llu %*u %lld",
                    &state, &utime, &stime, &start, &rsspages);
     if (n != 5)
         return -1;
@@ -257,7 +258,8 @@ uint64_t host_mem_total(void)
 void host_id(char *buf, size_t len)
 {
     char tmp[256];
-    const char *files[] = {"/etc/machine-id", "/var/lib/dbus/machine-id", "/sys/class/dmi/id/product_uuid"};
+    const char *files[] = {"/etc/machine-id", "/var/lib/dbus/machine-id",
+                           "/sys/class/dmi/id/product_uuid"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (slurp(files[i], tmp, sizeof tmp) > 0 && *bt_str_trim(tmp)) {
             snprintf(buf, len, "%s", tmp);
@@ -336,12 +338,14 @@ static json_t *mem_part(void)
     json_object_set_new(o, "free", json_integer((json_int_t)free_));
     json_object_set_new(o, "available", json_integer((json_int_t)avail));
     json_object_set_new(o, "used", json_integer((json_int_t)used));
-    json_object_set_new(o, "used_percent", json_real(total ? (double)used * 100.0 / (double)total : 0));
+    json_object_set_new(o, "used_percent",
+                        json_real(total ? (double)used * 100.0 / (double)total : 0));
     json_object_set_new(o, "swap_total", json_integer((json_int_t)st));
     json_object_set_new(o, "swap_free", json_integer((json_int_t)sf));
     json_object_set_new(o, "swap_used", json_integer((json_int_t)(st > sf ? st - sf : 0)));
-    json_object_set_new(o, "swap_used_percent",
-                        json_real(st ? (double)(st - (sf < st ? sf : st)) * 100.0 / (double)st : 0));
+    json_object_set_new(
+        o, "swap_used_percent",
+        json_real(st ? (double)(st - (sf < st ? sf : st)) * 100.0 / (double)st : 0));
     return o;
 }
 
@@ -371,8 +375,9 @@ static json_t *disk_part(const char *path)
     json_object_set_new(o, "total", json_integer((json_int_t)total));
     json_object_set_new(o, "free", json_integer((json_int_t)free_));
     json_object_set_new(o, "used", json_integer((json_int_t)used));
-    json_object_set_new(o, "used_percent",
-                        json_real(used + free_ ? (double)used * 100.0 / (double)(used + free_) : 0));
+    json_object_set_new(
+        o, "used_percent",
+        json_real(used + free_ ? (double)used * 100.0 / (double)(used + free_) : 0));
     uint64_t it = v.f_files, ifr = v.f_ffree;
     json_object_set_new(o, "inodes_total", json_integer((json_int_t)it));
     json_object_set_new(o, "inodes_free", json_integer((json_int_t)ifr));
@@ -405,12 +410,13 @@ static json_t *find_iface(json_t *list, const char *name)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(list, i, v) {
+    json_array_foreach(list, i, v)
+    {
         if (!strcmp(json_string_value(json_object_get(v, "name")), name))
             return v;
     }
-    json_t *o = json_pack("{s:s,s:i,s:s,s:[]}", "name", name, "index", (json_int_t)if_nametoindex(name),
-                          "mac", "", "addrs");
+    json_t *o = json_pack("{s:s,s:i,s:s,s:[]}", "name", name, "index",
+                          (json_int_t)if_nametoindex(name), "mac", "", "addrs");
     json_array_append_new(list, o);
     return o;
 }
@@ -433,15 +439,17 @@ static json_t *net_part(void)
             char mac[3 * 8 + 1] = "";
             size_t o2 = 0;
             for (int k = 0; k < ll->sll_halen && k < 8; k++)
-                o2 += (size_t)snprintf(mac + o2, sizeof mac - o2, k ? ":%02x" : "%02x", ll->sll_addr[k]);
+                o2 += (size_t)snprintf(mac + o2, sizeof mac - o2, k ? ":%02x" : "%02x",
+                                       ll->sll_addr[k]);
             bool zero = true;
             for (int k = 0; k < ll->sll_halen && k < 8; k++)
                 zero = zero && ll->sll_addr[k] == 0;
             json_object_set_new(o, "mac", json_string(zero ? "" : mac));
         } else if (fam == AF_INET || fam == AF_INET6) {
             char ip[INET6_ADDRSTRLEN], addr[INET6_ADDRSTRLEN + 16];
-            const void *src = fam == AF_INET ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
-                                             : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+            const void *src = fam == AF_INET
+                                  ? (const void *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr
+                                  : (const void *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
             if (!inet_ntop(fam, src, ip, sizeof ip))
                 continue;
             int pl = prefix_len(i->ifa_netmask);
@@ -497,9 +505,11 @@ static json_t *gpu_query(const char *bin)
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char *argv[] = {(char *)"nvidia-smi",
-                    (char *)"--query-gpu=index,name,memory.total,memory.free,utilization.memory,utilization.gpu",
-                    (char *)"--format=csv,noheader,nounits", NULL};
+    char *argv[] = {
+        (char *)"nvidia-smi",
+        (char
+             *)"--query-gpu=index,name,memory.total,memory.free,utilization.memory,utilization.gpu",
+        (char *)"--format=csv,noheader,nounits", NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, bin, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -555,9 +565,10 @@ static json_t *gpu_query(const char *bin)
         if (k != 6 || sscanf(f[2], "%llu", &mt) != 1 || sscanf(f[3], "%llu", &mf) != 1 ||
             sscanf(f[4], "%lf", &mu) != 1 || sscanf(f[5], "%lf", &gu) != 1)
             continue;
-        json_array_append_new(gpus, json_pack("{s:s,s:s,s:I,s:I,s:f,s:f}", "index", f[0], "model", f[1],
-                                              "mem_total", (json_int_t)mt, "mem_free", (json_int_t)mf,
-                                              "mem_used_percent", mu, "gpu_used_percent", gu));
+        json_array_append_new(gpus,
+                              json_pack("{s:s,s:s,s:I,s:I,s:f,s:f}", "index", f[0], "model", f[1],
+                                        "mem_total", (json_int_t)mt, "mem_free", (json_int_t)mf,
+                                        "mem_used_percent", mu, "gpu_used_percent", gu));
     }
     return json_pack("{s:o}", "gpus", gpus);
 }

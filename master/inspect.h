@@ -6,7 +6,6 @@
 
 #include "master.h"
 
-
 /* Builds the whole inspect object (new reference, NULL when out of memory). */
 json_t *inspect_build(master *m);
 /* The compiler that built the master, e.g. "gcc 12.2.0". */

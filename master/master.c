@@ -136,8 +136,8 @@ static void instance_state(sup_proc *p, sup_state st)
         master_save_stats(m);
 }
 
-static m_instance *instance_new(master *m, m_service *s, const char *name, bool dynamic, json_t *dyn,
-                                char *err, size_t errlen)
+static m_instance *instance_new(master *m, m_service *s, const char *name, bool dynamic,
+                                json_t *dyn, char *err, size_t errlen)
 {
     m_instance *in = calloc(1, sizeof *in);
     if (!in) {
@@ -160,9 +160,15 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
         instance_free(in);
         return NULL;
     }
-    in->sup = (sup_proc){.engine = m->engine, .eng_state = s->eng_state, .service = s->name,
-                         .name = in->name, .env = in->env, .restart = &s->cfg.restart,
-                         .grace = m->conf.grace, .on_state = instance_state, .owner = in,
+    in->sup = (sup_proc){.engine = m->engine,
+                         .eng_state = s->eng_state,
+                         .service = s->name,
+                         .name = in->name,
+                         .env = in->env,
+                         .restart = &s->cfg.restart,
+                         .grace = m->conf.grace,
+                         .on_state = instance_state,
+                         .owner = in,
                          .wake_fd = -1};
     return in;
 }
@@ -311,7 +317,8 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     char tok[65];
     if (!s || bt_random_hex(tok, 32) != 0) {
         free(s);
-        return bt_errf(err, errlen, "failed to start service (%s): no memory or random source", cfg->name);
+        return bt_errf(err, errlen, "failed to start service (%s): no memory or random source",
+                       cfg->name);
     }
     pthread_mutex_init(&s->inst_mu, NULL);
     s->name = strdup(cfg->name);
@@ -623,15 +630,16 @@ void master_save_stats(master *m)
                 continue;
             char ts[64];
             bt_fmt_time_utc(&i->start_time, ts, sizeof ts);
-            json_t *o = json_pack("{s:s,s:s,s:s}", "name", i->name, "status", status_name(i->status),
-                                  "start_time", ts);
+            json_t *o = json_pack("{s:s,s:s,s:s}", "name", i->name, "status",
+                                  status_name(i->status), "start_time", ts);
             /* What a later master needs to find what this one leaves behind. */
             if (o && i->alive && i->view.pid > 0)
-                json_object_set_new(o, "process", json_pack("{s:i,s:s}", "id", (json_int_t)i->view.pid,
-                                                            "name", i->view.name));
+                json_object_set_new(
+                    o, "process",
+                    json_pack("{s:i,s:s}", "id", (json_int_t)i->view.pid, "name", i->view.name));
             else if (o && i->alive && i->view.id[0])
-                json_object_set_new(o, "container", json_pack("{s:s,s:s}", "id", i->view.id,
-                                                              "name", i->view.name));
+                json_object_set_new(o, "container",
+                                    json_pack("{s:s,s:s}", "id", i->view.id, "name", i->view.name));
             json_object_set_new(so, i->name, o);
         }
         json_object_set_new(root, s->name, so);

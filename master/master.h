@@ -34,34 +34,34 @@ struct m_instance {
     master *m;
     m_service *svc;
     char *name;
-    bool dynamic;        /* started through the API: no token */
-    char **env;          /* full environment, NULL-terminated */
-    sup_proc sup;        /* its supervisor (owner = this record) */
+    bool dynamic; /* started through the API: no token */
+    char **env;   /* full environment, NULL-terminated */
+    sup_proc sup; /* its supervisor (owner = this record) */
     /* guarded by master.mu */
-    eng_instance view;   /* what stats read; view.pid is 0 while nothing runs */
+    eng_instance view; /* what stats read; view.pid is 0 while nothing runs */
     bool alive;
-    bool finished;       /* supervision over (thread may be joined) */
+    bool finished; /* supervision over (thread may be joined) */
     inst_status status;
     struct timespec start_time;
-    json_t *reported;    /* keys merged from report calls */
+    json_t *reported; /* keys merged from report calls */
     m_instance *next;
 };
 
 struct m_service {
     char *name;
-    app_service cfg;     /* deep copy */
+    app_service cfg; /* deep copy */
     char *token;
-    char **grants;       /* other services whose instances it may act on (grants.h) */
+    char **grants; /* other services whose instances it may act on (grants.h) */
     void *eng_state;
     m_instance *instances;
     pthread_mutex_t inst_mu; /* serializes the API's instance start/stop in this service */
-    int refs;            /* API calls using the service; guarded by mu */
-    bool stopping;       /* being stopped: its token still works, new instances do not */
+    int refs;                /* API calls using the service; guarded by mu */
+    bool stopping;           /* being stopped: its token still works, new instances do not */
     m_service *next;
 };
 
 struct master {
-    char *pwd;             /* absolute work dir (the master's cwd) */
+    char *pwd; /* absolute work dir (the master's cwd) */
     char *conf_path;
     master_conf conf;
     bt_api_addr api;
@@ -71,14 +71,14 @@ struct master {
     pthread_mutex_t stats_mu;
     pthread_mutex_t mu;
     pthread_cond_t refs_cond; /* a service's refs dropped to 0 */
-    m_service *services;   /* in start order; guarded by mu (changed under ops too) */
-    app_config app;        /* the running application; guarded by ops */
-    char *conf_version;    /* guarded by mu */
-    char *error;           /* last update error, "" when none; guarded by mu */
-    json_t *volumes;       /* [{name, path}] of the running app; guarded by mu */
-    char cli_token[65];    /* account of the local CLI (`baetyl status`) */
+    m_service *services;      /* in start order; guarded by mu (changed under ops too) */
+    app_config app;           /* the running application; guarded by ops */
+    char *conf_version;       /* guarded by mu */
+    char *error;              /* last update error, "" when none; guarded by mu */
+    json_t *volumes;          /* [{name, path}] of the running app; guarded by mu */
+    char cli_token[65];       /* account of the local CLI (`baetyl status`) */
     char host_id[256];
-    char *host_sn;         /* snfile content, or NULL */
+    char *host_sn; /* snfile content, or NULL */
 };
 
 #define CLI_USER "baetyl.cli" /* a '.' no service name may contain */

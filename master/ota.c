@@ -61,8 +61,7 @@ static int restore_backup(char *err, size_t errlen)
  * the work dir and is either a regular file the master's user owns or a directory holding
  * application.yml (a regular file, inside too). Returns the resolved file (malloc'd), or
  * NULL with err; *missing is set when the only fault is that it does not exist. */
-static char *target_resolve(master *m, const char *path, bool *missing, char *err,
-                            size_t errlen)
+static char *target_resolve(master *m, const char *path, bool *missing, char *err, size_t errlen)
 {
     *missing = false;
     char *root = realpath(m->pwd, NULL), *real = NULL, *file = NULL, *out = NULL;
@@ -98,8 +97,10 @@ static char *target_resolve(master *m, const char *path, bool *missing, char *er
     } else if (!S_ISREG(st.st_mode)) {
         bt_errf(err, errlen, "path (%s) refused: want a regular file or a directory", path);
     } else if (st.st_uid != geteuid()) {
-        bt_errf(err, errlen, "path (%s) refused: the file is not owned by the master's user "
-                "(uid %u)", path, (unsigned)geteuid());
+        bt_errf(err, errlen,
+                "path (%s) refused: the file is not owned by the master's user "
+                "(uid %u)",
+                path, (unsigned)geteuid());
     } else {
         out = real;
         real = NULL;
@@ -200,7 +201,8 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
             ota_log(m, trace, "FAILURE", "failed to roll back", rb);
             if (loaded)
                 commit(m, &back);
-            return bt_errf(err, errlen, "failed to reload config: %s; failed to roll back: %s", why, rb);
+            return bt_errf(err, errlen, "failed to reload config: %s; failed to roll back: %s", why,
+                           rb);
         }
         commit(m, &back);
         ota_log(m, trace, "ROLLEDBACK", "app is rolled back", NULL);
@@ -242,7 +244,8 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
     if (master_start_app(m, &old, rb, sizeof rb) != 0) {
         ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         commit(m, &old);
-        return bt_errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why, rb);
+        return bt_errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why,
+                       rb);
     }
     commit(m, &old);
     ota_log(m, trace, "ROLLEDBACK", "app is rolled back", NULL);
@@ -273,7 +276,8 @@ int ota_boot(master *m, char *err, size_t errlen)
 {
     pthread_mutex_lock(&m->ops);
     char why[512];
-    json_t *stats = bt_path_exists(APP_STATS_FILE) ? yaml_file_to_json(APP_STATS_FILE, why, sizeof why) : NULL;
+    json_t *stats =
+        bt_path_exists(APP_STATS_FILE) ? yaml_file_to_json(APP_STATS_FILE, why, sizeof why) : NULL;
     if (!stats && bt_path_exists(APP_STATS_FILE))
         bt_logkv(BT_LOG_WARN, "failed to read application stats", "error", why, NULL);
     m->engine->ops->recover(m->engine, stats);

@@ -45,9 +45,9 @@ void volume_roots_free(char **roots)
 }
 
 typedef struct {
-    const char *rroot;    /* the work dir, resolved */
-    char *const *vroots;  /* volume dirs, resolved */
-    const char *dir;      /* what is being walked, for messages */
+    const char *rroot;   /* the work dir, resolved */
+    char *const *vroots; /* volume dirs, resolved */
+    const char *dir;     /* what is being walked, for messages */
     char *err;
     size_t errlen;
 } walk;
@@ -72,8 +72,8 @@ static char *step(const walk *w, const char *cur, const char *name)
     }
     if (lstat(next, &st) != 0 && errno == ENOENT) {
         if (!path_inside(w->rroot, cur)) {
-            bt_errf(w->err, w->errlen, "path (%s): %s is missing and outside the work dir",
-                    w->dir, next);
+            bt_errf(w->err, w->errlen, "path (%s): %s is missing and outside the work dir", w->dir,
+                    next);
             free(next);
             return NULL;
         }

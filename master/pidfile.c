@@ -40,7 +40,8 @@ int pidfile_acquire(const char *path, char *err, size_t errlen)
         pid_t other = read_pid(fd);
         close(fd);
         if (e == EWOULDBLOCK)
-            return bt_errf(err, errlen, "baetyl is already running (pid %d) in this work dir", (int)other);
+            return bt_errf(err, errlen, "baetyl is already running (pid %d) in this work dir",
+                           (int)other);
         return bt_errf(err, errlen, "lock %s: %s", path, strerror(e));
     }
     char buf[32];

@@ -33,8 +33,10 @@ static void write_cli_token(const master *m)
 {
     char why[256];
     if (bt_mkdir_p("var/run/baetyl", 0755, why, sizeof why) != 0 ||
-        bt_write_file_atomic(CLI_TOKEN_FILE, m->cli_token, strlen(m->cli_token), 0600, why, sizeof why) != 0)
-        bt_logkv(BT_LOG_WARN, "failed to write the CLI token: `baetyl status` will not work", "error", why, NULL);
+        bt_write_file_atomic(CLI_TOKEN_FILE, m->cli_token, strlen(m->cli_token), 0600, why,
+                             sizeof why) != 0)
+        bt_logkv(BT_LOG_WARN, "failed to write the CLI token: `baetyl status` will not work",
+                 "error", why, NULL);
 }
 
 int cmd_start(const char *workdir, const char *conf_path)
@@ -117,7 +119,8 @@ int cmd_start(const char *workdir, const char *conf_path)
     m.engine = engine;
     bt_logkv(BT_LOG_INFO, "engine started", NULL);
     write_cli_token(&m);
-    if (ota_start(&m, &o, err, sizeof err) != 0 || api_server_start(&m, o, &srv, err, sizeof err) != 0) {
+    if (ota_start(&m, &o, err, sizeof err) != 0 ||
+        api_server_start(&m, o, &srv, err, sizeof err) != 0) {
         bt_logkv(BT_LOG_ERROR, "failed to start the API server", "error", err, NULL);
         fprintf(stderr, "baetyl: %s\n", err);
         goto out;

@@ -27,7 +27,8 @@ static json_t *scalar_to_json(const yaml_node_t *n)
     size_t len = n->data.scalar.length;
     if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return json_stringn(s, len);
-    if (len == 0 || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL"))
+    if (len == 0 || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+        !strcmp(s, "NULL"))
         return json_null();
     if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
         return json_true();
@@ -52,11 +53,11 @@ static json_t *node_to_json(conv_ctx *c, yaml_node_t *n, int depth)
     if (!n || depth > MAX_DEPTH || ++c->nodes > MAX_NODES)
         return NULL;
     switch (n->type) {
-    case YAML_SCALAR_NODE:
-        return scalar_to_json(n);
+    case YAML_SCALAR_NODE: return scalar_to_json(n);
     case YAML_SEQUENCE_NODE: {
         json_t *a = json_array();
-        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+             it++) {
             json_t *v = node_to_json(c, yaml_document_get_node(c->doc, *it), depth + 1);
             if (!v) {
                 json_decref(a);
@@ -68,7 +69,8 @@ static json_t *node_to_json(conv_ctx *c, yaml_node_t *n, int depth)
     }
     case YAML_MAPPING_NODE: {
         json_t *o = json_object();
-        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++) {
             yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
             if (!k || k->type != YAML_SCALAR_NODE)
                 continue;
@@ -88,8 +90,7 @@ static json_t *node_to_json(conv_ctx *c, yaml_node_t *n, int depth)
         }
         return o;
     }
-    default:
-        return NULL;
+    default: return NULL;
     }
 }
 
@@ -155,8 +156,10 @@ static int emit_json(yaml_emitter_t *em, const json_t *j, int depth)
             return 0;
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) {
-            if (!emit_scalar(em, k, strlen(k), YAML_ANY_SCALAR_STYLE) || !emit_json(em, v, depth + 1))
+        json_object_foreach((json_t *)j, k, v)
+        {
+            if (!emit_scalar(em, k, strlen(k), YAML_ANY_SCALAR_STYLE) ||
+                !emit_json(em, v, depth + 1))
                 return 0;
         }
         yaml_mapping_end_event_initialize(&ev);
@@ -168,7 +171,8 @@ static int emit_json(yaml_emitter_t *em, const json_t *j, int depth)
             return 0;
         size_t i;
         json_t *v;
-        json_array_foreach(j, i, v) {
+        json_array_foreach(j, i, v)
+        {
             if (!emit_json(em, v, depth + 1))
                 return 0;
         }
@@ -177,7 +181,8 @@ static int emit_json(yaml_emitter_t *em, const json_t *j, int depth)
     }
     case JSON_STRING:
         /* Quoted, so "123" or "true" read back as strings. */
-        return emit_scalar(em, json_string_value(j), json_string_length(j), YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+        return emit_scalar(em, json_string_value(j), json_string_length(j),
+                           YAML_DOUBLE_QUOTED_SCALAR_STYLE);
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
         return emit_scalar(em, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
@@ -186,12 +191,9 @@ static int emit_json(yaml_emitter_t *em, const json_t *j, int depth)
         if (!strpbrk(num, ".eEn"))
             strcat(num, ".0");
         return emit_scalar(em, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
-    case JSON_TRUE:
-        return emit_scalar(em, "true", 4, YAML_PLAIN_SCALAR_STYLE);
-    case JSON_FALSE:
-        return emit_scalar(em, "false", 5, YAML_PLAIN_SCALAR_STYLE);
-    default:
-        return emit_scalar(em, "null", 4, YAML_PLAIN_SCALAR_STYLE);
+    case JSON_TRUE: return emit_scalar(em, "true", 4, YAML_PLAIN_SCALAR_STYLE);
+    case JSON_FALSE: return emit_scalar(em, "false", 5, YAML_PLAIN_SCALAR_STYLE);
+    default: return emit_scalar(em, "null", 4, YAML_PLAIN_SCALAR_STYLE);
     }
 }
 

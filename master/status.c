@@ -43,8 +43,13 @@ typedef struct {
 
 static void row_of(json_t *s, json_t *in, row_t *r)
 {
-    *r = (row_t){.svc = str_at(s, "name"), .inst = "-", .status = "-", .started = "",
-                 .pid = "-", .cpu = "-", .mem = "-"};
+    *r = (row_t){.svc = str_at(s, "name"),
+                 .inst = "-",
+                 .status = "-",
+                 .started = "",
+                 .pid = "-",
+                 .cpu = "-",
+                 .mem = "-"};
     if (!in)
         return;
     r->inst = str_at(in, "name");
@@ -53,11 +58,13 @@ static void row_of(json_t *s, json_t *in, row_t *r)
     json_t *proc = json_object_get(in, "process");
     json_t *ctr = json_object_get(in, "container"), *ms = json_object_get(in, "mem_stats");
     if (json_is_integer(json_object_get(proc, "id")))
-        snprintf(r->pid, sizeof r->pid, "%lld", (long long)json_integer_value(json_object_get(proc, "id")));
+        snprintf(r->pid, sizeof r->pid, "%lld",
+                 (long long)json_integer_value(json_object_get(proc, "id")));
     else if (json_is_string(json_object_get(ctr, "id"))) /* docker: the short container id */
         snprintf(r->pid, sizeof r->pid, "%.12s", json_string_value(json_object_get(ctr, "id")));
     if (json_object_get(in, "cpu_stats"))
-        snprintf(r->cpu, sizeof r->cpu, "%.1f", num_at(json_object_get(in, "cpu_stats"), "used_percent"));
+        snprintf(r->cpu, sizeof r->cpu, "%.1f",
+                 num_at(json_object_get(in, "cpu_stats"), "used_percent"));
     if (ms) /* native: rss; docker: the container's usage */
         human(num_at(ms, json_object_get(ms, "rss") ? "rss" : "usage"), r->mem, sizeof r->mem);
 }
@@ -86,8 +93,8 @@ static void widen(widths_t *w, const row_t *r)
 
 static void print_row(const widths_t *w, const row_t *r)
 {
-    printf("%-*s %-*s %-*s %-*s %*s %*s  %s\n", w->svc, r->svc, w->inst, r->inst, w->status, r->status,
-           w->pid, r->pid, w->cpu, r->cpu, w->mem, r->mem, r->started);
+    printf("%-*s %-*s %-*s %-*s %*s %*s  %s\n", w->svc, r->svc, w->inst, r->inst, w->status,
+           r->status, w->pid, r->pid, w->cpu, r->cpu, w->mem, r->mem, r->started);
 }
 
 /* Pass 0 measures a row, pass 1 prints it. */
@@ -104,8 +111,10 @@ static bool any_container(json_t *services)
 {
     size_t i, k;
     json_t *s, *in;
-    json_array_foreach(services, i, s) {
-        json_array_foreach(json_object_get(s, "instances"), k, in) {
+    json_array_foreach(services, i, s)
+    {
+        json_array_foreach(json_object_get(s, "instances"), k, in)
+        {
             if (json_object_get(in, "container"))
                 return true;
         }
@@ -116,8 +125,13 @@ static bool any_container(json_t *services)
 /* Two passes over the services: the widths first, then the rows. */
 static void print_table(json_t *services)
 {
-    row_t head = {.svc = "SERVICE", .inst = "INSTANCE", .status = "STATUS", .started = "STARTED",
-                  .pid = "PID", .cpu = "CPU%", .mem = "MEMORY"};
+    row_t head = {.svc = "SERVICE",
+                  .inst = "INSTANCE",
+                  .status = "STATUS",
+                  .started = "STARTED",
+                  .pid = "PID",
+                  .cpu = "CPU%",
+                  .mem = "MEMORY"};
     if (any_container(services))
         snprintf(head.pid, sizeof head.pid, "CONTAINER ID");
     widths_t w = {0};
@@ -130,13 +144,15 @@ static void print_table(json_t *services)
         }
         size_t i, k;
         json_t *s, *in;
-        json_array_foreach(services, i, s) {
+        json_array_foreach(services, i, s)
+        {
             json_t *insts = json_object_get(s, "instances");
             if (json_array_size(insts) == 0) {
                 row_of(s, NULL, &r);
                 emit(&w, &r, pass);
             }
-            json_array_foreach(insts, k, in) {
+            json_array_foreach(insts, k, in)
+            {
                 row_of(s, in, &r);
                 emit(&w, &r, pass);
             }
@@ -147,9 +163,10 @@ static void print_table(json_t *services)
 static void print_readable(json_t *j, pid_t pid)
 {
     json_t *sw = json_object_get(j, "software"), *hw = json_object_get(j, "hardware");
-    printf("baetyl %s (%s mode), pid %d, work dir %s\n", str_at(sw, "bin_version"), str_at(sw, "mode"),
-           (int)pid, str_at(sw, "pwd"));
-    printf("app version: %s\n", *str_at(sw, "conf_version") ? str_at(sw, "conf_version") : "(none)");
+    printf("baetyl %s (%s mode), pid %d, work dir %s\n", str_at(sw, "bin_version"),
+           str_at(sw, "mode"), (int)pid, str_at(sw, "pwd"));
+    printf("app version: %s\n",
+           *str_at(sw, "conf_version") ? str_at(sw, "conf_version") : "(none)");
     if (*str_at(j, "error"))
         printf("error: %s\n", str_at(j, "error"));
     json_t *host = json_object_get(hw, "host_stats"), *mem = json_object_get(hw, "mem_stats");
@@ -159,10 +176,11 @@ static void print_readable(json_t *j, pid_t pid)
     human(num_at(mem, "total"), b, sizeof b);
     human(num_at(disk, "used"), c, sizeof c);
     human(num_at(disk, "total"), d, sizeof d);
-    printf("host: %s, linux %s %s, %d cores (%.1f%% used), memory %s/%s (%.0f%%), disk %s/%s (%.0f%%)\n",
+    printf("host: %s, linux %s %s, %d cores (%.1f%% used), memory %s/%s (%.0f%%), disk %s/%s "
+           "(%.0f%%)\n",
            str_at(host, "hostname"), str_at(host, "kernel_version"), str_at(sw, "arch"),
-           (int)json_integer_value(json_object_get(cpu, "cores")), num_at(cpu, "used_percent"), a, b,
-           num_at(mem, "used_percent"), c, d, num_at(disk, "used_percent"));
+           (int)json_integer_value(json_object_get(cpu, "cores")), num_at(cpu, "used_percent"), a,
+           b, num_at(mem, "used_percent"), c, d, num_at(disk, "used_percent"));
     print_table(json_object_get(j, "services"));
 }
 
@@ -191,7 +209,9 @@ int cmd_status(const char *conf_path, bool as_json)
         return 1;
     }
     bt_str_trim(token);
-    bt_api_options ao = {.address = conf.server.address, .username = CLI_USER, .password = token,
+    bt_api_options ao = {.address = conf.server.address,
+                         .username = CLI_USER,
+                         .password = token,
                          .timeout_ms = 30000};
     bt_api_client *cl = bt_api_new(&ao, err, sizeof err);
     int rc = 1;

@@ -67,7 +67,8 @@ static void stop_process(sup_proc *in)
     int code = 0;
     e->ops->signal_instance(e, &in->run, false);
     int64_t grace = in->grace;
-    int r = e->ops->wait_instance(e, &in->run, grace > INT32_MAX ? INT32_MAX : (int)grace, -1, &code);
+    int r =
+        e->ops->wait_instance(e, &in->run, grace > INT32_MAX ? INT32_MAX : (int)grace, -1, &code);
     if (r != 1) {
         char g[32];
         bt_fmt_duration(grace, g, sizeof g);
@@ -140,8 +141,9 @@ static void *supervise(void *arg)
         while (!started_again) {
             if (rp->retry_max > 0 && retries >= rp->retry_max) {
                 in->on_state(in, SUP_EXITED);
-                snprintf(msg, sizeof msg, "instance (%s) exited (code %d), retried too many times (%ld)",
-                         in->name, code, rp->retry_max);
+                snprintf(msg, sizeof msg,
+                         "instance (%s) exited (code %d), retried too many times (%ld)", in->name,
+                         code, rp->retry_max);
                 bt_logkv(BT_LOG_ERROR, msg, "service", in->service, "instance", in->name, NULL);
                 goto done;
             }
@@ -152,7 +154,8 @@ static void *supervise(void *arg)
             in->on_state(in, SUP_RESTARTING);
             char d[32];
             bt_fmt_duration(delay, d, sizeof d);
-            snprintf(msg, sizeof msg, "instance (%s) exited (code %d), restarting in %s", in->name, code, d);
+            snprintf(msg, sizeof msg, "instance (%s) exited (code %d), restarting in %s", in->name,
+                     code, d);
             bt_logkv(BT_LOG_WARN, msg, "service", in->service, "instance", in->name, NULL);
             if (sleep_or_stop(in, delay))
                 goto done;
@@ -199,7 +202,8 @@ int sup_launch(sup_proc *in, char *err, size_t errlen)
         in->on_state(in, SUP_EXITED);
         close(in->wake_fd);
         in->wake_fd = -1;
-        return bt_errf(err, errlen, "failed to start supervisor of instance (%s): %s", in->name, strerror(rc));
+        return bt_errf(err, errlen, "failed to start supervisor of instance (%s): %s", in->name,
+                       strerror(rc));
     }
     in->thread_started = true;
     return 0;

@@ -28,19 +28,19 @@ typedef void (*sup_state_fn)(sup_proc *p, sup_state st);
 struct sup_proc {
     /* set by the owner before sup_launch; read-only afterwards */
     bt_engine *engine;
-    void *eng_state;             /* the service's engine state */
-    const char *service, *name;  /* for logs and the engine */
+    void *eng_state;            /* the service's engine state */
+    const char *service, *name; /* for logs and the engine */
     char **env;
     const app_restart *restart;
-    int64_t grace;               /* ms */
+    int64_t grace; /* ms */
     sup_state_fn on_state;
-    void *owner;                 /* the owner's record, for on_state */
+    void *owner; /* the owner's record, for on_state */
     /* the supervisor's own */
     pthread_t thread;
     bool thread_started;
-    int wake_fd;                 /* eventfd, written once to ask for a stop; -1 when closed */
+    int wake_fd; /* eventfd, written once to ask for a stop; -1 when closed */
     atomic_bool stop_req;
-    eng_instance run;            /* owned by the supervising thread once it runs */
+    eng_instance run; /* owned by the supervising thread once it runs */
 };
 
 /* Starts the first process and its supervising thread. Returns 0 or -1 with err (then no

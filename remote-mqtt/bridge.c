@@ -49,9 +49,9 @@ typedef struct {
     size_t bytes;
     rm_dir_stats st;
     int64_t last_drop_log, last_wait_log;
-    bool closing;       /* the clients are being freed: callbacks touch neither */
-    bool dst_up;        /* dst is connected */
-    bool waiting;       /* on_message waits for room ([b->wait_mu]) */
+    bool closing;        /* the clients are being freed: callbacks touch neither */
+    bool dst_up;         /* dst is connected */
+    bool waiting;        /* on_message waits for room ([b->wait_mu]) */
     pthread_cond_t room; /* the queue shrank, dst went down, or closing */
 } rm_dir;
 
@@ -92,9 +92,9 @@ static void not_forwarded(rm_dir *d, const char *topic, void *tag, int rc, const
         d->last_drop_log = now;
         char n[32];
         snprintf(n, sizeof n, "%llu", (unsigned long long)d->st.dropped);
-        bt_logkv(rc == BT_MQTT_EINVAL ? BT_LOG_ERROR : BT_LOG_WARN, "message not forwarded",
-                 "rule", d->b->name, "direction", d->what, "topic", topic, "reason", why,
-                 "dropped", n, NULL);
+        bt_logkv(rc == BT_MQTT_EINVAL ? BT_LOG_ERROR : BT_LOG_WARN, "message not forwarded", "rule",
+                 d->b->name, "direction", d->what, "topic", topic, "reason", why, "dropped", n,
+                 NULL);
     }
 }
 
@@ -240,8 +240,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
         }
         if (!wait_for_room(d)) {
             rc = d->closing ? BT_MQTT_ESTOPPED : BT_MQTT_ENOMEM;
-            snprintf(err, sizeof err, "%zu messages wait for %s already", d->st.queued,
-                     d->what);
+            snprintf(err, sizeof err, "%zu messages wait for %s already", d->st.queued, d->what);
             break;
         }
     }
@@ -310,8 +309,8 @@ static void dir_free(rm_dir *d)
 }
 
 rm_bridge *rm_bridge_create(const char *name, const bt_mqtt_client_config *hub,
-                            const bt_mqtt_client_config *remote, rm_fatal_fn on_fatal,
-                            void *arg, char *err, size_t errlen)
+                            const bt_mqtt_client_config *remote, rm_fatal_fn on_fatal, void *arg,
+                            char *err, size_t errlen)
 {
     rm_bridge *b = calloc(1, sizeof *b);
     if (!b || !(b->name = strdup(name ? name : "rule"))) {

@@ -31,8 +31,8 @@ typedef void (*rm_fatal_fn)(const char *rule, const char *reason, void *arg);
 /* Builds the two clients of a rule from complete settings (client ids and subscriptions
  * already resolved). name is used in logs. NULL with err on a bad setting. */
 rm_bridge *rm_bridge_create(const char *name, const bt_mqtt_client_config *hub,
-                            const bt_mqtt_client_config *remote, rm_fatal_fn on_fatal,
-                            void *arg, char *err, size_t errlen);
+                            const bt_mqtt_client_config *remote, rm_fatal_fn on_fatal, void *arg,
+                            char *err, size_t errlen);
 /* Starts both clients (they connect in the background). 0 or -1 with err. */
 int rm_bridge_start(rm_bridge *b, char *err, size_t errlen);
 /* Asks both clients to stop, without waiting. */

@@ -52,8 +52,7 @@ static const bt_cfg_field rule_remote_fields[] = {
     BT_FIELD(rm_rule_side, subscriptions, "subscriptions", BT_CFG_LIST,
              .sub = &bt_mqtt_topic_schema),
     {0}};
-static const bt_cfg_schema rule_remote_schema = {sizeof(rm_rule_side), rule_remote_fields,
-                                                 NULL};
+static const bt_cfg_schema rule_remote_schema = {sizeof(rm_rule_side), rule_remote_fields, NULL};
 
 static const bt_cfg_field rule_fields[] = {
     BT_FIELD(rm_rule, hub, "hub", BT_CFG_STRUCT, .sub = &rule_hub_schema),
@@ -106,8 +105,8 @@ static int check_config(void *obj, char *err, size_t errlen)
         const char *name = BT_CFG_AT(cfg->remotes, rm_remote, i).name;
         for (size_t j = 0; j < i; j++)
             if (strcmp(BT_CFG_AT(cfg->remotes, rm_remote, j).name, name) == 0) {
-                snprintf(err, errlen, "remotes[%zu].name: remote name (%.100s) is duplicated",
-                         i, name);
+                snprintf(err, errlen, "remotes[%zu].name: remote name (%.100s) is duplicated", i,
+                         name);
                 return -1;
             }
     }

@@ -48,8 +48,10 @@ static void warn_ignored(const rm_config *cfg)
                              "rules[].hub.clientid, else its remote client id");
     for (size_t i = 0; i < cfg->remotes.n; i++)
         if (BT_CFG_AT(cfg->remotes, rm_remote, i).mqtt.subscriptions.n)
-            bt_logf(BT_LOG_WARN, "remotes[%zu].subscriptions is ignored: each rule subscribes "
-                                 "to rules[].remote.subscriptions", i);
+            bt_logf(BT_LOG_WARN,
+                    "remotes[%zu].subscriptions is ignored: each rule subscribes "
+                    "to rules[].remote.subscriptions",
+                    i);
     if (cfg->rules.n == 0)
         bt_logf(BT_LOG_WARN, "no rules: nothing to forward");
 }
@@ -67,8 +69,8 @@ static void log_stats(rm_bridge *b, size_t i)
         snprintf(fwd, sizeof fwd, "%llu", (unsigned long long)st.forwarded);
         snprintf(dup, sizeof dup, "%llu", (unsigned long long)st.duplicates);
         snprintf(drop, sizeof drop, "%llu", (unsigned long long)st.dropped);
-        bt_logkv(BT_LOG_INFO, "rule totals", "rule", rule, "direction", what[dir], "received",
-                 rec, "forwarded", fwd, "duplicates", dup, "dropped", drop, NULL);
+        bt_logkv(BT_LOG_INFO, "rule totals", "rule", rule, "direction", what[dir], "received", rec,
+                 "forwarded", fwd, "duplicates", dup, "dropped", drop, NULL);
     }
 }
 
@@ -112,8 +114,8 @@ static int run(bt_ctx *ctx)
             rc = 1;
             continue;
         }
-        bt_logkv(BT_LOG_INFO, "rule started", "rule", name, "hub_clientid", hub.clientid,
-                 "remote", remote.address, "remote_clientid", remote.clientid, NULL);
+        bt_logkv(BT_LOG_INFO, "rule started", "rule", name, "hub_clientid", hub.clientid, "remote",
+                 remote.address, "remote_clientid", remote.clientid, NULL);
     }
     if (rc == 0) {
         bt_ctx_wait(ctx);

@@ -24,7 +24,7 @@ typedef struct {
     int64_t interval;
     char *topic;
     long qos;
-    json_t *payload;    /* the fields of every message, YAML types kept (a mapping) */
+    json_t *payload; /* the fields of every message, YAML types kept (a mapping) */
     bt_logger_config logger;
 } timer_cfg;
 
@@ -54,8 +54,8 @@ static const bt_cfg_field timer_fields[] = {
              .flags = BT_CFG_RANGE, .min = 1, .max = 2147483647),
     BT_FIELD(timer_cfg, topic, "publish.topic", BT_CFG_STRING, .def = "timer",
              .flags = BT_CFG_REQUIRED, .check = check_topic),
-    BT_FIELD(timer_cfg, qos, "publish.qos", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE,
-             .min = 0, .max = 1),
+    BT_FIELD(timer_cfg, qos, "publish.qos", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE, .min = 0,
+             .max = 1),
     BT_FIELD(timer_cfg, payload, "publish.payload", BT_CFG_JSON, .check = check_payload),
     BT_FIELD(timer_cfg, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),
     {0}};

@@ -127,8 +127,7 @@ int vi_format_time(int64_t unix_ns, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err,
-                        size_t errlen)
+char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err, size_t errlen)
 {
     char when[64];
     if (vi_format_time(info->capture_ns, when, sizeof when) < 0) {
@@ -136,8 +135,7 @@ char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err
         return NULL;
     }
     json_t *o = r->body ? json_deep_copy(r->body) : json_object();
-    if (!o ||
-        json_object_set_new(o, "imageWidth", json_integer(info->width)) < 0 ||
+    if (!o || json_object_set_new(o, "imageWidth", json_integer(info->width)) < 0 ||
         json_object_set_new(o, "imageHight", json_integer(info->height)) < 0 ||
         json_object_set_new(o, "imageCaptureTime", json_string(when)) < 0 ||
         json_object_set_new(o, "imageInferenceTime", json_real(info->infer_s)) < 0 ||

@@ -20,10 +20,10 @@ typedef struct {
 
 /* Facts about the frame added to the published message. */
 typedef struct {
-    int width, height;   /* imageWidth, imageHight */
-    int64_t capture_ns;  /* imageCaptureTime: unix time in ns, written as RFC 3339 */
-    double infer_s;      /* imageInferenceTime: seconds spent in the network */
-    double process_s;    /* imageProcessTime: seconds from capture to publish */
+    int width, height;  /* imageWidth, imageHight */
+    int64_t capture_ns; /* imageCaptureTime: unix time in ns, written as RFC 3339 */
+    double infer_s;     /* imageInferenceTime: seconds spent in the network */
+    double process_s;   /* imageProcessTime: seconds from capture to publish */
 } vi_image_info;
 
 /* Reads the function's reply into r (zeroed first). An empty reply means "nothing to do"
@@ -32,8 +32,7 @@ typedef struct {
 int vi_result_parse(const uint8_t *payload, size_t len, vi_result *r, char *err, size_t errlen);
 /* The message to publish: r's JSON with the image fields set (they replace the
  * function's own keys of the same name). Malloc'd compact JSON, or NULL with err. */
-char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err,
-                        size_t errlen);
+char *vi_result_message(const vi_result *r, const vi_image_info *info, char *err, size_t errlen);
 /* Frees what r holds and zeroes it. */
 void vi_result_free(vi_result *r);
 

@@ -41,8 +41,7 @@ static int check_config(void *obj, char *err, size_t errlen)
             }
     }
     if (!vi_config_function(c, c->function_name)) {
-        snprintf(err, errlen,
-                 "process.after.function.name: function (%s) not found in functions",
+        snprintf(err, errlen, "process.after.function.name: function (%s) not found in functions",
                  c->function_name ? c->function_name : "");
         return -1;
     }
@@ -63,10 +62,10 @@ static const bt_cfg_field config_fields[] = {
     BT_FIELD(vi_config, scale, "process.before.scale", BT_CFG_FLOAT, .def = "1.0"),
     BT_FIELD(vi_config, swaprb, "process.before.swaprb", BT_CFG_BOOL),
     /* 0 = the frame's own size; the upper bound keeps a blob within memory. */
-    BT_FIELD(vi_config, width, "process.before.width", BT_CFG_INT, .flags = BT_CFG_RANGE,
-             .min = 0, .max = 16384),
-    BT_FIELD(vi_config, hight, "process.before.hight", BT_CFG_INT, .flags = BT_CFG_RANGE,
-             .min = 0, .max = 16384),
+    BT_FIELD(vi_config, width, "process.before.width", BT_CFG_INT, .flags = BT_CFG_RANGE, .min = 0,
+             .max = 16384),
+    BT_FIELD(vi_config, hight, "process.before.hight", BT_CFG_INT, .flags = BT_CFG_RANGE, .min = 0,
+             .max = 16384),
     BT_FIELD(vi_config, mean[0], "process.before.mean.v1", BT_CFG_FLOAT),
     BT_FIELD(vi_config, mean[1], "process.before.mean.v2", BT_CFG_FLOAT),
     BT_FIELD(vi_config, mean[2], "process.before.mean.v3", BT_CFG_FLOAT),

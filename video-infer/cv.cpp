@@ -34,7 +34,8 @@ struct vi_net {
     cv::Mat out;
 };
 
-namespace {
+namespace
+{
 
 void set_err(char *err, size_t errlen, const char *what, const char *why)
 {
@@ -77,14 +78,10 @@ bool parse_target(const char *s, int *v)
         const char *name;
         int value;
     } table[] = {
-        {"cpu", cv::dnn::DNN_TARGET_CPU},
-        {"fp32", cv::dnn::DNN_TARGET_OPENCL},
-        {"fp16", cv::dnn::DNN_TARGET_OPENCL_FP16},
-        {"vpu", cv::dnn::DNN_TARGET_MYRIAD},
-        {"vulkan", cv::dnn::DNN_TARGET_VULKAN},
-        {"fpga", cv::dnn::DNN_TARGET_FPGA},
-        {"cuda", cv::dnn::DNN_TARGET_CUDA},
-        {"cuda_fp16", cv::dnn::DNN_TARGET_CUDA_FP16},
+        {"cpu", cv::dnn::DNN_TARGET_CPU},          {"fp32", cv::dnn::DNN_TARGET_OPENCL},
+        {"fp16", cv::dnn::DNN_TARGET_OPENCL_FP16}, {"vpu", cv::dnn::DNN_TARGET_MYRIAD},
+        {"vulkan", cv::dnn::DNN_TARGET_VULKAN},    {"fpga", cv::dnn::DNN_TARGET_FPGA},
+        {"cuda", cv::dnn::DNN_TARGET_CUDA},        {"cuda_fp16", cv::dnn::DNN_TARGET_CUDA_FP16},
     };
     if (!s || !*s)
         s = "cpu";
@@ -245,8 +242,8 @@ void vi_frame_free(vi_frame *f)
     delete f;
 }
 
-vi_net *vi_net_load(const char *model, const char *config, const char *backend,
-                    const char *device, char *err, size_t errlen)
+vi_net *vi_net_load(const char *model, const char *config, const char *backend, const char *device,
+                    char *err, size_t errlen)
 {
     int b, t;
     if (!parse_backend(backend, &b)) {

@@ -57,8 +57,8 @@ void vi_frame_free(vi_frame *f);
 /* Loads a network (cv::dnn::readNet: Caffe, TensorFlow, Darknet, ONNX, … chosen by the
  * files' extensions; config may be "" when the format needs none) and sets its backend
  * and target from infer.backend/device names (config.h). NULL with err. */
-vi_net *vi_net_load(const char *model, const char *config, const char *backend,
-                    const char *device, char *err, size_t errlen);
+vi_net *vi_net_load(const char *model, const char *config, const char *backend, const char *device,
+                    char *err, size_t errlen);
 /* Runs the network on a frame: *out points at *count float32 values (the first output),
  * valid until the next call or vi_net_free. 0, or -1 with err. */
 int vi_net_forward(vi_net *n, const vi_frame *f, const vi_blob_params *p, const float **out,

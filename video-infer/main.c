@@ -58,8 +58,8 @@ static void after(vi_app *a, const vi_frame *frame, const bt_fn_msg *reply, int6
     char err[512];
     vi_result r;
     if (vi_result_parse(reply->payload, reply->payload_len, &r, err, sizeof err) < 0) {
-        bt_logkv(BT_LOG_ERROR, "failed to process infer result", "function",
-                 a->cfg->function_name, "error", err, NULL);
+        bt_logkv(BT_LOG_ERROR, "failed to process infer result", "function", a->cfg->function_name,
+                 "error", err, NULL);
         return;
     }
     if (!r.discard && r.location)
@@ -75,8 +75,8 @@ static void after(vi_app *a, const vi_frame *frame, const bt_fn_msg *reply, int6
         char *msg = vi_result_message(&r, &info, err, sizeof err);
         if (!msg || bt_mqtt_client_publish(a->hub, r.topic, msg, strlen(msg), r.qos, false, NULL,
                                            err, sizeof err) < 0)
-            bt_logkv(BT_LOG_ERROR, "failed to publish infer result", "topic", r.topic, "error",
-                     err, NULL);
+            bt_logkv(BT_LOG_ERROR, "failed to publish infer result", "topic", r.topic, "error", err,
+                     NULL);
         free(msg);
     }
     vi_result_free(&r);
@@ -137,8 +137,7 @@ static vi_capture *open_source(vi_app *a, vi_pace *pace)
         return NULL;
     }
     double fps = vi_capture_fps(cap);
-    vi_pace_init(pace, vi_source_kind_of(uri), fps, a->cfg->limit_fps,
-                 bt_now_ns());
+    vi_pace_init(pace, vi_source_kind_of(uri), fps, a->cfg->limit_fps, bt_now_ns());
     int w, h;
     vi_capture_size(cap, &w, &h);
     bt_info("video opened: uri=%s fps=%g width=%d height=%d skip=%ld", uri,
@@ -167,8 +166,8 @@ static int loop(vi_app *a)
             break;
         if (vi_capture_grab(cap) < 0) {
             /* A file's end reads the same: it plays again from the start. */
-            bt_logkv(BT_LOG_WARN, "failed to read video, reopening in 1s", "uri",
-                     a->cfg->video_uri, NULL);
+            bt_logkv(BT_LOG_WARN, "failed to read video, reopening in 1s", "uri", a->cfg->video_uri,
+                     NULL);
             vi_capture_close(cap);
             cap = NULL;
             bt_ctx_sleep(a->ctx, RETRY_MS);
@@ -224,9 +223,12 @@ static int run(bt_ctx *ctx)
     vi_app a = {
         .ctx = ctx,
         .cfg = &cfg,
-        .blob = {.scale = cfg.scale, .width = (int)cfg.width, .height = (int)cfg.hight,
+        .blob = {.scale = cfg.scale,
+                 .width = (int)cfg.width,
+                 .height = (int)cfg.hight,
                  .mean = {cfg.mean[0], cfg.mean[1], cfg.mean[2], cfg.mean[3]},
-                 .swaprb = cfg.swaprb, .crop = cfg.crop},
+                 .swaprb = cfg.swaprb,
+                 .crop = cfg.crop},
     };
     int rc = 1;
     /* The seed's config has no hub.clientid, yet a persistent session needs one: this
@@ -256,8 +258,8 @@ static int run(bt_ctx *ctx)
     fo.cert = f->cert;
     fo.key = f->key;
     if (!(a.fn = bt_fn_client_new(f->address, &fo, err, sizeof err))) {
-        bt_logkv(BT_LOG_ERROR, "failed to create the function client", "function", f->name,
-                 "error", err, NULL);
+        bt_logkv(BT_LOG_ERROR, "failed to create the function client", "function", f->name, "error",
+                 err, NULL);
         goto out;
     }
     if (!(a.hub = bt_mqtt_client_create(&cfg.hub, NULL, err, sizeof err)) ||
@@ -277,7 +279,6 @@ out:
 int main(int argc, char **argv)
 {
     static const bt_module_info info = {
-        "reads video, runs a DNN on each frame and publishes what a function makes of it",
-        NULL};
+        "reads video, runs a DNN on each frame and publishes what a function makes of it", NULL};
     return bt_run_module(&info, argc, argv, run);
 }

@@ -34,8 +34,7 @@ vi_source_kind vi_source_kind_of(const char *uri)
     return VI_SOURCE_FILE;
 }
 
-void vi_pace_init(vi_pace *p, vi_source_kind kind, double source_fps, double limit_fps,
-                  int64_t now)
+void vi_pace_init(vi_pace *p, vi_source_kind kind, double source_fps, double limit_fps, int64_t now)
 {
     memset(p, 0, sizeof *p);
     p->kind = kind;
@@ -54,7 +53,7 @@ void vi_pace_init(vi_pace *p, vi_source_kind kind, double source_fps, double lim
             p->frame_ns = (int64_t)(NS / source_fps);
         else if (limited)
             p->frame_ns = p->gate_ns; /* one frame per allowed slot: none is read in vain */
-        p->gate_ns = 0;                /* the read pace is the limit already */
+        p->gate_ns = 0;               /* the read pace is the limit already */
     }
     p->next_read = now;
     p->next_take = now;

@@ -23,9 +23,9 @@
 #define API_MAX_REPLY (64u << 20)
 
 struct bt_api_client {
-    char *base;      /* "http://localhost" (unix) or "http://host:port" (tcp) */
-    char *sock;      /* unix socket path, NULL for tcp */
-    char *hdr_user;  /* ready-made header lines */
+    char *base;     /* "http://localhost" (unix) or "http://host:port" (tcp) */
+    char *sock;     /* unix socket path, NULL for tcp */
+    char *hdr_user; /* ready-made header lines */
     char *hdr_pass;
     long timeout_ms;
 };
@@ -101,8 +101,8 @@ static bool host_char(char ch)
     return isalnum((unsigned char)ch) || ch == '.' || ch == '-' || ch == '_';
 }
 
-static int addr_unix(const char *address, const char *p, const char *pwd, bt_api_addr *a,
-                     char *err, size_t errlen)
+static int addr_unix(const char *address, const char *p, const char *pwd, bt_api_addr *a, char *err,
+                     size_t errlen)
 {
     const size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
     if (!*p)
@@ -113,12 +113,12 @@ static int addr_unix(const char *address, const char *p, const char *pwd, bt_api
         return ADDR_ERR("out of memory");
     if (strlen(a->path) > max)
         return ADDR_ERR("invalid master API address (%s): socket path too long (longer than "
-                        "%zu bytes)", address, max);
+                        "%zu bytes)",
+                        address, max);
     return 0;
 }
 
-static int addr_tcp(const char *address, const char *hp, bt_api_addr *a, char *err,
-                    size_t errlen)
+static int addr_tcp(const char *address, const char *hp, bt_api_addr *a, char *err, size_t errlen)
 {
     const char *colon, *h = hp, *he;
     if (hp[0] == '[') { /* IPv6 literal */
@@ -136,8 +136,7 @@ static int addr_tcp(const char *address, const char *hp, bt_api_addr *a, char *e
         he = colon ? colon : hp + strlen(hp);
         for (const char *p = hp; p < he; p++)
             if (!host_char(*p))
-                return ADDR_ERR("invalid master API address (%s): bad character in host",
-                                address);
+                return ADDR_ERR("invalid master API address (%s): bad character in host", address);
     }
     if (!colon || colon == hp)
         return ADDR_ERR("invalid master API address (%s): want tcp://host:port", address);
@@ -161,14 +160,18 @@ int bt_api_addr_parse(const char *address, const char *pwd, bt_api_addr *a, char
     if (!address || !*address)
         return bt_errf(err, errlen, "master API address required");
     if (!sep)
-        return bt_errf(err, errlen, "invalid master API address (%s): no scheme, want unix:// "
-                       "or tcp://", address);
+        return bt_errf(err, errlen,
+                       "invalid master API address (%s): no scheme, want unix:// "
+                       "or tcp://",
+                       address);
     if (sep - address == 4 && strncmp(address, "unix", 4) == 0)
         return addr_unix(address, sep + 3, pwd, a, err, errlen);
     if (sep - address == 3 && strncmp(address, "tcp", 3) == 0)
         return addr_tcp(address, sep + 3, a, err, errlen);
-    return bt_errf(err, errlen, "unsupported scheme (%.*s) in master API address, want unix:// "
-                   "or tcp://", (int)(sep - address > 32 ? 32 : sep - address), address);
+    return bt_errf(err, errlen,
+                   "unsupported scheme (%.*s) in master API address, want unix:// "
+                   "or tcp://",
+                   (int)(sep - address > 32 ? 32 : sep - address), address);
 }
 
 void bt_api_addr_free(bt_api_addr *a)
@@ -231,8 +234,8 @@ bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
     bt_api_addr_free(&a);
     if (rc == 0) {
         c->hdr_user = make_header(BT_API_HEADER_USERNAME, o->username, err, errlen);
-        c->hdr_pass = c->hdr_user ? make_header(BT_API_HEADER_PASSWORD, o->password, err, errlen)
-                                  : NULL;
+        c->hdr_pass =
+            c->hdr_user ? make_header(BT_API_HEADER_PASSWORD, o->password, err, errlen) : NULL;
         if (!c->hdr_pass)
             rc = -1;
     }
@@ -348,8 +351,8 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
         return bt_errf(err, errlen, "out of memory");
     CURL *h = curl_easy_init();
     struct curl_slist *hdrs = NULL, *tmp;
-    const char *lines[] = {c->hdr_user, c->hdr_pass, "Expect:",
-                           body ? "Content-Type: application/json" : NULL};
+    const char *lines[] = {c->hdr_user, c->hdr_pass,
+                           "Expect:", body ? "Content-Type: application/json" : NULL};
     int rc = -1;
     if (!h) {
         bt_errf(err, errlen, "curl_easy_init failed");
@@ -370,7 +373,7 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
     curl_easy_setopt(h, CURLOPT_URL, url);
     if (c->sock)
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->sock);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");   /* never through an http_proxy of the env */
+    curl_easy_setopt(h, CURLOPT_PROXY, "");    /* never through an http_proxy of the env */
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
@@ -401,8 +404,7 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status > 299) {
-        status_error(status, reply.body.p ? (char *)reply.body.p : "", reply.body.len, err,
-                     errlen);
+        status_error(status, reply.body.p ? (char *)reply.body.p : "", reply.body.len, err, errlen);
         bt_buf_free(&reply.body);
         goto out;
     }
@@ -430,9 +432,8 @@ out:
 /* ---- the six calls ---------------------------------------------------------------------- */
 
 /* Sends obj as a compact JSON body. */
-static int request_json(bt_api_client *c, const char *method, const char *path,
-                        const json_t *obj, char **resp, size_t *resp_len, char *err,
-                        size_t errlen)
+static int request_json(bt_api_client *c, const char *method, const char *path, const json_t *obj,
+                        char **resp, size_t *resp_len, char *err, size_t errlen)
 {
     char *body = json_dumps(obj, JSON_COMPACT);
     if (!body)
@@ -481,8 +482,8 @@ int bt_api_inspect(bt_api_client *c, json_t **json, char **raw, char *err, size_
     return 0;
 }
 
-int bt_api_update_system(bt_api_client *c, const char *type, const char *path,
-                         const char *trace, char *err, size_t errlen)
+int bt_api_update_system(bt_api_client *c, const char *type, const char *path, const char *trace,
+                         char *err, size_t errlen)
 {
     if (!path || !*path)
         return bt_errf(err, errlen, "update: path required");
@@ -527,8 +528,8 @@ int bt_api_get_available_port(bt_api_client *c, char *err, size_t errlen)
 }
 
 /* "/v1/services/<s>/instances/<i>/<action>" with both names percent-encoded. */
-static char *instance_path(const char *service, const char *instance, const char *action,
-                           char *err, size_t errlen)
+static char *instance_path(const char *service, const char *instance, const char *action, char *err,
+                           size_t errlen)
 {
     if (!service || !*service || !instance || !*instance) {
         bt_errf(err, errlen, "%s: service and instance names required", action);
@@ -552,7 +553,8 @@ int bt_api_start_instance(bt_api_client *c, const char *service, const char *ins
     if (env) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)env, k, v) {
+        json_object_foreach((json_t *)env, k, v)
+        {
             if (!json_is_string(v))
                 return bt_errf(err, errlen, "start: env %s is not a string", k);
         }
@@ -567,8 +569,8 @@ int bt_api_start_instance(bt_api_client *c, const char *service, const char *ins
     return rc;
 }
 
-int bt_api_stop_instance(bt_api_client *c, const char *service, const char *instance,
-                         char *err, size_t errlen)
+int bt_api_stop_instance(bt_api_client *c, const char *service, const char *instance, char *err,
+                         size_t errlen)
 {
     char *path = instance_path(service, instance, "stop", err, errlen);
     if (!path)

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_DEPTH 64          /* nested structs (recursive schemas) */
-#define PATH_LEN  BT_CFG_PATH_LEN
-#define WHY_LEN   256
+#define MAX_DEPTH 64 /* nested structs (recursive schemas) */
+#define PATH_LEN BT_CFG_PATH_LEN
+#define WHY_LEN 256
 #define MAX_NODES BT_CFG_MAX_NODES
 
 static const char *type_name(bt_cfg_type t)
@@ -256,8 +256,10 @@ out:
 static json_t *plain_scalar_json(const char *s, size_t len)
 {
     static const char *const nulls[] = {"~", "null", "Null", "NULL", ""};
-    static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-    static const char *const falses[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    static const char *const trues[] = {"true", "True", "TRUE", "yes", "Yes",
+                                        "YES",  "on",   "On",   "ON"};
+    static const char *const falses[] = {"false", "False", "FALSE", "no", "No",
+                                         "NO",    "off",   "Off",   "OFF"};
     for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
         if (strlen(nulls[i]) == len && !memcmp(s, nulls[i], len))
             return json_null();
@@ -274,11 +276,13 @@ static json_t *plain_scalar_json(const char *s, size_t len)
         char *end;
         errno = 0;
         long long ll = strtoll(buf, &end, 10);
-        if (*end == 0 && errno == 0 && (isdigit((unsigned char)buf[0]) || buf[0] == '-' || buf[0] == '+'))
+        if (*end == 0 && errno == 0 &&
+            (isdigit((unsigned char)buf[0]) || buf[0] == '-' || buf[0] == '+'))
             return json_integer(ll);
         errno = 0;
         double d = strtod(buf, &end);
-        if (*end == 0 && errno == 0 && strspn(buf, "+-0123456789.eE") == len && strpbrk(buf, "0123456789"))
+        if (*end == 0 && errno == 0 && strspn(buf, "+-0123456789.eE") == len &&
+            strpbrk(buf, "0123456789"))
             return json_real(d);
     }
     return json_stringn(s, len);
@@ -297,18 +301,21 @@ static int node_json(bt_cfg_ctx *c, yaml_node_t *n, json_t **out, const char *pa
     case YAML_SCALAR_NODE: {
         const char *s = (const char *)n->data.scalar.value;
         size_t len = n->data.scalar.length;
-        v = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? plain_scalar_json(s, len) : json_stringn(s, len);
+        v = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? plain_scalar_json(s, len)
+                                                            : json_stringn(s, len);
         if (!v)
             return bt_cfg_fail(c, path, line, "not valid UTF-8 text");
         break;
     }
     case YAML_SEQUENCE_NODE: {
         v = json_array();
-        for (yaml_node_item_t *it = n->data.sequence.items.start; v && it < n->data.sequence.items.top; it++) {
+        for (yaml_node_item_t *it = n->data.sequence.items.start;
+             v && it < n->data.sequence.items.top; it++) {
             yaml_node_t *e = yaml_document_get_node(c->doc, *it);
             json_t *ev;
             char epath[PATH_LEN];
-            snprintf(epath, sizeof epath, "%s[%zu]", path, (size_t)(it - n->data.sequence.items.start));
+            snprintf(epath, sizeof epath, "%s[%zu]", path,
+                     (size_t)(it - n->data.sequence.items.start));
             if (!e || node_json(c, e, &ev, epath, depth + 1) < 0) {
                 json_decref(v);
                 return -1;
@@ -319,7 +326,8 @@ static int node_json(bt_cfg_ctx *c, yaml_node_t *n, json_t **out, const char *pa
     }
     case YAML_MAPPING_NODE: {
         v = json_object();
-        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; v && p < n->data.mapping.pairs.top; p++) {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; v && p < n->data.mapping.pairs.top;
+             p++) {
             yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
             yaml_node_t *e = yaml_document_get_node(c->doc, p->value);
             if (!k || !e || k->type != YAML_SCALAR_NODE) {
@@ -327,7 +335,8 @@ static int node_json(bt_cfg_ctx *c, yaml_node_t *n, json_t **out, const char *pa
                 return bt_cfg_fail(c, path, line, "mapping keys must be text");
             }
             char kbuf[256];
-            size_t klen = k->data.scalar.length < sizeof kbuf - 1 ? k->data.scalar.length : sizeof kbuf - 1;
+            size_t klen =
+                k->data.scalar.length < sizeof kbuf - 1 ? k->data.scalar.length : sizeof kbuf - 1;
             memcpy(kbuf, k->data.scalar.value, klen);
             kbuf[klen] = 0;
             char epath[PATH_LEN];
@@ -337,15 +346,15 @@ static int node_json(bt_cfg_ctx *c, yaml_node_t *n, json_t **out, const char *pa
                 json_decref(v);
                 return -1;
             }
-            if (json_object_setn_new_nocheck(v, (const char *)k->data.scalar.value, k->data.scalar.length, ev) < 0) {
+            if (json_object_setn_new_nocheck(v, (const char *)k->data.scalar.value,
+                                             k->data.scalar.length, ev) < 0) {
                 json_decref(v);
                 return bt_cfg_fail(c, epath, line, "invalid key");
             }
         }
         break;
     }
-    default:
-        return bt_cfg_fail(c, path, line, "unsupported YAML node");
+    default: return bt_cfg_fail(c, path, line, "unsupported YAML node");
     }
     if (!v)
         return bt_cfg_fail(c, path, line, "out of memory");
@@ -608,8 +617,8 @@ static int load_doc(const bt_cfg_schema *s, void *obj, const char *text, size_t 
     yaml_document_t doc;
     if (bt_cfg_parse(text, len, &doc, err, errlen) < 0)
         return -1;
-    bt_cfg_ctx c = {.doc = &doc, .err = err, .errlen = errlen, .validate = true,
-                    .opts = opts, .file = file};
+    bt_cfg_ctx c = {
+        .doc = &doc, .err = err, .errlen = errlen, .validate = true, .opts = opts, .file = file};
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     int rc;
     if (bt_cfg_is_null(root))

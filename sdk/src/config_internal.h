@@ -8,7 +8,7 @@
 
 #define BT_CFG_MAX_NODES 1000000  /* values loaded from one document, aliases counted */
 #define BT_CFG_MAX_SCANS 10000000 /* mapping keys compared while looking keys up */
-#define BT_CFG_PATH_LEN  512      /* longest YAML path shown in an error */
+#define BT_CFG_PATH_LEN 512       /* longest YAML path shown in an error */
 
 /* State of one load: the document, the error buffer and the budgets. */
 typedef struct {

@@ -11,11 +11,11 @@
 
 #include "baetyl/log.h"
 
-#define MAX_WARNINGS    20 /* per load; then one line saying more were left out */
+#define MAX_WARNINGS 20    /* per load; then one line saying more were left out */
 #define MAX_MERGE_DEPTH 16 /* "<<" merges inside merges */
-#define KEY_SHOWN       64 /* bytes of a key shown in a message */
-#define MAX_KEY_DIST    64 /* longer keys get no suggestion */
-#define MSG_LEN         (BT_CFG_PATH_LEN + 256)
+#define KEY_SHOWN 64       /* bytes of a key shown in a message */
+#define MAX_KEY_DIST 64    /* longer keys get no suggestion */
+#define MSG_LEN (BT_CFG_PATH_LEN + 256)
 
 size_t bt_cfg_distance(const char *a, size_t la, const char *b, size_t lb, size_t limit)
 {

@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #define NS_PER_MS 1000000ULL
-#define MAX_NS    (1ULL << 63) /* exclusive bound, like Go's time.ParseDuration */
+#define MAX_NS (1ULL << 63) /* exclusive bound, like Go's time.ParseDuration */
 
 /* Reads digits into *v (with overflow flag) and returns the first non-digit. */
 static const char *read_uint(const char *p, uint64_t *v, int *overflow, int *any)

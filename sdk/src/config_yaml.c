@@ -10,12 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_MERGE_DEPTH 16  /* "<<" merges inside merges */
-#define MAX_YAML_DEPTH  256 /* nested collections in the text */
-#define MAX_NODES       BT_CFG_MAX_NODES
-#define MAX_SCANS       BT_CFG_MAX_SCANS
-#define PATH_LEN        BT_CFG_PATH_LEN
-#define WHY_LEN         256
+#define MAX_MERGE_DEPTH 16 /* "<<" merges inside merges */
+#define MAX_YAML_DEPTH 256 /* nested collections in the text */
+#define MAX_NODES BT_CFG_MAX_NODES
+#define MAX_SCANS BT_CFG_MAX_SCANS
+#define PATH_LEN BT_CFG_PATH_LEN
+#define WHY_LEN 256
 
 /* ---- error text ------------------------------------------------------------------ */
 
@@ -154,7 +154,8 @@ int bt_cfg_map_get(bt_cfg_ctx *c, yaml_node_t *map, const char *key, size_t klen
             continue;
         if (k->data.scalar.length == klen && memcmp(k->data.scalar.value, key, klen) == 0)
             *out = yaml_document_get_node(c->doc, p->value);
-        else if (k->data.scalar.length == klen && strncasecmp((const char *)k->data.scalar.value, key, klen) == 0)
+        else if (k->data.scalar.length == klen &&
+                 strncasecmp((const char *)k->data.scalar.value, key, klen) == 0)
             folded = yaml_document_get_node(c->doc, p->value);
         else if (is_merge_key(k))
             merges = true;

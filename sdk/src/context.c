@@ -24,7 +24,6 @@
 #include "baetyl/log.h"
 #include "baetyl/util.h"
 
-
 struct bt_ctx_state {
     int sigfd;  /* signalfd of SIGTERM + SIGINT */
     int stopfd; /* eventfd: written once, on the first stop, never read */
@@ -42,7 +41,8 @@ static const struct {
     const char *name, *old;
 } env_vars[] = {
     {offsetof(bt_env, service_name), "BAETYL_SERVICE_NAME", "OPENEDGE_SERVICE_NAME"},
-    {offsetof(bt_env, instance_name), "BAETYL_SERVICE_INSTANCE_NAME", "OPENEDGE_SERVICE_INSTANCE_NAME"},
+    {offsetof(bt_env, instance_name), "BAETYL_SERVICE_INSTANCE_NAME",
+     "OPENEDGE_SERVICE_INSTANCE_NAME"},
     {offsetof(bt_env, service_mode), "BAETYL_SERVICE_MODE", "OPENEDGE_SERVICE_MODE"},
     {offsetof(bt_env, service_token), "BAETYL_SERVICE_TOKEN", "OPENEDGE_SERVICE_TOKEN"},
     {offsetof(bt_env, api_address), "BAETYL_MASTER_API_ADDRESS", "OPENEDGE_MASTER_API_ADDRESS"},
@@ -51,7 +51,8 @@ static const struct {
     {offsetof(bt_env, host_os), "BAETYL_HOST_OS", "OPENEDGE_HOST_OS"},
     {offsetof(bt_env, host_id), "BAETYL_HOST_ID", "OPENEDGE_HOST_ID"},
     {offsetof(bt_env, host_sn), "BAETYL_HOST_SN", "OPENEDGE_HOST_SN"},
-    {offsetof(bt_env, instance_address), "BAETYL_SERVICE_INSTANCE_ADDRESS", "OPENEDGE_SERVICE_INSTANCE_ADDRESS"},
+    {offsetof(bt_env, instance_address), "BAETYL_SERVICE_INSTANCE_ADDRESS",
+     "OPENEDGE_SERVICE_INSTANCE_ADDRESS"},
 };
 #define N_ENV_VARS (sizeof env_vars / sizeof env_vars[0])
 
@@ -96,15 +97,23 @@ static void ctx_stop(bt_ctx_state *st, int signo)
         return;
     atomic_store(&st->signo, signo);
     uint64_t one = 1;
-    while (write(st->stopfd, &one, sizeof one) < 0 && errno == EINTR) {
-    }
+    while (write(st->stopfd, &one, sizeof one) < 0 && errno == EINTR) {}
 }
 
-void bt_ctx_stop(bt_ctx *ctx) { ctx_stop(ctx->st, 0); }
+void bt_ctx_stop(bt_ctx *ctx)
+{
+    ctx_stop(ctx->st, 0);
+}
 
-bool bt_ctx_stopped(const bt_ctx *ctx) { return atomic_load(&ctx->st->stopped) != 0; }
+bool bt_ctx_stopped(const bt_ctx *ctx)
+{
+    return atomic_load(&ctx->st->stopped) != 0;
+}
 
-int bt_ctx_stop_fd(const bt_ctx *ctx) { return ctx->st->stopfd; }
+int bt_ctx_stop_fd(const bt_ctx *ctx)
+{
+    return ctx->st->stopfd;
+}
 
 int bt_ctx_wait(bt_ctx *ctx)
 {
@@ -137,7 +146,8 @@ static void *watch_signals(void *arg)
 {
     bt_ctx_state *st = arg;
     for (;;) {
-        struct pollfd p[2] = {{.fd = st->sigfd, .events = POLLIN}, {.fd = st->quitfd, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = st->sigfd, .events = POLLIN},
+                              {.fd = st->quitfd, .events = POLLIN}};
         if (poll(p, 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -161,8 +171,7 @@ static void state_free(bt_ctx_state *st)
         return;
     if (st->has_watcher) {
         uint64_t one = 1;
-        while (write(st->quitfd, &one, sizeof one) < 0 && errno == EINTR) {
-        }
+        while (write(st->quitfd, &one, sizeof one) < 0 && errno == EINTR) {}
         pthread_join(st->watcher, NULL);
     }
     if (st->sigfd >= 0)
@@ -254,10 +263,8 @@ static int parse_args(bt_ctx *ctx, int argc, char **argv)
             ctx->config_path = optarg;
             ctx->config_given = true;
             break;
-        case 'h':
-            return ARGS_HELP;
-        case 'V':
-            return ARGS_VERSION;
+        case 'h': return ARGS_HELP;
+        case 'V': return ARGS_VERSION;
         case ':':
             fprintf(stderr, "%s: option %s needs a file name\n", ctx->program, argv[optind - 1]);
             return ARGS_BAD;
@@ -293,17 +300,12 @@ int bt_run_module(const bt_module_info *info, int argc, char **argv, int (*main_
     ctx.program = base_name(argc > 0 && argv ? argv[0] : NULL);
     ctx.config_path = BT_DEFAULT_CONFIG_PATH;
     switch (parse_args(&ctx, argc, argv)) {
-    case ARGS_HELP:
-        usage(stdout, ctx.program, info);
-        return 0;
+    case ARGS_HELP: usage(stdout, ctx.program, info); return 0;
     case ARGS_VERSION:
         printf("%s version %s\nrevision: %s\n", ctx.program, bt_version, bt_revision);
         return 0;
-    case ARGS_BAD:
-        usage(stderr, ctx.program, info);
-        return 2;
-    default:
-        break;
+    case ARGS_BAD: usage(stderr, ctx.program, info); return 2;
+    default: break;
     }
     if (!ctx.config_given && access(BT_DEFAULT_CONFIG_PATH, F_OK) != 0 &&
         access(BT_OLD_CONFIG_PATH, F_OK) == 0)
@@ -326,7 +328,8 @@ int bt_run_module(const bt_module_info *info, int argc, char **argv, int (*main_
         bt_env_free(&ctx.env);
         return 1;
     }
-    bt_logkv(BT_LOG_INFO, "service starting", "program", ctx.program, "config", ctx.config_path, NULL);
+    bt_logkv(BT_LOG_INFO, "service starting", "program", ctx.program, "config", ctx.config_path,
+             NULL);
     int rc = main_fn ? main_fn(&ctx) : 0;
     if (rc == 0) {
         bt_logkv(BT_LOG_INFO, "service stopped", NULL);
@@ -365,7 +368,8 @@ static void log_warnings(bt_buf *held, const char *path)
     bt_buf_free(held);
 }
 
-int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char *err, size_t errlen)
+int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char *err,
+                       size_t errlen)
 {
     const char *path = ctx->config_path;
     bt_buf held = {0};
@@ -385,7 +389,8 @@ int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char
         } else if (lc && bt_log_is_file()) {
             /* The first line went to stderr before the config named the log file: the file
              * gets its own, so it holds the service's whole life. */
-            bt_logkv(BT_LOG_INFO, "service starting", "program", ctx->program, "config", path, NULL);
+            bt_logkv(BT_LOG_INFO, "service starting", "program", ctx->program, "config", path,
+                     NULL);
         }
     }
     log_warnings(&held, path);

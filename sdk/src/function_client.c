@@ -72,8 +72,8 @@ out:
     return cr;
 }
 
-bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o,
-                               char *err, size_t errlen)
+bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o, char *err,
+                               size_t errlen)
 {
     bt_fn_client_options def = {0};
     if (!o)
@@ -190,8 +190,8 @@ static int rpc_error(int status, const char *desc, int *code, char *err, size_t 
                : BT_FN_EFAIL;
 }
 
-int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
-                  int *code, char *err, size_t errlen)
+int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms, int *code,
+                  char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (code)
@@ -204,11 +204,9 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
     }
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_slice method = grpc_slice_from_static_string(BT_FN_METHOD);
-    grpc_call *call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
-                                               NULL,
-                                               deadline_in(timeout_ms > 0 ? timeout_ms
-                                                                          : c->timeout_ms),
-                                               NULL);
+    grpc_call *call =
+        grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
+                                 deadline_in(timeout_ms > 0 ? timeout_ms : c->timeout_ms), NULL);
     grpc_metadata_array initial_md, trailing_md;
     grpc_metadata_array_init(&initial_md);
     grpc_metadata_array_init(&trailing_md);
@@ -233,8 +231,7 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
     ops[5].data.recv_status_on_client.status_details = &details;
 
     int rc;
-    grpc_call_error ce = call ? grpc_call_start_batch(call, ops, 6, call, NULL)
-                              : GRPC_CALL_ERROR;
+    grpc_call_error ce = call ? grpc_call_start_batch(call, ops, 6, call, NULL) : GRPC_CALL_ERROR;
     if (ce != GRPC_CALL_OK) {
         snprintf(err, errlen, "cannot start the call to %s: %s", c->address,
                  grpc_call_error_to_string(ce));

@@ -179,9 +179,22 @@ const char *bt_fn_code_name(int code)
 {
     /* Go grpc's codes.Code.String(), so error texts read like Baetyl 1.0's. */
     static const char *const names[] = {
-        "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
-        "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
-        "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+        "OK",
+        "Canceled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
         "Unauthenticated",
     };
     static __thread char other[24];
@@ -204,8 +217,9 @@ char *bt_fn_read_pem(const char *what, const char *path, char *err, size_t errle
     fclose(f);
     if (bad || n == 0 || n > BT_FN_PEM_MAX) {
         snprintf(err, errlen, "%s: cannot read %s: %s", what, path,
-                 !buf ? "out of memory" : n == 0 ? "empty or unreadable file"
-                                                 : "larger than 1 MiB");
+                 !buf     ? "out of memory"
+                 : n == 0 ? "empty or unreadable file"
+                          : "larger than 1 MiB");
         free(buf);
         return NULL;
     }

@@ -245,8 +245,8 @@ static void shutdown_server(bt_fn_server *s)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_server_shutdown_and_notify(s->server, cq, s);
-    gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                      gpr_time_from_millis(s->grace_ms, GPR_TIMESPAN));
+    gpr_timespec grace =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(s->grace_ms, GPR_TIMESPAN));
     if (grpc_completion_queue_pluck(cq, s, grace, NULL).type == GRPC_QUEUE_TIMEOUT) {
         grpc_server_cancel_all_calls(s->server);
         /* Cancelled calls no longer hold the shutdown back; handlers still running on

@@ -47,16 +47,28 @@ static const char *const level_names[] = {"debug", "info", "warning", "error"};
 
 /* ---- lock; fork() in another thread must not leave it held in the child ------------ */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&g_mu); }
-static void atfork_release(void) { pthread_mutex_unlock(&g_mu); }
-static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_release, atfork_release); }
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_mu);
+}
+static void atfork_release(void)
+{
+    pthread_mutex_unlock(&g_mu);
+}
+static void register_atfork(void)
+{
+    pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
 
 static void lock(void)
 {
     pthread_once(&g_once, register_atfork);
     pthread_mutex_lock(&g_mu);
 }
-static void unlock(void) { pthread_mutex_unlock(&g_mu); }
+static void unlock(void)
+{
+    pthread_mutex_unlock(&g_mu);
+}
 
 /* ---- a growable buffer; on allocation failure it only records the failure ------------ */
 
@@ -70,8 +82,14 @@ static void sb_put(sbuf *b, const void *s, size_t n)
     if (!b->oom && bt_buf_append_nul(&b->text, s, n) < 0)
         b->oom = 1;
 }
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-static void sb_putc(sbuf *b, char c) { sb_put(b, &c, 1); }
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+static void sb_putc(sbuf *b, char c)
+{
+    sb_put(b, &c, 1);
+}
 
 static void sb_hex(sbuf *b, const char *prefix, uint32_t v, int digits)
 {
@@ -100,11 +118,11 @@ static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp, int *ok)
 static int go_isprint(uint32_t c)
 {
     static const uint32_t nonprint[][2] = {
-        {0x0080, 0x00A0}, {0x00AD, 0x00AD}, {0x0600, 0x0605}, {0x061C, 0x061C},
-        {0x06DD, 0x06DD}, {0x070F, 0x070F}, {0x1680, 0x1680}, {0x180E, 0x180E},
-        {0x2000, 0x200F}, {0x2028, 0x202F}, {0x205F, 0x2064}, {0x2066, 0x206F},
-        {0x3000, 0x3000}, {0xD800, 0xF8FF}, {0xFDD0, 0xFDEF}, {0xFEFF, 0xFEFF},
-        {0xFFF0, 0xFFFB}, {0x110BD, 0x110BD}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
+        {0x0080, 0x00A0},   {0x00AD, 0x00AD},    {0x0600, 0x0605},   {0x061C, 0x061C},
+        {0x06DD, 0x06DD},   {0x070F, 0x070F},    {0x1680, 0x1680},   {0x180E, 0x180E},
+        {0x2000, 0x200F},   {0x2028, 0x202F},    {0x205F, 0x2064},   {0x2066, 0x206F},
+        {0x3000, 0x3000},   {0xD800, 0xF8FF},    {0xFDD0, 0xFDEF},   {0xFEFF, 0xFEFF},
+        {0xFFF0, 0xFFFB},   {0x110BD, 0x110BD},  {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
         {0xE0000, 0xE00FF}, {0xF0000, 0x10FFFF},
     };
     if (c < 0x80)
@@ -231,8 +249,8 @@ static int json_set(json_t *o, const char *k, size_t kl, const char *v, size_t v
     utf8_clean(&vb, v, vl);
     int rc = -1;
     if (!kb.oom && !vb.oom)
-        rc = json_object_set_new(o, (char *)kb.text.p,
-                                 json_stringn((char *)vb.text.p, vb.text.len));
+        rc =
+            json_object_set_new(o, (char *)kb.text.p, json_stringn((char *)vb.text.p, vb.text.len));
     bt_buf_free(&kb.text);
     bt_buf_free(&vb.text);
     return rc;
@@ -374,7 +392,8 @@ static void emit(const char *line, size_t len)
         char note[320];
         int m = snprintf(note, sizeof note, "log: %s\n", err);
         if (m > 0)
-            (void)bt_write_all(STDERR_FILENO, note, (size_t)m < sizeof note ? (size_t)m : sizeof note - 1);
+            (void)bt_write_all(STDERR_FILENO, note,
+                               (size_t)m < sizeof note ? (size_t)m : sizeof note - 1);
         (void)bt_write_all(STDERR_FILENO, line, len);
     }
 }
@@ -429,9 +448,15 @@ int bt_log_parse_level(const char *s)
     return -1;
 }
 
-void bt_log_set_level(bt_log_level l) { atomic_store(&g_level, (int)clamp_level(l)); }
+void bt_log_set_level(bt_log_level l)
+{
+    atomic_store(&g_level, (int)clamp_level(l));
+}
 
-int bt_log_enabled(bt_log_level l) { return (int)l >= atomic_load(&g_level); }
+int bt_log_enabled(bt_log_level l)
+{
+    return (int)l >= atomic_load(&g_level);
+}
 
 static long long effective_bytes(void)
 {
@@ -447,7 +472,8 @@ int bt_log_init(const bt_logger_config *c, char *err, size_t errlen)
     const char *lvs = c->level && *c->level ? c->level : "info";
     int level = bt_log_parse_level(lvs);
     if (level < 0) {
-        snprintf(err, errlen, "logger.level: unknown level \"%.64s\" (debug, info, warn, error)", lvs);
+        snprintf(err, errlen, "logger.level: unknown level \"%.64s\" (debug, info, warn, error)",
+                 lvs);
         return -1;
     }
     const char *fmt = c->format && *c->format ? c->format : "text";
@@ -462,9 +488,9 @@ int bt_log_init(const bt_logger_config *c, char *err, size_t errlen)
     }
 
     /* size.max in MB; BAETYL_LOG_SIZE_MAX_BYTES (tests) replaces it when set. */
-    long long cfg_bytes = c->size_max <= 0 ? 0
+    long long cfg_bytes = c->size_max <= 0                        ? 0
                           : c->size_max > (long)(INT64_MAX >> 20) ? INT64_MAX
-                                                                   : (long long)c->size_max << 20;
+                                                                  : (long long)c->size_max << 20;
     const char *env = getenv("BAETYL_LOG_SIZE_MAX_BYTES");
     if (env && *env) {
         char *end;

@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 static int open_file(bt_logfile *f, char *err, size_t errlen)
 {
     /* O_NONBLOCK only for open(): a FIFO without a reader must not hang the process. */

@@ -14,8 +14,8 @@
 #include "baetyl/util.h"
 #include "mqtt_client_internal.h"
 
-__attribute__((format(printf, 4, 5)))
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_t errlen,
+                                                      const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -91,8 +91,7 @@ static int check_options(const bt_mqtt_client_options *o, char *err, size_t errl
 }
 
 bt_mqtt_client *bt_mqtt_client_create(const bt_mqtt_client_config *cfg,
-                                      const bt_mqtt_client_options *opt, char *err,
-                                      size_t errlen)
+                                      const bt_mqtt_client_options *opt, char *err, size_t errlen)
 {
     static const bt_mqtt_client_options none;
     if (!cfg) {
@@ -248,9 +247,8 @@ static size_t vlen(size_t rl)
     return rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4;
 }
 
-static int publish(bt_mqtt_client *c, const char *topic, const void *payload, size_t len,
-                   int qos, bool retain, void *tag, int64_t timeout_ms, char *err,
-                   size_t errlen)
+static int publish(bt_mqtt_client *c, const char *topic, const void *payload, size_t len, int qos,
+                   bool retain, void *tag, int64_t timeout_ms, char *err, size_t errlen)
 {
     if (!c)
         return fail(BT_MQTT_EINVAL, err, errlen, "no client");
@@ -268,7 +266,8 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
     if (c->cfg.message_max > 0 && fixed + len > (size_t)c->cfg.message_max)
         return fail(BT_MQTT_EINVAL, err, errlen,
                     "message too large: %zu bytes, the broker takes at most %lld "
-                    "(message.length.max)", fixed + len, (long long)c->cfg.message_max);
+                    "(message.length.max)",
+                    fixed + len, (long long)c->cfg.message_max);
     size_t rl = fixed + len, total = 1 + vlen(rl) + rl;
     mc_msg *m = malloc(sizeof *m + total);
     if (!m)
@@ -278,8 +277,8 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
     m->qos = (uint8_t)qos;
     m->len = total;
     /* encoded outside the lock with a placeholder id, patched once the id is known */
-    ssize_t n = bt_mqtt_encode_publish(m->data, total, topic, tl, payload, len, qos, retain,
-                                       false, qos ? 1 : 0);
+    ssize_t n = bt_mqtt_encode_publish(m->data, total, topic, tl, payload, len, qos, retain, false,
+                                       qos ? 1 : 0);
     if (n != (ssize_t)total) {
         free(m);
         return fail(BT_MQTT_EINVAL, err, errlen, "cannot encode PUBLISH");
@@ -300,8 +299,7 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
             pthread_mutex_unlock(&c->mu);
             free(m);
             return fail(BT_MQTT_EFULL, err, errlen,
-                        "queue full (%zu publishes held, buffersize %ld)", held,
-                        c->cfg.buffersize);
+                        "queue full (%zu publishes held, buffersize %ld)", held, c->cfg.buffersize);
         }
     }
     if (c->stopped) {
@@ -333,19 +331,18 @@ size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos)
     return fixed < max ? max - fixed : 0;
 }
 
-int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload,
-                           size_t len, int qos, bool retain, void *tag, char *err,
-                           size_t errlen)
+int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload, size_t len,
+                           int qos, bool retain, void *tag, char *err, size_t errlen)
 {
     return publish(c, topic, payload, len, qos, retain, tag, 0, err, errlen);
 }
 
 int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void *payload,
-                                size_t len, int qos, bool retain, void *tag,
-                                int64_t timeout_ms, char *err, size_t errlen)
+                                size_t len, int qos, bool retain, void *tag, int64_t timeout_ms,
+                                char *err, size_t errlen)
 {
-    return publish(c, topic, payload, len, qos, retain, tag, timeout_ms < 0 ? -1 : timeout_ms,
-                   err, errlen);
+    return publish(c, topic, payload, len, qos, retain, tag, timeout_ms < 0 ? -1 : timeout_ms, err,
+                   errlen);
 }
 
 int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token)
@@ -439,8 +436,7 @@ int bt_mqtt_client_subscribe(bt_mqtt_client *c, const char *topic, int qos, char
     return rc;
 }
 
-int bt_mqtt_client_unsubscribe(bt_mqtt_client *c, const char *topic, char *err,
-                               size_t errlen)
+int bt_mqtt_client_unsubscribe(bt_mqtt_client *c, const char *topic, char *err, size_t errlen)
 {
     if (!c || !topic)
         return fail(BT_MQTT_EINVAL, err, errlen, "no client or topic");

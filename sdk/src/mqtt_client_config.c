@@ -127,8 +127,8 @@ int mc_parse_address(const char *url, mc_addr *a, char *err, size_t errlen)
         return bad(err, errlen, url, "has a path, which only ws:// and wss:// take");
     }
     bool v6 = strchr(a->host, ':') != NULL;
-    snprintf(a->hostport, sizeof a->hostport, "%s%s%s:%s", v6 ? "[" : "", a->host,
-             v6 ? "]" : "", a->port);
+    snprintf(a->hostport, sizeof a->hostport, "%s%s%s:%s", v6 ? "[" : "", a->host, v6 ? "]" : "",
+             a->port);
     return 0;
 }
 
@@ -178,8 +178,8 @@ static int check_client(void *obj, char *err, size_t errlen)
 }
 
 static const bt_cfg_field client_fields[] = {
-    BT_FIELD(bt_mqtt_client_config, address, "address", BT_CFG_STRING,
-             .flags = BT_CFG_REQUIRED, .check = check_address),
+    BT_FIELD(bt_mqtt_client_config, address, "address", BT_CFG_STRING, .flags = BT_CFG_REQUIRED,
+             .check = check_address),
     BT_FIELD(bt_mqtt_client_config, username, "username", BT_CFG_STRING),
     BT_FIELD(bt_mqtt_client_config, password, "password", BT_CFG_STRING),
     BT_FIELD(bt_mqtt_client_config, ca, "ca", BT_CFG_STRING),

@@ -25,11 +25,11 @@
 #include "baetyl/ws.h"
 
 #define MC_BACKOFF_MIN_MS 500
-#define MC_MAX_WINDOW 60000        /* QoS 1 packet ids 1..60000 ... */
-#define MC_CTL_PID_FIRST 60001     /* ... SUBSCRIBE/UNSUBSCRIBE ids 60001..65535 */
+#define MC_MAX_WINDOW 60000    /* QoS 1 packet ids 1..60000 ... */
+#define MC_CTL_PID_FIRST 60001 /* ... SUBSCRIBE/UNSUBSCRIBE ids 60001..65535 */
 #define MC_READ_CHUNK 65536
-#define MC_READ_TURN (1u << 20)    /* bytes read per loop turn before writes get a go */
-#define MC_OUT_HIGH (256u << 10)   /* stop moving queued publishes out above this */
+#define MC_READ_TURN (1u << 20)  /* bytes read per loop turn before writes get a go */
+#define MC_OUT_HIGH (256u << 10) /* stop moving queued publishes out above this */
 #define MC_STOP_FLUSH_MS 2000
 
 /* ---- address ------------------------------------------------------------------------ */
@@ -37,10 +37,10 @@
 typedef struct {
     bool tls, ws;
     char scheme[8];
-    char host[256];  /* without [] for IPv6 */
+    char host[256]; /* without [] for IPv6 */
     char port[8];
     char hostport[272]; /* Host header for ws: host[:port] as written */
-    char path[256];  /* ws only */
+    char path[256];     /* ws only */
 } mc_addr;
 
 /* Parses scheme://host[:port][/path] (IPv6 as [::1]); 0 or -1 with err. */
@@ -53,7 +53,7 @@ typedef struct mc_msg {
     void *tag;
     uint16_t pid;
     uint8_t qos;
-    bool sent;   /* written on some connection: DUP on a resend */
+    bool sent;     /* written on some connection: DUP on a resend */
     bool inflight; /* in the inflight list (else in the queue) */
     size_t len;
     uint8_t data[]; /* the encoded PUBLISH */
@@ -85,12 +85,12 @@ typedef struct mc_subwait {
 } mc_subwait;
 
 typedef enum {
-    MC_IDLE = 0,  /* waiting for the next attempt */
-    MC_TCP,       /* non-blocking connect in progress */
-    MC_TLS,       /* TLS handshake */
-    MC_WS,        /* WebSocket upgrade */
-    MC_MQTT,      /* CONNECT sent, waiting for CONNACK */
-    MC_UP,        /* connected */
+    MC_IDLE = 0, /* waiting for the next attempt */
+    MC_TCP,      /* non-blocking connect in progress */
+    MC_TLS,      /* TLS handshake */
+    MC_WS,       /* WebSocket upgrade */
+    MC_MQTT,     /* CONNECT sent, waiting for CONNACK */
+    MC_UP,       /* connected */
 } mc_state;
 
 struct bt_mqtt_client {
@@ -110,12 +110,12 @@ struct bt_mqtt_client {
     int wake_fd;
     pthread_t thread;
     bool started;
-    bool free_on_exit;   /* [io] destroyed from a callback: the thread frees the client */
+    bool free_on_exit; /* [io] destroyed from a callback: the thread frees the client */
 
     /* [mu] */
     bool wake_pending;
     bool stop_req;
-    bool stopped;        /* no new work accepted */
+    bool stopped; /* no new work accepted */
     bool connected;
     bool thread_done;
     size_t pending;      /* publishes held: queue + inflight */
@@ -124,10 +124,10 @@ struct bt_mqtt_client {
     mc_msg **slots;      /* window entries: slots[pid - 1] */
     uint16_t *free_pids; /* stack of unused QoS 1 ids */
     size_t nfree;
-    uint16_t *acks;      /* PUBACKs to send */
+    uint16_t *acks; /* PUBACKs to send */
     size_t nacks, acks_cap;
-    uint8_t *unacked;    /* bitmap of inbound QoS 1 ids delivered and not acked */
-    uint64_t conn_gen;   /* connections accepted so far: the high bits of ack tokens */
+    uint8_t *unacked;      /* bitmap of inbound QoS 1 ids delivered and not acked */
+    uint64_t conn_gen;     /* connections accepted so far: the high bits of ack tokens */
     uint64_t resends_held; /* DUP resends of unacked ids, not delivered again */
     mc_ctl *ctl_head, *ctl_tail;
     bt_mqtt_topic_info *subs; /* the wanted subscriptions */
@@ -140,18 +140,18 @@ struct bt_mqtt_client {
     bt_ws ws;
     bool tls_want_write; /* the TLS layer waits for POLLOUT during a read */
     struct addrinfo *ai, *ai_next;
-    int64_t deadline;     /* of the connect attempt */
+    int64_t deadline; /* of the connect attempt */
     int64_t next_attempt;
     int64_t backoff_ms;
     int64_t last_send, last_recv, ping_sent;
-    bt_buf in;            /* MQTT bytes received */
-    bt_buf out;           /* bytes for the socket (or TLS) */
-    bt_buf wsout;         /* ws: MQTT bytes waiting to be framed into out */
+    bt_buf in;    /* MQTT bytes received */
+    bt_buf out;   /* bytes for the socket (or TLS) */
+    bt_buf wsout; /* ws: MQTT bytes waiting to be framed into out */
     mc_subwait *subwait;
     uint16_t next_ctl_pid;
-    char *topic_buf;      /* NUL-terminated topic for on_message */
+    char *topic_buf; /* NUL-terminated topic for on_message */
     size_t topic_cap;
-    char reason[256];     /* why the current connection ended */
+    char reason[256]; /* why the current connection ended */
 };
 
 /* ---- config (mqtt_client_config.c) ------------------------------------------------- */

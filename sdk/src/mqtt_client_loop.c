@@ -53,14 +53,14 @@ static void link_down(bt_mqtt_client *c)
     c->ping_sent = 0;
     int64_t now = bt_now_ms();
     if (was_up) {
-        bt_logkv(BT_LOG_WARN, "mqtt client connection lost", "address", c->cfg.address,
-                 "reason", c->reason, NULL);
+        bt_logkv(BT_LOG_WARN, "mqtt client connection lost", "address", c->cfg.address, "reason",
+                 c->reason, NULL);
         if (c->opt.on_connection_lost)
             c->opt.on_connection_lost(c, c->reason, c->opt.userdata);
         c->backoff_ms = MC_BACKOFF_MIN_MS;
     } else {
-        bt_logkv(BT_LOG_WARN, "mqtt client cannot connect", "address", c->cfg.address,
-                 "reason", c->reason, NULL);
+        bt_logkv(BT_LOG_WARN, "mqtt client cannot connect", "address", c->cfg.address, "reason",
+                 c->reason, NULL);
     }
     int64_t wait = c->backoff_ms < c->cfg.interval ? c->backoff_ms : c->cfg.interval;
     c->backoff_ms = wait * 2 > c->cfg.interval ? c->cfg.interval : wait * 2;
@@ -143,12 +143,9 @@ static short socket_events(bt_mqtt_client *c)
 static bool on_socket(bt_mqtt_client *c, short rev, bool *fatal)
 {
     switch (c->state) {
-    case MC_TCP:
-        return mc_tr_connected(c) == 0;
-    case MC_TLS:
-        return mc_tr_tls_step(c) >= 0;
-    default:
-        break;
+    case MC_TCP: return mc_tr_connected(c) == 0;
+    case MC_TLS: return mc_tr_tls_step(c) >= 0;
+    default: break;
     }
     if ((rev & (POLLIN | POLLHUP | POLLERR)) || mc_tr_pending(c) || c->tls_want_write) {
         int r = mc_tr_read(c);

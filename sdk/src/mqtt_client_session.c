@@ -308,7 +308,7 @@ static int on_connack(bt_mqtt_client *c, const bt_mqtt_connack *k)
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     c->connected = true;
-    c->conn_gen++; /* tokens of earlier connections acknowledge nothing now */
+    c->conn_gen++;        /* tokens of earlier connections acknowledge nothing now */
     while (c->ctl_head) { /* the whole set goes below */
         mc_ctl *r = c->ctl_head;
         c->ctl_head = r->next;
@@ -442,9 +442,7 @@ static int handle(bt_mqtt_client *c, const bt_mqtt_packet *p)
     case BT_MQTT_SUBACK: return on_suback(c, p);
     case BT_MQTT_UNSUBACK:
     case BT_MQTT_PINGRESP: return 0;
-    default:
-        mc_reason(c, "unexpected %s from broker", bt_mqtt_type_name(p->type));
-        return -1;
+    default: mc_reason(c, "unexpected %s from broker", bt_mqtt_type_name(p->type)); return -1;
     }
 }
 
@@ -455,8 +453,8 @@ int mc_handle_input(bt_mqtt_client *c)
     while (rc == 0 && c->in.len > c->in.off && (c->state == MC_MQTT || c->state == MC_UP)) {
         bt_mqtt_packet p;
         size_t used = 0;
-        int d = bt_mqtt_decode(c->in.p + c->in.off, c->in.len - c->in.off, c->opt.max_packet,
-                               &p, &used, why, sizeof why);
+        int d = bt_mqtt_decode(c->in.p + c->in.off, c->in.len - c->in.off, c->opt.max_packet, &p,
+                               &used, why, sizeof why);
         if (d == 0)
             break;
         if (d < 0) {

@@ -174,8 +174,8 @@ static int try_addresses(bt_mqtt_client *c)
     while (c->ai_next) {
         struct addrinfo *ai = c->ai_next;
         c->ai_next = ai->ai_next;
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             last = errno;
             continue;
@@ -442,8 +442,7 @@ bool mc_tr_pending(const bt_mqtt_client *c)
 
 int mc_tr_flush(bt_mqtt_client *c)
 {
-    if (c->addr.ws && c->wsout.len > c->wsout.off &&
-        bt_ws_get_state(&c->ws) == BT_WS_OPEN) {
+    if (c->addr.ws && c->wsout.len > c->wsout.off && bt_ws_get_state(&c->ws) == BT_WS_OPEN) {
         /* all MQTT bytes of this turn in one binary frame */
         size_t n = c->wsout.len - c->wsout.off;
         uint8_t *dst = bt_buf_reserve(&c->out, n + BT_WS_HEADER_MAX);
@@ -452,8 +451,8 @@ int mc_tr_flush(bt_mqtt_client *c)
             mc_reason(c, "out of memory");
             return -1;
         }
-        ssize_t w = bt_ws_wrap_copy(&c->ws, c->wsout.p + c->wsout.off, n, dst,
-                                    n + BT_WS_HEADER_MAX, why, sizeof why);
+        ssize_t w = bt_ws_wrap_copy(&c->ws, c->wsout.p + c->wsout.off, n, dst, n + BT_WS_HEADER_MAX,
+                                    why, sizeof why);
         if (w < 0) {
             mc_reason(c, "websocket: %s", why);
             return -1;

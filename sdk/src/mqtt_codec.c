@@ -8,9 +8,9 @@
 const char *bt_mqtt_type_name(int type)
 {
     static const char *const names[] = {
-        NULL,        "CONNECT",   "CONNACK", "PUBLISH",     "PUBACK",
-        "PUBREC",    "PUBREL",    "PUBCOMP", "SUBSCRIBE",   "SUBACK",
-        "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP",   "DISCONNECT",
+        NULL,          "CONNECT",  "CONNACK", "PUBLISH",   "PUBACK",
+        "PUBREC",      "PUBREL",   "PUBCOMP", "SUBSCRIBE", "SUBACK",
+        "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP",  "DISCONNECT",
     };
     if (type < 1 || type > 14)
         return "UNKNOWN";
@@ -69,7 +69,7 @@ bool bt_mqtt_sub_next(bt_mqtt_sub_iter *it, bt_mqtt_str *topic, uint8_t *qos)
         size_t n = (size_t)it->pos[0] << 8 | it->pos[1];
         size_t need = 2 + n + (it->type == BT_MQTT_SUBSCRIBE ? 1 : 0);
         if ((size_t)(it->end - it->pos) < need)
-            return false;   /* pos stays short of end: the encoder reports it */
+            return false; /* pos stays short of end: the encoder reports it */
         t.ptr = (const char *)it->pos + 2;
         t.len = n;
         if (it->type == BT_MQTT_SUBSCRIBE)
@@ -147,14 +147,11 @@ bool bt_mqtt_packet_equal(const bt_mqtt_packet *a, const bt_mqtt_packet *b)
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
     case BT_MQTT_PUBCOMP:
-    case BT_MQTT_UNSUBACK:
-        return a->ack.packet_id == b->ack.packet_id;
+    case BT_MQTT_UNSUBACK: return a->ack.packet_id == b->ack.packet_id;
     case BT_MQTT_SUBSCRIBE:
     case BT_MQTT_UNSUBSCRIBE:
         return a->subscribe.packet_id == b->subscribe.packet_id && list_eq(a, b);
-    case BT_MQTT_SUBACK:
-        return a->suback.packet_id == b->suback.packet_id && list_eq(a, b);
-    default:
-        return true;
+    case BT_MQTT_SUBACK: return a->suback.packet_id == b->suback.packet_id && list_eq(a, b);
+    default: return true;
     }
 }

@@ -15,8 +15,7 @@ static int check_first_byte(uint8_t b, char *err, size_t errlen)
     int type = b >> 4, flags = b & 0x0F;
     switch (type) {
     case 0:
-    case 15:
-        return bt_errf(err, errlen, "reserved packet type %d", type);
+    case 15: return bt_errf(err, errlen, "reserved packet type %d", type);
     case BT_MQTT_PUBLISH: {
         int qos = (flags >> 1) & 3;
         if (qos == 3)
@@ -48,16 +47,11 @@ static int check_fixed_length(int type, size_t rl, char *err, size_t errlen)
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
     case BT_MQTT_PUBCOMP:
-    case BT_MQTT_UNSUBACK:
-        want = 2;
-        break;
+    case BT_MQTT_UNSUBACK: want = 2; break;
     case BT_MQTT_PINGREQ:
     case BT_MQTT_PINGRESP:
-    case BT_MQTT_DISCONNECT:
-        want = 0;
-        break;
-    default:
-        return 0;
+    case BT_MQTT_DISCONNECT: want = 0; break;
+    default: return 0;
     }
     if (rl != want)
         return bt_errf(err, errlen, "%s remaining length %zu (must be %zu)",
@@ -65,8 +59,8 @@ static int check_fixed_length(int type, size_t rl, char *err, size_t errlen)
     return 0;
 }
 
-int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total,
-                      char *err, size_t errlen)
+int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total, char *err,
+                      size_t errlen)
 {
     if (len < 1)
         return 0;
@@ -228,7 +222,7 @@ static int decode_connect(reader *r, bt_mqtt_connect *c)
 
 static int decode_connack(reader *r, bt_mqtt_connack *c)
 {
-    uint8_t flags = r->p[0], rc = r->p[1];   /* length 2 checked with the header */
+    uint8_t flags = r->p[0], rc = r->p[1]; /* length 2 checked with the header */
     if (flags & 0xFE)
         return bt_errf(r->err, r->errlen, "reserved bits set in CONNACK flags");
     if (rc > BT_MQTT_CONNACK_NOT_AUTHORIZED)
@@ -317,35 +311,23 @@ int bt_mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, bt_mqtt_pa
     int type = buf[0] >> 4;
     out->type = (bt_mqtt_type)type;
     switch (type) {
-    case BT_MQTT_CONNECT:
-        rc = decode_connect(&r, &out->connect);
-        break;
-    case BT_MQTT_CONNACK:
-        rc = decode_connack(&r, &out->connack);
-        break;
-    case BT_MQTT_PUBLISH:
-        rc = decode_publish(&r, buf[0], &out->publish);
-        break;
+    case BT_MQTT_CONNECT: rc = decode_connect(&r, &out->connect); break;
+    case BT_MQTT_CONNACK: rc = decode_connack(&r, &out->connack); break;
+    case BT_MQTT_PUBLISH: rc = decode_publish(&r, buf[0], &out->publish); break;
     case BT_MQTT_PUBACK:
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
     case BT_MQTT_PUBCOMP:
-    case BT_MQTT_UNSUBACK:
-        rc = rd_packet_id(&r, &out->ack.packet_id, type);
-        break;
+    case BT_MQTT_UNSUBACK: rc = rd_packet_id(&r, &out->ack.packet_id, type); break;
     case BT_MQTT_SUBSCRIBE:
-    case BT_MQTT_UNSUBSCRIBE:
-        rc = decode_sub_list(&r, type, &out->subscribe);
-        break;
-    case BT_MQTT_SUBACK:
-        rc = decode_suback(&r, &out->suback);
-        break;
-    default:    /* PINGREQ, PINGRESP, DISCONNECT: empty, length checked with the header */
+    case BT_MQTT_UNSUBSCRIBE: rc = decode_sub_list(&r, type, &out->subscribe); break;
+    case BT_MQTT_SUBACK: rc = decode_suback(&r, &out->suback); break;
+    default: /* PINGREQ, PINGRESP, DISCONNECT: empty, length checked with the header */
         rc = 0;
         break;
     }
     if (rc == -2)
-        return -1;  /* unsupported CONNECT level: out keeps type and level */
+        return -1; /* unsupported CONNECT level: out keeps type and level */
     if (rc < 0) {
         memset(out, 0, sizeof(*out));
         return -1;

@@ -76,7 +76,7 @@ static ssize_t connect_rl(const bt_mqtt_connect *c, char *err, size_t errlen)
         return bt_errf(err, errlen, "will flag clear but will retain set");
     if (c->protocol_level == 4 && c->has_password && !c->has_username)
         return bt_errf(err, errlen, "password without username");
-    size_t rl = (c->protocol_level == 4 ? 6 : 8) + 4;   /* name, level, flags, keepalive */
+    size_t rl = (c->protocol_level == 4 ? 6 : 8) + 4; /* name, level, flags, keepalive */
     if (check_str(c->client_id, "client id", err, errlen) < 0)
         return -1;
     rl += 2 + c->client_id.len;
@@ -176,8 +176,7 @@ static bool is_ack(int type)
 static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
 {
     switch (p->type) {
-    case BT_MQTT_CONNECT:
-        return connect_rl(&p->connect, err, errlen);
+    case BT_MQTT_CONNECT: return connect_rl(&p->connect, err, errlen);
     case BT_MQTT_CONNACK:
         if (p->connack.return_code > BT_MQTT_CONNACK_NOT_AUTHORIZED)
             return bt_errf(err, errlen, "CONNACK return code %u unknown", p->connack.return_code);
@@ -191,8 +190,8 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
             return -1;
         if (x->payload.len && !x->payload.ptr)
             return bt_errf(err, errlen, "payload is NULL");
-        return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup,
-                          x->packet_id, err, errlen);
+        return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup, x->packet_id,
+                          err, errlen);
     }
     case BT_MQTT_PUBACK:
     case BT_MQTT_PUBREC:
@@ -203,16 +202,13 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
             return bt_errf(err, errlen, "packet id 0 in %s", bt_mqtt_type_name(p->type));
         return 2;
     case BT_MQTT_SUBSCRIBE:
-    case BT_MQTT_UNSUBSCRIBE:
-        return sub_list_rl(p, err, errlen);
+    case BT_MQTT_UNSUBSCRIBE: return sub_list_rl(p, err, errlen);
     case BT_MQTT_SUBACK:
         return suback_rl(p->suback.packet_id, p->suback.codes, p->suback.count, err, errlen);
     case BT_MQTT_PINGREQ:
     case BT_MQTT_PINGRESP:
-    case BT_MQTT_DISCONNECT:
-        return 0;
-    default:
-        return bt_errf(err, errlen, "unknown packet type %d", (int)p->type);
+    case BT_MQTT_DISCONNECT: return 0;
+    default: return bt_errf(err, errlen, "unknown packet type %d", (int)p->type);
     }
 }
 
@@ -232,8 +228,7 @@ ssize_t bt_mqtt_encoded_len(const bt_mqtt_packet *p)
 static uint8_t first_byte(const bt_mqtt_packet *p)
 {
     uint8_t b = (uint8_t)(p->type << 4);
-    if (p->type == BT_MQTT_PUBREL || p->type == BT_MQTT_SUBSCRIBE ||
-        p->type == BT_MQTT_UNSUBSCRIBE)
+    if (p->type == BT_MQTT_PUBREL || p->type == BT_MQTT_SUBSCRIBE || p->type == BT_MQTT_UNSUBSCRIBE)
         b |= 0x02;
     return b;
 }
@@ -266,8 +261,8 @@ static void write_connect(uint8_t *b, const bt_mqtt_connect *c)
 static size_t write_publish_head(uint8_t *buf, size_t rl, const char *topic, size_t topic_len,
                                  int qos, bool retain, bool dup, uint16_t packet_id)
 {
-    uint8_t first = (uint8_t)(BT_MQTT_PUBLISH << 4 | (dup ? 0x08 : 0) | qos << 1 |
-                              (retain ? 1 : 0));
+    uint8_t first =
+        (uint8_t)(BT_MQTT_PUBLISH << 4 | (dup ? 0x08 : 0) | qos << 1 | (retain ? 1 : 0));
     uint8_t *b = buf + put_header(buf, first, rl);
     b = put_bytes(b, topic, topic_len);
     if (qos)
@@ -285,17 +280,15 @@ ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap)
         return (ssize_t)total;
     if (p->type == BT_MQTT_PUBLISH) {
         const bt_mqtt_publish *x = &p->publish;
-        size_t head = write_publish_head(buf, rl, x->topic.ptr, x->topic.len, x->qos,
-                                         x->retain, x->dup, x->packet_id);
+        size_t head = write_publish_head(buf, rl, x->topic.ptr, x->topic.len, x->qos, x->retain,
+                                         x->dup, x->packet_id);
         if (x->payload.len)
             memcpy(buf + head, x->payload.ptr, x->payload.len);
         return (ssize_t)total;
     }
     uint8_t *b = buf + put_header(buf, first_byte(p), rl);
     switch (p->type) {
-    case BT_MQTT_CONNECT:
-        write_connect(b, &p->connect);
-        break;
+    case BT_MQTT_CONNECT: write_connect(b, &p->connect); break;
     case BT_MQTT_CONNACK:
         b[0] = p->connack.session_present ? 1 : 0;
         b[1] = p->connack.return_code;
@@ -320,20 +313,17 @@ ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap)
         break;
     case BT_MQTT_PINGREQ:
     case BT_MQTT_PINGRESP:
-    case BT_MQTT_DISCONNECT:
-        break;
-    default:    /* the acks */
-        put_u16(b, p->ack.packet_id);
-        break;
+    case BT_MQTT_DISCONNECT: break;
+    default: /* the acks */ put_u16(b, p->ack.packet_id); break;
     }
     return (ssize_t)total;
 }
 
 /* ---- hot path ------------------------------------------------------------------------ */
 
-ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topic,
-                                      size_t topic_len, size_t payload_len, int qos,
-                                      bool retain, bool dup, uint16_t packet_id)
+ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
+                                      size_t payload_len, int qos, bool retain, bool dup,
+                                      uint16_t packet_id)
 {
     ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id, NULL, 0);
     if (srl < 0)
@@ -379,8 +369,7 @@ ssize_t bt_mqtt_encode_puback(uint8_t *buf, size_t cap, uint16_t packet_id)
     return bt_mqtt_encode_ack(buf, cap, BT_MQTT_PUBACK, packet_id);
 }
 
-ssize_t bt_mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present,
-                               uint8_t return_code)
+ssize_t bt_mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t return_code)
 {
     if (return_code > BT_MQTT_CONNACK_NOT_AUTHORIZED || (session_present && return_code))
         return -1;
@@ -393,17 +382,16 @@ ssize_t bt_mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present,
     return 4;
 }
 
-ssize_t bt_mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id,
-                              const uint8_t *codes, size_t n)
+ssize_t bt_mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const uint8_t *codes,
+                              size_t n)
 {
     bt_mqtt_packet p = {.type = BT_MQTT_SUBACK,
                         .suback = {.packet_id = packet_id, .codes = codes, .count = n}};
     return bt_mqtt_encode(&p, buf, cap);
 }
 
-ssize_t bt_mqtt_encode_subscribe(uint8_t *buf, size_t cap, bt_mqtt_type type,
-                                 uint16_t packet_id, const bt_mqtt_sub_entry *entries,
-                                 size_t n)
+ssize_t bt_mqtt_encode_subscribe(uint8_t *buf, size_t cap, bt_mqtt_type type, uint16_t packet_id,
+                                 const bt_mqtt_sub_entry *entries, size_t n)
 {
     if ((type != BT_MQTT_SUBSCRIBE && type != BT_MQTT_UNSUBSCRIBE) || !entries)
         return -1;

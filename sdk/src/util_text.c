@@ -98,9 +98,11 @@ void bt_uuid4(char out[37])
         static unsigned long long n;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        unsigned long long x = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)ts.tv_sec << 20) ^
+        unsigned long long x = (unsigned long long)ts.tv_nsec ^
+                               ((unsigned long long)ts.tv_sec << 20) ^
                                __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ULL;
-        for (size_t i = 0; i < sizeof b; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
+        for (size_t i = 0; i < sizeof b;
+             i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
             b[i] = (unsigned char)(x >> 56);
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */

@@ -182,8 +182,7 @@ static int check_start(bt_ws *ws, char *err, size_t errlen)
             return fail(ws, BT_WS_CLOSE_PROTOCOL, err, errlen,
                         "control frame longer than 125 bytes");
         break;
-    default:
-        return fail(ws, BT_WS_CLOSE_PROTOCOL, err, errlen, "unknown opcode 0x%x", op);
+    default: return fail(ws, BT_WS_CLOSE_PROTOCOL, err, errlen, "unknown opcode 0x%x", op);
     }
     if (ws->role == BT_WS_SERVER && !ws->masked)
         return fail(ws, BT_WS_CLOSE_PROTOCOL, err, errlen, "unmasked frame from a client");
@@ -257,14 +256,11 @@ int bt_ws_recv(bt_ws *ws, const uint8_t *in, size_t len, uint8_t *out, size_t *o
 {
     *outlen = 0;
     switch (ws->state) {
-    case BT_WS_HANDSHAKE:
-        return bt_errf(err, errlen, "websocket: handshake not finished");
+    case BT_WS_HANDSHAKE: return bt_errf(err, errlen, "websocket: handshake not finished");
     case BT_WS_FAILED:
         return bt_errf(err, errlen, "websocket: connection failed (close %u)", ws->close_code);
-    case BT_WS_CLOSED:
-        return 1; /* nothing may follow a close frame */
-    default:
-        break;
+    case BT_WS_CLOSED: return 1; /* nothing may follow a close frame */
+    default: break;
     }
     size_t i = 0, o = 0;
     while (i < len) {
@@ -391,4 +387,7 @@ void bt_ws_output_consume(bt_ws *ws, size_t n)
     ws->out_sent = (uint16_t)(ws->out_sent + n);
 }
 
-uint16_t bt_ws_close_code(const bt_ws *ws) { return ws->close_code; }
+uint16_t bt_ws_close_code(const bt_ws *ws)
+{
+    return ws->close_code;
+}

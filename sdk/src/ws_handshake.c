@@ -439,8 +439,17 @@ int bt_ws_handshake(bt_ws *ws, const uint8_t *in, size_t len, size_t *used, char
     return 0;
 }
 
-bt_ws_state bt_ws_get_state(const bt_ws *ws) { return (bt_ws_state)ws->state; }
+bt_ws_state bt_ws_get_state(const bt_ws *ws)
+{
+    return (bt_ws_state)ws->state;
+}
 
-const char *bt_ws_path(const bt_ws *ws) { return ws->path; }
+const char *bt_ws_path(const bt_ws *ws)
+{
+    return ws->path;
+}
 
-const char *bt_ws_protocol(const bt_ws *ws) { return ws->protocol; }
+const char *bt_ws_protocol(const bt_ws *ws)
+{
+    return ws->protocol;
+}

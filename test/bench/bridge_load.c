@@ -161,8 +161,8 @@ int main(int argc, char **argv)
         pthread_mutex_unlock(&mu);
         uint64_t seq = (uint64_t)i;
         memcpy(payload, &seq, 8);
-        if (bt_mqtt_client_publish_wait(pub, "bench/load", payload, size, qos, false, NULL, -1,
-                                        err, sizeof err) < 0) {
+        if (bt_mqtt_client_publish_wait(pub, "bench/load", payload, size, qos, false, NULL, -1, err,
+                                        sizeof err) < 0) {
             fprintf(stderr, "publish: %s\n", err);
             return 1;
         }

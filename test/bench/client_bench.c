@@ -96,8 +96,14 @@ static double run_sdk(int port, int qos, long count, long window, const char *pa
 
 /* ---- paho.mqtt.c async --------------------------------------------------------------- */
 
-static void paho_ok(void *ctx, MQTTAsync_successData *r) { done_one(1); }
-static void paho_fail(void *ctx, MQTTAsync_failureData *r) { done_one(0); }
+static void paho_ok(void *ctx, MQTTAsync_successData *r)
+{
+    done_one(1);
+}
+static void paho_fail(void *ctx, MQTTAsync_failureData *r)
+{
+    done_one(0);
+}
 static void paho_connected(void *ctx, MQTTAsync_successData *r)
 {
     pthread_mutex_lock(&mu);
@@ -197,7 +203,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%ld publishes failed\n", failed);
         return 1;
     }
-    printf("{\"client\":\"%s\",\"qos\":%d,\"count\":%ld,\"seconds\":%.4f,\"rate\":%.0f}\n",
-           argv[1], qos, count, dt, count / dt);
+    printf("{\"client\":\"%s\",\"qos\":%d,\"count\":%ld,\"seconds\":%.4f,\"rate\":%.0f}\n", argv[1],
+           qos, count, dt, count / dt);
     return 0;
 }

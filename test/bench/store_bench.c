@@ -68,8 +68,8 @@ static int run(const char *base, int sync, size_t batch, double seconds, double 
     double el = t - start;
     store_close(s);
     qsort(lat, commits, sizeof(*lat), cmp_double);
-    printf("%-5d %6zu %12.0f %10.0f %10.1f %10.1f %10.1f\n", sync, batch, commits * batch / el, commits / el,
-           el / commits * 1e6, lat[commits / 2] * 1e6, lat[commits * 99 / 100] * 1e6);
+    printf("%-5d %6zu %12.0f %10.0f %10.1f %10.1f %10.1f\n", sync, batch, commits * batch / el,
+           commits / el, el / commits * 1e6, lat[commits / 2] * 1e6, lat[commits * 99 / 100] * 1e6);
     nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
     return 0;
 }
@@ -87,8 +87,8 @@ int main(int argc, char **argv)
     if (!lat)
         return 1;
     printf("store append, 100-byte payloads, %.1f s per case, in %s\n", seconds, base);
-    printf("%-5s %6s %12s %10s %10s %10s %10s\n", "sync", "batch", "msgs/s", "commits/s", "avg us", "p50 us",
-           "p99 us");
+    printf("%-5s %6s %12s %10s %10s %10s %10s\n", "sync", "batch", "msgs/s", "commits/s", "avg us",
+           "p50 us", "p99 us");
     static const size_t batches[] = {1, 10, 50, 100};
     int rc = 0;
     for (int sync = 1; sync >= 0 && !rc; sync--)

@@ -169,8 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bt_cfg_free(&f_schema, &b);
     }
     bt_cfg_opts tiny = {.max_size = 64, .warn = on_warning};
-    if (size > 64 &&
-        bt_cfg_load_string_opts(&f_schema, &a, (const char *)data, size, &tiny, err, sizeof err) == 0)
+    if (size > 64 && bt_cfg_load_string_opts(&f_schema, &a, (const char *)data, size, &tiny, err,
+                                             sizeof err) == 0)
         abort();
 
     bt_app_config app;

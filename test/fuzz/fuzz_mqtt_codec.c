@@ -7,12 +7,12 @@
 
 #include "baetyl/mqtt_codec.h"
 
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);               \
-            abort();                                                                        \
-        }                                                                                   \
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
+            abort();                                                          \
+        }                                                                     \
     } while (0)
 
 /* Offset of the body: after the type byte and the variable length. */
@@ -29,11 +29,11 @@ static void check_packet(const uint8_t *in, size_t used, const bt_mqtt_packet *p
     char err[160];
     CHECK(bt_mqtt_check(p, err, sizeof(err)) == 0);
     ssize_t n = bt_mqtt_encoded_len(p);
-    CHECK(n >= 2 && (size_t)n <= used);     /* ours is minimal; the input's length may not be */
+    CHECK(n >= 2 && (size_t)n <= used); /* ours is minimal; the input's length may not be */
 
     uint8_t *out = malloc((size_t)n);
     CHECK(out);
-    CHECK(bt_mqtt_encode(p, out, (size_t)n - 1) == n);  /* too small: tells the size */
+    CHECK(bt_mqtt_encode(p, out, (size_t)n - 1) == n); /* too small: tells the size */
     CHECK(bt_mqtt_encode(p, out, (size_t)n) == n);
     size_t ib = body_offset(in), ob = body_offset(out);
     CHECK(used - ib == (size_t)n - ob);
@@ -52,8 +52,7 @@ static void check_packet(const uint8_t *in, size_t used, const bt_mqtt_packet *p
         uint8_t *fast = malloc((size_t)n);
         CHECK(fast);
         CHECK(bt_mqtt_encode_publish(fast, (size_t)n, x->topic.ptr, x->topic.len, x->payload.ptr,
-                                     x->payload.len, x->qos, x->retain, x->dup,
-                                     x->packet_id) == n);
+                                     x->payload.len, x->qos, x->retain, x->dup, x->packet_id) == n);
         CHECK(memcmp(fast, out, (size_t)n) == 0);
         free(fast);
     } else if (p->type == BT_MQTT_SUBSCRIBE || p->type == BT_MQTT_UNSUBSCRIBE ||

@@ -39,8 +39,8 @@ typedef struct page {
 typedef struct dirty {
     ino_t ino;
     dev_t dev;
-    int refs;       /* open handles */
-    off_t size;     /* the size readers see (backing size plus unsynced extension) */
+    int refs;   /* open handles */
+    off_t size; /* the size readers see (backing size plus unsynced extension) */
     size_t npages;
     page *pages[NBUCKET]; /* by page number */
     struct dirty *next;
@@ -252,8 +252,7 @@ static int cut_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     return open_common(path, fi, mode, 1);
 }
 
-static int cut_read(const char *path, char *buf, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+static int cut_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)path;
     int fd = (int)fi->fh;

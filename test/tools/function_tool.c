@@ -57,21 +57,53 @@ static int parse_args(int argc, char **argv, args *a)
         if (!v || strncmp(k, "--", 2) != 0)
             return -1;
         i++;
-#define S(name, field) if (!strcmp(k, name)) { a->field = v; continue; }
-#define L(name, field) if (!strcmp(k, name)) { a->field = strtol(v, NULL, 10); continue; }
-        S("--address", address) S("--prefix", prefix) S("--fail", fail) S("--payload", payload)
-        S("--payload-file", payload_file) S("--topic", topic) S("--name", name)
-        S("--invoke-id", invoke_id) S("--ca", ca) S("--cert", cert) S("--key", key)
-        S("--server-name", server_name)
-        L("--sleep", sleep_ms) L("--timeout", timeout_ms) L("--grace", grace_ms)
-        L("--payload-size", payload_size) L("--workers", workers) L("--threads", threads)
-        L("--count", count)
+#define S(name, field)      \
+    if (!strcmp(k, name)) { \
+        a->field = v;       \
+        continue;           \
+    }
+#define L(name, field)                  \
+    if (!strcmp(k, name)) {             \
+        a->field = strtol(v, NULL, 10); \
+        continue;                       \
+    }
+        S("--address", address);
+        S("--prefix", prefix);
+        S("--fail", fail);
+        S("--payload", payload);
+        S("--payload-file", payload_file);
+        S("--topic", topic);
+        S("--name", name);
+        S("--invoke-id", invoke_id);
+        S("--ca", ca);
+        S("--cert", cert);
+        S("--key", key);
+        S("--server-name", server_name);
+        L("--sleep", sleep_ms);
+        L("--timeout", timeout_ms);
+        L("--grace", grace_ms);
+        L("--payload-size", payload_size);
+        L("--workers", workers);
+        L("--threads", threads);
+        L("--count", count);
 #undef S
 #undef L
-        if (!strcmp(k, "--id")) { a->id = strtoull(v, NULL, 10); continue; }
-        if (!strcmp(k, "--qos")) { a->qos = strtoull(v, NULL, 10); continue; }
-        if (!strcmp(k, "--max-size")) { a->max_size = strtoull(v, NULL, 10); continue; }
-        if (!strcmp(k, "--timestamp")) { a->timestamp = strtoll(v, NULL, 10); continue; }
+        if (!strcmp(k, "--id")) {
+            a->id = strtoull(v, NULL, 10);
+            continue;
+        }
+        if (!strcmp(k, "--qos")) {
+            a->qos = strtoull(v, NULL, 10);
+            continue;
+        }
+        if (!strcmp(k, "--max-size")) {
+            a->max_size = strtoull(v, NULL, 10);
+            continue;
+        }
+        if (!strcmp(k, "--timestamp")) {
+            a->timestamp = strtoll(v, NULL, 10);
+            continue;
+        }
         return -1;
     }
     return a->address ? 0 : -1;
@@ -115,8 +147,12 @@ static int serve(args *a)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     bt_fn_server_options o = {
-        .max_msg_size = a->max_size, .workers = (int)a->workers, .grace_ms = a->grace_ms,
-        .cert = a->cert, .key = a->key, .ca = a->ca,
+        .max_msg_size = a->max_size,
+        .workers = (int)a->workers,
+        .grace_ms = a->grace_ms,
+        .cert = a->cert,
+        .key = a->key,
+        .ca = a->ca,
     };
     char err[512];
     bt_fn_server *s = bt_fn_server_start(a->address, &o, handler, a, err, sizeof err);
@@ -208,7 +244,9 @@ static void *call_many(void *p)
     for (long i = 0; i < k->count; i++) {
         char payload[64];
         int n = snprintf(payload, sizeof payload, "{\"thread\":%d,\"i\":%ld}", k->thread, i);
-        bt_fn_msg in = {.id = (uint64_t)i, .topic = "t", .payload = (uint8_t *)payload,
+        bt_fn_msg in = {.id = (uint64_t)i,
+                        .topic = "t",
+                        .payload = (uint8_t *)payload,
                         .payload_len = (size_t)n},
                   out;
         if (bt_fn_call(k->c, &in, &out, k->err, sizeof k->err) == BT_FN_OK &&
@@ -223,8 +261,13 @@ static void *call_many(void *p)
 static int call(args *a)
 {
     bt_fn_client_options o = {
-        .timeout_ms = a->timeout_ms, .max_msg_size = a->max_size, .ca = a->ca, .cert = a->cert,
-        .key = a->key, .server_name = a->server_name, .wait_for_ready = a->wait,
+        .timeout_ms = a->timeout_ms,
+        .max_msg_size = a->max_size,
+        .ca = a->ca,
+        .cert = a->cert,
+        .key = a->key,
+        .server_name = a->server_name,
+        .wait_for_ready = a->wait,
     };
     char err[1024];
     bt_fn_client *c = bt_fn_client_new(a->address, &o, err, sizeof err);
@@ -259,11 +302,17 @@ static int call(args *a)
             bt_fn_client_free(c);
             return 1;
         }
-        bt_fn_msg in = {
-            .id = a->id, .qos = (uint32_t)a->qos, .topic = (char *)a->topic,
-            .payload = payload, .payload_len = len, .timestamp = a->timestamp,
-            .function_name = (char *)a->name, .function_invoke_id = (char *)a->invoke_id,
-        },
+        bt_fn_msg in =
+                      {
+                          .id = a->id,
+                          .qos = (uint32_t)a->qos,
+                          .topic = (char *)a->topic,
+                          .payload = payload,
+                          .payload_len = len,
+                          .timestamp = a->timestamp,
+                          .function_name = (char *)a->name,
+                          .function_invoke_id = (char *)a->invoke_id,
+                      },
                   out;
         int code = -1;
         int r = bt_fn_call_ex(c, &in, &out, 0, &code, err, sizeof err);

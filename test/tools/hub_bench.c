@@ -228,7 +228,8 @@ static void dial_link(reader *r)
             if (rc == 0)
                 continue;
             size_t out;
-            if (bt_ws_recv(l->ws, r->buf + used, (size_t)n - used, r->buf, &out, err, sizeof err) < 0)
+            if (bt_ws_recv(l->ws, r->buf + used, (size_t)n - used, r->buf, &out, err, sizeof err) <
+                0)
                 die(err);
             r->len = out;
             break;
@@ -368,8 +369,8 @@ static void *pub_main(void *a)
             write_all(&r->l, out, no);
             no = 0;
         }
-        ssize_t n = bt_mqtt_encode_publish(out + no, sizeof out - no, "bench/t", 7, payload, (size_t)size, qos,
-                                           false, false, qos ? pid : 0);
+        ssize_t n = bt_mqtt_encode_publish(out + no, sizeof out - no, "bench/t", 7, payload,
+                                           (size_t)size, qos, false, false, qos ? pid : 0);
         no += (size_t)n;
         atomic_fetch_add(&sent_total, 1);
     }
@@ -416,8 +417,8 @@ static int tput(void)
     double secs = (double)(last - t0) / 1e6;
     long rec = atomic_load(&received_total);
     /* rate = messages delivered to subscribers per second */
-    printf("rate=%.0f sent=%ld received=%ld expected=%ld seconds=%.3f\n", rec / secs, atomic_load(&sent_total), rec,
-           count * pubs * subs, secs);
+    printf("rate=%.0f sent=%ld received=%ld expected=%ld seconds=%.3f\n", rec / secs,
+           atomic_load(&sent_total), rec, count * pubs * subs, secs);
     return 0;
 }
 
@@ -440,8 +441,8 @@ static int lat(int rate, int seconds)
         if (sent < total && t >= start + sent * 1000000 / rate) {
             memcpy(payload, &t, 8);
             uint8_t out[1024 + 64];
-            ssize_t n = bt_mqtt_encode_publish(out, sizeof out, "bench/lat", 9, payload, (size_t)size, 0, false,
-                                               false, 0);
+            ssize_t n = bt_mqtt_encode_publish(out, sizeof out, "bench/lat", 9, payload,
+                                               (size_t)size, 0, false, false, 0);
             write_all(&pub->l, out, (size_t)n);
             sent++;
             continue;
@@ -450,7 +451,8 @@ static int lat(int rate, int seconds)
             bt_mqtt_packet p;
             size_t used;
             char err[64];
-            int rc = bt_mqtt_decode(r->buf + r->off, r->len - r->off, 0, &p, &used, err, sizeof err);
+            int rc =
+                bt_mqtt_decode(r->buf + r->off, r->len - r->off, 0, &p, &used, err, sizeof err);
             if (rc == 1) {
                 r->off += used;
                 int64_t t0;
@@ -466,7 +468,8 @@ static int lat(int rate, int seconds)
             ssize_t k = link_read(&r->l, r->buf + r->len, sizeof r->buf - r->len);
             if (k > 0)
                 r->len += (size_t)k;
-            else if (sent >= total && now_us() - t > 0 && now_us() > start + (int64_t)(seconds + 5) * 1000000)
+            else if (sent >= total && now_us() - t > 0 &&
+                     now_us() > start + (int64_t)(seconds + 5) * 1000000)
                 break;
         }
     }
@@ -496,8 +499,7 @@ static int idle(int n)
     printf("ready\n");
     fflush(stdout);
     char b[16];
-    while (read(0, b, sizeof b) > 0) {
-    }
+    while (read(0, b, sizeof b) > 0) {}
     for (int i = 0; i < n; i++)
         reader_free(rs[i]);
     free(rs);
@@ -553,7 +555,8 @@ int main(int argc, char **argv)
         port = atoi(argv[2]);
         return idle(atoi(argv[3]));
     }
-    fprintf(stderr, "usage: hub_bench tput PORT PUBS SUBS QOS COUNT SIZE [tcp|ssl|ws|wss [CAFILE]] | "
-                    "lat PORT RATE SECONDS SIZE | idle PORT N\n");
+    fprintf(stderr,
+            "usage: hub_bench tput PORT PUBS SUBS QOS COUNT SIZE [tcp|ssl|ws|wss [CAFILE]] | "
+            "lat PORT RATE SECONDS SIZE | idle PORT N\n");
     return 2;
 }

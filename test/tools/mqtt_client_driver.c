@@ -68,8 +68,8 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *ud)
     if (!pl)
         pl = json_sprintf("<binary %zu bytes>", m->payload_len);
     emit("{s:s, s:s, s:o, s:i, s:b, s:b, s:i, s:I}", "event", "message", "topic", m->topic,
-         "payload", pl, "qos", m->qos, "dup", m->dup, "retain", m->retain, "pid",
-         m->packet_id, "token", (json_int_t)m->ack.v);
+         "payload", pl, "qos", m->qos, "dup", m->dup, "retain", m->retain, "pid", m->packet_id,
+         "token", (json_int_t)m->ack.v);
     long n = __atomic_add_fetch(&received, 1, __ATOMIC_SEQ_CST);
     if (m->qos == 1 && (ack_mode == ACK_ALL || (ack_mode == ACK_FIRST && n <= ack_first))) {
         int rc = bt_mqtt_client_ack(c, m->ack);
@@ -115,8 +115,8 @@ static void on_error(bt_mqtt_client *c, const char *reason, void *ud)
 static long next_tag = 1;
 
 /* pubn / pubw: count publishes with payload prefix<i>; reports how many returned what. */
-static void pub_many(bt_mqtt_client *c, const char *topic, int qos, long count,
-                     const char *prefix, long timeout_ms, size_t size)
+static void pub_many(bt_mqtt_client *c, const char *topic, int qos, long count, const char *prefix,
+                     long timeout_ms, size_t size)
 {
     long ok = 0, full = 0, other = 0;
     char err[256] = "";
@@ -249,9 +249,9 @@ static int command(bt_mqtt_client *c, char *line)
         int rc = bt_mqtt_client_unsubscribe(c, topic, err, sizeof err);
         emit("{s:s, s:i, s:s}", "event", "unsub", "rc", rc, "err", err);
     } else if (!strcmp(cmd, "pending")) {
-        emit("{s:s, s:I, s:b, s:I}", "event", "pending", "n",
-             (json_int_t)bt_mqtt_client_pending(c), "connected", bt_mqtt_client_connected(c),
-             "bulk_complete", (json_int_t)__atomic_load_n(&bulk_complete, __ATOMIC_SEQ_CST));
+        emit("{s:s, s:I, s:b, s:I}", "event", "pending", "n", (json_int_t)bt_mqtt_client_pending(c),
+             "connected", bt_mqtt_client_connected(c), "bulk_complete",
+             (json_int_t)__atomic_load_n(&bulk_complete, __ATOMIC_SEQ_CST));
     } else {
         emit("{s:s, s:s}", "event", "driver-error", "reason", cmd);
     }
@@ -296,8 +296,8 @@ static void command_loop(bt_mqtt_client *c)
 static int add_sub(bt_mqtt_client_config *cfg, const char *arg)
 {
     const char *colon = strrchr(arg, ':');
-    bt_mqtt_topic_info *items = realloc(cfg->subscriptions.items,
-                                        (cfg->subscriptions.n + 1) * sizeof *items);
+    bt_mqtt_topic_info *items =
+        realloc(cfg->subscriptions.items, (cfg->subscriptions.n + 1) * sizeof *items);
     if (!items)
         return -1;
     cfg->subscriptions.items = items;
@@ -317,8 +317,10 @@ static int set_str(char **dst, const char *v)
 int main(int argc, char **argv)
 {
     bt_mqtt_client_config cfg;
-    bt_mqtt_client_options opt = {.on_message = on_message, .on_publish_complete = on_complete,
-                                  .on_connected = on_connected, .on_connection_lost = on_lost,
+    bt_mqtt_client_options opt = {.on_message = on_message,
+                                  .on_publish_complete = on_complete,
+                                  .on_connected = on_connected,
+                                  .on_connection_lost = on_lost,
                                   .on_error = on_error};
     char err[512];
     bool start = true;

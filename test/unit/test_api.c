@@ -29,11 +29,11 @@
 typedef struct {
     int lfd;
     pthread_t th;
-    char reply[8192];   /* raw HTTP reply */
-    int conns;          /* connections to serve before the thread ends */
+    char reply[8192]; /* raw HTTP reply */
+    int conns;        /* connections to serve before the thread ends */
     int served;
-    bool hang;          /* read the request, then wait for the client to go away */
-    char req[65536];    /* the last request, raw */
+    bool hang;       /* read the request, then wait for the client to go away */
+    char req[65536]; /* the last request, raw */
     size_t reqlen;
     char dir[64], sock[128], addr[160];
 } server;
@@ -42,7 +42,8 @@ static void srv_reply(server *s, int status, const char *body)
 {
     snprintf(s->reply, sizeof s->reply,
              "HTTP/1.1 %d X\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-             "Connection: close\r\n\r\n%s", status, strlen(body), body);
+             "Connection: close\r\n\r\n%s",
+             status, strlen(body), body);
 }
 
 /* Reads one request (headers, then Content-Length bytes) with a 5 s bound. */
@@ -277,7 +278,8 @@ static void test_update_system(void **state)
     srv_start(s, 1);
     bt_api_client *c = client_for(s, 0);
     char err[256] = "";
-    assert_int_equal(bt_api_update_system(c, NULL, "var/db/baetyl/app-v2", "t-1", err, sizeof err), 0);
+    assert_int_equal(bt_api_update_system(c, NULL, "var/db/baetyl/app-v2", "t-1", err, sizeof err),
+                     0);
     srv_wait(s);
     check_request(s, "PUT", "/v1/system/update");
     assert_string_equal(req_header(s, "content-type"), "application/json");
@@ -327,9 +329,19 @@ static void test_available_port(void **state)
     assert_int_equal(port_reply(s, c, 200, "{\"port\":\"43117\"}", err, sizeof err), 43117);
     check_request(s, "GET", "/v1/ports/available");
     assert_int_equal(port_reply(s, c, 200, "{\"port\":5000}", err, sizeof err), 5000);
-    const char *bad[] = {"{\"port\":\"abc\"}", "{\"port\":\"70000\"}", "{\"port\":\"0\"}",
-                         "{\"port\":\"-1\"}", "{\"port\":\"12 \"}", "{}", "[1]", "\"43117\"",
-                         "{\"port\":null}", "{\"port\":-5}", "not json", "", NULL};
+    const char *bad[] = {"{\"port\":\"abc\"}",
+                         "{\"port\":\"70000\"}",
+                         "{\"port\":\"0\"}",
+                         "{\"port\":\"-1\"}",
+                         "{\"port\":\"12 \"}",
+                         "{}",
+                         "[1]",
+                         "\"43117\"",
+                         "{\"port\":null}",
+                         "{\"port\":-5}",
+                         "not json",
+                         "",
+                         NULL};
     for (int i = 0; bad[i]; i++) {
         err[0] = '\0';
         if (port_reply(s, c, 200, bad[i], err, sizeof err) != -1)
@@ -349,8 +361,8 @@ static void test_start_instance(void **state)
     srv_start(s, 1);
     bt_api_client *c = client_for(s, 0);
     char err[256] = "";
-    json_t *env = json_pack("{s:s, s:s}", "BAETYL_SERVICE_INSTANCE_ADDRESS", "127.0.0.1:50051",
-                            "X", "é \"q\"");
+    json_t *env = json_pack("{s:s, s:s}", "BAETYL_SERVICE_INSTANCE_ADDRESS", "127.0.0.1:50051", "X",
+                            "é \"q\"");
     assert_int_equal(bt_api_start_instance(c, "fn py", "a/b?c%", env, err, sizeof err), 0);
     srv_wait(s);
     check_request(s, "PUT", "/v1/services/fn%20py/instances/a%2Fb%3Fc%25/start");
@@ -530,7 +542,9 @@ static void test_tcp(void **state)
 static void test_bad_addresses(void **state)
 {
     (void)state;
-    struct { const char *addr, *want; } cases[] = {
+    struct {
+        const char *addr, *want;
+    } cases[] = {
         {"http://127.0.0.1:80", "(http)"},
         {"udp://x:1", "(udp)"},
         {"127.0.0.1:50050", "no scheme"},
@@ -602,9 +616,13 @@ static void test_relative_unix(void **state)
 
 static void clear_env(void)
 {
-    const char *names[] = {"BAETYL_MASTER_API_ADDRESS", "BAETYL_SERVICE_NAME",
-                           "BAETYL_SERVICE_TOKEN", "OPENEDGE_MASTER_API_ADDRESS",
-                           "OPENEDGE_SERVICE_NAME", "OPENEDGE_SERVICE_TOKEN", NULL};
+    const char *names[] = {"BAETYL_MASTER_API_ADDRESS",
+                           "BAETYL_SERVICE_NAME",
+                           "BAETYL_SERVICE_TOKEN",
+                           "OPENEDGE_MASTER_API_ADDRESS",
+                           "OPENEDGE_SERVICE_NAME",
+                           "OPENEDGE_SERVICE_TOKEN",
+                           NULL};
     for (int i = 0; names[i]; i++)
         unsetenv(names[i]);
 }

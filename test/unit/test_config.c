@@ -30,14 +30,13 @@ typedef struct {
     int64_t z;
 } scalars_cfg;
 
-static const bt_cfg_field scalars_fields[] = {
-    BT_FIELD(scalars_cfg, s, "s", BT_CFG_STRING),
-    BT_FIELD(scalars_cfg, b, "b", BT_CFG_BOOL),
-    BT_FIELD(scalars_cfg, i, "i", BT_CFG_INT),
-    BT_FIELD(scalars_cfg, f, "f", BT_CFG_FLOAT),
-    BT_FIELD(scalars_cfg, d, "d", BT_CFG_DURATION),
-    BT_FIELD(scalars_cfg, z, "z", BT_CFG_SIZE),
-    {0}};
+static const bt_cfg_field scalars_fields[] = {BT_FIELD(scalars_cfg, s, "s", BT_CFG_STRING),
+                                              BT_FIELD(scalars_cfg, b, "b", BT_CFG_BOOL),
+                                              BT_FIELD(scalars_cfg, i, "i", BT_CFG_INT),
+                                              BT_FIELD(scalars_cfg, f, "f", BT_CFG_FLOAT),
+                                              BT_FIELD(scalars_cfg, d, "d", BT_CFG_DURATION),
+                                              BT_FIELD(scalars_cfg, z, "z", BT_CFG_SIZE),
+                                              {0}};
 static const bt_cfg_schema scalars_schema = {sizeof(scalars_cfg), scalars_fields, NULL};
 
 static const bt_cfg_field defaults_fields[] = {
@@ -1009,8 +1008,9 @@ static void test_json_values_and_folded_keys(void **state)
                     "  nest: {id: 7, tags: [a, 1]}\nclientId: camel\n";
     assert_int_equal(bt_cfg_load_string(&json_schema, &c, y, strlen(y), why, sizeof why), 0);
     char *txt = json_dumps(c.data, JSON_SORT_KEYS | JSON_COMPACT);
-    assert_string_equal(txt, "{\"b\":true,\"f\":2.5,\"n\":42,\"nest\":{\"id\":7,\"tags\":[\"a\",1]},"
-                             "\"q\":\"42\",\"s\":\"false\",\"z\":null}");
+    assert_string_equal(txt,
+                        "{\"b\":true,\"f\":2.5,\"n\":42,\"nest\":{\"id\":7,\"tags\":[\"a\",1]},"
+                        "\"q\":\"42\",\"s\":\"false\",\"z\":null}");
     free(txt);
     txt = json_dumps(c.dflt, JSON_COMPACT);
     assert_string_equal(txt, "{\"a\":[1,\"x\"]}");
@@ -1119,9 +1119,8 @@ static void test_unknown_keys(void **state)
     assert_int_equal(load_warn(&app_schema, &a, "servics: []\n", &w, true), -1);
     assert_string_equal(err, "unknown key servics (did you mean services?) (line 1)");
     assert_int_equal(w.n, 0);
-    assert_int_equal(load_warn(&app_schema, &a, "services: [{name: a, imgae: x, image: i}]\n", &w,
-                               true),
-                     0);
+    assert_int_equal(
+        load_warn(&app_schema, &a, "services: [{name: a, imgae: x, image: i}]\n", &w, true), 0);
     assert_string_equal(w.text, "services[0]: unknown key imgae (did you mean image?) (line 1)\n");
     bt_cfg_free(&app_schema, &a);
     /* the warning comes before the error it often explains */
@@ -1157,9 +1156,8 @@ static void test_size_cap(void **state)
     (void)state;
     scalars_cfg c;
     bt_cfg_opts o = {.max_size = 8};
-    assert_int_equal(bt_cfg_load_string_opts(&scalars_schema, &c, "s: 123456\n", 10, &o, err,
-                                             sizeof err),
-                     -1);
+    assert_int_equal(
+        bt_cfg_load_string_opts(&scalars_schema, &c, "s: 123456\n", 10, &o, err, sizeof err), -1);
     assert_string_equal(err, "config: file too large (10 bytes, limit 8; see "
                              "BAETYL_CONFIG_MAX_SIZE)");
     assert_int_equal(bt_cfg_max_size(NULL), BT_CFG_DEFAULT_MAX_SIZE);
@@ -1196,16 +1194,16 @@ typedef struct {
 static void test_seen(void **state)
 {
     (void)state;
-    static const bt_cfg_field fields[] = {
-        BT_FIELD(seen_cfg, l, "l", BT_CFG_LIST, .elem = BT_CFG_INT,
-                 .seen = BT_SEEN(seen_cfg, has_l)),
-        {0}};
+    static const bt_cfg_field fields[] = {BT_FIELD(seen_cfg, l, "l", BT_CFG_LIST,
+                                                   .elem = BT_CFG_INT,
+                                                   .seen = BT_SEEN(seen_cfg, has_l)),
+                                          {0}};
     static const bt_cfg_schema schema = {sizeof(seen_cfg), fields, NULL};
     static const struct {
         const char *yaml;
         bool seen;
-    } cases[] = {{"l: []\n", true}, {"l: [1]\n", true}, {"", false}, {"l:\n", false},
-                 {"x: 1\n", false}};
+    } cases[] = {
+        {"l: []\n", true}, {"l: [1]\n", true}, {"", false}, {"l:\n", false}, {"x: 1\n", false}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         seen_cfg c;
         assert_int_equal(load(&schema, &c, cases[i].yaml), 0);

@@ -25,10 +25,18 @@
 #include "baetyl/util.h"
 #include "baetyl/log.h"
 
-static const char *const all_vars[] = {
-    "SERVICE_NAME", "SERVICE_INSTANCE_NAME", "SERVICE_MODE", "SERVICE_TOKEN",
-    "MASTER_API_ADDRESS", "MASTER_API_SOCKET", "MASTER_API_VERSION", "HOST_OS", "HOST_ID",
-    "HOST_SN", "SERVICE_INSTANCE_ADDRESS", NULL};
+static const char *const all_vars[] = {"SERVICE_NAME",
+                                       "SERVICE_INSTANCE_NAME",
+                                       "SERVICE_MODE",
+                                       "SERVICE_TOKEN",
+                                       "MASTER_API_ADDRESS",
+                                       "MASTER_API_SOCKET",
+                                       "MASTER_API_VERSION",
+                                       "HOST_OS",
+                                       "HOST_ID",
+                                       "HOST_SN",
+                                       "SERVICE_INSTANCE_ADDRESS",
+                                       NULL};
 
 static char g_dir[256];
 
@@ -119,9 +127,9 @@ static void test_env_and_openedge_fallback(void **state)
 {
     (void)state;
     setenv("BAETYL_SERVICE_NAME", "localhub", 1);
-    setenv("OPENEDGE_SERVICE_NAME", "old-name", 1);     /* BAETYL_* wins */
-    setenv("OPENEDGE_SERVICE_TOKEN", "tok", 1);         /* only the old twin set */
-    setenv("BAETYL_SERVICE_MODE", "", 1);               /* empty: the twin is used */
+    setenv("OPENEDGE_SERVICE_NAME", "old-name", 1); /* BAETYL_* wins */
+    setenv("OPENEDGE_SERVICE_TOKEN", "tok", 1);     /* only the old twin set */
+    setenv("BAETYL_SERVICE_MODE", "", 1);           /* empty: the twin is used */
     setenv("OPENEDGE_SERVICE_MODE", "docker", 1);
     setenv("BAETYL_SERVICE_INSTANCE_NAME", "localhub-1", 1);
     setenv("BAETYL_MASTER_API_ADDRESS", "unix://var/run/baetyl.sock", 1);
@@ -258,7 +266,8 @@ static void test_run_help_version_and_bad_options(void **state)
     char *bad4[] = {"prog", "-c", "", NULL};
     char **bads[] = {bad1, bad2, bad3, bad4};
     int argcs[] = {2, 2, 2, 3};
-    const char *msgs[] = {"unknown option -x", "needs a file name", "unknown option --nope", "needs a file name"};
+    const char *msgs[] = {"unknown option -x", "needs a file name", "unknown option --nope",
+                          "needs a file name"};
     for (int i = 0; i < 4; i++) {
         capture_start(&c, 2);
         rc = bt_run(argcs[i], bads[i], record);
@@ -313,7 +322,7 @@ static int wait_for_signal(bt_ctx *ctx)
     int fd = bt_ctx_stop_fd(ctx);
     if (readable(fd, 0) || bt_ctx_stopped(ctx))
         return 10; /* fired too early */
-    pthread_t th; /* an event loop in another thread sees the same stop */
+    pthread_t th;  /* an event loop in another thread sees the same stop */
     pthread_create(&th, NULL, watch_stop_fd, ctx);
     kill(getpid(), stop_sig);
     if (!readable(fd, 5000))
@@ -439,7 +448,8 @@ static void test_load_config_inits_logger(void **state)
     snprintf(log, sizeof log, "%s/log/mod.log", g_dir);
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
-             "hub:\n  address: tcp://127.0.0.1:1883\nlogger:\n  path: %s\n  format: json\n  level: debug\n",
+             "hub:\n  address: tcp://127.0.0.1:1883\nlogger:\n  path: %s\n  format: json\n  level: "
+             "debug\n",
              log);
     write_file(cfg, yaml);
     g_schema = &mod_schema;
@@ -487,7 +497,8 @@ static void test_load_config_error_names_field(void **state)
     snprintf(blocker, sizeof blocker, "%s/blocker", g_dir);
     write_file(blocker, "x");
     char yaml[1024];
-    snprintf(yaml, sizeof yaml, "hub:\n  address: tcp://h:1\nlogger:\n  path: %s/sub/x.log\n", blocker);
+    snprintf(yaml, sizeof yaml, "hub:\n  address: tcp://h:1\nlogger:\n  path: %s/sub/x.log\n",
+             blocker);
     write_file(cfg, yaml);
     capture_start(&c, 2);
     rc = bt_run(3, a, load);

@@ -52,9 +52,9 @@ static int dead_port(void)
 
 /* What the test handler does, and what it saw. */
 typedef struct {
-    long sleep_ms;         /* before answering */
-    const char *fail;      /* answer with this error */
-    size_t reply_size;     /* > 0: reply with this many 'r' bytes instead of an echo */
+    long sleep_ms;     /* before answering */
+    const char *fail;  /* answer with this error */
+    size_t reply_size; /* > 0: reply with this many 'r' bytes instead of an echo */
     atomic_int running, max_running, calls;
 } behaviour;
 
@@ -122,9 +122,14 @@ static bt_fn_client *client(const char *addr, const bt_fn_client_options *o)
 static bt_fn_msg sample(const char *payload, size_t len)
 {
     bt_fn_msg m = {
-        .id = 0xFFFFFFFFFFFFFFF0ull, .qos = 1, .topic = "t/in",
-        .payload = (uint8_t *)payload, .payload_len = len, .timestamp = -1234567890123LL,
-        .function_name = "sayhi", .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b",
+        .id = 0xFFFFFFFFFFFFFFF0ull,
+        .qos = 1,
+        .topic = "t/in",
+        .payload = (uint8_t *)payload,
+        .payload_len = len,
+        .timestamp = -1234567890123LL,
+        .function_name = "sayhi",
+        .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b",
     };
     return m;
 }
@@ -378,8 +383,7 @@ static void test_unavailable(void **state)
     bt_fn_msg in = sample("x", 1), out;
     int code = -1;
     long t0 = now_ms();
-    assert_int_equal(bt_fn_call_ex(c, &in, &out, 5000, &code, err, sizeof err),
-                     BT_FN_EUNAVAILABLE);
+    assert_int_equal(bt_fn_call_ex(c, &in, &out, 5000, &code, err, sizeof err), BT_FN_EUNAVAILABLE);
     assert_int_equal(code, BT_FN_CODE_UNAVAILABLE);
     assert_non_null(strstr(err, "rpc error: code = Unavailable desc = "));
     assert_true(now_ms() - t0 < 3000); /* fails fast, not at the deadline */
@@ -607,12 +611,26 @@ static void test_encoded_size_is_exact(void **state)
     static uint8_t payload[300];
     const bt_fn_msg cases[] = {
         {0},
-        {.id = 1, .qos = 1, .topic = "t", .payload = payload, .payload_len = 1, .timestamp = 1,
-         .function_name = "f", .function_invoke_id = "i"},
-        {.id = 65535, .qos = 1, .topic = "a/b/c", .payload = payload, .payload_len = 300,
-         .timestamp = 1795596864, .function_name = "python36-sayhi",
+        {.id = 1,
+         .qos = 1,
+         .topic = "t",
+         .payload = payload,
+         .payload_len = 1,
+         .timestamp = 1,
+         .function_name = "f",
+         .function_invoke_id = "i"},
+        {.id = 65535,
+         .qos = 1,
+         .topic = "a/b/c",
+         .payload = payload,
+         .payload_len = 300,
+         .timestamp = 1795596864,
+         .function_name = "python36-sayhi",
          .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"},
-        {.id = UINT64_MAX, .qos = UINT32_MAX, .payload = payload, .payload_len = 127,
+        {.id = UINT64_MAX,
+         .qos = UINT32_MAX,
+         .payload = payload,
+         .payload_len = 127,
          .timestamp = -1},
         {.timestamp = INT64_MIN, .payload = payload, .payload_len = 128},
         {.timestamp = INT64_MAX, .topic = ""},

@@ -16,8 +16,7 @@ typedef struct {
 } doc;
 
 static const bt_cfg_field doc_fields[] = {
-    BT_FIELD(doc, server, "server", BT_CFG_STRUCT, .sub = &bt_fn_server_schema),
-    {0}};
+    BT_FIELD(doc, server, "server", BT_CFG_STRUCT, .sub = &bt_fn_server_schema), {0}};
 static const bt_cfg_schema doc_schema = {sizeof(doc), doc_fields, NULL};
 
 static int load(const char *yaml, doc *d, char *err, size_t errlen)
@@ -80,11 +79,11 @@ typedef struct {
     bt_fn_client_config call;
 } fn_entry;
 
-static const bt_cfg_field fn_fields[] = {
-    BT_FIELD(fn_entry, name, "name", BT_CFG_STRING),
-    BT_FIELD(fn_entry, call, "", BT_CFG_STRUCT, .flags = BT_CFG_INLINE,
-             .sub = &bt_fn_client_schema),
-    {0}};
+static const bt_cfg_field fn_fields[] = {BT_FIELD(fn_entry, name, "name", BT_CFG_STRING),
+                                         BT_FIELD(fn_entry, call, "", BT_CFG_STRUCT,
+                                                  .flags = BT_CFG_INLINE,
+                                                  .sub = &bt_fn_client_schema),
+                                         {0}};
 static const bt_cfg_schema fn_schema = {sizeof(fn_entry), fn_fields, NULL};
 
 static int load_fn(const char *yaml, fn_entry *f, char *err, size_t errlen)
@@ -103,7 +102,8 @@ static void test_client_settings(void **state)
     assert_int_equal(f.call.timeout, 30000);
     bt_cfg_free(&fn_schema, &f);
     assert_int_equal(load_fn("name: f\nmessage: {length: {max: 1m}}\nbackoff: {max: 0s}\n"
-                             "timeout: 2s\n", &f, err, sizeof err),
+                             "timeout: 2s\n",
+                             &f, err, sizeof err),
                      0);
     bt_fn_client_options o = bt_fn_client_config_options(&f.call);
     assert_int_equal(o.max_msg_size, 1 << 20);

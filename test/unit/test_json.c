@@ -72,8 +72,9 @@ static void test_dump_compact_in_order(void **state)
 static void test_path_lookup(void **state)
 {
     (void)state;
-    json_t *v = parse("{\"type\":\"APP\",\"hub\":{\"address\":\"tcp://h:1\",\"port\":1883,\"tls\":false},"
-                      "\"services\":[{\"name\":\"a\"},{\"name\":\"b\",\"replica\":2}],\"a.b\":\"dotted\"}");
+    json_t *v =
+        parse("{\"type\":\"APP\",\"hub\":{\"address\":\"tcp://h:1\",\"port\":1883,\"tls\":false},"
+              "\"services\":[{\"name\":\"a\"},{\"name\":\"b\",\"replica\":2}],\"a.b\":\"dotted\"}");
     assert_string_equal(bt_json_get_str(v, "type"), "APP");
     assert_string_equal(bt_json_get_str(v, "hub.address"), "tcp://h:1");
     assert_string_equal(bt_json_get_str(v, "services.1.name"), "b");

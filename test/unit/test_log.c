@@ -105,8 +105,11 @@ static void set_tz(const char *tz)
 static const char *check_text_time(const char *line, const char *zone)
 {
     regex_t re;
-    assert_int_equal(regcomp(&re, "^time=\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([+-][0-9]{2}:[0-9]{2}|Z)\" ",
-                             REG_EXTENDED), 0);
+    assert_int_equal(regcomp(&re,
+                             "^time=\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([+-][0-"
+                             "9]{2}:[0-9]{2}|Z)\" ",
+                             REG_EXTENDED),
+                     0);
     regmatch_t m[2];
     int rc = regexec(&re, line, 2, m, 0);
     regfree(&re);
@@ -164,7 +167,8 @@ static void test_text_line_exact(void **state)
     char *s = slurp(g_path, NULL);
     assert_non_null(s);
     const char *rest = check_text_time(s, "+08:00");
-    assert_string_equal(rest, "level=info msg=\"instance started\" baetyl=master service=localhub\n");
+    assert_string_equal(rest,
+                        "level=info msg=\"instance started\" baetyl=master service=localhub\n");
     free(s);
 }
 
@@ -195,11 +199,13 @@ static void test_json_line_exact(void **state)
     bt_log_close();
     char *s = slurp(g_path, NULL);
     regex_t re;
-    assert_int_equal(regcomp(&re,
-                             "^\\{\"baetyl\":\"master\",\"level\":\"info\",\"msg\":\"instance started\","
-                             "\"service\":\"localhub\",\"time\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:"
-                             "[0-9]{2}:[0-9]{2}Z\",\"zeta\":\"a \\\\\"q\\\\\"\"\\}\n$",
-                             REG_EXTENDED), 0);
+    assert_int_equal(
+        regcomp(&re,
+                "^\\{\"baetyl\":\"master\",\"level\":\"info\",\"msg\":\"instance started\","
+                "\"service\":\"localhub\",\"time\":\"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:"
+                "[0-9]{2}:[0-9]{2}Z\",\"zeta\":\"a \\\\\"q\\\\\"\"\\}\n$",
+                REG_EXTENDED),
+        0);
     int rc = regexec(&re, s, 0, NULL, 0);
     regfree(&re);
     if (rc != 0)
@@ -226,16 +232,16 @@ static void test_text_quoting_rules(void **state)
         {"t\tn\nr\r", "\"t\\tn\\nr\\r\""},
         {"\a\b\f\v", "\"\\a\\b\\f\\v\""},
         {"\x01\x1f\x7f", "\"\\x01\\x1f\\x7f\""},
-        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},                 /* printable UTF-8 stays */
-        {"\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\""},     /* emoji stays */
-        {"\xff", "\"\\xff\""},                             /* invalid byte */
-        {"\xc0\xaf", "\"\\xc0\\xaf\""},                    /* overlong */
-        {"\xed\xa0\x80", "\"\\xed\\xa0\\x80\""},           /* surrogate */
-        {"\xe2\x82", "\"\\xe2\\x82\""},                    /* truncated rune */
-        {"\xc2\x80", "\"\\u0080\""},                       /* C1 control */
-        {"\xc2\xa0", "\"\\u00a0\""},                       /* no-break space */
-        {"\xef\xbb\xbf", "\"\\ufeff\""},                   /* BOM */
-        {"\xf3\xa0\x80\x81", "\"\\U000e0001\""},           /* tag character */
+        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},           /* printable UTF-8 stays */
+        {"\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\""}, /* emoji stays */
+        {"\xff", "\"\\xff\""},                        /* invalid byte */
+        {"\xc0\xaf", "\"\\xc0\\xaf\""},               /* overlong */
+        {"\xed\xa0\x80", "\"\\xed\\xa0\\x80\""},      /* surrogate */
+        {"\xe2\x82", "\"\\xe2\\x82\""},               /* truncated rune */
+        {"\xc2\x80", "\"\\u0080\""},                  /* C1 control */
+        {"\xc2\xa0", "\"\\u00a0\""},                  /* no-break space */
+        {"\xef\xbb\xbf", "\"\\ufeff\""},              /* BOM */
+        {"\xf3\xa0\x80\x81", "\"\\U000e0001\""},      /* tag character */
     };
     open_log("text", "info", 50, 15, 15);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -403,16 +409,19 @@ static void test_fields(void **state)
     bt_log_set_field("service", NULL);
     bt_log_set_field("baetyl", "again");
     bt_logkv(BT_LOG_INFO, "two", NULL);
-    bt_logkv(BT_LOG_INFO, "three", "fields.time", "old", "time", "t", "msg", "m", "level", "l", NULL);
+    bt_logkv(BT_LOG_INFO, "three", "fields.time", "old", "time", "t", "msg", "m", "level", "l",
+             NULL);
     bt_log_close();
     char *s = slurp(g_path, NULL);
     char *l2 = strchr(s, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
     l2[-1] = l3[-1] = '\0';
-    assert_string_equal(check_text_time(s, "Z"), "level=info msg=one a=1 b=2 baetyl=master service=override");
+    assert_string_equal(check_text_time(s, "Z"),
+                        "level=info msg=one a=1 b=2 baetyl=master service=override");
     assert_string_equal(check_text_time(l2, "Z"), "level=info msg=two baetyl=again");
     /* Fields named like the fixed keys are renamed, as logrus does. */
-    assert_string_equal(check_text_time(l3, "Z"),
-                        "level=info msg=three baetyl=again fields.level=l fields.msg=m fields.time=t\n");
+    assert_string_equal(
+        check_text_time(l3, "Z"),
+        "level=info msg=three baetyl=again fields.level=l fields.msg=m fields.time=t\n");
     free(s);
 }
 
@@ -548,7 +557,8 @@ static void test_age_and_count_cleanup(void **state)
     const struct {
         const char *suffix;
         int days;
-    } files[] = {{".1", 1}, {".2", 14}, {".3", 16}, {".4", 40}, {".02", 40}, {".bak", 40}, {".5x", 40}};
+    } files[] = {{".1", 1},   {".2", 14},   {".3", 16}, {".4", 40},
+                 {".02", 40}, {".bak", 40}, {".5x", 40}};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(p, sizeof p, "%s%s", g_path, files[i].suffix);
         make_file(p, files[i].days);
@@ -558,9 +568,14 @@ static void test_age_and_count_cleanup(void **state)
     const struct {
         const char *suffix;
         bool kept;
-    } want[] = {{".1", true}, {".2", true}, {".3", false}, {".4", false},
+    } want[] = {{".1", true},
+                {".2", true},
+                {".3", false},
+                {".4", false},
                 /* not backups of ours: untouched */
-                {".02", true}, {".bak", true}, {".5x", true}};
+                {".02", true},
+                {".bak", true},
+                {".5x", true}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         snprintf(p, sizeof p, "%s%s", g_path, want[i].suffix);
         if (exists(p) != want[i].kept)
@@ -608,7 +623,10 @@ static void test_threads_whole_lines(void **state)
         *nl = '\0';
         const char *rest = check_text_time(line, "Z");
         int n, t;
-        assert_int_equal(sscanf(rest, "level=info msg=\"concurrent line with some padding text\" n=%d t=%d", &n, &t), 2);
+        assert_int_equal(
+            sscanf(rest, "level=info msg=\"concurrent line with some padding text\" n=%d t=%d", &n,
+                   &t),
+            2);
         assert_true(t >= 0 && t < THREADS);
         assert_int_equal(n, count[t]); /* each thread's lines in its own order */
         count[t]++;

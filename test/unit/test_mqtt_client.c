@@ -135,8 +135,9 @@ static void test_address(void **state)
     assert_string_equal(a.path, "/custom/path");
     assert_int_equal(mc_parse_address("wss://h", &a, err, sizeof err), 0);
     assert_string_equal(a.port, "443");
-    const char *bad[] = {"", "h:1883", "://h", "mqtt://h", "tcp://[::1", "tcp://h:", "tcp://h:x",
-                         "tcp://h:0", "tcp://h:1883x", "ws://h/a b", "tcp://user@h", NULL};
+    const char *bad[] = {
+        "",          "h:1883",    "://h",          "mqtt://h",   "tcp://[::1",   "tcp://h:",
+        "tcp://h:x", "tcp://h:0", "tcp://h:1883x", "ws://h/a b", "tcp://user@h", NULL};
     for (int i = 0; bad[i]; i++)
         if (mc_parse_address(bad[i], &a, err, sizeof err) != -1)
             fail_msg("accepted %s", bad[i]);
@@ -245,21 +246,21 @@ static void test_queue_bounds_and_cancel(void **state)
                      BT_MQTT_EINVAL);
     assert_int_equal(bt_mqtt_client_publish(cl, "a", NULL, 0, 0, false, (void *)1, err, sizeof err),
                      BT_MQTT_OK); /* empty payload is fine */
-    assert_int_equal(bt_mqtt_client_publish(cl, "t/1", "hello", 5, 1, true, (void *)10, err,
-                                            sizeof err),
-                     BT_MQTT_OK);
-    assert_int_equal(bt_mqtt_client_publish(cl, "t/2", "bye", 3, 1, false, (void *)100, err,
-                                            sizeof err),
-                     BT_MQTT_OK);
+    assert_int_equal(
+        bt_mqtt_client_publish(cl, "t/1", "hello", 5, 1, true, (void *)10, err, sizeof err),
+        BT_MQTT_OK);
+    assert_int_equal(
+        bt_mqtt_client_publish(cl, "t/2", "bye", 3, 1, false, (void *)100, err, sizeof err),
+        BT_MQTT_OK);
     assert_int_equal(bt_mqtt_client_pending(cl), 3);
     assert_int_equal(bt_mqtt_client_publish(cl, "t", "x", 1, 0, false, NULL, err, sizeof err),
                      BT_MQTT_EFULL);
     assert_non_null(strstr(err, "queue full"));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    assert_int_equal(bt_mqtt_client_publish_wait(cl, "t", "x", 1, 0, false, NULL, 200, err,
-                                                 sizeof err),
-                     BT_MQTT_EFULL);
+    assert_int_equal(
+        bt_mqtt_client_publish_wait(cl, "t", "x", 1, 0, false, NULL, 200, err, sizeof err),
+        BT_MQTT_EFULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     assert_true(ms >= 190);
@@ -313,11 +314,9 @@ static void test_message_length_max(void **state)
     assert_int_equal(bt_mqtt_client_payload_max(cl, "t", 0), 17);
     assert_int_equal(bt_mqtt_client_payload_max(cl, "a/very/long/topic/name", 1), 0);
     char payload[32] = {0};
-    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 15, 1, false, NULL, err,
-                                            sizeof err),
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 15, 1, false, NULL, err, sizeof err),
                      BT_MQTT_OK);
-    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 16, 1, false, NULL, err,
-                                            sizeof err),
+    assert_int_equal(bt_mqtt_client_publish(cl, "t", payload, 16, 1, false, NULL, err, sizeof err),
                      BT_MQTT_EINVAL);
     assert_non_null(strstr(err, "message too large: 21 bytes, the broker takes at most 20"));
     assert_int_equal(bt_mqtt_client_pending(cl), 1);
@@ -415,8 +414,9 @@ static bt_mqtt_type fb_read(fake_broker *b, bt_mqtt_packet *p)
         assert_true(d >= 0);
         if (d == 1) {
             bt_mqtt_type t = p->type;
-            uint16_t pid = t == BT_MQTT_PUBACK ? p->ack.packet_id
-                         : t == BT_MQTT_SUBSCRIBE ? p->subscribe.packet_id : 0;
+            uint16_t pid = t == BT_MQTT_PUBACK      ? p->ack.packet_id
+                           : t == BT_MQTT_SUBSCRIBE ? p->subscribe.packet_id
+                                                    : 0;
             memmove(b->buf, b->buf + used, b->len - used);
             b->len -= used;
             p->ack.packet_id = pid; /* the views into buf are gone: keep the id only */
@@ -454,8 +454,9 @@ static void fb_accept(fake_broker *b)
 static void fb_publish(fake_broker *b, const char *payload, bool dup, uint16_t pid)
 {
     uint8_t out[128];
-    fb_write(b, out, bt_mqtt_encode_publish(out, sizeof out, "t", 1, payload, strlen(payload), 1,
-                                            false, dup, pid));
+    fb_write(b, out,
+             bt_mqtt_encode_publish(out, sizeof out, "t", 1, payload, strlen(payload), 1, false,
+                                    dup, pid));
 }
 
 typedef struct {

@@ -66,13 +66,17 @@ static void expect_bytes(const bt_mqtt_packet *p, const uint8_t *want, size_t n)
 
 static void test_connect_311_bytes(void **state)
 {
-    static const uint8_t want[] = {
-        0x10, 0x15, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0xC2, 0x00, 0x3C,
-        0x00, 0x03, 'a', 'b', 'c', 0x00, 0x01, 'u', 0x00, 0x01, 'p'};
+    static const uint8_t want[] = {0x10, 0x15, 0x00, 0x04, 'M',  'Q',  'T', 'T',
+                                   0x04, 0xC2, 0x00, 0x3C, 0x00, 0x03, 'a', 'b',
+                                   'c',  0x00, 0x01, 'u',  0x00, 0x01, 'p'};
     bt_mqtt_packet p = {.type = BT_MQTT_CONNECT,
-                        .connect = {.protocol_level = 4, .clean_session = true, .keepalive = 60,
-                                    .client_id = S("abc"), .has_username = true,
-                                    .username = S("u"), .has_password = true,
+                        .connect = {.protocol_level = 4,
+                                    .clean_session = true,
+                                    .keepalive = 60,
+                                    .client_id = S("abc"),
+                                    .has_username = true,
+                                    .username = S("u"),
+                                    .has_password = true,
                                     .password = B("p")}};
     expect_bytes(&p, want, sizeof(want));
 }
@@ -80,13 +84,18 @@ static void test_connect_311_bytes(void **state)
 static void test_connect_31_will_bytes(void **state)
 {
     /* MQTT 3.1: "MQIsdp", level 3; will QoS 1 retained, clean session. */
-    static const uint8_t want[] = {
-        0x10, 0x16, 0x00, 0x06, 'M', 'Q', 'I', 's', 'd', 'p', 0x03, 0x2E, 0x00, 0x0A,
-        0x00, 0x01, 'c', 0x00, 0x01, 'w', 0x00, 0x02, 'h', 'i'};
+    static const uint8_t want[] = {0x10, 0x16, 0x00, 0x06, 'M',  'Q',  'I',  's',
+                                   'd',  'p',  0x03, 0x2E, 0x00, 0x0A, 0x00, 0x01,
+                                   'c',  0x00, 0x01, 'w',  0x00, 0x02, 'h',  'i'};
     bt_mqtt_packet p = {.type = BT_MQTT_CONNECT,
-                        .connect = {.protocol_level = 3, .clean_session = true, .keepalive = 10,
-                                    .client_id = S("c"), .will_flag = true, .will_qos = 1,
-                                    .will_retain = true, .will_topic = S("w"),
+                        .connect = {.protocol_level = 3,
+                                    .clean_session = true,
+                                    .keepalive = 10,
+                                    .client_id = S("c"),
+                                    .will_flag = true,
+                                    .will_qos = 1,
+                                    .will_retain = true,
+                                    .will_topic = S("w"),
                                     .will_payload = B("hi")}};
     expect_bytes(&p, want, sizeof(want));
 }
@@ -96,8 +105,12 @@ static void test_publish_bytes(void **state)
     /* MQTT 3.1.1 §3.3.2.3: topic "a/b", packet id 10; QoS 1, DUP and RETAIN set. */
     static const uint8_t want[] = {0x3B, 0x09, 0x00, 0x03, 'a', '/', 'b', 0x00, 0x0A, 'h', 'i'};
     bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH,
-                        .publish = {.qos = 1, .retain = true, .dup = true, .packet_id = 10,
-                                    .topic = S("a/b"), .payload = B("hi")}};
+                        .publish = {.qos = 1,
+                                    .retain = true,
+                                    .dup = true,
+                                    .packet_id = 10,
+                                    .topic = S("a/b"),
+                                    .payload = B("hi")}};
     expect_bytes(&p, want, sizeof(want));
 
     uint8_t buf[64];
@@ -115,8 +128,8 @@ static void test_publish_bytes(void **state)
 static void test_subscribe_bytes(void **state)
 {
     /* MQTT 3.1.1 §3.8.3.1: packet id 10, "a/b" QoS 1, "c/d" QoS 2. */
-    static const uint8_t want[] = {0x82, 0x0E, 0x00, 0x0A, 0x00, 0x03, 'a', '/', 'b', 0x01,
-                                   0x00, 0x03, 'c', '/', 'd', 0x02};
+    static const uint8_t want[] = {0x82, 0x0E, 0x00, 0x0A, 0x00, 0x03, 'a', '/',
+                                   'b',  0x01, 0x00, 0x03, 'c',  '/',  'd', 0x02};
     bt_mqtt_sub_entry e[] = {{S("a/b"), 1}, {S("c/d"), 2}};
     bt_mqtt_packet p = {.type = BT_MQTT_SUBSCRIBE,
                         .subscribe = {.packet_id = 10, .count = 2, .entries = e}};
@@ -170,7 +183,7 @@ static void test_small_packet_bytes(void **state)
     assert_int_equal(bt_mqtt_encode_suback(buf, sizeof(buf), 10, codes, 3), 7);
     assert_memory_equal(buf, suback, 7);
     static const uint8_t unsub[] = {0xA2, 0x05, 0x00, 0x02, 0x00, 0x01, 'x'};
-    bt_mqtt_sub_entry e = {S("x"), 2};   /* qos of an UNSUBSCRIBE entry is ignored */
+    bt_mqtt_sub_entry e = {S("x"), 2}; /* qos of an UNSUBSCRIBE entry is ignored */
     assert_int_equal(bt_mqtt_encode_subscribe(buf, sizeof(buf), BT_MQTT_UNSUBSCRIBE, 2, &e, 1), 7);
     assert_memory_equal(buf, unsub, 7);
     static const uint8_t pingreq[] = {0xC0, 0x00}, pingresp[] = {0xD0, 0x00},
@@ -188,23 +201,37 @@ static void test_small_packet_bytes(void **state)
 static void test_round_trip_every_type(void **state)
 {
     static const uint8_t codes[] = {0, 1, 2, 0x80};
-    bt_mqtt_sub_entry subs[] = {{S("a/+/c"), 0}, {S("#"), 1}, {S("caf\xc3\xa9/\xf0\x9f\x98\x80"), 2}};
+    bt_mqtt_sub_entry subs[] = {
+        {S("a/+/c"), 0}, {S("#"), 1}, {S("caf\xc3\xa9/\xf0\x9f\x98\x80"), 2}};
     bt_mqtt_sub_entry unsubs[] = {{S("a/b"), 0}, {S(""), 0}};
     const bt_mqtt_packet packets[] = {
         {.type = BT_MQTT_CONNECT,
-         .connect = {.protocol_level = 4, .keepalive = 0xFFFF, .client_id = S("dev-1"),
-                     .will_flag = true, .will_qos = 2, .will_topic = S("status/dev-1"),
-                     .will_payload = B("off\0line"), .has_username = true, .username = S("u\xc3\xa9"),
-                     .has_password = true, .password = B("\x00\xff secret")}},
+         .connect = {.protocol_level = 4,
+                     .keepalive = 0xFFFF,
+                     .client_id = S("dev-1"),
+                     .will_flag = true,
+                     .will_qos = 2,
+                     .will_topic = S("status/dev-1"),
+                     .will_payload = B("off\0line"),
+                     .has_username = true,
+                     .username = S("u\xc3\xa9"),
+                     .has_password = true,
+                     .password = B("\x00\xff secret")}},
         {.type = BT_MQTT_CONNECT, .connect = {.protocol_level = 4, .client_id = S("")}},
-        {.type = BT_MQTT_CONNECT,     /* 3.1 allows a password without a username */
-         .connect = {.protocol_level = 3, .clean_session = true, .client_id = S("x"),
-                     .has_password = true, .password = B("pw")}},
+        {.type = BT_MQTT_CONNECT, /* 3.1 allows a password without a username */
+         .connect = {.protocol_level = 3,
+                     .clean_session = true,
+                     .client_id = S("x"),
+                     .has_password = true,
+                     .password = B("pw")}},
         {.type = BT_MQTT_CONNACK, .connack = {.session_present = true, .return_code = 0}},
         {.type = BT_MQTT_CONNACK, .connack = {.return_code = 5}},
         {.type = BT_MQTT_PUBLISH, .publish = {.topic = S("t"), .payload = B("")}},
         {.type = BT_MQTT_PUBLISH,
-         .publish = {.qos = 2, .retain = true, .packet_id = 65535, .topic = S("a/b/c"),
+         .publish = {.qos = 2,
+                     .retain = true,
+                     .packet_id = 65535,
+                     .topic = S("a/b/c"),
                      .payload = B("\x00\x01\x02")}},
         {.type = BT_MQTT_PUBACK, .ack = {.packet_id = 1}},
         {.type = BT_MQTT_PUBREC, .ack = {.packet_id = 2}},
@@ -245,9 +272,14 @@ static void test_round_trip_every_type(void **state)
 static void test_connect_fields(void **state)
 {
     bt_mqtt_packet p = {.type = BT_MQTT_CONNECT,
-                        .connect = {.protocol_level = 4, .keepalive = 30, .client_id = S("id"),
-                                    .will_flag = true, .will_qos = 1, .will_topic = S("w/t"),
-                                    .will_payload = B("bye"), .has_username = true,
+                        .connect = {.protocol_level = 4,
+                                    .keepalive = 30,
+                                    .client_id = S("id"),
+                                    .will_flag = true,
+                                    .will_qos = 1,
+                                    .will_topic = S("w/t"),
+                                    .will_payload = B("bye"),
+                                    .has_username = true,
                                     .username = S("user")}};
     bt_mqtt_packet q;
     uint8_t *wire;
@@ -288,7 +320,8 @@ static void test_suback_unsubscribe_iter(void **state)
     assert_int_equal(code, 0x80);
     assert_false(bt_mqtt_sub_next(&it, NULL, &code));
 
-    static const uint8_t unsub[] = {0xA2, 0x0A, 0x00, 0x03, 0x00, 0x01, 'a', 0x00, 0x03, 'b', '/', 'c'};
+    static const uint8_t unsub[] = {0xA2, 0x0A, 0x00, 0x03, 0x00, 0x01,
+                                    'a',  0x00, 0x03, 'b',  '/',  'c'};
     assert_int_equal(bt_mqtt_decode(unsub, sizeof(unsub), 0, &q, &used, err, sizeof(err)), 1);
     assert_int_equal(q.type, BT_MQTT_UNSUBSCRIBE);
     assert_int_equal(q.unsubscribe.packet_id, 3);
@@ -310,9 +343,10 @@ static void test_incremental_one_byte_at_a_time(void **state)
     /* a stream of CONNECT, SUBSCRIBE, a 200-byte PUBLISH (2-byte length), PINGREQ, DISCONNECT */
     uint8_t stream[1024];
     size_t sizes[8], n = 0, len = 0;
-    bt_mqtt_packet c = {.type = BT_MQTT_CONNECT,
-                        .connect = {.protocol_level = 4, .client_id = S("x"), .has_username = true,
-                                    .username = S("u")}};
+    bt_mqtt_packet c = {
+        .type = BT_MQTT_CONNECT,
+        .connect = {
+            .protocol_level = 4, .client_id = S("x"), .has_username = true, .username = S("u")}};
     ssize_t w = bt_mqtt_encode(&c, stream + len, sizeof(stream) - len);
     sizes[n++] = (size_t)w, len += (size_t)w;
     bt_mqtt_sub_entry e = {S("a/#"), 1};
@@ -333,7 +367,7 @@ static void test_incremental_one_byte_at_a_time(void **state)
                                          BT_MQTT_PINGREQ, BT_MQTT_DISCONNECT};
     size_t off = 0, have = 0, got = 0;
     while (off < len) {
-        have++;     /* one more byte arrived */
+        have++; /* one more byte arrived */
         bt_mqtt_packet p;
         size_t used = 99;
         char err[128] = "";
@@ -358,7 +392,8 @@ static void test_incremental_one_byte_at_a_time(void **state)
         bt_mqtt_packet p;
         size_t used;
         char err[128];
-        assert_int_equal(bt_mqtt_decode(stream + off, len - off, 0, &p, &used, err, sizeof(err)), 1);
+        assert_int_equal(bt_mqtt_decode(stream + off, len - off, 0, &p, &used, err, sizeof(err)),
+                         1);
         assert_int_equal(p.type, types[i]);
         if (p.type == BT_MQTT_PUBLISH) {
             assert_int_equal(p.publish.packet_id, 77);
@@ -387,16 +422,21 @@ static void test_max_remaining_length(void **state)
     /* the encoder writes that header for the largest PUBLISH, and refuses one byte more */
     uint8_t buf[16];
     size_t payload = BT_MQTT_MAX_REMAINING - 3;
-    assert_int_equal(bt_mqtt_encode_publish_header(buf, sizeof(buf), "t", 1, payload, 0, false,
-                                                   false, 0), 8);
+    assert_int_equal(
+        bt_mqtt_encode_publish_header(buf, sizeof(buf), "t", 1, payload, 0, false, false, 0), 8);
     assert_memory_equal(buf, hdr, 8);
-    assert_int_equal(bt_mqtt_encode_publish_header(buf, sizeof(buf), "t", 1, payload + 1, 0,
-                                                   false, false, 0), -1);
-    assert_int_equal(bt_mqtt_encode_publish_header(buf, sizeof(buf), "t", 1, SIZE_MAX, 0,
-                                                   false, false, 0), -1);
+    assert_int_equal(
+        bt_mqtt_encode_publish_header(buf, sizeof(buf), "t", 1, payload + 1, 0, false, false, 0),
+        -1);
+    assert_int_equal(
+        bt_mqtt_encode_publish_header(buf, sizeof(buf), "t", 1, SIZE_MAX, 0, false, false, 0), -1);
 
     /* boundaries of 1, 2, 3 and 4 length bytes */
-    static const struct { size_t rl; uint8_t bytes[4]; size_t n; } cases[] = {
+    static const struct {
+        size_t rl;
+        uint8_t bytes[4];
+        size_t n;
+    } cases[] = {
         {127, {0x7F}, 1},
         {128, {0x80, 0x01}, 2},
         {16383, {0xFF, 0x7F}, 2},
@@ -414,8 +454,9 @@ static void test_max_remaining_length(void **state)
         assert_int_equal(bt_mqtt_frame_len(buf, (size_t)h, 0, &total, err, sizeof(err)), 1);
         assert_int_equal(total, 1 + cases[i].n + cases[i].rl);
         /* the whole packet, in a buffer of exactly its size, decodes back */
-        bt_mqtt_packet big = {.type = BT_MQTT_PUBLISH,
-                              .publish = {.topic = S("t"), .payload = {big_payload, cases[i].rl - 3}}};
+        bt_mqtt_packet big = {
+            .type = BT_MQTT_PUBLISH,
+            .publish = {.topic = S("t"), .payload = {big_payload, cases[i].rl - 3}}};
         assert_int_equal(bt_mqtt_encoded_len(&big), (ssize_t)total);
         uint8_t *wire = malloc(total);
         assert_non_null(wire);
@@ -459,7 +500,10 @@ typedef struct {
     size_t len;
 } bad_case;
 
-#define BAD(r, ...) {r, {__VA_ARGS__}, sizeof((uint8_t[]){__VA_ARGS__})}
+#define BAD(r, ...)                                        \
+    {                                                      \
+        r, {__VA_ARGS__}, sizeof((uint8_t[]){__VA_ARGS__}) \
+    }
 
 static const bad_case bad_cases[] = {
     BAD("reserved packet type 0", 0x00, 0x00),
@@ -486,17 +530,18 @@ static const bad_case bad_cases[] = {
     BAD("truncated string (topic)", 0x30, 0x03, 0x00, 0x05, 't'),
     BAD("truncated string (topic)", 0x30, 0x01, 0x00),
     BAD("truncated string (topic)", 0x30, 0x00),
-    BAD("invalid UTF-8 in topic", 0x30, 0x04, 0x00, 0x02, 0xC3, 0x28),          /* bad continuation */
-    BAD("invalid UTF-8 in topic", 0x30, 0x05, 0x00, 0x03, 0xED, 0xA0, 0x80),    /* surrogate */
-    BAD("invalid UTF-8 in topic", 0x30, 0x04, 0x00, 0x02, 0xC0, 0xAF),          /* overlong '/' */
+    BAD("invalid UTF-8 in topic", 0x30, 0x04, 0x00, 0x02, 0xC3, 0x28),       /* bad continuation */
+    BAD("invalid UTF-8 in topic", 0x30, 0x05, 0x00, 0x03, 0xED, 0xA0, 0x80), /* surrogate */
+    BAD("invalid UTF-8 in topic", 0x30, 0x04, 0x00, 0x02, 0xC0, 0xAF),       /* overlong '/' */
     BAD("invalid UTF-8 in topic", 0x30, 0x06, 0x00, 0x04, 0xF4, 0x90, 0x80, 0x80), /* > U+10FFFF */
-    BAD("invalid UTF-8 in topic", 0x30, 0x04, 0x00, 0x02, 'a', 0xE2),           /* cut sequence */
+    BAD("invalid UTF-8 in topic", 0x30, 0x04, 0x00, 0x02, 'a', 0xE2), /* cut sequence */
     BAD("topic contains U+0000", 0x30, 0x04, 0x00, 0x02, 'a', 0x00),
     BAD("packet id 0 in SUBSCRIBE", 0x82, 0x06, 0x00, 0x00, 0x00, 0x01, 'a', 0x00),
     BAD("truncated packet id in SUBSCRIBE", 0x82, 0x01, 0x00),
     BAD("SUBSCRIBE with no topic filter", 0x82, 0x02, 0x00, 0x01),
     BAD("SUBSCRIBE qos 3", 0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x03),
-    BAD("SUBSCRIBE reserved bits set in requested qos", 0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 'a', 0x04),
+    BAD("SUBSCRIBE reserved bits set in requested qos", 0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 'a',
+        0x04),
     BAD("truncated SUBSCRIBE: no requested qos", 0x82, 0x05, 0x00, 0x01, 0x00, 0x01, 'a'),
     BAD("truncated string (topic filter)", 0x82, 0x06, 0x00, 0x01, 0x00, 0x04, 'a', 0x00),
     BAD("topic filter contains U+0000", 0x82, 0x06, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00),
@@ -509,52 +554,47 @@ static const bad_case bad_cases[] = {
     BAD("CONNACK return code 6 unknown", 0x20, 0x02, 0x00, 0x06),
     BAD("CONNACK session present with return code 5", 0x20, 0x02, 0x01, 0x05),
     /* CONNECT */
-    BAD("CONNECT protocol name MQTT with level 3",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x03, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("CONNECT protocol name MQIsdp with level 4",
-        0x10, 0x0F, 0x00, 0x06, 'M', 'Q', 'I', 's', 'd', 'p', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("CONNECT unknown protocol name \"HTTP\"",
-        0x10, 0x0D, 0x00, 0x04, 'H', 'T', 'T', 'P', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("CONNECT unknown protocol name \"M\\x00TT\"",
-        0x10, 0x0D, 0x00, 0x04, 'M', 0x00, 'T', 'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("CONNECT protocol name MQTT with level 3", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x03,
+        0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("CONNECT protocol name MQIsdp with level 4", 0x10, 0x0F, 0x00, 0x06, 'M', 'Q', 'I', 's',
+        'd', 'p', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("CONNECT unknown protocol name \"HTTP\"", 0x10, 0x0D, 0x00, 0x04, 'H', 'T', 'T', 'P', 0x04,
+        0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("CONNECT unknown protocol name \"M\\x00TT\"", 0x10, 0x0D, 0x00, 0x04, 'M', 0x00, 'T', 'T',
+        0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c'),
     BAD("truncated string (protocol name)", 0x10, 0x03, 0x00, 0x04, 'M'),
-    BAD("truncated CONNECT variable header", 0x10, 0x08, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02),
-    BAD("reserved flag set in CONNECT",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("will flag clear but will qos set",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x0A, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("will flag clear but will retain set",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x22, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("will qos 3",
-        0x10, 0x12, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x1E, 0x00, 0x3C, 0x00, 0x01, 'c',
-        0x00, 0x01, 'w', 0x00, 0x00),
-    BAD("password without username",
-        0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x42, 0x00, 0x3C, 0x00, 0x01, 'c',
-        0x00, 0x01, 'p'),
-    BAD("truncated string (client id)",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x02, 'c'),
-    BAD("truncated string (client id)",
-        0x10, 0x0A, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3C),
-    BAD("invalid UTF-8 in client id",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 0x80),
-    BAD("truncated string (will topic)",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("will topic contains U+0000",
-        0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06, 0x00, 0x3C, 0x00, 0x01, 'c',
-        0x00, 0x01, 0x00, 0x00),
-    BAD("truncated string (will payload)",
-        0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06, 0x00, 0x3C, 0x00, 0x01, 'c',
-        0x00, 0x01, 'w'),
-    BAD("truncated string (username)",
-        0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x82, 0x00, 0x3C, 0x00, 0x01, 'c'),
-    BAD("invalid UTF-8 in username",
-        0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x82, 0x00, 0x3C, 0x00, 0x01, 'c',
-        0x00, 0x01, 0xFE),
-    BAD("truncated string (password)",
-        0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0xC2, 0x00, 0x3C, 0x00, 0x01, 'c',
-        0x00, 0x01, 'u', 0x00),
-    BAD("1 trailing bytes in CONNECT",
-        0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, 'c', 'x'),
+    BAD("truncated CONNECT variable header", 0x10, 0x08, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04,
+        0x02),
+    BAD("reserved flag set in CONNECT", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03,
+        0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("will flag clear but will qos set", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x0A,
+        0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("will flag clear but will retain set", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04,
+        0x22, 0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("will qos 3", 0x10, 0x12, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x1E, 0x00, 0x3C, 0x00,
+        0x01, 'c', 0x00, 0x01, 'w', 0x00, 0x00),
+    BAD("password without username", 0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x42, 0x00,
+        0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 'p'),
+    BAD("truncated string (client id)", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02,
+        0x00, 0x3C, 0x00, 0x02, 'c'),
+    BAD("truncated string (client id)", 0x10, 0x0A, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02,
+        0x00, 0x3C),
+    BAD("invalid UTF-8 in client id", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00,
+        0x3C, 0x00, 0x01, 0x80),
+    BAD("truncated string (will topic)", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06,
+        0x00, 0x3C, 0x00, 0x01, 'c'),
+    BAD("will topic contains U+0000", 0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06, 0x00,
+        0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 0x00, 0x00),
+    BAD("truncated string (will payload)", 0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x06,
+        0x00, 0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 'w'),
+    BAD("truncated string (username)", 0x10, 0x0D, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x82, 0x00,
+        0x3C, 0x00, 0x01, 'c'),
+    BAD("invalid UTF-8 in username", 0x10, 0x10, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x82, 0x00,
+        0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 0xFE),
+    BAD("truncated string (password)", 0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0xC2, 0x00,
+        0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 'u', 0x00),
+    BAD("1 trailing bytes in CONNECT", 0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00,
+        0x3C, 0x00, 0x01, 'c', 'x'),
 };
 
 static void test_malformed_rejected_with_reason(void **state)
@@ -569,15 +609,15 @@ static void test_malformed_rejected_with_reason(void **state)
         if (rc != -1 || strcmp(err, c->reason) != 0)
             fail_msg("case %zu: want -1 \"%s\", got %d \"%s\"", i, c->reason, rc, err);
         assert_int_equal(used, 0);
-        assert_int_equal(p.type, 0);    /* out is cleared on error */
+        assert_int_equal(p.type, 0); /* out is cleared on error */
     }
 }
 
 static void test_unsupported_level_keeps_level(void **state)
 {
     /* MQTT 5 CONNECT: the broker should answer CONNACK 1 (unacceptable protocol version) */
-    static const uint8_t v5[] = {0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00,
-                                 0x3C, 0x00, 0x00, 0x01, 'c'};
+    static const uint8_t v5[] = {0x10, 0x0E, 0x00, 0x04, 'M',  'Q',  'T',  'T',
+                                 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x01, 'c'};
     bt_mqtt_packet p;
     size_t used;
     char err[128];
@@ -589,8 +629,8 @@ static void test_unsupported_level_keeps_level(void **state)
 
 static void test_mqtt31_password_without_username(void **state)
 {
-    static const uint8_t b[] = {0x10, 0x12, 0x00, 0x06, 'M', 'Q', 'I', 's', 'd', 'p', 0x03, 0x40,
-                                0x00, 0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 'p'};
+    static const uint8_t b[] = {0x10, 0x12, 0x00, 0x06, 'M',  'Q',  'I', 's',  'd',  'p',
+                                0x03, 0x40, 0x00, 0x3C, 0x00, 0x01, 'c', 0x00, 0x01, 'p'};
     bt_mqtt_packet p;
     size_t used;
     char err[128] = "";
@@ -603,30 +643,34 @@ static void test_mqtt31_password_without_username(void **state)
 
 static void test_utf8_check(void **state)
 {
-    static const struct { const char *s; size_t n; int want; } cases[] = {
+    static const struct {
+        const char *s;
+        size_t n;
+        int want;
+    } cases[] = {
         {"", 0, 0},
         {"plain/ascii", 11, 0},
-        {"\xc2\x80", 2, 0},                 /* U+0080 */
-        {"\xdf\xbf", 2, 0},                 /* U+07FF */
-        {"\xe0\xa0\x80", 3, 0},             /* U+0800 */
-        {"\xed\x9f\xbf", 3, 0},             /* U+D7FF */
-        {"\xee\x80\x80", 3, 0},             /* U+E000 */
-        {"\xef\xbb\xbf", 3, 0},             /* U+FEFF: allowed, not stripped */
-        {"\xef\xbf\xbf", 3, 0},             /* U+FFFF */
-        {"\xf0\x90\x80\x80", 4, 0},         /* U+10000 */
-        {"\xf4\x8f\xbf\xbf", 4, 0},         /* U+10FFFF */
+        {"\xc2\x80", 2, 0},         /* U+0080 */
+        {"\xdf\xbf", 2, 0},         /* U+07FF */
+        {"\xe0\xa0\x80", 3, 0},     /* U+0800 */
+        {"\xed\x9f\xbf", 3, 0},     /* U+D7FF */
+        {"\xee\x80\x80", 3, 0},     /* U+E000 */
+        {"\xef\xbb\xbf", 3, 0},     /* U+FEFF: allowed, not stripped */
+        {"\xef\xbf\xbf", 3, 0},     /* U+FFFF */
+        {"\xf0\x90\x80\x80", 4, 0}, /* U+10000 */
+        {"\xf4\x8f\xbf\xbf", 4, 0}, /* U+10FFFF */
         {"a\0b", 3, -2},
         {"\x80", 1, -1},
-        {"\xc1\xbf", 2, -1},                /* overlong */
-        {"\xe0\x9f\xbf", 3, -1},            /* overlong */
-        {"\xf0\x8f\xbf\xbf", 4, -1},        /* overlong */
-        {"\xc0\x80", 2, -1},                /* overlong U+0000 */
-        {"\xed\xa0\x80", 3, -1},            /* U+D800 */
-        {"\xed\xbf\xbf", 3, -1},            /* U+DFFF */
-        {"\xf4\x90\x80\x80", 4, -1},        /* U+110000 */
+        {"\xc1\xbf", 2, -1},         /* overlong */
+        {"\xe0\x9f\xbf", 3, -1},     /* overlong */
+        {"\xf0\x8f\xbf\xbf", 4, -1}, /* overlong */
+        {"\xc0\x80", 2, -1},         /* overlong U+0000 */
+        {"\xed\xa0\x80", 3, -1},     /* U+D800 */
+        {"\xed\xbf\xbf", 3, -1},     /* U+DFFF */
+        {"\xf4\x90\x80\x80", 4, -1}, /* U+110000 */
         {"\xf5\x80\x80\x80", 4, -1},
         {"\xff", 1, -1},
-        {"\xe2\x82", 2, -1},                /* truncated */
+        {"\xe2\x82", 2, -1}, /* truncated */
         {"\xe2\x28\xa1", 3, -1},
         {"\xf0\x90\x80\x28", 4, -1},
     };
@@ -639,16 +683,16 @@ static void test_utf8_check(void **state)
 
 static void test_encode_small_buffer(void **state)
 {
-    bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH,
-                        .publish = {.qos = 1, .packet_id = 3, .topic = S("a/b"),
-                                    .payload = B("0123456789")}};
+    bt_mqtt_packet p = {
+        .type = BT_MQTT_PUBLISH,
+        .publish = {.qos = 1, .packet_id = 3, .topic = S("a/b"), .payload = B("0123456789")}};
     ssize_t need = bt_mqtt_encoded_len(&p);
     assert_int_equal(need, 2 + 5 + 2 + 10);
     uint8_t buf[64];
     memset(buf, 0xEE, sizeof(buf));
     assert_int_equal(bt_mqtt_encode(&p, buf, (size_t)need - 1), need);
     for (size_t i = 0; i < sizeof(buf); i++)
-        assert_int_equal(buf[i], 0xEE);     /* nothing written */
+        assert_int_equal(buf[i], 0xEE); /* nothing written */
     assert_int_equal(bt_mqtt_encode_publish(buf, 5, "a/b", 3, "0123456789", 10, 1, false, false, 3),
                      need);
     assert_int_equal(buf[0], 0xEE);
@@ -670,7 +714,10 @@ static void test_encode_small_buffer(void **state)
 
 static void test_encode_invalid(void **state)
 {
-    static const struct { bt_mqtt_packet p; const char *reason; } cases[] = {
+    static const struct {
+        bt_mqtt_packet p;
+        const char *reason;
+    } cases[] = {
         {{.type = BT_MQTT_PUBLISH, .publish = {.qos = 3, .packet_id = 1, .topic = S("t")}},
          "PUBLISH qos 3"},
         {{.type = BT_MQTT_PUBLISH, .publish = {.qos = 1, .topic = S("t")}},
@@ -688,7 +735,8 @@ static void test_encode_invalid(void **state)
         {{.type = BT_MQTT_CONNECT, .connect = {.protocol_level = 4, .will_qos = 1}},
          "will flag clear but will qos set"},
         {{.type = BT_MQTT_CONNECT,
-          .connect = {.protocol_level = 4, .will_flag = true, .will_qos = 3}}, "will qos 3"},
+          .connect = {.protocol_level = 4, .will_flag = true, .will_qos = 3}},
+         "will qos 3"},
         {{.type = BT_MQTT_CONNECT, .connect = {.protocol_level = 4, .has_password = true}},
          "password without username"},
         {{.type = BT_MQTT_CONNECT,
@@ -697,14 +745,23 @@ static void test_encode_invalid(void **state)
         {{.type = BT_MQTT_SUBSCRIBE, .subscribe = {.packet_id = 1}},
          "SUBSCRIBE with no topic filter"},
         {{.type = BT_MQTT_SUBSCRIBE, .subscribe = {.count = 1}}, "packet id 0 in SUBSCRIBE"},
-        {{.type = BT_MQTT_SUBSCRIBE,   /* raw list cut in the middle of an entry */
-          .subscribe = {.packet_id = 1, .count = 1, .raw = {(const uint8_t *)"\x00\x05" "ab", 4}}},
+        {{.type = BT_MQTT_SUBSCRIBE, /* raw list cut in the middle of an entry */
+          .subscribe = {.packet_id = 1,
+                        .count = 1,
+                        .raw = {(const uint8_t *)"\x00\x05"
+                                                 "ab",
+                                4}}},
          "SUBSCRIBE list is malformed"},
         {{.type = BT_MQTT_SUBSCRIBE,
-          .subscribe = {.packet_id = 1, .count = 2, .raw = {(const uint8_t *)"\x00\x01" "a\x01", 4}}},
+          .subscribe = {.packet_id = 1,
+                        .count = 2,
+                        .raw = {(const uint8_t *)"\x00\x01"
+                                                 "a\x01",
+                                4}}},
          "SUBSCRIBE count 2 but its list has 1"},
         {{.type = BT_MQTT_SUBACK, .suback = {.packet_id = 1}}, "SUBACK with no return codes"},
-        {{.type = BT_MQTT_SUBACK, .suback = {.packet_id = 1, .codes = (const uint8_t *)"\x81", .count = 1}},
+        {{.type = BT_MQTT_SUBACK,
+          .suback = {.packet_id = 1, .codes = (const uint8_t *)"\x81", .count = 1}},
          "SUBACK return code 0x81 invalid"},
         {{.type = (bt_mqtt_type)0}, "unknown packet type 0"},
     };
@@ -719,11 +776,16 @@ static void test_encode_invalid(void **state)
     bt_mqtt_sub_entry bad = {S("a"), 3};
     assert_int_equal(bt_mqtt_encode_subscribe(buf, sizeof(buf), BT_MQTT_SUBSCRIBE, 1, &bad, 1), -1);
     assert_int_equal(bt_mqtt_encode_subscribe(buf, sizeof(buf), BT_MQTT_PUBLISH, 1, &bad, 1), -1);
-    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, 3, false, false, 1), -1);
-    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, -1, false, false, 1), -1);
-    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, 1, false, false, 0), -1);
-    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, 0, false, true, 0), -1);
-    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 5, 0, false, false, 0), -1);
+    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, 3, false, false, 1),
+                     -1);
+    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, -1, false, false, 1),
+                     -1);
+    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, 1, false, false, 0),
+                     -1);
+    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 0, 0, false, true, 0),
+                     -1);
+    assert_int_equal(bt_mqtt_encode_publish(buf, sizeof(buf), "t", 1, NULL, 5, 0, false, false, 0),
+                     -1);
     assert_int_equal(bt_mqtt_encode_ack(buf, sizeof(buf), BT_MQTT_PUBACK, 0), -1);
     assert_int_equal(bt_mqtt_encode_ack(buf, sizeof(buf), BT_MQTT_CONNECT, 1), -1);
     assert_int_equal(bt_mqtt_encode_connack(buf, sizeof(buf), true, 4), -1);

@@ -50,10 +50,11 @@ static void test_lines(void **state)
 {
     (void)state;
     char err[256];
-    assert_int_equal(bt_otalog_write(path, "t1", NULL, "UPDATING", "app is updating", NULL, err,
-                                     sizeof err), 0);
-    assert_int_equal(bt_otalog_write(path, NULL, "MST", "FAILURE", "failed", "it \"broke\"", err,
-                                     sizeof err), 0);
+    assert_int_equal(
+        bt_otalog_write(path, "t1", NULL, "UPDATING", "app is updating", NULL, err, sizeof err), 0);
+    assert_int_equal(
+        bt_otalog_write(path, NULL, "MST", "FAILURE", "failed", "it \"broke\"", err, sizeof err),
+        0);
     char *text = read_all(path);
     char *nl = strchr(text, '\n');
     assert_non_null(nl);
@@ -77,8 +78,8 @@ static void test_lines(void **state)
 
     /* the last line has no trace: none */
     assert_null(bt_otalog_last_trace(path));
-    assert_int_equal(bt_otalog_write(path, "t2", NULL, "UPDATED", "app is updated", NULL, err,
-                                     sizeof err), 0);
+    assert_int_equal(
+        bt_otalog_write(path, "t2", NULL, "UPDATED", "app is updated", NULL, err, sizeof err), 0);
     char *tr = bt_otalog_last_trace(path);
     assert_string_equal(tr, "t2");
     free(tr);

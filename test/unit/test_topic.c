@@ -9,13 +9,19 @@
 
 #include "baetyl/topic.h"
 
-static bool name_ok(const char *s) { return bt_topic_valid_name(s, strlen(s)); }
-static bool filter_ok(const char *s) { return bt_topic_valid_filter(s, strlen(s)); }
+static bool name_ok(const char *s)
+{
+    return bt_topic_valid_name(s, strlen(s));
+}
+static bool filter_ok(const char *s)
+{
+    return bt_topic_valid_filter(s, strlen(s));
+}
 
 static void test_valid_plain(void **state)
 {
     (void)state;
-    const char *good[] = {"a", "a/b", "a/b/c", "/", "/a", "a/", "a//c", "sport/tennis/player1",
+    const char *good[] = {"a",   "a/b", "a/b/c",   "/", "/a", "a/", "a//c", "sport/tennis/player1",
                           "a b", "é/ü", "a.b-c_d", NULL};
     for (int i = 0; good[i]; i++) {
         assert_true(name_ok(good[i]));
@@ -66,12 +72,12 @@ static void test_wildcards_in_names(void **state)
 static void test_wildcards_in_filters(void **state)
 {
     (void)state;
-    const char *good[] = {"#", "+", "a/#", "a/+", "+/b", "+/+", "a/+/c", "+/#", "/#", "/+",
-                          "+/", "a/+/#", NULL};
+    const char *good[] = {"#",   "+",  "a/#", "a/+", "+/b",   "+/+", "a/+/c",
+                          "+/#", "/#", "/+",  "+/",  "a/+/#", NULL};
     for (int i = 0; good[i]; i++)
         assert_true(filter_ok(good[i]));
-    const char *bad[] = {"a/b#", "a/#/b", "a+", "+a", "a/+b", "a/b+/c", "##", "++", "#/",
-                         "#/a", "a#", "a/#b", NULL};
+    const char *bad[] = {"a/b#", "a/#/b", "a+",  "+a", "a/+b", "a/b+/c", "##",
+                         "++",   "#/",    "#/a", "a#", "a/#b", NULL};
     for (int i = 0; bad[i]; i++) {
         assert_false(filter_ok(bad[i]));
         assert_false(name_ok(bad[i]));
@@ -109,7 +115,10 @@ static void test_length_limit(void **state)
 static void test_match(void **state)
 {
     (void)state;
-    struct { const char *f, *n; bool m; } cases[] = {
+    struct {
+        const char *f, *n;
+        bool m;
+    } cases[] = {
         {"a/b", "a/b", true},
         {"a/b", "a/c", false},
         {"a/b", "a", false},
@@ -162,7 +171,10 @@ static void test_match(void **state)
 static void test_permit(void **state)
 {
     (void)state;
-    struct { const char *p, *t; bool ok; } cases[] = {
+    struct {
+        const char *p, *t;
+        bool ok;
+    } cases[] = {
         {"test/#", "test/+", true},
         {"test/#", "test/#", true},
         {"test/#", "test/a/b", true},

@@ -48,8 +48,7 @@ static void test_clock_and_deadlines(void **state)
     struct timespec until = bt_deadline_in(50);
     pthread_mutex_lock(&mu);
     int r;
-    while ((r = pthread_cond_timedwait(&cv, &mu, &until)) == 0) {
-    }
+    while ((r = pthread_cond_timedwait(&cv, &mu, &until)) == 0) {}
     pthread_mutex_unlock(&mu);
     assert_int_equal(r, ETIMEDOUT);
     assert_true(bt_now_ms() - t0 >= 49);
@@ -61,15 +60,21 @@ static void test_clean_rel_path(void **state)
     struct {
         const char *in, *out;
     } ok[] = {
-        {"a/b", "a/b"}, {"a//b/./c/", "a/b/c"}, {"/etc", "etc"}, {"a/../b", "b"},
-        {"var/db/baetyl/x/..", "var/db/baetyl"}, {"./a", "a"}, {"a/b/../../c", "c"},
+        {"a/b", "a/b"},
+        {"a//b/./c/", "a/b/c"},
+        {"/etc", "etc"},
+        {"a/../b", "b"},
+        {"var/db/baetyl/x/..", "var/db/baetyl"},
+        {"./a", "a"},
+        {"a/b/../../c", "c"},
     };
     char buf[64];
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         assert_int_equal(bt_path_clean_rel(ok[i].in, buf, sizeof buf), 0);
         assert_string_equal(buf, ok[i].out);
     }
-    const char *bad[] = {"", ".", "..", "../etc", "../../etc", "a/../..", "a/../../b", "/..", "./", "//"};
+    const char *bad[] = {"",        ".",         "..",  "../etc", "../../etc",
+                         "a/../..", "a/../../b", "/..", "./",     "//"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(bt_path_clean_rel(bad[i], buf, sizeof buf), -1);
     assert_int_equal(bt_path_clean_rel("abc", buf, 3), -1); /* no room */
@@ -81,9 +86,9 @@ static void test_fmt_duration(void **state)
         int64_t ms;
         const char *s;
     } c[] = {
-        {0, "0s"}, {1, "1ms"}, {200, "200ms"}, {1000, "1s"}, {1500, "1.5s"}, {1600, "1.6s"},
-        {60000, "1m0s"}, {90000, "1m30s"}, {3600000, "1h0m0s"}, {30000, "30s"}, {300000, "5m0s"},
-        {1234, "1.234s"},
+        {0, "0s"},           {1, "1ms"},     {200, "200ms"},   {1000, "1s"},
+        {1500, "1.5s"},      {1600, "1.6s"}, {60000, "1m0s"},  {90000, "1m30s"},
+        {3600000, "1h0m0s"}, {30000, "30s"}, {300000, "5m0s"}, {1234, "1.234s"},
     };
     char buf[32];
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
@@ -118,8 +123,10 @@ static void test_rm_rf_keeps_link_targets(void **state)
 {
     char base[] = "/tmp/bt-util-XXXXXX";
     assert_non_null(mkdtemp(base));
-    char *vol = bt_strdup_printf("%s/volume", base), *svc = bt_strdup_printf("%s/svc/deep/er", base);
-    char *file = bt_strdup_printf("%s/keep.txt", vol), *link = bt_strdup_printf("%s/svc/deep/er/vol", base);
+    char *vol = bt_strdup_printf("%s/volume", base),
+         *svc = bt_strdup_printf("%s/svc/deep/er", base);
+    char *file = bt_strdup_printf("%s/keep.txt", vol),
+         *link = bt_strdup_printf("%s/svc/deep/er/vol", base);
     char *own = bt_strdup_printf("%s/svc/own.txt", base), *top = bt_strdup_printf("%s/svc", base);
     char err[256];
     assert_int_equal(bt_mkdir_p(vol, 0755, err, sizeof err), 0);
@@ -148,7 +155,8 @@ static void test_rm_rf_keeps_link_targets(void **state)
     assert_string_equal(err, "open /nonexistent/x: No such file or directory");
     char *fifo = bt_strdup_printf("%s/fifo", base);
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    assert_int_equal(bt_read_file(fifo, 100, &text, &n, err, sizeof err), -1); /* at once, no writer */
+    assert_int_equal(bt_read_file(fifo, 100, &text, &n, err, sizeof err),
+                     -1); /* at once, no writer */
     assert_non_null(strstr(err, "not a regular file"));
     free(fifo);
 
@@ -187,7 +195,8 @@ static void test_mkdir_and_atomic_write(void **state)
     assert_int_equal(bt_mkdir_parents("plain.log", err, sizeof err), 0);
 
     /* atomic write: the mode asked for, even over an older .tmp with another mode */
-    char *out = bt_strdup_printf("%s/app.yml", base), *tmp = bt_strdup_printf("%s/app.yml.tmp", base);
+    char *out = bt_strdup_printf("%s/app.yml", base),
+         *tmp = bt_strdup_printf("%s/app.yml.tmp", base);
     touch(tmp, "stale");
     assert_int_equal(chmod(tmp, 0644), 0);
     assert_int_equal(bt_write_file_atomic(out, "v: 1\n", 5, 0600, err, sizeof err), 0);
@@ -209,8 +218,8 @@ static void test_clean_inside_and_join(void **state)
     (void)state;
     struct {
         const char *in, *out;
-    } ok[] = {{"a/b", "a/b"}, {"./a//b/", "a/b"}, {"a/./b/.", "a/b"}, {".", ""}, {"", ""},
-              {"a..b/c", "a..b/c"}, {"...", "..."}};
+    } ok[] = {{"a/b", "a/b"}, {"./a//b/", "a/b"},   {"a/./b/.", "a/b"}, {".", ""},
+              {"", ""},       {"a..b/c", "a..b/c"}, {"...", "..."}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         char *c = bt_path_clean_inside(ok[i].in);
         assert_non_null(c);
@@ -240,15 +249,23 @@ static void test_utf8(void **state)
         size_t n, len;
         uint32_t cp;
     } dec[] = {
-        {"A", 1, 1, 'A'},           {"\0", 1, 1, 0},
-        {"\xc2\x80", 2, 2, 0x80},     {"\xdf\xbf", 2, 2, 0x7FF},
-        {"\xe0\xa0\x80", 3, 3, 0x800}, {"\xed\x9f\xbf", 3, 3, 0xD7FF},
-        {"\xef\xbf\xbf", 3, 3, 0xFFFF}, {"\xf0\x90\x80\x80", 4, 4, 0x10000},
+        {"A", 1, 1, 'A'},
+        {"\0", 1, 1, 0},
+        {"\xc2\x80", 2, 2, 0x80},
+        {"\xdf\xbf", 2, 2, 0x7FF},
+        {"\xe0\xa0\x80", 3, 3, 0x800},
+        {"\xed\x9f\xbf", 3, 3, 0xD7FF},
+        {"\xef\xbf\xbf", 3, 3, 0xFFFF},
+        {"\xf0\x90\x80\x80", 4, 4, 0x10000},
         {"\xf4\x8f\xbf\xbf", 4, 4, 0x10FFFF},
-        {"\x80", 1, 0, 0xFFFD},         {"\xc1\xbf", 2, 0, 0xFFFD},     /* overlong */
-        {"\xe0\x9f\xbf", 3, 0, 0xFFFD}, {"\xed\xa0\x80", 3, 0, 0xFFFD}, /* surrogate */
-        {"\xf4\x90\x80\x80", 4, 0, 0xFFFD}, {"\xf5\x80\x80\x80", 4, 0, 0xFFFD},
-        {"\xe2\x82", 2, 0, 0xFFFD},     {"\xe2\x28\xa1", 3, 0, 0xFFFD},
+        {"\x80", 1, 0, 0xFFFD},
+        {"\xc1\xbf", 2, 0, 0xFFFD}, /* overlong */
+        {"\xe0\x9f\xbf", 3, 0, 0xFFFD},
+        {"\xed\xa0\x80", 3, 0, 0xFFFD}, /* surrogate */
+        {"\xf4\x90\x80\x80", 4, 0, 0xFFFD},
+        {"\xf5\x80\x80\x80", 4, 0, 0xFFFD},
+        {"\xe2\x82", 2, 0, 0xFFFD},
+        {"\xe2\x28\xa1", 3, 0, 0xFFFD},
     };
     for (size_t i = 0; i < sizeof dec / sizeof dec[0]; i++) {
         uint32_t cp = 1;
@@ -277,10 +294,10 @@ static void test_ids_and_text(void **state)
         else
             assert_non_null(strchr("0123456789abcdef", a[i]));
     }
-    assert_int_equal(a[14], '4');                   /* version 4 */
-    assert_non_null(strchr("89ab", a[19]));         /* variant 10 */
+    assert_int_equal(a[14], '4');           /* version 4 */
+    assert_non_null(strchr("89ab", a[19])); /* variant 10 */
     char big[200];
-    assert_int_equal(bt_random_hex(big, 65), -1);   /* more than it promises */
+    assert_int_equal(bt_random_hex(big, 65), -1); /* more than it promises */
     char *s = bt_strdup_printf("%s-%d", "x", 42);
     assert_string_equal(s, "x-42");
     free(s);

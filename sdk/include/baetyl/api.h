@@ -23,9 +23,9 @@
  * (BAETYL_MASTER_API_ADDRESS) share. */
 typedef struct {
     bool is_unix;
-    char *path;  /* unix: the socket path (relative only when parsed with pwd NULL) */
-    char *host;  /* tcp: a name of [A-Za-z0-9._-] or an IPv6 literal without brackets */
-    char *port;  /* tcp: 1..65535 (0 is refused: a port picked at bind time could not be
+    char *path; /* unix: the socket path (relative only when parsed with pwd NULL) */
+    char *host; /* tcp: a name of [A-Za-z0-9._-] or an IPv6 literal without brackets */
+    char *port; /* tcp: 1..65535 (0 is refused: a port picked at bind time could not be
                   * given to the services) */
 } bt_api_addr;
 
@@ -43,9 +43,9 @@ typedef struct {
     /* "unix:///abs/path.sock", "unix://relative/path.sock" (relative to the cwd at
      * creation) or "tcp://host:port" ("tcp://[::1]:port" for IPv6). */
     const char *address;
-    const char *username;  /* service name; NULL = "" */
-    const char *password;  /* service token; NULL = "" */
-    long timeout_ms;       /* whole request, connect included; <= 0 = 30 s */
+    const char *username; /* service name; NULL = "" */
+    const char *password; /* service token; NULL = "" */
+    long timeout_ms;      /* whole request, connect included; <= 0 = 30 s */
 } bt_api_options;
 
 /* Creates a client from explicit settings; NULL with err on a bad address. */
@@ -61,8 +61,8 @@ void bt_api_free(bt_api_client *c);
  * raw is not NULL) the body text; the caller frees them (json_decref, free). */
 int bt_api_inspect(bt_api_client *c, json_t **json, char **raw, char *err, size_t errlen);
 /* PUT /v1/system/update {"type","path","trace"}; type NULL = "APP", trace NULL = omitted. */
-int bt_api_update_system(bt_api_client *c, const char *type, const char *path,
-                         const char *trace, char *err, size_t errlen);
+int bt_api_update_system(bt_api_client *c, const char *type, const char *path, const char *trace,
+                         char *err, size_t errlen);
 /* GET /v1/ports/available; returns the port (1..65535) or -1. */
 int bt_api_get_available_port(bt_api_client *c, char *err, size_t errlen);
 /* PUT /v1/services/{service}/instances/{instance}/start with env, a JSON object of string
@@ -70,8 +70,8 @@ int bt_api_get_available_port(bt_api_client *c, char *err, size_t errlen);
 int bt_api_start_instance(bt_api_client *c, const char *service, const char *instance,
                           const json_t *env, char *err, size_t errlen);
 /* PUT /v1/services/{service}/instances/{instance}/stop. */
-int bt_api_stop_instance(bt_api_client *c, const char *service, const char *instance,
-                         char *err, size_t errlen);
+int bt_api_stop_instance(bt_api_client *c, const char *service, const char *instance, char *err,
+                         size_t errlen);
 /* PUT /v1/services/{service}/instances/{instance}/report with stats, a JSON object. */
 int bt_api_report_instance(bt_api_client *c, const char *service, const char *instance,
                            const json_t *stats, char *err, size_t errlen);

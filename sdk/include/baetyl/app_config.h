@@ -67,8 +67,8 @@ typedef struct {
     "application has no services (write services: [] to update to an empty application)"
 
 #define BT_APP_SERVICE(app, i) (&BT_CFG_AT((app)->services, bt_app_service, i))
-#define BT_APP_VOLUME(app, i)  (&BT_CFG_AT((app)->volumes, bt_app_volume, i))
-#define BT_APP_MOUNT(svc, i)   (&BT_CFG_AT((svc)->mounts, bt_app_mount, i))
+#define BT_APP_VOLUME(app, i) (&BT_CFG_AT((app)->volumes, bt_app_volume, i))
+#define BT_APP_MOUNT(svc, i) (&BT_CFG_AT((svc)->mounts, bt_app_mount, i))
 
 /* The schemas, for bt_cfg_equal/bt_cfg_copy/bt_cfg_free on a service or a whole app. */
 extern const bt_cfg_schema bt_app_schema;
@@ -80,8 +80,7 @@ extern const bt_cfg_schema bt_app_service_schema;
 int bt_app_load(const char *path, bt_app_config *app, void (*warn)(void *, const char *),
                 void *warn_arg, char *err, size_t errlen);
 /* The same from a text. */
-int bt_app_load_string(const char *text, size_t len, bt_app_config *app, char *err,
-                       size_t errlen);
+int bt_app_load_string(const char *text, size_t len, bt_app_config *app, char *err, size_t errlen);
 /* Frees a loaded application and zeroes it. */
 void bt_app_free(bt_app_config *app);
 

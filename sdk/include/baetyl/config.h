@@ -42,22 +42,23 @@ typedef enum {
 
 /* Field flags. */
 #define BT_CFG_REQUIRED 0x1u /* must be present (strings: and non-empty) */
-#define BT_CFG_RANGE    0x2u /* numeric value (int, float, duration, size) or list/map length within [min, max] */
-#define BT_CFG_INLINE   0x4u /* BT_CFG_STRUCT whose keys sit at this level (name ignored) */
+#define BT_CFG_RANGE \
+    0x2u /* numeric value (int, float, duration, size) or list/map length within [min, max] */
+#define BT_CFG_INLINE 0x4u /* BT_CFG_STRUCT whose keys sit at this level (name ignored) */
 
 typedef struct bt_cfg_schema bt_cfg_schema;
 
 typedef struct {
-    const char *name;          /* YAML key; "a.b.c" walks nested mappings */
+    const char *name; /* YAML key; "a.b.c" walks nested mappings */
     bt_cfg_type type;
-    size_t offset;             /* offsetof(struct, member) */
-    const char *def;           /* default, as YAML scalar text ("10s", "32k", "true"); NULL = zero/NULL */
-    unsigned flags;            /* BT_CFG_* */
-    const bt_cfg_schema *sub;  /* STRUCT; element schema of LIST/MAP of structs */
-    bt_cfg_type elem;          /* element type of LIST/MAP when sub is NULL (scalars only) */
-    double min, max;           /* with BT_CFG_RANGE */
-    const char *choices;       /* "a|b|c": the allowed values of a string */
-    const char *pattern;       /* POSIX extended regex a string must match, anchored by the caller */
+    size_t offset;   /* offsetof(struct, member) */
+    const char *def; /* default, as YAML scalar text ("10s", "32k", "true"); NULL = zero/NULL */
+    unsigned flags;  /* BT_CFG_* */
+    const bt_cfg_schema *sub; /* STRUCT; element schema of LIST/MAP of structs */
+    bt_cfg_type elem;         /* element type of LIST/MAP when sub is NULL (scalars only) */
+    double min, max;          /* with BT_CFG_RANGE */
+    const char *choices;      /* "a|b|c": the allowed values of a string */
+    const char *pattern;      /* POSIX extended regex a string must match, anchored by the caller */
     /* Extra validation of the stored value; returns 0, or -1 and writes a reason (without
      * the path: the loader adds "path: ... (line n)"). */
     int (*check)(const void *value, char *err, size_t errlen);
@@ -67,8 +68,8 @@ typedef struct {
 } bt_cfg_field;
 
 struct bt_cfg_schema {
-    size_t size;                 /* sizeof the struct (element size of lists/maps of it) */
-    const bt_cfg_field *fields;  /* ends with a zeroed entry */
+    size_t size;                /* sizeof the struct (element size of lists/maps of it) */
+    const bt_cfg_field *fields; /* ends with a zeroed entry */
     /* Whole-struct validation after all fields are loaded (e.g. unique names); same
      * contract as bt_cfg_field.check. May be NULL. */
     int (*check)(void *obj, char *err, size_t errlen);
@@ -86,8 +87,10 @@ typedef struct {
     void *values; /* array of n elements, typed like bt_cfg_list.items */
 } bt_cfg_map;
 
-#define BT_FIELD(st, member, key, typ, ...) \
-    { .name = (key), .type = (typ), .offset = offsetof(st, member), __VA_ARGS__ }
+#define BT_FIELD(st, member, key, typ, ...)                                       \
+    {                                                                             \
+        .name = (key), .type = (typ), .offset = offsetof(st, member), __VA_ARGS__ \
+    }
 
 /* The .seen of a field: offset + 1 of a bool member (0 means none). */
 #define BT_SEEN(st, member) (offsetof(st, member) + 1)
@@ -99,7 +102,7 @@ typedef struct {
  * BAETYL_CONFIG_MAX_SIZE ("16m", "8388608") changes it for a process, bt_cfg_opts.max_size
  * for one call. */
 #define BT_CFG_DEFAULT_MAX_SIZE ((int64_t)4 << 20)
-#define BT_CFG_MAX_SIZE_ENV     "BAETYL_CONFIG_MAX_SIZE"
+#define BT_CFG_MAX_SIZE_ENV "BAETYL_CONFIG_MAX_SIZE"
 
 /* Options of one load; a NULL pointer means all defaults. */
 typedef struct {
@@ -115,8 +118,8 @@ typedef struct {
  * Returns 0 or -1. A missing file is an error: "open <path>: No such file or directory". */
 int bt_cfg_load_file(const bt_cfg_schema *s, void *obj, const char *path, char *err, size_t errlen);
 /* The same from a text in memory (templating included). */
-int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len,
-                       char *err, size_t errlen);
+int bt_cfg_load_string(const bt_cfg_schema *s, void *obj, const char *yaml, size_t len, char *err,
+                       size_t errlen);
 /* The same two with options (opts may be NULL). A file or text over the size cap is refused
  * before it is parsed: "<path>: file too large (62914560 bytes, limit 4194304; see
  * BAETYL_CONFIG_MAX_SIZE)". */

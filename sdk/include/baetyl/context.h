@@ -61,7 +61,7 @@ typedef struct {
     bool config_given;        /* config_path came from the command line */
     int argc;                 /* arguments left after the options */
     char **argv;
-    bt_ctx_state *st;         /* private */
+    bt_ctx_state *st; /* private */
 } bt_ctx;
 
 /* Shown by -h/--help and --version; a module may fill it before calling bt_run_module. */
@@ -89,7 +89,8 @@ bool bt_ctx_is_native(const bt_ctx *ctx);
  * bt_logger_schema, the logger is initialised from it (bt_log_init). On error obj is zeroed,
  * one line naming the field is logged (and also printed to stderr when the log goes to a
  * file), err holds the reason, and -1 is returned: the module should return 1. */
-int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char *err, size_t errlen);
+int bt_ctx_load_config(bt_ctx *ctx, const bt_cfg_schema *schema, void *obj, char *err,
+                       size_t errlen);
 
 /* Blocks until the module is asked to stop (SIGTERM, SIGINT or bt_ctx_stop). Returns the
  * signal number, or 0 for bt_ctx_stop. Returns at once when already stopped. Signals sent

@@ -46,14 +46,14 @@
  * bt_fn_msg_clear. A message the caller builds for input may point anywhere: it is only
  * read. NULL strings are sent as "", a NULL payload as empty. */
 typedef struct {
-    uint64_t id;               /* ID: the MQTT packet id */
-    uint32_t qos;              /* QOS */
-    char *topic;               /* Topic */
-    uint8_t *payload;          /* Payload (payload_len bytes, may hold NULs) */
+    uint64_t id;      /* ID: the MQTT packet id */
+    uint32_t qos;     /* QOS */
+    char *topic;      /* Topic */
+    uint8_t *payload; /* Payload (payload_len bytes, may hold NULs) */
     size_t payload_len;
-    int64_t timestamp;         /* Timestamp (unix seconds) */
-    char *function_name;       /* FunctionName */
-    char *function_invoke_id;  /* FunctionInvokeID */
+    int64_t timestamp;        /* Timestamp (unix seconds) */
+    char *function_name;      /* FunctionName */
+    char *function_invoke_id; /* FunctionInvokeID */
 } bt_fn_msg;
 
 /* Frees the owned fields of m and zeroes it (NULL is fine). */
@@ -82,8 +82,8 @@ const char *bt_fn_code_name(int code);
 typedef struct bt_fn_client bt_fn_client;
 
 typedef struct {
-    long timeout_ms;         /* deadline of each call; <= 0 = 30 s */
-    size_t max_msg_size;     /* largest message sent or received; 0 = 4 MiB */
+    long timeout_ms;     /* deadline of each call; <= 0 = 30 s */
+    size_t max_msg_size; /* largest message sent or received; 0 = 4 MiB */
     /* TLS: set ca and/or cert+key (PEM file paths) to dial with TLS. ca verifies the server
      * (NULL = gRPC's default roots); cert+key is the client certificate. */
     const char *ca;
@@ -98,8 +98,8 @@ typedef struct {
 /* Creates a client of the server at address ("host:port", "[::1]:port", "unix:/path"); o
  * may be NULL (defaults). Connects lazily. One channel shared by every call: bt_fn_call may
  * run from many threads at once. NULL with err on bad options or unreadable PEM files. */
-bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o,
-                               char *err, size_t errlen);
+bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o, char *err,
+                               size_t errlen);
 /* Waits until the channel is connected, at most timeout_ms (<= 0 = the client's timeout).
  * 0, or BT_FN_EUNAVAILABLE with err ("connect to … timed out"). */
 int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen);
@@ -109,8 +109,8 @@ int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t err
 int bt_fn_call(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen);
 /* bt_fn_call with its own timeout (<= 0 = the client's) that also stores the gRPC status
  * code in *code when code is not NULL (0 on success, 2 = Unknown for a local failure). */
-int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms,
-                  int *code, char *err, size_t errlen);
+int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms, int *code,
+                  char *err, size_t errlen);
 /* Frees a client (NULL is fine). No call may be running on it. */
 void bt_fn_client_free(bt_fn_client *c);
 
@@ -127,16 +127,16 @@ typedef int (*bt_fn_handler)(const bt_fn_msg *in, bt_fn_msg *out, char *err, siz
                              void *arg);
 
 typedef struct {
-    size_t max_msg_size;  /* largest message received or sent; 0 = 4 MiB. Larger requests
+    size_t max_msg_size; /* largest message received or sent; 0 = 4 MiB. Larger requests
                            * are refused by gRPC with ResourceExhausted. */
-    int workers;          /* calls handled at once (one thread each); <= 0 = 8 */
-    int concurrent;       /* streams a client connection may open at once; <= 0 = gRPC's */
+    int workers;         /* calls handled at once (one thread each); <= 0 = 8 */
+    int concurrent;      /* streams a client connection may open at once; <= 0 = gRPC's */
     /* TLS: cert+key (PEM file paths) serve TLS; ca additionally requires and verifies
      * client certificates. */
     const char *cert;
     const char *key;
     const char *ca;
-    long grace_ms;        /* bt_fn_server_stop: time left to running calls; <= 0 = 5 s */
+    long grace_ms; /* bt_fn_server_stop: time left to running calls; <= 0 = 5 s */
 } bt_fn_server_options;
 
 /* Listens on address ("127.0.0.1:50051", "0.0.0.0:0" for a free port, "unix:/path") and

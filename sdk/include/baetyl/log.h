@@ -12,12 +12,12 @@ typedef enum { BT_LOG_DEBUG = 0, BT_LOG_INFO, BT_LOG_WARN, BT_LOG_ERROR } bt_log
 /* The `logger:` section of every config (SPEC §18). Filled by the config schema
  * bt_logger_schema (config.h) or by bt_logger_defaults(). */
 typedef struct {
-    char *path;     /* empty or NULL = stderr */
-    char *level;    /* debug|info|warn|error (info) */
-    char *format;   /* text|json (text) */
-    long age_max;   /* days (15) */
-    long size_max;  /* MB (50) */
-    long backup_max;/* files (15) */
+    char *path;      /* empty or NULL = stderr */
+    char *level;     /* debug|info|warn|error (info) */
+    char *format;    /* text|json (text) */
+    long age_max;    /* days (15) */
+    long size_max;   /* MB (50) */
+    long backup_max; /* files (15) */
 } bt_logger_config;
 
 /* Sets the defaults of SPEC §18 (does not allocate: strings point at literals). */
@@ -45,8 +45,8 @@ void bt_logkv(bt_log_level l, const char *msg, ...) __attribute__((sentinel));
 void bt_logf(bt_log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define bt_debug(...) bt_logf(BT_LOG_DEBUG, __VA_ARGS__)
-#define bt_info(...)  bt_logf(BT_LOG_INFO, __VA_ARGS__)
-#define bt_warn(...)  bt_logf(BT_LOG_WARN, __VA_ARGS__)
+#define bt_info(...) bt_logf(BT_LOG_INFO, __VA_ARGS__)
+#define bt_warn(...) bt_logf(BT_LOG_WARN, __VA_ARGS__)
 #define bt_error(...) bt_logf(BT_LOG_ERROR, __VA_ARGS__)
 
 /* Flushes and closes the log file (back to stderr). */

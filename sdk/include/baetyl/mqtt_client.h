@@ -58,24 +58,24 @@ typedef struct {
 
 /* Hub client settings, SPEC §17 (every module's `hub:` and remote-mqtt's remotes). */
 typedef struct {
-    char *address;   /* required: tcp://, ssl://, ws://, wss:// */
+    char *address; /* required: tcp://, ssl://, ws://, wss:// */
     char *username;
     char *password;
-    char *ca;        /* PEM file of the CA that signed the server certificate */
-    char *cert;      /* PEM client certificate (chain) ... */
-    char *key;       /* ... and its private key, for two-way TLS */
-    bool insecure;   /* do not check the server's name against its certificate */
-    char *clientid;  /* required when cleansession is false */
-    bool cleansession;      /* false */
-    int64_t timeout;        /* ms, 30s: connect + handshake + CONNACK; ping answer bound */
-    int64_t interval;       /* ms, 1m: longest wait between reconnect attempts */
+    char *ca;                  /* PEM file of the CA that signed the server certificate */
+    char *cert;                /* PEM client certificate (chain) ... */
+    char *key;                 /* ... and its private key, for two-way TLS */
+    bool insecure;             /* do not check the server's name against its certificate */
+    char *clientid;            /* required when cleansession is false */
+    bool cleansession;         /* false */
+    int64_t timeout;           /* ms, 30s: connect + handshake + CONNACK; ping answer bound */
+    int64_t interval;          /* ms, 1m: longest wait between reconnect attempts */
     int64_t reconnectinterval; /* ms, 1s: longest wait while publishes are held (a link that
                                 * returns after a long outage drains at once, not after
                                 * `interval`); SPEC §19's interval.min */
-    int64_t keepalive;      /* ms, 10m (0 = no keepalive) */
-    long buffersize;        /* 10: outgoing publishes held at most */
-    bool validatesubs;      /* false; true: a refused subscription stops the client */
-    int64_t message_max;    /* message.length.max: the broker's limit on a packet's remaining
+    int64_t keepalive;         /* ms, 10m (0 = no keepalive) */
+    long buffersize;           /* 10: outgoing publishes held at most */
+    bool validatesubs;         /* false; true: a refused subscription stops the client */
+    int64_t message_max;       /* message.length.max: the broker's limit on a packet's remaining
                              * length (the hub's own setting; 0 = unknown: not checked) */
     bt_cfg_list subscriptions; /* of bt_mqtt_topic_info, subscribed at every connect */
 } bt_mqtt_client_config;
@@ -101,8 +101,8 @@ typedef struct {
     uint8_t qos;
     bool retain;
     bool dup;
-    uint16_t packet_id;     /* QoS 1: the broker's id (logs, FunctionMessage.ID); 0 for QoS 0 */
-    bt_mqtt_ack_token ack;  /* QoS 1 without auto_ack: for bt_mqtt_client_ack(); else {0} */
+    uint16_t packet_id;    /* QoS 1: the broker's id (logs, FunctionMessage.ID); 0 for QoS 0 */
+    bt_mqtt_ack_token ack; /* QoS 1 without auto_ack: for bt_mqtt_client_ack(); else {0} */
 } bt_mqtt_message;
 
 /* Callbacks (any may be NULL) and options that are not part of the YAML settings. */
@@ -124,18 +124,17 @@ typedef struct {
     const char *will_topic; /* NULL: no will */
     const void *will_payload;
     size_t will_len;
-    int will_qos;           /* 0 or 1 */
+    int will_qos; /* 0 or 1 */
     bool will_retain;
-    int protocol_level;     /* 4 = MQTT 3.1.1 (default when 0), 3 = MQTT 3.1 */
-    size_t max_packet;      /* largest inbound packet in bytes (0 = the protocol limit) */
+    int protocol_level; /* 4 = MQTT 3.1.1 (default when 0), 3 = MQTT 3.1 */
+    size_t max_packet;  /* largest inbound packet in bytes (0 = the protocol limit) */
 } bt_mqtt_client_options;
 
 /* Checks cfg and opt (NULL = defaults) and builds a client (copies everything; TLS files are
  * loaded now, so a bad certificate is reported here). Not connected until start.
  * Returns NULL with err on a bad setting. */
 bt_mqtt_client *bt_mqtt_client_create(const bt_mqtt_client_config *cfg,
-                                      const bt_mqtt_client_options *opt, char *err,
-                                      size_t errlen);
+                                      const bt_mqtt_client_options *opt, char *err, size_t errlen);
 /* Starts the client's thread, which connects (and reconnects) in the background.
  * Returns 0, or -1 with err (already started, no thread). */
 int bt_mqtt_client_start(bt_mqtt_client *c, char *err, size_t errlen);
@@ -152,14 +151,13 @@ void bt_mqtt_client_destroy(bt_mqtt_client *c);
  * with err for the errors. on_publish_complete gets tag once the call returned OK. A
  * message over message.length.max is refused (EINVAL): a broker would close the connection
  * for it, and a QoS 1 one would be resent, and refused, after every reconnect. */
-int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload,
-                           size_t len, int qos, bool retain, void *tag, char *err,
-                           size_t errlen);
+int bt_mqtt_client_publish(bt_mqtt_client *c, const char *topic, const void *payload, size_t len,
+                           int qos, bool retain, void *tag, char *err, size_t errlen);
 /* bt_mqtt_client_publish that waits up to timeout_ms (-1 = forever) for room instead of
  * returning BT_MQTT_EFULL at once. Called in a callback it does not wait. */
 int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void *payload,
-                                size_t len, int qos, bool retain, void *tag,
-                                int64_t timeout_ms, char *err, size_t errlen);
+                                size_t len, int qos, bool retain, void *tag, int64_t timeout_ms,
+                                char *err, size_t errlen);
 /* The largest payload a PUBLISH to topic at qos may carry under message.length.max
  * (SIZE_MAX when no limit is set; 0 when not even the topic fits). */
 size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos);
@@ -173,8 +171,7 @@ int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token);
 int bt_mqtt_client_subscribe(bt_mqtt_client *c, const char *topic, int qos, char *err,
                              size_t errlen);
 /* Removes a subscription (UNSUBSCRIBE when connected). Unknown topic: BT_MQTT_EINVAL. */
-int bt_mqtt_client_unsubscribe(bt_mqtt_client *c, const char *topic, char *err,
-                               size_t errlen);
+int bt_mqtt_client_unsubscribe(bt_mqtt_client *c, const char *topic, char *err, size_t errlen);
 
 /* True while a connection is up (CONNACK accepted and not lost). */
 bool bt_mqtt_client_connected(bt_mqtt_client *c);

@@ -133,9 +133,9 @@ typedef struct {
         bt_mqtt_connect connect;
         bt_mqtt_connack connack;
         bt_mqtt_publish publish;
-        bt_mqtt_ack ack;                 /* PUBACK PUBREC PUBREL PUBCOMP UNSUBACK */
-        bt_mqtt_sub_list subscribe;      /* SUBSCRIBE */
-        bt_mqtt_sub_list unsubscribe;    /* UNSUBSCRIBE (same layout as subscribe) */
+        bt_mqtt_ack ack;              /* PUBACK PUBREC PUBREL PUBCOMP UNSUBACK */
+        bt_mqtt_sub_list subscribe;   /* SUBSCRIBE */
+        bt_mqtt_sub_list unsubscribe; /* UNSUBSCRIBE (same layout as subscribe) */
         bt_mqtt_suback suback;
     };
 } bt_mqtt_packet;
@@ -143,8 +143,8 @@ typedef struct {
 /* Walks the list of a SUBSCRIBE, UNSUBSCRIBE or SUBACK without allocating. */
 typedef struct {
     bt_mqtt_type type;
-    const uint8_t *pos, *end;          /* raw wire list */
-    const bt_mqtt_sub_entry *entry;    /* or caller-given entries */
+    const uint8_t *pos, *end;       /* raw wire list */
+    const bt_mqtt_sub_entry *entry; /* or caller-given entries */
     size_t left;
 } bt_mqtt_sub_iter;
 
@@ -153,8 +153,8 @@ typedef struct {
 /* Reads the fixed header at buf[0..len): 1 = complete, *total = whole packet size; 0 = need
  * more bytes; -1 = bad type/flags, a length over 4 bytes, or total > max_packet (0 = only
  * the protocol limit), reason in err. Fires as soon as the header is in, before the body. */
-int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total,
-                      char *err, size_t errlen);
+int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total, char *err,
+                      size_t errlen);
 
 /* Decodes one packet from buf[0..len): 1 = decoded, *consumed = its size, views in *out
  * point into buf; 0 = need more bytes; -1 = malformed, reason in err. max_packet bounds the
@@ -191,23 +191,21 @@ ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size
                                bool dup, uint16_t packet_id);
 /* Like bt_mqtt_encode_publish but writes everything except the payload, so the payload can
  * follow from its own buffer (writev). Returns the header bytes (size needed if > cap). */
-ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topic,
-                                      size_t topic_len, size_t payload_len, int qos,
-                                      bool retain, bool dup, uint16_t packet_id);
+ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
+                                      size_t payload_len, int qos, bool retain, bool dup,
+                                      uint16_t packet_id);
 /* PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK with packet_id (4 bytes). */
 ssize_t bt_mqtt_encode_ack(uint8_t *buf, size_t cap, bt_mqtt_type type, uint16_t packet_id);
 /* PUBACK (4 bytes). */
 ssize_t bt_mqtt_encode_puback(uint8_t *buf, size_t cap, uint16_t packet_id);
 /* CONNACK (4 bytes); return_code 0..5. */
-ssize_t bt_mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present,
-                               uint8_t return_code);
+ssize_t bt_mqtt_encode_connack(uint8_t *buf, size_t cap, bool session_present, uint8_t return_code);
 /* SUBACK with n >= 1 return codes, each 0, 1, 2 or 0x80. */
-ssize_t bt_mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id,
-                              const uint8_t *codes, size_t n);
+ssize_t bt_mqtt_encode_suback(uint8_t *buf, size_t cap, uint16_t packet_id, const uint8_t *codes,
+                              size_t n);
 /* SUBSCRIBE (qos 0..2 each) or UNSUBSCRIBE (qos ignored) of n >= 1 entries. */
-ssize_t bt_mqtt_encode_subscribe(uint8_t *buf, size_t cap, bt_mqtt_type type,
-                                 uint16_t packet_id, const bt_mqtt_sub_entry *entries,
-                                 size_t n);
+ssize_t bt_mqtt_encode_subscribe(uint8_t *buf, size_t cap, bt_mqtt_type type, uint16_t packet_id,
+                                 const bt_mqtt_sub_entry *entries, size_t n);
 /* PINGREQ, PINGRESP or DISCONNECT (2 bytes). */
 ssize_t bt_mqtt_encode_empty(uint8_t *buf, size_t cap, bt_mqtt_type type);
 

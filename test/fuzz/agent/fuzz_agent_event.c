@@ -31,14 +31,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r < 0)
         return 0;
-    if (!ev.trace || !*ev.trace || !ev.type || !ev.volume.name || !ev.volume.path || !ev.volume.url ||
-        !ev.volume.md5)
+    if (!ev.trace || !*ev.trace || !ev.type || !ev.volume.name || !ev.volume.path ||
+        !ev.volume.url || !ev.volume.md5)
         abort();
     char *c = NULL, *h = NULL;
     if (agent_volume_dirs(&ev.volume, &c, &h, err, sizeof err) == 0) {
         /* an accepted path always lands under the volumes mount, without a ".." segment */
-        if (strncmp(c, AGENT_VOLUMES_DIR "/", strlen(AGENT_VOLUMES_DIR) + 1) != 0 || dotdot(c) || dotdot(h) ||
-            strncmp(h, AGENT_HOST_DB "/", strlen(AGENT_HOST_DB) + 1) != 0)
+        if (strncmp(c, AGENT_VOLUMES_DIR "/", strlen(AGENT_VOLUMES_DIR) + 1) != 0 || dotdot(c) ||
+            dotdot(h) || strncmp(h, AGENT_HOST_DB "/", strlen(AGENT_HOST_DB) + 1) != 0)
             abort();
         free(c);
         free(h);

@@ -36,8 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size;
     char *topic = part(&p, &n);
     char *err = part(&p, &n);
-    bt_fn_msg m = {.id = 65535, .qos = 1, .topic = topic, .payload = (uint8_t *)p,
-                   .payload_len = n, .timestamp = -1, .function_name = "f",
+    bt_fn_msg m = {.id = 65535,
+                   .qos = 1,
+                   .topic = topic,
+                   .payload = (uint8_t *)p,
+                   .payload_len = n,
+                   .timestamp = -1,
+                   .function_name = "f",
                    .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"};
     size_t len = 0;
     char *s = fm_error_json(&m, err, SIZE_MAX, &len);

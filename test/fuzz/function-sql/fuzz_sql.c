@@ -20,7 +20,9 @@ static const char fixed[] =
 
 static void check_run(const sql_stmt *st, const char *payload, size_t len)
 {
-    static const sql_msg m = {.qos = 1, .topic = "t/a/b", .timestamp = 1700000000,
+    static const sql_msg m = {.qos = 1,
+                              .topic = "t/a/b",
+                              .timestamp = 1700000000,
                               .invokeid = "7c9e6679-7425-40de-944b-e07fc1f90ae7"};
     char err[256], *out = NULL;
     size_t outlen = 0;

@@ -29,12 +29,13 @@ static const char CONF[] = "listen: [tcp://127.0.0.1:1]\n"
                            "  - source: {topic: 'a/+', qos: 1}\n    target: {topic: r/x, qos: 1}\n";
 
 /* CONNECT "f" u/p, keepalive 60, clean session. */
-static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60,
-                                  0, 1, 'f', 0, 1, 'u', 0, 1, 'p'};
+static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
+                                  60,   0,    1, 'f', 0,   1,   'u', 0,   1, 'p'};
 /* The watcher "w": clean (0xC2) or persistent (0xC0), then SUBSCRIBE a/# QoS 1, +/b QoS 0. */
-static const uint8_t WATCH_CONNECT[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60,
-                                        0, 1, 'w', 0, 1, 'u', 0, 1, 'p'};
-static const uint8_t WATCH_SUB[] = {0x82, 0x0E, 0, 1, 0, 3, 'a', '/', '#', 1, 0, 3, '+', '/', 'b', 0};
+static const uint8_t WATCH_CONNECT[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
+                                        60,   0,    1, 'w', 0,   1,   'u', 0,   1, 'p'};
+static const uint8_t WATCH_SUB[] = {0x82, 0x0E, 0, 1, 0,   3,   'a', '/',
+                                    '#',  1,    0, 3, '+', '/', 'b', 0};
 
 static store *st;
 static char store_dir[] = "/tmp/fuzz-hub-XXXXXX";
@@ -67,7 +68,8 @@ static int del_session(const char *client_id, const char *owner, const store_sub
 {
     char consumer[160];
     snprintf(consumer, sizeof consumer, "s:%s", client_id);
-    return store_del_session(st, client_id, NULL, 0) < 0 || store_del_offset(st, consumer, NULL, 0) < 0
+    return store_del_session(st, client_id, NULL, 0) < 0 ||
+                   store_del_offset(st, consumer, NULL, 0) < 0
                ? -1
                : 0;
 }

@@ -19,12 +19,13 @@ static const char CONF[] = "listen: ['ws://127.0.0.1:1/mqtt']\n"
                            "      - {action: pub, permit: ['#']}\n"
                            "      - {action: sub, permit: ['#']}\n";
 
-static const char UPGRADE[] = "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
-                              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                              "Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Version: 13\r\n\r\n";
+static const char UPGRADE[] =
+    "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Version: 13\r\n\r\n";
 /* A binary frame masked with key 1,2,3,4 holding CONNECT "f" u/p, clean session. */
-static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60,
-                                  0, 1, 'f', 0, 1, 'u', 0, 1, 'p'};
+static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
+                                  60,   0,    1, 'f', 0,   1,   'u', 0,   1, 'p'};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

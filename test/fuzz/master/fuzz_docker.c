@@ -16,7 +16,6 @@
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
-
 static void count_line(int stream, const char *text, size_t len, void *arg)
 {
     size_t *total = arg;

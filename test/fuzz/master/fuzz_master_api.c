@@ -81,7 +81,8 @@ static void *setup(void *arg)
     write_text("var/db/baetyl/application.yml",
                "version: v1\nservices:\n  - name: s\n    image: pkg\n    replica: 0\n"
                "    restart: {policy: 'no'}\n    mounts: [{name: pkg, path: lib/baetyl/pkg}]\n"
-               "volumes:\n  - {name: pkg, path: var/db/baetyl/pkg}\n", 0600);
+               "volumes:\n  - {name: pkg, path: var/db/baetyl/pkg}\n",
+               0600);
 
     master_conf conf;
     bool missing;
@@ -96,14 +97,16 @@ static void *setup(void *arg)
     if (bt_api_addr_parse(addr, dir, &api, err, sizeof err) != 0 ||
         master_init(&m, dir, &conf, &api, NULL, err, sizeof err) != 0)
         die("master", err);
-    engine_opts eo = {.pwd = m.pwd, .grace_ms = m.conf.grace, .api = &m.api,
+    engine_opts eo = {.pwd = m.pwd,
+                      .grace_ms = m.conf.grace,
+                      .api = &m.api,
                       .api_version = m.conf.docker.api_version};
     if (engine_native_new(&eo, &engine, err, sizeof err) != 0)
         die("engine", err);
     m.engine = engine;
     snprintf(m.cli_token, sizeof m.cli_token, "fuzz");
-    if (ota_start(&m, &o, err, sizeof err) != 0 || api_server_start(&m, o, &srv, err, sizeof err) != 0 ||
-        ota_boot(&m, err, sizeof err) != 0)
+    if (ota_start(&m, &o, err, sizeof err) != 0 ||
+        api_server_start(&m, o, &srv, err, sizeof err) != 0 || ota_boot(&m, err, sizeof err) != 0)
         die("start", err);
     pthread_mutex_lock(&m.mu);
     for (m_service *s = m.services; s; s = s->next)

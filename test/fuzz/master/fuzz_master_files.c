@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include <baetyl/log.h>
 
 #include "../../../master/app.h"

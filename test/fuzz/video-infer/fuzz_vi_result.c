@@ -26,9 +26,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* only a usable topic name comes out */
     if (r.qos != 0 && r.qos != 1)
         abort();
-    vi_image_info info = {.width = 640, .height = 480,
+    vi_image_info info = {.width = 640,
+                          .height = 480,
                           .capture_ns = (int64_t)size * 1000003 - 500000000,
-                          .infer_s = 0.01, .process_s = 0.02};
+                          .infer_s = 0.01,
+                          .process_s = 0.02};
     char *msg = vi_result_message(&r, &info, err, sizeof err);
     if (!msg || !strstr(msg, "\"imageHight\":480"))
         abort();

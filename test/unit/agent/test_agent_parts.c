@@ -52,7 +52,6 @@ static int unbase64(const char *s, unsigned char **out, size_t *outlen)
     return 0;
 }
 
-
 static char tmpdir[64];
 
 static int setup_dir(void **state)
@@ -134,7 +133,8 @@ static void test_report_encryption_decrypts_with_the_public_key(void **state)
 
     const char *json = "{\"software\":{\"conf_version\":\"v1\"},\"services\":[]}";
     char *body, *key64;
-    assert_int_equal(agent_report_encrypt(loaded, json, strlen(json), &body, &key64, err, sizeof err), 0);
+    assert_int_equal(
+        agent_report_encrypt(loaded, json, strlen(json), &body, &key64, err, sizeof err), 0);
 
     /* the cloud: RSA public "decrypt" (verify-recover, PKCS#1 v1.5) gives the AES key */
     unsigned char *ek, *eb;
@@ -166,7 +166,8 @@ static void test_report_encryption_decrypts_with_the_public_key(void **state)
 
     /* a fresh key per report */
     char *body2, *key2;
-    assert_int_equal(agent_report_encrypt(loaded, json, strlen(json), &body2, &key2, err, sizeof err), 0);
+    assert_int_equal(
+        agent_report_encrypt(loaded, json, strlen(json), &body2, &key2, err, sizeof err), 0);
     assert_string_not_equal(body, body2);
     free(body2);
     free(key2);
@@ -211,11 +212,12 @@ static void test_event_ota_and_old_update(void **state)
     (void)state;
     agent_ota_event ev;
     char err[256];
-    assert_int_equal(parse("{\"time\":\"x\",\"event\":\"OTA\",\"content\":{\"type\":\"APP\",\"trace\":\"t1\","
-                           "\"version\":\"v2\",\"volume\":{\"name\":\"app\",\"path\":\"var/db/baetyl/app\","
-                           "\"meta\":{\"url\":\"https://h/a.zip\",\"md5\":\"abc=\",\"version\":\"3\"}}}}",
-                           &ev, err),
-                     0);
+    assert_int_equal(
+        parse("{\"time\":\"x\",\"event\":\"OTA\",\"content\":{\"type\":\"APP\",\"trace\":\"t1\","
+              "\"version\":\"v2\",\"volume\":{\"name\":\"app\",\"path\":\"var/db/baetyl/app\","
+              "\"meta\":{\"url\":\"https://h/a.zip\",\"md5\":\"abc=\",\"version\":\"3\"}}}}",
+              &ev, err),
+        0);
     assert_string_equal(ev.type, "APP");
     assert_string_equal(ev.trace, "t1");
     assert_string_equal(ev.version, "v2");
@@ -227,10 +229,12 @@ static void test_event_ota_and_old_update(void **state)
     agent_event_free(&ev);
 
     /* the old form: no type (an app), config instead of volume, the version as trace */
-    assert_int_equal(parse("{\"event\":\"UPDATE\",\"content\":{\"version\":\"v9\",\"config\":{\"name\":\"c\","
-                           "\"path\":\"var/db/baetyl/c\",\"meta\":{\"url\":\"https://h/c.zip\",\"md5\":\"m\"}}}}",
-                           &ev, err),
-                     0);
+    assert_int_equal(
+        parse(
+            "{\"event\":\"UPDATE\",\"content\":{\"version\":\"v9\",\"config\":{\"name\":\"c\","
+            "\"path\":\"var/db/baetyl/c\",\"meta\":{\"url\":\"https://h/c.zip\",\"md5\":\"m\"}}}}",
+            &ev, err),
+        0);
     assert_string_equal(ev.type, "APP");
     assert_string_equal(ev.trace, "v9");
     assert_string_equal(ev.volume.name, "c");
@@ -272,7 +276,8 @@ static void test_event_errors(void **state)
     bad_event("[1]", "event invalid");
     bad_event("{\"event\":\"OTA\"}", "content is not an object");
     failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
-               "\"volume\":7}}", "volume is not an object");
+               "\"volume\":7}}",
+               "volume is not an object");
     bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":1}}", "trace is not a string");
     failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
                "\"volume\":{\"name\":\"a\",\"path\":\"p\"}}}",
@@ -284,7 +289,8 @@ static void test_event_errors(void **state)
     bad_event("{\"event\":\"OTA\",\"content\":{\"volume\":{\"name\":\"a\",\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "trace must have");
-    bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"a\\nb\",\"volume\":{\"name\":\"a\",\"path\":\"p\","
+    bad_event("{\"event\":\"OTA\",\"content\":{\"trace\":\"a\\nb\",\"volume\":{\"name\":\"a\","
+              "\"path\":\"p\","
               "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
               "control character");
     failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
@@ -292,7 +298,8 @@ static void test_event_errors(void **state)
                "\"meta\":{\"url\":\"u\",\"md5\":\"m\"}}}}",
                "NUL byte");
     failed_ota("{\"event\":\"OTA\",\"content\":{\"trace\":\"t\","
-               "\"version\":1}}", "version is not a string");
+               "\"version\":1}}",
+               "version is not a string");
     failed_ota("{\"event\":\"UPDATE\",\"content\":{\"version\":\"t\",\"config\":{}}}",
                "needs a name");
     bad_event("{\"event\":\"UPDATE\",\"content\":{\"config\":{\"name\":\"c\",\"path\":\"p\","
@@ -346,8 +353,8 @@ static void test_volume_dirs(void **state)
 
 typedef struct {
     const char *name;
-    char type;          /* 'f' file, 'd' dir, 'l' symlink (zip cannot hold hard links) */
-    const char *data;   /* file content or link target */
+    char type;        /* 'f' file, 'd' dir, 'l' symlink (zip cannot hold hard links) */
+    const char *data; /* file content or link target */
 } zentry;
 
 static void make_zip(const char *path, const zentry *e, size_t n)
@@ -455,10 +462,10 @@ static void test_unzip_refuses_zip_slip(void **state)
     (void)state;
     const zentry app = {"application.yml", 'f', "x"};
     zentry e[3] = {app};
-#define BAD1(n, t, d, want)                     \
-    do {                                        \
-        e[1] = (zentry){n, t, d};               \
-        unzip_bad(e, 2, want);                  \
+#define BAD1(n, t, d, want)       \
+    do {                          \
+        e[1] = (zentry){n, t, d}; \
+        unzip_bad(e, 2, want);    \
     } while (0)
     BAD1("../evil", 'f', "owned", "entry (../evil) escapes the volume directory");
     BAD1("a/../../evil", 'f', "owned", "escapes the volume directory");
@@ -483,8 +490,8 @@ static void test_unzip_refuses_zip_slip(void **state)
 static void test_cleanup_removes_unused_directories_only(void **state)
 {
     (void)state;
-    const char *dirs[] = {"db", "db/used", "db/used/inner", "db/old", "db/old/x", "db/parent",
-                          "db/parent/keep", "db/parent/drop", "outside"};
+    const char *dirs[] = {"db",        "db/used",        "db/used/inner",  "db/old", "db/old/x",
+                          "db/parent", "db/parent/keep", "db/parent/drop", "outside"};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
         assert_int_equal(mkdir(at(dirs[i]), 0755), 0);
     write_text(at("db/application.yml"), "x");
@@ -492,9 +499,9 @@ static void test_cleanup_removes_unused_directories_only(void **state)
     write_text(at("outside/precious"), "x");
     assert_int_equal(symlink(at("outside"), at("db/alink")), 0); /* a link is never followed */
     assert_int_equal(symlink(at("outside"), at("db/old/x/escape")), 0);
-    json_t *vols = json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s}]", "path", "var/db/baetyl/used", "path",
-                             "./var/db/baetyl/parent//keep", "path", "var/db/baetyl", "path", "var/db/data",
-                             "path", "var/db/baetyl/../../../outside");
+    json_t *vols = json_pack("[{s:s},{s:s},{s:s},{s:s},{s:s}]", "path", "var/db/baetyl/used",
+                             "path", "./var/db/baetyl/parent//keep", "path", "var/db/baetyl",
+                             "path", "var/db/data", "path", "var/db/baetyl/../../../outside");
     char err[256];
     char prefix_target[600];
     snprintf(prefix_target, sizeof prefix_target, "%s", at("db"));
@@ -521,19 +528,21 @@ static void test_otalog_lines_and_records(void **state)
     (void)state;
     char err[256];
     const char *p = at("sub/ota.log"); /* its directory is created */
-    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL,
-                                     err, sizeof err), 0);
+    assert_int_equal(
+        bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
     FILE *f = fopen(p, "a");
-    fputs("{\"level\":\"info\",\"msg\":\"app is updating\",\"step\":\"UPDATING\",\"time\":\"T\",\"trace\":\"t1\","
+    fputs("{\"level\":\"info\",\"msg\":\"app is "
+          "updating\",\"step\":\"UPDATING\",\"time\":\"T\",\"trace\":\"t1\","
           "\"type\":\"APP\"}\nnot json\n{\"step\":\"UPDATING\",\"trace\":\"other\"}\n",
           f);
     fclose(f);
-    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke",
-                                     err, sizeof err), 0);
+    assert_int_equal(
+        bt_otalog_write(p, "t1", "APP", OTA_FAILURE, "failed", "it broke", err, sizeof err), 0);
 
     json_t *r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 3);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 1), "step")), "UPDATING");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 1), "step")),
+                        "UPDATING");
     json_t *last = json_array_get(r, 2);
     assert_string_equal(json_string_value(json_object_get(last, "error")), "it broke");
     assert_string_equal(json_string_value(json_object_get(last, "trace")), "t1");
@@ -547,12 +556,13 @@ static void test_otalog_lines_and_records(void **state)
     char line[512];
     assert_non_null(fgets(line, sizeof line, f));
     fclose(f);
-    assert_non_null(strstr(line, "{\"level\":\"info\",\"msg\":\"received\",\"step\":\"RECEIVED\",\"time\":\""));
+    assert_non_null(
+        strstr(line, "{\"level\":\"info\",\"msg\":\"received\",\"step\":\"RECEIVED\",\"time\":\""));
     assert_non_null(strstr(line, "\"trace\":\"t1\",\"type\":\"APP\"}\n"));
 
     /* the same trace again starts over at its latest RECEIVED */
-    assert_int_equal(bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL,
-                                     err, sizeof err), 0);
+    assert_int_equal(
+        bt_otalog_write(p, "t1", "APP", OTA_RECEIVED, "received", NULL, err, sizeof err), 0);
     r = otalog_records(p, "t1");
     assert_int_equal(json_array_size(r), 1);
     assert_false(otalog_finished(r, NULL));
@@ -572,15 +582,17 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_base64_and_md5, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_report_encryption_decrypts_with_the_public_key, setup_dir,
-                                        teardown_dir),
+        cmocka_unit_test_setup_teardown(test_report_encryption_decrypts_with_the_public_key,
+                                        setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_key_must_be_rsa, setup_dir, teardown_dir),
         cmocka_unit_test(test_event_ota_and_old_update),
         cmocka_unit_test(test_event_errors),
         cmocka_unit_test(test_volume_dirs),
-        cmocka_unit_test_setup_teardown(test_unzip_extracts_files_dirs_and_inner_links, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_unzip_extracts_files_dirs_and_inner_links, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_unzip_refuses_zip_slip, setup_dir, teardown_dir),
-        cmocka_unit_test_setup_teardown(test_cleanup_removes_unused_directories_only, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_cleanup_removes_unused_directories_only, setup_dir,
+                                        teardown_dir),
         cmocka_unit_test_setup_teardown(test_otalog_lines_and_records, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_disk_room, setup_dir, teardown_dir),
     };

@@ -19,35 +19,34 @@
 
 /* ---- config ------------------------------------------------------------------------------ */
 
-static const char SEED_CONFIG[] =
-    "hub:\n"
-    "  address: tcp://localhub:1883\n"
-    "  username: test\n"
-    "  password: hahaha\n"
-    "rules:\n"
-    "  - clientid: func-sql-filter-1\n"
-    "    subscribe: {topic: t, qos: 1}\n"
-    "    function: {name: sql-filter}\n"
-    "    publish: {topic: t/sqlfilter, qos: 1}\n"
-    "  - clientid: func-python36-sayhi-1\n"
-    "    subscribe: {topic: t}\n"
-    "    function: {name: python36-sayhi}\n"
-    "    publish: {topic: t/py3hi}\n"
-    "  - subscribe: {topic: t}\n"
-    "    function: {name: python36-sayhi}\n"
-    "    publish: {topic: t/py3hi2}\n"
-    "    retry: {max: 5}\n"
-    "functions:\n"
-    "  - name: sql-filter\n"
-    "    service: function-sql-filter\n"
-    "  - name: python36-sayhi\n"
-    "    service: function-python36-sayhi\n"
-    "    instance: {min: 1, max: 10, idletime: 30s, evicttime: 5s}\n"
-    "    message: {length: {max: 1m}}\n"
-    "    backoff: {max: 10s}\n"
-    "    timeout: 2s\n"
-    "logger:\n"
-    "  level: debug\n";
+static const char SEED_CONFIG[] = "hub:\n"
+                                  "  address: tcp://localhub:1883\n"
+                                  "  username: test\n"
+                                  "  password: hahaha\n"
+                                  "rules:\n"
+                                  "  - clientid: func-sql-filter-1\n"
+                                  "    subscribe: {topic: t, qos: 1}\n"
+                                  "    function: {name: sql-filter}\n"
+                                  "    publish: {topic: t/sqlfilter, qos: 1}\n"
+                                  "  - clientid: func-python36-sayhi-1\n"
+                                  "    subscribe: {topic: t}\n"
+                                  "    function: {name: python36-sayhi}\n"
+                                  "    publish: {topic: t/py3hi}\n"
+                                  "  - subscribe: {topic: t}\n"
+                                  "    function: {name: python36-sayhi}\n"
+                                  "    publish: {topic: t/py3hi2}\n"
+                                  "    retry: {max: 5}\n"
+                                  "functions:\n"
+                                  "  - name: sql-filter\n"
+                                  "    service: function-sql-filter\n"
+                                  "  - name: python36-sayhi\n"
+                                  "    service: function-python36-sayhi\n"
+                                  "    instance: {min: 1, max: 10, idletime: 30s, evicttime: 5s}\n"
+                                  "    message: {length: {max: 1m}}\n"
+                                  "    backoff: {max: 10s}\n"
+                                  "    timeout: 2s\n"
+                                  "logger:\n"
+                                  "  level: debug\n";
 
 static void test_config_seed_and_defaults(void **state)
 {
@@ -117,7 +116,8 @@ static void expect_error(const char *yaml, const char *want)
 
 static void test_config_errors(void **state)
 {
-    expect_error(HUB FN "rules: [{subscribe: {topic: t}, function: {name: g}, publish: {topic: o}}]\n",
+    expect_error(HUB FN
+                 "rules: [{subscribe: {topic: t}, function: {name: g}, publish: {topic: o}}]\n",
                  "rules[0].function.name: function (g) not found");
     expect_error(HUB "functions: [{name: f, service: s}, {name: f, service: s2}]\n",
                  "functions[1].name: function (f) is declared twice");
@@ -131,19 +131,25 @@ static void test_config_errors(void **state)
     expect_error(HUB "functions: [{name: f, service: s, backoff: {max: 0s}}]\n",
                  "functions[0]: backoff.max: at least 1ms");
     expect_error(HUB "functions: [{name: f}]\n", "functions[0].service: required");
-    expect_error(HUB FN "rules: [{subscribe: {topic: t}, function: {name: f}, publish: {topic: 'o/#'}}]\n",
+    expect_error(HUB FN
+                 "rules: [{subscribe: {topic: t}, function: {name: f}, publish: {topic: 'o/#'}}]\n",
                  "rules[0].publish.topic");
     expect_error(HUB FN "rules: [{subscribe: {topic: t}, function: {name: f}}]\n",
                  "rules[0].publish.topic: required");
     expect_error(HUB FN "rules: [{function: {name: f}, publish: {topic: o}}]\n",
                  "rules[0].subscribe.topic: required");
-    expect_error(HUB FN "rules: [{subscribe: {topic: 'a/#/b'}, function: {name: f}, publish: {topic: o}}]\n",
-                 "rules[0].subscribe.topic");
-    expect_error(HUB FN "rules: [{subscribe: {topic: t, qos: 2}, function: {name: f}, publish: {topic: o}}]\n",
-                 "rules[0].subscribe.qos");
-    expect_error(HUB FN "rules: [{clientid: x, subscribe: {topic: t}, function: {name: f}, publish: {topic: o}},"
-                        " {clientid: x, subscribe: {topic: u}, function: {name: f}, publish: {topic: p}}]\n",
-                 "rules[1].clientid: clientid (x) is used twice");
+    expect_error(
+        HUB FN "rules: [{subscribe: {topic: 'a/#/b'}, function: {name: f}, publish: {topic: o}}]\n",
+        "rules[0].subscribe.topic");
+    expect_error(
+        HUB FN
+        "rules: [{subscribe: {topic: t, qos: 2}, function: {name: f}, publish: {topic: o}}]\n",
+        "rules[0].subscribe.qos");
+    expect_error(
+        HUB FN
+        "rules: [{clientid: x, subscribe: {topic: t}, function: {name: f}, publish: {topic: o}},"
+        " {clientid: x, subscribe: {topic: u}, function: {name: f}, publish: {topic: p}}]\n",
+        "rules[1].clientid: clientid (x) is used twice");
     expect_error(FN, "hub.address: required");
     expect_error(HUB FN "server: {address: '127.0.0.1:0', cert: c.pem}\n",
                  "cert and key must be given together");
@@ -170,12 +176,17 @@ static void test_uuid4(void **state)
 
 static void test_error_json(void **state)
 {
-    bt_fn_msg m = {.id = 7, .qos = 1, .topic = "t", .payload = (uint8_t *)"{\"id\":1}",
-                   .payload_len = 8, .timestamp = 1569247749, .function_name = "sayhi",
+    bt_fn_msg m = {.id = 7,
+                   .qos = 1,
+                   .topic = "t",
+                   .payload = (uint8_t *)"{\"id\":1}",
+                   .payload_len = 8,
+                   .timestamp = 1569247749,
+                   .function_name = "sayhi",
                    .function_invoke_id = "50f8f102-2b8c-4904-86df-0728811a5a4b"};
     size_t len = 0;
-    char *s = fm_error_json(&m, "rpc error: code = Unknown desc = [UserCodeInvoke] boom",
-                            SIZE_MAX, &len);
+    char *s =
+        fm_error_json(&m, "rpc error: code = Unknown desc = [UserCodeInvoke] boom", SIZE_MAX, &len);
     assert_non_null(s);
     assert_int_equal(len, strlen(s));
     assert_string_equal(
@@ -193,7 +204,8 @@ static void test_error_json(void **state)
     json_t *j = json_loads(s, 0, &je);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "errorMessage")), "bad ?? text ??");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "functionMessage"), "Payload")), "");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "functionMessage"), "Payload")), "");
     json_decref(j);
     free(s);
     m.payload = (uint8_t *)"\x00\xff\x01";
@@ -211,8 +223,14 @@ static void test_error_json_bounded(void **state)
     memset(big, 'a', sizeof big);
     static char longerr[3000];
     memset(longerr, 'e', sizeof longerr - 1);
-    bt_fn_msg m = {.id = 7, .qos = 1, .topic = "t", .payload = big, .payload_len = sizeof big,
-                   .timestamp = 1, .function_name = "f", .function_invoke_id = "id-1"};
+    bt_fn_msg m = {.id = 7,
+                   .qos = 1,
+                   .topic = "t",
+                   .payload = big,
+                   .payload_len = sizeof big,
+                   .timestamp = 1,
+                   .function_name = "f",
+                   .function_invoke_id = "id-1"};
     size_t len = 0;
     char *s = fm_error_json(&m, longerr, 1024, &len);
     assert_non_null(s);
@@ -278,8 +296,8 @@ static int fake_handler(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t e
     return rc;
 }
 
-static int fake_start(void *arg, const char *service, const char *name, char *dial,
-                      size_t dial_len, char *err, size_t errlen)
+static int fake_start(void *arg, const char *service, const char *name, char *dial, size_t dial_len,
+                      char *err, size_t errlen)
 {
     fake *f = arg;
     pthread_mutex_lock(&f->mu);
@@ -315,8 +333,7 @@ static int fake_start(void *arg, const char *service, const char *name, char *di
     return 0;
 }
 
-static int fake_stop(void *arg, const char *service, const char *name, char *err,
-                     size_t errlen)
+static int fake_stop(void *arg, const char *service, const char *name, char *err, size_t errlen)
 {
     fake *f = arg;
     bt_fn_server *s = NULL;
@@ -356,10 +373,14 @@ static int pool_setup(void **state)
     pool_fixture *x = calloc(1, sizeof *x);
     pthread_mutex_init(&x->fk.mu, NULL);
     x->be = (fm_backend){.start = fake_start, .stop = fake_stop, .arg = &x->fk};
-    x->cfg = (fm_function_cfg){.name = "sayhi", .service = "rt", .min = 0, .max = 1,
-                               .idletime = 600000, .evicttime = 60000,
-                               .call = {.message_max = 4 << 20, .backoff_max = 60000,
-                                        .timeout = 3000}};
+    x->cfg =
+        (fm_function_cfg){.name = "sayhi",
+                          .service = "rt",
+                          .min = 0,
+                          .max = 1,
+                          .idletime = 600000,
+                          .evicttime = 60000,
+                          .call = {.message_max = 4 << 20, .backoff_max = 60000, .timeout = 3000}};
     *state = x;
     return 0;
 }
@@ -385,12 +406,16 @@ static int pool_teardown(void **state)
 static int call_text(fm_pool *p, const char *payload, char *result, size_t rlen, char *err,
                      size_t errlen)
 {
-    bt_fn_msg in = {.topic = "t", .payload = (uint8_t *)payload, .payload_len = strlen(payload),
-                    .function_name = "sayhi", .function_invoke_id = "id"};
+    bt_fn_msg in = {.topic = "t",
+                    .payload = (uint8_t *)payload,
+                    .payload_len = strlen(payload),
+                    .function_name = "sayhi",
+                    .function_invoke_id = "id"};
     bt_fn_msg out;
     int rc = fm_invoke(p, &in, 1, &out, err, errlen);
     if (rc == 0 && result)
-        snprintf(result, rlen, "%.*s", (int)out.payload_len, out.payload ? (char *)out.payload : "");
+        snprintf(result, rlen, "%.*s", (int)out.payload_len,
+                 out.payload ? (char *)out.payload : "");
     bt_fn_msg_clear(&out);
     return rc;
 }
@@ -434,8 +459,11 @@ static void test_invoke_retries_in_all(void **state)
 {
     pool_fixture *x = *state;
     pool_open(x);
-    bt_fn_msg in = {.topic = "t", .payload = (uint8_t *)"fail", .payload_len = 4,
-                    .function_name = "sayhi", .function_invoke_id = "id"};
+    bt_fn_msg in = {.topic = "t",
+                    .payload = (uint8_t *)"fail",
+                    .payload_len = 4,
+                    .function_name = "sayhi",
+                    .function_invoke_id = "id"};
     bt_fn_msg out;
     char err[512];
     assert_int_equal(fm_invoke(x->pool, &in, 3, &out, err, sizeof err), -1);
@@ -453,8 +481,11 @@ static void test_message_too_large_fails_without_instance(void **state)
     pool_open(x);
     char *big = calloc(1, 1100);
     memset(big, 'x', 1099);
-    bt_fn_msg in = {.topic = "t", .payload = (uint8_t *)big, .payload_len = 1024,
-                    .function_name = "sayhi", .function_invoke_id = "id"};
+    bt_fn_msg in = {.topic = "t",
+                    .payload = (uint8_t *)big,
+                    .payload_len = 1024,
+                    .function_name = "sayhi",
+                    .function_invoke_id = "id"};
     /* exactly message.length.max + 1 bytes: refused before any instance */
     in.payload_len = 1024 - (bt_fn_msg_encoded_size(&in) - 1024) + 1;
     assert_int_equal(bt_fn_msg_encoded_size(&in), 1025);
@@ -549,14 +580,16 @@ static void test_failed_start_backs_off(void **state)
     assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err), 0);
     assert_non_null(strstr(err, "failed to start instance (rt.sayhi.1): 400: refused"));
     assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err), 0); /* waits 500 ms */
-    assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err), 0); /* waits 800 ms (capped) */
+    assert_int_not_equal(call_text(x->pool, "a", NULL, 0, err, sizeof err),
+                         0); /* waits 800 ms (capped) */
     int64_t t1 = bt_now_ms();
     assert_true(t1 - t0 >= 1300);
     assert_true(t1 - t0 < 3000);
     assert_int_equal(x->fk.starts, 3);
     assert_int_equal(x->fk.stops, 3); /* a failed start is cleaned up */
     char res[16];
-    assert_int_equal(call_text(x->pool, "ok", res, sizeof res, err, sizeof err), 0); /* after 800 ms */
+    assert_int_equal(call_text(x->pool, "ok", res, sizeof res, err, sizeof err),
+                     0); /* after 800 ms */
     assert_true(bt_now_ms() - t1 >= 700);
     assert_string_equal(res, "ok");
     /* a good start resets the backoff */
@@ -627,14 +660,19 @@ int main(void)
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_error_json_bounded),
         cmocka_unit_test_setup_teardown(test_pool_reuses_one_instance, pool_setup, pool_teardown),
-        cmocka_unit_test_setup_teardown(test_failed_call_destroys_the_instance, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_call_destroys_the_instance, pool_setup,
+                                        pool_teardown),
         cmocka_unit_test_setup_teardown(test_invoke_retries_in_all, pool_setup, pool_teardown),
-        cmocka_unit_test_setup_teardown(test_message_too_large_fails_without_instance, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(test_message_too_large_fails_without_instance, pool_setup,
+                                        pool_teardown),
         cmocka_unit_test_setup_teardown(test_never_more_than_max, pool_setup, pool_teardown),
-        cmocka_unit_test_setup_teardown(test_idle_instances_evicted_down_to_min, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_instances_evicted_down_to_min, pool_setup,
+                                        pool_teardown),
         cmocka_unit_test_setup_teardown(test_failed_start_backs_off, pool_setup, pool_teardown),
-        cmocka_unit_test_setup_teardown(test_dial_timeout_fails_the_attempt, pool_setup, pool_teardown),
-        cmocka_unit_test_setup_teardown(test_hanging_call_times_out_and_replaces, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(test_dial_timeout_fails_the_attempt, pool_setup,
+                                        pool_teardown),
+        cmocka_unit_test_setup_teardown(test_hanging_call_times_out_and_replaces, pool_setup,
+                                        pool_teardown),
         cmocka_unit_test_setup_teardown(test_close_wakes_waiters, pool_setup, pool_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

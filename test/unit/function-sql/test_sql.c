@@ -93,7 +93,7 @@ static void test_seed_statements(void **state)
     const char *filter = "select qos() as qos, topic() as topic, * where id < 10";
     result_is(filter, "{\"id\":1}", "{\"qos\":1,\"topic\":\"t/a/b\",\"id\":1}");
     result_is(filter, "{\"id\":9.5,\"name\":\"x\",\"v\":[1,{\"a\":null}]}",
-           "{\"qos\":1,\"topic\":\"t/a/b\",\"id\":9.5,\"name\":\"x\",\"v\":[1,{\"a\":null}]}");
+              "{\"qos\":1,\"topic\":\"t/a/b\",\"id\":9.5,\"name\":\"x\",\"v\":[1,{\"a\":null}]}");
     result_is(filter, "{\"id\":10}", NULL);
     result_is(filter, "{\"id\":\"1\"}", NULL); /* a string is not < 10 */
     result_is(filter, "{\"x\":1}", NULL);      /* missing id: null < 10 is false */
@@ -106,9 +106,9 @@ static void test_seed_statements(void **state)
 
     const char *temp = "SELECT temperature, ts, unit WHERE temperature > 50";
     result_is(temp, "{\"temperature\":60,\"ts\":1573000000,\"unit\":\"C\",\"device\":\"d1\"}",
-           "{\"temperature\":60,\"ts\":1573000000,\"unit\":\"C\"}");
+              "{\"temperature\":60,\"ts\":1573000000,\"unit\":\"C\"}");
     result_is(temp, "{\"unit\":\"F\",\"temperature\":50.5}",
-           "{\"temperature\":50.5,\"ts\":null,\"unit\":\"F\"}");
+              "{\"temperature\":50.5,\"ts\":null,\"unit\":\"F\"}");
     result_is(temp, "{\"temperature\":50,\"ts\":1,\"unit\":\"C\"}", NULL);
     result_is(temp, "{\"temperature\":-60}", NULL);
     result_is(temp, "{\"temperature\":null}", NULL);
@@ -159,7 +159,8 @@ static void test_literals(void **state)
 {
     (void)state;
     result_is("SELECT 1 AS i, 1.5 AS f, 2e3 AS e, 'it''s' AS s, true AS t, FALSE AS f2, Null AS n",
-           "{}", "{\"i\":1,\"f\":1.5,\"e\":2000.0,\"s\":\"it's\",\"t\":true,\"f2\":false,\"n\":null}");
+              "{}",
+              "{\"i\":1,\"f\":1.5,\"e\":2000.0,\"s\":\"it's\",\"t\":true,\"f2\":false,\"n\":null}");
     value_is("''", "{}", "\"\"");
     value_is("'héllo ✓'", "{}", "\"héllo ✓\"");
     value_is("9223372036854775807", "{}", "9223372036854775807");
@@ -222,9 +223,10 @@ static void test_comparisons(void **state)
 {
     (void)state;
     result_is("SELECT 1 = 1 AS a, 1 = 2 AS b, 1 != 2 AS c, 1 <> 1 AS d, 1 < 2 AS e, 2 <= 2 AS f,"
-           " 3 > 2 AS g, 2 >= 3 AS h",
-           "{}", "{\"a\":true,\"b\":false,\"c\":true,\"d\":false,\"e\":true,\"f\":true,"
-                 "\"g\":true,\"h\":false}");
+              " 3 > 2 AS g, 2 >= 3 AS h",
+              "{}",
+              "{\"a\":true,\"b\":false,\"c\":true,\"d\":false,\"e\":true,\"f\":true,"
+              "\"g\":true,\"h\":false}");
     value_is("1 = 1.0", "{}", "true");
     value_is("2 > 1.5", "{}", "true");
     value_is("9007199254740993 > 9007199254740992.0", "{}", "true"); /* exact */
@@ -394,16 +396,17 @@ static void test_functions(void **state)
 {
     (void)state;
     result_is("SELECT qos(), topic(), timestamp(), invokeid()", "{}",
-           "{\"qos()\":1,\"topic()\":\"t/a/b\",\"timestamp()\":1700000000,"
-           "\"invokeid()\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\"}");
+              "{\"qos()\":1,\"topic()\":\"t/a/b\",\"timestamp()\":1700000000,"
+              "\"invokeid()\":\"7c9e6679-7425-40de-944b-e07fc1f90ae7\"}");
     result_is("SELECT topic(1) AS a, topic(2) AS b, topic(3) AS c, topic(4) AS d, topic(0) AS e,"
-           " topic(-1) AS f, topic('1') AS g, topic(1.0) AS h", "{}",
-           "{\"a\":\"t\",\"b\":\"a\",\"c\":\"b\",\"d\":null,\"e\":null,\"f\":null,\"g\":null,"
-           "\"h\":null}");
+              " topic(-1) AS f, topic('1') AS g, topic(1.0) AS h",
+              "{}",
+              "{\"a\":\"t\",\"b\":\"a\",\"c\":\"b\",\"d\":null,\"e\":null,\"f\":null,\"g\":null,"
+              "\"h\":null}");
     sql_msg odd = {.qos = 0, .topic = "/x//y", .timestamp = -5, .invokeid = NULL};
     result_msg("SELECT topic(1) AS a, topic(2) AS b, topic(3) AS c, topic(4) AS d, "
-               "timestamp() AS t, invokeid() AS i", "{}", &odd,
-               "{\"a\":\"\",\"b\":\"x\",\"c\":\"\",\"d\":\"y\",\"t\":-5,\"i\":null}");
+               "timestamp() AS t, invokeid() AS i",
+               "{}", &odd, "{\"a\":\"\",\"b\":\"x\",\"c\":\"\",\"d\":\"y\",\"t\":-5,\"i\":null}");
     sql_msg none = {0};
     result_msg("SELECT topic() AS t, topic(1) AS u, qos() AS q", "{}", &none,
                "{\"t\":null,\"u\":null,\"q\":0}");
@@ -454,7 +457,7 @@ static void test_functions(void **state)
     value_is("length(a)", "{}", "null");
     value_is("concat('a', 'b', 'c')", "{}", "\"abc\"");
     value_is("concat('n=', 1, ' f=', 1.5, ' g=', 2.0, ' b=', true)", "{}",
-                 "\"n=1 f=1.5 g=2.0 b=true\"");
+             "\"n=1 f=1.5 g=2.0 b=true\"");
     value_is("concat('x')", "{}", "\"x\"");
     value_is("concat(topic(1), '/', id)", "{\"id\":7}", "\"t/7\"");
     value_is("concat('a', missing)", "{}", "null");
@@ -480,7 +483,7 @@ static void test_star_and_names(void **state)
 {
     (void)state;
     const char *p = "{\"z\":1,\"a\":{\"b\":[4,5]},\"m\":\"x\"}";
-    result_is("SELECT *", p, p);                                 /* field order kept */
+    result_is("SELECT *", p, p); /* field order kept */
     result_is("select * ", "{}", "{}");
     result_is("SELECT *, *", p, p);
     result_is("SELECT z AS first, *", p, "{\"first\":1,\"z\":1,\"a\":{\"b\":[4,5]},\"m\":\"x\"}");
@@ -492,12 +495,12 @@ static void test_star_and_names(void **state)
     result_is("SELECT 1 AS v, 2 AS w, 3 AS v", "{}", "{\"v\":3,\"w\":2}");
     /* default names: a path's last field name, else the text as written */
     result_is("SELECT a.b, a.b[1], z, m AS \"my m\", m AS 'm2'", p,
-           "{\"b\":5,\"z\":1,\"my m\":\"x\",\"m2\":\"x\"}");
+              "{\"b\":5,\"z\":1,\"my m\":\"x\",\"m2\":\"x\"}");
     result_is("SELECT a.b[0], \"a\".b[1] AS c", p, "{\"b\":4,\"c\":5}");
     result_is("SELECT a[0]", "{\"a\":[9]}", "{\"a\":9}");
     result_is("SELECT z  *  2, (z + 1), upper( m ), z IS NULL, 'lit', 3", p,
-           "{\"z  *  2\":2,\"(z + 1)\":2,\"upper( m )\":\"X\",\"z IS NULL\":false,"
-           "\"'lit'\":\"lit\",\"3\":3}");
+              "{\"z  *  2\":2,\"(z + 1)\":2,\"upper( m )\":\"X\",\"z IS NULL\":false,"
+              "\"'lit'\":\"lit\",\"3\":3}");
     result_is("SELECT missing, a.nothing", p, "{\"missing\":null,\"nothing\":null}");
     result_is("SELECT \"z\", \"a\".\"b\"", p, "{\"z\":1,\"b\":[4,5]}");
     result_is("SELECT m AS qos, qos() AS q", p, "{\"qos\":\"x\",\"q\":1}");
@@ -509,11 +512,11 @@ static void test_star_and_names(void **state)
 static void test_keywords_and_spacing(void **state)
 {
     (void)state;
-    result_is("sElEcT a As b WhErE a iS nOt NuLl AnD NoT a In (2) Or a LiKe 'x'",
-           "{\"a\":1}", "{\"b\":1}");
+    result_is("sElEcT a As b WhErE a iS nOt NuLl AnD NoT a In (2) Or a LiKe 'x'", "{\"a\":1}",
+              "{\"b\":1}");
     result_is("\n\tSELECT\ta\r\n,b\fWHERE\va=1  ", "{\"a\":1,\"b\":2}", "{\"a\":1,\"b\":2}");
     result_is("SELECT a>=1 AS x,a<>2 AS y,a!=3 AS z,a<=1 AS w", "{\"a\":1}",
-           "{\"x\":true,\"y\":true,\"z\":true,\"w\":true}");
+              "{\"x\":true,\"y\":true,\"z\":true,\"w\":true}");
     result_is("SELECT(a)AS x", "{\"a\":1}", "{\"x\":1}");
 }
 
@@ -522,9 +525,11 @@ static void test_float_output(void **state)
     (void)state;
     /* Each field is written with the fewest digits that read back exactly. */
     result_is("SELECT 0.1 + 0.2 AS s, 20.1 AS t, *", "{\"v\":[0.1,0.5],\"w\":1.0,\"x\":-0.0}",
-           "{\"s\":0.30000000000000004,\"t\":20.1,\"v\":[0.1,0.5],\"w\":1.0,\"x\":-0.0}");
-    result_is("SELECT *", "{\"a\":1.7976931348623157e308,\"b\":2.2250738585072014e-308,\"c\":123456789012345.6}",
-           "{\"a\":1.7976931348623157e308,\"b\":2.2250738585072014e-308,\"c\":123456789012345.6}");
+              "{\"s\":0.30000000000000004,\"t\":20.1,\"v\":[0.1,0.5],\"w\":1.0,\"x\":-0.0}");
+    result_is(
+        "SELECT *",
+        "{\"a\":1.7976931348623157e308,\"b\":2.2250738585072014e-308,\"c\":123456789012345.6}",
+        "{\"a\":1.7976931348623157e308,\"b\":2.2250738585072014e-308,\"c\":123456789012345.6}");
 }
 
 static void test_sql_dump_and_eval_api(void **state)
@@ -630,19 +635,19 @@ static void test_syntax_errors(void **state)
     error_is("SELEC a", "syntax error at position 1: expected SELECT, found 'SELEC'");
     error_is("a", "syntax error at position 1: expected SELECT, found 'a'");
     error_is("SELECT", "syntax error at position 7: expected '*' or an expression, found "
-                           "end of statement");
+                       "end of statement");
     error_is("SELECT WHERE a", "syntax error at position 8: expected '*' or an expression, "
-                                   "found 'WHERE'");
+                               "found 'WHERE'");
     error_is("SELECT a,", "syntax error at position 10: expected an expression, found end "
-                              "of statement");
+                          "of statement");
     error_is("SELECT a b", "syntax error at position 10: unexpected 'b'");
     error_is("SELECT a WHERE", "syntax error at position 15: expected an expression, found "
-                                   "end of statement");
+                               "end of statement");
     error_is("SELECT a FROM t", "syntax error at position 10: FROM is not supported (a "
-                                    "statement reads the message it is called with)");
+                                "statement reads the message it is called with)");
     error_is("SELECT a WHERE b FROM t", "syntax error at position 18: FROM is not "
-                                            "supported (a statement reads the message it is "
-                                            "called with)");
+                                        "supported (a statement reads the message it is "
+                                        "called with)");
     error_is("SELECT 'abc", "syntax error at position 8: unterminated string");
     error_is("SELECT 'it''s", "syntax error at position 8: unterminated string");
     error_is("SELECT \"abc", "syntax error at position 8: unterminated quoted name");
@@ -667,69 +672,69 @@ static void test_syntax_errors(void **state)
     error_is("SELECT abs(1, 2)", "syntax error at position 8: abs() takes 1 argument");
     error_is("SELECT qos(1)", "syntax error at position 8: qos() takes no arguments");
     error_is("SELECT round(1, 2, 3)", "syntax error at position 8: round() takes 1 to 2 "
-                                          "arguments");
+                                      "arguments");
     error_is("SELECT concat()", "syntax error at position 8: concat() takes at least 1 "
-                                    "argument");
+                                "argument");
     error_is("SELECT substring('a')", "syntax error at position 8: substring() takes 2 to "
-                                          "3 arguments");
+                                      "3 arguments");
     error_is("SELECT abs(1", "syntax error at position 13: expected ',' or ')', found end "
-                                 "of statement");
+                             "of statement");
     error_is("SELECT (1 + 2", "syntax error at position 14: expected ')', found end of "
-                                  "statement");
+                              "statement");
     error_is("SELECT 1 + 2)", "syntax error at position 13: unexpected ')'");
     error_is("SELECT a.", "syntax error at position 10: expected a field name after '.', "
-                              "found end of statement");
+                          "found end of statement");
     error_is("SELECT a.1", "syntax error at position 10: expected a field name after '.', "
-                               "found '1'");
+                           "found '1'");
     error_is("SELECT a[x]", "syntax error at position 10: expected an array index (a "
-                                "non-negative integer), found 'x'");
+                            "non-negative integer), found 'x'");
     error_is("SELECT a[-1]", "syntax error at position 10: expected an array index (a "
-                                 "non-negative integer), found '-'");
+                             "non-negative integer), found '-'");
     error_is("SELECT a[1.5]", "syntax error at position 10: expected an array index (a "
-                                  "non-negative integer), found '1.5'");
+                              "non-negative integer), found '1.5'");
     error_is("SELECT a[1", "syntax error at position 11: expected ']', found end of "
-                               "statement");
+                           "statement");
     error_is("SELECT a AS", "syntax error at position 12: expected a name after AS, found "
-                                "end of statement");
+                            "end of statement");
     error_is("SELECT a AS where", "syntax error at position 13: expected a name after AS, "
-                                      "found 'where'");
+                                  "found 'where'");
     error_is("SELECT a AS 1", "syntax error at position 13: expected a name after AS, "
-                                  "found '1'");
+                              "found '1'");
     error_is("SELECT select", "syntax error at position 8: expected an expression, found "
-                                  "'select'");
+                              "'select'");
     error_is("SELECT and", "syntax error at position 8: expected an expression, found "
-                               "'and'");
+                           "'and'");
     error_is("SELECT a WHERE a IS 1", "syntax error at position 21: expected NULL or NOT "
-                                          "NULL after IS, found '1'");
+                                      "NULL after IS, found '1'");
     error_is("SELECT a WHERE a IS NOT 1", "syntax error at position 25: expected NULL after "
-                                              "IS NOT, found '1'");
+                                          "IS NOT, found '1'");
     error_is("SELECT a WHERE a NOT BETWEEN 1", "syntax error at position 22: expected LIKE "
-                                                   "or IN after NOT, found 'BETWEEN'");
+                                               "or IN after NOT, found 'BETWEEN'");
     error_is("SELECT a WHERE a IN 1", "syntax error at position 21: expected '(' after IN, "
-                                          "found '1'");
+                                      "found '1'");
     error_is("SELECT a WHERE a IN ()", "syntax error at position 22: expected an "
-                                           "expression, found ')'");
+                                       "expression, found ')'");
     error_is("SELECT a WHERE a IN (1,", "syntax error at position 24: expected an "
-                                            "expression, found end of statement");
+                                        "expression, found end of statement");
     error_is("SELECT a WHERE a IN (1 2)", "syntax error at position 24: expected ',' or "
-                                              "')', found '2'");
+                                          "')', found '2'");
     error_is("SELECT a LIKE 'x' ESCAPE 'ab'", "syntax error at position 26: expected a "
-                                                  "one-character string after ESCAPE, found "
-                                                  "''ab''");
+                                              "one-character string after ESCAPE, found "
+                                              "''ab''");
     error_is("SELECT a LIKE 'x' ESCAPE x", "syntax error at position 26: expected a "
-                                               "one-character string after ESCAPE, found 'x'");
+                                           "one-character string after ESCAPE, found 'x'");
     error_is("SELECT a = b = c", "syntax error at position 14: unexpected '='");
     error_is("SELECT 1 < 2 < 3", "syntax error at position 14: unexpected '<'");
     error_is("SELECT x IN ([1])", "syntax error at position 14: expected an expression, "
-                                      "found '['");
+                                  "found '['");
     error_is("SELECT *.a", "syntax error at position 9: unexpected '.'");
     error_is("SELECT * * 2", "syntax error at position 10: unexpected '*'");
     error_is("SELECT a WHERE *", "syntax error at position 16: expected an expression, "
-                                     "found '*'");
+                                 "found '*'");
     error_is("SELECT topic().a", "syntax error at position 15: unexpected '.'");
     /* long tokens are cut in the message, on a character boundary */
     error_is("SELECT a bbbbbbbbbbbbbbbbbbbbbbbéééé",
-                 "syntax error at position 10: unexpected 'bbbbbbbbbbbbbbbbbbbbbbb...'");
+             "syntax error at position 10: unexpected 'bbbbbbbbbbbbbbbbbbbbbbb...'");
 
     /* a short error buffer is cut, never overrun */
     char small[16];
@@ -754,7 +759,7 @@ static char *nested(const char *open, const char *inner, const char *close, int 
 }
 
 static void depth_limit(const char *open, const char *inner, const char *close, int ok_n,
-                         const char *want_err_prefix)
+                        const char *want_err_prefix)
 {
     char err[256];
     char *s = nested(open, inner, close, ok_n);

@@ -18,10 +18,10 @@ static const char CONF[] = "listen: [tcp://127.0.0.1:1]\n"
                            "      - {action: pub, permit: ['#']}\n"
                            "      - {action: sub, permit: ['#']}\n";
 
-static const uint8_t CONNECT_A[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60,
-                                    0, 1, 'a', 0, 1, 'u', 0, 1, 'p'};
-static const uint8_t CONNECT_B[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60,
-                                    0, 1, 'b', 0, 1, 'u', 0, 1, 'p'};
+static const uint8_t CONNECT_A[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
+                                    60,   0,    1, 'a', 0,   1,   'u', 0,   1, 'p'};
+static const uint8_t CONNECT_B[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
+                                    60,   0,    1, 'b', 0,   1,   'u', 0,   1, 'p'};
 static const uint8_t SUB_T1[] = {0x82, 0x06, 0, 1, 0, 1, 't', 1};
 static const uint8_t PUB_T_Q1[] = {0x32, 0x06, 0, 1, 't', 0, 9, 'x'};
 
@@ -29,7 +29,8 @@ static void test_deliver_and_window(void **state)
 {
     hub_config cfg;
     char err[256];
-    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
+    assert_int_equal(
+        bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
     hub h;
     assert_int_equal(hub_init(&h, &cfg, NULL, err, sizeof err), 0);
     conn *a = conn_new(&h, transport_mem_new());
@@ -72,13 +73,18 @@ static void test_config_errors(void **state)
     const char *cyc = "subscriptions:\n"
                       "  - {source: {topic: a}, target: {topic: b}}\n"
                       "  - {source: {topic: b}, target: {topic: a}}\n";
-    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, cyc, strlen(cyc), err, sizeof err), -1);
+    assert_int_equal(
+        bt_cfg_load_string(&hub_config_schema, &cfg, cyc, strlen(cyc), err, sizeof err), -1);
     assert_non_null(strstr(err, "cycle"));
-    const char *dup = "principals:\n  - {username: x, password: y}\n  - {username: x, password: z}\n";
-    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, dup, strlen(dup), err, sizeof err), -1);
+    const char *dup =
+        "principals:\n  - {username: x, password: y}\n  - {username: x, password: z}\n";
+    assert_int_equal(
+        bt_cfg_load_string(&hub_config_schema, &cfg, dup, strlen(dup), err, sizeof err), -1);
     assert_non_null(strstr(err, "duplicate username"));
-    const char *ok = "subscriptions:\n  - {source: {topic: 'a/#', qos: 1}, target: {topic: b/c, qos: 1}}\n";
-    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, ok, strlen(ok), err, sizeof err), 0);
+    const char *ok =
+        "subscriptions:\n  - {source: {topic: 'a/#', qos: 1}, target: {topic: b/c, qos: 1}}\n";
+    assert_int_equal(bt_cfg_load_string(&hub_config_schema, &cfg, ok, strlen(ok), err, sizeof err),
+                     0);
     assert_int_equal(cfg.length_max, 32 * 1024);
     assert_int_equal(cfg.retry_interval_ms, 20000);
     assert_int_equal(cfg.retention_ms, 48LL * 3600 * 1000);

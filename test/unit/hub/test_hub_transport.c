@@ -26,7 +26,6 @@ typedef struct {
     int *closed;
 } rec_transport;
 
-
 static int load_conf(hub_config *c, const char *yaml, char *err, size_t errlen)
 {
     return bt_cfg_load_string(&hub_config_schema, c, yaml, strlen(yaml), err, errlen);
@@ -97,11 +96,12 @@ static const char CONF[] = "listen: ['ws://127.0.0.1:1/mqtt']\n"
                            "      - {action: pub, permit: ['#']}\n"
                            "      - {action: sub, permit: ['#']}\n";
 
-static const char UPGRADE[] = "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
-                              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                              "Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Version: 13\r\n\r\n";
-static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60,
-                                  0, 1, 'f', 0, 1, 'u', 0, 1, 'p'};
+static const char UPGRADE[] =
+    "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Version: 13\r\n\r\n";
+static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
+                                  60,   0,    1, 'f', 0,   1,   'u', 0,   1, 'p'};
 
 /* Appends a masked client frame to b at *n. */
 static void frame(uint8_t *b, size_t *n, uint8_t first, const uint8_t *p, size_t len)
@@ -272,9 +272,8 @@ static void test_tls_listener_config(void **state)
     char err[256];
     assert_int_equal(load_conf(&cfg, "listen: ['ssl://:8883']\n", err, sizeof err), -1);
     assert_string_equal(err, "certificate.cert: required by the listener ssl://:8883");
-    assert_int_equal(load_conf(&cfg, "listen: ['wss://:1/m']\ncertificate: {cert: c}\n", err,
-                                            sizeof err),
-                     -1);
+    assert_int_equal(
+        load_conf(&cfg, "listen: ['wss://:1/m']\ncertificate: {cert: c}\n", err, sizeof err), -1);
     assert_string_equal(err, "certificate.key: required by the listener wss://:1/m");
     assert_int_equal(load_conf(&cfg, "listen: ['ws://:1/m', 'tcp://:2']\n", err, sizeof err), 0);
     assert_int_equal(cfg.handshake_timeout_ms, 10000);
@@ -282,8 +281,8 @@ static void test_tls_listener_config(void **state)
     assert_int_equal(load_conf(&cfg, "listen: ['quic://:1']\n", err, sizeof err), -1);
     assert_non_null(strstr(err, "unsupported scheme"));
     /* the TLS context names the field of a missing file */
-    assert_int_equal(load_conf(&cfg, "certificate: {cert: /nonexistent.pem, key: k}\n", err, sizeof err),
-                     0);
+    assert_int_equal(
+        load_conf(&cfg, "certificate: {cert: /nonexistent.pem, key: k}\n", err, sizeof err), 0);
     assert_null(transport_tls_ctx_new(&cfg, err, sizeof err));
     assert_string_equal(err, "certificate.cert (/nonexistent.pem): No such file or directory");
     bt_cfg_free(&hub_config_schema, &cfg);
@@ -294,11 +293,11 @@ static void test_login_rules(void **state)
     hub_config cfg;
     char err[256];
     assert_int_equal(load_conf(&cfg,
-                                            "principals:\n"
-                                            "  - {username: cert}\n"
-                                            "  - {username: empty, password: ''}\n"
-                                            "  - {username: pw, password: secret}\n",
-                                            err, sizeof err),
+                               "principals:\n"
+                               "  - {username: cert}\n"
+                               "  - {username: empty, password: ''}\n"
+                               "  - {username: pw, password: secret}\n",
+                               err, sizeof err),
                      0);
     const bt_cfg_list *p = &cfg.principals;
     /* password-less principals: only with a verified certificate, no or an empty password */

@@ -72,7 +72,7 @@ static store_msg msg(const char *topic, const char *payload, uint8_t qos, int64_
 static uint64_t append_n(store *s, int first, size_t n, int64_t ts)
 {
     store_msg *m = calloc(n, sizeof(*m));
-    char (*topics)[32] = calloc(n, 32), (*payloads)[32] = calloc(n, 32);
+    char(*topics)[32] = calloc(n, 32), (*payloads)[32] = calloc(n, 32);
     uint64_t *seqs = calloc(n, sizeof(*seqs));
     for (size_t i = 0; i < n; i++) {
         snprintf(topics[i], 32, "t/%d", first + (int)i);
@@ -400,8 +400,8 @@ typedef struct {
     int fail;
 } sessions_seen;
 
-static int session_stop_cb(const char *client_id, const char *owner, const store_sub *subs, size_t n,
-                           void *arg)
+static int session_stop_cb(const char *client_id, const char *owner, const store_sub *subs,
+                           size_t n, void *arg)
 {
     sessions_seen *w = arg;
     w->n++;
@@ -616,7 +616,8 @@ static void test_invalid_arguments(void **state)
 }
 
 /* Writes values with raw LMDB, as a damaged disk or a foreign writer would. */
-static void raw_put(const char *dir, const char *db, const void *k, size_t klen, const void *v, size_t vlen)
+static void raw_put(const char *dir, const char *db, const void *k, size_t klen, const void *v,
+                    size_t vlen)
 {
     MDB_env *env;
     MDB_txn *t;

@@ -76,9 +76,9 @@ static void test_v2_limits_and_controllers(void **state)
     put("baetyl/cgroup.subtree_control", "");
     snprintf(d, sizeof d, "baetyl/%s/cgroup.subtree_control", id);
     put(d, "");
-    const char *files[] = {"cpu.max", "cpuset.cpus", "memory.max", "memory.swap.max", "pids.max",
-                           "cgroup.procs", "memory.peak", "memory.current", "memory.events",
-                           "pids.current"};
+    const char *files[] = {"cpu.max",       "cpuset.cpus",  "memory.max",  "memory.swap.max",
+                           "pids.max",      "cgroup.procs", "memory.peak", "memory.current",
+                           "memory.events", "pids.current"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         snprintf(d, sizeof d, "baetyl/%s/hub/%s", id, files[i]);
         put(d, "");
@@ -87,8 +87,11 @@ static void test_v2_limits_and_controllers(void **state)
     put(d, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n");
     snprintf(d, sizeof d, "baetyl/%s/hub/memory.peak", id);
     put(d, "1234567\n");
-    bt_app_resources r = {.cpus = 0.5, .setcpus = "0-1", .memory_limit = 64 << 20,
-                          .memory_swap = 96 << 20, .pids_limit = 50};
+    bt_app_resources r = {.cpus = 0.5,
+                          .setcpus = "0-1",
+                          .memory_limit = 64 << 20,
+                          .memory_swap = 96 << 20,
+                          .pids_limit = 50};
     assert_true(cg_wanted(&r));
     cg_system sys = {.root = root, .version = 2};
     char err[512];
@@ -101,8 +104,11 @@ static void test_v2_limits_and_controllers(void **state)
     snprintf(base, sizeof base, "baetyl/%s/hub", id);
     struct {
         const char *f, *v;
-    } want[] = {{"cpu.max", "50000 100000"}, {"cpuset.cpus", "0-1"},
-                {"memory.max", "67108864"}, {"memory.swap.max", "33554432"}, {"pids.max", "50"}};
+    } want[] = {{"cpu.max", "50000 100000"},
+                {"cpuset.cpus", "0-1"},
+                {"memory.max", "67108864"},
+                {"memory.swap.max", "33554432"},
+                {"pids.max", "50"}};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         snprintf(d, sizeof d, "%s/%s", base, want[i].f);
         expect(d, want[i].v);
@@ -113,9 +119,10 @@ static void test_v2_limits_and_controllers(void **state)
     assert_non_null(strstr(procs[0], "/hub/cgroup.procs"));
     json_t *o = json_object();
     cg_service_stats(c, o);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "cgroup"), "oom_kills")), 2);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "cgroup"), "memory_peak")),
-                     1234567);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "cgroup"), "oom_kills")),
+                     2);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(o, "cgroup"), "memory_peak")), 1234567);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "limits"), "pids")), 50);
     json_decref(o);
     cg_service_destroy(c); /* rmdir fails on a plain directory with files: nothing breaks */
@@ -172,7 +179,8 @@ static void test_v1_per_controller_and_cpuset_inheritance(void **state)
     assert_null(procs[2]);
     json_t *o = json_object();
     cg_service_stats(c, o);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "cgroup"), "oom_kills")), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "cgroup"), "oom_kills")),
+                     4);
     json_decref(o);
     cg_service_destroy(c);
     /* a controller that is not mounted: an error naming it */

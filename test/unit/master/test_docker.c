@@ -54,16 +54,20 @@ static void port_bad(const char *spec, const char *want)
 
 static void test_ports(void **state)
 {
-    port_ok("1883:1883", "{\"1883/tcp\":{}}", "{\"1883/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"1883\"}]}");
+    port_ok("1883:1883", "{\"1883/tcp\":{}}",
+            "{\"1883/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"1883\"}]}");
     port_ok("0.0.0.0:8883:8883/tcp", "{\"8883/tcp\":{}}",
             "{\"8883/tcp\":[{\"HostIp\":\"0.0.0.0\",\"HostPort\":\"8883\"}]}");
-    port_ok("[::1]:80:8080/udp", "{\"8080/udp\":{}}", "{\"8080/udp\":[{\"HostIp\":\"::1\",\"HostPort\":\"80\"}]}");
+    port_ok("[::1]:80:8080/udp", "{\"8080/udp\":{}}",
+            "{\"8080/udp\":[{\"HostIp\":\"::1\",\"HostPort\":\"80\"}]}");
     port_ok("80", "{\"80/tcp\":{}}", "{\"80/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"\"}]}");
-    port_ok("127.0.0.1::53/udp", "{\"53/udp\":{}}", "{\"53/udp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"\"}]}");
+    port_ok("127.0.0.1::53/udp", "{\"53/udp\":{}}",
+            "{\"53/udp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"\"}]}");
     port_ok("8000-8001:9000-9001/sctp", "{\"9000/sctp\":{},\"9001/sctp\":{}}",
             "{\"9000/sctp\":[{\"HostIp\":\"\",\"HostPort\":\"8000\"}],"
             "\"9001/sctp\":[{\"HostIp\":\"\",\"HostPort\":\"8001\"}]}");
-    port_ok("7000-7010:80", "{\"80/tcp\":{}}", "{\"80/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"7000-7010\"}]}");
+    port_ok("7000-7010:80", "{\"80/tcp\":{}}",
+            "{\"80/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"7000-7010\"}]}");
 
     port_bad("", "empty");
     port_bad("abc", "container port (abc)");
@@ -126,24 +130,24 @@ static void test_devices(void **state)
     device_bad("/a:/b:r:x", "host[:container][:perms]");
 }
 
-static const char APP[] =
-    "version: v1\n"
-    "services:\n"
-    "  - name: localhub\n"
-    "    image: baetyl-hub:latest\n"
-    "    replica: 1\n"
-    "    args: ['-c', 'etc/baetyl/service.yml']\n"
-    "    ports: ['1883:1883']\n"
-    "    devices: ['/dev/video0']\n"
-    "    mounts:\n"
-    "      - {name: conf, path: etc/baetyl, readonly: true}\n"
-    "      - {name: data, path: var/db//baetyl/data/}\n"
-    "    resources: {cpu: {cpus: 1.5, setcpus: '0-1'}, memory: {limit: 500m, swap: 1g}, pids: {limit: 100}}\n"
-    "  - name: plain\n"
-    "    image: busybox\n"
-    "volumes:\n"
-    "  - {name: conf, path: var/db/baetyl/localhub-conf}\n"
-    "  - {name: data, path: var//db/baetyl/localhub-data}\n";
+static const char APP[] = "version: v1\n"
+                          "services:\n"
+                          "  - name: localhub\n"
+                          "    image: baetyl-hub:latest\n"
+                          "    replica: 1\n"
+                          "    args: ['-c', 'etc/baetyl/service.yml']\n"
+                          "    ports: ['1883:1883']\n"
+                          "    devices: ['/dev/video0']\n"
+                          "    mounts:\n"
+                          "      - {name: conf, path: etc/baetyl, readonly: true}\n"
+                          "      - {name: data, path: var/db//baetyl/data/}\n"
+                          "    resources: {cpu: {cpus: 1.5, setcpus: '0-1'}, memory: {limit: 500m, "
+                          "swap: 1g}, pids: {limit: 100}}\n"
+                          "  - name: plain\n"
+                          "    image: busybox\n"
+                          "volumes:\n"
+                          "  - {name: conf, path: var/db/baetyl/localhub-conf}\n"
+                          "  - {name: data, path: var//db/baetyl/localhub-data}\n";
 
 static void test_service_config(void **state)
 {
@@ -151,8 +155,11 @@ static void test_service_config(void **state)
     char err[512] = "";
     if (app_load_string(APP, strlen(APP), &app, err, sizeof err) != 0)
         fail_msg("%s", err);
-    docker_ctx ctx = {.pwd = "/usr/local", .api_socket = "/var/run/baetyl.sock",
-                      .network = DOCKER_NETWORK, .master_id = "0123456789ab", .host_gateway = true};
+    docker_ctx ctx = {.pwd = "/usr/local",
+                      .api_socket = "/var/run/baetyl.sock",
+                      .network = DOCKER_NETWORK,
+                      .master_id = "0123456789ab",
+                      .host_gateway = true};
     json_t *c = docker_service_config(&ctx, &app, APP_SERVICE(&app, 0), err, sizeof err);
     if (!c)
         fail_msg("%s", err);
@@ -182,7 +189,8 @@ static void test_service_config(void **state)
     assert_string_equal(bt_json_get_str(hc, "Devices.0.PathInContainer"), "/dev/video0");
     /* every container can reach the host by name (a broker there, seed chapter 10) */
     assert_string_equal(bt_json_get_str(hc, "ExtraHosts.0"), "host.docker.internal:host-gateway");
-    assert_string_equal(bt_json_get_str(c, "NetworkingConfig.EndpointsConfig.baetyl.Aliases.0"), "localhub");
+    assert_string_equal(bt_json_get_str(c, "NetworkingConfig.EndpointsConfig.baetyl.Aliases.0"),
+                        "localhub");
     assert_null(json_object_get(c, "Env"));
     json_decref(c);
 
@@ -242,9 +250,11 @@ static void test_master_id(void **state)
 static void test_service_config_errors(void **state)
 {
     static const char *bad[][2] = {
-        {"services: [{name: a, image: i, mounts: [{name: nope, path: x}]}]\n", "volume (nope) not found"},
+        {"services: [{name: a, image: i, mounts: [{name: nope, path: x}]}]\n",
+         "volume (nope) not found"},
         {"services: [{name: a, image: i, ports: ['1:2:3:4']}]\n", "ports[0]: port (1:2:3:4)"},
-        {"services: [{name: a, image: i, devices: ['/dev/a', 'rel']}]\n", "devices[1]: device (rel)"},
+        {"services: [{name: a, image: i, devices: ['/dev/a', 'rel']}]\n",
+         "devices[1]: device (rel)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         app_config app;
@@ -278,7 +288,8 @@ static void test_image_split(void **state)
     assert_int_equal(docker_image_split("baetyl-hub", repo, sizeof repo, tag, sizeof tag), 0);
     assert_string_equal(repo, "baetyl-hub");
     assert_string_equal(tag, "latest");
-    assert_int_equal(docker_image_split("reg:5000/baetyl/hub:1.0", repo, sizeof repo, tag, sizeof tag), 0);
+    assert_int_equal(
+        docker_image_split("reg:5000/baetyl/hub:1.0", repo, sizeof repo, tag, sizeof tag), 0);
     assert_string_equal(repo, "reg:5000/baetyl/hub");
     assert_string_equal(tag, "1.0");
     assert_int_equal(docker_image_split("reg:5000/hub", repo, sizeof repo, tag, sizeof tag), 0);
@@ -348,7 +359,8 @@ static void test_demux(void **state)
     docker_demux_init(&d, collect, c);
     static char big[DOCKER_LINE_MAX * 2 + 10];
     memset(big, 'x', sizeof big);
-    unsigned char hdr[8] = {1, 0, 0, 0, 0, 0, (unsigned char)(sizeof big >> 8), (unsigned char)(sizeof big & 255)};
+    unsigned char hdr[8] = {
+        1, 0, 0, 0, 0, 0, (unsigned char)(sizeof big >> 8), (unsigned char)(sizeof big & 255)};
     docker_demux_feed(&d, (const char *)hdr, 8);
     docker_demux_feed(&d, big, sizeof big);
     docker_demux_flush(&d);
@@ -360,11 +372,13 @@ static void test_demux(void **state)
 
 static void test_stats(void **state)
 {
-    static const char sample[] =
-        "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":3000000000},\"system_cpu_usage\":20000000000,"
-        "\"online_cpus\":2},"
-        "\"precpu_stats\":{\"cpu_usage\":{\"total_usage\":2000000000},\"system_cpu_usage\":16000000000},"
-        "\"memory_stats\":{\"usage\":10485760,\"limit\":104857600,\"stats\":{\"total_inactive_file\":2097152}}}";
+    static const char sample[] = "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":3000000000},"
+                                 "\"system_cpu_usage\":20000000000,"
+                                 "\"online_cpus\":2},"
+                                 "\"precpu_stats\":{\"cpu_usage\":{\"total_usage\":2000000000},"
+                                 "\"system_cpu_usage\":16000000000},"
+                                 "\"memory_stats\":{\"usage\":10485760,\"limit\":104857600,"
+                                 "\"stats\":{\"total_inactive_file\":2097152}}}";
     json_t *j = bt_json_parse(sample, strlen(sample), NULL, 0);
     double pct = -1;
     uint64_t usage = 0, limit = 0;
@@ -376,8 +390,9 @@ static void test_stats(void **state)
     json_decref(j);
 
     /* cgroup v2 names the page cache inactive_file; no previous sample: 0%. */
-    static const char v2[] = "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":5}},\"precpu_stats\":{},"
-                             "\"memory_stats\":{\"usage\":4096,\"limit\":8192,\"stats\":{\"inactive_file\":1024}}}";
+    static const char v2[] =
+        "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":5}},\"precpu_stats\":{},"
+        "\"memory_stats\":{\"usage\":4096,\"limit\":8192,\"stats\":{\"inactive_file\":1024}}}";
     j = bt_json_parse(v2, strlen(v2), NULL, 0);
     assert_int_equal(docker_stats_compute(j, &pct, &usage, &limit), 0);
     assert_true(pct == 0);
@@ -385,19 +400,22 @@ static void test_stats(void **state)
     json_decref(j);
 
     /* A stopped container's sample is empty; hostile values stay bounded. */
-    static const char empty[] = "{\"read\":\"0001-01-01T00:00:00Z\",\"memory_stats\":{},\"cpu_stats\":{}}";
+    static const char empty[] =
+        "{\"read\":\"0001-01-01T00:00:00Z\",\"memory_stats\":{},\"cpu_stats\":{}}";
     j = bt_json_parse(empty, strlen(empty), NULL, 0);
     assert_int_equal(docker_stats_compute(j, &pct, &usage, &limit), -1);
     json_decref(j);
-    static const char wild[] = "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":1e300},\"system_cpu_usage\":2,"
-                               "\"online_cpus\":1},\"precpu_stats\":{\"cpu_usage\":{\"total_usage\":0},"
-                               "\"system_cpu_usage\":1},\"memory_stats\":{\"usage\":-5}}";
+    static const char wild[] =
+        "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":1e300},\"system_cpu_usage\":2,"
+        "\"online_cpus\":1},\"precpu_stats\":{\"cpu_usage\":{\"total_usage\":0},"
+        "\"system_cpu_usage\":1},\"memory_stats\":{\"usage\":-5}}";
     j = bt_json_parse(wild, strlen(wild), NULL, 0);
     assert_int_equal(docker_stats_compute(j, &pct, &usage, &limit), -1); /* negative usage */
     json_decref(j);
-    static const char wild2[] = "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":1e300},\"system_cpu_usage\":2,"
-                                "\"online_cpus\":1},\"precpu_stats\":{\"cpu_usage\":{\"total_usage\":0},"
-                                "\"system_cpu_usage\":1},\"memory_stats\":{\"usage\":1e30}}";
+    static const char wild2[] =
+        "{\"cpu_stats\":{\"cpu_usage\":{\"total_usage\":1e300},\"system_cpu_usage\":2,"
+        "\"online_cpus\":1},\"precpu_stats\":{\"cpu_usage\":{\"total_usage\":0},"
+        "\"system_cpu_usage\":1},\"memory_stats\":{\"usage\":1e30}}";
     j = bt_json_parse(wild2, strlen(wild2), NULL, 0);
     assert_int_equal(docker_stats_compute(j, &pct, &usage, &limit), 0);
     assert_true(pct <= 100.0);
@@ -409,7 +427,8 @@ static void test_client_version(void **state)
 {
     docker_client *c = NULL;
     char err[256] = "";
-    assert_int_equal(docker_client_new("/nonexistent/docker.sock", "one.two", &c, err, sizeof err), -1);
+    assert_int_equal(docker_client_new("/nonexistent/docker.sock", "one.two", &c, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "docker.api_version (one.two)"));
     assert_int_equal(docker_client_new("/nonexistent/docker.sock", "1.38", &c, err, sizeof err), 0);
     assert_string_equal(docker_client_socket(c), "/nonexistent/docker.sock");
@@ -423,16 +442,11 @@ static void test_client_version(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ports),
-        cmocka_unit_test(test_two_ports_share_a_key),
-        cmocka_unit_test(test_devices),
-        cmocka_unit_test(test_service_config),
-        cmocka_unit_test(test_master_id),
-        cmocka_unit_test(test_service_config_errors),
-        cmocka_unit_test(test_check_app),
-        cmocka_unit_test(test_image_split),
-        cmocka_unit_test(test_demux),
-        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_ports),          cmocka_unit_test(test_two_ports_share_a_key),
+        cmocka_unit_test(test_devices),        cmocka_unit_test(test_service_config),
+        cmocka_unit_test(test_master_id),      cmocka_unit_test(test_service_config_errors),
+        cmocka_unit_test(test_check_app),      cmocka_unit_test(test_image_split),
+        cmocka_unit_test(test_demux),          cmocka_unit_test(test_stats),
         cmocka_unit_test(test_client_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -120,8 +120,10 @@ static void test_errors_name_the_field(void **state)
     expect_error("services:\n  - name: a\n", "services[0].image: required");
     expect_error("services:\n  - {name: a, image: x}\n  - {name: a, image: y}\n",
                  "services[1].name: service name (a) is duplicated");
-    expect_error("volumes:\n  - {name: v, path: a}\n  - {name: v, path: b}\n", "volume name (v) is duplicated");
-    expect_error("volumes:\n  - {name: v, path: ../../etc}\n", "volumes[0].path: path (../../etc) escapes the work dir");
+    expect_error("volumes:\n  - {name: v, path: a}\n  - {name: v, path: b}\n",
+                 "volume name (v) is duplicated");
+    expect_error("volumes:\n  - {name: v, path: ../../etc}\n",
+                 "volumes[0].path: path (../../etc) escapes the work dir");
     expect_error("volumes:\n  - {name: v, path: a/../../b}\n", "escapes the work dir");
     /* absolute paths are an error naming the field, no longer rewritten (issue 12.8) */
     expect_error("volumes:\n  - {name: v, path: /etc}\n",
@@ -131,12 +133,15 @@ static void test_errors_name_the_field(void **state)
     expect_error("services:\n  - {name: '-a', image: x}\n", "services[0].name");
     expect_error("services:\n  - {name: a, image: '../../bin'}\n", "services[0].image");
     expect_error("services:\n  - {name: a, image: x, replica: -1}\n", "services[0].replica");
-    expect_error("services:\n  - {name: a, image: x, restart: {policy: maybe}}\n", "services[0].restart.policy");
+    expect_error("services:\n  - {name: a, image: x, restart: {policy: maybe}}\n",
+                 "services[0].restart.policy");
     expect_error("services:\n  - {name: a, image: x, restart: {backoff: {min: 1m, max: 1s}}}\n",
                  "backoff.min must not exceed backoff.max");
-    expect_error("services:\n  - {name: a, image: x, restart: {backoff: {factor: 0.5}}}\n", "backoff.factor");
-    expect_error("services:\n  - {name: a, image: x, mounts: [{name: v, path: d}, {name: w, path: d}]}\n",
-                 "path (d) is mounted twice");
+    expect_error("services:\n  - {name: a, image: x, restart: {backoff: {factor: 0.5}}}\n",
+                 "backoff.factor");
+    expect_error(
+        "services:\n  - {name: a, image: x, mounts: [{name: v, path: d}, {name: w, path: d}]}\n",
+        "path (d) is mounted twice");
     expect_error("services: [\n", "yaml:");
 
     app_config a;
@@ -209,7 +214,8 @@ static void test_conf(void **state)
     conf_free(&c);
 
     bt_api_addr a;
-    assert_int_equal(bt_api_addr_parse("unix:///var/run/baetyl.sock", "/w", &a, err, sizeof err), 0);
+    assert_int_equal(bt_api_addr_parse("unix:///var/run/baetyl.sock", "/w", &a, err, sizeof err),
+                     0);
     assert_true(a.is_unix);
     assert_string_equal(a.path, "/var/run/baetyl.sock");
     bt_api_addr_free(&a);
@@ -224,7 +230,8 @@ static void test_conf(void **state)
     assert_int_equal(bt_api_addr_parse("tcp://[::1]:80", "/w", &a, err, sizeof err), 0);
     assert_string_equal(a.host, "::1");
     bt_api_addr_free(&a);
-    const char *bad[] = {"http://x:1", "tcp://x", "tcp://x:99999", "tcp://x:1/p", "unix://", "x", "tcp://[::1]80",
+    const char *bad[] = {"http://x:1", "tcp://x", "tcp://x:99999", "tcp://x:1/p", "unix://", "x",
+                         "tcp://[::1]80",
                          /* one rule with the client: port 0 and an empty host are refused */
                          "tcp://x:0", "tcp://:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -239,10 +246,11 @@ static void test_conf(void **state)
 static void test_stats_yaml_roundtrip(void **state)
 {
     json_error_t je;
-    json_t *j = json_loads("{\"hub\":{\"hub\":{\"name\":\"hub\",\"status\":\"running\",\"process\":"
-                           "{\"id\":123,\"name\":\"baetyl-hub\"},\"n\":\"123\",\"b\":\"true\",\"f\":1.5,"
-                           "\"t\":true,\"z\":null,\"l\":[1,\"two\",{\"x\":\"a: b\"}],\"e\":\"\"}}}",
-                           0, &je);
+    json_t *j =
+        json_loads("{\"hub\":{\"hub\":{\"name\":\"hub\",\"status\":\"running\",\"process\":"
+                   "{\"id\":123,\"name\":\"baetyl-hub\"},\"n\":\"123\",\"b\":\"true\",\"f\":1.5,"
+                   "\"t\":true,\"z\":null,\"l\":[1,\"two\",{\"x\":\"a: b\"}],\"e\":\"\"}}}",
+                   0, &je);
     assert_non_null(j);
     char path[] = "/tmp/bt-stats-XXXXXX";
     int fd = mkstemp(path);
@@ -258,13 +266,12 @@ static void test_stats_yaml_roundtrip(void **state)
     unlink(path);
 
     /* hostile documents: alias expansion and depth are bounded */
-    const char *bomb =
-        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-        "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
-        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
-        "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+    const char *bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                       "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                       "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                       "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+                       "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
     assert_null(yaml_text_to_json(bomb, strlen(bomb), err, sizeof err));
     char deep[400];
     memset(deep, '[', 200);

@@ -40,7 +40,8 @@ static void fixture(master *m, bt_engine *e, m_service *s, app_config *app)
     strcpy(m->host_id, "host-1");
     m->host_sn = "SN-9";
     const char *text = "services:\n  - name: svc\n    image: x\n"
-                       "    env: {FOO: bar, BAETYL_SERVICE_TOKEN: forged, OPENEDGE_SERVICE_NAME: forged, PATH: /custom}\n";
+                       "    env: {FOO: bar, BAETYL_SERVICE_TOKEN: forged, OPENEDGE_SERVICE_NAME: "
+                       "forged, PATH: /custom}\n";
     char err[256];
     assert_int_equal(app_load_string(text, strlen(text), app, err, sizeof err), 0);
     assert_int_equal(app_service_copy(&s->cfg, APP_SERVICE(app, 0)), 0);
@@ -92,8 +93,9 @@ static void test_dynamic_instance(void **state)
     m.api.is_unix = false;
     e.api_env = "tcp://127.0.0.1:50050";
     setenv("OPENEDGE_SERVICE_TOKEN", "inherited", 1);
-    json_t *dyn = json_pack("{s:s,s:s,s:s,s:s}", "BAETYL_SERVICE_INSTANCE_ADDRESS", "127.0.0.1:4000",
-                            "FOO", "dyn", "BAETYL_SERVICE_TOKEN", "forged", "BAETYL_SERVICE_NAME", "forged");
+    json_t *dyn =
+        json_pack("{s:s,s:s,s:s,s:s}", "BAETYL_SERVICE_INSTANCE_ADDRESS", "127.0.0.1:4000", "FOO",
+                  "dyn", "BAETYL_SERVICE_TOKEN", "forged", "BAETYL_SERVICE_NAME", "forged");
     char err[256];
     char **env = env_build(&m, &s, "svc.f.0", true, dyn, err, sizeof err);
     assert_non_null(env);

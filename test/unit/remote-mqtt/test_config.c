@@ -36,16 +36,15 @@ static void refused(const char *yaml, const char *want)
 static void test_clientid_precedence(void **state)
 {
     rm_config cfg;
-    loads(&cfg, HUB
-          "remotes:\n"
-          "  - {name: a, address: 'tcp://127.0.0.1:1884'}\n"
-          "  - {name: b, address: 'ssl://127.0.0.1:1885', clientid: b-id}\n"
-          "rules:\n"
-          "  - remote: {name: a}\n"                         /* a's name, at both brokers */
-          "  - remote: {name: b}\n"                         /* b's clientid */
-          "  - remote: {name: b, clientid: r3}\n"           /* the rule's remote id */
-          "    hub: {clientid: h3}\n"                       /* the rule's hub id */
-          "  - remote: {name: a, clientid: r4}\n");         /* the hub takes the remote id */
+    loads(&cfg, HUB "remotes:\n"
+                    "  - {name: a, address: 'tcp://127.0.0.1:1884'}\n"
+                    "  - {name: b, address: 'ssl://127.0.0.1:1885', clientid: b-id}\n"
+                    "rules:\n"
+                    "  - remote: {name: a}\n"                 /* a's name, at both brokers */
+                    "  - remote: {name: b}\n"                 /* b's clientid */
+                    "  - remote: {name: b, clientid: r3}\n"   /* the rule's remote id */
+                    "    hub: {clientid: h3}\n"               /* the rule's hub id */
+                    "  - remote: {name: a, clientid: r4}\n"); /* the hub takes the remote id */
     assert_int_equal(cfg.remotes.n, 2);
     assert_int_equal(cfg.rules.n, 4);
     assert_string_equal(rm_config_remote_clientid(&cfg, 0), "a");
@@ -67,18 +66,18 @@ static void test_clientid_precedence(void **state)
 static void test_defaults(void **state)
 {
     rm_config cfg;
-    loads(&cfg, HUB
-          "remotes: [{name: a, address: 'tcp://h:1884'}]\n"
-          "rules:\n"
-          "  - hub: {subscriptions: [{topic: t1}]}\n"
-          "    remote: {name: a, subscriptions: [{topic: t2, qos: 1}, {topic: 'x/#'}]}\n");
+    loads(&cfg,
+          HUB "remotes: [{name: a, address: 'tcp://h:1884'}]\n"
+              "rules:\n"
+              "  - hub: {subscriptions: [{topic: t1}]}\n"
+              "    remote: {name: a, subscriptions: [{topic: t2, qos: 1}, {topic: 'x/#'}]}\n");
     const rm_remote *a = rm_config_remote(&cfg, "a");
     assert_false(a->mqtt.cleansession); /* SPEC §17 defaults apply to remotes too */
     assert_int_equal(a->mqtt.timeout, 30000);
     assert_int_equal(a->mqtt.interval, 60000);
     assert_int_equal(a->mqtt.keepalive, 600000);
     assert_int_equal(a->mqtt.buffersize, 100); /* remote-mqtt's own default (config.c) */
-    assert_int_equal(cfg.hub.buffersize, 10);   /* the hub client keeps the SDK's */
+    assert_int_equal(cfg.hub.buffersize, 10);  /* the hub client keeps the SDK's */
     const rm_rule *r = &BT_CFG_AT(cfg.rules, rm_rule, 0);
     assert_int_equal(r->hub.subscriptions.n, 1);
     assert_int_equal(BT_CFG_AT(r->hub.subscriptions, bt_mqtt_topic_info, 0).qos, 0);
@@ -134,13 +133,12 @@ static void test_refused(void **state)
 static void test_same_remote_id_on_two_remotes(void **state)
 {
     rm_config cfg;
-    loads(&cfg, HUB
-          "remotes:\n"
-          "  - {name: a, address: 'tcp://h:1', clientid: edge}\n"
-          "  - {name: b, address: 'tcp://h:2', clientid: edge}\n"
-          "rules:\n"
-          "  - {remote: {name: a}, hub: {clientid: to-a}}\n"
-          "  - {remote: {name: b}, hub: {clientid: to-b}}\n");
+    loads(&cfg, HUB "remotes:\n"
+                    "  - {name: a, address: 'tcp://h:1', clientid: edge}\n"
+                    "  - {name: b, address: 'tcp://h:2', clientid: edge}\n"
+                    "rules:\n"
+                    "  - {remote: {name: a}, hub: {clientid: to-a}}\n"
+                    "  - {remote: {name: b}, hub: {clientid: to-b}}\n");
     assert_string_equal(rm_config_remote_clientid(&cfg, 0), "edge");
     assert_string_equal(rm_config_remote_clientid(&cfg, 1), "edge");
     bt_cfg_free(&rm_config_schema, &cfg);

@@ -55,9 +55,12 @@ static void test_discard_values(void **state)
         const char *json;
         bool discard;
     } cases[] = {
-        {"{\"imageDiscard\":true}", true},   {"{\"imageDiscard\":\"TRUE\"}", true},
-        {"{\"imageDiscard\":\"true\"}", true}, {"{\"imageDiscard\":false}", false},
-        {"{\"imageDiscard\":\"yes\"}", false}, {"{\"imageDiscard\":1}", false},
+        {"{\"imageDiscard\":true}", true},
+        {"{\"imageDiscard\":\"TRUE\"}", true},
+        {"{\"imageDiscard\":\"true\"}", true},
+        {"{\"imageDiscard\":false}", false},
+        {"{\"imageDiscard\":\"yes\"}", false},
+        {"{\"imageDiscard\":1}", false},
         {"{}", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -74,7 +77,8 @@ static void test_topic_and_location(void **state)
     vi_result r;
     char err[256];
     /* Empty or absent topic: nothing to publish. */
-    assert_int_equal(parse("{\"publishTopic\":\"\",\"imageLocation\":\"\"}", &r, err, sizeof err), 0);
+    assert_int_equal(parse("{\"publishTopic\":\"\",\"imageLocation\":\"\"}", &r, err, sizeof err),
+                     0);
     assert_null(r.topic);
     assert_null(r.location);
     vi_result_free(&r);
@@ -157,11 +161,13 @@ static void test_message(void **state)
     vi_result r;
     char err[256];
     set_tz("UTC0");
-    assert_int_equal(parse("{\"publishTopic\":\"t\",\"imageWidth\":1,\"score\":0.5}", &r, err,
-                           sizeof err),
-                     0);
-    vi_image_info info = {.width = 640, .height = 480, .capture_ns = 1569247749500000000LL,
-                          .infer_s = 0.25, .process_s = 0.5};
+    assert_int_equal(
+        parse("{\"publishTopic\":\"t\",\"imageWidth\":1,\"score\":0.5}", &r, err, sizeof err), 0);
+    vi_image_info info = {.width = 640,
+                          .height = 480,
+                          .capture_ns = 1569247749500000000LL,
+                          .infer_s = 0.25,
+                          .process_s = 0.5};
     char *s = vi_result_message(&r, &info, err, sizeof err);
     assert_non_null(s);
     /* The function's keys first, in order; the image fields replace its own. */

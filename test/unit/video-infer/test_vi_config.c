@@ -75,14 +75,16 @@ static void test_mean_and_crop(void **state)
     vi_config c;
     char err[512] = "";
     char yaml[2048];
-    snprintf(yaml, sizeof yaml, "%s",
-             "hub: {address: 'tcp://h:1883', clientid: x}\n"
-             "video: {uri: '0'}\n"
-             "infer: {model: m.onnx, backend: opencv, device: fp16}\n"
-             "process:\n"
-             "  before: {scale: 0.007843, crop: true, mean: {v1: 127.5, v2: 127.5, v3: 127.5, v4: 1}}\n"
-             "  after: {function: {name: f}}\n"
-             "functions: [{name: f, address: '127.0.0.1:50051', timeout: 2s, message: {length: {max: 1m}}}]\n");
+    snprintf(
+        yaml, sizeof yaml, "%s",
+        "hub: {address: 'tcp://h:1883', clientid: x}\n"
+        "video: {uri: '0'}\n"
+        "infer: {model: m.onnx, backend: opencv, device: fp16}\n"
+        "process:\n"
+        "  before: {scale: 0.007843, crop: true, mean: {v1: 127.5, v2: 127.5, v3: 127.5, v4: 1}}\n"
+        "  after: {function: {name: f}}\n"
+        "functions: [{name: f, address: '127.0.0.1:50051', timeout: 2s, message: {length: {max: "
+        "1m}}}]\n");
     assert_int_equal(load(yaml, &c, err, sizeof err), 0);
     assert_string_equal(c.model_config, ""); /* ONNX needs no config file */
     assert_true(c.mean[0] == 127.5 && c.mean[2] == 127.5 && c.mean[3] == 1);
@@ -125,14 +127,12 @@ static void test_errors_name_the_field(void **state)
                  "process.after.function.name: function (other) not found in functions");
     expect_error("    function:\n      name: analyse\n", "    function: {}\n",
                  "process.after.function.name: required");
-    expect_error("    address: function-manager:50051\n", "",
-                 "functions[0].address: required");
+    expect_error("    address: function-manager:50051\n", "", "functions[0].address: required");
     expect_error("    address: function-manager:50051\n",
                  "    address: function-manager:50051\n  - name: analyse\n    address: b:1\n",
                  "functions[1].name: function (analyse) is declared twice");
     expect_error("    address: function-manager:50051\n",
-                 "    address: function-manager:50051\n    timeout: 0s\n",
-                 "functions[0].timeout");
+                 "    address: function-manager:50051\n    timeout: 0s\n", "functions[0].timeout");
 }
 
 int main(void)
