@@ -233,6 +233,7 @@ export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
 test:
+	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) all unit tools
 	$(MAKE) --no-print-directory SAN=1 BUILD=$(SAN_BUILD) unit-test
 	$(MAKE) --no-print-directory fuzz-smoke
