@@ -116,6 +116,8 @@ char *path_dir_beneath(const char *root, char *const *vroots, const char *dir, c
     size_t n = strlen(root);
     while (n > 1 && root[n - 1] == '/')
         n--;
+    if (n == 1 && root[0] == '/') /* the work dir is / (the Debian package): all is inside */
+        n = 0;
     if (strncmp(dir, root, n) != 0 || (dir[n] != '/' && dir[n] != '\0')) {
         bt_errf(err, errlen, "path (%s) is not inside the work dir", dir);
         return NULL;
