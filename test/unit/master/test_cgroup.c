@@ -69,7 +69,7 @@ static void test_v2_limits_and_controllers(void **state)
 {
     (void)state;
     char id[17], d[256];
-    cg_master_id("/work/dir", id);
+    cg_master_id("/srv/edge", id);
     assert_int_equal(strlen(id), 16);
     put("cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma\n");
     put("cgroup.subtree_control", "");
@@ -95,7 +95,7 @@ static void test_v2_limits_and_controllers(void **state)
     assert_true(cg_wanted(&r));
     cg_system sys = {.root = root, .version = 2};
     char err[512];
-    cg_service *c = cg_service_create(&sys, "/work/dir", "hub", &r, err, sizeof err);
+    cg_service *c = cg_service_create(&sys, "/srv/edge", "hub", &r, err, sizeof err);
     if (!c)
         fail_msg("%s", err);
     expect("cgroup.subtree_control", "+cpu +cpuset +memory +pids");
