@@ -384,7 +384,10 @@ def _start_docker_engine():
         probe.close()
     root = tempfile.mkdtemp(prefix="bt-dockerd-", dir="/tmp")  # short: socket paths
     e = DockerEngine(root)
-    ns = os.path.basename(root)
+    # containerd namespaces allow [A-Za-z0-9] runs joined by single . _ or -; mkdtemp's
+    # random part may hold "__", so the namespace gets its own hex id
+    import uuid
+    ns = f"bt-dockerd-{uuid.uuid4().hex[:12]}"
     log = open(os.path.join(root, "dockerd.log"), "wb")
     e.proc = subprocess.Popen(
         [dockerd, "--data-root", f"{root}/data", "--exec-root", f"{root}/exec", "-H", e.host,
