@@ -118,12 +118,12 @@ for p in ${PLATFORMS//,/ }; do
 done
 if [ "${#cross[@]}" -gt 0 ]; then
   cross+=(qemu-user-static binfmt-support)
-  mapfile -t todo < <(not_installed "${cross[@]}")
-  if [ "${#todo[@]}" -gt 0 ]; then
-    echo "deps: installing ${todo[*]}"
+  mapfile -t needed < <(not_installed "${cross[@]}")
+  if [ "${#needed[@]}" -gt 0 ]; then
+    echo "deps: installing ${needed[*]}"
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -q
-    $SUDO apt-get install -y -q --no-install-recommends "${todo[@]}"
+    $SUDO apt-get install -y -q --no-install-recommends "${needed[@]}"
   else
     echo "deps: cross toolchains and target libraries present"
   fi
