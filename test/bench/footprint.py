@@ -12,12 +12,14 @@ after a warm-up), threads; the installed size of the C modules (stripped) and th
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import free_port, wait_port  # noqa: E402 (the hub bench's helpers)
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.environ.get("BAETYL_BUILD", os.path.join(SRC, "build")))
@@ -25,23 +27,6 @@ BIN = os.path.join(BUILD, "bin")
 C_MODULES = ["baetyl-hub", "baetyl-function-manager", "baetyl-function-sql", "baetyl-timer",
              "baetyl-remote-mqtt"]
 TARGETS = {"idle_pss_mb": 15.0, "load_pss_mb": 18.0, "installed_mb": 3.0, "cold_start_s": 1.0}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def smaps(pid):
@@ -179,7 +164,7 @@ def main():
     master = None
     try:
         build_tree(d, port, remote_port)
-        wait_port(remote_port)
+        wait_port(remote_port, timeout=20)
         got = threading.Event()
         sub = mqtt.Client(client_id="fp-sub")
         sub.username_pw_set("test", "hahaha")
@@ -188,7 +173,7 @@ def main():
         t0 = time.monotonic()
         master = subprocess.Popen([os.path.join(d, "baetyl"), "start", "-w", d],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(port)
+        wait_port(port, timeout=20)
         sub.connect_async("127.0.0.1", port)
         sub.loop_start()
         pub = mqtt.Client(client_id="fp-pub")
