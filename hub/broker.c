@@ -16,6 +16,11 @@
 /* While the store is full, a publisher that also holds unacknowledged log deliveries is
  * still read until this many of its publishes wait: its PUBACKs may be what frees the log. */
 #define HELD_READ_MAX 100
+/* With storage.sync a commit costs a disk flush whatever its size, so the group commit
+ * adapts to the load: it takes every QoS 1 publish read since the last one (what came
+ * during that flush), up to GROUP_MAX. Without sync, commits are cheap: one every
+ * message.ingress.qos1.batch.max publishes, as before. */
+#define GROUP_MAX 2048
 
 int64_t hub_wall_ms(void)
 {
@@ -189,6 +194,13 @@ static void conn_hold(conn *c)
     conn_pause(c, !c->qlog || c->npend >= HELD_READ_MAX);
 }
 
+/* Publishes per commit (see GROUP_MAX). */
+static size_t group_size(const hub *h)
+{
+    size_t batch = (size_t)h->cfg->in_qos1_batch;
+    return h->st && h->cfg->storage_sync && batch < GROUP_MAX ? GROUP_MAX : batch;
+}
+
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
 {
     h->ctr.msgs_in++;
@@ -229,7 +241,7 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
     if (h->store_full) {
         if (pub_conn)
             conn_hold(pub_conn);
-    } else if (h->npend >= (size_t)h->cfg->in_qos1_batch) {
+    } else if (h->npend >= group_size(h)) {
         hub_commit(h);
     }
     return 0;
@@ -371,7 +383,7 @@ void hub_commit(hub *h)
     /* Take the batch: publishing below (wills of failed connections) may add new ones. */
     h->pend = NULL;
     h->npend = h->cappend = 0;
-    size_t slice = (size_t)h->cfg->in_qos1_batch;
+    size_t slice = group_size(h);
     if (h->cfg->storage_count_max > 0 && (uint64_t)h->cfg->storage_count_max < slice)
         slice = (size_t)h->cfg->storage_count_max;
     char err[200];
