@@ -21,6 +21,9 @@
  * during that flush), up to GROUP_MAX. Without sync, commits are cheap: one every
  * message.ingress.qos1.batch.max publishes, as before. */
 #define GROUP_MAX 2048
+/* Publishes that may wait while a commit is on the disk: beyond, their publishers are not
+ * read until it is done (a slow disk slows them down instead of filling memory). */
+#define PEND_MAX (4 * GROUP_MAX)
 
 int64_t hub_wall_ms(void)
 {
@@ -140,50 +143,87 @@ static int drop_for_room(hub *h, const store_msg *sm, size_t n, uint64_t *seqs,
     return rc;
 }
 
-/* Appends the messages of log that a consumer needs in one commit; the others keep seq 0
- * (delivered live only). A full store is trimmed of what every consumer has and tried
- * again; then, with drop-oldest, the oldest messages make room. Returns 0, STORE_FULL
- * (nothing written: the caller holds the batch) or -1. */
-static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
+/* The messages of one commit slice: those a consumer needs go to the log (the others keep
+ * seq 0, delivered live only), with their store records and the seqs they get. */
+typedef struct {
+    store_msg *sm;
+    msg **kept;
+    uint64_t *seqs;
+    size_t n;
+} log_pick;
+
+/* Picks the messages of log that a consumer needs; 0 or -1 (no memory). */
+static int pick_log(hub *h, msg_vec *log, log_pick *p)
 {
-    store_msg *sm = log->n ? calloc(log->n, sizeof *sm) : NULL;
-    msg **kept = log->n ? calloc(log->n, sizeof *kept) : NULL;
-    uint64_t *seqs = log->n ? calloc(log->n, sizeof *seqs) : NULL;
-    int rc = log->n && (!sm || !kept || !seqs) ? -1 : 0;
-    size_t n = 0;
-    for (size_t i = 0; rc == 0 && i < log->n; i++) {
+    memset(p, 0, sizeof *p);
+    if (!log->n)
+        return 0;
+    p->sm = calloc(log->n, sizeof *p->sm);
+    p->kept = calloc(log->n, sizeof *p->kept);
+    p->seqs = calloc(log->n, sizeof *p->seqs);
+    if (!p->sm || !p->kept || !p->seqs)
+        return -1;
+    for (size_t i = 0; i < log->n; i++) {
         msg *m = log->v[i];
         if (!log_needed(h, m))
             continue;
-        kept[n] = m;
-        sm[n++] =
+        p->kept[p->n] = m;
+        p->sm[p->n++] =
             (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
     }
-    if (rc == 0 && n) {
+    return 0;
+}
+
+static void pick_free(log_pick *p)
+{
+    free(p->sm);
+    free(p->kept);
+    free(p->seqs);
+    memset(p, 0, sizeof *p);
+}
+
+/* After an append that found the store full: a store trimmed of what every consumer has
+ * is tried again; then, with drop-oldest, the oldest messages make room. */
+static int append_full(hub *h, log_pick *p, psession_offsets *o, int rc, char *err, size_t errlen)
+{
+    if (rc == STORE_FULL && trim_log(h) > 0)
+        rc = store_append(h->st, p->sm, p->n, p->seqs, o->v, o->n, err, errlen);
+    if (rc == STORE_FULL && h->drop_oldest)
+        rc = drop_for_room(h, p->sm, p->n, p->seqs, o, err, errlen);
+    return rc;
+}
+
+/* A successful append: the messages take their seqs. */
+static void pick_done(hub *h, log_pick *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        p->kept[i]->seq = p->seqs[i];
+    h->ctr.committed += p->n;
+}
+
+/* Appends the messages of log that a consumer needs in one commit. Returns 0, STORE_FULL
+ * (nothing written: the caller holds the batch) or -1. */
+static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
+{
+    log_pick p;
+    int rc = pick_log(h, log, &p);
+    if (rc == 0 && p.n) {
         if (!h->st) {
-            for (size_t i = 0; i < n; i++)
-                seqs[i] = h->last_seq + 1 + i;
+            for (size_t i = 0; i < p.n; i++)
+                p.seqs[i] = h->last_seq + 1 + i;
         } else {
             /* Acknowledgements of this turn ride along: fewer resends after a crash. */
             psession_offsets o = {0};
             if (h->offsets_acked)
                 psession_offsets_take(h, false, &o);
-            rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
-            if (rc == STORE_FULL && trim_log(h) > 0)
-                rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
-            if (rc == STORE_FULL && h->drop_oldest)
-                rc = drop_for_room(h, sm, n, seqs, &o, err, errlen);
+            rc = store_append(h->st, p.sm, p.n, p.seqs, o.v, o.n, err, errlen);
+            rc = append_full(h, &p, &o, rc, err, errlen);
             psession_offsets_done(h, &o, rc == 0);
         }
     }
-    if (rc == 0) {
-        for (size_t i = 0; i < n; i++)
-            kept[i]->seq = seqs[i];
-        h->ctr.committed += n;
-    }
-    free(sm);
-    free(kept);
-    free(seqs);
+    if (rc == 0)
+        pick_done(h, &p);
+    pick_free(&p);
     return rc;
 }
 
@@ -241,6 +281,10 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
     if (h->store_full) {
         if (pub_conn)
             conn_hold(pub_conn);
+    } else if (h->job && h->npend >= PEND_MAX) {
+        if (pub_conn)
+            conn_pause(pub_conn, true);
+        h->pend_paused = true;
     } else if (h->npend >= group_size(h)) {
         hub_commit(h);
     }
@@ -307,26 +351,28 @@ static void resume_slice(hub *h, const pending_pub *pend, size_t n)
     }
 }
 
-/* Commits one slice of the pending publishes (one store_append), dispatches it and sends
- * its PUBACKs; STORE_FULL leaves the slice untouched for hold_batch. */
-static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, size_t nrest,
-                        char *err, size_t errlen)
+/* The messages one slice of publishes logs (with route copies) and the route copies
+ * delivered at QoS 0; -1 when out of memory. */
+static int slice_build(hub *h, pending_pub *pend, size_t n, msg_vec *log, msg_vec *zero)
 {
-    msg_vec log = {0}, zero = {0};
-    bool oom = false;
-    for (size_t i = 0; i < n && !oom; i++) {
-        if (msg_vec_push(&log, msg_ref(pend[i].m)) < 0) {
+    for (size_t i = 0; i < n; i++) {
+        if (msg_vec_push(log, msg_ref(pend[i].m)) < 0) {
             msg_unref(pend[i].m);
-            oom = true;
-            break;
+            return -1;
         }
         if (h->cfg->subscriptions.n) {
             size_t budget = ROUTE_COPIES_MAX;
-            route_copies(h->cfg, pend[i].m, &log, &zero, &budget);
+            route_copies(h->cfg, pend[i].m, log, zero, &budget);
         }
     }
-    snprintf(err, errlen, "out of memory");
-    int rc = oom ? -1 : log_append(h, &log, err, errlen);
+    return 0;
+}
+
+/* After the slice's append answered rc: dispatches it and sends its PUBACKs (0), closes
+ * its publishers (an error), or leaves the slice untouched for hold_batch (STORE_FULL). */
+static void slice_finish(hub *h, pending_pub *pend, size_t n, pending_pub *rest, size_t nrest,
+                         msg_vec *log, msg_vec *zero, int rc, const char *err)
+{
     if (rc < 0 && rc != STORE_FULL) {
         bt_logkv(BT_LOG_ERROR, "committing QoS 1 messages failed", "error", err, NULL);
         /* No PUBACK: the publishers resend after reconnecting. */
@@ -341,13 +387,13 @@ static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, 
         }
     } else if (rc == 0) {
         uint64_t last = h->last_seq;
-        for (size_t i = 0; i < log.n; i++) {
-            hub_dispatch(h, log.v[i]);
-            last = log.v[i]->seq > last ? log.v[i]->seq : last;
+        for (size_t i = 0; i < log->n; i++) {
+            hub_dispatch(h, log->v[i]);
+            last = log->v[i]->seq > last ? log->v[i]->seq : last;
         }
         h->last_seq = last;
-        for (size_t i = 0; i < zero.n; i++)
-            hub_dispatch(h, zero.v[i]);
+        for (size_t i = 0; i < zero->n; i++)
+            hub_dispatch(h, zero->v[i]);
         for (size_t i = 0; i < n; i++) {
             conn *c = pend[i].c;
             if (c && c->state == CONN_ACTIVE)
@@ -356,19 +402,141 @@ static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, 
         if (h->full_logged)
             resume_slice(h, pend, n);
     }
-    for (size_t i = 0; i < log.n; i++)
-        msg_unref(log.v[i]);
-    for (size_t i = 0; i < zero.n; i++)
-        msg_unref(zero.v[i]);
+    for (size_t i = 0; i < log->n; i++)
+        msg_unref(log->v[i]);
+    for (size_t i = 0; i < zero->n; i++)
+        msg_unref(zero->v[i]);
     if (rc != STORE_FULL)
         for (size_t i = 0; i < n; i++) {
             if (pend[i].c)
                 pend[i].c->npend--;
             msg_unref(pend[i].m);
         }
-    free(log.v);
-    free(zero.v);
+    free(log->v);
+    free(zero->v);
+    memset(log, 0, sizeof *log);
+    memset(zero, 0, sizeof *zero);
+}
+
+/* Commits one slice of the pending publishes (one store_append), dispatches it and sends
+ * its PUBACKs; STORE_FULL leaves the slice untouched for hold_batch. */
+static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, size_t nrest,
+                        char *err, size_t errlen)
+{
+    msg_vec log = {0}, zero = {0};
+    snprintf(err, errlen, "out of memory");
+    int rc = slice_build(h, pend, n, &log, &zero) < 0 ? -1 : log_append(h, &log, err, errlen);
+    slice_finish(h, pend, n, rest, nrest, &log, &zero, rc, err);
     return rc;
+}
+
+/* A group commit run by the store's writer thread (storage.sync): the loop goes on reading
+ * while it is flushed, and what it reads meanwhile makes the next group. */
+struct commit_job {
+    store_job sj;
+    pending_pub *pend; /* the slice: PUBACKs once the commit is on disk */
+    size_t n, cap;
+    msg_vec log, zero;
+    log_pick pick;
+    psession_offsets o;
+};
+
+static void job_free(commit_job *j)
+{
+    pick_free(&j->pick);
+    psession_offsets_done(NULL, &j->o, true);
+    free(j->pend);
+    free(j);
+}
+
+/* A job that did not start: its publishes are still pending (h->pend owns them). */
+static void job_undo(commit_job *j)
+{
+    for (size_t i = 0; i < j->log.n; i++)
+        msg_unref(j->log.v[i]);
+    for (size_t i = 0; i < j->zero.n; i++)
+        msg_unref(j->zero.v[i]);
+    free(j->log.v);
+    free(j->zero.v);
+    job_free(j);
+}
+
+/* Starts the commit of every pending publish (up to a group) on the writer thread; false
+ * when it cannot (no writer, no memory, nothing for the log): hub_commit does it here. */
+static bool commit_start(hub *h)
+{
+    size_t n = h->npend < group_size(h) ? h->npend : group_size(h);
+    commit_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->pend = malloc(n * sizeof *j->pend))) {
+        free(j);
+        return false;
+    }
+    memcpy(j->pend, h->pend, n * sizeof *j->pend);
+    j->n = j->cap = n;
+    if (slice_build(h, j->pend, n, &j->log, &j->zero) < 0 || pick_log(h, &j->log, &j->pick) < 0 ||
+        !j->pick.n) {
+        /* Undone: the publishes stay pending for the synchronous path. */
+        job_undo(j);
+        return false;
+    }
+    if (h->offsets_acked)
+        psession_offsets_take(h, false, &j->o);
+    j->sj = (store_job){j->pick.sm, j->pick.n, j->pick.seqs, j->o.v, j->o.n, 0, ""};
+    if (store_submit(h->st, &j->sj) < 0) {
+        psession_offsets_done(h, &j->o, false);
+        job_undo(j);
+        return false;
+    }
+    memmove(h->pend, h->pend + n, (h->npend - n) * sizeof *h->pend);
+    h->npend -= n;
+    h->job = j;
+    return true;
+}
+
+void hub_commit_done(hub *h, bool wait)
+{
+    if (!h->job || !store_reap(h->st, wait))
+        return;
+    commit_job *j = h->job;
+    h->job = NULL;
+    int rc = j->sj.rc;
+    char *err = j->sj.err;
+    rc = append_full(h, &j->pick, &j->o, rc, err, sizeof j->sj.err);
+    psession_offsets_done(h, &j->o, rc == 0);
+    if (rc == 0)
+        pick_done(h, &j->pick);
+    slice_finish(h, j->pend, j->n, h->pend, h->npend, &j->log, &j->zero, rc, err);
+    if (rc == STORE_FULL) {
+        if (!h->npend) { /* hold_batch takes the slice as the pending array */
+            free(h->pend);
+            h->pend = NULL;
+            h->cappend = 0;
+        }
+        hold_batch(h, j->pend, j->n, j->cap, err);
+        j->pend = NULL;
+    }
+    job_free(j);
+    if (h->pend_paused && !h->store_full) {
+        h->pend_paused = false;
+        for (conn *c = h->conns; c; c = c->next)
+            if (c->paused) {
+                conn_pause(c, false);
+                c->resume_read = true;
+                h->resume_any = true;
+            }
+    }
+    /* What came during the flush is the next group. */
+    hub_commit(h);
+}
+
+void hub_pend_forget(hub *h, conn *c)
+{
+    for (size_t i = 0; i < h->npend; i++)
+        if (h->pend[i].c == c)
+            h->pend[i].c = NULL;
+    for (size_t i = 0; h->job && i < h->job->n; i++)
+        if (h->job->pend[i].c == c)
+            h->job->pend[i].c = NULL;
 }
 
 /* Normally one slice: a commit is due at message.ingress.qos1.batch.max publishes. What
@@ -376,7 +544,11 @@ static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, 
  * storage.count.max), so a pile larger than the store still drains slice by slice. */
 void hub_commit(hub *h)
 {
-    if (!h->npend || h->store_full)
+    if (!h->npend || h->store_full || h->job)
+        return;
+    /* Outside the loop (start-up, shutdown) commits are done when the call returns. */
+    if (!h->stopping && h->epfd >= 0 && store_done_fd(h->st) >= 0 && !store_busy(h->st) &&
+        commit_start(h))
         return;
     size_t npend = h->npend, cap = h->cappend;
     pending_pub *pend = h->pend;
@@ -450,7 +622,8 @@ void hub_turn_end(hub *h)
     hub_commit(h);
     if (h->resume_any)
         read_resumed(h);
-    if (h->offsets_acked)
+    /* While a commit is on the disk, acknowledgements ride along the next one (or the tick). */
+    if (h->offsets_acked && !h->job)
         psession_flush_offsets(h, false);
     while (h->pump) {
         conn *c = h->pump;
@@ -584,6 +757,7 @@ void hub_shutdown(hub *h)
     while (h->conns)
         conn_close(h->conns, "hub shutting down");
     will_publish_queued(h);
+    hub_commit_done(h, true);
     h->store_full = false; /* one last try */
     hub_commit(h);
     psession_flush_offsets(h, true);

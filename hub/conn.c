@@ -289,9 +289,7 @@ void conn_close(conn *c, const char *reason)
     if (c->client_id && map_get(&h->clients, c->client_id) == c)
         map_del(&h->clients, c->client_id);
     /* PUBACKs still waiting for the commit have nobody to go to. */
-    for (size_t i = 0; i < h->npend; i++)
-        if (h->pend[i].c == c)
-            h->pend[i].c = NULL;
+    hub_pend_forget(h, c);
     if (!c->clean && c->client_id) {
         psess *ps = psession_get(h, c->client_id, NULL);
         if (ps && ps->online == c) {

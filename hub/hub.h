@@ -197,6 +197,8 @@ typedef struct {
     uint64_t full_waits; /* commits held because the store was full (reject-new) */
 } hub_counters;
 
+typedef struct commit_job commit_job;
+
 struct hub {
     hub_config *cfg;
     store *st; /* NULL: no durability (tests) */
@@ -216,8 +218,9 @@ struct hub {
     trie offline; /* subscriptions of persistent sessions whose client is away */
     pending_pub *pend;
     size_t npend, cappend;
-    msg_vec wills; /* wills to publish at the end of the turn */
-    uint8_t *rbuf; /* shared read buffer */
+    commit_job *job; /* the group commit on the store's writer thread */
+    msg_vec wills;   /* wills to publish at the end of the turn */
+    uint8_t *rbuf;   /* shared read buffer */
     size_t rbuf_cap;
     struct {
         conn *c;
@@ -230,6 +233,7 @@ struct hub {
     bool store_full;       /* the pending batch waits for room; its publishers are paused */
     bool full_logged;      /* "store full" was logged: log when it takes messages again */
     bool resume_any;       /* some connection has resume_read set */
+    bool pend_paused;      /* publishers paused while a commit was on the disk (PEND_MAX) */
     bool drop_oldest;      /* storage.policy drop-oldest */
     int64_t full_retry_ms; /* earliest retry of a full store after acknowledgements */
     int64_t next_drop_log_ms;
@@ -260,6 +264,11 @@ int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid);
  * Only messages a consumer may read from the log are written: a matching QoS 1
  * subscription of a connected client or any subscription of an away persistent session. */
 void hub_commit(hub *h);
+/* Finishes the group commit the store's writer thread did (waiting for it if wait is
+ * set): dispatch, PUBACKs, and the next group starts. */
+void hub_commit_done(hub *h, bool wait);
+/* c is gone: its publishes waiting for a commit get no PUBACK. */
+void hub_pend_forget(hub *h, conn *c);
 /* The highest seq every consumer (connected client, persistent session) is done with:
  * the log below it may go. */
 uint64_t hub_log_done(hub *h);

@@ -120,6 +120,11 @@ int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_ti
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &stop_tag};
         epoll_ctl(h->epfd, EPOLL_CTL_ADD, stop_fd, &ev);
     }
+    static int store_tag = LOOP_STORE; /* a group commit is on the disk */
+    if (store_done_fd(h->st) >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &store_tag};
+        epoll_ctl(h->epfd, EPOLL_CTL_ADD, store_done_fd(h->st), &ev);
+    }
     accept_guard g = {.reserve = open("/dev/null", O_RDONLY | O_CLOEXEC), .last_errno = 0};
     int64_t next_tick = bt_now_ms() + TICK_MS;
     int64_t next_status = bt_now_ms() + h->cfg->status_interval_ms;
@@ -154,6 +159,8 @@ int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_ti
                     conn_flush(c);
             } else if (kind == LOOP_LISTENER) {
                 accept_all(h, evs[i].data.ptr, &g, ls, nl);
+            } else if (kind == LOOP_STORE) {
+                hub_commit_done(h, false);
             } else if (kind == LOOP_STOP) {
                 stop = true; /* the stop fd stays readable: never read it */
             }

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 /* Tags: the first int of every object registered with epoll. */
-enum { LOOP_CONN = 1, LOOP_LISTENER, LOOP_STOP };
+enum { LOOP_CONN = 1, LOOP_LISTENER, LOOP_STOP, LOOP_STORE };
 
 struct hub;
 

@@ -67,10 +67,19 @@ static size_t page_size(store *s)
     return st.ms_psize;
 }
 
-/* Another process grew the map (MDB_MAP_RESIZED): adopt its size. */
+/* Sets the map size (0: adopt the size another process set, MDB_MAP_RESIZED), with every
+ * txn of this process kept out. */
+static int set_map_size(store *s, size_t size)
+{
+    pthread_rwlock_wrlock(&s->maplock);
+    int rc = mdb_env_set_mapsize(s->env, size);
+    pthread_rwlock_unlock(&s->maplock);
+    return rc;
+}
+
 static int adopt_map_size(store *s)
 {
-    return mdb_env_set_mapsize(s->env, 0);
+    return set_map_size(s, 0);
 }
 
 /* Grows the map after MDB_MAP_FULL; -1 when the limit for this kind of txn is reached. */
@@ -90,7 +99,7 @@ static int grow_map(store *s, enum store_txn_kind kind, int *frees_grown)
     if (want) {
         size_t ps = page_size(s);
         want = (want + ps - 1) / ps * ps;
-        if (mdb_env_set_mapsize(s->env, want) == 0)
+        if (set_map_size(s, want) == 0)
             rc = 0;
     }
     return rc;
@@ -103,12 +112,13 @@ static int disk_nearly_full(store *s)
     return store_disk_avail(s) < DISK_FULL_SLACK;
 }
 
-int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
-                char *err, size_t errlen)
+static int write_locked(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn,
+                        void *arg, char *err, size_t errlen)
 {
     int frees_grown = 0;
     for (int attempt = 0;; attempt++) {
         MDB_txn *t;
+        pthread_rwlock_rdlock(&s->maplock);
         int rc = mdb_txn_begin(s->env, NULL, 0, &t);
         if (rc == 0) {
             rc = fn(s, t, arg, err, errlen);
@@ -117,6 +127,7 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
             else
                 mdb_txn_abort(t);
         }
+        pthread_rwlock_unlock(&s->maplock);
         if (rc == 0)
             return 0;
         if (rc == STORE_EFN)
@@ -156,12 +167,23 @@ int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_
     }
 }
 
+int store_write(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn, void *arg,
+                char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->wmu);
+    int rc = write_locked(s, kind, what, fn, arg, err, errlen);
+    pthread_mutex_unlock(&s->wmu);
+    return rc;
+}
+
 int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen)
 {
     for (int attempt = 0;; attempt++) {
+        pthread_rwlock_rdlock(&s->maplock);
         int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, t);
         if (rc == 0)
             return 0;
+        pthread_rwlock_unlock(&s->maplock);
         if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
             continue;
         return bt_errf(err, errlen, "store: read: %s", mdb_strerror(rc));
@@ -171,6 +193,7 @@ int store_read_begin(store *s, MDB_txn **t, char *err, size_t errlen)
 void store_read_end(store *s, MDB_txn *t)
 {
     mdb_txn_abort(t);
+    pthread_rwlock_unlock(&s->maplock);
 }
 
 /* A chunk of copied records: [size_t klen][size_t vlen][key][0][value][0] ... */
@@ -408,6 +431,9 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
         return bt_errf(err, errlen, "store: out of memory");
     s->sync = o->sync ? 1 : 0;
     s->count_max = o->count_max;
+    s->done_fd = -1;
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_rwlock_init(&s->maplock, NULL);
     if (!(s->dir = strdup(o->dir))) {
         free(s);
         return bt_errf(err, errlen, "store: out of memory");
@@ -441,11 +467,16 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen))
         goto fail;
     store_reserve_make(s);
+    /* Without a thread, submitted appends are refused and run in the caller. */
+    if (s->sync)
+        store_writer_start(s);
     *out = s;
     return 0;
 fail:
     if (s->env)
         mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_rwlock_destroy(&s->maplock);
     free(s->dir);
     free(s);
     return -1;
@@ -455,9 +486,12 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    store_writer_stop(s);
     if (!s->sync)
         mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_rwlock_destroy(&s->maplock);
     free(s->dir);
     free(s);
 }
@@ -471,5 +505,5 @@ int store_full_kind(const store *s, uint64_t *excess)
 
 uint64_t store_last_seq(store *s)
 {
-    return s ? s->last_seq : 0;
+    return s ? __atomic_load_n(&s->last_seq, __ATOMIC_ACQUIRE) : 0;
 }

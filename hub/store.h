@@ -3,10 +3,10 @@
  * offset of each persistent consumer (a session or a route), persistent sessions'
  * subscriptions, retained messages and the wills of connected clients.
  *
- * One thread only (the hub's I/O thread): growing the map (mdb_env_set_mapsize) needs that
- * no txn of this process is active, which one thread guarantees without a lock.
- * A batch appended with store_append() is committed (and synced, unless the store was
- * opened with sync off) before the call returns: PUBACK only after it returns 0. */
+ * Called from one thread (the hub's I/O thread), plus the store's own writer thread for
+ * store_submit(). A batch appended with store_append() is committed (and synced, unless the
+ * store was opened with sync off) before the call returns: PUBACK only after it returns 0;
+ * a submitted one once store_reap() gives it back with rc 0. */
 #ifndef HUB_STORE_H
 #define HUB_STORE_H
 
@@ -68,6 +68,27 @@ enum store_full_kind { STORE_FULL_SIZE = 1, STORE_FULL_COUNT, STORE_FULL_DISK };
  * 0, STORE_FULL, or -1 on any other error. */
 int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
                  const store_offset *offs, size_t noffs, char *err, size_t errlen);
+/* An append run by the writer thread of a sync store, so that the caller's event loop goes
+ * on while the commit is flushed. The caller keeps the job and everything it points to
+ * until store_reap() gives it back with rc and err set as store_append() would. */
+typedef struct {
+    const store_msg *msgs;
+    size_t n;
+    uint64_t *seqs;
+    const store_offset *offs;
+    size_t noffs;
+    int rc;
+    char err[200];
+} store_job;
+/* Starts j; -1 when the store has no writer thread (sync off) or a job is in flight. */
+int store_submit(store *s, store_job *j);
+/* Whether a submitted job was not reaped yet. */
+int store_busy(const store *s);
+/* Readable (an eventfd) when the job in flight is done; -1 when there is no writer. */
+int store_done_fd(const store *s);
+/* The finished job, or NULL (none, or still running unless wait is set). */
+store_job *store_reap(store *s, int wait);
+
 /* Why the last STORE_FULL happened (enum store_full_kind); for STORE_FULL_COUNT,
  * *excess is how many messages over count_max the batch would have made. */
 int store_full_kind(const store *s, uint64_t *excess);

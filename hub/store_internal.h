@@ -4,6 +4,7 @@
 #define HUB_STORE_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -19,7 +20,21 @@ struct store {
     uint64_t count_max; /* log message bound, 0 = none */
     int full_kind;      /* enum store_full_kind of the last STORE_FULL */
     uint64_t excess;    /* for STORE_FULL_COUNT: messages over count_max */
+    /* Threads (store_writer.c): wmu orders writes with the store's fields; maplock is held
+     * shared by every txn and exclusively while the map size changes. */
+    pthread_mutex_t wmu;
+    pthread_rwlock_t maplock;
+    int has_writer, wstop, inflight, done_fd;
+    pthread_t writer;
+    pthread_mutex_t jmu; /* guards job, done, inflight, wstop */
+    pthread_cond_t jcond;
+    store_job *job, *done;
 };
+
+/* Starts the writer thread (sync stores); 0 or -1 (appends then run in the caller). */
+int store_writer_start(store *s);
+/* Waits for a job in flight and ends the thread. */
+void store_writer_stop(store *s);
 
 /* Message record header: ts_ms i64, qos u8, retain u8, topic_len u16 (big-endian). */
 #define STORE_MSG_HDR 12

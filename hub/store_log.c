@@ -76,8 +76,9 @@ int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
     if (seqs)
         for (size_t i = 0; i < n; i++)
             seqs[i] = c.last - n + 1 + i;
-    if (c.last > s->last_seq)
-        s->last_seq = c.last;
+    /* The writer thread raises it; store_last_seq() reads it from the hub's thread. */
+    if (c.last > __atomic_load_n(&s->last_seq, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&s->last_seq, c.last, __ATOMIC_RELEASE);
     return 0;
 }
 

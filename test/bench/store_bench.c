@@ -1,9 +1,9 @@
-/* Append throughput of the hub's store (hub/store*.c) for group-commit batches of 1, 10, 50
- * and 100 messages of 100 bytes, with sync on and off. Not part of `make test`; build it by
- * hand from the repository root:
+/* Append throughput of the hub's store (hub/store*.c) for group-commit batches of 1 to 2000
+ * messages of 100 bytes (the hub's group commit takes up to 2048), with sync on and off.
+ * Not part of `make test`; build it by hand from the repository root:
  *
  *   gcc -O2 -std=gnu11 -D_GNU_SOURCE -Isdk/include -o /tmp/store_bench test/bench/store_bench.c \
- *       hub/store.c hub/store_log.c hub/store_kv.c hub/store_record.c -llmdb -lpthread
+ *       hub/store*.c sdk/src/error.c sdk/src/util*.c -llmdb -lpthread
  *   /tmp/store_bench [dir (default: a new dir under /tmp)] [seconds per case (default 2)]
  */
 #include <ftw.h>
@@ -47,8 +47,8 @@ static int run(const char *base, int sync, size_t batch, double seconds, double 
     }
     char payload[100];
     memset(payload, 'x', sizeof(payload));
-    store_msg msgs[100];
-    uint64_t seqs[100];
+    static store_msg msgs[2000];
+    static uint64_t seqs[2000];
     for (size_t i = 0; i < batch; i++)
         msgs[i] = (store_msg){"bench/topic", 11, payload, sizeof(payload), 1, 0, 0};
     size_t commits = 0;
@@ -89,10 +89,10 @@ int main(int argc, char **argv)
     printf("store append, 100-byte payloads, %.1f s per case, in %s\n", seconds, base);
     printf("%-5s %6s %12s %10s %10s %10s %10s\n", "sync", "batch", "msgs/s", "commits/s", "avg us",
            "p50 us", "p99 us");
-    static const size_t batches[] = {1, 10, 50, 100};
+    static const size_t batches[] = {1, 10, 50, 100, 500, 2000};
     int rc = 0;
     for (int sync = 1; sync >= 0 && !rc; sync--)
-        for (size_t i = 0; i < 4 && !rc; i++)
+        for (size_t i = 0; i < sizeof batches / sizeof *batches && !rc; i++)
             rc = run(base, sync, batches[i], seconds, lat);
     free(lat);
     if (argc <= 1)

@@ -1,6 +1,6 @@
 /* The hub's LMDB store: log order and seqs (also across restarts and cleanup), offsets,
  * sessions, retained messages, wills, retention, a full map, corrupt records, a kill -9
- * right after appends returned, and concurrent writers. */
+ * right after appends returned, concurrent writers and the writer thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1007,6 +1007,65 @@ static void test_kill9_sync(void **state)
     crash_run(f->dir, 1, 300);
 }
 
+/* ---- the writer thread --------------------------------------------------------------- */
+
+static int count_cb(uint64_t seq, const store_msg *m, void *arg)
+{
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+/* Appends on the writer thread while this thread reads and writes, with a map that has to
+ * grow many times under both: every seq is handed out once, in order, and all is there
+ * after a reopen. A store without sync has no writer: submit refuses, the caller appends. */
+static void test_writer_thread(void **state)
+{
+    fixture *f = *state;
+    store *s = open_store(f->dir, 1, 64 << 10, 16 << 20);
+    int fd = store_done_fd(s);
+    assert_true(fd >= 0);
+    char payload[300], err[256];
+    memset(payload, 'w', sizeof payload - 1);
+    payload[sizeof payload - 1] = 0;
+    enum { JOBS = 60, PER = 40 };
+    store_msg m[PER];
+    for (size_t i = 0; i < PER; i++)
+        m[i] = msg("w/t", payload, 1, 1);
+    uint64_t seqs[PER], next = store_last_seq(s) + 1;
+    for (int k = 0; k < JOBS; k++) {
+        store_offset off = {"s:c", next - 1};
+        store_job j = {m, PER, seqs, &off, 1, 0, ""};
+        assert_int_equal(store_submit(s, &j), 0);
+        assert_int_equal(store_submit(s, &j), -1); /* one at a time */
+        size_t seen = 0;
+        assert_true(store_scan(s, 1, 0, count_cb, &seen, err, sizeof err) >= 0);
+        /* before or after the commit in flight, never part of it */
+        assert_true(seen == (size_t)k * PER || seen == (size_t)(k + 1) * PER);
+        store_msg r = msg("w/retained", payload, 1, 1);
+        assert_int_equal(store_put_retained(s, &r, err, sizeof err), 0);
+        assert_ptr_equal(store_reap(s, 1), &j);
+        assert_false(store_busy(s));
+        assert_null(store_reap(s, 0));
+        if (j.rc)
+            fail_msg("append on the writer thread: %s", j.err);
+        for (size_t i = 0; i < PER; i++)
+            assert_int_equal(seqs[i], next + i);
+        next += PER;
+    }
+    uint64_t off;
+    assert_int_equal(store_get_offset(s, "s:c", &off, err, sizeof err), 0);
+    assert_int_equal(off, next - PER - 1);
+    store_close(s);
+    s = open_store(f->dir, 0, 0, 0);
+    assert_int_equal(store_done_fd(s), -1);
+    store_job j = {m, 1, seqs, NULL, 0, 0, ""};
+    assert_int_equal(store_submit(s, &j), -1);
+    size_t seen = 0;
+    assert_int_equal(store_scan(s, 1, 0, count_cb, &seen, err, sizeof err), JOBS * PER);
+    assert_int_equal(store_last_seq(s), next - 1);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1027,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_count_bound_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_nosync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_thread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
