@@ -3,7 +3,8 @@
 generator (test/tools/hub_bench.c), printed as ratios hub/mosquitto.
 
 Scenarios: (a) QoS 0 throughput 1 -> 1, 100-byte payloads; (b) QoS 1 1 -> 1 (hub durable
-vs mosquitto in memory and with persistence); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
+vs mosquitto in memory and with persistence) and 10 -> 1 (many publishers share each group
+commit); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
 (e) latency p50/p99 at a fixed moderate rate; (f) RSS per idle connection (1000 of them);
 (g) (h) (i) QoS 0 throughput 1 -> 1 over ssl, ws and wss listeners (both brokers with the
 same certificates from scripts/gen-certs.sh; the generator speaks TLS and WebSocket itself).
@@ -217,6 +218,10 @@ def run_all():
             True, h[1], m[1])
         row("(b) QoS 1 1->1 msg/s (hub fsync; mosquitto persistence)", hs[0], mp[0], "msg/s",
             True, hs[1], mp[1])
+        hf = tput("hub", 10, 1, 1, 20000, persistence=True)
+        mf = tput("mosquitto", 10, 1, 1, 20000)
+        row("(b) QoS 1 10->1 msg/s (hub fsync; mosquitto in memory)", hf[0], mf[0], "msg/s", True,
+            hf[1], mf[1])
     if want("c"):
         h = tput("hub", 1, 50, 0, 20000)
         m = tput("mosquitto", 1, 50, 0, 20000)
