@@ -23,8 +23,7 @@ static void *writer_main(void *arg)
             break;
         store_job *j = s->job;
         pthread_mutex_unlock(&s->jmu);
-        j->rc = store_append(s, j->msgs, j->n, j->seqs, j->offs, j->noffs, j->err,
-                             sizeof j->err);
+        j->rc = store_append(s, j->msgs, j->n, j->seqs, j->offs, j->noffs, j->err, sizeof j->err);
         pthread_mutex_lock(&s->jmu);
         s->job = NULL;
         s->done = j;
