@@ -41,13 +41,13 @@ cleanup() {
   for m in $(awk -v r="$root/" 'index($2, r) == 1 { print $2 }' /proc/self/mounts | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done
-  rm -rf "$root" "$out.part"
+  rm -rf "$root" "$root.tar"
 }
 trap cleanup EXIT
 
 t0=$(date +%s)
 echo "  $NAME: debootstrap --variant=minbase $suite with $pkgs (from $mirror; once, cached)" >&2
-log=$CACHE/$NAME.debootstrap.log
+log=$CACHE/$NAME-$key.debootstrap.log
 if ! debootstrap --variant=minbase --arch="$arch" --include="$pkgs" --cache-dir="$CACHE/debs" \
   "$suite" "$root" "$mirror" >"$log" 2>&1; then
   echo "$0: debootstrap of $NAME failed (mirror $mirror unreachable? set DEBIAN_MIRROR);" \
@@ -65,7 +65,8 @@ printf 'path-exclude /usr/share/%s/*\n' doc man info locale >"$root/etc/dpkg/dpk
 # containers have no init: let apt install packages whose scripts start services
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
-tar --numeric-owner -cf "$out.part" -C "$root" .
-mv "$out.part" "$out"
+# made beside the root and renamed: two builds at once each make a whole archive
+tar --numeric-owner -cf "$root.tar" -C "$root" .
+mv "$root.tar" "$out"
 echo "  $NAME: Debian root $(du -sh "$out" | cut -f1) in $(($(date +%s) - t0))s" >&2
 echo "$out"
