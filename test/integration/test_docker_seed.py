@@ -1,4 +1,4 @@
-"""The seed's chapter 9 (hub + function-manager + Python 2.7/3.6, Node 8.5 and SQL functions)
+"""The seed's chapter 8 (the hub's message routing), chapter 9 (hub + function-manager + Python 2.7/3.6, Node 8.5 and SQL functions)
 and chapter 10 (hub + remote-mqtt bridging a cloud broker over two-way TLS)
 in docker mode with its files copied verbatim: the application names the images
 hub.baidubce.com/baetyl/baetyl-hub, -function-manager, -function-python27, -python36,
@@ -229,6 +229,81 @@ def test_seed_chapter9_verbatim(dmaster, chapter9_images):
     py27 = labelled("service=function-python27-sayhi")
     assert len(py27) == 1 and dinspect(py27[0])["Config"]["Image"] == \
         "hub.baidubce.com/baetyl/baetyl-function-python27"
+    assert m.stop() == 0
+    assert labelled(f"baetyl-master={master_id(m.dir)}") == []
+
+
+# ---- chapter 8: message routing --------------------------------------------------------------
+
+# /usr/local/var/db/baetyl/application.yml of the seed's section 8.2
+APPLICATION_8 = """
+version: V2
+services:
+  - name: hub
+    image: 'hub.baidubce.com/baetyl/baetyl-hub'
+    replica: 1
+    ports:
+      - '1883:1883'
+    mounts:
+      - name: localhub-conf
+        path: etc/baetyl
+        readonly: true
+      - name: localhub_data
+        path: var/db/baetyl/data
+      - name: log-V1
+        path: var/log/baetyl
+volumes:
+  - name: localhub-conf
+    path: var/db/baetyl/localhub-conf/V1
+  - name: log-V1
+    path: var/db/baetyl/log
+  - name: localhub_data
+    path: var/db/baetyl/localhub_data
+"""
+
+HUB_8 = """
+listen:
+  - tcp://0.0.0.0:1883
+principals:
+  - username: 'test'
+    password: 'hahaha'
+    permissions:
+      - action: 'pub'
+        permit: ['#']
+      - action: 'sub'
+        permit: ['#']
+subscriptions:
+  - source:
+      topic: 't'
+    target:
+      topic: 't/topic'
+logger:
+  path: var/log/baetyl/service.log
+  level: 'debug'
+"""
+
+
+def test_seed_chapter8_verbatim(dmaster):
+    """A message published to t also reaches the subscribers of t/topic. The seed names the
+    hub config localhub-conf/service.yml but mounts localhub-conf/V1: the file goes where
+    the application's volume points."""
+    m = dmaster()
+    port = free_port()
+    m.app(textwrap.dedent(APPLICATION_8).replace("- '1883:1883'", f"- '127.0.0.1:{port}:1883'"))
+    m.write("var/db/baetyl/localhub-conf/V1/service.yml", HUB_8)
+    r = m.cmd("check")
+    assert r.returncode == 0 and "OK!" in r.stdout, r.stdout + r.stderr
+    m.start()
+    c = Client(port, "test", "hahaha")
+    try:
+        c.sub("t/topic")
+        c.pub("t", b"routed")
+        assert c.wait("t/topic", 30) == b"routed"
+    finally:
+        c.close()
+    # the hub's log, through the volume log-V1
+    assert os.path.getsize(m.path("var/db/baetyl/log/service.log")) > 0
+    assert dinspect("hub")["Config"]["Image"] == "hub.baidubce.com/baetyl/baetyl-hub"
     assert m.stop() == 0
     assert labelled(f"baetyl-master={master_id(m.dir)}") == []
 
