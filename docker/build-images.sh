@@ -8,8 +8,10 @@
 # BUILD_DIR (default build) holds the binaries (BUILD_DIR/bin/baetyl-*); TAG defaults to
 # latest. IMAGE names: baetyl-hub, baetyl-function-sql, … (every docker/<IMAGE>.Dockerfile),
 # default all; a C module whose binary is not built is skipped with a note. The Python and
-# Node runtimes copy the host's /usr/bin/python3 (with its standard library and the Debian
-# packages the runtime imports) or node (with the runtime's node_modules).
+# Node runtimes are Debian's python3 (with the packages the runtime imports) or nodejs on a
+# minimal Debian root (docker/debian-root.sh: made once, cached in build/debian-rootfs or
+# $BAETYL_DEBIAN_CACHE), so a Dockerfile FROM them can apt-get install Debian packages;
+# without a reachable mirror they copy the host's python3 or node instead, FROM scratch.
 # Each image is also tagged with the names Baetyl 1.0's docs use (hub.baidubce.com/baetyl/
 # baetyl-hub:latest, :0.1.6, :1.0.0, baetyl-function-python27/-python36/-node85, …), so their
 # application.yml files run unchanged; -n leaves those names alone.
@@ -23,10 +25,12 @@ set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$SRC/build
+# the runtimes' Debian roots, shared by the build dirs (build, build/san, ...)
+DEBIAN_CACHE=${BAETYL_DEBIAN_CACHE:-$SRC/build/debian-rootfs}
 TAG=latest
 SEED_NAMES=1
 PROGRAM="" OWN_DOCKERFILE=""
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 while getopts "b:t:nx:f:h" o; do
   case $o in
     x) PROGRAM=$OPTARG ;;
@@ -109,9 +113,38 @@ c_module() {
   add_libs "$bin"
 }
 
-# python_runtime: /usr/bin/python3, its standard library (tests, IDLE and Tk left out), the
-# Debian packages the runtime imports (grpc, protobuf, yaml) and the runtime.
+# debian_root NAME PACKAGE...: the runtime's Debian root (docker/debian-root.sh, cached under
+# $DEBIAN_CACHE) as $CTX/debian.tar, which its Dockerfile ADDs first; 1 when it cannot be made
+# (no mirror reachable): the caller then copies the host's interpreter instead.
+debian_root() {
+  local tar
+  tar=$("$SRC/docker/debian-root.sh" "$DEBIAN_CACHE" "$@") || return 1
+  ln "$tar" "$CTX/debian.tar" 2>/dev/null || cp "$tar" "$CTX/debian.tar"
+  mkdir -p "$CTX/rootfs/var/db/baetyl" "$CTX/rootfs/var/log/baetyl"
+}
+
+# no_debian_root IMAGE: the fallback's empty debian.tar, and a note that apt is missing.
+no_debian_root() {
+  echo "  $1: no Debian root (see above): the host's interpreter is copied instead;" \
+    "a Dockerfile FROM this image cannot apt-get install"
+  tar -cf "$CTX/debian.tar" -T /dev/null
+}
+
+# python_runtime: Debian's python3 with the packages the runtime imports (grpc, protobuf,
+# yaml) on a minbase root, and the runtime.
 python_runtime() {
+  if debian_root python python3 python3-grpcio python3-protobuf python3-yaml ca-certificates; then
+    runtime_files python
+    return 0
+  fi
+  no_debian_root baetyl-function-python
+  host_python
+  runtime_files python
+}
+
+# host_python: the fallback root: /usr/bin/python3, its standard library (tests, IDLE and Tk
+# left out), the Debian packages the runtime imports and the libraries they load.
+host_python() {
   local py; py=$(readlink -f /usr/bin/python3)
   local ver; ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   local r=$CTX/rootfs dp=/usr/lib/python3/dist-packages
@@ -132,28 +165,37 @@ python_runtime() {
   while IFS= read -r -d '' f; do so+=("$f"); done < <(find "/usr/lib/python$ver/lib-dynload" -name '*.so' -print0;
     for p in "${pkgs[@]}"; do find "$dp/$p" -name '*.so' -print0; done)
   add_libs "${so[@]}"
-  local dst=$r/usr/local/lib/baetyl/baetyl-function-python
-  mkdir -p "$dst/proto"
-  cp -R "$SRC/function-python/bin" "$SRC/function-python/baetyl_runtime" "$SRC/function-python/package.yml" "$dst/"
-  cp "$SRC/proto/function.proto" "$dst/proto/"
-  find "$dst" -name __pycache__ -type d -prune -exec rm -rf {} +
+  finish_rootfs
 }
 
-# node_runtime: the host's node and the runtime with its node_modules.
+# node_runtime: Debian's nodejs on a minbase root, and the runtime with its node_modules.
 node_runtime() {
-  local node; node=$(command -v node || true)
-  [ -n "$node" ] || { echo "$0: node is not installed" >&2; return 1; }
   [ -d "$SRC/function-node/node_modules/@grpc/grpc-js" ] ||
     { echo "$0: function-node/node_modules is missing: run scripts/deps.sh" >&2; return 1; }
-  add_file "$(readlink -f "$node")" /usr/bin/node
-  add_libs "$(readlink -f "$node")"
-  local dst=$CTX/rootfs/usr/local/lib/baetyl/baetyl-function-node
+  if ! debian_root node nodejs ca-certificates; then
+    no_debian_root baetyl-function-node
+    local node; node=$(command -v node || true)
+    [ -n "$node" ] || { echo "$0: node is not installed" >&2; return 1; }
+    add_file "$(readlink -f "$node")" /usr/bin/node
+    add_libs "$(readlink -f "$node")"
+    finish_rootfs
+  fi
+  runtime_files node
+}
+
+# runtime_files python|node: the function runtime at /usr/local/lib/baetyl/baetyl-function-*.
+runtime_files() {
+  local dst=$CTX/rootfs/usr/local/lib/baetyl/baetyl-function-$1 f
   mkdir -p "$dst/proto"
-  local f
-  for f in bin lib package.json node_modules package.yml; do
-    cp -R "$SRC/function-node/$f" "$dst/"
-  done
+  case $1 in
+    python) cp -R "$SRC/function-python/bin" "$SRC/function-python/baetyl_runtime" \
+              "$SRC/function-python/package.yml" "$dst/" ;;
+    node) for f in bin lib package.json node_modules package.yml; do
+            cp -R "$SRC/function-node/$f" "$dst/"
+          done ;;
+  esac
   cp "$SRC/proto/function.proto" "$dst/proto/"
+  find "$dst" -name __pycache__ -type d -prune -exec rm -rf {} +
 }
 
 # seed_names IMAGE: the names Baetyl 1.0's docs give this image (the runtimes map onto the
@@ -230,9 +272,10 @@ for img in "$@"; do
   esac
   if [ $rc -eq 2 ]; then skipped+=("$img"); continue; fi
   [ $rc -eq 0 ] || exit 1
-  finish_rootfs
+  [ -e "$CTX/debian.tar" ] || finish_rootfs # the runtimes finish their own root
   cp "$df" "$CTX/Dockerfile"
-  echo "[$n/$#] $img:$TAG: building ($(du -sh "$CTX/rootfs" | cut -f1) of files)"
+  files=$( (du -shc "$CTX/rootfs" "$CTX/debian.tar" 2>/dev/null || true) | tail -1 | cut -f1)
+  echo "[$n/$#] $img:$TAG: building ($files of files)"
   docker build -q -t "$img:$TAG" "$CTX" >/dev/null 2>"$CTX/build.err" || { cat "$CTX/build.err" >&2; exit 1; }
   also=""
   if [ $SEED_NAMES -eq 1 ]; then

@@ -129,17 +129,13 @@ ARRAY_FUNCTION = SEED_FUNCTION.replace("import numpy as np\n", "import array\n")
 
 
 @pytest.fixture(scope="module")
-def chapter11_images(images):
+def chapter11_images(images):  # noqa: F811
     """The video-infer and Python runtime images built by docker/build-images.sh from the
-    binaries under test; removed at the end."""
-    from conftest import BUILD, SRC
+    binaries under test, once per run (other tests use them too: they go with the engine)."""
     from test_master_docker import TAG
     names = ["baetyl-video-infer", "baetyl-function-python"]
-    r = subprocess.run([os.path.join(SRC, "docker", "build-images.sh"), "-b", BUILD, "-t", TAG, *names],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    yield {n: f"{n}:{TAG}" for n in names}
-    docker("rmi", "-f", *[f"{n}:{TAG}" for n in names])
+    images.build_images(*names, tag=TAG)
+    return {n: f"{n}:{TAG}" for n in names}
 
 
 def test_chapter11_video_infer_in_docker(dmaster, chapter11_images, media):

@@ -2,7 +2,8 @@
 `make install MODE=docker EXAMPLE=<name>` copies them and run on the run's own Docker engine
 (conftest.docker_engine): docker-tls (chapter 7: tcp, ssl with a client certificate, ws),
 docker-remote (chapter 10: remote-mqtt in a container bridging the hub with a mosquitto on
-the host) and docker-timer. Their application.yml files name the images as the seed does
+the host), docker-timer and docker-video (chapter 11: video-infer, function-manager and the
+Python runtime as containers). Their application.yml files name the images as the seed does
 (hub.baidubce.com/baetyl/...), names docker/build-images.sh gives the images it builds; only
 the published host ports are moved to free ones on 127.0.0.1."""
 import json
@@ -230,3 +231,59 @@ def run_timer_example(dmaster, timer_image=None):
     assert m.stop() == 0
     log = m.log()
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="session")
+def video_images(images):  # noqa: F811
+    images.build_images("baetyl-function-manager", "baetyl-function-python", "baetyl-video-infer",
+                        tag=TAG)
+    return images
+
+
+def test_docker_video_example(dmaster, video_images):
+    """Chapter 11 in docker mode: video-infer (in its container) reads the demo video of
+    example/native-video/make-media.py, calls `analyse` through the function-manager by its
+    service name, which starts the Python runtime's container; the answers reach a
+    subscriber on the hub's published port and the kept frames the host's image-data."""
+    from test_video_infer import Sub
+    m = dmaster()
+    hub = free_port()
+    install(m, "docker-video", {1883: hub})
+    r = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "example", "native-video",
+                                                         "make-media.py"), m.dir],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m.start()
+    sub = None
+    try:
+        sub = wait_for(lambda: _sub_or_none(Sub, hub), 30, 0.5, what="a subscriber on the hub")
+        msgs = sub.collect(4, timeout=90)
+    except AssertionError as err:
+        logs = m.read("var/db/baetyl/demo-log/infer-service.log", "")[-3000:] + m.log()[-3000:]
+        raise AssertionError(f"{err}\n{logs}") from err
+    finally:
+        if sub:
+            sub.close()
+    bodies = [json.loads(p) for _, _, p, _ in msgs]
+    assert {b["imageDiscard"] for b in bodies} == {True, False}, bodies
+    for b in bodies:
+        assert (b["imageWidth"], b["imageHight"]) == (320, 240)
+        assert b["imageDiscard"] == (b["brightness"] < 0.5)
+        if not b["imageDiscard"]:
+            path = m.path(f"var/db/baetyl/image-data/{os.path.basename(b['imageLocation'])}")
+            wait_for(lambda: os.path.exists(path), 5, what=path)
+            with open(path, "rb") as f:
+                assert f.read(3) == b"\xff\xd8\xff"
+    assert dinspect("video-infer")["Config"]["Image"] == \
+        "hub.baidubce.com/baetyl-beta/baetyl-video-infer:latest"
+    assert [dinspect(n)["Config"]["Image"] for n in labelled("service=function-python")] == \
+        ["hub.baidubce.com/baetyl/baetyl-function-python36:0.1.6-opencv41"]
+    assert m.stop() == 0
+    assert labelled(f"baetyl-master={master_id(m.dir)}") == []
+
+
+def _sub_or_none(sub_class, port):
+    try:
+        return sub_class(port, "video/infer/result")
+    except Exception:  # the engine's proxy accepts before the hub listens
+        return None

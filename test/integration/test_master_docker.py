@@ -375,7 +375,7 @@ def test_tcp_api_address(dmaster):
 
 @pytest.fixture(scope="session")
 def runtime_images(images):
-    """The Python and Node runtime images (host interpreter + runtime, FROM scratch)."""
+    """The Python and Node runtime images (Debian minbase root + runtime)."""
     images.build_images("baetyl-function-python", "baetyl-function-node", tag=TAG)
     return images
 
