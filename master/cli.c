@@ -1,6 +1,7 @@
 /* The `baetyl` command line (SPEC §1): argument parsing, the work dir, and the small
  * commands (check, version, stop); start and status have their own files. */
 #include "cli.h"
+#include "check_certs.h"
 #include "cgroup.h"
 #include "baetyl/version.h"
 #include "app.h"
@@ -202,6 +203,8 @@ static int cmd_check(const char *workdir, const char *conf_path)
             return 1;
         }
         int r = app_check_mounts(&app, err, sizeof err);
+        if (r == 0)
+            r = app_check_certs(&app, err, sizeof err);
         if (r == 0 && native)
             r = native_check_packages(workdir, &app, err, sizeof err);
         else if (r == 0 && (r = docker_check_app(&app, err, sizeof err)) == 0)

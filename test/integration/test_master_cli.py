@@ -90,6 +90,31 @@ def test_check_bad_application(master, text, want):
     assert "application.yml" in r.stderr
 
 
+def test_check_names_missing_certificate(master):
+    """A TLS block in a service's config (any mapping with ca/cert) names files that must exist
+    in the volumes mounted into the service; a file inside the image is not checked."""
+    m = master()
+    m.package("pkg", SLEEPER)
+    mounts = [{"name": "pkg", "path": "lib/baetyl/pkg"},
+              {"name": "conf", "path": "etc/baetyl"}, {"name": "cert", "path": "var/db/baetyl/cert"}]
+    volumes = vols("pkg") + [{"name": "conf", "path": "var/db/baetyl/conf"},
+                             {"name": "cert", "path": "var/db/baetyl/certs"}]
+    m.app(app_yaml([svc("hub", "pkg", mounts=mounts)], volumes))
+    m.write("var/db/baetyl/conf/service.yml",
+            "listen: [ssl://0.0.0.0:8883]\ncertificate:\n  ca: var/db/baetyl/cert/ca.pem\n"
+            "  cert: /var/db/baetyl/cert/server.pem\n  key: var/db/baetyl/cert/server.key\n"
+            "other:\n  ca: /usr/share/ca.pem\n")
+    m.write("var/db/baetyl/certs/ca.pem", "x")
+    m.write("var/db/baetyl/certs/server.pem", "x")
+    r = m.cmd("check")
+    assert r.returncode == 1, r
+    assert "service (hub): key file var/db/baetyl/cert/server.key not found" in r.stderr, r.stderr
+    assert "var/db/baetyl/certs/server.key" in r.stderr, r.stderr
+    m.write("var/db/baetyl/certs/server.key", "x")
+    r = m.cmd("check")
+    assert r.returncode == 0 and r.stdout.strip() == "OK!", r
+
+
 @pytest.mark.parametrize("conf,want", [
     ("mode: native\nserver:\n  address: http://127.0.0.1:80\n", "server.address"),
     ("mode: native\nserver:\n  address: tcp://127.0.0.1\n", "server.address"),
