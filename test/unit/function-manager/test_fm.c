@@ -535,23 +535,29 @@ static void *caller(void *arg)
     return NULL;
 }
 
+/* n threads (at most 8) making 3 calls each at once; the calls that succeeded. */
+static int run_callers(pool_fixture *x, int n)
+{
+    pthread_t t[8];
+    caller_arg a[8];
+    for (int i = 0; i < n; i++) {
+        a[i] = (caller_arg){x, 0};
+        pthread_create(&t[i], NULL, caller, &a[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    return ok;
+}
+
 static void test_never_more_than_max(void **state)
 {
     pool_fixture *x = *state;
     x->cfg.max = 3;
     pool_open(x);
-    pthread_t t[8];
-    caller_arg a[8];
-    for (int i = 0; i < 8; i++) {
-        a[i] = (caller_arg){x, 0};
-        pthread_create(&t[i], NULL, caller, &a[i]);
-    }
-    int ok = 0;
-    for (int i = 0; i < 8; i++) {
-        pthread_join(t[i], NULL);
-        ok += a[i].ok;
-    }
-    assert_int_equal(ok, 24);
+    assert_int_equal(run_callers(x, 8), 24);
     assert_int_equal(fm_pool_peak(x->pool), 3);
     assert_int_equal(x->fk.starts, 3);
     assert_int_equal(x->fk.max_running, 3);
@@ -565,26 +571,10 @@ static void test_instance_serves_concurrent_calls(void **state)
     x->cfg.max = 2;
     x->cfg.concurrent = 4;
     pool_open(x);
-    pthread_t t[8];
-    caller_arg a[8];
-    for (int i = 0; i < 4; i++) {
-        a[i] = (caller_arg){x, 0};
-        pthread_create(&t[i], NULL, caller, &a[i]);
-    }
-    int ok = 0;
-    for (int i = 0; i < 4; i++) {
-        pthread_join(t[i], NULL);
-        ok += a[i].ok;
-    }
-    assert_int_equal(ok, 12);
+    assert_int_equal(run_callers(x, 4), 12);
     assert_int_equal(x->fk.starts, 1); /* four callers fit in one instance */
     assert_true(x->fk.max_running > 1 && x->fk.max_running <= 4);
-    for (int i = 0; i < 8; i++) {
-        a[i] = (caller_arg){x, 0};
-        pthread_create(&t[i], NULL, caller, &a[i]);
-    }
-    for (int i = 0; i < 8; i++)
-        pthread_join(t[i], NULL);
+    assert_int_equal(run_callers(x, 8), 24);
     assert_int_equal(fm_pool_peak(x->pool), 2);
     assert_true(x->fk.max_running <= 8);
 }
@@ -620,14 +610,7 @@ static void test_idle_instances_evicted_down_to_min(void **state)
     for (int i = 0; i < 100 && fm_pool_size(x->pool) < 1; i++)
         usleep(20000);
     assert_int_equal(fm_pool_size(x->pool), 1);
-    pthread_t t[3];
-    caller_arg a[3];
-    for (int i = 0; i < 3; i++) {
-        a[i] = (caller_arg){x, 0};
-        pthread_create(&t[i], NULL, caller, &a[i]);
-    }
-    for (int i = 0; i < 3; i++)
-        pthread_join(t[i], NULL);
+    run_callers(x, 3);
     assert_int_equal(fm_pool_size(x->pool), 3);
     /* after idletime (+ one evicttime) only min is left */
     for (int i = 0; i < 100 && fm_pool_size(x->pool) > 1; i++)
