@@ -9,7 +9,9 @@
  * done publishes from the head while the head is done (one publisher at a time). The
  * client sends on one connection in the order it is given, so outputs leave in input order
  * even when an earlier call is retried or slower than a later one; no worker waits for
- * another, it only leaves its result behind.
+ * another, it only leaves its result behind. Results waiting for an earlier one are bounded:
+ * workers take no new input while INFLIGHT_PER_WORKER x workers are in flight (a call that
+ * hangs until its timeout must not let finished results of a QoS 0 flood pile up).
  *
  * The client's callbacks run on its network thread and must not block, so messages are
  * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
@@ -40,6 +42,7 @@
  * would otherwise be 800 threads). Each needs little stack: no recursion, small buffers. */
 #define WORKERS_MAX 128
 #define WORKER_STACK ((size_t)512 << 10)
+#define INFLIGHT_PER_WORKER 2
 
 typedef struct fm_item {
     struct fm_item *next;
@@ -63,6 +66,8 @@ struct fm_rule {
     pthread_cond_t cv;
     fm_item *head, *tail;
     fm_item *inflight, *inflight_tail; /* taken by workers, in input order [mu] */
+    size_t ninflight;                  /* their number [mu] */
+    size_t inflight_max;               /* set before the workers start */
     bool publishing;                   /* a worker publishes from the in-flight head [mu] */
     size_t q0len, q0bytes;             /* QoS 0 items queued */
     bool stopping;
@@ -307,6 +312,8 @@ static void process(fm_rule *r, fm_item *it)
         r->inflight = h->inflight_next;
         if (!r->inflight)
             r->inflight_tail = NULL;
+        if (r->ninflight-- == r->inflight_max)
+            pthread_cond_broadcast(&r->cv); /* room to take inputs again */
         pthread_mutex_unlock(&r->mu);
         if (h->rv != -2) { /* -2: stopping, a QoS 1 input stays unacknowledged */
             snprintf(err, sizeof err, "%s", h->err ? h->err : "out of memory");
@@ -326,7 +333,7 @@ static void *worker_main(void *arg)
     fm_rule *r = arg;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (!r->head && !r->stopping)
+        while ((!r->head || r->ninflight >= r->inflight_max) && !r->stopping)
             pthread_cond_wait(&r->cv, &r->mu);
         if (r->stopping) {
             pthread_mutex_unlock(&r->mu);
@@ -345,6 +352,7 @@ static void *worker_main(void *arg)
         else
             r->inflight = it;
         r->inflight_tail = it;
+        r->ninflight++;
         pthread_mutex_unlock(&r->mu);
         process(r, it); /* frees it, or leaves it to the worker that does */
     }
@@ -398,6 +406,7 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen)
     size_t n = (size_t)f->max * (size_t)f->concurrent;
     if (n > WORKERS_MAX)
         n = WORKERS_MAX;
+    r->inflight_max = INFLIGHT_PER_WORKER * n;
     r->workers = calloc(n, sizeof *r->workers);
     if (!r->workers) {
         snprintf(err, errlen, "out of memory");
