@@ -244,7 +244,9 @@ def test_runtime_crashing_at_start_backs_off(app):
     # four failed starts, waiting 0.5, 1, 2 s (capped) between them
     assert [l.split("backoff_ms=")[1].split()[0] for l in log.splitlines()
             if "instance failed to start" in l] == ["500", "1000", "2000", "2000"]
-    assert took >= 4 * 1 + 0.5 + 1 + 2
+    # the waits between starts (each start also waits out the 1 s timeout, unless the
+    # master reports the exit first: issue 14, point 4)
+    assert took >= 0.5 + 1 + 2
     starts = a.m.read("var/db/data/starts", "").splitlines()
     assert 4 <= len(starts) <= 12, starts
     # nothing more is started while no message comes
