@@ -32,6 +32,7 @@ typedef struct {
     char *name;
     char *service;
     long min, max;            /* instance.min 0..100, instance.max 1..100 */
+    long concurrent;          /* instance.concurrent: calls in flight per instance (4) */
     int64_t idletime;         /* ms */
     int64_t evicttime;        /* ms */
     bt_fn_client_config call; /* message.length.max, backoff.max, timeout */
@@ -54,6 +55,13 @@ const fm_function_cfg *fm_config_function(const fm_config *c, const char *name);
 
 /* ---- instances (instance.c) ------------------------------------------------------------- */
 
+/* What the master knows of an instance's process. */
+typedef struct {
+    char state[16];    /* "running", "exited" or "unknown" */
+    int exit_code;     /* -1: none (still running, or not known) */
+    char output[1024]; /* its last lines of output, joined by '\n' (cut to fit) */
+} fm_instance_status;
+
 /* How instances come and go; the real one asks the master, tests may plug their own. */
 typedef struct {
     /* Starts instance `name` of `service`; writes the address to dial into dial.
@@ -62,6 +70,10 @@ typedef struct {
                  char *err, size_t errlen);
     /* Stops it. 0, or -1 with err (the caller logs it). */
     int (*stop)(void *arg, const char *service, const char *name, char *err, size_t errlen);
+    /* Fills st with the state, exit code and last `lines` lines of output of instance
+     * `name` (NULL: not known). 0, or -1 with err (e.g. a master without the route). */
+    int (*status)(void *arg, const char *service, const char *name, int lines,
+                  fm_instance_status *st, char *err, size_t errlen);
     void *arg;
 } fm_backend;
 
@@ -87,11 +99,13 @@ typedef struct fm_instance fm_instance;
 fm_pool *fm_pool_new(const fm_function_cfg *cfg, const fm_backend *b, char *err, size_t errlen);
 /* Starts the thread that destroys idle instances every evicttime and keeps min alive. */
 int fm_pool_start(fm_pool *p, char *err, size_t errlen);
-/* Borrows an instance: an idle one, else a new one while fewer than max exist, else waits
- * for one to come back. Starting one waits out the backoff left by a failed start first.
+/* Borrows an instance for one call: a live one serving fewer than instance.concurrent
+ * calls, else a new one while fewer than max exist and none is starting, else waits for
+ * room. Starting one waits out the backoff left by a failed start first.
  * NULL with err when starting failed or the pool is closed. */
 fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen);
-/* Gives an instance back: healthy → idle; otherwise it is destroyed. */
+/* Gives a call's instance back. Not healthy: it takes no more calls, and is destroyed
+ * when its last call in flight returns. */
 void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy);
 /* One attempt: borrow, call (deadline: timeout), give back (destroyed when the call failed).
  * 0 with out filled, or a BT_FN_E* code with err. */

@@ -47,6 +47,63 @@ static int master_stop(void *arg, const char *service, const char *name, char *e
     return bt_api_stop_instance(mb->api, service, name, err, errlen);
 }
 
+/* GET /v1/services/<service>/instances/<name>/logs?lines=N →
+ * {"state":"running"|"exited"|"unknown","exit_code":<int or null>,"lines":[...]}. */
+static int master_status(void *arg, const char *service, const char *name, int lines,
+                         fm_instance_status *st, char *err, size_t errlen)
+{
+    const master_backend *mb = arg;
+    char *s = bt_api_escape(service), *n = bt_api_escape(name), *resp = NULL;
+    if (!s || !n) {
+        free(s);
+        free(n);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "/v1/services/%s/instances/%s/logs?lines=%d", s, n, lines);
+    free(s);
+    free(n);
+    if (bt_api_request(mb->api, "GET", path, NULL, 0, &resp, NULL, err, errlen) < 0)
+        return -1;
+    json_error_t je;
+    json_t *doc = json_loads(resp, 0, &je);
+    free(resp);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        snprintf(err, errlen, "instance logs: not a JSON object");
+        return -1;
+    }
+    memset(st, 0, sizeof *st);
+    const char *state = bt_json_get_str(doc, "state");
+    snprintf(st->state, sizeof st->state, "%s", state ? state : "unknown");
+    json_t *code = json_object_get(doc, "exit_code");
+    st->exit_code = json_is_integer(code) ? (int)json_integer_value(code) : -1;
+    /* joined, then the tail kept: the last lines say why a process ended */
+    json_t *ls = json_object_get(doc, "lines"), *l;
+    size_t i, total = 0;
+    json_array_foreach(ls, i, l) total += json_string_length(l) + 1;
+    char *all = malloc(total + 1);
+    if (all) {
+        size_t used = 0;
+        json_array_foreach(ls, i, l)
+        {
+            if (!json_is_string(l))
+                continue;
+            if (used)
+                all[used++] = '\n';
+            memcpy(all + used, json_string_value(l), json_string_length(l));
+            used += json_string_length(l);
+        }
+        all[used] = 0;
+        size_t keep = used < sizeof st->output ? used : sizeof st->output - 1;
+        memcpy(st->output, all + used - keep, keep + 1);
+        free(all);
+    }
+    json_decref(doc);
+    return 0;
+}
+
 fm_backend *fm_master_backend_new(bt_api_client *api, bool native)
 {
     master_backend *mb = calloc(1, sizeof *mb);
@@ -54,7 +111,8 @@ fm_backend *fm_master_backend_new(bt_api_client *api, bool native)
         return NULL;
     mb->api = api;
     mb->native = native;
-    mb->b = (fm_backend){.start = master_start, .stop = master_stop, .arg = mb};
+    mb->b = (fm_backend){
+        .start = master_start, .stop = master_stop, .status = master_status, .arg = mb};
     return &mb->b;
 }
 

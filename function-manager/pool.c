@@ -1,8 +1,11 @@
 /* A pool of runtime instances for one function (SPEC §12): instances are named
  * <service>.<function>.<n> (n from 1..max, reused), created on demand up to max, kept at least
- * min, destroyed after idletime idle (checked every evicttime) or after a failed call. One
- * instance serves one call at a time. A failed start makes the next one wait (500 ms,
- * doubling up to backoff.max) so a runtime that cannot start is not restarted in a loop. */
+ * min, destroyed after idletime idle (checked every evicttime) or after a failed call. An
+ * instance serves up to instance.concurrent calls at once over its one HTTP/2 connection
+ * (a stream each): a new instance is started only when every live one is that busy. One that
+ * failed a call takes no more calls and is destroyed when the last of its calls returns.
+ * A failed start makes the next one wait (500 ms, doubling up to backoff.max) so a runtime
+ * that cannot start is not restarted in a loop. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,13 +17,19 @@
 #include "baetyl/util.h"
 
 #define BACKOFF_FIRST_MS 500
+/* While an instance starts: how long each wait for its connection lasts before asking the
+ * master whether it exited, and how many lines of its output to ask for. */
+#define CONNECT_SLICE_MS 200
+#define STATUS_LINES 10
 
 struct fm_instance {
     char name[192];
     char dial[256];
     int id;
     bt_fn_client *client;
-    int64_t idle_since;
+    int64_t idle_since; /* when busy last dropped to 0 */
+    int busy;           /* calls in flight [mu] */
+    bool broken;        /* a call failed: takes no more calls [mu] */
     fm_instance *next;
 };
 
@@ -30,8 +39,9 @@ struct fm_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* an instance came back, a slot was freed, or closed */
     pthread_cond_t evict_cv; /* wakes the evictor at close */
-    fm_instance *idle;       /* most recently used first */
+    fm_instance *live;       /* every started instance, newest first */
     size_t alive, peak;
+    int starting;    /* instances being started */
     bool *ids;       /* ids[n]: n in use (1..max) */
     int64_t backoff; /* ms of the last wait; 0 after a good start */
     int64_t backoff_until;
@@ -70,6 +80,46 @@ static void backend_stop(fm_pool *p, const char *name, bool shutdown)
                  p->cfg->name, "instance", name, "error", err, NULL);
 }
 
+/* Dials in within the call timeout, asking the master between short waits whether the
+ * process already exited (an import error in the user's code, a bad config): then, or
+ * when the time is up, the error says so with its exit code and last lines of output,
+ * which are logged at error level. 0, or -1 with err. */
+static int connect_or_explain(fm_pool *p, fm_instance *in, char *err, size_t errlen)
+{
+    const fm_function_cfg *f = p->cfg;
+    int64_t deadline = bt_now_ms() + f->call.timeout;
+    fm_instance_status st;
+    char why[256];
+    bool known = false;
+    for (;;) {
+        int64_t left = deadline - bt_now_ms();
+        long slice = left < CONNECT_SLICE_MS ? (long)left : CONNECT_SLICE_MS;
+        if (slice > 0 && bt_fn_client_connect(in->client, slice, why, sizeof why) == 0)
+            return 0;
+        /* an older master answers 404: only the timeout tells then */
+        known = p->be.status && p->be.status(p->be.arg, f->service, in->name, STATUS_LINES, &st,
+                                             why, sizeof why) == 0;
+        if ((known && strcmp(st.state, "exited") == 0) || bt_now_ms() >= deadline)
+            break;
+    }
+    bool exited = known && strcmp(st.state, "exited") == 0;
+    int n; /* cut to errlen: the log line below has it all */
+    if (exited)
+        n = snprintf(err, errlen, "the instance exited (exit code %d) before serving%s%s",
+                     st.exit_code, *st.output ? "; its last output: " : "", st.output);
+    else
+        n = snprintf(err, errlen, "connect to %s timed out after %lld ms%s%s", in->dial,
+                     (long long)f->call.timeout, known && *st.output ? "; its last output: " : "",
+                     known ? st.output : "");
+    (void)n;
+    char code[16];
+    snprintf(code, sizeof code, "%d", known ? st.exit_code : -1);
+    bt_logkv(BT_LOG_ERROR, exited ? "instance exited before serving" : "instance never answered",
+             "function", f->name, "instance", in->name, "state", known ? st.state : "unknown",
+             "exit_code", code, "output", known ? st.output : "", NULL);
+    return -1;
+}
+
 /* Starts instance number id and dials it; NULL with err (the instance is stopped again). */
 static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen)
 {
@@ -82,7 +132,7 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
     in->id = id;
     snprintf(in->name, sizeof in->name, "%s.%s.%d", f->service, f->name, id);
     int64_t t0 = bt_now_ms();
-    char why[512];
+    char why[2048]; /* room for an exited instance's last lines */
     if (p->be.start(p->be.arg, f->service, in->name, in->dial, sizeof in->dial, why, sizeof why) <
         0) {
         snprintf(err, errlen, "failed to start instance (%s): %s", in->name, why);
@@ -93,8 +143,7 @@ static fm_instance *instance_create(fm_pool *p, int id, char *err, size_t errlen
     }
     bt_fn_client_options o = bt_fn_client_config_options(&f->call);
     in->client = bt_fn_client_new(in->dial, &o, why, sizeof why);
-    if (!in->client ||
-        bt_fn_client_connect(in->client, (long)f->call.timeout, why, sizeof why) < 0) {
+    if (!in->client || connect_or_explain(p, in, why, sizeof why) < 0) {
         snprintf(err, errlen, "failed to connect to instance (%s): %s", in->name, why);
         bt_fn_client_free(in->client);
         backend_stop(p, in->name, false);
@@ -142,9 +191,11 @@ static void release(fm_pool *p, int id)
 static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
 {
     int id = reserve(p);
+    p->starting++;
     pthread_mutex_unlock(&p->mu);
     fm_instance *in = instance_create(p, id, err, errlen);
     pthread_mutex_lock(&p->mu);
+    p->starting--;
     if (in) {
         p->backoff = 0;
         p->backoff_until = 0;
@@ -163,6 +214,29 @@ static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
     return NULL;
 }
 
+/* The first live instance with room for one more call, taken (mu held); NULL if none.
+ * Filling the newest first leaves the others idle, so the evictor can retire them. */
+static fm_instance *pick(fm_pool *p)
+{
+    for (fm_instance *in = p->live; in; in = in->next)
+        if (!in->broken && in->busy < p->cfg->concurrent) {
+            in->busy++;
+            return in;
+        }
+    return NULL;
+}
+
+/* Takes in off the live list (mu held). */
+static void unlink_live(fm_pool *p, fm_instance *in)
+{
+    for (fm_instance **pp = &p->live; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    in->next = NULL;
+}
+
 fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
 {
     pthread_mutex_lock(&p->mu);
@@ -172,13 +246,11 @@ fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
             snprintf(err, errlen, "function (%s) is stopping", p->cfg->name);
             break;
         }
-        if (p->idle) {
-            in = p->idle;
-            p->idle = in->next;
-            in->next = NULL;
+        in = pick(p);
+        if (in)
             break;
-        }
-        if (p->alive < (size_t)p->cfg->max) {
+        /* one start at a time: the instance starting may take every waiting call */
+        if (p->alive < (size_t)p->cfg->max && !p->starting) {
             int64_t now = bt_now_ms();
             if (now < p->backoff_until) {
                 struct timespec ts;
@@ -187,6 +259,12 @@ fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
                 continue;
             }
             in = create_locked(p, err, errlen);
+            if (in) {
+                in->busy = 1;
+                in->next = p->live;
+                p->live = in;
+                pthread_cond_broadcast(&p->cv); /* room for the calls that waited */
+            }
             break;
         }
         pthread_cond_wait(&p->cv, &p->mu);
@@ -198,14 +276,18 @@ fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
 void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy)
 {
     pthread_mutex_lock(&p->mu);
-    if (healthy) {
-        in->idle_since = bt_now_ms();
-        in->next = p->idle;
-        p->idle = in;
-        pthread_cond_signal(&p->cv);
+    in->busy--;
+    if (!healthy)
+        in->broken = true;
+    if (!in->broken || in->busy > 0) {
+        if (in->busy == 0)
+            in->idle_since = bt_now_ms();
+        if (!in->broken)
+            pthread_cond_broadcast(&p->cv); /* room for one more call */
         pthread_mutex_unlock(&p->mu);
         return;
     }
+    unlink_live(p, in); /* the last call of a broken instance returned */
     pthread_mutex_unlock(&p->mu);
     /* The id stays taken until the instance is gone: a new instance of the same name must
      * not be started before this one's stop. */
@@ -246,9 +328,9 @@ static void *evictor_main(void *arg)
             if (!in)
                 break;
             in->idle_since = bt_now_ms();
-            in->next = p->idle;
-            p->idle = in;
-            pthread_cond_signal(&p->cv);
+            in->next = p->live;
+            p->live = in;
+            pthread_cond_broadcast(&p->cv);
         }
         struct timespec ts;
         ts = bt_deadline_in(f->evicttime);
@@ -257,11 +339,12 @@ static void *evictor_main(void *arg)
         if (p->closed)
             break;
         int64_t now = bt_now_ms();
-        fm_instance *victims = NULL, **pp = &p->idle;
+        fm_instance *victims = NULL, **pp = &p->live;
         size_t nvictims = 0;
         while (*pp) {
             fm_instance *in = *pp;
-            if (p->alive - nvictims > (size_t)f->min && now - in->idle_since >= f->idletime) {
+            if (in->busy == 0 && !in->broken && p->alive - nvictims > (size_t)f->min &&
+                now - in->idle_since >= f->idletime) {
                 *pp = in->next;
                 in->next = victims;
                 victims = in;
@@ -335,14 +418,14 @@ void fm_pool_free(fm_pool *p)
         pthread_join(p->evictor, NULL);
     /* Stopped side by side: each stop waits for its process to exit. */
     size_t n = 0;
-    for (fm_instance *in = p->idle; in; in = in->next)
+    for (fm_instance *in = p->live; in; in = in->next)
         n++;
     pthread_t *ts = calloc(n ? n : 1, sizeof *ts);
     struct stop_job *jobs = calloc(n ? n : 1, sizeof *jobs);
     size_t started = 0;
-    while (p->idle) {
-        fm_instance *in = p->idle;
-        p->idle = in->next;
+    while (p->live) {
+        fm_instance *in = p->live;
+        p->live = in->next;
         if (ts && jobs) {
             jobs[started] = (struct stop_job){p, in};
             if (pthread_create(&ts[started], NULL, stop_main, &jobs[started]) == 0) {

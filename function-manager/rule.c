@@ -1,6 +1,17 @@
 /* One rule (SPEC §12): its own MQTT connection (the hub settings with the rule's client id
- * and subscription; a persistent session by default), a queue, and `instance.max` workers
- * that call the function, publish the result and only then acknowledge a QoS 1 input.
+ * and subscription; a persistent session by default), a queue, and `instance.max` x
+ * `instance.concurrent` workers (at most WORKERS_MAX) that call the function, publish the
+ * result and only then acknowledge a QoS 1 input.
+ *
+ * Order: workers take inputs from the queue in arrival order and append each to the
+ * in-flight list, so that list is in input order too. The calls (with their retries) run
+ * side by side; a finished one is marked done, and whichever worker finds the list's head
+ * done publishes from the head while the head is done (one publisher at a time). The
+ * client sends on one connection in the order it is given, so outputs leave in input order
+ * even when an earlier call is retried or slower than a later one; no worker waits for
+ * another, it only leaves its result behind. Results waiting for an earlier one are bounded:
+ * workers take no new input while INFLIGHT_PER_WORKER x workers are in flight (a call that
+ * hangs until its timeout must not let finished results of a QoS 0 flood pile up).
  *
  * The client's callbacks run on its network thread and must not block, so messages are
  * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
@@ -27,12 +38,22 @@
 #define DROP_LOG_EVERY_MS 10000
 /* An error that replaces an oversized result stays short: the input is cut to fit. */
 #define SHORT_ERROR_MAX 1024
+/* Threads per rule: calls beyond it wait in the queue (instance.max 100 x concurrent 8
+ * would otherwise be 800 threads). Each needs little stack: no recursion, small buffers. */
+#define WORKERS_MAX 128
+#define WORKER_STACK ((size_t)512 << 10)
+#define INFLIGHT_PER_WORKER 2
 
 typedef struct fm_item {
     struct fm_item *next;
     bt_fn_msg msg;         /* points into this allocation, and at the rule's function name */
     bt_mqtt_ack_token ack; /* QoS 1: what acknowledges it */
     size_t size;
+    struct fm_item *inflight_next; /* the next input taken by a worker */
+    bool done;                     /* the call returned: rv, out, err are set [mu] */
+    int rv;                        /* of fm_invoke */
+    bt_fn_msg out;
+    char *err; /* rv == -1: what failed (malloc'd) */
     char invoke_id[37];
 } fm_item;
 
@@ -44,7 +65,11 @@ struct fm_rule {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     fm_item *head, *tail;
-    size_t q0len, q0bytes; /* QoS 0 items queued */
+    fm_item *inflight, *inflight_tail; /* taken by workers, in input order [mu] */
+    size_t ninflight;                  /* their number [mu] */
+    size_t inflight_max;               /* set before the workers start */
+    bool publishing;                   /* a worker publishes from the in-flight head [mu] */
+    size_t q0len, q0bytes;             /* QoS 0 items queued */
     bool stopping;
     pthread_t *workers;
     size_t nworkers;
@@ -208,24 +233,20 @@ static int publish_for(fm_rule *r, const fm_item *it, const char *topic, const v
     return prc;
 }
 
-/* Calls, publishes the result (or a bounded error JSON, and parks the input on the dead-letter
- * topic when the rule has one), acknowledges. */
-static void process(fm_rule *r, fm_item *it)
+/* Publishes the result of a call (rv of fm_invoke), or a bounded error JSON and parks the
+ * input on the dead-letter topic when the rule has one; acknowledges. */
+static void publish_result(fm_rule *r, fm_item *it, int rv, const bt_fn_msg *out, char *err,
+                           size_t errlen)
 {
     const fm_rule_cfg *rc = r->cfg;
-    bt_fn_msg out;
-    char err[2048];
-    int rv = fm_invoke(r->pool, &it->msg, rc->retry_max, &out, err, sizeof err);
-    if (rv == -2)
-        return; /* stopping: a QoS 1 input stays unacknowledged */
     int qos = it->msg.qos < (uint32_t)rc->publish.qos ? (int)it->msg.qos : (int)rc->publish.qos;
     size_t room = bt_mqtt_client_payload_max(r->cli, rc->publish.topic, qos);
     const void *payload = NULL;
     size_t len = 0;
     char *ej = NULL;
-    if (rv == 0 && out.payload_len <= room) {
-        payload = out.payload;
-        len = out.payload_len;
+    if (rv == 0 && out->payload_len <= room) {
+        payload = out->payload;
+        len = out->payload_len;
         if (bt_log_enabled(BT_LOG_DEBUG)) {
             char n[32];
             snprintf(n, sizeof n, "%zu", len);
@@ -236,10 +257,10 @@ static void process(fm_rule *r, fm_item *it)
         if (rv == 0) {
             /* The hub would close the connection for it, and a QoS 1 input would come back
              * forever: a short error takes its place. */
-            snprintf(err, sizeof err,
+            snprintf(err, errlen,
                      "result too large: %zu bytes, the hub takes at most %zu on topic (%s) "
                      "(hub.message.length.max)",
-                     out.payload_len, room, rc->publish.topic);
+                     out->payload_len, room, rc->publish.topic);
             count(r, &r->st.oversized, BT_LOG_ERROR, "function result too large", it, err);
         } else {
             count(r, &r->st.failed, BT_LOG_ERROR, "function failed", it, err);
@@ -249,7 +270,6 @@ static void process(fm_rule *r, fm_item *it)
         if (!ej) {
             bt_logkv(BT_LOG_ERROR, "out of memory: error message not published", "rule",
                      r->clientid, NULL);
-            bt_fn_msg_clear(&out);
             return;
         }
         payload = ej;
@@ -268,7 +288,44 @@ static void process(fm_rule *r, fm_item *it)
         ack(r, it->ack);
     }
     free(ej);
-    bt_fn_msg_clear(&out);
+}
+
+/* Calls (side by side with the other workers) and leaves the result in it; then, unless
+ * another worker does it, publishes the results at the head of the in-flight list that are
+ * done, in order, and frees them. */
+static void process(fm_rule *r, fm_item *it)
+{
+    char err[2048];
+    int rv = fm_invoke(r->pool, &it->msg, r->cfg->retry_max, &it->out, err, sizeof err);
+    char *e = rv == -1 ? strdup(err) : NULL;
+    pthread_mutex_lock(&r->mu);
+    it->rv = rv;
+    it->err = e;
+    it->done = true;
+    if (r->publishing) {
+        pthread_mutex_unlock(&r->mu); /* the publisher takes it when its turn comes */
+        return;
+    }
+    r->publishing = true;
+    while (r->inflight && r->inflight->done) {
+        fm_item *h = r->inflight;
+        r->inflight = h->inflight_next;
+        if (!r->inflight)
+            r->inflight_tail = NULL;
+        if (r->ninflight-- == r->inflight_max)
+            pthread_cond_broadcast(&r->cv); /* room to take inputs again */
+        pthread_mutex_unlock(&r->mu);
+        if (h->rv != -2) { /* -2: stopping, a QoS 1 input stays unacknowledged */
+            snprintf(err, sizeof err, "%s", h->err ? h->err : "out of memory");
+            publish_result(r, h, h->rv, &h->out, err, sizeof err);
+        }
+        bt_fn_msg_clear(&h->out);
+        free(h->err);
+        free(h);
+        pthread_mutex_lock(&r->mu);
+    }
+    r->publishing = false;
+    pthread_mutex_unlock(&r->mu);
 }
 
 static void *worker_main(void *arg)
@@ -276,7 +333,7 @@ static void *worker_main(void *arg)
     fm_rule *r = arg;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (!r->head && !r->stopping)
+        while ((!r->head || r->ninflight >= r->inflight_max) && !r->stopping)
             pthread_cond_wait(&r->cv, &r->mu);
         if (r->stopping) {
             pthread_mutex_unlock(&r->mu);
@@ -290,9 +347,14 @@ static void *worker_main(void *arg)
             r->q0len--;
             r->q0bytes -= it->size;
         }
+        if (r->inflight_tail)
+            r->inflight_tail->inflight_next = it;
+        else
+            r->inflight = it;
+        r->inflight_tail = it;
+        r->ninflight++;
         pthread_mutex_unlock(&r->mu);
-        process(r, it);
-        free(it);
+        process(r, it); /* frees it, or leaves it to the worker that does */
     }
     return NULL;
 }
@@ -340,20 +402,29 @@ fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, si
 
 int fm_rule_start(fm_rule *r, char *err, size_t errlen)
 {
-    size_t n = (size_t)fm_pool_function(r->pool)->max;
+    const fm_function_cfg *f = fm_pool_function(r->pool);
+    size_t n = (size_t)f->max * (size_t)f->concurrent;
+    if (n > WORKERS_MAX)
+        n = WORKERS_MAX;
+    r->inflight_max = INFLIGHT_PER_WORKER * n;
     r->workers = calloc(n, sizeof *r->workers);
     if (!r->workers) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, WORKER_STACK);
     for (; r->nworkers < n; r->nworkers++) {
-        int rc = pthread_create(&r->workers[r->nworkers], NULL, worker_main, r);
+        int rc = pthread_create(&r->workers[r->nworkers], &attr, worker_main, r);
         if (rc != 0) {
+            pthread_attr_destroy(&attr);
             snprintf(err, errlen, "rule (%s): cannot start a thread: %s", r->clientid,
                      strerror(rc));
             return -1;
         }
     }
+    pthread_attr_destroy(&attr);
     char why[512];
     if (bt_mqtt_client_start(r->cli, why, sizeof why) < 0) {
         snprintf(err, errlen, "rule (%s): %s", r->clientid, why);
@@ -403,6 +474,13 @@ void fm_rule_free(fm_rule *r)
     while (r->head) {
         fm_item *it = r->head;
         r->head = it->next;
+        free(it);
+    }
+    while (r->inflight) { /* none once the workers are joined; kept for safety */
+        fm_item *it = r->inflight;
+        r->inflight = it->inflight_next;
+        bt_fn_msg_clear(&it->out);
+        free(it->err);
         free(it);
     }
     pthread_cond_destroy(&r->cv);

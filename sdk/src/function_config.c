@@ -19,7 +19,7 @@ static int server_check(void *obj, char *err, size_t errlen)
 
 static const bt_cfg_field server_fields[] = {
     BT_FIELD(bt_fn_server_config, address, "address", BT_CFG_STRING),
-    BT_FIELD(bt_fn_server_config, workers, "workers.max", BT_CFG_INT, .def = "8",
+    BT_FIELD(bt_fn_server_config, workers, "workers.max", BT_CFG_INT, .def = "4",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1024),
     /* 0: gRPC's own limit of streams per connection */
     BT_FIELD(bt_fn_server_config, concurrent, "concurrent.max", BT_CFG_INT, .def = "0",

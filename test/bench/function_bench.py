@@ -5,15 +5,23 @@ each runtime (Python 3, Node, SQL), all started by the real master in native mod
 For each runtime:
   cold    first-message latency of a function without an instance (the instance starts)
   seq     round-trip latency p50/p99 with one message in flight, 1 instance
-  flood1  throughput (and round trips incl. queueing) of a burst, instance.max 1
-  floodN  the same with instance.max N (default 4)
+  q0/q1 x1/xN  throughput of a flood (at most BENCH_WINDOW sent and not yet answered) at
+          QoS 0 and QoS 1 (input, output and the manager's acks), instance.max 1 and N
+  in order  whether every flood's outputs came back in input order
+Then the same floods through `function_load sqlref`, a minimal C client that evaluates the
+SQL statement in-process (no function-manager, no gRPC): the limit the SQL path could reach.
+The floods are driven by test/bench/function_load.c (the SDK's MQTT client), compiled here;
+the figures of the code before issue 17 (same machine, same bench) are printed alongside.
 
 Run from the repository root after a release build (`make`):
   /usr/bin/python3 test/bench/function_bench.py            # BAETYL_BUILD defaults to build/
-Environment: BAETYL_BUILD (build dir), BENCH_N (burst size, 2000), BENCH_SEQ (sequential
-samples, 300), BENCH_MAX (instance.max of the second burst, 4)."""
+Environment: BAETYL_BUILD (build dir), BENCH_N (flood size, 20000), BENCH_WINDOW (flood
+window, 2000), BENCH_SEQ (sequential samples, 300), BENCH_MAX (instance.max of the second
+flood, 4), BENCH_CONCURRENT (instance.concurrent; the manager's default when unset),
+BENCH_RUNTIMES (python,node,sql)."""
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,17 +36,30 @@ import paho.mqtt.client as mqtt
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.environ.get("BAETYL_BUILD") or os.path.join(SRC, "build"))
-N = int(os.environ.get("BENCH_N", "2000"))
+N = int(os.environ.get("BENCH_N", "20000"))
+WINDOW = int(os.environ.get("BENCH_WINDOW", "2000"))
 SEQ = int(os.environ.get("BENCH_SEQ", "300"))
 MAXI = int(os.environ.get("BENCH_MAX", "4"))
 COLD = 3
+PKGS = "yaml-0.1 jansson libcurl openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc"
+SQLREF = "select id, qos() as qos, topic() as topic"
+FLOODS = ("q0x1", "q1x1", f"q0x{MAXI}", f"q1x{MAXI}")
+# Before issue 17 (commit 97e97a0: one call in flight per instance; this bench, same machine,
+# 2 cores shared with other work): msg/s of each flood, cold start and sequential p50 in ms.
+BEFORE = {
+    "python": {"cold": 301, "seq": 0.62, "q0x1": 2669, "q1x1": 2583, "q0x4": 4660, "q1x4": 3044},
+    "node": {"cold": 508, "seq": 1.30, "q0x1": 2095, "q1x1": 2910, "q0x4": 2626, "q1x4": 2369},
+    "sql": {"cold": 108, "seq": 0.38, "q0x1": 5998, "q1x1": 5202, "q0x4": 9590, "q1x4": 6512},
+}
 
-RUNTIMES = {
+ALL_RUNTIMES = {
     # name: (image, handler, package)
     "python": ("baetyl-function-python", "index.handler", ("dir", os.path.join(SRC, "function-python"))),
     "node": ("baetyl-function-node", "index.handler", ("dir", os.path.join(SRC, "function-node"))),
     "sql": ("baetyl-function-sql", "select id, qos() as qos, topic() as topic", ("bin", "baetyl-function-sql")),
 }
+RUNTIMES = {k: v for k, v in ALL_RUNTIMES.items()
+            if k in os.environ.get("BENCH_RUNTIMES", "python,node,sql").split(",")}
 CODE = {"python": os.path.join(SRC, "example", "native", "var", "db", "baetyl", "function-sayhi-code"),
         "node": os.path.join(SRC, "example", "native", "var", "db", "baetyl", "function-sayjs-code")}
 
@@ -76,11 +97,34 @@ def write(root, rel, obj):
         f.write(obj if isinstance(obj, str) else json.dumps(obj, indent=1))
 
 
+def build_load():
+    """Compiles function_load.c (with function-sql's evaluator) against the build's SDK."""
+    lib = os.path.join(BUILD, "lib", "libbaetyl-sdk.a")
+    if not os.path.exists(lib):
+        sys.exit(f"{lib} missing: build first (make)")
+    out = os.path.join(BUILD, "bench", "function_load")
+    srcs = [os.path.join(SRC, "test", "bench", "function_load.c")]
+    srcs += [os.path.join(SRC, "function-sql", f) for f in ("sql_lex.c", "sql_parse.c", "sql_eval.c")]
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    if os.path.exists(out) and os.path.getmtime(out) > max(map(os.path.getmtime, srcs + [lib])):
+        return out
+    flags = ["-O2", "-g", "-std=gnu11", "-D_GNU_SOURCE", "-I" + os.path.join(SRC, "sdk", "include"),
+             "-I" + os.path.join(SRC, "function-sql")]
+    if "__asan_report" in subprocess.run(["nm", lib], capture_output=True, text=True).stdout:
+        flags += ["-fsanitize=address,undefined"]
+        print("warning: a sanitizer build; numbers are not representative", file=sys.stderr)
+    libs = shlex.split(subprocess.run(["pkg-config", "--libs", *PKGS.split()],
+                                      capture_output=True, text=True, check=True).stdout)
+    subprocess.run(["cc", *flags, "-o", out, *srcs, lib, *libs, "-lpthread", "-lm"], check=True)
+    return out
+
+
 def functions_of(rt):
-    """(function name, topic in, topic out, instance.max) of one runtime."""
-    out = [(f"{rt}-one", f"b/{rt}/one", f"b/{rt}/one/out", 1),
-           (f"{rt}-max", f"b/{rt}/max", f"b/{rt}/max/out", MAXI)]
-    out += [(f"{rt}-cold{k}", f"b/{rt}/cold{k}", f"b/{rt}/cold{k}/out", 1) for k in range(COLD)]
+    """(function name, [(topic in, qos)], instance.max) of one runtime: each topic in has its
+    rule (subscribe and publish at that qos), publishing on <topic in>/out."""
+    out = [(f"{rt}-one", [(f"b/{rt}/seq", 0), (f"b/{rt}/q0x1", 0), (f"b/{rt}/q1x1", 1)], 1),
+           (f"{rt}-max", [(f"b/{rt}/q0x{MAXI}", 0), (f"b/{rt}/q1x{MAXI}", 1)], MAXI)]
+    out += [(f"{rt}-cold{k}", [(f"b/{rt}/cold{k}", 0)], 1) for k in range(COLD)]
     return out
 
 
@@ -122,14 +166,20 @@ def make_workdir(port):
             os.symlink(CODE[rt], os.path.join(root, f"var/db/baetyl/{rt}-code"))
             vol(f"{rt}-code", f"var/db/baetyl/{rt}-code")
             mounts.append({"name": f"{rt}-code", "path": "code", "readonly": True})
-        for name, tin, tout, mx in functions_of(rt):
+        for name, topics, mx in functions_of(rt):
             f = {"name": name, "handler": handler}
             if rt in CODE:
                 f["codedir"] = "code"
             conf["functions"].append(f)
-            fm["functions"].append({"name": name, "service": f"rt-{rt}", "instance": {"max": mx}})
-            fm["rules"].append({"clientid": f"bench-{name}", "subscribe": {"topic": tin},
-                                "function": {"name": name}, "publish": {"topic": tout}})
+            inst = {"max": mx}
+            if os.environ.get("BENCH_CONCURRENT"):
+                inst["concurrent"] = int(os.environ["BENCH_CONCURRENT"])
+            fm["functions"].append({"name": name, "service": f"rt-{rt}", "instance": inst})
+            for tin, qos in topics:
+                fm["rules"].append({"clientid": f"bench-{tin.replace('/', '-')}",
+                                    "subscribe": {"topic": tin, "qos": qos},
+                                    "function": {"name": name},
+                                    "publish": {"topic": tin + "/out", "qos": qos}})
         write(root, f"var/db/baetyl/{rt}-conf/service.yml", conf)
         services.append({"name": f"rt-{rt}", "image": image, "replica": 0, "mounts": mounts})
     write(root, "var/db/baetyl/fm-conf/service.yml", fm)
@@ -154,7 +204,9 @@ class Probe:
         self.c.on_message = self.on_message
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
-        self.c.subscribe("b/#", qos=0)
+        # not the floods' outputs: function_load takes those
+        self.c.subscribe([(f"b/{rt}/{t}/out", 0) for rt in RUNTIMES
+                          for t in ["seq"] + [f"cold{k}" for k in range(COLD)]])
         time.sleep(0.3)
 
     def on_message(self, c, u, msg):
@@ -192,7 +244,18 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def bench_runtime(probe, rt, seq_base):
+def flood(load, port, topic, qos):
+    """One flood through function_load: its JSON result."""
+    r = subprocess.run([load, "flood", str(port), topic, str(qos), str(N), str(WINDOW)],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"flood on {topic}: {r.stderr.strip()}")
+    if r.stderr.strip():
+        print(f"{topic}: {r.stderr.strip()}", file=sys.stderr)
+    return json.loads(r.stdout)
+
+
+def bench_runtime(probe, load, port, rt, seq_base):
     res = {}
     colds = []
     for k in range(COLD):
@@ -201,7 +264,7 @@ def bench_runtime(probe, rt, seq_base):
         colds.append(probe.wait(t, [seq_base])[0])
         seq_base += 1
     res["cold"] = statistics.median(colds)
-    t = f"b/{rt}/one"
+    t = f"b/{rt}/seq"
     probe.send(t, seq_base)
     probe.wait(t, [seq_base])  # warm
     seq_base += 1
@@ -211,27 +274,43 @@ def bench_runtime(probe, rt, seq_base):
         lat += probe.wait(t, [seq_base])
         seq_base += 1
     res["seq"] = (pct(lat, 50), pct(lat, 99))
-    for label, topic in (("flood1", f"b/{rt}/one"), (f"flood{MAXI}", f"b/{rt}/max")):
-        warm = list(range(seq_base, seq_base + 4 * MAXI))
-        for s in warm:  # starts every instance before the measured burst
-            probe.send(topic, s)
-        probe.wait(topic, warm)
-        seq_base += len(warm)
-        seqs = list(range(seq_base, seq_base + N))
-        t0 = time.perf_counter()
-        for s in seqs:
-            probe.send(topic, s)
-        lat = probe.wait(topic, seqs)
-        t1 = max(probe.got[(topic + "/out", s)] for s in seqs)
-        seq_base += N
-        res[label] = (N / (t1 - t0), pct(lat, 50), pct(lat, 99))
+    for label in FLOODS:
+        res[label] = flood(load, port, f"b/{rt}/{label}", int(label[1]))
     return res, seq_base
+
+
+def print_row(rt, r):
+    """The runtime's figures now (flood msg/s with the ratio to before), then before."""
+    b = BEFORE.get(rt, {})
+    key = {label: label.replace(f"x{MAXI}", "x4") for label in FLOODS}
+    cells = [f"{r['cold']:.0f}", f"{r['seq'][0]:.2f}"]
+    for label in FLOODS:
+        rate, was = r[label]["rate"], b.get(key[label])
+        cells.append(f"{rate:.0f} ({rate / was:.1f}x)" if was else f"{rate:.0f}")
+    order = "yes" if all(r[label]["in_order"] for label in FLOODS) else "NO"
+    print(f"{rt:8} " + " ".join(f"{c:>14}" for c in cells) + f" {order:>8}", flush=True)
+    if b:
+        was = [f"{b['cold']:.0f}", f"{b['seq']:.2f}"] + [f"{b[key[label]]:.0f}" for label in FLOODS]
+        print(f"{'  before':8} " + " ".join(f"{c:>14}" for c in was), flush=True)
+
+
+def bench_sqlref(load, port):
+    """The floods of the 1-instance SQL function, through the in-process reference client."""
+    ref = subprocess.Popen([load, "sqlref", str(port), "r/+", SQLREF],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        ref.stdout.readline()
+        return {q: flood(load, port, f"r/q{q}", q) for q in (0, 1)}
+    finally:
+        ref.terminate()
+        ref.wait(10)
 
 
 def main():
     for b in ("baetyl", "baetyl-hub", "baetyl-function-manager", "baetyl-function-sql"):
         if not os.path.exists(os.path.join(BUILD, "bin", b)):
             sys.exit(f"{BUILD}/bin/{b} missing: build first (make)")
+    load = build_load()
     port = free_port()
     root, nrules = make_workdir(port)
     master = subprocess.Popen([os.path.join(BUILD, "bin", "baetyl"), "start", "-w", root],
@@ -248,16 +327,22 @@ def main():
         wait_for(connected, 30, "the function-manager's rules")
         probe = Probe(port)
         print(f"function round trips (publish -> function -> result received), {os.cpu_count()} cores, "
-              f"burst {N}, sequential {SEQ}, payload {{\"id\":n}}")
-        print(f"{'runtime':8} {'cold ms':>8} {'seq p50/p99 ms':>15} {'1 inst msg/s':>13} "
-              f"{'p50/p99 ms':>13} {f'{MAXI} inst msg/s':>13} {'p50/p99 ms':>13}")
-        seq = 0
+              f"flood {N} (window {WINDOW}), sequential {SEQ}, payload {{\"id\":n}}; "
+              "floods in msg/s (ratio to before issue 17); 'before': that code, this bench")
+        print(f"{'runtime':8} " + " ".join(f"{h:>14}" for h in (
+            "cold ms", "seq p50 ms", "QoS0 1 inst", "QoS1 1 inst", f"QoS0 {MAXI} inst",
+            f"QoS1 {MAXI} inst")) + f" {'in order':>8}")
+        seq, results = 0, {}
         for rt in RUNTIMES:
-            r, seq = bench_runtime(probe, rt, seq)
-            f1, fn = r["flood1"], r[f"flood{MAXI}"]
-            print(f"{rt:8} {r['cold']:8.0f} {r['seq'][0]:7.2f}/{r['seq'][1]:<7.2f} {f1[0]:13.0f} "
-                  f"{f1[1]:6.0f}/{f1[2]:<6.0f} {fn[0]:13.0f} {fn[1]:6.0f}/{fn[2]:<6.0f}", flush=True)
+            results[rt], seq = bench_runtime(probe, load, port, rt, seq)
+            print_row(rt, results[rt])
         probe.c.loop_stop()
+        ref = bench_sqlref(load, port)
+        sql = results.get("sql") or {f"q{q}x1": {"rate": float("nan")} for q in (0, 1)}
+        rates = " ".join(f"{ref[q]['rate']:>14.0f}" for q in (0, 1))
+        print(f"{'sql ref':8} {'-':>14} {'-':>14} {rates}  (in-process SQL: no manager, no gRPC;"
+              f" the SQL function gets {sql['q0x1']['rate'] / ref[0]['rate']:.0%} of it at QoS 0, "
+              f"{sql['q1x1']['rate'] / ref[1]['rate']:.0%} at QoS 1)", flush=True)
     finally:
         os.killpg(master.pid, signal.SIGTERM)
         try:

@@ -31,7 +31,7 @@ static void test_defaults_and_options(void **state)
     char err[256];
     assert_int_equal(load("server: {address: 'tcp://127.0.0.1:50051'}\n", &d, err, sizeof err), 0);
     assert_string_equal(d.server.address, "tcp://127.0.0.1:50051");
-    assert_int_equal(d.server.workers, 8);
+    assert_int_equal(d.server.workers, 4);
     assert_int_equal(d.server.concurrent, 0);
     assert_int_equal(d.server.message_max, 4 << 20);
     assert_null(d.server.ca);

@@ -22,7 +22,13 @@
 #define BT_FN_METHOD "/baetyl.Function/Call"
 #define BT_FN_DEFAULT_MAX_MSG_SIZE ((size_t)4 << 20) /* 4 MiB, both ways (SPEC §12) */
 #define BT_FN_DEFAULT_TIMEOUT_MS 30000L
-#define BT_FN_DEFAULT_WORKERS 8
+/* Threads, sized for an edge box (2-4 cores shared with the user's work): a server runs its
+ * handlers on BT_FN_DEFAULT_WORKERS threads of its own (workers.max); a client has none,
+ * each calling thread drives its own call. gRPC core adds its own few threads (an executor,
+ * a resolver, event engine and timer threads, 7 in all at 2 cores), which its C API does not
+ * let us size. 4 workers keep a 2-core box busy with fast handlers (SQL: microseconds) and
+ * match the function-manager's instance.concurrent default. */
+#define BT_FN_DEFAULT_WORKERS 4
 #define BT_FN_DEFAULT_GRACE_MS 5000L
 
 /* Return codes. */

@@ -262,6 +262,7 @@ static void test_error_json_bounded(void **state)
 typedef struct {
     pthread_mutex_t mu;
     int starts, stops, fail_starts, dead_dial;
+    int exited; /* status: a dead-dialled instance reports it exited with this code */
     int calls, running, max_running;
     struct {
         char name[192];
@@ -351,6 +352,21 @@ static int fake_stop(void *arg, const char *service, const char *name, char *err
     return 0;
 }
 
+static int fake_status(void *arg, const char *service, const char *name, int lines,
+                       fm_instance_status *st, char *err, size_t errlen)
+{
+    fake *f = arg;
+    if (!f->exited) {
+        snprintf(err, errlen, "404: no such route"); /* an older master */
+        return -1;
+    }
+    snprintf(st->state, sizeof st->state, "exited");
+    st->exit_code = f->exited;
+    snprintf(st->output, sizeof st->output,
+             "service starting\nImportError: No module named 'numpy_for_test'");
+    return 0;
+}
+
 static int fake_alive(fake *f)
 {
     int n = 0;
@@ -372,12 +388,14 @@ static int pool_setup(void **state)
 {
     pool_fixture *x = calloc(1, sizeof *x);
     pthread_mutex_init(&x->fk.mu, NULL);
-    x->be = (fm_backend){.start = fake_start, .stop = fake_stop, .arg = &x->fk};
+    x->be =
+        (fm_backend){.start = fake_start, .stop = fake_stop, .status = fake_status, .arg = &x->fk};
     x->cfg =
         (fm_function_cfg){.name = "sayhi",
                           .service = "rt",
                           .min = 0,
                           .max = 1,
+                          .concurrent = 1, /* one call per instance unless a test says */
                           .idletime = 600000,
                           .evicttime = 60000,
                           .call = {.message_max = 4 << 20, .backoff_max = 60000, .timeout = 3000}};
@@ -517,26 +535,67 @@ static void *caller(void *arg)
     return NULL;
 }
 
+/* n threads (at most 8) making 3 calls each at once; the calls that succeeded. */
+static int run_callers(pool_fixture *x, int n)
+{
+    pthread_t t[8];
+    caller_arg a[8];
+    for (int i = 0; i < n; i++) {
+        a[i] = (caller_arg){x, 0};
+        pthread_create(&t[i], NULL, caller, &a[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    return ok;
+}
+
 static void test_never_more_than_max(void **state)
 {
     pool_fixture *x = *state;
     x->cfg.max = 3;
     pool_open(x);
-    pthread_t t[8];
-    caller_arg a[8];
-    for (int i = 0; i < 8; i++) {
-        a[i] = (caller_arg){x, 0};
-        pthread_create(&t[i], NULL, caller, &a[i]);
-    }
-    int ok = 0;
-    for (int i = 0; i < 8; i++) {
-        pthread_join(t[i], NULL);
-        ok += a[i].ok;
-    }
-    assert_int_equal(ok, 24);
+    assert_int_equal(run_callers(x, 8), 24);
     assert_int_equal(fm_pool_peak(x->pool), 3);
     assert_int_equal(x->fk.starts, 3);
     assert_int_equal(x->fk.max_running, 3);
+}
+
+/* instance.concurrent: calls share an instance up to that many at once, and only then
+ * does a second instance start. */
+static void test_instance_serves_concurrent_calls(void **state)
+{
+    pool_fixture *x = *state;
+    x->cfg.max = 2;
+    x->cfg.concurrent = 4;
+    pool_open(x);
+    assert_int_equal(run_callers(x, 4), 12);
+    assert_int_equal(x->fk.starts, 1); /* four callers fit in one instance */
+    assert_true(x->fk.max_running > 1 && x->fk.max_running <= 4);
+    assert_int_equal(run_callers(x, 8), 24);
+    assert_int_equal(fm_pool_peak(x->pool), 2);
+    assert_true(x->fk.max_running <= 8);
+}
+
+/* A call failing on an instance others are using: they finish, then it is destroyed once. */
+static void test_failed_call_among_concurrent_ones(void **state)
+{
+    pool_fixture *x = *state;
+    x->cfg.concurrent = 4;
+    pool_open(x);
+    char err[512], res[16];
+    fm_instance *held = fm_pool_get(x->pool, err, sizeof err); /* a call in flight */
+    assert_non_null(held);
+    assert_int_not_equal(call_text(x->pool, "fail", res, sizeof res, err, sizeof err), 0);
+    assert_int_equal(x->fk.stops, 0); /* still in use */
+    assert_int_equal(fm_pool_size(x->pool), 1);
+    fm_pool_put(x->pool, held, true);
+    assert_int_equal(x->fk.stops, 1);
+    assert_int_equal(fm_pool_size(x->pool), 0);
+    assert_int_equal(call_text(x->pool, "ok", res, sizeof res, err, sizeof err), 0);
+    assert_int_equal(x->fk.starts, 2);
 }
 
 static void test_idle_instances_evicted_down_to_min(void **state)
@@ -551,14 +610,7 @@ static void test_idle_instances_evicted_down_to_min(void **state)
     for (int i = 0; i < 100 && fm_pool_size(x->pool) < 1; i++)
         usleep(20000);
     assert_int_equal(fm_pool_size(x->pool), 1);
-    pthread_t t[3];
-    caller_arg a[3];
-    for (int i = 0; i < 3; i++) {
-        a[i] = (caller_arg){x, 0};
-        pthread_create(&t[i], NULL, caller, &a[i]);
-    }
-    for (int i = 0; i < 3; i++)
-        pthread_join(t[i], NULL);
+    run_callers(x, 3);
     assert_int_equal(fm_pool_size(x->pool), 3);
     /* after idletime (+ one evicttime) only min is left */
     for (int i = 0; i < 100 && fm_pool_size(x->pool) > 1; i++)
@@ -614,6 +666,25 @@ static void test_dial_timeout_fails_the_attempt(void **state)
     assert_int_equal(call_text(x->pool, "a", res, sizeof res, err, sizeof err), 0);
 }
 
+/* An instance that exits before serving (an import error): the master's report ends the
+ * wait for its connection long before the timeout, and the error says why. */
+static void test_exited_instance_is_explained(void **state)
+{
+    pool_fixture *x = *state;
+    x->cfg.call.timeout = 20000;
+    pool_open(x);
+    x->fk.dead_dial = 1;
+    x->fk.exited = 1;
+    char err[1024], res[16];
+    int64_t t0 = bt_now_ms();
+    assert_int_not_equal(call_text(x->pool, "a", res, sizeof res, err, sizeof err), 0);
+    assert_true(bt_now_ms() - t0 < 10000); /* not the 20 s timeout */
+    assert_non_null(strstr(err, "failed to connect to instance (rt.sayhi.1): the instance "
+                                "exited (exit code 1) before serving; its last output: "));
+    assert_non_null(strstr(err, "ImportError: No module named 'numpy_for_test'"));
+    assert_int_equal(x->fk.stops, 1);
+}
+
 static void test_hanging_call_times_out_and_replaces(void **state)
 {
     pool_fixture *x = *state;
@@ -666,6 +737,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_message_too_large_fails_without_instance, pool_setup,
                                         pool_teardown),
         cmocka_unit_test_setup_teardown(test_never_more_than_max, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(test_instance_serves_concurrent_calls, pool_setup,
+                                        pool_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_call_among_concurrent_ones, pool_setup,
+                                        pool_teardown),
+        cmocka_unit_test_setup_teardown(test_exited_instance_is_explained, pool_setup,
+                                        pool_teardown),
         cmocka_unit_test_setup_teardown(test_idle_instances_evicted_down_to_min, pool_setup,
                                         pool_teardown),
         cmocka_unit_test_setup_teardown(test_failed_start_backs_off, pool_setup, pool_teardown),

@@ -61,3 +61,19 @@ def third_party(event, ctx):
     import more_itertools
     return {"file": more_itertools.__file__,
             "chunks": list(more_itertools.chunked(event["items"], 2))}
+
+
+def jitter(event, ctx):
+    """Takes longer for some inputs than for later ones (so calls in flight side by side end
+    out of order); with "fail", the first attempt of each input fails (a file in data/
+    remembers it), so its retry ends later still."""
+    n = event["n"]
+    time.sleep((n * 7 % 5) * 0.02)
+    if event.get("fail"):
+        try:
+            open(f"data/failed-{n}", "x").close()
+        except FileExistsError:
+            pass
+        else:
+            raise RuntimeError(f"first attempt of {n} fails")
+    return {"n": n}
