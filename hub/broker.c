@@ -163,7 +163,9 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
             psession_offsets o = {0};
             if (h->offsets_acked)
                 psession_offsets_take(h, false, &o);
+            int64_t t0 = stats_clock_us();
             rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
+            stats_commit_done(h, t0);
             if (rc == STORE_FULL && trim_log(h) > 0)
                 rc = store_append(h->st, sm, n, seqs, o.v, o.n, err, errlen);
             if (rc == STORE_FULL && h->drop_oldest)
@@ -192,6 +194,7 @@ static void conn_hold(conn *c)
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
 {
     h->ctr.msgs_in++;
+    h->ctr.in_qos[m->qos & 3]++;
     if (m->retain)
         retain_set(h, m);
     if (m->qos == 0) {

@@ -13,15 +13,16 @@
 
 /* ---- API requests and OTA steps: fixed tables of atomic counters -------------------------- */
 
-static const char *const routes[] = {"inspect", "update", "ports", "start", "stop",
-                                     "report",  "metrics", "page", "other"};
+static const char *const routes[] = {"inspect", "update",  "ports", "start", "stop",
+                                     "report",  "metrics", "page",  "other"};
 #define NROUTES (sizeof routes / sizeof *routes)
 static const unsigned codes[] = {200, 400, 401, 403, 404, 405, 413, 500};
+#define CERT_NOT_AFTER "baetyl_tls_cert_not_after_timestamp_seconds"
 #define NCODES (sizeof codes / sizeof *codes)
 static atomic_uint_least64_t requests[NROUTES][NCODES];
 
 /* Baetyl 1.0's steps (SPEC §9 and §19), APP and MST. */
-static const char *const steps[] = {"OK!",         "UPDATING", "RESTARTING", "UPDATED",
+static const char *const steps[] = {"OK!",         "UPDATING",   "RESTARTING", "UPDATED",
                                     "ROLLINGBACK", "ROLLEDBACK", "FAILURE"};
 #define NSTEPS (sizeof steps / sizeof *steps)
 static atomic_uint_least64_t ota_steps[2][NSTEPS + 1]; /* last: another step */
@@ -121,13 +122,38 @@ static void add_usage(mt_set *s, master *m, m_instance *in, const char *const *l
                (double)ticks / (double)hz);
 }
 
+/* Seconds until each reported certificate expires, as of this scrape. */
+static void add_expiry(mt_set *s, json_t *rep, const char *svc, const char *inst,
+                       const struct timespec *now)
+{
+    json_t *na = json_object_get(json_object_get(rep, CERT_NOT_AFTER), "samples");
+    json_t *samples = json_array();
+    size_t i;
+    json_t *smp;
+    json_array_foreach(na, i, smp)
+    {
+        json_t *v = json_array_get(smp, 2);
+        if (i >= 64 || !json_is_number(v))
+            break;
+        json_array_append_new(samples,
+                              json_pack("[O,O,f]", json_array_get(smp, 0), json_array_get(smp, 1),
+                                        json_number_value(v) - (double)now->tv_sec));
+    }
+    json_t *fam = json_pack("{s:{s:s,s:s,s:o}}", "baetyl_tls_cert_expires_in_seconds", "type",
+                            "gauge", "help", "Seconds until a configured TLS certificate expires.",
+                            "samples", samples);
+    if (fam)
+        mt_add_reported(s, fam, svc, inst, 64);
+    json_decref(fam);
+}
+
 static void add_instance(mt_set *s, master *m, m_service *sv, m_instance *in,
                          const struct timespec *now)
 {
-    const char *l[] = {"service", sv->name, "instance", in->name, NULL};
+    const char *l[] = {"service", sv->name, "instance_name", in->name, NULL};
     static const char *const st[] = {"running", "restarting", "exited"};
     for (int i = 0; i < 3; i++) {
-        const char *ls[] = {"service", sv->name, "instance", in->name, "status", st[i], NULL};
+        const char *ls[] = {"service", sv->name, "instance_name", in->name, "status", st[i], NULL};
         gauge(s, "baetyl_instance_status",
               "1 for the instance's current status (running, restarting, exited).", ls,
               (int)in->status == i);
@@ -137,7 +163,7 @@ static void add_instance(mt_set *s, master *m, m_service *sv, m_instance *in,
            (double)atomic_load(&in->sup.restarts));
     if (atomic_load(&in->sup.exited))
         gauge(s, "baetyl_instance_last_exit_code",
-              "Exit code of the instance's last exit (-1: killed or unknown).", l,
+              "Exit code of the instance's last exit (128 + signal when killed, -1 unknown).", l,
               (double)atomic_load(&in->sup.last_exit));
     if (in->alive) {
         double up = (double)(now->tv_sec - in->start_time.tv_sec) +
@@ -147,8 +173,10 @@ static void add_instance(mt_set *s, master *m, m_service *sv, m_instance *in,
         add_usage(s, m, in, l);
     }
     json_t *rep = json_object_get(in->reported, "metrics");
-    if (json_is_object(rep))
+    if (json_is_object(rep)) {
         mt_add_reported(s, rep, sv->name, in->name, METRICS_REPORTED_MAX);
+        add_expiry(s, rep, sv->name, in->name, now);
+    }
 }
 
 static const struct timespec *master_started(void)
@@ -171,8 +199,8 @@ char *metrics_render(master *m, size_t *len)
     mt_set *s = mt_new();
     if (!s)
         return NULL;
-    const char *bl[] = {"version", bt_version, "revision", bt_revision, "mode",
-                        m->engine->ops->name, NULL};
+    const char *bl[] = {"version", bt_version,           "revision", bt_revision,
+                        "mode",    m->engine->ops->name, NULL};
     gauge(s, "baetyl_build_info", "Version of the running master (always 1).", bl, 1);
     const struct timespec *t0 = master_started();
     gauge(s, "baetyl_master_start_time_seconds", "Unix time the master started.", NULL,

@@ -60,8 +60,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
         return send_body(c, 200, (void *)status_page_html, status_page_len(),
                          MHD_RESPMEM_PERSISTENT, "text/html; charset=utf-8", "page");
     if (!strcmp(url, "/metrics") || !strcmp(url, "/"))
-        return send_body(c, 405, (void *)"method not allowed\n", 19, MHD_RESPMEM_PERSISTENT,
-                         text, "other");
+        return send_body(c, 405, (void *)"method not allowed\n", 19, MHD_RESPMEM_PERSISTENT, text,
+                         "other");
     return send_body(c, 404, (void *)"404 page not found\n", 19, MHD_RESPMEM_PERSISTENT, text,
                      "other");
 }
@@ -76,11 +76,10 @@ struct MHD_Daemon *metrics_server_start(master *m, const char *address, char *er
     bt_api_addr_free(&a);
     if (fd < 0)
         return NULL;
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, serve, m,
-                         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)METRICS_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-                         (unsigned)METRICS_CONNECTIONS, MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, serve, m,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_CONNECTIONS, MHD_OPTION_END);
     if (!d) {
         close(fd);
         bt_errf(err, errlen, "failed to start the metrics server on %s", address);

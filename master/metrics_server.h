@@ -10,8 +10,7 @@
 struct MHD_Daemon;
 
 /* Listens on address (tcp://host:port). Returns the daemon, or NULL with err. */
-struct MHD_Daemon *metrics_server_start(master *m, const char *address, char *err,
-                                        size_t errlen);
+struct MHD_Daemon *metrics_server_start(master *m, const char *address, char *err, size_t errlen);
 /* Stops it (NULL is fine). */
 void metrics_server_stop(struct MHD_Daemon *d);
 

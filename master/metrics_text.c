@@ -194,7 +194,8 @@ static int add_one(mt_set *s, const char *name, const char *type, const char *he
     if (json_array_size(smp) != 3 || !json_is_string(jsfx) || !json_is_number(jv) ||
         (jl && !json_is_object(jl) && !json_is_null(jl)))
         return -1;
-    const char *labels[2 * (MT_LABELS_MAX + 2) + 1] = {"service", service, "instance", instance};
+    const char *labels[2 * (MT_LABELS_MAX + 2) + 1] = {"service", service, "instance_name",
+                                                       instance};
     size_t n = 4;
     const char *k;
     json_t *v;
@@ -202,7 +203,8 @@ static int add_one(mt_set *s, const char *name, const char *type, const char *he
     {
         if (n >= 2 * (MT_LABELS_MAX + 2))
             break;
-        if (!json_is_string(v) || !strcmp(k, "service") || !strcmp(k, "instance"))
+        if (!json_is_string(v) || !strcmp(k, "service") || !strcmp(k, "instance_name") ||
+            !strcmp(k, "instance"))
             continue;
         labels[n++] = k;
         labels[n++] = json_string_value(v);

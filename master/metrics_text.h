@@ -30,9 +30,9 @@ int mt_add(mt_set *s, const char *name, const char *type, const char *help, cons
            const char *const *labels, double v);
 
 /* Adds the families a module reported as {"name": {"type", "help", "samples": [[suffix,
- * {label: value}, value], ...]}} with service and instance labels first (a reported label of
- * that name is dropped). At most max_samples samples are taken; bad entries are skipped.
- * Returns the number of samples taken. */
+ * {label: value}, value], ...]}} with service and instance_name labels first (a reported
+ * label of those names or "instance", Prometheus' target label, is dropped). At most
+ * max_samples samples are taken; bad entries are skipped. Returns the samples taken. */
 size_t mt_add_reported(mt_set *s, json_t *families, const char *service, const char *instance,
                        size_t max_samples);
 

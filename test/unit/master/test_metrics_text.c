@@ -18,9 +18,9 @@ static void test_families_grouped_and_escaped(void **state)
     assert_int_equal(mt_add(s, "m_total", "counter", "Help\\ with\nnewline", "", a, 3), 0);
     assert_int_equal(mt_add(s, "g", "gauge", "G.", "", NULL, 0.5), 0);
     assert_int_equal(mt_add(s, "m_total", "counter", "ignored", "", b, 4), 0);
-    assert_int_equal(mt_add(s, "m_total", "gauge", "", "", b, 4), -1);   /* type clash */
-    assert_int_equal(mt_add(s, "1bad", "gauge", "", "", NULL, 1), -1);   /* bad name */
-    assert_int_equal(mt_add(s, "g", "gauge", "", "_sum", NULL, 1), -1);  /* suffix of a gauge */
+    assert_int_equal(mt_add(s, "m_total", "gauge", "", "", b, 4), -1);  /* type clash */
+    assert_int_equal(mt_add(s, "1bad", "gauge", "", "", NULL, 1), -1);  /* bad name */
+    assert_int_equal(mt_add(s, "g", "gauge", "", "_sum", NULL, 1), -1); /* suffix of a gauge */
     size_t n;
     char *out = mt_render(s, &n);
     assert_string_equal(out, "# HELP m_total Help\\\\ with\\nnewline\n"
@@ -45,15 +45,17 @@ static void test_reported(void **state)
         "[1,2,3],\"junk\"]},"
         "\"bad name\":{\"type\":\"gauge\",\"samples\":[[\"\",{},1]]},"
         "\"t\":{\"type\":\"summary\",\"samples\":[[\"\",{},1]]},"
-        "\"c_total\":{\"type\":\"counter\",\"samples\":[[\"\",{\"bad-label\":\"1\",\"ok\":\"2\"},7]]}}",
+        "\"c_total\":{\"type\":\"counter\",\"samples\":[[\"\",{\"bad-label\":\"1\",\"ok\":\"2\"},7]"
+        "]}}",
         0, &je);
     assert_non_null(j);
     mt_set *s = mt_new();
     assert_int_equal(mt_add_reported(s, j, "hub", "hub", 100), 5);
     char *out = mt_render(s, NULL);
-    assert_non_null(strstr(out, "h_seconds_bucket{service=\"hub\",instance=\"hub\",le=\"0.1\"} 1\n"));
-    assert_non_null(strstr(out, "h_seconds_count{service=\"hub\",instance=\"hub\"} 2\n"));
-    assert_non_null(strstr(out, "c_total{service=\"hub\",instance=\"hub\",ok=\"2\"} 7\n"));
+    assert_non_null(
+        strstr(out, "h_seconds_bucket{service=\"hub\",instance_name=\"hub\",le=\"0.1\"} 1\n"));
+    assert_non_null(strstr(out, "h_seconds_count{service=\"hub\",instance_name=\"hub\"} 2\n"));
+    assert_non_null(strstr(out, "c_total{service=\"hub\",instance_name=\"hub\",ok=\"2\"} 7\n"));
     assert_null(strstr(out, "spoof"));
     assert_null(strstr(out, "bad"));
     assert_null(strstr(out, "summary"));
