@@ -26,6 +26,7 @@ static const char *const steps[] = {"OK!",         "UPDATING",   "RESTARTING", "
                                     "ROLLINGBACK", "ROLLEDBACK", "FAILURE"};
 #define NSTEPS (sizeof steps / sizeof *steps)
 static atomic_uint_least64_t ota_steps[2][NSTEPS + 1]; /* last: another step */
+static _Atomic int64_t ota_step_ms[2][NSTEPS + 1];     /* when each step was last written */
 
 static size_t index_of(const char *const *names, size_t n, const char *s)
 {
@@ -51,8 +52,12 @@ void metrics_count_request(const char *route, unsigned status)
 void metrics_count_ota(const char *type, const char *step)
 {
     int t = type && !strcmp(type, "MST") ? 1 : 0;
-    atomic_fetch_add_explicit(&ota_steps[t][index_of(steps, NSTEPS, step ? step : "")], 1,
-                              memory_order_relaxed);
+    size_t i = index_of(steps, NSTEPS, step ? step : "");
+    atomic_fetch_add_explicit(&ota_steps[t][i], 1, memory_order_relaxed);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    atomic_store_explicit(&ota_step_ms[t][i], (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                          memory_order_relaxed);
 }
 
 static void add_requests(mt_set *s)
@@ -76,6 +81,10 @@ static void add_requests(mt_set *s)
             mt_add(s, "baetyl_ota_steps_total", "counter",
                    "OTA steps written to ota.log, by update type and step.", "", l,
                    (double)atomic_load_explicit(&ota_steps[t][i], memory_order_relaxed));
+            int64_t ms = atomic_load_explicit(&ota_step_ms[t][i], memory_order_relaxed);
+            if (ms)
+                mt_add(s, "baetyl_ota_step_timestamp_seconds", "gauge",
+                       "Unix time each OTA step was last written.", "", l, (double)ms / 1000.0);
         }
 }
 

@@ -31,8 +31,7 @@ void bt_metrics_sample(json_t *samples, const char *suffix, const char *k, const
         json_array_append_new(samples, s);
 }
 
-void bt_metrics_one(json_t *out, const char *name, const char *type, const char *help,
-                    double value)
+void bt_metrics_one(json_t *out, const char *name, const char *type, const char *help, double value)
 {
     bt_metrics_sample(bt_metrics_family(out, name, type, help), "", NULL, NULL, value);
 }
