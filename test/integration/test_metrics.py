@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import binary, free_port, wait_for
-from master_harness import SLEEPER, app_yaml, master, svc, vols  # noqa: F401
+from master_harness import CRASHER, SLEEPER, app_yaml, master, svc, vols  # noqa: F401
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -36,7 +36,7 @@ def http_get(url, timeout=10):
         return r.status, r.headers.get("Content-Type"), r.read().decode()
 
 
-def hub_master(master, **kw):
+def hub_master(master, hub_extra="", **kw):
     """A master with metrics.address, a hub (the real baetyl-hub) and a sleeper service."""
     mport = free_port()
     m = master(conf_extra=f"metrics:\n  address: tcp://127.0.0.1:{mport}\n", **kw)
@@ -44,7 +44,7 @@ def hub_master(master, **kw):
     m.hub_port = free_port()
     m.package("hubpkg", f"#!/bin/sh\nexec {binary('baetyl-hub')}\n")
     m.package("pkg", SLEEPER)
-    m.write("var/db/baetyl/hubconf/service.yml", HUB_CONF.format(port=m.hub_port))
+    m.write("var/db/baetyl/hubconf/service.yml", HUB_CONF.format(port=m.hub_port) + hub_extra)
     hub = svc("hub", "hubpkg", mounts=[
         {"name": "hubpkg", "path": "lib/baetyl/hubpkg", "readonly": True},
         {"name": "hubconf", "path": "etc/baetyl", "readonly": True},
@@ -218,3 +218,50 @@ def test_api_socket_serves_metrics_without_metrics_address(master):
     st, body = m.request("GET", "/metrics")
     want = 'baetyl_instance_status{service="a",instance_name="a",status="running"} 1'
     assert st == 200 and want in body, body
+
+
+def test_status_prints_health_and_check_says_why(master):
+    m = hub_master(master)
+    r = m.cmd("status", "--check")
+    assert r.returncode == 0 and r.stdout.strip() == "healthy", r.stdout + r.stderr
+
+    # a backlog: with --max-age 1ms the waiting message is too old
+    r = mqtt(m, "mosquitto_sub", "-c", "-i", "away", "-q", "1", "-t", "b/#", "-W", "1")
+    assert mqtt(m, "mosquitto_pub", "-q", "1", "-t", "b/x", "-m", "1").returncode == 0
+    wait_for(lambda: "oldest waiting message" in m.cmd("status").stdout, 15,
+             what="backlog in status")
+    r = m.cmd("status")
+    assert r.returncode == 0
+    assert "health:" in r.stdout and "1 messages wait for away persistent sessions" in r.stdout
+    r = m.cmd("status", "--check", "--max-age", "1ms")
+    assert r.returncode == 1 and "unhealthy: hub: a message has waited" in r.stdout, r.stdout
+    assert m.cmd("status", "--check", "--max-age", "1h").returncode == 0
+    assert m.cmd("status", "--check", "--max-age", "soon").returncode == 2
+
+
+def test_check_fails_while_a_service_restarts(master):
+    m = master()
+    m.package("crash", CRASHER)
+    restart = {"policy": "always", "backoff": {"min": "30s"}}
+    m.app(app_yaml([svc("c", "crash", restart=restart)], vols("crash")))
+    m.start()
+    wait_for(lambda: (m.instance("c", "c") or {}).get("status") == "restarting", 15,
+             what="restarting")
+    r = m.cmd("status", "--check")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "unhealthy: service c instance c is restarting" in r.stdout
+
+
+def test_check_warns_of_a_certificate_expiring_within_7_days(master, tmp_path):
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=60)
+    m = hub_master(master, hub_extra=f"certificate:\n  cert: {crt}\n  key: {key}\n")
+    wait_for(lambda: sample(scrape(m), "baetyl_tls_cert_expires_in_seconds") is not None, 15,
+             what="certificate expiry reported")
+    left = sample(scrape(m), "baetyl_tls_cert_expires_in_seconds", use="hub")
+    assert 2 * 86400 < left <= 3 * 86400, left
+    r = m.cmd("status", "--check")
+    assert r.returncode == 1, r.stdout
+    assert f"unhealthy: hub: certificate {crt} expires in 3.0 days" in r.stdout, r.stdout
