@@ -82,8 +82,7 @@ static void days_text(double s, char *buf, size_t len)
         snprintf(buf, len, "expires in %.1f days", s / 86400);
 }
 
-int status_health(const char *metrics, int64_t max_age_ms, bool figures, FILE *out,
-                  FILE *problems)
+int status_health(const char *metrics, int64_t max_age_ms, bool figures, FILE *out, FILE *problems)
 {
     int bad = 0;
     double max_age = (double)max_age_ms / 1000.0;

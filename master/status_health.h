@@ -13,7 +13,6 @@
 
 /* Prints the figures to out when figures is true and one line per problem to problems
  * (either may be NULL). Returns the number of problems. */
-int status_health(const char *metrics, int64_t max_age_ms, bool figures, FILE *out,
-                  FILE *problems);
+int status_health(const char *metrics, int64_t max_age_ms, bool figures, FILE *out, FILE *problems);
 
 #endif

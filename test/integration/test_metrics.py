@@ -36,8 +36,27 @@ def http_get(url, timeout=10):
         return r.status, r.headers.get("Content-Type"), r.read().decode()
 
 
-def hub_master(master, hub_extra="", **kw):
-    """A master with metrics.address, a hub (the real baetyl-hub) and a sleeper service."""
+RM_CONF = """hub:
+  address: tcp://127.0.0.1:{hub}
+  username: test
+  password: hahaha
+remotes:
+  - name: cloud
+    address: tcp://127.0.0.1:{cloud}
+    clientid: rm-cloud
+    interval: 1s
+rules:
+  - hub: {{subscriptions: [{{topic: up/#, qos: 1}}]}}
+    remote: {{name: cloud, subscriptions: [{{topic: down/#, qos: 1}}]}}
+status:
+  report:
+    interval: 500ms
+"""
+
+
+def hub_master(master, hub_extra="", cloud_port=None, **kw):
+    """A master with metrics.address, a hub (the real baetyl-hub) and a sleeper service;
+    with cloud_port also remote-mqtt bridging up/# to a broker on that port."""
     mport = free_port()
     m = master(conf_extra=f"metrics:\n  address: tcp://127.0.0.1:{mport}\n", **kw)
     m.metrics_port = mport
@@ -52,7 +71,17 @@ def hub_master(master, hub_extra="", **kw):
     volumes = vols("hubpkg", "pkg") + [
         {"name": "hubconf", "path": "var/db/baetyl/hubconf"},
         {"name": "hubdata", "path": "var/db/hubdata"}]
-    m.app(app_yaml([hub, svc("sleepy", "pkg")], volumes))
+    services = [hub, svc("sleepy", "pkg")]
+    if cloud_port:
+        m.package("rmpkg", f"#!/bin/sh\nexec {binary('baetyl-remote-mqtt')}\n")
+        m.write("var/db/baetyl/rmconf/service.yml",
+                RM_CONF.format(hub=m.hub_port, cloud=cloud_port))
+        services.append(svc("remote", "rmpkg", mounts=[
+            {"name": "rmpkg", "path": "lib/baetyl/rmpkg", "readonly": True},
+            {"name": "rmconf", "path": "etc/baetyl", "readonly": True}]))
+        volumes += [{"name": "rmpkg", "path": "var/db/baetyl/rmpkg"},
+                    {"name": "rmconf", "path": "var/db/baetyl/rmconf"}]
+    m.app(app_yaml(services, volumes))
     m.start()
     m.wait_running("hub")
     m.wait_running("sleepy")
@@ -265,3 +294,34 @@ def test_check_warns_of_a_certificate_expiring_within_7_days(master, tmp_path):
     r = m.cmd("status", "--check")
     assert r.returncode == 1, r.stdout
     assert f"unhealthy: hub: certificate {crt} expires in 3.0 days" in r.stdout, r.stdout
+
+
+def test_remote_link_backlog_and_forwarding(master, procs, tmp_path):
+    cloud = free_port()
+    m = hub_master(master, cloud_port=cloud)
+    m.wait_running("remote")
+    lbl = {"service": "remote", "remote": "cloud"}
+    wait_for(lambda: sample(scrape(m), "baetyl_remote_link_up", **lbl) == 0, 15,
+             what="remote link down reported")
+    for i in range(3):
+        assert mqtt(m, "mosquitto_pub", "-q", "1", "-t", "up/x", "-m", str(i)).returncode == 0
+    wait_for(lambda: (sample(scrape(m), "baetyl_remote_backlog_messages", **lbl) or 0) >= 1, 15,
+             what="backlog reported")
+    wait_for(lambda: sample(scrape(m), "baetyl_remote_oldest_backlog_age_seconds", **lbl) > 0.5,
+             15, what="backlog age")
+    r = m.cmd("status", "--check", "--max-age", "100ms")
+    assert r.returncode == 1 and "unhealthy: remote: a message has waited" in r.stdout, r.stdout
+
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {cloud} 127.0.0.1\nallow_anonymous true\n")
+    procs.start(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+
+    def drained():
+        t = scrape(m)
+        return (sample(t, "baetyl_remote_link_up", **lbl) == 1 and
+                sample(t, "baetyl_remote_backlog_messages", **lbl) == 0 and
+                sample(t, "baetyl_remote_forwarded_messages_total", direction="hub_to_remote",
+                       **lbl) == 3)
+    wait_for(drained, 30, what="backlog forwarded")
+    assert sample(scrape(m), "baetyl_remote_connects_total", **lbl) == 1
