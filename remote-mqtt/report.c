@@ -107,8 +107,7 @@ rm_reporter *rm_report_start(bt_ctx *ctx, const rm_config *cfg, rm_bridge **brid
     r->backlog_since = calloc(n ? n : 1, sizeof *r->backlog_since);
     r->api = bt_api_new_from_env(5000, err, sizeof err);
     if (!r->api)
-        bt_logkv(BT_LOG_WARN, "no master API client, metrics are not reported", "error", err,
-                 NULL);
+        bt_logkv(BT_LOG_WARN, "no master API client, metrics are not reported", "error", err, NULL);
     if (!r->backlog_since || !r->api || pthread_create(&r->thread, NULL, report_main, r) != 0) {
         bt_api_free(r->api);
         free(r->backlog_since);
