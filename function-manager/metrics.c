@@ -90,8 +90,7 @@ static json_t *metrics(void)
         json_t *l = json_pack("{s:s,s:s}", "function", fn, "result", "ok");
         json_array_append_new(calls, json_pack("[s,o,f]", "", l, (double)atomic_load(&c->ok)));
         l = json_pack("{s:s,s:s}", "function", fn, "result", "error");
-        json_array_append_new(calls,
-                              json_pack("[s,o,f]", "", l, (double)atomic_load(&c->failed)));
+        json_array_append_new(calls, json_pack("[s,o,f]", "", l, (double)atomic_load(&c->failed)));
         bt_metrics_sample(retries, "", "function", fn, (double)atomic_load(&c->retries));
         bt_metrics_sample(live, "", "function", fn, (double)fm_pool_size(c->p));
         uint64_t cum = 0;
