@@ -4,7 +4,6 @@
 
 __asm__(".section .rodata\n"
         ".global status_page_html\n"
-        ".type status_page_html, @object\n"
         "status_page_html:\n"
         ".incbin \"master/status_page.html\"\n"
         ".global status_page_end\n"
