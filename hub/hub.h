@@ -427,6 +427,8 @@ typedef struct {
 } stats_snapshot;
 /* Copies the counters; with detail also walks connections and sessions (loop thread). */
 void stats_take(hub *h, stats_snapshot *s, bool detail);
+/* A copy of src (its client ids duplicated; one that cannot be is left out). */
+void stats_snapshot_copy(stats_snapshot *dst, const stats_snapshot *src);
 /* Frees what a snapshot holds. */
 void stats_snapshot_free(stats_snapshot *s);
 /* The "metrics" families of the report (metrics.h of the master describes the format). */

@@ -44,21 +44,25 @@ static void *report_main(void *arg)
     const char *svc = r->ctx->env.service_name;
     const char *inst = r->ctx->env.instance_name ? r->ctx->env.instance_name : svc;
     while (!bt_ctx_sleep(r->ctx, r->interval_ms)) {
+        /* A copy, so the loop thread never waits while the report is built. */
+        stats_snapshot snap;
         pthread_mutex_lock(&r->mu);
-        const hub_counters *ctr = &r->snap.ctr;
+        stats_snapshot_copy(&snap, &r->snap);
+        r->want_detail = true;
+        pthread_mutex_unlock(&r->mu);
+        const hub_counters *ctr = &snap.ctr;
         json_t *s = json_pack(
-            "{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)r->snap.conns,
+            "{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)snap.conns,
             "connections_total", (json_int_t)ctr->conns_total, "messages_in",
             (json_int_t)ctr->msgs_in, "messages_out", (json_int_t)ctr->msgs_out, "bytes_in",
             (json_int_t)ctr->bytes_in, "bytes_out", (json_int_t)ctr->bytes_out, "qos1_committed",
             (json_int_t)ctr->committed, "qos0_dropped", (json_int_t)ctr->qos0_dropped,
-            "subscriptions", (json_int_t)r->snap.subs, "slow_closed", (json_int_t)ctr->slow_closed,
+            "subscriptions", (json_int_t)snap.subs, "slow_closed", (json_int_t)ctr->slow_closed,
             "accept_failed", (json_int_t)ctr->accept_failed, "dropped_full",
             (json_int_t)ctr->dropped_full, "dropped_count", (json_int_t)ctr->dropped_count,
             "dropped_age", (json_int_t)ctr->dropped_age);
-        json_t *metrics = stats_metrics_json(&r->snap, r->cfg);
-        r->want_detail = true;
-        pthread_mutex_unlock(&r->mu);
+        json_t *metrics = stats_metrics_json(&snap, r->cfg);
+        stats_snapshot_free(&snap);
         stats_files_json(metrics, r->cfg);
         json_t *stats = json_object();
         if (stats && metrics)

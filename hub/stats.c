@@ -140,6 +140,17 @@ void stats_take(hub *h, stats_snapshot *s, bool detail)
         store_scan(h->st, w.min + 1, 1, oldest_cb, &s->oldest_ms, err, sizeof err);
 }
 
+void stats_snapshot_copy(stats_snapshot *dst, const stats_snapshot *src)
+{
+    *dst = *src;
+    dst->ntop = 0;
+    for (size_t i = 0; i < src->ntop; i++) {
+        char *id = strdup(src->top[i].client_id);
+        if (id)
+            dst->top[dst->ntop++] = (stats_session){id, src->top[i].queued};
+    }
+}
+
 void stats_snapshot_free(stats_snapshot *s)
 {
     for (size_t i = 0; i < s->ntop; i++)
