@@ -154,6 +154,8 @@ $(BUILD)/bin/$(call bin_name,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
+# The status page is embedded with .incbin, which the compiler's dependency files miss.
+$(BUILD)/obj/master/status_page.o: master/status_page.html
 
 # ---- C++ parts of modules: video-infer/cv.cpp on OpenCV 4 (no C API for videoio/dnn) -----
 # Debian's split OpenCV packages ship no opencv4.pc, hence the fixed paths.

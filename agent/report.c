@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "baetyl/json.h"
+#include "baetyl/metrics.h"
 #include "baetyl/util.h"
 
 #define ANSWER_MAX 4096 /* of the cloud's answer, kept for error messages */
@@ -165,14 +166,50 @@ static json_t *ota_snapshot(agent *a)
     return o;
 }
 
+/* The agent's metrics for the master (SPEC §19): the last report to the cloud, the reports
+ * by result, whether an OTA is being followed, and the certificates' expiry. */
+static void push_metrics(agent *a, int64_t last_ms, bool ok, const uint64_t n[2], bool ota)
+{
+    const char *svc = a->ctx->env.service_name;
+    const char *inst = a->ctx->env.instance_name ? a->ctx->env.instance_name : svc;
+    json_t *o = json_object();
+    if (!svc || !o) {
+        json_decref(o);
+        return;
+    }
+    bt_metrics_one(o, "baetyl_agent_last_report_timestamp_seconds", "gauge",
+                   "Unix time of the last report to the cloud.", (double)last_ms / 1000.0);
+    bt_metrics_one(o, "baetyl_agent_last_report_success", "gauge",
+                   "1 when the last report to the cloud succeeded.", ok);
+    json_t *f = bt_metrics_family(o, "baetyl_agent_reports_total", "counter",
+                                  "Reports to the cloud by result.");
+    bt_metrics_sample(f, "", "result", "ok", (double)n[0]);
+    bt_metrics_sample(f, "", "result", "error", (double)n[1]);
+    bt_metrics_one(o, "baetyl_agent_ota_in_progress", "gauge", "1 while the agent follows an OTA.",
+                   ota);
+    bt_metrics_cert(o, a->cfg.mqtt.cert, "remote.mqtt");
+    bt_metrics_cert(o, a->cfg.http.cert, "remote.http");
+    json_t *stats = json_pack("{s:o}", "metrics", o);
+    char err[256];
+    if (stats && bt_api_report_instance(a->api, svc, inst, stats, err, sizeof err) < 0)
+        bt_logkv(BT_LOG_WARN, "report to the master failed", "error", err, NULL);
+    json_decref(stats);
+}
+
 void *agent_reporter_main(void *arg)
 {
     agent *a = arg;
+    uint64_t n[2] = {0, 0}; /* reports ok, failed */
     do {
         char err[512];
         json_t *ota = ota_snapshot(a);
-        if (agent_report(a, ota, err, sizeof err) < 0)
+        bool ok = agent_report(a, ota, err, sizeof err) == 0;
+        if (!ok)
             bt_logkv(BT_LOG_WARN, "failed to report stats by https", "error", err, NULL);
+        n[ok ? 0 : 1]++;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        push_metrics(a, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, ok, n, ota != NULL);
         json_decref(ota);
     } while (!bt_ctx_sleep(a->ctx, a->cfg.report_interval));
     return NULL;

@@ -135,5 +135,7 @@ static const bt_cfg_field config_fields[] = {
     BT_FIELD(fm_config, rules, "rules", BT_CFG_LIST, .sub = &rule_schema),
     BT_FIELD(fm_config, functions, "functions", BT_CFG_LIST, .sub = &function_schema),
     BT_FIELD(fm_config, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),
+    BT_FIELD(fm_config, report_interval_ms, "status.report.interval", BT_CFG_DURATION, .def = "1m",
+             .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     {0}};
 const bt_cfg_schema fm_config_schema = {sizeof(fm_config), config_fields, config_check};

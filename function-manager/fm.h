@@ -44,6 +44,7 @@ typedef struct {
     bt_cfg_list rules;          /* of fm_rule_cfg */
     bt_cfg_list functions;      /* of fm_function_cfg */
     bt_logger_config logger;
+    int64_t report_interval_ms; /* status.report.interval: metrics to the master (1m) */
 } fm_config;
 
 extern const bt_cfg_schema fm_config_schema;

@@ -9,6 +9,7 @@
 
 #include "baetyl/context.h"
 #include "fm.h"
+#include "metrics.h"
 
 typedef struct {
     bt_ctx *ctx;
@@ -96,6 +97,11 @@ static int manager_start(manager *m, bt_ctx *ctx, char *err, size_t errlen)
         if (fm_pool_start(p, err, errlen) < 0)
             return -1;
     }
+    if (fm_metrics_init(m->pools, m->npools) < 0 ||
+        fm_metrics_report_start(ctx, m->api, c->report_interval_ms) < 0) {
+        snprintf(err, errlen, "cannot start the metrics reporter");
+        return -1;
+    }
     for (size_t i = 0; i < c->rules.n; i++) {
         const fm_rule_cfg *rc = &BT_CFG_AT(c->rules, fm_rule_cfg, i);
         fm_rule *r =
@@ -135,6 +141,8 @@ static int run(bt_ctx *ctx)
         if (atomic_load(&m.failed))
             rc = 1;
     }
+    bt_ctx_stop(ctx); /* ends the metrics reporter, which reads the pools */
+    fm_metrics_stop();
     manager_stop(&m);
     return rc;
 }

@@ -216,7 +216,9 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
             psession_offsets o = {0};
             if (h->offsets_acked)
                 psession_offsets_take(h, false, &o);
+            int64_t t0 = stats_clock_us();
             rc = store_append(h->st, p.sm, p.n, p.seqs, o.v, o.n, err, errlen);
+            stats_commit_done(h, t0);
             rc = append_full(h, &p, &o, rc, err, errlen);
             psession_offsets_done(h, &o, rc == 0);
         }
@@ -244,6 +246,7 @@ static size_t group_size(const hub *h)
 int hub_publish(hub *h, msg *m, conn *pub_conn, uint16_t pid)
 {
     h->ctr.msgs_in++;
+    h->ctr.in_qos[m->qos & 3]++;
     if (m->retain)
         retain_set(h, m);
     if (m->qos == 0) {
@@ -439,6 +442,7 @@ struct commit_job {
     msg_vec log, zero;
     log_pick pick;
     psession_offsets o;
+    int64_t t0; /* submitted (commit latency metric) */
 };
 
 static void job_free(commit_job *j)
@@ -482,6 +486,7 @@ static bool commit_start(hub *h)
     if (h->offsets_acked)
         psession_offsets_take(h, false, &j->o);
     j->sj = (store_job){j->pick.sm, j->pick.n, j->pick.seqs, j->o.v, j->o.n, 0, ""};
+    j->t0 = stats_clock_us();
     if (store_submit(h->st, &j->sj) < 0) {
         psession_offsets_done(h, &j->o, false);
         job_undo(j);
@@ -501,6 +506,7 @@ void hub_commit_done(hub *h, bool wait)
     h->job = NULL;
     int rc = j->sj.rc;
     char *err = j->sj.err;
+    stats_commit_done(h, j->t0);
     rc = append_full(h, &j->pick, &j->o, rc, err, sizeof j->sj.err);
     psession_offsets_done(h, &j->o, rc == 0);
     if (rc == 0)

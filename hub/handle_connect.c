@@ -96,6 +96,7 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         auth_login(&h->cfg->principals, user, (const char *)k->password.ptr, k->password.len,
                    k->has_password, c->tr->cert_verified);
     free(user);
+    h->ctr.auth_failed += !pr;
     if (!pr)
         return refuse(c, BT_MQTT_CONNACK_BAD_CREDENTIALS, "username or password not permitted");
     c->principal = pr;

@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <jansson.h>
+
 #include "baetyl/buf.h"
 #include "baetyl/util.h" /* bt_now_ms: the clock cached per turn in h->now_ms */
 #include "baetyl/mqtt_codec.h"
@@ -144,6 +146,7 @@ struct conn {
     bool resume_read; /* reading resumed: read what is there at the end of the turn */
     uint32_t npend;   /* its QoS 1 publishes waiting for the commit */
     uint8_t level;
+    uint8_t lix; /* index of the listener that accepted it (metrics) */
     uint16_t keepalive;
     uint16_t next_pid;
     int64_t last_rx_ms, created_ms;
@@ -185,6 +188,14 @@ typedef struct {
     size_t nheld;
 } psess;
 
+/* A latency histogram: plain counters, updated by the loop thread only. */
+#define STATS_BUCKETS 12
+typedef struct {
+    uint64_t n[STATS_BUCKETS + 1]; /* last: over the largest bound */
+    uint64_t count;
+    double sum;
+} stats_hist;
+
 typedef struct {
     uint64_t conns_total, conns_refused;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
@@ -194,7 +205,10 @@ typedef struct {
     /* Log messages some consumer had not read, deleted because the store was full by size
      * or disk (drop-oldest), full by storage.count.max (drop-oldest), or past retention. */
     uint64_t dropped_full, dropped_count, dropped_age;
-    uint64_t full_waits; /* commits held because the store was full (reject-new) */
+    uint64_t full_waits;            /* commits held because the store was full (reject-new) */
+    uint64_t in_qos[4], out_qos[4]; /* messages by QoS (metrics) */
+    uint64_t auth_failed;           /* CONNECTs refused for their credentials */
+    stats_hist commit;              /* store commits (with their fsync), in seconds */
 } hub_counters;
 
 typedef struct commit_job commit_job;
@@ -398,5 +412,38 @@ void psession_free_all(hub *h);
 /* ---- counters (stats.c) --------------------------------------------------------------- */
 /* Logs the counters as one line (status.logging). */
 void stats_log(hub *h);
+/* A monotonic clock in microseconds, for stats_commit_done. */
+int64_t stats_clock_us(void);
+/* Counts one store commit that began at t0 (stats_clock_us). */
+void stats_commit_done(hub *h, int64_t t0);
+
+#define STATS_TOP 10       /* persistent sessions listed by queue length */
+#define STATS_LISTENERS 16 /* listeners counted one by one; the others add to the last */
+typedef struct {
+    char *client_id;
+    uint64_t queued;
+} stats_session;
+/* What the reporter sends: the counters and, taken less often, figures that need a walk
+ * over connections and sessions. */
+typedef struct {
+    hub_counters ctr;
+    size_t conns, subs, retained, sessions;
+    size_t by_listener[STATS_LISTENERS];
+    uint64_t queued;   /* log messages some away persistent session has not acknowledged */
+    int64_t oldest_ms; /* time of the oldest of them, 0 when none */
+    stats_session top[STATS_TOP];
+    size_t ntop;
+} stats_snapshot;
+/* Copies the counters; with detail also walks connections and sessions (loop thread). */
+void stats_take(hub *h, stats_snapshot *s, bool detail);
+/* A copy of src (its client ids duplicated; one that cannot be is left out). */
+void stats_snapshot_copy(stats_snapshot *dst, const stats_snapshot *src);
+/* Frees what a snapshot holds. */
+void stats_snapshot_free(stats_snapshot *s);
+/* The "metrics" families of the report (metrics.h of the master describes the format). */
+json_t *stats_metrics_json(const stats_snapshot *s, const hub_config *cfg);
+/* Adds what the files say: the store's size on disk and the expiry of the TLS certificate
+ * (reporter thread; out may be NULL). */
+void stats_files_json(json_t *out, const hub_config *cfg);
 
 #endif

@@ -93,6 +93,7 @@ static void accept_all(hub *h, listener *l, accept_guard *g, listener *ls, size_
                 t->ops->close(t);
             continue;
         }
+        c->lix = (uint8_t)(l - ls < STATS_LISTENERS ? l - ls : STATS_LISTENERS - 1);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
             conn_close(c, "epoll registration failed");

@@ -21,8 +21,9 @@
 /* Counters handed from the loop to the reporter thread. */
 typedef struct {
     pthread_mutex_t mu;
-    hub_counters ctr;
-    size_t conns, subs;
+    stats_snapshot snap;
+    bool want_detail; /* the next snapshot walks connections and sessions */
+    const hub_config *cfg;
     int64_t interval_ms;
     bt_api_client *api;
     bt_ctx *ctx;
@@ -32,9 +33,8 @@ static void snapshot(hub *h, void *arg)
 {
     reporter *r = arg;
     pthread_mutex_lock(&r->mu);
-    r->ctr = h->ctr;
-    r->conns = h->nconns;
-    r->subs = h->subs.count;
+    stats_take(h, &r->snap, r->want_detail);
+    r->want_detail = false;
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -44,19 +44,31 @@ static void *report_main(void *arg)
     const char *svc = r->ctx->env.service_name;
     const char *inst = r->ctx->env.instance_name ? r->ctx->env.instance_name : svc;
     while (!bt_ctx_sleep(r->ctx, r->interval_ms)) {
+        /* A copy, so the loop thread never waits while the report is built. */
+        stats_snapshot snap;
         pthread_mutex_lock(&r->mu);
-        json_t *s = json_pack(
-            "{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)r->conns,
-            "connections_total", (json_int_t)r->ctr.conns_total, "messages_in",
-            (json_int_t)r->ctr.msgs_in, "messages_out", (json_int_t)r->ctr.msgs_out, "bytes_in",
-            (json_int_t)r->ctr.bytes_in, "bytes_out", (json_int_t)r->ctr.bytes_out,
-            "qos1_committed", (json_int_t)r->ctr.committed, "qos0_dropped",
-            (json_int_t)r->ctr.qos0_dropped, "subscriptions", (json_int_t)r->subs, "slow_closed",
-            (json_int_t)r->ctr.slow_closed, "accept_failed", (json_int_t)r->ctr.accept_failed,
-            "dropped_full", (json_int_t)r->ctr.dropped_full, "dropped_count",
-            (json_int_t)r->ctr.dropped_count, "dropped_age", (json_int_t)r->ctr.dropped_age);
+        stats_snapshot_copy(&snap, &r->snap);
+        r->want_detail = true;
         pthread_mutex_unlock(&r->mu);
+        const hub_counters *ctr = &snap.ctr;
+        json_t *s = json_pack(
+            "{sI sI sI sI sI sI sI sI sI sI sI sI sI sI}", "connections", (json_int_t)snap.conns,
+            "connections_total", (json_int_t)ctr->conns_total, "messages_in",
+            (json_int_t)ctr->msgs_in, "messages_out", (json_int_t)ctr->msgs_out, "bytes_in",
+            (json_int_t)ctr->bytes_in, "bytes_out", (json_int_t)ctr->bytes_out, "qos1_committed",
+            (json_int_t)ctr->committed, "qos0_dropped", (json_int_t)ctr->qos0_dropped,
+            "subscriptions", (json_int_t)snap.subs, "slow_closed", (json_int_t)ctr->slow_closed,
+            "accept_failed", (json_int_t)ctr->accept_failed, "dropped_full",
+            (json_int_t)ctr->dropped_full, "dropped_count", (json_int_t)ctr->dropped_count,
+            "dropped_age", (json_int_t)ctr->dropped_age);
+        json_t *metrics = stats_metrics_json(&snap, r->cfg);
+        stats_snapshot_free(&snap);
+        stats_files_json(metrics, r->cfg);
         json_t *stats = json_object();
+        if (stats && metrics)
+            json_object_set_new(stats, "metrics", metrics);
+        else
+            json_decref(metrics);
         if (stats && s && json_object_set_new(stats, "hub", s) == 0) {
             s = NULL;
             char err[256];
@@ -102,7 +114,7 @@ static int run(bt_ctx *ctx)
     size_t nls = 0;
     hub h;
     bool hub_ok = false;
-    reporter rep = {.mu = PTHREAD_MUTEX_INITIALIZER, .ctx = ctx};
+    reporter rep = {.mu = PTHREAD_MUTEX_INITIALIZER, .ctx = ctx, .cfg = &cfg, .want_detail = true};
     pthread_t rep_thread;
     bool rep_started = false;
     struct ssl_ctx_st *tls = NULL;
@@ -163,6 +175,7 @@ out:
         pthread_join(rep_thread, NULL);
     }
     bt_api_free(rep.api);
+    stats_snapshot_free(&rep.snap);
     if (hub_ok) {
         hub_shutdown(&h);
         if (h.epfd >= 0)

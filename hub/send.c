@@ -72,5 +72,6 @@ int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, s
     if (!c->in_dirty)
         conn_mark_dirty(c);
     c->h->ctr.msgs_out++;
+    c->h->ctr.out_qos[q & 3]++;
     return bt_buf_size(&c->out) > c->h->out_max ? conn_check_out(c) : 0;
 }

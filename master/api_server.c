@@ -3,6 +3,8 @@
  * its text. The listening socket is made here and handed to MHD. */
 #include "api_server.h"
 #include "inspect.h"
+#include "metrics.h"
+#include "metrics_server.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 #include "names.h"
@@ -53,9 +55,18 @@ struct api_server {
     peer *peers;      /* unix peers with open connections */
     uint64_t refused; /* connections refused over the per-peer limit */
     int64_t refused_logged_ms;
+    struct MHD_Daemon *metrics; /* metrics.address listener, or NULL */
 };
 
-typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT } route_t;
+typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT, R_METRICS } route_t;
+
+/* metrics_count_request's names of the routes above. */
+static const char *const route_names[] = {"other", "inspect", "update", "ports",
+                                          "start", "stop",    "report", "metrics"};
+
+/* The status of the reply queued by this connection's thread (one thread per connection),
+ * counted by route once the handler returns. */
+static __thread unsigned reply_status;
 
 typedef struct {
     route_t rt;
@@ -71,6 +82,7 @@ typedef struct {
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
                              const char *type)
 {
+    reply_status = status;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
@@ -118,6 +130,8 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
         return put ? R_UPDATE : R_NONE;
     if (!strcmp(url, "/v1/ports/available"))
         return get ? R_PORTS : R_NONE;
+    if (!strcmp(url, "/metrics"))
+        return get ? R_METRICS : R_NONE;
     const char *pre = "/v1/services/";
     if (!put || strncmp(url, pre, strlen(pre)) != 0)
         return R_NONE;
@@ -314,9 +328,9 @@ static const char *header(struct MHD_Connection *c, const char *name)
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version, const char *upload_data,
-                               size_t *upload_data_size, void **con_cls)
+static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
+                             const char *method, const char *version, const char *upload_data,
+                             size_t *upload_data_size, void **con_cls)
 {
     api_server *s = cls;
     req_t *r = *con_cls;
@@ -385,6 +399,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case R_START: hr = do_start(s, r->svc, r->inst, r, err, sizeof err); break;
     case R_STOP: hr = master_instance_stop(s->m, r->svc, r->inst, err, sizeof err); break;
     case R_REPORT: hr = do_report(s, r->svc, r->inst, r, err, sizeof err); break;
+    case R_METRICS: {
+        size_t n;
+        char *text = metrics_render(s->m, &n);
+        if (!text)
+            return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return reply(c, MHD_HTTP_OK, text, n, METRICS_CONTENT_TYPE);
+    }
     default: break;
     }
     if (hr != 0) {
@@ -396,6 +417,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (out)
         return reply_json(c, out);
     return reply_ok(c);
+}
+
+/* serve, and the reply it queued counted for /metrics. */
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **con_cls)
+{
+    reply_status = 0;
+    enum MHD_Result rc =
+        serve(cls, c, url, method, version, upload_data, upload_data_size, con_cls);
+    const req_t *r = *con_cls;
+    if (reply_status && r)
+        metrics_count_request(route_names[r->rt], reply_status);
+    return rc;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -541,7 +576,7 @@ static int listen_unix(const char *path, char *err, size_t errlen)
     return fd;
 }
 
-static int listen_tcp(const char *host, const char *port, char *err, size_t errlen)
+int api_listen_tcp(const char *host, const char *port, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -590,7 +625,7 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
     s->m = m;
     s->o = o;
     int fd = m->api.is_unix ? listen_unix(m->api.path, err, errlen)
-                            : listen_tcp(m->api.host, m->api.port, err, errlen);
+                            : api_listen_tcp(m->api.host, m->api.port, err, errlen);
     if (fd < 0) {
         free(s);
         return -1;
@@ -620,6 +655,11 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
         free(s);
         return bt_errf(err, errlen, "failed to start the API server");
     }
+    if (*m->conf.metrics.address &&
+        !(s->metrics = metrics_server_start(m, m->conf.metrics.address, err, errlen))) {
+        api_server_stop(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }
@@ -628,6 +668,7 @@ void api_server_stop(api_server *s)
 {
     if (!s)
         return;
+    metrics_server_stop(s->metrics);
     MHD_stop_daemon(s->d); /* closes the listening socket too */
     if (s->sock_path) {
         unlink(s->sock_path);

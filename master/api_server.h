@@ -17,5 +17,7 @@ typedef struct api_server api_server;
 int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errlen);
 /* Stops serving (waits for requests in progress), removes the unix socket, frees s. */
 void api_server_stop(api_server *s);
+/* A listening tcp socket on host:port (host "" = any). Returns the fd or -1 with err. */
+int api_listen_tcp(const char *host, const char *port, char *err, size_t errlen);
 
 #endif

@@ -11,6 +11,7 @@
 #include "inspect.h"
 #include "host_stats.h"
 #include "pidfile.h"
+#include "status_health.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -75,14 +76,18 @@ static const char usage_stop[] =
     "  -h, --help          this help\n";
 
 static const char usage_status[] =
-    "Usage: baetyl status [-w workdir] [-c config] [--json]\n"
+    "Usage: baetyl status [-w workdir] [-c config] [--json] [--check [--max-age DURATION]]\n"
     "\n"
-    "Asks the running master for its inspect: services, instances, host.\n"
+    "Asks the running master for its inspect (services, instances, host) and its health\n"
+    "figures (restarts, backlogs, oldest waiting message, drops, certificate expiry).\n"
     "\n"
     "Options:\n"
     "  -w, --workdir DIR   work dir (default: the parent of the binary's directory; / for /usr)\n"
     "  -c, --config FILE   master config, for the API address (default etc/baetyl/conf.yml)\n"
     "      --json          print the raw inspect JSON\n"
+    "      --check         print only problems; exit 1 when unhealthy: a service restarting,\n"
+    "                      a backlog older than --max-age, a certificate expiring within 7 days\n"
+    "      --max-age D     the oldest a waiting message may be (default 10m)\n"
     "  -h, --help          this help\n";
 
 static const char usage_version[] =
@@ -109,10 +114,12 @@ typedef struct {
     char *workdir;
     const char *conf;
     bool json;
+    bool check;
+    int64_t max_age_ms;
 } opts_t;
 
 /* Parses the options of a command; returns -1 to exit with *code. */
-static int parse_opts(int argc, char **argv, const char *usage, bool allow_json, opts_t *o,
+static int parse_opts(int argc, char **argv, const char *usage, bool status_opts, opts_t *o,
                       int *code)
 {
     static const struct option longs[] = {
@@ -120,11 +127,15 @@ static int parse_opts(int argc, char **argv, const char *usage, bool allow_json,
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {"json", no_argument, NULL, 'j'},
+        {"check", no_argument, NULL, 'k'},
+        {"max-age", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     const char *w = NULL;
     o->conf = MASTER_DEFAULT_CONF;
     o->json = false;
+    o->check = false;
+    o->max_age_ms = HEALTH_DEFAULT_MAX_AGE_MS;
     optind = 1;
     opterr = 0;
     int c;
@@ -137,11 +148,27 @@ static int parse_opts(int argc, char **argv, const char *usage, bool allow_json,
             *code = 0;
             return -1;
         case 'j':
-            if (allow_json) {
+            if (status_opts) {
                 o->json = true;
                 break;
             }
+            goto bad;
+        case 'k':
+            if (status_opts) {
+                o->check = true;
+                break;
+            }
+            goto bad;
+        case 'a':
+            if (status_opts && bt_parse_duration(optarg, &o->max_age_ms) == 0 && o->max_age_ms >= 0)
+                break;
+            if (status_opts) {
+                fprintf(stderr, "baetyl: --max-age: bad duration '%s' (e.g. 30s, 10m)\n", optarg);
+                *code = 2;
+                return -1;
+            }
             /* fall through */
+        bad:
         default:
             fprintf(stderr, "baetyl: unknown or incomplete option '%s'\n\n%s", argv[optind - 1],
                     usage);
@@ -325,7 +352,7 @@ int cli_main(int argc, char **argv)
     else if (usage == usage_stop)
         rc = cmd_stop(o.conf);
     else
-        rc = cmd_status(o.conf, o.json);
+        rc = cmd_status(o.conf, o.json, o.check, o.max_age_ms);
     free(o.workdir);
     return rc;
 }

@@ -5,6 +5,8 @@
 
 #include <baetyl/api.h>
 
+#include <string.h>
+
 static int check_address(const void *v, char *err, size_t errlen)
 {
     const char *s = *(char *const *)v;
@@ -14,6 +16,17 @@ static int check_address(const void *v, char *err, size_t errlen)
     if (r == 0)
         bt_api_addr_free(&a);
     return r;
+}
+
+/* metrics.address: empty (off) or tcp://host:port; never a unix socket. */
+static int check_metrics_address(const void *v, char *err, size_t errlen)
+{
+    const char *s = *(char *const *)v;
+    if (!s || !*s)
+        return 0;
+    if (strncmp(s, "tcp://", 6) != 0)
+        return bt_errf(err, errlen, "want tcp://host:port");
+    return check_address(v, err, errlen);
 }
 
 static const bt_cfg_field conf_fields[] = {
@@ -31,6 +44,8 @@ static const bt_cfg_field conf_fields[] = {
     BT_FIELD(master_conf, logger_path, "logger.path", BT_CFG_STRING, .def = MASTER_DEFAULT_LOG),
     BT_FIELD(master_conf, otalog.path, "otalog.path", BT_CFG_STRING, .def = "var/db/baetyl/ota.log",
              .flags = BT_CFG_REQUIRED),
+    BT_FIELD(master_conf, metrics.address, "metrics.address", BT_CFG_STRING, .def = "",
+             .check = check_metrics_address),
     {0},
 };
 

@@ -30,6 +30,9 @@ typedef struct {
     struct {
         char *path;
     } otalog;
+    struct {
+        char *address; /* tcp://host:port of /metrics and the status page; "" = off */
+    } metrics;
 } master_conf;
 
 /* Loads conf.yml; a missing file gives the defaults and sets *missing. Relative paths stay

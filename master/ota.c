@@ -1,5 +1,6 @@
 /* Application OTA (SPEC §9). */
 #include "ota.h"
+#include "metrics.h"
 #include "path_beneath.h"
 #include "stats_file.h"
 #include "baetyl/error.h"
@@ -40,6 +41,7 @@ static void ota_log(master *m, const char *trace, const char *step, const char *
                     const char *error)
 {
     char why[512];
+    metrics_count_ota("APP", step);
     if (bt_otalog_write(m->conf.otalog.path, trace, "APP", step, msg, error, why, sizeof why) < 0)
         bt_logkv(BT_LOG_WARN, "failed to write ota log", "path", m->conf.otalog.path, "error", why,
                  NULL);

@@ -4,6 +4,7 @@
 #include "conf.h"
 #include "master.h"
 #include "pidfile.h"
+#include "status_health.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -184,7 +185,23 @@ static void print_readable(json_t *j, pid_t pid)
     print_table(json_object_get(j, "services"));
 }
 
-int cmd_status(const char *conf_path, bool as_json)
+/* The health figures (all of them, or with check only the problems) from /metrics.
+ * Returns the number of problems, or -1 when /metrics cannot be read. */
+static int health(bt_api_client *cl, bool check, int64_t max_age_ms)
+{
+    char err[512], *text = NULL;
+    if (bt_api_request(cl, "GET", "/metrics", NULL, 0, &text, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "baetyl: metrics failed: %s\n", err);
+        return -1;
+    }
+    int n = status_health(text, max_age_ms, !check, stdout, stdout);
+    free(text);
+    if (check && n == 0)
+        printf("healthy\n");
+    return n;
+}
+
+int cmd_status(const char *conf_path, bool as_json, bool check, int64_t max_age_ms)
 {
     char err[1024];
     pid_t pid = pidfile_running(PID_FILE, err, sizeof err);
@@ -219,13 +236,17 @@ int cmd_status(const char *conf_path, bool as_json)
     char *raw = NULL;
     if (!cl)
         fprintf(stderr, "baetyl: %s\n", err);
+    else if (check)
+        rc = health(cl, true, max_age_ms) == 0 ? 0 : 1;
     else if (bt_api_inspect(cl, &j, &raw, err, sizeof err) != 0)
         fprintf(stderr, "baetyl: inspect failed: %s\n", err);
     else {
         if (as_json)
             printf("%s\n", raw);
-        else
+        else {
             print_readable(j, pid);
+            health(cl, false, max_age_ms);
+        }
         rc = 0;
     }
     json_decref(j);

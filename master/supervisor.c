@@ -123,6 +123,8 @@ static void *supervise(void *arg)
             continue;
         }
         int64_t ran = bt_now_ms() - started;
+        atomic_store(&in->last_exit, code);
+        atomic_store(&in->exited, true);
         if (stop_requested(in)) {
             in->on_state(in, SUP_EXITED);
             break;
@@ -162,6 +164,7 @@ static void *supervise(void *arg)
             if (e->ops->start_instance(e, in->eng_state, in->name, in->env, &in->run, errbuf,
                                        sizeof errbuf) == 0) {
                 started_again = true;
+                atomic_fetch_add(&in->restarts, 1);
             } else {
                 log_inst(BT_LOG_ERROR, "failed to restart instance", in, "error", errbuf);
                 code = -1;

@@ -41,6 +41,10 @@ struct sup_proc {
     int wake_fd; /* eventfd, written once to ask for a stop; -1 when closed */
     atomic_bool stop_req;
     eng_instance run; /* owned by the supervising thread once it runs */
+    /* for /metrics: restarts done, and the code of the last exit (valid once exited) */
+    atomic_uint restarts;
+    atomic_int last_exit;
+    atomic_bool exited;
 };
 
 /* Starts the first process and its supervising thread. Returns 0 or -1 with err (then no

@@ -265,6 +265,7 @@ static void on_connected(bt_mqtt_client *c, bool session_present, void *userdata
     rm_dir *d = dir_to(userdata, c);
     pthread_mutex_lock(&d->mu);
     d->dst_up = true;
+    d->st.connects++;
     pthread_mutex_unlock(&d->mu);
 }
 
@@ -400,6 +401,8 @@ void rm_bridge_stats(rm_bridge *b, int dir, rm_dir_stats *out)
     rm_dir *d = &b->dir[dir ? 1 : 0];
     pthread_mutex_lock(&d->mu);
     *out = d->st;
+    out->up = d->dst_up;
     pthread_mutex_unlock(&d->mu);
+    out->pending = bt_mqtt_client_pending(d->dst);
     out->duplicates = bt_mqtt_client_resends_held(d->src);
 }

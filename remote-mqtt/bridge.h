@@ -46,10 +46,14 @@ typedef struct {
     uint64_t forwarded;  /* accepted by the other side's client */
     uint64_t duplicates; /* resends of a message being forwarded, not forwarded again */
     uint64_t dropped;    /* not forwarded: queue limit, or a message the other side refuses */
+    uint64_t connects;   /* connections of the other side's client (the first one included) */
     size_t queued;       /* waiting for room now */
+    size_t pending;      /* held by the other side's client (queued or awaiting PUBACK) */
+    bool up;             /* the other side's client is connected */
 } rm_dir_stats;
 
-/* Copies the counters of direction dir (0 or 1). */
+/* Copies the counters of direction dir (0 or 1): dir 0's connects, pending and up are the
+ * remote link's, dir 1's the hub link's. */
 void rm_bridge_stats(rm_bridge *b, int dir, rm_dir_stats *out);
 
 #endif

@@ -146,5 +146,7 @@ static const bt_cfg_field config_fields[] = {
     BT_FIELD(rm_config, remotes, "remotes", BT_CFG_LIST, .sub = &remote_schema),
     BT_FIELD(rm_config, rules, "rules", BT_CFG_LIST, .sub = &rule_schema),
     BT_FIELD(rm_config, logger, "logger", BT_CFG_STRUCT, .sub = &bt_logger_schema),
+    BT_FIELD(rm_config, report_interval_ms, "status.report.interval", BT_CFG_DURATION, .def = "1m",
+             .flags = BT_CFG_RANGE, .min = 1, .max = 1e15),
     {0}};
 const bt_cfg_schema rm_config_schema = {sizeof(rm_config), config_fields, check_config};

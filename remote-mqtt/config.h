@@ -40,6 +40,7 @@ typedef struct {
     bt_cfg_list remotes; /* of rm_remote */
     bt_cfg_list rules;   /* of rm_rule */
     bt_logger_config logger;
+    int64_t report_interval_ms; /* status.report.interval: metrics to the master (1m) */
 } rm_config;
 
 /* Schema of rm_config; its check refuses duplicate remote names, a rule naming an unknown

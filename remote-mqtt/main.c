@@ -9,6 +9,7 @@
 #include "baetyl/log.h"
 #include "bridge.h"
 #include "config.h"
+#include "report.h"
 
 typedef struct {
     bt_ctx *ctx;
@@ -118,7 +119,10 @@ static int run(bt_ctx *ctx)
                  remote.address, "remote_clientid", remote.clientid, NULL);
     }
     if (rc == 0) {
+        rm_reporter *rep = rm_report_start(ctx, &cfg, bridges, n);
         bt_ctx_wait(ctx);
+        bt_ctx_stop(ctx); /* ends the reporter's sleep */
+        rm_report_stop(rep);
         if (atomic_load(&a.failed))
             rc = 1;
     }

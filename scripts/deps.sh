@@ -42,6 +42,8 @@ PKGS=(
   libfuse3-dev fuse3
   # packages: make deb and its test (a fresh Debian root, in a network namespace)
   dpkg-dev lintian debootstrap iproute2
+  # metrics: a real Prometheus scrapes the master; the status page in a headless browser
+  prometheus chromium
 )
 
 SUDO=""

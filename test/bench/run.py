@@ -7,7 +7,9 @@ vs mosquitto in memory and with persistence) and 10 -> 1 (many publishers share 
 commit); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
 (e) latency p50/p99 at a fixed moderate rate; (f) RSS per idle connection (1000 of them);
 (g) (h) (i) QoS 0 throughput 1 -> 1 over ssl, ws and wss listeners (both brokers with the
-same certificates from scripts/gen-certs.sh; the generator speaks TLS and WebSocket itself).
+same certificates from scripts/gen-certs.sh; the generator speaks TLS and WebSocket itself);
+(j) the cost of metrics: the hub's QoS 0 throughput reporting its counters every 100 ms to a
+stub master API, side by side with the hub not reporting (the ratio must stay above 0.98).
 Every scenario also checks that no message was lost. BENCH_ONLY=a,g runs only the scenarios
 named; BENCH_SCALE scales the message counts."""
 import os
@@ -19,7 +21,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler
+from socketserver import ThreadingMixIn, UnixStreamServer
 
 BUILD = os.environ.get("BAETYL_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
 HUB = os.path.join(BUILD, "bin", "baetyl-hub")
@@ -57,7 +62,7 @@ class Broker:
     """kind hub or mosquitto, with a tcp listener and, for link ssl/ws/wss, one more: .port
     is the one the load generator uses."""
 
-    def __init__(self, kind, persistence=False, link="tcp"):
+    def __init__(self, kind, persistence=False, link="tcp", api=None):
         self.kind = kind
         self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
         self.tcp_port = free_port()
@@ -74,6 +79,9 @@ class Broker:
                         "principals:\n  - username: test\n    password: hahaha\n    permissions:\n"
                         "      - {action: pub, permit: ['#']}\n      - {action: sub, permit: ['#']}\n"
                         "logger: {level: warn}\n")
+                # ten reports a second: far more often than the default (1m), so that the
+                # cost shows within one run
+                f.write("status: {report: {interval: 100ms}}\n")
                 if link in ("ssl", "wss"):
                     f.write(f"certificate: {{ca: {CERTS}/ca.pem, cert: {CERTS}/server.pem, "
                             f"key: {CERTS}/server.key}}\n")
@@ -93,8 +101,12 @@ class Broker:
                     if link in ("ssl", "wss"):
                         f.write(f"cafile {CERTS}/ca.pem\ncertfile {CERTS}/server.pem\nkeyfile {CERTS}/server.key\n")
             args = ["mosquitto", "-c", conf]
+        env = dict(os.environ)
+        if api:  # the hub reports to a master only when it has one
+            env.update(BAETYL_MASTER_API_ADDRESS="unix://" + api, BAETYL_SERVICE_NAME="hub",
+                       BAETYL_SERVICE_INSTANCE_NAME="hub", BAETYL_SERVICE_TOKEN="x")
         self.proc = subprocess.Popen(args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=raise_nofile)
+                                     preexec_fn=raise_nofile, env=env)
         wait_port(self.tcp_port)
         wait_port(self.port)
 
@@ -123,11 +135,38 @@ def gen(*args, timeout=300):
     return dict((k, float(v)) for k, v in re.findall(r"(\w+)=([-\d.]+)", out.stdout))
 
 
-def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp"):
+class StubMaster(ThreadingMixIn, UnixStreamServer):
+    """Takes the hub's reports (PUT .../report) on a unix socket and counts them."""
+    daemon_threads = True
+
+    def __init__(self, path):
+        self.reports = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_PUT(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.reports += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def address_string(self):
+                return "unix"
+
+            def log_message(self, *args):
+                pass
+        super().__init__(path, Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp", api=None):
     best = None
     extra = [] if link == "tcp" else [link, os.path.join(CERTS, "ca.pem")]
     for _ in range(runs):
-        b = Broker(kind, persistence, link)
+        b = Broker(kind, persistence, link, api)
         try:
             r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100, *extra)
         finally:
@@ -244,6 +283,24 @@ def run_all():
             h = tput("hub", 1, 1, 0, 500000, link=link)
             m = tput("mosquitto", 1, 1, 0, 500000, link=link)
             row(f"({letter}) QoS 0 1->1 over {link} msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
+
+    if want("j"):
+        d = tempfile.mkdtemp(prefix="bench-api-")
+        stub = StubMaster(os.path.join(d, "api.sock"))
+        try:
+            on, off = [], []
+            for _ in range(2):  # alternated, so a busy moment of the machine hits both
+                on.append(tput("hub", 1, 1, 0, 2000000, api=stub.server_address))
+                off.append(tput("hub", 1, 1, 0, 2000000))
+            on, off = max(on), max(off)
+            assert stub.reports > 0, "the hub never reported"
+        finally:
+            stub.shutdown()
+            stub.server_close()
+            shutil.rmtree(d, ignore_errors=True)
+        rows.append(("(j) QoS 0 1->1 msg/s: metrics on / off", on[0], off[0], "msg/s",
+                     on[0] / off[0], on[1], off[1]))
+        lost_any = lost_any or on[1] > 0 or off[1] > 0
 
     print(f"{'scenario':48} {'hub':>12} {'mosquitto':>12} {'hub/mosq':>9} {'lost hub/mosq':>14}")
     for name, hv, mv, unit, ratio, hlost, mlost in rows:
