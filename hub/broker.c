@@ -151,8 +151,8 @@ static int log_append(hub *h, msg_vec *log, char *err, size_t errlen)
         if (!log_needed(h, m))
             continue;
         kept[n] = m;
-        sm[n++] =
-            (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
+        sm[n++] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len,
+                              m->qos,   m->retain,    m->ts_ms};
     }
     if (rc == 0 && n) {
         if (!h->st) {
@@ -339,7 +339,7 @@ static int commit_slice(hub *h, pending_pub *pend, size_t n, pending_pub *rest, 
         for (size_t i = 0; i < n; i++) {
             conn *c = pend[i].c;
             if (c && c->state == CONN_ACTIVE)
-                send_puback(c, pend[i].pid);
+                send_ack(c, pend[i].m->qos == 2 ? BT_MQTT_PUBREC : BT_MQTT_PUBACK, pend[i].pid);
         }
         if (h->full_logged)
             resume_slice(h, pend, n);
@@ -545,7 +545,8 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     }
     if (st)
         h->last_seq = store_last_seq(st);
-    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0) {
+    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0 ||
+        psession_qos2_load(h, err, errlen) < 0) {
         hub_shutdown(h);
         return -1;
     }

@@ -93,9 +93,9 @@ static int on_packet(conn *c, const bt_mqtt_packet *p)
         conn_close(c, "client disconnected");
         return -1;
     case BT_MQTT_CONNECT: conn_close(c, "second CONNECT on a connection"); return -1;
-    case BT_MQTT_PUBREC:
-    case BT_MQTT_PUBREL:
-    case BT_MQTT_PUBCOMP: conn_close(c, "QoS 2 is not supported"); return -1;
+    case BT_MQTT_PUBREC: return handle_pubrec(c, p->ack.packet_id);
+    case BT_MQTT_PUBREL: return handle_pubrel(c, p->ack.packet_id);
+    case BT_MQTT_PUBCOMP: return handle_pubcomp(c, p->ack.packet_id);
     default: {
         char why[64];
         snprintf(why, sizeof why, "unexpected %s from a client", bt_mqtt_type_name(p->type));
@@ -300,8 +300,10 @@ void conn_close(conn *c, const char *reason)
                 ps->offset = off;
                 ps->offset_dirty = true;
             }
-            if (was_active)
+            if (was_active) {
                 psession_hold_unacked(ps, c);
+                psession_keep_qos2(ps, c);
+            }
             psession_set_online(h, ps, NULL);
         }
     }
@@ -330,6 +332,7 @@ void conn_free(conn *c)
     for (size_t i = 0; i < c->qlen; i++)
         msg_unref(c->q[(c->qhead + i) % c->qcap].m);
     free(c->q);
+    pid_set_free(&c->rx2);
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i].filter);
     free(c->subs);

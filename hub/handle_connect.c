@@ -104,8 +104,6 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     if (k->will_flag) {
         if (!bt_topic_valid_name(k->will_topic.ptr, k->will_topic.len))
             return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will topic invalid");
-        if (k->will_qos > 1)
-            return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will QoS 2 is not supported");
         will = msg_new(k->will_topic.ptr, k->will_topic.len, k->will_payload.ptr,
                        k->will_payload.len, k->will_qos, k->will_retain);
         if (!will)
@@ -196,8 +194,9 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         psess *ps = psession_get(h, c->client_id, NULL);
         if (ps) {
             for (size_t i = 0; i < ps->nheld; i++)
-                session_resend(c, ps->held[i]);
+                session_resend(c, ps->held[i], ps->held_qos[i]);
             psession_release_held(ps);
+            psession_take_qos2(ps, c);
         }
     }
     if (c->catchup)

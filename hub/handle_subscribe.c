@@ -1,5 +1,5 @@
-/* SUBSCRIBE and UNSUBSCRIBE (SPEC §11): per-filter return codes (0x80 for an invalid,
- * forbidden or QoS 2 filter), the session's subscription list, and retained messages sent
+/* SUBSCRIBE and UNSUBSCRIBE (SPEC §11): per-filter return codes (0x80 for an invalid or
+ * forbidden filter), the session's subscription list, and retained messages sent
  * after the SUBACK. */
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,7 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
     bool changed = false;
     while (i < n && bt_mqtt_sub_next(&it, &t, &q)) {
         codes[i] = BT_MQTT_SUBACK_FAILURE;
-        if (q <= 1 && bt_topic_valid_filter(t.ptr, t.len)) {
+        if (q <= 2 && bt_topic_valid_filter(t.ptr, t.len)) {
             char *f = malloc(t.len + 1);
             if (f) {
                 memcpy(f, t.ptr, t.len);

@@ -113,13 +113,25 @@ transport *transport_ws_new(transport *inner, uint64_t max_message);
 transport *transport_mem_reader_new(const uint8_t *d, size_t n, size_t chunk);
 
 /* ---- connections and their session ---------------------------------------------------- */
+/* One QoS 1 or 2 delivery in flight. A QoS 2 one is `released` once its PUBREC came: the
+ * message is done (m NULL, seq 0) and only the PUBREL/PUBCOMP exchange holds its pid. */
 typedef struct {
     msg *m;
     uint64_t seq; /* log seq when it came from the log (for offsets), else 0 */
     int64_t sent_ms;
     uint16_t pid;
+    uint8_t qos;
     bool acked;
+    bool released;
+    bool rel_wait; /* released, its PUBREL waits for the packet id to be stored */
 } outq_entry;
+
+/* Packet ids of one session's QoS 2 exchanges: received PUBLISHes waiting for PUBREL
+ * (inbound) or released deliveries waiting for PUBCOMP (outbound). */
+typedef struct {
+    uint16_t *v;
+    size_t n, cap;
+} pid_set;
 
 typedef struct {
     char *filter;
@@ -154,7 +166,8 @@ struct conn {
     size_t out_qos0; /* QoS 0 messages queued since the output buffer was last empty */
     conn_sub *subs;
     size_t nsubs, capsubs;
-    outq_entry *q;                  /* QoS 1 in flight, a ring */
+    pid_set rx2;                    /* QoS 2 PUBLISHes received, waiting for their PUBREL */
+    outq_entry *q;                  /* QoS 1 and 2 in flight, a ring */
     size_t qhead, qlen, qcap, qlog; /* qlog: entries with a log seq (the window) */
     uint64_t next_seq;              /* catch-up position */
     uint64_t mark;                  /* dispatch de-duplication stamp */
@@ -179,11 +192,25 @@ typedef struct {
     uint64_t offset;
     bool offset_dirty;
     conn *online;
-    /* Unacknowledged QoS 1 deliveries that are not in the log (retained copies), kept while
-     * the client is away and resent when it returns; the log covers all the others. */
+    /* Unacknowledged QoS 1 and 2 deliveries that are not in the log (retained copies), kept
+     * while the client is away and resent (at held_qos) when it returns; the log covers all
+     * the others. */
     msg **held;
+    uint8_t *held_qos;
     size_t nheld;
+    /* QoS 2 state kept while away and across restarts (store keys "q:<id>/i<pid>" and
+     * "q:<id>/o<pid>"): received PUBLISHes waiting for PUBREL, released deliveries
+     * waiting for PUBCOMP (their PUBREL is sent again on reconnect). */
+    pid_set rx2, rel;
 } psess;
+
+/* A change of a stored QoS 2 packet id, waiting for the next offsets write. */
+typedef struct {
+    char *client_id;
+    uint16_t pid;
+    char kind; /* 'i' inbound, 'o' outbound */
+    bool on;   /* set (else cleared) */
+} qos2_rec;
 
 typedef struct {
     uint64_t conns_total, conns_refused;
@@ -217,6 +244,8 @@ struct hub {
     pending_pub *pend;
     size_t npend, cappend;
     msg_vec wills; /* wills to publish at the end of the turn */
+    qos2_rec *q2;  /* stored QoS 2 packet ids to write with the next offsets */
+    size_t nq2, capq2;
     uint8_t *rbuf; /* shared read buffer */
     size_t rbuf_cap;
     struct {
@@ -299,6 +328,10 @@ void conn_pause(conn *c, bool paused);
 int handle_connect(conn *c, const bt_mqtt_packet *p);
 int handle_publish(conn *c, const bt_mqtt_packet *p);
 int handle_puback(conn *c, uint16_t pid); /* handle_publish.c */
+/* QoS 2 (handle_qos2.c): PUBREC and PUBCOMP of deliveries, PUBREL of received publishes. */
+int handle_pubrec(conn *c, uint16_t pid);
+int handle_pubrel(conn *c, uint16_t pid);
+int handle_pubcomp(conn *c, uint16_t pid);
 int handle_subscribe(conn *c, const bt_mqtt_packet *p);
 int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
 
@@ -306,6 +339,8 @@ int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
 /* Each encodes one packet into c's output; 0, or -1 when the connection is closed. */
 int send_connack(conn *c, uint8_t code);
 int send_puback(conn *c, uint16_t pid);
+/* PUBACK, PUBREC, PUBREL or PUBCOMP. */
+int send_ack(conn *c, bt_mqtt_type type, uint16_t pid);
 int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
 int send_unsuback(conn *c, uint16_t pid);
 int send_pingresp(conn *c);
@@ -315,16 +350,24 @@ int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, s
 
 /* ---- session delivery (session.c) ------------------------------------------------------- */
 /* Delivers m to c at QoS q (already min'd with the subscription); retain is the RETAIN
- * bit to send. Honours the QoS 1 window and the QoS 0 buffer. */
+ * bit to send. Honours the QoS 1/2 window and the QoS 0 buffer. */
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain);
 /* Pulls QoS 1 messages from the log while the window has room (catch-up mode). */
 void session_pump(conn *c);
 /* Queues c for session_pump at the end of the turn. */
 void session_pump_later(conn *c);
-/* Resends unacknowledged QoS 1 messages older than the retry interval, with DUP. */
+/* Resends unacknowledged QoS 1/2 messages older than the retry interval, with DUP (and
+ * the PUBREL of released QoS 2 deliveries). */
 void session_retry(conn *c);
-/* Sends m again at QoS 1 with DUP=1 (an unacknowledged delivery of an earlier connection). */
-void session_resend(conn *c, msg *m);
+/* Sends m again at QoS q (1 or 2) with DUP=1 (an unacknowledged delivery of an earlier
+ * connection). */
+void session_resend(conn *c, msg *m, uint8_t q);
+/* Takes over a released QoS 2 delivery of an earlier connection: sends its PUBREL. */
+void session_resume_release(conn *c, uint16_t pid);
+/* The in-flight entry of pid that is not yet acknowledged, or NULL. */
+outq_entry *session_find(conn *c, uint16_t pid);
+/* Drops acknowledged entries from the head of the ring; pulls more in catch-up. */
+void session_acked(conn *c);
 /* The acknowledged log offset of a session: every seq <= it is done. */
 uint64_t session_offset(const conn *c);
 /* Adds (or replaces) a subscription in the session and the trie. */
@@ -359,6 +402,9 @@ int psession_load(hub *h, char *err, size_t errlen);
 typedef struct {
     store_offset *v;
     size_t n, cap;
+    size_t nq2;   /* the last nq2 of v are QoS 2 packet id records, */
+    qos2_rec *q2; /* from these (taken from the hub: q2_all, the first q2_taken in v) */
+    size_t q2_taken, q2_all;
 } psession_offsets;
 /* Takes the changed offsets of connected persistent sessions and, with away_too, of away
  * ones; they count as written until psession_offsets_done. */
@@ -372,6 +418,10 @@ void psession_flush_offsets(hub *h, bool away_too);
 psess *psession_get(hub *h, const char *client_id, const char *owner);
 /* Keeps c's unacknowledged deliveries that are not in the log, for its next connection. */
 void psession_hold_unacked(psess *ps, const conn *c);
+/* Keeps c's QoS 2 packet ids (received, released) for its next connection. */
+void psession_keep_qos2(psess *ps, conn *c);
+/* Gives c the QoS 2 packet ids its session kept: PUBREL goes out again for the released. */
+void psession_take_qos2(psess *ps, conn *c);
 /* Marks ps online on c, or offline when c is NULL (its subscriptions then count, in
  * h->offline, for which QoS 1 messages the log must keep). */
 void psession_set_online(hub *h, psess *ps, conn *c);
@@ -379,6 +429,21 @@ void psession_set_online(hub *h, psess *ps, conn *c);
 void psession_min_offset(hub *h, uint64_t *min);
 /* Drops what psession_hold_unacked kept. */
 void psession_release_held(psess *ps);
+/* Records that QoS 2 packet id pid of c's persistent session is set (on) or cleared:
+ * kind 'i' (received, waiting for PUBREL) or 'o' (released, waiting for PUBCOMP). Written
+ * with the next offsets (in the commit of the turn, or at its end). A clean session keeps
+ * nothing. Returns true when a record was queued (the caller waits for it to be written). */
+bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on);
+/* Loads the stored QoS 2 packet ids into their sessions (after psession_load). */
+int psession_qos2_load(hub *h, char *err, size_t errlen);
+
+/* ---- packet id sets (handle_qos2.c) ------------------------------------------------------ */
+bool pid_set_has(const pid_set *s, uint16_t pid);
+/* Adds pid (no duplicate); -1 when out of memory. */
+int pid_set_add(pid_set *s, uint16_t pid);
+/* Removes pid; true when it was there. */
+bool pid_set_del(pid_set *s, uint16_t pid);
+void pid_set_free(pid_set *s);
 /* Writes c's subscriptions to its persistent session, in memory and in the store. */
 void psession_save_subs(conn *c);
 /* Drops a persistent session (clean session connect). */

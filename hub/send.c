@@ -1,5 +1,5 @@
-/* Every packet the hub sends, encoded here: CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK
- * and PINGRESP go into the connection's output buffer (conn_send), flushed at the end of
+/* Every packet the hub sends, encoded here: CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL,
+ * PUBCOMP, SUBACK, UNSUBACK and PINGRESP go into the connection's output buffer (conn_send), flushed at the end of
  * the loop turn. Each returns 0, or -1 when the connection is (now) closed. */
 #include <stdlib.h>
 
@@ -19,6 +19,13 @@ int send_puback(conn *c, uint16_t pid)
 {
     uint8_t b[4];
     bt_mqtt_encode_puback(b, sizeof b, pid);
+    return conn_send(c, b, sizeof b);
+}
+
+int send_ack(conn *c, bt_mqtt_type type, uint16_t pid)
+{
+    uint8_t b[4];
+    bt_mqtt_encode_ack(b, sizeof b, type, pid);
     return conn_send(c, b, sizeof b);
 }
 

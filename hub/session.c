@@ -1,5 +1,6 @@
 /* Session delivery: QoS 0 straight into the output buffer (dropped when the egress buffer
- * is full), QoS 1 through a window of `egress.qos1.buffer.size` unacknowledged messages.
+ * is full), QoS 1 and 2 through a window of `egress.qos1.buffer.size` unacknowledged
+ * messages.
  * When the window is full the session switches to catch-up: it stops taking live QoS 1
  * messages and later pulls them from the durable log from its position, so a slow or
  * returning subscriber loses nothing and memory stays bounded. */
@@ -16,20 +17,31 @@
 /* Log messages examined per catch-up pass, so one session cannot stall the loop. */
 #define PUMP_SCAN_MAX 2000
 
-static uint16_t next_pid(conn *c)
+static bool pid_used(const conn *c, uint16_t p)
 {
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->pid == p)
+            return true;
+    }
+    return false;
+}
+
+/* A QoS 2 delivery from the log takes a packet id derived from its seq when that one is
+ * free: sent again by a restarted hub (that had not seen its PUBREC), it carries the same
+ * id, and a receiver that keeps the ids of unreleased messages takes it once. */
+static uint16_t next_pid(conn *c, uint8_t q, uint64_t seq)
+{
+    if (q == 2 && seq) {
+        uint16_t p = (uint16_t)(seq % 65535 + 1);
+        if (!pid_used(c, p))
+            return p;
+    }
     for (;;) {
         uint16_t p = c->next_pid++;
         if (c->next_pid == 0)
             c->next_pid = 1;
-        if (p == 0)
-            continue;
-        bool used = false;
-        for (size_t i = 0; i < c->qlen && !used; i++) {
-            outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
-            used = !e->acked && e->pid == p;
-        }
-        if (!used)
+        if (p != 0 && !pid_used(c, p))
             return p;
     }
 }
@@ -63,20 +75,8 @@ void session_pump_later(conn *c)
     }
 }
 
-static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup);
-
-static void deliver_qos1(conn *c, msg *m, bool retain)
-{
-    deliver_qos1_flags(c, m, retain, false);
-}
-
-void session_resend(conn *c, msg *m)
-{
-    if (c->state == CONN_ACTIVE)
-        deliver_qos1_flags(c, m, false, true);
-}
-
-static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup)
+/* A QoS 1 or 2 delivery: into the window, then out. */
+static void deliver_acked(conn *c, msg *m, uint8_t q, bool retain, bool dup)
 {
     outq_entry *e = q_push(c);
     if (!e) {
@@ -85,11 +85,54 @@ static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup)
     }
     e->m = msg_ref(m);
     e->seq = m->seq;
-    e->pid = next_pid(c);
+    e->qos = q;
+    e->pid = next_pid(c, q, m->seq);
     e->sent_ms = c->h->now_ms;
     if (m->seq)
         c->qlog++;
-    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 1, retain, dup, e->pid);
+    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, q, retain, dup, e->pid);
+}
+
+void session_resend(conn *c, msg *m, uint8_t q)
+{
+    if (c->state == CONN_ACTIVE)
+        deliver_acked(c, m, q, false, true);
+}
+
+void session_resume_release(conn *c, uint16_t pid)
+{
+    if (c->state != CONN_ACTIVE || pid_used(c, pid))
+        return;
+    outq_entry *e = q_push(c);
+    if (!e) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    e->pid = pid;
+    e->qos = 2;
+    e->released = true;
+    e->sent_ms = c->h->now_ms;
+    send_ack(c, BT_MQTT_PUBREL, pid);
+}
+
+outq_entry *session_find(conn *c, uint16_t pid)
+{
+    for (size_t i = 0; i < c->qlen; i++) {
+        outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->pid == pid)
+            return e;
+    }
+    return NULL;
+}
+
+void session_acked(conn *c)
+{
+    while (c->qlen && c->q[c->qhead].acked) {
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+    if (c->catchup)
+        session_pump_later(c);
 }
 
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
@@ -116,7 +159,7 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
             return;
         }
     }
-    deliver_qos1(c, m, retain);
+    deliver_acked(c, m, q, retain, false);
 }
 
 /* Highest QoS among c's subscriptions matching topic, or -1. */
@@ -156,14 +199,14 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
         send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0);
         return 0;
     }
-    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, 1, 0);
+    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos, 0);
     if (!m) {
         px->stopped = true;
         return 1;
     }
     m->seq = seq;
     m->ts_ms = sm->ts_ms;
-    deliver_qos1(c, m, false);
+    deliver_acked(c, m, q, false, false);
     msg_unref(m);
     return 0;
 }
@@ -208,10 +251,14 @@ void session_retry(conn *c)
         outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
         if (e->acked || c->h->now_ms - e->sent_ms < ri)
             continue;
+        if (e->rel_wait)
+            continue; /* its PUBREL waits for the store */
         e->sent_ms = c->h->now_ms;
         c->h->ctr.retried++;
-        if (send_publish(c, e->m->topic, e->m->topic_len, e->m->payload, e->m->payload_len, 1,
-                         false, true, e->pid) < 0)
+        int rc = e->released ? send_ack(c, BT_MQTT_PUBREL, e->pid)
+                             : send_publish(c, e->m->topic, e->m->topic_len, e->m->payload,
+                                            e->m->payload_len, e->qos, false, true, e->pid);
+        if (rc < 0)
             return;
     }
 }

@@ -72,7 +72,7 @@ static int collect(const char *client_id, const store_msg *sm, void *arg)
         l->cap = cap;
     }
     msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
-                     sm->qos > 1 ? 1 : sm->qos, sm->retain);
+                     sm->qos > 2 ? 2 : sm->qos, sm->retain);
     char *id = strdup(client_id);
     if (!m || !id) {
         msg_unref(m);
