@@ -59,12 +59,10 @@ int store_del_offsets(store *s, const char *const *names, size_t n, char *err, s
     if (!s || (n && !names))
         return bt_errf(err, errlen, "store: invalid arguments to del_offsets");
     for (size_t i = 0; i < n; i++)
-        if (store_check_key(s, "consumer", names[i], names[i] ? strlen(names[i]) : 0, err,
-                            errlen))
+        if (store_check_key(s, "consumer", names[i], names[i] ? strlen(names[i]) : 0, err, errlen))
             return -1;
     if (!n)
         return 0;
     del_ctx x = {names, n};
-    return store_write(s, STORE_TXN_FREES, "delete offsets", del_txn, &x, err, errlen) < 0 ? -1
-                                                                                          : 0;
+    return store_write(s, STORE_TXN_FREES, "delete offsets", del_txn, &x, err, errlen) < 0 ? -1 : 0;
 }

@@ -12,8 +12,8 @@
 #define WILL (1u << 0)
 #define T(x) (1u << BT_MQTT_##x)
 #define PUBACKS (T(PUBACK) | T(PUBREC) | T(PUBREL) | T(PUBCOMP))
-#define EVERY                                                                               \
-    (WILL | T(CONNECT) | T(CONNACK) | T(PUBLISH) | PUBACKS | T(SUBSCRIBE) | T(SUBACK) |     \
+#define EVERY                                                                           \
+    (WILL | T(CONNECT) | T(CONNACK) | T(PUBLISH) | PUBACKS | T(SUBSCRIBE) | T(SUBACK) | \
      T(UNSUBSCRIBE) | T(UNSUBACK) | T(DISCONNECT) | T(AUTH))
 
 typedef struct {
@@ -192,7 +192,7 @@ static int check_prop(const bt_mqtt_prop *pr, int type, uint64_t *seen, char *er
     case PK_U16:
     case PK_U32:
     case PK_VAR: {
-        uint32_t lim = kind == PK_BYTE ? (r->max ? r->max : 0xFF)
+        uint32_t lim = kind == PK_BYTE  ? (r->max ? r->max : 0xFF)
                        : kind == PK_U16 ? 0xFFFF
                        : kind == PK_VAR ? BT_MQTT_MAX_REMAINING
                                         : 0xFFFFFFFF;
@@ -413,10 +413,9 @@ bool bt_mqtt_reason_valid(int type, uint8_t rc)
     static const uint8_t suback[] = {0x00, 0x01, 0x02, 0x80, 0x83, 0x87,
                                      0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2};
     static const uint8_t unsuback[] = {0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91};
-    static const uint8_t disconnect[] = {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89,
-                                         0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
-                                         0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D,
-                                         0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
+    static const uint8_t disconnect[] = {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D,
+                                         0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+                                         0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
     static const uint8_t auth[] = {0x00, 0x18, 0x19};
     const uint8_t *set;
     size_t n;

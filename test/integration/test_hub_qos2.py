@@ -126,8 +126,9 @@ def test_paho_and_mosquitto_qos2(hub):
                     "-t", "pm/mosq", "-m", "from mosquitto"], check=True, timeout=10)
     m = sub.get()
     assert (m.topic, m.payload, m.qos) == ("pm/mosq", b"from mosquitto", 2)
-    ms = subprocess.Popen(["mosquitto_sub", "-p", str(hub.port), "-u", "test", "-P", "hahaha", "-q", "2",
-                           "-t", "pm/to-mosq", "-C", "3", "-v"], stdout=subprocess.PIPE, text=True)
+    ms = subprocess.Popen(["mosquitto_sub", "-p", str(hub.port), "-u", "test", "-P", "hahaha",
+                           "-q", "2", "-t", "pm/to-mosq", "-C", "3", "-v"],
+                          stdout=subprocess.PIPE, text=True)
     try:
         sub.none(1.0)  # mosquitto_sub has subscribed meanwhile
         for i in range(3):
