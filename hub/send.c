@@ -1,6 +1,7 @@
 /* Every packet the hub sends, encoded here: CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL,
  * PUBCOMP, SUBACK, UNSUBACK and PINGRESP go into the connection's output buffer
- * (conn_send), flushed at the end of the loop turn. Each returns 0, or -1 when the connection is (now) closed. */
+ * (conn_send), flushed at the end of the loop turn. Each returns 0, or -1 when the
+ * connection is (now) closed. */
 #include <stdlib.h>
 
 #include "hub.h"
