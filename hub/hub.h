@@ -30,15 +30,24 @@ typedef struct msg {
     uint8_t qos, retain;
     uint16_t topic_len;
     uint32_t payload_len;
-    uint64_t seq; /* log sequence number (QoS 1 once committed), 0 otherwise */
+    uint32_t props_len;
+    uint32_t expiry_s; /* MQTT 5.0 message expiry interval from ts_ms, 0 = none */
+    uint64_t seq;      /* log sequence number (QoS 1 once committed), 0 otherwise */
+    uint64_t from;     /* id of the publishing connection (no-local), 0 = none */
     int64_t ts_ms;
     uint8_t *payload;
-    char topic[]; /* NUL-terminated, payload follows */
+    /* MQTT 5.0 properties passed on to 5.0 subscribers (wire bytes without the length;
+     * never a topic alias, subscription identifier or message expiry), NULL when none. */
+    uint8_t *props;
+    char topic[]; /* NUL-terminated, payload and props follow */
 } msg;
 
 /* A new message with refs = 1; NULL when out of memory. */
 msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos,
              uint8_t retain);
+/* The same with MQTT 5.0 properties (see msg.props). */
+msg *msg_new_props(const char *topic, size_t tlen, const void *payload, size_t plen,
+                   const uint8_t *props, size_t props_len, uint8_t qos, uint8_t retain);
 /* Takes one more reference. */
 static inline msg *msg_ref(msg *m)
 {
@@ -136,7 +145,11 @@ typedef struct {
 typedef struct {
     char *filter;
     uint8_t qos;
+    uint8_t opts; /* 5.0 subscription options but QoS (BT_MQTT_SUBOPT_NO_LOCAL, ...) */
 } conn_sub;
+
+/* Topic aliases a 5.0 client may use towards the hub (CONNACK topic alias maximum). */
+#define TOPIC_ALIAS_MAX 32
 
 enum { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSED };
 
@@ -156,6 +169,13 @@ struct conn {
     bool resume_read; /* reading resumed: read what is there at the end of the turn */
     uint32_t npend;   /* its QoS 1 publishes waiting for the commit */
     uint8_t level;
+    bool problem_info;       /* 5.0: reason strings may be sent (request problem information) */
+    bool expire_on_close;    /* 5.0 session expiry 0 on a resumed session: dropped at close */
+    bool sub_opts;           /* 5.0: some subscription has no-local or retain-as-published */
+    uint16_t recv_max;       /* 5.0: the client's receive maximum (0: none given) */
+    uint32_t max_packet;     /* 5.0: the client's maximum packet size (0: none given) */
+    uint32_t session_expiry; /* 5.0 session expiry interval, seconds */
+    char **aliases;          /* 5.0: topics of the client's topic aliases 1..TOPIC_ALIAS_MAX */
     uint16_t keepalive;
     uint16_t next_pid;
     int64_t last_rx_ms, created_ms;
@@ -313,8 +333,12 @@ void conn_flush(conn *c);
 /* Writes what the socket takes now without closing on error (safe in the middle of a
  * dispatch: the end-of-turn flush reports the error). */
 void conn_flush_soft(conn *c);
-/* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later. */
+/* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later.
+ * A 5.0 client gets a DISCONNECT with a reason code first (one that fits the reason, 0x80
+ * otherwise) unless its transport failed or it disconnected itself. */
 void conn_close(conn *c, const char *reason);
+/* conn_close with the 5.0 reason code rc (0: no DISCONNECT). */
+void conn_close_rc(conn *c, uint8_t rc, const char *reason);
 /* Appends bytes to the output and queues a flush. 0 or -1 (no memory, or the output went
  * over message.egress.buffer.max: connection closed). */
 int conn_send(conn *c, const void *d, size_t n);
@@ -343,10 +367,17 @@ int send_puback(conn *c, uint16_t pid);
 int send_ack(conn *c, bt_mqtt_type type, uint16_t pid);
 int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
 int send_unsuback(conn *c, uint16_t pid);
+/* 5.0: an ack with a reason code and (when the client accepts them) a reason string. */
+int send_ack_rc(conn *c, bt_mqtt_type type, uint16_t pid, uint8_t rc, const char *why);
+/* 5.0: UNSUBACK with one reason code per filter; CONNACK with properties; DISCONNECT. */
+int send_unsuback5(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
+int send_connack5(conn *c, bool session_present, uint8_t rc, const bt_mqtt_prop *props, size_t n);
+int send_disconnect5(conn *c, uint8_t rc, const char *why);
 int send_pingresp(conn *c);
-/* A PUBLISH; a large backlog is written at once rather than at the end of the turn. */
+/* A PUBLISH; a large backlog is written at once rather than at the end of the turn. To a
+ * 5.0 client it carries the properties of pm (may be NULL) and its remaining expiry. */
 int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
-                 uint8_t q, bool retain, bool dup, uint16_t pid);
+                 uint8_t q, bool retain, bool dup, uint16_t pid, const msg *pm);
 
 /* ---- session delivery (session.c) ------------------------------------------------------- */
 /* Delivers m to c at QoS q (already min'd with the subscription); retain is the RETAIN
@@ -370,8 +401,9 @@ outq_entry *session_find(conn *c, uint16_t pid);
 void session_acked(conn *c);
 /* The acknowledged log offset of a session: every seq <= it is done. */
 uint64_t session_offset(const conn *c);
-/* Adds (or replaces) a subscription in the session and the trie. */
-int session_subscribe(conn *c, const char *filter, uint8_t qos);
+/* Adds (0) or replaces (1) a subscription in the session and the trie; -1 when out of
+ * memory. opts: 5.0 no-local and retain-as-published. */
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts);
 /* Removes a subscription; returns 1 when it existed. */
 int session_unsubscribe(conn *c, const char *filter);
 /* Drops every subscription of c from the trie and frees the list. */

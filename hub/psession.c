@@ -552,6 +552,7 @@ void psession_save_subs(conn *c)
     for (size_t i = 0; i < c->nsubs; i++) {
         copy[i].filter = strdup(c->subs[i].filter);
         copy[i].qos = c->subs[i].qos;
+        copy[i].opts = c->subs[i].opts;
         ss[i].filter = c->subs[i].filter;
         ss[i].qos = c->subs[i].qos;
         if (!copy[i].filter) {

@@ -90,7 +90,7 @@ static void deliver_acked(conn *c, msg *m, uint8_t q, bool retain, bool dup)
     e->sent_ms = c->h->now_ms;
     if (m->seq)
         c->qlog++;
-    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, q, retain, dup, e->pid);
+    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, q, retain, dup, e->pid, m);
 }
 
 void session_resend(conn *c, msg *m, uint8_t q)
@@ -135,9 +135,58 @@ void session_acked(conn *c)
         session_pump_later(c);
 }
 
+/* The QoS 1/2 window: egress.qos1.buffer.size, or a 5.0 client's smaller receive maximum
+ * (log messages in flight; the others are few: retained copies). */
+static size_t window(const conn *c)
+{
+    size_t w = (size_t)c->h->cfg->out_qos1_size;
+    return c->recv_max && c->recv_max < w ? c->recv_max : w;
+}
+
+/* 5.0 subscription options of a live delivery: the subscriptions that match, but no-local
+ * ones for the publisher's own messages, give the QoS; retain-as-published keeps the
+ * RETAIN flag. False when no subscription is left. */
+static bool apply_sub_opts(const conn *c, const msg *m, uint8_t *q, bool *retain)
+{
+    int best = -1;
+    bool rap = false;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        const conn_sub *s = &c->subs[i];
+        if ((s->opts & BT_MQTT_SUBOPT_NO_LOCAL) && m->from == c->id)
+            continue;
+        if (!bt_topic_match(s->filter, m->topic))
+            continue;
+        best = s->qos > best ? s->qos : best;
+        rap = rap || (s->opts & BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED);
+    }
+    if (best < 0)
+        return false;
+    *q = m->qos < best ? m->qos : (uint8_t)best;
+    *retain = rap && m->retain;
+    return true;
+}
+
+/* Whether m may go to c: not expired (5.0 message expiry, for every client), not over a
+ * 5.0 client's maximum packet size (a bound on the encoded size). */
+static bool deliverable(const conn *c, const msg *m)
+{
+    if (m->expiry_s && hub_wall_ms() - m->ts_ms >= (int64_t)m->expiry_s * 1000)
+        return false;
+    if (c->max_packet) {
+        uint64_t size = 5 + 2 + (uint64_t)m->topic_len + 2 + 4 + 5 + m->props_len + m->payload_len;
+        if (size > c->max_packet)
+            return false;
+    }
+    return true;
+}
+
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
 {
     if (c->state != CONN_ACTIVE)
+        return;
+    if ((m->expiry_s || c->max_packet) && !deliverable(c, m))
+        return;
+    if (c->sub_opts && !retain && !apply_sub_opts(c, m, &q, &retain))
         return;
     if (q == 0) {
         /* Dropped only for a reader whose socket is full (EPOLLOUT armed). */
@@ -147,13 +196,13 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
             return;
         }
         c->out_qos0++;
-        send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 0, retain, false, 0);
+        send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 0, retain, false, 0, m);
         return;
     }
     if (m->seq) {
         if (c->catchup)
             return; /* the log pump brings it */
-        if (c->qlog >= (size_t)c->h->cfg->out_qos1_size) {
+        if (c->qlog >= window(c)) {
             c->catchup = true;
             c->next_seq = m->seq;
             return;
@@ -181,7 +230,7 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
 {
     pump_ctx *px = arg;
     conn *c = px->c;
-    if (c->qlog >= (size_t)c->h->cfg->out_qos1_size || c->state != CONN_ACTIVE) {
+    if (c->qlog >= window(c) || c->state != CONN_ACTIVE) {
         px->stopped = true;
         return 1;
     }
@@ -196,7 +245,8 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
         return 0;
     uint8_t q = sm->qos < sq ? sm->qos : (uint8_t)sq;
     if (q == 0) {
-        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0);
+        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0,
+                     NULL);
         return 0;
     }
     msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos, 0);
@@ -220,7 +270,7 @@ void session_pump(conn *c)
         c->catchup = false;
         return;
     }
-    if (c->qlog >= (size_t)h->cfg->out_qos1_size)
+    if (c->qlog >= window(c))
         return; /* PUBACKs will call us again */
     pump_ctx px = {c, false};
     char err[160];
@@ -257,7 +307,7 @@ void session_retry(conn *c)
         c->h->ctr.retried++;
         int rc = e->released ? send_ack(c, BT_MQTT_PUBREL, e->pid)
                              : send_publish(c, e->m->topic, e->m->topic_len, e->m->payload,
-                                            e->m->payload_len, e->qos, false, true, e->pid);
+                                            e->m->payload_len, e->qos, false, true, e->pid, e->m);
         if (rc < 0)
             return;
     }
@@ -274,12 +324,16 @@ uint64_t session_offset(const conn *c)
     return lo;
 }
 
-int session_subscribe(conn *c, const char *filter, uint8_t qos)
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts)
 {
+    opts &= BT_MQTT_SUBOPT_NO_LOCAL | BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED;
+    if (opts)
+        c->sub_opts = true;
     for (size_t i = 0; i < c->nsubs; i++)
         if (!strcmp(c->subs[i].filter, filter)) {
             c->subs[i].qos = qos;
-            return trie_add(&c->h->subs, filter, c, qos);
+            c->subs[i].opts = opts;
+            return trie_add(&c->h->subs, filter, c, qos) < 0 ? -1 : 1;
         }
     if (c->nsubs == c->capsubs) {
         size_t cap = c->capsubs ? c->capsubs * 2 : 2;
@@ -296,7 +350,7 @@ int session_subscribe(conn *c, const char *filter, uint8_t qos)
         free(f);
         return -1;
     }
-    c->subs[c->nsubs++] = (conn_sub){f, qos};
+    c->subs[c->nsubs++] = (conn_sub){f, qos, opts};
     return 0;
 }
 

@@ -327,6 +327,37 @@ bool bt_mqtt_props_equal(const bt_mqtt_props *a, const bt_mqtt_props *b)
     }
 }
 
+ssize_t bt_mqtt_props_filter(const bt_mqtt_props *ps, uint64_t drop, uint8_t *out, size_t cap)
+{
+    if (ps->list)
+        return -1;
+    if (!ps->raw.len)
+        return 0;
+    /* two passes over the validated bytes: the size, then the copy */
+    size_t need = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const uint8_t *p = ps->raw.ptr, *end = p + ps->raw.len;
+        size_t o = 0;
+        while (p < end) {
+            const uint8_t *start = p;
+            bt_mqtt_prop pr;
+            if (read_prop(&p, end, &pr, NULL, 0) < 0)
+                return -1;
+            if (drop & ((uint64_t)1 << pr.id))
+                continue;
+            if (pass == 1)
+                memcpy(out + o, start, (size_t)(p - start));
+            o += (size_t)(p - start);
+        }
+        if (pass == 0) {
+            need = o;
+            if (need > cap)
+                return (ssize_t)need;
+        }
+    }
+    return (ssize_t)need;
+}
+
 /* ---- writing ------------------------------------------------------------------------- */
 
 static size_t prop_size(const bt_mqtt_prop *pr)

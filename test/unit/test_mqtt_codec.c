@@ -1204,6 +1204,17 @@ static void test_v5_props_access(void **state)
     assert_int_equal(bt_mqtt_props_check(ps, BT_MQTT_PUBLISH, NULL, err, sizeof(err)), 0);
     assert_int_equal(bt_mqtt_props_check(ps, BT_MQTT_CONNACK, NULL, err, sizeof(err)), -1);
     assert_string_equal(err, "property content type not allowed in CONNACK");
+    /* filtering: user properties and subscription ids dropped, the content type kept */
+    uint8_t out[32];
+    uint64_t drop = 1ull << BT_MQTT_PROP_USER_PROPERTY | 1ull << BT_MQTT_PROP_SUBSCRIPTION_ID;
+    assert_int_equal(bt_mqtt_props_filter(ps, drop, out, 2), 5); /* too small: the size */
+    assert_int_equal(bt_mqtt_props_filter(ps, drop, out, sizeof(out)), 5);
+    assert_memory_equal(out,
+                        "\x03\x00\x02"
+                        "ct",
+                        5);
+    assert_int_equal(bt_mqtt_props_filter(ps, 0, out, sizeof(out)), 24);
+    assert_memory_equal(out, b + 6, 24);
     assert_true(bt_mqtt_reason_valid(BT_MQTT_PUBREC, BT_MQTT_RC_NOT_AUTHORIZED));
     assert_false(bt_mqtt_reason_valid(BT_MQTT_PUBCOMP, BT_MQTT_RC_NOT_AUTHORIZED));
     assert_false(bt_mqtt_reason_valid(BT_MQTT_PUBLISH, 0));

@@ -324,6 +324,10 @@ bool bt_mqtt_props_get(const bt_mqtt_props *ps, uint8_t id, bt_mqtt_prop *out);
  * will properties of a CONNECT): 0 with *present filled, or -1 + reason. */
 int bt_mqtt_props_check(const bt_mqtt_props *ps, int type, uint64_t *present, char *err,
                         size_t errlen);
+/* Copies the wire bytes of the properties of ps (decoded: raw) into out, leaving out those
+ * whose identifier has its bit (1 << id) in drop; no length prefix. Returns the bytes
+ * written, or the size needed when over cap (nothing written), or -1 for a listed set. */
+ssize_t bt_mqtt_props_filter(const bt_mqtt_props *ps, uint64_t drop, uint8_t *out, size_t cap);
 /* True when the reason code `rc` may appear in a 5.0 packet of `type`. */
 bool bt_mqtt_reason_valid(int type, uint8_t rc);
 
