@@ -196,6 +196,25 @@ static ssize_t suback_rl(uint16_t packet_id, const uint8_t *codes, size_t n, cha
     return (ssize_t)(2 + n);
 }
 
+/* A PUBLISH given as a packet (3.1.x or 5.0): its strings checked too. */
+static ssize_t publish_packet_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
+{
+    const bt_mqtt_publish *x = &p->publish;
+    if (check_str(x->topic, "topic", err, errlen) < 0)
+        return -1;
+    if (x->payload.len && !x->payload.ptr)
+        return bt_errf(err, errlen, "payload is NULL");
+    size_t pl = 0;
+    if (p->version == BT_MQTT_V5) {
+        if (props_add(&pl, &x->props, BT_MQTT_PUBLISH, err, errlen) < 0)
+            return -1;
+        if (x->topic.len == 0 && !bt_mqtt_props_get(&x->props, BT_MQTT_PROP_TOPIC_ALIAS, NULL))
+            return bt_errf(err, errlen, "PUBLISH empty topic without a topic alias");
+    }
+    return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup, x->packet_id, pl,
+                      err, errlen);
+}
+
 /* 5.0 SUBACK and UNSUBACK. */
 static ssize_t suback5_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
 {
@@ -252,20 +271,7 @@ static ssize_t remaining5(const bt_mqtt_packet *p, char *err, size_t errlen)
         rl = 2;
         return props_add(&rl, &p->connack.props, BT_MQTT_CONNACK, err, errlen) < 0 ? -1
                                                                                    : (ssize_t)rl;
-    case BT_MQTT_PUBLISH: {
-        const bt_mqtt_publish *x = &p->publish;
-        if (check_str(x->topic, "topic", err, errlen) < 0)
-            return -1;
-        if (x->payload.len && !x->payload.ptr)
-            return bt_errf(err, errlen, "payload is NULL");
-        size_t pl = 0;
-        if (props_add(&pl, &x->props, BT_MQTT_PUBLISH, err, errlen) < 0)
-            return -1;
-        if (x->topic.len == 0 && !bt_mqtt_props_get(&x->props, BT_MQTT_PROP_TOPIC_ALIAS, NULL))
-            return bt_errf(err, errlen, "PUBLISH empty topic without a topic alias");
-        return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup, x->packet_id,
-                          pl, err, errlen);
-    }
+    case BT_MQTT_PUBLISH: return publish_packet_rl(p, err, errlen);
     case BT_MQTT_SUBSCRIBE:
     case BT_MQTT_UNSUBSCRIBE: return sub_list_rl(p, err, errlen);
     case BT_MQTT_SUBACK:
@@ -309,15 +315,7 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
             return bt_errf(err, errlen, "CONNACK session present with return code %u",
                            p->connack.return_code);
         return 2;
-    case BT_MQTT_PUBLISH: {
-        const bt_mqtt_publish *x = &p->publish;
-        if (check_str(x->topic, "topic", err, errlen) < 0)
-            return -1;
-        if (x->payload.len && !x->payload.ptr)
-            return bt_errf(err, errlen, "payload is NULL");
-        return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup, x->packet_id,
-                          0, err, errlen);
-    }
+    case BT_MQTT_PUBLISH: return publish_packet_rl(p, err, errlen);
     case BT_MQTT_PUBACK:
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
@@ -403,6 +401,32 @@ static size_t write_publish_head(uint8_t *buf, size_t rl, const char *topic, siz
     return (size_t)(b - buf);
 }
 
+/* Packet id, 5.0 properties (props not NULL) and the list of a SUBSCRIBE or UNSUBSCRIBE. */
+static void write_sub_list(uint8_t *b, const bt_mqtt_packet *p, const bt_mqtt_props *props)
+{
+    b = put_u16(b, p->subscribe.packet_id);
+    if (props)
+        b = bt_mqtt_props_write(b, props);
+    bt_mqtt_sub_iter it;
+    bt_mqtt_sub_iter_init(&it, p);
+    bt_mqtt_str t = {NULL, 0};
+    uint8_t q = 0;
+    while (bt_mqtt_sub_next(&it, &t, &q)) {
+        b = put_bytes(b, t.ptr, t.len);
+        if (p->type == BT_MQTT_SUBSCRIBE)
+            *b++ = q;
+    }
+}
+
+/* Packet id, 5.0 properties (props not NULL) and the codes of a SUBACK (or 5.0 UNSUBACK). */
+static void write_codes(uint8_t *b, const bt_mqtt_packet *p, const bt_mqtt_props *props)
+{
+    b = put_u16(b, p->suback.packet_id);
+    if (props)
+        b = bt_mqtt_props_write(b, props);
+    memcpy(b, p->suback.codes, p->suback.count);
+}
+
 /* Body of a 5.0 packet other than CONNECT and PUBLISH, whose remaining length is rl. */
 static void write5(uint8_t *b, const bt_mqtt_packet *p, size_t rl)
 {
@@ -413,26 +437,9 @@ static void write5(uint8_t *b, const bt_mqtt_packet *p, size_t rl)
         bt_mqtt_props_write(b, &p->connack.props);
         break;
     case BT_MQTT_SUBSCRIBE:
-    case BT_MQTT_UNSUBSCRIBE: {
-        b = put_u16(b, p->subscribe.packet_id);
-        b = bt_mqtt_props_write(b, &p->subscribe.props);
-        bt_mqtt_sub_iter it;
-        bt_mqtt_sub_iter_init(&it, p);
-        bt_mqtt_str t = {NULL, 0};
-        uint8_t q = 0;
-        while (bt_mqtt_sub_next(&it, &t, &q)) {
-            b = put_bytes(b, t.ptr, t.len);
-            if (p->type == BT_MQTT_SUBSCRIBE)
-                *b++ = q;
-        }
-        break;
-    }
+    case BT_MQTT_UNSUBSCRIBE: write_sub_list(b, p, &p->subscribe.props); break;
     case BT_MQTT_SUBACK:
-    case BT_MQTT_UNSUBACK:
-        b = put_u16(b, p->suback.packet_id);
-        b = bt_mqtt_props_write(b, &p->suback.props);
-        memcpy(b, p->suback.codes, p->suback.count);
-        break;
+    case BT_MQTT_UNSUBACK: write_codes(b, p, &p->suback.props); break;
     case BT_MQTT_PINGREQ:
     case BT_MQTT_PINGRESP: break;
     default: { /* PUB acks, DISCONNECT, AUTH */
@@ -478,23 +485,8 @@ ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap)
         b[1] = p->connack.return_code;
         break;
     case BT_MQTT_SUBSCRIBE:
-    case BT_MQTT_UNSUBSCRIBE: {
-        b = put_u16(b, p->subscribe.packet_id);
-        bt_mqtt_sub_iter it;
-        bt_mqtt_sub_iter_init(&it, p);
-        bt_mqtt_str t = {NULL, 0};
-        uint8_t q = 0;
-        while (bt_mqtt_sub_next(&it, &t, &q)) {
-            b = put_bytes(b, t.ptr, t.len);
-            if (p->type == BT_MQTT_SUBSCRIBE)
-                *b++ = q;
-        }
-        break;
-    }
-    case BT_MQTT_SUBACK:
-        b = put_u16(b, p->suback.packet_id);
-        memcpy(b, p->suback.codes, p->suback.count);
-        break;
+    case BT_MQTT_UNSUBSCRIBE: write_sub_list(b, p, NULL); break;
+    case BT_MQTT_SUBACK: write_codes(b, p, NULL); break;
     case BT_MQTT_PINGREQ:
     case BT_MQTT_PINGRESP:
     case BT_MQTT_DISCONNECT: break;

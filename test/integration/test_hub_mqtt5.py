@@ -67,17 +67,17 @@ def reason_of(pkt, with_id=True):
 
 # ---- paho in MQTT 5 mode -----------------------------------------------------------------
 
-class Paho5:
+class Paho5(Paho):
+    """hub_util's Paho in MQTT 5 mode: CONNACK reason, flags and properties kept."""
+
     def __init__(self, port, cid, user="test", pw="hahaha", clean=True, cprops=None):
         self.msgs = queue.Queue()
         self.acks = queue.Queue()
-        self.gone = queue.Queue()
         self.c = mqtt.Client(client_id=cid, protocol=mqtt.MQTTv5)
         self.c.username_pw_set(user, pw)
         self.c.on_connect = lambda c, u, f, rc, p: self.acks.put((rc, f, p))
         self.c.on_message = lambda c, u, m: self.msgs.put(m)
         self.c.on_subscribe = lambda c, u, mid, codes, p: self.acks.put(codes)
-        self.c.on_disconnect = lambda c, u, rc, p=None: self.gone.put(rc)
         self.c.connect("127.0.0.1", port, keepalive=30, clean_start=clean, properties=cprops)
         self.c.loop_start()
         self.rc, self.flags, self.props = self.acks.get(timeout=5)
@@ -93,20 +93,6 @@ class Paho5:
             for k, v in pp.items():
                 setattr(p, k, v)
         self.c.publish(topic, payload, qos, retain, properties=p).wait_for_publish()
-
-    def get(self, timeout=5):
-        return self.msgs.get(timeout=timeout)
-
-    def none(self, wait=0.5):
-        try:
-            m = self.msgs.get(timeout=wait)
-        except queue.Empty:
-            return
-        raise AssertionError(f"unexpected message {m.topic} {m.payload}")
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 def test_connack_properties_and_assigned_id(hub):

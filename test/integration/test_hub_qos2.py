@@ -25,6 +25,13 @@ def expect(c, kind, pid, timeout=5.0):
     return p
 
 
+def complete(c, pid):
+    """The receiver's side of a QoS 2 delivery: PUBREC, the hub's PUBREL, PUBCOMP."""
+    ack(c, 5, pid)
+    expect(c, 6, pid)
+    ack(c, 7, pid)
+
+
 def publish2(c, topic, payload, pid, dup=False):
     """QoS 2 PUBLISH up to its PUBREC."""
     c.send(mqtt_publish(topic, payload, qos=2, pid=pid, dup=dup))
@@ -43,9 +50,7 @@ def test_qos2_both_ways_with_raw_clients(hub):
     m = get(s, ack=False)
     assert m[:3] == ("q2/a", b"once", 2) and not m[4]
     pid = m[5]
-    ack(s, 5, pid)
-    expect(s, 6, pid)
-    ack(s, 7, pid)
+    complete(s, pid)
     nothing(s)
     # after PUBCOMP the publisher may use the packet id again: a new message
     publish2(p, "q2/a", b"twice", pid=7)
@@ -53,9 +58,7 @@ def test_qos2_both_ways_with_raw_clients(hub):
     expect(p, 7, 7)
     m = get(s, ack=False)
     assert m[:3] == ("q2/a", b"twice", 2)
-    ack(s, 5, m[5])
-    expect(s, 6, m[5])
-    ack(s, 7, m[5])
+    complete(s, m[5])
     # a PUBREL of an unknown packet id is still completed
     ack(p, 6, 99)
     expect(p, 7, 99)
@@ -97,9 +100,7 @@ def test_delivered_qos_is_the_minimum(hub):
             if m[2] == 1:
                 c.send(mqtt_packet(0x40, struct.pack(">H", m[5])))
             elif m[2] == 2:
-                ack(c, 5, m[5])
-                expect(c, 6, m[5])
-                ack(c, 7, m[5])
+                complete(c, m[5])
 
 
 def test_route_to_qos2_target(hub_factory):
@@ -144,15 +145,17 @@ def test_paho_and_mosquitto_qos2(hub):
     pub.close()
 
 
-def persistent(hub, cid):
+def persistent(hub, cid, filt=None):
+    """A persistent session's connection, subscribed to filt at QoS 2 when given."""
     c = RawClient(hub.port)
     assert c.connect(client_id=cid, username="test", password="hahaha", clean=False) == 0
+    if filt:
+        assert subscribe(c, [(filt, 2)]) == [2]
     return c
 
 
 def test_persistent_session_keeps_the_handshake_across_reconnects(hub):
-    s = persistent(hub, "ps2")
-    assert subscribe(s, [("ps2/#", 2)]) == [2]
+    s = persistent(hub, "ps2", "ps2/#")
     p = conn(hub, "ps2-pub")
     publish2(p, "ps2/a", b"one", pid=1)
     m = get(s, ack=False)
@@ -175,8 +178,7 @@ def test_persistent_session_keeps_the_handshake_across_reconnects(hub):
 
 
 def test_kill9_mid_handshake_towards_the_subscriber(hub):
-    s = persistent(hub, "k9s")
-    assert subscribe(s, [("k9/#", 2)]) == [2]
+    s = persistent(hub, "k9s", "k9/#")
     p = conn(hub, "k9-pub")
     for i, pid in enumerate((1, 2)):
         publish2(p, f"k9/{i}", b"m%d" % i, pid)
@@ -202,21 +204,16 @@ def test_kill9_mid_handshake_towards_the_subscriber(hub):
     m = parse_publish(pub[1], pub[2])
     assert m[:3] == ("k9/1", b"m1", 2) and m[5] == b[5]  # same packet id: taken once
     ack(s, 7, a[5])
-    ack(s, 5, m[5])
-    expect(s, 6, m[5])
-    ack(s, 7, m[5])
+    complete(s, m[5])
     nothing(s)
 
 
 def test_kill9_mid_handshake_from_the_publisher(hub):
-    s = persistent(hub, "k9p-sub")
-    assert subscribe(s, [("k9p", 2)]) == [2]
+    s = persistent(hub, "k9p-sub", "k9p")
     p = persistent(hub, "k9p-pub")
     publish2(p, "k9p", b"only once", pid=11)
     m = get(s, ack=False)
-    ack(s, 5, m[5])
-    expect(s, 6, m[5])
-    ack(s, 7, m[5])
+    complete(s, m[5])
     assert ping(s)  # the PUBCOMP was handled (and its packet id cleared)
     hub.stop(signal.SIGKILL)
     hub.start()
