@@ -589,6 +589,7 @@ void hub_shutdown(hub *h)
     trie_free(&h->subs);
     free(h->pend);
     free(h->wills.v);
+    will_free_delayed(h);
     free(h->match);
     free(h->rbuf);
     h->pend = NULL;

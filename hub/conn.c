@@ -375,6 +375,10 @@ void conn_close_rc(conn *c, uint8_t rc, const char *reason)
                 psession_keep_qos2(ps, c);
             }
             psession_set_online(h, ps, NULL);
+            /* 5.0: the away session ends after its expiry interval (0xFFFFFFFF: never) */
+            if (c->level == BT_MQTT_V5 && c->session_expiry != UINT32_MAX && !c->expire_on_close)
+                psession_set_expiry(h, ps, c->client_id,
+                                    hub_wall_ms() + (int64_t)c->session_expiry * 1000);
         }
         if (c->expire_on_close)
             psession_drop(h, c->client_id);

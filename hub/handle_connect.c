@@ -181,6 +181,9 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     bool v5 = k->protocol_level == BT_MQTT_V5;
     if (v5 && connect_props5(c, k) < 0)
         return -1;
+    bt_mqtt_prop wd;
+    if (v5 && k->will_flag && bt_mqtt_props_get(&k->will_props, BT_MQTT_PROP_WILL_DELAY, &wd))
+        c->will_delay = wd.num;
     if (!valid_client_id(k->client_id.ptr, k->client_id.len))
         return refuse(c, BT_MQTT_CONNACK_BAD_CLIENT_ID, "client id invalid");
     /* 5.0 assigns an id whatever the session (MQTT 5.0 §3.1.3.1) */
@@ -237,9 +240,8 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "client id in use by another username");
     }
     /* 5.0: clean start drops a stored session; the session outlives the connection when
-     * its expiry interval is not 0 (decided here: it then lasts until a clean start, as a
-     * 3.1.1 persistent session does); expiry 0 resumes a stored one but ends with the
-     * connection. */
+     * its expiry interval is not 0 (for that long: conn_close); expiry 0 resumes a stored
+     * one but ends with the connection. */
     c->clean = v5 ? k->clean_session && c->session_expiry == 0 : k->clean_session;
     c->expire_on_close = v5 && !k->clean_session && c->session_expiry == 0;
     if (v5 && k->clean_session && !c->clean)
@@ -255,6 +257,11 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
     }
 
+    will_cancel_delayed(h, c->client_id, k->clean_session);
+    /* a session past its 5.0 expiry is gone even before the next tick drops it */
+    psess *old_ps = psession_get(h, c->client_id, NULL);
+    if (old_ps && !old_ps->online && old_ps->expire_at && hub_wall_ms() >= old_ps->expire_at)
+        psession_drop(h, c->client_id);
     bool existed = false;
     if (c->clean) {
         psession_drop(h, c->client_id);
@@ -269,6 +276,7 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
         }
         psession_set_online(h, ps, c);
+        psession_set_expiry(h, ps, c->client_id, 0);
         int r = restore_subs(c, ps, pr);
         if (r < 0) {
             msg_unref(will);

@@ -175,6 +175,7 @@ struct conn {
     uint16_t recv_max;       /* 5.0: the client's receive maximum (0: none given) */
     uint32_t max_packet;     /* 5.0: the client's maximum packet size (0: none given) */
     uint32_t session_expiry; /* 5.0 session expiry interval, seconds */
+    uint32_t will_delay;     /* 5.0 will delay interval, seconds */
     char **aliases;          /* 5.0: topics of the client's topic aliases 1..TOPIC_ALIAS_MAX */
     uint16_t keepalive;
     uint16_t next_pid;
@@ -222,6 +223,9 @@ typedef struct {
      * "q:<id>/o<pid>"): received PUBLISHes waiting for PUBREL, released deliveries
      * waiting for PUBCOMP (their PUBREL is sent again on reconnect). */
     pid_set rx2, rel;
+    /* 5.0 session expiry: wall clock ms at which the away session ends (store key
+     * "x:<id>"), 0 = never. */
+    int64_t expire_at;
 } psess;
 
 /* A change of a stored QoS 2 packet id, waiting for the next offsets write. */
@@ -264,7 +268,13 @@ struct hub {
     pending_pub *pend;
     size_t npend, cappend;
     msg_vec wills; /* wills to publish at the end of the turn */
-    qos2_rec *q2;  /* stored QoS 2 packet ids to write with the next offsets */
+    struct delayed_will {
+        char *client_id;
+        msg *m;
+        int64_t due_ms; /* wall clock */
+    } * delayed;        /* 5.0 wills waiting for their will delay interval */
+    size_t ndelayed, capdelayed;
+    qos2_rec *q2; /* stored QoS 2 packet ids to write with the next offsets */
     size_t nq2, capq2;
     uint8_t *rbuf; /* shared read buffer */
     size_t rbuf_cap;
@@ -422,8 +432,13 @@ int retain_load(hub *h, char *err, size_t errlen);
 void will_fire(conn *c);
 /* Forgets c's will without publishing it (DISCONNECT). */
 void will_discard(conn *c);
-/* Publishes the queued wills. */
+/* Publishes the queued wills, and the delayed ones that are due. */
 void will_publish_queued(hub *h);
+/* A client connected again: its delayed will is dropped when it took its session back, and
+ * published now when it started a new one (the old session ended; MQTT 5.0 §3.1.3.2.2). */
+void will_cancel_delayed(hub *h, const char *client_id, bool publish);
+/* Frees the delayed wills (shutdown: they stay in the store for the next start). */
+void will_free_delayed(hub *h);
 /* Publishes wills left in the store by a crashed hub, then deletes them. */
 int will_recover(hub *h, char *err, size_t errlen);
 
@@ -478,6 +493,8 @@ bool pid_set_del(pid_set *s, uint16_t pid);
 void pid_set_free(pid_set *s);
 /* Writes c's subscriptions to its persistent session, in memory and in the store. */
 void psession_save_subs(conn *c);
+/* Sets (or clears, 0) the time an away session ends, in memory and in the store. */
+void psession_set_expiry(hub *h, psess *ps, const char *client_id, int64_t at);
 /* Drops a persistent session (clean session connect). */
 void psession_drop(hub *h, const char *client_id);
 /* Frees every psess. */

@@ -304,6 +304,11 @@ void psession_drop(hub *h, const char *client_id)
     char err[160];
     if (h->st) {
         qos2_drop(h, client_id);
+        char *x = bt_strdup_printf("x:%s", client_id);
+        if (x && store_del_offset(h->st, x, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_ERROR, "deleting session expiry failed", "client", client_id, "error",
+                     err, NULL);
+        free(x);
         char consumer[160];
         snprintf(consumer, sizeof consumer, "s:%s", client_id);
         if (store_del_session(h->st, client_id, err, sizeof err) < 0 ||
@@ -369,6 +374,15 @@ static void load_offset(const char *key, void *value, void *arg)
         x->rc = -1;
 }
 
+/* A stored session expiry time ("x:<id>"): the session ends then, even across restarts. */
+static int load_expiry(const char *consumer, uint64_t at, void *arg)
+{
+    psess *ps = psession_get(arg, consumer + 2, NULL);
+    if (ps)
+        ps->expire_at = (int64_t)at;
+    return 0;
+}
+
 int psession_load(hub *h, char *err, size_t errlen)
 {
     if (!h->st)
@@ -378,7 +392,9 @@ int psession_load(hub *h, char *err, size_t errlen)
         return -1;
     off_ctx ox = {h, 0, err, errlen};
     map_each(&h->psessions, load_offset, &ox);
-    return ox.rc;
+    if (ox.rc < 0)
+        return -1;
+    return store_load_offsets(h->st, "x:", load_expiry, h, err, errlen);
 }
 
 static void offsets_add(psession_offsets *o, const char *client_id, psess *ps)
@@ -515,8 +531,52 @@ void psession_offsets_done(hub *h, psession_offsets *o, bool written)
     memset(o, 0, sizeof *o);
 }
 
+void psession_set_expiry(hub *h, psess *ps, const char *client_id, int64_t at)
+{
+    if (ps->expire_at == at)
+        return;
+    ps->expire_at = at;
+    if (!h->st)
+        return;
+    char *name = bt_strdup_printf("x:%s", client_id);
+    char err[160];
+    store_offset o = {name, (uint64_t)at};
+    if (name && (at ? store_set_offsets(h->st, &o, 1, err, sizeof err)
+                    : store_del_offset(h->st, name, err, sizeof err)) < 0)
+        bt_logkv(BT_LOG_ERROR, "storing session expiry failed", "client", client_id, "error", err,
+                 NULL);
+    free(name);
+}
+
+typedef struct {
+    int64_t now;
+    key_list ids;
+} expire_ctx;
+
+static void expired_each(const char *key, void *value, void *arg)
+{
+    expire_ctx *x = arg;
+    const psess *ps = value;
+    if (!ps->online && ps->expire_at && x->now >= ps->expire_at)
+        collect_key(key, 0, &x->ids);
+}
+
+/* Drops the away sessions whose 5.0 expiry interval has passed. */
+static void expire_sessions(hub *h)
+{
+    expire_ctx x = {hub_wall_ms(), {0}};
+    map_each(&h->psessions, expired_each, &x);
+    for (size_t i = 0; i < x.ids.n; i++) {
+        bt_logkv(BT_LOG_INFO, "session expired", "client", x.ids.names[i], NULL);
+        psession_drop(h, x.ids.names[i]);
+    }
+    key_list_free(&x.ids);
+}
+
 void psession_flush_offsets(hub *h, bool away_too)
 {
+    if (away_too && h->psessions.n)
+        expire_sessions(h);
     if (!h->st || !h->psessions.n)
         return;
     psession_offsets o;

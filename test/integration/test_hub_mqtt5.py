@@ -33,9 +33,12 @@ def u16(v):
     return struct.pack(">H", v)
 
 
-def connect5(cid="", user="test", pw="hahaha", clean=True, p=b"\x00"):
-    flags = (0x02 if clean else 0) | 0xC0
+def connect5(cid="", user="test", pw="hahaha", clean=True, p=b"\x00", will=None):
+    """will = (topic, payload, will properties with their length), QoS 0."""
+    flags = (0x02 if clean else 0) | 0xC0 | (0x04 if will else 0)
     body = mqtt_str("MQTT") + bytes([5, flags]) + u16(60) + p + mqtt_str(cid)
+    if will:
+        body += will[2] + mqtt_str(will[0]) + mqtt_str(will[1])
     body += mqtt_str(user) + mqtt_str(pw)
     return mqtt_packet(0x10, body)
 
@@ -267,6 +270,46 @@ def test_session_expiry(hub):
     s.none()
     s.close()
     p.close()
+
+
+def test_session_expires_on_time_and_across_restarts(hub):
+    def connect(cid, secs):
+        p = Properties(PacketTypes.CONNECT)
+        p.SessionExpiryInterval = secs
+        return Paho5(hub.port, cid, clean=False, cprops=p)
+    for cid, secs in (("ex-short", 1), ("ex-restart", 2), ("ex-long", 300)):
+        c = connect(cid, secs)
+        c.sub("ex/" + cid, 1)
+        c.close()
+    time.sleep(1.6)
+    c = connect("ex-short", 1)
+    assert c.flags["session present"] == 0  # expired while the hub ran
+    c.close()
+    hub.stop()
+    time.sleep(1.2)
+    hub.start()
+    for cid, present in (("ex-restart", 0), ("ex-long", 1)):
+        c = connect(cid, 300)
+        assert c.flags["session present"] == present, cid
+        c.close()
+
+
+def test_will_delay(hub):
+    w = Paho5(hub.port, "wd-watch")
+    w.sub("wd/#", 1)
+
+    def dying(cid, delay):
+        c, _ = raw5(hub, cid, clean=False, p=props((0x11, u32(60))), will=(
+            "wd/" + cid, b"gone", props((0x18, u32(delay)))))
+        c.sock.close()  # no DISCONNECT: the will is due
+    dying("back", 1)
+    raw5(hub, "back", clean=False, p=props((0x11, u32(60))))  # back within the delay
+    dying("late", 1)
+    t0 = time.monotonic()
+    m = w.get()
+    assert (m.topic, m.payload) == ("wd/late", b"gone") and time.monotonic() - t0 >= 0.7
+    w.none(0.8)
+    w.close()
 
 
 def test_qos2_with_paho5(hub):
