@@ -97,6 +97,7 @@ static void store_reset(void)
         store_load_sessions(st, del_session, NULL, err, sizeof err) < 0 ||
         store_load_wills(st, del_will, NULL, err, sizeof err) < 0 ||
         store_load_offsets(st, "q:", del_offset, NULL, err, sizeof err) < 0 ||
+        store_load_offsets(st, "x:", del_offset, NULL, err, sizeof err) < 0 ||
         store_trim(st, UINT64_MAX, 0, err, sizeof err) < 0) {
         fprintf(stderr, "store reset: %s\n", err);
         abort();
