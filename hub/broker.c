@@ -168,8 +168,8 @@ static int pick_log(hub *h, msg_vec *log, log_pick *p)
         if (!log_needed(h, m))
             continue;
         p->kept[p->n] = m;
-        p->sm[p->n++] =
-            (store_msg){m->topic, m->topic_len, m->payload, m->payload_len, 1, m->retain, m->ts_ms};
+        p->sm[p->n++] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len,
+                                    m->qos,   m->retain,    m->ts_ms};
     }
     return 0;
 }
@@ -400,7 +400,7 @@ static void slice_finish(hub *h, pending_pub *pend, size_t n, pending_pub *rest,
         for (size_t i = 0; i < n; i++) {
             conn *c = pend[i].c;
             if (c && c->state == CONN_ACTIVE)
-                send_puback(c, pend[i].pid);
+                send_ack(c, pend[i].m->qos == 2 ? BT_MQTT_PUBREC : BT_MQTT_PUBACK, pend[i].pid);
         }
         if (h->full_logged)
             resume_slice(h, pend, n);
@@ -445,10 +445,10 @@ struct commit_job {
     int64_t t0; /* submitted (commit latency metric) */
 };
 
+/* j->o is always done (psession_offsets_done) before the job is freed. */
 static void job_free(commit_job *j)
 {
     pick_free(&j->pick);
-    psession_offsets_done(NULL, &j->o, true);
     free(j->pend);
     free(j);
 }
@@ -736,7 +736,8 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     }
     if (st)
         h->last_seq = store_last_seq(st);
-    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0) {
+    if (retain_load(h, err, errlen) < 0 || psession_load(h, err, errlen) < 0 ||
+        psession_qos2_load(h, err, errlen) < 0) {
         hub_shutdown(h);
         return -1;
     }
@@ -780,6 +781,7 @@ void hub_shutdown(hub *h)
     trie_free(&h->subs);
     free(h->pend);
     free(h->wills.v);
+    will_free_delayed(h);
     free(h->match);
     free(h->rbuf);
     h->pend = NULL;

@@ -26,7 +26,7 @@ static const bt_cfg_schema principal_schema = {sizeof(hub_principal_cfg), princi
 static const bt_cfg_field tq_fields[] = {
     BT_FIELD(hub_topic_qos_cfg, topic, "topic", BT_CFG_STRING, .flags = BT_CFG_REQUIRED),
     BT_FIELD(hub_topic_qos_cfg, qos, "qos", BT_CFG_INT, .def = "0", .flags = BT_CFG_RANGE, .min = 0,
-             .max = 1),
+             .max = 2),
     {0}};
 static const bt_cfg_schema tq_schema = {sizeof(hub_topic_qos_cfg), tq_fields, NULL};
 

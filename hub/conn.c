@@ -71,6 +71,33 @@ int conn_check_out(conn *c)
     return -1;
 }
 
+/* DISCONNECT: the will is discarded, except after 5.0 reason 0x04 (disconnect with will);
+ * a 5.0 session expiry interval may change, but not from 0 (MQTT 5.0 §3.14.2.2.2). */
+static int on_disconnect(conn *c, const bt_mqtt_packet *p)
+{
+    if (p->version == BT_MQTT_V5) {
+        bt_mqtt_prop pr;
+        if (bt_mqtt_props_get(&p->ack.props, BT_MQTT_PROP_SESSION_EXPIRY, &pr)) {
+            if (c->session_expiry == 0 && pr.num) {
+                conn_close_rc(c, BT_MQTT_RC_PROTOCOL_ERROR,
+                              "session expiry interval set on DISCONNECT after 0 on CONNECT");
+                return -1;
+            }
+            c->session_expiry = pr.num;
+            if (!pr.num)
+                c->expire_on_close = !c->clean;
+        }
+        if (p->ack.reason == BT_MQTT_RC_DISCONNECT_WITH_WILL) {
+            conn_close_rc(c, 0, "client disconnected with its will");
+            return -1;
+        }
+    }
+    c->graceful = true;
+    will_discard(c);
+    conn_close_rc(c, 0, "client disconnected");
+    return -1;
+}
+
 /* Handles one decoded packet according to the session state. */
 static int on_packet(conn *c, const bt_mqtt_packet *p)
 {
@@ -84,18 +111,21 @@ static int on_packet(conn *c, const bt_mqtt_packet *p)
     switch (p->type) {
     case BT_MQTT_PUBLISH: return handle_publish(c, p);
     case BT_MQTT_PUBACK: return handle_puback(c, p->ack.packet_id);
+    case BT_MQTT_PUBREC:
+        /* 5.0: a receiver that refuses the message ends the exchange with its PUBREC */
+        if (p->ack.reason >= 0x80)
+            return handle_pubcomp(c, p->ack.packet_id);
+        return handle_pubrec(c, p->ack.packet_id);
     case BT_MQTT_SUBSCRIBE: return handle_subscribe(c, p);
     case BT_MQTT_UNSUBSCRIBE: return handle_unsubscribe(c, p);
     case BT_MQTT_PINGREQ: return send_pingresp(c);
-    case BT_MQTT_DISCONNECT:
-        c->graceful = true;
-        will_discard(c);
-        conn_close(c, "client disconnected");
+    case BT_MQTT_DISCONNECT: return on_disconnect(c, p);
+    case BT_MQTT_AUTH:
+        conn_close_rc(c, BT_MQTT_RC_PROTOCOL_ERROR, "AUTH without an authentication method");
         return -1;
     case BT_MQTT_CONNECT: conn_close(c, "second CONNECT on a connection"); return -1;
-    case BT_MQTT_PUBREC:
-    case BT_MQTT_PUBREL:
-    case BT_MQTT_PUBCOMP: conn_close(c, "QoS 2 is not supported"); return -1;
+    case BT_MQTT_PUBREL: return handle_pubrel(c, p->ack.packet_id);
+    case BT_MQTT_PUBCOMP: return handle_pubcomp(c, p->ack.packet_id);
     default: {
         char why[64];
         snprintf(why, sizeof why, "unexpected %s from a client", bt_mqtt_type_name(p->type));
@@ -118,7 +148,12 @@ static ssize_t parse(conn *c, const uint8_t *d, size_t n)
         bt_mqtt_packet p;
         size_t used = 0;
         char err[160];
-        int r = bt_mqtt_decode(d + pos, n - pos, max, &p, &used, err, sizeof err);
+        /* Before CONNECT the 5.0 decoder takes a CONNECT of any level (read by its level);
+         * other packets are read as 3.1.1 ones, and refused for not being a CONNECT. */
+        int version = c->state != CONN_NEW               ? c->level
+                      : (d[pos] >> 4) == BT_MQTT_CONNECT ? BT_MQTT_V5
+                                                         : BT_MQTT_V311;
+        int r = bt_mqtt_decode_v(d + pos, n - pos, max, version, &p, &used, err, sizeof err);
         if (r == 0)
             break;
         if (r < 0) {
@@ -127,7 +162,7 @@ static ssize_t parse(conn *c, const uint8_t *d, size_t n)
                 send_connack(c, BT_MQTT_CONNACK_BAD_PROTOCOL);
             char why[220];
             snprintf(why, sizeof why, "malformed packet: %s", err);
-            conn_close(c, why);
+            conn_close_rc(c, BT_MQTT_RC_MALFORMED, why);
             return -1;
         }
         pos += used;
@@ -275,10 +310,45 @@ void conn_flush_soft(conn *c)
     conn_write(c, false);
 }
 
+/* The 5.0 reason code that fits a close reason given as text (0: no DISCONNECT). */
+static uint8_t reason_code(const char *reason)
+{
+    static const struct {
+        const char *prefix;
+        uint8_t rc;
+    } codes[] = {
+        {"connection closed by peer", 0},
+        {"read failed", 0},
+        {"write failed", 0},
+        {"epoll", 0},
+        {"keepalive timeout", BT_MQTT_RC_KEEP_ALIVE_TIMEOUT},
+        {"hub shutting down", BT_MQTT_RC_SERVER_SHUTTING_DOWN},
+        {"session taken over", BT_MQTT_RC_SESSION_TAKEN_OVER},
+        {"output over", BT_MQTT_RC_QUOTA_EXCEEDED},
+        {"out of memory", BT_MQTT_RC_SERVER_BUSY},
+        {"publish to topic", BT_MQTT_RC_NOT_AUTHORIZED},
+        {"publish topic", BT_MQTT_RC_TOPIC_NAME_INVALID},
+        {"second CONNECT", BT_MQTT_RC_PROTOCOL_ERROR},
+        {"unexpected", BT_MQTT_RC_PROTOCOL_ERROR},
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (!strncmp(reason, codes[i].prefix, strlen(codes[i].prefix)))
+            return codes[i].rc;
+    return BT_MQTT_RC_UNSPECIFIED;
+}
+
 void conn_close(conn *c, const char *reason)
+{
+    conn_close_rc(c, c->level == BT_MQTT_V5 ? reason_code(reason) : 0, reason);
+}
+
+void conn_close_rc(conn *c, uint8_t rc, const char *reason)
 {
     if (c->state == CONN_CLOSED)
         return;
+    /* 5.0: the client learns why (MQTT 5.0 §4.13), before a will or session work */
+    if (rc && c->level == BT_MQTT_V5 && c->state == CONN_ACTIVE)
+        send_disconnect5(c, rc, reason);
     hub *h = c->h;
     bool was_active = c->state == CONN_ACTIVE;
     bt_logkv(was_active ? BT_LOG_INFO : BT_LOG_WARN, "connection closed", "client",
@@ -298,10 +368,18 @@ void conn_close(conn *c, const char *reason)
                 ps->offset = off;
                 ps->offset_dirty = true;
             }
-            if (was_active)
+            if (was_active) {
                 psession_hold_unacked(ps, c);
+                psession_keep_qos2(ps, c);
+            }
             psession_set_online(h, ps, NULL);
+            /* 5.0: the away session ends after its expiry interval (0xFFFFFFFF: never) */
+            if (c->level == BT_MQTT_V5 && c->session_expiry != UINT32_MAX && !c->expire_on_close)
+                psession_set_expiry(h, ps, c->client_id,
+                                    hub_wall_ms() + (int64_t)c->session_expiry * 1000);
         }
+        if (c->expire_on_close)
+            psession_drop(h, c->client_id);
     }
     session_clear_subs(c);
     if (!c->graceful)
@@ -328,6 +406,11 @@ void conn_free(conn *c)
     for (size_t i = 0; i < c->qlen; i++)
         msg_unref(c->q[(c->qhead + i) % c->qcap].m);
     free(c->q);
+    pid_set_free(&c->rx2);
+    if (c->aliases)
+        for (size_t i = 0; i < TOPIC_ALIAS_MAX; i++)
+            free(c->aliases[i]);
+    free(c->aliases);
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i].filter);
     free(c->subs);

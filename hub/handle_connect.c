@@ -1,5 +1,6 @@
 /* CONNECT (SPEC §11 Connect): credentials, client id rules, will checks, session takeover,
- * clean and persistent sessions.
+ * clean and persistent sessions; MQTT 5.0 (level 5): its properties, session expiry and
+ * CONNACK with properties and reason codes.
  *
  * A client id belongs to a principal while it is in use: a persistent session to the
  * username that created it, a connected client to its username. Another username asking
@@ -14,9 +15,27 @@
 #include "baetyl/topic.h"
 #include "hub.h"
 
+/* The 5.0 reason code of a 3.1.1 CONNACK return code. */
+static uint8_t connack_rc5(uint8_t code)
+{
+    static const uint8_t rc[] = {0,
+                                 BT_MQTT_RC_UNSUPPORTED_VERSION,
+                                 BT_MQTT_RC_BAD_CLIENT_ID,
+                                 BT_MQTT_RC_SERVER_UNAVAILABLE,
+                                 BT_MQTT_RC_BAD_USERNAME_PASSWORD,
+                                 BT_MQTT_RC_NOT_AUTHORIZED};
+    return code < sizeof rc ? rc[code] : code;
+}
+
 static int refuse(conn *c, uint8_t code, const char *why)
 {
-    send_connack(c, code);
+    if (c->level == BT_MQTT_V5) {
+        bt_mqtt_prop pr = {.id = BT_MQTT_PROP_REASON_STRING,
+                           .bin = {(const uint8_t *)why, strlen(why)}};
+        send_connack5(c, false, connack_rc5(code), &pr, c->problem_info ? 1 : 0);
+    } else {
+        send_connack(c, code);
+    }
     c->h->ctr.conns_refused++;
     char reason[200];
     snprintf(reason, sizeof reason, "connect refused (code %u): %s", code, why);
@@ -71,21 +90,104 @@ static int restore_subs(conn *c, const psess *ps, const hub_principal_cfg *pr)
             dropped++;
             continue;
         }
-        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos) < 0)
+        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos, ps->subs[i].opts) < 0)
             return -1;
     }
     return dropped;
+}
+
+/* 5.0 CONNECT properties: the client's limits and session expiry; refusals by reason. */
+static int connect_props5(conn *c, const bt_mqtt_connect *k)
+{
+    c->problem_info = true;
+    c->session_expiry = 0;
+    bt_mqtt_props_iter it;
+    bt_mqtt_prop pr;
+    bt_mqtt_props_iter_init(&it, &k->props);
+    while (bt_mqtt_props_next(&it, &pr)) {
+        switch (pr.id) {
+        case BT_MQTT_PROP_SESSION_EXPIRY: c->session_expiry = pr.num; break;
+        case BT_MQTT_PROP_RECEIVE_MAXIMUM: c->recv_max = (uint16_t)pr.num; break;
+        case BT_MQTT_PROP_MAXIMUM_PACKET_SIZE: c->max_packet = pr.num; break;
+        case BT_MQTT_PROP_REQUEST_PROBLEM_INFO: c->problem_info = pr.num != 0; break;
+        default: break; /* topic alias maximum: the hub sends no aliases */
+        }
+    }
+    if (bt_mqtt_props_get(&k->props, BT_MQTT_PROP_AUTH_METHOD, NULL)) {
+        send_connack5(c, false, BT_MQTT_RC_BAD_AUTH_METHOD, NULL, 0);
+        c->h->ctr.conns_refused++;
+        conn_close(c, "connect refused: enhanced authentication is not supported");
+        return -1;
+    }
+    if (k->will_flag && bt_mqtt_props_get(&k->will_props, BT_MQTT_PROP_PAYLOAD_FORMAT, &pr) &&
+        pr.num == 1 &&
+        bt_mqtt_utf8_check((const char *)k->will_payload.ptr, k->will_payload.len) != 0) {
+        send_connack5(c, false, BT_MQTT_RC_PAYLOAD_FORMAT_INVALID, NULL, 0);
+        c->h->ctr.conns_refused++;
+        conn_close(c, "connect refused: will payload is not UTF-8");
+        return -1;
+    }
+    return 0;
+}
+
+/* The will of a 5.0 CONNECT keeps its properties (message expiry apart). */
+static msg *will_msg5(const bt_mqtt_connect *k)
+{
+    uint8_t *props = malloc(k->will_props.raw.len ? k->will_props.raw.len : 1);
+    if (!props)
+        return NULL;
+    uint64_t drop = (uint64_t)1 << BT_MQTT_PROP_MESSAGE_EXPIRY | (uint64_t)1
+                                                                     << BT_MQTT_PROP_WILL_DELAY;
+    ssize_t n = bt_mqtt_props_filter(&k->will_props, drop, props, k->will_props.raw.len);
+    msg *m =
+        n < 0 ? NULL
+              : msg_new_props(k->will_topic.ptr, k->will_topic.len, k->will_payload.ptr,
+                              k->will_payload.len, props, (size_t)n, k->will_qos, k->will_retain);
+    free(props);
+    bt_mqtt_prop pr;
+    if (m && bt_mqtt_props_get(&k->will_props, BT_MQTT_PROP_MESSAGE_EXPIRY, &pr))
+        m->expiry_s = pr.num;
+    return m;
+}
+
+/* CONNACK 0 of a 5.0 client: what the hub allows, the id it chose. */
+static int accept5(conn *c, bool present, bool assigned)
+{
+    hub *h = c->h;
+    uint32_t lmax = (uint32_t)h->cfg->length_max;
+    bt_mqtt_prop props[] = {
+        {.id = BT_MQTT_PROP_RECEIVE_MAXIMUM, .num = (uint32_t)h->cfg->in_qos1_size},
+        {.id = BT_MQTT_PROP_MAXIMUM_PACKET_SIZE,
+         .num = lmax + 2 + (lmax >= 128) + (lmax >= 16384) + (lmax >= 2097152)},
+        {.id = BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM, .num = TOPIC_ALIAS_MAX},
+        {.id = BT_MQTT_PROP_SUB_ID_AVAILABLE, .num = 0},
+        {.id = BT_MQTT_PROP_SHARED_SUB_AVAILABLE, .num = 0},
+        {.id = BT_MQTT_PROP_ASSIGNED_CLIENT_ID,
+         .bin = {(const uint8_t *)c->client_id, strlen(c->client_id)}},
+    };
+    size_t n = sizeof props / sizeof props[0] - (assigned ? 0 : 1);
+    if (props[0].num > 65535)
+        props[0].num = 65535;
+    return send_connack5(c, present, 0, props, n);
 }
 
 int handle_connect(conn *c, const bt_mqtt_packet *p)
 {
     hub *h = c->h;
     const bt_mqtt_connect *k = &p->connect;
-    if (k->protocol_level != 3 && k->protocol_level != 4)
+    c->level = k->protocol_level;
+    if (k->protocol_level != 3 && k->protocol_level != 4 && k->protocol_level != BT_MQTT_V5)
         return refuse(c, BT_MQTT_CONNACK_BAD_PROTOCOL, "unsupported protocol level");
+    bool v5 = k->protocol_level == BT_MQTT_V5;
+    if (v5 && connect_props5(c, k) < 0)
+        return -1;
+    bt_mqtt_prop wd;
+    if (v5 && k->will_flag && bt_mqtt_props_get(&k->will_props, BT_MQTT_PROP_WILL_DELAY, &wd))
+        c->will_delay = wd.num;
     if (!valid_client_id(k->client_id.ptr, k->client_id.len))
         return refuse(c, BT_MQTT_CONNACK_BAD_CLIENT_ID, "client id invalid");
-    if (k->client_id.len == 0 && !k->clean_session)
+    /* 5.0 assigns an id whatever the session (MQTT 5.0 §3.1.3.1) */
+    if (k->client_id.len == 0 && !k->clean_session && !v5)
         return refuse(c, BT_MQTT_CONNACK_BAD_CLIENT_ID, "empty client id needs clean session");
     if (!k->has_username || k->username.len == 0)
         return refuse(c, BT_MQTT_CONNACK_BAD_CREDENTIALS, "username missing");
@@ -105,10 +207,9 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     if (k->will_flag) {
         if (!bt_topic_valid_name(k->will_topic.ptr, k->will_topic.len))
             return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will topic invalid");
-        if (k->will_qos > 1)
-            return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "will QoS 2 is not supported");
-        will = msg_new(k->will_topic.ptr, k->will_topic.len, k->will_payload.ptr,
-                       k->will_payload.len, k->will_qos, k->will_retain);
+        will = v5 ? will_msg5(k)
+                  : msg_new(k->will_topic.ptr, k->will_topic.len, k->will_payload.ptr,
+                            k->will_payload.len, k->will_qos, k->will_retain);
         if (!will)
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
         if (!auth_can_pub(pr, will->topic)) {
@@ -139,8 +240,13 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         msg_unref(will);
         return refuse(c, BT_MQTT_CONNACK_NOT_AUTHORIZED, "client id in use by another username");
     }
-    c->clean = k->clean_session;
-    c->level = k->protocol_level;
+    /* 5.0: clean start drops a stored session; the session outlives the connection when
+     * its expiry interval is not 0 (for that long: conn_close); expiry 0 resumes a stored
+     * one but ends with the connection. */
+    c->clean = v5 ? k->clean_session && c->session_expiry == 0 : k->clean_session;
+    c->expire_on_close = v5 && !k->clean_session && c->session_expiry == 0;
+    if (v5 && k->clean_session && !c->clean)
+        psession_drop(h, c->client_id);
     c->keepalive = k->keepalive;
 
     /* Takeover: the old connection ends (its will fires) and leaves its session state. */
@@ -152,10 +258,16 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
     }
 
+    will_cancel_delayed(h, c->client_id, k->clean_session);
+    /* a session past its 5.0 expiry is gone even before the next tick drops it */
+    psess *old_ps = psession_get(h, c->client_id, NULL);
+    if (old_ps && !old_ps->online && old_ps->expire_at && hub_wall_ms() >= old_ps->expire_at)
+        psession_drop(h, c->client_id);
+    bool existed = false;
     if (c->clean) {
         psession_drop(h, c->client_id);
     } else {
-        bool existed = psession_get(h, c->client_id, NULL) != NULL;
+        existed = psession_get(h, c->client_id, NULL) != NULL;
         psess *ps = psession_get(h, c->client_id, pr->username);
         bool claimed = ps && !ps->owner; /* a session stored before owners were kept */
         if (claimed && !(ps->owner = strdup(pr->username)))
@@ -165,6 +277,7 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
             return refuse(c, BT_MQTT_CONNACK_UNAVAILABLE, "out of memory");
         }
         psession_set_online(h, ps, c);
+        psession_set_expiry(h, ps, c->client_id, 0);
         int r = restore_subs(c, ps, pr);
         if (r < 0) {
             msg_unref(will);
@@ -188,7 +301,9 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
                      NULL);
     }
     c->state = CONN_ACTIVE;
-    if (send_connack(c, BT_MQTT_CONNACK_ACCEPTED) < 0)
+    /* session present: 0 in 3.1.x as SPEC §11 says; the truth in 5.0 */
+    if ((v5 ? accept5(c, existed, k->client_id.len == 0)
+            : send_connack(c, BT_MQTT_CONNACK_ACCEPTED)) < 0)
         return -1;
     bt_logkv(BT_LOG_DEBUG, "client connected", "client", c->client_id, "username", pr->username,
              NULL);
@@ -197,8 +312,9 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
         psess *ps = psession_get(h, c->client_id, NULL);
         if (ps) {
             for (size_t i = 0; i < ps->nheld; i++)
-                session_resend(c, ps->held[i]);
+                session_resend(c, ps->held[i], ps->held_qos[i]);
             psession_release_held(ps);
+            psession_take_qos2(ps, c);
         }
     }
     if (c->catchup)

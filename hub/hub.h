@@ -32,15 +32,24 @@ typedef struct msg {
     uint8_t qos, retain;
     uint16_t topic_len;
     uint32_t payload_len;
-    uint64_t seq; /* log sequence number (QoS 1 once committed), 0 otherwise */
+    uint32_t props_len;
+    uint32_t expiry_s; /* MQTT 5.0 message expiry interval from ts_ms, 0 = none */
+    uint64_t seq;      /* log sequence number (QoS 1 once committed), 0 otherwise */
+    uint64_t from;     /* id of the publishing connection (no-local), 0 = none */
     int64_t ts_ms;
     uint8_t *payload;
-    char topic[]; /* NUL-terminated, payload follows */
+    /* MQTT 5.0 properties passed on to 5.0 subscribers (wire bytes without the length;
+     * never a topic alias, subscription identifier or message expiry), NULL when none. */
+    uint8_t *props;
+    char topic[]; /* NUL-terminated, payload and props follow */
 } msg;
 
 /* A new message with refs = 1; NULL when out of memory. */
 msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos,
              uint8_t retain);
+/* The same with MQTT 5.0 properties (see msg.props). */
+msg *msg_new_props(const char *topic, size_t tlen, const void *payload, size_t plen,
+                   const uint8_t *props, size_t props_len, uint8_t qos, uint8_t retain);
 /* Takes one more reference. */
 static inline msg *msg_ref(msg *m)
 {
@@ -115,18 +124,34 @@ transport *transport_ws_new(transport *inner, uint64_t max_message);
 transport *transport_mem_reader_new(const uint8_t *d, size_t n, size_t chunk);
 
 /* ---- connections and their session ---------------------------------------------------- */
+/* One QoS 1 or 2 delivery in flight. A QoS 2 one is `released` once its PUBREC came: the
+ * message is done (m NULL, seq 0) and only the PUBREL/PUBCOMP exchange holds its pid. */
 typedef struct {
     msg *m;
     uint64_t seq; /* log seq when it came from the log (for offsets), else 0 */
     int64_t sent_ms;
     uint16_t pid;
+    uint8_t qos;
     bool acked;
+    bool released;
+    bool rel_wait; /* released, its PUBREL waits for the packet id to be stored */
 } outq_entry;
+
+/* Packet ids of one session's QoS 2 exchanges: received PUBLISHes waiting for PUBREL
+ * (inbound) or released deliveries waiting for PUBCOMP (outbound). */
+typedef struct {
+    uint16_t *v;
+    size_t n, cap;
+} pid_set;
 
 typedef struct {
     char *filter;
     uint8_t qos;
+    uint8_t opts; /* 5.0 subscription options but QoS (BT_MQTT_SUBOPT_NO_LOCAL, ...) */
 } conn_sub;
+
+/* Topic aliases a 5.0 client may use towards the hub (CONNACK topic alias maximum). */
+#define TOPIC_ALIAS_MAX 32
 
 enum { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSED };
 
@@ -146,7 +171,15 @@ struct conn {
     bool resume_read; /* reading resumed: read what is there at the end of the turn */
     uint32_t npend;   /* its QoS 1 publishes waiting for the commit */
     uint8_t level;
-    uint8_t lix; /* index of the listener that accepted it (metrics) */
+    uint8_t lix;             /* index of the listener that accepted it (metrics) */
+    bool problem_info;       /* 5.0: reason strings may be sent (request problem information) */
+    bool expire_on_close;    /* 5.0 session expiry 0 on a resumed session: dropped at close */
+    bool sub_opts;           /* 5.0: some subscription has no-local or retain-as-published */
+    uint16_t recv_max;       /* 5.0: the client's receive maximum (0: none given) */
+    uint32_t max_packet;     /* 5.0: the client's maximum packet size (0: none given) */
+    uint32_t session_expiry; /* 5.0 session expiry interval, seconds */
+    uint32_t will_delay;     /* 5.0 will delay interval, seconds */
+    char **aliases;          /* 5.0: topics of the client's topic aliases 1..TOPIC_ALIAS_MAX */
     uint16_t keepalive;
     uint16_t next_pid;
     int64_t last_rx_ms, created_ms;
@@ -157,7 +190,8 @@ struct conn {
     size_t out_qos0; /* QoS 0 messages queued since the output buffer was last empty */
     conn_sub *subs;
     size_t nsubs, capsubs;
-    outq_entry *q;                  /* QoS 1 in flight, a ring */
+    pid_set rx2;                    /* QoS 2 PUBLISHes received, waiting for their PUBREL */
+    outq_entry *q;                  /* QoS 1 and 2 in flight, a ring */
     size_t qhead, qlen, qcap, qlog; /* qlog: entries with a log seq (the window) */
     uint64_t next_seq;              /* catch-up position */
     uint64_t mark;                  /* dispatch de-duplication stamp */
@@ -182,10 +216,19 @@ typedef struct {
     uint64_t offset;
     bool offset_dirty;
     conn *online;
-    /* Unacknowledged QoS 1 deliveries that are not in the log (retained copies), kept while
-     * the client is away and resent when it returns; the log covers all the others. */
+    /* Unacknowledged QoS 1 and 2 deliveries that are not in the log (retained copies), kept
+     * while the client is away and resent (at held_qos) when it returns; the log covers all
+     * the others. */
     msg **held;
+    uint8_t *held_qos;
     size_t nheld;
+    /* QoS 2 state kept while away and across restarts (store keys "q:<id>/i<pid>" and
+     * "q:<id>/o<pid>"): received PUBLISHes waiting for PUBREL, released deliveries
+     * waiting for PUBCOMP (their PUBREL is sent again on reconnect). */
+    pid_set rx2, rel;
+    /* 5.0 session expiry: wall clock ms at which the away session ends (store key
+     * "x:<id>"), 0 = never. */
+    int64_t expire_at;
 } psess;
 
 /* A latency histogram: plain counters, updated by the loop thread only. */
@@ -195,6 +238,13 @@ typedef struct {
     uint64_t count;
     double sum;
 } stats_hist;
+/* A change of a stored QoS 2 packet id, waiting for the next offsets write. */
+typedef struct {
+    char *client_id;
+    uint16_t pid;
+    char kind; /* 'i' inbound, 'o' outbound */
+    bool on;   /* set (else cleared) */
+} qos2_rec;
 
 typedef struct {
     uint64_t conns_total, conns_refused;
@@ -234,7 +284,15 @@ struct hub {
     size_t npend, cappend;
     commit_job *job; /* the group commit on the store's writer thread */
     msg_vec wills;   /* wills to publish at the end of the turn */
-    uint8_t *rbuf;   /* shared read buffer */
+    struct delayed_will {
+        char *client_id;
+        msg *m;
+        int64_t due_ms; /* wall clock */
+    } * delayed;        /* 5.0 wills waiting for their will delay interval */
+    size_t ndelayed, capdelayed;
+    qos2_rec *q2; /* stored QoS 2 packet ids to write with the next offsets */
+    size_t nq2, capq2;
+    uint8_t *rbuf; /* shared read buffer */
     size_t rbuf_cap;
     struct {
         conn *c;
@@ -307,8 +365,12 @@ void conn_flush(conn *c);
 /* Writes what the socket takes now without closing on error (safe in the middle of a
  * dispatch: the end-of-turn flush reports the error). */
 void conn_flush_soft(conn *c);
-/* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later. */
+/* Closes: fires the will unless DISCONNECT was received, leaves the session, frees later.
+ * A 5.0 client gets a DISCONNECT with a reason code first (one that fits the reason, 0x80
+ * otherwise) unless its transport failed or it disconnected itself. */
 void conn_close(conn *c, const char *reason);
+/* conn_close with the 5.0 reason code rc (0: no DISCONNECT). */
+void conn_close_rc(conn *c, uint8_t rc, const char *reason);
 /* Appends bytes to the output and queues a flush. 0 or -1 (no memory, or the output went
  * over message.egress.buffer.max: connection closed). */
 int conn_send(conn *c, const void *d, size_t n);
@@ -322,6 +384,10 @@ void conn_pause(conn *c, bool paused);
 int handle_connect(conn *c, const bt_mqtt_packet *p);
 int handle_publish(conn *c, const bt_mqtt_packet *p);
 int handle_puback(conn *c, uint16_t pid); /* handle_publish.c */
+/* QoS 2 (handle_qos2.c): PUBREC and PUBCOMP of deliveries, PUBREL of received publishes. */
+int handle_pubrec(conn *c, uint16_t pid);
+int handle_pubrel(conn *c, uint16_t pid);
+int handle_pubcomp(conn *c, uint16_t pid);
 int handle_subscribe(conn *c, const bt_mqtt_packet *p);
 int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
 
@@ -329,29 +395,47 @@ int handle_unsubscribe(conn *c, const bt_mqtt_packet *p);
 /* Each encodes one packet into c's output; 0, or -1 when the connection is closed. */
 int send_connack(conn *c, uint8_t code);
 int send_puback(conn *c, uint16_t pid);
+/* PUBACK, PUBREC, PUBREL or PUBCOMP. */
+int send_ack(conn *c, bt_mqtt_type type, uint16_t pid);
 int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
 int send_unsuback(conn *c, uint16_t pid);
+/* 5.0: an ack with a reason code and (when the client accepts them) a reason string. */
+int send_ack_rc(conn *c, bt_mqtt_type type, uint16_t pid, uint8_t rc, const char *why);
+/* 5.0: UNSUBACK with one reason code per filter; CONNACK with properties; DISCONNECT. */
+int send_unsuback5(conn *c, uint16_t pid, const uint8_t *codes, size_t n);
+int send_connack5(conn *c, bool session_present, uint8_t rc, const bt_mqtt_prop *props, size_t n);
+int send_disconnect5(conn *c, uint8_t rc, const char *why);
 int send_pingresp(conn *c);
-/* A PUBLISH; a large backlog is written at once rather than at the end of the turn. */
+/* A PUBLISH; a large backlog is written at once rather than at the end of the turn. To a
+ * 5.0 client it carries the properties of pm (may be NULL) and its remaining expiry. */
 int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
-                 uint8_t q, bool retain, bool dup, uint16_t pid);
+                 uint8_t q, bool retain, bool dup, uint16_t pid, const msg *pm);
 
 /* ---- session delivery (session.c) ------------------------------------------------------- */
 /* Delivers m to c at QoS q (already min'd with the subscription); retain is the RETAIN
- * bit to send. Honours the QoS 1 window and the QoS 0 buffer. */
+ * bit to send. Honours the QoS 1/2 window and the QoS 0 buffer. */
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain);
 /* Pulls QoS 1 messages from the log while the window has room (catch-up mode). */
 void session_pump(conn *c);
 /* Queues c for session_pump at the end of the turn. */
 void session_pump_later(conn *c);
-/* Resends unacknowledged QoS 1 messages older than the retry interval, with DUP. */
+/* Resends unacknowledged QoS 1/2 messages older than the retry interval, with DUP (and
+ * the PUBREL of released QoS 2 deliveries). */
 void session_retry(conn *c);
-/* Sends m again at QoS 1 with DUP=1 (an unacknowledged delivery of an earlier connection). */
-void session_resend(conn *c, msg *m);
+/* Sends m again at QoS q (1 or 2) with DUP=1 (an unacknowledged delivery of an earlier
+ * connection). */
+void session_resend(conn *c, msg *m, uint8_t q);
+/* Takes over a released QoS 2 delivery of an earlier connection: sends its PUBREL. */
+void session_resume_release(conn *c, uint16_t pid);
+/* The in-flight entry of pid that is not yet acknowledged, or NULL. */
+outq_entry *session_find(conn *c, uint16_t pid);
+/* Drops acknowledged entries from the head of the ring; pulls more in catch-up. */
+void session_acked(conn *c);
 /* The acknowledged log offset of a session: every seq <= it is done. */
 uint64_t session_offset(const conn *c);
-/* Adds (or replaces) a subscription in the session and the trie. */
-int session_subscribe(conn *c, const char *filter, uint8_t qos);
+/* Adds (0) or replaces (1) a subscription in the session and the trie; -1 when out of
+ * memory. opts: 5.0 no-local and retain-as-published. */
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts);
 /* Removes a subscription; returns 1 when it existed. */
 int session_unsubscribe(conn *c, const char *filter);
 /* Drops every subscription of c from the trie and frees the list. */
@@ -370,8 +454,13 @@ int retain_load(hub *h, char *err, size_t errlen);
 void will_fire(conn *c);
 /* Forgets c's will without publishing it (DISCONNECT). */
 void will_discard(conn *c);
-/* Publishes the queued wills. */
+/* Publishes the queued wills, and the delayed ones that are due. */
 void will_publish_queued(hub *h);
+/* A client connected again: its delayed will is dropped when it took its session back, and
+ * published now when it started a new one (the old session ended; MQTT 5.0 §3.1.3.2.2). */
+void will_cancel_delayed(hub *h, const char *client_id, bool publish);
+/* Frees the delayed wills (shutdown: they stay in the store for the next start). */
+void will_free_delayed(hub *h);
 /* Publishes wills left in the store by a crashed hub, then deletes them. */
 int will_recover(hub *h, char *err, size_t errlen);
 
@@ -382,6 +471,9 @@ int psession_load(hub *h, char *err, size_t errlen);
 typedef struct {
     store_offset *v;
     size_t n, cap;
+    size_t nq2;   /* the last nq2 of v are QoS 2 packet id records, */
+    qos2_rec *q2; /* from these (taken from the hub: q2_all, the first q2_taken in v) */
+    size_t q2_taken, q2_all;
 } psession_offsets;
 /* Takes the changed offsets of connected persistent sessions and, with away_too, of away
  * ones; they count as written until psession_offsets_done. */
@@ -395,6 +487,10 @@ void psession_flush_offsets(hub *h, bool away_too);
 psess *psession_get(hub *h, const char *client_id, const char *owner);
 /* Keeps c's unacknowledged deliveries that are not in the log, for its next connection. */
 void psession_hold_unacked(psess *ps, const conn *c);
+/* Keeps c's QoS 2 packet ids (received, released) for its next connection. */
+void psession_keep_qos2(psess *ps, conn *c);
+/* Gives c the QoS 2 packet ids its session kept: PUBREL goes out again for the released. */
+void psession_take_qos2(psess *ps, conn *c);
 /* Marks ps online on c, or offline when c is NULL (its subscriptions then count, in
  * h->offline, for which QoS 1 messages the log must keep). */
 void psession_set_online(hub *h, psess *ps, conn *c);
@@ -402,8 +498,25 @@ void psession_set_online(hub *h, psess *ps, conn *c);
 void psession_min_offset(hub *h, uint64_t *min);
 /* Drops what psession_hold_unacked kept. */
 void psession_release_held(psess *ps);
+/* Records that QoS 2 packet id pid of c's persistent session is set (on) or cleared:
+ * kind 'i' (received, waiting for PUBREL) or 'o' (released, waiting for PUBCOMP). Written
+ * with the next offsets (in the commit of the turn, or at its end). A clean session keeps
+ * nothing. Returns true when a record was queued (the caller waits for it to be written). */
+bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on);
+/* Loads the stored QoS 2 packet ids into their sessions (after psession_load). */
+int psession_qos2_load(hub *h, char *err, size_t errlen);
+
+/* ---- packet id sets (handle_qos2.c) ------------------------------------------------------ */
+bool pid_set_has(const pid_set *s, uint16_t pid);
+/* Adds pid (no duplicate); -1 when out of memory. */
+int pid_set_add(pid_set *s, uint16_t pid);
+/* Removes pid; true when it was there. */
+bool pid_set_del(pid_set *s, uint16_t pid);
+void pid_set_free(pid_set *s);
 /* Writes c's subscriptions to its persistent session, in memory and in the store. */
 void psession_save_subs(conn *c);
+/* Sets (or clears, 0) the time an away session ends, in memory and in the store. */
+void psession_set_expiry(hub *h, psess *ps, const char *client_id, int64_t at);
 /* Drops a persistent session (clean session connect). */
 void psession_drop(hub *h, const char *client_id);
 /* Frees every psess. */

@@ -8,9 +8,15 @@
 msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, uint8_t qos,
              uint8_t retain)
 {
-    if (tlen > UINT16_MAX || plen > UINT32_MAX)
+    return msg_new_props(topic, tlen, payload, plen, NULL, 0, qos, retain);
+}
+
+msg *msg_new_props(const char *topic, size_t tlen, const void *payload, size_t plen,
+                   const uint8_t *props, size_t props_len, uint8_t qos, uint8_t retain)
+{
+    if (tlen > UINT16_MAX || plen > UINT32_MAX || props_len > UINT32_MAX - plen)
         return NULL;
-    msg *m = malloc(sizeof *m + tlen + 1 + plen);
+    msg *m = malloc(sizeof *m + tlen + 1 + plen + props_len);
     if (!m)
         return NULL;
     m->refs = 1;
@@ -20,11 +26,17 @@ msg *msg_new(const char *topic, size_t tlen, const void *payload, size_t plen, u
     m->payload_len = (uint32_t)plen;
     m->seq = 0;
     m->ts_ms = 0;
+    m->expiry_s = 0;
+    m->from = 0;
     memcpy(m->topic, topic, tlen);
     m->topic[tlen] = 0;
     m->payload = (uint8_t *)m->topic + tlen + 1;
     if (plen)
         memcpy(m->payload, payload, plen);
+    m->props = props_len ? m->payload + plen : NULL;
+    m->props_len = (uint32_t)props_len;
+    if (props_len)
+        memcpy(m->props, props, props_len);
     return m;
 }
 

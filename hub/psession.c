@@ -37,6 +37,8 @@ static void psess_free(psess *ps)
         free(ps->subs[i].filter);
     free(ps->subs);
     psession_release_held(ps);
+    pid_set_free(&ps->rx2);
+    pid_set_free(&ps->rel);
     free(ps);
 }
 
@@ -45,7 +47,9 @@ void psession_release_held(psess *ps)
     for (size_t i = 0; i < ps->nheld; i++)
         msg_unref(ps->held[i]);
     free(ps->held);
+    free(ps->held_qos);
     ps->held = NULL;
+    ps->held_qos = NULL;
     ps->nheld = 0;
 }
 
@@ -75,14 +79,198 @@ void psession_hold_unacked(psess *ps, const conn *c)
     if (!n)
         return;
     msg **held = realloc(ps->held, (ps->nheld + n) * sizeof *held);
-    if (!held)
+    if (held)
+        ps->held = held;
+    uint8_t *hq = held ? realloc(ps->held_qos, ps->nheld + n) : NULL;
+    if (!hq)
         return; /* out of memory: the copies are lost, the retained messages are not */
-    ps->held = held;
+    ps->held_qos = hq;
     for (size_t i = 0; i < c->qlen; i++) {
         const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
-        if (hold_fits(e, &budget))
+        if (hold_fits(e, &budget)) {
+            ps->held_qos[ps->nheld] = e->qos;
             ps->held[ps->nheld++] = msg_ref(e->m);
+        }
     }
+}
+
+void psession_keep_qos2(psess *ps, conn *c)
+{
+    for (size_t i = 0; i < c->rx2.n; i++)
+        pid_set_add(&ps->rx2, c->rx2.v[i]);
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->released)
+            pid_set_add(&ps->rel, e->pid);
+    }
+}
+
+void psession_take_qos2(psess *ps, conn *c)
+{
+    pid_set_free(&c->rx2);
+    c->rx2 = ps->rx2;
+    memset(&ps->rx2, 0, sizeof ps->rx2);
+    for (size_t i = 0; i < ps->rel.n; i++)
+        session_resume_release(c, ps->rel.v[i]);
+    pid_set_free(&ps->rel);
+}
+
+/* ---- stored QoS 2 packet ids ------------------------------------------------------------ */
+
+bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on)
+{
+    hub *h = c->h;
+    if (c->clean || !c->client_id || !h->st)
+        return false;
+    if (h->nq2 == h->capq2) {
+        size_t cap = h->capq2 ? h->capq2 * 2 : 16;
+        qos2_rec *v = realloc(h->q2, cap * sizeof *v);
+        if (!v)
+            return false;
+        h->q2 = v;
+        h->capq2 = cap;
+    }
+    char *id = strdup(c->client_id);
+    if (!id)
+        return false;
+    h->q2[h->nq2++] = (qos2_rec){id, pid, kind, on};
+    h->offsets_acked = true; /* written with the next offsets */
+    return true;
+}
+
+static char *qos2_key(const char *client_id, char kind, uint16_t pid)
+{
+    return bt_strdup_printf("q:%s/%c%u", client_id, kind, (unsigned)pid);
+}
+
+/* What a written record lets go out: the PUBREL of a released delivery, the PUBCOMP of a
+ * cleared received id. */
+static void qos2_written(hub *h, const qos2_rec *r)
+{
+    conn *c = map_get(&h->clients, r->client_id);
+    if (!c || c->state != CONN_ACTIVE)
+        return;
+    if (r->kind == 'o' && r->on) {
+        outq_entry *e = session_find(c, r->pid);
+        if (e && e->released && e->rel_wait) {
+            e->rel_wait = false;
+            e->sent_ms = h->now_ms;
+            send_ack(c, BT_MQTT_PUBREL, r->pid);
+        }
+    } else if (r->kind == 'i' && !r->on && !pid_set_has(&c->rx2, r->pid)) {
+        send_ack(c, BT_MQTT_PUBCOMP, r->pid);
+    }
+}
+
+typedef struct {
+    const char *prefix;
+    char **names;
+    size_t n, cap;
+} key_list;
+
+static int collect_key(const char *consumer, uint64_t offset, void *arg)
+{
+    (void)offset;
+    key_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **v = realloc(l->names, cap * sizeof *v);
+        if (!v)
+            return -1;
+        l->names = v;
+        l->cap = cap;
+    }
+    if (!(l->names[l->n] = strdup(consumer)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+static void key_list_free(key_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+static void del_keys(hub *h, key_list *l)
+{
+    char err[160];
+    if (l->n && store_del_offsets(h->st, (const char *const *)l->names, l->n, err, sizeof err) < 0)
+        bt_logkv(BT_LOG_ERROR, "deleting QoS 2 packet ids failed", "error", err, NULL);
+}
+
+/* "q:<client id>/<kind><pid>" into its parts; false for a name of another form. */
+static bool qos2_parse(const char *name, char *id, size_t idcap, char *kind, uint16_t *pid)
+{
+    const char *slash = strrchr(name, '/');
+    if (strncmp(name, "q:", 2) || !slash || (size_t)(slash - name - 2) >= idcap ||
+        (slash[1] != 'i' && slash[1] != 'o'))
+        return false;
+    char *end;
+    unsigned long v = strtoul(slash + 2, &end, 10);
+    if (*end || v == 0 || v > 65535)
+        return false;
+    memcpy(id, name + 2, (size_t)(slash - name - 2));
+    id[slash - name - 2] = 0;
+    *kind = slash[1];
+    *pid = (uint16_t)v;
+    return true;
+}
+
+typedef struct {
+    hub *h;
+    key_list stale;
+} q2_load_ctx;
+
+static int load_qos2(const char *consumer, uint64_t on, void *arg)
+{
+    q2_load_ctx *x = arg;
+    char id[200], kind;
+    uint16_t pid;
+    psess *ps = NULL;
+    if (on && qos2_parse(consumer, id, sizeof id, &kind, &pid))
+        ps = psession_get(x->h, id, NULL);
+    if (!ps)
+        return collect_key(consumer, 0, &x->stale); /* cleared, or its session is gone */
+    return pid_set_add(kind == 'i' ? &ps->rx2 : &ps->rel, pid);
+}
+
+int psession_qos2_load(hub *h, char *err, size_t errlen)
+{
+    if (!h->st)
+        return 0;
+    q2_load_ctx x = {h, {0}};
+    int rc = store_load_offsets(h->st, "q:", load_qos2, &x, err, errlen);
+    if (rc == 0)
+        del_keys(h, &x.stale);
+    key_list_free(&x.stale);
+    return rc;
+}
+
+/* Forgets the stored QoS 2 ids of a dropped session, and those waiting to be written. */
+static void qos2_drop(hub *h, const char *client_id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < h->nq2; i++) {
+        if (!strcmp(h->q2[i].client_id, client_id))
+            free(h->q2[i].client_id);
+        else
+            h->q2[k++] = h->q2[i];
+    }
+    h->nq2 = k;
+    char *prefix = bt_strdup_printf("q:%s/", client_id);
+    if (!prefix)
+        return;
+    key_list l = {0};
+    char err[160];
+    if (store_load_offsets(h->st, prefix, collect_key, &l, err, sizeof err) < 0)
+        bt_logkv(BT_LOG_ERROR, "reading QoS 2 packet ids failed", "error", err, NULL);
+    else
+        del_keys(h, &l);
+    key_list_free(&l);
+    free(prefix);
 }
 
 psess *psession_get(hub *h, const char *client_id, const char *owner)
@@ -115,6 +303,12 @@ void psession_drop(hub *h, const char *client_id)
     psess_free(ps);
     char err[160];
     if (h->st) {
+        qos2_drop(h, client_id);
+        char *x = bt_strdup_printf("x:%s", client_id);
+        if (x && store_del_offset(h->st, x, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_ERROR, "deleting session expiry failed", "client", client_id, "error",
+                     err, NULL);
+        free(x);
         char consumer[160];
         snprintf(consumer, sizeof consumer, "s:%s", client_id);
         if (store_del_session(h->st, client_id, err, sizeof err) < 0 ||
@@ -147,7 +341,7 @@ static int load_session(const char *client_id, const char *owner, const store_su
     }
     for (size_t i = 0; i < n; i++) {
         ps->subs[i].filter = strdup(subs[i].filter);
-        ps->subs[i].qos = subs[i].qos > 1 ? 1 : subs[i].qos;
+        ps->subs[i].qos = subs[i].qos > 2 ? 2 : subs[i].qos;
         if (!ps->subs[i].filter) {
             ps->nsubs = i;
             psess_free(ps);
@@ -180,6 +374,15 @@ static void load_offset(const char *key, void *value, void *arg)
         x->rc = -1;
 }
 
+/* A stored session expiry time ("x:<id>"): the session ends then, even across restarts. */
+static int load_expiry(const char *consumer, uint64_t at, void *arg)
+{
+    psess *ps = psession_get(arg, consumer + 2, NULL);
+    if (ps)
+        ps->expire_at = (int64_t)at;
+    return 0;
+}
+
 int psession_load(hub *h, char *err, size_t errlen)
 {
     if (!h->st)
@@ -189,7 +392,9 @@ int psession_load(hub *h, char *err, size_t errlen)
         return -1;
     off_ctx ox = {h, 0, err, errlen};
     map_each(&h->psessions, load_offset, &ox);
-    return ox.rc;
+    if (ox.rc < 0)
+        return -1;
+    return store_load_offsets(h->st, "x:", load_expiry, h, err, errlen);
 }
 
 static void offsets_add(psession_offsets *o, const char *client_id, psess *ps)
@@ -242,23 +447,136 @@ void psession_offsets_take(hub *h, bool away_too, psession_offsets *o)
     }
     if (away_too)
         map_each(&h->psessions, take_away, o);
+    /* QoS 2 packet ids ride along; the records move to o->q2 until done. */
+    for (size_t i = 0; i < h->nq2; i++) {
+        const qos2_rec *r = &h->q2[i];
+        if (o->n == o->cap) {
+            size_t cap = o->cap ? o->cap * 2 : 16;
+            store_offset *v = realloc(o->v, cap * sizeof *v);
+            if (!v)
+                break;
+            o->v = v;
+            o->cap = cap;
+        }
+        char *name = qos2_key(r->client_id, r->kind, r->pid);
+        if (!name)
+            break;
+        o->v[o->n++] = (store_offset){name, r->on ? 1 : 0};
+        o->nq2++;
+    }
+    o->q2 = h->q2;
+    o->q2_taken = o->nq2;
+    o->q2_all = h->nq2;
+    h->q2 = NULL;
+    h->nq2 = h->capq2 = 0;
     h->offsets_acked = false;
+}
+
+/* The QoS 2 records of o after its write: what they let go out, and the cleared ones
+ * deleted; records not written (or not taken) wait for the next write. */
+static void qos2_done(hub *h, psession_offsets *o, bool written)
+{
+    key_list cleared = {0};
+    size_t keep = 0;
+    for (size_t i = 0; i < o->q2_all; i++) {
+        qos2_rec *r = &o->q2[i];
+        if (!written || i >= o->q2_taken) {
+            o->q2[keep++] = *r;
+            continue;
+        }
+        qos2_written(h, r);
+        if (!r->on) {
+            char *name = qos2_key(r->client_id, r->kind, r->pid);
+            if (name && collect_key(name, 0, &cleared) < 0)
+                bt_logkv(BT_LOG_WARN, "out of memory: a cleared QoS 2 id stays stored", NULL);
+            free(name);
+        }
+        free(r->client_id);
+    }
+    if (h->st)
+        del_keys(h, &cleared);
+    key_list_free(&cleared);
+    if (!keep) {
+        free(o->q2);
+        return;
+    }
+    /* Kept records go before those queued meanwhile, in order. */
+    qos2_rec *v = realloc(o->q2, (keep + h->nq2) * sizeof *v);
+    if (!v) {
+        for (size_t i = 0; i < keep; i++)
+            free(o->q2[i].client_id);
+        free(o->q2);
+        bt_logkv(BT_LOG_ERROR, "out of memory: QoS 2 packet ids not stored", NULL);
+        return;
+    }
+    if (h->nq2)
+        memcpy(v + keep, h->q2, h->nq2 * sizeof *v);
+    free(h->q2);
+    h->q2 = v;
+    h->nq2 = h->capq2 = keep + h->nq2;
+    h->offsets_acked = true;
 }
 
 void psession_offsets_done(hub *h, psession_offsets *o, bool written)
 {
-    for (size_t i = 0; i < o->n; i++) {
+    for (size_t i = 0; i < o->n - o->nq2; i++) {
         psess *ps = written ? NULL : psession_get(h, o->v[i].consumer + 2, NULL);
         if (ps)
             ps->offset_dirty = true; /* written at the next flush */
-        free((char *)o->v[i].consumer);
     }
+    for (size_t i = 0; i < o->n; i++)
+        free((char *)o->v[i].consumer);
+    qos2_done(h, o, written);
     free(o->v);
     memset(o, 0, sizeof *o);
 }
 
+void psession_set_expiry(hub *h, psess *ps, const char *client_id, int64_t at)
+{
+    if (ps->expire_at == at)
+        return;
+    ps->expire_at = at;
+    if (!h->st)
+        return;
+    char *name = bt_strdup_printf("x:%s", client_id);
+    char err[160];
+    store_offset o = {name, (uint64_t)at};
+    if (name && (at ? store_set_offsets(h->st, &o, 1, err, sizeof err)
+                    : store_del_offset(h->st, name, err, sizeof err)) < 0)
+        bt_logkv(BT_LOG_ERROR, "storing session expiry failed", "client", client_id, "error", err,
+                 NULL);
+    free(name);
+}
+
+typedef struct {
+    int64_t now;
+    key_list ids;
+} expire_ctx;
+
+static void expired_each(const char *key, void *value, void *arg)
+{
+    expire_ctx *x = arg;
+    const psess *ps = value;
+    if (!ps->online && ps->expire_at && x->now >= ps->expire_at)
+        collect_key(key, 0, &x->ids);
+}
+
+/* Drops the away sessions whose 5.0 expiry interval has passed. */
+static void expire_sessions(hub *h)
+{
+    expire_ctx x = {hub_wall_ms(), {0}};
+    map_each(&h->psessions, expired_each, &x);
+    for (size_t i = 0; i < x.ids.n; i++) {
+        bt_logkv(BT_LOG_INFO, "session expired", "client", x.ids.names[i], NULL);
+        psession_drop(h, x.ids.names[i]);
+    }
+    key_list_free(&x.ids);
+}
+
 void psession_flush_offsets(hub *h, bool away_too)
 {
+    if (away_too && h->psessions.n)
+        expire_sessions(h);
     if (!h->st || !h->psessions.n)
         return;
     psession_offsets o;
@@ -294,6 +612,7 @@ void psession_save_subs(conn *c)
     for (size_t i = 0; i < c->nsubs; i++) {
         copy[i].filter = strdup(c->subs[i].filter);
         copy[i].qos = c->subs[i].qos;
+        copy[i].opts = c->subs[i].opts;
         ss[i].filter = c->subs[i].filter;
         ss[i].qos = c->subs[i].qos;
         if (!copy[i].filter) {
@@ -339,6 +658,11 @@ static void free_each(const char *key, void *value, void *arg)
 
 void psession_free_all(hub *h)
 {
+    for (size_t i = 0; i < h->nq2; i++)
+        free(h->q2[i].client_id);
+    free(h->q2);
+    h->q2 = NULL;
+    h->nq2 = h->capq2 = 0;
     map_each(&h->psessions, free_each, NULL);
     map_free(&h->psessions);
     trie_free(&h->offline);

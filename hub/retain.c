@@ -15,10 +15,12 @@ void retain_set(hub *h, msg *m)
         return;
     }
     /* A copy of its own: the published message gets a log seq, the retained one must not. */
-    msg *r = msg_new(m->topic, m->topic_len, m->payload, m->payload_len, m->qos, 1);
+    msg *r = msg_new_props(m->topic, m->topic_len, m->payload, m->payload_len, m->props,
+                           m->props_len, m->qos, 1);
     if (!r)
         return;
     r->ts_ms = m->ts_ms;
+    r->expiry_s = m->expiry_s;
     void *old = NULL;
     if (map_put(&h->retained, r->topic, r, &old) < 0) {
         msg_unref(r);
@@ -57,7 +59,7 @@ static int retain_load_cb(const store_msg *sm, void *arg)
 {
     hub *h = arg;
     msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
-                     sm->qos > 1 ? 1 : sm->qos, 1);
+                     sm->qos > 2 ? 2 : sm->qos, 1);
     if (!m)
         return -1;
     m->ts_ms = sm->ts_ms;

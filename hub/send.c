@@ -1,7 +1,9 @@
-/* Every packet the hub sends, encoded here: CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK
- * and PINGRESP go into the connection's output buffer (conn_send), flushed at the end of
- * the loop turn. Each returns 0, or -1 when the connection is (now) closed. */
+/* Every packet the hub sends, encoded here: CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL,
+ * PUBCOMP, SUBACK, UNSUBACK and PINGRESP go into the connection's output buffer
+ * (conn_send), flushed at the end of the loop turn. Each returns 0, or -1 when the
+ * connection is (now) closed. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "hub.h"
 
@@ -22,6 +24,13 @@ int send_puback(conn *c, uint16_t pid)
     return conn_send(c, b, sizeof b);
 }
 
+int send_ack(conn *c, bt_mqtt_type type, uint16_t pid)
+{
+    uint8_t b[4];
+    bt_mqtt_encode_ack(b, sizeof b, type, pid);
+    return conn_send(c, b, sizeof b);
+}
+
 int send_unsuback(conn *c, uint16_t pid)
 {
     uint8_t b[4];
@@ -36,8 +45,77 @@ int send_pingresp(conn *c)
     return conn_send(c, b, sizeof b);
 }
 
+/* Encodes a 5.0 packet into c's output. */
+static int send5(conn *c, const bt_mqtt_packet *p)
+{
+    ssize_t need = bt_mqtt_encoded_len(p);
+    uint8_t *w = need > 0 ? bt_buf_reserve(&c->out, (size_t)need) : NULL;
+    if (!w || bt_mqtt_encode(p, w, (size_t)need) != need) {
+        conn_close_rc(c, BT_MQTT_RC_IMPLEMENTATION_SPECIFIC, "cannot encode a packet");
+        return -1;
+    }
+    c->out.len += (size_t)need;
+    conn_mark_dirty(c);
+    return conn_check_out(c);
+}
+
+/* A reason string property, when the client accepts them; a reason string is cut to keep
+ * the packet small. */
+static size_t why_prop(const conn *c, const char *why, bt_mqtt_prop *pr)
+{
+    if (!why || !c->problem_info)
+        return 0;
+    size_t n = strlen(why);
+    *pr = (bt_mqtt_prop){.id = BT_MQTT_PROP_REASON_STRING,
+                         .bin = {(const uint8_t *)why, n > 200 ? 200 : n}};
+    return 1;
+}
+
+int send_ack_rc(conn *c, bt_mqtt_type type, uint16_t pid, uint8_t rc, const char *why)
+{
+    bt_mqtt_prop pr;
+    bt_mqtt_packet p = {
+        .type = type, .version = BT_MQTT_V5, .ack = {.packet_id = pid, .reason = rc}};
+    p.ack.props.list = &pr;
+    p.ack.props.count = why_prop(c, why, &pr);
+    return send5(c, &p);
+}
+
+int send_unsuback5(conn *c, uint16_t pid, const uint8_t *codes, size_t n)
+{
+    bt_mqtt_packet p = {.type = BT_MQTT_UNSUBACK,
+                        .version = BT_MQTT_V5,
+                        .suback = {.packet_id = pid, .codes = codes, .count = n}};
+    return send5(c, &p);
+}
+
+int send_connack5(conn *c, bool session_present, uint8_t rc, const bt_mqtt_prop *props, size_t n)
+{
+    bt_mqtt_packet p = {.type = BT_MQTT_CONNACK,
+                        .version = BT_MQTT_V5,
+                        .connack = {.session_present = session_present, .return_code = rc}};
+    p.connack.props.list = props;
+    p.connack.props.count = n;
+    return send5(c, &p);
+}
+
+int send_disconnect5(conn *c, uint8_t rc, const char *why)
+{
+    bt_mqtt_prop pr;
+    bt_mqtt_packet p = {.type = BT_MQTT_DISCONNECT, .version = BT_MQTT_V5, .ack = {.reason = rc}};
+    p.ack.props.list = &pr;
+    p.ack.props.count = why_prop(c, why, &pr);
+    return send5(c, &p);
+}
+
 int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n)
 {
+    if (c->level == BT_MQTT_V5) {
+        bt_mqtt_packet p = {.type = BT_MQTT_SUBACK,
+                            .version = BT_MQTT_V5,
+                            .suback = {.packet_id = pid, .codes = codes, .count = n}};
+        return send5(c, &p);
+    }
     size_t cap = 5 + 2 + n;
     uint8_t *b = malloc(cap);
     ssize_t len = b ? bt_mqtt_encode_suback(b, cap, pid, codes, n) : -1;
@@ -52,19 +130,77 @@ int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n)
     return rc;
 }
 
-int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
-                 uint8_t q, bool retain, bool dup, uint16_t pid)
+/* A 5.0 PUBLISH: pm's properties after its remaining message expiry. Dropped (0) when it
+ * is over the client's maximum packet size (MQTT 5.0 §3.1.2.11.4). */
+static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *payload,
+                           size_t plen, uint8_t q, bool retain, bool dup, uint16_t pid,
+                           const msg *pm)
 {
-    size_t need = 5 + 2 + tlen + 2 + plen;
-    uint8_t *w = bt_buf_reserve(&c->out, need);
-    if (!w) {
+    uint8_t small[256];
+    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0);
+    uint8_t *props = plen5 <= sizeof small ? small : malloc(plen5);
+    if (!props) {
         conn_close(c, "out of memory");
         return -1;
     }
-    ssize_t n = bt_mqtt_encode_publish(w, need, topic, tlen, payload, plen, q, retain, dup, pid);
-    if (n < 0 || (size_t)n > need)
-        return -1;
-    c->out.len += (size_t)n;
+    size_t o = 0;
+    if (pm && pm->expiry_s) {
+        int64_t left = (int64_t)pm->expiry_s - (hub_wall_ms() - pm->ts_ms) / 1000;
+        uint32_t v = left > 0 ? (uint32_t)left : 1;
+        props[o++] = BT_MQTT_PROP_MESSAGE_EXPIRY;
+        for (int i = 3; i >= 0; i--)
+            props[o++] = (uint8_t)(v >> (8 * i));
+    }
+    if (pm && pm->props_len)
+        memcpy(props + o, pm->props, pm->props_len);
+    bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH,
+                        .version = BT_MQTT_V5,
+                        .publish = {.qos = q,
+                                    .retain = retain,
+                                    .dup = q ? dup : false,
+                                    .packet_id = pid,
+                                    .topic = {topic, tlen},
+                                    .payload = {payload, plen},
+                                    .props = {.raw = {props, plen5}}}};
+    ssize_t need = bt_mqtt_encoded_len(&p);
+    int rc = 0;
+    if (need < 0 || (c->max_packet && (uint64_t)need > c->max_packet)) {
+        rc = 1; /* cannot go to this client */
+    } else {
+        uint8_t *w = bt_buf_reserve(&c->out, (size_t)need);
+        if (!w) {
+            conn_close(c, "out of memory");
+            rc = -1;
+        } else {
+            bt_mqtt_encode(&p, w, (size_t)need);
+            c->out.len += (size_t)need;
+        }
+    }
+    if (props != small)
+        free(props);
+    return rc;
+}
+
+int send_publish(conn *c, const char *topic, size_t tlen, const void *payload, size_t plen,
+                 uint8_t q, bool retain, bool dup, uint16_t pid, const msg *pm)
+{
+    if (c->level == BT_MQTT_V5) {
+        int r = encode_publish5(c, topic, tlen, payload, plen, q, retain, dup, pid, pm);
+        if (r)
+            return r < 0 ? -1 : 0;
+    } else {
+        size_t need = 5 + 2 + tlen + 2 + plen;
+        uint8_t *w = bt_buf_reserve(&c->out, need);
+        if (!w) {
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        ssize_t n =
+            bt_mqtt_encode_publish(w, need, topic, tlen, payload, plen, q, retain, dup, pid);
+        if (n < 0 || (size_t)n > need)
+            return -1;
+        c->out.len += (size_t)n;
+    }
     /* A large backlog goes out now rather than at the end of the turn, so a fan-in does
      * not pile up more than the socket could have taken. */
     if (bt_buf_size(&c->out) >= EARLY_FLUSH_BYTES && !c->want_write)

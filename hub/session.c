@@ -1,5 +1,6 @@
 /* Session delivery: QoS 0 straight into the output buffer (dropped when the egress buffer
- * is full), QoS 1 through a window of `egress.qos1.buffer.size` unacknowledged messages.
+ * is full), QoS 1 and 2 through a window of `egress.qos1.buffer.size` unacknowledged
+ * messages.
  * When the window is full the session switches to catch-up: it stops taking live QoS 1
  * messages and later pulls them from the durable log from its position, so a slow or
  * returning subscriber loses nothing and memory stays bounded. */
@@ -16,20 +17,31 @@
 /* Log messages examined per catch-up pass, so one session cannot stall the loop. */
 #define PUMP_SCAN_MAX 2000
 
-static uint16_t next_pid(conn *c)
+static bool pid_used(const conn *c, uint16_t p)
 {
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->pid == p)
+            return true;
+    }
+    return false;
+}
+
+/* A QoS 2 delivery from the log takes a packet id derived from its seq when that one is
+ * free: sent again by a restarted hub (that had not seen its PUBREC), it carries the same
+ * id, and a receiver that keeps the ids of unreleased messages takes it once. */
+static uint16_t next_pid(conn *c, uint8_t q, uint64_t seq)
+{
+    if (q == 2 && seq) {
+        uint16_t p = (uint16_t)(seq % 65535 + 1);
+        if (!pid_used(c, p))
+            return p;
+    }
     for (;;) {
         uint16_t p = c->next_pid++;
         if (c->next_pid == 0)
             c->next_pid = 1;
-        if (p == 0)
-            continue;
-        bool used = false;
-        for (size_t i = 0; i < c->qlen && !used; i++) {
-            outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
-            used = !e->acked && e->pid == p;
-        }
-        if (!used)
+        if (p != 0 && !pid_used(c, p))
             return p;
     }
 }
@@ -63,20 +75,8 @@ void session_pump_later(conn *c)
     }
 }
 
-static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup);
-
-static void deliver_qos1(conn *c, msg *m, bool retain)
-{
-    deliver_qos1_flags(c, m, retain, false);
-}
-
-void session_resend(conn *c, msg *m)
-{
-    if (c->state == CONN_ACTIVE)
-        deliver_qos1_flags(c, m, false, true);
-}
-
-static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup)
+/* A QoS 1 or 2 delivery: into the window, then out. */
+static void deliver_acked(conn *c, msg *m, uint8_t q, bool retain, bool dup)
 {
     outq_entry *e = q_push(c);
     if (!e) {
@@ -85,16 +85,108 @@ static void deliver_qos1_flags(conn *c, msg *m, bool retain, bool dup)
     }
     e->m = msg_ref(m);
     e->seq = m->seq;
-    e->pid = next_pid(c);
+    e->qos = q;
+    e->pid = next_pid(c, q, m->seq);
     e->sent_ms = c->h->now_ms;
     if (m->seq)
         c->qlog++;
-    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 1, retain, dup, e->pid);
+    send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, q, retain, dup, e->pid, m);
+}
+
+void session_resend(conn *c, msg *m, uint8_t q)
+{
+    if (c->state == CONN_ACTIVE)
+        deliver_acked(c, m, q, false, true);
+}
+
+void session_resume_release(conn *c, uint16_t pid)
+{
+    if (c->state != CONN_ACTIVE || pid_used(c, pid))
+        return;
+    outq_entry *e = q_push(c);
+    if (!e) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    e->pid = pid;
+    e->qos = 2;
+    e->released = true;
+    e->sent_ms = c->h->now_ms;
+    send_ack(c, BT_MQTT_PUBREL, pid);
+}
+
+outq_entry *session_find(conn *c, uint16_t pid)
+{
+    for (size_t i = 0; i < c->qlen; i++) {
+        outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->pid == pid)
+            return e;
+    }
+    return NULL;
+}
+
+void session_acked(conn *c)
+{
+    while (c->qlen && c->q[c->qhead].acked) {
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+    if (c->catchup)
+        session_pump_later(c);
+}
+
+/* The QoS 1/2 window: egress.qos1.buffer.size, or a 5.0 client's smaller receive maximum
+ * (log messages in flight; the others are few: retained copies). */
+static size_t window(const conn *c)
+{
+    size_t w = (size_t)c->h->cfg->out_qos1_size;
+    return c->recv_max && c->recv_max < w ? c->recv_max : w;
+}
+
+/* 5.0 subscription options of a live delivery: the subscriptions that match, but no-local
+ * ones for the publisher's own messages, give the QoS; retain-as-published keeps the
+ * RETAIN flag. False when no subscription is left. */
+static bool apply_sub_opts(const conn *c, const msg *m, uint8_t *q, bool *retain)
+{
+    int best = -1;
+    bool rap = false;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        const conn_sub *s = &c->subs[i];
+        if ((s->opts & BT_MQTT_SUBOPT_NO_LOCAL) && m->from == c->id)
+            continue;
+        if (!bt_topic_match(s->filter, m->topic))
+            continue;
+        best = s->qos > best ? s->qos : best;
+        rap = rap || (s->opts & BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED);
+    }
+    if (best < 0)
+        return false;
+    *q = m->qos < best ? m->qos : (uint8_t)best;
+    *retain = rap && m->retain;
+    return true;
+}
+
+/* Whether m may go to c: not expired (5.0 message expiry, for every client), not over a
+ * 5.0 client's maximum packet size (a bound on the encoded size). */
+static bool deliverable(const conn *c, const msg *m)
+{
+    if (m->expiry_s && hub_wall_ms() - m->ts_ms >= (int64_t)m->expiry_s * 1000)
+        return false;
+    if (c->max_packet) {
+        uint64_t size = 5 + 2 + (uint64_t)m->topic_len + 2 + 4 + 5 + m->props_len + m->payload_len;
+        if (size > c->max_packet)
+            return false;
+    }
+    return true;
 }
 
 void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
 {
     if (c->state != CONN_ACTIVE)
+        return;
+    if ((m->expiry_s || c->max_packet) && !deliverable(c, m))
+        return;
+    if (c->sub_opts && !retain && !apply_sub_opts(c, m, &q, &retain))
         return;
     if (q == 0) {
         /* Dropped only for a reader whose socket is full (EPOLLOUT armed). */
@@ -104,19 +196,19 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
             return;
         }
         c->out_qos0++;
-        send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 0, retain, false, 0);
+        send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 0, retain, false, 0, m);
         return;
     }
     if (m->seq) {
         if (c->catchup)
             return; /* the log pump brings it */
-        if (c->qlog >= (size_t)c->h->cfg->out_qos1_size) {
+        if (c->qlog >= window(c)) {
             c->catchup = true;
             c->next_seq = m->seq;
             return;
         }
     }
-    deliver_qos1(c, m, retain);
+    deliver_acked(c, m, q, retain, false);
 }
 
 /* Highest QoS among c's subscriptions matching topic, or -1. */
@@ -138,7 +230,7 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
 {
     pump_ctx *px = arg;
     conn *c = px->c;
-    if (c->qlog >= (size_t)c->h->cfg->out_qos1_size || c->state != CONN_ACTIVE) {
+    if (c->qlog >= window(c) || c->state != CONN_ACTIVE) {
         px->stopped = true;
         return 1;
     }
@@ -153,17 +245,18 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
         return 0;
     uint8_t q = sm->qos < sq ? sm->qos : (uint8_t)sq;
     if (q == 0) {
-        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0);
+        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0,
+                     NULL);
         return 0;
     }
-    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, 1, 0);
+    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos, 0);
     if (!m) {
         px->stopped = true;
         return 1;
     }
     m->seq = seq;
     m->ts_ms = sm->ts_ms;
-    deliver_qos1(c, m, false);
+    deliver_acked(c, m, q, false, false);
     msg_unref(m);
     return 0;
 }
@@ -177,7 +270,7 @@ void session_pump(conn *c)
         c->catchup = false;
         return;
     }
-    if (c->qlog >= (size_t)h->cfg->out_qos1_size)
+    if (c->qlog >= window(c))
         return; /* PUBACKs will call us again */
     pump_ctx px = {c, false};
     char err[160];
@@ -208,10 +301,14 @@ void session_retry(conn *c)
         outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
         if (e->acked || c->h->now_ms - e->sent_ms < ri)
             continue;
+        if (e->rel_wait)
+            continue; /* its PUBREL waits for the store */
         e->sent_ms = c->h->now_ms;
         c->h->ctr.retried++;
-        if (send_publish(c, e->m->topic, e->m->topic_len, e->m->payload, e->m->payload_len, 1,
-                         false, true, e->pid) < 0)
+        int rc = e->released ? send_ack(c, BT_MQTT_PUBREL, e->pid)
+                             : send_publish(c, e->m->topic, e->m->topic_len, e->m->payload,
+                                            e->m->payload_len, e->qos, false, true, e->pid, e->m);
+        if (rc < 0)
             return;
     }
 }
@@ -227,12 +324,16 @@ uint64_t session_offset(const conn *c)
     return lo;
 }
 
-int session_subscribe(conn *c, const char *filter, uint8_t qos)
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts)
 {
+    opts &= BT_MQTT_SUBOPT_NO_LOCAL | BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED;
+    if (opts)
+        c->sub_opts = true;
     for (size_t i = 0; i < c->nsubs; i++)
         if (!strcmp(c->subs[i].filter, filter)) {
             c->subs[i].qos = qos;
-            return trie_add(&c->h->subs, filter, c, qos);
+            c->subs[i].opts = opts;
+            return trie_add(&c->h->subs, filter, c, qos) < 0 ? -1 : 1;
         }
     if (c->nsubs == c->capsubs) {
         size_t cap = c->capsubs ? c->capsubs * 2 : 2;
@@ -249,7 +350,7 @@ int session_subscribe(conn *c, const char *filter, uint8_t qos)
         free(f);
         return -1;
     }
-    c->subs[c->nsubs++] = (conn_sub){f, qos};
+    c->subs[c->nsubs++] = (conn_sub){f, qos, opts};
     return 0;
 }
 

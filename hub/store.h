@@ -110,6 +110,12 @@ int store_set_offsets(store *s, const store_offset *offs, size_t n, char *err, s
 int store_get_offset(store *s, const char *consumer, uint64_t *offset, char *err, size_t errlen);
 /* Deleting (offset, session, retained, will) a key that is not there is not an error. */
 int store_del_offset(store *s, const char *consumer, char *err, size_t errlen);
+/* The offsets whose consumer name starts with prefix, in name order (store_offsets_prefix.c):
+ * cb > 0 stops, < 0 fails. Deleting several offsets in one transaction. */
+typedef int (*store_offset_cb)(const char *consumer, uint64_t offset, void *arg);
+int store_load_offsets(store *s, const char *prefix, store_offset_cb cb, void *arg, char *err,
+                       size_t errlen);
+int store_del_offsets(store *s, const char *const *names, size_t n, char *err, size_t errlen);
 
 /* Persistent sessions: client id → the username that owns it (NULL: none) and its
  * subscriptions (replaces the previous record). */

@@ -18,6 +18,84 @@ void will_discard(conn *c)
         bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", c->client_id, "error", err, NULL);
 }
 
+/* 5.0 will delay: the will waits, while the session lives, for the delay or the end of the
+ * session, whichever comes first; it stays in the store meanwhile (a restarted hub
+ * publishes it at once). 0 when it was taken, -1 when it goes now. */
+static int will_delay(conn *c, msg *m)
+{
+    hub *h = c->h;
+    if (!c->will_delay || c->clean || c->expire_on_close || !c->client_id)
+        return -1;
+    uint32_t secs = c->will_delay < c->session_expiry ? c->will_delay : c->session_expiry;
+    char *id = strdup(c->client_id);
+    if (h->ndelayed == h->capdelayed) {
+        size_t cap = h->capdelayed ? h->capdelayed * 2 : 8;
+        struct delayed_will *v = realloc(h->delayed, cap * sizeof *v);
+        if (!v) {
+            free(id);
+            return -1;
+        }
+        h->delayed = v;
+        h->capdelayed = cap;
+    }
+    if (!id)
+        return -1;
+    h->delayed[h->ndelayed++] = (struct delayed_will){id, m, hub_wall_ms() + (int64_t)secs * 1000};
+    return 0;
+}
+
+void will_cancel_delayed(hub *h, const char *client_id, bool publish)
+{
+    for (size_t i = 0; i < h->ndelayed; i++)
+        if (!strcmp(h->delayed[i].client_id, client_id)) {
+            msg *m = h->delayed[i].m;
+            m->ts_ms = hub_wall_ms();
+            if (!publish || msg_vec_push(&h->wills, m) < 0)
+                msg_unref(m);
+            free(h->delayed[i].client_id);
+            h->delayed[i] = h->delayed[--h->ndelayed];
+            char err[160];
+            if (h->st && store_del_will(h->st, client_id, err, sizeof err) < 0)
+                bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", client_id, "error", err,
+                         NULL);
+            return;
+        }
+}
+
+void will_free_delayed(hub *h)
+{
+    for (size_t i = 0; i < h->ndelayed; i++) {
+        msg_unref(h->delayed[i].m);
+        free(h->delayed[i].client_id);
+    }
+    free(h->delayed);
+    h->delayed = NULL;
+    h->ndelayed = h->capdelayed = 0;
+}
+
+/* Moves the delayed wills that are due to the queue. */
+static void delayed_due(hub *h)
+{
+    int64_t now = hub_wall_ms();
+    for (size_t i = 0; i < h->ndelayed;) {
+        struct delayed_will *d = &h->delayed[i];
+        if (now < d->due_ms) {
+            i++;
+            continue;
+        }
+        msg *m = d->m;
+        m->ts_ms = now;
+        char err[160];
+        if (h->st && store_del_will(h->st, d->client_id, err, sizeof err) < 0)
+            bt_logkv(BT_LOG_ERROR, "deleting will failed", "client", d->client_id, "error", err,
+                     NULL);
+        free(d->client_id);
+        *d = h->delayed[--h->ndelayed];
+        if (msg_vec_push(&h->wills, m) < 0)
+            msg_unref(m);
+    }
+}
+
 void will_fire(conn *c)
 {
     msg *m = c->will;
@@ -25,6 +103,8 @@ void will_fire(conn *c)
         return;
     c->will = NULL;
     hub *h = c->h;
+    if (will_delay(c, m) == 0)
+        return;
     bt_logkv(BT_LOG_DEBUG, "publishing will", "client", c->client_id, "topic", m->topic, NULL);
     m->ts_ms = hub_wall_ms();
     /* Deferred: a close can happen in the middle of a dispatch. */
@@ -39,6 +119,8 @@ void will_fire(conn *c)
 
 void will_publish_queued(hub *h)
 {
+    if (h->ndelayed)
+        delayed_due(h);
     while (h->wills.n) {
         msg_vec w = h->wills; /* publishing may queue more */
         h->wills = (msg_vec){0};
@@ -72,7 +154,7 @@ static int collect(const char *client_id, const store_msg *sm, void *arg)
         l->cap = cap;
     }
     msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
-                     sm->qos > 1 ? 1 : sm->qos, sm->retain);
+                     sm->qos > 2 ? 2 : sm->qos, sm->retain);
     char *id = strdup(client_id);
     if (!m || !id) {
         msg_unref(m);

@@ -2,17 +2,18 @@
  * MQTT strings, the subscription list iterator and packet comparison. */
 #include "baetyl/mqtt_codec.h"
 #include "baetyl/util.h"
+#include "mqtt_props.h"
 
 #include <string.h>
 
 const char *bt_mqtt_type_name(int type)
 {
     static const char *const names[] = {
-        NULL,          "CONNECT",  "CONNACK", "PUBLISH",   "PUBACK",
-        "PUBREC",      "PUBREL",   "PUBCOMP", "SUBSCRIBE", "SUBACK",
-        "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP",  "DISCONNECT",
+        NULL,      "CONNECT",  "CONNACK",    "PUBLISH", "PUBACK",      "PUBREC",
+        "PUBREL",  "PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
+        "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
     };
-    if (type < 1 || type > 14)
+    if (type < 1 || type > 15)
         return "UNKNOWN";
     return names[type];
 }
@@ -40,7 +41,9 @@ void bt_mqtt_sub_iter_init(bt_mqtt_sub_iter *it, const bt_mqtt_packet *p)
             it->pos = l->raw.ptr;
             it->end = l->raw.ptr + l->raw.len;
         }
-    } else if (p->type == BT_MQTT_SUBACK && p->suback.codes) {
+    } else if ((p->type == BT_MQTT_SUBACK || (p->type == BT_MQTT_UNSUBACK && p->version == 5)) &&
+               p->suback.codes) {
+        it->type = BT_MQTT_SUBACK;
         it->pos = p->suback.codes;
         it->end = p->suback.codes + p->suback.count;
     }
@@ -112,10 +115,41 @@ static bool list_eq(const bt_mqtt_packet *a, const bt_mqtt_packet *b)
     }
 }
 
+/* The 5.0 fields of two packets of the same type and version 5. */
+static bool equal5(const bt_mqtt_packet *a, const bt_mqtt_packet *b)
+{
+    switch (a->type) {
+    case BT_MQTT_CONNECT:
+        return bt_mqtt_props_equal(&a->connect.props, &b->connect.props) &&
+               (!a->connect.will_flag ||
+                bt_mqtt_props_equal(&a->connect.will_props, &b->connect.will_props));
+    case BT_MQTT_CONNACK: return bt_mqtt_props_equal(&a->connack.props, &b->connack.props);
+    case BT_MQTT_PUBLISH: return bt_mqtt_props_equal(&a->publish.props, &b->publish.props);
+    case BT_MQTT_SUBSCRIBE:
+    case BT_MQTT_UNSUBSCRIBE: return bt_mqtt_props_equal(&a->subscribe.props, &b->subscribe.props);
+    case BT_MQTT_SUBACK:
+    case BT_MQTT_UNSUBACK: return bt_mqtt_props_equal(&a->suback.props, &b->suback.props);
+    case BT_MQTT_PINGREQ:
+    case BT_MQTT_PINGRESP: return true;
+    default:
+        return a->ack.packet_id == b->ack.packet_id && a->ack.reason == b->ack.reason &&
+               bt_mqtt_props_equal(&a->ack.props, &b->ack.props);
+    }
+}
+
 bool bt_mqtt_packet_equal(const bt_mqtt_packet *a, const bt_mqtt_packet *b)
 {
-    if (a->type != b->type)
+    if (a->type != b->type || a->version != b->version)
         return false;
+    if (a->version == BT_MQTT_V5) {
+        if (!equal5(a, b))
+            return false;
+        if (a->type == BT_MQTT_UNSUBACK)
+            return a->suback.packet_id == b->suback.packet_id && list_eq(a, b);
+        if (a->type == BT_MQTT_DISCONNECT || a->type == BT_MQTT_AUTH || a->type == BT_MQTT_PUBACK ||
+            a->type == BT_MQTT_PUBREC || a->type == BT_MQTT_PUBREL || a->type == BT_MQTT_PUBCOMP)
+            return true;
+    }
     switch (a->type) {
     case BT_MQTT_CONNECT: {
         const bt_mqtt_connect *x = &a->connect, *y = &b->connect;

@@ -1,8 +1,9 @@
-/* MQTT 3.1 / 3.1.1 decoder: bytes in, one packet out as views into those bytes. The input
- * comes from the network: every length is checked against what is really there, and every
- * rule of the wire format that a packet can break is reported with a reason. */
+/* MQTT 3.1 / 3.1.1 / 5.0 decoder: bytes in, one packet out as views into those bytes. The
+ * input comes from the network: every length is checked against what is really there, and
+ * every rule of the wire format that a packet can break is reported with a reason. */
 #include "baetyl/mqtt_codec.h"
 #include "baetyl/error.h"
+#include "mqtt_props.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -10,12 +11,17 @@
 /* ---- fixed header -------------------------------------------------------------------- */
 
 /* Flags of the first byte: fixed for every type but PUBLISH (MQTT 3.1.1 §2.2.2). */
-static int check_first_byte(uint8_t b, char *err, size_t errlen)
+static int check_first_byte(uint8_t b, bool v5, char *err, size_t errlen)
 {
     int type = b >> 4, flags = b & 0x0F;
     switch (type) {
-    case 0:
-    case 15: return bt_errf(err, errlen, "reserved packet type %d", type);
+    case 0: return bt_errf(err, errlen, "reserved packet type %d", type);
+    case 15:
+        if (!v5)
+            return bt_errf(err, errlen, "reserved packet type %d", type);
+        if (flags != 0)
+            return bt_errf(err, errlen, "AUTH flags must be 0x0");
+        return 0;
     case BT_MQTT_PUBLISH: {
         int qos = (flags >> 1) & 3;
         if (qos == 3)
@@ -37,10 +43,26 @@ static int check_first_byte(uint8_t b, char *err, size_t errlen)
     }
 }
 
-/* Types whose remaining length is fixed are rejected on the header alone. */
-static int check_fixed_length(int type, size_t rl, char *err, size_t errlen)
+/* Types whose remaining length is fixed are rejected on the header alone. In 5.0 only the
+ * pings are fixed; the acks have a minimum. */
+static int check_fixed_length(int type, size_t rl, bool v5, char *err, size_t errlen)
 {
     size_t want;
+    if (v5) {
+        size_t least = type == BT_MQTT_CONNACK                            ? 3
+                       : type == BT_MQTT_PUBACK                           ? 2
+                       : type == BT_MQTT_PUBREC || type == BT_MQTT_PUBREL ? 2
+                       : type == BT_MQTT_PUBCOMP                          ? 2
+                       : type == BT_MQTT_UNSUBACK                         ? 3
+                                                                          : 0;
+        if (rl < least)
+            return bt_errf(err, errlen, "%s remaining length %zu (must be at least %zu)",
+                           bt_mqtt_type_name(type), rl, least);
+        if ((type == BT_MQTT_PINGREQ || type == BT_MQTT_PINGRESP) && rl != 0)
+            return bt_errf(err, errlen, "%s remaining length %zu (must be 0)",
+                           bt_mqtt_type_name(type), rl);
+        return 0;
+    }
     switch (type) {
     case BT_MQTT_CONNACK:
     case BT_MQTT_PUBACK:
@@ -59,12 +81,13 @@ static int check_fixed_length(int type, size_t rl, char *err, size_t errlen)
     return 0;
 }
 
-int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total, char *err,
-                      size_t errlen)
+int bt_mqtt_frame_len_v(const uint8_t *buf, size_t len, size_t max_packet, int version,
+                        size_t *total, char *err, size_t errlen)
 {
+    bool v5 = version == BT_MQTT_V5;
     if (len < 1)
         return 0;
-    if (check_first_byte(buf[0], err, errlen) < 0)
+    if (check_first_byte(buf[0], v5, err, errlen) < 0)
         return -1;
     size_t rl = 0, hdr = 0;
     for (size_t i = 1; i <= 4; i++) {
@@ -81,10 +104,16 @@ int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t 
     size_t whole = hdr + rl;
     if (max_packet && whole > max_packet)
         return bt_errf(err, errlen, "packet too large (%zu > %zu)", whole, max_packet);
-    if (check_fixed_length(buf[0] >> 4, rl, err, errlen) < 0)
+    if (check_fixed_length(buf[0] >> 4, rl, v5, err, errlen) < 0)
         return -1;
     *total = whole;
     return 1;
+}
+
+int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total, char *err,
+                      size_t errlen)
+{
+    return bt_mqtt_frame_len_v(buf, len, max_packet, BT_MQTT_V311, total, err, errlen);
 }
 
 /* ---- variable header and payload ----------------------------------------------------- */
@@ -161,8 +190,14 @@ static void quote_name(const uint8_t *s, size_t n, char *out, size_t cap)
     out[o] = '\0';
 }
 
-/* Returns -2 (not -1) for an unsupported level so that the caller keeps what was filled in. */
-static int decode_connect(reader *r, bt_mqtt_connect *c)
+static int rd_props(reader *r, int type, bt_mqtt_props *ps)
+{
+    return bt_mqtt_props_read(&r->p, r->end, type, ps, r->err, r->errlen);
+}
+
+/* Returns -2 (not -1) for an unsupported level so that the caller keeps what was filled in.
+ * Level 5 is supported when allow5. */
+static int decode_connect(reader *r, bt_mqtt_connect *c, bool allow5)
 {
     bt_mqtt_bin name = {NULL, 0};
     if (rd_bin(r, &name, "protocol name") < 0)
@@ -182,7 +217,7 @@ static int decode_connect(reader *r, bt_mqtt_connect *c)
     if ((mqtt && level == 3) || (mqisdp && level == 4))
         return bt_errf(r->err, r->errlen, "CONNECT protocol name %s with level %u",
                        mqtt ? "MQTT" : "MQIsdp", level);
-    if (level != 3 && level != 4) {
+    if (level != 3 && level != 4 && !(allow5 && mqtt && level == 5)) {
         c->protocol_level = level;
         bt_errf(r->err, r->errlen, "unsupported protocol level %u", level);
         return -2;
@@ -202,11 +237,21 @@ static int decode_connect(reader *r, bt_mqtt_connect *c)
         return bt_errf(r->err, r->errlen, "will flag clear but will qos set");
     if (!c->will_flag && c->will_retain)
         return bt_errf(r->err, r->errlen, "will flag clear but will retain set");
-    /* MQTT 3.1 did not forbid it; 3.1.1 §3.1.2.9 does. */
+    /* MQTT 3.1 did not forbid it; 3.1.1 §3.1.2.9 does; 5.0 allows it again (§3.1.2.9). */
     if (level == 4 && c->has_password && !c->has_username)
         return bt_errf(r->err, r->errlen, "password without username");
+    if (level == 5) {
+        if (rd_props(r, BT_MQTT_CONNECT, &c->props) < 0)
+            return -1;
+        uint64_t auth = (uint64_t)1 << BT_MQTT_PROP_AUTH_DATA;
+        if ((c->props.present & auth) &&
+            !(c->props.present & ((uint64_t)1 << BT_MQTT_PROP_AUTH_METHOD)))
+            return bt_errf(r->err, r->errlen, "CONNECT authentication data without a method");
+    }
 
     if (rd_str(r, &c->client_id, "client id") < 0)
+        return -1;
+    if (c->will_flag && level == 5 && rd_props(r, 0, &c->will_props) < 0)
         return -1;
     if (c->will_flag && (rd_str(r, &c->will_topic, "will topic") < 0 ||
                          rd_bin(r, &c->will_payload, "will payload") < 0))
@@ -234,7 +279,7 @@ static int decode_connack(reader *r, bt_mqtt_connack *c)
     return 0;
 }
 
-static int decode_publish(reader *r, uint8_t first, bt_mqtt_publish *p)
+static int decode_publish(reader *r, uint8_t first, bool v5, bt_mqtt_publish *p)
 {
     p->dup = first & 0x08;
     p->qos = (first >> 1) & 3;
@@ -243,6 +288,13 @@ static int decode_publish(reader *r, uint8_t first, bt_mqtt_publish *p)
         return -1;
     if (p->qos > 0 && rd_packet_id(r, &p->packet_id, BT_MQTT_PUBLISH) < 0)
         return -1;
+    if (v5) {
+        if (rd_props(r, BT_MQTT_PUBLISH, &p->props) < 0)
+            return -1;
+        /* §3.3.2.1: an empty topic needs an alias */
+        if (p->topic.len == 0 && !(p->props.present & ((uint64_t)1 << BT_MQTT_PROP_TOPIC_ALIAS)))
+            return bt_errf(r->err, r->errlen, "PUBLISH empty topic without a topic alias");
+    }
     p->payload.ptr = r->p;
     p->payload.len = left(r);
     r->p = r->end;
@@ -250,9 +302,11 @@ static int decode_publish(reader *r, uint8_t first, bt_mqtt_publish *p)
 }
 
 /* SUBSCRIBE and UNSUBSCRIBE: the list is validated here once, then only walked. */
-static int decode_sub_list(reader *r, int type, bt_mqtt_sub_list *l)
+static int decode_sub_list(reader *r, int type, bool v5, bt_mqtt_sub_list *l)
 {
     if (rd_packet_id(r, &l->packet_id, type) < 0)
+        return -1;
+    if (v5 && rd_props(r, type, &l->props) < 0)
         return -1;
     const char *name = bt_mqtt_type_name(type);
     l->raw.ptr = r->p;
@@ -265,7 +319,16 @@ static int decode_sub_list(reader *r, int type, bt_mqtt_sub_list *l)
             if (left(r) < 1)
                 return bt_errf(r->err, r->errlen, "truncated SUBSCRIBE: no requested qos");
             uint8_t q = *r->p++;
-            if (q & 0xFC)
+            if (v5) {
+                /* §3.8.3.1: bits 6-7 reserved, retain handling 3 is a protocol error */
+                if (q & 0xC0)
+                    return bt_errf(r->err, r->errlen,
+                                   "SUBSCRIBE reserved bits set in subscription options");
+                if (BT_MQTT_SUBOPT_RETAIN_HANDLING(q) == 3)
+                    return bt_errf(r->err, r->errlen, "SUBSCRIBE retain handling 3");
+                if (BT_MQTT_SUBOPT_QOS(q) == 3)
+                    return bt_errf(r->err, r->errlen, "SUBSCRIBE qos 3");
+            } else if (q & 0xFC)
                 return bt_errf(r->err, r->errlen, "SUBSCRIBE reserved bits set in requested qos");
             if (q == 3)
                 return bt_errf(r->err, r->errlen, "SUBSCRIBE qos 3");
@@ -277,28 +340,94 @@ static int decode_sub_list(reader *r, int type, bt_mqtt_sub_list *l)
     return 0;
 }
 
-static int decode_suback(reader *r, bt_mqtt_suback *s)
+/* SUBACK, and UNSUBACK in 5.0. */
+static int decode_suback(reader *r, int type, bool v5, bt_mqtt_suback *s)
 {
-    if (rd_packet_id(r, &s->packet_id, BT_MQTT_SUBACK) < 0)
+    const char *name = bt_mqtt_type_name(type);
+    if (rd_packet_id(r, &s->packet_id, type) < 0)
+        return -1;
+    if (v5 && rd_props(r, type, &s->props) < 0)
         return -1;
     if (left(r) == 0)
-        return bt_errf(r->err, r->errlen, "SUBACK with no return codes");
+        return bt_errf(r->err, r->errlen, "%s with no return codes", name);
     for (const uint8_t *c = r->p; c < r->end; c++)
-        if (*c > 2 && *c != BT_MQTT_SUBACK_FAILURE)
-            return bt_errf(r->err, r->errlen, "SUBACK return code 0x%02x invalid", *c);
+        if (v5 ? !bt_mqtt_reason_valid(type, *c) : *c > 2 && *c != BT_MQTT_SUBACK_FAILURE)
+            return bt_errf(r->err, r->errlen, "%s return code 0x%02x invalid", name, *c);
     s->codes = r->p;
     s->count = left(r);
     r->p = r->end;
     return 0;
 }
 
+/* 5.0 CONNACK: flags, reason code, properties. */
+static int decode_connack5(reader *r, bt_mqtt_connack *c)
+{
+    uint8_t flags = r->p[0], rc = r->p[1]; /* length >= 3 checked with the header */
+    r->p += 2;
+    if (flags & 0xFE)
+        return bt_errf(r->err, r->errlen, "reserved bits set in CONNACK flags");
+    if (!bt_mqtt_reason_valid(BT_MQTT_CONNACK, rc))
+        return bt_errf(r->err, r->errlen, "CONNACK reason code 0x%02x invalid", rc);
+    if ((flags & 1) && rc != 0)
+        return bt_errf(r->err, r->errlen, "CONNACK session present with reason code 0x%02x", rc);
+    c->session_present = flags & 1;
+    c->return_code = rc;
+    return rd_props(r, BT_MQTT_CONNACK, &c->props);
+}
+
+/* 5.0 PUB acks (packet id first), DISCONNECT and AUTH: reason code and properties, both
+ * omitted for reason 0 without properties (§3.4.2.1, §3.14.2.1, §3.15.2.1). */
+static int decode_reason(reader *r, int type, bt_mqtt_ack *a)
+{
+    bool has_id = type != BT_MQTT_DISCONNECT && type != BT_MQTT_AUTH;
+    if (has_id && rd_packet_id(r, &a->packet_id, type) < 0)
+        return -1;
+    if (!left(r))
+        return 0;
+    a->reason = *r->p++;
+    if (!bt_mqtt_reason_valid(type, a->reason))
+        return bt_errf(r->err, r->errlen, "%s reason code 0x%02x invalid", bt_mqtt_type_name(type),
+                       a->reason);
+    if (!left(r))
+        return 0;
+    if (rd_props(r, type, &a->props) < 0)
+        return -1;
+    if (left(r))
+        return bt_errf(r->err, r->errlen, "%zu trailing bytes in %s", left(r),
+                       bt_mqtt_type_name(type));
+    return 0;
+}
+
+/* Decodes one packet of a 5.0 connection other than CONNECT. */
+static int decode_v5(reader *r, int type, uint8_t first, bt_mqtt_packet *out)
+{
+    switch (type) {
+    case BT_MQTT_CONNACK: return decode_connack5(r, &out->connack);
+    case BT_MQTT_PUBLISH: return decode_publish(r, first, true, &out->publish);
+    case BT_MQTT_SUBSCRIBE:
+    case BT_MQTT_UNSUBSCRIBE: return decode_sub_list(r, type, true, &out->subscribe);
+    case BT_MQTT_SUBACK:
+    case BT_MQTT_UNSUBACK: return decode_suback(r, type, true, &out->suback);
+    case BT_MQTT_PINGREQ:
+    case BT_MQTT_PINGRESP: return 0;
+    default: return decode_reason(r, type, &out->ack);
+    }
+}
+
 int bt_mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, bt_mqtt_packet *out,
                    size_t *consumed, char *err, size_t errlen)
+{
+    return bt_mqtt_decode_v(buf, len, max_packet, BT_MQTT_V311, out, consumed, err, errlen);
+}
+
+int bt_mqtt_decode_v(const uint8_t *buf, size_t len, size_t max_packet, int version,
+                     bt_mqtt_packet *out, size_t *consumed, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     *consumed = 0;
     size_t total;
-    int rc = bt_mqtt_frame_len(buf, len, max_packet, &total, err, errlen);
+    bool v5 = version == BT_MQTT_V5;
+    int rc = bt_mqtt_frame_len_v(buf, len, max_packet, version, &total, err, errlen);
     if (rc <= 0)
         return rc;
     if (len < total)
@@ -310,22 +439,32 @@ int bt_mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, bt_mqtt_pa
     reader r = {buf + 1 + rl_bytes, buf + total, err, errlen};
     int type = buf[0] >> 4;
     out->type = (bt_mqtt_type)type;
-    switch (type) {
-    case BT_MQTT_CONNECT: rc = decode_connect(&r, &out->connect); break;
-    case BT_MQTT_CONNACK: rc = decode_connack(&r, &out->connack); break;
-    case BT_MQTT_PUBLISH: rc = decode_publish(&r, buf[0], &out->publish); break;
-    case BT_MQTT_PUBACK:
-    case BT_MQTT_PUBREC:
-    case BT_MQTT_PUBREL:
-    case BT_MQTT_PUBCOMP:
-    case BT_MQTT_UNSUBACK: rc = rd_packet_id(&r, &out->ack.packet_id, type); break;
-    case BT_MQTT_SUBSCRIBE:
-    case BT_MQTT_UNSUBSCRIBE: rc = decode_sub_list(&r, type, &out->subscribe); break;
-    case BT_MQTT_SUBACK: rc = decode_suback(&r, &out->suback); break;
-    default: /* PINGREQ, PINGRESP, DISCONNECT: empty, length checked with the header */
-        rc = 0;
-        break;
-    }
+    if (type == BT_MQTT_CONNECT) {
+        rc = decode_connect(&r, &out->connect, v5);
+        if (rc == 0 && out->connect.protocol_level == BT_MQTT_V5)
+            out->version = BT_MQTT_V5;
+    } else if (v5) {
+        out->version = BT_MQTT_V5;
+        rc = decode_v5(&r, type, buf[0], out);
+        if (rc == 0 && left(&r))
+            rc =
+                bt_errf(err, errlen, "%zu trailing bytes in %s", left(&r), bt_mqtt_type_name(type));
+    } else
+        switch (type) {
+        case BT_MQTT_CONNACK: rc = decode_connack(&r, &out->connack); break;
+        case BT_MQTT_PUBLISH: rc = decode_publish(&r, buf[0], false, &out->publish); break;
+        case BT_MQTT_PUBACK:
+        case BT_MQTT_PUBREC:
+        case BT_MQTT_PUBREL:
+        case BT_MQTT_PUBCOMP:
+        case BT_MQTT_UNSUBACK: rc = rd_packet_id(&r, &out->ack.packet_id, type); break;
+        case BT_MQTT_SUBSCRIBE:
+        case BT_MQTT_UNSUBSCRIBE: rc = decode_sub_list(&r, type, false, &out->subscribe); break;
+        case BT_MQTT_SUBACK: rc = decode_suback(&r, type, false, &out->suback); break;
+        default: /* PINGREQ, PINGRESP, DISCONNECT: empty, length checked with the header */
+            rc = 0;
+            break;
+        }
     if (rc == -2)
         return -1; /* unsupported CONNECT level: out keeps type and level */
     if (rc < 0) {

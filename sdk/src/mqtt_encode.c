@@ -1,8 +1,9 @@
-/* MQTT 3.1 / 3.1.1 encoder: packets into a caller's buffer. Sizes are computed first, so a
- * buffer that is too small is reported with the size it needs and left untouched; a packet
- * the decoder would reject is never written. */
+/* MQTT 3.1 / 3.1.1 / 5.0 encoder: packets into a caller's buffer. Sizes are computed first,
+ * so a buffer that is too small is reported with the size it needs and left untouched; a
+ * packet the decoder would reject is never written. */
 #include "baetyl/mqtt_codec.h"
 #include "baetyl/error.h"
+#include "mqtt_props.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -64,9 +65,23 @@ static int check_str(bt_mqtt_str s, const char *what, char *err, size_t errlen)
 
 /* ---- validation and sizes ------------------------------------------------------------ */
 
+static ssize_t props_add(size_t *rl, const bt_mqtt_props *ps, int type, char *err, size_t errlen)
+{
+    ssize_t n = bt_mqtt_props_size(ps, type, err, errlen);
+    if (n < 0)
+        return -1;
+    *rl += (size_t)n;
+    return 0;
+}
+
+static bool props_empty(const bt_mqtt_props *ps)
+{
+    return ps->list ? ps->count == 0 : ps->raw.len == 0;
+}
+
 static ssize_t connect_rl(const bt_mqtt_connect *c, char *err, size_t errlen)
 {
-    if (c->protocol_level != 3 && c->protocol_level != 4)
+    if (c->protocol_level != 3 && c->protocol_level != 4 && c->protocol_level != 5)
         return bt_errf(err, errlen, "unsupported protocol level %u", c->protocol_level);
     if (c->will_qos > 2)
         return bt_errf(err, errlen, "will qos %u", c->will_qos);
@@ -76,7 +91,17 @@ static ssize_t connect_rl(const bt_mqtt_connect *c, char *err, size_t errlen)
         return bt_errf(err, errlen, "will flag clear but will retain set");
     if (c->protocol_level == 4 && c->has_password && !c->has_username)
         return bt_errf(err, errlen, "password without username");
-    size_t rl = (c->protocol_level == 4 ? 6 : 8) + 4; /* name, level, flags, keepalive */
+    size_t rl = (c->protocol_level == 3 ? 8 : 6) + 4; /* name, level, flags, keepalive */
+    if (c->protocol_level == 5) {
+        if (props_add(&rl, &c->props, BT_MQTT_CONNECT, err, errlen) < 0)
+            return -1;
+        bt_mqtt_prop m;
+        if (bt_mqtt_props_get(&c->props, BT_MQTT_PROP_AUTH_DATA, NULL) &&
+            !bt_mqtt_props_get(&c->props, BT_MQTT_PROP_AUTH_METHOD, &m))
+            return bt_errf(err, errlen, "CONNECT authentication data without a method");
+        if (c->will_flag && props_add(&rl, &c->will_props, 0, err, errlen) < 0)
+            return -1;
+    }
     if (check_str(c->client_id, "client id", err, errlen) < 0)
         return -1;
     rl += 2 + c->client_id.len;
@@ -101,7 +126,7 @@ static ssize_t connect_rl(const bt_mqtt_connect *c, char *err, size_t errlen)
 
 /* PUBLISH rules shared by the generic and the hot-path encoders (no UTF-8 check here). */
 static ssize_t publish_rl(size_t topic_len, const void *topic, size_t payload_len, int qos,
-                          bool dup, uint16_t packet_id, char *err, size_t errlen)
+                          bool dup, uint16_t packet_id, size_t props_len, char *err, size_t errlen)
 {
     if (qos < 0 || qos > 2)
         return bt_errf(err, errlen, "PUBLISH qos %d", qos);
@@ -111,7 +136,7 @@ static ssize_t publish_rl(size_t topic_len, const void *topic, size_t payload_le
         return bt_errf(err, errlen, "packet id 0 in PUBLISH");
     if (check_bin(topic, topic_len, "topic", err, errlen) < 0)
         return -1;
-    size_t fixed = 2 + topic_len + (qos ? 2 : 0);
+    size_t fixed = 2 + topic_len + (qos ? 2 : 0) + props_len;
     if (payload_len > BT_MQTT_MAX_REMAINING - fixed)
         return bt_errf(err, errlen, "PUBLISH payload too large (%zu bytes)", payload_len);
     return (ssize_t)(fixed + payload_len);
@@ -135,7 +160,10 @@ static ssize_t sub_list_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
     while (bt_mqtt_sub_next(&it, &t, &q)) {
         if (check_str(t, "topic filter", err, errlen) < 0)
             return -1;
-        if (q > 2)
+        if (p->version == BT_MQTT_V5 && sub) {
+            if ((q & 0xC0) || BT_MQTT_SUBOPT_RETAIN_HANDLING(q) == 3 || BT_MQTT_SUBOPT_QOS(q) == 3)
+                return bt_errf(err, errlen, "SUBSCRIBE options 0x%02x invalid", q);
+        } else if (q > 2)
             return bt_errf(err, errlen, "SUBSCRIBE qos %u", q);
         rl += 2 + t.len + (sub ? 1 : 0);
         if (rl > BT_MQTT_MAX_REMAINING)
@@ -148,6 +176,8 @@ static ssize_t sub_list_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
         return bt_errf(err, errlen, "%s with no topic filter", name);
     if (n != l->count)
         return bt_errf(err, errlen, "%s count %zu but its list has %zu", name, l->count, n);
+    if (p->version == BT_MQTT_V5 && props_add(&rl, &l->props, p->type, err, errlen) < 0)
+        return -1;
     return (ssize_t)rl;
 }
 
@@ -166,6 +196,98 @@ static ssize_t suback_rl(uint16_t packet_id, const uint8_t *codes, size_t n, cha
     return (ssize_t)(2 + n);
 }
 
+/* A PUBLISH given as a packet (3.1.x or 5.0): its strings checked too. */
+static ssize_t publish_packet_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
+{
+    const bt_mqtt_publish *x = &p->publish;
+    if (check_str(x->topic, "topic", err, errlen) < 0)
+        return -1;
+    if (x->payload.len && !x->payload.ptr)
+        return bt_errf(err, errlen, "payload is NULL");
+    size_t pl = 0;
+    if (p->version == BT_MQTT_V5) {
+        if (props_add(&pl, &x->props, BT_MQTT_PUBLISH, err, errlen) < 0)
+            return -1;
+        if (x->topic.len == 0 && !bt_mqtt_props_get(&x->props, BT_MQTT_PROP_TOPIC_ALIAS, NULL))
+            return bt_errf(err, errlen, "PUBLISH empty topic without a topic alias");
+    }
+    return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup, x->packet_id, pl,
+                      err, errlen);
+}
+
+/* 5.0 SUBACK and UNSUBACK. */
+static ssize_t suback5_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
+{
+    const bt_mqtt_suback *s = &p->suback;
+    const char *name = bt_mqtt_type_name(p->type);
+    if (s->packet_id == 0)
+        return bt_errf(err, errlen, "packet id 0 in %s", name);
+    if (s->count == 0 || !s->codes)
+        return bt_errf(err, errlen, "%s with no return codes", name);
+    for (size_t i = 0; i < s->count; i++)
+        if (!bt_mqtt_reason_valid(p->type, s->codes[i]))
+            return bt_errf(err, errlen, "%s return code 0x%02x invalid", name, s->codes[i]);
+    size_t rl = 2 + s->count;
+    if (props_add(&rl, &s->props, p->type, err, errlen) < 0)
+        return -1;
+    if (rl > BT_MQTT_MAX_REMAINING)
+        return bt_errf(err, errlen, "%s too large", name);
+    return (ssize_t)rl;
+}
+
+/* 5.0 PUB acks, DISCONNECT and AUTH: no reason code when it is 0 and there are no
+ * properties, no property length when there are none. */
+static ssize_t reason_rl(const bt_mqtt_packet *p, char *err, size_t errlen)
+{
+    const bt_mqtt_ack *a = &p->ack;
+    const char *name = bt_mqtt_type_name(p->type);
+    bool has_id = p->type != BT_MQTT_DISCONNECT && p->type != BT_MQTT_AUTH;
+    if (has_id && a->packet_id == 0)
+        return bt_errf(err, errlen, "packet id 0 in %s", name);
+    if (!bt_mqtt_reason_valid(p->type, a->reason))
+        return bt_errf(err, errlen, "%s reason code 0x%02x invalid", name, a->reason);
+    size_t rl = has_id ? 2 : 0;
+    if (a->reason == 0 && props_empty(&a->props))
+        return bt_mqtt_props_check(&a->props, p->type, NULL, err, errlen) < 0 ? -1 : (ssize_t)rl;
+    rl++;
+    if (props_empty(&a->props)) /* no property length either (§3.4.2.2.1) */
+        return (ssize_t)rl;
+    if (props_add(&rl, &a->props, p->type, err, errlen) < 0)
+        return -1;
+    return (ssize_t)rl;
+}
+
+static ssize_t remaining5(const bt_mqtt_packet *p, char *err, size_t errlen)
+{
+    size_t rl;
+    switch (p->type) {
+    case BT_MQTT_CONNACK:
+        if (!bt_mqtt_reason_valid(BT_MQTT_CONNACK, p->connack.return_code))
+            return bt_errf(err, errlen, "CONNACK reason code 0x%02x invalid",
+                           p->connack.return_code);
+        if (p->connack.session_present && p->connack.return_code)
+            return bt_errf(err, errlen, "CONNACK session present with reason code 0x%02x",
+                           p->connack.return_code);
+        rl = 2;
+        return props_add(&rl, &p->connack.props, BT_MQTT_CONNACK, err, errlen) < 0 ? -1
+                                                                                   : (ssize_t)rl;
+    case BT_MQTT_PUBLISH: return publish_packet_rl(p, err, errlen);
+    case BT_MQTT_SUBSCRIBE:
+    case BT_MQTT_UNSUBSCRIBE: return sub_list_rl(p, err, errlen);
+    case BT_MQTT_SUBACK:
+    case BT_MQTT_UNSUBACK: return suback5_rl(p, err, errlen);
+    case BT_MQTT_PINGREQ:
+    case BT_MQTT_PINGRESP: return 0;
+    case BT_MQTT_PUBACK:
+    case BT_MQTT_PUBREC:
+    case BT_MQTT_PUBREL:
+    case BT_MQTT_PUBCOMP:
+    case BT_MQTT_DISCONNECT:
+    case BT_MQTT_AUTH: return reason_rl(p, err, errlen);
+    default: return bt_errf(err, errlen, "unknown packet type %d", (int)p->type);
+    }
+}
+
 static bool is_ack(int type)
 {
     return type == BT_MQTT_PUBACK || type == BT_MQTT_PUBREC || type == BT_MQTT_PUBREL ||
@@ -175,8 +297,17 @@ static bool is_ack(int type)
 /* Remaining length of p, or -1 with a reason. */
 static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
 {
+    if (p->type == BT_MQTT_CONNECT) {
+        if ((p->connect.protocol_level == 5) != (p->version == BT_MQTT_V5))
+            return bt_errf(err, errlen, "CONNECT level %u in a packet of version %u",
+                           p->connect.protocol_level, p->version);
+        return connect_rl(&p->connect, err, errlen);
+    }
+    if (p->version == BT_MQTT_V5)
+        return remaining5(p, err, errlen);
+    if (p->version != 0)
+        return bt_errf(err, errlen, "packet version %u (0 or 5)", p->version);
     switch (p->type) {
-    case BT_MQTT_CONNECT: return connect_rl(&p->connect, err, errlen);
     case BT_MQTT_CONNACK:
         if (p->connack.return_code > BT_MQTT_CONNACK_NOT_AUTHORIZED)
             return bt_errf(err, errlen, "CONNACK return code %u unknown", p->connack.return_code);
@@ -184,15 +315,7 @@ static ssize_t remaining(const bt_mqtt_packet *p, char *err, size_t errlen)
             return bt_errf(err, errlen, "CONNACK session present with return code %u",
                            p->connack.return_code);
         return 2;
-    case BT_MQTT_PUBLISH: {
-        const bt_mqtt_publish *x = &p->publish;
-        if (check_str(x->topic, "topic", err, errlen) < 0)
-            return -1;
-        if (x->payload.len && !x->payload.ptr)
-            return bt_errf(err, errlen, "payload is NULL");
-        return publish_rl(x->topic.len, x->topic.ptr, x->payload.len, x->qos, x->dup, x->packet_id,
-                          err, errlen);
-    }
+    case BT_MQTT_PUBLISH: return publish_packet_rl(p, err, errlen);
     case BT_MQTT_PUBACK:
     case BT_MQTT_PUBREC:
     case BT_MQTT_PUBREL:
@@ -235,7 +358,8 @@ static uint8_t first_byte(const bt_mqtt_packet *p)
 
 static void write_connect(uint8_t *b, const bt_mqtt_connect *c)
 {
-    if (c->protocol_level == 4)
+    bool v5 = c->protocol_level == 5;
+    if (c->protocol_level != 3)
         b = put_bytes(b, "MQTT", 4);
     else
         b = put_bytes(b, "MQIsdp", 6);
@@ -246,8 +370,12 @@ static void write_connect(uint8_t *b, const bt_mqtt_connect *c)
                               (c->has_password ? 0x40 : 0) | (c->has_username ? 0x80 : 0));
     *b++ = flags;
     b = put_u16(b, c->keepalive);
+    if (v5)
+        b = bt_mqtt_props_write(b, &c->props);
     b = put_bytes(b, c->client_id.ptr, c->client_id.len);
     if (c->will_flag) {
+        if (v5)
+            b = bt_mqtt_props_write(b, &c->will_props);
         b = put_bytes(b, c->will_topic.ptr, c->will_topic.len);
         b = put_bytes(b, c->will_payload.ptr, c->will_payload.len);
     }
@@ -259,7 +387,8 @@ static void write_connect(uint8_t *b, const bt_mqtt_connect *c)
 
 /* Fixed header, topic and packet id of a PUBLISH whose remaining length is rl. */
 static size_t write_publish_head(uint8_t *buf, size_t rl, const char *topic, size_t topic_len,
-                                 int qos, bool retain, bool dup, uint16_t packet_id)
+                                 int qos, bool retain, bool dup, uint16_t packet_id,
+                                 const bt_mqtt_props *props)
 {
     uint8_t first =
         (uint8_t)(BT_MQTT_PUBLISH << 4 | (dup ? 0x08 : 0) | qos << 1 | (retain ? 1 : 0));
@@ -267,7 +396,64 @@ static size_t write_publish_head(uint8_t *buf, size_t rl, const char *topic, siz
     b = put_bytes(b, topic, topic_len);
     if (qos)
         b = put_u16(b, packet_id);
+    if (props)
+        b = bt_mqtt_props_write(b, props);
     return (size_t)(b - buf);
+}
+
+/* Packet id, 5.0 properties (props not NULL) and the list of a SUBSCRIBE or UNSUBSCRIBE. */
+static void write_sub_list(uint8_t *b, const bt_mqtt_packet *p, const bt_mqtt_props *props)
+{
+    b = put_u16(b, p->subscribe.packet_id);
+    if (props)
+        b = bt_mqtt_props_write(b, props);
+    bt_mqtt_sub_iter it;
+    bt_mqtt_sub_iter_init(&it, p);
+    bt_mqtt_str t = {NULL, 0};
+    uint8_t q = 0;
+    while (bt_mqtt_sub_next(&it, &t, &q)) {
+        b = put_bytes(b, t.ptr, t.len);
+        if (p->type == BT_MQTT_SUBSCRIBE)
+            *b++ = q;
+    }
+}
+
+/* Packet id, 5.0 properties (props not NULL) and the codes of a SUBACK (or 5.0 UNSUBACK). */
+static void write_codes(uint8_t *b, const bt_mqtt_packet *p, const bt_mqtt_props *props)
+{
+    b = put_u16(b, p->suback.packet_id);
+    if (props)
+        b = bt_mqtt_props_write(b, props);
+    memcpy(b, p->suback.codes, p->suback.count);
+}
+
+/* Body of a 5.0 packet other than CONNECT and PUBLISH, whose remaining length is rl. */
+static void write5(uint8_t *b, const bt_mqtt_packet *p, size_t rl)
+{
+    switch (p->type) {
+    case BT_MQTT_CONNACK:
+        *b++ = p->connack.session_present ? 1 : 0;
+        *b++ = p->connack.return_code;
+        bt_mqtt_props_write(b, &p->connack.props);
+        break;
+    case BT_MQTT_SUBSCRIBE:
+    case BT_MQTT_UNSUBSCRIBE: write_sub_list(b, p, &p->subscribe.props); break;
+    case BT_MQTT_SUBACK:
+    case BT_MQTT_UNSUBACK: write_codes(b, p, &p->suback.props); break;
+    case BT_MQTT_PINGREQ:
+    case BT_MQTT_PINGRESP: break;
+    default: { /* PUB acks, DISCONNECT, AUTH */
+        bool has_id = p->type != BT_MQTT_DISCONNECT && p->type != BT_MQTT_AUTH;
+        if (has_id)
+            b = put_u16(b, p->ack.packet_id);
+        if (rl > (has_id ? 2u : 0u)) {
+            *b++ = p->ack.reason;
+            if (!props_empty(&p->ack.props))
+                bt_mqtt_props_write(b, &p->ack.props);
+        }
+        break;
+    }
+    }
 }
 
 ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap)
@@ -280,13 +466,18 @@ ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap)
         return (ssize_t)total;
     if (p->type == BT_MQTT_PUBLISH) {
         const bt_mqtt_publish *x = &p->publish;
+        bool v5 = p->version == BT_MQTT_V5;
         size_t head = write_publish_head(buf, rl, x->topic.ptr, x->topic.len, x->qos, x->retain,
-                                         x->dup, x->packet_id);
+                                         x->dup, x->packet_id, v5 ? &x->props : NULL);
         if (x->payload.len)
             memcpy(buf + head, x->payload.ptr, x->payload.len);
         return (ssize_t)total;
     }
     uint8_t *b = buf + put_header(buf, first_byte(p), rl);
+    if (p->version == BT_MQTT_V5 && p->type != BT_MQTT_CONNECT) {
+        write5(b, p, rl);
+        return (ssize_t)total;
+    }
     switch (p->type) {
     case BT_MQTT_CONNECT: write_connect(b, &p->connect); break;
     case BT_MQTT_CONNACK:
@@ -294,23 +485,8 @@ ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap)
         b[1] = p->connack.return_code;
         break;
     case BT_MQTT_SUBSCRIBE:
-    case BT_MQTT_UNSUBSCRIBE: {
-        b = put_u16(b, p->subscribe.packet_id);
-        bt_mqtt_sub_iter it;
-        bt_mqtt_sub_iter_init(&it, p);
-        bt_mqtt_str t = {NULL, 0};
-        uint8_t q = 0;
-        while (bt_mqtt_sub_next(&it, &t, &q)) {
-            b = put_bytes(b, t.ptr, t.len);
-            if (p->type == BT_MQTT_SUBSCRIBE)
-                *b++ = q;
-        }
-        break;
-    }
-    case BT_MQTT_SUBACK:
-        b = put_u16(b, p->suback.packet_id);
-        memcpy(b, p->suback.codes, p->suback.count);
-        break;
+    case BT_MQTT_UNSUBSCRIBE: write_sub_list(b, p, NULL); break;
+    case BT_MQTT_SUBACK: write_codes(b, p, NULL); break;
     case BT_MQTT_PINGREQ:
     case BT_MQTT_PINGRESP:
     case BT_MQTT_DISCONNECT: break;
@@ -325,13 +501,14 @@ ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topi
                                       size_t payload_len, int qos, bool retain, bool dup,
                                       uint16_t packet_id)
 {
-    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id, NULL, 0);
+    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id, 0, NULL, 0);
     if (srl < 0)
         return -1;
     size_t rl = (size_t)srl, head = 1 + vlen(rl) + rl - payload_len;
     if (head > cap)
         return (ssize_t)head;
-    return (ssize_t)write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id);
+    return (ssize_t)write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id,
+                                       NULL);
 }
 
 ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
@@ -340,13 +517,13 @@ ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size
 {
     if (payload_len && !payload)
         return -1;
-    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id, NULL, 0);
+    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id, 0, NULL, 0);
     if (srl < 0)
         return -1;
     size_t rl = (size_t)srl, total = 1 + vlen(rl) + rl;
     if (total > cap)
         return (ssize_t)total;
-    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id);
+    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, NULL);
     if (payload_len)
         memcpy(buf + head, payload, payload_len);
     return (ssize_t)total;

@@ -39,7 +39,7 @@ CONFIG_ERRORS = [
     ("no_username", "principals:\n  - {password: p}\n", ["username"]),
     ("bad_action", "principals:\n  - username: u\n    password: p\n    permissions:\n"
                    "      - {action: publish, permit: ['a']}\n", ["action"]),
-    ("route_qos2", "subscriptions:\n  - source: {topic: a}\n    target: {topic: b, qos: 2}\n", ["qos"]),
+    ("route_qos3", "subscriptions:\n  - source: {topic: a}\n    target: {topic: b, qos: 3}\n", ["qos"]),
 ]
 
 
@@ -92,7 +92,7 @@ BAD = [
      "  - source: {topic: 'b'}\n    target: {topic: c}\n"
      "  - source: {topic: '+'}\n    target: {topic: a}\n", "cycle"),
     ("subscriptions:\n  - source: {topic: 'x/#'}\n    target: {topic: x/y}\n", "cycle"),
-    ("subscriptions:\n  - source: {topic: a, qos: 2}\n    target: {topic: b}\n", "qos"),
+    ("subscriptions:\n  - source: {topic: a, qos: 3}\n    target: {topic: b}\n", "qos"),
 ]
 
 

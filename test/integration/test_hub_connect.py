@@ -164,9 +164,9 @@ def test_connack_accepted(hub):
 
 def test_connack_1_bad_protocol_level(hub):
     c = RawClient(hub.port)
-    # level 5 with the MQTT name: CONNACK 1, then closed
+    # level 6 with the MQTT name: CONNACK 1, then closed (5 is MQTT 5.0: test_hub_mqtt5.py)
     pkt = bytearray(mqtt_connect(client_id="c1", username="test", password="hahaha"))
-    pkt[8] = 5
+    pkt[8] = 6
     c.send(bytes(pkt))
     p = c.recv()
     assert p is not None and p[0] == 2 and p[2][1] == 1

@@ -12,7 +12,7 @@ BAD = {
     "length_5_bytes": bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]),
     "truncated_topic": mqtt_packet(0x30, struct.pack(">H", 50) + b"abc"),
     "qos3": mqtt_packet(0x36, mqtt_str("a") + struct.pack(">H", 1) + b"x"),
-    "qos2": mqtt_publish("a", b"x", qos=2, pid=1),
+    "pid_zero_publish_qos2": mqtt_publish("a", b"x", qos=2, pid=0),
     "pid_zero_publish": mqtt_publish("a", b"x", qos=1, pid=0),
     "pid_zero_subscribe": mqtt_subscribe(0, [("a", 0)]),
     "empty_subscribe": mqtt_packet(0x82, struct.pack(">H", 1)),
@@ -23,7 +23,8 @@ BAD = {
     "dollar_topic": mqtt_publish("$SYS/x", b"x"),
     "reserved_type_0": bytes([0x00, 0x00]),
     "reserved_type_15": bytes([0xF0, 0x00]),
-    "pubrel": mqtt_packet(0x62, struct.pack(">H", 1)),
+    "pubrel_flags": mqtt_packet(0x60, struct.pack(">H", 1)),
+    "pubrec_long": mqtt_packet(0x50, struct.pack(">H", 1) + b"\x00"),
     "connack_from_client": bytes([0x20, 0x02, 0x00, 0x00]),
     "pingreq_with_body": bytes([0xC0, 0x01, 0x00]),
 }
@@ -69,6 +70,6 @@ def test_garbage_before_connect(shared_hub):
 
 def test_reasons_logged(shared_hub):
     log = shared_hub.read_log()
-    assert "QoS 2 is not supported" in log
+    assert "PUBREL flags must be 0x2" in log
     assert "malformed packet" in log
     assert "too large" in log or "length" in log

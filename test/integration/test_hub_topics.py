@@ -110,13 +110,13 @@ def test_permit_wildcards_only_cover_wildcards(shub):
 
 def test_suback_per_filter_and_only_granted_filters_deliver(shub):
     c = conn(shub, "mf", user="limited", pw="secret")
-    assert subscribe(c, [("a/mf", 1), ("b/mf", 0), ("test/mf", 0), ("a/mf2", 2)], pid=0x1234) == [1, 0x80, 0, 0x80]
+    assert subscribe(c, [("a/mf", 1), ("b/mf", 0), ("test/mf", 0), ("a/mf2", 2)], pid=0x1234) == [1, 0x80, 0, 2]
     p = conn(shub, "mf-p")
     for t in ("b/mf", "a/mf2", "a/mf", "test/mf"):
         p.send(mqtt_publish(t, t.encode(), qos=1, pid=7))
         assert p.recv()[0] == 4
-    got = sorted(get(c)[:3] for _ in range(2))
-    assert got == [("a/mf", b"a/mf", 1), ("test/mf", b"test/mf", 0)]
+    got = sorted(get(c)[:3] for _ in range(3))
+    assert got == [("a/mf", b"a/mf", 1), ("a/mf2", b"a/mf2", 1), ("test/mf", b"test/mf", 0)]
     nothing(c, 0.4)
 
 
@@ -155,7 +155,7 @@ def test_suback_codes(hub):
     p = c.recv()
     assert p[0] == 9
     assert p[2][:2] == b"\x00\x07"
-    assert list(p[2][2:]) == [0, 1, 0x80, 0x80, 0x80, 1, 0x80, 0x80]
+    assert list(p[2][2:]) == [0, 1, 0x80, 2, 0x80, 1, 0x80, 0x80]
 
 
 def test_publish_forbidden_closes(hub):

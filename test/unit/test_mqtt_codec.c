@@ -730,8 +730,10 @@ static void test_encode_invalid(void **state)
          "topic longer than 65535 bytes"},
         {{.type = BT_MQTT_PUBACK}, "packet id 0 in PUBACK"},
         {{.type = BT_MQTT_CONNACK, .connack = {.return_code = 6}}, "CONNACK return code 6 unknown"},
+        {{.type = BT_MQTT_CONNECT, .connect = {.protocol_level = 6}},
+         "unsupported protocol level 6"},
         {{.type = BT_MQTT_CONNECT, .connect = {.protocol_level = 5}},
-         "unsupported protocol level 5"},
+         "CONNECT level 5 in a packet of version 0"},
         {{.type = BT_MQTT_CONNECT, .connect = {.protocol_level = 4, .will_qos = 1}},
          "will flag clear but will qos set"},
         {{.type = BT_MQTT_CONNECT,
@@ -802,9 +804,443 @@ static void test_type_names(void **state)
     assert_string_equal(bt_mqtt_type_name(BT_MQTT_PUBLISH), "PUBLISH");
     assert_string_equal(bt_mqtt_type_name(BT_MQTT_UNSUBSCRIBE), "UNSUBSCRIBE");
     assert_string_equal(bt_mqtt_type_name(BT_MQTT_DISCONNECT), "DISCONNECT");
+    assert_string_equal(bt_mqtt_type_name(BT_MQTT_AUTH), "AUTH");
     assert_string_equal(bt_mqtt_type_name(0), "UNKNOWN");
-    assert_string_equal(bt_mqtt_type_name(15), "UNKNOWN");
+    assert_string_equal(bt_mqtt_type_name(16), "UNKNOWN");
     assert_string_equal(bt_mqtt_type_name(-1), "UNKNOWN");
+}
+
+/* ---- MQTT 5.0 ------------------------------------------------------------------------ */
+
+static int decode5_exact(const uint8_t *bytes, size_t len, bt_mqtt_packet *out, size_t *used,
+                         char *err, size_t errlen)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    if (len)
+        memcpy(copy, bytes, len);
+    int rc = bt_mqtt_decode_v(copy, len, 0, BT_MQTT_V5, out, used, err, errlen);
+    free(copy);
+    return rc;
+}
+
+static void round_trip5(const bt_mqtt_packet *p)
+{
+    char err[160] = "";
+    if (bt_mqtt_check(p, err, sizeof(err)) != 0)
+        fail_msg("check of %s: %s", bt_mqtt_type_name(p->type), err);
+    ssize_t n = bt_mqtt_encoded_len(p);
+    assert_true(n >= 2);
+    uint8_t *buf = malloc((size_t)n);
+    assert_non_null(buf);
+    assert_int_equal(bt_mqtt_encode(p, buf, (size_t)n), n);
+    bt_mqtt_packet back;
+    size_t used = 0;
+    if (bt_mqtt_decode_v(buf, (size_t)n, 0, BT_MQTT_V5, &back, &used, err, sizeof(err)) != 1)
+        fail_msg("decode of 5.0 %s failed: %s", bt_mqtt_type_name(p->type), err);
+    assert_int_equal(used, (size_t)n);
+    assert_int_equal(back.version, BT_MQTT_V5);
+    assert_true(bt_mqtt_packet_equal(p, &back));
+    /* the decoded (raw) form encodes to the same bytes */
+    uint8_t *again = malloc((size_t)n);
+    assert_int_equal(bt_mqtt_encode(&back, again, (size_t)n), n);
+    assert_memory_equal(again, buf, (size_t)n);
+    free(again);
+    free(buf);
+}
+
+#define P_NUM(i, v)           \
+    {                         \
+        .id = (i), .num = (v) \
+    }
+#define P_STR(i, lit)            \
+    {                            \
+        .id = (i), .bin = B(lit) \
+    }
+#define P_USER(k, v)                                                 \
+    {                                                                \
+        .id = BT_MQTT_PROP_USER_PROPERTY, .bin = B(k), .value = S(v) \
+    }
+#define PROPS(arr)                                             \
+    {                                                          \
+        .list = (arr), .count = sizeof(arr) / sizeof((arr)[0]) \
+    }
+
+static void test_v5_connect_bytes(void **state)
+{
+    static const bt_mqtt_prop cp[] = {P_NUM(BT_MQTT_PROP_SESSION_EXPIRY, 3600),
+                                      P_NUM(BT_MQTT_PROP_RECEIVE_MAXIMUM, 20), P_USER("k", "v")};
+    static const bt_mqtt_prop wp[] = {P_NUM(BT_MQTT_PROP_WILL_DELAY, 5)};
+    bt_mqtt_packet p = {.type = BT_MQTT_CONNECT,
+                        .version = BT_MQTT_V5,
+                        .connect = {.protocol_level = 5,
+                                    .clean_session = true,
+                                    .keepalive = 60,
+                                    .client_id = S("c"),
+                                    .will_flag = true,
+                                    .will_topic = S("w"),
+                                    .will_payload = B("x"),
+                                    .has_password = true, /* 5.0 allows it without username */
+                                    .password = B("p"),
+                                    .props = PROPS(cp),
+                                    .will_props = PROPS(wp)}};
+    static const uint8_t want[] = {0x10, 0x2C, 0x00, 0x04, 'M',  'Q',  'T',  'T',  0x05,
+                                   0x46, 0x00, 0x3C, /* header */
+                                   0x0F, 0x11, 0x00, 0x00, 0x0E, 0x10, 0x21, 0x00, 0x14,
+                                   0x26, 0x00, 0x01, 'k',  0x00, 0x01, 'v', /* properties */
+                                   0x00, 0x01, 'c',                         /* client id */
+                                   0x05, 0x18, 0x00, 0x00, 0x00, 0x05,      /* will props */
+                                   0x00, 0x01, 'w',  0x00, 0x01, 'x',  0x00, 0x01, 'p'};
+    uint8_t buf[128];
+    assert_int_equal(bt_mqtt_encode(&p, buf, sizeof(buf)), (ssize_t)sizeof(want));
+    assert_memory_equal(buf, want, sizeof(want));
+    bt_mqtt_packet q;
+    size_t used;
+    char err[128] = "";
+    assert_int_equal(decode5_exact(want, sizeof(want), &q, &used, err, sizeof(err)), 1);
+    assert_int_equal(q.version, BT_MQTT_V5);
+    /* the 3.1.1 decoder still refuses level 5 (a broker answers CONNACK 1) */
+    assert_int_equal(bt_mqtt_decode(want, sizeof(want), 0, &q, &used, err, sizeof(err)), -1);
+    assert_string_equal(err, "unsupported protocol level 5");
+    round_trip5(&p);
+}
+
+static void test_v5_round_trip_every_type(void **state)
+{
+    static const bt_mqtt_prop conn[] = {
+        P_NUM(BT_MQTT_PROP_REQUEST_PROBLEM_INFO, 1), P_NUM(BT_MQTT_PROP_MAXIMUM_PACKET_SIZE, 1024),
+        P_NUM(BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM, 10), P_STR(BT_MQTT_PROP_AUTH_METHOD, "SCRAM"),
+        P_STR(BT_MQTT_PROP_AUTH_DATA, "\x00\x01")};
+    static const bt_mqtt_prop ack[] = {
+        P_NUM(BT_MQTT_PROP_SESSION_EXPIRY, 0xFFFFFFFF),
+        P_STR(BT_MQTT_PROP_ASSIGNED_CLIENT_ID, "auto-1"),
+        P_NUM(BT_MQTT_PROP_SERVER_KEEP_ALIVE, 30),
+        P_NUM(BT_MQTT_PROP_MAXIMUM_QOS, 1),
+        P_NUM(BT_MQTT_PROP_RETAIN_AVAILABLE, 1),
+        P_NUM(BT_MQTT_PROP_WILDCARD_SUB_AVAILABLE, 1),
+        P_NUM(BT_MQTT_PROP_SUB_ID_AVAILABLE, 1),
+        P_NUM(BT_MQTT_PROP_SHARED_SUB_AVAILABLE, 0),
+        P_STR(BT_MQTT_PROP_RESPONSE_INFO, "r/"),
+        P_STR(BT_MQTT_PROP_SERVER_REFERENCE, "other:1883"),
+        P_STR(BT_MQTT_PROP_REASON_STRING, "ok"),
+    };
+    static const bt_mqtt_prop pub[] = {
+        P_NUM(BT_MQTT_PROP_PAYLOAD_FORMAT, 1),
+        P_NUM(BT_MQTT_PROP_MESSAGE_EXPIRY, 60),
+        P_STR(BT_MQTT_PROP_CONTENT_TYPE, "text/plain"),
+        P_STR(BT_MQTT_PROP_RESPONSE_TOPIC, "reply/1"),
+        P_STR(BT_MQTT_PROP_CORRELATION_DATA, "\xff\x00"),
+        P_NUM(BT_MQTT_PROP_SUBSCRIPTION_ID, 268435455),
+        P_NUM(BT_MQTT_PROP_SUBSCRIPTION_ID, 7), /* repeats in PUBLISH */
+        P_NUM(BT_MQTT_PROP_TOPIC_ALIAS, 3),
+        P_USER("a", "1"),
+        P_USER("a", "2"),
+    };
+    static const bt_mqtt_prop reason[] = {P_STR(BT_MQTT_PROP_REASON_STRING, "why"),
+                                          P_USER("x", "")};
+    static const bt_mqtt_prop sub[] = {P_NUM(BT_MQTT_PROP_SUBSCRIPTION_ID, 200)};
+    static const bt_mqtt_prop auth[] = {P_STR(BT_MQTT_PROP_AUTH_METHOD, "SCRAM"),
+                                        P_STR(BT_MQTT_PROP_AUTH_DATA, "d")};
+    static const uint8_t sub_codes[] = {0, 1, 2, 0x80, 0x87, 0x9E, 0xA1, 0xA2};
+    static const uint8_t unsub_codes[] = {0, 0x11, 0x8F};
+    bt_mqtt_sub_entry subs[] = {
+        {S("a/+"), 2 | BT_MQTT_SUBOPT_NO_LOCAL | BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED | 0x20},
+        {S("$share/g/x"), 1 | 0x10}};
+    bt_mqtt_sub_entry unsubs[] = {{S("a/+"), 0}};
+#define V5 .version = BT_MQTT_V5
+    const bt_mqtt_packet packets[] = {
+        {.type = BT_MQTT_CONNECT,
+         V5,
+         .connect = {.protocol_level = 5, .client_id = S(""), .props = PROPS(conn)}},
+        {.type = BT_MQTT_CONNACK,
+         V5,
+         .connack = {.session_present = true, .return_code = 0, .props = PROPS(ack)}},
+        {.type = BT_MQTT_CONNACK, V5, .connack = {.return_code = BT_MQTT_RC_BAD_AUTH_METHOD}},
+        {.type = BT_MQTT_PUBLISH,
+         V5,
+         .publish = {.qos = 2, .packet_id = 9, .topic = S(""), .props = PROPS(pub)}},
+        {.type = BT_MQTT_PUBLISH, V5, .publish = {.topic = S("t"), .payload = B("x")}},
+        {.type = BT_MQTT_PUBACK, V5, .ack = {.packet_id = 1}},
+        {.type = BT_MQTT_PUBACK, V5, .ack = {.packet_id = 1, .reason = 0x87}},
+        {.type = BT_MQTT_PUBREC,
+         V5,
+         .ack = {.packet_id = 2, .reason = 0x10, .props = PROPS(reason)}},
+        {.type = BT_MQTT_PUBREL, V5, .ack = {.packet_id = 3, .reason = 0x92}},
+        {.type = BT_MQTT_PUBCOMP, V5, .ack = {.packet_id = 4, .props = PROPS(reason)}},
+        {.type = BT_MQTT_SUBSCRIBE,
+         V5,
+         .subscribe = {.packet_id = 5, .count = 2, .entries = subs, .props = PROPS(sub)}},
+        {.type = BT_MQTT_SUBACK,
+         V5,
+         .suback = {.packet_id = 6, .codes = sub_codes, .count = 8, .props = PROPS(reason)}},
+        {.type = BT_MQTT_UNSUBSCRIBE,
+         V5,
+         .unsubscribe = {.packet_id = 7, .count = 1, .entries = unsubs}},
+        {.type = BT_MQTT_UNSUBACK,
+         V5,
+         .suback = {.packet_id = 8, .codes = unsub_codes, .count = 3}},
+        {.type = BT_MQTT_PINGREQ, V5},
+        {.type = BT_MQTT_PINGRESP, V5},
+        {.type = BT_MQTT_DISCONNECT, V5},
+        {.type = BT_MQTT_DISCONNECT, V5, .ack = {.reason = BT_MQTT_RC_DISCONNECT_WITH_WILL}},
+        {.type = BT_MQTT_DISCONNECT, V5, .ack = {.reason = 0x8E, .props = PROPS(reason)}},
+        {.type = BT_MQTT_AUTH,
+         V5,
+         .ack = {.reason = BT_MQTT_RC_CONTINUE_AUTH, .props = PROPS(auth)}},
+        {.type = BT_MQTT_AUTH, V5},
+    };
+#undef V5
+    bool seen[16] = {false};
+    for (size_t i = 0; i < sizeof(packets) / sizeof(packets[0]); i++) {
+        round_trip5(&packets[i]);
+        seen[packets[i].type] = true;
+    }
+    for (int t = 1; t <= 15; t++)
+        assert_true(seen[t]);
+}
+
+static void test_v5_short_forms(void **state)
+{
+    static const struct {
+        uint8_t bytes[8];
+        size_t len;
+        int type;
+        uint8_t reason;
+    } cases[] = {
+        {{0x40, 0x02, 0x00, 0x01}, 4, BT_MQTT_PUBACK, 0},
+        {{0x40, 0x03, 0x00, 0x01, 0x10}, 5, BT_MQTT_PUBACK, 0x10},
+        {{0x50, 0x04, 0x00, 0x01, 0x00, 0x00}, 6, BT_MQTT_PUBREC, 0},
+        {{0x62, 0x03, 0x00, 0x01, 0x92}, 5, BT_MQTT_PUBREL, 0x92},
+        {{0xE0, 0x00}, 2, BT_MQTT_DISCONNECT, 0},
+        {{0xE0, 0x01, 0x8B}, 3, BT_MQTT_DISCONNECT, 0x8B},
+        {{0xF0, 0x00}, 2, BT_MQTT_AUTH, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bt_mqtt_packet p;
+        size_t used;
+        char err[128] = "";
+        if (decode5_exact(cases[i].bytes, cases[i].len, &p, &used, err, sizeof(err)) != 1)
+            fail_msg("case %zu: %s", i, err);
+        assert_int_equal(used, cases[i].len);
+        assert_int_equal(p.type, cases[i].type);
+        assert_int_equal(p.ack.reason, cases[i].reason);
+    }
+    /* the encoder writes the shortest form */
+    uint8_t buf[16];
+    bt_mqtt_packet ok = {.type = BT_MQTT_PUBACK, .version = BT_MQTT_V5, .ack = {.packet_id = 1}};
+    assert_int_equal(bt_mqtt_encode(&ok, buf, sizeof(buf)), 4);
+    bt_mqtt_packet rc = {
+        .type = BT_MQTT_PUBACK, .version = BT_MQTT_V5, .ack = {.packet_id = 1, .reason = 0x10}};
+    assert_int_equal(bt_mqtt_encode(&rc, buf, sizeof(buf)), 5); /* no property length */
+    /* 3.1.1 is unchanged: a PUBACK is always 4 bytes, AUTH does not exist */
+    bt_mqtt_packet p;
+    size_t used;
+    char err[128] = "";
+    assert_int_equal(bt_mqtt_decode(cases[1].bytes, cases[1].len, 0, &p, &used, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "PUBACK remaining length 3 (must be 2)");
+    assert_int_equal(bt_mqtt_decode(cases[6].bytes, cases[6].len, 0, &p, &used, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "reserved packet type 15");
+}
+
+#define BAD5 BAD
+
+static const bad_case bad5_cases[] = {
+    BAD5("property session expiry interval twice in DISCONNECT", 0xE0, 0x0C, 0x00, 0x0A, 0x11, 0, 0,
+         0, 1, 0x11, 0, 0, 0, 2),
+    BAD5("property topic alias not allowed in DISCONNECT", 0xE0, 0x05, 0x00, 0x03, 0x23, 0x00,
+         0x01),
+    BAD5("unknown property 0x04", 0xE0, 0x04, 0x00, 0x02, 0x04, 0x00),
+    BAD5("property receive maximum value 0 out of range", 0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00,
+         0x00),
+    BAD5("property maximum qos value 2 out of range", 0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x02),
+    BAD5("property topic alias value 0 out of range", 0x30, 0x07, 0x00, 0x01, 't', 0x03, 0x23, 0x00,
+         0x00),
+    BAD5("property payload format indicator value 2 out of range", 0x30, 0x06, 0x00, 0x01, 't',
+         0x02, 0x01, 0x02),
+    BAD5("property subscription identifier value 0 out of range", 0x30, 0x06, 0x00, 0x01, 't', 0x02,
+         0x0B, 0x00),
+    BAD5("property subscription identifier twice in SUBSCRIBE", 0x82, 0x0B, 0x00, 0x01, 0x04, 0x0B,
+         0x01, 0x0B, 0x02, 0x00, 0x01, 'a', 0x00),
+    BAD5("property length not in its shortest form", 0x30, 0x05, 0x00, 0x01, 't', 0x80, 0x00),
+    BAD5("property length 5 exceeds the packet", 0x30, 0x05, 0x00, 0x01, 't', 0x05, 0x01),
+    BAD5("truncated property (message expiry interval)", 0x30, 0x06, 0x00, 0x01, 't', 0x02, 0x02,
+         0x00),
+    BAD5("invalid UTF-8 in user property", 0x30, 0x0C, 0x00, 0x01, 't', 0x08, 0x26, 0x00, 0x01, 'k',
+         0x00, 0x01, 0xC0, 0x80),
+    BAD5("content type contains U+0000", 0x30, 0x09, 0x00, 0x01, 't', 0x05, 0x03, 0x00, 0x02, 'a',
+         0x00),
+    BAD5("PUBLISH empty topic without a topic alias", 0x30, 0x03, 0x00, 0x00, 0x00),
+    BAD5("SUBSCRIBE reserved bits set in subscription options", 0x82, 0x07, 0x00, 0x01, 0x00, 0x00,
+         0x01, 'a', 0x40),
+    BAD5("SUBSCRIBE retain handling 3", 0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x30),
+    BAD5("SUBSCRIBE qos 3", 0x82, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x03),
+    BAD5("PUBACK reason code 0x92 invalid", 0x40, 0x03, 0x00, 0x01, 0x92),
+    BAD5("PUBREL reason code 0x10 invalid", 0x62, 0x03, 0x00, 0x01, 0x10),
+    BAD5("DISCONNECT reason code 0x05 invalid", 0xE0, 0x01, 0x05),
+    BAD5("AUTH reason code 0x01 invalid", 0xF0, 0x01, 0x01),
+    BAD5("AUTH flags must be 0x0", 0xF1, 0x00),
+    BAD5("SUBACK return code 0x03 invalid", 0x90, 0x04, 0x00, 0x01, 0x00, 0x03),
+    BAD5("UNSUBACK return code 0x01 invalid", 0xB0, 0x04, 0x00, 0x01, 0x00, 0x01),
+    BAD5("UNSUBACK with no return codes", 0xB0, 0x03, 0x00, 0x01, 0x00),
+    BAD5("UNSUBACK remaining length 2 (must be at least 3)", 0xB0, 0x02, 0x00, 0x01),
+    BAD5("CONNACK reason code 0x01 invalid", 0x20, 0x03, 0x00, 0x01, 0x00),
+    BAD5("CONNACK session present with reason code 0x87", 0x20, 0x03, 0x01, 0x87, 0x00),
+    BAD5("CONNACK remaining length 2 (must be at least 3)", 0x20, 0x02, 0x00, 0x00),
+    BAD5("PINGREQ remaining length 1 (must be 0)", 0xC0, 0x01, 0x00),
+    BAD5("2 trailing bytes in PUBACK", 0x40, 0x06, 0x00, 0x01, 0x00, 0x00, 0xAA, 0xBB),
+    BAD5("1 trailing bytes in CONNACK", 0x20, 0x04, 0x00, 0x00, 0x00, 0xAA),
+    BAD5("CONNECT authentication data without a method", 0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T',
+         0x05, 0x02, 0x00, 0x3C, 0x04, 0x16, 0x00, 0x01, 'd', 0x00, 0x00),
+    BAD5("property will delay interval not allowed in CONNECT", 0x10, 0x12, 0x00, 0x04, 'M', 'Q',
+         'T', 'T', 0x05, 0x02, 0x00, 0x3C, 0x05, 0x18, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00),
+    BAD5("property session expiry interval not allowed in will properties", 0x10, 0x18, 0x00, 0x04,
+         'M', 'Q', 'T', 'T', 0x05, 0x06, 0x00, 0x3C, 0x00, 0x00, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00,
+         0x01, 0x00, 0x01, 'w', 0x00, 0x00),
+};
+
+static void test_v5_malformed_rejected_with_reason(void **state)
+{
+    for (size_t i = 0; i < sizeof(bad5_cases) / sizeof(bad5_cases[0]); i++) {
+        const bad_case *c = &bad5_cases[i];
+        bt_mqtt_packet p;
+        memset(&p, 0xAB, sizeof(p));
+        size_t used = 99;
+        char err[128] = "";
+        int rc = decode5_exact(c->bytes, c->len, &p, &used, err, sizeof(err));
+        if (rc != -1 || strcmp(err, c->reason) != 0)
+            fail_msg("case %zu: want -1 \"%s\", got %d \"%s\"", i, c->reason, rc, err);
+        assert_int_equal(used, 0);
+        assert_int_equal(p.type, 0);
+    }
+}
+
+static void test_v5_encode_invalid(void **state)
+{
+    static const bt_mqtt_prop dup[] = {P_NUM(BT_MQTT_PROP_CONTENT_TYPE, 0),
+                                       P_STR(BT_MQTT_PROP_CONTENT_TYPE, "b")};
+    static const bt_mqtt_prop alias0[] = {P_NUM(BT_MQTT_PROP_TOPIC_ALIAS, 0)};
+    static const bt_mqtt_prop unknown[] = {P_NUM(0x05, 1)};
+    static const bt_mqtt_prop bad_utf8[] = {P_STR(BT_MQTT_PROP_REASON_STRING, "\xff")};
+    bt_mqtt_sub_entry rh3 = {S("a"), 0x30};
+    static const struct {
+        bt_mqtt_packet p;
+        const char *reason;
+    } cases[] = {
+        {{.type = BT_MQTT_PUBLISH, .version = 5, .publish = {.topic = S("t"), .props = PROPS(dup)}},
+         "property content type twice in PUBLISH"},
+        {{.type = BT_MQTT_PUBLISH,
+          .version = 5,
+          .publish = {.topic = S("t"), .props = PROPS(alias0)}},
+         "property topic alias value 0 out of range"},
+        {{.type = BT_MQTT_PUBACK, .version = 5, .ack = {.packet_id = 1, .props = PROPS(unknown)}},
+         "unknown property 0x05"},
+        {{.type = BT_MQTT_PUBACK, .version = 5, .ack = {.packet_id = 1, .props = PROPS(alias0)}},
+         "property topic alias not allowed in PUBACK"},
+        {{.type = BT_MQTT_DISCONNECT, .version = 5, .ack = {.props = PROPS(bad_utf8)}},
+         "invalid UTF-8 in reason string"},
+        {{.type = BT_MQTT_PUBLISH, .version = 5, .publish = {.topic = S("")}},
+         "PUBLISH empty topic without a topic alias"},
+        {{.type = BT_MQTT_PUBACK, .version = 5, .ack = {.packet_id = 1, .reason = 0x92}},
+         "PUBACK reason code 0x92 invalid"},
+        {{.type = BT_MQTT_AUTH}, "unknown packet type 15"},
+        {{.type = BT_MQTT_PUBACK, .version = 4, .ack = {.packet_id = 1}},
+         "packet version 4 (0 or 5)"},
+    };
+    uint8_t buf[128];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[128] = "";
+        if (bt_mqtt_check(&cases[i].p, err, sizeof(err)) != -1 || strcmp(err, cases[i].reason))
+            fail_msg("case %zu: want \"%s\", got \"%s\"", i, cases[i].reason, err);
+        assert_int_equal(bt_mqtt_encode(&cases[i].p, buf, sizeof(buf)), -1);
+    }
+    bt_mqtt_packet sub = {.type = BT_MQTT_SUBSCRIBE,
+                          .version = 5,
+                          .subscribe = {.packet_id = 1, .count = 1, .entries = &rh3}};
+    char err[128] = "";
+    assert_int_equal(bt_mqtt_check(&sub, err, sizeof(err)), -1);
+    assert_string_equal(err, "SUBSCRIBE options 0x30 invalid");
+}
+
+static void test_v5_props_access(void **state)
+{
+    /* PUBLISH t: content type "ct", user a=1, user b=2, subscription ids 129 and 2; "P" */
+    static const uint8_t b[] = {0x30, 0x1D, 0x00, 0x01, 't',  0x18, 0x03, 0x00, 0x02, 'c',  't',
+                                0x26, 0x00, 0x01, 'a',  0x00, 0x01, '1',  0x26, 0x00, 0x01, 'b',
+                                0x00, 0x01, '2',  0x0B, 0x81, 0x01, 0x0B, 0x02, 'P'};
+    bt_mqtt_packet p;
+    size_t used;
+    char err[128] = "";
+    if (bt_mqtt_decode_v(b, sizeof(b), 0, BT_MQTT_V5, &p, &used, err, sizeof(err)) != 1)
+        fail_msg("decode: %s", err);
+    const bt_mqtt_props *ps = &p.publish.props;
+    assert_true(ps->present & (1ull << BT_MQTT_PROP_CONTENT_TYPE));
+    assert_true(ps->present & (1ull << BT_MQTT_PROP_SUBSCRIPTION_ID));
+    assert_false(ps->present & (1ull << BT_MQTT_PROP_TOPIC_ALIAS));
+    bt_mqtt_prop pr;
+    assert_true(bt_mqtt_props_get(ps, BT_MQTT_PROP_CONTENT_TYPE, &pr));
+    assert_int_equal(pr.bin.len, 2);
+    assert_memory_equal(pr.bin.ptr, "ct", 2);
+    assert_true(bt_mqtt_props_get(ps, BT_MQTT_PROP_SUBSCRIPTION_ID, &pr));
+    assert_int_equal(pr.num, 129);
+    assert_false(bt_mqtt_props_get(ps, BT_MQTT_PROP_TOPIC_ALIAS, NULL));
+    bt_mqtt_props_iter it;
+    bt_mqtt_props_iter_init(&it, ps);
+    int users = 0, ids = 0;
+    while (bt_mqtt_props_next(&it, &pr)) {
+        if (pr.id == BT_MQTT_PROP_USER_PROPERTY) {
+            assert_int_equal(pr.value.len, 1);
+            assert_int_equal(pr.value.ptr[0], users ? '2' : '1');
+            users++;
+        }
+        ids += pr.id == BT_MQTT_PROP_SUBSCRIPTION_ID;
+    }
+    assert_int_equal(users, 2);
+    assert_int_equal(ids, 2);
+    assert_int_equal(p.publish.payload.len, 1);
+    assert_int_equal(p.publish.payload.ptr[0], 'P');
+    /* the checker tells where a property may go */
+    assert_int_equal(bt_mqtt_props_check(ps, BT_MQTT_PUBLISH, NULL, err, sizeof(err)), 0);
+    assert_int_equal(bt_mqtt_props_check(ps, BT_MQTT_CONNACK, NULL, err, sizeof(err)), -1);
+    assert_string_equal(err, "property content type not allowed in CONNACK");
+    /* filtering: user properties and subscription ids dropped, the content type kept */
+    uint8_t out[32];
+    uint64_t drop = 1ull << BT_MQTT_PROP_USER_PROPERTY | 1ull << BT_MQTT_PROP_SUBSCRIPTION_ID;
+    assert_int_equal(bt_mqtt_props_filter(ps, drop, out, 2), 5); /* too small: the size */
+    assert_int_equal(bt_mqtt_props_filter(ps, drop, out, sizeof(out)), 5);
+    assert_memory_equal(out,
+                        "\x03\x00\x02"
+                        "ct",
+                        5);
+    assert_int_equal(bt_mqtt_props_filter(ps, 0, out, sizeof(out)), 24);
+    assert_memory_equal(out, b + 6, 24);
+    assert_true(bt_mqtt_reason_valid(BT_MQTT_PUBREC, BT_MQTT_RC_NOT_AUTHORIZED));
+    assert_false(bt_mqtt_reason_valid(BT_MQTT_PUBCOMP, BT_MQTT_RC_NOT_AUTHORIZED));
+    assert_false(bt_mqtt_reason_valid(BT_MQTT_PUBLISH, 0));
+}
+
+static void test_v5_incremental(void **state)
+{
+    static const bt_mqtt_prop pub[] = {P_USER("key", "value"),
+                                       P_NUM(BT_MQTT_PROP_MESSAGE_EXPIRY, 10)};
+    bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH,
+                        .version = BT_MQTT_V5,
+                        .publish = {.qos = 1,
+                                    .packet_id = 4,
+                                    .topic = S("a/b"),
+                                    .payload = B("hello"),
+                                    .props = PROPS(pub)}};
+    uint8_t buf[64];
+    ssize_t n = bt_mqtt_encode(&p, buf, sizeof(buf));
+    assert_true(n > 0);
+    for (ssize_t i = 0; i < n; i++) {
+        bt_mqtt_packet q;
+        size_t used;
+        char err[64];
+        assert_int_equal(
+            bt_mqtt_decode_v(buf, (size_t)i, 0, BT_MQTT_V5, &q, &used, err, sizeof(err)), 0);
+    }
 }
 
 int main(void)
@@ -828,6 +1264,13 @@ int main(void)
         cmocka_unit_test(test_encode_small_buffer),
         cmocka_unit_test(test_encode_invalid),
         cmocka_unit_test(test_type_names),
+        cmocka_unit_test(test_v5_connect_bytes),
+        cmocka_unit_test(test_v5_round_trip_every_type),
+        cmocka_unit_test(test_v5_short_forms),
+        cmocka_unit_test(test_v5_malformed_rejected_with_reason),
+        cmocka_unit_test(test_v5_encode_invalid),
+        cmocka_unit_test(test_v5_props_access),
+        cmocka_unit_test(test_v5_incremental),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,11 +1,15 @@
-/* MQTT 3.1 / 3.1.1 packets to and from bytes, shared by the hub and the client.
+/* MQTT 3.1 / 3.1.1 / 5.0 packets to and from bytes, shared by the hub and the client.
  *
  * Decoding is incremental and zero-copy: bt_mqtt_decode() looks at the bytes received so
  * far and either needs more, yields one packet whose strings and payload are views into the
  * caller's buffer (valid while that buffer is), or rejects the input with a reason. Every
  * rule of the wire format is checked (flags, lengths, QoS, packet ids, UTF-8 of strings);
  * the meaning of topics (wildcards, levels) is left to topic.h. Encoding writes into a
- * caller's buffer and never allocates. */
+ * caller's buffer and never allocates.
+ *
+ * MQTT 5.0: a packet's `version` is 5 when it follows the 5.0 format (properties, reason
+ * codes); 0 means 3.1 / 3.1.1, whose bytes are exactly those of the 3.1.1 codec. Decoding
+ * needs the version of the connection (bt_mqtt_decode_v); a CONNECT tells its own. */
 #ifndef BAETYL_MQTT_CODEC_H
 #define BAETYL_MQTT_CODEC_H
 
@@ -37,7 +41,13 @@ typedef enum {
     BT_MQTT_PINGREQ = 12,
     BT_MQTT_PINGRESP = 13,
     BT_MQTT_DISCONNECT = 14,
+    BT_MQTT_AUTH = 15, /* 5.0 only */
 } bt_mqtt_type;
+
+/* Protocol levels. */
+#define BT_MQTT_V31 3
+#define BT_MQTT_V311 4
+#define BT_MQTT_V5 5
 
 /* CONNACK return codes (MQTT 3.1.1 §3.2.2.3). */
 enum {
@@ -52,6 +62,90 @@ enum {
 /* SUBACK return code for a refused filter. */
 #define BT_MQTT_SUBACK_FAILURE 0x80
 
+/* MQTT 5.0 reason codes (§2.4) used by the hub and the client. */
+enum {
+    BT_MQTT_RC_SUCCESS = 0x00, /* also normal disconnection, granted qos 0 */
+    BT_MQTT_RC_GRANTED_QOS1 = 0x01,
+    BT_MQTT_RC_GRANTED_QOS2 = 0x02,
+    BT_MQTT_RC_DISCONNECT_WITH_WILL = 0x04,
+    BT_MQTT_RC_NO_MATCHING_SUBSCRIBERS = 0x10,
+    BT_MQTT_RC_NO_SUBSCRIPTION_EXISTED = 0x11,
+    BT_MQTT_RC_CONTINUE_AUTH = 0x18,
+    BT_MQTT_RC_REAUTHENTICATE = 0x19,
+    BT_MQTT_RC_UNSPECIFIED = 0x80,
+    BT_MQTT_RC_MALFORMED = 0x81,
+    BT_MQTT_RC_PROTOCOL_ERROR = 0x82,
+    BT_MQTT_RC_IMPLEMENTATION_SPECIFIC = 0x83,
+    BT_MQTT_RC_UNSUPPORTED_VERSION = 0x84,
+    BT_MQTT_RC_BAD_CLIENT_ID = 0x85,
+    BT_MQTT_RC_BAD_USERNAME_PASSWORD = 0x86,
+    BT_MQTT_RC_NOT_AUTHORIZED = 0x87,
+    BT_MQTT_RC_SERVER_UNAVAILABLE = 0x88,
+    BT_MQTT_RC_SERVER_BUSY = 0x89,
+    BT_MQTT_RC_BANNED = 0x8A,
+    BT_MQTT_RC_SERVER_SHUTTING_DOWN = 0x8B,
+    BT_MQTT_RC_BAD_AUTH_METHOD = 0x8C,
+    BT_MQTT_RC_KEEP_ALIVE_TIMEOUT = 0x8D,
+    BT_MQTT_RC_SESSION_TAKEN_OVER = 0x8E,
+    BT_MQTT_RC_TOPIC_FILTER_INVALID = 0x8F,
+    BT_MQTT_RC_TOPIC_NAME_INVALID = 0x90,
+    BT_MQTT_RC_PACKET_ID_IN_USE = 0x91,
+    BT_MQTT_RC_PACKET_ID_NOT_FOUND = 0x92,
+    BT_MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED = 0x93,
+    BT_MQTT_RC_TOPIC_ALIAS_INVALID = 0x94,
+    BT_MQTT_RC_PACKET_TOO_LARGE = 0x95,
+    BT_MQTT_RC_MESSAGE_RATE_TOO_HIGH = 0x96,
+    BT_MQTT_RC_QUOTA_EXCEEDED = 0x97,
+    BT_MQTT_RC_ADMINISTRATIVE_ACTION = 0x98,
+    BT_MQTT_RC_PAYLOAD_FORMAT_INVALID = 0x99,
+    BT_MQTT_RC_RETAIN_NOT_SUPPORTED = 0x9A,
+    BT_MQTT_RC_QOS_NOT_SUPPORTED = 0x9B,
+    BT_MQTT_RC_USE_ANOTHER_SERVER = 0x9C,
+    BT_MQTT_RC_SERVER_MOVED = 0x9D,
+    BT_MQTT_RC_SHARED_SUBS_NOT_SUPPORTED = 0x9E,
+    BT_MQTT_RC_CONNECTION_RATE_EXCEEDED = 0x9F,
+    BT_MQTT_RC_MAXIMUM_CONNECT_TIME = 0xA0,
+    BT_MQTT_RC_SUB_IDS_NOT_SUPPORTED = 0xA1,
+    BT_MQTT_RC_WILDCARD_SUBS_NOT_SUPPORTED = 0xA2,
+};
+
+/* MQTT 5.0 property identifiers (§2.2.2.2). */
+enum {
+    BT_MQTT_PROP_PAYLOAD_FORMAT = 0x01,         /* byte 0/1: PUBLISH, will */
+    BT_MQTT_PROP_MESSAGE_EXPIRY = 0x02,         /* u32: PUBLISH, will */
+    BT_MQTT_PROP_CONTENT_TYPE = 0x03,           /* string: PUBLISH, will */
+    BT_MQTT_PROP_RESPONSE_TOPIC = 0x08,         /* string: PUBLISH, will */
+    BT_MQTT_PROP_CORRELATION_DATA = 0x09,       /* binary: PUBLISH, will */
+    BT_MQTT_PROP_SUBSCRIPTION_ID = 0x0B,        /* varint 1..: PUBLISH (repeats), SUBSCRIBE */
+    BT_MQTT_PROP_SESSION_EXPIRY = 0x11,         /* u32: CONNECT, CONNACK, DISCONNECT */
+    BT_MQTT_PROP_ASSIGNED_CLIENT_ID = 0x12,     /* string: CONNACK */
+    BT_MQTT_PROP_SERVER_KEEP_ALIVE = 0x13,      /* u16: CONNACK */
+    BT_MQTT_PROP_AUTH_METHOD = 0x15,            /* string: CONNECT, CONNACK, AUTH */
+    BT_MQTT_PROP_AUTH_DATA = 0x16,              /* binary: CONNECT, CONNACK, AUTH */
+    BT_MQTT_PROP_REQUEST_PROBLEM_INFO = 0x17,   /* byte 0/1: CONNECT */
+    BT_MQTT_PROP_WILL_DELAY = 0x18,             /* u32: will */
+    BT_MQTT_PROP_REQUEST_RESPONSE_INFO = 0x19,  /* byte 0/1: CONNECT */
+    BT_MQTT_PROP_RESPONSE_INFO = 0x1A,          /* string: CONNACK */
+    BT_MQTT_PROP_SERVER_REFERENCE = 0x1C,       /* string: CONNACK, DISCONNECT */
+    BT_MQTT_PROP_REASON_STRING = 0x1F,          /* string: acks, DISCONNECT, AUTH */
+    BT_MQTT_PROP_RECEIVE_MAXIMUM = 0x21,        /* u16 1..: CONNECT, CONNACK */
+    BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM = 0x22,    /* u16: CONNECT, CONNACK */
+    BT_MQTT_PROP_TOPIC_ALIAS = 0x23,            /* u16 1..: PUBLISH */
+    BT_MQTT_PROP_MAXIMUM_QOS = 0x24,            /* byte 0/1: CONNACK */
+    BT_MQTT_PROP_RETAIN_AVAILABLE = 0x25,       /* byte 0/1: CONNACK */
+    BT_MQTT_PROP_USER_PROPERTY = 0x26,          /* string pair, repeats: every packet */
+    BT_MQTT_PROP_MAXIMUM_PACKET_SIZE = 0x27,    /* u32 1..: CONNECT, CONNACK */
+    BT_MQTT_PROP_WILDCARD_SUB_AVAILABLE = 0x28, /* byte 0/1: CONNACK */
+    BT_MQTT_PROP_SUB_ID_AVAILABLE = 0x29,       /* byte 0/1: CONNACK */
+    BT_MQTT_PROP_SHARED_SUB_AVAILABLE = 0x2A,   /* byte 0/1: CONNACK */
+};
+
+/* MQTT 5.0 subscription options byte (a SUBSCRIBE entry's qos field in 5.0). */
+#define BT_MQTT_SUBOPT_QOS(o) ((o)&0x03)
+#define BT_MQTT_SUBOPT_NO_LOCAL 0x04
+#define BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED 0x08
+#define BT_MQTT_SUBOPT_RETAIN_HANDLING(o) (((o) >> 4) & 0x03)
+
 /* A UTF-8 string: a view, not NUL-terminated. */
 typedef struct {
     const char *ptr;
@@ -64,7 +158,36 @@ typedef struct {
     size_t len;
 } bt_mqtt_bin;
 
-/* CONNECT. The protocol name follows from the level: 3 is "MQIsdp" (3.1), 4 is "MQTT". */
+/* One property: numbers in `num`, a string or binary value in `bin`, a user property's
+ * name in `bin` and its value in `value`. */
+typedef struct {
+    uint8_t id;
+    uint32_t num;
+    bt_mqtt_bin bin;
+    bt_mqtt_str value;
+} bt_mqtt_prop;
+
+/* The properties of a 5.0 packet: either `raw` (the wire bytes after the property length,
+ * as decoded; already validated) or, when `list` is not NULL, `count` properties given by
+ * a caller who builds a packet (encoded in that order). `present` has bit (1 << id) set
+ * for each identifier present (set by the decoder; computed for a list). Read them with
+ * bt_mqtt_props_get / bt_mqtt_props_iter_init + bt_mqtt_props_next. */
+typedef struct {
+    bt_mqtt_bin raw;
+    const bt_mqtt_prop *list;
+    size_t count;
+    uint64_t present;
+} bt_mqtt_props;
+
+/* Walks a property set without allocating. */
+typedef struct {
+    const uint8_t *pos, *end;
+    const bt_mqtt_prop *item;
+    size_t left;
+} bt_mqtt_props_iter;
+
+/* CONNECT. The protocol name follows from the level: 3 is "MQIsdp" (3.1), 4 and 5 "MQTT".
+ * In 5.0 clean_session is "clean start". */
 typedef struct {
     uint8_t protocol_level;
     bool clean_session;
@@ -79,12 +202,15 @@ typedef struct {
     bt_mqtt_str username;
     bool has_password;
     bt_mqtt_bin password;
+    bt_mqtt_props props;      /* 5.0 */
+    bt_mqtt_props will_props; /* 5.0, with will_flag */
 } bt_mqtt_connect;
 
-/* CONNACK. */
+/* CONNACK. return_code is the 5.0 reason code in 5.0. */
 typedef struct {
     bool session_present;
     uint8_t return_code;
+    bt_mqtt_props props; /* 5.0 */
 } bt_mqtt_connack;
 
 /* PUBLISH. packet_id is 0 for QoS 0 (it is not on the wire then). */
@@ -93,16 +219,22 @@ typedef struct {
     bool retain;
     bool dup;
     uint16_t packet_id;
-    bt_mqtt_str topic;
+    bt_mqtt_str topic; /* 5.0: may be empty when props carry a topic alias */
     bt_mqtt_bin payload;
+    bt_mqtt_props props; /* 5.0 */
 } bt_mqtt_publish;
 
-/* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK: only a packet id. */
+/* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK (3.1.x): a packet id. In 5.0 the four PUB acks
+ * also carry a reason code and properties, and DISCONNECT and AUTH use this with only the
+ * reason and properties (packet_id 0). A 5.0 UNSUBACK is a bt_mqtt_suback. */
 typedef struct {
     uint16_t packet_id;
+    uint8_t reason;      /* 5.0 */
+    bt_mqtt_props props; /* 5.0 */
 } bt_mqtt_ack;
 
-/* One SUBSCRIBE entry (qos unused for UNSUBSCRIBE), for building packets to encode. */
+/* One SUBSCRIBE entry (qos unused for UNSUBSCRIBE; in 5.0 it is the whole subscription
+ * options byte, see BT_MQTT_SUBOPT_*), for building packets to encode. */
 typedef struct {
     bt_mqtt_str topic;
     uint8_t qos;
@@ -116,27 +248,32 @@ typedef struct {
     size_t count;
     bt_mqtt_bin raw;
     const bt_mqtt_sub_entry *entries;
+    bt_mqtt_props props; /* 5.0 */
 } bt_mqtt_sub_list;
 
-/* SUBACK: one return code per filter (0, 1, 2 or 0x80). */
+/* SUBACK: one return code per filter (0, 1, 2 or 0x80; the 5.0 reason codes in 5.0). Also
+ * a 5.0 UNSUBACK (its reason codes). */
 typedef struct {
     uint16_t packet_id;
     const uint8_t *codes;
     size_t count;
+    bt_mqtt_props props; /* 5.0 */
 } bt_mqtt_suback;
 
 /* One control packet; `type` says which member of the union is meaningful. PINGREQ,
- * PINGRESP and DISCONNECT have no fields. */
+ * PINGRESP and a 3.1.x DISCONNECT have no fields. */
 typedef struct {
     bt_mqtt_type type;
+    uint8_t version; /* BT_MQTT_V5 for the 5.0 format, else 0 (3.1 / 3.1.1) */
     union {
         bt_mqtt_connect connect;
         bt_mqtt_connack connack;
         bt_mqtt_publish publish;
-        bt_mqtt_ack ack;              /* PUBACK PUBREC PUBREL PUBCOMP UNSUBACK */
+        bt_mqtt_ack ack;              /* PUBACK PUBREC PUBREL PUBCOMP UNSUBACK(3.1.x)
+                                         DISCONNECT(5.0) AUTH */
         bt_mqtt_sub_list subscribe;   /* SUBSCRIBE */
         bt_mqtt_sub_list unsubscribe; /* UNSUBSCRIBE (same layout as subscribe) */
-        bt_mqtt_suback suback;
+        bt_mqtt_suback suback;        /* SUBACK, UNSUBACK(5.0) */
     };
 } bt_mqtt_packet;
 
@@ -155,6 +292,10 @@ typedef struct {
  * the protocol limit), reason in err. Fires as soon as the header is in, before the body. */
 int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t *total, char *err,
                       size_t errlen);
+/* bt_mqtt_frame_len for a connection of `version` (BT_MQTT_V5 allows AUTH and the longer
+ * 5.0 acks; any other value is bt_mqtt_frame_len). */
+int bt_mqtt_frame_len_v(const uint8_t *buf, size_t len, size_t max_packet, int version,
+                        size_t *total, char *err, size_t errlen);
 
 /* Decodes one packet from buf[0..len): 1 = decoded, *consumed = its size, views in *out
  * point into buf; 0 = need more bytes; -1 = malformed, reason in err. max_packet bounds the
@@ -164,6 +305,31 @@ int bt_mqtt_frame_len(const uint8_t *buf, size_t len, size_t max_packet, size_t 
  * CONNACK 1 before it closes. */
 int bt_mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, bt_mqtt_packet *out,
                    size_t *consumed, char *err, size_t errlen);
+/* bt_mqtt_decode for a connection of `version`. BT_MQTT_V5: a CONNECT of level 5 is
+ * accepted (levels 3 and 4 too: a CONNECT is decoded by its own level, and out->version is
+ * 5 only for level 5), and every other packet is read in the 5.0 format with all its rules:
+ * properties allowed in that packet only, no duplicates but user properties (and
+ * subscription identifiers in PUBLISH), values in range, minimal variable byte integers,
+ * known reason codes. Any other version is bt_mqtt_decode. */
+int bt_mqtt_decode_v(const uint8_t *buf, size_t len, size_t max_packet, int version,
+                     bt_mqtt_packet *out, size_t *consumed, char *err, size_t errlen);
+
+/* Starts walking a property set. */
+void bt_mqtt_props_iter_init(bt_mqtt_props_iter *it, const bt_mqtt_props *ps);
+/* Next property: true with *out set; false at the end. */
+bool bt_mqtt_props_next(bt_mqtt_props_iter *it, bt_mqtt_prop *out);
+/* The first property `id` of ps: true with *out set (out may be NULL). */
+bool bt_mqtt_props_get(const bt_mqtt_props *ps, uint8_t id, bt_mqtt_prop *out);
+/* Checks a property set for a packet type (BT_MQTT_CONNECT..BT_MQTT_AUTH, or 0 for the
+ * will properties of a CONNECT): 0 with *present filled, or -1 + reason. */
+int bt_mqtt_props_check(const bt_mqtt_props *ps, int type, uint64_t *present, char *err,
+                        size_t errlen);
+/* Copies the wire bytes of the properties of ps (decoded: raw) into out, leaving out those
+ * whose identifier has its bit (1 << id) in drop; no length prefix. Returns the bytes
+ * written, or the size needed when over cap (nothing written), or -1 for a listed set. */
+ssize_t bt_mqtt_props_filter(const bt_mqtt_props *ps, uint64_t drop, uint8_t *out, size_t cap);
+/* True when the reason code `rc` may appear in a 5.0 packet of `type`. */
+bool bt_mqtt_reason_valid(int type, uint8_t rc);
 
 /* Starts walking the list of p (SUBSCRIBE, UNSUBSCRIBE or SUBACK; any other type is empty). */
 void bt_mqtt_sub_iter_init(bt_mqtt_sub_iter *it, const bt_mqtt_packet *p);
@@ -174,7 +340,9 @@ bool bt_mqtt_sub_next(bt_mqtt_sub_iter *it, bt_mqtt_str *topic, uint8_t *qos);
 /* ---- encoding ------------------------------------------------------------------------ */
 /* Every encoder returns the bytes written, or the size needed when that is more than cap
  * (nothing written; the caller grows its buffer), or -1 for a packet that cannot be
- * encoded. A packet they write always decodes again. */
+ * encoded. A packet they write always decodes again. bt_mqtt_encode and its size functions
+ * follow p->version (5.0: a PUB ack, DISCONNECT or AUTH without properties has no property
+ * length, and no reason code when it is 0); the other encoders write 3.1.x packets. */
 
 /* Checks that p can be encoded (lengths, QoS, packet ids, flags, UTF-8): 0 or -1 + reason. */
 int bt_mqtt_check(const bt_mqtt_packet *p, char *err, size_t errlen);
@@ -211,7 +379,7 @@ ssize_t bt_mqtt_encode_empty(uint8_t *buf, size_t cap, bt_mqtt_type type);
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-/* Name of a packet type for logs ("PUBLISH"), "UNKNOWN" for others. */
+/* Name of a packet type for logs ("PUBLISH", "AUTH"), "UNKNOWN" for others. */
 const char *bt_mqtt_type_name(int type);
 /* MQTT string check (3.1.1 §1.5.3): 0 = well-formed UTF-8; -1 = ill-formed (overlong,
  * surrogate, > U+10FFFF, truncated sequence); -2 = contains U+0000. */

@@ -2,7 +2,8 @@
  * over a real LMDB store in a temporary directory (sync off), so QoS 1 commits,
  * persistent sessions, catch-up from the log, retained messages and wills are fuzzed too.
  * The first byte picks whether a valid CONNECT comes first (to reach the packet handlers),
- * how the input is split into reads, whether the watcher (a second client subscribed to
+ * MQTT 3.1.1 or 5.0 (then the input is read as 5.0 packets, QoS 2 too), how the input is
+ * split into reads, whether the watcher (a second client subscribed to
  * a/# and +/b) keeps a persistent session, and whether it acknowledges and timers run. At
  * the end the watcher reconnects, taking its session over and catching up from the log.
  * Linked with the hub's objects (test/fuzz/hub/: everything in hub/ but main.c).
@@ -31,11 +32,15 @@ static const char CONF[] = "listen: [tcp://127.0.0.1:1]\n"
 /* CONNECT "f" u/p, keepalive 60, clean session. */
 static const uint8_t CONNECT[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
                                   60,   0,    1, 'f', 0,   1,   'u', 0,   1, 'p'};
-/* The watcher "w": clean (0xC2) or persistent (0xC0), then SUBSCRIBE a/# QoS 1, +/b QoS 0. */
+/* CONNECT "f" u/p at level 5: session expiry 60, receive maximum 4, maximum packet 200. */
+static const uint8_t CONNECT5[] = {0x10, 0x21, 0, 4, 'M', 'Q', 'T',  'T', 5, 0xC2, 0,  60,
+                                   13,   0x11, 0, 0, 0,   60,  0x21, 0,   4, 0x27, 0,  0,
+                                   0,    200,  0, 1, 'f', 0,   1,    'u', 0, 1,    'p'};
+/* The watcher "w": clean (0xC2) or persistent (0xC0), then SUBSCRIBE a/# QoS 2, +/b QoS 0. */
 static const uint8_t WATCH_CONNECT[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0xC2, 0,
                                         60,   0,    1, 'w', 0,   1,   'u', 0,   1, 'p'};
 static const uint8_t WATCH_SUB[] = {0x82, 0x0E, 0, 1, 0,   3,   'a', '/',
-                                    '#',  1,    0, 3, '+', '/', 'b', 0};
+                                    '#',  2,    0, 3, '+', '/', 'b', 0};
 
 static store *st;
 static char store_dir[] = "/tmp/fuzz-hub-XXXXXX";
@@ -74,6 +79,11 @@ static int del_session(const char *client_id, const char *owner, const store_sub
                : 0;
 }
 
+static int del_offset(const char *consumer, uint64_t offset, void *arg)
+{
+    return store_del_offset(st, consumer, NULL, 0) < 0 ? -1 : 0;
+}
+
 static int del_will(const char *client_id, const store_msg *m, void *arg)
 {
     return store_del_will(st, client_id, NULL, 0) < 0 ? -1 : 0;
@@ -86,6 +96,8 @@ static void store_reset(void)
     if (store_load_retained(st, del_retained, NULL, err, sizeof err) < 0 ||
         store_load_sessions(st, del_session, NULL, err, sizeof err) < 0 ||
         store_load_wills(st, del_will, NULL, err, sizeof err) < 0 ||
+        store_load_offsets(st, "q:", del_offset, NULL, err, sizeof err) < 0 ||
+        store_load_offsets(st, "x:", del_offset, NULL, err, sizeof err) < 0 ||
         store_trim(st, UINT64_MAX, 0, err, sizeof err) < 0) {
         fprintf(stderr, "store reset: %s\n", err);
         abort();
@@ -142,17 +154,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     conn *w = watcher(&h, persistent);
     conn *c = conn_new(&h, transport_mem_new());
-    if (mode & 1)
+    if ((mode & 1) && (mode & 0x20))
+        conn_feed(c, CONNECT5, sizeof CONNECT5);
+    else if (mode & 1)
         conn_feed(c, CONNECT, sizeof CONNECT);
-    size_t chunk = (size_t)(mode >> 1) + 1;
+    size_t chunk = (size_t)((mode >> 1) & 0x0F) + 1;
     /* Closed connections are freed at the end of a turn: forget them before that. */
     for (size_t off = 0; off < size && c; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;
         conn_feed(c, data + off, n);
         if ((mode & 0x80) && w) {
             /* acknowledge what the watcher holds, run timers (retries, keep-alive) */
-            for (uint16_t pid = 1; pid < 8 && w->state != CONN_CLOSED; pid++)
+            for (uint16_t pid = 1; pid < 8 && w->state != CONN_CLOSED; pid++) {
                 handle_puback(w, pid);
+                handle_pubrec(w, pid);
+                handle_pubcomp(w, pid);
+            }
             h.now_ms += 30000;
             hub_tick(&h);
         }
