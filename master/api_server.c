@@ -3,6 +3,7 @@
  * its text. The listening socket is made here and handed to MHD. */
 #include "api_server.h"
 #include "inspect.h"
+#include "instance_log.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 #include "names.h"
@@ -55,7 +56,7 @@ struct api_server {
     int64_t refused_logged_ms;
 };
 
-typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT } route_t;
+typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT, R_LOGS } route_t;
 
 typedef struct {
     route_t rt;
@@ -119,7 +120,7 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
     if (!strcmp(url, "/v1/ports/available"))
         return get ? R_PORTS : R_NONE;
     const char *pre = "/v1/services/";
-    if (!put || strncmp(url, pre, strlen(pre)) != 0)
+    if (!(put || get) || strncmp(url, pre, strlen(pre)) != 0)
         return R_NONE;
     const char *s = url + strlen(pre);
     const char *e1 = strchr(s, '/');
@@ -130,7 +131,8 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
     if (!e2 || e2 == i)
         return R_NONE;
     const char *verb = e2 + 1;
-    route_t r = !strcmp(verb, "start")    ? R_START
+    route_t r = get                       ? (!strcmp(verb, "logs") ? R_LOGS : R_NONE)
+                : !strcmp(verb, "start")  ? R_START
                 : !strcmp(verb, "stop")   ? R_STOP
                 : !strcmp(verb, "report") ? R_REPORT
                                           : R_NONE;
@@ -295,6 +297,39 @@ static json_t *free_port(char *err, size_t errlen)
     return json_pack("{s:s}", "port", port);
 }
 
+/* GET …/instances/{i}/logs?lines=N (default 50, at most ILOG_LINES_MAX): 200 with
+ * {"state","exit_code","lines"}, 404 with {"error"} for an unknown service or instance. */
+static enum MHD_Result do_logs(api_server *s, struct MHD_Connection *c, const req_t *r)
+{
+    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "lines");
+    long n = 50;
+    char err[512];
+    if (q) {
+        char *end;
+        errno = 0;
+        n = strtol(q, &end, 10);
+        if (!*q || *end || errno || n < 0) {
+            snprintf(err, sizeof err, "lines (%.64s) must be a number from 0 to %d", q,
+                     ILOG_LINES_MAX);
+            return reply_text(c, MHD_HTTP_BAD_REQUEST, err);
+        }
+        if (n > ILOG_LINES_MAX)
+            n = ILOG_LINES_MAX;
+    }
+    bool not_found;
+    json_t *out = master_instance_logs(s->m, r->svc, r->inst, (int)n, &not_found, err, sizeof err);
+    if (out)
+        return reply_json(c, out);
+    if (!not_found)
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+    json_t *e = json_pack("{s:s}", "error", err);
+    char *b = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (!b)
+        return MHD_NO;
+    return reply(c, MHD_HTTP_NOT_FOUND, b, strlen(b), "application/json");
+}
+
 /* Keeps a body chunk of an accepted request, up to API_MAX_BODY. */
 static int keep_body(req_t *r, const char *data, size_t n)
 {
@@ -368,6 +403,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         snprintf(err, sizeof err, "request body too large (max %u bytes)", API_MAX_BODY);
         return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, err);
     }
+    if (r->rt == R_LOGS)
+        return do_logs(s, c, r);
     int hr = 0;
     json_t *out = NULL;
     switch (r->rt) {

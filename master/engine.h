@@ -32,6 +32,8 @@ typedef struct {
 typedef struct {
     pid_t pid;           /* native: process id, also its process group; 0 once reaped */
     int wait_fd;         /* native: pidfd, -1 when none */
+    int log_fd;          /* native: its output file (instance_log.h) for the cap, -1 when none */
+    char *log_path;      /* native: that file's path (malloc'd; the supervisor's copy owns it) */
     char id[80];         /* container id (docker) or the pid as text (native) */
     char name[80];       /* process name (native: /proc comm) or container name */
     bool stop_requested; /* signal_instance was called: an exit now is no failure (docker) */
@@ -64,6 +66,11 @@ typedef struct {
     int (*signal_instance)(bt_engine *e, eng_instance *inst, bool force);
     /* Adds the instance's stats to obj: "process" or "container", "cpu_stats", "mem_stats". */
     void (*instance_stats)(bt_engine *e, eng_instance *inst, json_t *obj);
+    /* Appends the last n lines of the output of instance `instance` of the service (state)
+     * to arr, JSON strings: of the running inst, or when inst is NULL of its last run.
+     * Returns 0, or 1 when there is no output to show. Any thread (with the service held). */
+    int (*instance_logs)(bt_engine *e, void *state, const char *instance, const eng_instance *inst,
+                         int n, json_t *arr);
     /* Cleans what a killed master left: stats is application.stats as JSON
      * (service -> instance -> stats), or NULL. */
     void (*recover)(bt_engine *e, json_t *stats);

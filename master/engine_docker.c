@@ -8,6 +8,7 @@
 #include "docker_api.h"
 #include "docker_config.h"
 #include "engine.h"
+#include "instance_log.h"
 #include "path_beneath.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
@@ -43,7 +44,12 @@ typedef struct {
     pthread_mutex_t mu;
     int fails, last_code;
     int64_t retry_at;
+    /* instance -> the output lines of its last container, for the logs API once the
+     * container is removed (at most LAST_OUT_MAX instances, LOG_TAIL lines each). */
+    json_t *last_out;
 } docker_svc;
+
+#define LAST_OUT_MAX 64
 
 typedef struct stat_entry {
     char id[80];
@@ -121,6 +127,7 @@ static void docker_svc_free(docker_svc *s)
         return;
     free(s->name);
     json_decref(s->tmpl);
+    json_decref(s->last_out);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -274,6 +281,7 @@ typedef struct {
     char *ring[LOG_WARN_TAIL];
     int stream[LOG_WARN_TAIL];
     size_t head, n;
+    json_t *lines; /* every line too, kept for the logs API */
 } log_ctx;
 
 static void log_line(bt_log_level level, const log_ctx *c, int stream, const char *line)
@@ -285,6 +293,8 @@ static void log_line(bt_log_level level, const log_ctx *c, int stream, const cha
 static void log_output_line(int stream, const char *text, size_t len, void *arg)
 {
     log_ctx *c = arg;
+    if (c->lines)
+        ilog_add_line(c->lines, text, len);
     char *line = strndup(text, len);
     if (!line)
         return;
@@ -330,6 +340,63 @@ static void note_exit(eng_instance *inst, int code)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Keeps a removed container's output lines (a reference is taken over) for the logs API. */
+static void keep_output(docker_svc *s, const char *instance, json_t *lines)
+{
+    if (!s || !lines) {
+        json_decref(lines);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!s->last_out)
+        s->last_out = json_object();
+    if (s->last_out && !json_object_get(s->last_out, instance) &&
+        json_object_size(s->last_out) >= LAST_OUT_MAX) {
+        void *it = json_object_iter(s->last_out);
+        if (it)
+            json_object_del(s->last_out, json_object_iter_key(it));
+    }
+    if (s->last_out)
+        json_object_set(s->last_out, instance, lines);
+    pthread_mutex_unlock(&s->mu);
+    json_decref(lines);
+}
+
+static void collect_line(int stream, const char *text, size_t len, void *arg)
+{
+    ilog_add_line(arg, text, len);
+}
+
+static int docker_instance_logs(bt_engine *e, void *state, const char *instance,
+                                const eng_instance *inst, int n, json_t *arr)
+{
+    docker_priv *p = priv_of(e);
+    docker_svc *s = state;
+    char why[512];
+    if (inst && inst->id[0]) {
+        json_t *got = json_array();
+        if (got && docker_container_logs(p->c, inst->id, n > 0 ? n : 1, LOG_MAX_BYTES, collect_line,
+                                         got, why, sizeof why) == 0) {
+            if (n > 0)
+                json_array_extend(arr, got);
+            json_decref(got);
+            return 0;
+        }
+        json_decref(got); /* removed meanwhile: its kept output, below */
+    }
+    int r = 1;
+    pthread_mutex_lock(&s->mu);
+    json_t *kept = s->last_out ? json_object_get(s->last_out, instance) : NULL;
+    if (kept) {
+        size_t total = json_array_size(kept), from = total > (size_t)n ? total - (size_t)n : 0;
+        for (size_t i = from; i < total; i++)
+            json_array_append(arr, json_array_get(kept, i));
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
 /* The container has stopped: its output goes to the master log, then it is removed. An
  * exit the master did not ask for with a non-zero code is a failure the user must see (an
  * import error in a function, say): its code and last lines are logged at warn. */
@@ -340,12 +407,13 @@ static void finish_container(docker_priv *p, eng_instance *inst, int code)
     snprintf(msg, sizeof msg, "container (%.12s:%s) exited (code %d), its output follows", inst->id,
              inst->name, code);
     bt_logkv(level, msg, "engine", "docker", NULL);
-    log_ctx lc = {.instance = inst->name};
+    log_ctx lc = {.instance = inst->name, .lines = json_array()};
     if (docker_container_logs(p->c, inst->id, LOG_TAIL, LOG_MAX_BYTES, log_output_line, &lc, why,
                               sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to read the container's output", "container", inst->name,
                  "error", why, NULL);
     log_flush(&lc, level);
+    keep_output(inst->owner, inst->name, lc.lines);
     note_exit(inst, code);
     if (docker_container_remove(p->c, inst->id, true, why, sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to remove container", "container", inst->name, "error", why,
@@ -639,6 +707,7 @@ static const engine_ops docker_ops = {
     .wait_instance = docker_wait_instance,
     .signal_instance = docker_signal_instance,
     .instance_stats = docker_instance_stats,
+    .instance_logs = docker_instance_logs,
     .recover = docker_recover,
     .destroy = docker_destroy,
 };

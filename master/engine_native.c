@@ -4,6 +4,7 @@
 #include "cgroup.h"
 #include "engine.h"
 #include "host_stats.h"
+#include "instance_log.h"
 #include "path_beneath.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
@@ -362,6 +363,16 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     native_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
+    out->log_fd = -1;
+    /* Its output goes to its own file, written by the instance itself (instance_log.h). */
+    char *log_path = ilog_path(e->opts.pwd, s->name, instance);
+    if (!log_path)
+        return bt_errf(err, errlen, "out of memory");
+    int log_fd = ilog_open_new(log_path, err, errlen);
+    if (log_fd < 0) {
+        free(log_path);
+        return -1;
+    }
     /* With a cgroup the program is started through the master's own binary, which joins
      * the cgroup and then execs it (cgroup.h): argv is __cgexec's, then the program's. */
     char *const *cgf = s->cg ? cg_service_procs_files(s->cg) : NULL;
@@ -370,8 +381,11 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
         ncg++;
     size_t pre = cgf ? 4 + ncg : 0;
     char **argv = calloc(pre + s->nargs + 2, sizeof(char *));
-    if (!argv)
+    if (!argv) {
+        close(log_fd);
+        free(log_path);
         return bt_errf(err, errlen, "out of memory");
+    }
     char nbuf[24];
     snprintf(nbuf, sizeof nbuf, "%zu", ncg);
     if (cgf) {
@@ -392,6 +406,8 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     posix_spawnattr_init(&attr);
     posix_spawn_file_actions_addchdir_np(&fa, s->dir);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
     /* The master's own descriptors (API socket, log, pid file lock) stay with the master. */
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     sigset_t none, all;
@@ -406,10 +422,15 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(argv);
-    if (rc != 0)
+    if (rc != 0) {
+        close(log_fd);
+        free(log_path);
         return bt_errf(err, errlen, "failed to start instance (%s): exec %s: %s", instance, s->exec,
                        strerror(rc));
+    }
     out->pid = pid;
+    out->log_fd = log_fd;
+    out->log_path = log_path;
     out->wait_fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (out->wait_fd >= 0)
         fcntl(out->wait_fd, F_SETFD, FD_CLOEXEC);
@@ -447,6 +468,12 @@ static int reap(eng_instance *inst, int *exit_code)
         close(inst->wait_fd);
     inst->wait_fd = -1;
     inst->pid = 0;
+    ilog_check(inst->log_fd, inst->log_path, ILOG_MAX_BYTES);
+    if (inst->log_fd >= 0)
+        close(inst->log_fd);
+    inst->log_fd = -1;
+    free(inst->log_path);
+    inst->log_path = NULL;
     return 1;
 }
 
@@ -459,6 +486,8 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
     }
     int64_t deadline = timeout_ms < 0 ? -1 : bt_now_ms() + timeout_ms;
     for (;;) {
+        /* The output file's cap is checked once a second while the instance runs. */
+        ilog_check(inst->log_fd, inst->log_path, ILOG_MAX_BYTES);
         int left = -1;
         if (deadline >= 0) {
             int64_t l = deadline - bt_now_ms();
@@ -467,7 +496,8 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
         if (inst->wait_fd >= 0) {
             struct pollfd p[2] = {{.fd = inst->wait_fd, .events = POLLIN},
                                   {.fd = wake_fd, .events = POLLIN}};
-            int r = poll(p, wake_fd >= 0 ? 2 : 1, left);
+            int slice = left < 0 || left > 1000 ? 1000 : left;
+            int r = poll(p, wake_fd >= 0 ? 2 : 1, slice);
             if (r < 0) {
                 if (errno == EINTR)
                     continue;
@@ -475,7 +505,7 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
             }
             if (p[0].revents)
                 return reap(inst, exit_code);
-            if (r == 0 || p[1].revents)
+            if (p[1].revents || (r == 0 && slice == left))
                 return 0;
             continue;
         }
@@ -537,6 +567,16 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     json_object_set_new(obj, "mem_stats",
                         json_pack("{s:I,s:f}", "rss", (json_int_t)rss, "used_percent",
                                   total ? (double)rss * 100.0 / (double)total : 0.0));
+}
+
+static int native_instance_logs(bt_engine *e, void *state, const char *instance,
+                                const eng_instance *inst, int n, json_t *arr)
+{
+    const native_svc *s = state;
+    char *path = s ? ilog_path(e->opts.pwd, s->name, instance) : NULL;
+    int r = path && ilog_tail(path, n, arr) == 0 ? 0 : 1;
+    free(path);
+    return r;
 }
 
 static void native_recover(bt_engine *e, json_t *stats)
@@ -602,6 +642,7 @@ static const engine_ops native_ops = {
     .wait_instance = native_wait_instance,
     .signal_instance = native_signal_instance,
     .instance_stats = native_instance_stats,
+    .instance_logs = native_instance_logs,
     .recover = native_recover,
     .destroy = native_destroy,
 };

@@ -121,13 +121,20 @@ static void instance_state(sup_proc *p, sup_state st)
     if (st == SUP_RUNNING) {
         in->view = p->run;
         in->view.wait_fd = -1;
+        in->view.log_fd = -1;
+        in->view.log_path = NULL;
         in->alive = true;
         in->status = INST_RUNNING;
+        in->has_exit = false;
         clock_gettime(CLOCK_REALTIME, &in->start_time);
     } else {
         in->alive = false;
         in->view.pid = 0;
         in->status = st == SUP_RESTARTING ? INST_RESTARTING : INST_EXITED;
+        if (st != SUP_FINISHED) {
+            in->exit_code = p->last_code;
+            in->has_exit = true;
+        }
         in->finished |= st == SUP_FINISHED;
     }
     pthread_mutex_unlock(&m->mu);
@@ -486,6 +493,43 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
         rc = bt_errf(err, errlen, "out of memory");
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+json_t *master_instance_logs(master *m, const char *svc, const char *inst, int n, bool *not_found,
+                             char *err, size_t errlen)
+{
+    *not_found = false;
+    m_service *s = service_ref(m, svc);
+    if (!s) {
+        *not_found = true;
+        bt_errf(err, errlen, "service (%s) not found", svc);
+        return NULL;
+    }
+    pthread_mutex_lock(&m->mu);
+    m_instance *in = find_instance(s, inst);
+    bool known = in != NULL, alive = in && in->alive, has_exit = in && in->has_exit;
+    int code = in ? in->exit_code : 0;
+    const char *state = !in ? "unknown" : in->status == INST_RUNNING ? "running" : "exited";
+    eng_instance view = in ? in->view : (eng_instance){.wait_fd = -1, .log_fd = -1};
+    pthread_mutex_unlock(&m->mu);
+    json_t *lines = json_array(), *out = NULL;
+    int r = lines ? m->engine->ops->instance_logs(m->engine, s->eng_state, inst,
+                                                  alive ? &view : NULL, n, lines)
+                  : -1;
+    if (!lines)
+        bt_errf(err, errlen, "out of memory");
+    else if (r == 1 && !known) {
+        *not_found = true;
+        bt_errf(err, errlen, "instance (%s) of service (%s) not found", inst, svc);
+    } else {
+        out = json_pack("{s:s,s:o,s:O}", "state", state, "exit_code",
+                        has_exit ? json_integer(code) : json_null(), "lines", lines);
+        if (!out)
+            bt_errf(err, errlen, "out of memory");
+    }
+    json_decref(lines);
+    service_unref(m, s);
+    return out;
 }
 
 bool master_auth(master *m, const char *user, const char *password)

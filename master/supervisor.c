@@ -77,6 +77,7 @@ static void stop_process(sup_proc *in)
         while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
             ;
     }
+    in->last_code = code;
     in->on_state(in, SUP_EXITED);
     log_inst(BT_LOG_INFO, "instance stopped", in, NULL, NULL);
 }
@@ -123,6 +124,7 @@ static void *supervise(void *arg)
             continue;
         }
         int64_t ran = bt_now_ms() - started;
+        in->last_code = code;
         if (stop_requested(in)) {
             in->on_state(in, SUP_EXITED);
             break;
@@ -165,6 +167,7 @@ static void *supervise(void *arg)
             } else {
                 log_inst(BT_LOG_ERROR, "failed to restart instance", in, "error", errbuf);
                 code = -1;
+                in->last_code = code;
             }
         }
         started = bt_now_ms();

@@ -41,6 +41,7 @@ struct sup_proc {
     int wake_fd; /* eventfd, written once to ask for a stop; -1 when closed */
     atomic_bool stop_req;
     eng_instance run; /* owned by the supervising thread once it runs */
+    int last_code;    /* exit code of the last run, set before SUP_RESTARTING / SUP_EXITED */
 };
 
 /* Starts the first process and its supervising thread. Returns 0 or -1 with err (then no

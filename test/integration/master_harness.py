@@ -34,6 +34,23 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+def services_out(workdir):
+    """The output files of every native instance of the master in workdir, as one text."""
+    base = os.path.join(workdir, "var/log/baetyl")
+    out = []
+    for svc in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        d = os.path.join(base, svc)
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d), key=lambda n: (n.replace(".log.1", ""), not n.endswith(".1"))):
+            try:
+                with open(os.path.join(d, name), errors="replace") as f:
+                    out.append(f.read())
+            except OSError:
+                pass
+    return "".join(out)
+
+
 def proc_alive(pid):
     """True when pid runs (a zombie waiting for its parent does not count)."""
     try:
@@ -115,6 +132,11 @@ class Master:
 
     def log(self):
         return self.read("var/log/baetyl/baetyl.log", "")
+
+    def services_out(self):
+        """What the native instances printed: their files under var/log/baetyl/<service>/
+        (the older .log.1 first), as one text."""
+        return services_out(self.dir)
 
     def ota_log(self):
         text = self.read("var/db/baetyl/ota.log", "")
@@ -219,7 +241,7 @@ class Master:
     # ---- cleanup -----------------------------------------------------------------------
     def sanitizer_report(self):
         """Sanitizer complaints (leaks at exit included) the master printed, or ''."""
-        out = self.read("master.out", "")
+        out = self.read("master.out", "") + self.services_out()
         for key in ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:"):
             if key in out:
                 return out

@@ -252,6 +252,15 @@ def test_killed_container_is_restarted_and_exit_output_kept(dmaster):
     assert dinspect("dcrash") is None
     time.sleep(1)
     assert m.log().count(":dcrash) started") == 1  # not restarted
+    # the logs API (issue 14.4): a running container's log, and a removed one's last output
+    st, body = m.request("GET", "/v1/services/dsleep/instances/dsleep/logs")
+    assert st == 200 and json.loads(body)["state"] == "running", body
+    assert json.loads(body)["lines"] == ["started dsleep"], body
+    st, body = m.request("GET", "/v1/services/dcrash/instances/dcrash/logs?lines=5")
+    assert st == 200, body
+    assert json.loads(body) == {"state": "exited", "exit_code": 3, "lines": ["crash output dcrash"]}
+    r = m.cmd("logs", "dcrash")
+    assert r.returncode == 0 and r.stdout == "crash output dcrash\n", (r.stdout, r.stderr)
 
     assert m.stop() == 0
     assert labelled() == []
