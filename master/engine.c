@@ -15,6 +15,20 @@ int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char 
     return bt_errf(err, errlen, "mode (%s) not supported", mode);
 }
 
+pthread_mutex_t engine_adopt_mu = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t engine_env_hash(char *const env[])
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (char *const *v = env; v && *v; v++)
+        for (const char *c = *v;; c++) {
+            h = (h ^ (uint8_t)*c) * 1099511628211ull;
+            if (!*c)
+                break;
+        }
+    return h;
+}
+
 void engine_free(bt_engine *e)
 {
     if (e)

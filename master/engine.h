@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -37,6 +38,7 @@ typedef struct {
     char id[80];         /* container id (docker) or the pid as text (native) */
     char name[80];       /* process name (native: /proc comm) or container name */
     bool stop_requested; /* signal_instance was called: an exit now is no failure (docker) */
+    bool adopted;        /* native: taken over from an earlier master, so not our child */
     void *owner;         /* the engine's state of the instance's service */
     int64_t started_ms;  /* when start_instance started it (docker) */
     /* Previous CPU sample, for a CPU % over the time between two stats calls. */
@@ -86,8 +88,18 @@ struct bt_engine {
     const char *api_socket_env;
     /* Instances do not inherit the master's environment (containers have their own). */
     bool isolated_env;
+    /* At boot, the running instances the engine may take over (adopt.h): service ->
+     * instance -> {"pid","start","env_hash"}; an entry is removed when taken over. Set
+     * and cleared under the ops lock, read by start_service/start_instance. */
+    json_t *adopt;
     void *priv;
 };
+
+/* A hash of an environment (NULL-terminated), to see whether a recorded instance would be
+ * started the same way. */
+uint64_t engine_env_hash(char *const env[]);
+/* Guards bt_engine.adopt (supervisors may start instances while the master boots). */
+extern pthread_mutex_t engine_adopt_mu;
 
 /* Creates the engine for conf.mode ("native" or "docker"). Returns 0 or -1 with err. */
 int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err,

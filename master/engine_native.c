@@ -12,7 +12,9 @@
 #include <baetyl/config.h>
 #include <baetyl/log.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
@@ -326,8 +328,13 @@ static int native_start_service(bt_engine *e, const app_config *app, const app_s
         }
         s->nargs++;
     }
-    if (bt_rm_rf(s->dir, err, errlen) != 0 || bt_mkdir_p(s->dir, 0755, err, errlen) != 0 ||
-        mount_all(e, app, svc, s->dir, err, errlen) != 0 ||
+    /* A service whose instances are taken over keeps its dir: it is their cwd. */
+    pthread_mutex_lock(&engine_adopt_mu);
+    bool keep = e->adopt && json_object_get(e->adopt, svc->name) && bt_path_exists(s->dir);
+    pthread_mutex_unlock(&engine_adopt_mu);
+    if ((!keep &&
+         (bt_rm_rf(s->dir, err, errlen) != 0 || bt_mkdir_p(s->dir, 0755, err, errlen) != 0 ||
+          mount_all(e, app, svc, s->dir, err, errlen) != 0)) ||
         find_program(svc, s->dir, &s->exec, err, errlen) != 0) {
         bt_rm_rf(s->dir, NULL, 0);
         native_svc_free(s);
@@ -357,6 +364,63 @@ static void native_stop_service(bt_engine *e, void *state)
     native_svc_free(s);
 }
 
+/* Takes over the recorded process of that instance when it still runs and would be started
+ * with the same environment (adopt.h); a recorded process that may not be taken over is
+ * killed. Returns 0 when taken over, -1 to start a new process. */
+static int take_over(bt_engine *e, native_svc *s, const char *instance, char *const env[],
+                     eng_instance *out)
+{
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_t *svc = e->adopt ? json_object_get(e->adopt, s->name) : NULL;
+    json_t *rec = json_incref(json_object_get(svc, instance));
+    if (rec)
+        json_object_del(svc, instance);
+    pthread_mutex_unlock(&engine_adopt_mu);
+    if (!rec)
+        return -1;
+    pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
+    uint64_t start = (uint64_t)json_integer_value(json_object_get(rec, "start"));
+    char hash[24], pids[24];
+    snprintf(hash, sizeof hash, "%016" PRIx64, engine_env_hash(env));
+    snprintf(pids, sizeof pids, "%d", (int)pid);
+    const char *rh = json_string_value(json_object_get(rec, "env_hash"));
+    bool same_env = rh && !strcmp(rh, hash);
+    json_decref(rec);
+    uint64_t ticks, rss, st;
+    char comm[64];
+    int fd = -1;
+    if (pid > 1 && proc_sample(pid, &ticks, &rss, &st, comm, sizeof comm) == 0 && st == start) {
+        fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        /* The pidfd names the process; check it is still the recorded one. */
+        if (fd >= 0 &&
+            (proc_sample(pid, &ticks, &rss, &st, comm, sizeof comm) != 0 || st != start)) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd >= 0 && !same_env) {
+            killpg(pid, SIGKILL);
+            close(fd);
+            bt_logkv(BT_LOG_INFO, "old instance stopped", "service", s->name, "instance", instance,
+                     "pid", pids, "reason", "its environment changed", NULL);
+            return -1;
+        }
+    }
+    if (fd < 0)
+        return -1;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    out->pid = pid;
+    out->wait_fd = fd;
+    out->adopted = true;
+    out->log_path = ilog_path(e->opts.pwd, s->name, instance);
+    out->log_fd = out->log_path ? ilog_reopen(out->log_path) : -1;
+    out->owner = s;
+    snprintf(out->id, sizeof out->id, "%d", (int)pid);
+    snprintf(out->name, sizeof out->name, "%s", comm);
+    bt_logkv(BT_LOG_INFO, "instance taken over", "service", s->name, "instance", instance, "pid",
+             pids, NULL);
+    return 0;
+}
+
 static int native_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                  eng_instance *out, char *err, size_t errlen)
 {
@@ -364,6 +428,8 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
     out->log_fd = -1;
+    if (take_over(e, s, instance, env, out) == 0)
+        return 0;
     /* Its output goes to its own file, written by the instance itself (instance_log.h). */
     char *log_path = ilog_path(e->opts.pwd, s->name, instance);
     if (!log_path)
@@ -457,13 +523,20 @@ static int exit_code_of(int st)
  * it left in the group (like a container whose main process ends), then reap. */
 static int reap(eng_instance *inst, int *exit_code)
 {
-    killpg(inst->pid, SIGKILL);
-    int st = 0;
-    pid_t r;
-    do
-        r = waitpid(inst->pid, &st, 0);
-    while (r < 0 && errno == EINTR);
-    *exit_code = r == inst->pid ? exit_code_of(st) : -1;
+    if (inst->adopted) {
+        /* Not our child: its parent (init) reaps it, its exit status is not ours to see, and
+         * its pid may name another group already. */
+        *exit_code = -1;
+    } else {
+        killpg(inst->pid, SIGKILL);
+        int st = 0;
+        pid_t r;
+        do
+            r = waitpid(inst->pid, &st, 0);
+        while (r < 0 && errno == EINTR);
+        *exit_code = r == inst->pid ? exit_code_of(st) : -1;
+    }
+    inst->adopted = false;
     if (inst->wait_fd >= 0)
         close(inst->wait_fd);
     inst->wait_fd = -1;
@@ -606,6 +679,11 @@ static void native_recover(bt_engine *e, json_t *stats)
                              "instance", iname, NULL);
                     continue;
                 }
+                pthread_mutex_lock(&engine_adopt_mu);
+                bool taken = e->adopt && json_object_get(json_object_get(e->adopt, sname), iname);
+                pthread_mutex_unlock(&engine_adopt_mu);
+                if (taken)
+                    continue;
                 pid_t pid = (pid_t)id;
                 int r2 = getpgid(pid) == pid ? killpg(pid, SIGKILL) : kill(pid, SIGKILL);
                 char pids[24];
@@ -619,12 +697,25 @@ static void native_recover(bt_engine *e, json_t *stats)
             }
         }
     }
-    /* Service dirs only hold links; whatever a killed master left is stale. */
+    /* Service dirs only hold links; whatever a killed master left is stale, except the dirs
+     * of services whose instances are taken over (their cwd). */
     char *dir = bt_path_join(e->opts.pwd, SERVICES_DIR);
-    if (dir) {
-        bt_rm_rf(dir, NULL, 0);
-        free(dir);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        pthread_mutex_lock(&engine_adopt_mu);
+        bool keep = e->adopt && json_object_get(e->adopt, de->d_name);
+        pthread_mutex_unlock(&engine_adopt_mu);
+        char *sub = keep ? NULL : bt_path_join(dir, de->d_name);
+        if (sub)
+            bt_rm_rf(sub, NULL, 0);
+        free(sub);
     }
+    if (d)
+        closedir(d);
+    free(dir);
 }
 
 static void native_destroy(bt_engine *e)

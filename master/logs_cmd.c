@@ -58,9 +58,9 @@ static json_t *fetch(bt_api_client *cl, const char *service, const char *inst, l
                      size_t errlen)
 {
     char *es = bt_api_escape(service), *ei = bt_api_escape(inst);
-    char *path = es && ei ? bt_strdup_printf("/v1/services/%s/instances/%s/logs?lines=%ld", es,
-                                             ei, n)
-                          : NULL;
+    char *path = es && ei
+                     ? bt_strdup_printf("/v1/services/%s/instances/%s/logs?lines=%ld", es, ei, n)
+                     : NULL;
     char *body = NULL;
     json_t *lines = NULL;
     if (!path)
@@ -168,8 +168,8 @@ int cmd_logs(const char *conf_path, const char *service, long lines, bool follow
         json_decref(names);
         for (size_t k = 0; k < nv; k++) {
             inst_t *in = &v[k];
-            json_t *got = fetch(cl, service, in->name, first ? lines : FOLLOW_FETCH, err,
-                                sizeof err);
+            json_t *got =
+                fetch(cl, service, in->name, first ? lines : FOLLOW_FETCH, err, sizeof err);
             if (!got) {
                 if (!in->gone && !follow)
                     fprintf(stderr, "baetyl: instance (%s): %s\n", in->name, err);

@@ -1,5 +1,6 @@
 /* The master's model: services, instances, tokens; the operations of boot, OTA and the API. */
 #include "master.h"
+#include "adopt.h"
 #include "grants.h"
 #include "stats_file.h"
 #include "baetyl/error.h"
@@ -77,6 +78,7 @@ static void instance_free(m_instance *in)
         return;
     free(in->name);
     env_free(in->env);
+    json_decref(in->dyn_env);
     json_decref(in->reported);
     if (in->sup.wake_fd >= 0)
         close(in->sup.wake_fd);
@@ -137,7 +139,13 @@ static void instance_state(sup_proc *p, sup_state st)
         }
         in->finished |= st == SUP_FINISHED;
     }
+    pid_t pid = p->run.pid;
     pthread_mutex_unlock(&m->mu);
+    /* The record a later master takes the instance over by (adopt.h). */
+    if (st == SUP_RUNNING)
+        adopt_record(m, in, pid);
+    else if (st == SUP_EXITED || st == SUP_FINISHED)
+        adopt_forget(m, in->svc->name, in->name);
     /* SUP_EXITED is always followed by SUP_FINISHED or a new start, saved then. */
     if (st != SUP_EXITED)
         master_save_stats(m);
@@ -157,6 +165,7 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
     in->dynamic = dynamic;
     in->name = strdup(name);
     in->reported = json_object();
+    in->dyn_env = json_incref(dyn);
     in->env = env_build(m, s, name, dynamic, dyn, err, errlen);
     if (!in->env) { /* err set by env_build */
         instance_free(in);
@@ -329,7 +338,8 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     }
     pthread_mutex_init(&s->inst_mu, NULL);
     s->name = strdup(cfg->name);
-    s->token = strdup(tok);
+    const char *kept = adopt_token(m, cfg->name); /* its running instances hold that one */
+    s->token = strdup(kept ? kept : tok);
     s->grants = grants_of(m->pwd, app, cfg);
     if (!s->name || !s->token || !s->grants || app_service_copy(&s->cfg, cfg) != 0) {
         service_free(s);

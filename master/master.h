@@ -34,9 +34,10 @@ struct m_instance {
     master *m;
     m_service *svc;
     char *name;
-    bool dynamic; /* started through the API: no token */
-    char **env;   /* full environment, NULL-terminated */
-    sup_proc sup; /* its supervisor (owner = this record) */
+    bool dynamic;    /* started through the API: no token */
+    char **env;      /* full environment, NULL-terminated */
+    json_t *dyn_env; /* the extra env of an API start, or NULL (kept for adoption) */
+    sup_proc sup;    /* its supervisor (owner = this record) */
     /* guarded by master.mu */
     eng_instance view; /* what stats read; view.pid is 0 while nothing runs */
     bool alive;

@@ -1,4 +1,5 @@
 /* Application OTA (SPEC §9). */
+#include "adopt.h"
 #include "ota.h"
 #include "path_beneath.h"
 #include "stats_file.h"
@@ -155,6 +156,7 @@ static void commit(master *m, app_config *app)
     master_set_volumes(m, &m->app);
     if (unlink(APP_BACKUP_FILE) != 0 && errno != ENOENT)
         bt_logkv(BT_LOG_ERROR, "failed to remove backup file", "error", strerror(errno), NULL);
+    adopt_save_running_app();
     char msg[256];
     snprintf(msg, sizeof msg, "app version (%s) committed", m->app.version ? m->app.version : "");
     bt_logkv(BT_LOG_INFO, msg, NULL);
@@ -280,6 +282,7 @@ int ota_boot(master *m, char *err, size_t errlen)
         bt_path_exists(APP_STATS_FILE) ? yaml_file_to_json(APP_STATS_FILE, why, sizeof why) : NULL;
     if (!stats && bt_path_exists(APP_STATS_FILE))
         bt_logkv(BT_LOG_WARN, "failed to read application stats", "error", why, NULL);
+    adopt_prepare(m); /* what a killed master left running and may keep running */
     m->engine->ops->recover(m->engine, stats);
     json_decref(stats);
 
@@ -294,6 +297,7 @@ int ota_boot(master *m, char *err, size_t errlen)
     }
     char e2[2048];
     int rc = apply(m, trace, interrupted, NULL, e2, sizeof e2);
+    adopt_finish(m);
     free(trace);
     if (rc != 0) {
         char *full = bt_strdup_printf("failed to update system: %s", e2);
