@@ -23,17 +23,26 @@ static char *record_path(const char *svc, const char *inst)
     return bt_strdup_printf(ADOPT_DIR "/%s/%s.json", svc, inst);
 }
 
-void adopt_record(master *m, const m_instance *in, pid_t pid)
+void adopt_record(master *m, const m_instance *in, const eng_instance *run)
 {
-    uint64_t ticks, rss, start;
+    uint64_t ticks, rss, start = 0;
     char comm[64], hash[24], err[256];
-    if (pid <= 0 || proc_sample(pid, &ticks, &rss, &start, comm, sizeof comm) != 0)
+    pid_t pid = run->pid;
+    if (pid > 0 && proc_sample(pid, &ticks, &rss, &start, comm, sizeof comm) != 0)
+        return;
+    if (pid <= 0 && !run->id[0])
         return;
     snprintf(hash, sizeof hash, "%016" PRIx64, engine_env_hash(in->env));
-    json_t *j = json_pack("{s:I,s:I,s:s,s:b,s:O?,s:s}", "pid", (json_int_t)pid, "start",
-                          (json_int_t)start, "token", in->svc->token, "dynamic", in->dynamic, "env",
-                          in->dyn_env, "env_hash", hash);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL, *path = record_path(in->svc->name, in->name);
+    json_t *j = json_pack("{s:s,s:b,s:O?,s:s}", "token", in->svc->token, "dynamic", in->dynamic,
+                          "env", in->dyn_env, "env_hash", hash);
+    if (j && pid > 0) {
+        json_object_set_new(j, "pid", json_integer(pid));
+        json_object_set_new(j, "start", json_integer((json_int_t)start));
+    } else if (j) {
+        json_object_set_new(j, "container", json_string(run->id));
+    }
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL,
+         *path = record_path(in->svc->name, in->name);
     if (!text || !path || bt_mkdir_parents(path, err, sizeof err) != 0 ||
         bt_write_file_atomic(path, text, strlen(text), 0600, err, sizeof err) != 0)
         bt_logkv(BT_LOG_WARN, "failed to record instance (a master crash would restart it)",
@@ -56,8 +65,8 @@ void adopt_save_running_app(void)
 {
     char *text = NULL, err[256];
     size_t len = 0;
-    if (bt_path_exists(APP_FILE) && bt_read_file(APP_FILE, APP_MAX_FILE, &text, &len, err,
-                                                 sizeof err) != 0) {
+    if (bt_path_exists(APP_FILE) &&
+        bt_read_file(APP_FILE, APP_MAX_FILE, &text, &len, err, sizeof err) != 0) {
         unlink(ADOPT_RUNNING_APP); /* unknown: nothing will be taken over */
         return;
     }
@@ -83,8 +92,8 @@ static void stop_recorded(const char *svc, const char *inst, json_int_t pid, con
     int r = getpgid(p) == p ? killpg(p, SIGKILL) : kill(p, SIGKILL);
     char pids[24];
     snprintf(pids, sizeof pids, "%d", (int)p);
-    bt_logkv(r == 0 ? BT_LOG_INFO : BT_LOG_WARN, "old instance stopped", "service", svc,
-             "instance", inst, "pid", pids, "reason", why, NULL);
+    bt_logkv(r == 0 ? BT_LOG_INFO : BT_LOG_WARN, "old instance stopped", "service", svc, "instance",
+             inst, "pid", pids, "reason", why, NULL);
 }
 
 void adopt_prepare(master *m)
@@ -116,14 +125,16 @@ void adopt_prepare(master *m)
                 rec = json_loads(text, 0, NULL);
             json_int_t pid = json_integer_value(json_object_get(rec, "pid"));
             json_int_t start = json_integer_value(json_object_get(rec, "start"));
-            if (rec && same_process(pid, start)) {
+            bool container = json_is_string(json_object_get(rec, "container"));
+            if (rec && (container || same_process(pid, start))) {
                 if (old_ok && app_service_unchanged(&cur, &old, se->d_name)) {
                     json_t *svc = json_object_get(adopt, se->d_name);
                     if (!svc)
                         json_object_set_new(adopt, se->d_name, svc = json_object());
                     json_object_set(svc, inst, rec);
                 } else {
-                    stop_recorded(se->d_name, inst, pid, "its service changed");
+                    if (!container) /* a container not taken over is removed by recover */
+                        stop_recorded(se->d_name, inst, pid, "its service changed");
                     if (path)
                         unlink(path);
                 }
@@ -200,9 +211,7 @@ void adopt_finish(master *m)
     {
         json_object_foreach(svc, iname, rec)
         {
-            json_int_t pid = json_integer_value(json_object_get(rec, "pid"));
-            if (same_process(pid, json_integer_value(json_object_get(rec, "start"))))
-                stop_recorded(sname, iname, pid, "not part of the application any more");
+            e->ops->drop_adopted(e, sname, iname, rec);
             adopt_forget(m, sname, iname);
         }
     }

@@ -6,7 +6,8 @@
  * it (running.yml). At boot, a recorded process that still runs (same pid and start time
  * in /proc/<pid>/stat) and whose service did not change in application.yml is handed to
  * the engine (bt_engine.adopt), which takes it over at its start_instance instead of
- * starting a new one; anything else recorded is stopped as before. */
+ * starting a new one; anything else recorded is stopped as before. Docker: the record holds
+ * the container id; the engine checks at take-over that it still runs. */
 #ifndef BAETYL_MASTER_ADOPT_H
 #define BAETYL_MASTER_ADOPT_H
 
@@ -15,8 +16,8 @@
 #define ADOPT_DIR "var/run/baetyl/instances"
 #define ADOPT_RUNNING_APP ADOPT_DIR "/running.yml"
 
-/* Records instance in (running, with pid). */
-void adopt_record(master *m, const m_instance *in, pid_t pid);
+/* Records instance in, running as run (native: pid; docker: container id). */
+void adopt_record(master *m, const m_instance *in, const eng_instance *run);
 /* Removes the record of instance `inst` of service `svc`. */
 void adopt_forget(master *m, const char *svc, const char *inst);
 /* Keeps a copy of application.yml as the app the services now run from. */

@@ -73,6 +73,9 @@ typedef struct {
      * Returns 0, or 1 when there is no output to show. Any thread (with the service held). */
     int (*instance_logs)(bt_engine *e, void *state, const char *instance, const eng_instance *inst,
                          int n, json_t *arr);
+    /* Stops a process or container recorded for adoption (rec: its record) that was not
+     * taken over: its service changed or is gone. */
+    void (*drop_adopted)(bt_engine *e, const char *service, const char *instance, json_t *rec);
     /* Cleans what a killed master left: stats is application.stats as JSON
      * (service -> instance -> stats), or NULL. */
     void (*recover)(bt_engine *e, json_t *stats);

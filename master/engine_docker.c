@@ -17,6 +17,7 @@
 #include <baetyl/log.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -224,6 +225,9 @@ static int clear_name(docker_priv *p, const char *name, char *err, size_t errlen
     return docker_container_remove(p->c, id, true, err, errlen);
 }
 
+static int take_over(bt_engine *e, docker_svc *s, const char *instance, char *const env[],
+                     eng_instance *out);
+
 static int docker_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                  eng_instance *out, char *err, size_t errlen)
 {
@@ -231,6 +235,9 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     docker_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
+    out->log_fd = -1;
+    if (take_over(e, s, instance, env, out) == 0)
+        return 0;
     pthread_mutex_lock(&s->mu);
     int fails = s->fails, code = s->last_code;
     int64_t wait_ms = s->fails >= 2 ? s->retry_at - bt_now_ms() : 0;
@@ -594,6 +601,79 @@ static void *stats_main(void *arg)
 
 /* ---- recovery and lifetime --------------------------------------------------------------- */
 
+/* True when some record of e->adopt names container id. */
+static bool adoptable(bt_engine *e, const char *id)
+{
+    bool found = false;
+    const char *sk, *ik;
+    json_t *sv, *rec;
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_object_foreach(e->adopt, sk, sv)
+    {
+        json_object_foreach(sv, ik, rec)
+        {
+            const char *c = json_string_value(json_object_get(rec, "container"));
+            found |= c && !strcmp(c, id);
+        }
+    }
+    pthread_mutex_unlock(&engine_adopt_mu);
+    return found;
+}
+
+static void docker_drop_adopted(bt_engine *e, const char *service, const char *instance,
+                                json_t *rec)
+{
+    const char *id = json_string_value(json_object_get(rec, "container"));
+    char why[512];
+    if (id && docker_container_remove(priv_of(e)->c, id, true, why, sizeof why) == 0)
+        bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container", instance,
+                 NULL);
+}
+
+/* Takes the recorded container of that instance over when it still runs, carries this
+ * master's label and would be started with the same environment; one that may not be
+ * taken over is removed. Returns 0 when taken over, -1 to start a new container. */
+static int take_over(bt_engine *e, docker_svc *s, const char *instance, char *const env[],
+                     eng_instance *out)
+{
+    docker_priv *p = priv_of(e);
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_t *svc = e->adopt ? json_object_get(e->adopt, s->name) : NULL;
+    json_t *rec = json_incref(json_object_get(svc, instance));
+    if (rec)
+        json_object_del(svc, instance);
+    pthread_mutex_unlock(&engine_adopt_mu);
+    const char *id = json_string_value(json_object_get(rec, "container"));
+    if (!id) {
+        json_decref(rec);
+        return -1;
+    }
+    char hash[24], why[512];
+    snprintf(hash, sizeof hash, "%016" PRIx64, engine_env_hash(env));
+    const char *rh = json_string_value(json_object_get(rec, "env_hash"));
+    json_t *j = NULL;
+    bool ok = rh && !strcmp(rh, hash) &&
+              docker_container_inspect(p->c, id, &j, why, sizeof why) == 0 &&
+              json_is_true(bt_json_get(j, "State.Running"));
+    const char *owner = bt_json_get_str(j, "Config.Labels." DOCKER_MASTER_LABEL);
+    ok = ok && owner && !strcmp(owner, p->master_id);
+    if (ok) {
+        snprintf(out->id, sizeof out->id, "%s", bt_json_get_str(j, "Id") ?: id);
+        snprintf(out->name, sizeof out->name, "%s", instance);
+        out->owner = s;
+        out->started_ms = bt_now_ms() - FAIL_FAST_MS; /* ran long enough: no fail-fast */
+        bt_logkv(BT_LOG_INFO, "instance taken over", "service", s->name, "instance", instance,
+                 "container", out->id, NULL);
+    } else if (j) {
+        docker_container_remove(p->c, id, true, why, sizeof why);
+        bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container", instance,
+                 "reason", "its environment changed", NULL);
+    }
+    json_decref(j);
+    json_decref(rec);
+    return ok ? 0 : -1;
+}
+
 static void docker_recover(bt_engine *e, json_t *stats)
 {
     docker_priv *p = priv_of(e);
@@ -616,6 +696,8 @@ static void docker_recover(bt_engine *e, json_t *stats)
             continue;
         if (name && name[0] == '/')
             name++;
+        if (adoptable(e, id))
+            continue; /* taken over at its start (adopt.h) */
         if (docker_container_remove(p->c, id, true, why, sizeof why) == 0)
             bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container",
                      name ? name : id, NULL);
@@ -708,6 +790,7 @@ static const engine_ops docker_ops = {
     .signal_instance = docker_signal_instance,
     .instance_stats = docker_instance_stats,
     .instance_logs = docker_instance_logs,
+    .drop_adopted = docker_drop_adopted,
     .recover = docker_recover,
     .destroy = docker_destroy,
 };

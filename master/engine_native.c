@@ -652,6 +652,22 @@ static int native_instance_logs(bt_engine *e, void *state, const char *instance,
     return r;
 }
 
+static void native_drop_adopted(bt_engine *e, const char *service, const char *instance,
+                                json_t *rec)
+{
+    pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
+    uint64_t start = (uint64_t)json_integer_value(json_object_get(rec, "start"));
+    uint64_t ticks, rss, st;
+    char comm[64], pids[24];
+    if (pid <= 1 || pid == getpid() ||
+        proc_sample(pid, &ticks, &rss, &st, comm, sizeof comm) != 0 || st != start)
+        return; /* gone already */
+    killpg(pid, SIGKILL);
+    snprintf(pids, sizeof pids, "%d", (int)pid);
+    bt_logkv(BT_LOG_INFO, "old instance stopped", "service", service, "instance", instance, "pid",
+             pids, "reason", "not part of the application any more", NULL);
+}
+
 static void native_recover(bt_engine *e, json_t *stats)
 {
     const char *sname, *iname;
@@ -734,6 +750,7 @@ static const engine_ops native_ops = {
     .signal_instance = native_signal_instance,
     .instance_stats = native_instance_stats,
     .instance_logs = native_instance_logs,
+    .drop_adopted = native_drop_adopted,
     .recover = native_recover,
     .destroy = native_destroy,
 };

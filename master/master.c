@@ -139,11 +139,10 @@ static void instance_state(sup_proc *p, sup_state st)
         }
         in->finished |= st == SUP_FINISHED;
     }
-    pid_t pid = p->run.pid;
     pthread_mutex_unlock(&m->mu);
     /* The record a later master takes the instance over by (adopt.h). */
     if (st == SUP_RUNNING)
-        adopt_record(m, in, pid);
+        adopt_record(m, in, &p->run);
     else if (st == SUP_EXITED || st == SUP_FINISHED)
         adopt_forget(m, in->svc->name, in->name);
     /* SUP_EXITED is always followed by SUP_FINISHED or a new start, saved then. */

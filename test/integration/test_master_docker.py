@@ -290,6 +290,32 @@ def test_stale_containers_removed_at_start(dmaster):
         docker("rm", "-f", stale, theirs, other)
 
 
+def test_containers_taken_over_after_a_master_kill(dmaster):
+    """Issue 15.2: a master killed with SIGKILL leaves its containers running; the next one
+    takes them over (same container), except those whose service changed meanwhile."""
+    m = dmaster()
+    m.app(app_yaml([box("dkeep", SLEEPER), box("dchange", SLEEPER)], DATA))
+    m.start()
+    keep = wait_for(lambda: container_of(m, "dkeep"), 15, what="dkeep running")
+    change = wait_for(lambda: container_of(m, "dchange"), 15, what="dchange running")
+    m.kill9()
+    m.app(app_yaml([box("dkeep", SLEEPER), box("dchange", SLEEPER, env={"NEW": "1"})], DATA))
+    n = m.log().count("services started")
+    m.start(wait=False)
+    wait_for(lambda: m.log().count("services started") > n, 30, what="second start")
+    assert wait_for(lambda: container_of(m, "dkeep"), 15)["id"] == keep["id"]
+    assert dinspect(keep["id"])["State"]["Running"]
+    new = wait_for(lambda: container_of(m, "dchange"), 15, what="dchange running")
+    assert new["id"] != change["id"] and dinspect(change["id"]) is None
+    assert "instance taken over" in m.log()
+    # its exit is handled by the restart policy, as for a container it started
+    assert docker("kill", "dkeep").returncode == 0
+    wait_for(lambda: (c := container_of(m, "dkeep")) and c["id"] != keep["id"], 20,
+             what="dkeep restarted")
+    assert m.stop() == 0
+    assert labelled() == []
+
+
 def test_name_taken_by_a_foreign_container_fails_clearly(dmaster):
     m = dmaster()
     name = f"bt-taken-{uuid.uuid4().hex[:8]}"
