@@ -668,6 +668,59 @@ static void native_drop_adopted(bt_engine *e, const char *service, const char *i
              pids, "reason", "not part of the application any more", NULL);
 }
 
+/* True when pid is the process of a record in e->adopt. */
+static bool adopted_pid(bt_engine *e, pid_t pid)
+{
+    bool found = false;
+    const char *sk, *ik;
+    json_t *sv, *rec;
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_object_foreach(e->adopt, sk, sv)
+    {
+        json_object_foreach(sv, ik, rec)
+        {
+            found |= json_integer_value(json_object_get(rec, "pid")) == pid;
+        }
+    }
+    pthread_mutex_unlock(&engine_adopt_mu);
+    return found;
+}
+
+/* An instance started just before its master was killed may have no record yet: any
+ * session leader working in a service dir of this work dir that is not taken over is
+ * such a stray, and is killed (its service starts it again). */
+static void kill_strays(bt_engine *e)
+{
+    char *dir = bt_path_join(e->opts.pwd, SERVICES_DIR);
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    DIR *d = real ? opendir("/proc") : NULL;
+    size_t n = real ? strlen(real) : 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == getpid() || getsid((pid_t)pid) != (pid_t)pid)
+            continue;
+        char link[64], cwd[4096];
+        snprintf(link, sizeof link, "/proc/%ld/cwd", pid);
+        ssize_t l = readlink(link, cwd, sizeof cwd - 1);
+        if (l <= 0)
+            continue;
+        cwd[l] = '\0';
+        if (strncmp(cwd, real, n) != 0 || cwd[n] != '/' || adopted_pid(e, (pid_t)pid))
+            continue;
+        char pids[24];
+        snprintf(pids, sizeof pids, "%ld", pid);
+        if (killpg((pid_t)pid, SIGKILL) == 0)
+            bt_logkv(BT_LOG_INFO, "old instance stopped", "pid", pids, "reason",
+                     "not recorded (its master was killed as it started)", NULL);
+    }
+    if (d)
+        closedir(d);
+    free(real);
+}
+
 static void native_recover(bt_engine *e, json_t *stats)
 {
     const char *sname, *iname;
@@ -713,6 +766,7 @@ static void native_recover(bt_engine *e, json_t *stats)
             }
         }
     }
+    kill_strays(e);
     /* Service dirs only hold links; whatever a killed master left is stale, except the dirs
      * of services whose instances are taken over (their cwd). */
     char *dir = bt_path_join(e->opts.pwd, SERVICES_DIR);

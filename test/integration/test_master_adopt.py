@@ -147,3 +147,25 @@ def test_hub_and_function_outlive_master_kills(master):
     pub.disconnect()
     w.close()
     assert m.stop() == 0
+
+
+def test_unrecorded_instance_is_stopped_and_started_again(master):
+    """An instance whose record never got written (its master killed as it started it) is
+    found by its working dir and stopped; its service starts it again."""
+    m = master()
+    m.package("pkg", SLEEPER)
+    m.app(app_yaml([svc("a", "pkg"), svc("b", "pkg")], vols("pkg")))
+    m.start()
+    a, b = m.wait_running("a"), m.wait_running("b")
+    m.kill9()
+    os.unlink(m.path("var/run/baetyl/instances/a/a.json"))
+    os.unlink(m.path("var/db/baetyl/application.stats"))
+    n = m.log().count("services started")
+    m.start(wait=False)
+    wait_for(lambda: m.log().count("services started") > n, 30, what="second start")
+    assert m.wait_running("b") == b
+    na = m.wait_running("a")
+    assert na != a and not proc_alive(a)
+    assert "not recorded" in m.log()
+    assert m.stop() == 0
+    assert marked_pids(m.marker) == []
