@@ -42,7 +42,8 @@ def services_out(workdir):
         d = os.path.join(base, svc)
         if not os.path.isdir(d):
             continue
-        for name in sorted(os.listdir(d), key=lambda n: (n.replace(".log.1", ""), not n.endswith(".1"))):
+        order = (lambda n: (n.replace(".log.1", ""), not n.endswith(".1")))
+        for name in sorted(os.listdir(d), key=order):
             try:
                 with open(os.path.join(d, name), errors="replace") as f:
                     out.append(f.read())

@@ -85,7 +85,8 @@ principals:
 def hub_app(master, kills=3):
     """The hub, the function-manager and a Python runtime, all run by one master."""
     port = free_port()
-    a = App(master, types.SimpleNamespace(port=port), {"rt": ("python", [("sayhi", "index.handler")])},
+    a = App(master, types.SimpleNamespace(port=port),
+            {"rt": ("python", [("sayhi", "index.handler")])},
             [{"name": "sayhi", "service": "rt"}],
             [{"clientid": "r-sayhi", "subscribe": {"topic": "in/#", "qos": 1},
               "function": {"name": "sayhi"}, "publish": {"topic": "out", "qos": 1}}])

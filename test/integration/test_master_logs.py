@@ -5,7 +5,6 @@ instance, and `baetyl logs` prints them (-n, -f, [instance] prefixes)."""
 import json
 import os
 import subprocess
-import time
 
 from conftest import binary, wait_for
 from master_harness import MARKER, app_yaml, master, svc, vols  # noqa: F401

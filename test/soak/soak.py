@@ -7,7 +7,8 @@ Python, Node and SQL functions on t) into a temporary work dir, moves it to free
 messages {"id":n} on t at a steady rate while a persistent QoS 1 subscriber on t/# records
 which ids arrive on each output topic, and the CHAOS table below kills and pauses parts of
 the system, the master itself included (kill -9 and start again: it must take its services
-over, the hub keeping its pid and the subscriber its connection). RSS and fd counts of the master and every service are sampled throughout.
+over, the hub keeping its pid and the subscriber its connection). RSS and fd counts of the
+master and every service are sampled throughout.
 At the end the master gets SIGTERM and must take everything with it within its grace.
 
 Fails (exit 1) when a PUBACKed message never reached t (our QoS 1 persistent session), or
@@ -413,9 +414,10 @@ class Chaos:
         kept = hub is not None and after.get("localhub") == hub
         stayed = self.sys.sub.connects == connects
         same = sorted(n for n in before if before[n] == after.get(n))
-        return kept and stayed, (f"hub pid {hub} " + ("kept" if kept else f"now {after.get('localhub')}")
-                                 + (", subscriber stayed" if stayed else ", subscriber RECONNECTED")
-                                 + f", {len(same)} of {len(before)} instances taken over")
+        hub_said = "kept" if kept else f"now {after.get('localhub')}"
+        sub_said = "subscriber stayed" if stayed else "subscriber RECONNECTED"
+        return kept and stayed, (f"hub pid {hub} {hub_said}, {sub_said}, "
+                                 f"{len(same)} of {len(before)} instances taken over")
 
     def pause_fm(self, secs=3.0):
         """SIGSTOP the function-manager for a few seconds, then SIGCONT."""
