@@ -29,6 +29,24 @@ uint64_t engine_env_hash(char *const env[])
     return h;
 }
 
+bool engine_adopt_has(bt_engine *e, const char *key, json_t *value)
+{
+    bool found = false;
+    const char *sk, *ik;
+    json_t *sv, *rec;
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_object_foreach(e->adopt, sk, sv)
+    {
+        json_object_foreach(sv, ik, rec)
+        {
+            found |= json_equal(json_object_get(rec, key), value);
+        }
+    }
+    pthread_mutex_unlock(&engine_adopt_mu);
+    json_decref(value);
+    return found;
+}
+
 void engine_free(bt_engine *e)
 {
     if (e)

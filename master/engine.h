@@ -101,6 +101,8 @@ struct bt_engine {
 /* A hash of an environment (NULL-terminated), to see whether a recorded instance would be
  * started the same way. */
 uint64_t engine_env_hash(char *const env[]);
+/* True when a record of e->adopt has key equal to value (a reference taken over). */
+bool engine_adopt_has(bt_engine *e, const char *key, json_t *value);
 /* Guards bt_engine.adopt (supervisors may start instances while the master boots). */
 extern pthread_mutex_t engine_adopt_mu;
 

@@ -601,25 +601,6 @@ static void *stats_main(void *arg)
 
 /* ---- recovery and lifetime --------------------------------------------------------------- */
 
-/* True when some record of e->adopt names container id. */
-static bool adoptable(bt_engine *e, const char *id)
-{
-    bool found = false;
-    const char *sk, *ik;
-    json_t *sv, *rec;
-    pthread_mutex_lock(&engine_adopt_mu);
-    json_object_foreach(e->adopt, sk, sv)
-    {
-        json_object_foreach(sv, ik, rec)
-        {
-            const char *c = json_string_value(json_object_get(rec, "container"));
-            found |= c && !strcmp(c, id);
-        }
-    }
-    pthread_mutex_unlock(&engine_adopt_mu);
-    return found;
-}
-
 static void docker_drop_adopted(bt_engine *e, const char *service, const char *instance,
                                 json_t *rec)
 {
@@ -696,7 +677,7 @@ static void docker_recover(bt_engine *e, json_t *stats)
             continue;
         if (name && name[0] == '/')
             name++;
-        if (adoptable(e, id))
+        if (engine_adopt_has(e, "container", json_string(id)))
             continue; /* taken over at its start (adopt.h) */
         if (docker_container_remove(p->c, id, true, why, sizeof why) == 0)
             bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container",

@@ -668,24 +668,6 @@ static void native_drop_adopted(bt_engine *e, const char *service, const char *i
              pids, "reason", "not part of the application any more", NULL);
 }
 
-/* True when pid is the process of a record in e->adopt. */
-static bool adopted_pid(bt_engine *e, pid_t pid)
-{
-    bool found = false;
-    const char *sk, *ik;
-    json_t *sv, *rec;
-    pthread_mutex_lock(&engine_adopt_mu);
-    json_object_foreach(e->adopt, sk, sv)
-    {
-        json_object_foreach(sv, ik, rec)
-        {
-            found |= json_integer_value(json_object_get(rec, "pid")) == pid;
-        }
-    }
-    pthread_mutex_unlock(&engine_adopt_mu);
-    return found;
-}
-
 /* An instance started just before its master was killed may have no record yet: any
  * session leader working in a service dir of this work dir that is not taken over is
  * such a stray, and is killed (its service starts it again). */
@@ -708,7 +690,8 @@ static void kill_strays(bt_engine *e)
         if (l <= 0)
             continue;
         cwd[l] = '\0';
-        if (strncmp(cwd, real, n) != 0 || cwd[n] != '/' || adopted_pid(e, (pid_t)pid))
+        if (strncmp(cwd, real, n) != 0 || cwd[n] != '/' ||
+            engine_adopt_has(e, "pid", json_integer(pid)))
             continue;
         char pids[24];
         snprintf(pids, sizeof pids, "%ld", pid);

@@ -163,6 +163,15 @@ class Master:
             assert self.proc.poll() is None, f"master exited: {self.read('master.out')}{self.log()}"
         return self.proc
 
+    def start_again(self):
+        """Starts a master that ran before (e.g. after kill9): waits for this start's
+        "services started"."""
+        n = self.log().count("services started")
+        self.start(wait=False)
+        wait_for(lambda: self.log().count("services started") > n or self.proc.poll() is not None,
+                 30, what="master start")
+        assert self.proc.poll() is None, self.read("master.out")
+
     def stop(self, timeout=30):
         rc = self.procs.stop(self.proc, signal.SIGTERM, timeout)
         self.out.close()

@@ -11,7 +11,7 @@ import types
 
 import paho.mqtt.client as mqtt
 
-from conftest import free_port, wait_for
+from conftest import HUB_PRINCIPALS, free_port, wait_for
 from fm_harness import App, Watcher, install_package
 from master_harness import (app_yaml, marked_pids, master, proc_alive, SLEEPER, svc,  # noqa: F401
                             vols)
@@ -20,11 +20,7 @@ from master_harness import (app_yaml, marked_pids, master, proc_alive, SLEEPER, 
 def restart(m):
     """kill -9 the master, start it again, wait until its services started."""
     m.kill9()
-    n = m.log().count("services started")
-    m.start(wait=False)
-    wait_for(lambda: m.log().count("services started") > n or m.proc.poll() is not None, 30,
-             what="master start")
-    assert m.proc.poll() is None, m.read("master.out")
+    m.start_again()
 
 
 def test_changed_service_restarts_the_rest_is_taken_over(master):
@@ -71,15 +67,8 @@ def test_output_and_api_of_a_taken_over_instance(master):
     assert marked_pids(m.marker) == []
 
 
-HUB_CONF = """listen: ['tcp://127.0.0.1:{port}']
-storage: {{dir: data}}
-principals:
-  - username: test
-    password: hahaha
-    permissions:
-      - {{action: pub, permit: ['#']}}
-      - {{action: sub, permit: ['#']}}
-"""
+HUB_CONF = "listen: ['tcp://127.0.0.1:{port}']\nstorage: {{dir: data}}\n" + HUB_PRINCIPALS.replace(
+    "{", "{{").replace("}", "}}")
 
 
 def hub_app(master, kills=3):
@@ -161,9 +150,7 @@ def test_unrecorded_instance_is_stopped_and_started_again(master):
     m.kill9()
     os.unlink(m.path("var/run/baetyl/instances/a/a.json"))
     os.unlink(m.path("var/db/baetyl/application.stats"))
-    n = m.log().count("services started")
-    m.start(wait=False)
-    wait_for(lambda: m.log().count("services started") > n, 30, what="second start")
+    m.start_again()
     assert m.wait_running("b") == b
     na = m.wait_running("a")
     assert na != a and not proc_alive(a)

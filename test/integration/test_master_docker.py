@@ -300,9 +300,7 @@ def test_containers_taken_over_after_a_master_kill(dmaster):
     change = wait_for(lambda: container_of(m, "dchange"), 15, what="dchange running")
     m.kill9()
     m.app(app_yaml([box("dkeep", SLEEPER), box("dchange", SLEEPER, env={"NEW": "1"})], DATA))
-    n = m.log().count("services started")
-    m.start(wait=False)
-    wait_for(lambda: m.log().count("services started") > n, 30, what="second start")
+    m.start_again()
     assert wait_for(lambda: container_of(m, "dkeep"), 15)["id"] == keep["id"]
     assert dinspect(keep["id"])["State"]["Running"]
     new = wait_for(lambda: container_of(m, "dchange"), 15, what="dchange running")
