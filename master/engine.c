@@ -47,6 +47,17 @@ bool engine_adopt_has(bt_engine *e, const char *key, json_t *value)
     return found;
 }
 
+json_t *engine_adopt_take(bt_engine *e, const char *service, const char *instance)
+{
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_t *svc = e->adopt ? json_object_get(e->adopt, service) : NULL;
+    json_t *rec = json_incref(json_object_get(svc, instance));
+    if (rec)
+        json_object_del(svc, instance);
+    pthread_mutex_unlock(&engine_adopt_mu);
+    return rec;
+}
+
 void engine_free(bt_engine *e)
 {
     if (e)

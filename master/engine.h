@@ -103,6 +103,8 @@ struct bt_engine {
 uint64_t engine_env_hash(char *const env[]);
 /* True when a record of e->adopt has key equal to value (a reference taken over). */
 bool engine_adopt_has(bt_engine *e, const char *key, json_t *value);
+/* The record of that instance in e->adopt, taken out of it (new reference), or NULL. */
+json_t *engine_adopt_take(bt_engine *e, const char *service, const char *instance);
 /* Guards bt_engine.adopt (supervisors may start instances while the master boots). */
 extern pthread_mutex_t engine_adopt_mu;
 

@@ -618,12 +618,7 @@ static int take_over(bt_engine *e, docker_svc *s, const char *instance, char *co
                      eng_instance *out)
 {
     docker_priv *p = priv_of(e);
-    pthread_mutex_lock(&engine_adopt_mu);
-    json_t *svc = e->adopt ? json_object_get(e->adopt, s->name) : NULL;
-    json_t *rec = json_incref(json_object_get(svc, instance));
-    if (rec)
-        json_object_del(svc, instance);
-    pthread_mutex_unlock(&engine_adopt_mu);
+    json_t *rec = engine_adopt_take(e, s->name, instance);
     const char *id = json_string_value(json_object_get(rec, "container"));
     if (!id) {
         json_decref(rec);

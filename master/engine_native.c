@@ -370,12 +370,7 @@ static void native_stop_service(bt_engine *e, void *state)
 static int take_over(bt_engine *e, native_svc *s, const char *instance, char *const env[],
                      eng_instance *out)
 {
-    pthread_mutex_lock(&engine_adopt_mu);
-    json_t *svc = e->adopt ? json_object_get(e->adopt, s->name) : NULL;
-    json_t *rec = json_incref(json_object_get(svc, instance));
-    if (rec)
-        json_object_del(svc, instance);
-    pthread_mutex_unlock(&engine_adopt_mu);
+    json_t *rec = engine_adopt_take(e, s->name, instance);
     if (!rec)
         return -1;
     pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
