@@ -216,10 +216,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
     const char *type = json_is_string(jt) ? json_string_value(jt) : "APP";
     if (jt && !json_is_string(jt))
         rc = bt_errf(err, errlen, "type: must be a string");
-    else if (!strcmp(type, "MST"))
-        rc = bt_errf(err, errlen, "master OTA (type MST) is not supported");
-    else if (strcmp(type, "APP") != 0)
-        rc = bt_errf(err, errlen, "type (%.64s) not supported: want APP", type);
+    else if (strcmp(type, "APP") != 0 && strcmp(type, "MST") != 0)
+        rc = bt_errf(err, errlen, "type (%.64s) not supported: want APP or MST", type);
     else if (!json_is_string(jp) || json_string_length(jp) == 0 ||
              strlen(json_string_value(jp)) != json_string_length(jp))
         rc = bt_errf(err, errlen,
@@ -227,7 +225,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
     else if (jr && (!json_is_string(jr) || strlen(json_string_value(jr)) != json_string_length(jr)))
         rc = bt_errf(err, errlen, "trace: must be a string");
     else
-        rc = ota_queue(s->o, json_string_value(jp), jr ? json_string_value(jr) : NULL, err, errlen);
+        rc = ota_queue(s->o, !strcmp(type, "MST"), json_string_value(jp),
+                       jr ? json_string_value(jr) : NULL, err, errlen);
     json_decref(j);
     return rc;
 }

@@ -31,6 +31,8 @@ static const bt_cfg_field conf_fields[] = {
     BT_FIELD(master_conf, logger_path, "logger.path", BT_CFG_STRING, .def = MASTER_DEFAULT_LOG),
     BT_FIELD(master_conf, otalog.path, "otalog.path", BT_CFG_STRING, .def = "var/db/baetyl/ota.log",
              .flags = BT_CFG_REQUIRED),
+    BT_FIELD(master_conf, ota.timeout, "ota.timeout", BT_CFG_DURATION, .def = "5m",
+             .flags = BT_CFG_RANGE, .min = 1000, .max = 86400000.0),
     {0},
 };
 

@@ -30,6 +30,9 @@ typedef struct {
     struct {
         char *path;
     } otalog;
+    struct {
+        int64_t timeout; /* ms: a new master binary must start its application within it */
+    } ota;
 } master_conf;
 
 /* Loads conf.yml; a missing file gives the defaults and sets *missing. Relative paths stay

@@ -519,9 +519,10 @@ static int exit_code_of(int st)
 static int reap(eng_instance *inst, int *exit_code)
 {
     if (inst->adopted) {
-        /* Not our child: its parent (init) reaps it, its exit status is not ours to see, and
-         * its pid may name another group already. */
-        *exit_code = -1;
+        /* Not our child (unless this master re-executed itself, mst.h): its parent reaps
+         * it, its exit status is not ours to see, and its pid may name another group. */
+        int st = 0;
+        *exit_code = waitpid(inst->pid, &st, WNOHANG) == inst->pid ? exit_code_of(st) : -1;
     } else {
         killpg(inst->pid, SIGKILL);
         int st = 0;

@@ -1,5 +1,6 @@
 /* Application OTA (SPEC §9). */
 #include "adopt.h"
+#include "mst.h"
 #include "ota.h"
 #include "path_beneath.h"
 #include "stats_file.h"
@@ -19,6 +20,7 @@
 #define MAX_PENDING 16
 
 typedef struct job {
+    bool mst; /* a master binary update (mst.h) */
     char *path;
     char *trace;
     struct job *next;
@@ -331,7 +333,15 @@ static void *worker(void *arg)
             o->tail = NULL;
         o->pending--;
         pthread_mutex_unlock(&o->mu);
-        update_from(o->m, j->path, j->trace);
+        if (j->mst) {
+            char err[2048];
+            pthread_mutex_lock(&o->m->ops);
+            if (mst_update(o->m, j->path, j->trace, err, sizeof err) != 0)
+                master_set_error(o->m, err);
+            pthread_mutex_unlock(&o->m->ops);
+        } else {
+            update_from(o->m, j->path, j->trace);
+        }
         free(j->path);
         free(j->trace);
         free(j);
@@ -360,18 +370,19 @@ int ota_start(master *m, ota **out, char *err, size_t errlen)
     return 0;
 }
 
-int ota_queue(ota *o, const char *path, const char *trace, char *err, size_t errlen)
+int ota_queue(ota *o, bool mst, const char *path, const char *trace, char *err, size_t errlen)
 {
     /* A refused path fails the request; a missing one fails the update (ota.log), as a
      * target may still be on its way. The worker checks again before it reads. */
     bool missing;
-    char *ok = target_resolve(o->m, path, &missing, err, errlen);
+    char *ok = mst ? NULL : target_resolve(o->m, path, &missing, err, errlen);
     free(ok);
-    if (!ok && !missing)
+    if (!mst && !ok && !missing)
         return -1;
     job *j = calloc(1, sizeof *j);
     if (!j)
         return bt_errf(err, errlen, "out of memory");
+    j->mst = mst;
     j->path = strdup(path);
     j->trace = trace ? strdup(trace) : NULL;
     if (!j->path || (trace && !j->trace)) {

@@ -88,6 +88,7 @@ class Master:
         self.dir = tempfile.mkdtemp(prefix="btm", dir="/tmp")
         self.marker = uuid.uuid4().hex
         self.proc = None
+        self.exe = None  # the master binary to start; None: the one under test
         self.api_kind = api
         if api == "unix":
             self.sock = os.path.join(self.dir, "b.sock")
@@ -152,7 +153,7 @@ class Master:
     def start(self, wait=True, expect_fail=False):
         env = dict(os.environ, **{MARKER: self.marker})
         self.out = open(self.path("master.out"), "w")
-        self.proc = self.procs.start([binary("baetyl"), "start", "-w", self.dir], env=env,
+        self.proc = self.procs.start([self.exe or binary("baetyl"), "start", "-w", self.dir], env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT)
         if expect_fail:
             self.proc.wait(30)
