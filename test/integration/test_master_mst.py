@@ -60,7 +60,8 @@ def test_mst_update_in_place(master, new_build):
                          {"type": "MST", "path": "var/db/baetyl/mst", "trace": "m1"})
     assert st == 200, body
     m.wait_ota_step("m1", ("UPDATED", "FAILURE", "ROLLEDBACK"), timeout=60)
-    assert steps(m, "m1") == [("MST", "UPDATING"), ("MST", "RESTARTING"), ("MST", "UPDATED")], m.ota_log()
+    want = [("MST", "UPDATING"), ("MST", "RESTARTING"), ("MST", "UPDATED")]
+    assert steps(m, "m1") == want, m.ota_log()
     assert m.proc.poll() is None, "the same process re-executed itself"
     wait_for(lambda: m.inspect()["software"]["bin_version"] == NEW_VERSION, 30, what="new version")
     assert version_of(m.exe) == NEW_VERSION
