@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import binary, free_port, wait_for
+from conftest import SRC, binary, free_port, wait_for
 
 MARKER = "BAETYL_TEST_MARKER"
 PY = "/usr/bin/python3"
@@ -301,6 +301,21 @@ def master(procs):
         finally:
             m.cleanup()
     assert not problems, "\n".join(problems)
+
+
+NEW_VERSION = "9.9.9-mst"
+
+
+@pytest.fixture(scope="module")
+def new_build(tmp_path_factory):
+    """The master built again from the same source with version NEW_VERSION, for the master
+    binary OTA (MST) tests."""
+    d = tmp_path_factory.mktemp("mst-build")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    r = subprocess.run(["make", "-C", SRC, "-j2", f"BUILD={d}", f"VERSION={NEW_VERSION}",
+                        f"{d}/bin/baetyl"], env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return str(d / "bin" / "baetyl")
 
 
 # Programs the tests run as native packages. They write what they see into the `data`

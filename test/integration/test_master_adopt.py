@@ -4,6 +4,7 @@ pidfd, their exit handled by the restart policy) instead of killing them; an ins
 service changed in application.yml while no master ran is started again."""
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -11,10 +12,10 @@ import types
 
 import paho.mqtt.client as mqtt
 
-from conftest import HUB_PRINCIPALS, free_port, wait_for
+from conftest import HUB_PRINCIPALS, binary, free_port, wait_for
 from fm_harness import App, Watcher, install_package
-from master_harness import (app_yaml, marked_pids, master, proc_alive, SLEEPER, svc,  # noqa: F401
-                            vols)
+from master_harness import (NEW_VERSION, app_yaml, marked_pids, master,  # noqa: F401
+                            new_build, proc_alive, SLEEPER, svc, vols)
 
 
 def restart(m):
@@ -91,9 +92,25 @@ def hub_app(master, kills=3):
     return a, port
 
 
-def test_hub_and_function_outlive_master_kills(master):
+def mst(m, version_dir, trace):
+    """A master binary update from var/db/baetyl/<version_dir>; waits for UPDATED."""
+    st, body = m.request("PUT", "/v1/system/update",
+                         {"type": "MST", "path": f"var/db/baetyl/{version_dir}", "trace": trace})
+    assert st == 200, body
+    line = m.wait_ota_step(trace, ("UPDATED", "FAILURE", "ROLLEDBACK"), timeout=60)
+    assert line["step"] == "UPDATED", m.ota_log()
+    wait_for(lambda: m.log().count("services started") and m.inspect(), 30, what="api back")
+
+
+def test_hub_and_function_outlive_master_kills_and_upgrades(master, new_build):
     a, port = hub_app(master)
     m = a.m
+    # the master runs from the work dir, so it can replace itself (MST)
+    m.exe = m.path("bin/baetyl")
+    for rel, exe in (("bin/baetyl", binary("baetyl")), ("var/db/baetyl/new/bin/baetyl", new_build),
+                     ("var/db/baetyl/back/bin/baetyl", binary("baetyl"))):
+        os.makedirs(os.path.dirname(m.path(rel)), exist_ok=True)
+        shutil.copy(exe, m.path(rel))
     a.start()
     hub = m.wait_running("hub")
     w = Watcher(port, ("out",))
@@ -123,16 +140,24 @@ def test_hub_and_function_outlive_master_kills(master):
             time.sleep(1)
             restart(m)
             assert m.wait_running("hub") == hub
+        # upgraded twice in place (the new build, then the first one again)
+        for version_dir, trace in (("new", "u1"), ("back", "u2")):
+            time.sleep(1)
+            mst(m, version_dir, trace)
+            assert m.proc.poll() is None and m.wait_running("hub") == hub
+            if trace == "u1":
+                assert m.inspect()["software"]["bin_version"] == NEW_VERSION
         time.sleep(1)
     finally:
         stop.set()
         t.join(30)
+    assert len(sent) >= 20, "traffic ran throughout"
     got = {json.loads(p)["n"] for _, p, _ in w.wait("out", len(sent), timeout=30)}
     assert got >= set(sent), sorted(set(sent) - got)[:20]
     assert drops == [], drops
     assert m.running_pid("hub") == hub and proc_alive(hub)
     assert a.running("rt") == rt, "the runtime was taken over, not started again"
-    assert m.log().count("instance taken over") >= 9  # hub, function-manager, runtime x 3
+    assert m.log().count("instance taken over") >= 15  # hub, function-manager, runtime x 5
     pub.loop_stop()
     pub.disconnect()
     w.close()

@@ -8,24 +8,9 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
-from conftest import SRC, binary, wait_for
-from master_harness import app_yaml, master, SLEEPER, svc, vols  # noqa: F401
-
-NEW_VERSION = "9.9.9-mst"
-
-
-@pytest.fixture(scope="module")
-def new_build(tmp_path_factory):
-    """The master built again from the same source with version NEW_VERSION."""
-    d = tmp_path_factory.mktemp("mst-build")
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    r = subprocess.run(["make", "-C", SRC, "-j2", f"BUILD={d}", f"VERSION={NEW_VERSION}",
-                        f"{d}/bin/baetyl"], env=env, capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return str(d / "bin" / "baetyl")
-
+from conftest import binary, wait_for
+from master_harness import (NEW_VERSION, app_yaml, master, new_build, SLEEPER, svc,  # noqa: F401
+                            vols)
 
 def version_of(exe):
     r = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=30)

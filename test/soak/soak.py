@@ -6,8 +6,9 @@ Python, Node and SQL functions on t) into a temporary work dir, moves it to free
 127.0.0.1 and starts the real master. For SOAK_TIME seconds a publisher sends numbered QoS 1
 messages {"id":n} on t at a steady rate while a persistent QoS 1 subscriber on t/# records
 which ids arrive on each output topic, and the CHAOS table below kills and pauses parts of
-the system, the master itself included (kill -9 and start again: it must take its services
-over, the hub keeping its pid and the subscriber its connection). RSS and fd counts of the
+the system, the master itself included (kill -9 and start again, and a binary update (MST)
+that re-executes it: it must take its services over, the hub keeping its pid and the
+subscriber its connection). RSS and fd counts of the
 master and every service are sampled throughout.
 At the end the master gets SIGTERM and must take everything with it within its grace.
 
@@ -214,6 +215,23 @@ class System:
     def instances(self):
         return instances(self.marker)
 
+    def api(self, method, path, body=None):
+        """(status, text) of a master API call with the CLI account."""
+        token = read(self.path("var/run/baetyl/cli.token")).strip()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(self.path("var/run/baetyl.sock"))
+        data = json.dumps(body).encode() if body is not None else b""
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                  f"x-openedge-username: baetyl.cli\r\nx-openedge-password: {token}\r\n"
+                  f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        s.close()
+        head, _, text = out.decode(errors="replace").partition("\r\n\r\n")
+        return int(head.split()[1]), text
+
     def stop(self):
         """SIGTERM to the master; (exit code or None, seconds taken, pids left)."""
         t = time.monotonic()
@@ -419,6 +437,34 @@ class Chaos:
         return kept and stayed, (f"hub pid {hub} {hub_said}, {sub_said}, "
                                  f"{len(same)} of {len(before)} instances taken over")
 
+    def update_master(self):
+        """A master binary update (MST) with a copy of the installed binary: the master
+        re-executes itself in place and takes its services over, as after a kill."""
+        self.mst_turn = getattr(self, "mst_turn", 0) + 1
+        trace = f"soak-mst-{self.mst_turn}"
+        rel = f"var/db/baetyl/soak-mst-{self.mst_turn}"
+        os.makedirs(self.sys.path(rel + "/bin"), exist_ok=True)
+        shutil.copy(self.sys.path("bin/baetyl"), self.sys.path(rel + "/bin/baetyl"))
+        hub, connects = self.sys.instances().get("localhub"), self.sys.sub.connects
+        st, body = self.sys.api("PUT", "/v1/system/update",
+                                {"type": "MST", "path": rel, "trace": trace})
+        if st != 200:
+            return False, f"update refused: {st} {body}"
+        otalog = self.sys.path("var/db/baetyl/ota.log")
+
+        def step():
+            for line in read(otalog).splitlines():
+                if f'"trace":"{trace}"' in line.replace(" ", "") and any(
+                        f'"{s}"' in line for s in ("UPDATED", "FAILURE", "ROLLEDBACK")):
+                    return json.loads(line)["step"]
+            return None
+        done = wait_until(step, HEAL_TIMEOUT)
+        kept = hub is not None and self.sys.instances().get("localhub") == hub
+        stayed = self.sys.sub.connects == connects
+        ok = done == "UPDATED" and kept and stayed and self.sys.master.poll() is None
+        return ok, (f"{done}, hub pid {hub} " + ("kept" if kept else "CHANGED")
+                    + (", subscriber stayed" if stayed else ", subscriber RECONNECTED"))
+
     def pause_fm(self, secs=3.0):
         """SIGSTOP the function-manager for a few seconds, then SIGCONT."""
         pid = self.sys.instances().get("function-manager")
@@ -455,6 +501,7 @@ CHAOS = [
     (5, 30, "kill -9 runtime", Chaos.kill_runtime),
     (9, 45, "kill -9 hub", Chaos.kill_hub),
     (14, 40, "SIGSTOP function-manager", Chaos.pause_fm),
+    (11, 37, "MST update of the master", Chaos.update_master),
     (17, 35, "kill -9 master", Chaos.kill_master),
 ]
 
