@@ -147,13 +147,22 @@ static int apply(agent *a, const agent_ota_event *ev, char **version, char *err,
     bool loaded = false;
     int rc = -1;
     *version = NULL;
-    if (strcmp(ev->type, "APP") != 0) {
+    bool mst = !strcmp(ev->type, "MST");
+    if (strcmp(ev->type, "APP") != 0 && !mst) {
         snprintf(err, errlen, "ota type (%.64s) not supported", ev->type);
         return -1;
     }
     if (agent_volume_prepare(a->ctx, &a->cfg.http, &ev->volume, &cdir, &hdir, why, sizeof why) <
         0) {
         snprintf(err, errlen, "failed to download volume: %s", why);
+        goto out;
+    }
+    if (mst) { /* the volume holds bin/baetyl: the master checks it and takes it */
+        bt_logkv(BT_LOG_INFO, "updating master", "path", hdir, "trace", ev->trace, NULL);
+        if (bt_api_update_system(a->api, "MST", hdir, ev->trace, why, sizeof why) < 0)
+            snprintf(err, errlen, "failed to update master: %s", why);
+        else
+            rc = 0;
         goto out;
     }
     if (asprintf(&file, "%s/application.yml", cdir) < 0 ||

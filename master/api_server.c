@@ -5,6 +5,7 @@
 #include "inspect.h"
 #include "metrics.h"
 #include "metrics_server.h"
+#include "instance_log.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 #include "names.h"
@@ -58,11 +59,21 @@ struct api_server {
     struct MHD_Daemon *metrics; /* metrics.address listener, or NULL */
 };
 
-typedef enum { R_NONE, R_INSPECT, R_UPDATE, R_PORTS, R_START, R_STOP, R_REPORT, R_METRICS } route_t;
+typedef enum {
+    R_NONE,
+    R_INSPECT,
+    R_UPDATE,
+    R_PORTS,
+    R_START,
+    R_STOP,
+    R_REPORT,
+    R_METRICS,
+    R_LOGS
+} route_t;
 
 /* metrics_count_request's names of the routes above. */
-static const char *const route_names[] = {"other", "inspect", "update", "ports",
-                                          "start", "stop",    "report", "metrics"};
+static const char *const route_names[] = {"other", "inspect", "update",  "ports", "start",
+                                          "stop",  "report",  "metrics", "logs"};
 
 /* The status of the reply queued by this connection's thread (one thread per connection),
  * counted by route once the handler returns. */
@@ -133,7 +144,7 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
     if (!strcmp(url, "/metrics"))
         return get ? R_METRICS : R_NONE;
     const char *pre = "/v1/services/";
-    if (!put || strncmp(url, pre, strlen(pre)) != 0)
+    if (!(put || get) || strncmp(url, pre, strlen(pre)) != 0)
         return R_NONE;
     const char *s = url + strlen(pre);
     const char *e1 = strchr(s, '/');
@@ -144,7 +155,8 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
     if (!e2 || e2 == i)
         return R_NONE;
     const char *verb = e2 + 1;
-    route_t r = !strcmp(verb, "start")    ? R_START
+    route_t r = get                       ? (!strcmp(verb, "logs") ? R_LOGS : R_NONE)
+                : !strcmp(verb, "start")  ? R_START
                 : !strcmp(verb, "stop")   ? R_STOP
                 : !strcmp(verb, "report") ? R_REPORT
                                           : R_NONE;
@@ -228,10 +240,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
     const char *type = json_is_string(jt) ? json_string_value(jt) : "APP";
     if (jt && !json_is_string(jt))
         rc = bt_errf(err, errlen, "type: must be a string");
-    else if (!strcmp(type, "MST"))
-        rc = bt_errf(err, errlen, "master OTA (type MST) is not supported");
-    else if (strcmp(type, "APP") != 0)
-        rc = bt_errf(err, errlen, "type (%.64s) not supported: want APP", type);
+    else if (strcmp(type, "APP") != 0 && strcmp(type, "MST") != 0)
+        rc = bt_errf(err, errlen, "type (%.64s) not supported: want APP or MST", type);
     else if (!json_is_string(jp) || json_string_length(jp) == 0 ||
              strlen(json_string_value(jp)) != json_string_length(jp))
         rc = bt_errf(err, errlen,
@@ -239,7 +249,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
     else if (jr && (!json_is_string(jr) || strlen(json_string_value(jr)) != json_string_length(jr)))
         rc = bt_errf(err, errlen, "trace: must be a string");
     else
-        rc = ota_queue(s->o, json_string_value(jp), jr ? json_string_value(jr) : NULL, err, errlen);
+        rc = ota_queue(s->o, !strcmp(type, "MST"), json_string_value(jp),
+                       jr ? json_string_value(jr) : NULL, err, errlen);
     json_decref(j);
     return rc;
 }
@@ -307,6 +318,39 @@ static json_t *free_port(char *err, size_t errlen)
     char port[16];
     snprintf(port, sizeof port, "%u", (unsigned)ntohs(a.sin_port));
     return json_pack("{s:s}", "port", port);
+}
+
+/* GET …/instances/{i}/logs?lines=N (default 50, at most ILOG_LINES_MAX): 200 with
+ * {"state","exit_code","lines"}, 404 with {"error"} for an unknown service or instance. */
+static enum MHD_Result do_logs(api_server *s, struct MHD_Connection *c, const req_t *r)
+{
+    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "lines");
+    long n = 50;
+    char err[512];
+    if (q) {
+        char *end;
+        errno = 0;
+        n = strtol(q, &end, 10);
+        if (!*q || *end || errno || n < 0) {
+            snprintf(err, sizeof err, "lines (%.64s) must be a number from 0 to %d", q,
+                     ILOG_LINES_MAX);
+            return reply_text(c, MHD_HTTP_BAD_REQUEST, err);
+        }
+        if (n > ILOG_LINES_MAX)
+            n = ILOG_LINES_MAX;
+    }
+    bool not_found;
+    json_t *out = master_instance_logs(s->m, r->svc, r->inst, (int)n, &not_found, err, sizeof err);
+    if (out)
+        return reply_json(c, out);
+    if (!not_found)
+        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+    json_t *e = json_pack("{s:s}", "error", err);
+    char *b = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (!b)
+        return MHD_NO;
+    return reply(c, MHD_HTTP_NOT_FOUND, b, strlen(b), "application/json");
 }
 
 /* Keeps a body chunk of an accepted request, up to API_MAX_BODY. */
@@ -382,6 +426,8 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
         snprintf(err, sizeof err, "request body too large (max %u bytes)", API_MAX_BODY);
         return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, err);
     }
+    if (r->rt == R_LOGS)
+        return do_logs(s, c, r);
     int hr = 0;
     json_t *out = NULL;
     switch (r->rt) {

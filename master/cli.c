@@ -37,6 +37,7 @@ static const char usage_main[] =
     "  check     validate etc/baetyl/conf.yml and var/db/baetyl/application.yml\n"
     "  stop      stop the master running in the work dir\n"
     "  status    show the running master's services and host (inspect)\n"
+    "  logs      print a service's output (all its instances)\n"
     "  version   print version, git revision, compiler and platform\n"
     "\n"
     "Run 'baetyl <command> --help' for the options of a command.\n";
@@ -90,6 +91,23 @@ static const char usage_status[] =
     "      --max-age D     the oldest a waiting message may be (default 10m)\n"
     "  -h, --help          this help\n";
 
+static const char usage_logs[] =
+    "Usage: baetyl logs <service> [-n N] [-f] [-w workdir] [-c config]\n"
+    "\n"
+    "Prints the output (stdout and stderr) of the service's instances through the running\n"
+    "master: native instances write it to var/log/baetyl/<service>/<instance>.log (1 MiB,\n"
+    "one older file .log.1); docker mode reads the container's log. With more than one\n"
+    "instance each line starts with [instance]. An instance that exited still shows the\n"
+    "output of its last run, until it starts again.\n"
+    "\n"
+    "Options:\n"
+    "  -n, --lines N       the last N lines of each instance (default 50, at most 1000)\n"
+    "  -f, --follow        then print new lines as they come (checked every second) until\n"
+    "                      interrupted\n"
+    "  -w, --workdir DIR   work dir (default: the parent of the binary's directory; / for /usr)\n"
+    "  -c, --config FILE   master config, for the API address (default etc/baetyl/conf.yml)\n"
+    "  -h, --help          this help\n";
+
 static const char usage_version[] =
     "Usage: baetyl version\n"
     "\n"
@@ -116,6 +134,9 @@ typedef struct {
     bool json;
     bool check;
     int64_t max_age_ms;
+    const char *service; /* logs */
+    long lines;
+    bool follow;
 } opts_t;
 
 /* Parses the options of a command; returns -1 to exit with *code. */
@@ -129,17 +150,21 @@ static int parse_opts(int argc, char **argv, const char *usage, bool status_opts
         {"json", no_argument, NULL, 'j'},
         {"check", no_argument, NULL, 'k'},
         {"max-age", required_argument, NULL, 'a'},
+        {"lines", required_argument, NULL, 'n'},
+        {"follow", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
+    bool logs = usage == usage_logs;
     const char *w = NULL;
     o->conf = MASTER_DEFAULT_CONF;
     o->json = false;
     o->check = false;
     o->max_age_ms = HEALTH_DEFAULT_MAX_AGE_MS;
+    o->lines = 50;
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+w:c:h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, logs ? "w:c:hn:f" : "+w:c:h", longs, NULL)) != -1) {
         switch (c) {
         case 'w': w = optarg; break;
         case 'c': o->conf = optarg; break;
@@ -167,6 +192,26 @@ static int parse_opts(int argc, char **argv, const char *usage, bool status_opts
                 *code = 2;
                 return -1;
             }
+            goto bad;
+        case 'n': {
+            if (!logs)
+                goto bad;
+            char *end;
+            errno = 0;
+            o->lines = strtol(optarg, &end, 10);
+            if (!*optarg || *end || errno || o->lines < 0 || o->lines > 1000) {
+                fprintf(stderr, "baetyl: -n (%s) must be a number from 0 to 1000\n\n%s", optarg,
+                        usage);
+                *code = 2;
+                return -1;
+            }
+            break;
+        }
+        case 'f':
+            if (logs) {
+                o->follow = true;
+                break;
+            }
             /* fall through */
         bad:
         default:
@@ -175,6 +220,13 @@ static int parse_opts(int argc, char **argv, const char *usage, bool status_opts
             *code = 2;
             return -1;
         }
+    }
+    if (logs && optind < argc)
+        o->service = argv[optind++];
+    if (logs && !o->service) {
+        fprintf(stderr, "baetyl: logs needs a service name\n\n%s", usage);
+        *code = 2;
+        return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "baetyl: unexpected argument '%s'\n\n%s", argv[optind], usage);
@@ -335,6 +387,7 @@ int cli_main(int argc, char **argv)
                         : !strcmp(cmd, "check")  ? usage_check
                         : !strcmp(cmd, "stop")   ? usage_stop
                         : !strcmp(cmd, "status") ? usage_status
+                        : !strcmp(cmd, "logs")   ? usage_logs
                                                  : NULL;
     if (!usage) {
         fprintf(stderr, "baetyl: unknown command '%s'\n\n%s", cmd, usage_main);
@@ -351,6 +404,8 @@ int cli_main(int argc, char **argv)
         rc = cmd_check(o.workdir, o.conf);
     else if (usage == usage_stop)
         rc = cmd_stop(o.conf);
+    else if (usage == usage_logs)
+        rc = cmd_logs(o.conf, o.service, o.lines, o.follow);
     else
         rc = cmd_status(o.conf, o.json, o.check, o.max_age_ms);
     free(o.workdir);

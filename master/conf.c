@@ -46,6 +46,8 @@ static const bt_cfg_field conf_fields[] = {
              .flags = BT_CFG_REQUIRED),
     BT_FIELD(master_conf, metrics.address, "metrics.address", BT_CFG_STRING, .def = "",
              .check = check_metrics_address),
+    BT_FIELD(master_conf, ota.timeout, "ota.timeout", BT_CFG_DURATION, .def = "5m",
+             .flags = BT_CFG_RANGE, .min = 1000, .max = 86400000.0),
     {0},
 };
 

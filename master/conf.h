@@ -33,6 +33,9 @@ typedef struct {
     struct {
         char *address; /* tcp://host:port of /metrics and the status page; "" = off */
     } metrics;
+    struct {
+        int64_t timeout; /* ms: a new master binary must start its application within it */
+    } ota;
 } master_conf;
 
 /* Loads conf.yml; a missing file gives the defaults and sets *missing. Relative paths stay

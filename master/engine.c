@@ -15,6 +15,49 @@ int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char 
     return bt_errf(err, errlen, "mode (%s) not supported", mode);
 }
 
+pthread_mutex_t engine_adopt_mu = PTHREAD_MUTEX_INITIALIZER;
+
+uint64_t engine_env_hash(char *const env[])
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (char *const *v = env; v && *v; v++)
+        for (const char *c = *v;; c++) {
+            h = (h ^ (uint8_t)*c) * 1099511628211ull;
+            if (!*c)
+                break;
+        }
+    return h;
+}
+
+bool engine_adopt_has(bt_engine *e, const char *key, json_t *value)
+{
+    bool found = false;
+    const char *sk, *ik;
+    json_t *sv, *rec;
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_object_foreach(e->adopt, sk, sv)
+    {
+        json_object_foreach(sv, ik, rec)
+        {
+            found |= json_equal(json_object_get(rec, key), value);
+        }
+    }
+    pthread_mutex_unlock(&engine_adopt_mu);
+    json_decref(value);
+    return found;
+}
+
+json_t *engine_adopt_take(bt_engine *e, const char *service, const char *instance)
+{
+    pthread_mutex_lock(&engine_adopt_mu);
+    json_t *svc = e->adopt ? json_object_get(e->adopt, service) : NULL;
+    json_t *rec = json_incref(json_object_get(svc, instance));
+    if (rec)
+        json_object_del(svc, instance);
+    pthread_mutex_unlock(&engine_adopt_mu);
+    return rec;
+}
+
 void engine_free(bt_engine *e)
 {
     if (e)

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -32,9 +33,12 @@ typedef struct {
 typedef struct {
     pid_t pid;           /* native: process id, also its process group; 0 once reaped */
     int wait_fd;         /* native: pidfd, -1 when none */
+    int log_fd;          /* native: its output file (instance_log.h) for the cap, -1 when none */
+    char *log_path;      /* native: that file's path (malloc'd; the supervisor's copy owns it) */
     char id[80];         /* container id (docker) or the pid as text (native) */
     char name[80];       /* process name (native: /proc comm) or container name */
     bool stop_requested; /* signal_instance was called: an exit now is no failure (docker) */
+    bool adopted;        /* native: taken over from an earlier master, so not our child */
     void *owner;         /* the engine's state of the instance's service */
     int64_t started_ms;  /* when start_instance started it (docker) */
     /* Previous CPU sample, for a CPU % over the time between two stats calls. */
@@ -64,6 +68,14 @@ typedef struct {
     int (*signal_instance)(bt_engine *e, eng_instance *inst, bool force);
     /* Adds the instance's stats to obj: "process" or "container", "cpu_stats", "mem_stats". */
     void (*instance_stats)(bt_engine *e, eng_instance *inst, json_t *obj);
+    /* Appends the last n lines of the output of instance `instance` of the service (state)
+     * to arr, JSON strings: of the running inst, or when inst is NULL of its last run.
+     * Returns 0, or 1 when there is no output to show. Any thread (with the service held). */
+    int (*instance_logs)(bt_engine *e, void *state, const char *instance, const eng_instance *inst,
+                         int n, json_t *arr);
+    /* Stops a process or container recorded for adoption (rec: its record) that was not
+     * taken over: its service changed or is gone. */
+    void (*drop_adopted)(bt_engine *e, const char *service, const char *instance, json_t *rec);
     /* Cleans what a killed master left: stats is application.stats as JSON
      * (service -> instance -> stats), or NULL. */
     void (*recover)(bt_engine *e, json_t *stats);
@@ -79,8 +91,22 @@ struct bt_engine {
     const char *api_socket_env;
     /* Instances do not inherit the master's environment (containers have their own). */
     bool isolated_env;
+    /* At boot, the running instances the engine may take over (adopt.h): service ->
+     * instance -> {"pid","start","env_hash"}; an entry is removed when taken over. Set
+     * and cleared under the ops lock, read by start_service/start_instance. */
+    json_t *adopt;
     void *priv;
 };
+
+/* A hash of an environment (NULL-terminated), to see whether a recorded instance would be
+ * started the same way. */
+uint64_t engine_env_hash(char *const env[]);
+/* True when a record of e->adopt has key equal to value (a reference taken over). */
+bool engine_adopt_has(bt_engine *e, const char *key, json_t *value);
+/* The record of that instance in e->adopt, taken out of it (new reference), or NULL. */
+json_t *engine_adopt_take(bt_engine *e, const char *service, const char *instance);
+/* Guards bt_engine.adopt (supervisors may start instances while the master boots). */
+extern pthread_mutex_t engine_adopt_mu;
 
 /* Creates the engine for conf.mode ("native" or "docker"). Returns 0 or -1 with err. */
 int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err,

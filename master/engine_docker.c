@@ -8,6 +8,7 @@
 #include "docker_api.h"
 #include "docker_config.h"
 #include "engine.h"
+#include "instance_log.h"
 #include "path_beneath.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
@@ -16,6 +17,7 @@
 #include <baetyl/log.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,7 +45,12 @@ typedef struct {
     pthread_mutex_t mu;
     int fails, last_code;
     int64_t retry_at;
+    /* instance -> the output lines of its last container, for the logs API once the
+     * container is removed (at most LAST_OUT_MAX instances, LOG_TAIL lines each). */
+    json_t *last_out;
 } docker_svc;
+
+#define LAST_OUT_MAX 64
 
 typedef struct stat_entry {
     char id[80];
@@ -121,6 +128,7 @@ static void docker_svc_free(docker_svc *s)
         return;
     free(s->name);
     json_decref(s->tmpl);
+    json_decref(s->last_out);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -217,6 +225,9 @@ static int clear_name(docker_priv *p, const char *name, char *err, size_t errlen
     return docker_container_remove(p->c, id, true, err, errlen);
 }
 
+static int take_over(bt_engine *e, docker_svc *s, const char *instance, char *const env[],
+                     eng_instance *out);
+
 static int docker_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                  eng_instance *out, char *err, size_t errlen)
 {
@@ -224,6 +235,9 @@ static int docker_start_instance(bt_engine *e, void *state, const char *instance
     docker_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
+    out->log_fd = -1;
+    if (take_over(e, s, instance, env, out) == 0)
+        return 0;
     pthread_mutex_lock(&s->mu);
     int fails = s->fails, code = s->last_code;
     int64_t wait_ms = s->fails >= 2 ? s->retry_at - bt_now_ms() : 0;
@@ -274,6 +288,7 @@ typedef struct {
     char *ring[LOG_WARN_TAIL];
     int stream[LOG_WARN_TAIL];
     size_t head, n;
+    json_t *lines; /* every line too, kept for the logs API */
 } log_ctx;
 
 static void log_line(bt_log_level level, const log_ctx *c, int stream, const char *line)
@@ -285,6 +300,8 @@ static void log_line(bt_log_level level, const log_ctx *c, int stream, const cha
 static void log_output_line(int stream, const char *text, size_t len, void *arg)
 {
     log_ctx *c = arg;
+    if (c->lines)
+        ilog_add_line(c->lines, text, len);
     char *line = strndup(text, len);
     if (!line)
         return;
@@ -330,6 +347,63 @@ static void note_exit(eng_instance *inst, int code)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Keeps a removed container's output lines (a reference is taken over) for the logs API. */
+static void keep_output(docker_svc *s, const char *instance, json_t *lines)
+{
+    if (!s || !lines) {
+        json_decref(lines);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (!s->last_out)
+        s->last_out = json_object();
+    if (s->last_out && !json_object_get(s->last_out, instance) &&
+        json_object_size(s->last_out) >= LAST_OUT_MAX) {
+        void *it = json_object_iter(s->last_out);
+        if (it)
+            json_object_del(s->last_out, json_object_iter_key(it));
+    }
+    if (s->last_out)
+        json_object_set(s->last_out, instance, lines);
+    pthread_mutex_unlock(&s->mu);
+    json_decref(lines);
+}
+
+static void collect_line(int stream, const char *text, size_t len, void *arg)
+{
+    ilog_add_line(arg, text, len);
+}
+
+static int docker_instance_logs(bt_engine *e, void *state, const char *instance,
+                                const eng_instance *inst, int n, json_t *arr)
+{
+    docker_priv *p = priv_of(e);
+    docker_svc *s = state;
+    char why[512];
+    if (inst && inst->id[0]) {
+        json_t *got = json_array();
+        if (got && docker_container_logs(p->c, inst->id, n > 0 ? n : 1, LOG_MAX_BYTES, collect_line,
+                                         got, why, sizeof why) == 0) {
+            if (n > 0)
+                json_array_extend(arr, got);
+            json_decref(got);
+            return 0;
+        }
+        json_decref(got); /* removed meanwhile: its kept output, below */
+    }
+    int r = 1;
+    pthread_mutex_lock(&s->mu);
+    json_t *kept = s->last_out ? json_object_get(s->last_out, instance) : NULL;
+    if (kept) {
+        size_t total = json_array_size(kept), from = total > (size_t)n ? total - (size_t)n : 0;
+        for (size_t i = from; i < total; i++)
+            json_array_append(arr, json_array_get(kept, i));
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
 /* The container has stopped: its output goes to the master log, then it is removed. An
  * exit the master did not ask for with a non-zero code is a failure the user must see (an
  * import error in a function, say): its code and last lines are logged at warn. */
@@ -340,12 +414,13 @@ static void finish_container(docker_priv *p, eng_instance *inst, int code)
     snprintf(msg, sizeof msg, "container (%.12s:%s) exited (code %d), its output follows", inst->id,
              inst->name, code);
     bt_logkv(level, msg, "engine", "docker", NULL);
-    log_ctx lc = {.instance = inst->name};
+    log_ctx lc = {.instance = inst->name, .lines = json_array()};
     if (docker_container_logs(p->c, inst->id, LOG_TAIL, LOG_MAX_BYTES, log_output_line, &lc, why,
                               sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to read the container's output", "container", inst->name,
                  "error", why, NULL);
     log_flush(&lc, level);
+    keep_output(inst->owner, inst->name, lc.lines);
     note_exit(inst, code);
     if (docker_container_remove(p->c, inst->id, true, why, sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to remove container", "container", inst->name, "error", why,
@@ -526,6 +601,55 @@ static void *stats_main(void *arg)
 
 /* ---- recovery and lifetime --------------------------------------------------------------- */
 
+static void docker_drop_adopted(bt_engine *e, const char *service, const char *instance,
+                                json_t *rec)
+{
+    const char *id = json_string_value(json_object_get(rec, "container"));
+    char why[512];
+    if (id && docker_container_remove(priv_of(e)->c, id, true, why, sizeof why) == 0)
+        bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container", instance,
+                 NULL);
+}
+
+/* Takes the recorded container of that instance over when it still runs, carries this
+ * master's label and would be started with the same environment; one that may not be
+ * taken over is removed. Returns 0 when taken over, -1 to start a new container. */
+static int take_over(bt_engine *e, docker_svc *s, const char *instance, char *const env[],
+                     eng_instance *out)
+{
+    docker_priv *p = priv_of(e);
+    json_t *rec = engine_adopt_take(e, s->name, instance);
+    const char *id = json_string_value(json_object_get(rec, "container"));
+    if (!id) {
+        json_decref(rec);
+        return -1;
+    }
+    char hash[24], why[512];
+    snprintf(hash, sizeof hash, "%016" PRIx64, engine_env_hash(env));
+    const char *rh = json_string_value(json_object_get(rec, "env_hash"));
+    json_t *j = NULL;
+    bool ok = rh && !strcmp(rh, hash) &&
+              docker_container_inspect(p->c, id, &j, why, sizeof why) == 0 &&
+              json_is_true(bt_json_get(j, "State.Running"));
+    const char *owner = bt_json_get_str(j, "Config.Labels." DOCKER_MASTER_LABEL);
+    ok = ok && owner && !strcmp(owner, p->master_id);
+    if (ok) {
+        snprintf(out->id, sizeof out->id, "%s", bt_json_get_str(j, "Id") ?: id);
+        snprintf(out->name, sizeof out->name, "%s", instance);
+        out->owner = s;
+        out->started_ms = bt_now_ms() - FAIL_FAST_MS; /* ran long enough: no fail-fast */
+        bt_logkv(BT_LOG_INFO, "instance taken over", "service", s->name, "instance", instance,
+                 "container", out->id, NULL);
+    } else if (j) {
+        docker_container_remove(p->c, id, true, why, sizeof why);
+        bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container", instance,
+                 "reason", "its environment changed", NULL);
+    }
+    json_decref(j);
+    json_decref(rec);
+    return ok ? 0 : -1;
+}
+
 static void docker_recover(bt_engine *e, json_t *stats)
 {
     docker_priv *p = priv_of(e);
@@ -548,6 +672,8 @@ static void docker_recover(bt_engine *e, json_t *stats)
             continue;
         if (name && name[0] == '/')
             name++;
+        if (engine_adopt_has(e, "container", json_string(id)))
+            continue; /* taken over at its start (adopt.h) */
         if (docker_container_remove(p->c, id, true, why, sizeof why) == 0)
             bt_logkv(BT_LOG_INFO, "old container removed", "engine", "docker", "container",
                      name ? name : id, NULL);
@@ -639,6 +765,8 @@ static const engine_ops docker_ops = {
     .wait_instance = docker_wait_instance,
     .signal_instance = docker_signal_instance,
     .instance_stats = docker_instance_stats,
+    .instance_logs = docker_instance_logs,
+    .drop_adopted = docker_drop_adopted,
     .recover = docker_recover,
     .destroy = docker_destroy,
 };

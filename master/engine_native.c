@@ -4,6 +4,7 @@
 #include "cgroup.h"
 #include "engine.h"
 #include "host_stats.h"
+#include "instance_log.h"
 #include "path_beneath.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
@@ -11,7 +12,9 @@
 #include <baetyl/config.h>
 #include <baetyl/log.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
@@ -325,8 +328,13 @@ static int native_start_service(bt_engine *e, const app_config *app, const app_s
         }
         s->nargs++;
     }
-    if (bt_rm_rf(s->dir, err, errlen) != 0 || bt_mkdir_p(s->dir, 0755, err, errlen) != 0 ||
-        mount_all(e, app, svc, s->dir, err, errlen) != 0 ||
+    /* A service whose instances are taken over keeps its dir: it is their cwd. */
+    pthread_mutex_lock(&engine_adopt_mu);
+    bool keep = e->adopt && json_object_get(e->adopt, svc->name) && bt_path_exists(s->dir);
+    pthread_mutex_unlock(&engine_adopt_mu);
+    if ((!keep &&
+         (bt_rm_rf(s->dir, err, errlen) != 0 || bt_mkdir_p(s->dir, 0755, err, errlen) != 0 ||
+          mount_all(e, app, svc, s->dir, err, errlen) != 0)) ||
         find_program(svc, s->dir, &s->exec, err, errlen) != 0) {
         bt_rm_rf(s->dir, NULL, 0);
         native_svc_free(s);
@@ -356,12 +364,76 @@ static void native_stop_service(bt_engine *e, void *state)
     native_svc_free(s);
 }
 
+/* Takes over the recorded process of that instance when it still runs and would be started
+ * with the same environment (adopt.h); a recorded process that may not be taken over is
+ * killed. Returns 0 when taken over, -1 to start a new process. */
+static int take_over(bt_engine *e, native_svc *s, const char *instance, char *const env[],
+                     eng_instance *out)
+{
+    json_t *rec = engine_adopt_take(e, s->name, instance);
+    if (!rec)
+        return -1;
+    pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
+    uint64_t start = (uint64_t)json_integer_value(json_object_get(rec, "start"));
+    char hash[24], pids[24];
+    snprintf(hash, sizeof hash, "%016" PRIx64, engine_env_hash(env));
+    snprintf(pids, sizeof pids, "%d", (int)pid);
+    const char *rh = json_string_value(json_object_get(rec, "env_hash"));
+    bool same_env = rh && !strcmp(rh, hash);
+    json_decref(rec);
+    uint64_t ticks, rss, st;
+    char comm[64];
+    int fd = -1;
+    if (pid > 1 && proc_sample(pid, &ticks, &rss, &st, comm, sizeof comm) == 0 && st == start) {
+        fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        /* The pidfd names the process; check it is still the recorded one. */
+        if (fd >= 0 &&
+            (proc_sample(pid, &ticks, &rss, &st, comm, sizeof comm) != 0 || st != start)) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd >= 0 && !same_env) {
+            killpg(pid, SIGKILL);
+            close(fd);
+            bt_logkv(BT_LOG_INFO, "old instance stopped", "service", s->name, "instance", instance,
+                     "pid", pids, "reason", "its environment changed", NULL);
+            return -1;
+        }
+    }
+    if (fd < 0)
+        return -1;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    out->pid = pid;
+    out->wait_fd = fd;
+    out->adopted = true;
+    out->log_path = ilog_path(e->opts.pwd, s->name, instance);
+    out->log_fd = out->log_path ? ilog_reopen(out->log_path) : -1;
+    out->owner = s;
+    snprintf(out->id, sizeof out->id, "%d", (int)pid);
+    snprintf(out->name, sizeof out->name, "%s", comm);
+    bt_logkv(BT_LOG_INFO, "instance taken over", "service", s->name, "instance", instance, "pid",
+             pids, NULL);
+    return 0;
+}
+
 static int native_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                  eng_instance *out, char *err, size_t errlen)
 {
     native_svc *s = state;
     memset(out, 0, sizeof *out);
     out->wait_fd = -1;
+    out->log_fd = -1;
+    if (take_over(e, s, instance, env, out) == 0)
+        return 0;
+    /* Its output goes to its own file, written by the instance itself (instance_log.h). */
+    char *log_path = ilog_path(e->opts.pwd, s->name, instance);
+    if (!log_path)
+        return bt_errf(err, errlen, "out of memory");
+    int log_fd = ilog_open_new(log_path, err, errlen);
+    if (log_fd < 0) {
+        free(log_path);
+        return -1;
+    }
     /* With a cgroup the program is started through the master's own binary, which joins
      * the cgroup and then execs it (cgroup.h): argv is __cgexec's, then the program's. */
     char *const *cgf = s->cg ? cg_service_procs_files(s->cg) : NULL;
@@ -370,8 +442,11 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
         ncg++;
     size_t pre = cgf ? 4 + ncg : 0;
     char **argv = calloc(pre + s->nargs + 2, sizeof(char *));
-    if (!argv)
+    if (!argv) {
+        close(log_fd);
+        free(log_path);
         return bt_errf(err, errlen, "out of memory");
+    }
     char nbuf[24];
     snprintf(nbuf, sizeof nbuf, "%zu", ncg);
     if (cgf) {
@@ -392,6 +467,8 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     posix_spawnattr_init(&attr);
     posix_spawn_file_actions_addchdir_np(&fa, s->dir);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
     /* The master's own descriptors (API socket, log, pid file lock) stay with the master. */
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     sigset_t none, all;
@@ -406,10 +483,15 @@ static int native_start_instance(bt_engine *e, void *state, const char *instance
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(argv);
-    if (rc != 0)
+    if (rc != 0) {
+        close(log_fd);
+        free(log_path);
         return bt_errf(err, errlen, "failed to start instance (%s): exec %s: %s", instance, s->exec,
                        strerror(rc));
+    }
     out->pid = pid;
+    out->log_fd = log_fd;
+    out->log_path = log_path;
     out->wait_fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (out->wait_fd >= 0)
         fcntl(out->wait_fd, F_SETFD, FD_CLOEXEC);
@@ -436,17 +518,31 @@ static int exit_code_of(int st)
  * it left in the group (like a container whose main process ends), then reap. */
 static int reap(eng_instance *inst, int *exit_code)
 {
-    killpg(inst->pid, SIGKILL);
-    int st = 0;
-    pid_t r;
-    do
-        r = waitpid(inst->pid, &st, 0);
-    while (r < 0 && errno == EINTR);
-    *exit_code = r == inst->pid ? exit_code_of(st) : -1;
+    if (inst->adopted) {
+        /* Not our child (unless this master re-executed itself, mst.h): its parent reaps
+         * it, its exit status is not ours to see, and its pid may name another group. */
+        int st = 0;
+        *exit_code = waitpid(inst->pid, &st, WNOHANG) == inst->pid ? exit_code_of(st) : -1;
+    } else {
+        killpg(inst->pid, SIGKILL);
+        int st = 0;
+        pid_t r;
+        do
+            r = waitpid(inst->pid, &st, 0);
+        while (r < 0 && errno == EINTR);
+        *exit_code = r == inst->pid ? exit_code_of(st) : -1;
+    }
+    inst->adopted = false;
     if (inst->wait_fd >= 0)
         close(inst->wait_fd);
     inst->wait_fd = -1;
     inst->pid = 0;
+    ilog_check(inst->log_fd, inst->log_path, ILOG_MAX_BYTES);
+    if (inst->log_fd >= 0)
+        close(inst->log_fd);
+    inst->log_fd = -1;
+    free(inst->log_path);
+    inst->log_path = NULL;
     return 1;
 }
 
@@ -459,6 +555,8 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
     }
     int64_t deadline = timeout_ms < 0 ? -1 : bt_now_ms() + timeout_ms;
     for (;;) {
+        /* The output file's cap is checked once a second while the instance runs. */
+        ilog_check(inst->log_fd, inst->log_path, ILOG_MAX_BYTES);
         int left = -1;
         if (deadline >= 0) {
             int64_t l = deadline - bt_now_ms();
@@ -467,7 +565,8 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
         if (inst->wait_fd >= 0) {
             struct pollfd p[2] = {{.fd = inst->wait_fd, .events = POLLIN},
                                   {.fd = wake_fd, .events = POLLIN}};
-            int r = poll(p, wake_fd >= 0 ? 2 : 1, left);
+            int slice = left < 0 || left > 1000 ? 1000 : left;
+            int r = poll(p, wake_fd >= 0 ? 2 : 1, slice);
             if (r < 0) {
                 if (errno == EINTR)
                     continue;
@@ -475,7 +574,7 @@ static int native_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms
             }
             if (p[0].revents)
                 return reap(inst, exit_code);
-            if (r == 0 || p[1].revents)
+            if (p[1].revents || (r == 0 && slice == left))
                 return 0;
             continue;
         }
@@ -539,6 +638,68 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
                                   total ? (double)rss * 100.0 / (double)total : 0.0));
 }
 
+static int native_instance_logs(bt_engine *e, void *state, const char *instance,
+                                const eng_instance *inst, int n, json_t *arr)
+{
+    const native_svc *s = state;
+    char *path = s ? ilog_path(e->opts.pwd, s->name, instance) : NULL;
+    int r = path && ilog_tail(path, n, arr) == 0 ? 0 : 1;
+    free(path);
+    return r;
+}
+
+static void native_drop_adopted(bt_engine *e, const char *service, const char *instance,
+                                json_t *rec)
+{
+    pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
+    uint64_t start = (uint64_t)json_integer_value(json_object_get(rec, "start"));
+    uint64_t ticks, rss, st;
+    char comm[64], pids[24];
+    if (pid <= 1 || pid == getpid() ||
+        proc_sample(pid, &ticks, &rss, &st, comm, sizeof comm) != 0 || st != start)
+        return; /* gone already */
+    killpg(pid, SIGKILL);
+    snprintf(pids, sizeof pids, "%d", (int)pid);
+    bt_logkv(BT_LOG_INFO, "old instance stopped", "service", service, "instance", instance, "pid",
+             pids, "reason", "not part of the application any more", NULL);
+}
+
+/* An instance started just before its master was killed may have no record yet: any
+ * session leader working in a service dir of this work dir that is not taken over is
+ * such a stray, and is killed (its service starts it again). */
+static void kill_strays(bt_engine *e)
+{
+    char *dir = bt_path_join(e->opts.pwd, SERVICES_DIR);
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    DIR *d = real ? opendir("/proc") : NULL;
+    size_t n = real ? strlen(real) : 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1 || pid == getpid() || getsid((pid_t)pid) != (pid_t)pid)
+            continue;
+        char link[64], cwd[4096];
+        snprintf(link, sizeof link, "/proc/%ld/cwd", pid);
+        ssize_t l = readlink(link, cwd, sizeof cwd - 1);
+        if (l <= 0)
+            continue;
+        cwd[l] = '\0';
+        if (strncmp(cwd, real, n) != 0 || cwd[n] != '/' ||
+            engine_adopt_has(e, "pid", json_integer(pid)))
+            continue;
+        char pids[24];
+        snprintf(pids, sizeof pids, "%ld", pid);
+        if (killpg((pid_t)pid, SIGKILL) == 0)
+            bt_logkv(BT_LOG_INFO, "old instance stopped", "pid", pids, "reason",
+                     "not recorded (its master was killed as it started)", NULL);
+    }
+    if (d)
+        closedir(d);
+    free(real);
+}
+
 static void native_recover(bt_engine *e, json_t *stats)
 {
     const char *sname, *iname;
@@ -566,6 +727,11 @@ static void native_recover(bt_engine *e, json_t *stats)
                              "instance", iname, NULL);
                     continue;
                 }
+                pthread_mutex_lock(&engine_adopt_mu);
+                bool taken = e->adopt && json_object_get(json_object_get(e->adopt, sname), iname);
+                pthread_mutex_unlock(&engine_adopt_mu);
+                if (taken)
+                    continue;
                 pid_t pid = (pid_t)id;
                 int r2 = getpgid(pid) == pid ? killpg(pid, SIGKILL) : kill(pid, SIGKILL);
                 char pids[24];
@@ -579,12 +745,26 @@ static void native_recover(bt_engine *e, json_t *stats)
             }
         }
     }
-    /* Service dirs only hold links; whatever a killed master left is stale. */
+    kill_strays(e);
+    /* Service dirs only hold links; whatever a killed master left is stale, except the dirs
+     * of services whose instances are taken over (their cwd). */
     char *dir = bt_path_join(e->opts.pwd, SERVICES_DIR);
-    if (dir) {
-        bt_rm_rf(dir, NULL, 0);
-        free(dir);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        pthread_mutex_lock(&engine_adopt_mu);
+        bool keep = e->adopt && json_object_get(e->adopt, de->d_name);
+        pthread_mutex_unlock(&engine_adopt_mu);
+        char *sub = keep ? NULL : bt_path_join(dir, de->d_name);
+        if (sub)
+            bt_rm_rf(sub, NULL, 0);
+        free(sub);
     }
+    if (d)
+        closedir(d);
+    free(dir);
 }
 
 static void native_destroy(bt_engine *e)
@@ -602,6 +782,8 @@ static const engine_ops native_ops = {
     .wait_instance = native_wait_instance,
     .signal_instance = native_signal_instance,
     .instance_stats = native_instance_stats,
+    .instance_logs = native_instance_logs,
+    .drop_adopted = native_drop_adopted,
     .recover = native_recover,
     .destroy = native_destroy,
 };

@@ -1,5 +1,6 @@
 /* The master's model: services, instances, tokens; the operations of boot, OTA and the API. */
 #include "master.h"
+#include "adopt.h"
 #include "grants.h"
 #include "stats_file.h"
 #include "baetyl/error.h"
@@ -77,6 +78,7 @@ static void instance_free(m_instance *in)
         return;
     free(in->name);
     env_free(in->env);
+    json_decref(in->dyn_env);
     json_decref(in->reported);
     if (in->sup.wake_fd >= 0)
         close(in->sup.wake_fd);
@@ -121,16 +123,28 @@ static void instance_state(sup_proc *p, sup_state st)
     if (st == SUP_RUNNING) {
         in->view = p->run;
         in->view.wait_fd = -1;
+        in->view.log_fd = -1;
+        in->view.log_path = NULL;
         in->alive = true;
         in->status = INST_RUNNING;
+        in->has_exit = false;
         clock_gettime(CLOCK_REALTIME, &in->start_time);
     } else {
         in->alive = false;
         in->view.pid = 0;
         in->status = st == SUP_RESTARTING ? INST_RESTARTING : INST_EXITED;
+        if (st != SUP_FINISHED) {
+            in->exit_code = p->last_code;
+            in->has_exit = true;
+        }
         in->finished |= st == SUP_FINISHED;
     }
     pthread_mutex_unlock(&m->mu);
+    /* The record a later master takes the instance over by (adopt.h). */
+    if (st == SUP_RUNNING)
+        adopt_record(m, in, &p->run);
+    else if (st == SUP_EXITED || st == SUP_FINISHED)
+        adopt_forget(m, in->svc->name, in->name);
     /* SUP_EXITED is always followed by SUP_FINISHED or a new start, saved then. */
     if (st != SUP_EXITED)
         master_save_stats(m);
@@ -150,6 +164,7 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
     in->dynamic = dynamic;
     in->name = strdup(name);
     in->reported = json_object();
+    in->dyn_env = json_incref(dyn);
     in->env = env_build(m, s, name, dynamic, dyn, err, errlen);
     if (!in->env) { /* err set by env_build */
         instance_free(in);
@@ -322,7 +337,8 @@ static int start_service(master *m, const app_config *app, const app_service *cf
     }
     pthread_mutex_init(&s->inst_mu, NULL);
     s->name = strdup(cfg->name);
-    s->token = strdup(tok);
+    const char *kept = adopt_token(m, cfg->name); /* its running instances hold that one */
+    s->token = strdup(kept ? kept : tok);
     s->grants = grants_of(m->pwd, app, cfg);
     if (!s->name || !s->token || !s->grants || app_service_copy(&s->cfg, cfg) != 0) {
         service_free(s);
@@ -486,6 +502,43 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
         rc = bt_errf(err, errlen, "out of memory");
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+json_t *master_instance_logs(master *m, const char *svc, const char *inst, int n, bool *not_found,
+                             char *err, size_t errlen)
+{
+    *not_found = false;
+    m_service *s = service_ref(m, svc);
+    if (!s) {
+        *not_found = true;
+        bt_errf(err, errlen, "service (%s) not found", svc);
+        return NULL;
+    }
+    pthread_mutex_lock(&m->mu);
+    m_instance *in = find_instance(s, inst);
+    bool known = in != NULL, alive = in && in->alive, has_exit = in && in->has_exit;
+    int code = in ? in->exit_code : 0;
+    const char *state = !in ? "unknown" : in->status == INST_RUNNING ? "running" : "exited";
+    eng_instance view = in ? in->view : (eng_instance){.wait_fd = -1, .log_fd = -1};
+    pthread_mutex_unlock(&m->mu);
+    json_t *lines = json_array(), *out = NULL;
+    int r = lines ? m->engine->ops->instance_logs(m->engine, s->eng_state, inst,
+                                                  alive ? &view : NULL, n, lines)
+                  : -1;
+    if (!lines)
+        bt_errf(err, errlen, "out of memory");
+    else if (r == 1 && !known) {
+        *not_found = true;
+        bt_errf(err, errlen, "instance (%s) of service (%s) not found", inst, svc);
+    } else {
+        out = json_pack("{s:s,s:o,s:O}", "state", state, "exit_code",
+                        has_exit ? json_integer(code) : json_null(), "lines", lines);
+        if (!out)
+            bt_errf(err, errlen, "out of memory");
+    }
+    json_decref(lines);
+    service_unref(m, s);
+    return out;
 }
 
 bool master_auth(master *m, const char *user, const char *password)

@@ -34,14 +34,17 @@ struct m_instance {
     master *m;
     m_service *svc;
     char *name;
-    bool dynamic; /* started through the API: no token */
-    char **env;   /* full environment, NULL-terminated */
-    sup_proc sup; /* its supervisor (owner = this record) */
+    bool dynamic;    /* started through the API: no token */
+    char **env;      /* full environment, NULL-terminated */
+    json_t *dyn_env; /* the extra env of an API start, or NULL (kept for adoption) */
+    sup_proc sup;    /* its supervisor (owner = this record) */
     /* guarded by master.mu */
     eng_instance view; /* what stats read; view.pid is 0 while nothing runs */
     bool alive;
     bool finished; /* supervision over (thread may be joined) */
     inst_status status;
+    int exit_code; /* of its last run, when has_exit */
+    bool has_exit;
     struct timespec start_time;
     json_t *reported; /* keys merged from report calls */
     m_instance *next;
@@ -107,6 +110,12 @@ int master_instance_stop(master *m, const char *svc, const char *inst, char *err
 /* API: merges the top-level keys of obj into the instance's stats. */
 int master_instance_report(master *m, const char *svc, const char *inst, json_t *obj, char *err,
                            size_t errlen);
+/* API: the last n lines of the output of that instance, running or exited (also of an
+ * instance no longer listed whose output the engine still has). Returns a new
+ * {"state","exit_code","lines"} object, or NULL with err (*not_found when the master knows
+ * nothing of that service or instance). */
+json_t *master_instance_logs(master *m, const char *svc, const char *inst, int n, bool *not_found,
+                             char *err, size_t errlen);
 /* True when user/password is a service's account or the CLI's. */
 bool master_auth(master *m, const char *user, const char *password);
 /* True when account `user` (authenticated) may start, stop or report into the instances of

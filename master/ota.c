@@ -1,4 +1,6 @@
 /* Application OTA (SPEC §9). */
+#include "adopt.h"
+#include "mst.h"
 #include "ota.h"
 #include "metrics.h"
 #include "path_beneath.h"
@@ -19,6 +21,7 @@
 #define MAX_PENDING 16
 
 typedef struct job {
+    bool mst; /* a master binary update (mst.h) */
     char *path;
     char *trace;
     struct job *next;
@@ -157,6 +160,7 @@ static void commit(master *m, app_config *app)
     master_set_volumes(m, &m->app);
     if (unlink(APP_BACKUP_FILE) != 0 && errno != ENOENT)
         bt_logkv(BT_LOG_ERROR, "failed to remove backup file", "error", strerror(errno), NULL);
+    adopt_save_running_app();
     char msg[256];
     snprintf(msg, sizeof msg, "app version (%s) committed", m->app.version ? m->app.version : "");
     bt_logkv(BT_LOG_INFO, msg, NULL);
@@ -282,6 +286,7 @@ int ota_boot(master *m, char *err, size_t errlen)
         bt_path_exists(APP_STATS_FILE) ? yaml_file_to_json(APP_STATS_FILE, why, sizeof why) : NULL;
     if (!stats && bt_path_exists(APP_STATS_FILE))
         bt_logkv(BT_LOG_WARN, "failed to read application stats", "error", why, NULL);
+    adopt_prepare(m); /* what a killed master left running and may keep running */
     m->engine->ops->recover(m->engine, stats);
     json_decref(stats);
 
@@ -296,6 +301,7 @@ int ota_boot(master *m, char *err, size_t errlen)
     }
     char e2[2048];
     int rc = apply(m, trace, interrupted, NULL, e2, sizeof e2);
+    adopt_finish(m);
     free(trace);
     if (rc != 0) {
         char *full = bt_strdup_printf("failed to update system: %s", e2);
@@ -329,7 +335,15 @@ static void *worker(void *arg)
             o->tail = NULL;
         o->pending--;
         pthread_mutex_unlock(&o->mu);
-        update_from(o->m, j->path, j->trace);
+        if (j->mst) {
+            char err[2048];
+            pthread_mutex_lock(&o->m->ops);
+            if (mst_update(o->m, j->path, j->trace, err, sizeof err) != 0)
+                master_set_error(o->m, err);
+            pthread_mutex_unlock(&o->m->ops);
+        } else {
+            update_from(o->m, j->path, j->trace);
+        }
         free(j->path);
         free(j->trace);
         free(j);
@@ -358,18 +372,19 @@ int ota_start(master *m, ota **out, char *err, size_t errlen)
     return 0;
 }
 
-int ota_queue(ota *o, const char *path, const char *trace, char *err, size_t errlen)
+int ota_queue(ota *o, bool mst, const char *path, const char *trace, char *err, size_t errlen)
 {
     /* A refused path fails the request; a missing one fails the update (ota.log), as a
      * target may still be on its way. The worker checks again before it reads. */
     bool missing;
-    char *ok = target_resolve(o->m, path, &missing, err, errlen);
+    char *ok = mst ? NULL : target_resolve(o->m, path, &missing, err, errlen);
     free(ok);
-    if (!ok && !missing)
+    if (!mst && !ok && !missing)
         return -1;
     job *j = calloc(1, sizeof *j);
     if (!j)
         return bt_errf(err, errlen, "out of memory");
+    j->mst = mst;
     j->path = strdup(path);
     j->trace = trace ? strdup(trace) : NULL;
     if (!j->path || (trace && !j->trace)) {

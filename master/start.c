@@ -5,6 +5,7 @@
 #include "conf.h"
 #include "engine.h"
 #include "master.h"
+#include "mst.h"
 #include "ota.h"
 #include "pidfile.h"
 #include "baetyl/error.h"
@@ -55,6 +56,7 @@ int cmd_start(const char *workdir, const char *conf_path)
     }
     if (missing)
         bt_logkv(BT_LOG_INFO, "config file not found: using defaults", "path", conf_path, NULL);
+    mst_boot_begin(workdir, conf_path, conf.otalog.path, conf.ota.timeout);
 
     /* application.stats and ota.log live there even before any application arrives. */
     if (bt_mkdir_p("var/db/baetyl", 0755, err, sizeof err) != 0)
@@ -131,6 +133,7 @@ int cmd_start(const char *workdir, const char *conf_path)
         goto out;
     }
     bt_logkv(BT_LOG_INFO, "services started", NULL);
+    mst_boot_end(true);
     if (bt_log_is_file())
         fprintf(stderr, "baetyl: running in %s (api %s, log %s)\n", workdir, m.conf.server.address,
                 m.conf.logger_path);
@@ -148,6 +151,8 @@ int cmd_start(const char *workdir, const char *conf_path)
     }
     rc = 0;
 out:
+    if (rc != 0)
+        mst_boot_end(false); /* a new master binary that fails: the old one comes back */
     /* The server first (it queues updates), then the update worker (it finishes the update
      * in progress), then the services. */
     if (srv) {

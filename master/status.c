@@ -201,9 +201,10 @@ static int health(bt_api_client *cl, bool check, int64_t max_age_ms)
     return n;
 }
 
-int cmd_status(const char *conf_path, bool as_json, bool check, int64_t max_age_ms)
+int cli_api_connect(const char *conf_path, bt_api_client **out, pid_t *pid_out)
 {
     char err[1024];
+    *out = NULL;
     pid_t pid = pidfile_running(PID_FILE, err, sizeof err);
     if (pid < 0) {
         fprintf(stderr, "baetyl: %s\n", err);
@@ -213,6 +214,8 @@ int cmd_status(const char *conf_path, bool as_json, bool check, int64_t max_age_
         fprintf(stderr, "baetyl is not running\n");
         return 3;
     }
+    if (pid_out)
+        *pid_out = pid;
     master_conf conf;
     bool missing;
     if (conf_load(conf_path, &conf, &missing, err, sizeof err) != 0) {
@@ -230,13 +233,28 @@ int cmd_status(const char *conf_path, bool as_json, bool check, int64_t max_age_
                          .username = CLI_USER,
                          .password = token,
                          .timeout_ms = 30000};
-    bt_api_client *cl = bt_api_new(&ao, err, sizeof err);
-    int rc = 1;
+    *out = bt_api_new(&ao, err, sizeof err);
+    free(token);
+    conf_free(&conf);
+    if (!*out) {
+        fprintf(stderr, "baetyl: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_status(const char *conf_path, bool as_json, bool check, int64_t max_age_ms)
+{
+    char err[1024];
+    bt_api_client *cl;
+    pid_t pid = 0;
+    int rc = cli_api_connect(conf_path, &cl, &pid);
+    if (rc != 0)
+        return rc;
+    rc = 1;
     json_t *j = NULL;
     char *raw = NULL;
-    if (!cl)
-        fprintf(stderr, "baetyl: %s\n", err);
-    else if (check)
+    if (check)
         rc = health(cl, true, max_age_ms) == 0 ? 0 : 1;
     else if (bt_api_inspect(cl, &j, &raw, err, sizeof err) != 0)
         fprintf(stderr, "baetyl: inspect failed: %s\n", err);
@@ -252,7 +270,5 @@ int cmd_status(const char *conf_path, bool as_json, bool check, int64_t max_age_
     json_decref(j);
     free(raw);
     bt_api_free(cl);
-    free(token);
-    conf_free(&conf);
     return rc;
 }

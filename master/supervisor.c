@@ -77,6 +77,7 @@ static void stop_process(sup_proc *in)
         while (e->ops->wait_instance(e, &in->run, -1, -1, &code) == 0)
             ;
     }
+    in->last_code = code;
     in->on_state(in, SUP_EXITED);
     log_inst(BT_LOG_INFO, "instance stopped", in, NULL, NULL);
 }
@@ -125,6 +126,7 @@ static void *supervise(void *arg)
         int64_t ran = bt_now_ms() - started;
         atomic_store(&in->last_exit, code);
         atomic_store(&in->exited, true);
+        in->last_code = code;
         if (stop_requested(in)) {
             in->on_state(in, SUP_EXITED);
             break;
@@ -168,6 +170,7 @@ static void *supervise(void *arg)
             } else {
                 log_inst(BT_LOG_ERROR, "failed to restart instance", in, "error", errbuf);
                 code = -1;
+                in->last_code = code;
             }
         }
         started = bt_now_ms();

@@ -45,6 +45,7 @@ struct sup_proc {
     atomic_uint restarts;
     atomic_int last_exit;
     atomic_bool exited;
+    int last_code; /* exit code of the last run, set before SUP_RESTARTING / SUP_EXITED */
 };
 
 /* Starts the first process and its supervising thread. Returns 0 or -1 with err (then no

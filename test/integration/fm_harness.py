@@ -123,7 +123,7 @@ class App:
 
     def fm_log(self):
         """What the services printed (the function-manager logs to stderr here)."""
-        return self.m.read("master.out", "")
+        return self.m.read("master.out", "") + self.m.services_out()
 
     def instances(self, svc):
         s = self.m.service(svc)

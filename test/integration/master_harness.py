@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import binary, free_port, wait_for
+from conftest import SRC, binary, free_port, wait_for
 
 MARKER = "BAETYL_TEST_MARKER"
 PY = "/usr/bin/python3"
@@ -32,6 +32,24 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         s.settimeout(self.timeout)
         s.connect(self.unix_path)
         self.sock = s
+
+
+def services_out(workdir):
+    """The output files of every native instance of the master in workdir, as one text."""
+    base = os.path.join(workdir, "var/log/baetyl")
+    out = []
+    for svc in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        d = os.path.join(base, svc)
+        if not os.path.isdir(d):
+            continue
+        order = (lambda n: (n.replace(".log.1", ""), not n.endswith(".1")))
+        for name in sorted(os.listdir(d), key=order):
+            try:
+                with open(os.path.join(d, name), errors="replace") as f:
+                    out.append(f.read())
+            except OSError:
+                pass
+    return "".join(out)
 
 
 def proc_alive(pid):
@@ -70,6 +88,7 @@ class Master:
         self.dir = tempfile.mkdtemp(prefix="btm", dir="/tmp")
         self.marker = uuid.uuid4().hex
         self.proc = None
+        self.exe = None  # the master binary to start; None: the one under test
         self.api_kind = api
         if api == "unix":
             self.sock = os.path.join(self.dir, "b.sock")
@@ -116,6 +135,11 @@ class Master:
     def log(self):
         return self.read("var/log/baetyl/baetyl.log", "")
 
+    def services_out(self):
+        """What the native instances printed: their files under var/log/baetyl/<service>/
+        (the older .log.1 first), as one text."""
+        return services_out(self.dir)
+
     def ota_log(self):
         text = self.read("var/db/baetyl/ota.log", "")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -129,7 +153,7 @@ class Master:
     def start(self, wait=True, expect_fail=False):
         env = dict(os.environ, **{MARKER: self.marker})
         self.out = open(self.path("master.out"), "w")
-        self.proc = self.procs.start([binary("baetyl"), "start", "-w", self.dir], env=env,
+        self.proc = self.procs.start([self.exe or binary("baetyl"), "start", "-w", self.dir], env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT)
         if expect_fail:
             self.proc.wait(30)
@@ -139,6 +163,15 @@ class Master:
                      what="master start")
             assert self.proc.poll() is None, f"master exited: {self.read('master.out')}{self.log()}"
         return self.proc
+
+    def start_again(self):
+        """Starts a master that ran before (e.g. after kill9): waits for this start's
+        "services started"."""
+        n = self.log().count("services started")
+        self.start(wait=False)
+        wait_for(lambda: self.log().count("services started") > n or self.proc.poll() is not None,
+                 30, what="master start")
+        assert self.proc.poll() is None, self.read("master.out")
 
     def stop(self, timeout=30):
         rc = self.procs.stop(self.proc, signal.SIGTERM, timeout)
@@ -219,7 +252,7 @@ class Master:
     # ---- cleanup -----------------------------------------------------------------------
     def sanitizer_report(self):
         """Sanitizer complaints (leaks at exit included) the master printed, or ''."""
-        out = self.read("master.out", "")
+        out = self.read("master.out", "") + self.services_out()
         for key in ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:"):
             if key in out:
                 return out
@@ -268,6 +301,21 @@ def master(procs):
         finally:
             m.cleanup()
     assert not problems, "\n".join(problems)
+
+
+NEW_VERSION = "9.9.9-mst"
+
+
+@pytest.fixture(scope="module")
+def new_build(tmp_path_factory):
+    """The master built again from the same source with version NEW_VERSION, for the master
+    binary OTA (MST) tests."""
+    d = tmp_path_factory.mktemp("mst-build")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    r = subprocess.run(["make", "-C", SRC, "-j2", f"BUILD={d}", f"VERSION={NEW_VERSION}",
+                        f"{d}/bin/baetyl"], env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return str(d / "bin" / "baetyl")
 
 
 # Programs the tests run as native packages. They write what they see into the `data`

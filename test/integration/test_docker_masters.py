@@ -16,15 +16,6 @@ def ids(m, *svcs):
     return {s: c["id"] for s, c in wait_for(all_running, 20, 0.2, what=f"{svcs} running").items()}
 
 
-def start_again(m):
-    """Starts a master that ran before: waits for this start's "services started"."""
-    n = m.log().count("services started")
-    m.start(wait=False)
-    wait_for(lambda: m.log().count("services started") > n or m.proc.poll() is not None, 30,
-             what="master start")
-    assert m.proc.poll() is None, m.read("master.out")
-
-
 def running(cid):
     c = dinspect(cid)
     return bool(c and c["State"]["Running"])
@@ -46,18 +37,16 @@ def test_two_masters_keep_their_containers(dmaster):
     assert labelled(f"baetyl-master={idb}") == ["mb-one"]
     assert b.stop() == 0
     assert dinspect(theirs["mb-one"]) is None and labelled(f"baetyl-master={idb}") == []
-    start_again(b)
+    b.start_again()
     theirs = ids(b, "mb-one")
     assert ids(a, "ma-one", "ma-two") == first and all(running(c) for c in first.values())
 
-    # A is killed: its containers stay until it comes back, which removes its own stale ones
-    # and starts new ones; B's keeps running through all of it.
+    # A is killed: its containers keep running and it takes them over when it comes back
+    # (issue 15.2); B's keeps running through all of it.
     a.kill9()
     assert all(running(c) for c in first.values())
-    start_again(a)
-    again = ids(a, "ma-one", "ma-two")
-    assert not set(again.values()) & set(first.values())
-    assert all(dinspect(c) is None for c in first.values())
+    a.start_again()
+    assert ids(a, "ma-one", "ma-two") == first and all(running(c) for c in first.values())
     assert ids(b, "mb-one") == theirs and running(theirs["mb-one"])
     log_a = a.log()
     assert "mb-one" not in log_a and "not managed by baetyl" not in log_a

@@ -204,7 +204,9 @@ def test_sigterm_stops_within_grace_and_kills_stubborn(master):
     assert marked_pids(m.marker) == []
 
 
-def test_kill9_then_start_leaves_no_stray(master):
+def test_kill9_then_start_takes_instances_over(master):
+    """Issue 15.2 changed this: a restarted master takes over the instances a killed one left
+    running (they were killed and started again before)."""
     m = master()
     m.package("pkg", SLEEPER)
     m.app(app_yaml([svc("a", "pkg", replica=2), svc("b", "pkg")], vols("pkg")))
@@ -213,11 +215,11 @@ def test_kill9_then_start_leaves_no_stray(master):
     m.kill9()
     assert all(proc_alive(p) for p in old), "instances outlive a killed master"
     assert "process:" in m.read("var/db/baetyl/application.stats")
-    m.start()
-    wait_for(lambda: not any(proc_alive(p) for p in old), 10, what="old instances killed")
+    m.start_again()
     new = [m.wait_running("a"), m.wait_running("a", "a.i1"), m.wait_running("b")]
-    assert not set(new) & set(old)
-    assert "old instance stopped" in m.log()
+    assert new == old and all(proc_alive(p) for p in old)
+    assert m.log().count("instance taken over") == 3
+    assert "old instance stopped" not in m.log()
     assert m.stop() == 0
     assert marked_pids(m.marker) == []
 

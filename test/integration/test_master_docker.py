@@ -252,6 +252,15 @@ def test_killed_container_is_restarted_and_exit_output_kept(dmaster):
     assert dinspect("dcrash") is None
     time.sleep(1)
     assert m.log().count(":dcrash) started") == 1  # not restarted
+    # the logs API (issue 14.4): a running container's log, and a removed one's last output
+    st, body = m.request("GET", "/v1/services/dsleep/instances/dsleep/logs")
+    assert st == 200 and json.loads(body)["state"] == "running", body
+    assert json.loads(body)["lines"] == ["started dsleep"], body
+    st, body = m.request("GET", "/v1/services/dcrash/instances/dcrash/logs?lines=5")
+    assert st == 200, body
+    assert json.loads(body) == {"state": "exited", "exit_code": 3, "lines": ["crash output dcrash"]}
+    r = m.cmd("logs", "dcrash")
+    assert r.returncode == 0 and r.stdout == "crash output dcrash\n", (r.stdout, r.stderr)
 
     assert m.stop() == 0
     assert labelled() == []
@@ -279,6 +288,30 @@ def test_stale_containers_removed_at_start(dmaster):
         assert theirs not in m.log()
     finally:
         docker("rm", "-f", stale, theirs, other)
+
+
+def test_containers_taken_over_after_a_master_kill(dmaster):
+    """Issue 15.2: a master killed with SIGKILL leaves its containers running; the next one
+    takes them over (same container), except those whose service changed meanwhile."""
+    m = dmaster()
+    m.app(app_yaml([box("dkeep", SLEEPER), box("dchange", SLEEPER)], DATA))
+    m.start()
+    keep = wait_for(lambda: container_of(m, "dkeep"), 15, what="dkeep running")
+    change = wait_for(lambda: container_of(m, "dchange"), 15, what="dchange running")
+    m.kill9()
+    m.app(app_yaml([box("dkeep", SLEEPER), box("dchange", SLEEPER, env={"NEW": "1"})], DATA))
+    m.start_again()
+    assert wait_for(lambda: container_of(m, "dkeep"), 15)["id"] == keep["id"]
+    assert dinspect(keep["id"])["State"]["Running"]
+    new = wait_for(lambda: container_of(m, "dchange"), 15, what="dchange running")
+    assert new["id"] != change["id"] and dinspect(change["id"]) is None
+    assert "instance taken over" in m.log()
+    # its exit is handled by the restart policy, as for a container it started
+    assert docker("kill", "dkeep").returncode == 0
+    wait_for(lambda: (c := container_of(m, "dkeep")) and c["id"] != keep["id"], 20,
+             what="dkeep restarted")
+    assert m.stop() == 0
+    assert labelled() == []
 
 
 def test_name_taken_by_a_foreign_container_fails_clearly(dmaster):

@@ -6,7 +6,10 @@ Python, Node and SQL functions on t) into a temporary work dir, moves it to free
 127.0.0.1 and starts the real master. For SOAK_TIME seconds a publisher sends numbered QoS 1
 messages {"id":n} on t at a steady rate while a persistent QoS 1 subscriber on t/# records
 which ids arrive on each output topic, and the CHAOS table below kills and pauses parts of
-the system. RSS and fd counts of the master and every service are sampled throughout.
+the system, the master itself included (kill -9 and start again, and a binary update (MST)
+that re-executes it: it must take its services over, the hub keeping its pid and the
+subscriber its connection). RSS and fd counts of the
+master and every service are sampled throughout.
 At the end the master gets SIGTERM and must take everything with it within its grace.
 
 Fails (exit 1) when a PUBACKed message never reached t (our QoS 1 persistent session), or
@@ -91,8 +94,10 @@ def marked_pids(marker):
     return out
 
 
-def instances(master_pid):
-    """{instance name: pid} of the master's children (each service instance it started)."""
+def instances(marker):
+    """{instance name: pid} of every service instance of our master: a session leader (the
+    master starts each in its own session) with our marker. Not by parent: an instance
+    a restarted master took over is no child of it."""
     out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -100,12 +105,15 @@ def instances(master_pid):
         stat = read(f"/proc/{d}/stat")
         # the command name may hold spaces: fields after the closing parenthesis
         fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) < 2 or int(fields[1]) != master_pid:
+        if len(fields) < 4 or int(fields[3]) != int(d) or fields[0] in "ZX":
             continue
         env = read(f"/proc/{d}/environ", "rb").split(b"\0")
+        if f"{MARKER}={marker}".encode() not in env:
+            continue
         name = next((e.split(b"=", 1)[1].decode() for e in env
                      if e.startswith(b"BAETYL_SERVICE_INSTANCE_NAME=")), None)
-        out[name or f"pid{d}"] = int(d)
+        if name:
+            out[name] = int(d)
     return out
 
 
@@ -192,19 +200,37 @@ class System:
         env = dict(os.environ, **{MARKER: self.marker})
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-        self.out = open(self.path("master.out"), "w")
+        started = read(self.path("var/log/baetyl/baetyl.log")).count("services started")
+        self.out = open(self.path("master.out"), "a")
         self.master = subprocess.Popen([self.path("bin/baetyl"), "start", "-w", self.dir], cwd=self.dir,
                                        stdout=self.out, stderr=subprocess.STDOUT, env=env,
                                        start_new_session=True)
         ok = wait_until(lambda: self.master.poll() is not None or
-                        ("services started" in read(self.path("var/log/baetyl/baetyl.log"))
-                         and port_open(self.port)), 60)
+                        (read(self.path("var/log/baetyl/baetyl.log")).count("services started")
+                         > started and port_open(self.port)), 60)
         if not ok or self.master.poll() is not None:
             raise RuntimeError("the master did not start:\n" + read(self.path("master.out"))[-3000:]
                                + read(self.path("var/log/baetyl/baetyl.log"))[-3000:])
 
     def instances(self):
-        return instances(self.master.pid)
+        return instances(self.marker)
+
+    def api(self, method, path, body=None):
+        """(status, text) of a master API call with the CLI account."""
+        token = read(self.path("var/run/baetyl/cli.token")).strip()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(self.path("var/run/baetyl.sock"))
+        data = json.dumps(body).encode() if body is not None else b""
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                  f"x-openedge-username: baetyl.cli\r\nx-openedge-password: {token}\r\n"
+                  f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        s.close()
+        head, _, text = out.decode(errors="replace").partition("\r\n\r\n")
+        return int(head.split()[1]), text
 
     def stop(self):
         """SIGTERM to the master; (exit code or None, seconds taken, pids left)."""
@@ -393,6 +419,52 @@ class Chaos:
                                   and port_open(self.sys.port)), HEAL_TIMEOUT)
         return bool(new), f"pid {pid} " + ("restarted" if new else "NOT restarted")
 
+    def kill_master(self):
+        """kill -9 the master and start it again: the new one takes the running services over
+        (issue 15.2), so the hub keeps its pid and the subscriber stays connected."""
+        before = self.sys.instances()
+        hub, connects = before.get("localhub"), self.sys.sub.connects
+        self.sys.master.kill()
+        self.sys.master.wait()
+        self.sys.out.close()
+        self.sys.start()
+        after = self.sys.instances()
+        kept = hub is not None and after.get("localhub") == hub
+        stayed = self.sys.sub.connects == connects
+        same = sorted(n for n in before if before[n] == after.get(n))
+        hub_said = "kept" if kept else f"now {after.get('localhub')}"
+        sub_said = "subscriber stayed" if stayed else "subscriber RECONNECTED"
+        return kept and stayed, (f"hub pid {hub} {hub_said}, {sub_said}, "
+                                 f"{len(same)} of {len(before)} instances taken over")
+
+    def update_master(self):
+        """A master binary update (MST) with a copy of the installed binary: the master
+        re-executes itself in place and takes its services over, as after a kill."""
+        self.mst_turn = getattr(self, "mst_turn", 0) + 1
+        trace = f"soak-mst-{self.mst_turn}"
+        rel = f"var/db/baetyl/soak-mst-{self.mst_turn}"
+        os.makedirs(self.sys.path(rel + "/bin"), exist_ok=True)
+        shutil.copy(self.sys.path("bin/baetyl"), self.sys.path(rel + "/bin/baetyl"))
+        hub, connects = self.sys.instances().get("localhub"), self.sys.sub.connects
+        st, body = self.sys.api("PUT", "/v1/system/update",
+                                {"type": "MST", "path": rel, "trace": trace})
+        if st != 200:
+            return False, f"update refused: {st} {body}"
+        otalog = self.sys.path("var/db/baetyl/ota.log")
+
+        def step():
+            for line in read(otalog).splitlines():
+                if f'"trace":"{trace}"' in line.replace(" ", "") and any(
+                        f'"{s}"' in line for s in ("UPDATED", "FAILURE", "ROLLEDBACK")):
+                    return json.loads(line)["step"]
+            return None
+        done = wait_until(step, HEAL_TIMEOUT)
+        kept = hub is not None and self.sys.instances().get("localhub") == hub
+        stayed = self.sys.sub.connects == connects
+        ok = done == "UPDATED" and kept and stayed and self.sys.master.poll() is None
+        return ok, (f"{done}, hub pid {hub} " + ("kept" if kept else "CHANGED")
+                    + (", subscriber stayed" if stayed else ", subscriber RECONNECTED"))
+
     def pause_fm(self, secs=3.0):
         """SIGSTOP the function-manager for a few seconds, then SIGCONT."""
         pid = self.sys.instances().get("function-manager")
@@ -429,6 +501,8 @@ CHAOS = [
     (5, 30, "kill -9 runtime", Chaos.kill_runtime),
     (9, 45, "kill -9 hub", Chaos.kill_hub),
     (14, 40, "SIGSTOP function-manager", Chaos.pause_fm),
+    (11, 37, "MST update of the master", Chaos.update_master),
+    (17, 35, "kill -9 master", Chaos.kill_master),
 ]
 
 
@@ -484,6 +558,7 @@ def soak(system, failures):
     system.start()
     log(f"master pid {system.master.pid} in {system.dir}, hub on 127.0.0.1:{system.port}")
     sub = Subscriber(system.port)
+    system.sub = sub
     pub = Publisher(system.port)
     silent = probe(sub, pub, 60)
     if silent:
