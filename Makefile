@@ -147,11 +147,30 @@ endif
 bin_name     = $(if $(filter master,$(1)),baetyl,baetyl-$(1))
 MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 
+# Each executable links only the libraries it uses (issue #18: every shared library mapped
+# costs memory in every process that maps it): the SDK's own (YAML, JSON, OpenSSL for MQTT
+# over TLS) plus the module's. The master API client is the SDK's own HTTP, so libcurl is
+# the agent's (HTTPS to the cloud) and the master's (the docker engine API) only. A module
+# not listed here links everything. --as-needed drops what a binary still does not use.
+SDK_PKGS := yaml-0.1 jansson openssl
+MOD_PKGS_master            := libmicrohttpd libcurl
+MOD_PKGS_hub               := lmdb
+MOD_PKGS_function-manager  := libprotobuf-c grpc
+MOD_PKGS_function-sql      := libprotobuf-c grpc
+MOD_PKGS_video-infer       := libprotobuf-c grpc
+MOD_PKGS_agent             := libcurl libarchive
+MOD_PKGS_timer             :=
+MOD_PKGS_remote-mqtt       :=
+mod_pkgs = $(if $(filter undefined,$(origin MOD_PKGS_$(1))),$(PKGS),$(SDK_PKGS) $(MOD_PKGS_$(1)))
+LINK_AS_NEEDED := -Wl,--as-needed
+
 define module_rule
+MOD_LIBS_$(1) := $(shell $(PKG_CONFIG) --libs $(call mod_pkgs,$(1))) -lpthread -lm
 $(BUILD)/bin/$(call bin_name,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB)
 	@mkdir -p $$(dir $$@)
 	@echo '  LD    $$@'
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) $$(LINK_AS_NEEDED) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) \
+	  $$(MOD_LIBS_$(1)) $$(MOD_EXTRA_LIBS_$(1))
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
 
@@ -170,7 +189,7 @@ $(BUILD)/obj/%.o: %.cpp $(FLAGS_STAMP)
 
 VI_CXX_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard video-infer/*.cpp))
 $(BUILD)/bin/baetyl-video-infer: $(VI_CXX_OBJS)
-$(BUILD)/bin/baetyl-video-infer: PKG_LIBS += $(OPENCV_LIBS) -lstdc++
+MOD_EXTRA_LIBS_video-infer := $(OPENCV_LIBS) -lstdc++
 
 # ---- examples written with the SDK: example/<name>/main.c -> build/bin/example-<name> ----
 EXAMPLE_DIRS := $(patsubst %/main.c,%,$(wildcard example/*/main.c))
