@@ -11,8 +11,18 @@
 #include <string.h>
 #include <strings.h>
 
-enum { S_STATUS, S_HEADER, S_BODY, S_BODY_EOF, S_CHUNK_SIZE, S_CHUNK_DATA, S_CHUNK_END,
-       S_TRAILER, S_DONE, S_ERROR };
+enum {
+    S_STATUS,
+    S_HEADER,
+    S_BODY,
+    S_BODY_EOF,
+    S_CHUNK_SIZE,
+    S_CHUNK_DATA,
+    S_CHUNK_END,
+    S_TRAILER,
+    S_DONE,
+    S_ERROR
+};
 
 void bt_http_reply_init(bt_http_reply *r, size_t max_body)
 {
@@ -186,12 +196,9 @@ static int chunk_size_line(bt_http_reply *r, const char *l, size_t n)
 static int line_done(bt_http_reply *r, const char *l, size_t n)
 {
     switch (r->state) {
-    case S_STATUS:
-        return status_line(r, l, n);
-    case S_HEADER:
-        return header_line(r, l, n);
-    case S_CHUNK_SIZE:
-        return chunk_size_line(r, l, n);
+    case S_STATUS: return status_line(r, l, n);
+    case S_HEADER: return header_line(r, l, n);
+    case S_CHUNK_SIZE: return chunk_size_line(r, l, n);
     case S_CHUNK_END:
         if (n != 0)
             return fail(r, "chunk not followed by CRLF");
@@ -265,18 +272,13 @@ int bt_http_reply_eof(bt_http_reply *r)
 {
     switch (r->state) {
     case S_DONE:
-    case S_BODY_EOF:
-        r->state = S_DONE;
-        return 1;
-    case S_ERROR:
-        return -1;
+    case S_BODY_EOF: r->state = S_DONE; return 1;
+    case S_ERROR: return -1;
     case S_STATUS:
         if (r->line_len == 0 && r->head_len == 0)
             return fail(r, "connection closed without a reply");
         return fail(r, "connection closed in the reply's head");
-    case S_HEADER:
-        return fail(r, "connection closed in the reply's head");
-    default:
-        return fail(r, "connection closed before the end of the body");
+    case S_HEADER: return fail(r, "connection closed in the reply's head");
+    default: return fail(r, "connection closed before the end of the body");
     }
 }

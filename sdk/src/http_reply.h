@@ -16,18 +16,18 @@
 
 typedef struct {
     int state;
-    int status;         /* 100..599 once the status line is read */
-    bool no_body;       /* 204, 304 */
+    int status;   /* 100..599 once the status line is read */
+    bool no_body; /* 204, 304 */
     bool chunked;
     bool has_length;
     uint64_t remaining; /* bytes left of the body or of the current chunk */
     size_t max_body;
-    size_t head_len;    /* bytes of head read so far (bounded by BT_HTTP_MAX_HEAD) */
+    size_t head_len; /* bytes of head read so far (bounded by BT_HTTP_MAX_HEAD) */
     size_t line_len;
     char line[BT_HTTP_MAX_LINE];
-    bt_buf body;        /* NUL-terminated once anything is in it */
-    bool too_big;       /* the body went past max_body */
-    char err[160];      /* why the reply was refused */
+    bt_buf body;   /* NUL-terminated once anything is in it */
+    bool too_big;  /* the body went past max_body */
+    char err[160]; /* why the reply was refused */
 } bt_http_reply;
 
 /* Starts a parser that accepts a body of at most max_body bytes. */

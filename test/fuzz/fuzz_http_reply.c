@@ -36,9 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int ra = parse(text, size, size ? size : 1, a), rb = parse(text, size, step, b);
     if (ra != rb)
         abort();
-    if (ra > 0 && (a->status != b->status || bt_buf_size(&a->body) != bt_buf_size(&b->body) ||
-                   memcmp(a->body.p + a->body.off, b->body.p + b->body.off,
-                          bt_buf_size(&a->body)) != 0))
+    if (ra > 0 &&
+        (a->status != b->status || bt_buf_size(&a->body) != bt_buf_size(&b->body) ||
+         memcmp(a->body.p + a->body.off, b->body.p + b->body.off, bt_buf_size(&a->body)) != 0))
         abort();
     bt_http_reply_free(a);
     bt_http_reply_free(b);

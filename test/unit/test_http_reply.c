@@ -54,9 +54,8 @@ static void test_framings(void **state)
         assert_int_equal(r.status, 201);
         assert_string_equal(body(), "hello, 12345678");
         /* no length: the body ends with the connection; LF-only lines are read too */
-        assert_int_equal(parse("HTTP/1.0 401 Unauthorized\nServer: x\n\naccount unauthorized\n",
-                               step),
-                         1);
+        assert_int_equal(
+            parse("HTTP/1.0 401 Unauthorized\nServer: x\n\naccount unauthorized\n", step), 1);
         assert_int_equal(r.status, 401);
         assert_string_equal(body(), "account unauthorized\n");
         /* interim 100, then 204 without a body */
@@ -123,8 +122,9 @@ static void test_bounds(void **state)
     static char big[4096];
     snprintf(big, sizeof big, "HTTP/1.1 200 OK\r\n\r\n%01100d", 0);
     expect_refused(big, "larger than 1024");
-    snprintf(big, sizeof big, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                              "200\r\n%0512d\r\n200\r\n%0512d\r\n1\r\n",
+    snprintf(big, sizeof big,
+             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "200\r\n%0512d\r\n200\r\n%0512d\r\n1\r\n",
              0, 0);
     expect_refused(big, "larger than 1024");
     /* exactly at the bound is fine */
