@@ -212,7 +212,12 @@ static bt_ctx_state *state_new(char *err, size_t errlen)
         snprintf(err, errlen, "signalfd/eventfd: %s", strerror(errno));
         goto fail;
     }
-    rc = pthread_create(&st->watcher, NULL, watch_signals, st);
+    /* The watcher only polls and reads two fds: a small stack, not the 8 MiB default. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    rc = pthread_create(&st->watcher, &attr, watch_signals, st);
+    pthread_attr_destroy(&attr);
     if (rc != 0) {
         snprintf(err, errlen, "pthread_create: %s", strerror(rc));
         goto fail;
