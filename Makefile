@@ -371,7 +371,7 @@ bench: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/outage_bench.py
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/function_bench.py
 	$(PYTHON) test/bench/master_bench.py $(BUILD)/bin/baetyl 10
-	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/footprint.py 20
+	$(PYTHON) test/bench/footprint.py --build $(abspath $(BUILD)) --seconds 20
 
 # ---- docker images (docker mode): one per module, FROM scratch, built on the local engine --
 IMAGE_TAG ?= latest
