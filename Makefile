@@ -436,7 +436,7 @@ install: all
 	install -d $(PREFIX)/include/baetyl $(PREFIX)/lib/pkgconfig
 	install -m 0644 sdk/include/baetyl/*.h $(PREFIX)/include/baetyl/
 	install -m 0644 $(SDK_LIB) $(PREFIX)/lib/libbaetyl-sdk.a
-	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(PKGS)|g' \
+	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(SDK_PKGS) libprotobuf-c grpc|g' \
 	  scripts/baetyl-sdk.pc.in > $(PREFIX)/lib/pkgconfig/baetyl-sdk.pc
 	@# A systemd unit (the seed's `systemctl start baetyl`); enable it with systemctl link/enable.
 	install -d $(PREFIX)/lib/systemd/system
