@@ -327,7 +327,7 @@ static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errle
                     errno == ETIMEDOUT ? "timed out" : strerror(errno));
         return fd;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res = NULL;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
     int g = getaddrinfo(c->tcp_host, c->tcp_port, &hints, &res);
     if (g != 0)
         return bt_errf(err, errlen, "cannot connect to the master API (%s): %s", c->host,
