@@ -340,6 +340,36 @@ def top_mappings(master_pid, n):
     return out
 
 
+def alone_kb(master_pid, only=None):
+    """What the stack would hold if no other program shared its libraries: every process's
+    private pages, plus each file's shared pages once (the largest amount any of the
+    processes has resident). Unlike PSS, it does not move with what else runs."""
+    private, shared = 0, {}
+    for pid in descendants(master_pid):
+        n = name_of(pid, master_pid)
+        if not n or (only and n not in only):
+            continue
+        cur = None
+        mine = {}
+        try:
+            with open(f"/proc/{pid}/smaps") as f:
+                for line in f:
+                    head = line.split()
+                    if head and "-" in head[0] and not head[0].endswith(":"):
+                        cur = f"{head[3]}:{head[4]}" if head[4] != "0" else None
+                    elif head and head[0] in ("Private_Clean:", "Private_Dirty:"):
+                        private += int(head[1])
+                    elif head and head[0] in ("Shared_Clean:", "Shared_Dirty:") and cur:
+                        mine[cur] = mine.get(cur, 0) + int(head[1])
+                    elif head and head[0] in ("Shared_Clean:", "Shared_Dirty:"):
+                        private += int(head[1])  # anonymous shared: counted where seen
+        except OSError:
+            continue
+        for k, v in mine.items():
+            shared[k] = max(shared.get(k, 0), v)
+    return private + sum(shared.values())
+
+
 def sample(master_pid):
     rows = {}
     for pid in descendants(master_pid):
@@ -409,6 +439,8 @@ def run_stack(prefix, args, runtimes, certs):
         time.sleep(args.warmup)
 
         trend = []  # the stack's private dirty memory at each sample of the current phase
+        alone = {False: 0, True: 0}  # largest alone_kb per phase (idle, load)
+        only = ("function-py", "function-js") if runtimes else None
 
         def phase(load):
             trend.clear()
@@ -429,6 +461,7 @@ def run_stack(prefix, args, runtimes, certs):
                     next_sample += args.every
                     now = sample(master.pid)
                     trend.append(sum(v["Private_Dirty"] for v in now.values()))
+                    alone[load] = max(alone[load], alone_kb(master.pid, only))
                     for k, v in now.items():
                         w = rows.setdefault(k, dict(v))
                         for f in w:
@@ -441,7 +474,8 @@ def run_stack(prefix, args, runtimes, certs):
         tops = top_mappings(master.pid, args.top) if args.top else {}
         time.sleep(1)
         notes = {"sent": sent, "through": {k: counts[k] - before[k] for k in counts},
-                 "reports": cloud.reports if cloud else None, "tops": tops, "growth": growth}
+                 "reports": cloud.reports if cloud else None, "tops": tops, "growth": growth,
+                 "alone": (alone[False], alone[True])}
         return cold, idle, load, notes
     finally:
         for c in clients:
@@ -529,6 +563,9 @@ def main():
     idle_mb, load_mb = table("C stack", idle, load)
     print(f"  load: {notes['sent']} sent, {sum(notes['through'].values())} out of the SQL "
           f"function; agent reports received by the cloud: {notes['reports']}")
+    a_idle, a_load = notes["alone"]
+    print(f"  {'alone (shared once)':<26}{a_idle / 1024:>8.1f}M{'':>27}{a_load / 1024:>8.1f}M"
+          "   (no other program sharing its libraries)")
     first, last = notes["growth"]
     print(f"  under load the stack's private dirty memory went from {first / 1024:.1f}M (first "
           f"sample) to {last / 1024:.1f}M (last); PSS shares each library among every process "
