@@ -147,11 +147,30 @@ endif
 bin_name     = $(if $(filter master,$(1)),baetyl,baetyl-$(1))
 MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 
+# Each executable links only the libraries it uses (issue #18: every shared library mapped
+# costs memory in every process that maps it): the SDK's own (YAML, JSON, OpenSSL for MQTT
+# over TLS) plus the module's. The master API client is the SDK's own HTTP, so libcurl is
+# the agent's (HTTPS to the cloud) and the master's (the docker engine API) only. A module
+# not listed here links everything. --as-needed drops what a binary still does not use.
+SDK_PKGS := yaml-0.1 jansson openssl
+MOD_PKGS_master            := libmicrohttpd libcurl
+MOD_PKGS_hub               := lmdb
+MOD_PKGS_function-manager  := libprotobuf-c grpc
+MOD_PKGS_function-sql      := libprotobuf-c grpc
+MOD_PKGS_video-infer       := libprotobuf-c grpc
+MOD_PKGS_agent             := libcurl libarchive
+MOD_PKGS_timer             :=
+MOD_PKGS_remote-mqtt       :=
+mod_pkgs = $(if $(filter undefined,$(origin MOD_PKGS_$(1))),$(PKGS),$(SDK_PKGS) $(MOD_PKGS_$(1)))
+LINK_AS_NEEDED := -Wl,--as-needed
+
 define module_rule
+MOD_LIBS_$(1) := $(shell $(PKG_CONFIG) --libs $(call mod_pkgs,$(1))) -lpthread -lm
 $(BUILD)/bin/$(call bin_name,$(1)): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB)
 	@mkdir -p $$(dir $$@)
 	@echo '  LD    $$@'
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) $$(PKG_LIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) $$(LINK_AS_NEEDED) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) \
+	  $$(MOD_LIBS_$(1)) $$(MOD_EXTRA_LIBS_$(1))
 endef
 $(foreach d,$(MODULE_DIRS),$(eval $(call module_rule,$(d))))
 # The status page is embedded with .incbin, which the compiler's dependency files miss.
@@ -172,7 +191,7 @@ $(BUILD)/obj/%.o: %.cpp $(FLAGS_STAMP)
 
 VI_CXX_OBJS := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard video-infer/*.cpp))
 $(BUILD)/bin/baetyl-video-infer: $(VI_CXX_OBJS)
-$(BUILD)/bin/baetyl-video-infer: PKG_LIBS += $(OPENCV_LIBS) -lstdc++
+MOD_EXTRA_LIBS_video-infer := $(OPENCV_LIBS) -lstdc++
 
 # ---- examples written with the SDK: example/<name>/main.c -> build/bin/example-<name> ----
 EXAMPLE_DIRS := $(patsubst %/main.c,%,$(wildcard example/*/main.c))
@@ -354,7 +373,7 @@ bench: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/outage_bench.py
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/function_bench.py
 	$(PYTHON) test/bench/master_bench.py $(BUILD)/bin/baetyl 10
-	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/footprint.py 20
+	$(PYTHON) test/bench/footprint.py --build $(abspath $(BUILD)) --seconds 20
 
 # ---- docker images (docker mode): one per module, FROM scratch, built on the local engine --
 IMAGE_TAG ?= latest
@@ -419,7 +438,7 @@ install: all
 	install -d $(PREFIX)/include/baetyl $(PREFIX)/lib/pkgconfig
 	install -m 0644 sdk/include/baetyl/*.h $(PREFIX)/include/baetyl/
 	install -m 0644 $(SDK_LIB) $(PREFIX)/lib/libbaetyl-sdk.a
-	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(PKGS)|g' \
+	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(SDK_PKGS) libprotobuf-c grpc|g' \
 	  scripts/baetyl-sdk.pc.in > $(PREFIX)/lib/pkgconfig/baetyl-sdk.pc
 	@# A systemd unit (the seed's `systemctl start baetyl`); enable it with systemctl link/enable.
 	install -d $(PREFIX)/lib/systemd/system

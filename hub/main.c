@@ -154,8 +154,13 @@ static int run(bt_ctx *ctx)
         if (!rep.api)
             bt_logkv(BT_LOG_WARN, "no master API client, counters are not reported", "error", aerr,
                      NULL);
-        else if (pthread_create(&rep_thread, NULL, report_main, &rep) == 0)
-            rep_started = true;
+        else {
+            pthread_attr_t attr; /* the reporter builds one JSON and one request: small stack */
+            pthread_attr_init(&attr);
+            pthread_attr_setstacksize(&attr, 256 * 1024);
+            rep_started = pthread_create(&rep_thread, &attr, report_main, &rep) == 0;
+            pthread_attr_destroy(&attr);
+        }
     }
     for (size_t i = 0; i < nls; i++)
         bt_logkv(BT_LOG_INFO, "listening", "address", ls[i].address, NULL);

@@ -1,52 +1,40 @@
-/* Client of the master API (SPEC §7) on libcurl. The client is immutable once built and
- * every request gets its own easy handle, which is what makes sharing it across threads
- * safe without a lock. */
+/* Client of the master API (SPEC §7): HTTP/1.1 over a unix socket or tcp, one connection
+ * per request (Connection: close), parsed by http_reply.c. The client is immutable once
+ * built, which is what makes sharing it across threads safe without a lock. No libcurl:
+ * the master API is plain HTTP to a local peer, so every module but the agent (HTTPS to the
+ * cloud) runs without it (issue #18's footprint). */
 #include "baetyl/api.h"
 #include "baetyl/buf.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
+#include "http_reply.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
 
 /* A reply bigger than this is hostile or broken: inspect results are a few KiB. */
 #define API_MAX_REPLY (64u << 20)
 
 struct bt_api_client {
-    char *base;     /* "http://localhost" (unix) or "http://host:port" (tcp) */
+    char *host;     /* Host header: "localhost" (unix), "host:port" or "[v6]:port" (tcp) */
     char *sock;     /* unix socket path, NULL for tcp */
-    char *hdr_user; /* ready-made header lines */
+    char *tcp_host; /* tcp: host and port to connect to */
+    char *tcp_port;
+    char *hdr_user; /* ready-made header lines, CRLF included */
     char *hdr_pass;
     long timeout_ms;
 };
-
-/* ---- curl global state: initialised once per process ------------------------------- */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_ALL);
-}
-
-static int ensure_curl(char *err, size_t errlen)
-{
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return bt_errf(err, errlen, "curl_global_init: %s", curl_easy_strerror(curl_init_rc));
-    return 0;
-}
 
 /* ---- building a client ----------------------------------------------------------------- */
 
@@ -74,7 +62,7 @@ char *bt_api_escape(const char *s)
     return out;
 }
 
-/* One header line; curl drops "name:" with nothing after it, "name;" sends it empty. */
+/* One header line with its CRLF (an empty value is still sent: "name:"). */
 static char *make_header(const char *name, const char *value, char *err, size_t errlen)
 {
     if (!value)
@@ -86,7 +74,7 @@ static char *make_header(const char *name, const char *value, char *err, size_t 
         }
     }
     char *h = NULL;
-    int rc = *value ? asprintf(&h, "%s: %s", name, value) : asprintf(&h, "%s;", name);
+    int rc = *value ? asprintf(&h, "%s: %s\r\n", name, value) : asprintf(&h, "%s:\r\n", name);
     if (rc < 0) {
         bt_errf(err, errlen, "out of memory");
         return NULL;
@@ -202,8 +190,8 @@ static int client_socket(bt_api_client *c, const char *path, char *err, size_t e
     }
     if (!c->sock)
         return bt_errf(err, errlen, "out of memory");
-    c->base = strdup("http://localhost");
-    return c->base ? 0 : bt_errf(err, errlen, "out of memory");
+    c->host = strdup("localhost");
+    return c->host ? 0 : bt_errf(err, errlen, "out of memory");
 }
 
 bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
@@ -211,10 +199,6 @@ bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
     bt_api_addr a;
     if (bt_api_addr_parse(o ? o->address : NULL, NULL, &a, err, errlen) != 0)
         return NULL;
-    if (ensure_curl(err, errlen) < 0) {
-        bt_api_addr_free(&a);
-        return NULL;
-    }
     bt_api_client *c = calloc(1, sizeof *c);
     if (!c) {
         bt_api_addr_free(&a);
@@ -227,9 +211,11 @@ bt_api_client *bt_api_new(const bt_api_options *o, char *err, size_t errlen)
         rc = client_socket(c, a.path, err, errlen);
     } else {
         bool v6 = strchr(a.host, ':') != NULL;
-        if (asprintf(&c->base, v6 ? "http://[%s]:%s" : "http://%s:%s", a.host, a.port) < 0)
-            c->base = NULL;
-        rc = c->base ? 0 : bt_errf(err, errlen, "out of memory");
+        if (asprintf(&c->host, v6 ? "[%s]:%s" : "%s:%s", a.host, a.port) < 0)
+            c->host = NULL;
+        c->tcp_host = strdup(a.host);
+        c->tcp_port = strdup(a.port);
+        rc = c->host && c->tcp_host && c->tcp_port ? 0 : bt_errf(err, errlen, "out of memory");
     }
     bt_api_addr_free(&a);
     if (rc == 0) {
@@ -275,8 +261,10 @@ void bt_api_free(bt_api_client *c)
 {
     if (!c)
         return;
-    free(c->base);
+    free(c->host);
     free(c->sock);
+    free(c->tcp_host);
+    free(c->tcp_port);
     free(c->hdr_user);
     free(c->hdr_pass);
     free(c);
@@ -284,20 +272,135 @@ void bt_api_free(bt_api_client *c)
 
 /* ---- one request --------------------------------------------------------------------- */
 
-typedef struct {
-    bt_buf body; /* NUL-terminated */
-    bool too_big;
-} reply_buf;
-
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
+/* Waits for fd to be ready for events until deadline; 0, or -1 with errno (ETIMEDOUT). */
+static int wait_fd(int fd, short events, int64_t deadline)
 {
-    reply_buf *b = ud;
-    size_t add = size * n;
-    if (add > API_MAX_REPLY - b->body.len) {
-        b->too_big = true;
-        return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+    for (;;) {
+        int64_t now = bt_now_ms();
+        if (now >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, bt_poll_timeout(deadline, now, INT_MAX));
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -1;
     }
-    return bt_buf_append_nul(&b->body, p, add) == 0 ? add : 0;
+}
+
+/* A non-blocking connect bounded by the deadline; the socket or -1 with errno. */
+static int connect_to(const struct sockaddr *sa, socklen_t len, int64_t deadline)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, sa, len) == 0)
+        return fd;
+    if (errno != EINPROGRESS && errno != EAGAIN) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (wait_fd(fd, POLLOUT, deadline) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
+        int e = soerr ? soerr : errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errlen)
+{
+    if (c->sock) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->sock);
+        int fd = connect_to((struct sockaddr *)&sa, sizeof sa, deadline);
+        if (fd < 0)
+            bt_errf(err, errlen, "cannot connect to the master API (unix socket %s): %s", c->sock,
+                    errno == ETIMEDOUT ? "timed out" : strerror(errno));
+        return fd;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+    int g = getaddrinfo(c->tcp_host, c->tcp_port, &hints, &res);
+    if (g != 0)
+        return bt_errf(err, errlen, "cannot connect to the master API (%s): %s", c->host,
+                       gai_strerror(g));
+    int fd = -1, e = 0;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = connect_to(ai->ai_addr, ai->ai_addrlen, deadline);
+        e = errno;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        bt_errf(err, errlen, "cannot connect to the master API (%s): %s", c->host,
+                e == ETIMEDOUT ? "timed out" : strerror(e));
+    return fd;
+}
+
+static int send_all(int fd, const char *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            return -1;
+        } else if (wait_fd(fd, POLLOUT, deadline) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads the reply into r until it is complete; 0, or -1 with err. */
+static int read_reply(int fd, bt_http_reply *r, int64_t deadline, const char *what, char *err,
+                      size_t errlen)
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        int done;
+        if (n > 0) {
+            done = bt_http_reply_feed(r, buf, (size_t)n);
+        } else if (n == 0) {
+            done = bt_http_reply_eof(r);
+        } else if (errno == EAGAIN || errno == EINTR) {
+            if (wait_fd(fd, POLLIN, deadline) < 0)
+                return bt_errf(err, errlen, "%s: %s", what,
+                               errno == ETIMEDOUT ? "timed out" : strerror(errno));
+            continue;
+        } else {
+            return bt_errf(err, errlen, "%s: receive: %s", what, strerror(errno));
+        }
+        if (done < 0)
+            return bt_errf(err, errlen, "%s: %s", what, r->err);
+        if (done > 0)
+            return 0;
+    }
+}
+
+/* The request's head. GET without a body sends no Content-Length; any other method sends
+ * one, 0 included (the master reads a PUT's body by it). */
+static char *request_head(bt_api_client *c, const char *method, const char *path, const char *body,
+                          size_t body_len)
+{
+    char len[48] = "";
+    if (body || strcmp(method, "GET") != 0)
+        snprintf(len, sizeof len, "Content-Length: %zu\r\n", body ? body_len : 0);
+    char *head = NULL;
+    if (asprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%sConnection: close\r\n\r\n", method,
+                 path, c->host, c->hdr_user, c->hdr_pass,
+                 body ? "Content-Type: application/json\r\n" : "", len) < 0)
+        return NULL;
+    return head;
 }
 
 /* "<status>: <body>" with the body trimmed and its control characters blanked, so a
@@ -346,86 +449,56 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
         if ((unsigned char)*p <= 0x20 || *p == 0x7f)
             return bt_errf(err, errlen, "invalid request path (unencoded character)");
     }
-    char *url = NULL;
-    if (asprintf(&url, "%s%s", c->base, path) < 0)
+    char what[96];
+    snprintf(what, sizeof what, "%s %.80s", method, path);
+    char *head = request_head(c, method, path, body, body_len);
+    bt_http_reply *r = malloc(sizeof *r); /* 8 KiB of line buffer: not on a small stack */
+    if (!head || !r) {
+        free(head);
+        free(r);
         return bt_errf(err, errlen, "out of memory");
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdrs = NULL, *tmp;
-    const char *lines[] = {c->hdr_user, c->hdr_pass,
-                           "Expect:", body ? "Content-Type: application/json" : NULL};
-    int rc = -1;
-    if (!h) {
-        bt_errf(err, errlen, "curl_easy_init failed");
+    }
+    bt_http_reply_init(r, API_MAX_REPLY);
+    int64_t deadline = bt_now_ms() + c->timeout_ms;
+    int rc = -1, fd = open_conn(c, deadline, err, errlen);
+    if (fd < 0)
+        goto out;
+    if (send_all(fd, head, strlen(head), deadline) < 0 ||
+        (body && send_all(fd, body, body_len, deadline) < 0)) {
+        bt_errf(err, errlen, "%s: send: %s", what,
+                errno == ETIMEDOUT ? "timed out" : strerror(errno));
         goto out;
     }
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
-        if (!lines[i])
-            continue;
-        if (!(tmp = curl_slist_append(hdrs, lines[i]))) {
-            bt_errf(err, errlen, "out of memory");
-            goto out;
-        }
-        hdrs = tmp;
-    }
-
-    char cerr[CURL_ERROR_SIZE] = "";
-    reply_buf reply = {0};
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    if (c->sock)
-        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->sock);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");    /* never through an http_proxy of the env */
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &reply);
-    if (!body && strcmp(method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    } else {
-        /* POSTFIELDS sends the body (or an explicit Content-Length: 0) with any method. */
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    }
-
-    CURLcode cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) {
-        if (reply.too_big)
-            bt_errf(err, errlen, "%s %s: reply larger than %u bytes", method, path, API_MAX_REPLY);
-        else if (c->sock && cc == CURLE_COULDNT_CONNECT) /* curl would say "localhost port 80" */
-            bt_errf(err, errlen, "%s (unix socket %s)", curl_easy_strerror(cc), c->sock);
-        else
-            bt_errf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(cc));
-        bt_buf_free(&reply.body);
+    if (read_reply(fd, r, deadline, what, err, errlen) < 0)
         goto out;
-    }
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status < 200 || status > 299) {
-        status_error(status, reply.body.p ? (char *)reply.body.p : "", reply.body.len, err, errlen);
-        bt_buf_free(&reply.body);
+    const char *text = r->body.p ? (const char *)r->body.p + r->body.off : "";
+    size_t len = bt_buf_size(&r->body);
+    if (r->status < 200 || r->status > 299) {
+        status_error(r->status, text, len, err, errlen);
         goto out;
     }
     if (resp) {
         /* the reply's memory goes to the caller */
-        *resp = reply.body.p ? (char *)reply.body.p : strdup("");
-        if (!*resp) {
+        if (r->body.p && r->body.off == 0) {
+            *resp = (char *)r->body.p; /* NUL-terminated by bt_buf_append_nul */
+            memset(&r->body, 0, sizeof r->body);
+        } else if ((*resp = malloc(len + 1))) {
+            memcpy(*resp, text, len);
+            (*resp)[len] = '\0';
+        } else {
             bt_errf(err, errlen, "out of memory");
             goto out;
         }
         if (resp_len)
-            *resp_len = reply.body.len;
-    } else {
-        bt_buf_free(&reply.body);
+            *resp_len = len;
     }
     rc = 0;
 out:
-    curl_slist_free_all(hdrs);
-    if (h)
-        curl_easy_cleanup(h);
-    free(url);
+    if (fd >= 0)
+        close(fd);
+    bt_http_reply_free(r);
+    free(r);
+    free(head);
     return rc;
 }
 

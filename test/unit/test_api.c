@@ -537,6 +537,37 @@ static void test_tcp(void **state)
     srv_free(s);
 }
 
+/* Replies framed otherwise than by Content-Length, as any HTTP/1.1 server may send them:
+ * chunked (in pieces, with an extension and a trailer) and delimited by the end of the
+ * connection; and a Host header naming the address. */
+static void test_reply_framings(void **state)
+{
+    (void)state;
+    server *s = unix_server();
+    strcpy(s->reply, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3;x=y\r\n{\"p\r\nd\r\nort\":\"4321\"}\r\n0\r\nX-T: 1\r\n\r\n");
+    srv_start(s, 1);
+    bt_api_client *c = client_for(s, 2000);
+    char err[256] = "";
+    assert_int_equal(bt_api_get_available_port(c, err, sizeof err), 4321);
+    srv_wait(s);
+    assert_string_equal(req_header(s, "host"), "localhost");
+
+    strcpy(s->reply, "HTTP/1.0 200 OK\r\n\r\n{\"port\":\"1234\"}");
+    srv_start(s, 1);
+    assert_int_equal(bt_api_get_available_port(c, err, sizeof err), 1234);
+    srv_wait(s);
+
+    /* a cut chunked body is an error naming it, not a short reply */
+    strcpy(s->reply, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{}");
+    srv_start(s, 1);
+    assert_int_equal(bt_api_inspect(c, NULL, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "before the end of the body"));
+    srv_wait(s);
+    bt_api_free(c);
+    srv_free(s);
+}
+
 /* ---- addresses and the environment ----------------------------------------------------- */
 
 static void test_bad_addresses(void **state)
@@ -745,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_garbage_reply),
         cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_reply_framings),
         cmocka_unit_test(test_bad_addresses),
         cmocka_unit_test(test_relative_unix),
         cmocka_unit_test(test_from_env),

@@ -1,10 +1,12 @@
-/* Client of the master API (SPEC §7) on libcurl: HTTP/1.1 over a unix socket or tcp, every
- * request signed with `x-openedge-username: <service>` and `x-openedge-password: <token>`.
+/* Client of the master API (SPEC §7): HTTP/1.1 over a unix socket or tcp (its own small
+ * client, no libcurl), every request signed with `x-openedge-username: <service>` and
+ * `x-openedge-password: <token>`.
  *
- * A client holds only immutable settings; each call uses its own curl handle, so one client
+ * A client holds only immutable settings; each call opens its own connection, so one client
  * may be shared by any number of threads. Every call returns 0 (or a port) on success, or -1
  * with err holding either "<status>: <body text>" for a non-2xx answer (e.g.
- * "401: account unauthorized") or curl's message for a transport error. */
+ * "401: account unauthorized") or a message naming the transport error ("cannot connect to
+ * the master API (unix socket …): …", "… timed out", "… bad status line"). */
 #ifndef BAETYL_API_H
 #define BAETYL_API_H
 

@@ -1,0 +1,284 @@
+/* One HTTP/1.1 reply, parsed as it arrives (RFC 9112): status line, header lines, then a
+ * body framed by Transfer-Encoding: chunked, Content-Length or the end of the connection.
+ * Everything is bounded (line, head, body) and anything outside the grammar is refused with
+ * a message naming what was wrong. */
+#include "http_reply.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+    S_STATUS,
+    S_HEADER,
+    S_BODY,
+    S_BODY_EOF,
+    S_CHUNK_SIZE,
+    S_CHUNK_DATA,
+    S_CHUNK_END,
+    S_TRAILER,
+    S_DONE,
+    S_ERROR
+};
+
+void bt_http_reply_init(bt_http_reply *r, size_t max_body)
+{
+    memset(r, 0, sizeof *r);
+    r->state = S_STATUS;
+    r->max_body = max_body;
+}
+
+void bt_http_reply_free(bt_http_reply *r)
+{
+    bt_buf_free(&r->body);
+}
+
+__attribute__((format(printf, 2, 3))) static int fail(bt_http_reply *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+    r->state = S_ERROR;
+    return -1;
+}
+
+static int add_body(bt_http_reply *r, const char *p, size_t n)
+{
+    if (n > r->max_body - bt_buf_size(&r->body)) {
+        r->too_big = true;
+        return fail(r, "reply larger than %zu bytes", r->max_body);
+    }
+    if (bt_buf_append_nul(&r->body, p, n) < 0)
+        return fail(r, "out of memory");
+    return 0;
+}
+
+/* "HTTP/1.x NNN reason" */
+static int status_line(bt_http_reply *r, const char *l, size_t n)
+{
+    if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)l[7]) || l[8] != ' ' ||
+        !isdigit((unsigned char)l[9]) || !isdigit((unsigned char)l[10]) ||
+        !isdigit((unsigned char)l[11]) || (n > 12 && l[12] != ' '))
+        return fail(r, "not an HTTP/1.1 reply (bad status line)");
+    r->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
+    if (r->status < 100 || r->status > 599)
+        return fail(r, "bad status code %d", r->status);
+    if (r->status == 101)
+        return fail(r, "unexpected 101 (switching protocols)");
+    r->no_body = r->status == 204 || r->status == 304 || r->status < 200;
+    r->state = S_HEADER;
+    return 0;
+}
+
+static bool tchar(unsigned char c)
+{
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Content-Length: digits only, the same value if repeated, within max_body. */
+static int content_length(bt_http_reply *r, const char *v, size_t n)
+{
+    uint64_t len = 0;
+    if (n == 0 || n > 19)
+        return fail(r, "bad Content-Length");
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)v[i]))
+            return fail(r, "bad Content-Length");
+        len = len * 10 + (uint64_t)(v[i] - '0');
+    }
+    if (r->has_length && r->remaining != len)
+        return fail(r, "conflicting Content-Length headers");
+    if (len > r->max_body) {
+        r->too_big = true;
+        return fail(r, "reply larger than %zu bytes", r->max_body);
+    }
+    r->has_length = true;
+    r->remaining = len;
+    return 0;
+}
+
+/* Only "chunked" (possibly after identity) is understood: another coding would hand the
+ * caller bytes it cannot read. */
+static int transfer_encoding(bt_http_reply *r, const char *v, size_t n)
+{
+    const char *last = v;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == ',')
+            last = v + i + 1;
+    while (last < v + n && (*last == ' ' || *last == '\t'))
+        last++;
+    size_t ln = (size_t)(v + n - last);
+    if (ln == 7 && strncasecmp(last, "chunked", 7) == 0) {
+        r->chunked = true;
+        return 0;
+    }
+    if (ln == 8 && strncasecmp(last, "identity", 8) == 0 && last == v)
+        return 0;
+    return fail(r, "unsupported Transfer-Encoding (%.*s)", (int)(n > 40 ? 40 : n), v);
+}
+
+static int begin_body(bt_http_reply *r)
+{
+    if (r->status < 200) { /* an interim reply (100 Continue): the real one follows */
+        size_t max = r->max_body, head = r->head_len;
+        bt_http_reply_free(r);
+        bt_http_reply_init(r, max);
+        r->head_len = head;
+        return 0;
+    }
+    if (r->no_body) {
+        r->state = S_DONE;
+    } else if (r->chunked) {
+        r->state = S_CHUNK_SIZE;
+    } else if (r->has_length) {
+        r->state = r->remaining ? S_BODY : S_DONE;
+    } else {
+        r->state = S_BODY_EOF;
+    }
+    /* an empty body still reads as "" */
+    return add_body(r, "", 0);
+}
+
+static int header_line(bt_http_reply *r, const char *l, size_t n)
+{
+    if (n == 0)
+        return begin_body(r);
+    if (l[0] == ' ' || l[0] == '\t')
+        return fail(r, "folded header line (obsolete)");
+    size_t k = 0;
+    while (k < n && tchar((unsigned char)l[k]))
+        k++;
+    if (k == 0 || k >= n || l[k] != ':')
+        return fail(r, "bad header line");
+    const char *v = l + k + 1, *e = l + n;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    for (const char *p = v; p < e; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return fail(r, "control character in header %.*s", (int)(k > 40 ? 40 : k), l);
+    if (k == 14 && strncasecmp(l, "Content-Length", 14) == 0)
+        return content_length(r, v, (size_t)(e - v));
+    if (k == 17 && strncasecmp(l, "Transfer-Encoding", 17) == 0)
+        return transfer_encoding(r, v, (size_t)(e - v));
+    return 0;
+}
+
+/* "<hex>[;extensions]" */
+static int chunk_size_line(bt_http_reply *r, const char *l, size_t n)
+{
+    uint64_t size = 0;
+    size_t i = 0;
+    for (; i < n && isxdigit((unsigned char)l[i]); i++) {
+        if (i >= 15)
+            return fail(r, "chunk size too large");
+        int c = tolower((unsigned char)l[i]);
+        size = size * 16 + (uint64_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
+    }
+    while (i < n && (l[i] == ' ' || l[i] == '\t'))
+        i++;
+    if (i == 0 || (i < n && l[i] != ';'))
+        return fail(r, "bad chunk size line");
+    if (size > r->max_body - bt_buf_size(&r->body)) {
+        r->too_big = true;
+        return fail(r, "reply larger than %zu bytes", r->max_body);
+    }
+    r->remaining = size;
+    r->state = size ? S_CHUNK_DATA : S_TRAILER;
+    return 0;
+}
+
+static int line_done(bt_http_reply *r, const char *l, size_t n)
+{
+    switch (r->state) {
+    case S_STATUS: return status_line(r, l, n);
+    case S_HEADER: return header_line(r, l, n);
+    case S_CHUNK_SIZE: return chunk_size_line(r, l, n);
+    case S_CHUNK_END:
+        if (n != 0)
+            return fail(r, "chunk not followed by CRLF");
+        r->state = S_CHUNK_SIZE;
+        return 0;
+    case S_TRAILER:
+        if (n == 0)
+            r->state = S_DONE;
+        return 0;
+    }
+    return fail(r, "internal parser state");
+}
+
+static bool in_head(const bt_http_reply *r)
+{
+    return r->state == S_STATUS || r->state == S_HEADER;
+}
+
+/* Takes bytes of a line up to LF; 1 when a line is complete (in r->line, without CRLF). */
+static int take_line(bt_http_reply *r, const char **p, size_t *n)
+{
+    const char *nl = memchr(*p, '\n', *n);
+    size_t take = nl ? (size_t)(nl - *p) + 1 : *n;
+    if (take > BT_HTTP_MAX_LINE - r->line_len)
+        return fail(r, "line longer than %u bytes", BT_HTTP_MAX_LINE);
+    if (in_head(r) || r->state == S_TRAILER) {
+        if (take > BT_HTTP_MAX_HEAD - r->head_len)
+            return fail(r, "head larger than %u bytes", BT_HTTP_MAX_HEAD);
+        r->head_len += take;
+    }
+    memcpy(r->line + r->line_len, *p, take);
+    r->line_len += take;
+    *p += take;
+    *n -= take;
+    if (!nl)
+        return 0;
+    size_t len = r->line_len - 1; /* without LF */
+    if (len > 0 && r->line[len - 1] == '\r')
+        len--;
+    if (memchr(r->line, '\r', len) || memchr(r->line, '\0', len))
+        return fail(r, "stray CR or NUL in a line");
+    r->line_len = 0;
+    return line_done(r, r->line, len) < 0 ? -1 : 1;
+}
+
+int bt_http_reply_feed(bt_http_reply *r, const char *p, size_t n)
+{
+    while (r->state != S_DONE && r->state != S_ERROR && n > 0) {
+        if (r->state == S_BODY || r->state == S_CHUNK_DATA || r->state == S_BODY_EOF) {
+            size_t take = n;
+            if (r->state != S_BODY_EOF && take > r->remaining)
+                take = (size_t)r->remaining;
+            if (add_body(r, p, take) < 0)
+                return -1;
+            p += take;
+            n -= take;
+            if (r->state == S_BODY_EOF)
+                continue;
+            r->remaining -= take;
+            if (r->remaining == 0)
+                r->state = r->state == S_BODY ? S_DONE : S_CHUNK_END;
+            continue;
+        }
+        if (take_line(r, &p, &n) < 0)
+            return -1;
+    }
+    return r->state == S_DONE ? 1 : r->state == S_ERROR ? -1 : 0;
+}
+
+int bt_http_reply_eof(bt_http_reply *r)
+{
+    switch (r->state) {
+    case S_DONE:
+    case S_BODY_EOF: r->state = S_DONE; return 1;
+    case S_ERROR: return -1;
+    case S_STATUS:
+        if (r->line_len == 0 && r->head_len == 0)
+            return fail(r, "connection closed without a reply");
+        return fail(r, "connection closed in the reply's head");
+    case S_HEADER: return fail(r, "connection closed in the reply's head");
+    default: return fail(r, "connection closed before the end of the body");
+    }
+}

@@ -1,0 +1,44 @@
+/* A strict, bounded parser of one HTTP/1.1 reply, fed bytes as they arrive (the master API
+ * client's transport; the fuzz target drives it directly). It keeps the status and the body
+ * (Content-Length, chunked, or up to the end of the connection) and nothing else. */
+#ifndef BT_HTTP_REPLY_H
+#define BT_HTTP_REPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baetyl/buf.h"
+
+/* Longest line (status, header, chunk size) and the whole head of a reply. */
+#define BT_HTTP_MAX_LINE 8192u
+#define BT_HTTP_MAX_HEAD 65536u
+
+typedef struct {
+    int state;
+    int status;   /* 100..599 once the status line is read */
+    bool no_body; /* 204, 304 */
+    bool chunked;
+    bool has_length;
+    uint64_t remaining; /* bytes left of the body or of the current chunk */
+    size_t max_body;
+    size_t head_len; /* bytes of head read so far (bounded by BT_HTTP_MAX_HEAD) */
+    size_t line_len;
+    char line[BT_HTTP_MAX_LINE];
+    bt_buf body;   /* NUL-terminated once anything is in it */
+    bool too_big;  /* the body went past max_body */
+    char err[160]; /* why the reply was refused */
+} bt_http_reply;
+
+/* Starts a parser that accepts a body of at most max_body bytes. */
+void bt_http_reply_init(bt_http_reply *r, size_t max_body);
+/* Frees the body (unless taken) and resets nothing else. */
+void bt_http_reply_free(bt_http_reply *r);
+/* Parses n more bytes. Returns 1 once the reply is complete (bytes after it are ignored), 0
+ * when it wants more, -1 with r->err on a malformed or oversized reply. */
+int bt_http_reply_feed(bt_http_reply *r, const char *p, size_t n);
+/* The peer closed the connection: 1 when that ends the reply (a body delimited by the end
+ * of the connection), -1 with r->err when the reply is cut short. */
+int bt_http_reply_eof(bt_http_reply *r);
+
+#endif
