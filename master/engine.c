@@ -3,6 +3,8 @@
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
+#include <baetyl/log.h>
+
 #include <string.h>
 
 int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err, size_t errlen)
@@ -12,6 +14,8 @@ int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char 
         return engine_native_new(opts, out, err, errlen);
     if (strcmp(mode, "docker") == 0)
         return engine_docker_new(opts, out, err, errlen);
+    if (strcmp(mode, "swarm") == 0)
+        return engine_swarm_new(opts, out, err, errlen);
     return bt_errf(err, errlen, "mode (%s) not supported", mode);
 }
 
@@ -19,4 +23,18 @@ void engine_free(bt_engine *e)
 {
     if (e)
         e->ops->destroy(e);
+}
+
+void engine_placement_warn(const bt_engine *e, const app_config *app)
+{
+    if (strcmp(e->ops->name, "swarm") == 0)
+        return;
+    for (size_t i = 0; i < app->services.n; i++) {
+        const app_service *s = APP_SERVICE(app, i);
+        if (s->placement.constraints.n || s->placement.spread) {
+            bt_logkv(BT_LOG_WARN, "placement is ignored: only mode swarm places services", "mode",
+                     e->ops->name, "service", s->name, NULL);
+            return; /* once per application */
+        }
+    }
 }
