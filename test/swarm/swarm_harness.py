@@ -194,6 +194,9 @@ class Swarm:
         if r.returncode != 0:
             raise RuntimeError(r.stdout + r.stderr)
         refs = [f"{n}:{tag}" for n in names]
+        missing = [x for x in refs if self.leader.docker("image", "inspect", x).returncode]
+        if missing:
+            raise RuntimeError(f"images not built: {missing}: {r.stdout}{r.stderr}")
         for nd in self.nodes[1:]:
             save = subprocess.Popen(["docker", "-H", self.leader.host, "save", *refs],
                                     stdout=subprocess.PIPE)

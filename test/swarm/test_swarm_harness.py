@@ -1,6 +1,7 @@
 """The harness itself: nodes join, images reach every node, nothing is left behind."""
 import os
 import subprocess
+import time
 
 from swarm_harness import Swarm
 
@@ -23,3 +24,19 @@ def test_runs_do_not_collide(swarm_ok):
     assert a.prefix != b.prefix and a.root != b.root
     a.stop()
     b.stop()
+
+
+def test_three_managers_survive_the_loss_of_one(make_swarm):
+    """Raft keeps a quorum with 2 of 3 managers: the survivors still answer and schedule."""
+    s = make_swarm(3, managers=3)
+    s.nodes[0].kill_dockerd()
+    deadline = time.monotonic() + 60
+    while True:
+        r = s.nodes[1].docker("node", "ls", "--format", "{{.Status}} {{.ManagerStatus}}")
+        if r.returncode == 0 and "Down" in r.stdout:
+            break
+        assert time.monotonic() < deadline, r.stdout + r.stderr
+        time.sleep(1)
+    r = s.nodes[1].docker("network", "create", "-d", "overlay", "after-loss")
+    assert r.returncode == 0, r.stderr
+    assert "after-loss" in s.nodes[2].docker("network", "ls").stdout
