@@ -96,6 +96,10 @@ int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_
 /* The swarm engine (engine_swarm.c): the engine must be a swarm manager and the master API
  * a tcp address the other nodes reach. */
 int engine_swarm_new(const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+/* Makes the directory of each bind of svc (<pwd>/<volume.path>) when missing; none may lead
+ * out of the work dir through a symlink (docker follows them). Returns 0 or -1 with err. */
+int engine_bind_dirs(const char *pwd, const app_config *app, const app_service *svc, char *err,
+                     size_t errlen);
 /* Warns once when the application places services and the engine is not swarm. */
 void engine_placement_warn(const bt_engine *e, const app_config *app);
 /* For `baetyl check` in native mode: every service's package.yml is reachable through its

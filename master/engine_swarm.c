@@ -10,7 +10,6 @@
 #include "docker_config.h"
 #include "engine.h"
 #include "engine_swarm.h"
-#include "path_beneath.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -67,8 +66,8 @@ static int call(swarm_priv *p, const char *method, const char *path, const json_
 {
     if (out)
         *out = NULL;
-    docker_req r = {.method = method, .path = path, .body = body, .timeout_ms = 60000,
-                    .cancel_fd = -1};
+    docker_req r = {
+        .method = method, .path = path, .body = body, .timeout_ms = 60000, .cancel_fd = -1};
     char *text = NULL;
     size_t len = 0;
     int st = docker_call(p->c, &r, &text, &len, err, errlen);
@@ -136,27 +135,19 @@ static int swarm_start_service(bt_engine *e, const app_config *app, const app_se
 {
     swarm_priv *p = priv_of(e);
     *state = NULL;
-    swarm_ctx ctx = {.pwd = e->opts.pwd, .network = DOCKER_NETWORK, .master_id = p->master_id,
+    swarm_ctx ctx = {.pwd = e->opts.pwd,
+                     .network = DOCKER_NETWORK,
+                     .master_id = p->master_id,
                      .grace_ms = e->opts.grace_ms};
     json_t *spec = swarm_service_spec(&ctx, app, svc, err, errlen);
     if (!spec)
         return -1;
     /* Binds need their directory on every node (shared storage, or the agent's download
      * on each): made here for this node, as the docker engine does. */
-    char **vroots = volume_roots(e->opts.pwd, app);
-    for (size_t i = 0; i < svc->mounts.n; i++) {
-        char *src = docker_mount_source(e->opts.pwd, app, APP_MOUNT(svc, i), err, errlen);
-        char *real = src && vroots ? path_dir_beneath(e->opts.pwd, vroots, src, err, errlen) : NULL;
-        int r = real ? 0 : vroots ? -1 : bt_errf(err, errlen, "out of memory");
-        free(real);
-        free(src);
-        if (r != 0) {
-            volume_roots_free(vroots);
-            json_decref(spec);
-            return -1;
-        }
+    if (engine_bind_dirs(e->opts.pwd, app, svc, err, errlen) != 0) {
+        json_decref(spec);
+        return -1;
     }
-    volume_roots_free(vroots);
     swarm_svc *s = calloc(1, sizeof *s);
     if (!s || !(s->name = strdup(svc->name)) ||
         !(s->restart_copy.policy = strdup(svc->restart.policy))) {
@@ -231,8 +222,8 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
     json_t *spec = json_deep_copy(s->spec);
     if (!spec || swarm_instance_spec(spec, name, instance, env) != 0 ||
         swarm_spec_hash(spec, hash, sizeof hash) != 0 ||
-        json_object_set_new(json_object_get(spec, "Labels"), SWARM_SPEC_LABEL,
-                            json_string(hash)) != 0) {
+        json_object_set_new(json_object_get(spec, "Labels"), SWARM_SPEC_LABEL, json_string(hash)) !=
+            0) {
         json_decref(spec);
         return bt_errf(err, errlen, "out of memory");
     }
@@ -568,8 +559,8 @@ int engine_swarm_new(const engine_opts *opts, bt_engine **out, char *err, size_t
     }
     json_decref(info);
     bool v6 = strchr(a->host, ':') != NULL;
-    e->api_env = bt_strdup_printf("tcp://%s%s%s:%s", v6 ? "[" : "", a->host, v6 ? "]" : "",
-                                  a->port);
+    e->api_env =
+        bt_strdup_printf("tcp://%s%s%s:%s", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
     p->nodes = json_object();
     if (!e->api_env || !p->nodes) {
         swarm_destroy(e);
