@@ -118,12 +118,12 @@ static int add_mounts(const char *pwd, const app_config *app, const app_service 
         if (!dst)
             rc = bt_errf(err, errlen, "out of memory");
         else if (bt_path_clean_rel(m->path, dst + 1, lm) != 0)
-            rc = bt_errf(err, errlen, "mount (%s): path (%s) escapes the container's root",
-                         m->name, m->path);
+            rc = bt_errf(err, errlen, "mount (%s): path (%s) escapes the container's root", m->name,
+                         m->path);
         if (rc == 0) {
             dst[0] = '/';
-            json_t *j = json_pack("{s:s,s:s,s:s,s:b}", "Type", "bind", "Source", src, "Target",
-                                  dst, "ReadOnly", m->readonly);
+            json_t *j = json_pack("{s:s,s:s,s:s,s:b}", "Type", "bind", "Source", src, "Target", dst,
+                                  "ReadOnly", m->readonly);
             if (!j || json_array_append_new(mounts, j) != 0)
                 rc = bt_errf(err, errlen, "out of memory");
         }
@@ -186,26 +186,26 @@ json_t *swarm_service_spec(const swarm_ctx *ctx, const app_config *app, const ap
                 cons, json_string(BT_CFG_AT(svc->placement.constraints, char *, i)));
         bad |= json_object_set_new(place, "Constraints", cons);
         if (svc->placement.spread)
-            bad |= json_object_set_new(place, "Preferences",
-                                       json_pack("[{s:{s:s}}]", "Spread", "SpreadDescriptor",
-                                                 svc->placement.spread));
+            bad |= json_object_set_new(
+                place, "Preferences",
+                json_pack("[{s:{s:s}}]", "Spread", "SpreadDescriptor", svc->placement.spread));
         /* Swarm waits a fixed delay between restarts: the backoff's first step; retry.max
          * bounds the attempts as in the other engines. */
-        bad |= json_object_set_new(
-            tt, "RestartPolicy",
-            json_pack("{s:s,s:I,s:I}", "Condition", restart_condition(rp->policy), "Delay",
-                      (json_int_t)rp->backoff_min * 1000000, "MaxAttempts",
-                      (json_int_t)rp->retry_max));
+        bad |= json_object_set_new(tt, "RestartPolicy",
+                                   json_pack("{s:s,s:I,s:I}", "Condition",
+                                             restart_condition(rp->policy), "Delay",
+                                             (json_int_t)rp->backoff_min * 1000000, "MaxAttempts",
+                                             (json_int_t)rp->retry_max));
         bad |= json_object_set(tt, "ContainerSpec", cs);
         bad |= json_object_set(tt, "Resources", res);
         bad |= json_object_set(tt, "Placement", place);
-        bad |= json_object_set_new(tt, "Networks",
-                                   json_pack("[{s:s,s:[s]}]", "Target", ctx->network, "Aliases",
-                                             svc->name));
+        bad |= json_object_set_new(
+            tt, "Networks",
+            json_pack("[{s:s,s:[s]}]", "Target", ctx->network, "Aliases", svc->name));
         bad |= json_object_set_new(spec, "Labels", labels(ctx->master_id, svc->name));
         bad |= json_object_set(spec, "TaskTemplate", tt);
-        bad |= json_object_set_new(spec, "Mode",
-                                   json_pack("{s:{s:i}}", "Replicated", "Replicas", 1));
+        bad |=
+            json_object_set_new(spec, "Mode", json_pack("{s:{s:i}}", "Replicated", "Replicas", 1));
         /* The kernels of small gateways often lack IPVS: DNS round robin, no virtual IP. */
         bad |= json_object_set_new(spec, "EndpointSpec",
                                    json_pack("{s:s,s:O}", "Mode", "dnsrr", "Ports", ports));
