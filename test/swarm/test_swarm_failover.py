@@ -1,0 +1,61 @@
+"""A worker dies (kill -9 of its dockerd): the swarm moves its task to the other worker and
+the hub answers again there. The gap (kill to the first message through the moved hub) is
+printed; it is not asserted (a shared machine's timing is noise)."""
+import subprocess
+import time
+
+from conftest import BUILD, SRC
+from test_swarm_engine import SwarmMaster
+
+HUB_APP = """version: V1
+services:
+  - name: localhub
+    image: baetyl-hub
+    replica: 1
+    ports: ['1883:1883']
+    placement: {constraints: ['node.role==worker']}
+    mounts:
+      - {name: localhub-conf, path: etc/baetyl, readonly: true}
+volumes:
+  - {name: localhub-conf, path: var/db/baetyl/localhub-conf}
+"""
+
+
+def hub_answers(node):
+    """One message through the hub published on node's address, or False."""
+    sub = subprocess.Popen(node.in_ns("mosquitto_sub", "-h", node.addr, "-p", "1883", "-u", "test",
+                                      "-P", "hahaha", "-t", "t/topic", "-C", "1", "-W", "4"),
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.5)
+    subprocess.run(node.in_ns("mosquitto_pub", "-h", node.addr, "-p", "1883", "-u", "test", "-P",
+                              "hahaha", "-t", "t", "-m", "ping"), capture_output=True, timeout=10)
+    out, _ = sub.communicate(timeout=10)
+    return out.strip() == "ping"
+
+
+def test_worker_loss_moves_the_hub(make_swarm):
+    s = make_swarm(3)
+    s.load_images(BUILD, SRC, ("baetyl-hub",))
+    m = SwarmMaster(s.leader)
+    try:
+        open(m.path("var/db/baetyl/application.yml"), "w").write(HUB_APP)
+        m.start()
+        first = None
+        deadline = time.monotonic() + 60
+        while first is None:
+            first = next((nd for nd in s.nodes[1:] if hub_answers(nd)), None)
+            assert first or time.monotonic() < deadline, m.logs()
+        other = s.nodes[2] if first is s.nodes[1] else s.nodes[1]
+        t0 = time.monotonic()
+        first.kill_dockerd()
+        deadline = t0 + 120
+        while not hub_answers(other):
+            assert time.monotonic() < deadline, (s.tasks("localhub"), m.logs())
+            time.sleep(1)
+        gap = time.monotonic() - t0
+        print(f"\nworker killed: the hub answered again on the other worker after {gap:.1f} s")
+        r = m.cli("status", "--json")
+        assert r.returncode == 0, r.stderr
+        assert other.node_id in r.stdout
+    finally:
+        m.cleanup()
