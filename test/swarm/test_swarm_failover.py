@@ -59,3 +59,30 @@ def test_worker_loss_moves_the_hub(make_swarm):
         assert other.node_id in r.stdout
     finally:
         m.cleanup()
+
+
+def test_master_killed_and_restarted_adopts_its_services(make_swarm):
+    """kill -9 of the master leaves its services running; the master started again takes the
+    same services (same swarm service id) instead of making new ones."""
+    s = make_swarm(2)
+    s.load_images(BUILD, SRC, ("baetyl-hub",))
+    m = SwarmMaster(s.leader)
+    try:
+        open(m.path("var/db/baetyl/application.yml"), "w").write(HUB_APP)
+        m.start()
+        ids = s.leader.docker("service", "ls", "-q", "--filter", "label=baetyl=baetyl").stdout
+        assert len(ids.split()) == 1, ids
+        m.stop(sig=9)
+        assert s.services() == ["localhub"], "a killed master leaves its services running"
+        open(m.path("var/log/baetyl/baetyl.log"), "w").close()
+        m.start()
+        assert "swarm service (localhub) adopted" in m.log() or \
+            "swarm service (localhub) updated" in m.log(), m.logs()
+        again = s.leader.docker("service", "ls", "-q", "--filter", "label=baetyl=baetyl").stdout
+        assert again.split() == ids.split()
+        deadline = time.monotonic() + 60
+        while not hub_answers(s.nodes[1]):
+            assert time.monotonic() < deadline, (s.tasks("localhub"), m.logs())
+            time.sleep(1)
+    finally:
+        m.cleanup()
