@@ -23,9 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define POLL_MS 1000   /* how often the tasks of a service are looked at */
-#define MAX_SEEN 4096  /* task ids remembered per instance (restarts counted up to this) */
-#define MAX_WATCH 4096 /* instances watched */
+#define POLL_MS 1000     /* how often the tasks of a service are looked at */
+#define MAX_SEEN 4096    /* task ids remembered per instance (restarts counted up to this) */
+#define MAX_WATCH 4096   /* instances watched */
+#define MONITOR_MS 20000 /* a new service's first task must not be rejected within this */
 
 typedef struct {
     char *name;
@@ -209,6 +210,40 @@ static void watch_forget(swarm_priv *p, const char *id)
 
 /* ---- instances --------------------------------------------------------------------------- */
 
+/* Waits for the first task of a new service to run: 0 once one runs (or after MONITOR_MS
+ * while the swarm still places it), -1 with err when the swarm rejects it (a missing image on
+ * the node, a bind source missing there, ...): the start fails, so an OTA rolls back. */
+static int monitor(swarm_priv *p, const char *id, char *err, size_t errlen)
+{
+    char path[256], why[512];
+    snprintf(path, sizeof path, "/tasks?filters=%%7B%%22service%%22%%3A%%5B%%22%s%%22%%5D%%7D", id);
+    for (int64_t end = bt_now_ms() + MONITOR_MS; bt_now_ms() < end; poll(NULL, 0, 500)) {
+        json_t *tasks = NULL;
+        if (call(p, "GET", path, NULL, &tasks, why, sizeof why) != 200 || !json_is_array(tasks)) {
+            json_decref(tasks);
+            continue;
+        }
+        size_t i;
+        json_t *t;
+        const char *rejected = NULL;
+        bool running = false;
+        json_array_foreach(tasks, i, t)
+        {
+            const char *st = bt_json_get_str(t, "Status.State");
+            running |= st && strcmp(st, "running") == 0;
+            if (st && strcmp(st, "rejected") == 0 && !rejected)
+                rejected = bt_json_get_str(t, "Status.Err");
+        }
+        int rc = running || !rejected
+                     ? 0
+                     : bt_errf(err, errlen, "the swarm rejected its task: %s", rejected);
+        json_decref(tasks);
+        if (running || rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int swarm_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                 eng_instance *out, char *err, size_t errlen)
 {
@@ -261,6 +296,13 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
     json_decref(old);
     json_decref(ans);
     json_decref(spec);
+    if (st == 200 && id[0] && strcmp(verb, "adopted") != 0 &&
+        monitor(p, id, why, sizeof why) != 0) {
+        char ignored[256];
+        snprintf(path, sizeof path, "/services/%s", id);
+        call(p, "DELETE", path, NULL, NULL, ignored, sizeof ignored);
+        st = -1;
+    }
     if (st != 200 || !id[0])
         return bt_errf(err, errlen, "failed to start instance (%s): %s", instance,
                        id[0] || st != 200 ? why : "the engine gave no service id");

@@ -132,10 +132,14 @@ class SwarmMaster:
                 self.proc.wait()
         if self.proc:
             self.out.close()
+            out = open(self.path("master.out"), errors="replace").read()
+            assert "Sanitizer" not in out, out[-4000:]  # the sanitizer build stays silent
 
     def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """A worker dies (kill -9 of its dockerd): the swarm moves its task to the other worker and
 the hub answers again there. The gap (kill to the first message through the moved hub) is
 printed; it is not asserted (a shared machine's timing is noise)."""
+import json
+import os
 import subprocess
 import time
 
 from conftest import BUILD, SRC
-from test_swarm_engine import SwarmMaster
+from test_swarm_engine import API_PORT, SwarmMaster
 
 HUB_APP = """version: V1
 services:
@@ -84,5 +86,49 @@ def test_master_killed_and_restarted_adopts_its_services(make_swarm):
         while not hub_answers(s.nodes[1]):
             assert time.monotonic() < deadline, (s.tasks("localhub"), m.logs())
             time.sleep(1)
+    finally:
+        m.cleanup()
+
+
+def test_failed_update_rolls_back(make_swarm):
+    """An OTA to an image no node has: the swarm rejects the new task, the master rolls the
+    application back (ota.log UPDATING, ROLLINGBACK, ROLLEDBACK) and the old hub serves."""
+    s = make_swarm(2)
+    s.load_images(BUILD, SRC, ("baetyl-hub",))
+    m = SwarmMaster(s.leader)
+    try:
+        open(m.path("var/db/baetyl/application.yml"), "w").write(HUB_APP)
+        m.start()
+        bad = m.path("var/db/baetyl/ota/bad")
+        os.makedirs(bad)
+        open(os.path.join(bad, "application.yml"), "w").write(
+            HUB_APP.replace("V1", "V2").replace("image: baetyl-hub", "image: baetyl-no-such"))
+        token = open(m.path("var/run/baetyl/cli.token")).read().strip()
+        body = json.dumps({"type": "APP", "path": bad, "trace": "tr-bad"})
+        r = subprocess.run(s.leader.in_ns(
+            "curl", "-sS", "-X", "PUT", "-H", "x-openedge-username: baetyl.cli", "-H",
+            f"x-openedge-password: {token}", "--data", body,
+            f"http://{s.leader.addr}:{API_PORT}/v1/system/update"),
+            capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+
+        def steps():
+            try:
+                lines = open(m.path("var/db/baetyl/ota.log")).read().splitlines()
+            except FileNotFoundError:
+                return []
+            return [json.loads(ln)["step"] for ln in lines
+                    if ln.strip() and json.loads(ln).get("trace") == "tr-bad"]
+
+        deadline = time.monotonic() + 120
+        while not any(x in steps() for x in ("ROLLEDBACK", "FAILURE", "UPDATED")):
+            assert time.monotonic() < deadline, (steps(), m.logs())
+            time.sleep(1)
+        assert steps() == ["UPDATING", "ROLLINGBACK", "ROLLEDBACK"], (steps(), m.logs())
+        deadline = time.monotonic() + 60
+        while not hub_answers(s.nodes[1]):
+            assert time.monotonic() < deadline, (s.tasks("localhub"), m.logs())
+            time.sleep(1)
+        assert "the swarm rejected its task" in m.log(), m.logs()
     finally:
         m.cleanup()

@@ -76,8 +76,8 @@ static void test_spec(void **state)
     char err[512] = "";
     if (app_load_string(APP, strlen(APP), &app, err, sizeof err) != 0)
         fail_msg("%s", err);
-    swarm_ctx ctx = {.pwd = "/w", .network = DOCKER_NETWORK, .master_id = "0123456789ab",
-                     .grace_ms = 5000};
+    swarm_ctx ctx = {
+        .pwd = "/w", .network = DOCKER_NETWORK, .master_id = "0123456789ab", .grace_ms = 5000};
     json_t *s = swarm_service_spec(&ctx, &app, APP_SERVICE(&app, 0), err, sizeof err);
     if (!s)
         fail_msg("%s", err);
@@ -97,8 +97,7 @@ static void test_spec(void **state)
     t = at(s, "TaskTemplate.RestartPolicy");
     assert_string_equal(t, "{\"Condition\":\"on-failure\",\"Delay\":2000000000,\"MaxAttempts\":3}");
     free(t);
-    assert_int_equal(bt_json_get_int(s, "TaskTemplate.Resources.Limits.NanoCPUs", 0),
-                     1500000000LL);
+    assert_int_equal(bt_json_get_int(s, "TaskTemplate.Resources.Limits.NanoCPUs", 0), 1500000000LL);
     assert_int_equal(bt_json_get_int(s, "TaskTemplate.Resources.Limits.MemoryBytes", 0),
                      500LL << 20);
     assert_int_equal(bt_json_get_int(s, "TaskTemplate.ContainerSpec.StopGracePeriod", 0),
