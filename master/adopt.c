@@ -211,7 +211,8 @@ void adopt_finish(master *m)
     {
         json_object_foreach(svc, iname, rec)
         {
-            e->ops->drop_adopted(e, sname, iname, rec);
+            if (e->ops->drop_adopted) /* swarm: services are found again by name and label */
+                e->ops->drop_adopted(e, sname, iname, rec);
             adopt_forget(m, sname, iname);
         }
     }

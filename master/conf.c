@@ -30,7 +30,8 @@ static int check_metrics_address(const void *v, char *err, size_t errlen)
 }
 
 static const bt_cfg_field conf_fields[] = {
-    BT_FIELD(master_conf, mode, "mode", BT_CFG_STRING, .def = "docker", .choices = "docker|native"),
+    BT_FIELD(master_conf, mode, "mode", BT_CFG_STRING, .def = "docker",
+             .choices = "docker|native|swarm"),
     BT_FIELD(master_conf, grace, "grace", BT_CFG_DURATION, .def = "30s", .flags = BT_CFG_RANGE,
              .min = 0, .max = 86400000.0 * 365),
     BT_FIELD(master_conf, server.address, "server.address", BT_CFG_STRING,

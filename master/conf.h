@@ -15,7 +15,7 @@
 #define MASTER_DEFAULT_ADDRESS "unix:///var/run/baetyl.sock"
 
 typedef struct {
-    char *mode;    /* docker|native */
+    char *mode;    /* docker|native|swarm */
     int64_t grace; /* ms */
     struct {
         char *address;   /* unix:///path or tcp://host:port */

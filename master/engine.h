@@ -108,7 +108,7 @@ json_t *engine_adopt_take(bt_engine *e, const char *service, const char *instanc
 /* Guards bt_engine.adopt (supervisors may start instances while the master boots). */
 extern pthread_mutex_t engine_adopt_mu;
 
-/* Creates the engine for conf.mode ("native" or "docker"). Returns 0 or -1 with err. */
+/* Creates the engine for conf.mode ("native", "docker" or "swarm"). Returns 0 or -1 with err. */
 int engine_new(const char *mode, const engine_opts *opts, bt_engine **out, char *err,
                size_t errlen);
 /* Frees an engine (NULL is fine). */
@@ -119,6 +119,15 @@ int engine_native_new(const engine_opts *opts, bt_engine **out, char *err, size_
 /* The docker engine (engine_docker.c): fails with a clear error when the Docker engine
  * is not reachable or does not speak opts->api_version. */
 int engine_docker_new(const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+/* The swarm engine (engine_swarm.c): the engine must be a swarm manager and the master API
+ * a tcp address the other nodes reach. */
+int engine_swarm_new(const engine_opts *opts, bt_engine **out, char *err, size_t errlen);
+/* Makes the directory of each bind of svc (<pwd>/<volume.path>) when missing; none may lead
+ * out of the work dir through a symlink (docker follows them). Returns 0 or -1 with err. */
+int engine_bind_dirs(const char *pwd, const app_config *app, const app_service *svc, char *err,
+                     size_t errlen);
+/* Warns once when the application places services and the engine is not swarm. */
+void engine_placement_warn(const bt_engine *e, const app_config *app);
 /* For `baetyl check` in native mode: every service's package.yml is reachable through its
  * mounts. Returns 0 or -1 with err naming the service and the missing path. */
 int native_check_packages(const char *pwd, const app_config *app, char *err, size_t errlen);

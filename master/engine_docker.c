@@ -162,20 +162,10 @@ static int docker_start_service(bt_engine *e, const app_config *app, const app_s
     /* Like the native engine, a volume's directory is made when missing (the engine would
      * make it too, owned by root, and only for binds); docker follows symlinks in a bind
      * source, so none may lead out of the work dir. */
-    char **vroots = volume_roots(e->opts.pwd, app);
-    for (size_t i = 0; i < svc->mounts.n; i++) {
-        char *src = docker_mount_source(e->opts.pwd, app, APP_MOUNT(svc, i), err, errlen);
-        char *real = src && vroots ? path_dir_beneath(e->opts.pwd, vroots, src, err, errlen) : NULL;
-        int r = real ? 0 : vroots ? -1 : bt_errf(err, errlen, "out of memory");
-        free(real);
-        free(src);
-        if (r != 0) {
-            volume_roots_free(vroots);
-            json_decref(tmpl);
-            return -1;
-        }
+    if (engine_bind_dirs(e->opts.pwd, app, svc, err, errlen) != 0) {
+        json_decref(tmpl);
+        return -1;
     }
-    volume_roots_free(vroots);
     docker_svc *s = calloc(1, sizeof *s);
     if (!s || !(s->name = strdup(svc->name))) {
         free(s);

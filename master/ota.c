@@ -218,6 +218,7 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
     /* (3) what differs from the running app stops; the new app starts in order; identical
      * services keep running untouched. */
     bt_engine *e = m->engine;
+    engine_placement_warn(e, &cur);
     int rc = e->ops->prepare(e, &cur, why, sizeof why);
     if (rc == 0) {
         master_stop_changed(m, &cur, &m->app);

@@ -169,6 +169,11 @@ static const bt_cfg_field service_fields[] = {
     BT_FIELD(bt_app_service, env, "env", BT_CFG_MAP, .elem = BT_CFG_STRING),
     BT_FIELD(bt_app_service, restart, "restart", BT_CFG_STRUCT, .sub = &restart_schema),
     BT_FIELD(bt_app_service, resources, "resources", BT_CFG_STRUCT, .sub = &resources_schema),
+    /* Where a swarm puts the service (mode swarm); other engines warn and ignore it. */
+    BT_FIELD(bt_app_service, placement.constraints, "placement.constraints", BT_CFG_LIST,
+             .elem = BT_CFG_STRING),
+    BT_FIELD(bt_app_service, placement.spread, "placement.spread", BT_CFG_STRING,
+             .pattern = "^[A-Za-z0-9._-]+$"),
     {0},
 };
 const bt_cfg_schema bt_app_service_schema = {sizeof(bt_app_service), service_fields, check_service};

@@ -52,6 +52,10 @@ typedef struct {
     bt_cfg_map env;      /* char * values */
     bt_app_restart restart;
     bt_app_resources resources;
+    struct {
+        bt_cfg_list constraints; /* char *: swarm constraints ("node.labels.line==2") */
+        char *spread;            /* a node label to spread the replicas over, or NULL */
+    } placement;
 } bt_app_service;
 
 typedef struct {
