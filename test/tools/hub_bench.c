@@ -1,7 +1,7 @@
 /* Load generator for MQTT brokers (make bench): raw sockets and the SDK codec, one thread
  * per client, output batched so the generator is not the bottleneck.
  *
- *   hub_bench [-5] tput  PORT PUBS SUBS QOS COUNT SIZE [LINK [CAFILE]]
+ *   hub_bench [-5] [-w WINDOW] tput PORT PUBS SUBS QOS COUNT SIZE [LINK [CAFILE]]
  *       -> "rate=<msg/s> sent=<n> received=<n> expected=<n>"
  *   hub_bench lat   PORT RATE SECONDS SIZE   (3.1.1)
  *       -> "p50_us=<n> p99_us=<n> received=<n> sent=<n>"
@@ -11,7 +11,8 @@
  * (default), ssl, ws or wss: TLS (OpenSSL, server checked against CAFILE) and WebSocket
  * (the SDK's bt_ws client, path /mqtt, one masked binary frame per batch) under MQTT.
  * -5 makes every connection speak MQTT 5.0 (3.1.1 otherwise); QOS is 0, 1 or 2 (PUBREC,
- * PUBREL, PUBCOMP), the publisher's window bounded by the broker's receive maximum. */
+ * PUBREL, PUBCOMP). A publisher keeps up to 200 messages in flight (-w N; at most 100 at
+ * QoS 2), fewer when the broker's receive maximum (5.0) says so. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -33,6 +34,7 @@
 
 static int port;
 static int version = BT_MQTT_V311; /* of every connection: BT_MQTT_V311 or BT_MQTT_V5 */
+static long window_max = 200;      /* -w: publishes in flight per publisher at QoS 1 */
 
 static int64_t now_us(void)
 {
@@ -423,7 +425,7 @@ static void *pub_main(void *a)
     size_t no = 0;
     /* QoS 2 in 3.1.1 has no receive maximum, but mosquitto refuses more than its
      * max_inflight_messages (100 in make bench) unreleased messages */
-    long inflight = 0, window = qos == 2 ? 100 : 200;
+    long inflight = 0, window = qos == 2 && window_max > 100 ? 100 : window_max;
     if (window > r->recv_max)
         window = r->recv_max;
     uint16_t pid = 0;
@@ -608,8 +610,16 @@ static int setup_link(const char *kind, const char *cafile)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "-5")) {
-        version = BT_MQTT_V5;
+    for (;;) {
+        if (argc >= 2 && !strcmp(argv[1], "-5")) {
+            version = BT_MQTT_V5;
+        } else if (argc >= 3 && !strcmp(argv[1], "-w") && atol(argv[2]) > 0) {
+            window_max = atol(argv[2]);
+            argv++;
+            argc--;
+        } else {
+            break;
+        }
         argv++;
         argc--;
     }
@@ -637,8 +647,8 @@ int main(int argc, char **argv)
         port = atoi(argv[2]);
         return idle(atoi(argv[3]));
     }
-    fprintf(stderr,
-            "usage: hub_bench [-5] tput PORT PUBS SUBS QOS COUNT SIZE [tcp|ssl|ws|wss [CAFILE]] | "
-            "lat PORT RATE SECONDS SIZE | idle PORT N\n");
+    fprintf(stderr, "usage: hub_bench [-5] [-w WINDOW] tput PORT PUBS SUBS QOS COUNT SIZE "
+                    "[tcp|ssl|ws|wss [CAFILE]] | "
+                    "lat PORT RATE SECONDS SIZE | idle PORT N\n");
     return 2;
 }
