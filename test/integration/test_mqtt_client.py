@@ -738,19 +738,19 @@ def test_refused_connack_and_garbage_before_connack(driver):
 
 # ---- the timer module (timer/main.c), the SDK example --------------------------------------------------------------
 
-def test_sdk_timer_example(broker, driver, procs, tmp_path):
+def start_timer(procs, tmp_path, broker, name, hub_extra=""):
+    """baetyl-timer publishing {id: 1, name: edge} to topic `name` every 200 ms as client
+    `name`; returns the process and its config file."""
     from conftest import binary
-    d = driver("--address", tcp(broker), "--sub", "timer1:1", "--clientid", "timer-watch")
-    subscribed(d, "timer1")
     conf = tmp_path / "service.yml"
     conf.write_text(f"""hub:
   address: tcp://127.0.0.1:{broker.tcp}
   username: test
-  clientid: timer1
-timer:
+  clientid: {name}
+{hub_extra}timer:
   interval: 200ms
 publish:
-  topic: timer1
+  topic: {name}
   qos: 1
   payload:
     id: 1
@@ -759,6 +759,15 @@ publish:
     err = open(tmp_path / "timer.err", "w")
     p = procs.start([binary("baetyl-timer"), "-c", str(conf)], cwd=str(tmp_path),
                     stderr=err, stdout=err)
+    err.close()
+    return p, conf
+
+
+def test_sdk_timer_example(broker, driver, procs, tmp_path):
+    from conftest import binary
+    d = driver("--address", tcp(broker), "--sub", "timer1:1", "--clientid", "timer-watch")
+    subscribed(d, "timer1")
+    p, conf = start_timer(procs, tmp_path, broker, "timer1")
     t0 = time.time()
     got = d.wait(lambda e: e["event"] == "message" and e["qos"] == 1, count=3, timeout=15)
     for m in got:
@@ -818,23 +827,9 @@ def test_protocol5_qos2_with_the_hub(hub, driver):
 def test_timer_module_protocol5(broker, driver, procs, tmp_path):
     """A module with `protocol: 5` in its hub settings connects with MQTT 5.0 (mosquitto logs
     the level as p5) and its messages flow to a 3.1.1 subscriber."""
-    from conftest import binary
     d = driver("--address", tcp(broker), "--sub", "timer5:1", "--clientid", "timer5-watch")
     subscribed(d, "timer5")
-    conf = tmp_path / "service.yml"
-    conf.write_text(f"""hub:
-  address: tcp://127.0.0.1:{broker.tcp}
-  clientid: timer5
-  protocol: 5
-timer:
-  interval: 200ms
-publish:
-  topic: timer5
-  qos: 1
-""")
-    err = open(tmp_path / "timer.err", "w")
-    p = procs.start([binary("baetyl-timer"), "-c", str(conf)], cwd=str(tmp_path),
-                    stderr=err, stdout=err)
+    p, _ = start_timer(procs, tmp_path, broker, "timer5", hub_extra="  protocol: 5\n")
     d.wait(lambda e: e["event"] == "message" and e["topic"] == "timer5", count=2, timeout=15)
     assert procs.stop(p) == 0
     d.quit()

@@ -544,17 +544,23 @@ static void on_msg_keep(bt_mqtt_client *c, const bt_mqtt_message *m, void *ud)
     pthread_mutex_unlock(&r->mu);
 }
 
-static int received_n(received *r, int want)
+/* Waits (5 s at most) until *count, guarded by mu, reaches want: its value, or -1. */
+static int wait_count(pthread_mutex_t *mu, const int *count, int want)
 {
     for (int i = 0; i < 500; i++) {
-        pthread_mutex_lock(&r->mu);
-        int n = r->n;
-        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(mu);
+        int n = *count;
+        pthread_mutex_unlock(mu);
         if (n >= want)
             return n;
         usleep(10000);
     }
     return -1;
+}
+
+static int received_n(received *r, int want)
+{
+    return wait_count(&r->mu, &r->n, want);
 }
 
 /* A token kept across a reconnect acknowledges nothing, even though the new connection
@@ -634,15 +640,7 @@ static void on_done(bt_mqtt_client *c, void *tag, int status, void *ud)
 
 static int completed(completions *k, int want)
 {
-    for (int i = 0; i < 500; i++) {
-        pthread_mutex_lock(&k->mu);
-        int n = k->n;
-        pthread_mutex_unlock(&k->mu);
-        if (n >= want)
-            return n;
-        usleep(10000);
-    }
-    return -1;
+    return wait_count(&k->mu, &k->n, want);
 }
 
 typedef struct {
