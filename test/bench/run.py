@@ -134,8 +134,8 @@ class Broker:
 
 def gen(*args, timeout=300, version=4, window=None):
     v5 = (["-5"] if version == 5 else []) + (["-w", str(window)] if window else [])
-    out = subprocess.run([GEN, *v5, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                         preexec_fn=raise_nofile)
+    out = subprocess.run([GEN, *v5, *map(str, args)], capture_output=True, text=True,
+                         timeout=timeout, preexec_fn=raise_nofile)
     if out.returncode != 0:
         raise RuntimeError(f"hub_bench {args}: {out.stderr}")
     return dict((k, float(v)) for k, v in re.findall(r"(\w+)=([-\d.]+)", out.stdout))
@@ -175,8 +175,8 @@ def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp", ap
     for _ in range(runs):
         b = Broker(kind, persistence, link, api)
         try:
-            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100, *extra, version=version,
-                    window=window)
+            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100, *extra,
+                    version=version, window=window)
         finally:
             b.stop()
         lost = r["expected"] - r["received"]
@@ -201,7 +201,8 @@ def idle_rss(kind, n=1000, version=4):
         time.sleep(0.3)
         before = b.rss_kb()
         v5 = ["-5"] if version == 5 else []
-        p = subprocess.Popen([GEN, *v5, "idle", str(b.port), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        p = subprocess.Popen([GEN, *v5, "idle", str(b.port), str(n)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE,
                              text=True, preexec_fn=raise_nofile)
         line = p.stdout.readline()
         if "ready" not in line:

@@ -122,8 +122,9 @@ typedef struct {
     /* A message arrived. Without auto_ack a QoS 1 message stays unacknowledged until
      * bt_mqtt_client_ack(m->ack) (from any thread, now or later). */
     void (*on_message)(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata);
-    /* A publish is done: QoS 1 PUBACKed, QoS 2 PUBCOMPed, QoS 0 written to the connection's output (status
-     * BT_MQTT_OK), or dropped at stop (BT_MQTT_ECANCELLED). tag is the caller's. */
+    /* A publish is done: QoS 1 PUBACKed, QoS 2 PUBCOMPed, QoS 0 written to the connection's
+     * output (status BT_MQTT_OK), refused by a 5.0 broker (BT_MQTT_EREFUSED), or dropped at
+     * stop (BT_MQTT_ECANCELLED). tag is the caller's. */
     void (*on_publish_complete)(bt_mqtt_client *c, void *tag, int status, void *userdata);
     /* The broker accepted a connection (CONNACK 0); subscriptions are being sent. */
     void (*on_connected)(bt_mqtt_client *c, bool session_present, void *userdata);
@@ -173,8 +174,8 @@ int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void
 /* The largest payload a PUBLISH to topic at qos may carry under message.length.max
  * (SIZE_MAX when no limit is set; 0 when not even the topic fits). */
 size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos);
-/* Acknowledges the inbound QoS 1 or 2 delivery of token (the PUBACK or PUBREC goes out from the client's
- * thread). BT_MQTT_EINVAL, and nothing sent, when that delivery waits no more: acked
+/* Acknowledges the inbound QoS 1 or 2 delivery of token (the PUBACK or PUBREC goes out from
+ * the client's thread). BT_MQTT_EINVAL, and nothing sent, when that delivery waits no more: acked
  * already, auto_ack, a zero token, or a connection that has since ended (the broker of a
  * persistent session sends the message again, and that copy's token acknowledges it). */
 int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token);
