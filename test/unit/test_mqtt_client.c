@@ -662,7 +662,8 @@ static void v5_done(bt_mqtt_client *c, void *tag, int status, void *ud)
  * (expiry "never"), SUBSCRIBE at QoS 2; outgoing QoS 2 PUBLISH / PUBREC / PUBREL / PUBCOMP
  * under a receive maximum of 1, a PUBREC with reason 0x97 completes as refused; inbound QoS
  * 2 with manual ack: PUBREC only after the ack, resends (held, or PUBRECed) not delivered
- * again, PUBREL answered with PUBCOMP, the id then free for a new message. */
+ * again, PUBREL answered with PUBCOMP, the id then free for a new message; after a reconnect
+ * a released message is released again (PUBREL), not resent. */
 static void test_v5_qos2(void **state)
 {
     fake_broker b = {.version = BT_MQTT_V5, .recv_max = 1};
@@ -727,6 +728,23 @@ static void test_v5_qos2(void **state)
     assert_int_equal(received_n(&st.r, 2), 2);
     assert_string_equal(st.r.payload[1], "next");
     assert_int_equal(st.r.n, 2);
+
+    /* released, then the link drops before PUBCOMP: the next connection sends the PUBREL
+     * again, not the message */
+    assert_int_equal(bt_mqtt_client_publish(cl, "o", "three", 5, 2, false, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+    uint16_t three = p.ack.packet_id;
+    fb_ack(&b, BT_MQTT_PUBREC, three, 0);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREL);
+    close(b.fd);
+    fb_accept(&b);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREL);
+    assert_int_equal(p.ack.packet_id, three);
+    assert_int_equal(st.k.n, 2);
+    fb_ack(&b, BT_MQTT_PUBCOMP, three, 0);
+    assert_int_equal(completed(&st.k, 3), 3);
+    assert_int_equal(st.k.status[2], BT_MQTT_OK);
 
     bt_mqtt_client_destroy(cl);
     bt_cfg_free(&bt_mqtt_client_schema, &c);
