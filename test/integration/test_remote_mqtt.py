@@ -150,9 +150,9 @@ def clients():
     yield from closing(Client)
 
 
-def chapter10_conf(hub, remote_address, remote_extra="", rule_qos=1):
+def chapter10_conf(hub, remote_address, remote_extra="", rule_qos=1, hub_extra=""):
     """The seed's chapter 10 rule: t1 hub -> remote, t2 remote -> hub."""
-    return hub_yaml(hub) + f"""remotes:
+    return hub_yaml(hub, hub_extra) + f"""remotes:
   - name: iothub
     address: {remote_address}
     clientid: remote-iothub-1
@@ -237,10 +237,12 @@ def test_chapter10_tcp_both_ways_unchanged(hub, mosquitto_factory, bridge_factor
 def test_chapter10_over_mqtt5(hub, mosquitto_factory, bridge_factory, clients):
     """`protocol: 5` in a remote's settings: remote-mqtt speaks MQTT 5.0 to a real mosquitto
     (which logs the level as p5) and chapter 10 flows both ways, QoS 1 and 0, as over 3.1.1;
-    its persistent session (cleansession false) is kept by the broker over 5.0 as well."""
+    its persistent session (cleansession false) is kept by the broker over 5.0 as well. The
+    link to the hub speaks 5.0 too."""
     cloud = mosquitto_factory()
     r = bridge_factory(chapter10_conf(hub, f"tcp://127.0.0.1:{cloud.port}",
-                                      remote_extra="    protocol: 5\n"))
+                                      remote_extra="    protocol: 5\n",
+                                      hub_extra="  protocol: 5\n"))
     hub_c = clients(hub.port, [("t2", 1)], user="test", password="hahaha")
     cloud_c = clients(cloud.port, [("t1", 1)])
     check_both_ways(hub_c, cloud_c)
