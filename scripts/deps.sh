@@ -82,11 +82,12 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto
 fi
 
 # npm packages, from the committed lock files: the Node runtime's node_modules
-# (@grpc/grpc-js, @grpc/proto-loader, js-yaml) and lodash for the chapter-15 test function.
+# (@grpc/grpc-js, @grpc/proto-loader, js-yaml), lodash for the chapter-15 test function and
+# MQTT.js 5, an MQTT 5.0 peer of the hub in the integration tests.
 # Skipped when node_modules is already newer than the lock file. Install scripts are not
 # run: none of these packages needs one (no native code).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-for d in function-node test/integration/functions/node-lodash; do
+for d in function-node test/integration/functions/node-lodash test/integration/peers/mqttjs; do
   lock=$ROOT/$d/package-lock.json
   [ -f "$lock" ] || continue
   if [ -f "$ROOT/$d/node_modules/.package-lock.json" ] && [ "$ROOT/$d/node_modules/.package-lock.json" -nt "$lock" ]; then

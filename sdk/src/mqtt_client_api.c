@@ -33,6 +33,7 @@ const char *bt_mqtt_strerror(int code)
     case BT_MQTT_ESTOPPED: return "client stopped";
     case BT_MQTT_ECANCELLED: return "cancelled";
     case BT_MQTT_ENOMEM: return "out of memory";
+    case BT_MQTT_EREFUSED: return "refused by the broker";
     default: return "unknown error";
     }
 }
@@ -77,8 +78,8 @@ void mc_free_client(bt_mqtt_client *c)
 
 static int check_options(const bt_mqtt_client_options *o, char *err, size_t errlen)
 {
-    if (o->protocol_level != 0 && o->protocol_level != 3 && o->protocol_level != 4)
-        return fail(-1, err, errlen, "protocol level %d (3 or 4)", o->protocol_level);
+    if (o->protocol_level != 0 && (o->protocol_level < 3 || o->protocol_level > 5))
+        return fail(-1, err, errlen, "protocol level %d (3, 4 or 5)", o->protocol_level);
     if (o->will_topic) {
         if (!bt_mqtt_client_valid_name(o->will_topic))
             return fail(-1, err, errlen, "will topic (%.200s) invalid", o->will_topic);
@@ -112,7 +113,8 @@ bt_mqtt_client *bt_mqtt_client_create(const bt_mqtt_client_config *cfg,
     bt_cond_init_monotonic(&c->cond);
     c->opt = *opt;
     if (!c->opt.protocol_level)
-        c->opt.protocol_level = 4;
+        c->opt.protocol_level = cfg->protocol ? (int)cfg->protocol : BT_MQTT_V311;
+    c->send_max = 65535;
     if (!c->opt.max_packet || c->opt.max_packet > BT_MQTT_MAX_PACKET)
         c->opt.max_packet = BT_MQTT_MAX_PACKET;
     c->opt.will_topic = NULL;
@@ -138,7 +140,7 @@ bt_mqtt_client *bt_mqtt_client_create(const bt_mqtt_client_config *cfg,
         (size_t)c->cfg.buffersize < MC_MAX_WINDOW ? (size_t)c->cfg.buffersize : MC_MAX_WINDOW;
     c->slots = calloc(c->window, sizeof *c->slots);
     c->free_pids = malloc(c->window * sizeof *c->free_pids);
-    c->unacked = calloc(65536 / 8, 1);
+    c->unacked = calloc(3, MC_IDS_BYTES);
     if (!c->slots || !c->free_pids || !c->unacked)
         goto oom;
     for (size_t i = 0; i < c->window; i++) /* popped from the end: ids 1, 2, 3 ... first */
@@ -255,12 +257,13 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
     if (!bt_mqtt_client_valid_name(topic))
         return fail(BT_MQTT_EINVAL, err, errlen, "publish topic (%.200s) invalid",
                     topic ? topic : "(null)");
-    if (qos != 0 && qos != 1)
-        return fail(BT_MQTT_EINVAL, err, errlen, "publish qos %d (0 or 1)", qos);
+    if (qos < 0 || qos > 2)
+        return fail(BT_MQTT_EINVAL, err, errlen, "publish qos %d (0, 1 or 2)", qos);
     if (len && !payload)
         return fail(BT_MQTT_EINVAL, err, errlen, "payload is NULL");
     size_t tl = strlen(topic);
-    size_t fixed = 2 + tl + (qos ? 2 : 0);
+    bool v5 = c->opt.protocol_level == BT_MQTT_V5;
+    size_t fixed = 2 + tl + (qos ? 2 : 0) + (v5 ? 1 : 0); /* 5.0: empty property length */
     if (len > BT_MQTT_MAX_REMAINING - fixed)
         return fail(BT_MQTT_EINVAL, err, errlen, "payload of %zu bytes is too large", len);
     if (c->cfg.message_max > 0 && fixed + len > (size_t)c->cfg.message_max)
@@ -277,8 +280,19 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
     m->qos = (uint8_t)qos;
     m->len = total;
     /* encoded outside the lock with a placeholder id, patched once the id is known */
-    ssize_t n = bt_mqtt_encode_publish(m->data, total, topic, tl, payload, len, qos, retain, false,
-                                       qos ? 1 : 0);
+    ssize_t n;
+    if (v5) {
+        bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH, .version = BT_MQTT_V5};
+        p.publish = (bt_mqtt_publish){.qos = (uint8_t)qos,
+                                      .retain = retain,
+                                      .packet_id = qos ? 1 : 0,
+                                      .topic = {topic, tl},
+                                      .payload = {payload, len}};
+        n = bt_mqtt_encode(&p, m->data, total);
+    } else {
+        n = bt_mqtt_encode_publish(m->data, total, topic, tl, payload, len, qos, retain, false,
+                                   qos ? 1 : 0);
+    }
     if (n != (ssize_t)total) {
         free(m);
         return fail(BT_MQTT_EINVAL, err, errlen, "cannot encode PUBLISH");
@@ -326,7 +340,8 @@ size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos)
 {
     if (!c || c->cfg.message_max <= 0)
         return SIZE_MAX;
-    size_t fixed = 2 + (topic ? strlen(topic) : 0) + (qos ? 2 : 0);
+    size_t fixed = 2 + (topic ? strlen(topic) : 0) + (qos ? 2 : 0) +
+                   (c->opt.protocol_level == BT_MQTT_V5 ? 1 : 0);
     size_t max = (size_t)c->cfg.message_max;
     return fixed < max ? max - fixed : 0;
 }
@@ -353,6 +368,7 @@ int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token)
     int rc = BT_MQTT_OK;
     pthread_mutex_lock(&c->mu);
     uint8_t bit = (uint8_t)(1u << (packet_id & 7));
+    bool qos2 = c->unacked[MC_IDS_BYTES + (packet_id >> 3)] & bit;
     if (c->stopped) {
         rc = BT_MQTT_ESTOPPED;
     } else if (token.v != mc_token(c->conn_gen, packet_id).v || !c->connected ||
@@ -361,7 +377,7 @@ int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token)
     } else {
         if (c->nacks == c->acks_cap) {
             size_t cap = c->acks_cap ? c->acks_cap * 2 : 64;
-            uint16_t *a = realloc(c->acks, cap * sizeof *a);
+            uint32_t *a = realloc(c->acks, cap * sizeof *a);
             if (!a) {
                 pthread_mutex_unlock(&c->mu);
                 return BT_MQTT_ENOMEM;
@@ -370,7 +386,10 @@ int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token)
             c->acks_cap = cap;
         }
         c->unacked[packet_id >> 3] &= (uint8_t)~bit;
-        c->acks[c->nacks++] = packet_id;
+        c->unacked[MC_IDS_BYTES + (packet_id >> 3)] &= (uint8_t)~bit;
+        if (qos2) /* PUBRECed: a resend of it is not delivered again until its PUBREL */
+            c->unacked[2 * MC_IDS_BYTES + (packet_id >> 3)] |= bit;
+        c->acks[c->nacks++] = (uint32_t)(qos2 ? BT_MQTT_PUBREC : BT_MQTT_PUBACK) << 16 | packet_id;
         mc_wake_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
@@ -405,8 +424,8 @@ int bt_mqtt_client_subscribe(bt_mqtt_client *c, const char *topic, int qos, char
     if (!bt_mqtt_client_valid_filter(topic))
         return fail(BT_MQTT_EINVAL, err, errlen, "subscribe topic (%.200s) invalid",
                     topic ? topic : "(null)");
-    if (qos != 0 && qos != 1)
-        return fail(BT_MQTT_EINVAL, err, errlen, "subscribe qos %d (0 or 1)", qos);
+    if (qos < 0 || qos > 2)
+        return fail(BT_MQTT_EINVAL, err, errlen, "subscribe qos %d (0, 1 or 2)", qos);
     int rc = BT_MQTT_OK;
     pthread_mutex_lock(&c->mu);
     size_t i = 0;

@@ -180,6 +180,9 @@ static int check_client(void *obj, char *err, size_t errlen)
 static const bt_cfg_field client_fields[] = {
     BT_FIELD(bt_mqtt_client_config, address, "address", BT_CFG_STRING, .flags = BT_CFG_REQUIRED,
              .check = check_address),
+    /* MQTT protocol level: 3.1.1 unless the module is told to speak 5.0 (or 3.1) */
+    BT_FIELD(bt_mqtt_client_config, protocol, "protocol", BT_CFG_INT, .def = "4",
+             .flags = BT_CFG_RANGE, .min = 3, .max = 5),
     BT_FIELD(bt_mqtt_client_config, username, "username", BT_CFG_STRING),
     BT_FIELD(bt_mqtt_client_config, password, "password", BT_CFG_STRING),
     BT_FIELD(bt_mqtt_client_config, ca, "ca", BT_CFG_STRING),
@@ -222,6 +225,10 @@ int mc_check_config(const bt_mqtt_client_config *cfg, char *err, size_t errlen)
         return -1;
     if (!cfg->cleansession && (!cfg->clientid || !*cfg->clientid)) {
         snprintf(err, errlen, "clientid: required when cleansession is false");
+        return -1;
+    }
+    if (cfg->protocol != 0 && (cfg->protocol < 3 || cfg->protocol > 5)) {
+        snprintf(err, errlen, "protocol: must be 3, 4 or 5");
         return -1;
     }
     if (cfg->clientid && strlen(cfg->clientid) > 0xFFFF) {

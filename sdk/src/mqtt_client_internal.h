@@ -31,6 +31,7 @@
 #define MC_READ_TURN (1u << 20)  /* bytes read per loop turn before writes get a go */
 #define MC_OUT_HIGH (256u << 10) /* stop moving queued publishes out above this */
 #define MC_STOP_FLUSH_MS 2000
+#define MC_IDS_BYTES (65536 / 8) /* one bitmap over all packet ids */
 
 /* ---- address ------------------------------------------------------------------------ */
 
@@ -55,6 +56,7 @@ typedef struct mc_msg {
     uint8_t qos;
     bool sent;     /* written on some connection: DUP on a resend */
     bool inflight; /* in the inflight list (else in the queue) */
+    bool released; /* QoS 2: PUBREC came, PUBREL sent (again after a reconnect) */
     size_t len;
     uint8_t data[]; /* the encoded PUBLISH */
 } mc_msg;
@@ -120,13 +122,18 @@ struct bt_mqtt_client {
     bool thread_done;
     size_t pending;      /* publishes held: queue + inflight */
     mc_list queue;       /* not written on this connection */
-    mc_list inflight;    /* QoS 1 written, waiting for PUBACK */
+    mc_list inflight;    /* QoS 1/2 written, waiting for PUBACK (PUBREC, PUBCOMP) */
+    size_t ninflight;    /* its length */
+    uint16_t send_max;   /* the broker's receive maximum (5.0), 65535 without one */
     mc_msg **slots;      /* window entries: slots[pid - 1] */
     uint16_t *free_pids; /* stack of unused QoS 1 ids */
     size_t nfree;
-    uint16_t *acks; /* PUBACKs to send */
+    uint32_t *acks; /* acks to send: type << 16 | packet id (PUBACK, PUBREC) */
     size_t nacks, acks_cap;
-    uint8_t *unacked;      /* bitmap of inbound QoS 1 ids delivered and not acked */
+    uint8_t *unacked;      /* bitmap of inbound QoS 1/2 ids delivered and not acked, then
+                            * (MC_IDS_BYTES further) of those at QoS 2, then of the QoS 2
+                            * ids PUBRECed and waiting for PUBREL (kept across reconnects:
+                            * a resend of one is not delivered again) */
     uint64_t conn_gen;     /* connections accepted so far: the high bits of ack tokens */
     uint64_t resends_held; /* DUP resends of unacked ids, not delivered again */
     mc_ctl *ctl_head, *ctl_tail;

@@ -1,6 +1,8 @@
-/* The MQTT session of the client: CONNECT, the outgoing queue and its QoS 1 window (packet
- * ids are window slots, so a PUBACK finds its message at once), inbound QoS 1 messages that
- * wait for the application's ack, subscriptions and their SUBACK checks. */
+/* The MQTT session of the client: CONNECT, the outgoing queue and its QoS 1/2 window (packet
+ * ids are window slots, so a PUBACK finds its message at once), inbound QoS 1/2 messages
+ * that wait for the application's ack, subscriptions and their SUBACK checks. 3.1.x and 5.0
+ * differ only in CONNECT, SUBSCRIBE, PUBLISH (built in mqtt_client_api.c), the reason codes
+ * read and a broker's DISCONNECT: 3.1.1's 4-byte acks are valid 5.0 ones ("success"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +81,20 @@ int mc_send_empty(bt_mqtt_client *c, bt_mqtt_type t)
     return 0;
 }
 
-static int send_puback(bt_mqtt_client *c, uint16_t pid)
+/* PUBACK, PUBREC, PUBREL or PUBCOMP. */
+static int send_ack(bt_mqtt_client *c, bt_mqtt_type t, uint16_t pid)
 {
     bt_buf *o = mc_tr_mqtt_out(c);
     uint8_t *dst = bt_buf_reserve(o, 4);
     if (!dst)
         return out_oom(c);
-    o->len += (size_t)bt_mqtt_encode_puback(dst, 4, pid);
+    o->len += (size_t)bt_mqtt_encode_ack(dst, 4, t, pid);
     return 0;
+}
+
+static bool v5(const bt_mqtt_client *c)
+{
+    return c->opt.protocol_level == BT_MQTT_V5;
 }
 
 static int send_packet(bt_mqtt_client *c, const bt_mqtt_packet *p)
@@ -108,8 +116,14 @@ static int send_packet(bt_mqtt_client *c, const bt_mqtt_packet *p)
 int mc_send_connect(bt_mqtt_client *c)
 {
     const bt_mqtt_client_config *cfg = &c->cfg;
-    bt_mqtt_packet p = {.type = BT_MQTT_CONNECT};
+    bt_mqtt_packet p = {.type = BT_MQTT_CONNECT, .version = v5(c) ? BT_MQTT_V5 : 0};
     bt_mqtt_connect *k = &p.connect;
+    /* 5.0 ends a session at disconnect unless told otherwise: keep 3.1.1's persistent one */
+    static const bt_mqtt_prop forever = {.id = BT_MQTT_PROP_SESSION_EXPIRY, .num = UINT32_MAX};
+    if (v5(c) && !cfg->cleansession) {
+        k->props.list = &forever;
+        k->props.count = 1;
+    }
     k->protocol_level = (uint8_t)c->opt.protocol_level;
     k->clean_session = cfg->cleansession;
     k->keepalive = c->keepalive_s;
@@ -176,7 +190,7 @@ static int send_subscribe(bt_mqtt_client *c, const bt_mqtt_topic_info *subs, siz
         e[i].qos = (uint8_t)subs[i].qos;
     }
     w->pid = ctl_pid(c);
-    bt_mqtt_packet p = {.type = BT_MQTT_SUBSCRIBE};
+    bt_mqtt_packet p = {.type = BT_MQTT_SUBSCRIBE, .version = v5(c) ? BT_MQTT_V5 : 0};
     p.subscribe.packet_id = w->pid;
     p.subscribe.count = n;
     p.subscribe.entries = e;
@@ -205,7 +219,7 @@ oom:
 static int send_unsubscribe(bt_mqtt_client *c, const char *topic)
 {
     bt_mqtt_sub_entry e = {.topic = {topic, strlen(topic)}};
-    bt_mqtt_packet p = {.type = BT_MQTT_UNSUBSCRIBE};
+    bt_mqtt_packet p = {.type = BT_MQTT_UNSUBSCRIBE, .version = v5(c) ? BT_MQTT_V5 : 0};
     p.unsubscribe.packet_id = ctl_pid(c);
     p.unsubscribe.count = 1;
     p.unsubscribe.entries = &e;
@@ -222,7 +236,7 @@ bool mc_collect(bt_mqtt_client *c, mc_list *done)
         return false;
     }
     for (size_t i = 0; i < c->nacks; i++)
-        if (send_puback(c, c->acks[i]) < 0)
+        if (send_ack(c, (bt_mqtt_type)(c->acks[i] >> 16), (uint16_t)c->acks[i]) < 0)
             break; /* out of memory: the broker resends after a reconnect */
     c->nacks = 0;
     while (c->ctl_head) {
@@ -237,17 +251,28 @@ bool mc_collect(bt_mqtt_client *c, mc_list *done)
         free(r);
     }
     c->ctl_tail = NULL;
-    bool freed = false;
+    bool freed = false, capped = false;
     while (c->queue.head && o->len - o->off < MC_OUT_HIGH) {
         mc_msg *m = c->queue.head;
-        if (m->sent && m->qos)
-            m->data[0] |= 0x08; /* DUP: the broker may have it already */
-        if (bt_buf_append(o, m->data, m->len) < 0)
+        if (m->qos && c->ninflight >= c->send_max) {
+            capped = true; /* the broker's receive maximum (5.0): an ack makes room */
             break;
+        }
+        if (m->released) {
+            /* QoS 2 whose PUBREC came on an earlier connection: release it again */
+            if (send_ack(c, BT_MQTT_PUBREL, m->pid) < 0)
+                break;
+        } else {
+            if (m->sent && m->qos)
+                m->data[0] |= 0x08; /* DUP: the broker may have it already */
+            if (bt_buf_append(o, m->data, m->len) < 0)
+                break;
+        }
         mc_list_unlink(&c->queue, m);
         m->sent = true;
         if (m->qos) {
             m->inflight = true;
+            c->ninflight++;
             mc_list_push(&c->inflight, m);
         } else {
             c->pending--;
@@ -257,7 +282,7 @@ bool mc_collect(bt_mqtt_client *c, mc_list *done)
     }
     if (freed)
         pthread_cond_broadcast(&c->cond);
-    bool more = c->queue.head != NULL;
+    bool more = c->queue.head != NULL && !capped;
     pthread_mutex_unlock(&c->mu);
     return more;
 }
@@ -269,7 +294,10 @@ void mc_session_reset(bt_mqtt_client *c)
     for (mc_msg *m = c->inflight.head; m; m = m->next)
         m->inflight = false;
     mc_list_prepend_all(&c->queue, &c->inflight);
-    memset(c->unacked, 0, 65536 / 8);
+    c->ninflight = 0;
+    c->send_max = 65535;
+    /* delivered and unacked: forgotten (the broker sends them again); PUBRECed: kept */
+    memset(c->unacked, 0, 2 * MC_IDS_BYTES);
     c->nacks = 0;
     while (c->ctl_head) {
         mc_ctl *r = c->ctl_head;
@@ -300,13 +328,22 @@ static const char *connack_text(int rc)
 static int on_connack(bt_mqtt_client *c, const bt_mqtt_connack *k)
 {
     if (k->return_code != BT_MQTT_CONNACK_ACCEPTED) {
-        mc_reason(c, "connection refused: %s (%u)", connack_text(k->return_code), k->return_code);
+        if (v5(c))
+            mc_reason(c, "connection refused: reason code 0x%02X", k->return_code);
+        else
+            mc_reason(c, "connection refused: %s (%u)", connack_text(k->return_code),
+                      k->return_code);
         return -1;
     }
     c->state = MC_UP;
     c->backoff_ms = MC_BACKOFF_MIN_MS;
     int rc = 0;
+    bt_mqtt_prop rm;
     pthread_mutex_lock(&c->mu);
+    if (v5(c) && bt_mqtt_props_get(&k->props, BT_MQTT_PROP_RECEIVE_MAXIMUM, &rm))
+        c->send_max = (uint16_t)rm.num;
+    if (!k->session_present) /* a new session: no QoS 2 id waits for its PUBREL */
+        memset(c->unacked + 2 * MC_IDS_BYTES, 0, MC_IDS_BYTES);
     c->connected = true;
     c->conn_gen++;        /* tokens of earlier connections acknowledge nothing now */
     while (c->ctl_head) { /* the whole set goes below */
@@ -330,8 +367,18 @@ static int on_connack(bt_mqtt_client *c, const bt_mqtt_connack *k)
 
 static int on_publish(bt_mqtt_client *c, const bt_mqtt_publish *p)
 {
-    if (p->qos > 1) {
-        mc_reason(c, "broker sent a QoS 2 message, which this client does not support");
+    uint8_t bit = (uint8_t)(1u << (p->packet_id & 7));
+    size_t at = p->packet_id >> 3;
+    if (p->qos == 2) {
+        pthread_mutex_lock(&c->mu);
+        bool recd = c->unacked[2 * MC_IDS_BYTES + at] & bit;
+        pthread_mutex_unlock(&c->mu);
+        if (recd) /* delivered and PUBRECed already: the broker missed the PUBREC */
+            return send_ack(c, BT_MQTT_PUBREC, p->packet_id);
+    }
+    if (p->topic.len == 0) {
+        /* a 5.0 topic alias: this client announces no alias maximum, so none is valid */
+        mc_reason(c, "broker sent a PUBLISH without a topic name");
         return -1;
     }
     if (p->topic.len + 1 > c->topic_cap) {
@@ -353,46 +400,82 @@ static int on_publish(bt_mqtt_client *c, const bt_mqtt_publish *p)
         .dup = p->dup,
         .packet_id = p->packet_id,
     };
-    bool manual = p->qos == 1 && !c->opt.auto_ack && c->opt.on_message;
+    bool manual = p->qos && !c->opt.auto_ack && c->opt.on_message;
     if (manual) { /* before the callback, which may ack at once */
-        uint8_t bit = (uint8_t)(1u << (p->packet_id & 7));
         pthread_mutex_lock(&c->mu);
-        if (p->dup && (c->unacked[p->packet_id >> 3] & bit)) {
+        if (p->dup && (c->unacked[at] & bit)) {
             /* the broker's retry of a message the application still holds: its ack will
              * acknowledge this copy too */
             c->resends_held++;
             pthread_mutex_unlock(&c->mu);
             return 0;
         }
-        c->unacked[p->packet_id >> 3] |= bit;
+        c->unacked[at] |= bit;
+        if (p->qos == 2)
+            c->unacked[MC_IDS_BYTES + at] |= bit;
         m.ack = mc_token(c->conn_gen, p->packet_id);
         pthread_mutex_unlock(&c->mu);
     }
     if (c->opt.on_message)
         c->opt.on_message(c, &m, c->opt.userdata);
     if (p->qos == 1 && !manual)
-        return send_puback(c, p->packet_id);
+        return send_ack(c, BT_MQTT_PUBACK, p->packet_id);
+    if (p->qos == 2 && !manual) {
+        pthread_mutex_lock(&c->mu);
+        c->unacked[2 * MC_IDS_BYTES + at] |= bit;
+        pthread_mutex_unlock(&c->mu);
+        return send_ack(c, BT_MQTT_PUBREC, p->packet_id);
+    }
     return 0;
 }
 
-static void on_puback(bt_mqtt_client *c, uint16_t pid)
+/* PUBREL of an inbound QoS 2 message: it is done (PUBCOMP even for an unknown id, as the
+ * broker may have lost our PUBCOMP). */
+static int on_pubrel(bt_mqtt_client *c, uint16_t pid)
+{
+    pthread_mutex_lock(&c->mu);
+    c->unacked[2 * MC_IDS_BYTES + (pid >> 3)] &= (uint8_t) ~(1u << (pid & 7));
+    pthread_mutex_unlock(&c->mu);
+    return send_ack(c, BT_MQTT_PUBCOMP, pid);
+}
+
+/* PUBACK (QoS 1), PUBREC or PUBCOMP (QoS 2) of an outgoing message. */
+static int on_pub_ack(bt_mqtt_client *c, bt_mqtt_type type, const bt_mqtt_ack *a)
 {
     mc_list done = {0};
+    uint16_t pid = a->packet_id;
+    bool refused = v5(c) && a->reason >= 0x80 && type != BT_MQTT_PUBCOMP;
+    int rc = 0;
     pthread_mutex_lock(&c->mu);
     mc_msg *m = pid >= 1 && pid <= c->window ? c->slots[pid - 1] : NULL;
-    if (m && m->inflight) {
+    bool want = m && m->inflight &&
+                (m->qos == 1 ? type == BT_MQTT_PUBACK
+                             : type == (m->released ? BT_MQTT_PUBCOMP : BT_MQTT_PUBREC));
+    if (want && type == BT_MQTT_PUBREC && !refused) {
+        m->released = true;
+        rc = send_ack(c, BT_MQTT_PUBREL, pid);
+    } else if (want) {
         mc_list_unlink(&c->inflight, m);
+        c->ninflight--;
         c->slots[pid - 1] = NULL;
         c->free_pids[c->nfree++] = pid;
         c->pending--;
         mc_list_push(&done, m);
         pthread_cond_broadcast(&c->cond);
+    } else if (type == BT_MQTT_PUBREC) {
+        rc = send_ack(c, BT_MQTT_PUBREL, pid); /* a repeat: the broker waits for it */
     }
     pthread_mutex_unlock(&c->mu);
-    if (done.head)
-        mc_complete(c, &done, BT_MQTT_OK);
-    else
-        bt_logf(BT_LOG_DEBUG, "mqtt client: PUBACK for unknown packet id %u", pid);
+    if (done.head) {
+        if (refused)
+            bt_logf(BT_LOG_WARN, "mqtt client: broker refused publish %u: reason code 0x%02X", pid,
+                    a->reason);
+        mc_complete(c, &done, refused ? BT_MQTT_EREFUSED : BT_MQTT_OK);
+    } else if (!want) {
+        bt_logf(BT_LOG_DEBUG, "mqtt client: %s for unknown packet id %u", bt_mqtt_type_name(type),
+                pid);
+    }
+    return rc;
 }
 
 /* SUBACK: a refused filter (0x80) is fatal with validatesubs, else a warning. */
@@ -410,7 +493,7 @@ static int on_suback(bt_mqtt_client *c, const bt_mqtt_packet *p)
         rc = -1;
     }
     for (size_t i = 0; rc == 0 && i < w->n; i++) {
-        if (p->suback.codes[i] != BT_MQTT_SUBACK_FAILURE)
+        if (p->suback.codes[i] < BT_MQTT_SUBACK_FAILURE) /* 5.0 failures: 0x80 and up */
             continue;
         if (c->cfg.validatesubs) {
             mc_reason(c, "subscribe topic (%.200s) rejected by broker", w->topics[i]);
@@ -438,8 +521,14 @@ static int handle(bt_mqtt_client *c, const bt_mqtt_packet *p)
     }
     switch (p->type) {
     case BT_MQTT_PUBLISH: return on_publish(c, &p->publish);
-    case BT_MQTT_PUBACK: on_puback(c, p->ack.packet_id); return 0;
+    case BT_MQTT_PUBACK:
+    case BT_MQTT_PUBREC:
+    case BT_MQTT_PUBCOMP: return on_pub_ack(c, p->type, &p->ack);
+    case BT_MQTT_PUBREL: return on_pubrel(c, p->ack.packet_id);
     case BT_MQTT_SUBACK: return on_suback(c, p);
+    case BT_MQTT_DISCONNECT: /* 5.0 only: the broker says why it closes */
+        mc_reason(c, "broker disconnected: reason code 0x%02X", p->ack.reason);
+        return -1;
     case BT_MQTT_UNSUBACK:
     case BT_MQTT_PINGRESP: return 0;
     default: mc_reason(c, "unexpected %s from broker", bt_mqtt_type_name(p->type)); return -1;
@@ -453,8 +542,8 @@ int mc_handle_input(bt_mqtt_client *c)
     while (rc == 0 && c->in.len > c->in.off && (c->state == MC_MQTT || c->state == MC_UP)) {
         bt_mqtt_packet p;
         size_t used = 0;
-        int d = bt_mqtt_decode(c->in.p + c->in.off, c->in.len - c->in.off, c->opt.max_packet, &p,
-                               &used, why, sizeof why);
+        int d = bt_mqtt_decode_v(c->in.p + c->in.off, c->in.len - c->in.off, c->opt.max_packet,
+                                 c->opt.protocol_level, &p, &used, why, sizeof why);
         if (d == 0)
             break;
         if (d < 0) {

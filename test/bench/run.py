@@ -9,7 +9,12 @@ commit); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
 (g) (h) (i) QoS 0 throughput 1 -> 1 over ssl, ws and wss listeners (both brokers with the
 same certificates from scripts/gen-certs.sh; the generator speaks TLS and WebSocket itself);
 (j) the cost of metrics: the hub's QoS 0 throughput reporting its counters every 100 ms to a
-stub master API, side by side with the hub not reporting (the ratio must stay above 0.98).
+stub master API, side by side with the hub not reporting (the ratio must stay above 0.98);
+(k) (l) (m) MQTT 5.0 on both brokers: QoS 0, QoS 1 and QoS 2 throughput 1 -> 1 (m also
+against 3.1.1 QoS 2 in the hub and mosquitto); (n) what 5.0 costs in the hub: its 5.0 over
+its 3.1.1 throughput at QoS 0 and 1 (100 in flight: the hub's receive maximum) and RSS per
+idle connection, alternated in one run (the
+goal is 5.0 within 10% of 3.1.1: a throughput ratio >= 0.90, an RSS ratio <= 1.10).
 Every scenario also checks that no message was lost. BENCH_ONLY=a,g runs only the scenarios
 named; BENCH_SCALE scales the message counts."""
 import os
@@ -127,9 +132,10 @@ class Broker:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def gen(*args, timeout=300):
-    out = subprocess.run([GEN, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                         preexec_fn=raise_nofile)
+def gen(*args, timeout=300, version=4, window=None):
+    v5 = (["-5"] if version == 5 else []) + (["-w", str(window)] if window else [])
+    out = subprocess.run([GEN, *v5, *map(str, args)], capture_output=True, text=True,
+                         timeout=timeout, preexec_fn=raise_nofile)
     if out.returncode != 0:
         raise RuntimeError(f"hub_bench {args}: {out.stderr}")
     return dict((k, float(v)) for k, v in re.findall(r"(\w+)=([-\d.]+)", out.stdout))
@@ -162,13 +168,15 @@ class StubMaster(ThreadingMixIn, UnixStreamServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
-def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp", api=None):
+def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp", api=None, version=4,
+         window=None):
     best = None
     extra = [] if link == "tcp" else [link, os.path.join(CERTS, "ca.pem")]
     for _ in range(runs):
         b = Broker(kind, persistence, link, api)
         try:
-            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100, *extra)
+            r = gen("tput", b.port, pubs, subs, qos, int(count * SCALE), 100, *extra,
+                    version=version, window=window)
         finally:
             b.stop()
         lost = r["expected"] - r["received"]
@@ -187,12 +195,14 @@ def latency(kind, rate=5000, secs=3):
     return r["p50_us"], r["p99_us"], r["sent"] - r["received"]
 
 
-def idle_rss(kind, n=1000):
+def idle_rss(kind, n=1000, version=4):
     b = Broker(kind)
     try:
         time.sleep(0.3)
         before = b.rss_kb()
-        p = subprocess.Popen([GEN, "idle", str(b.port), str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        v5 = ["-5"] if version == 5 else []
+        p = subprocess.Popen([GEN, *v5, "idle", str(b.port), str(n)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE,
                              text=True, preexec_fn=raise_nofile)
         line = p.stdout.readline()
         if "ready" not in line:
@@ -301,6 +311,43 @@ def run_all():
         rows.append(("(j) QoS 0 1->1 msg/s: metrics on / off", on[0], off[0], "msg/s",
                      on[0] / off[0], on[1], off[1]))
         lost_any = lost_any or on[1] > 0 or off[1] > 0
+
+    if want("k"):
+        h = tput("hub", 1, 1, 0, 500000, version=5)
+        m = tput("mosquitto", 1, 1, 0, 500000, version=5)
+        row("(k) 5.0 QoS 0 1->1 msg/s", h[0], m[0], "msg/s", True, h[1], m[1])
+    if want("l"):
+        h = tput("hub", 1, 1, 1, 100000, version=5)
+        m = tput("mosquitto", 1, 1, 1, 100000, version=5)
+        row("(l) 5.0 QoS 1 1->1 msg/s (hub sync false; mosq memory)", h[0], m[0], "msg/s",
+            True, h[1], m[1])
+    if want("m"):
+        h = tput("hub", 1, 1, 2, 50000, version=5)
+        m = tput("mosquitto", 1, 1, 2, 50000, version=5)
+        row("(m) 5.0 QoS 2 1->1 msg/s (hub sync false; mosq memory)", h[0], m[0], "msg/s",
+            True, h[1], m[1])
+        hs = tput("hub", 1, 1, 2, 50000, persistence=True, version=5)
+        mp = tput("mosquitto", 1, 1, 2, 50000, persistence=True, version=5)
+        row("(m) 5.0 QoS 2 1->1 msg/s (hub fsync; mosq persistence)", hs[0], mp[0], "msg/s",
+            True, hs[1], mp[1])
+        h3 = tput("hub", 1, 1, 2, 50000)
+        m3 = tput("mosquitto", 1, 1, 2, 50000)
+        row("(m) 3.1.1 QoS 2 1->1 msg/s (hub sync false; mosq memory)", h3[0], m3[0], "msg/s",
+            True, h3[1], m3[1])
+    if want("n"):
+        # hub 5.0 against hub 3.1.1, alternated so a busy moment of the machine hits both;
+        # QoS 1 with 100 in flight on both, the receive maximum the hub gives 5.0 clients
+        for qos, count in ((0, 500000), (1, 100000)):
+            v5, v3 = [], []
+            for _ in range(2):
+                v5.append(tput("hub", 1, 1, qos, count, runs=2, version=5, window=100))
+                v3.append(tput("hub", 1, 1, qos, count, runs=2, window=100))
+            v5, v3 = max(v5), max(v3)
+            rows.append((f"(n) hub QoS {qos} 1->1 msg/s: 5.0 / 3.1.1", v5[0], v3[0], "msg/s",
+                         v5[0] / v3[0], v5[1], v3[1]))
+            lost_any = lost_any or v5[1] > 0 or v3[1] > 0
+        r5, r3 = idle_rss("hub", version=5), idle_rss("hub")
+        rows.append(("(n) hub RSS per idle connection: 5.0 / 3.1.1", r5, r3, "B", r5 / r3, 0, 0))
 
     print(f"{'scenario':48} {'hub':>12} {'mosquitto':>12} {'hub/mosq':>9} {'lost hub/mosq':>14}")
     for name, hv, mv, unit, ratio, hlost, mlost in rows:

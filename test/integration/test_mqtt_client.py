@@ -4,7 +4,8 @@ stdout). Covers issue 3's list: user/password, TLS with a client certificate mad
 openssl, ws and wss, reconnect after a broker restart (subscriptions restored, queued QoS 1
 delivered), QoS 1 completion, manual acknowledgement with redelivery, a full queue,
 keepalive against a SIGSTOPped broker, validatesubs; plus DUP resends and hostile packets
-against a small fake broker."""
+against a small fake broker; MQTT 5.0 and QoS 2 (issue 20) against baetyl-hub and a module
+with `protocol: 5`."""
 import getpass
 import json
 import os
@@ -684,7 +685,7 @@ def test_unacked_qos1_resent_with_dup(driver):
 
 @pytest.mark.parametrize("garbage,why", [
     (b"\x30\xff\xff\xff\xff\x7f", "bad packet"),           # length over 4 bytes
-    (b"\x34\x05\x00\x01a\x00\x01", "QoS 2"),              # QoS 2: not supported here
+    (b"\x34\x05\x00\x01a\x00\x00", "bad packet"),         # QoS 2 with packet id 0
     (b"\x36\x05\x00\x01a\x00\x01", "bad packet"),         # QoS 3
     (b"\x90\x03\x00\x01\x00", "ignored"),                 # SUBACK for a request never sent
     (b"\x10\x02\x00\x00", "bad packet"),                  # CONNECT from a broker
@@ -737,19 +738,19 @@ def test_refused_connack_and_garbage_before_connack(driver):
 
 # ---- the timer module (timer/main.c), the SDK example --------------------------------------------------------------
 
-def test_sdk_timer_example(broker, driver, procs, tmp_path):
+def start_timer(procs, tmp_path, broker, name, hub_extra=""):
+    """baetyl-timer publishing {id: 1, name: edge} to topic `name` every 200 ms as client
+    `name`; returns the process and its config file."""
     from conftest import binary
-    d = driver("--address", tcp(broker), "--sub", "timer1:1", "--clientid", "timer-watch")
-    subscribed(d, "timer1")
     conf = tmp_path / "service.yml"
     conf.write_text(f"""hub:
   address: tcp://127.0.0.1:{broker.tcp}
   username: test
-  clientid: timer1
-timer:
+  clientid: {name}
+{hub_extra}timer:
   interval: 200ms
 publish:
-  topic: timer1
+  topic: {name}
   qos: 1
   payload:
     id: 1
@@ -758,6 +759,15 @@ publish:
     err = open(tmp_path / "timer.err", "w")
     p = procs.start([binary("baetyl-timer"), "-c", str(conf)], cwd=str(tmp_path),
                     stderr=err, stdout=err)
+    err.close()
+    return p, conf
+
+
+def test_sdk_timer_example(broker, driver, procs, tmp_path):
+    from conftest import binary
+    d = driver("--address", tcp(broker), "--sub", "timer1:1", "--clientid", "timer-watch")
+    subscribed(d, "timer1")
+    p, conf = start_timer(procs, tmp_path, broker, "timer1")
     t0 = time.time()
     got = d.wait(lambda e: e["event"] == "message" and e["qos"] == 1, count=3, timeout=15)
     for m in got:
@@ -773,3 +783,58 @@ publish:
                     stderr=subprocess.PIPE, text=True)
     assert p.wait(10) == 1
     assert "hub.address: required" in p.stderr.read()
+
+
+# ---- MQTT 5.0 and QoS 2 (issue 20) -----------------------------------------------------
+
+def test_protocol5_qos2_with_the_hub(hub, driver):
+    """The SDK client speaking 5.0 to baetyl-hub: QoS 2 both ways (its own message comes
+    back at QoS 2 and completes after PUBCOMP; a mosquitto_pub -V mqttv5 one arrives at QoS
+    2), manual acknowledgement kept: an unacked QoS 2 message of a persistent session (the
+    client asks 5.0 to keep it) comes again after a reconnect, an acked one does not."""
+    args = ("--address", f"tcp://127.0.0.1:{hub.port}", "--username", "test", "--password",
+            "hahaha", "--protocol", "5", "--clientid", "sdk5", "--clean", "0")
+    d = driver(*args, "--ack", "none")
+    d.event("connected")
+    d.cmd("sub q2/# 2")
+    assert d.event("sub")[0]["rc"] == 0
+    probe = f"probe-{time.monotonic_ns()}"
+    d.cmd(f"pub q2/self 2 {probe}")
+    m = d.wait(lambda e: e["event"] == "message" and e["payload"] == probe, what="own QoS 2")[0]
+    assert m["qos"] == 2 and m["pid"] > 0
+    assert d.event("complete")[0]["status"] == 0
+    d.cmd(f"ack {m['token']}")
+    assert d.event("ack")[0]["rc"] == 0
+    subprocess.run(["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(hub.port),
+                    "-u", "test", "-P", "hahaha", "-q", "2", "-t", "q2/in", "-l"],
+                   input="acked\nkept\n", text=True, check=True, timeout=10)
+    got = d.wait(lambda e: e["event"] == "message" and e["topic"] == "q2/in", count=2)
+    assert [(g["payload"], g["qos"]) for g in got] == [("acked", 2), ("kept", 2)]
+    d.cmd(f"ack {got[0]['token']}")
+    assert d.event("ack", count=2)[1]["rc"] == 0
+    time.sleep(0.3)  # the PUBREC, PUBREL, PUBCOMP of "acked" go round
+    d.quit()
+
+    d = driver(*args, "--ack", "all")
+    d.event("connected")
+    again = d.wait(lambda e: e["event"] == "message" and e["topic"] == "q2/in")
+    assert again[0]["payload"] == "kept" and again[0]["qos"] == 2
+    time.sleep(1.0)  # and nothing else comes
+    assert [m["payload"] for m in d.messages("q2/")] == ["kept"]
+    d.quit()
+
+
+def test_timer_module_protocol5(broker, driver, procs, tmp_path):
+    """A module with `protocol: 5` in its hub settings connects with MQTT 5.0 (mosquitto logs
+    the level as p5) and its messages flow to a 3.1.1 subscriber."""
+    d = driver("--address", tcp(broker), "--sub", "timer5:1", "--clientid", "timer5-watch")
+    subscribed(d, "timer5")
+    p, _ = start_timer(procs, tmp_path, broker, "timer5", hub_extra="  protocol: 5\n")
+    d.wait(lambda e: e["event"] == "message" and e["topic"] == "timer5", count=2, timeout=15)
+    assert procs.stop(p) == 0
+    d.quit()
+    broker.stop()  # its log is complete once it exited
+    with open(broker.log) as f:
+        log = f.read()
+    assert "as timer5 (p5," in log, log[-2000:]
+    assert "as timer5-watch (p2," in log  # mosquitto's name for 3.1.1

@@ -1,15 +1,18 @@
 /* Load generator for MQTT brokers (make bench): raw sockets and the SDK codec, one thread
  * per client, output batched so the generator is not the bottleneck.
  *
- *   hub_bench tput  PORT PUBS SUBS QOS COUNT SIZE [LINK [CAFILE]]
+ *   hub_bench [-5] [-w WINDOW] tput PORT PUBS SUBS QOS COUNT SIZE [LINK [CAFILE]]
  *       -> "rate=<msg/s> sent=<n> received=<n> expected=<n>"
- *   hub_bench lat   PORT RATE SECONDS SIZE
+ *   hub_bench lat   PORT RATE SECONDS SIZE   (3.1.1)
  *       -> "p50_us=<n> p99_us=<n> received=<n> sent=<n>"
  *   hub_bench idle  PORT N
  *       -> opens N connections, prints "ready", waits for stdin EOF
  * Every publisher sends COUNT messages; each subscriber expects PUBS*COUNT. LINK is tcp
  * (default), ssl, ws or wss: TLS (OpenSSL, server checked against CAFILE) and WebSocket
- * (the SDK's bt_ws client, path /mqtt, one masked binary frame per batch) under MQTT. */
+ * (the SDK's bt_ws client, path /mqtt, one masked binary frame per batch) under MQTT.
+ * -5 makes every connection speak MQTT 5.0 (3.1.1 otherwise); QOS is 0, 1 or 2 (PUBREC,
+ * PUBREL, PUBCOMP). A publisher keeps up to 200 messages in flight (-w N; at most 100 at
+ * QoS 2), fewer when the broker's receive maximum (5.0) says so. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,6 +33,8 @@
 #include "baetyl/ws.h"
 
 static int port;
+static int version = BT_MQTT_V311; /* of every connection: BT_MQTT_V311 or BT_MQTT_V5 */
+static long window_max = 200;      /* -w: publishes in flight per publisher at QoS 1 */
 
 static int64_t now_us(void)
 {
@@ -155,6 +160,7 @@ typedef struct {
     link_t l;
     uint8_t buf[1 << 16];
     size_t off, len;
+    uint16_t recv_max; /* the broker's receive maximum (5.0 CONNACK), 65535 when absent */
 } reader;
 
 static int next_packet(reader *r, bt_mqtt_packet *p)
@@ -162,7 +168,8 @@ static int next_packet(reader *r, bt_mqtt_packet *p)
     for (;;) {
         size_t used;
         char err[128];
-        int rc = bt_mqtt_decode(r->buf + r->off, r->len - r->off, 0, p, &used, err, sizeof err);
+        int rc = bt_mqtt_decode_v(r->buf + r->off, r->len - r->off, 0, version, p, &used, err,
+                                  sizeof err);
         if (rc == 1) {
             r->off += used;
             return 0;
@@ -242,7 +249,8 @@ static reader *dial(const char *cid)
     reader *r = calloc(1, sizeof *r);
     dial_link(r);
     bt_mqtt_packet p = {.type = BT_MQTT_CONNECT};
-    p.connect.protocol_level = 4;
+    p.version = version == BT_MQTT_V5 ? BT_MQTT_V5 : 0;
+    p.connect.protocol_level = (uint8_t)version;
     p.connect.clean_session = true;
     p.connect.keepalive = 0;
     p.connect.client_id = (bt_mqtt_str){cid, strlen(cid)};
@@ -259,6 +267,11 @@ static reader *dial(const char *cid)
         fprintf(stderr, "connect refused\n");
         exit(1);
     }
+    bt_mqtt_prop rm;
+    r->recv_max = version == BT_MQTT_V5 &&
+                          bt_mqtt_props_get(&ack.connack.props, BT_MQTT_PROP_RECEIVE_MAXIMUM, &rm)
+                      ? (uint16_t)rm.num
+                      : 65535;
     return r;
 }
 
@@ -272,10 +285,16 @@ static void subscribe(reader *r, const char *topic, int qos)
 {
     bt_mqtt_sub_entry e = {{topic, strlen(topic)}, (uint8_t)qos};
     uint8_t b[256];
-    ssize_t n = bt_mqtt_encode_subscribe(b, sizeof b, BT_MQTT_SUBSCRIBE, 1, &e, 1);
-    write_all(&r->l, b, (size_t)n);
+    bt_mqtt_packet s = {.type = BT_MQTT_SUBSCRIBE, .version = version == BT_MQTT_V5 ? 5 : 0};
+    s.subscribe.packet_id = 1;
+    s.subscribe.entries = &e;
+    s.subscribe.count = 1;
+    ssize_t n = bt_mqtt_encode(&s, b, sizeof b);
+    if (n < 0 || write_all(&r->l, b, (size_t)n) < 0)
+        exit(1);
     bt_mqtt_packet p;
-    if (next_packet(r, &p) < 0 || p.type != BT_MQTT_SUBACK) {
+    if (next_packet(r, &p) < 0 || p.type != BT_MQTT_SUBACK || p.suback.count != 1 ||
+        p.suback.codes[0] != qos) {
         fprintf(stderr, "no suback\n");
         exit(1);
     }
@@ -315,24 +334,82 @@ static void *sub_main(void *a)
         }
         if (next_packet(r, &p) < 0)
             break;
-        if (p.type != BT_MQTT_PUBLISH)
+        /* QoS 1: PUBACK; QoS 2: PUBREC, then PUBCOMP for the broker's PUBREL. Both are the
+         * 4 bytes of 3.1.1, which 5.0 reads as reason "success" without properties. */
+        bt_mqtt_type ack = BT_MQTT_PUBACK;
+        uint16_t id = p.ack.packet_id;
+        if (p.type == BT_MQTT_PUBLISH) {
+            s->got++;
+            if (!p.publish.qos)
+                continue;
+            id = p.publish.packet_id;
+            ack = p.publish.qos == 2 ? BT_MQTT_PUBREC : BT_MQTT_PUBACK;
+        } else if (p.type == BT_MQTT_PUBREL) {
+            ack = BT_MQTT_PUBCOMP;
+        } else {
             continue;
-        s->got++;
-        if (p.publish.qos) {
-            bt_mqtt_encode_puback(acks + na, 4, p.publish.packet_id);
-            na += 4;
-            if (na == sizeof acks) {
-                write_all(&r->l, acks, na);
-                na = 0;
-            }
+        }
+        bt_mqtt_encode_ack(acks + na, 4, ack, id);
+        na += 4;
+        if (na == sizeof acks) {
+            write_all(&r->l, acks, na);
+            na = 0;
         }
     }
+    s->last_us = now_us();
     if (na)
         write_all(&r->l, acks, na);
-    s->last_us = now_us();
+    /* the last PUBRELs of QoS 2 still want their PUBCOMP (outside the timing) */
+    struct timeval shortv = {0, 200000};
+    setsockopt(r->l.fd, SOL_SOCKET, SO_RCVTIMEO, &shortv, sizeof shortv);
+    bt_mqtt_packet p;
+    while (qos == 2 && s->got == expect && next_packet(r, &p) == 0) {
+        uint8_t comp[4];
+        if (p.type == BT_MQTT_PUBREL &&
+            (bt_mqtt_encode_ack(comp, 4, BT_MQTT_PUBCOMP, p.ack.packet_id) < 0 ||
+             write_all(&r->l, comp, 4) < 0))
+            break;
+    }
     atomic_fetch_add(&received_total, s->got);
     reader_free(r);
     return NULL;
+}
+
+/* Reads one packet of the publisher's acknowledgement flow: QoS 1 PUBACK ends a message;
+ * QoS 2 PUBREC queues a PUBREL in out, PUBCOMP ends a message. -1 when the link ended. */
+static int pub_ack(reader *r, long *inflight, uint8_t *out, size_t *no)
+{
+    bt_mqtt_packet p;
+    if (next_packet(r, &p) < 0)
+        return -1;
+    if (p.type == BT_MQTT_PUBACK || p.type == BT_MQTT_PUBCOMP) {
+        (*inflight)--;
+    } else if (p.type == BT_MQTT_PUBREC) {
+        bt_mqtt_encode_ack(out + *no, 4, BT_MQTT_PUBREL, p.ack.packet_id);
+        *no += 4;
+    }
+    return 0;
+}
+
+/* One PUBLISH of the run, encoded once: the packet id is patched into copies of it. */
+typedef struct {
+    uint8_t b[1024 + 64];
+    size_t n, pid_at;
+} pub_template;
+
+static void template_init(pub_template *t, const uint8_t *payload)
+{
+    bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH, .version = version == BT_MQTT_V5 ? 5 : 0};
+    p.publish.qos = (uint8_t)qos;
+    p.publish.packet_id = qos ? 1 : 0;
+    p.publish.topic = (bt_mqtt_str){"bench/t", 7};
+    p.publish.payload = (bt_mqtt_bin){payload, (size_t)size};
+    ssize_t n = bt_mqtt_encode(&p, t->b, sizeof t->b);
+    if (n < 0 || (size_t)n > sizeof t->b)
+        die("publish template");
+    t->n = (size_t)n;
+    /* the id sits right before the payload, or before the 5.0 empty property length */
+    t->pid_at = t->n - (size_t)size - 2 - (version == BT_MQTT_V5 ? 1 : 0);
 }
 
 static void *pub_main(void *a)
@@ -341,10 +418,16 @@ static void *pub_main(void *a)
     char cid[32];
     snprintf(cid, sizeof cid, "bpub%d", id);
     reader *r = dial(cid);
-    uint8_t *payload = calloc(1, (size_t)size);
+    uint8_t *payload = calloc(1, (size_t)size + 1);
+    pub_template t;
+    template_init(&t, payload);
     uint8_t out[1 << 16];
     size_t no = 0;
-    long inflight = 0, window = 200, acked = 0;
+    /* QoS 2 in 3.1.1 has no receive maximum, but mosquitto refuses more than its
+     * max_inflight_messages (100 in make bench) unreleased messages */
+    long inflight = 0, window = qos == 2 && window_max > 100 ? 100 : window_max;
+    if (window > r->recv_max)
+        window = r->recv_max;
     uint16_t pid = 0;
     for (long i = 0; i < count; i++) {
         if (qos) {
@@ -353,40 +436,36 @@ static void *pub_main(void *a)
                     write_all(&r->l, out, no);
                     no = 0;
                 }
-                bt_mqtt_packet p;
-                if (next_packet(r, &p) < 0)
+                if (pub_ack(r, &inflight, out, &no) < 0)
                     goto done;
-                if (p.type == BT_MQTT_PUBACK) {
-                    inflight--;
-                    acked++;
-                }
             }
             if (++pid == 0)
                 pid = 1;
             inflight++;
         }
-        if (no + (size_t)size + 64 > sizeof out) {
+        if (no + t.n + 64 > sizeof out) {
             write_all(&r->l, out, no);
             no = 0;
         }
-        ssize_t n = bt_mqtt_encode_publish(out + no, sizeof out - no, "bench/t", 7, payload,
-                                           (size_t)size, qos, false, false, qos ? pid : 0);
-        no += (size_t)n;
+        memcpy(out + no, t.b, t.n);
+        if (qos) {
+            out[no + t.pid_at] = (uint8_t)(pid >> 8);
+            out[no + t.pid_at + 1] = (uint8_t)pid;
+        }
+        no += t.n;
         atomic_fetch_add(&sent_total, 1);
+    }
+    while (qos && inflight > 0) {
+        if (no) {
+            write_all(&r->l, out, no);
+            no = 0;
+        }
+        if (pub_ack(r, &inflight, out, &no) < 0)
+            break;
     }
     if (no)
         write_all(&r->l, out, no);
-    while (qos && inflight > 0) {
-        bt_mqtt_packet p;
-        if (next_packet(r, &p) < 0)
-            break;
-        if (p.type == BT_MQTT_PUBACK) {
-            inflight--;
-            acked++;
-        }
-    }
 done:
-    sleep(qos ? 0 : 0);
     free(payload);
     reader_free(r);
     return NULL;
@@ -451,8 +530,8 @@ static int lat(int rate, int seconds)
             bt_mqtt_packet p;
             size_t used;
             char err[64];
-            int rc =
-                bt_mqtt_decode(r->buf + r->off, r->len - r->off, 0, &p, &used, err, sizeof err);
+            int rc = bt_mqtt_decode_v(r->buf + r->off, r->len - r->off, 0, version, &p, &used, err,
+                                      sizeof err);
             if (rc == 1) {
                 r->off += used;
                 int64_t t0;
@@ -531,6 +610,19 @@ static int setup_link(const char *kind, const char *cafile)
 
 int main(int argc, char **argv)
 {
+    for (;;) {
+        if (argc >= 2 && !strcmp(argv[1], "-5")) {
+            version = BT_MQTT_V5;
+        } else if (argc >= 3 && !strcmp(argv[1], "-w") && atol(argv[2]) > 0) {
+            window_max = atol(argv[2]);
+            argv++;
+            argc--;
+        } else {
+            break;
+        }
+        argv++;
+        argc--;
+    }
     if (argc >= 8 && !strcmp(argv[1], "tput")) {
         port = atoi(argv[2]);
         pubs = atoi(argv[3]);
@@ -544,7 +636,7 @@ int main(int argc, char **argv)
             return 2;
         return tput();
     }
-    if (argc >= 6 && !strcmp(argv[1], "lat")) {
+    if (argc >= 6 && !strcmp(argv[1], "lat") && version != BT_MQTT_V5) { /* 3.1.1 only */
         port = atoi(argv[2]);
         size = atoi(argv[5]);
         if (size < 8 || size > 1024)
@@ -555,8 +647,8 @@ int main(int argc, char **argv)
         port = atoi(argv[2]);
         return idle(atoi(argv[3]));
     }
-    fprintf(stderr,
-            "usage: hub_bench tput PORT PUBS SUBS QOS COUNT SIZE [tcp|ssl|ws|wss [CAFILE]] | "
-            "lat PORT RATE SECONDS SIZE | idle PORT N\n");
+    fprintf(stderr, "usage: hub_bench [-5] [-w WINDOW] tput PORT PUBS SUBS QOS COUNT SIZE "
+                    "[tcp|ssl|ws|wss [CAFILE]] | "
+                    "lat PORT RATE SECONDS SIZE | idle PORT N\n");
     return 2;
 }

@@ -6,7 +6,7 @@
  *       [--username U --password P] [--ca F] [--cert F --key F] [--insecure]
  *       [--keepalive 2s] [--timeout 5s] [--interval 1s] [--buffersize N] [--validatesubs]
  *       [--sub topic:qos]... [--ack all|none|auto|first:N] [--exit-after N] [--no-start]
- *       [--will-topic T --will-payload P --will-qos Q --will-retain] [--protocol 3|4]
+ *       [--will-topic T --will-payload P --will-qos Q --will-retain] [--protocol 3|4|5]
  *       [--keep-running]   (do not exit on the client's fatal error event)
  *
  * --ack: all = ack each QoS 1 message in on_message; none = only on `ack <token>` commands

@@ -53,6 +53,7 @@ static void test_schema_defaults(void **state)
     assert_int_equal(m.hub.interval, 60000);
     assert_int_equal(m.hub.keepalive, 600000);
     assert_int_equal(m.hub.buffersize, 10);
+    assert_int_equal(m.hub.protocol, 4); /* MQTT 3.1.1 unless configured */
     assert_false(m.hub.cleansession);
     assert_false(m.hub.validatesubs);
     assert_false(m.hub.insecure);
@@ -71,6 +72,7 @@ static void test_schema_full(void **state)
                               "  ca: ca.pem\n  cert: c.pem\n  key: k.pem\n  insecure: true\n"
                               "  cleansession: true\n  timeout: 5s\n  interval: 2m\n"
                               "  keepalive: 30s\n  buffersize: 100\n  validatesubs: true\n"
+                              "  protocol: 5\n"
                               "  subscriptions:\n    - topic: a/+/c\n      qos: 1\n"
                               "    - topic: '#'\n"),
                      0);
@@ -79,6 +81,7 @@ static void test_schema_full(void **state)
     assert_int_equal(m.hub.interval, 120000);
     assert_int_equal(m.hub.keepalive, 30000);
     assert_int_equal(m.hub.buffersize, 100);
+    assert_int_equal(m.hub.protocol, 5);
     assert_int_equal(m.hub.subscriptions.n, 2);
     bt_mqtt_topic_info *t = m.hub.subscriptions.items;
     assert_string_equal(t[0].topic, "a/+/c");
@@ -106,6 +109,7 @@ static void test_schema_errors(void **state)
     expect_error("hub:\n  address: tcp://h\n  buffersize: 0\n", "hub.buffersize");
     expect_error("hub:\n  address: tcp://h\n  keepalive: 20h\n", "hub.keepalive");
     expect_error("hub:\n  address: tcp://h\n  cert: c.pem\n", "cert and key");
+    expect_error("hub:\n  address: tcp://h\n  protocol: 6\n", "hub.protocol");
     expect_error("hub:\n  address: tcp://h\n  subscriptions:\n    - topic: a\n      qos: 2\n",
                  "hub.subscriptions[0].qos");
     expect_error("hub:\n  address: tcp://h\n  subscriptions:\n    - topic: a/#/b\n",
@@ -195,7 +199,7 @@ static void test_create_errors(void **state)
     o.will_qos = 2;
     assert_null(bt_mqtt_client_create(&c, &o, err, sizeof err));
     assert_non_null(strstr(err, "will qos"));
-    bt_mqtt_client_options p = {.protocol_level = 5};
+    bt_mqtt_client_options p = {.protocol_level = 6};
     assert_null(bt_mqtt_client_create(&c, &p, err, sizeof err));
     assert_non_null(strstr(err, "protocol level"));
 
@@ -240,7 +244,7 @@ static void test_queue_bounds_and_cancel(void **state)
 
     assert_int_equal(bt_mqtt_client_publish(cl, "a/+", "x", 1, 0, false, NULL, err, sizeof err),
                      BT_MQTT_EINVAL);
-    assert_int_equal(bt_mqtt_client_publish(cl, "a", "x", 1, 2, false, NULL, err, sizeof err),
+    assert_int_equal(bt_mqtt_client_publish(cl, "a", "x", 1, 3, false, NULL, err, sizeof err),
                      BT_MQTT_EINVAL);
     assert_int_equal(bt_mqtt_client_publish(cl, "a", NULL, 1, 0, false, NULL, err, sizeof err),
                      BT_MQTT_EINVAL);
@@ -331,7 +335,7 @@ static void test_subscriptions_bookkeeping(void **state)
     bt_cfg_free(&bt_mqtt_client_schema, &c);
     assert_non_null(cl);
     assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#/b", 0, err, sizeof err), BT_MQTT_EINVAL);
-    assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 2, err, sizeof err), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 3, err, sizeof err), BT_MQTT_EINVAL);
     assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 0, err, sizeof err), 0);
     assert_int_equal(bt_mqtt_client_subscribe(cl, "a/#", 1, err, sizeof err), 0); /* qos change */
     assert_int_equal(bt_mqtt_client_subscribe(cl, "b", 0, err, sizeof err), 0);
@@ -390,6 +394,11 @@ typedef struct {
     int lsn, fd;
     uint8_t buf[4096];
     size_t len;
+    int version;        /* BT_MQTT_V5: the connection speaks 5.0 */
+    uint8_t level, qos; /* of the last CONNECT, of the last PUBLISH or SUBSCRIBE entry */
+    uint32_t expiry;    /* the last CONNECT's session expiry interval (0 when absent) */
+    char payload[16];   /* the last PUBLISH's */
+    uint16_t recv_max;  /* sent in a 5.0 CONNACK when not 0 */
 } fake_broker;
 
 static void fb_listen(fake_broker *b, char *addr, size_t addrlen)
@@ -410,13 +419,29 @@ static bt_mqtt_type fb_read(fake_broker *b, bt_mqtt_packet *p)
     for (;;) {
         size_t used;
         char why[128];
-        int d = bt_mqtt_decode(b->buf, b->len, 0, p, &used, why, sizeof why);
+        int d = bt_mqtt_decode_v(b->buf, b->len, 0, b->version, p, &used, why, sizeof why);
         assert_true(d >= 0);
         if (d == 1) {
             bt_mqtt_type t = p->type;
-            uint16_t pid = t == BT_MQTT_PUBACK      ? p->ack.packet_id
-                           : t == BT_MQTT_SUBSCRIBE ? p->subscribe.packet_id
-                                                    : 0;
+            uint16_t pid = t >= BT_MQTT_PUBACK && t <= BT_MQTT_PUBCOMP ? p->ack.packet_id
+                           : t == BT_MQTT_SUBSCRIBE                    ? p->subscribe.packet_id
+                           : t == BT_MQTT_PUBLISH                      ? p->publish.packet_id
+                                                                       : 0;
+            bt_mqtt_prop pr;
+            if (t == BT_MQTT_CONNECT) {
+                b->level = p->connect.protocol_level;
+                b->expiry = bt_mqtt_props_get(&p->connect.props, BT_MQTT_PROP_SESSION_EXPIRY, &pr)
+                                ? pr.num
+                                : 0;
+            } else if (t == BT_MQTT_PUBLISH) {
+                b->qos = p->publish.qos;
+                snprintf(b->payload, sizeof b->payload, "%.*s", (int)p->publish.payload.len,
+                         (const char *)p->publish.payload.ptr);
+            } else if (t == BT_MQTT_SUBSCRIBE) {
+                bt_mqtt_sub_iter it;
+                bt_mqtt_sub_iter_init(&it, p);
+                assert_true(bt_mqtt_sub_next(&it, NULL, &b->qos));
+            }
             memmove(b->buf, b->buf + used, b->len - used);
             b->len -= used;
             p->ack.packet_id = pid; /* the views into buf are gone: keep the id only */
@@ -445,10 +470,50 @@ static void fb_accept(fake_broker *b)
     bt_mqtt_packet p;
     uint8_t out[16];
     assert_int_equal(fb_read(b, &p), BT_MQTT_CONNECT);
-    fb_write(b, out, bt_mqtt_encode_connack(out, sizeof out, false, 0));
+    bt_mqtt_prop rm = {.id = BT_MQTT_PROP_RECEIVE_MAXIMUM, .num = b->recv_max};
+    bt_mqtt_packet k = {.type = BT_MQTT_CONNACK, .version = (uint8_t)b->version};
+    if (b->version == BT_MQTT_V5 && b->recv_max)
+        k.connack.props = (bt_mqtt_props){.list = &rm, .count = 1};
+    fb_write(b, out, bt_mqtt_encode(&k, out, sizeof out));
     assert_int_equal(fb_read(b, &p), BT_MQTT_SUBSCRIBE);
-    uint8_t code = 1;
-    fb_write(b, out, bt_mqtt_encode_suback(out, sizeof out, p.ack.packet_id, &code, 1));
+    uint8_t code = b->qos;
+    bt_mqtt_packet s = {.type = BT_MQTT_SUBACK, .version = (uint8_t)b->version};
+    s.suback = (bt_mqtt_suback){.packet_id = p.ack.packet_id, .codes = &code, .count = 1};
+    fb_write(b, out, bt_mqtt_encode(&s, out, sizeof out));
+}
+
+/* A PUBLISH (or any ack with a reason code) in the broker's protocol. */
+static void fb_send(fake_broker *b, bt_mqtt_packet *p)
+{
+    uint8_t out[128];
+    p->version = (uint8_t)b->version;
+    fb_write(b, out, bt_mqtt_encode(p, out, sizeof out));
+}
+
+static void fb_ack(fake_broker *b, bt_mqtt_type t, uint16_t pid, uint8_t reason)
+{
+    bt_mqtt_packet p = {.type = t};
+    p.ack = (bt_mqtt_ack){.packet_id = pid, .reason = reason};
+    fb_send(b, &p);
+}
+
+static void fb_publish2(fake_broker *b, const char *payload, bool dup, uint16_t pid)
+{
+    bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH};
+    p.publish = (bt_mqtt_publish){.qos = 2,
+                                  .dup = dup,
+                                  .packet_id = pid,
+                                  .topic = {"t", 1},
+                                  .payload = {(const uint8_t *)payload, strlen(payload)}};
+    fb_send(b, &p);
+}
+
+/* True when the client sent nothing within 100 ms. */
+static bool fb_quiet(fake_broker *b)
+{
+    usleep(100000);
+    uint8_t x;
+    return b->len == 0 && recv(b->fd, &x, 1, MSG_DONTWAIT | MSG_PEEK) < 0;
 }
 
 static void fb_publish(fake_broker *b, const char *payload, bool dup, uint16_t pid)
@@ -479,17 +544,23 @@ static void on_msg_keep(bt_mqtt_client *c, const bt_mqtt_message *m, void *ud)
     pthread_mutex_unlock(&r->mu);
 }
 
-static int received_n(received *r, int want)
+/* Waits (5 s at most) until *count, guarded by mu, reaches want: its value, or -1. */
+static int wait_count(pthread_mutex_t *mu, const int *count, int want)
 {
     for (int i = 0; i < 500; i++) {
-        pthread_mutex_lock(&r->mu);
-        int n = r->n;
-        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(mu);
+        int n = *count;
+        pthread_mutex_unlock(mu);
         if (n >= want)
             return n;
         usleep(10000);
     }
     return -1;
+}
+
+static int received_n(received *r, int want)
+{
+    return wait_count(&r->mu, &r->n, want);
 }
 
 /* A token kept across a reconnect acknowledges nothing, even though the new connection
@@ -550,8 +621,140 @@ static void test_ack_token_stale_after_reconnect(void **state)
     close(b.lsn);
 }
 
+typedef struct {
+    pthread_mutex_t mu;
+    int n;
+    int status[4];
+    char lost[128];
+} completions;
+
+static void on_done(bt_mqtt_client *c, void *tag, int status, void *ud)
+{
+    completions *k = ud;
+    pthread_mutex_lock(&k->mu);
+    if (k->n < 4)
+        k->status[k->n] = status;
+    k->n++;
+    pthread_mutex_unlock(&k->mu);
+}
+
+static int completed(completions *k, int want)
+{
+    return wait_count(&k->mu, &k->n, want);
+}
+
+typedef struct {
+    received r;
+    completions k;
+} v5_state;
+
+static void v5_msg(bt_mqtt_client *c, const bt_mqtt_message *m, void *ud)
+{
+    on_msg_keep(c, m, &((v5_state *)ud)->r);
+}
+
+static void v5_done(bt_mqtt_client *c, void *tag, int status, void *ud)
+{
+    on_done(c, tag, status, &((v5_state *)ud)->k);
+}
+
+/* `protocol: 5` against a scripted 5.0 broker: CONNECT level 5 keeping the session
+ * (expiry "never"), SUBSCRIBE at QoS 2; outgoing QoS 2 PUBLISH / PUBREC / PUBREL / PUBCOMP
+ * under a receive maximum of 1, a PUBREC with reason 0x97 completes as refused; inbound QoS
+ * 2 with manual ack: PUBREC only after the ack, resends (held, or PUBRECed) not delivered
+ * again, PUBREL answered with PUBCOMP, the id then free for a new message; after a reconnect
+ * a released message is released again (PUBREL), not resent. */
+static void test_v5_qos2(void **state)
+{
+    fake_broker b = {.version = BT_MQTT_V5, .recv_max = 1};
+    char addr[64];
+    fb_listen(&b, addr, sizeof addr);
+    bt_mqtt_client_config c;
+    base_cfg(&c, addr, 10);
+    c.protocol = 5;
+    c.cleansession = false;
+    free(c.clientid);
+    c.clientid = strdup("c5");
+    bt_mqtt_client_config cc = c;
+    v5_state st = {.r = {.mu = PTHREAD_MUTEX_INITIALIZER}, .k = {.mu = PTHREAD_MUTEX_INITIALIZER}};
+    bt_mqtt_client_options o = {
+        .on_message = v5_msg, .on_publish_complete = v5_done, .userdata = &st};
+    bt_mqtt_client *cl = bt_mqtt_client_create(&cc, &o, err, sizeof err);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "t", 2, err, sizeof err), 0);
+    assert_int_equal(bt_mqtt_client_subscribe(cl, "t", 3, err, sizeof err), BT_MQTT_EINVAL);
+    assert_int_equal(bt_mqtt_client_start(cl, err, sizeof err), 0);
+    fb_accept(&b);
+    assert_int_equal(b.level, 5);
+    assert_int_equal(b.expiry, UINT32_MAX);
+    assert_int_equal(b.qos, 2); /* the subscription options' QoS */
+
+    assert_int_equal(bt_mqtt_client_publish(cl, "o", "one", 3, 2, false, NULL, err, sizeof err), 0);
+    assert_int_equal(bt_mqtt_client_publish(cl, "o", "two", 3, 2, false, NULL, err, sizeof err), 0);
+    bt_mqtt_packet p;
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+    assert_int_equal(b.qos, 2);
+    assert_string_equal(b.payload, "one");
+    uint16_t one = p.ack.packet_id;
+    assert_true(fb_quiet(&b)); /* receive maximum 1: "two" waits */
+    fb_ack(&b, BT_MQTT_PUBREC, one, 0);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREL);
+    assert_int_equal(p.ack.packet_id, one);
+    assert_int_equal(st.k.n, 0); /* not complete before PUBCOMP */
+    fb_ack(&b, BT_MQTT_PUBCOMP, one, 0);
+    assert_int_equal(completed(&st.k, 1), 1);
+    assert_int_equal(st.k.status[0], BT_MQTT_OK);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+    assert_string_equal(b.payload, "two");
+    fb_ack(&b, BT_MQTT_PUBREC, p.ack.packet_id, BT_MQTT_RC_QUOTA_EXCEEDED);
+    assert_int_equal(completed(&st.k, 2), 2);
+    assert_int_equal(st.k.status[1], BT_MQTT_EREFUSED);
+    assert_true(fb_quiet(&b)); /* a refused PUBREC ends the exchange: no PUBREL */
+
+    fb_publish2(&b, "in", false, 9);
+    assert_int_equal(received_n(&st.r, 1), 1);
+    fb_publish2(&b, "in", true, 9); /* held by the application */
+    assert_true(fb_quiet(&b));
+    assert_int_equal(bt_mqtt_client_resends_held(cl), 1);
+    assert_int_equal(bt_mqtt_client_ack(cl, st.r.token[0]), BT_MQTT_OK);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREC);
+    assert_int_equal(p.ack.packet_id, 9);
+    fb_publish2(&b, "in", true, 9); /* as if the PUBREC was lost: PUBREC again, no delivery */
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREC);
+    fb_ack(&b, BT_MQTT_PUBREL, 9, 0);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBCOMP);
+    assert_int_equal(p.ack.packet_id, 9);
+    fb_publish2(&b, "next", false, 9); /* released: the id carries a new message */
+    assert_int_equal(received_n(&st.r, 2), 2);
+    assert_string_equal(st.r.payload[1], "next");
+    assert_int_equal(st.r.n, 2);
+
+    /* released, then the link drops before PUBCOMP: the next connection sends the PUBREL
+     * again, not the message */
+    assert_int_equal(bt_mqtt_client_publish(cl, "o", "three", 5, 2, false, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+    uint16_t three = p.ack.packet_id;
+    fb_ack(&b, BT_MQTT_PUBREC, three, 0);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREL);
+    close(b.fd);
+    fb_accept(&b);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBREL);
+    assert_int_equal(p.ack.packet_id, three);
+    assert_int_equal(st.k.n, 2);
+    fb_ack(&b, BT_MQTT_PUBCOMP, three, 0);
+    assert_int_equal(completed(&st.k, 3), 3);
+    assert_int_equal(st.k.status[2], BT_MQTT_OK);
+
+    bt_mqtt_client_destroy(cl);
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    close(b.fd);
+    close(b.lsn);
+}
+
 static void test_strerror(void **state)
 {
+    assert_string_equal(bt_mqtt_strerror(BT_MQTT_EREFUSED), "refused by the broker");
     assert_string_equal(bt_mqtt_strerror(BT_MQTT_EFULL), "queue full");
     assert_string_equal(bt_mqtt_strerror(BT_MQTT_ESTOPPED), "client stopped");
     assert_string_equal(bt_mqtt_strerror(42), "unknown error");
@@ -572,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_subscriptions_bookkeeping),
         cmocka_unit_test(test_unreachable_stops_promptly),
         cmocka_unit_test(test_ack_token_stale_after_reconnect),
+        cmocka_unit_test(test_v5_qos2),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

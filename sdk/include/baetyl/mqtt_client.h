@@ -1,4 +1,4 @@
-/* The SDK's MQTT 3.1.1 client: what every module uses to talk to the hub (and remote-mqtt to
+/* The SDK's MQTT 3.1.1 / 5.0 client: what every module uses to talk to the hub (and remote-mqtt to
  * remote brokers). Why our own: paho.mqtt.c and libmosquitto acknowledge an incoming QoS 1
  * message before the application sees it; Baetyl acknowledges only after the message was
  * passed on (SPEC §12-13). Here an inbound QoS 1 message is PUBACKed when the application
@@ -32,7 +32,17 @@
  *
  * Outgoing publishes the client holds (queued, or sent with QoS 1 and not yet PUBACKed) are
  * bounded by `buffersize`: one more is refused with BT_MQTT_EFULL. QoS 1 packet ids come from
- * a window of min(buffersize, 60000). */
+ * a window of min(buffersize, 60000).
+ *
+ * QoS 2 (any protocol): an outgoing message completes at PUBCOMP; after a reconnect one whose
+ * PUBREC came is released again (PUBREL), the others are resent. An inbound one is PUBRECed
+ * when the application acks it (as a QoS 1 PUBACK); its PUBREL is answered with PUBCOMP,
+ * and a resend of an id PUBRECed and not yet released is not delivered again.
+ * MQTT 5.0 (`protocol: 5`): no properties are sent but a session expiry interval of "never"
+ * when cleansession is false (3.1.1's persistent session); the broker's receive maximum
+ * bounds the publishes in flight; a 5.0 reason code >= 0x80 in PUBACK or PUBREC completes
+ * the publish with BT_MQTT_EREFUSED; a DISCONNECT from the broker ends the connection with
+ * its reason. Properties received are ignored. */
 #ifndef BAETYL_MQTT_CLIENT_H
 #define BAETYL_MQTT_CLIENT_H
 
@@ -49,16 +59,18 @@
 #define BT_MQTT_ESTOPPED (-3)   /* the client was stopped (by the caller or a fatal error) */
 #define BT_MQTT_ECANCELLED (-4) /* completion status: dropped at stop, never acknowledged */
 #define BT_MQTT_ENOMEM (-5)     /* out of memory */
+#define BT_MQTT_EREFUSED (-6)   /* completion status: the broker refused it (5.0 reason code) */
 
 /* One subscription, or a publish target: `{topic, qos}` in YAML. */
 typedef struct {
     char *topic;
-    long qos; /* 0 or 1 */
+    long qos; /* 0 or 1 in settings; 0..2 through the calls */
 } bt_mqtt_topic_info;
 
 /* Hub client settings, SPEC §17 (every module's `hub:` and remote-mqtt's remotes). */
 typedef struct {
     char *address; /* required: tcp://, ssl://, ws://, wss:// */
+    long protocol; /* 4 (MQTT 3.1.1, default; 0 in code means it), 5 (MQTT 5.0) or 3 (3.1) */
     char *username;
     char *password;
     char *ca;                  /* PEM file of the CA that signed the server certificate */
@@ -87,7 +99,7 @@ extern const bt_cfg_schema bt_mqtt_topic_schema;
 
 typedef struct bt_mqtt_client bt_mqtt_client;
 
-/* What acknowledges one inbound QoS 1 delivery: copy it, keep it as long as needed, pass it
+/* What acknowledges one inbound QoS 1 (or 2) delivery: copy it, keep it as long as needed, pass it
  * to bt_mqtt_client_ack(). Opaque; zero (`{0}`) acknowledges nothing. */
 typedef struct {
     uint64_t v;
@@ -101,8 +113,8 @@ typedef struct {
     uint8_t qos;
     bool retain;
     bool dup;
-    uint16_t packet_id;    /* QoS 1: the broker's id (logs, FunctionMessage.ID); 0 for QoS 0 */
-    bt_mqtt_ack_token ack; /* QoS 1 without auto_ack: for bt_mqtt_client_ack(); else {0} */
+    uint16_t packet_id;    /* QoS 1/2: the broker's id (logs, FunctionMessage.ID); 0 for QoS 0 */
+    bt_mqtt_ack_token ack; /* QoS 1/2 without auto_ack: for bt_mqtt_client_ack(); else {0} */
 } bt_mqtt_message;
 
 /* Callbacks (any may be NULL) and options that are not part of the YAML settings. */
@@ -110,8 +122,9 @@ typedef struct {
     /* A message arrived. Without auto_ack a QoS 1 message stays unacknowledged until
      * bt_mqtt_client_ack(m->ack) (from any thread, now or later). */
     void (*on_message)(bt_mqtt_client *c, const bt_mqtt_message *m, void *userdata);
-    /* A publish is done: QoS 1 PUBACKed, QoS 0 written to the connection's output (status
-     * BT_MQTT_OK), or dropped at stop (BT_MQTT_ECANCELLED). tag is the caller's. */
+    /* A publish is done: QoS 1 PUBACKed, QoS 2 PUBCOMPed, QoS 0 written to the connection's
+     * output (status BT_MQTT_OK), refused by a 5.0 broker (BT_MQTT_EREFUSED), or dropped at
+     * stop (BT_MQTT_ECANCELLED). tag is the caller's. */
     void (*on_publish_complete)(bt_mqtt_client *c, void *tag, int status, void *userdata);
     /* The broker accepted a connection (CONNACK 0); subscriptions are being sent. */
     void (*on_connected)(bt_mqtt_client *c, bool session_present, void *userdata);
@@ -126,7 +139,7 @@ typedef struct {
     size_t will_len;
     int will_qos; /* 0 or 1 */
     bool will_retain;
-    int protocol_level; /* 4 = MQTT 3.1.1 (default when 0), 3 = MQTT 3.1 */
+    int protocol_level; /* 0: the setting `protocol`; else 3 (3.1), 4 (3.1.1) or 5 (5.0) */
     size_t max_packet;  /* largest inbound packet in bytes (0 = the protocol limit) */
 } bt_mqtt_client_options;
 
@@ -146,7 +159,7 @@ void bt_mqtt_client_stop(bt_mqtt_client *c);
  * once, no callback runs after it, and the client's thread frees the client when it ends. */
 void bt_mqtt_client_destroy(bt_mqtt_client *c);
 
-/* Queues a PUBLISH (qos 0 or 1) of payload[0..len) to topic (a name: no wildcards).
+/* Queues a PUBLISH (qos 0, 1 or 2) of payload[0..len) to topic (a name: no wildcards).
  * Returns BT_MQTT_OK, BT_MQTT_EFULL, BT_MQTT_ESTOPPED, BT_MQTT_EINVAL or BT_MQTT_ENOMEM,
  * with err for the errors. on_publish_complete gets tag once the call returned OK. A
  * message over message.length.max is refused (EINVAL): a broker would close the connection
@@ -161,8 +174,8 @@ int bt_mqtt_client_publish_wait(bt_mqtt_client *c, const char *topic, const void
 /* The largest payload a PUBLISH to topic at qos may carry under message.length.max
  * (SIZE_MAX when no limit is set; 0 when not even the topic fits). */
 size_t bt_mqtt_client_payload_max(bt_mqtt_client *c, const char *topic, int qos);
-/* Acknowledges the inbound QoS 1 delivery of token (the PUBACK goes out from the client's
- * thread). BT_MQTT_EINVAL, and nothing sent, when that delivery waits no more: acked
+/* Acknowledges the inbound QoS 1 or 2 delivery of token (the PUBACK or PUBREC goes out from
+ * the client's thread). BT_MQTT_EINVAL, and nothing sent, when that delivery waits no more: acked
  * already, auto_ack, a zero token, or a connection that has since ended (the broker of a
  * persistent session sends the message again, and that copy's token acknowledges it). */
 int bt_mqtt_client_ack(bt_mqtt_client *c, bt_mqtt_ack_token token);
