@@ -181,18 +181,20 @@ static void rollback(const char *why)
 }
 
 /* Starts the guardian (mst_guard_main) from the old binary, kept at old: it rolls back when
- * the new master at exe (this pid, once re-executed) dies or does not start in time. Same
- * process group, so a stop of the whole group stops it too. */
+ * the new master at exe (this pid, once re-executed) dies or does not start in time. It gets
+ * this process's pidfd as fd 3 and leaves a grandchild (no zombie for the new master to
+ * reap). Same process group, so a stop of the whole group stops it too. */
 static void spawn_guard(const char *old, const char *exe, ino_t ino, int64_t timeout_ms)
 {
-    char pid[24], inos[24], tmo[24];
-    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    char inos[24], tmo[24];
     snprintf(inos, sizeof inos, "%llu", (unsigned long long)ino);
     snprintf(tmo, sizeof tmo, "%lld", (long long)timeout_ms);
-    char *argv[] = {"baetyl",     "__mst-guard", pid,         inos,       tmo, (char *)exe,
+    char *argv[] = {"baetyl",     "__mst-guard", inos,        tmo,        (char *)exe,
                     boot.workdir, boot.conf,     boot.otalog, boot.trace, NULL};
+    int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     /* The master blocks its stop signals for sigwait: the guardian must die of them. */
     posix_spawnattr_t at;
+    posix_spawn_file_actions_t fa;
     sigset_t none, stops;
     sigemptyset(&none);
     sigemptyset(&stops);
@@ -202,12 +204,21 @@ static void spawn_guard(const char *old, const char *exe, ino_t ino, int64_t tim
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &stops);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd, 3);
     pid_t g;
-    int rc = posix_spawn(&g, old, NULL, &at, argv, environ);
+    int rc = pfd < 0 ? errno : posix_spawn(&g, old, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
-    if (rc != 0)
+    if (pfd >= 0)
+        close(pfd);
+    int st;
+    if (rc == 0)
+        while (waitpid(g, &st, 0) < 0 && errno == EINTR)
+            ;
+    if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         bt_logkv(BT_LOG_WARN, "no MST guardian: a new master that dies cannot roll back", "error",
-                 strerror(rc), NULL);
+                 rc ? strerror(rc) : "the guardian did not start", NULL);
 }
 
 /* The marker still says the update of the binary with inode ino is under way. */
@@ -227,23 +238,26 @@ static bool marker_pending(ino_t ino)
 
 int mst_guard_main(int argc, char **argv)
 {
-    if (argc != 10) {
+    if (argc != 9) {
         fputs("baetyl: __mst-guard is internal to MST updates\n", stderr);
         return 2;
     }
-    pid_t pid = (pid_t)strtol(argv[2], NULL, 10);
-    ino_t ino = (ino_t)strtoull(argv[3], NULL, 10);
-    int64_t timeout = strtoll(argv[4], NULL, 10);
-    const char *exe = argv[5];
-    snprintf(boot.workdir, sizeof boot.workdir, "%s", argv[6]);
-    snprintf(boot.conf, sizeof boot.conf, "%s", argv[7]);
-    snprintf(boot.otalog, sizeof boot.otalog, "%s", argv[8]);
-    snprintf(boot.trace, sizeof boot.trace, "%s", argv[9]);
+    ino_t ino = (ino_t)strtoull(argv[2], NULL, 10);
+    int64_t timeout = strtoll(argv[3], NULL, 10);
+    const char *exe = argv[4];
+    snprintf(boot.workdir, sizeof boot.workdir, "%s", argv[5]);
+    snprintf(boot.conf, sizeof boot.conf, "%s", argv[6]);
+    snprintf(boot.otalog, sizeof boot.otalog, "%s", argv[7]);
+    snprintf(boot.trace, sizeof boot.trace, "%s", argv[8]);
+    int pfd = 3; /* the master's pidfd */
+    pid_t child = fork();
+    if (child < 0)
+        return 1;
+    if (child > 0)
+        _exit(0); /* the master reaps this one; the guardian goes on in the child */
     /* Only the master's pid file lock and sockets would be kept alive by inherited fds. */
-    syscall(SYS_close_range, 3u, ~0u, 0u);
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    /* Still its child after the open: the pidfd is that master, not a reused pid. */
-    bool dead = pfd < 0 || getppid() != pid;
+    syscall(SYS_close_range, 4u, ~0u, 0u);
+    bool dead = false;
     int64_t deadline = bt_now_ms() + timeout + GUARD_GRACE_MS;
     const char *why = "the new master exited before it started its application";
     while (!dead) {
@@ -264,8 +278,7 @@ int mst_guard_main(int argc, char **argv)
             dead = true;
         }
     }
-    if (pfd >= 0)
-        close(pfd);
+    close(pfd);
     /* A dead master leaves its instances running: the old one adopts them. */
     if (dead && marker_pending(ino))
         rollback_to(exe, why);
