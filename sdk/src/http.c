@@ -91,7 +91,7 @@ int bt_http_request(const bt_http_req *q, char **body, size_t *len, char *err, s
         goto out;
     }
     if (bt_http_read_reply(fd, r, deadline, q->cancel_fd, what, err, errlen) < 0) {
-        rc = errno == ETIMEDOUT ? BT_HTTP_TIMEOUT
+        rc = errno == ETIMEDOUT   ? BT_HTTP_TIMEOUT
              : errno == ECANCELED ? BT_HTTP_CANCELLED
                                   : BT_HTTP_ERR;
         goto out;
