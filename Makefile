@@ -149,11 +149,11 @@ MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 
 # Each executable links only the libraries it uses (issue #18: every shared library mapped
 # costs memory in every process that maps it): the SDK's own (YAML, JSON, OpenSSL for MQTT
-# over TLS) plus the module's. The master API client is the SDK's own HTTP, so libcurl is
-# the agent's (HTTPS to the cloud) and the master's (the docker engine API) only. A module
+# over TLS) plus the module's. The master API and docker engine clients are the SDK's own
+# HTTP, so libcurl is the agent's (HTTPS to the cloud) only. A module
 # not listed here links everything. --as-needed drops what a binary still does not use.
 SDK_PKGS := yaml-0.1 jansson openssl
-MOD_PKGS_master            := libmicrohttpd libcurl
+MOD_PKGS_master            := libmicrohttpd
 MOD_PKGS_hub               := lmdb
 MOD_PKGS_function-manager  := libprotobuf-c grpc
 MOD_PKGS_function-sql      := libprotobuf-c grpc

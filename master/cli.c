@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "inspect.h"
 #include "host_stats.h"
+#include "mst.h"
 #include "pidfile.h"
 #include "status_health.h"
 #include "baetyl/error.h"
@@ -372,6 +373,8 @@ int cli_main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "__cgexec")) /* the native engine's way into a cgroup (cgroup.h) */
         return cg_exec_main(argc, argv);
+    if (!strcmp(cmd, "__mst-guard")) /* watches a new master binary (mst.h) */
+        return mst_guard_main(argc, argv);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         fputs(usage_main, stdout);
         return 0;

@@ -1,14 +1,13 @@
-/* The Docker Engine API client (see docker_api.h). Every request runs on a curl multi
- * handle so that a long call (a container's wait, a pull) can be given up as soon as a
- * file descriptor becomes readable. */
+/* The Docker Engine API client (see docker_api.h), on the SDK's HTTP/1.1 client: a long
+ * call (a container's wait, a pull) is given up as soon as its cancel fd becomes readable. */
 #include "docker_api.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
 #include <baetyl/buf.h>
+#include <baetyl/http.h>
 #include <baetyl/json.h>
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +42,6 @@ int docker_client_new(const char *socket, const char *version, docker_client **o
         const char *h = getenv("DOCKER_HOST");
         socket = h && strncmp(h, "unix://", 7) == 0 && h[7] ? h + 7 : DOCKER_DEFAULT_SOCKET;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return bt_errf(err, errlen, "curl_global_init failed");
     docker_client *c = calloc(1, sizeof *c);
     if (c) {
         c->socket = strdup(socket);
@@ -67,7 +64,6 @@ void docker_client_free(docker_client *c)
     free(c->socket);
     free(c->version);
     free(c);
-    curl_global_cleanup();
 }
 
 const char *docker_client_socket(const docker_client *c)
@@ -101,85 +97,6 @@ static char *url_escape(const char *s, bool in_path)
 
 /* ---- one request ----------------------------------------------------------------------- */
 
-typedef struct {
-    const docker_req *r;
-    CURL *h;
-    bt_buf buf; /* NUL-terminated */
-    size_t max;
-    bool too_big, stopped;
-    int mode; /* 0 undecided, 1 to on_data, 2 kept (an error answer of a streaming call) */
-} sink;
-
-static size_t on_write(char *p, size_t size, size_t n, void *ud)
-{
-    sink *s = ud;
-    size_t len = size * n;
-    if (s->r->on_data && s->mode == 0) {
-        long status = 0;
-        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
-        s->mode = status >= 200 && status < 300 ? 1 : 2;
-    }
-    if (s->mode == 1) {
-        if (s->r->on_data(p, len, s->r->arg) != 0) {
-            s->stopped = true;
-            return 0;
-        }
-        return len;
-    }
-    if (len > s->max - s->buf.len || bt_buf_append_nul(&s->buf, p, len) < 0) {
-        s->too_big = true;
-        return 0;
-    }
-    return len;
-}
-
-/* Runs the transfer; true when cancel_fd became readable first. */
-static bool run_multi(CURL *h, int cancel_fd, CURLcode *res)
-{
-    *res = CURLE_OK;
-    CURLM *m = curl_multi_init();
-    if (!m) {
-        *res = CURLE_OUT_OF_MEMORY;
-        return false;
-    }
-    bool cancelled = false, done = false;
-    if (curl_multi_add_handle(m, h) != CURLM_OK) {
-        curl_multi_cleanup(m);
-        *res = CURLE_FAILED_INIT;
-        return false;
-    }
-    while (!done) {
-        int running = 0;
-        if (curl_multi_perform(m, &running) != CURLM_OK) {
-            *res = CURLE_FAILED_INIT;
-            break;
-        }
-        CURLMsg *msg;
-        int queued;
-        while ((msg = curl_multi_info_read(m, &queued)))
-            if (msg->msg == CURLMSG_DONE) {
-                *res = msg->data.result;
-                done = true;
-            }
-        if (done || !running)
-            break;
-        struct curl_waitfd w = {.fd = cancel_fd, .events = CURL_WAIT_POLLIN, .revents = 0};
-        /* curl shortens the wait to its own timers; the cancel fd ends it at once. */
-        if (curl_multi_wait(m, cancel_fd >= 0 ? &w : NULL, cancel_fd >= 0 ? 1 : 0, 30000, NULL) !=
-            CURLM_OK) {
-            *res = CURLE_FAILED_INIT;
-            break;
-        }
-        if (cancel_fd >= 0 && w.revents) {
-            cancelled = true;
-            break;
-        }
-    }
-    curl_multi_remove_handle(m, h);
-    curl_multi_cleanup(m);
-    return cancelled;
-}
-
 int docker_call(docker_client *c, const docker_req *r, char **body, size_t *len, char *err,
                 size_t errlen)
 {
@@ -187,77 +104,39 @@ int docker_call(docker_client *c, const docker_req *r, char **body, size_t *len,
         *body = NULL;
     if (len)
         *len = 0;
-    char *url = r->unversioned ? bt_strdup_printf("http://docker%s", r->path)
-                               : bt_strdup_printf("http://docker/v%s%s", c->version, r->path);
+    char *target =
+        r->unversioned ? strdup(r->path) : bt_strdup_printf("/v%s%s", c->version, r->path);
     char *payload = r->body ? bt_json_dump(r->body) : NULL;
-    CURL *h = curl_easy_init();
-    struct curl_slist *hdrs = NULL, *h1 = curl_slist_append(NULL, "Content-Type: application/json");
-    if (h1) {
-        hdrs = h1;
-        h1 = curl_slist_append(hdrs, "Expect:");
-        if (h1)
-            hdrs = h1;
-    }
-    if (!url || !h || !hdrs || (r->body && !payload)) {
-        free(url);
+    if (!target || (r->body && !payload)) {
+        free(target);
         free(payload);
-        curl_slist_free_all(hdrs);
-        if (h)
-            curl_easy_cleanup(h);
         return bt_errf(err, errlen, "out of memory");
     }
-    sink s = {.r = r, .h = h, .max = r->max_body ? r->max_body : DEFAULT_MAX_BODY};
-    char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    if (r->timeout_ms > 0)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    if (strcmp(r->method, "POST") == 0) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload ? payload : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(payload ? strlen(payload) : 0));
-    } else if (strcmp(r->method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
-    }
-
-    CURLcode res;
-    bool cancelled = run_multi(h, r->cancel_fd, &res);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    int rc;
-    if (cancelled) {
+    bt_http_req q = {
+        .socket = c->socket,
+        .method = r->method,
+        .target = target,
+        .body = payload,
+        .body_len = payload ? strlen(payload) : 0,
+        .timeout_ms = r->timeout_ms,
+        .cancel_fd = r->cancel_fd,
+        .max_body = r->max_body ? r->max_body : DEFAULT_MAX_BODY,
+        .on_data = r->on_data,
+        .arg = r->arg,
+    };
+    char why[512];
+    int rc = bt_http_request(&q, body, len, why, sizeof why);
+    if (rc == BT_HTTP_CANCELLED) {
         rc = DOCKER_CANCELLED;
         bt_errf(err, errlen, "cancelled");
-    } else if (res == CURLE_OK || (res == CURLE_WRITE_ERROR && s.stopped)) {
-        rc = (int)status;
-    } else if (res == CURLE_WRITE_ERROR && s.too_big) {
-        rc = bt_errf(err, errlen, "%s %s: the engine's answer is larger than %zu bytes", r->method,
-                     r->path, s.max);
-    } else if (res == CURLE_OPERATION_TIMEDOUT) {
+    } else if (rc == BT_HTTP_TIMEOUT) {
         rc = DOCKER_TIMEOUT;
         bt_errf(err, errlen, "%s %s: timed out after %ld ms", r->method, r->path, r->timeout_ms);
-    } else {
-        rc = bt_errf(err, errlen, "docker engine (%s): %s", c->socket,
-                     cerr[0] ? cerr : curl_easy_strerror(res));
+    } else if (rc < 0) {
+        rc = bt_errf(err, errlen, "docker engine (%s): %s", c->socket, why);
     }
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
-    free(url);
+    free(target);
     free(payload);
-    if (rc >= 0 && body) {
-        /* the answer's memory goes to the caller */
-        *body = s.buf.p ? (char *)s.buf.p : strdup("");
-        if (len)
-            *len = s.buf.len;
-        s.buf.p = NULL;
-    }
-    bt_buf_free(&s.buf);
     return rc;
 }
 
@@ -320,7 +199,7 @@ int docker_check_version(docker_client *c, char *err, size_t errlen)
                     .cancel_fd = -1};
     int st = docker_call(c, &r, &body, NULL, why, sizeof why);
     if (st == DOCKER_ERR) {
-        /* curl's own words here speak of "localhost port 80": say what the socket is. */
+        /* say what is wrong with the socket, and how to start an engine */
         struct stat sb;
         const char *cause = stat(c->socket, &sb) != 0 ? strerror(errno)
                             : S_ISSOCK(sb.st_mode)    ? "nothing accepts on the socket"

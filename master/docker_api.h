@@ -1,6 +1,6 @@
-/* A small client of the Docker Engine API: HTTP/1.1 over the engine's unix socket on
- * libcurl, with only the calls the docker engine (SPEC §5) needs. Every call makes its own
- * curl handle, so one client serves all threads. Answers are hostile input: sizes are
+/* A small client of the Docker Engine API: HTTP/1.1 over the engine's unix socket on the
+ * SDK's client (baetyl/http.h), with only the calls the docker engine (SPEC §5) needs. Every
+ * call makes its own connection, so one client serves all threads. Answers are hostile input: sizes are
  * capped and every JSON field is type-checked. */
 #ifndef BAETYL_MASTER_DOCKER_API_H
 #define BAETYL_MASTER_DOCKER_API_H

@@ -14,19 +14,27 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define CHECK_OUT_MAX 4096
 #define BIN_MAX (512u << 20)
+/* The guardian waits this much longer than ota.timeout: a new master that runs at all rolls
+ * itself back in place (same pid), which is better than the guardian's new process. */
+#define GUARD_GRACE_MS 2000
+#define GUARD_TICK_MS 100
 
 extern char **environ;
 
 /* The boot's view of an update in progress. */
 static struct {
     char workdir[PATH_MAX], conf[PATH_MAX], otalog[PATH_MAX], trace[256];
+    int64_t timeout_ms;
     bool pending;    /* this is the new binary of an update */
     bool rolledback; /* this is the old binary, back after a failed update */
     bool done;
@@ -139,13 +147,16 @@ static void reexec(const char *exe)
     execv(exe, argv);
 }
 
-/* Puts <exe>.old back and executes it; returns only when that is impossible (logged). */
-static void rollback(const char *why)
+/* Puts <exe>.old back at exe and executes it; returns only when that is impossible
+ * (logged). exe NULL: the running binary. */
+static void rollback_to(const char *exe_path, const char *why)
 {
     char exe[PATH_MAX - 8], old[PATH_MAX], err[512];
     struct stat st;
     mst_log(boot.otalog, boot.trace, "ROLLINGBACK", "failed to start master", why);
-    if (self_exe(exe, sizeof exe) != 0) {
+    if (exe_path)
+        snprintf(exe, sizeof exe, "%s", exe_path);
+    else if (self_exe(exe, sizeof exe) != 0) {
         mst_log(boot.otalog, boot.trace, "FAILURE", "failed to roll back", "no /proc/self/exe");
         unlink(MST_MARKER);
         return;
@@ -162,6 +173,116 @@ static void rollback(const char *why)
     reexec(exe);
     mst_log(boot.otalog, boot.trace, "FAILURE", "failed to roll back", strerror(errno));
     unlink(MST_MARKER);
+}
+
+static void rollback(const char *why)
+{
+    rollback_to(NULL, why);
+}
+
+/* Starts the guardian (mst_guard_main) from the old binary, kept at old: it rolls back when
+ * the new master at exe (this pid, once re-executed) dies or does not start in time. It gets
+ * this process's pidfd as fd 3 and leaves a grandchild (no zombie for the new master to
+ * reap). Same process group, so a stop of the whole group stops it too. */
+static void spawn_guard(const char *old, const char *exe, ino_t ino, int64_t timeout_ms)
+{
+    char inos[24], tmo[24];
+    snprintf(inos, sizeof inos, "%llu", (unsigned long long)ino);
+    snprintf(tmo, sizeof tmo, "%lld", (long long)timeout_ms);
+    char *argv[] = {"baetyl",     "__mst-guard", inos,        tmo,        (char *)exe,
+                    boot.workdir, boot.conf,     boot.otalog, boot.trace, NULL};
+    int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    /* The master blocks its stop signals for sigwait: the guardian must die of them. */
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_t fa;
+    sigset_t none, stops;
+    sigemptyset(&none);
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &stops);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd, 3);
+    pid_t g;
+    int rc = pfd < 0 ? errno : posix_spawn(&g, old, &fa, &at, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (pfd >= 0)
+        close(pfd);
+    int st;
+    if (rc == 0)
+        while (waitpid(g, &st, 0) < 0 && errno == EINTR)
+            ;
+    if (rc != 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        bt_logkv(BT_LOG_WARN, "no MST guardian: a new master that dies cannot roll back", "error",
+                 rc ? strerror(rc) : "the guardian did not start", NULL);
+}
+
+/* The marker still says the update of the binary with inode ino is under way. */
+static bool marker_pending(ino_t ino)
+{
+    char *text = NULL;
+    if (bt_read_file(MST_MARKER, 4096, &text, NULL, NULL, 0) != 0)
+        return false;
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    const char *state = json_string_value(json_object_get(j, "state"));
+    bool r = state && (!strcmp(state, "UPDATING") || !strcmp(state, "RESTARTING")) &&
+             (ino_t)json_integer_value(json_object_get(j, "ino")) == ino;
+    json_decref(j);
+    return r;
+}
+
+int mst_guard_main(int argc, char **argv)
+{
+    if (argc != 9) {
+        fputs("baetyl: __mst-guard is internal to MST updates\n", stderr);
+        return 2;
+    }
+    ino_t ino = (ino_t)strtoull(argv[2], NULL, 10);
+    int64_t timeout = strtoll(argv[3], NULL, 10);
+    const char *exe = argv[4];
+    snprintf(boot.workdir, sizeof boot.workdir, "%s", argv[5]);
+    snprintf(boot.conf, sizeof boot.conf, "%s", argv[6]);
+    snprintf(boot.otalog, sizeof boot.otalog, "%s", argv[7]);
+    snprintf(boot.trace, sizeof boot.trace, "%s", argv[8]);
+    int pfd = 3; /* the master's pidfd */
+    pid_t child = fork();
+    if (child < 0)
+        return 1;
+    if (child > 0)
+        _exit(0); /* the master reaps this one; the guardian goes on in the child */
+    /* Only the master's pid file lock and sockets would be kept alive by inherited fds. */
+    syscall(SYS_close_range, 4u, ~0u, 0u);
+    bool dead = false;
+    int64_t deadline = bt_now_ms() + timeout + GUARD_GRACE_MS;
+    const char *why = "the new master exited before it started its application";
+    while (!dead) {
+        struct pollfd p = {.fd = pfd, .events = POLLIN};
+        int r = poll(&p, 1, GUARD_TICK_MS);
+        if (r > 0) {
+            dead = true;
+            break;
+        }
+        if (!marker_pending(ino))
+            break; /* started (marker gone) or rolling back in place */
+        if (bt_now_ms() >= deadline) {
+            why = "the new master did not start within ota.timeout";
+            syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+            struct pollfd q = {.fd = pfd, .events = POLLIN};
+            while (poll(&q, 1, -1) < 0 && errno == EINTR)
+                ;
+            dead = true;
+        }
+    }
+    close(pfd);
+    /* A dead master leaves its instances running: the old one adopts them. */
+    if (dead && marker_pending(ino))
+        rollback_to(exe, why);
+    return 0;
 }
 
 int mst_update(master *m, const char *path, const char *trace, char *err, size_t errlen)
@@ -226,6 +347,7 @@ int mst_update(master *m, const char *path, const char *trace, char *err, size_t
     mst_log(otalog, trace, "RESTARTING", "master is restarting", NULL);
     snprintf(boot.otalog, sizeof boot.otalog, "%s", otalog);
     snprintf(boot.trace, sizeof boot.trace, "%s", trace ? trace : "");
+    spawn_guard(old, exe, ino, boot.timeout_ms);
     reexec(exe);
     snprintf(why, sizeof why, "exec %.900s: %s", exe, strerror(errno));
     rename(old, exe);
@@ -264,6 +386,7 @@ void mst_boot_begin(const char *workdir, const char *conf_path, const char *otal
     snprintf(boot.workdir, sizeof boot.workdir, "%s", workdir);
     snprintf(boot.conf, sizeof boot.conf, "%s", conf_path);
     snprintf(boot.otalog, sizeof boot.otalog, "%s", otalog);
+    boot.timeout_ms = timeout_ms;
     char *text = NULL, exe[PATH_MAX - 8], old[PATH_MAX];
     if (!bt_path_exists(MST_MARKER) || bt_read_file(MST_MARKER, 4096, &text, NULL, NULL, 0) != 0)
         return;

@@ -26,5 +26,14 @@ void mst_boot_begin(const char *workdir, const char *conf_path, const char *otal
 /* At start, once the application started (ok) or failed: UPDATED / ROLLEDBACK in ota.log, or
  * the rollback (which does not return when it re-executes the old binary). */
 void mst_boot_end(bool ok);
+/* `baetyl __mst-guard <ino> <timeout ms> <exe> <workdir> <conf> <otalog> <trace>` with the
+ * master's pidfd as fd 3, started by mst_update from the old binary just before the
+ * re-exec; it forks, and the child guards: when that master (now the binary at exe, inode
+ * ino) dies, or has not started within the timeout (then it is
+ * killed), while the marker still says the update is under way, it puts the old binary back
+ * and executes it as the master in this process (its pid file rewritten, the instances
+ * adopted). A new master that runs at all rolls back in place; this covers one that crashes,
+ * exits or hangs. */
+int mst_guard_main(int argc, char **argv);
 
 #endif

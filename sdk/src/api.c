@@ -272,8 +272,9 @@ void bt_api_free(bt_api_client *c)
 
 /* ---- one request --------------------------------------------------------------------- */
 
-/* Waits for fd to be ready for events until deadline; 0, or -1 with errno (ETIMEDOUT). */
-static int wait_fd(int fd, short events, int64_t deadline)
+/* Waits for fd to be ready for events until deadline or until cancel_fd (>= 0) is readable;
+ * 0, or -1 with errno (ETIMEDOUT, ECANCELED). */
+static int wait_fd(int fd, short events, int64_t deadline, int cancel_fd)
 {
     for (;;) {
         int64_t now = bt_now_ms();
@@ -281,8 +282,12 @@ static int wait_fd(int fd, short events, int64_t deadline)
             errno = ETIMEDOUT;
             return -1;
         }
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, bt_poll_timeout(deadline, now, INT_MAX));
+        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
+        int n = poll(p, cancel_fd >= 0 ? 2 : 1, bt_poll_timeout(deadline, now, INT_MAX));
+        if (n > 0 && cancel_fd >= 0 && p[1].revents) {
+            errno = ECANCELED;
+            return -1;
+        }
         if (n > 0)
             return 0;
         if (n < 0 && errno != EINTR)
@@ -290,8 +295,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-/* A non-blocking connect bounded by the deadline; the socket or -1 with errno. */
-static int connect_to(const struct sockaddr *sa, socklen_t len, int64_t deadline)
+int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -306,7 +310,7 @@ static int connect_to(const struct sockaddr *sa, socklen_t len, int64_t deadline
     }
     int soerr = 0;
     socklen_t sl = sizeof soerr;
-    if (wait_fd(fd, POLLOUT, deadline) < 0 ||
+    if (wait_fd(fd, POLLOUT, deadline, -1) < 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
         int e = soerr ? soerr : errno;
         close(fd);
@@ -321,7 +325,7 @@ static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errle
     if (c->sock) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->sock);
-        int fd = connect_to((struct sockaddr *)&sa, sizeof sa, deadline);
+        int fd = bt_http_connect((struct sockaddr *)&sa, sizeof sa, deadline);
         if (fd < 0)
             bt_errf(err, errlen, "cannot connect to the master API (unix socket %s): %s", c->sock,
                     errno == ETIMEDOUT ? "timed out" : strerror(errno));
@@ -334,7 +338,7 @@ static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errle
                        gai_strerror(g));
     int fd = -1, e = 0;
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = connect_to(ai->ai_addr, ai->ai_addrlen, deadline);
+        fd = bt_http_connect(ai->ai_addr, ai->ai_addrlen, deadline);
         e = errno;
     }
     freeaddrinfo(res);
@@ -344,7 +348,7 @@ static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errle
     return fd;
 }
 
-static int send_all(int fd, const char *p, size_t n, int64_t deadline)
+int bt_http_send_all(int fd, const char *p, size_t n, int64_t deadline)
 {
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -353,16 +357,15 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
             n -= (size_t)w;
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
             return -1;
-        } else if (wait_fd(fd, POLLOUT, deadline) < 0) {
+        } else if (wait_fd(fd, POLLOUT, deadline, -1) < 0) {
             return -1;
         }
     }
     return 0;
 }
 
-/* Reads the reply into r until it is complete; 0, or -1 with err. */
-static int read_reply(int fd, bt_http_reply *r, int64_t deadline, const char *what, char *err,
-                      size_t errlen)
+int bt_http_read_reply(int fd, bt_http_reply *r, int64_t deadline, int cancel_fd, const char *what,
+                       char *err, size_t errlen)
 {
     char buf[16384];
     for (;;) {
@@ -373,15 +376,26 @@ static int read_reply(int fd, bt_http_reply *r, int64_t deadline, const char *wh
         } else if (n == 0) {
             done = bt_http_reply_eof(r);
         } else if (errno == EAGAIN || errno == EINTR) {
-            if (wait_fd(fd, POLLIN, deadline) < 0)
-                return bt_errf(err, errlen, "%s: %s", what,
-                               errno == ETIMEDOUT ? "timed out" : strerror(errno));
+            if (wait_fd(fd, POLLIN, deadline, cancel_fd) < 0) {
+                int e = errno;
+                bt_errf(err, errlen, "%s: %s", what,
+                        e == ETIMEDOUT   ? "timed out"
+                        : e == ECANCELED ? "cancelled"
+                                         : strerror(e));
+                errno = e;
+                return -1;
+            }
             continue;
         } else {
             return bt_errf(err, errlen, "%s: receive: %s", what, strerror(errno));
         }
-        if (done < 0)
-            return bt_errf(err, errlen, "%s: %s", what, r->err);
+        if (done < 0 && r->stopped)
+            return 0; /* the reader had what it wanted */
+        if (done < 0) {
+            bt_errf(err, errlen, "%s: %s", what, r->err);
+            errno = EPROTO;
+            return -1;
+        }
         if (done > 0)
             return 0;
     }
@@ -426,7 +440,7 @@ static void status_error(long status, const char *body, size_t len, char *err, s
     err[o] = '\0';
 }
 
-static bool method_ok(const char *m)
+bool bt_http_method_ok(const char *m)
 {
     if (!m || !*m)
         return false;
@@ -443,7 +457,7 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
         *resp = NULL;
     if (resp_len)
         *resp_len = 0;
-    if (!c || !method_ok(method) || !path || path[0] != '/')
+    if (!c || !bt_http_method_ok(method) || !path || path[0] != '/')
         return bt_errf(err, errlen, "invalid request");
     for (const char *p = path; *p; p++) {
         if ((unsigned char)*p <= 0x20 || *p == 0x7f)
@@ -463,13 +477,13 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
     int rc = -1, fd = open_conn(c, deadline, err, errlen);
     if (fd < 0)
         goto out;
-    if (send_all(fd, head, strlen(head), deadline) < 0 ||
-        (body && send_all(fd, body, body_len, deadline) < 0)) {
+    if (bt_http_send_all(fd, head, strlen(head), deadline) < 0 ||
+        (body && bt_http_send_all(fd, body, body_len, deadline) < 0)) {
         bt_errf(err, errlen, "%s: send: %s", what,
                 errno == ETIMEDOUT ? "timed out" : strerror(errno));
         goto out;
     }
-    if (read_reply(fd, r, deadline, what, err, errlen) < 0)
+    if (bt_http_read_reply(fd, r, deadline, -1, what, err, errlen) < 0)
         goto out;
     const char *text = r->body.p ? (const char *)r->body.p + r->body.off : "";
     size_t len = bt_buf_size(&r->body);

@@ -48,6 +48,18 @@ __attribute__((format(printf, 2, 3))) static int fail(bt_http_reply *r, const ch
 
 static int add_body(bt_http_reply *r, const char *p, size_t n)
 {
+    if (r->on_body) {
+        if (n > r->max_body - r->streamed) {
+            r->too_big = true;
+            return fail(r, "reply larger than %zu bytes", r->max_body);
+        }
+        r->streamed += n;
+        if (n && r->on_body(p, n, r->on_body_arg) != 0) {
+            r->stopped = true;
+            return fail(r, "stopped by the reader");
+        }
+        return 0;
+    }
     if (n > r->max_body - bt_buf_size(&r->body)) {
         r->too_big = true;
         return fail(r, "reply larger than %zu bytes", r->max_body);
@@ -125,9 +137,13 @@ static int begin_body(bt_http_reply *r)
 {
     if (r->status < 200) { /* an interim reply (100 Continue): the real one follows */
         size_t max = r->max_body, head = r->head_len;
+        int (*on_body)(const char *, size_t, void *) = r->on_body;
+        void *arg = r->on_body_arg;
         bt_http_reply_free(r);
         bt_http_reply_init(r, max);
         r->head_len = head;
+        r->on_body = on_body;
+        r->on_body_arg = arg;
         return 0;
     }
     if (r->no_body) {
@@ -184,7 +200,7 @@ static int chunk_size_line(bt_http_reply *r, const char *l, size_t n)
         i++;
     if (i == 0 || (i < n && l[i] != ';'))
         return fail(r, "bad chunk size line");
-    if (size > r->max_body - bt_buf_size(&r->body)) {
+    if (size > r->max_body - (r->on_body ? r->streamed : bt_buf_size(&r->body))) {
         r->too_big = true;
         return fail(r, "reply larger than %zu bytes", r->max_body);
     }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "baetyl/buf.h"
 
@@ -25,9 +26,15 @@ typedef struct {
     size_t head_len; /* bytes of head read so far (bounded by BT_HTTP_MAX_HEAD) */
     size_t line_len;
     char line[BT_HTTP_MAX_LINE];
-    bt_buf body;   /* NUL-terminated once anything is in it */
-    bool too_big;  /* the body went past max_body */
-    char err[160]; /* why the reply was refused */
+    bt_buf body;  /* NUL-terminated once anything is in it */
+    bool too_big; /* the body went past max_body */
+    /* When set, body bytes go there instead of into body (max_body still bounds them); a
+     * non-zero return stops the reply: feed returns -1 with stopped set. */
+    int (*on_body)(const char *p, size_t n, void *arg);
+    void *on_body_arg;
+    bool stopped;
+    size_t streamed; /* body bytes given to on_body */
+    char err[160];   /* why the reply was refused */
 } bt_http_reply;
 
 /* Starts a parser that accepts a body of at most max_body bytes. */
@@ -40,5 +47,19 @@ int bt_http_reply_feed(bt_http_reply *r, const char *p, size_t n);
 /* The peer closed the connection: 1 when that ends the reply (a body delimited by the end
  * of the connection), -1 with r->err when the reply is cut short. */
 int bt_http_reply_eof(bt_http_reply *r);
+
+/* The transport under it (api.c), shared by the master API client and bt_http_request
+ * (baetyl/http.h). Deadlines are bt_now_ms() values. */
+/* A request method: uppercase letters only (nothing a request line could be forged with). */
+bool bt_http_method_ok(const char *m);
+/* A non-blocking connect bounded by the deadline; the socket or -1 with errno. */
+int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline);
+/* Sends all n bytes before the deadline; 0, or -1 with errno. */
+int bt_http_send_all(int fd, const char *p, size_t n, int64_t deadline);
+/* Reads the reply into r until it is complete (or its on_body stopped it): 0, or -1 with err
+ * and errno ETIMEDOUT, ECANCELED (cancel_fd >= 0 became readable), EPROTO (refused reply)
+ * or the socket's error. what names the request in err. */
+int bt_http_read_reply(int fd, bt_http_reply *r, int64_t deadline, int cancel_fd, const char *what,
+                       char *err, size_t errlen);
 
 #endif

@@ -153,12 +153,61 @@ static void test_bounds(void **state)
     free(huge);
 }
 
+/* The streamed body (a docker log or pull): pieces go to on_body, nothing is kept, and a
+ * reader that has enough stops the reply. */
+static char got[64];
+static size_t got_len, stop_after;
+
+static int collect(const char *p, size_t n, void *arg)
+{
+    (void)arg;
+    memcpy(got + got_len, p, n < sizeof got - got_len ? n : sizeof got - got_len);
+    got_len += n;
+    return stop_after && got_len >= stop_after;
+}
+
+static void test_streamed(void **state)
+{
+    (void)state;
+    const char *t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n";
+    for (size_t step = 0; step < 4; step++) {
+        bt_http_reply_free(&r);
+        bt_http_reply_init(&r, 1024);
+        r.on_body = collect;
+        got_len = stop_after = 0;
+        int rc = 0;
+        size_t len = strlen(t), k = step ? step : len;
+        for (size_t off = 0; off < len && rc == 0; off += k)
+            rc = bt_http_reply_feed(&r, t + off, len - off < k ? len - off : k);
+        assert_int_equal(rc, 1);
+        assert_int_equal(got_len, 7);
+        assert_memory_equal(got, "abcdefg", 7);
+        assert_int_equal(bt_buf_size(&r.body), 0);
+    }
+    bt_http_reply_free(&r);
+    bt_http_reply_init(&r, 1024);
+    r.on_body = collect;
+    got_len = 0;
+    stop_after = 2;
+    assert_int_equal(bt_http_reply_feed(&r, t, strlen(t)), -1);
+    assert_true(r.stopped);
+    /* the bound still holds for a stream */
+    bt_http_reply_free(&r);
+    bt_http_reply_init(&r, 5);
+    r.on_body = collect;
+    got_len = stop_after = 0;
+    assert_int_equal(bt_http_reply_feed(&r, t, strlen(t)), -1);
+    assert_true(r.too_big && !r.stopped);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_framings),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_streamed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     bt_http_reply_free(&r);
