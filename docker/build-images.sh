@@ -107,7 +107,7 @@ finish_rootfs() {
 }
 
 # c_module IMAGE: the C program at /bin/IMAGE, stripped: BUILD/image/IMAGE when the build
-# made one for the image (the hub: static, `make image`), else BUILD/bin/IMAGE. A static
+# made one for the image (hub, timer, remote-mqtt: static), else BUILD/bin/IMAGE. A static
 # program takes no libraries; the hub opens no TLS connection of its own, so no CA bundle.
 c_module() {
   local img=$1 bin=$BUILD/bin/$1 strip=${CROSS_TRIPLET:+$CROSS_TRIPLET-}strip
