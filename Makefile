@@ -238,7 +238,7 @@ $(BUILD)/tools/%: $(BUILD)/obj/test/tools/%.o $(SDK_LIB)
 $(BUILD)/obj/test/tools/cutfs.o: CFLAGS += $(shell $(PKG_CONFIG) --cflags fuse3)
 $(BUILD)/tools/cutfs: PKG_LIBS += $(shell $(PKG_CONFIG) --libs fuse3)
 
-.PHONY: all sdk modules examples unit tools test test-platforms test-packages test-durability unit-test integration-test fuzz fuzz-smoke \
+.PHONY: all image-bins sdk modules examples unit tools test test-platforms test-packages test-durability unit-test integration-test fuzz fuzz-smoke \
         bench soak image install uninstall clean rebuild run format format-check deb dist
 .DEFAULT_GOAL := all
 all: $(SDK_LIB) $(MODULE_BINS) $(EXAMPLE_BINS)
@@ -383,6 +383,48 @@ bench: all tools
 	BAETYL_BUILD=$(abspath $(BUILD)) $(PYTHON) test/bench/function_bench.py
 	$(PYTHON) test/bench/master_bench.py $(BUILD)/bin/baetyl 10
 	$(PYTHON) test/bench/footprint.py --build $(abspath $(BUILD)) --seconds 20
+
+# ---- the programs of the docker images: static (issue #14, the hub's image <= 5 MB) --------
+# An image is FROM scratch, so whatever its program loads is in it: dynamic, that is libc,
+# the loader, libcrypto (4.7 MB) and libssl. Linked statically only what the program calls
+# is kept, and its unwind tables are dropped (C code that neither cancels nor exits threads
+# nor walks stacks never reads them; crtbegin's own stay, it registers them): the hub is
+# 4.9 MB in all. Containers share no library page anyway (each image has its own files), and
+# a static program has no relocated libcrypto (0.4 MB private dirty in each process).
+# Static glibc resolves from /etc/hosts and DNS without NSS modules, which is all these ask
+# (listeners' hosts, the hub's, the master API's). The native build stays dynamic: there the
+# modules share one libc and libcrypto. Made by all when the target has the static libraries.
+IMAGE_STATIC   := hub timer remote-mqtt
+IMAGE_LD       := $(BUILD)/gen/static-no-unwind.ld
+IMAGE_LD_T     := -Wl,-T,$(IMAGE_LD)
+ifneq ($(wildcard $(shell $(PKG_CONFIG) --variable=libdir openssl 2>/dev/null)/libcrypto.a),)
+  IMAGE_BINS += $(if $(filter 1,$(SAN)),,$(IMAGE_STATIC:%=$(BUILD)/image/baetyl-%)) # no static ASan
+endif
+# The toolchain's own static link script with .eh_frame discarded (empty when its text
+# differs: the link then keeps the tables).
+$(IMAGE_LD): $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -static -Wl,--verbose -x c /dev/null -o /dev/null 2>/dev/null | \
+	  sed -n '/^=====/,/^=====/{/^=====/d;p}' | \
+	  sed -e '/^ *\.eh_frame_hdr *:/d' -e '/^ *\.eh_frame *: *ONLY_IF_RW/d' \
+	      -e 's|^ *\.eh_frame *: *ONLY_IF_RO.*|  .eh_frame : { KEEP (*crtbegin*.o(.eh_frame)) \
+	  KEEP (*crtend*.o(.eh_frame)) }\n  /DISCARD/ : { *(.eh_frame) *(.eh_frame.*) }|' >$@.tmp
+	$(Q)if grep -q DISCARD $@.tmp; then mv $@.tmp $@; else : >$@; rm -f $@.tmp; fi
+define image_rule
+$(BUILD)/image/baetyl-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB) \
+                            $(IMAGE_LD)
+	@mkdir -p $$(dir $$@)
+	@echo '  LD    $$@ (static)'
+	$$(Q)$$(CC) $$(LDFLAGS) -static -Wl,--gc-sections -Wl,--no-eh-frame-hdr \
+	  $$$$([ -s $(IMAGE_LD) ] && echo $(IMAGE_LD_T)) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) \
+	  $(shell $(PKG_CONFIG) --static --libs $(SDK_PKGS) $(MOD_PKGS_$(1))) -lpthread -lm \
+	  2>$$@.log; rc=$$$$?; \
+	  grep -v -e "statically linked applications requires" -e ": in function" $$@.log >&2; \
+	  rm -f $$@.log; [ $$$$rc = 0 ] && $(if $(TRIPLET),$(TRIPLET)-,)strip --strip-unneeded $$@
+endef
+$(foreach m,$(IMAGE_STATIC),$(eval $(call image_rule,$(m))))
+all: $(IMAGE_BINS)
+image-bins: $(IMAGE_BINS)
 
 # ---- docker images (docker mode): one per module, FROM scratch, built on the local engine --
 IMAGE_TAG ?= latest

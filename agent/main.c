@@ -126,10 +126,15 @@ static int run(bt_ctx *ctx)
         bt_logkv(BT_LOG_ERROR, "failed to start the cloud link", "error", err, NULL);
         rc = -1;
     }
-    if (rc == 0 && !(reporter = pthread_create(&a.reporter, NULL, agent_reporter_main, &a) == 0))
+    /* Not the 8 MiB default: the deepest is the worker (curl, libarchive, a 64 KiB hash buffer) */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    if (rc == 0 && !(reporter = pthread_create(&a.reporter, &attr, agent_reporter_main, &a) == 0))
         rc = -1;
-    if (rc == 0 && !(worker = pthread_create(&a.worker, NULL, agent_worker_main, &a) == 0))
+    if (rc == 0 && !(worker = pthread_create(&a.worker, &attr, agent_worker_main, &a) == 0))
         rc = -1;
+    pthread_attr_destroy(&attr);
     if (rc == 0) {
         bt_logkv(BT_LOG_INFO, "agent started", "desire", a.cfg.desire_topic, "report",
                  a.cfg.http.address, NULL);

@@ -93,24 +93,35 @@ finish_rootfs() {
   local r=$CTX/rootfs
   mkdir -p "$r/etc" "$r/tmp" "$r/var/db/baetyl" "$r/var/log/baetyl" "$r/var/run"
   chmod 1777 "$r/tmp"
-  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  if [ -z "${NO_CA:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     add_file /etc/ssl/certs/ca-certificates.crt
   fi
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
   printf 'root:x:0:\n' >"$r/etc/group"
   (cd "$r" && find . -name '*.so*' -type f -printf '/%h\n' | sed 's|^/\./|/|' | sort -u) >"$r/etc/ld.so.conf"
-  ldconfig -r "$r" 2>/dev/null || /sbin/ldconfig -r "$r"
+  if [ -s "$r/etc/ld.so.conf" ]; then
+    ldconfig -r "$r" 2>/dev/null || /sbin/ldconfig -r "$r"
+  else
+    rm "$r/etc/ld.so.conf" # a static program: no loader
+  fi
 }
 
-# c_module IMAGE: the C program BUILD/bin/IMAGE at /bin/IMAGE.
+# c_module IMAGE: the C program at /bin/IMAGE, stripped: BUILD/image/IMAGE when the build
+# made one for the image (hub, timer, remote-mqtt: static), else BUILD/bin/IMAGE. A static
+# program takes no libraries; the hub opens no TLS connection of its own, so no CA bundle.
 c_module() {
-  local img=$1 bin=$BUILD/bin/$1
+  local img=$1 bin=$BUILD/bin/$1 strip=${CROSS_TRIPLET:+$CROSS_TRIPLET-}strip
+  [ -x "$BUILD/image/$img" ] && bin=$BUILD/image/$img
   if [ ! -x "$bin" ]; then
     echo "skip $img: $bin is not built"
     return 2
   fi
   add_file "$bin" "/bin/$img"
+  if command -v "$strip" >/dev/null; then
+    "$strip" --strip-unneeded --remove-section=.comment "$CTX/rootfs/bin/$img"
+  fi
   add_libs "$bin"
+  [ "$img" != baetyl-hub ] || NO_CA=1
 }
 
 # debian_root NAME PACKAGE...: the runtime's Debian root (docker/debian-root.sh, cached under
@@ -264,7 +275,7 @@ for img in "$@"; do
   cleanup
   CTX=$(mktemp -d /tmp/baetyl-image.XXXXXX)
   mkdir -p "$CTX/rootfs"
-  rc=0
+  rc=0 NO_CA=""
   case $img in
     baetyl-function-python) python_runtime || rc=$? ;;
     baetyl-function-node) node_runtime || rc=$? ;;

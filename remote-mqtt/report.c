@@ -108,7 +108,13 @@ rm_reporter *rm_report_start(bt_ctx *ctx, const rm_config *cfg, rm_bridge **brid
     r->api = bt_api_new_from_env(5000, err, sizeof err);
     if (!r->api)
         bt_logkv(BT_LOG_WARN, "no master API client, metrics are not reported", "error", err, NULL);
-    if (!r->backlog_since || !r->api || pthread_create(&r->thread, NULL, report_main, r) != 0) {
+    pthread_attr_t attr; /* the reporter builds one JSON and one request: small stack */
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int started =
+        r->backlog_since && r->api && pthread_create(&r->thread, &attr, report_main, r) == 0;
+    pthread_attr_destroy(&attr);
+    if (!started) {
         bt_api_free(r->api);
         free(r->backlog_since);
         free(r);

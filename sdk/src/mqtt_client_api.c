@@ -190,7 +190,12 @@ int bt_mqtt_client_start(bt_mqtt_client *c, char *err, size_t errlen)
     sigdelset(&all, SIGILL);
     sigdelset(&all, SIGABRT);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&c->thread, NULL, mc_thread, c);
+    /* The module's callbacks run on this thread too: 1 MiB, not the 8 MiB default. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1024 * 1024);
+    int rc = pthread_create(&c->thread, &attr, mc_thread, c);
+    pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         pthread_mutex_lock(&c->mu);
