@@ -626,8 +626,9 @@ def test_ota_timeout(env):
 
 
 def test_example_native_agent(tmp_path):
-    """example/native-agent: the master accepts its application, and the agent's config
-    loads (the agent then stops at the missing certificates, naming them)."""
+    """example/native-agent: the master accepts its application once the user has put the
+    certificates in place (`baetyl check` names the first missing one), and the agent's config
+    loads (without them the agent stops at the missing certificates, naming them)."""
     from conftest import SRC
     import shutil
     work = tmp_path / "w"
@@ -637,8 +638,17 @@ def test_example_native_agent(tmp_path):
         os.makedirs(pkg / "bin")
         (pkg / "package.yml").write_text(f"entry: bin/{mod}\n")
         os.symlink(binary(mod), pkg / "bin" / mod)
-    r = subprocess.run([binary("baetyl"), "check", "-w", str(work)], capture_output=True, text=True, timeout=30)
+    check = [binary("baetyl"), "check", "-w", str(work)]
+    r = subprocess.run(check, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "service (agent): ca file var/db/baetyl/cert/ca.pem not found" in r.stderr, r.stderr
+    certs = work / "var/db/baetyl/agent-cert"
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (certs / name).write_text("placeholder\n")
+    r = subprocess.run(check, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "OK!" in r.stdout, r.stdout + r.stderr
+    for name in ("ca.pem", "client.pem", "client.key"):
+        (certs / name).unlink()
     svc = work / "svc"
     os.makedirs(svc / "etc")
     os.symlink(work / "var/db/baetyl/agent-conf", svc / "etc/baetyl")
