@@ -32,7 +32,7 @@ typedef struct {
     char *name;
     char *service;
     long min, max;            /* instance.min 0..100, instance.max 1..100 */
-    long concurrent;          /* instance.concurrent: calls in flight per instance (4) */
+    long concurrent;          /* instance.concurrent: calls in flight per instance (32) */
     int64_t idletime;         /* ms */
     int64_t evicttime;        /* ms */
     bt_fn_client_config call; /* message.length.max, backoff.max, timeout */

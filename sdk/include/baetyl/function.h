@@ -23,11 +23,12 @@
 #define BT_FN_DEFAULT_MAX_MSG_SIZE ((size_t)4 << 20) /* 4 MiB, both ways (SPEC §12) */
 #define BT_FN_DEFAULT_TIMEOUT_MS 30000L
 /* Threads, sized for an edge box (2-4 cores shared with the user's work): a server runs its
- * handlers on BT_FN_DEFAULT_WORKERS threads of its own (workers.max); a client has none,
- * each calling thread drives its own call. gRPC core adds its own few threads (an executor,
- * a resolver, event engine and timer threads, 7 in all at 2 cores), which its C API does not
- * let us size. 4 workers keep a 2-core box busy with fast handlers (SQL: microseconds) and
- * match the function-manager's instance.concurrent default. */
+ * handlers on BT_FN_DEFAULT_WORKERS threads of its own (workers.max), which share one
+ * completion queue and keep 4 calls each requested ahead; a client has none: a blocking
+ * call is driven by its calling thread, async calls by whoever polls their queue. gRPC core
+ * adds its own few threads (an executor, a resolver, event engine and timer threads, 7 in
+ * all at 2 cores), which its C API does not let us size. 4 workers keep a 2-core box busy
+ * with fast handlers (SQL: microseconds); more calls in flight wait in the requests ahead. */
 #define BT_FN_DEFAULT_WORKERS 4
 #define BT_FN_DEFAULT_GRACE_MS 5000L
 
@@ -160,7 +161,7 @@ typedef int (*bt_fn_handler)(const bt_fn_msg *in, bt_fn_msg *out, char *err, siz
 typedef struct {
     size_t max_msg_size; /* largest message received or sent; 0 = 4 MiB. Larger requests
                            * are refused by gRPC with ResourceExhausted. */
-    int workers;         /* calls handled at once (one thread each); <= 0 = 8 */
+    int workers;         /* calls handled at once (one thread each); <= 0 = 4 */
     int concurrent;      /* streams a client connection may open at once; <= 0 = gRPC's */
     /* TLS: cert+key (PEM file paths) serve TLS; ca additionally requires and verifies
      * client certificates. */
