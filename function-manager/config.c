@@ -61,11 +61,11 @@ static const bt_cfg_field function_fields[] = {
              .min = 0, .max = 100),
     BT_FIELD(fm_function_cfg, max, "instance.max", BT_CFG_INT, .def = "1", .flags = BT_CFG_RANGE,
              .min = 1, .max = 100),
-    /* calls in flight per instance, each a stream of its HTTP/2 connection and a worker
-     * thread of the rule: enough to hide the round trip, no more than the runtime's
-     * workers.max (SQL 4, Python 5 x cores) so none waits inside the runtime; 1 gives the
-     * old one call at a time */
-    BT_FIELD(fm_function_cfg, concurrent, "instance.concurrent", BT_CFG_INT, .def = "4",
+    /* calls in flight per instance, each a stream of its HTTP/2 connection (no thread:
+     * the rule starts calls and takes their completions from one queue): deep enough to
+     * fill the HTTP/2 frames and the runtime's request queue; a slow function with
+     * instance.max > 1 scales out sooner with less; 1 gives one call at a time */
+    BT_FIELD(fm_function_cfg, concurrent, "instance.concurrent", BT_CFG_INT, .def = "32",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1024),
     BT_FIELD(fm_function_cfg, idletime, "instance.idletime", BT_CFG_DURATION, .def = "10m",
              .flags = BT_CFG_RANGE, .min = 1, .max = 31536000000.0),

@@ -32,7 +32,7 @@ typedef struct {
     char *name;
     char *service;
     long min, max;            /* instance.min 0..100, instance.max 1..100 */
-    long concurrent;          /* instance.concurrent: calls in flight per instance (4) */
+    long concurrent;          /* instance.concurrent: calls in flight per instance (32) */
     int64_t idletime;         /* ms */
     int64_t evicttime;        /* ms */
     bt_fn_client_config call; /* message.length.max, backoff.max, timeout */
@@ -111,6 +111,9 @@ void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy);
 /* One attempt: borrow, call (deadline: timeout), give back (destroyed when the call failed).
  * 0 with out filled, or a BT_FN_E* code with err. */
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen);
+/* The client of a borrowed instance, and its name (for logs). */
+bt_fn_client *fm_instance_client(fm_instance *in);
+const char *fm_instance_name(const fm_instance *in);
 /* Wakes every waiter with an error and stops the evictor; calls in progress finish. */
 void fm_pool_close(fm_pool *p);
 /* True once fm_pool_close was called. */
@@ -130,6 +133,8 @@ const fm_function_cfg *fm_pool_function(const fm_pool *p);
  * err (the last failure's text); -2 when the pool closed meanwhile (nothing to publish). */
 int fm_invoke(fm_pool *p, const bt_fn_msg *in, long attempts, bt_fn_msg *out, char *err,
               size_t errlen);
+/* 0 when in is within its function's message.length.max, else -1 with err saying so. */
+int fm_invoke_fits(fm_pool *p, const bt_fn_msg *in, char *err, size_t errlen);
 /* Error text kept in an error JSON that had to be shortened. */
 #define FM_ERROR_TEXT_MAX 512
 /* The error JSON published after the last failure:

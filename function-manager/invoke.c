@@ -6,19 +6,26 @@
 #include "fm.h"
 #include "metrics.h"
 
+int fm_invoke_fits(fm_pool *p, const bt_fn_msg *in, char *err, size_t errlen)
+{
+    const fm_function_cfg *f = fm_pool_function(p);
+    size_t size = bt_fn_msg_encoded_size(in);
+    if (size <= (size_t)f->call.message_max)
+        return 0;
+    snprintf(err, errlen,
+             "message too large: %zu bytes (payload %zu), function (%s) accepts at most %lld "
+             "(message.length.max)",
+             size, in->payload_len, f->name, (long long)f->call.message_max);
+    return -1;
+}
+
 int fm_invoke(fm_pool *p, const bt_fn_msg *in, long attempts, bt_fn_msg *out, char *err,
               size_t errlen)
 {
     memset(out, 0, sizeof *out);
     int64_t t0 = fm_metrics_clock();
-    const fm_function_cfg *f = fm_pool_function(p);
-    size_t size = bt_fn_msg_encoded_size(in);
-    if (size > (size_t)f->call.message_max) {
+    if (fm_invoke_fits(p, in, err, errlen) < 0) {
         /* Every attempt would fail the same way: fail once, without touching instances. */
-        snprintf(err, errlen,
-                 "message too large: %zu bytes (payload %zu), function (%s) accepts at most %lld "
-                 "(message.length.max)",
-                 size, in->payload_len, f->name, (long long)f->call.message_max);
         fm_metrics_invoked(p, t0, -1, 1);
         return -1;
     }

@@ -298,6 +298,16 @@ void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy)
     pthread_mutex_unlock(&p->mu);
 }
 
+bt_fn_client *fm_instance_client(fm_instance *in)
+{
+    return in->client;
+}
+
+const char *fm_instance_name(const fm_instance *in)
+{
+    return in->name;
+}
+
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);

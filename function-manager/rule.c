@@ -1,20 +1,24 @@
 /* One rule (SPEC §12): its own MQTT connection (the hub settings with the rule's client id
- * and subscription; a persistent session by default), a queue, and `instance.max` x
- * `instance.concurrent` workers (at most WORKERS_MAX) that call the function, publish the
- * result and only then acknowledge a QoS 1 input.
+ * and subscription; a persistent session by default), a queue, and two threads: a
+ * dispatcher that starts the calls without waiting for them (up to `instance.max` x
+ * `instance.concurrent` in flight, the pool's limit), and a completer that takes their
+ * completions in batches from one gRPC completion queue, publishes the results and only
+ * then acknowledges a QoS 1 input. No thread per call: calls are in flight on the
+ * instances' HTTP/2 streams, not on threads.
  *
- * Order: workers take inputs from the queue in arrival order and append each to the
- * in-flight list, so that list is in input order too. The calls (with their retries) run
- * side by side; a finished one is marked done, and whichever worker finds the list's head
- * done publishes from the head while the head is done (one publisher at a time). The
- * client sends on one connection in the order it is given, so outputs leave in input order
- * even when an earlier call is retried or slower than a later one; no worker waits for
- * another, it only leaves its result behind. Results waiting for an earlier one are bounded:
- * workers take no new input while INFLIGHT_PER_WORKER x workers are in flight (a call that
- * hangs until its timeout must not let finished results of a QoS 0 flood pile up).
+ * Order: the dispatcher takes inputs from the queue in arrival order and appends each to
+ * the in-flight list, so that list is in input order too. The calls run side by side; a
+ * failed attempt goes back to the dispatcher (retries first) and keeps its place in the
+ * list. A finished one is marked done, and whichever thread finds the list's head done
+ * publishes from the head while the head is done (one publisher at a time). The client
+ * sends on one connection in the order it is given, so outputs leave in input order even
+ * when an earlier call is retried or slower than a later one. Results waiting for an earlier
+ * one are bounded: no new input is taken while INFLIGHT_PER_CALL x the calls the pool allows
+ * are in flight (a call that hangs until its timeout must not let finished results of a
+ * QoS 0 flood pile up).
  *
  * The client's callbacks run on its network thread and must not block, so messages are
- * queued and the calls run on the workers. A QoS 1 input is acknowledged once its output
+ * queued and the calls started by the dispatcher. A QoS 1 input is acknowledged once its output
  * was PUBACKed (QoS 1 output), written (QoS 0 output) or not needed (empty result), with
  * the SDK's ack token, which acknowledges nothing once its connection ended: the hub then
  * sends the message again and that copy is the one acknowledged. QoS 0 input waits in a
@@ -32,26 +36,34 @@
 #include <time.h>
 
 #include "fm.h"
+#include "metrics.h"
 
 #define QOS0_QUEUE_MAX 10000
 #define QOS0_QUEUE_BYTES ((size_t)64 << 20)
 #define DROP_LOG_EVERY_MS 10000
 /* An error that replaces an oversized result stays short: the input is cut to fit. */
 #define SHORT_ERROR_MAX 1024
-/* Threads per rule: calls beyond it wait in the queue (instance.max 100 x concurrent 8
- * would otherwise be 800 threads). Each needs little stack: no recursion, small buffers. */
-#define WORKERS_MAX 128
-#define WORKER_STACK ((size_t)512 << 10)
-#define INFLIGHT_PER_WORKER 2
+/* Inputs in flight per call the pool allows (instance.max x instance.concurrent, counted
+ * up to CALLS_MAX): room for finished results waiting for an earlier one. */
+#define CALLS_MAX 128
+#define INFLIGHT_PER_CALL 2
+#define THREAD_STACK ((size_t)512 << 10)
+/* How often the completer looks up from its queue to see whether the rule stops. */
+#define POLL_MS 100
 
 typedef struct fm_item {
     struct fm_item *next;
     bt_fn_msg msg;         /* points into this allocation, and at the rule's function name */
     bt_mqtt_ack_token ack; /* QoS 1: what acknowledges it */
     size_t size;
-    struct fm_item *inflight_next; /* the next input taken by a worker */
-    bool done;                     /* the call returned: rv, out, err are set [mu] */
-    int rv;                        /* of fm_invoke */
+    struct fm_item *inflight_next; /* the next input taken by the dispatcher */
+    struct fm_item *retry_next;    /* on the retry list [mu] */
+    struct fm_rule *rule;
+    fm_instance *inst; /* of the call in flight */
+    long attempts;     /* made so far */
+    int64_t t0;        /* metrics clock at the first attempt */
+    bool done;         /* the call returned: rv, out, err are set [mu] */
+    int rv;            /* of fm_invoke */
     bt_fn_msg out;
     char *err; /* rv == -1: what failed (malloc'd) */
     char invoke_id[37];
@@ -65,14 +77,18 @@ struct fm_rule {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     fm_item *head, *tail;
-    fm_item *inflight, *inflight_tail; /* taken by workers, in input order [mu] */
+    fm_item *inflight, *inflight_tail; /* taken by the dispatcher, in input order [mu] */
     size_t ninflight;                  /* their number [mu] */
-    size_t inflight_max;               /* set before the workers start */
-    bool publishing;                   /* a worker publishes from the in-flight head [mu] */
+    size_t inflight_max;               /* set before the threads start */
+    fm_item *retry, *retry_tail;       /* failed attempts to make again, first come [mu] */
+    size_t pending;                    /* calls started and not completed [mu] */
+    bool publishing;                   /* a thread publishes from the in-flight head [mu] */
     size_t q0len, q0bytes;             /* QoS 0 items queued */
     bool stopping;
-    pthread_t *workers;
-    size_t nworkers;
+    bool dispatched; /* the dispatcher left: no call starts any more [mu] */
+    bt_fn_async *q;  /* the calls' completions */
+    pthread_t dispatcher, completer;
+    bool threads; /* both started */
     fm_fatal_fn fatal;
     void *fatal_arg;
     int64_t drop_logged;
@@ -290,14 +306,12 @@ static void publish_result(fm_rule *r, fm_item *it, int rv, const bt_fn_msg *out
     free(ej);
 }
 
-/* Calls (side by side with the other workers) and leaves the result in it; then, unless
- * another worker does it, publishes the results at the head of the in-flight list that are
+/* Marks it done with rv (of fm_invoke) and e (malloc'd error text or NULL); then, unless
+ * another thread does it, publishes the results at the head of the in-flight list that are
  * done, in order, and frees them. */
-static void process(fm_rule *r, fm_item *it)
+static void finished(fm_rule *r, fm_item *it, int rv, char *e)
 {
     char err[2048];
-    int rv = fm_invoke(r->pool, &it->msg, r->cfg->retry_max, &it->out, err, sizeof err);
-    char *e = rv == -1 ? strdup(err) : NULL;
     pthread_mutex_lock(&r->mu);
     it->rv = rv;
     it->err = e;
@@ -328,33 +342,139 @@ static void process(fm_rule *r, fm_item *it)
     pthread_mutex_unlock(&r->mu);
 }
 
-static void *worker_main(void *arg)
+/* An attempt failed with err: the input goes back to the dispatcher while attempts are
+ * left, else it is finished with the error. */
+static void attempt_failed(fm_rule *r, fm_item *it, const char *err)
+{
+    it->attempts++;
+    long attempts = r->cfg->retry_max < 1 ? 1 : r->cfg->retry_max;
+    if (fm_pool_closed(r->pool)) {
+        finished(r, it, -2, NULL);
+        return;
+    }
+    if (it->attempts < attempts) {
+        pthread_mutex_lock(&r->mu);
+        it->retry_next = NULL;
+        if (r->retry_tail)
+            r->retry_tail->retry_next = it;
+        else
+            r->retry = it;
+        r->retry_tail = it;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        return;
+    }
+    fm_metrics_invoked(r->pool, it->t0, -1, it->attempts);
+    finished(r, it, -1, strdup(err));
+}
+
+/* A call's completion, on the completer thread. */
+static void call_done(void *arg, int rc, int code, bt_fn_msg *out, const char *err)
+{
+    (void)code;
+    fm_item *it = arg;
+    fm_rule *r = it->rule;
+    const char *fname = fm_pool_function(r->pool)->name;
+    if (rc != BT_FN_OK)
+        bt_logkv(BT_LOG_WARN, "call failed", "function", fname, "instance",
+                 fm_instance_name(it->inst), "invokeid", it->invoke_id, "error", err, NULL);
+    fm_pool_put(r->pool, it->inst, rc == BT_FN_OK);
+    it->inst = NULL;
+    pthread_mutex_lock(&r->mu);
+    r->pending--;
+    pthread_mutex_unlock(&r->mu);
+    if (rc != BT_FN_OK) {
+        attempt_failed(r, it, err);
+        return;
+    }
+    it->out = *out; /* taken over */
+    memset(out, 0, sizeof *out);
+    fm_metrics_invoked(r->pool, it->t0, 0, it->attempts + 1);
+    finished(r, it, 0, NULL);
+}
+
+/* One attempt: an instance with room (waiting for one, or for its start), and the call
+ * started on it. */
+static void attempt(fm_rule *r, fm_item *it)
+{
+    char err[2048];
+    if (it->attempts == 0) {
+        it->t0 = fm_metrics_clock();
+        if (fm_invoke_fits(r->pool, &it->msg, err, sizeof err) < 0) {
+            /* every attempt would fail the same way: fail once, without an instance */
+            fm_metrics_invoked(r->pool, it->t0, -1, 1);
+            finished(r, it, -1, strdup(err));
+            return;
+        }
+    }
+    fm_instance *inst = fm_pool_get(r->pool, err, sizeof err);
+    if (!inst) {
+        attempt_failed(r, it, err);
+        return;
+    }
+    it->inst = inst;
+    pthread_mutex_lock(&r->mu);
+    r->pending++;
+    pthread_mutex_unlock(&r->mu);
+    const fm_function_cfg *f = fm_pool_function(r->pool);
+    if (bt_fn_call_start(fm_instance_client(inst), r->q, &it->msg, (long)f->call.timeout, call_done,
+                         it, err, sizeof err) != BT_FN_OK)
+        call_done(it, BT_FN_EFAIL, BT_FN_CODE_UNKNOWN, &(bt_fn_msg){0}, err);
+}
+
+/* Takes retries first, then inputs in arrival order while the in-flight list has room,
+ * and starts their calls. */
+static void *dispatcher_main(void *arg)
+{
+    fm_rule *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->retry && (!r->head || r->ninflight >= r->inflight_max) && !r->stopping)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->stopping)
+            break;
+        fm_item *it = r->retry;
+        if (it) {
+            r->retry = it->retry_next;
+            if (!r->retry)
+                r->retry_tail = NULL;
+        } else {
+            it = r->head;
+            r->head = it->next;
+            if (!r->head)
+                r->tail = NULL;
+            if (it->msg.qos == 0) {
+                r->q0len--;
+                r->q0bytes -= it->size;
+            }
+            if (r->inflight_tail)
+                r->inflight_tail->inflight_next = it;
+            else
+                r->inflight = it;
+            r->inflight_tail = it;
+            r->ninflight++;
+            it->rule = r;
+        }
+        pthread_mutex_unlock(&r->mu);
+        attempt(r, it);
+        pthread_mutex_lock(&r->mu);
+    }
+    r->dispatched = true;
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Takes completions in batches until the rule stops and no call is pending. */
+static void *completer_main(void *arg)
 {
     fm_rule *r = arg;
     for (;;) {
+        bt_fn_async_poll(r->q, POLL_MS);
         pthread_mutex_lock(&r->mu);
-        while ((!r->head || r->ninflight >= r->inflight_max) && !r->stopping)
-            pthread_cond_wait(&r->cv, &r->mu);
-        if (r->stopping) {
-            pthread_mutex_unlock(&r->mu);
-            break;
-        }
-        fm_item *it = r->head;
-        r->head = it->next;
-        if (!r->head)
-            r->tail = NULL;
-        if (it->msg.qos == 0) {
-            r->q0len--;
-            r->q0bytes -= it->size;
-        }
-        if (r->inflight_tail)
-            r->inflight_tail->inflight_next = it;
-        else
-            r->inflight = it;
-        r->inflight_tail = it;
-        r->ninflight++;
+        bool over = r->dispatched && r->pending == 0;
         pthread_mutex_unlock(&r->mu);
-        process(r, it); /* frees it, or leaves it to the worker that does */
+        if (over)
+            break;
     }
     return NULL;
 }
@@ -404,27 +524,33 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen)
 {
     const fm_function_cfg *f = fm_pool_function(r->pool);
     size_t n = (size_t)f->max * (size_t)f->concurrent;
-    if (n > WORKERS_MAX)
-        n = WORKERS_MAX;
-    r->inflight_max = INFLIGHT_PER_WORKER * n;
-    r->workers = calloc(n, sizeof *r->workers);
-    if (!r->workers) {
+    if (n > CALLS_MAX)
+        n = CALLS_MAX;
+    r->inflight_max = INFLIGHT_PER_CALL * n;
+    if (!(r->q = bt_fn_async_new())) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, WORKER_STACK);
-    for (; r->nworkers < n; r->nworkers++) {
-        int rc = pthread_create(&r->workers[r->nworkers], &attr, worker_main, r);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    int rc = pthread_create(&r->completer, &attr, completer_main, r);
+    if (rc == 0) {
+        rc = pthread_create(&r->dispatcher, &attr, dispatcher_main, r);
         if (rc != 0) {
-            pthread_attr_destroy(&attr);
-            snprintf(err, errlen, "rule (%s): cannot start a thread: %s", r->clientid,
-                     strerror(rc));
-            return -1;
+            fm_rule_stop(r);
+            pthread_mutex_lock(&r->mu);
+            r->dispatched = true;
+            pthread_mutex_unlock(&r->mu);
+            pthread_join(r->completer, NULL);
         }
     }
     pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        snprintf(err, errlen, "rule (%s): cannot start a thread: %s", r->clientid, strerror(rc));
+        return -1;
+    }
+    r->threads = true;
     char why[512];
     if (bt_mqtt_client_start(r->cli, why, sizeof why) < 0) {
         snprintf(err, errlen, "rule (%s): %s", r->clientid, why);
@@ -465,24 +591,25 @@ void fm_rule_free(fm_rule *r)
     if (!r)
         return;
     fm_rule_stop(r);
-    for (size_t i = 0; i < r->nworkers; i++)
-        pthread_join(r->workers[i], NULL);
-    if (r->workers)
+    if (r->threads) {
+        pthread_join(r->dispatcher, NULL);
+        pthread_join(r->completer, NULL); /* after every pending call completed */
         log_totals(r);
-    free(r->workers);
+    }
     bt_mqtt_client_destroy(r->cli); /* no callback runs after this */
     while (r->head) {
         fm_item *it = r->head;
         r->head = it->next;
         free(it);
     }
-    while (r->inflight) { /* none once the workers are joined; kept for safety */
+    while (r->inflight) { /* left at stop: retries not made, results behind them */
         fm_item *it = r->inflight;
         r->inflight = it->inflight_next;
         bt_fn_msg_clear(&it->out);
         free(it->err);
         free(it);
     }
+    bt_fn_async_free(r->q);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);

@@ -1,7 +1,9 @@
-/* The function client: one gRPC channel per client, and per call a call object with its
- * own completion queue, so any number of threads may call at once without a poller thread
- * (the calling thread drives its own call). */
+/* The function client: one gRPC channel per client, and per call a call object with a
+ * completion queue of its own while it runs, so any number of threads may call at once
+ * without a poller thread (the calling thread drives its own call). The queues are kept
+ * for the next calls rather than created and shut down for each. */
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,14 @@
 
 #include "function_internal.h"
 
+/* Idle completion queues kept per client: as many as calls ran at once, up to this. */
+#define CQ_CACHE_MAX 64
+
 struct bt_fn_client {
     grpc_channel *ch;
+    pthread_mutex_t mu;
+    grpc_completion_queue *idle[CQ_CACHE_MAX]; /* queues without a pending event [mu] */
+    size_t nidle;                              /* [mu] */
     long timeout_ms;
     bool wait_for_ready;
     char *address;
@@ -93,6 +101,7 @@ bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&c->mu, NULL);
     c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : BT_FN_DEFAULT_TIMEOUT_MS;
     c->wait_for_ready = o->wait_for_ready;
 
@@ -100,6 +109,7 @@ bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *
     grpc_channel_credentials *creds = client_creds(o, err, errlen);
     if (!creds) {
         grpc_shutdown();
+        pthread_mutex_destroy(&c->mu);
         free(c->address);
         free(c);
         return NULL;
@@ -128,12 +138,17 @@ bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *
     return c;
 }
 
+static void cq_destroy(grpc_completion_queue *cq);
+
 void bt_fn_client_free(bt_fn_client *c)
 {
     if (!c)
         return;
     if (c->ch)
         grpc_channel_destroy(c->ch);
+    for (size_t i = 0; i < c->nidle; i++)
+        cq_destroy(c->idle[i]);
+    pthread_mutex_destroy(&c->mu);
     free(c->address);
     free(c);
     grpc_shutdown();
@@ -152,6 +167,30 @@ static void cq_destroy(grpc_completion_queue *cq)
            GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(cq);
+}
+
+/* An idle queue of the client's, or a new one. */
+static grpc_completion_queue *cq_take(bt_fn_client *c)
+{
+    grpc_completion_queue *cq = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (c->nidle > 0)
+        cq = c->idle[--c->nidle];
+    pthread_mutex_unlock(&c->mu);
+    return cq ? cq : grpc_completion_queue_create_for_next(NULL);
+}
+
+/* Keeps a queue whose call completed (and was released) for the next call. */
+static void cq_give(bt_fn_client *c, grpc_completion_queue *cq)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->nidle < CQ_CACHE_MAX) {
+        c->idle[c->nidle++] = cq;
+        cq = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (cq)
+        cq_destroy(cq);
 }
 
 int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen)
@@ -190,87 +229,190 @@ static int rpc_error(int status, const char *desc, int *code, char *err, size_t 
                : BT_FN_EFAIL;
 }
 
+/* One call in flight: what its single batch fills in, and whom to tell. */
+typedef struct {
+    bt_fn_client *c;
+    grpc_call *call;
+    grpc_byte_buffer *send_bb, *recv_bb;
+    grpc_metadata_array initial_md, trailing_md;
+    grpc_status_code status;
+    grpc_slice details;
+    bt_fn_done done; /* async calls */
+    void *arg;
+} call_state;
+
+static void call_state_free(call_state *s)
+{
+    if (s->call)
+        grpc_call_unref(s->call);
+    grpc_slice_unref(s->details);
+    grpc_metadata_array_destroy(&s->initial_md);
+    grpc_metadata_array_destroy(&s->trailing_md);
+    if (s->recv_bb)
+        grpc_byte_buffer_destroy(s->recv_bb);
+    if (s->send_bb)
+        grpc_byte_buffer_destroy(s->send_bb);
+    free(s);
+}
+
+/* Starts a call of in whose completion comes on cq with the state as tag. The state, or
+ * NULL with err (nothing pending). */
+static call_state *call_begin(bt_fn_client *c, grpc_completion_queue *cq, const bt_fn_msg *in,
+                              long timeout_ms, bt_fn_done done, void *arg, char *err, size_t errlen)
+{
+    call_state *s = calloc(1, sizeof *s);
+    size_t size;
+    if (!s || !(s->send_bb = bt_fn_msg_to_bb(in, &size))) {
+        free(s);
+        snprintf(err, errlen, "out of memory encoding FunctionMessage");
+        return NULL;
+    }
+    s->c = c;
+    s->done = done; /* set before the start: the completion may come at once */
+    s->arg = arg;
+    s->status = GRPC_STATUS_UNKNOWN;
+    s->details = grpc_empty_slice();
+    grpc_metadata_array_init(&s->initial_md);
+    grpc_metadata_array_init(&s->trailing_md);
+    grpc_slice method = grpc_slice_from_static_string(BT_FN_METHOD);
+    s->call =
+        grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
+                                 deadline_in(timeout_ms > 0 ? timeout_ms : c->timeout_ms), NULL);
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = s->send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &s->recv_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &s->trailing_md;
+    ops[5].data.recv_status_on_client.status = &s->status;
+    ops[5].data.recv_status_on_client.status_details = &s->details;
+    grpc_call_error ce =
+        s->call ? grpc_call_start_batch(s->call, ops, 6, s, NULL) : GRPC_CALL_ERROR;
+    if (ce != GRPC_CALL_OK) {
+        snprintf(err, errlen, "cannot start the call to %s: %s", c->address,
+                 grpc_call_error_to_string(ce));
+        call_state_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The outcome of a completed call into out (zeroed first), *code and err; frees s. */
+static int call_end(call_state *s, bt_fn_msg *out, int *code, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (code)
+        *code = GRPC_STATUS_UNKNOWN;
+    int rc;
+    if (s->status != GRPC_STATUS_OK) {
+        char *d = bt_fn_slice_str(s->details);
+        rc = rpc_error(s->status, d ? d : "", code, err, errlen);
+        free(d);
+    } else if (!s->recv_bb) {
+        rc = rpc_error(GRPC_STATUS_INTERNAL, "server sent no reply", code, err, errlen);
+    } else {
+        char derr[128];
+        if (bt_fn_msg_from_bb(s->recv_bb, out, derr, sizeof derr) < 0) {
+            char desc[192];
+            snprintf(desc, sizeof desc, "failed to unmarshal the reply: %s", derr);
+            rc = rpc_error(GRPC_STATUS_INTERNAL, desc, code, err, errlen);
+        } else {
+            rc = BT_FN_OK;
+            if (code)
+                *code = GRPC_STATUS_OK;
+        }
+    }
+    call_state_free(s);
+    return rc;
+}
+
 int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms, int *code,
                   char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (code)
         *code = GRPC_STATUS_UNKNOWN;
-    size_t size;
-    grpc_byte_buffer *send_bb = bt_fn_msg_to_bb(in, &size);
-    if (!send_bb) {
-        snprintf(err, errlen, "out of memory encoding FunctionMessage");
+    grpc_completion_queue *cq = cq_take(c);
+    call_state *s = call_begin(c, cq, in, timeout_ms, NULL, NULL, err, errlen);
+    if (!s) {
+        cq_give(c, cq);
         return BT_FN_EFAIL;
     }
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_slice method = grpc_slice_from_static_string(BT_FN_METHOD);
-    grpc_call *call =
-        grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
-                                 deadline_in(timeout_ms > 0 ? timeout_ms : c->timeout_ms), NULL);
-    grpc_metadata_array initial_md, trailing_md;
-    grpc_metadata_array_init(&initial_md);
-    grpc_metadata_array_init(&trailing_md);
-    grpc_byte_buffer *recv_bb = NULL;
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv_bb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trailing_md;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
-
-    int rc;
-    grpc_call_error ce = call ? grpc_call_start_batch(call, ops, 6, call, NULL) : GRPC_CALL_ERROR;
-    if (ce != GRPC_CALL_OK) {
-        snprintf(err, errlen, "cannot start the call to %s: %s", c->address,
-                 grpc_call_error_to_string(ce));
-        rc = BT_FN_EFAIL;
-    } else {
-        /* The call's deadline bounds this wait: RECV_STATUS always completes. */
-        grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (status != GRPC_STATUS_OK) {
-            char *d = bt_fn_slice_str(details);
-            rc = rpc_error(status, d ? d : "", code, err, errlen);
-            free(d);
-        } else if (!recv_bb) {
-            rc = rpc_error(GRPC_STATUS_INTERNAL, "server sent no reply", code, err, errlen);
-        } else {
-            char derr[128];
-            if (bt_fn_msg_from_bb(recv_bb, out, derr, sizeof derr) < 0) {
-                char desc[192];
-                snprintf(desc, sizeof desc, "failed to unmarshal the reply: %s", derr);
-                rc = rpc_error(GRPC_STATUS_INTERNAL, desc, code, err, errlen);
-            } else {
-                rc = BT_FN_OK;
-                if (code)
-                    *code = GRPC_STATUS_OK;
-            }
-        }
-    }
-    if (call)
-        grpc_call_unref(call);
-    cq_destroy(cq);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&initial_md);
-    grpc_metadata_array_destroy(&trailing_md);
-    if (recv_bb)
-        grpc_byte_buffer_destroy(recv_bb);
-    grpc_byte_buffer_destroy(send_bb);
+    /* The call's deadline bounds this wait: RECV_STATUS always completes. */
+    grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    int rc = call_end(s, out, code, err, errlen);
+    cq_give(c, cq);
     return rc;
 }
 
 int bt_fn_call(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)
 {
     return bt_fn_call_ex(c, in, out, 0, NULL, err, errlen);
+}
+
+/* ---- asynchronous calls ---------------------------------------------------------------- */
+
+struct bt_fn_async {
+    grpc_completion_queue *cq;
+};
+
+bt_fn_async *bt_fn_async_new(void)
+{
+    bt_fn_async *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    bt_fn_grpc_init();
+    q->cq = grpc_completion_queue_create_for_next(NULL);
+    return q;
+}
+
+int bt_fn_call_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long timeout_ms,
+                     bt_fn_done done, void *arg, char *err, size_t errlen)
+{
+    return call_begin(c, q->cq, in, timeout_ms, done, arg, err, errlen) ? BT_FN_OK : BT_FN_EFAIL;
+}
+
+/* Runs the callback of one completed call. */
+static void async_complete(call_state *s)
+{
+    bt_fn_msg out;
+    int code;
+    char err[1024];
+    bt_fn_done done = s->done;
+    void *arg = s->arg;
+    int rc = call_end(s, &out, &code, err, sizeof err);
+    done(arg, rc, code, &out, rc == BT_FN_OK ? "" : err);
+    bt_fn_msg_clear(&out);
+}
+
+int bt_fn_async_poll(bt_fn_async *q, long timeout_ms)
+{
+    gpr_timespec first =
+        timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_REALTIME) : deadline_in(timeout_ms);
+    int n = 0;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(q->cq, first, NULL);
+        if (ev.type != GRPC_OP_COMPLETE)
+            return n;
+        async_complete(ev.tag);
+        n++;
+        /* the rest of the batch: whatever completed meanwhile, without sleeping */
+        first = gpr_inf_past(GPR_CLOCK_MONOTONIC);
+    }
+}
+
+void bt_fn_async_free(bt_fn_async *q)
+{
+    if (!q)
+        return;
+    cq_destroy(q->cq);
+    free(q);
+    grpc_shutdown();
 }

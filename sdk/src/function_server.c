@@ -1,6 +1,10 @@
-/* The function server: `workers` threads, each with its own completion queue and one
- * requested call at a time, so at most `workers` handlers run at once and no thread ever
- * waits on another's events. Calls beyond that wait inside gRPC until a worker is free. */
+/* The function server: one completion queue shared by `workers` threads. Calls are
+ * requested ahead (the request's payload read by gRPC with the call, so one event brings a
+ * whole call), and whichever worker takes an event runs the handler there and starts the
+ * answer without waiting for it: a busy worker goes from one event to the next without
+ * sleeping, and at most `workers` handlers run at once. Calls beyond the requests ahead
+ * wait inside gRPC. Calls to other methods come through one generic request and get
+ * Unimplemented. */
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,15 +19,36 @@
 
 #include "function_internal.h"
 
+/* Calls requested ahead per worker: room for a burst to land in one go. */
+#define REQUESTS_PER_WORKER 4
+
+typedef enum { SLOT_REGISTERED, SLOT_GENERIC, SLOT_ANSWERING } slot_phase;
+
+/* One call from its request to its answer's completion: exactly one operation of it is
+ * pending in the queue, or a worker holds it. */
+typedef struct {
+    slot_phase phase;
+    bool generic;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_call_details details; /* generic requests */
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload; /* the request (registered) */
+    grpc_byte_buffer *reply;
+    grpc_slice status_details;
+    int cancelled;
+} slot;
+
 typedef struct {
     struct bt_fn_server *srv;
-    grpc_completion_queue *cq;
     pthread_t th;
     bool started;
 } worker;
 
 struct bt_fn_server {
     grpc_server *server;
+    grpc_completion_queue *cq;
+    void *method; /* the registered BT_FN_METHOD */
     bt_fn_handler handler;
     void *arg;
     size_t max_msg_size;
@@ -32,6 +57,10 @@ struct bt_fn_server {
     int nworkers;
     worker *workers;
     bool started;
+    pthread_mutex_t mu;
+    size_t live;   /* slots alive [mu] */
+    bool stopping; /* the server is shut down: the last slot shuts the queue down [mu] */
+    bool cq_down;  /* [mu] */
 };
 
 static gpr_timespec inf_future(void)
@@ -39,24 +68,72 @@ static gpr_timespec inf_future(void)
     return gpr_inf_future(GPR_CLOCK_REALTIME);
 }
 
-/* Runs one batch on the worker's queue and waits for it; returns the event's success. */
-static bool run_batch(worker *w, grpc_call *call, const grpc_op *ops, size_t n)
+/* Shuts the queue down once nothing can start operations on it any more (mu held). */
+static void maybe_shutdown_cq(bt_fn_server *s)
 {
-    if (grpc_call_start_batch(call, ops, n, w, NULL) != GRPC_CALL_OK)
-        return false;
-    grpc_event ev = grpc_completion_queue_next(w->cq, inf_future(), NULL);
-    return ev.type == GRPC_OP_COMPLETE && ev.success;
+    if (s->stopping && s->live == 0 && !s->cq_down) {
+        s->cq_down = true;
+        grpc_completion_queue_shutdown(s->cq);
+    }
 }
 
-/* Sends the reply (reply may be NULL) and the final status, then waits for the close. */
-static void finish(worker *w, grpc_call *call, grpc_byte_buffer *reply, grpc_status_code st,
+static void slot_free(bt_fn_server *s, slot *sl)
+{
+    if (sl->call)
+        grpc_call_unref(sl->call);
+    if (sl->generic)
+        grpc_call_details_destroy(&sl->details);
+    grpc_metadata_array_destroy(&sl->md);
+    if (sl->payload)
+        grpc_byte_buffer_destroy(sl->payload);
+    if (sl->reply)
+        grpc_byte_buffer_destroy(sl->reply);
+    grpc_slice_unref(sl->status_details);
+    free(sl);
+    pthread_mutex_lock(&s->mu);
+    s->live--;
+    maybe_shutdown_cq(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Requests one more call (registered, or generic for other methods). */
+static void request(bt_fn_server *s, bool generic)
+{
+    slot *sl = calloc(1, sizeof *sl);
+    if (!sl)
+        return; /* the calls already requested keep serving */
+    sl->generic = generic;
+    sl->phase = generic ? SLOT_GENERIC : SLOT_REGISTERED;
+    sl->status_details = grpc_empty_slice();
+    grpc_metadata_array_init(&sl->md);
+    pthread_mutex_lock(&s->mu);
+    s->live++;
+    pthread_mutex_unlock(&s->mu);
+    grpc_call_error ce;
+    if (generic) {
+        grpc_call_details_init(&sl->details);
+        ce =
+            grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, s->cq, s->cq, sl);
+    } else {
+        ce = grpc_server_request_registered_call(s->server, s->method, &sl->call, &sl->deadline,
+                                                 &sl->md, &sl->payload, s->cq, s->cq, sl);
+    }
+    if (ce != GRPC_CALL_OK)
+        slot_free(s, sl);
+}
+
+/* Starts the answer: the reply (may be NULL) and the final status; the slot is freed when
+ * the call is closed. */
+static void answer(bt_fn_server *s, slot *sl, grpc_byte_buffer *reply, grpc_status_code st,
                    const char *msg)
 {
     grpc_op ops[4];
     size_t n = 0;
-    int cancelled = 0;
-    grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
     memset(ops, 0, sizeof ops);
+    sl->phase = SLOT_ANSWERING;
+    sl->reply = reply;
+    if (msg && *msg)
+        sl->status_details = grpc_slice_from_copied_string(msg);
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (reply) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -64,110 +141,95 @@ static void finish(worker *w, grpc_call *call, grpc_byte_buffer *reply, grpc_sta
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = st;
-    ops[n++].data.send_status_from_server.status_details = msg && *msg ? &details : NULL;
+    ops[n++].data.send_status_from_server.status_details = msg && *msg ? &sl->status_details : NULL;
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &cancelled;
-    run_batch(w, call, ops, n);
-    grpc_slice_unref(details);
+    ops[n++].data.recv_close_on_server.cancelled = &sl->cancelled;
+    if (grpc_call_start_batch(sl->call, ops, n, sl, NULL) != GRPC_CALL_OK)
+        slot_free(s, sl);
 }
 
-/* Receives the request, runs the handler and answers. */
-static void serve_call(worker *w, grpc_call *call, const grpc_call_details *details)
+/* Decodes the request, runs the handler and starts the answer. */
+static void serve_call(bt_fn_server *s, slot *sl)
 {
-    bt_fn_server *s = w->srv;
-    if (!grpc_slice_eq(details->method, grpc_slice_from_static_string(BT_FN_METHOD))) {
-        char *m = bt_fn_slice_str(details->method), msg[256];
-        snprintf(msg, sizeof msg, "unknown method %.200s", m ? m : "?");
-        free(m);
-        finish(w, call, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
-        return;
-    }
-    grpc_byte_buffer *req = NULL;
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &req;
-    if (!run_batch(w, call, &op, 1)) {
-        if (req)
-            grpc_byte_buffer_destroy(req);
-        return; /* cancelled: nothing to answer */
-    }
+    grpc_byte_buffer *req = sl->payload;
     if (!req) {
-        finish(w, call, NULL, GRPC_STATUS_INTERNAL, "no request message");
+        answer(s, sl, NULL, GRPC_STATUS_INTERNAL, "no request message");
         return;
     }
     bt_fn_msg in, out;
     char err[1024] = "", derr[128];
     int rc = bt_fn_msg_from_bb(req, &in, derr, sizeof derr);
     grpc_byte_buffer_destroy(req);
+    sl->payload = NULL;
     if (rc < 0) {
         snprintf(err, sizeof err, "error unmarshalling request: %s", derr);
-        finish(w, call, NULL, GRPC_STATUS_INTERNAL, err);
+        answer(s, sl, NULL, GRPC_STATUS_INTERNAL, err);
         return;
     }
     /* out starts as the request without its payload (see bt_fn_handler). */
     if (bt_fn_msg_copy(&out, &in) < 0 || bt_fn_msg_set_payload(&out, NULL, 0) < 0) {
         bt_fn_msg_clear(&in);
         bt_fn_msg_clear(&out);
-        finish(w, call, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
     rc = s->handler(&in, &out, err, sizeof err, s->arg);
     bt_fn_msg_clear(&in);
     if (rc < 0) {
         bt_fn_msg_clear(&out);
-        finish(w, call, NULL, GRPC_STATUS_UNKNOWN, *err ? err : "function failed");
+        answer(s, sl, NULL, GRPC_STATUS_UNKNOWN, *err ? err : "function failed");
         return;
     }
     size_t size = 0;
     grpc_byte_buffer *reply = bt_fn_msg_to_bb(&out, &size);
     bt_fn_msg_clear(&out);
     if (!reply) {
-        finish(w, call, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     } else if (size > s->max_msg_size) {
         /* Say why here rather than let the transport fail the call less clearly. */
-        snprintf(err, sizeof err, "reply larger than max (%zu vs. %zu)", size, s->max_msg_size);
-        finish(w, call, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
-    } else {
-        finish(w, call, reply, GRPC_STATUS_OK, NULL);
-    }
-    if (reply)
         grpc_byte_buffer_destroy(reply);
+        snprintf(err, sizeof err, "reply larger than max (%zu vs. %zu)", size, s->max_msg_size);
+        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
+    } else {
+        answer(s, sl, reply, GRPC_STATUS_OK, NULL);
+    }
 }
 
+/* Takes events until the queue is shut down. A new call is requested before the handler
+ * runs, so the requests ahead stay topped up while handlers work. */
 static void *worker_main(void *p)
 {
     worker *w = p;
+    bt_fn_server *s = w->srv;
     for (;;) {
-        grpc_call *call = NULL;
-        grpc_call_details details;
-        grpc_metadata_array md;
-        grpc_call_details_init(&details);
-        grpc_metadata_array_init(&md);
-        bool ok = false;
-        if (grpc_server_request_call(w->srv->server, &call, &details, &md, w->cq, w->cq, w) ==
-            GRPC_CALL_OK) {
-            grpc_event ev = grpc_completion_queue_next(w->cq, inf_future(), NULL);
-            ok = ev.type == GRPC_OP_COMPLETE && ev.success;
+        grpc_event ev = grpc_completion_queue_next(s->cq, inf_future(), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        slot *sl = ev.tag;
+        switch (sl->phase) {
+        case SLOT_REGISTERED:
+        case SLOT_GENERIC:
+            if (!ev.success) { /* the server is shutting down */
+                slot_free(s, sl);
+                break;
+            }
+            request(s, sl->generic);
+            if (sl->generic) {
+                char *m = bt_fn_slice_str(sl->details.method), msg[256];
+                snprintf(msg, sizeof msg, "unknown method %.200s", m ? m : "?");
+                free(m);
+                answer(s, sl, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
+            } else {
+                serve_call(s, sl);
+            }
+            break;
+        case SLOT_ANSWERING: slot_free(s, sl); break;
         }
-        if (ok)
-            serve_call(w, call, &details);
-        if (call)
-            grpc_call_unref(call);
-        grpc_call_details_destroy(&details);
-        grpc_metadata_array_destroy(&md);
-        if (!ok)
-            break; /* the server is shutting down: requests fail from now on */
     }
-    /* Only this thread starts operations on its queue, so it alone may shut it down: the
-     * server's shutdown notification can come while a cancelled call's handler still runs
-     * here, and must not take the queue away from it. */
-    grpc_completion_queue_shutdown(w->cq);
-    while (grpc_completion_queue_next(w->cq, inf_future(), NULL).type != GRPC_QUEUE_SHUTDOWN)
-        ;
     return NULL;
 }
-
 static grpc_server_credentials *server_creds(const bt_fn_server_options *o, char *err,
                                              size_t errlen)
 {
@@ -211,36 +273,46 @@ static grpc_arg int_arg(const char *key, int v)
 }
 
 /* Frees what start created; the server must be stopped (or never started). */
+/* Frees what start created; the queue must be shut down and drained (or never used). */
 static void server_free(bt_fn_server *s)
 {
     if (s->server)
         grpc_server_destroy(s->server);
-    for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].cq)
-            grpc_completion_queue_destroy(s->workers[i].cq);
+    if (s->cq)
+        grpc_completion_queue_destroy(s->cq);
+    pthread_mutex_destroy(&s->mu);
     free(s->workers);
     free(s);
     grpc_shutdown();
 }
 
-/* Joins the workers, which shut their own queue down on leaving; shuts down and drains
- * the queues of workers never started. */
+/* Lets the last slot shut the queue down, then joins the workers (which leave at the
+ * queue's shutdown), or drains the queue when no worker runs. */
 static void stop_workers(bt_fn_server *s)
 {
-    for (int i = 0; i < s->nworkers; i++) {
-        worker *w = &s->workers[i];
-        if (w->started) {
-            pthread_join(w->th, NULL);
-        } else if (w->cq) {
-            grpc_completion_queue_shutdown(w->cq);
-            while (grpc_completion_queue_next(w->cq, inf_future(), NULL).type !=
-                   GRPC_QUEUE_SHUTDOWN)
-                ;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    maybe_shutdown_cq(s);
+    pthread_mutex_unlock(&s->mu);
+    bool any = false;
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].started) {
+            pthread_join(s->workers[i].th, NULL);
+            any = true;
         }
+    if (any || !s->cq)
+        return;
+    for (;;) { /* only failed requests can come: no worker ever answered a call */
+        grpc_event ev = grpc_completion_queue_next(s->cq, inf_future(), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE)
+            slot_free(s, ev.tag);
     }
 }
 
-/* Graceful shutdown of the gRPC server: grace for running calls, then cancel them. */
+/* Graceful shutdown of the gRPC server: grace for running calls, then cancel them. The
+ * requests still pending then fail, which frees their slots. */
 static void shutdown_server(bt_fn_server *s)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -288,6 +360,7 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
         return NULL;
     }
     bt_fn_grpc_init();
+    pthread_mutex_init(&s->mu, NULL);
     s->workers = ws;
     s->nworkers = nw;
     s->handler = handler;
@@ -310,11 +383,12 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
         args[n++] = int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS, o->concurrent);
     grpc_channel_args cargs = {n, args};
     s->server = grpc_server_create(&cargs, NULL);
-    for (int i = 0; i < nw; i++) {
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    s->method = grpc_server_register_method(s->server, BT_FN_METHOD, NULL,
+                                            GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    for (int i = 0; i < nw; i++)
         ws[i].srv = s;
-        ws[i].cq = grpc_completion_queue_create_for_next(NULL);
-        grpc_server_register_completion_queue(s->server, ws[i].cq, NULL);
-    }
     s->port = grpc_server_add_http2_port(s->server, address, creds);
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {
@@ -329,6 +403,9 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
         s->port = 0;
     grpc_server_start(s->server);
     s->started = true;
+    request(s, true);
+    for (int i = 0; i < nw * REQUESTS_PER_WORKER; i++)
+        request(s, false);
     for (int i = 0; i < nw; i++) {
         if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) {
             snprintf(err, errlen, "function server: cannot start worker threads");

@@ -500,6 +500,70 @@ static void test_eight_threads(void **state)
     stop_server(f);
 }
 
+/* What async callbacks saw. */
+typedef struct {
+    int ok, failed;
+    uint64_t ids[64];
+    char err[256];
+} async_seen;
+
+static void on_done(void *arg, int rc, int code, bt_fn_msg *out, const char *err)
+{
+    async_seen *a = arg;
+    if (rc == BT_FN_OK) {
+        assert_int_equal(code, BT_FN_CODE_OK);
+        assert_int_equal(out->payload_len, 2);
+        a->ids[a->ok++] = out->id;
+        return;
+    }
+    a->failed++;
+    assert_null(out->payload);
+    snprintf(a->err, sizeof a->err, "%s", err);
+}
+
+/* 64 calls in flight from one thread, completions taken in batches; then a failure comes
+ * through the callback with Go grpc's text. */
+static void test_async_calls(void **state)
+{
+    bt_fn_server_options so = {.workers = 4};
+    fixture *f = start_server(&so);
+    f->b.sleep_ms = 5;
+    bt_fn_client *c = client(f->addr, NULL);
+    bt_fn_async *q = bt_fn_async_new();
+    assert_non_null(q);
+    async_seen seen = {0};
+    char err[256] = "";
+    for (uint64_t i = 0; i < 64; i++) {
+        bt_fn_msg in = sample("hi", 2);
+        in.id = i;
+        assert_int_equal(bt_fn_call_start(c, q, &in, 5000, on_done, &seen, err, sizeof err), 0);
+    }
+    int polls = 0;
+    while (seen.ok + seen.failed < 64) {
+        assert_true(bt_fn_async_poll(q, 5000) > 0);
+        polls++;
+    }
+    assert_int_equal(seen.ok, 64);
+    assert_true(polls < 64); /* several completions per poll */
+    bool got[64] = {false};
+    for (int i = 0; i < 64; i++)
+        got[seen.ids[i]] = true;
+    for (int i = 0; i < 64; i++)
+        assert_true(got[i]);
+    assert_true(atomic_load(&f->b.max_running) >= 2);
+    assert_int_equal(bt_fn_async_poll(q, 10), 0); /* nothing left */
+
+    f->b.fail = "boom";
+    bt_fn_msg in = sample("x", 1);
+    assert_int_equal(bt_fn_call_start(c, q, &in, 5000, on_done, &seen, err, sizeof err), 0);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 1);
+    assert_int_equal(seen.failed, 1);
+    assert_string_equal(seen.err, "rpc error: code = Unknown desc = boom");
+    bt_fn_async_free(q);
+    bt_fn_client_free(c);
+    stop_server(f);
+}
+
 static void test_workers_limit(void **state)
 {
     bt_fn_server_options so = {.workers = 2};
@@ -660,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_wait_for_server),
         cmocka_unit_test(test_eight_threads),
         cmocka_unit_test(test_workers_limit),
+        cmocka_unit_test(test_async_calls),
         cmocka_unit_test(test_stop_graceful_in_flight),
         cmocka_unit_test(test_stop_cancels_after_grace),
         cmocka_unit_test(test_bad_options),

@@ -23,11 +23,12 @@
 #define BT_FN_DEFAULT_MAX_MSG_SIZE ((size_t)4 << 20) /* 4 MiB, both ways (SPEC §12) */
 #define BT_FN_DEFAULT_TIMEOUT_MS 30000L
 /* Threads, sized for an edge box (2-4 cores shared with the user's work): a server runs its
- * handlers on BT_FN_DEFAULT_WORKERS threads of its own (workers.max); a client has none,
- * each calling thread drives its own call. gRPC core adds its own few threads (an executor,
- * a resolver, event engine and timer threads, 7 in all at 2 cores), which its C API does not
- * let us size. 4 workers keep a 2-core box busy with fast handlers (SQL: microseconds) and
- * match the function-manager's instance.concurrent default. */
+ * handlers on BT_FN_DEFAULT_WORKERS threads of its own (workers.max), which share one
+ * completion queue and keep 4 calls each requested ahead; a client has none: a blocking
+ * call is driven by its calling thread, async calls by whoever polls their queue. gRPC core
+ * adds its own few threads (an executor, a resolver, event engine and timer threads, 7 in
+ * all at 2 cores), which its C API does not let us size. 4 workers keep a 2-core box busy
+ * with fast handlers (SQL: microseconds); more calls in flight wait in the requests ahead. */
 #define BT_FN_DEFAULT_WORKERS 4
 #define BT_FN_DEFAULT_GRACE_MS 5000L
 
@@ -120,6 +121,31 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
 /* Frees a client (NULL is fine). No call may be running on it. */
 void bt_fn_client_free(bt_fn_client *c);
 
+/* Asynchronous calls: many calls in flight from one thread, their completions taken in
+ * batches from one queue (gRPC's completion queue) by whoever polls it. */
+typedef struct bt_fn_async bt_fn_async;
+
+/* What a call started with bt_fn_call_start ended with: rc and code as bt_fn_call_ex; out
+ * the reply on BT_FN_OK (zeroed otherwise), which the callback may take over (moving its
+ * fields and zeroing them); err the failure's text ("" on success). Runs in
+ * bt_fn_async_poll. */
+typedef void (*bt_fn_done)(void *arg, int rc, int code, bt_fn_msg *out, const char *err);
+
+/* A new queue; NULL out of memory. */
+bt_fn_async *bt_fn_async_new(void);
+/* Starts a call of c's function whose completion comes on q (deadline timeout_ms, <= 0 =
+ * the client's). in is copied: the caller may free it at once. 0: done(arg, …) will run
+ * exactly once from bt_fn_async_poll; BT_FN_EFAIL with err: it will not. c must outlive
+ * the call. */
+int bt_fn_call_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long timeout_ms,
+                     bt_fn_done done, void *arg, char *err, size_t errlen);
+/* Waits up to timeout_ms (< 0: no limit) for a completed call, then runs the callbacks of
+ * it and of every other call already completed. Returns how many ran (0: time is up). Only
+ * one thread may poll a queue. */
+int bt_fn_async_poll(bt_fn_async *q, long timeout_ms);
+/* Frees a queue (NULL is fine); no call may be pending on it. */
+void bt_fn_async_free(bt_fn_async *q);
+
 /* ---- server ------------------------------------------------------------------------------ */
 
 typedef struct bt_fn_server bt_fn_server;
@@ -135,7 +161,7 @@ typedef int (*bt_fn_handler)(const bt_fn_msg *in, bt_fn_msg *out, char *err, siz
 typedef struct {
     size_t max_msg_size; /* largest message received or sent; 0 = 4 MiB. Larger requests
                            * are refused by gRPC with ResourceExhausted. */
-    int workers;         /* calls handled at once (one thread each); <= 0 = 8 */
+    int workers;         /* calls handled at once (one thread each); <= 0 = 4 */
     int concurrent;      /* streams a client connection may open at once; <= 0 = gRPC's */
     /* TLS: cert+key (PEM file paths) serve TLS; ca additionally requires and verifies
      * client certificates. */
