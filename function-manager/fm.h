@@ -122,6 +122,8 @@ bool fm_pool_closed(fm_pool *p);
 void fm_pool_free(fm_pool *p);
 /* Instances alive (idle + busy + starting), and the most ever alive at once. */
 size_t fm_pool_size(fm_pool *p);
+/* Instances being started now (counted in fm_pool_size too). */
+size_t fm_pool_starting(fm_pool *p);
 size_t fm_pool_peak(fm_pool *p);
 /* The function this pool serves. */
 const fm_function_cfg *fm_pool_function(const fm_pool *p);

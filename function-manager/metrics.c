@@ -11,6 +11,7 @@
 #include "baetyl/api.h"
 #include "baetyl/log.h"
 #include "baetyl/metrics.h"
+#include "baetyl/util.h"
 
 #define NB 12
 /* Invocation latency bounds in seconds: from a SQL filter to a slow Python call. */
@@ -46,9 +47,7 @@ int fm_metrics_init(fm_pool *const *pools, size_t n)
 
 int64_t fm_metrics_clock(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    return bt_now_ns() / 1000;
 }
 
 void fm_metrics_invoked(const fm_pool *p, int64_t t0, int rc, long attempts)
@@ -84,6 +83,8 @@ static json_t *metrics(void)
                                     "Duration of invocations, all attempts included.");
     json_t *live = bt_metrics_family(o, "baetyl_function_instances", "gauge",
                                      "Live instances of a function's runtime.");
+    json_t *starting = bt_metrics_family(o, "baetyl_function_instances_starting", "gauge",
+                                         "Instances of a function's runtime being started.");
     for (size_t i = 0; i < ntab; i++) {
         fn_ctr *c = &tab[i];
         const char *fn = fm_pool_function(c->p)->name;
@@ -92,7 +93,10 @@ static json_t *metrics(void)
         l = json_pack("{s:s,s:s}", "function", fn, "result", "error");
         json_array_append_new(calls, json_pack("[s,o,f]", "", l, (double)atomic_load(&c->failed)));
         bt_metrics_sample(retries, "", "function", fn, (double)atomic_load(&c->retries));
-        bt_metrics_sample(live, "", "function", fn, (double)fm_pool_size(c->p));
+        size_t nstart = fm_pool_starting(c->p), nall = fm_pool_size(c->p);
+        bt_metrics_sample(live, "", "function", fn,
+                          (double)(nall - (nstart < nall ? nstart : nall)));
+        bt_metrics_sample(starting, "", "function", fn, (double)nstart);
         uint64_t cum = 0;
         for (size_t b = 0; b <= NB; b++) {
             char le[32];

@@ -464,6 +464,14 @@ size_t fm_pool_size(fm_pool *p)
     return n;
 }
 
+size_t fm_pool_starting(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->starting > 0 ? (size_t)p->starting : 0;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 size_t fm_pool_peak(fm_pool *p)
 {
     pthread_mutex_lock(&p->mu);

@@ -36,3 +36,4 @@ def test_invocations_errors_retries_and_instances(app):  # noqa: F811
     assert sample(t, "baetyl_function_invocation_duration_seconds_bucket", function="pass",
                   le="+Inf") == 3
     assert sample(t, "baetyl_function_instances", function="pass") >= 1
+    assert sample(t, "baetyl_function_instances_starting", function="pass") == 0
