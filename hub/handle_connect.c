@@ -90,7 +90,8 @@ static int restore_subs(conn *c, const psess *ps, const hub_principal_cfg *pr)
             dropped++;
             continue;
         }
-        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos, ps->subs[i].opts) < 0)
+        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos, ps->subs[i].opts,
+                              ps->subs[i].id) < 0)
             return -1;
     }
     return dropped;
@@ -160,7 +161,7 @@ static int accept5(conn *c, bool present, bool assigned)
         {.id = BT_MQTT_PROP_MAXIMUM_PACKET_SIZE,
          .num = lmax + 2 + (lmax >= 128) + (lmax >= 16384) + (lmax >= 2097152)},
         {.id = BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM, .num = TOPIC_ALIAS_MAX},
-        {.id = BT_MQTT_PROP_SUB_ID_AVAILABLE, .num = 0},
+        {.id = BT_MQTT_PROP_SUB_ID_AVAILABLE, .num = 1},
         {.id = BT_MQTT_PROP_SHARED_SUB_AVAILABLE, .num = 0},
         {.id = BT_MQTT_PROP_ASSIGNED_CLIENT_ID,
          .bin = {(const uint8_t *)c->client_id, strlen(c->client_id)}},

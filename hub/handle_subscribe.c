@@ -10,7 +10,8 @@
 
 /* The SUBACK code of one filter (and *f, its copy, when granted). In 5.0 the refusal says
  * why, and shared subscriptions are not offered (CONNACK says so). */
-static uint8_t sub_one(conn *c, bt_mqtt_str t, uint8_t opts, bool v5, char **f, bool *existed)
+static uint8_t sub_one(conn *c, bt_mqtt_str t, uint8_t opts, bool v5, uint32_t id, char **f,
+                       bool *existed)
 {
     uint8_t q = BT_MQTT_SUBOPT_QOS(opts);
     if (v5 && t.len >= 7 && !memcmp(t.ptr, "$share/", 7))
@@ -26,7 +27,7 @@ static uint8_t sub_one(conn *c, bt_mqtt_str t, uint8_t opts, bool v5, char **f, 
         free(copy);
         return v5 ? BT_MQTT_RC_NOT_AUTHORIZED : BT_MQTT_SUBACK_FAILURE;
     }
-    int r = session_subscribe(c, copy, q, v5 ? opts : 0);
+    int r = session_subscribe(c, copy, q, v5 ? opts : 0, id);
     if (r < 0) {
         free(copy);
         return BT_MQTT_SUBACK_FAILURE;
@@ -40,11 +41,9 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
 {
     const bt_mqtt_sub_list *sl = &p->subscribe;
     bool v5 = p->version == BT_MQTT_V5;
-    if (v5 && (sl->props.present & ((uint64_t)1 << BT_MQTT_PROP_SUBSCRIPTION_ID))) {
-        conn_close_rc(c, BT_MQTT_RC_SUB_IDS_NOT_SUPPORTED,
-                      "subscription identifiers are not supported");
-        return -1;
-    }
+    bt_mqtt_prop idp = {0};
+    if (v5)
+        bt_mqtt_props_get(&sl->props, BT_MQTT_PROP_SUBSCRIPTION_ID, &idp);
     size_t n = sl->count;
     uint8_t *codes = malloc(n ? n : 1);
     uint8_t *opts = malloc(n ? n : 1);
@@ -64,7 +63,7 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
     bool changed = false;
     while (i < n && bt_mqtt_sub_next(&it, &t, &o)) {
         bool existed = false;
-        codes[i] = sub_one(c, t, o, v5, &filters[i], &existed);
+        codes[i] = sub_one(c, t, o, v5, idp.num, &filters[i], &existed);
         changed = changed || filters[i];
         /* 5.0 retain handling: 1 sends the retained messages to a new subscription only,
          * 2 never */

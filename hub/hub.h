@@ -148,6 +148,7 @@ typedef struct {
     char *filter;
     uint8_t qos;
     uint8_t opts; /* 5.0 subscription options but QoS (BT_MQTT_SUBOPT_NO_LOCAL, ...) */
+    uint32_t id;  /* 5.0 subscription identifier, 0 = none */
 } conn_sub;
 
 /* Topic aliases a 5.0 client may use towards the hub (CONNACK topic alias maximum). */
@@ -175,6 +176,7 @@ struct conn {
     bool problem_info;       /* 5.0: reason strings may be sent (request problem information) */
     bool expire_on_close;    /* 5.0 session expiry 0 on a resumed session: dropped at close */
     bool sub_opts;           /* 5.0: some subscription has no-local or retain-as-published */
+    bool sub_ids;            /* 5.0: some subscription has an identifier */
     uint16_t recv_max;       /* 5.0: the client's receive maximum (0: none given) */
     uint32_t max_packet;     /* 5.0: the client's maximum packet size (0: none given) */
     uint32_t session_expiry; /* 5.0 session expiry interval, seconds */
@@ -434,8 +436,8 @@ void session_acked(conn *c);
 /* The acknowledged log offset of a session: every seq <= it is done. */
 uint64_t session_offset(const conn *c);
 /* Adds (0) or replaces (1) a subscription in the session and the trie; -1 when out of
- * memory. opts: 5.0 no-local and retain-as-published. */
-int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts);
+ * memory. opts: 5.0 no-local and retain-as-published; id: 5.0 subscription identifier. */
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts, uint32_t id);
 /* Removes a subscription; returns 1 when it existed. */
 int session_unsubscribe(conn *c, const char *filter);
 /* Drops every subscription of c from the trie and frees the list. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/topic.h"
 #include "hub.h"
 
 /* Output bytes that trigger a write in the middle of a turn. */
@@ -130,20 +131,49 @@ int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n)
     return rc;
 }
 
-/* A 5.0 PUBLISH: pm's properties after its remaining message expiry. Dropped (0) when it
- * is over the client's maximum packet size (MQTT 5.0 §3.1.2.11.4). */
+/* The subscription identifiers of c's subscriptions matching topic (no-local ones apart for
+ * its own messages), as properties into out (NULL: only counts); their length. Computed at
+ * each send, so a resent PUBLISH carries them too. */
+static size_t sub_id_props(const conn *c, const char *topic, uint64_t from, uint8_t *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        const conn_sub *s = &c->subs[i];
+        if (!s->id || ((s->opts & BT_MQTT_SUBOPT_NO_LOCAL) && from == c->id) ||
+            !bt_topic_match(s->filter, topic))
+            continue;
+        if (out)
+            out[o] = BT_MQTT_PROP_SUBSCRIPTION_ID;
+        o++;
+        uint32_t v = s->id; /* variable byte integer, 1..268435455 (the decoder checked) */
+        do {
+            if (out)
+                out[o] = (uint8_t)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+            o++;
+            v >>= 7;
+        } while (v);
+    }
+    return o;
+}
+
+/* A 5.0 PUBLISH: pm's properties after its remaining message expiry and the subscription
+ * identifiers. Dropped (0) when it is over the client's maximum packet size (MQTT 5.0
+ * §3.1.2.11.4). */
 static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *payload,
                            size_t plen, uint8_t q, bool retain, bool dup, uint16_t pid,
                            const msg *pm)
 {
     uint8_t small[256];
-    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0);
+    size_t nids = c->sub_ids ? sub_id_props(c, topic, pm ? pm->from : 0, NULL) : 0;
+    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0) + nids;
     uint8_t *props = plen5 <= sizeof small ? small : malloc(plen5);
     if (!props) {
         conn_close(c, "out of memory");
         return -1;
     }
     size_t o = 0;
+    if (nids)
+        o += sub_id_props(c, topic, pm ? pm->from : 0, props);
     if (pm && pm->expiry_s) {
         int64_t left = (int64_t)pm->expiry_s - (hub_wall_ms() - pm->ts_ms) / 1000;
         uint32_t v = left > 0 ? (uint32_t)left : 1;

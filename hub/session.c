@@ -324,15 +324,18 @@ uint64_t session_offset(const conn *c)
     return lo;
 }
 
-int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts)
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts, uint32_t id)
 {
     opts &= BT_MQTT_SUBOPT_NO_LOCAL | BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED;
     if (opts)
         c->sub_opts = true;
+    if (id)
+        c->sub_ids = true;
     for (size_t i = 0; i < c->nsubs; i++)
         if (!strcmp(c->subs[i].filter, filter)) {
             c->subs[i].qos = qos;
             c->subs[i].opts = opts;
+            c->subs[i].id = id;
             return trie_add(&c->h->subs, filter, c, qos) < 0 ? -1 : 1;
         }
     if (c->nsubs == c->capsubs) {
@@ -350,7 +353,7 @@ int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts)
         free(f);
         return -1;
     }
-    c->subs[c->nsubs++] = (conn_sub){f, qos, opts};
+    c->subs[c->nsubs++] = (conn_sub){f, qos, opts, id};
     return 0;
 }
 

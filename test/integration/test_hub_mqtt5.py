@@ -85,8 +85,12 @@ class Paho5(Paho):
         self.c.loop_start()
         self.rc, self.flags, self.props = self.acks.get(timeout=5)
 
-    def sub(self, topic, qos=0, **opts):
-        self.c.subscribe(topic, options=SubscribeOptions(qos=qos, **opts))
+    def sub(self, topic, qos=0, sub_id=None, **opts):
+        p = None
+        if sub_id is not None:
+            p = Properties(PacketTypes.SUBSCRIBE)
+            p.SubscriptionIdentifier = sub_id
+        self.c.subscribe(topic, options=SubscribeOptions(qos=qos, **opts), properties=p)
         return [int(rc.value) for rc in self.acks.get(timeout=5)]
 
     def pub(self, topic, payload, qos=0, retain=False, **pp):
@@ -104,7 +108,7 @@ def test_connack_properties_and_assigned_id(hub):
     p = c.props
     assert p.ReceiveMaximum == 100 and p.TopicAliasMaximum == 32
     assert p.MaximumPacketSize > 32768
-    assert p.SubscriptionIdentifierAvailable == 0 and p.SharedSubscriptionAvailable == 0
+    assert p.SubscriptionIdentifierAvailable == 1 and p.SharedSubscriptionAvailable == 0
     assert p.AssignedClientIdentifier.startswith("auto.")
     c.close()
     named = Paho5(hub.port, "named")
@@ -218,6 +222,43 @@ def test_subscription_options(hub):
     raw.send(mqtt_packet(0xA2, u16(2) + props() + mqtt_str("never")))
     p = raw.recv()
     assert p[0] == 11 and p[2][-1] == 0x11  # no subscription existed
+
+
+def ids_of(m):
+    return sorted(getattr(m.properties, "SubscriptionIdentifier", []))
+
+
+def test_subscription_identifiers(hub):
+    keep = Properties(PacketTypes.CONNECT)
+    keep.SessionExpiryInterval = 300
+    s = Paho5(hub.port, "sid", clean=False, cprops=keep)
+    assert s.sub("sid/+", 1, sub_id=7) == [1]
+    assert s.sub("sid/#", 0, sub_id=268435455) == [0]
+    assert s.sub("sid/a", 1) == [1]  # no identifier
+    p = Paho5(hub.port, "sid-p")
+    p.pub("sid/a", b"both", qos=1)
+    assert ids_of(s.get()) == [7, 268435455]
+    p.pub("sid/a/b", b"one", qos=1)
+    assert ids_of(s.get()) == [268435455]
+    p.pub("sid/kept", b"r", qos=1, retain=True)
+    assert ids_of(s.get()) == [7, 268435455]
+    assert s.sub("sid/kept", 1, sub_id=3) == [1]  # the retained copy on subscribe
+    assert ids_of(s.get()) == [3, 7, 268435455]
+    s.close()
+    # the persistent session keeps them: a message queued while away and a live one
+    p.pub("sid/x", b"away", qos=1)
+    s = Paho5(hub.port, "sid", clean=False, cprops=keep)
+    m = s.get()
+    assert m.payload == b"away" and ids_of(m) == [7, 268435455]
+    p.pub("sid/y", b"back", qos=0)
+    assert ids_of(s.get()) == [7, 268435455]
+    s.close()
+    p.close()
+    out = subprocess.run(["mosquitto_sub", "-V", "mqttv5", "-p", str(hub.port), "-u", "test",
+                          "-P", "hahaha", "-t", "sid/kept", "-D", "subscribe",
+                          "subscription-identifier", "42", "-C", "1", "-W", "5", "-F", "%t %p"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == "sid/kept r", out
 
 
 def test_message_expiry(hub):
