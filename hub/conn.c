@@ -411,6 +411,7 @@ void conn_free(conn *c)
         for (size_t i = 0; i < TOPIC_ALIAS_MAX; i++)
             free(c->aliases[i]);
     free(c->aliases);
+    map_free(&c->alias_out);
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i].filter);
     free(c->subs);

@@ -111,7 +111,11 @@ static int connect_props5(conn *c, const bt_mqtt_connect *k)
         case BT_MQTT_PROP_RECEIVE_MAXIMUM: c->recv_max = (uint16_t)pr.num; break;
         case BT_MQTT_PROP_MAXIMUM_PACKET_SIZE: c->max_packet = pr.num; break;
         case BT_MQTT_PROP_REQUEST_PROBLEM_INFO: c->problem_info = pr.num != 0; break;
-        default: break; /* topic alias maximum: the hub sends no aliases */
+        case BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM:
+            c->alias_out_max =
+                pr.num < TOPIC_ALIAS_OUT_MAX ? (uint16_t)pr.num : TOPIC_ALIAS_OUT_MAX;
+            break;
+        default: break;
         }
     }
     if (bt_mqtt_props_get(&k->props, BT_MQTT_PROP_AUTH_METHOD, NULL)) {

@@ -153,6 +153,9 @@ typedef struct {
 
 /* Topic aliases a 5.0 client may use towards the hub (CONNACK topic alias maximum). */
 #define TOPIC_ALIAS_MAX 32
+/* Topic aliases the hub assigns towards a 5.0 client at most (bounded by the client's own
+ * topic alias maximum): each costs a map entry for the connection's life. */
+#define TOPIC_ALIAS_OUT_MAX 1024
 
 enum { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSED };
 
@@ -182,6 +185,8 @@ struct conn {
     uint32_t session_expiry; /* 5.0 session expiry interval, seconds */
     uint32_t will_delay;     /* 5.0 will delay interval, seconds */
     char **aliases;          /* 5.0: topics of the client's topic aliases 1..TOPIC_ALIAS_MAX */
+    map alias_out;           /* 5.0: topic -> alias the hub assigned towards the client */
+    uint16_t alias_out_max;  /* 5.0: aliases the hub may assign (0: none) */
     uint16_t keepalive;
     uint16_t next_pid;
     int64_t last_rx_ms, created_ms;

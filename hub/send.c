@@ -165,15 +165,31 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
 {
     uint8_t small[256];
     size_t nids = c->sub_ids ? sub_id_props(c, topic, pm ? pm->from : 0, NULL) : 0;
-    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0) + nids;
+    /* Topic aliases towards the client, first come first served: the first alias_out_max
+     * topics sent get one for the connection's life, the others always go in full. */
+    uint16_t alias = 0;
+    bool fresh = false;
+    if (c->alias_out_max) {
+        alias = (uint16_t)(uintptr_t)map_get(&c->alias_out, topic);
+        if (!alias && c->alias_out.n < c->alias_out_max) {
+            alias = (uint16_t)(c->alias_out.n + 1);
+            fresh = true;
+        }
+    }
+    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0) + nids + (alias ? 3 : 0);
     uint8_t *props = plen5 <= sizeof small ? small : malloc(plen5);
     if (!props) {
         conn_close(c, "out of memory");
         return -1;
     }
     size_t o = 0;
+    if (alias) {
+        props[o++] = BT_MQTT_PROP_TOPIC_ALIAS;
+        props[o++] = (uint8_t)(alias >> 8);
+        props[o++] = (uint8_t)alias;
+    }
     if (nids)
-        o += sub_id_props(c, topic, pm ? pm->from : 0, props);
+        o += sub_id_props(c, topic, pm ? pm->from : 0, props + o);
     if (pm && pm->expiry_s) {
         int64_t left = (int64_t)pm->expiry_s - (hub_wall_ms() - pm->ts_ms) / 1000;
         uint32_t v = left > 0 ? (uint32_t)left : 1;
@@ -189,7 +205,7 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
                                     .retain = retain,
                                     .dup = q ? dup : false,
                                     .packet_id = pid,
-                                    .topic = {topic, tlen},
+                                    .topic = {topic, alias && !fresh ? 0 : tlen},
                                     .payload = {payload, plen},
                                     .props = {.raw = {props, plen5}}}};
     ssize_t need = bt_mqtt_encoded_len(&p);
@@ -197,7 +213,10 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
     if (need < 0 || (c->max_packet && (uint64_t)need > c->max_packet)) {
         rc = 1; /* cannot go to this client */
     } else {
+        /* the alias is the client's only once a PUBLISH setting it went out */
         uint8_t *w = bt_buf_reserve(&c->out, (size_t)need);
+        if (w && fresh && map_put(&c->alias_out, topic, (void *)(uintptr_t)alias, NULL) < 0)
+            w = NULL;
         if (!w) {
             conn_close(c, "out of memory");
             rc = -1;

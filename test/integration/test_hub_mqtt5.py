@@ -116,6 +116,19 @@ def test_connack_properties_and_assigned_id(hub):
     named.close()
 
 
+def test_response_information_not_provided(hub):
+    """5.0 lets a server leave response information out even when it is requested."""
+    ask = Properties(PacketTypes.CONNECT)
+    ask.RequestResponseInformation = 1
+    c = Paho5(hub.port, "rri", cprops=ask)
+    assert c.rc == 0 and not hasattr(c.props, "ResponseInformation")
+    c.sub("rri/resp", 1)
+    c.pub("rri/resp", b"answer", qos=1, ResponseTopic="rri/resp", CorrelationData=b"k")
+    m = c.get()
+    assert m.payload == b"answer" and m.properties.CorrelationData == b"k"
+    c.close()
+
+
 def test_connack_reason_codes(hub):
     c = RawClient(hub.port)
     c.send(connect5("rc1", pw="wrong"))
@@ -193,6 +206,45 @@ def test_topic_aliases_from_the_client(hub):
     c.send(publish5("ta/x", b"4", p=props((0x23, u16(33)))))
     p = c.recv()
     assert p[0] == 14 and reason_of(p, with_id=False)[0] == 0x94
+
+
+def publish_fields(p):
+    """(topic, topic alias or None, payload) of a received 5.0 QoS 0 PUBLISH."""
+    body = p[2]
+    n = struct.unpack(">H", body[:2])[0]
+    topic, i = body[2:2 + n].decode(), 2 + n
+    plen, mul = 0, 1
+    while True:
+        b = body[i]
+        i += 1
+        plen += (b & 0x7F) * mul
+        mul *= 128
+        if not b & 0x80:
+            break
+    pr = body[i:i + plen]  # the hub puts the topic alias first
+    alias = struct.unpack(">H", pr[1:3])[0] if pr[:1] == b"\x23" else None
+    return topic, alias, body[i + plen:]
+
+
+def test_topic_aliases_towards_the_client(hub):
+    c, _ = raw5(hub, "tao", p=props((0x22, u16(2))))
+    c.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("tao/#") + b"\x00"))
+    assert c.recv()[0] == 9
+    p = Paho5(hub.port, "tao-p")
+    for t in ["tao/a", "tao/b", "tao/c", "tao/a", "tao/b", "tao/c"]:
+        p.pub(t, t.encode())
+    got = [publish_fields(c.recv()) for _ in range(6)]
+    # first come first served: a and b get aliases 1 and 2, c always goes in full
+    assert got == [("tao/a", 1, b"tao/a"), ("tao/b", 2, b"tao/b"), ("tao/c", None, b"tao/c"),
+                   ("", 1, b"tao/a"), ("", 2, b"tao/b"), ("tao/c", None, b"tao/c")]
+    # a client that gives no maximum gets no alias
+    plain, _ = raw5(hub, "tao-plain")
+    plain.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("tao/#") + b"\x00"))
+    assert plain.recv()[0] == 9
+    for _ in range(2):
+        p.pub("tao/a", b"x")
+        assert publish_fields(plain.recv()) == ("tao/a", None, b"x")
+    p.close()
 
 
 def test_subscription_options(hub):
