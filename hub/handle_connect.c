@@ -84,7 +84,8 @@ static int restore_subs(conn *c, const psess *ps, const hub_principal_cfg *pr)
 {
     int dropped = 0;
     for (size_t i = 0; i < ps->nsubs; i++) {
-        if (!auth_can_sub(pr, ps->subs[i].filter)) {
+        const char *f = ps->subs[i].filter, *inner = shared_filter(f, strlen(f));
+        if (!auth_can_sub(pr, inner ? inner : f)) {
             bt_logkv(BT_LOG_WARN, "subscription no longer permitted, dropped", "client",
                      c->client_id, "username", pr->username, "filter", ps->subs[i].filter, NULL);
             dropped++;
@@ -166,7 +167,7 @@ static int accept5(conn *c, bool present, bool assigned)
          .num = lmax + 2 + (lmax >= 128) + (lmax >= 16384) + (lmax >= 2097152)},
         {.id = BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM, .num = TOPIC_ALIAS_MAX},
         {.id = BT_MQTT_PROP_SUB_ID_AVAILABLE, .num = 1},
-        {.id = BT_MQTT_PROP_SHARED_SUB_AVAILABLE, .num = 0},
+        {.id = BT_MQTT_PROP_SHARED_SUB_AVAILABLE, .num = 1},
         {.id = BT_MQTT_PROP_ASSIGNED_CLIENT_ID,
          .bin = {(const uint8_t *)c->client_id, strlen(c->client_id)}},
     };

@@ -14,16 +14,19 @@ static uint8_t sub_one(conn *c, bt_mqtt_str t, uint8_t opts, bool v5, uint32_t i
                        bool *existed)
 {
     uint8_t q = BT_MQTT_SUBOPT_QOS(opts);
-    if (v5 && t.len >= 7 && !memcmp(t.ptr, "$share/", 7))
-        return BT_MQTT_RC_SHARED_SUBS_NOT_SUPPORTED;
-    if (q > 2 || !bt_topic_valid_filter(t.ptr, t.len))
+    bool shared = t.len >= 7 && !memcmp(t.ptr, "$share/", 7);
+    if (q > 2 || (shared ? !shared_filter(t.ptr, t.len) : !bt_topic_valid_filter(t.ptr, t.len)))
         return v5 ? BT_MQTT_RC_TOPIC_FILTER_INVALID : BT_MQTT_SUBACK_FAILURE;
     char *copy = malloc(t.len + 1);
     if (!copy)
         return BT_MQTT_SUBACK_FAILURE;
     memcpy(copy, t.ptr, t.len);
     copy[t.len] = 0;
-    if (!auth_can_sub(c->principal, copy)) {
+    /* a shared subscription is permitted by its filter (the group name is free) */
+    const char *inner = shared ? shared_filter(copy, t.len) : copy;
+    if (shared)
+        opts &= (uint8_t)~BT_MQTT_SUBOPT_NO_LOCAL; /* not allowed on shared ones (§3.8.3.1) */
+    if (!auth_can_sub(c->principal, inner)) {
         free(copy);
         return v5 ? BT_MQTT_RC_NOT_AUTHORIZED : BT_MQTT_SUBACK_FAILURE;
     }
@@ -68,7 +71,9 @@ int handle_subscribe(conn *c, const bt_mqtt_packet *p)
         /* 5.0 retain handling: 1 sends the retained messages to a new subscription only,
          * 2 never */
         opts[i] = BT_MQTT_SUBOPT_RETAIN_HANDLING(o);
-        if (v5 && (opts[i] == 2 || (opts[i] == 1 && existed))) {
+        /* no retained messages on a shared subscription (MQTT 5.0 §4.8.2) */
+        bool shared = filters[i] && shared_filter(filters[i], strlen(filters[i]));
+        if (shared || (v5 && (opts[i] == 2 || (opts[i] == 1 && existed)))) {
             free(filters[i]);
             filters[i] = NULL;
         }

@@ -25,6 +25,7 @@
 
 typedef struct hub hub;
 typedef struct conn conn;
+typedef struct shgroup shgroup;
 
 /* ---- messages: one allocation, shared by every subscriber (reference counted) -------- */
 typedef struct msg {
@@ -135,6 +136,7 @@ typedef struct {
     bool acked;
     bool released;
     bool rel_wait; /* released, its PUBREL waits for the packet id to be stored */
+    bool shared;   /* a shared subscription's delivery: another member takes it if c leaves */
 } outq_entry;
 
 /* Packet ids of one session's QoS 2 exchanges: received PUBLISHes waiting for PUBREL
@@ -286,7 +288,12 @@ struct hub {
     map psessions; /* client id -> psess */
     map retained;  /* topic -> msg */
     trie subs;
-    trie offline; /* subscriptions of persistent sessions whose client is away */
+    trie offline;      /* subscriptions of persistent sessions whose client is away */
+    map shared;        /* "$share/<group>/<filter>" -> shgroup (shared.c) */
+    trie shared_subs;  /* the groups' filters (owner: the shgroup) */
+    shgroup **shmatch; /* groups matching the message being dispatched */
+    size_t nshmatch, capshmatch;
+    bool shared_empty; /* some group has no member left: freed at the next tick */
     pending_pub *pend;
     size_t npend, cappend;
     commit_job *job; /* the group commit on the store's writer thread */
@@ -447,6 +454,31 @@ int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts, ui
 int session_unsubscribe(conn *c, const char *filter);
 /* Drops every subscription of c from the trie and frees the list. */
 void session_clear_subs(conn *c);
+
+/* Whether c's QoS 1/2 window has room for one more delivery. */
+bool session_has_room(const conn *c);
+/* Delivers m to c at QoS q for a shared subscription: held in memory, not read back from
+ * the log, and marked shared (see shared_redeliver). */
+void session_deliver_shared(conn *c, msg *m, uint8_t q);
+
+/* ---- shared subscriptions (shared.c) ------------------------------------------------------ */
+/* The filter inside "$share/<group>/<filter>" (f of len bytes), NULL when f is not a valid
+ * shared subscription. */
+const char *shared_filter(const char *f, size_t len);
+/* bt_topic_match for a subscription's filter, shared or not. */
+bool shared_match(const char *filter, const char *topic);
+/* c joins (or changes its QoS in) the group of name "$share/g/f". 0 or -1 (no memory). */
+int shared_join(conn *c, const char *name, uint8_t qos);
+/* c leaves the group of name (an empty group is freed by shared_gc). */
+void shared_leave(conn *c, const char *name);
+/* Sends m to one member of every group whose filter matches it. */
+void shared_dispatch(hub *h, msg *m);
+/* c is leaving: its unacknowledged shared deliveries go to other members of their groups. */
+void shared_redeliver(conn *c);
+/* Frees the groups left without members (periodic work). */
+void shared_gc(hub *h);
+/* Frees every group (shutdown). */
+void shared_free_all(hub *h);
 
 /* ---- retained messages (retain.c) ------------------------------------------------------- */
 /* Stores (payload) or clears (empty payload) the retained message of m's topic. */

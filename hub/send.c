@@ -140,7 +140,7 @@ static size_t sub_id_props(const conn *c, const char *topic, uint64_t from, uint
     for (size_t i = 0; i < c->nsubs; i++) {
         const conn_sub *s = &c->subs[i];
         if (!s->id || ((s->opts & BT_MQTT_SUBOPT_NO_LOCAL) && from == c->id) ||
-            !bt_topic_match(s->filter, topic))
+            !shared_match(s->filter, topic))
             continue;
         if (out)
             out[o] = BT_MQTT_PROP_SUBSCRIPTION_ID;

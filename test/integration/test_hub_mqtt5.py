@@ -108,7 +108,7 @@ def test_connack_properties_and_assigned_id(hub):
     p = c.props
     assert p.ReceiveMaximum == 100 and p.TopicAliasMaximum == 32
     assert p.MaximumPacketSize > 32768
-    assert p.SubscriptionIdentifierAvailable == 1 and p.SharedSubscriptionAvailable == 0
+    assert p.SubscriptionIdentifierAvailable == 1 and p.SharedSubscriptionAvailable == 1
     assert p.AssignedClientIdentifier.startswith("auto.")
     c.close()
     named = Paho5(hub.port, "named")
@@ -268,9 +268,9 @@ def test_subscription_options(hub):
     c.close()
     other.close()
     raw, _ = raw5(hub, "so-raw")
-    raw.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("$share/g/t") + b"\x00"))
+    raw.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("$share/g") + b"\x00"))
     p = raw.recv()
-    assert p[0] == 9 and p[2][-1] == 0x9E  # shared subscriptions are not offered
+    assert p[0] == 9 and p[2][-1] == 0x8F  # a shared subscription without a filter
     raw.send(mqtt_packet(0xA2, u16(2) + props() + mqtt_str("never")))
     p = raw.recv()
     assert p[0] == 11 and p[2][-1] == 0x11  # no subscription existed

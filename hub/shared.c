@@ -1,0 +1,227 @@
+/* Shared subscriptions `$share/<group>/<filter>` (MQTT 5.0 §4.8.2, taken by 3.1.1 clients
+ * too, as mosquitto does): each message matching the filter goes to one connected member of
+ * the group, round robin, preferring members with room in their QoS 1/2 window. A shared
+ * delivery is held in memory (not read back from the log), so when a member leaves with it
+ * unacknowledged it goes to another member. Empty groups are freed by hub_tick, never in
+ * the middle of a dispatch. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "baetyl/topic.h"
+#include "hub.h"
+
+typedef struct {
+    conn *c;
+    uint8_t qos;
+} member;
+
+struct shgroup {
+    char *name;         /* "$share/<group>/<filter>" */
+    const char *filter; /* inside name */
+    member *m;
+    size_t n, cap, rr;
+};
+
+const char *shared_filter(const char *f, size_t len)
+{
+    if (len < 8 || len > BT_TOPIC_MAX_LEN || memcmp(f, "$share/", 7) != 0)
+        return NULL;
+    const char *g = f + 7, *slash = memchr(g, '/', len - 7);
+    if (!slash || slash == g || memchr(g, '+', (size_t)(slash - g)) ||
+        memchr(g, '#', (size_t)(slash - g)))
+        return NULL;
+    const char *inner = slash + 1;
+    size_t ilen = len - (size_t)(inner - f);
+    return ilen && bt_topic_valid_filter(inner, ilen) ? inner : NULL;
+}
+
+bool shared_match(const char *filter, const char *topic)
+{
+    const char *inner = shared_filter(filter, strlen(filter));
+    return bt_topic_match(inner ? inner : filter, topic);
+}
+
+int shared_join(conn *c, const char *name, uint8_t qos)
+{
+    hub *h = c->h;
+    shgroup *g = map_get(&h->shared, name);
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g || !(g->name = strdup(name))) {
+            free(g);
+            return -1;
+        }
+        g->filter = shared_filter(g->name, strlen(g->name));
+        if (!g->filter || map_put(&h->shared, name, g, NULL) < 0) {
+            free(g->name);
+            free(g);
+            return -1;
+        }
+        if (trie_add(&h->shared_subs, g->filter, g, 2) < 0) {
+            map_del(&h->shared, name);
+            free(g->name);
+            free(g);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (g->m[i].c == c) {
+            g->m[i].qos = qos;
+            return 0;
+        }
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 4;
+        member *m = realloc(g->m, cap * sizeof *m);
+        if (!m) {
+            h->shared_empty = h->shared_empty || g->n == 0;
+            return -1;
+        }
+        g->m = m;
+        g->cap = cap;
+    }
+    g->m[g->n++] = (member){c, qos};
+    return 0;
+}
+
+void shared_leave(conn *c, const char *name)
+{
+    shgroup *g = map_get(&c->h->shared, name);
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->m[i].c == c) {
+            memmove(&g->m[i], &g->m[i + 1], (g->n - i - 1) * sizeof *g->m);
+            g->n--;
+            break;
+        }
+    if (!g->n)
+        c->h->shared_empty = true;
+}
+
+/* The member to take the next message of g: round robin among the connected ones, those
+ * with room in their window first; NULL when none (but not) is connected. */
+static member *pick(shgroup *g, const conn *not)
+{
+    member *any = NULL;
+    for (size_t k = 0; k < g->n; k++) {
+        member *m = &g->m[(g->rr + k) % g->n];
+        if (m->c == not || m->c->state != CONN_ACTIVE)
+            continue;
+        if (session_has_room(m->c)) {
+            g->rr = (size_t)(m - g->m) + 1;
+            return m;
+        }
+        any = any ? any : m;
+    }
+    if (any)
+        g->rr = (size_t)(any - g->m) + 1;
+    return any;
+}
+
+static void collect_cb(void *owner, uint8_t qos, void *arg)
+{
+    (void)qos;
+    hub *h = arg;
+    if (h->nshmatch == h->capshmatch) {
+        size_t cap = h->capshmatch ? h->capshmatch * 2 : 16;
+        shgroup **v = realloc(h->shmatch, cap * sizeof *v);
+        if (!v)
+            return;
+        h->shmatch = v;
+        h->capshmatch = cap;
+    }
+    h->shmatch[h->nshmatch++] = owner;
+}
+
+void shared_dispatch(hub *h, msg *m)
+{
+    h->nshmatch = 0;
+    trie_match(&h->shared_subs, m->topic, collect_cb, h);
+    /* groups are only freed by hub_tick: a member closed by a delivery leaves them valid */
+    for (size_t i = 0; i < h->nshmatch; i++) {
+        member *mb = pick(h->shmatch[i], NULL);
+        if (mb)
+            session_deliver_shared(mb->c, m, mb->qos < m->qos ? mb->qos : m->qos);
+    }
+}
+
+void shared_redeliver(conn *c)
+{
+    hub *h = c->h;
+    for (size_t i = 0; i < c->qlen; i++) {
+        outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->shared || e->acked || e->released || !e->m)
+            continue;
+        for (size_t k = 0; k < c->nsubs; k++) {
+            shgroup *g = shared_filter(c->subs[k].filter, strlen(c->subs[k].filter))
+                             ? map_get(&h->shared, c->subs[k].filter)
+                             : NULL;
+            if (!g || !bt_topic_match(g->filter, e->m->topic))
+                continue;
+            member *mb = pick(g, c);
+            if (!mb)
+                continue;
+            /* the QoS it was sent at, within the new member's subscription */
+            session_deliver_shared(mb->c, e->m, mb->qos < e->qos ? mb->qos : e->qos);
+            e->acked = true; /* the other member has it now: not held for c's session */
+            break;
+        }
+    }
+}
+
+static void collect_empty(const char *key, void *value, void *arg)
+{
+    (void)key;
+    shgroup *g = value;
+    hub *h = arg;
+    if (g->n == 0 && h->nshmatch < h->capshmatch)
+        h->shmatch[h->nshmatch++] = g;
+}
+
+void shared_gc(hub *h)
+{
+    if (!h->shared_empty)
+        return;
+    if (!h->capshmatch) {
+        if (!(h->shmatch = malloc(16 * sizeof *h->shmatch)))
+            return; /* tried again at the next tick */
+        h->capshmatch = 16;
+    }
+    h->shared_empty = false;
+    for (;;) {
+        h->nshmatch = 0;
+        map_each(&h->shared, collect_empty, h);
+        if (!h->nshmatch)
+            break;
+        for (size_t i = 0; i < h->nshmatch; i++) {
+            shgroup *g = h->shmatch[i];
+            trie_remove(&h->shared_subs, g->filter, g);
+            map_del(&h->shared, g->name);
+            free(g->m);
+            free(g->name);
+            free(g);
+        }
+        if (h->nshmatch < h->capshmatch)
+            break;
+    }
+}
+
+static void free_each(const char *key, void *value, void *arg)
+{
+    (void)key;
+    (void)arg;
+    shgroup *g = value;
+    free(g->m);
+    free(g->name);
+    free(g);
+}
+
+void shared_free_all(hub *h)
+{
+    map_each(&h->shared, free_each, NULL);
+    map_free(&h->shared);
+    trie_free(&h->shared_subs);
+    free(h->shmatch);
+    h->shmatch = NULL;
+    h->nshmatch = h->capshmatch = 0;
+}

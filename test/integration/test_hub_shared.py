@@ -1,0 +1,94 @@
+"""baetyl-hub shared subscriptions `$share/<group>/<filter>` (issue 20, MQTT 5.0 §4.8.2):
+round robin among the group's members, 5.0 and 3.1.1 clients alike; QoS 1 deliveries a
+member leaves unacknowledged go to another member; permissions on the filter; no retained
+messages. Peers: paho in MQTT 5 mode, mosquitto_sub -V mqttv5, raw 3.1.1 sockets."""
+import subprocess
+import time
+
+from hub_util import conn, get, nothing, subscribe
+from test_hub_mqtt5 import Paho5
+
+
+def test_round_robin_across_versions(hub):
+    a = Paho5(hub.port, "sh-a")
+    assert a.props.SharedSubscriptionAvailable == 1
+    assert a.sub("$share/g/sh/#", 1) == [1]
+    b = conn(hub, "sh-b")  # a 3.1.1 member
+    assert subscribe(b, [("$share/g/sh/#", 1)]) == [1]
+    other = conn(hub, "sh-other")  # another group gets every message too
+    assert subscribe(other, [("$share/h/sh/+", 0)]) == [0]
+    p = Paho5(hub.port, "sh-p")
+    for i in range(6):
+        p.pub("sh/t", str(i).encode(), qos=1)
+    to_b = [get(b)[1] for _ in range(3)]
+    to_a = [a.get().payload for _ in range(3)]
+    assert sorted(to_a + to_b) == [str(i).encode() for i in range(6)]
+    assert to_a == [b"0", b"2", b"4"] or to_a == [b"1", b"3", b"5"]
+    assert [get(other)[1] for _ in range(6)] == [str(i).encode() for i in range(6)]
+    a.none()
+    nothing(b)
+    a.c.unsubscribe("$share/g/sh/#")
+    time.sleep(0.3)
+    p.pub("sh/t", b"b only", qos=1)
+    assert get(b)[1] == b"b only"
+    for c in (a, p):
+        c.close()
+
+
+def test_unacked_go_to_another_member(hub):
+    lazy = conn(hub, "sh-lazy")
+    assert subscribe(lazy, [("$share/w/work", 1)]) == [1]
+    busy = Paho5(hub.port, "sh-busy")
+    assert busy.sub("$share/w/work", 1) == [1]
+    p = Paho5(hub.port, "sh-wp")
+    for i in range(4):
+        p.pub("work", str(i).encode(), qos=1)
+    kept = [get(lazy, ack=False)[1] for _ in range(2)]  # never acknowledged
+    done = [busy.get().payload for _ in range(2)]
+    lazy.sock.close()
+    again = [busy.get().payload for _ in range(2)]
+    assert sorted(again) == sorted(kept)
+    assert sorted(done + again) == [b"0", b"1", b"2", b"3"]
+    busy.none()
+    busy.close()
+    p.close()
+
+
+def test_permissions_and_retained(hub):
+    lim = conn(hub, "sh-lim", user="limited", pw="secret")
+    assert subscribe(lim, [("$share/any/a/x", 1), ("$share/g/b/x", 1), ("$share/g", 0),
+                           ("$share//a/x", 0), ("$share/g+/a/x", 0)]) == [1, 0x80, 0x80, 0x80, 0x80]
+    p = Paho5(hub.port, "sh-rp")
+    p.pub("a/x", b"kept", qos=1, retain=True)
+    m = get(lim)
+    assert m[1] == b"kept" and not m[3]  # live, so not flagged retained
+    s = Paho5(hub.port, "sh-rs")
+    assert s.sub("$share/r/a/x", 1) == [1]
+    s.none()  # no retained message on a shared subscription
+    sub = subprocess.Popen(["mosquitto_sub", "-V", "mqttv5", "-p", str(hub.port), "-u", "test",
+                            "-P", "hahaha", "-t", "$share/m/a/#", "-q", "1", "-C", "1", "-W", "10",
+                            "-F", "%t %p"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    p.pub("a/x", b"live", qos=1)
+    assert sub.communicate(timeout=15)[0].strip() == "a/x live"
+    assert s.get().payload == b"live" and get(lim)[1] == b"live"
+    s.close()
+    p.close()
+
+
+def test_persistent_member_keeps_its_group(hub):
+    m = conn(hub, "sh-ps", clean=False)
+    assert subscribe(m, [("$share/ps/job", 1)]) == [1]
+    p = Paho5(hub.port, "sh-pp")
+    p.pub("job", b"1", qos=1)
+    assert get(m, ack=False)[1] == b"1"
+    m.sock.close()  # no other member: its session keeps the delivery for its return
+    time.sleep(0.3)
+    p.pub("job", b"away", qos=1)  # nobody in the group is connected: not delivered
+    m = conn(hub, "sh-ps", clean=False)
+    t = get(m)
+    assert t[1] == b"1" and t[4]  # sent again, DUP
+    nothing(m)
+    p.pub("job", b"2", qos=1)  # back in its group
+    assert get(m)[1] == b"2"
+    p.close()
