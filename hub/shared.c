@@ -100,7 +100,7 @@ void shared_leave(conn *c, const char *name)
 
 /* The member to take the next message of g: round robin among the connected ones, those
  * with room in their window first; NULL when none (but not) is connected. */
-static member *pick(shgroup *g, const conn *not)
+static member *pick(shgroup *g, const conn * not )
 {
     member *any = NULL;
     for (size_t k = 0; k < g->n; k++) {

@@ -12,7 +12,7 @@ from test_hub_mqtt5 import Paho5
 def test_round_robin_across_versions(hub):
     a = Paho5(hub.port, "sh-a")
     assert a.props.SharedSubscriptionAvailable == 1
-    assert a.sub("$share/g/sh/#", 1) == [1]
+    assert a.sub("$share/g/sh/#", 1, sub_id=5) == [1]
     b = conn(hub, "sh-b")  # a 3.1.1 member
     assert subscribe(b, [("$share/g/sh/#", 1)]) == [1]
     other = conn(hub, "sh-other")  # another group gets every message too
@@ -21,7 +21,9 @@ def test_round_robin_across_versions(hub):
     for i in range(6):
         p.pub("sh/t", str(i).encode(), qos=1)
     to_b = [get(b)[1] for _ in range(3)]
-    to_a = [a.get().payload for _ in range(3)]
+    got_a = [a.get() for _ in range(3)]
+    assert all(m.properties.SubscriptionIdentifier == [5] for m in got_a)
+    to_a = [m.payload for m in got_a]
     assert sorted(to_a + to_b) == [str(i).encode() for i in range(6)]
     assert to_a == [b"0", b"2", b"4"] or to_a == [b"1", b"3", b"5"]
     assert [get(other)[1] for _ in range(6)] == [str(i).encode() for i in range(6)]

@@ -92,11 +92,77 @@ static void test_config_errors(void **state)
     bt_cfg_free(&hub_config_schema, &cfg);
 }
 
+/* "$share/<group>/<filter>": the filter inside, or NULL when it is not a valid one. */
+static void test_shared_filter(void **state)
+{
+    (void)state;
+    static const char *ok[][2] = {
+        {"$share/g/t", "t"}, {"$share/g/a/+/#", "a/+/#"}, {"$share/grp/#", "#"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *in = shared_filter(ok[i][0], strlen(ok[i][0]));
+        assert_non_null(in);
+        assert_string_equal(in, ok[i][1]);
+    }
+    static const char *bad[] = {"$share/g",    "$share/g/",  "$share//t",
+                                "$share/g+/t", "$share/#/t", "$share/g/a#",
+                                "$shar/g/t",   "share/g/t",  "$share/g/$x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_null(shared_filter(bad[i], strlen(bad[i])));
+    char big[300] = "$share/g/";
+    memset(big + 9, 'a', sizeof big - 10);
+    big[sizeof big - 1] = 0;
+    assert_null(shared_filter(big, strlen(big)));
+    assert_true(shared_match("$share/g/a/+", "a/b"));
+    assert_false(shared_match("$share/g/a/+", "$share/g/a/b"));
+    assert_true(shared_match("a/#", "a/b"));
+}
+
+/* Two sessions in one group share its messages; the group goes when its last member left. */
+static void test_shared_group(void **state)
+{
+    (void)state;
+    hub_config cfg;
+    char err[256];
+    assert_int_equal(
+        bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
+    hub h;
+    assert_int_equal(hub_init(&h, &cfg, NULL, err, sizeof err), 0);
+    conn *a = conn_new(&h, transport_mem_new());
+    conn *b = conn_new(&h, transport_mem_new());
+    assert_int_equal(conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
+    assert_int_equal(conn_feed(b, CONNECT_B, sizeof CONNECT_B), 0);
+    static const uint8_t SUB_SH[] = {0x82, 0x0F, 0,   1,   0,   10,  '$', 's', 'h',
+                                     'a',  'r',  'e', '/', 'g', '/', 't', 1};
+    assert_int_equal(conn_feed(a, SUB_SH, sizeof SUB_SH), 0);
+    assert_int_equal(conn_feed(b, SUB_SH, sizeof SUB_SH), 0);
+    assert_int_equal(h.shared.n, 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(conn_feed(b, PUB_T_Q1, sizeof PUB_T_Q1), 0);
+    hub_commit(&h);
+    assert_int_equal(a->qlen, 2);
+    assert_int_equal(b->qlen, 2);
+    assert_true(a->q[a->qhead].shared);
+    assert_int_equal(a->q[a->qhead].seq, 0); /* held in memory, not read from the log */
+    /* a leaves with its two unacknowledged: b takes them */
+    conn_close(a, "test");
+    assert_int_equal(b->qlen, 4);
+    hub_tick(&h);
+    assert_int_equal(h.shared.n, 1);
+    conn_close(b, "test");
+    hub_tick(&h);
+    assert_int_equal(h.shared.n, 0);
+    hub_turn_end(&h);
+    hub_shutdown(&h);
+    bt_cfg_free(&hub_config_schema, &cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deliver_and_window),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_shared_filter),
+        cmocka_unit_test(test_shared_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
