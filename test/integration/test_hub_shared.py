@@ -94,3 +94,20 @@ def test_persistent_member_keeps_its_group(hub):
     p.pub("job", b"2", qos=1)  # back in its group
     assert get(m)[1] == b"2"
     p.close()
+
+
+def test_qos2_shared_delivery_moves_once(hub):
+    lazy = conn(hub, "sh2-lazy")
+    assert subscribe(lazy, [("$share/q2/e", 2)]) == [2]
+    p = Paho5(hub.port, "sh2-p")
+    p.pub("e", b"x", qos=2)  # one member only: lazy gets it and sends no PUBREC
+    m = get(lazy, ack=False)
+    assert m[1] == b"x" and m[2] == 2
+    busy = Paho5(hub.port, "sh2-busy")
+    assert busy.sub("$share/q2/e", 2) == [2]
+    lazy.sock.close()
+    got = busy.get()
+    assert got.payload == b"x" and got.qos == 2
+    busy.none()
+    busy.close()
+    p.close()
