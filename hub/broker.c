@@ -633,6 +633,8 @@ void hub_turn_end(hub *h)
     /* While a commit is on the disk, acknowledgements ride along the next one (or the tick). */
     if (h->offsets_acked && !h->job)
         psession_flush_offsets(h, false);
+    if (h->shared_queued)
+        shared_drain(h);
     while (h->pump) {
         conn *c = h->pump;
         h->pump = c->pump_next;

@@ -267,6 +267,7 @@ typedef struct {
     uint64_t full_waits;            /* commits held because the store was full (reject-new) */
     uint64_t in_qos[4], out_qos[4]; /* messages by QoS (metrics) */
     uint64_t auth_failed;           /* CONNECTs refused for their credentials */
+    uint64_t shared_dropped;        /* shared QoS 1/2 messages over a group's queue */
     stats_hist commit;              /* store commits (with their fsync), in seconds */
 } hub_counters;
 
@@ -293,7 +294,8 @@ struct hub {
     trie shared_subs;  /* the groups' filters (owner: the shgroup) */
     shgroup **shmatch; /* groups matching the message being dispatched */
     size_t nshmatch, capshmatch;
-    bool shared_empty; /* some group has no member left: freed at the next tick */
+    bool shared_empty;    /* some group has no member left: freed at the next tick */
+    size_t shared_queued; /* messages waiting in groups for room in a member's window */
     pending_pub *pend;
     size_t npend, cappend;
     commit_job *job; /* the group commit on the store's writer thread */
@@ -475,6 +477,8 @@ void shared_leave(conn *c, const char *name);
 void shared_dispatch(hub *h, msg *m);
 /* c is leaving: its unacknowledged shared deliveries go to other members of their groups. */
 void shared_redeliver(conn *c);
+/* Sends what groups hold to members that have room now (end of a turn). */
+void shared_drain(hub *h);
 /* Frees the groups left without members (periodic work). */
 void shared_gc(hub *h);
 /* Frees every group (shutdown). */

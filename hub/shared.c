@@ -2,8 +2,9 @@
  * too, as mosquitto does): each message matching the filter goes to one connected member of
  * the group, round robin, preferring members with room in their QoS 1/2 window. A shared
  * delivery is held in memory (not read back from the log), so when a member leaves with it
- * unacknowledged it goes to another member. Empty groups are freed by hub_tick, never in
- * the middle of a dispatch. */
+ * unacknowledged it goes to another member. When every member's window is full, QoS 1/2
+ * messages wait in the group (bounded) and go out at the end of a turn. Empty groups are
+ * freed by hub_tick, never in the middle of a dispatch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +16,16 @@ typedef struct {
     uint8_t qos;
 } member;
 
+/* QoS 1/2 messages a group keeps while every connected member's window is full; beyond,
+ * new ones are dropped and counted (like mosquitto's max_queued_messages). */
+#define SHARED_QUEUE_MAX 1000
+
 struct shgroup {
     char *name;         /* "$share/<group>/<filter>" */
     const char *filter; /* inside name */
     member *m;
     size_t n, cap, rr;
+    msg_vec q; /* waiting for room in a member's window, oldest first */
 };
 
 const char *shared_filter(const char *f, size_t len)
@@ -98,24 +104,58 @@ void shared_leave(conn *c, const char *name)
         c->h->shared_empty = true;
 }
 
-/* The member to take the next message of g: round robin among the connected ones, those
- * with room in their window first; NULL when none (but not) is connected. */
-static member *pick(shgroup *g, const conn * not )
+/* The member to take the next message of g: round robin among the connected ones but
+ * skip, the first with room in its window; *none tells that no member is connected. NULL
+ * when none has room. */
+static member *pick(shgroup *g, const conn *skip, bool *none)
 {
-    member *any = NULL;
+    *none = true;
     for (size_t k = 0; k < g->n; k++) {
         member *m = &g->m[(g->rr + k) % g->n];
-        if (m->c == not || m->c->state != CONN_ACTIVE)
+        if (m->c == skip || m->c->state != CONN_ACTIVE)
             continue;
+        *none = false;
         if (session_has_room(m->c)) {
             g->rr = (size_t)(m - g->m) + 1;
             return m;
         }
-        any = any ? any : m;
     }
-    if (any)
-        g->rr = (size_t)(any - g->m) + 1;
-    return any;
+    return NULL;
+}
+
+/* Gives m (at most QoS q) to one member of g but skip. When every member's window is full a
+ * QoS 0 message goes to the next member in turn (its QoS 0 drop rule applies), a QoS 1/2
+ * one waits in the group (up to SHARED_QUEUE_MAX, or beyond with force). False when it
+ * went nowhere: no member connected, or the queue full. */
+static bool offer(hub *h, shgroup *g, msg *m, uint8_t q, const conn *skip, bool force)
+{
+    bool none;
+    member *mb = pick(g, skip, &none);
+    if (mb) {
+        session_deliver_shared(mb->c, m, mb->qos < q ? mb->qos : q);
+        return true;
+    }
+    if (none)
+        return false;
+    if (q == 0) {
+        for (size_t k = 0; k < g->n; k++) {
+            member *x = &g->m[(g->rr + k) % g->n];
+            if (x->c != skip && x->c->state == CONN_ACTIVE) {
+                g->rr = (size_t)(x - g->m) + 1;
+                session_deliver_shared(x->c, m, 0);
+                return true;
+            }
+        }
+        return false;
+    }
+    if ((g->q.n >= SHARED_QUEUE_MAX && !force) || msg_vec_push(&g->q, msg_ref(m)) < 0) {
+        if (g->q.n < SHARED_QUEUE_MAX || force)
+            msg_unref(m); /* the push failed: drop the reference taken for it */
+        h->ctr.shared_dropped++;
+        return false;
+    }
+    h->shared_queued++;
+    return true;
 }
 
 static void collect_cb(void *owner, uint8_t qos, void *arg)
@@ -138,11 +178,8 @@ void shared_dispatch(hub *h, msg *m)
     h->nshmatch = 0;
     trie_match(&h->shared_subs, m->topic, collect_cb, h);
     /* groups are only freed by hub_tick: a member closed by a delivery leaves them valid */
-    for (size_t i = 0; i < h->nshmatch; i++) {
-        member *mb = pick(h->shmatch[i], NULL);
-        if (mb)
-            session_deliver_shared(mb->c, m, mb->qos < m->qos ? mb->qos : m->qos);
-    }
+    for (size_t i = 0; i < h->nshmatch; i++)
+        offer(h, h->shmatch[i], m, m->qos, NULL, false);
 }
 
 void shared_redeliver(conn *c)
@@ -156,17 +193,64 @@ void shared_redeliver(conn *c)
             shgroup *g = shared_filter(c->subs[k].filter, strlen(c->subs[k].filter))
                              ? map_get(&h->shared, c->subs[k].filter)
                              : NULL;
-            if (!g || !bt_topic_match(g->filter, e->m->topic))
-                continue;
-            member *mb = pick(g, c);
-            if (!mb)
-                continue;
-            /* the QoS it was sent at, within the new member's subscription */
-            session_deliver_shared(mb->c, e->m, mb->qos < e->qos ? mb->qos : e->qos);
-            e->acked = true; /* the other member has it now: not held for c's session */
-            break;
+            /* at the QoS it was sent at, within the new member's subscription; the other
+             * member has it then: not held for c's session */
+            if (g && bt_topic_match(g->filter, e->m->topic) && offer(h, g, e->m, e->qos, c, true)) {
+                e->acked = true;
+                break;
+            }
         }
     }
+}
+
+static void collect_queued(const char *key, void *value, void *arg)
+{
+    (void)key;
+    shgroup *g = value;
+    hub *h = arg;
+    if (g->q.n && h->nshmatch < h->capshmatch)
+        h->shmatch[h->nshmatch++] = g;
+}
+
+void shared_drain(hub *h)
+{
+    if (!h->shared_queued)
+        return;
+    if (!h->capshmatch) {
+        if (!(h->shmatch = malloc(16 * sizeof *h->shmatch)))
+            return; /* tried again at the end of the next turn */
+        h->capshmatch = 16;
+    }
+    h->nshmatch = 0;
+    map_each(&h->shared, collect_queued, h);
+    for (size_t i = 0; i < h->nshmatch; i++) {
+        shgroup *g = h->shmatch[i];
+        size_t done = 0;
+        bool none = false;
+        member *mb;
+        while (done < g->q.n && (mb = pick(g, NULL, &none)) != NULL) {
+            msg *m = g->q.v[done++];
+            session_deliver_shared(mb->c, m, mb->qos < m->qos ? mb->qos : m->qos);
+        }
+        if (none) { /* nobody left to take them */
+            h->ctr.shared_dropped += g->q.n - done;
+            done = g->q.n;
+        }
+        for (size_t k = 0; k < done; k++)
+            msg_unref(g->q.v[k]);
+        memmove(g->q.v, g->q.v + done, (g->q.n - done) * sizeof *g->q.v);
+        g->q.n -= done;
+        h->shared_queued -= done;
+    }
+}
+
+static void drop_queue(hub *h, shgroup *g)
+{
+    for (size_t i = 0; i < g->q.n; i++)
+        msg_unref(g->q.v[i]);
+    h->shared_queued -= g->q.n;
+    free(g->q.v);
+    g->q = (msg_vec){0};
 }
 
 static void collect_empty(const char *key, void *value, void *arg)
@@ -197,6 +281,7 @@ void shared_gc(hub *h)
             shgroup *g = h->shmatch[i];
             trie_remove(&h->shared_subs, g->filter, g);
             map_del(&h->shared, g->name);
+            drop_queue(h, g);
             free(g->m);
             free(g->name);
             free(g);
@@ -209,8 +294,8 @@ void shared_gc(hub *h)
 static void free_each(const char *key, void *value, void *arg)
 {
     (void)key;
-    (void)arg;
     shgroup *g = value;
+    drop_queue(arg, g);
     free(g->m);
     free(g->name);
     free(g);
@@ -218,7 +303,7 @@ static void free_each(const char *key, void *value, void *arg)
 
 void shared_free_all(hub *h)
 {
-    map_each(&h->shared, free_each, NULL);
+    map_each(&h->shared, free_each, h);
     map_free(&h->shared);
     trie_free(&h->shared_subs);
     free(h->shmatch);

@@ -5,8 +5,9 @@ messages. Peers: paho in MQTT 5 mode, mosquitto_sub -V mqttv5, raw 3.1.1 sockets
 import subprocess
 import time
 
+from conftest import mqtt_packet, mqtt_str, parse_publish
 from hub_util import conn, get, nothing, subscribe
-from test_hub_mqtt5 import Paho5
+from test_hub_mqtt5 import Paho5, props, raw5, u16
 
 
 def test_round_robin_across_versions(hub):
@@ -110,4 +111,23 @@ def test_qos2_shared_delivery_moves_once(hub):
     assert got.payload == b"x" and got.qos == 2
     busy.none()
     busy.close()
+    p.close()
+
+
+def test_group_holds_what_no_window_takes(hub):
+    """A member with receive maximum 1 gets the group's QoS 1 messages one at a time, in
+    order, none lost: the others wait in the group until it acknowledges."""
+    m, _ = raw5(hub, "sh-rm", p=props((0x21, u16(1))))
+    m.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("$share/rm/jobs") + b"\x01"))
+    assert m.recv()[0] == 9
+    p = Paho5(hub.port, "sh-rmp")
+    for i in range(3):
+        p.pub("jobs", str(i).encode(), qos=1)
+    for i in range(3):
+        pk = m.recv()
+        assert pk[0] == 3
+        t, body, qos, _, _, pid = parse_publish(pk[1], pk[2])
+        assert (t, body[1:], qos) == ("jobs", str(i).encode(), 1)  # body[0]: no properties
+        nothing(m, 0.4)  # nothing more until the PUBACK
+        m.send(mqtt_packet(0x40, u16(pid)))
     p.close()

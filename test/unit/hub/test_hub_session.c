@@ -117,7 +117,8 @@ static void test_shared_filter(void **state)
     assert_true(shared_match("a/#", "a/b"));
 }
 
-/* Two sessions in one group share its messages; the group goes when its last member left. */
+/* Two sessions in one group share its messages, the group holds what no window has room
+ * for, and goes when its last member left. */
 static void test_shared_group(void **state)
 {
     (void)state;
@@ -143,12 +144,26 @@ static void test_shared_group(void **state)
     assert_int_equal(b->qlen, 2);
     assert_true(a->q[a->qhead].shared);
     assert_int_equal(a->q[a->qhead].seq, 0); /* held in memory, not read from the log */
-    /* a leaves with its two unacknowledged: b takes them */
+    /* every window full: two more wait in the group, one goes when a makes room */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(conn_feed(b, PUB_T_Q1, sizeof PUB_T_Q1), 0);
+    hub_commit(&h);
+    assert_int_equal(h.shared_queued, 2);
+    assert_int_equal(handle_puback(a, a->q[a->qhead].pid), 0);
+    hub_turn_end(&h);
+    assert_int_equal(a->qlen, 2);
+    assert_int_equal(h.shared_queued, 1);
+    /* a leaves with two unacknowledged: b has no room, they wait in the group too */
     conn_close(a, "test");
-    assert_int_equal(b->qlen, 4);
+    assert_int_equal(b->qlen, 2);
+    assert_int_equal(h.shared_queued, 3);
     hub_tick(&h);
     assert_int_equal(h.shared.n, 1);
+    /* the last member leaves: nobody takes them (counted), the group goes */
     conn_close(b, "test");
+    hub_turn_end(&h);
+    assert_int_equal(h.shared_queued, 0);
+    assert_int_equal(h.ctr.shared_dropped, 3);
     hub_tick(&h);
     assert_int_equal(h.shared.n, 0);
     hub_turn_end(&h);
