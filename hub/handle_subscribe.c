@@ -1,6 +1,7 @@
 /* SUBSCRIBE and UNSUBSCRIBE (SPEC §11): per-filter return codes (0x80 for an invalid or
  * forbidden filter; 5.0: the reason code), the session's subscription list, and retained
- * messages sent after the SUBACK (5.0: as the retain handling option says). */
+ * messages sent after the SUBACK (5.0: as the retain handling option says; never on a
+ * shared subscription). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,7 +10,7 @@
 #include "hub.h"
 
 /* The SUBACK code of one filter (and *f, its copy, when granted). In 5.0 the refusal says
- * why, and shared subscriptions are not offered (CONNACK says so). */
+ * why. A shared subscription "$share/<group>/<filter>" is checked on its filter. */
 static uint8_t sub_one(conn *c, bt_mqtt_str t, uint8_t opts, bool v5, uint32_t id, char **f,
                        bool *existed)
 {
