@@ -203,26 +203,40 @@ void shared_redeliver(conn *c)
     }
 }
 
-static void collect_queued(const char *key, void *value, void *arg)
+/* Fills h->shmatch with (at most capshmatch of) the groups that hold messages (queued) or
+ * have no member left (!queued). 0, or -1 when out of memory (tried again later). */
+typedef struct {
+    hub *h;
+    bool queued;
+} collect_ctx;
+
+static void collect_each(const char *key, void *value, void *arg)
 {
     (void)key;
     shgroup *g = value;
-    hub *h = arg;
-    if (g->q.n && h->nshmatch < h->capshmatch)
+    collect_ctx *x = arg;
+    hub *h = x->h;
+    if ((x->queued ? g->q.n != 0 : g->n == 0) && h->nshmatch < h->capshmatch)
         h->shmatch[h->nshmatch++] = g;
+}
+
+static int collect(hub *h, bool queued)
+{
+    if (!h->capshmatch) {
+        if (!(h->shmatch = malloc(16 * sizeof *h->shmatch)))
+            return -1;
+        h->capshmatch = 16;
+    }
+    h->nshmatch = 0;
+    collect_ctx x = {h, queued};
+    map_each(&h->shared, collect_each, &x);
+    return 0;
 }
 
 void shared_drain(hub *h)
 {
-    if (!h->shared_queued)
+    if (!h->shared_queued || collect(h, true) < 0)
         return;
-    if (!h->capshmatch) {
-        if (!(h->shmatch = malloc(16 * sizeof *h->shmatch)))
-            return; /* tried again at the end of the next turn */
-        h->capshmatch = 16;
-    }
-    h->nshmatch = 0;
-    map_each(&h->shared, collect_queued, h);
     for (size_t i = 0; i < h->nshmatch; i++) {
         shgroup *g = h->shmatch[i];
         size_t done = 0;
@@ -253,28 +267,16 @@ static void drop_queue(hub *h, shgroup *g)
     g->q = (msg_vec){0};
 }
 
-static void collect_empty(const char *key, void *value, void *arg)
-{
-    (void)key;
-    shgroup *g = value;
-    hub *h = arg;
-    if (g->n == 0 && h->nshmatch < h->capshmatch)
-        h->shmatch[h->nshmatch++] = g;
-}
-
 void shared_gc(hub *h)
 {
     if (!h->shared_empty)
         return;
-    if (!h->capshmatch) {
-        if (!(h->shmatch = malloc(16 * sizeof *h->shmatch)))
-            return; /* tried again at the next tick */
-        h->capshmatch = 16;
-    }
     h->shared_empty = false;
     for (;;) {
-        h->nshmatch = 0;
-        map_each(&h->shared, collect_empty, h);
+        if (collect(h, false) < 0) {
+            h->shared_empty = true; /* tried again at the next tick */
+            return;
+        }
         if (!h->nshmatch)
             break;
         for (size_t i = 0; i < h->nshmatch; i++) {

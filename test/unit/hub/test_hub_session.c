@@ -25,16 +25,23 @@ static const uint8_t CONNECT_B[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0
 static const uint8_t SUB_T1[] = {0x82, 0x06, 0, 1, 0, 1, 't', 1};
 static const uint8_t PUB_T_Q1[] = {0x32, 0x06, 0, 1, 't', 0, 9, 'x'};
 
+/* A hub on CONF without a store and two connections on it, not yet connected. */
+static void two_conns(hub *h, hub_config *cfg, conn **a, conn **b)
+{
+    char err[256];
+    assert_int_equal(
+        bt_cfg_load_string(&hub_config_schema, cfg, CONF, strlen(CONF), err, sizeof err), 0);
+    assert_int_equal(hub_init(h, cfg, NULL, err, sizeof err), 0);
+    *a = conn_new(h, transport_mem_new());
+    *b = conn_new(h, transport_mem_new());
+}
+
 static void test_deliver_and_window(void **state)
 {
     hub_config cfg;
-    char err[256];
-    assert_int_equal(
-        bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
     hub h;
-    assert_int_equal(hub_init(&h, &cfg, NULL, err, sizeof err), 0);
-    conn *a = conn_new(&h, transport_mem_new());
-    conn *b = conn_new(&h, transport_mem_new());
+    conn *a, *b;
+    two_conns(&h, &cfg, &a, &b);
     assert_int_equal(conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
     assert_int_equal(a->state, CONN_ACTIVE);
     assert_int_equal(conn_feed(a, SUB_T1, sizeof SUB_T1), 0);
@@ -123,13 +130,9 @@ static void test_shared_group(void **state)
 {
     (void)state;
     hub_config cfg;
-    char err[256];
-    assert_int_equal(
-        bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
     hub h;
-    assert_int_equal(hub_init(&h, &cfg, NULL, err, sizeof err), 0);
-    conn *a = conn_new(&h, transport_mem_new());
-    conn *b = conn_new(&h, transport_mem_new());
+    conn *a, *b;
+    two_conns(&h, &cfg, &a, &b);
     assert_int_equal(conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
     assert_int_equal(conn_feed(b, CONNECT_B, sizeof CONNECT_B), 0);
     static const uint8_t SUB_SH[] = {0x82, 0x0F, 0,   1,   0,   10,  '$', 's', 'h',
