@@ -65,6 +65,8 @@ void hub_dispatch(hub *h, msg *m)
         uint8_t q = c->mark_qos < m->qos ? c->mark_qos : m->qos;
         session_deliver(c, m, q, false);
     }
+    if (h->shared.n)
+        shared_dispatch(h, m);
 }
 
 static void live_qos1_cb(void *owner, uint8_t qos, void *arg)
@@ -631,6 +633,8 @@ void hub_turn_end(hub *h)
     /* While a commit is on the disk, acknowledgements ride along the next one (or the tick). */
     if (h->offsets_acked && !h->job)
         psession_flush_offsets(h, false);
+    if (h->shared_queued)
+        shared_drain(h);
     while (h->pump) {
         conn *c = h->pump;
         h->pump = c->pump_next;
@@ -694,6 +698,7 @@ void hub_tick(hub *h)
         if (c->qlen)
             session_retry(c);
     }
+    shared_gc(h);
     if (now >= h->next_offsets_ms) {
         psession_flush_offsets(h, true);
         h->next_offsets_ms = now + 200;
@@ -778,6 +783,7 @@ void hub_shutdown(hub *h)
     map_free(&h->retained);
     map_free(&h->clients);
     psession_free_all(h);
+    shared_free_all(h);
     trie_free(&h->subs);
     free(h->pend);
     free(h->wills.v);

@@ -360,6 +360,8 @@ void conn_close_rc(conn *c, uint8_t rc, const char *reason)
         map_del(&h->clients, c->client_id);
     /* PUBACKs still waiting for the commit have nobody to go to. */
     hub_pend_forget(h, c);
+    if (was_active && h->shared.n)
+        shared_redeliver(c);
     if (!c->clean && c->client_id) {
         psess *ps = psession_get(h, c->client_id, NULL);
         if (ps && ps->online == c) {
@@ -411,6 +413,7 @@ void conn_free(conn *c)
         for (size_t i = 0; i < TOPIC_ALIAS_MAX; i++)
             free(c->aliases[i]);
     free(c->aliases);
+    map_free(&c->alias_out);
     for (size_t i = 0; i < c->nsubs; i++)
         free(c->subs[i].filter);
     free(c->subs);

@@ -84,13 +84,15 @@ static int restore_subs(conn *c, const psess *ps, const hub_principal_cfg *pr)
 {
     int dropped = 0;
     for (size_t i = 0; i < ps->nsubs; i++) {
-        if (!auth_can_sub(pr, ps->subs[i].filter)) {
+        const char *f = ps->subs[i].filter, *inner = shared_filter(f, strlen(f));
+        if (!auth_can_sub(pr, inner ? inner : f)) {
             bt_logkv(BT_LOG_WARN, "subscription no longer permitted, dropped", "client",
                      c->client_id, "username", pr->username, "filter", ps->subs[i].filter, NULL);
             dropped++;
             continue;
         }
-        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos, ps->subs[i].opts) < 0)
+        if (session_subscribe(c, ps->subs[i].filter, ps->subs[i].qos, ps->subs[i].opts,
+                              ps->subs[i].id) < 0)
             return -1;
     }
     return dropped;
@@ -110,7 +112,11 @@ static int connect_props5(conn *c, const bt_mqtt_connect *k)
         case BT_MQTT_PROP_RECEIVE_MAXIMUM: c->recv_max = (uint16_t)pr.num; break;
         case BT_MQTT_PROP_MAXIMUM_PACKET_SIZE: c->max_packet = pr.num; break;
         case BT_MQTT_PROP_REQUEST_PROBLEM_INFO: c->problem_info = pr.num != 0; break;
-        default: break; /* topic alias maximum: the hub sends no aliases */
+        case BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM:
+            c->alias_out_max =
+                pr.num < TOPIC_ALIAS_OUT_MAX ? (uint16_t)pr.num : TOPIC_ALIAS_OUT_MAX;
+            break;
+        default: break;
         }
     }
     if (bt_mqtt_props_get(&k->props, BT_MQTT_PROP_AUTH_METHOD, NULL)) {
@@ -160,8 +166,8 @@ static int accept5(conn *c, bool present, bool assigned)
         {.id = BT_MQTT_PROP_MAXIMUM_PACKET_SIZE,
          .num = lmax + 2 + (lmax >= 128) + (lmax >= 16384) + (lmax >= 2097152)},
         {.id = BT_MQTT_PROP_TOPIC_ALIAS_MAXIMUM, .num = TOPIC_ALIAS_MAX},
-        {.id = BT_MQTT_PROP_SUB_ID_AVAILABLE, .num = 0},
-        {.id = BT_MQTT_PROP_SHARED_SUB_AVAILABLE, .num = 0},
+        {.id = BT_MQTT_PROP_SUB_ID_AVAILABLE, .num = 1},
+        {.id = BT_MQTT_PROP_SHARED_SUB_AVAILABLE, .num = 1},
         {.id = BT_MQTT_PROP_ASSIGNED_CLIENT_ID,
          .bin = {(const uint8_t *)c->client_id, strlen(c->client_id)}},
     };

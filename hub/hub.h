@@ -25,6 +25,7 @@
 
 typedef struct hub hub;
 typedef struct conn conn;
+typedef struct shgroup shgroup;
 
 /* ---- messages: one allocation, shared by every subscriber (reference counted) -------- */
 typedef struct msg {
@@ -135,6 +136,7 @@ typedef struct {
     bool acked;
     bool released;
     bool rel_wait; /* released, its PUBREL waits for the packet id to be stored */
+    bool shared;   /* a shared subscription's delivery: another member takes it if c leaves */
 } outq_entry;
 
 /* Packet ids of one session's QoS 2 exchanges: received PUBLISHes waiting for PUBREL
@@ -148,10 +150,14 @@ typedef struct {
     char *filter;
     uint8_t qos;
     uint8_t opts; /* 5.0 subscription options but QoS (BT_MQTT_SUBOPT_NO_LOCAL, ...) */
+    uint32_t id;  /* 5.0 subscription identifier, 0 = none */
 } conn_sub;
 
 /* Topic aliases a 5.0 client may use towards the hub (CONNACK topic alias maximum). */
 #define TOPIC_ALIAS_MAX 32
+/* Topic aliases the hub assigns towards a 5.0 client at most (bounded by the client's own
+ * topic alias maximum): each costs a map entry for the connection's life. */
+#define TOPIC_ALIAS_OUT_MAX 1024
 
 enum { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSED };
 
@@ -175,11 +181,14 @@ struct conn {
     bool problem_info;       /* 5.0: reason strings may be sent (request problem information) */
     bool expire_on_close;    /* 5.0 session expiry 0 on a resumed session: dropped at close */
     bool sub_opts;           /* 5.0: some subscription has no-local or retain-as-published */
+    bool sub_ids;            /* 5.0: some subscription has an identifier */
     uint16_t recv_max;       /* 5.0: the client's receive maximum (0: none given) */
     uint32_t max_packet;     /* 5.0: the client's maximum packet size (0: none given) */
     uint32_t session_expiry; /* 5.0 session expiry interval, seconds */
     uint32_t will_delay;     /* 5.0 will delay interval, seconds */
     char **aliases;          /* 5.0: topics of the client's topic aliases 1..TOPIC_ALIAS_MAX */
+    map alias_out;           /* 5.0: topic -> alias the hub assigned towards the client */
+    uint16_t alias_out_max;  /* 5.0: aliases the hub may assign (0: none) */
     uint16_t keepalive;
     uint16_t next_pid;
     int64_t last_rx_ms, created_ms;
@@ -258,6 +267,7 @@ typedef struct {
     uint64_t full_waits;            /* commits held because the store was full (reject-new) */
     uint64_t in_qos[4], out_qos[4]; /* messages by QoS (metrics) */
     uint64_t auth_failed;           /* CONNECTs refused for their credentials */
+    uint64_t shared_dropped;        /* shared QoS 1/2 messages over a group's queue */
     stats_hist commit;              /* store commits (with their fsync), in seconds */
 } hub_counters;
 
@@ -279,7 +289,13 @@ struct hub {
     map psessions; /* client id -> psess */
     map retained;  /* topic -> msg */
     trie subs;
-    trie offline; /* subscriptions of persistent sessions whose client is away */
+    trie offline;      /* subscriptions of persistent sessions whose client is away */
+    map shared;        /* "$share/<group>/<filter>" -> shgroup (shared.c) */
+    trie shared_subs;  /* the groups' filters (owner: the shgroup) */
+    shgroup **shmatch; /* groups matching the message being dispatched */
+    size_t nshmatch, capshmatch;
+    bool shared_empty;    /* some group has no member left: freed at the next tick */
+    size_t shared_queued; /* messages waiting in groups for room in a member's window */
     pending_pub *pend;
     size_t npend, cappend;
     commit_job *job; /* the group commit on the store's writer thread */
@@ -434,12 +450,39 @@ void session_acked(conn *c);
 /* The acknowledged log offset of a session: every seq <= it is done. */
 uint64_t session_offset(const conn *c);
 /* Adds (0) or replaces (1) a subscription in the session and the trie; -1 when out of
- * memory. opts: 5.0 no-local and retain-as-published. */
-int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts);
+ * memory. opts: 5.0 no-local and retain-as-published; id: 5.0 subscription identifier. */
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts, uint32_t id);
 /* Removes a subscription; returns 1 when it existed. */
 int session_unsubscribe(conn *c, const char *filter);
 /* Drops every subscription of c from the trie and frees the list. */
 void session_clear_subs(conn *c);
+
+/* Whether c's QoS 1/2 window has room for one more delivery. */
+bool session_has_room(const conn *c);
+/* Delivers m to c at QoS q for a shared subscription: held in memory, not read back from
+ * the log, and marked shared (see shared_redeliver). */
+void session_deliver_shared(conn *c, msg *m, uint8_t q);
+
+/* ---- shared subscriptions (shared.c) ------------------------------------------------------ */
+/* The filter inside "$share/<group>/<filter>" (f of len bytes), NULL when f is not a valid
+ * shared subscription. */
+const char *shared_filter(const char *f, size_t len);
+/* bt_topic_match for a subscription's filter, shared or not. */
+bool shared_match(const char *filter, const char *topic);
+/* c joins (or changes its QoS in) the group of name "$share/g/f". 0 or -1 (no memory). */
+int shared_join(conn *c, const char *name, uint8_t qos);
+/* c leaves the group of name (an empty group is freed by shared_gc). */
+void shared_leave(conn *c, const char *name);
+/* Sends m to one member of every group whose filter matches it. */
+void shared_dispatch(hub *h, msg *m);
+/* c is leaving: its unacknowledged shared deliveries go to other members of their groups. */
+void shared_redeliver(conn *c);
+/* Sends what groups hold to members that have room now (end of a turn). */
+void shared_drain(hub *h);
+/* Frees the groups left without members (periodic work). */
+void shared_gc(hub *h);
+/* Frees every group (shutdown). */
+void shared_free_all(hub *h);
 
 /* ---- retained messages (retain.c) ------------------------------------------------------- */
 /* Stores (payload) or clears (empty payload) the retained message of m's topic. */

@@ -613,6 +613,7 @@ void psession_save_subs(conn *c)
         copy[i].filter = strdup(c->subs[i].filter);
         copy[i].qos = c->subs[i].qos;
         copy[i].opts = c->subs[i].opts;
+        copy[i].id = c->subs[i].id;
         ss[i].filter = c->subs[i].filter;
         ss[i].qos = c->subs[i].qos;
         if (!copy[i].filter) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "baetyl/topic.h"
 #include "hub.h"
 
 /* Output bytes that trigger a write in the middle of a turn. */
@@ -130,20 +131,65 @@ int send_suback(conn *c, uint16_t pid, const uint8_t *codes, size_t n)
     return rc;
 }
 
-/* A 5.0 PUBLISH: pm's properties after its remaining message expiry. Dropped (0) when it
- * is over the client's maximum packet size (MQTT 5.0 §3.1.2.11.4). */
+/* The subscription identifiers of c's subscriptions matching topic (no-local ones apart for
+ * its own messages), as properties into out (NULL: only counts); their length. Computed at
+ * each send, so a resent PUBLISH carries them too. */
+static size_t sub_id_props(const conn *c, const char *topic, uint64_t from, uint8_t *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        const conn_sub *s = &c->subs[i];
+        if (!s->id || ((s->opts & BT_MQTT_SUBOPT_NO_LOCAL) && from == c->id) ||
+            !shared_match(s->filter, topic))
+            continue;
+        if (out)
+            out[o] = BT_MQTT_PROP_SUBSCRIPTION_ID;
+        o++;
+        uint32_t v = s->id; /* variable byte integer, 1..268435455 (the decoder checked) */
+        do {
+            if (out)
+                out[o] = (uint8_t)((v & 0x7F) | (v > 0x7F ? 0x80 : 0));
+            o++;
+            v >>= 7;
+        } while (v);
+    }
+    return o;
+}
+
+/* A 5.0 PUBLISH: pm's properties after its remaining message expiry and the subscription
+ * identifiers. Dropped (0) when it is over the client's maximum packet size (MQTT 5.0
+ * §3.1.2.11.4). */
 static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *payload,
                            size_t plen, uint8_t q, bool retain, bool dup, uint16_t pid,
                            const msg *pm)
 {
     uint8_t small[256];
-    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0);
+    size_t nids = c->sub_ids ? sub_id_props(c, topic, pm ? pm->from : 0, NULL) : 0;
+    /* Topic aliases towards the client, first come first served: the first alias_out_max
+     * topics sent get one for the connection's life, the others always go in full. */
+    uint16_t alias = 0;
+    bool fresh = false;
+    if (c->alias_out_max) {
+        alias = (uint16_t)(uintptr_t)map_get(&c->alias_out, topic);
+        if (!alias && c->alias_out.n < c->alias_out_max) {
+            alias = (uint16_t)(c->alias_out.n + 1);
+            fresh = true;
+        }
+    }
+    size_t plen5 = (pm ? pm->props_len : 0) + (pm && pm->expiry_s ? 5 : 0) + nids + (alias ? 3 : 0);
     uint8_t *props = plen5 <= sizeof small ? small : malloc(plen5);
     if (!props) {
         conn_close(c, "out of memory");
         return -1;
     }
     size_t o = 0;
+    if (alias) {
+        props[o++] = BT_MQTT_PROP_TOPIC_ALIAS;
+        props[o++] = (uint8_t)(alias >> 8);
+        props[o++] = (uint8_t)alias;
+    }
+    if (nids)
+        o += sub_id_props(c, topic, pm ? pm->from : 0, props + o);
     if (pm && pm->expiry_s) {
         int64_t left = (int64_t)pm->expiry_s - (hub_wall_ms() - pm->ts_ms) / 1000;
         uint32_t v = left > 0 ? (uint32_t)left : 1;
@@ -159,7 +205,7 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
                                     .retain = retain,
                                     .dup = q ? dup : false,
                                     .packet_id = pid,
-                                    .topic = {topic, tlen},
+                                    .topic = {topic, alias && !fresh ? 0 : tlen},
                                     .payload = {payload, plen},
                                     .props = {.raw = {props, plen5}}}};
     ssize_t need = bt_mqtt_encoded_len(&p);
@@ -167,7 +213,10 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
     if (need < 0 || (c->max_packet && (uint64_t)need > c->max_packet)) {
         rc = 1; /* cannot go to this client */
     } else {
+        /* the alias is the client's only once a PUBLISH setting it went out */
         uint8_t *w = bt_buf_reserve(&c->out, (size_t)need);
+        if (w && fresh && map_put(&c->alias_out, topic, (void *)(uintptr_t)alias, NULL) < 0)
+            w = NULL;
         if (!w) {
             conn_close(c, "out of memory");
             rc = -1;

@@ -75,8 +75,8 @@ void session_pump_later(conn *c)
     }
 }
 
-/* A QoS 1 or 2 delivery: into the window, then out. */
-static void deliver_acked(conn *c, msg *m, uint8_t q, bool retain, bool dup)
+/* A QoS 1 or 2 delivery: into the window, then out (shared: held in memory, seq 0). */
+static void deliver_acked_ex(conn *c, msg *m, uint8_t q, bool retain, bool dup, bool shared)
 {
     outq_entry *e = q_push(c);
     if (!e) {
@@ -84,13 +84,19 @@ static void deliver_acked(conn *c, msg *m, uint8_t q, bool retain, bool dup)
         return;
     }
     e->m = msg_ref(m);
-    e->seq = m->seq;
+    e->seq = shared ? 0 : m->seq;
     e->qos = q;
-    e->pid = next_pid(c, q, m->seq);
+    e->shared = shared;
+    e->pid = next_pid(c, q, e->seq);
     e->sent_ms = c->h->now_ms;
-    if (m->seq)
+    if (e->seq)
         c->qlog++;
     send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, q, retain, dup, e->pid, m);
+}
+
+static void deliver_acked(conn *c, msg *m, uint8_t q, bool retain, bool dup)
+{
+    deliver_acked_ex(c, m, q, retain, dup, false);
 }
 
 void session_resend(conn *c, msg *m, uint8_t q)
@@ -211,6 +217,23 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
     deliver_acked(c, m, q, retain, false);
 }
 
+bool session_has_room(const conn *c)
+{
+    return c->qlen < window(c);
+}
+
+void session_deliver_shared(conn *c, msg *m, uint8_t q)
+{
+    if (c->state != CONN_ACTIVE || ((m->expiry_s || c->max_packet) && !deliverable(c, m)))
+        return;
+    if (q == 0) {
+        c->out_qos0++;
+        send_publish(c, m->topic, m->topic_len, m->payload, m->payload_len, 0, false, false, 0, m);
+        return;
+    }
+    deliver_acked_ex(c, m, q, false, false, true);
+}
+
 /* Highest QoS among c's subscriptions matching topic, or -1. */
 static int sub_qos(const conn *c, const char *topic)
 {
@@ -324,15 +347,20 @@ uint64_t session_offset(const conn *c)
     return lo;
 }
 
-int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts)
+int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts, uint32_t id)
 {
     opts &= BT_MQTT_SUBOPT_NO_LOCAL | BT_MQTT_SUBOPT_RETAIN_AS_PUBLISHED;
     if (opts)
         c->sub_opts = true;
+    if (id)
+        c->sub_ids = true;
     for (size_t i = 0; i < c->nsubs; i++)
         if (!strcmp(c->subs[i].filter, filter)) {
             c->subs[i].qos = qos;
             c->subs[i].opts = opts;
+            c->subs[i].id = id;
+            if (shared_filter(filter, strlen(filter)))
+                return shared_join(c, filter, qos) < 0 ? -1 : 1;
             return trie_add(&c->h->subs, filter, c, qos) < 0 ? -1 : 1;
         }
     if (c->nsubs == c->capsubs) {
@@ -346,11 +374,12 @@ int session_subscribe(conn *c, const char *filter, uint8_t qos, uint8_t opts)
     char *f = strdup(filter);
     if (!f)
         return -1;
-    if (trie_add(&c->h->subs, filter, c, qos) < 0) {
+    bool shared = shared_filter(filter, strlen(filter)) != NULL;
+    if ((shared ? shared_join(c, filter, qos) : trie_add(&c->h->subs, filter, c, qos)) < 0) {
         free(f);
         return -1;
     }
-    c->subs[c->nsubs++] = (conn_sub){f, qos, opts};
+    c->subs[c->nsubs++] = (conn_sub){f, qos, opts, id};
     return 0;
 }
 
@@ -358,7 +387,10 @@ int session_unsubscribe(conn *c, const char *filter)
 {
     for (size_t i = 0; i < c->nsubs; i++)
         if (!strcmp(c->subs[i].filter, filter)) {
-            trie_remove(&c->h->subs, filter, c);
+            if (shared_filter(filter, strlen(filter)))
+                shared_leave(c, filter);
+            else
+                trie_remove(&c->h->subs, filter, c);
             free(c->subs[i].filter);
             c->subs[i] = c->subs[--c->nsubs];
             return 1;
@@ -369,7 +401,11 @@ int session_unsubscribe(conn *c, const char *filter)
 void session_clear_subs(conn *c)
 {
     for (size_t i = 0; i < c->nsubs; i++) {
-        trie_remove(&c->h->subs, c->subs[i].filter, c);
+        const char *f = c->subs[i].filter;
+        if (shared_filter(f, strlen(f)))
+            shared_leave(c, f);
+        else
+            trie_remove(&c->h->subs, f, c);
         free(c->subs[i].filter);
     }
     free(c->subs);

@@ -85,8 +85,12 @@ class Paho5(Paho):
         self.c.loop_start()
         self.rc, self.flags, self.props = self.acks.get(timeout=5)
 
-    def sub(self, topic, qos=0, **opts):
-        self.c.subscribe(topic, options=SubscribeOptions(qos=qos, **opts))
+    def sub(self, topic, qos=0, sub_id=None, **opts):
+        p = None
+        if sub_id is not None:
+            p = Properties(PacketTypes.SUBSCRIBE)
+            p.SubscriptionIdentifier = sub_id
+        self.c.subscribe(topic, options=SubscribeOptions(qos=qos, **opts), properties=p)
         return [int(rc.value) for rc in self.acks.get(timeout=5)]
 
     def pub(self, topic, payload, qos=0, retain=False, **pp):
@@ -104,12 +108,25 @@ def test_connack_properties_and_assigned_id(hub):
     p = c.props
     assert p.ReceiveMaximum == 100 and p.TopicAliasMaximum == 32
     assert p.MaximumPacketSize > 32768
-    assert p.SubscriptionIdentifierAvailable == 0 and p.SharedSubscriptionAvailable == 0
+    assert p.SubscriptionIdentifierAvailable == 1 and p.SharedSubscriptionAvailable == 1
     assert p.AssignedClientIdentifier.startswith("auto.")
     c.close()
     named = Paho5(hub.port, "named")
     assert not hasattr(named.props, "AssignedClientIdentifier")
     named.close()
+
+
+def test_response_information_not_provided(hub):
+    """5.0 lets a server leave response information out even when it is requested."""
+    ask = Properties(PacketTypes.CONNECT)
+    ask.RequestResponseInformation = 1
+    c = Paho5(hub.port, "rri", cprops=ask)
+    assert c.rc == 0 and not hasattr(c.props, "ResponseInformation")
+    c.sub("rri/resp", 1)
+    c.pub("rri/resp", b"answer", qos=1, ResponseTopic="rri/resp", CorrelationData=b"k")
+    m = c.get()
+    assert m.payload == b"answer" and m.properties.CorrelationData == b"k"
+    c.close()
 
 
 def test_connack_reason_codes(hub):
@@ -191,6 +208,45 @@ def test_topic_aliases_from_the_client(hub):
     assert p[0] == 14 and reason_of(p, with_id=False)[0] == 0x94
 
 
+def publish_fields(p):
+    """(topic, topic alias or None, payload) of a received 5.0 QoS 0 PUBLISH."""
+    body = p[2]
+    n = struct.unpack(">H", body[:2])[0]
+    topic, i = body[2:2 + n].decode(), 2 + n
+    plen, mul = 0, 1
+    while True:
+        b = body[i]
+        i += 1
+        plen += (b & 0x7F) * mul
+        mul *= 128
+        if not b & 0x80:
+            break
+    pr = body[i:i + plen]  # the hub puts the topic alias first
+    alias = struct.unpack(">H", pr[1:3])[0] if pr[:1] == b"\x23" else None
+    return topic, alias, body[i + plen:]
+
+
+def test_topic_aliases_towards_the_client(hub):
+    c, _ = raw5(hub, "tao", p=props((0x22, u16(2))))
+    c.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("tao/#") + b"\x00"))
+    assert c.recv()[0] == 9
+    p = Paho5(hub.port, "tao-p")
+    for t in ["tao/a", "tao/b", "tao/c", "tao/a", "tao/b", "tao/c"]:
+        p.pub(t, t.encode())
+    got = [publish_fields(c.recv()) for _ in range(6)]
+    # first come first served: a and b get aliases 1 and 2, c always goes in full
+    assert got == [("tao/a", 1, b"tao/a"), ("tao/b", 2, b"tao/b"), ("tao/c", None, b"tao/c"),
+                   ("", 1, b"tao/a"), ("", 2, b"tao/b"), ("tao/c", None, b"tao/c")]
+    # a client that gives no maximum gets no alias
+    plain, _ = raw5(hub, "tao-plain")
+    plain.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("tao/#") + b"\x00"))
+    assert plain.recv()[0] == 9
+    for _ in range(2):
+        p.pub("tao/a", b"x")
+        assert publish_fields(plain.recv()) == ("tao/a", None, b"x")
+    p.close()
+
+
 def test_subscription_options(hub):
     c = Paho5(hub.port, "so")
     assert c.sub("so/nl", 1, noLocal=True) == [1]
@@ -212,12 +268,49 @@ def test_subscription_options(hub):
     c.close()
     other.close()
     raw, _ = raw5(hub, "so-raw")
-    raw.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("$share/g/t") + b"\x00"))
+    raw.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("$share/g") + b"\x00"))
     p = raw.recv()
-    assert p[0] == 9 and p[2][-1] == 0x9E  # shared subscriptions are not offered
+    assert p[0] == 9 and p[2][-1] == 0x8F  # a shared subscription without a filter
     raw.send(mqtt_packet(0xA2, u16(2) + props() + mqtt_str("never")))
     p = raw.recv()
     assert p[0] == 11 and p[2][-1] == 0x11  # no subscription existed
+
+
+def ids_of(m):
+    return sorted(getattr(m.properties, "SubscriptionIdentifier", []))
+
+
+def test_subscription_identifiers(hub):
+    keep = Properties(PacketTypes.CONNECT)
+    keep.SessionExpiryInterval = 300
+    s = Paho5(hub.port, "sid", clean=False, cprops=keep)
+    assert s.sub("sid/+", 1, sub_id=7) == [1]
+    assert s.sub("sid/#", 0, sub_id=268435455) == [0]
+    assert s.sub("sid/a", 1) == [1]  # no identifier
+    p = Paho5(hub.port, "sid-p")
+    p.pub("sid/a", b"both", qos=1)
+    assert ids_of(s.get()) == [7, 268435455]
+    p.pub("sid/a/b", b"one", qos=1)
+    assert ids_of(s.get()) == [268435455]
+    p.pub("sid/kept", b"r", qos=1, retain=True)
+    assert ids_of(s.get()) == [7, 268435455]
+    assert s.sub("sid/kept", 1, sub_id=3) == [1]  # the retained copy on subscribe
+    assert ids_of(s.get()) == [3, 7, 268435455]
+    s.close()
+    # the persistent session keeps them: a message queued while away and a live one
+    p.pub("sid/x", b"away", qos=1)
+    s = Paho5(hub.port, "sid", clean=False, cprops=keep)
+    m = s.get()
+    assert m.payload == b"away" and ids_of(m) == [7, 268435455]
+    p.pub("sid/y", b"back", qos=0)
+    assert ids_of(s.get()) == [7, 268435455]
+    s.close()
+    p.close()
+    out = subprocess.run(["mosquitto_sub", "-V", "mqttv5", "-p", str(hub.port), "-u", "test",
+                          "-P", "hahaha", "-t", "sid/kept", "-D", "subscribe",
+                          "subscription-identifier", "42", "-C", "1", "-W", "5", "-F", "%t %p"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.stdout.strip() == "sid/kept r", out
 
 
 def test_message_expiry(hub):

@@ -25,16 +25,23 @@ static const uint8_t CONNECT_B[] = {0x10, 0x13, 0, 4,   'M', 'Q', 'T', 'T', 4, 0
 static const uint8_t SUB_T1[] = {0x82, 0x06, 0, 1, 0, 1, 't', 1};
 static const uint8_t PUB_T_Q1[] = {0x32, 0x06, 0, 1, 't', 0, 9, 'x'};
 
+/* A hub on CONF without a store and two connections on it, not yet connected. */
+static void two_conns(hub *h, hub_config *cfg, conn **a, conn **b)
+{
+    char err[256];
+    assert_int_equal(
+        bt_cfg_load_string(&hub_config_schema, cfg, CONF, strlen(CONF), err, sizeof err), 0);
+    assert_int_equal(hub_init(h, cfg, NULL, err, sizeof err), 0);
+    *a = conn_new(h, transport_mem_new());
+    *b = conn_new(h, transport_mem_new());
+}
+
 static void test_deliver_and_window(void **state)
 {
     hub_config cfg;
-    char err[256];
-    assert_int_equal(
-        bt_cfg_load_string(&hub_config_schema, &cfg, CONF, strlen(CONF), err, sizeof err), 0);
     hub h;
-    assert_int_equal(hub_init(&h, &cfg, NULL, err, sizeof err), 0);
-    conn *a = conn_new(&h, transport_mem_new());
-    conn *b = conn_new(&h, transport_mem_new());
+    conn *a, *b;
+    two_conns(&h, &cfg, &a, &b);
     assert_int_equal(conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
     assert_int_equal(a->state, CONN_ACTIVE);
     assert_int_equal(conn_feed(a, SUB_T1, sizeof SUB_T1), 0);
@@ -92,11 +99,88 @@ static void test_config_errors(void **state)
     bt_cfg_free(&hub_config_schema, &cfg);
 }
 
+/* "$share/<group>/<filter>": the filter inside, or NULL when it is not a valid one. */
+static void test_shared_filter(void **state)
+{
+    (void)state;
+    static const char *ok[][2] = {
+        {"$share/g/t", "t"}, {"$share/g/a/+/#", "a/+/#"}, {"$share/grp/#", "#"}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *in = shared_filter(ok[i][0], strlen(ok[i][0]));
+        assert_non_null(in);
+        assert_string_equal(in, ok[i][1]);
+    }
+    static const char *bad[] = {"$share/g",    "$share/g/",  "$share//t",
+                                "$share/g+/t", "$share/#/t", "$share/g/a#",
+                                "$shar/g/t",   "share/g/t",  "$share/g/$x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_null(shared_filter(bad[i], strlen(bad[i])));
+    char big[300] = "$share/g/";
+    memset(big + 9, 'a', sizeof big - 10);
+    big[sizeof big - 1] = 0;
+    assert_null(shared_filter(big, strlen(big)));
+    assert_true(shared_match("$share/g/a/+", "a/b"));
+    assert_false(shared_match("$share/g/a/+", "$share/g/a/b"));
+    assert_true(shared_match("a/#", "a/b"));
+}
+
+/* Two sessions in one group share its messages, the group holds what no window has room
+ * for, and goes when its last member left. */
+static void test_shared_group(void **state)
+{
+    (void)state;
+    hub_config cfg;
+    hub h;
+    conn *a, *b;
+    two_conns(&h, &cfg, &a, &b);
+    assert_int_equal(conn_feed(a, CONNECT_A, sizeof CONNECT_A), 0);
+    assert_int_equal(conn_feed(b, CONNECT_B, sizeof CONNECT_B), 0);
+    static const uint8_t SUB_SH[] = {0x82, 0x0F, 0,   1,   0,   10,  '$', 's', 'h',
+                                     'a',  'r',  'e', '/', 'g', '/', 't', 1};
+    assert_int_equal(conn_feed(a, SUB_SH, sizeof SUB_SH), 0);
+    assert_int_equal(conn_feed(b, SUB_SH, sizeof SUB_SH), 0);
+    assert_int_equal(h.shared.n, 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(conn_feed(b, PUB_T_Q1, sizeof PUB_T_Q1), 0);
+    hub_commit(&h);
+    assert_int_equal(a->qlen, 2);
+    assert_int_equal(b->qlen, 2);
+    assert_true(a->q[a->qhead].shared);
+    assert_int_equal(a->q[a->qhead].seq, 0); /* held in memory, not read from the log */
+    /* every window full: two more wait in the group, one goes when a makes room */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(conn_feed(b, PUB_T_Q1, sizeof PUB_T_Q1), 0);
+    hub_commit(&h);
+    assert_int_equal(h.shared_queued, 2);
+    assert_int_equal(handle_puback(a, a->q[a->qhead].pid), 0);
+    hub_turn_end(&h);
+    assert_int_equal(a->qlen, 2);
+    assert_int_equal(h.shared_queued, 1);
+    /* a leaves with two unacknowledged: b has no room, they wait in the group too */
+    conn_close(a, "test");
+    assert_int_equal(b->qlen, 2);
+    assert_int_equal(h.shared_queued, 3);
+    hub_tick(&h);
+    assert_int_equal(h.shared.n, 1);
+    /* the last member leaves: nobody takes them (counted), the group goes */
+    conn_close(b, "test");
+    hub_turn_end(&h);
+    assert_int_equal(h.shared_queued, 0);
+    assert_int_equal(h.ctr.shared_dropped, 3);
+    hub_tick(&h);
+    assert_int_equal(h.shared.n, 0);
+    hub_turn_end(&h);
+    hub_shutdown(&h);
+    bt_cfg_free(&hub_config_schema, &cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deliver_and_window),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_shared_filter),
+        cmocka_unit_test(test_shared_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
