@@ -57,3 +57,28 @@ def test_mqttjs5_and_sdk_client_qos2(hub, driver, procs):  # noqa: F811
     assert sorted((g["payload"], g["qos"]) for g in got) == [("js0", 2), ("js1", 2)]
     time.sleep(0.2)
     d.quit()
+
+
+def test_topic_aliases_from_the_hub_resolved_by_mqttjs(hub, driver, procs):  # noqa: F811
+    """A subscriber that accepts 2 aliases gets the first two topics with aliases, later
+    publishes to them with the alias alone (MQTT.js puts the topic back), and a third topic
+    in full."""
+    d = driver("--address", f"tcp://127.0.0.1:{hub.port}", "--username", "test", "--password",
+               "hahaha", "--clientid", "sdk-alias", "--clean", "1")
+    d.event("connected")
+    js = procs.start(["node", os.path.join(PEER, "peer.js"), f"mqtt://127.0.0.1:{hub.port}",
+                      "test", "hahaha", "al/#", "6"],
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                     env=dict(os.environ, PEER_ALIAS_MAX="2"))
+    first = js.stdout.readline()
+    assert '"ready"' in first, first
+    for i, t in enumerate(["al/a", "al/b", "al/a", "al/b", "al/c", "al/c"]):
+        d.cmd(f"pub {t} 1 m{i}")
+        assert d.event("complete")[0]["status"] == 0
+    out, _ = js.communicate(timeout=20)
+    assert js.returncode == 0, first + out
+    msgs = [json.loads(x) for x in out.splitlines() if x.startswith('{"event":"message"')]
+    assert [(m["topic"], m["payload"]) for m in msgs] == [
+        ("al/a", "m0"), ("al/b", "m1"), ("al/a", "m2"), ("al/b", "m3"), ("al/c", "m4"), ("al/c", "m5")]
+    assert [m["topicAlias"] for m in msgs] == [1, 2, 1, 2, None, None]
+    d.quit()

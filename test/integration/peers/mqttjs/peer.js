@@ -8,8 +8,11 @@ const mqtt = require('mqtt');
 
 const [url, username, password, filter, expect, topic, count] = process.argv.slice(2);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+// PEER_ALIAS_MAX: accept that many topic aliases from the hub (MQTT.js resolves them).
+const aliasMax = Number(process.env.PEER_ALIAS_MAX || 0);
 const c = mqtt.connect(url, {protocolVersion: 5, username, password, clean: true,
-                             clientId: 'mqttjs-' + process.pid, reconnectPeriod: 0});
+                             clientId: 'mqttjs-' + process.pid, reconnectPeriod: 0,
+                             properties: aliasMax ? {topicAliasMaximum: aliasMax} : {}});
 let got = 0;
 setTimeout(() => { out({event: 'timeout', got}); process.exit(1); }, 15000);
 c.on('error', (e) => { out({event: 'error', message: String(e)}); process.exit(1); });
@@ -18,7 +21,8 @@ c.on('message', (t, payload, p) => {
   out({event: 'message', topic: t, payload: payload.toString(), qos: p.qos,
        userProperties: pr.userProperties || null, contentType: pr.contentType || null,
        responseTopic: pr.responseTopic || null,
-       correlationData: pr.correlationData ? pr.correlationData.toString() : null});
+       correlationData: pr.correlationData ? pr.correlationData.toString() : null,
+       topicAlias: pr.topicAlias || null});
   if (++got >= Number(expect)) c.end(false, {}, () => process.exit(0));
 });
 c.on('connect', () => {
