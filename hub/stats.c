@@ -228,6 +228,7 @@ json_t *stats_metrics_json(const stats_snapshot *s, const hub_config *cfg)
     bt_metrics_sample(f, "", "reason", "store_full", (double)k->dropped_full);
     bt_metrics_sample(f, "", "reason", "store_count", (double)k->dropped_count);
     bt_metrics_sample(f, "", "reason", "retention", (double)k->dropped_age);
+    bt_metrics_sample(f, "", "reason", "shared_group_full", (double)k->shared_dropped);
     bt_metrics_one(o, "baetyl_hub_slow_consumers_closed_total", "counter",
                    "Connections closed for output over message.egress.buffer.max.",
                    (double)k->slow_closed);
