@@ -26,6 +26,7 @@ struct store {
     pthread_rwlock_t maplock;
     int has_writer, wstop, inflight, done_fd;
     pthread_t writer;
+    void *wstack;        /* the writer's stack: ours, so it is unmapped when the writer ends */
     pthread_mutex_t jmu; /* guards job, done, inflight, wstop */
     pthread_cond_t jcond;
     store_job *job, *done;

@@ -12,6 +12,8 @@
 #include "baetyl/error.h"
 #include "store_internal.h"
 
+#define WRITER_STACK (256u << 10)
+
 static void *writer_main(void *arg)
 {
     store *s = arg;
@@ -44,7 +46,19 @@ int store_writer_start(store *s)
         return -1;
     pthread_mutex_init(&s->jmu, NULL);
     pthread_cond_init(&s->jcond, NULL);
-    if (pthread_create(&s->writer, NULL, writer_main, s)) {
+    /* A small stack of our own: glibc keeps the stacks it allocates mapped after the thread
+     * ends, and on a 32-bit system such a leftover splits the address space that a store's
+     * map (1 GiB by default) must find in one piece. store_append needs little stack. */
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    s->wstack = malloc(WRITER_STACK);
+    int rc = s->wstack ? pthread_attr_setstack(&at, s->wstack, WRITER_STACK) : ENOMEM;
+    if (rc == 0)
+        rc = pthread_create(&s->writer, &at, writer_main, s);
+    pthread_attr_destroy(&at);
+    if (rc) {
+        free(s->wstack);
+        s->wstack = NULL;
         pthread_mutex_destroy(&s->jmu);
         pthread_cond_destroy(&s->jcond);
         close(s->done_fd);
@@ -66,6 +80,8 @@ void store_writer_stop(store *s)
     pthread_cond_broadcast(&s->jcond);
     pthread_mutex_unlock(&s->jmu);
     pthread_join(s->writer, NULL);
+    free(s->wstack);
+    s->wstack = NULL;
     pthread_mutex_destroy(&s->jmu);
     pthread_cond_destroy(&s->jcond);
     close(s->done_fd);
