@@ -22,6 +22,7 @@
 #include "baetyl/config.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
+#include "baetyl/util.h"
 #include "sql.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -29,9 +30,7 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return (double)bt_now_ns() / 1e9;
 }
 
 static bt_mqtt_client *connect_client(int port, const char *id, const char *sub, int subqos,
