@@ -377,7 +377,13 @@ def env(master, procs, tmp_path, certs):  # noqa: F811 - master is a fixture
 
 def test_report_decrypts_to_inspect_with_headers(env):
     e = env().start()
-    r = wait_for(e.cloud.last_report, 20, what="a report")
+    # The agent reports at once; a report taken while the master still starts its services
+    # carries no conf_version yet (it is set when the application is committed): wait for one
+    # taken after the commit.
+    def committed_report():
+        r = e.cloud.last_report()
+        return r if r and r["json"].get("software", {}).get("conf_version") else None
+    r = wait_for(committed_report, 20, what="a report after the application's commit")
     assert not e.cloud.bad, e.cloud.bad
     assert r["path"] == "/v3/edge/info"
     h = r["headers"]
