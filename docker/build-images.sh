@@ -290,10 +290,10 @@ for img in "$@"; do
   docker build -q -t "$img:$TAG" "$CTX" >/dev/null 2>"$CTX/build.err" || { cat "$CTX/build.err" >&2; exit 1; }
   also=""
   if [ $SEED_NAMES -eq 1 ]; then
-    aliases=$(seed_names "$img")
-    for alias in $aliases; do docker tag "$img:$TAG" "$alias"; done
-    count=$(echo "$aliases" | wc -l)
-    also=", also $(echo "$aliases" | head -1) and $((count - 1)) more seed names"
+    # an array, not `echo | head`: under pipefail a pipe's writer can die of SIGPIPE (141)
+    mapfile -t aliases < <(seed_names "$img")
+    for alias in "${aliases[@]}"; do docker tag "$img:$TAG" "$alias"; done
+    also=", also ${aliases[0]} and $((${#aliases[@]} - 1)) more seed names"
   fi
   size=$(docker image inspect -f '{{.Size}}' "$img:$TAG")
   echo "[$n/$#] $img:$TAG: $(human "$size") in $(($(date +%s) - t0))s$also"

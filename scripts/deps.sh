@@ -31,7 +31,7 @@ PKGS=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
   libopencv-dnn-dev
   # tests, peers and runtimes
-  python3 python3-pytest python3-paho-mqtt python3-grpcio python3-protobuf python3-yaml
+  python3 python3-pytest python3-pytest-xdist python3-paho-mqtt python3-grpcio python3-protobuf python3-yaml
   python3-cryptography python3-more-itertools
   mosquitto mosquitto-clients libpaho-mqtt-dev openssl procps psmisc curl
   python3-opencv python3-numpy

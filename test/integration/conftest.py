@@ -455,3 +455,13 @@ def pytest_sessionfinish(session, exitstatus):
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = old
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """For a parallel run (`-n N --dist loadgroup`, pytest-xdist): the tests of one file stay
+    on one worker (their module fixtures are made once), and every test that uses the Docker
+    engine shares one worker, so one dockerd builds each image once."""
+    for item in items:
+        group = "docker" if "docker_engine" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

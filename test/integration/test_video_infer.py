@@ -347,8 +347,9 @@ def test_no_limit_plays_file_at_its_rate(stack, media):
     vi, sub, _, _ = stack(uri=media["long"], fps=0)
     first = sub.get(timeout=30)
     msgs = [first] + sub.drain(2.0)
-    # 10 fps for 2 s: about 20 frames, not the hundreds a free-running read would give.
-    assert 14 <= len(msgs) <= 24, len(msgs)
+    # 10 fps for 2 s: about 20 frames, not the hundreds a free-running read would give (a
+    # loaded machine may deliver a few late frames of the first second in the window).
+    assert 14 <= len(msgs) <= 30, len(msgs)
 
 
 def test_missing_video_is_retried_each_second(stack, tmp_path, media):
