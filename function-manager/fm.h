@@ -114,6 +114,10 @@ int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, siz
 /* The client of a borrowed instance, and its name (for logs). */
 bt_fn_client *fm_instance_client(fm_instance *in);
 const char *fm_instance_name(const fm_instance *in);
+/* Whether the instance may serve CallBatch: true until it answered Unimplemented (a
+ * Baetyl 1.0 runtime), which fm_instance_set_batches(in, false) remembers. */
+bool fm_instance_batches(const fm_instance *in);
+void fm_instance_set_batches(fm_instance *in, bool yes);
 /* Wakes every waiter with an error and stops the evictor; calls in progress finish. */
 void fm_pool_close(fm_pool *p);
 /* True once fm_pool_close was called. */

@@ -30,6 +30,7 @@ struct fm_instance {
     int64_t idle_since; /* when busy last dropped to 0 */
     int busy;           /* calls in flight [mu] */
     bool broken;        /* a call failed: takes no more calls [mu] */
+    int batch;          /* CallBatch: 0 not known yet, 1 served, -1 Unimplemented (atomic) */
     fm_instance *next;
 };
 
@@ -306,6 +307,16 @@ bt_fn_client *fm_instance_client(fm_instance *in)
 const char *fm_instance_name(const fm_instance *in)
 {
     return in->name;
+}
+
+bool fm_instance_batches(const fm_instance *in)
+{
+    return __atomic_load_n(&in->batch, __ATOMIC_RELAXED) >= 0;
+}
+
+void fm_instance_set_batches(fm_instance *in, bool yes)
+{
+    __atomic_store_n(&in->batch, yes ? 1 : -1, __ATOMIC_RELAXED);
 }
 
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)
