@@ -111,13 +111,17 @@ void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy);
 /* One attempt: borrow, call (deadline: timeout), give back (destroyed when the call failed).
  * 0 with out filled, or a BT_FN_E* code with err. */
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen);
+/* Calls the pool could start now without waiting: free slots of the live instances, and
+ * those of the instances it may still start. */
+size_t fm_pool_room(fm_pool *p);
 /* The client of a borrowed instance, and its name (for logs). */
 bt_fn_client *fm_instance_client(fm_instance *in);
 const char *fm_instance_name(const fm_instance *in);
 /* Whether the instance may serve CallBatch: true until it answered Unimplemented (a
- * Baetyl 1.0 runtime), which fm_instance_set_batches(in, false) remembers. */
+ * Baetyl 1.0 runtime), which fm_instance_set_batches(in, false) remembers (true when that
+ * changed what was known). */
 bool fm_instance_batches(const fm_instance *in);
-void fm_instance_set_batches(fm_instance *in, bool yes);
+bool fm_instance_set_batches(fm_instance *in, bool yes);
 /* Wakes every waiter with an error and stops the evictor; calls in progress finish. */
 void fm_pool_close(fm_pool *p);
 /* True once fm_pool_close was called. */

@@ -309,14 +309,26 @@ const char *fm_instance_name(const fm_instance *in)
     return in->name;
 }
 
+size_t fm_pool_room(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t room = ((size_t)p->cfg->max - p->alive) * (size_t)p->cfg->concurrent;
+    for (fm_instance *in = p->live; in; in = in->next)
+        if (!in->broken && in->busy < p->cfg->concurrent)
+            room += (size_t)(p->cfg->concurrent - in->busy);
+    pthread_mutex_unlock(&p->mu);
+    return room;
+}
+
 bool fm_instance_batches(const fm_instance *in)
 {
     return __atomic_load_n(&in->batch, __ATOMIC_RELAXED) >= 0;
 }
 
-void fm_instance_set_batches(fm_instance *in, bool yes)
+bool fm_instance_set_batches(fm_instance *in, bool yes)
 {
-    __atomic_store_n(&in->batch, yes ? 1 : -1, __ATOMIC_RELAXED);
+    int v = yes ? 1 : -1;
+    return __atomic_exchange_n(&in->batch, v, __ATOMIC_RELAXED) != v;
 }
 
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)

@@ -83,6 +83,7 @@ struct fm_rule {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     fm_item *head, *tail;
+    size_t qlen;                       /* items from head to tail [mu] */
     fm_item *inflight, *inflight_tail; /* taken by the dispatcher, in input order [mu] */
     size_t ninflight;                  /* their number [mu] */
     size_t inflight_max;               /* set before the threads start */
@@ -204,6 +205,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     else
         r->head = it;
     r->tail = it;
+    r->qlen++;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
@@ -435,8 +437,7 @@ static void batch_done(void *arg, int rc, int code, bt_fn_result *res, size_t n,
     fm_rule *r = b->r;
     bool unimplemented = rc != BT_FN_OK && code == BT_FN_CODE_UNIMPLEMENTED;
     bool healthy = rc == BT_FN_OK || unimplemented;
-    if (unimplemented) {
-        fm_instance_set_batches(b->inst, false);
+    if (unimplemented && fm_instance_set_batches(b->inst, false)) {
         bt_logkv(BT_LOG_INFO, "instance has no CallBatch: it gets one message per call", "function",
                  fm_pool_function(r->pool)->name, "instance", fm_instance_name(b->inst), NULL);
     }
@@ -447,6 +448,12 @@ static void batch_done(void *arg, int rc, int code, bt_fn_result *res, size_t n,
             continue;
         healthy = false;
         log_call_failed(r, b->inst, b->items[i], e ? e : "");
+    }
+    if (rc == BT_FN_OK && bt_log_enabled(BT_LOG_DEBUG)) {
+        char k[32];
+        snprintf(k, sizeof k, "%zu", b->n);
+        bt_logkv(BT_LOG_DEBUG, "batch called", "rule", r->clientid, "instance",
+                 fm_instance_name(b->inst), "messages", k, NULL);
     }
     fm_pool_put(r->pool, b->inst, healthy);
     pthread_mutex_lock(&r->mu);
@@ -537,6 +544,7 @@ static size_t take_locked(fm_rule *r, fm_item **items, size_t max)
             r->head = it->next;
             if (!r->head)
                 r->tail = NULL;
+            r->qlen--;
             if (it->msg.qos == 0) {
                 r->q0len--;
                 r->q0bytes -= it->size;
@@ -555,33 +563,62 @@ static size_t take_locked(fm_rule *r, fm_item **items, size_t max)
     return n;
 }
 
-/* An instance slot first (waiting for one, or for a start), then whatever is queued by
- * then, up to BATCH_MAX: no wait for a batch to fill, and the longer the slots are busy
- * the more a batch takes. One input goes as a Call, several as a CallBatch (to an instance
- * that does not serve it, as one Call each). */
+/* Before an input's first attempt: its clock starts, and when it is too large for the
+ * function it fails once (every attempt would fail the same way) and false is returned. */
+static bool first_attempt(fm_rule *r, fm_item *it)
+{
+    char err[1024];
+    if (it->attempts > 0 || it->t0)
+        return true;
+    it->t0 = fm_metrics_clock();
+    if (fm_invoke_fits(r->pool, &it->msg, err, sizeof err) == 0)
+        return true;
+    fm_metrics_invoked(r->pool, it->t0, -1, 1);
+    finished(r, it, -1, strdup(err));
+    return false;
+}
+
+/* How many of the waiting inputs one call takes: its share of them over this call and
+ * the calls the pool could start now (slow handlers spread over instances and slots),
+ * up to BATCH_MAX; at least one (mu held). */
+static size_t share_locked(fm_rule *r, size_t room)
+{
+    size_t waiting = r->qlen;
+    for (fm_item *it = r->retry; it; it = it->retry_next)
+        waiting++;
+    size_t n = (waiting + room) / (room + 1);
+    return n < 1 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
+}
+
+/* An instance slot first (waiting for one, or for a start), then its share of whatever is
+ * queued by then: no wait for a batch to fill, and the busier the slots the more a call
+ * takes. One input goes as a Call, several as a CallBatch (to an instance that does not
+ * serve it, as one Call each). */
 static void dispatch(fm_rule *r)
 {
     char err[2048];
     fm_item *items[BATCH_MAX];
+    /* An input too large for the function fails at once, without an instance. */
+    pthread_mutex_lock(&r->mu);
+    const fm_item *h = r->retry ? NULL : r->head;
+    bool big = h && h->esize > (size_t)fm_pool_function(r->pool)->call.message_max;
+    if (big)
+        take_locked(r, items, 1);
+    pthread_mutex_unlock(&r->mu);
+    if (big) {
+        first_attempt(r, items[0]);
+        return;
+    }
     fm_instance *inst = fm_pool_get(r->pool, err, sizeof err);
     bool batches = inst && fm_instance_batches(inst);
+    size_t room = batches ? fm_pool_room(r->pool) : 0;
     pthread_mutex_lock(&r->mu);
-    size_t got = take_locked(r, items, batches ? BATCH_MAX : 1);
+    size_t got = take_locked(r, items, batches ? share_locked(r, room) : 1);
     pthread_mutex_unlock(&r->mu);
     size_t n = 0;
-    for (size_t i = 0; i < got; i++) {
-        fm_item *it = items[i];
-        if (it->attempts == 0 && !it->t0) {
-            it->t0 = fm_metrics_clock();
-            if (fm_invoke_fits(r->pool, &it->msg, err, sizeof err) < 0) {
-                /* every attempt would fail the same way: fail once, without an instance */
-                fm_metrics_invoked(r->pool, it->t0, -1, 1);
-                finished(r, it, -1, strdup(err));
-                continue;
-            }
-        }
-        items[n++] = it;
-    }
+    for (size_t i = 0; i < got; i++)
+        if (first_attempt(r, items[i]))
+            items[n++] = items[i];
     if (!inst) {
         for (size_t i = 0; i < n; i++)
             attempt_failed(r, items[i], err);

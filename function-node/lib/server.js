@@ -16,6 +16,10 @@ const STOP_GRACE_MS = 5000; // running calls get this long to finish after SIGTE
 // Set to 1 to serve Call only, as Baetyl 1.0's runtime did (the function-manager then falls
 // back to one message per call): for tests of that path.
 const NO_BATCH_ENV = 'BAETYL_RUNTIME_NO_CALLBATCH';
+// In a batch's reply a failure's text is cut to this, and room for one (BATCH_ERR_COST
+// bytes) is kept for each message still to come, so the reply stays within the limit.
+const BATCH_ERR_TEXT_MAX = 512;
+const BATCH_ERR_COST = BATCH_ERR_TEXT_MAX + 16;
 
 /** function.proto inside the package (installed) or in the source tree. */
 function findProto(root) {
@@ -146,8 +150,28 @@ function makeHandlers(fns, sc) {
     const msgs = call.request.Messages || [];
     const results = new Array(msgs.length);
     let left = msgs.length;
+    // Sizes are counted in message order once every result is in: a reply that would
+    // take the batch's reply over the limit is left out (Aborted: the caller calls that
+    // message again); the first one is always kept.
     const finish = () => {
       inflight--;
+      let size = 0;
+      results.forEach((r, i) => {
+        if (!r.Message) {
+          r.Error = r.Error.slice(0, BATCH_ERR_TEXT_MAX);
+          size += r.Error.length + 16;
+          return;
+        }
+        const m = r.Message;
+        const add = m.Payload.length + m.Topic.length + m.FunctionName.length
+          + m.FunctionInvokeID.length + 48;
+        if (i > 0 && size + add + (msgs.length - i - 1) * BATCH_ERR_COST > sc.messageMax) {
+          results[i] = { Code: grpc.status.ABORTED, Error: "the batch's reply is full: call again" };
+          size += 64;
+          return;
+        }
+        size += add;
+      });
       callback(null, { Results: results });
     };
     if (left === 0) {

@@ -18,6 +18,10 @@ STOP_GRACE = 5.0  # seconds running calls get to finish after SIGTERM
 # Set to 1 to serve Call only, as Baetyl 1.0's runtime did (the function-manager then falls
 # back to one message per call): for tests of that path.
 NO_BATCH_ENV = "BAETYL_RUNTIME_NO_CALLBATCH"
+# In a batch's reply a failure's text is cut to this, and room for one (BATCH_ERR_COST
+# bytes) is kept for each message still to come, so the reply stays within the limit.
+BATCH_ERR_TEXT_MAX = 512
+BATCH_ERR_COST = BATCH_ERR_TEXT_MAX + 16
 
 
 def find_proto(root):
@@ -68,6 +72,7 @@ class Runtime:
                 self.call_batch, request_deserializer=batch.request.FromString,
                 response_serializer=batch.response.SerializeToString)
         self.batch = batch
+        self.message_max = sc["message_max"]
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service.full_service, handlers),))
         address = listen_address(sc)
@@ -123,16 +128,27 @@ class Runtime:
             FunctionName=req.FunctionName, FunctionInvokeID=req.FunctionInvokeID)
 
     def call_batch(self, req, context):
-        """Each message as Call would run it; a failure is that message's result only."""
+        """Each message as Call would run it; a failure is that message's result only. A
+        reply that would take the batch's reply over the limit is left out: Aborted, the
+        caller calls that message again (the first one is always kept)."""
         out = self.batch.response()
-        for m in req.Messages:
+        n, size = len(req.Messages), 0
+        for i, m in enumerate(req.Messages):
             r = out.Results.add()
             try:
                 payload = self.run(m)
             except _Failed as f:
                 r.Code = f.code.value[0]
-                r.Error = f.text
+                r.Error = f.text[:BATCH_ERR_TEXT_MAX]
+                size += len(r.Error) + 16
                 continue
+            add = m.ByteSize() - len(m.Payload) + len(payload) + 16
+            if i > 0 and size + add + (n - i - 1) * BATCH_ERR_COST > self.message_max:
+                r.Code = grpc.StatusCode.ABORTED.value[0]
+                r.Error = "the batch's reply is full: call again"
+                size += 64
+                continue
+            size += add
             r.Message.CopyFrom(m)
             r.Message.Payload = payload
         return out

@@ -222,6 +222,11 @@ static size_t field_size(size_t len)
     return n + len;
 }
 
+/* A failed message's text in a batch's reply is cut to this, so that room can be kept for
+ * the results still to come: BATCH_ERR_COST bytes each at most. */
+#define BATCH_ERR_TEXT_MAX 512
+#define BATCH_ERR_COST (BATCH_ERR_TEXT_MAX + 16)
+
 /* What serve_batch keeps per message until the reply is encoded. */
 typedef struct {
     Baetyl__FunctionResult r;
@@ -231,8 +236,9 @@ typedef struct {
 } batch_entry;
 
 /* CallBatch: the handler on each message in turn, each with its own result. A reply that
- * would take the batch's reply over max is not kept (Aborted: the caller calls that
- * message again); the first one always is, or fails alone as Call would. */
+ * would take the batch's reply over max (keeping room for a failure of each message still
+ * to come) is not kept (Aborted: the caller calls that message again); the first one
+ * always is, or fails alone as Call would. */
 static void serve_batch(bt_fn_server *s, slot *sl)
 {
     grpc_byte_buffer *req = sl->payload;
@@ -276,7 +282,8 @@ static void serve_batch(bt_fn_server *s, slot *sl)
         }
         /* a result's code 0 and empty error take no bytes */
         size_t add = field_size(field_size(size));
-        if (st == GRPC_STATUS_OK && i > 0 && total + add > s->max_msg_size) {
+        size_t room = (n - i - 1) * BATCH_ERR_COST;
+        if (st == GRPC_STATUS_OK && i > 0 && total + add + room > s->max_msg_size) {
             bt_fn_msg_clear(&e->out);
             st = GRPC_STATUS_ABORTED;
             snprintf(err, sizeof err, "the batch's reply is full: call again");
@@ -287,6 +294,7 @@ static void serve_batch(bt_fn_server *s, slot *sl)
             total += add;
         } else {
             e->r.code = (uint32_t)st;
+            err[BATCH_ERR_TEXT_MAX] = '\0';
             e->text = strdup(err);
             e->r.error = e->text ? e->text : (char *)"out of memory";
             total += field_size(field_size(strlen(e->r.error)) + 2);
