@@ -52,6 +52,7 @@
  * INFLIGHT_ITEMS_MAX. */
 #define BATCH_MAX 64
 #define INFLIGHT_ITEMS_MAX 2048
+#define SPREAD_MAX 8
 #define THREAD_STACK ((size_t)512 << 10)
 /* How often the completer looks up from its queue to see whether the rule stops. */
 #define POLL_MS 100
@@ -579,13 +580,16 @@ static bool first_attempt(fm_rule *r, fm_item *it)
 }
 
 /* How many of the waiting inputs one call takes: its share of them over this call and
- * the calls the pool could start now (slow handlers spread over instances and slots),
- * up to BATCH_MAX; at least one (mu held). */
+ * the calls the pool could start now, counted up to SPREAD_MAX (slow handlers spread over
+ * instances and slots, while a flood still goes in batches worth a call), up to BATCH_MAX;
+ * at least one (mu held). */
 static size_t share_locked(fm_rule *r, size_t room)
 {
     size_t waiting = r->qlen;
     for (fm_item *it = r->retry; it; it = it->retry_next)
         waiting++;
+    if (room > SPREAD_MAX)
+        room = SPREAD_MAX;
     size_t n = (waiting + room) / (room + 1);
     return n < 1 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
 }
