@@ -11,7 +11,7 @@ import pytest
 
 from test_function_manager import app, fn, rule  # noqa: F401  (fixture, helpers)
 from master_harness import master  # noqa: F401  (fixture)
-from fm_harness import error_of
+from fm_harness import error_of, numbered, publish_all
 
 NO_BATCH = {"env": {"BAETYL_RUNTIME_NO_CALLBATCH": "1"}}
 
@@ -30,9 +30,8 @@ def test_batches_keep_each_messages_result_and_error(app, kind):  # noqa: F811
             [rule("t", "sayhi", "t/out", qos_in=1, qos_out=1, retry=2)])
     w = a.w
     n, bad = 120, {7, 90}
-    for i in range(n):
-        body = {"err": f"boom {i}"} if i in bad else {"n": i}
-        w.publish("t", json.dumps(body).encode(), qos=1)
+    publish_all(w, "t", [json.dumps({"err": f"boom {i}"}).encode() if i in bad else p
+                         for i, p in enumerate(numbered(n))], qos=1)
     outs = w.wait("t/out", n, timeout=90)
     for i, (_, payload, qos) in enumerate(outs):
         assert qos == 1
@@ -65,8 +64,7 @@ def test_runtime_without_callbatch_gets_one_message_per_call(app, kind):  # noqa
             [rule("t", "sayhi", "t/out", qos_in=1, qos_out=1, retry=1)])
     w = a.w
     n = 80
-    for i in range(n):
-        w.publish("t", json.dumps({"n": i}).encode(), qos=1)
+    publish_all(w, "t", numbered(n), qos=1)
     outs = w.wait_json("t/out", n, timeout=90)
     assert [o["n"] for o in outs] == list(range(n))
     log = a.fm_log()
@@ -85,8 +83,8 @@ def test_order_with_batches_in_flight_and_retries(app):  # noqa: F811
             [rule("j", "jitter", "j/out", qos_in=1, qos_out=1, retry=3)])
     w = a.w
     n = 60
-    for i in range(n):
-        w.publish("j", json.dumps({"n": i, "fail": i % 7 == 3}).encode(), qos=1)
+    publish_all(w, "j", [json.dumps({"n": i, "fail": i % 7 == 3}).encode() for i in range(n)],
+                qos=1)
     outs = w.wait_json("j/out", n, timeout=90)
     assert [o.get("n") for o in outs] == list(range(n)), outs
     log = a.fm_log()
@@ -104,8 +102,9 @@ def test_sql_batches(app):  # noqa: F811
             [rule("p", "pick", "p/out", qos_in=1, qos_out=1, retry=1)])
     w = a.w
     n = 300
-    for i in range(n):
-        w.publish("p", b"not json" if i == 150 else json.dumps({"n": i}).encode(), qos=1)
+    payloads = numbered(n)
+    payloads[150] = b"not json"
+    publish_all(w, "p", payloads, qos=1)
     outs = w.wait_json("p/out", n - 1, timeout=90)
     assert [o["n"] for o in outs] == [i for i in range(n) if i != 150]
     assert max(batch_sizes(a.fm_log()), default=0) > 1
