@@ -106,7 +106,9 @@ function runOne(fns, req, done) {
   const start = log.enabled('debug') ? process.hrtime.bigint() : 0n;
   functions.invoke(fn, req, (err, payload) => {
     if (err) {
-      log.error('function failed', { function: req.FunctionName, invokeid: req.FunctionInvokeID, error: err.message });
+      log.error('function failed', {
+        function: req.FunctionName, invokeid: req.FunctionInvokeID, error: err.message,
+      });
       done({ code: grpc.status.UNKNOWN, details: err.message });
       return;
     }
@@ -166,7 +168,9 @@ function makeHandlers(fns, sc) {
         const add = m.Payload.length + m.Topic.length + m.FunctionName.length
           + m.FunctionInvokeID.length + 48;
         if (i > 0 && size + add + (msgs.length - i - 1) * BATCH_ERR_COST > sc.messageMax) {
-          results[i] = { Code: grpc.status.ABORTED, Error: "the batch's reply is full: call again" };
+          results[i] = {
+            Code: grpc.status.ABORTED, Error: "the batch's reply is full: call again",
+          };
           size += 64;
           return;
         }
