@@ -101,8 +101,9 @@ fm_pool *fm_pool_new(const fm_function_cfg *cfg, const fm_backend *b, char *err,
 /* Starts the thread that destroys idle instances every evicttime and keeps min alive. */
 int fm_pool_start(fm_pool *p, char *err, size_t errlen);
 /* Borrows an instance for one call: a live one serving fewer than instance.concurrent
- * calls, else a new one while fewer than max exist and none is starting, else waits for
- * room. Starting one waits out the backoff left by a failed start first.
+ * calls, else a new one while fewer than max exist and none is starting (started on a
+ * thread of its own when others are live, whose next free slot may come first), else waits
+ * for room. Starting one waits out the backoff left by a failed start first.
  * NULL with err when starting failed or the pool is closed. */
 fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen);
 /* Gives a call's instance back. Not healthy: it takes no more calls, and is destroyed
