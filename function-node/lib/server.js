@@ -1,6 +1,6 @@
 'use strict';
-// The runtime process: command line, config, the gRPC server of baetyl.Function/Call, and a
-// graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16).
+// The runtime process: command line, config, the gRPC server of baetyl.Function/Call (and
+// CallBatch), and a graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16).
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
@@ -55,7 +55,8 @@ function credentials(sc) {
 
 function usage(out) {
   out.write(`Usage: ${PROGRAM} [-c FILE]\n` +
-    'Baetyl Node.js function runtime: serves baetyl.Function/Call with the handlers of its config.\n' +
+    'Baetyl Node.js function runtime: serves baetyl.Function/Call (and CallBatch) with the\n' +
+    'handlers of its config.\n' +
     `  -c, --config FILE   config file (default ${cfg.DEFAULT_PATH})\n` +
     '  -h, --help          this help\n');
 }

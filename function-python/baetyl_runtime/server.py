@@ -1,5 +1,5 @@
-"""The runtime process: command line, config, the gRPC server of baetyl.Function/Call, and a
-graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16)."""
+"""The runtime process: command line, config, the gRPC server of baetyl.Function/Call (and
+CallBatch), and a graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16)."""
 import argparse
 import os
 import signal
@@ -171,7 +171,8 @@ class _Failed(Exception):
 
 def _args(argv):
     p = argparse.ArgumentParser(prog=PROGRAM, description="Baetyl Python 3 function runtime: "
-                                "serves baetyl.Function/Call with the handlers of its config.")
+                                "serves baetyl.Function/Call (and CallBatch) with the handlers of "
+                                "its config.")
     p.add_argument("-c", "--config", help=f"config file (default {cfg.DEFAULT_PATH})")
     return p.parse_args(argv)
 
