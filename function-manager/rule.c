@@ -607,7 +607,7 @@ static void dispatch(fm_rule *r)
     const fm_item *h = r->retry ? NULL : r->head;
     bool big = h && h->esize > (size_t)fm_pool_function(r->pool)->call.message_max;
     if (big)
-        take_locked(r, items, 1);
+        big = take_locked(r, items, 1) == 1;
     pthread_mutex_unlock(&r->mu);
     if (big) {
         first_attempt(r, items[0]);
