@@ -4,7 +4,9 @@
  * `instance.concurrent` in flight, the pool's limit), and a completer that takes their
  * completions in batches from one gRPC completion queue, publishes the results and only
  * then acknowledges a QoS 1 input. No thread per call: calls are in flight on the
- * instances' HTTP/2 streams, not on threads.
+ * instances' HTTP/2 streams, not on threads. A call carries one input (Call) or, when
+ * several wait, its share of them (CallBatch: one result each, so each input is retried,
+ * failed or published on its own as after a Call).
  *
  * Order: the dispatcher takes inputs from the queue in arrival order and appends each to
  * the in-flight list, so that list is in input order too. The calls run side by side; a
@@ -13,9 +15,9 @@
  * publishes from the head while the head is done (one publisher at a time). The client
  * sends on one connection in the order it is given, so outputs leave in input order even
  * when an earlier call is retried or slower than a later one. Results waiting for an earlier
- * one are bounded: no new input is taken while INFLIGHT_PER_CALL x the calls the pool allows
- * are in flight (a call that hangs until its timeout must not let finished results of a
- * QoS 0 flood pile up).
+ * one are bounded: no new input is taken while INFLIGHT_PER_CALL x BATCH_MAX x the calls the
+ * pool allows are in flight, at most INFLIGHT_ITEMS_MAX (a call that hangs until its
+ * timeout must not let finished results of a QoS 0 flood pile up).
  *
  * The client's callbacks run on its network thread and must not block, so messages are
  * queued and the calls started by the dispatcher. A QoS 1 input is acknowledged once its output
