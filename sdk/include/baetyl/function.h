@@ -1,6 +1,7 @@
 /* The function call of SPEC §12: `rpc Call(FunctionMessage) returns (FunctionMessage)` at
- * `/baetyl.Function/Call` (proto/function.proto), client and server on the gRPC C core with
- * protobuf-c messages. Completion queues stay inside; callers see two plain calls.
+ * `/baetyl.Function/Call` (proto/function.proto), and Baetyl-C's `CallBatch` (several
+ * messages, one result each), client and server on the gRPC C core with protobuf-c
+ * messages. Completion queues stay inside; callers see two plain calls.
  *
  * Errors: every call that can fail returns 0 on success or a negative BT_FN_E* code and
  * fills err. A failed RPC reads like Go grpc's error text, e.g.
