@@ -101,8 +101,9 @@ fm_pool *fm_pool_new(const fm_function_cfg *cfg, const fm_backend *b, char *err,
 /* Starts the thread that destroys idle instances every evicttime and keeps min alive. */
 int fm_pool_start(fm_pool *p, char *err, size_t errlen);
 /* Borrows an instance for one call: a live one serving fewer than instance.concurrent
- * calls, else a new one while fewer than max exist and none is starting, else waits for
- * room. Starting one waits out the backoff left by a failed start first.
+ * calls, else a new one while fewer than max exist and none is starting (started on a
+ * thread of its own when others are live, whose next free slot may come first), else waits
+ * for room. Starting one waits out the backoff left by a failed start first.
  * NULL with err when starting failed or the pool is closed. */
 fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen);
 /* Gives a call's instance back. Not healthy: it takes no more calls, and is destroyed
@@ -111,9 +112,17 @@ void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy);
 /* One attempt: borrow, call (deadline: timeout), give back (destroyed when the call failed).
  * 0 with out filled, or a BT_FN_E* code with err. */
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen);
+/* Calls the pool could start now without waiting: free slots of the live instances, and
+ * those of the instances it may still start. */
+size_t fm_pool_room(fm_pool *p);
 /* The client of a borrowed instance, and its name (for logs). */
 bt_fn_client *fm_instance_client(fm_instance *in);
 const char *fm_instance_name(const fm_instance *in);
+/* Whether the instance may serve CallBatch: true until it answered Unimplemented (a
+ * Baetyl 1.0 runtime), which fm_instance_set_batches(in, false) remembers (true when that
+ * changed what was known). */
+bool fm_instance_batches(const fm_instance *in);
+bool fm_instance_set_batches(fm_instance *in, bool yes);
 /* Wakes every waiter with an error and stops the evictor; calls in progress finish. */
 void fm_pool_close(fm_pool *p);
 /* True once fm_pool_close was called. */

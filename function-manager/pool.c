@@ -2,7 +2,8 @@
  * <service>.<function>.<n> (n from 1..max, reused), created on demand up to max, kept at least
  * min, destroyed after idletime idle (checked every evicttime) or after a failed call. An
  * instance serves up to instance.concurrent calls at once over its one HTTP/2 connection
- * (a stream each): a new instance is started only when every live one is that busy. One that
+ * (a stream each): a new instance is started only when every live one is that busy, in the
+ * background when others are live (they keep taking calls meanwhile). One that
  * failed a call takes no more calls and is destroyed when the last of its calls returns.
  * A failed start makes the next one wait (500 ms, doubling up to backoff.max) so a runtime
  * that cannot start is not restarted in a loop. */
@@ -30,6 +31,7 @@ struct fm_instance {
     int64_t idle_since; /* when busy last dropped to 0 */
     int busy;           /* calls in flight [mu] */
     bool broken;        /* a call failed: takes no more calls [mu] */
+    int batch;          /* CallBatch: 0 not known yet, 1 served, -1 Unimplemented (atomic) */
     fm_instance *next;
 };
 
@@ -186,6 +188,21 @@ static void release(fm_pool *p, int id)
     pthread_cond_broadcast(&p->cv);
 }
 
+/* A start failed: the slot is given back and the next start waits (mu held). */
+static void start_failed_locked(fm_pool *p, int id, const char *err)
+{
+    release(p, id);
+    int64_t max = p->cfg->call.backoff_max;
+    p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_FIRST_MS;
+    if (p->backoff > max)
+        p->backoff = max;
+    p->backoff_until = bt_now_ms() + p->backoff;
+    char ms[32];
+    snprintf(ms, sizeof ms, "%lld", (long long)p->backoff);
+    bt_logkv(BT_LOG_ERROR, "instance failed to start", "function", p->cfg->name, "error", err,
+             "backoff_ms", ms, NULL);
+}
+
 /* Creates one instance into a reserved slot, with mu released during the work. Returns it,
  * or NULL with err after arming the backoff (mu held on entry and on return). */
 static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
@@ -201,17 +218,73 @@ static fm_instance *create_locked(fm_pool *p, char *err, size_t errlen)
         p->backoff_until = 0;
         return in;
     }
-    release(p, id);
-    int64_t max = p->cfg->call.backoff_max;
-    p->backoff = p->backoff ? p->backoff * 2 : BACKOFF_FIRST_MS;
-    if (p->backoff > max)
-        p->backoff = max;
-    p->backoff_until = bt_now_ms() + p->backoff;
-    char ms[32];
-    snprintf(ms, sizeof ms, "%lld", (long long)p->backoff);
-    bt_logkv(BT_LOG_ERROR, "instance failed to start", "function", p->cfg->name, "error", err,
-             "backoff_ms", ms, NULL);
+    start_failed_locked(p, id, err);
     return NULL;
+}
+
+struct start_job {
+    fm_pool *p;
+    int id;
+};
+
+/* A start in the background: the new instance joins the live ones (and the waiters are
+ * woken), or the backoff is armed. */
+static void *start_main(void *arg)
+{
+    struct start_job *j = arg;
+    fm_pool *p = j->p;
+    int id = j->id;
+    free(j);
+    char err[512];
+    fm_instance *in = instance_create(p, id, err, sizeof err);
+    pthread_mutex_lock(&p->mu);
+    p->starting--;
+    if (in) {
+        p->backoff = 0;
+        p->backoff_until = 0;
+        in->idle_since = bt_now_ms();
+        in->next = p->live;
+        p->live = in;
+    } else {
+        start_failed_locked(p, id, err);
+    }
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Starts one more instance on a thread of its own (mu held): the calls keep going to the
+ * live ones meanwhile. false when no thread could be started (nothing changed). */
+static bool start_background(fm_pool *p)
+{
+    struct start_job *j = malloc(sizeof *j);
+    if (!j)
+        return false;
+    j->p = p;
+    j->id = reserve(p);
+    p->starting++;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, start_main, j);
+    pthread_attr_destroy(&attr);
+    if (rc == 0)
+        return true;
+    p->starting--;
+    p->ids[j->id] = false;
+    p->alive--;
+    free(j);
+    return false;
+}
+
+/* True when an instance that takes calls is live (mu held). */
+static bool any_healthy(const fm_pool *p)
+{
+    for (const fm_instance *in = p->live; in; in = in->next)
+        if (!in->broken)
+            return true;
+    return false;
 }
 
 /* The first live instance with room for one more call, taken (mu held); NULL if none.
@@ -256,6 +329,11 @@ fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
                 struct timespec ts;
                 ts = bt_deadline_in(p->backoff_until - bt_now_ms());
                 pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+                continue;
+            }
+            /* Scaling out: the live instances keep taking calls while it starts. */
+            if (any_healthy(p) && start_background(p)) {
+                pthread_cond_wait(&p->cv, &p->mu);
                 continue;
             }
             in = create_locked(p, err, errlen);
@@ -306,6 +384,28 @@ bt_fn_client *fm_instance_client(fm_instance *in)
 const char *fm_instance_name(const fm_instance *in)
 {
     return in->name;
+}
+
+size_t fm_pool_room(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t room = ((size_t)p->cfg->max - p->alive) * (size_t)p->cfg->concurrent;
+    for (fm_instance *in = p->live; in; in = in->next)
+        if (!in->broken && in->busy < p->cfg->concurrent)
+            room += (size_t)(p->cfg->concurrent - in->busy);
+    pthread_mutex_unlock(&p->mu);
+    return room;
+}
+
+bool fm_instance_batches(const fm_instance *in)
+{
+    return __atomic_load_n(&in->batch, __ATOMIC_RELAXED) >= 0;
+}
+
+bool fm_instance_set_batches(fm_instance *in, bool yes)
+{
+    int v = yes ? 1 : -1;
+    return __atomic_exchange_n(&in->batch, v, __ATOMIC_RELAXED) != v;
 }
 
 int fm_pool_call(fm_pool *p, const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen)
@@ -426,6 +526,10 @@ void fm_pool_free(fm_pool *p)
     fm_pool_close(p);
     if (p->evicting)
         pthread_join(p->evictor, NULL);
+    pthread_mutex_lock(&p->mu);
+    while (p->starting > 0) /* background starts: their instances are stopped below */
+        pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
     /* Stopped side by side: each stop waits for its process to exit. */
     size_t n = 0;
     for (fm_instance *in = p->live; in; in = in->next)

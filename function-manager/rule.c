@@ -4,7 +4,9 @@
  * `instance.concurrent` in flight, the pool's limit), and a completer that takes their
  * completions in batches from one gRPC completion queue, publishes the results and only
  * then acknowledges a QoS 1 input. No thread per call: calls are in flight on the
- * instances' HTTP/2 streams, not on threads.
+ * instances' HTTP/2 streams, not on threads. A call carries one input (Call) or, when
+ * several wait, its share of them (CallBatch: one result each, so each input is retried,
+ * failed or published on its own as after a Call).
  *
  * Order: the dispatcher takes inputs from the queue in arrival order and appends each to
  * the in-flight list, so that list is in input order too. The calls run side by side; a
@@ -13,9 +15,9 @@
  * publishes from the head while the head is done (one publisher at a time). The client
  * sends on one connection in the order it is given, so outputs leave in input order even
  * when an earlier call is retried or slower than a later one. Results waiting for an earlier
- * one are bounded: no new input is taken while INFLIGHT_PER_CALL x the calls the pool allows
- * are in flight (a call that hangs until its timeout must not let finished results of a
- * QoS 0 flood pile up).
+ * one are bounded: no new input is taken while INFLIGHT_PER_CALL x BATCH_MAX x the calls the
+ * pool allows are in flight, at most INFLIGHT_ITEMS_MAX (a call that hangs until its
+ * timeout must not let finished results of a QoS 0 flood pile up).
  *
  * The client's callbacks run on its network thread and must not block, so messages are
  * queued and the calls started by the dispatcher. A QoS 1 input is acknowledged once its output
@@ -47,6 +49,12 @@
  * up to CALLS_MAX): room for finished results waiting for an earlier one. */
 #define CALLS_MAX 128
 #define INFLIGHT_PER_CALL 2
+/* Messages per CallBatch at most (and the batch within the function's message.length.max);
+ * in-flight inputs are bounded by INFLIGHT_PER_CALL x calls x BATCH_MAX, up to
+ * INFLIGHT_ITEMS_MAX. */
+#define BATCH_MAX 64
+#define INFLIGHT_ITEMS_MAX 2048
+#define SPREAD_MAX 8
 #define THREAD_STACK ((size_t)512 << 10)
 /* How often the completer looks up from its queue to see whether the rule stops. */
 #define POLL_MS 100
@@ -56,6 +64,7 @@ typedef struct fm_item {
     bt_fn_msg msg;         /* points into this allocation, and at the rule's function name */
     bt_mqtt_ack_token ack; /* QoS 1: what acknowledges it */
     size_t size;
+    size_t esize;                  /* protobuf size of msg */
     struct fm_item *inflight_next; /* the next input taken by the dispatcher */
     struct fm_item *retry_next;    /* on the retry list [mu] */
     struct fm_rule *rule;
@@ -77,6 +86,7 @@ struct fm_rule {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     fm_item *head, *tail;
+    size_t qlen;                       /* items from head to tail [mu] */
     fm_item *inflight, *inflight_tail; /* taken by the dispatcher, in input order [mu] */
     size_t ninflight;                  /* their number [mu] */
     size_t inflight_max;               /* set before the threads start */
@@ -185,6 +195,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
         .function_name = r->cfg->function,
         .function_invoke_id = it->invoke_id,
     };
+    it->esize = bt_fn_msg_encoded_size(&it->msg);
 
     pthread_mutex_lock(&r->mu);
     r->st.received++;
@@ -197,6 +208,7 @@ static void on_message(bt_mqtt_client *c, const bt_mqtt_message *m, void *userda
     else
         r->head = it;
     r->tail = it;
+    r->qlen++;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
@@ -342,6 +354,18 @@ static void finished(fm_rule *r, fm_item *it, int rv, char *e)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Puts it on the retry list (mu held): the dispatcher takes it before new inputs. */
+static void retry_push_locked(fm_rule *r, fm_item *it)
+{
+    it->retry_next = NULL;
+    if (r->retry_tail)
+        r->retry_tail->retry_next = it;
+    else
+        r->retry = it;
+    r->retry_tail = it;
+    pthread_cond_broadcast(&r->cv);
+}
+
 /* An attempt failed with err: the input goes back to the dispatcher while attempts are
  * left, else it is finished with the error. */
 static void attempt_failed(fm_rule *r, fm_item *it, const char *err)
@@ -354,18 +378,27 @@ static void attempt_failed(fm_rule *r, fm_item *it, const char *err)
     }
     if (it->attempts < attempts) {
         pthread_mutex_lock(&r->mu);
-        it->retry_next = NULL;
-        if (r->retry_tail)
-            r->retry_tail->retry_next = it;
-        else
-            r->retry = it;
-        r->retry_tail = it;
-        pthread_cond_broadcast(&r->cv);
+        retry_push_locked(r, it);
         pthread_mutex_unlock(&r->mu);
         return;
     }
     fm_metrics_invoked(r->pool, it->t0, -1, it->attempts);
     finished(r, it, -1, strdup(err));
+}
+
+/* A successful attempt: it takes the reply over and is finished. */
+static void attempt_ok(fm_rule *r, fm_item *it, bt_fn_msg *out)
+{
+    it->out = *out; /* taken over */
+    memset(out, 0, sizeof *out);
+    fm_metrics_invoked(r->pool, it->t0, 0, it->attempts + 1);
+    finished(r, it, 0, NULL);
+}
+
+static void log_call_failed(fm_rule *r, fm_instance *inst, const fm_item *it, const char *err)
+{
+    bt_logkv(BT_LOG_WARN, "call failed", "function", fm_pool_function(r->pool)->name, "instance",
+             fm_instance_name(inst), "invokeid", it->invoke_id, "error", err, NULL);
 }
 
 /* A call's completion, on the completer thread. */
@@ -374,44 +407,84 @@ static void call_done(void *arg, int rc, int code, bt_fn_msg *out, const char *e
     (void)code;
     fm_item *it = arg;
     fm_rule *r = it->rule;
-    const char *fname = fm_pool_function(r->pool)->name;
     if (rc != BT_FN_OK)
-        bt_logkv(BT_LOG_WARN, "call failed", "function", fname, "instance",
-                 fm_instance_name(it->inst), "invokeid", it->invoke_id, "error", err, NULL);
+        log_call_failed(r, it->inst, it, err);
     fm_pool_put(r->pool, it->inst, rc == BT_FN_OK);
     it->inst = NULL;
     pthread_mutex_lock(&r->mu);
     r->pending--;
     pthread_mutex_unlock(&r->mu);
-    if (rc != BT_FN_OK) {
+    if (rc != BT_FN_OK)
         attempt_failed(r, it, err);
-        return;
-    }
-    it->out = *out; /* taken over */
-    memset(out, 0, sizeof *out);
-    fm_metrics_invoked(r->pool, it->t0, 0, it->attempts + 1);
-    finished(r, it, 0, NULL);
+    else
+        attempt_ok(r, it, out);
 }
 
-/* One attempt: an instance with room (waiting for one, or for its start), and the call
- * started on it. */
-static void attempt(fm_rule *r, fm_item *it)
+/* The inputs of one CallBatch. */
+typedef struct {
+    fm_rule *r;
+    fm_instance *inst;
+    size_t n;
+    fm_item *items[BATCH_MAX];
+} fm_batch;
+
+/* A batch's completion, on the completer thread. Each message has its own outcome: one
+ * that failed is retried (or finished with its error) like a failed Call, and as after a
+ * failed Call the instance takes no more calls. A runtime without CallBatch answers
+ * Unimplemented: remembered for the instance, and the messages go back to the dispatcher
+ * without counting an attempt (it calls them one by one there). Aborted messages (the
+ * reply was full) go back the same way. */
+static void batch_done(void *arg, int rc, int code, bt_fn_result *res, size_t n, const char *err)
 {
-    char err[2048];
-    if (it->attempts == 0) {
-        it->t0 = fm_metrics_clock();
-        if (fm_invoke_fits(r->pool, &it->msg, err, sizeof err) < 0) {
-            /* every attempt would fail the same way: fail once, without an instance */
-            fm_metrics_invoked(r->pool, it->t0, -1, 1);
-            finished(r, it, -1, strdup(err));
-            return;
+    fm_batch *b = arg;
+    fm_rule *r = b->r;
+    bool unimplemented = rc != BT_FN_OK && code == BT_FN_CODE_UNIMPLEMENTED;
+    bool healthy = rc == BT_FN_OK || unimplemented;
+    if (unimplemented && fm_instance_set_batches(b->inst, false)) {
+        bt_logkv(BT_LOG_INFO, "instance has no CallBatch: it gets one message per call", "function",
+                 fm_pool_function(r->pool)->name, "instance", fm_instance_name(b->inst), NULL);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const char *e = rc != BT_FN_OK ? err : res[i].err;
+        int c = rc != BT_FN_OK ? code : res[i].code;
+        if (unimplemented || c == BT_FN_CODE_OK || c == BT_FN_CODE_ABORTED)
+            continue;
+        healthy = false;
+        log_call_failed(r, b->inst, b->items[i], e ? e : "");
+    }
+    if (rc == BT_FN_OK && bt_log_enabled(BT_LOG_DEBUG)) {
+        char k[32];
+        snprintf(k, sizeof k, "%zu", b->n);
+        bt_logkv(BT_LOG_DEBUG, "batch called", "rule", r->clientid, "instance",
+                 fm_instance_name(b->inst), "messages", k, NULL);
+    }
+    fm_pool_put(r->pool, b->inst, healthy);
+    pthread_mutex_lock(&r->mu);
+    r->pending--;
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        fm_item *it = b->items[i];
+        int c = rc != BT_FN_OK ? code : res[i].code;
+        if (unimplemented || (rc == BT_FN_OK && c == BT_FN_CODE_ABORTED)) {
+            pthread_mutex_lock(&r->mu);
+            retry_push_locked(r, it);
+            pthread_mutex_unlock(&r->mu);
+        } else if (rc != BT_FN_OK) {
+            attempt_failed(r, it, err);
+        } else if (c == BT_FN_CODE_OK) {
+            attempt_ok(r, it, &res[i].msg);
+        } else {
+            attempt_failed(r, it, res[i].err ? res[i].err : "out of memory");
         }
     }
-    fm_instance *inst = fm_pool_get(r->pool, err, sizeof err);
-    if (!inst) {
-        attempt_failed(r, it, err);
-        return;
-    }
+    (void)n; /* == b->n on success: the client checks one result per message */
+    free(b);
+}
+
+/* Starts one Call of it on inst (a slot of it already taken). */
+static void start_call(fm_rule *r, fm_item *it, fm_instance *inst)
+{
+    char err[1024];
     it->inst = inst;
     pthread_mutex_lock(&r->mu);
     r->pending++;
@@ -422,27 +495,59 @@ static void attempt(fm_rule *r, fm_item *it)
         call_done(it, BT_FN_EFAIL, BT_FN_CODE_UNKNOWN, &(bt_fn_msg){0}, err);
 }
 
-/* Takes retries first, then inputs in arrival order while the in-flight list has room,
- * and starts their calls. */
-static void *dispatcher_main(void *arg)
+/* Starts one CallBatch of items[0..n) on inst (a slot of it already taken). */
+static void start_batch(fm_rule *r, fm_item **items, size_t n, fm_instance *inst)
 {
-    fm_rule *r = arg;
+    char err[1024];
+    fm_batch *b = malloc(sizeof *b);
+    const bt_fn_msg *msgs[BATCH_MAX];
+    if (!b) { /* out of memory: the first alone, the others back to the dispatcher */
+        pthread_mutex_lock(&r->mu);
+        for (size_t i = 1; i < n; i++)
+            retry_push_locked(r, items[i]);
+        pthread_mutex_unlock(&r->mu);
+        start_call(r, items[0], inst);
+        return;
+    }
+    b->r = r;
+    b->inst = inst;
+    b->n = n;
+    for (size_t i = 0; i < n; i++) {
+        b->items[i] = items[i];
+        msgs[i] = &items[i]->msg;
+    }
     pthread_mutex_lock(&r->mu);
-    for (;;) {
-        while (!r->retry && (!r->head || r->ninflight >= r->inflight_max) && !r->stopping)
-            pthread_cond_wait(&r->cv, &r->mu);
-        if (r->stopping)
+    r->pending++;
+    pthread_mutex_unlock(&r->mu);
+    const fm_function_cfg *f = fm_pool_function(r->pool);
+    if (bt_fn_call_batch_start(fm_instance_client(inst), r->q, msgs, n, (long)f->call.timeout,
+                               batch_done, b, err, sizeof err) != BT_FN_OK)
+        batch_done(b, BT_FN_EFAIL, BT_FN_CODE_UNKNOWN, NULL, 0, err);
+}
+
+/* Takes up to max inputs (mu held): retries first, then new inputs in arrival order while
+ * the in-flight list has room, within the function's message.length.max in all (the first
+ * one always: it fits alone). */
+static size_t take_locked(fm_rule *r, fm_item **items, size_t max)
+{
+    const fm_function_cfg *f = fm_pool_function(r->pool);
+    size_t n = 0, bytes = 0;
+    while (n < max) {
+        fm_item *it = r->retry ? r->retry : r->head;
+        if (!it || (it == r->head && r->ninflight >= r->inflight_max))
             break;
-        fm_item *it = r->retry;
-        if (it) {
+        size_t add = it->esize + 8; /* its tag and length in FunctionMessages */
+        if (n > 0 && bytes + add > (size_t)f->call.message_max)
+            break;
+        if (it == r->retry) {
             r->retry = it->retry_next;
             if (!r->retry)
                 r->retry_tail = NULL;
         } else {
-            it = r->head;
             r->head = it->next;
             if (!r->head)
                 r->tail = NULL;
+            r->qlen--;
             if (it->msg.qos == 0) {
                 r->q0len--;
                 r->q0bytes -= it->size;
@@ -455,8 +560,95 @@ static void *dispatcher_main(void *arg)
             r->ninflight++;
             it->rule = r;
         }
+        bytes += add;
+        items[n++] = it;
+    }
+    return n;
+}
+
+/* Before an input's first attempt: its clock starts, and when it is too large for the
+ * function it fails once (every attempt would fail the same way) and false is returned. */
+static bool first_attempt(fm_rule *r, fm_item *it)
+{
+    char err[1024];
+    if (it->attempts > 0 || it->t0)
+        return true;
+    it->t0 = fm_metrics_clock();
+    if (fm_invoke_fits(r->pool, &it->msg, err, sizeof err) == 0)
+        return true;
+    fm_metrics_invoked(r->pool, it->t0, -1, 1);
+    finished(r, it, -1, strdup(err));
+    return false;
+}
+
+/* How many of the waiting inputs one call takes: its share of them over this call and
+ * the calls the pool could start now, counted up to SPREAD_MAX (slow handlers spread over
+ * instances and slots, while a flood still goes in batches worth a call), up to BATCH_MAX;
+ * at least one (mu held). */
+static size_t share_locked(fm_rule *r, size_t room)
+{
+    size_t waiting = r->qlen;
+    for (fm_item *it = r->retry; it; it = it->retry_next)
+        waiting++;
+    if (room > SPREAD_MAX)
+        room = SPREAD_MAX;
+    size_t n = (waiting + room) / (room + 1);
+    return n < 1 ? 1 : n > BATCH_MAX ? BATCH_MAX : n;
+}
+
+/* An instance slot first (waiting for one, or for a start), then its share of whatever is
+ * queued by then: no wait for a batch to fill, and the busier the slots the more a call
+ * takes. One input goes as a Call, several as a CallBatch (to an instance that does not
+ * serve it, as one Call each). */
+static void dispatch(fm_rule *r)
+{
+    char err[2048];
+    fm_item *items[BATCH_MAX];
+    /* An input too large for the function fails at once, without an instance. */
+    pthread_mutex_lock(&r->mu);
+    const fm_item *h = r->retry ? NULL : r->head;
+    bool big = h && h->esize > (size_t)fm_pool_function(r->pool)->call.message_max;
+    if (big)
+        big = take_locked(r, items, 1) == 1;
+    pthread_mutex_unlock(&r->mu);
+    if (big) {
+        first_attempt(r, items[0]);
+        return;
+    }
+    fm_instance *inst = fm_pool_get(r->pool, err, sizeof err);
+    bool batches = inst && fm_instance_batches(inst);
+    size_t room = batches ? fm_pool_room(r->pool) : 0;
+    pthread_mutex_lock(&r->mu);
+    size_t got = take_locked(r, items, batches ? share_locked(r, room) : 1);
+    pthread_mutex_unlock(&r->mu);
+    size_t n = 0;
+    for (size_t i = 0; i < got; i++)
+        if (first_attempt(r, items[i]))
+            items[n++] = items[i];
+    if (!inst) {
+        for (size_t i = 0; i < n; i++)
+            attempt_failed(r, items[i], err);
+    } else if (n == 0) {
+        fm_pool_put(r->pool, inst, true);
+    } else if (n == 1) {
+        start_call(r, items[0], inst);
+    } else {
+        start_batch(r, items, n, inst);
+    }
+}
+
+/* Dispatches while inputs or retries wait, until the rule stops. */
+static void *dispatcher_main(void *arg)
+{
+    fm_rule *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (!r->retry && (!r->head || r->ninflight >= r->inflight_max) && !r->stopping)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->stopping)
+            break;
         pthread_mutex_unlock(&r->mu);
-        attempt(r, it);
+        dispatch(r);
         pthread_mutex_lock(&r->mu);
     }
     r->dispatched = true;
@@ -526,7 +718,9 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen)
     size_t n = (size_t)f->max * (size_t)f->concurrent;
     if (n > CALLS_MAX)
         n = CALLS_MAX;
-    r->inflight_max = INFLIGHT_PER_CALL * n;
+    r->inflight_max = INFLIGHT_PER_CALL * n * BATCH_MAX;
+    if (r->inflight_max > INFLIGHT_ITEMS_MAX)
+        r->inflight_max = INFLIGHT_ITEMS_MAX;
     if (!(r->q = bt_fn_async_new())) {
         snprintf(err, errlen, "out of memory");
         return -1;

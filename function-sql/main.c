@@ -201,8 +201,8 @@ out:
 int main(int argc, char **argv)
 {
     static const bt_module_info info = {
-        .description = "Baetyl SQL function runtime: serves baetyl.Function/Call with the SQL "
-                       "statements of its config.",
+        .description = "Baetyl SQL function runtime: serves baetyl.Function/Call (and CallBatch) "
+                       "with the SQL statements of its config.",
         .usage = NULL,
     };
     return bt_run_module(&info, argc, argv, run);

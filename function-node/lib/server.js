@@ -1,6 +1,6 @@
 'use strict';
-// The runtime process: command line, config, the gRPC server of baetyl.Function/Call, and a
-// graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16).
+// The runtime process: command line, config, the gRPC server of baetyl.Function/Call (and
+// CallBatch), and a graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16).
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
@@ -13,6 +13,13 @@ const { log, fatal } = require('./logger');
 
 const PROGRAM = 'baetyl-function-node';
 const STOP_GRACE_MS = 5000; // running calls get this long to finish after SIGTERM
+// Set to 1 to serve Call only, as Baetyl 1.0's runtime did (the function-manager then falls
+// back to one message per call): for tests of that path.
+const NO_BATCH_ENV = 'BAETYL_RUNTIME_NO_CALLBATCH';
+// In a batch's reply a failure's text is cut to this, and room for one (BATCH_ERR_COST
+// bytes) is kept for each message still to come, so the reply stays within the limit.
+const BATCH_ERR_TEXT_MAX = 512;
+const BATCH_ERR_COST = BATCH_ERR_TEXT_MAX + 16;
 
 /** function.proto inside the package (installed) or in the source tree. */
 function findProto(root) {
@@ -48,7 +55,8 @@ function credentials(sc) {
 
 function usage(out) {
   out.write(`Usage: ${PROGRAM} [-c FILE]\n` +
-    'Baetyl Node.js function runtime: serves baetyl.Function/Call with the handlers of its config.\n' +
+    'Baetyl Node.js function runtime: serves baetyl.Function/Call (and CallBatch) with the\n' +
+    'handlers of its config.\n' +
     `  -c, --config FILE   config file (default ${cfg.DEFAULT_PATH})\n` +
     '  -h, --help          this help\n');
 }
@@ -88,41 +96,102 @@ function setLogFields() {
   }
 }
 
-/** The Call handler: one user function call per request, at most sc.concurrent at once. */
-function makeCall(fns, sc) {
-  let inflight = 0;
-  return (call, callback) => {
-    const req = call.request;
-    const fn = fns.get(req.FunctionName);
-    if (fn === undefined) {
-      log.warn('function not found', { function: req.FunctionName });
-      callback({ code: grpc.status.NOT_FOUND, details: `function not found: (${req.FunctionName})` });
+/** Runs one message: done({code, details}) on failure, else done(null, payload). */
+function runOne(fns, req, done) {
+  const fn = fns.get(req.FunctionName);
+  if (fn === undefined) {
+    log.warn('function not found', { function: req.FunctionName });
+    done({ code: grpc.status.NOT_FOUND, details: `function not found: (${req.FunctionName})` });
+    return;
+  }
+  const start = log.enabled('debug') ? process.hrtime.bigint() : 0n;
+  functions.invoke(fn, req, (err, payload) => {
+    if (err) {
+      log.error('function failed', {
+        function: req.FunctionName, invokeid: req.FunctionInvokeID, error: err.message,
+      });
+      done({ code: grpc.status.UNKNOWN, details: err.message });
       return;
     }
+    if (start) {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      log.debug('function called', {
+        function: req.FunctionName, invokeid: req.FunctionInvokeID,
+        bytes_in: req.Payload.length, bytes_out: payload.length, ms: ms.toFixed(3),
+      });
+    }
+    done(null, payload);
+  });
+}
+
+/** The Call and CallBatch handlers: user function calls answered asynchronously (a slow
+ * or async handler does not hold the others back), at most sc.concurrent RPCs at once. A
+ * batch runs its messages side by side and answers once each has its result: the reply
+ * (which echoes the request, ID, QOS, Topic… as Baetyl 1.0, with the result as Payload)
+ * or the code and text Call would have failed with. */
+function makeHandlers(fns, sc) {
+  let inflight = 0;
+  const busy = (callback) => {
     if (sc.concurrent > 0 && inflight >= sc.concurrent) {
       callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many concurrent calls' });
-      return;
+      return true;
     }
     inflight++;
-    const start = process.hrtime.bigint();
-    functions.invoke(fn, req, (err, payload) => {
+    return false;
+  };
+  const Call = (call, callback) => {
+    if (busy(callback)) return;
+    const req = call.request;
+    runOne(fns, req, (err, payload) => {
       inflight--;
-      if (err) {
-        log.error('function failed', { function: req.FunctionName, invokeid: req.FunctionInvokeID, error: err.message });
-        callback({ code: grpc.status.UNKNOWN, details: err.message });
-        return;
-      }
-      if (log.enabled('debug')) {
-        const ms = Number(process.hrtime.bigint() - start) / 1e6;
-        log.debug('function called', {
-          function: req.FunctionName, invokeid: req.FunctionInvokeID,
-          bytes_in: req.Payload.length, bytes_out: payload.length, ms: ms.toFixed(3),
-        });
-      }
-      // The reply echoes the request (ID, QOS, Topic… as Baetyl 1.0) with the result.
-      callback(null, { ...req, Payload: payload });
+      if (err) callback(err);
+      else callback(null, { ...req, Payload: payload });
     });
   };
+  const CallBatch = (call, callback) => {
+    if (busy(callback)) return;
+    const msgs = call.request.Messages || [];
+    const results = new Array(msgs.length);
+    let left = msgs.length;
+    // Sizes are counted in message order once every result is in: a reply that would
+    // take the batch's reply over the limit is left out (Aborted: the caller calls that
+    // message again); the first one is always kept.
+    const finish = () => {
+      inflight--;
+      let size = 0;
+      results.forEach((r, i) => {
+        if (!r.Message) {
+          r.Error = r.Error.slice(0, BATCH_ERR_TEXT_MAX);
+          size += r.Error.length + 16;
+          return;
+        }
+        const m = r.Message;
+        const add = m.Payload.length + m.Topic.length + m.FunctionName.length
+          + m.FunctionInvokeID.length + 48;
+        if (i > 0 && size + add + (msgs.length - i - 1) * BATCH_ERR_COST > sc.messageMax) {
+          results[i] = {
+            Code: grpc.status.ABORTED, Error: "the batch's reply is full: call again",
+          };
+          size += 64;
+          return;
+        }
+        size += add;
+      });
+      callback(null, { Results: results });
+    };
+    if (left === 0) {
+      finish();
+      return;
+    }
+    msgs.forEach((req, i) => {
+      runOne(fns, req, (err, payload) => {
+        results[i] = err ? { Code: err.code, Error: err.details }
+          : { Message: { ...req, Payload: payload } };
+        if (--left === 0) finish();
+      });
+    });
+  };
+  return { Call, CallBatch };
 }
 
 /** Runs the runtime until SIGTERM/SIGINT. */
@@ -187,7 +256,10 @@ function main(root, argv) {
     'grpc.max_receive_message_length': conf.server.messageMax,
     'grpc.max_send_message_length': conf.server.messageMax,
   });
-  server.addService(service, { Call: makeCall(fns, conf.server) });
+  const handlers = makeHandlers(fns, conf.server);
+  const batch = process.env[NO_BATCH_ENV] !== '1' && service.CallBatch !== undefined;
+  if (!batch) delete handlers.CallBatch; // grpc-js answers Unimplemented then
+  server.addService(service, handlers);
 
   let stopping = false;
   const stop = () => {
@@ -209,7 +281,9 @@ function main(root, argv) {
       process.exit(1);
       return;
     }
-    log.info('server started', { address, functions: fns.size, message_max: conf.server.messageMax });
+    log.info('server started', {
+      address, functions: fns.size, message_max: conf.server.messageMax, callbatch: batch,
+    });
   });
   return undefined;
 }

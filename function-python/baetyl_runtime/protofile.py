@@ -235,6 +235,19 @@ def _message_class(pool, name):
 
 def load(path, service_name="Function", method_name="Call"):
     """Reads a .proto file and returns the Service for service_name/method_name."""
+    return load_methods(path, service_name, (method_name,))[method_name]
+
+
+def load_methods(path, service_name, method_names):
+    """Reads a .proto file once; returns {method: Service} for those of method_names that
+    service_name has (the first one is required)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    return Service(parse(text, filename=path.rsplit("/", 1)[-1]), service_name, method_name)
+    fdp = parse(text, filename=path.rsplit("/", 1)[-1])
+    svc = next((s for s in fdp.service if s.name == service_name), None)
+    have = {m.name for m in svc.method} if svc else set()
+    out = {}
+    for i, name in enumerate(method_names):
+        if i == 0 or name in have:
+            out[name] = Service(fdp, service_name, name)
+    return out

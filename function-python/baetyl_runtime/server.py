@@ -1,5 +1,5 @@
-"""The runtime process: command line, config, the gRPC server of baetyl.Function/Call, and a
-graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16)."""
+"""The runtime process: command line, config, the gRPC server of baetyl.Function/Call (and
+CallBatch), and a graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed chapter 16)."""
 import argparse
 import os
 import signal
@@ -15,6 +15,13 @@ from .logger import fatal, log
 
 PROGRAM = "baetyl-function-python"
 STOP_GRACE = 5.0  # seconds running calls get to finish after SIGTERM
+# Set to 1 to serve Call only, as Baetyl 1.0's runtime did (the function-manager then falls
+# back to one message per call): for tests of that path.
+NO_BATCH_ENV = "BAETYL_RUNTIME_NO_CALLBATCH"
+# In a batch's reply a failure's text is cut to this, and room for one (BATCH_ERR_COST
+# bytes) is kept for each message still to come, so the reply stays within the limit.
+BATCH_ERR_TEXT_MAX = 512
+BATCH_ERR_COST = BATCH_ERR_TEXT_MAX + 16
 
 
 def find_proto(root):
@@ -43,9 +50,10 @@ def _read(path, what):
 
 
 class Runtime:
-    """Serves the loaded functions; one call per request, concurrently on a thread pool."""
+    """Serves the loaded functions: Call (one message) and CallBatch (several, in turn, each
+    with its own result), concurrently on a thread pool."""
 
-    def __init__(self, service, fns, server_conf):
+    def __init__(self, service, fns, server_conf, batch=None):
         self.service = service
         self.fns = fns
         sc = server_conf
@@ -58,8 +66,15 @@ class Runtime:
         handler = grpc.unary_unary_rpc_method_handler(
             self.call, request_deserializer=service.request.FromString,
             response_serializer=service.response.SerializeToString)
+        handlers = {service.method: handler}
+        if batch is not None:
+            handlers[batch.method] = grpc.unary_unary_rpc_method_handler(
+                self.call_batch, request_deserializer=batch.request.FromString,
+                response_serializer=batch.response.SerializeToString)
+        self.batch = batch
+        self.message_max = sc["message_max"]
         self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(service.full_service, {service.method: handler}),))
+            (grpc.method_handlers_generic_handler(service.full_service, handlers),))
         address = listen_address(sc)
         if not address:
             raise cfg.ConfigError("server.address: required (or set BAETYL_SERVICE_INSTANCE_ADDRESS)")
@@ -80,12 +95,14 @@ class Runtime:
             raise cfg.ConfigError(f"cannot listen on {address}")
         self.address = address
 
-    def call(self, req, context):
+    def run(self, req):
+        """One message: its reply payload, or raises _Failed(code, text)."""
         fn = self.fns.get(req.FunctionName)
         if fn is None:
             log.warn("function not found", function=req.FunctionName)
-            context.abort(grpc.StatusCode.NOT_FOUND, f"function not found: ({req.FunctionName})")
-        start = time.monotonic()
+            raise _Failed(grpc.StatusCode.NOT_FOUND, f"function not found: ({req.FunctionName})")
+        debug = log.enabled("debug")
+        start = time.monotonic() if debug else 0
         try:
             payload = functions.invoke(fn, req)
         except functions.UserError as e:
@@ -93,15 +110,48 @@ class Runtime:
                       invokeid=req.FunctionInvokeID, error=str(e))
             if getattr(e, "trace", None):
                 log.debug("traceback", function=req.FunctionName, trace=e.trace)
-            context.abort(grpc.StatusCode.UNKNOWN, str(e))
-        if log.enabled("debug"):
+            raise _Failed(grpc.StatusCode.UNKNOWN, str(e)) from None
+        if debug:
             log.debug("function called", function=req.FunctionName, invokeid=req.FunctionInvokeID,
                       bytes_in=len(req.Payload), bytes_out=len(payload),
                       ms=f"{(time.monotonic() - start) * 1000:.3f}")
+        return payload
+
+    def call(self, req, context):
+        try:
+            payload = self.run(req)
+        except _Failed as f:
+            context.abort(f.code, f.text)
         # The reply echoes the request (ID, QOS, Topic… as Baetyl 1.0) with the result.
         return self.service.response(
             ID=req.ID, QOS=req.QOS, Topic=req.Topic, Payload=payload, Timestamp=req.Timestamp,
             FunctionName=req.FunctionName, FunctionInvokeID=req.FunctionInvokeID)
+
+    def call_batch(self, req, context):
+        """Each message as Call would run it; a failure is that message's result only. A
+        reply that would take the batch's reply over the limit is left out: Aborted, the
+        caller calls that message again (the first one is always kept)."""
+        out = self.batch.response()
+        n, size = len(req.Messages), 0
+        for i, m in enumerate(req.Messages):
+            r = out.Results.add()
+            try:
+                payload = self.run(m)
+            except _Failed as f:
+                r.Code = f.code.value[0]
+                r.Error = f.text[:BATCH_ERR_TEXT_MAX]
+                size += len(r.Error) + 16
+                continue
+            add = m.ByteSize() - len(m.Payload) + len(payload) + 16
+            if i > 0 and size + add + (n - i - 1) * BATCH_ERR_COST > self.message_max:
+                r.Code = grpc.StatusCode.ABORTED.value[0]
+                r.Error = "the batch's reply is full: call again"
+                size += 64
+                continue
+            size += add
+            r.Message.CopyFrom(m)
+            r.Message.Payload = payload
+        return out
 
     def start(self):
         self.server.start()
@@ -110,9 +160,19 @@ class Runtime:
         self.server.stop(STOP_GRACE).wait(STOP_GRACE + 1)
 
 
+class _Failed(Exception):
+    """A message that failed: the gRPC status code and text Call answers with."""
+
+    def __init__(self, code, text):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
 def _args(argv):
     p = argparse.ArgumentParser(prog=PROGRAM, description="Baetyl Python 3 function runtime: "
-                                "serves baetyl.Function/Call with the handlers of its config.")
+                                "serves baetyl.Function/Call (and CallBatch) with the handlers of "
+                                "its config.")
     p.add_argument("-c", "--config", help=f"config file (default {cfg.DEFAULT_PATH})")
     return p.parse_args(argv)
 
@@ -152,10 +212,12 @@ def main(root, argv=None):
         fatal("function.proto not found", package=root)
         return 1
     try:
-        service = protofile.load(proto)
+        methods = protofile.load_methods(proto, "Function", ("Call", "CallBatch"))
     except (OSError, protofile.ProtoError) as e:
         fatal("cannot read function.proto", file=proto, error=str(e))
         return 1
+    service = methods["Call"]
+    batch = None if os.environ.get(NO_BATCH_ENV) == "1" else methods.get("CallBatch")
 
     fns = {}
     try:
@@ -163,7 +225,7 @@ def main(root, argv=None):
             fns[fc["name"]] = functions.load(fc)
             log.info("function loaded", function=fc["name"], handler=fc["handler"],
                      codedir=fc["codedir"])
-        rt = Runtime(service, fns, conf["server"])
+        rt = Runtime(service, fns, conf["server"], batch)
         rt.start()
     except (functions.LoadError, cfg.ConfigError) as e:
         fatal(str(e))
@@ -171,7 +233,7 @@ def main(root, argv=None):
     if not fns:
         log.warn("no functions configured")
     log.info("server started", address=rt.address, functions=len(fns),
-             message_max=conf["server"]["message_max"])
+             message_max=conf["server"]["message_max"], callbatch=batch is not None)
 
     signal.sigwait(stop_signals)
     rt.stop()

@@ -237,7 +237,9 @@ typedef struct {
     grpc_metadata_array initial_md, trailing_md;
     grpc_status_code status;
     grpc_slice details;
-    bt_fn_done done; /* async calls */
+    bt_fn_done done;             /* async calls */
+    bt_fn_batch_done batch_done; /* async batches (CallBatch) */
+    size_t n;                    /* messages in the batch */
     void *arg;
 } call_state;
 
@@ -255,6 +257,9 @@ static void call_state_free(call_state *s)
     free(s);
 }
 
+static call_state *call_send(bt_fn_client *c, grpc_completion_queue *cq, call_state *s,
+                             const char *method_path, long timeout_ms, char *err, size_t errlen);
+
 /* Starts a call of in whose completion comes on cq with the state as tag. The state, or
  * NULL with err (nothing pending). */
 static call_state *call_begin(bt_fn_client *c, grpc_completion_queue *cq, const bt_fn_msg *in,
@@ -267,14 +272,21 @@ static call_state *call_begin(bt_fn_client *c, grpc_completion_queue *cq, const 
         snprintf(err, errlen, "out of memory encoding FunctionMessage");
         return NULL;
     }
-    s->c = c;
     s->done = done; /* set before the start: the completion may come at once */
     s->arg = arg;
+    return call_send(c, cq, s, BT_FN_METHOD, timeout_ms, err, errlen);
+}
+
+/* Starts s (its send_bb and callback set) as a call of method. s, or NULL with err (s freed). */
+static call_state *call_send(bt_fn_client *c, grpc_completion_queue *cq, call_state *s,
+                             const char *method_path, long timeout_ms, char *err, size_t errlen)
+{
+    s->c = c;
     s->status = GRPC_STATUS_UNKNOWN;
     s->details = grpc_empty_slice();
     grpc_metadata_array_init(&s->initial_md);
     grpc_metadata_array_init(&s->trailing_md);
-    grpc_slice method = grpc_slice_from_static_string(BT_FN_METHOD);
+    grpc_slice method = grpc_slice_from_static_string(method_path);
     s->call =
         grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
                                  deadline_in(timeout_ms > 0 ? timeout_ms : c->timeout_ms), NULL);
@@ -379,9 +391,113 @@ int bt_fn_call_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long 
     return call_begin(c, q->cq, in, timeout_ms, done, arg, err, errlen) ? BT_FN_OK : BT_FN_EFAIL;
 }
 
+int bt_fn_call_batch_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *const *in, size_t n,
+                           long timeout_ms, bt_fn_batch_done done, void *arg, char *err,
+                           size_t errlen)
+{
+    call_state *s = calloc(1, sizeof *s);
+    Baetyl__FunctionMessage *pbs = calloc(n ? n : 1, sizeof *pbs);
+    Baetyl__FunctionMessage **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (s && pbs && ptrs) {
+        for (size_t i = 0; i < n; i++) {
+            bt_fn_msg_to_pb(in[i], &pbs[i]);
+            ptrs[i] = &pbs[i];
+        }
+        Baetyl__FunctionMessages req = BAETYL__FUNCTION_MESSAGES__INIT;
+        req.n_messages = n;
+        req.messages = ptrs;
+        size_t size;
+        s->send_bb = bt_fn_pb_to_bb(&req.base, &size);
+    }
+    free(pbs);
+    free(ptrs);
+    if (!s || !s->send_bb) {
+        free(s);
+        snprintf(err, errlen, "out of memory encoding FunctionMessages");
+        return BT_FN_EFAIL;
+    }
+    s->batch_done = done;
+    s->n = n;
+    s->arg = arg;
+    return call_send(c, q->cq, s, BT_FN_METHOD_BATCH, timeout_ms, err, errlen) ? BT_FN_OK
+                                                                               : BT_FN_EFAIL;
+}
+
+/* The results of a completed batch into *res (calloc'd, s->n of them); rc as call_end. */
+static int batch_end(call_state *s, bt_fn_result **res, int *code, char *err, size_t errlen)
+{
+    *res = NULL;
+    *code = GRPC_STATUS_UNKNOWN;
+    if (s->status != GRPC_STATUS_OK) {
+        char *d = bt_fn_slice_str(s->details);
+        int rc = rpc_error(s->status, d ? d : "", code, err, errlen);
+        free(d);
+        return rc;
+    }
+    Baetyl__FunctionResults *pb = s->recv_bb
+                                      ? (Baetyl__FunctionResults *)bt_fn_pb_from_bb(
+                                            s->recv_bb, &baetyl__function_results__descriptor)
+                                      : NULL;
+    if (!pb || pb->n_results != s->n) {
+        char desc[128];
+        snprintf(desc, sizeof desc, "failed to unmarshal the reply: %s",
+                 !pb ? "invalid FunctionResults" : "not one result per message");
+        if (pb)
+            baetyl__function_results__free_unpacked(pb, NULL);
+        return rpc_error(GRPC_STATUS_INTERNAL, desc, code, err, errlen);
+    }
+    bt_fn_result *r = calloc(s->n ? s->n : 1, sizeof *r);
+    if (!r) {
+        baetyl__function_results__free_unpacked(pb, NULL);
+        return rpc_error(GRPC_STATUS_UNKNOWN, "out of memory", code, err, errlen);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const Baetyl__FunctionResult *x = pb->results[i];
+        char e[1024], derr[128];
+        r[i].code = (int)x->code;
+        if (x->code == GRPC_STATUS_OK &&
+            bt_fn_msg_from_pb(x->message, &r[i].msg, derr, sizeof derr) < 0) {
+            char desc[192];
+            snprintf(desc, sizeof desc, "failed to unmarshal the reply: %s", derr);
+            rpc_error(GRPC_STATUS_INTERNAL, desc, &r[i].code, e, sizeof e);
+            r[i].err = strdup(e);
+        } else if (x->code != GRPC_STATUS_OK) {
+            rpc_error((int)x->code, x->error ? x->error : "", NULL, e, sizeof e);
+            r[i].err = strdup(e);
+        }
+    }
+    baetyl__function_results__free_unpacked(pb, NULL);
+    *res = r;
+    *code = GRPC_STATUS_OK;
+    return BT_FN_OK;
+}
+
+/* Runs the callback of one completed batch. */
+static void batch_complete(call_state *s)
+{
+    bt_fn_result *res;
+    int code;
+    char err[1024];
+    bt_fn_batch_done done = s->batch_done;
+    void *arg = s->arg;
+    size_t n = s->n;
+    int rc = batch_end(s, &res, &code, err, sizeof err);
+    call_state_free(s);
+    done(arg, rc, code, res, rc == BT_FN_OK ? n : 0, rc == BT_FN_OK ? "" : err);
+    for (size_t i = 0; res && i < n; i++) {
+        bt_fn_msg_clear(&res[i].msg);
+        free(res[i].err);
+    }
+    free(res);
+}
+
 /* Runs the callback of one completed call. */
 static void async_complete(call_state *s)
 {
+    if (s->batch_done) {
+        batch_complete(s);
+        return;
+    }
     bt_fn_msg out;
     int code;
     char err[1024];

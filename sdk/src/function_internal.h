@@ -8,6 +8,7 @@
 #include <grpc/grpc.h>
 
 #include "baetyl/function.h"
+#include "function.pb-c.h"
 
 /* Largest PEM file read for TLS options. */
 #define BT_FN_PEM_MAX (1 << 20)
@@ -17,6 +18,17 @@
 grpc_byte_buffer *bt_fn_msg_to_bb(const bt_fn_msg *m, size_t *size);
 /* Decodes a received byte buffer (not destroyed) into out. 0, or -1 with err. */
 int bt_fn_msg_from_bb(grpc_byte_buffer *bb, bt_fn_msg *out, char *err, size_t errlen);
+
+/* A protobuf-c view of m: no copies, the strings and payload stay m's. */
+void bt_fn_msg_to_pb(const bt_fn_msg *m, Baetyl__FunctionMessage *pb);
+/* Copies pb (NULL: an empty message) into out (owned fields, as bt_fn_msg_decode). 0, or
+ * -1 with err (a string that is not UTF-8, out of memory). */
+int bt_fn_msg_from_pb(const Baetyl__FunctionMessage *pb, bt_fn_msg *out, char *err, size_t errlen);
+/* A byte buffer holding the encoding of any message (*size its size), NULL out of memory. */
+grpc_byte_buffer *bt_fn_pb_to_bb(const ProtobufCMessage *m, size_t *size);
+/* Decodes a received byte buffer (not destroyed) as a d; NULL when malformed. Free with
+ * protobuf_c_message_free_unpacked. */
+ProtobufCMessage *bt_fn_pb_from_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 
 /* Reads a PEM file whole into a malloc'd NUL-terminated string; NULL with err naming what
  * (e.g. "ca") and the path. */

@@ -69,8 +69,7 @@ int bt_fn_msg_copy(bt_fn_msg *dst, const bt_fn_msg *src)
     return 0;
 }
 
-/* A protobuf-c view of m: no copies, the strings and payload stay m's. */
-static void to_pb(const bt_fn_msg *m, Baetyl__FunctionMessage *pb)
+void bt_fn_msg_to_pb(const bt_fn_msg *m, Baetyl__FunctionMessage *pb)
 {
     baetyl__function_message__init(pb);
     pb->id = m->id;
@@ -86,14 +85,14 @@ static void to_pb(const bt_fn_msg *m, Baetyl__FunctionMessage *pb)
 size_t bt_fn_msg_encoded_size(const bt_fn_msg *m)
 {
     Baetyl__FunctionMessage pb;
-    to_pb(m, &pb);
+    bt_fn_msg_to_pb(m, &pb);
     return baetyl__function_message__get_packed_size(&pb);
 }
 
 int bt_fn_msg_encode(const bt_fn_msg *m, uint8_t **buf, size_t *len)
 {
     Baetyl__FunctionMessage pb;
-    to_pb(m, &pb);
+    bt_fn_msg_to_pb(m, &pb);
     size_t n = baetyl__function_message__get_packed_size(&pb);
     uint8_t *b = malloc(n ? n : 1);
     if (!b)
@@ -107,14 +106,12 @@ int bt_fn_msg_encode(const bt_fn_msg *m, uint8_t **buf, size_t *len)
     return 0;
 }
 
-int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, size_t errlen)
+int bt_fn_msg_from_pb(const Baetyl__FunctionMessage *pb, bt_fn_msg *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    Baetyl__FunctionMessage *pb = baetyl__function_message__unpack(NULL, len, buf);
-    if (!pb) {
-        snprintf(err, errlen, "invalid FunctionMessage (%zu bytes)", len);
-        return -1;
-    }
+    static const Baetyl__FunctionMessage empty = BAETYL__FUNCTION_MESSAGE__INIT;
+    if (!pb)
+        pb = &empty;
     /* proto3 strings are UTF-8; Go and Python peers refuse anything else, so do we (a
      * string holding U+0000 is cut there: protobuf-c keeps no length for strings). */
     const char *names[] = {"Topic", "FunctionName", "FunctionInvokeID"};
@@ -122,14 +119,12 @@ int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, 
     for (int i = 0; i < 3; i++) {
         if (strs[i] && bt_mqtt_utf8_check(strs[i], strlen(strs[i])) != 0) {
             snprintf(err, errlen, "invalid FunctionMessage: %s is not valid UTF-8", names[i]);
-            baetyl__function_message__free_unpacked(pb, NULL);
             return -1;
         }
     }
     out->id = pb->id;
     out->qos = pb->qos;
     out->timestamp = pb->timestamp;
-    int rc = 0;
     /* Strings are never NULL in a decoded message: absent fields become "". */
     if (bt_fn_msg_set_str(&out->topic, pb->topic ? pb->topic : "") < 0 ||
         bt_fn_msg_set_str(&out->function_name, pb->functionname ? pb->functionname : "") < 0 ||
@@ -138,18 +133,34 @@ int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, 
         bt_fn_msg_set_payload(out, pb->payload.data, pb->payload.data ? pb->payload.len : 0) < 0) {
         bt_fn_msg_clear(out);
         snprintf(err, errlen, "out of memory decoding FunctionMessage");
-        rc = -1;
+        return -1;
     }
+    return 0;
+}
+
+int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    Baetyl__FunctionMessage *pb = baetyl__function_message__unpack(NULL, len, buf);
+    if (!pb) {
+        snprintf(err, errlen, "invalid FunctionMessage (%zu bytes)", len);
+        return -1;
+    }
+    int rc = bt_fn_msg_from_pb(pb, out, err, errlen);
     baetyl__function_message__free_unpacked(pb, NULL);
     return rc;
 }
 
-grpc_byte_buffer *bt_fn_msg_to_bb(const bt_fn_msg *m, size_t *size)
+grpc_byte_buffer *bt_fn_pb_to_bb(const ProtobufCMessage *m, size_t *size)
 {
-    uint8_t *buf;
-    size_t len;
-    if (bt_fn_msg_encode(m, &buf, &len) < 0)
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
         return NULL;
+    if (protobuf_c_message_pack(m, buf) != len) {
+        free(buf);
+        return NULL;
+    }
     *size = len;
     /* The slice takes the buffer over: a 4 MiB payload is not copied once more. */
     grpc_slice s = len ? grpc_slice_new(buf, len, free) : grpc_empty_slice();
@@ -158,6 +169,26 @@ grpc_byte_buffer *bt_fn_msg_to_bb(const bt_fn_msg *m, size_t *size)
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);
     return bb;
+}
+
+ProtobufCMessage *bt_fn_pb_from_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
+{
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return NULL;
+    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    return m;
+}
+
+grpc_byte_buffer *bt_fn_msg_to_bb(const bt_fn_msg *m, size_t *size)
+{
+    Baetyl__FunctionMessage pb;
+    bt_fn_msg_to_pb(m, &pb);
+    return bt_fn_pb_to_bb(&pb.base, size);
 }
 
 int bt_fn_msg_from_bb(grpc_byte_buffer *bb, bt_fn_msg *out, char *err, size_t errlen)

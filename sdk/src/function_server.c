@@ -29,6 +29,7 @@ typedef enum { SLOT_REGISTERED, SLOT_GENERIC, SLOT_ANSWERING } slot_phase;
 typedef struct {
     slot_phase phase;
     bool generic;
+    bool batch; /* a CallBatch request */
     grpc_call *call;
     gpr_timespec deadline;
     grpc_call_details details; /* generic requests */
@@ -48,7 +49,8 @@ typedef struct {
 struct bt_fn_server {
     grpc_server *server;
     grpc_completion_queue *cq;
-    void *method; /* the registered BT_FN_METHOD */
+    void *method;       /* the registered BT_FN_METHOD */
+    void *batch_method; /* the registered BT_FN_METHOD_BATCH */
     bt_fn_handler handler;
     void *arg;
     size_t max_msg_size;
@@ -96,13 +98,14 @@ static void slot_free(bt_fn_server *s, slot *sl)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Requests one more call (registered, or generic for other methods). */
-static void request(bt_fn_server *s, bool generic)
+/* Requests one more call (registered Call or CallBatch, or generic for other methods). */
+static void request(bt_fn_server *s, bool generic, bool batch)
 {
     slot *sl = calloc(1, sizeof *sl);
     if (!sl)
         return; /* the calls already requested keep serving */
     sl->generic = generic;
+    sl->batch = batch;
     sl->phase = generic ? SLOT_GENERIC : SLOT_REGISTERED;
     sl->status_details = grpc_empty_slice();
     grpc_metadata_array_init(&sl->md);
@@ -115,8 +118,9 @@ static void request(bt_fn_server *s, bool generic)
         ce =
             grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, s->cq, s->cq, sl);
     } else {
-        ce = grpc_server_request_registered_call(s->server, s->method, &sl->call, &sl->deadline,
-                                                 &sl->md, &sl->payload, s->cq, s->cq, sl);
+        ce = grpc_server_request_registered_call(s->server, batch ? s->batch_method : s->method,
+                                                 &sl->call, &sl->deadline, &sl->md, &sl->payload,
+                                                 s->cq, s->cq, sl);
     }
     if (ce != GRPC_CALL_OK)
         slot_free(s, sl);
@@ -148,6 +152,34 @@ static void answer(bt_fn_server *s, slot *sl, grpc_byte_buffer *reply, grpc_stat
         slot_free(s, sl);
 }
 
+/* Runs the handler on one decoded request: 0 with *out (owned fields) of encoded size
+ * *size, or the gRPC status code with err (*out zeroed). */
+static int run_one(bt_fn_server *s, const bt_fn_msg *in, bt_fn_msg *out, size_t *size, char *err,
+                   size_t errlen)
+{
+    /* out starts as the request without its payload (see bt_fn_handler). */
+    if (bt_fn_msg_copy(out, in) < 0 || bt_fn_msg_set_payload(out, NULL, 0) < 0) {
+        bt_fn_msg_clear(out);
+        snprintf(err, errlen, "out of memory");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    *err = '\0';
+    if (s->handler(in, out, err, errlen, s->arg) < 0) {
+        bt_fn_msg_clear(out);
+        if (!*err)
+            snprintf(err, errlen, "function failed");
+        return GRPC_STATUS_UNKNOWN;
+    }
+    *size = bt_fn_msg_encoded_size(out);
+    if (*size > s->max_msg_size) {
+        /* Say why here rather than let the transport fail the call less clearly. */
+        bt_fn_msg_clear(out);
+        snprintf(err, errlen, "reply larger than max (%zu vs. %zu)", *size, s->max_msg_size);
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    return GRPC_STATUS_OK;
+}
+
 /* Decodes the request, runs the handler and starts the answer. */
 static void serve_call(bt_fn_server *s, slot *sl)
 {
@@ -166,33 +198,124 @@ static void serve_call(bt_fn_server *s, slot *sl)
         answer(s, sl, NULL, GRPC_STATUS_INTERNAL, err);
         return;
     }
-    /* out starts as the request without its payload (see bt_fn_handler). */
-    if (bt_fn_msg_copy(&out, &in) < 0 || bt_fn_msg_set_payload(&out, NULL, 0) < 0) {
-        bt_fn_msg_clear(&in);
-        bt_fn_msg_clear(&out);
-        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        return;
-    }
-    rc = s->handler(&in, &out, err, sizeof err, s->arg);
+    size_t size;
+    int st = run_one(s, &in, &out, &size, err, sizeof err);
     bt_fn_msg_clear(&in);
-    if (rc < 0) {
-        bt_fn_msg_clear(&out);
-        answer(s, sl, NULL, GRPC_STATUS_UNKNOWN, *err ? err : "function failed");
+    if (st != GRPC_STATUS_OK) {
+        answer(s, sl, NULL, (grpc_status_code)st, err);
         return;
     }
-    size_t size = 0;
     grpc_byte_buffer *reply = bt_fn_msg_to_bb(&out, &size);
     bt_fn_msg_clear(&out);
-    if (!reply) {
+    if (!reply)
         answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    } else if (size > s->max_msg_size) {
-        /* Say why here rather than let the transport fail the call less clearly. */
-        grpc_byte_buffer_destroy(reply);
-        snprintf(err, sizeof err, "reply larger than max (%zu vs. %zu)", size, s->max_msg_size);
-        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, err);
-    } else {
+    else
         answer(s, sl, reply, GRPC_STATUS_OK, NULL);
+}
+
+/* Bytes a length-delimited field of `len` bytes adds to its message: tag, length, value. */
+static size_t field_size(size_t len)
+{
+    size_t n = 2; /* the tag, and the first byte of the length */
+    for (size_t v = len >> 7; v; v >>= 7)
+        n++;
+    return n + len;
+}
+
+/* A failed message's text in a batch's reply is cut to this, so that room can be kept for
+ * the results still to come: BATCH_ERR_COST bytes each at most. */
+#define BATCH_ERR_TEXT_MAX 512
+#define BATCH_ERR_COST (BATCH_ERR_TEXT_MAX + 16)
+
+/* What serve_batch keeps per message until the reply is encoded. */
+typedef struct {
+    Baetyl__FunctionResult r;
+    Baetyl__FunctionMessage pb; /* a view of out */
+    bt_fn_msg out;
+    char *text;
+} batch_entry;
+
+/* CallBatch: the handler on each message in turn, each with its own result. A reply that
+ * would take the batch's reply over max (keeping room for a failure of each message still
+ * to come) is not kept (Aborted: the caller calls that message again); the first one
+ * always is, or fails alone as Call would. */
+static void serve_batch(bt_fn_server *s, slot *sl)
+{
+    grpc_byte_buffer *req = sl->payload;
+    Baetyl__FunctionMessages *pb = req ? (Baetyl__FunctionMessages *)bt_fn_pb_from_bb(
+                                             req, &baetyl__function_messages__descriptor)
+                                       : NULL;
+    if (req)
+        grpc_byte_buffer_destroy(req);
+    sl->payload = NULL;
+    if (!pb) {
+        answer(s, sl, NULL, GRPC_STATUS_INTERNAL,
+               req ? "error unmarshalling request: invalid FunctionMessages"
+                   : "no request message");
+        return;
     }
+    size_t n = pb->n_messages;
+    batch_entry *es = calloc(n ? n : 1, sizeof *es);
+    Baetyl__FunctionResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    if (!es || !ptrs) {
+        free(es);
+        free(ptrs);
+        baetyl__function_messages__free_unpacked(pb, NULL);
+        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        batch_entry *e = &es[i];
+        baetyl__function_result__init(&e->r);
+        ptrs[i] = &e->r;
+        bt_fn_msg in;
+        char err[1024] = "", derr[128];
+        size_t size = 0;
+        int st;
+        if (bt_fn_msg_from_pb(pb->messages[i], &in, derr, sizeof derr) < 0) {
+            snprintf(err, sizeof err, "error unmarshalling request: %s", derr);
+            st = GRPC_STATUS_INTERNAL;
+        } else {
+            st = run_one(s, &in, &e->out, &size, err, sizeof err);
+            bt_fn_msg_clear(&in);
+        }
+        /* a result's code 0 and empty error take no bytes */
+        size_t add = field_size(field_size(size));
+        size_t room = (n - i - 1) * BATCH_ERR_COST;
+        if (st == GRPC_STATUS_OK && i > 0 && total + add + room > s->max_msg_size) {
+            bt_fn_msg_clear(&e->out);
+            st = GRPC_STATUS_ABORTED;
+            snprintf(err, sizeof err, "the batch's reply is full: call again");
+        }
+        if (st == GRPC_STATUS_OK) {
+            bt_fn_msg_to_pb(&e->out, &e->pb);
+            e->r.message = &e->pb;
+            total += add;
+        } else {
+            e->r.code = (uint32_t)st;
+            err[BATCH_ERR_TEXT_MAX] = '\0';
+            e->text = strdup(err);
+            e->r.error = e->text ? e->text : (char *)"out of memory";
+            total += field_size(field_size(strlen(e->r.error)) + 2);
+        }
+    }
+    baetyl__function_messages__free_unpacked(pb, NULL);
+    Baetyl__FunctionResults out = BAETYL__FUNCTION_RESULTS__INIT;
+    out.n_results = n;
+    out.results = ptrs;
+    size_t size;
+    grpc_byte_buffer *reply = bt_fn_pb_to_bb(&out.base, &size);
+    for (size_t i = 0; i < n; i++) {
+        bt_fn_msg_clear(&es[i].out);
+        free(es[i].text);
+    }
+    free(es);
+    free(ptrs);
+    if (!reply)
+        answer(s, sl, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    else
+        answer(s, sl, reply, GRPC_STATUS_OK, NULL);
 }
 
 /* Takes events until the queue is shut down. A new call is requested before the handler
@@ -215,12 +338,14 @@ static void *worker_main(void *p)
                 slot_free(s, sl);
                 break;
             }
-            request(s, sl->generic);
+            request(s, sl->generic, sl->batch);
             if (sl->generic) {
                 char *m = bt_fn_slice_str(sl->details.method), msg[256];
                 snprintf(msg, sizeof msg, "unknown method %.200s", m ? m : "?");
                 free(m);
                 answer(s, sl, NULL, GRPC_STATUS_UNIMPLEMENTED, msg);
+            } else if (sl->batch) {
+                serve_batch(s, sl);
             } else {
                 serve_call(s, sl);
             }
@@ -387,6 +512,8 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     s->method = grpc_server_register_method(s->server, BT_FN_METHOD, NULL,
                                             GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    s->batch_method = grpc_server_register_method(s->server, BT_FN_METHOD_BATCH, NULL,
+                                                  GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     for (int i = 0; i < nw; i++)
         ws[i].srv = s;
     s->port = grpc_server_add_http2_port(s->server, address, creds);
@@ -403,9 +530,11 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
         s->port = 0;
     grpc_server_start(s->server);
     s->started = true;
-    request(s, true);
-    for (int i = 0; i < nw * REQUESTS_PER_WORKER; i++)
-        request(s, false);
+    request(s, true, false);
+    for (int i = 0; i < nw * REQUESTS_PER_WORKER; i++) {
+        request(s, false, false);
+        request(s, false, true);
+    }
     for (int i = 0; i < nw; i++) {
         if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) {
             snprintf(err, errlen, "function server: cannot start worker threads");

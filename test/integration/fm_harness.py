@@ -194,6 +194,17 @@ class Watcher:
         self.c.disconnect()
 
 
+def publish_all(w, topic, payloads, qos=0):
+    """Publishes each payload on topic in turn (numbered floods of the order tests)."""
+    for p in payloads:
+        w.publish(topic, p, qos=qos)
+
+
+def numbered(n, **extra):
+    """The payloads {"n": 0} … {"n": n-1} (with extra keys), as JSON bytes."""
+    return [json.dumps({"n": i, **extra}).encode() for i in range(n)]
+
+
 def error_of(payload):
     """The error JSON as a dict, its Payload decoded."""
     e = json.loads(payload)

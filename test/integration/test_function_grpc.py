@@ -72,6 +72,20 @@ def test_proto_is_spec():
     assert fields == SPEC_FIELDS
 
 
+def test_proto_adds_callbatch_after_call():
+    """Baetyl 1.0's Call stays first and unchanged; CallBatch (issue 17) comes with its own
+    messages, FunctionMessage reused inside them."""
+    with open(os.path.join(SRC, "proto", "function.proto")) as f:
+        text = re.sub(r"//[^\n]*", "", f.read())
+    rpcs = re.findall(r"\brpc\s+(\w+)\s*\(\s*(\w+)\s*\)\s*returns\s*\(\s*(\w+)\s*\)", text)
+    assert rpcs == [("Call", "FunctionMessage", "FunctionMessage"),
+                    ("CallBatch", "FunctionMessages", "FunctionResults")]
+    assert re.search(r"message\s+FunctionMessages\s*\{\s*repeated\s+FunctionMessage\s+Messages"
+                     r"\s*=\s*1\s*;\s*\}", text)
+    assert re.search(r"message\s+FunctionResults\s*\{\s*repeated\s+FunctionResult\s+Results"
+                     r"\s*=\s*1\s*;\s*\}", text)
+
+
 # ---- the C side: function_tool --------------------------------------------------------
 
 def tool():

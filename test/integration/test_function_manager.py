@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from conftest import SRC, binary, free_port, wait_for, wait_port
-from fm_harness import App, Watcher, error_of, install_package, is_uuid4
+from fm_harness import App, Watcher, error_of, install_package, is_uuid4, numbered, publish_all
 from runtime_harness import Client
 from master_harness import master  # noqa: F401  (fixture)
 
@@ -316,8 +316,7 @@ def test_sql_outputs_in_order_at_qos1_under_load(app):
             [rule("p", "pick", "p/out", qos_in=1, qos_out=1)])
     w = a.w
     n = 500
-    for i in range(n):
-        w.publish("p", json.dumps({"n": i}).encode(), qos=1)
+    publish_all(w, "p", numbered(n), qos=1)
     outs = w.wait_json("p/out", n, timeout=90)
     assert [o["n"] for o in outs] == list(range(n))
 

@@ -52,9 +52,10 @@ static int dead_port(void)
 
 /* What the test handler does, and what it saw. */
 typedef struct {
-    long sleep_ms;     /* before answering */
-    const char *fail;  /* answer with this error */
-    size_t reply_size; /* > 0: reply with this many 'r' bytes instead of an echo */
+    long sleep_ms;            /* before answering */
+    const char *fail;         /* answer with this error */
+    const char *fail_payload; /* answer "bad input" to the requests with this payload */
+    size_t reply_size;        /* > 0: reply with this many 'r' bytes instead of an echo */
     atomic_int running, max_running, calls;
 } behaviour;
 
@@ -72,6 +73,11 @@ static int handler(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen
     atomic_fetch_sub(&b->running, 1);
     if (b->fail) {
         snprintf(err, errlen, "%s", b->fail);
+        return -1;
+    }
+    if (b->fail_payload && in->payload_len == strlen(b->fail_payload) &&
+        memcmp(in->payload, b->fail_payload, in->payload_len) == 0) {
+        snprintf(err, errlen, "bad input");
         return -1;
     }
     if (b->reply_size) {
@@ -708,6 +714,94 @@ static void test_encoded_size_is_exact(void **state)
     }
 }
 
+/* What a batch callback saw: the codes, errors, ids and payload sizes of its results. */
+typedef struct {
+    int rc, code, calls;
+    size_t n;
+    int codes[8];
+    char errs[8][128];
+    uint64_t ids[8];
+    size_t lens[8];
+} batch_seen;
+
+static void on_batch(void *arg, int rc, int code, bt_fn_result *res, size_t n, const char *err)
+{
+    batch_seen *b = arg;
+    b->calls++;
+    b->rc = rc;
+    b->code = code;
+    b->n = n;
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++) {
+        b->codes[i] = res[i].code;
+        snprintf(b->errs[i], sizeof b->errs[i], "%s", res[i].err ? res[i].err : "");
+        b->ids[i] = res[i].msg.id;
+        b->lens[i] = res[i].msg.payload_len;
+    }
+    if (rc != BT_FN_OK)
+        snprintf(b->errs[0], sizeof b->errs[0], "%s", err);
+}
+
+/* CallBatch: one result per message in order; a failing message fails alone with the text
+ * Call would give; replies beyond the server's max come back Aborted (call again), the
+ * first one always answered. */
+static void test_batch_calls(void **state)
+{
+    bt_fn_server_options so = {.workers = 2, .max_msg_size = 4000};
+    fixture *f = start_server(&so);
+    f->b.fail_payload = "bad";
+    bt_fn_client *c = client(f->addr, NULL);
+    bt_fn_async *q = bt_fn_async_new();
+    assert_non_null(q);
+    const char *payloads[] = {"a", "bad", "ccc", "dd", "e"};
+    bt_fn_msg ms[5];
+    const bt_fn_msg *in[5];
+    for (int i = 0; i < 5; i++) {
+        ms[i] = sample(payloads[i], strlen(payloads[i]));
+        ms[i].id = (uint64_t)i + 10;
+        in[i] = &ms[i];
+    }
+    batch_seen seen = {0};
+    char err[256] = "";
+    assert_int_equal(bt_fn_call_batch_start(c, q, in, 5, 5000, on_batch, &seen, err, sizeof err),
+                     BT_FN_OK);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 1);
+    assert_int_equal(seen.rc, BT_FN_OK);
+    assert_int_equal(seen.n, 5);
+    for (int i = 0; i < 5; i++) {
+        if (i == 1) {
+            assert_int_equal(seen.codes[i], BT_FN_CODE_UNKNOWN);
+            assert_string_equal(seen.errs[i], "rpc error: code = Unknown desc = bad input");
+            continue;
+        }
+        assert_int_equal(seen.codes[i], BT_FN_CODE_OK);
+        assert_int_equal(seen.ids[i], (uint64_t)i + 10);
+        assert_int_equal(seen.lens[i], strlen(payloads[i]));
+    }
+    assert_int_equal(atomic_load(&f->b.calls), 5);
+
+    /* 1500-byte replies in 4000 bytes: the first one is answered; the second does not fit
+     * with room kept for a failure of each message after it (to be called again), the
+     * third does (less room kept), the fourth no more */
+    f->b.fail_payload = NULL;
+    f->b.reply_size = 1500;
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(bt_fn_call_batch_start(c, q, in, 4, 5000, on_batch, &seen, err, sizeof err),
+                     BT_FN_OK);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 1);
+    assert_int_equal(seen.rc, BT_FN_OK);
+    assert_int_equal(seen.n, 4);
+    assert_int_equal(seen.codes[0], BT_FN_CODE_OK);
+    assert_int_equal(seen.lens[0], 1500);
+    assert_int_equal(seen.codes[1], BT_FN_CODE_ABORTED);
+    assert_int_equal(seen.codes[2], BT_FN_CODE_OK);
+    assert_int_equal(seen.lens[2], 1500);
+    assert_int_equal(seen.codes[3], BT_FN_CODE_ABORTED);
+    bt_fn_async_free(q);
+    bt_fn_client_free(c);
+    stop_server(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -725,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_eight_threads),
         cmocka_unit_test(test_workers_limit),
         cmocka_unit_test(test_async_calls),
+        cmocka_unit_test(test_batch_calls),
         cmocka_unit_test(test_stop_graceful_in_flight),
         cmocka_unit_test(test_stop_cancels_after_grace),
         cmocka_unit_test(test_bad_options),

@@ -1,6 +1,7 @@
 /* The function call of SPEC §12: `rpc Call(FunctionMessage) returns (FunctionMessage)` at
- * `/baetyl.Function/Call` (proto/function.proto), client and server on the gRPC C core with
- * protobuf-c messages. Completion queues stay inside; callers see two plain calls.
+ * `/baetyl.Function/Call` (proto/function.proto), and Baetyl-C's `CallBatch` (several
+ * messages, one result each), client and server on the gRPC C core with protobuf-c
+ * messages. Completion queues stay inside; callers see two plain calls.
  *
  * Errors: every call that can fail returns 0 on success or a negative BT_FN_E* code and
  * fills err. A failed RPC reads like Go grpc's error text, e.g.
@@ -20,6 +21,8 @@
 #include <stdint.h>
 
 #define BT_FN_METHOD "/baetyl.Function/Call"
+/* Several messages per call (Baetyl-C's addition; Baetyl 1.0 runtimes answer Unimplemented). */
+#define BT_FN_METHOD_BATCH "/baetyl.Function/CallBatch"
 #define BT_FN_DEFAULT_MAX_MSG_SIZE ((size_t)4 << 20) /* 4 MiB, both ways (SPEC §12) */
 #define BT_FN_DEFAULT_TIMEOUT_MS 30000L
 /* Threads, sized for an edge box (2-4 cores shared with the user's work): a server runs its
@@ -44,6 +47,7 @@
 #define BT_FN_CODE_INVALID_ARGUMENT 3
 #define BT_FN_CODE_DEADLINE_EXCEEDED 4
 #define BT_FN_CODE_RESOURCE_EXHAUSTED 8
+#define BT_FN_CODE_ABORTED 10 /* a batch's message not answered (reply full): call again */
 #define BT_FN_CODE_UNIMPLEMENTED 12
 #define BT_FN_CODE_INTERNAL 13
 #define BT_FN_CODE_UNAVAILABLE 14
@@ -143,6 +147,29 @@ int bt_fn_call_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long 
  * it and of every other call already completed. Returns how many ran (0: time is up). Only
  * one thread may poll a queue. */
 int bt_fn_async_poll(bt_fn_async *q, long timeout_ms);
+/* One message's outcome in a batch: code 0 (BT_FN_CODE_OK) with msg the reply, or the gRPC
+ * status code Call would have failed with and err its text as bt_fn_call gives it ("rpc
+ * error: code = Unknown desc = …", malloc'd). BT_FN_CODE_ABORTED: the server did not fit
+ * this reply into the batch's reply; call the message again. */
+typedef struct {
+    int code;
+    char *err;
+    bt_fn_msg msg;
+} bt_fn_result;
+
+/* What a batch started with bt_fn_call_batch_start ended with: rc, code and err for the
+ * call as a whole (as bt_fn_done); on BT_FN_OK, res holds n results, one per message in
+ * order, whose msg fields the callback may take over (moving them and zeroing them). Runs
+ * in bt_fn_async_poll. */
+typedef void (*bt_fn_batch_done)(void *arg, int rc, int code, bt_fn_result *res, size_t n,
+                                 const char *err);
+
+/* Starts a CallBatch of in[0..n) (n >= 1) on c, completing on q like bt_fn_call_start. A
+ * server without CallBatch ends it with code BT_FN_CODE_UNIMPLEMENTED. in is copied. */
+int bt_fn_call_batch_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *const *in, size_t n,
+                           long timeout_ms, bt_fn_batch_done done, void *arg, char *err,
+                           size_t errlen);
+
 /* Frees a queue (NULL is fine); no call may be pending on it. */
 void bt_fn_async_free(bt_fn_async *q);
 
@@ -173,8 +200,10 @@ typedef struct {
 
 /* Listens on address ("127.0.0.1:50051", "0.0.0.0:0" for a free port, "unix:/path") and
  * serves handler(…, arg) on `workers` threads; o may be NULL (defaults). Calls to other
- * methods get Unimplemented, undecodable requests Internal. NULL with err when the address
- * cannot be bound (a port in use is refused) or the options are wrong. */
+ * methods get Unimplemented, undecodable requests Internal. CallBatch is served too: the
+ * handler runs for each of its messages in turn on one worker, each with its own outcome.
+ * NULL with err when the address cannot be bound (a port in use is refused) or the options
+ * are wrong. */
 bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options *o,
                                  bt_fn_handler handler, void *arg, char *err, size_t errlen);
 /* The port bound (useful with port 0); 0 for a unix socket. */

@@ -262,7 +262,8 @@ static void test_error_json_bounded(void **state)
 typedef struct {
     pthread_mutex_t mu;
     int starts, stops, fail_starts, dead_dial;
-    int exited; /* status: a dead-dialled instance reports it exited with this code */
+    int start_delay_ms; /* a start takes this long */
+    int exited;         /* status: a dead-dialled instance reports it exited with this code */
     int calls, running, max_running;
     struct {
         char name[192];
@@ -313,7 +314,10 @@ static int fake_start(void *arg, const char *service, const char *name, char *di
     bool dead = f->dead_dial > 0;
     if (dead)
         f->dead_dial--;
+    int delay = f->start_delay_ms;
     pthread_mutex_unlock(&f->mu);
+    if (delay)
+        usleep((useconds_t)delay * 1000);
     if (dead) {
         /* nothing listens there: the dial times out */
         snprintf(dial, dial_len, "127.0.0.1:1");
@@ -579,6 +583,46 @@ static void test_instance_serves_concurrent_calls(void **state)
     assert_true(x->fk.max_running <= 8);
 }
 
+typedef struct {
+    fm_pool *pool;
+    fm_instance *got;
+} getter;
+
+static void *get_main(void *arg)
+{
+    getter *g = arg;
+    char err[256];
+    g->got = fm_pool_get(g->pool, err, sizeof err);
+    return NULL;
+}
+
+/* Scaling out: the second instance starts on its own thread, and a caller waiting for room
+ * takes the slot the first one frees meanwhile instead of waiting for the start. */
+static void test_scale_out_starts_in_background(void **state)
+{
+    pool_fixture *x = *state;
+    x->cfg.max = 2;
+    pool_open(x);
+    char err[256];
+    fm_instance *a = fm_pool_get(x->pool, err, sizeof err);
+    assert_non_null(a);
+    x->fk.start_delay_ms = 1500;
+    getter g = {.pool = x->pool};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, get_main, &g), 0);
+    while (fm_pool_starting(x->pool) == 0)
+        usleep(1000);
+    usleep(50 * 1000);
+    fm_pool_put(x->pool, a, true);
+    pthread_join(t, NULL);
+    assert_ptr_equal(g.got, a); /* the new one (picked first once live) was not waited for */
+    while (fm_pool_starting(x->pool) > 0) /* the second one still comes up */
+        usleep(10 * 1000);
+    assert_int_equal(fm_pool_size(x->pool), 2);
+    assert_int_equal(x->fk.starts, 2);
+    fm_pool_put(x->pool, g.got, true);
+}
+
 /* A call failing on an instance others are using: they finish, then it is destroyed once. */
 static void test_failed_call_among_concurrent_ones(void **state)
 {
@@ -738,6 +782,8 @@ int main(void)
                                         pool_teardown),
         cmocka_unit_test_setup_teardown(test_never_more_than_max, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(test_instance_serves_concurrent_calls, pool_setup,
+                                        pool_teardown),
+        cmocka_unit_test_setup_teardown(test_scale_out_starts_in_background, pool_setup,
                                         pool_teardown),
         cmocka_unit_test_setup_teardown(test_failed_call_among_concurrent_ones, pool_setup,
                                         pool_teardown),
