@@ -564,6 +564,11 @@ def test_ch12_ch13_hello_world(install):
         """)
     i.start()
     box = Box(port, subs=["py/hi", "t/hi"])
+    # QoS 0 inputs are not kept: both rules must be subscribed first (their log lines reach the
+    # master's instance log: `baetyl logs`)
+    wait_for(lambda: i.baetyl("logs", "function-manager").stdout.count("rule connected to the hub") >= 2,
+             20, what="function-manager rules connected")
+    time.sleep(1)
     for t in ("py", "node"):
         box.publish(t, b'{"id":1}')
         box.publish(t, b"hello non-dict")
