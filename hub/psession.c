@@ -342,6 +342,8 @@ static int load_session(const char *client_id, const char *owner, const store_su
     for (size_t i = 0; i < n; i++) {
         ps->subs[i].filter = strdup(subs[i].filter);
         ps->subs[i].qos = subs[i].qos > 2 ? 2 : subs[i].qos;
+        ps->subs[i].opts = subs[i].opts;
+        ps->subs[i].id = subs[i].id;
         if (!ps->subs[i].filter) {
             ps->nsubs = i;
             psess_free(ps);
@@ -616,6 +618,8 @@ void psession_save_subs(conn *c)
         copy[i].id = c->subs[i].id;
         ss[i].filter = c->subs[i].filter;
         ss[i].qos = c->subs[i].qos;
+        ss[i].opts = c->subs[i].opts;
+        ss[i].id = c->subs[i].id;
         if (!copy[i].filter) {
             for (size_t k = 0; k < i; k++)
                 free(copy[k].filter);

@@ -267,19 +267,27 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
     if (sq < 0)
         return 0;
     uint8_t q = sm->qos < sq ? sm->qos : (uint8_t)sq;
-    if (q == 0) {
-        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0,
-                     NULL);
-        return 0;
-    }
-    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos, 0);
+    /* With its 5.0 properties and expiry as stored; the RETAIN flag it was published with
+     * goes only to retain-as-published subscriptions. */
+    msg *m = msg_new_props(topic, sm->topic_len, sm->payload, sm->payload_len, sm->props,
+                           sm->props_len, sm->qos, sm->retain);
     if (!m) {
         px->stopped = true;
         return 1;
     }
     m->seq = seq;
     m->ts_ms = sm->ts_ms;
-    deliver_acked(c, m, q, false, false);
+    m->expiry_s = sm->expiry_s;
+    bool retain = false;
+    if (((m->expiry_s || c->max_packet) && !deliverable(c, m)) ||
+        (c->sub_opts && !apply_sub_opts(c, m, &q, &retain))) {
+        msg_unref(m);
+        return 0;
+    }
+    if (q == 0)
+        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, retain, false, 0, m);
+    else
+        deliver_acked(c, m, q, retain, false);
     msg_unref(m);
     return 0;
 }

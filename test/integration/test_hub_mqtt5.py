@@ -434,3 +434,84 @@ def test_mosquitto_v5_properties(hub):
         sub.kill()
         sub.wait()
     assert out.strip() == "mq/a|hello|text/plain|mq/reply|k:v"
+
+
+def keep_session(secs=300):
+    p = Properties(PacketTypes.CONNECT)
+    p.SessionExpiryInterval = secs
+    return p
+
+
+def test_properties_kept_in_the_log_and_across_restarts(hub):
+    for cid in ("pl-away", "pl-restart"):
+        s = Paho5(hub.port, cid, clean=False, cprops=keep_session())
+        assert s.sub("pl/#", 2) == [2]
+        s.close()
+    p = Paho5(hub.port, "pl-p")
+    full = dict(UserProperty=[("k", "v"), ("k", "w")], ContentType="text/plain",
+                ResponseTopic="pl/reply", CorrelationData=b"\x00\x01", PayloadFormatIndicator=1)
+    p.pub("pl/a", b"one", qos=1, MessageExpiryInterval=600, **full)
+    p.pub("pl/b", b"two", qos=2, UserProperty=[("n", "2")])
+    p.pub("pl/gone", b"expired", qos=1, MessageExpiryInterval=1)
+    p.pub("pl/kept", b"retained", qos=1, retain=True, ContentType="r/t",
+          MessageExpiryInterval=600)
+    t0 = time.monotonic()
+    p.close()
+
+    def check(s, min_left, max_left):
+        got = {m.topic: m for m in (s.get(), s.get(), s.get())}  # QoS 2 ends later in paho
+        a, b, k = got["pl/a"], got["pl/b"], got["pl/kept"]
+        assert (a.payload, b.payload, k.payload, k.retain) == (b"one", b"two", b"retained",
+                                                                False)
+        assert k.properties.ContentType == "r/t"
+        ap = a.properties
+        assert ap.UserProperty == full["UserProperty"]
+        assert (ap.ContentType, ap.ResponseTopic, ap.CorrelationData,
+                ap.PayloadFormatIndicator) == ("text/plain", "pl/reply", b"\x00\x01", 1)
+        assert min_left <= ap.MessageExpiryInterval <= max_left
+        assert b.properties.UserProperty == [("n", "2")]
+        assert not hasattr(b.properties, "MessageExpiryInterval")
+        s.none(0.8)  # pl/gone expired in the log
+    time.sleep(1.2)
+    s = Paho5(hub.port, "pl-away", clean=False, cprops=keep_session())
+    check(s, 590, 599)
+    s.close()
+    hub.stop()
+    time.sleep(2.2)  # the expiry counts on while the hub is down
+    hub.start()
+    s = Paho5(hub.port, "pl-restart", clean=False, cprops=keep_session())
+    assert s.flags["session present"] == 1
+    # the remaining time is counted from the arrival, hub down time included
+    check(s, 560, 600 - int(time.monotonic() - t0))
+    s.close()
+    r = Paho5(hub.port, "pl-r")
+    r.sub("pl/kept", 1)
+    m = r.get()
+    assert (m.payload, m.retain, m.properties.ContentType) == (b"retained", True, "r/t")
+    assert 560 <= m.properties.MessageExpiryInterval <= 600 - int(time.monotonic() - t0)
+    r.close()
+
+
+def test_subscription_options_kept_across_restarts(hub):
+    s = Paho5(hub.port, "sor", clean=False, cprops=keep_session())
+    assert s.sub("sor/nl", 1, sub_id=5, noLocal=True) == [1]
+    assert s.sub("sor/rap", 1, sub_id=6, retainAsPublished=True) == [1]
+    s.close()
+    hub.stop()
+    hub.start()
+    o = Paho5(hub.port, "sor-o")
+    o.pub("sor/rap", b"away", qos=1, retain=True)  # read back from the log on return
+    s = Paho5(hub.port, "sor", clean=False, cprops=keep_session())
+    assert s.flags["session present"] == 1
+    m = s.get()
+    assert (m.payload, m.retain, ids_of(m)) == (b"away", True, [6])
+    s.pub("sor/nl", b"own", qos=1)
+    s.none()  # no-local
+    o.pub("sor/nl", b"other", qos=1)
+    m = s.get()
+    assert (m.payload, ids_of(m)) == (b"other", [5])
+    o.pub("sor/rap", b"live", qos=1, retain=True)
+    m = s.get()
+    assert (m.payload, m.retain, ids_of(m)) == (b"live", True, [6])
+    s.close()
+    o.close()
