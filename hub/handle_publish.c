@@ -174,6 +174,7 @@ int handle_puback(conn *c, uint16_t pid)
     if (e->seq) {
         c->qlog--;
         c->h->log_acked = true;
+        psession_seq_done(c, e->seq); /* acknowledged before an earlier one: not sent again */
     }
     session_acked(c);
     return 0;

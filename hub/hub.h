@@ -238,6 +238,11 @@ typedef struct {
     /* 5.0 session expiry: wall clock ms at which the away session ends (store key
      * "x:<id>"), 0 = never. */
     int64_t expire_at;
+    /* Log seqs above offset the client already completed (PUBACK, or PUBREC for QoS 2) while
+     * an earlier delivery was not: skipped when the log is read again (store keys
+     * "q:<id>/d<seq>", written with the offsets). */
+    uint64_t *done;
+    size_t ndone, capdone;
 } psess;
 
 /* A latency histogram: plain counters, updated by the loop thread only. */
@@ -247,12 +252,14 @@ typedef struct {
     uint64_t count;
     double sum;
 } stats_hist;
-/* A change of a stored QoS 2 packet id, waiting for the next offsets write. */
+/* A change of a stored QoS 2 packet id (or of a completed seq of psess.done), waiting for
+ * the next offsets write. */
 typedef struct {
     char *client_id;
     uint16_t pid;
-    char kind; /* 'i' inbound, 'o' outbound */
-    bool on;   /* set (else cleared) */
+    char kind;    /* 'i' inbound, 'o' outbound, 'd' a completed seq */
+    bool on;      /* set (else cleared) */
+    uint64_t seq; /* kind 'd' */
 } qos2_rec;
 
 typedef struct {
@@ -546,6 +553,12 @@ void psession_release_held(psess *ps);
  * with the next offsets (in the commit of the turn, or at its end). A clean session keeps
  * nothing. Returns true when a record was queued (the caller waits for it to be written). */
 bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on);
+/* c completed the delivery of log seq (PUBACK, PUBREC): when an earlier one is still
+ * pending, seq is kept in its persistent session's done set (and stored with the offsets)
+ * so that reading the log again skips it. */
+void psession_seq_done(conn *c, uint64_t seq);
+/* Whether seq is in the done set of ps (NULL: none). */
+bool psession_seq_is_done(const psess *ps, uint64_t seq);
 /* Loads the stored QoS 2 packet ids into their sessions (after psession_load). */
 int psession_qos2_load(hub *h, char *err, size_t errlen);
 

@@ -246,6 +246,7 @@ static int sub_qos(const conn *c, const char *topic)
 
 typedef struct {
     conn *c;
+    const psess *ps; /* its persistent session: seqs it completed are skipped */
     bool stopped;
 } pump_ctx;
 
@@ -258,7 +259,7 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
         return 1;
     }
     c->next_seq = seq + 1;
-    if (sm->topic_len > BT_TOPIC_MAX_LEN)
+    if (sm->topic_len > BT_TOPIC_MAX_LEN || (px->ps && psession_seq_is_done(px->ps, seq)))
         return 0;
     char topic[BT_TOPIC_MAX_LEN + 1];
     memcpy(topic, sm->topic, sm->topic_len);
@@ -303,7 +304,8 @@ void session_pump(conn *c)
     }
     if (c->qlog >= window(c))
         return; /* PUBACKs will call us again */
-    pump_ctx px = {c, false};
+    const psess *ps = c->clean || !c->client_id ? NULL : map_get(&h->psessions, c->client_id);
+    pump_ctx px = {c, ps && ps->ndone ? ps : NULL, false};
     char err[160];
     long n = store_scan(h->st, c->next_seq, PUMP_SCAN_MAX, pump_cb, &px, err, sizeof err);
     if (n < 0) {
