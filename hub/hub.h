@@ -478,6 +478,10 @@ const char *shared_filter(const char *f, size_t len);
 bool shared_match(const char *filter, const char *topic);
 /* c joins (or changes its QoS in) the group of name "$share/g/f". 0 or -1 (no memory). */
 int shared_join(conn *c, const char *name, uint8_t qos);
+/* A persistent member session of the group of name is away (away set: the group, created
+ * when missing, keeps it and holds messages for it while no member is connected) or back
+ * or gone (cleared). 0 or -1 (no memory). */
+int shared_away(hub *h, const char *name, psess *ps, bool away);
 /* c leaves the group of name (an empty group is freed by shared_gc). */
 void shared_leave(conn *c, const char *name);
 /* Sends m to one member of every group whose filter matches it. */

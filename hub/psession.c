@@ -12,13 +12,18 @@
 #include "baetyl/util.h"
 #include "hub.h"
 
+/* The away session's subscriptions: in h->offline (which log messages it needs) and, for
+ * shared ones, as an away member of their group. */
 static void offline_subs(hub *h, psess *ps, bool add)
 {
     for (size_t i = 0; i < ps->nsubs; i++) {
+        const char *f = ps->subs[i].filter;
         if (add)
-            trie_add(&h->offline, ps->subs[i].filter, ps, ps->subs[i].qos);
+            trie_add(&h->offline, f, ps, ps->subs[i].qos);
         else
-            trie_remove(&h->offline, ps->subs[i].filter, ps);
+            trie_remove(&h->offline, f, ps);
+        if (shared_filter(f, strlen(f)))
+            shared_away(h, f, ps, add);
     }
 }
 
