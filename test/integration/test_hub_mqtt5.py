@@ -515,3 +515,23 @@ def test_subscription_options_kept_across_restarts(hub):
     assert (m.payload, m.retain, ids_of(m)) == (b"live", True, [6])
     s.close()
     o.close()
+
+
+def test_mosquitto_sub_v5_gets_repeated_topics_in_full(hub):
+    """mosquitto_sub -V mqttv5 gives no topic alias maximum unless told (-D connect
+    topic-alias-maximum), so the hub sends every topic in full and it reads them all (its
+    libmosquitto 2.0 cannot read an alias-only PUBLISH: see README, MQTT 5.0 topic aliases)."""
+    base = ["-p", str(hub.port), "-u", "test", "-P", "hahaha", "-V", "mqttv5"]
+    sub = subprocess.Popen(["mosquitto_sub", *base, "-t", "ra/#", "-q", "1", "-C", "4",
+                            "-W", "10", "-F", "%t %p"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.8)
+        p = Paho5(hub.port, "ra-p")
+        for t in ("ra/a", "ra/b", "ra/a", "ra/b"):
+            p.pub(t, t[-1:].encode(), qos=1)
+        p.close()
+        out, _ = sub.communicate(timeout=12)
+    finally:
+        sub.kill()
+        sub.wait()
+    assert out.split("\n")[:4] == ["ra/a a", "ra/b b", "ra/a a", "ra/b b"]
