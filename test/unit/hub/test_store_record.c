@@ -74,19 +74,25 @@ static void test_plain_record_keeps_the_old_layout(void **state)
     assert_int_equal(d.expiry_s, 0);
 }
 
+/* A message with PROPS and an expiry. */
+static store_msg v5msg(const char *topic, const char *payload, uint8_t qos, uint32_t expiry_s)
+{
+    return (store_msg){.topic = topic,
+                       .topic_len = strlen(topic),
+                       .payload = payload,
+                       .payload_len = strlen(payload),
+                       .qos = qos,
+                       .props = PROPS,
+                       .props_len = sizeof PROPS,
+                       .expiry_s = expiry_s};
+}
+
 static void test_v5_record_round_trip(void **state)
 {
     (void)state;
-    store_msg m = {.topic = "t/5",
-                   .topic_len = 3,
-                   .payload = "body",
-                   .payload_len = 4,
-                   .qos = 2,
-                   .retain = 1,
-                   .ts_ms = 99,
-                   .props = PROPS,
-                   .props_len = sizeof PROPS,
-                   .expiry_s = 3600};
+    store_msg m = v5msg("t/5", "body", 2, 3600);
+    m.retain = 1;
+    m.ts_ms = 99;
     char err[200] = "";
     assert_int_equal(store_msg_check(&m, 1, err, sizeof err), 0);
     size_t n = store_msg_size(&m);
@@ -128,14 +134,7 @@ static void refused(const uint8_t *rec, size_t n, const char *want)
 static void test_v5_record_corrupt(void **state)
 {
     (void)state;
-    store_msg m = {.topic = "t",
-                   .topic_len = 1,
-                   .payload = "p",
-                   .payload_len = 1,
-                   .qos = 1,
-                   .props = PROPS,
-                   .props_len = sizeof PROPS,
-                   .expiry_s = 1};
+    store_msg m = v5msg("t", "p", 1, 1);
     size_t n = store_msg_size(&m);
     uint8_t rec[128], bad[128];
     store_msg_encode(&m, rec);
