@@ -84,7 +84,9 @@ int store_msg_check(const store_msg *m, int need_payload, char *err, size_t errl
         return bt_errf(err, errlen, "store: invalid qos %u", m->qos);
     if (!m->props && m->props_len)
         return bt_errf(err, errlen, "store: properties are NULL");
+    /* (in that order, so that no subtraction wraps on 32-bit targets) */
     if (m->props_len > UINT32_MAX ||
+        m->props_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX - REC_V5_HDR ||
         m->payload_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX - REC_V5_HDR - m->props_len)
         return bt_errf(err, errlen, "store: properties too large");
     return 0;
