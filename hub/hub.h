@@ -42,6 +42,9 @@ typedef struct msg {
     /* MQTT 5.0 properties passed on to 5.0 subscribers (wire bytes without the length;
      * never a topic alias, subscription identifier or message expiry), NULL when none. */
     uint8_t *props;
+    /* 5.0: the client id of a QoS 1/2 publisher with a no-local subscription (kept in the
+     * log record so that a read back skips it for that client), NULL otherwise; owned. */
+    char *origin;
     char topic[]; /* NUL-terminated, payload and props follow */
 } msg;
 
@@ -59,6 +62,8 @@ static inline msg *msg_ref(msg *m)
 }
 /* Drops one reference (frees at zero; NULL is fine). */
 void msg_unref(msg *m);
+/* m as the store keeps it (views into m). */
+store_msg msg_store_view(const msg *m);
 
 /* A growable array of message references. */
 typedef struct {

@@ -28,8 +28,7 @@ void retain_set(hub *h, msg *m)
     }
     msg_unref(old);
     if (h->st) {
-        store_msg sm = {r->topic, r->topic_len, r->payload, r->payload_len, r->qos,
-                        1,        r->ts_ms,     r->props,   r->props_len,   r->expiry_s};
+        store_msg sm = msg_store_view(r); /* r->retain is 1 */
         if (store_put_retained(h->st, &sm, err, sizeof err) < 0)
             bt_logkv(BT_LOG_ERROR, "storing retained message failed", "topic", r->topic, "error",
                      err, NULL);

@@ -279,6 +279,10 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
     m->seq = seq;
     m->ts_ms = sm->ts_ms;
     m->expiry_s = sm->expiry_s;
+    /* its own message, for no-local */
+    if (sm->origin_len && c->client_id && strlen(c->client_id) == sm->origin_len &&
+        !memcmp(c->client_id, sm->origin, sm->origin_len))
+        m->from = c->id;
     bool retain = false;
     if (((m->expiry_s || c->max_packet) && !deliverable(c, m)) ||
         (c->sub_opts && !apply_sub_opts(c, m, &q, &retain))) {

@@ -32,6 +32,10 @@ typedef struct {
     const uint8_t *props;
     size_t props_len;
     uint32_t expiry_s;
+    /* The publisher's client id when it has a no-local subscription (so that reading the
+     * log back, even after a restart, does not send it its own message), else NULL. */
+    const char *origin;
+    size_t origin_len;
 } store_msg;
 
 /* One subscription of a persistent session. */

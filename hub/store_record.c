@@ -9,11 +9,12 @@
 #include "store_internal.h"
 
 /* Flags byte of a message record: bit 0 retain; bit 1 an MQTT 5.0 block follows the topic
- * (u32 expiry_s, u32 props_len, props). Records without properties or expiry are written
- * without the block, byte for byte as before it existed, so stores of either kind open. */
+ * (u32 expiry_s, u32 props_len, u16 origin_len, props, origin). Records without any of
+ * them are written without the block, byte for byte as before it existed, so stores of
+ * either kind open. */
 #define REC_RETAIN 0x01
 #define REC_V5 0x02
-#define REC_V5_HDR 8
+#define REC_V5_HDR 10
 /* Properties the hub adds per delivery: never part of a stored message. */
 #define PROPS_NOT_STORED                                                                     \
     ((uint64_t)1 << BT_MQTT_PROP_TOPIC_ALIAS | (uint64_t)1 << BT_MQTT_PROP_SUBSCRIPTION_ID | \
@@ -82,25 +83,27 @@ int store_msg_check(const store_msg *m, int need_payload, char *err, size_t errl
         return bt_errf(err, errlen, "store: payload too large");
     if (m->qos > 2)
         return bt_errf(err, errlen, "store: invalid qos %u", m->qos);
-    if (!m->props && m->props_len)
-        return bt_errf(err, errlen, "store: properties are NULL");
+    if ((!m->props && m->props_len) || (!m->origin && m->origin_len))
+        return bt_errf(err, errlen, "store: properties or origin are NULL");
+    if (m->origin_len > UINT16_MAX || (m->origin_len && memchr(m->origin, 0, m->origin_len)))
+        return bt_errf(err, errlen, "store: invalid origin");
     /* (in that order, so that no subtraction wraps on 32-bit targets) */
-    if (m->props_len > UINT32_MAX ||
-        m->props_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX - REC_V5_HDR ||
-        m->payload_len > SIZE_MAX - STORE_MSG_HDR - UINT16_MAX - REC_V5_HDR - m->props_len)
+    const size_t fixed = STORE_MSG_HDR + 2 * (size_t)UINT16_MAX + REC_V5_HDR;
+    if (m->props_len > UINT32_MAX || m->props_len > SIZE_MAX - fixed ||
+        m->payload_len > SIZE_MAX - fixed - m->props_len)
         return bt_errf(err, errlen, "store: properties too large");
     return 0;
 }
 
 static bool has_v5(const store_msg *m)
 {
-    return m->props_len || m->expiry_s;
+    return m->props_len || m->expiry_s || m->origin_len;
 }
 
 size_t store_msg_size(const store_msg *m)
 {
-    return STORE_MSG_HDR + m->topic_len + (has_v5(m) ? REC_V5_HDR + m->props_len : 0) +
-           m->payload_len;
+    return STORE_MSG_HDR + m->topic_len +
+           (has_v5(m) ? REC_V5_HDR + m->props_len + m->origin_len : 0) + m->payload_len;
 }
 
 void store_msg_encode(const store_msg *m, uint8_t *out)
@@ -116,36 +119,48 @@ void store_msg_encode(const store_msg *m, uint8_t *out)
     if (has_v5(m)) {
         be32_put(p, m->expiry_s);
         be32_put(p + 4, (uint32_t)m->props_len);
+        be16_put(p + 8, (uint16_t)m->origin_len);
+        p += REC_V5_HDR;
         if (m->props_len)
-            memcpy(p + REC_V5_HDR, m->props, m->props_len);
-        p += REC_V5_HDR + m->props_len;
+            memcpy(p, m->props, m->props_len);
+        p += m->props_len;
+        if (m->origin_len)
+            memcpy(p, m->origin, m->origin_len);
+        p += m->origin_len;
     }
     if (m->payload_len)
         memcpy(p, m->payload, m->payload_len);
 }
 
 /* The MQTT 5.0 block of a record at v (left bytes after the topic): its properties must be
- * a valid PUBLISH property set without those the hub adds per delivery. */
-static int v5_decode(const uint8_t *v, size_t left, store_msg *m, char *err, size_t errlen)
+ * a valid PUBLISH property set without those the hub adds per delivery; the origin (a
+ * client id) holds no NUL. Returns its size, or 0 with err. */
+static size_t v5_decode(const uint8_t *v, size_t left, store_msg *m, char *err, size_t errlen)
 {
     if (left < REC_V5_HDR)
-        return bt_errf(err, errlen, "MQTT 5 block cut short (%zu bytes)", left);
+        return bt_errf(err, errlen, "MQTT 5 block cut short (%zu bytes)", left), 0;
     m->expiry_s = be32_get(v);
-    size_t plen = be32_get(v + 4);
-    if (plen > left - REC_V5_HDR)
-        return bt_errf(err, errlen, "properties length %zu exceeds the record", plen);
-    if (!plen && !m->expiry_s)
-        return bt_errf(err, errlen, "empty MQTT 5 block"); /* never written */
+    size_t plen = be32_get(v + 4), olen = be16_get(v + 8);
+    if (plen > left - REC_V5_HDR || olen > left - REC_V5_HDR - plen)
+        return bt_errf(err, errlen, "properties (%zu) or origin (%zu bytes) exceed the record",
+                       plen, olen),
+               0;
+    if (!plen && !m->expiry_s && !olen)
+        return bt_errf(err, errlen, "empty MQTT 5 block"), 0; /* never written */
     m->props = plen ? v + REC_V5_HDR : NULL;
     m->props_len = plen;
+    m->origin = olen ? (const char *)v + REC_V5_HDR + plen : NULL;
+    m->origin_len = olen;
+    if (olen && memchr(m->origin, 0, olen))
+        return bt_errf(err, errlen, "origin holds a NUL byte"), 0;
     bt_mqtt_props ps = {.raw = {m->props, plen}};
     uint64_t present = 0;
     char why[120];
     if (bt_mqtt_props_check(&ps, BT_MQTT_PUBLISH, &present, why, sizeof why) < 0)
-        return bt_errf(err, errlen, "invalid properties: %s", why);
+        return bt_errf(err, errlen, "invalid properties: %s", why), 0;
     if (present & PROPS_NOT_STORED)
-        return bt_errf(err, errlen, "properties hold a per-delivery property");
-    return 0;
+        return bt_errf(err, errlen, "properties hold a per-delivery property"), 0;
+    return REC_V5_HDR + plen + olen;
 }
 
 int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, size_t errlen)
@@ -165,11 +180,14 @@ int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, siz
     m->props = NULL;
     m->props_len = 0;
     m->expiry_s = 0;
+    m->origin = NULL;
+    m->origin_len = 0;
     size_t pos = STORE_MSG_HDR + tlen;
     if (v[9] & REC_V5) {
-        if (v5_decode(v + pos, vlen - pos, m, err, errlen) < 0)
+        size_t n = v5_decode(v + pos, vlen - pos, m, err, errlen);
+        if (!n)
             return -1;
-        pos += REC_V5_HDR + m->props_len;
+        pos += n;
     }
     m->payload = v + pos;
     m->payload_len = vlen - pos;

@@ -13,8 +13,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from conftest import RawClient, mqtt_len, mqtt_packet, mqtt_str
-from hub_util import Paho, conn, get, subscribe
+from conftest import RawClient, mqtt_len, mqtt_packet, mqtt_str, parse_publish
+from hub_util import Paho, conn, get, nothing, subscribe
 
 
 # ---- raw 5.0 packets ---------------------------------------------------------------------
@@ -535,3 +535,45 @@ def test_mosquitto_sub_v5_gets_repeated_topics_in_full(hub):
         sub.kill()
         sub.wait()
     assert out.split("\n")[:4] == ["ra/a a", "ra/b b", "ra/a a", "ra/b b"]
+
+
+def test_no_local_holds_for_messages_read_back_from_the_log(hub):
+    """A no-local subscriber whose window is full reads later messages from the log: its
+    own message is skipped there too, on the same connection and after a restart."""
+    cp = props((0x11, u32(300)), (0x21, u16(1)))  # session expiry, receive maximum 1
+
+    def recv_pub(c):
+        pk = c.recv()
+        assert pk is not None and pk[0] == 3, pk
+        t, body, qos, _, _, pid = parse_publish(pk[1], pk[2])
+        return t, body[1:], pid  # body[0]: no properties
+
+    c, _ = raw5(hub, "nll", clean=False, p=cp)
+    c.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("nll/#") + b"\x05"))  # QoS 1, NL
+    assert c.recv()[0] == 9
+    o = Paho5(hub.port, "nll-o")
+    for rnd in ("1", "2"):
+        o.pub("nll/a", b"a" + rnd.encode(), qos=1)
+        first = recv_pub(c)  # not acknowledged: the window (1) is full
+        o.pub("nll/b", b"b" + rnd.encode(), qos=1)  # from here on the log is read back
+        c.send(publish5("nll/own", b"own", qos=1, pid=9))
+        pk = c.recv()
+        assert pk[0] == 4  # PUBACK of its own message
+        o.pub("nll/c", b"c" + rnd.encode(), qos=1)
+        if rnd == "2":  # read back after a restart, on a new connection
+            c.sock.close()
+            hub.stop()
+            hub.start()
+            c, _ = raw5(hub, "nll", clean=False, p=cp)
+            first = recv_pub(c)
+        got = [first]
+        for _ in range(2):
+            c.send(mqtt_packet(0x40, u16(got[-1][2])))
+            got.append(recv_pub(c))
+        c.send(mqtt_packet(0x40, u16(got[-1][2])))
+        assert [g[:2] for g in got] == [("nll/" + x, x.encode() + rnd.encode()) for x in "abc"]
+        nothing(c)  # not its own
+        if rnd == "2":
+            o.close()
+            o = Paho5(hub.port, "nll-o2")
+    o.close()

@@ -93,6 +93,8 @@ static void test_v5_record_round_trip(void **state)
     store_msg m = v5msg("t/5", "body", 2, 3600);
     m.retain = 1;
     m.ts_ms = 99;
+    m.origin = "pub-1";
+    m.origin_len = 5;
     char err[200] = "";
     assert_int_equal(store_msg_check(&m, 1, err, sizeof err), 0);
     size_t n = store_msg_size(&m);
@@ -108,6 +110,19 @@ static void test_v5_record_round_trip(void **state)
     assert_memory_equal(d.props, PROPS, sizeof PROPS);
     assert_int_equal(d.payload_len, 4);
     assert_memory_equal(d.payload, "body", 4);
+    assert_int_equal(d.origin_len, 5);
+    assert_memory_equal(d.origin, "pub-1", 5);
+
+    /* an origin holding a NUL is refused both ways */
+    uint8_t *bad = malloc(n);
+    memcpy(bad, rec, n);
+    bad[n - 4 - 3] = 0; /* inside "pub-1", before the 4-byte payload */
+    assert_int_equal(store_msg_decode(bad, n, &d, err, sizeof err), -1);
+    assert_non_null(strstr(err, "NUL"));
+    free(bad);
+    m.origin = "a\0b";
+    m.origin_len = 3;
+    assert_int_equal(store_msg_check(&m, 1, err, sizeof err), -1);
 
     /* expiry alone, no properties */
     store_msg e = {
@@ -138,20 +153,25 @@ static void test_v5_record_corrupt(void **state)
     size_t n = store_msg_size(&m);
     uint8_t rec[128], bad[128];
     store_msg_encode(&m, rec);
-    const size_t blk = STORE_MSG_HDR + 1; /* the 5.0 block after the 1-byte topic */
+    /* the 5.0 block after the 1-byte topic: expiry u32, props length u32, origin length
+     * u16, then the properties */
+    const size_t blk = STORE_MSG_HDR + 1, props_at = blk + 10;
 
     memcpy(bad, rec, n);
     bad[9] |= 0x04; /* an unknown flag */
     refused(bad, n, "flags");
+    memcpy(bad, rec, n);
+    bad[blk + 8] = 0x7F; /* an origin longer than the record */
+    refused(bad, n, "exceed");
     refused(rec, blk + 5, "cut short");
     memcpy(bad, rec, n);
     bad[blk + 6] = 0x7F; /* properties longer than the record */
-    refused(bad, n, "exceeds");
+    refused(bad, n, "exceed");
     memcpy(bad, rec, n);
-    bad[blk + 8] = 0x7E; /* an unknown property id */
+    bad[props_at] = 0x7E; /* an unknown property id */
     refused(bad, n, "invalid properties");
     memcpy(bad, rec, n);
-    bad[blk + 9] = 7; /* payload format indicator 7 */
+    bad[props_at + 1] = 7; /* payload format indicator 7 */
     refused(bad, n, "invalid properties");
 
     /* a topic alias has no place in a stored message */
