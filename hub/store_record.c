@@ -134,33 +134,32 @@ void store_msg_encode(const store_msg *m, uint8_t *out)
 
 /* The MQTT 5.0 block of a record at v (left bytes after the topic): its properties must be
  * a valid PUBLISH property set without those the hub adds per delivery; the origin (a
- * client id) holds no NUL. Returns its size, or 0 with err. */
-static size_t v5_decode(const uint8_t *v, size_t left, store_msg *m, char *err, size_t errlen)
+ * client id) holds no NUL. */
+static int v5_decode(const uint8_t *v, size_t left, store_msg *m, char *err, size_t errlen)
 {
     if (left < REC_V5_HDR)
-        return bt_errf(err, errlen, "MQTT 5 block cut short (%zu bytes)", left), 0;
+        return bt_errf(err, errlen, "MQTT 5 block cut short (%zu bytes)", left);
     m->expiry_s = be32_get(v);
     size_t plen = be32_get(v + 4), olen = be16_get(v + 8);
     if (plen > left - REC_V5_HDR || olen > left - REC_V5_HDR - plen)
         return bt_errf(err, errlen, "properties (%zu) or origin (%zu bytes) exceed the record",
-                       plen, olen),
-               0;
+                       plen, olen);
     if (!plen && !m->expiry_s && !olen)
-        return bt_errf(err, errlen, "empty MQTT 5 block"), 0; /* never written */
+        return bt_errf(err, errlen, "empty MQTT 5 block"); /* never written */
     m->props = plen ? v + REC_V5_HDR : NULL;
     m->props_len = plen;
     m->origin = olen ? (const char *)v + REC_V5_HDR + plen : NULL;
     m->origin_len = olen;
     if (olen && memchr(m->origin, 0, olen))
-        return bt_errf(err, errlen, "origin holds a NUL byte"), 0;
+        return bt_errf(err, errlen, "origin holds a NUL byte");
     bt_mqtt_props ps = {.raw = {m->props, plen}};
     uint64_t present = 0;
     char why[120];
     if (bt_mqtt_props_check(&ps, BT_MQTT_PUBLISH, &present, why, sizeof why) < 0)
-        return bt_errf(err, errlen, "invalid properties: %s", why), 0;
+        return bt_errf(err, errlen, "invalid properties: %s", why);
     if (present & PROPS_NOT_STORED)
-        return bt_errf(err, errlen, "properties hold a per-delivery property"), 0;
-    return REC_V5_HDR + plen + olen;
+        return bt_errf(err, errlen, "properties hold a per-delivery property");
+    return 0;
 }
 
 int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, size_t errlen)
@@ -184,10 +183,9 @@ int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, siz
     m->origin_len = 0;
     size_t pos = STORE_MSG_HDR + tlen;
     if (v[9] & REC_V5) {
-        size_t n = v5_decode(v + pos, vlen - pos, m, err, errlen);
-        if (!n)
+        if (v5_decode(v + pos, vlen - pos, m, err, errlen) < 0)
             return -1;
-        pos += n;
+        pos += REC_V5_HDR + m->props_len + m->origin_len;
     }
     m->payload = v + pos;
     m->payload_len = vlen - pos;
