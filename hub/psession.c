@@ -192,10 +192,23 @@ static int done_add(psess *ps, uint64_t seq)
     return 0;
 }
 
+/* Whether an earlier log delivery of c is still pending, i.e. seq is above the session's
+ * offset (session_offset) once seq is done. The window holds log deliveries in seq order,
+ * so an in-order completion looks at the first entries only. */
+static bool completed_early(const conn *c, uint64_t seq)
+{
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->seq)
+            return e->seq < seq;
+    }
+    return false;
+}
+
 void psession_seq_done(conn *c, uint64_t seq)
 {
     hub *h = c->h;
-    if (c->clean || !c->client_id || !h->st || !seq || seq <= session_offset(c))
+    if (c->clean || !c->client_id || !h->st || !seq || !completed_early(c, seq))
         return;
     psess *ps = psession_get(h, c->client_id, NULL);
     if (!ps || ps->online != c || psession_seq_is_done(ps, seq))
