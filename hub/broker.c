@@ -170,8 +170,7 @@ static int pick_log(hub *h, msg_vec *log, log_pick *p)
         if (!log_needed(h, m))
             continue;
         p->kept[p->n] = m;
-        p->sm[p->n++] = (store_msg){m->topic, m->topic_len, m->payload, m->payload_len,
-                                    m->qos,   m->retain,    m->ts_ms};
+        p->sm[p->n++] = msg_store_view(m);
     }
     return 0;
 }

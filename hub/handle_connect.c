@@ -300,8 +300,8 @@ int handle_connect(conn *c, const bt_mqtt_packet *p)
     c->will = will;
     if (will && h->st) {
         char err[160];
-        store_msg sm = {will->topic, will->topic_len, will->payload, will->payload_len,
-                        will->qos,   will->retain,    hub_wall_ms()};
+        store_msg sm = msg_store_view(will);
+        sm.ts_ms = hub_wall_ms();
         if (store_put_will(h->st, c->client_id, &sm, err, sizeof err) < 0)
             bt_logkv(BT_LOG_ERROR, "storing will failed", "client", c->client_id, "error", err,
                      NULL);

@@ -95,6 +95,16 @@ static bool over_receive_max(const conn *c)
     return n >= (size_t)c->h->cfg->in_qos1_size;
 }
 
+/* Whether some subscription of c has no-local: its own QoS 1/2 messages keep its client id,
+ * so that the log read back (catch-up, restart) skips them for it too. */
+static bool has_no_local(const conn *c)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i].opts & BT_MQTT_SUBOPT_NO_LOCAL)
+            return true;
+    return false;
+}
+
 int handle_publish(conn *c, const bt_mqtt_packet *p)
 {
     const bt_mqtt_publish *pb = &p->publish;
@@ -153,6 +163,8 @@ int handle_publish(conn *c, const bt_mqtt_packet *p)
     }
     m->ts_ms = hub_wall_ms();
     m->from = c->id;
+    if (pb->qos && c->sub_opts && c->client_id && has_no_local(c))
+        m->origin = strdup(c->client_id); /* without it (no memory): only live no-local */
     int rc = hub_publish(c->h, m, c, pb->packet_id);
     msg_unref(m);
     return rc;
@@ -174,6 +186,7 @@ int handle_puback(conn *c, uint16_t pid)
     if (e->seq) {
         c->qlog--;
         c->h->log_acked = true;
+        psession_seq_done(c, e->seq); /* acknowledged before an earlier one: not sent again */
     }
     session_acked(c);
     return 0;

@@ -64,9 +64,11 @@ int handle_pubrec(conn *c, uint16_t pid)
     e->released = true;
     e->sent_ms = c->h->now_ms;
     if (e->seq) {
+        uint64_t seq = e->seq;
         c->qlog--;
         c->h->log_acked = true;
         e->seq = 0;
+        psession_seq_done(c, seq); /* completed before an earlier one: not sent again */
     }
     msg_unref(e->m);
     e->m = NULL;

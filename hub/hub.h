@@ -42,6 +42,9 @@ typedef struct msg {
     /* MQTT 5.0 properties passed on to 5.0 subscribers (wire bytes without the length;
      * never a topic alias, subscription identifier or message expiry), NULL when none. */
     uint8_t *props;
+    /* 5.0: the client id of a QoS 1/2 publisher with a no-local subscription (kept in the
+     * log record so that a read back skips it for that client), NULL otherwise; owned. */
+    char *origin;
     char topic[]; /* NUL-terminated, payload and props follow */
 } msg;
 
@@ -59,6 +62,8 @@ static inline msg *msg_ref(msg *m)
 }
 /* Drops one reference (frees at zero; NULL is fine). */
 void msg_unref(msg *m);
+/* m as the store keeps it (views into m). */
+store_msg msg_store_view(const msg *m);
 
 /* A growable array of message references. */
 typedef struct {
@@ -238,6 +243,11 @@ typedef struct {
     /* 5.0 session expiry: wall clock ms at which the away session ends (store key
      * "x:<id>"), 0 = never. */
     int64_t expire_at;
+    /* Log seqs above offset the client already completed (PUBACK, or PUBREC for QoS 2) while
+     * an earlier delivery was not: skipped when the log is read again (store keys
+     * "q:<id>/d<seq>", written with the offsets). */
+    uint64_t *done;
+    size_t ndone, capdone;
 } psess;
 
 /* A latency histogram: plain counters, updated by the loop thread only. */
@@ -247,12 +257,14 @@ typedef struct {
     uint64_t count;
     double sum;
 } stats_hist;
-/* A change of a stored QoS 2 packet id, waiting for the next offsets write. */
+/* A change of a stored QoS 2 packet id (or of a completed seq of psess.done), waiting for
+ * the next offsets write. */
 typedef struct {
     char *client_id;
     uint16_t pid;
-    char kind; /* 'i' inbound, 'o' outbound */
-    bool on;   /* set (else cleared) */
+    char kind;    /* 'i' inbound, 'o' outbound, 'd' a completed seq */
+    bool on;      /* set (else cleared) */
+    uint64_t seq; /* kind 'd' */
 } qos2_rec;
 
 typedef struct {
@@ -471,6 +483,10 @@ const char *shared_filter(const char *f, size_t len);
 bool shared_match(const char *filter, const char *topic);
 /* c joins (or changes its QoS in) the group of name "$share/g/f". 0 or -1 (no memory). */
 int shared_join(conn *c, const char *name, uint8_t qos);
+/* A persistent member session of the group of name is away (away set: the group, created
+ * when missing, keeps it and holds messages for it while no member is connected) or back
+ * or gone (cleared). 0 or -1 (no memory). */
+int shared_away(hub *h, const char *name, psess *ps, bool away);
 /* c leaves the group of name (an empty group is freed by shared_gc). */
 void shared_leave(conn *c, const char *name);
 /* Sends m to one member of every group whose filter matches it. */
@@ -546,6 +562,12 @@ void psession_release_held(psess *ps);
  * with the next offsets (in the commit of the turn, or at its end). A clean session keeps
  * nothing. Returns true when a record was queued (the caller waits for it to be written). */
 bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on);
+/* c completed the delivery of log seq (PUBACK, PUBREC): when an earlier one is still
+ * pending, seq is kept in its persistent session's done set (and stored with the offsets)
+ * so that reading the log again skips it. */
+void psession_seq_done(conn *c, uint64_t seq);
+/* Whether seq is in the done set of ps (NULL: none). */
+bool psession_seq_is_done(const psess *ps, uint64_t seq);
 /* Loads the stored QoS 2 packet ids into their sessions (after psession_load). */
 int psession_qos2_load(hub *h, char *err, size_t errlen);
 

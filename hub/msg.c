@@ -28,6 +28,7 @@ msg *msg_new_props(const char *topic, size_t tlen, const void *payload, size_t p
     m->ts_ms = 0;
     m->expiry_s = 0;
     m->from = 0;
+    m->origin = NULL;
     memcpy(m->topic, topic, tlen);
     m->topic[tlen] = 0;
     m->payload = (uint8_t *)m->topic + tlen + 1;
@@ -40,10 +41,28 @@ msg *msg_new_props(const char *topic, size_t tlen, const void *payload, size_t p
     return m;
 }
 
+store_msg msg_store_view(const msg *m)
+{
+    return (store_msg){.topic = m->topic,
+                       .topic_len = m->topic_len,
+                       .payload = m->payload,
+                       .payload_len = m->payload_len,
+                       .qos = m->qos,
+                       .retain = m->retain,
+                       .ts_ms = m->ts_ms,
+                       .props = m->props,
+                       .props_len = m->props_len,
+                       .expiry_s = m->expiry_s,
+                       .origin = m->origin,
+                       .origin_len = m->origin ? strlen(m->origin) : 0};
+}
+
 void msg_unref(msg *m)
 {
-    if (m && --m->refs == 0)
+    if (m && --m->refs == 0) {
+        free(m->origin);
         free(m);
+    }
 }
 
 int msg_vec_push(msg_vec *v, msg *m)

@@ -3,6 +3,7 @@
  * with the group commit of the turn in which they were acknowledged (or on their own at the
  * end of a turn without commit); a crash replays at most what was acknowledged in the
  * last turn (duplicates, never losses). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +12,18 @@
 #include "baetyl/util.h"
 #include "hub.h"
 
+/* The away session's subscriptions: in h->offline (which log messages it needs) and, for
+ * shared ones, as an away member of their group. */
 static void offline_subs(hub *h, psess *ps, bool add)
 {
     for (size_t i = 0; i < ps->nsubs; i++) {
+        const char *f = ps->subs[i].filter;
         if (add)
-            trie_add(&h->offline, ps->subs[i].filter, ps, ps->subs[i].qos);
+            trie_add(&h->offline, f, ps, ps->subs[i].qos);
         else
-            trie_remove(&h->offline, ps->subs[i].filter, ps);
+            trie_remove(&h->offline, f, ps);
+        if (shared_filter(f, strlen(f)))
+            shared_away(h, f, ps, add);
     }
 }
 
@@ -39,6 +45,7 @@ static void psess_free(psess *ps)
     psession_release_held(ps);
     pid_set_free(&ps->rx2);
     pid_set_free(&ps->rel);
+    free(ps->done);
     free(ps);
 }
 
@@ -117,11 +124,9 @@ void psession_take_qos2(psess *ps, conn *c)
 
 /* ---- stored QoS 2 packet ids ------------------------------------------------------------ */
 
-bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on)
+/* Queues a record for the next offsets write; false when out of memory. */
+static bool queue_rec(hub *h, const char *client_id, char kind, uint16_t pid, uint64_t seq, bool on)
 {
-    hub *h = c->h;
-    if (c->clean || !c->client_id || !h->st)
-        return false;
     if (h->nq2 == h->capq2) {
         size_t cap = h->capq2 ? h->capq2 * 2 : 16;
         qos2_rec *v = realloc(h->q2, cap * sizeof *v);
@@ -130,17 +135,97 @@ bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on)
         h->q2 = v;
         h->capq2 = cap;
     }
-    char *id = strdup(c->client_id);
+    char *id = strdup(client_id);
     if (!id)
         return false;
-    h->q2[h->nq2++] = (qos2_rec){id, pid, kind, on};
+    h->q2[h->nq2++] = (qos2_rec){id, pid, kind, on, seq};
     h->offsets_acked = true; /* written with the next offsets */
     return true;
 }
 
-static char *qos2_key(const char *client_id, char kind, uint16_t pid)
+bool psession_qos2_record(conn *c, char kind, uint16_t pid, bool on)
 {
-    return bt_strdup_printf("q:%s/%c%u", client_id, kind, (unsigned)pid);
+    if (c->clean || !c->client_id || !c->h->st)
+        return false;
+    return queue_rec(c->h, c->client_id, kind, pid, 0, on);
+}
+
+static char *qos2_key(const qos2_rec *r)
+{
+    if (r->kind == 'd')
+        return bt_strdup_printf("q:%s/d%llu", r->client_id, (unsigned long long)r->seq);
+    return bt_strdup_printf("q:%s/%c%u", r->client_id, r->kind, (unsigned)r->pid);
+}
+
+/* ---- completed seqs above the offset ------------------------------------------------------ */
+
+/* Completed seqs kept per session at most: a client that leaves one delivery pending for
+ * ever while it completes later ones cannot grow the set without bound (beyond it, those
+ * later ones may come again after a reconnect, as duplicates). */
+#define DONE_MAX 65536
+
+bool psession_seq_is_done(const psess *ps, uint64_t seq)
+{
+    if (!ps)
+        return false;
+    for (size_t i = 0; i < ps->ndone; i++)
+        if (ps->done[i] == seq)
+            return true;
+    return false;
+}
+
+static int done_add(psess *ps, uint64_t seq)
+{
+    if (psession_seq_is_done(ps, seq))
+        return 0;
+    if (ps->ndone == ps->capdone) {
+        if (ps->ndone >= DONE_MAX)
+            return -1;
+        size_t cap = ps->capdone ? ps->capdone * 2 : 8;
+        uint64_t *v = realloc(ps->done, cap * sizeof *v);
+        if (!v)
+            return -1;
+        ps->done = v;
+        ps->capdone = cap;
+    }
+    ps->done[ps->ndone++] = seq;
+    return 0;
+}
+
+/* Whether an earlier log delivery of c is still pending, i.e. seq is above the session's
+ * offset (session_offset) once seq is done. The window holds log deliveries in seq order,
+ * so an in-order completion looks at the first entries only. */
+static bool completed_early(const conn *c, uint64_t seq)
+{
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked && e->seq)
+            return e->seq < seq;
+    }
+    return false;
+}
+
+void psession_seq_done(conn *c, uint64_t seq)
+{
+    hub *h = c->h;
+    if (c->clean || !c->client_id || !h->st || !seq || !completed_early(c, seq))
+        return;
+    psess *ps = psession_get(h, c->client_id, NULL);
+    if (!ps || ps->online != c || psession_seq_is_done(ps, seq))
+        return;
+    if (done_add(ps, seq) == 0 && !queue_rec(h, c->client_id, 'd', 0, seq, true))
+        ps->ndone--; /* not stored: not skipped either */
+}
+
+/* Forgets the done seqs the offset passed (their records are cleared). */
+static void done_prune(hub *h, const char *client_id, psess *ps)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < ps->ndone; i++) {
+        if (ps->done[i] > ps->offset || !queue_rec(h, client_id, 'd', 0, ps->done[i], false))
+            ps->done[k++] = ps->done[i];
+    }
+    ps->ndone = k;
 }
 
 /* What a written record lets go out: the PUBREL of a released delivery, the PUBCOMP of a
@@ -201,21 +286,22 @@ static void del_keys(hub *h, key_list *l)
         bt_logkv(BT_LOG_ERROR, "deleting QoS 2 packet ids failed", "error", err, NULL);
 }
 
-/* "q:<client id>/<kind><pid>" into its parts; false for a name of another form. */
-static bool qos2_parse(const char *name, char *id, size_t idcap, char *kind, uint16_t *pid)
+/* "q:<client id>/<kind><pid or seq>" into its parts; false for a name of another form. */
+static bool qos2_parse(const char *name, char *id, size_t idcap, char *kind, uint64_t *num)
 {
     const char *slash = strrchr(name, '/');
     if (strncmp(name, "q:", 2) || !slash || (size_t)(slash - name - 2) >= idcap ||
-        (slash[1] != 'i' && slash[1] != 'o'))
+        (slash[1] != 'i' && slash[1] != 'o' && slash[1] != 'd') || slash[2] < '1' || slash[2] > '9')
         return false;
     char *end;
-    unsigned long v = strtoul(slash + 2, &end, 10);
-    if (*end || v == 0 || v > 65535)
+    errno = 0;
+    unsigned long long v = strtoull(slash + 2, &end, 10);
+    if (*end || errno || (slash[1] != 'd' && v > 65535))
         return false;
     memcpy(id, name + 2, (size_t)(slash - name - 2));
     id[slash - name - 2] = 0;
     *kind = slash[1];
-    *pid = (uint16_t)v;
+    *num = v;
     return true;
 }
 
@@ -228,13 +314,16 @@ static int load_qos2(const char *consumer, uint64_t on, void *arg)
 {
     q2_load_ctx *x = arg;
     char id[200], kind;
-    uint16_t pid;
+    uint64_t num;
     psess *ps = NULL;
-    if (on && qos2_parse(consumer, id, sizeof id, &kind, &pid))
+    if (on && qos2_parse(consumer, id, sizeof id, &kind, &num))
         ps = psession_get(x->h, id, NULL);
-    if (!ps)
-        return collect_key(consumer, 0, &x->stale); /* cleared, or its session is gone */
-    return pid_set_add(kind == 'i' ? &ps->rx2 : &ps->rel, pid);
+    /* cleared, its session gone, or a done seq the offset passed */
+    if (!ps || (kind == 'd' && num <= ps->offset))
+        return collect_key(consumer, 0, &x->stale);
+    if (kind == 'd')
+        return done_add(ps, num) < 0 ? collect_key(consumer, 0, &x->stale) : 0;
+    return pid_set_add(kind == 'i' ? &ps->rx2 : &ps->rel, (uint16_t)num);
 }
 
 int psession_qos2_load(hub *h, char *err, size_t errlen)
@@ -342,6 +431,8 @@ static int load_session(const char *client_id, const char *owner, const store_su
     for (size_t i = 0; i < n; i++) {
         ps->subs[i].filter = strdup(subs[i].filter);
         ps->subs[i].qos = subs[i].qos > 2 ? 2 : subs[i].qos;
+        ps->subs[i].opts = subs[i].opts;
+        ps->subs[i].id = subs[i].id;
         if (!ps->subs[i].filter) {
             ps->nsubs = i;
             psess_free(ps);
@@ -426,6 +517,8 @@ static psess *online_offset(hub *h, conn *c)
     if (off != ps->offset) {
         ps->offset = off;
         ps->offset_dirty = true;
+        if (ps->ndone)
+            done_prune(h, c->client_id, ps);
     }
     return ps;
 }
@@ -458,7 +551,7 @@ void psession_offsets_take(hub *h, bool away_too, psession_offsets *o)
             o->v = v;
             o->cap = cap;
         }
-        char *name = qos2_key(r->client_id, r->kind, r->pid);
+        char *name = qos2_key(r);
         if (!name)
             break;
         o->v[o->n++] = (store_offset){name, r->on ? 1 : 0};
@@ -486,7 +579,7 @@ static void qos2_done(hub *h, psession_offsets *o, bool written)
         }
         qos2_written(h, r);
         if (!r->on) {
-            char *name = qos2_key(r->client_id, r->kind, r->pid);
+            char *name = qos2_key(r);
             if (name && collect_key(name, 0, &cleared) < 0)
                 bt_logkv(BT_LOG_WARN, "out of memory: a cleared QoS 2 id stays stored", NULL);
             free(name);
@@ -616,6 +709,8 @@ void psession_save_subs(conn *c)
         copy[i].id = c->subs[i].id;
         ss[i].filter = c->subs[i].filter;
         ss[i].qos = c->subs[i].qos;
+        ss[i].opts = c->subs[i].opts;
+        ss[i].id = c->subs[i].id;
         if (!copy[i].filter) {
             for (size_t k = 0; k < i; k++)
                 free(copy[k].filter);

@@ -28,7 +28,7 @@ void retain_set(hub *h, msg *m)
     }
     msg_unref(old);
     if (h->st) {
-        store_msg sm = {r->topic, r->topic_len, r->payload, r->payload_len, r->qos, 1, r->ts_ms};
+        store_msg sm = msg_store_view(r); /* r->retain is 1 */
         if (store_put_retained(h->st, &sm, err, sizeof err) < 0)
             bt_logkv(BT_LOG_ERROR, "storing retained message failed", "topic", r->topic, "error",
                      err, NULL);
@@ -58,11 +58,12 @@ void retain_deliver(hub *h, conn *c, const char *filter, uint8_t q)
 static int retain_load_cb(const store_msg *sm, void *arg)
 {
     hub *h = arg;
-    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
-                     sm->qos > 2 ? 2 : sm->qos, 1);
+    msg *m = msg_new_props(sm->topic, sm->topic_len, sm->payload, sm->payload_len, sm->props,
+                           sm->props_len, sm->qos > 2 ? 2 : sm->qos, 1);
     if (!m)
         return -1;
     m->ts_ms = sm->ts_ms;
+    m->expiry_s = sm->expiry_s;
     void *old = NULL;
     if (map_put(&h->retained, m->topic, m, &old) < 0) {
         msg_unref(m);

@@ -246,6 +246,7 @@ static int sub_qos(const conn *c, const char *topic)
 
 typedef struct {
     conn *c;
+    const psess *ps; /* its persistent session: seqs it completed are skipped */
     bool stopped;
 } pump_ctx;
 
@@ -258,7 +259,7 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
         return 1;
     }
     c->next_seq = seq + 1;
-    if (sm->topic_len > BT_TOPIC_MAX_LEN)
+    if (sm->topic_len > BT_TOPIC_MAX_LEN || (px->ps && psession_seq_is_done(px->ps, seq)))
         return 0;
     char topic[BT_TOPIC_MAX_LEN + 1];
     memcpy(topic, sm->topic, sm->topic_len);
@@ -267,19 +268,31 @@ static int pump_cb(uint64_t seq, const store_msg *sm, void *arg)
     if (sq < 0)
         return 0;
     uint8_t q = sm->qos < sq ? sm->qos : (uint8_t)sq;
-    if (q == 0) {
-        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, false, false, 0,
-                     NULL);
-        return 0;
-    }
-    msg *m = msg_new(topic, sm->topic_len, sm->payload, sm->payload_len, sm->qos, 0);
+    /* With its 5.0 properties and expiry as stored; the RETAIN flag it was published with
+     * goes only to retain-as-published subscriptions. */
+    msg *m = msg_new_props(topic, sm->topic_len, sm->payload, sm->payload_len, sm->props,
+                           sm->props_len, sm->qos, sm->retain);
     if (!m) {
         px->stopped = true;
         return 1;
     }
     m->seq = seq;
     m->ts_ms = sm->ts_ms;
-    deliver_acked(c, m, q, false, false);
+    m->expiry_s = sm->expiry_s;
+    /* its own message, for no-local */
+    if (sm->origin_len && c->client_id && strlen(c->client_id) == sm->origin_len &&
+        !memcmp(c->client_id, sm->origin, sm->origin_len))
+        m->from = c->id;
+    bool retain = false;
+    if (((m->expiry_s || c->max_packet) && !deliverable(c, m)) ||
+        (c->sub_opts && !apply_sub_opts(c, m, &q, &retain))) {
+        msg_unref(m);
+        return 0;
+    }
+    if (q == 0)
+        send_publish(c, topic, sm->topic_len, sm->payload, sm->payload_len, 0, retain, false, 0, m);
+    else
+        deliver_acked(c, m, q, retain, false);
     msg_unref(m);
     return 0;
 }
@@ -295,7 +308,8 @@ void session_pump(conn *c)
     }
     if (c->qlog >= window(c))
         return; /* PUBACKs will call us again */
-    pump_ctx px = {c, false};
+    const psess *ps = c->clean || !c->client_id ? NULL : map_get(&h->psessions, c->client_id);
+    pump_ctx px = {c, ps && ps->ndone ? ps : NULL, false};
     char err[160];
     long n = store_scan(h->st, c->next_seq, PUMP_SCAN_MAX, pump_cb, &px, err, sizeof err);
     if (n < 0) {

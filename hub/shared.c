@@ -3,8 +3,11 @@
  * the group, round robin, preferring members with room in their QoS 1/2 window. A shared
  * delivery is held in memory (not read back from the log), so when a member leaves with it
  * unacknowledged it goes to another member. When every member's window is full, QoS 1/2
- * messages wait in the group (bounded) and go out at the end of a turn. Empty groups are
- * freed by hub_tick, never in the middle of a dispatch. */
+ * messages wait in the group (bounded) and go out at the end of a turn. A persistent session
+ * whose client is away stays a member (`away`): while no member is connected, QoS 1/2
+ * messages wait in the group, in memory, for the first one to come back (MQTT 5.0 §4.8.2
+ * leaves the choice). Groups without members are freed by hub_tick, never in the middle of
+ * a dispatch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +28,8 @@ struct shgroup {
     const char *filter; /* inside name */
     member *m;
     size_t n, cap, rr;
+    psess **away; /* member sessions whose client is away */
+    size_t naway, capaway;
     msg_vec q; /* waiting for room in a member's window, oldest first */
 };
 
@@ -47,29 +52,72 @@ bool shared_match(const char *filter, const char *topic)
     return bt_topic_match(inner ? inner : filter, topic);
 }
 
+/* The group of name, created when missing; NULL when out of memory or not a valid name. */
+static shgroup *group_get(hub *h, const char *name)
+{
+    shgroup *g = map_get(&h->shared, name);
+    if (g)
+        return g;
+    g = calloc(1, sizeof *g);
+    if (!g || !(g->name = strdup(name))) {
+        free(g);
+        return NULL;
+    }
+    g->filter = shared_filter(g->name, strlen(g->name));
+    if (!g->filter || map_put(&h->shared, name, g, NULL) < 0) {
+        free(g->name);
+        free(g);
+        return NULL;
+    }
+    if (trie_add(&h->shared_subs, g->filter, g, 2) < 0) {
+        map_del(&h->shared, name);
+        free(g->name);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static bool group_empty(const shgroup *g)
+{
+    return !g->n && !g->naway;
+}
+
+int shared_away(hub *h, const char *name, psess *ps, bool away)
+{
+    shgroup *g = away ? group_get(h, name) : map_get(&h->shared, name);
+    if (!g)
+        return away ? -1 : 0;
+    for (size_t i = 0; i < g->naway; i++)
+        if (g->away[i] == ps) {
+            if (!away) {
+                g->away[i] = g->away[--g->naway];
+                h->shared_empty = h->shared_empty || group_empty(g);
+            }
+            return 0;
+        }
+    if (!away)
+        return 0;
+    if (g->naway == g->capaway) {
+        size_t cap = g->capaway ? g->capaway * 2 : 4;
+        psess **v = realloc(g->away, cap * sizeof *v);
+        if (!v) {
+            h->shared_empty = h->shared_empty || group_empty(g);
+            return -1;
+        }
+        g->away = v;
+        g->capaway = cap;
+    }
+    g->away[g->naway++] = ps;
+    return 0;
+}
+
 int shared_join(conn *c, const char *name, uint8_t qos)
 {
     hub *h = c->h;
-    shgroup *g = map_get(&h->shared, name);
-    if (!g) {
-        g = calloc(1, sizeof *g);
-        if (!g || !(g->name = strdup(name))) {
-            free(g);
-            return -1;
-        }
-        g->filter = shared_filter(g->name, strlen(g->name));
-        if (!g->filter || map_put(&h->shared, name, g, NULL) < 0) {
-            free(g->name);
-            free(g);
-            return -1;
-        }
-        if (trie_add(&h->shared_subs, g->filter, g, 2) < 0) {
-            map_del(&h->shared, name);
-            free(g->name);
-            free(g);
-            return -1;
-        }
-    }
+    shgroup *g = group_get(h, name);
+    if (!g)
+        return -1;
     for (size_t i = 0; i < g->n; i++)
         if (g->m[i].c == c) {
             g->m[i].qos = qos;
@@ -79,7 +127,7 @@ int shared_join(conn *c, const char *name, uint8_t qos)
         size_t cap = g->cap ? g->cap * 2 : 4;
         member *m = realloc(g->m, cap * sizeof *m);
         if (!m) {
-            h->shared_empty = h->shared_empty || g->n == 0;
+            h->shared_empty = h->shared_empty || group_empty(g);
             return -1;
         }
         g->m = m;
@@ -100,7 +148,7 @@ void shared_leave(conn *c, const char *name)
             g->n--;
             break;
         }
-    if (!g->n)
+    if (group_empty(g))
         c->h->shared_empty = true;
 }
 
@@ -125,8 +173,9 @@ static member *pick(shgroup *g, const conn *skip, bool *none)
 
 /* Gives m (at most QoS q) to one member of g but skip. When every member's window is full a
  * QoS 0 message goes to the next member in turn (its QoS 0 drop rule applies), a QoS 1/2
- * one waits in the group (up to SHARED_QUEUE_MAX, or beyond with force). False when it
- * went nowhere: no member connected, or the queue full. */
+ * one waits in the group (up to SHARED_QUEUE_MAX, or beyond with force); so it does when
+ * no member is connected but some is away. False when it went nowhere: no member
+ * connected (and for QoS 0, or with none away), or the queue full. */
 static bool offer(hub *h, shgroup *g, msg *m, uint8_t q, const conn *skip, bool force)
 {
     bool none;
@@ -135,7 +184,7 @@ static bool offer(hub *h, shgroup *g, msg *m, uint8_t q, const conn *skip, bool 
         session_deliver_shared(mb->c, m, mb->qos < q ? mb->qos : q);
         return true;
     }
-    if (none)
+    if (none && (!g->naway || q == 0))
         return false;
     if (q == 0) {
         for (size_t k = 0; k < g->n; k++) {
@@ -216,7 +265,7 @@ static void collect_each(const char *key, void *value, void *arg)
     shgroup *g = value;
     collect_ctx *x = arg;
     hub *h = x->h;
-    if ((x->queued ? g->q.n != 0 : g->n == 0) && h->nshmatch < h->capshmatch)
+    if ((x->queued ? g->q.n != 0 : group_empty(g)) && h->nshmatch < h->capshmatch)
         h->shmatch[h->nshmatch++] = g;
 }
 
@@ -246,7 +295,7 @@ void shared_drain(hub *h)
             msg *m = g->q.v[done++];
             session_deliver_shared(mb->c, m, mb->qos < m->qos ? mb->qos : m->qos);
         }
-        if (none) { /* nobody left to take them */
+        if (none && !g->naway) { /* nobody left to take them */
             h->ctr.shared_dropped += g->q.n - done;
             done = g->q.n;
         }
@@ -285,6 +334,7 @@ void shared_gc(hub *h)
             map_del(&h->shared, g->name);
             drop_queue(h, g);
             free(g->m);
+            free(g->away);
             free(g->name);
             free(g);
         }
@@ -299,6 +349,7 @@ static void free_each(const char *key, void *value, void *arg)
     shgroup *g = value;
     drop_queue(arg, g);
     free(g->m);
+    free(g->away);
     free(g->name);
     free(g);
 }

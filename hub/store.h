@@ -25,12 +25,25 @@ typedef struct {
     uint8_t qos;
     uint8_t retain;
     int64_t ts_ms; /* wall clock time of arrival, unix milliseconds (for retention) */
+    /* MQTT 5.0: property wire bytes (PUBLISH properties but topic alias, subscription
+     * identifier and message expiry; validated when read back) and the message expiry
+     * interval counted from ts_ms (0: none), so it ends at the same wall clock time after a
+     * restart. */
+    const uint8_t *props;
+    size_t props_len;
+    uint32_t expiry_s;
+    /* The publisher's client id when it has a no-local subscription (so that reading the
+     * log back, even after a restart, does not send it its own message), else NULL. */
+    const char *origin;
+    size_t origin_len;
 } store_msg;
 
 /* One subscription of a persistent session. */
 typedef struct {
     const char *filter;
     uint8_t qos;
+    uint8_t opts; /* 5.0 subscription options but QoS: bits 2-5 of the SUBSCRIBE options byte */
+    uint32_t id;  /* 5.0 subscription identifier, 0 = none */
 } store_sub;
 
 typedef struct {

@@ -37,7 +37,8 @@ int store_writer_start(store *s);
 /* Waits for a job in flight and ends the thread. */
 void store_writer_stop(store *s);
 
-/* Message record header: ts_ms i64, qos u8, retain u8, topic_len u16 (big-endian). */
+/* Message record header: ts_ms i64, qos u8, flags u8, topic_len u16 (big-endian); then
+ * the topic, an MQTT 5.0 block when flags say so, the payload (store_record.c). */
 #define STORE_MSG_HDR 12
 /* Log messages deleted per cleanup txn: bounds the size of one txn. */
 #define STORE_CLEANUP_BATCH 10000
@@ -116,7 +117,8 @@ int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, siz
 /* Points m->topic at a NUL-terminated copy in *buf (grown as needed; the caller frees it). */
 int store_msg_topic_cstr(store_msg *m, char **buf, size_t *cap, char *err, size_t errlen);
 
-/* Sessions: u32 count, then per filter qos u8, len u16, bytes; then, when the session has
+/* Sessions: u32 count, then per filter options u8 (QoS and 5.0 options), len u16, bytes
+ * (and a u32 subscription identifier when the options say so); then, when the session has
  * an owner, u16 len and the owner's username. */
 /* Checks subs and owner (NULL: none) and returns the encoded size, or 0 with err. */
 size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char *err,

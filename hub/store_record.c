@@ -1,10 +1,30 @@
 /* Byte layouts of the store's values. Everything read back from disk is validated: a
  * corrupt length or flag is an error, never an out-of-bounds read. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "baetyl/error.h"
+#include "baetyl/mqtt_codec.h"
 #include "store_internal.h"
+
+/* Flags byte of a message record: bit 0 retain; bit 1 an MQTT 5.0 block follows the topic
+ * (u32 expiry_s, u32 props_len, u16 origin_len, props, origin). Records without any of
+ * them are written without the block, byte for byte as before it existed, so stores of
+ * either kind open. */
+#define REC_RETAIN 0x01
+#define REC_V5 0x02
+#define REC_V5_HDR 10
+/* Properties the hub adds per delivery: never part of a stored message. */
+#define PROPS_NOT_STORED                                                                     \
+    ((uint64_t)1 << BT_MQTT_PROP_TOPIC_ALIAS | (uint64_t)1 << BT_MQTT_PROP_SUBSCRIPTION_ID | \
+     (uint64_t)1 << BT_MQTT_PROP_MESSAGE_EXPIRY)
+
+/* Subscription record: the options byte is the SUBSCRIBE one (QoS in bits 0-1, no-local,
+ * retain-as-published, retain handling in bits 2-5); bit 6 says a u32 subscription
+ * identifier follows the filter. Records written before options were kept hold QoS only. */
+#define SUB_OPTS_MASK 0x3C
+#define SUB_HAS_ID 0x40
 
 void store_be64_put(uint8_t *p, uint64_t v)
 {
@@ -63,24 +83,83 @@ int store_msg_check(const store_msg *m, int need_payload, char *err, size_t errl
         return bt_errf(err, errlen, "store: payload too large");
     if (m->qos > 2)
         return bt_errf(err, errlen, "store: invalid qos %u", m->qos);
+    if ((!m->props && m->props_len) || (!m->origin && m->origin_len))
+        return bt_errf(err, errlen, "store: properties or origin are NULL");
+    if (m->origin_len > UINT16_MAX || (m->origin_len && memchr(m->origin, 0, m->origin_len)))
+        return bt_errf(err, errlen, "store: invalid origin");
+    /* (in that order, so that no subtraction wraps on 32-bit targets) */
+    const size_t fixed = STORE_MSG_HDR + 2 * (size_t)UINT16_MAX + REC_V5_HDR;
+    if (m->props_len > UINT32_MAX || m->props_len > SIZE_MAX - fixed ||
+        m->payload_len > SIZE_MAX - fixed - m->props_len)
+        return bt_errf(err, errlen, "store: properties too large");
     return 0;
+}
+
+static bool has_v5(const store_msg *m)
+{
+    return m->props_len || m->expiry_s || m->origin_len;
 }
 
 size_t store_msg_size(const store_msg *m)
 {
-    return STORE_MSG_HDR + m->topic_len + m->payload_len;
+    return STORE_MSG_HDR + m->topic_len +
+           (has_v5(m) ? REC_V5_HDR + m->props_len + m->origin_len : 0) + m->payload_len;
 }
 
 void store_msg_encode(const store_msg *m, uint8_t *out)
 {
     store_be64_put(out, (uint64_t)m->ts_ms);
     out[8] = m->qos;
-    out[9] = m->retain ? 1 : 0;
+    out[9] = (uint8_t)((m->retain ? REC_RETAIN : 0) | (has_v5(m) ? REC_V5 : 0));
     be16_put(out + 10, (uint16_t)m->topic_len);
+    uint8_t *p = out + STORE_MSG_HDR;
     if (m->topic_len)
-        memcpy(out + STORE_MSG_HDR, m->topic, m->topic_len);
+        memcpy(p, m->topic, m->topic_len);
+    p += m->topic_len;
+    if (has_v5(m)) {
+        be32_put(p, m->expiry_s);
+        be32_put(p + 4, (uint32_t)m->props_len);
+        be16_put(p + 8, (uint16_t)m->origin_len);
+        p += REC_V5_HDR;
+        if (m->props_len)
+            memcpy(p, m->props, m->props_len);
+        p += m->props_len;
+        if (m->origin_len)
+            memcpy(p, m->origin, m->origin_len);
+        p += m->origin_len;
+    }
     if (m->payload_len)
-        memcpy(out + STORE_MSG_HDR + m->topic_len, m->payload, m->payload_len);
+        memcpy(p, m->payload, m->payload_len);
+}
+
+/* The MQTT 5.0 block of a record at v (left bytes after the topic): its properties must be
+ * a valid PUBLISH property set without those the hub adds per delivery; the origin (a
+ * client id) holds no NUL. */
+static int v5_decode(const uint8_t *v, size_t left, store_msg *m, char *err, size_t errlen)
+{
+    if (left < REC_V5_HDR)
+        return bt_errf(err, errlen, "MQTT 5 block cut short (%zu bytes)", left);
+    m->expiry_s = be32_get(v);
+    size_t plen = be32_get(v + 4), olen = be16_get(v + 8);
+    if (plen > left - REC_V5_HDR || olen > left - REC_V5_HDR - plen)
+        return bt_errf(err, errlen, "properties (%zu) or origin (%zu bytes) exceed the record",
+                       plen, olen);
+    if (!plen && !m->expiry_s && !olen)
+        return bt_errf(err, errlen, "empty MQTT 5 block"); /* never written */
+    m->props = plen ? v + REC_V5_HDR : NULL;
+    m->props_len = plen;
+    m->origin = olen ? (const char *)v + REC_V5_HDR + plen : NULL;
+    m->origin_len = olen;
+    if (olen && memchr(m->origin, 0, olen))
+        return bt_errf(err, errlen, "origin holds a NUL byte");
+    bt_mqtt_props ps = {.raw = {m->props, plen}};
+    uint64_t present = 0;
+    char why[120];
+    if (bt_mqtt_props_check(&ps, BT_MQTT_PUBLISH, &present, why, sizeof why) < 0)
+        return bt_errf(err, errlen, "invalid properties: %s", why);
+    if (present & PROPS_NOT_STORED)
+        return bt_errf(err, errlen, "properties hold a per-delivery property");
+    return 0;
 }
 
 int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, size_t errlen)
@@ -90,15 +169,26 @@ int store_msg_decode(const uint8_t *v, size_t vlen, store_msg *m, char *err, siz
     size_t tlen = be16_get(v + 10);
     if (tlen > vlen - STORE_MSG_HDR)
         return bt_errf(err, errlen, "topic length %zu exceeds the record (%zu bytes)", tlen, vlen);
-    if (v[8] > 2 || v[9] > 1)
-        return bt_errf(err, errlen, "invalid qos %u or retain %u", v[8], v[9]);
+    if (v[8] > 2 || (v[9] & ~(REC_RETAIN | REC_V5)))
+        return bt_errf(err, errlen, "invalid qos %u or flags %u", v[8], v[9]);
     m->ts_ms = (int64_t)store_be64_get(v);
     m->qos = v[8];
-    m->retain = v[9];
+    m->retain = v[9] & REC_RETAIN;
     m->topic = (const char *)v + STORE_MSG_HDR;
     m->topic_len = tlen;
-    m->payload = v + STORE_MSG_HDR + tlen;
-    m->payload_len = vlen - STORE_MSG_HDR - tlen;
+    m->props = NULL;
+    m->props_len = 0;
+    m->expiry_s = 0;
+    m->origin = NULL;
+    m->origin_len = 0;
+    size_t pos = STORE_MSG_HDR + tlen;
+    if (v[9] & REC_V5) {
+        if (v5_decode(v + pos, vlen - pos, m, err, errlen) < 0)
+            return -1;
+        pos += REC_V5_HDR + m->props_len + m->origin_len;
+    }
+    m->payload = v + pos;
+    m->payload_len = vlen - pos;
     return 0;
 }
 
@@ -135,12 +225,12 @@ size_t store_subs_size(const store_sub *subs, size_t n, const char *owner, char 
             bt_errf(err, errlen, "store: filter of %zu bytes is too long", len);
             return 0;
         }
-        if (subs[i].qos > 2) {
-            bt_errf(err, errlen, "store: invalid qos %u for filter %s", subs[i].qos,
-                    subs[i].filter);
+        if (subs[i].qos > 2 || (subs[i].opts & ~SUB_OPTS_MASK) || subs[i].id > 268435455) {
+            bt_errf(err, errlen, "store: invalid qos %u, options %u or id %u for filter %s",
+                    subs[i].qos, subs[i].opts, subs[i].id, subs[i].filter);
             return 0;
         }
-        size += 3 + len;
+        size += 3 + len + (subs[i].id ? 4 : 0);
     }
     if (owner) {
         size_t len = strlen(owner);
@@ -159,10 +249,14 @@ void store_subs_encode(const store_sub *subs, size_t n, const char *owner, uint8
     out += 4;
     for (size_t i = 0; i < n; i++) {
         size_t len = strlen(subs[i].filter);
-        out[0] = subs[i].qos;
+        out[0] = (uint8_t)(subs[i].qos | subs[i].opts | (subs[i].id ? SUB_HAS_ID : 0));
         be16_put(out + 1, (uint16_t)len);
         memcpy(out + 3, subs[i].filter, len);
         out += 3 + len;
+        if (subs[i].id) {
+            be32_put(out, subs[i].id);
+            out += 4;
+        }
     }
     if (owner) {
         size_t len = strlen(owner);
@@ -221,11 +315,11 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
             bt_errf(err, errlen, "subscription %u is cut short", i);
             goto bad;
         }
-        uint8_t qos = v[pos];
+        uint8_t ob = v[pos], qos = BT_MQTT_SUBOPT_QOS(ob);
         size_t len = be16_get(v + pos + 1);
         pos += 3;
-        if (qos > 2) {
-            bt_errf(err, errlen, "subscription %u has invalid qos %u", i, qos);
+        if (qos > 2 || (ob & 0x80)) {
+            bt_errf(err, errlen, "subscription %u has invalid options %u", i, ob);
             goto bad;
         }
         if (!len || len > vlen - pos) {
@@ -240,8 +334,18 @@ int store_subs_decode(const uint8_t *v, size_t vlen, store_sub **subs, size_t *n
         str[len] = 0;
         out[i].filter = str;
         out[i].qos = qos;
+        out[i].opts = ob & SUB_OPTS_MASK;
+        out[i].id = 0;
         str += len + 1;
         pos += len;
+        if (ob & SUB_HAS_ID) {
+            /* 1..268435455, as a SUBSCRIBE may carry */
+            if (vlen - pos < 4 || !(out[i].id = be32_get(v + pos)) || out[i].id > 268435455) {
+                bt_errf(err, errlen, "subscription %u has an invalid identifier", i);
+                goto bad;
+            }
+            pos += 4;
+        }
     }
     if (owner_decode(v + pos, vlen - pos, owner, err, errlen) < 0)
         goto bad;

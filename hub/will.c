@@ -153,14 +153,15 @@ static int collect(const char *client_id, const store_msg *sm, void *arg)
         l->msgs = ms;
         l->cap = cap;
     }
-    msg *m = msg_new(sm->topic, sm->topic_len, sm->payload, sm->payload_len,
-                     sm->qos > 2 ? 2 : sm->qos, sm->retain);
+    msg *m = msg_new_props(sm->topic, sm->topic_len, sm->payload, sm->payload_len, sm->props,
+                           sm->props_len, sm->qos > 2 ? 2 : sm->qos, sm->retain);
     char *id = strdup(client_id);
     if (!m || !id) {
         msg_unref(m);
         free(id);
         return -1;
     }
+    m->expiry_s = sm->expiry_s; /* counted from the will's publication */
     l->ids[l->n] = id;
     l->msgs[l->n++] = m;
     return 0;

@@ -224,3 +224,40 @@ def test_kill9_mid_handshake_from_the_publisher(hub):
     ack(p, 6, 11)
     expect(p, 7, 11)
     nothing(s, 1.0)
+
+
+def test_out_of_order_completion_is_not_sent_again(hub):
+    """A subscriber completes later deliveries while an earlier one is pending: after a
+    reconnect, and after a hub kill -9, only the pending ones come again."""
+    s = persistent(hub, "ooo", "ooo/#")
+    p = conn(hub, "ooo-pub")
+    for i, pid in enumerate((1, 2, 3)):
+        publish2(p, f"ooo/{i}", b"m%d" % i, pid)
+        ack(p, 6, pid)
+        expect(p, 7, pid)
+    p.send(mqtt_publish("ooo/q1", b"q1", qos=1, pid=4))
+    expect(p, 4, 4)
+    got = [get(s, ack=False) for _ in range(4)]
+    assert [m[0] for m in got] == ["ooo/0", "ooo/1", "ooo/2", "ooo/q1"]
+    complete(s, got[1][5])  # the second completed, the first and third pending
+    ack(s, 4, got[3][5])  # the QoS 1 one acknowledged
+    assert ping(s)
+    s.close()
+    for restart in (False, True):
+        if restart:
+            hub.stop(signal.SIGKILL)
+            hub.start()
+        s = persistent(hub, "ooo")
+        again = [get(s, ack=False) for _ in range(2)]
+        # read back from the log, same packet ids
+        assert [(m[0], m[5]) for m in again] == [("ooo/0", got[0][5]), ("ooo/2", got[2][5])]
+        nothing(s)
+        s.close()
+    s = persistent(hub, "ooo")
+    for m in (get(s, ack=False), get(s, ack=False)):
+        complete(s, m[5])
+    nothing(s)
+    s.close()
+    s = persistent(hub, "ooo")  # all done: nothing comes again
+    nothing(s)
+    s.close()

@@ -7,7 +7,7 @@ import time
 
 from conftest import mqtt_packet, mqtt_str, parse_publish
 from hub_util import conn, get, nothing, subscribe
-from test_hub_mqtt5 import Paho5, props, raw5, u16
+from test_hub_mqtt5 import Paho5, props, raw5, u16, u32
 
 
 def test_round_robin_across_versions(hub):
@@ -87,13 +87,43 @@ def test_persistent_member_keeps_its_group(hub):
     assert get(m, ack=False)[1] == b"1"
     m.sock.close()  # no other member: its session keeps the delivery for its return
     time.sleep(0.3)
-    p.pub("job", b"away", qos=1)  # nobody in the group is connected: not delivered
+    p.pub("job", b"away", qos=1)  # nobody in the group is connected: the group holds it
+    p.pub("job", b"dropped", qos=0)  # QoS 0 is not held
     m = conn(hub, "sh-ps", clean=False)
     t = get(m)
     assert t[1] == b"1" and t[4]  # sent again, DUP
+    t = get(m)
+    assert t[1] == b"away" and not t[4]
     nothing(m)
     p.pub("job", b"2", qos=1)  # back in its group
     assert get(m)[1] == b"2"
+    p.close()
+
+
+def test_group_holds_for_a_member_away_across_restarts(hub):
+    """The group of a persistent member outlives a hub restart: what is published while
+    the member is away waits in the group for its return (a 5.0 session with an expiry)."""
+    keep = props((0x11, u32(300)))
+    m, _ = raw5(hub, "sh-ar", clean=False, p=keep)
+    m.send(mqtt_packet(0x82, u16(1) + props() + mqtt_str("$share/ar/task") + b"\x01"))
+    assert m.recv()[0] == 9
+    m.sock.close()
+    hub.stop()
+    hub.start()
+    p = Paho5(hub.port, "sh-arp")
+    for i in range(3):
+        p.pub("task", b"t%d" % i, qos=1)
+    m, present = raw5(hub, "sh-ar", clean=False, p=keep)
+    assert present[0] == 1  # session present
+    got = []
+    for _ in range(3):
+        pk = m.recv()
+        assert pk is not None and pk[0] == 3
+        t, body, qos, _, _, pid = parse_publish(pk[1], pk[2])
+        got.append((t, body[1:], qos))  # body[0]: no properties
+        m.send(mqtt_packet(0x40, u16(pid)))
+    assert got == [("task", b"t%d" % i, 1) for i in range(3)]
+    nothing(m)
     p.close()
 
 
