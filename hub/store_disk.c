@@ -29,11 +29,13 @@
 #define KEEP_PAGES 64
 /* The disk has room again: appends grow the file freely and the reserve comes back. */
 #define ROOM_AGAIN ((uint64_t)16 << 20)
-/* Zeros written ahead: an eighth of the file, within these bounds; a new step starts when
- * less than half a step is left, more than one large group commit needs. */
-#define PREFILL_MIN ((uint64_t)4 << 20)
-#define PREFILL_MAX ((uint64_t)32 << 20)
-#define PREFILL_PIECE ((size_t)64 << 10)
+/* Zeros kept ahead: a sixteenth of the file within these bounds, more than a large group
+ * commit takes. They are written at most FILL_MAX per commit, so that no commit waits long
+ * for them on a slow card; each fill costs one flush of its own. */
+#define AHEAD_MIN ((uint64_t)2 << 20)
+#define AHEAD_MAX ((uint64_t)16 << 20)
+#define FILL_MAX ((uint64_t)1 << 20)
+#define FILL_PIECE ((size_t)64 << 10)
 
 static void reserve_path(const store *s, char *p, size_t len)
 {
@@ -127,9 +129,9 @@ int store_disk_room(store *s, uint64_t bytes)
  * from (the file's end, so never below LMDB's pages) so that zeros do not fill a short disk. */
 static int zero_fill(int fd, uint64_t from, uint64_t to)
 {
-    static const uint8_t zeros[PREFILL_PIECE];
+    static const uint8_t zeros[FILL_PIECE];
     for (uint64_t off = from; off < to;) {
-        size_t len = to - off < PREFILL_PIECE ? (size_t)(to - off) : PREFILL_PIECE;
+        size_t len = to - off < FILL_PIECE ? (size_t)(to - off) : FILL_PIECE;
         ssize_t w = pwrite(fd, zeros, len, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
@@ -161,12 +163,12 @@ void store_prefill(store *s)
     uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
     if (used > s->file_end)
         s->file_end = used; /* a txn grew the file past the zeros */
-    uint64_t step = s->file_end / 8;
-    step = step < PREFILL_MIN ? PREFILL_MIN : step > PREFILL_MAX ? PREFILL_MAX : step;
-    uint64_t to = s->file_end + step;
+    uint64_t ahead = s->file_end / 16;
+    ahead = ahead < AHEAD_MIN ? AHEAD_MIN : ahead > AHEAD_MAX ? AHEAD_MAX : ahead;
+    uint64_t to = s->file_end + FILL_MAX;
     if (to > info.me_mapsize)
         to = info.me_mapsize;
-    if (s->file_end - used >= step / 2 || to <= s->file_end)
+    if (s->file_end - used >= ahead || to <= s->file_end)
         return;
     /* Zeros never take the room that a full disk's cleanup needs. */
     if (store_disk_avail(s) < to - s->file_end + ROOM_AGAIN)
