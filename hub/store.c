@@ -116,6 +116,8 @@ static int write_locked(store *s, enum store_txn_kind kind, const char *what, st
                         void *arg, char *err, size_t errlen)
 {
     int frees_grown = 0;
+    if (kind == STORE_TXN_GROWS)
+        store_prefill(s);
     for (int attempt = 0;; attempt++) {
         MDB_txn *t;
         pthread_rwlock_rdlock(&s->maplock);
@@ -154,8 +156,11 @@ static int write_locked(store *s, enum store_txn_kind kind, const char *what, st
         if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
             continue;
         if (rc == MDB_MAP_FULL) {
-            if (attempt < MAX_RETRIES && grow_map(s, kind, &frees_grown) == 0)
+            if (attempt < MAX_RETRIES && grow_map(s, kind, &frees_grown) == 0) {
+                if (kind == STORE_TXN_GROWS)
+                    store_prefill(s); /* the zeros go on into the grown map */
                 continue;
+            }
             char cur[32], max[32];
             bt_errf(err, errlen, "store full: %s needs more than the %s map (limit %s)", what,
                     size_str(cur, sizeof(cur), map_size_now(s)),

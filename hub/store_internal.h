@@ -17,6 +17,8 @@ struct store {
     int sync;
     char *dir;          /* for the free space of its filesystem */
     int disk_full;      /* the disk was full: appends keep room for deletes (store_disk.c) */
+    uint64_t file_end;  /* the data file's size as prefilled (store_prefill), 0 = not read */
+    int prefill_failed; /* a zero fill failed: no more tries */
     uint64_t count_max; /* log message bound, 0 = none */
     int full_kind;      /* enum store_full_kind of the last STORE_FULL */
     uint64_t excess;    /* for STORE_FULL_COUNT: messages over count_max */
@@ -82,6 +84,8 @@ long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_
  * given back when a delete finds the disk full (0 when there was one to give). */
 void store_reserve_make(store *s);
 int store_reserve_release(store *s);
+/* Sync stores: keeps the data file zero-filled past LMDB's last page (caller holds wmu). */
+void store_prefill(store *s);
 /* Bytes available to the store's filesystem (UINT64_MAX when unknown). */
 uint64_t store_disk_avail(const store *s);
 /* Once the disk was full: whether an append of about bytes may run (0), leaving free

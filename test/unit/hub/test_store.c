@@ -1,6 +1,7 @@
 /* The hub's LMDB store: log order and seqs (also across restarts and cleanup), offsets,
  * sessions, retained messages, wills, retention, a full map, corrupt records, a kill -9
- * right after appends returned, concurrent writers and the writer thread. */
+ * right after appends returned, concurrent writers, the writer thread and the zeros a sync
+ * store writes ahead of its pages. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1069,6 +1070,73 @@ static void test_writer_thread(void **state)
     store_close(s);
 }
 
+/* ---- prefill ------------------------------------------------------------------------- */
+
+/* The data file's size and LMDB's end of pages. */
+static void file_and_used(const char *dir, store *s, uint64_t *file, uint64_t *used)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    *file = (uint64_t)st.st_size;
+    MDB_envinfo info;
+    MDB_stat ms;
+    assert_int_equal(mdb_env_info(s->env, &info), 0);
+    assert_int_equal(mdb_env_stat(s->env, &ms), 0);
+    *used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+}
+
+/* A sync store keeps zeros written ahead of LMDB's pages (within the map), so that commits
+ * do not grow the file; what it holds reads back after a reopen. Sync off writes none. */
+static void test_prefill(void **state)
+{
+    fixture *f = *state;
+    store *s = open_store(f->dir, 1, 1 << 20, 64 << 20);
+    uint64_t file, used, mapped = 1 << 20;
+    int grew = 0;
+    for (int k = 0; k < 400; k++) {
+        append_n(s, k * 100, 100, 1000);
+        file_and_used(f->dir, s, &file, &used);
+        MDB_envinfo info;
+        mdb_env_info(s->env, &info);
+        assert_true(file <= info.me_mapsize);
+        grew |= info.me_mapsize > mapped;
+        /* the zeros ahead, unless the map ends there */
+        assert_true(file > used || file == info.me_mapsize);
+    }
+    assert_true(grew); /* 40000 messages outgrow 1 MiB: the zeros follow the map */
+    assert_true(file > used);
+    char p[256];
+    snprintf(p, sizeof p, "%s/data.mdb", f->dir);
+    int fd = open(p, O_RDONLY);
+    assert_true(fd >= 0);
+    static uint8_t buf[1 << 16];
+    for (uint64_t off = used; off < file; off += sizeof buf) {
+        ssize_t r = pread(fd, buf, sizeof buf, (off_t)off);
+        assert_true(r > 0);
+        for (ssize_t i = 0; i < r; i++)
+            assert_int_equal(buf[i], 0);
+    }
+    close(fd);
+    store_close(s);
+    s = open_store(f->dir, 1, 0, 0);
+    log_stats ls;
+    assert_int_equal(log_stats_get(s, &ls), 0);
+    assert_int_equal(ls.messages, 40000);
+    assert_int_equal(ls.last_seq, 40000);
+    store_close(s);
+
+    char dir2[256];
+    snprintf(dir2, sizeof dir2, "%s/nosync", f->dir);
+    s = open_store(dir2, 0, 8 << 20, 64 << 20);
+    for (int k = 0; k < 20; k++)
+        append_n(s, k * 100, 100, 1000);
+    file_and_used(dir2, s, &file, &used);
+    assert_true(file <= used);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1090,6 +1158,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill9_nosync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefill, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
