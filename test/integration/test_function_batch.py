@@ -104,7 +104,11 @@ def test_sql_batches(app):  # noqa: F811
     n = 300
     payloads = numbered(n)
     payloads[150] = b"not json"
-    publish_all(w, "p", payloads, qos=1)
+    # a burst (PUBACKs awaited after the last publish, not one by one): inputs queue up while
+    # the instance starts and a call is in flight, as batching needs
+    infos = [w.c.publish("p", p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(30)
     outs = w.wait_json("p/out", n - 1, timeout=90)
     assert [o["n"] for o in outs] == [i for i in range(n) if i != 150]
     assert max(batch_sizes(a.fm_log()), default=0) > 1
