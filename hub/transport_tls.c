@@ -13,10 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
+#include "baetyl/ossl.h"
 #include "hub.h"
 
 /* Largest plaintext of one TLS record. */
@@ -252,6 +249,11 @@ struct ssl_ctx_st *transport_tls_ctx_new(const hub_config *cfg, char *err, size_
 {
     if (!cfg->cert || !cfg->cert[0] || !cfg->key || !cfg->key[0]) {
         snprintf(err, errlen, "certificate.cert and certificate.key are required for TLS");
+        return NULL;
+    }
+    char why[200];
+    if (bt_ossl_load(why, sizeof why) < 0) {
+        snprintf(err, errlen, "certificate: TLS needs %s", why);
         return NULL;
     }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
