@@ -305,5 +305,6 @@ fail:
 
 void transport_tls_ctx_free(struct ssl_ctx_st *ctx)
 {
-    SSL_CTX_free(ctx);
+    if (ctx) /* without TLS, OpenSSL was never loaded */
+        SSL_CTX_free(ctx);
 }

@@ -31,10 +31,18 @@ static void *open_lib(const char *soname)
     void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         const char *e = dlerror();
-        snprintf(why, sizeof why, "OpenSSL 3 is not installed (%s)", e ? e : soname);
+        snprintf(why, sizeof why, "OpenSSL 3 (%s), which cannot be loaded: %s", soname,
+                 e ? e : "unknown error");
     }
     return h;
 }
+
+/* dlsym returns void *; the table's members are function pointers (POSIX allows it). */
+#define BT_OSSL_SYM(lib, f)                                  \
+    if (!why[0] && !(*(void **)&bt_ossl.f = dlsym(lib, #f))) \
+        snprintf(why, sizeof why, "OpenSSL 3 (%s), which lacks %s", BT_LIBSSL_SONAME, #f);
+#define BT_OSSL_CRYPTO(f) BT_OSSL_SYM(crypto, f)
+#define BT_OSSL_SSL(f) BT_OSSL_SYM(ssl, f)
 
 static void load(void)
 {
@@ -42,12 +50,6 @@ static void load(void)
     void *ssl = crypto ? open_lib(BT_LIBSSL_SONAME) : NULL;
     if (!ssl)
         return;
-        /* dlsym returns void *; the table's members are function pointers (POSIX allows it). */
-#define BT_OSSL_SYM(lib, f)                                  \
-    if (!why[0] && !(*(void **)&bt_ossl.f = dlsym(lib, #f))) \
-        snprintf(why, sizeof why, "OpenSSL 3 (%s) lacks %s", #lib, #f);
-#define BT_OSSL_CRYPTO(f) BT_OSSL_SYM(crypto, f)
-#define BT_OSSL_SSL(f) BT_OSSL_SYM(ssl, f)
     BT_OSSL_CRYPTO_FUNCS(BT_OSSL_CRYPTO)
     BT_OSSL_SSL_FUNCS(BT_OSSL_SSL)
     /* Kept loaded for the life of the process: OpenSSL's own atexit handlers live there. */

@@ -91,8 +91,8 @@ struct bt_ossl_table {
 extern struct bt_ossl_table bt_ossl;
 
 /* Loads libssl and libcrypto once (thread-safe; later calls are cheap). 0, or -1 with err =
- * "OpenSSL is not installed (libssl.so.3: <why>)": the caller prefixes the setting that
- * asked for it. */
+ * "OpenSSL 3 (libssl.so.3), which cannot be loaded: <why>": the caller prefixes the setting
+ * that asked for it ("<setting>: TLS needs "). */
 int bt_ossl_load(char *err, size_t errlen);
 
 /* SHA-256 of n bytes into out (32 bytes): 0, or -1 with err when OpenSSL is missing. */
