@@ -1,6 +1,7 @@
-"""OpenSSL is loaded on first use (issue #18): a module without TLS in its config does not map
-libssl/libcrypto (their relocated data costs ~0.6 MB per process), and a TLS setting on a
-box without OpenSSL fails with an error naming the setting and the library.
+"""Libraries loaded on first use (issue #18). OpenSSL: a module without TLS in its config does
+not map libssl/libcrypto (their relocated data costs ~0.6 MB per process), and a TLS setting
+on a box without OpenSSL fails with an error naming the setting and the library. libarchive:
+the agent maps it only to unzip a volume (test_agent.py unzips them).
 
 The missing library is made by bind-mounting /dev/null over libssl.so.3 in a private mount
 namespace of the test's own (unshare -rm): nothing outside the test sees it."""
@@ -36,6 +37,12 @@ def test_binary_does_not_link_openssl(name):
     out = subprocess.run(["readelf", "-d", binary(name)], check=True, capture_output=True,
                          text=True).stdout
     assert "libssl" not in out and "libcrypto" not in out, out
+
+
+def test_agent_does_not_link_libarchive():
+    out = subprocess.run(["readelf", "-d", binary("baetyl-agent")], check=True,
+                         capture_output=True, text=True).stdout
+    assert "libarchive" not in out, out
 
 
 def libssl_path():
