@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Docker images of the modules on the local Docker engine (no registry needed):
 # each image is FROM scratch with the module's program, the shared libraries `ldd` lists
-# for it (and the dynamic loader), an ld.so.cache for them, CA certificates and /tmp.
+# for it and those it loads on first use (and the dynamic loader), an ld.so.cache for them, CA certificates and /tmp.
 #
 #   docker/build-images.sh [-b BUILD_DIR] [-t TAG] [-n] [IMAGE...]
 #
