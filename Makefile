@@ -152,17 +152,19 @@ bin_name     = $(if $(filter master,$(1)),baetyl,baetyl-$(1))
 MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 
 # Each executable links only the libraries it uses (issue #18: every shared library mapped
-# costs memory in every process that maps it): the SDK's own (YAML, JSON, OpenSSL for MQTT
-# over TLS) plus the module's. The master API and docker engine clients are the SDK's own
-# HTTP, so libcurl is the agent's (HTTPS to the cloud) only. A module
-# not listed here links everything. --as-needed drops what a binary still does not use.
-SDK_PKGS := yaml-0.1 jansson openssl
+# costs memory in every process that maps it): the SDK's own (YAML, JSON) plus the module's.
+# OpenSSL is loaded when first used (baetyl/ossl.h: a TLS address or listener), so only the
+# modules calling it directly link it (gRPC and libcurl map it anyway). The master API and
+# docker engine clients are the SDK's own HTTP, so libcurl is the agent's (HTTPS to the
+# cloud) only. A module not listed here links everything. --as-needed drops what a binary
+# still does not use.
+SDK_PKGS := yaml-0.1 jansson
 MOD_PKGS_master            := libmicrohttpd
 MOD_PKGS_hub               := lmdb
-MOD_PKGS_function-manager  := libprotobuf-c grpc
+MOD_PKGS_function-manager  := libprotobuf-c grpc openssl
 MOD_PKGS_function-sql      := libprotobuf-c grpc
 MOD_PKGS_video-infer       := libprotobuf-c grpc
-MOD_PKGS_agent             := libcurl libarchive
+MOD_PKGS_agent             := libcurl openssl # libarchive: dlopen()ed (agent/archive_lib.h)
 MOD_PKGS_timer             :=
 MOD_PKGS_remote-mqtt       :=
 mod_pkgs = $(if $(filter undefined,$(origin MOD_PKGS_$(1))),$(PKGS),$(SDK_PKGS) $(MOD_PKGS_$(1)))
@@ -416,14 +418,21 @@ $(IMAGE_LD): $(FLAGS_STAMP)
 	      -e 's|^ *\.eh_frame *: *ONLY_IF_RO.*|  .eh_frame : { KEEP (*crtbegin*.o(.eh_frame)) \
 	  KEEP (*crtend*.o(.eh_frame)) }\n  /DISCARD/ : { *(.eh_frame) *(.eh_frame.*) }|' >$@.tmp
 	$(Q)if grep -q DISCARD $@.tmp; then mv $@.tmp $@; else : >$@; rm -f $@.tmp; fi
+# A static program cannot dlopen the target's OpenSSL: it links it, and this table of
+# baetyl/ossl.h points at it (linked before the SDK, whose dlopen table is then not used).
+OSSL_LINKED := $(BUILD)/obj/sdk/ossl_linked.o
+$(OSSL_LINKED): sdk/src/ossl.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo '  CC    $@'
+	$(Q)$(CC) $(CFLAGS) -DBT_OSSL_LINKED -c -o $@ $<
 define image_rule
-$(BUILD)/image/baetyl-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SDK_LIB) \
-                            $(IMAGE_LD)
+$(BUILD)/image/baetyl-$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(OSSL_LINKED) \
+                            $(SDK_LIB) $(IMAGE_LD)
 	@mkdir -p $$(dir $$@)
 	@echo '  LD    $$@ (static)'
 	$$(Q)$$(CC) $$(LDFLAGS) -static -Wl,--gc-sections -Wl,--no-eh-frame-hdr \
 	  $$$$([ -s $(IMAGE_LD) ] && echo $(IMAGE_LD_T)) -o $$@ $$(filter %.o,$$^) $(SDK_LIB) \
-	  $(shell $(PKG_CONFIG) --static --libs $(SDK_PKGS) $(MOD_PKGS_$(1))) -lpthread -lm \
+	  $(shell $(PKG_CONFIG) --static --libs $(SDK_PKGS) openssl $(MOD_PKGS_$(1))) -lpthread -lm \
 	  2>$$@.log; rc=$$$$?; \
 	  grep -v -e "statically linked applications requires" -e ": in function" $$@.log >&2; \
 	  rm -f $$@.log; [ $$$$rc = 0 ] && $(if $(TRIPLET),$(TRIPLET)-,)strip --strip-unneeded $$@

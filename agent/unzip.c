@@ -7,8 +7,6 @@
  * archive, and a link's target is relative, stays inside dir when resolved from the link's
  * directory, and passes through no other link of the archive on the way (so the lexical
  * resolution is the real one). */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,6 +15,7 @@
 #include <sys/statvfs.h>
 
 #include "agent.h"
+#include "archive_lib.h"
 #include "baetyl/util.h"
 
 typedef struct {
@@ -380,7 +379,7 @@ int agent_disk_room(const char *path, int64_t need, char *err, size_t errlen)
 int agent_unzip(const char *zip, const char *dir, char *err, size_t errlen)
 {
     int64_t declared = 0;
-    if (check_all(zip, &declared, err, errlen) < 0 ||
+    if (archive_lib_load(err, errlen) < 0 || check_all(zip, &declared, err, errlen) < 0 ||
         agent_disk_room(dir, declared, err, errlen) < 0)
         return -1;
     /* The volumes dir is itself a link (the agent's mount): extract under its real path, so

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Docker images of the modules on the local Docker engine (no registry needed):
 # each image is FROM scratch with the module's program, the shared libraries `ldd` lists
-# for it (and the dynamic loader), an ld.so.cache for them, CA certificates and /tmp.
+# for it and those it loads on first use (and the dynamic loader), an ld.so.cache for them, CA certificates and /tmp.
 #
 #   docker/build-images.sh [-b BUILD_DIR] [-t TAG] [-n] [IMAGE...]
 #
@@ -69,11 +69,31 @@ add_file() {
   cp -L "$src" "$CTX/rootfs$dst"
 }
 
-# add_libs FILE...: the shared libraries these ELF files load, and the loader, at the paths
-# ldd found them.
+# Libraries a program dlopen()s on first use rather than linking them (baetyl/ossl.h:
+# OpenSSL, for TLS; the agent's libarchive): ldd does not list them.
+LAZY_LIBS="libssl.so.3 libcrypto.so.3 libarchive.so.13"
+
+# lazy_libs FILE: those of LAZY_LIBS the dynamic program FILE names, from the target's
+# multiarch directories.
+lazy_libs() {
+  local so d triplet=${CROSS_TRIPLET:-$(gcc -dumpmachine 2>/dev/null || echo "$(uname -m)-linux-gnu")}
+  readelf -d "$1" 2>/dev/null | grep -q NEEDED || return 0 # static: nothing to load
+  for so in $LAZY_LIBS; do
+    grep -qaF "$so" "$1" || continue
+    for d in "/lib/$triplet" "/usr/lib/$triplet"; do
+      if [ -e "$d/$so" ]; then echo "$d/$so"; break; fi
+    done
+  done
+}
+
+# add_libs FILE...: the shared libraries these ELF files load (lazy ones too), and the
+# loader, at the paths ldd found them.
 add_libs() {
-  local f out line p
+  local f out line p lazy
   for f in "$@"; do
+    for lazy in $(lazy_libs "$f"); do
+      [ -e "$CTX/rootfs$lazy" ] || { add_file "$lazy"; add_libs "$lazy"; }
+    done
     out=$(ldd "$f" 2>/dev/null) || continue # not dynamic
     while IFS= read -r line; do
       case $line in

@@ -13,10 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-
+#include "baetyl/ossl.h"
 #include "hub.h"
 
 /* Largest plaintext of one TLS record. */
@@ -254,6 +251,11 @@ struct ssl_ctx_st *transport_tls_ctx_new(const hub_config *cfg, char *err, size_
         snprintf(err, errlen, "certificate.cert and certificate.key are required for TLS");
         return NULL;
     }
+    char why[200];
+    if (bt_ossl_load(why, sizeof why) < 0) {
+        snprintf(err, errlen, "certificate: TLS needs %s", why);
+        return NULL;
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
         snprintf(err, errlen, "tls: cannot create a context");
@@ -303,5 +305,6 @@ fail:
 
 void transport_tls_ctx_free(struct ssl_ctx_st *ctx)
 {
-    SSL_CTX_free(ctx);
+    if (ctx) /* without TLS, OpenSSL was never loaded */
+        SSL_CTX_free(ctx);
 }

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <openssl/evp.h>
+#include "baetyl/ossl.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,10 +379,10 @@ int docker_master_id(const char *pwd, char *out, char *err, size_t errlen)
     char real[PATH_MAX];
     if (!realpath(pwd, real))
         return bt_errf(err, errlen, "work dir (%s): %s", pwd, strerror(errno));
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (!EVP_Digest(real, strlen(real), md, &n, EVP_sha256(), NULL) || n * 2 < DOCKER_MASTER_ID_LEN)
-        return bt_errf(err, errlen, "sha256 of the work dir failed");
+    unsigned char md[32];
+    char why[200];
+    if (bt_sha256(real, strlen(real), md, why, sizeof why) < 0)
+        return bt_errf(err, errlen, "sha256 of the work dir: %s", why);
     for (size_t i = 0; i < DOCKER_MASTER_ID_LEN / 2; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
     return 0;

@@ -7,7 +7,7 @@
 #include <baetyl/json.h>
 
 #include <math.h>
-#include <openssl/evp.h>
+#include "baetyl/ossl.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +32,8 @@ int swarm_name(const char *instance, char *out, size_t outlen)
         return -1;
     if (k < n || strcmp(out, instance) != 0) {
         /* Changed or cut: a hash of the instance name keeps two names apart. */
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdn = 0;
-        if (!EVP_Digest(instance, n, md, &mdn, EVP_sha256(), NULL) || mdn < 4)
+        unsigned char md[32];
+        if (bt_sha256(instance, n, md, NULL, 0) < 0)
             return -1;
         if (k > SWARM_NAME_MAX - 9)
             k = SWARM_NAME_MAX - 9;
@@ -248,9 +247,8 @@ int swarm_instance_spec(json_t *spec, const char *name, const char *instance, ch
 int swarm_spec_hash(const json_t *spec, char *out, size_t outlen)
 {
     char *s = json_dumps(spec, JSON_SORT_KEYS | JSON_COMPACT);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    int ok = s && EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL) && outlen > 32;
+    unsigned char md[32];
+    int ok = s && bt_sha256(s, strlen(s), md, NULL, 0) == 0 && outlen > 32;
     free(s);
     if (!ok)
         return -1;

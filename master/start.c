@@ -138,9 +138,16 @@ int cmd_start(const char *workdir, const char *conf_path)
         fprintf(stderr, "baetyl: running in %s (api %s, log %s)\n", workdir, m.conf.server.address,
                 m.conf.logger_path);
 
+    /* Waiting, this thread trims the heap now and then (util.h). */
+    struct timespec trim = {BT_HEAP_TRIM_FIRST_MS / 1000, 0};
     for (;;) {
         siginfo_t si;
-        int s = sigwaitinfo(&sigs, &si);
+        int s = sigtimedwait(&sigs, &si, &trim);
+        if (s < 0 && errno == EAGAIN) {
+            bt_heap_trim();
+            trim = (struct timespec){BT_HEAP_TRIM_MS / 1000, 0};
+            continue;
+        }
         if (s < 0) {
             if (errno == EINTR)
                 continue;

@@ -163,7 +163,10 @@ overrides "$R" baetyl "non-standard-dir-in-var [var/db/]" "file-in-unusual-dir [
 echo "baetyl: unusual-interpreter python [etc/baetyl/function-sayhi-code/index.py]" \
   >>"$R/usr/share/lintian/overrides/baetyl"
 (cd "$R" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$R/DEBIAN/conffiles"
-DEPS=$(shlibs "$R" "${elves[@]}")
+# The agent dlopen()s libarchive on its first volume unzip (agent/archive_lib.h): no
+# DT_NEEDED for dpkg-shlibdeps to see. (OpenSSL, loaded the same way by the other modules,
+# comes in through the agent's and gRPC's libraries.)
+DEPS="$(shlibs "$R" "${elves[@]}"), libarchive13 | libarchive13t64"
 cat >"$R/DEBIAN/control" <<EOF
 Package: baetyl
 Version: $DEBVER

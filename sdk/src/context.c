@@ -145,16 +145,25 @@ bool bt_ctx_sleep(bt_ctx *ctx, int64_t ms)
     }
 }
 
+/* Also trims the heap now and then: this thread is idle and wakes the process for nothing
+ * else. */
 static void *watch_signals(void *arg)
 {
     bt_ctx_state *st = arg;
+    int wait_ms = BT_HEAP_TRIM_FIRST_MS;
     for (;;) {
         struct pollfd p[2] = {{.fd = st->sigfd, .events = POLLIN},
                               {.fd = st->quitfd, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
+        int n = poll(p, 2, wait_ms);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             break;
+        }
+        if (n == 0) {
+            bt_heap_trim();
+            wait_ms = BT_HEAP_TRIM_MS;
+            continue;
         }
         if (p[1].revents)
             break;

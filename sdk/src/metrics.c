@@ -1,9 +1,7 @@
 /* Building a module's "metrics" report (metrics.h). */
 #include "baetyl/metrics.h"
 
-#include <openssl/asn1.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
+#include "baetyl/ossl.h"
 #include <stdio.h>
 #include <time.h>
 
@@ -38,6 +36,8 @@ void bt_metrics_one(json_t *out, const char *name, const char *type, const char 
 
 int bt_metrics_cert(json_t *out, const char *path, const char *use)
 {
+    if (bt_ossl_load(NULL, 0) < 0)
+        return -1;
     FILE *f = path && *path ? fopen(path, "r") : NULL;
     if (!f)
         return -1;

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <openssl/ssl.h>
+#include "baetyl/ossl.h"
 
 #include "baetyl/buf.h"
 #include "baetyl/mqtt_client.h"

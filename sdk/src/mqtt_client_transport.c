@@ -12,9 +12,6 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#include <openssl/err.h>
-#include <openssl/x509v3.h>
-
 #include "mqtt_client_internal.h"
 
 void mc_reason(bt_mqtt_client *c, const char *fmt, ...)
@@ -45,6 +42,10 @@ static void ssl_errors(char *buf, size_t len)
 int mc_tls_ctx(bt_mqtt_client *c, char *err, size_t errlen)
 {
     char why[200];
+    if (bt_ossl_load(why, sizeof why) < 0) {
+        snprintf(err, errlen, "address (%s://): TLS needs %s", c->addr.ws ? "wss" : "ssl", why);
+        return -1;
+    }
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {

@@ -9,9 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
+#include "baetyl/ossl.h"
 
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -39,7 +37,8 @@ int bt_ws_accept_key(const char *key, char out[29])
 {
     char buf[64 + sizeof(WS_GUID)];
     size_t n = key ? strlen(key) : 0;
-    if (!key || n > 64) {
+    /* SHA-1 and base64 are OpenSSL's, loaded on the first handshake. */
+    if (!key || n > 64 || bt_ossl_load(NULL, 0) < 0) {
         out[0] = '\0';
         return -1;
     }
@@ -63,7 +62,8 @@ static int key_valid(const char *v, size_t n)
             return 0;
     }
     unsigned char raw[24];
-    return EVP_DecodeBlock(raw, (const unsigned char *)v, 24) == 18; /* 16 + 2 pad bytes */
+    return bt_ossl_load(NULL, 0) == 0 &&
+           EVP_DecodeBlock(raw, (const unsigned char *)v, 24) == 18; /* 16 + 2 pad bytes */
 }
 
 /* Host and path go into our request verbatim: visible ASCII only, no header injection. */
@@ -88,6 +88,9 @@ int bt_ws_client_start(bt_ws *ws, const char *host, const char *path, char *err,
                 BT_WS_PATH_MAX - 1);
         return -1;
     }
+    char why[200];
+    if (bt_ossl_load(why, sizeof why) < 0)
+        return bt_errf(err, errlen, "websocket: the handshake needs %s", why);
     unsigned char nonce[16];
     if (RAND_bytes(nonce, sizeof(nonce)) != 1)
         return bt_errf(err, errlen, "websocket: no randomness for the handshake key");

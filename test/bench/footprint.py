@@ -322,7 +322,8 @@ def name_of(pid, master_pid):
 
 
 def top_mappings(master_pid, n):
-    """Per service, the n files (or [heap], [stack], anonymous) holding the most PSS."""
+    """Per service, the n files (or [heap], [stack], anonymous) holding the most PSS, each as
+    (name, PSS kB, private dirty kB)."""
     out = {}
     for pid in descendants(master_pid):
         name = name_of(pid, master_pid)
@@ -335,11 +336,12 @@ def top_mappings(master_pid, n):
                     head = line.split()
                     if head and "-" in head[0] and not head[0].endswith(":"):
                         cur = os.path.basename(head[5]) if len(head) > 5 else "[anon]"
-                    elif head and head[0] == "Pss:":
-                        by[cur] = by.get(cur, 0) + int(head[1])
+                    elif head and head[0] in ("Pss:", "Private_Dirty:"):
+                        w = by.setdefault(cur, [0, 0])
+                        w[head[0] == "Private_Dirty:"] += int(head[1])
         except OSError:
             continue
-        out[name] = sorted(by.items(), key=lambda kv: -kv[1])[:n]
+        out[name] = sorted(((k, *v) for k, v in by.items()), key=lambda r: -r[1])[:n]
     return out
 
 
@@ -408,6 +410,7 @@ def run_stack(prefix, args, runtimes, certs):
             cloud = Cloud(certs)
             ports["cloud_http"] = cloud.port
         build_tree(prefix, d, ports, runtimes)
+        os.sync()  # the copied programs too (see install)
         topics = [("py", "py/out"), ("js", "js/out")] if runtimes else [("t", "t/sql")]
         got = {out: threading.Event() for _, out in topics}
         counts = dict.fromkeys(got, 0)
@@ -573,8 +576,11 @@ def main():
     print(f"  under load the stack's private dirty memory went from {first / 1024:.1f}M (first "
           f"sample) to {last / 1024:.1f}M (last); PSS shares each library among every process "
           "of the machine that maps it, private dirty is this stack's alone")
+    if notes["tops"]:
+        print("  largest mappings, PSS/private dirty:")
     for name, rows in sorted(notes["tops"].items()):
-        print(f"  {name}: " + ", ".join(f"{m} {kb / 1024:.1f}M" for m, kb in rows))
+        print(f"  {name}: " + ", ".join(f"{m} {kb / 1024:.1f}/{pd / 1024:.1f}M"
+                                        for m, kb, pd in rows))
     if rt:
         r_cold, r_idle, r_load, r_notes = rt
         print()

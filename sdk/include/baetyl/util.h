@@ -93,4 +93,14 @@ char *bt_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 /* Trims ASCII whitespace at both ends, in place; returns s. */
 char *bt_str_trim(char *s);
 
+/* ---- memory (util_mem.c) --------------------------------------------------------------- */
+
+/* When an idle loop trims the heap: BT_HEAP_TRIM_FIRST_MS after start (the startup's parsing
+ * is done), then every BT_HEAP_TRIM_MS. */
+#define BT_HEAP_TRIM_FIRST_MS 5000
+#define BT_HEAP_TRIM_MS 30000
+/* Gives the heap's free pages back to the system (glibc's malloc_trim): freed memory of the
+ * startup and of bursts otherwise stays resident, private dirty, for the process's life. */
+void bt_heap_trim(void);
+
 #endif
