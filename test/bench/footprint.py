@@ -549,6 +549,12 @@ def main():
     try:
         prefix = args.prefix
         if not prefix:
+            # `make install` of this source tree would rebuild another tree's build with this
+            # tree's sources: that one is measured with its own footprint.py (or --prefix)
+            build = os.path.realpath(args.build)
+            if os.path.commonpath([build, os.path.realpath(SRC)]) != os.path.realpath(SRC):
+                ap.error(f"--build {args.build} is not a build of this source tree ({SRC}); "
+                         "run that tree's own test/bench/footprint.py, or pass --prefix")
             prefix = os.path.join(work, "prefix")
             install(os.path.abspath(args.build), prefix)
         certs = os.path.join(work, "certs")
