@@ -16,6 +16,7 @@
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define CALL_TIMEOUT_MS 60000L
+#define SERVICE_LOGS_TIMEOUT_MS 10000L
 
 struct docker_client {
     char *socket;
@@ -707,13 +708,17 @@ static int logs_data(const char *buf, size_t len, void *arg)
     return last ? 1 : 0;
 }
 
-int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
-                          void (*line)(int stream, const char *text, size_t len, void *arg),
-                          void *arg, char *err, size_t errlen)
+/* GET <kind>/<id>/logs: containers and swarm services answer in the same stream format. */
+static int logs_of(docker_client *c, const char *kind, const char *id, int tail, size_t max_bytes,
+                   long timeout_ms,
+                   void (*line)(int stream, const char *text, size_t len, void *arg), void *arg,
+                   char *err, size_t errlen)
 {
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "/logs?stdout=1&stderr=1&tail=%d", tail > 0 ? tail : 100);
-    char *path = container_path(id, suffix), *body = NULL;
+    char *e = url_escape(id, false), *body = NULL;
+    char *path = e ? bt_strdup_printf("/%ss/%s/logs?stdout=1&stderr=1&tail=%d", kind, e,
+                                      tail > 0 ? tail : 100)
+                   : NULL;
+    free(e);
     logs_state *s = malloc(sizeof *s);
     if (!path || !s) {
         free(path);
@@ -724,7 +729,7 @@ int docker_container_logs(docker_client *c, const char *id, int tail, size_t max
     s->budget = max_bytes ? max_bytes : 1;
     docker_req r = {.method = "GET",
                     .path = path,
-                    .timeout_ms = CALL_TIMEOUT_MS,
+                    .timeout_ms = timeout_ms,
                     .cancel_fd = -1,
                     .on_data = logs_data,
                     .arg = s};
@@ -735,11 +740,29 @@ int docker_container_logs(docker_client *c, const char *id, int tail, size_t max
         docker_demux_flush(&s->d);
         rc = 0;
     } else if (st > 0) {
-        docker_answer_error(st, body, "container logs", err, errlen);
+        char what[32];
+        snprintf(what, sizeof what, "%s logs", kind);
+        docker_answer_error(st, body, what, err, errlen);
     }
     free(body);
     free(s);
     return rc;
+}
+
+int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
+                          void (*line)(int stream, const char *text, size_t len, void *arg),
+                          void *arg, char *err, size_t errlen)
+{
+    return logs_of(c, "container", id, tail, max_bytes, CALL_TIMEOUT_MS, line, arg, err, errlen);
+}
+
+int docker_service_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
+                        void (*line)(int stream, const char *text, size_t len, void *arg),
+                        void *arg, char *err, size_t errlen)
+{
+    /* A node that is down holds the answer back: the call gives up sooner than others. */
+    return logs_of(c, "service", id, tail, max_bytes, SERVICE_LOGS_TIMEOUT_MS, line, arg, err,
+                   errlen);
 }
 
 /* ---- stats ------------------------------------------------------------------------------ */

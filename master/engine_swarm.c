@@ -10,6 +10,7 @@
 #include "docker_config.h"
 #include "engine.h"
 #include "engine_swarm.h"
+#include "instance_log.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -27,12 +28,17 @@
 #define MAX_SEEN 4096    /* task ids remembered per instance (restarts counted up to this) */
 #define MAX_WATCH 4096   /* instances watched */
 #define MONITOR_MS 20000 /* a new service's first task must not be rejected within this */
+#define LOG_TAIL 100     /* lines of an ended service's output kept and logged */
+#define LOG_MAX_BYTES (256u << 10)
+#define LAST_OUT_MAX 64 /* instances whose last output a service keeps */
 
 typedef struct {
     char *name;
     json_t *spec; /* swarm_service_spec() */
     const app_restart *restart;
     app_restart restart_copy;
+    pthread_mutex_t mu; /* last_out */
+    json_t *last_out;   /* swarm service name -> the output lines of its ended service */
 } swarm_svc;
 
 /* What the master knows of one instance's service, for inspect. */
@@ -127,6 +133,8 @@ static void swarm_svc_free(swarm_svc *s)
         return;
     free(s->name);
     json_decref(s->spec);
+    json_decref(s->last_out);
+    pthread_mutex_destroy(&s->mu);
     free(s->restart_copy.policy);
     free(s);
 }
@@ -150,6 +158,8 @@ static int swarm_start_service(bt_engine *e, const app_config *app, const app_se
         return -1;
     }
     swarm_svc *s = calloc(1, sizeof *s);
+    if (s)
+        pthread_mutex_init(&s->mu, NULL);
     if (!s || !(s->name = strdup(svc->name)) ||
         !(s->restart_copy.policy = strdup(svc->restart.policy))) {
         swarm_svc_free(s);
@@ -422,6 +432,87 @@ static int look(swarm_priv *p, eng_instance *inst, int *code)
     return rc;
 }
 
+/* ---- output ------------------------------------------------------------------------------ */
+
+static void collect_line(int stream, const char *text, size_t len, void *arg)
+{
+    (void)stream;
+    ilog_add_line(arg, text, len);
+}
+
+/* Output of the running service: the manager gathers it from the nodes of its tasks. */
+static int swarm_instance_logs(bt_engine *e, void *state, const char *instance,
+                               const eng_instance *inst, int n, json_t *arr)
+{
+    swarm_priv *p = priv_of(e);
+    swarm_svc *s = state;
+    char why[512];
+    if (inst && inst->id[0]) {
+        json_t *got = json_array();
+        if (got && docker_service_logs(p->c, inst->id, n > 0 ? n : 1, LOG_MAX_BYTES, collect_line,
+                                       got, why, sizeof why) == 0) {
+            if (n > 0)
+                json_array_extend(arr, got);
+            json_decref(got);
+            return 0;
+        }
+        json_decref(got); /* removed meanwhile: its kept output, below */
+    }
+    int r = 1;
+    char name[SWARM_NAME_MAX + 1]; /* kept by service name (finish_service) */
+    if (swarm_name(instance, name, sizeof name) != 0)
+        return 1;
+    pthread_mutex_lock(&s->mu);
+    json_t *kept = s->last_out ? json_object_get(s->last_out, name) : NULL;
+    if (kept) {
+        size_t total = json_array_size(kept), from = total > (size_t)n ? total - (size_t)n : 0;
+        for (size_t i = from; i < total; i++)
+            json_array_append(arr, json_array_get(kept, i));
+        r = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* A service that ended for good: its last lines go to the master log (at warn when it
+ * failed: an import error in a function, say) and are kept for the logs API; then the
+ * service is removed, as the docker engine removes an exited container. */
+static void finish_service(swarm_priv *p, eng_instance *inst, int code)
+{
+    char why[512], path[160];
+    json_t *lines = json_array();
+    if (lines && docker_service_logs(p->c, inst->id, LOG_TAIL, LOG_MAX_BYTES, collect_line, lines,
+                                     why, sizeof why) != 0)
+        bt_logkv(BT_LOG_WARN, "failed to read the swarm service's output", "service", inst->name,
+                 "error", why, NULL);
+    bt_log_level level = code != 0 ? BT_LOG_WARN : BT_LOG_INFO;
+    size_t i;
+    json_t *ln;
+    json_array_foreach(lines, i, ln)
+        bt_logkv(level, json_string_value(ln), "instance", inst->name, NULL);
+    swarm_svc *s = inst->owner;
+    if (s && lines) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->last_out)
+            s->last_out = json_object();
+        if (s->last_out && !json_object_get(s->last_out, inst->name) &&
+            json_object_size(s->last_out) >= LAST_OUT_MAX) {
+            void *it = json_object_iter(s->last_out);
+            if (it)
+                json_object_del(s->last_out, json_object_iter_key(it));
+        }
+        if (s->last_out)
+            json_object_set(s->last_out, inst->name, lines);
+        pthread_mutex_unlock(&s->mu);
+    }
+    json_decref(lines);
+    snprintf(path, sizeof path, "/services/%s", inst->id);
+    int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
+    if (st != 200 && st != 404)
+        bt_logkv(BT_LOG_WARN, "failed to remove swarm service", "service", inst->name, "error", why,
+                 NULL);
+}
+
 static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd,
                                int *exit_code)
 {
@@ -442,6 +533,8 @@ static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms,
                      r < 0 ? "removed" : "ended");
             bt_logkv(inst->stop_requested || code == 0 ? BT_LOG_INFO : BT_LOG_WARN, msg, "engine",
                      "swarm", NULL);
+            if (r > 0)
+                finish_service(p, inst, code);
             watch_forget(p, inst->id);
             inst->id[0] = '\0';
             *exit_code = code;
@@ -551,6 +644,7 @@ static const engine_ops swarm_ops = {
     .wait_instance = swarm_wait_instance,
     .signal_instance = swarm_signal_instance,
     .instance_stats = swarm_instance_stats,
+    .instance_logs = swarm_instance_logs,
     .recover = swarm_recover,
     .destroy = swarm_destroy,
 };

@@ -211,7 +211,8 @@ def node_of(swarm, service):
 def test_main_example_placed_across_two_nodes(swarm2, master):
     """The hub runs on node 1, the function-manager on node 2; a message on t makes the
     function-manager (node 2) ask the master (node 1) for its runtimes, which start as swarm
-    services on node 2; inspect shows each instance's node; a stopped master removes them."""
+    services on node 2, and answers come back through them; `baetyl logs` shows the output of
+    a service on node 2; inspect shows each instance's node; a stopped master removes them."""
     master.start()
     n1, n2 = swarm2.nodes[0].node_id, swarm2.nodes[1].node_id
     for svc, want in (("localhub", n1), ("function-manager", n2)):
@@ -230,6 +231,18 @@ def test_main_example_placed_across_two_nodes(swarm2, master):
     while len(runtimes()) < 2 or not all(node_of(swarm2, s) == n2 for s in runtimes()):
         assert time.monotonic() < deadline, (swarm2.services(), master.logs())
         time.sleep(1)
+    # the runtimes answer across nodes: hub (node 1) -> function-manager -> runtimes (node 2)
+    got = round_trip(swarm2.leader, timeout=120)
+    assert got.get("t/py3hi", {}).get("Say") == "Hello Baetyl", (got, master.logs())
+    assert got.get("t/sqlfilter") == {"qos": 1, "topic": "t", "id": 1}, (got, master.logs())
+    # `baetyl logs` reads a service's output on the node that runs it (node 2) through the
+    # manager (GET /services/{id}/logs)
+    r = master.cli("logs", "function-manager", "-n", "50")
+    assert r.returncode == 0, r.stderr
+    assert "instance started" in r.stdout and "function-sql-filter.sql-filter.1" in r.stdout, \
+        r.stdout
+    r = master.cli("logs", "function-manager", "-n", "1")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 1, r.stdout
     r = master.cli("status", "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
