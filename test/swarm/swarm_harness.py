@@ -1,12 +1,14 @@
 """An N-node Docker Swarm on this one machine, for the swarm engine's tests.
 
 Each node is a network namespace with its own dockerd (own data root, exec root, containerd
-namespace and socket under one temp dir); the nodes reach each other through a bridge that
+namespace and socket under one temp dir, own cgroup parent); the nodes reach each other through a bridge that
 lives in one more namespace, so nothing is added to the machine's own network. Names carry
 a random run id, so two runs never collide. Images built on node 1 reach the others through
 `docker save | docker load` (no registry). stop() removes everything even after a failure:
-containers, dockerds and the containerd shims of killed ones, mounts, namespaces, the dir.
-The system dockerd is never used: every docker call names a node's socket."""
+containers, dockerds and the containerd shims of killed ones, the container processes a killed
+node's shims leave (found by the node's cgroup parent), mounts, namespaces, cgroups, the dir;
+leftovers() lists what would remain. The system dockerd is never used: every docker call
+names a node's socket."""
 import json
 import os
 import shutil
@@ -51,6 +53,7 @@ class Node:
         self.host = f"unix://{self.sock}"
         self.addr = f"{SUBNET}.{n}"
         self.cns = f"{swarm.prefix}{n}-{swarm.run}"  # containerd namespace
+        self.cgroup = f"{swarm.prefix}{n}"  # cgroup parent of its containers (cgroupfs driver)
         self.proc = None
         self.node_id = None
 
@@ -76,7 +79,8 @@ class Node:
             self.in_ns(dockerd, "--data-root", f"{self.root}/data", "--exec-root",
                        f"{self.root}/exec", "--pidfile", f"{self.root}/dockerd.pid", "-H",
                        self.host, f"--bip=172.31.{self.n}.1/24", "--containerd-namespace",
-                       self.cns, "--containerd-plugins-namespace", f"{self.cns}-plugins"),
+                       self.cns, "--containerd-plugins-namespace", f"{self.cns}-plugins",
+                       "--cgroup-parent", f"/{self.cgroup}"),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 60
@@ -106,18 +110,56 @@ class Node:
     def shims(self):
         """Pids of the containerd processes and shims of this node (found by its namespace,
         or its exec root)."""
+        return [pid for pid, cmd, _ in _procs()
+                if "containerd" in cmd and (f" {self.cns} " in f"{cmd} " or self.root + "/" in cmd)]
+
+    def cgroup_dirs(self):
+        """The node's cgroup parent in every hierarchy (cgroup v1 controllers, or v2)."""
+        base = "/sys/fs/cgroup"
+        dirs = [os.path.join(base, c, self.cgroup) for c in os.listdir(base)
+                if os.path.isdir(os.path.join(base, c, self.cgroup))]
+        if os.path.isdir(os.path.join(base, self.cgroup)):
+            dirs.append(os.path.join(base, self.cgroup))
+        return dirs
+
+    def container_procs(self):
+        """Pids of the processes in the node's containers: in its cgroup parent, or in a
+        cgroup named after one of its containers (all pid namespaces: /proc shows them)."""
+        try:
+            ids = os.listdir(os.path.join(self.root, "data", "containers"))
+        except OSError:
+            ids = []
         out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "containerd" in cmd and (f" {self.cns} " in f"{cmd} " or self.root + "/" in cmd):
-                out.append(int(d))
+        for pid, _, cg in _procs():
+            paths = [ln.split(":", 2)[-1] for ln in cg.splitlines()]
+            if any(p.startswith(f"/{self.cgroup}/") or p == f"/{self.cgroup}" or
+                   any(i in p for i in ids) for p in paths):
+                out.append(pid)
         return out
+
+    def reap(self):
+        """Kills what a dead dockerd left: containerd, shims, the containers' processes (a
+        killed shim's container runs on, reparented), then removes the node's cgroups."""
+        for _ in range(50):
+            pids = self.shims() + self.container_procs()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for top in self.cgroup_dirs():
+            for d, _, _ in sorted(os.walk(top), key=lambda x: -len(x[0])):
+                for _ in range(20):
+                    try:
+                        os.rmdir(d)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.1)  # its last process is still being freed
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -132,6 +174,37 @@ class Node:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.kill_dockerd()
+        self.reap()
+
+
+def _procs():
+    """(pid, command line, /proc/pid/cgroup) of every process (zombies have no command)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{d}/cgroup") as f:
+                cg = f.read()
+        except OSError:
+            continue
+        if cmd:
+            out.append((int(d), cmd, cg))
+    return out
+
+
+def busybox_tar(dest):
+    """A one-file image (Debian's busybox-static) as a tar for `docker import`: seconds to
+    load on every node, where the project's images take minutes to build."""
+    tree = os.path.join(os.path.dirname(dest), "busybox-img")
+    os.makedirs(os.path.join(tree, "bin"), exist_ok=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", os.path.join(tree, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(tree, "bin", "sh"))
+    _run("tar", "-C", tree, "-cf", dest, ".")
+    shutil.rmtree(tree)
+    return dest
 
 
 class Swarm:
@@ -206,6 +279,29 @@ class Swarm:
             if save.wait(600) != 0 or load.returncode != 0:
                 raise RuntimeError(f"loading images on node {nd.n}: {load.stderr}")
 
+    def import_busybox(self, ref="local/busybox:1"):
+        """The busybox image (busybox_tar) on every node as ref."""
+        tar = busybox_tar(os.path.join(self.root, "busybox.tar"))
+        for nd in self.nodes:
+            nd.docker("import", "--change", "CMD [\"/bin/sh\"]", tar, ref, check=True)
+        return ref
+
+    def leftovers(self):
+        """What of this run is still on the machine: processes (any pid namespace), network
+        namespaces, mounts, cgroups, the dir. Empty after stop()."""
+        left = [f"process {pid}: {cmd[:200]}" for pid, cmd, _ in _procs()
+                if self.root + "/" in cmd or self.prefix in cmd]
+        for nd in self.nodes:
+            left += [f"container process {pid}" for pid in nd.container_procs()]
+            left += [f"cgroup {d}" for d in nd.cgroup_dirs()]
+        r = _run("ip", "netns", "list", check=False)
+        left += [f"netns {ln}" for ln in r.stdout.splitlines() if self.prefix in ln]
+        with open("/proc/self/mounts") as f:
+            left += [f"mount {ln.split()[1]}" for ln in f if self.root in ln.split()[1]]
+        if os.path.exists(self.root):
+            left.append(f"dir {self.root}")
+        return left
+
     def manager(self):
         """A node whose dockerd answers as a manager (the leader first)."""
         for nd in self.nodes:
@@ -241,6 +337,7 @@ class Swarm:
                 nd.stop()
             except Exception:  # noqa: BLE001 - tear down the rest whatever happened
                 nd.kill_dockerd()
+                nd.reap()
         with open("/proc/self/mounts") as f:  # never delete through a mount left behind
             mounts = [ln.split()[1] for ln in f if ln.split()[1].startswith(self.root + "/")]
         for mnt in sorted(mounts, reverse=True):

@@ -1,6 +1,5 @@
 """The harness itself: nodes join, images reach every node, nothing is left behind."""
 import os
-import subprocess
 import time
 
 from swarm_harness import Swarm
@@ -10,13 +9,32 @@ def test_two_nodes_join_and_leave_nothing(make_swarm):
     s = make_swarm(2)
     r = s.leader.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}", check=True)
     assert r.stdout.count("Ready") == 2, r.stdout
-    root, netns = s.root, [n.netns for n in s.nodes]
     s.stop()
-    assert not os.path.exists(root)
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert not any(n in left for n in netns), left
-    with open("/proc/self/mounts") as f:
-        assert root not in f.read()
+    assert s.leftovers() == []
+
+
+def test_killed_worker_leaves_nothing(make_swarm):
+    """kill -9 of a worker's dockerd and shims leaves its container running (reparented, in
+    its own pid namespace); stop() still ends it and leaves no process, netns, mount or
+    cgroup."""
+    s = make_swarm(2)
+    ref = s.import_busybox()
+    worker = s.nodes[1]
+    s.leader.docker("service", "create", "-d", "--name", "sleeper", "--constraint",
+                    f"node.id=={worker.node_id}", ref, "/bin/busybox", "sleep", "3600",
+                    check=True)
+    deadline = time.monotonic() + 60
+    while not worker.container_procs():
+        assert time.monotonic() < deadline, s.tasks("sleeper")
+        time.sleep(0.5)
+    pids = worker.container_procs()
+    worker.kill_dockerd()
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    assert alive, "the container outlives its killed shim (what stop() must end)"
+    s.stop()
+    assert s.leftovers() == []
+    assert not any(os.path.exists(f"/proc/{p}/cmdline") and
+                   open(f"/proc/{p}/cmdline", "rb").read() for p in pids)
 
 
 def test_runs_do_not_collide(swarm_ok):
