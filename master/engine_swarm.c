@@ -28,6 +28,7 @@
 #define MAX_SEEN 4096    /* task ids remembered per instance (restarts counted up to this) */
 #define MAX_WATCH 4096   /* instances watched */
 #define MONITOR_MS 20000 /* a new service's first task must not be rejected within this */
+#define UPDATE_MS 60000  /* an update in place must complete or roll back within this */
 #define LOG_TAIL 100     /* lines of an ended service's output kept and logged */
 #define LOG_MAX_BYTES (256u << 10)
 #define LAST_OUT_MAX 64 /* instances whose last output a service keeps */
@@ -59,7 +60,9 @@ typedef struct {
     pthread_mutex_t mu; /* watches and nodes */
     watch *watches;
     size_t nwatches;
-    json_t *nodes; /* node id -> hostname */
+    json_t *nodes;  /* node id -> hostname */
+    json_t *next;   /* names of the services retarget() said start next (replica > 0) */
+    json_t *parked; /* swarm service name -> id: stopped, kept running for an update */
 } swarm_priv;
 
 static swarm_priv *priv_of(bt_engine *e)
@@ -254,6 +257,71 @@ static int monitor(swarm_priv *p, const char *id, char *err, size_t errlen)
     return 0;
 }
 
+/* The error of the newest task the swarm rejected or that failed, for a message. */
+static void task_error(swarm_priv *p, const char *id, char *out, size_t len)
+{
+    char path[256], why[256];
+    json_t *tasks = NULL;
+    snprintf(path, sizeof path, "/tasks?filters=%%7B%%22service%%22%%3A%%5B%%22%s%%22%%5D%%7D", id);
+    out[0] = '\0';
+    long long best = -1;
+    size_t i;
+    json_t *t;
+    if (call(p, "GET", path, NULL, &tasks, why, sizeof why) == 200)
+        json_array_foreach(tasks, i, t)
+        {
+            const char *st = bt_json_get_str(t, "Status.State"),
+                       *er = bt_json_get_str(t, "Status.Err");
+            long long idx = bt_json_get_int(t, "Version.Index", 0);
+            if (st && er && *er && (strcmp(st, "rejected") == 0 || strcmp(st, "failed") == 0) &&
+                idx > best) {
+                best = idx;
+                snprintf(out, len, "%s", er);
+            }
+        }
+    json_decref(tasks);
+}
+
+/* Follows an update in place (UpdateConfig: FailureAction rollback after Monitor): 0 once
+ * the swarm reports it completed (or after UPDATE_MS while it goes on: the watch follows),
+ * -1 with err once the swarm has rolled the service back (or paused the update). before: the
+ * UpdateStatus.StartedAt of an earlier update (its end is no news), or "". */
+static int monitor_update(swarm_priv *p, const char *id, const char *before, char *err,
+                          size_t errlen)
+{
+    char path[160], why[512];
+    snprintf(path, sizeof path, "/services/%s", id);
+    for (int64_t end = bt_now_ms() + UPDATE_MS; bt_now_ms() < end; poll(NULL, 0, 500)) {
+        json_t *svc = NULL;
+        if (call(p, "GET", path, NULL, &svc, why, sizeof why) != 200) {
+            json_decref(svc);
+            continue;
+        }
+        const char *state = bt_json_get_str(svc, "UpdateStatus.State");
+        const char *at = bt_json_get_str(svc, "UpdateStatus.StartedAt");
+        const char *msg = bt_json_get_str(svc, "UpdateStatus.Message");
+        int rc = 1; /* 1: not decided yet */
+        if (state && at && strcmp(at, before) != 0) {
+            if (strcmp(state, "completed") == 0) {
+                rc = 0;
+            } else if (strcmp(state, "rollback_completed") == 0 ||
+                       strcmp(state, "rollback_paused") == 0 || strcmp(state, "paused") == 0) {
+                char task[256];
+                task_error(p, id, task, sizeof task);
+                rc = task[0]
+                         ? bt_errf(err, errlen, "the swarm rejected its task: %s (update %s: %s)",
+                                   task, state, msg ? msg : "")
+                         : bt_errf(err, errlen, "the swarm's update failed (%s: %s)", state,
+                                   msg ? msg : "");
+            }
+        }
+        json_decref(svc);
+        if (rc != 1)
+            return rc;
+    }
+    return 0;
+}
+
 static int swarm_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                 eng_instance *out, char *err, size_t errlen)
 {
@@ -268,11 +336,19 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
     if (!spec || swarm_instance_spec(spec, name, instance, env) != 0 ||
         swarm_spec_hash(spec, hash, sizeof hash) != 0 ||
         json_object_set_new(json_object_get(spec, "Labels"), SWARM_SPEC_LABEL, json_string(hash)) !=
-            0) {
+            0 ||
+        /* on the task too: any change of the spec replaces the task in an update */
+        json_object_set_new(bt_json_get(spec, "TaskTemplate.ContainerSpec.Labels"),
+                            SWARM_SPEC_LABEL, json_string(hash)) != 0) {
         json_decref(spec);
         return bt_errf(err, errlen, "out of memory");
     }
+    pthread_mutex_lock(&p->mu);
+    json_object_del(p->parked, name); /* kept for this start: taken */
+    pthread_mutex_unlock(&p->mu);
     json_t *old = NULL, *ans = NULL;
+    char before[64] = "";
+    bool updated = false;
     snprintf(path, sizeof path, "/services/%s", name);
     int st = call(p, "GET", path, NULL, &old, why, sizeof why);
     const char *verb = "created";
@@ -289,11 +365,16 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
         } else if (was && strcmp(was, hash) == 0) {
             verb = "adopted"; /* left running by a killed master: nothing to change */
         } else {
+            /* In place (same service id, its tasks replaced as UpdateConfig says); the swarm
+             * rolls it back itself when the new task fails. */
             long long version = bt_json_get_int(old, "Version.Index", -1);
+            const char *at = bt_json_get_str(old, "UpdateStatus.StartedAt");
+            snprintf(before, sizeof before, "%s", at ? at : "");
             snprintf(path, sizeof path, "/services/%s/update?version=%lld", id, version);
             st = call(p, "POST", path, spec, NULL, why, sizeof why);
             st = st == 200 ? 200 : -1;
             verb = "updated";
+            updated = st == 200;
         }
     } else if (st == 404) {
         st = call(p, "POST", "/services/create", spec, &ans, why, sizeof why);
@@ -306,8 +387,15 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
     json_decref(old);
     json_decref(ans);
     json_decref(spec);
-    if (st == 200 && id[0] && strcmp(verb, "adopted") != 0 &&
-        monitor(p, id, why, sizeof why) != 0) {
+    if (st == 200 && updated && monitor_update(p, id, before, why, sizeof why) != 0) {
+        /* Rolled back to its previous spec by the swarm: kept for the application's roll
+         * back to take again (settle() removes it if none does). */
+        pthread_mutex_lock(&p->mu);
+        json_object_set_new(p->parked, name, json_string(id));
+        pthread_mutex_unlock(&p->mu);
+        st = -1;
+    } else if (st == 200 && id[0] && !updated && strcmp(verb, "adopted") != 0 &&
+               monitor(p, id, why, sizeof why) != 0) {
         char ignored[256];
         snprintf(path, sizeof path, "/services/%s", id);
         call(p, "DELETE", path, NULL, NULL, ignored, sizeof ignored);
@@ -521,6 +609,19 @@ static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms,
         *exit_code = -1;
         return 1;
     }
+    pthread_mutex_lock(&p->mu);
+    const char *kept = json_string_value(json_object_get(p->parked, inst->name));
+    bool parked = inst->stop_requested && kept && strcmp(kept, inst->id) == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (parked) { /* stopped for the master, running on for the update that follows */
+        char msg[200];
+        snprintf(msg, sizeof msg, "swarm service (%s) kept for an update in place", inst->name);
+        bt_logkv(BT_LOG_INFO, msg, "engine", "swarm", NULL);
+        watch_forget(p, inst->id);
+        inst->id[0] = '\0';
+        *exit_code = 0;
+        return 1;
+    }
     int64_t deadline = timeout_ms < 0 ? -1 : bt_now_ms() + timeout_ms;
     for (;;) {
         int code = -1;
@@ -564,6 +665,14 @@ static int swarm_signal_instance(bt_engine *e, eng_instance *inst, bool force)
     if (!inst->id[0])
         return 0;
     inst->stop_requested = true;
+    const swarm_svc *s = inst->owner;
+    pthread_mutex_lock(&p->mu);
+    bool keep = p->next && s && json_object_get(p->next, s->name);
+    if (keep) /* its service starts again next: updated in place then, not removed now */
+        json_object_set_new(p->parked, inst->name, json_string(inst->id));
+    pthread_mutex_unlock(&p->mu);
+    if (keep)
+        return 0;
     char path[160], why[512];
     snprintf(path, sizeof path, "/services/%s", inst->id);
     int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
@@ -593,6 +702,46 @@ static void swarm_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     pthread_mutex_unlock(&p->mu);
     if (j)
         json_object_set_new(obj, "swarm", j);
+}
+
+static void swarm_retarget(bt_engine *e, const app_config *next)
+{
+    swarm_priv *p = priv_of(e);
+    json_t *names = next ? json_object() : NULL;
+    for (size_t i = 0; names && i < next->services.n; i++)
+        if (APP_SERVICE(next, i)->replica > 0)
+            json_object_set_new(names, APP_SERVICE(next, i)->name, json_true());
+    pthread_mutex_lock(&p->mu);
+    json_decref(p->next);
+    p->next = names;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void swarm_settle(bt_engine *e)
+{
+    swarm_priv *p = priv_of(e);
+    pthread_mutex_lock(&p->mu);
+    json_t *left = p->parked;
+    p->parked = json_object();
+    json_decref(p->next);
+    p->next = NULL;
+    pthread_mutex_unlock(&p->mu);
+    const char *name;
+    json_t *id;
+    json_object_foreach(left, name, id)
+    {
+        char path[160], why[512], msg[200];
+        snprintf(path, sizeof path, "/services/%s", json_string_value(id));
+        int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
+        snprintf(msg, sizeof msg, "swarm service (%s) removed: no instance of it started again",
+                 name);
+        if (st == 200 || st == 404)
+            bt_logkv(BT_LOG_INFO, msg, "engine", "swarm", NULL);
+        else
+            bt_logkv(BT_LOG_WARN, "failed to remove swarm service", "service", name, "error", why,
+                     NULL);
+    }
+    json_decref(left);
 }
 
 /* Nothing is removed: services a killed master left keep running and are adopted when the
@@ -627,6 +776,8 @@ static void swarm_destroy(bt_engine *e)
             free(w);
         }
         json_decref(p->nodes);
+        json_decref(p->next);
+        json_decref(p->parked);
         pthread_mutex_destroy(&p->mu);
         docker_client_free(p->c);
         free(p);
@@ -645,6 +796,8 @@ static const engine_ops swarm_ops = {
     .signal_instance = swarm_signal_instance,
     .instance_stats = swarm_instance_stats,
     .instance_logs = swarm_instance_logs,
+    .retarget = swarm_retarget,
+    .settle = swarm_settle,
     .recover = swarm_recover,
     .destroy = swarm_destroy,
 };
@@ -698,7 +851,8 @@ int engine_swarm_new(const engine_opts *opts, bt_engine **out, char *err, size_t
     e->api_env =
         bt_strdup_printf("tcp://%s%s%s:%s", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
     p->nodes = json_object();
-    if (!e->api_env || !p->nodes) {
+    p->parked = json_object();
+    if (!e->api_env || !p->nodes || !p->parked) {
         swarm_destroy(e);
         return bt_errf(err, errlen, "out of memory");
     }
