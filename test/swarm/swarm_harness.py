@@ -19,6 +19,7 @@ import time
 import uuid
 
 SUBNET = "10.210.0"  # node n is SUBNET.n inside the run's own namespaces
+REGISTRY = f"{SUBNET}.100:5000"  # start_registry(): on the switch, plain HTTP
 
 
 def _run(*args, timeout=60, check=True, **kw):
@@ -80,7 +81,7 @@ class Node:
                        f"{self.root}/exec", "--pidfile", f"{self.root}/dockerd.pid", "-H",
                        self.host, f"--bip=172.31.{self.n}.1/24", "--containerd-namespace",
                        self.cns, "--containerd-plugins-namespace", f"{self.cns}-plugins",
-                       "--cgroup-parent", f"/{self.cgroup}"),
+                       "--cgroup-parent", f"/{self.cgroup}", "--insecure-registry", REGISTRY),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 60
@@ -279,12 +280,43 @@ class Swarm:
             if save.wait(600) != 0 or load.returncode != 0:
                 raise RuntimeError(f"loading images on node {nd.n}: {load.stderr}")
 
-    def import_busybox(self, ref="local/busybox:1"):
-        """The busybox image (busybox_tar) on every node as ref."""
+    def import_busybox(self, ref="local/busybox:1", nodes=None):
+        """The busybox image (busybox_tar) on every node (or those of nodes) as ref."""
         tar = busybox_tar(os.path.join(self.root, "busybox.tar"))
-        for nd in self.nodes:
+        for nd in nodes or self.nodes:
             nd.docker("import", "--change", "CMD [\"/bin/sh\"]", tar, ref, check=True)
         return ref
+
+    def start_registry(self):
+        """Debian's docker-registry on the switch (REGISTRY, storage in the run's dir), as a
+        site's registry on its LAN; the nodes' dockerds trust it without TLS. Returns its
+        address."""
+        exe = shutil.which("docker-registry")
+        if not exe:
+            raise RuntimeError("docker-registry is not installed (scripts/deps.sh)")
+        d = os.path.join(self.root, "registry")
+        os.makedirs(d)
+        host = REGISTRY.split(":")[0]
+        _run("ip", "-n", self.switch, "addr", "add", f"{host}/24", "dev", "br0")
+        _run("ip", "-n", self.switch, "link", "set", "lo", "up")  # its own address is local
+        conf = os.path.join(d, "config.yml")
+        with open(conf, "w") as f:
+            f.write("version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem:\n"
+                    f"    rootdirectory: {d}/data\nhttp:\n  addr: {REGISTRY}\n")
+        log = open(os.path.join(d, "registry.log"), "ab")
+        p = subprocess.Popen(["nsenter", f"--net=/var/run/netns/{self.switch}", exe, "serve",
+                              conf], stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        log.close()
+        self.extra_procs.append(p)
+        deadline = time.monotonic() + 30
+        while _run("nsenter", f"--net=/var/run/netns/{self.switch}", "curl", "-sf", "-m", "2",
+                   f"http://{REGISTRY}/v2/", check=False).returncode != 0:
+            if p.poll() is not None or time.monotonic() > deadline:
+                with open(os.path.join(d, "registry.log"), errors="replace") as f:
+                    raise RuntimeError("docker-registry did not start: " + f.read()[-2000:])
+            time.sleep(0.3)
+        return REGISTRY
 
     def leftovers(self):
         """What of this run is still on the machine: processes (any pid namespace), network
