@@ -5,6 +5,15 @@ import time
 from swarm_harness import Swarm
 
 
+def cmdline(pid):
+    """The command line of a live process (b"" when gone, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def test_two_nodes_join_and_leave_nothing(make_swarm):
     s = make_swarm(2)
     r = s.leader.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}", check=True)
@@ -23,18 +32,20 @@ def test_killed_worker_leaves_nothing(make_swarm):
     s.leader.docker("service", "create", "-d", "--name", "sleeper", "--constraint",
                     f"node.id=={worker.node_id}", ref, "/bin/busybox", "sleep", "3600",
                     check=True)
+    def sleepers():  # the container's own process (not runc's, while it starts)
+        return [p for p in worker.container_procs() if b"sleep" in cmdline(p)]
+
     deadline = time.monotonic() + 60
-    while not worker.container_procs():
+    while not sleepers():
         assert time.monotonic() < deadline, s.tasks("sleeper")
         time.sleep(0.5)
-    pids = worker.container_procs()
+    pids = sleepers()
     worker.kill_dockerd()
     alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
     assert alive, "the container outlives its killed shim (what stop() must end)"
     s.stop()
     assert s.leftovers() == []
-    assert not any(os.path.exists(f"/proc/{p}/cmdline") and
-                   open(f"/proc/{p}/cmdline", "rb").read() for p in pids)
+    assert not any(cmdline(p) for p in pids)
 
 
 def test_runs_do_not_collide(swarm_ok):
