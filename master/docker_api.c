@@ -1,6 +1,7 @@
 /* The Docker Engine API client (see docker_api.h), on the SDK's HTTP/1.1 client: a long
  * call (a container's wait, a pull) is given up as soon as its cancel fd becomes readable. */
 #include "docker_api.h"
+#include "instance_log.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -763,6 +764,26 @@ int docker_service_logs(docker_client *c, const char *id, int tail, size_t max_b
     /* A node that is down holds the answer back: the call gives up sooner than others. */
     return logs_of(c, "service", id, tail, max_bytes, SERVICE_LOGS_TIMEOUT_MS, line, arg, err,
                    errlen);
+}
+
+static void json_line(int stream, const char *text, size_t len, void *arg)
+{
+    (void)stream;
+    ilog_add_line(arg, text, len);
+}
+
+int docker_logs_json(docker_client *c, bool service, const char *id, int n, size_t max_bytes,
+                     json_t *arr, char *err, size_t errlen)
+{
+    json_t *got = json_array();
+    if (!got)
+        return bt_errf(err, errlen, "out of memory");
+    int rc = (service ? docker_service_logs : docker_container_logs)(
+        c, id, n > 0 ? n : 1, max_bytes, json_line, got, err, errlen);
+    if (rc == 0 && n > 0)
+        json_array_extend(arr, got);
+    json_decref(got);
+    return rc;
 }
 
 /* ---- stats ------------------------------------------------------------------------------ */

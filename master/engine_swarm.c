@@ -522,12 +522,6 @@ static int look(swarm_priv *p, eng_instance *inst, int *code)
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-static void collect_line(int stream, const char *text, size_t len, void *arg)
-{
-    (void)stream;
-    ilog_add_line(arg, text, len);
-}
-
 /* Output of the running service: the manager gathers it from the nodes of its tasks. */
 static int swarm_instance_logs(bt_engine *e, void *state, const char *instance,
                                const eng_instance *inst, int n, json_t *arr)
@@ -535,29 +529,14 @@ static int swarm_instance_logs(bt_engine *e, void *state, const char *instance,
     swarm_priv *p = priv_of(e);
     swarm_svc *s = state;
     char why[512];
-    if (inst && inst->id[0]) {
-        json_t *got = json_array();
-        if (got && docker_service_logs(p->c, inst->id, n > 0 ? n : 1, LOG_MAX_BYTES, collect_line,
-                                       got, why, sizeof why) == 0) {
-            if (n > 0)
-                json_array_extend(arr, got);
-            json_decref(got);
-            return 0;
-        }
-        json_decref(got); /* removed meanwhile: its kept output, below */
-    }
-    int r = 1;
+    if (inst && inst->id[0] &&
+        docker_logs_json(p->c, true, inst->id, n, LOG_MAX_BYTES, arr, why, sizeof why) == 0)
+        return 0;                  /* else removed meanwhile: its kept output, below */
     char name[SWARM_NAME_MAX + 1]; /* kept by service name (finish_service) */
     if (swarm_name(instance, name, sizeof name) != 0)
         return 1;
     pthread_mutex_lock(&s->mu);
-    json_t *kept = s->last_out ? json_object_get(s->last_out, name) : NULL;
-    if (kept) {
-        size_t total = json_array_size(kept), from = total > (size_t)n ? total - (size_t)n : 0;
-        for (size_t i = from; i < total; i++)
-            json_array_append(arr, json_array_get(kept, i));
-        r = 0;
-    }
+    int r = ilog_kept_tail(s->last_out, name, n, arr);
     pthread_mutex_unlock(&s->mu);
     return r;
 }
@@ -569,8 +548,8 @@ static void finish_service(swarm_priv *p, eng_instance *inst, int code)
 {
     char why[512], path[160];
     json_t *lines = json_array();
-    if (lines && docker_service_logs(p->c, inst->id, LOG_TAIL, LOG_MAX_BYTES, collect_line, lines,
-                                     why, sizeof why) != 0)
+    if (lines && docker_logs_json(p->c, true, inst->id, LOG_TAIL, LOG_MAX_BYTES, lines, why,
+                                  sizeof why) != 0)
         bt_logkv(BT_LOG_WARN, "failed to read the swarm service's output", "service", inst->name,
                  "error", why, NULL);
     bt_log_level level = code != 0 ? BT_LOG_WARN : BT_LOG_INFO;
@@ -581,19 +560,11 @@ static void finish_service(swarm_priv *p, eng_instance *inst, int code)
     swarm_svc *s = inst->owner;
     if (s && lines) {
         pthread_mutex_lock(&s->mu);
-        if (!s->last_out)
-            s->last_out = json_object();
-        if (s->last_out && !json_object_get(s->last_out, inst->name) &&
-            json_object_size(s->last_out) >= LAST_OUT_MAX) {
-            void *it = json_object_iter(s->last_out);
-            if (it)
-                json_object_del(s->last_out, json_object_iter_key(it));
-        }
-        if (s->last_out)
-            json_object_set(s->last_out, inst->name, lines);
+        ilog_keep(&s->last_out, inst->name, lines, LAST_OUT_MAX);
         pthread_mutex_unlock(&s->mu);
+    } else {
+        json_decref(lines);
     }
-    json_decref(lines);
     snprintf(path, sizeof path, "/services/%s", inst->id);
     int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
     if (st != 200 && st != 404)
