@@ -50,6 +50,8 @@ typedef struct watch {
     char state[32];
     char err[256];
     long restarts;
+    bool seeded;  /* the tasks there at the first look are no restarts (an update's, an
+                   * adopted service's earlier ones) */
     json_t *seen; /* task id -> true */
     struct watch *next;
 } watch;
@@ -492,10 +494,11 @@ static int look(swarm_priv *p, eng_instance *inst, int *code)
             const char *tid = bt_json_get_str(t, "ID");
             if (tid && !json_object_get(w->seen, tid) && json_object_size(w->seen) < MAX_SEEN) {
                 json_object_set_new(w->seen, tid, json_true());
-                if (json_object_size(w->seen) > 1)
+                if (w->seeded && json_object_size(w->seen) > 1)
                     w->restarts++;
             }
         }
+        w->seeded = true;
         const char *s = newest ? bt_json_get_str(newest, "Status.State") : NULL;
         const char *er = newest ? bt_json_get_str(newest, "Status.Err") : NULL;
         snprintf(w->state, sizeof w->state, "%s", s ? s : "");

@@ -91,6 +91,13 @@ def test_ota_updates_in_place_and_rolls_back(make_swarm):
         while not running(s, "a"):
             assert time.monotonic() < deadline, s.tasks("a")
             time.sleep(1)
+        time.sleep(2)  # the master looks at the tasks every second
+        r = m.cli("status", "--json")
+        assert r.returncode == 0, r.stderr
+        insts = {i["name"]: i for sv in json.loads(r.stdout)["services"]
+                 for i in sv["instances"]}
+        assert insts["a"]["swarm"]["restarts"] == 0, "the replaced task is no restart"
+        assert insts["a"]["swarm"]["service_id"] == a1["id"], insts["a"]
 
         # a's new image is on no node: its task is rejected, the swarm rolls a back, the
         # master rolls the application back (b too, changed as well)
