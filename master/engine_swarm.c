@@ -583,21 +583,23 @@ static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms,
         *exit_code = -1;
         return 1;
     }
-    pthread_mutex_lock(&p->mu);
-    const char *kept = json_string_value(json_object_get(p->parked, inst->name));
-    bool parked = inst->stop_requested && kept && strcmp(kept, inst->id) == 0;
-    pthread_mutex_unlock(&p->mu);
-    if (parked) { /* stopped for the master, running on for the update that follows */
-        char msg[200];
-        snprintf(msg, sizeof msg, "swarm service (%s) kept for an update in place", inst->name);
-        bt_logkv(BT_LOG_INFO, msg, "engine", "swarm", NULL);
-        watch_forget(p, inst->id);
-        inst->id[0] = '\0';
-        *exit_code = 0;
-        return 1;
-    }
     int64_t deadline = timeout_ms < 0 ? -1 : bt_now_ms() + timeout_ms;
     for (;;) {
+        /* Parked by signal_instance (at any time of this wait): stopped for the master,
+         * running on for the update that follows. */
+        pthread_mutex_lock(&p->mu);
+        const char *kept = json_string_value(json_object_get(p->parked, inst->name));
+        bool parked = inst->stop_requested && kept && strcmp(kept, inst->id) == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (parked) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "swarm service (%s) kept for an update in place", inst->name);
+            bt_logkv(BT_LOG_INFO, msg, "engine", "swarm", NULL);
+            watch_forget(p, inst->id);
+            inst->id[0] = '\0';
+            *exit_code = 0;
+            return 1;
+        }
         int code = -1;
         int r = look(p, inst, &code);
         if (r != 0) {

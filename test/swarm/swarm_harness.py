@@ -65,9 +65,9 @@ class Node:
         """A command line that runs args in this node's network namespace."""
         return ["nsenter", f"--net=/var/run/netns/{self.netns}", *args]
 
-    def ok(self):
+    def ok(self, timeout=20):
         try:
-            return self.docker("info", "--format", "{{.ID}}", timeout=20).returncode == 0
+            return self.docker("info", "--format", "{{.ID}}", timeout=timeout).returncode == 0
         except subprocess.TimeoutExpired:
             return False
 
@@ -162,17 +162,25 @@ class Node:
                     except OSError:
                         time.sleep(0.1)  # its last process is still being freed
 
-    def stop(self):
+    def stop_begin(self):
+        """Removes the containers and asks dockerd to stop (stop_end waits: the nodes of a
+        swarm stop side by side, one that lost its quorum takes many seconds)."""
         if self.proc and self.proc.poll() is None:
-            if self.ok():
-                ids = self.docker("ps", "-aq").stdout.split()
-                if ids:
-                    self.docker("rm", "-f", *ids)
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
+            try:  # a node in the middle of an election may not answer: reap() ends the rest
+                if self.ok(timeout=5):
+                    ids = self.docker("ps", "-aq", timeout=10).stdout.split()
+                    if ids:
+                        self.docker("rm", "-f", *ids, timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                pass
+            self.proc.terminate()
+
+    def stop_end(self, deadline):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # reap() ends what it leaves
                 self.proc.wait()
         self.kill_dockerd()
         self.reap()
@@ -366,8 +374,14 @@ class Swarm:
                 p.wait()
         for nd in self.nodes:
             try:
-                nd.stop()
+                nd.stop_begin()
             except Exception:  # noqa: BLE001 - tear down the rest whatever happened
+                nd.kill_dockerd()
+        deadline = time.monotonic() + 10  # a node without quorum would take far longer
+        for nd in self.nodes:
+            try:
+                nd.stop_end(deadline)
+            except Exception:  # noqa: BLE001
                 nd.kill_dockerd()
                 nd.reap()
         with open("/proc/self/mounts") as f:  # never delete through a mount left behind
