@@ -1,8 +1,9 @@
 """An N-node Docker Swarm on this one machine, for the swarm engine's tests.
 
 Each node is a network namespace with its own dockerd (own data root, exec root, containerd
-namespace and socket under one temp dir, own cgroup parent); the nodes reach each other through a bridge that
-lives in one more namespace, so nothing is added to the machine's own network. Names carry
+namespace and socket under one temp dir, own cgroup parent); the nodes reach each other
+through a bridge that lives in one more namespace, so nothing is added to the machine's own
+network. Names carry
 a random run id, so two runs never collide. Images built on node 1 reach the others through
 `docker save | docker load` (no registry). stop() removes everything even after a failure:
 containers, dockerds and the containerd shims of killed ones, the container processes a killed
