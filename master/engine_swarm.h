@@ -31,7 +31,8 @@ int swarm_name(const char *instance, char *out, size_t outlen);
  * RestartPolicy from restart, Placement from placement, the network with alias <service>,
  * EndpointSpec dnsrr with host-mode ports, UpdateConfig and RollbackConfig (in place, one
  * task at a time, rolled back on failure; start-first unless ports or writable binds).
- * devices, port addresses and host port ranges are errors (a swarm has none). New reference, or NULL with err naming the field. */
+ * devices, port addresses and host port ranges are errors (a swarm has none). New
+ * reference, or NULL with err naming the field. */
 json_t *swarm_service_spec(const swarm_ctx *ctx, const app_config *app, const app_service *svc,
                            char *err, size_t errlen);
 /* Completes a copy of that spec for one instance: Name, Env, labels, alias. Returns 0 or -1. */
