@@ -28,7 +28,7 @@
 #define MAX_SEEN 4096    /* task ids remembered per instance (restarts counted up to this) */
 #define MAX_WATCH 4096   /* instances watched */
 #define MONITOR_MS 20000 /* a new service's first task must not be rejected within this */
-#define UPDATE_MS 60000  /* an update in place must complete or roll back within this */
+#define UPDATE_MS 90000  /* an update in place must complete within this, or it failed */
 #define LOG_TAIL 100     /* lines of an ended service's output kept and logged */
 #define LOG_MAX_BYTES (256u << 10)
 #define LAST_OUT_MAX 64 /* instances whose last output a service keeps */
@@ -285,8 +285,10 @@ static void task_error(swarm_priv *p, const char *id, char *out, size_t len)
 }
 
 /* Follows an update in place (UpdateConfig: FailureAction rollback after Monitor): 0 once
- * the swarm reports it completed (or after UPDATE_MS while it goes on: the watch follows),
- * -1 with err once the swarm has rolled the service back (or paused the update). before: the
+ * the swarm reports it completed, -1 with err once the swarm has rolled the service back
+ * (or paused the update), or when it has not completed within UPDATE_MS (a task that never
+ * runs: an image the node keeps failing to pull, say): the application rolls back then,
+ * which updates the service to its old spec in place. before: the
  * UpdateStatus.StartedAt of an earlier update (its end is no news), or "". */
 static int monitor_update(swarm_priv *p, const char *id, const char *before, char *err,
                           size_t errlen)
@@ -321,7 +323,13 @@ static int monitor_update(swarm_priv *p, const char *id, const char *before, cha
         if (rc != 1)
             return rc;
     }
-    return 0;
+    char task[256];
+    task_error(p, id, task, sizeof task);
+    return task[0] ? bt_errf(err, errlen,
+                             "the swarm rejected its task: %s (update not completed within %d s)",
+                             task, UPDATE_MS / 1000)
+                   : bt_errf(err, errlen, "the swarm's update did not complete within %d s",
+                             UPDATE_MS / 1000);
 }
 
 static int swarm_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],

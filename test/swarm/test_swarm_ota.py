@@ -48,7 +48,7 @@ def steps(m, trace):
 
 
 def wait_steps(m, trace):
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 240  # an update may take UPDATE_MS (90 s) to count as failed
     while not any(x in steps(m, trace) for x in ("ROLLEDBACK", "FAILURE", "UPDATED")):
         assert time.monotonic() < deadline, (steps(m, trace), m.logs())
         time.sleep(1)
