@@ -1,6 +1,7 @@
 /* The Docker Engine API client (see docker_api.h), on the SDK's HTTP/1.1 client: a long
  * call (a container's wait, a pull) is given up as soon as its cancel fd becomes readable. */
 #include "docker_api.h"
+#include "instance_log.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -16,6 +17,7 @@
 
 #define DEFAULT_MAX_BODY (1u << 20)
 #define CALL_TIMEOUT_MS 60000L
+#define SERVICE_LOGS_TIMEOUT_MS 10000L
 
 struct docker_client {
     char *socket;
@@ -707,13 +709,17 @@ static int logs_data(const char *buf, size_t len, void *arg)
     return last ? 1 : 0;
 }
 
-int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
-                          void (*line)(int stream, const char *text, size_t len, void *arg),
-                          void *arg, char *err, size_t errlen)
+/* GET <kind>/<id>/logs: containers and swarm services answer in the same stream format. */
+static int logs_of(docker_client *c, const char *kind, const char *id, int tail, size_t max_bytes,
+                   long timeout_ms,
+                   void (*line)(int stream, const char *text, size_t len, void *arg), void *arg,
+                   char *err, size_t errlen)
 {
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "/logs?stdout=1&stderr=1&tail=%d", tail > 0 ? tail : 100);
-    char *path = container_path(id, suffix), *body = NULL;
+    char *e = url_escape(id, false), *body = NULL;
+    char *path = e ? bt_strdup_printf("/%ss/%s/logs?stdout=1&stderr=1&tail=%d", kind, e,
+                                      tail > 0 ? tail : 100)
+                   : NULL;
+    free(e);
     logs_state *s = malloc(sizeof *s);
     if (!path || !s) {
         free(path);
@@ -724,7 +730,7 @@ int docker_container_logs(docker_client *c, const char *id, int tail, size_t max
     s->budget = max_bytes ? max_bytes : 1;
     docker_req r = {.method = "GET",
                     .path = path,
-                    .timeout_ms = CALL_TIMEOUT_MS,
+                    .timeout_ms = timeout_ms,
                     .cancel_fd = -1,
                     .on_data = logs_data,
                     .arg = s};
@@ -735,10 +741,48 @@ int docker_container_logs(docker_client *c, const char *id, int tail, size_t max
         docker_demux_flush(&s->d);
         rc = 0;
     } else if (st > 0) {
-        docker_answer_error(st, body, "container logs", err, errlen);
+        char what[32];
+        snprintf(what, sizeof what, "%s logs", kind);
+        docker_answer_error(st, body, what, err, errlen);
     }
     free(body);
     free(s);
+    return rc;
+}
+
+int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
+                          void (*line)(int stream, const char *text, size_t len, void *arg),
+                          void *arg, char *err, size_t errlen)
+{
+    return logs_of(c, "container", id, tail, max_bytes, CALL_TIMEOUT_MS, line, arg, err, errlen);
+}
+
+int docker_service_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
+                        void (*line)(int stream, const char *text, size_t len, void *arg),
+                        void *arg, char *err, size_t errlen)
+{
+    /* A node that is down holds the answer back: the call gives up sooner than others. */
+    return logs_of(c, "service", id, tail, max_bytes, SERVICE_LOGS_TIMEOUT_MS, line, arg, err,
+                   errlen);
+}
+
+static void json_line(int stream, const char *text, size_t len, void *arg)
+{
+    (void)stream;
+    ilog_add_line(arg, text, len);
+}
+
+int docker_logs_json(docker_client *c, bool service, const char *id, int n, size_t max_bytes,
+                     json_t *arr, char *err, size_t errlen)
+{
+    json_t *got = json_array();
+    if (!got)
+        return bt_errf(err, errlen, "out of memory");
+    int rc = (service ? docker_service_logs : docker_container_logs)(
+        c, id, n > 0 ? n : 1, max_bytes, json_line, got, err, errlen);
+    if (rc == 0 && n > 0)
+        json_array_extend(arr, got);
+    json_decref(got);
     return rc;
 }
 

@@ -107,6 +107,17 @@ int docker_container_stats(docker_client *c, const char *id, int cancel_fd, json
 int docker_container_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
                           void (*line)(int stream, const char *text, size_t len, void *arg),
                           void *arg, char *err, size_t errlen);
+/* The same for a swarm service (GET /services/{id}/logs: the output of all its tasks, which
+ * the manager gathers from the nodes that ran them). */
+int docker_service_logs(docker_client *c, const char *id, int tail, size_t max_bytes,
+                        void (*line)(int stream, const char *text, size_t len, void *arg),
+                        void *arg, char *err, size_t errlen);
+
+/* The last n lines (n > 0; none asked: 1 read, none appended) of a container's output, or
+ * a swarm service's when service, appended to arr as JSON strings (ilog_add_line), all or
+ * none. Returns 0 or -1 with err. */
+int docker_logs_json(docker_client *c, bool service, const char *id, int n, size_t max_bytes,
+                     json_t *arr, char *err, size_t errlen);
 
 /* The demultiplexer of the engine's log stream (8-byte frame headers: stream, 0, 0, 0,
  * big-endian size) into lines; a line longer than DOCKER_LINE_MAX is cut there. */

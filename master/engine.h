@@ -76,6 +76,13 @@ typedef struct {
     /* Stops a process or container recorded for adoption (rec: its record) that was not
      * taken over: its service changed or is gone. */
     void (*drop_adopted)(bt_engine *e, const char *service, const char *instance, json_t *rec);
+    /* Optional, for an engine that updates what it runs in place (swarm): the services of
+     * next are about to start (NULL: nothing will), so instances of those that are stopped
+     * before that may be kept for the start to update. */
+    void (*retarget)(bt_engine *e, const app_config *next);
+    /* Optional: the application has started (or failed for good): what retarget kept and
+     * no start took goes. */
+    void (*settle)(bt_engine *e);
     /* Cleans what a killed master left: stats is application.stats as JSON
      * (service -> instance -> stats), or NULL. */
     void (*recover)(bt_engine *e, json_t *stats);

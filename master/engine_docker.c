@@ -345,23 +345,8 @@ static void keep_output(docker_svc *s, const char *instance, json_t *lines)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    if (!s->last_out)
-        s->last_out = json_object();
-    if (s->last_out && !json_object_get(s->last_out, instance) &&
-        json_object_size(s->last_out) >= LAST_OUT_MAX) {
-        void *it = json_object_iter(s->last_out);
-        if (it)
-            json_object_del(s->last_out, json_object_iter_key(it));
-    }
-    if (s->last_out)
-        json_object_set(s->last_out, instance, lines);
+    ilog_keep(&s->last_out, instance, lines, LAST_OUT_MAX);
     pthread_mutex_unlock(&s->mu);
-    json_decref(lines);
-}
-
-static void collect_line(int stream, const char *text, size_t len, void *arg)
-{
-    ilog_add_line(arg, text, len);
 }
 
 static int docker_instance_logs(bt_engine *e, void *state, const char *instance,
@@ -370,26 +355,11 @@ static int docker_instance_logs(bt_engine *e, void *state, const char *instance,
     docker_priv *p = priv_of(e);
     docker_svc *s = state;
     char why[512];
-    if (inst && inst->id[0]) {
-        json_t *got = json_array();
-        if (got && docker_container_logs(p->c, inst->id, n > 0 ? n : 1, LOG_MAX_BYTES, collect_line,
-                                         got, why, sizeof why) == 0) {
-            if (n > 0)
-                json_array_extend(arr, got);
-            json_decref(got);
-            return 0;
-        }
-        json_decref(got); /* removed meanwhile: its kept output, below */
-    }
-    int r = 1;
+    if (inst && inst->id[0] &&
+        docker_logs_json(p->c, false, inst->id, n, LOG_MAX_BYTES, arr, why, sizeof why) == 0)
+        return 0; /* else removed meanwhile: its kept output, below */
     pthread_mutex_lock(&s->mu);
-    json_t *kept = s->last_out ? json_object_get(s->last_out, instance) : NULL;
-    if (kept) {
-        size_t total = json_array_size(kept), from = total > (size_t)n ? total - (size_t)n : 0;
-        for (size_t i = from; i < total; i++)
-            json_array_append(arr, json_array_get(kept, i));
-        r = 0;
-    }
+    int r = ilog_kept_tail(s->last_out, instance, n, arr);
     pthread_mutex_unlock(&s->mu);
     return r;
 }

@@ -10,6 +10,7 @@
 #include "docker_config.h"
 #include "engine.h"
 #include "engine_swarm.h"
+#include "instance_log.h"
 #include "baetyl/error.h"
 #include "baetyl/util.h"
 
@@ -27,12 +28,18 @@
 #define MAX_SEEN 4096    /* task ids remembered per instance (restarts counted up to this) */
 #define MAX_WATCH 4096   /* instances watched */
 #define MONITOR_MS 20000 /* a new service's first task must not be rejected within this */
+#define UPDATE_MS 90000  /* an update in place must complete within this, or it failed */
+#define LOG_TAIL 100     /* lines of an ended service's output kept and logged */
+#define LOG_MAX_BYTES (256u << 10)
+#define LAST_OUT_MAX 64 /* instances whose last output a service keeps */
 
 typedef struct {
     char *name;
     json_t *spec; /* swarm_service_spec() */
     const app_restart *restart;
     app_restart restart_copy;
+    pthread_mutex_t mu; /* last_out */
+    json_t *last_out;   /* swarm service name -> the output lines of its ended service */
 } swarm_svc;
 
 /* What the master knows of one instance's service, for inspect. */
@@ -43,6 +50,8 @@ typedef struct watch {
     char state[32];
     char err[256];
     long restarts;
+    bool seeded;  /* the tasks there at the first look are no restarts (an update's, an
+                   * adopted service's earlier ones) */
     json_t *seen; /* task id -> true */
     struct watch *next;
 } watch;
@@ -53,7 +62,9 @@ typedef struct {
     pthread_mutex_t mu; /* watches and nodes */
     watch *watches;
     size_t nwatches;
-    json_t *nodes; /* node id -> hostname */
+    json_t *nodes;  /* node id -> hostname */
+    json_t *next;   /* names of the services retarget() said start next (replica > 0) */
+    json_t *parked; /* swarm service name -> id: stopped, kept running for an update */
 } swarm_priv;
 
 static swarm_priv *priv_of(bt_engine *e)
@@ -127,6 +138,8 @@ static void swarm_svc_free(swarm_svc *s)
         return;
     free(s->name);
     json_decref(s->spec);
+    json_decref(s->last_out);
+    pthread_mutex_destroy(&s->mu);
     free(s->restart_copy.policy);
     free(s);
 }
@@ -150,6 +163,8 @@ static int swarm_start_service(bt_engine *e, const app_config *app, const app_se
         return -1;
     }
     swarm_svc *s = calloc(1, sizeof *s);
+    if (s)
+        pthread_mutex_init(&s->mu, NULL);
     if (!s || !(s->name = strdup(svc->name)) ||
         !(s->restart_copy.policy = strdup(svc->restart.policy))) {
         swarm_svc_free(s);
@@ -244,6 +259,79 @@ static int monitor(swarm_priv *p, const char *id, char *err, size_t errlen)
     return 0;
 }
 
+/* The error of the newest task the swarm rejected or that failed, for a message. */
+static void task_error(swarm_priv *p, const char *id, char *out, size_t len)
+{
+    char path[256], why[256];
+    json_t *tasks = NULL;
+    snprintf(path, sizeof path, "/tasks?filters=%%7B%%22service%%22%%3A%%5B%%22%s%%22%%5D%%7D", id);
+    out[0] = '\0';
+    long long best = -1;
+    size_t i;
+    json_t *t;
+    if (call(p, "GET", path, NULL, &tasks, why, sizeof why) == 200)
+        json_array_foreach(tasks, i, t)
+        {
+            const char *st = bt_json_get_str(t, "Status.State"),
+                       *er = bt_json_get_str(t, "Status.Err");
+            long long idx = bt_json_get_int(t, "Version.Index", 0);
+            if (st && er && *er && (strcmp(st, "rejected") == 0 || strcmp(st, "failed") == 0) &&
+                idx > best) {
+                best = idx;
+                snprintf(out, len, "%s", er);
+            }
+        }
+    json_decref(tasks);
+}
+
+/* Follows an update in place (UpdateConfig: FailureAction rollback after Monitor): 0 once
+ * the swarm reports it completed, -1 with err once the swarm has rolled the service back
+ * (or paused the update), or when it has not completed within UPDATE_MS (a task that never
+ * runs: an image the node keeps failing to pull, say): the application rolls back then,
+ * which updates the service to its old spec in place. before: the
+ * UpdateStatus.StartedAt of an earlier update (its end is no news), or "". */
+static int monitor_update(swarm_priv *p, const char *id, const char *before, char *err,
+                          size_t errlen)
+{
+    char path[160], why[512];
+    snprintf(path, sizeof path, "/services/%s", id);
+    for (int64_t end = bt_now_ms() + UPDATE_MS; bt_now_ms() < end; poll(NULL, 0, 500)) {
+        json_t *svc = NULL;
+        if (call(p, "GET", path, NULL, &svc, why, sizeof why) != 200) {
+            json_decref(svc);
+            continue;
+        }
+        const char *state = bt_json_get_str(svc, "UpdateStatus.State");
+        const char *at = bt_json_get_str(svc, "UpdateStatus.StartedAt");
+        const char *msg = bt_json_get_str(svc, "UpdateStatus.Message");
+        int rc = 1; /* 1: not decided yet */
+        if (state && at && strcmp(at, before) != 0) {
+            if (strcmp(state, "completed") == 0) {
+                rc = 0;
+            } else if (strcmp(state, "rollback_completed") == 0 ||
+                       strcmp(state, "rollback_paused") == 0 || strcmp(state, "paused") == 0) {
+                char task[256];
+                task_error(p, id, task, sizeof task);
+                rc = task[0]
+                         ? bt_errf(err, errlen, "the swarm rejected its task: %s (update %s: %s)",
+                                   task, state, msg ? msg : "")
+                         : bt_errf(err, errlen, "the swarm's update failed (%s: %s)", state,
+                                   msg ? msg : "");
+            }
+        }
+        json_decref(svc);
+        if (rc != 1)
+            return rc;
+    }
+    char task[256];
+    task_error(p, id, task, sizeof task);
+    return task[0] ? bt_errf(err, errlen,
+                             "the swarm rejected its task: %s (update not completed within %d s)",
+                             task, UPDATE_MS / 1000)
+                   : bt_errf(err, errlen, "the swarm's update did not complete within %d s",
+                             UPDATE_MS / 1000);
+}
+
 static int swarm_start_instance(bt_engine *e, void *state, const char *instance, char *const env[],
                                 eng_instance *out, char *err, size_t errlen)
 {
@@ -258,11 +346,19 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
     if (!spec || swarm_instance_spec(spec, name, instance, env) != 0 ||
         swarm_spec_hash(spec, hash, sizeof hash) != 0 ||
         json_object_set_new(json_object_get(spec, "Labels"), SWARM_SPEC_LABEL, json_string(hash)) !=
-            0) {
+            0 ||
+        /* on the task too: any change of the spec replaces the task in an update */
+        json_object_set_new(bt_json_get(spec, "TaskTemplate.ContainerSpec.Labels"),
+                            SWARM_SPEC_LABEL, json_string(hash)) != 0) {
         json_decref(spec);
         return bt_errf(err, errlen, "out of memory");
     }
+    pthread_mutex_lock(&p->mu);
+    json_object_del(p->parked, name); /* kept for this start: taken */
+    pthread_mutex_unlock(&p->mu);
     json_t *old = NULL, *ans = NULL;
+    char before[64] = "";
+    bool updated = false;
     snprintf(path, sizeof path, "/services/%s", name);
     int st = call(p, "GET", path, NULL, &old, why, sizeof why);
     const char *verb = "created";
@@ -279,11 +375,16 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
         } else if (was && strcmp(was, hash) == 0) {
             verb = "adopted"; /* left running by a killed master: nothing to change */
         } else {
+            /* In place (same service id, its tasks replaced as UpdateConfig says); the swarm
+             * rolls it back itself when the new task fails. */
             long long version = bt_json_get_int(old, "Version.Index", -1);
+            const char *at = bt_json_get_str(old, "UpdateStatus.StartedAt");
+            snprintf(before, sizeof before, "%s", at ? at : "");
             snprintf(path, sizeof path, "/services/%s/update?version=%lld", id, version);
             st = call(p, "POST", path, spec, NULL, why, sizeof why);
             st = st == 200 ? 200 : -1;
             verb = "updated";
+            updated = st == 200;
         }
     } else if (st == 404) {
         st = call(p, "POST", "/services/create", spec, &ans, why, sizeof why);
@@ -296,8 +397,15 @@ static int swarm_start_instance(bt_engine *e, void *state, const char *instance,
     json_decref(old);
     json_decref(ans);
     json_decref(spec);
-    if (st == 200 && id[0] && strcmp(verb, "adopted") != 0 &&
-        monitor(p, id, why, sizeof why) != 0) {
+    if (st == 200 && updated && monitor_update(p, id, before, why, sizeof why) != 0) {
+        /* Rolled back to its previous spec by the swarm: kept for the application's roll
+         * back to take again (settle() removes it if none does). */
+        pthread_mutex_lock(&p->mu);
+        json_object_set_new(p->parked, name, json_string(id));
+        pthread_mutex_unlock(&p->mu);
+        st = -1;
+    } else if (st == 200 && id[0] && !updated && strcmp(verb, "adopted") != 0 &&
+               monitor(p, id, why, sizeof why) != 0) {
         char ignored[256];
         snprintf(path, sizeof path, "/services/%s", id);
         call(p, "DELETE", path, NULL, NULL, ignored, sizeof ignored);
@@ -394,10 +502,11 @@ static int look(swarm_priv *p, eng_instance *inst, int *code)
             const char *tid = bt_json_get_str(t, "ID");
             if (tid && !json_object_get(w->seen, tid) && json_object_size(w->seen) < MAX_SEEN) {
                 json_object_set_new(w->seen, tid, json_true());
-                if (json_object_size(w->seen) > 1)
+                if (w->seeded && json_object_size(w->seen) > 1)
                     w->restarts++;
             }
         }
+        w->seeded = true;
         const char *s = newest ? bt_json_get_str(newest, "Status.State") : NULL;
         const char *er = newest ? bt_json_get_str(newest, "Status.Err") : NULL;
         snprintf(w->state, sizeof w->state, "%s", s ? s : "");
@@ -422,6 +531,58 @@ static int look(swarm_priv *p, eng_instance *inst, int *code)
     return rc;
 }
 
+/* ---- output ------------------------------------------------------------------------------ */
+
+/* Output of the running service: the manager gathers it from the nodes of its tasks. */
+static int swarm_instance_logs(bt_engine *e, void *state, const char *instance,
+                               const eng_instance *inst, int n, json_t *arr)
+{
+    swarm_priv *p = priv_of(e);
+    swarm_svc *s = state;
+    char why[512];
+    if (inst && inst->id[0] &&
+        docker_logs_json(p->c, true, inst->id, n, LOG_MAX_BYTES, arr, why, sizeof why) == 0)
+        return 0;                  /* else removed meanwhile: its kept output, below */
+    char name[SWARM_NAME_MAX + 1]; /* kept by service name (finish_service) */
+    if (swarm_name(instance, name, sizeof name) != 0)
+        return 1;
+    pthread_mutex_lock(&s->mu);
+    int r = ilog_kept_tail(s->last_out, name, n, arr);
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* A service that ended for good: its last lines go to the master log (at warn when it
+ * failed: an import error in a function, say) and are kept for the logs API; then the
+ * service is removed, as the docker engine removes an exited container. */
+static void finish_service(swarm_priv *p, eng_instance *inst, int code)
+{
+    char why[512], path[160];
+    json_t *lines = json_array();
+    if (lines && docker_logs_json(p->c, true, inst->id, LOG_TAIL, LOG_MAX_BYTES, lines, why,
+                                  sizeof why) != 0)
+        bt_logkv(BT_LOG_WARN, "failed to read the swarm service's output", "service", inst->name,
+                 "error", why, NULL);
+    bt_log_level level = code != 0 ? BT_LOG_WARN : BT_LOG_INFO;
+    size_t i;
+    json_t *ln;
+    json_array_foreach(lines, i, ln)
+        bt_logkv(level, json_string_value(ln), "instance", inst->name, NULL);
+    swarm_svc *s = inst->owner;
+    if (s && lines) {
+        pthread_mutex_lock(&s->mu);
+        ilog_keep(&s->last_out, inst->name, lines, LAST_OUT_MAX);
+        pthread_mutex_unlock(&s->mu);
+    } else {
+        json_decref(lines);
+    }
+    snprintf(path, sizeof path, "/services/%s", inst->id);
+    int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
+    if (st != 200 && st != 404)
+        bt_logkv(BT_LOG_WARN, "failed to remove swarm service", "service", inst->name, "error", why,
+                 NULL);
+}
+
 static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd,
                                int *exit_code)
 {
@@ -432,6 +593,21 @@ static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms,
     }
     int64_t deadline = timeout_ms < 0 ? -1 : bt_now_ms() + timeout_ms;
     for (;;) {
+        /* Parked by signal_instance (at any time of this wait): stopped for the master,
+         * running on for the update that follows. */
+        pthread_mutex_lock(&p->mu);
+        const char *kept = json_string_value(json_object_get(p->parked, inst->name));
+        bool parked = inst->stop_requested && kept && strcmp(kept, inst->id) == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (parked) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "swarm service (%s) kept for an update in place", inst->name);
+            bt_logkv(BT_LOG_INFO, msg, "engine", "swarm", NULL);
+            watch_forget(p, inst->id);
+            inst->id[0] = '\0';
+            *exit_code = 0;
+            return 1;
+        }
         int code = -1;
         int r = look(p, inst, &code);
         if (r != 0) {
@@ -442,6 +618,8 @@ static int swarm_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms,
                      r < 0 ? "removed" : "ended");
             bt_logkv(inst->stop_requested || code == 0 ? BT_LOG_INFO : BT_LOG_WARN, msg, "engine",
                      "swarm", NULL);
+            if (r > 0)
+                finish_service(p, inst, code);
             watch_forget(p, inst->id);
             inst->id[0] = '\0';
             *exit_code = code;
@@ -471,6 +649,14 @@ static int swarm_signal_instance(bt_engine *e, eng_instance *inst, bool force)
     if (!inst->id[0])
         return 0;
     inst->stop_requested = true;
+    const swarm_svc *s = inst->owner;
+    pthread_mutex_lock(&p->mu);
+    bool keep = p->next && s && json_object_get(p->next, s->name);
+    if (keep) /* its service starts again next: updated in place then, not removed now */
+        json_object_set_new(p->parked, inst->name, json_string(inst->id));
+    pthread_mutex_unlock(&p->mu);
+    if (keep)
+        return 0;
     char path[160], why[512];
     snprintf(path, sizeof path, "/services/%s", inst->id);
     int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
@@ -500,6 +686,46 @@ static void swarm_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
     pthread_mutex_unlock(&p->mu);
     if (j)
         json_object_set_new(obj, "swarm", j);
+}
+
+static void swarm_retarget(bt_engine *e, const app_config *next)
+{
+    swarm_priv *p = priv_of(e);
+    json_t *names = next ? json_object() : NULL;
+    for (size_t i = 0; names && i < next->services.n; i++)
+        if (APP_SERVICE(next, i)->replica > 0)
+            json_object_set_new(names, APP_SERVICE(next, i)->name, json_true());
+    pthread_mutex_lock(&p->mu);
+    json_decref(p->next);
+    p->next = names;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void swarm_settle(bt_engine *e)
+{
+    swarm_priv *p = priv_of(e);
+    pthread_mutex_lock(&p->mu);
+    json_t *left = p->parked;
+    p->parked = json_object();
+    json_decref(p->next);
+    p->next = NULL;
+    pthread_mutex_unlock(&p->mu);
+    const char *name;
+    json_t *id;
+    json_object_foreach(left, name, id)
+    {
+        char path[160], why[512], msg[200];
+        snprintf(path, sizeof path, "/services/%s", json_string_value(id));
+        int st = call(p, "DELETE", path, NULL, NULL, why, sizeof why);
+        snprintf(msg, sizeof msg, "swarm service (%s) removed: no instance of it started again",
+                 name);
+        if (st == 200 || st == 404)
+            bt_logkv(BT_LOG_INFO, msg, "engine", "swarm", NULL);
+        else
+            bt_logkv(BT_LOG_WARN, "failed to remove swarm service", "service", name, "error", why,
+                     NULL);
+    }
+    json_decref(left);
 }
 
 /* Nothing is removed: services a killed master left keep running and are adopted when the
@@ -534,6 +760,8 @@ static void swarm_destroy(bt_engine *e)
             free(w);
         }
         json_decref(p->nodes);
+        json_decref(p->next);
+        json_decref(p->parked);
         pthread_mutex_destroy(&p->mu);
         docker_client_free(p->c);
         free(p);
@@ -551,6 +779,9 @@ static const engine_ops swarm_ops = {
     .wait_instance = swarm_wait_instance,
     .signal_instance = swarm_signal_instance,
     .instance_stats = swarm_instance_stats,
+    .instance_logs = swarm_instance_logs,
+    .retarget = swarm_retarget,
+    .settle = swarm_settle,
     .recover = swarm_recover,
     .destroy = swarm_destroy,
 };
@@ -604,7 +835,8 @@ int engine_swarm_new(const engine_opts *opts, bt_engine **out, char *err, size_t
     e->api_env =
         bt_strdup_printf("tcp://%s%s%s:%s", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
     p->nodes = json_object();
-    if (!e->api_env || !p->nodes) {
+    p->parked = json_object();
+    if (!e->api_env || !p->nodes || !p->parked) {
         swarm_destroy(e);
         return bt_errf(err, errlen, "out of memory");
     }

@@ -13,6 +13,7 @@
 #define SWARM_NAME_MAX 63
 #define SWARM_INSTANCE_LABEL "baetyl-instance"
 #define SWARM_SPEC_LABEL "baetyl-spec" /* swarm_spec_hash() of the spec the master made */
+#define SWARM_MONITOR_NS 5000000000LL  /* an updated task that fails within this rolls back */
 
 typedef struct {
     const char *pwd;       /* absolute work dir: bind sources (the same path on every node) */
@@ -28,8 +29,10 @@ int swarm_name(const char *instance, char *out, size_t outlen);
 /* The spec of one instance of svc, all but Name, Env and the instance's labels: one replica,
  * ContainerSpec (Image, Args, bind Mounts, labels, StopGracePeriod), Resources.Limits,
  * RestartPolicy from restart, Placement from placement, the network with alias <service>,
- * EndpointSpec dnsrr with host-mode ports. devices, port addresses and host port ranges are
- * errors (a swarm has none). New reference, or NULL with err naming the field. */
+ * EndpointSpec dnsrr with host-mode ports, UpdateConfig and RollbackConfig (in place, one
+ * task at a time, rolled back on failure; start-first unless ports or writable binds).
+ * devices, port addresses and host port ranges are errors (a swarm has none). New
+ * reference, or NULL with err naming the field. */
 json_t *swarm_service_spec(const swarm_ctx *ctx, const app_config *app, const app_service *svc,
                            char *err, size_t errlen);
 /* Completes a copy of that spec for one instance: Name, Env, labels, alias. Returns 0 or -1. */

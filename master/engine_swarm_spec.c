@@ -134,6 +134,20 @@ static int add_mounts(const char *pwd, const app_config *app, const app_service 
     return 0;
 }
 
+/* How a changed service is updated in place, and rolled back by the swarm when its new task
+ * fails within the monitor period. A new task starts before the old one stops, except when
+ * they would share a host port or a writable bind (two hubs on one store). */
+static json_t *update_config(const app_service *svc, const char *on_failure)
+{
+    bool exclusive = svc->ports.n > 0;
+    for (size_t i = 0; i < svc->mounts.n; i++)
+        exclusive |= !APP_MOUNT(svc, i)->readonly;
+    const char *order = exclusive ? "stop-first" : "start-first";
+    return json_pack("{s:i,s:s,s:I,s:f,s:s}", "Parallelism", 1, "FailureAction", on_failure,
+                     "Monitor", (json_int_t)SWARM_MONITOR_NS, "MaxFailureRatio", 0.0, "Order",
+                     order);
+}
+
 static json_t *labels(const char *master_id, const char *svc)
 {
     return json_pack("{s:s,s:s,s:s}", "baetyl", "baetyl", "service", svc, DOCKER_MASTER_LABEL,
@@ -205,6 +219,8 @@ json_t *swarm_service_spec(const swarm_ctx *ctx, const app_config *app, const ap
         bad |= json_object_set(spec, "TaskTemplate", tt);
         bad |=
             json_object_set_new(spec, "Mode", json_pack("{s:{s:i}}", "Replicated", "Replicas", 1));
+        bad |= json_object_set_new(spec, "UpdateConfig", update_config(svc, "rollback"));
+        bad |= json_object_set_new(spec, "RollbackConfig", update_config(svc, "pause"));
         /* The kernels of small gateways often lack IPVS: DNS round robin, no virtual IP. */
         bad |= json_object_set_new(spec, "EndpointSpec",
                                    json_pack("{s:s,s:O}", "Mode", "dnsrr", "Ports", ports));

@@ -190,3 +190,28 @@ int ilog_tail(const char *path, int n, json_t *arr)
     free(prev);
     return 0;
 }
+
+void ilog_keep(json_t **kept, const char *key, json_t *lines, size_t max)
+{
+    if (!*kept)
+        *kept = json_object();
+    if (*kept && !json_object_get(*kept, key) && json_object_size(*kept) >= max) {
+        void *it = json_object_iter(*kept);
+        if (it)
+            json_object_del(*kept, json_object_iter_key(it));
+    }
+    if (*kept)
+        json_object_set(*kept, key, lines);
+    json_decref(lines);
+}
+
+int ilog_kept_tail(const json_t *kept, const char *key, int n, json_t *arr)
+{
+    json_t *lines = kept ? json_object_get(kept, key) : NULL;
+    if (!lines)
+        return 1;
+    size_t total = json_array_size(lines), from = total > (size_t)n ? total - (size_t)n : 0;
+    for (size_t i = from; i < total; i++)
+        json_array_append(arr, json_array_get(lines, i));
+    return 0;
+}

@@ -36,4 +36,11 @@ void ilog_add_line(json_t *arr, const char *s, size_t n);
  * counts as a line. Used for container output too. */
 void ilog_lines_tail(const char *text, size_t len, int n, json_t *arr);
 
+/* Kept output of instances that are gone (docker and swarm engines, for the logs API):
+ * keeps lines (a reference taken over) under key in *kept (made when NULL), the oldest key
+ * dropped past max keys. */
+void ilog_keep(json_t **kept, const char *key, json_t *lines, size_t max);
+/* Appends to arr the last n lines kept under key. Returns 0, or 1 when none are kept. */
+int ilog_kept_tail(const json_t *kept, const char *key, int n, json_t *arr);
+
 #endif

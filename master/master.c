@@ -522,7 +522,7 @@ json_t *master_instance_logs(master *m, const char *svc, const char *inst, int n
     eng_instance view = in ? in->view : (eng_instance){.wait_fd = -1, .log_fd = -1};
     pthread_mutex_unlock(&m->mu);
     json_t *lines = json_array(), *out = NULL;
-    /* An engine without output access (swarm: the nodes keep it) shows none. */
+    /* An engine without output access shows none. */
     int r = lines ? 1 : -1;
     if (lines && m->engine->ops->instance_logs)
         r = m->engine->ops->instance_logs(m->engine, s->eng_state, inst, alive ? &view : NULL, n,

@@ -166,6 +166,19 @@ static void commit(master *m, app_config *app)
     bt_logkv(BT_LOG_INFO, msg, NULL);
 }
 
+/* The engine's hooks around a change of application (engine.h: retarget, settle). */
+static void retarget(bt_engine *e, const app_config *next)
+{
+    if (e->ops->retarget)
+        e->ops->retarget(e, next);
+}
+
+static void settle(bt_engine *e)
+{
+    if (e->ops->settle)
+        e->ops->settle(e);
+}
+
 /* Runs steps (2)-(5) once the files are in place. Caller holds ops. is_ota: an update
  * (from the API, or interrupted and found at boot) that writes ota.log and rolls back to
  * application.yml.old; otherwise a plain boot, where a failure simply stops what started.
@@ -221,10 +234,12 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
     engine_placement_warn(e, &cur);
     int rc = e->ops->prepare(e, &cur, why, sizeof why);
     if (rc == 0) {
+        retarget(e, &cur);
         master_stop_changed(m, &cur, &m->app);
         rc = master_start_app(m, &cur, why, sizeof why);
     }
     if (rc == 0) {
+        settle(e);
         commit(m, &cur);
         app_free(&old);
         if (is_ota)
@@ -232,7 +247,9 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
         return 0;
     }
     if (!is_ota) {
+        retarget(e, NULL);
         master_stop_changed(m, NULL, NULL);
+        settle(e);
         app_free(&cur);
         app_free(&old);
         return bt_errf(err, errlen, "failed to start app: %s", why);
@@ -241,14 +258,19 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
     /* (4) roll back: stop what the new app started, start the old one again. */
     ota_log(m, trace, "ROLLINGBACK", "failed to start app", why);
     if (restore_backup(rb, sizeof rb) != 0) {
+        retarget(e, NULL);
+        settle(e);
         ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         app_free(&cur);
         app_free(&old);
         return bt_errf(err, errlen, "failed to start app: %s; failed to roll back: %s", why, rb);
     }
+    retarget(e, &old);
     master_stop_changed(m, &cur, &m->app);
     app_free(&cur);
-    if (master_start_app(m, &old, rb, sizeof rb) != 0) {
+    int back = master_start_app(m, &old, rb, sizeof rb);
+    settle(e);
+    if (back != 0) {
         ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         commit(m, &old);
         return bt_errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why,

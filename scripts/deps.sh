@@ -38,6 +38,8 @@ PKGS=(
   nodejs npm
   # docker mode: the engine the tests start, and a static busybox for their test image
   docker.io busybox-static
+  # swarm: the local registry nodes pull images from (test/swarm)
+  docker-registry
   # durability: the power-cut filesystem (test/tools/cutfs.c) is a FUSE program
   libfuse3-dev fuse3
   # packages: make deb and its test (a fresh Debian root, in a network namespace)

@@ -38,6 +38,8 @@ def make_swarm(swarm_ok):
     yield make
     for s in made:
         s.stop()
+    for s in made:
+        assert s.leftovers() == [], "the swarm's teardown left these behind"
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +55,4 @@ def swarm2(swarm_ok):
         yield s
     finally:
         s.stop()
+    assert s.leftovers() == [], "the swarm's teardown left these behind"

@@ -1,12 +1,15 @@
 """An N-node Docker Swarm on this one machine, for the swarm engine's tests.
 
 Each node is a network namespace with its own dockerd (own data root, exec root, containerd
-namespace and socket under one temp dir); the nodes reach each other through a bridge that
-lives in one more namespace, so nothing is added to the machine's own network. Names carry
+namespace and socket under one temp dir, own cgroup parent); the nodes reach each other
+through a bridge that lives in one more namespace, so nothing is added to the machine's own
+network. Names carry
 a random run id, so two runs never collide. Images built on node 1 reach the others through
 `docker save | docker load` (no registry). stop() removes everything even after a failure:
-containers, dockerds and the containerd shims of killed ones, mounts, namespaces, the dir.
-The system dockerd is never used: every docker call names a node's socket."""
+containers, dockerds and the containerd shims of killed ones, the container processes a killed
+node's shims leave (found by the node's cgroup parent), mounts, namespaces, cgroups, the dir;
+leftovers() lists what would remain. The system dockerd is never used: every docker call
+names a node's socket."""
 import json
 import os
 import shutil
@@ -17,6 +20,7 @@ import time
 import uuid
 
 SUBNET = "10.210.0"  # node n is SUBNET.n inside the run's own namespaces
+REGISTRY = f"{SUBNET}.100:5000"  # start_registry(): on the switch, plain HTTP
 
 
 def _run(*args, timeout=60, check=True, **kw):
@@ -51,6 +55,7 @@ class Node:
         self.host = f"unix://{self.sock}"
         self.addr = f"{SUBNET}.{n}"
         self.cns = f"{swarm.prefix}{n}-{swarm.run}"  # containerd namespace
+        self.cgroup = f"{swarm.prefix}{n}"  # cgroup parent of its containers (cgroupfs driver)
         self.proc = None
         self.node_id = None
 
@@ -61,9 +66,9 @@ class Node:
         """A command line that runs args in this node's network namespace."""
         return ["nsenter", f"--net=/var/run/netns/{self.netns}", *args]
 
-    def ok(self):
+    def ok(self, timeout=20):
         try:
-            return self.docker("info", "--format", "{{.ID}}", timeout=20).returncode == 0
+            return self.docker("info", "--format", "{{.ID}}", timeout=timeout).returncode == 0
         except subprocess.TimeoutExpired:
             return False
 
@@ -76,7 +81,8 @@ class Node:
             self.in_ns(dockerd, "--data-root", f"{self.root}/data", "--exec-root",
                        f"{self.root}/exec", "--pidfile", f"{self.root}/dockerd.pid", "-H",
                        self.host, f"--bip=172.31.{self.n}.1/24", "--containerd-namespace",
-                       self.cns, "--containerd-plugins-namespace", f"{self.cns}-plugins"),
+                       self.cns, "--containerd-plugins-namespace", f"{self.cns}-plugins",
+                       "--cgroup-parent", f"/{self.cgroup}", "--insecure-registry", REGISTRY),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 60
@@ -106,32 +112,109 @@ class Node:
     def shims(self):
         """Pids of the containerd processes and shims of this node (found by its namespace,
         or its exec root)."""
+        return [pid for pid, cmd, _ in _procs()
+                if "containerd" in cmd and (f" {self.cns} " in f"{cmd} " or self.root + "/" in cmd)]
+
+    def cgroup_dirs(self):
+        """The node's cgroup parent in every hierarchy (cgroup v1 controllers, or v2)."""
+        base = "/sys/fs/cgroup"
+        dirs = [os.path.join(base, c, self.cgroup) for c in os.listdir(base)
+                if os.path.isdir(os.path.join(base, c, self.cgroup))]
+        if os.path.isdir(os.path.join(base, self.cgroup)):
+            dirs.append(os.path.join(base, self.cgroup))
+        return dirs
+
+    def container_procs(self):
+        """Pids of the processes in the node's containers: in its cgroup parent, or in a
+        cgroup named after one of its containers (all pid namespaces: /proc shows them)."""
+        try:
+            ids = os.listdir(os.path.join(self.root, "data", "containers"))
+        except OSError:
+            ids = []
         out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "containerd" in cmd and (f" {self.cns} " in f"{cmd} " or self.root + "/" in cmd):
-                out.append(int(d))
+        for pid, _, cg in _procs():
+            paths = [ln.split(":", 2)[-1] for ln in cg.splitlines()]
+            if any(p.startswith(f"/{self.cgroup}/") or p == f"/{self.cgroup}" or
+                   any(i in p for i in ids) for p in paths):
+                out.append(pid)
         return out
 
-    def stop(self):
+    def reap(self):
+        """Kills what a dead dockerd left: containerd, shims, the containers' processes (a
+        killed shim's container runs on, reparented), then removes the node's cgroups."""
+        for _ in range(50):
+            pids = self.shims() + self.container_procs()
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for top in self.cgroup_dirs():
+            for d, _, _ in sorted(os.walk(top), key=lambda x: -len(x[0])):
+                for _ in range(20):
+                    try:
+                        os.rmdir(d)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.1)  # its last process is still being freed
+
+    def stop_begin(self):
+        """Removes the containers and asks dockerd to stop (stop_end waits: the nodes of a
+        swarm stop side by side, one that lost its quorum takes many seconds)."""
         if self.proc and self.proc.poll() is None:
-            if self.ok():
-                ids = self.docker("ps", "-aq").stdout.split()
-                if ids:
-                    self.docker("rm", "-f", *ids)
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
+            try:  # a node in the middle of an election may not answer: reap() ends the rest
+                if self.ok(timeout=5):
+                    ids = self.docker("ps", "-aq", timeout=10).stdout.split()
+                    if ids:
+                        self.docker("rm", "-f", *ids, timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                pass
+            self.proc.terminate()
+
+    def stop_end(self, deadline):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # reap() ends what it leaves
                 self.proc.wait()
         self.kill_dockerd()
+        self.reap()
+
+
+def _procs():
+    """(pid, command line, /proc/pid/cgroup) of every process (zombies have no command)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{d}/cgroup") as f:
+                cg = f.read()
+        except OSError:
+            continue
+        if cmd:
+            out.append((int(d), cmd, cg))
+    return out
+
+
+def busybox_tar(dest):
+    """A one-file image (Debian's busybox-static) as a tar for `docker import`: seconds to
+    load on every node, where the project's images take minutes to build."""
+    tree = os.path.join(os.path.dirname(dest), "busybox-img")
+    os.makedirs(os.path.join(tree, "bin"), exist_ok=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", os.path.join(tree, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(tree, "bin", "sh"))
+    _run("tar", "-C", tree, "-cf", dest, ".")
+    shutil.rmtree(tree)
+    return dest
 
 
 class Swarm:
@@ -206,6 +289,60 @@ class Swarm:
             if save.wait(600) != 0 or load.returncode != 0:
                 raise RuntimeError(f"loading images on node {nd.n}: {load.stderr}")
 
+    def import_busybox(self, ref="local/busybox:1", nodes=None):
+        """The busybox image (busybox_tar) on every node (or those of nodes) as ref."""
+        tar = busybox_tar(os.path.join(self.root, "busybox.tar"))
+        for nd in nodes or self.nodes:
+            nd.docker("import", "--change", "CMD [\"/bin/sh\"]", tar, ref, check=True)
+        return ref
+
+    def start_registry(self):
+        """Debian's docker-registry on the switch (REGISTRY, storage in the run's dir), as a
+        site's registry on its LAN; the nodes' dockerds trust it without TLS. Returns its
+        address."""
+        exe = shutil.which("docker-registry")
+        if not exe:
+            raise RuntimeError("docker-registry is not installed (scripts/deps.sh)")
+        d = os.path.join(self.root, "registry")
+        os.makedirs(d)
+        host = REGISTRY.split(":")[0]
+        _run("ip", "-n", self.switch, "addr", "add", f"{host}/24", "dev", "br0")
+        _run("ip", "-n", self.switch, "link", "set", "lo", "up")  # its own address is local
+        conf = os.path.join(d, "config.yml")
+        with open(conf, "w") as f:
+            f.write("version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem:\n"
+                    f"    rootdirectory: {d}/data\nhttp:\n  addr: {REGISTRY}\n")
+        log = open(os.path.join(d, "registry.log"), "ab")
+        p = subprocess.Popen(["nsenter", f"--net=/var/run/netns/{self.switch}", exe, "serve",
+                              conf], stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        log.close()
+        self.extra_procs.append(p)
+        deadline = time.monotonic() + 30
+        while _run("nsenter", f"--net=/var/run/netns/{self.switch}", "curl", "-sf", "-m", "2",
+                   f"http://{REGISTRY}/v2/", check=False).returncode != 0:
+            if p.poll() is not None or time.monotonic() > deadline:
+                with open(os.path.join(d, "registry.log"), errors="replace") as f:
+                    raise RuntimeError("docker-registry did not start: " + f.read()[-2000:])
+            time.sleep(0.3)
+        return REGISTRY
+
+    def leftovers(self):
+        """What of this run is still on the machine: processes (any pid namespace), network
+        namespaces, mounts, cgroups, the dir. Empty after stop()."""
+        left = [f"process {pid}: {cmd[:200]}" for pid, cmd, _ in _procs()
+                if self.root + "/" in cmd or self.prefix in cmd]
+        for nd in self.nodes:
+            left += [f"container process {pid}" for pid in nd.container_procs()]
+            left += [f"cgroup {d}" for d in nd.cgroup_dirs()]
+        r = _run("ip", "netns", "list", check=False)
+        left += [f"netns {ln}" for ln in r.stdout.splitlines() if self.prefix in ln]
+        with open("/proc/self/mounts") as f:
+            left += [f"mount {ln.split()[1]}" for ln in f if self.root in ln.split()[1]]
+        if os.path.exists(self.root):
+            left.append(f"dir {self.root}")
+        return left
+
     def manager(self):
         """A node whose dockerd answers as a manager (the leader first)."""
         for nd in self.nodes:
@@ -238,9 +375,16 @@ class Swarm:
                 p.wait()
         for nd in self.nodes:
             try:
-                nd.stop()
+                nd.stop_begin()
             except Exception:  # noqa: BLE001 - tear down the rest whatever happened
                 nd.kill_dockerd()
+        deadline = time.monotonic() + 10  # a node without quorum would take far longer
+        for nd in self.nodes:
+            try:
+                nd.stop_end(deadline)
+            except Exception:  # noqa: BLE001
+                nd.kill_dockerd()
+                nd.reap()
         with open("/proc/self/mounts") as f:  # never delete through a mount left behind
             mounts = [ln.split()[1] for ln in f if ln.split()[1].startswith(self.root + "/")]
         for mnt in sorted(mounts, reverse=True):

@@ -1,22 +1,51 @@
 """The harness itself: nodes join, images reach every node, nothing is left behind."""
 import os
-import subprocess
 import time
 
 from swarm_harness import Swarm
+
+
+def cmdline(pid):
+    """The command line of a live process (b"" when gone, or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def test_two_nodes_join_and_leave_nothing(make_swarm):
     s = make_swarm(2)
     r = s.leader.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}", check=True)
     assert r.stdout.count("Ready") == 2, r.stdout
-    root, netns = s.root, [n.netns for n in s.nodes]
     s.stop()
-    assert not os.path.exists(root)
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert not any(n in left for n in netns), left
-    with open("/proc/self/mounts") as f:
-        assert root not in f.read()
+    assert s.leftovers() == []
+
+
+def test_killed_worker_leaves_nothing(make_swarm):
+    """kill -9 of a worker's dockerd and shims leaves its container running (reparented, in
+    its own pid namespace); stop() still ends it and leaves no process, netns, mount or
+    cgroup."""
+    s = make_swarm(2)
+    ref = s.import_busybox()
+    worker = s.nodes[1]
+    s.leader.docker("service", "create", "-d", "--name", "sleeper", "--constraint",
+                    f"node.id=={worker.node_id}", ref, "/bin/busybox", "sleep", "3600",
+                    check=True)
+    def sleepers():  # the container's own process (not runc's, while it starts)
+        return [p for p in worker.container_procs() if b"sleep" in cmdline(p)]
+
+    deadline = time.monotonic() + 60
+    while not sleepers():
+        assert time.monotonic() < deadline, s.tasks("sleeper")
+        time.sleep(0.5)
+    pids = sleepers()
+    worker.kill_dockerd()
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+    assert alive, "the container outlives its killed shim (what stop() must end)"
+    s.stop()
+    assert s.leftovers() == []
+    assert not any(cmdline(p) for p in pids)
 
 
 def test_runs_do_not_collide(swarm_ok):

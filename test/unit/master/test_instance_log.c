@@ -1,5 +1,6 @@
 /* Native instances' output files (master/instance_log.c): the tail of lines the logs API
- * returns, text that is not UTF-8, the cap with its one older file, a new run. */
+ * returns, text that is not UTF-8, the cap with its one older file, a new run; the kept
+ * output of ended containers and swarm services. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,11 +105,33 @@ static void test_file_cap_and_runs(void **state)
     free(old);
 }
 
+static void test_kept_output(void **state)
+{
+    (void)state;
+    json_t *kept = NULL, *arr = json_array();
+    assert_int_equal(ilog_kept_tail(kept, "a", 5, arr), 1); /* nothing kept yet */
+    ilog_keep(&kept, "a", json_pack("[s,s,s]", "1", "2", "3"), 2);
+    ilog_keep(&kept, "b", json_pack("[s]", "x"), 2);
+    assert_int_equal(ilog_kept_tail(kept, "a", 2, arr), 0);
+    assert_int_equal(json_array_size(arr), 2);
+    assert_string_equal(json_string_value(json_array_get(arr, 0)), "2");
+    ilog_keep(&kept, "b", json_pack("[s]", "y"), 2); /* a new run of b replaces its lines */
+    ilog_keep(&kept, "c", json_pack("[]"), 2);       /* past 2 keys: the oldest (a) goes */
+    json_array_clear(arr);
+    assert_int_equal(ilog_kept_tail(kept, "a", 5, arr), 1);
+    assert_int_equal(ilog_kept_tail(kept, "b", 5, arr), 0);
+    assert_string_equal(json_string_value(json_array_get(arr, 0)), "y");
+    assert_int_equal(json_object_size(kept), 2);
+    json_decref(kept);
+    json_decref(arr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_tail),
         cmocka_unit_test(test_file_cap_and_runs),
+        cmocka_unit_test(test_kept_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

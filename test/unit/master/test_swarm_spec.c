@@ -33,6 +33,9 @@ static const char APP[] = "services:\n"
                           "  - name: bound\n"
                           "    image: x\n"
                           "    ports: ['127.0.0.1:1883:1883']\n"
+                          "  - name: fn\n"
+                          "    image: f\n"
+                          "    mounts: [{name: conf, path: etc/baetyl, readonly: true}]\n"
                           "volumes: [{name: conf, path: var/db/baetyl/conf}]\n";
 
 /* The compact JSON (keys sorted) of the value at path in s; freed by the caller. */
@@ -104,6 +107,12 @@ static void test_spec(void **state)
                      5000000000LL);
     assert_int_equal(bt_json_get_int(s, "Mode.Replicated.Replicas", 0), 1);
     assert_string_equal(bt_json_get_str(s, "Labels.baetyl-master"), "0123456789ab");
+    /* updated in place, rolled back by the swarm; a published port: the old task goes first */
+    t = at(s, "UpdateConfig");
+    assert_string_equal(t, "{\"FailureAction\":\"rollback\",\"MaxFailureRatio\":0.0,\"Monitor\":"
+                           "5000000000,\"Order\":\"stop-first\",\"Parallelism\":1}");
+    free(t);
+    assert_string_equal(bt_json_get_str(s, "RollbackConfig.FailureAction"), "pause");
     char *env[] = {"A=1", NULL};
     assert_int_equal(swarm_instance_spec(s, "localhub-i1", "localhub.i1", env), 0);
     t = at(s, "TaskTemplate.Networks");
@@ -122,6 +131,11 @@ static void test_spec(void **state)
     assert_non_null(strstr(err, "devices"));
     assert_null(swarm_service_spec(&ctx, &app, APP_SERVICE(&app, 2), err, sizeof err));
     assert_non_null(strstr(err, "ports"));
+    /* no port, read-only binds: the new task starts before the old one stops */
+    s = swarm_service_spec(&ctx, &app, APP_SERVICE(&app, 3), err, sizeof err);
+    assert_non_null(s);
+    assert_string_equal(bt_json_get_str(s, "UpdateConfig.Order"), "start-first");
+    json_decref(s);
     app_free(&app);
 }
 
