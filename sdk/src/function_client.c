@@ -193,6 +193,11 @@ static void cq_give(bt_fn_client *c, grpc_completion_queue *cq)
         cq_destroy(cq);
 }
 
+/* While waiting for a connection, how long each wait for a state change lasts: a peer that
+ * refused it is dialled again after this instead of after gRPC's backoff (100 ms at least),
+ * since a starting runtime usually listens a few ms after the first refusal. */
+#define CONNECT_POLL_MS 2
+
 int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen)
 {
     long ms = timeout_ms > 0 ? timeout_ms : c->timeout_ms;
@@ -205,12 +210,19 @@ int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t err
             rc = BT_FN_OK;
             break;
         }
-        if (st == GRPC_CHANNEL_SHUTDOWN)
+        if (st == GRPC_CHANNEL_SHUTDOWN ||
+            gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
             break;
-        grpc_channel_watch_connectivity_state(c->ch, st, deadline, cq, c);
-        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE || !ev.success)
-            break; /* the deadline passed without a change */
+        if (st == GRPC_CHANNEL_TRANSIENT_FAILURE)
+            grpc_channel_reset_connect_backoff(c->ch); /* dial again now */
+        gpr_timespec slice = deadline_in(CONNECT_POLL_MS);
+        if (gpr_time_cmp(slice, deadline) > 0)
+            slice = deadline;
+        grpc_channel_watch_connectivity_state(c->ch, st, slice, cq, c);
+        /* a timeout of the slice (success false) only means no change yet */
+        if (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+            GRPC_OP_COMPLETE)
+            break;
     }
     cq_destroy(cq);
     if (rc != BT_FN_OK)

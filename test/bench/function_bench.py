@@ -18,7 +18,7 @@ Run from the repository root after a release build (`make`):
 Environment: BAETYL_BUILD (build dir), BENCH_N (flood size, 20000), BENCH_WINDOW (flood
 window, 2000), BENCH_SEQ (sequential samples, 300), BENCH_MAX (instance.max of the second
 flood, 4), BENCH_CONCURRENT (instance.concurrent; the manager's default when unset),
-BENCH_RUNTIMES (python,node,sql)."""
+BENCH_RUNTIMES (python,node,sql), BENCH_FLOODS (0: cold start and sequential latency only)."""
 import json
 import os
 import shlex
@@ -44,6 +44,8 @@ COLD = 3
 PKGS = "yaml-0.1 jansson libcurl openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc"
 SQLREF = "select id, qos() as qos, topic() as topic"
 FLOODS = ("q0x1", "q1x1", f"q0x{MAXI}", f"q1x{MAXI}")
+if os.environ.get("BENCH_FLOODS") == "0":
+    FLOODS = ()
 # Before issue 17 (commit 97e97a0: one call in flight per instance; this bench, same machine,
 # 2 cores shared with other work): msg/s of each flood, cold start and sequential p50 in ms.
 BEFORE = {
@@ -337,6 +339,8 @@ def main():
             results[rt], seq = bench_runtime(probe, load, port, rt, seq)
             print_row(rt, results[rt])
         probe.c.loop_stop()
+        if not FLOODS:
+            return
         ref = bench_sqlref(load, port)
         sql = results.get("sql") or {f"q{q}x1": {"rate": float("nan")} for q in (0, 1)}
         rates = " ".join(f"{ref[q]['rate']:>14.0f}" for q in (0, 1))
