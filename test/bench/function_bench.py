@@ -208,7 +208,7 @@ class Probe:
         self.c.loop_start()
         # not the floods' outputs: function_load takes those
         self.c.subscribe([(f"b/{rt}/{t}/out", 0) for rt in RUNTIMES
-                          for t in ["seq"] + [f"cold{k}" for k in range(COLD)]])
+                          for t in ["seq"] + [f"cold{k}" for k in range(COLD)]] + [("b/hub/out", 0)])
         time.sleep(0.3)
 
     def on_message(self, c, u, msg):
@@ -224,9 +224,9 @@ class Probe:
             self.got[(msg.topic, seq)] = now
             self.lock.notify_all()
 
-    def send(self, topic, seq):
+    def send(self, topic, seq, direct=False):
         self.sent[(topic + "/out", seq)] = time.perf_counter()
-        self.c.publish(topic, json.dumps({"id": seq}), qos=0)
+        self.c.publish(topic + "/out" if direct else topic, json.dumps({"id": seq}), qos=0)
 
     def wait(self, topic, seqs, timeout=120):
         keys = [(topic + "/out", s) for s in seqs]
@@ -279,6 +279,17 @@ def bench_runtime(probe, load, port, rt, seq_base):
     for label in FLOODS:
         res[label] = flood(load, port, f"b/{rt}/{label}", int(label[1]))
     return res, seq_base
+
+
+def hub_seq(probe, seq_base):
+    """Sequential p50 of the probe's own messages through the hub alone: the floor under
+    every runtime's seq p50 (the probe, paho in Python, and the hub)."""
+    lat = []
+    for _ in range(SEQ):
+        probe.send("b/hub", seq_base, direct=True)
+        lat += probe.wait("b/hub", [seq_base])
+        seq_base += 1
+    return pct(lat, 50)
 
 
 def print_row(rt, r):
@@ -338,6 +349,8 @@ def main():
         for rt in RUNTIMES:
             results[rt], seq = bench_runtime(probe, load, port, rt, seq)
             print_row(rt, results[rt])
+        print(f"{'hub only':8} {'-':>14} {hub_seq(probe, seq):>14.2f}  (the probe's messages through"
+              " the hub alone: the floor under seq p50)", flush=True)
         probe.c.loop_stop()
         if not FLOODS:
             return
