@@ -106,6 +106,8 @@ int fm_pool_start(fm_pool *p, char *err, size_t errlen);
  * for room. Starting one waits out the backoff left by a failed start first.
  * NULL with err when starting failed or the pool is closed. */
 fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen);
+/* A live instance with room for one more call, borrowed without waiting; NULL if none. */
+fm_instance *fm_pool_try_get(fm_pool *p);
 /* Gives a call's instance back. Not healthy: it takes no more calls, and is destroyed
  * when its last call in flight returns. */
 void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy);

@@ -351,6 +351,14 @@ fm_instance *fm_pool_get(fm_pool *p, char *err, size_t errlen)
     return in;
 }
 
+fm_instance *fm_pool_try_get(fm_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    fm_instance *in = p->closed ? NULL : pick(p);
+    pthread_mutex_unlock(&p->mu);
+    return in;
+}
+
 void fm_pool_put(fm_pool *p, fm_instance *in, bool healthy)
 {
     pthread_mutex_lock(&p->mu);

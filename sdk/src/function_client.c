@@ -193,24 +193,43 @@ static void cq_give(bt_fn_client *c, grpc_completion_queue *cq)
         cq_destroy(cq);
 }
 
+/* While waiting for a connection: a refused dial is made again after CONNECT_POLL_MS, then
+ * 1.5 times longer each time up to CONNECT_POLL_MAX_MS, instead of after gRPC's backoff (100
+ * ms at least): a starting runtime usually listens a few ms after the first refusal, and a
+ * peer that stays down is not dialled hundreds of times a second. */
+#define CONNECT_POLL_MS 2
+#define CONNECT_POLL_MAX_MS 50
+
 int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen)
 {
     long ms = timeout_ms > 0 ? timeout_ms : c->timeout_ms;
     gpr_timespec deadline = deadline_in(ms);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     int rc = BT_FN_EUNAVAILABLE;
+    long poll_ms = CONNECT_POLL_MS;
     for (;;) {
         grpc_connectivity_state st = grpc_channel_check_connectivity_state(c->ch, 1);
         if (st == GRPC_CHANNEL_READY) {
             rc = BT_FN_OK;
             break;
         }
-        if (st == GRPC_CHANNEL_SHUTDOWN)
+        if (st == GRPC_CHANNEL_SHUTDOWN ||
+            gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
             break;
-        grpc_channel_watch_connectivity_state(c->ch, st, deadline, cq, c);
+        /* refused: wait poll_ms (unless the state changes), then dial again */
+        bool refused = st == GRPC_CHANNEL_TRANSIENT_FAILURE;
+        gpr_timespec until = refused ? deadline_in(poll_ms) : deadline;
+        if (gpr_time_cmp(until, deadline) > 0)
+            until = deadline;
+        grpc_channel_watch_connectivity_state(c->ch, st, until, cq, c);
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type != GRPC_OP_COMPLETE || !ev.success)
-            break; /* the deadline passed without a change */
+        if (ev.type != GRPC_OP_COMPLETE)
+            break;
+        if (refused && !ev.success) { /* no change within poll_ms */
+            grpc_channel_reset_connect_backoff(c->ch);
+            poll_ms = poll_ms + poll_ms / 2 > CONNECT_POLL_MAX_MS ? CONNECT_POLL_MAX_MS
+                                                                  : poll_ms + poll_ms / 2;
+        }
     }
     cq_destroy(cq);
     if (rc != BT_FN_OK)

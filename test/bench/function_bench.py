@@ -18,7 +18,7 @@ Run from the repository root after a release build (`make`):
 Environment: BAETYL_BUILD (build dir), BENCH_N (flood size, 20000), BENCH_WINDOW (flood
 window, 2000), BENCH_SEQ (sequential samples, 300), BENCH_MAX (instance.max of the second
 flood, 4), BENCH_CONCURRENT (instance.concurrent; the manager's default when unset),
-BENCH_RUNTIMES (python,node,sql)."""
+BENCH_RUNTIMES (python,node,sql), BENCH_FLOODS (0: cold start and sequential latency only)."""
 import json
 import os
 import shlex
@@ -44,6 +44,8 @@ COLD = 3
 PKGS = "yaml-0.1 jansson libcurl openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc"
 SQLREF = "select id, qos() as qos, topic() as topic"
 FLOODS = ("q0x1", "q1x1", f"q0x{MAXI}", f"q1x{MAXI}")
+if os.environ.get("BENCH_FLOODS") == "0":
+    FLOODS = ()
 # Before issue 17 (commit 97e97a0: one call in flight per instance; this bench, same machine,
 # 2 cores shared with other work): msg/s of each flood, cold start and sequential p50 in ms.
 BEFORE = {
@@ -206,7 +208,7 @@ class Probe:
         self.c.loop_start()
         # not the floods' outputs: function_load takes those
         self.c.subscribe([(f"b/{rt}/{t}/out", 0) for rt in RUNTIMES
-                          for t in ["seq"] + [f"cold{k}" for k in range(COLD)]])
+                          for t in ["seq"] + [f"cold{k}" for k in range(COLD)]] + [("b/hub/out", 0)])
         time.sleep(0.3)
 
     def on_message(self, c, u, msg):
@@ -222,9 +224,9 @@ class Probe:
             self.got[(msg.topic, seq)] = now
             self.lock.notify_all()
 
-    def send(self, topic, seq):
+    def send(self, topic, seq, direct=False):
         self.sent[(topic + "/out", seq)] = time.perf_counter()
-        self.c.publish(topic, json.dumps({"id": seq}), qos=0)
+        self.c.publish(topic + "/out" if direct else topic, json.dumps({"id": seq}), qos=0)
 
     def wait(self, topic, seqs, timeout=120):
         keys = [(topic + "/out", s) for s in seqs]
@@ -277,6 +279,17 @@ def bench_runtime(probe, load, port, rt, seq_base):
     for label in FLOODS:
         res[label] = flood(load, port, f"b/{rt}/{label}", int(label[1]))
     return res, seq_base
+
+
+def hub_seq(probe, seq_base):
+    """Sequential p50 of the probe's own messages through the hub alone: the floor under
+    every runtime's seq p50 (the probe, paho in Python, and the hub)."""
+    lat = []
+    for _ in range(SEQ):
+        probe.send("b/hub", seq_base, direct=True)
+        lat += probe.wait("b/hub", [seq_base])
+        seq_base += 1
+    return pct(lat, 50)
 
 
 def print_row(rt, r):
@@ -336,7 +349,11 @@ def main():
         for rt in RUNTIMES:
             results[rt], seq = bench_runtime(probe, load, port, rt, seq)
             print_row(rt, results[rt])
+        print(f"{'hub only':8} {'-':>14} {hub_seq(probe, seq):>14.2f}  (the probe's messages through"
+              " the hub alone: the floor under seq p50)", flush=True)
         probe.c.loop_stop()
+        if not FLOODS:
+            return
         ref = bench_sqlref(load, port)
         sql = results.get("sql") or {f"q{q}x1": {"rate": float("nan")} for q in (0, 1)}
         rates = " ".join(f"{ref[q]['rate']:>14.0f}" for q in (0, 1))
