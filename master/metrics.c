@@ -120,6 +120,18 @@ static void add_usage(mt_set *s, master *m, m_instance *in, const char *const *l
         mt_add(s, "baetyl_instance_cgroup_oom_kills_total", "counter",
                "OOM kills in the service's cgroup (native services with limits).", "", l,
                num(cg, "oom_kills"));
+    /* swarm: the node of the task, and the restarts the swarm made (not the supervisor's) */
+    json_t *sw = json_object_get(o, "swarm");
+    const char *node = json_string_value(json_object_get(sw, "node"));
+    if (node && *node) {
+        const char *ln[] = {l[0], l[1], l[2], l[3], "node", node, NULL};
+        gauge(s, "baetyl_instance_node", "1 on the swarm node that runs the instance's task.", ln,
+              1);
+    }
+    if (num(sw, "restarts") >= 0)
+        mt_add(s, "baetyl_instance_swarm_restarts_total", "counter",
+               "Tasks of the instance's swarm service that the swarm restarted.", "", l,
+               num(sw, "restarts"));
     json_decref(o);
     uint64_t ticks, mem, start;
     char comm[64];

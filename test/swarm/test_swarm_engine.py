@@ -17,6 +17,7 @@ import pytest
 from conftest import BUILD, SRC
 
 API_PORT = 18080  # inside the run's own namespace: no clash with anything else
+METRICS_PORT = 18081  # the master's /metrics, same namespace
 
 
 def binary(name):
@@ -86,6 +87,7 @@ class SwarmMaster:
         os.makedirs(self.path("etc/baetyl"), exist_ok=True)
         open(self.path("etc/baetyl/conf.yml"), "w").write(
             f"mode: swarm\ngrace: 5s\nserver:\n  address: tcp://{node.addr}:{API_PORT}\n"
+            f"metrics:\n  address: tcp://{node.addr}:{METRICS_PORT}\n"
             "docker:\n  api_version: '1.38'\nlogger:\n  path: var/log/baetyl/baetyl.log\n"
             "  level: debug\n")
 
@@ -259,5 +261,15 @@ def test_main_example_placed_across_two_nodes(swarm2, master):
     assert insts["localhub"]["swarm"]["node_id"] == n1, insts["localhub"]
     assert insts["localhub"]["swarm"]["restarts"] == 0, insts["localhub"]
     assert insts["function-sql-filter.sql-filter.1"]["swarm"]["node_id"] == n2, insts
+    # and the metrics say it too: which node runs each instance, the swarm's restarts
+    r = subprocess.run(master.node.in_ns("curl", "-sf", f"http://{master.node.addr}:{METRICS_PORT}/metrics"),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    hub_line = [ln for ln in r.stdout.splitlines()
+                if ln.startswith('baetyl_instance_node{') and 'instance_name="localhub"' in ln]
+    assert len(hub_line) == 1 and f'node="{insts["localhub"]["swarm"]["node"]}"' in hub_line[0] \
+        and hub_line[0].endswith(" 1"), hub_line
+    assert 'baetyl_instance_swarm_restarts_total{service="localhub",instance_name="localhub"} 0' \
+        in r.stdout, r.stdout[-3000:]
     master.stop()
     assert swarm2.services() == [], "a stopped master removes its services"
