@@ -199,16 +199,12 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
     }
     if (pm && pm->props_len)
         memcpy(props + o, pm->props, pm->props_len);
-    bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH,
-                        .version = BT_MQTT_V5,
-                        .publish = {.qos = q,
-                                    .retain = retain,
-                                    .dup = q ? dup : false,
-                                    .packet_id = pid,
-                                    .topic = {topic, alias && !fresh ? 0 : tlen},
-                                    .payload = {payload, plen},
-                                    .props = {.raw = {props, plen5}}}};
-    ssize_t need = bt_mqtt_encoded_len(&p);
+    /* the hot path encoder: the topic was checked on the way in, the properties are the
+     * hub's own or were checked on the way in (or when read back from the store) */
+    size_t tl = alias && !fresh ? 0 : tlen;
+    dup = q ? dup : false;
+    ssize_t need = bt_mqtt_encode_publish5(NULL, 0, topic, tl, payload, plen, q, retain, dup, pid,
+                                           props, plen5);
     int rc = 0;
     if (need < 0 || (c->max_packet && (uint64_t)need > c->max_packet)) {
         rc = 1; /* cannot go to this client */
@@ -221,7 +217,8 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
             conn_close(c, "out of memory");
             rc = -1;
         } else {
-            bt_mqtt_encode(&p, w, (size_t)need);
+            bt_mqtt_encode_publish5(w, (size_t)need, topic, tl, payload, plen, q, retain, dup, pid,
+                                    props, plen5);
             c->out.len += (size_t)need;
         }
     }

@@ -529,6 +529,27 @@ ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size
     return (ssize_t)total;
 }
 
+ssize_t bt_mqtt_encode_publish5(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
+                                const void *payload, size_t payload_len, int qos, bool retain,
+                                bool dup, uint16_t packet_id, const uint8_t *props,
+                                size_t props_len)
+{
+    if ((payload_len && !payload) || (props_len && !props) || props_len > BT_MQTT_MAX_REMAINING)
+        return -1;
+    bt_mqtt_props ps = {.raw = {props, props_len}};
+    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id,
+                             vlen(props_len) + props_len, NULL, 0);
+    if (srl < 0)
+        return -1;
+    size_t rl = (size_t)srl, total = 1 + vlen(rl) + rl;
+    if (total > cap)
+        return (ssize_t)total;
+    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, &ps);
+    if (payload_len)
+        memcpy(buf + head, payload, payload_len);
+    return (ssize_t)total;
+}
+
 ssize_t bt_mqtt_encode_ack(uint8_t *buf, size_t cap, bt_mqtt_type type, uint16_t packet_id)
 {
     if (!is_ack(type) || packet_id == 0)

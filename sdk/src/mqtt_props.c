@@ -296,6 +296,8 @@ bool bt_mqtt_props_next(bt_mqtt_props_iter *it, bt_mqtt_prop *out)
 
 bool bt_mqtt_props_get(const bt_mqtt_props *ps, uint8_t id, bt_mqtt_prop *out)
 {
+    if (!ps->list && !ps->raw.len) /* most PUBLISHes carry none */
+        return false;
     bt_mqtt_props_iter it;
     bt_mqtt_prop pr;
     bt_mqtt_props_iter_init(&it, ps);

@@ -1220,6 +1220,45 @@ static void test_v5_props_access(void **state)
     assert_false(bt_mqtt_reason_valid(BT_MQTT_PUBLISH, 0));
 }
 
+/* The hub's 5.0 hot path gives the same bytes as the validating encoder, properties (a
+ * topic alias and a user property) included, and an alias-only topic. */
+static void test_v5_encode_publish5_matches(void **state)
+{
+    (void)state;
+    static const uint8_t props[] = {0x23, 0x00, 0x02, 0x26, 0x00, 0x01, 'k', 0x00, 0x01, 'v'};
+    for (int alias_only = 0; alias_only < 2; alias_only++) {
+        bt_mqtt_packet p = {.type = BT_MQTT_PUBLISH,
+                            .version = BT_MQTT_V5,
+                            .publish = {.qos = 1,
+                                        .dup = true,
+                                        .retain = true,
+                                        .packet_id = 9,
+                                        .topic = {"a/b", alias_only ? 0 : 3},
+                                        .payload = {(const uint8_t *)"hi", 2},
+                                        .props = {.raw = {props, sizeof props}}}};
+        uint8_t want[64], got[64];
+        ssize_t n = bt_mqtt_encode(&p, want, sizeof want);
+        assert_true(n > 0);
+        assert_int_equal(bt_mqtt_encode_publish5(NULL, 0, "a/b", alias_only ? 0 : 3, "hi", 2, 1,
+                                                 true, true, 9, props, sizeof props),
+                         n);
+        assert_int_equal(bt_mqtt_encode_publish5(got, sizeof got, "a/b", alias_only ? 0 : 3, "hi",
+                                                 2, 1, true, true, 9, props, sizeof props),
+                         n);
+        assert_memory_equal(got, want, (size_t)n);
+    }
+    /* no properties: one zero length byte */
+    uint8_t buf[16];
+    static const uint8_t q0[] = {0x30, 0x07, 0x00, 0x01, 't', 0x00, 'x', 'y', 'z'};
+    assert_int_equal(
+        bt_mqtt_encode_publish5(buf, sizeof buf, "t", 1, "xyz", 3, 0, false, false, 0, NULL, 0),
+        (ssize_t)sizeof q0);
+    assert_memory_equal(buf, q0, sizeof q0);
+    assert_int_equal(
+        bt_mqtt_encode_publish5(buf, sizeof buf, "t", 1, "xyz", 3, 1, false, false, 0, NULL, 0),
+        -1); /* packet id 0 with QoS 1 */
+}
+
 static void test_v5_incremental(void **state)
 {
     static const bt_mqtt_prop pub[] = {P_USER("key", "value"),
@@ -1271,6 +1310,7 @@ int main(void)
         cmocka_unit_test(test_v5_encode_invalid),
         cmocka_unit_test(test_v5_props_access),
         cmocka_unit_test(test_v5_incremental),
+        cmocka_unit_test(test_v5_encode_publish5_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,6 +357,13 @@ ssize_t bt_mqtt_encode(const bt_mqtt_packet *p, uint8_t *buf, size_t cap);
 ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
                                const void *payload, size_t payload_len, int qos, bool retain,
                                bool dup, uint16_t packet_id);
+/* The 5.0 hot path PUBLISH: as bt_mqtt_encode_publish, with props_len bytes of properties
+ * that are NOT re-validated either (a relay's own, or ones decoded and checked); topic_len
+ * may be 0 when they carry a topic alias. */
+ssize_t bt_mqtt_encode_publish5(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
+                                const void *payload, size_t payload_len, int qos, bool retain,
+                                bool dup, uint16_t packet_id, const uint8_t *props,
+                                size_t props_len);
 /* Like bt_mqtt_encode_publish but writes everything except the payload, so the payload can
  * follow from its own buffer (writev). Returns the header bytes (size needed if > cap). */
 ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
