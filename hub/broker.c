@@ -726,6 +726,7 @@ int hub_init(hub *h, hub_config *cfg, store *st, char *err, size_t errlen)
     h->epfd = -1;
     h->drop_oldest = cfg->storage_policy && !strcmp(cfg->storage_policy, "drop-oldest");
     h->now_ms = bt_now_ms();
+    h->wall_ms = hub_wall_ms();
     h->next_offsets_ms = h->now_ms + 200;
     h->next_cleanup_ms = h->now_ms; /* clean once at start */
     h->random_ids = (uint64_t)hub_wall_ms() ^ ((uint64_t)getpid() << 32);

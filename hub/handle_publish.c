@@ -164,7 +164,7 @@ int handle_publish(conn *c, const bt_mqtt_packet *p)
         }
         psession_qos2_record(c, 'i', pb->packet_id, true);
     }
-    m->ts_ms = hub_wall_ms();
+    m->ts_ms = c->h->wall_ms;
     m->from = c->id;
     if (pb->qos && c->sub_opts && c->client_id && has_no_local(c))
         m->origin = strdup(c->client_id); /* without it (no memory): only live no-local */

@@ -140,6 +140,7 @@ int loop_run(hub *h, void *listeners, size_t nl, int stop_fd, loop_tick_fn on_ti
             return -1;
         }
         h->now_ms = bt_now_ms();
+        h->wall_ms = hub_wall_ms();
         for (int i = 0; i < n; i++) {
             int kind = *(int *)evs[i].data.ptr;
             if (kind == LOOP_CONN) {
