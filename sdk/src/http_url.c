@@ -92,8 +92,7 @@ int bt_http_url_parse(const char *url, bt_http_url *u, char *err, size_t errlen)
         if (!rb)
             return bt_errf(err, errlen, "url host of %.200s has no closing ]", url);
         if (rb + 1 < end && rb[1] != ':')
-            return bt_errf(err, errlen, "url (%.200s) has something after its [IPv6] host",
-                           url);
+            return bt_errf(err, errlen, "url (%.200s) has something after its [IPv6] host", url);
         colon = rb + 1 < end ? rb + 1 : NULL;
     } else {
         colon = memchr(auth, ':', (size_t)(end - auth));

@@ -106,8 +106,7 @@ SSL *bt_tls_client_ssl(SSL_CTX *ctx, int fd, const char *host, bool insecure, ch
     return ssl;
 }
 
-void bt_tls_fail_reason(SSL *ssl, int rc, bool handshake, const char *closed, char *why,
-                        size_t len)
+void bt_tls_fail_reason(SSL *ssl, int rc, bool handshake, const char *closed, char *why, size_t len)
 {
     int e = SSL_get_error(ssl, rc);
     long v = SSL_get_verify_result(ssl);

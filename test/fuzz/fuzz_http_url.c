@@ -17,8 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bt_http_url u;
     if (bt_http_url_parse(url, &u, err, sizeof err) == 0) {
         long port = strtol(u.port, NULL, 10);
-        if (!u.host[0] || strpbrk(u.host, "/?#@[] \r\n") || port < 1 || port > 65535 ||
-            !u.target || u.target[0] != '/' || strpbrk(u.target, " \r\n#"))
+        if (!u.host[0] || strpbrk(u.host, "/?#@[] \r\n") || port < 1 || port > 65535 || !u.target ||
+            u.target[0] != '/' || strpbrk(u.target, " \r\n#"))
             abort();
     } else if (!err[0]) {
         abort();

@@ -37,8 +37,7 @@ static void test_accepted(void **state)
 {
     (void)state;
     ok("https://example.com", "example.com", "443", "/");
-    ok("HTTPS://a-b.example.com:8443/v3/edge/info", "a-b.example.com", "8443",
-       "/v3/edge/info");
+    ok("HTTPS://a-b.example.com:8443/v3/edge/info", "a-b.example.com", "8443", "/v3/edge/info");
     ok("https://127.0.0.1:1/files/x.zip?sig=a%20b", "127.0.0.1", "1", "/files/x.zip?sig=a%20b");
     ok("https://h?x=1", "h", "443", "/?x=1");
     ok("https://[::1]:65535/", "::1", "65535", "/");

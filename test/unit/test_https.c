@@ -24,11 +24,11 @@
 static char dir[64], path_ca[128], path_other[128], path_cert[128], path_key[128];
 static int lfd = -1, port;
 static SSL_CTX *srv;
-static bool silent;             /* accept TCP, never answer the handshake */
-static const char *answer;      /* to every request but /final */
-static const char *final;       /* to /final */
-static char request[4096];      /* the last request head */
-static int conns;               /* connections the server thread takes */
+static bool silent;        /* accept TCP, never answer the handshake */
+static const char *answer; /* to every request but /final */
+static const char *final;  /* to /final */
+static char request[4096]; /* the last request head */
+static int conns;          /* connections the server thread takes */
 
 static void sh(const char *fmt, ...)
 {
@@ -106,9 +106,11 @@ static int setup(void **state)
         return -1;
     const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     sh("cd %s && openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 -subj /CN=ca "
-       ">/dev/null 2>&1", dir, ec);
+       ">/dev/null 2>&1",
+       dir, ec);
     sh("cd %s && openssl req -x509 %s -keyout other.key -out other.pem -days 2 -subj /CN=o "
-       ">/dev/null 2>&1", dir, ec);
+       ">/dev/null 2>&1",
+       dir, ec);
     sh("cd %s && openssl req %s -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 >/dev/null 2>&1"
        " && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && openssl x509 -req -in srv.csr "
        "-CA ca.pem -CAkey ca.key -set_serial 2 -days 2 -extfile ext -out srv.pem >/dev/null 2>&1",
@@ -172,12 +174,18 @@ static void test_verified_and_redirected(void **state)
     assert_non_null(strstr(request, "x-iot-edge-sn: 12\r\n"));
     assert_non_null(strstr(request, "Content-Type: application/x-www-form-urlencoded\r\n"));
     /* a GET follows a redirect to an absolute https URL */
-    snprintf(loc, sizeof loc, "HTTP/1.1 302 Found\r\nLocation: https://127.0.0.1:%d/final\r\n"
-             "Content-Length: 0\r\n\r\n", port);
+    snprintf(loc, sizeof loc,
+             "HTTP/1.1 302 Found\r\nLocation: https://127.0.0.1:%d/final\r\n"
+             "Content-Length: 0\r\n\r\n",
+             port);
     answer = loc;
     final = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal";
-    bt_http_req g = {.url = url, .method = "GET", .ca = path_ca, .max_redirects = 5,
-                     .timeout_ms = 5000, .cancel_fd = -1};
+    bt_http_req g = {.url = url,
+                     .method = "GET",
+                     .ca = path_ca,
+                     .max_redirects = 5,
+                     .timeout_ms = 5000,
+                     .cancel_fd = -1};
     assert_int_equal(call(&g, &body, err, sizeof err, 2), 200);
     assert_string_equal(body, "final");
     free(body);
@@ -186,20 +194,25 @@ static void test_verified_and_redirected(void **state)
     assert_int_equal(call(&g, NULL, err, sizeof err, 1), 302);
 }
 
+/* A GET of https://<host>:<port><path> (written into url) trusting ca. */
+static bt_http_req get(char *url, size_t n, const char *host, const char *path, const char *ca)
+{
+    snprintf(url, n, "https://%s:%d%s", host, port, path);
+    return (bt_http_req){
+        .url = url, .method = "GET", .ca = ca, .timeout_ms = 5000, .cancel_fd = -1};
+}
+
 static void test_bad_certificate(void **state)
 {
     (void)state;
     char url[128], err[256] = "";
     silent = false;
     answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/", port);
-    bt_http_req q = {.url = url, .method = "GET", .ca = path_other, .timeout_ms = 5000,
-                     .cancel_fd = -1};
+    bt_http_req q = get(url, sizeof url, "127.0.0.1", "/", path_other);
     assert_int_equal(call(&q, NULL, err, sizeof err, 1), BT_HTTP_ERR);
     assert_non_null(strstr(err, "TLS handshake: certificate verify failed"));
     /* the right CA, but the certificate is for 127.0.0.1, not for this name */
-    snprintf(url, sizeof url, "https://localhost:%d/", port);
-    q.ca = path_ca;
+    q = get(url, sizeof url, "localhost", "/", path_ca);
     assert_int_equal(call(&q, NULL, err, sizeof err, 1), BT_HTTP_ERR);
     assert_non_null(strstr(err, "certificate verify failed: hostname mismatch"));
     /* a CA file that is not there is named */
@@ -213,9 +226,9 @@ static void test_handshake_timeout(void **state)
     (void)state;
     char url[128], err[256] = "";
     silent = true;
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/", port);
-    bt_http_req q = {.url = url, .method = "GET", .ca = path_ca, .connect_timeout_ms = 300,
-                     .cancel_fd = -1};
+    bt_http_req q = get(url, sizeof url, "127.0.0.1", "/", path_ca);
+    q.timeout_ms = 0;
+    q.connect_timeout_ms = 300;
     assert_int_equal(call(&q, NULL, err, sizeof err, 1), BT_HTTP_TIMEOUT);
     assert_non_null(strstr(err, "TLS handshake: timed out"));
 }
@@ -226,9 +239,8 @@ static void test_redirect_limit(void **state)
     char url[128], err[256] = "";
     silent = false;
     answer = "HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n";
-    snprintf(url, sizeof url, "https://127.0.0.1:%d/start", port);
-    bt_http_req q = {.url = url, .method = "GET", .ca = path_ca, .max_redirects = 2,
-                     .timeout_ms = 5000, .cancel_fd = -1};
+    bt_http_req q = get(url, sizeof url, "127.0.0.1", "/start", path_ca);
+    q.max_redirects = 2;
     assert_int_equal(call(&q, NULL, err, sizeof err, 3), BT_HTTP_ERR);
     assert_non_null(strstr(err, "more than 2 redirects (the last to /again)"));
     assert_non_null(strstr(request, "GET /again HTTP/1.1\r\n"));
