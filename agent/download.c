@@ -146,6 +146,7 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
     long secs = (long)((http->timeout + 999) / 1000);
     bt_http_req q = {
         .url = url, .method = "GET", .max_redirects = 5, .on_data = on_data, .arg = &s};
+    q.max_stream = (size_t)max; /* a larger Content-Length is refused before any byte */
     agent_http_setup(&q, http);
     q.connect_timeout_ms = (long)http->timeout;
     /* A volume may be large: no bound on the whole transfer, but on a stalled one. */
@@ -157,7 +158,7 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
         snprintf(err, errlen, "write %s: %s", path, strerror(errno));
     } else if (s.werrno) {
         snprintf(err, errlen, "write %s: %s", path, strerror(s.werrno));
-    } else if (s.too_big) {
+    } else if (s.too_big || status == BT_HTTP_TOO_LARGE) {
         snprintf(err, errlen, "larger than %lld bytes", (long long)max);
     } else if (status < 0) {
         snprintf(err, errlen, "%s", why);

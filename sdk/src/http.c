@@ -236,7 +236,7 @@ int bt_http_request(const bt_http_req *q, char **body, size_t *len, char *err, s
         }
         /* a stream is as long as its reader wants */
         bt_http_reply_free(r);
-        bt_http_reply_init(r, q->on_data ? SIZE_MAX : max);
+        bt_http_reply_init(r, !q->on_data ? max : q->max_stream ? q->max_stream : SIZE_MAX);
         bt_buf_free(&s.kept);
         if (q->on_data) {
             r->on_body = on_body;
@@ -246,6 +246,8 @@ int bt_http_request(const bt_http_req *q, char **body, size_t *len, char *err, s
         int64_t cdl = q->connect_timeout_ms > 0 ? bt_now_ms() + q->connect_timeout_ms : deadline;
         rc = exchange(q, &w, r, &io, cdl < deadline ? cdl : deadline, err, errlen);
         close_io(&io);
+        if (rc == BT_HTTP_ERR && q->on_data && r->too_big)
+            rc = BT_HTTP_TOO_LARGE;
         bool get = !strcmp(q->method, "GET") || !strcmp(q->method, "HEAD");
         if (!cur || rc < 0 || !redirect(rc) || !r->location || !get || !q->max_redirects)
             break;

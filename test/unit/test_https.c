@@ -202,6 +202,40 @@ static bt_http_req get(char *url, size_t n, const char *host, const char *path, 
         .url = url, .method = "GET", .ca = ca, .timeout_ms = 5000, .cancel_fd = -1};
 }
 
+static int count(const char *p, size_t n, void *arg)
+{
+    (void)p;
+    *(size_t *)arg += n;
+    return 0;
+}
+
+static void test_streamed_bound(void **state)
+{
+    (void)state;
+    char url[128], err[256] = "";
+    silent = false;
+    size_t got = 0;
+    bt_http_req q = get(url, sizeof url, "127.0.0.1", "/big", path_ca);
+    q.on_data = count;
+    q.arg = &got;
+    q.max_stream = 4;
+    /* declared larger: refused before any byte */
+    answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    assert_int_equal(call(&q, NULL, err, sizeof err, 1), BT_HTTP_TOO_LARGE);
+    assert_non_null(strstr(err, "larger than 4 bytes"));
+    assert_int_equal(got, 0);
+    /* chunks that pass it */
+    answer =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+    assert_int_equal(call(&q, NULL, err, sizeof err, 1), BT_HTTP_TOO_LARGE);
+    assert_int_equal(got, 3);
+    /* within it */
+    answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfour";
+    got = 0;
+    assert_int_equal(call(&q, NULL, err, sizeof err, 1), 200);
+    assert_int_equal(got, 4);
+}
+
 static void test_bad_certificate(void **state)
 {
     (void)state;
@@ -253,9 +287,8 @@ static void test_redirect_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verified_and_redirected),
-        cmocka_unit_test(test_bad_certificate),
-        cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_verified_and_redirected), cmocka_unit_test(test_streamed_bound),
+        cmocka_unit_test(test_bad_certificate),         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_redirect_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -11,6 +11,7 @@
 #define BT_HTTP_ERR (-1)       /* transport failure or refused reply; err says why */
 #define BT_HTTP_TIMEOUT (-2)   /* timeout_ms passed */
 #define BT_HTTP_CANCELLED (-3) /* cancel_fd became readable */
+#define BT_HTTP_TOO_LARGE (-4) /* a streamed body declared or passed max_stream */
 
 #define BT_HTTP_DEFAULT_MAX_BODY (1u << 20)
 
@@ -39,6 +40,7 @@ typedef struct {
      * call returns the status. */
     int (*on_data)(const char *buf, size_t len, void *arg);
     void *arg;
+    size_t max_stream; /* with on_data: the body's bound (0: none), checked on its length too */
 } bt_http_req;
 
 /* Performs one request. Returns the HTTP status with the kept body in *body (malloc'd,
