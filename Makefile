@@ -80,7 +80,7 @@ TEST_JOBS ?= 2
 VERSION  := $(shell git describe --tags --exact-match 2>/dev/null || echo git-$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-PKGS := yaml-0.1 jansson libcurl openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc
+PKGS := yaml-0.1 jansson openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread -lm
 
@@ -154,17 +154,17 @@ MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 # Each executable links only the libraries it uses (issue #18: every shared library mapped
 # costs memory in every process that maps it): the SDK's own (YAML, JSON) plus the module's.
 # OpenSSL is loaded when first used (baetyl/ossl.h: a TLS address or listener), so only the
-# modules calling it directly link it (gRPC and libcurl map it anyway). The master API and
-# docker engine clients are the SDK's own HTTP, so libcurl is the agent's (HTTPS to the
-# cloud) only. A module not listed here links everything. --as-needed drops what a binary
-# still does not use.
+# modules calling it directly link it (gRPC maps it anyway). The master API, docker engine
+# and cloud (HTTPS) clients are the SDK's own HTTP (baetyl/http.h): nothing links libcurl.
+# A module not listed here links everything. --as-needed drops what a binary still does
+# not use.
 SDK_PKGS := yaml-0.1 jansson
 MOD_PKGS_master            := libmicrohttpd
 MOD_PKGS_hub               := lmdb
 MOD_PKGS_function-manager  := libprotobuf-c grpc openssl
 MOD_PKGS_function-sql      := libprotobuf-c grpc
 MOD_PKGS_video-infer       := libprotobuf-c grpc
-MOD_PKGS_agent             := libcurl openssl # libarchive: dlopen()ed (agent/archive_lib.h)
+MOD_PKGS_agent             := openssl # libarchive: dlopen()ed (agent/archive_lib.h)
 MOD_PKGS_timer             :=
 MOD_PKGS_remote-mqtt       :=
 mod_pkgs = $(if $(filter undefined,$(origin MOD_PKGS_$(1))),$(PKGS),$(SDK_PKGS) $(MOD_PKGS_$(1)))

@@ -5,7 +5,6 @@
 #ifndef BAETYL_AGENT_H
 #define BAETYL_AGENT_H
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -17,6 +16,7 @@
 #include "baetyl/app_config.h"
 #include "baetyl/config.h"
 #include "baetyl/context.h"
+#include "baetyl/http.h"
 #include "baetyl/log.h"
 #include "baetyl/mqtt_client.h"
 #include "baetyl/otalog.h"
@@ -125,9 +125,9 @@ bool otalog_finished(const json_t *records, const char **step);
 
 /* ---- volumes (download.c, unzip.c) --------------------------------------------------- */
 
-/* Sets what every request to the cloud shares on a curl handle: remote.http's TLS settings
- * (the server is always verified), https only (redirects too), and the cancel check. */
-void agent_curl_setup(CURL *h, const agent_http_config *http);
+/* Sets what every request to the cloud shares: remote.http's TLS settings (the server is
+ * always verified; bt_http_request speaks https only, redirects too) and the cancel fd. */
+void agent_http_setup(bt_http_req *q, const agent_http_config *http);
 /* Makes every transfer in progress or to come fail at once (the agent stops). */
 void agent_cancel_transfers(void);
 

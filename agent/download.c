@@ -1,12 +1,13 @@
 /* Volumes of an OTA (SPEC §15): where they go, their download over HTTPS, the MD5 check
  * and the application.yml they carry. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,50 +84,50 @@ typedef struct {
     int fd;
     int64_t got, max;
     int werrno;
+    bool too_big;
 } sink;
 
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
+static int on_data(const char *p, size_t len, void *arg)
 {
     sink *s = arg;
-    size_t len = size * n;
-    if (s->got + (int64_t)len > s->max)
-        return 0; /* too large: curl stops with a write error */
+    if (s->got + (int64_t)len > s->max) {
+        s->too_big = true;
+        return -1;
+    }
     if (bt_write_all(s->fd, p, len) != 0) {
         s->werrno = errno ? errno : EIO;
-        return 0;
+        return -1;
     }
     s->got += (int64_t)len;
-    return len;
+    return 0;
 }
 
-static atomic_bool cancelled;
+/* Readable once the agent stops: every transfer watches it. */
+static int cancel_fd = -1;
+static pthread_once_t cancel_once = PTHREAD_ONCE_INIT;
+
+static void cancel_init(void)
+{
+    cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
 
 void agent_cancel_transfers(void)
 {
-    atomic_store(&cancelled, true);
+    pthread_once(&cancel_once, cancel_init);
+    uint64_t one = 1;
+    if (cancel_fd >= 0 && write(cancel_fd, &one, sizeof one) < 0)
+        bt_logkv(BT_LOG_WARN, "cannot cancel the transfers", "error", strerror(errno), NULL);
 }
 
-static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+void agent_http_setup(bt_http_req *q, const agent_http_config *http)
 {
-    (void)arg, (void)dt, (void)dn, (void)ut, (void)un;
-    return atomic_load(&cancelled) ? 1 : 0;
-}
-
-void agent_curl_setup(CURL *h, const agent_http_config *http)
-{
-    if (http->ca && *http->ca)
-        curl_easy_setopt(h, CURLOPT_CAINFO, http->ca);
+    pthread_once(&cancel_once, cancel_init);
+    q->ca = http->ca;
     if (http->cert && *http->cert) {
-        curl_easy_setopt(h, CURLOPT_SSLCERT, http->cert);
-        curl_easy_setopt(h, CURLOPT_SSLKEY, http->key);
+        q->cert = http->cert;
+        q->key = http->key;
     }
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    q->cancel_fd = cancel_fd;
 }
 
 int agent_download(const agent_http_config *http, const char *url, const char *path, int64_t max,
@@ -141,42 +142,28 @@ int agent_download(const agent_http_config *http, const char *url, const char *p
         snprintf(err, errlen, "open %s: %s", path, strerror(errno));
         return -1;
     }
-    CURL *h = curl_easy_init();
-    if (!h) {
-        close(fd);
-        snprintf(err, errlen, "curl: out of memory");
-        return -1;
-    }
     sink s = {.fd = fd, .max = max};
-    char cerr[CURL_ERROR_SIZE] = "";
     long secs = (long)((http->timeout + 999) / 1000);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    agent_curl_setup(h, http);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)http->timeout);
+    bt_http_req q = {
+        .url = url, .method = "GET", .max_redirects = 5, .on_data = on_data, .arg = &s};
+    q.max_stream = (size_t)max; /* a larger Content-Length is refused before any byte */
+    agent_http_setup(&q, http);
+    q.connect_timeout_ms = (long)http->timeout;
     /* A volume may be large: no bound on the whole transfer, but on a stalled one. */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, secs);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    CURLcode rc = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(h);
+    q.idle_timeout_ms = secs * 1000;
+    char why[512];
+    int status = bt_http_request(&q, NULL, NULL, why, sizeof why);
     int r = -1;
-    if (close(fd) != 0 && rc == CURLE_OK) {
+    if (close(fd) != 0 && status == 200 && !s.werrno && !s.too_big) {
         snprintf(err, errlen, "write %s: %s", path, strerror(errno));
-    } else if (rc == CURLE_WRITE_ERROR && s.werrno) {
+    } else if (s.werrno) {
         snprintf(err, errlen, "write %s: %s", path, strerror(s.werrno));
-    } else if (rc == CURLE_WRITE_ERROR || rc == CURLE_FILESIZE_EXCEEDED) {
+    } else if (s.too_big || status == BT_HTTP_TOO_LARGE) {
         snprintf(err, errlen, "larger than %lld bytes", (long long)max);
-    } else if (rc != CURLE_OK) {
-        snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
+    } else if (status < 0) {
+        snprintf(err, errlen, "%s", why);
     } else if (status != 200) {
-        snprintf(err, errlen, "status %ld", status);
+        snprintf(err, errlen, "status %d", status);
     } else {
         r = 0;
     }

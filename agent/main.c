@@ -4,7 +4,6 @@
  *
  * Threads: the MQTT client's (events in), the reporter (a report every interval), the
  * worker (one OTA at a time), and main waiting for SIGTERM. */
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,8 +109,6 @@ static int run(bt_ctx *ctx)
     memset(&a, 0, sizeof a);
     a.ctx = ctx;
     char err[1024];
-    /* before any thread: curl's global state */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_mutex_init(&a.mu, NULL);
     bt_cond_init_monotonic(&a.cv);
 
@@ -126,7 +123,7 @@ static int run(bt_ctx *ctx)
         bt_logkv(BT_LOG_ERROR, "failed to start the cloud link", "error", err, NULL);
         rc = -1;
     }
-    /* Not the 8 MiB default: the deepest is the worker (curl, libarchive, a 64 KiB hash buffer) */
+    /* Not the 8 MiB default: the deepest is the worker (HTTPS, libarchive, a 64 KiB hash buffer) */
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 512 * 1024);
@@ -156,7 +153,6 @@ static int run(bt_ctx *ctx)
     teardown(&a);
     pthread_cond_destroy(&a.cv);
     pthread_mutex_destroy(&a.mu);
-    curl_global_cleanup();
     return rc == 0 ? 0 : 1;
 }
 

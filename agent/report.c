@@ -1,7 +1,6 @@
 /* The report to the cloud (SPEC §15): the master's inspect (+ "ota" while an OTA runs),
  * encrypted with a fresh AES key that travels RSA-encrypted with the client's key, POSTed
  * over HTTPS. */
-#include <curl/curl.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,72 +45,47 @@ out:
     return rc;
 }
 
-typedef struct {
-    char buf[ANSWER_MAX];
-    size_t len;
-} answer;
-
-static size_t on_answer(char *p, size_t size, size_t n, void *arg)
+/* A 2xx answer is not read (only its status counts); another is kept for the error. */
+static int skip(const char *p, size_t n, void *arg)
 {
-    answer *a = arg;
-    size_t len = size * n, room = sizeof a->buf - 1 - a->len;
-    size_t k = len < room ? len : room;
-    memcpy(a->buf + a->len, p, k);
-    a->len += k;
-    a->buf[a->len] = '\0';
-    return len;
+    (void)p, (void)n, (void)arg;
+    return 0;
 }
 
 /* POST body to <address><report.url> with the agent's headers. */
 static int post(agent *a, const char *body, const char *key64, char *err, size_t errlen)
 {
     const agent_config *c = &a->cfg;
-    char *url = NULL, *h_sn = NULL, *h_key = NULL, *h_id = NULL;
-    struct curl_slist *hdr = NULL, *t;
-    CURL *h = curl_easy_init();
+    char *url = NULL, *h_sn = NULL, *h_key = NULL, *h_id = NULL, *ans = NULL;
     int rc = -1;
-    if (!h || asprintf(&url, "%s%s", c->http.address, c->report_url) < 0 ||
+    if (asprintf(&url, "%s%s", c->http.address, c->report_url) < 0 ||
         asprintf(&h_sn, "x-iot-edge-sn: %s", a->cert_sn) < 0 ||
         asprintf(&h_key, "x-iot-edge-key: %s", key64) < 0 ||
         asprintf(&h_id, "x-iot-edge-clientid: %s", c->mqtt.clientid) < 0) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    const char *lines[] = {h_sn, h_key, h_id, "Content-Type: application/x-www-form-urlencoded",
-                           "Expect:"};
-    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
-        if (!(t = curl_slist_append(hdr, lines[i]))) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        hdr = t;
-    }
-    answer ans = {.len = 0};
-    char cerr[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    agent_curl_setup(h, &c->http);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->http.timeout);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &ans);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    CURLcode r = curl_easy_perform(h);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (r != CURLE_OK) {
-        snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(r));
-    } else if (status < 200 || status > 299) {
-        char q[201];
-        agent_shown(q, sizeof q, ans.buf);
-        snprintf(err, errlen, "status %ld: %s", status, q);
-    } else {
+    const char *lines[] = {h_sn, h_key, h_id, NULL};
+    bt_http_req q = {.url = url,
+                     .method = "POST",
+                     .headers = lines,
+                     .content_type = "application/x-www-form-urlencoded",
+                     .body = body,
+                     .body_len = strlen(body),
+                     .timeout_ms = (long)c->http.timeout,
+                     .max_body = ANSWER_MAX - 1,
+                     .on_data = skip};
+    agent_http_setup(&q, &c->http);
+    int status = bt_http_request(&q, &ans, NULL, err, errlen);
+    if (status >= 0 && (status < 200 || status > 299)) {
+        char shown[201];
+        agent_shown(shown, sizeof shown, ans);
+        snprintf(err, errlen, "status %d: %s", status, shown);
+    } else if (status >= 0) {
         rc = 0;
     }
 out:
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(h);
+    free(ans);
     free(url);
     free(h_sn);
     free(h_key);

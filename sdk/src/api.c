@@ -272,54 +272,6 @@ void bt_api_free(bt_api_client *c)
 
 /* ---- one request --------------------------------------------------------------------- */
 
-/* Waits for fd to be ready for events until deadline or until cancel_fd (>= 0) is readable;
- * 0, or -1 with errno (ETIMEDOUT, ECANCELED). */
-static int wait_fd(int fd, short events, int64_t deadline, int cancel_fd)
-{
-    for (;;) {
-        int64_t now = bt_now_ms();
-        if (now >= deadline) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
-        int n = poll(p, cancel_fd >= 0 ? 2 : 1, bt_poll_timeout(deadline, now, INT_MAX));
-        if (n > 0 && cancel_fd >= 0 && p[1].revents) {
-            errno = ECANCELED;
-            return -1;
-        }
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
-int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, sa, len) == 0)
-        return fd;
-    if (errno != EINPROGRESS && errno != EAGAIN) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    if (wait_fd(fd, POLLOUT, deadline, -1) < 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
-        int e = soerr ? soerr : errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
 static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errlen)
 {
     if (c->sock) {
@@ -346,59 +298,6 @@ static int open_conn(bt_api_client *c, int64_t deadline, char *err, size_t errle
         bt_errf(err, errlen, "cannot connect to the master API (%s): %s", c->host,
                 e == ETIMEDOUT ? "timed out" : strerror(e));
     return fd;
-}
-
-int bt_http_send_all(int fd, const char *p, size_t n, int64_t deadline)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w > 0) {
-            p += w;
-            n -= (size_t)w;
-        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            return -1;
-        } else if (wait_fd(fd, POLLOUT, deadline, -1) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-int bt_http_read_reply(int fd, bt_http_reply *r, int64_t deadline, int cancel_fd, const char *what,
-                       char *err, size_t errlen)
-{
-    char buf[16384];
-    for (;;) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        int done;
-        if (n > 0) {
-            done = bt_http_reply_feed(r, buf, (size_t)n);
-        } else if (n == 0) {
-            done = bt_http_reply_eof(r);
-        } else if (errno == EAGAIN || errno == EINTR) {
-            if (wait_fd(fd, POLLIN, deadline, cancel_fd) < 0) {
-                int e = errno;
-                bt_errf(err, errlen, "%s: %s", what,
-                        e == ETIMEDOUT   ? "timed out"
-                        : e == ECANCELED ? "cancelled"
-                                         : strerror(e));
-                errno = e;
-                return -1;
-            }
-            continue;
-        } else {
-            return bt_errf(err, errlen, "%s: receive: %s", what, strerror(errno));
-        }
-        if (done < 0 && r->stopped)
-            return 0; /* the reader had what it wanted */
-        if (done < 0) {
-            bt_errf(err, errlen, "%s: %s", what, r->err);
-            errno = EPROTO;
-            return -1;
-        }
-        if (done > 0)
-            return 0;
-    }
 }
 
 /* The request's head. GET without a body sends no Content-Length; any other method sends
@@ -477,13 +376,14 @@ int bt_api_request(bt_api_client *c, const char *method, const char *path, const
     int rc = -1, fd = open_conn(c, deadline, err, errlen);
     if (fd < 0)
         goto out;
-    if (bt_http_send_all(fd, head, strlen(head), deadline) < 0 ||
-        (body && bt_http_send_all(fd, body, body_len, deadline) < 0)) {
+    bt_http_io io = {.fd = fd, .deadline = deadline, .cancel_fd = -1};
+    if (bt_http_send_all(&io, head, strlen(head)) < 0 ||
+        (body && bt_http_send_all(&io, body, body_len) < 0)) {
         bt_errf(err, errlen, "%s: send: %s", what,
                 errno == ETIMEDOUT ? "timed out" : strerror(errno));
         goto out;
     }
-    if (bt_http_read_reply(fd, r, deadline, -1, what, err, errlen) < 0)
+    if (bt_http_read_reply(&io, r, what, err, errlen) < 0)
         goto out;
     const char *text = r->body.p ? (const char *)r->body.p + r->body.off : "";
     size_t len = bt_buf_size(&r->body);

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -34,6 +35,8 @@ void bt_http_reply_init(bt_http_reply *r, size_t max_body)
 void bt_http_reply_free(bt_http_reply *r)
 {
     bt_buf_free(&r->body);
+    free(r->location);
+    r->location = NULL;
 }
 
 __attribute__((format(printf, 2, 3))) static int fail(bt_http_reply *r, const char *fmt, ...)
@@ -182,6 +185,13 @@ static int header_line(bt_http_reply *r, const char *l, size_t n)
         return content_length(r, v, (size_t)(e - v));
     if (k == 17 && strncasecmp(l, "Transfer-Encoding", 17) == 0)
         return transfer_encoding(r, v, (size_t)(e - v));
+    if (k == 8 && strncasecmp(l, "Location", 8) == 0 && r->status / 100 == 3) {
+        /* a redirect's target: one, not empty */
+        if (r->location || e == v)
+            return fail(r, r->location ? "more than one Location header" : "empty Location");
+        if (!(r->location = strndup(v, (size_t)(e - v))))
+            return fail(r, "out of memory");
+    }
     return 0;
 }
 

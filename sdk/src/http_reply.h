@@ -34,6 +34,7 @@ typedef struct {
     void *on_body_arg;
     bool stopped;
     size_t streamed; /* body bytes given to on_body */
+    char *location;  /* a 3xx reply's Location (malloc'd), else NULL */
     char err[160];   /* why the reply was refused */
 } bt_http_reply;
 
@@ -48,18 +49,32 @@ int bt_http_reply_feed(bt_http_reply *r, const char *p, size_t n);
  * of the connection), -1 with r->err when the reply is cut short. */
 int bt_http_reply_eof(bt_http_reply *r);
 
-/* The transport under it (api.c), shared by the master API client and bt_http_request
+/* The transport under it (http_io.c), shared by the master API client and bt_http_request
  * (baetyl/http.h). Deadlines are bt_now_ms() values. */
 /* A request method: uppercase letters only (nothing a request line could be forged with). */
 bool bt_http_method_ok(const char *m);
 /* A non-blocking connect bounded by the deadline; the socket or -1 with errno. */
 int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline);
-/* Sends all n bytes before the deadline; 0, or -1 with errno. */
-int bt_http_send_all(int fd, const char *p, size_t n, int64_t deadline);
+
+struct ssl_st;
+/* One connection: the socket, TLS over it or not, and the bounds of every wait on it. */
+typedef struct {
+    int fd;
+    struct ssl_st *ssl; /* NULL: plain */
+    int64_t deadline;   /* of the whole request (INT64_MAX: none) */
+    long idle_ms;       /* no progress for this long = ETIMEDOUT; 0 = no bound */
+    int cancel_fd;      /* readable = ECANCELED; -1 = none */
+} bt_http_io;
+
+/* The TLS client handshake on io->ssl: 0, or -1 with why (the certificate's problem,
+ * "timed out", ...) and errno (ETIMEDOUT, ECANCELED, EPROTO, ...). */
+int bt_http_tls_handshake(const bt_http_io *io, char *why, size_t len);
+/* Sends all n bytes; 0, or -1 with errno. */
+int bt_http_send_all(const bt_http_io *io, const char *p, size_t n);
 /* Reads the reply into r until it is complete (or its on_body stopped it): 0, or -1 with err
- * and errno ETIMEDOUT, ECANCELED (cancel_fd >= 0 became readable), EPROTO (refused reply)
- * or the socket's error. what names the request in err. */
-int bt_http_read_reply(int fd, bt_http_reply *r, int64_t deadline, int cancel_fd, const char *what,
-                       char *err, size_t errlen);
+ * and errno ETIMEDOUT, ECANCELED, EPROTO (refused reply or TLS failure) or the socket's
+ * error. what names the request in err. */
+int bt_http_read_reply(const bt_http_io *io, bt_http_reply *r, const char *what, char *err,
+                       size_t errlen);
 
 #endif

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "mqtt_client_internal.h"
+#include "tls_client.h"
 
 void mc_reason(bt_mqtt_client *c, const char *fmt, ...)
 {
@@ -26,18 +26,7 @@ void mc_reason(bt_mqtt_client *c, const char *fmt, ...)
  * client's life. */
 #define BUF_KEEP_MAX (1u << 20)
 
-/* ---- TLS -------------------------------------------------------------------------- */
-
-static void ssl_errors(char *buf, size_t len)
-{
-    unsigned long e = ERR_get_error();
-    if (!e) {
-        snprintf(buf, len, "unknown TLS error");
-        return;
-    }
-    ERR_error_string_n(e, buf, len);
-    ERR_clear_error();
-}
+/* ---- TLS (tls_client.h) ----------------------------------------------------------- */
 
 int mc_tls_ctx(bt_mqtt_client *c, char *err, size_t errlen)
 {
@@ -46,85 +35,17 @@ int mc_tls_ctx(bt_mqtt_client *c, char *err, size_t errlen)
         snprintf(err, errlen, "address (%s://): TLS needs %s", c->addr.ws ? "wss" : "ssl", why);
         return -1;
     }
-    ERR_clear_error();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        ssl_errors(why, sizeof why);
-        snprintf(err, errlen, "tls: %s", why);
-        return -1;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    const bt_mqtt_client_config *cfg = &c->cfg;
-    if (cfg->ca && *cfg->ca) {
-        if (SSL_CTX_load_verify_locations(ctx, cfg->ca, NULL) != 1) {
-            ssl_errors(why, sizeof why);
-            snprintf(err, errlen, "ca: cannot load %.200s: %s", cfg->ca, why);
-            goto fail;
-        }
-    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        ssl_errors(why, sizeof why);
-        snprintf(err, errlen, "tls: no system CA store: %s", why);
-        goto fail;
-    }
-    if (cfg->cert && *cfg->cert) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
-            ssl_errors(why, sizeof why);
-            snprintf(err, errlen, "cert: cannot load %.200s: %s", cfg->cert, why);
-            goto fail;
-        }
-        if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1) {
-            if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
-                ERR_clear_error();
-                snprintf(err, errlen, "key: %.200s does not match cert %.200s", cfg->key,
-                         cfg->cert);
-                goto fail;
-            }
-            ssl_errors(why, sizeof why);
-            snprintf(err, errlen, "key: cannot load %.200s: %s", cfg->key, why);
-            goto fail;
-        }
-        if (SSL_CTX_check_private_key(ctx) != 1) {
-            ERR_clear_error();
-            snprintf(err, errlen, "key: does not match cert %.200s", cfg->cert);
-            goto fail;
-        }
-    }
-    c->ssl_ctx = ctx;
-    return 0;
-fail:
-    SSL_CTX_free(ctx);
-    return -1;
-}
-
-static bool is_ip(const char *host)
-{
-    struct in6_addr a6;
-    struct in_addr a4;
-    return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+    c->ssl_ctx = bt_tls_client_ctx(c->cfg.ca, c->cfg.cert, c->cfg.key, err, errlen);
+    return c->ssl_ctx ? 0 : -1;
 }
 
 static int tls_begin(bt_mqtt_client *c)
 {
-    ERR_clear_error();
-    c->ssl = SSL_new(c->ssl_ctx);
-    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
-        char why[200];
-        ssl_errors(why, sizeof why);
-        mc_reason(c, "tls: %s", why);
+    char why[256];
+    c->ssl = bt_tls_client_ssl(c->ssl_ctx, c->fd, c->addr.host, c->cfg.insecure, why, sizeof why);
+    if (!c->ssl) {
+        mc_reason(c, "%s", why);
         return -1;
-    }
-    bool ip = is_ip(c->addr.host);
-    if (!ip)
-        SSL_set_tlsext_host_name(c->ssl, c->addr.host);
-    if (!c->cfg.insecure) {
-        int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->addr.host)
-                    : SSL_set1_host(c->ssl, c->addr.host);
-        if (ok != 1) {
-            mc_reason(c, "tls: cannot check the name %s", c->addr.host);
-            return -1;
-        }
     }
     c->state = MC_TLS;
     return 0;
@@ -133,20 +54,9 @@ static int tls_begin(bt_mqtt_client *c)
 /* Why an SSL call failed, for c->reason. */
 static void tls_fail(bt_mqtt_client *c, int rc, const char *what)
 {
-    int e = SSL_get_error(c->ssl, rc);
-    long v = SSL_get_verify_result(c->ssl);
     char why[200];
-    if (v != X509_V_OK && c->state == MC_TLS) {
-        snprintf(why, sizeof why, "certificate verify failed: %s",
-                 X509_verify_cert_error_string(v));
-        ERR_clear_error();
-    } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
-        snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "connection closed by broker");
-    } else if (e == SSL_ERROR_ZERO_RETURN) {
-        snprintf(why, sizeof why, "connection closed by broker");
-    } else {
-        ssl_errors(why, sizeof why);
-    }
+    bt_tls_fail_reason(c->ssl, rc, c->state == MC_TLS, "connection closed by broker", why,
+                       sizeof why);
     mc_reason(c, "tls %s: %s", what, why);
 }
 

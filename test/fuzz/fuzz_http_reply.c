@@ -1,6 +1,7 @@
 /* libFuzzer target for the master API client's reply parser (sdk/src/http_reply.c): any
  * bytes from the socket, fed whole and then cut at every split the input's first byte picks,
- * must parse the same way, never crash, never leak, and never keep a body over its bound. */
+ * must parse the same way (status, body, a redirect's Location), never crash, never leak, and
+ * never keep a body over its bound. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ra > 0 &&
         (a->status != b->status || bt_buf_size(&a->body) != bt_buf_size(&b->body) ||
          memcmp(a->body.p + a->body.off, b->body.p + b->body.off, bt_buf_size(&a->body)) != 0))
+        abort();
+    if (ra > 0 && (!a->location != !b->location ||
+                   (a->location && (strcmp(a->location, b->location) || a->status / 100 != 3))))
         abort();
     bt_http_reply_free(a);
     bt_http_reply_free(b);
