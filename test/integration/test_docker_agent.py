@@ -94,7 +94,13 @@ def test_docker_agent_example(dmaster, agent_image, cloud, cloud_certs):
         shutil.copy(os.path.join(cloud_certs, f), m.path(f"var/db/baetyl/agent-cert/{f}"))
     m.start()
     try:
-        r = wait_for(web.last_report, 30, what="a report from the agent's container")
+        # the agent may report before the master has started localhub: wait for a report
+        # that lists both services
+        def both():
+            r = web.last_report()
+            names = {s["name"] for s in r["json"]["services"]} if r else set()
+            return r if names == {"agent", "localhub"} else None
+        r = wait_for(both, 30, what="a report from the agent's container listing both services")
         broker.wait_subscribed()
     except AssertionError as err:
         raise AssertionError(f"{err}\n{m.read('var/db/baetyl/agent-log/service.log', '')[-3000:]}"
