@@ -35,13 +35,24 @@ def hub_answers(node):
     return out.strip() == "ping"
 
 
-def test_worker_loss_moves_the_hub(make_swarm):
-    s = make_swarm(3)
+def hub_master(s):
+    """The hub image loaded on every node of swarm s, and a master on its leader whose
+    application is the hub alone, started."""
     s.load_images(BUILD, SRC, ("baetyl-hub",))
     m = SwarmMaster(s.leader)
     try:
         open(m.path("var/db/baetyl/application.yml"), "w").write(HUB_APP)
         m.start()
+    except BaseException:
+        m.cleanup()
+        raise
+    return m
+
+
+def test_worker_loss_moves_the_hub(make_swarm):
+    s = make_swarm(3)
+    m = hub_master(s)
+    try:
         first = None
         deadline = time.monotonic() + 60
         while first is None:
@@ -67,11 +78,8 @@ def test_master_killed_and_restarted_adopts_its_services(make_swarm):
     """kill -9 of the master leaves its services running; the master started again takes the
     same services (same swarm service id) instead of making new ones."""
     s = make_swarm(2)
-    s.load_images(BUILD, SRC, ("baetyl-hub",))
-    m = SwarmMaster(s.leader)
+    m = hub_master(s)
     try:
-        open(m.path("var/db/baetyl/application.yml"), "w").write(HUB_APP)
-        m.start()
         ids = s.leader.docker("service", "ls", "-q", "--filter", "label=baetyl=baetyl").stdout
         assert len(ids.split()) == 1, ids
         m.stop(sig=9)
@@ -94,11 +102,8 @@ def test_failed_update_rolls_back(make_swarm):
     """An OTA to an image no node has: the swarm rejects the new task, the master rolls the
     application back (ota.log UPDATING, ROLLINGBACK, ROLLEDBACK) and the old hub serves."""
     s = make_swarm(2)
-    s.load_images(BUILD, SRC, ("baetyl-hub",))
-    m = SwarmMaster(s.leader)
+    m = hub_master(s)
     try:
-        open(m.path("var/db/baetyl/application.yml"), "w").write(HUB_APP)
-        m.start()
         bad = m.path("var/db/baetyl/ota/bad")
         os.makedirs(bad)
         open(os.path.join(bad, "application.yml"), "w").write(
