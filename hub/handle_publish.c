@@ -55,9 +55,6 @@ static int resolve_alias(conn *c, const bt_mqtt_publish *pb, bt_mqtt_str *topic)
  * goes to m->expiry_s. */
 static msg *msg5(const bt_mqtt_publish *pb, bt_mqtt_str topic)
 {
-    if (!pb->props.list && !pb->props.raw.len) /* most carry none: no filtering pass */
-        return msg_new_props(topic.ptr, topic.len, pb->payload.ptr, pb->payload.len, NULL, 0,
-                             pb->qos, pb->retain);
     uint8_t small[256];
     size_t cap = pb->props.raw.len;
     uint8_t *props = cap <= sizeof small ? small : malloc(cap);
