@@ -386,7 +386,8 @@ def test_failed_rollback_is_a_failure(master):
     m.update(m.path("var/db/baetyl/ota/v2"), trace="tr-fail")
     m.wait_ota_step("tr-fail", ["FAILURE", "ROLLEDBACK", "UPDATED"])
     assert log_steps(m.ota_log(), "tr-fail") == ["UPDATING", "ROLLINGBACK", "FAILURE"], m.ota_log()
-    err = m.inspect()["error"]
+    # ota.log's FAILURE may be written a moment before inspect's error is set
+    err = wait_for(lambda: m.inspect()["error"], 10, what="inspect's error after the failure")
     assert err.startswith("failed to update system: failed to restart old app: "), err
     assert "failed to roll back: " in err, err
     assert "nopkg" in err and "oldpkg" in err, "both failures are named"
