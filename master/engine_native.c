@@ -605,6 +605,11 @@ static int native_signal_instance(bt_engine *e, eng_instance *inst, bool force)
 
 static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
 {
+    /* Limits and cgroup counters even between restarts: an instance waiting out its backoff
+     * after an OOM kill is when a user looks for oom_kills. */
+    const native_svc *s = inst->owner;
+    if (s && s->cg)
+        cg_service_stats(s->cg, obj);
     if (inst->pid <= 0)
         return;
     uint64_t ticks = 0, rss = 0, start = 0;
@@ -613,9 +618,6 @@ static void native_instance_stats(bt_engine *e, eng_instance *inst, json_t *obj)
         return;
     json_object_set_new(obj, "process",
                         json_pack("{s:i,s:s}", "id", (json_int_t)inst->pid, "name", comm));
-    const native_svc *s = inst->owner;
-    if (s && s->cg)
-        cg_service_stats(s->cg, obj);
     long hz = sysconf(_SC_CLK_TCK);
     if (hz <= 0)
         hz = 100;

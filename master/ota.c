@@ -179,6 +179,18 @@ static void settle(bt_engine *e)
         e->ops->settle(e);
 }
 
+/* The last ota.log step of a failed update. Inspect's error is set first: a user (or a
+ * test) who sees FAILURE or ROLLEDBACK in ota.log then finds the reason in inspect. */
+static int ota_end(master *m, const char *trace, const char *step, const char *msg,
+                   const char *detail, const char *err)
+{
+    char *full = bt_strdup_printf("failed to update system: %s", err);
+    master_set_error(m, full ? full : err);
+    free(full);
+    ota_log(m, trace, step, msg, detail);
+    return -1;
+}
+
 /* Runs steps (2)-(5) once the files are in place. Caller holds ops. is_ota: an update
  * (from the API, or interrupted and found at boot) that writes ota.log and rolls back to
  * application.yml.old; otherwise a plain boot, where a failure simply stops what started.
@@ -217,15 +229,14 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
         if (restore_backup(rb, sizeof rb) != 0 ||
             !(loaded = load_or_empty(APP_FILE, &back, rb, sizeof rb) == 0) ||
             master_start_app(m, &back, rb, sizeof rb) != 0) {
-            ota_log(m, trace, "FAILURE", "failed to roll back", rb);
             if (loaded)
                 commit(m, &back);
-            return bt_errf(err, errlen, "failed to reload config: %s; failed to roll back: %s", why,
-                           rb);
+            bt_errf(err, errlen, "failed to reload config: %s; failed to roll back: %s", why, rb);
+            return ota_end(m, trace, "FAILURE", "failed to roll back", rb, err);
         }
         commit(m, &back);
-        ota_log(m, trace, "ROLLEDBACK", "app is rolled back", NULL);
-        return bt_errf(err, errlen, "failed to reload config: %s", why);
+        bt_errf(err, errlen, "failed to reload config: %s", why);
+        return ota_end(m, trace, "ROLLEDBACK", "app is rolled back", NULL, err);
     }
 
     /* (3) what differs from the running app stops; the new app starts in order; identical
@@ -260,10 +271,10 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
     if (restore_backup(rb, sizeof rb) != 0) {
         retarget(e, NULL);
         settle(e);
-        ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         app_free(&cur);
         app_free(&old);
-        return bt_errf(err, errlen, "failed to start app: %s; failed to roll back: %s", why, rb);
+        bt_errf(err, errlen, "failed to start app: %s; failed to roll back: %s", why, rb);
+        return ota_end(m, trace, "FAILURE", "failed to roll back", rb, err);
     }
     retarget(e, &old);
     master_stop_changed(m, &cur, &m->app);
@@ -271,14 +282,13 @@ static int apply(master *m, const char *trace, bool is_ota, const char *install_
     int back = master_start_app(m, &old, rb, sizeof rb);
     settle(e);
     if (back != 0) {
-        ota_log(m, trace, "FAILURE", "failed to roll back", rb);
         commit(m, &old);
-        return bt_errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why,
-                       rb);
+        bt_errf(err, errlen, "failed to restart old app: %s; failed to roll back: %s", why, rb);
+        return ota_end(m, trace, "FAILURE", "failed to roll back", rb, err);
     }
     commit(m, &old);
-    ota_log(m, trace, "ROLLEDBACK", "app is rolled back", NULL);
-    return bt_errf(err, errlen, "failed to start app: %s", why);
+    bt_errf(err, errlen, "failed to start app: %s", why);
+    return ota_end(m, trace, "ROLLEDBACK", "app is rolled back", NULL, err);
 }
 
 /* An update from the API: install the target, apply, record the error for inspect. */
