@@ -19,7 +19,8 @@ static int resolve_alias(conn *c, const bt_mqtt_publish *pb, bt_mqtt_str *topic)
         conn_close_rc(c, BT_MQTT_RC_PROTOCOL_ERROR, "subscription identifier in a PUBLISH");
         return -1;
     }
-    if (!bt_mqtt_props_get(&pb->props, BT_MQTT_PROP_TOPIC_ALIAS, &pr))
+    if (!(pb->props.present & ((uint64_t)1 << BT_MQTT_PROP_TOPIC_ALIAS)) ||
+        !bt_mqtt_props_get(&pb->props, BT_MQTT_PROP_TOPIC_ALIAS, &pr))
         return 0;
     if (pr.num > TOPIC_ALIAS_MAX) {
         conn_close_rc(c, BT_MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias over the maximum");
@@ -122,9 +123,12 @@ int handle_publish(conn *c, const bt_mqtt_packet *p)
         conn_close_rc(c, BT_MQTT_RC_RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
         return -1;
     }
-    msg *m =
-        v5 ? msg5(pb, topic)
-           : msg_new(topic.ptr, topic.len, pb->payload.ptr, pb->payload.len, pb->qos, pb->retain);
+    /* most 5.0 PUBLISHes carry no property: they take the 3.1.1 path (the decoder's
+     * `present` bits say which are there; profiled, the calls cost 5.0 ~5 % of the hub) */
+    uint64_t present = v5 ? pb->props.present : 0;
+    msg *m = present ? msg5(pb, topic)
+                     : msg_new(topic.ptr, topic.len, pb->payload.ptr, pb->payload.len, pb->qos,
+                               pb->retain);
     if (!m) {
         conn_close(c, "out of memory");
         return -1;
@@ -139,7 +143,8 @@ int handle_publish(conn *c, const bt_mqtt_packet *p)
         return -1;
     }
     bt_mqtt_prop pr;
-    if (v5 && bt_mqtt_props_get(&pb->props, BT_MQTT_PROP_PAYLOAD_FORMAT, &pr) && pr.num == 1 &&
+    if ((present & ((uint64_t)1 << BT_MQTT_PROP_PAYLOAD_FORMAT)) &&
+        bt_mqtt_props_get(&pb->props, BT_MQTT_PROP_PAYLOAD_FORMAT, &pr) && pr.num == 1 &&
         bt_mqtt_utf8_check((const char *)pb->payload.ptr, pb->payload.len) != 0) {
         msg_unref(m);
         return refuse5(c, pb, BT_MQTT_RC_PAYLOAD_FORMAT_INVALID,

@@ -203,24 +203,25 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
      * hub's own or were checked on the way in (or when read back from the store) */
     size_t tl = alias && !fresh ? 0 : tlen;
     dup = q ? dup : false;
-    ssize_t need = bt_mqtt_encode_publish5(NULL, 0, topic, tl, payload, plen, q, retain, dup, pid,
-                                           props, plen5);
+    /* encoded once into room for the largest header (as 3.1.1 does), then measured */
+    size_t room = 5 + 2 + tl + 2 + 4 + plen5 + plen;
+    uint8_t *w = bt_buf_reserve(&c->out, room);
+    ssize_t need = w ? bt_mqtt_encode_publish5(w, room, topic, tl, payload, plen, q, retain, dup,
+                                               pid, props, plen5)
+                     : -1;
     int rc = 0;
-    if (need < 0 || (c->max_packet && (uint64_t)need > c->max_packet)) {
-        rc = 1; /* cannot go to this client */
-    } else {
+    if (!w) {
+        conn_close(c, "out of memory");
+        rc = -1;
+    } else if (need < 0 || (size_t)need > room ||
+               (c->max_packet && (uint64_t)need > c->max_packet)) {
+        rc = 1; /* cannot go to this client (nothing was committed to c->out) */
+    } else if (fresh && map_put(&c->alias_out, topic, (void *)(uintptr_t)alias, NULL) < 0) {
         /* the alias is the client's only once a PUBLISH setting it went out */
-        uint8_t *w = bt_buf_reserve(&c->out, (size_t)need);
-        if (w && fresh && map_put(&c->alias_out, topic, (void *)(uintptr_t)alias, NULL) < 0)
-            w = NULL;
-        if (!w) {
-            conn_close(c, "out of memory");
-            rc = -1;
-        } else {
-            bt_mqtt_encode_publish5(w, (size_t)need, topic, tl, payload, plen, q, retain, dup, pid,
-                                    props, plen5);
-            c->out.len += (size_t)need;
-        }
+        conn_close(c, "out of memory");
+        rc = -1;
+    } else {
+        c->out.len += (size_t)need;
     }
     if (props != small)
         free(props);

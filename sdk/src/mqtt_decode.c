@@ -192,6 +192,11 @@ static void quote_name(const uint8_t *s, size_t n, char *out, size_t cap)
 
 static int rd_props(reader *r, int type, bt_mqtt_props *ps)
 {
+    if (r->p < r->end && *r->p == 0) { /* none: the common case, kept off the call */
+        memset(ps, 0, sizeof *ps);
+        r->p++;
+        return 0;
+    }
     return bt_mqtt_props_read(&r->p, r->end, type, ps, r->err, r->errlen);
 }
 

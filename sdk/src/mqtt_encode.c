@@ -536,7 +536,6 @@ ssize_t bt_mqtt_encode_publish5(uint8_t *buf, size_t cap, const char *topic, siz
 {
     if ((payload_len && !payload) || (props_len && !props) || props_len > BT_MQTT_MAX_REMAINING)
         return -1;
-    bt_mqtt_props ps = {.raw = {props, props_len}};
     ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id,
                              vlen(props_len) + props_len, NULL, 0);
     if (srl < 0)
@@ -544,9 +543,15 @@ ssize_t bt_mqtt_encode_publish5(uint8_t *buf, size_t cap, const char *topic, siz
     size_t rl = (size_t)srl, total = 1 + vlen(rl) + rl;
     if (total > cap)
         return (ssize_t)total;
-    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, &ps);
+    /* the properties are raw bytes: written here rather than through a bt_mqtt_props (this
+     * is the hub's hot path towards 5.0 subscribers) */
+    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, NULL);
+    uint8_t *b = bt_mqtt_put_varint(buf + head, (uint32_t)props_len);
+    if (props_len)
+        memcpy(b, props, props_len);
+    b += props_len;
     if (payload_len)
-        memcpy(buf + head, payload, payload_len);
+        memcpy(b, payload, payload_len);
     return (ssize_t)total;
 }
 
