@@ -728,6 +728,43 @@ static void swarm_settle(bt_engine *e)
     json_decref(left);
 }
 
+/* The value of name in a service's environment ("NAME=value" strings), or NULL. */
+static const char *spec_env(json_t *svc, const char *name)
+{
+    json_t *env = bt_json_get(svc, "Spec.TaskTemplate.ContainerSpec.Env"), *v;
+    size_t i, n = strlen(name);
+    json_array_foreach(env, i, v)
+    {
+        const char *kv = json_string_value(v);
+        if (kv && strncmp(kv, name, n) == 0 && kv[n] == '=')
+            return kv + n + 1;
+    }
+    return NULL;
+}
+
+/* A service's token as its running tasks hold it, offered to the master (adopt_token) when
+ * its own records do not have one: a master started again on another manager node, or
+ * without its run directory, then gives the service the same token, so the spec is the
+ * same and the service is adopted rather than updated (its tasks restarted) once. */
+static void offer_token(bt_engine *e, json_t *svc)
+{
+    const char *sname = bt_json_get_str(svc, "Spec.Labels.service"),
+               *iname = bt_json_get_str(svc, "Spec.Labels." SWARM_INSTANCE_LABEL),
+               *token = spec_env(svc, "BAETYL_SERVICE_TOKEN"), *id = bt_json_get_str(svc, "ID");
+    if (!sname || !iname || !token || !*token || !id)
+        return;
+    pthread_mutex_lock(&engine_adopt_mu);
+    if (!e->adopt)
+        e->adopt = json_object();
+    json_t *recs = e->adopt ? json_object_get(e->adopt, sname) : NULL;
+    if (e->adopt && !recs)
+        json_object_set_new(e->adopt, sname, recs = json_object());
+    if (recs && !json_object_get(recs, iname))
+        json_object_set_new(
+            recs, iname, json_pack("{s:s,s:s,s:b}", "token", token, "container", id, "dynamic", 0));
+    pthread_mutex_unlock(&engine_adopt_mu);
+}
+
 /* Nothing is removed: services a killed master left keep running and are adopted when the
  * application starts them again (same spec) or updated (spec changed). */
 static void swarm_recover(bt_engine *e, json_t *stats)
@@ -735,7 +772,8 @@ static void swarm_recover(bt_engine *e, json_t *stats)
     (void)stats;
     swarm_priv *p = priv_of(e);
     char why[512], path[256];
-    json_t *list = NULL;
+    json_t *list = NULL, *svc;
+    size_t i;
     snprintf(path, sizeof path,
              "/services?filters=%%7B%%22label%%22%%3A%%5B%%22" DOCKER_MASTER_LABEL "%%3D%s%%22%%5D"
              "%%7D",
@@ -745,6 +783,7 @@ static void swarm_recover(bt_engine *e, json_t *stats)
         snprintf(n, sizeof n, "%zu", json_array_size(list));
         bt_logkv(BT_LOG_INFO, "swarm services of this master are running: adopted as they start",
                  "engine", "swarm", "services", n, NULL);
+        json_array_foreach(list, i, svc) offer_token(e, svc);
     }
     json_decref(list);
 }

@@ -3,6 +3,7 @@ the hub answers again there. The gap (kill to the first message through the move
 printed; it is not asserted (a shared machine's timing is noise)."""
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -74,20 +75,33 @@ def test_worker_loss_moves_the_hub(make_swarm):
         m.cleanup()
 
 
+def service_version(s, name):
+    r = s.leader.docker("service", "inspect", "--format", "{{.Version.Index}}", name)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.strip())
+
+
 def test_master_killed_and_restarted_adopts_its_services(make_swarm):
     """kill -9 of the master leaves its services running; the master started again takes the
-    same services (same swarm service id) instead of making new ones."""
+    same services (same swarm service id, spec untouched) instead of making new ones, also
+    when its run directory is gone (a master started on another manager node): the service's
+    token is read back from the swarm, so its spec is the same."""
     s = make_swarm(2)
     m = hub_master(s)
     try:
         ids = s.leader.docker("service", "ls", "-q", "--filter", "label=baetyl=baetyl").stdout
         assert len(ids.split()) == 1, ids
-        m.stop(sig=9)
-        assert s.services() == ["localhub"], "a killed master leaves its services running"
-        open(m.path("var/log/baetyl/baetyl.log"), "w").close()
-        m.start()
-        assert "swarm service (localhub) adopted" in m.log() or \
-            "swarm service (localhub) updated" in m.log(), m.logs()
+        for run_dir_kept in (True, False):
+            version = service_version(s, "localhub")
+            m.stop(sig=9)
+            assert s.services() == ["localhub"], "a killed master leaves its services running"
+            if not run_dir_kept:
+                shutil.rmtree(m.path("var/run/baetyl"))
+            open(m.path("var/log/baetyl/baetyl.log"), "w").close()
+            m.start()
+            assert "swarm service (localhub) adopted" in m.log(), (run_dir_kept, m.logs())
+            assert "swarm service (localhub) updated" not in m.log(), m.logs()
+            assert service_version(s, "localhub") == version
         again = s.leader.docker("service", "ls", "-q", "--filter", "label=baetyl=baetyl").stdout
         assert again.split() == ids.split()
         deadline = time.monotonic() + 60
