@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, free_port, wait_for, wait_port
+from conftest import BUILD, free_port, wait_for
 
 DRIVER = os.path.join(BUILD, "tools", "mqtt_client_driver")
 
@@ -63,15 +63,29 @@ def certs(tmp_path_factory):
 
 # ---- mosquitto ----------------------------------------------------------------------
 
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 class Broker:
     """mosquitto with five listeners: tcp (anonymous), tcp (password file), ssl (client
     certificate required), ws, wss (a certificate for another name)."""
 
     def __init__(self, procs, d, certs, acl=None, tcp_port=None):
         self.procs, self.d, self.p = procs, d, None
+        self.certs, self.acl, self.tcp_port = certs, acl, tcp_port
+        self.configure()
+
+    def configure(self):
+        """Picks free ports and writes the configuration (again after a failed start)."""
+        d, certs, acl = self.d, self.certs, self.acl
         self.tcp, self.pw, self.tls, self.ws, self.wss = (free_port() for _ in range(5))
-        if tcp_port:
-            self.tcp = tcp_port
+        if self.tcp_port:
+            self.tcp = self.tcp_port
         pwfile = os.path.join(d, "passwd")
         open(pwfile, "w").close()
         subprocess.run(["mosquitto_passwd", "-b", pwfile, "test", "hahaha"], check=True)
@@ -114,12 +128,24 @@ keyfile {c['wrongname']}.key
         self.log = os.path.join(d, "mosquitto.log")
 
     def start(self):
-        out = open(self.log, "a")
-        self.p = self.procs.start(["mosquitto", "-c", self.conf], stdout=out,
-                                  stderr=subprocess.STDOUT)
-        out.close()
-        for port in (self.tcp, self.pw, self.tls, self.ws, self.wss):
-            wait_port(port)
+        # A free port may be taken by another process (another test run) before mosquitto
+        # binds it: mosquitto then exits, and the port may have answered for the other
+        # process. Such a first start is made again on new ports (not a restart, whose
+        # clients expect the same ports, nor when the test chose the port).
+        ports = lambda: (self.tcp, self.pw, self.tls, self.ws, self.wss)  # noqa: E731
+        retry = self.p is None and not self.tcp_port
+        for attempt in range(3):
+            out = open(self.log, "a")
+            self.p = self.procs.start(["mosquitto", "-c", self.conf], stdout=out,
+                                      stderr=subprocess.STDOUT)
+            out.close()
+            wait_for(lambda: self.p.poll() is not None or all(map(port_open, ports())), 10,
+                     what=f"mosquitto listening on {ports()}")
+            time.sleep(0.1)
+            if self.p.poll() is None or not retry or attempt == 2:
+                break
+            self.configure()
+        assert self.p.poll() is None, open(self.log).read()[-2000:]
         return self
 
     def stop(self):
