@@ -163,6 +163,21 @@ static int encode_publish5(conn *c, const char *topic, size_t tlen, const void *
                            size_t plen, uint8_t q, bool retain, bool dup, uint16_t pid,
                            const msg *pm)
 {
+    if (!c->sub_ids && !c->alias_out_max && (!pm || (!pm->expiry_s && !pm->props_len))) {
+        /* nothing to add (most messages): the 3.1.1 path with an empty property length */
+        size_t room = 5 + 2 + tlen + 2 + 1 + plen;
+        uint8_t *w = bt_buf_reserve(&c->out, room);
+        if (!w) {
+            conn_close(c, "out of memory");
+            return -1;
+        }
+        ssize_t n = bt_mqtt_encode_publish5(w, room, topic, tlen, payload, plen, q, retain,
+                                            q ? dup : false, pid, NULL, 0);
+        if (n < 0 || (size_t)n > room || (c->max_packet && (uint64_t)n > c->max_packet))
+            return 1;
+        c->out.len += (size_t)n;
+        return 0;
+    }
     uint8_t small[256];
     size_t nids = c->sub_ids ? sub_id_props(c, topic, pm ? pm->from : 0, NULL) : 0;
     /* Topic aliases towards the client, first come first served: the first alias_out_max

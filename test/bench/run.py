@@ -67,7 +67,7 @@ class Broker:
     """kind hub or mosquitto, with a tcp listener and, for link ssl/ws/wss, one more: .port
     is the one the load generator uses."""
 
-    def __init__(self, kind, persistence=False, link="tcp", api=None):
+    def __init__(self, kind, persistence=False, link="tcp", api=None, wrap=()):
         self.kind = kind
         self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
         self.tcp_port = free_port()
@@ -90,7 +90,7 @@ class Broker:
                 if link in ("ssl", "wss"):
                     f.write(f"certificate: {{ca: {CERTS}/ca.pem, cert: {CERTS}/server.pem, "
                             f"key: {CERTS}/server.key}}\n")
-            args = [HUB, "-c", conf]
+            args = [*wrap, HUB, "-c", conf]
         else:
             conf = os.path.join(self.dir, "mosquitto.conf")
             with open(conf, "w") as f:
@@ -186,6 +186,30 @@ def tput(kind, pubs, subs, qos, count, persistence=False, runs=3, link="tcp", ap
             # (rate, lost, the broker's CPU microseconds per message delivered)
             best = (r["rate"], lost, cpu * 1e6 / max(r["received"], 1))
     return best
+
+
+def instructions_per_msg(qos, version, count=100000):
+    """The hub's instructions per message under callgrind (a count the machine's other work
+    does not move, unlike CPU time): two runs, count / 5 and count messages, so that what
+    starting and stopping cost cancels out. None without valgrind."""
+    if not shutil.which("valgrind"):
+        return None
+    total = {}
+    for n in (count // 5, count):
+        out = os.path.join(tempfile.gettempdir(), f"bench-callgrind-{os.getpid()}-{n}")
+        b = Broker("hub", wrap=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"))
+        try:
+            r = gen("tput", b.port, 1, 1, qos, n, 100, version=version, window=100, timeout=900)
+        finally:
+            b.stop()
+        try:
+            with open(out) as f:
+                total[n] = (int(next(ln for ln in f if ln.startswith("summary:")).split()[1]),
+                            r["received"])
+        finally:
+            os.unlink(out)
+    (i1, m1), (i2, m2) = total[count // 5], total[count]
+    return (i2 - i1) / max(m2 - m1, 1)
 
 
 def cpu_s(pid):
@@ -361,6 +385,10 @@ def run_all():
             rows.append((f"(n) hub CPU ns per QoS {qos} msg: 5.0 / 3.1.1", c5, c3, "ns",
                          c5 / c3 if c3 else 0, 0, 0))
             lost_any = lost_any or v5[1] > 0 or v3[1] > 0
+        i5, i3 = instructions_per_msg(0, 5), instructions_per_msg(0, 4)
+        if i5 and i3:
+            rows.append(("(n) hub instructions per QoS 0 msg: 5.0 / 3.1.1", i5, i3, "",
+                         i5 / i3, 0, 0))
         r5, r3 = idle_rss("hub", version=5), idle_rss("hub")
         rows.append(("(n) hub RSS per idle connection: 5.0 / 3.1.1", r5, r3, "B", r5 / r3, 0, 0))
 
