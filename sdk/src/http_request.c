@@ -100,8 +100,8 @@ static int request_line(bt_http_request *q, char *l, size_t n)
             return fail(q, 400, "bad request line (character %#x in the target)",
                         (unsigned)(unsigned char)*c);
     const char *v = sp + 1;
-    if (e - v != 8 || memcmp(v, "HTTP/", 5) != 0 || !isdigit((unsigned char)v[5]) ||
-        v[6] != '.' || !isdigit((unsigned char)v[7]))
+    if (e - v != 8 || memcmp(v, "HTTP/", 5) != 0 || !isdigit((unsigned char)v[5]) || v[6] != '.' ||
+        !isdigit((unsigned char)v[7]))
         return fail(q, 400, "bad request line (version)");
     if (v[5] != '1')
         return fail(q, 505, "HTTP version %.8s not supported: want HTTP/1.1", v);

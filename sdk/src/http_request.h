@@ -38,8 +38,8 @@ typedef struct {
     bt_http_header headers[BT_HTTPD_MAX_HEADERS];
     size_t nheaders;
     bool conn_close, conn_keep; /* Connection: close, keep-alive */
-    bool keep_alive;      /* HTTP/1.1 without "Connection: close", or 1.0 with keep-alive */
-    bool expect_continue; /* Expect: 100-continue */
+    bool keep_alive;            /* HTTP/1.1 without "Connection: close", or 1.0 with keep-alive */
+    bool expect_continue;       /* Expect: 100-continue */
     bool chunked;
     bool has_length;
     uint64_t length;    /* Content-Length */

@@ -110,7 +110,8 @@ static void *listener_main(void *arg)
 {
     bt_http_server *s = arg;
     for (;;) {
-        struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN}, {.fd = s->wake[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
+                              {.fd = s->wake[0], .events = POLLIN}};
         int n = poll(p, 2, -1);
         if (n < 0 && errno != EINTR)
             break;

@@ -83,8 +83,8 @@ static int feed(session *ss)
 
 static int send_bytes(session *ss, const char *p, size_t n)
 {
-    bt_http_io io = {.fd = ss->c->fd, .deadline = INT64_MAX, .idle_ms = ss->idle_ms,
-                     .cancel_fd = -1};
+    bt_http_io io = {
+        .fd = ss->c->fd, .deadline = INT64_MAX, .idle_ms = ss->idle_ms, .cancel_fd = -1};
     return bt_http_send_all(&io, p, n);
 }
 
@@ -96,7 +96,7 @@ static int send_resp(session *ss, const bt_http_resp *r, bool head_only, bool ke
     time_t now = time(NULL);
     struct tm tm;
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
-    const char *conn = !keep ? "Connection: close\r\n"
+    const char *conn = !keep        ? "Connection: close\r\n"
                        : minor == 0 ? "Connection: keep-alive\r\n"
                                     : "";
     size_t len = r->body ? r->len : 0;
