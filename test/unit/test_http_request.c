@@ -108,8 +108,7 @@ static void test_keep_alive_and_paths(void **state)
     (void)state;
     assert_int_equal(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0), BT_HTTPD_DONE);
     assert_false(q.keep_alive);
-    assert_int_equal(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0),
-                     BT_HTTPD_DONE);
+    assert_int_equal(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0), BT_HTTPD_DONE);
     assert_true(q.keep_alive);
     assert_int_equal(parse("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", 0),
                      BT_HTTPD_DONE);
@@ -181,8 +180,8 @@ static void test_refusals(void **state)
                    "bad Content-Length");
     expect_refused("PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400,
                    "conflicting");
-    expect_refused("PUT / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-                   400, "both");
+    expect_refused("PUT / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+                   "both");
     expect_refused("PUT / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
                    "Transfer-Encoding");
     expect_refused("PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
@@ -190,8 +189,7 @@ static void test_refusals(void **state)
                    501, "Transfer-Encoding");
     expect_refused("PUT / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, "HTTP/1.0");
     expect_refused("PUT / HTTP/1.1\r\nExpect: magic\r\n\r\n", 417, "Expect");
-    expect_refused("PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
-                   "chunk size");
+    expect_refused("PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk size");
     expect_refused("PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
                    "ffffffffffffffffff\r\n",
                    400, "too large");
