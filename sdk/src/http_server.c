@@ -48,9 +48,18 @@ static void conn_end(bt_httpd_conn *c)
     free(c);
 }
 
+/* "<server>-<role>" in ps and top (at most 15 characters). */
+static void name_thread(const bt_http_server *s, const char *role)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%.8s-%.6s", s->name, role);
+    pthread_setname_np(pthread_self(), name);
+}
+
 static void *conn_main(void *arg)
 {
     bt_httpd_conn *c = arg;
+    name_thread(c->s, "conn");
     bt_httpd_conn_serve(c);
     if (c->s->o.on_close)
         c->s->o.on_close(c->state, c->s->o.arg);
@@ -109,6 +118,7 @@ static void admit(bt_http_server *s, int fd)
 static void *listener_main(void *arg)
 {
     bt_http_server *s = arg;
+    name_thread(s, "listen");
     for (;;) {
         struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
                               {.fd = s->wake[0], .events = POLLIN}};

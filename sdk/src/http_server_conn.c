@@ -21,6 +21,8 @@
  * under the answer before the client read it. */
 #define LINGER_MS 1000
 #define LINGER_BYTES (1u << 20)
+/* A body up to this size is copied behind the head and sent with it. */
+#define SMALL_BODY (64u << 10)
 
 typedef struct {
     bt_httpd_conn *c;
@@ -99,18 +101,30 @@ static int send_resp(session *ss, const bt_http_resp *r, bool head_only, bool ke
     const char *conn = !keep        ? "Connection: close\r\n"
                        : minor == 0 ? "Connection: keep-alive\r\n"
                                     : "";
-    size_t len = r->body ? r->len : 0;
-    char *head = bt_strdup_printf("HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%sContent-Length: %zu\r\n"
-                                  "%s%s\r\n",
-                                  status, bt_http_status_text(status), date,
-                                  r->type ? "Content-Type: " : "", r->type ? r->type : "",
-                                  r->type ? "\r\n" : "", len, r->headers ? r->headers : "", conn);
-    if (!head)
-        return -1;
-    int rc = send_bytes(ss, head, strlen(head));
-    free(head);
-    if (rc == 0 && len && !head_only)
-        rc = send_bytes(ss, r->body, len);
+    size_t len = r->body ? r->len : 0, send_len = head_only ? 0 : len;
+    bt_buf out = {0};
+    char line[160];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n",
+                     status, bt_http_status_text(status), date, len);
+    const char *parts[] = {line,
+                           r->type ? "Content-Type: " : "",
+                           r->type ? r->type : "",
+                           r->type ? "\r\n" : "",
+                           r->headers ? r->headers : "",
+                           conn,
+                           "\r\n"};
+    int rc = n > 0 && (size_t)n < sizeof line ? 0 : -1;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0] && rc == 0; i++)
+        rc = bt_buf_append(&out, parts[i], strlen(parts[i]));
+    /* a small body goes in the same write as the head: one wakeup for the client */
+    bool joined = send_len <= SMALL_BODY;
+    if (rc == 0 && joined && send_len)
+        rc = bt_buf_append(&out, r->body, send_len);
+    if (rc == 0)
+        rc = send_bytes(ss, (const char *)out.p + out.off, bt_buf_size(&out));
+    bt_buf_free(&out);
+    if (rc == 0 && !joined)
+        rc = send_bytes(ss, r->body, send_len);
     return rc;
 }
 
