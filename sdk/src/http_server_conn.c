@@ -165,13 +165,16 @@ static bool read_body(session *ss, bt_http_req *rq)
     if (q->expect_continue && (q->chunked || q->length) &&
         send_bytes(ss, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 0)
         return false;
+    /* a body to be dropped has the head's bound on the whole: nobody waits for it */
+    int64_t whole = ss->keep ? INT64_MAX : bt_now_ms() + ss->idle_ms;
     int rc;
     while ((rc = feed(ss)) == BT_HTTPD_MORE) {
         if (q->seen > ss->o->max_drop) {
             rq->body_cut = true;
             return true;
         }
-        if (fill(ss, bt_now_ms() + ss->idle_ms) <= 0)
+        int64_t next = bt_now_ms() + ss->idle_ms;
+        if (fill(ss, next < whole ? next : whole) <= 0)
             return false;
     }
     if (rc < 0) {

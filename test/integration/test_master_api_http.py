@@ -143,10 +143,24 @@ def test_slow_client_is_cut_off_while_others_are_served(api):
         still_serving(m)
     assert closed, "a client dribbling its head was never cut off"
     s.close()
-    # a body that stops coming: closed too (an account refused, so the short idle bound)
+    # a body that stops coming, or dribbles in, for an account refused: cut off as well
     s = unix(m)
     s.sendall(b"PUT /v1/system/update HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
     assert wait_for(lambda: closed_by_server(s, 0.2), 30, what="stalled body cut off")
+    s.close()
+    s = unix(m)
+    s.sendall(b"PUT /v1/system/update HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
+    closed = False
+    for _ in range(60):  # at most 30 s, one byte each half second
+        try:
+            s.sendall(b" ")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if closed_by_server(s, 0.5):
+            closed = True
+            break
+    assert closed, "a refused body dribbling in was never cut off"
     s.close()
     still_serving(m)
 

@@ -43,8 +43,8 @@ static void on_request(bt_http_req *rq, bt_http_resp *resp, void *arg)
     resp->status = 200;
     resp->type = "text/plain";
     char *b = bt_strdup_printf("%s %s %s %zu/%llu %d%d|%s", rq->method, rq->path, rq->query,
-                               rq->body_len, (unsigned long long)rq->body_seen,
-                               rq->body_too_big, rq->body_cut, rq->body);
+                               rq->body_len, (unsigned long long)rq->body_seen, rq->body_too_big,
+                               rq->body_cut, rq->body);
     resp->body = b;
     resp->len = b ? strlen(b) : 0;
     resp->free_body = true;

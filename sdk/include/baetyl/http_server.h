@@ -1,9 +1,10 @@
 /* A small HTTP/1.1 server (RFC 9112) for the master's API and metrics, and any module that
  * serves HTTP on a socket it made (unix or tcp; no TLS). Every byte a client sends is
  * bounded: the head (request line, header count and size), the body (kept up to max_body,
- * read and dropped up to max_drop), and time (the whole head must come within the idle
- * timeout, then every read and write must progress within it). Keep-alive, pipelining,
- * HTTP/1.0 clients, Content-Length and chunked bodies, Expect: 100-continue and HEAD.
+ * read and dropped up to max_drop), and time (the whole head, and a body to be dropped, must
+ * come within the idle timeout; then every read and write must progress within it).
+ * Keep-alive, pipelining, HTTP/1.0 clients, Content-Length and chunked bodies, Expect:
+ * 100-continue and HEAD.
  *
  * One listener thread accepts; each connection gets a thread of its own with a small stack,
  * up to max_connections. A poll loop with workers would hold idle connections more cheaply,
