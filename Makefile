@@ -80,7 +80,7 @@ TEST_JOBS ?= 2
 VERSION  := $(shell git describe --tags --exact-match 2>/dev/null || echo git-$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-PKGS := yaml-0.1 jansson openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc
+PKGS := yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c grpc
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread -lm
 
@@ -159,7 +159,7 @@ MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 # A module not listed here links everything. --as-needed drops what a binary still does
 # not use.
 SDK_PKGS := yaml-0.1 jansson
-MOD_PKGS_master            := libmicrohttpd
+MOD_PKGS_master            :=
 MOD_PKGS_hub               := lmdb
 MOD_PKGS_function-manager  := libprotobuf-c grpc openssl
 MOD_PKGS_function-sql      := libprotobuf-c grpc

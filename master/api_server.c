@@ -1,6 +1,6 @@
-/* The master API (SPEC §7) on libmicrohttpd. Route, then account, then body: an unknown
- * route is 404, a bad account 401, a body over API_MAX_BODY 413, a handler error 400 with
- * its text. The listening socket is made here and handed to MHD. */
+/* The master API (SPEC §7) on the SDK's HTTP server (baetyl/http_server.h). Route, then
+ * account, then body: an unknown route is 404, a bad account 401, a body over API_MAX_BODY
+ * 413, a handler error 400 with its text. The listening socket is made here. */
 #include "api_server.h"
 #include "inspect.h"
 #include "metrics.h"
@@ -11,14 +11,13 @@
 #include "names.h"
 
 #include <baetyl/api.h>
-#include <baetyl/buf.h>
+#include <baetyl/http_server.h>
 #include <baetyl/log.h>
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <libgen.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -39,6 +38,9 @@
 #define API_IDLE_TIMEOUT_S 5
 #define API_PEER_CONNECTIONS 32
 #define API_MAX_CONNECTIONS 1024
+/* A connection's thread: a handler parses JSON bodies (jansson nests up to 2048 levels) and
+ * calls the Docker API; pages never touched cost nothing. */
+#define API_STACK ((size_t)512 << 10)
 
 typedef struct peer {
     pid_t pid;
@@ -49,14 +51,14 @@ typedef struct peer {
 struct api_server {
     master *m;
     ota *o;
-    struct MHD_Daemon *d;
+    bt_http_server *d;
     char *sock_path;         /* unix socket to remove at stop */
     unsigned auth_timeout_s; /* server.timeout, once a request was authorised */
     pthread_mutex_t peers_mu;
     peer *peers;      /* unix peers with open connections */
     uint64_t refused; /* connections refused over the per-peer limit */
     int64_t refused_logged_ms;
-    struct MHD_Daemon *metrics; /* metrics.address listener, or NULL */
+    bt_http_server *metrics; /* metrics.address listener, or NULL */
 };
 
 typedef enum {
@@ -75,58 +77,38 @@ typedef enum {
 static const char *const route_names[] = {"other", "inspect", "update",  "ports", "start",
                                           "stop",  "report",  "metrics", "logs"};
 
-/* The status of the reply queued by this connection's thread (one thread per connection),
- * counted by route once the handler returns. */
-static __thread unsigned reply_status;
-
-typedef struct {
-    route_t rt;
-    char *svc, *inst; /* path parameters */
-    unsigned refused; /* 404 or 401, decided from the headers: the body is not kept */
-    bt_buf body;      /* the kept body */
-    size_t seen;      /* bytes received, kept or not */
-    bool too_big;
-} req_t;
+/* A refused request: on_head's decision, kept in the request's tag (the body is dropped). */
+enum { REFUSED_NOT_FOUND = 404, REFUSED_UNAUTHORIZED = 401, REFUSED_FORBIDDEN = 403 };
 
 /* ---- responses --------------------------------------------------------------------------- */
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
-                             const char *type)
+/* Sets the answer; 0, for `return reply(…)`. */
+static int reply(bt_http_resp *resp, unsigned status, char *body, size_t len, const char *type)
 {
-    reply_status = status;
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    if (type)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    enum MHD_Result rc = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return rc;
+    resp->status = (int)status;
+    resp->body = body;
+    resp->len = len;
+    resp->free_body = body != NULL;
+    resp->type = type;
+    return 0;
 }
 
 /* Errors are plain text ending with a newline, like Go's http.Error. */
-static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, const char *text)
+static int reply_text(bt_http_resp *resp, unsigned status, const char *text)
 {
     char *b = bt_strdup_printf("%s\n", text);
     if (!b)
-        return MHD_NO;
-    return reply(c, status, b, strlen(b), "text/plain; charset=utf-8");
+        return reply(resp, 500, NULL, 0, NULL);
+    return reply(resp, status, b, strlen(b), "text/plain; charset=utf-8");
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, json_t *j)
+static int reply_json(bt_http_resp *resp, json_t *j)
 {
     char *b = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!b)
-        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-    return reply(c, MHD_HTTP_OK, b, strlen(b), "application/json");
-}
-
-static enum MHD_Result reply_ok(struct MHD_Connection *c)
-{
-    return reply(c, MHD_HTTP_OK, NULL, 0, NULL);
+        return reply_text(resp, 500, "out of memory");
+    return reply(resp, 200, b, strlen(b), "application/json");
 }
 
 /* ---- routing ----------------------------------------------------------------------------- */
@@ -176,16 +158,17 @@ static route_t route(const char *method, const char *url, char **svc, char **ins
 /* ---- handlers ---------------------------------------------------------------------------- */
 
 /* Parses the body as a JSON object; an empty body is NULL with no error when allow_empty. */
-static int parse_object(const req_t *r, bool allow_empty, json_t **out, char *err, size_t errlen)
+static int parse_object(const bt_http_req *r, bool allow_empty, json_t **out, char *err,
+                        size_t errlen)
 {
     *out = NULL;
-    if (r->body.len == 0) {
+    if (r->body_len == 0) {
         if (allow_empty)
             return 0;
         return bt_errf(err, errlen, "request body invalid: empty");
     }
     json_error_t je;
-    json_t *j = json_loadb((const char *)r->body.p, r->body.len, JSON_DECODE_ANY, &je);
+    json_t *j = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, &je);
     if (!j)
         return bt_errf(err, errlen, "request body invalid: %s (line %d, column %d)", je.text,
                        je.line, je.column);
@@ -227,7 +210,7 @@ static int depth_of(const json_t *j, int limit)
     return 0;
 }
 
-static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
+static int do_update(api_server *s, const bt_http_req *r, char *err, size_t errlen)
 {
     json_t *j;
     if (parse_object(r, false, &j, err, errlen) != 0)
@@ -255,8 +238,8 @@ static int do_update(api_server *s, const req_t *r, char *err, size_t errlen)
     return rc;
 }
 
-static int do_start(api_server *s, const char *svc, const char *inst, const req_t *r, char *err,
-                    size_t errlen)
+static int do_start(api_server *s, const char *svc, const char *inst, const bt_http_req *r,
+                    char *err, size_t errlen)
 {
     if (!valid_instance_name(inst))
         return bt_errf(err, errlen, "instance name (%.128s) invalid: want 1-128 of [A-Za-z0-9._-]",
@@ -284,8 +267,8 @@ static int do_start(api_server *s, const char *svc, const char *inst, const req_
     return rc;
 }
 
-static int do_report(api_server *s, const char *svc, const char *inst, const req_t *r, char *err,
-                     size_t errlen)
+static int do_report(api_server *s, const char *svc, const char *inst, const bt_http_req *r,
+                     char *err, size_t errlen)
 {
     json_t *j;
     if (parse_object(r, false, &j, err, errlen) != 0)
@@ -322,115 +305,89 @@ static json_t *free_port(char *err, size_t errlen)
 
 /* GET …/instances/{i}/logs?lines=N (default 50, at most ILOG_LINES_MAX): 200 with
  * {"state","exit_code","lines"}, 404 with {"error"} for an unknown service or instance. */
-static enum MHD_Result do_logs(api_server *s, struct MHD_Connection *c, const req_t *r)
+static int do_logs(api_server *s, const bt_http_req *rq, const char *svc, const char *inst,
+                   bt_http_resp *resp)
 {
-    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "lines");
+    char q[32], err[512];
+    int qr = bt_http_req_query(rq, "lines", q, sizeof q);
     long n = 50;
-    char err[512];
-    if (q) {
+    if (qr != 0) {
         char *end;
         errno = 0;
-        n = strtol(q, &end, 10);
-        if (!*q || *end || errno || n < 0) {
-            snprintf(err, sizeof err, "lines (%.64s) must be a number from 0 to %d", q,
-                     ILOG_LINES_MAX);
-            return reply_text(c, MHD_HTTP_BAD_REQUEST, err);
+        n = qr > 0 ? strtol(q, &end, 10) : -1;
+        if (qr < 0 || !*q || *end || errno || n < 0) {
+            snprintf(err, sizeof err, "lines (%.32s) must be a number from 0 to %d",
+                     qr > 0 ? q : "?", ILOG_LINES_MAX);
+            return reply_text(resp, 400, err);
         }
         if (n > ILOG_LINES_MAX)
             n = ILOG_LINES_MAX;
     }
     bool not_found;
-    json_t *out = master_instance_logs(s->m, r->svc, r->inst, (int)n, &not_found, err, sizeof err);
+    json_t *out = master_instance_logs(s->m, svc, inst, (int)n, &not_found, err, sizeof err);
     if (out)
-        return reply_json(c, out);
+        return reply_json(resp, out);
     if (!not_found)
-        return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, err);
+        return reply_text(resp, 500, err);
     json_t *e = json_pack("{s:s}", "error", err);
     char *b = e ? json_dumps(e, JSON_COMPACT) : NULL;
     json_decref(e);
     if (!b)
-        return MHD_NO;
-    return reply(c, MHD_HTTP_NOT_FOUND, b, strlen(b), "application/json");
+        return reply_text(resp, 500, "out of memory");
+    return reply(resp, 404, b, strlen(b), "application/json");
 }
 
-/* Keeps a body chunk of an accepted request, up to API_MAX_BODY. */
-static int keep_body(req_t *r, const char *data, size_t n)
+/* The head: route and account are known now, so a refused request's body is read and
+ * dropped, never kept. */
+static void on_head(bt_http_req *rq, void *arg)
 {
-    r->seen += n;
-    if (r->refused || r->too_big)
-        return 0;
-    if (r->body.len + n > API_MAX_BODY) {
-        r->too_big = true;
-        bt_buf_free(&r->body);
-        return 0;
-    }
-    return bt_buf_append(&r->body, data, n);
+    api_server *s = arg;
+    /* Every call, as Baetyl 1.0 logs it; debug, since the hub's and agent's periodic
+     * reports would flood info. */
+    bt_logf(BT_LOG_DEBUG, "[%s] %s", rq->method, rq->path);
+    char *svc = NULL, *inst = NULL;
+    route_t rt = route(rq->method, rq->path, &svc, &inst);
+    const char *user = bt_http_req_header(rq, BT_API_HEADER_USERNAME);
+    if (rt == R_NONE)
+        rq->tag = REFUSED_NOT_FOUND;
+    else if (!master_auth(s->m, user, bt_http_req_header(rq, BT_API_HEADER_PASSWORD)))
+        rq->tag = REFUSED_UNAUTHORIZED;
+    else if (svc && !master_may_act(s->m, user, svc))
+        rq->tag = REFUSED_FORBIDDEN;
+    else
+        rq->idle_timeout_ms = (int)s->auth_timeout_s * 1000;
+    rq->keep_body = rq->tag == 0;
+    free(svc);
+    free(inst);
 }
 
-static const char *header(struct MHD_Connection *c, const char *name)
+static int serve(api_server *s, bt_http_req *rq, route_t rt, const char *svc, const char *inst,
+                 bt_http_resp *resp)
 {
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-}
-
-static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *url,
-                             const char *method, const char *version, const char *upload_data,
-                             size_t *upload_data_size, void **con_cls)
-{
-    api_server *s = cls;
-    req_t *r = *con_cls;
-    if (!r) {
-        /* Headers only: route and account are known now, so a refused request's body is
-         * read and dropped, never kept. */
-        r = calloc(1, sizeof *r);
-        if (!r)
-            return MHD_NO;
-        *con_cls = r;
-        /* Every call, as Baetyl 1.0 logs it; debug, since the hub's and agent's periodic
-         * reports would flood info. */
-        bt_logf(BT_LOG_DEBUG, "[%s] %s", method, url);
-        r->rt = route(method, url, &r->svc, &r->inst);
-        const char *user = header(c, BT_API_HEADER_USERNAME);
-        if (r->rt == R_NONE)
-            r->refused = MHD_HTTP_NOT_FOUND;
-        else if (!master_auth(s->m, user, header(c, BT_API_HEADER_PASSWORD)))
-            r->refused = MHD_HTTP_UNAUTHORIZED;
-        else if (r->svc && !master_may_act(s->m, user, r->svc))
-            r->refused = MHD_HTTP_FORBIDDEN;
-        else
-            MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, s->auth_timeout_s);
-        return MHD_YES;
-    }
-    if (*upload_data_size) {
-        if (keep_body(r, upload_data, *upload_data_size) != 0)
-            return MHD_NO;
-        *upload_data_size = 0;
-        /* Read (and drop) an unwanted body so the client gets the answer, but not forever. */
-        if ((r->too_big || r->refused) && r->seen > 4 * (size_t)API_MAX_BODY)
-            return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
-        return MHD_YES;
-    }
-
     char err[1024];
-    if (r->refused == MHD_HTTP_NOT_FOUND)
-        return reply_text(c, MHD_HTTP_NOT_FOUND, "404 page not found");
-    if (r->refused == MHD_HTTP_FORBIDDEN) {
+    /* an unwanted body is read and dropped so the client gets the answer, but not forever */
+    if (rq->body_cut)
+        return reply_text(resp, 413, "request body too large");
+    if (rq->tag == REFUSED_NOT_FOUND)
+        return reply_text(resp, 404, "404 page not found");
+    if (rq->tag == REFUSED_FORBIDDEN) {
         snprintf(err, sizeof err,
                  "account forbidden: service (%.128s) may not act on the "
                  "instances of service (%.128s)",
-                 header(c, BT_API_HEADER_USERNAME), r->svc);
-        return reply_text(c, MHD_HTTP_FORBIDDEN, err);
+                 bt_http_req_header(rq, BT_API_HEADER_USERNAME), svc);
+        return reply_text(resp, 403, err);
     }
-    if (r->refused)
-        return reply_text(c, MHD_HTTP_UNAUTHORIZED, "account unauthorized");
-    if (r->too_big) {
+    if (rq->tag)
+        return reply_text(resp, 401, "account unauthorized");
+    if (rq->body_too_big) {
         snprintf(err, sizeof err, "request body too large (max %u bytes)", API_MAX_BODY);
-        return reply_text(c, MHD_HTTP_CONTENT_TOO_LARGE, err);
+        return reply_text(resp, 413, err);
     }
-    if (r->rt == R_LOGS)
-        return do_logs(s, c, r);
+    if (rt == R_LOGS)
+        return do_logs(s, rq, svc, inst, resp);
     int hr = 0;
     json_t *out = NULL;
-    switch (r->rt) {
+    switch (rt) {
     case R_INSPECT:
         out = inspect_build(s->m);
         if (!out)
@@ -441,55 +398,39 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *c, const char *ur
         if (!out)
             hr = -1;
         break;
-    case R_UPDATE: hr = do_update(s, r, err, sizeof err); break;
-    case R_START: hr = do_start(s, r->svc, r->inst, r, err, sizeof err); break;
-    case R_STOP: hr = master_instance_stop(s->m, r->svc, r->inst, err, sizeof err); break;
-    case R_REPORT: hr = do_report(s, r->svc, r->inst, r, err, sizeof err); break;
+    case R_UPDATE: hr = do_update(s, rq, err, sizeof err); break;
+    case R_START: hr = do_start(s, svc, inst, rq, err, sizeof err); break;
+    case R_STOP: hr = master_instance_stop(s->m, svc, inst, err, sizeof err); break;
+    case R_REPORT: hr = do_report(s, svc, inst, rq, err, sizeof err); break;
     case R_METRICS: {
         size_t n;
         char *text = metrics_render(s->m, &n);
         if (!text)
-            return reply_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-        return reply(c, MHD_HTTP_OK, text, n, METRICS_CONTENT_TYPE);
+            return reply_text(resp, 500, "out of memory");
+        return reply(resp, 200, text, n, METRICS_CONTENT_TYPE);
     }
     default: break;
     }
     if (hr != 0) {
         json_decref(out);
-        bt_logkv(BT_LOG_DEBUG, "api request failed", "method", method, "url", url, "error", err,
-                 NULL);
-        return reply_text(c, MHD_HTTP_BAD_REQUEST, err);
+        bt_logkv(BT_LOG_DEBUG, "api request failed", "method", rq->method, "url", rq->path, "error",
+                 err, NULL);
+        return reply_text(resp, 400, err);
     }
     if (out)
-        return reply_json(c, out);
-    return reply_ok(c);
+        return reply_json(resp, out);
+    return reply(resp, 200, NULL, 0, NULL);
 }
 
-/* serve, and the reply it queued counted for /metrics. */
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version, const char *upload_data,
-                               size_t *upload_data_size, void **con_cls)
+/* serve, and its answer counted for /metrics. */
+static void on_request(bt_http_req *rq, bt_http_resp *resp, void *arg)
 {
-    reply_status = 0;
-    enum MHD_Result rc =
-        serve(cls, c, url, method, version, upload_data, upload_data_size, con_cls);
-    const req_t *r = *con_cls;
-    if (reply_status && r)
-        metrics_count_request(route_names[r->rt], reply_status);
-    return rc;
-}
-
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                      enum MHD_RequestTerminationCode toe)
-{
-    req_t *r = *con_cls;
-    if (r) {
-        bt_buf_free(&r->body);
-        free(r->svc);
-        free(r->inst);
-        free(r);
-        *con_cls = NULL;
-    }
+    char *svc = NULL, *inst = NULL;
+    route_t rt = route(rq->method, rq->path, &svc, &inst);
+    serve(arg, rq, rt, svc, inst, resp);
+    metrics_count_request(route_names[rt], (unsigned)resp->status);
+    free(svc);
+    free(inst);
 }
 
 /* ---- connection policy ------------------------------------------------------------------ */
@@ -542,39 +483,25 @@ static void peer_del(api_server *s, pid_t pid)
     pthread_mutex_unlock(&s->peers_mu);
 }
 
-/* libmicrohttpd's per-IP limit does nothing for unix sockets, so the peer is the process
- * at the other end. A connection over the limit is shut down at once (MHD then closes it). */
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
+/* The per-process limit on the unix socket: the peer is the process at the other end. A
+ * connection over the limit is closed at once. */
+static bool on_accept(int fd, void **conn, void *arg)
 {
-    api_server *s = cls;
-    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        if (*socket_context)
-            peer_del(s, (pid_t)(intptr_t)*socket_context);
-        *socket_context = NULL;
-        return;
-    }
-    *socket_context = NULL;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    api_server *s = arg;
     struct ucred uc;
     socklen_t len = sizeof uc;
-    if (!s->sock_path || !ci ||
-        getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 || uc.pid <= 0)
-        return;
-    if (peer_add(s, uc.pid))
-        *socket_context = (void *)(intptr_t)uc.pid;
-    else
-        shutdown(ci->connect_fd, SHUT_RDWR);
+    if (!s->sock_path || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0 || uc.pid <= 0)
+        return true;
+    if (!peer_add(s, uc.pid))
+        return false;
+    *conn = (void *)(intptr_t)uc.pid;
+    return true;
 }
 
-/* libmicrohttpd's own messages; its format strings are its own, not ours. */
-__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
+static void on_close(void *conn, void *arg)
 {
-    char buf[512];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    bt_str_trim(buf);
-    bt_logkv(BT_LOG_DEBUG, buf, "api", "server", NULL);
+    if (conn)
+        peer_del(arg, (pid_t)(intptr_t)conn);
 }
 
 /* ---- listening ---------------------------------------------------------------------------- */
@@ -685,16 +612,19 @@ int api_server_start(master *m, ota *o, api_server **out, char *err, size_t errl
     s->auth_timeout_s = (unsigned)(to > 0 ? to : 1);
     unsigned idle = s->auth_timeout_s < API_IDLE_TIMEOUT_S ? s->auth_timeout_s : API_IDLE_TIMEOUT_S;
     pthread_mutex_init(&s->peers_mu, NULL);
-    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
-                                MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
-                            0, NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, idle,
-                            MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
-    if (!s->d) {
+    bt_http_server_opts so = {.name = "api",
+                              .max_connections = connection_limit(),
+                              .idle_timeout_ms = (int)idle * 1000,
+                              .max_body = API_MAX_BODY,
+                              .max_drop = 4 * (size_t)API_MAX_BODY,
+                              .stack_size = API_STACK,
+                              .on_accept = on_accept,
+                              .on_close = on_close,
+                              .on_head = on_head,
+                              .on_request = on_request,
+                              .arg = s};
+    if (bt_http_server_start(fd, &so, &s->d, err, errlen) != 0) {
         pthread_mutex_destroy(&s->peers_mu);
-        close(fd);
         if (s->sock_path)
             unlink(s->sock_path);
         free(s->sock_path);
@@ -715,7 +645,7 @@ void api_server_stop(api_server *s)
     if (!s)
         return;
     metrics_server_stop(s->metrics);
-    MHD_stop_daemon(s->d); /* closes the listening socket too */
+    bt_http_server_stop(s->d); /* closes the listening socket too */
     if (s->sock_path) {
         unlink(s->sock_path);
         free(s->sock_path);

@@ -1,5 +1,5 @@
-/* The master API (SPEC §7) on libmicrohttpd, over a unix socket (0660, removed at stop) or
- * tcp. Every route checks the service account; bodies are limited to API_MAX_BODY. */
+/* The master API (SPEC §7) on the SDK's HTTP server, over a unix socket (0660, removed at
+ * stop) or tcp. Every route checks the service account; bodies are limited to API_MAX_BODY. */
 #ifndef BAETYL_MASTER_API_SERVER_H
 #define BAETYL_MASTER_API_SERVER_H
 

@@ -5,13 +5,13 @@
 
 #include <stddef.h>
 
+#include <baetyl/http_server.h>
+
 #include "master.h"
 
-struct MHD_Daemon;
-
-/* Listens on address (tcp://host:port). Returns the daemon, or NULL with err. */
-struct MHD_Daemon *metrics_server_start(master *m, const char *address, char *err, size_t errlen);
+/* Listens on address (tcp://host:port). Returns the server, or NULL with err. */
+bt_http_server *metrics_server_start(master *m, const char *address, char *err, size_t errlen);
 /* Stops it (NULL is fine). */
-void metrics_server_stop(struct MHD_Daemon *d);
+void metrics_server_stop(bt_http_server *d);
 
 #endif

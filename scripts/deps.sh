@@ -25,7 +25,7 @@ PKGS=(
   build-essential pkg-config clang clang-format libclang-rt-14-dev git ca-certificates
   # libraries (DESIGN.md §4)
   libyaml-dev libjansson-dev libssl-dev liblmdb-dev
-  libmicrohttpd-dev libarchive-dev libcmocka-dev
+  libarchive-dev libcmocka-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   # video-infer: OpenCV 4 (C++ API) for capture, JPEG and DNN
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
@@ -106,7 +106,7 @@ done
 # The libraries of DESIGN.md §4 are Multi-Arch: same in Debian 12, so the target's -dev
 # packages install beside the native ones (OpenCV's do not: video-infer stays native).
 CROSS_LIBS=(libyaml-dev libjansson-dev libssl-dev liblmdb-dev
-            libmicrohttpd-dev libarchive-dev libcmocka-dev libgrpc-dev libprotobuf-c-dev)
+            libarchive-dev libcmocka-dev libgrpc-dev libprotobuf-c-dev)
 cross=()
 for p in ${PLATFORMS//,/ }; do
   case "$p" in

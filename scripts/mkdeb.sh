@@ -244,7 +244,7 @@ D=$WORK/dev
 install -d "$D/DEBIAN" "$D/usr/include/baetyl" "$D/usr/lib/$TRIPLET/pkgconfig"
 install -m 0644 "$SRC"/sdk/include/baetyl/*.h "$D/usr/include/baetyl/"
 install -m 0644 "$BUILD/lib/libbaetyl-sdk.a" "$D/usr/lib/$TRIPLET/libbaetyl-sdk.a"
-REQ="yaml-0.1 jansson openssl lmdb libmicrohttpd libarchive libprotobuf-c grpc"
+REQ="yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c grpc"
 sed -e 's|@PREFIX@|/usr|g' -e "s|@VERSION@|$DEBVER|g" -e "s|@REQUIRES@|$REQ|g" \
     -e "s|^libdir=.*|libdir=\${prefix}/lib/$TRIPLET|" \
     "$SRC/scripts/baetyl-sdk.pc.in" >"$D/usr/lib/$TRIPLET/pkgconfig/baetyl-sdk.pc"
@@ -257,7 +257,7 @@ Architecture: $ARCH
 Multi-Arch: same
 Maintainer: $MAINT
 Installed-Size: 0
-Depends: libyaml-dev, libjansson-dev, libssl-dev, liblmdb-dev, libmicrohttpd-dev, libarchive-dev, libgrpc-dev, libprotobuf-c-dev, pkg-config
+Depends: libyaml-dev, libjansson-dev, libssl-dev, liblmdb-dev, libarchive-dev, libgrpc-dev, libprotobuf-c-dev, pkg-config
 Section: libdevel
 Priority: optional
 Homepage: https://github.com/baetyl/baetyl

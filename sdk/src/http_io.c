@@ -13,9 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Waits for fd to be ready for events until deadline or until cancel_fd (>= 0) is readable;
- * 0, or -1 with errno (ETIMEDOUT, ECANCELED). */
-static int wait_fd(int fd, short events, int64_t deadline, int cancel_fd)
+int bt_http_wait_fd(int fd, short events, int64_t deadline, int cancel_fd)
 {
     for (;;) {
         int64_t now = bt_now_ms();
@@ -42,7 +40,7 @@ static int io_wait(const bt_http_io *io, short events)
     int64_t d = io->deadline;
     if (io->idle_ms > 0 && bt_now_ms() + io->idle_ms < d)
         d = bt_now_ms() + io->idle_ms;
-    return wait_fd(io->fd, events, d, io->cancel_fd);
+    return bt_http_wait_fd(io->fd, events, d, io->cancel_fd);
 }
 
 int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline)
@@ -60,7 +58,7 @@ int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline)
     }
     int soerr = 0;
     socklen_t sl = sizeof soerr;
-    if (wait_fd(fd, POLLOUT, deadline, -1) < 0 ||
+    if (bt_http_wait_fd(fd, POLLOUT, deadline, -1) < 0 ||
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
         int e = soerr ? soerr : errno;
         close(fd);

@@ -3,6 +3,7 @@
  * Everything is bounded (line, head, body) and anything outside the grammar is refused with
  * a message naming what was wrong. */
 #include "http_reply.h"
+#include "http_parse.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 enum {
     S_STATUS,
@@ -89,22 +89,12 @@ static int status_line(bt_http_reply *r, const char *l, size_t n)
     return 0;
 }
 
-static bool tchar(unsigned char c)
-{
-    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 /* Content-Length: digits only, the same value if repeated, within max_body. */
 static int content_length(bt_http_reply *r, const char *v, size_t n)
 {
-    uint64_t len = 0;
-    if (n == 0 || n > 19)
+    uint64_t len;
+    if (bt_http_length_value(v, n, &len) != 0)
         return fail(r, "bad Content-Length");
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)v[i]))
-            return fail(r, "bad Content-Length");
-        len = len * 10 + (uint64_t)(v[i] - '0');
-    }
     if (r->has_length && r->remaining != len)
         return fail(r, "conflicting Content-Length headers");
     if (len > r->max_body) {
@@ -120,20 +110,11 @@ static int content_length(bt_http_reply *r, const char *v, size_t n)
  * caller bytes it cannot read. */
 static int transfer_encoding(bt_http_reply *r, const char *v, size_t n)
 {
-    const char *last = v;
-    for (size_t i = 0; i < n; i++)
-        if (v[i] == ',')
-            last = v + i + 1;
-    while (last < v + n && (*last == ' ' || *last == '\t'))
-        last++;
-    size_t ln = (size_t)(v + n - last);
-    if (ln == 7 && strncasecmp(last, "chunked", 7) == 0) {
-        r->chunked = true;
-        return 0;
-    }
-    if (ln == 8 && strncasecmp(last, "identity", 8) == 0 && last == v)
-        return 0;
-    return fail(r, "unsupported Transfer-Encoding (%.*s)", (int)(n > 40 ? 40 : n), v);
+    int te = bt_http_te_value(v, n);
+    if (te < 0)
+        return fail(r, "unsupported Transfer-Encoding (%.*s)", (int)(n > 40 ? 40 : n), v);
+    r->chunked = te == 1;
+    return 0;
 }
 
 static int begin_body(bt_http_reply *r)
@@ -166,30 +147,22 @@ static int header_line(bt_http_reply *r, const char *l, size_t n)
 {
     if (n == 0)
         return begin_body(r);
-    if (l[0] == ' ' || l[0] == '\t')
-        return fail(r, "folded header line (obsolete)");
-    size_t k = 0;
-    while (k < n && tchar((unsigned char)l[k]))
-        k++;
-    if (k == 0 || k >= n || l[k] != ':')
-        return fail(r, "bad header line");
-    const char *v = l + k + 1, *e = l + n;
-    while (v < e && (*v == ' ' || *v == '\t'))
-        v++;
-    while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-        e--;
-    for (const char *p = v; p < e; p++)
-        if ((unsigned char)*p < 0x20 && *p != '\t')
-            return fail(r, "control character in header %.*s", (int)(k > 40 ? 40 : k), l);
-    if (k == 14 && strncasecmp(l, "Content-Length", 14) == 0)
-        return content_length(r, v, (size_t)(e - v));
-    if (k == 17 && strncasecmp(l, "Transfer-Encoding", 17) == 0)
-        return transfer_encoding(r, v, (size_t)(e - v));
-    if (k == 8 && strncasecmp(l, "Location", 8) == 0 && r->status / 100 == 3) {
+    size_t k, vn;
+    const char *v;
+    const char *why = bt_http_header_split(l, n, &k, &v, &vn);
+    if (why && k)
+        return fail(r, "%s %.*s", why, (int)(k > 40 ? 40 : k), l);
+    if (why)
+        return fail(r, "%s", why);
+    if (bt_http_name_is(l, k, "Content-Length"))
+        return content_length(r, v, vn);
+    if (bt_http_name_is(l, k, "Transfer-Encoding"))
+        return transfer_encoding(r, v, vn);
+    if (bt_http_name_is(l, k, "Location") && r->status / 100 == 3) {
         /* a redirect's target: one, not empty */
-        if (r->location || e == v)
+        if (r->location || vn == 0)
             return fail(r, r->location ? "more than one Location header" : "empty Location");
-        if (!(r->location = strndup(v, (size_t)(e - v))))
+        if (!(r->location = strndup(v, vn)))
             return fail(r, "out of memory");
     }
     return 0;
@@ -198,18 +171,10 @@ static int header_line(bt_http_reply *r, const char *l, size_t n)
 /* "<hex>[;extensions]" */
 static int chunk_size_line(bt_http_reply *r, const char *l, size_t n)
 {
-    uint64_t size = 0;
-    size_t i = 0;
-    for (; i < n && isxdigit((unsigned char)l[i]); i++) {
-        if (i >= 15)
-            return fail(r, "chunk size too large");
-        int c = tolower((unsigned char)l[i]);
-        size = size * 16 + (uint64_t)(isdigit(c) ? c - '0' : c - 'a' + 10);
-    }
-    while (i < n && (l[i] == ' ' || l[i] == '\t'))
-        i++;
-    if (i == 0 || (i < n && l[i] != ';'))
-        return fail(r, "bad chunk size line");
+    uint64_t size;
+    bool too_large;
+    if (bt_http_chunk_size(l, n, &size, &too_large) != 0)
+        return fail(r, too_large ? "chunk size too large" : "bad chunk size line");
     if (size > r->max_body - (r->on_body ? r->streamed : bt_buf_size(&r->body))) {
         r->too_big = true;
         return fail(r, "reply larger than %zu bytes", r->max_body);

@@ -53,6 +53,9 @@ int bt_http_reply_eof(bt_http_reply *r);
  * (baetyl/http.h). Deadlines are bt_now_ms() values. */
 /* A request method: uppercase letters only (nothing a request line could be forged with). */
 bool bt_http_method_ok(const char *m);
+/* Waits for fd to be ready for events until deadline or until cancel_fd (>= 0) is readable;
+ * 0, or -1 with errno (ETIMEDOUT, ECANCELED). The server's connections wait with it too. */
+int bt_http_wait_fd(int fd, short events, int64_t deadline, int cancel_fd);
 /* A non-blocking connect bounded by the deadline; the socket or -1 with errno. */
 int bt_http_connect(const struct sockaddr *sa, socklen_t len, int64_t deadline);
 

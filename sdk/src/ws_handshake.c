@@ -4,10 +4,10 @@
  * whole header is bounded by BT_WS_HANDSHAKE_MAX. */
 #include "baetyl/ws.h"
 #include "baetyl/error.h"
+#include "http_parse.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "baetyl/ossl.h"
 
@@ -115,25 +115,6 @@ int bt_ws_client_start(bt_ws *ws, const char *host, const char *path, char *err,
     return 0;
 }
 
-/* True when the comma-separated list v[0..n) holds token tok (case-insensitive). */
-static int list_has(const char *v, size_t n, const char *tok)
-{
-    size_t tl = strlen(tok), i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
-        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Request target: origin form "/p?q" or absolute form "ws://host/p"; keeps the path part. */
 static int take_path(bt_ws *ws, const char *t, size_t n)
 {
@@ -194,17 +175,6 @@ static const char *status_line(const char *l, size_t n)
     return NULL;
 }
 
-static int is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-static int name_is(const char *name, size_t nl, const char *want)
-{
-    return strlen(want) == nl && strncasecmp(name, want, nl) == 0;
-}
-
 /* Headers whose value we must read whole (a longer line is an error, not skipped). */
 static int name_needed(const char *name, size_t nl)
 {
@@ -216,24 +186,24 @@ static int name_needed(const char *name, size_t nl)
                                         "sec-websocket-protocol",
                                         "sec-websocket-extensions"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (name_is(name, nl, names[i]))
+        if (bt_http_name_is(name, nl, names[i]))
             return 1;
     return 0;
 }
 
 static const char *header_server(bt_ws *ws, const char *nm, size_t nl, const char *v, size_t vl)
 {
-    if (name_is(nm, nl, "upgrade")) {
-        if (list_has(v, vl, "websocket"))
+    if (bt_http_name_is(nm, nl, "upgrade")) {
+        if (bt_http_list_has(v, vl, "websocket"))
             ws->hs_seen |= HS_UPGRADE;
-    } else if (name_is(nm, nl, "connection")) {
-        if (list_has(v, vl, "upgrade"))
+    } else if (bt_http_name_is(nm, nl, "connection")) {
+        if (bt_http_list_has(v, vl, "upgrade"))
             ws->hs_seen |= HS_CONNECTION;
-    } else if (name_is(nm, nl, "sec-websocket-version")) {
+    } else if (bt_http_name_is(nm, nl, "sec-websocket-version")) {
         if (vl != 2 || memcmp(v, "13", 2) != 0)
             return "unsupported Sec-WebSocket-Version (13 required)";
         ws->hs_seen |= HS_VERSION;
-    } else if (name_is(nm, nl, "sec-websocket-key")) {
+    } else if (bt_http_name_is(nm, nl, "sec-websocket-key")) {
         if (ws->hs_seen & HS_KEY)
             return "duplicate Sec-WebSocket-Key";
         if (!key_valid(v, vl))
@@ -241,7 +211,7 @@ static const char *header_server(bt_ws *ws, const char *nm, size_t nl, const cha
         memcpy(ws->key, v, vl);
         ws->key[vl] = '\0';
         ws->hs_seen |= HS_KEY;
-    } else if (name_is(nm, nl, "sec-websocket-protocol")) {
+    } else if (bt_http_name_is(nm, nl, "sec-websocket-protocol")) {
         /* Offers come in the client's order of preference (the header may repeat): the
          * first one we speak wins. Names are case-sensitive (RFC 6455 §11.5). */
         size_t i = 0;
@@ -263,21 +233,21 @@ static const char *header_server(bt_ws *ws, const char *nm, size_t nl, const cha
 
 static const char *header_client(bt_ws *ws, const char *nm, size_t nl, const char *v, size_t vl)
 {
-    if (name_is(nm, nl, "upgrade")) {
-        if (list_has(v, vl, "websocket"))
+    if (bt_http_name_is(nm, nl, "upgrade")) {
+        if (bt_http_list_has(v, vl, "websocket"))
             ws->hs_seen |= HS_UPGRADE;
-    } else if (name_is(nm, nl, "connection")) {
-        if (list_has(v, vl, "upgrade"))
+    } else if (bt_http_name_is(nm, nl, "connection")) {
+        if (bt_http_list_has(v, vl, "upgrade"))
             ws->hs_seen |= HS_CONNECTION;
-    } else if (name_is(nm, nl, "sec-websocket-accept")) {
+    } else if (bt_http_name_is(nm, nl, "sec-websocket-accept")) {
         if ((ws->hs_seen & HS_ACCEPT) || vl != strlen(ws->accept) || memcmp(v, ws->accept, vl) != 0)
             return "wrong Sec-WebSocket-Accept";
         ws->hs_seen |= HS_ACCEPT;
-    } else if (name_is(nm, nl, "sec-websocket-protocol")) {
+    } else if (bt_http_name_is(nm, nl, "sec-websocket-protocol")) {
         if (ws->protocol[0] || vl != 4 || memcmp(v, "mqtt", 4) != 0)
             return "server chose a subprotocol we did not offer";
         strcpy(ws->protocol, "mqtt");
-    } else if (name_is(nm, nl, "sec-websocket-extensions")) {
+    } else if (bt_http_name_is(nm, nl, "sec-websocket-extensions")) {
         if (vl)
             return "server chose an extension we did not offer";
     }
@@ -306,7 +276,7 @@ static const char *process_line(bt_ws *ws, const char *l, size_t n, int too_long
     if (nl == 0)
         return "empty header name";
     for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)l[i]))
+        if (!bt_http_tchar((unsigned char)l[i]))
             return "invalid header name";
     if (too_long) /* only headers we ignore may be longer than our line buffer */
         return name_needed(l, nl) ? "header value too long" : NULL;

@@ -1,6 +1,7 @@
 /* libFuzzer target for the master's HTTP request path (SPEC §7): each input is written as
- * raw bytes to the real API server (libmicrohttpd + the master's routing, accounts, body
- * limits and handlers) over its unix socket, and the answer is read to the end.
+ * raw bytes to the real API server (the SDK's HTTP server, baetyl/http_server.h, with the
+ * master's routing, accounts, body limits and handlers) over its unix socket, and the answer
+ * is read to the end. The request parser alone: test/fuzz/fuzz_http_request.c.
  *
  * One master runs for the whole session in a temporary work dir (no per-input setup): an
  * app with service `s` (replica 0, its program /bin/true, outside the work dir so an update
