@@ -4,6 +4,7 @@
 #define BAETYL_FUNCTION_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <grpc/grpc.h>
 
@@ -29,6 +30,10 @@ grpc_byte_buffer *bt_fn_pb_to_bb(const ProtobufCMessage *m, size_t *size);
 /* Decodes a received byte buffer (not destroyed) as a d; NULL when malformed. Free with
  * protobuf_c_message_free_unpacked. */
 ProtobufCMessage *bt_fn_pb_from_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+
+/* The gRPC framing of m's encoding: the 5-byte prefix then the message, malloc'd (*len
+ * bytes in all); NULL out of memory. */
+uint8_t *bt_fn_pb_frame(const ProtobufCMessage *m, size_t *len);
 
 /* Reads a PEM file whole into a malloc'd NUL-terminated string; NULL with err naming what
  * (e.g. "ca") and the path. */

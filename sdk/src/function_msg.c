@@ -16,6 +16,7 @@
 
 #include "function.pb-c.h"
 #include "function_internal.h"
+#include "grpc_wire.h"
 
 void bt_fn_msg_clear(bt_fn_msg *m)
 {
@@ -149,6 +150,23 @@ int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, 
     int rc = bt_fn_msg_from_pb(pb, out, err, errlen);
     baetyl__function_message__free_unpacked(pb, NULL);
     return rc;
+}
+
+uint8_t *bt_fn_pb_frame(const ProtobufCMessage *m, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    if (n > UINT32_MAX)
+        return NULL;
+    uint8_t *buf = malloc(BT_GRPC_PREFIX + n);
+    if (!buf)
+        return NULL;
+    bt_grpc_prefix(buf, (uint32_t)n);
+    if (protobuf_c_message_pack(m, buf + BT_GRPC_PREFIX) != n) {
+        free(buf);
+        return NULL;
+    }
+    *len = BT_GRPC_PREFIX + n;
+    return buf;
 }
 
 grpc_byte_buffer *bt_fn_pb_to_bb(const ProtobufCMessage *m, size_t *size)
