@@ -65,8 +65,7 @@ int bt_grpc_addr_parse(const char *address, bt_grpc_addr *a, char *err, size_t e
     const char *port = colon + 1;
     size_t pl = strlen(port);
     bool digits = pl > 0 && pl < 6 && strspn(port, "0123456789") == pl;
-    if (!digits || atoi(port) > 65535 || hl >= sizeof a->host ||
-        memchr(p, ' ', hl) != NULL) {
+    if (!digits || atoi(port) > 65535 || hl >= sizeof a->host || memchr(p, ' ', hl) != NULL) {
         snprintf(err, errlen, "invalid address %.200s (want host:port)", address);
         return -1;
     }
@@ -99,7 +98,8 @@ int bt_grpc_listen(const bt_grpc_addr *a, int *port, char *err, size_t errlen)
     *port = 0;
     if (a->is_unix)
         return listen_unix(a, err, errlen);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(a->host[0] ? a->host : NULL, a->port, &hints, &res);
@@ -179,8 +179,8 @@ int bt_grpc_dial(const bt_grpc_addr *a, int64_t deadline_ms, char *err, size_t e
         }
         return fd;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(a->host, a->port, &hints, &res);
     if (gai != 0) {
@@ -343,8 +343,7 @@ int bt_grpc_conn_handshake(bt_grpc_conn *c)
         return 0;
     }
     char why[200];
-    bt_tls_fail_reason(c->ssl, rc, true, "connection closed during the handshake", why,
-                       sizeof why);
+    bt_tls_fail_reason(c->ssl, rc, true, "connection closed during the handshake", why, sizeof why);
     snprintf(c->why, sizeof c->why, "tls handshake: %s", why);
     return -1;
 }

@@ -112,8 +112,8 @@ void bt_grpc_timeout_format(int64_t ms, char *out, size_t outlen)
     else if (ms / 1000 < 100000000)
         snprintf(out, outlen, "%lldS", (long long)((ms + 999) / 1000));
     else
-        snprintf(out, outlen, "%lldH", (long long)(ms / 3600000 + 1 < 99999999 ? ms / 3600000 + 1
-                                                                               : 99999999));
+        snprintf(out, outlen, "%lldH",
+                 (long long)(ms / 3600000 + 1 < 99999999 ? ms / 3600000 + 1 : 99999999));
 }
 
 size_t bt_grpc_pct_encode(const char *s, char *out, size_t outlen)
