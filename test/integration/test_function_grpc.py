@@ -468,3 +468,93 @@ def test_c_server_stop_cancels_after_grace(procs, tmp_path):
     assert e.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     stopper.join()
     ch.close()
+
+
+# ---- hostile peers -----------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(typ, flags, stream, payload):
+    return len(payload).to_bytes(3, "big") + bytes([typ, flags]) + \
+        stream.to_bytes(4, "big") + payload
+
+
+def hpack_int(v, prefix_bits, first=0):
+    top = (1 << prefix_bits) - 1
+    if v < top:
+        return bytes([first | v])
+    out, v = [first | top], v - top
+    while v >= 128:
+        out.append(v % 128 + 128)
+        v //= 128
+    return bytes(out + [v])
+
+
+def hpack(headers):
+    """Literal header fields without indexing, new names, no Huffman."""
+    out = b""
+    for name, value in headers:
+        out += b"\x00" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
+    return out
+
+
+def request_headers(path=b"/baetyl.Function/Call", extra=()):
+    return hpack([(b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+                  (b":authority", b"x"), (b"content-type", b"application/grpc"),
+                  (b"te", b"trailers"), *extra])
+
+
+def raw_session(port, data, read_for=0.5):
+    """Sends data on a new connection and reads until the server closes or read_for passes."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(data)
+        s.settimeout(read_for)
+        got = b""
+        end = time.monotonic() + read_for
+        while time.monotonic() < end:
+            try:
+                b = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not b:
+                break
+            got += b
+        return got
+    finally:
+        s.close()
+
+
+def test_c_server_survives_hostile_peers(procs, tmp_path):
+    import random
+    srv = CServer(procs, tmp_path, "--max-size", str(MiB))
+    settings = frame(4, 0, 0, b"")
+    # not HTTP/2 at all, and frames that break the protocol: the connection is closed
+    raw_session(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw_session(srv.port, PREFACE + settings + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01")
+    raw_session(srv.port, PREFACE + settings + frame(0, 1, 1, b"data without headers"))
+    # a message whose prefix announces 4 GiB, a compressed one, a cut one, a bad timeout
+    for data, extra in ((b"\x00\xff\xff\xff\xff", ()), (b"\x01\x00\x00\x00\x01x", ()),
+                        (b"\x00\x00\x00\x00\x09abc", ()),
+                        (b"\x00\x00\x00\x00\x00", ((b"grpc-timeout", b"99999999999H"),))):
+        raw_session(srv.port, PREFACE + settings + frame(1, 4, 1, request_headers(extra=extra)) +
+                    frame(0, 1, 1, data))
+    # streams over MAX_CONCURRENT_STREAMS, a header list of 60 KB, then random frames
+    many = b"".join(frame(1, 4, 2 * i + 1, request_headers()) for i in range(300))
+    raw_session(srv.port, PREFACE + settings + many)
+    big = request_headers(extra=((b"x-big", b"v" * 60000),))
+    raw_session(srv.port, PREFACE + settings + frame(1, 0, 1, big[:16000]) +
+                b"".join(frame(9, 0, 1, big[i:i + 16000]) for i in range(16000, len(big), 16000)))
+    rnd = random.Random(18)
+    for _ in range(30):
+        junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 400)))
+        raw_session(srv.port, PREFACE + settings + junk, read_for=0.1)
+    # still serving, and it stops cleanly (no sanitizer report, no leak)
+    ch, call = py_stub(srv.addr)
+    try:
+        assert call(FM(Payload=b"still"), timeout=10).Payload == b"still"
+    finally:
+        ch.close()
+    srv.stop()
