@@ -28,8 +28,8 @@ static int feed(bt_grpc_reader *r, const void *p, size_t len, size_t step, size_
     int code = 0;
     const uint8_t *b = p;
     for (size_t off = 0; off < len && code == 0; off += step)
-        code = bt_grpc_reader_feed(r, b + off, len - off < step ? len - off : step, err,
-                                   sizeof err);
+        code =
+            bt_grpc_reader_feed(r, b + off, len - off < step ? len - off : step, err, sizeof err);
     return code ? code : bt_grpc_reader_finish(r, err, sizeof err);
 }
 
@@ -62,8 +62,7 @@ static void test_reader_refusals(void **state)
 {
     bt_grpc_reader r;
     /* over the bound: refused from the prefix alone, nothing allocated */
-    assert_int_equal(feed(&r, "\0\xff\xff\xff\xff", 5, 0, 4 << 20),
-                     BT_FN_CODE_RESOURCE_EXHAUSTED);
+    assert_int_equal(feed(&r, "\0\xff\xff\xff\xff", 5, 0, 4 << 20), BT_FN_CODE_RESOURCE_EXHAUSTED);
     assert_null(r.buf);
     assert_true(r.too_large);
     assert_string_equal(err, "received message larger than max (4294967295 vs. 4194304)");
