@@ -606,12 +606,7 @@ static int io_start(bt_fn_client *c)
 {
     if (c->io_started)
         return 0;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setstacksize(&a, IO_STACK);
-    int rc = pthread_create(&c->io, &a, io_main, c);
-    pthread_attr_destroy(&a);
-    if (rc != 0)
+    if (bt_grpc_thread_start(&c->io, io_main, c, IO_STACK) != 0)
         return -1;
     c->io_started = true;
     return 0;

@@ -797,17 +797,6 @@ static int tls_options(bt_fn_server *s, const bt_fn_server_options *o, char *err
     return s->tls ? 0 : -1;
 }
 
-static int start_thread(pthread_t *th, void *(*fn)(void *), void *arg, size_t stack)
-{
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    if (stack)
-        pthread_attr_setstacksize(&a, stack);
-    int rc = pthread_create(th, &a, fn, arg);
-    pthread_attr_destroy(&a);
-    return rc;
-}
-
 bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options *o,
                                  bt_fn_handler handler, void *arg, char *err, size_t errlen)
 {
@@ -871,11 +860,11 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
     if (a.is_unix)
         snprintf(s->unix_path, sizeof s->unix_path, "%s", a.path);
     for (int i = 0; i < nw; i++) {
-        if (start_thread(&ws[i], worker_main, s, 0) != 0)
+        if (bt_grpc_thread_start(&ws[i], worker_main, s, 0) != 0)
             break;
         s->nstarted++;
     }
-    if (s->nstarted < nw || start_thread(&s->io, io_main, s, IO_STACK) != 0) {
+    if (s->nstarted < nw || bt_grpc_thread_start(&s->io, io_main, s, IO_STACK) != 0) {
         snprintf(err, errlen, "function server: cannot start threads");
         bt_fn_server_stop(s);
         return NULL;
