@@ -101,6 +101,9 @@ static void wake(bt_fn_client *c)
     (void)w;
 }
 
+/* Room for the text of a failed RPC: its prefix and a call's whole desc. */
+#define RPC_ERR_MAX 1100
+
 /* Go grpc's text of a failed RPC. */
 static int rpc_error(int status, const char *desc, int *code, char *err, size_t errlen)
 {
@@ -873,7 +876,7 @@ static void batch_complete(ccall *k)
 {
     bt_fn_result *res;
     int code;
-    char err[1024];
+    char err[RPC_ERR_MAX];
     bt_fn_batch_done done = k->batch_done;
     void *arg = k->arg;
     size_t n = k->n;
@@ -896,7 +899,7 @@ static void async_complete(ccall *k)
     }
     bt_fn_msg out;
     int code;
-    char err[1024];
+    char err[RPC_ERR_MAX];
     bt_fn_done done = k->done;
     void *arg = k->arg;
     int rc = call_end(k, &out, &code, err, sizeof err);

@@ -509,7 +509,8 @@ static void *io_main(void *p)
         int64_t next = expire(s, now);
         for (sconn *k = s->conns, *nx; k; k = nx) {
             nx = k->next;
-            if (!conn_flush(k))
+            /* stopping: a connection still in its TLS handshake has no call to wait for */
+            if ((stopping && !k->c.ng) || !conn_flush(k))
                 conn_free(s, k);
         }
         if (stopping && (!s->conns || cancelled))
