@@ -49,6 +49,7 @@ struct ccall {
     size_t req_len, req_off;
     int64_t deadline;
     int32_t stream; /* 0: not sent yet */
+    bool resent;    /* sent again once after the server refused its stream */
     /* what came back */
     int http_status;
     int grpc_status; /* -1: none yet */
@@ -287,14 +288,17 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void
             finish(c, k, BT_FN_CODE_INTERNAL, "server sent no reply");
         else
             finish(c, k, BT_FN_CODE_OK, NULL);
-    } else if (error == NGHTTP2_REFUSED_STREAM && !k->http_status) {
-        /* not processed (past a GOAWAY's last stream, or over the server's streams): sent
-         * again, on this connection or the next, within the call's deadline */
+    } else if (error == NGHTTP2_REFUSED_STREAM && !k->http_status && !k->resent) {
+        /* not processed (past a GOAWAY's last stream, or over the server's streams before
+         * its SETTINGS came): sent again once, on this connection or the next */
+        k->resent = true;
         k->stream = 0;
         k->req_off = 0;
         bt_grpc_reader_reset(&k->rd);
         k->grpc_status = -1;
         k->message[0] = '\0';
+    } else if (error == NGHTTP2_REFUSED_STREAM) {
+        finish(c, k, BT_FN_CODE_UNAVAILABLE, "stream refused by the server");
     } else if (error == NGHTTP2_CANCEL) {
         finish(c, k, BT_FN_CODE_CANCELLED, "stream cancelled by the server");
     } else if (error != NGHTTP2_NO_ERROR) {

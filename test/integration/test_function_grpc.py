@@ -558,3 +558,68 @@ def test_c_server_survives_hostile_peers(procs, tmp_path):
     finally:
         ch.close()
     srv.stop()
+
+
+class RawServer:
+    """A TCP server answering each connection with fixed bytes (after reading what the client
+    sends first), then closing it."""
+
+    def __init__(self, reply):
+        import socket
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)  # the preface, SETTINGS and the request
+                    conn.sendall(self.reply)
+                    time.sleep(0.2)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_c_client_survives_hostile_servers():
+    settings = frame(4, 0, 0, b"")
+    ok_headers = hpack([(b":status", b"200"), (b"content-type", b"application/grpc")])
+    cases = [
+        (b"", "Unavailable"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "Unavailable"),
+        (settings + frame(1, 4, 1, ok_headers) + frame(0, 0, 1, b"\x00\xff\xff\xff\xff"),
+         "ResourceExhausted"),
+        (settings + frame(1, 4, 1, ok_headers) + frame(0, 0, 1, b"\x01\x00\x00\x00\x01x"),
+         "Internal"),
+        (settings + frame(1, 5, 1, hpack([(b":status", b"404")])), "Unimplemented"),
+        (settings + frame(1, 5, 1, ok_headers + hpack([(b"grpc-status", b"3"),
+                                                       (b"grpc-message", b"bad%20arg%")])),
+         "code = InvalidArgument desc = bad arg%"),
+        (settings + frame(1, 4, 1, ok_headers) + frame(0, 1, 1, b"\x00\x00\x00\x00\x02\x08"),
+         "code = Internal"),
+        (settings + b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + b"\x00" * 8, "Unavailable"),
+    ]
+    import random
+    rnd = random.Random(17)
+    cases += [(settings + bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 300))), "")
+              for _ in range(10)]
+    for reply, want in cases:
+        srv = RawServer(reply)
+        try:
+            rc, _, err = c_call(srv.addr, "--timeout", "2000", timeout=20)
+        finally:
+            srv.close()
+        assert rc != 0, (reply[:40], err)
+        assert want in err, (reply[:40], err)
