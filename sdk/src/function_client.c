@@ -136,15 +136,21 @@ static void unlink_call(bt_fn_client *c, ccall *k)
     k->next = k->prev = NULL;
 }
 
+/* Appends k to the list of head and tail. */
+static void append(ccall **head, ccall **tail, ccall *k)
+{
+    k->next = NULL;
+    if (*tail)
+        (*tail)->next = k;
+    else
+        *head = k;
+    *tail = k;
+}
+
 static void post(bt_fn_async *q, ccall *k)
 {
     pthread_mutex_lock(&q->mu);
-    k->next = NULL;
-    if (q->tail)
-        q->tail->next = k;
-    else
-        q->head = k;
-    q->tail = k;
+    append(&q->head, &q->tail, k);
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
@@ -679,12 +685,7 @@ static int start(bt_fn_client *c, bt_fn_async *q, const char *method, uint8_t *r
         ccall_free(k);
         return -1;
     }
-    k->next = NULL;
-    if (c->submitted_tail)
-        c->submitted_tail->next = k;
-    else
-        c->submitted = k;
-    c->submitted_tail = k;
+    append(&c->submitted, &c->submitted_tail, k);
     pthread_mutex_unlock(&c->mu);
     wake(c);
     return 0;

@@ -226,14 +226,22 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* Loads OpenSSL for a TLS setting. 0, or -1 with err. */
+static int load_ossl(char *err, size_t errlen)
+{
+    char why[200];
+    if (bt_ossl_load(why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "tls: TLS needs %s", why);
+    return -1;
+}
+
 SSL_CTX *bt_grpc_server_tls(const char *cert, const char *key, const char *ca, char *err,
                             size_t errlen)
 {
     char why[200];
-    if (bt_ossl_load(why, sizeof why) < 0) {
-        snprintf(err, errlen, "tls: TLS needs %s", why);
+    if (load_ossl(err, errlen) < 0)
         return NULL;
-    }
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -255,8 +263,9 @@ SSL_CTX *bt_grpc_server_tls(const char *cert, const char *key, const char *ca, c
         goto fail;
     }
     if (ca && *ca) {
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-        if (!names || SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        STACK_OF(X509_NAME) *names = NULL;
+        if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
+            !(names = SSL_load_client_CA_file(ca))) {
             bt_tls_errors(why, sizeof why);
             snprintf(err, errlen, "ca: cannot load %.200s: %s", ca, why);
             goto fail;
@@ -274,11 +283,8 @@ fail:
 SSL_CTX *bt_grpc_client_tls(const char *ca, const char *cert, const char *key, char *err,
                             size_t errlen)
 {
-    char why[200];
-    if (bt_ossl_load(why, sizeof why) < 0) {
-        snprintf(err, errlen, "tls: TLS needs %s", why);
+    if (load_ossl(err, errlen) < 0)
         return NULL;
-    }
     SSL_CTX *ctx = bt_tls_client_ctx(ca, cert, key, err, errlen);
     if (ctx && SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof alpn_h2) != 0) {
         snprintf(err, errlen, "tls: cannot offer ALPN h2");
