@@ -305,6 +305,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void
         k->message[0] = '\0';
     } else if (error == NGHTTP2_REFUSED_STREAM) {
         finish(c, k, BT_FN_CODE_UNAVAILABLE, "stream refused by the server");
+    } else if (error == NGHTTP2_CANCEL && bt_now_ms() >= k->deadline) {
+        finish(c, k, BT_FN_CODE_DEADLINE_EXCEEDED, "Deadline Exceeded");
     } else if (error == NGHTTP2_CANCEL) {
         finish(c, k, BT_FN_CODE_CANCELLED, "stream cancelled by the server");
     } else if (error != NGHTTP2_NO_ERROR) {

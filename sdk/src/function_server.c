@@ -437,7 +437,8 @@ static void take_done(bt_fn_server *s)
     }
 }
 
-/* Resets the streams whose grpc-timeout passed; returns the next deadline (0 none). */
+/* Ends the calls whose grpc-timeout passed (DeadlineExceeded; a handler still running is
+ * not waited for); returns the next deadline (0 none). */
 static int64_t expire(bt_fn_server *s, int64_t now)
 {
     int64_t next = 0;
@@ -446,9 +447,10 @@ static int64_t expire(bt_fn_server *s, int64_t now)
             if (!st->deadline || st->answered)
                 continue;
             if (st->deadline <= now) {
-                st->answered = true;
+                /* the client gives up now too: tell it why rather than reset the stream,
+                 * which it could read as a cancel before its own deadline fires */
                 atomic_store(&st->cancelled, true);
-                nghttp2_submit_rst_stream(k->c.ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+                answer(st, BT_FN_CODE_DEADLINE_EXCEEDED, "Deadline Exceeded");
             } else if (!next || st->deadline < next) {
                 next = st->deadline;
             }
