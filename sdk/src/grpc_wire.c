@@ -8,6 +8,9 @@
 
 #include "baetyl/function.h"
 
+/* A message's first allocation; larger ones grow as their bytes come. */
+#define FIRST_ALLOC (64 * 1024)
+
 int bt_grpc_reader_feed(bt_grpc_reader *r, const uint8_t *p, size_t n, char *err, size_t errlen)
 {
     while (n > 0) {
@@ -37,12 +40,25 @@ int bt_grpc_reader_feed(bt_grpc_reader *r, const uint8_t *p, size_t n, char *err
                          r->max);
                 return BT_FN_CODE_RESOURCE_EXHAUSTED;
             }
-            if (!(r->buf = malloc(r->len ? r->len : 1))) {
+            r->cap = r->len < FIRST_ALLOC ? r->len : FIRST_ALLOC;
+            if (!(r->buf = malloc(r->cap ? r->cap : 1))) {
                 snprintf(err, errlen, "out of memory for a message of %zu bytes", r->len);
                 return BT_FN_CODE_INTERNAL;
             }
         }
         size_t k = r->len - r->got < n ? r->len - r->got : n;
+        if (r->got + k > r->cap) {
+            size_t cap = r->cap * 2 < r->got + k ? r->got + k : r->cap * 2;
+            if (cap > r->len)
+                cap = r->len;
+            uint8_t *b = realloc(r->buf, cap);
+            if (!b) {
+                snprintf(err, errlen, "out of memory for a message of %zu bytes", r->len);
+                return BT_FN_CODE_INTERNAL;
+            }
+            r->buf = b;
+            r->cap = cap;
+        }
         if (k)
             memcpy(r->buf + r->got, p, k);
         r->got += k;

@@ -12,13 +12,15 @@
 #define BT_GRPC_PREFIX 5 /* compressed flag (1 byte), length (4 bytes, big endian) */
 
 /* One unary message reassembled from a stream's DATA: its buffer is allocated once the
- * prefix has told its length, and only when that length is within max. */
+ * prefix has told a length within max, and grows with the bytes that come (a peer that
+ * announces 4 MiB and sends nothing costs a few KiB). */
 typedef struct {
     uint8_t hdr[BT_GRPC_PREFIX];
     size_t hlen;    /* prefix bytes seen */
-    uint8_t *buf;   /* the message (malloc'd, len bytes; NULL before the prefix) */
+    uint8_t *buf;   /* the message (malloc'd, cap bytes; NULL before the prefix) */
     size_t len;     /* the message's length from the prefix */
     size_t got;     /* message bytes seen */
+    size_t cap;     /* bytes allocated */
     size_t max;     /* largest message accepted */
     bool received;  /* prefix and message complete */
     bool too_large; /* what failed: for the "received message larger than max" text */

@@ -50,6 +50,23 @@ static void test_reader_pieces(void **state)
         assert_null(r.buf);
         assert_int_equal(r.max, 300);
     }
+    /* a large message grows with its bytes: announced 4 MiB, 10 bytes seen */
+    bt_grpc_reader big = {.max = 4 << 20};
+    assert_int_equal(
+        bt_grpc_reader_feed(&big, (const uint8_t *)"\0\0\x40\0\0xxxxxxxxxx", 15, err, sizeof err),
+        0);
+    assert_true(big.cap <= 64 * 1024);
+    bt_grpc_reader_reset(&big);
+    uint8_t *mib = calloc(1, (1 << 20) + 5);
+    bt_grpc_prefix(mib, 1 << 20);
+    mib[5 + 12345] = 7;
+    for (size_t step = 1000; step < 300000; step *= 7) {
+        assert_int_equal(feed(&big, mib, (1 << 20) + 5, step, 4 << 20), 0);
+        assert_int_equal(big.len, 1 << 20);
+        assert_int_equal(big.buf[12345], 7);
+        bt_grpc_reader_reset(&big);
+    }
+    free(mib);
     /* an empty message is a message */
     bt_grpc_reader r;
     assert_int_equal(feed(&r, "\0\0\0\0\0", 5, 1, 10), 0);
