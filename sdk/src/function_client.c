@@ -34,15 +34,21 @@
 
 typedef struct ccall ccall;
 
+/* Calls in order: started and not taken yet, waiting to be sent, in flight, finished. */
+typedef struct {
+    ccall *head, *tail;
+} clist;
+
 struct bt_fn_async {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    ccall *head, *tail; /* finished calls [mu] */
+    clist done; /* finished calls [mu] */
 };
 
 /* One call, from its start to its completion's delivery. */
 struct ccall {
     ccall *next, *prev;
+    clist *list; /* the list k is on */
     bt_fn_client *c;
     const char *method;
     uint8_t *req; /* the framed request */
@@ -80,16 +86,18 @@ struct bt_fn_client {
     pthread_t io;
     pthread_mutex_t mu;
     pthread_cond_t up_cv;
-    bool io_started;                   /* [mu] */
-    bool quit;                         /* [mu] */
-    bool up;                           /* connected [mu] */
-    int connect_waiters;               /* bt_fn_client_connect calls waiting [mu] */
-    int64_t connect_deadline;          /* the latest of theirs [mu] */
-    ccall *submitted, *submitted_tail; /* new calls for the I/O thread [mu] */
+    bool io_started;          /* [mu] */
+    bool quit;                /* [mu] */
+    bool up;                  /* connected [mu] */
+    int connect_waiters;      /* bt_fn_client_connect calls waiting [mu] */
+    int64_t connect_deadline; /* the latest of theirs [mu] */
+    clist submitted;          /* new calls for the I/O thread [mu] */
     /* the I/O thread's */
     bt_grpc_conn conn;
     bool connected, goaway;
-    ccall *calls; /* waiting for a connection, or in flight */
+    clist pending;      /* calls waiting to be sent (for a connection, or a GOAWAY's end) */
+    clist inflight;     /* calls sent */
+    int64_t next_check; /* no call's deadline is before this (0: no call) */
     int64_t retry_at;
     long retry_ms;
     char why[256]; /* why the last dial or connection failed */
@@ -125,32 +133,41 @@ static void ccall_free(ccall *k)
 
 /* ---- the I/O thread ------------------------------------------------------------------- */
 
-static void unlink_call(bt_fn_client *c, ccall *k)
+/* Appends k to l (k on no list). */
+static void clist_add(clist *l, ccall *k)
 {
+    k->list = l;
+    k->next = NULL;
+    k->prev = l->tail;
+    if (l->tail)
+        l->tail->next = k;
+    else
+        l->head = k;
+    l->tail = k;
+}
+
+/* Takes k off its list, if any. */
+static void clist_del(ccall *k)
+{
+    clist *l = k->list;
+    if (!l)
+        return;
     if (k->prev)
         k->prev->next = k->next;
     else
-        c->calls = k->next;
+        l->head = k->next;
     if (k->next)
         k->next->prev = k->prev;
-    k->next = k->prev = NULL;
-}
-
-/* Appends k to the list of head and tail. */
-static void append(ccall **head, ccall **tail, ccall *k)
-{
-    k->next = NULL;
-    if (*tail)
-        (*tail)->next = k;
     else
-        *head = k;
-    *tail = k;
+        l->tail = k->prev;
+    k->next = k->prev = NULL;
+    k->list = NULL;
 }
 
 static void post(bt_fn_async *q, ccall *k)
 {
     pthread_mutex_lock(&q->mu);
-    append(&q->head, &q->tail, k);
+    clist_add(&q->done, k);
     pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
@@ -158,7 +175,7 @@ static void post(bt_fn_async *q, ccall *k)
 /* Ends k with status (desc its text) and posts it: k leaves the I/O thread. */
 static void finish(bt_fn_client *c, ccall *k, int status, const char *desc)
 {
-    unlink_call(c, k);
+    clist_del(k);
     if (k->stream && c->conn.ng)
         nghttp2_session_set_stream_user_data(c->conn.ng, k->stream, NULL);
     k->status = status;
@@ -182,14 +199,10 @@ static void set_up(bt_fn_client *c, bool up)
 static void conn_down(bt_fn_client *c, const char *why)
 {
     snprintf(c->why, sizeof c->why, "%s", why);
-    for (ccall *k = c->calls, *nx; k; k = nx) {
-        nx = k->next;
-        if (k->stream) {
-            char d[320];
-            snprintf(d, sizeof d, "connection to %s lost: %s", c->address, why);
-            finish(c, k, BT_FN_CODE_UNAVAILABLE, d);
-        }
-    }
+    char d[320];
+    snprintf(d, sizeof d, "connection to %s lost: %s", c->address, why);
+    while (c->inflight.head)
+        finish(c, c->inflight.head, BT_FN_CODE_UNAVAILABLE, d);
     bt_grpc_conn_close(&c->conn);
     c->connected = c->goaway = false;
     set_up(c, false);
@@ -298,6 +311,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error, void
         /* not processed (past a GOAWAY's last stream, or over the server's streams before
          * its SETTINGS came): sent again once, on this connection or the next */
         k->resent = true;
+        clist_del(k);
+        clist_add(&c->pending, k);
         k->stream = 0;
         k->req_off = 0;
         bt_grpc_reader_reset(&k->rd);
@@ -398,6 +413,8 @@ static bool send_call(bt_fn_client *c, ccall *k, int64_t now)
         return true;
     }
     k->stream = id;
+    clist_del(k);
+    clist_add(&c->inflight, k);
     return true;
 }
 
@@ -405,22 +422,62 @@ static bool send_call(bt_fn_client *c, ccall *k, int64_t now)
 static bool take_submitted(bt_fn_client *c, int *waiters, int64_t *waiter_deadline)
 {
     pthread_mutex_lock(&c->mu);
-    ccall *k = c->submitted;
-    c->submitted = c->submitted_tail = NULL;
+    ccall *k = c->submitted.head;
+    c->submitted = (clist){0};
     bool quit = c->quit;
     *waiters = c->connect_waiters;
     *waiter_deadline = c->connect_deadline;
     pthread_mutex_unlock(&c->mu);
-    while (k) {
-        ccall *nx = k->next;
-        k->prev = NULL;
-        k->next = c->calls;
-        if (c->calls)
-            c->calls->prev = k;
-        c->calls = k;
-        k = nx;
+    for (ccall *nx; k; k = nx) {
+        nx = k->next;
+        clist_add(&c->pending, k);
+        if (!c->next_check || k->deadline < c->next_check)
+            c->next_check = k->deadline;
     }
     return !quit;
+}
+
+/* Ends the calls whose deadline passed, looking only once the earliest may have; returns
+ * the next time to look (0: no call). */
+static int64_t expire(bt_fn_client *c, int64_t now)
+{
+    if (!c->next_check || now < c->next_check)
+        return c->next_check;
+    int64_t next = 0;
+    clist *lists[] = {&c->pending, &c->inflight};
+    for (int i = 0; i < 2; i++)
+        for (ccall *k = lists[i]->head, *nx; k; k = nx) {
+            nx = k->next;
+            if (k->deadline <= now) {
+                if (k->stream && c->conn.ng)
+                    nghttp2_submit_rst_stream(c->conn.ng, NGHTTP2_FLAG_NONE, k->stream,
+                                              NGHTTP2_CANCEL);
+                finish(c, k, BT_FN_CODE_DEADLINE_EXCEEDED, "Deadline Exceeded");
+            } else if (!next || k->deadline < next) {
+                next = k->deadline;
+            }
+        }
+    return c->next_check = next;
+}
+
+/* Dials for the waiting calls and connect waiters (within the earliest of their deadlines);
+ * a failed dial fails the calls that do not wait for ready and is made again later. */
+static void dial_for_calls(bt_fn_client *c, int waiters, int64_t waiter_deadline, int64_t now)
+{
+    int64_t dial_by =
+        waiters > 0 && waiter_deadline < now + DIAL_MAX_MS ? waiter_deadline : now + DIAL_MAX_MS;
+    for (ccall *k = c->pending.head; k; k = k->next)
+        if (k->deadline < dial_by)
+            dial_by = k->deadline;
+    if (dial(c, dial_by) == 0)
+        return;
+    char d[320];
+    snprintf(d, sizeof d, "connection error: %s", c->why);
+    while (!c->wait_for_ready && c->pending.head)
+        finish(c, c->pending.head, BT_FN_CODE_UNAVAILABLE, d);
+    c->retry_at = bt_now_ms() + c->retry_ms;
+    c->retry_ms =
+        c->retry_ms + c->retry_ms / 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->retry_ms + c->retry_ms / 2;
 }
 
 static void *io_main(void *p)
@@ -432,53 +489,20 @@ static void *io_main(void *p)
         int64_t waiter_deadline;
         if (!take_submitted(c, &waiters, &waiter_deadline))
             break;
-        int64_t now = bt_now_ms(), next = 0;
-        /* deadlines, and what waits for a connection */
-        bool want = waiters > 0;
-        int64_t dial_by = waiters > 0 ? waiter_deadline : now + DIAL_MAX_MS;
-        for (ccall *k = c->calls, *nx; k; k = nx) {
-            nx = k->next;
-            if (k->deadline <= now) {
-                if (k->stream && c->conn.ng)
-                    nghttp2_submit_rst_stream(c->conn.ng, NGHTTP2_FLAG_NONE, k->stream,
-                                              NGHTTP2_CANCEL);
-                finish(c, k, BT_FN_CODE_DEADLINE_EXCEEDED, "Deadline Exceeded");
-                continue;
-            }
-            if (!next || k->deadline < next)
-                next = k->deadline;
-            if (!k->stream) {
-                want = true;
-                if (k->deadline < dial_by)
-                    dial_by = k->deadline;
-            }
-        }
+        int64_t now = bt_now_ms();
+        int64_t next = expire(c, now);
+        bool want = waiters > 0 || c->pending.head;
         if (c->connected && c->goaway && !nghttp2_session_want_read(c->conn.ng) &&
             !nghttp2_session_want_write(c->conn.ng))
             conn_down(c, "connection closed by the server (GOAWAY)");
         if (want && !c->connected && now >= c->retry_at) {
-            if (dial_by > now + DIAL_MAX_MS)
-                dial_by = now + DIAL_MAX_MS;
-            if (dial(c, dial_by) < 0) {
-                /* the calls that do not wait for ready fail at once */
-                char d[320];
-                snprintf(d, sizeof d, "connection error: %s", c->why);
-                for (ccall *k = c->calls, *nx; k; k = nx) {
-                    nx = k->next;
-                    if (!c->wait_for_ready)
-                        finish(c, k, BT_FN_CODE_UNAVAILABLE, d);
-                }
-                c->retry_at = bt_now_ms() + c->retry_ms;
-                c->retry_ms = c->retry_ms + c->retry_ms / 2 > RETRY_MAX_MS
-                                  ? RETRY_MAX_MS
-                                  : c->retry_ms + c->retry_ms / 2;
-            }
+            dial_for_calls(c, waiters, waiter_deadline, now);
             continue; /* time has passed: look at the deadlines again */
         }
-        if (c->connected && !c->goaway)
-            for (ccall *k = c->calls; k; k = k->next)
-                if (!k->stream && !send_call(c, k, now))
-                    break;
+        /* in the order they were started */
+        while (c->connected && !c->goaway && c->pending.head)
+            if (!send_call(c, c->pending.head, now))
+                break;
         if (c->connected && bt_grpc_conn_send(&c->conn) < 0) {
             conn_down(c, c->conn.why);
             continue;
@@ -687,7 +711,7 @@ static int start(bt_fn_client *c, bt_fn_async *q, const char *method, uint8_t *r
         ccall_free(k);
         return -1;
     }
-    append(&c->submitted, &c->submitted_tail, k);
+    clist_add(&c->submitted, k);
     pthread_mutex_unlock(&c->mu);
     wake(c);
     return 0;
@@ -739,14 +763,11 @@ static ccall *take(bt_fn_async *q, const struct timespec *ts)
 {
     pthread_mutex_lock(&q->mu);
     int rc = 0;
-    while (!q->head && rc == 0)
+    while (!q->done.head && rc == 0)
         rc = ts ? pthread_cond_timedwait(&q->cv, &q->mu, ts) : pthread_cond_wait(&q->cv, &q->mu);
-    ccall *k = q->head;
-    if (k) {
-        q->head = k->next;
-        if (!q->head)
-            q->tail = NULL;
-    }
+    ccall *k = q->done.head;
+    if (k)
+        clist_del(k);
     pthread_mutex_unlock(&q->mu);
     return k;
 }
@@ -922,8 +943,8 @@ int bt_fn_async_poll(bt_fn_async *q, long timeout_ms)
         return 0;
     /* then every other call already finished, without sleeping */
     pthread_mutex_lock(&q->mu);
-    ccall *rest = q->head;
-    q->head = q->tail = NULL;
+    ccall *rest = q->done.head;
+    q->done = (clist){0};
     pthread_mutex_unlock(&q->mu);
     int n = 1;
     async_complete(k);

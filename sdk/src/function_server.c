@@ -87,6 +87,7 @@ struct bt_fn_server {
     bool io_started;
     sconn *conns;
     size_t nconns;
+    int64_t next_check; /* no stream's grpc-timeout ends before this (0: none) */
     /* work queue and done list [mu] */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -233,6 +234,9 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
             refuse(st, BT_FN_CODE_INTERNAL, "invalid grpc-timeout");
         else
             st->deadline = bt_now_ms() + ms;
+        bt_fn_server *s = st->conn->srv;
+        if (st->deadline && (!s->next_check || st->deadline < s->next_check))
+            s->next_check = st->deadline;
     }
     return 0;
 }
@@ -441,6 +445,8 @@ static void take_done(bt_fn_server *s)
  * not waited for); returns the next deadline (0 none). */
 static int64_t expire(bt_fn_server *s, int64_t now)
 {
+    if (!s->next_check || now < s->next_check)
+        return s->next_check; /* looked at only once the earliest may have passed */
     int64_t next = 0;
     for (sconn *k = s->conns; k; k = k->next)
         for (sstream *st = k->streams; st; st = st->next) {
@@ -455,7 +461,7 @@ static int64_t expire(bt_fn_server *s, int64_t now)
                 next = st->deadline;
             }
         }
-    return next;
+    return s->next_check = next;
 }
 
 /* Stopping: GOAWAY to every connection (once), and at the end of the grace a reset of
