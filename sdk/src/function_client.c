@@ -717,8 +717,9 @@ static int start(bt_fn_client *c, bt_fn_async *q, const char *method, uint8_t *r
     return 0;
 }
 
-static ccall *call_begin(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long timeout_ms,
-                         char *err, size_t errlen)
+/* Starts a Call of in completing on q, with done(arg) for async calls. 0, or -1 with err. */
+static int call_begin(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long timeout_ms,
+                      bt_fn_done done, void *arg, char *err, size_t errlen)
 {
     ccall *k = calloc(1, sizeof *k);
     Baetyl__FunctionMessage pb;
@@ -728,9 +729,11 @@ static ccall *call_begin(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, l
     if (!req) {
         free(k);
         snprintf(err, errlen, "out of memory encoding FunctionMessage");
-        return NULL;
+        return -1;
     }
-    return start(c, q, BT_FN_METHOD, req, len, timeout_ms, k, err, errlen) == 0 ? k : NULL;
+    k->done = done;
+    k->arg = arg;
+    return start(c, q, BT_FN_METHOD, req, len, timeout_ms, k, err, errlen);
 }
 
 /* The outcome of a finished call into out (zeroed first), *code and err; frees k. */
@@ -781,7 +784,7 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
     bt_fn_async q;
     async_init(&q);
     int rc = BT_FN_EFAIL;
-    if (call_begin(c, &q, in, timeout_ms, err, errlen)) {
+    if (call_begin(c, &q, in, timeout_ms, NULL, NULL, err, errlen) == 0) {
         /* the deadline bounds this wait: the I/O thread always finishes the call */
         rc = call_end(take(&q, NULL), out, code, err, errlen);
     }
@@ -808,20 +811,7 @@ bt_fn_async *bt_fn_async_new(void)
 int bt_fn_call_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long timeout_ms,
                      bt_fn_done done, void *arg, char *err, size_t errlen)
 {
-    ccall *k = calloc(1, sizeof *k);
-    Baetyl__FunctionMessage pb;
-    bt_fn_msg_to_pb(in, &pb);
-    size_t len;
-    uint8_t *req = k ? bt_fn_pb_frame(&pb.base, &len) : NULL;
-    if (!req) {
-        free(k);
-        snprintf(err, errlen, "out of memory encoding FunctionMessage");
-        return BT_FN_EFAIL;
-    }
-    k->done = done;
-    k->arg = arg;
-    return start(c, q, BT_FN_METHOD, req, len, timeout_ms, k, err, errlen) == 0 ? BT_FN_OK
-                                                                                : BT_FN_EFAIL;
+    return call_begin(c, q, in, timeout_ms, done, arg, err, errlen) == 0 ? BT_FN_OK : BT_FN_EFAIL;
 }
 
 int bt_fn_call_batch_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *const *in, size_t n,
