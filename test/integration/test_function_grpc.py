@@ -1,7 +1,9 @@
-"""The SDK's gRPC function client and server (sdk/src/function_*.c, driven through
-test/tools/function_tool) against Python grpcio, the library the Python runtime uses:
-Python client -> C server and C client -> Python server, with TLS, size limits, errors,
-deadlines, concurrency and a server stopped with calls in flight.
+"""The SDK's gRPC function client and server (sdk/src/function_*.c and grpc_*.c on
+libnghttp2, driven through test/tools/function_tool) against Python grpcio, the library the
+Python runtime uses: Python client -> C server and C client -> Python server, with TLS, size
+limits, errors, deadlines, concurrency and a server stopped with calls in flight; a
+@grpc/grpc-js client (the Node runtime's library); and hostile peers on both sides (raw
+HTTP/2 frames and garbage).
 
 The Python side builds FunctionMessage from proto/function.proto itself (no generated code:
 the fields are read from the file), so a drift between the proto and SPEC §12 fails here."""
@@ -286,6 +288,40 @@ def test_python_clients_concurrent_to_c_server(procs, tmp_path):
     ch.close()
     assert not errors and len(results) == 40 and all(results)
     assert took < 1.6, took  # 40 x 50 ms in a row would take 2 s
+    srv.stop()
+
+
+
+NODE_CLIENT = r"""
+const grpc = require('@grpc/grpc-js');
+const loader = require('@grpc/proto-loader');
+const [proto, addr] = process.argv.slice(2);
+const def = loader.loadSync(proto, {keepCase: true, longs: String, bytes: Buffer});
+const c = new (grpc.loadPackageDefinition(def).baetyl.Function)(addr,
+    grpc.credentials.createInsecure());
+const out = [];
+const call = (m) => new Promise((ok) => c.Call(m, {deadline: Date.now() + 10000},
+    (e, r) => ok(e ? `${e.code} ${e.details}` : r.Payload.toString())));
+Promise.all([...Array(20).keys()].map((i) => call({ID: i, Payload: Buffer.from(`js${i}`)})))
+  .then((rs) => { out.push(...rs); return call({Payload: Buffer.alloc(2 << 20)}); })
+  .then((r) => { out.push(r); console.log(JSON.stringify(out)); process.exit(0); });
+"""
+
+
+def test_node_client_to_c_server(procs, tmp_path):
+    """@grpc/grpc-js (the Node runtime's library) as the client: 20 calls at once on one
+    connection, then one over the server's limit."""
+    srv = CServer(procs, tmp_path, "--prefix", "c:", "--max-size", str(MiB))
+    script = tmp_path / "client.js"
+    script.write_text(NODE_CLIENT)
+    env = dict(os.environ, NODE_PATH=os.path.join(SRC, "function-node", "node_modules"))
+    p = subprocess.run(["node", str(script), os.path.join(SRC, "proto", "function.proto"),
+                        srv.addr], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    import json
+    out = json.loads(p.stdout)
+    assert out[:20] == [f"c:js{i}" for i in range(20)]
+    assert out[20].startswith("8 ") and "larger than max" in out[20]  # ResourceExhausted
     srv.stop()
 
 
