@@ -80,7 +80,7 @@ TEST_JOBS ?= 2
 VERSION  := $(shell git describe --tags --exact-match 2>/dev/null || echo git-$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
-PKGS := yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c grpc
+PKGS := yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c libnghttp2
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS)) -lpthread -lm
 
@@ -161,9 +161,9 @@ MODULE_BINS := $(foreach d,$(MODULE_DIRS),$(BUILD)/bin/$(call bin_name,$(d)))
 SDK_PKGS := yaml-0.1 jansson
 MOD_PKGS_master            :=
 MOD_PKGS_hub               := lmdb
-MOD_PKGS_function-manager  := libprotobuf-c grpc openssl
-MOD_PKGS_function-sql      := libprotobuf-c grpc
-MOD_PKGS_video-infer       := libprotobuf-c grpc
+MOD_PKGS_function-manager  := libprotobuf-c libnghttp2 openssl
+MOD_PKGS_function-sql      := libprotobuf-c libnghttp2
+MOD_PKGS_video-infer       := libprotobuf-c libnghttp2
 MOD_PKGS_agent             := openssl # libarchive: dlopen()ed (agent/archive_lib.h)
 MOD_PKGS_timer             :=
 MOD_PKGS_remote-mqtt       :=
@@ -504,7 +504,7 @@ install: all
 	install -d $(PREFIX)/include/baetyl $(PREFIX)/lib/pkgconfig
 	install -m 0644 sdk/include/baetyl/*.h $(PREFIX)/include/baetyl/
 	install -m 0644 $(SDK_LIB) $(PREFIX)/lib/libbaetyl-sdk.a
-	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(SDK_PKGS) libprotobuf-c grpc|g' \
+	@sed -e 's|@PREFIX@|$(abspath $(PREFIX))|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@REQUIRES@|$(SDK_PKGS) libprotobuf-c libnghttp2|g' \
 	  scripts/baetyl-sdk.pc.in > $(PREFIX)/lib/pkgconfig/baetyl-sdk.pc
 	@# A systemd unit (the seed's `systemctl start baetyl`); enable it with systemctl link/enable.
 	install -d $(PREFIX)/lib/systemd/system

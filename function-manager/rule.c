@@ -2,7 +2,7 @@
  * and subscription; a persistent session by default), a queue, and two threads: a
  * dispatcher that starts the calls without waiting for them (up to `instance.max` x
  * `instance.concurrent` in flight, the pool's limit), and a completer that takes their
- * completions in batches from one gRPC completion queue, publishes the results and only
+ * completions in batches from one queue (bt_fn_async), publishes the results and only
  * then acknowledges a QoS 1 input. No thread per call: calls are in flight on the
  * instances' HTTP/2 streams, not on threads. A call carries one input (Call) or, when
  * several wait, its share of them (CallBatch: one result each, so each input is retried,

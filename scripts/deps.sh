@@ -26,7 +26,7 @@ PKGS=(
   # libraries (DESIGN.md §4)
   libyaml-dev libjansson-dev libssl-dev liblmdb-dev
   libarchive-dev libcmocka-dev
-  libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+  libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev
   # video-infer: OpenCV 4 (C++ API) for capture, JPEG and DNN
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev
   libopencv-dnn-dev
@@ -106,7 +106,7 @@ done
 # The libraries of DESIGN.md §4 are Multi-Arch: same in Debian 12, so the target's -dev
 # packages install beside the native ones (OpenCV's do not: video-infer stays native).
 CROSS_LIBS=(libyaml-dev libjansson-dev libssl-dev liblmdb-dev
-            libarchive-dev libcmocka-dev libgrpc-dev libprotobuf-c-dev)
+            libarchive-dev libcmocka-dev libnghttp2-dev libprotobuf-c-dev)
 cross=()
 for p in ${PLATFORMS//,/ }; do
   case "$p" in

@@ -165,7 +165,7 @@ echo "baetyl: unusual-interpreter python [etc/baetyl/function-sayhi-code/index.p
 (cd "$R" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$R/DEBIAN/conffiles"
 # The agent dlopen()s libarchive on its first volume unzip (agent/archive_lib.h): no
 # DT_NEEDED for dpkg-shlibdeps to see. (OpenSSL, loaded the same way by the other modules,
-# comes in through the agent's and gRPC's libraries.)
+# comes in through the agent's libraries.)
 DEPS="$(shlibs "$R" "${elves[@]}"), libarchive13 | libarchive13t64"
 cat >"$R/DEBIAN/control" <<EOF
 Package: baetyl
@@ -244,7 +244,7 @@ D=$WORK/dev
 install -d "$D/DEBIAN" "$D/usr/include/baetyl" "$D/usr/lib/$TRIPLET/pkgconfig"
 install -m 0644 "$SRC"/sdk/include/baetyl/*.h "$D/usr/include/baetyl/"
 install -m 0644 "$BUILD/lib/libbaetyl-sdk.a" "$D/usr/lib/$TRIPLET/libbaetyl-sdk.a"
-REQ="yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c grpc"
+REQ="yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c libnghttp2"
 sed -e 's|@PREFIX@|/usr|g' -e "s|@VERSION@|$DEBVER|g" -e "s|@REQUIRES@|$REQ|g" \
     -e "s|^libdir=.*|libdir=\${prefix}/lib/$TRIPLET|" \
     "$SRC/scripts/baetyl-sdk.pc.in" >"$D/usr/lib/$TRIPLET/pkgconfig/baetyl-sdk.pc"
@@ -257,7 +257,7 @@ Architecture: $ARCH
 Multi-Arch: same
 Maintainer: $MAINT
 Installed-Size: 0
-Depends: libyaml-dev, libjansson-dev, libssl-dev, liblmdb-dev, libarchive-dev, libgrpc-dev, libprotobuf-c-dev, pkg-config
+Depends: libyaml-dev, libjansson-dev, libssl-dev, liblmdb-dev, libarchive-dev, libnghttp2-dev, libprotobuf-c-dev, pkg-config
 Section: libdevel
 Priority: optional
 Homepage: https://github.com/baetyl/baetyl

@@ -111,8 +111,7 @@ static void process_frame(vi_app *a, const vi_frame *frame, int64_t capture_ns, 
         bt_logkv(BT_LOG_ERROR, "failed to call function", "function", a->cfg->function_name,
                  "error", err, NULL);
         /* An unreachable function would otherwise be called at the frame rate: wait up to
-         * RETRY_MS for its server, asking the channel to connect now rather than after
-         * gRPC's reconnect backoff. */
+         * RETRY_MS for its server, the client dialling again every few ms meanwhile. */
         if (rc == BT_FN_EUNAVAILABLE && !bt_ctx_stopped(a->ctx))
             bt_fn_client_connect(a->fn, RETRY_MS, err, sizeof err);
         return;
@@ -251,7 +250,7 @@ static int run(bt_ctx *ctx)
     bt_info("model loaded: %s (backend %s, device %s)", cfg.model, cfg.backend, cfg.device);
 
     /* backoff.max (Baetyl 1.0's gRPC reconnect backoff) is accepted but the SDK client
-     * reconnects within 2 s, which suits a local function server better. */
+     * dials again at the next call, which suits a local function server better. */
     const vi_function_cfg *f = vi_config_function(&cfg, cfg.function_name);
     bt_fn_client_options fo = bt_fn_client_config_options(&f->call);
     fo.ca = f->ca;

@@ -21,10 +21,10 @@ static const bt_cfg_field server_fields[] = {
     BT_FIELD(bt_fn_server_config, address, "address", BT_CFG_STRING),
     BT_FIELD(bt_fn_server_config, workers, "workers.max", BT_CFG_INT, .def = "4",
              .flags = BT_CFG_RANGE, .min = 1, .max = 1024),
-    /* 0: gRPC's own limit of streams per connection */
+    /* 0: 100 streams per connection (bt_fn_server_options) */
     BT_FIELD(bt_fn_server_config, concurrent, "concurrent.max", BT_CFG_INT, .def = "0",
              .flags = BT_CFG_RANGE, .min = 0, .max = 1000000),
-    /* gRPC takes an int for its limits. */
+    /* The limits fit an int, as other gRPC implementations take them. */
     BT_FIELD(bt_fn_server_config, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
              .flags = BT_CFG_RANGE, .min = 1, .max = 2147483647),
     BT_FIELD(bt_fn_server_config, ca, "ca", BT_CFG_STRING),
@@ -51,7 +51,8 @@ const char *bt_fn_listen_address(const char *address)
     return address && strncmp(address, "tcp://", 6) == 0 ? address + 6 : address;
 }
 
-/* gRPC takes an int for its limits; below 64 bytes not even the message's fields fit. */
+/* The limits fit an int (as other gRPC implementations take them); below 64 bytes not even
+ * the message's fields fit. */
 static const bt_cfg_field client_fields[] = {
     BT_FIELD(bt_fn_client_config, message_max, "message.length.max", BT_CFG_SIZE, .def = "4m",
              .flags = BT_CFG_RANGE, .min = 64, .max = 2147483647),

@@ -1,11 +1,10 @@
-/* Shared between function_msg.c, function_client.c and function_server.c: gRPC byte
- * buffers <-> bt_fn_msg, the library reference count and PEM files. Not a public API. */
+/* Shared between function_msg.c, function_client.c and function_server.c: bt_fn_msg <->
+ * protobuf-c, gRPC's framing of an encoded message and PEM files. Not a public API. */
 #ifndef BAETYL_FUNCTION_INTERNAL_H
 #define BAETYL_FUNCTION_INTERNAL_H
 
 #include <stddef.h>
-
-#include <grpc/grpc.h>
+#include <stdint.h>
 
 #include "baetyl/function.h"
 #include "function.pb-c.h"
@@ -13,32 +12,18 @@
 /* Largest PEM file read for TLS options. */
 #define BT_FN_PEM_MAX (1 << 20)
 
-/* A byte buffer holding the protobuf encoding of m (the caller destroys it), or NULL out
- * of memory. *size gets the encoded size. */
-grpc_byte_buffer *bt_fn_msg_to_bb(const bt_fn_msg *m, size_t *size);
-/* Decodes a received byte buffer (not destroyed) into out. 0, or -1 with err. */
-int bt_fn_msg_from_bb(grpc_byte_buffer *bb, bt_fn_msg *out, char *err, size_t errlen);
-
 /* A protobuf-c view of m: no copies, the strings and payload stay m's. */
 void bt_fn_msg_to_pb(const bt_fn_msg *m, Baetyl__FunctionMessage *pb);
 /* Copies pb (NULL: an empty message) into out (owned fields, as bt_fn_msg_decode). 0, or
  * -1 with err (a string that is not UTF-8, out of memory). */
 int bt_fn_msg_from_pb(const Baetyl__FunctionMessage *pb, bt_fn_msg *out, char *err, size_t errlen);
-/* A byte buffer holding the encoding of any message (*size its size), NULL out of memory. */
-grpc_byte_buffer *bt_fn_pb_to_bb(const ProtobufCMessage *m, size_t *size);
-/* Decodes a received byte buffer (not destroyed) as a d; NULL when malformed. Free with
- * protobuf_c_message_free_unpacked. */
-ProtobufCMessage *bt_fn_pb_from_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+
+/* The gRPC framing of m's encoding: the 5-byte prefix then the message, malloc'd (*len
+ * bytes in all); NULL out of memory. */
+uint8_t *bt_fn_pb_frame(const ProtobufCMessage *m, size_t *len);
 
 /* Reads a PEM file whole into a malloc'd NUL-terminated string; NULL with err naming what
  * (e.g. "ca") and the path. */
 char *bt_fn_read_pem(const char *what, const char *path, char *err, size_t errlen);
-
-/* grpc_init, routing gRPC's log lines to the SDK log the first time; pair with
- * grpc_shutdown. */
-void bt_fn_grpc_init(void);
-
-/* A malloc'd copy of a slice as a NUL-terminated string (NULL out of memory). */
-char *bt_fn_slice_str(grpc_slice s);
 
 #endif

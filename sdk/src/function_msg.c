@@ -1,21 +1,15 @@
 /* FunctionMessage: the plain C struct <-> protobuf-c (generated from proto/function.proto)
- * <-> gRPC byte buffers, plus the small helpers client and server share. */
+ * <-> gRPC framed bytes, plus the small helpers client and server share. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/byte_buffer.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/slice.h>
-#include <grpc/support/log.h>
-
-#include "baetyl/log.h"
 #include "baetyl/mqtt_codec.h"
 
 #include "function.pb-c.h"
 #include "function_internal.h"
+#include "grpc_wire.h"
 
 void bt_fn_msg_clear(bt_fn_msg *m)
 {
@@ -151,59 +145,21 @@ int bt_fn_msg_decode(const uint8_t *buf, size_t len, bt_fn_msg *out, char *err, 
     return rc;
 }
 
-grpc_byte_buffer *bt_fn_pb_to_bb(const ProtobufCMessage *m, size_t *size)
+uint8_t *bt_fn_pb_frame(const ProtobufCMessage *m, size_t *len)
 {
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
+    size_t n = protobuf_c_message_get_packed_size(m);
+    if (n > UINT32_MAX)
+        return NULL;
+    uint8_t *buf = malloc(BT_GRPC_PREFIX + n);
     if (!buf)
         return NULL;
-    if (protobuf_c_message_pack(m, buf) != len) {
+    bt_grpc_prefix(buf, (uint32_t)n);
+    if (protobuf_c_message_pack(m, buf + BT_GRPC_PREFIX) != n) {
         free(buf);
         return NULL;
     }
-    *size = len;
-    /* The slice takes the buffer over: a 4 MiB payload is not copied once more. */
-    grpc_slice s = len ? grpc_slice_new(buf, len, free) : grpc_empty_slice();
-    if (!len)
-        free(buf);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
-}
-
-ProtobufCMessage *bt_fn_pb_from_bb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
-{
-    grpc_byte_buffer_reader r;
-    if (!grpc_byte_buffer_reader_init(&r, bb))
-        return NULL;
-    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
-    return m;
-}
-
-grpc_byte_buffer *bt_fn_msg_to_bb(const bt_fn_msg *m, size_t *size)
-{
-    Baetyl__FunctionMessage pb;
-    bt_fn_msg_to_pb(m, &pb);
-    return bt_fn_pb_to_bb(&pb.base, size);
-}
-
-int bt_fn_msg_from_bb(grpc_byte_buffer *bb, bt_fn_msg *out, char *err, size_t errlen)
-{
-    grpc_byte_buffer_reader r;
-    memset(out, 0, sizeof *out);
-    if (!grpc_byte_buffer_reader_init(&r, bb)) {
-        snprintf(err, errlen, "cannot read the received message");
-        return -1;
-    }
-    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-    int rc = bt_fn_msg_decode(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), out, err, errlen);
-    grpc_slice_unref(s);
-    return rc;
+    *len = BT_GRPC_PREFIX + n;
+    return buf;
 }
 
 const char *bt_fn_code_name(int code)
@@ -256,41 +212,4 @@ char *bt_fn_read_pem(const char *what, const char *path, char *err, size_t errle
     }
     buf[n] = '\0';
     return buf;
-}
-
-char *bt_fn_slice_str(grpc_slice s)
-{
-    size_t n = GRPC_SLICE_LENGTH(s);
-    char *c = malloc(n + 1);
-    if (!c)
-        return NULL;
-    memcpy(c, GRPC_SLICE_START_PTR(s), n);
-    c[n] = '\0';
-    return c;
-}
-
-/* gRPC's own diagnostics (bind failures, TLS handshakes…) go to the module's log rather
- * than raw to stderr. Its errors become warnings: whatever fails for the caller is also
- * reported through err. */
-static void grpc_log(gpr_log_func_args *a)
-{
-    bt_log_level l = a->severity == GPR_LOG_SEVERITY_ERROR ? BT_LOG_WARN : BT_LOG_DEBUG;
-    if (bt_log_enabled(l))
-        bt_logkv(l, a->message, "source", "grpc", NULL);
-}
-
-static void set_log(void)
-{
-    gpr_set_log_function(grpc_log);
-    /* Resolve names with getaddrinfo (hosts file, docker's DNS) rather than c-ares:
-     * Debian's c-ares 1.18.1 leaks the name on every resolution of "localhost". Read by
-     * gRPC at its first init; a value set by the user is kept. */
-    setenv("GRPC_DNS_RESOLVER", "native", 0);
-}
-
-void bt_fn_grpc_init(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, set_log);
-    grpc_init();
 }

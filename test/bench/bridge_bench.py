@@ -34,7 +34,7 @@ import time
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BAETYL_BUILD") or os.path.join(SRC, "build")
-PKGS = "yaml-0.1 jansson libcurl openssl lmdb libarchive libprotobuf-c grpc"
+PKGS = "yaml-0.1 jansson libcurl openssl lmdb libarchive libprotobuf-c libnghttp2"
 
 
 def build_load():

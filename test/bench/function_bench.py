@@ -41,7 +41,7 @@ WINDOW = int(os.environ.get("BENCH_WINDOW", "2000"))
 SEQ = int(os.environ.get("BENCH_SEQ", "300"))
 MAXI = int(os.environ.get("BENCH_MAX", "4"))
 COLD = 3
-PKGS = "yaml-0.1 jansson libcurl openssl lmdb libarchive libprotobuf-c grpc"
+PKGS = "yaml-0.1 jansson libcurl openssl lmdb libarchive libprotobuf-c libnghttp2"
 SQLREF = "select id, qos() as qos, topic() as topic"
 FLOODS = ("q0x1", "q1x1", f"q0x{MAXI}", f"q1x{MAXI}")
 if os.environ.get("BENCH_FLOODS") == "0":

@@ -1,7 +1,9 @@
-"""The SDK's gRPC function client and server (sdk/src/function_*.c, driven through
-test/tools/function_tool) against Python grpcio, the library the Python runtime uses:
-Python client -> C server and C client -> Python server, with TLS, size limits, errors,
-deadlines, concurrency and a server stopped with calls in flight.
+"""The SDK's gRPC function client and server (sdk/src/function_*.c and grpc_*.c on
+libnghttp2, driven through test/tools/function_tool) against Python grpcio, the library the
+Python runtime uses: Python client -> C server and C client -> Python server, with TLS, size
+limits, errors, deadlines, concurrency and a server stopped with calls in flight; a
+@grpc/grpc-js client (the Node runtime's library); and hostile peers on both sides (raw
+HTTP/2 frames and garbage).
 
 The Python side builds FunctionMessage from proto/function.proto itself (no generated code:
 the fields are read from the file), so a drift between the proto and SPEC §12 fails here."""
@@ -289,6 +291,40 @@ def test_python_clients_concurrent_to_c_server(procs, tmp_path):
     srv.stop()
 
 
+
+NODE_CLIENT = r"""
+const grpc = require('@grpc/grpc-js');
+const loader = require('@grpc/proto-loader');
+const [proto, addr] = process.argv.slice(2);
+const def = loader.loadSync(proto, {keepCase: true, longs: String, bytes: Buffer});
+const c = new (grpc.loadPackageDefinition(def).baetyl.Function)(addr,
+    grpc.credentials.createInsecure());
+const out = [];
+const call = (m) => new Promise((ok) => c.Call(m, {deadline: Date.now() + 10000},
+    (e, r) => ok(e ? `${e.code} ${e.details}` : r.Payload.toString())));
+Promise.all([...Array(20).keys()].map((i) => call({ID: i, Payload: Buffer.from(`js${i}`)})))
+  .then((rs) => { out.push(...rs); return call({Payload: Buffer.alloc(2 << 20)}); })
+  .then((r) => { out.push(r); console.log(JSON.stringify(out)); process.exit(0); });
+"""
+
+
+def test_node_client_to_c_server(procs, tmp_path):
+    """@grpc/grpc-js (the Node runtime's library) as the client: 20 calls at once on one
+    connection, then one over the server's limit."""
+    srv = CServer(procs, tmp_path, "--prefix", "c:", "--max-size", str(MiB))
+    script = tmp_path / "client.js"
+    script.write_text(NODE_CLIENT)
+    env = dict(os.environ, NODE_PATH=os.path.join(SRC, "function-node", "node_modules"))
+    p = subprocess.run(["node", str(script), os.path.join(SRC, "proto", "function.proto"),
+                        srv.addr], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, p.stderr
+    import json
+    out = json.loads(p.stdout)
+    assert out[:20] == [f"c:js{i}" for i in range(20)]
+    assert out[20].startswith("8 ") and "larger than max" in out[20]  # ResourceExhausted
+    srv.stop()
+
+
 # ---- C client -> Python server ------------------------------------------------------------
 
 def test_c_client_to_python_server(py_servers, tmp_path):
@@ -468,3 +504,158 @@ def test_c_server_stop_cancels_after_grace(procs, tmp_path):
     assert e.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
     stopper.join()
     ch.close()
+
+
+# ---- hostile peers -----------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(typ, flags, stream, payload):
+    return len(payload).to_bytes(3, "big") + bytes([typ, flags]) + \
+        stream.to_bytes(4, "big") + payload
+
+
+def hpack_int(v, prefix_bits, first=0):
+    top = (1 << prefix_bits) - 1
+    if v < top:
+        return bytes([first | v])
+    out, v = [first | top], v - top
+    while v >= 128:
+        out.append(v % 128 + 128)
+        v //= 128
+    return bytes(out + [v])
+
+
+def hpack(headers):
+    """Literal header fields without indexing, new names, no Huffman."""
+    out = b""
+    for name, value in headers:
+        out += b"\x00" + hpack_int(len(name), 7) + name + hpack_int(len(value), 7) + value
+    return out
+
+
+def request_headers(path=b"/baetyl.Function/Call", extra=()):
+    return hpack([(b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+                  (b":authority", b"x"), (b"content-type", b"application/grpc"),
+                  (b"te", b"trailers"), *extra])
+
+
+def raw_session(port, data, read_for=0.5):
+    """Sends data on a new connection and reads until the server closes or read_for passes."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        s.sendall(data)
+        s.settimeout(read_for)
+        got = b""
+        end = time.monotonic() + read_for
+        while time.monotonic() < end:
+            try:
+                b = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not b:
+                break
+            got += b
+        return got
+    finally:
+        s.close()
+
+
+def test_c_server_survives_hostile_peers(procs, tmp_path):
+    import random
+    srv = CServer(procs, tmp_path, "--max-size", str(MiB))
+    settings = frame(4, 0, 0, b"")
+    # not HTTP/2 at all, and frames that break the protocol: the connection is closed
+    raw_session(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw_session(srv.port, PREFACE + settings + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01")
+    raw_session(srv.port, PREFACE + settings + frame(0, 1, 1, b"data without headers"))
+    # a message whose prefix announces 4 GiB, a compressed one, a cut one, a bad timeout
+    for data, extra in ((b"\x00\xff\xff\xff\xff", ()), (b"\x01\x00\x00\x00\x01x", ()),
+                        (b"\x00\x00\x00\x00\x09abc", ()),
+                        (b"\x00\x00\x00\x00\x00", ((b"grpc-timeout", b"99999999999H"),))):
+        raw_session(srv.port, PREFACE + settings + frame(1, 4, 1, request_headers(extra=extra)) +
+                    frame(0, 1, 1, data))
+    # streams over MAX_CONCURRENT_STREAMS, a header list of 60 KB, then random frames
+    many = b"".join(frame(1, 4, 2 * i + 1, request_headers()) for i in range(300))
+    raw_session(srv.port, PREFACE + settings + many)
+    big = request_headers(extra=((b"x-big", b"v" * 60000),))
+    raw_session(srv.port, PREFACE + settings + frame(1, 0, 1, big[:16000]) +
+                b"".join(frame(9, 0, 1, big[i:i + 16000]) for i in range(16000, len(big), 16000)))
+    rnd = random.Random(18)
+    for _ in range(30):
+        junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 400)))
+        raw_session(srv.port, PREFACE + settings + junk, read_for=0.1)
+    # still serving, and it stops cleanly (no sanitizer report, no leak)
+    ch, call = py_stub(srv.addr)
+    try:
+        assert call(FM(Payload=b"still"), timeout=10).Payload == b"still"
+    finally:
+        ch.close()
+    srv.stop()
+
+
+class RawServer:
+    """A TCP server answering each connection with fixed bytes (after reading what the client
+    sends first), then closing it."""
+
+    def __init__(self, reply):
+        import socket
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)  # the preface, SETTINGS and the request
+                    conn.sendall(self.reply)
+                    time.sleep(0.2)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_c_client_survives_hostile_servers():
+    settings = frame(4, 0, 0, b"")
+    ok_headers = hpack([(b":status", b"200"), (b"content-type", b"application/grpc")])
+    cases = [
+        (b"", "Unavailable"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "Unavailable"),
+        (settings + frame(1, 4, 1, ok_headers) + frame(0, 0, 1, b"\x00\xff\xff\xff\xff"),
+         "ResourceExhausted"),
+        (settings + frame(1, 4, 1, ok_headers) + frame(0, 0, 1, b"\x01\x00\x00\x00\x01x"),
+         "Internal"),
+        (settings + frame(1, 5, 1, hpack([(b":status", b"404")])), "Unimplemented"),
+        (settings + frame(1, 5, 1, ok_headers + hpack([(b"grpc-status", b"3"),
+                                                       (b"grpc-message", b"bad%20arg%")])),
+         "code = InvalidArgument desc = bad arg%"),
+        (settings + frame(1, 4, 1, ok_headers) + frame(0, 1, 1, b"\x00\x00\x00\x00\x02\x08"),
+         "code = Internal"),
+        (settings + b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + b"\x00" * 8, "Unavailable"),
+    ]
+    import random
+    rnd = random.Random(17)
+    cases += [(settings + bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 300))), "")
+              for _ in range(10)]
+    for reply, want in cases:
+        srv = RawServer(reply)
+        try:
+            rc, _, err = c_call(srv.addr, "--timeout", "2000", timeout=20)
+        finally:
+            srv.close()
+        assert rc != 0, (reply[:40], err)
+        assert want in err, (reply[:40], err)

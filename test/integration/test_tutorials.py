@@ -748,7 +748,7 @@ def sdk_link_flags():
     """What a module outside the tree links with: the SDK archive and the libraries it uses
     (plus the sanitizers when the SDK was built with them)."""
     lib = os.path.join(BUILD, "lib", "libbaetyl-sdk.a")
-    pkgs = "yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c grpc".split()
+    pkgs = "yaml-0.1 jansson openssl lmdb libarchive libprotobuf-c libnghttp2".split()
     libs = subprocess.run(["pkg-config", "--libs", *pkgs], capture_output=True, text=True, check=True).stdout.split()
     nm = subprocess.run(["nm", lib], capture_output=True, text=True).stdout
     san = ["-fsanitize=address,undefined"] if "__asan" in nm or "__ubsan" in nm else []

@@ -139,7 +139,7 @@ static int handler(const bt_fn_msg *in, bt_fn_msg *out, char *err, size_t errlen
 
 static int serve(args *a)
 {
-    /* Blocked before the server starts, so gRPC's threads inherit the mask and the signal
+    /* Blocked before the server starts (its own threads block every signal), so the signal
      * reaches sigwait below. */
     sigset_t set;
     sigemptyset(&set);

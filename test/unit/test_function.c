@@ -585,6 +585,101 @@ static void test_workers_limit(void **state)
     stop_server(f);
 }
 
+/* The server's MAX_CONCURRENT_STREAMS (`concurrent`) holds: the client's streams beyond it
+ * wait (or, refused before the client saw the setting, are sent again), none is lost. */
+static void test_concurrent_streams_limit(void **state)
+{
+    bt_fn_server_options so = {.workers = 4, .concurrent = 2};
+    fixture *f = start_server(&so);
+    f->b.sleep_ms = 30;
+    bt_fn_client *c = client(f->addr, NULL);
+    bt_fn_async *q = bt_fn_async_new();
+    async_seen seen = {0};
+    char err[256] = "";
+    for (uint64_t i = 0; i < 12; i++) {
+        bt_fn_msg in = sample("hi", 2);
+        in.id = i;
+        assert_int_equal(bt_fn_call_start(c, q, &in, 5000, on_done, &seen, err, sizeof err), 0);
+    }
+    while (seen.ok + seen.failed < 12)
+        assert_true(bt_fn_async_poll(q, 5000) > 0);
+    assert_int_equal(seen.ok, 12);
+    assert_int_equal(atomic_load(&f->b.max_running), 2);
+    bt_fn_async_free(q);
+    bt_fn_client_free(c);
+    stop_server(f);
+}
+
+/* A client dials again once its server went away and another listens at the address. */
+static void test_reconnect(void **state)
+{
+    fixture *f = start_server(NULL);
+    bt_fn_client *c = client(f->addr, NULL);
+    bt_fn_msg in = sample("hi", 2), out;
+    char err[256] = "", addr[64];
+    int code;
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_OK);
+    bt_fn_msg_clear(&out);
+    snprintf(addr, sizeof addr, "%s", f->addr);
+    stop_server(f);
+    assert_int_equal(bt_fn_call_ex(c, &in, &out, 2000, &code, err, sizeof err), BT_FN_EUNAVAILABLE);
+    assert_int_equal(code, BT_FN_CODE_UNAVAILABLE);
+    behaviour b = {0};
+    bt_fn_server *s = bt_fn_server_start(addr, NULL, handler, &b, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_OK);
+    assert_same(&in, &out);
+    bt_fn_msg_clear(&out);
+    bt_fn_client_free(c);
+    bt_fn_server_stop(s);
+}
+
+/* The process's threads now (Linux /proc). */
+static int threads(void)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = -1;
+    while (fp && fgets(line, sizeof line, fp))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    if (fp)
+        fclose(fp);
+    return n;
+}
+
+/* The thread count once it is n, or after 3 s (threads that were joined can linger a
+ * moment in /proc under emulation). */
+static int threads_become(int n)
+{
+    int t = threads();
+    for (int i = 0; i < 60 && t != n; i++) {
+        sleep_ms(50);
+        t = threads();
+    }
+    return t;
+}
+
+/* Threads are the SDK's own and few: a server has its workers and one I/O thread, a client
+ * one I/O thread from its first call on. */
+static void test_threads(void **state)
+{
+    int base = threads_become(1); /* the earlier tests' threads are gone */
+    bt_fn_server_options so = {.workers = 2};
+    fixture *f = start_server(&so);
+    assert_int_equal(threads_become(base + 3), base + 3);
+    bt_fn_client *c = client(f->addr, NULL);
+    assert_int_equal(threads(), base + 3); /* lazily */
+    bt_fn_msg in = sample("hi", 2), out;
+    char err[256] = "";
+    assert_int_equal(bt_fn_call(c, &in, &out, err, sizeof err), BT_FN_OK);
+    bt_fn_msg_clear(&out);
+    assert_int_equal(threads_become(base + 4), base + 4);
+    bt_fn_client_free(c);
+    stop_server(f);
+    assert_int_equal(threads_become(base), base);
+}
+
 /* ---- stop ----------------------------------------------------------------------------- */
 
 static void test_stop_graceful_in_flight(void **state)
@@ -818,6 +913,9 @@ int main(void)
         cmocka_unit_test(test_wait_for_server),
         cmocka_unit_test(test_eight_threads),
         cmocka_unit_test(test_workers_limit),
+        cmocka_unit_test(test_concurrent_streams_limit),
+        cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_async_calls),
         cmocka_unit_test(test_batch_calls),
         cmocka_unit_test(test_stop_graceful_in_flight),

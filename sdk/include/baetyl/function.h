@@ -1,18 +1,16 @@
 /* The function call of SPEC §12: `rpc Call(FunctionMessage) returns (FunctionMessage)` at
  * `/baetyl.Function/Call` (proto/function.proto), and Baetyl-C's `CallBatch` (several
- * messages, one result each), client and server on the gRPC C core with protobuf-c
- * messages. Completion queues stay inside; callers see two plain calls.
+ * messages, one result each), client and server speaking gRPC over HTTP/2 themselves (on
+ * libnghttp2, with protobuf-c messages; no gRPC library): h2c with prior knowledge over TCP
+ * and unix sockets, h2 over TLS (ALPN "h2", OpenSSL loaded only when TLS is configured),
+ * uncompressed messages, deadlines sent as grpc-timeout. They interoperate with grpcio and
+ * @grpc/grpc-js peers.
  *
  * Errors: every call that can fail returns 0 on success or a negative BT_FN_E* code and
  * fills err. A failed RPC reads like Go grpc's error text, e.g.
  * "rpc error: code = Unknown desc = [UserCodeInvoke] boom", so the function-manager can put
  * it in its error JSON as is. BT_FN_EUNAVAILABLE (deadline exceeded or peer unavailable)
- * tells a caller that the instance behind the address should be replaced.
- *
- * Process-wide effects of the first client or server: gRPC's own log lines go to the SDK
- * log (errors as warnings, with source=grpc), and GRPC_DNS_RESOLVER defaults to "native"
- * (getaddrinfo) unless already set. Each client/server holds a grpc_init reference; the
- * last one freed shuts gRPC down, so nothing is left for LeakSanitizer. */
+ * tells a caller that the instance behind the address should be replaced. */
 #ifndef BAETYL_FUNCTION_H
 #define BAETYL_FUNCTION_H
 
@@ -25,13 +23,11 @@
 #define BT_FN_METHOD_BATCH "/baetyl.Function/CallBatch"
 #define BT_FN_DEFAULT_MAX_MSG_SIZE ((size_t)4 << 20) /* 4 MiB, both ways (SPEC §12) */
 #define BT_FN_DEFAULT_TIMEOUT_MS 30000L
-/* Threads, sized for an edge box (2-4 cores shared with the user's work): a server runs its
- * handlers on BT_FN_DEFAULT_WORKERS threads of its own (workers.max), which share one
- * completion queue and keep 4 calls each requested ahead; a client has none: a blocking
- * call is driven by its calling thread, async calls by whoever polls their queue. gRPC core
- * adds its own few threads (an executor, a resolver, event engine and timer threads, 7 in
- * all at 2 cores), which its C API does not let us size. 4 workers keep a 2-core box busy
- * with fast handlers (SQL: microseconds); more calls in flight wait in the requests ahead. */
+/* Threads, sized for an edge box (2-4 cores shared with the user's work): a server runs one
+ * I/O thread (every connection: accept, TLS, HTTP/2) and its handlers on
+ * BT_FN_DEFAULT_WORKERS threads of its own (workers.max) fed by a bounded queue; a client
+ * runs one I/O thread (its connection), started by its first call. 4 workers keep a 2-core
+ * box busy with fast handlers (SQL: microseconds); more calls in flight wait in the queue. */
 #define BT_FN_DEFAULT_WORKERS 4
 #define BT_FN_DEFAULT_GRACE_MS 5000L
 
@@ -96,7 +92,7 @@ typedef struct {
     long timeout_ms;     /* deadline of each call; <= 0 = 30 s */
     size_t max_msg_size; /* largest message sent or received; 0 = 4 MiB */
     /* TLS: set ca and/or cert+key (PEM file paths) to dial with TLS. ca verifies the server
-     * (NULL = gRPC's default roots); cert+key is the client certificate. */
+     * (NULL = the system's CA store); cert+key is the client certificate. */
     const char *ca;
     const char *cert;
     const char *key;
@@ -107,12 +103,14 @@ typedef struct {
 } bt_fn_client_options;
 
 /* Creates a client of the server at address ("host:port", "[::1]:port", "unix:/path"); o
- * may be NULL (defaults). Connects lazily. One channel shared by every call: bt_fn_call may
- * run from many threads at once. NULL with err on bad options or unreadable PEM files. */
+ * may be NULL (defaults). Connects lazily, and again after the peer closed. One connection
+ * shared by every call (one HTTP/2 stream each; those beyond the server's
+ * MAX_CONCURRENT_STREAMS wait for a free one): bt_fn_call may run from many threads at
+ * once. NULL with err on bad options or unreadable PEM files. */
 bt_fn_client *bt_fn_client_new(const char *address, const bt_fn_client_options *o, char *err,
                                size_t errlen);
-/* Waits until the channel is connected, at most timeout_ms (<= 0 = the client's timeout).
- * 0, or BT_FN_EUNAVAILABLE with err ("connect to … timed out"). */
+/* Waits until the connection is up (dialling again every few ms while refused), at most
+ * timeout_ms (<= 0 = the client's timeout). 0, or BT_FN_EUNAVAILABLE with err ("connect to … timed out"). */
 int bt_fn_client_connect(bt_fn_client *c, long timeout_ms, char *err, size_t errlen);
 /* Calls the function with the client's timeout. On 0, out holds the reply (owned fields;
  * out's old contents are not freed). On failure out is zeroed and err is set; returns
@@ -125,8 +123,8 @@ int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long tim
 /* Frees a client (NULL is fine). No call may be running on it. */
 void bt_fn_client_free(bt_fn_client *c);
 
-/* Asynchronous calls: many calls in flight from one thread, their completions taken in
- * batches from one queue (gRPC's completion queue) by whoever polls it. */
+/* Asynchronous calls: many calls in flight from one thread, their completions posted by the
+ * clients' I/O threads to one queue and taken in batches by whoever polls it. */
 typedef struct bt_fn_async bt_fn_async;
 
 /* What a call started with bt_fn_call_start ended with: rc and code as bt_fn_call_ex; out
@@ -187,9 +185,10 @@ typedef int (*bt_fn_handler)(const bt_fn_msg *in, bt_fn_msg *out, char *err, siz
 
 typedef struct {
     size_t max_msg_size; /* largest message received or sent; 0 = 4 MiB. Larger requests
-                           * are refused by gRPC with ResourceExhausted. */
+                           * are refused with ResourceExhausted before they are read. */
     int workers;         /* calls handled at once (one thread each); <= 0 = 4 */
-    int concurrent;      /* streams a client connection may open at once; <= 0 = gRPC's */
+    int concurrent;      /* streams a client connection may open at once
+                          * (SETTINGS_MAX_CONCURRENT_STREAMS); <= 0 = 100 */
     /* TLS: cert+key (PEM file paths) serve TLS; ca additionally requires and verifies
      * client certificates. */
     const char *cert;
@@ -208,7 +207,8 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
                                  bt_fn_handler handler, void *arg, char *err, size_t errlen);
 /* The port bound (useful with port 0); 0 for a unix socket. */
 int bt_fn_server_port(const bt_fn_server *s);
-/* Stops: no new calls; running calls get grace_ms to finish, then are cancelled; returns
+/* Stops: GOAWAY, no new calls; running calls get grace_ms to finish, then are cancelled
+ * (RST_STREAM); returns
  * once every handler has returned and everything is freed (NULL is fine). */
 void bt_fn_server_stop(bt_fn_server *s);
 

@@ -14,7 +14,7 @@
 typedef struct {
     char *address;       /* "host:port", "tcp://host:port" or "unix:/path"; NULL = absent */
     long workers;        /* workers.max: calls handled at once (4, 1..1024) */
-    long concurrent;     /* concurrent.max: streams per connection (0 = gRPC's own limit) */
+    long concurrent;     /* concurrent.max: streams per connection (0 = 100) */
     int64_t message_max; /* message.length.max: bytes, both ways (4m) */
     char *ca;            /* TLS: ca also requires and verifies client certificates; */
     char *cert;          /* cert and key go together, and ca needs them */

@@ -54,6 +54,8 @@
     X(SSL_CTX_check_private_key)          \
     X(SSL_CTX_ctrl)                       \
     X(SSL_CTX_free)                       \
+    X(SSL_CTX_set_alpn_protos)            \
+    X(SSL_CTX_set_alpn_select_cb)         \
     X(SSL_CTX_load_verify_locations)      \
     X(SSL_CTX_new)                        \
     X(SSL_CTX_set_client_CA_list)         \
@@ -67,6 +69,7 @@
     X(SSL_ctrl)                           \
     X(SSL_do_handshake)                   \
     X(SSL_free)                           \
+    X(SSL_get0_alpn_selected)             \
     X(SSL_get0_param)                     \
     X(SSL_get1_peer_certificate)          \
     X(SSL_get_error)                      \
@@ -75,8 +78,10 @@
     X(SSL_new)                            \
     X(SSL_pending)                        \
     X(SSL_read)                           \
+    X(SSL_select_next_proto)              \
     X(SSL_set1_host)                      \
     X(SSL_set_accept_state)               \
+    X(SSL_set_connect_state)              \
     X(SSL_set_fd)                         \
     X(SSL_shutdown)                       \
     X(SSL_write)                          \
@@ -124,6 +129,8 @@ int bt_sha256(const void *p, size_t n, unsigned char out[32], char *err, size_t 
 #define SSL_CTX_check_private_key (bt_ossl.SSL_CTX_check_private_key)
 #define SSL_CTX_ctrl (bt_ossl.SSL_CTX_ctrl)
 #define SSL_CTX_free (bt_ossl.SSL_CTX_free)
+#define SSL_CTX_set_alpn_protos (bt_ossl.SSL_CTX_set_alpn_protos)
+#define SSL_CTX_set_alpn_select_cb (bt_ossl.SSL_CTX_set_alpn_select_cb)
 #define SSL_CTX_load_verify_locations (bt_ossl.SSL_CTX_load_verify_locations)
 #define SSL_CTX_new (bt_ossl.SSL_CTX_new)
 #define SSL_CTX_set_client_CA_list (bt_ossl.SSL_CTX_set_client_CA_list)
@@ -137,6 +144,7 @@ int bt_sha256(const void *p, size_t n, unsigned char out[32], char *err, size_t 
 #define SSL_ctrl (bt_ossl.SSL_ctrl)
 #define SSL_do_handshake (bt_ossl.SSL_do_handshake)
 #define SSL_free (bt_ossl.SSL_free)
+#define SSL_get0_alpn_selected (bt_ossl.SSL_get0_alpn_selected)
 #define SSL_get0_param (bt_ossl.SSL_get0_param)
 #define SSL_get1_peer_certificate (bt_ossl.SSL_get1_peer_certificate)
 #define SSL_get_error (bt_ossl.SSL_get_error)
@@ -145,8 +153,10 @@ int bt_sha256(const void *p, size_t n, unsigned char out[32], char *err, size_t 
 #define SSL_new (bt_ossl.SSL_new)
 #define SSL_pending (bt_ossl.SSL_pending)
 #define SSL_read (bt_ossl.SSL_read)
+#define SSL_select_next_proto (bt_ossl.SSL_select_next_proto)
 #define SSL_set1_host (bt_ossl.SSL_set1_host)
 #define SSL_set_accept_state (bt_ossl.SSL_set_accept_state)
+#define SSL_set_connect_state (bt_ossl.SSL_set_connect_state)
 #define SSL_set_fd (bt_ossl.SSL_set_fd)
 #define SSL_shutdown (bt_ossl.SSL_shutdown)
 #define SSL_write (bt_ossl.SSL_write)
