@@ -645,7 +645,7 @@ static int io_start(bt_fn_client *c)
 {
     if (c->io_started)
         return 0;
-    if (bt_grpc_thread_start(&c->io, io_main, c, IO_STACK) != 0)
+    if (bt_thread_start_quiet(&c->io, io_main, c, IO_STACK) != 0)
         return -1;
     c->io_started = true;
     return 0;

@@ -869,11 +869,11 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
     if (a.is_unix)
         snprintf(s->unix_path, sizeof s->unix_path, "%s", a.path);
     for (int i = 0; i < nw; i++) {
-        if (bt_grpc_thread_start(&ws[i], worker_main, s, 0) != 0)
+        if (bt_thread_start_quiet(&ws[i], worker_main, s, 0) != 0)
             break;
         s->nstarted++;
     }
-    if (s->nstarted < nw || bt_grpc_thread_start(&s->io, io_main, s, IO_STACK) != 0) {
+    if (s->nstarted < nw || bt_thread_start_quiet(&s->io, io_main, s, IO_STACK) != 0) {
         snprintf(err, errlen, "function server: cannot start threads");
         bt_fn_server_stop(s);
         return NULL;

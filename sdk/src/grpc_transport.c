@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,24 +492,4 @@ nghttp2_nv bt_grpc_nv(const char *name, const char *value)
     nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, strlen(name), strlen(value),
                      NGHTTP2_NV_FLAG_NONE};
     return nv;
-}
-
-int bt_grpc_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, size_t stack)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGABRT);
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    if (stack)
-        pthread_attr_setstacksize(&a, stack);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(th, &a, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&a);
-    return rc;
 }

@@ -68,11 +68,6 @@ short bt_grpc_conn_events(const bt_grpc_conn *c);
 /* Closes the socket and frees the TLS state, the session and the buffer. */
 void bt_grpc_conn_close(bt_grpc_conn *c);
 
-/* Starts a thread of the client or server (stack bytes, 0: the default) that takes no
- * signals: SIGTERM goes to the module's own threads, and a SIGPIPE from a TLS write to a
- * dead socket stays pending instead of killing the process. 0, or the pthread error. */
-int bt_grpc_thread_start(pthread_t *th, void *(*fn)(void *), void *arg, size_t stack);
-
 /* Builds an nghttp2 header. */
 nghttp2_nv bt_grpc_nv(const char *name, const char *value);
 

@@ -1,7 +1,6 @@
 /* The public calls of mqtt_client.h: building and freeing a client, and the thread-safe
  * requests (publish, ack, subscribe) that hand work to the client's thread. */
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,23 +179,8 @@ int bt_mqtt_client_start(bt_mqtt_client *c, char *err, size_t errlen)
     pthread_mutex_unlock(&c->mu);
     if (bad)
         return fail(-1, err, errlen, "client already started or stopped");
-    /* The thread takes no signals: SIGTERM goes to the module's own threads, and a
-     * SIGPIPE from a TLS write to a dead socket stays pending instead of killing us. */
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGABRT);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     /* The module's callbacks run on this thread too: 1 MiB, not the 8 MiB default. */
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 1024 * 1024);
-    int rc = pthread_create(&c->thread, &attr, mc_thread, c);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = bt_thread_start_quiet(&c->thread, mc_thread, c, 1024 * 1024);
     if (rc != 0) {
         pthread_mutex_lock(&c->mu);
         c->started = false;

@@ -26,6 +26,11 @@ int bt_poll_timeout(int64_t deadline_ms, int64_t now_ms, int max_ms);
 /* Initialises a condition variable that waits on CLOCK_MONOTONIC (immune to date changes).
  * Returns 0 or the pthread error. */
 int bt_cond_init_monotonic(pthread_cond_t *cv);
+/* Starts a thread of the SDK's (a network or I/O loop) that takes no signals: SIGTERM goes
+ * to the module's own threads, and a SIGPIPE from a TLS write to a dead socket stays
+ * pending instead of killing the process. stack 0 = the default size. Returns 0 or the
+ * pthread error. */
+int bt_thread_start_quiet(pthread_t *th, void *(*fn)(void *), void *arg, size_t stack);
 
 /* Go-style duration text: "500ms", "2s", "1m30s", "1h0m0s", "1.5s". */
 void bt_fmt_duration(int64_t ms, char *buf, size_t len);
