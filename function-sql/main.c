@@ -176,6 +176,9 @@ static int run(bt_ctx *ctx)
     }
     address = bt_fn_listen_address(address);
     bt_fn_server_options o = bt_fn_server_config_options(&cfg.server);
+    /* A statement is evaluated in microseconds and never blocks: on the server's I/O thread,
+     * a call crosses no thread (workers.max does not apply). */
+    o.inline_calls = true;
     srv = bt_fn_server_start(address, &o, handle, &rt, err, sizeof err);
     if (!srv) {
         rc = fail(ctx, err);

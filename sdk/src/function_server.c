@@ -36,7 +36,8 @@
  * flows without waiting for WINDOW_UPDATEs. */
 #define WINDOW (1 << 20)
 /* The I/O thread's stack; the workers keep the default one, since they run the user's
- * handler (a JSON parser recursing 2048 levels deep needs more than 1 MiB under ASan). */
+ * handler (a JSON parser recursing 2048 levels deep needs more than 1 MiB under ASan), and
+ * so does an I/O thread that runs the handler itself (inline_calls). */
 #define IO_STACK (128 * 1024)
 #define PATH_MAX_LEN 256
 
@@ -96,6 +97,7 @@ struct bt_fn_server {
     sstream *done;
     bool stopping;     /* bt_fn_server_stop was called [mu] */
     bool workers_exit; /* [mu] */
+    bool inline_calls; /* handlers on the I/O thread, no workers */
     int nworkers;
     pthread_t *workers;
     int nstarted;
@@ -273,6 +275,8 @@ static void enqueue(bt_fn_server *s, sstream *st)
     pthread_mutex_unlock(&s->mu);
 }
 
+static void serve(bt_fn_server *s, sstream *st);
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
     sconn *k = user;
@@ -293,6 +297,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
     int code = bt_grpc_reader_finish(&st->rd, err, sizeof err);
     if (code) {
         refuse(st, code, err);
+        return 0;
+    }
+    if (k->srv->inline_calls) {
+        serve(k->srv, st);
+        answer(st, st->status, st->message);
         return 0;
     }
     enqueue(k->srv, st);
@@ -498,7 +507,7 @@ static void *io_main(void *p)
     }
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        bool stopping = s->stopping, full = s->qlen >= s->qcap;
+        bool stopping = s->stopping, full = !s->inline_calls && s->qlen >= s->qcap;
         pthread_mutex_unlock(&s->mu);
         take_done(s);
         int64_t now = bt_now_ms();
@@ -720,6 +729,17 @@ static void serve_batch(bt_fn_server *s, sstream *st)
     free(ptrs);
 }
 
+/* Runs the handler on a complete request (a worker, or the I/O thread with inline_calls);
+ * its outcome goes to st->status and st->message. */
+static void serve(bt_fn_server *s, sstream *st)
+{
+    if (strcmp(st->path, BT_FN_METHOD_BATCH) == 0)
+        serve_batch(s, st);
+    else
+        serve_call(s, st);
+    bt_grpc_reader_reset(&st->rd);
+}
+
 static void *worker_main(void *p)
 {
     bt_fn_server *s = p;
@@ -737,13 +757,10 @@ static void *worker_main(void *p)
         pthread_mutex_unlock(&s->mu);
         if (was_full)
             wake(s); /* the I/O thread reads again */
-        if (!atomic_load(&st->cancelled)) {
-            if (strcmp(st->path, BT_FN_METHOD_BATCH) == 0)
-                serve_batch(s, st);
-            else
-                serve_call(s, st);
-        }
-        bt_grpc_reader_reset(&st->rd);
+        if (!atomic_load(&st->cancelled))
+            serve(s, st);
+        else
+            bt_grpc_reader_reset(&st->rd);
         pthread_mutex_lock(&s->mu);
         st->qnext = s->done;
         s->done = st;
@@ -821,7 +838,7 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
         snprintf(err, errlen, "function server: max message size %zu too large", max);
         return NULL;
     }
-    int nw = o->workers > 0 ? o->workers : BT_FN_DEFAULT_WORKERS;
+    int nw = o->inline_calls ? 0 : o->workers > 0 ? o->workers : BT_FN_DEFAULT_WORKERS;
     if (nw > 1024) {
         snprintf(err, errlen, "function server: %d workers is too many (max 1024)", nw);
         return NULL;
@@ -833,7 +850,7 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
         return NULL;
     }
     bt_fn_server *s = calloc(1, sizeof *s);
-    pthread_t *ws = calloc((size_t)nw, sizeof *ws);
+    pthread_t *ws = calloc(nw ? (size_t)nw : 1, sizeof *ws);
     if (!s || !ws) {
         free(s);
         free(ws);
@@ -851,6 +868,7 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
     s->grace_ms = o->grace_ms > 0 ? o->grace_ms : BT_FN_DEFAULT_GRACE_MS;
     s->concurrent = o->concurrent > 0 ? o->concurrent : DEFAULT_CONCURRENT;
     s->qcap = (size_t)nw * QUEUE_PER_WORKER;
+    s->inline_calls = o->inline_calls;
     if (tls_options(s, o, err, errlen) < 0)
         goto fail;
     if (pipe2(s->wake, O_NONBLOCK | O_CLOEXEC) < 0 || nghttp2_session_callbacks_new(&s->cbs) != 0) {
@@ -873,7 +891,7 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
             break;
         s->nstarted++;
     }
-    if (s->nstarted < nw || bt_thread_start_quiet(&s->io, io_main, s, IO_STACK) != 0) {
+    if (s->nstarted < nw || bt_thread_start_quiet(&s->io, io_main, s, s->inline_calls ? 0 : IO_STACK) != 0) {
         snprintf(err, errlen, "function server: cannot start threads");
         bt_fn_server_stop(s);
         return NULL;

@@ -897,6 +897,57 @@ static void test_batch_calls(void **state)
     stop_server(f);
 }
 
+/* inline_calls: the handler runs on the server's I/O thread. No worker starts (one thread
+ * for the server), calls from several threads and a batch are all answered, a handler's
+ * error comes back as before, and the calls never overlap (one thread runs them). */
+static void test_inline_calls(void **state)
+{
+    int base = threads_become(1);
+    bt_fn_server_options so = {.inline_calls = true, .workers = 8};
+    fixture *f = start_server(&so);
+    assert_int_equal(threads_become(base + 1), base + 1);
+    bt_fn_client *c = client(f->addr, NULL);
+    caller ks[4];
+    run_callers(c, 4, 25, ks);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ks[i].ok, 25);
+    assert_int_equal(atomic_load(&f->b.calls), 100);
+    assert_int_equal(atomic_load(&f->b.max_running), 1);
+
+    f->b.fail_payload = "bad";
+    bt_fn_async *q = bt_fn_async_new();
+    assert_non_null(q);
+    const char *payloads[] = {"a", "bad", "ccc"};
+    bt_fn_msg ms[3];
+    const bt_fn_msg *in[3];
+    for (int i = 0; i < 3; i++) {
+        ms[i] = sample(payloads[i], strlen(payloads[i]));
+        ms[i].id = (uint64_t)i + 10;
+        in[i] = &ms[i];
+    }
+    batch_seen seen = {0};
+    char err[256] = "";
+    assert_int_equal(bt_fn_call_batch_start(c, q, in, 3, 5000, on_batch, &seen, err, sizeof err),
+                     BT_FN_OK);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 1);
+    assert_int_equal(seen.rc, BT_FN_OK);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.codes[0], BT_FN_CODE_OK);
+    assert_int_equal(seen.codes[1], BT_FN_CODE_UNKNOWN);
+    assert_string_equal(seen.errs[1], "rpc error: code = Unknown desc = bad input");
+    assert_int_equal(seen.codes[2], BT_FN_CODE_OK);
+    assert_int_equal(seen.lens[2], 3);
+    bt_fn_async_free(q);
+
+    bt_fn_msg one = sample("bad", 3), out;
+    int code = -1;
+    assert_int_equal(bt_fn_call_ex(c, &one, &out, 5000, &code, err, sizeof err), BT_FN_EFAIL);
+    assert_int_equal(code, BT_FN_CODE_UNKNOWN);
+    bt_fn_client_free(c);
+    stop_server(f);
+    assert_int_equal(threads_become(base), base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -918,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_async_calls),
         cmocka_unit_test(test_batch_calls),
+        cmocka_unit_test(test_inline_calls),
         cmocka_unit_test(test_stop_graceful_in_flight),
         cmocka_unit_test(test_stop_cancels_after_grace),
         cmocka_unit_test(test_bad_options),

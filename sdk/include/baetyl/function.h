@@ -195,6 +195,11 @@ typedef struct {
     const char *key;
     const char *ca;
     long grace_ms; /* bt_fn_server_stop: time left to running calls; <= 0 = 5 s */
+    /* true: the handler runs on the server's I/O thread as each request completes, and no
+     * worker starts (workers is ignored). For handlers that take microseconds and never
+     * block (the SQL runtime): a call then crosses no thread, which halves a lone call's
+     * time in the server; a slow handler would hold every connection. */
+    bool inline_calls;
 } bt_fn_server_options;
 
 /* Listens on address ("127.0.0.1:50051", "0.0.0.0:0" for a free port, "unix:/path") and
