@@ -4,10 +4,10 @@
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
-const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
 const cfg = require('./config');
+const { status, createServer } = require('./grpc_server');
 const functions = require('./functions');
 const { log, fatal } = require('./logger');
 
@@ -46,11 +46,13 @@ function readFile(p, what) {
   }
 }
 
-function credentials(sc) {
-  if (!sc.cert) return grpc.ServerCredentials.createInsecure();
-  const pair = { private_key: readFile(sc.key, 'key'), cert_chain: readFile(sc.cert, 'cert') };
-  const ca = sc.ca ? readFile(sc.ca, 'ca') : null;
-  return grpc.ServerCredentials.createSsl(ca, [pair], ca !== null);
+/** null (h2c) or the key pair, and the ca that client certificates must be signed by. */
+function tlsOptions(sc) {
+  if (!sc.cert) return null;
+  return {
+    key: readFile(sc.key, 'key'), cert: readFile(sc.cert, 'cert'),
+    ca: sc.ca ? readFile(sc.ca, 'ca') : null,
+  };
 }
 
 function usage(out) {
@@ -101,7 +103,7 @@ function runOne(fns, req, done) {
   const fn = fns.get(req.FunctionName);
   if (fn === undefined) {
     log.warn('function not found', { function: req.FunctionName });
-    done({ code: grpc.status.NOT_FOUND, details: `function not found: (${req.FunctionName})` });
+    done({ code: status.NOT_FOUND, details: `function not found: (${req.FunctionName})` });
     return;
   }
   const start = log.enabled('debug') ? process.hrtime.bigint() : 0n;
@@ -110,7 +112,7 @@ function runOne(fns, req, done) {
       log.error('function failed', {
         function: req.FunctionName, invokeid: req.FunctionInvokeID, error: err.message,
       });
-      done({ code: grpc.status.UNKNOWN, details: err.message });
+      done({ code: status.UNKNOWN, details: err.message });
       return;
     }
     if (start) {
@@ -133,24 +135,23 @@ function makeHandlers(fns, sc) {
   let inflight = 0;
   const busy = (callback) => {
     if (sc.concurrent > 0 && inflight >= sc.concurrent) {
-      callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many concurrent calls' });
+      callback({ code: status.RESOURCE_EXHAUSTED, details: 'too many concurrent calls' });
       return true;
     }
     inflight++;
     return false;
   };
-  const Call = (call, callback) => {
+  const Call = (req, callback) => {
     if (busy(callback)) return;
-    const req = call.request;
     runOne(fns, req, (err, payload) => {
       inflight--;
       if (err) callback(err);
       else callback(null, { ...req, Payload: payload });
     });
   };
-  const CallBatch = (call, callback) => {
+  const CallBatch = (req, callback) => {
     if (busy(callback)) return;
-    const msgs = call.request.Messages || [];
+    const msgs = req.Messages || [];
     const results = new Array(msgs.length);
     let left = msgs.length;
     // Sizes are counted in message order once every result is in: a reply that would
@@ -170,7 +171,7 @@ function makeHandlers(fns, sc) {
           + m.FunctionInvokeID.length + 48;
         if (i > 0 && size + add + (msgs.length - i - 1) * BATCH_ERR_COST > sc.messageMax) {
           results[i] = {
-            Code: grpc.status.ABORTED, Error: "the batch's reply is full: call again",
+            Code: status.ABORTED, Error: "the batch's reply is full: call again",
           };
           size += 64;
           return;
@@ -235,7 +236,7 @@ function main(root, argv) {
 
   const fns = new Map();
   let address;
-  let creds;
+  let tls;
   try {
     for (const fc of conf.functions) {
       fns.set(fc.name, functions.load(fc));
@@ -244,7 +245,7 @@ function main(root, argv) {
     address = listenAddress(conf.server);
     if (!address) throw new cfg.ConfigError('server.address: required (or set BAETYL_SERVICE_INSTANCE_ADDRESS)');
     if (address.startsWith('tcp://')) address = address.slice('tcp://'.length);
-    creds = credentials(conf.server);
+    tls = tlsOptions(conf.server);
   } catch (e) {
     if (!(e instanceof functions.LoadError) && !(e instanceof cfg.ConfigError)) throw e;
     fatal(e.message);
@@ -252,14 +253,15 @@ function main(root, argv) {
   }
   if (fns.size === 0) log.warn('no functions configured');
 
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': conf.server.messageMax,
-    'grpc.max_send_message_length': conf.server.messageMax,
-  });
   const handlers = makeHandlers(fns, conf.server);
   const batch = process.env[NO_BATCH_ENV] !== '1' && service.CallBatch !== undefined;
-  if (!batch) delete handlers.CallBatch; // grpc-js answers Unimplemented then
-  server.addService(service, handlers);
+  const methods = new Map();
+  for (const [name, handler] of Object.entries(handlers)) {
+    if (name === 'CallBatch' && !batch) continue; // answered Unimplemented then
+    const m = service[name];
+    methods.set(m.path, { decode: m.requestDeserialize, encode: m.responseSerialize, handler });
+  }
+  const server = createServer(methods, { messageMax: conf.server.messageMax, tls });
 
   let stopping = false;
   const stop = () => {
@@ -269,13 +271,12 @@ function main(root, argv) {
       log.info('service closed');
       process.exit(0);
     };
-    const force = setTimeout(() => { server.forceShutdown(); done(); }, STOP_GRACE_MS);
-    server.tryShutdown(() => { clearTimeout(force); done(); });
+    server.shutdown(STOP_GRACE_MS, done);
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 
-  server.bindAsync(address, creds, (err) => {
+  server.listen(address, (err) => {
     if (err) {
       fatal(`cannot listen on ${address}: ${err.message}`);
       process.exit(1);

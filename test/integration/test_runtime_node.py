@@ -433,3 +433,114 @@ def test_installed_package_runs(tmp_path, procs):
     assert json.loads(c.call("sayhi", b'{"id":1}').Payload)["Say"] == "Hello Baetyl"
     c.close()
     assert procs.stop(p, signal.SIGTERM) == 0
+
+
+# ---- the gRPC server on Node's http2 module: refusals, hostile peers, other clients -------
+
+def test_unknown_method_and_callbatch_off(runtime):
+    r = runtime()
+    r.connect()
+    nope = r.client.channel.unary_unary("/baetyl.Function/Nope")
+    with pytest.raises(grpc.RpcError) as e:
+        nope(b"", timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "/baetyl.Function/Nope" in e.value.details()
+    off = runtime(env={"BAETYL_RUNTIME_NO_CALLBATCH": "1"})
+    off.connect()
+    batch = off.client.channel.unary_unary("/baetyl.Function/CallBatch")
+    with pytest.raises(grpc.RpcError) as e:
+        batch(b"", timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "callbatch=false" in off.output()
+    assert off.call("sayhi", b'{"id":1}').Payload
+
+
+def test_garbage_body_is_internal(runtime):
+    r = runtime()
+    r.connect()
+    with pytest.raises(grpc.RpcError) as e:
+        r.client.raw(b"\xff\xff\xff\xff")
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    assert json.loads(r.call("sayhi", b'{"id":5}').Payload)["id"] == 5
+
+
+NODE_RAW_CLIENT = r"""
+// Sends the request headers and the frame bytes of argv[2] (hex) without ending the
+// stream, and prints the response's headers and trailers as JSON.
+const http2 = require('http2');
+const s = http2.connect('http://' + process.argv[1]);
+const req = s.request({ ':method': 'POST', ':path': '/baetyl.Function/Call',
+  'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+const out = {};
+req.on('response', (h) => Object.assign(out, h));
+req.on('trailers', (h) => Object.assign(out, h));
+req.on('error', (e) => { out.error = e.code; });
+req.on('data', () => {});
+req.on('close', () => { console.log(JSON.stringify(out)); s.close(); });
+req.write(Buffer.from(process.argv[2], 'hex'));
+setTimeout(() => { out.timeout = true; req.close(); }, 5000);
+"""
+
+
+def raw_node_call(address, data):
+    p = subprocess.run(["node", "-e", NODE_RAW_CLIENT, address, data.hex()],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_oversized_prefix_refused_before_the_body(runtime):
+    r = runtime(server_extra="  message:\n    length:\n      max: 1k\n")
+    # only the prefix of a 4 GiB message: refused at once, nothing more is waited for
+    got = raw_node_call(r.address, b"\x00\xff\xff\xff\xff")
+    assert got.get("grpc-status") == "8" and "timeout" not in got, got
+    assert "larger than max" in got.get("grpc-message", ""), got
+    got = raw_node_call(r.address, b"\x01\x00\x00\x00\x01x")
+    assert got.get("grpc-status") not in (None, "0"), got
+    assert json.loads(r.call("sayhi", b'{"id":6}').Payload)["id"] == 6
+
+
+def test_survives_hostile_peers_and_resets(runtime):
+    from test_function_grpc import PREFACE, frame, raw_session, request_headers
+    import random
+    r = runtime(probes("sleep"))
+    port = int(r.address.rsplit(":", 1)[1])
+    settings = frame(4, 0, 0, b"")
+    raw_session(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw_session(port, PREFACE + settings + b"\xff\xff\xff\x00\x00\x00\x00\x00\x01")
+    raw_session(port, PREFACE + settings + frame(0, 1, 1, b"data without headers"))
+    for data in (b"\x00\x00\x00\x00\x09abc", b"\x00\x00", b"\x00\x00\x00\x00\x01xy"):
+        raw_session(port, PREFACE + settings + frame(1, 4, 1, request_headers()) +
+                    frame(0, 1, 1, data))
+    rnd = random.Random(17)
+    for _ in range(20):
+        junk = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 400)))
+        raw_session(port, PREFACE + settings + junk, read_for=0.1)
+    # a call cancelled (RST_STREAM) while its handler runs, and one past its deadline
+    r.connect()
+    fut = r.client.future("p-sleep", b'{"seconds": 0.5}')
+    time.sleep(0.2)
+    fut.cancel()
+    with pytest.raises(grpc.RpcError) as e:
+        r.call("p-sleep", b'{"seconds": 1}', timeout=0.3)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    time.sleep(1)
+    assert json.loads(r.call("p-sleep", b'{"seconds": 0}').Payload)["slept"] == 0
+
+
+def test_sdk_client_calls_the_runtime(runtime):
+    """The C SDK's gRPC client (test/tools/function_tool), as the function-manager calls."""
+    from test_function_grpc import b64, c_call
+    r = runtime(probes("echo", "sleep", "throws"))
+    rc, reply, err = c_call(r.address, "--name", "p-echo", "--payload", '{"a":1}',
+                            "--id", "18446744073709551615", "--topic", "t/1")
+    assert rc == 0, err
+    assert reply["Payload"] == b64(b'{"a":1}') and reply["ID"] == "18446744073709551615"
+    assert reply["Topic"] == "t/1"
+    rc, _, err = c_call(r.address, "--name", "p-throws")
+    assert rc == 1 and "code=2" in err and "[UserCodeInvoke] RangeError: thrown here" in err
+    rc, _, err = c_call(r.address, "--name", "nobody")
+    assert rc == 1 and "code=5" in err and "function not found: (nobody)" in err
+    rc, _, err = c_call(r.address, "--name", "p-sleep", "--payload", '{"seconds": 1}',
+                        "--timeout", "200")
+    assert rc == 2, err
