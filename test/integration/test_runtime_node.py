@@ -544,3 +544,12 @@ def test_sdk_client_calls_the_runtime(runtime):
     rc, _, err = c_call(r.address, "--name", "p-sleep", "--payload", '{"seconds": 1}',
                         "--timeout", "200")
     assert rc == 2, err
+
+
+def test_unix_socket_address(runtime, tmp_path):
+    sock = tmp_path / "rt.sock"
+    r = runtime(start=False, env={"BAETYL_SERVICE_INSTANCE_ADDRESS": f"unix:{sock}"})
+    r.start(wait=False)
+    r.wait_output("server started")
+    c = r.connect(f"unix:{sock}")
+    assert json.loads(c.call("sayhi", b'{"id":7}').Payload)["id"] == 7
