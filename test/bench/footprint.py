@@ -466,7 +466,8 @@ def run_stack(prefix, args, runtimes, certs):
                 if time.monotonic() >= next_sample:
                     next_sample += args.every
                     now = sample(master.pid)
-                    trend.append(sum(v["Private_Dirty"] for v in now.values()))
+                    if load:  # flatness is judged under load, once its working set is in
+                        trend.append(sum(v["Private_Dirty"] for v in now.values()))
                     alone[load] = max(alone[load], alone_kb(master.pid, only))
                     for k, v in now.items():
                         w = rows.setdefault(k, dict(v))
@@ -476,7 +477,7 @@ def run_stack(prefix, args, runtimes, certs):
         idle, _ = phase(False)
         before = dict(counts)
         load, sent = phase(True)
-        growth = (trend[0], trend[-1]) if trend else (0, 0)
+        growth = (trend[0], trend[len(trend) // 2], trend[-1]) if trend else (0, 0, 0)
         tops = top_mappings(master.pid, args.top) if args.top else {}
         time.sleep(1)
         notes = {"sent": sent, "through": {k: counts[k] - before[k] for k in counts},
@@ -578,10 +579,12 @@ def main():
     a_idle, a_load = notes["alone"]
     print(f"  {'alone (shared once)':<26}{a_idle / 1024:>8.1f}M{'':>27}{a_load / 1024:>8.1f}M"
           "   (no other program sharing its libraries)")
-    first, last = notes["growth"]
-    print(f"  under load the stack's private dirty memory went from {first / 1024:.1f}M (first "
-          f"sample) to {last / 1024:.1f}M (last); PSS shares each library among every process "
-          "of the machine that maps it, private dirty is this stack's alone")
+    first, mid, last = notes["growth"]
+    print(f"  under load the stack's private dirty memory was {first / 1024:.2f}M at the first "
+          f"sample, {mid / 1024:.2f}M half way and {last / 1024:.2f}M at the last (growth "
+          f"{(mid - first) / 1024:+.2f}M in the first half, {(last - mid) / 1024:+.2f}M in the "
+          "second); PSS shares each library among every "
+          "process of the machine that maps it, private dirty is this stack's alone")
     if notes["tops"]:
         print("  largest mappings, PSS/private dirty:")
     for name, rows in sorted(notes["tops"].items()):
