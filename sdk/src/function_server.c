@@ -891,7 +891,8 @@ bt_fn_server *bt_fn_server_start(const char *address, const bt_fn_server_options
             break;
         s->nstarted++;
     }
-    if (s->nstarted < nw || bt_thread_start_quiet(&s->io, io_main, s, s->inline_calls ? 0 : IO_STACK) != 0) {
+    if (s->nstarted < nw ||
+        bt_thread_start_quiet(&s->io, io_main, s, s->inline_calls ? 0 : IO_STACK) != 0) {
         snprintf(err, errlen, "function server: cannot start threads");
         bt_fn_server_stop(s);
         return NULL;
