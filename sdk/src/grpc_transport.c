@@ -241,15 +241,9 @@ SSL_CTX *bt_grpc_server_tls(const char *cert, const char *key, const char *ca, c
     char why[200];
     if (load_ossl(err, errlen) < 0)
         return NULL;
-    ERR_clear_error();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        bt_tls_errors(why, sizeof why);
-        snprintf(err, errlen, "tls: %s", why);
+    SSL_CTX *ctx = bt_tls_ctx_new(true, err, errlen);
+    if (!ctx)
         return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         bt_tls_errors(why, sizeof why);
         snprintf(err, errlen, "cert: cannot load %.200s: %s", cert, why);

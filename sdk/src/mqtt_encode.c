@@ -511,22 +511,42 @@ ssize_t bt_mqtt_encode_publish_header(uint8_t *buf, size_t cap, const char *topi
                                        NULL);
 }
 
-ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
-                               const void *payload, size_t payload_len, int qos, bool retain,
-                               bool dup, uint16_t packet_id)
+/* The hot-path PUBLISH of both levels: v5 adds the property length and the raw property
+ * bytes (written here rather than through a bt_mqtt_props: the hub's path towards 5.0
+ * subscribers). */
+static inline ssize_t encode_publish(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
+                                     const void *payload, size_t payload_len, int qos, bool retain,
+                                     bool dup, uint16_t packet_id, bool v5, const uint8_t *props,
+                                     size_t props_len)
 {
-    if (payload_len && !payload)
+    if ((payload_len && !payload) || (props_len && !props) || props_len > BT_MQTT_MAX_REMAINING)
         return -1;
-    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id, 0, NULL, 0);
+    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id,
+                             v5 ? vlen(props_len) + props_len : 0, NULL, 0);
     if (srl < 0)
         return -1;
     size_t rl = (size_t)srl, total = 1 + vlen(rl) + rl;
     if (total > cap)
         return (ssize_t)total;
-    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, NULL);
+    uint8_t *b =
+        buf + write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, NULL);
+    if (v5) {
+        b = bt_mqtt_put_varint(b, (uint32_t)props_len);
+        if (props_len)
+            memcpy(b, props, props_len);
+        b += props_len;
+    }
     if (payload_len)
-        memcpy(buf + head, payload, payload_len);
+        memcpy(b, payload, payload_len);
     return (ssize_t)total;
+}
+
+ssize_t bt_mqtt_encode_publish(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
+                               const void *payload, size_t payload_len, int qos, bool retain,
+                               bool dup, uint16_t packet_id)
+{
+    return encode_publish(buf, cap, topic, topic_len, payload, payload_len, qos, retain, dup,
+                          packet_id, false, NULL, 0);
 }
 
 ssize_t bt_mqtt_encode_publish5(uint8_t *buf, size_t cap, const char *topic, size_t topic_len,
@@ -534,25 +554,8 @@ ssize_t bt_mqtt_encode_publish5(uint8_t *buf, size_t cap, const char *topic, siz
                                 bool dup, uint16_t packet_id, const uint8_t *props,
                                 size_t props_len)
 {
-    if ((payload_len && !payload) || (props_len && !props) || props_len > BT_MQTT_MAX_REMAINING)
-        return -1;
-    ssize_t srl = publish_rl(topic_len, topic, payload_len, qos, dup, packet_id,
-                             vlen(props_len) + props_len, NULL, 0);
-    if (srl < 0)
-        return -1;
-    size_t rl = (size_t)srl, total = 1 + vlen(rl) + rl;
-    if (total > cap)
-        return (ssize_t)total;
-    /* the properties are raw bytes: written here rather than through a bt_mqtt_props (this
-     * is the hub's hot path towards 5.0 subscribers) */
-    size_t head = write_publish_head(buf, rl, topic, topic_len, qos, retain, dup, packet_id, NULL);
-    uint8_t *b = bt_mqtt_put_varint(buf + head, (uint32_t)props_len);
-    if (props_len)
-        memcpy(b, props, props_len);
-    b += props_len;
-    if (payload_len)
-        memcpy(b, payload, payload_len);
-    return (ssize_t)total;
+    return encode_publish(buf, cap, topic, topic_len, payload, payload_len, qos, retain, dup,
+                          packet_id, true, props, props_len);
 }
 
 ssize_t bt_mqtt_encode_ack(uint8_t *buf, size_t cap, bt_mqtt_type type, uint16_t packet_id)

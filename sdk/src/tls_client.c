@@ -18,12 +18,11 @@ void bt_tls_errors(char *buf, size_t len)
     ERR_clear_error();
 }
 
-SSL_CTX *bt_tls_client_ctx(const char *ca, const char *cert, const char *key, char *err,
-                           size_t errlen)
+SSL_CTX *bt_tls_ctx_new(bool server, char *err, size_t errlen)
 {
     char why[200];
     ERR_clear_error();
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!ctx) {
         bt_tls_errors(why, sizeof why);
         snprintf(err, errlen, "tls: %s", why);
@@ -31,6 +30,16 @@ SSL_CTX *bt_tls_client_ctx(const char *ca, const char *cert, const char *key, ch
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return ctx;
+}
+
+SSL_CTX *bt_tls_client_ctx(const char *ca, const char *cert, const char *key, char *err,
+                           size_t errlen)
+{
+    char why[200];
+    SSL_CTX *ctx = bt_tls_ctx_new(false, err, errlen);
+    if (!ctx)
+        return NULL;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     if (ca && *ca) {
         if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {

@@ -11,6 +11,9 @@
 
 /* OpenSSL's queued errors as one line ("unknown TLS error" when none); clears them. */
 void bt_tls_errors(char *buf, size_t len);
+/* A new TLS 1.2+ context with partial writes (server or client side), nothing loaded yet;
+ * NULL with err. OpenSSL must be loaded. */
+SSL_CTX *bt_tls_ctx_new(bool server, char *err, size_t errlen);
 /* A TLS 1.2+ client context verifying the peer against ca (NULL or "": the system store),
  * with the client certificate cert and its key when cert is set. OpenSSL must be loaded.
  * The context, or NULL with err naming the setting ("ca: cannot load ...", "key: ..."). */
