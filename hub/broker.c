@@ -510,8 +510,14 @@ void hub_commit_done(hub *h, bool wait)
     stats_commit_done(h, j->t0);
     rc = append_full(h, &j->pick, &j->o, rc, err, sizeof j->sj.err);
     psession_offsets_done(h, &j->o, rc == 0);
-    if (rc == 0)
+    if (rc == 0) {
         pick_done(h, &j->pick);
+        /* What came during the flush is the next group: its flush starts before this one is
+         * delivered and acknowledged, so the disk is not idle while the loop sends. Only as
+         * a job of the writer: a group committed here would be delivered before this one. */
+        if (h->npend && !h->store_full && !h->stopping)
+            commit_start(h);
+    }
     slice_finish(h, j->pend, j->n, h->pend, h->npend, &j->log, &j->zero, rc, err);
     if (rc == STORE_FULL) {
         if (!h->npend) { /* hold_batch takes the slice as the pending array */

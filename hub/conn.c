@@ -408,6 +408,7 @@ void conn_free(conn *c)
     for (size_t i = 0; i < c->qlen; i++)
         msg_unref(c->q[(c->qhead + i) % c->qcap].m);
     free(c->q);
+    free(c->pidmap);
     pid_set_free(&c->rx2);
     if (c->aliases)
         for (size_t i = 0; i < TOPIC_ALIAS_MAX; i++)

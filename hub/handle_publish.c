@@ -183,7 +183,7 @@ int handle_puback(conn *c, uint16_t pid)
     outq_entry *e = session_find(c, pid);
     if (!e || e->qos != 1)
         return 0;
-    e->acked = true;
+    session_entry_acked(c, e);
     if (!c->clean)
         c->h->offsets_acked = true;
     msg_unref(e->m);

@@ -86,7 +86,7 @@ int handle_pubcomp(conn *c, uint16_t pid)
     outq_entry *e = session_find(c, pid);
     if (!e || !e->released)
         return 0;
-    e->acked = true;
+    session_entry_acked(c, e);
     psession_qos2_record(c, 'o', pid, false);
     session_acked(c);
     return 0;

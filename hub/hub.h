@@ -206,6 +206,7 @@ struct conn {
     size_t nsubs, capsubs;
     pid_set rx2;                    /* QoS 2 PUBLISHes received, waiting for their PUBREL */
     outq_entry *q;                  /* QoS 1 and 2 in flight, a ring */
+    uint64_t *pidmap;               /* ids of q's unacked entries, once q was long */
     size_t qhead, qlen, qcap, qlog; /* qlog: entries with a log seq (the window) */
     uint64_t next_seq;              /* catch-up position */
     uint64_t mark;                  /* dispatch de-duplication stamp */
@@ -459,6 +460,8 @@ void session_resend(conn *c, msg *m, uint8_t q);
 void session_resume_release(conn *c, uint16_t pid);
 /* The in-flight entry of pid that is not yet acknowledged, or NULL. */
 outq_entry *session_find(conn *c, uint16_t pid);
+/* Marks a delivery acknowledged (its packet id is free again); session_acked() drops it. */
+void session_entry_acked(conn *c, outq_entry *e);
 /* Drops acknowledged entries from the head of the ring; pulls more in catch-up. */
 void session_acked(conn *c);
 /* The acknowledged log offset of a session: every seq <= it is done. */

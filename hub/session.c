@@ -17,8 +17,15 @@
 /* Log messages examined per catch-up pass, so one session cannot stall the loop. */
 #define PUMP_SCAN_MAX 2000
 
+/* Packet ids in use: a scan of the window while it is short, then a bitmap (8 KiB, made
+ * once the window held PIDMAP_AT entries): next_pid runs for every QoS 1 delivery, and a
+ * scan of a window of hundreds was a tenth of the hub's work per message. */
+#define PIDMAP_AT 32
+
 static bool pid_used(const conn *c, uint16_t p)
 {
+    if (c->pidmap)
+        return c->pidmap[p >> 6] >> (p & 63) & 1;
     for (size_t i = 0; i < c->qlen; i++) {
         const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
         if (!e->acked && e->pid == p)
@@ -44,6 +51,39 @@ static uint16_t next_pid(conn *c, uint8_t q, uint64_t seq)
         if (p != 0 && !pid_used(c, p))
             return p;
     }
+}
+
+static void pid_mark(conn *c, uint16_t p, bool used)
+{
+    if (!c->pidmap)
+        return;
+    if (used)
+        c->pidmap[p >> 6] |= (uint64_t)1 << (p & 63);
+    else
+        c->pidmap[p >> 6] &= ~((uint64_t)1 << (p & 63));
+}
+
+/* The entry at the end of q took its packet id: marked, or the map made once q is long
+ * (without memory, the scan goes on). */
+static void pid_taken(conn *c, uint16_t p)
+{
+    if (c->pidmap) {
+        pid_mark(c, p, true);
+        return;
+    }
+    if (c->qlen < PIDMAP_AT || !(c->pidmap = calloc(65536 / 64, sizeof *c->pidmap)))
+        return;
+    for (size_t i = 0; i < c->qlen; i++) {
+        const outq_entry *e = &c->q[(c->qhead + i) % c->qcap];
+        if (!e->acked)
+            pid_mark(c, e->pid, true);
+    }
+}
+
+void session_entry_acked(conn *c, outq_entry *e)
+{
+    e->acked = true;
+    pid_mark(c, e->pid, false);
 }
 
 static outq_entry *q_push(conn *c)
@@ -88,6 +128,7 @@ static void deliver_acked_ex(conn *c, msg *m, uint8_t q, bool retain, bool dup, 
     e->qos = q;
     e->shared = shared;
     e->pid = next_pid(c, q, e->seq);
+    pid_taken(c, e->pid);
     e->sent_ms = c->h->now_ms;
     if (e->seq)
         c->qlog++;
@@ -115,6 +156,7 @@ void session_resume_release(conn *c, uint16_t pid)
         return;
     }
     e->pid = pid;
+    pid_taken(c, pid);
     e->qos = 2;
     e->released = true;
     e->sent_ms = c->h->now_ms;

@@ -245,7 +245,7 @@ void shared_redeliver(conn *c)
             /* at the QoS it was sent at, within the new member's subscription; the other
              * member has it then: not held for c's session */
             if (g && bt_topic_match(g->filter, e->m->topic) && offer(h, g, e->m, e->qos, c, true)) {
-                e->acked = true;
+                session_entry_acked(c, e);
                 break;
             }
         }

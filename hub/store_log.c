@@ -44,15 +44,22 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
             return STORE_ECOUNT;
         }
     }
+    /* One cursor for the batch: it stays on the last page, where every append goes. */
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(t, s->log, &cur)))
+        return rc;
     for (size_t i = 0; i < c->n; i++) {
         uint8_t kb[8];
         store_be64_put(kb, last + 1 + i);
         MDB_val k = {8, kb}, v = {store_msg_size(&c->msgs[i]), NULL};
         /* APPEND: seqs only grow, so LMDB skips the search; RESERVE: encode in place. */
-        if ((rc = mdb_put(t, s->log, &k, &v, MDB_APPEND | MDB_RESERVE)))
+        if ((rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE))) {
+            mdb_cursor_close(cur);
             return rc;
+        }
         store_msg_encode(&c->msgs[i], v.mv_data);
     }
+    mdb_cursor_close(cur);
     c->last = last + c->n;
     return store_meta_put_last_seq(s, t, c->last);
 }

@@ -98,9 +98,11 @@ int store_submit(store *s, store_job *j)
     if (!busy) {
         s->job = j;
         s->inflight = 1;
-        pthread_cond_broadcast(&s->jcond);
     }
     pthread_mutex_unlock(&s->jmu);
+    /* After the unlock: the writer wakes to a free mutex instead of blocking on it again. */
+    if (!busy)
+        pthread_cond_broadcast(&s->jcond);
     return busy ? -1 : 0;
 }
 

@@ -131,3 +131,40 @@ def test_egress_window_catchup(hub_factory):
             got.append(int(pl))
         s.send(mqtt_puback(pid))
     assert got == list(range(40))
+
+
+def test_packet_ids_unique_in_a_long_window(hub_factory):
+    """A window far past the 32 entries where the hub keeps its used packet ids in a bitmap:
+    acknowledged out of order (every even one), a new delivery never takes an id still
+    unacknowledged, and the ids freed by PUBACK come back into use without a loss."""
+    hub = hub_factory("message: {egress: {qos1: {buffer: {size: 200}}}}\n")
+    s = conn(hub, "ids")
+    s.send(mqtt_subscribe(1, [("ids/#", 1)]))
+    s.recv()
+    p = Paho(hub.port, "idp")
+    for i in range(150):
+        p.pub("ids/x", b"%d" % i, 1)
+    held = {}
+    for _ in range(150):
+        t, pl, q, r, dup, pid = get(s, ack=False)
+        assert pid not in held, f"packet id {pid} given twice"
+        held[pid] = int(pl)
+    for pid in [k for k, v in held.items() if v % 2 == 0]:
+        s.send(mqtt_puback(pid))
+        del held[pid]
+    # 75 unacknowledged ids remain; 120 more messages: the window (200) takes 125
+    for i in range(150, 270):
+        p.pub("ids/x", b"%d" % i, 1)
+    got = []
+    for _ in range(120):
+        t, pl, q, r, dup, pid = get(s, ack=False)
+        assert pid not in held, f"packet id {pid} of message {held.get(pid)} still unacknowledged"
+        held[pid] = int(pl)
+        got.append(int(pl))
+    assert got == list(range(150, 270))
+    for pid in list(held):
+        s.send(mqtt_puback(pid))
+    publish_acked(p_raw := conn(hub, "idq"), "ids/end", b"end")
+    assert get(s)[1] == b"end"
+    p_raw.close()
+    p.close()
