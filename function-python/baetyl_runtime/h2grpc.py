@@ -4,15 +4,18 @@ on a 2-core edge box), this one runs the handler on the thread that read the req
 
 Each connection has a leader thread reading frames; when a request is complete, the leader
 makes an idle thread of the connection (or a new one) the next leader and runs the handler
-itself, so a handler that blocks never stops the connection from being read. Replies are
-written by the thread that ran the handler, under the connection's write lock. TLS goes
-through an ssl.SSLObject on memory buffers, so reading and writing threads never share an
-OpenSSL call. Headers are decoded by Debian's python3-hpack.
+itself, so a handler that blocks never stops the connection from being read. At most
+`workers` handlers run at once: a call beyond waits in a queue, taken by the next thread
+that finishes a call. Replies are written by the thread that ran the handler, under the
+connection's write lock. TLS goes through an ssl.SSLObject on memory buffers, so reading
+and writing threads never share an OpenSSL call. Headers are decoded by python3-hpack.
 
 Limits against hostile peers: frames of at most 16 KiB, header blocks of at most 64 KiB,
-MAX_STREAMS streams per connection, a request body of at most message_max, request bytes
-held per connection at most 8 messages' worth (else GOAWAY), MAX_CONNS connections, and
-10 s for a connection's TLS handshake and preface."""
+MAX_STREAMS streams per connection (MAX_STREAMS_UNACKED before the peer has our
+SETTINGS), a request body of at most message_max, request bytes held per connection and
+queued for a worker at most 8 messages' worth each (else GOAWAY, or RESOURCE_EXHAUSTED),
+MAX_CONNS connections, and 10 s for a connection's TLS handshake and preface."""
+import collections
 import socket
 import ssl
 import struct
@@ -24,6 +27,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_FRAME = 16384  # the default SETTINGS_MAX_FRAME_SIZE, which we keep for what we read
 MAX_HEADER_BLOCK = 65536
 MAX_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS per connection
+# Streams a peer may open before it has our SETTINGS (grpcio's client opens as many as it
+# has calls): more are refused.
+MAX_STREAMS_UNACKED = 1000
 MAX_CONNS = 256
 HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_WINDOW = 65535
@@ -103,7 +109,7 @@ def _status_block(code, text):
 
 class _Stream:
     __slots__ = ("sid", "path", "body", "window", "done", "dispatched", "header_frags",
-                 "ends")
+                 "ends", "handler", "msg")
 
     def __init__(self, sid, window):
         self.sid = sid
@@ -114,6 +120,8 @@ class _Stream:
         self.dispatched = False  # the request is complete (its body no longer buffered)
         self.header_frags = None  # a header block waiting for its CONTINUATION frames
         self.ends = False  # the HEADERS frame carried END_STREAM
+        self.handler = None
+        self.msg = b""  # the request message, once complete
 
 
 class Server:
@@ -125,7 +133,10 @@ class Server:
     def __init__(self, address, handlers, message_max, workers, concurrent=None, tls=None):
         self.handlers = handlers
         self.message_max = message_max
-        self.run_slots = threading.BoundedSemaphore(workers)
+        self.workers = workers
+        self.running = 0  # handlers running
+        self.queue = collections.deque()  # (conn, stream) waiting for a worker
+        self.queued_bytes = 0
         self.concurrent = concurrent
         self.tls = tls
         self.lock = threading.Lock()
@@ -155,6 +166,30 @@ class Server:
                 conn = _Conn(self, sock)
                 self.conns.add(conn)
             threading.Thread(target=conn.serve, daemon=True).start()
+
+    def run_or_queue(self, conn, st):
+        """True: the caller runs st now (a worker is free); else st waits in the queue, or
+        is refused when the queue holds more than 8 messages' worth of bytes."""
+        with self.lock:
+            if self.running < self.workers:
+                self.running += 1
+                return True
+            if self.queued_bytes + len(st.msg) <= 8 * self.message_max:
+                self.queue.append((conn, st))
+                self.queued_bytes += len(st.msg)
+                return False
+        conn.reply_and_end(st, RESOURCE_EXHAUSTED, "too many calls waiting for a worker")
+        return False
+
+    def next_job(self):
+        """The next call waiting for a worker, or None (the worker is released)."""
+        with self.lock:
+            if self.queue:
+                conn, st = self.queue.popleft()
+                self.queued_bytes -= len(st.msg)
+                return conn, st
+            self.running -= 1
+            return None
 
     def call_started(self):
         with self.lock:
@@ -244,6 +279,7 @@ class _Conn:
         self.followers = 0
         self.closed = False
         self.going_away = False
+        self.settings_acked = False
 
     # ---- I/O --------------------------------------------------------------------------
 
@@ -351,6 +387,9 @@ class _Conn:
             if stream is None:
                 self.close()
                 return
+            if not self._admit(stream) or not self.srv.run_or_queue(self, stream):
+                first = True  # answered at once, or queued: this thread reads on
+                continue
             with self.lock:
                 self.leader = False
                 spawn = not self.followers
@@ -358,33 +397,50 @@ class _Conn:
                     self.lead_cv.notify()
             if spawn:
                 threading.Thread(target=self._worker, daemon=True).start()
-            self._call(stream)
+            job = (self, stream)
+            while job is not None:  # then the calls that waited for a worker, if any
+                job[0].run(job[1])
+                job = self.srv.next_job()
 
-    def _call(self, st):
-        handler = self.srv.handlers.get(st.path)
-        if handler is None:
-            return self._reply(st, UNIMPLEMENTED, "Method not found!")
+    def _admit(self, st):
+        """Checks a complete request: False when it is answered already (an error)."""
+        st.handler = self.srv.handlers.get(st.path)
+        if st.handler is None:
+            self._reply(st, UNIMPLEMENTED, "Method not found!")
+            return False
         if not self.srv.call_started():
-            return self._reply(st, RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
+            self._reply(st, RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded!")
+            return False
+        body, st.body = st.body, None
+        error = None
+        if len(body) < 5 or _U32.unpack_from(body, 1)[0] != len(body) - 5:
+            error = f'"{st.path}" requires exactly one request message.'
+        elif body[0] != 0:
+            error = "compressed messages are not supported"
+        if error is not None:
+            self.reply_and_end(st, UNIMPLEMENTED, error)
+            return False
+        st.msg = bytes(body[5:])
+        return True
+
+    def reply_and_end(self, st, code, text):
+        """Answers an admitted call with an error (it ends there)."""
         try:
-            body = st.body
-            if len(body) < 5:
-                return self._reply(st, UNIMPLEMENTED,
-                                   f'"{st.path}" requires exactly one request message.')
-            size = _U32.unpack_from(body, 1)[0]
-            if body[0] != 0:
-                return self._reply(st, UNIMPLEMENTED, "compressed messages are not supported")
-            if size != len(body) - 5:
-                return self._reply(st, UNIMPLEMENTED,
-                                   f'"{st.path}" requires exactly one request message.')
-            st.body = None
-            with self.srv.run_slots:
-                try:
-                    reply = handler(bytes(body[5:]))
-                except Status as s:
-                    return self._reply(st, s.code, s.text)
-                except Exception as e:  # a bug of the runtime: the call fails, not the server
-                    return self._reply(st, UNKNOWN, f"Exception calling application: {e}")
+            self._reply(st, code, text)
+        finally:
+            self.srv.call_ended()
+
+    def run(self, st):
+        """Runs an admitted call's handler and answers."""
+        try:
+            if self.closed or st.done:
+                return  # the peer is gone, or reset the stream while the call waited
+            try:
+                reply = st.handler(st.msg)
+            except Status as s:
+                return self._reply(st, s.code, s.text)
+            except Exception as e:  # a bug of the runtime: the call fails, not the server
+                return self._reply(st, UNKNOWN, f"Exception calling application: {e}")
             if len(reply) > self.srv.message_max:
                 return self._reply(st, RESOURCE_EXHAUSTED, "Sent message larger than max "
                                    f"({len(reply)} vs. {self.srv.message_max})")
@@ -526,7 +582,8 @@ class _Conn:
     def _headers_done(self, st, block):
         st.header_frags = None
         st.path = self._path_of(bytes(block))
-        if len(self.streams) > MAX_STREAMS or self.going_away:
+        limit = MAX_STREAMS if self.settings_acked else MAX_STREAMS_UNACKED
+        if len(self.streams) > limit or self.going_away:
             with self.lock:
                 del self.streams[st.sid]
             self.send(_frame(RST_STREAM, 0, st.sid, _U32.pack(REFUSED_STREAM)))
@@ -575,6 +632,7 @@ class _Conn:
         if sid or len(p) % 6 or (flags & ACK and p):
             raise _ConnError(PROTOCOL_ERROR, "bad SETTINGS")
         if flags & ACK:
+            self.settings_acked = True
             return None
         with self.lock:
             for i in range(0, len(p), 6):

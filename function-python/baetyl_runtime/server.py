@@ -101,11 +101,11 @@ class Runtime:
         self.address = address
 
     def run(self, req):
-        """One message: its reply payload, or raises _Failed(code, text)."""
+        """One message: its reply payload, or raises h2grpc.Status(code, text)."""
         fn = self.fns.get(req.FunctionName)
         if fn is None:
             log.warn("function not found", function=req.FunctionName)
-            raise _Failed(NOT_FOUND, f"function not found: ({req.FunctionName})")
+            raise h2grpc.Status(NOT_FOUND, f"function not found: ({req.FunctionName})")
         debug = log.enabled("debug")
         start = time.monotonic() if debug else 0
         try:
@@ -115,7 +115,7 @@ class Runtime:
                       invokeid=req.FunctionInvokeID, error=str(e))
             if getattr(e, "trace", None):
                 log.debug("traceback", function=req.FunctionName, trace=e.trace)
-            raise _Failed(h2grpc.UNKNOWN, str(e)) from None
+            raise h2grpc.Status(h2grpc.UNKNOWN, str(e)) from None
         if debug:
             log.debug("function called", function=req.FunctionName, invokeid=req.FunctionInvokeID,
                       bytes_in=len(req.Payload), bytes_out=len(payload),
@@ -130,10 +130,7 @@ class Runtime:
 
     def call(self, body):
         req = self._parse(self.service.request, body)
-        try:
-            payload = self.run(req)
-        except _Failed as f:
-            raise h2grpc.Status(f.code, f.text) from None
+        payload = self.run(req)
         # The reply echoes the request (ID, QOS, Topic… as Baetyl 1.0) with the result.
         return self.service.response(
             ID=req.ID, QOS=req.QOS, Topic=req.Topic, Payload=payload, Timestamp=req.Timestamp,
@@ -151,7 +148,7 @@ class Runtime:
             r = out.Results.add()
             try:
                 payload = self.run(m)
-            except _Failed as f:
+            except h2grpc.Status as f:
                 r.Code = f.code
                 r.Error = f.text[:BATCH_ERR_TEXT_MAX]
                 size += len(r.Error) + 16
@@ -172,15 +169,6 @@ class Runtime:
 
     def stop(self):
         self.server.stop(STOP_GRACE)
-
-
-class _Failed(Exception):
-    """A message that failed: the gRPC status code and text Call answers with."""
-
-    def __init__(self, code, text):
-        super().__init__(text)
-        self.code = code
-        self.text = text
 
 
 def _args(argv):

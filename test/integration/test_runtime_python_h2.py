@@ -112,34 +112,26 @@ def test_not_http2_is_closed(rt):
     still_serves(rt)
 
 
-def test_oversized_frame_is_a_connection_error(rt):
+def connection_error(rt, data):
+    """The GOAWAY code the runtime answers data with (after a valid preface)."""
     p = Peer(rt.port)
     p.start()
-    p.send(frame(HEADERS, 0x4, 1, b"\0" * 20000))
-    assert goaway_code(p.frames_until_closed()) == 6  # FRAME_SIZE_ERROR
+    p.send(data)
+    code = goaway_code(p.frames_until_closed())
     p.close()
-    still_serves(rt)
+    return code
 
 
-def test_bad_header_block_is_a_connection_error(rt):
-    p = Peer(rt.port)
-    p.start()
-    p.send(frame(HEADERS, 0x4 | 0x1, 1, b"\xff\xff\xff\xff\x0f"))  # index out of any table
-    assert goaway_code(p.frames_until_closed()) == 9  # COMPRESSION_ERROR
-    p.close()
-    still_serves(rt)
-
-
-def test_bad_stream_ids_and_settings(rt):
+def test_connection_errors(rt):
+    assert connection_error(rt, frame(HEADERS, 0x4, 1, b"\0" * 20000)) == 6  # FRAME_SIZE
+    # a header block indexing past any table: COMPRESSION_ERROR
+    assert connection_error(rt, frame(HEADERS, 0x5, 1, b"\xff\xff\xff\xff\x0f")) == 9
     for bad in (frame(HEADERS, 0x4, 2, b""),  # even: a server's id
                 frame(SETTINGS, 0, 0, b"\0\0\0"),  # not a multiple of 6
                 frame(PING, 0, 1, b"\0" * 8),  # PING on a stream
-                frame(DATA, 1, 7, b"\0\0\0\0\0")):  # DATA on an idle stream
-        p = Peer(rt.port)
-        p.start()
-        p.send(bad)
-        assert goaway_code(p.frames_until_closed()) == 1  # PROTOCOL_ERROR
-        p.close()
+                frame(DATA, 1, 7, b"\0\0\0\0\0"),  # DATA on an idle stream
+                frame(HEADERS, 0x0, 1, b"") + frame(PING, 0, 0, b"\0" * 8)):  # no CONTINUATION
+        assert connection_error(rt, bad) == 1  # PROTOCOL_ERROR
     still_serves(rt)
 
 
@@ -249,3 +241,16 @@ def test_stop_lets_calls_in_flight_finish(procs, tmp_path):
     with pytest.raises(grpc.RpcError):
         c.call("p-sleep", b"{}", timeout=2)
     c.close()
+
+
+def test_calls_beyond_workers_wait_their_turn(procs, tmp_path):
+    r = Runtime(procs, "python", tmp_path / "rt", [("p-sleep", "probe.sleep", PY)],
+                server_extra="  workers:\n    max: 1\n")
+    r.start()
+    c = r.connect()
+    t0 = time.monotonic()
+    futs = [c.future("p-sleep", json.dumps({"seconds": 0.2, "n": i}).encode())
+            for i in range(5)]
+    assert sorted(json.loads(f.result().Payload)["n"] for f in futs) == list(range(5))
+    assert time.monotonic() - t0 >= 1.0  # one at a time: workers.max 1
+    assert r.stop() == 0
