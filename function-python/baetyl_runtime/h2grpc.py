@@ -20,6 +20,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 
 import hpack
 
@@ -158,7 +159,10 @@ class Server:
             try:
                 sock, _ = ls.accept()
             except OSError:
-                return  # closed by stop()
+                if self.stopping:
+                    return
+                time.sleep(0.1)  # out of file descriptors, say: later
+                continue
             with self.lock:
                 if self.stopping or len(self.conns) >= MAX_CONNS:
                     sock.close()
@@ -211,6 +215,7 @@ class Server:
     def stop(self, grace):
         """Stops accepting, tells every peer (GOAWAY), gives calls in flight grace seconds,
         then closes every connection."""
+        self.stopping = True
         for s in self.socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -218,7 +223,6 @@ class Server:
                 pass
             s.close()
         with self.lock:
-            self.stopping = True
             conns = list(self.conns)
         for c in conns:
             c.goaway(NO_ERROR)
@@ -231,7 +235,7 @@ class Server:
 
 def _listen(address):
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"not host:port: {address}")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM,
