@@ -4,6 +4,7 @@ runtime still serves. Calls that block do not hold up the others on the same con
 import json
 import os
 import socket
+import ssl
 import struct
 import time
 
@@ -11,7 +12,7 @@ import grpc
 import hpack
 import pytest
 
-from runtime_harness import FUNCTIONS, Runtime, message_class
+from runtime_harness import FUNCTIONS, Runtime, make_certs, message_class, tls_credentials
 
 PY = os.path.join(FUNCTIONS, "python3")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -253,4 +254,28 @@ def test_calls_beyond_workers_wait_their_turn(procs, tmp_path):
             for i in range(5)]
     assert sorted(json.loads(f.result().Payload)["n"] for f in futs) == list(range(5))
     assert time.monotonic() - t0 >= 1.0  # one at a time: workers.max 1
+    assert r.stop() == 0
+
+
+def test_tls_peers_that_are_not_tls_or_not_h2(procs, tmp_path):
+    certs = make_certs(tmp_path)
+    r = Runtime(procs, "python", tmp_path / "rt", [("sayhi", "index.handler", PY)],
+                server_extra=f"  cert: {certs['server.pem']}\n  key: {certs['server.key']}\n")
+    r.start()
+    p = Peer(r.port)  # plaintext HTTP/2 to a TLS port
+    p.start()
+    assert p.frames_until_closed() == []
+    p.close()
+    ctx = ssl.create_default_context(cafile=certs["ca.pem"])
+    ctx.set_alpn_protocols(["http/1.1"])  # TLS, but not offering h2
+    with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s, \
+            ctx.wrap_socket(s, server_hostname="localhost") as t:
+        t.sendall(PREFACE + frame(SETTINGS, 0, 0))
+        try:
+            data = t.recv(100)
+        except (ssl.SSLError, OSError):
+            data = b""
+        assert data == b""  # closed without a frame
+    c = r.connect(credentials=tls_credentials(certs, client_cert=False))
+    assert json.loads(c.call("sayhi", b'{"id":4}').Payload)["id"] == 4
     assert r.stop() == 0
