@@ -161,10 +161,10 @@ no_debian_root() {
   tar -cf "$CTX/debian.tar" -T /dev/null
 }
 
-# python_runtime: Debian's python3 with the packages the runtime imports (grpc, protobuf,
+# python_runtime: Debian's python3 with the packages the runtime imports (hpack, protobuf,
 # yaml) on a minbase root, and the runtime.
 python_runtime() {
-  if debian_root python python3 python3-grpcio python3-protobuf python3-yaml ca-certificates; then
+  if debian_root python python3 python3-hpack python3-protobuf python3-yaml ca-certificates; then
     runtime_files python
     return 0
   fi
@@ -185,13 +185,13 @@ host_python() {
   (cd /usr/lib && tar -cf - --exclude=__pycache__ --exclude="python$ver/test" --exclude="python$ver/idlelib" \
      --exclude="python$ver/tkinter" --exclude="python$ver/ensurepip" --exclude="python$ver/lib2to3" \
      --exclude="python$ver/turtledemo" "python$ver") | tar -xf - -C "$r/usr/lib"
-  local pkgs=(grpc google yaml _yaml)
+  local pkgs=(hpack google yaml _yaml)
   for p in "${pkgs[@]}"; do
-    [ -e "$dp/$p" ] || { echo "$0: $dp/$p is missing (apt-get install python3-grpcio python3-protobuf python3-yaml)" >&2; return 1; }
+    [ -e "$dp/$p" ] || { echo "$0: $dp/$p is missing (apt-get install python3-hpack python3-protobuf python3-yaml)" >&2; return 1; }
     (cd "$dp" && tar -cf - --exclude=__pycache__ "$p") | tar -xf - -C "$r$dp"
   done
   # the distribution metadata (importlib.metadata and pkg_resources read it)
-  (cd "$dp" && tar -cf - grpcio-*info protobuf-*info PyYAML-*info 2>/dev/null) | tar -xf - -C "$r$dp" || true
+  (cd "$dp" && tar -cf - hpack-*info protobuf-*info PyYAML-*info 2>/dev/null) | tar -xf - -C "$r$dp" || true
   local so=()
   while IFS= read -r -d '' f; do so+=("$f"); done < <(find "/usr/lib/python$ver/lib-dynload" -name '*.so' -print0;
     for p in "${pkgs[@]}"; do find "$dp/$p" -name '*.so' -print0; done)

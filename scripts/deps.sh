@@ -32,6 +32,7 @@ PKGS=(
   libopencv-dnn-dev
   # tests, peers and runtimes
   python3 python3-pytest python3-pytest-xdist python3-paho-mqtt python3-grpcio python3-protobuf python3-yaml
+  python3-hpack
   python3-cryptography python3-more-itertools
   mosquitto mosquitto-clients libpaho-mqtt-dev openssl procps psmisc curl
   # bench: instructions per message under callgrind (row n: a count load does not move)

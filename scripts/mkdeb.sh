@@ -173,7 +173,7 @@ Version: $DEBVER
 Architecture: $ARCH
 Maintainer: $MAINT
 Installed-Size: 0
-Depends: $DEPS, python3, python3-grpcio, python3-protobuf, python3-yaml, nodejs
+Depends: $DEPS, python3, python3-hpack, python3-protobuf, python3-yaml, nodejs
 Suggests: mosquitto-clients, docker.io
 Section: net
 Priority: optional

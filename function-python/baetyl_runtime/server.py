@@ -3,14 +3,14 @@ CallBatch), and a graceful stop on SIGTERM/SIGINT (SPEC §12 "Runtimes", seed ch
 import argparse
 import os
 import signal
+import ssl
 import sys
 import time
-from concurrent import futures
 
-import grpc
+from google.protobuf.message import DecodeError
 
 from . import config as cfg
-from . import functions, protofile
+from . import functions, h2grpc, protofile
 from .logger import fatal, log
 
 PROGRAM = "baetyl-function-python"
@@ -22,6 +22,7 @@ NO_BATCH_ENV = "BAETYL_RUNTIME_NO_CALLBATCH"
 # bytes) is kept for each message still to come, so the reply stays within the limit.
 BATCH_ERR_TEXT_MAX = 512
 BATCH_ERR_COST = BATCH_ERR_TEXT_MAX + 16
+NOT_FOUND, ABORTED = 5, 10  # gRPC status codes (with those of h2grpc)
 
 
 def find_proto(root):
@@ -49,58 +50,62 @@ def _read(path, what):
         raise cfg.ConfigError(f"server.{what}: cannot read {path}: {e.strerror}") from None
 
 
+def _tls_context(sc):
+    """The server's TLS context (ALPN h2, as gRPC needs); a ca means client certificates
+    are required and checked against it."""
+    _read(sc["key"], "key")
+    _read(sc["cert"], "cert")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        ctx.load_cert_chain(sc["cert"], sc["key"])
+    except ssl.SSLError as e:
+        raise cfg.ConfigError(f"server.cert/key: {sc['cert']}, {sc['key']}: {e}") from None
+    if sc["ca"]:
+        _read(sc["ca"], "ca")
+        try:
+            ctx.load_verify_locations(cafile=sc["ca"])
+        except ssl.SSLError as e:
+            raise cfg.ConfigError(f"server.ca: {sc['ca']}: {e}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 class Runtime:
     """Serves the loaded functions: Call (one message) and CallBatch (several, in turn, each
-    with its own result), concurrently on a thread pool."""
+    with its own result), each call on the thread that read it (h2grpc), at most
+    workers.max at once."""
 
     def __init__(self, service, fns, server_conf, batch=None):
         self.service = service
         self.fns = fns
         sc = server_conf
-        self.pool = futures.ThreadPoolExecutor(max_workers=sc["workers"])
-        opts = [("grpc.max_receive_message_length", sc["message_max"]),
-                ("grpc.max_send_message_length", sc["message_max"]),
-                ("grpc.so_reuseport", 0)]
-        self.server = grpc.server(self.pool, options=opts,
-                                  maximum_concurrent_rpcs=sc["concurrent"])
-        handler = grpc.unary_unary_rpc_method_handler(
-            self.call, request_deserializer=service.request.FromString,
-            response_serializer=service.response.SerializeToString)
-        handlers = {service.method: handler}
+        handlers = {service.path: self.call}
         if batch is not None:
-            handlers[batch.method] = grpc.unary_unary_rpc_method_handler(
-                self.call_batch, request_deserializer=batch.request.FromString,
-                response_serializer=batch.response.SerializeToString)
+            handlers[batch.path] = self.call_batch
         self.batch = batch
         self.message_max = sc["message_max"]
-        self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(service.full_service, handlers),))
         address = listen_address(sc)
         if not address:
-            raise cfg.ConfigError("server.address: required (or set BAETYL_SERVICE_INSTANCE_ADDRESS)")
+            raise cfg.ConfigError("server.address: required "
+                                  "(or set BAETYL_SERVICE_INSTANCE_ADDRESS)")
         if address.startswith("tcp://"):
             address = address[len("tcp://"):]
+        tls = _tls_context(sc) if sc["cert"] else None
         try:
-            if sc["cert"]:
-                pairs = [(_read(sc["key"], "key"), _read(sc["cert"], "cert"))]
-                ca = _read(sc["ca"], "ca") if sc["ca"] else None
-                creds = grpc.ssl_server_credentials(pairs, root_certificates=ca,
-                                                    require_client_auth=ca is not None)
-                port = self.server.add_secure_port(address, creds)
-            else:
-                port = self.server.add_insecure_port(address)
-        except RuntimeError as e:
+            self.server = h2grpc.Server(address, handlers, sc["message_max"], sc["workers"],
+                                        sc["concurrent"], tls)
+        except (OSError, ValueError) as e:
             raise cfg.ConfigError(f"cannot listen on {address}: {e}") from None
-        if not port:
-            raise cfg.ConfigError(f"cannot listen on {address}")
         self.address = address
 
     def run(self, req):
-        """One message: its reply payload, or raises _Failed(code, text)."""
+        """One message: its reply payload, or raises h2grpc.Status(code, text)."""
         fn = self.fns.get(req.FunctionName)
         if fn is None:
             log.warn("function not found", function=req.FunctionName)
-            raise _Failed(grpc.StatusCode.NOT_FOUND, f"function not found: ({req.FunctionName})")
+            raise h2grpc.Status(NOT_FOUND, f"function not found: ({req.FunctionName})")
         debug = log.enabled("debug")
         start = time.monotonic() if debug else 0
         try:
@@ -110,63 +115,60 @@ class Runtime:
                       invokeid=req.FunctionInvokeID, error=str(e))
             if getattr(e, "trace", None):
                 log.debug("traceback", function=req.FunctionName, trace=e.trace)
-            raise _Failed(grpc.StatusCode.UNKNOWN, str(e)) from None
+            raise h2grpc.Status(h2grpc.UNKNOWN, str(e)) from None
         if debug:
             log.debug("function called", function=req.FunctionName, invokeid=req.FunctionInvokeID,
                       bytes_in=len(req.Payload), bytes_out=len(payload),
                       ms=f"{(time.monotonic() - start) * 1000:.3f}")
         return payload
 
-    def call(self, req, context):
+    def _parse(self, cls, body):
         try:
-            payload = self.run(req)
-        except _Failed as f:
-            context.abort(f.code, f.text)
+            return cls.FromString(body)
+        except (DecodeError, RuntimeWarning):
+            raise h2grpc.Status(h2grpc.INTERNAL, "Exception deserializing request!") from None
+
+    def call(self, body):
+        req = self._parse(self.service.request, body)
+        payload = self.run(req)
         # The reply echoes the request (ID, QOS, Topic… as Baetyl 1.0) with the result.
         return self.service.response(
             ID=req.ID, QOS=req.QOS, Topic=req.Topic, Payload=payload, Timestamp=req.Timestamp,
-            FunctionName=req.FunctionName, FunctionInvokeID=req.FunctionInvokeID)
+            FunctionName=req.FunctionName, FunctionInvokeID=req.FunctionInvokeID
+        ).SerializeToString()
 
-    def call_batch(self, req, context):
+    def call_batch(self, body):
         """Each message as Call would run it; a failure is that message's result only. A
         reply that would take the batch's reply over the limit is left out: Aborted, the
         caller calls that message again (the first one is always kept)."""
+        req = self._parse(self.batch.request, body)
         out = self.batch.response()
         n, size = len(req.Messages), 0
         for i, m in enumerate(req.Messages):
             r = out.Results.add()
             try:
                 payload = self.run(m)
-            except _Failed as f:
-                r.Code = f.code.value[0]
+            except h2grpc.Status as f:
+                r.Code = f.code
                 r.Error = f.text[:BATCH_ERR_TEXT_MAX]
                 size += len(r.Error) + 16
                 continue
             add = m.ByteSize() - len(m.Payload) + len(payload) + 16
             if i > 0 and size + add + (n - i - 1) * BATCH_ERR_COST > self.message_max:
-                r.Code = grpc.StatusCode.ABORTED.value[0]
+                r.Code = ABORTED
                 r.Error = "the batch's reply is full: call again"
                 size += 64
                 continue
             size += add
             r.Message.CopyFrom(m)
             r.Message.Payload = payload
-        return out
+        return out.SerializeToString()
 
     def start(self):
         self.server.start()
 
     def stop(self):
-        self.server.stop(STOP_GRACE).wait(STOP_GRACE + 1)
-
-
-class _Failed(Exception):
-    """A message that failed: the gRPC status code and text Call answers with."""
-
-    def __init__(self, code, text):
-        super().__init__(text)
-        self.code = code
-        self.text = text
+        self.server.stop(STOP_GRACE)
 
 
 def _args(argv):
