@@ -415,6 +415,8 @@ class Session {
     const out = this.out;
     this.out = [];
     this.socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
+    // a peer that does not read what it asks for (PING or SETTINGS floods) is cut off
+    if (this.socket.writableLength > this.opts.memoryMax) this.destroy();
   }
 
   goawayFrame(code) {
