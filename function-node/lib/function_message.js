@@ -139,6 +139,13 @@ function writeVarint(out, pos, lo, hi) {
   return pos;
 }
 
+/** A string field (tag, then its UTF-8 length and bytes) at p; returns the end. */
+function writeString(out, p, tag, s, len) {
+  out[p++] = tag;
+  const q = writeVarint(out, p, len, 0);
+  return q + out.write(s, q, len, 'utf8');
+}
+
 /** A message (as decode returns, with any Payload Buffer) -> its bytes after `prefix` free
  * bytes at the start of the returned Buffer. Fields at their default value are left out. */
 function encode(m, prefix = 0) {
@@ -168,11 +175,7 @@ function encode(m, prefix = 0) {
     out[p++] = 0x10;
     p = writeVarint(out, p, m.QOS, 0);
   }
-  if (topic) {
-    out[p++] = 0x1a;
-    p = writeVarint(out, p, topic, 0);
-    p += out.write(m.Topic, p, topic, 'utf8');
-  }
+  if (topic) p = writeString(out, p, 0x1a, m.Topic, topic);
   if (payload) {
     out[p++] = 0x22;
     p = writeVarint(out, p, payload, 0);
@@ -183,16 +186,8 @@ function encode(m, prefix = 0) {
     out[p++] = 0x50;
     p = writeVarint(out, p, zLo, zHi);
   }
-  if (name) {
-    out[p++] = 0x5a;
-    p = writeVarint(out, p, name, 0);
-    p += out.write(m.FunctionName, p, name, 'utf8');
-  }
-  if (invoke) {
-    out[p++] = 0x62;
-    p = writeVarint(out, p, invoke, 0);
-    out.write(m.FunctionInvokeID, p, invoke, 'utf8');
-  }
+  if (name) p = writeString(out, p, 0x5a, m.FunctionName, name);
+  if (invoke) writeString(out, p, 0x62, m.FunctionInvokeID, invoke);
   return out;
 }
 
