@@ -16,8 +16,8 @@ const T = {
 };
 const F = { END_STREAM: 1, ACK: 1, END_HEADERS: 4, PADDED: 8, PRIORITY: 0x20 };
 const E = {
-  NO_ERROR: 0, PROTOCOL_ERROR: 1, FLOW_CONTROL_ERROR: 3, STREAM_CLOSED: 5, FRAME_SIZE_ERROR: 6,
-  REFUSED_STREAM: 7, COMPRESSION_ERROR: 9, ENHANCE_YOUR_CALM: 11,
+  NO_ERROR: 0, PROTOCOL_ERROR: 1, INTERNAL_ERROR: 2, FLOW_CONTROL_ERROR: 3, STREAM_CLOSED: 5,
+  FRAME_SIZE_ERROR: 6, REFUSED_STREAM: 7, COMPRESSION_ERROR: 9, ENHANCE_YOUR_CALM: 11,
 };
 const FRAME_MAX = 16384; // what we receive (the default: never raised by our SETTINGS)
 const HEADER_LIST_MAX = 64 * 1024;
@@ -60,6 +60,8 @@ class Stream {
     this.ended = false; // the client sent END_STREAM
     this.closed = false; // no more frames either way (answered and ended, reset, or lost)
     this.headersSent = false;
+    this.answeredEarly = false; // our side ended before the client's
+    this.buffered = 0; // request bytes received
     this.sendWindow = session.peerWindow;
     this.pending = null; // {data, off, trailers} held back by flow control
     this.ondata = null;
@@ -102,7 +104,7 @@ class Stream {
     this.closed = true;
     this.pending = null;
     this.session.streams.delete(this.id);
-    this.session.buffered -= this.buffered || 0;
+    this.session.buffered -= this.buffered;
     if (this.onclose) this.onclose();
     this.session.maybeDone();
   }
@@ -143,8 +145,11 @@ class Session {
     try {
       this.parse();
     } catch (e) {
-      if (!(e instanceof ConnectionError)) throw e;
       this.inRead = false;
+      if (!(e instanceof ConnectionError)) {
+        this.fail(E.INTERNAL_ERROR);
+        throw e;
+      }
       this.fail(e.code);
       return;
     }
@@ -243,7 +248,7 @@ class Session {
       this.out.push(...u32Frame(T.WINDOW_UPDATE, id, p.length));
     }
     if (data.length > 0 && !s.closed && s.ondata) {
-      s.buffered = (s.buffered || 0) + data.length;
+      s.buffered += data.length;
       this.buffered += data.length;
       if (this.buffered > this.opts.memoryMax) {
         throw new ConnectionError(E.ENHANCE_YOUR_CALM, 'too much request data held');

@@ -2,7 +2,8 @@
 from a raw HTTP/2 client on a socket: a reply held back by a small client window and resumed
 by WINDOW_UPDATE, a request split into HEADERS + CONTINUATION with padded DATA, a failure
 text longer than one frame sent in CONTINUATION frames, PING and SETTINGS acknowledged, a
-protocol error answered with GOAWAY, and the calls of grpcio still served afterwards."""
+protocol error or a bad header block answered with GOAWAY, and the calls of grpcio still served
+afterwards."""
 import json
 import socket
 import struct
@@ -191,3 +192,16 @@ def test_protocol_error_is_goaway_and_others_are_served(runtime):
     assert struct.unpack(">II", goaway[:8]) == (5, 1)  # last stream 5, PROTOCOL_ERROR
     c.close()
     assert json.loads(r.call("sayhi", b'{"id":8}').Payload)["id"] == 8
+
+
+def test_bad_header_blocks_are_compression_errors(runtime):
+    r = runtime()
+    # an index past both tables; a Huffman string with a bad padding; a size update too large
+    for block in (b"\xff\x10", b"\x00\x81\x00\x01x", b"\x3f\xe1\x7f"):
+        c = Conn(r.port)
+        c.send(frame(HEADERS, 4, 1, block))
+        got = c.frames(lambda fs: any(t == GOAWAY for t, _, _, _ in fs))
+        goaway = [p for t, _, _, p in got if t == GOAWAY][0]
+        assert struct.unpack(">II", goaway[:8]) == (0, 9), block  # COMPRESSION_ERROR
+        c.close()
+    assert json.loads(r.call("sayhi", b'{"id":2}').Payload)["id"] == 2
