@@ -1,8 +1,7 @@
 'use strict';
-// A small gRPC server of unary methods on Node's own http2 module. @grpc/grpc-js spent most of
-// each call in its JavaScript layers and sent the trailers in a later event-loop turn than
-// the reply; here a call's headers, message and trailers leave in the same turn.
-const http2 = require('http2');
+// A small gRPC server of unary methods on the runtime's own HTTP/2 server (http2_server.js):
+// a call's response headers, message and trailers leave in one write.
+const http2 = require('./http2_server');
 
 const status = {
   OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, RESOURCE_EXHAUSTED: 8,
@@ -42,70 +41,61 @@ function listenOptions(address) {
   return { host: host === '' ? undefined : host, port: Number(m[3]) };
 }
 
+const RESPONSE_HEADERS = [[':status', '200'], ['content-type', 'application/grpc']];
+const OK_TRAILERS = [['grpc-status', '0']];
+
 /** One stream's call: collects the request, runs the method, answers once. */
 function serveStream(stream, headers, methods, messageMax) {
-  stream.on('error', () => {}); // a reset or broken connection ends the call quietly
   let answered = false;
   let timer = null;
   const fail = (code, details) => {
     if (answered) return;
     answered = true;
     if (timer) clearTimeout(timer);
-    if (stream.destroyed || stream.headersSent) return;
-    try {
-      stream.respond({
-        ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code),
-        'grpc-message': encodeMessage(details),
-      }, { endStream: true });
-      // Refused before the request's end: reset the rest of it (as gRPC servers do) rather
-      // than read what the client still sends.
-      if (!stream.readableEnded) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
-    } catch (e) { /* the stream closed meanwhile */ }
+    if (stream.closed || stream.headersSent) return;
+    stream.respond([...RESPONSE_HEADERS, ['grpc-status', String(code)],
+      ['grpc-message', encodeMessage(details)]], null, null);
+    // Refused before the request's end: reset the rest of it (as gRPC servers do) rather
+    // than read what the client still sends.
+    if (!stream.ended) stream.reset(http2.E.NO_ERROR);
   };
   const reply = (buf) => {
     if (answered) return;
     answered = true;
     if (timer) clearTimeout(timer);
-    if (stream.destroyed || stream.headersSent) return;
+    if (stream.closed || stream.headersSent) return;
     const frame = Buffer.allocUnsafe(PREFIX + buf.length);
     frame[0] = 0;
     frame.writeUInt32BE(buf.length, 1);
     frame.set(buf, PREFIX);
-    try {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' },
-        { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
-      stream.end(frame);
-    } catch (e) { /* the stream closed meanwhile */ }
+    stream.respond(RESPONSE_HEADERS, frame, OK_TRAILERS);
   };
 
   const path = headers[':path'];
   const method = methods.get(path);
   if (headers[':method'] !== 'POST' || !method) {
-    stream.resume();
     fail(status.UNIMPLEMENTED, `The server does not implement the method ${path}`);
     return;
   }
   const ct = headers['content-type'];
   if (typeof ct !== 'string' || !ct.startsWith('application/grpc')) {
-    stream.resume();
     answered = true;
-    try { stream.respond({ ':status': 415 }, { endStream: true }); } catch (e) { /* closed */ }
+    stream.respond([[':status', '415']], null, null);
     return;
   }
   const ms = timeoutMs(headers['grpc-timeout']);
   if (ms !== null) {
     timer = setTimeout(() => fail(status.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
   }
-  stream.on('close', () => {
+  stream.onclose = () => {
     answered = true; // nobody left to answer
     if (timer) clearTimeout(timer);
-  });
+  };
 
   const chunks = [];
   let have = 0;
   let want = -1; // the whole frame's size once the prefix is in
-  stream.on('data', (chunk) => {
+  stream.ondata = (chunk) => {
     if (answered) return; // refused already: what is left is dropped, not kept
     chunks.push(chunk);
     have += chunk.length;
@@ -125,8 +115,8 @@ function serveStream(stream, headers, methods, messageMax) {
     }
     if (want >= 0 && have > want) fail(status.INTERNAL, 'more than one request message');
     else if (want < 0 && have > PREFIX) fail(status.INTERNAL, 'bad message prefix');
-  });
-  stream.on('end', () => {
+  };
+  stream.onend = () => {
     if (answered) return;
     if (want < 0 || have !== want) {
       fail(status.INTERNAL, want < 0 && have === 0 ? 'no request message'
@@ -162,29 +152,18 @@ function serveStream(stream, headers, methods, messageMax) {
       }
       reply(buf);
     });
-  });
+  };
 }
 
 /** methods: Map of '/pkg.Service/Method' -> {decode(buf), encode(obj), handler(req, cb)};
  * tls: null or {key, cert, ca}. Returns {listen(address, cb(err)), shutdown(graceMs, cb)}. */
 function createServer(methods, { messageMax, tls }) {
-  // Node counts a session's buffered bytes against this (in MB): room for a few messages.
-  const maxSessionMemory = Math.max(64, Math.ceil((4 * messageMax) / (1 << 20)) + 16);
-  const opts = { maxSessionMemory };
-  const server = tls
-    ? http2.createSecureServer({
-      ...opts, key: tls.key, cert: tls.cert, ca: tls.ca || undefined, ALPNProtocols: ['h2'],
-      requestCert: !!tls.ca, rejectUnauthorized: !!tls.ca,
-    })
-    : http2.createServer(opts);
-  const sessions = new Set();
-  server.on('session', (s) => {
-    sessions.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sessions.delete(s));
+  // request bytes one connection may hold: room for a few messages
+  const memoryMax = Math.max(64 << 20, 4 * messageMax + (16 << 20));
+  const { server, sessions } = http2.createServer({
+    tls, memoryMax,
+    onStream: (stream, headers) => serveStream(stream, headers, methods, messageMax),
   });
-  server.on('stream', (stream, headers) => serveStream(stream, headers, methods, messageMax));
-  server.on('tlsClientError', () => {}); // a client refused in the handshake is not our error
 
   return {
     listen(address, cb) {
@@ -217,7 +196,7 @@ function createServer(methods, { messageMax, tls }) {
         done();
       }, graceMs);
       server.close(done);
-      for (const s of sessions) s.close();
+      for (const s of sessions) s.goaway(http2.E.NO_ERROR);
     },
   };
 }

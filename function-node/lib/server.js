@@ -9,6 +9,7 @@ const protoLoader = require('@grpc/proto-loader');
 const cfg = require('./config');
 const { status, createServer } = require('./grpc_server');
 const functions = require('./functions');
+const functionMessage = require('./function_message');
 const { log, fatal } = require('./logger');
 
 const PROGRAM = 'baetyl-function-node';
@@ -259,7 +260,10 @@ function main(root, argv) {
   for (const [name, handler] of Object.entries(handlers)) {
     if (name === 'CallBatch' && !batch) continue; // answered Unimplemented then
     const m = service[name];
-    methods.set(m.path, { decode: m.requestDeserialize, encode: m.responseSerialize, handler });
+    // Call's message by hand (function_message.js); CallBatch's through protobufjs
+    const codec = name === 'Call' ? functionMessage
+      : { decode: m.requestDeserialize, encode: m.responseSerialize };
+    methods.set(m.path, { decode: codec.decode, encode: codec.encode, handler });
   }
   const server = createServer(methods, { messageMax: conf.server.messageMax, tls });
 
