@@ -4,7 +4,8 @@ each runtime (Python 3, Node, SQL), all started by the real master in native mod
 
 For each runtime:
   cold    first-message latency of a function without an instance (the instance starts)
-  seq     round-trip latency p50/p99 with one message in flight, 1 instance
+  seq     round-trip latency p50/p99 with one message in flight, 1 instance (new)
+  warm    seq p50 again, on the same instance after the floods and BENCH_WARM more calls
   q0/q1 x1/xN  throughput of a flood (at most BENCH_WINDOW sent and not yet answered) at
           QoS 0 and QoS 1 (input, output and the manager's acks), instance.max 1 and N
   in order  whether every flood's outputs came back in input order
@@ -16,9 +17,10 @@ the figures of the code before issue 17 (same machine, same bench) are printed a
 Run from the repository root after a release build (`make`):
   /usr/bin/python3 test/bench/function_bench.py            # BAETYL_BUILD defaults to build/
 Environment: BAETYL_BUILD (build dir), BENCH_N (flood size, 20000), BENCH_WINDOW (flood
-window, 2000), BENCH_SEQ (sequential samples, 300), BENCH_MAX (instance.max of the second
-flood, 4), BENCH_CONCURRENT (instance.concurrent; the manager's default when unset),
-BENCH_RUNTIMES (python,node,sql), BENCH_FLOODS (0: cold start and sequential latency only)."""
+window, 2000), BENCH_SEQ (sequential samples, 300), BENCH_WARM (calls before the warm
+samples, 2000), BENCH_MAX (instance.max of the second flood, 4), BENCH_CONCURRENT
+(instance.concurrent; the manager's default when unset), BENCH_RUNTIMES (python,node,sql),
+BENCH_FLOODS (0: cold start and sequential latency only)."""
 import json
 import os
 import shlex
@@ -39,6 +41,7 @@ BUILD = os.path.abspath(os.environ.get("BAETYL_BUILD") or os.path.join(SRC, "bui
 N = int(os.environ.get("BENCH_N", "20000"))
 WINDOW = int(os.environ.get("BENCH_WINDOW", "2000"))
 SEQ = int(os.environ.get("BENCH_SEQ", "300"))
+WARM = int(os.environ.get("BENCH_WARM", "2000"))
 MAXI = int(os.environ.get("BENCH_MAX", "4"))
 COLD = 3
 PKGS = "yaml-0.1 jansson libcurl openssl lmdb libarchive libprotobuf-c libnghttp2"
@@ -278,6 +281,19 @@ def bench_runtime(probe, load, port, rt, seq_base):
     res["seq"] = (pct(lat, 50), pct(lat, 99))
     for label in FLOODS:
         res[label] = flood(load, port, f"b/{rt}/{label}", int(label[1]))
+    # The same instance once it has run a while (the floods, then WARM more calls): what a
+    # long-running function sees. An interpreter compiles its hot code only after many
+    # calls (V8 after hundreds), so a new instance's first calls are slower.
+    for _ in range(WARM):
+        probe.send(t, seq_base)
+        probe.wait(t, [seq_base])
+        seq_base += 1
+    lat = []
+    for _ in range(SEQ):
+        probe.send(t, seq_base)
+        lat += probe.wait(t, [seq_base])
+        seq_base += 1
+    res["warm"] = pct(lat, 50)
     return res, seq_base
 
 
@@ -296,14 +312,15 @@ def print_row(rt, r):
     """The runtime's figures now (flood msg/s with the ratio to before), then before."""
     b = BEFORE.get(rt, {})
     key = {label: label.replace(f"x{MAXI}", "x4") for label in FLOODS}
-    cells = [f"{r['cold']:.0f}", f"{r['seq'][0]:.2f}"]
+    cells = [f"{r['cold']:.0f}", f"{r['seq'][0]:.2f}", f"{r['warm']:.2f}"]
     for label in FLOODS:
         rate, was = r[label]["rate"], b.get(key[label])
         cells.append(f"{rate:.0f} ({rate / was:.1f}x)" if was else f"{rate:.0f}")
     order = "yes" if all(r[label]["in_order"] for label in FLOODS) else "NO"
     print(f"{rt:8} " + " ".join(f"{c:>14}" for c in cells) + f" {order:>8}", flush=True)
     if b:
-        was = [f"{b['cold']:.0f}", f"{b['seq']:.2f}"] + [f"{b[key[label]]:.0f}" for label in FLOODS]
+        was = [f"{b['cold']:.0f}", f"{b['seq']:.2f}", "-"] + [f"{b[key[label]]:.0f}"
+                                                              for label in FLOODS]
         print(f"{'  before':8} " + " ".join(f"{c:>14}" for c in was), flush=True)
 
 
@@ -343,13 +360,14 @@ def main():
               f"flood {N} (window {WINDOW}), sequential {SEQ}, payload {{\"id\":n}}; "
               "floods in msg/s (ratio to before issue 17); 'before': that code, this bench")
         print(f"{'runtime':8} " + " ".join(f"{h:>14}" for h in (
-            "cold ms", "seq p50 ms", "QoS0 1 inst", "QoS1 1 inst", f"QoS0 {MAXI} inst",
+            "cold ms", "seq p50 ms", "warm p50 ms", "QoS0 1 inst", "QoS1 1 inst", f"QoS0 {MAXI} inst",
             f"QoS1 {MAXI} inst")) + f" {'in order':>8}")
         seq, results = 0, {}
         for rt in RUNTIMES:
             results[rt], seq = bench_runtime(probe, load, port, rt, seq)
             print_row(rt, results[rt])
-        print(f"{'hub only':8} {'-':>14} {hub_seq(probe, seq):>14.2f}  (the probe's messages through"
+        floor = hub_seq(probe, seq)
+        print(f"{'hub only':8} {'-':>14} {floor:>14.2f} {'-':>14}  (the probe's messages through"
               " the hub alone: the floor under seq p50)", flush=True)
         probe.c.loop_stop()
         if not FLOODS:
@@ -357,7 +375,7 @@ def main():
         ref = bench_sqlref(load, port)
         sql = results.get("sql") or {f"q{q}x1": {"rate": float("nan")} for q in (0, 1)}
         rates = " ".join(f"{ref[q]['rate']:>14.0f}" for q in (0, 1))
-        print(f"{'sql ref':8} {'-':>14} {'-':>14} {rates}  (in-process SQL: no manager, no gRPC;"
+        print(f"{'sql ref':8} {'-':>14} {'-':>14} {'-':>14} {rates}  (in-process SQL: no manager, no gRPC;"
               f" the SQL function gets {sql['q0x1']['rate'] / ref[0]['rate']:.0%} of it at QoS 0, "
               f"{sql['q1x1']['rate'] / ref[1]['rate']:.0%} at QoS 1)", flush=True)
     finally:
