@@ -260,39 +260,34 @@ def flood(load, port, topic, qos):
     return json.loads(r.stdout)
 
 
+def sequential(probe, t, seq_base, n):
+    """n round trips on topic t, one in flight: their latencies (ms) and the next seq."""
+    lat = []
+    for _ in range(n):
+        probe.send(t, seq_base)
+        lat += probe.wait(t, [seq_base])
+        seq_base += 1
+    return lat, seq_base
+
+
 def bench_runtime(probe, load, port, rt, seq_base):
     res = {}
     colds = []
     for k in range(COLD):
-        t = f"b/{rt}/cold{k}"
-        probe.send(t, seq_base)
-        colds.append(probe.wait(t, [seq_base])[0])
-        seq_base += 1
+        lat, seq_base = sequential(probe, f"b/{rt}/cold{k}", seq_base, 1)
+        colds += lat
     res["cold"] = statistics.median(colds)
     t = f"b/{rt}/seq"
-    probe.send(t, seq_base)
-    probe.wait(t, [seq_base])  # warm
-    seq_base += 1
-    lat = []
-    for _ in range(SEQ):
-        probe.send(t, seq_base)
-        lat += probe.wait(t, [seq_base])
-        seq_base += 1
+    _, seq_base = sequential(probe, t, seq_base, 1)  # the instance is up
+    lat, seq_base = sequential(probe, t, seq_base, SEQ)
     res["seq"] = (pct(lat, 50), pct(lat, 99))
     for label in FLOODS:
         res[label] = flood(load, port, f"b/{rt}/{label}", int(label[1]))
     # The same instance once it has run a while (the floods, then WARM more calls): what a
     # long-running function sees. An interpreter compiles its hot code only after many
     # calls (V8 after hundreds), so a new instance's first calls are slower.
-    for _ in range(WARM):
-        probe.send(t, seq_base)
-        probe.wait(t, [seq_base])
-        seq_base += 1
-    lat = []
-    for _ in range(SEQ):
-        probe.send(t, seq_base)
-        lat += probe.wait(t, [seq_base])
-        seq_base += 1
+    _, seq_base = sequential(probe, t, seq_base, WARM)
+    lat, seq_base = sequential(probe, t, seq_base, SEQ)
     res["warm"] = pct(lat, 50)
     return res, seq_base
 
