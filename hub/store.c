@@ -1,12 +1,13 @@
 /* The store's LMDB environment: opening, write txns with map growth, chunked walks. The
  * log is in store_log.c, the keyed tables in store_kv.c.
  *
- * Durability choice: sync=1 keeps LMDB's default flags, so a commit returns after both the
- * data pages and the meta page are fsynced. MDB_NOMETASYNC would save one fsync per commit
- * but a power loss could then roll back the last commits, i.e. lose messages that were
- * already PUBACKed, which is what sync=1 promises not to do. sync=0 uses MDB_NOSYNC:
- * committed pages are in the OS page cache, which survives a crash of the process (the
- * hub's kill -9 case) but not of the machine; the store is synced once at close. */
+ * Durability choice: sync=1 runs LMDB with MDB_NOSYNC and makes every commit durable
+ * through the store's write-ahead log (store_wal.c): an append's record flushed, one flush
+ * where LMDB's own sync takes two (data pages, then meta page), and a checkpoint for any
+ * other write. Without room for the log, sync=1 keeps LMDB's default flags. sync=0 uses
+ * MDB_NOSYNC alone: committed pages are in the OS page cache, which survives a crash of
+ * the process (the hub's kill -9 case) but not of the machine; the store is synced once at
+ * close. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,11 +116,12 @@ static int disk_nearly_full(store *s)
 static int write_locked(store *s, enum store_txn_kind kind, const char *what, store_txn_fn fn,
                         void *arg, char *err, size_t errlen)
 {
-    int frees_grown = 0;
+    int frees_grown = 0, ckpt_tried = 0;
     if (kind == STORE_TXN_GROWS)
         store_prefill(s);
     for (int attempt = 0;; attempt++) {
         MDB_txn *t;
+        s->wal_rec = NULL;
         pthread_rwlock_rdlock(&s->maplock);
         int rc = mdb_txn_begin(s->env, NULL, 0, &t);
         if (rc == 0) {
@@ -131,7 +133,7 @@ static int write_locked(store *s, enum store_txn_kind kind, const char *what, st
         }
         pthread_rwlock_unlock(&s->maplock);
         if (rc == 0)
-            return 0;
+            return store_wal_after_commit(s, err, errlen);
         if (rc == STORE_EFN)
             return -1;
         if (rc == STORE_ECOUNT) {
@@ -156,6 +158,13 @@ static int write_locked(store *s, enum store_txn_kind kind, const char *what, st
         if (rc == MDB_MAP_RESIZED && attempt < MAX_RETRIES && adopt_map_size(s) == 0)
             continue;
         if (rc == MDB_MAP_FULL) {
+            /* Pages freed since the checkpoint are pinned: a new one frees them for reuse. */
+            if (s->wal_fd >= 0 && s->wal_commits && !ckpt_tried) {
+                ckpt_tried = 1;
+                if (store_wal_checkpoint(s, err, errlen))
+                    return -1;
+                continue;
+            }
             if (attempt < MAX_RETRIES && grow_map(s, kind, &frees_grown) == 0) {
                 if (kind == STORE_TXN_GROWS)
                     store_prefill(s); /* the zeros go on into the grown map */
@@ -437,6 +446,7 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     s->sync = o->sync ? 1 : 0;
     s->count_max = o->count_max;
     s->done_fd = -1;
+    s->wal_fd = -1;
     pthread_mutex_init(&s->wmu, NULL);
     pthread_rwlock_init(&s->maplock, NULL);
     if (!(s->dir = strdup(o->dir))) {
@@ -454,9 +464,13 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
         rc = mdb_env_set_maxdbs(s->env, 8);
     if (rc == 0)
         rc = mdb_env_set_mapsize(s->env, map);
-    /* NOTLS: a read txn is not tied to a thread-local reader slot. */
+    if (rc == 0 && s->sync && store_wal_prepare(s, err, errlen))
+        goto fail;
+    /* NOTLS: a read txn is not tied to a thread-local reader slot. NOSYNC: a sync store
+     * with its write-ahead log flushes that instead. */
+    unsigned flags = MDB_NOTLS | (!s->sync || s->wal_fd >= 0 ? MDB_NOSYNC : 0);
     if (rc == 0)
-        rc = mdb_env_open(s->env, o->dir, MDB_NOTLS | (s->sync ? 0 : MDB_NOSYNC), 0600);
+        rc = mdb_env_open(s->env, o->dir, flags, 0600);
     if (rc) {
         bt_errf(err, errlen, "store: cannot open %s: %s", o->dir, mdb_strerror(rc));
         goto fail;
@@ -469,8 +483,11 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     s->map_max = o->map_max ? o->map_max : 2 * map;
     if (s->map_max < cur)
         s->map_max = cur;
-    if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen))
+    s->wal_recovering = 1;
+    if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen) ||
+        store_wal_recover(s, err, errlen))
         goto fail;
+    s->wal_recovering = 0;
     store_reserve_make(s);
     /* Without a thread, submitted appends are refused and run in the caller. */
     if (s->sync)
@@ -478,6 +495,10 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     *out = s;
     return 0;
 fail:
+    if (s->wal_pin)
+        mdb_txn_abort(s->wal_pin);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     if (s->env)
         mdb_env_close(s->env);
     pthread_mutex_destroy(&s->wmu);
@@ -492,7 +513,9 @@ void store_close(store *s)
     if (!s)
         return;
     store_writer_stop(s);
-    if (!s->sync)
+    if (s->wal_fd >= 0)
+        store_wal_close(s);
+    else if (!s->sync)
         mdb_env_sync(s->env, 1);
     mdb_env_close(s->env);
     pthread_mutex_destroy(&s->wmu);

@@ -32,7 +32,39 @@ struct store {
     pthread_mutex_t jmu; /* guards job, done, inflight, wstop */
     pthread_cond_t jcond;
     store_job *job, *done;
+    /* The write-ahead log of a sync store (store_wal.c); wal_fd -1: none, LMDB syncs. */
+    int wal_fd;
+    int wal_replay;         /* the header was valid at open: records to replay */
+    int wal_recovering;     /* opening: commits need no log record or checkpoint */
+    uint32_t wal_gen;       /* the checkpoint's generation */
+    uint64_t wal_txnid;     /* the checkpoint's LMDB txn */
+    uint64_t wal_last;      /* last_seq at the checkpoint */
+    uint64_t wal_pos;       /* where the next record goes */
+    uint64_t wal_commits;   /* records since the checkpoint */
+    MDB_txn *wal_pin;       /* read txn on the checkpoint's snapshot */
+    const uint8_t *wal_rec; /* set by an append's txn body: its record (wmu held) */
+    size_t wal_len;
 };
+
+/* Write-ahead log (store_wal.c). Before mdb_env_open of a sync store: opens or makes the
+ * log and puts its checkpoint's meta page back into the data file; 0 (also when there is
+ * no room for a log: wal_fd stays -1) or -1 with err. */
+int store_wal_prepare(store *s, char *err, size_t errlen);
+/* After the environment is open: replays the records after the checkpoint, then takes a
+ * new checkpoint. 0 or -1. */
+int store_wal_recover(store *s, char *err, size_t errlen);
+/* Right after a write txn's commit (wmu held): the append's record (wal_rec) is written
+ * and flushed, or a checkpoint makes the txn durable. 0 or -1. */
+int store_wal_after_commit(store *s, char *err, size_t errlen);
+/* LMDB's pages flushed, the log's header on disk naming the last txn (wmu held). */
+int store_wal_checkpoint(store *s, char *err, size_t errlen);
+/* A last checkpoint, then the log is closed. */
+void store_wal_close(store *s);
+/* An append's record: its size, and the record written into p (that many bytes). */
+size_t store_wal_record_size(const store_msg *msgs, size_t n, const store_offset *offs,
+                             size_t noffs);
+void store_wal_record_write(uint8_t *p, uint64_t first, const store_msg *msgs, size_t n,
+                            const store_offset *offs, size_t noffs);
 
 /* Starts the writer thread (sync stores); 0 or -1 (appends then run in the caller). */
 int store_writer_start(store *s);

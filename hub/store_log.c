@@ -1,6 +1,7 @@
 /* The QoS 1 message log: key = 8-byte big-endian seq (so LMDB's byte order is seq order),
  * value = message record. Seqs come from the "last_seq" high-water mark in meta, read and
  * raised inside the append txn: it survives restarts and a cleanup that empties the log. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@ typedef struct {
     const store_offset *offs;
     size_t noffs;
     uint64_t last;
+    uint8_t *rec; /* the write-ahead log's record of it (store_wal.c) */
+    size_t reclen;
 } append_ctx;
 
 static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
@@ -61,6 +64,15 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     }
     mdb_cursor_close(cur);
     c->last = last + c->n;
+    if (s->wal_fd >= 0 && !s->wal_recovering) {
+        size_t len = store_wal_record_size(c->msgs, c->n, c->offs, c->noffs);
+        if (!c->rec && !(c->rec = malloc(len)))
+            return ENOMEM;
+        c->reclen = len;
+        store_wal_record_write(c->rec, last + 1, c->msgs, c->n, c->offs, c->noffs);
+        s->wal_rec = c->rec;
+        s->wal_len = len;
+    }
     return store_meta_put_last_seq(s, t, c->last);
 }
 
@@ -76,8 +88,9 @@ int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
             return -1;
     if (store_check_offsets(s, offs, noffs, err, errlen))
         return -1;
-    append_ctx c = {msgs, n, offs, noffs, 0};
+    append_ctx c = {msgs, n, offs, noffs, 0, NULL, 0};
     int rc = store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen);
+    free(c.rec);
     if (rc)
         return rc;
     if (seqs)

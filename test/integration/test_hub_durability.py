@@ -1,10 +1,12 @@
 """baetyl-hub durability (SPEC §11 Durability): kill -9 under QoS 1 load, restart, and every
 PUBACKed message reaches the persistent subscriber (sequence numbers in the payloads)."""
+import os
 import signal
 import threading
 import time
 
-from conftest import RawClient, mqtt_publish, mqtt_puback, mqtt_subscribe, parse_publish
+from conftest import RawClient, free_port, mqtt_publish, mqtt_puback, mqtt_subscribe, parse_publish
+from hub_util import run_hub
 
 
 def publisher(port, cid, acked, stop, window=32):
@@ -167,3 +169,18 @@ def test_publishers_gone_while_their_commit_is_on_disk(hub):
     st.join(10)
     missing = sent - received
     assert not missing, f"{len(missing)} of {len(sent)} publishes lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_a_second_hub_on_the_same_store_is_refused(hub, tmp_path):
+    """The store's write-ahead log is locked by the hub that has it open: a second hub given
+    the same storage directory stops at once with an error naming it, instead of sharing
+    (and rolling back) a store in use."""
+    store = os.path.join(hub.dir, "data")
+    rc, out = run_hub(f"listen: ['tcp://127.0.0.1:{free_port()}']\nstorage: {{dir: {store}}}\n",
+                      tmp_path)
+    assert rc != 0, out
+    assert "is in use by another process" in out and store in out, out
+    # the first hub goes on
+    c = RawClient(hub.port)
+    assert c.connect(client_id="still", username="test", password="hahaha") == 0
+    c.close()

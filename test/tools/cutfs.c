@@ -10,6 +10,10 @@
  * to see what survived. Metadata (create, rename, unlink, truncate, mkdir) is applied at
  * once, which is kinder than a real disk for renames, and exact for LMDB, whose durability
  * rests on fdatasync of its data file (test/durability/, issue #16).
+ * CUTFS_LEAK=N (percent) also writes each written page through to the backing file with
+ * that chance, keeping it in memory too: the kernel's writeback, which may put any unsynced
+ * page on the disk early and in any order (a later LMDB meta page before its data pages,
+ * say), so what survives a cut is any subset of the unsynced writes.
  *
  * Single-threaded (-s is forced): simple and deterministic. */
 #define FUSE_USE_VERSION 35
@@ -48,6 +52,7 @@ typedef struct dirty {
 
 static const char *backing;
 static dirty *files;
+static int leak_pct; /* CUTFS_LEAK */
 static unsigned long long synced_bytes, kept_pages;
 
 static void full(const char *path, char *out)
@@ -316,6 +321,14 @@ static int cut_write(const char *path, const char *buf, size_t size, off_t off,
     }
     if (off + (off_t)size > d->size)
         d->size = off + (off_t)size;
+    for (uint64_t no = (uint64_t)off / PAGE; leak_pct && no <= (uint64_t)(off + size - 1) / PAGE;
+         no++) {
+        page *p = find_page(d, no);
+        off_t at = (off_t)(no * PAGE);
+        size_t n = at + (off_t)PAGE > d->size ? (size_t)(d->size - at) : PAGE;
+        if (p && rand() % 100 < leak_pct && pwrite(fd, p->data, n, at) != (ssize_t)n)
+            return -errno;
+    }
     if (fi->flags & (O_SYNC | O_DSYNC)) {
         int r = flush(d, fd);
         if (r < 0)
@@ -410,6 +423,9 @@ int main(int argc, char **argv)
         return 2;
     }
     backing = argv[1];
+    const char *leak = getenv("CUTFS_LEAK");
+    leak_pct = leak ? atoi(leak) : 0;
+    srand((unsigned)getpid());
     char *fargv[64];
     int fargc = 0;
     fargv[fargc++] = argv[0];

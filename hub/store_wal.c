@@ -1,0 +1,482 @@
+/* The write-ahead log of a sync store: one flush per group commit instead of LMDB's two.
+ *
+ * LMDB makes a commit durable with two flushes, its data pages and then its meta page, in
+ * that order, so that a power cut never leaves a meta page pointing at pages not on disk.
+ * Here the environment runs with MDB_NOSYNC and durability comes from this log:
+ * - an append's txn is committed to the page cache, then its record (the log values it put
+ *   and the offsets riding along) is written here and flushed: one flush;
+ * - any other write txn, a full log and every CKPT_COMMITS appends end in a checkpoint:
+ *   LMDB's pages and meta page flushed (mdb_env_sync), then the header names that txn and
+ *   keeps a copy of its meta page, and the records start over;
+ * - a read txn pins the checkpoint's snapshot, so no later txn reuses its pages.
+ * After a power cut the data file holds the checkpoint intact plus any subset of the later
+ * writes (a later meta page may have reached the disk before its pages). Opening puts the
+ * checkpoint's meta page back into both meta slots, so LMDB opens that snapshot, and
+ * replays the records after it in seq order up to the first torn one: what was PUBACKed is
+ * back, and the store is consistent whatever the disk kept.
+ *
+ * File: two header slots (the valid one with the higher generation wins, so a torn header
+ * write leaves the other), records from REC_START on, each [magic][gen][len][crc] and len
+ * bytes. A record of another generation, a bad crc or a seq out of line ends the replay.
+ * The file is zero-filled to WAL_SIZE once, so a record's flush carries data only (a flush
+ * that makes a file longer also commits the filesystem's journal). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "baetyl/error.h"
+#include "baetyl/log.h"
+#include "store_internal.h"
+
+#define WAL_SIZE ((uint64_t)8 << 20)
+#define HDR_SLOT 512
+#define REC_START 4096
+#define META_COPY 256 /* LMDB's page header and MDB_meta fit in it on every platform */
+#define HDR_MAGIC 0x31485742u /* "BWH1" */
+#define REC_MAGIC 0x31525742u /* "BWR1" */
+#define REC_HDR 16
+#define HDR_LEN (36 + META_COPY + 4)
+/* Appends between checkpoints: bounds the pages the pin keeps from reuse (a few per txn). */
+#define CKPT_COMMITS 512
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1; /* CRC-32C */
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crc_init);
+    crc = ~crc;
+    while (n--)
+        crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t off)
+{
+    uint8_t *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+        off += r;
+    }
+    return 0;
+}
+
+static void path_in(const store *s, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", s->dir, name);
+}
+
+/* The valid header with the highest generation; 0, or -1 when there is none. */
+static int header_read(store *s, uint8_t *meta, uint32_t *psize)
+{
+    int found = -1;
+    for (int slot = 0; slot < 2; slot++) {
+        uint8_t h[HDR_LEN];
+        if (pread_all(s->wal_fd, h, sizeof h, (off_t)slot * HDR_SLOT) < 0)
+            continue;
+        if (get32(h) != HDR_MAGIC || get32(h + 4) != 1 ||
+            crc32c(0, h, HDR_LEN - 4) != get32(h + HDR_LEN - 4) || get32(h + 32) != META_COPY)
+            continue;
+        uint32_t gen = get32(h + 8);
+        if (found == 0 && gen <= s->wal_gen)
+            continue;
+        found = 0;
+        s->wal_gen = gen;
+        *psize = get32(h + 12);
+        s->wal_txnid = store_be64_get(h + 16);
+        s->wal_last = store_be64_get(h + 24);
+        memcpy(meta, h + 36, META_COPY);
+    }
+    return found;
+}
+
+/* Puts the checkpoint's meta page into both of the data file's meta slots: LMDB then opens
+ * that snapshot, whatever later meta pages reached the disk. */
+static int meta_restore(store *s, const uint8_t *meta, uint32_t psize, char *err, size_t errlen)
+{
+    char path[4096];
+    path_in(s, "data.mdb", path, sizeof path);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : bt_errf(err, errlen, "store: %s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) < 0 || psize < META_COPY || (uint64_t)st.st_size < 2 * (uint64_t)psize) {
+        close(fd);
+        return 1; /* not a data file this log checkpointed: the log is dropped */
+    }
+    for (size_t slot = 0; slot < 2 && rc == 0; slot++) {
+        /* The copy with its page number (LMDB's pgno_t is a size_t) set to the slot's. */
+        uint8_t page[META_COPY];
+        memcpy(page, meta, META_COPY);
+        memcpy(page, &slot, sizeof slot);
+        rc = pwrite_all(fd, page, META_COPY, (off_t)(slot * psize));
+    }
+    if (rc == 0)
+        rc = fdatasync(fd);
+    if (rc)
+        bt_errf(err, errlen, "store: restoring %s: %s", path, strerror(errno));
+    close(fd);
+    return rc ? -1 : 0;
+}
+
+/* A new log file, zero-filled to WAL_SIZE and on disk; -1 (errno) when it cannot be. */
+static int wal_create(store *s)
+{
+    char path[4096];
+    path_in(s, "wal", path, sizeof path);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    static const uint8_t zeros[64 << 10];
+    for (uint64_t off = 0; off < WAL_SIZE; off += sizeof zeros)
+        if (pwrite_all(fd, zeros, sizeof zeros, (off_t)off) < 0) {
+            int e = errno;
+            close(fd);
+            unlink(path);
+            errno = e;
+            return -1;
+        }
+    if (fdatasync(fd) < 0) {
+        close(fd);
+        return -1;
+    }
+    s->wal_fd = fd;
+    int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int store_wal_prepare(store *s, char *err, size_t errlen)
+{
+    char path[4096];
+    path_in(s, "wal", path, sizeof path);
+    s->wal_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (s->wal_fd >= 0) {
+        if (flock(s->wal_fd, LOCK_EX | LOCK_NB) < 0) {
+            close(s->wal_fd);
+            s->wal_fd = -1;
+            return bt_errf(err, errlen, "store: %s is in use by another process", s->dir);
+        }
+        struct stat st;
+        uint8_t meta[META_COPY];
+        uint32_t psize = 0;
+        if (fstat(s->wal_fd, &st) == 0 && (uint64_t)st.st_size == WAL_SIZE &&
+            header_read(s, meta, &psize) == 0) {
+            int rc = meta_restore(s, meta, psize, err, errlen);
+            if (rc < 0)
+                return -1;
+            s->wal_replay = rc == 0;
+            return 0;
+        }
+        close(s->wal_fd);
+        s->wal_fd = -1;
+    }
+    if (wal_create(s) < 0 || flock(s->wal_fd, LOCK_EX | LOCK_NB) < 0) {
+        /* No room for the log (or no lock): LMDB's own two flushes per commit. */
+        bt_logkv(BT_LOG_WARN, "message store: no write-ahead log, commits flush twice", "error",
+                 strerror(errno), NULL);
+        if (s->wal_fd >= 0)
+            close(s->wal_fd);
+        s->wal_fd = -1;
+    }
+    s->wal_gen = 0;
+    return 0;
+}
+
+/* The payload of one append record: what replay_txn puts again. */
+typedef struct {
+    uint64_t first;
+    uint32_t n, noffs;
+    const uint8_t *p, *end;
+} rec_view;
+
+static int rec_parse(const uint8_t *p, size_t len, rec_view *v)
+{
+    if (len < 16)
+        return -1;
+    v->first = store_be64_get(p);
+    v->n = get32(p + 8);
+    v->noffs = get32(p + 12);
+    v->p = p + 16;
+    v->end = p + len;
+    return 0;
+}
+
+static int replay_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    const rec_view *v = arg;
+    const uint8_t *p = v->p;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t, s->log, &cur);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; rc == 0 && i < v->n; i++) {
+        if (v->end - p < 4 || (size_t)(v->end - p - 4) < get32(p)) {
+            rc = STORE_EFN;
+            break;
+        }
+        uint8_t kb[8];
+        store_be64_put(kb, v->first + i);
+        MDB_val k = {8, kb}, d = {get32(p), (void *)(p + 4)};
+        rc = mdb_cursor_put(cur, &k, &d, MDB_APPEND);
+        p += 4 + d.mv_size;
+    }
+    mdb_cursor_close(cur);
+    for (uint32_t i = 0; rc == 0 && i < v->noffs; i++) {
+        size_t klen = v->end - p < 2 ? 0 : (size_t)(p[0] << 8 | p[1]);
+        if (v->end - p < 2 || (size_t)(v->end - p - 2) < klen + 8) {
+            rc = STORE_EFN;
+            break;
+        }
+        MDB_val k = {klen, (void *)(p + 2)}, d = {8, (void *)(p + 2 + klen)};
+        rc = mdb_put(t, s->offsets, &k, &d, 0);
+        p += 2 + klen + 8;
+    }
+    if (rc == STORE_EFN) {
+        bt_errf(err, errlen, "store: write-ahead log record of seq %llu is malformed",
+                (unsigned long long)v->first);
+        return STORE_EFN;
+    }
+    if (rc == 0 && v->n)
+        rc = store_meta_put_last_seq(s, t, v->first + v->n - 1);
+    return rc;
+}
+
+/* Replays the records after the checkpoint; how many messages, or -1. */
+static long replay(store *s, char *err, size_t errlen)
+{
+    long msgs = 0;
+    uint64_t pos = REC_START;
+    uint8_t *buf = NULL;
+    for (;;) {
+        uint8_t h[REC_HDR];
+        if (pos + REC_HDR > WAL_SIZE || pread_all(s->wal_fd, h, REC_HDR, (off_t)pos) < 0)
+            break;
+        uint32_t len = get32(h + 8);
+        if (get32(h) != REC_MAGIC || get32(h + 4) != s->wal_gen || len > WAL_SIZE - pos - REC_HDR)
+            break;
+        uint8_t *b = realloc(buf, len ? len : 1);
+        if (!b) {
+            free(buf);
+            return bt_errf(err, errlen, "store: out of memory replaying the write-ahead log");
+        }
+        buf = b;
+        if (pread_all(s->wal_fd, buf, len, (off_t)(pos + REC_HDR)) < 0)
+            break;
+        uint32_t crc = crc32c(crc32c(0, h + 4, 8), buf, len);
+        rec_view v;
+        if (crc != get32(h + 12) || rec_parse(buf, len, &v) < 0 || v.first != s->last_seq + 1)
+            break; /* torn, or not the next: what follows was never acknowledged */
+        if (store_write(s, STORE_TXN_FREES, "replay", replay_txn, &v, err, errlen)) {
+            free(buf);
+            return -1;
+        }
+        if (v.n)
+            s->last_seq = v.first + v.n - 1;
+        msgs += v.n;
+        pos += REC_HDR + len;
+    }
+    free(buf);
+    return msgs;
+}
+
+int store_wal_checkpoint(store *s, char *err, size_t errlen)
+{
+    if (s->wal_fd < 0)
+        return 0;
+    int rc = mdb_env_sync(s->env, 1);
+    MDB_envinfo info;
+    MDB_stat st;
+    uint8_t h[HDR_LEN], meta[META_COPY];
+    if (rc == 0) {
+        mdb_env_info(s->env, &info);
+        mdb_env_stat(s->env, &st);
+        int fd;
+        rc = mdb_env_get_fd(s->env, &fd);
+        size_t slot = info.me_last_txnid & 1;
+        if (rc == 0 && pread_all(fd, meta, META_COPY, (off_t)(slot * st.ms_psize)) < 0)
+            rc = errno ? errno : EIO;
+    }
+    if (rc)
+        return bt_errf(err, errlen, "store: checkpoint: %s", mdb_strerror(rc));
+    uint32_t gen = s->wal_gen + 1;
+    memset(h, 0, sizeof h);
+    put32(h, HDR_MAGIC);
+    put32(h + 4, 1);
+    put32(h + 8, gen);
+    put32(h + 12, st.ms_psize);
+    store_be64_put(h + 16, (uint64_t)info.me_last_txnid);
+    store_be64_put(h + 24, s->last_seq);
+    put32(h + 32, META_COPY);
+    memcpy(h + 36, meta, META_COPY);
+    put32(h + HDR_LEN - 4, crc32c(0, h, HDR_LEN - 4));
+    if (pwrite_all(s->wal_fd, h, sizeof h, (off_t)(gen & 1) * HDR_SLOT) < 0 ||
+        fdatasync(s->wal_fd) < 0)
+        return bt_errf(err, errlen, "store: checkpoint: write-ahead log: %s", strerror(errno));
+    s->wal_gen = gen;
+    s->wal_txnid = (uint64_t)info.me_last_txnid;
+    s->wal_pos = REC_START;
+    s->wal_commits = 0;
+    /* The new checkpoint is on disk: its snapshot is the one to keep. No write txn runs in
+     * between (wmu), so the new read txn sees exactly it. */
+    if (s->wal_pin)
+        mdb_txn_abort(s->wal_pin);
+    s->wal_pin = NULL;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->wal_pin)))
+        return bt_errf(err, errlen, "store: checkpoint: pinning the snapshot: %s",
+                       mdb_strerror(rc));
+    return 0;
+}
+
+int store_wal_recover(store *s, char *err, size_t errlen)
+{
+    if (s->wal_fd < 0)
+        return 0;
+    if (s->wal_replay) {
+        long n = replay(s, err, errlen);
+        if (n < 0)
+            return -1;
+        if (n > 0) {
+            char b[32];
+            snprintf(b, sizeof b, "%ld", n);
+            bt_logkv(BT_LOG_INFO, "message store: replayed the write-ahead log", "messages", b,
+                     NULL);
+        }
+    }
+    s->wal_replay = 0;
+    return store_wal_checkpoint(s, err, errlen);
+}
+
+int store_wal_after_commit(store *s, char *err, size_t errlen)
+{
+    if (s->wal_fd < 0 || s->wal_recovering)
+        return 0;
+    const uint8_t *rec = s->wal_rec;
+    size_t len = s->wal_len;
+    s->wal_rec = NULL;
+    if (!rec || len > WAL_SIZE - REC_START - REC_HDR || s->wal_commits >= CKPT_COMMITS)
+        return store_wal_checkpoint(s, err, errlen);
+    if (s->wal_pos + REC_HDR + len > WAL_SIZE && store_wal_checkpoint(s, err, errlen))
+        return -1;
+    uint8_t h[REC_HDR];
+    put32(h, REC_MAGIC);
+    put32(h + 4, s->wal_gen);
+    put32(h + 8, (uint32_t)len);
+    put32(h + 12, crc32c(crc32c(0, h + 4, 8), rec, len));
+    struct iovec iov[2] = {{h, REC_HDR}, {(void *)rec, len}};
+    ssize_t w = pwritev(s->wal_fd, iov, 2, (off_t)s->wal_pos);
+    if (w != (ssize_t)(REC_HDR + len) || fdatasync(s->wal_fd) < 0) {
+        /* The txn is in LMDB's cache but not durable: a checkpoint makes it so. */
+        char why[160];
+        snprintf(why, sizeof why, "%s", w < 0 || errno ? strerror(errno) : "short write");
+        if (store_wal_checkpoint(s, err, errlen))
+            return -1;
+        bt_logkv(BT_LOG_WARN, "message store: write-ahead log write failed, checkpointed",
+                 "error", why, NULL);
+        return 0;
+    }
+    s->wal_pos += REC_HDR + len;
+    s->wal_commits++;
+    return 0;
+}
+
+void store_wal_close(store *s)
+{
+    if (s->wal_fd < 0)
+        return;
+    char err[256];
+    if (store_wal_checkpoint(s, err, sizeof err))
+        bt_logkv(BT_LOG_ERROR, "message store: last checkpoint failed", "error", err, NULL);
+    if (s->wal_pin)
+        mdb_txn_abort(s->wal_pin);
+    s->wal_pin = NULL;
+    close(s->wal_fd);
+    s->wal_fd = -1;
+}
+
+size_t store_wal_record_size(const store_msg *msgs, size_t n, const store_offset *offs,
+                             size_t noffs)
+{
+    size_t len = 16;
+    for (size_t i = 0; i < n; i++)
+        len += 4 + store_msg_size(&msgs[i]);
+    for (size_t i = 0; i < noffs; i++)
+        len += 2 + strlen(offs[i].consumer) + 8;
+    return len;
+}
+
+void store_wal_record_write(uint8_t *p, uint64_t first, const store_msg *msgs, size_t n,
+                            const store_offset *offs, size_t noffs)
+{
+    store_be64_put(p, first);
+    put32(p + 8, (uint32_t)n);
+    put32(p + 12, (uint32_t)noffs);
+    p += 16;
+    for (size_t i = 0; i < n; i++) {
+        size_t sz = store_msg_size(&msgs[i]);
+        put32(p, (uint32_t)sz);
+        store_msg_encode(&msgs[i], p + 4);
+        p += 4 + sz;
+    }
+    for (size_t i = 0; i < noffs; i++) {
+        size_t kl = strlen(offs[i].consumer);
+        p[0] = (uint8_t)(kl >> 8);
+        p[1] = (uint8_t)kl;
+        memcpy(p + 2, offs[i].consumer, kl);
+        store_be64_put(p + 2 + kl, offs[i].offset);
+        p += 2 + kl + 8;
+    }
+}
