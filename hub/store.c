@@ -483,6 +483,13 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     s->map_max = o->map_max ? o->map_max : 2 * map;
     if (s->map_max < cur)
         s->map_max = cur;
+    /* The snapshot opened is the checkpoint's: pinned before any write, or the open's and
+     * the replay's txns could reuse its pages, which a cut before the next checkpoint
+     * would then find overwritten. */
+    if (s->wal_fd >= 0 && (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->wal_pin))) {
+        bt_errf(err, errlen, "store: cannot open %s: %s", o->dir, mdb_strerror(rc));
+        goto fail;
+    }
     s->wal_recovering = 1;
     if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen) ||
         store_wal_recover(s, err, errlen))

@@ -37,7 +37,7 @@
 #define WAL_SIZE ((uint64_t)8 << 20)
 #define HDR_SLOT 512
 #define REC_START 4096
-#define META_COPY 256 /* LMDB's page header and MDB_meta fit in it on every platform */
+#define META_COPY 256         /* LMDB's page header and MDB_meta fit in it on every platform */
 #define HDR_MAGIC 0x31485742u /* "BWH1" */
 #define REC_MAGIC 0x31525742u /* "BWR1" */
 #define REC_HDR 16
@@ -295,42 +295,67 @@ static int replay_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     return rc;
 }
 
+typedef struct {
+    rec_view *v;
+    size_t n;
+} replay_set;
+
+/* Every record in one txn: pages are copied once, not once per record, so the replay
+ * needs little more room than its messages (the checkpoint's pages are pinned). */
+static int replay_all_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    const replay_set *rs = arg;
+    for (size_t i = 0; i < rs->n; i++) {
+        int rc = replay_txn(s, t, &rs->v[i], err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Replays the records after the checkpoint; how many messages, or -1. */
 static long replay(store *s, char *err, size_t errlen)
 {
+    uint8_t *buf = malloc(WAL_SIZE - REC_START);
+    replay_set rs = {NULL, 0};
+    size_t cap = 0;
+    uint64_t pos = REC_START, next = s->last_seq + 1;
     long msgs = 0;
-    uint64_t pos = REC_START;
-    uint8_t *buf = NULL;
-    for (;;) {
-        uint8_t h[REC_HDR];
-        if (pos + REC_HDR > WAL_SIZE || pread_all(s->wal_fd, h, REC_HDR, (off_t)pos) < 0)
+    if (!buf)
+        return bt_errf(err, errlen, "store: out of memory replaying the write-ahead log");
+    while (pos + REC_HDR <= WAL_SIZE) {
+        uint8_t *h = buf + (pos - REC_START);
+        if (pread_all(s->wal_fd, h, REC_HDR, (off_t)pos) < 0)
             break;
         uint32_t len = get32(h + 8);
-        if (get32(h) != REC_MAGIC || get32(h + 4) != s->wal_gen || len > WAL_SIZE - pos - REC_HDR)
+        if (get32(h) != REC_MAGIC || get32(h + 4) != s->wal_gen || len > WAL_SIZE - pos - REC_HDR ||
+            pread_all(s->wal_fd, h + REC_HDR, len, (off_t)(pos + REC_HDR)) < 0)
             break;
-        uint8_t *b = realloc(buf, len ? len : 1);
-        if (!b) {
-            free(buf);
-            return bt_errf(err, errlen, "store: out of memory replaying the write-ahead log");
-        }
-        buf = b;
-        if (pread_all(s->wal_fd, buf, len, (off_t)(pos + REC_HDR)) < 0)
-            break;
-        uint32_t crc = crc32c(crc32c(0, h + 4, 8), buf, len);
         rec_view v;
-        if (crc != get32(h + 12) || rec_parse(buf, len, &v) < 0 || v.first != s->last_seq + 1)
+        if (crc32c(crc32c(0, h + 4, 8), h + REC_HDR, len) != get32(h + 12) ||
+            rec_parse(h + REC_HDR, len, &v) < 0 || v.first != next || !v.n)
             break; /* torn, or not the next: what follows was never acknowledged */
-        if (store_write(s, STORE_TXN_FREES, "replay", replay_txn, &v, err, errlen)) {
-            free(buf);
-            return -1;
+        if (rs.n == cap) {
+            cap = cap ? cap * 2 : 64;
+            rec_view *nv = realloc(rs.v, cap * sizeof *nv);
+            if (!nv) {
+                free(rs.v);
+                free(buf);
+                return bt_errf(err, errlen, "store: out of memory replaying the write-ahead log");
+            }
+            rs.v = nv;
         }
-        if (v.n)
-            s->last_seq = v.first + v.n - 1;
+        rs.v[rs.n++] = v;
+        next = v.first + v.n;
         msgs += v.n;
         pos += REC_HDR + len;
     }
+    int rc = rs.n ? store_write(s, STORE_TXN_GROWS, "replay", replay_all_txn, &rs, err, errlen) : 0;
+    if (rc == 0 && rs.n)
+        s->last_seq = next - 1;
+    free(rs.v);
     free(buf);
-    return msgs;
+    return rc ? -1 : msgs;
 }
 
 int store_wal_checkpoint(store *s, char *err, size_t errlen)
@@ -424,8 +449,8 @@ int store_wal_after_commit(store *s, char *err, size_t errlen)
         snprintf(why, sizeof why, "%s", w < 0 || errno ? strerror(errno) : "short write");
         if (store_wal_checkpoint(s, err, errlen))
             return -1;
-        bt_logkv(BT_LOG_WARN, "message store: write-ahead log write failed, checkpointed",
-                 "error", why, NULL);
+        bt_logkv(BT_LOG_WARN, "message store: write-ahead log write failed, checkpointed", "error",
+                 why, NULL);
         return 0;
     }
     s->wal_pos += REC_HDR + len;

@@ -258,6 +258,8 @@ def test_sync_true_loses_nothing_acknowledged_across_cuts(tmp_path):
         f"seed {seed}: {acked} acknowledged; lost on pc {lost['pc'][:20]} " \
         f"({len(lost['pc'])}), on the route {lost['rt'][:20]} ({len(lost['rt'])})"
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+    # the cuts found acknowledged messages in the write-ahead log only, and it brought them back
+    assert "replayed the write-ahead log" in log, log[-3000:]
 
 
 def test_sync_true_loses_nothing_when_the_disk_kept_any_unsynced_writes(tmp_path):
