@@ -464,7 +464,8 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
         rc = mdb_env_set_maxdbs(s->env, 8);
     if (rc == 0)
         rc = mdb_env_set_mapsize(s->env, map);
-    if (rc == 0 && s->sync && store_wal_prepare(s, err, errlen))
+    /* A store that ran with sync and now runs without recovers through its log first. */
+    if (rc == 0 && store_wal_prepare(s, s->sync, err, errlen))
         goto fail;
     /* NOTLS: a read txn is not tied to a thread-local reader slot. NOSYNC: a sync store
      * with its write-ahead log flushes that instead. */
@@ -492,7 +493,7 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     }
     s->wal_recovering = 1;
     if (store_write(s, STORE_TXN_GROWS, "open", init_txn, NULL, err, errlen) ||
-        store_wal_recover(s, err, errlen))
+        store_wal_recover(s, err, errlen) || (!s->sync && store_wal_drop(s, err, errlen)))
         goto fail;
     s->wal_recovering = 0;
     store_reserve_make(s);

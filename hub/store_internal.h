@@ -46,10 +46,10 @@ struct store {
     size_t wal_len;
 };
 
-/* Write-ahead log (store_wal.c). Before mdb_env_open of a sync store: opens or makes the
- * log and puts its checkpoint's meta page back into the data file; 0 (also when there is
- * no room for a log: wal_fd stays -1) or -1 with err. */
-int store_wal_prepare(store *s, char *err, size_t errlen);
+/* Write-ahead log (store_wal.c). Before mdb_env_open: opens the log and puts its
+ * checkpoint's meta page back into the data file, or makes a new log when create (sync
+ * stores); 0 (also when there is no log: wal_fd stays -1) or -1 with err. */
+int store_wal_prepare(store *s, int create, char *err, size_t errlen);
 /* After the environment is open: replays the records after the checkpoint, then takes a
  * new checkpoint. 0 or -1. */
 int store_wal_recover(store *s, char *err, size_t errlen);
@@ -58,6 +58,9 @@ int store_wal_recover(store *s, char *err, size_t errlen);
 int store_wal_after_commit(store *s, char *err, size_t errlen);
 /* LMDB's pages flushed, the log's header on disk naming the last txn (wmu held). */
 int store_wal_checkpoint(store *s, char *err, size_t errlen);
+/* A store opened with sync off whose last run had a log: once recovered, the data file is
+ * flushed and the log deleted (a later sync run starts a new one). */
+int store_wal_drop(store *s, char *err, size_t errlen);
 /* A last checkpoint, then the log is closed. */
 void store_wal_close(store *s);
 /* An append's record: its size, and the record written into p (that many bytes). */

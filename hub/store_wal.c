@@ -199,11 +199,13 @@ static int wal_create(store *s)
     return 0;
 }
 
-int store_wal_prepare(store *s, char *err, size_t errlen)
+int store_wal_prepare(store *s, int create, char *err, size_t errlen)
 {
     char path[4096];
     path_in(s, "wal", path, sizeof path);
     s->wal_fd = open(path, O_RDWR | O_CLOEXEC);
+    if (s->wal_fd < 0 && !create)
+        return 0;
     if (s->wal_fd >= 0) {
         if (flock(s->wal_fd, LOCK_EX | LOCK_NB) < 0) {
             close(s->wal_fd);
@@ -221,8 +223,14 @@ int store_wal_prepare(store *s, char *err, size_t errlen)
             s->wal_replay = rc == 0;
             return 0;
         }
+        bt_logkv(BT_LOG_WARN, "message store: the write-ahead log is unreadable, made anew", "path",
+                 path, NULL);
         close(s->wal_fd);
         s->wal_fd = -1;
+        if (!create) {
+            unlink(path);
+            return 0;
+        }
     }
     if (wal_create(s) < 0 || flock(s->wal_fd, LOCK_EX | LOCK_NB) < 0) {
         /* No room for the log (or no lock): LMDB's own two flushes per commit. */
@@ -455,6 +463,25 @@ int store_wal_after_commit(store *s, char *err, size_t errlen)
     }
     s->wal_pos += REC_HDR + len;
     s->wal_commits++;
+    return 0;
+}
+
+int store_wal_drop(store *s, char *err, size_t errlen)
+{
+    if (s->wal_fd < 0)
+        return 0;
+    int rc = mdb_env_sync(s->env, 1);
+    if (rc)
+        return bt_errf(err, errlen, "store: syncing before dropping the write-ahead log: %s",
+                       mdb_strerror(rc));
+    if (s->wal_pin)
+        mdb_txn_abort(s->wal_pin);
+    s->wal_pin = NULL;
+    char path[4096];
+    path_in(s, "wal", path, sizeof path);
+    unlink(path);
+    close(s->wal_fd);
+    s->wal_fd = -1;
     return 0;
 }
 

@@ -184,3 +184,49 @@ def test_a_second_hub_on_the_same_store_is_refused(hub, tmp_path):
     c = RawClient(hub.port)
     assert c.connect(client_id="still", username="test", password="hahaha") == 0
     c.close()
+
+
+def test_sync_off_after_a_crash_with_sync_on_recovers_then_drops_the_log(hub):
+    """A hub killed while running with storage.sync true, started again with sync false:
+    it recovers through the write-ahead log (nothing acknowledged lost), then deletes the
+    log; started with sync true once more, it makes a new one and still loses nothing."""
+    s = RawClient(hub.port)
+    assert s.connect(client_id="sw", username="test", password="hahaha", clean=False) == 0
+    s.send(mqtt_subscribe(1, [("load/#", 1)]))
+    assert s.recv()[0] == 9
+    s.close()
+    acked = set()
+    stop = threading.Event()
+    t = threading.Thread(target=publisher, args=(hub.port, "psw", acked, stop), daemon=True)
+    t.start()
+    time.sleep(1.0)
+    hub.stop(signal.SIGKILL)
+    t.join(10)
+    assert acked
+    wal = os.path.join(hub.dir, "data", "wal")
+    assert os.path.exists(wal)
+    with open(hub.conf) as f:
+        conf = f.read()
+    with open(hub.conf, "w") as f:
+        f.write(conf.replace("storage: {dir: data}", "storage: {dir: data, sync: false}"))
+    hub.start()
+    assert not os.path.exists(wal), hub.read_log()[-2000:]
+    hub.stop()
+    with open(hub.conf, "w") as f:
+        f.write(conf)
+    hub.start()
+    assert os.path.exists(wal)
+    s = RawClient(hub.port)
+    assert s.connect(client_id="sw", username="test", password="hahaha", clean=False) == 0
+    got = set()
+    try:
+        while not acked <= got:
+            p = s.recv(timeout=5)
+            assert p is not None
+            if p[0] == 3:
+                tp, pl, q, r, dup, pid = parse_publish(p[1], p[2])
+                got.add(pl)
+                s.send(mqtt_puback(pid))
+    except TimeoutError:
+        pass
+    assert not acked - got, f"{len(acked - got)} lost"
