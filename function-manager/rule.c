@@ -738,6 +738,7 @@ fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, si
         .on_connected = on_connected,
         .on_connection_lost = on_connection_lost,
         .on_error = on_error,
+        .complete_tagged_only = true, /* untagged results may leave from the calling thread */
         .userdata = r,
     };
     char why[512];
