@@ -20,7 +20,8 @@
  * (path default /mqtt). TLS verifies the server against `ca` (else the system store) and
  * its name against the host unless `insecure`; SNI is sent for host names.
  *
- * One thread per client owns the socket (poll + an eventfd to wake it); every callback runs
+ * One thread per client owns the socket (poll + an eventfd to wake it; while it sleeps with
+ * nothing to write, a publish may be written by its caller); every callback runs
  * on that thread, one at a time. Every function may be called from any thread, callbacks
  * included. The client connects in the background and reconnects after any failure,
  * waiting 500 ms, then twice as long each time up to `interval` (up to `reconnectinterval`
