@@ -736,8 +736,9 @@ static void async_init(bt_fn_async *q)
     bt_cond_init_monotonic(&q->cv);
 }
 
-/* Sends k from the caller's thread while the I/O thread sleeps in poll (c->idle, mu held),
- * as the thread would: nothing started before it waits, so calls go in start order. The
+/* Sends k from the caller's thread while the I/O thread sleeps in poll (c->idle, mu held;
+ * the first call since it went to sleep), as the thread would: nothing started before it
+ * waits, so calls go in start order. The
  * thread is woken only when it must look again: bytes left to write, a connection that
  * failed or takes no new stream, a deadline before its poll ends. false: not idle (k is
  * the thread's to send). */
@@ -751,11 +752,12 @@ static bool send_direct(bt_fn_client *c, ccall *k)
         c->next_check = deadline;
     /* k may be finished (and freed) by send_call; false: it waits on pending */
     bool sent = send_call(c, k, now);
+    /* One per sleep: the next calls go through the thread, which sends a burst's calls in
+     * one write (a write per call would cost more than the wake-up). */
+    c->idle = false;
     if (!sent || bt_grpc_conn_send(&c->conn) < 0 || c->conn.write_blocked ||
-        deadline < c->poll_until) {
-        c->idle = false; /* the thread has things to do: later calls go through it */
-        wake(c);
-    }
+        deadline < c->poll_until)
+        wake(c); /* the thread has things to do */
     return true;
 }
 

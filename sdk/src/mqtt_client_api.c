@@ -240,7 +240,8 @@ static size_t vlen(size_t rl)
 
 /* Writes m to the socket from the caller's thread when the client's thread sleeps with
  * nothing to write and nothing asked before m waits (queued publishes, acks, SUBSCRIBEs):
- * the wire order stays the order of the calls, and the thread does not wake for m. m is
+ * the wire order stays the order of the calls, and the thread does not wake for m (a lone
+ * publish: the first since the thread went to sleep). m is
  * then held as if mc_collect had written it (QoS 1/2: in flight until its ack) or freed
  * (QoS 0; one whose on_publish_complete is due is left to the thread, which runs it). true
  * when m was taken ([mu] held). */
@@ -254,6 +255,9 @@ static bool send_direct(bt_mqtt_client *c, mc_msg *m)
         return false;
     m->sent = true;
     c->direct_sent++;
+    /* one per sleep: a burst's next publishes wake the thread, which writes them together
+     * (a write per message would cost more than the wake-up) */
+    c->direct = false;
     if (!m->qos) {
         free(m);
         return true;
