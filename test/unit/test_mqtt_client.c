@@ -874,8 +874,8 @@ static void test_direct_publish_order(void **state)
     /* the big PUBLISH: 0x30, its remaining length (4 bytes), topic "o", the payload */
     uint8_t head[8];
     fb_read_raw(&b, head, 8);
-    size_t rl = (head[1] & 0x7F) | (size_t)(head[2] & 0x7F) << 7 |
-                (size_t)(head[3] & 0x7F) << 14 | (size_t)(head[4] & 0x7F) << 21;
+    size_t rl = (head[1] & 0x7F) | (size_t)(head[2] & 0x7F) << 7 | (size_t)(head[3] & 0x7F) << 14 |
+                (size_t)(head[4] & 0x7F) << 21;
     assert_int_equal(head[0], 0x30);
     assert_int_equal(rl, 3 + (size_t)BIG);
     assert_memory_equal(head + 5, "\0\1o", 3);
