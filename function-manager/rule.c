@@ -93,7 +93,9 @@ struct fm_rule {
     fm_item *retry, *retry_tail;       /* failed attempts to make again, first come [mu] */
     size_t pending;                    /* calls started and not completed [mu] */
     bool publishing;                   /* a thread publishes from the in-flight head [mu] */
-    size_t q0len, q0bytes;             /* QoS 0 items queued */
+    bool resume;           /* results wait for the completer to publish them (handed over) [mu] */
+    size_t room_max;       /* publishes the client holds at most (buffersize, its QoS 1 window) */
+    size_t q0len, q0bytes; /* QoS 0 items queued */
     bool stopping;
     bool dispatched; /* the dispatcher left: no call starts any more [mu] */
     bt_fn_async *q;  /* the calls' completions */
@@ -334,22 +336,26 @@ static void publish_result(fm_rule *r, fm_item *it, int rv, const bt_fn_msg *out
     free(ej);
 }
 
-/* Marks it done with rv (of fm_invoke) and e (malloc'd error text or NULL); then, unless
- * another thread does it, publishes the results at the head of the in-flight list that are
- * done, in order, and frees them. */
-static void finished(fm_rule *r, fm_item *it, int rv, char *e)
+/* Publishes the results at the head of the in-flight list that are done, in order, and
+ * frees them, unless another thread does it. nonblock (a completion on a gRPC client's I/O
+ * thread, whose other calls wait meanwhile): a result whose publish could wait for room
+ * in the MQTT client is handed over to the completer instead (woken). */
+static void publish_done(fm_rule *r, bool nonblock)
 {
     char err[2048];
     pthread_mutex_lock(&r->mu);
-    it->rv = rv;
-    it->err = e;
-    it->done = true;
     if (r->publishing) {
-        pthread_mutex_unlock(&r->mu); /* the publisher takes it when its turn comes */
+        pthread_mutex_unlock(&r->mu); /* the publisher takes them when their turn comes */
         return;
     }
     r->publishing = true;
+    bool handed = false;
     while (r->inflight && r->inflight->done) {
+        /* 2: a result and its input parked on the dead-letter topic */
+        if (nonblock && bt_mqtt_client_pending(r->cli) + 2 > r->room_max) {
+            handed = r->resume = true;
+            break;
+        }
         fm_item *h = r->inflight;
         r->inflight = h->inflight_next;
         if (!r->inflight)
@@ -368,6 +374,20 @@ static void finished(fm_rule *r, fm_item *it, int rv, char *e)
     }
     r->publishing = false;
     pthread_mutex_unlock(&r->mu);
+    if (handed)
+        bt_fn_async_wake(r->q);
+}
+
+/* Marks it done with rv (of fm_invoke) and e (malloc'd error text or NULL); then publishes
+ * what is ready (publish_done). */
+static void finished(fm_rule *r, fm_item *it, int rv, char *e, bool nonblock)
+{
+    pthread_mutex_lock(&r->mu);
+    it->rv = rv;
+    it->err = e;
+    it->done = true;
+    pthread_mutex_unlock(&r->mu);
+    publish_done(r, nonblock);
 }
 
 /* Puts it on the retry list (mu held): the dispatcher takes it before new inputs. */
@@ -389,7 +409,7 @@ static void attempt_failed(fm_rule *r, fm_item *it, const char *err)
     it->attempts++;
     long attempts = r->cfg->retry_max < 1 ? 1 : r->cfg->retry_max;
     if (fm_pool_closed(r->pool)) {
-        finished(r, it, -2, NULL);
+        finished(r, it, -2, NULL, false);
         return;
     }
     if (it->attempts < attempts) {
@@ -399,16 +419,16 @@ static void attempt_failed(fm_rule *r, fm_item *it, const char *err)
         return;
     }
     fm_metrics_invoked(r->pool, it->t0, -1, it->attempts);
-    finished(r, it, -1, strdup(err));
+    finished(r, it, -1, strdup(err), false);
 }
 
-/* A successful attempt: it takes the reply over and is finished. */
-static void attempt_ok(fm_rule *r, fm_item *it, bt_fn_msg *out)
+/* A successful attempt: it takes the reply over and is finished (nonblock: publish_done). */
+static void attempt_ok(fm_rule *r, fm_item *it, bt_fn_msg *out, bool nonblock)
 {
     it->out = *out; /* taken over */
     memset(out, 0, sizeof *out);
     fm_metrics_invoked(r->pool, it->t0, 0, it->attempts + 1);
-    finished(r, it, 0, NULL);
+    finished(r, it, 0, NULL, nonblock);
 }
 
 static void log_call_failed(fm_rule *r, fm_instance *inst, const fm_item *it, const char *err)
@@ -417,23 +437,47 @@ static void log_call_failed(fm_rule *r, fm_instance *inst, const fm_item *it, co
              fm_instance_name(inst), "invokeid", it->invoke_id, "error", err, NULL);
 }
 
-/* A call's completion, on the completer thread. */
+/* Set by complete_inline when the completion it accepted runs next on this thread. */
+static __thread bool completing_inline;
+
+/* Whether a call's completion may run on its gRPC client's I/O thread (bt_fn_inline_fn):
+ * when it succeeded and is the only input in flight (a sequential caller), sparing the
+ * completer's wake-up. A failed call goes to the completer: its retries and the instance's
+ * end may block. */
+static bool complete_inline(void *arg, bool succeeded)
+{
+    fm_item *it = arg;
+    fm_rule *r = it->rule;
+    if (!succeeded)
+        return false;
+    pthread_mutex_lock(&r->mu);
+    bool lone = r->ninflight == 1;
+    pthread_mutex_unlock(&r->mu);
+    completing_inline = lone;
+    return lone;
+}
+
+/* A call's completion, on the completer thread, or on the client's I/O thread when
+ * complete_inline said so (then nothing here blocks). pending drops last: the rule is not
+ * freed while a completion still runs. */
 static void call_done(void *arg, int rc, int code, bt_fn_msg *out, const char *err)
 {
     (void)code;
+    bool nonblock = completing_inline;
+    completing_inline = false;
     fm_item *it = arg;
     fm_rule *r = it->rule;
     if (rc != BT_FN_OK)
         log_call_failed(r, it->inst, it, err);
     fm_pool_put(r->pool, it->inst, rc == BT_FN_OK);
     it->inst = NULL;
-    pthread_mutex_lock(&r->mu);
-    r->pending--;
-    pthread_mutex_unlock(&r->mu);
     if (rc != BT_FN_OK)
         attempt_failed(r, it, err);
     else
-        attempt_ok(r, it, out);
+        attempt_ok(r, it, out, nonblock);
+    pthread_mutex_lock(&r->mu);
+    r->pending--;
+    pthread_mutex_unlock(&r->mu);
 }
 
 /* The inputs of one CallBatch. */
@@ -488,7 +532,7 @@ static void batch_done(void *arg, int rc, int code, bt_fn_result *res, size_t n,
         } else if (rc != BT_FN_OK) {
             attempt_failed(r, it, err);
         } else if (c == BT_FN_CODE_OK) {
-            attempt_ok(r, it, &res[i].msg);
+            attempt_ok(r, it, &res[i].msg, false);
         } else {
             attempt_failed(r, it, res[i].err ? res[i].err : "out of memory");
         }
@@ -615,7 +659,7 @@ static bool first_attempt(fm_rule *r, fm_item *it)
     if (fm_invoke_fits(r->pool, &it->msg, err, sizeof err) == 0)
         return true;
     fm_metrics_invoked(r->pool, it->t0, -1, 1);
-    finished(r, it, -1, strdup(err));
+    finished(r, it, -1, strdup(err), false);
     return false;
 }
 
@@ -694,14 +738,21 @@ static void *dispatcher_main(void *arg)
     return NULL;
 }
 
-/* Takes completions in batches until the rule stops and no call is pending. */
+/* Takes completions in batches, and publishes the results handed over by completions run
+ * on the clients' threads, until the rule stops and no call is pending. */
 static void *completer_main(void *arg)
 {
     fm_rule *r = arg;
     for (;;) {
         bt_fn_async_poll(r->q, POLL_MS);
         pthread_mutex_lock(&r->mu);
-        bool over = r->dispatched && r->pending == 0;
+        bool resume = r->resume;
+        r->resume = false;
+        pthread_mutex_unlock(&r->mu);
+        if (resume)
+            publish_done(r, false);
+        pthread_mutex_lock(&r->mu);
+        bool over = r->dispatched && r->pending == 0 && !r->resume;
         pthread_mutex_unlock(&r->mu);
         if (over)
             break;
@@ -738,10 +789,12 @@ fm_rule *fm_rule_new(const bt_mqtt_client_config *hub, const fm_rule_cfg *rc, si
         .on_connected = on_connected,
         .on_connection_lost = on_connection_lost,
         .on_error = on_error,
+        .complete_tagged_only = true, /* untagged results may leave from the calling thread */
         .userdata = r,
     };
     char why[512];
     r->cli = bt_mqtt_client_create(&cc, &o, why, sizeof why);
+    r->room_max = cc.buffersize < 60000 ? (size_t)cc.buffersize : 60000; /* its QoS 1 ids */
     if (!r->cli) {
         snprintf(err, errlen, "rule (%s): %s", r->clientid, why);
         fm_rule_free(r);
@@ -763,6 +816,7 @@ int fm_rule_start(fm_rule *r, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    bt_fn_async_set_inline(r->q, complete_inline);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, THREAD_STACK);

@@ -42,7 +42,9 @@ typedef struct {
 struct bt_fn_async {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    clist done; /* finished calls [mu] */
+    clist done;                /* finished calls [mu] */
+    bool woken;                /* bt_fn_async_wake: the poll returns [mu] */
+    bt_fn_inline_fn inline_ok; /* set before the first call */
 };
 
 /* One call, from its start to its completion's delivery. */
@@ -92,6 +94,10 @@ struct bt_fn_client {
     int connect_waiters;      /* bt_fn_client_connect calls waiting [mu] */
     int64_t connect_deadline; /* the latest of theirs [mu] */
     clist submitted;          /* new calls for the I/O thread [mu] */
+    /* The I/O thread sleeps in poll with nothing to send on a plain connection: a new call
+     * is sent by its caller (send_direct), sparing the thread's wake-up [mu] */
+    bool idle;
+    int64_t poll_until; /* when that poll ends [mu] */
     /* the I/O thread's */
     bt_grpc_conn conn;
     bool connected, goaway;
@@ -100,8 +106,12 @@ struct bt_fn_client {
     int64_t next_check; /* no call's deadline is before this (0: no call) */
     int64_t retry_at;
     long retry_ms;
-    char why[256]; /* why the last dial or connection failed */
+    char why[256];     /* why the last dial or connection failed */
+    bool free_on_exit; /* freed from a callback on the I/O thread: it frees the client */
 };
+
+/* The client whose I/O thread this is (NULL on other threads). */
+static __thread bt_fn_client *io_self;
 
 static void wake(bt_fn_client *c)
 {
@@ -164,6 +174,8 @@ static void clist_del(ccall *k)
     k->list = NULL;
 }
 
+static void async_complete(ccall *k);
+
 static void post(bt_fn_async *q, ccall *k)
 {
     pthread_mutex_lock(&q->mu);
@@ -182,7 +194,12 @@ static void finish(bt_fn_client *c, ccall *k, int status, const char *desc)
     snprintf(k->desc, sizeof k->desc, "%s", desc ? desc : "");
     free(k->req);
     k->req = NULL;
-    post(k->q, k);
+    bt_fn_async *q = k->q;
+    /* not from send_direct on a caller's thread, which holds c->mu */
+    if (k->done && q->inline_ok && io_self == c && q->inline_ok(k->arg, status == BT_FN_CODE_OK))
+        async_complete(k); /* here, on the I/O thread: no wake-up of q's poller */
+    else
+        post(q, k);
 }
 
 static void set_up(bt_fn_client *c, bool up)
@@ -480,9 +497,12 @@ static void dial_for_calls(bt_fn_client *c, int waiters, int64_t waiter_deadline
         c->retry_ms + c->retry_ms / 2 > RETRY_MAX_MS ? RETRY_MAX_MS : c->retry_ms + c->retry_ms / 2;
 }
 
+static void client_release(bt_fn_client *c);
+
 static void *io_main(void *p)
 {
     bt_fn_client *c = p;
+    io_self = c;
     c->retry_ms = RETRY_MS;
     for (;;) {
         int waiters;
@@ -513,7 +533,25 @@ static void *io_main(void *p)
         nfds_t n = 1;
         if (c->connected)
             pf[n++] = (struct pollfd){.fd = c->conn.fd, .events = bt_grpc_conn_events(&c->conn)};
-        if (poll(pf, n, next ? bt_poll_timeout(next, now, 1000) : -1) < 0 && errno != EINTR)
+        /* Idle, a call with the client's timeout ends after this poll: its caller need
+         * not wake the thread to have its deadline watched. */
+        int timeout = next ? bt_poll_timeout(next, now, 1000)
+                           : (int)(c->timeout_ms < 60000 ? c->timeout_ms : 60000);
+        bool idle =
+            c->connected && !c->goaway && !c->tls && !c->pending.head && !c->conn.write_blocked;
+        if (idle) {
+            pthread_mutex_lock(&c->mu);
+            c->idle = true;
+            c->poll_until = now + timeout;
+            pthread_mutex_unlock(&c->mu);
+        }
+        int prc = poll(pf, n, timeout);
+        if (idle) {
+            pthread_mutex_lock(&c->mu);
+            c->idle = false;
+            pthread_mutex_unlock(&c->mu);
+        }
+        if (prc < 0 && errno != EINTR)
             break;
         if (pf[0].revents) {
             char buf[64];
@@ -523,6 +561,9 @@ static void *io_main(void *p)
         if (n > 1 && pf[1].revents && bt_grpc_conn_recv(&c->conn) < 0)
             conn_down(c, c->conn.why);
     }
+    if (c->free_on_exit)
+        client_release(c);
+    io_self = NULL;
     return NULL;
 }
 
@@ -620,10 +661,23 @@ void bt_fn_client_free(bt_fn_client *c)
     c->quit = true;
     bool started = c->io_started;
     pthread_mutex_unlock(&c->mu);
+    if (io_self == c) {
+        /* from a callback on its own I/O thread: it cannot join itself; it frees c as it
+         * leaves, after the callback returned */
+        c->free_on_exit = true;
+        pthread_detach(pthread_self());
+        return;
+    }
     if (started) {
         wake(c);
         pthread_join(c->io, NULL);
     }
+    client_release(c);
+}
+
+/* Frees what the client holds, its I/O thread gone (or never started). */
+static void client_release(bt_fn_client *c)
+{
     bt_grpc_conn_close(&c->conn);
     if (c->wake[0] >= 0) {
         close(c->wake[0]);
@@ -682,6 +736,31 @@ static void async_init(bt_fn_async *q)
     bt_cond_init_monotonic(&q->cv);
 }
 
+/* Sends k from the caller's thread while the I/O thread sleeps in poll (c->idle, mu held;
+ * the first call since it went to sleep), as the thread would: nothing started before it
+ * waits, so calls go in start order. The
+ * thread is woken only when it must look again: bytes left to write, a connection that
+ * failed or takes no new stream, a deadline before its poll ends. false: not idle (k is
+ * the thread's to send). */
+static bool send_direct(bt_fn_client *c, ccall *k)
+{
+    if (!c->idle || c->quit || c->submitted.head)
+        return false;
+    int64_t now = bt_now_ms(), deadline = k->deadline;
+    clist_add(&c->pending, k);
+    if (!c->next_check || deadline < c->next_check)
+        c->next_check = deadline;
+    /* k may be finished (and freed) by send_call; false: it waits on pending */
+    bool sent = send_call(c, k, now);
+    /* One per sleep: the next calls go through the thread, which sends a burst's calls in
+     * one write (a write per call would cost more than the wake-up). */
+    c->idle = false;
+    if (!sent || bt_grpc_conn_send(&c->conn) < 0 || c->conn.write_blocked ||
+        deadline < c->poll_until)
+        wake(c); /* the thread has things to do */
+    return true;
+}
+
 /* Starts a call of method with the framed request (taken over) completing on q. 0, or -1
  * with err (request freed). A request over max completes at once with ResourceExhausted. */
 static int start(bt_fn_client *c, bt_fn_async *q, const char *method, uint8_t *req, size_t req_len,
@@ -710,6 +789,10 @@ static int start(bt_fn_client *c, bt_fn_async *q, const char *method, uint8_t *r
         snprintf(err, errlen, "cannot start the call to %s: no thread", c->address);
         ccall_free(k);
         return -1;
+    }
+    if (send_direct(c, k)) {
+        pthread_mutex_unlock(&c->mu);
+        return 0;
     }
     clist_add(&c->submitted, k);
     pthread_mutex_unlock(&c->mu);
@@ -766,8 +849,9 @@ static ccall *take(bt_fn_async *q, const struct timespec *ts)
 {
     pthread_mutex_lock(&q->mu);
     int rc = 0;
-    while (!q->done.head && rc == 0)
+    while (!q->done.head && !q->woken && rc == 0)
         rc = ts ? pthread_cond_timedwait(&q->cv, &q->mu, ts) : pthread_cond_wait(&q->cv, &q->mu);
+    q->woken = false;
     ccall *k = q->done.head;
     if (k)
         clist_del(k);
@@ -945,6 +1029,19 @@ int bt_fn_async_poll(bt_fn_async *q, long timeout_ms)
         n++;
     }
     return n;
+}
+
+void bt_fn_async_set_inline(bt_fn_async *q, bt_fn_inline_fn fn)
+{
+    q->inline_ok = fn;
+}
+
+void bt_fn_async_wake(bt_fn_async *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->woken = true;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
 }
 
 void bt_fn_async_free(bt_fn_async *q)

@@ -238,6 +238,37 @@ static size_t vlen(size_t rl)
     return rl < 128 ? 1 : rl < 16384 ? 2 : rl < 2097152 ? 3 : 4;
 }
 
+/* Writes m to the socket from the caller's thread when the client's thread sleeps with
+ * nothing to write and nothing asked before m waits (queued publishes, acks, SUBSCRIBEs):
+ * the wire order stays the order of the calls, and the thread does not wake for m (a lone
+ * publish: the first since the thread went to sleep). m is
+ * then held as if mc_collect had written it (QoS 1/2: in flight until its ack) or freed
+ * (QoS 0; one whose on_publish_complete is due is left to the thread, which runs it). true
+ * when m was taken ([mu] held). */
+static bool send_direct(bt_mqtt_client *c, mc_msg *m)
+{
+    if (!c->direct || c->queue.head || c->nacks || c->ctl_head ||
+        (m->qos ? c->ninflight >= c->send_max
+                : m->tag || (c->opt.on_publish_complete && !c->opt.complete_tagged_only)))
+        return false;
+    if (!mc_tr_send_direct(c, m->data, m->len))
+        return false;
+    m->sent = true;
+    c->direct_sent++;
+    /* one per sleep: a burst's next publishes wake the thread, which writes them together
+     * (a write per message would cost more than the wake-up) */
+    c->direct = false;
+    if (!m->qos) {
+        free(m);
+        return true;
+    }
+    m->inflight = true;
+    c->ninflight++;
+    mc_list_push(&c->inflight, m);
+    c->pending++;
+    return true;
+}
+
 static int publish(bt_mqtt_client *c, const char *topic, const void *payload, size_t len, int qos,
                    bool retain, void *tag, int64_t timeout_ms, char *err, size_t errlen)
 {
@@ -317,6 +348,10 @@ static int publish(bt_mqtt_client *c, const char *topic, const void *payload, si
         size_t at = 1 + vlen(rl) + 2 + tl;
         m->data[at] = (uint8_t)(pid >> 8);
         m->data[at + 1] = (uint8_t)pid;
+    }
+    if (send_direct(c, m)) {
+        pthread_mutex_unlock(&c->mu);
+        return BT_MQTT_OK;
     }
     mc_list_push(&c->queue, m);
     c->pending++;

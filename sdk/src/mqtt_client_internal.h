@@ -116,6 +116,9 @@ struct bt_mqtt_client {
 
     /* [mu] */
     bool wake_pending;
+    bool direct; /* the thread waits in poll, nothing to write, on plain TCP: a publisher may
+                  * write its PUBLISH to the socket itself (mc_tr_send_direct) */
+    uint64_t direct_sent; /* publishes written by their callers (mc_tr_send_direct) */
     bool stop_req;
     bool stopped; /* no new work accepted */
     bool connected;
@@ -185,6 +188,14 @@ int mc_tr_ws_start(bt_mqtt_client *c);
 int mc_tr_read(bt_mqtt_client *c);
 /* Writes c->out (after framing wsout); 0 = ok (maybe partly), -1 = the link failed. */
 int mc_tr_flush(bt_mqtt_client *c);
+/* Whether the link may take direct writes: up, plain TCP (no TLS, whose SSL object is the
+ * thread's alone, nor WebSocket framing) and nothing waiting in the output ([io]). */
+bool mc_tr_direct_ok(const bt_mqtt_client *c);
+/* Writes the n bytes of one packet to the socket from a publisher's thread ([mu] held and
+ * c->direct): what the socket does not take goes to the output, for the thread (woken) to
+ * write, and c->direct ends so later packets queue behind it. false when nothing was
+ * written (the socket is full or failed): the caller queues the packet as usual. */
+bool mc_tr_send_direct(bt_mqtt_client *c, const uint8_t *data, size_t n);
 /* True when bytes wait in out (or wsout). */
 bool mc_tr_has_output(const bt_mqtt_client *c);
 /* Buffer MQTT packets go to: wsout for ws, else out. */

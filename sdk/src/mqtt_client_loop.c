@@ -226,7 +226,20 @@ void *mc_thread(void *arg)
         nfds_t n = c->fd >= 0 ? 2 : 1;
         /* queued publishes and an output with room: just look at the socket, then go on */
         int timeout = more && !mc_tr_has_output(c) ? 0 : poll_timeout(c, now);
+        /* While it sleeps with nothing to write, a publisher may write to the socket itself
+         * (one wake-up less per message); it stops before the thread touches the link. */
+        bool direct = !more && mc_tr_direct_ok(c);
+        if (direct) {
+            pthread_mutex_lock(&c->mu);
+            c->direct = true;
+            pthread_mutex_unlock(&c->mu);
+        }
         int rc = poll(fds, n, timeout);
+        if (direct) {
+            pthread_mutex_lock(&c->mu);
+            c->direct = false;
+            pthread_mutex_unlock(&c->mu);
+        }
         if (rc < 0 && errno != EINTR) {
             mc_reason(c, "poll: %s", strerror(errno));
             fatal = true;

@@ -56,7 +56,7 @@ void mc_complete(bt_mqtt_client *c, mc_list *l, int status)
     l->head = l->tail = NULL;
     while (m) {
         mc_msg *next = m->next;
-        if (c->opt.on_publish_complete)
+        if (c->opt.on_publish_complete && (m->tag || !c->opt.complete_tagged_only))
             c->opt.on_publish_complete(c, m->tag, status, c->opt.userdata);
         free(m);
         m = next;

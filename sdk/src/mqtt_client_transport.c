@@ -341,6 +341,31 @@ bool mc_tr_has_output(const bt_mqtt_client *c)
     return c->out.len > c->out.off || c->wsout.len > c->wsout.off;
 }
 
+bool mc_tr_direct_ok(const bt_mqtt_client *c)
+{
+    return c->state == MC_UP && !c->addr.tls && !c->addr.ws && !mc_tr_has_output(c);
+}
+
+bool mc_tr_send_direct(bt_mqtt_client *c, const uint8_t *data, size_t n)
+{
+    /* room first: once part of a packet is on the wire, its rest must follow */
+    if (!bt_buf_reserve(&c->out, n))
+        return false;
+    ssize_t w;
+    do
+        w = send(c->fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
+    if (w <= 0)
+        return false; /* full, or the link failed: the thread finds out when it reads */
+    c->last_send = bt_now_ms();
+    if ((size_t)w < n) {
+        bt_buf_append(&c->out, data + w, n - (size_t)w); /* reserved: cannot fail */
+        c->direct = false;
+        mc_wake_locked(c);
+    }
+    return true;
+}
+
 bt_buf *mc_tr_mqtt_out(bt_mqtt_client *c)
 {
     return c->addr.ws ? &c->wsout : &c->out;

@@ -321,6 +321,26 @@ def test_sql_outputs_in_order_at_qos1_under_load(app):
     assert [o["n"] for o in outs] == list(range(n))
 
 
+
+@pytest.mark.parametrize("buffersize", [1, 100])
+def test_sequential_then_burst_in_order_whichever_thread_publishes(app, buffersize):
+    """One input at a time, a sequential caller's pattern (each completion then runs on the
+    gRPC client's thread, which publishes the result itself when the rule's hub connection
+    has room; with hub.buffersize 1 it never has, and hands the result to the completer),
+    then a burst with calls in flight: every output once and in input order, at QoS 1."""
+    a = app({"rt": ("sql", [("pick", "select n")])}, [fn("pick", "rt")],
+            [rule("s", "pick", "s/out", qos_in=1, qos_out=1)], fm_hub={"buffersize": buffersize})
+    w = a.w
+    seq, n = 30, 300
+    for i in range(seq):
+        w.publish("s", json.dumps({"n": i}).encode(), qos=1)
+        w.wait("s/out", i + 1, timeout=20)
+    publish_all(w, "s", [json.dumps({"n": i}).encode() for i in range(seq, n)], qos=1)
+    outs = w.wait_json("s/out", n, timeout=90)
+    assert [o["n"] for o in outs] == list(range(n))
+    time.sleep(0.5)
+    assert len(w.on("s/out")) == n  # each output once
+
 # ---- QoS 1: no loss across a function-manager crash -------------------------------------------
 
 def test_qos1_survives_a_function_manager_kill(app):

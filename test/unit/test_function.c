@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "baetyl/function.h"
+#include "baetyl/util.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -948,6 +949,133 @@ static void test_inline_calls(void **state)
     assert_int_equal(threads_become(base), base);
 }
 
+/* What inline completions saw. */
+typedef struct {
+    bt_fn_client *c;      /* start one more call on it from the first completion */
+    bt_fn_client *doomed; /* freed by the completion, on its own I/O thread */
+    bt_fn_async *q;
+    atomic_int asked, done, failed, on_main;
+    pthread_t main;
+} inline_seen;
+
+static bool inline_ok(void *arg, bool succeeded)
+{
+    inline_seen *s = arg;
+    atomic_fetch_add(&s->asked, 1);
+    return succeeded;
+}
+
+static void on_inline_done(void *arg, int rc, int code, bt_fn_msg *out, const char *err)
+{
+    inline_seen *s = arg;
+    if (pthread_equal(pthread_self(), s->main))
+        atomic_fetch_add(&s->on_main, 1);
+    if (rc != BT_FN_OK)
+        atomic_fetch_add(&s->failed, 1);
+    if (s->c) { /* a new call on the same client, from its I/O thread */
+        bt_fn_client *c = s->c;
+        s->c = NULL;
+        bt_fn_msg in = sample("again", 5);
+        char e[256];
+        assert_int_equal(bt_fn_call_start(c, s->q, &in, 5000, on_inline_done, s, e, sizeof e),
+                         BT_FN_OK);
+    }
+    if (s->doomed) {
+        bt_fn_client *d = s->doomed;
+        s->doomed = NULL;
+        bt_fn_client_free(d); /* returns at once; its thread frees it as it leaves */
+    }
+    atomic_fetch_add(&s->done, 1);
+}
+
+static bool reaches(atomic_int *v, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(v) < want; i++)
+        sleep_ms(10);
+    return atomic_load(v) >= want;
+}
+
+/* bt_fn_async_set_inline: a call its test accepts completes on the client's I/O thread
+ * without a poll, and may start another call on that client and free a client from there;
+ * one it declines (a failure here) comes through bt_fn_async_poll as before; batches
+ * always do. bt_fn_async_wake makes a poll return 0. */
+static void test_async_inline(void **state)
+{
+    fixture *f = start_server(NULL);
+    bt_fn_client *c = client(f->addr, NULL);
+    bt_fn_async *q = bt_fn_async_new();
+    assert_non_null(q);
+    bt_fn_async_set_inline(q, inline_ok);
+    inline_seen s = {.c = c, .q = q, .main = pthread_self()};
+    char err[256] = "";
+    bt_fn_msg in = sample("hi", 2);
+    assert_int_equal(bt_fn_call_start(c, q, &in, 5000, on_inline_done, &s, err, sizeof err), 0);
+    assert_true(reaches(&s.done, 2)); /* both, and no poll */
+    assert_int_equal(atomic_load(&s.on_main), 0);
+    assert_int_equal(atomic_load(&s.asked), 2);
+    assert_int_equal(bt_fn_async_poll(q, 10), 0);
+
+    s.doomed = client(f->addr, NULL);
+    assert_int_equal(bt_fn_call_start(s.doomed, q, &in, 5000, on_inline_done, &s, err, sizeof err),
+                     0);
+    assert_true(reaches(&s.done, 3));
+    assert_null(s.doomed);
+
+    f->b.fail = "boom";
+    assert_int_equal(bt_fn_call_start(c, q, &in, 5000, on_inline_done, &s, err, sizeof err), 0);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 1); /* declined: posted */
+    assert_int_equal(atomic_load(&s.failed), 1);
+    assert_int_equal(atomic_load(&s.on_main), 1);
+    assert_int_equal(atomic_load(&s.asked), 4);
+
+    f->b.fail = NULL;
+    const bt_fn_msg *ins[1] = {&in};
+    batch_seen bs = {0};
+    assert_int_equal(bt_fn_call_batch_start(c, q, ins, 1, 5000, on_batch, &bs, err, sizeof err),
+                     BT_FN_OK);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 1);
+    assert_int_equal(bs.rc, BT_FN_OK);
+    assert_int_equal(atomic_load(&s.asked), 4);
+
+    int64_t t0 = bt_now_ms();
+    bt_fn_async_wake(q);
+    assert_int_equal(bt_fn_async_poll(q, 5000), 0);
+    assert_true(bt_now_ms() - t0 < 2000);
+    bt_fn_async_free(q);
+    bt_fn_client_free(c);
+    sleep_ms(50); /* the doomed client's thread has left */
+    stop_server(f);
+}
+
+/* A call started while the client's I/O thread sleeps is sent by its caller; one whose
+ * deadline comes before that sleep ends (a per-call timeout shorter than the client's)
+ * still ends on time, and the next call goes through as before. */
+static void test_deadline_of_a_call_sent_by_its_caller(void **state)
+{
+    fixture *f = start_server(NULL);
+    bt_fn_client_options co = {.timeout_ms = 5000};
+    bt_fn_client *c = client(f->addr, &co);
+    bt_fn_msg in = sample("x", 1), out;
+    char err[256] = "";
+    int code = -1;
+    assert_int_equal(bt_fn_call_ex(c, &in, &out, 0, &code, err, sizeof err), BT_FN_OK);
+    bt_fn_msg_clear(&out);
+    sleep_ms(50); /* the thread sleeps, for up to the client's timeout */
+    f->b.sleep_ms = 800;
+    long t0 = now_ms();
+    assert_int_equal(bt_fn_call_ex(c, &in, &out, 150, &code, err, sizeof err), BT_FN_EUNAVAILABLE);
+    long took = now_ms() - t0;
+    assert_int_equal(code, BT_FN_CODE_DEADLINE_EXCEEDED);
+    assert_true(took >= 140 && took < 700);
+    f->b.sleep_ms = 0;
+    sleep_ms(900); /* the server's handler is done */
+    assert_int_equal(bt_fn_call_ex(c, &in, &out, 0, &code, err, sizeof err), BT_FN_OK);
+    assert_int_equal(out.payload_len, 1);
+    bt_fn_msg_clear(&out);
+    bt_fn_client_free(c);
+    stop_server(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -960,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_handler_error),
         cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_deadline_of_a_call_sent_by_its_caller),
         cmocka_unit_test(test_unavailable),
         cmocka_unit_test(test_wait_for_server),
         cmocka_unit_test(test_eight_threads),
@@ -970,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_async_calls),
         cmocka_unit_test(test_batch_calls),
         cmocka_unit_test(test_inline_calls),
+        cmocka_unit_test(test_async_inline),
         cmocka_unit_test(test_stop_graceful_in_flight),
         cmocka_unit_test(test_stop_cancels_after_grace),
         cmocka_unit_test(test_bad_options),

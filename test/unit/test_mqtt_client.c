@@ -516,6 +516,20 @@ static bool fb_quiet(fake_broker *b)
     return b->len == 0 && recv(b->fd, &x, 1, MSG_DONTWAIT | MSG_PEEK) < 0;
 }
 
+/* The next n raw bytes from the client (what fb_read buffered first). */
+static void fb_read_raw(fake_broker *b, uint8_t *dst, size_t n)
+{
+    size_t k = b->len < n ? b->len : n;
+    memcpy(dst, b->buf, k);
+    memmove(b->buf, b->buf + k, b->len - k);
+    b->len -= k;
+    while (k < n) {
+        ssize_t r = read(b->fd, dst + k, n - k);
+        assert_true(r > 0);
+        k += (size_t)r;
+    }
+}
+
 static void fb_publish(fake_broker *b, const char *payload, bool dup, uint16_t pid)
 {
     uint8_t out[128];
@@ -760,6 +774,191 @@ static void test_strerror(void **state)
     assert_string_equal(bt_mqtt_strerror(42), "unknown error");
 }
 
+/* ---- publishes written by the publishing thread --------------------------------------- */
+
+static uint64_t direct_sent(bt_mqtt_client *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    uint64_t n = cl->direct_sent;
+    pthread_mutex_unlock(&cl->mu);
+    return n;
+}
+
+/* The payload's leading number (fb_read keeps its first 15 bytes). */
+static int fb_number(const fake_broker *b, int *thread)
+{
+    int t = 0, i = -1;
+    assert_int_equal(sscanf(b->payload, "%d:%d", &t, &i), 2);
+    *thread = t;
+    return i;
+}
+
+typedef struct {
+    bt_mqtt_client *cl;
+    int id, n;
+} publisher;
+
+static void *publish_numbered(void *arg)
+{
+    publisher *p = arg;
+    char e[128], pl[32];
+    for (int i = 0; i < p->n; i++) {
+        snprintf(pl, sizeof pl, "%d:%d", p->id, i);
+        assert_int_equal(bt_mqtt_client_publish_wait(p->cl, "o", pl, strlen(pl), 1, false,
+                                                     (void *)1, -1, e, sizeof e),
+                         BT_MQTT_OK);
+    }
+    return NULL;
+}
+
+/* On a plain TCP link whose thread sleeps, a publish is written by the calling thread: a
+ * QoS 0 one without a completion due, and QoS 1 ones (in flight until their PUBACK, which
+ * completes them on the client's thread); a QoS 0 one with a tag is left to the thread.
+ * Packets stay in call order when the socket fills (the rest of a packet written in part
+ * goes first) and when threads publish at once; every QoS 1 publish completes once. */
+static void test_direct_publish_order(void **state)
+{
+    fake_broker b = {0};
+    char addr[64];
+    fb_listen(&b, addr, sizeof addr);
+    bt_mqtt_client_config c;
+    base_cfg(&c, addr, 5000);
+    bt_mqtt_topic_info sub = {.topic = "t", .qos = 1};
+    c.subscriptions.n = 1;
+    c.subscriptions.items = &sub;
+    completions k = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    bt_mqtt_client_options o = {
+        .on_publish_complete = on_done, .complete_tagged_only = true, .userdata = &k};
+    bt_mqtt_client *cl = bt_mqtt_client_create(&c, &o, err, sizeof err);
+    c.subscriptions.n = 0;
+    c.subscriptions.items = NULL;
+    bt_cfg_free(&bt_mqtt_client_schema, &c);
+    assert_non_null(cl);
+    assert_int_equal(bt_mqtt_client_start(cl, err, sizeof err), 0);
+    fb_accept(&b);
+    assert_int_equal(bt_mqtt_client_wait_connected(cl, 5000), 0);
+    usleep(100000); /* the SUBACK handled: the thread sleeps */
+
+    bt_mqtt_packet p;
+    assert_int_equal(bt_mqtt_client_publish(cl, "o", "0:0", 3, 0, false, NULL, err, sizeof err),
+                     BT_MQTT_OK);
+    assert_int_equal(direct_sent(cl), 1);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+    assert_string_equal(b.payload, "0:0");
+    assert_int_equal(
+        bt_mqtt_client_publish(cl, "o", "0:1", 3, 0, false, (void *)1, err, sizeof err),
+        BT_MQTT_OK);
+    assert_int_equal(completed(&k, 1), 1); /* by the thread, which wrote it */
+    assert_int_equal(direct_sent(cl), 1);
+    assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+    assert_string_equal(b.payload, "0:1");
+
+    /* 16 MB while the broker reads nothing: the socket takes part of it, the rest goes
+     * first from the thread's output; the publishes after it queue behind */
+    enum { BIG = 16 << 20, NSMALL = 50 };
+    uint8_t *big = malloc(BIG);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (uint8_t)(i % 251);
+    usleep(50000);
+    assert_int_equal(bt_mqtt_client_publish(cl, "o", big, BIG, 0, false, NULL, err, sizeof err),
+                     BT_MQTT_OK);
+    assert_int_equal(direct_sent(cl), 2);
+    for (int i = 0; i < NSMALL; i++) {
+        char pl[16];
+        snprintf(pl, sizeof pl, "1:%d", i);
+        assert_int_equal(
+            bt_mqtt_client_publish(cl, "o", pl, strlen(pl), 0, false, NULL, err, sizeof err),
+            BT_MQTT_OK);
+    }
+    /* the big PUBLISH: 0x30, its remaining length (4 bytes), topic "o", the payload */
+    uint8_t head[8];
+    fb_read_raw(&b, head, 8);
+    size_t rl = (head[1] & 0x7F) | (size_t)(head[2] & 0x7F) << 7 | (size_t)(head[3] & 0x7F) << 14 |
+                (size_t)(head[4] & 0x7F) << 21;
+    assert_int_equal(head[0], 0x30);
+    assert_int_equal(rl, 3 + (size_t)BIG);
+    assert_memory_equal(head + 5, "\0\1o", 3);
+    uint8_t *got = malloc(BIG);
+    assert_non_null(got);
+    fb_read_raw(&b, got, BIG);
+    assert_memory_equal(got, big, BIG);
+    free(got);
+    free(big);
+    for (int i = 0; i < NSMALL; i++) {
+        int t;
+        assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+        assert_int_equal(fb_number(&b, &t), i);
+        assert_int_equal(t, 1);
+    }
+    uint64_t before = direct_sent(cl);
+
+    /* four threads at once, QoS 1: each one's publishes in its order, each PUBACKed once */
+    enum { THREADS = 4, EACH = 250 };
+    usleep(50000);
+    publisher pubs[THREADS];
+    pthread_t th[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        pubs[t] = (publisher){cl, t, EACH};
+        assert_int_equal(pthread_create(&th[t], NULL, publish_numbered, &pubs[t]), 0);
+    }
+    int next[THREADS] = {0};
+    bool seen[65536] = {false};
+    for (int n = 0; n < THREADS * EACH; n++) {
+        int t;
+        assert_int_equal(fb_read(&b, &p), BT_MQTT_PUBLISH);
+        int i = fb_number(&b, &t);
+        assert_true(t >= 0 && t < THREADS);
+        assert_int_equal(i, next[t]++);
+        assert_int_equal(b.qos, 1);
+        assert_false(seen[p.ack.packet_id]); /* ids of messages in flight are distinct */
+        seen[p.ack.packet_id] = true;
+        if (n % 3 == 2 || n + 1 == THREADS * EACH) { /* ack in runs, as a broker may */
+            for (int id = 0; id < 65536; id++)
+                if (seen[id]) {
+                    fb_ack(&b, BT_MQTT_PUBACK, (uint16_t)id, 0);
+                    seen[id] = false;
+                }
+        }
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    assert_int_equal(completed(&k, 1 + THREADS * EACH), 1 + THREADS * EACH);
+    for (int i = 0; i < 100 && bt_mqtt_client_pending(cl) > 0; i++)
+        usleep(10000);
+    assert_int_equal(bt_mqtt_client_pending(cl), 0);
+    assert_true(direct_sent(cl) > before); /* the lone ones at least */
+    assert_true(fb_quiet(&b));
+    pthread_mutex_lock(&k.mu);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(k.status[i], BT_MQTT_OK);
+    pthread_mutex_unlock(&k.mu);
+
+    bt_mqtt_client_destroy(cl);
+    close(b.fd);
+    close(b.lsn);
+}
+
+/* TLS (one SSL object, the thread's) and WebSocket (framing in the thread's buffers) links
+ * never take publishes from other threads: only a plain TCP one does. */
+static void test_direct_only_plain_tcp(void **state)
+{
+    const char *addrs[] = {"tcp://127.0.0.1:1", "ssl://127.0.0.1:1", "ws://127.0.0.1:1",
+                           "wss://127.0.0.1:1"};
+    for (int i = 0; i < 4; i++) {
+        bt_mqtt_client_config c;
+        base_cfg(&c, addrs[i], 10);
+        c.insecure = true;
+        bt_mqtt_client *cl = bt_mqtt_client_create(&c, NULL, err, sizeof err);
+        bt_cfg_free(&bt_mqtt_client_schema, &c);
+        assert_non_null(cl);
+        cl->state = MC_UP; /* as if connected; never started */
+        assert_int_equal(mc_tr_direct_ok(cl), i == 0);
+        cl->state = MC_IDLE;
+        bt_mqtt_client_destroy(cl);
+    }
+}
+
 int main(void)
 {
     bt_log_set_level(BT_LOG_ERROR); /* connect failures are expected here */
@@ -776,6 +975,8 @@ int main(void)
         cmocka_unit_test(test_unreachable_stops_promptly),
         cmocka_unit_test(test_ack_token_stale_after_reconnect),
         cmocka_unit_test(test_v5_qos2),
+        cmocka_unit_test(test_direct_publish_order),
+        cmocka_unit_test(test_direct_only_plain_tcp),
         cmocka_unit_test(test_strerror),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -120,7 +120,9 @@ int bt_fn_call(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, char *err, 
  * code in *code when code is not NULL (0 on success, 2 = Unknown for a local failure). */
 int bt_fn_call_ex(bt_fn_client *c, const bt_fn_msg *in, bt_fn_msg *out, long timeout_ms, int *code,
                   char *err, size_t errlen);
-/* Frees a client (NULL is fine). No call may be running on it. */
+/* Frees a client (NULL is fine). No call may be running on it. Called from a callback
+ * running on the client's own I/O thread (bt_fn_async_set_inline) it returns at once, and
+ * that thread frees the client once the callback returned. */
 void bt_fn_client_free(bt_fn_client *c);
 
 /* Asynchronous calls: many calls in flight from one thread, their completions posted by the
@@ -130,21 +132,33 @@ typedef struct bt_fn_async bt_fn_async;
 /* What a call started with bt_fn_call_start ended with: rc and code as bt_fn_call_ex; out
  * the reply on BT_FN_OK (zeroed otherwise), which the callback may take over (moving its
  * fields and zeroing them); err the failure's text ("" on success). Runs in
- * bt_fn_async_poll. */
+ * bt_fn_async_poll, or on the client's I/O thread (bt_fn_async_set_inline). */
 typedef void (*bt_fn_done)(void *arg, int rc, int code, bt_fn_msg *out, const char *err);
 
 /* A new queue; NULL out of memory. */
 bt_fn_async *bt_fn_async_new(void);
 /* Starts a call of c's function whose completion comes on q (deadline timeout_ms, <= 0 =
  * the client's). in is copied: the caller may free it at once. 0: done(arg, …) will run
- * exactly once from bt_fn_async_poll; BT_FN_EFAIL with err: it will not. c must outlive
- * the call. */
+ * exactly once from bt_fn_async_poll (or inline); BT_FN_EFAIL with err: it will not. c must
+ * outlive the call. While c's I/O thread sleeps with nothing to send (a plain, not TLS,
+ * connection), the call is sent from the calling thread, sparing that thread's wake-up. */
 int bt_fn_call_start(bt_fn_client *c, bt_fn_async *q, const bt_fn_msg *in, long timeout_ms,
                      bt_fn_done done, void *arg, char *err, size_t errlen);
 /* Waits up to timeout_ms (< 0: no limit) for a completed call, then runs the callbacks of
  * it and of every other call already completed. Returns how many ran (0: time is up). Only
  * one thread may poll a queue. */
 int bt_fn_async_poll(bt_fn_async *q, long timeout_ms);
+/* Asked on a client's I/O thread as a call of q ends (succeeded: whether it did), with the
+ * call's arg: true runs its bt_fn_done there and then, on that thread, sparing the wake-up
+ * of q's poller; false posts it to q as usual. Such a callback delays the client's other
+ * calls while it runs, so it must not block; it must not make a blocking call (bt_fn_call,
+ * bt_fn_call_ex) on that client; it may start calls and free the client. Batches always go
+ * to q. */
+typedef bool (*bt_fn_inline_fn)(void *arg, bool succeeded);
+/* Sets q's inline test (NULL: none, the default), before any call is started on q. */
+void bt_fn_async_set_inline(bt_fn_async *q, bt_fn_inline_fn fn);
+/* Makes the poller's bt_fn_async_poll return now (0 when no call completed). */
+void bt_fn_async_wake(bt_fn_async *q);
 /* One message's outcome in a batch: code 0 (BT_FN_CODE_OK) with msg the reply, or the gRPC
  * status code Call would have failed with and err its text as bt_fn_call gives it ("rpc
  * error: code = Unknown desc = …", malloc'd). BT_FN_CODE_ABORTED: the server did not fit

@@ -20,7 +20,8 @@
  * (path default /mqtt). TLS verifies the server against `ca` (else the system store) and
  * its name against the host unless `insecure`; SNI is sent for host names.
  *
- * One thread per client owns the socket (poll + an eventfd to wake it); every callback runs
+ * One thread per client owns the socket (poll + an eventfd to wake it; while it sleeps with
+ * nothing to write, a publish may be written by its caller); every callback runs
  * on that thread, one at a time. Every function may be called from any thread, callbacks
  * included. The client connects in the background and reconnects after any failure,
  * waiting 500 ms, then twice as long each time up to `interval` (up to `reconnectinterval`
@@ -133,7 +134,10 @@ typedef struct {
     /* A fatal error (validatesubs and a refused subscription): the client has stopped. */
     void (*on_error)(bt_mqtt_client *c, const char *reason, void *userdata);
     void *userdata;
-    bool auto_ack;          /* PUBACK inbound QoS 1 right after on_message returns */
+    bool auto_ack; /* PUBACK inbound QoS 1 right after on_message returns */
+    /* on_publish_complete only for publishes with a tag: a QoS 0 one without may then be
+     * written to the socket by the publishing thread itself (see bt_mqtt_client_publish) */
+    bool complete_tagged_only;
     const char *will_topic; /* NULL: no will */
     const void *will_payload;
     size_t will_len;
@@ -160,6 +164,10 @@ void bt_mqtt_client_stop(bt_mqtt_client *c);
 void bt_mqtt_client_destroy(bt_mqtt_client *c);
 
 /* Queues a PUBLISH (qos 0, 1 or 2) of payload[0..len) to topic (a name: no wildcards).
+ * On a plain TCP link (tcp://) whose thread sleeps with nothing to write and nothing asked
+ * earlier still waiting, the calling thread writes it to the socket itself, sparing the
+ * thread's wake-up (not for a QoS 0 one whose on_publish_complete is due: that callback runs
+ * on the client's thread); either way packets leave in the order of the calls.
  * Returns BT_MQTT_OK, BT_MQTT_EFULL, BT_MQTT_ESTOPPED, BT_MQTT_EINVAL or BT_MQTT_ENOMEM,
  * with err for the errors. on_publish_complete gets tag once the call returned OK. A
  * message over message.length.max is refused (EINVAL): a broker would close the connection
