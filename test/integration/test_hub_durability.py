@@ -55,6 +55,24 @@ def subscriber(port, received, stop):
         c.close()
 
 
+def assert_session_gets(port, cid, acked):
+    """The persistent session cid receives every acknowledged payload (acking each)."""
+    s = RawClient(port)
+    assert s.connect(client_id=cid, username="test", password="hahaha", clean=False) == 0
+    got = set()
+    try:
+        while not acked <= got:
+            p = s.recv(timeout=5)
+            assert p is not None
+            if p[0] == 3:
+                tp, pl, q, r, dup, pid = parse_publish(p[1], p[2])
+                got.add(pl)
+                s.send(mqtt_puback(pid))
+    except TimeoutError:
+        pass
+    assert not acked - got, f"{len(acked - got)} lost"
+
+
 def test_kill9_under_qos1_load_loses_no_acked_message(hub):
     received = set()
     acked = set()
@@ -101,20 +119,7 @@ def test_kill9_with_subscriber_offline(hub):
     t.join(10)
     assert acked
     hub.start()
-    s = RawClient(hub.port)
-    assert s.connect(client_id="off", username="test", password="hahaha", clean=False) == 0
-    got = set()
-    try:
-        while not acked <= got:
-            p = s.recv(timeout=5)
-            assert p is not None
-            if p[0] == 3:
-                tp, pl, q, r, dup, pid = parse_publish(p[1], p[2])
-                got.add(pl)
-                s.send(mqtt_puback(pid))
-    except TimeoutError:
-        pass
-    assert not acked - got, f"{len(acked - got)} lost"
+    assert_session_gets(hub.port, "off", acked)
 
 
 def test_will_of_a_crashed_hub_is_published_at_restart(hub):
@@ -216,17 +221,4 @@ def test_sync_off_after_a_crash_with_sync_on_recovers_then_drops_the_log(hub):
         f.write(conf)
     hub.start()
     assert os.path.exists(wal)
-    s = RawClient(hub.port)
-    assert s.connect(client_id="sw", username="test", password="hahaha", clean=False) == 0
-    got = set()
-    try:
-        while not acked <= got:
-            p = s.recv(timeout=5)
-            assert p is not None
-            if p[0] == 3:
-                tp, pl, q, r, dup, pid = parse_publish(p[1], p[2])
-                got.add(pl)
-                s.send(mqtt_puback(pid))
-    except TimeoutError:
-        pass
-    assert not acked - got, f"{len(acked - got)} lost"
+    assert_session_gets(hub.port, "sw", acked)
