@@ -147,7 +147,9 @@ static int zero_fill(int fd, uint64_t from, uint64_t to)
 
 void store_prefill(store *s)
 {
-    if (!s->sync || s->disk_full || s->prefill_failed)
+    /* With the write-ahead log the data file is flushed at checkpoints only: its growth
+     * there costs one journal commit per checkpoint, not one per commit. */
+    if (!s->sync || s->wal_fd >= 0 || s->disk_full || s->prefill_failed)
         return;
     MDB_envinfo info;
     MDB_stat st;

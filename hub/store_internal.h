@@ -119,7 +119,8 @@ long store_walk(store *s, MDB_dbi dbi, const void *start, size_t startlen, size_
  * given back when a delete finds the disk full (0 when there was one to give). */
 void store_reserve_make(store *s);
 int store_reserve_release(store *s);
-/* Sync stores: keeps the data file zero-filled past LMDB's last page (caller holds wmu). */
+/* Sync stores without a write-ahead log: keeps the data file zero-filled past LMDB's last
+ * page (caller holds wmu). */
 void store_prefill(store *s);
 /* Bytes available to the store's filesystem (UINT64_MAX when unknown). */
 uint64_t store_disk_avail(const store *s);

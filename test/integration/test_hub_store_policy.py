@@ -265,14 +265,15 @@ def test_bad_policy_is_refused(hub_factory):
     assert "storage.policy" in r.stderr + r.stdout
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 4 MiB tmpfs of the test's own (needs root); unmounted at the end."""
+@pytest.fixture(params=["4m", "12m"])
+def small_fs(tmp_path, request):
+    """A small tmpfs of the test's own (needs root); unmounted at the end. 4 MiB has no room
+    for the store's write-ahead log (8 MiB), 12 MiB has: both ways of committing fill it."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {r.stderr.strip()}")
@@ -309,6 +310,10 @@ def test_full_disk(hub_factory, small_fs, policy):
     assert hub.stop() == 0
     log = hub.read_log()
     assert "Sanitizer" not in log and "runtime error" not in log
+    # the write-ahead log where it fits, LMDB's own flushes where it does not
+    big = os.statvfs(small_fs).f_blocks * os.statvfs(small_fs).f_frsize > (10 << 20)
+    assert os.path.exists(os.path.join(data, "wal")) == big
+    assert ("no write-ahead log" in log) != big, log[-2000:]
     if policy == "drop-oldest":
         assert dropped(log, "full") == got[0] > 0
     # the store opens again on the full filesystem and takes messages
