@@ -678,6 +678,7 @@ class _Conn:
                 return  # reset by the peer: nothing to answer
             if code != OK:  # Trailers-Only
                 block = _RESPONSE_HEADERS + _status_block(code, text)
+                self._forget(st)
                 self.send(_frame(HEADERS, END_HEADERS | END_STREAM, st.sid, block))
                 return
             # One write for the whole reply when the peer's windows allow (the usual case):
@@ -701,14 +702,20 @@ class _Conn:
                 out.append(_frame(DATA, 0, st.sid, bytes(data[:n])))
                 data = data[n:]
             out.append(_frame(HEADERS, END_HEADERS | END_STREAM, st.sid, _TRAILERS_OK))
+            self._forget(st)
             self.send(b"".join(out))
         except (OSError, ssl.SSLError):
             self.close()
         finally:
-            with self.lock:
-                st.done = True
-                if self.streams.get(st.sid) is st:
-                    del self.streams[st.sid]
+            self._forget(st)
+
+    def _forget(self, st):
+        """The stream no longer counts against MAX_STREAMS: done before its END_STREAM goes
+        out, since the peer may open a new stream the moment it reads it."""
+        with self.lock:
+            st.done = True
+            if self.streams.get(st.sid) is st:
+                del self.streams[st.sid]
 
     def goaway(self, code):
         try:
