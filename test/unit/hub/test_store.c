@@ -1087,11 +1087,16 @@ static void file_and_used(const char *dir, store *s, uint64_t *file, uint64_t *u
     *used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
 }
 
-/* A sync store keeps zeros written ahead of LMDB's pages (within the map), so that commits
- * do not grow the file; what it holds reads back after a reopen. Sync off writes none. */
+/* A sync store without its write-ahead log (no room for one: here a directory named wal is
+ * in the way) keeps zeros written ahead of LMDB's pages (within the map), so that commits
+ * do not grow the file; what it holds reads back after a reopen. Sync off writes none, and
+ * neither does a sync store with its log (its data file is flushed at checkpoints only). */
 static void test_prefill(void **state)
 {
     fixture *f = *state;
+    char wal[512];
+    snprintf(wal, sizeof wal, "%s/wal", f->dir);
+    assert_int_equal(mkdir(wal, 0700), 0);
     store *s = open_store(f->dir, 1, 1 << 20, 64 << 20);
     uint64_t file, used, mapped = 1 << 20;
     int grew = 0;
@@ -1135,6 +1140,18 @@ static void test_prefill(void **state)
     file_and_used(dir2, s, &file, &used);
     assert_true(file <= used);
     store_close(s);
+
+    snprintf(dir2, sizeof dir2, "%s/logged", f->dir);
+    s = open_store(dir2, 1, 8 << 20, 64 << 20);
+    for (int k = 0; k < 20; k++)
+        append_n(s, k * 100, 100, 1000);
+    file_and_used(dir2, s, &file, &used);
+    assert_true(file <= used);
+    store_close(s);
+    snprintf(wal, sizeof wal, "%s/wal", dir2);
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
 }
 
 int main(void)
