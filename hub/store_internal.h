@@ -37,8 +37,6 @@ struct store {
     int wal_replay;         /* the header was valid at open: records to replay */
     int wal_recovering;     /* opening: commits need no log record or checkpoint */
     uint32_t wal_gen;       /* the checkpoint's generation */
-    uint64_t wal_txnid;     /* the checkpoint's LMDB txn */
-    uint64_t wal_last;      /* last_seq at the checkpoint */
     uint64_t wal_pos;       /* where the next record goes */
     uint64_t wal_commits;   /* records since the checkpoint */
     MDB_txn *wal_pin;       /* read txn on the checkpoint's snapshot */

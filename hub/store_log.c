@@ -15,7 +15,6 @@ typedef struct {
     size_t noffs;
     uint64_t last;
     uint8_t *rec; /* the write-ahead log's record of it (store_wal.c) */
-    size_t reclen;
 } append_ctx;
 
 static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
@@ -68,7 +67,6 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
         size_t len = store_wal_record_size(c->msgs, c->n, c->offs, c->noffs);
         if (!c->rec && !(c->rec = malloc(len)))
             return ENOMEM;
-        c->reclen = len;
         store_wal_record_write(c->rec, last + 1, c->msgs, c->n, c->offs, c->noffs);
         s->wal_rec = c->rec;
         s->wal_len = len;
@@ -88,7 +86,7 @@ int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
             return -1;
     if (store_check_offsets(s, offs, noffs, err, errlen))
         return -1;
-    append_ctx c = {msgs, n, offs, noffs, 0, NULL, 0};
+    append_ctx c = {msgs, n, offs, noffs, 0, NULL};
     int rc = store_write(s, STORE_TXN_GROWS, "append", append_txn, &c, err, errlen);
     free(c.rec);
     if (rc)

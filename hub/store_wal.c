@@ -78,27 +78,12 @@ static uint32_t get32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t n, off_t off)
-{
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t w = pwrite(fd, p, n, off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-        off += w;
-    }
-    return 0;
-}
-
-static int pread_all(int fd, void *buf, size_t n, off_t off)
+/* All n bytes at off, read or written; 0 or -1 (errno). */
+static int pio_all(int fd, void *buf, size_t n, off_t off, int write)
 {
     uint8_t *p = buf;
     while (n) {
-        ssize_t r = pread(fd, p, n, off);
+        ssize_t r = write ? pwrite(fd, p, n, off) : pread(fd, p, n, off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -108,6 +93,16 @@ static int pread_all(int fd, void *buf, size_t n, off_t off)
         off += r;
     }
     return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+    return pio_all(fd, (void *)buf, n, off, 1);
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t off)
+{
+    return pio_all(fd, buf, n, off, 0);
 }
 
 static void path_in(const store *s, const char *name, char *buf, size_t len)
@@ -132,8 +127,6 @@ static int header_read(store *s, uint8_t *meta, uint32_t *psize)
         found = 0;
         s->wal_gen = gen;
         *psize = get32(h + 12);
-        s->wal_txnid = store_be64_get(h + 16);
-        s->wal_last = store_be64_get(h + 24);
         memcpy(meta, h + 36, META_COPY);
     }
     return found;
@@ -400,7 +393,6 @@ int store_wal_checkpoint(store *s, char *err, size_t errlen)
         fdatasync(s->wal_fd) < 0)
         return bt_errf(err, errlen, "store: checkpoint: write-ahead log: %s", strerror(errno));
     s->wal_gen = gen;
-    s->wal_txnid = (uint64_t)info.me_last_txnid;
     s->wal_pos = REC_START;
     s->wal_commits = 0;
     /* The new checkpoint is on disk: its snapshot is the one to keep. No write txn runs in

@@ -55,6 +55,25 @@ def subscriber(port, received, stop):
         c.close()
 
 
+def killed_under_load(hub, cid, pcid):
+    """A persistent session cid on load/# goes away, publisher pcid sends QoS 1 for a second,
+    then the hub is killed -9: what it PUBACKed."""
+    s = RawClient(hub.port)
+    assert s.connect(client_id=cid, username="test", password="hahaha", clean=False) == 0
+    s.send(mqtt_subscribe(1, [("load/#", 1)]))
+    assert s.recv()[0] == 9
+    s.close()
+    acked = set()
+    stop = threading.Event()
+    t = threading.Thread(target=publisher, args=(hub.port, pcid, acked, stop), daemon=True)
+    t.start()
+    time.sleep(1.0)
+    hub.stop(signal.SIGKILL)
+    t.join(10)
+    assert acked
+    return acked
+
+
 def assert_session_gets(port, cid, acked):
     """The persistent session cid receives every acknowledged payload (acking each)."""
     s = RawClient(port)
@@ -105,19 +124,7 @@ def test_kill9_under_qos1_load_loses_no_acked_message(hub):
 
 
 def test_kill9_with_subscriber_offline(hub):
-    s = RawClient(hub.port)
-    assert s.connect(client_id="off", username="test", password="hahaha", clean=False) == 0
-    s.send(mqtt_subscribe(1, [("load/#", 1)]))
-    assert s.recv()[0] == 9
-    s.close()
-    acked = set()
-    stop = threading.Event()
-    t = threading.Thread(target=publisher, args=(hub.port, "px", acked, stop), daemon=True)
-    t.start()
-    time.sleep(1.0)
-    hub.stop(signal.SIGKILL)
-    t.join(10)
-    assert acked
+    acked = killed_under_load(hub, "off", "px")
     hub.start()
     assert_session_gets(hub.port, "off", acked)
 
@@ -195,19 +202,7 @@ def test_sync_off_after_a_crash_with_sync_on_recovers_then_drops_the_log(hub):
     """A hub killed while running with storage.sync true, started again with sync false:
     it recovers through the write-ahead log (nothing acknowledged lost), then deletes the
     log; started with sync true once more, it makes a new one and still loses nothing."""
-    s = RawClient(hub.port)
-    assert s.connect(client_id="sw", username="test", password="hahaha", clean=False) == 0
-    s.send(mqtt_subscribe(1, [("load/#", 1)]))
-    assert s.recv()[0] == 9
-    s.close()
-    acked = set()
-    stop = threading.Event()
-    t = threading.Thread(target=publisher, args=(hub.port, "psw", acked, stop), daemon=True)
-    t.start()
-    time.sleep(1.0)
-    hub.stop(signal.SIGKILL)
-    t.join(10)
-    assert acked
+    acked = killed_under_load(hub, "sw", "psw")
     wal = os.path.join(hub.dir, "data", "wal")
     assert os.path.exists(wal)
     with open(hub.conf) as f:
