@@ -32,6 +32,7 @@
 
 #include "baetyl/error.h"
 #include "baetyl/log.h"
+#include "crc32c.h"
 #include "store_internal.h"
 
 #define WAL_SIZE ((uint64_t)8 << 20)
@@ -44,28 +45,6 @@
 #define HDR_LEN (36 + META_COPY + 4)
 /* Appends between checkpoints: bounds the pages the pin keeps from reuse (a few per txn). */
 #define CKPT_COMMITS 512
-
-static uint32_t crc_table[256];
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1; /* CRC-32C */
-        crc_table[i] = c;
-    }
-}
-
-static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t n)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crc_init);
-    crc = ~crc;
-    while (n--)
-        crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
-    return ~crc;
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {
