@@ -446,7 +446,7 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
     s->sync = o->sync ? 1 : 0;
     s->count_max = o->count_max;
     s->done_fd = -1;
-    s->wal_fd = -1;
+    s->wal_fd = s->wal_dfd = -1;
     pthread_mutex_init(&s->wmu, NULL);
     pthread_rwlock_init(&s->maplock, NULL);
     if (!(s->dir = strdup(o->dir))) {
@@ -505,6 +505,8 @@ int store_open(const store_options *o, store **out, char *err, size_t errlen)
 fail:
     if (s->wal_pin)
         mdb_txn_abort(s->wal_pin);
+    if (s->wal_dfd >= 0)
+        close(s->wal_dfd);
     if (s->wal_fd >= 0)
         close(s->wal_fd);
     if (s->env)

@@ -32,16 +32,18 @@ struct store {
     pthread_mutex_t jmu; /* guards job, done, inflight, wstop */
     pthread_cond_t jcond;
     store_job *job, *done;
-    /* The write-ahead log of a sync store (store_wal.c); wal_fd -1: none, LMDB syncs. */
-    int wal_fd;
-    int wal_replay;         /* the header was valid at open: records to replay */
-    int wal_recovering;     /* opening: commits need no log record or checkpoint */
-    uint32_t wal_gen;       /* the checkpoint's generation */
-    uint64_t wal_pos;       /* where the next record goes */
-    uint64_t wal_commits;   /* records since the checkpoint */
-    MDB_txn *wal_pin;       /* read txn on the checkpoint's snapshot */
-    const uint8_t *wal_rec; /* set by an append's txn body: its record (wmu held) */
-    size_t wal_len;
+    /* The write-ahead log of a sync store (store_wal.c); wal_fd -1: none, LMDB syncs.
+     * wal_dfd: the same file opened O_DIRECT for records, -1 where the filesystem refuses. */
+    int wal_fd, wal_dfd;
+    uint32_t wal_align;   /* records start on multiples of it (1 in a log of version 1) */
+    int wal_replay;       /* the header was valid at open: records to replay */
+    int wal_recovering;   /* opening: commits need no log record or checkpoint */
+    uint32_t wal_gen;     /* the checkpoint's generation */
+    uint64_t wal_pos;     /* where the next record goes */
+    uint64_t wal_commits; /* records since the checkpoint */
+    MDB_txn *wal_pin;     /* read txn on the checkpoint's snapshot */
+    uint8_t *wal_rec;     /* set by an append's txn body: its record block (wmu held) */
+    size_t wal_len;       /* the record's payload length, after STORE_WAL_REC_HDR bytes */
 };
 
 /* Write-ahead log (store_wal.c). Before mdb_env_open: opens the log and puts its
@@ -61,7 +63,11 @@ int store_wal_checkpoint(store *s, char *err, size_t errlen);
 int store_wal_drop(store *s, char *err, size_t errlen);
 /* A last checkpoint, then the log is closed. */
 void store_wal_close(store *s);
-/* An append's record: its size, and the record written into p (that many bytes). */
+/* An append's record block: STORE_WAL_REC_HDR bytes of header, the payload (len bytes),
+ * zeros up to the log's alignment; aligned in memory for O_DIRECT. Freed with free(). */
+#define STORE_WAL_REC_HDR 16
+uint8_t *store_wal_record_new(size_t len);
+/* An append's record payload: its size, and the payload written into p (that many bytes). */
 size_t store_wal_record_size(const store_msg *msgs, size_t n, const store_offset *offs,
                              size_t noffs);
 void store_wal_record_write(uint8_t *p, uint64_t first, const store_msg *msgs, size_t n,

@@ -65,9 +65,10 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
     c->last = last + c->n;
     if (s->wal_fd >= 0 && !s->wal_recovering) {
         size_t len = store_wal_record_size(c->msgs, c->n, c->offs, c->noffs);
-        if (!c->rec && !(c->rec = malloc(len)))
+        if (!c->rec && !(c->rec = store_wal_record_new(len)))
             return ENOMEM;
-        store_wal_record_write(c->rec, last + 1, c->msgs, c->n, c->offs, c->noffs);
+        store_wal_record_write(c->rec + STORE_WAL_REC_HDR, last + 1, c->msgs, c->n, c->offs,
+                               c->noffs);
         s->wal_rec = c->rec;
         s->wal_len = len;
     }

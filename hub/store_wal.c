@@ -17,9 +17,16 @@
  *
  * File: two header slots (the valid one with the higher generation wins, so a torn header
  * write leaves the other), records from REC_START on, each [magic][gen][len][crc] and len
- * bytes. A record of another generation, a bad crc or a seq out of line ends the replay.
- * The file is zero-filled to WAL_SIZE once, so a record's flush carries data only (a flush
- * that makes a file longer also commits the filesystem's journal). */
+ * bytes, padded with zeros to WAL_ALIGN. A record of another generation, a bad crc or a seq
+ * out of line ends the replay. The file is zero-filled to WAL_SIZE once, so a record's
+ * flush carries data only (a flush that makes a file longer also commits the filesystem's
+ * journal).
+ *
+ * Records are written with O_DIRECT where the filesystem allows it: the block goes from
+ * our buffer to the disk without the page cache's copy and writeback scan, a quarter off
+ * each commit's flush here (16 KiB: 149 -> 113 us). The padding is what O_DIRECT needs,
+ * and a record never shares a block with the one before, so a torn write cannot take an
+ * acknowledged record with it. Version 1 logs (packed records) are still replayed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,10 +48,17 @@
 #define META_COPY 256         /* LMDB's page header and MDB_meta fit in it on every platform */
 #define HDR_MAGIC 0x31485742u /* "BWH1" */
 #define REC_MAGIC 0x31525742u /* "BWR1" */
-#define REC_HDR 16
+#define REC_HDR STORE_WAL_REC_HDR
+#define WAL_ALIGN 4096 /* O_DIRECT's alignment on every Linux filesystem and disk */
+#define WAL_VERSION 2  /* 1: records packed, without padding */
 #define HDR_LEN (36 + META_COPY + 4)
 /* Appends between checkpoints: bounds the pages the pin keeps from reuse (a few per txn). */
 #define CKPT_COMMITS 512
+/* Appends between two starts of the data file's writeback. LMDB's copy-on-write puts ~8
+ * new pages on each commit, and with the snapshot pinned none is reused: a checkpoint left
+ * to write 512 commits' pages at once took 13-28 ms here, a stall of the whole pipeline
+ * every ~100 ms. Started every 8 records they are mostly on disk by then (0.3-1 ms). */
+#define TRICKLE_COMMITS 8
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -97,7 +111,8 @@ static int header_read(store *s, uint8_t *meta, uint32_t *psize)
         uint8_t h[HDR_LEN];
         if (pread_all(s->wal_fd, h, sizeof h, (off_t)slot * HDR_SLOT) < 0)
             continue;
-        if (get32(h) != HDR_MAGIC || get32(h + 4) != 1 ||
+        uint32_t version = get32(h + 4);
+        if (get32(h) != HDR_MAGIC || (version != 1 && version != WAL_VERSION) ||
             crc32c(0, h, HDR_LEN - 4) != get32(h + HDR_LEN - 4) || get32(h + 32) != META_COPY)
             continue;
         uint32_t gen = get32(h + 8);
@@ -105,6 +120,7 @@ static int header_read(store *s, uint8_t *meta, uint32_t *psize)
             continue;
         found = 0;
         s->wal_gen = gen;
+        s->wal_align = version == 1 ? 1 : WAL_ALIGN;
         *psize = get32(h + 12);
         memcpy(meta, h + 36, META_COPY);
     }
@@ -139,6 +155,29 @@ static int meta_restore(store *s, const uint8_t *meta, uint32_t psize, char *err
         bt_errf(err, errlen, "store: restoring %s: %s", path, strerror(errno));
     close(fd);
     return rc ? -1 : 0;
+}
+
+static uint64_t align_up(uint64_t n, uint64_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+/* The log's second descriptor, for records; none (buffered writes) where O_DIRECT is
+ * refused (an older tmpfs, some FUSE filesystems). */
+static void wal_open_direct(store *s)
+{
+    char path[4096];
+    path_in(s, "wal", path, sizeof path);
+    s->wal_dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
+static void wal_close_fds(store *s)
+{
+    if (s->wal_dfd >= 0)
+        close(s->wal_dfd);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
+    s->wal_fd = s->wal_dfd = -1;
 }
 
 /* A new log file, zero-filled to WAL_SIZE and on disk; -1 (errno) when it cannot be. */
@@ -193,6 +232,7 @@ int store_wal_prepare(store *s, int create, char *err, size_t errlen)
             if (rc < 0)
                 return -1;
             s->wal_replay = rc == 0;
+            wal_open_direct(s);
             return 0;
         }
         bt_logkv(BT_LOG_WARN, "message store: the write-ahead log is unreadable, made anew", "path",
@@ -208,11 +248,11 @@ int store_wal_prepare(store *s, int create, char *err, size_t errlen)
         /* No room for the log (or no lock): LMDB's own two flushes per commit. */
         bt_logkv(BT_LOG_WARN, "message store: no write-ahead log, commits flush twice", "error",
                  strerror(errno), NULL);
-        if (s->wal_fd >= 0)
-            close(s->wal_fd);
-        s->wal_fd = -1;
+        wal_close_fds(s);
+        return 0;
     }
     s->wal_gen = 0;
+    wal_open_direct(s);
     return 0;
 }
 
@@ -328,7 +368,7 @@ static long replay(store *s, char *err, size_t errlen)
         rs.v[rs.n++] = v;
         next = v.first + v.n;
         msgs += v.n;
-        pos += REC_HDR + len;
+        pos += align_up(REC_HDR + len, s->wal_align);
     }
     int rc = rs.n ? store_write(s, STORE_TXN_GROWS, "replay", replay_all_txn, &rs, err, errlen) : 0;
     if (rc == 0 && rs.n)
@@ -360,7 +400,7 @@ int store_wal_checkpoint(store *s, char *err, size_t errlen)
     uint32_t gen = s->wal_gen + 1;
     memset(h, 0, sizeof h);
     put32(h, HDR_MAGIC);
-    put32(h + 4, 1);
+    put32(h + 4, WAL_VERSION);
     put32(h + 8, gen);
     put32(h + 12, st.ms_psize);
     store_be64_put(h + 16, (uint64_t)info.me_last_txnid);
@@ -372,6 +412,7 @@ int store_wal_checkpoint(store *s, char *err, size_t errlen)
         fdatasync(s->wal_fd) < 0)
         return bt_errf(err, errlen, "store: checkpoint: write-ahead log: %s", strerror(errno));
     s->wal_gen = gen;
+    s->wal_align = WAL_ALIGN;
     s->wal_pos = REC_START;
     s->wal_commits = 0;
     /* The new checkpoint is on disk: its snapshot is the one to keep. No write txn runs in
@@ -404,36 +445,63 @@ int store_wal_recover(store *s, char *err, size_t errlen)
     return store_wal_checkpoint(s, err, errlen);
 }
 
+uint8_t *store_wal_record_new(size_t len)
+{
+    void *p = NULL;
+    return posix_memalign(&p, WAL_ALIGN, align_up(REC_HDR + len, WAL_ALIGN)) ? NULL : p;
+}
+
+/* One record block at wal_pos, on disk when it returns; 0 or -1 (errno). A direct write
+ * the filesystem refuses (EINVAL: another alignment) turns direct writes off for good. */
+static int record_write(store *s, const uint8_t *blk, size_t total)
+{
+    if (s->wal_dfd >= 0) {
+        ssize_t w = pwrite(s->wal_dfd, blk, total, (off_t)s->wal_pos);
+        if (w == (ssize_t)total)
+            return fdatasync(s->wal_dfd);
+        if (w >= 0 || errno != EINVAL)
+            return w < 0 ? -1 : (errno = EIO, -1);
+        close(s->wal_dfd);
+        s->wal_dfd = -1;
+    }
+    if (pwrite_all(s->wal_fd, blk, total, (off_t)s->wal_pos) < 0)
+        return -1;
+    return fdatasync(s->wal_fd);
+}
+
 int store_wal_after_commit(store *s, char *err, size_t errlen)
 {
     if (s->wal_fd < 0 || s->wal_recovering)
         return 0;
-    const uint8_t *rec = s->wal_rec;
+    uint8_t *blk = s->wal_rec;
     size_t len = s->wal_len;
     s->wal_rec = NULL;
-    if (!rec || len > WAL_SIZE - REC_START - REC_HDR || s->wal_commits >= CKPT_COMMITS)
+    uint64_t total = align_up(REC_HDR + len, WAL_ALIGN);
+    if (!blk || total > WAL_SIZE - REC_START || s->wal_commits >= CKPT_COMMITS)
         return store_wal_checkpoint(s, err, errlen);
-    if (s->wal_pos + REC_HDR + len > WAL_SIZE && store_wal_checkpoint(s, err, errlen))
+    if (s->wal_pos + total > WAL_SIZE && store_wal_checkpoint(s, err, errlen))
         return -1;
-    uint8_t h[REC_HDR];
-    put32(h, REC_MAGIC);
-    put32(h + 4, s->wal_gen);
-    put32(h + 8, (uint32_t)len);
-    put32(h + 12, crc32c(crc32c(0, h + 4, 8), rec, len));
-    struct iovec iov[2] = {{h, REC_HDR}, {(void *)rec, len}};
-    ssize_t w = pwritev(s->wal_fd, iov, 2, (off_t)s->wal_pos);
-    if (w != (ssize_t)(REC_HDR + len) || fdatasync(s->wal_fd) < 0) {
+    put32(blk, REC_MAGIC);
+    put32(blk + 4, s->wal_gen);
+    put32(blk + 8, (uint32_t)len);
+    put32(blk + 12, crc32c(crc32c(0, blk + 4, 8), blk + REC_HDR, len));
+    memset(blk + REC_HDR + len, 0, total - REC_HDR - len);
+    errno = 0;
+    if (record_write(s, blk, total) < 0) {
         /* The txn is in LMDB's cache but not durable: a checkpoint makes it so. */
         char why[160];
-        snprintf(why, sizeof why, "%s", w < 0 || errno ? strerror(errno) : "short write");
+        snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "short write");
         if (store_wal_checkpoint(s, err, errlen))
             return -1;
         bt_logkv(BT_LOG_WARN, "message store: write-ahead log write failed, checkpointed", "error",
                  why, NULL);
         return 0;
     }
-    s->wal_pos += REC_HDR + len;
+    s->wal_pos += total;
     s->wal_commits++;
+    int dfd;
+    if (s->wal_commits % TRICKLE_COMMITS == 0 && mdb_env_get_fd(s->env, &dfd) == 0)
+        sync_file_range(dfd, 0, 0, SYNC_FILE_RANGE_WRITE); /* starts it; waits for nothing */
     return 0;
 }
 
@@ -451,8 +519,7 @@ int store_wal_drop(store *s, char *err, size_t errlen)
     char path[4096];
     path_in(s, "wal", path, sizeof path);
     unlink(path);
-    close(s->wal_fd);
-    s->wal_fd = -1;
+    wal_close_fds(s);
     return 0;
 }
 
@@ -466,8 +533,7 @@ void store_wal_close(store *s)
     if (s->wal_pin)
         mdb_txn_abort(s->wal_pin);
     s->wal_pin = NULL;
-    close(s->wal_fd);
-    s->wal_fd = -1;
+    wal_close_fds(s);
 }
 
 size_t store_wal_record_size(const store_msg *msgs, size_t n, const store_offset *offs,

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
+#include "../../../hub/crc32c.h"
 #include "../../../hub/store.h"
 #include "../../../hub/store_internal.h"
 
@@ -936,7 +937,51 @@ static int lookup_cb(uint64_t seq, const store_msg *m, void *arg)
     return 1;
 }
 
-static void crash_run(const char *dir, int sync, size_t wait_for)
+/* Rewrites a write-ahead log as version 1 wrote it (records packed, no padding): a log
+ * left by the previous release is still replayed. Offsets as in store_wal.c. */
+static void log_to_v1(const char *dir)
+{
+    enum { HDR_SLOT = 512, HDR_LEN = 36 + 256 + 4, REC_START = 4096, ALIGN = 4096 };
+    char path[512];
+    snprintf(path, sizeof path, "%s/wal", dir);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    uint8_t *b = malloc((size_t)size), *out = calloc(1, (size_t)size);
+    assert_int_equal(pread(fd, b, (size_t)size, 0), size);
+    memcpy(out, b, REC_START);
+    int versions = 0;
+    for (int slot = 0; slot < 2; slot++) {
+        uint8_t *h = out + slot * HDR_SLOT;
+        if (h[4] != 2 || crc32c(0, h, HDR_LEN - 4) !=
+                             (uint32_t)(h[HDR_LEN - 4] | h[HDR_LEN - 3] << 8 |
+                                        h[HDR_LEN - 2] << 16 | (uint32_t)h[HDR_LEN - 1] << 24))
+            continue;
+        h[4] = 1;
+        uint32_t c = crc32c(0, h, HDR_LEN - 4);
+        for (int i = 0; i < 4; i++)
+            h[HDR_LEN - 4 + i] = (uint8_t)(c >> (8 * i));
+        versions++;
+    }
+    assert_true(versions > 0);
+    size_t in = REC_START, o = REC_START;
+    int records = 0;
+    while (in + 16 <= (size_t)size && memcmp(b + in, "BWR1", 4) == 0) {
+        size_t len = b[in + 8] | b[in + 9] << 8 | b[in + 10] << 16 | (size_t)b[in + 11] << 24;
+        memcpy(out + o, b + in, 16 + len);
+        o += 16 + len;
+        in += (16 + len + ALIGN - 1) / ALIGN * ALIGN;
+        records++;
+    }
+    assert_true(records > 0); /* the kill left records after the checkpoint */
+    assert_int_equal(pwrite(fd, out, (size_t)size, 0), size);
+    close(fd);
+    free(b);
+    free(out);
+}
+
+static void crash_run(const char *dir, int sync, size_t wait_for,
+                      void (*before_reopen)(const char *))
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -973,6 +1018,8 @@ static void crash_run(const char *dir, int sync, size_t wait_for)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     assert_true(n >= wait_for);
+    if (before_reopen)
+        before_reopen(dir);
 
     store *s = open_store(dir, sync, 0, 0);
     char err[256] = "";
@@ -1002,13 +1049,19 @@ static void crash_run(const char *dir, int sync, size_t wait_for)
 static void test_kill9_nosync(void **state)
 {
     fixture *f = *state;
-    crash_run(f->dir, 0, 2000);
+    crash_run(f->dir, 0, 2000, NULL);
 }
 
 static void test_kill9_sync(void **state)
 {
     fixture *f = *state;
-    crash_run(f->dir, 1, 300);
+    crash_run(f->dir, 1, 300, NULL);
+}
+
+static void test_kill9_sync_log_v1(void **state)
+{
+    fixture *f = *state;
+    crash_run(f->dir, 1, 300, log_to_v1);
 }
 
 /* ---- the writer thread --------------------------------------------------------------- */
@@ -1168,6 +1221,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_count_bound_and_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_nosync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_sync_log_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefill, setup, teardown),
     };
