@@ -5,7 +5,8 @@ generator (test/tools/hub_bench.c), printed as ratios hub/mosquitto.
 Scenarios: (a) QoS 0 throughput 1 -> 1, 100-byte payloads; (b) QoS 1 1 -> 1 (hub durable
 vs mosquitto in memory and with persistence) and 10 -> 1 (many publishers share each group
 commit); (c) fan-out 1 -> 50; (d) fan-in 50 -> 1;
-(e) latency p50/p99 at a fixed moderate rate; (f) RSS per idle connection (1000 of them);
+(e) latency p50/p99 at a fixed moderate rate; (o) QoS 1 latency at 1k and 20k msg/s, both
+delivery and PUBLISH -> PUBACK, the hub with fsync and without; (f) RSS per idle connection (1000 of them);
 (g) (h) (i) QoS 0 throughput 1 -> 1 over ssl, ws and wss listeners (both brokers with the
 same certificates from scripts/gen-certs.sh; the generator speaks TLS and WebSocket itself);
 (j) the cost of metrics: the hub's QoS 0 throughput reporting its counters every 100 ms to a
@@ -219,14 +220,17 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def latency(kind, rate=5000, secs=3):
-    b = Broker(kind)
+def latency(kind, rate=5000, secs=3, qos=0, persistence=False):
+    """(p50, p99, lost) of publish -> delivery at a fixed rate; at QoS 1 also the p50 and
+    p99 of PUBLISH -> PUBACK, the publisher's wait (for the hub with fsync: its commit)."""
+    b = Broker(kind, persistence)
     try:
-        gen("lat", b.port, rate, 1, 100)  # warm-up
-        r = gen("lat", b.port, rate, secs, 100)
+        gen("lat", b.port, rate, 1, 100, qos)  # warm-up
+        r = gen("lat", b.port, rate, secs, 100, qos)
     finally:
         b.stop()
-    return r["p50_us"], r["p99_us"], r["sent"] - r["received"]
+    out = (r["p50_us"], r["p99_us"], r["sent"] - r["received"])
+    return out + ((r["ack_p50_us"], r["ack_p99_us"]) if qos else ())
 
 
 def idle_rss(kind, n=1000, version=4):
@@ -318,6 +322,20 @@ def run_all():
         ml = latency("mosquitto")
         row("(e) latency p50 at 5000 msg/s (us)", hl[0], ml[0], "us", False, hl[2], ml[2])
         row("(e) latency p99 at 5000 msg/s (us)", hl[1], ml[1], "us", False)
+    if want("o"):
+        # what a power-cut-safe PUBACK costs: the hub with fsync (its default) against
+        # mosquitto in memory, and the hub with sync false
+        for rate in (1000, 20000):
+            hs = latency("hub", rate, qos=1, persistence=True)
+            h = latency("hub", rate, qos=1)
+            m = latency("mosquitto", rate, qos=1)
+            k = f"{rate // 1000}k/s"
+            row(f"(o) QoS 1 latency p50 at {k}, hub fsync (us)", hs[0], m[0], "us", False,
+                hs[2], m[2])
+            row(f"(o) QoS 1 latency p99 at {k}, hub fsync (us)", hs[1], m[1], "us", False)
+            row(f"(o) QoS 1 PUBACK p50 at {k}, hub fsync (us)", hs[3], m[3], "us", False)
+            row(f"(o) QoS 1 latency p50 at {k}, hub sync false (us)", h[0], m[0], "us", False,
+                h[2], m[2])
     if want("f"):
         hr = idle_rss("hub")
         mr = idle_rss("mosquitto")

@@ -15,6 +15,7 @@
  * QoS 2), fewer when the broker's receive maximum (5.0) says so. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -502,26 +503,59 @@ static int tput(void)
 }
 
 /* ---- latency ---------------------------------------------------------------------------- */
-static int lat(int rate, int seconds)
+/* QoS 1: when each packet id went out, and PUBLISH -> PUBACK times (the publisher's wait,
+ * which holds the hub's commit). */
+static _Atomic int64_t lat_sent_at[65536];
+static int64_t *ack_us;
+static long ack_got, ack_cap;
+
+static void *ack_main(void *a)
+{
+    reader *pub = a;
+    bt_mqtt_packet p;
+    while (ack_got < ack_cap && next_packet(pub, &p) == 0)
+        if (p.type == BT_MQTT_PUBACK)
+            ack_us[ack_got++] = now_us() - atomic_load(&lat_sent_at[p.ack.packet_id]);
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Publish -> delivery latency at a fixed rate; at QoS 1 (q) both ends acknowledge, and
+ * PUBLISH -> PUBACK is measured too. */
+static int lat(int rate, int seconds, int q)
 {
     reader *r = dial("blat-sub");
-    subscribe(r, "bench/lat", 0);
+    subscribe(r, "bench/lat", q);
     reader *pub = dial("blat-pub");
     long total = (long)rate * seconds;
     int64_t *lat_us = calloc((size_t)total, sizeof *lat_us);
     long got = 0;
     uint8_t *payload = calloc(1, (size_t)size < 8 ? 8 : (size_t)size);
+    pthread_t acker;
+    if (q) {
+        ack_us = calloc((size_t)total, sizeof *ack_us);
+        ack_cap = total;
+        pthread_create(&acker, NULL, ack_main, pub);
+    }
     int64_t start = now_us();
-    struct timeval tv = {0, 1000};
-    setsockopt(r->l.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     long sent = 0;
+    uint16_t pid = 0;
     while (got < total) {
         int64_t t = now_us();
         if (sent < total && t >= start + sent * 1000000 / rate) {
             memcpy(payload, &t, 8);
             uint8_t out[1024 + 64];
+            if (q && ++pid == 0)
+                pid = 1;
+            if (q)
+                atomic_store(&lat_sent_at[pid], t);
             ssize_t n = bt_mqtt_encode_publish(out, sizeof out, "bench/lat", 9, payload,
-                                               (size_t)size, 0, false, false, 0);
+                                               (size_t)size, q, false, false, q ? pid : 0);
             write_all(&pub->l, out, (size_t)n);
             sent++;
             continue;
@@ -534,9 +568,16 @@ static int lat(int rate, int seconds)
                                       sizeof err);
             if (rc == 1) {
                 r->off += used;
+                if (p.type != BT_MQTT_PUBLISH)
+                    continue;
                 int64_t t0;
                 memcpy(&t0, p.publish.payload.ptr, 8);
                 lat_us[got++] = now_us() - t0;
+                if (p.publish.qos) {
+                    uint8_t ack[4];
+                    bt_mqtt_encode_ack(ack, sizeof ack, BT_MQTT_PUBACK, p.publish.packet_id);
+                    write_all(&r->l, ack, sizeof ack);
+                }
                 continue;
             }
             if (r->off) {
@@ -544,26 +585,33 @@ static int lat(int rate, int seconds)
                 r->len -= r->off;
                 r->off = 0;
             }
-            ssize_t k = link_read(&r->l, r->buf + r->len, sizeof r->buf - r->len);
+            /* Wait for the subscriber's data until the next send is due: ppoll's timeout is
+             * exact (a socket's SO_RCVTIMEO rounds up to a jiffy, up to 10 ms late). */
+            int64_t due = sent < total ? start + sent * 1000000 / rate : t + 1000;
+            int64_t wait = due > t ? due - t : 0;
+            struct timespec ts = {(time_t)(wait / 1000000), (long)(wait % 1000000) * 1000};
+            struct pollfd pfd = {r->l.fd, POLLIN, 0};
+            ssize_t k = ppoll(&pfd, 1, &ts, NULL) > 0
+                            ? link_read(&r->l, r->buf + r->len, sizeof r->buf - r->len)
+                            : 0;
             if (k > 0)
                 r->len += (size_t)k;
-            else if (sent >= total && now_us() - t > 0 &&
-                     now_us() > start + (int64_t)(seconds + 5) * 1000000)
+            else if (sent >= total && now_us() > start + (int64_t)(seconds + 5) * 1000000)
                 break;
         }
     }
-    /* sort */
-    for (long i = 1; i < got; i++) {
-        int64_t v = lat_us[i];
-        long j = i - 1;
-        while (j >= 0 && lat_us[j] > v) {
-            lat_us[j + 1] = lat_us[j];
-            j--;
-        }
-        lat_us[j + 1] = v;
-    }
-    printf("p50_us=%ld p99_us=%ld received=%ld sent=%ld\n", got ? (long)lat_us[got / 2] : -1,
+    qsort(lat_us, (size_t)got, sizeof *lat_us, cmp_i64);
+    printf("p50_us=%ld p99_us=%ld received=%ld sent=%ld", got ? (long)lat_us[got / 2] : -1,
            got ? (long)lat_us[got * 99 / 100] : -1, got, sent);
+    if (q) {
+        /* The acks of what was sent: the hub answers every PUBLISH, so they all come. */
+        shutdown(pub->l.fd, SHUT_WR);
+        pthread_join(acker, NULL);
+        qsort(ack_us, (size_t)ack_got, sizeof *ack_us, cmp_i64);
+        printf(" ack_p50_us=%ld ack_p99_us=%ld acked=%ld", ack_got ? (long)ack_us[ack_got / 2] : -1,
+               ack_got ? (long)ack_us[ack_got * 99 / 100] : -1, ack_got);
+    }
+    printf("\n");
     return 0;
 }
 
@@ -641,7 +689,10 @@ int main(int argc, char **argv)
         size = atoi(argv[5]);
         if (size < 8 || size > 1024)
             size = 100;
-        return lat(atoi(argv[3]), atoi(argv[4]));
+        int q = argc >= 7 ? atoi(argv[6]) : 0;
+        if (q < 0 || q > 1 || atoi(argv[3]) < 1 || atoi(argv[4]) < 1)
+            return 2;
+        return lat(atoi(argv[3]), atoi(argv[4]), q);
     }
     if (argc >= 4 && !strcmp(argv[1], "idle")) {
         port = atoi(argv[2]);
@@ -649,6 +700,6 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "usage: hub_bench [-5] [-w WINDOW] tput PORT PUBS SUBS QOS COUNT SIZE "
                     "[tcp|ssl|ws|wss [CAFILE]] | "
-                    "lat PORT RATE SECONDS SIZE | idle PORT N\n");
+                    "lat PORT RATE SECONDS SIZE [QOS 0|1] | idle PORT N\n");
     return 2;
 }
