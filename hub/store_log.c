@@ -1,6 +1,8 @@
 /* The QoS 1 message log: key = 8-byte big-endian seq (so LMDB's byte order is seq order),
- * value = message record. Seqs come from the "last_seq" high-water mark in meta, read and
- * raised inside the append txn: it survives restarts and a cleanup that empties the log. */
+ * value = message record. The last seq handed out is the log's last key, or the "last_seq"
+ * high-water mark in meta when that is higher: a cleanup writes the mark before it deletes,
+ * so it survives a cleanup that empties the log. An append does not write it: that was one
+ * more page copied (and written to the disk) on every commit. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +19,30 @@ typedef struct {
     uint8_t *rec; /* the write-ahead log's record of it (store_wal.c) */
 } append_ctx;
 
+/* The last seq handed out: the log's last key or meta's mark, the higher. */
+static int log_last(store *s, MDB_txn *t, uint64_t *last, char *err, size_t errlen)
+{
+    int rc = store_meta_last_seq(s, t, last, err, errlen);
+    MDB_cursor *cur;
+    if (rc || (rc = mdb_cursor_open(t, s->log, &cur)))
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc == 0 && k.mv_size == 8 && store_be64_get(k.mv_data) > *last)
+        *last = store_be64_get(k.mv_data);
+    return rc;
+}
+
 static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
 {
     append_ctx *c = arg;
     uint64_t last;
     int rc = store_put_offsets(s, t, c->offs, c->noffs);
     if (rc == 0)
-        rc = store_meta_last_seq(s, t, &last, err, errlen);
+        rc = log_last(s, t, &last, err, errlen);
     if (rc)
         return rc;
     if (last > UINT64_MAX - c->n) {
@@ -72,7 +91,7 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
         s->wal_rec = c->rec;
         s->wal_len = len;
     }
-    return store_meta_put_last_seq(s, t, c->last);
+    return 0;
 }
 
 int store_append(store *s, const store_msg *msgs, size_t n, uint64_t *seqs,
@@ -161,7 +180,12 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     MDB_val k, v;
     c->deleted = 0;
     c->done = 0;
-    int rc = mdb_cursor_open(t, s->log, &cur);
+    uint64_t last;
+    int rc = log_last(s, t, &last, err, errlen);
+    if (rc == 0)
+        rc = store_meta_put_last_seq(s, t, last); /* what is deleted may be the last key */
+    if (rc == 0)
+        rc = mdb_cursor_open(t, s->log, &cur);
     if (rc)
         return rc;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
