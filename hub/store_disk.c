@@ -83,7 +83,9 @@ static int usable_free_pages(store *s, uint64_t *pages)
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
     if (rc)
         return rc;
-    size_t next = mdb_txn_id(t) + 1;
+    /* LMDB reuses what txns before the oldest snapshot still read freed; the write-ahead
+     * log pins its checkpoint's snapshot, so later frees wait for the next checkpoint. */
+    size_t next = s->wal_pin ? mdb_txn_id(s->wal_pin) : mdb_txn_id(t) + 1;
     if ((rc = mdb_cursor_open(t, 0, &cur))) { /* 0: LMDB's free-page DB */
         mdb_txn_abort(t);
         return rc;
