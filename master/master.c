@@ -602,7 +602,9 @@ json_t *master_services_json(master *m)
             json_object_del(o, "container");
             json_object_del(o, "cpu_stats");
             json_object_del(o, "mem_stats");
-            if (i->alive)
+            /* Native instances between restarts too: their cgroup's limits and OOM kills
+             * are what a user looks for while one waits out its backoff. */
+            if (i->alive || !strcmp(m->engine->ops->name, "native"))
                 m->engine->ops->instance_stats(m->engine, &i->view, o);
             json_array_append_new(insts, o);
         }

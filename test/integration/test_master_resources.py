@@ -83,6 +83,10 @@ def test_memory_hog_is_oom_killed_inside_its_cgroup_and_restarted(master):
     assert i["limits"]["memory"] == 64 << 20, i
     assert i["cgroup"]["version"] == 1 and i["cgroup"]["oom_kills"] >= 1, i
     assert i["cgroup"]["memory_peak"] <= 64 << 20, i
+    # and while it waits out its backoff, which is when a user looks for them
+    w = wait_for(lambda: (lambda x: x if x.get("status") == "restarting" else None)(
+        m.instance("hog", "hog")), 20, interval=0.01, what="the hog waiting to restart")
+    assert w["limits"]["memory"] == 64 << 20 and w["cgroup"]["oom_kills"] >= 1, w
     # the master and the other service lived through it
     assert m.running_pid("calm") == calm_pid
     assert "instance (hog) exited (code 137)" in m.log(), m.log()[-3000:]
