@@ -248,8 +248,8 @@ void session_deliver(conn *c, msg *m, uint8_t q, bool retain)
         return;
     }
     if (m->seq) {
-        if (c->catchup)
-            return; /* the log pump brings it */
+        if (c->catchup || m->seq < c->next_seq)
+            return; /* the log pump brings it, or brought it already */
         if (c->qlog >= window(c)) {
             c->catchup = true;
             c->next_seq = m->seq;
@@ -363,8 +363,11 @@ void session_pump(conn *c)
     if (px.stopped)
         return;
     if (n < PUMP_SCAN_MAX) {
-        /* Read to the end of the log: back to live delivery. */
-        c->next_seq = h->last_seq + 1;
+        /* Read to the end of the log: back to live delivery. The end may be past
+         * h->last_seq: a group the writer committed is in the log before the loop takes it
+         * back and dispatches it, and what the pump sent of it is not sent again. */
+        if (c->next_seq < h->last_seq + 1)
+            c->next_seq = h->last_seq + 1;
         c->catchup = false;
         return;
     }
