@@ -408,25 +408,13 @@ static int init_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
         if ((rc = mdb_put(t, s->meta, &k, &v, 0)))
             return rc;
     }
-    if ((rc = meta_get_u64(s, t, "last_seq", &hwm, &found, err, errlen)))
-        return rc;
     MDB_cursor *cur;
-    MDB_val k, v;
     if ((rc = mdb_cursor_open(t, s->log, &cur)))
         return rc;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    rc = store_log_last(s, t, cur, &hwm, err, errlen);
     mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND)
+    if (rc)
         return rc;
-    if (rc == 0) {
-        if (k.mv_size != 8) {
-            bt_errf(err, errlen, "store: corrupt log key of %zu bytes", k.mv_size);
-            return STORE_EFN;
-        }
-        uint64_t last = store_be64_get(k.mv_data);
-        if (last > hwm)
-            hwm = last;
-    }
     s->last_seq = hwm;
     return store_meta_put_last_seq(s, t, hwm);
 }

@@ -73,6 +73,10 @@ size_t store_wal_record_size(const store_msg *msgs, size_t n, const store_offset
 void store_wal_record_write(uint8_t *p, uint64_t first, const store_msg *msgs, size_t n,
                             const store_offset *offs, size_t noffs);
 
+/* The last seq handed out: the log's last key (cur, on the log, is left there) or meta's
+ * "last_seq" mark, the higher (store_log.c). */
+int store_log_last(store *s, MDB_txn *t, MDB_cursor *cur, uint64_t *last, char *err, size_t errlen);
+
 /* Starts the writer thread (sync stores); 0 or -1 (appends then run in the caller). */
 int store_writer_start(store *s);
 /* Waits for a job in flight and ends the thread. */

@@ -19,32 +19,28 @@ typedef struct {
     uint8_t *rec; /* the write-ahead log's record of it (store_wal.c) */
 } append_ctx;
 
-/* The last seq handed out: the log's last key or meta's mark, the higher. */
-static int log_last(store *s, MDB_txn *t, uint64_t *last, char *err, size_t errlen)
+int store_log_last(store *s, MDB_txn *t, MDB_cursor *cur, uint64_t *last, char *err, size_t errlen)
 {
     int rc = store_meta_last_seq(s, t, last, err, errlen);
-    MDB_cursor *cur;
-    if (rc || (rc = mdb_cursor_open(t, s->log, &cur)))
-        return rc;
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    mdb_cursor_close(cur);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc == 0 && k.mv_size == 8 && store_be64_get(k.mv_data) > *last)
-        *last = store_be64_get(k.mv_data);
-    return rc;
-}
-
-static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
-{
-    append_ctx *c = arg;
-    uint64_t last;
-    int rc = store_put_offsets(s, t, c->offs, c->noffs);
-    if (rc == 0)
-        rc = log_last(s, t, &last, err, errlen);
     if (rc)
         return rc;
+    MDB_val k, v;
+    if ((rc = mdb_cursor_get(cur, &k, &v, MDB_LAST)))
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    if (k.mv_size != 8) {
+        bt_errf(err, errlen, "store: corrupt log key of %zu bytes", k.mv_size);
+        return STORE_EFN;
+    }
+    if (store_be64_get(k.mv_data) > *last)
+        *last = store_be64_get(k.mv_data);
+    return 0;
+}
+
+/* The checks before the batch's puts: seqs left, room on a full disk, the count bound. */
+static int append_check(store *s, MDB_txn *t, const append_ctx *c, uint64_t last, char *err,
+                        size_t errlen)
+{
+    int rc;
     if (last > UINT64_MAX - c->n) {
         bt_errf(err, errlen, "store: sequence numbers exhausted");
         return STORE_EFN;
@@ -65,22 +61,33 @@ static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
             return STORE_ECOUNT;
         }
     }
-    /* One cursor for the batch: it stays on the last page, where every append goes. */
+    return 0;
+}
+
+static int append_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen)
+{
+    append_ctx *c = arg;
+    uint64_t last;
+    /* One cursor for the batch: found on the last key, it stays on the last page, where
+     * every append goes. */
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(t, s->log, &cur)))
+    int rc = store_put_offsets(s, t, c->offs, c->noffs);
+    if (rc || (rc = mdb_cursor_open(t, s->log, &cur)))
         return rc;
-    for (size_t i = 0; i < c->n; i++) {
+    rc = store_log_last(s, t, cur, &last, err, errlen);
+    if (rc == 0)
+        rc = append_check(s, t, c, last, err, errlen);
+    for (size_t i = 0; rc == 0 && i < c->n; i++) {
         uint8_t kb[8];
         store_be64_put(kb, last + 1 + i);
         MDB_val k = {8, kb}, v = {store_msg_size(&c->msgs[i]), NULL};
         /* APPEND: seqs only grow, so LMDB skips the search; RESERVE: encode in place. */
-        if ((rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE))) {
-            mdb_cursor_close(cur);
-            return rc;
-        }
-        store_msg_encode(&c->msgs[i], v.mv_data);
+        if ((rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE)) == 0)
+            store_msg_encode(&c->msgs[i], v.mv_data);
     }
     mdb_cursor_close(cur);
+    if (rc)
+        return rc;
     c->last = last + c->n;
     if (s->wal_fd >= 0 && !s->wal_recovering) {
         size_t len = store_wal_record_size(c->msgs, c->n, c->offs, c->noffs);
@@ -181,14 +188,14 @@ static int cleanup_txn(store *s, MDB_txn *t, void *arg, char *err, size_t errlen
     c->deleted = 0;
     c->done = 0;
     uint64_t last;
-    int rc = log_last(s, t, &last, err, errlen);
+    int rc = mdb_cursor_open(t, s->log, &cur);
+    if (rc)
+        return rc;
+    rc = store_log_last(s, t, cur, &last, err, errlen);
     if (rc == 0)
         rc = store_meta_put_last_seq(s, t, last); /* what is deleted may be the last key */
     if (rc == 0)
-        rc = mdb_cursor_open(t, s->log, &cur);
-    if (rc)
-        return rc;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (rc == 0 && c->deleted < STORE_CLEANUP_BATCH && (uint64_t)c->deleted < c->left) {
         store_msg m;
         if (k.mv_size == 8 && store_msg_decode(v.mv_data, v.mv_size, &m, NULL, 0) == 0 &&

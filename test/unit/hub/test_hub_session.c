@@ -14,6 +14,7 @@
 
 #include "../../../hub/hub.h"
 #include "../../../hub/store.h"
+#include "baetyl/util.h"
 
 static const char CONF[] = "listen: [tcp://127.0.0.1:1]\n"
                            "message: {egress: {qos1: {buffer: {size: 2}}}}\n"
@@ -91,7 +92,9 @@ static void wait_committed(store *st)
 static void test_pump_does_not_resend_an_undispatched_group(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/hub-session-XXXXXX", err[256];
+    char dir[512], err[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/hub-session-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
     store_options o = {.dir = dir, .sync = 1};
     store *st;
@@ -133,9 +136,7 @@ static void test_pump_does_not_resend_an_undispatched_group(void **state)
     hub_shutdown(&h);
     bt_cfg_free(&hub_config_schema, &cfg);
     store_close(st);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(bt_rm_rf(dir, err, sizeof err), 0);
 }
 
 static void test_config_errors(void **state)
