@@ -164,11 +164,21 @@ static uint64_t align_up(uint64_t n, uint64_t a)
 
 /* The log's second descriptor, for records; none (buffered writes) where O_DIRECT is
  * refused (an older tmpfs, some FUSE filesystems). */
+static void direct_refused(void)
+{
+    bt_logkv(BT_LOG_INFO,
+             "message store: the filesystem refuses direct writes to the write-ahead log: "
+             "buffered writes and a flush instead",
+             NULL);
+}
+
 static void wal_open_direct(store *s)
 {
     char path[4096];
     path_in(s, "wal", path, sizeof path);
     s->wal_dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (s->wal_dfd < 0 && errno == EINVAL)
+        direct_refused();
 }
 
 static void wal_close_fds(store *s)
@@ -463,6 +473,7 @@ static int record_write(store *s, const uint8_t *blk, size_t total)
             return w < 0 ? -1 : (errno = EIO, -1);
         close(s->wal_dfd);
         s->wal_dfd = -1;
+        direct_refused();
     }
     if (pwrite_all(s->wal_fd, blk, total, (off_t)s->wal_pos) < 0)
         return -1;

@@ -31,9 +31,10 @@ CUTS = int(os.environ.get("CUTS", "50"))
 
 
 class Rig:
-    def __init__(self, tmp, sync, leak=0):
+    def __init__(self, tmp, sync, leak=0, direct=""):
         self.tmp = str(tmp)
         self.leak = leak
+        self.direct = direct
         self.backing = os.path.join(self.tmp, "backing")
         self.mnt = os.path.join(self.tmp, "mnt")
         os.makedirs(self.backing)
@@ -58,7 +59,7 @@ logger: {{level: info}}
         self.starts = 0
 
     def mount(self):
-        env = dict(os.environ, CUTFS_LEAK=str(self.leak))
+        env = dict(os.environ, CUTFS_LEAK=str(self.leak), CUTFS_DIRECT=self.direct)
         self.fs = subprocess.Popen([CUTFS, self.backing, self.mnt], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True, env=env)
         end = time.time() + 10
@@ -203,12 +204,12 @@ class Subscriber:
         self.t.join()
 
 
-def run_rig(tmp_path, sync, cuts, seed, leak=0):
+def run_rig(tmp_path, sync, cuts, seed, leak=0, direct=""):
     assert os.path.exists(CUTFS), f"{CUTFS} not built (make tools)"
     if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
         pytest.fail("cutfs needs /dev/fuse and fusermount3 (scripts/deps.sh installs fuse3)")
     rnd = random.Random(seed)
-    rig = Rig(tmp_path, sync, leak)
+    rig = Rig(tmp_path, sync, leak, direct)
     try:
         rig.mount()
         rig.start_hub()
@@ -273,6 +274,23 @@ def test_sync_true_loses_nothing_when_the_disk_kept_any_unsynced_writes(tmp_path
         f"seed {seed}: {acked} acknowledged; lost on pc {lost['pc'][:20]} " \
         f"({len(lost['pc'])}), on the route {lost['rt'][:20]} ({len(lost['rt'])})"
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("direct", ["refuse", "einval"])
+def test_sync_true_loses_nothing_without_direct_writes(tmp_path, direct):
+    """The write-ahead log on a filesystem that refuses O_DIRECT at open (refuse), or takes
+    the open and fails the writes with EINVAL (einval, as another alignment would): records
+    go through the page cache and a flush instead, and still nothing PUBACKed is lost."""
+    seed = int(os.environ.get("CUT_SEED", str(int(time.time()))))
+    acked, lost, log = run_rig(tmp_path, sync=True, cuts=max(5, CUTS // 10), seed=seed,
+                               direct=direct)
+    assert acked > 200, f"too little load to judge ({acked} acknowledged)"
+    assert not lost["pc"] and not lost["rt"], \
+        f"seed {seed}: {acked} acknowledged; lost on pc {lost['pc'][:20]} " \
+        f"({len(lost['pc'])}), on the route {lost['rt'][:20]} ({len(lost['rt'])})"
+    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+    assert "refuses direct writes to the write-ahead log" in log, log[-3000:]
+    assert "replayed the write-ahead log" in log, log[-3000:]
 
 
 def test_sync_false_loses_messages_so_the_rig_can_see_a_loss(tmp_path):

@@ -14,6 +14,9 @@
  * that chance, keeping it in memory too: the kernel's writeback, which may put any unsynced
  * page on the disk early and in any order (a later LMDB meta page before its data pages,
  * say), so what survives a cut is any subset of the unsynced writes.
+ * CUTFS_DIRECT=refuse fails an open with O_DIRECT (EINVAL), as filesystems without direct
+ * I/O do; CUTFS_DIRECT=einval takes the open but fails its writes with EINVAL, as a
+ * filesystem with another alignment does: the paths a store takes without direct writes.
  *
  * Single-threaded (-s is forced): simple and deterministic. */
 #define FUSE_USE_VERSION 35
@@ -52,7 +55,10 @@ typedef struct dirty {
 
 static const char *backing;
 static dirty *files;
-static int leak_pct; /* CUTFS_LEAK */
+static int leak_pct;                                                 /* CUTFS_LEAK */
+static enum { DIRECT_OK, DIRECT_REFUSE, DIRECT_EINVAL } direct_mode; /* CUTFS_DIRECT */
+#define MAX_FD 4096
+static uint8_t opened_direct[MAX_FD]; /* by backing fd: opened with O_DIRECT */
 static unsigned long long synced_bytes, kept_pages;
 
 static void full(const char *path, char *out)
@@ -222,6 +228,8 @@ static int open_common(const char *path, struct fuse_file_info *fi, mode_t mode,
 {
     char p[PATH_MAX];
     full(path, p);
+    if ((fi->flags & O_DIRECT) && direct_mode == DIRECT_REFUSE)
+        return -EINVAL;
     /* The backing file is opened without the sync flags: cutfs decides when data is durable. */
     int flags = (fi->flags & ~(O_SYNC | O_DSYNC | O_DIRECT)) | O_CLOEXEC;
     /* Read access too, when it can be had: a partly written page is filled from the file. */
@@ -241,6 +249,8 @@ static int open_common(const char *path, struct fuse_file_info *fi, mode_t mode,
         drop_pages(d, 0);
         d->size = 0;
     }
+    if (fd < MAX_FD)
+        opened_direct[fd] = (fi->flags & O_DIRECT) != 0;
     fi->fh = (uint64_t)fd;
     fi->direct_io = 0;
     fi->keep_cache = 0;
@@ -292,6 +302,8 @@ static int cut_write(const char *path, const char *buf, size_t size, off_t off,
 {
     (void)path;
     int fd = (int)fi->fh;
+    if (direct_mode == DIRECT_EINVAL && fd < MAX_FD && opened_direct[fd])
+        return -EINVAL;
     dirty *d = get_dirty(fd);
     if (!d)
         return -ENOMEM;
@@ -371,6 +383,8 @@ static int cut_release(const char *path, struct fuse_file_info *fi)
     /* Closing does not make data durable: the pages stay until an fsync or the cut. */
     if (d)
         d->refs--;
+    if (fd < MAX_FD)
+        opened_direct[fd] = 0;
     close(fd);
     return 0;
 }
@@ -425,6 +439,15 @@ int main(int argc, char **argv)
     backing = argv[1];
     const char *leak = getenv("CUTFS_LEAK");
     leak_pct = leak ? atoi(leak) : 0;
+    const char *direct = getenv("CUTFS_DIRECT");
+    if (direct && strcmp(direct, "refuse") == 0) {
+        direct_mode = DIRECT_REFUSE;
+    } else if (direct && strcmp(direct, "einval") == 0) {
+        direct_mode = DIRECT_EINVAL;
+    } else if (direct && *direct) {
+        fprintf(stderr, "cutfs: CUTFS_DIRECT is refuse or einval, not %s\n", direct);
+        return 2;
+    }
     srand((unsigned)getpid());
     char *fargv[64];
     int fargc = 0;
