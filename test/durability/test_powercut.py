@@ -251,14 +251,20 @@ def run_rig(tmp_path, sync, cuts, seed, leak=0, direct=""):
         rig.close()
 
 
-def test_sync_true_loses_nothing_acknowledged_across_cuts(tmp_path):
+def cut_sync_true(tmp_path, cuts, least, **rig):
+    """A sync run of the rig that must lose nothing: its hub log."""
     seed = int(os.environ.get("CUT_SEED", str(int(time.time()))))
-    acked, lost, log = run_rig(tmp_path, sync=True, cuts=CUTS, seed=seed)
-    assert acked > 1000, f"too little load to judge ({acked} acknowledged)"
+    acked, lost, log = run_rig(tmp_path, sync=True, cuts=cuts, seed=seed, **rig)
+    assert acked > least, f"too little load to judge ({acked} acknowledged)"
     assert not lost["pc"] and not lost["rt"], \
         f"seed {seed}: {acked} acknowledged; lost on pc {lost['pc'][:20]} " \
         f"({len(lost['pc'])}), on the route {lost['rt'][:20]} ({len(lost['rt'])})"
     assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+    return log
+
+
+def test_sync_true_loses_nothing_acknowledged_across_cuts(tmp_path):
+    log = cut_sync_true(tmp_path, CUTS, 1000)
     # the cuts found acknowledged messages in the write-ahead log only, and it brought them back
     assert "replayed the write-ahead log" in log, log[-3000:]
 
@@ -267,13 +273,7 @@ def test_sync_true_loses_nothing_when_the_disk_kept_any_unsynced_writes(tmp_path
     """cutfs writes a random 30 % of the written pages through at once, as the kernel's
     writeback may: the disk then holds any subset of the unsynced writes, in any order (a
     meta page newer than the pages it points to). Nothing PUBACKed is lost, the store opens."""
-    seed = int(os.environ.get("CUT_SEED", str(int(time.time()))))
-    acked, lost, log = run_rig(tmp_path, sync=True, cuts=max(10, CUTS // 2), seed=seed, leak=30)
-    assert acked > 500, f"too little load to judge ({acked} acknowledged)"
-    assert not lost["pc"] and not lost["rt"], \
-        f"seed {seed}: {acked} acknowledged; lost on pc {lost['pc'][:20]} " \
-        f"({len(lost['pc'])}), on the route {lost['rt'][:20]} ({len(lost['rt'])})"
-    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+    cut_sync_true(tmp_path, max(10, CUTS // 2), 500, leak=30)
 
 
 @pytest.mark.parametrize("direct", ["refuse", "einval"])
@@ -281,14 +281,7 @@ def test_sync_true_loses_nothing_without_direct_writes(tmp_path, direct):
     """The write-ahead log on a filesystem that refuses O_DIRECT at open (refuse), or takes
     the open and fails the writes with EINVAL (einval, as another alignment would): records
     go through the page cache and a flush instead, and still nothing PUBACKed is lost."""
-    seed = int(os.environ.get("CUT_SEED", str(int(time.time()))))
-    acked, lost, log = run_rig(tmp_path, sync=True, cuts=max(5, CUTS // 10), seed=seed,
-                               direct=direct)
-    assert acked > 200, f"too little load to judge ({acked} acknowledged)"
-    assert not lost["pc"] and not lost["rt"], \
-        f"seed {seed}: {acked} acknowledged; lost on pc {lost['pc'][:20]} " \
-        f"({len(lost['pc'])}), on the route {lost['rt'][:20]} ({len(lost['rt'])})"
-    assert "Sanitizer" not in log and "runtime error" not in log, log[-3000:]
+    log = cut_sync_true(tmp_path, max(5, CUTS // 10), 200, direct=direct)
     assert "refuses direct writes to the write-ahead log" in log, log[-3000:]
     assert "replayed the write-ahead log" in log, log[-3000:]
 
