@@ -191,16 +191,28 @@ static m_instance *instance_new(master *m, m_service *s, const char *name, bool 
 /* Starts the instance's supervisor and lists the instance in its service. */
 static int instance_launch(master *m, m_instance *in, char *err, size_t errlen)
 {
-    if (sup_launch(&in->sup, err, errlen) != 0)
-        return -1;
+    m_service *s = in->svc;
     pthread_mutex_lock(&m->mu);
-    m_instance **tail = &in->svc->instances;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = in;
+    in->next = s->launching;
+    s->launching = in;
     pthread_mutex_unlock(&m->mu);
-    master_save_stats(m);
-    return 0;
+    int rc = sup_launch(&in->sup, err, errlen);
+    pthread_mutex_lock(&m->mu);
+    for (m_instance **pp = &s->launching; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    in->next = NULL;
+    m_instance **tail = &s->instances;
+    while (rc == 0 && *tail)
+        tail = &(*tail)->next;
+    if (rc == 0)
+        *tail = in;
+    pthread_mutex_unlock(&m->mu);
+    if (rc == 0)
+        master_save_stats(m);
+    return rc;
 }
 
 /* Stops instances (all their supervisors get the request first, then are joined) and
@@ -492,6 +504,9 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
     pthread_mutex_lock(&m->mu);
     m_service *s = find_service(m, svc);
     m_instance *in = s ? find_instance(s, inst) : NULL;
+    for (m_instance *i = s && !in ? s->launching : NULL; i && !in; i = i->next)
+        if (strcmp(i->name, inst) == 0)
+            in = i;
     if (!s || s->stopping)
         rc = bt_errf(err, errlen, "service (%s) not found", svc);
     else if (!in || in->finished)

@@ -57,6 +57,9 @@ struct m_service {
     char **grants; /* other services whose instances it may act on (grants.h) */
     void *eng_state;
     m_instance *instances;
+    /* Instances the engine is starting, listed once it returned (guarded by mu): only their
+     * reports are taken meanwhile, since a swarm task may run and report before that. */
+    m_instance *launching;
     pthread_mutex_t inst_mu; /* serializes the API's instance start/stop in this service */
     int refs;                /* API calls using the service; guarded by mu */
     bool stopping;           /* being stopped: its token still works, new instances do not */
