@@ -52,8 +52,7 @@ static int f_start_instance(bt_engine *e, void *state, const char *instance, cha
 }
 
 /* Runs until signalled. */
-static int f_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd,
-                           int *code)
+static int f_wait_instance(bt_engine *e, eng_instance *inst, int timeout_ms, int wake_fd, int *code)
 {
     (void)e;
     if (!inst->stop_requested) {
