@@ -162,8 +162,6 @@ static uint64_t align_up(uint64_t n, uint64_t a)
     return (n + a - 1) / a * a;
 }
 
-/* The log's second descriptor, for records; none (buffered writes) where O_DIRECT is
- * refused (an older tmpfs, some FUSE filesystems). */
 static void direct_refused(void)
 {
     bt_logkv(BT_LOG_INFO,
@@ -172,6 +170,8 @@ static void direct_refused(void)
              NULL);
 }
 
+/* The log's second descriptor, for records; none (buffered writes) where O_DIRECT is
+ * refused (an older tmpfs, some FUSE filesystems). */
 static void wal_open_direct(store *s)
 {
     char path[4096];

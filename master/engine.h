@@ -5,7 +5,7 @@
  * start_service, stop_service and recover are called with the master's ops lock held (one
  * at a time); the *_instance calls of one instance come from one thread at a time (its
  * supervisor, or the starter before the supervisor exists); instance_stats may run on any
- * thread while the instance is alive. */
+ * thread while the instance is alive (or at any time, with stats_between_runs). */
 #ifndef BAETYL_MASTER_ENGINE_H
 #define BAETYL_MASTER_ENGINE_H
 
@@ -68,6 +68,9 @@ typedef struct {
     int (*signal_instance)(bt_engine *e, eng_instance *inst, bool force);
     /* Adds the instance's stats to obj: "process" or "container", "cpu_stats", "mem_stats". */
     void (*instance_stats)(bt_engine *e, eng_instance *inst, json_t *obj);
+    /* instance_stats also answers between two runs of an instance (native: its cgroup's
+     * limits and OOM kills, what a user looks for while it waits out its backoff). */
+    bool stats_between_runs;
     /* Appends the last n lines of the output of instance `instance` of the service (state)
      * to arr, JSON strings: of the running inst, or when inst is NULL of its last run.
      * Returns 0, or 1 when there is no output to show. Any thread (with the service held). */

@@ -784,6 +784,7 @@ static const engine_ops native_ops = {
     .wait_instance = native_wait_instance,
     .signal_instance = native_signal_instance,
     .instance_stats = native_instance_stats,
+    .stats_between_runs = true,
     .instance_logs = native_instance_logs,
     .drop_adopted = native_drop_adopted,
     .recover = native_recover,

@@ -106,12 +106,17 @@ static m_service *find_service(master *m, const char *name)
     return NULL;
 }
 
-static m_instance *find_instance(m_service *s, const char *name)
+static m_instance *find_in(m_instance *list, const char *name)
 {
-    for (m_instance *i = s->instances; i; i = i->next)
+    for (m_instance *i = list; i; i = i->next)
         if (strcmp(i->name, name) == 0)
             return i;
     return NULL;
+}
+
+static m_instance *find_instance(m_service *s, const char *name)
+{
+    return find_in(s->instances, name);
 }
 
 /* The supervisor's state changes, published to inspect and application.stats. */
@@ -204,11 +209,12 @@ static int instance_launch(master *m, m_instance *in, char *err, size_t errlen)
             break;
         }
     in->next = NULL;
-    m_instance **tail = &s->instances;
-    while (rc == 0 && *tail)
-        tail = &(*tail)->next;
-    if (rc == 0)
+    if (rc == 0) {
+        m_instance **tail = &s->instances;
+        while (*tail)
+            tail = &(*tail)->next;
         *tail = in;
+    }
     pthread_mutex_unlock(&m->mu);
     if (rc == 0)
         master_save_stats(m);
@@ -504,9 +510,8 @@ int master_instance_report(master *m, const char *svc, const char *inst, json_t 
     pthread_mutex_lock(&m->mu);
     m_service *s = find_service(m, svc);
     m_instance *in = s ? find_instance(s, inst) : NULL;
-    for (m_instance *i = s && !in ? s->launching : NULL; i && !in; i = i->next)
-        if (strcmp(i->name, inst) == 0)
-            in = i;
+    if (s && !in)
+        in = find_in(s->launching, inst);
     if (!s || s->stopping)
         rc = bt_errf(err, errlen, "service (%s) not found", svc);
     else if (!in || in->finished)
@@ -617,9 +622,7 @@ json_t *master_services_json(master *m)
             json_object_del(o, "container");
             json_object_del(o, "cpu_stats");
             json_object_del(o, "mem_stats");
-            /* Native instances between restarts too: their cgroup's limits and OOM kills
-             * are what a user looks for while one waits out its backoff. */
-            if (i->alive || !strcmp(m->engine->ops->name, "native"))
+            if (i->alive || m->engine->ops->stats_between_runs)
                 m->engine->ops->instance_stats(m->engine, &i->view, o);
             json_array_append_new(insts, o);
         }
