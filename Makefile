@@ -62,6 +62,10 @@ endif
 ifndef PLATFORM_DISPATCH
 
 BUILD   ?= build
+# One spelling per build dir (relative inside the tree): the dependency files name their
+# targets as BUILD was spelt, and a `make BUILD=$(abspath build)` (make bench's footprint,
+# the soak) left ones that a plain `make` never matched, so header changes went unseen.
+override BUILD := $(patsubst $(CURDIR)/%,%,$(abspath $(BUILD)))
 V       ?= 0
 Q        = $(if $(filter 1,$(V)),,@)
 SAN     ?= 0
